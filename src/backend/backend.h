@@ -1,0 +1,121 @@
+#pragma once
+// The compute interface: memory plus fused forward/backward pairs, one pair per op. The CPU
+// implementation uses Eigen; a CUDA implementation plugs in behind the same calls. All pointers
+// are backend memory (host memory for the CPU backend) unless a name says "host".
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace ddp {
+
+enum class Activation { kLinear, kRelu, kTanh, kSigmoid };
+
+enum class TargetKind {
+  kSparse,  // (rows) class indices stored as floats (exact below 2^24)
+  kDense,   // (rows, cols) one-hot or real-valued targets
+};
+
+// Sums over the rows of one batch; callers divide by the sample count they aggregate over.
+struct LossStats {
+  double loss_sum = 0;
+  double correct = 0;  // rows whose argmax prediction matches the target class
+};
+
+struct SgdHyper {
+  float momentum = 0;
+  float weight_decay = 0;
+  bool nesterov = false;
+};
+
+struct AdamHyper {
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float epsilon = 1e-8f;
+  float weight_decay = 0;
+};
+
+class ComputeBackend {
+ public:
+  virtual ~ComputeBackend() = default;
+  virtual std::string name() const = 0;
+
+  virtual float* allocate(size_t count) = 0;  // zero-filled
+  virtual void release(float* data) = 0;
+  virtual void copy_to_device(const float* host, float* device, size_t count) = 0;
+  virtual void copy_to_host(const float* device, float* host, size_t count) = 0;
+
+  // y = act(x W^T + b). x: (batch, in), w: (out, in), b: (out), y: (batch, out)
+  virtual void dense_forward(const float* x, const float* w, const float* b, float* y,
+                             int64_t batch, int64_t in, int64_t out, Activation act) = 0;
+  // Overwrites dw (out, in) and db (out); writes dx (batch, in) unless it is null. dy (batch, out)
+  // is used as scratch for the pre-activation gradient. y is the forward output.
+  virtual void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
+                              float* dw, float* db, int64_t batch, int64_t in, int64_t out,
+                              Activation act) = 0;
+
+  virtual void activation_forward(Activation act, const float* x, float* y, size_t count) = 0;
+  // dx = dy * act'(x), expressed through the forward output y. dx may alias dy.
+  virtual void activation_backward(Activation act, const float* y, const float* dy, float* dx,
+                                   size_t count) = 0;
+
+  // Row-wise softmax over (rows, cols).
+  virtual void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) = 0;
+  virtual void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,
+                                int64_t cols) = 0;
+
+  // Fused softmax + cross-entropy on logits (rows, cols). When dlogits is not null it receives
+  // grad_scale * d(sum of row losses)/d(logits); the trainer passes 1 / global batch size.
+  virtual LossStats softmax_cross_entropy(const float* logits, const float* targets,
+                                          TargetKind kind, float* dlogits, float grad_scale,
+                                          int64_t rows, int64_t cols) = 0;
+  // Row loss = mean over cols of (pred - target)^2 (Keras' definition).
+  virtual LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
+                                       float grad_scale, int64_t rows, int64_t cols) = 0;
+
+  // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam).
+  virtual void sgd_update(float* params, const float* grads, float* velocity, size_t count,
+                          float lr, const SgdHyper& hyper) = 0;
+  virtual void adam_update(float* params, const float* grads, float* m, float* v, size_t count,
+                           float lr, int64_t step, const AdamHyper& hyper) = 0;
+};
+
+std::unique_ptr<ComputeBackend> make_cpu_backend();
+
+// Owns one backend allocation.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(ComputeBackend& backend, size_t count)
+      : backend_(&backend), data_(count ? backend.allocate(count) : nullptr), count_(count) {}
+  DeviceBuffer(DeviceBuffer&& other) noexcept { *this = std::move(other); }
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+    reset();
+    backend_ = other.backend_;
+    data_ = other.data_;
+    count_ = other.count_;
+    other.data_ = nullptr;
+    other.count_ = 0;
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { reset(); }
+
+  float* data() const { return data_; }
+  size_t size() const { return count_; }
+  std::span<float> span() const { return {data_, count_}; }
+
+ private:
+  void reset() {
+    if (data_) backend_->release(data_);
+    data_ = nullptr;
+  }
+  ComputeBackend* backend_ = nullptr;
+  float* data_ = nullptr;
+  size_t count_ = 0;
+};
+
+}  // namespace ddp

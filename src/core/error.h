@@ -1,0 +1,47 @@
+#pragma once
+// Typed errors. Library code throws; only main() turns an Error into an exit code.
+
+#include <stdexcept>
+#include <string>
+
+namespace ddp {
+
+// Process exit codes; the README's "Exit codes" section documents them.
+enum class ExitCode : int {
+  kOk = 0,
+  kRuntime = 1,     // MPI/IO failures, replica drift, diverged loss
+  kUsage = 2,       // bad config or command line
+  kData = 3,        // bad data file
+  kCheckpoint = 4,  // bad checkpoint
+};
+
+class Error : public std::runtime_error {
+ public:
+  Error(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  ExitCode code() const { return code_; }
+
+ private:
+  ExitCode code_;
+};
+
+class ConfigError : public Error {
+ public:
+  explicit ConfigError(const std::string& message) : Error(ExitCode::kUsage, message) {}
+};
+
+class DataError : public Error {
+ public:
+  explicit DataError(const std::string& message) : Error(ExitCode::kData, message) {}
+};
+
+class RuntimeError : public Error {
+ public:
+  explicit RuntimeError(const std::string& message) : Error(ExitCode::kRuntime, message) {}
+};
+
+// Throws RuntimeError naming the MPI call, its error string, file and line when rc != MPI_SUCCESS.
+void mpi_check(int rc, const char* call, const char* file, int line);
+
+}  // namespace ddp
+
+#define mpiCheck(call) ::ddp::mpi_check((call), #call, __FILE__, __LINE__)

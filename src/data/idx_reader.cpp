@@ -1,0 +1,119 @@
+// IDX format (LeCun): magic = 0x00 0x00 <type> <ndims>, then ndims big-endian uint32 sizes, then
+// the data. MNIST and Fashion-MNIST use type 0x08 (unsigned byte): 3 dims for images, 1 for labels.
+
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+#include "data/dataset.h"
+
+namespace ddp {
+namespace {
+
+struct GzFileCloser {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
+
+// zlib reads plain files transparently, so one path serves .gz and uncompressed IDX files.
+class IdxFile {
+ public:
+  explicit IdxFile(const std::string& path) : path_(path) {
+    errno = 0;
+    file_.reset(gzopen(path.c_str(), "rb"));
+    if (!file_)
+      throw DataError(path + ": cannot open: " + (errno ? std::strerror(errno) : "out of memory"));
+    unsigned char magic[4];
+    read(magic, sizeof magic, "header");
+    if (magic[0] != 0 || magic[1] != 0)
+      throw DataError(path + ": not an IDX file (magic bytes " + hex(magic[0]) + " " +
+                      hex(magic[1]) + ", expected 00 00)");
+    if (magic[2] != 0x08)
+      throw DataError(path + ": IDX element type " + hex(magic[2]) +
+                      " is not supported (expected 08, unsigned byte)");
+    if (magic[3] == 0) throw DataError(path + ": IDX file declares 0 dimensions");
+    for (int i = 0; i < magic[3]; ++i) {
+      unsigned char b[4];
+      read(b, 4, "dimension sizes");
+      dims_.push_back((int64_t(b[0]) << 24) | (int64_t(b[1]) << 16) | (int64_t(b[2]) << 8) | b[3]);
+    }
+  }
+
+  const std::vector<int64_t>& dims() const { return dims_; }
+  const std::string& path() const { return path_; }
+
+  std::vector<unsigned char> read_data() {
+    int64_t count = 1;
+    for (int64_t d : dims_) {
+      count *= d;
+      if (count > (int64_t(1) << 36))
+        throw DataError(path_ + ": IDX dimensions are implausibly large");
+    }
+    std::vector<unsigned char> data(static_cast<size_t>(count));
+    read(data.data(), data.size(), "data");
+    unsigned char extra;
+    if (gzread(file_.get(), &extra, 1) > 0)
+      throw DataError(path_ + ": unexpected bytes after the " + std::to_string(count) +
+                      " data bytes its header declares");
+    return data;
+  }
+
+ private:
+  static std::string hex(unsigned v) {
+    static const char digits[] = "0123456789abcdef";
+    return {digits[(v >> 4) & 15], digits[v & 15]};
+  }
+
+  void read(void* out, size_t bytes, const char* what) {
+    auto* p = static_cast<unsigned char*>(out);
+    size_t done = 0;
+    while (done < bytes) {
+      const auto chunk = static_cast<unsigned>(std::min<size_t>(bytes - done, 1u << 30));
+      const int n = gzread(file_.get(), p + done, chunk);
+      if (n < 0) {
+        int code = 0;
+        const char* message = gzerror(file_.get(), &code);
+        throw DataError(path_ + ": read error in " + what + ": " +
+                        (code == Z_ERRNO ? std::strerror(errno) : message));
+      }
+      if (n == 0)
+        throw DataError(path_ + ": truncated in " + what + " (expected " + std::to_string(bytes) +
+                        " bytes, got " + std::to_string(done) + ")");
+      done += static_cast<size_t>(n);
+    }
+  }
+
+  std::string path_;
+  std::unique_ptr<gzFile_s, GzFileCloser> file_;
+  std::vector<int64_t> dims_;
+};
+
+}  // namespace
+
+Dataset read_idx(const std::string& images_path, const std::string& labels_path, float scale) {
+  IdxFile images(images_path);
+  IdxFile labels(labels_path);
+  if (images.dims().size() < 2)
+    throw DataError(images_path + ": an image file needs at least 2 dimensions, found " +
+                    std::to_string(images.dims().size()));
+  if (labels.dims().size() != 1)
+    throw DataError(labels_path + ": a label file needs 1 dimension, found " +
+                    std::to_string(labels.dims().size()));
+  if (images.dims()[0] != labels.dims()[0])
+    throw DataError(images_path + " has " + std::to_string(images.dims()[0]) + " images but " +
+                    labels_path + " has " + std::to_string(labels.dims()[0]) + " labels");
+
+  Dataset data;
+  data.origin = labels_path;  // label range errors name the label file
+  data.sample_shape = Shape(std::vector<int64_t>(images.dims().begin() + 1, images.dims().end()));
+  const std::vector<unsigned char> pixels = images.read_data();
+  data.features.resize(pixels.size());
+  for (size_t i = 0; i < pixels.size(); ++i) data.features[i] = pixels[i] * scale;
+  const std::vector<unsigned char> label_bytes = labels.read_data();
+  data.labels.assign(label_bytes.begin(), label_bytes.end());
+  return data;
+}
+
+}  // namespace ddp

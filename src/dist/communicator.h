@@ -1,0 +1,38 @@
+#pragma once
+// The communication interface the trainer sees. Buffers are backend memory: host memory for MPI
+// with the CPU backend, device memory for NCCL with the CUDA backend.
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace ddp {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual std::string name() const = 0;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // In-place sums over all ranks.
+  virtual void all_reduce_sum(std::span<float> data) = 0;
+  virtual void all_reduce_sum(std::span<double> data) = 0;
+  virtual int all_reduce_max(int value) = 0;
+  virtual void broadcast(std::span<std::byte> data, int root) = 0;
+  virtual void barrier() = 0;
+  // Ends every process of the job with `exit_code`; used when one rank fails alone, so that no
+  // other rank waits forever in a collective.
+  [[noreturn]] virtual void abort(int exit_code) = 0;
+
+  template <class T>
+  void broadcast(std::span<T> data, int root) {
+    broadcast(std::as_writable_bytes(data), root);
+  }
+};
+
+// World size 1 without MPI: what a process that owns all the data talks to.
+std::unique_ptr<Communicator> make_local_communicator();
+
+}  // namespace ddp

@@ -1,0 +1,78 @@
+#include "dist/mpi_communicator.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "core/error.h"
+
+namespace ddp {
+
+MpiRuntime::MpiRuntime(int* argc, char*** argv) {
+  int initialized = 0;
+  mpiCheck(MPI_Initialized(&initialized));
+  if (!initialized) mpiCheck(MPI_Init(argc, argv));
+  mpiCheck(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+}
+
+MpiRuntime::~MpiRuntime() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm) {
+  mpiCheck(MPI_Comm_dup(comm, &comm_));
+  mpiCheck(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  mpiCheck(MPI_Comm_rank(comm_, &rank_));
+  mpiCheck(MPI_Comm_size(comm_, &size_));
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+namespace {
+
+// MPI counts are int: larger buffers go in chunks.
+template <class T, class Op>
+void in_chunks(std::span<T> data, Op op) {
+  constexpr size_t kMaxChunk = size_t{1} << 30;
+  for (size_t start = 0; start < data.size(); start += kMaxChunk)
+    op(data.data() + start, static_cast<int>(std::min(kMaxChunk, data.size() - start)));
+}
+
+}  // namespace
+
+void MpiCommunicator::all_reduce_sum(std::span<float> data) {
+  in_chunks(data, [this](float* p, int n) {
+    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, comm_));
+  });
+}
+
+void MpiCommunicator::all_reduce_sum(std::span<double> data) {
+  in_chunks(data, [this](double* p, int n) {
+    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_DOUBLE, MPI_SUM, comm_));
+  });
+}
+
+int MpiCommunicator::all_reduce_max(int value) {
+  mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, comm_));
+  return value;
+}
+
+void MpiCommunicator::broadcast(std::span<std::byte> data, int root) {
+  in_chunks(data, [this, root](std::byte* p, int n) {
+    mpiCheck(MPI_Bcast(p, n, MPI_BYTE, root, comm_));
+  });
+}
+
+void MpiCommunicator::barrier() { mpiCheck(MPI_Barrier(comm_)); }
+
+void MpiCommunicator::abort(int exit_code) {
+  MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);  // MPI_Abort should not return; make sure of it
+}
+
+}  // namespace ddp

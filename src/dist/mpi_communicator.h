@@ -1,0 +1,41 @@
+#pragma once
+
+#include <mpi.h>
+
+#include "dist/communicator.h"
+
+namespace ddp {
+
+// Initializes MPI for the lifetime of the object (a process started without mpirun becomes a
+// world of size 1) and finalizes it at the end.
+class MpiRuntime {
+ public:
+  MpiRuntime(int* argc, char*** argv);
+  ~MpiRuntime();
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Works on a duplicate of `comm`, with errors returned (and checked) rather than fatal.
+  explicit MpiCommunicator(MPI_Comm comm = MPI_COMM_WORLD);
+  ~MpiCommunicator() override;
+
+  std::string name() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce_sum(std::span<float> data) override;
+  void all_reduce_sum(std::span<double> data) override;
+  int all_reduce_max(int value) override;
+  void broadcast(std::span<std::byte> data, int root) override;
+  void barrier() override;
+  [[noreturn]] void abort(int exit_code) override;
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace ddp

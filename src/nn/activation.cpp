@@ -1,0 +1,28 @@
+#include "nn/activation.h"
+
+namespace ddp {
+
+std::string ActivationLayer::type_name() const {
+  switch (act_) {
+    case Activation::kRelu:
+      return "ReLU";
+    case Activation::kTanh:
+      return "Tanh";
+    case Activation::kSigmoid:
+      return "Sigmoid";
+    case Activation::kLinear:
+      break;
+  }
+  return "Linear";
+}
+
+void ActivationLayer::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
+  backend.activation_forward(act_, x, y, static_cast<size_t>(batch * shape_.numel()));
+}
+
+void ActivationLayer::backward(ComputeBackend& backend, const float* /*x*/, const float* y,
+                               float* dy, float* dx, int64_t batch) {
+  if (dx) backend.activation_backward(act_, y, dy, dx, static_cast<size_t>(batch * shape_.numel()));
+}
+
+}  // namespace ddp

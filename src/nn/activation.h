@@ -1,0 +1,23 @@
+#pragma once
+
+#include "nn/layer.h"
+
+namespace ddp {
+
+// A stand-alone element-wise activation (ReLU, Tanh, Sigmoid); Dense fuses these when given one.
+class ActivationLayer final : public Layer {
+ public:
+  ActivationLayer(Activation act, Shape shape) : act_(act), shape_(std::move(shape)) {}
+
+  std::string type_name() const override;
+  Shape output_shape() const override { return shape_; }
+  void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
+  void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
+                int64_t batch) override;
+
+ private:
+  Activation act_;
+  Shape shape_;
+};
+
+}  // namespace ddp

@@ -1,0 +1,54 @@
+#include "nn/dense.h"
+
+#include <cmath>
+
+namespace ddp {
+
+const char* activation_name(Activation act) {
+  switch (act) {
+    case Activation::kRelu:
+      return "relu";
+    case Activation::kTanh:
+      return "tanh";
+    case Activation::kSigmoid:
+      return "sigmoid";
+    case Activation::kLinear:
+      break;
+  }
+  return "linear";
+}
+
+Dense::Dense(int64_t in, int64_t out, Activation act) : in_(in), out_(out), act_(act) {}
+
+std::string Dense::describe() const {
+  return act_ == Activation::kLinear ? "Dense" : std::string("Dense+") + activation_name(act_);
+}
+
+std::vector<ParamSpec> Dense::param_specs() const {
+  return {{"weight", {out_, in_}}, {"bias", {out_}}};
+}
+
+void Dense::bind(std::span<float* const> params, std::span<float* const> grads) {
+  weight_ = params[0];
+  bias_ = params[1];
+  weight_grad_ = grads[0];
+  bias_grad_ = grads[1];
+}
+
+// Keras' default: Glorot-uniform weights, zero bias.
+void Dense::init_params(Rng& rng, std::span<const std::span<float>> params) const {
+  const float limit = std::sqrt(6.0f / static_cast<float>(in_ + out_));
+  for (float& w : params[0]) w = rng.uniform(-limit, limit);
+  for (float& b : params[1]) b = 0;
+}
+
+void Dense::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
+  backend.dense_forward(x, weight_, bias_, y, batch, in_, out_, act_);
+}
+
+void Dense::backward(ComputeBackend& backend, const float* x, const float* y, float* dy,
+                     float* dx, int64_t batch) {
+  backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_);
+}
+
+}  // namespace ddp

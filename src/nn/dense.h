@@ -1,0 +1,35 @@
+#pragma once
+
+#include "nn/layer.h"
+
+namespace ddp {
+
+// Fully connected layer with a fused element-wise activation. The weight is stored (out, in),
+// PyTorch's nn.Linear layout, so exported weights need no transpose.
+class Dense final : public Layer {
+ public:
+  Dense(int64_t in, int64_t out, Activation act);
+
+  std::string type_name() const override { return "Dense"; }
+  std::string describe() const override;
+  Shape output_shape() const override { return {out_}; }
+  std::vector<ParamSpec> param_specs() const override;
+  void bind(std::span<float* const> params, std::span<float* const> grads) override;
+  void init_params(Rng& rng, std::span<const std::span<float>> params) const override;
+  void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
+  void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
+                int64_t batch) override;
+
+ private:
+  int64_t in_;
+  int64_t out_;
+  Activation act_;
+  float* weight_ = nullptr;  // (out, in)
+  float* bias_ = nullptr;    // (out)
+  float* weight_grad_ = nullptr;
+  float* bias_grad_ = nullptr;
+};
+
+const char* activation_name(Activation act);
+
+}  // namespace ddp

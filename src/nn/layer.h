@@ -1,0 +1,47 @@
+#pragma once
+// A layer of a Sequential model. Layers are stateless between calls: the model owns the
+// activations and hands each layer its input x and output y, so what backward needs is explicit.
+// Parameters live in the model's flat buffer; a layer receives pointers into it via bind().
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/rng.h"
+#include "core/shape.h"
+
+namespace ddp {
+
+struct ParamSpec {
+  std::string name;  // "weight", "bias"
+  Shape shape;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  virtual std::string type_name() const = 0;  // "Dense", as in a Keras summary
+  virtual std::string describe() const { return type_name(); }
+  virtual Shape output_shape() const = 0;  // per sample
+
+  virtual std::vector<ParamSpec> param_specs() const { return {}; }
+  // Pointers into the model's flat parameter and gradient buffers, one per param_specs() entry.
+  virtual void bind(std::span<float* const> /*params*/, std::span<float* const> /*grads*/) {}
+  // Initializes host copies of this layer's parameters, one span per param_specs() entry.
+  virtual void init_params(Rng& /*rng*/, std::span<const std::span<float>> /*params*/) const {}
+
+  // True when the output is the input reinterpreted (Flatten): the model skips forward/backward.
+  virtual bool aliases_input() const { return false; }
+
+  // x: (batch, input shape), y: (batch, output shape)
+  virtual void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) = 0;
+  // Writes parameter gradients (overwriting) and dx (batch, input shape) unless dx is null.
+  // dy (batch, output shape) may be overwritten.
+  virtual void backward(ComputeBackend& backend, const float* x, const float* y, float* dy,
+                        float* dx, int64_t batch) = 0;
+};
+
+}  // namespace ddp

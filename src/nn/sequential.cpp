@@ -1,0 +1,147 @@
+#include "nn/sequential.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/error.h"
+#include "nn/softmax.h"
+
+namespace ddp {
+
+Sequential::Sequential(ComputeBackend& backend, Shape input,
+                       std::vector<std::unique_ptr<Layer>> layers)
+    : backend_(backend), input_(std::move(input)), layers_(std::move(layers)) {
+  if (layers_.empty()) throw ConfigError("model.layers: the model has no layers");
+  size_t offset = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (const ParamSpec& spec : layers_[i]->param_specs()) {
+      const auto count = static_cast<size_t>(spec.shape.numel());
+      entries_.push_back({i, "layers." + std::to_string(i) + "." + spec.name, spec.shape, offset,
+                          count});
+      offset += count;
+    }
+  }
+  params_ = DeviceBuffer(backend_, offset);
+  grads_ = DeviceBuffer(backend_, offset);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    std::vector<float*> p, g;
+    for (const ParamEntry& e : entries_) {
+      if (e.layer != i) continue;
+      p.push_back(params_.data() + e.offset);
+      g.push_back(grads_.data() + e.offset);
+    }
+    layers_[i]->bind(p, g);
+  }
+}
+
+void Sequential::set_output_logits(bool logits) {
+  output_logits_ = logits && dynamic_cast<const Softmax*>(layers_.back().get()) != nullptr;
+}
+
+int64_t Sequential::output_cols() const { return layers_.back()->output_shape().numel(); }
+
+void Sequential::reserve(int64_t max_batch) {
+  if (max_batch <= max_batch_) return;
+  max_batch_ = max_batch;
+  outputs_.clear();
+  size_t largest = 0;
+  for (const auto& layer : layers_) {
+    const auto count = static_cast<size_t>(max_batch * layer->output_shape().numel());
+    outputs_.emplace_back(layer->aliases_input() ? DeviceBuffer() : DeviceBuffer(backend_, count));
+    largest = std::max(largest, count);
+  }
+  grad_a_ = DeviceBuffer(backend_, largest);
+  grad_b_ = DeviceBuffer(backend_, largest);
+  inputs_.assign(layers_.size(), nullptr);
+  results_.assign(layers_.size(), nullptr);
+}
+
+const float* Sequential::run(const float* x, int64_t batch, size_t layer_count) {
+  if (batch > max_batch_) reserve(batch);
+  const float* current = x;
+  for (size_t i = 0; i < layer_count; ++i) {
+    inputs_[i] = current;
+    if (!layers_[i]->aliases_input()) {
+      layers_[i]->forward(backend_, current, outputs_[i].data(), batch);
+      current = outputs_[i].data();
+    }
+    results_[i] = current;
+  }
+  return current;
+}
+
+const float* Sequential::forward(const float* x, int64_t batch) {
+  return run(x, batch, trained_layers());
+}
+
+const float* Sequential::predict(const float* x, int64_t batch) {
+  return run(x, batch, layers_.size());
+}
+
+void Sequential::backward(int64_t batch) {
+  // The first layer that needs its input gradient is the one after the first parameterized one.
+  size_t first_param_layer = layers_.size();
+  for (const ParamEntry& e : entries_) first_param_layer = std::min(first_param_layer, e.layer);
+  float* dy = grad_a_.data();
+  for (size_t i = trained_layers(); i-- > 0;) {
+    if (layers_[i]->aliases_input()) continue;
+    float* dx = nullptr;
+    if (i > first_param_layer) dx = dy == grad_a_.data() ? grad_b_.data() : grad_a_.data();
+    layers_[i]->backward(backend_, inputs_[i], results_[i], dy, dx, batch);
+    if (!dx) break;
+    dy = dx;
+  }
+}
+
+void Sequential::init_params(uint64_t seed) {
+  std::vector<float> host(params_.size());
+  Rng rng(derive_seed(seed, /*stream=*/1));
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    std::vector<std::span<float>> views;
+    for (const ParamEntry& e : entries_)
+      if (e.layer == i) views.emplace_back(host.data() + e.offset, e.count);
+    layers_[i]->init_params(rng, views);
+  }
+  backend_.copy_to_device(host.data(), params_.data(), host.size());
+}
+
+namespace {
+std::string with_commas(uint64_t n) {
+  const std::string digits = std::to_string(n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+}  // namespace
+
+std::string Sequential::summary() const {
+  char line[160];
+  std::string out = "Model: sequential\n";
+  const std::string rule(72, '-');
+  out += rule + "\n";
+  std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", "Layer (type)", "Output Shape", "Param #");
+  out += line + rule + "\n";
+  std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", "input (Input)",
+                ("(None, " + input_.str().substr(1)).c_str(), "0");
+  out += line;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    size_t count = 0;
+    for (const ParamEntry& e : entries_)
+      if (e.layer == i) count += e.count;
+    const std::string name = "layers." + std::to_string(i) + " (" + layers_[i]->describe() + ")";
+    const std::string shape = "(None, " + layers_[i]->output_shape().str().substr(1);
+    std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", name.c_str(), shape.c_str(),
+                  with_commas(count).c_str());
+    out += line;
+  }
+  out += rule + "\n";
+  std::snprintf(line, sizeof line, " Total params: %s (%.2f KB), flat buffer of %zu floats\n",
+                with_commas(params_.size()).c_str(), params_.size() * 4 / 1024.0, params_.size());
+  out += line;
+  return out;
+}
+
+}  // namespace ddp

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "nn/layer.h"
+
+namespace ddp {
+
+// One parameter tensor's place in the flat buffer.
+struct ParamEntry {
+  size_t layer;
+  std::string name;  // "layers.<layer>.<param>", PyTorch-style
+  Shape shape;
+  size_t offset;  // in floats, into params() and grads()
+  size_t count;
+};
+
+// A stack of layers whose parameters and gradients are two flat, contiguous backend buffers
+// (layers hold pointers into them), so the all-reduce and the optimizer see one span each.
+class Sequential {
+ public:
+  Sequential(ComputeBackend& backend, Shape input, std::vector<std::unique_ptr<Layer>> layers);
+
+  // Training and evaluation stop before a final Softmax when the loss applies it (fused).
+  void set_output_logits(bool logits);
+  // Sizes the activation buffers; forward/backward accept any batch up to this.
+  void reserve(int64_t max_batch);
+
+  // x: (batch, input shape) in backend memory. Returns the trained output (batch, output_cols()).
+  const float* forward(const float* x, int64_t batch);
+  // Uses the x of the preceding forward. Overwrites grads(). output_grad() must hold dLoss/dOutput.
+  void backward(int64_t batch);
+  float* output_grad() { return grad_a_.data(); }
+  // Applies every layer, including a final Softmax skipped by forward() (probabilities).
+  const float* predict(const float* x, int64_t batch);
+
+  void init_params(uint64_t seed);
+  std::span<float> params() { return params_.span(); }
+  std::span<float> grads() { return grads_.span(); }
+  size_t param_count() const { return params_.size(); }
+  const std::vector<ParamEntry>& param_entries() const { return entries_; }
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  const Shape& input_shape() const { return input_; }
+  int64_t output_cols() const;
+  std::string summary() const;
+
+ private:
+  const float* run(const float* x, int64_t batch, size_t layer_count);
+  size_t trained_layers() const { return output_logits_ ? layers_.size() - 1 : layers_.size(); }
+
+  ComputeBackend& backend_;
+  Shape input_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<ParamEntry> entries_;
+  DeviceBuffer params_;
+  DeviceBuffer grads_;
+  bool output_logits_ = false;
+  int64_t max_batch_ = 0;
+  std::vector<DeviceBuffer> outputs_;  // per layer (max_batch, output shape); empty for aliases
+  std::vector<const float*> inputs_;   // per layer, as seen by the last forward
+  std::vector<const float*> results_;  // per layer, as produced by the last forward
+  DeviceBuffer grad_a_;                // ping-pong buffers for activation gradients
+  DeviceBuffer grad_b_;
+};
+
+}  // namespace ddp

@@ -1,0 +1,14 @@
+#include "optim/adam.h"
+
+namespace ddp {
+
+Adam::Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper)
+    : backend_(backend), hyper_(hyper), m_(backend, count), v_(backend, count) {}
+
+void Adam::step(std::span<float> params, std::span<const float> grads, float lr) {
+  ++steps_;
+  backend_.adam_update(params.data(), grads.data(), m_.data(), v_.data(), params.size(), lr,
+                       steps_, hyper_);
+}
+
+}  // namespace ddp

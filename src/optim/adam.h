@@ -1,0 +1,26 @@
+#pragma once
+
+#include <cstdint>
+
+#include "backend/backend.h"
+#include "optim/optimizer.h"
+
+namespace ddp {
+
+// torch.optim.Adam semantics, bias-corrected; weight_decay is L2 added to the gradient.
+class Adam final : public Optimizer {
+ public:
+  Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper);
+  std::string name() const override { return "adam"; }
+  void step(std::span<float> params, std::span<const float> grads, float lr) override;
+  int64_t steps_taken() const { return steps_; }
+
+ private:
+  ComputeBackend& backend_;
+  AdamHyper hyper_;
+  DeviceBuffer m_;  // (count) first moment
+  DeviceBuffer v_;  // (count) second moment
+  int64_t steps_ = 0;
+};
+
+}  // namespace ddp

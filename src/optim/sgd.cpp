@@ -1,0 +1,14 @@
+#include "optim/sgd.h"
+
+namespace ddp {
+
+Sgd::Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper)
+    : backend_(backend),
+      hyper_(hyper),
+      velocity_(hyper.momentum != 0 ? DeviceBuffer(backend, count) : DeviceBuffer()) {}
+
+void Sgd::step(std::span<float> params, std::span<const float> grads, float lr) {
+  backend_.sgd_update(params.data(), grads.data(), velocity_.data(), params.size(), lr, hyper_);
+}
+
+}  // namespace ddp

@@ -1,0 +1,188 @@
+#include "train/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "train/config_reader.h"
+
+namespace ddp {
+namespace {
+
+int64_t positive(ConfigNode& node, const std::string& key, int64_t value) {
+  if (value <= 0) node.fail(key, "must be > 0, got " + std::to_string(value));
+  return value;
+}
+
+std::string show_number(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+double positive_number(ConfigNode& node, const std::string& key, double value) {
+  if (!(value > 0)) node.fail(key, "must be > 0, got " + show_number(value));
+  return value;
+}
+
+double in_unit_interval(ConfigNode& node, const std::string& key, double value) {
+  if (!(value >= 0 && value < 1)) node.fail(key, "must be in [0, 1), got " + show_number(value));
+  return value;
+}
+
+DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
+  DataSourceConfig source;
+  source.path = node.path();
+  source.type = node.choice("type", {"synthetic", "idx", "csv"});
+  if (source.type == "synthetic") {
+    source.samples = positive(node, "samples", node.require<int64_t>("samples"));
+    source.features = positive(node, "features", node.require<int64_t>("features"));
+    source.classes = positive(node, "classes", node.require<int64_t>("classes"));
+    source.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(seed)));
+  } else if (source.type == "idx") {
+    source.images = node.require<std::string>("images");
+    source.labels = node.require<std::string>("labels");
+    source.normalize = node.get("normalize", true);
+  } else {
+    source.file = node.require<std::string>("path");
+    source.header = node.get("header", true);
+    source.label_column = node.get<int64_t>("label_column", -1);
+    source.scale = node.get("scale", 1.0);
+  }
+  node.finish();
+  return source;
+}
+
+OptimizerConfig parse_optimizer(ConfigNode node) {
+  OptimizerConfig opt;
+  opt.type = node.choice("type", {"sgd", "adam"});
+  const double default_lr = opt.type == "adam" ? 1e-3 : 1e-2;
+  opt.schedule.base_lr = positive_number(node, "learning_rate", node.get("learning_rate", default_lr));
+  if (opt.type == "sgd") {
+    opt.sgd.momentum = static_cast<float>(in_unit_interval(node, "momentum", node.get("momentum", 0.0)));
+    opt.sgd.nesterov = node.get("nesterov", false);
+    if (opt.sgd.nesterov && opt.sgd.momentum == 0)
+      node.fail("nesterov", "needs momentum > 0");
+    opt.sgd.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
+    if (opt.sgd.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
+  } else {
+    opt.adam.beta1 = static_cast<float>(in_unit_interval(node, "beta1", node.get("beta1", 0.9)));
+    opt.adam.beta2 = static_cast<float>(in_unit_interval(node, "beta2", node.get("beta2", 0.999)));
+    opt.adam.epsilon = static_cast<float>(positive_number(node, "epsilon", node.get("epsilon", 1e-8)));
+    opt.adam.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
+    if (opt.adam.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
+  }
+  if (node.has("schedule")) {
+    ConfigNode s = node.child("schedule");
+    LrScheduleSpec& spec = opt.schedule;
+    spec.type = s.choice("type", {"constant", "step", "cosine"}, "constant");
+    spec.warmup_steps = s.get<int64_t>("warmup_steps", 0);
+    if (spec.warmup_steps < 0) s.fail("warmup_steps", "must be >= 0");
+    if (spec.type == "step") {
+      spec.step_size = positive(s, "step_size", s.require<int64_t>("step_size"));
+      spec.gamma = positive_number(s, "gamma", s.get("gamma", 0.1));
+    } else if (spec.type == "cosine") {
+      spec.min_lr = s.get("min_lr", 0.0);
+      if (spec.min_lr < 0 || spec.min_lr > spec.base_lr)
+        s.fail("min_lr", "must be in [0, learning_rate]");
+    }
+    s.finish();
+  }
+  node.finish();
+  return opt;
+}
+
+TrainingConfig parse_training(ConfigNode node) {
+  TrainingConfig t;
+  t.epochs = positive(node, "epochs", node.require<int64_t>("epochs"));
+  const bool global = node.has("global_batch_size");
+  const bool per_rank = node.has("batch_size_per_rank");
+  if (global == per_rank)
+    node.fail("", "give exactly one of global_batch_size (strong scaling) and "
+                  "batch_size_per_rank (weak scaling)");
+  t.batch_mode = global ? BatchMode::kGlobal : BatchMode::kPerRank;
+  const std::string key = global ? "global_batch_size" : "batch_size_per_rank";
+  t.batch_size = positive(node, key, node.require<int64_t>(key));
+  t.tail = node.choice("tail", {"drop", "pad"}, "drop") == "drop" ? TailPolicy::kDrop
+                                                                   : TailPolicy::kPad;
+  t.shuffle = node.get("shuffle", true);
+  t.eval_batch_size = positive(node, "eval_batch_size", node.get<int64_t>("eval_batch_size", 1024));
+  t.bucket_mb = positive_number(node, "bucket_mb", node.get("bucket_mb", 25.0));
+  t.check_replicas_every = node.get<int64_t>("check_replicas_every", 0);
+  if (t.check_replicas_every < 0) node.fail("check_replicas_every", "must be >= 0");
+  node.finish();
+  return t;
+}
+
+LossKind parse_loss(ConfigNode& root) {
+  const std::string name = root.choice(
+      "loss", {"sparse_categorical_crossentropy", "categorical_crossentropy", "mean_squared_error"});
+  if (name == "sparse_categorical_crossentropy") return LossKind::kSparseCategoricalCrossentropy;
+  if (name == "categorical_crossentropy") return LossKind::kCategoricalCrossentropy;
+  return LossKind::kMeanSquaredError;
+}
+
+}  // namespace
+
+Config parse_config(const YAML::Node& root_node, const std::string& file) {
+  if (!root_node.IsMap()) throw ConfigError(file + ": expected a YAML mapping at the top level");
+  Config config;
+  config.file = file;
+  config.resolved = YAML::Node(YAML::NodeType::Map);
+  ConfigNode root(root_node, config.resolved, "", file);
+  config.seed = static_cast<uint64_t>(root.get<int64_t>("seed", 0));
+
+  ConfigNode data = root.child("data");
+  config.train_data = parse_source(data.child("train"), config.seed);
+  if (data.has("test")) config.test_data = parse_source(data.child("test"), config.seed + 1);
+  data.finish();
+
+  ConfigNode model = root.child("model");
+  if (model.has("input")) {
+    config.input_shape = model.get<std::vector<int64_t>>("input", {});
+    for (int64_t d : *config.input_shape)
+      if (d <= 0) model.fail("input", "dimensions must be > 0");
+  }
+  for (ConfigNode layer : model.list("layers")) {
+    LayerSpec spec;
+    spec.path = layer.path();
+    spec.type = layer.choice("type", layer_types());
+    if (spec.type == "dense") {
+      spec.units = positive(layer, "units", layer.require<int64_t>("units"));
+      spec.activation = layer.choice("activation", activation_names(), "linear");
+    }
+    layer.finish();
+    config.layers.push_back(spec);
+  }
+  model.finish();
+
+  config.loss = parse_loss(root);
+  config.optimizer = parse_optimizer(root.child("optimizer"));
+  config.training = parse_training(root.child("training"));
+  root.finish();
+  return config;
+}
+
+Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
+  std::ifstream probe(file);
+  if (!probe) throw ConfigError(file + ": cannot open config file");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(file + ": YAML syntax error at line " + std::to_string(e.mark.line + 1) +
+                      ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  for (const std::string& assignment : overrides) apply_override(root, assignment);
+  return parse_config(root, file);
+}
+
+std::string expand_rank(const std::string& path, int rank) {
+  std::string out = path;
+  const std::string token = "{rank}";
+  for (size_t at = out.find(token); at != std::string::npos; at = out.find(token, at))
+    out.replace(at, token.size(), std::to_string(rank));
+  return out;
+}
+
+}  // namespace ddp

@@ -1,0 +1,81 @@
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "data/sampler.h"
+#include "nn/loss.h"
+#include "nn/model_builder.h"
+#include "optim/lr_schedule.h"
+
+namespace ddp {
+
+struct DataSourceConfig {
+  std::string path;  // "data.train", for messages
+  std::string type;  // synthetic, idx, csv
+  // synthetic
+  int64_t samples = 0;
+  int64_t features = 0;
+  int64_t classes = 0;
+  uint64_t seed = 0;
+  // idx
+  std::string images;
+  std::string labels;
+  bool normalize = false;  // divide bytes by 255
+  // csv
+  std::string file;
+  bool header = true;
+  int64_t label_column = -1;
+  double scale = 1;
+};
+
+struct OptimizerConfig {
+  std::string type;  // sgd, adam
+  SgdHyper sgd;
+  AdamHyper adam;
+  LrScheduleSpec schedule;  // base_lr = learning_rate; total_steps filled in by the trainer
+};
+
+enum class BatchMode {
+  kGlobal,   // global_batch_size split over ranks: strong scaling, results independent of ranks
+  kPerRank,  // batch_size_per_rank on every rank: weak scaling
+};
+
+struct TrainingConfig {
+  int64_t epochs = 1;
+  BatchMode batch_mode = BatchMode::kGlobal;
+  int64_t batch_size = 32;  // global or per rank, by batch_mode
+  TailPolicy tail = TailPolicy::kDrop;
+  bool shuffle = true;
+  int64_t eval_batch_size = 1024;  // per rank
+  double bucket_mb = 25;
+  int64_t check_replicas_every = 0;  // steps; 0: at the end of every epoch only
+};
+
+struct Config {
+  std::string file;  // where it came from, for messages
+  uint64_t seed = 0;
+  DataSourceConfig train_data;
+  std::optional<DataSourceConfig> test_data;
+  std::optional<std::vector<int64_t>> input_shape;
+  std::vector<LayerSpec> layers;
+  LossKind loss = LossKind::kSparseCategoricalCrossentropy;
+  OptimizerConfig optimizer;
+  TrainingConfig training;
+  YAML::Node resolved;  // every key with its value in force, defaults included
+};
+
+// Validates and converts a parsed YAML document; throws ConfigError naming file and key path.
+Config parse_config(const YAML::Node& root, const std::string& file);
+// Reads the file (YAML syntax errors are ConfigErrors too), applies --set overrides, parses.
+Config load_config(const std::string& file, const std::vector<std::string>& overrides);
+
+// Replaces "{rank}" in a data path so each rank can read a node-local copy.
+std::string expand_rank(const std::string& path, int rank);
+
+}  // namespace ddp

@@ -1,0 +1,187 @@
+#include "train/config_reader.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace ddp {
+namespace {
+
+template <class T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  if constexpr (std::is_same_v<T, int64_t>) return "an integer";
+  if constexpr (std::is_same_v<T, double>) return "a number";
+  if constexpr (std::is_same_v<T, std::string>) return "a string";
+  if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
+  return "a value";
+}
+
+size_t list_index(const YAML::Node& list, const std::string& key, const std::string& path) {
+  size_t index = 0;
+  try {
+    index = std::stoul(key);
+  } catch (const std::exception&) {
+    throw ConfigError("--set " + path + ": '" + key + "' is not a list index");
+  }
+  if (index >= list.size())
+    throw ConfigError("--set " + path + ": index " + key + " is out of range (list of " +
+                      std::to_string(list.size()) + ")");
+  return index;
+}
+
+std::string show(const YAML::Node& node) {
+  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsSequence()) return "a list";
+  if (node.IsMap()) return "a mapping";
+  return "null";
+}
+
+}  // namespace
+
+ConfigNode::ConfigNode(YAML::Node in, YAML::Node resolved, std::string path, std::string file)
+    : in_(std::move(in)), resolved_(std::move(resolved)), path_(std::move(path)),
+      file_(std::move(file)) {}
+
+std::string ConfigNode::key_path(const std::string& key) const {
+  return path_.empty() ? key : path_ + "." + key;
+}
+
+void ConfigNode::fail(const std::string& key, const std::string& message) const {
+  const std::string where = key.empty() ? path_ : key_path(key);
+  throw ConfigError(file_ + ": " + (where.empty() ? "" : where + ": ") + message);
+}
+
+YAML::Node ConfigNode::at(const std::string& key) const {
+  if (!in_.IsMap()) return YAML::Node();
+  for (const auto& entry : in_)
+    if (entry.first.Scalar() == key) return entry.second;
+  return YAML::Node();
+}
+
+bool ConfigNode::has(const std::string& key) const {
+  const YAML::Node node = at(key);
+  return node.IsDefined() && !node.IsNull();
+}
+
+template <class T>
+T ConfigNode::convert(const std::string& key, const YAML::Node& node) const {
+  const bool scalar_expected = !std::is_same_v<T, std::vector<int64_t>>;
+  if (scalar_expected != node.IsScalar())
+    fail(key, std::string("expected ") + type_name<T>() + ", got " + show(node));
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    fail(key, std::string("expected ") + type_name<T>() + ", got " + show(node));
+  }
+}
+
+template <class T>
+T ConfigNode::get(const std::string& key, const T& fallback) {
+  used_.push_back(key);
+  const T value = has(key) ? convert<T>(key, at(key)) : fallback;
+  resolved_[key] = value;
+  return value;
+}
+
+template <class T>
+T ConfigNode::require(const std::string& key) {
+  if (!has(key)) fail(key, "required key is missing");
+  return get<T>(key, T{});
+}
+
+template bool ConfigNode::get<bool>(const std::string&, const bool&);
+template int64_t ConfigNode::get<int64_t>(const std::string&, const int64_t&);
+template double ConfigNode::get<double>(const std::string&, const double&);
+template std::string ConfigNode::get<std::string>(const std::string&, const std::string&);
+template std::vector<int64_t> ConfigNode::get<std::vector<int64_t>>(
+    const std::string&, const std::vector<int64_t>&);
+template int64_t ConfigNode::require<int64_t>(const std::string&);
+template double ConfigNode::require<double>(const std::string&);
+template std::string ConfigNode::require<std::string>(const std::string&);
+
+std::string ConfigNode::choice(const std::string& key, const std::vector<std::string>& allowed,
+                               const std::string& fallback) {
+  const std::string value = fallback.empty() ? require<std::string>(key) : get(key, fallback);
+  if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
+    std::string options;
+    for (const std::string& a : allowed) options += (options.empty() ? "" : ", ") + a;
+    fail(key, "unknown value '" + value + "' (expected one of: " + options + ")");
+  }
+  return value;
+}
+
+ConfigNode ConfigNode::child(const std::string& key) {
+  if (!has(key)) fail(key, "required section is missing");
+  const YAML::Node node = at(key);
+  if (!node.IsMap()) fail(key, "expected a mapping, got " + show(node));
+  used_.push_back(key);
+  resolved_[key] = YAML::Node(YAML::NodeType::Map);
+  return ConfigNode(node, resolved_[key], key_path(key), file_);
+}
+
+std::vector<ConfigNode> ConfigNode::list(const std::string& key) {
+  if (!has(key)) fail(key, "required list is missing");
+  const YAML::Node node = at(key);
+  if (!node.IsSequence() || node.size() == 0)
+    fail(key, "expected a non-empty list, got " + show(node));
+  used_.push_back(key);
+  resolved_[key] = YAML::Node(YAML::NodeType::Sequence);
+  std::vector<ConfigNode> items;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string item_path = key_path(key) + "." + std::to_string(i);
+    if (!node[i].IsMap())
+      throw ConfigError(file_ + ": " + item_path + ": expected a mapping, got " + show(node[i]));
+    resolved_[key].push_back(YAML::Node(YAML::NodeType::Map));
+    items.emplace_back(node[i], resolved_[key][i], item_path, file_);
+  }
+  return items;
+}
+
+void ConfigNode::finish() const {
+  for (const auto& entry : in_) {
+    const std::string key = entry.first.Scalar();
+    if (std::find(used_.begin(), used_.end(), key) == used_.end())
+      fail(key, "unknown key");
+  }
+}
+
+void apply_override(YAML::Node& root, const std::string& assignment) {
+  const size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError("--set '" + assignment + "': expected section.key=value");
+  const std::string path = assignment.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("--set " + path + ": value is not valid YAML: " + e.msg);
+  }
+  std::vector<std::string> keys;
+  std::stringstream stream(path);
+  for (std::string key; std::getline(stream, key, '.');) {
+    if (key.empty()) throw ConfigError("--set '" + assignment + "': empty key in path");
+    keys.push_back(key);
+  }
+  // yaml-cpp's operator[] returns handles; descend by rebinding through reset().
+  YAML::Node node;
+  node.reset(root);
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    YAML::Node next;
+    if (node.IsSequence()) {
+      next.reset(node[list_index(node, keys[i], path)]);
+    } else {
+      if (!node[keys[i]].IsDefined()) node[keys[i]] = YAML::Node(YAML::NodeType::Map);
+      next.reset(node[keys[i]]);
+    }
+    node.reset(next);
+  }
+  if (node.IsSequence()) {
+    node[list_index(node, keys.back(), path)] = value;
+  } else {
+    node[keys.back()] = value;
+  }
+}
+
+}  // namespace ddp

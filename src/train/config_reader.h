@@ -1,0 +1,50 @@
+#pragma once
+// Strict reading of a YAML mapping: every key read is recorded (with its default when absent) in
+// a resolved copy, and finish() rejects keys nobody read, so a typo is an error, not a default.
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ddp {
+
+class ConfigNode {
+ public:
+  // `path` is the dotted key path of `in` ("" for the root), `file` names the config in messages.
+  ConfigNode(YAML::Node in, YAML::Node resolved, std::string path, std::string file);
+
+  bool has(const std::string& key) const;
+  template <class T>
+  T get(const std::string& key, const T& fallback);
+  template <class T>
+  T require(const std::string& key);
+  // A string that must be one of `allowed`; `fallback` is used when absent unless it is empty.
+  std::string choice(const std::string& key, const std::vector<std::string>& allowed,
+                     const std::string& fallback = "");
+  ConfigNode child(const std::string& key);      // a required mapping
+  std::vector<ConfigNode> list(const std::string& key);  // a required, non-empty list of mappings
+  void finish() const;
+
+  std::string key_path(const std::string& key) const;
+  const std::string& path() const { return path_; }
+  // Throws ConfigError "<file>: <path.key>: <message>".
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+
+ private:
+  YAML::Node at(const std::string& key) const;
+  template <class T>
+  T convert(const std::string& key, const YAML::Node& node) const;
+
+  YAML::Node in_;
+  YAML::Node resolved_;
+  std::string path_;
+  std::string file_;
+  std::vector<std::string> used_;
+};
+
+// "a.b.0.c=value": sets that path of `root` to the YAML value, creating mappings as needed.
+void apply_override(YAML::Node& root, const std::string& assignment);
+
+}  // namespace ddp

@@ -1,0 +1,71 @@
+#include "train/metrics.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace ddp {
+
+std::string format_epoch_line(const EpochRecord& r) {
+  char buffer[320];
+  int n = std::snprintf(buffer, sizeof buffer,
+                        "Epoch %lld/%lld - %lld/%lld steps - loss: %.4f - accuracy: %.4f",
+                        static_cast<long long>(r.epoch), static_cast<long long>(r.epochs),
+                        static_cast<long long>(r.steps), static_cast<long long>(r.steps), r.loss,
+                        r.accuracy);
+  if (r.val_loss)
+    n += std::snprintf(buffer + n, sizeof buffer - n, " - val_loss: %.4f - val_accuracy: %.4f",
+                       *r.val_loss, *r.val_accuracy);
+  std::snprintf(buffer + n, sizeof buffer - n, " - %.0f samples/s - %.2fs", r.samples_per_sec,
+                r.seconds);
+  return buffer;
+}
+
+MetricsLog::MetricsLog(const std::string& path) : path_(path), out_(path, std::ios::trunc) {
+  if (!out_) throw RuntimeError(path + ": cannot write metrics: " + std::strerror(errno));
+}
+
+void MetricsLog::append(const EpochRecord& r) {
+  nlohmann::json j = {{"epoch", r.epoch},     {"loss", r.loss},
+                      {"accuracy", r.accuracy}, {"samples_per_sec", r.samples_per_sec},
+                      {"seconds", r.seconds},  {"steps", r.steps}};
+  if (r.val_loss) {
+    j["val_loss"] = *r.val_loss;
+    j["val_accuracy"] = *r.val_accuracy;
+  }
+  out_ << j.dump() << '\n' << std::flush;
+  if (!out_) throw RuntimeError(path_ + ": cannot write metrics: " + std::strerror(errno));
+}
+
+void ProgressBar::start(int64_t epoch, int64_t epochs, int64_t steps) {
+  epoch_ = epoch;
+  epochs_ = epochs;
+  steps_ = steps;
+  last_draw_ = {};
+}
+
+void ProgressBar::update(int64_t done_steps, double running_loss) {
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (done_steps < steps_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  last_draw_ = now;
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(kWidth * done_steps / std::max<int64_t>(steps_, 1));
+  std::string bar(static_cast<size_t>(filled), '=');
+  if (filled < kWidth) bar += '>' + std::string(static_cast<size_t>(kWidth - filled - 1), '.');
+  char line[200];
+  std::snprintf(line, sizeof line, "\rEpoch %lld/%lld %lld/%lld [%s] - loss: %.4f (rank 0)",
+                static_cast<long long>(epoch_), static_cast<long long>(epochs_),
+                static_cast<long long>(done_steps), static_cast<long long>(steps_), bar.c_str(),
+                running_loss);
+  out_ << line << std::flush;
+}
+
+void ProgressBar::clear() {
+  if (enabled_) out_ << "\r\033[K" << std::flush;
+}
+
+}  // namespace ddp

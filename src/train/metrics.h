@@ -1,0 +1,56 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <ostream>
+#include <string>
+
+namespace ddp {
+
+// Global (all-rank) numbers of one epoch.
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based
+  int64_t epochs = 0;
+  int64_t steps = 0;
+  double loss = 0;
+  double accuracy = 0;
+  std::optional<double> val_loss;
+  std::optional<double> val_accuracy;
+  double samples_per_sec = 0;  // training samples of all ranks / training time
+  double seconds = 0;          // whole epoch, evaluation included
+};
+
+// "Epoch 3/10 - 31/31 steps - loss: 2.2841 - accuracy: 0.1421 - ... - 1234567 samples/s - 0.01s"
+std::string format_epoch_line(const EpochRecord& record);
+
+// metrics.jsonl: one JSON object per epoch, flushed as it is written.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path);
+  void append(const EpochRecord& record);
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+// A Keras-like live progress line, drawn only when enabled (rank 0 on a terminal).
+class ProgressBar {
+ public:
+  ProgressBar(std::ostream& out, bool enabled) : out_(out), enabled_(enabled) {}
+  void start(int64_t epoch, int64_t epochs, int64_t steps);
+  void update(int64_t done_steps, double running_loss);
+  void clear();
+
+ private:
+  std::ostream& out_;
+  bool enabled_;
+  int64_t epoch_ = 0;
+  int64_t epochs_ = 0;
+  int64_t steps_ = 0;
+  std::chrono::steady_clock::time_point last_draw_;
+};
+
+}  // namespace ddp
