@@ -8,37 +8,32 @@
 
 namespace ddp {
 
-// An error every rank knows about, so every rank can leave normally. `local()` is true on the
-// ranks where it happened (they report it) and false on the others.
-class AgreedError : public Error {
+// Thrown on the ranks that did not fail themselves when another rank did; carries the worst
+// exit code so every rank leaves the same way.
+class PeerError : public Error {
  public:
-  AgreedError(ExitCode code, const std::string& message, bool local)
-      : Error(code, message), local_(local) {}
-  bool local() const { return local_; }
-
- private:
-  bool local_;
+  explicit PeerError(ExitCode code) : Error(code, "another rank failed") {}
 };
 
 // Runs `fn` on every rank, then agrees on the outcome with one collective: if `fn` threw anywhere,
-// every rank throws AgreedError with the worst exit code, so no rank goes on into a collective
-// that a failed rank will never join. `fn` must not call collectives itself.
+// every rank throws (the original error where it happened, PeerError elsewhere), so no rank goes
+// on into a collective that a failed rank will never join. `fn` must not call collectives itself.
 template <class Fn>
 void run_agreed(Communicator& comm, Fn&& fn) {
   int local = 0;
-  std::string message;
+  std::exception_ptr failure;
   try {
     fn();
   } catch (const Error& e) {
     local = static_cast<int>(e.code());
-    message = e.what();
+    failure = std::current_exception();
   } catch (const std::exception& e) {
     local = static_cast<int>(ExitCode::kRuntime);
-    message = e.what();
+    failure = std::make_exception_ptr(RuntimeError(e.what()));
   }
   const int worst = comm.all_reduce_max(local);
-  if (local != 0) throw AgreedError(static_cast<ExitCode>(local), message, true);
-  if (worst != 0) throw AgreedError(static_cast<ExitCode>(worst), "another rank failed", false);
+  if (failure) std::rethrow_exception(failure);
+  if (worst != 0) throw PeerError(static_cast<ExitCode>(worst));
 }
 
 }  // namespace ddp

@@ -20,7 +20,7 @@ class Communicator {
   virtual void all_reduce_sum(std::span<float> data) = 0;
   virtual void all_reduce_sum(std::span<double> data) = 0;
   virtual int all_reduce_max(int value) = 0;
-  virtual void broadcast(std::span<std::byte> data, int root) = 0;
+  virtual void broadcast_bytes(std::span<std::byte> data, int root) = 0;
   virtual void barrier() = 0;
   // Ends every process of the job with `exit_code`; used when one rank fails alone, so that no
   // other rank waits forever in a collective.
@@ -28,7 +28,7 @@ class Communicator {
 
   template <class T>
   void broadcast(std::span<T> data, int root) {
-    broadcast(std::as_writable_bytes(data), root);
+    broadcast_bytes(std::as_writable_bytes(data), root);
   }
 };
 

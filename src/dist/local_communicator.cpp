@@ -13,7 +13,7 @@ class LocalCommunicator final : public Communicator {
   void all_reduce_sum(std::span<float>) override {}
   void all_reduce_sum(std::span<double>) override {}
   int all_reduce_max(int value) override { return value; }
-  void broadcast(std::span<std::byte>, int) override {}
+  void broadcast_bytes(std::span<std::byte>, int) override {}
   void barrier() override {}
   [[noreturn]] void abort(int exit_code) override { std::_Exit(exit_code); }
 };

@@ -62,7 +62,7 @@ int MpiCommunicator::all_reduce_max(int value) {
   return value;
 }
 
-void MpiCommunicator::broadcast(std::span<std::byte> data, int root) {
+void MpiCommunicator::broadcast_bytes(std::span<std::byte> data, int root) {
   in_chunks(data, [this, root](std::byte* p, int n) {
     mpiCheck(MPI_Bcast(p, n, MPI_BYTE, root, comm_));
   });

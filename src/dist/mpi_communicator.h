@@ -28,7 +28,7 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum(std::span<float> data) override;
   void all_reduce_sum(std::span<double> data) override;
   int all_reduce_max(int value) override;
-  void broadcast(std::span<std::byte> data, int root) override;
+  void broadcast_bytes(std::span<std::byte> data, int root) override;
   void barrier() override;
   [[noreturn]] void abort(int exit_code) override;
 

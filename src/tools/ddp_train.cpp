@@ -64,7 +64,8 @@ void check_same_data(Communicator& comm, const Dataset& data) {
   });
 }
 
-int train(Communicator& comm, const Options& options) {
+// `training` turns true once every rank has passed setup; errors after that may be one rank's.
+int train(Communicator& comm, const Options& options, bool& training) {
   std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
   Config config;
   Dataset train_data;
@@ -87,6 +88,7 @@ int train(Communicator& comm, const Options& options) {
               << "\n";
   trainer.set_reporting(lead ? &std::cout : nullptr, lead && show_progress(options.progress),
                         lead ? options.run_dir : "");
+  training = true;
   trainer.fit();
   return 0;
 }
@@ -126,16 +128,18 @@ int main(int argc, char** argv) {
   if (options.run_dir.empty())
     options.run_dir = "runs/" + std::filesystem::path(options.config).stem().string();
 
+  // Setup failures are agreed on by all ranks (run_agreed), so every rank leaves normally with
+  // the same exit code. A failure during training may be one rank's alone: that rank ends the
+  // whole job so no other rank waits forever in a collective.
+  bool training = false;
   try {
-    return train(*comm, options);
-  } catch (const AgreedError& e) {
-    // Every rank knows: all leave normally with the same exit code.
-    if (e.local()) print_error(*comm, e.what());
+    return train(*comm, options, training);
+  } catch (const PeerError& e) {
     return static_cast<int>(e.code());
   } catch (const Error& e) {
-    // Possibly this rank alone: end the whole job so no other rank waits in a collective.
     print_error(*comm, e.what());
-    comm->abort(static_cast<int>(e.code()));
+    if (training) comm->abort(static_cast<int>(e.code()));
+    return static_cast<int>(e.code());
   } catch (const std::exception& e) {
     print_error(*comm, e.what());
     comm->abort(static_cast<int>(ExitCode::kRuntime));

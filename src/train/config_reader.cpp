@@ -142,6 +142,7 @@ std::vector<ConfigNode> ConfigNode::list(const std::string& key) {
 void ConfigNode::finish() const {
   for (const auto& entry : in_) {
     const std::string key = entry.first.Scalar();
+    if (entry.second.IsNull()) continue;  // "key: ~" means the same as leaving the key out
     if (std::find(used_.begin(), used_.end(), key) == used_.end())
       fail(key, "unknown key");
   }

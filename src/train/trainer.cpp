@@ -54,6 +54,7 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
       test_(std::move(test)),
       loss_(config.loss) {
   run_agreed(comm_, [this] { validate_and_build(); });
+  progress_ = std::make_unique<ProgressBar>(std::cout, false);
 
   // Every rank initializes from the same seed, and rank 0's values are broadcast anyway so
   // replicas start identical whatever the ranks' math libraries do.

@@ -1,0 +1,132 @@
+// Config validation: every bad value is a ConfigError naming the file and the key path.
+
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "train/config.h"
+#include "train/config_reader.h"
+
+namespace ddp {
+namespace {
+
+const char* kValid = R"(
+seed: 3
+data:
+  train: {type: synthetic, samples: 100, features: 4, classes: 3}
+model:
+  input: [4]
+  layers:
+    - {type: dense, units: 8, activation: relu}
+    - {type: dense, units: 3, activation: softmax}
+loss: sparse_categorical_crossentropy
+optimizer: {type: adam, learning_rate: 0.01}
+training: {epochs: 2, global_batch_size: 10}
+)";
+
+Config parse_with(const std::vector<std::string>& overrides) {
+  YAML::Node root = YAML::Load(kValid);
+  for (const auto& o : overrides) apply_override(root, o);
+  return parse_config(root, "test.yaml");
+}
+
+std::string error_with(const std::vector<std::string>& overrides) {
+  try {
+    parse_with(overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError";
+  return "";
+}
+
+TEST(Config, ParsesValidConfigWithDefaults) {
+  const Config c = parse_with({});
+  EXPECT_EQ(c.seed, 3u);
+  EXPECT_EQ(c.train_data.samples, 100);
+  EXPECT_EQ(c.layers.size(), 2u);
+  EXPECT_EQ(c.layers[1].activation, "softmax");
+  EXPECT_EQ(c.optimizer.type, "adam");
+  EXPECT_DOUBLE_EQ(c.optimizer.schedule.base_lr, 0.01);
+  EXPECT_FLOAT_EQ(c.optimizer.adam.beta2, 0.999f);
+  EXPECT_EQ(c.training.batch_mode, BatchMode::kGlobal);
+  EXPECT_EQ(c.training.batch_size, 10);
+  EXPECT_EQ(c.training.tail, TailPolicy::kDrop);
+  // The resolved copy carries the defaults that were applied.
+  EXPECT_EQ(c.resolved["optimizer"]["beta1"].as<double>(), 0.9);
+  EXPECT_EQ(c.resolved["training"]["tail"].as<std::string>(), "drop");
+  EXPECT_EQ(c.resolved["model"]["layers"][0]["units"].as<int>(), 8);
+}
+
+TEST(Config, OverridesApply) {
+  const Config c = parse_with({"optimizer.learning_rate=0.5", "model.layers.0.units=16",
+                               "training.tail=pad"});
+  EXPECT_DOUBLE_EQ(c.optimizer.schedule.base_lr, 0.5);
+  EXPECT_EQ(c.layers[0].units, 16);
+  EXPECT_EQ(c.training.tail, TailPolicy::kPad);
+}
+
+struct BadCase {
+  std::vector<std::string> overrides;
+  std::string expected;
+};
+
+class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigErrors, NameFileKeyAndValue) {
+  const std::string message = error_with(GetParam().overrides);
+  EXPECT_NE(message.find(GetParam().expected), std::string::npos) << message;
+  EXPECT_EQ(message.rfind("test.yaml: ", 0), 0u) << message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, ConfigErrors,
+    ::testing::Values(
+        BadCase{{"optimizer.lerning_rate=0.1"}, "optimizer.lerning_rate: unknown key"},
+        BadCase{{"bogus=1"}, "bogus: unknown key"},
+        BadCase{{"optimizer.learning_rate=fast"}, "optimizer.learning_rate: expected a number, got 'fast'"},
+        BadCase{{"training.epochs=2.5"}, "training.epochs: expected an integer, got '2.5'"},
+        BadCase{{"training.shuffle=maybe"}, "training.shuffle: expected true or false"},
+        BadCase{{"model.layers.0.units=[1]"}, "model.layers.0.units: expected an integer, got a list"},
+        BadCase{{"model.layers.0.type=conv9"}, "model.layers.0.type: unknown value 'conv9'"},
+        BadCase{{"model.layers.0.activation=swish"}, "model.layers.0.activation: unknown value 'swish'"},
+        BadCase{{"optimizer.type=lion"}, "optimizer.type: unknown value 'lion'"},
+        BadCase{{"loss=hinge"}, "loss: unknown value 'hinge'"},
+        BadCase{{"model.layers.0.units=0"}, "model.layers.0.units: must be > 0, got 0"},
+        BadCase{{"optimizer.learning_rate=-0.1"}, "optimizer.learning_rate: must be > 0, got -0.1"},
+        BadCase{{"optimizer.beta1=1"}, "optimizer.beta1: must be in [0, 1), got 1"},
+        BadCase{{"optimizer.momentum=0.9"}, "optimizer.momentum: unknown key"},
+        BadCase{{"training.epochs=0"}, "training.epochs: must be > 0, got 0"},
+        BadCase{{"training.global_batch_size=-4"}, "training.global_batch_size: must be > 0, got -4"},
+        BadCase{{"training.batch_size_per_rank=4"}, "training: give exactly one of global_batch_size"},
+        BadCase{{"data.train.samples=0"}, "data.train.samples: must be > 0"},
+        BadCase{{"data.train.type=parquet"}, "data.train.type: unknown value 'parquet'"},
+        BadCase{{"model.input=[4, 0]"}, "model.input: dimensions must be > 0"},
+        BadCase{{"model.layers=[]"}, "model.layers: expected a non-empty list"},
+        BadCase{{"optimizer.schedule.type=step"}, "optimizer.schedule.step_size: required key is missing"},
+        BadCase{{"data.train.features=~"}, "data.train.features: required key is missing"}));
+
+TEST(Config, MissingSectionAndSyntaxErrors) {
+  EXPECT_THROW(parse_config(YAML::Load("data: {}"), "x.yaml"), ConfigError);
+  try {
+    load_config("/nonexistent/dir/x.yaml", {});
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/x.yaml: cannot open"),
+              std::string::npos);
+  }
+}
+
+TEST(Config, OverrideSyntaxErrors) {
+  YAML::Node root = YAML::Load(kValid);
+  EXPECT_THROW(apply_override(root, "no_equals_sign"), ConfigError);
+  EXPECT_THROW(apply_override(root, "model.layers.9.units=3"), ConfigError);
+  EXPECT_THROW(apply_override(root, "model.layers.x.units=3"), ConfigError);
+}
+
+TEST(Config, ExpandRank) {
+  EXPECT_EQ(expand_rank("/data/{rank}/x_{rank}.csv", 3), "/data/3/x_3.csv");
+  EXPECT_EQ(expand_rank("plain.csv", 1), "plain.csv");
+}
+
+}  // namespace
+}  // namespace ddp

@@ -1,0 +1,225 @@
+// IDX and CSV readers on small files written by the tests, including every bad-input case.
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "data/dataset.h"
+
+namespace ddp {
+namespace {
+
+namespace fs = std::filesystem;
+
+class DataFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("ddp_data_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  static std::vector<unsigned char> idx_bytes(unsigned char type, std::vector<uint32_t> dims,
+                                              const std::vector<unsigned char>& data) {
+    std::vector<unsigned char> bytes = {0, 0, type, static_cast<unsigned char>(dims.size())};
+    for (uint32_t d : dims)
+      for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back((d >> shift) & 0xff);
+    bytes.insert(bytes.end(), data.begin(), data.end());
+    return bytes;
+  }
+
+  std::string write(const std::string& name, const std::vector<unsigned char>& bytes,
+                    bool gzip = false) {
+    const std::string p = path(name);
+    if (gzip) {
+      gzFile f = gzopen(p.c_str(), "wb");
+      gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+      gzclose(f);
+    } else {
+      std::ofstream(p, std::ios::binary)
+          .write(reinterpret_cast<const char*>(bytes.data()), static_cast<long>(bytes.size()));
+    }
+    return p;
+  }
+
+  std::string write_text(const std::string& name, const std::string& text) {
+    std::ofstream(path(name)) << text;
+    return path(name);
+  }
+
+  // Two 2x3 images with pixel values 0..11 and labels {1, 0}.
+  void write_images_and_labels(bool gzip) {
+    std::vector<unsigned char> pixels(12);
+    for (int i = 0; i < 12; ++i) pixels[i] = static_cast<unsigned char>(i * 20);
+    images_ = write("images.idx", idx_bytes(0x08, {2, 2, 3}, pixels), gzip);
+    labels_ = write("labels.idx", idx_bytes(0x08, {2}, {1, 0}), gzip);
+  }
+
+  template <class Fn>
+  std::string error_of(Fn&& fn) {
+    try {
+      fn();
+    } catch (const DataError& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "no DataError thrown";
+    return "";
+  }
+
+  fs::path dir_;
+  std::string images_, labels_;
+};
+
+TEST_F(DataFiles, ReadsPlainIdx) {
+  write_images_and_labels(false);
+  const Dataset data = read_idx(images_, labels_, 1);
+  EXPECT_EQ(data.size(), 2);
+  EXPECT_EQ(data.sample_shape, (Shape{2, 3}));
+  EXPECT_FLOAT_EQ(data.features[7], 140);
+  EXPECT_EQ(data.labels, (std::vector<int32_t>{1, 0}));
+}
+
+TEST_F(DataFiles, ReadsGzipIdxAndScales) {
+  write_images_and_labels(true);
+  const Dataset data = read_idx(images_, labels_, 1.0f / 255);
+  EXPECT_FLOAT_EQ(data.features[11], 220.0f / 255);
+  EXPECT_EQ(data.labels[0], 1);
+}
+
+TEST_F(DataFiles, MissingFile) {
+  write_images_and_labels(false);
+  EXPECT_NE(error_of([&] { read_idx(path("nope.idx"), labels_, 1); }).find("nope.idx: cannot open"),
+            std::string::npos);
+}
+
+TEST_F(DataFiles, WrongMagic) {
+  write_images_and_labels(false);
+  const std::string bad = write("bad.idx", {0x1f, 0x00, 0x08, 0x01, 0, 0, 0, 1, 5});
+  EXPECT_NE(error_of([&] { read_idx(bad, labels_, 1); }).find("bad.idx: not an IDX file"),
+            std::string::npos);
+}
+
+TEST_F(DataFiles, UnsupportedElementType) {
+  write_images_and_labels(false);
+  const std::string bad = write("float.idx", idx_bytes(0x0D, {1, 1}, {0, 0, 0, 0}));
+  EXPECT_NE(error_of([&] { read_idx(bad, labels_, 1); }).find("element type 0d"),
+            std::string::npos);
+}
+
+TEST_F(DataFiles, TruncatedData) {
+  write_images_and_labels(false);
+  const std::string bad = write("short.idx", idx_bytes(0x08, {2, 2, 3}, {1, 2, 3}));
+  const std::string message = error_of([&] { read_idx(bad, labels_, 1); });
+  EXPECT_NE(message.find("short.idx: truncated in data (expected 12 bytes, got 3)"),
+            std::string::npos)
+      << message;
+}
+
+TEST_F(DataFiles, TruncatedGzip) {
+  write_images_and_labels(true);
+  std::ifstream in(images_, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string cut = path("cut.idx.gz");
+  std::ofstream(cut, std::ios::binary).write(bytes.data(), static_cast<long>(bytes.size() / 2));
+  EXPECT_NE(error_of([&] { read_idx(cut, labels_, 1); }).find("cut.idx.gz"), std::string::npos);
+}
+
+TEST_F(DataFiles, TrailingBytes) {
+  write_images_and_labels(false);
+  const std::string bad = write("long.idx", idx_bytes(0x08, {2}, {1, 0, 7}));
+  EXPECT_NE(error_of([&] { read_idx(images_, bad, 1); }).find("long.idx: unexpected bytes"),
+            std::string::npos);
+}
+
+TEST_F(DataFiles, ImageLabelCountMismatch) {
+  write_images_and_labels(false);
+  const std::string three = write("three.idx", idx_bytes(0x08, {3}, {1, 0, 1}));
+  const std::string message = error_of([&] { read_idx(images_, three, 1); });
+  EXPECT_NE(message.find("has 2 images but"), std::string::npos) << message;
+  EXPECT_NE(message.find("three.idx has 3 labels"), std::string::npos) << message;
+}
+
+TEST_F(DataFiles, LabelOutOfRange) {
+  write_images_and_labels(false);
+  Dataset data = read_idx(images_, labels_, 1);
+  EXPECT_NO_THROW(data.check_labels(2));
+  const std::string message = error_of([&] { data.check_labels(1); });
+  EXPECT_NE(message.find("labels.idx: label 1 of sample 0 is outside [0, 1)"), std::string::npos)
+      << message;
+}
+
+TEST_F(DataFiles, ReadsCsv) {
+  const std::string csv = write_text("d.csv", "a,b,label\n0.5,1,2\n-1,3e2,0\n\n");
+  const Dataset data = read_csv(csv, {});
+  EXPECT_EQ(data.size(), 2);
+  EXPECT_EQ(data.sample_shape, (Shape{2}));
+  EXPECT_EQ(data.features, (std::vector<float>{0.5f, 1, -1, 300}));
+  EXPECT_EQ(data.labels, (std::vector<int32_t>{2, 0}));
+}
+
+TEST_F(DataFiles, CsvLabelColumnFirstWithoutHeader) {
+  const std::string csv = write_text("d.csv", "3,10,20\n1,30,40\n");
+  const Dataset data = read_csv(csv, {.header = false, .label_column = 0, .scale = 0.1f});
+  EXPECT_EQ(data.labels, (std::vector<int32_t>{3, 1}));
+  EXPECT_FLOAT_EQ(data.features[3], 4);
+}
+
+TEST_F(DataFiles, CsvBadCells) {
+  const std::string bad_number = write_text("n.csv", "x,y\n1,0\nabc,1\n");
+  EXPECT_NE(error_of([&] { read_csv(bad_number, {}); })
+                .find("n.csv:3: column 1: 'abc' is not a number"),
+            std::string::npos);
+  const std::string bad_label = write_text("l.csv", "x,y\n1,0\n2,1.5\n");
+  EXPECT_NE(error_of([&] { read_csv(bad_label, {}); })
+                .find("l.csv:3: column 2: label '1.5' is not a non-negative integer"),
+            std::string::npos);
+  const std::string ragged = write_text("r.csv", "x,y\n1,0\n2,1,3\n");
+  EXPECT_NE(error_of([&] { read_csv(ragged, {}); }).find("r.csv:3: expected 2 columns, found 3"),
+            std::string::npos);
+  const std::string empty = write_text("e.csv", "x,y\n");
+  EXPECT_NE(error_of([&] { read_csv(empty, {}); }).find("e.csv: no data rows"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_csv(path("missing.csv"), {}); }).find("missing.csv: cannot open"),
+            std::string::npos);
+}
+
+TEST(Synthetic, SeededUniformFeaturesAndLabels) {
+  const Dataset a = make_synthetic(1000, 10, 10, 42);
+  const Dataset b = make_synthetic(1000, 10, 10, 42);
+  const Dataset c = make_synthetic(1000, 10, 10, 43);
+  EXPECT_EQ(a.features, b.features);
+  EXPECT_NE(a.features, c.features);
+  EXPECT_EQ(a.fingerprint(), b.fingerprint());
+  EXPECT_NE(a.fingerprint(), c.fingerprint());
+  double mean = 0;
+  for (float x : a.features) {
+    ASSERT_GE(x, 0);
+    ASSERT_LT(x, 1);
+    mean += x;
+  }
+  EXPECT_NEAR(mean / a.features.size(), 0.5, 0.02);
+  std::vector<int> counts(10);
+  for (int32_t y : a.labels) counts.at(y)++;
+  for (int count : counts) EXPECT_GT(count, 60);
+}
+
+TEST(GatherBatch, SparseAndOneHotTargets) {
+  const Dataset data = make_synthetic(5, 2, 3, 1);
+  const int64_t indices[] = {4, 1};
+  float features[4], sparse[2], one_hot[6];
+  gather_batch(data, indices, TargetKind::kSparse, 3, features, sparse);
+  EXPECT_EQ(features[0], data.features[8]);
+  EXPECT_EQ(features[3], data.features[3]);
+  EXPECT_EQ(sparse[0], data.labels[4]);
+  gather_batch(data, indices, TargetKind::kDense, 3, features, one_hot);
+  for (int c = 0; c < 3; ++c) EXPECT_EQ(one_hot[3 + c], c == data.labels[1] ? 1 : 0);
+}
+
+}  // namespace
+}  // namespace ddp

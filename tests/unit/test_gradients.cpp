@@ -1,0 +1,215 @@
+// Invariant 4: every analytic gradient matches central finite differences.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "core/rng.h"
+#include "nn/activation.h"
+#include "nn/dense.h"
+#include "nn/loss.h"
+#include "nn/softmax.h"
+
+namespace ddp {
+namespace {
+
+std::vector<float> random_vector(size_t n, uint64_t seed, float low = -1, float high = 1) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = rng.uniform(low, high);
+  return v;
+}
+
+// Compares `analytic` with central differences of `objective` with respect to `values`.
+void expect_matches_finite_differences(const std::function<double()>& objective,
+                                       std::vector<float>& values,
+                                       const std::vector<float>& analytic, const char* what,
+                                       float h = 1e-2f) {
+  ASSERT_EQ(values.size(), analytic.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float saved = values[i];
+    values[i] = saved + h;
+    const double plus = objective();
+    values[i] = saved - h;
+    const double minus = objective();
+    values[i] = saved;
+    const double numeric = (plus - minus) / (2.0 * h);
+    EXPECT_NEAR(analytic[i], numeric, 2e-3 + 1e-2 * std::abs(numeric))
+        << what << "[" << i << "]";
+  }
+}
+
+// L = sum(y * r) for a random r, so dL/dy = r.
+double weighted_sum(const std::vector<float>& y, const std::vector<float>& r) {
+  double sum = 0;
+  for (size_t i = 0; i < y.size(); ++i) sum += static_cast<double>(y[i]) * r[i];
+  return sum;
+}
+
+class DenseGradient : public ::testing::TestWithParam<Activation> {};
+
+TEST_P(DenseGradient, MatchesFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const int64_t batch = 4, in = 5, out = 3;
+  Dense layer(in, out, GetParam());
+  std::vector<float> w = random_vector(out * in, 1), b = random_vector(out, 2);
+  std::vector<float> dw(w.size()), db(b.size());
+  float* params[] = {w.data(), b.data()};
+  float* grads[] = {dw.data(), db.data()};
+  layer.bind(params, grads);
+  std::vector<float> x = random_vector(batch * in, 13);
+  const std::vector<float> r = random_vector(batch * out, 4);
+  std::vector<float> y(batch * out);
+
+  auto objective = [&] {
+    layer.forward(*backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  // Finite differences are meaningless across ReLU's kink: a smaller step, and no pre-activation
+  // within reach of it (one perturbation moves a pre-activation by at most h * max(|x|, |w|, 1)).
+  const float h = GetParam() == Activation::kRelu ? 1e-3f : 1e-2f;
+  if (GetParam() == Activation::kRelu) {
+    std::vector<float> z(batch * out);
+    Dense linear(in, out, Activation::kLinear);
+    linear.bind(params, grads);
+    linear.forward(*backend, x.data(), z.data(), batch);
+    for (float v : z) ASSERT_GT(std::abs(v), 5 * h) << "test data too close to the ReLU kink";
+  }
+  std::vector<float> dy = r, dx(x.size());
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch);
+
+  expect_matches_finite_differences(objective, x, dx, "dx", h);
+  expect_matches_finite_differences(objective, w, dw, "dw", h);
+  expect_matches_finite_differences(objective, b, db, "db", h);
+}
+
+INSTANTIATE_TEST_SUITE_P(Activations, DenseGradient,
+                         ::testing::Values(Activation::kLinear, Activation::kRelu,
+                                           Activation::kTanh, Activation::kSigmoid));
+
+class ActivationGradient : public ::testing::TestWithParam<Activation> {};
+
+TEST_P(ActivationGradient, MatchesFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const int64_t batch = 3;
+  ActivationLayer layer(GetParam(), Shape{4});
+  // Magnitudes in [0.1, 2] keep ReLU inputs away from its kink.
+  std::vector<float> x = random_vector(batch * 4, 5, 0.1f, 2.0f);
+  for (size_t i = 0; i < x.size(); i += 2) x[i] = -x[i];
+  const std::vector<float> r = random_vector(x.size(), 6);
+  std::vector<float> y(x.size());
+  auto objective = [&] {
+    layer.forward(*backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<float> dy = r, dx(x.size());
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch);
+  expect_matches_finite_differences(objective, x, dx, "dx");
+}
+
+INSTANTIATE_TEST_SUITE_P(Activations, ActivationGradient,
+                         ::testing::Values(Activation::kRelu, Activation::kTanh,
+                                           Activation::kSigmoid));
+
+TEST(SoftmaxGradient, MatchesFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const int64_t batch = 3, classes = 5;
+  Softmax layer(Shape{classes});
+  std::vector<float> x = random_vector(batch * classes, 7, -2, 2);
+  const std::vector<float> r = random_vector(x.size(), 8);
+  std::vector<float> y(x.size());
+  auto objective = [&] {
+    layer.forward(*backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  for (int64_t row = 0; row < batch; ++row) {
+    double sum = 0;
+    for (int64_t c = 0; c < classes; ++c) sum += y[row * classes + c];
+    EXPECT_NEAR(sum, 1.0, 1e-6);
+  }
+  std::vector<float> dy = r, dx(x.size());
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch);
+  expect_matches_finite_differences(objective, x, dx, "dx");
+}
+
+struct LossCase {
+  LossKind kind;
+  const char* name;
+};
+
+class LossGradient : public ::testing::TestWithParam<LossCase> {};
+
+TEST_P(LossGradient, MatchesFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const Loss loss(GetParam().kind);
+  const int64_t rows = 4, cols = 6;
+  std::vector<float> output = random_vector(rows * cols, 9, -2, 2);
+  std::vector<float> targets;
+  if (loss.target_kind() == TargetKind::kSparse) {
+    targets = {0, 5, 2, 3};
+  } else {
+    targets.assign(rows * cols, 0);
+    const int labels[] = {1, 0, 4, 5};
+    for (int64_t r = 0; r < rows; ++r) targets[r * cols + labels[r]] = 1;
+  }
+  const float scale = 1.0f / rows;
+  auto objective = [&] {
+    return loss.compute(*backend, output.data(), targets.data(), nullptr, scale, rows, cols)
+               .loss_sum *
+           scale;
+  };
+  std::vector<float> grad(output.size());
+  const LossStats stats =
+      loss.compute(*backend, output.data(), targets.data(), grad.data(), scale, rows, cols);
+  EXPECT_GT(stats.loss_sum, 0);
+  expect_matches_finite_differences(objective, output, grad, GetParam().name);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Losses, LossGradient,
+    ::testing::Values(LossCase{LossKind::kSparseCategoricalCrossentropy, "sparse_ce"},
+                      LossCase{LossKind::kCategoricalCrossentropy, "categorical_ce"},
+                      LossCase{LossKind::kMeanSquaredError, "mse"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(CrossEntropy, ValueAndAccuracyMatchHandComputation) {
+  auto backend = make_cpu_backend();
+  // Row 0: logits (0, ln 3): p = (1/4, 3/4), label 1 -> loss -ln(3/4), correct.
+  // Row 1: logits (0, 0): p = (1/2, 1/2), label 0 -> loss ln 2; argmax ties pick class 0: correct.
+  const float logits[] = {0, std::log(3.0f), 0, 0};
+  const float labels[] = {1, 0};
+  const LossStats stats = Loss(LossKind::kSparseCategoricalCrossentropy)
+                              .compute(*backend, logits, labels, nullptr, 1, 2, 2);
+  EXPECT_NEAR(stats.loss_sum, -std::log(0.75) + std::log(2.0), 1e-6);
+  EXPECT_EQ(stats.correct, 2);
+}
+
+TEST(CrossEntropy, StableForHugeLogits) {
+  auto backend = make_cpu_backend();
+  const float logits[] = {1000, -1000, 0};
+  const float label[] = {1};
+  float grad[3];
+  const LossStats stats = Loss(LossKind::kSparseCategoricalCrossentropy)
+                              .compute(*backend, logits, label, grad, 1, 1, 3);
+  EXPECT_NEAR(stats.loss_sum, 2000, 1e-3);
+  EXPECT_NEAR(grad[0], 1, 1e-6);
+  EXPECT_NEAR(grad[1], -1, 1e-6);
+  EXPECT_TRUE(std::isfinite(grad[2]));
+}
+
+TEST(MeanSquaredError, MatchesKerasDefinition) {
+  auto backend = make_cpu_backend();
+  const float pred[] = {1, 2, 3, 4};
+  const float target[] = {0, 0, 3, 2};
+  // Keras: mean over the last axis: row 0 (1 + 4) / 2 = 2.5, row 1 (0 + 4) / 2 = 2.
+  const LossStats stats =
+      Loss(LossKind::kMeanSquaredError).compute(*backend, pred, target, nullptr, 1, 2, 2);
+  EXPECT_DOUBLE_EQ(stats.loss_sum, 4.5);
+}
+
+}  // namespace
+}  // namespace ddp

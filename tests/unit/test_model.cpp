@@ -1,0 +1,175 @@
+// The Sequential model end to end (flat buffers, fused softmax, whole-model gradients) and the
+// single-process trainer.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "nn/model_builder.h"
+#include "train/config_reader.h"
+#include "train/trainer.h"
+
+namespace ddp {
+namespace {
+
+std::vector<LayerSpec> mlp_specs() {
+  return {{"flatten", 0, "linear", "model.layers.0"},
+          {"dense", 6, "tanh", "model.layers.1"},
+          {"dense", 5, "sigmoid", "model.layers.2"},
+          {"dense", 3, "softmax", "model.layers.3"}};
+}
+
+TEST(Sequential, FlatBufferLayoutAndSummary) {
+  auto backend = make_cpu_backend();
+  auto model = build_sequential(*backend, Shape{2, 2}, mlp_specs());
+  // (4*6 + 6) + (6*5 + 5) + (5*3 + 3)
+  EXPECT_EQ(model->param_count(), 30u + 35u + 18u);
+  const auto& entries = model->param_entries();
+  ASSERT_EQ(entries.size(), 6u);
+  EXPECT_EQ(entries[0].name, "layers.1.weight");
+  EXPECT_EQ(entries[0].shape, (Shape{6, 4}));
+  size_t expected_offset = 0;
+  for (const ParamEntry& e : entries) {
+    EXPECT_EQ(e.offset, expected_offset);
+    expected_offset += e.count;
+  }
+  const std::string summary = model->summary();
+  EXPECT_NE(summary.find("layers.3 (Dense)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("layers.4 (Softmax)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("Total params: 83"), std::string::npos) << summary;
+}
+
+TEST(Sequential, GlorotUniformInitIsSeededAndBounded) {
+  auto backend = make_cpu_backend();
+  auto a = build_sequential(*backend, Shape{4}, {{"dense", 6, "relu", "l0"}});
+  auto b = build_sequential(*backend, Shape{4}, {{"dense", 6, "relu", "l0"}});
+  a->init_params(5);
+  b->init_params(5);
+  const auto pa = a->params();
+  EXPECT_TRUE(std::equal(pa.begin(), pa.end(), b->params().begin()));
+  const float limit = std::sqrt(6.0f / 10);
+  for (size_t i = 0; i < 24; ++i) EXPECT_LE(std::abs(pa[i]), limit);
+  for (size_t i = 24; i < 30; ++i) EXPECT_EQ(pa[i], 0) << "bias must start at zero";
+}
+
+TEST(Sequential, WholeModelGradientMatchesFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  auto model = build_sequential(*backend, Shape{2, 2}, mlp_specs());
+  model->set_output_logits(true);  // cross-entropy applies the final softmax itself
+  model->init_params(11);
+  const int64_t batch = 3;
+  Rng rng(4);
+  std::vector<float> x(batch * 4);
+  for (float& v : x) v = rng.uniform(-1, 1);
+  const std::vector<float> labels = {2, 0, 1};
+  const Loss loss(LossKind::kSparseCategoricalCrossentropy);
+  auto objective = [&] {
+    const float* out = model->forward(x.data(), batch);
+    return loss.compute(*backend, out, labels.data(), nullptr, 1, batch, 3).loss_sum;
+  };
+  const float* out = model->forward(x.data(), batch);
+  loss.compute(*backend, out, labels.data(), model->output_grad(), 1, batch, 3);
+  model->backward(batch);
+  const std::vector<float> analytic(model->grads().begin(), model->grads().end());
+  auto params = model->params();
+  const float h = 1e-2f;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const float saved = params[i];
+    params[i] = saved + h;
+    const double plus = objective();
+    params[i] = saved - h;
+    const double minus = objective();
+    params[i] = saved;
+    const double numeric = (plus - minus) / (2 * h);
+    EXPECT_NEAR(analytic[i], numeric, 2e-3 + 1e-2 * std::abs(numeric)) << "param " << i;
+  }
+}
+
+TEST(Sequential, PredictAppliesTheFinalSoftmax) {
+  auto backend = make_cpu_backend();
+  auto model = build_sequential(*backend, Shape{4}, {{"dense", 3, "softmax", "l0"}});
+  model->set_output_logits(true);
+  model->init_params(1);
+  const float x[] = {1, 2, 3, 4};
+  const float* probs = model->predict(x, 1);
+  EXPECT_NEAR(probs[0] + probs[1] + probs[2], 1.0, 1e-6);
+}
+
+TEST(ModelBuilder, DenseNeedsFlatInput) {
+  auto backend = make_cpu_backend();
+  try {
+    build_sequential(*backend, Shape{2, 2}, {{"dense", 3, "relu", "model.layers.0"}});
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0: dense needs a flat input"),
+              std::string::npos);
+  }
+}
+
+Config small_config(const std::vector<std::string>& overrides = {}) {
+  YAML::Node root = YAML::Load(R"(
+seed: 9
+data:
+  train: {type: synthetic, samples: 256, features: 6, classes: 4}
+model:
+  layers:
+    - {type: dense, units: 128, activation: relu}
+    - {type: dense, units: 4, activation: softmax}
+loss: sparse_categorical_crossentropy
+optimizer: {type: adam, learning_rate: 0.01}
+training: {epochs: 150, global_batch_size: 32}
+)");
+  for (const auto& o : overrides) apply_override(root, o);
+  return parse_config(root, "small.yaml");
+}
+
+TEST(Trainer, LearnsTheTrainingSet) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  const Config config = small_config();
+  Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0), std::nullopt);
+  const Dataset train = load_dataset(config.train_data, 0);
+  const EvalResult before = trainer.evaluate(train);
+  trainer.fit();
+  const EvalResult after = trainer.evaluate(train);
+  // Random labels can only be memorized: a working backward pass gets far above chance (0.25).
+  EXPECT_LT(after.loss, before.loss * 0.6);
+  EXPECT_GT(after.accuracy, 0.7);
+  EXPECT_EQ(trainer.completed_steps(), 150 * 8);
+}
+
+template <class E>
+std::string trainer_error(const std::vector<std::string>& overrides, Dataset data) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  try {
+    Trainer(small_config(overrides), *comm, *backend, std::move(data), std::nullopt);
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no error";
+  return "";
+}
+
+TEST(Trainer, InputShapeMismatchNamesKey) {
+  const std::string message =
+      trainer_error<ConfigError>({"model.input=[7]"}, make_synthetic(256, 6, 4, 1));
+  EXPECT_NE(message.find("small.yaml: model.input: (7) does not match the sample shape (6)"),
+            std::string::npos)
+      << message;
+}
+
+TEST(Trainer, FewerSamplesThanOneGlobalBatch) {
+  const std::string message = trainer_error<DataError>({}, make_synthetic(20, 6, 4, 1));
+  EXPECT_NE(message.find("20 samples are fewer than one global batch of 32"), std::string::npos)
+      << message;
+}
+
+TEST(Trainer, LabelBeyondModelOutputs) {
+  const std::string message = trainer_error<DataError>({}, make_synthetic(256, 6, 9, 1));
+  EXPECT_NE(message.find("is outside [0, 4)"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace ddp

@@ -1,0 +1,94 @@
+// Optimizer steps against values worked out by hand (PyTorch's update rules).
+
+#include <gtest/gtest.h>
+
+#include "optim/adam.h"
+#include "optim/lr_schedule.h"
+#include "optim/sgd.h"
+
+namespace ddp {
+namespace {
+
+float sgd_after(const SgdHyper& hyper, std::initializer_list<float> grads) {
+  auto backend = make_cpu_backend();
+  Sgd sgd(*backend, 1, hyper);
+  float p = 1;
+  for (float g : grads) sgd.step({&p, 1}, {&g, 1}, 0.1f);
+  return p;
+}
+
+TEST(Sgd, PlainStep) { EXPECT_FLOAT_EQ(sgd_after({}, {0.5f}), 0.95f); }
+
+TEST(Sgd, Momentum) {
+  // v1 = 0.5, p = 1 - 0.05; v2 = 0.9 * 0.5 + 0.5 = 0.95, p = 0.95 - 0.095.
+  EXPECT_FLOAT_EQ(sgd_after({0.9f, 0, false}, {0.5f, 0.5f}), 0.855f);
+}
+
+TEST(Sgd, Nesterov) {
+  // v1 = 0.5; update g + mu v1 = 0.95.
+  EXPECT_FLOAT_EQ(sgd_after({0.9f, 0, true}, {0.5f}), 0.905f);
+}
+
+TEST(Sgd, WeightDecay) {
+  // g' = 0.5 + 0.1 * 1 = 0.6.
+  EXPECT_FLOAT_EQ(sgd_after({0, 0.1f, false}, {0.5f}), 0.94f);
+}
+
+TEST(Adam, TwoBiasCorrectedSteps) {
+  auto backend = make_cpu_backend();
+  Adam adam(*backend, 1, AdamHyper{});
+  float p = 1;
+  float g = 0.5f;
+  adam.step({&p, 1}, {&g, 1}, 0.1f);
+  // Bias correction makes the first step lr * g / |g|.
+  EXPECT_NEAR(p, 0.9, 1e-6);
+  g = 0.25f;
+  adam.step({&p, 1}, {&g, 1}, 0.1f);
+  // m = 0.07, v = 3.1225e-4; m^ = 0.07 / 0.19, v^ = 3.1225e-4 / 1.999e-3.
+  EXPECT_NEAR(p, 0.80678204, 1e-6);
+  EXPECT_EQ(adam.steps_taken(), 2);
+}
+
+TEST(Adam, UpdatesEveryElementOfTheFlatBuffer) {
+  auto backend = make_cpu_backend();
+  Adam adam(*backend, 3, AdamHyper{});
+  std::vector<float> p = {1, 1, 1}, g = {1, -1, 0};
+  adam.step(p, g, 0.01f);
+  EXPECT_NEAR(p[0], 0.99, 1e-6);
+  EXPECT_NEAR(p[1], 1.01, 1e-6);
+  EXPECT_FLOAT_EQ(p[2], 1);
+}
+
+TEST(LrSchedule, Constant) {
+  LrSchedule s({.type = "constant", .base_lr = 0.1});
+  EXPECT_FLOAT_EQ(s.at(0), 0.1f);
+  EXPECT_FLOAT_EQ(s.at(1000), 0.1f);
+}
+
+TEST(LrSchedule, WarmupIsLinear) {
+  LrSchedule s({.type = "constant", .base_lr = 0.1, .warmup_steps = 4});
+  EXPECT_FLOAT_EQ(s.at(0), 0.025f);
+  EXPECT_FLOAT_EQ(s.at(1), 0.05f);
+  EXPECT_FLOAT_EQ(s.at(3), 0.1f);
+  EXPECT_FLOAT_EQ(s.at(4), 0.1f);
+}
+
+TEST(LrSchedule, StepDecay) {
+  LrSchedule s({.type = "step", .base_lr = 1, .step_size = 10, .gamma = 0.5});
+  EXPECT_FLOAT_EQ(s.at(9), 1.0f);
+  EXPECT_FLOAT_EQ(s.at(10), 0.5f);
+  EXPECT_FLOAT_EQ(s.at(25), 0.25f);
+}
+
+TEST(LrSchedule, CosineWithWarmup) {
+  LrSchedule s({.type = "cosine", .base_lr = 1, .warmup_steps = 10, .min_lr = 0.1,
+                .total_steps = 110});
+  EXPECT_FLOAT_EQ(s.at(4), 0.5f);
+  EXPECT_FLOAT_EQ(s.at(10), 1.0f);
+  EXPECT_NEAR(s.at(60), 0.55f, 1e-6);  // halfway: min + (max - min) / 2
+  EXPECT_NEAR(s.at(110), 0.1f, 1e-6);
+  EXPECT_NEAR(s.at(500), 0.1f, 1e-6);
+}
+
+}  // namespace
+}  // namespace ddp
