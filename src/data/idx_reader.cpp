@@ -72,12 +72,12 @@ class IdxFile {
     while (done < bytes) {
       const auto chunk = static_cast<unsigned>(std::min<size_t>(bytes - done, 1u << 30));
       const int n = gzread(file_.get(), p + done, chunk);
-      if (n < 0) {
-        int code = 0;
-        const char* message = gzerror(file_.get(), &code);
-        throw DataError(path_ + ": read error in " + what + ": " +
-                        (code == Z_ERRNO ? std::strerror(errno) : message));
-      }
+      int code = Z_OK;
+      const char* message = gzerror(file_.get(), &code);
+      if (code == Z_ERRNO)
+        throw DataError(path_ + ": read error in " + what + ": " + std::strerror(errno));
+      if (n < 0 || (code != Z_OK && code != Z_BUF_ERROR))
+        throw DataError(path_ + ": corrupt gzip data in " + what + ": " + message);
       if (n == 0)
         throw DataError(path_ + ": truncated in " + what + " (expected " + std::to_string(bytes) +
                         " bytes, got " + std::to_string(done) + ")");

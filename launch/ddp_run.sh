@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs build/ddp_train on this machine (or on the hosts of a hostfile) under Open MPI's mpirun.
+#   launch/ddp_run.sh [-n RANKS] [--hostfile FILE] [--oversubscribe] -- ddp_train arguments...
+# The "--" may be left out: everything after the launcher's own options goes to ddp_train.
+# Adds --allow-run-as-root when run as root, and --oversubscribe when asked or when more ranks
+# than cores are requested on a single machine (fine for correctness runs, not for timing).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+ranks=2
+mpi_args=()
+hostfile=""
+oversubscribe=0
+while (($#)); do
+  case "$1" in
+    -n|--np) ranks="$2"; shift 2 ;;
+    --hostfile) hostfile="$2"; mpi_args+=(--hostfile "$2"); shift 2 ;;
+    --oversubscribe) oversubscribe=1; shift ;;
+    --) shift; break ;;
+    *) break ;;
+  esac
+done
+binary="$root/build/ddp_train"
+if [[ ! -x "$binary" ]]; then
+  echo "ddp_run: $binary not found; run launch/setup.sh first" >&2
+  exit 2
+fi
+if [[ -z "$hostfile" && "$ranks" -gt "$(nproc)" ]]; then
+  echo "ddp_run: $ranks ranks on $(nproc) cores: oversubscribing (timings are not meaningful)" >&2
+  oversubscribe=1
+fi
+((oversubscribe)) && mpi_args+=(--oversubscribe)
+[[ $(id -u) -eq 0 ]] && mpi_args+=(--allow-run-as-root)
+exec mpirun -n "$ranks" "${mpi_args[@]}" "$binary" "$@"

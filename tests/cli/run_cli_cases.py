@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Runs ddp_train end to end under mpiexec for every case of cases.tsv and checks the exit code,
+the message, and that the job ends within a time bound (no rank may hang)."""
+
+import argparse
+import gzip
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+TIME_LIMIT_S = 60
+
+
+def write_idx(path, dims, data, compress=False):
+    header = bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as f:
+        f.write(header + bytes(data))
+
+
+def write_fixtures(tmp):
+    rows = [f"{i % 7 / 7:.4f},{i % 5 / 5:.4f},{i % 3 / 3:.4f},{i % 3}" for i in range(96)]
+    with open(f"{tmp}/good.csv", "w") as f:
+        f.write("a,b,c,label\n" + "\n".join(rows) + "\n")
+    for name in ("rank0.csv", "differs_0.csv"):
+        with open(f"{tmp}/{name}", "w") as f:
+            f.write("a,b,c,label\n" + "\n".join(rows) + "\n")
+    bad = list(rows)
+    bad[3] = "0.5,x,0.5,1"  # line 5 of the file, column 2
+    with open(f"{tmp}/rank1.csv", "w") as f:
+        f.write("a,b,c,label\n" + "\n".join(bad) + "\n")
+    with open(f"{tmp}/bad_cell.csv", "w") as f:
+        f.write("a,b,c,label\n" + "\n".join(rows[:2] + ["1,x,1,0"] + rows[2:]) + "\n")
+    differs = list(rows)
+    differs[10] = "0.9999,0.5,0.5,1"
+    with open(f"{tmp}/differs_1.csv", "w") as f:
+        f.write("a,b,c,label\n" + "\n".join(differs) + "\n")
+    with open(f"{tmp}/csv.yaml", "w") as f:
+        f.write(f"""seed: 4
+data:
+  train: {{type: csv, path: {tmp}/good.csv}}
+  test: {{type: csv, path: {tmp}/good.csv}}
+model:
+  layers:
+    - {{type: dense, units: 16, activation: relu}}
+    - {{type: dense, units: 3, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {{type: sgd, learning_rate: 0.1, momentum: 0.9}}
+training: {{epochs: 3, global_batch_size: 16}}
+""")
+    pixels = [(i * 37) % 256 for i in range(40 * 4 * 4)]
+    labels = [i % 10 for i in range(40)]
+    write_idx(f"{tmp}/images.idx", [40, 4, 4], pixels)
+    write_idx(f"{tmp}/labels.idx", [40], labels)
+    write_idx(f"{tmp}/labels_39.idx", [39], labels[:39])
+    big = list(labels)
+    big[7] = 12
+    write_idx(f"{tmp}/labels_big.idx", [40], big)
+    with open(f"{tmp}/bad_magic.idx", "wb") as f:
+        f.write(b"\x12\x34\x08\x03garbage")
+    with open(f"{tmp}/corrupt_gzip.idx.gz", "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage-not-deflate")
+    write_idx(f"{tmp}/full.idx.gz", [40, 4, 4], pixels, compress=True)
+    with open(f"{tmp}/full.idx.gz", "rb") as f:
+        blob = f.read()
+    with open(f"{tmp}/truncated.idx.gz", "wb") as f:
+        f.write(blob[: len(blob) // 2])
+    with open(f"{tmp}/idx.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: idx, images: {tmp}/images.idx, labels: {tmp}/labels.idx}}
+model:
+  input: [4, 4]
+  layers:
+    - {{type: flatten}}
+    - {{type: dense, units: 10, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {{type: adam}}
+training: {{epochs: 1, global_batch_size: 8}}
+""")
+    with open(f"{tmp}/broken.yaml", "w") as f:
+        f.write("seed: 1\ndata: [1, 2\n")
+
+
+def check_success(output, run_dir):
+    """A successful run prints one line per epoch and writes one metrics record per epoch."""
+    epochs = re.findall(r"^Epoch (\d+)/(\d+) - ", output, re.M)
+    if not epochs:
+        return "no epoch lines"
+    total = int(epochs[0][1])
+    if [int(e) for e, _ in epochs] != list(range(1, total + 1)):
+        return f"epoch lines {[e for e, _ in epochs]} are not 1..{total}"
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    if len(records) != total:
+        return f"metrics.jsonl has {len(records)} records, expected {total}"
+    for key in ("epoch", "loss", "accuracy", "samples_per_sec", "seconds"):
+        if key not in records[-1]:
+            return f"metrics.jsonl lacks '{key}'"
+    if not os.path.exists(os.path.join(run_dir, "config.yaml")):
+        return "no resolved config.yaml in the run directory"
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ddp-train", required=True)
+    parser.add_argument("--mpiexec", required=True)
+    parser.add_argument("--cases", required=True)
+    parser.add_argument("--configs", required=True)
+    parser.add_argument("--only", help="regex of case names to run")
+    args = parser.parse_args()
+
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="ddp_cli_") as tmp:
+        write_fixtures(tmp)
+        with open(args.cases) as f:
+            lines = [l.rstrip("\n") for l in f if l.strip() and not l.startswith("#")]
+        for line in lines:
+            name, ranks, code, stream, pattern, *rest = line.split("\t")
+            if args.only and not re.search(args.only, name):
+                continue
+            argv = rest[0] if rest else ""
+            argv = argv.replace("@configs@", args.configs).replace("@tmp@", tmp)
+            run_dir = os.path.join(tmp, "runs", name)
+            extra = [] if "--run-dir" in argv or "--help" in argv or not argv else ["--run-dir", run_dir]
+            command = [args.mpiexec, "-n", ranks, args.ddp_train] + shlex.split(argv) + extra
+            start = time.monotonic()
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, env=env,
+                                        timeout=TIME_LIMIT_S, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                print(f"FAIL {name}: no exit within {TIME_LIMIT_S} s (hang)")
+                failed += 1
+                continue
+            seconds = time.monotonic() - start
+            # Open MPI adds its own banner about non-zero exits; the product's lines are ours.
+            ours = "\n".join(l for l in (result.stderr if stream == "stderr" else result.stdout)
+                             .splitlines() if "ddp_train" in l or stream == "stdout")
+            problems = []
+            if result.returncode != int(code):
+                problems.append(f"exit code {result.returncode}, expected {code}")
+            if not re.search(pattern, ours, re.M):
+                problems.append(f"{stream} does not match /{pattern}/")
+            if stream == "stderr" and int(code) != 0:
+                errors = [l for l in ours.splitlines() if "ddp_train: error:" in l]
+                if not errors:
+                    problems.append("no 'ddp_train: error:' line")
+            if int(code) == 0 and "--help" not in argv:
+                problem = check_success(result.stdout, run_dir)
+                if problem:
+                    problems.append(problem)
+            if problems:
+                failed += 1
+                print(f"FAIL {name} ({seconds:.1f} s): " + "; ".join(problems))
+                print("  command: " + " ".join(shlex.quote(c) for c in command))
+                print("  stdout: " + result.stdout[-1500:].replace("\n", "\n          "))
+                print("  stderr: " + result.stderr[-1500:].replace("\n", "\n          "))
+            else:
+                passed += 1
+                print(f"ok   {name} ({seconds:.1f} s)")
+    print(f"cli: {passed} passed, {failed} failed")
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
