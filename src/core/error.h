@@ -19,9 +19,13 @@ class Error : public std::runtime_error {
  public:
   Error(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
   ExitCode code() const { return code_; }
+  // True once every rank knows about this error (see run_agreed), so no rank needs aborting.
+  bool agreed() const { return agreed_; }
+  void mark_agreed() { agreed_ = true; }
 
  private:
   ExitCode code_;
+  bool agreed_ = false;
 };
 
 class ConfigError : public Error {
@@ -32,6 +36,11 @@ class ConfigError : public Error {
 class DataError : public Error {
  public:
   explicit DataError(const std::string& message) : Error(ExitCode::kData, message) {}
+};
+
+class CheckpointError : public Error {
+ public:
+  explicit CheckpointError(const std::string& message) : Error(ExitCode::kCheckpoint, message) {}
 };
 
 class RuntimeError : public Error {

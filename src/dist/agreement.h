@@ -12,7 +12,7 @@ namespace ddp {
 // exit code so every rank leaves the same way.
 class PeerError : public Error {
  public:
-  explicit PeerError(ExitCode code) : Error(code, "another rank failed") {}
+  explicit PeerError(ExitCode code) : Error(code, "another rank failed") { mark_agreed(); }
 };
 
 // Runs `fn` on every rank, then agrees on the outcome with one collective: if `fn` threw anywhere,
@@ -32,7 +32,14 @@ void run_agreed(Communicator& comm, Fn&& fn) {
     failure = std::make_exception_ptr(RuntimeError(e.what()));
   }
   const int worst = comm.all_reduce_max(local);
-  if (failure) std::rethrow_exception(failure);
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (Error& e) {
+      e.mark_agreed();
+      throw;
+    }
+  }
   if (worst != 0) throw PeerError(static_cast<ExitCode>(worst));
 }
 

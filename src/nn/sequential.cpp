@@ -12,14 +12,19 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
                        std::vector<std::unique_ptr<Layer>> layers)
     : backend_(backend), input_(std::move(input)), layers_(std::move(layers)) {
   if (layers_.empty()) throw ConfigError("model.layers: the model has no layers");
+  // Note [parameter names]: "layers.<k>.<param>" with k counting only layers that have
+  // parameters, as a PyTorch nn.ModuleList of the Linear layers would name them.
   size_t offset = 0;
+  size_t param_layer = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    for (const ParamSpec& spec : layers_[i]->param_specs()) {
+    const std::vector<ParamSpec> specs = layers_[i]->param_specs();
+    for (const ParamSpec& spec : specs) {
       const auto count = static_cast<size_t>(spec.shape.numel());
-      entries_.push_back({i, "layers." + std::to_string(i) + "." + spec.name, spec.shape, offset,
-                          count});
+      entries_.push_back({i, "layers." + std::to_string(param_layer) + "." + spec.name,
+                          spec.shape, offset, count});
       offset += count;
     }
+    if (!specs.empty()) ++param_layer;
   }
   params_ = DeviceBuffer(backend_, offset);
   grads_ = DeviceBuffer(backend_, offset);
@@ -129,9 +134,13 @@ std::string Sequential::summary() const {
   out += line;
   for (size_t i = 0; i < layers_.size(); ++i) {
     size_t count = 0;
-    for (const ParamEntry& e : entries_)
-      if (e.layer == i) count += e.count;
-    const std::string name = "layers." + std::to_string(i) + " (" + layers_[i]->describe() + ")";
+    std::string prefix;
+    for (const ParamEntry& e : entries_) {
+      if (e.layer != i) continue;
+      count += e.count;
+      prefix = e.name.substr(0, e.name.rfind('.')) + " ";
+    }
+    const std::string name = prefix + "(" + layers_[i]->describe() + ")";
     const std::string shape = "(None, " + layers_[i]->output_shape().str().substr(1);
     std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", name.c_str(), shape.c_str(),
                   with_commas(count).c_str());

@@ -13,7 +13,7 @@ namespace ddp {
 // One parameter tensor's place in the flat buffer.
 struct ParamEntry {
   size_t layer;
-  std::string name;  // "layers.<layer>.<param>", PyTorch-style
+  std::string name;  // "layers.<k>.<param>", see Note [parameter names]
   Shape shape;
   size_t offset;  // in floats, into params() and grads()
   size_t count;

@@ -11,4 +11,6 @@ void Adam::step(std::span<float> params, std::span<const float> grads, float lr)
                        steps_, hyper_);
 }
 
+std::vector<StateTensor> Adam::state() { return {{"m", m_.span()}, {"v", v_.span()}}; }
+
 }  // namespace ddp

@@ -13,14 +13,13 @@ class Adam final : public Optimizer {
   Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper);
   std::string name() const override { return "adam"; }
   void step(std::span<float> params, std::span<const float> grads, float lr) override;
-  int64_t steps_taken() const { return steps_; }
+  std::vector<StateTensor> state() override;
 
  private:
   ComputeBackend& backend_;
   AdamHyper hyper_;
   DeviceBuffer m_;  // (count) first moment
   DeviceBuffer v_;  // (count) second moment
-  int64_t steps_ = 0;
 };
 
 }  // namespace ddp

@@ -1,9 +1,17 @@
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace ddp {
+
+// One buffer of optimizer state, as large as the flat parameter buffer, in backend memory.
+struct StateTensor {
+  std::string name;  // "m", "v", "velocity"
+  std::span<float> data;
+};
 
 // Updates the model's whole flat parameter buffer from its flat gradient buffer in one call.
 class Optimizer {
@@ -11,6 +19,14 @@ class Optimizer {
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
   virtual void step(std::span<float> params, std::span<const float> grads, float lr) = 0;
+
+  // What a checkpoint must hold to continue exactly: the state buffers and the step count.
+  virtual std::vector<StateTensor> state() = 0;
+  int64_t steps_taken() const { return steps_; }
+  void set_steps_taken(int64_t steps) { steps_ = steps; }
+
+ protected:
+  int64_t steps_ = 0;
 };
 
 }  // namespace ddp

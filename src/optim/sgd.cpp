@@ -8,7 +8,13 @@ Sgd::Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper)
       velocity_(hyper.momentum != 0 ? DeviceBuffer(backend, count) : DeviceBuffer()) {}
 
 void Sgd::step(std::span<float> params, std::span<const float> grads, float lr) {
+  ++steps_;
   backend_.sgd_update(params.data(), grads.data(), velocity_.data(), params.size(), lr, hyper_);
+}
+
+std::vector<StateTensor> Sgd::state() {
+  if (velocity_.size() == 0) return {};
+  return {{"velocity", velocity_.span()}};
 }
 
 }  // namespace ddp

@@ -11,6 +11,7 @@ class Sgd final : public Optimizer {
   Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper);
   std::string name() const override { return "sgd"; }
   void step(std::span<float> params, std::span<const float> grads, float lr) override;
+  std::vector<StateTensor> state() override;
 
  private:
   ComputeBackend& backend_;

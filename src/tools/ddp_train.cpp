@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,8 @@
 #include "core/error.h"
 #include "dist/agreement.h"
 #include "dist/mpi_communicator.h"
+#include "train/checkpoint.h"
+#include "train/safetensors.h"
 #include "train/trainer.h"
 
 namespace {
@@ -23,6 +26,11 @@ struct Options {
   std::vector<std::string> overrides;
   std::string run_dir;
   std::string progress = "auto";
+  bool resume = false;
+  std::string resume_from;
+  int64_t stop_after = -1;
+  std::string init_from;
+  std::string export_safetensors;
 };
 
 // Open MPI hands every rank a pseudo-terminal even when mpirun's own output goes to a file or a
@@ -64,6 +72,85 @@ void check_same_data(Communicator& comm, const Dataset& data) {
   });
 }
 
+// Rank 0's bytes (and their name) on every rank, without assuming a shared file system.
+void broadcast_blob(Communicator& comm, std::vector<std::byte>& bytes, std::string& name) {
+  uint64_t sizes[2] = {bytes.size(), name.size()};
+  comm.broadcast(std::span<uint64_t>(sizes), 0);
+  bytes.resize(sizes[0]);
+  name.resize(sizes[1]);
+  comm.broadcast(std::span<std::byte>(bytes), 0);
+  comm.broadcast(std::span<char>(name), 0);
+}
+
+std::string checkpoint_dir(const Config& config, const Options& options) {
+  return config.checkpoint.dir.empty() ? options.run_dir + "/checkpoints" : config.checkpoint.dir;
+}
+
+// Rank 0 finds and validates the checkpoint, every rank gets its bytes and restores from them.
+// Returns false when --resume finds no checkpoint at all (a fresh start).
+bool resume(Communicator& comm, Trainer& trainer, const Config& config, const Options& options) {
+  std::vector<std::byte> bytes;
+  std::string origin;
+  run_agreed(comm, [&] {
+    if (comm.rank() != 0) return;
+    if (!options.resume_from.empty()) {
+      origin = options.resume_from;
+      bytes = read_file_bytes(origin);
+      decode_checkpoint(bytes, origin);
+      return;
+    }
+    const CheckpointDir dir(checkpoint_dir(config, options), config.checkpoint.keep);
+    std::optional<CheckpointDir::Found> found = dir.newest_valid();
+    if (!found) {
+      std::cout << "resume: no checkpoint in " << dir.path() << ", starting from scratch\n";
+      return;
+    }
+    for (const std::string& reason : found->rejected)
+      std::cout << "resume: skipping invalid checkpoint: " << reason << "\n";
+    origin = found->path;
+    bytes = std::move(found->bytes);
+  });
+  broadcast_blob(comm, bytes, origin);
+  if (bytes.empty()) return false;
+  run_agreed(comm, [&] { trainer.restore(decode_checkpoint(bytes, origin), origin); });
+  if (comm.rank() == 0)
+    std::cout << "resume: continuing from " << origin << " at step " << trainer.completed_steps()
+              << "\n";
+  return true;
+}
+
+void init_from_safetensors(Communicator& comm, Trainer& trainer, const std::string& path) {
+  std::vector<float> params(trainer.model().param_count());
+  run_agreed(comm, [&] {
+    if (comm.rank() != 0) return;
+    std::vector<NamedTensor> tensors = read_safetensors(path);
+    for (const ParamEntry& e : trainer.model().param_entries()) {
+      auto it = std::find_if(tensors.begin(), tensors.end(),
+                             [&](const NamedTensor& t) { return t.name == e.name; });
+      if (it == tensors.end()) throw CheckpointError(path + ": no tensor named " + e.name);
+      if (it->shape != e.shape)
+        throw CheckpointError(path + ": " + e.name + " has shape " + it->shape.str() +
+                              ", the model expects " + e.shape.str());
+      std::copy(it->values.begin(), it->values.end(), params.begin() + e.offset);
+      tensors.erase(it);
+    }
+    if (!tensors.empty())
+      throw CheckpointError(path + ": tensor " + tensors.front().name + " is not in the model");
+  });
+  comm.broadcast(std::span<float>(params), 0);
+  trainer.load_params(params);
+}
+
+std::vector<NamedTensor> named_params(Trainer& trainer) {
+  std::vector<NamedTensor> tensors;
+  const std::vector<float> params = trainer.params_to_host();
+  for (const ParamEntry& e : trainer.model().param_entries())
+    tensors.push_back({e.name, e.shape,
+                       std::vector<float>(params.begin() + e.offset,
+                                          params.begin() + e.offset + e.count)});
+  return tensors;
+}
+
 // `training` turns true once every rank has passed setup; errors after that may be one rank's.
 int train(Communicator& comm, const Options& options, bool& training) {
   std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
@@ -85,11 +172,35 @@ int train(Communicator& comm, const Options& options, bool& training) {
   if (lead)
     std::cout << "ddp-trainer: " << comm.size() << " rank(s), " << backend->name()
               << " backend, config " << options.config << ", run dir " << options.run_dir
-              << "\n";
+              << std::endl;
+  if (!options.init_from.empty()) init_from_safetensors(comm, trainer, options.init_from);
+  if (options.resume || !options.resume_from.empty()) resume(comm, trainer, config, options);
+
+  CheckpointDir checkpoints(checkpoint_dir(config, options), config.checkpoint.keep);
+  trainer.set_checkpointing(config.checkpoint, [&](Trainer& t) {
+    const auto start = std::chrono::steady_clock::now();
+    const TrainingState state = t.capture();
+    // Only rank 0 writes; the others wait here, so nobody runs ahead of a half-written file.
+    run_agreed(comm, [&] {
+      if (!lead) return;
+      const std::string path = checkpoints.save(state);
+      std::cout << "checkpoint: " << path << " (step " << state.completed_steps << ", "
+                << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
+                << " s)" << std::endl;
+    });
+  });
   trainer.set_reporting(lead ? &std::cout : nullptr, lead && show_progress(options.progress),
                         lead ? options.run_dir : "");
   training = true;
-  trainer.fit();
+  trainer.fit(options.stop_after);
+  if (!options.export_safetensors.empty()) {
+    run_agreed(comm, [&] {
+      if (!lead) return;
+      write_safetensors(options.export_safetensors, named_params(trainer),
+                        {{"format", "pt"}, {"producer", "ddp-trainer"}});
+      std::cout << "exported weights to " << options.export_safetensors << std::endl;
+    });
+  }
   return 0;
 }
 
@@ -113,9 +224,22 @@ int main(int argc, char** argv) {
                  "Override a config key: section.key=value (repeatable; list items by index, "
                  "e.g. model.layers.0.units=128)");
   app.add_option("--run-dir", options.run_dir,
-                 "Directory for the resolved config and metrics.jsonl (default: runs/<config name>)");
+                 "Directory for the resolved config, metrics.jsonl and checkpoints "
+                 "(default: runs/<config name>)");
   app.add_option("--progress", options.progress, "Live progress bar on rank 0: auto, on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  auto* resume_flag = app.add_flag(
+      "--resume", options.resume,
+      "Continue from the newest valid checkpoint of the run directory (fresh start if none)");
+  app.add_option("--resume-from", options.resume_from, "Continue from this checkpoint file")
+      ->excludes(resume_flag);
+  app.add_option("--stop-after", options.stop_after,
+                 "Stop after this many optimizer steps in total, writing a checkpoint")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--init-from", options.init_from,
+                 "Start from the weights of a safetensors file (names layers.<k>.weight/bias)");
+  app.add_option("--export-safetensors", options.export_safetensors,
+                 "After training, write the weights as a safetensors file");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -138,7 +262,7 @@ int main(int argc, char** argv) {
     return static_cast<int>(e.code());
   } catch (const Error& e) {
     print_error(*comm, e.what());
-    if (training) comm->abort(static_cast<int>(e.code()));
+    if (training && !e.agreed()) comm->abort(static_cast<int>(e.code()));
     return static_cast<int>(e.code());
   } catch (const std::exception& e) {
     print_error(*comm, e.what());

@@ -114,6 +114,18 @@ TrainingConfig parse_training(ConfigNode node) {
   return t;
 }
 
+CheckpointConfig parse_checkpoint(ConfigNode node) {
+  CheckpointConfig c;
+  c.every_steps = node.get<int64_t>("every_steps", 0);
+  if (c.every_steps < 0) node.fail("every_steps", "must be >= 0");
+  c.every_epochs = node.get<int64_t>("every_epochs", 1);
+  if (c.every_epochs < 0) node.fail("every_epochs", "must be >= 0");
+  c.keep = positive(node, "keep", node.get<int64_t>("keep", 2));
+  c.dir = node.get<std::string>("dir", "");
+  node.finish();
+  return c;
+}
+
 LossKind parse_loss(ConfigNode& root) {
   const std::string name = root.choice(
       "loss", {"sparse_categorical_crossentropy", "categorical_crossentropy", "mean_squared_error"});
@@ -159,6 +171,13 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
   config.loss = parse_loss(root);
   config.optimizer = parse_optimizer(root.child("optimizer"));
   config.training = parse_training(root.child("training"));
+  if (root.has("checkpoint")) {
+    config.checkpoint = parse_checkpoint(root.child("checkpoint"));
+  } else {
+    YAML::Node empty(YAML::NodeType::Map);
+    config.checkpoint = parse_checkpoint(ConfigNode(empty, config.resolved["checkpoint"],
+                                                    "checkpoint", file));
+  }
   root.finish();
   return config;
 }

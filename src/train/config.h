@@ -57,6 +57,13 @@ struct TrainingConfig {
   int64_t check_replicas_every = 0;  // steps; 0: at the end of every epoch only
 };
 
+struct CheckpointConfig {
+  int64_t every_steps = 0;   // 0: off
+  int64_t every_epochs = 1;  // 0: off
+  int64_t keep = 2;
+  std::string dir;  // empty: <run dir>/checkpoints
+};
+
 struct Config {
   std::string file;  // where it came from, for messages
   uint64_t seed = 0;
@@ -67,6 +74,7 @@ struct Config {
   LossKind loss = LossKind::kSparseCategoricalCrossentropy;
   OptimizerConfig optimizer;
   TrainingConfig training;
+  CheckpointConfig checkpoint;
   YAML::Node resolved;  // every key with its value in force, defaults included
 };
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "core/error.h"
 
@@ -24,7 +25,19 @@ std::string format_epoch_line(const EpochRecord& r) {
   return buffer;
 }
 
-MetricsLog::MetricsLog(const std::string& path) : path_(path), out_(path, std::ios::trunc) {
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_epochs) : path_(path) {
+  std::vector<std::string> kept;
+  if (keep_epochs > 0) {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (record.is_object() && record.value("epoch", int64_t{0}) <= keep_epochs)
+        kept.push_back(line);
+    }
+  }
+  out_.open(path, std::ios::trunc);
+  for (const std::string& line : kept) out_ << line << '\n';
+  out_ << std::flush;
   if (!out_) throw RuntimeError(path + ": cannot write metrics: " + std::strerror(errno));
 }
 

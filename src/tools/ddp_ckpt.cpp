@@ -1,0 +1,69 @@
+// ddp_ckpt: inspect, verify and convert ddp-trainer checkpoints.
+//   ddp_ckpt info FILE                 validate and describe (exit 4 if invalid)
+//   ddp_ckpt export FILE OUT.safetensors
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "core/error.h"
+#include "train/checkpoint.h"
+#include "train/safetensors.h"
+
+namespace {
+
+using namespace ddp;
+
+void print_info(const std::string& path) {
+  const TrainingState s = decode_checkpoint(read_file_bytes(path), path);
+  std::cout << path << ": valid ddp-trainer checkpoint, format version " << kCheckpointVersion
+            << "\n  position: epoch " << s.epoch << ", step " << s.step_in_epoch
+            << " in epoch, " << s.completed_steps << " steps completed\n  run: " << s.world_size
+            << " rank(s), " << s.batch_mode << " batch, global batch " << s.global_batch
+            << ", seed " << s.seed << "\n  optimizer: " << s.optimizer << ", "
+            << s.optimizer_steps << " steps";
+  for (const auto& [name, values] : s.optimizer_state) std::cout << ", " << name;
+  std::cout << "\n  parameters: " << s.params.size() << "\n";
+  for (const TensorSignature& t : s.signature) std::cout << "    " << t.name << " " << t.shape.str() << "\n";
+}
+
+void export_weights(const std::string& path, const std::string& out) {
+  const TrainingState s = decode_checkpoint(read_file_bytes(path), path);
+  std::vector<NamedTensor> tensors;
+  size_t offset = 0;
+  for (const TensorSignature& t : s.signature) {
+    const auto count = static_cast<size_t>(t.shape.numel());
+    tensors.push_back({t.name, t.shape,
+                       std::vector<float>(s.params.begin() + offset,
+                                          s.params.begin() + offset + count)});
+    offset += count;
+  }
+  write_safetensors(out, tensors, {{"format", "pt"}, {"producer", "ddp-trainer"},
+                                   {"step", std::to_string(s.completed_steps)}});
+  std::cout << "wrote " << out << " (" << tensors.size() << " tensors)\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ddp_ckpt: inspect and convert ddp-trainer checkpoints"};
+  app.require_subcommand(1);
+  std::string file, out;
+  auto* info = app.add_subcommand("info", "Validate a checkpoint and describe it");
+  info->add_option("file", file, "Checkpoint file")->required();
+  auto* exporter = app.add_subcommand("export", "Write the weights as a safetensors file");
+  exporter->add_option("file", file, "Checkpoint file")->required();
+  exporter->add_option("out", out, "Output .safetensors file")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*info) print_info(file);
+    if (*exporter) export_weights(file, out);
+  } catch (const Error& e) {
+    std::cerr << "ddp_ckpt: error: " << e.what() << std::endl;
+    return static_cast<int>(e.code());
+  }
+  return 0;
+}

@@ -1,0 +1,95 @@
+#pragma once
+// Note [checkpoint format]: a checkpoint file is
+//   header   (24 bytes)  magic "DDPCKPT1", u32 format version, u32 section count,
+//                        u32 CRC-32 of the section table, u32 reserved (0)
+//   table    (64 bytes per section)  char name[40] (NUL-padded), u64 offset, u64 size in bytes,
+//                                    u32 CRC-32 of the section's bytes, u32 reserved (0)
+//   sections at 64-byte aligned offsets:
+//     "meta"              UTF-8 JSON: position, run shape, model signature, optimizer, config
+//     "params"            float32[param_count], the flat parameter buffer
+//     "optimizer.<name>"  float32[param_count] per optimizer state buffer (m, v, velocity)
+// All integers and floats are little-endian. Readers reject unknown magic, newer versions, a bad
+// table or section checksum, and sections that run past the end of the file.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/shape.h"
+
+namespace ddp {
+
+inline constexpr uint32_t kCheckpointVersion = 1;
+
+struct TensorSignature {
+  std::string name;
+  Shape shape;
+  bool operator==(const TensorSignature&) const = default;
+};
+
+// Everything needed to continue a run exactly where it stopped.
+struct TrainingState {
+  // Position. The sampler's order is a function of (seed, epoch), so (epoch, step_in_epoch) is
+  // its whole state; positions count global batches and so survive a change of world size.
+  int64_t epoch = 0;
+  int64_t step_in_epoch = 0;
+  int64_t completed_steps = 0;
+  std::array<double, 3> epoch_sums{};  // global loss sum, correct, samples of the epoch so far
+
+  // The run that wrote it.
+  int world_size = 1;
+  std::string batch_mode;  // "global" or "per_rank"
+  int64_t global_batch = 0;
+  int64_t per_rank_batch = 0;
+  uint64_t seed = 0;
+  std::vector<TensorSignature> signature;
+  std::string optimizer;
+  int64_t optimizer_steps = 0;
+  std::string config_yaml;
+
+  std::vector<float> params;
+  std::vector<std::pair<std::string, std::vector<float>>> optimizer_state;
+};
+
+std::vector<std::byte> encode_checkpoint(const TrainingState& state);
+// Throws CheckpointError "<origin>: <section or header>: <problem>".
+TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::string& origin);
+
+// Throws CheckpointError naming the file.
+std::vector<std::byte> read_file_bytes(const std::string& path);
+// Writes `path` so that a crash at any moment leaves either the old file or the new one: a
+// temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
+// Throws RuntimeError naming the file (unwritable directory, full disk, ...).
+void write_file_durably(const std::string& path, std::span<const std::byte> bytes);
+
+// A directory of checkpoints written by rank 0: ckpt-<step>.ddpc files and a `latest` pointer.
+class CheckpointDir {
+ public:
+  CheckpointDir(std::string dir, int64_t keep);
+
+  // Writes the checkpoint durably, points `latest` at it, then deletes all but the newest `keep`.
+  std::string save(const TrainingState& state);
+
+  struct Found {
+    std::string path;
+    std::vector<std::byte> bytes;
+    std::vector<std::string> rejected;  // "<file>: <reason>" for newer files that failed
+  };
+  // The newest checkpoint that validates (the one `latest` names first). Empty when the directory
+  // holds no checkpoint at all; throws CheckpointError when there are some but none validates.
+  std::optional<Found> newest_valid() const;
+
+  const std::string& path() const { return dir_; }
+
+ private:
+  std::vector<std::string> checkpoints_newest_first() const;
+  std::string dir_;
+  int64_t keep_;
+};
+
+}  // namespace ddp

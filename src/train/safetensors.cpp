@@ -1,0 +1,72 @@
+#include "train/safetensors.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "train/checkpoint.h"
+
+namespace ddp {
+
+void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  size_t offset = 0;
+  for (const NamedTensor& t : tensors) {
+    const size_t bytes = t.values.size() * sizeof(float);
+    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape.dims()}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data 8-byte aligned, as the spec allows
+  std::vector<std::byte> out(8 + text.size() + offset);
+  const uint64_t length = text.size();
+  std::memcpy(out.data(), &length, 8);
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  size_t at = 8 + text.size();
+  for (const NamedTensor& t : tensors) {
+    std::memcpy(out.data() + at, t.values.data(), t.values.size() * sizeof(float));
+    at += t.values.size() * sizeof(float);
+  }
+  write_file_durably(path, out);
+}
+
+std::vector<NamedTensor> read_safetensors(const std::string& path) {
+  const std::vector<std::byte> bytes = read_file_bytes(path);
+  auto fail = [&path](const std::string& what) { return CheckpointError(path + ": " + what); };
+  if (bytes.size() < 8) throw fail("not a safetensors file (shorter than its length prefix)");
+  uint64_t length = 0;
+  std::memcpy(&length, bytes.data(), 8);
+  if (length > bytes.size() - 8) throw fail("not a safetensors file (header length past the end)");
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes.data()) + 8,
+                                   reinterpret_cast<const char*>(bytes.data()) + 8 + length);
+  } catch (const nlohmann::json::exception& e) {
+    throw fail(std::string("header is not valid JSON: ") + e.what());
+  }
+  const size_t data_start = 8 + length;
+  std::vector<NamedTensor> tensors;
+  for (const auto& [name, info] : header.items()) {
+    if (name == "__metadata__") continue;
+    try {
+      if (info.at("dtype") != "F32")
+        throw fail(name + ": dtype " + info.at("dtype").dump() + " is not supported (F32 only)");
+      NamedTensor t{name, Shape(info.at("shape").get<std::vector<int64_t>>()), {}};
+      const auto begin = info.at("data_offsets").at(0).get<uint64_t>();
+      const auto end = info.at("data_offsets").at(1).get<uint64_t>();
+      if (begin > end || end > bytes.size() - data_start ||
+          end - begin != static_cast<uint64_t>(t.shape.numel()) * sizeof(float))
+        throw fail(name + ": data offsets do not match its shape " + t.shape.str());
+      t.values.resize(static_cast<size_t>(t.shape.numel()));
+      std::memcpy(t.values.data(), bytes.data() + data_start + begin, end - begin);
+      tensors.push_back(std::move(t));
+    } catch (const nlohmann::json::exception& e) {
+      throw fail(name + ": " + e.what());
+    }
+  }
+  return tensors;
+}
+
+}  // namespace ddp
