@@ -129,6 +129,7 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     throw fail("section table: checksum mismatch");
 
   std::vector<std::pair<std::string, std::span<const std::byte>>> sections;
+  uint64_t expected_size = 0;
   for (uint32_t i = 0; i < count; ++i) {
     const size_t entry = kHeaderBytes + i * kEntryBytes;
     const char* raw = reinterpret_cast<const char*>(bytes.data() + entry);
@@ -141,7 +142,13 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     if (crc_of(bytes.data() + offset, size) != get<uint32_t>(bytes, entry + 56))
       throw fail("section '" + name + "': checksum mismatch");
     sections.emplace_back(name, bytes.subspan(offset, size));
+    expected_size = std::max<uint64_t>(expected_size, (offset + size + 63) / 64 * 64);
   }
+  // The writer pads the file to a multiple of 64 bytes; a file that ends elsewhere was cut or
+  // appended to, even if every section is intact.
+  if (bytes.size() != expected_size)
+    throw fail("file is " + std::to_string(bytes.size()) + " bytes, its sections end at " +
+               std::to_string(expected_size) + " (truncated or appended to)");
   auto section = [&](const std::string& name) -> std::span<const std::byte> {
     for (const auto& s : sections)
       if (s.first == name) return s.second;

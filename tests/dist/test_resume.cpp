@@ -1,0 +1,105 @@
+// Invariant 3 under mpiexec: stopping and resuming from a checkpoint gives bit-identical results
+// to never stopping, for SGD with momentum and Adam, at epoch ends and in the middle of an epoch.
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "core/error.h"
+#include "dist/mpi_communicator.h"
+#include "train/config_reader.h"
+#include "train/trainer.h"
+
+namespace ddp {
+namespace {
+
+Config resume_config(const std::string& optimizer) {
+  YAML::Node root = YAML::Load(R"(
+seed: 21
+data:
+  train: {type: synthetic, samples: 200, features: 10, classes: 5}
+model:
+  layers:
+    - {type: dense, units: 32, activation: relu}
+    - {type: dense, units: 5, activation: softmax}
+loss: sparse_categorical_crossentropy
+optimizer: {type: adam, learning_rate: 0.01}
+training: {epochs: 4, global_batch_size: 16, tail: pad}
+)");
+  if (optimizer == "sgd") {
+    root["optimizer"] = YAML::Load("{type: sgd, learning_rate: 0.05, momentum: 0.9}");
+  }
+  root["optimizer"]["schedule"] = YAML::Load("{type: cosine, warmup_steps: 5}");
+  return parse_config(root, optimizer + ".yaml");
+}
+
+struct Outcome {
+  std::vector<float> params;
+  TrainingState state;
+};
+
+Outcome run(const Config& config, Communicator& comm, int64_t stop_after,
+            const std::vector<std::byte>* resume_from) {
+  auto backend = make_cpu_backend();
+  Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
+                  std::nullopt);
+  if (resume_from) trainer.restore(decode_checkpoint(*resume_from, "memory"), "memory");
+  trainer.fit(stop_after);
+  return {trainer.params_to_host(), trainer.capture()};
+}
+
+class Resume : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
+
+TEST_P(Resume, BitIdenticalToAnUninterruptedRun) {
+  MpiCommunicator comm;
+  const auto& [optimizer, stop_at] = GetParam();
+  const Config config = resume_config(optimizer);
+  const Outcome straight = run(config, comm, -1, nullptr);
+  const Outcome first = run(config, comm, stop_at, nullptr);
+  ASSERT_EQ(first.state.completed_steps, stop_at);
+  const std::vector<std::byte> bytes = encode_checkpoint(first.state);
+  const Outcome resumed = run(config, comm, -1, &bytes);
+
+  ASSERT_EQ(resumed.params.size(), straight.params.size());
+  EXPECT_EQ(std::memcmp(resumed.params.data(), straight.params.data(),
+                        straight.params.size() * sizeof(float)),
+            0)
+      << "resumed run differs from the uninterrupted one";
+  ASSERT_EQ(resumed.state.optimizer_state.size(), straight.state.optimizer_state.size());
+  for (size_t i = 0; i < straight.state.optimizer_state.size(); ++i)
+    EXPECT_EQ(resumed.state.optimizer_state[i].second, straight.state.optimizer_state[i].second);
+  EXPECT_EQ(resumed.state.optimizer_steps, straight.state.optimizer_steps);
+  EXPECT_EQ(resumed.state.completed_steps, 4 * 13);  // ceil(200 / 16) steps per epoch
+}
+
+// 26 steps: the end of epoch 2 of 4; 33: in the middle of epoch 3.
+INSTANTIATE_TEST_SUITE_P(
+    Optimizers, Resume,
+    ::testing::Combine(::testing::Values("sgd", "adam"), ::testing::Values(26, 33)),
+    [](const auto& info) {
+      return std::get<0>(info.param) + "_stop_at_" + std::to_string(std::get<1>(info.param));
+    });
+
+TEST(Resume, RefusesAnotherArchitectureNamingTheTensor) {
+  MpiCommunicator comm;
+  const Config config = resume_config("adam");
+  const Outcome first = run(config, comm, 3, nullptr);
+  Config wider = config;
+  wider.layers[0].units = 48;
+  auto backend = make_cpu_backend();
+  Trainer trainer(wider, comm, *backend, load_dataset(wider.train_data, comm.rank()),
+                  std::nullopt);
+  try {
+    trainer.restore(first.state, "ck.ddpc");
+    ADD_FAILURE();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what())
+                  .find("ck.ddpc: model mismatch at layers.0.weight: expected shape (48, 10), "
+                        "checkpoint has layers.0.weight (32, 10)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ddp

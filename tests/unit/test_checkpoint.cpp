@@ -1,0 +1,207 @@
+// Checkpoint format, validation of damaged files, the checkpoint directory, safetensors.
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "train/checkpoint.h"
+#include "train/safetensors.h"
+
+namespace ddp {
+namespace {
+
+namespace fs = std::filesystem;
+
+TrainingState sample_state(int64_t step = 7) {
+  TrainingState s;
+  s.epoch = 1;
+  s.step_in_epoch = 3;
+  s.completed_steps = step;
+  s.epoch_sums = {12.5, 3, 16};
+  s.world_size = 2;
+  s.batch_mode = "global";
+  s.global_batch = 8;
+  s.per_rank_batch = 4;
+  s.seed = 99;
+  s.signature = {{"layers.0.weight", Shape{2, 3}}, {"layers.0.bias", Shape{2}}};
+  s.optimizer = "adam";
+  s.optimizer_steps = 7;
+  s.config_yaml = "seed: 99\n";
+  s.params = {1, 2, 3, 4, 5, 6, -1, -2};
+  s.optimizer_state = {{"m", std::vector<float>(8, 0.5f)}, {"v", std::vector<float>(8, 0.25f)}};
+  return s;
+}
+
+std::string decode_error(std::vector<std::byte> bytes) {
+  try {
+    decode_checkpoint(bytes, "ck.ddpc");
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "damaged checkpoint accepted";
+  return "";
+}
+
+TEST(CheckpointFormat, RoundTrip) {
+  const TrainingState s = sample_state();
+  const TrainingState r = decode_checkpoint(encode_checkpoint(s), "ck.ddpc");
+  EXPECT_EQ(r.epoch, 1);
+  EXPECT_EQ(r.step_in_epoch, 3);
+  EXPECT_EQ(r.completed_steps, 7);
+  EXPECT_EQ(r.epoch_sums, s.epoch_sums);
+  EXPECT_EQ(r.world_size, 2);
+  EXPECT_EQ(r.batch_mode, "global");
+  EXPECT_EQ(r.seed, 99u);
+  EXPECT_EQ(r.signature, s.signature);
+  EXPECT_EQ(r.optimizer_steps, 7);
+  EXPECT_EQ(r.config_yaml, s.config_yaml);
+  EXPECT_EQ(r.params, s.params);
+  EXPECT_EQ(r.optimizer_state, s.optimizer_state);
+}
+
+TEST(CheckpointFormat, HeaderLayout) {
+  const std::vector<std::byte> bytes = encode_checkpoint(sample_state());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes.data()), 8), "DDPCKPT1");
+  uint32_t version, sections;
+  std::memcpy(&version, bytes.data() + 8, 4);
+  std::memcpy(&sections, bytes.data() + 12, 4);
+  EXPECT_EQ(version, kCheckpointVersion);
+  EXPECT_EQ(sections, 4u);  // meta, params, optimizer.m, optimizer.v
+  EXPECT_EQ(bytes.size() % 64, 0u);
+}
+
+TEST(CheckpointFormat, EveryTruncationIsRejected) {
+  const std::vector<std::byte> bytes = encode_checkpoint(sample_state());
+  for (size_t cut = 0; cut < bytes.size(); cut += 7) {
+    const std::string message =
+        decode_error(std::vector<std::byte>(bytes.begin(), bytes.begin() + cut));
+    EXPECT_NE(message.find("ck.ddpc: "), std::string::npos) << cut;
+  }
+  // The last section's bytes are missing: named as truncated.
+  EXPECT_NE(decode_error(std::vector<std::byte>(bytes.begin(), bytes.end() - 70))
+                .find("section 'optimizer.v': truncated"),
+            std::string::npos);
+}
+
+TEST(CheckpointFormat, FlippedByteNamesTheSection) {
+  const TrainingState s = sample_state();
+  std::vector<std::byte> bytes = encode_checkpoint(s);
+  // Find the params section through the table: entry 1, offset at byte 24 + 64 + 40.
+  uint64_t params_offset;
+  std::memcpy(&params_offset, bytes.data() + 24 + 64 + 40, 8);
+  bytes[params_offset + 5] ^= std::byte{0x10};
+  EXPECT_NE(decode_error(bytes).find("ck.ddpc: section 'params': checksum mismatch"),
+            std::string::npos);
+}
+
+TEST(CheckpointFormat, WrongMagicNewerVersionAndDamagedTable) {
+  std::vector<std::byte> bytes = encode_checkpoint(sample_state());
+  auto magic = bytes;
+  magic[0] = std::byte{'X'};
+  EXPECT_NE(decode_error(magic).find("wrong magic"), std::string::npos);
+  auto newer = bytes;
+  const uint32_t v2 = kCheckpointVersion + 1;
+  std::memcpy(newer.data() + 8, &v2, 4);
+  EXPECT_NE(decode_error(newer).find("format version 2 is not readable by this build"),
+            std::string::npos);
+  auto table = bytes;
+  table[24 + 3] ^= std::byte{1};  // a section name
+  EXPECT_NE(decode_error(table).find("section table: checksum mismatch"), std::string::npos);
+}
+
+class CheckpointDirTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() /
+            ("ddp_ckpt_" + std::string(::testing::UnitTest::GetInstance()
+                                           ->current_test_info()
+                                           ->name())))
+               .string();
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(CheckpointDirTest, KeepsTheNewestAndPointsLatestAtIt) {
+  CheckpointDir store(dir_, 2);
+  EXPECT_FALSE(store.newest_valid().has_value());
+  for (int64_t step : {10, 20, 30}) store.save(sample_state(step));
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir_)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"ckpt-000000000020.ddpc", "ckpt-000000000030.ddpc",
+                                             "latest"}));
+  const auto found = store.newest_valid();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->path, dir_ + "/ckpt-000000000030.ddpc");
+  EXPECT_TRUE(found->rejected.empty());
+}
+
+TEST_F(CheckpointDirTest, FallsBackPastADamagedLatest) {
+  CheckpointDir store(dir_, 3);
+  store.save(sample_state(10));
+  const std::string newest = store.save(sample_state(20));
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  const auto found = store.newest_valid();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->path, dir_ + "/ckpt-000000000010.ddpc");
+  ASSERT_EQ(found->rejected.size(), 1u);
+  EXPECT_NE(found->rejected[0].find("ckpt-000000000020.ddpc: section"), std::string::npos)
+      << found->rejected[0];
+}
+
+TEST_F(CheckpointDirTest, NoValidCheckpointIsAnError) {
+  CheckpointDir store(dir_, 3);
+  const std::string only = store.save(sample_state(10));
+  std::ofstream(only, std::ios::binary | std::ios::trunc) << "garbage";
+  try {
+    store.newest_valid();
+    ADD_FAILURE();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("no valid checkpoint"), std::string::npos);
+  }
+}
+
+TEST_F(CheckpointDirTest, LeftoverTemporaryFilesAreIgnoredAndCleaned) {
+  CheckpointDir store(dir_, 2);
+  store.save(sample_state(10));
+  const std::string stale = dir_ + "/ckpt-000000000020.ddpc.tmp.12345";
+  std::ofstream(stale) << "half-written";
+  EXPECT_EQ(store.newest_valid()->path, dir_ + "/ckpt-000000000010.ddpc");
+  store.save(sample_state(30));
+  EXPECT_FALSE(fs::exists(stale));
+}
+
+TEST_F(CheckpointDirTest, UnwritableDirectoryIsAClearError) {
+  CheckpointDir store("/proc/ddp_no_such_dir", 2);
+  try {
+    store.save(sample_state());
+    ADD_FAILURE();
+  } catch (const RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("/proc/ddp_no_such_dir"), std::string::npos);
+  }
+}
+
+TEST_F(CheckpointDirTest, SafetensorsRoundTrip) {
+  fs::create_directories(dir_);
+  const std::string path = dir_ + "/w.safetensors";
+  write_safetensors(path, {{"a", Shape{2, 2}, {1, 2, 3, 4}}, {"b", Shape{3}, {5, 6, 7}}},
+                    {{"format", "pt"}});
+  const std::vector<NamedTensor> read = read_safetensors(path);
+  ASSERT_EQ(read.size(), 2u);
+  EXPECT_EQ(read[0].name, "a");
+  EXPECT_EQ(read[0].shape, (Shape{2, 2}));
+  EXPECT_EQ(read[1].values, (std::vector<float>{5, 6, 7}));
+  uint64_t header_length;
+  std::ifstream(path, std::ios::binary).read(reinterpret_cast<char*>(&header_length), 8);
+  EXPECT_EQ((8 + header_length) % 8, 0u);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << "\x08\0\0\0\0\0\0\0{bad json";
+  EXPECT_THROW(read_safetensors(path), CheckpointError);
+}
+
+}  // namespace
+}  // namespace ddp
