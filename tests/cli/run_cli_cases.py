@@ -3,6 +3,7 @@
 the message, and that the job ends within a time bound (no rank may hang)."""
 
 import argparse
+import concurrent.futures
 import gzip
 import json
 import os
@@ -21,6 +22,34 @@ def write_idx(path, dims, data, compress=False):
     opener = gzip.open if compress else open
     with opener(path, "wb") as f:
         f.write(header + bytes(data))
+
+
+def damage(src, dst, edit):
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    edit(data)
+    with open(dst, "wb") as f:
+        f.write(data)
+
+
+def write_checkpoint_fixtures(tmp, ddp_train, env):
+    """A real checkpoint of the CSV model (1 rank, 5 steps) and damaged copies of it."""
+    for name, extra in (("ckrun", []),
+                        ("ckweak", ["--set", "training.global_batch_size=~",
+                                    "--set", "training.batch_size_per_rank=8"])):
+        subprocess.run([ddp_train, "--config", f"{tmp}/csv.yaml", "--run-dir", f"{tmp}/{name}",
+                        "--stop-after", "5"] + extra, check=True, env=env, capture_output=True,
+                       timeout=TIME_LIMIT_S)
+    good = f"{tmp}/ckrun/checkpoints/ckpt-000000000005.ddpc"
+    damage(good, f"{tmp}/ck_truncated.ddpc", lambda d: d.__delitem__(slice(len(d) // 2, None)))
+    damage(good, f"{tmp}/ck_magic.ddpc", lambda d: d.__setitem__(0, ord("X")))
+    damage(good, f"{tmp}/ck_newer.ddpc", lambda d: d.__setitem__(8, 2))
+    damage(good, f"{tmp}/ck_flipped.ddpc", lambda d: d.__setitem__(len(d) - 100, d[len(d) - 100] ^ 0x40))
+    os.makedirs(f"{tmp}/ckbad/checkpoints")
+    damage(good, f"{tmp}/ckbad/checkpoints/ckpt-000000000005.ddpc",
+           lambda d: d.__delitem__(slice(100, None)))
+    with open(f"{tmp}/bad_weights.safetensors", "wb") as f:
+        f.write(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
 
 
 def write_fixtures(tmp):
@@ -106,6 +135,44 @@ def check_success(output, run_dir):
     return None
 
 
+def run_case(case, args, tmp, env):
+    """Returns (passed, report)."""
+    name, ranks, code, stream, pattern, *rest = case
+    argv = rest[0] if rest else ""
+    argv = argv.replace("@configs@", args.configs).replace("@tmp@", tmp)
+    run_dir = os.path.join(tmp, "runs", name)
+    extra = [] if "--run-dir" in argv or "--help" in argv or not argv else ["--run-dir", run_dir]
+    command = [args.mpiexec, "-n", ranks, args.ddp_train] + shlex.split(argv) + extra
+    start = time.monotonic()
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env,
+                                timeout=TIME_LIMIT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return False, f"FAIL {name}: no exit within {TIME_LIMIT_S} s (hang)"
+    seconds = time.monotonic() - start
+    # Open MPI adds its own banner about non-zero exits; the product's lines are ours.
+    text = result.stderr if stream == "stderr" else result.stdout
+    ours = "\n".join(l for l in text.splitlines() if "ddp_train" in l or stream == "stdout")
+    problems = []
+    if result.returncode != int(code):
+        problems.append(f"exit code {result.returncode}, expected {code}")
+    if not re.search(pattern, ours, re.M):
+        problems.append(f"{stream} does not match /{pattern}/")
+    if stream == "stderr" and int(code) != 0 and "ddp_train: error:" not in ours:
+        problems.append("no 'ddp_train: error:' line")
+    if int(code) == 0 and "--help" not in argv:
+        problem = check_success(result.stdout, run_dir)
+        if problem:
+            problems.append(problem)
+    if not problems:
+        return True, f"ok   {name} ({seconds:.1f} s)"
+    return False, "\n".join([
+        f"FAIL {name} ({seconds:.1f} s): " + "; ".join(problems),
+        "  command: " + " ".join(shlex.quote(c) for c in command),
+        "  stdout: " + result.stdout[-1500:].replace("\n", "\n          "),
+        "  stderr: " + result.stderr[-1500:].replace("\n", "\n          ")])
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ddp-train", required=True)
@@ -113,58 +180,25 @@ def main():
     parser.add_argument("--cases", required=True)
     parser.add_argument("--configs", required=True)
     parser.add_argument("--only", help="regex of case names to run")
+    parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")
-    passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="ddp_cli_") as tmp:
         write_fixtures(tmp)
+        write_checkpoint_fixtures(tmp, args.ddp_train, env)
         with open(args.cases) as f:
             lines = [l.rstrip("\n") for l in f if l.strip() and not l.startswith("#")]
-        for line in lines:
-            name, ranks, code, stream, pattern, *rest = line.split("\t")
-            if args.only and not re.search(args.only, name):
-                continue
-            argv = rest[0] if rest else ""
-            argv = argv.replace("@configs@", args.configs).replace("@tmp@", tmp)
-            run_dir = os.path.join(tmp, "runs", name)
-            extra = [] if "--run-dir" in argv or "--help" in argv or not argv else ["--run-dir", run_dir]
-            command = [args.mpiexec, "-n", ranks, args.ddp_train] + shlex.split(argv) + extra
-            start = time.monotonic()
-            try:
-                result = subprocess.run(command, capture_output=True, text=True, env=env,
-                                        timeout=TIME_LIMIT_S, stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                print(f"FAIL {name}: no exit within {TIME_LIMIT_S} s (hang)")
-                failed += 1
-                continue
-            seconds = time.monotonic() - start
-            # Open MPI adds its own banner about non-zero exits; the product's lines are ours.
-            ours = "\n".join(l for l in (result.stderr if stream == "stderr" else result.stdout)
-                             .splitlines() if "ddp_train" in l or stream == "stdout")
-            problems = []
-            if result.returncode != int(code):
-                problems.append(f"exit code {result.returncode}, expected {code}")
-            if not re.search(pattern, ours, re.M):
-                problems.append(f"{stream} does not match /{pattern}/")
-            if stream == "stderr" and int(code) != 0:
-                errors = [l for l in ours.splitlines() if "ddp_train: error:" in l]
-                if not errors:
-                    problems.append("no 'ddp_train: error:' line")
-            if int(code) == 0 and "--help" not in argv:
-                problem = check_success(result.stdout, run_dir)
-                if problem:
-                    problems.append(problem)
-            if problems:
-                failed += 1
-                print(f"FAIL {name} ({seconds:.1f} s): " + "; ".join(problems))
-                print("  command: " + " ".join(shlex.quote(c) for c in command))
-                print("  stdout: " + result.stdout[-1500:].replace("\n", "\n          "))
-                print("  stderr: " + result.stderr[-1500:].replace("\n", "\n          "))
-            else:
-                passed += 1
-                print(f"ok   {name} ({seconds:.1f} s)")
+        cases = [l.split("\t") for l in lines]
+        cases = [c for c in cases if not args.only or re.search(args.only, c[0])]
+        # Two at a time: most of a failing case's time is Open MPI tearing the job down.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            reports = list(pool.map(lambda c: run_case(c, args, tmp, env), cases))
+    passed = sum(1 for ok, _ in reports if ok)
+    failed = len(reports) - passed
+    for _, report in reports:
+        print(report)
     print(f"cli: {passed} passed, {failed} failed")
     return 1 if failed or passed == 0 else 0
 

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Checkpoint scenarios through the executables, each with a time bound:
+  resume_bit_identical   4 epochs straight == stop mid-epoch + --resume (2 ranks): identical
+                         weights (bytes) and identical epoch lines
+  world_size_change      stop at 2 ranks, resume at 4 with the global batch fixed: <= 1e-5
+  init_from              --init-from an export, no steps, export again: identical bytes
+  fallback               a damaged latest checkpoint is skipped with a message
+  sigkill                SIGKILL at random moments of a run that checkpoints every step never
+                         leaves an invalid checkpoint file or a dangling `latest`
+  safetensors            the exported file parses as safetensors, equals the checkpoint's
+                         weights, and a forward pass written here in plain Python reproduces
+                         the trainer's val_loss
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+LIMIT_S = 120
+
+
+def run(cmd, env, expect=0):
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=LIMIT_S,
+                            stdin=subprocess.DEVNULL)
+    if result.returncode != expect:
+        raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}, expected {expect}\n"
+                             f"stdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + length])
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", info
+        begin, end = info["data_offsets"]
+        raw = data[8 + length + begin:8 + length + end]
+        values = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+        assert len(values) == math.prod(info["shape"]), name
+        tensors[name] = (info["shape"], values)
+    return header, tensors
+
+
+def epoch_lines(stdout):
+    # Timing fields differ between runs; everything else must not.
+    return [re.sub(r" - \d+ samples/s - [\d.]+s$", "", l)
+            for l in stdout.splitlines() if l.startswith("Epoch ")]
+
+
+class Scenarios:
+    def __init__(self, args, tmp):
+        self.a = args
+        self.tmp = tmp
+        self.env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                        OMPI_MCA_rmaps_base_oversubscribe="1")
+        self.seed = os.path.join(args.configs, "seed_example.yaml")
+
+    def train(self, ranks, run_dir, *extra, expect=0):
+        return run([self.a.mpiexec, "-n", str(ranks), self.a.ddp_train, "--config", self.seed,
+                    "--run-dir", run_dir, "--set", "training.epochs=4", *extra], self.env, expect)
+
+    def resume_bit_identical(self):
+        straight = self.train(2, f"{self.tmp}/a", "--export-safetensors", f"{self.tmp}/a.st")
+        self.train(2, f"{self.tmp}/b", "--stop-after", "45")
+        resumed = self.train(2, f"{self.tmp}/b", "--resume", "--export-safetensors", f"{self.tmp}/b.st")
+        assert "resume: continuing from" in resumed and "at step 45" in resumed, resumed
+        with open(f"{self.tmp}/a.st", "rb") as f, open(f"{self.tmp}/b.st", "rb") as g:
+            assert f.read() == g.read(), "weights differ from the uninterrupted run"
+        assert epoch_lines(resumed) == epoch_lines(straight)[1:], (epoch_lines(resumed),
+                                                                   epoch_lines(straight))
+        with open(f"{self.tmp}/b/metrics.jsonl") as f:
+            assert [json.loads(l)["epoch"] for l in f] == [1, 2, 3, 4]
+
+    def init_from(self):
+        self.train(2, f"{self.tmp}/i", "--init-from", f"{self.tmp}/a.st", "--stop-after", "0",
+                   "--export-safetensors", f"{self.tmp}/i.st")
+        with open(f"{self.tmp}/a.st", "rb") as f, open(f"{self.tmp}/i.st", "rb") as g:
+            assert f.read() == g.read(), "--init-from did not load the exported weights"
+
+    def world_size_change(self):
+        self.train(2, f"{self.tmp}/c", "--stop-after", "45")
+        out = self.train(4, f"{self.tmp}/c", "--resume", "--export-safetensors", f"{self.tmp}/c.st")
+        assert "at step 45" in out
+        _, a = read_safetensors(f"{self.tmp}/a.st")
+        _, c = read_safetensors(f"{self.tmp}/c.st")
+        worst = max(abs(x - y) for name in a for x, y in zip(a[name][1], c[name][1]))
+        assert worst <= 1e-5, f"2 -> 4 ranks differs by {worst}"
+        print(f"  max abs difference after changing 2 -> 4 ranks: {worst:.2e}")
+
+    def fallback(self):
+        ckdir = f"{self.tmp}/b/checkpoints"
+        with open(f"{ckdir}/latest") as f:
+            latest = os.path.join(ckdir, f.read().strip())
+        with open(latest, "r+b") as f:
+            f.seek(-200, 2)
+            byte = f.read(1)
+            f.seek(-200, 2)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        out = self.train(2, f"{self.tmp}/b", "--resume")
+        assert "resume: skipping invalid checkpoint: " in out and "checksum mismatch" in out, out
+        assert "resume: continuing from" in out
+
+    def sigkill(self):
+        cfg = f"{self.tmp}/wide.yaml"
+        with open(cfg, "w") as f:
+            f.write("""data:
+  train: {type: synthetic, samples: 512, features: 512, classes: 10}
+model:
+  layers:
+    - {type: dense, units: 1024, activation: relu}
+    - {type: dense, units: 1024, activation: relu}
+    - {type: dense, units: 10}
+loss: sparse_categorical_crossentropy
+optimizer: {type: adam}
+training: {epochs: 3, global_batch_size: 32}
+checkpoint: {every_steps: 1, keep: 2}
+""")
+        run_dir = f"{self.tmp}/k"
+        rng = random.Random(7)
+        kills = 0
+        deadline = time.monotonic() + 60
+        while kills < 6 and time.monotonic() < deadline:
+            proc = subprocess.Popen([self.a.ddp_train, "--config", cfg, "--run-dir", run_dir,
+                                     "--resume"], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, env=self.env)
+            time.sleep(rng.uniform(0.3, 1.5))
+            if proc.poll() is None:
+                proc.kill()
+                kills += 1
+            proc.wait()
+            self.check_checkpoint_dir(f"{run_dir}/checkpoints")
+        assert kills >= 3, f"only {kills} kills landed"
+        out = run([self.a.ddp_train, "--config", cfg, "--run-dir", run_dir, "--resume"], self.env)
+        assert "resume: continuing from" in out, out
+        print(f"  {kills} SIGKILLs, every checkpoint left valid; the run then finished")
+
+    def check_checkpoint_dir(self, ckdir):
+        if not os.path.isdir(ckdir):
+            return
+        files = sorted(n for n in os.listdir(ckdir) if n.endswith(".ddpc"))
+        for name in files:
+            run([self.a.ddp_ckpt, "info", os.path.join(ckdir, name)], self.env)
+        if os.path.exists(f"{ckdir}/latest"):
+            with open(f"{ckdir}/latest") as f:
+                assert f.read().strip() in files, "latest points at a missing checkpoint"
+
+    def safetensors(self):
+        header, weights = read_safetensors(f"{self.tmp}/a.st")
+        assert header["__metadata__"]["format"] == "pt"
+        assert sorted(n for n in header if n != "__metadata__") == sorted(
+            f"layers.{i}.{p}" for i in range(3) for p in ("weight", "bias")), list(header)
+        assert weights["layers.0.weight"][0] == [64, 10]
+        ckdir = f"{self.tmp}/a/checkpoints"
+        with open(f"{ckdir}/latest") as f:
+            latest = os.path.join(ckdir, f.read().strip())
+        run([self.a.ddp_ckpt, "export", latest, f"{self.tmp}/a_from_ckpt.st"], self.env)
+        _, from_ckpt = read_safetensors(f"{self.tmp}/a_from_ckpt.st")
+        assert from_ckpt == weights
+
+        # An independent forward pass: a CSV model trained with a test split, then val_loss
+        # recomputed here from the exported weights and the same CSV rows.
+        rows = [[(i % 7) / 7, (i % 5) / 5, (i % 3) / 3, i % 3] for i in range(60)]
+        with open(f"{self.tmp}/t.csv", "w") as f:
+            f.write("a,b,c,label\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+        with open(f"{self.tmp}/t.yaml", "w") as f:
+            f.write(f"""data:
+  train: {{type: csv, path: {self.tmp}/t.csv}}
+  test: {{type: csv, path: {self.tmp}/t.csv}}
+model:
+  layers:
+    - {{type: dense, units: 8, activation: tanh}}
+    - {{type: dense, units: 3, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {{type: adam, learning_rate: 0.05}}
+training: {{epochs: 5, global_batch_size: 12}}
+""")
+        run([self.a.mpiexec, "-n", "2", self.a.ddp_train, "--config", f"{self.tmp}/t.yaml",
+             "--run-dir", f"{self.tmp}/t", "--export-safetensors", f"{self.tmp}/t.st"], self.env)
+        with open(f"{self.tmp}/t/metrics.jsonl") as f:
+            val_loss = [json.loads(l) for l in f][-1]["val_loss"]
+        _, w = read_safetensors(f"{self.tmp}/t.st")
+
+        def dense(x, name, act):
+            (out, inp), wv = w[f"{name}.weight"]
+            b = w[f"{name}.bias"][1]
+            return [act(sum(wv[o * inp + i] * x[i] for i in range(inp)) + b[o]) for o in range(out)]
+
+        total = 0.0
+        for r in rows:
+            h = dense(r[:3], "layers.0", math.tanh)
+            z = dense(h, "layers.1", lambda v: v)
+            m = max(z)
+            total += math.log(sum(math.exp(v - m) for v in z)) + m - z[int(r[3])]
+        mine = total / len(rows)
+        assert abs(mine - val_loss) <= 1e-5 * max(1, abs(val_loss)), (mine, val_loss)
+        print(f"  val_loss from the exported weights in plain Python: {mine:.6f}, "
+              f"trainer: {val_loss:.6f}")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--ddp-train", required=True)
+    p.add_argument("--ddp-ckpt", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--configs", required=True)
+    args = p.parse_args()
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="ddp_ckpt_") as tmp:
+        s = Scenarios(args, tmp)
+        for name in ("resume_bit_identical", "init_from", "world_size_change", "fallback", "sigkill",
+                     "safetensors"):
+            start = time.monotonic()
+            try:
+                getattr(s, name)()
+                passed += 1
+                print(f"ok   {name} ({time.monotonic() - start:.1f} s)")
+            except (AssertionError, subprocess.TimeoutExpired) as e:
+                failed += 1
+                print(f"FAIL {name} ({time.monotonic() - start:.1f} s): {e}")
+    print(f"checkpoint scenarios: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
