@@ -31,6 +31,7 @@ struct Options {
   int64_t stop_after = -1;
   std::string init_from;
   std::string export_safetensors;
+  std::string predict_out;
 };
 
 // Open MPI hands every rank a pseudo-terminal even when mpirun's own output goes to a file or a
@@ -151,6 +152,25 @@ std::vector<NamedTensor> named_params(Trainer& trainer) {
   return tensors;
 }
 
+// One CSV row per test sample: the model's outputs, then the label.
+void write_predictions(const std::string& path, Trainer& trainer) {
+  const Dataset& test = *trainer.test_data();
+  const std::vector<float> outputs = trainer.predict(test, test.size());
+  const auto classes = static_cast<size_t>(trainer.model().output_cols());
+  std::ofstream out(path, std::ios::trunc);
+  out.precision(9);
+  for (size_t c = 0; c < classes; ++c) out << "p" << c << ",";
+  out << "label\n";
+  for (size_t i = 0; i < test.labels.size(); ++i) {
+    for (size_t c = 0; c < classes; ++c) out << outputs[i * classes + c] << ",";
+    out << test.labels[i] << "\n";
+  }
+  out.close();
+  if (!out) throw RuntimeError(path + ": cannot write predictions");
+  std::cout << "wrote predictions for " << test.labels.size() << " test samples to " << path
+            << std::endl;
+}
+
 // `training` turns true once every rank has passed setup; errors after that may be one rank's.
 int train(Communicator& comm, const Options& options, bool& training) {
   std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
@@ -193,6 +213,14 @@ int train(Communicator& comm, const Options& options, bool& training) {
                         lead ? options.run_dir : "");
   training = true;
   trainer.fit(options.stop_after);
+  if (!options.predict_out.empty()) {
+    run_agreed(comm, [&] {
+      if (!lead) return;
+      if (!trainer.test_data())
+        throw ConfigError(options.config + ": --predict-out needs a test split (data.test)");
+      write_predictions(options.predict_out, trainer);
+    });
+  }
   if (!options.export_safetensors.empty()) {
     run_agreed(comm, [&] {
       if (!lead) return;
@@ -240,6 +268,8 @@ int main(int argc, char** argv) {
                  "Start from the weights of a safetensors file (names layers.<k>.weight/bias)");
   app.add_option("--export-safetensors", options.export_safetensors,
                  "After training, write the weights as a safetensors file");
+  app.add_option("--predict-out", options.predict_out,
+                 "After training, write the model's outputs for the test split as CSV");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,12 +1,16 @@
 #include "train/checkpoint.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -222,9 +226,17 @@ void fsync_directory(const std::string& dir) {
   if (rc != 0) io_failure(dir, "cannot sync directory");
 }
 
+// Fault injection for tests: DDP_FAULT_KILL_AFTER_BYTES=N makes the writer SIGKILL itself once
+// N bytes of a temporary file are written, as a crash in the middle of a checkpoint would.
+size_t kill_after_bytes() {
+  const char* value = std::getenv("DDP_FAULT_KILL_AFTER_BYTES");
+  return value ? std::strtoull(value, nullptr, 10) : SIZE_MAX;
+}
+
 }  // namespace
 
 void write_file_durably(const std::string& path, std::span<const std::byte> bytes) {
+  static const size_t kill_after = kill_after_bytes();
   const fs::path target(path);
   const std::string dir = target.parent_path().empty() ? "." : target.parent_path().string();
   const std::string temp = path + ".tmp." + std::to_string(::getpid());
@@ -232,7 +244,9 @@ void write_file_durably(const std::string& path, std::span<const std::byte> byte
   if (fd < 0) io_failure(temp, "cannot create");
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (done >= kill_after) ::raise(SIGKILL);
+    const size_t chunk = std::min(bytes.size() - done, std::max<size_t>(kill_after - done, 1));
+    const ssize_t n = ::write(fd, bytes.data() + done, chunk);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       const int saved = errno;

@@ -196,6 +196,25 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   return {sums[0] / sums[2], sums[1] / sums[2]};
 }
 
+std::vector<float> Trainer::predict(const Dataset& data, int64_t count) {
+  count = std::min(count, data.size());
+  const int64_t batch = config_.training.eval_batch_size;
+  const size_t width = static_cast<size_t>(data.sample_shape.numel());
+  std::vector<float> out(static_cast<size_t>(count * classes_));
+  std::vector<int64_t> indices;
+  for (int64_t start = 0; start < count; start += batch) {
+    const int64_t rows = std::min(batch, count - start);
+    indices.resize(static_cast<size_t>(rows));
+    std::iota(indices.begin(), indices.end(), start);
+    gather_batch(data, indices, loss_.target_kind(), classes_, host_features_.data(),
+                 host_targets_.data());
+    backend_.copy_to_device(host_features_.data(), features_.data(), rows * width);
+    const float* probs = model_->predict(features_.data(), rows);
+    backend_.copy_to_host(probs, out.data() + start * classes_, static_cast<size_t>(rows * classes_));
+  }
+  return out;
+}
+
 std::string Trainer::describe_batch() const {
   const std::string split = std::to_string(comm_.size()) + " ranks x " +
                             std::to_string(per_rank_batch_) + " per rank = " +

@@ -52,6 +52,10 @@ class Trainer {
   void fit(int64_t stop_after_steps = -1);
   void train_steps(int64_t count);  // continues across epoch boundaries
   EvalResult evaluate(const Dataset& data);
+  // The model's outputs (probabilities for a softmax model) for the first `count` samples,
+  // (count, outputs) row-major. Local to this rank, no collectives.
+  std::vector<float> predict(const Dataset& data, int64_t count);
+  const std::optional<Dataset>& test_data() const { return test_; }
 
   // Collective: the state of every rank's replica plus the global metric sums so far.
   TrainingState capture();

@@ -3,6 +3,8 @@
   resume_bit_identical   4 epochs straight == stop mid-epoch + --resume (2 ranks): identical
                          weights (bytes) and identical epoch lines
   world_size_change      stop at 2 ranks, resume at 4 with the global batch fixed: <= 1e-5
+  killed_mid_write       the writer SIGKILLs itself part-way into a checkpoint (fault
+                         injection); the previous checkpoint resumes to identical weights
   init_from              --init-from an export, no steps, export again: identical bytes
   fallback               a damaged latest checkpoint is skipped with a message
   sigkill                SIGKILL at random moments of a run that checkpoints every step never
@@ -83,6 +85,22 @@ class Scenarios:
                                                                    epoch_lines(straight))
         with open(f"{self.tmp}/b/metrics.jsonl") as f:
             assert [json.loads(l)["epoch"] for l in f] == [1, 2, 3, 4]
+
+    def killed_mid_write(self):
+        self.train(2, f"{self.tmp}/f", "--stop-after", "40")
+        env = dict(self.env, DDP_FAULT_KILL_AFTER_BYTES="3000")
+        result = subprocess.run([self.a.mpiexec, "-n", "2", self.a.ddp_train, "--config", self.seed,
+                                 "--run-dir", f"{self.tmp}/f", "--set", "training.epochs=4",
+                                 "--resume"], capture_output=True, text=True, env=env,
+                                timeout=LIMIT_S)
+        assert result.returncode != 0, "the fault did not fire"
+        ckdir = f"{self.tmp}/f/checkpoints"
+        assert any(".tmp." in n for n in os.listdir(ckdir)), "no partial temporary file left"
+        self.check_checkpoint_dir(ckdir)
+        out = self.train(2, f"{self.tmp}/f", "--resume", "--export-safetensors", f"{self.tmp}/f.st")
+        assert "at step 40" in out, out
+        with open(f"{self.tmp}/a.st", "rb") as f, open(f"{self.tmp}/f.st", "rb") as g:
+            assert f.read() == g.read(), "weights differ after the crash and resume"
 
     def init_from(self):
         self.train(2, f"{self.tmp}/i", "--init-from", f"{self.tmp}/a.st", "--stop-after", "0",
@@ -220,7 +238,7 @@ def main():
     passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="ddp_ckpt_") as tmp:
         s = Scenarios(args, tmp)
-        for name in ("resume_bit_identical", "init_from", "world_size_change", "fallback", "sigkill",
+        for name in ("resume_bit_identical", "killed_mid_write", "init_from", "world_size_change", "fallback", "sigkill",
                      "safetensors"):
             start = time.monotonic()
             try:
