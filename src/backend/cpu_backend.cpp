@@ -1,11 +1,17 @@
 // CPU backend: Eigen for the GEMMs, plain loops (which the compiler vectorizes) for the rest.
 
+#include <xmmintrin.h>
+
 #include <Eigen/Core>
+#ifdef DDP_HAVE_CBLAS
+#include <cblas.h>
+#endif
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -48,13 +54,43 @@ void activation_grad(Activation act, const float* y, const float* dy, float* dz,
   }
 }
 
+// C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
+// (k, n) or (n, k). See Note [GEMM backend]: large products go to single-threaded OpenBLAS; small
+// ones stay with Eigen, whose kernels avoid BLAS's per-call overhead (W1's 32x10x64 layers).
+void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
+          const float* b, float* c) {
+#ifdef DDP_HAVE_CBLAS
+  constexpr int64_t kBlasMinFlops = 64 * 64 * 64;
+  if (m * n * k >= kBlasMinFlops) {
+    cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+                transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+                static_cast<int>(k), 1.0f, a, static_cast<int>(transpose_a ? m : k), b,
+                static_cast<int>(transpose_b ? k : n), 0.0f, c, static_cast<int>(n));
+    return;
+  }
+#endif
+  MutableMatrixMap C(c, m, n);
+  if (!transpose_a && !transpose_b) {
+    C.noalias() = ConstMatrixMap(a, m, k) * ConstMatrixMap(b, k, n);
+  } else if (!transpose_a) {
+    C.noalias() = ConstMatrixMap(a, m, k) * ConstMatrixMap(b, n, k).transpose();
+  } else {
+    C.noalias() = ConstMatrixMap(a, k, m).transpose() * ConstMatrixMap(b, k, n);
+  }
+}
+
 int64_t argmax(const float* row, int64_t cols) {
   return std::max_element(row, row + cols) - row;
 }
 
 class CpuBackend final : public ComputeBackend {
  public:
-  std::string name() const override { return "cpu"; }
+  explicit CpuBackend(bool flush_denormals) : flush_denormals_(flush_denormals) {
+    if (flush_denormals) _mm_setcsr(_mm_getcsr() | kFlushToZero | kDenormalsAreZero);
+  }
+  std::string name() const override {
+    return flush_denormals_ ? "cpu (denormals flushed to zero)" : "cpu";
+  }
 
   float* allocate(size_t count) override {
     // 64-byte alignment: full AVX-512 vectors for Eigen and the update loops.
@@ -74,10 +110,7 @@ class CpuBackend final : public ComputeBackend {
 
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {
-    ConstMatrixMap X(x, batch, in);
-    ConstMatrixMap W(w, out, in);
-    MutableMatrixMap Y(y, batch, out);
-    Y.noalias() = X * W.transpose();
+    gemm(false, true, batch, out, in, x, w, y);  // (batch, in) x (out, in)^T
     // Bias and activation in one pass while the row is in cache.
     for (int64_t r = 0; r < batch; ++r) {
       float* row = y + r * out;
@@ -93,20 +126,13 @@ class CpuBackend final : public ComputeBackend {
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out,
                       Activation act) override {
     activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
-    ConstMatrixMap dZ(dy, batch, out);
-    ConstMatrixMap X(x, batch, in);
-    ConstMatrixMap W(w, out, in);
-    MutableMatrixMap dW(dw, out, in);
-    dW.noalias() = dZ.transpose() * X;
+    gemm(true, false, out, in, batch, dy, x, dw);  // (batch, out)^T x (batch, in)
     std::fill(db, db + out, 0.0f);
     for (int64_t r = 0; r < batch; ++r) {
       const float* row = dy + r * out;
       for (int64_t c = 0; c < out; ++c) db[c] += row[c];
     }
-    if (dx) {
-      MutableMatrixMap dX(dx, batch, in);
-      dX.noalias() = dZ * W;
-    }
+    if (dx) gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
   }
 
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
@@ -144,21 +170,24 @@ class CpuBackend final : public ComputeBackend {
                                   float* dlogits, float grad_scale, int64_t rows,
                                   int64_t cols) override {
     LossStats stats;
+    std::vector<float>& exps = scratch_;
+    exps.resize(static_cast<size_t>(cols));
     for (int64_t r = 0; r < rows; ++r) {
       const float* z = logits + r * cols;
       const float max = *std::max_element(z, z + cols);
+      // One exp per logit, in float; the sum and the log in double.
       double sum = 0;
-      for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<double>(z[c] - max));
+      for (int64_t c = 0; c < cols; ++c) sum += (exps[c] = std::exp(z[c] - max));
       const double log_sum = std::log(sum) + max;
       const int64_t predicted = argmax(z, cols);
+      const auto inv_sum = static_cast<float>(1 / sum);
       if (kind == TargetKind::kSparse) {
         const auto label = static_cast<int64_t>(targets[r]);
         stats.loss_sum += log_sum - z[label];
         stats.correct += predicted == label;
         if (dlogits) {
           float* d = dlogits + r * cols;
-          for (int64_t c = 0; c < cols; ++c)
-            d[c] = grad_scale * static_cast<float>(std::exp(z[c] - log_sum));
+          for (int64_t c = 0; c < cols; ++c) d[c] = grad_scale * exps[c] * inv_sum;
           d[label] -= grad_scale;
         }
       } else {
@@ -171,9 +200,8 @@ class CpuBackend final : public ComputeBackend {
         stats.correct += predicted == argmax(t, cols);
         if (dlogits) {
           float* d = dlogits + r * cols;
-          for (int64_t c = 0; c < cols; ++c)
-            d[c] = grad_scale *
-                   static_cast<float>(std::exp(z[c] - log_sum) * target_sum - t[c]);
+          const auto scaled_sum = static_cast<float>(target_sum) * inv_sum;
+          for (int64_t c = 0; c < cols; ++c) d[c] = grad_scale * (exps[c] * scaled_sum - t[c]);
         }
       }
     }
@@ -233,10 +261,18 @@ class CpuBackend final : public ComputeBackend {
       params[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
     }
   }
+
+ private:
+  static constexpr unsigned kFlushToZero = 0x8000;
+  static constexpr unsigned kDenormalsAreZero = 0x0040;
+  bool flush_denormals_;
+  std::vector<float> scratch_;  // (cols) exponentials of one row
 };
 
 }  // namespace
 
-std::unique_ptr<ComputeBackend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<ComputeBackend> make_cpu_backend(bool flush_denormals) {
+  return std::make_unique<CpuBackend>(flush_denormals);
+}
 
 }  // namespace ddp

@@ -12,9 +12,10 @@
 
 #include "core/error.h"
 #include "dist/agreement.h"
-#include "dist/mpi_communicator.h"
+#include "dist/launch.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
+#include "train/session.h"
 #include "train/trainer.h"
 
 namespace {
@@ -47,30 +48,6 @@ std::string rank_prefix(const Communicator& comm) {
 
 void print_error(const Communicator& comm, const std::string& message) {
   std::cerr << rank_prefix(comm) << "ddp_train: error: " << message << std::endl;
-}
-
-void write_resolved_config(const Config& config, const std::string& run_dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(run_dir, ec);
-  if (ec) throw RuntimeError(run_dir + ": cannot create run directory: " + ec.message());
-  const std::string path = run_dir + "/config.yaml";
-  std::ofstream out(path, std::ios::trunc);
-  out << "# resolved from " << config.file << " (defaults and --set overrides applied)\n"
-      << YAML::Dump(config.resolved) << '\n';
-  out.close();
-  if (!out) throw RuntimeError(path + ": cannot write resolved config");
-}
-
-// Every rank must hold the same data: compare each rank's fingerprint with rank 0's.
-void check_same_data(Communicator& comm, const Dataset& data) {
-  uint32_t reference = data.fingerprint();
-  const uint32_t mine = reference;
-  comm.broadcast(std::span<uint32_t>(&reference, 1), 0);
-  run_agreed(comm, [&] {
-    if (mine != reference)
-      throw DataError(data.origin + ": this rank's copy differs from rank 0's (CRC-32 " +
-                      std::to_string(mine) + " vs " + std::to_string(reference) + ")");
-  });
 }
 
 // Rank 0's bytes (and their name) on every rank, without assuming a shared file system.
@@ -173,24 +150,12 @@ void write_predictions(const std::string& path, Trainer& trainer) {
 
 // `training` turns true once every rank has passed setup; errors after that may be one rank's.
 int train(Communicator& comm, const Options& options, bool& training) {
-  std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
-  Config config;
-  Dataset train_data;
-  std::optional<Dataset> test_data;
-  // Only local work here; failures are agreed on before any rank moves on.
-  run_agreed(comm, [&] {
-    config = load_config(options.config, options.overrides);
-    if (comm.rank() == 0) write_resolved_config(config, options.run_dir);
-    train_data = load_dataset(config.train_data, comm.rank());
-    if (config.test_data) test_data = load_dataset(*config.test_data, comm.rank());
-  });
-  check_same_data(comm, train_data);
-  if (test_data) check_same_data(comm, *test_data);
-
-  Trainer trainer(config, comm, *backend, std::move(train_data), std::move(test_data));
+  Session session = open_session(comm, options.config, options.overrides, options.run_dir);
+  const Config& config = session.config;
+  Trainer& trainer = *session.trainer;
   const bool lead = comm.rank() == 0;
   if (lead)
-    std::cout << "ddp-trainer: " << comm.size() << " rank(s), " << backend->name()
+    std::cout << "ddp-trainer: " << comm.size() << " rank(s), " << session.backend->name()
               << " backend, config " << options.config << ", run dir " << options.run_dir
               << std::endl;
   if (!options.init_from.empty()) init_from_safetensors(comm, trainer, options.init_from);
@@ -236,10 +201,9 @@ int train(Communicator& comm, const Options& options, bool& training) {
 
 int main(int argc, char** argv) {
   std::unique_ptr<MpiRuntime> mpi;
-  std::unique_ptr<MpiCommunicator> comm;
+  std::unique_ptr<Communicator> comm;
   try {
-    mpi = std::make_unique<MpiRuntime>(&argc, &argv);
-    comm = std::make_unique<MpiCommunicator>();
+    comm = connect(&argc, &argv, mpi);
   } catch (const Error& e) {
     std::cerr << "ddp_train: error: " << e.what() << std::endl;
     return static_cast<int>(e.code());

@@ -110,6 +110,7 @@ TrainingConfig parse_training(ConfigNode node) {
   t.bucket_mb = positive_number(node, "bucket_mb", node.get("bucket_mb", 25.0));
   t.check_replicas_every = node.get<int64_t>("check_replicas_every", 0);
   if (t.check_replicas_every < 0) node.fail("check_replicas_every", "must be >= 0");
+  t.flush_denormals = node.get("flush_denormals", true);
   node.finish();
   return t;
 }

@@ -55,6 +55,7 @@ struct TrainingConfig {
   int64_t eval_batch_size = 1024;  // per rank
   double bucket_mb = 25;
   int64_t check_replicas_every = 0;  // steps; 0: at the end of every epoch only
+  bool flush_denormals = true;       // CPU: FTZ/DAZ, see make_cpu_backend
 };
 
 struct CheckpointConfig {

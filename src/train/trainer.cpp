@@ -129,6 +129,12 @@ void Trainer::set_checkpointing(const CheckpointConfig& policy, CheckpointHook h
 }
 
 void Trainer::train_step() {
+  auto t0 = Clock::now();
+  auto lap = [&t0](double& into) {
+    const auto t1 = Clock::now();
+    into += std::chrono::duration<double>(t1 - t0).count();
+    t0 = t1;
+  };
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
   const int64_t b = per_rank_batch_;
   gather_batch(train_, sampler_->indices(step_in_epoch_), loss_.target_kind(), classes_,
@@ -137,14 +143,20 @@ void Trainer::train_step() {
   const size_t target_width = loss_.target_kind() == TargetKind::kSparse ? 1 : classes_;
   backend_.copy_to_device(host_features_.data(), features_.data(), b * width);
   backend_.copy_to_device(host_targets_.data(), targets_.data(), b * target_width);
+  lap(phase_times_.data);
 
   const float* output = model_->forward(features_.data(), b);
   const LossStats stats =
       loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
                     1.0f / static_cast<float>(global_batch()), b, classes_);
+  lap(phase_times_.forward);
   model_->backward(b);
+  lap(phase_times_.backward);
   reducer_->reduce();
+  lap(phase_times_.comm);
   optimizer_->step(model_->params(), model_->grads(), schedule_->at(completed_steps_));
+  lap(phase_times_.optimizer);
+  ++phase_times_.steps;
 
   epoch_sums_[0] += stats.loss_sum;
   epoch_sums_[1] += stats.correct;

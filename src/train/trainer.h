@@ -25,6 +25,16 @@ namespace ddp {
 // Reads one configured source; "{rank}" in paths becomes this rank's number.
 Dataset load_dataset(const DataSourceConfig& source, int rank);
 
+// Seconds spent in each phase of the training steps since the last reset, this rank.
+struct PhaseTimes {
+  double data = 0;      // sampling, gathering and copying the batch
+  double forward = 0;   // forward pass and loss
+  double backward = 0;
+  double comm = 0;      // gradient all-reduce
+  double optimizer = 0;
+  int64_t steps = 0;
+};
+
 struct EvalResult {
   double loss = 0;
   double accuracy = 0;
@@ -72,6 +82,8 @@ class Trainer {
   int64_t steps_per_epoch() const { return sampler_->steps_per_epoch(); }
   int64_t completed_steps() const { return completed_steps_; }
   const std::vector<Bucket>& buckets() const { return reducer_->buckets(); }
+  const PhaseTimes& phase_times() const { return phase_times_; }
+  void reset_phase_times() { phase_times_ = {}; }
 
  private:
   void validate_and_build();  // everything that can fail on bad input, before any collective
@@ -105,6 +117,7 @@ class Trainer {
   int64_t completed_steps_ = 0;
   std::array<double, 3> epoch_sums_{};  // loss sum, correct, samples of this epoch (this rank)
 
+  PhaseTimes phase_times_;
   CheckpointConfig checkpoint_policy_;
   CheckpointHook checkpoint_hook_;
   int64_t last_checkpoint_step_ = -1;

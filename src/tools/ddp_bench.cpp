@@ -1,0 +1,128 @@
+// ddp_bench: steady-state training throughput of a config, with the step split into phases and
+// every rank's peak memory. Run under mpirun like ddp_train; rank 0 prints (and writes) JSON.
+//   mpirun -n 2 build/ddp_bench --config configs/w2_fmnist_mlp.yaml --warmup 50 --steps 300
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "dist/agreement.h"
+#include "dist/launch.h"
+#include "train/session.h"
+
+namespace {
+
+using namespace ddp;
+
+struct Options {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string label;
+  int64_t warmup = 50;
+  int64_t steps = 200;
+  std::string json;
+};
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+nlohmann::json measure(Communicator& comm, const Options& options) {
+  Session session = open_session(comm, options.config, options.overrides, "");
+  Trainer& trainer = *session.trainer;
+  trainer.train_steps(options.warmup);
+  trainer.reset_phase_times();
+  comm.barrier();
+  const auto start = std::chrono::steady_clock::now();
+  trainer.train_steps(options.steps);
+  comm.barrier();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const PhaseTimes& t = trainer.phase_times();
+  std::vector<double> phases = {t.data, t.forward, t.backward, t.comm, t.optimizer};
+  comm.all_reduce_sum(std::span<double>(phases));
+  std::vector<double> rss(static_cast<size_t>(comm.size()), 0.0);
+  rss[static_cast<size_t>(comm.rank())] = peak_rss_mb();
+  comm.all_reduce_sum(std::span<double>(rss));
+
+  const double per_step_ms = 1e3 / (static_cast<double>(options.steps) * comm.size());
+  const double samples = static_cast<double>(options.steps * trainer.global_batch());
+  char host[256] = "unknown";
+  gethostname(host, sizeof host);
+  return {
+      {"workload", options.label.empty() ? options.config : options.label},
+      {"config", options.config},
+      {"overrides", options.overrides},
+      {"world_size", comm.size()},
+      {"per_rank_batch", trainer.per_rank_batch()},
+      {"global_batch", trainer.global_batch()},
+      {"parameters", trainer.model().param_count()},
+      {"warmup_steps", options.warmup},
+      {"steps", options.steps},
+      {"seconds", seconds},
+      {"samples_per_sec", samples / seconds},
+      {"step_ms", seconds * 1e3 / static_cast<double>(options.steps)},
+      {"phase_ms",
+       {{"data", phases[0] * per_step_ms},
+        {"forward", phases[1] * per_step_ms},
+        {"backward", phases[2] * per_step_ms},
+        {"comm", phases[3] * per_step_ms},
+        {"optimizer", phases[4] * per_step_ms}}},
+      {"peak_rss_mb", rss},
+      {"backend", session.backend->name()},
+      {"host", host},
+  };
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::unique_ptr<MpiRuntime> mpi;
+  std::unique_ptr<Communicator> comm;
+  try {
+    comm = connect(&argc, &argv, mpi);
+  } catch (const Error& e) {
+    std::cerr << "ddp_bench: error: " << e.what() << std::endl;
+    return static_cast<int>(e.code());
+  }
+  CLI::App app{"ddp_bench: steady-state training throughput (run under mpirun)"};
+  Options options;
+  app.add_option("-c,--config", options.config, "YAML config file")->required();
+  app.add_option("--set", options.overrides, "Override a config key: section.key=value");
+  app.add_option("--label", options.label, "Workload name in the output");
+  app.add_option("--warmup", options.warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
+  app.add_option("--steps", options.steps, "Timed steps")->check(CLI::PositiveNumber);
+  app.add_option("--json", options.json, "Also write the result to this file (rank 0)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return comm->rank() == 0 ? app.exit(e) : static_cast<int>(ExitCode::kUsage);
+  }
+  try {
+    const nlohmann::json result = measure(*comm, options);
+    if (comm->rank() == 0) {
+      std::cout << result.dump(2) << std::endl;
+      if (!options.json.empty()) {
+        std::ofstream out(options.json, std::ios::trunc);
+        out << result.dump(2) << '\n';
+        if (!out) throw RuntimeError(options.json + ": cannot write");
+      }
+    }
+  } catch (const PeerError& e) {
+    return static_cast<int>(e.code());
+  } catch (const Error& e) {
+    std::cerr << "ddp_bench: error: " << e.what() << std::endl;
+    if (!e.agreed()) comm->abort(static_cast<int>(e.code()));
+    return static_cast<int>(e.code());
+  }
+  return 0;
+}

@@ -1,0 +1,58 @@
+#include "train/session.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "dist/agreement.h"
+
+namespace ddp {
+namespace {
+
+void write_resolved_config(const Config& config, const std::string& run_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir, ec);
+  if (ec) throw RuntimeError(run_dir + ": cannot create run directory: " + ec.message());
+  const std::string path = run_dir + "/config.yaml";
+  std::ofstream out(path, std::ios::trunc);
+  out << "# resolved from " << config.file << " (defaults and --set overrides applied)\n"
+      << YAML::Dump(config.resolved) << '\n';
+  out.close();
+  if (!out) throw RuntimeError(path + ": cannot write resolved config");
+}
+
+// Every rank must hold the same data: compare each rank's fingerprint with rank 0's.
+void check_same_data(Communicator& comm, const Dataset& data) {
+  uint32_t reference = data.fingerprint();
+  const uint32_t mine = reference;
+  comm.broadcast(std::span<uint32_t>(&reference, 1), 0);
+  run_agreed(comm, [&] {
+    if (mine != reference)
+      throw DataError(data.origin + ": this rank's copy differs from rank 0's (CRC-32 " +
+                      std::to_string(mine) + " vs " + std::to_string(reference) + ")");
+  });
+}
+
+}  // namespace
+
+Session open_session(Communicator& comm, const std::string& config_path,
+                     const std::vector<std::string>& overrides, const std::string& run_dir) {
+  Session session;
+  Dataset train;
+  std::optional<Dataset> test;
+  // Only local work here; failures are agreed on before any rank moves on.
+  run_agreed(comm, [&] {
+    session.config = load_config(config_path, overrides);
+    if (comm.rank() == 0 && !run_dir.empty()) write_resolved_config(session.config, run_dir);
+    train = load_dataset(session.config.train_data, comm.rank());
+    if (session.config.test_data) test = load_dataset(*session.config.test_data, comm.rank());
+  });
+  check_same_data(comm, train);
+  if (test) check_same_data(comm, *test);
+  session.backend = make_cpu_backend(session.config.training.flush_denormals);
+  session.trainer = std::make_unique<Trainer>(session.config, comm, *session.backend,
+                                              std::move(train), std::move(test));
+  return session;
+}
+
+}  // namespace ddp

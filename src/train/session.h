@@ -1,0 +1,27 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "dist/communicator.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+namespace ddp {
+
+// A configured trainer ready to run, shared by ddp_train and ddp_bench.
+struct Session {
+  Config config;
+  std::unique_ptr<ComputeBackend> backend;
+  std::unique_ptr<Trainer> trainer;
+};
+
+// Loads the config (with --set overrides) and the data on every rank, checks that all ranks hold
+// the same data, and builds the trainer. Setup errors are agreed on by every rank (run_agreed).
+// When run_dir is not empty, rank 0 writes the resolved config there.
+Session open_session(Communicator& comm, const std::string& config_path,
+                     const std::vector<std::string>& overrides, const std::string& run_dir);
+
+}  // namespace ddp
