@@ -143,7 +143,7 @@ model:
     - {type: dense, units: 10}
 loss: sparse_categorical_crossentropy
 optimizer: {type: adam}
-training: {epochs: 3, global_batch_size: 32}
+training: {epochs: 1000, global_batch_size: 32}
 checkpoint: {every_steps: 1, keep: 2}
 """)
         run_dir = f"{self.tmp}/k"
@@ -161,9 +161,10 @@ checkpoint: {every_steps: 1, keep: 2}
             proc.wait()
             self.check_checkpoint_dir(f"{run_dir}/checkpoints")
         assert kills >= 3, f"only {kills} kills landed"
-        out = run([self.a.ddp_train, "--config", cfg, "--run-dir", run_dir, "--resume"], self.env)
+        out = run([self.a.ddp_train, "--config", cfg, "--run-dir", run_dir, "--resume",
+                   "--stop-after", "0"], self.env)
         assert "resume: continuing from" in out, out
-        print(f"  {kills} SIGKILLs, every checkpoint left valid; the run then finished")
+        print(f"  {kills} SIGKILLs, every checkpoint left valid and resumable")
 
     def check_checkpoint_dir(self, ckdir):
         if not os.path.isdir(ckdir):
