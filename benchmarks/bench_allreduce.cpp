@@ -1,5 +1,5 @@
-// The gradient all-reduce path (GradReducer over a model's flat gradient buffer, default 25 MiB
-// buckets) against one raw MPI_Allreduce of the same bytes, 4 KB ... 64 MB, reported as nccl-tests
+// The gradient all-reduce path (GradReducer over a model's flat gradient buffer, default 4 MiB
+// buckets, see Note [CPU all-reduce]) against one raw MPI_Allreduce of the same bytes, 4 KB ... 64 MB, reported as nccl-tests
 // does: algbw = bytes / time, busbw = algbw * 2 (n - 1) / n.
 //   mpirun -n 2 build/bench_allreduce [--json FILE]
 
@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     std::vector<ParamEntry> params;
     for (size_t offset = 0; offset < count; offset += size_t{1} << 20)
       params.push_back({params.size(), "t", Shape{}, offset, std::min(count - offset, size_t{1} << 20)});
-    GradReducer reducer(comm, data, params, size_t{25} << 20);
+    GradReducer reducer(comm, data, params, size_t{4} << 20);
     const int iterations = static_cast<int>(std::max<size_t>(5, (size_t{256} << 20) / bytes / 4));
     const double raw = seconds_per_call(comm, [&] {
       mpiCheck(MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(count), MPI_FLOAT,

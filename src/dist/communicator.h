@@ -9,6 +9,14 @@
 
 namespace ddp {
 
+// A collective in flight (PyTorch c10d's Work). Its buffer must stay untouched until wait().
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual bool test() = 0;  // drives progress; true once complete
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -19,6 +27,7 @@ class Communicator {
   // In-place sums over all ranks.
   virtual void all_reduce_sum(std::span<float> data) = 0;
   virtual void all_reduce_sum(std::span<double> data) = 0;
+  virtual std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) = 0;
   virtual int all_reduce_max(int value) = 0;
   virtual void broadcast_bytes(std::span<std::byte> data, int root) = 0;
   virtual void barrier() = 0;

@@ -22,4 +22,22 @@ void GradReducer::reduce() {
   for (const Bucket& b : buckets_) comm_.all_reduce_sum(grads_.subspan(b.offset, b.count));
 }
 
+void GradReducer::gradients_ready(size_t offset) {
+  if (comm_.size() == 1) return;
+  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].offset >= offset) {
+    const Bucket& b = buckets_[next_bucket_++];
+    in_flight_.push_back(comm_.all_reduce_sum_async(grads_.subspan(b.offset, b.count)));
+  }
+  // Non-blocking collectives advance only inside MPI calls: poll between layers.
+  for (auto& work : in_flight_) work->test();
+}
+
+void GradReducer::finish() {
+  if (comm_.size() == 1) return;
+  gradients_ready(0);
+  for (auto& work : in_flight_) work->wait();
+  in_flight_.clear();
+  next_bucket_ = 0;
+}
+
 }  // namespace ddp

@@ -14,6 +14,9 @@ struct Bucket {
 };
 
 // Sums gradients over ranks, one all-reduce per bucket of the flat gradient buffer.
+// Synchronously (reduce(), after backward) or overlapped with backward: backward reports each
+// layer as its gradients are written (gradients_ready), which starts the all-reduce of every
+// bucket that is now complete, and polls the ones in flight (progress); finish() completes them.
 // Note [bucket order]: buckets are cut in reverse layer order (the order in which backward
 // produces gradients) from whole parameter tensors until each holds at least bucket_bytes, so
 // the reduction of the last layers can start first. The layout depends only on the model and
@@ -23,12 +26,20 @@ class GradReducer {
   GradReducer(Communicator& comm, std::span<float> grads, const std::vector<ParamEntry>& params,
               size_t bucket_bytes);
   void reduce();
+
+  // Overlapped use, once per step: gradients_ready(offset) whenever every gradient from `offset`
+  // to the end of the buffer is final, then finish() before the optimizer step.
+  void gradients_ready(size_t offset);
+  void finish();
+
   const std::vector<Bucket>& buckets() const { return buckets_; }
 
  private:
   Communicator& comm_;
   std::span<float> grads_;
   std::vector<Bucket> buckets_;
+  size_t next_bucket_ = 0;  // first bucket not yet started this step
+  std::vector<std::unique_ptr<Work>> in_flight_;
 };
 
 }  // namespace ddp

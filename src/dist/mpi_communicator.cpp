@@ -57,6 +57,38 @@ void MpiCommunicator::all_reduce_sum(std::span<double> data) {
   });
 }
 
+namespace {
+
+class MpiWork final : public Work {
+ public:
+  MpiWork() = default;
+  ~MpiWork() override {
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  MPI_Request* request() { return &request_; }
+  bool test() override {
+    int done = 0;
+    mpiCheck(MPI_Test(&request_, &done, MPI_STATUS_IGNORE));
+    return done != 0;
+  }
+  void wait() override { mpiCheck(MPI_Wait(&request_, MPI_STATUS_IGNORE)); }
+
+ private:
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
+
+}  // namespace
+
+std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> data) {
+  if (data.size() > static_cast<size_t>(INT_MAX))
+    throw RuntimeError("all_reduce_sum_async: " + std::to_string(data.size()) +
+                       " floats exceed one MPI call; use smaller gradient buckets");
+  auto work = std::make_unique<MpiWork>();
+  mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_FLOAT,
+                          MPI_SUM, comm_, work->request()));
+  return work;
+}
+
 int MpiCommunicator::all_reduce_max(int value) {
   mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, comm_));
   return value;

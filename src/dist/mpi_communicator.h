@@ -27,6 +27,8 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   void all_reduce_sum(std::span<float> data) override;
   void all_reduce_sum(std::span<double> data) override;
+  // MPI_Iallreduce; buffers above 2^31 elements are not split (gradient buckets are far smaller).
+  std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
   int all_reduce_max(int value) override;
   void broadcast_bytes(std::span<std::byte> data, int root) override;
   void barrier() override;

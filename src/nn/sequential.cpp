@@ -26,6 +26,8 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
     }
     if (!specs.empty()) ++param_layer;
   }
+  layer_offsets_.assign(layers_.size(), kNoParams);
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) layer_offsets_[it->layer] = it->offset;
   params_ = DeviceBuffer(backend_, offset);
   grads_ = DeviceBuffer(backend_, offset);
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -83,7 +85,7 @@ const float* Sequential::predict(const float* x, int64_t batch) {
   return run(x, batch, layers_.size());
 }
 
-void Sequential::backward(int64_t batch) {
+void Sequential::backward(int64_t batch, const std::function<void(size_t)>& on_ready) {
   // The first layer that needs its input gradient is the one after the first parameterized one.
   size_t first_param_layer = layers_.size();
   for (const ParamEntry& e : entries_) first_param_layer = std::min(first_param_layer, e.layer);
@@ -93,6 +95,7 @@ void Sequential::backward(int64_t batch) {
     float* dx = nullptr;
     if (i > first_param_layer) dx = dy == grad_a_.data() ? grad_b_.data() : grad_a_.data();
     layers_[i]->backward(backend_, inputs_[i], results_[i], dy, dx, batch);
+    if (on_ready && layer_offsets_[i] != kNoParams) on_ready(layer_offsets_[i]);
     if (!dx) break;
     dy = dx;
   }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -33,7 +34,9 @@ class Sequential {
   // x: (batch, input shape) in backend memory. Returns the trained output (batch, output_cols()).
   const float* forward(const float* x, int64_t batch);
   // Uses the x of the preceding forward. Overwrites grads(). output_grad() must hold dLoss/dOutput.
-  void backward(int64_t batch);
+  // on_ready(offset), when given, is called after each layer with parameters: every gradient
+  // from `offset` to the end of the flat buffer is then final (backward runs last layer first).
+  void backward(int64_t batch, const std::function<void(size_t)>& on_ready = {});
   float* output_grad() { return grad_a_.data(); }
   // Applies every layer, including a final Softmax skipped by forward() (probabilities).
   const float* predict(const float* x, int64_t batch);
@@ -56,6 +59,8 @@ class Sequential {
   Shape input_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<ParamEntry> entries_;
+  static constexpr size_t kNoParams = static_cast<size_t>(-1);
+  std::vector<size_t> layer_offsets_;  // per layer, offset of its first parameter
   DeviceBuffer params_;
   DeviceBuffer grads_;
   bool output_logits_ = false;

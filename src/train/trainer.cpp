@@ -150,9 +150,15 @@ void Trainer::train_step() {
       loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
                     1.0f / static_cast<float>(global_batch()), b, classes_);
   lap(phase_times_.forward);
-  model_->backward(b);
-  lap(phase_times_.backward);
-  reducer_->reduce();
+  if (config_.training.overlap) {
+    model_->backward(b, [this](size_t offset) { reducer_->gradients_ready(offset); });
+    lap(phase_times_.backward);
+    reducer_->finish();
+  } else {
+    model_->backward(b);
+    lap(phase_times_.backward);
+    reducer_->reduce();
+  }
   lap(phase_times_.comm);
   optimizer_->step(model_->params(), model_->grads(), schedule_->at(completed_steps_));
   lap(phase_times_.optimizer);

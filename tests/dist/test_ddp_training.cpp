@@ -89,6 +89,17 @@ TEST(DdpTraining, PerRankBatchMatchesSingleProcessWithWorldTimesBatch) {
   EXPECT_LE(max_abs_diff(a, b), 1e-5f);
 }
 
+TEST(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
+  MpiCommunicator comm;
+  // Small buckets so that several all-reduces are in flight during backward.
+  const Config sync = config_with({"training.bucket_mb=0.01"});
+  const Config overlapped = config_with({"training.bucket_mb=0.01", "training.overlap=true"});
+  const std::vector<float> a = train_and_get_params(sync, comm, 20);
+  const std::vector<float> b = train_and_get_params(overlapped, comm, 20);
+  EXPECT_LE(max_abs_diff(a, b), 1e-6f);
+  expect_identical_to_rank0(comm, b);
+}
+
 TEST(DdpTraining, ReplicaCheckCatchesDrift) {
   MpiCommunicator comm;
   if (comm.size() == 1) GTEST_SKIP() << "drift needs at least two ranks";
