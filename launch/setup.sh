@@ -8,8 +8,7 @@ cd "$(dirname "$0")/.."
 
 packages=(g++ cmake make pkg-config python3 openmpi-bin libopenmpi-dev libeigen3-dev libgtest-dev
           libyaml-cpp-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libbenchmark-dev
-          libopenblas-serial-dev
-          dataset-fashion-mnist)
+          libopenblas-serial-dev clang libclang-rt-14-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

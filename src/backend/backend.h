@@ -75,6 +75,9 @@ class ComputeBackend {
   virtual LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
                                        float grad_scale, int64_t rows, int64_t cols) = 0;
 
+  // False when any element is NaN or infinite.
+  virtual bool all_finite(const float* data, size_t count) = 0;
+
   // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam).
   virtual void sgd_update(float* params, const float* grads, float* velocity, size_t count,
                           float lr, const SgdHyper& hyper) = 0;

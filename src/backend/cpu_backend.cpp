@@ -227,6 +227,13 @@ class CpuBackend final : public ComputeBackend {
     return stats;
   }
 
+  bool all_finite(const float* data, size_t count) override {
+    // x * 0 is 0 for every finite x and NaN for NaN and +-inf; the sum vectorizes.
+    float sum = 0;
+    for (size_t i = 0; i < count; ++i) sum += data[i] * 0.0f;
+    return sum == 0;
+  }
+
   void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
                   const SgdHyper& hyper) override {
     const float mu = hyper.momentum;

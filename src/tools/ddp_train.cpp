@@ -13,7 +13,9 @@
 #include "core/error.h"
 #include "dist/agreement.h"
 #include "dist/launch.h"
+#include "dist/watchdog.h"
 #include "train/checkpoint.h"
+#include "train/faults.h"
 #include "train/safetensors.h"
 #include "train/session.h"
 #include "train/trainer.h"
@@ -33,6 +35,7 @@ struct Options {
   std::string init_from;
   std::string export_safetensors;
   std::string predict_out;
+  std::vector<std::string> faults;
 };
 
 // Open MPI hands every rank a pseudo-terminal even when mpirun's own output goes to a file or a
@@ -43,7 +46,10 @@ bool show_progress(const std::string& mode) {
 }
 
 std::string rank_prefix(const Communicator& comm) {
-  return comm.size() > 1 ? "[rank " + std::to_string(comm.rank()) + "] " : "";
+  if (comm.size() == 1) return "";
+  char host[256] = "?";
+  gethostname(host, sizeof host);
+  return "[rank " + std::to_string(comm.rank()) + " on " + host + "] ";
 }
 
 void print_error(const Communicator& comm, const std::string& message) {
@@ -149,8 +155,15 @@ void write_predictions(const std::string& path, Trainer& trainer) {
 }
 
 // `training` turns true once every rank has passed setup; errors after that may be one rank's.
-int train(Communicator& comm, const Options& options, bool& training) {
+int train(Communicator& world, const Options& options, bool& training) {
+  std::vector<Fault> faults;
+  for (const std::string& spec : options.faults) faults.push_back(parse_fault(spec));
+  // Every collective from here on runs under the watchdog (armed once the config is read).
+  Watchdog watchdog(0, rank_prefix(world));
+  const std::unique_ptr<Communicator> guarded = watched(world, watchdog);
+  Communicator& comm = *guarded;
   Session session = open_session(comm, options.config, options.overrides, options.run_dir);
+  watchdog.set_timeout(session.config.training.collective_timeout_s);
   const Config& config = session.config;
   Trainer& trainer = *session.trainer;
   const bool lead = comm.rank() == 0;
@@ -176,6 +189,10 @@ int train(Communicator& comm, const Options& options, bool& training) {
   });
   trainer.set_reporting(lead ? &std::cout : nullptr, lead && show_progress(options.progress),
                         lead ? options.run_dir : "");
+  trainer.set_step_observer([&](int64_t step) {
+    watchdog.set_step(step + 1);
+    if (!faults.empty()) inject_faults(faults, comm.rank(), step, trainer);
+  });
   training = true;
   trainer.fit(options.stop_after);
   if (!options.predict_out.empty()) {
@@ -234,6 +251,9 @@ int main(int argc, char** argv) {
                  "After training, write the weights as a safetensors file");
   app.add_option("--predict-out", options.predict_out,
                  "After training, write the model's outputs for the test split as CSV");
+  app.add_option("--fault-inject", options.faults,
+                 "Testing only: stall@rank=R,step=S,seconds=T | kill@rank=R,step=S[,once=FILE] | "
+                 "perturb@rank=R,step=S");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -62,6 +62,8 @@ struct TrainingConfig {
   bool overlap = false;  // start each bucket's all-reduce during backward
   int64_t check_replicas_every = 0;  // steps; 0: at the end of every epoch only
   bool flush_denormals = true;       // CPU: FTZ/DAZ, see make_cpu_backend
+  bool skip_nonfinite = false;       // nonfinite: stop (default) or skip such steps
+  double collective_timeout_s = 600;  // watchdog; 0 disables
 };
 
 struct CheckpointConfig {

@@ -20,8 +20,11 @@ std::string format_epoch_line(const EpochRecord& r) {
   if (r.val_loss)
     n += std::snprintf(buffer + n, sizeof buffer - n, " - val_loss: %.4f - val_accuracy: %.4f",
                        *r.val_loss, *r.val_accuracy);
-  std::snprintf(buffer + n, sizeof buffer - n, " - %.0f samples/s - %.2fs", r.samples_per_sec,
-                r.seconds);
+  n += std::snprintf(buffer + n, sizeof buffer - n, " - %.0f samples/s - %.2fs",
+                     r.samples_per_sec, r.seconds);
+  if (r.skipped_steps > 0)
+    std::snprintf(buffer + n, sizeof buffer - n, " - skipped %lld non-finite step(s)",
+                  static_cast<long long>(r.skipped_steps));
   return buffer;
 }
 
@@ -45,6 +48,7 @@ void MetricsLog::append(const EpochRecord& r) {
   nlohmann::json j = {{"epoch", r.epoch},     {"loss", r.loss},
                       {"accuracy", r.accuracy}, {"samples_per_sec", r.samples_per_sec},
                       {"seconds", r.seconds},  {"steps", r.steps}};
+  if (r.skipped_steps > 0) j["skipped_steps"] = r.skipped_steps;
   if (r.val_loss) {
     j["val_loss"] = *r.val_loss;
     j["val_accuracy"] = *r.val_accuracy;

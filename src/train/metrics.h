@@ -20,6 +20,7 @@ struct EpochRecord {
   std::optional<double> val_accuracy;
   double samples_per_sec = 0;  // training samples of all ranks / training time
   double seconds = 0;          // whole epoch, evaluation included
+  int64_t skipped_steps = 0;   // non-finite steps skipped (training.nonfinite: skip)
 };
 
 // "Epoch 3/10 - 31/31 steps - loss: 2.2841 - accuracy: 0.1421 - ... - 1234567 samples/s - 0.01s"

@@ -21,15 +21,25 @@ void check_replicas(Communicator& comm, ComputeBackend& backend, Sequential& mod
   }
   std::vector<uint32_t> reference = mine;
   comm.broadcast(std::span<uint32_t>(reference), 0);
-  std::vector<double> differing(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) differing[i] = mine[i] != reference[i] ? 1 : 0;
+  // Per tensor, which ranks differ: entry [tensor * size + rank].
+  const auto world = static_cast<size_t>(comm.size());
+  std::vector<double> differing(entries.size() * world, 0.0);
+  for (size_t i = 0; i < entries.size(); ++i)
+    differing[i * world + static_cast<size_t>(comm.rank())] = mine[i] != reference[i] ? 1 : 0;
   comm.all_reduce_sum(std::span<double>(differing));
   for (size_t i = 0; i < entries.size(); ++i) {
-    if (differing[i] == 0) continue;
-    throw RuntimeError("replica drift after step " + std::to_string(step) + ": " +
-                       entries[i].name + " differs from rank 0 on " +
-                       std::to_string(static_cast<int>(differing[i])) + " of " +
-                       std::to_string(comm.size()) + " ranks");
+    std::string ranks;
+    int count = 0;
+    for (size_t r = 0; r < world; ++r) {
+      if (differing[i * world + r] == 0) continue;
+      ranks += (count++ ? ", " : "") + std::to_string(r);
+    }
+    if (count == 0) continue;
+    RuntimeError error("replica drift after step " + std::to_string(step) + ": " +
+                       entries[i].name + " differs from rank 0 on " + std::to_string(count) +
+                       " of " + std::to_string(comm.size()) + " ranks (rank " + ranks + ")");
+    error.mark_agreed();  // every rank computed the same verdict
+    throw error;
   }
 }
 

@@ -135,6 +135,7 @@ void Trainer::train_step() {
     into += std::chrono::duration<double>(t1 - t0).count();
     t0 = t1;
   };
+  if (step_observer_) step_observer_(completed_steps_);
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
   const int64_t b = per_rank_batch_;
   gather_batch(train_, sampler_->indices(step_in_epoch_), loss_.target_kind(), classes_,
@@ -160,7 +161,21 @@ void Trainer::train_step() {
     reducer_->reduce();
   }
   lap(phase_times_.comm);
-  optimizer_->step(model_->params(), model_->grads(), schedule_->at(completed_steps_));
+  // Every rank holds the same summed gradients here, so every rank takes the same decision.
+  if (!backend_.all_finite(model_->grads().data(), model_->param_count())) {
+    if (!config_.training.skip_nonfinite) {
+      RuntimeError error("non-finite gradients at step " + std::to_string(completed_steps_ + 1) +
+                         " (epoch " + std::to_string(epoch_ + 1) + ", rank-local loss sum " +
+                         std::to_string(stats.loss_sum) +
+                         "); lower the learning rate, or set training.nonfinite: skip");
+      error.mark_agreed();
+      throw error;
+    }
+    ++skipped_in_epoch_;
+    ++skipped_total_;
+  } else {
+    optimizer_->step(model_->params(), model_->grads(), schedule_->at(completed_steps_));
+  }
   lap(phase_times_.optimizer);
   ++phase_times_.steps;
 
@@ -260,6 +275,8 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   record.epoch = epoch + 1;
   record.epochs = config_.training.epochs;
   record.steps = sampler_->steps_per_epoch();
+  record.skipped_steps = skipped_in_epoch_;
+  skipped_in_epoch_ = 0;
   record.loss = sums[0] / sums[2];
   record.accuracy = sums[1] / sums[2];
   record.samples_per_sec =
@@ -287,6 +304,7 @@ void Trainer::fit(int64_t stop_after_steps) {
           << std::flush;
   }
   const CheckpointConfig& policy = checkpoint_policy_;
+  check_replicas(comm_, backend_, *model_, completed_steps_);
   while (epoch_ < epochs) {
     const int64_t epoch = epoch_;
     const auto start = Clock::now();
@@ -331,6 +349,8 @@ void Trainer::load_params(std::span<const float> host) {
 }
 
 TrainingState Trainer::capture() {
+  // A checkpoint of diverged replicas would preserve the divergence.
+  check_replicas(comm_, backend_, *model_, completed_steps_);
   TrainingState s;
   s.epoch = epoch_;
   s.step_in_epoch = step_in_epoch_;

@@ -57,6 +57,12 @@ class Trainer {
   using CheckpointHook = std::function<void(Trainer&)>;
   void set_checkpointing(const CheckpointConfig& policy, CheckpointHook hook);
 
+  // Called on every rank before each training step with the number of completed steps.
+  void set_step_observer(std::function<void(int64_t)> observer) {
+    step_observer_ = std::move(observer);
+  }
+  int64_t skipped_steps() const { return skipped_total_; }
+
   // Trains the remaining epochs of the configured run, or stops (with a checkpoint) once
   // `stop_after_steps` optimizer steps have been completed in total, when it is >= 0.
   void fit(int64_t stop_after_steps = -1);
@@ -118,6 +124,9 @@ class Trainer {
   std::array<double, 3> epoch_sums_{};  // loss sum, correct, samples of this epoch (this rank)
 
   PhaseTimes phase_times_;
+  std::function<void(int64_t)> step_observer_;
+  int64_t skipped_in_epoch_ = 0;
+  int64_t skipped_total_ = 0;
   CheckpointConfig checkpoint_policy_;
   CheckpointHook checkpoint_hook_;
   int64_t last_checkpoint_step_ = -1;

@@ -1,0 +1,122 @@
+#include "dist/watchdog.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace ddp {
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class WatchedCommunicator final : public Communicator {
+ public:
+  WatchedCommunicator(Communicator& inner, Watchdog& dog) : inner_(inner), dog_(dog) {}
+  std::string name() const override { return inner_.name(); }
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  void all_reduce_sum(std::span<float> data) override {
+    auto guard = dog_.enter("all-reduce (float)", data.size());
+    inner_.all_reduce_sum(data);
+  }
+  void all_reduce_sum(std::span<double> data) override {
+    auto guard = dog_.enter("all-reduce of metrics (double)", data.size());
+    inner_.all_reduce_sum(data);
+  }
+  // The wait, not the start, is where a rank blocks; GradReducer::finish waits on the Work.
+  std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
+    return std::make_unique<WatchedWork>(inner_.all_reduce_sum_async(data), dog_, data.size());
+  }
+  int all_reduce_max(int value) override {
+    auto guard = dog_.enter("agreement (all-reduce max)", 1);
+    return inner_.all_reduce_max(value);
+  }
+  void broadcast_bytes(std::span<std::byte> data, int root) override {
+    auto guard = dog_.enter("broadcast", data.size());
+    inner_.broadcast_bytes(data, root);
+  }
+  void barrier() override {
+    auto guard = dog_.enter("barrier", 0);
+    inner_.barrier();
+  }
+  [[noreturn]] void abort(int exit_code) override {
+    inner_.abort(exit_code);
+    std::_Exit(exit_code);  // [[noreturn]] does not carry through a virtual call for GCC
+  }
+
+ private:
+  class WatchedWork final : public Work {
+   public:
+    WatchedWork(std::unique_ptr<Work> inner, Watchdog& dog, size_t elements)
+        : inner_(std::move(inner)), dog_(dog), elements_(elements) {}
+    bool test() override { return inner_->test(); }
+    void wait() override {
+      auto guard = dog_.enter("all-reduce (float, overlapped)", elements_);
+      inner_->wait();
+    }
+
+   private:
+    std::unique_ptr<Work> inner_;
+    Watchdog& dog_;
+    size_t elements_;
+  };
+
+  Communicator& inner_;
+  Watchdog& dog_;
+};
+
+}  // namespace
+
+Watchdog::Watchdog(double timeout_seconds, std::string who)
+    : timeout_(timeout_seconds), who_(std::move(who)), thread_([this] { watch(); }) {}
+
+Watchdog::~Watchdog() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  stop_signal_.notify_all();
+  thread_.join();
+}
+
+Watchdog::Guard Watchdog::enter(const char* what, size_t elements) {
+  what_.store(what, std::memory_order_relaxed);
+  elements_.store(elements, std::memory_order_relaxed);
+  entered_ns_.store(now_ns(), std::memory_order_release);
+  return Guard(this);
+}
+
+Watchdog::Guard::~Guard() {
+  if (dog_) dog_->entered_ns_.store(0, std::memory_order_release);
+}
+
+void Watchdog::watch() {
+  const auto poll = std::chrono::milliseconds(100);
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_signal_.wait_for(lock, poll, [this] { return stopping_; })) {
+    const int64_t entered = entered_ns_.load(std::memory_order_acquire);
+    const double timeout = timeout_.load(std::memory_order_relaxed);
+    if (entered == 0 || timeout <= 0) continue;
+    const double waited = static_cast<double>(now_ns() - entered) * 1e-9;
+    if (waited < timeout) continue;
+    std::fprintf(stderr,
+                 "%sddp_train: error: watchdog: step %lld has been in %s of %zu elements for "
+                 "%.1f s (training.collective_timeout_s: %g); another rank has died or stalled\n",
+                 who_.c_str(), static_cast<long long>(step_.load()), what_.load(),
+                 elements_.load(), waited, timeout);
+    std::fflush(stderr);
+    std::_Exit(static_cast<int>(ExitCode::kRuntime));
+  }
+}
+
+std::unique_ptr<Communicator> watched(Communicator& inner, Watchdog& watchdog) {
+  return std::make_unique<WatchedCommunicator>(inner, watchdog);
+}
+
+}  // namespace ddp

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "dist/communicator.h"
+
+namespace ddp {
+
+// Ends the process when one collective has been in progress for longer than the timeout: a rank
+// that died or stalled would otherwise leave every other rank waiting forever. It prints one line
+// naming the rank, the step and the collective, then exits without MPI_Abort (which may not be
+// called from a second thread); mpirun then ends the rest of the job.
+class Watchdog {
+ public:
+  // A timeout of 0 disables the watchdog until set_timeout().
+  Watchdog(double timeout_seconds, std::string who);
+  ~Watchdog();
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  void set_step(int64_t step) { step_.store(step, std::memory_order_relaxed); }
+  void set_timeout(double seconds) { timeout_.store(seconds, std::memory_order_relaxed); }
+
+  // Marks the calling thread as inside `what` until the returned guard is destroyed.
+  class Guard {
+   public:
+    explicit Guard(Watchdog* dog) : dog_(dog) {}
+    Guard(Guard&& other) noexcept : dog_(other.dog_) { other.dog_ = nullptr; }
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+    ~Guard();
+
+   private:
+    Watchdog* dog_;
+  };
+  Guard enter(const char* what, size_t elements);
+
+ private:
+  void watch();
+
+  std::atomic<double> timeout_;
+  std::string who_;
+  std::atomic<int64_t> step_{0};
+  std::atomic<int64_t> entered_ns_{0};  // 0: not in a collective
+  std::atomic<const char*> what_{""};
+  std::atomic<size_t> elements_{0};
+  std::mutex mutex_;
+  std::condition_variable stop_signal_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// A Communicator whose every collective runs under a Watchdog guard.
+std::unique_ptr<Communicator> watched(Communicator& inner, Watchdog& watchdog);
+
+}  // namespace ddp

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Reliability scenarios through the executables (issue: ranks failing, hanging, drifting, NaNs):
+  supervisor_restart  rank 1 SIGKILLed mid-epoch under launch/supervise.sh: the job restarts from
+                      its last checkpoint and ends with weights bit-identical to an uninterrupted run
+  hang_watchdog       rank 1 stalls before a collective: the watchdog ends the job within the
+                      timeout plus a few seconds, naming the step and the collective; nothing is
+                      left running
+  drift               rank 1's parameters are perturbed: the next replica check names the tensor
+                      and the rank
+  nonfinite_stop      an absurd learning rate: stops with the step named
+  nonfinite_skip      the same with nonfinite: skip: finishes and reports the skipped steps
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+LIMIT_S = 120
+
+
+class Scenarios:
+    def __init__(self, args, tmp):
+        self.a = args
+        self.tmp = tmp
+        self.env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                        OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_pml="ob1")
+        self.seed = os.path.join(args.root, "configs", "seed_example.yaml")
+
+    def mpirun(self, run_dir, *extra, ranks=2):
+        cmd = [self.a.mpiexec, "-n", str(ranks), self.a.ddp_train, "--config", self.seed,
+               "--run-dir", run_dir, "--set", "training.epochs=4", *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=LIMIT_S,
+                              stdin=subprocess.DEVNULL)
+
+    def supervisor_restart(self):
+        common = ["--set", "checkpoint.every_steps=10"]
+        straight = self.mpirun(f"{self.tmp}/a", *common, "--export-safetensors", f"{self.tmp}/a.st")
+        assert straight.returncode == 0, straight.stderr
+        marker = f"{self.tmp}/killed.once"
+        cmd = [os.path.join(self.a.root, "launch", "supervise.sh"), "--max-restarts", "2",
+               "--backoff", "0", "--", "-n", "2", "--config", self.seed, "--run-dir",
+               f"{self.tmp}/b", "--set", "training.epochs=4", *common,
+               "--fault-inject", f"kill@rank=1,step=45,once={marker}",
+               "--export-safetensors", f"{self.tmp}/b.st"]
+        env = dict(self.env, PATH=os.path.dirname(self.a.mpiexec) + ":" + self.env["PATH"])
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=LIMIT_S,
+                                stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        assert os.path.exists(marker), "the fault never fired"
+        assert "supervise: job failed with exit code" in result.stderr, result.stderr[-2000:]
+        assert "resume: continuing from" in result.stdout and "at step 40" in result.stdout, \
+            result.stdout[-2000:]
+        with open(f"{self.tmp}/a.st", "rb") as f, open(f"{self.tmp}/b.st", "rb") as g:
+            assert f.read() == g.read(), "weights after the restart differ from the straight run"
+
+    def hang_watchdog(self):
+        start = time.monotonic()
+        result = self.mpirun(f"{self.tmp}/h", "--set", "training.collective_timeout_s=3",
+                             "--fault-inject", "stall@rank=1,step=5,seconds=60")
+        seconds = time.monotonic() - start
+        assert result.returncode != 0
+        assert seconds < 3 + 10, f"the job took {seconds:.1f} s to end"
+        assert "watchdog: step 6 has been in all-reduce" in result.stderr, result.stderr[-2000:]
+        time.sleep(0.5)
+        left = subprocess.run(["pgrep", "-f", f"{self.tmp}/h"], capture_output=True, text=True)
+        assert left.stdout.strip() == "", f"processes left running: {left.stdout}"
+        print(f"  watchdog ended the job after {seconds:.1f} s (timeout 3 s)")
+
+    def drift(self):
+        result = self.mpirun(f"{self.tmp}/d", "--set", "training.check_replicas_every=5",
+                             "--fault-inject", "perturb@rank=1,step=7")
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert ("replica drift after step 10: layers.1.weight differs from rank 0 on 1 of 2 ranks "
+                "(rank 1)") in result.stderr, result.stderr[-2000:]
+
+    def nonfinite_stop(self):
+        result = self.mpirun(f"{self.tmp}/n", "--set", "optimizer.learning_rate=1e30")
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert "non-finite gradients at step" in result.stderr, result.stderr[-2000:]
+
+    def nonfinite_skip(self):
+        result = self.mpirun(f"{self.tmp}/s", "--set", "optimizer.learning_rate=1e30",
+                             "--set", "training.nonfinite=skip")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "non-finite step(s)" in result.stdout, result.stdout[-2000:]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--ddp-train", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--root", required=True)
+    args = p.parse_args()
+    passed = failed = 0
+    with tempfile.TemporaryDirectory(prefix="ddp_rel_") as tmp:
+        s = Scenarios(args, tmp)
+        for name in ("supervisor_restart", "hang_watchdog", "drift", "nonfinite_stop",
+                     "nonfinite_skip"):
+            start = time.monotonic()
+            try:
+                getattr(s, name)()
+                passed += 1
+                print(f"ok   {name} ({time.monotonic() - start:.1f} s)")
+            except (AssertionError, subprocess.TimeoutExpired) as e:
+                failed += 1
+                print(f"FAIL {name} ({time.monotonic() - start:.1f} s): {e}")
+    print(f"reliability scenarios: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

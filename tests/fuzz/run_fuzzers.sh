@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz/ and runs each for
+# SECONDS (default 30) from its seed corpus in tests/fuzz/corpus/. Any finding fails, and the
+# input that triggered it is left in build-fuzz/findings/ to become a regression test.
+#   tests/fuzz/run_fuzzers.sh [SECONDS]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+seconds="${1:-30}"
+build="$root/build-fuzz"
+command -v clang++ >/dev/null || { echo "run_fuzzers: clang++ not found (launch/setup.sh installs it)" >&2; exit 1; }
+cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DDDP_FUZZ=ON -DDDP_BUILD_TESTS=OFF -DDDP_BUILD_BENCHMARKS=OFF -DDDP_ARCH=x86-64-v2 >/dev/null
+cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_csv fuzz_config fuzz_checkpoint >/dev/null
+mkdir -p "$build/findings"
+failed=0
+passed=0
+for target in idx csv config checkpoint; do
+  work="$build/corpus/$target"
+  mkdir -p "$work"
+  cp -n "$root/tests/fuzz/corpus/$target/"* "$work/" 2>/dev/null || true
+  if "$build/tests/fuzz/fuzz_$target" "$work" -max_total_time="$seconds" -max_len=65536 \
+       -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$build/findings/${target}-" \
+       >"$build/fuzz_$target.log" 2>&1; then
+    echo "ok   fuzz_$target: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$build/fuzz_$target.log")"
+    passed=$((passed + 1))
+  else
+    echo "FAIL fuzz_$target: finding in $build/findings/ (log: $build/fuzz_$target.log)"
+    tail -30 "$build/fuzz_$target.log"
+    failed=$((failed + 1))
+  fi
+done
+echo "fuzzers: $passed passed, $failed failed"
+((failed == 0))
