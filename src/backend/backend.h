@@ -50,11 +50,12 @@ class ComputeBackend {
   // y = act(x W^T + b). x: (batch, in), w: (out, in), b: (out), y: (batch, out)
   virtual void dense_forward(const float* x, const float* w, const float* b, float* y,
                              int64_t batch, int64_t in, int64_t out, Activation act) = 0;
-  // Overwrites dw (out, in) and db (out); writes dx (batch, in) unless it is null. dy (batch, out)
-  // is used as scratch for the pre-activation gradient. y is the forward output.
+  // Writes dw (out, in) and db (out), or adds to them when `accumulate`; writes dx (batch, in)
+  // unless it is null. dy (batch, out) is used as scratch for the pre-activation gradient. y is
+  // the forward output.
   virtual void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                               float* dw, float* db, int64_t batch, int64_t in, int64_t out,
-                              Activation act) = 0;
+                              Activation act, bool accumulate) = 0;
 
   virtual void activation_forward(Activation act, const float* x, float* y, size_t count) = 0;
   // dx = dy * act'(x), expressed through the forward output y. dx may alias dy.

@@ -58,24 +58,32 @@ void activation_grad(Activation act, const float* y, const float* dy, float* dz,
 // (k, n) or (n, k). See Note [GEMM backend]: large products go to single-threaded OpenBLAS; small
 // ones stay with Eigen, whose kernels avoid BLAS's per-call overhead (W1's 32x10x64 layers).
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
-          const float* b, float* c) {
+          const float* b, float* c, bool accumulate = false) {
 #ifdef DDP_HAVE_CBLAS
   constexpr int64_t kBlasMinFlops = 64 * 64 * 64;
   if (m * n * k >= kBlasMinFlops) {
     cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
                 transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
                 static_cast<int>(k), 1.0f, a, static_cast<int>(transpose_a ? m : k), b,
-                static_cast<int>(transpose_b ? k : n), 0.0f, c, static_cast<int>(n));
+                static_cast<int>(transpose_b ? k : n), accumulate ? 1.0f : 0.0f, c,
+                static_cast<int>(n));
     return;
   }
 #endif
   MutableMatrixMap C(c, m, n);
+  auto assign = [&C, accumulate](const auto& product) {
+    if (accumulate) {
+      C.noalias() += product;
+    } else {
+      C.noalias() = product;
+    }
+  };
   if (!transpose_a && !transpose_b) {
-    C.noalias() = ConstMatrixMap(a, m, k) * ConstMatrixMap(b, k, n);
+    assign(ConstMatrixMap(a, m, k) * ConstMatrixMap(b, k, n));
   } else if (!transpose_a) {
-    C.noalias() = ConstMatrixMap(a, m, k) * ConstMatrixMap(b, n, k).transpose();
+    assign(ConstMatrixMap(a, m, k) * ConstMatrixMap(b, n, k).transpose());
   } else {
-    C.noalias() = ConstMatrixMap(a, k, m).transpose() * ConstMatrixMap(b, k, n);
+    assign(ConstMatrixMap(a, k, m).transpose() * ConstMatrixMap(b, k, n));
   }
 }
 
@@ -124,10 +132,10 @@ class CpuBackend final : public ComputeBackend {
 
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out,
-                      Activation act) override {
+                      Activation act, bool accumulate) override {
     activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
-    gemm(true, false, out, in, batch, dy, x, dw);  // (batch, out)^T x (batch, in)
-    std::fill(db, db + out, 0.0f);
+    gemm(true, false, out, in, batch, dy, x, dw, accumulate);  // (batch, out)^T x (batch, in)
+    if (!accumulate) std::fill(db, db + out, 0.0f);
     for (int64_t r = 0; r < batch; ++r) {
       const float* row = dy + r * out;
       for (int64_t c = 0; c < out; ++c) db[c] += row[c];
@@ -228,10 +236,16 @@ class CpuBackend final : public ComputeBackend {
   }
 
   bool all_finite(const float* data, size_t count) override {
-    // x * 0 is 0 for every finite x and NaN for NaN and +-inf; the sum vectorizes.
-    float sum = 0;
-    for (size_t i = 0; i < count; ++i) sum += data[i] * 0.0f;
-    return sum == 0;
+    // NaN and +-inf are the floats whose exponent bits are all ones. An integer OR-reduction
+    // vectorizes; a float one would not (its order is fixed without -ffast-math).
+    constexpr uint32_t kExponent = 0x7f800000u;
+    uint32_t non_finite = 0;
+    for (size_t i = 0; i < count; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, data + i, sizeof bits);
+      non_finite |= static_cast<uint32_t>((bits & kExponent) == kExponent);
+    }
+    return non_finite == 0;
   }
 
   void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,

@@ -21,7 +21,7 @@ void ActivationLayer::forward(ComputeBackend& backend, const float* x, float* y,
 }
 
 void ActivationLayer::backward(ComputeBackend& backend, const float* /*x*/, const float* y,
-                               float* dy, float* dx, int64_t batch) {
+                               float* dy, float* dx, int64_t batch, bool /*accumulate*/) {
   if (dx) backend.activation_backward(act_, y, dy, dx, static_cast<size_t>(batch * shape_.numel()));
 }
 

@@ -13,7 +13,7 @@ class ActivationLayer final : public Layer {
   Shape output_shape() const override { return shape_; }
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
-                int64_t batch) override;
+                int64_t batch, bool accumulate) override;
 
  private:
   Activation act_;

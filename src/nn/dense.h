@@ -18,7 +18,7 @@ class Dense final : public Layer {
   void init_params(Rng& rng, std::span<const std::span<float>> params) const override;
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
-                int64_t batch) override;
+                int64_t batch, bool accumulate) override;
 
  private:
   int64_t in_;

@@ -13,7 +13,8 @@ class Flatten final : public Layer {
   Shape output_shape() const override { return output_; }
   bool aliases_input() const override { return true; }
   void forward(ComputeBackend&, const float*, float*, int64_t) override {}
-  void backward(ComputeBackend&, const float*, const float*, float*, float*, int64_t) override {}
+  void backward(ComputeBackend&, const float*, const float*, float*, float*, int64_t,
+                bool) override {}
 
  private:
   Shape output_;

@@ -38,10 +38,10 @@ class Layer {
 
   // x: (batch, input shape), y: (batch, output shape)
   virtual void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) = 0;
-  // Writes parameter gradients (overwriting) and dx (batch, input shape) unless dx is null.
-  // dy (batch, output shape) may be overwritten.
+  // Writes parameter gradients (or adds to them when `accumulate`) and dx (batch, input shape)
+  // unless dx is null. dy (batch, output shape) may be overwritten.
   virtual void backward(ComputeBackend& backend, const float* x, const float* y, float* dy,
-                        float* dx, int64_t batch) = 0;
+                        float* dx, int64_t batch, bool accumulate) = 0;
 };
 
 }  // namespace ddp

@@ -85,7 +85,8 @@ const float* Sequential::predict(const float* x, int64_t batch) {
   return run(x, batch, layers_.size());
 }
 
-void Sequential::backward(int64_t batch, const std::function<void(size_t)>& on_ready) {
+void Sequential::backward(int64_t batch, const std::function<void(size_t)>& on_ready,
+                          bool accumulate) {
   // The first layer that needs its input gradient is the one after the first parameterized one.
   size_t first_param_layer = layers_.size();
   for (const ParamEntry& e : entries_) first_param_layer = std::min(first_param_layer, e.layer);
@@ -94,7 +95,7 @@ void Sequential::backward(int64_t batch, const std::function<void(size_t)>& on_r
     if (layers_[i]->aliases_input()) continue;
     float* dx = nullptr;
     if (i > first_param_layer) dx = dy == grad_a_.data() ? grad_b_.data() : grad_a_.data();
-    layers_[i]->backward(backend_, inputs_[i], results_[i], dy, dx, batch);
+    layers_[i]->backward(backend_, inputs_[i], results_[i], dy, dx, batch, accumulate);
     if (on_ready && layer_offsets_[i] != kNoParams) on_ready(layer_offsets_[i]);
     if (!dx) break;
     dy = dx;

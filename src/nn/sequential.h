@@ -33,10 +33,12 @@ class Sequential {
 
   // x: (batch, input shape) in backend memory. Returns the trained output (batch, output_cols()).
   const float* forward(const float* x, int64_t batch);
-  // Uses the x of the preceding forward. Overwrites grads(). output_grad() must hold dLoss/dOutput.
-  // on_ready(offset), when given, is called after each layer with parameters: every gradient
-  // from `offset` to the end of the flat buffer is then final (backward runs last layer first).
-  void backward(int64_t batch, const std::function<void(size_t)>& on_ready = {});
+  // Uses the x of the preceding forward. Overwrites grads(), or adds to them when `accumulate`.
+  // output_grad() must hold dLoss/dOutput. on_ready(offset), when given, is called after each
+  // layer with parameters: every gradient from `offset` to the end of the flat buffer is then
+  // final (backward runs last layer first).
+  void backward(int64_t batch, const std::function<void(size_t)>& on_ready = {},
+                bool accumulate = false);
   float* output_grad() { return grad_a_.data(); }
   // Applies every layer, including a final Softmax skipped by forward() (probabilities).
   const float* predict(const float* x, int64_t batch);

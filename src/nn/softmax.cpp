@@ -7,7 +7,7 @@ void Softmax::forward(ComputeBackend& backend, const float* x, float* y, int64_t
 }
 
 void Softmax::backward(ComputeBackend& backend, const float* /*x*/, const float* y, float* dy,
-                       float* dx, int64_t batch) {
+                       float* dx, int64_t batch, bool /*accumulate*/) {
   if (dx) backend.softmax_backward(y, dy, dx, rows(batch), cols());
 }
 

@@ -14,7 +14,7 @@ class Softmax final : public Layer {
   Shape output_shape() const override { return shape_; }
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
-                int64_t batch) override;
+                int64_t batch, bool accumulate) override;
 
  private:
   int64_t rows(int64_t batch) const { return batch * shape_.numel() / cols(); }

@@ -109,6 +109,8 @@ TrainingConfig parse_training(ConfigNode node) {
   t.eval_batch_size = positive(node, "eval_batch_size", node.get<int64_t>("eval_batch_size", 1024));
   t.bucket_mb = positive_number(node, "bucket_mb", node.get("bucket_mb", 4.0));
   t.overlap = node.get("overlap", false);
+  t.accumulation_steps =
+      positive(node, "accumulation_steps", node.get<int64_t>("accumulation_steps", 1));
   t.check_replicas_every = node.get<int64_t>("check_replicas_every", 0);
   if (t.check_replicas_every < 0) node.fail("check_replicas_every", "must be >= 0");
   t.flush_denormals = node.get("flush_denormals", true);

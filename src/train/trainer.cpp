@@ -77,10 +77,11 @@ void Trainer::validate_and_build() {
   } else {
     per_rank_batch_ = t.batch_size;
   }
-  if (train_.size() < global_batch())
+  accumulation_ = t.accumulation_steps;
+  if (train_.size() < micro_batch())
     throw DataError(train_.origin + ": " + std::to_string(train_.size()) +
                     " samples are fewer than one global batch of " +
-                    std::to_string(global_batch()) + " (" + std::to_string(world) + " ranks x " +
+                    std::to_string(micro_batch()) + " (" + std::to_string(world) + " ranks x " +
                     std::to_string(per_rank_batch_) + ")");
 
   const Shape& sample = train_.sample_shape;
@@ -110,7 +111,13 @@ void Trainer::validate_and_build() {
                                                   comm_.rank(), config_.seed, t.shuffle, t.tail);
   optimizer_ = make_optimizer(config_.optimizer, backend_, model_->param_count());
   LrScheduleSpec schedule = config_.optimizer.schedule;
-  schedule.total_steps = t.epochs * sampler_->steps_per_epoch();
+  // Micro-batches left over at an epoch's end (fewer than accumulation_steps) are not used.
+  steps_per_epoch_ = sampler_->steps_per_epoch() / accumulation_;
+  if (steps_per_epoch_ == 0)
+    throw DataError(train_.origin + ": " + std::to_string(train_.size()) +
+                    " samples do not fill one step of " + std::to_string(accumulation_) +
+                    " accumulated micro-batches of " + std::to_string(micro_batch()));
+  schedule.total_steps = t.epochs * steps_per_epoch_;
   schedule_ = std::make_unique<LrSchedule>(schedule);
   reducer_ = std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
                                            static_cast<size_t>(t.bucket_mb * 1024 * 1024));
@@ -138,29 +145,40 @@ void Trainer::train_step() {
   if (step_observer_) step_observer_(completed_steps_);
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
   const int64_t b = per_rank_batch_;
-  gather_batch(train_, sampler_->indices(step_in_epoch_), loss_.target_kind(), classes_,
-               host_features_.data(), host_targets_.data());
   const size_t width = static_cast<size_t>(train_.sample_shape.numel());
   const size_t target_width = loss_.target_kind() == TargetKind::kSparse ? 1 : classes_;
-  backend_.copy_to_device(host_features_.data(), features_.data(), b * width);
-  backend_.copy_to_device(host_targets_.data(), targets_.data(), b * target_width);
-  lap(phase_times_.data);
+  LossStats stats;
+  // Note [accumulation]: micro-batch j of step s is global micro-batch s * k + j of the epoch's
+  // order, so k accumulated micro-batches cover exactly the samples of one k-times larger batch;
+  // gradients add up locally and are reduced once, after the last.
+  for (int64_t micro = 0; micro < accumulation_; ++micro) {
+    const bool last = micro + 1 == accumulation_;
+    gather_batch(train_, sampler_->indices(step_in_epoch_ * accumulation_ + micro),
+                 loss_.target_kind(), classes_, host_features_.data(), host_targets_.data());
+    backend_.copy_to_device(host_features_.data(), features_.data(), b * width);
+    backend_.copy_to_device(host_targets_.data(), targets_.data(), b * target_width);
+    lap(phase_times_.data);
 
-  const float* output = model_->forward(features_.data(), b);
-  const LossStats stats =
-      loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
-                    1.0f / static_cast<float>(global_batch()), b, classes_);
-  lap(phase_times_.forward);
-  if (config_.training.overlap) {
-    model_->backward(b, [this](size_t offset) { reducer_->gradients_ready(offset); });
-    lap(phase_times_.backward);
-    reducer_->finish();
-  } else {
-    model_->backward(b);
-    lap(phase_times_.backward);
-    reducer_->reduce();
+    const float* output = model_->forward(features_.data(), b);
+    const LossStats micro_stats =
+        loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
+                      1.0f / static_cast<float>(global_batch()), b, classes_);
+    stats.loss_sum += micro_stats.loss_sum;
+    stats.correct += micro_stats.correct;
+    lap(phase_times_.forward);
+    const bool accumulate = micro > 0;
+    if (last && config_.training.overlap) {
+      model_->backward(b, [this](size_t offset) { reducer_->gradients_ready(offset); },
+                       accumulate);
+      lap(phase_times_.backward);
+      reducer_->finish();
+    } else {
+      model_->backward(b, {}, accumulate);
+      lap(phase_times_.backward);
+      if (last) reducer_->reduce();
+    }
+    lap(phase_times_.comm);
   }
-  lap(phase_times_.comm);
   // Every rank holds the same summed gradients here, so every rank takes the same decision.
   if (!backend_.all_finite(model_->grads().data(), model_->param_count())) {
     if (!config_.training.skip_nonfinite) {
@@ -181,9 +199,9 @@ void Trainer::train_step() {
 
   epoch_sums_[0] += stats.loss_sum;
   epoch_sums_[1] += stats.correct;
-  epoch_sums_[2] += static_cast<double>(b);
+  epoch_sums_[2] += static_cast<double>(b * accumulation_);
   ++completed_steps_;
-  if (++step_in_epoch_ == sampler_->steps_per_epoch()) {
+  if (++step_in_epoch_ == steps_per_epoch_) {
     step_in_epoch_ = 0;
     ++epoch_;
   }
@@ -252,11 +270,15 @@ std::string Trainer::describe_batch() const {
   const std::string split = std::to_string(comm_.size()) + " ranks x " +
                             std::to_string(per_rank_batch_) + " per rank = " +
                             std::to_string(global_batch()) + " global";
+  const std::string accumulation =
+      accumulation_ > 1 ? ", " + std::to_string(accumulation_) + " accumulated micro-batches = " +
+                              std::to_string(global_batch()) + " per step"
+                        : "";
   if (config_.training.batch_mode == BatchMode::kGlobal)
     return "batch: global_batch_size " + std::to_string(config_.training.batch_size) +
-           " (strong scaling: " + split + ")";
+           " (strong scaling: " + split + accumulation + ")";
   return "batch: batch_size_per_rank " + std::to_string(per_rank_batch_) +
-         " (weak scaling: " + split + ")";
+         " (weak scaling: " + split + accumulation + ")";
 }
 
 void Trainer::checkpoint_now() {
@@ -274,7 +296,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   EpochRecord record;
   record.epoch = epoch + 1;
   record.epochs = config_.training.epochs;
-  record.steps = sampler_->steps_per_epoch();
+  record.steps = steps_per_epoch_;
   record.skipped_steps = skipped_in_epoch_;
   skipped_in_epoch_ = 0;
   record.loss = sums[0] / sums[2];
@@ -295,7 +317,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
 
 void Trainer::fit(int64_t stop_after_steps) {
   const int64_t epochs = config_.training.epochs;
-  const int64_t steps = sampler_->steps_per_epoch();
+  const int64_t steps = steps_per_epoch_;
   if (log_) {
     *log_ << model_->summary() << "loss: " << loss_.name()
           << ", optimizer: " << optimizer_->name() << ", " << describe_batch() << ", "
@@ -410,11 +432,11 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
                "), now " + std::to_string(global_batch()) + " (" + std::to_string(comm_.size()) +
                " ranks x " + std::to_string(per_rank_batch_) +
                "); to change the world size, train with global_batch_size");
-  if (s.completed_steps != s.epoch * sampler_->steps_per_epoch() + s.step_in_epoch ||
-      s.step_in_epoch >= sampler_->steps_per_epoch())
+  if (s.completed_steps != s.epoch * steps_per_epoch_ + s.step_in_epoch ||
+      s.step_in_epoch >= steps_per_epoch_)
     throw fail("position (epoch " + std::to_string(s.epoch) + ", step " +
                std::to_string(s.step_in_epoch) + ") does not fit " +
-               std::to_string(sampler_->steps_per_epoch()) + " steps per epoch of this data");
+               std::to_string(steps_per_epoch_) + " steps per epoch of this data");
 
   backend_.copy_to_device(s.params.data(), model_->params().data(), s.params.size());
   for (size_t i = 0; i < state.size(); ++i)

@@ -84,8 +84,10 @@ class Trainer {
 
   Sequential& model() { return *model_; }
   int64_t per_rank_batch() const { return per_rank_batch_; }
-  int64_t global_batch() const { return per_rank_batch_ * comm_.size(); }
-  int64_t steps_per_epoch() const { return sampler_->steps_per_epoch(); }
+  // Samples per optimizer step over all ranks: micro-batch x ranks x accumulation steps.
+  int64_t global_batch() const { return micro_batch() * accumulation_; }
+  int64_t micro_batch() const { return per_rank_batch_ * comm_.size(); }
+  int64_t steps_per_epoch() const { return steps_per_epoch_; }
   int64_t completed_steps() const { return completed_steps_; }
   const std::vector<Bucket>& buckets() const { return reducer_->buckets(); }
   const PhaseTimes& phase_times() const { return phase_times_; }
@@ -105,6 +107,8 @@ class Trainer {
   std::optional<Dataset> test_;
   Loss loss_;
   int64_t per_rank_batch_ = 0;
+  int64_t accumulation_ = 1;
+  int64_t steps_per_epoch_ = 0;  // optimizer steps
   int64_t classes_ = 0;
   std::unique_ptr<Sequential> model_;
   std::unique_ptr<Optimizer> optimizer_;

@@ -100,6 +100,19 @@ TEST(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
   expect_identical_to_rank0(comm, b);
 }
 
+TEST(DdpTraining, AccumulatedMicroBatchesMatchOneLargerBatch) {
+  MpiCommunicator comm;
+  // Note [accumulation]: 4 micro-batches of 8 per step are the samples of one batch of 32.
+  const int64_t micro = 2 * comm.size();
+  const Config accumulated = config_with({"training.global_batch_size=" + std::to_string(micro),
+                                          "training.accumulation_steps=4"});
+  const Config large = config_with({"training.global_batch_size=" + std::to_string(4 * micro)});
+  const std::vector<float> a = train_and_get_params(accumulated, comm, 20);
+  const std::vector<float> b = train_and_get_params(large, comm, 20);
+  EXPECT_LE(max_abs_diff(a, b), 1e-6f);
+  expect_identical_to_rank0(comm, a);
+}
+
 TEST(DdpTraining, ReplicaCheckCatchesDrift) {
   MpiCommunicator comm;
   if (comm.size() == 1) GTEST_SKIP() << "drift needs at least two ranks";

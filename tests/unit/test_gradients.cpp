@@ -78,7 +78,7 @@ TEST_P(DenseGradient, MatchesFiniteDifferences) {
     for (float v : z) ASSERT_GT(std::abs(v), 5 * h) << "test data too close to the ReLU kink";
   }
   std::vector<float> dy = r, dx(x.size());
-  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch);
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
 
   expect_matches_finite_differences(objective, x, dx, "dx", h);
   expect_matches_finite_differences(objective, w, dw, "dw", h);
@@ -106,7 +106,7 @@ TEST_P(ActivationGradient, MatchesFiniteDifferences) {
   };
   objective();
   std::vector<float> dy = r, dx(x.size());
-  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch);
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
   expect_matches_finite_differences(objective, x, dx, "dx");
 }
 
@@ -132,7 +132,7 @@ TEST(SoftmaxGradient, MatchesFiniteDifferences) {
     EXPECT_NEAR(sum, 1.0, 1e-6);
   }
   std::vector<float> dy = r, dx(x.size());
-  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch);
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
   expect_matches_finite_differences(objective, x, dx, "dx");
 }
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "optim/adam.h"
 #include "optim/lr_schedule.h"
 #include "optim/sgd.h"
@@ -88,6 +90,27 @@ TEST(LrSchedule, CosineWithWarmup) {
   EXPECT_NEAR(s.at(60), 0.55f, 1e-6);  // halfway: min + (max - min) / 2
   EXPECT_NEAR(s.at(110), 0.1f, 1e-6);
   EXPECT_NEAR(s.at(500), 0.1f, 1e-6);
+}
+
+}  // namespace
+}  // namespace ddp
+
+namespace ddp {
+namespace {
+
+TEST(Backend, AllFiniteFindsNanAndInfinity) {
+  auto backend = make_cpu_backend();
+  std::vector<float> values(1000, 1.5f);
+  values[10] = -0.0f;
+  values[11] = 1e-40f;  // denormal: finite
+  values[12] = 3e38f;
+  EXPECT_TRUE(backend->all_finite(values.data(), values.size()));
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    values[999] = bad;
+    EXPECT_FALSE(backend->all_finite(values.data(), values.size())) << bad;
+    values[999] = 0;
+  }
 }
 
 }  // namespace
