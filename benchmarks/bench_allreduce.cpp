@@ -1,6 +1,6 @@
 // The gradient all-reduce path (GradReducer over a model's flat gradient buffer, default 4 MiB
-// buckets, see Note [CPU all-reduce]) against one raw MPI_Allreduce of the same bytes, 4 KB ... 64 MB, reported as nccl-tests
-// does: algbw = bytes / time, busbw = algbw * 2 (n - 1) / n.
+// buckets, see Note [CPU all-reduce]) against one raw MPI_Allreduce of the same bytes, 4 KB ... 64
+// MB, reported as nccl-tests does: algbw = bytes / time, busbw = algbw * 2 (n - 1) / n.
 //   mpirun -n 2 build/bench_allreduce [--json FILE]
 
 #include <mpi.h>
@@ -41,28 +41,35 @@ int main(int argc, char** argv) {
   const double bus_factor = n > 1 ? 2.0 * (n - 1) / n : 1.0;
   nlohmann::json rows = nlohmann::json::array();
   if (comm.rank() == 0)
-    std::printf("%10s %12s %12s %12s %12s %8s\n", "bytes", "raw algbw", "raw busbw",
-                "ours algbw", "ours busbw", "ratio");
+    std::printf("%10s %12s %12s %12s %12s %8s\n", "bytes", "raw algbw", "raw busbw", "ours algbw",
+                "ours busbw", "ratio");
   for (size_t bytes = 4096; bytes <= (size_t{64} << 20); bytes *= 4) {
     const size_t count = bytes / sizeof(float);
     std::vector<float> data(count, 1.0f);
     // A gradient buffer laid out like a model's: tensors of up to 4 MB each.
     std::vector<ParamEntry> params;
     for (size_t offset = 0; offset < count; offset += size_t{1} << 20)
-      params.push_back({params.size(), "t", Shape{}, offset, std::min(count - offset, size_t{1} << 20)});
+      params.push_back(
+          {params.size(), "t", Shape{}, offset, std::min(count - offset, size_t{1} << 20)});
     GradReducer reducer(comm, data, params, size_t{4} << 20);
     const int iterations = static_cast<int>(std::max<size_t>(5, (size_t{256} << 20) / bytes / 4));
-    const double raw = seconds_per_call(comm, [&] {
-      mpiCheck(MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(count), MPI_FLOAT,
-                             MPI_SUM, MPI_COMM_WORLD));
-    }, iterations);
-    const double ours = seconds_per_call(comm, [&] { reducer.reduce(); }, iterations);
+    const double raw = seconds_per_call(
+        comm,
+        [&] {
+          mpiCheck(MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(count), MPI_FLOAT,
+                                 MPI_SUM, MPI_COMM_WORLD));
+        },
+        iterations);
+    const double ours = seconds_per_call(
+        comm, [&] { reducer.reduce(); }, iterations);
     const double raw_alg = bytes / raw / 1e9, ours_alg = bytes / ours / 1e9;
     if (comm.rank() == 0) {
       std::printf("%10zu %9.2f GB/s %9.2f GB/s %9.2f GB/s %9.2f GB/s %8.2f\n", bytes, raw_alg,
                   raw_alg * bus_factor, ours_alg, ours_alg * bus_factor, raw / ours);
-      rows.push_back({{"bytes", bytes}, {"raw_busbw_gbs", raw_alg * bus_factor},
-                      {"ours_busbw_gbs", ours_alg * bus_factor}, {"ratio", raw / ours},
+      rows.push_back({{"bytes", bytes},
+                      {"raw_busbw_gbs", raw_alg * bus_factor},
+                      {"ours_busbw_gbs", ours_alg * bus_factor},
+                      {"ratio", raw / ours},
                       {"buckets", reducer.buckets().size()}});
     }
   }

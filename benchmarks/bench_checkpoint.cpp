@@ -51,8 +51,7 @@ void BM_CheckpointSave(benchmark::State& state) {
   const TrainingState s = fashion_mlp_state();
   CheckpointDir dir(scratch_dir() + "/ckpts", 2);
   for (auto _ : state) dir.save(s);
-  state.SetBytesProcessed(
-      static_cast<int64_t>(state.iterations() * encode_checkpoint(s).size()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * encode_checkpoint(s).size()));
 }
 
 void BM_RawWriteFsync(benchmark::State& state) {

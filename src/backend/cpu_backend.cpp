@@ -87,9 +87,7 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
   }
 }
 
-int64_t argmax(const float* row, int64_t cols) {
-  return std::max_element(row, row + cols) - row;
-}
+int64_t argmax(const float* row, int64_t cols) { return std::max_element(row, row + cols) - row; }
 
 class CpuBackend final : public ComputeBackend {
  public:
@@ -131,8 +129,8 @@ class CpuBackend final : public ComputeBackend {
   }
 
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
-                      float* dw, float* db, int64_t batch, int64_t in, int64_t out,
-                      Activation act, bool accumulate) override {
+                      float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
+                      bool accumulate) override {
     activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
     gemm(true, false, out, in, batch, dy, x, dw, accumulate);  // (batch, out)^T x (batch, in)
     if (!accumulate) std::fill(db, db + out, 0.0f);

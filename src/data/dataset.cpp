@@ -64,7 +64,8 @@ Dataset make_synthetic(int64_t samples, int64_t features, int64_t classes, uint6
   data.labels.resize(static_cast<size_t>(samples));
   Rng rng(derive_seed(seed, /*stream=*/2));
   for (float& x : data.features) x = rng.uniform();
-  for (int32_t& y : data.labels) y = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
+  for (int32_t& y : data.labels)
+    y = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
   return data;
 }
 

@@ -18,7 +18,8 @@ struct Dataset {
   std::vector<int32_t> labels;  // (size)
 
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
-  // Throws DataError naming the origin, the sample and the label when a label is outside [0, classes).
+  // Throws DataError naming the origin, the sample and the label when a label is outside [0,
+  // classes).
   void check_labels(int64_t classes) const;
   // CRC-32 of shape, features and labels: ranks compare it to detect differing copies.
   uint32_t fingerprint() const;

@@ -7,9 +7,8 @@
 
 namespace ddp {
 
-DistributedSampler::DistributedSampler(int64_t num_samples, int64_t per_rank_batch,
-                                       int world_size, int rank, uint64_t seed, bool shuffle,
-                                       TailPolicy tail)
+DistributedSampler::DistributedSampler(int64_t num_samples, int64_t per_rank_batch, int world_size,
+                                       int rank, uint64_t seed, bool shuffle, TailPolicy tail)
     : num_samples_(num_samples),
       batch_(per_rank_batch),
       world_size_(world_size),

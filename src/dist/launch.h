@@ -14,4 +14,10 @@ namespace ddp {
 std::unique_ptr<Communicator> connect(int* argc, char*** argv,
                                       std::unique_ptr<MpiRuntime>& runtime);
 
+// connect() for a tool's main(): on failure prints "<tool>: error: ..." and exits with the
+// error's code (nothing is running yet that would need cleaning up).
+std::unique_ptr<Communicator> connect_or_exit(int* argc, char*** argv,
+                                              std::unique_ptr<MpiRuntime>& runtime,
+                                              const char* tool);
+
 }  // namespace ddp

@@ -108,8 +108,8 @@ void Watchdog::watch() {
     std::fprintf(stderr,
                  "%sddp_train: error: watchdog: step %lld has been in %s of %zu elements for "
                  "%.1f s (training.collective_timeout_s: %g); another rank has died or stalled\n",
-                 who_.c_str(), static_cast<long long>(step_.load()), what_.load(),
-                 elements_.load(), waited, timeout);
+                 who_.c_str(), static_cast<long long>(step_.load()), what_.load(), elements_.load(),
+                 waited, timeout);
     std::fflush(stderr);
     std::_Exit(static_cast<int>(ExitCode::kRuntime));
   }

@@ -46,8 +46,8 @@ void Dense::forward(ComputeBackend& backend, const float* x, float* y, int64_t b
   backend.dense_forward(x, weight_, bias_, y, batch, in_, out_, act_);
 }
 
-void Dense::backward(ComputeBackend& backend, const float* x, const float* y, float* dy,
-                     float* dx, int64_t batch, bool accumulate) {
+void Dense::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
+                     int64_t batch, bool accumulate) {
   backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_,
                          accumulate);
 }

@@ -9,7 +9,7 @@
 namespace ddp {
 
 const std::vector<std::string>& layer_types() {
-  static const std::vector<std::string> types = {"dense", "relu",    "tanh",
+  static const std::vector<std::string> types = {"dense",   "relu",    "tanh",
                                                  "sigmoid", "softmax", "flatten"};
   return types;
 }
@@ -42,9 +42,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       if (spec.units <= 0)
         throw ConfigError(spec.path + ".units: must be > 0, got " + std::to_string(spec.units));
       const bool softmax = spec.activation == "softmax";
-      layers.push_back(std::make_unique<Dense>(shape[0], spec.units,
-                                               softmax ? Activation::kLinear
-                                                       : elementwise(spec.activation)));
+      layers.push_back(std::make_unique<Dense>(
+          shape[0], spec.units, softmax ? Activation::kLinear : elementwise(spec.activation)));
       if (softmax) layers.push_back(std::make_unique<Softmax>(layers.back()->output_shape()));
     } else if (spec.type == "flatten") {
       layers.push_back(std::make_unique<Flatten>(shape));

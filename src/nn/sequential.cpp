@@ -20,14 +20,15 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
     const std::vector<ParamSpec> specs = layers_[i]->param_specs();
     for (const ParamSpec& spec : specs) {
       const auto count = static_cast<size_t>(spec.shape.numel());
-      entries_.push_back({i, "layers." + std::to_string(param_layer) + "." + spec.name,
-                          spec.shape, offset, count});
+      entries_.push_back({i, "layers." + std::to_string(param_layer) + "." + spec.name, spec.shape,
+                          offset, count});
       offset += count;
     }
     if (!specs.empty()) ++param_layer;
   }
   layer_offsets_.assign(layers_.size(), kNoParams);
-  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) layer_offsets_[it->layer] = it->offset;
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it)
+    layer_offsets_[it->layer] = it->offset;
   params_ = DeviceBuffer(backend_, offset);
   grads_ = DeviceBuffer(backend_, offset);
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -131,7 +132,8 @@ std::string Sequential::summary() const {
   std::string out = "Model: sequential\n";
   const std::string rule(72, '-');
   out += rule + "\n";
-  std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", "Layer (type)", "Output Shape", "Param #");
+  std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", "Layer (type)", "Output Shape",
+                "Param #");
   out += line + rule + "\n";
   std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", "input (Input)",
                 ("(None, " + input_.str().substr(1)).c_str(), "0");

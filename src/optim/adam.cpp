@@ -7,8 +7,8 @@ Adam::Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper)
 
 void Adam::step(std::span<float> params, std::span<const float> grads, float lr) {
   ++steps_;
-  backend_.adam_update(params.data(), grads.data(), m_.data(), v_.data(), params.size(), lr,
-                       steps_, hyper_);
+  backend_.adam_update(params.data(), grads.data(), m_.data(), v_.data(), params.size(), lr, steps_,
+                       hyper_);
 }
 
 std::vector<StateTensor> Adam::state() { return {{"m", m_.span()}, {"v", v_.span()}}; }

@@ -87,13 +87,7 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
 
 int main(int argc, char** argv) {
   std::unique_ptr<MpiRuntime> mpi;
-  std::unique_ptr<Communicator> comm;
-  try {
-    comm = connect(&argc, &argv, mpi);
-  } catch (const Error& e) {
-    std::cerr << "ddp_bench: error: " << e.what() << std::endl;
-    return static_cast<int>(e.code());
-  }
+  const std::unique_ptr<Communicator> comm = connect_or_exit(&argc, &argv, mpi, "ddp_bench");
   CLI::App app{"ddp_bench: steady-state training throughput (run under mpirun)"};
   Options options;
   app.add_option("-c,--config", options.config, "YAML config file")->required();

@@ -16,14 +16,14 @@ using namespace ddp;
 void print_info(const std::string& path) {
   const TrainingState s = decode_checkpoint(read_file_bytes(path), path);
   std::cout << path << ": valid ddp-trainer checkpoint, format version " << kCheckpointVersion
-            << "\n  position: epoch " << s.epoch << ", step " << s.step_in_epoch
-            << " in epoch, " << s.completed_steps << " steps completed\n  run: " << s.world_size
-            << " rank(s), " << s.batch_mode << " batch, global batch " << s.global_batch
-            << ", seed " << s.seed << "\n  optimizer: " << s.optimizer << ", "
-            << s.optimizer_steps << " steps";
+            << "\n  position: epoch " << s.epoch << ", step " << s.step_in_epoch << " in epoch, "
+            << s.completed_steps << " steps completed\n  run: " << s.world_size << " rank(s), "
+            << s.batch_mode << " batch, global batch " << s.global_batch << ", seed " << s.seed
+            << "\n  optimizer: " << s.optimizer << ", " << s.optimizer_steps << " steps";
   for (const auto& [name, values] : s.optimizer_state) std::cout << ", " << name;
   std::cout << "\n  parameters: " << s.params.size() << "\n";
-  for (const TensorSignature& t : s.signature) std::cout << "    " << t.name << " " << t.shape.str() << "\n";
+  for (const TensorSignature& t : s.signature)
+    std::cout << "    " << t.name << " " << t.shape.str() << "\n";
 }
 
 void export_weights(const std::string& path, const std::string& out) {
@@ -32,13 +32,14 @@ void export_weights(const std::string& path, const std::string& out) {
   size_t offset = 0;
   for (const TensorSignature& t : s.signature) {
     const auto count = static_cast<size_t>(t.shape.numel());
-    tensors.push_back({t.name, t.shape,
-                       std::vector<float>(s.params.begin() + offset,
-                                          s.params.begin() + offset + count)});
+    tensors.push_back(
+        {t.name, t.shape,
+         std::vector<float>(s.params.begin() + offset, s.params.begin() + offset + count)});
     offset += count;
   }
-  write_safetensors(out, tensors, {{"format", "pt"}, {"producer", "ddp-trainer"},
-                                   {"step", std::to_string(s.completed_steps)}});
+  write_safetensors(
+      out, tensors,
+      {{"format", "pt"}, {"producer", "ddp-trainer"}, {"step", std::to_string(s.completed_steps)}});
   std::cout << "wrote " << out << " (" << tensors.size() << " tensors)\n";
 }
 

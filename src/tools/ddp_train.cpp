@@ -129,9 +129,9 @@ std::vector<NamedTensor> named_params(Trainer& trainer) {
   std::vector<NamedTensor> tensors;
   const std::vector<float> params = trainer.params_to_host();
   for (const ParamEntry& e : trainer.model().param_entries())
-    tensors.push_back({e.name, e.shape,
-                       std::vector<float>(params.begin() + e.offset,
-                                          params.begin() + e.offset + e.count)});
+    tensors.push_back(
+        {e.name, e.shape,
+         std::vector<float>(params.begin() + e.offset, params.begin() + e.offset + e.count)});
   return tensors;
 }
 
@@ -218,13 +218,7 @@ int train(Communicator& world, const Options& options, bool& training) {
 
 int main(int argc, char** argv) {
   std::unique_ptr<MpiRuntime> mpi;
-  std::unique_ptr<Communicator> comm;
-  try {
-    comm = connect(&argc, &argv, mpi);
-  } catch (const Error& e) {
-    std::cerr << "ddp_train: error: " << e.what() << std::endl;
-    return static_cast<int>(e.code());
-  }
+  const std::unique_ptr<Communicator> comm = connect_or_exit(&argc, &argv, mpi, "ddp_train");
 
   CLI::App app{"ddp_train: data-parallel training of sequential networks (run under mpirun)"};
   Options options;

@@ -141,8 +141,8 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     const auto offset = get<uint64_t>(bytes, entry + 40);
     const auto size = get<uint64_t>(bytes, entry + 48);
     if (offset > bytes.size() || size > bytes.size() - offset)
-      throw fail("section '" + name + "': truncated (file ends before its " +
-                 std::to_string(size) + " bytes)");
+      throw fail("section '" + name + "': truncated (file ends before its " + std::to_string(size) +
+                 " bytes)");
     if (crc_of(bytes.data() + offset, size) != get<uint32_t>(bytes, entry + 56))
       throw fail("section '" + name + "': checksum mismatch");
     sections.emplace_back(name, bytes.subspan(offset, size));
@@ -171,9 +171,9 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
   TrainingState s;
   try {
     const auto meta_bytes = section("meta");
-    const auto meta = nlohmann::json::parse(reinterpret_cast<const char*>(meta_bytes.data()),
-                                            reinterpret_cast<const char*>(meta_bytes.data()) +
-                                                meta_bytes.size());
+    const auto meta =
+        nlohmann::json::parse(reinterpret_cast<const char*>(meta_bytes.data()),
+                              reinterpret_cast<const char*>(meta_bytes.data()) + meta_bytes.size());
     s.epoch = meta.at("epoch");
     s.step_in_epoch = meta.at("step_in_epoch");
     s.completed_steps = meta.at("completed_steps");

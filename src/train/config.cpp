@@ -57,18 +57,20 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
   OptimizerConfig opt;
   opt.type = node.choice("type", {"sgd", "adam"});
   const double default_lr = opt.type == "adam" ? 1e-3 : 1e-2;
-  opt.schedule.base_lr = positive_number(node, "learning_rate", node.get("learning_rate", default_lr));
+  opt.schedule.base_lr =
+      positive_number(node, "learning_rate", node.get("learning_rate", default_lr));
   if (opt.type == "sgd") {
-    opt.sgd.momentum = static_cast<float>(in_unit_interval(node, "momentum", node.get("momentum", 0.0)));
+    opt.sgd.momentum =
+        static_cast<float>(in_unit_interval(node, "momentum", node.get("momentum", 0.0)));
     opt.sgd.nesterov = node.get("nesterov", false);
-    if (opt.sgd.nesterov && opt.sgd.momentum == 0)
-      node.fail("nesterov", "needs momentum > 0");
+    if (opt.sgd.nesterov && opt.sgd.momentum == 0) node.fail("nesterov", "needs momentum > 0");
     opt.sgd.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
     if (opt.sgd.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
   } else {
     opt.adam.beta1 = static_cast<float>(in_unit_interval(node, "beta1", node.get("beta1", 0.9)));
     opt.adam.beta2 = static_cast<float>(in_unit_interval(node, "beta2", node.get("beta2", 0.999)));
-    opt.adam.epsilon = static_cast<float>(positive_number(node, "epsilon", node.get("epsilon", 1e-8)));
+    opt.adam.epsilon =
+        static_cast<float>(positive_number(node, "epsilon", node.get("epsilon", 1e-8)));
     opt.adam.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
     if (opt.adam.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
   }
@@ -98,13 +100,14 @@ TrainingConfig parse_training(ConfigNode node) {
   const bool global = node.has("global_batch_size");
   const bool per_rank = node.has("batch_size_per_rank");
   if (global == per_rank)
-    node.fail("", "give exactly one of global_batch_size (strong scaling) and "
-                  "batch_size_per_rank (weak scaling)");
+    node.fail("",
+              "give exactly one of global_batch_size (strong scaling) and "
+              "batch_size_per_rank (weak scaling)");
   t.batch_mode = global ? BatchMode::kGlobal : BatchMode::kPerRank;
   const std::string key = global ? "global_batch_size" : "batch_size_per_rank";
   t.batch_size = positive(node, key, node.require<int64_t>(key));
-  t.tail = node.choice("tail", {"drop", "pad"}, "drop") == "drop" ? TailPolicy::kDrop
-                                                                   : TailPolicy::kPad;
+  t.tail =
+      node.choice("tail", {"drop", "pad"}, "drop") == "drop" ? TailPolicy::kDrop : TailPolicy::kPad;
   t.shuffle = node.get("shuffle", true);
   t.eval_batch_size = positive(node, "eval_batch_size", node.get<int64_t>("eval_batch_size", 1024));
   t.bucket_mb = positive_number(node, "bucket_mb", node.get("bucket_mb", 4.0));
@@ -134,8 +137,8 @@ CheckpointConfig parse_checkpoint(ConfigNode node) {
 }
 
 LossKind parse_loss(ConfigNode& root) {
-  const std::string name = root.choice(
-      "loss", {"sparse_categorical_crossentropy", "categorical_crossentropy", "mean_squared_error"});
+  const std::string name = root.choice("loss", {"sparse_categorical_crossentropy",
+                                                "categorical_crossentropy", "mean_squared_error"});
   if (name == "sparse_categorical_crossentropy") return LossKind::kSparseCategoricalCrossentropy;
   if (name == "categorical_crossentropy") return LossKind::kCategoricalCrossentropy;
   return LossKind::kMeanSquaredError;
@@ -182,8 +185,8 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
     config.checkpoint = parse_checkpoint(root.child("checkpoint"));
   } else {
     YAML::Node empty(YAML::NodeType::Map);
-    config.checkpoint = parse_checkpoint(ConfigNode(empty, config.resolved["checkpoint"],
-                                                    "checkpoint", file));
+    config.checkpoint =
+        parse_checkpoint(ConfigNode(empty, config.resolved["checkpoint"], "checkpoint", file));
   }
   root.finish();
   return config;

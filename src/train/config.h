@@ -59,11 +59,11 @@ struct TrainingConfig {
   // between layers (W3 20% slower: on one core per rank the reduction competes with backward
   // for the same core). Hence these defaults; overlap stays available for other machines.
   double bucket_mb = 4;
-  bool overlap = false;  // start each bucket's all-reduce during backward
-  int64_t accumulation_steps = 1;  // micro-batches per optimizer step, one all-reduce
-  int64_t check_replicas_every = 0;  // steps; 0: at the end of every epoch only
-  bool flush_denormals = true;       // CPU: FTZ/DAZ, see make_cpu_backend
-  bool skip_nonfinite = false;       // nonfinite: stop (default) or skip such steps
+  bool overlap = false;               // start each bucket's all-reduce during backward
+  int64_t accumulation_steps = 1;     // micro-batches per optimizer step, one all-reduce
+  int64_t check_replicas_every = 0;   // steps; 0: at the end of every epoch only
+  bool flush_denormals = true;        // CPU: FTZ/DAZ, see make_cpu_backend
+  bool skip_nonfinite = false;        // nonfinite: stop (default) or skip such steps
   double collective_timeout_s = 600;  // watchdog; 0 disables
 };
 

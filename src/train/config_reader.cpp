@@ -41,7 +41,9 @@ std::string show(const YAML::Node& node) {
 }  // namespace
 
 ConfigNode::ConfigNode(YAML::Node in, YAML::Node resolved, std::string path, std::string file)
-    : in_(std::move(in)), resolved_(std::move(resolved)), path_(std::move(path)),
+    : in_(std::move(in)),
+      resolved_(std::move(resolved)),
+      path_(std::move(path)),
       file_(std::move(file)) {}
 
 std::string ConfigNode::key_path(const std::string& key) const {
@@ -95,8 +97,8 @@ template bool ConfigNode::get<bool>(const std::string&, const bool&);
 template int64_t ConfigNode::get<int64_t>(const std::string&, const int64_t&);
 template double ConfigNode::get<double>(const std::string&, const double&);
 template std::string ConfigNode::get<std::string>(const std::string&, const std::string&);
-template std::vector<int64_t> ConfigNode::get<std::vector<int64_t>>(
-    const std::string&, const std::vector<int64_t>&);
+template std::vector<int64_t> ConfigNode::get<std::vector<int64_t>>(const std::string&,
+                                                                    const std::vector<int64_t>&);
 template int64_t ConfigNode::require<int64_t>(const std::string&);
 template double ConfigNode::require<double>(const std::string&);
 template std::string ConfigNode::require<std::string>(const std::string&);
@@ -143,8 +145,7 @@ void ConfigNode::finish() const {
   for (const auto& entry : in_) {
     const std::string key = entry.first.Scalar();
     if (entry.second.IsNull()) continue;  // "key: ~" means the same as leaving the key out
-    if (std::find(used_.begin(), used_.end(), key) == used_.end())
-      fail(key, "unknown key");
+    if (std::find(used_.begin(), used_.end(), key) == used_.end()) fail(key, "unknown key");
   }
 }
 

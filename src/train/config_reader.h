@@ -23,7 +23,7 @@ class ConfigNode {
   // A string that must be one of `allowed`; `fallback` is used when absent unless it is empty.
   std::string choice(const std::string& key, const std::vector<std::string>& allowed,
                      const std::string& fallback = "");
-  ConfigNode child(const std::string& key);      // a required mapping
+  ConfigNode child(const std::string& key);              // a required mapping
   std::vector<ConfigNode> list(const std::string& key);  // a required, non-empty list of mappings
   void finish() const;
 

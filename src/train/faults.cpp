@@ -28,11 +28,16 @@ Fault parse_fault(const std::string& spec) {
     if (eq == std::string::npos) throw fail("expected key=value, got '" + field + "'");
     const std::string key = field.substr(0, eq), value = field.substr(eq + 1);
     try {
-      if (key == "rank") f.rank = std::stoi(value);
-      else if (key == "step") f.step = std::stoll(value);
-      else if (key == "seconds") f.seconds = std::stod(value);
-      else if (key == "once") f.once = value;
-      else throw fail("unknown key '" + key + "'");
+      if (key == "rank")
+        f.rank = std::stoi(value);
+      else if (key == "step")
+        f.step = std::stoll(value);
+      else if (key == "seconds")
+        f.seconds = std::stod(value);
+      else if (key == "once")
+        f.once = value;
+      else
+        throw fail("unknown key '" + key + "'");
     } catch (const std::logic_error&) {
       throw fail("bad value for " + key + ": '" + value + "'");
     }

@@ -12,16 +12,15 @@ namespace ddp {
 
 std::string format_epoch_line(const EpochRecord& r) {
   char buffer[320];
-  int n = std::snprintf(buffer, sizeof buffer,
-                        "Epoch %lld/%lld - %lld/%lld steps - loss: %.4f - accuracy: %.4f",
-                        static_cast<long long>(r.epoch), static_cast<long long>(r.epochs),
-                        static_cast<long long>(r.steps), static_cast<long long>(r.steps), r.loss,
-                        r.accuracy);
+  int n = std::snprintf(
+      buffer, sizeof buffer, "Epoch %lld/%lld - %lld/%lld steps - loss: %.4f - accuracy: %.4f",
+      static_cast<long long>(r.epoch), static_cast<long long>(r.epochs),
+      static_cast<long long>(r.steps), static_cast<long long>(r.steps), r.loss, r.accuracy);
   if (r.val_loss)
     n += std::snprintf(buffer + n, sizeof buffer - n, " - val_loss: %.4f - val_accuracy: %.4f",
                        *r.val_loss, *r.val_accuracy);
-  n += std::snprintf(buffer + n, sizeof buffer - n, " - %.0f samples/s - %.2fs",
-                     r.samples_per_sec, r.seconds);
+  n += std::snprintf(buffer + n, sizeof buffer - n, " - %.0f samples/s - %.2fs", r.samples_per_sec,
+                     r.seconds);
   if (r.skipped_steps > 0)
     std::snprintf(buffer + n, sizeof buffer - n, " - skipped %lld non-finite step(s)",
                   static_cast<long long>(r.skipped_steps));
@@ -45,9 +44,9 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_epochs) : path_(pat
 }
 
 void MetricsLog::append(const EpochRecord& r) {
-  nlohmann::json j = {{"epoch", r.epoch},     {"loss", r.loss},
+  nlohmann::json j = {{"epoch", r.epoch},       {"loss", r.loss},
                       {"accuracy", r.accuracy}, {"samples_per_sec", r.samples_per_sec},
-                      {"seconds", r.seconds},  {"steps", r.steps}};
+                      {"seconds", r.seconds},   {"steps", r.steps}};
   if (r.skipped_steps > 0) j["skipped_steps"] = r.skipped_steps;
   if (r.val_loss) {
     j["val_loss"] = *r.val_loss;

@@ -35,9 +35,9 @@ void check_replicas(Communicator& comm, ComputeBackend& backend, Sequential& mod
       ranks += (count++ ? ", " : "") + std::to_string(r);
     }
     if (count == 0) continue;
-    RuntimeError error("replica drift after step " + std::to_string(step) + ": " +
-                       entries[i].name + " differs from rank 0 on " + std::to_string(count) +
-                       " of " + std::to_string(comm.size()) + " ranks (rank " + ranks + ")");
+    RuntimeError error("replica drift after step " + std::to_string(step) + ": " + entries[i].name +
+                       " differs from rank 0 on " + std::to_string(count) + " of " +
+                       std::to_string(comm.size()) + " ranks (rank " + ranks + ")");
     error.mark_agreed();  // every rank computed the same verdict
     throw error;
   }

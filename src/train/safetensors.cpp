@@ -15,7 +15,8 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   size_t offset = 0;
   for (const NamedTensor& t : tensors) {
     const size_t bytes = t.values.size() * sizeof(float);
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape.dims()}, {"data_offsets", {offset, offset + bytes}}};
+    header[t.name] = {
+        {"dtype", "F32"}, {"shape", t.shape.dims()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();

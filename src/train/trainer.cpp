@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <array>
-#include <iostream>
 #include <chrono>
 #include <filesystem>
+#include <iostream>
 #include <numeric>
 
 #include "core/error.h"
@@ -70,9 +70,9 @@ void Trainer::validate_and_build() {
   const int world = comm_.size();
   if (t.batch_mode == BatchMode::kGlobal) {
     if (t.batch_size % world != 0)
-      throw ConfigError(config_.file + ": training.global_batch_size: " +
-                        std::to_string(t.batch_size) + " does not split evenly over " +
-                        std::to_string(world) + " ranks");
+      throw ConfigError(config_.file +
+                        ": training.global_batch_size: " + std::to_string(t.batch_size) +
+                        " does not split evenly over " + std::to_string(world) + " ranks");
     per_rank_batch_ = t.batch_size / world;
   } else {
     per_rank_batch_ = t.batch_size;
@@ -80,15 +80,14 @@ void Trainer::validate_and_build() {
   accumulation_ = t.accumulation_steps;
   if (train_.size() < micro_batch())
     throw DataError(train_.origin + ": " + std::to_string(train_.size()) +
-                    " samples are fewer than one global batch of " +
-                    std::to_string(micro_batch()) + " (" + std::to_string(world) + " ranks x " +
-                    std::to_string(per_rank_batch_) + ")");
+                    " samples are fewer than one global batch of " + std::to_string(micro_batch()) +
+                    " (" + std::to_string(world) + " ranks x " + std::to_string(per_rank_batch_) +
+                    ")");
 
   const Shape& sample = train_.sample_shape;
   if (config_.input_shape && Shape(*config_.input_shape) != sample)
     throw ConfigError(config_.file + ": model.input: " + Shape(*config_.input_shape).str() +
-                      " does not match the sample shape " + sample.str() + " of " +
-                      train_.origin);
+                      " does not match the sample shape " + sample.str() + " of " + train_.origin);
   if (test_ && test_->sample_shape != sample)
     throw DataError(test_->origin + ": sample shape " + test_->sample_shape.str() +
                     " differs from the training data's " + sample.str());
@@ -135,6 +134,22 @@ void Trainer::set_checkpointing(const CheckpointConfig& policy, CheckpointHook h
   checkpoint_hook_ = std::move(hook);
 }
 
+void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices) {
+  gather_batch(data, indices, loss_.target_kind(), classes_, host_features_.data(),
+               host_targets_.data());
+  const size_t rows = indices.size();
+  const auto width = static_cast<size_t>(data.sample_shape.numel());
+  const size_t target_width = loss_.target_kind() == TargetKind::kSparse ? 1 : classes_;
+  backend_.copy_to_device(host_features_.data(), features_.data(), rows * width);
+  backend_.copy_to_device(host_targets_.data(), targets_.data(), rows * target_width);
+}
+
+void Trainer::stage_rows(const Dataset& data, int64_t start, int64_t rows) {
+  row_indices_.resize(static_cast<size_t>(rows));
+  std::iota(row_indices_.begin(), row_indices_.end(), start);
+  stage_batch(data, row_indices_);
+}
+
 void Trainer::train_step() {
   auto t0 = Clock::now();
   auto lap = [&t0](double& into) {
@@ -145,18 +160,13 @@ void Trainer::train_step() {
   if (step_observer_) step_observer_(completed_steps_);
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
   const int64_t b = per_rank_batch_;
-  const size_t width = static_cast<size_t>(train_.sample_shape.numel());
-  const size_t target_width = loss_.target_kind() == TargetKind::kSparse ? 1 : classes_;
   LossStats stats;
   // Note [accumulation]: micro-batch j of step s is global micro-batch s * k + j of the epoch's
   // order, so k accumulated micro-batches cover exactly the samples of one k-times larger batch;
   // gradients add up locally and are reduced once, after the last.
   for (int64_t micro = 0; micro < accumulation_; ++micro) {
     const bool last = micro + 1 == accumulation_;
-    gather_batch(train_, sampler_->indices(step_in_epoch_ * accumulation_ + micro),
-                 loss_.target_kind(), classes_, host_features_.data(), host_targets_.data());
-    backend_.copy_to_device(host_features_.data(), features_.data(), b * width);
-    backend_.copy_to_device(host_targets_.data(), targets_.data(), b * target_width);
+    stage_batch(train_, sampler_->indices(step_in_epoch_ * accumulation_ + micro));
     lap(phase_times_.data);
 
     const float* output = model_->forward(features_.data(), b);
@@ -168,8 +178,8 @@ void Trainer::train_step() {
     lap(phase_times_.forward);
     const bool accumulate = micro > 0;
     if (last && config_.training.overlap) {
-      model_->backward(b, [this](size_t offset) { reducer_->gradients_ready(offset); },
-                       accumulate);
+      model_->backward(
+          b, [this](size_t offset) { reducer_->gradients_ready(offset); }, accumulate);
       lap(phase_times_.backward);
       reducer_->finish();
     } else {
@@ -224,18 +234,10 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   const int64_t begin = n * comm_.rank() / comm_.size();
   const int64_t end = n * (comm_.rank() + 1) / comm_.size();
   const int64_t batch = config_.training.eval_batch_size;
-  const size_t width = static_cast<size_t>(data.sample_shape.numel());
-  const size_t target_width = loss_.target_kind() == TargetKind::kSparse ? 1 : classes_;
-  std::vector<int64_t> indices;
   std::array<double, 3> sums = {0, 0, 0};  // loss, correct, samples
   for (int64_t start = begin; start < end; start += batch) {
     const int64_t rows = std::min(batch, end - start);
-    indices.resize(static_cast<size_t>(rows));
-    std::iota(indices.begin(), indices.end(), start);
-    gather_batch(data, indices, loss_.target_kind(), classes_, host_features_.data(),
-                 host_targets_.data());
-    backend_.copy_to_device(host_features_.data(), features_.data(), rows * width);
-    backend_.copy_to_device(host_targets_.data(), targets_.data(), rows * target_width);
+    stage_rows(data, start, rows);
     const float* output = model_->forward(features_.data(), rows);
     const LossStats stats =
         loss_.compute(backend_, output, targets_.data(), nullptr, 1, rows, classes_);
@@ -250,30 +252,26 @@ EvalResult Trainer::evaluate(const Dataset& data) {
 std::vector<float> Trainer::predict(const Dataset& data, int64_t count) {
   count = std::min(count, data.size());
   const int64_t batch = config_.training.eval_batch_size;
-  const size_t width = static_cast<size_t>(data.sample_shape.numel());
   std::vector<float> out(static_cast<size_t>(count * classes_));
-  std::vector<int64_t> indices;
   for (int64_t start = 0; start < count; start += batch) {
     const int64_t rows = std::min(batch, count - start);
-    indices.resize(static_cast<size_t>(rows));
-    std::iota(indices.begin(), indices.end(), start);
-    gather_batch(data, indices, loss_.target_kind(), classes_, host_features_.data(),
-                 host_targets_.data());
-    backend_.copy_to_device(host_features_.data(), features_.data(), rows * width);
+    stage_rows(data, start, rows);
     const float* probs = model_->predict(features_.data(), rows);
-    backend_.copy_to_host(probs, out.data() + start * classes_, static_cast<size_t>(rows * classes_));
+    backend_.copy_to_host(probs, out.data() + start * classes_,
+                          static_cast<size_t>(rows * classes_));
   }
   return out;
 }
 
 std::string Trainer::describe_batch() const {
   const std::string split = std::to_string(comm_.size()) + " ranks x " +
-                            std::to_string(per_rank_batch_) + " per rank = " +
-                            std::to_string(global_batch()) + " global";
+                            std::to_string(per_rank_batch_) +
+                            " per rank = " + std::to_string(global_batch()) + " global";
   const std::string accumulation =
-      accumulation_ > 1 ? ", " + std::to_string(accumulation_) + " accumulated micro-batches = " +
-                              std::to_string(global_batch()) + " per step"
-                        : "";
+      accumulation_ > 1
+          ? ", " + std::to_string(accumulation_) +
+                " accumulated micro-batches = " + std::to_string(global_batch()) + " per step"
+          : "";
   if (config_.training.batch_mode == BatchMode::kGlobal)
     return "batch: global_batch_size " + std::to_string(config_.training.batch_size) +
            " (strong scaling: " + split + accumulation + ")";
@@ -319,10 +317,10 @@ void Trainer::fit(int64_t stop_after_steps) {
   const int64_t epochs = config_.training.epochs;
   const int64_t steps = steps_per_epoch_;
   if (log_) {
-    *log_ << model_->summary() << "loss: " << loss_.name()
-          << ", optimizer: " << optimizer_->name() << ", " << describe_batch() << ", "
-          << steps << " steps per epoch, " << reducer_->buckets().size()
-          << " gradient bucket(s), " << comm_.name() << " communicator\n"
+    *log_ << model_->summary() << "loss: " << loss_.name() << ", optimizer: " << optimizer_->name()
+          << ", " << describe_batch() << ", " << steps << " steps per epoch, "
+          << reducer_->buckets().size() << " gradient bucket(s), " << comm_.name()
+          << " communicator\n"
           << std::flush;
   }
   const CheckpointConfig& policy = checkpoint_policy_;
@@ -423,7 +421,8 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
   if (s.seed != config_.seed)
     throw fail("seed mismatch: checkpoint " + std::to_string(s.seed) + ", config " +
                std::to_string(config_.seed) + " (the data order would not continue)");
-  const std::string mode = config_.training.batch_mode == BatchMode::kGlobal ? "global" : "per_rank";
+  const std::string mode =
+      config_.training.batch_mode == BatchMode::kGlobal ? "global" : "per_rank";
   if (s.batch_mode != mode)
     throw fail("batch mode mismatch: checkpoint uses " + s.batch_mode + ", config " + mode);
   if (s.global_batch != global_batch())

@@ -27,10 +27,10 @@ Dataset load_dataset(const DataSourceConfig& source, int rank);
 
 // Seconds spent in each phase of the training steps since the last reset, this rank.
 struct PhaseTimes {
-  double data = 0;      // sampling, gathering and copying the batch
-  double forward = 0;   // forward pass and loss
+  double data = 0;     // sampling, gathering and copying the batch
+  double forward = 0;  // forward pass and loss
   double backward = 0;
-  double comm = 0;      // gradient all-reduce
+  double comm = 0;  // gradient all-reduce
   double optimizer = 0;
   int64_t steps = 0;
 };
@@ -95,6 +95,9 @@ class Trainer {
 
  private:
   void validate_and_build();  // everything that can fail on bad input, before any collective
+  // Copies samples of `data` into the backend's batch buffers (features_, targets_).
+  void stage_batch(const Dataset& data, std::span<const int64_t> indices);
+  void stage_rows(const Dataset& data, int64_t start, int64_t rows);
   void train_step();
   void checkpoint_now();
   void finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run);
@@ -121,6 +124,7 @@ class Trainer {
   std::vector<float> host_targets_;   // (eval batch) or (eval batch, classes)
   DeviceBuffer features_;
   DeviceBuffer targets_;
+  std::vector<int64_t> row_indices_;
 
   int64_t epoch_ = 0;  // 0-based position
   int64_t step_in_epoch_ = 0;

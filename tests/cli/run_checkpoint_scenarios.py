@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from scenarios import mpi_env, run_scenarios
+
 LIMIT_S = 120
 
 
@@ -66,8 +68,7 @@ class Scenarios:
     def __init__(self, args, tmp):
         self.a = args
         self.tmp = tmp
-        self.env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                        OMPI_MCA_rmaps_base_oversubscribe="1")
+        self.env = mpi_env()
         self.seed = os.path.join(args.configs, "seed_example.yaml")
 
     def train(self, ranks, run_dir, *extra, expect=0):
@@ -236,21 +237,10 @@ def main():
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--configs", required=True)
     args = p.parse_args()
-    passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="ddp_ckpt_") as tmp:
-        s = Scenarios(args, tmp)
-        for name in ("resume_bit_identical", "killed_mid_write", "init_from", "world_size_change", "fallback", "sigkill",
-                     "safetensors"):
-            start = time.monotonic()
-            try:
-                getattr(s, name)()
-                passed += 1
-                print(f"ok   {name} ({time.monotonic() - start:.1f} s)")
-            except (AssertionError, subprocess.TimeoutExpired) as e:
-                failed += 1
-                print(f"FAIL {name} ({time.monotonic() - start:.1f} s): {e}")
-    print(f"checkpoint scenarios: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+        return run_scenarios("checkpoint scenarios", Scenarios(args, tmp),
+                             ["resume_bit_identical", "killed_mid_write", "init_from",
+                              "world_size_change", "fallback", "sigkill", "safetensors"])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import sys
 import tempfile
 import time
 
+from scenarios import mpi_env
+
 TIME_LIMIT_S = 60
 
 
@@ -183,8 +185,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
+    env = mpi_env()
     with tempfile.TemporaryDirectory(prefix="ddp_cli_") as tmp:
         write_fixtures(tmp)
         write_checkpoint_fixtures(tmp, args.ddp_train, env)

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from scenarios import mpi_env, run_scenarios
+
 LIMIT_S = 120
 
 
@@ -25,8 +27,7 @@ class Scenarios:
     def __init__(self, args, tmp):
         self.a = args
         self.tmp = tmp
-        self.env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                        OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_pml="ob1")
+        self.env = mpi_env()
         self.seed = os.path.join(args.root, "configs", "seed_example.yaml")
 
     def mpirun(self, run_dir, *extra, ranks=2):
@@ -94,21 +95,10 @@ def main():
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--root", required=True)
     args = p.parse_args()
-    passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="ddp_rel_") as tmp:
-        s = Scenarios(args, tmp)
-        for name in ("supervisor_restart", "hang_watchdog", "drift", "nonfinite_stop",
-                     "nonfinite_skip"):
-            start = time.monotonic()
-            try:
-                getattr(s, name)()
-                passed += 1
-                print(f"ok   {name} ({time.monotonic() - start:.1f} s)")
-            except (AssertionError, subprocess.TimeoutExpired) as e:
-                failed += 1
-                print(f"FAIL {name} ({time.monotonic() - start:.1f} s): {e}")
-    print(f"reliability scenarios: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+        return run_scenarios("reliability scenarios", Scenarios(args, tmp),
+                             ["supervisor_restart", "hang_watchdog", "drift", "nonfinite_stop",
+                              "nonfinite_skip"])
 
 
 if __name__ == "__main__":

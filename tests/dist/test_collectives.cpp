@@ -42,10 +42,9 @@ TEST(MpiCommunicator, BroadcastFromAnyRoot) {
 TEST(GradReducer, BucketsInReverseLayerOrderAndSumsEveryElement) {
   MpiCommunicator comm;
   auto backend = make_cpu_backend();
-  auto model = build_sequential(*backend, Shape{8},
-                                {{"dense", 16, "relu", "l0"},
-                                 {"dense", 16, "relu", "l1"},
-                                 {"dense", 4, "linear", "l2"}});
+  auto model = build_sequential(
+      *backend, Shape{8},
+      {{"dense", 16, "relu", "l0"}, {"dense", 16, "relu", "l1"}, {"dense", 4, "linear", "l2"}});
   // Layers of 144, 272 and 68 floats; a bucket closes once it holds at least 50 floats (200
   // bytes) of whole tensors, so each layer gets its own bucket.
   GradReducer reducer(comm, model->grads(), model->param_entries(), 200);

@@ -80,8 +80,8 @@ TEST(DdpTraining, GlobalBatchMatchesSingleProcess) {
 TEST(DdpTraining, PerRankBatchMatchesSingleProcessWithWorldTimesBatch) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
-  const Config weak = config_with({"training.global_batch_size=~", "training.batch_size_per_rank=8",
-                                   "training.tail=pad"});
+  const Config weak = config_with(
+      {"training.global_batch_size=~", "training.batch_size_per_rank=8", "training.tail=pad"});
   const Config single = config_with(
       {"training.global_batch_size=" + std::to_string(8 * comm.size()), "training.tail=pad"});
   const std::vector<float> a = train_and_get_params(weak, comm, 25);
@@ -104,8 +104,8 @@ TEST(DdpTraining, AccumulatedMicroBatchesMatchOneLargerBatch) {
   MpiCommunicator comm;
   // Note [accumulation]: 4 micro-batches of 8 per step are the samples of one batch of 32.
   const int64_t micro = 2 * comm.size();
-  const Config accumulated = config_with({"training.global_batch_size=" + std::to_string(micro),
-                                          "training.accumulation_steps=4"});
+  const Config accumulated = config_with(
+      {"training.global_batch_size=" + std::to_string(micro), "training.accumulation_steps=4"});
   const Config large = config_with({"training.global_batch_size=" + std::to_string(4 * micro)});
   const std::vector<float> a = train_and_get_params(accumulated, comm, 20);
   const std::vector<float> b = train_and_get_params(large, comm, 20);
@@ -128,8 +128,9 @@ TEST(DdpTraining, ReplicaCheckCatchesDrift) {
     check_replicas(comm, *backend, trainer.model(), 3);
     ADD_FAILURE() << "drift not detected";
   } catch (const RuntimeError& e) {
-    EXPECT_NE(std::string(e.what()).find("after step 3: layers.1.weight differs from rank 0 on 1 of"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("after step 3: layers.1.weight differs from rank 0 on 1 of"),
+        std::string::npos)
         << e.what();
   }
 }

@@ -73,12 +73,13 @@ TEST_P(Resume, BitIdenticalToAnUninterruptedRun) {
 }
 
 // 26 steps: the end of epoch 2 of 4; 33: in the middle of epoch 3.
-INSTANTIATE_TEST_SUITE_P(
-    Optimizers, Resume,
-    ::testing::Combine(::testing::Values("sgd", "adam"), ::testing::Values(26, 33)),
-    [](const auto& info) {
-      return std::get<0>(info.param) + "_stop_at_" + std::to_string(std::get<1>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Optimizers, Resume,
+                         ::testing::Combine(::testing::Values("sgd", "adam"),
+                                            ::testing::Values(26, 33)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_stop_at_" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
 
 TEST(Resume, RefusesAnotherArchitectureNamingTheTensor) {
   MpiCommunicator comm;
@@ -87,15 +88,14 @@ TEST(Resume, RefusesAnotherArchitectureNamingTheTensor) {
   Config wider = config;
   wider.layers[0].units = 48;
   auto backend = make_cpu_backend();
-  Trainer trainer(wider, comm, *backend, load_dataset(wider.train_data, comm.rank()),
-                  std::nullopt);
+  Trainer trainer(wider, comm, *backend, load_dataset(wider.train_data, comm.rank()), std::nullopt);
   try {
     trainer.restore(first.state, "ck.ddpc");
     ADD_FAILURE();
   } catch (const CheckpointError& e) {
-    EXPECT_NE(std::string(e.what())
-                  .find("ck.ddpc: model mismatch at layers.0.weight: expected shape (48, 10), "
-                        "checkpoint has layers.0.weight (32, 10)"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "ck.ddpc: model mismatch at layers.0.weight: expected shape (48, 10), "
+                  "checkpoint has layers.0.weight (32, 10)"),
               std::string::npos)
         << e.what();
   }

@@ -116,9 +116,8 @@ class CheckpointDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = (fs::temp_directory_path() /
-            ("ddp_ckpt_" + std::string(::testing::UnitTest::GetInstance()
-                                           ->current_test_info()
-                                           ->name())))
+            ("ddp_ckpt_" +
+             std::string(::testing::UnitTest::GetInstance()->current_test_info()->name())))
                .string();
     fs::remove_all(dir_);
   }

@@ -58,8 +58,8 @@ TEST(Config, ParsesValidConfigWithDefaults) {
 }
 
 TEST(Config, OverridesApply) {
-  const Config c = parse_with({"optimizer.learning_rate=0.5", "model.layers.0.units=16",
-                               "training.tail=pad"});
+  const Config c =
+      parse_with({"optimizer.learning_rate=0.5", "model.layers.0.units=16", "training.tail=pad"});
   EXPECT_DOUBLE_EQ(c.optimizer.schedule.base_lr, 0.5);
   EXPECT_EQ(c.layers[0].units, 16);
   EXPECT_EQ(c.training.tail, TailPolicy::kPad);
@@ -83,12 +83,15 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadCase{{"optimizer.lerning_rate=0.1"}, "optimizer.lerning_rate: unknown key"},
         BadCase{{"bogus=1"}, "bogus: unknown key"},
-        BadCase{{"optimizer.learning_rate=fast"}, "optimizer.learning_rate: expected a number, got 'fast'"},
+        BadCase{{"optimizer.learning_rate=fast"},
+                "optimizer.learning_rate: expected a number, got 'fast'"},
         BadCase{{"training.epochs=2.5"}, "training.epochs: expected an integer, got '2.5'"},
         BadCase{{"training.shuffle=maybe"}, "training.shuffle: expected true or false"},
-        BadCase{{"model.layers.0.units=[1]"}, "model.layers.0.units: expected an integer, got a list"},
+        BadCase{{"model.layers.0.units=[1]"},
+                "model.layers.0.units: expected an integer, got a list"},
         BadCase{{"model.layers.0.type=conv9"}, "model.layers.0.type: unknown value 'conv9'"},
-        BadCase{{"model.layers.0.activation=swish"}, "model.layers.0.activation: unknown value 'swish'"},
+        BadCase{{"model.layers.0.activation=swish"},
+                "model.layers.0.activation: unknown value 'swish'"},
         BadCase{{"optimizer.type=lion"}, "optimizer.type: unknown value 'lion'"},
         BadCase{{"loss=hinge"}, "loss: unknown value 'hinge'"},
         BadCase{{"model.layers.0.units=0"}, "model.layers.0.units: must be > 0, got 0"},
@@ -96,13 +99,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"optimizer.beta1=1"}, "optimizer.beta1: must be in [0, 1), got 1"},
         BadCase{{"optimizer.momentum=0.9"}, "optimizer.momentum: unknown key"},
         BadCase{{"training.epochs=0"}, "training.epochs: must be > 0, got 0"},
-        BadCase{{"training.global_batch_size=-4"}, "training.global_batch_size: must be > 0, got -4"},
-        BadCase{{"training.batch_size_per_rank=4"}, "training: give exactly one of global_batch_size"},
+        BadCase{{"training.global_batch_size=-4"},
+                "training.global_batch_size: must be > 0, got -4"},
+        BadCase{{"training.batch_size_per_rank=4"},
+                "training: give exactly one of global_batch_size"},
         BadCase{{"data.train.samples=0"}, "data.train.samples: must be > 0"},
         BadCase{{"data.train.type=parquet"}, "data.train.type: unknown value 'parquet'"},
         BadCase{{"model.input=[4, 0]"}, "model.input: dimensions must be > 0"},
         BadCase{{"model.layers=[]"}, "model.layers: expected a non-empty list"},
-        BadCase{{"optimizer.schedule.type=step"}, "optimizer.schedule.step_size: required key is missing"},
+        BadCase{{"optimizer.schedule.type=step"},
+                "optimizer.schedule.step_size: required key is missing"},
         BadCase{{"data.train.features=~"}, "data.train.features: required key is missing"}));
 
 TEST(Config, MissingSectionAndSyntaxErrors) {

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "core/rng.h"
+#include "finite_differences.h"
 #include "nn/activation.h"
 #include "nn/dense.h"
 #include "nn/loss.h"
@@ -13,32 +14,6 @@
 
 namespace ddp {
 namespace {
-
-std::vector<float> random_vector(size_t n, uint64_t seed, float low = -1, float high = 1) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = rng.uniform(low, high);
-  return v;
-}
-
-// Compares `analytic` with central differences of `objective` with respect to `values`.
-void expect_matches_finite_differences(const std::function<double()>& objective,
-                                       std::vector<float>& values,
-                                       const std::vector<float>& analytic, const char* what,
-                                       float h = 1e-2f) {
-  ASSERT_EQ(values.size(), analytic.size());
-  for (size_t i = 0; i < values.size(); ++i) {
-    const float saved = values[i];
-    values[i] = saved + h;
-    const double plus = objective();
-    values[i] = saved - h;
-    const double minus = objective();
-    values[i] = saved;
-    const double numeric = (plus - minus) / (2.0 * h);
-    EXPECT_NEAR(analytic[i], numeric, 2e-3 + 1e-2 * std::abs(numeric))
-        << what << "[" << i << "]";
-  }
-}
 
 // L = sum(y * r) for a random r, so dL/dy = r.
 double weighted_sum(const std::vector<float>& y, const std::vector<float>& r) {

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "finite_differences.h"
 #include "nn/model_builder.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
@@ -73,18 +74,7 @@ TEST(Sequential, WholeModelGradientMatchesFiniteDifferences) {
   loss.compute(*backend, out, labels.data(), model->output_grad(), 1, batch, 3);
   model->backward(batch);
   const std::vector<float> analytic(model->grads().begin(), model->grads().end());
-  auto params = model->params();
-  const float h = 1e-2f;
-  for (size_t i = 0; i < params.size(); ++i) {
-    const float saved = params[i];
-    params[i] = saved + h;
-    const double plus = objective();
-    params[i] = saved - h;
-    const double minus = objective();
-    params[i] = saved;
-    const double numeric = (plus - minus) / (2 * h);
-    EXPECT_NEAR(analytic[i], numeric, 2e-3 + 1e-2 * std::abs(numeric)) << "param " << i;
-  }
+  expect_matches_finite_differences(objective, model->params(), analytic, "param");
 }
 
 TEST(Sequential, PredictAppliesTheFinalSoftmax) {

@@ -83,8 +83,8 @@ TEST(LrSchedule, StepDecay) {
 }
 
 TEST(LrSchedule, CosineWithWarmup) {
-  LrSchedule s({.type = "cosine", .base_lr = 1, .warmup_steps = 10, .min_lr = 0.1,
-                .total_steps = 110});
+  LrSchedule s(
+      {.type = "cosine", .base_lr = 1, .warmup_steps = 10, .min_lr = 0.1, .total_steps = 110});
   EXPECT_FLOAT_EQ(s.at(4), 0.5f);
   EXPECT_FLOAT_EQ(s.at(10), 1.0f);
   EXPECT_NEAR(s.at(60), 0.55f, 1e-6);  // halfway: min + (max - min) / 2

@@ -9,9 +9,8 @@ namespace ddp {
 namespace {
 
 // All ranks' indices for one epoch, by rank.
-std::vector<std::vector<int64_t>> epoch_indices(int64_t n, int64_t batch, int world,
-                                                int64_t epoch, TailPolicy tail,
-                                                int64_t* steps = nullptr) {
+std::vector<std::vector<int64_t>> epoch_indices(int64_t n, int64_t batch, int world, int64_t epoch,
+                                                TailPolicy tail, int64_t* steps = nullptr) {
   std::vector<std::vector<int64_t>> by_rank(world);
   for (int r = 0; r < world; ++r) {
     DistributedSampler sampler(n, batch, world, r, 7, true, tail);

@@ -1,0 +1,40 @@
+#pragma once
+// Central finite differences against analytic gradients, shared by the gradient tests.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "core/rng.h"
+
+namespace ddp {
+
+inline std::vector<float> random_vector(size_t n, uint64_t seed, float low = -1, float high = 1) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = rng.uniform(low, high);
+  return v;
+}
+
+// Compares `analytic` with central differences of `objective` with respect to `values`.
+inline void expect_matches_finite_differences(const std::function<double()>& objective,
+                                              std::span<float> values,
+                                              const std::vector<float>& analytic, const char* what,
+                                              float h = 1e-2f) {
+  ASSERT_EQ(values.size(), analytic.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float saved = values[i];
+    values[i] = saved + h;
+    const double plus = objective();
+    values[i] = saved - h;
+    const double minus = objective();
+    values[i] = saved;
+    const double numeric = (plus - minus) / (2.0 * h);
+    EXPECT_NEAR(analytic[i], numeric, 2e-3 + 1e-2 * std::abs(numeric)) << what << "[" << i << "]";
+  }
+}
+
+}  // namespace ddp
