@@ -3,6 +3,7 @@
 // with the CPU backend, device memory for NCCL with the CUDA backend.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -28,6 +29,8 @@ class Communicator {
   virtual void all_reduce_sum(std::span<float> data) = 0;
   virtual void all_reduce_sum(std::span<double> data) = 0;
   virtual std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) = 0;
+  // Sum of bfloat16 values (see core/bf16.h), each addition rounded back to bfloat16.
+  virtual void all_reduce_sum_bf16(std::span<uint16_t> data) = 0;
   virtual int all_reduce_max(int value) = 0;
   virtual void broadcast_bytes(std::span<std::byte> data, int root) = 0;
   virtual void barrier() = 0;

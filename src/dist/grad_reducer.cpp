@@ -1,10 +1,15 @@
 #include "dist/grad_reducer.h"
 
+#include <algorithm>
+
+#include "core/bf16.h"
+
 namespace ddp {
 
 GradReducer::GradReducer(Communicator& comm, std::span<float> grads,
-                         const std::vector<ParamEntry>& params, size_t bucket_bytes)
-    : comm_(comm), grads_(grads) {
+                         const std::vector<ParamEntry>& params, size_t bucket_bytes,
+                         bool bf16_wire)
+    : comm_(comm), grads_(grads), bf16_wire_(bf16_wire) {
   size_t end = grads.size();
   size_t start = end;
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
@@ -15,11 +20,25 @@ GradReducer::GradReducer(Communicator& comm, std::span<float> grads,
     }
   }
   if (end > 0) buckets_.push_back({0, end});
+  if (bf16_wire_) {
+    size_t largest = 0;
+    for (const Bucket& b : buckets_) largest = std::max(largest, b.count);
+    wire_.resize(largest);
+  }
 }
 
 void GradReducer::reduce() {
   if (comm_.size() == 1) return;
-  for (const Bucket& b : buckets_) comm_.all_reduce_sum(grads_.subspan(b.offset, b.count));
+  for (const Bucket& b : buckets_) {
+    const std::span<float> bucket = grads_.subspan(b.offset, b.count);
+    if (!bf16_wire_) {
+      comm_.all_reduce_sum(bucket);
+      continue;
+    }
+    for (size_t i = 0; i < bucket.size(); ++i) wire_[i] = to_bf16(bucket[i]);
+    comm_.all_reduce_sum_bf16(std::span<uint16_t>(wire_.data(), bucket.size()));
+    for (size_t i = 0; i < bucket.size(); ++i) bucket[i] = from_bf16(wire_[i]);
+  }
 }
 
 void GradReducer::gradients_ready(size_t offset) {

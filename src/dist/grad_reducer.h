@@ -23,8 +23,10 @@ struct Bucket {
 // bucket_bytes, hence is identical on every rank.
 class GradReducer {
  public:
+  // bf16_wire: each bucket travels as bfloat16 (half the bytes; the gradients are already scaled
+  // to the global mean, so the sums cannot overflow) and is widened back to float32.
   GradReducer(Communicator& comm, std::span<float> grads, const std::vector<ParamEntry>& params,
-              size_t bucket_bytes);
+              size_t bucket_bytes, bool bf16_wire = false);
   void reduce();
 
   // Overlapped use, once per step: gradients_ready(offset) whenever every gradient from `offset`
@@ -38,7 +40,9 @@ class GradReducer {
   Communicator& comm_;
   std::span<float> grads_;
   std::vector<Bucket> buckets_;
-  size_t next_bucket_ = 0;  // first bucket not yet started this step
+  bool bf16_wire_;
+  std::vector<uint16_t> wire_;  // (largest bucket) bf16 staging
+  size_t next_bucket_ = 0;      // first bucket not yet started this step
   std::vector<std::unique_ptr<Work>> in_flight_;
 };
 

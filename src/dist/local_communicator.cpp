@@ -21,6 +21,7 @@ class LocalCommunicator final : public Communicator {
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float>) override {
     return std::make_unique<DoneWork>();
   }
+  void all_reduce_sum_bf16(std::span<uint16_t>) override {}
   int all_reduce_max(int value) override { return value; }
   void broadcast_bytes(std::span<std::byte>, int) override {}
   void barrier() override {}

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "core/bf16.h"
 #include "core/error.h"
 
 namespace ddp {
@@ -20,7 +21,18 @@ MpiRuntime::~MpiRuntime() {
   if (!finalized) MPI_Finalize();
 }
 
+namespace {
+
+void bf16_sum(void* in, void* inout, int* count, MPI_Datatype* /*type*/) {
+  const auto* a = static_cast<const uint16_t*>(in);
+  auto* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *count; ++i) b[i] = to_bf16(from_bf16(a[i]) + from_bf16(b[i]));
+}
+
+}  // namespace
+
 MpiCommunicator::MpiCommunicator(MPI_Comm comm) {
+  mpiCheck(MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_sum_));
   mpiCheck(MPI_Comm_dup(comm, &comm_));
   mpiCheck(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   mpiCheck(MPI_Comm_rank(comm_, &rank_));
@@ -30,7 +42,9 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm) {
 MpiCommunicator::~MpiCommunicator() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  if (finalized) return;
+  if (bf16_sum_ != MPI_OP_NULL) MPI_Op_free(&bf16_sum_);
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
 namespace {
@@ -87,6 +101,12 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> dat
   mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_FLOAT,
                           MPI_SUM, comm_, work->request()));
   return work;
+}
+
+void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
+  in_chunks(data, [this](uint16_t* p, int n) {
+    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_UINT16_T, bf16_sum_, comm_));
+  });
 }
 
 int MpiCommunicator::all_reduce_max(int value) {

@@ -29,6 +29,7 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum(std::span<double> data) override;
   // MPI_Iallreduce; buffers above 2^31 elements are not split (gradient buckets are far smaller).
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
+  void all_reduce_sum_bf16(std::span<uint16_t> data) override;
   int all_reduce_max(int value) override;
   void broadcast_bytes(std::span<std::byte> data, int root) override;
   void barrier() override;
@@ -36,6 +37,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Op bf16_sum_ = MPI_OP_NULL;
   int rank_ = 0;
   int size_ = 1;
 };

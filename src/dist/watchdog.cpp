@@ -33,6 +33,10 @@ class WatchedCommunicator final : public Communicator {
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
     return std::make_unique<WatchedWork>(inner_.all_reduce_sum_async(data), dog_, data.size());
   }
+  void all_reduce_sum_bf16(std::span<uint16_t> data) override {
+    auto guard = dog_.enter("all-reduce (bf16)", data.size());
+    inner_.all_reduce_sum_bf16(data);
+  }
   int all_reduce_max(int value) override {
     auto guard = dog_.enter("agreement (all-reduce max)", 1);
     return inner_.all_reduce_max(value);

@@ -112,6 +112,9 @@ TrainingConfig parse_training(ConfigNode node) {
   t.eval_batch_size = positive(node, "eval_batch_size", node.get<int64_t>("eval_batch_size", 1024));
   t.bucket_mb = positive_number(node, "bucket_mb", node.get("bucket_mb", 4.0));
   t.overlap = node.get("overlap", false);
+  t.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
+  if (t.bf16_wire && t.overlap)
+    node.fail("wire_dtype", "bf16 needs overlap: false (the overlapped path sends fp32)");
   t.accumulation_steps =
       positive(node, "accumulation_steps", node.get<int64_t>("accumulation_steps", 1));
   t.check_replicas_every = node.get<int64_t>("check_replicas_every", 0);

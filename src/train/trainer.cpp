@@ -119,7 +119,8 @@ void Trainer::validate_and_build() {
   schedule.total_steps = t.epochs * steps_per_epoch_;
   schedule_ = std::make_unique<LrSchedule>(schedule);
   reducer_ = std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
-                                           static_cast<size_t>(t.bucket_mb * 1024 * 1024));
+                                           static_cast<size_t>(t.bucket_mb * 1024 * 1024),
+                                           t.bf16_wire);
 }
 
 void Trainer::set_reporting(std::ostream* log, bool progress, const std::string& run_dir) {
