@@ -32,6 +32,12 @@ class Communicator {
   // Sum of bfloat16 values (see core/bf16.h), each addition rounded back to bfloat16.
   virtual void all_reduce_sum_bf16(std::span<uint16_t> data) = 0;
   virtual int all_reduce_max(int value) = 0;
+  // ZeRO-1: rank r receives the sum over ranks of in[offset_r, offset_r + counts[r]), where the
+  // offsets are the prefix sums of counts; all_gather is the inverse, in place: every rank's
+  // slice of `data` is sent to all.
+  virtual void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+                                  std::span<const int> counts) = 0;
+  virtual void all_gather(std::span<float> data, std::span<const int> counts) = 0;
   virtual void broadcast_bytes(std::span<std::byte> data, int root) = 0;
   virtual void barrier() = 0;
   // Ends every process of the job with `exit_code`; used when one rank fails alone, so that no

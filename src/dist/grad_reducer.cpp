@@ -7,8 +7,7 @@
 namespace ddp {
 
 GradReducer::GradReducer(Communicator& comm, std::span<float> grads,
-                         const std::vector<ParamEntry>& params, size_t bucket_bytes,
-                         bool bf16_wire)
+                         const std::vector<ParamEntry>& params, size_t bucket_bytes, bool bf16_wire)
     : comm_(comm), grads_(grads), bf16_wire_(bf16_wire) {
   size_t end = grads.size();
   size_t start = end;
@@ -39,6 +38,32 @@ void GradReducer::reduce() {
     comm_.all_reduce_sum_bf16(std::span<uint16_t>(wire_.data(), bucket.size()));
     for (size_t i = 0; i < bucket.size(); ++i) bucket[i] = from_bf16(wire_[i]);
   }
+}
+
+std::vector<int> GradReducer::shard_counts(const Bucket& b,
+                                           const std::vector<size_t>& shard_begin) const {
+  std::vector<int> counts(static_cast<size_t>(comm_.size()));
+  for (size_t r = 0; r < counts.size(); ++r) {
+    const size_t lo = std::max(b.offset, shard_begin[r]);
+    const size_t hi = std::min(b.offset + b.count, shard_begin[r + 1]);
+    counts[r] = hi > lo ? static_cast<int>(hi - lo) : 0;
+  }
+  return counts;
+}
+
+void GradReducer::reduce_scatter(std::span<float> shard, const std::vector<size_t>& shard_begin) {
+  const auto me = static_cast<size_t>(comm_.rank());
+  for (const Bucket& b : buckets_) {
+    const std::vector<int> counts = shard_counts(b, shard_begin);
+    const size_t into = std::max(b.offset, shard_begin[me]) - shard_begin[me];
+    comm_.reduce_scatter_sum(grads_.subspan(b.offset, b.count),
+                             shard.subspan(counts[me] ? into : 0, counts[me]), counts);
+  }
+}
+
+void GradReducer::all_gather(std::span<float> params, const std::vector<size_t>& shard_begin) {
+  for (const Bucket& b : buckets_)
+    comm_.all_gather(params.subspan(b.offset, b.count), shard_counts(b, shard_begin));
 }
 
 void GradReducer::gradients_ready(size_t offset) {

@@ -34,9 +34,19 @@ class GradReducer {
   void gradients_ready(size_t offset);
   void finish();
 
+  // ZeRO-1, bucket by bucket (Open MPI's large-message collectives are slow and allocate
+  // full-size temporaries): rank r owns [shard_begin[r], shard_begin[r + 1]) of the buffer.
+  // reduce_scatter sums the gradients of this rank's slice into `shard` (its size);
+  // all_gather sends every rank's slice of `params` to all, in place.
+  void reduce_scatter(std::span<float> shard, const std::vector<size_t>& shard_begin);
+  void all_gather(std::span<float> params, const std::vector<size_t>& shard_begin);
+
   const std::vector<Bucket>& buckets() const { return buckets_; }
 
  private:
+  // Per rank, how much of bucket b falls in its shard.
+  std::vector<int> shard_counts(const Bucket& b, const std::vector<size_t>& shard_begin) const;
+
   Communicator& comm_;
   std::span<float> grads_;
   std::vector<Bucket> buckets_;

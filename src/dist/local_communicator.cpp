@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdlib>
 
 #include "dist/communicator.h"
@@ -23,6 +24,11 @@ class LocalCommunicator final : public Communicator {
   }
   void all_reduce_sum_bf16(std::span<uint16_t>) override {}
   int all_reduce_max(int value) override { return value; }
+  void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+                          std::span<const int>) override {
+    std::copy(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(shard.size()), shard.begin());
+  }
+  void all_gather(std::span<float>, std::span<const int>) override {}
   void broadcast_bytes(std::span<std::byte>, int) override {}
   void barrier() override {}
   [[noreturn]] void abort(int exit_code) override { std::_Exit(exit_code); }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <vector>
 
 #include "core/bf16.h"
 #include "core/error.h"
@@ -118,6 +119,19 @@ void MpiCommunicator::broadcast_bytes(std::span<std::byte> data, int root) {
   in_chunks(data, [this, root](std::byte* p, int n) {
     mpiCheck(MPI_Bcast(p, n, MPI_BYTE, root, comm_));
   });
+}
+
+void MpiCommunicator::reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+                                         std::span<const int> counts) {
+  mpiCheck(MPI_Reduce_scatter(in.data(), shard.data(), counts.data(), MPI_FLOAT, MPI_SUM, comm_));
+}
+
+void MpiCommunicator::all_gather(std::span<float> data, std::span<const int> counts) {
+  std::vector<int> displacements(counts.size());
+  for (size_t r = 1; r < counts.size(); ++r)
+    displacements[r] = displacements[r - 1] + counts[r - 1];
+  mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data.data(), counts.data(),
+                          displacements.data(), MPI_FLOAT, comm_));
 }
 
 void MpiCommunicator::barrier() { mpiCheck(MPI_Barrier(comm_)); }

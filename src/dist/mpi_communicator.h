@@ -31,6 +31,9 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
   void all_reduce_sum_bf16(std::span<uint16_t> data) override;
   int all_reduce_max(int value) override;
+  void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+                          std::span<const int> counts) override;
+  void all_gather(std::span<float> data, std::span<const int> counts) override;
   void broadcast_bytes(std::span<std::byte> data, int root) override;
   void barrier() override;
   [[noreturn]] void abort(int exit_code) override;

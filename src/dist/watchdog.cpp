@@ -41,6 +41,15 @@ class WatchedCommunicator final : public Communicator {
     auto guard = dog_.enter("agreement (all-reduce max)", 1);
     return inner_.all_reduce_max(value);
   }
+  void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+                          std::span<const int> counts) override {
+    auto guard = dog_.enter("reduce-scatter (ZeRO-1)", in.size());
+    inner_.reduce_scatter_sum(in, shard, counts);
+  }
+  void all_gather(std::span<float> data, std::span<const int> counts) override {
+    auto guard = dog_.enter("all-gather (ZeRO-1)", data.size());
+    inner_.all_gather(data, counts);
+  }
   void broadcast_bytes(std::span<std::byte> data, int root) override {
     auto guard = dog_.enter("broadcast", data.size());
     inner_.broadcast_bytes(data, root);

@@ -78,6 +78,8 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
         {"comm", phases[3] * per_step_ms},
         {"optimizer", phases[4] * per_step_ms}}},
       {"peak_rss_mb", rss},
+      {"optimizer_state_mb_per_rank",
+       static_cast<double>(trainer.optimizer_state_bytes()) / (1024.0 * 1024.0)},
       {"backend", session.backend->name()},
       {"host", host},
   };

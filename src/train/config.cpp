@@ -115,6 +115,14 @@ TrainingConfig parse_training(ConfigNode node) {
   t.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
   if (t.bf16_wire && t.overlap)
     node.fail("wire_dtype", "bf16 needs overlap: false (the overlapped path sends fp32)");
+  const int64_t zero = node.get<int64_t>("zero", 0);
+  if (zero != 0 && zero != 1)
+    node.fail("zero", "must be 0 (replicated optimizer state) or 1 (sharded, ZeRO-1)");
+  t.zero1 = zero == 1;
+  if (t.zero1 && (t.overlap || t.bf16_wire))
+    node.fail("zero",
+              "ZeRO-1 reduce-scatters fp32 after backward: needs overlap: false and "
+              "wire_dtype: fp32");
   t.accumulation_steps =
       positive(node, "accumulation_steps", node.get<int64_t>("accumulation_steps", 1));
   t.check_replicas_every = node.get<int64_t>("check_replicas_every", 0);

@@ -108,7 +108,16 @@ void Trainer::validate_and_build() {
 
   sampler_ = std::make_unique<DistributedSampler>(train_.size(), per_rank_batch_, world,
                                                   comm_.rank(), config_.seed, t.shuffle, t.tail);
-  optimizer_ = make_optimizer(config_.optimizer, backend_, model_->param_count());
+  zero1_ = t.zero1 && world > 1;
+  shard_count_ = model_->param_count();
+  if (zero1_) {
+    const size_t n = model_->param_count();
+    for (int r = 0; r <= world; ++r) shard_begin_.push_back(n * r / world);
+    shard_offset_ = shard_begin_[comm_.rank()];
+    shard_count_ = shard_begin_[comm_.rank() + 1] - shard_offset_;
+    shard_grads_ = DeviceBuffer(backend_, shard_count_);
+  }
+  optimizer_ = make_optimizer(config_.optimizer, backend_, shard_count_);
   LrScheduleSpec schedule = config_.optimizer.schedule;
   // Micro-batches left over at an epoch's end (fewer than accumulation_steps) are not used.
   steps_per_epoch_ = sampler_->steps_per_epoch() / accumulation_;
@@ -118,9 +127,9 @@ void Trainer::validate_and_build() {
                     " accumulated micro-batches of " + std::to_string(micro_batch()));
   schedule.total_steps = t.epochs * steps_per_epoch_;
   schedule_ = std::make_unique<LrSchedule>(schedule);
-  reducer_ = std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
-                                           static_cast<size_t>(t.bucket_mb * 1024 * 1024),
-                                           t.bf16_wire);
+  reducer_ =
+      std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
+                                    static_cast<size_t>(t.bucket_mb * 1024 * 1024), t.bf16_wire);
 }
 
 void Trainer::set_reporting(std::ostream* log, bool progress, const std::string& run_dir) {
@@ -181,29 +190,26 @@ void Trainer::train_step() {
     if (last && config_.training.overlap) {
       model_->backward(
           b, [this](size_t offset) { reducer_->gradients_ready(offset); }, accumulate);
-      lap(phase_times_.backward);
-      reducer_->finish();
     } else {
       model_->backward(b, {}, accumulate);
-      lap(phase_times_.backward);
-      if (last) reducer_->reduce();
     }
+    lap(phase_times_.backward);
+    if (last) reduce_gradients();
     lap(phase_times_.comm);
   }
-  // Every rank holds the same summed gradients here, so every rank takes the same decision.
-  if (!backend_.all_finite(model_->grads().data(), model_->param_count())) {
+  if (!gradients_finite()) {
     if (!config_.training.skip_nonfinite) {
       RuntimeError error("non-finite gradients at step " + std::to_string(completed_steps_ + 1) +
                          " (epoch " + std::to_string(epoch_ + 1) + ", rank-local loss sum " +
                          std::to_string(stats.loss_sum) +
                          "); lower the learning rate, or set training.nonfinite: skip");
-      error.mark_agreed();
+      error.mark_agreed();  // every rank reached the same verdict
       throw error;
     }
     ++skipped_in_epoch_;
     ++skipped_total_;
   } else {
-    optimizer_->step(model_->params(), model_->grads(), schedule_->at(completed_steps_));
+    optimizer_step();
   }
   lap(phase_times_.optimizer);
   ++phase_times_.steps;
@@ -219,6 +225,44 @@ void Trainer::train_step() {
   const int64_t every = config_.training.check_replicas_every;
   if (every > 0 && completed_steps_ % every == 0)
     check_replicas(comm_, backend_, *model_, completed_steps_);
+}
+
+void Trainer::reduce_gradients() {
+  if (config_.training.overlap) {
+    reducer_->finish();
+  } else if (zero1_) {
+    reducer_->reduce_scatter(shard_grads_.span(), shard_begin_);
+  } else {
+    reducer_->reduce();
+  }
+}
+
+bool Trainer::gradients_finite() {
+  if (!zero1_) return backend_.all_finite(model_->grads().data(), model_->param_count());
+  const bool mine = backend_.all_finite(shard_grads_.data(), shard_count_);
+  return comm_.all_reduce_max(mine ? 0 : 1) == 0;
+}
+
+void Trainer::optimizer_step() {
+  const float lr = schedule_->at(completed_steps_);
+  if (!zero1_) {
+    optimizer_->step(model_->params(), model_->grads(), lr);
+    return;
+  }
+  optimizer_->step(model_->params().subspan(shard_offset_, shard_count_), shard_grads_.span(), lr);
+  reducer_->all_gather(model_->params(), shard_begin_);
+}
+
+std::vector<float> Trainer::gather_state(const StateTensor& state) {
+  std::vector<float> full(model_->param_count());
+  backend_.copy_to_host(state.data.data(), full.data() + shard_offset_, state.data.size());
+  if (zero1_) {
+    std::vector<int> counts;
+    for (size_t r = 0; r + 1 < shard_begin_.size(); ++r)
+      counts.push_back(static_cast<int>(shard_begin_[r + 1] - shard_begin_[r]));
+    comm_.all_gather(full, counts);
+  }
+  return full;
 }
 
 void Trainer::train_steps(int64_t count) {
@@ -388,11 +432,8 @@ TrainingState Trainer::capture() {
   s.optimizer_steps = optimizer_->steps_taken();
   s.config_yaml = YAML::Dump(config_.resolved);
   s.params = params_to_host();
-  for (const StateTensor& t : optimizer_->state()) {
-    std::vector<float> host(t.data.size());
-    backend_.copy_to_host(t.data.data(), host.data(), host.size());
-    s.optimizer_state.emplace_back(t.name, std::move(host));
-  }
+  for (const StateTensor& t : optimizer_->state())
+    s.optimizer_state.emplace_back(t.name, gather_state(t));
   return s;
 }
 
@@ -439,9 +480,9 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
                std::to_string(steps_per_epoch_) + " steps per epoch of this data");
 
   backend_.copy_to_device(s.params.data(), model_->params().data(), s.params.size());
-  for (size_t i = 0; i < state.size(); ++i)
-    backend_.copy_to_device(s.optimizer_state[i].second.data(), state[i].data.data(),
-                            state[i].data.size());
+  for (size_t i = 0; i < state.size(); ++i)  // this rank's shard (all of it without ZeRO-1)
+    backend_.copy_to_device(s.optimizer_state[i].second.data() + shard_offset_,
+                            state[i].data.data(), state[i].data.size());
   optimizer_->set_steps_taken(s.optimizer_steps);
   epoch_ = s.epoch;
   step_in_epoch_ = s.step_in_epoch;

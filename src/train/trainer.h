@@ -91,6 +91,11 @@ class Trainer {
   int64_t completed_steps() const { return completed_steps_; }
   const std::vector<Bucket>& buckets() const { return reducer_->buckets(); }
   const PhaseTimes& phase_times() const { return phase_times_; }
+  size_t optimizer_state_bytes() {
+    size_t bytes = 0;
+    for (const StateTensor& t : optimizer_->state()) bytes += t.data.size() * sizeof(float);
+    return bytes;
+  }
   void reset_phase_times() { phase_times_ = {}; }
 
  private:
@@ -99,6 +104,13 @@ class Trainer {
   void stage_batch(const Dataset& data, std::span<const int64_t> indices);
   void stage_rows(const Dataset& data, int64_t start, int64_t rows);
   void train_step();
+  // Sums gradients over ranks once backward is done: all of them, or (ZeRO-1) this rank's shard
+  // into shard_grads_. With overlap, the buckets started during backward are completed.
+  void reduce_gradients();
+  // Checks the reduced gradients this rank holds; with ZeRO-1 the ranks agree on the verdict.
+  bool gradients_finite();
+  void optimizer_step();
+  std::vector<float> gather_state(const StateTensor& state);
   void checkpoint_now();
   void finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run);
   std::string describe_batch() const;
@@ -111,6 +123,15 @@ class Trainer {
   Loss loss_;
   int64_t per_rank_batch_ = 0;
   int64_t accumulation_ = 1;
+  // Note [ZeRO-1]: with training.zero: 1 on several ranks, rank r owns the slice
+  // [shard_offset_, shard_offset_ + shard_count_) of the flat buffers: gradients are
+  // reduce-scattered into shard_grads_, the optimizer (whose state is shard-sized) updates only
+  // that slice, and the parameters are all-gathered. Checkpoints gather the full state.
+  bool zero1_ = false;
+  std::vector<size_t> shard_begin_;  // per rank, and the end: world + 1 entries
+  size_t shard_offset_ = 0;
+  size_t shard_count_ = 0;
+  DeviceBuffer shard_grads_;
   int64_t steps_per_epoch_ = 0;  // optimizer steps
   int64_t classes_ = 0;
   std::unique_ptr<Sequential> model_;
