@@ -24,6 +24,9 @@ class Communicator {
   virtual std::string name() const = 0;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // This rank's index among the ranks on its host, and their number (device binding).
+  virtual int local_rank() const { return 0; }
+  virtual int local_size() const { return 1; }
 
   // In-place sums over all ranks.
   virtual void all_reduce_sum(std::span<float> data) = 0;

@@ -38,6 +38,11 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm) {
   mpiCheck(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   mpiCheck(MPI_Comm_rank(comm_, &rank_));
   mpiCheck(MPI_Comm_size(comm_, &size_));
+  MPI_Comm host = MPI_COMM_NULL;
+  mpiCheck(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &host));
+  mpiCheck(MPI_Comm_rank(host, &local_rank_));
+  mpiCheck(MPI_Comm_size(host, &local_size_));
+  mpiCheck(MPI_Comm_free(&host));
 }
 
 MpiCommunicator::~MpiCommunicator() {

@@ -25,6 +25,8 @@ class MpiCommunicator final : public Communicator {
   std::string name() const override { return "mpi"; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  int local_size() const override { return local_size_; }
   void all_reduce_sum(std::span<float> data) override;
   void all_reduce_sum(std::span<double> data) override;
   // MPI_Iallreduce; buffers above 2^31 elements are not split (gradient buckets are far smaller).
@@ -43,6 +45,8 @@ class MpiCommunicator final : public Communicator {
   MPI_Op bf16_sum_ = MPI_OP_NULL;
   int rank_ = 0;
   int size_ = 1;
+  int local_rank_ = 0;
+  int local_size_ = 1;
 };
 
 }  // namespace ddp

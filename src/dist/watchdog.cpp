@@ -21,6 +21,8 @@ class WatchedCommunicator final : public Communicator {
   std::string name() const override { return inner_.name(); }
   int rank() const override { return inner_.rank(); }
   int size() const override { return inner_.size(); }
+  int local_rank() const override { return inner_.local_rank(); }
+  int local_size() const override { return inner_.local_size(); }
   void all_reduce_sum(std::span<float> data) override {
     auto guard = dog_.enter("all-reduce (float)", data.size());
     inner_.all_reduce_sum(data);

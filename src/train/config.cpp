@@ -123,6 +123,7 @@ TrainingConfig parse_training(ConfigNode node) {
     node.fail("zero",
               "ZeRO-1 reduce-scatters fp32 after backward: needs overlap: false and "
               "wire_dtype: fp32");
+  t.device = node.choice("device", {"auto", "cpu", "cuda"}, "auto");
   t.accumulation_steps =
       positive(node, "accumulation_steps", node.get<int64_t>("accumulation_steps", 1));
   t.check_replicas_every = node.get<int64_t>("check_replicas_every", 0);

@@ -63,6 +63,7 @@ struct TrainingConfig {
   int64_t accumulation_steps = 1;     // micro-batches per optimizer step, one all-reduce
   bool bf16_wire = false;             // wire_dtype: bf16 halves the all-reduce bytes
   bool zero1 = false;                 // zero: 1 shards the optimizer state over ranks
+  std::string device = "auto";        // auto (a GPU when there is one), cpu, cuda
   int64_t check_replicas_every = 0;   // steps; 0: at the end of every epoch only
   bool flush_denormals = true;        // CPU: FTZ/DAZ, see make_cpu_backend
   bool skip_nonfinite = false;        // nonfinite: stop (default) or skip such steps

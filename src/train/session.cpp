@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "backend/device.h"
 #include "core/error.h"
 #include "dist/agreement.h"
 
@@ -49,8 +50,20 @@ Session open_session(Communicator& comm, const std::string& config_path,
   });
   check_same_data(comm, train);
   if (test) check_same_data(comm, *test);
-  session.backend = make_cpu_backend(session.config.training.flush_denormals);
-  session.trainer = std::make_unique<Trainer>(session.config, comm, *session.backend,
+  const TrainingConfig& t = session.config.training;
+  bool cuda = false;
+  run_agreed(comm, [&] {
+    DeviceChoice choice =
+        choose_device(t.device, t.flush_denormals, comm.local_rank(), comm.local_size());
+    session.backend = std::move(choice.backend);
+    cuda = choice.cuda;
+    if (cuda && (t.zero1 || t.bf16_wire))
+      throw ConfigError(session.config.file +
+                        ": training.zero and training.wire_dtype: bf16 are CPU-only so far");
+  });
+  session.device_comm = make_device_communicator(comm, *session.backend);
+  Communicator& trainer_comm = session.device_comm ? *session.device_comm : comm;
+  session.trainer = std::make_unique<Trainer>(session.config, trainer_comm, *session.backend,
                                               std::move(train), std::move(test));
   return session;
 }

@@ -15,6 +15,7 @@ namespace ddp {
 struct Session {
   Config config;
   std::unique_ptr<ComputeBackend> backend;
+  std::unique_ptr<Communicator> device_comm;  // NCCL when training on GPUs, else empty
   std::unique_ptr<Trainer> trainer;
 };
 

@@ -1,0 +1,396 @@
+// CUDA backend: cuBLAS for the GEMMs, small kernels for everything else, one stream. Kernels sit
+// above the member functions that launch them; the CPU backend's ops are the specification.
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda_check.h"
+#include "core/error.h"
+
+namespace ddp {
+
+void throw_gpu_error(const char* library, const std::string& what, const char* call,
+                     const char* file, int line) {
+  throw RuntimeError(std::string(library) + " error in " + call + " (" + file + ":" +
+                     std::to_string(line) + "): " + what);
+}
+
+namespace {
+
+constexpr int kThreads = 256;
+
+int blocks_for(size_t n) {
+  const size_t blocks = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);
+}
+
+__device__ float activate(int act, float z) {
+  switch (act) {
+    case 1: return z > 0 ? z : 0;                // relu
+    case 2: return tanhf(z);                     // tanh
+    case 3: return 1.0f / (1.0f + expf(-z));     // sigmoid
+    default: return z;
+  }
+}
+
+__device__ float activation_slope(int act, float y) {
+  switch (act) {
+    case 1: return y > 0 ? 1.0f : 0.0f;
+    case 2: return 1 - y * y;
+    case 3: return y * (1 - y);
+    default: return 1;
+  }
+}
+
+__global__ void bias_activation_kernel(float* y, const float* b, int64_t rows, int64_t cols,
+                                       int act) {
+  const size_t n = static_cast<size_t>(rows * cols);
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    y[i] = activate(act, y[i] + b[i % cols]);
+}
+
+__global__ void activation_kernel(int act, const float* x, float* y, size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    y[i] = activate(act, x[i]);
+}
+
+__global__ void activation_grad_kernel(int act, const float* y, const float* dy, float* dx,
+                                       size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    dx[i] = dy[i] * activation_slope(act, y[i]);
+}
+
+// db[c] (+)= sum over rows of dz[r, c]; one thread per column.
+__global__ void column_sum_kernel(const float* dz, float* db, int64_t rows, int64_t cols,
+                                  bool accumulate) {
+  const int64_t c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  float sum = 0;
+  for (int64_t r = 0; r < rows; ++r) sum += dz[r * cols + c];
+  db[c] = accumulate ? db[c] + sum : sum;
+}
+
+// One thread per row: rows are short (classes).
+__global__ void softmax_kernel(const float* x, float* y, int64_t rows, int64_t cols) {
+  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  const float* in = x + r * cols;
+  float* out = y + r * cols;
+  float max = in[0];
+  for (int64_t c = 1; c < cols; ++c) max = fmaxf(max, in[c]);
+  float sum = 0;
+  for (int64_t c = 0; c < cols; ++c) sum += (out[c] = expf(in[c] - max));
+  for (int64_t c = 0; c < cols; ++c) out[c] /= sum;
+}
+
+__global__ void softmax_grad_kernel(const float* y, const float* dy, float* dx, int64_t rows,
+                                    int64_t cols) {
+  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  float dot = 0;
+  for (int64_t c = 0; c < cols; ++c) dot += y[r * cols + c] * dy[r * cols + c];
+  for (int64_t c = 0; c < cols; ++c) dx[r * cols + c] = y[r * cols + c] * (dy[r * cols + c] - dot);
+}
+
+__device__ int64_t row_argmax(const float* row, int64_t cols) {
+  int64_t best = 0;
+  for (int64_t c = 1; c < cols; ++c)
+    if (row[c] > row[best]) best = c;
+  return best;
+}
+
+// Per row: loss into row_loss, 1 or 0 into row_correct; gradient when dlogits is not null.
+__global__ void softmax_cross_entropy_kernel(const float* logits, const float* targets,
+                                             bool sparse, float* dlogits, float scale,
+                                             int64_t rows, int64_t cols, double* row_loss,
+                                             double* row_correct) {
+  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  const float* z = logits + r * cols;
+  float max = z[0];
+  for (int64_t c = 1; c < cols; ++c) max = fmaxf(max, z[c]);
+  double sum = 0;
+  for (int64_t c = 0; c < cols; ++c) sum += expf(z[c] - max);
+  const double log_sum = log(sum) + max;
+  const int64_t predicted = row_argmax(z, cols);
+  const float inv_sum = static_cast<float>(1 / sum);
+  if (sparse) {
+    const auto label = static_cast<int64_t>(targets[r]);
+    row_loss[r] = log_sum - z[label];
+    row_correct[r] = predicted == label;
+    if (dlogits) {
+      for (int64_t c = 0; c < cols; ++c)
+        dlogits[r * cols + c] = scale * expf(z[c] - max) * inv_sum - (c == label ? scale : 0.0f);
+    }
+  } else {
+    const float* t = targets + r * cols;
+    double loss = 0, target_sum = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      loss += t[c] * (log_sum - z[c]);
+      target_sum += t[c];
+    }
+    row_loss[r] = loss;
+    row_correct[r] = predicted == row_argmax(t, cols);
+    if (dlogits) {
+      const float scaled_sum = static_cast<float>(target_sum) * inv_sum;
+      for (int64_t c = 0; c < cols; ++c)
+        dlogits[r * cols + c] = scale * (expf(z[c] - max) * scaled_sum - t[c]);
+    }
+  }
+}
+
+__global__ void mse_kernel(const float* pred, const float* targets, float* dpred, float scale,
+                           int64_t rows, int64_t cols, double* row_loss, double* row_correct) {
+  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  double loss = 0;
+  for (int64_t c = 0; c < cols; ++c) {
+    const double diff = static_cast<double>(pred[r * cols + c]) - targets[r * cols + c];
+    loss += diff * diff;
+    if (dpred) dpred[r * cols + c] = scale * (pred[r * cols + c] - targets[r * cols + c]);
+  }
+  row_loss[r] = loss / static_cast<double>(cols);
+  row_correct[r] = row_argmax(pred + r * cols, cols) == row_argmax(targets + r * cols, cols);
+}
+
+__global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float lr, float mu,
+                           float wd, bool nesterov) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const float grad = g[i] + wd * p[i];
+    if (!v) {
+      p[i] -= lr * grad;
+      continue;
+    }
+    const float vel = mu * v[i] + grad;
+    v[i] = vel;
+    p[i] -= lr * (nesterov ? grad + mu * vel : vel);
+  }
+}
+
+__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n,
+                            float step_size, float inv_sqrt_bc2, float b1, float b2, float eps,
+                            float wd) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const float grad = g[i] + wd * p[i];
+    const float mi = b1 * m[i] + (1 - b1) * grad;
+    const float vi = b2 * v[i] + (1 - b2) * grad * grad;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+  }
+}
+
+__global__ void non_finite_kernel(const float* data, size_t n, int* flag) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    if (!isfinite(data[i])) *flag = 1;
+}
+
+int activation_code(Activation act) {
+  switch (act) {
+    case Activation::kRelu: return 1;
+    case Activation::kTanh: return 2;
+    case Activation::kSigmoid: return 3;
+    case Activation::kLinear: break;
+  }
+  return 0;
+}
+
+class CudaBackend final : public ComputeBackend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    cudaCheck(cudaSetDevice(device));
+    cudaCheck(cudaStreamCreate(&stream_));
+    cublasCheck(cublasCreate(&cublas_));
+    cublasCheck(cublasSetStream(cublas_, stream_));
+    // Plain FP32 GEMMs: the CPU backend is the reference, and TF32 would differ by ~1e-3.
+    cublasCheck(cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH));
+    cudaCheck(cudaMalloc(&flag_, sizeof(int)));
+  }
+  ~CudaBackend() override {
+    cudaFree(flag_);
+    cudaFree(row_stats_);
+    cublasDestroy(cublas_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda:" + std::to_string(device_); }
+  cudaStream_t stream() const { return stream_; }
+
+  float* allocate(size_t count) override {
+    float* p = nullptr;
+    cudaCheck(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(float)));
+    cudaCheck(cudaMemsetAsync(p, 0, count * sizeof(float), stream_));
+    return p;
+  }
+  void release(float* data) override { cudaFree(data); }
+  void copy_to_device(const float* host, float* device, size_t count) override {
+    cudaCheck(cudaMemcpyAsync(device, host, count * sizeof(float), cudaMemcpyHostToDevice,
+                              stream_));
+  }
+  void copy_to_host(const float* device, float* host, size_t count) override {
+    cudaCheck(cudaMemcpyAsync(host, device, count * sizeof(float), cudaMemcpyDeviceToHost,
+                              stream_));
+    cudaCheck(cudaStreamSynchronize(stream_));
+  }
+
+  void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
+                     int64_t in, int64_t out, Activation act) override {
+    gemm(false, true, batch, out, in, x, w, y, false);
+    bias_activation_kernel<<<blocks_for(batch * out), kThreads, 0, stream_>>>(
+        y, b, batch, out, activation_code(act));
+    cudaCheck(cudaGetLastError());
+  }
+
+  void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
+                      float* dw, float* db, int64_t batch, int64_t in, int64_t out,
+                      Activation act, bool accumulate) override {
+    const size_t n = static_cast<size_t>(batch * out);
+    activation_grad_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(activation_code(act), y, dy,
+                                                                    dy, n);
+    cudaCheck(cudaGetLastError());
+    gemm(true, false, out, in, batch, dy, x, dw, accumulate);
+    column_sum_kernel<<<blocks_for(out), kThreads, 0, stream_>>>(dy, db, batch, out, accumulate);
+    cudaCheck(cudaGetLastError());
+    if (dx) gemm(false, false, batch, in, out, dy, w, dx, false);
+  }
+
+  void activation_forward(Activation act, const float* x, float* y, size_t count) override {
+    activation_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(activation_code(act), x, y,
+                                                                   count);
+    cudaCheck(cudaGetLastError());
+  }
+  void activation_backward(Activation act, const float* y, const float* dy, float* dx,
+                           size_t count) override {
+    activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(activation_code(act), y,
+                                                                        dy, dx, count);
+    cudaCheck(cudaGetLastError());
+  }
+
+  void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) override {
+    softmax_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(x, y, rows, cols);
+    cudaCheck(cudaGetLastError());
+  }
+  void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,
+                        int64_t cols) override {
+    softmax_grad_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(y, dy, dx, rows, cols);
+    cudaCheck(cudaGetLastError());
+  }
+
+  LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,
+                                  float* dlogits, float grad_scale, int64_t rows,
+                                  int64_t cols) override {
+    reserve_row_stats(rows);
+    softmax_cross_entropy_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(
+        logits, targets, kind == TargetKind::kSparse, dlogits, grad_scale, rows, cols,
+        row_stats_, row_stats_ + rows);
+    cudaCheck(cudaGetLastError());
+    return sum_row_stats(rows);
+  }
+  LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
+                               float grad_scale, int64_t rows, int64_t cols) override {
+    reserve_row_stats(rows);
+    mse_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(
+        pred, targets, dpred, 2 * grad_scale / static_cast<float>(cols), rows, cols, row_stats_,
+        row_stats_ + rows);
+    cudaCheck(cudaGetLastError());
+    return sum_row_stats(rows);
+  }
+
+  bool all_finite(const float* data, size_t count) override {
+    int flag = 0;
+    cudaCheck(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
+    non_finite_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(data, count, flag_);
+    cudaCheck(cudaGetLastError());
+    cudaCheck(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    cudaCheck(cudaStreamSynchronize(stream_));
+    return flag == 0;
+  }
+
+  void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
+                  const SgdHyper& hyper) override {
+    sgd_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(
+        params, grads, hyper.momentum != 0 ? velocity : nullptr, count, lr, hyper.momentum,
+        hyper.weight_decay, hyper.nesterov);
+    cudaCheck(cudaGetLastError());
+  }
+  void adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
+                   int64_t step, const AdamHyper& hyper) override {
+    const double t = static_cast<double>(step);
+    const auto step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t)));
+    const auto inv_sqrt_bc2 =
+        static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)));
+    adam_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(
+        params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2,
+        hyper.epsilon, hyper.weight_decay);
+    cudaCheck(cudaGetLastError());
+  }
+
+ private:
+  // Row-major C (m, n) = op(A) op(B), as the CPU backend's gemm. cuBLAS is column-major, and a
+  // row-major matrix is its transpose in column-major, so this computes C^T = op(B)^T op(A)^T.
+  void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, const float* b,
+            float* c, bool accumulate) {
+    const float one = 1, beta = accumulate ? 1.0f : 0.0f;
+    cublasCheck(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n),
+                            static_cast<int>(m), static_cast<int>(k), &one, b,
+                            static_cast<int>(tb ? k : n), a, static_cast<int>(ta ? m : k), &beta,
+                            c, static_cast<int>(n)));
+  }
+
+  void reserve_row_stats(int64_t rows) {
+    if (rows <= row_stats_rows_) return;
+    cudaFree(row_stats_);
+    cudaCheck(cudaMalloc(&row_stats_, 2 * static_cast<size_t>(rows) * sizeof(double)));
+    row_stats_rows_ = rows;
+    host_row_stats_.resize(2 * static_cast<size_t>(rows));
+  }
+
+  LossStats sum_row_stats(int64_t rows) {
+    cudaCheck(cudaMemcpyAsync(host_row_stats_.data(), row_stats_,
+                              2 * static_cast<size_t>(rows) * sizeof(double),
+                              cudaMemcpyDeviceToHost, stream_));
+    cudaCheck(cudaStreamSynchronize(stream_));
+    LossStats stats;
+    for (int64_t r = 0; r < rows; ++r) {
+      stats.loss_sum += host_row_stats_[r];
+      stats.correct += host_row_stats_[rows + r];
+    }
+    return stats;
+  }
+
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  int* flag_ = nullptr;
+  double* row_stats_ = nullptr;  // (2, rows): per-row loss, then per-row correct
+  int64_t row_stats_rows_ = 0;
+  std::vector<double> host_row_stats_;
+};
+
+}  // namespace
+
+// Entry points of the libddp_cuda module (see backend/device.cpp, Note [CUDA module]).
+extern "C" ComputeBackend* ddp_cuda_make_backend(int device) {
+  return new CudaBackend(device);
+}
+
+extern "C" void* ddp_cuda_stream(ComputeBackend* backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(backend);
+  return cuda ? static_cast<void*>(cuda->stream()) : nullptr;
+}
+
+extern "C" int ddp_cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) return 0;
+  return count;
+}
+
+}  // namespace ddp

@@ -1,0 +1,33 @@
+#pragma once
+// Which compute backend a rank uses (training.device: auto, cpu, cuda).
+// Note [device binding]: one GPU per rank; a rank's device is its index among the ranks on its
+// host (the MPI shared-memory split), never a guess from launcher-specific environment variables.
+// Note [CUDA module]: the CUDA backend and the NCCL communicator live in libddp_cuda.so, which is
+// loaded only when a GPU is used: linked into every process, cuBLAS and NCCL cost ~200 MB of
+// resident memory and a noticeable start-up even for CPU runs.
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "dist/communicator.h"
+
+namespace ddp {
+
+struct DeviceChoice {
+  std::unique_ptr<ComputeBackend> backend;
+  bool cuda = false;
+};
+
+// Throws ConfigError for `cuda` in a build without CUDA, and RuntimeError naming the host and
+// the counts when a host has more ranks than GPUs, or when the CUDA module cannot be loaded.
+DeviceChoice choose_device(const std::string& device, bool flush_denormals, int local_rank,
+                           int local_size);
+
+// The communicator for buffers in `backend`'s memory: NCCL for a CUDA backend on several ranks
+// (with `host` for host memory), otherwise null (use `host` itself). Collective.
+// even_for_one_rank builds NCCL for a world of one too (a test of the NCCL path).
+std::unique_ptr<Communicator> make_device_communicator(Communicator& host, ComputeBackend& backend,
+                                                       bool even_for_one_rank = false);
+
+}  // namespace ddp
