@@ -18,6 +18,7 @@ VARIANTS = [
     ("synchronous, 25 MB buckets", ["training.bucket_mb=25"]),
     ("overlapped with backward, 4 MB buckets", ["training.overlap=true"]),
     ("synchronous + bf16 wire", ["training.wire_dtype=bf16"]),
+    ("overlapped + bf16 wire", ["training.overlap=true", "training.wire_dtype=bf16"]),
     ("ZeRO-1 (reduce-scatter + all-gather)", ["training.zero=1"]),
 ]
 ADAM = ["optimizer.type=adam", "optimizer.learning_rate=0.0001", "optimizer.momentum=~"]

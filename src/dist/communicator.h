@@ -34,6 +34,7 @@ class Communicator {
   virtual std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) = 0;
   // Sum of bfloat16 values (see core/bf16.h), each addition rounded back to bfloat16.
   virtual void all_reduce_sum_bf16(std::span<uint16_t> data) = 0;
+  virtual std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) = 0;
   virtual int all_reduce_max(int value) = 0;
   // ZeRO-1: rank r receives the sum over ranks of in[offset_r, offset_r + counts[r]), where the
   // offsets are the prefix sums of counts; all_gather is the inverse, in place: every rank's

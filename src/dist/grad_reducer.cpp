@@ -19,11 +19,8 @@ GradReducer::GradReducer(Communicator& comm, std::span<float> grads,
     }
   }
   if (end > 0) buckets_.push_back({0, end});
-  if (bf16_wire_) {
-    size_t largest = 0;
-    for (const Bucket& b : buckets_) largest = std::max(largest, b.count);
-    wire_.resize(largest);
-  }
+  // Every bucket its own stretch of wire_: overlapped buckets are in flight at the same time.
+  if (bf16_wire_) wire_.resize(grads.size());
 }
 
 void GradReducer::reduce() {
@@ -34,10 +31,19 @@ void GradReducer::reduce() {
       comm_.all_reduce_sum(bucket);
       continue;
     }
-    for (size_t i = 0; i < bucket.size(); ++i) wire_[i] = to_bf16(bucket[i]);
-    comm_.all_reduce_sum_bf16(std::span<uint16_t>(wire_.data(), bucket.size()));
-    for (size_t i = 0; i < bucket.size(); ++i) bucket[i] = from_bf16(wire_[i]);
+    const std::span<uint16_t> wire = to_wire(b);
+    comm_.all_reduce_sum_bf16(wire);
+    from_wire(b);
   }
+}
+
+std::span<uint16_t> GradReducer::to_wire(const Bucket& b) {
+  for (size_t i = b.offset; i < b.offset + b.count; ++i) wire_[i] = to_bf16(grads_[i]);
+  return std::span<uint16_t>(wire_).subspan(b.offset, b.count);
+}
+
+void GradReducer::from_wire(const Bucket& b) {
+  for (size_t i = b.offset; i < b.offset + b.count; ++i) grads_[i] = from_bf16(wire_[i]);
 }
 
 std::vector<int> GradReducer::shard_counts(const Bucket& b,
@@ -70,7 +76,9 @@ void GradReducer::gradients_ready(size_t offset) {
   if (comm_.size() == 1) return;
   while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].offset >= offset) {
     const Bucket& b = buckets_[next_bucket_++];
-    in_flight_.push_back(comm_.all_reduce_sum_async(grads_.subspan(b.offset, b.count)));
+    in_flight_.push_back(bf16_wire_
+                             ? comm_.all_reduce_sum_bf16_async(to_wire(b))
+                             : comm_.all_reduce_sum_async(grads_.subspan(b.offset, b.count)));
   }
   // Non-blocking collectives advance only inside MPI calls: poll between layers.
   for (auto& work : in_flight_) work->test();
@@ -81,6 +89,8 @@ void GradReducer::finish() {
   gradients_ready(0);
   for (auto& work : in_flight_) work->wait();
   in_flight_.clear();
+  if (bf16_wire_)
+    for (const Bucket& b : buckets_) from_wire(b);
   next_bucket_ = 0;
 }
 

@@ -46,12 +46,14 @@ class GradReducer {
  private:
   // Per rank, how much of bucket b falls in its shard.
   std::vector<int> shard_counts(const Bucket& b, const std::vector<size_t>& shard_begin) const;
+  std::span<uint16_t> to_wire(const Bucket& b);  // bucket -> bf16 in its stretch of wire_
+  void from_wire(const Bucket& b);
 
   Communicator& comm_;
   std::span<float> grads_;
   std::vector<Bucket> buckets_;
   bool bf16_wire_;
-  std::vector<uint16_t> wire_;  // (largest bucket) bf16 staging
+  std::vector<uint16_t> wire_;  // (grads) bf16 staging, bucket b at b.offset
   size_t next_bucket_ = 0;      // first bucket not yet started this step
   std::vector<std::unique_ptr<Work>> in_flight_;
 };

@@ -23,6 +23,9 @@ class LocalCommunicator final : public Communicator {
     return std::make_unique<DoneWork>();
   }
   void all_reduce_sum_bf16(std::span<uint16_t>) override {}
+  std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t>) override {
+    return std::make_unique<DoneWork>();
+  }
   int all_reduce_max(int value) override { return value; }
   void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
                           std::span<const int>) override {

@@ -115,6 +115,15 @@ void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
   });
 }
 
+std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_bf16_async(std::span<uint16_t> data) {
+  if (data.size() > static_cast<size_t>(INT_MAX))
+    throw RuntimeError("all_reduce_sum_bf16_async: bucket too large for one MPI call");
+  auto work = std::make_unique<MpiWork>();
+  mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_UINT16_T,
+                          bf16_sum_, comm_, work->request()));
+  return work;
+}
+
 int MpiCommunicator::all_reduce_max(int value) {
   mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, comm_));
   return value;

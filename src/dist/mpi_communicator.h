@@ -32,6 +32,7 @@ class MpiCommunicator final : public Communicator {
   // MPI_Iallreduce; buffers above 2^31 elements are not split (gradient buckets are far smaller).
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
   void all_reduce_sum_bf16(std::span<uint16_t> data) override;
+  std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) override;
   int all_reduce_max(int value) override;
   void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
                           std::span<const int> counts) override;

@@ -43,19 +43,22 @@ class NcclCommunicator final : public Communicator {
 
   void all_reduce_sum(std::span<float> data) override {
     if (!on_device(data.data())) return host_.all_reduce_sum(data);
-    ncclCheck(ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat, ncclSum, comm_,
-                            stream_));
+    ncclCheck(
+        ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat, ncclSum, comm_, stream_));
   }
   void all_reduce_sum(std::span<double> data) override {
     if (!on_device(data.data())) return host_.all_reduce_sum(data);
-    ncclCheck(ncclAllReduce(data.data(), data.data(), data.size(), ncclDouble, ncclSum, comm_,
-                            stream_));
+    ncclCheck(
+        ncclAllReduce(data.data(), data.data(), data.size(), ncclDouble, ncclSum, comm_, stream_));
   }
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
     all_reduce_sum(data);
     return std::make_unique<StreamOrderedWork>();
   }
   void all_reduce_sum_bf16(std::span<uint16_t>) override {
+    throw RuntimeError("wire_dtype: bf16 is not implemented for NCCL yet");
+  }
+  std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t>) override {
     throw RuntimeError("wire_dtype: bf16 is not implemented for NCCL yet");
   }
   int all_reduce_max(int value) override { return host_.all_reduce_max(value); }
@@ -67,8 +70,8 @@ class NcclCommunicator final : public Communicator {
   }
   void broadcast_bytes(std::span<std::byte> data, int root) override {
     if (!on_device(data.data())) return host_.broadcast_bytes(data, root);
-    ncclCheck(ncclBroadcast(data.data(), data.data(), data.size(), ncclUint8, root, comm_,
-                            stream_));
+    ncclCheck(
+        ncclBroadcast(data.data(), data.data(), data.size(), ncclUint8, root, comm_, stream_));
   }
   void barrier() override {
     cudaCheck(cudaStreamSynchronize(stream_));
@@ -88,8 +91,7 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
-extern "C" Communicator* ddp_cuda_make_nccl_communicator(Communicator* host,
-                                                              void* cuda_stream) {
+extern "C" Communicator* ddp_cuda_make_nccl_communicator(Communicator* host, void* cuda_stream) {
   return new NcclCommunicator(*host, static_cast<cudaStream_t>(cuda_stream));
 }
 

@@ -39,6 +39,9 @@ class WatchedCommunicator final : public Communicator {
     auto guard = dog_.enter("all-reduce (bf16)", data.size());
     inner_.all_reduce_sum_bf16(data);
   }
+  std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) override {
+    return std::make_unique<WatchedWork>(inner_.all_reduce_sum_bf16_async(data), dog_, data.size());
+  }
   int all_reduce_max(int value) override {
     auto guard = dog_.enter("agreement (all-reduce max)", 1);
     return inner_.all_reduce_max(value);

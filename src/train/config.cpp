@@ -113,8 +113,6 @@ TrainingConfig parse_training(ConfigNode node) {
   t.bucket_mb = positive_number(node, "bucket_mb", node.get("bucket_mb", 4.0));
   t.overlap = node.get("overlap", false);
   t.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
-  if (t.bf16_wire && t.overlap)
-    node.fail("wire_dtype", "bf16 needs overlap: false (the overlapped path sends fp32)");
   const int64_t zero = node.get<int64_t>("zero", 0);
   if (zero != 0 && zero != 1)
     node.fail("zero", "must be 0 (replicated optimizer state) or 1 (sharded, ZeRO-1)");
