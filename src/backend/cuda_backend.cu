@@ -33,19 +33,27 @@ int blocks_for(size_t n) {
 
 __device__ float activate(int act, float z) {
   switch (act) {
-    case 1: return z > 0 ? z : 0;                // relu
-    case 2: return tanhf(z);                     // tanh
-    case 3: return 1.0f / (1.0f + expf(-z));     // sigmoid
-    default: return z;
+    case 1:
+      return z > 0 ? z : 0;  // relu
+    case 2:
+      return tanhf(z);  // tanh
+    case 3:
+      return 1.0f / (1.0f + expf(-z));  // sigmoid
+    default:
+      return z;
   }
 }
 
 __device__ float activation_slope(int act, float y) {
   switch (act) {
-    case 1: return y > 0 ? 1.0f : 0.0f;
-    case 2: return 1 - y * y;
-    case 3: return y * (1 - y);
-    default: return 1;
+    case 1:
+      return y > 0 ? 1.0f : 0.0f;
+    case 2:
+      return 1 - y * y;
+    case 3:
+      return y * (1 - y);
+    default:
+      return 1;
   }
 }
 
@@ -107,10 +115,9 @@ __device__ int64_t row_argmax(const float* row, int64_t cols) {
 }
 
 // Per row: loss into row_loss, 1 or 0 into row_correct; gradient when dlogits is not null.
-__global__ void softmax_cross_entropy_kernel(const float* logits, const float* targets,
-                                             bool sparse, float* dlogits, float scale,
-                                             int64_t rows, int64_t cols, double* row_loss,
-                                             double* row_correct) {
+__global__ void softmax_cross_entropy_kernel(const float* logits, const float* targets, bool sparse,
+                                             float* dlogits, float scale, int64_t rows,
+                                             int64_t cols, double* row_loss, double* row_correct) {
   const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= rows) return;
   const float* z = logits + r * cols;
@@ -174,9 +181,8 @@ __global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float l
   }
 }
 
-__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n,
-                            float step_size, float inv_sqrt_bc2, float b1, float b2, float eps,
-                            float wd) {
+__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, float step_size,
+                            float inv_sqrt_bc2, float b1, float b2, float eps, float wd) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const float grad = g[i] + wd * p[i];
     const float mi = b1 * m[i] + (1 - b1) * grad;
@@ -194,10 +200,14 @@ __global__ void non_finite_kernel(const float* data, size_t n, int* flag) {
 
 int activation_code(Activation act) {
   switch (act) {
-    case Activation::kRelu: return 1;
-    case Activation::kTanh: return 2;
-    case Activation::kSigmoid: return 3;
-    case Activation::kLinear: break;
+    case Activation::kRelu:
+      return 1;
+    case Activation::kTanh:
+      return 2;
+    case Activation::kSigmoid:
+      return 3;
+    case Activation::kLinear:
+      break;
   }
   return 0;
 }
@@ -231,29 +241,29 @@ class CudaBackend final : public ComputeBackend {
   }
   void release(float* data) override { cudaFree(data); }
   void copy_to_device(const float* host, float* device, size_t count) override {
-    cudaCheck(cudaMemcpyAsync(device, host, count * sizeof(float), cudaMemcpyHostToDevice,
-                              stream_));
+    cudaCheck(
+        cudaMemcpyAsync(device, host, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
   }
   void copy_to_host(const float* device, float* host, size_t count) override {
-    cudaCheck(cudaMemcpyAsync(host, device, count * sizeof(float), cudaMemcpyDeviceToHost,
-                              stream_));
+    cudaCheck(
+        cudaMemcpyAsync(host, device, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     cudaCheck(cudaStreamSynchronize(stream_));
   }
 
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {
     gemm(false, true, batch, out, in, x, w, y, false);
-    bias_activation_kernel<<<blocks_for(batch * out), kThreads, 0, stream_>>>(
-        y, b, batch, out, activation_code(act));
+    bias_activation_kernel<<<blocks_for(batch * out), kThreads, 0, stream_>>>(y, b, batch, out,
+                                                                              activation_code(act));
     cudaCheck(cudaGetLastError());
   }
 
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
-                      float* dw, float* db, int64_t batch, int64_t in, int64_t out,
-                      Activation act, bool accumulate) override {
+                      float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
+                      bool accumulate) override {
     const size_t n = static_cast<size_t>(batch * out);
-    activation_grad_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(activation_code(act), y, dy,
-                                                                    dy, n);
+    activation_grad_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(activation_code(act), y, dy, dy,
+                                                                    n);
     cudaCheck(cudaGetLastError());
     gemm(true, false, out, in, batch, dy, x, dw, accumulate);
     column_sum_kernel<<<blocks_for(out), kThreads, 0, stream_>>>(dy, db, batch, out, accumulate);
@@ -268,8 +278,8 @@ class CudaBackend final : public ComputeBackend {
   }
   void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                            size_t count) override {
-    activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(activation_code(act), y,
-                                                                        dy, dx, count);
+    activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(activation_code(act), y, dy,
+                                                                        dx, count);
     cudaCheck(cudaGetLastError());
   }
 
@@ -288,8 +298,8 @@ class CudaBackend final : public ComputeBackend {
                                   int64_t cols) override {
     reserve_row_stats(rows);
     softmax_cross_entropy_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(
-        logits, targets, kind == TargetKind::kSparse, dlogits, grad_scale, rows, cols,
-        row_stats_, row_stats_ + rows);
+        logits, targets, kind == TargetKind::kSparse, dlogits, grad_scale, rows, cols, row_stats_,
+        row_stats_ + rows);
     cudaCheck(cudaGetLastError());
     return sum_row_stats(rows);
   }
@@ -326,9 +336,9 @@ class CudaBackend final : public ComputeBackend {
     const auto step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t)));
     const auto inv_sqrt_bc2 =
         static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)));
-    adam_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(
-        params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2,
-        hyper.epsilon, hyper.weight_decay);
+    adam_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(params, grads, m, v, count, step_size,
+                                                             inv_sqrt_bc2, hyper.beta1, hyper.beta2,
+                                                             hyper.epsilon, hyper.weight_decay);
     cudaCheck(cudaGetLastError());
   }
 
@@ -338,11 +348,10 @@ class CudaBackend final : public ComputeBackend {
   void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, const float* b,
             float* c, bool accumulate) {
     const float one = 1, beta = accumulate ? 1.0f : 0.0f;
-    cublasCheck(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                            ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n),
-                            static_cast<int>(m), static_cast<int>(k), &one, b,
-                            static_cast<int>(tb ? k : n), a, static_cast<int>(ta ? m : k), &beta,
-                            c, static_cast<int>(n)));
+    cublasCheck(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b,
+                            static_cast<int>(tb ? k : n), a, static_cast<int>(ta ? m : k), &beta, c,
+                            static_cast<int>(n)));
   }
 
   void reserve_row_stats(int64_t rows) {
@@ -378,9 +387,7 @@ class CudaBackend final : public ComputeBackend {
 }  // namespace
 
 // Entry points of the libddp_cuda module (see backend/device.cpp, Note [CUDA module]).
-extern "C" ComputeBackend* ddp_cuda_make_backend(int device) {
-  return new CudaBackend(device);
-}
+extern "C" ComputeBackend* ddp_cuda_make_backend(int device) { return new CudaBackend(device); }
 
 extern "C" void* ddp_cuda_stream(ComputeBackend* backend) {
   auto* cuda = dynamic_cast<CudaBackend*>(backend);
