@@ -207,7 +207,6 @@ void Trainer::train_step() {
       throw error;
     }
     ++skipped_in_epoch_;
-    ++skipped_total_;
   } else {
     optimizer_step();
   }

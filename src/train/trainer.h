@@ -61,7 +61,6 @@ class Trainer {
   void set_step_observer(std::function<void(int64_t)> observer) {
     step_observer_ = std::move(observer);
   }
-  int64_t skipped_steps() const { return skipped_total_; }
 
   // Trains the remaining epochs of the configured run, or stops (with a checkpoint) once
   // `stop_after_steps` optimizer steps have been completed in total, when it is >= 0.
@@ -89,7 +88,6 @@ class Trainer {
   int64_t micro_batch() const { return per_rank_batch_ * comm_.size(); }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   int64_t completed_steps() const { return completed_steps_; }
-  const std::vector<Bucket>& buckets() const { return reducer_->buckets(); }
   const PhaseTimes& phase_times() const { return phase_times_; }
   size_t optimizer_state_bytes() {
     size_t bytes = 0;
@@ -155,7 +153,6 @@ class Trainer {
   PhaseTimes phase_times_;
   std::function<void(int64_t)> step_observer_;
   int64_t skipped_in_epoch_ = 0;
-  int64_t skipped_total_ = 0;
   CheckpointConfig checkpoint_policy_;
   CheckpointHook checkpoint_hook_;
   int64_t last_checkpoint_step_ = -1;
