@@ -222,8 +222,7 @@ void Trainer::train_step() {
     ++epoch_;
   }
   const int64_t every = config_.training.check_replicas_every;
-  if (every > 0 && completed_steps_ % every == 0)
-    check_replicas(comm_, backend_, *model_, completed_steps_);
+  if (every > 0 && completed_steps_ % every == 0) verify_replicas();
 }
 
 void Trainer::reduce_gradients() {
@@ -323,6 +322,13 @@ std::string Trainer::describe_batch() const {
          " (weak scaling: " + split + accumulation + ")";
 }
 
+void Trainer::verify_replicas() {
+  // An epoch end that also writes a checkpoint would otherwise check the same parameters twice.
+  if (last_replica_check_step_ == completed_steps_) return;
+  check_replicas(comm_, backend_, *model_, completed_steps_);
+  last_replica_check_step_ = completed_steps_;
+}
+
 void Trainer::checkpoint_now() {
   if (!checkpoint_hook_ || last_checkpoint_step_ == completed_steps_) return;
   checkpoint_hook_(*this);
@@ -350,7 +356,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
     record.val_loss = eval.loss;
     record.val_accuracy = eval.accuracy;
   }
-  check_replicas(comm_, backend_, *model_, completed_steps_);
+  verify_replicas();
   record.seconds = train_seconds + seconds_since(start);
   progress_->clear();
   if (log_) *log_ << format_epoch_line(record) << '\n' << std::flush;
@@ -368,7 +374,7 @@ void Trainer::fit(int64_t stop_after_steps) {
           << std::flush;
   }
   const CheckpointConfig& policy = checkpoint_policy_;
-  check_replicas(comm_, backend_, *model_, completed_steps_);
+  verify_replicas();
   while (epoch_ < epochs) {
     const int64_t epoch = epoch_;
     const auto start = Clock::now();
@@ -410,11 +416,12 @@ std::vector<float> Trainer::params_to_host() {
 
 void Trainer::load_params(std::span<const float> host) {
   backend_.copy_to_device(host.data(), model_->params().data(), host.size());
+  last_replica_check_step_ = -1;
 }
 
 TrainingState Trainer::capture() {
   // A checkpoint of diverged replicas would preserve the divergence.
-  check_replicas(comm_, backend_, *model_, completed_steps_);
+  verify_replicas();
   TrainingState s;
   s.epoch = epoch_;
   s.step_in_epoch = step_in_epoch_;

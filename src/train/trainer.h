@@ -110,6 +110,7 @@ class Trainer {
   void optimizer_step();
   std::vector<float> gather_state(const StateTensor& state);
   void checkpoint_now();
+  void verify_replicas();  // check_replicas, at most once per step
   void finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run);
   std::string describe_batch() const;
 
@@ -156,6 +157,7 @@ class Trainer {
   CheckpointConfig checkpoint_policy_;
   CheckpointHook checkpoint_hook_;
   int64_t last_checkpoint_step_ = -1;
+  int64_t last_replica_check_step_ = -1;
 
   std::ostream* log_ = nullptr;
   std::unique_ptr<ProgressBar> progress_;
