@@ -79,6 +79,9 @@ void BM_SgdMomentumUpdate(benchmark::State& state) {
 
 }  // namespace
 
+// W1: 10 -> 64 -> 64 -> 10 at batch 32 (Note [small GEMM]).
+BENCHMARK(BM_DenseForward)->Args({32, 10, 64})->Args({32, 64, 64})->Args({32, 64, 10});
+BENCHMARK(BM_DenseBackward)->Args({32, 10, 64})->Args({32, 64, 64})->Args({32, 64, 10});
 // W2: 784 -> 512 -> 256 -> 10 at batch 128.
 BENCHMARK(BM_DenseForward)->Args({128, 784, 512})->Args({128, 512, 256})->Args({128, 256, 10});
 BENCHMARK(BM_DenseBackward)->Args({128, 784, 512})->Args({128, 512, 256})->Args({128, 256, 10});

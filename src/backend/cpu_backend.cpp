@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/small_gemm.h"
 
 namespace ddp {
 namespace {
@@ -56,12 +57,14 @@ void activation_grad(Activation act, const float* y, const float* dy, float* dz,
 
 // C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
 // (k, n) or (n, k). See Note [GEMM backend]: large products go to single-threaded OpenBLAS; small
-// ones stay with Eigen, whose kernels avoid BLAS's per-call overhead (W1's 32x10x64 layers).
+// ones to the register-tiled kernel of Note [small GEMM], which avoids BLAS's per-call overhead
+// and Eigen's packing (W1's 32x10x64 layers); Eigen covers targets without AVX-512.
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
           const float* b, float* c, bool accumulate = false) {
+  constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
+  const bool small = m * n * k < kSmallMaxFlops;
 #ifdef DDP_HAVE_CBLAS
-  constexpr int64_t kBlasMinFlops = 64 * 64 * 64;
-  if (m * n * k >= kBlasMinFlops) {
+  if (!small) {
     cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
                 transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
                 static_cast<int>(k), 1.0f, a, static_cast<int>(transpose_a ? m : k), b,
@@ -70,6 +73,10 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
     return;
   }
 #endif
+  if (small && small_gemm_available()) {
+    small_gemm(m, n, k, a, transpose_a ? 1 : k, transpose_a ? m : 1, b, transpose_b, c, accumulate);
+    return;
+  }
   MutableMatrixMap C(c, m, n);
   auto assign = [&C, accumulate](const auto& product) {
     if (accumulate) {
