@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -212,25 +214,83 @@ int activation_code(Activation act) {
   return 0;
 }
 
+// Note [pinned staging]: host data reaches the device through two page-locked slots. The host
+// copies into a slot and queues an asynchronous DMA on the compute stream, then returns: gathering
+// the next batch overlaps the GPU's backward and optimizer work of this one. (A copy from pageable
+// memory would first wait for the stream to drain.) A slot is refilled only after its previous
+// DMA has completed, so the caller's buffer is free as soon as the call returns, as on the CPU.
+class PinnedStaging {
+ public:
+  PinnedStaging() {
+    for (Slot& slot : slots_)
+      cudaCheck(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
+  }
+  ~PinnedStaging() {
+    for (Slot& slot : slots_) {
+      cudaEventSynchronize(slot.copied);
+      cudaEventDestroy(slot.copied);
+      cudaFreeHost(slot.host);
+    }
+  }
+  PinnedStaging(const PinnedStaging&) = delete;
+  PinnedStaging& operator=(const PinnedStaging&) = delete;
+
+  void copy_to_device(const float* host, float* device, size_t count, cudaStream_t stream) {
+    const size_t bytes = count * sizeof(float);
+    if (bytes > kMaxSlotBytes) {  // parameters and checkpoints: rare, so no pinned copy of them
+      cudaCheck(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream));
+      return;
+    }
+    Slot& slot = slots_[next_];
+    next_ = (next_ + 1) % kSlots;
+    cudaCheck(cudaEventSynchronize(slot.copied));  // a never-recorded event is complete
+    if (slot.capacity < bytes) {
+      cudaCheck(cudaFreeHost(slot.host));
+      slot.host = nullptr;
+      cudaCheck(cudaMallocHost(&slot.host, bytes));
+      slot.capacity = bytes;
+    }
+    std::memcpy(slot.host, host, bytes);
+    cudaCheck(cudaMemcpyAsync(device, slot.host, bytes, cudaMemcpyHostToDevice, stream));
+    cudaCheck(cudaEventRecord(slot.copied, stream));
+  }
+
+ private:
+  static constexpr int kSlots = 2;
+  static constexpr size_t kMaxSlotBytes = 64 << 20;
+  struct Slot {
+    void* host = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t copied = nullptr;
+  };
+  Slot slots_[kSlots];
+  int next_ = 0;
+};
+
 class CudaBackend final : public ComputeBackend {
  public:
-  explicit CudaBackend(int device) : device_(device) {
+  CudaBackend(int device, bool tf32) : device_(device), tf32_(tf32) {
     cudaCheck(cudaSetDevice(device));
     cudaCheck(cudaStreamCreate(&stream_));
     cublasCheck(cublasCreate(&cublas_));
     cublasCheck(cublasSetStream(cublas_, stream_));
-    // Plain FP32 GEMMs: the CPU backend is the reference, and TF32 would differ by ~1e-3.
-    cublasCheck(cublasSetMathMode(cublas_, CUBLAS_PEDANTIC_MATH));
+    // Plain FP32 GEMMs unless asked: the CPU backend is the reference, and TF32 differs by ~1e-3.
+    cublasCheck(
+        cublasSetMathMode(cublas_, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
     cudaCheck(cudaMalloc(&flag_, sizeof(int)));
+    staging_ = std::make_unique<PinnedStaging>();
   }
   ~CudaBackend() override {
+    staging_.reset();
     cudaFree(flag_);
     cudaFree(row_stats_);
     cublasDestroy(cublas_);
     cudaStreamDestroy(stream_);
   }
 
-  std::string name() const override { return "cuda:" + std::to_string(device_); }
+  std::string name() const override {
+    return "cuda:" + std::to_string(device_) + (tf32_ ? " (tf32)" : "");
+  }
   cudaStream_t stream() const { return stream_; }
 
   float* allocate(size_t count) override {
@@ -241,8 +301,7 @@ class CudaBackend final : public ComputeBackend {
   }
   void release(float* data) override { cudaFree(data); }
   void copy_to_device(const float* host, float* device, size_t count) override {
-    cudaCheck(
-        cudaMemcpyAsync(device, host, count * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    staging_->copy_to_device(host, device, count, stream_);
   }
   void copy_to_host(const float* device, float* host, size_t count) override {
     cudaCheck(
@@ -376,7 +435,9 @@ class CudaBackend final : public ComputeBackend {
   }
 
   int device_;
+  bool tf32_;
   cudaStream_t stream_ = nullptr;
+  std::unique_ptr<PinnedStaging> staging_;
   cublasHandle_t cublas_ = nullptr;
   int* flag_ = nullptr;
   double* row_stats_ = nullptr;  // (2, rows): per-row loss, then per-row correct
@@ -387,7 +448,9 @@ class CudaBackend final : public ComputeBackend {
 }  // namespace
 
 // Entry points of the libddp_cuda module (see backend/device.cpp, Note [CUDA module]).
-extern "C" ComputeBackend* ddp_cuda_make_backend(int device) { return new CudaBackend(device); }
+extern "C" ComputeBackend* ddp_cuda_make_backend(int device, bool tf32) {
+  return new CudaBackend(device, tf32);
+}
 
 extern "C" void* ddp_cuda_stream(ComputeBackend* backend) {
   auto* cuda = dynamic_cast<CudaBackend*>(backend);

@@ -12,7 +12,7 @@ namespace {
 
 #ifdef DDP_HAVE_CUDA
 struct CudaModule {
-  ComputeBackend* (*make_backend)(int device);
+  ComputeBackend* (*make_backend)(int device, bool tf32);
   void* (*stream)(ComputeBackend* backend);
   int (*device_count)();
   Communicator* (*make_nccl)(Communicator* host, void* stream);
@@ -36,7 +36,7 @@ const CudaModule& cuda_module() {
     void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) throw RuntimeError("cannot load the CUDA backend " + path + ": " + dlerror());
     return CudaModule{
-        symbol<ComputeBackend* (*)(int)>(handle, "ddp_cuda_make_backend"),
+        symbol<ComputeBackend* (*)(int, bool)>(handle, "ddp_cuda_make_backend"),
         symbol<void* (*)(ComputeBackend*)>(handle, "ddp_cuda_stream"),
         symbol<int (*)()>(handle, "ddp_cuda_device_count"),
         symbol<Communicator* (*)(Communicator*, void*)>(handle, "ddp_cuda_make_nccl_communicator"),
@@ -48,8 +48,8 @@ const CudaModule& cuda_module() {
 
 }  // namespace
 
-DeviceChoice choose_device(const std::string& device, bool flush_denormals, int local_rank,
-                           int local_size) {
+DeviceChoice choose_device(const std::string& device, bool flush_denormals, bool tf32,
+                           int local_rank, int local_size) {
 #ifdef DDP_HAVE_CUDA
   // Without the NVIDIA driver's device node there is no GPU, and nothing needs loading.
   const bool driver = std::filesystem::exists("/dev/nvidiactl");
@@ -64,10 +64,11 @@ DeviceChoice choose_device(const std::string& device, bool flush_denormals, int 
                            " ranks but has " + std::to_string(gpus) +
                            " visible GPU(s): start one rank per GPU");
       }
-      return {std::unique_ptr<ComputeBackend>(cuda_module().make_backend(local_rank)), true};
+      return {std::unique_ptr<ComputeBackend>(cuda_module().make_backend(local_rank, tf32)), true};
     }
   }
 #else
+  (void)tf32;
   (void)local_rank;
   (void)local_size;
   if (device == "cuda")

@@ -21,8 +21,9 @@ struct DeviceChoice {
 
 // Throws ConfigError for `cuda` in a build without CUDA, and RuntimeError naming the host and
 // the counts when a host has more ranks than GPUs, or when the CUDA module cannot be loaded.
-DeviceChoice choose_device(const std::string& device, bool flush_denormals, int local_rank,
-                           int local_size);
+// tf32 lets cuBLAS round GEMM inputs to TensorFloat-32 (CUDA only; ~1e-3 relative error).
+DeviceChoice choose_device(const std::string& device, bool flush_denormals, bool tf32,
+                           int local_rank, int local_size);
 
 // The communicator for buffers in `backend`'s memory: NCCL for a CUDA backend on several ranks
 // (with `host` for host memory), otherwise null (use `host` itself). Collective.

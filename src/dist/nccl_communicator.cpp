@@ -3,6 +3,8 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <memory>
+
 #include "backend/cuda_check.h"
 #include "core/error.h"
 
@@ -18,22 +20,54 @@ bool on_device(const void* p) {
   return attributes.type == cudaMemoryTypeDevice;
 }
 
-// The all-reduce is already ordered on the stream before the optimizer's kernels.
-class StreamOrderedWork final : public Work {
+// Note [NCCL streams]: collectives run on their own stream. Each one waits (on the GPU, by an
+// event) for the compute stream's work queued before it, and the compute stream waits for the
+// collective only where its result is needed: at once for the blocking calls, at Work::wait()
+// for the asynchronous ones. The host never blocks, and a bucket's all-reduce overlaps the
+// backward kernels queued after it (PyTorch's DDP reducer does the same).
+class Event {
  public:
-  bool test() override { return true; }
-  void wait() override {}
+  Event() { cudaCheck(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  ~Event() { cudaEventDestroy(event_); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+class CollectiveWork final : public Work {
+ public:
+  CollectiveWork(std::unique_ptr<Event> done, cudaStream_t compute)
+      : done_(std::move(done)), compute_(compute) {}
+  bool test() override {
+    const cudaError_t state = cudaEventQuery(done_->get());
+    if (state == cudaErrorNotReady) return false;
+    cudaCheck(state);
+    return true;
+  }
+  void wait() override { cudaCheck(cudaStreamWaitEvent(compute_, done_->get(), 0)); }
+
+ private:
+  std::unique_ptr<Event> done_;
+  cudaStream_t compute_;
 };
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(Communicator& host, cudaStream_t stream) : host_(host), stream_(stream) {
+  NcclCommunicator(Communicator& host, cudaStream_t compute) : host_(host), compute_(compute) {
     ncclUniqueId id{};
     if (host.rank() == 0) ncclCheck(ncclGetUniqueId(&id));
     host.broadcast(std::span<ncclUniqueId>(&id, 1), 0);
     ncclCheck(ncclCommInitRank(&comm_, host.size(), id, host.rank()));
+    cudaCheck(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
   }
-  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
+  ~NcclCommunicator() override {
+    cudaStreamSynchronize(comm_stream_);
+    ncclCommDestroy(comm_);
+    cudaStreamDestroy(comm_stream_);
+  }
 
   std::string name() const override { return "nccl"; }
   int rank() const override { return host_.rank(); }
@@ -43,17 +77,19 @@ class NcclCommunicator final : public Communicator {
 
   void all_reduce_sum(std::span<float> data) override {
     if (!on_device(data.data())) return host_.all_reduce_sum(data);
-    ncclCheck(
-        ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat, ncclSum, comm_, stream_));
+    all_reduce_sum_async(data)->wait();
   }
   void all_reduce_sum(std::span<double> data) override {
     if (!on_device(data.data())) return host_.all_reduce_sum(data);
-    ncclCheck(
-        ncclAllReduce(data.data(), data.data(), data.size(), ncclDouble, ncclSum, comm_, stream_));
+    enqueue([&](cudaStream_t s) {
+      ncclCheck(
+          ncclAllReduce(data.data(), data.data(), data.size(), ncclDouble, ncclSum, comm_, s));
+    })->wait();
   }
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
-    all_reduce_sum(data);
-    return std::make_unique<StreamOrderedWork>();
+    return enqueue([&](cudaStream_t s) {
+      ncclCheck(ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat, ncclSum, comm_, s));
+    });
   }
   void all_reduce_sum_bf16(std::span<uint16_t>) override {
     throw RuntimeError("wire_dtype: bf16 is not implemented for NCCL yet");
@@ -70,11 +106,13 @@ class NcclCommunicator final : public Communicator {
   }
   void broadcast_bytes(std::span<std::byte> data, int root) override {
     if (!on_device(data.data())) return host_.broadcast_bytes(data, root);
-    ncclCheck(
-        ncclBroadcast(data.data(), data.data(), data.size(), ncclUint8, root, comm_, stream_));
+    enqueue([&](cudaStream_t s) {
+      ncclCheck(ncclBroadcast(data.data(), data.data(), data.size(), ncclUint8, root, comm_, s));
+    })->wait();
   }
   void barrier() override {
-    cudaCheck(cudaStreamSynchronize(stream_));
+    cudaCheck(cudaStreamSynchronize(compute_));
+    cudaCheck(cudaStreamSynchronize(comm_stream_));
     host_.barrier();
   }
   [[noreturn]] void abort(int exit_code) override {
@@ -84,8 +122,21 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
+  // Queues `collective` on the communication stream after the compute work queued so far.
+  template <class Collective>
+  std::unique_ptr<Work> enqueue(Collective&& collective) {
+    Event ready;
+    cudaCheck(cudaEventRecord(ready.get(), compute_));
+    cudaCheck(cudaStreamWaitEvent(comm_stream_, ready.get(), 0));
+    collective(comm_stream_);
+    auto done = std::make_unique<Event>();
+    cudaCheck(cudaEventRecord(done->get(), comm_stream_));
+    return std::make_unique<CollectiveWork>(std::move(done), compute_);
+  }
+
   Communicator& host_;
-  cudaStream_t stream_;
+  cudaStream_t compute_;
+  cudaStream_t comm_stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
 };
 

@@ -127,6 +127,7 @@ TrainingConfig parse_training(ConfigNode node) {
   t.check_replicas_every = node.get<int64_t>("check_replicas_every", 0);
   if (t.check_replicas_every < 0) node.fail("check_replicas_every", "must be >= 0");
   t.flush_denormals = node.get("flush_denormals", true);
+  t.tf32 = node.get("tf32", false);
   t.skip_nonfinite = node.choice("nonfinite", {"stop", "skip"}, "stop") == "skip";
   t.collective_timeout_s = node.get("collective_timeout_s", 600.0);
   if (t.collective_timeout_s < 0) node.fail("collective_timeout_s", "must be >= 0 (0: off)");

@@ -66,6 +66,7 @@ struct TrainingConfig {
   std::string device = "auto";        // auto (a GPU when there is one), cpu, cuda
   int64_t check_replicas_every = 0;   // steps; 0: at the end of every epoch only
   bool flush_denormals = true;        // CPU: FTZ/DAZ, see make_cpu_backend
+  bool tf32 = false;                  // CUDA: TensorFloat-32 GEMMs (faster, ~1e-3 relative error)
   bool skip_nonfinite = false;        // nonfinite: stop (default) or skip such steps
   double collective_timeout_s = 600;  // watchdog; 0 disables
 };

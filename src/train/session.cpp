@@ -54,7 +54,7 @@ Session open_session(Communicator& comm, const std::string& config_path,
   bool cuda = false;
   run_agreed(comm, [&] {
     DeviceChoice choice =
-        choose_device(t.device, t.flush_denormals, comm.local_rank(), comm.local_size());
+        choose_device(t.device, t.flush_denormals, t.tf32, comm.local_rank(), comm.local_size());
     session.backend = std::move(choice.backend);
     cuda = choice.cuda;
     if (cuda && (t.zero1 || t.bf16_wire))

@@ -25,4 +25,13 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_pml=ob
     timeout 120 build-gpu/ddp_bench --config configs/$w.yaml --set training.device=cuda \
       --steps 200 --warmup 20 --json "$out/bench_$w.json" | grep -E '"samples_per_sec"|"backend"'
   done
+  echo "== ddp_bench w3_wide_mlp on the GPU with TF32 GEMMs"
+  timeout 120 build-gpu/ddp_bench --config configs/w3_wide_mlp.yaml --set training.device=cuda \
+    --set training.tf32=true --steps 200 --warmup 20 | grep -E '"samples_per_sec"|"backend"'
+  if [ "$(nvidia-smi -L 2>/dev/null | wc -l)" -ge 2 ]; then
+    echo "== W3 on 2 GPUs (NCCL on its own stream)"
+    timeout 120 mpirun -n 2 build-gpu/ddp_bench --config configs/w3_wide_mlp.yaml \
+      --set training.device=cuda --set training.overlap=true --steps 100 --warmup 10 \
+      | grep -E '"samples_per_sec"|"backend"'
+  fi
 } 2>&1 | tee "$out/device_checks.log"

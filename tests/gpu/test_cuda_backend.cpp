@@ -17,7 +17,9 @@
 namespace ddp {
 namespace {
 
-std::unique_ptr<ComputeBackend> gpu() { return choose_device("cuda", false, 0, 1).backend; }
+std::unique_ptr<ComputeBackend> gpu(bool tf32 = false) {
+  return choose_device("cuda", false, tf32, 0, 1).backend;
+}
 
 std::vector<float> random_values(size_t n, uint64_t seed, float low = -1, float high = 1) {
   Rng rng(seed);
@@ -50,11 +52,10 @@ void expect_close(const std::vector<float>& expected, const std::vector<float>& 
     ASSERT_LE(std::abs(expected[i] - actual[i]), tolerance * scale) << what << "[" << i << "]";
 }
 
-class CudaVsCpu : public ::testing::TestWithParam<Activation> {};
-
-TEST_P(CudaVsCpu, DenseForwardAndBackward) {
+// Dense forward and backward on both backends, every output compared within `tolerance`.
+void expect_dense_matches_cpu(Activation act, bool tf32, float tolerance) {
   auto cpu = make_cpu_backend(false);
-  auto cuda = gpu();
+  auto cuda = gpu(tf32);
   const int64_t batch = 37, in = 53, out = 29;
   const auto x = random_values(batch * in, 1), w = random_values(out * in, 2),
              b = random_values(out, 3), dy = random_values(batch * out, 4),
@@ -67,14 +68,23 @@ TEST_P(CudaVsCpu, DenseForwardAndBackward) {
       Mirror X(be, x), W(be, w), B(be, b), Y(be, std::vector<float>(batch * out)), DY(be, dy),
           DX(be, std::vector<float>(batch * in)), DW(be, dw0), DB(be, db0);
       be.dense_forward(X.buffer.data(), W.buffer.data(), B.buffer.data(), Y.buffer.data(), batch,
-                       in, out, GetParam());
+                       in, out, act);
       be.dense_backward(X.buffer.data(), W.buffer.data(), Y.buffer.data(), DY.buffer.data(),
-                        DX.buffer.data(), DW.buffer.data(), DB.buffer.data(), batch, in, out,
-                        GetParam(), accumulate);
+                        DX.buffer.data(), DW.buffer.data(), DB.buffer.data(), batch, in, out, act,
+                        accumulate);
       results[k] = {Y.read(), DX.read(), DW.read(), DB.read()};
     }
-    for (size_t i = 0; i < 4; ++i) expect_close(results[0][i], results[1][i], "dense output");
+    for (size_t i = 0; i < 4; ++i)
+      expect_close(results[0][i], results[1][i], "dense output", tolerance);
   }
+}
+
+class CudaVsCpu : public ::testing::TestWithParam<Activation> {};
+
+TEST_P(CudaVsCpu, DenseForwardAndBackward) { expect_dense_matches_cpu(GetParam(), false, 1e-5f); }
+
+TEST_P(CudaVsCpu, DenseWithTf32WithinItsTolerance) {
+  expect_dense_matches_cpu(GetParam(), true, 1e-3f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, CudaVsCpu,
@@ -156,12 +166,30 @@ training: {epochs: 1, global_batch_size: 32, flush_denormals: false}
   for (int k = 0; k < 2; ++k) {
     root["training"]["device"] = k == 0 ? "cpu" : "cuda";
     const Config config = parse_config(root, "gpu.yaml");
-    auto backend = choose_device(config.training.device, false, 0, 1).backend;
+    auto backend = choose_device(config.training.device, false, false, 0, 1).backend;
     Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0), std::nullopt);
     trainer.train_steps(3);
     params[k] = trainer.params_to_host();
   }
   expect_close(params[0], params[1], "parameters after 3 steps", 1e-4f);
+}
+
+// Note [pinned staging]: the caller's buffer is reusable as soon as copy_to_device returns, even
+// while earlier copies through the same slots are still in flight.
+TEST(CudaStaging, BackToBackCopiesKeepTheirOwnData) {
+  auto cuda = gpu();
+  std::vector<float> host(1000);
+  std::vector<DeviceBuffer> targets;
+  for (int i = 0; i < 7; ++i) {
+    std::fill(host.begin(), host.end(), static_cast<float>(i));
+    targets.emplace_back(*cuda, host.size());
+    cuda->copy_to_device(host.data(), targets.back().data(), host.size());
+  }
+  for (int i = 0; i < 7; ++i) {
+    std::vector<float> back(host.size());
+    cuda->copy_to_host(targets[i].data(), back.data(), back.size());
+    ASSERT_EQ(back, std::vector<float>(host.size(), static_cast<float>(i))) << "copy " << i;
+  }
 }
 
 TEST(CudaNccl, AllReduceWithOneRank) {
@@ -173,6 +201,12 @@ TEST(CudaNccl, AllReduceWithOneRank) {
   Mirror data(*cuda, {1, 2, 3});
   nccl->all_reduce_sum(data.buffer.span());
   EXPECT_EQ(data.read(), (std::vector<float>{1, 2, 3}));
+  // Asynchronous: on the communication stream, ordered before later compute by wait().
+  auto work = nccl->all_reduce_sum_async(data.buffer.span());
+  work->wait();
+  cuda->activation_forward(Activation::kRelu, data.buffer.data(), data.buffer.data(), 3);
+  EXPECT_EQ(data.read(), (std::vector<float>{1, 2, 3}));
+  EXPECT_TRUE(work->test());
   std::vector<double> metrics = {4, 5};  // host memory goes through the host communicator
   nccl->all_reduce_sum(std::span<double>(metrics));
   EXPECT_EQ(metrics, (std::vector<double>{4, 5}));

@@ -51,6 +51,7 @@ TEST(Config, ParsesValidConfigWithDefaults) {
   EXPECT_EQ(c.training.batch_mode, BatchMode::kGlobal);
   EXPECT_EQ(c.training.batch_size, 10);
   EXPECT_EQ(c.training.tail, TailPolicy::kDrop);
+  EXPECT_FALSE(c.training.tf32);
   // The resolved copy carries the defaults that were applied.
   EXPECT_EQ(c.resolved["optimizer"]["beta1"].as<double>(), 0.9);
   EXPECT_EQ(c.resolved["training"]["tail"].as<std::string>(), "drop");
@@ -58,9 +59,10 @@ TEST(Config, ParsesValidConfigWithDefaults) {
 }
 
 TEST(Config, OverridesApply) {
-  const Config c =
-      parse_with({"optimizer.learning_rate=0.5", "model.layers.0.units=16", "training.tail=pad"});
+  const Config c = parse_with({"optimizer.learning_rate=0.5", "model.layers.0.units=16",
+                               "training.tail=pad", "training.tf32=true"});
   EXPECT_DOUBLE_EQ(c.optimizer.schedule.base_lr, 0.5);
+  EXPECT_TRUE(c.training.tf32);
   EXPECT_EQ(c.layers[0].units, 16);
   EXPECT_EQ(c.training.tail, TailPolicy::kPad);
 }
