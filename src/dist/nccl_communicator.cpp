@@ -98,11 +98,39 @@ class NcclCommunicator final : public Communicator {
     throw RuntimeError("wire_dtype: bf16 is not implemented for NCCL yet");
   }
   int all_reduce_max(int value) override { return host_.all_reduce_max(value); }
-  void reduce_scatter_sum(std::span<const float>, std::span<float>, std::span<const int>) override {
-    throw RuntimeError("ZeRO-1 is not implemented for NCCL yet");
+  // ZeRO-1's slices differ in length by rank, which ncclReduceScatter/ncclAllGather do not allow:
+  // one grouped ncclReduce (ncclBroadcast) per slice, rooted at the rank that owns it, moves the
+  // same bytes as the ring collectives.
+  void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+                          std::span<const int> counts) override {
+    if (!on_device(in.data())) return host_.reduce_scatter_sum(in, shard, counts);
+    enqueue([&](cudaStream_t s) {
+      ncclCheck(ncclGroupStart());
+      size_t offset = 0;
+      for (int r = 0; r < size(); ++r) {
+        const float* slice = in.data() + offset;
+        // Only the root's receive buffer is used; the others name their own slice.
+        float* into = r == rank() ? shard.data() : const_cast<float*>(slice);
+        ncclCheck(ncclReduce(slice, into, static_cast<size_t>(counts[r]), ncclFloat, ncclSum, r,
+                             comm_, s));
+        offset += static_cast<size_t>(counts[r]);
+      }
+      ncclCheck(ncclGroupEnd());
+    })->wait();
   }
-  void all_gather(std::span<float>, std::span<const int>) override {
-    throw RuntimeError("ZeRO-1 is not implemented for NCCL yet");
+  void all_gather(std::span<float> data, std::span<const int> counts) override {
+    if (!on_device(data.data())) return host_.all_gather(data, counts);
+    enqueue([&](cudaStream_t s) {
+      ncclCheck(ncclGroupStart());
+      size_t offset = 0;
+      for (int r = 0; r < size(); ++r) {
+        float* slice = data.data() + offset;
+        ncclCheck(
+            ncclBroadcast(slice, slice, static_cast<size_t>(counts[r]), ncclFloat, r, comm_, s));
+        offset += static_cast<size_t>(counts[r]);
+      }
+      ncclCheck(ncclGroupEnd());
+    })->wait();
   }
   void broadcast_bytes(std::span<std::byte> data, int root) override {
     if (!on_device(data.data())) return host_.broadcast_bytes(data, root);

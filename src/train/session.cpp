@@ -57,9 +57,8 @@ Session open_session(Communicator& comm, const std::string& config_path,
         choose_device(t.device, t.flush_denormals, t.tf32, comm.local_rank(), comm.local_size());
     session.backend = std::move(choice.backend);
     cuda = choice.cuda;
-    if (cuda && (t.zero1 || t.bf16_wire))
-      throw ConfigError(session.config.file +
-                        ": training.zero and training.wire_dtype: bf16 are CPU-only so far");
+    if (cuda && t.bf16_wire)
+      throw ConfigError(session.config.file + ": training.wire_dtype: bf16 is CPU-only so far");
   });
   session.device_comm = make_device_communicator(comm, *session.backend);
   Communicator& trainer_comm = session.device_comm ? *session.device_comm : comm;

@@ -207,6 +207,13 @@ TEST(CudaNccl, AllReduceWithOneRank) {
   cuda->activation_forward(Activation::kRelu, data.buffer.data(), data.buffer.data(), 3);
   EXPECT_EQ(data.read(), (std::vector<float>{1, 2, 3}));
   EXPECT_TRUE(work->test());
+  // ZeRO-1's pair with one slice: the reduce lands in the shard, the gather leaves data intact.
+  Mirror shard(*cuda, {0, 0, 0});
+  const int counts[] = {3};
+  nccl->reduce_scatter_sum(data.buffer.span(), shard.buffer.span(), counts);
+  EXPECT_EQ(shard.read(), (std::vector<float>{1, 2, 3}));
+  nccl->all_gather(data.buffer.span(), counts);
+  EXPECT_EQ(data.read(), (std::vector<float>{1, 2, 3}));
   std::vector<double> metrics = {4, 5};  // host memory goes through the host communicator
   nccl->all_reduce_sum(std::span<double>(metrics));
   EXPECT_EQ(metrics, (std::vector<double>{4, 5}));
