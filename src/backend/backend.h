@@ -79,6 +79,10 @@ class ComputeBackend {
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;
 
+  // The bfloat16 wire format of core/bf16.h (round to nearest even), element by element.
+  virtual void to_bf16(const float* src, uint16_t* dst, size_t count) = 0;
+  virtual void from_bf16(const uint16_t* src, float* dst, size_t count) = 0;
+
   // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam).
   virtual void sgd_update(float* params, const float* grads, float* velocity, size_t count,
                           float lr, const SgdHyper& hyper) = 0;

@@ -15,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "backend/small_gemm.h"
+#include "core/bf16.h"
 
 namespace ddp {
 namespace {
@@ -251,6 +252,13 @@ class CpuBackend final : public ComputeBackend {
       non_finite |= static_cast<uint32_t>((bits & kExponent) == kExponent);
     }
     return non_finite == 0;
+  }
+
+  void to_bf16(const float* src, uint16_t* dst, size_t count) override {
+    for (size_t i = 0; i < count; ++i) dst[i] = ddp::to_bf16(src[i]);
+  }
+  void from_bf16(const uint16_t* src, float* dst, size_t count) override {
+    for (size_t i = 0; i < count; ++i) dst[i] = ddp::from_bf16(src[i]);
   }
 
   void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,

@@ -195,6 +195,25 @@ __global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t
   }
 }
 
+// The rounding of core/bf16.h, bit for bit, so that both backends put the same bytes on the wire.
+__global__ void to_bf16_kernel(const float* src, uint16_t* dst, size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x) {
+    uint32_t bits = __float_as_uint(src[i]);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
+      dst[i] = 0x7fc0;
+      continue;
+    }
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    dst[i] = static_cast<uint16_t>(bits >> 16);
+  }
+}
+
+__global__ void from_bf16_kernel(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = __uint_as_float(static_cast<uint32_t>(src[i]) << 16);
+}
+
 __global__ void non_finite_kernel(const float* data, size_t n, int* flag) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
     if (!isfinite(data[i])) *flag = 1;
@@ -380,6 +399,15 @@ class CudaBackend final : public ComputeBackend {
     cudaCheck(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     cudaCheck(cudaStreamSynchronize(stream_));
     return flag == 0;
+  }
+
+  void to_bf16(const float* src, uint16_t* dst, size_t count) override {
+    to_bf16_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(src, dst, count);
+    cudaCheck(cudaGetLastError());
+  }
+  void from_bf16(const uint16_t* src, float* dst, size_t count) override {
+    from_bf16_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(src, dst, count);
+    cudaCheck(cudaGetLastError());
   }
 
   void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,

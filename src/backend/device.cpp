@@ -48,8 +48,8 @@ const CudaModule& cuda_module() {
 
 }  // namespace
 
-DeviceChoice choose_device(const std::string& device, bool flush_denormals, bool tf32,
-                           int local_rank, int local_size) {
+std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool flush_denormals,
+                                              bool tf32, int local_rank, int local_size) {
 #ifdef DDP_HAVE_CUDA
   // Without the NVIDIA driver's device node there is no GPU, and nothing needs loading.
   const bool driver = std::filesystem::exists("/dev/nvidiactl");
@@ -64,7 +64,7 @@ DeviceChoice choose_device(const std::string& device, bool flush_denormals, bool
                            " ranks but has " + std::to_string(gpus) +
                            " visible GPU(s): start one rank per GPU");
       }
-      return {std::unique_ptr<ComputeBackend>(cuda_module().make_backend(local_rank, tf32)), true};
+      return std::unique_ptr<ComputeBackend>(cuda_module().make_backend(local_rank, tf32));
     }
   }
 #else
@@ -76,7 +76,7 @@ DeviceChoice choose_device(const std::string& device, bool flush_denormals, bool
         "training.device: cuda, but this build has no CUDA backend (nvcc was not "
         "found when it was configured)");
 #endif
-  return {make_cpu_backend(flush_denormals), false};
+  return make_cpu_backend(flush_denormals);
 }
 
 std::unique_ptr<Communicator> make_device_communicator(Communicator& host, ComputeBackend& backend,

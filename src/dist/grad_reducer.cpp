@@ -2,12 +2,11 @@
 
 #include <algorithm>
 
-#include "core/bf16.h"
-
 namespace ddp {
 
 GradReducer::GradReducer(Communicator& comm, std::span<float> grads,
-                         const std::vector<ParamEntry>& params, size_t bucket_bytes, bool bf16_wire)
+                         const std::vector<ParamEntry>& params, size_t bucket_bytes,
+                         ComputeBackend* bf16_wire)
     : comm_(comm), grads_(grads), bf16_wire_(bf16_wire) {
   size_t end = grads.size();
   size_t start = end;
@@ -20,7 +19,7 @@ GradReducer::GradReducer(Communicator& comm, std::span<float> grads,
   }
   if (end > 0) buckets_.push_back({0, end});
   // Every bucket its own stretch of wire_: overlapped buckets are in flight at the same time.
-  if (bf16_wire_) wire_.resize(grads.size());
+  if (bf16_wire_) wire_ = DeviceBuffer(*bf16_wire_, (grads.size() + 1) / 2);
 }
 
 void GradReducer::reduce() {
@@ -38,12 +37,14 @@ void GradReducer::reduce() {
 }
 
 std::span<uint16_t> GradReducer::to_wire(const Bucket& b) {
-  for (size_t i = b.offset; i < b.offset + b.count; ++i) wire_[i] = to_bf16(grads_[i]);
-  return std::span<uint16_t>(wire_).subspan(b.offset, b.count);
+  uint16_t* wire = reinterpret_cast<uint16_t*>(wire_.data()) + b.offset;
+  bf16_wire_->to_bf16(grads_.data() + b.offset, wire, b.count);
+  return {wire, b.count};
 }
 
 void GradReducer::from_wire(const Bucket& b) {
-  for (size_t i = b.offset; i < b.offset + b.count; ++i) grads_[i] = from_bf16(wire_[i]);
+  const uint16_t* wire = reinterpret_cast<const uint16_t*>(wire_.data()) + b.offset;
+  bf16_wire_->from_bf16(wire, grads_.data() + b.offset, b.count);
 }
 
 std::vector<int> GradReducer::shard_counts(const Bucket& b,

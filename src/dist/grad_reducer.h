@@ -23,10 +23,11 @@ struct Bucket {
 // bucket_bytes, hence is identical on every rank.
 class GradReducer {
  public:
-  // bf16_wire: each bucket travels as bfloat16 (half the bytes; the gradients are already scaled
-  // to the global mean, so the sums cannot overflow) and is widened back to float32.
+  // With a bf16_wire backend (the one holding `grads`), each bucket travels as bfloat16 (half
+  // the bytes; the gradients are already scaled to the global mean, so the sums cannot
+  // overflow), converted and widened back on that backend.
   GradReducer(Communicator& comm, std::span<float> grads, const std::vector<ParamEntry>& params,
-              size_t bucket_bytes, bool bf16_wire = false);
+              size_t bucket_bytes, ComputeBackend* bf16_wire = nullptr);
   void reduce();
 
   // Overlapped use, once per step: gradients_ready(offset) whenever every gradient from `offset`
@@ -52,9 +53,9 @@ class GradReducer {
   Communicator& comm_;
   std::span<float> grads_;
   std::vector<Bucket> buckets_;
-  bool bf16_wire_;
-  std::vector<uint16_t> wire_;  // (grads) bf16 staging, bucket b at b.offset
-  size_t next_bucket_ = 0;      // first bucket not yet started this step
+  ComputeBackend* bf16_wire_;
+  DeviceBuffer wire_;       // bf16 staging, two per float; bucket b at element b.offset
+  size_t next_bucket_ = 0;  // first bucket not yet started this step
   std::vector<std::unique_ptr<Work>> in_flight_;
 };
 

@@ -91,11 +91,14 @@ class NcclCommunicator final : public Communicator {
       ncclCheck(ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat, ncclSum, comm_, s));
     });
   }
-  void all_reduce_sum_bf16(std::span<uint16_t>) override {
-    throw RuntimeError("wire_dtype: bf16 is not implemented for NCCL yet");
+  void all_reduce_sum_bf16(std::span<uint16_t> data) override {
+    all_reduce_sum_bf16_async(data)->wait();
   }
-  std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t>) override {
-    throw RuntimeError("wire_dtype: bf16 is not implemented for NCCL yet");
+  std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) override {
+    return enqueue([&](cudaStream_t s) {
+      ncclCheck(
+          ncclAllReduce(data.data(), data.data(), data.size(), ncclBfloat16, ncclSum, comm_, s));
+    });
   }
   int all_reduce_max(int value) override { return host_.all_reduce_max(value); }
   // ZeRO-1's slices differ in length by rank, which ncclReduceScatter/ncclAllGather do not allow:

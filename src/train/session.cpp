@@ -51,14 +51,9 @@ Session open_session(Communicator& comm, const std::string& config_path,
   check_same_data(comm, train);
   if (test) check_same_data(comm, *test);
   const TrainingConfig& t = session.config.training;
-  bool cuda = false;
   run_agreed(comm, [&] {
-    DeviceChoice choice =
+    session.backend =
         choose_device(t.device, t.flush_denormals, t.tf32, comm.local_rank(), comm.local_size());
-    session.backend = std::move(choice.backend);
-    cuda = choice.cuda;
-    if (cuda && t.bf16_wire)
-      throw ConfigError(session.config.file + ": training.wire_dtype: bf16 is CPU-only so far");
   });
   session.device_comm = make_device_communicator(comm, *session.backend);
   Communicator& trainer_comm = session.device_comm ? *session.device_comm : comm;

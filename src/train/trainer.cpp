@@ -127,9 +127,9 @@ void Trainer::validate_and_build() {
                     " accumulated micro-batches of " + std::to_string(micro_batch()));
   schedule.total_steps = t.epochs * steps_per_epoch_;
   schedule_ = std::make_unique<LrSchedule>(schedule);
-  reducer_ =
-      std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
-                                    static_cast<size_t>(t.bucket_mb * 1024 * 1024), t.bf16_wire);
+  reducer_ = std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
+                                           static_cast<size_t>(t.bucket_mb * 1024 * 1024),
+                                           t.bf16_wire ? &backend_ : nullptr);
 }
 
 void Trainer::set_reporting(std::ostream* log, bool progress, const std::string& run_dir) {

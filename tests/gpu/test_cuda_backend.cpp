@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "backend/device.h"
 #include "core/rng.h"
@@ -18,7 +20,7 @@ namespace ddp {
 namespace {
 
 std::unique_ptr<ComputeBackend> gpu(bool tf32 = false) {
-  return choose_device("cuda", false, tf32, 0, 1).backend;
+  return choose_device("cuda", false, tf32, 0, 1);
 }
 
 std::vector<float> random_values(size_t n, uint64_t seed, float low = -1, float high = 1) {
@@ -166,12 +168,38 @@ training: {epochs: 1, global_batch_size: 32, flush_denormals: false}
   for (int k = 0; k < 2; ++k) {
     root["training"]["device"] = k == 0 ? "cpu" : "cuda";
     const Config config = parse_config(root, "gpu.yaml");
-    auto backend = choose_device(config.training.device, false, false, 0, 1).backend;
+    auto backend = choose_device(config.training.device, false, false, 0, 1);
     Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0), std::nullopt);
     trainer.train_steps(3);
     params[k] = trainer.params_to_host();
   }
   expect_close(params[0], params[1], "parameters after 3 steps", 1e-4f);
+}
+
+// Both backends must put the same bytes on the wire: rounding ties, NaN, infinities, denormals.
+TEST(CudaVsCpuOps, Bf16ConversionsAreBitIdentical) {
+  auto cpu = make_cpu_backend(false);
+  auto cuda = gpu();
+  std::vector<float> values = random_values(4096, 11, -1e3f, 1e3f);
+  values.insert(values.end(),
+                {0.0f, -0.0f, 1.0f + 0x1p-8f, 1.0f + 0x1p-7f + 0x1p-8f, 1e-40f,
+                 std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()});
+  if (values.size() % 2) values.push_back(3.0f);  // whole floats of bf16 pairs in the buffers
+  std::vector<uint16_t> expected(values.size());
+  cpu->to_bf16(values.data(), expected.data(), values.size());
+  Mirror source(*cuda, values), wire(*cuda, std::vector<float>(values.size() / 2));
+  auto* wire_bits = reinterpret_cast<uint16_t*>(wire.buffer.data());
+  cuda->to_bf16(source.buffer.data(), wire_bits, values.size());
+  const std::vector<float> wire_host = wire.read();
+  std::vector<uint16_t> actual(values.size());
+  std::memcpy(actual.data(), wire_host.data(), actual.size() * sizeof(uint16_t));
+  ASSERT_EQ(expected, actual);
+
+  std::vector<float> widened_cpu(values.size());
+  cpu->from_bf16(expected.data(), widened_cpu.data(), values.size());
+  cuda->from_bf16(wire_bits, source.buffer.data(), values.size());
+  const std::vector<float> widened_gpu = source.read();
+  ASSERT_EQ(0, std::memcmp(widened_cpu.data(), widened_gpu.data(), values.size() * sizeof(float)));
 }
 
 // Note [pinned staging]: the caller's buffer is reusable as soon as copy_to_device returns, even
@@ -214,6 +242,13 @@ TEST(CudaNccl, AllReduceWithOneRank) {
   EXPECT_EQ(shard.read(), (std::vector<float>{1, 2, 3}));
   nccl->all_gather(data.buffer.span(), counts);
   EXPECT_EQ(data.read(), (std::vector<float>{1, 2, 3}));
+  // bf16 on the wire: a world of one returns the same bits.
+  Mirror bf16_pair(*cuda, {0.0f});
+  const uint16_t bits[2] = {0x3f80, 0xc000};  // 1.0, -2.0
+  cuda->copy_to_device(reinterpret_cast<const float*>(bits), bf16_pair.buffer.data(), 1);
+  nccl->all_reduce_sum_bf16({reinterpret_cast<uint16_t*>(bf16_pair.buffer.data()), 2});
+  const float back = bf16_pair.read()[0];
+  EXPECT_EQ(0, std::memcmp(&back, bits, sizeof back));
   std::vector<double> metrics = {4, 5};  // host memory goes through the host communicator
   nccl->all_reduce_sum(std::span<double>(metrics));
   EXPECT_EQ(metrics, (std::vector<double>{4, 5}));
