@@ -1,27 +1,43 @@
 #!/usr/bin/env python3
-"""ddp-trainer against PyTorch on this machine, in one run, alternating the two, and the ratios
-of issue #5's targets. Writes benchmarks/results/compare_pytorch.{json,md}.
-  benchmarks/compare_pytorch.py [--quick]
-PyTorch is Debian's python3-torch (/usr/bin/python3) with the BLAS it maps (printed); one thread
-per process; DDP with gloo for 2 ranks. ddp-trainer flushes denormals by default (FTZ/DAZ); both
-sides are measured with and without for W2."""
+"""ddp-trainer against PyTorch (and, for W1, Keras) on this machine, in one run, alternating them,
+and the ratios of issue #5's targets against the fastest competitor. Writes
+benchmarks/results/compare_pytorch.{json,md}.
+  benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py [--quick]
+Competitors: Debian's python3-torch (/usr/bin/python3) with the BLAS it maps (printed), and the
+newest torch and tensorflow/keras from PyPI when benchmarks/setup_frameworks.sh installed them;
+one thread per process; DDP with gloo for 2 ranks. ddp-trainer flushes denormals by default
+(FTZ/DAZ); all sides are measured with and without for W2."""
 
 import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
-TORCH = ["/usr/bin/python3", os.path.join(ROOT, "benchmarks", "torch_workloads.py")]
+VENV = os.environ.get("DDP_BENCH_VENV", os.path.expanduser("~/.cache/ddp-bench-venv"))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_pml="ob1", OMP_NUM_THREADS="1")
+           OMPI_MCA_pml="ob1", OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
 CONFIGS = {"w1": "configs/w1_seed.yaml", "w2": "configs/w2_fmnist_mlp.yaml",
            "w3": "configs/w3_wide_mlp.yaml"}
+
+
+def python_with(python, module):
+    return os.path.exists(python) and subprocess.run(
+        [python, "-c", f"import {module}"], capture_output=True, env=ENV).returncode == 0
+
+
+def competitors():
+    """{label: python} for each PyTorch installation found; Keras' python or None."""
+    torches = {}
+    for label, python in (("debian", "/usr/bin/python3"), ("pypi", os.path.join(VENV, "bin", "python"))):
+        if python_with(python, "torch"):
+            torches[label] = python
+    keras = os.path.join(VENV, "bin", "python")
+    return torches, (keras if python_with(keras, "tensorflow") else None)
 
 
 def json_out(cmd):
@@ -37,8 +53,12 @@ def ours(workload, ranks, steps, warmup, ftz=True):
     return json_out(cmd)
 
 
-def theirs(workload, ranks, steps, warmup, ftz=False):
-    cmd = TORCH + ["--workload", workload, "--ranks", str(ranks), "--steps", str(steps),
+def torch_cmd(python):
+    return [python, os.path.join(ROOT, "benchmarks", "torch_workloads.py")]
+
+
+def theirs(python, workload, ranks, steps, warmup, ftz=False):
+    cmd = torch_cmd(python) + ["--workload", workload, "--ranks", str(ranks), "--steps", str(steps),
                    "--warmup", str(warmup)] + (["--ftz"] if ftz else [])
     return json_out(cmd)
 
@@ -47,13 +67,13 @@ def best(runs):
     return max(runs, key=lambda r: r["samples_per_sec"])
 
 
-def alternate(reps, a, b):
-    """Runs a and b alternately `reps` times each; returns the best of each."""
-    ra, rb = [], []
+def alternate(reps, runners):
+    """Runs each of {name: runner} in turn, `reps` rounds; returns {name: best run}."""
+    runs = {name: [] for name in runners}
     for _ in range(reps):
-        ra.append(a())
-        rb.append(b())
-    return best(ra), best(rb)
+        for name, run in runners.items():
+            runs[name].append(run())
+    return {name: best(r) for name, r in runs.items()}
 
 
 def timed_process(cmd):
@@ -82,6 +102,10 @@ def time_to_accuracy_ours(target):
     return wall - after, records[hit]["val_accuracy"]
 
 
+def fmt_rate(x):
+    return f"{x:,.0f}"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="fewer steps and repetitions")
@@ -94,55 +118,74 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     machine = f"{cpu}, {os.cpu_count()} cores, {platform.node()}"
     print(f"machine: {machine}", flush=True)
-    r = {"machine": machine, "date": time.strftime("%Y-%m-%d %H:%M")}
+    torches, keras = competitors()
+    if not torches:
+        sys.exit("no PyTorch found: apt-get install python3-torch libopenblas0-openmp, "
+                 "and/or benchmarks/setup_frameworks.sh")
+    r = {"machine": machine, "date": time.strftime("%Y-%m-%d %H:%M"), "frameworks": {}}
+
+    def runners(make_ours, make_theirs):
+        return {"ours": make_ours, **{label: (lambda py=py: make_theirs(py)) for label, py in torches.items()}}
+
+    def record(key, results, **extra):
+        r[key] = {name: res["samples_per_sec"] for name, res in results.items()}
+        r[key].update(extra)
 
     # W1: throughput, and the whole 10-epoch seed job.
-    o, t = alternate(reps, lambda: ours("w1", 1, steps(20000), 1000),
-                     lambda: theirs("w1", 1, steps(3000), 300))
-    r["torch"] = t["framework"]
-    r["torch_blas"] = t["blas"]
-    print(f"PyTorch: {t['framework']}, BLAS: {t['blas']}", flush=True)
-    r["w1"] = {"ours": o["samples_per_sec"], "torch": t["samples_per_sec"]}
-    jobs_o, jobs_t = [], []
+    w1 = alternate(reps, runners(lambda: ours("w1", 1, steps(20000), 1000),
+                                 lambda py: theirs(py, "w1", 1, steps(3000), 300)))
+    if keras:
+        w1.update(alternate(reps, {"keras": lambda: json_out([keras, os.path.join(ROOT, "benchmarks", "keras_seed.py"),
+                                                             "--throughput", str(steps(30))])}))
+    for name, res in w1.items():
+        if name != "ours":
+            r["frameworks"][name] = {"framework": res["framework"], "blas": res.get("blas", "")}
+            print(f"{name}: {res['framework']}, BLAS: {res.get('blas', 'n/a')}", flush=True)
+    record("w1", w1)
+    jobs = {"ours": [os.path.join(BUILD, "ddp_train"), "--config", "configs/seed_example.yaml",
+                     "--run-dir", "/tmp/ddp_cmp_seed"],
+            **{label: torch_cmd(py) + ["--seed-job"] for label, py in torches.items()}}
+    if keras:
+        jobs["keras"] = [keras, os.path.join(ROOT, "benchmarks", "keras_seed.py")]
+    timings = {name: [] for name in jobs}
     for _ in range(3):
-        jobs_o.append(timed_process([os.path.join(BUILD, "ddp_train"), "--config",
-                                     "configs/seed_example.yaml", "--run-dir", "/tmp/ddp_cmp_seed"]))
-        jobs_t.append(timed_process(TORCH + ["--seed-job"]))
-    r["w1_job"] = {"ours_s": min(j[0] for j in jobs_o), "ours_rss_mb": min(j[1] for j in jobs_o),
-                   "torch_s": min(j[0] for j in jobs_t), "torch_rss_mb": min(j[1] for j in jobs_t)}
+        for name, cmd in jobs.items():
+            timings[name].append(timed_process(cmd))
+    r["w1_job"] = {name: {"s": min(t[0] for t in ts), "rss_mb": min(t[1] for t in ts)}
+                   for name, ts in timings.items()}
     print(f"w1: {r['w1']}, job: {r['w1_job']}", flush=True)
 
     # W2 with and without denormals flushed, 1 rank; warm-up past the point where Adam's moments
     # for always-zero pixels turn denormal.
-    r["w2"] = {}
     for ftz in (True, False):
-        o, t = alternate(reps, lambda: ours("w2", 1, steps(600), 1000, ftz),
-                         lambda: theirs("w2", 1, steps(300), 1000, ftz))
-        r["w2"]["ftz" if ftz else "no_ftz"] = {"ours": o["samples_per_sec"],
-                                               "torch": t["samples_per_sec"], "ours_phases": o["phase_ms"]}
-    print(f"w2: {r['w2']}", flush=True)
+        res = alternate(reps, runners(lambda: ours("w2", 1, steps(600), 1000, ftz),
+                                      lambda py: theirs(py, "w2", 1, steps(300), 1000, ftz)))
+        record("w2_ftz" if ftz else "w2_no_ftz", res, ours_phases=res["ours"]["phase_ms"])
+    print(f"w2: {r['w2_ftz']}, without FTZ: {r['w2_no_ftz']}", flush=True)
 
-    o, t = alternate(reps, lambda: ours("w3", 1, steps(40), 5), lambda: theirs("w3", 1, steps(30), 5))
-    r["w3"] = {"ours": o["samples_per_sec"], "torch": t["samples_per_sec"], "ours_phases": o["phase_ms"]}
+    res = alternate(reps, runners(lambda: ours("w3", 1, steps(40), 5),
+                                  lambda py: theirs(py, "w3", 1, steps(30), 5)))
+    record("w3", res, ours_phases=res["ours"]["phase_ms"])
     print(f"w3: {r['w3']}", flush=True)
 
-    # Scaling at 2 ranks x 1 thread, per-rank batch fixed.
+    # Scaling at 2 ranks x 1 thread, per-rank batch fixed; each side against its own 1-rank rate.
     r["scaling"] = {}
     for w, (s2, wu) in {"w2": (steps(600), 1000), "w3": (steps(40), 5)}.items():
-        o2, t2 = alternate(reps, lambda: ours(w, 2, s2, wu), lambda: theirs(w, 2, s2, wu, ftz=True))
-        o1 = r[w]["ours"] if w == "w3" else r[w]["ftz"]["ours"]
-        t1 = r[w]["torch"] if w == "w3" else r[w]["ftz"]["torch"]
-        r["scaling"][w] = {"ours_2": o2["samples_per_sec"], "torch_2": t2["samples_per_sec"],
-                           "ours_eff": o2["samples_per_sec"] / (2 * o1),
-                           "torch_eff": t2["samples_per_sec"] / (2 * t1),
-                           "ours_phases_2": o2["phase_ms"]}
+        res = alternate(reps, runners(lambda: ours(w, 2, s2, wu),
+                                      lambda py: theirs(py, w, 2, s2, wu, ftz=True)))
+        one_rank = r["w2_ftz"] if w == "w2" else r["w3"]
+        r["scaling"][w] = {name: {"samples_per_sec": x["samples_per_sec"],
+                                  "efficiency": x["samples_per_sec"] / (2 * one_rank[name])}
+                           for name, x in res.items()}
+        r["scaling"][w]["ours"]["phases"] = res["ours"]["phase_ms"]
     print(f"scaling: {r['scaling']}", flush=True)
 
     # W2 to 88% test accuracy: ddp-trainer on 2 ranks, PyTorch 1 process x 2 threads.
     tta_o, acc_o = time_to_accuracy_ours(0.88)
-    tta_t = json_out(TORCH + ["--workload", "w2", "--time-to-accuracy", "0.88", "--threads", "2", "--ftz"])
-    r["w2_tta"] = {"ours_s": tta_o, "ours_acc": acc_o, "torch_s": tta_t["seconds"],
-                   "torch_epochs": tta_t["epochs"]}
+    r["w2_tta"] = {"ours": {"s": tta_o, "accuracy": acc_o}}
+    for label, py in torches.items():
+        t = json_out(torch_cmd(py) + ["--workload", "w2", "--time-to-accuracy", "0.88", "--threads", "2", "--ftz"])
+        r["w2_tta"][label] = {"s": t["seconds"], "epochs": t["epochs"], "accuracy": t["test_accuracy"]}
     print(f"w2 time to 88%: {r['w2_tta']}", flush=True)
 
     # Gradient all-reduce path against raw MPI_Allreduce.
@@ -153,40 +196,89 @@ def main():
     r["allreduce"] = rows
     big = [x["ratio"] for x in rows if x["bytes"] >= 1 << 20]
 
-    w2f = r["w2"]["ftz"]
-    faster_torch_w2 = max(w2f["torch"], r["w2"]["no_ftz"]["torch"])
+    write_results(r, big, args.out)
+
+
+def fastest(values, higher_is_better=True):
+    """(name, value) of the best competitor, ddp-trainer excluded."""
+    others = {k: v for k, v in values.items() if k != "ours" and isinstance(v, (int, float))}
+    pick = max if higher_is_better else min
+    name = pick(others, key=others.get)
+    return name, others[name]
+
+
+def write_results(r, allreduce_ratios, out):
+    names = {k: v["framework"] for k, v in r["frameworks"].items()}
+    label = lambda k: names[k].split(" (")[0]
+    w1_name, w1_best = fastest(r["w1"])
+    job_s = {k: v["s"] for k, v in r["w1_job"].items()}
+    job_name, _ = fastest(job_s, higher_is_better=False)
+    job_o, job_t = r["w1_job"]["ours"], r["w1_job"][job_name]
+    w2_best = max(max(v for k, v in r[key].items() if k not in ("ours", "ours_phases"))
+                  for key in ("w2_ftz", "w2_no_ftz"))
+    w2_name = next(k for key in ("w2_ftz", "w2_no_ftz") for k, v in r[key].items() if v == w2_best)
+    w2n_name, w2n_best = fastest({k: v for k, v in r["w2_no_ftz"].items() if k != "ours_phases"})
+    w3_name, w3_best = fastest({k: v for k, v in r["w3"].items() if k != "ours_phases"})
+    # Scaling: the efficiency of the competitor with the highest 2-rank throughput (an efficiency
+    # alone flatters whoever is slowest on one rank).
+    eff = lambda w: {k: v["efficiency"] for k, v in r["scaling"][w].items()}
+    two_ranks = lambda w: {k: v["samples_per_sec"] for k, v in r["scaling"][w].items()}
+    e2_name, _ = fastest(two_ranks("w2"))
+    e3_name, _ = fastest(two_ranks("w3"))
+    e2, e3 = eff("w2")[e2_name], eff("w3")[e3_name]
+    tta = r["w2_tta"]
+    tta_name, tta_best = fastest({k: v["s"] for k, v in tta.items()}, higher_is_better=False)
+    tta_o = tta["ours"]["s"]
     table = [
-        ("W1", "samples/s, 1 rank", f"{r['w1']['torch']:,.0f}", f"{r['w1']['ours']:,.0f}",
-         f"{r['w1']['ours'] / r['w1']['torch']:.1f}x", ">= 20x"),
+        ("W1", "samples/s, 1 rank", f"{fmt_rate(w1_best)} ({label(w1_name)})", fmt_rate(r["w1"]["ours"]),
+         f"{r['w1']['ours'] / w1_best:.1f}x", ">= 20x"),
         ("W1", "whole 10-epoch job: wall / peak RSS",
-         f"{r['w1_job']['torch_s']:.2f} s / {r['w1_job']['torch_rss_mb']:.0f} MB",
-         f"{r['w1_job']['ours_s']:.3f} s / {r['w1_job']['ours_rss_mb']:.0f} MB",
-         f"{r['w1_job']['torch_s'] / r['w1_job']['ours_s']:.0f}x / {r['w1_job']['torch_rss_mb'] / r['w1_job']['ours_rss_mb']:.0f}x",
-         "<= 0.1 s / <= 30 MB"),
-        ("W2", "samples/s, 1 rank x 1 thread (FTZ on both)", f"{w2f['torch']:,.0f}",
-         f"{w2f['ours']:,.0f}", f"{w2f['ours'] / faster_torch_w2:.2f}x vs the faster", ">= 1.5x"),
-        ("W2", "same, denormals not flushed", f"{r['w2']['no_ftz']['torch']:,.0f}",
-         f"{r['w2']['no_ftz']['ours']:,.0f}", f"{r['w2']['no_ftz']['ours'] / r['w2']['no_ftz']['torch']:.2f}x", ""),
-        ("W3", "samples/s, 1 rank x 1 thread", f"{r['w3']['torch']:,.0f}", f"{r['w3']['ours']:,.0f}",
-         f"{r['w3']['ours'] / r['w3']['torch']:.2f}x", ">= 1.4x"),
-        ("W2", "scaling efficiency, 2 ranks", f"{r['scaling']['w2']['torch_eff']:.2f}",
-         f"{r['scaling']['w2']['ours_eff']:.2f}", "", ">= 0.90"),
-        ("W3", "scaling efficiency, 2 ranks", f"{r['scaling']['w3']['torch_eff']:.2f}",
-         f"{r['scaling']['w3']['ours_eff']:.2f}", "", ">= 0.85"),
-        ("W2", "wall time to 88% test accuracy", f"{r['w2_tta']['torch_s']:.1f} s (1 proc x 2 threads)",
-         f"{r['w2_tta']['ours_s']:.1f} s (2 ranks)" if r['w2_tta']['ours_s'] else f"not reached ({acc_o:.4f})",
-         f"{r['w2_tta']['ours_s'] / r['w2_tta']['torch_s']:.2f}x" if r['w2_tta']['ours_s'] else "", "<= 0.5x"),
+         f"{job_t['s']:.2f} s / {job_t['rss_mb']:.0f} MB ({label(job_name)})",
+         f"{job_o['s']:.3f} s / {job_o['rss_mb']:.0f} MB",
+         f"{job_t['s'] / job_o['s']:.0f}x / {job_t['rss_mb'] / job_o['rss_mb']:.0f}x", "<= 0.1 s / <= 30 MB"),
+        ("W2", "samples/s, 1 rank x 1 thread (FTZ on both)", f"{fmt_rate(w2_best)} ({label(w2_name)})",
+         fmt_rate(r["w2_ftz"]["ours"]), f"{r['w2_ftz']['ours'] / w2_best:.2f}x vs the faster", ">= 1.5x"),
+        ("W2", "same, denormals not flushed", f"{fmt_rate(w2n_best)} ({label(w2n_name)})",
+         fmt_rate(r["w2_no_ftz"]["ours"]), f"{r['w2_no_ftz']['ours'] / w2n_best:.2f}x", ""),
+        ("W3", "samples/s, 1 rank x 1 thread", f"{fmt_rate(w3_best)} ({label(w3_name)})",
+         fmt_rate(r["w3"]["ours"]), f"{r['w3']['ours'] / w3_best:.2f}x", ">= 1.4x"),
+        ("W2", "scaling efficiency, 2 ranks", f"{e2:.2f} ({label(e2_name)})", f"{eff('w2')['ours']:.2f}", "", ">= 0.90"),
+        ("W3", "scaling efficiency, 2 ranks", f"{e3:.2f} ({label(e3_name)})", f"{eff('w3')['ours']:.2f}", "", ">= 0.85"),
+        ("W2", "wall time to 88% test accuracy", f"{tta_best:.1f} s, 1 proc x 2 threads ({label(tta_name)})",
+         f"{tta_o:.1f} s (2 ranks)" if tta_o else f"not reached ({tta['ours']['accuracy']:.4f})",
+         f"{tta_o / tta_best:.2f}x" if tta_o else "", "<= 0.5x"),
         ("all-reduce", "busbw ours / raw MPI_Allreduce, >= 1 MB, 2 ranks", "", "",
-         f"min {min(big):.2f}", ">= 0.9"),
+         f"min {min(allreduce_ratios):.2f}", ">= 0.9"),
     ]
-    md = [f"Measured {r['date']} on {machine}; PyTorch {r['torch']} with {r['torch_blas']}.",
-          "Command: `benchmarks/compare_pytorch.py` (ddp-trainer and PyTorch alternate in one run).", "",
-          "| workload | metric | PyTorch | ddp-trainer | ratio | target |", "|---|---|---|---|---|---|"]
+    competitors_line = "; ".join(f"{v['framework']}" + (f" with BLAS {v['blas']}" if v["blas"] else "")
+                                 for v in r["frameworks"].values())
+    md = [f"Measured {r['date']} on {r['machine']}.", f"Competitors: {competitors_line}.",
+          "Command: `benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py` (all frameworks "
+          "alternate in one run; the competitor column is the fastest one for each row, by 2-rank "
+          "throughput for the scaling rows).", "",
+          "| workload | metric | fastest competitor | ddp-trainer | ratio | target |", "|---|---|---|---|---|---|"]
     md += ["| " + " | ".join(row) + " |" for row in table]
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "compare_pytorch.json"), "w") as f:
+    # Every competitor, every row.
+    cols = list(r["frameworks"])
+    md += ["", "| metric | " + " | ".join(label(c) for c in cols) + " | ddp-trainer |",
+           "|---|" + "---|" * (len(cols) + 1)]
+    def row(metric, values, fmt):
+        md.append(f"| {metric} | " + " | ".join(fmt(values[c]) if c in values else "-" for c in cols)
+                  + f" | {fmt(values['ours'])} |")
+    row("W1 samples/s", r["w1"], fmt_rate)
+    row("W1 job wall (s) / peak RSS (MB)", r["w1_job"], lambda v: f"{v['s']:.2f} / {v['rss_mb']:.0f}")
+    row("W2 samples/s, FTZ", r["w2_ftz"], fmt_rate)
+    row("W2 samples/s, no FTZ", r["w2_no_ftz"], fmt_rate)
+    row("W3 samples/s", r["w3"], fmt_rate)
+    row("W2 2-rank samples/s (efficiency)", r["scaling"]["w2"],
+        lambda v: f"{fmt_rate(v['samples_per_sec'])} ({v['efficiency']:.2f})")
+    row("W3 2-rank samples/s (efficiency)", r["scaling"]["w3"],
+        lambda v: f"{fmt_rate(v['samples_per_sec'])} ({v['efficiency']:.2f})")
+    row("W2 time to 88% (s)", tta, lambda v: f"{v['s']:.1f}" if v["s"] else "not reached")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "compare_pytorch.json"), "w") as f:
         json.dump(r, f, indent=2)
-    with open(os.path.join(args.out, "compare_pytorch.md"), "w") as f:
+    with open(os.path.join(out, "compare_pytorch.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n".join(md))
 

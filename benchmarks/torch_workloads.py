@@ -9,6 +9,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import resource
 import struct
 import sys
@@ -102,11 +103,14 @@ def throughput(rank, world, args, port):
 
 
 def blas_info():
-    """The BLAS library actually mapped into this process (Debian's torch uses libblas.so.3,
-    whichever alternative is installed: the reference BLAS is ~25x slower than OpenBLAS)."""
+    """The BLAS torch was built for, and the BLAS libraries mapped into this process: Debian's
+    torch uses libblas.so.3, whichever alternative is installed (the reference BLAS is ~25x slower
+    than OpenBLAS); PyPI's links MKL statically. numpy's own OpenBLAS and cuBLAS are not torch's."""
+    built = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
     with open("/proc/self/maps") as f:
-        libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
-    return ", ".join(sorted(libs)) or "none mapped"
+        libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line
+                and "cublas" not in line and "numpy" not in line}
+    return f"{built.group(1) if built else '?'} ({', '.join(sorted(libs)) or 'statically linked'})"
 
 
 def time_to_accuracy(args):
