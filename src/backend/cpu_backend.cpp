@@ -1,4 +1,5 @@
-// CPU backend: Eigen for the GEMMs, plain loops (which the compiler vectorizes) for the rest.
+// CPU backend: GEMMs through OpenBLAS (large), the register-tiled kernel of small_gemm.h (small)
+// or Eigen (without either); plain loops, which the compiler vectorizes, for the rest.
 
 #include <xmmintrin.h>
 
