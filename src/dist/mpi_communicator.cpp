@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <vector>
 
 #include "core/bf16.h"
@@ -9,10 +10,22 @@
 
 namespace ddp {
 
+// Note [shared-memory eager limit]: Open MPI's shared-memory transport sends messages up to 4 KB
+// through its queues and larger ones by a rendezvous with a single-copy system call. W1's 22 KB
+// of gradients paid that handshake every step: at 32 KB its all-reduce takes 5.5 instead of 11-15
+// us and 2-rank W1 runs ~1.4x faster; large buckets are unchanged (bench_allreduce). A value the
+// user set (environment or mpirun --mca) wins; the setting only concerns ranks on one host.
+namespace {
+void prefer_eager_shared_memory() { setenv("OMPI_MCA_btl_vader_eager_limit", "32768", 0); }
+}  // namespace
+
 MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   int initialized = 0;
   mpiCheck(MPI_Initialized(&initialized));
-  if (!initialized) mpiCheck(MPI_Init(argc, argv));
+  if (!initialized) {
+    prefer_eager_shared_memory();
+    mpiCheck(MPI_Init(argc, argv));
+  }
   mpiCheck(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
 }
 
