@@ -5,9 +5,11 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -46,12 +48,17 @@ int main(int argc, char** argv) {
   for (size_t bytes = 4096; bytes <= (size_t{64} << 20); bytes *= 4) {
     const size_t count = bytes / sizeof(float);
     std::vector<float> data(count, 1.0f);
+    // Our path reduces the trainer's gradient memory: shared memory on one host
+    // (Note [shared-memory all-reduce]); raw MPI gets plain memory, as a user's buffer would be.
+    std::unique_ptr<ReducibleBuffer> shared = comm.allocate_reducible(count);
+    std::span<float> grads = shared ? shared->span() : std::span<float>(data);
+    std::fill(grads.begin(), grads.end(), 1.0f);
     // A gradient buffer laid out like a model's: tensors of up to 4 MB each.
     std::vector<ParamEntry> params;
     for (size_t offset = 0; offset < count; offset += size_t{1} << 20)
       params.push_back(
           {params.size(), "t", Shape{}, offset, std::min(count - offset, size_t{1} << 20)});
-    GradReducer reducer(comm, data, params, size_t{4} << 20);
+    GradReducer reducer(comm, grads, params, size_t{4} << 20);
     const int iterations = static_cast<int>(std::max<size_t>(5, (size_t{256} << 20) / bytes / 4));
     const double raw = seconds_per_call(
         comm,

@@ -18,6 +18,13 @@ class Work {
   virtual void wait() = 0;
 };
 
+// Memory a communicator reduces in place faster than other memory (see allocate_reducible).
+class ReducibleBuffer {
+ public:
+  virtual ~ReducibleBuffer() = default;
+  virtual std::span<float> span() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -32,6 +39,10 @@ class Communicator {
   virtual void all_reduce_sum(std::span<float> data) = 0;
   virtual void all_reduce_sum(std::span<double> data) = 0;
   virtual std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) = 0;
+  // count zero-filled floats (host memory) whose subspans all_reduce_sum reduces without copies,
+  // or null where this communicator has no such memory. Collective; see
+  // Note [shared-memory all-reduce]. The buffer must be released before the communicator.
+  virtual std::unique_ptr<ReducibleBuffer> allocate_reducible(size_t /*count*/) { return nullptr; }
   // Sum of bfloat16 values (see core/bf16.h), each addition rounded back to bfloat16.
   virtual void all_reduce_sum_bf16(std::span<uint16_t> data) = 0;
   virtual std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) = 0;

@@ -7,6 +7,7 @@
 
 #include "core/bf16.h"
 #include "core/error.h"
+#include "dist/shared_window.h"
 
 namespace ddp {
 
@@ -78,7 +79,41 @@ void in_chunks(std::span<T> data, Op op) {
 
 }  // namespace
 
+namespace {
+
+// A SharedWindow the communicator knows for as long as it lives.
+class RegisteredWindow final : public ReducibleBuffer {
+ public:
+  RegisteredWindow(std::unique_ptr<SharedWindow> window, std::vector<SharedWindow*>& registry)
+      : window_(std::move(window)), registry_(registry) {
+    registry_.push_back(window_.get());
+  }
+  ~RegisteredWindow() override {
+    registry_.erase(std::find(registry_.begin(), registry_.end(), window_.get()));
+  }
+  std::span<float> span() override { return window_->span(); }
+
+ private:
+  std::unique_ptr<SharedWindow> window_;
+  std::vector<SharedWindow*>& registry_;
+};
+
+}  // namespace
+
+std::unique_ptr<ReducibleBuffer> MpiCommunicator::allocate_reducible(size_t count) {
+  if (size_ == 1 || local_size_ != size_) return nullptr;
+  return std::make_unique<RegisteredWindow>(std::make_unique<SharedWindow>(comm_, count),
+                                            shared_windows_);
+}
+
+SharedWindow* MpiCommunicator::shared_window_for(std::span<const float> data) const {
+  for (SharedWindow* window : shared_windows_)
+    if (window->contains(data)) return window;
+  return nullptr;
+}
+
 void MpiCommunicator::all_reduce_sum(std::span<float> data) {
+  if (SharedWindow* window = shared_window_for(data)) return window->all_reduce_sum(data);
   in_chunks(data, [this](float* p, int n) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, comm_));
   });
@@ -110,9 +145,20 @@ class MpiWork final : public Work {
   MPI_Request request_ = MPI_REQUEST_NULL;
 };
 
+// Complete when returned: the shared-memory reduction has no background progress to overlap.
+class DoneWork final : public Work {
+ public:
+  bool test() override { return true; }
+  void wait() override {}
+};
+
 }  // namespace
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> data) {
+  if (shared_window_for(data)) {
+    all_reduce_sum(data);
+    return std::make_unique<DoneWork>();
+  }
   if (data.size() > static_cast<size_t>(INT_MAX))
     throw RuntimeError("all_reduce_sum_async: " + std::to_string(data.size()) +
                        " floats exceed one MPI call; use smaller gradient buckets");

@@ -32,6 +32,10 @@ class WatchedCommunicator final : public Communicator {
     inner_.all_reduce_sum(data);
   }
   // The wait, not the start, is where a rank blocks; GradReducer::finish waits on the Work.
+  std::unique_ptr<ReducibleBuffer> allocate_reducible(size_t count) override {
+    auto guard = dog_.enter("allocate_reducible", count);
+    return inner_.allocate_reducible(count);
+  }
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
     return std::make_unique<WatchedWork>(inner_.all_reduce_sum_async(data), dog_, data.size());
   }

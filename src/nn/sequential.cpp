@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <stdexcept>
 
 #include "core/error.h"
 #include "nn/softmax.h"
@@ -30,7 +31,12 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it)
     layer_offsets_[it->layer] = it->offset;
   params_ = DeviceBuffer(backend_, offset);
-  grads_ = DeviceBuffer(backend_, offset);
+  own_grads_ = DeviceBuffer(backend_, offset);
+  grads_ = own_grads_.span();
+  bind_layers();
+}
+
+void Sequential::bind_layers() {
   for (size_t i = 0; i < layers_.size(); ++i) {
     std::vector<float*> p, g;
     for (const ParamEntry& e : entries_) {
@@ -40,6 +46,15 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
     }
     layers_[i]->bind(p, g);
   }
+}
+
+void Sequential::place_grads(std::span<float> storage) {
+  if (storage.size() != param_count())
+    throw std::logic_error("place_grads: " + std::to_string(storage.size()) + " floats for " +
+                           std::to_string(param_count()) + " parameters");
+  grads_ = storage;
+  own_grads_ = DeviceBuffer();
+  bind_layers();
 }
 
 void Sequential::set_output_logits(bool logits) {

@@ -45,7 +45,10 @@ class Sequential {
 
   void init_params(uint64_t seed);
   std::span<float> params() { return params_.span(); }
-  std::span<float> grads() { return grads_.span(); }
+  std::span<float> grads() { return grads_; }
+  // Moves the gradients into `storage` (param_count() floats that outlive the model), e.g. memory
+  // the communicator reduces in place (Note [shared-memory all-reduce]).
+  void place_grads(std::span<float> storage);
   size_t param_count() const { return params_.size(); }
   const std::vector<ParamEntry>& param_entries() const { return entries_; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
@@ -63,8 +66,11 @@ class Sequential {
   std::vector<ParamEntry> entries_;
   static constexpr size_t kNoParams = static_cast<size_t>(-1);
   std::vector<size_t> layer_offsets_;  // per layer, offset of its first parameter
+  void bind_layers();
+
   DeviceBuffer params_;
-  DeviceBuffer grads_;
+  DeviceBuffer own_grads_;  // unless place_grads() moved them
+  std::span<float> grads_;
   bool output_logits_ = false;
   int64_t max_batch_ = 0;
   std::vector<DeviceBuffer> outputs_;  // per layer (max_batch, output shape); empty for aliases

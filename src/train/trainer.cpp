@@ -54,6 +54,13 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
       test_(std::move(test)),
       loss_(config.loss) {
   run_agreed(comm_, [this] { validate_and_build(); });
+  // Collective, so only after every rank has built its model.
+  run_agreed(comm_, [this] { reducible_grads_ = comm_.allocate_reducible(model_->param_count()); });
+  if (reducible_grads_) model_->place_grads(reducible_grads_->span());
+  reducer_ =
+      std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
+                                    static_cast<size_t>(config_.training.bucket_mb * 1024 * 1024),
+                                    config_.training.bf16_wire ? &backend_ : nullptr);
   progress_ = std::make_unique<ProgressBar>(std::cout, false);
 
   // Every rank initializes from the same seed, and rank 0's values are broadcast anyway so
@@ -127,9 +134,6 @@ void Trainer::validate_and_build() {
                     " accumulated micro-batches of " + std::to_string(micro_batch()));
   schedule.total_steps = t.epochs * steps_per_epoch_;
   schedule_ = std::make_unique<LrSchedule>(schedule);
-  reducer_ = std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
-                                           static_cast<size_t>(t.bucket_mb * 1024 * 1024),
-                                           t.bf16_wire ? &backend_ : nullptr);
 }
 
 void Trainer::set_reporting(std::ostream* log, bool progress, const std::string& run_dir) {

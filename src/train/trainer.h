@@ -133,6 +133,7 @@ class Trainer {
   DeviceBuffer shard_grads_;
   int64_t steps_per_epoch_ = 0;  // optimizer steps
   int64_t classes_ = 0;
+  std::unique_ptr<ReducibleBuffer> reducible_grads_;  // the model's gradients, outliving it
   std::unique_ptr<Sequential> model_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "dist/agreement.h"
 #include "dist/grad_reducer.h"
 #include "dist/mpi_communicator.h"
@@ -37,6 +39,36 @@ TEST(MpiCommunicator, BroadcastFromAnyRoot) {
     comm.broadcast(std::span<float>(data), root);
     for (float v : data) ASSERT_EQ(v, root);
   }
+}
+
+// Note [shared-memory all-reduce]: subspans at any offset, including ones shorter than the
+// number of ranks (empty slices), sum exactly and leave every rank with the same bits.
+TEST(MpiCommunicator, ReducibleBufferSumsAnySubspan) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  auto buffer = comm.allocate_reducible(5000);
+  ASSERT_NE(buffer, nullptr) << "every rank of this test runs on one host";
+  std::span<float> all = buffer->span();
+  ASSERT_EQ(all.size(), 5000u);
+  for (float v : all) ASSERT_EQ(v, 0.0f) << "not zero-filled";
+  const size_t pieces[][2] = {{0, 1}, {1, 2}, {3, 997}, {1000, 4000}};  // offset, count
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<float>(comm.rank() + i % 101);
+  for (const auto& piece : pieces) comm.all_reduce_sum(all.subspan(piece[0], piece[1]));
+  for (size_t i = 0; i < all.size(); ++i)
+    ASSERT_EQ(all[i], static_cast<float>(n * (i % 101) + n * (n - 1) / 2)) << i;
+
+  // Rounding depends on the summation order: whoever summed an element, every rank holds its
+  // bits. Rank 0's copy, broadcast, must match everyone's.
+  for (size_t i = 0; i < all.size(); ++i) all[i] = 0.1f * static_cast<float>(comm.rank() + 1) / 3;
+  comm.all_reduce_sum(all);
+  std::vector<float> reference(all.begin(), all.end());
+  comm.broadcast(std::span<float>(reference), 0);
+  ASSERT_EQ(0, std::memcmp(reference.data(), all.data(), all.size() * sizeof(float)));
+
+  // Other memory still goes through MPI, asynchronously too.
+  std::vector<float> plain(10, 1.0f);
+  comm.all_reduce_sum_async(std::span<float>(plain))->wait();
+  for (float v : plain) ASSERT_EQ(v, static_cast<float>(n));
 }
 
 TEST(GradReducer, BucketsInReverseLayerOrderAndSumsEveryElement) {
