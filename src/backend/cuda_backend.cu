@@ -248,7 +248,7 @@ class PinnedStaging {
     for (Slot& slot : slots_) {
       cudaEventSynchronize(slot.copied);
       cudaEventDestroy(slot.copied);
-      cudaFreeHost(slot.host);
+      if (slot.host) cudaFreeHost(slot.host);
     }
   }
   PinnedStaging(const PinnedStaging&) = delete;
@@ -264,7 +264,7 @@ class PinnedStaging {
     next_ = (next_ + 1) % kSlots;
     cudaCheck(cudaEventSynchronize(slot.copied));  // a never-recorded event is complete
     if (slot.capacity < bytes) {
-      cudaCheck(cudaFreeHost(slot.host));
+      if (slot.host) cudaCheck(cudaFreeHost(slot.host));
       slot.host = nullptr;
       cudaCheck(cudaMallocHost(&slot.host, bytes));
       slot.capacity = bytes;
