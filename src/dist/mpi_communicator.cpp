@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <vector>
+
+#include <sys/statvfs.h>
 
 #include "core/bf16.h"
 #include "core/error.h"
@@ -100,8 +103,27 @@ class RegisteredWindow final : public ReducibleBuffer {
 
 }  // namespace
 
+// Open MPI backs shared windows with files in /dev/shm, which containers often cap at 64 MB
+// (W3 needs 2 x 59 MB at 2 ranks). Too little room there means plain memory and MPI_Allreduce,
+// decided by all ranks together, rather than an allocation failure.
+bool MpiCommunicator::shared_memory_fits(size_t bytes_per_rank) {
+  struct statvfs fs {};
+  const bool unknown = statvfs("/dev/shm", &fs) != 0;
+  const double needed = static_cast<double>(bytes_per_rank) * size_ + (64 << 20);
+  const double available = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+  const bool fits = unknown || available >= needed;
+  if (all_reduce_max(fits ? 0 : 1) == 0) return true;
+  if (rank_ == 0)
+    std::fprintf(stderr,
+                 "note: /dev/shm has %.0f MB free, %.0f MB short for the shared-memory all-reduce; "
+                 "gradients go through MPI_Allreduce (docker: --shm-size)\n",
+                 available / 1e6, (needed - available) / 1e6);
+  return false;
+}
+
 std::unique_ptr<ReducibleBuffer> MpiCommunicator::allocate_reducible(size_t count) {
-  if (size_ == 1 || local_size_ != size_) return nullptr;
+  if (size_ == 1 || local_size_ != size_ || !shared_memory_fits(count * sizeof(float)))
+    return nullptr;
   return std::make_unique<RegisteredWindow>(std::make_unique<SharedWindow>(comm_, count),
                                             shared_windows_);
 }

@@ -49,6 +49,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   SharedWindow* shared_window_for(std::span<const float> data) const;
+  bool shared_memory_fits(size_t bytes_per_rank);  // collective
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Op bf16_sum_ = MPI_OP_NULL;
