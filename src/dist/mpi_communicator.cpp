@@ -80,10 +80,6 @@ void in_chunks(std::span<T> data, Op op) {
     op(data.data() + start, static_cast<int>(std::min(kMaxChunk, data.size() - start)));
 }
 
-}  // namespace
-
-namespace {
-
 // A SharedWindow the communicator knows for as long as it lives.
 class RegisteredWindow final : public ReducibleBuffer {
  public:

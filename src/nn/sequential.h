@@ -46,7 +46,8 @@ class Sequential {
   void init_params(uint64_t seed);
   std::span<float> params() { return params_.span(); }
   std::span<float> grads() { return grads_; }
-  // Moves the gradients into `storage` (param_count() floats that outlive the model), e.g. memory
+  // Rebinds the gradients to `storage` (param_count() floats that outlive the model; values are
+  // not copied), e.g. memory
   // the communicator reduces in place (Note [shared-memory all-reduce]).
   void place_grads(std::span<float> storage);
   size_t param_count() const { return params_.size(); }
