@@ -47,8 +47,7 @@ class Sequential {
   std::span<float> params() { return params_.span(); }
   std::span<float> grads() { return grads_; }
   // Rebinds the gradients to `storage` (param_count() floats that outlive the model; values are
-  // not copied), e.g. memory
-  // the communicator reduces in place (Note [shared-memory all-reduce]).
+  // not copied), e.g. memory the communicator reduces in place (Note [shared-memory all-reduce]).
   void place_grads(std::span<float> storage);
   size_t param_count() const { return params_.size(); }
   const std::vector<ParamEntry>& param_entries() const { return entries_; }
