@@ -21,6 +21,20 @@ BUILD = os.path.join(ROOT, "build")
 VENV = os.environ.get("DDP_BENCH_VENV", os.path.expanduser("~/.cache/ddp-bench-venv"))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_pml="ob1", OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+
+def openblas_coretype():
+    """Note [OpenBLAS kernels]: on AMD Zen 4 ddp-trainer runs OpenBLAS's AVX2 (Haswell) kernels;
+    Debian's PyTorch, which uses OpenBLAS too, gets the same choice here."""
+    info = open("/proc/cpuinfo").read()
+    field = lambda name: next((l.split(":", 1)[1].strip() for l in info.splitlines()
+                               if l.startswith(name)), "")
+    zen4 = field("vendor_id") == "AuthenticAMD" and field("cpu family") == "25" and \
+        "avx512f" in field("flags").split()
+    return "Haswell" if zen4 else ""
+
+
+if openblas_coretype() and not ENV.get("OPENBLAS_CORETYPE"):
+    ENV["OPENBLAS_CORETYPE"] = openblas_coretype()
 CONFIGS = {"w1": "configs/w1_seed.yaml", "w2": "configs/w2_fmnist_mlp.yaml",
            "w3": "configs/w3_wide_mlp.yaml"}
 
@@ -122,7 +136,8 @@ def main():
     if not torches:
         sys.exit("no PyTorch found: apt-get install python3-torch libopenblas0-openmp, "
                  "and/or benchmarks/setup_frameworks.sh")
-    r = {"machine": machine, "date": time.strftime("%Y-%m-%d %H:%M"), "frameworks": {}}
+    r = {"machine": machine, "date": time.strftime("%Y-%m-%d %H:%M"), "frameworks": {},
+         "openblas_coretype": ENV.get("OPENBLAS_CORETYPE", "detected by OpenBLAS")}
 
     def runners(make_ours, make_theirs):
         return {"ours": make_ours, **{label: (lambda py=py: make_theirs(py)) for label, py in torches.items()}}
@@ -253,6 +268,7 @@ def write_results(r, allreduce_ratios, out):
     competitors_line = "; ".join(f"{v['framework']}" + (f" with BLAS {v['blas']}" if v["blas"] else "")
                                  for v in r["frameworks"].values())
     md = [f"Measured {r['date']} on {r['machine']}.", f"Competitors: {competitors_line}.",
+          f"OpenBLAS kernels, for ddp-trainer and Debian's PyTorch alike: {r['openblas_coretype']}.",
           "Command: `benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py` (all frameworks "
           "alternate in one run; the competitor column is the fastest one for each row, by 2-rank "
           "throughput for the scaling rows).", "",

@@ -6,17 +6,21 @@
 #include <Eigen/Core>
 #ifdef DDP_HAVE_CBLAS
 #include <cblas.h>
+#include <cpuid.h>
+#include <dlfcn.h>
 #endif
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/small_gemm.h"
 #include "core/bf16.h"
+#include "core/error.h"
 
 namespace ddp {
 namespace {
@@ -57,6 +61,39 @@ void activation_grad(Activation act, const float* y, const float* dy, float* dz,
   }
 }
 
+#ifdef DDP_HAVE_CBLAS
+// Note [OpenBLAS kernels]: OpenBLAS 0.3.21 picks its kernels when it is loaded. On AMD Zen 4 it
+// takes the AVX-512 (Cooperlake) ones, but Zen 4 runs 512-bit FMAs as two 256-bit halves and its
+// AVX2 (Haswell) kernels measured faster on the MLP shapes (bench_kernels, batch 64 x 2048 x 2048:
+// 63-66 -> 66-84 GFLOP/s; W3 end to end 640-760 -> 845-870 samples/s). So the library is
+// opened at first use, after choosing Haswell there unless OPENBLAS_CORETYPE is set.
+// benchmarks/compare_pytorch.py gives Debian's PyTorch, which uses OpenBLAS too, the same choice.
+bool is_zen4() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  const bool amd = ebx == signature_AMD_ebx && ecx == signature_AMD_ecx && edx == signature_AMD_edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  const unsigned family = ((eax >> 8) & 0xf) + ((eax >> 20) & 0xff);
+  return amd && family == 0x19 && __builtin_cpu_supports("avx512f");
+}
+
+using SgemmFn = decltype(&cblas_sgemm);
+
+SgemmFn openblas_sgemm() {
+  static const SgemmFn sgemm = [] {
+    const char* chosen = std::getenv("OPENBLAS_CORETYPE");  // empty: OpenBLAS detects
+    if (is_zen4() && (!chosen || !*chosen)) setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    void* library = dlopen(DDP_OPENBLAS_PATH, RTLD_NOW | RTLD_LOCAL);
+    void* symbol = library ? dlsym(library, "cblas_sgemm") : nullptr;
+    if (!symbol)
+      throw RuntimeError(std::string("cannot load cblas_sgemm from " DDP_OPENBLAS_PATH ": ") +
+                         dlerror());
+    return reinterpret_cast<SgemmFn>(symbol);
+  }();
+  return sgemm;
+}
+#endif
+
 // C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
 // (k, n) or (n, k). See Note [GEMM backend]: large products go to single-threaded OpenBLAS; small
 // ones to the register-tiled kernel of Note [small GEMM], which avoids BLAS's per-call overhead
@@ -67,11 +104,11 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
   const bool small = m * n * k < kSmallMaxFlops;
 #ifdef DDP_HAVE_CBLAS
   if (!small) {
-    cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-                transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), 1.0f, a, static_cast<int>(transpose_a ? m : k), b,
-                static_cast<int>(transpose_b ? k : n), accumulate ? 1.0f : 0.0f, c,
-                static_cast<int>(n));
+    openblas_sgemm()(
+        CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+        transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+        static_cast<int>(k), 1.0f, a, static_cast<int>(transpose_a ? m : k), b,
+        static_cast<int>(transpose_b ? k : n), accumulate ? 1.0f : 0.0f, c, static_cast<int>(n));
     return;
   }
 #endif
