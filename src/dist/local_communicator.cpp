@@ -6,12 +6,6 @@
 namespace ddp {
 namespace {
 
-class DoneWork final : public Work {
- public:
-  bool test() override { return true; }
-  void wait() override {}
-};
-
 class LocalCommunicator final : public Communicator {
  public:
   std::string name() const override { return "local"; }
@@ -20,11 +14,11 @@ class LocalCommunicator final : public Communicator {
   void all_reduce_sum(std::span<float>) override {}
   void all_reduce_sum(std::span<double>) override {}
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float>) override {
-    return std::make_unique<DoneWork>();
+    return std::make_unique<CompletedWork>();
   }
   void all_reduce_sum_bf16(std::span<uint16_t>) override {}
   std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t>) override {
-    return std::make_unique<DoneWork>();
+    return std::make_unique<CompletedWork>();
   }
   int all_reduce_max(int value) override { return value; }
   void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,

@@ -163,19 +163,12 @@ class MpiWork final : public Work {
   MPI_Request request_ = MPI_REQUEST_NULL;
 };
 
-// Complete when returned: the shared-memory reduction has no background progress to overlap.
-class DoneWork final : public Work {
- public:
-  bool test() override { return true; }
-  void wait() override {}
-};
-
 }  // namespace
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> data) {
-  if (shared_window_for(data)) {
+  if (shared_window_for(data)) {  // no background progress to overlap: reduce now
     all_reduce_sum(data);
-    return std::make_unique<DoneWork>();
+    return std::make_unique<CompletedWork>();
   }
   if (data.size() > static_cast<size_t>(INT_MAX))
     throw RuntimeError("all_reduce_sum_async: " + std::to_string(data.size()) +
