@@ -1,6 +1,7 @@
-// The gradient all-reduce path (GradReducer over a model's flat gradient buffer, default 4 MiB
-// buckets, see Note [CPU all-reduce]) against one raw MPI_Allreduce of the same bytes, 4 KB ... 64
-// MB, reported as nccl-tests does: algbw = bytes / time, busbw = algbw * 2 (n - 1) / n.
+// The trainer's gradient all-reduce (its GradSync with the default options: 4 MiB buckets, see
+// Note [CPU all-reduce], and the path training.allreduce: auto picks) against one raw MPI_Allreduce
+// of the same bytes, 4 KB ... 64 MB, reported as nccl-tests does: algbw = bytes / time, busbw =
+// algbw * 2 (n - 1) / n.
 //   mpirun -n 2 build/bench_allreduce [--json FILE]
 
 #include <mpi.h>
@@ -14,9 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "comm/grad_sync.h"
+#include "comm/mpi_check.h"
+#include "comm/mpi_communicator.h"
 #include "core/error.h"
-#include "dist/grad_reducer.h"
-#include "dist/mpi_communicator.h"
 
 namespace {
 
@@ -40,6 +42,7 @@ int main(int argc, char** argv) {
   MpiCommunicator comm;
   const std::string json_path = argc > 2 && std::string(argv[1]) == "--json" ? argv[2] : "";
   const int n = comm.size();
+  const std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
   const double bus_factor = n > 1 ? 2.0 * (n - 1) / n : 1.0;
   nlohmann::json rows = nlohmann::json::array();
   if (comm.rank() == 0)
@@ -48,17 +51,16 @@ int main(int argc, char** argv) {
   for (size_t bytes = 4096; bytes <= (size_t{64} << 20); bytes *= 4) {
     const size_t count = bytes / sizeof(float);
     std::vector<float> data(count, 1.0f);
-    // Our path reduces the trainer's gradient memory: shared memory on one host
-    // (Note [shared-memory all-reduce]); raw MPI gets plain memory, as a user's buffer would be.
-    std::unique_ptr<ReducibleBuffer> shared = comm.allocate_reducible(count);
-    std::span<float> grads = shared ? shared->span() : std::span<float>(data);
-    std::fill(grads.begin(), grads.end(), 1.0f);
-    // A gradient buffer laid out like a model's: tensors of up to 4 MB each.
-    std::vector<ParamEntry> params;
+    // Our path reduces the trainer's gradient memory, which its GradSync owns (shared memory on
+    // one host, Note [shared-memory all-reduce]); raw MPI gets plain memory, as a user's buffer
+    // would be. The buffer is laid out like a model's: tensors of up to 4 MB each.
+    std::vector<size_t> tensor_offsets;
     for (size_t offset = 0; offset < count; offset += size_t{1} << 20)
-      params.push_back(
-          {params.size(), "t", Shape{}, offset, std::min(count - offset, size_t{1} << 20)});
-    GradReducer reducer(comm, grads, params, size_t{4} << 20);
+      tensor_offsets.push_back(offset);
+    const std::unique_ptr<GradSync> sync =
+        make_grad_sync(GradSyncOptions{}, comm, *backend, tensor_offsets, count);
+    std::span<float> grads = sync->grads();
+    std::fill(grads.begin(), grads.end(), 1.0f);
     const int iterations = static_cast<int>(std::max<size_t>(5, (size_t{256} << 20) / bytes / 4));
     const double raw = seconds_per_call(
         comm,
@@ -68,7 +70,7 @@ int main(int argc, char** argv) {
         },
         iterations);
     const double ours = seconds_per_call(
-        comm, [&] { reducer.reduce(); }, iterations);
+        comm, [&] { sync->finish(); }, iterations);
     const double raw_alg = bytes / raw / 1e9, ours_alg = bytes / ours / 1e9;
     if (comm.rank() == 0) {
       std::printf("%10zu %9.2f GB/s %9.2f GB/s %9.2f GB/s %9.2f GB/s %8.2f\n", bytes, raw_alg,
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
                       {"raw_busbw_gbs", raw_alg * bus_factor},
                       {"ours_busbw_gbs", ours_alg * bus_factor},
                       {"ratio", raw / ours},
-                      {"buckets", reducer.buckets().size()}});
+                      {"buckets", sync->buckets().size()}});
     }
   }
   if (comm.rank() == 0 && !json_path.empty())

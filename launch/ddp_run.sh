@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs build/ddp_train on this machine (or on the hosts of a hostfile) under Open MPI's mpirun.
+# Runs ddp_train on this machine (or on the hosts of a hostfile) under Open MPI's mpirun.
 #   launch/ddp_run.sh [-n RANKS] [--hostfile FILE] [--oversubscribe] -- ddp_train arguments...
+# The executable: $DDP_TRAIN when set, else build/ddp_train of this checkout (what
+# launch/setup.sh builds), else ddp_train on the PATH (an installed or out-of-tree build).
 # The "--" may be left out: everything after the launcher's own options goes to ddp_train.
 # Adds --allow-run-as-root when run as root, and --oversubscribe when asked or when more ranks
 # than cores are requested on a single machine (fine for correctness runs, not for timing).
@@ -19,9 +21,16 @@ while (($#)); do
     *) break ;;
   esac
 done
-binary="$root/build/ddp_train"
-if [[ ! -x "$binary" ]]; then
-  echo "ddp_run: $binary not found; run launch/setup.sh first" >&2
+if [[ -n "${DDP_TRAIN:-}" ]]; then
+  binary="$DDP_TRAIN"
+elif [[ -x "$root/build/ddp_train" ]]; then
+  binary="$root/build/ddp_train"
+else
+  binary="$(command -v ddp_train || true)"
+fi
+if [[ -z "$binary" || ! -x "$binary" ]]; then
+  echo "ddp_run: no ddp_train: DDP_TRAIN=${DDP_TRAIN:-(unset)}, $root/build/ddp_train missing," \
+       "none on the PATH; run launch/setup.sh, or set DDP_TRAIN=/path/to/ddp_train" >&2
   exit 2
 fi
 if [[ -z "$hostfile" && "$ranks" -gt "$(nproc)" ]]; then

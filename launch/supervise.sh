@@ -5,7 +5,8 @@
 # Every attempt runs launch/ddp_run.sh ARGS --resume (a first attempt without a checkpoint
 # starts fresh). Bad input (exit codes 2, 3, 4: config, data, checkpoint) is not retried: it
 # would fail the same way. Other failures (a crashed or killed rank, the watchdog, I/O) are
-# retried up to R times, waiting SECONDS, then twice as long, and so on.
+# retried up to R times, waiting SECONDS, then twice as long, and so on. ddp_run.sh finds the
+# executable ($DDP_TRAIN, build/ddp_train, or the PATH).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 max_restarts=3

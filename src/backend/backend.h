@@ -9,6 +9,8 @@
 #include <span>
 #include <string>
 
+#include "core/memory_kind.h"
+
 namespace ddp {
 
 enum class Activation { kLinear, kRelu, kTanh, kSigmoid };
@@ -41,6 +43,7 @@ class ComputeBackend {
  public:
   virtual ~ComputeBackend() = default;
   virtual std::string name() const = 0;
+  virtual MemoryKind memory() const = 0;  // where allocate() puts buffers
 
   virtual float* allocate(size_t count) = 0;  // zero-filled
   virtual void release(float* data) = 0;

@@ -143,6 +143,7 @@ class CpuBackend final : public ComputeBackend {
   std::string name() const override {
     return flush_denormals_ ? "cpu (denormals flushed to zero)" : "cpu";
   }
+  MemoryKind memory() const override { return MemoryKind::kHost; }
 
   float* allocate(size_t count) override {
     // 64-byte alignment: full AVX-512 vectors for Eigen and the update loops.

@@ -310,6 +310,7 @@ class CudaBackend final : public ComputeBackend {
   std::string name() const override {
     return "cuda:" + std::to_string(device_) + (tf32_ ? " (tf32)" : "");
   }
+  MemoryKind memory() const override { return MemoryKind::kDevice; }
   cudaStream_t stream() const { return stream_; }
 
   float* allocate(size_t count) override {

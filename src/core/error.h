@@ -48,9 +48,4 @@ class RuntimeError : public Error {
   explicit RuntimeError(const std::string& message) : Error(ExitCode::kRuntime, message) {}
 };
 
-// Throws RuntimeError naming the MPI call, its error string, file and line when rc != MPI_SUCCESS.
-void mpi_check(int rc, const char* call, const char* file, int line);
-
 }  // namespace ddp
-
-#define mpiCheck(call) ::ddp::mpi_check((call), #call, __FILE__, __LINE__)

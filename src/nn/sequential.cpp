@@ -31,8 +31,6 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it)
     layer_offsets_[it->layer] = it->offset;
   params_ = DeviceBuffer(backend_, offset);
-  own_grads_ = DeviceBuffer(backend_, offset);
-  grads_ = own_grads_.span();
   bind_layers();
 }
 
@@ -42,18 +40,17 @@ void Sequential::bind_layers() {
     for (const ParamEntry& e : entries_) {
       if (e.layer != i) continue;
       p.push_back(params_.data() + e.offset);
-      g.push_back(grads_.data() + e.offset);
+      g.push_back(grads_.empty() ? nullptr : grads_.data() + e.offset);
     }
     layers_[i]->bind(p, g);
   }
 }
 
-void Sequential::place_grads(std::span<float> storage) {
+void Sequential::bind_grads(std::span<float> storage) {
   if (storage.size() != param_count())
-    throw std::logic_error("place_grads: " + std::to_string(storage.size()) + " floats for " +
+    throw std::logic_error("bind_grads: " + std::to_string(storage.size()) + " floats for " +
                            std::to_string(param_count()) + " parameters");
   grads_ = storage;
-  own_grads_ = DeviceBuffer();
   bind_layers();
 }
 
@@ -103,6 +100,8 @@ const float* Sequential::predict(const float* x, int64_t batch) {
 
 void Sequential::backward(int64_t batch, const std::function<void(size_t)>& on_ready,
                           bool accumulate) {
+  if (grads_.empty() && param_count() > 0)
+    throw std::logic_error("Sequential::backward before bind_grads()");
   // The first layer that needs its input gradient is the one after the first parameterized one.
   size_t first_param_layer = layers_.size();
   for (const ParamEntry& e : entries_) first_param_layer = std::min(first_param_layer, e.layer);

@@ -21,7 +21,9 @@ struct ParamEntry {
 };
 
 // A stack of layers whose parameters and gradients are two flat, contiguous backend buffers
-// (layers hold pointers into them), so the all-reduce and the optimizer see one span each.
+// (layers hold pointers into them), so the all-reduce and the optimizer see one span each. The
+// model owns its parameters; the gradient buffer belongs to whoever sums it over ranks (the
+// trainer's GradSync, Note [gradient synchronization]) and is bound with bind_grads().
 class Sequential {
  public:
   Sequential(ComputeBackend& backend, Shape input, std::vector<std::unique_ptr<Layer>> layers);
@@ -33,7 +35,8 @@ class Sequential {
 
   // x: (batch, input shape) in backend memory. Returns the trained output (batch, output_cols()).
   const float* forward(const float* x, int64_t batch);
-  // Uses the x of the preceding forward. Overwrites grads(), or adds to them when `accumulate`.
+  // Uses the x of the preceding forward. Overwrites grads(), or adds to them when `accumulate`;
+  // needs bind_grads() first.
   // output_grad() must hold dLoss/dOutput. on_ready(offset), when given, is called after each
   // layer with parameters: every gradient from `offset` to the end of the flat buffer is then
   // final (backward runs last layer first).
@@ -46,9 +49,9 @@ class Sequential {
   void init_params(uint64_t seed);
   std::span<float> params() { return params_.span(); }
   std::span<float> grads() { return grads_; }
-  // Rebinds the gradients to `storage` (param_count() floats that outlive the model; values are
-  // not copied), e.g. memory the communicator reduces in place (Note [shared-memory all-reduce]).
-  void place_grads(std::span<float> storage);
+  // Backward writes into `storage`: param_count() floats of backend memory, kept alive by the
+  // caller for as long as the model trains.
+  void bind_grads(std::span<float> storage);
   size_t param_count() const { return params_.size(); }
   const std::vector<ParamEntry>& param_entries() const { return entries_; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
@@ -69,8 +72,7 @@ class Sequential {
   void bind_layers();
 
   DeviceBuffer params_;
-  DeviceBuffer own_grads_;  // unless place_grads() moved them
-  std::span<float> grads_;
+  std::span<float> grads_;  // empty until bind_grads()
   bool output_logits_ = false;
   int64_t max_batch_ = 0;
   std::vector<DeviceBuffer> outputs_;  // per layer (max_batch, output shape); empty for aliases

@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "dist/agreement.h"
-#include "dist/launch.h"
+#include "comm/agreement.h"
+#include "comm/launch.h"
 #include "train/session.h"
 
 namespace {

@@ -11,9 +11,9 @@
 #include <iostream>
 
 #include "core/error.h"
-#include "dist/agreement.h"
-#include "dist/launch.h"
-#include "dist/watchdog.h"
+#include "comm/agreement.h"
+#include "comm/launch.h"
+#include "comm/watchdog.h"
 #include "train/checkpoint.h"
 #include "train/faults.h"
 #include "train/safetensors.h"

@@ -94,7 +94,7 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
   return opt;
 }
 
-TrainingConfig parse_training(ConfigNode node) {
+TrainingConfig parse_training(ConfigNode node, const std::string& file) {
   TrainingConfig t;
   t.epochs = positive(node, "epochs", node.require<int64_t>("epochs"));
   const bool global = node.has("global_batch_size");
@@ -110,14 +110,22 @@ TrainingConfig parse_training(ConfigNode node) {
       node.choice("tail", {"drop", "pad"}, "drop") == "drop" ? TailPolicy::kDrop : TailPolicy::kPad;
   t.shuffle = node.get("shuffle", true);
   t.eval_batch_size = positive(node, "eval_batch_size", node.get<int64_t>("eval_batch_size", 1024));
-  t.bucket_mb = positive_number(node, "bucket_mb", node.get("bucket_mb", 4.0));
-  t.overlap = node.get("overlap", false);
-  t.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
+  GradSyncOptions& sync = t.grad_sync;
+  sync.config_file = file;
+  sync.bucket_bytes = static_cast<size_t>(
+      positive_number(node, "bucket_mb", node.get("bucket_mb", 4.0)) * 1024 * 1024);
+  const std::string allreduce = node.choice("allreduce", {"auto", "shm", "mpi", "nccl"}, "auto");
+  sync.path = allreduce == "shm"    ? AllReduceChoice::kSharedMemory
+              : allreduce == "mpi"  ? AllReduceChoice::kMpi
+              : allreduce == "nccl" ? AllReduceChoice::kNccl
+                                    : AllReduceChoice::kAuto;
+  sync.overlap = node.get("overlap", false);
+  sync.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
   const int64_t zero = node.get<int64_t>("zero", 0);
   if (zero != 0 && zero != 1)
     node.fail("zero", "must be 0 (replicated optimizer state) or 1 (sharded, ZeRO-1)");
-  t.zero1 = zero == 1;
-  if (t.zero1 && (t.overlap || t.bf16_wire))
+  sync.zero1 = zero == 1;
+  if (sync.zero1 && (sync.overlap || sync.bf16_wire))
     node.fail("zero",
               "ZeRO-1 reduce-scatters fp32 after backward: needs overlap: false and "
               "wire_dtype: fp32");
@@ -191,7 +199,7 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
 
   config.loss = parse_loss(root);
   config.optimizer = parse_optimizer(root.child("optimizer"));
-  config.training = parse_training(root.child("training"));
+  config.training = parse_training(root.child("training"), file);
   if (root.has("checkpoint")) {
     config.checkpoint = parse_checkpoint(root.child("checkpoint"));
   } else {
@@ -215,14 +223,6 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
   }
   for (const std::string& assignment : overrides) apply_override(root, assignment);
   return parse_config(root, file);
-}
-
-std::string expand_rank(const std::string& path, int rank) {
-  std::string out = path;
-  const std::string token = "{rank}";
-  for (size_t at = out.find(token); at != std::string::npos; at = out.find(token, at))
-    out.replace(at, token.size(), std::to_string(rank));
-  return out;
 }
 
 }  // namespace ddp

@@ -8,31 +8,14 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "comm/grad_sync.h"
+#include "data/data_source.h"
 #include "data/sampler.h"
 #include "nn/loss.h"
 #include "nn/model_builder.h"
 #include "optim/lr_schedule.h"
 
 namespace ddp {
-
-struct DataSourceConfig {
-  std::string path;  // "data.train", for messages
-  std::string type;  // synthetic, idx, csv
-  // synthetic
-  int64_t samples = 0;
-  int64_t features = 0;
-  int64_t classes = 0;
-  uint64_t seed = 0;
-  // idx
-  std::string images;
-  std::string labels;
-  bool normalize = false;  // divide bytes by 255
-  // csv
-  std::string file;
-  bool header = true;
-  int64_t label_column = -1;
-  double scale = 1;
-};
 
 struct OptimizerConfig {
   std::string type;  // sgd, adam
@@ -60,11 +43,8 @@ struct TrainingConfig {
   // for the same core). Hence these defaults; overlap stays available for other machines. With
   // every rank on one host the shared-memory reduction (Note [shared-memory all-reduce]) runs
   // instead, where 1-64 MB buckets and overlap measured alike (W3, 2 ranks).
-  double bucket_mb = 4;
-  bool overlap = false;               // start each bucket's all-reduce during backward
+  GradSyncOptions grad_sync;          // allreduce, overlap, wire_dtype, zero, bucket_mb
   int64_t accumulation_steps = 1;     // micro-batches per optimizer step, one all-reduce
-  bool bf16_wire = false;             // wire_dtype: bf16 halves the all-reduce bytes
-  bool zero1 = false;                 // zero: 1 shards the optimizer state over ranks
   std::string device = "auto";        // auto (a GPU when there is one), cpu, cuda
   int64_t check_replicas_every = 0;   // steps; 0: at the end of every epoch only
   bool flush_denormals = true;        // CPU: FTZ/DAZ, see make_cpu_backend
@@ -98,8 +78,5 @@ struct Config {
 Config parse_config(const YAML::Node& root, const std::string& file);
 // Reads the file (YAML syntax errors are ConfigErrors too), applies --set overrides, parses.
 Config load_config(const std::string& file, const std::vector<std::string>& overrides);
-
-// Replaces "{rank}" in a data path so each rank can read a node-local copy.
-std::string expand_rank(const std::string& path, int rank);
 
 }  // namespace ddp

@@ -3,7 +3,7 @@
 #include <cstdint>
 
 #include "backend/backend.h"
-#include "dist/communicator.h"
+#include "comm/communicator.h"
 #include "nn/sequential.h"
 
 namespace ddp {

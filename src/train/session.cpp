@@ -3,9 +3,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "backend/device.h"
+#include "runtime/device.h"
 #include "core/error.h"
-#include "dist/agreement.h"
+#include "comm/agreement.h"
 
 namespace ddp {
 namespace {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "dist/communicator.h"
+#include "comm/communicator.h"
 #include "train/config.h"
 #include "train/trainer.h"
 

@@ -7,8 +7,8 @@
 #include <iostream>
 #include <numeric>
 
+#include "comm/agreement.h"
 #include "core/error.h"
-#include "dist/agreement.h"
 #include "optim/adam.h"
 #include "optim/sgd.h"
 #include "train/replica_check.h"
@@ -30,21 +30,6 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, Compute
 
 }  // namespace
 
-Dataset load_dataset(const DataSourceConfig& source, int rank) {
-  Dataset data;
-  if (source.type == "synthetic") {
-    data = make_synthetic(source.samples, source.features, source.classes, source.seed);
-  } else if (source.type == "idx") {
-    data = read_idx(expand_rank(source.images, rank), expand_rank(source.labels, rank),
-                    source.normalize ? 1.0f / 255.0f : 1.0f);
-  } else {
-    data = read_csv(expand_rank(source.file, rank),
-                    {source.header, source.label_column, static_cast<float>(source.scale)});
-  }
-  data.origin = source.path + " (" + data.origin + ")";
-  return data;
-}
-
 Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backend, Dataset train,
                  std::optional<Dataset> test)
     : config_(config),
@@ -55,12 +40,12 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
       loss_(config.loss) {
   run_agreed(comm_, [this] { validate_and_build(); });
   // Collective, so only after every rank has built its model.
-  run_agreed(comm_, [this] { reducible_grads_ = comm_.allocate_reducible(model_->param_count()); });
-  if (reducible_grads_) model_->place_grads(reducible_grads_->span());
-  reducer_ =
-      std::make_unique<GradReducer>(comm_, model_->grads(), model_->param_entries(),
-                                    static_cast<size_t>(config_.training.bucket_mb * 1024 * 1024),
-                                    config_.training.bf16_wire ? &backend_ : nullptr);
+  std::vector<size_t> tensor_offsets;
+  for (const ParamEntry& e : model_->param_entries()) tensor_offsets.push_back(e.offset);
+  sync_ = make_grad_sync(config_.training.grad_sync, comm_, backend_, tensor_offsets,
+                         model_->param_count());
+  model_->bind_grads(sync_->grads());
+  optimizer_ = make_optimizer(config_.optimizer, backend_, sync_->shard().count);
   progress_ = std::make_unique<ProgressBar>(std::cout, false);
 
   // Every rank initializes from the same seed, and rank 0's values are broadcast anyway so
@@ -115,16 +100,6 @@ void Trainer::validate_and_build() {
 
   sampler_ = std::make_unique<DistributedSampler>(train_.size(), per_rank_batch_, world,
                                                   comm_.rank(), config_.seed, t.shuffle, t.tail);
-  zero1_ = t.zero1 && world > 1;
-  shard_count_ = model_->param_count();
-  if (zero1_) {
-    const size_t n = model_->param_count();
-    for (int r = 0; r <= world; ++r) shard_begin_.push_back(n * r / world);
-    shard_offset_ = shard_begin_[comm_.rank()];
-    shard_count_ = shard_begin_[comm_.rank() + 1] - shard_offset_;
-    shard_grads_ = DeviceBuffer(backend_, shard_count_);
-  }
-  optimizer_ = make_optimizer(config_.optimizer, backend_, shard_count_);
   LrScheduleSpec schedule = config_.optimizer.schedule;
   // Micro-batches left over at an epoch's end (fewer than accumulation_steps) are not used.
   steps_per_epoch_ = sampler_->steps_per_epoch() / accumulation_;
@@ -190,18 +165,14 @@ void Trainer::train_step() {
     stats.loss_sum += micro_stats.loss_sum;
     stats.correct += micro_stats.correct;
     lap(phase_times_.forward);
-    const bool accumulate = micro > 0;
-    if (last && config_.training.overlap) {
-      model_->backward(
-          b, [this](size_t offset) { reducer_->gradients_ready(offset); }, accumulate);
-    } else {
-      model_->backward(b, {}, accumulate);
-    }
+    // Note [gradient synchronization]: only the last micro-batch's gradients are final.
+    const auto ready = [this](size_t offset) { sync_->ready(offset); };
+    model_->backward(b, last ? ready : std::function<void(size_t)>{}, /*accumulate=*/micro > 0);
     lap(phase_times_.backward);
-    if (last) reduce_gradients();
+    if (last) sync_->finish();
     lap(phase_times_.comm);
   }
-  if (!gradients_finite()) {
+  if (!sync_->all_finite()) {
     if (!config_.training.skip_nonfinite) {
       RuntimeError error("non-finite gradients at step " + std::to_string(completed_steps_ + 1) +
                          " (epoch " + std::to_string(epoch_ + 1) + ", rank-local loss sum " +
@@ -229,42 +200,11 @@ void Trainer::train_step() {
   if (every > 0 && completed_steps_ % every == 0) verify_replicas();
 }
 
-void Trainer::reduce_gradients() {
-  if (config_.training.overlap) {
-    reducer_->finish();
-  } else if (zero1_) {
-    reducer_->reduce_scatter(shard_grads_.span(), shard_begin_);
-  } else {
-    reducer_->reduce();
-  }
-}
-
-bool Trainer::gradients_finite() {
-  if (!zero1_) return backend_.all_finite(model_->grads().data(), model_->param_count());
-  const bool mine = backend_.all_finite(shard_grads_.data(), shard_count_);
-  return comm_.all_reduce_max(mine ? 0 : 1) == 0;
-}
-
 void Trainer::optimizer_step() {
-  const float lr = schedule_->at(completed_steps_);
-  if (!zero1_) {
-    optimizer_->step(model_->params(), model_->grads(), lr);
-    return;
-  }
-  optimizer_->step(model_->params().subspan(shard_offset_, shard_count_), shard_grads_.span(), lr);
-  reducer_->all_gather(model_->params(), shard_begin_);
-}
-
-std::vector<float> Trainer::gather_state(const StateTensor& state) {
-  std::vector<float> full(model_->param_count());
-  backend_.copy_to_host(state.data.data(), full.data() + shard_offset_, state.data.size());
-  if (zero1_) {
-    std::vector<int> counts;
-    for (size_t r = 0; r + 1 < shard_begin_.size(); ++r)
-      counts.push_back(static_cast<int>(shard_begin_[r + 1] - shard_begin_[r]));
-    comm_.all_gather(full, counts);
-  }
-  return full;
+  const Shard shard = sync_->shard();
+  optimizer_->step(model_->params().subspan(shard.offset, shard.count), sync_->shard_grads(),
+                   schedule_->at(completed_steps_));
+  sync_->after_step(model_->params());
 }
 
 void Trainer::train_steps(int64_t count) {
@@ -372,9 +312,8 @@ void Trainer::fit(int64_t stop_after_steps) {
   const int64_t steps = steps_per_epoch_;
   if (log_) {
     *log_ << model_->summary() << "loss: " << loss_.name() << ", optimizer: " << optimizer_->name()
-          << ", " << describe_batch() << ", " << steps << " steps per epoch, "
-          << reducer_->buckets().size() << " gradient bucket(s), " << comm_.name()
-          << " communicator\n"
+          << ", " << describe_batch() << ", " << steps << " steps per epoch\n"
+          << sync_->describe() << '\n'
           << std::flush;
   }
   const CheckpointConfig& policy = checkpoint_policy_;
@@ -404,103 +343,6 @@ void Trainer::fit(int64_t stop_after_steps) {
       checkpoint_now();
   }
   checkpoint_now();
-}
-
-std::vector<TensorSignature> Trainer::signature() const {
-  std::vector<TensorSignature> out;
-  for (const ParamEntry& e : model_->param_entries()) out.push_back({e.name, e.shape});
-  return out;
-}
-
-std::vector<float> Trainer::params_to_host() {
-  std::vector<float> host(model_->param_count());
-  backend_.copy_to_host(model_->params().data(), host.data(), host.size());
-  return host;
-}
-
-void Trainer::load_params(std::span<const float> host) {
-  backend_.copy_to_device(host.data(), model_->params().data(), host.size());
-  last_replica_check_step_ = -1;
-}
-
-TrainingState Trainer::capture() {
-  // A checkpoint of diverged replicas would preserve the divergence.
-  verify_replicas();
-  TrainingState s;
-  s.epoch = epoch_;
-  s.step_in_epoch = step_in_epoch_;
-  s.completed_steps = completed_steps_;
-  s.epoch_sums = epoch_sums_;
-  comm_.all_reduce_sum(std::span<double>(s.epoch_sums));
-  s.world_size = comm_.size();
-  s.batch_mode = config_.training.batch_mode == BatchMode::kGlobal ? "global" : "per_rank";
-  s.global_batch = global_batch();
-  s.per_rank_batch = per_rank_batch_;
-  s.seed = config_.seed;
-  s.signature = signature();
-  s.optimizer = optimizer_->name();
-  s.optimizer_steps = optimizer_->steps_taken();
-  s.config_yaml = YAML::Dump(config_.resolved);
-  s.params = params_to_host();
-  for (const StateTensor& t : optimizer_->state())
-    s.optimizer_state.emplace_back(t.name, gather_state(t));
-  return s;
-}
-
-void Trainer::restore(const TrainingState& s, const std::string& origin) {
-  auto fail = [&origin](const std::string& what) { return CheckpointError(origin + ": " + what); };
-  const std::vector<TensorSignature> mine = signature();
-  for (size_t i = 0; i < std::max(mine.size(), s.signature.size()); ++i) {
-    if (i >= s.signature.size()) throw fail("model mismatch: checkpoint lacks " + mine[i].name);
-    if (i >= mine.size())
-      throw fail("model mismatch: checkpoint has an extra tensor " + s.signature[i].name);
-    if (mine[i] != s.signature[i])
-      throw fail("model mismatch at " + mine[i].name + ": expected shape " + mine[i].shape.str() +
-                 ", checkpoint has " + s.signature[i].name + " " + s.signature[i].shape.str());
-  }
-  if (s.optimizer != optimizer_->name())
-    throw fail("optimizer mismatch: checkpoint has " + s.optimizer + " state, config uses " +
-               optimizer_->name());
-  const std::vector<StateTensor> state = optimizer_->state();
-  if (state.size() != s.optimizer_state.size())
-    throw fail("optimizer mismatch: checkpoint has " + std::to_string(s.optimizer_state.size()) +
-               " state buffer(s), " + optimizer_->name() + " here has " +
-               std::to_string(state.size()) + " (momentum changed?)");
-  for (size_t i = 0; i < state.size(); ++i)
-    if (state[i].name != s.optimizer_state[i].first)
-      throw fail("optimizer mismatch: state '" + s.optimizer_state[i].first + "' vs '" +
-                 state[i].name + "'");
-  if (s.seed != config_.seed)
-    throw fail("seed mismatch: checkpoint " + std::to_string(s.seed) + ", config " +
-               std::to_string(config_.seed) + " (the data order would not continue)");
-  const std::string mode =
-      config_.training.batch_mode == BatchMode::kGlobal ? "global" : "per_rank";
-  if (s.batch_mode != mode)
-    throw fail("batch mode mismatch: checkpoint uses " + s.batch_mode + ", config " + mode);
-  if (s.global_batch != global_batch())
-    throw fail("global batch mismatch: checkpoint " + std::to_string(s.global_batch) + " (" +
-               std::to_string(s.world_size) + " ranks x " + std::to_string(s.per_rank_batch) +
-               "), now " + std::to_string(global_batch()) + " (" + std::to_string(comm_.size()) +
-               " ranks x " + std::to_string(per_rank_batch_) +
-               "); to change the world size, train with global_batch_size");
-  if (s.completed_steps != s.epoch * steps_per_epoch_ + s.step_in_epoch ||
-      s.step_in_epoch >= steps_per_epoch_)
-    throw fail("position (epoch " + std::to_string(s.epoch) + ", step " +
-               std::to_string(s.step_in_epoch) + ") does not fit " +
-               std::to_string(steps_per_epoch_) + " steps per epoch of this data");
-
-  backend_.copy_to_device(s.params.data(), model_->params().data(), s.params.size());
-  for (size_t i = 0; i < state.size(); ++i)  // this rank's shard (all of it without ZeRO-1)
-    backend_.copy_to_device(s.optimizer_state[i].second.data() + shard_offset_,
-                            state[i].data.data(), state[i].data.size());
-  optimizer_->set_steps_taken(s.optimizer_steps);
-  epoch_ = s.epoch;
-  step_in_epoch_ = s.step_in_epoch;
-  completed_steps_ = s.completed_steps;
-  sampler_->set_epoch(epoch_);  // train_step() reshuffles only at an epoch's first step
-  last_checkpoint_step_ = completed_steps_;
-  // The sums so far are global: one rank carries them so the epoch's final all-reduce is right.
-  epoch_sums_ = comm_.rank() == 0 ? s.epoch_sums : std::array<double, 3>{};
 }
 
 }  // namespace ddp

@@ -8,10 +8,11 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "comm/communicator.h"
+#include "comm/grad_sync.h"
+#include "data/data_source.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
-#include "dist/communicator.h"
-#include "dist/grad_reducer.h"
 #include "nn/loss.h"
 #include "nn/sequential.h"
 #include "optim/lr_schedule.h"
@@ -21,9 +22,6 @@
 #include "train/metrics.h"
 
 namespace ddp {
-
-// Reads one configured source; "{rank}" in paths becomes this rank's number.
-Dataset load_dataset(const DataSourceConfig& source, int rank);
 
 // Seconds spent in each phase of the training steps since the last reset, this rank.
 struct PhaseTimes {
@@ -42,7 +40,8 @@ struct EvalResult {
 
 // Data-parallel training: every rank runs the same steps on its slice of each global batch,
 // gradients are summed over ranks (each rank scales its loss by 1 / global batch, so the sum is
-// the global mean), and every rank applies the same optimizer step.
+// the global mean), and every rank applies the same optimizer step. How the gradients travel is
+// the GradSync's business (Note [gradient synchronization]); the loop is the same for all.
 class Trainer {
  public:
   Trainer(const Config& config, Communicator& comm, ComputeBackend& backend, Dataset train,
@@ -89,6 +88,7 @@ class Trainer {
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   int64_t completed_steps() const { return completed_steps_; }
   const PhaseTimes& phase_times() const { return phase_times_; }
+  const GradSync& grad_sync() const { return *sync_; }
   size_t optimizer_state_bytes() {
     size_t bytes = 0;
     for (const StateTensor& t : optimizer_->state()) bytes += t.data.size() * sizeof(float);
@@ -102,11 +102,6 @@ class Trainer {
   void stage_batch(const Dataset& data, std::span<const int64_t> indices);
   void stage_rows(const Dataset& data, int64_t start, int64_t rows);
   void train_step();
-  // Sums gradients over ranks once backward is done: all of them, or (ZeRO-1) this rank's shard
-  // into shard_grads_. With overlap, the buckets started during backward are completed.
-  void reduce_gradients();
-  // Checks the reduced gradients this rank holds; with ZeRO-1 the ranks agree on the verdict.
-  bool gradients_finite();
   void optimizer_step();
   std::vector<float> gather_state(const StateTensor& state);
   void checkpoint_now();
@@ -122,23 +117,13 @@ class Trainer {
   Loss loss_;
   int64_t per_rank_batch_ = 0;
   int64_t accumulation_ = 1;
-  // Note [ZeRO-1]: with training.zero: 1 on several ranks, rank r owns the slice
-  // [shard_offset_, shard_offset_ + shard_count_) of the flat buffers: gradients are
-  // reduce-scattered into shard_grads_, the optimizer (whose state is shard-sized) updates only
-  // that slice, and the parameters are all-gathered. Checkpoints gather the full state.
-  bool zero1_ = false;
-  std::vector<size_t> shard_begin_;  // per rank, and the end: world + 1 entries
-  size_t shard_offset_ = 0;
-  size_t shard_count_ = 0;
-  DeviceBuffer shard_grads_;
   int64_t steps_per_epoch_ = 0;  // optimizer steps
   int64_t classes_ = 0;
-  std::unique_ptr<ReducibleBuffer> reducible_grads_;  // the model's gradients, outliving it
   std::unique_ptr<Sequential> model_;
-  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<GradSync> sync_;        // owns the gradient buffer the model writes
+  std::unique_ptr<Optimizer> optimizer_;  // over sync_->shard() of the parameters
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<DistributedSampler> sampler_;
-  std::unique_ptr<GradReducer> reducer_;
 
   // Host staging and backend copies of one batch.
   std::vector<float> host_features_;  // (eval batch, sample shape)

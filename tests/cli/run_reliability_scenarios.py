@@ -46,7 +46,9 @@ class Scenarios:
                f"{self.tmp}/b", "--set", "training.epochs=4", *common,
                "--fault-inject", f"kill@rank=1,step=45,once={marker}",
                "--export-safetensors", f"{self.tmp}/b.st"]
-        env = dict(self.env, PATH=os.path.dirname(self.a.mpiexec) + ":" + self.env["PATH"])
+        # The executable under test, not whatever build/ the source tree may hold.
+        env = dict(self.env, PATH=os.path.dirname(self.a.mpiexec) + ":" + self.env["PATH"],
+                   DDP_TRAIN=self.a.ddp_train)
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=LIMIT_S,
                                 stdin=subprocess.DEVNULL)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

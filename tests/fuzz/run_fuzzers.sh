@@ -2,11 +2,12 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan) in build-fuzz/ and runs each for
 # SECONDS (default 30) from its seed corpus in tests/fuzz/corpus/. Any finding fails, and the
 # input that triggered it is left in build-fuzz/findings/ to become a regression test.
-#   tests/fuzz/run_fuzzers.sh [SECONDS]
+#   tests/fuzz/run_fuzzers.sh [SECONDS [BUILD_DIR]]    BUILD_DIR default: build-fuzz/ in the
+#   source tree (CTest passes one inside its build tree)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 seconds="${1:-30}"
-build="$root/build-fuzz"
+build="${2:-$root/build-fuzz}"
 command -v clang++ >/dev/null || { echo "run_fuzzers: clang++ not found (launch/setup.sh installs it)" >&2; exit 1; }
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DDDP_FUZZ=ON -DDDP_CUDA=OFF -DDDP_BUILD_TESTS=OFF -DDDP_BUILD_BENCHMARKS=OFF -DDDP_ARCH=x86-64-v2 >/dev/null

@@ -11,8 +11,8 @@
 #include <filesystem>
 #include <limits>
 
-#include "backend/device.h"
 #include "core/rng.h"
+#include "runtime/device.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
 
@@ -220,38 +220,55 @@ TEST(CudaStaging, BackToBackCopiesKeepTheirOwnData) {
   }
 }
 
-TEST(CudaNccl, AllReduceWithOneRank) {
+// A world of one sums nothing, so what can fail here is where results land and in which order
+// the streams run them (Note [NCCL streams]): every input below has negative values, and the
+// collectives write into other buffers or read what a preceding kernel produced.
+TEST(CudaNccl, OneRankCollectivesLandInTheirBuffersInStreamOrder) {
   auto cuda = gpu();
   auto host = make_local_communicator();
   auto nccl = make_device_communicator(*host, *cuda, /*even_for_one_rank=*/true);
   ASSERT_NE(nccl, nullptr);
   EXPECT_EQ(nccl->name(), "nccl");
-  Mirror data(*cuda, {1, 2, 3});
-  nccl->all_reduce_sum(data.buffer.span());
-  EXPECT_EQ(data.read(), (std::vector<float>{1, 2, 3}));
-  // Asynchronous: on the communication stream, ordered before later compute by wait().
-  auto work = nccl->all_reduce_sum_async(data.buffer.span());
-  work->wait();
-  cuda->activation_forward(Activation::kRelu, data.buffer.data(), data.buffer.data(), 3);
-  EXPECT_EQ(data.read(), (std::vector<float>{1, 2, 3}));
-  EXPECT_TRUE(work->test());
-  // ZeRO-1's pair with one slice: the reduce lands in the shard, the gather leaves data intact.
-  Mirror shard(*cuda, {0, 0, 0});
-  const int counts[] = {3};
+  EXPECT_EQ(nccl->memory(), MemoryKind::kDevice);
+
+  // A few milliseconds of GEMM keep the compute stream busy, then ReLU rewrites `data` in place.
+  // The reduce-scatter on the communication stream must wait for both: a collective that ran
+  // early would copy the negative values into the shard.
+  const int64_t n = 4096;
+  Mirror x(*cuda, random_values(static_cast<size_t>(n * n), 1)),
+      w(*cuda, random_values(static_cast<size_t>(n * n), 2)), bias(*cuda, std::vector<float>(n)),
+      y(*cuda, std::vector<float>(n * n));
+  Mirror data(*cuda, {-1, 2, -3, 4.5f}), shard(*cuda, {7, 7, 7, 7});
+  for (int i = 0; i < 4; ++i)
+    cuda->dense_forward(x.buffer.data(), w.buffer.data(), bias.buffer.data(), y.buffer.data(), n, n,
+                        n, Activation::kLinear);
+  cuda->activation_forward(Activation::kRelu, data.buffer.data(), data.buffer.data(), 4);
+  const int counts[] = {4};
   nccl->reduce_scatter_sum(data.buffer.span(), shard.buffer.span(), counts);
-  EXPECT_EQ(shard.read(), (std::vector<float>{1, 2, 3}));
-  nccl->all_gather(data.buffer.span(), counts);
-  EXPECT_EQ(data.read(), (std::vector<float>{1, 2, 3}));
-  // bf16 on the wire: a world of one returns the same bits.
+  EXPECT_EQ(shard.read(), (std::vector<float>{0, 2, 0, 4.5f}));
+
+  // The asynchronous all-reduce: the compute stream's ReLU after wait() sees its result; the
+  // values before it are the identity of one rank.
+  Mirror signs(*cuda, {-5, 6, -7, 8});
+  auto work = nccl->all_reduce_sum_async(signs.buffer.span());
+  work->wait();
+  cuda->activation_forward(Activation::kRelu, signs.buffer.data(), signs.buffer.data(), 4);
+  EXPECT_EQ(signs.read(), (std::vector<float>{0, 6, 0, 8}));
+  EXPECT_TRUE(work->test());
+
+  // ZeRO-1's gather with one slice leaves the data intact.
+  nccl->all_gather(shard.buffer.span(), counts);
+  EXPECT_EQ(shard.read(), (std::vector<float>{0, 2, 0, 4.5f}));
+  // bf16 on the wire: a world of one returns the same bits, sign included.
   Mirror bf16_pair(*cuda, {0.0f});
   const uint16_t bits[2] = {0x3f80, 0xc000};  // 1.0, -2.0
   cuda->copy_to_device(reinterpret_cast<const float*>(bits), bf16_pair.buffer.data(), 1);
   nccl->all_reduce_sum_bf16({reinterpret_cast<uint16_t*>(bf16_pair.buffer.data()), 2});
   const float back = bf16_pair.read()[0];
   EXPECT_EQ(0, std::memcmp(&back, bits, sizeof back));
-  std::vector<double> metrics = {4, 5};  // host memory goes through the host communicator
+  std::vector<double> metrics = {4, -5};  // host memory goes through the host communicator
   nccl->all_reduce_sum(std::span<double>(metrics));
-  EXPECT_EQ(metrics, (std::vector<double>{4, 5}));
+  EXPECT_EQ(metrics, (std::vector<double>{4, -5}));
 }
 
 }  // namespace

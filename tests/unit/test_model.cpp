@@ -60,6 +60,8 @@ TEST(Sequential, WholeModelGradientMatchesFiniteDifferences) {
   auto model = build_sequential(*backend, Shape{2, 2}, mlp_specs());
   model->set_output_logits(true);  // cross-entropy applies the final softmax itself
   model->init_params(11);
+  DeviceBuffer grads(*backend, model->param_count());
+  model->bind_grads(grads.span());
   const int64_t batch = 3;
   Rng rng(4);
   std::vector<float> x(batch * 4);

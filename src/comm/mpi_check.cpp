@@ -1,9 +1,11 @@
-#include "core/error.h"
+#include "comm/mpi_check.h"
 
 #include <mpi.h>
 
 #include <sstream>
 #include <string_view>
+
+#include "core/error.h"
 
 namespace ddp {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <thread>
 
-#include "dist/communicator.h"
+#include "comm/communicator.h"
 
 namespace ddp {
 

@@ -1,4 +1,4 @@
-#include "dist/mpi_communicator.h"
+#include "comm/mpi_communicator.h"
 
 #include <algorithm>
 #include <climits>
@@ -8,9 +8,10 @@
 
 #include <sys/statvfs.h>
 
+#include "comm/mpi_check.h"
+#include "comm/shared_window.h"
 #include "core/bf16.h"
 #include "core/error.h"
-#include "dist/shared_window.h"
 
 namespace ddp {
 
@@ -80,58 +81,36 @@ void in_chunks(std::span<T> data, Op op) {
     op(data.data() + start, static_cast<int>(std::min(kMaxChunk, data.size() - start)));
 }
 
-// A SharedWindow the communicator knows for as long as it lives.
-class RegisteredWindow final : public ReducibleBuffer {
- public:
-  RegisteredWindow(std::unique_ptr<SharedWindow> window, std::vector<SharedWindow*>& registry)
-      : window_(std::move(window)), registry_(registry) {
-    registry_.push_back(window_.get());
-  }
-  ~RegisteredWindow() override {
-    registry_.erase(std::find(registry_.begin(), registry_.end(), window_.get()));
-  }
-  std::span<float> span() override { return window_->span(); }
-
- private:
-  std::unique_ptr<SharedWindow> window_;
-  std::vector<SharedWindow*>& registry_;
-};
-
 }  // namespace
 
 // Open MPI backs shared windows with files in /dev/shm, which containers often cap at 64 MB
 // (W3 needs 2 x 59 MB at 2 ranks). Too little room there means plain memory and MPI_Allreduce,
 // decided by all ranks together, rather than an allocation failure.
-bool MpiCommunicator::shared_memory_fits(size_t bytes_per_rank) {
+std::string MpiCommunicator::shared_memory_shortfall(size_t bytes_per_rank) {
   struct statvfs fs {};
   const bool unknown = statvfs("/dev/shm", &fs) != 0;
   const double needed = static_cast<double>(bytes_per_rank) * size_ + (64 << 20);
   const double available = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
   const bool fits = unknown || available >= needed;
-  if (all_reduce_max(fits ? 0 : 1) == 0) return true;
-  if (rank_ == 0)
-    std::fprintf(stderr,
-                 "note: /dev/shm has %.0f MB free, %.0f MB short for the shared-memory all-reduce; "
-                 "gradients go through MPI_Allreduce (docker: --shm-size)\n",
-                 available / 1e6, (needed - available) / 1e6);
-  return false;
+  if (all_reduce_max(fits ? 0 : 1) == 0) return "";
+  char text[160];
+  std::snprintf(text, sizeof text,
+                "/dev/shm has %.0f MB free on some host, %.0f MB short (docker: --shm-size)",
+                available / 1e6, std::max(needed - available, 0.0) / 1e6);
+  return text;
 }
 
-std::unique_ptr<ReducibleBuffer> MpiCommunicator::allocate_reducible(size_t count) {
-  if (size_ == 1 || local_size_ != size_ || !shared_memory_fits(count * sizeof(float)))
+std::unique_ptr<SharedBuffer> MpiCommunicator::allocate_shared(size_t count, std::string& why_not) {
+  if (local_size_ != size_) {
+    why_not = "the " + std::to_string(size_) + " ranks run on several hosts";
     return nullptr;
-  return std::make_unique<RegisteredWindow>(std::make_unique<SharedWindow>(comm_, count),
-                                            shared_windows_);
-}
-
-SharedWindow* MpiCommunicator::shared_window_for(std::span<const float> data) const {
-  for (SharedWindow* window : shared_windows_)
-    if (window->contains(data)) return window;
-  return nullptr;
+  }
+  why_not = shared_memory_shortfall(count * sizeof(float));
+  if (!why_not.empty()) return nullptr;
+  return std::make_unique<SharedWindow>(comm_, count);
 }
 
 void MpiCommunicator::all_reduce_sum(std::span<float> data) {
-  if (SharedWindow* window = shared_window_for(data)) return window->all_reduce_sum(data);
   in_chunks(data, [this](float* p, int n) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, comm_));
   });
@@ -166,10 +145,6 @@ class MpiWork final : public Work {
 }  // namespace
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> data) {
-  if (shared_window_for(data)) {  // no background progress to overlap: reduce now
-    all_reduce_sum(data);
-    return std::make_unique<CompletedWork>();
-  }
   if (data.size() > static_cast<size_t>(INT_MAX))
     throw RuntimeError("all_reduce_sum_async: " + std::to_string(data.size()) +
                        " floats exceed one MPI call; use smaller gradient buckets");

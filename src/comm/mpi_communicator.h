@@ -2,13 +2,11 @@
 
 #include <mpi.h>
 
-#include <vector>
+#include <string>
 
-#include "dist/communicator.h"
+#include "comm/communicator.h"
 
 namespace ddp {
-
-class SharedWindow;
 
 // Initializes MPI for the lifetime of the object (a process started without mpirun becomes a
 // world of size 1) and finalizes it at the end.
@@ -35,8 +33,8 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum(std::span<double> data) override;
   // MPI_Iallreduce; buffers above 2^31 elements are not split (gradient buckets are far smaller).
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
-  // Shared memory when every rank runs on this host (Note [shared-memory all-reduce]).
-  std::unique_ptr<ReducibleBuffer> allocate_reducible(size_t count) override;
+  // A SharedWindow when every rank runs on this host and /dev/shm has room for it.
+  std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) override;
   void all_reduce_sum_bf16(std::span<uint16_t> data) override;
   std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) override;
   int all_reduce_max(int value) override;
@@ -48,8 +46,8 @@ class MpiCommunicator final : public Communicator {
   [[noreturn]] void abort(int exit_code) override;
 
  private:
-  SharedWindow* shared_window_for(std::span<const float> data) const;
-  bool shared_memory_fits(size_t bytes_per_rank);  // collective
+  // Collective: empty when /dev/shm holds bytes_per_rank for every rank, else why not.
+  std::string shared_memory_shortfall(size_t bytes_per_rank);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Op bf16_sum_ = MPI_OP_NULL;
@@ -57,7 +55,6 @@ class MpiCommunicator final : public Communicator {
   int size_ = 1;
   int local_rank_ = 0;
   int local_size_ = 1;
-  std::vector<SharedWindow*> shared_windows_;  // live buffers of allocate_reducible
 };
 
 }  // namespace ddp

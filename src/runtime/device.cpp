@@ -1,52 +1,15 @@
-#include "backend/device.h"
+#include "runtime/device.h"
 
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "core/error.h"
-
-namespace ddp {
-namespace {
-
 #ifdef DDP_HAVE_CUDA
-struct CudaModule {
-  ComputeBackend* (*make_backend)(int device, bool tf32);
-  void* (*stream)(ComputeBackend* backend);
-  int (*device_count)();
-  Communicator* (*make_nccl)(Communicator* host, void* stream);
-};
-
-template <class Fn>
-Fn symbol(void* handle, const char* name) {
-  void* address = dlsym(handle, name);
-  if (!address) throw RuntimeError(std::string("CUDA module lacks ") + name + ": " + dlerror());
-  return reinterpret_cast<Fn>(address);
-}
-
-// Next to the executable (an installed tree), else where the build put it.
-const CudaModule& cuda_module() {
-  static const CudaModule module = [] {
-    std::error_code ec;
-    const auto beside =
-        std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "libddp_cuda.so";
-    const std::string path =
-        !ec && std::filesystem::exists(beside) ? beside.string() : std::string(DDP_CUDA_MODULE);
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle) throw RuntimeError("cannot load the CUDA backend " + path + ": " + dlerror());
-    return CudaModule{
-        symbol<ComputeBackend* (*)(int, bool)>(handle, "ddp_cuda_make_backend"),
-        symbol<void* (*)(ComputeBackend*)>(handle, "ddp_cuda_stream"),
-        symbol<int (*)()>(handle, "ddp_cuda_device_count"),
-        symbol<Communicator* (*)(Communicator*, void*)>(handle, "ddp_cuda_make_nccl_communicator"),
-    };
-  }();
-  return module;
-}
+#include "runtime/cuda_module.h"
 #endif
 
-}  // namespace
+namespace ddp {
 
 std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool flush_denormals,
                                               bool tf32, int local_rank, int local_size) {
@@ -82,7 +45,7 @@ std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool fl
 std::unique_ptr<Communicator> make_device_communicator(Communicator& host, ComputeBackend& backend,
                                                        bool even_for_one_rank) {
 #ifdef DDP_HAVE_CUDA
-  if ((host.size() > 1 || even_for_one_rank) && backend.name().rfind("cuda", 0) == 0) {
+  if ((host.size() > 1 || even_for_one_rank) && backend.memory() == MemoryKind::kDevice) {
     const CudaModule& module = cuda_module();
     return std::unique_ptr<Communicator>(module.make_nccl(&host, module.stream(&backend)));
   }

@@ -1,14 +1,15 @@
 // Invariants 1 and 2 under mpiexec: N ranks train the same model as one rank with the global
-// batch, and every rank holds bit-identical parameters.
+// batch, and every rank holds bit-identical parameters, on every all-reduce path
+// (Note [all-reduce paths]): each test runs once through shared memory and once through MPI.
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 
+#include "comm/agreement.h"
+#include "comm/mpi_communicator.h"
 #include "core/error.h"
-#include "dist/agreement.h"
-#include "dist/mpi_communicator.h"
 #include "train/config_reader.h"
 #include "train/replica_check.h"
 #include "train/trainer.h"
@@ -35,10 +36,21 @@ training: {epochs: 1, global_batch_size: 32}
   return parse_config(root, "dist.yaml");
 }
 
+// The path a multi-rank trainer took, as its log line names it.
+void expect_path(const Trainer& trainer, Communicator& comm, const Config& config) {
+  if (comm.size() == 1) return;
+  const std::string expected = config.training.grad_sync.path == AllReduceChoice::kMpi
+                                   ? "through mpi"
+                                   : "through shared memory";
+  EXPECT_NE(trainer.grad_sync().describe().find(expected), std::string::npos)
+      << trainer.grad_sync().describe();
+}
+
 std::vector<float> train_and_get_params(const Config& config, Communicator& comm, int64_t steps) {
   auto backend = make_cpu_backend();
   Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
                   std::nullopt);
+  expect_path(trainer, comm, config);
   trainer.train_steps(steps);
   auto p = trainer.model().params();
   return {p.begin(), p.end()};
@@ -50,6 +62,15 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return worst;
 }
 
+// Parametrized by training.allreduce.
+class DdpTraining : public ::testing::TestWithParam<std::string> {
+ protected:
+  Config config_with(std::vector<std::string> overrides) const {
+    overrides.push_back("training.allreduce=" + GetParam());
+    return ddp::config_with(overrides);
+  }
+};
+
 void expect_identical_to_rank0(Communicator& comm, const std::vector<float>& mine) {
   std::vector<float> reference = mine;
   comm.broadcast(std::span<float>(reference), 0);
@@ -57,7 +78,7 @@ void expect_identical_to_rank0(Communicator& comm, const std::vector<float>& min
       << "rank " << comm.rank() << " drifted from rank 0";
 }
 
-TEST(DdpTraining, ReplicasBitIdenticalAfterSteps) {
+TEST_P(DdpTraining, ReplicasBitIdenticalAfterSteps) {
   MpiCommunicator comm;
   const Config config = config_with({"optimizer.type=sgd", "optimizer.momentum=0.9",
                                      "optimizer.nesterov=true", "optimizer.learning_rate=0.05"});
@@ -65,7 +86,7 @@ TEST(DdpTraining, ReplicasBitIdenticalAfterSteps) {
   expect_identical_to_rank0(comm, params);
 }
 
-TEST(DdpTraining, GlobalBatchMatchesSingleProcess) {
+TEST_P(DdpTraining, GlobalBatchMatchesSingleProcess) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
   const Config config = config_with({});
@@ -77,7 +98,7 @@ TEST(DdpTraining, GlobalBatchMatchesSingleProcess) {
   EXPECT_GT(max_abs_diff(single, fresh), 1e-3f);
 }
 
-TEST(DdpTraining, PerRankBatchMatchesSingleProcessWithWorldTimesBatch) {
+TEST_P(DdpTraining, PerRankBatchMatchesSingleProcessWithWorldTimesBatch) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
   const Config weak = config_with(
@@ -89,7 +110,7 @@ TEST(DdpTraining, PerRankBatchMatchesSingleProcessWithWorldTimesBatch) {
   EXPECT_LE(max_abs_diff(a, b), 1e-5f);
 }
 
-TEST(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
+TEST_P(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
   MpiCommunicator comm;
   // Small buckets so that several all-reduces are in flight during backward.
   const Config sync = config_with({"training.bucket_mb=0.01"});
@@ -100,7 +121,7 @@ TEST(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
   expect_identical_to_rank0(comm, b);
 }
 
-TEST(DdpTraining, AccumulatedMicroBatchesMatchOneLargerBatch) {
+TEST_P(DdpTraining, AccumulatedMicroBatchesMatchOneLargerBatch) {
   MpiCommunicator comm;
   // Note [accumulation]: 4 micro-batches of 8 per step are the samples of one batch of 32.
   const int64_t micro = 2 * comm.size();
@@ -113,7 +134,7 @@ TEST(DdpTraining, AccumulatedMicroBatchesMatchOneLargerBatch) {
   expect_identical_to_rank0(comm, a);
 }
 
-TEST(DdpTraining, Bf16WireStaysCloseToFp32AndIdenticalAcrossRanks) {
+TEST_P(DdpTraining, Bf16WireStaysCloseToFp32AndIdenticalAcrossRanks) {
   MpiCommunicator comm;
   const Config fp32 = config_with({});
   const Config bf16 = config_with({"training.wire_dtype=bf16"});
@@ -135,7 +156,7 @@ TEST(DdpTraining, Bf16WireStaysCloseToFp32AndIdenticalAcrossRanks) {
   EXPECT_LE(max_abs_diff(a, b), 5e-3f);
 }
 
-TEST(DdpTraining, Zero1MatchesReplicatedOptimizerState) {
+TEST_P(DdpTraining, Zero1MatchesReplicatedOptimizerState) {
   MpiCommunicator comm;
   const std::vector<float> plain = train_and_get_params(config_with({}), comm, 20);
   // One bucket, and buckets of ~1,300 floats whose boundaries cut through the shards.
@@ -147,7 +168,7 @@ TEST(DdpTraining, Zero1MatchesReplicatedOptimizerState) {
   }
 }
 
-TEST(DdpTraining, Zero1CheckpointsHoldTheFullStateAndResumeWithoutSharding) {
+TEST_P(DdpTraining, Zero1CheckpointsHoldTheFullStateAndResumeWithoutSharding) {
   MpiCommunicator comm;
   auto backend = make_cpu_backend();
   const Config plain = config_with({});
@@ -175,7 +196,7 @@ TEST(DdpTraining, Zero1CheckpointsHoldTheFullStateAndResumeWithoutSharding) {
   EXPECT_LE(max_abs_diff(resumed->params_to_host(), reference->params_to_host()), 1e-6f);
 }
 
-TEST(DdpTraining, ReplicaCheckCatchesDrift) {
+TEST_P(DdpTraining, ReplicaCheckCatchesDrift) {
   MpiCommunicator comm;
   if (comm.size() == 1) GTEST_SKIP() << "drift needs at least two ranks";
   auto backend = make_cpu_backend();
@@ -197,7 +218,7 @@ TEST(DdpTraining, ReplicaCheckCatchesDrift) {
   }
 }
 
-TEST(DdpTraining, IndivisibleGlobalBatchFailsOnEveryRank) {
+TEST_P(DdpTraining, IndivisibleGlobalBatchFailsOnEveryRank) {
   MpiCommunicator comm;
   if (comm.size() == 1) GTEST_SKIP() << "every batch divides over one rank";
   auto backend = make_cpu_backend();
@@ -211,6 +232,9 @@ TEST(DdpTraining, IndivisibleGlobalBatchFailsOnEveryRank) {
     EXPECT_NE(std::string(e.what()).find("does not split evenly over"), std::string::npos);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, DdpTraining, ::testing::Values("shm", "mpi"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace ddp

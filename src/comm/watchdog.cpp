@@ -1,4 +1,4 @@
-#include "dist/watchdog.h"
+#include "comm/watchdog.h"
 
 #include <chrono>
 #include <cstdio>
@@ -31,11 +31,14 @@ class WatchedCommunicator final : public Communicator {
     auto guard = dog_.enter("all-reduce of metrics (double)", data.size());
     inner_.all_reduce_sum(data);
   }
-  // The wait, not the start, is where a rank blocks; GradReducer::finish waits on the Work.
-  std::unique_ptr<ReducibleBuffer> allocate_reducible(size_t count) override {
-    auto guard = dog_.enter("allocate_reducible", count);
-    return inner_.allocate_reducible(count);
+  MemoryKind memory() const override { return inner_.memory(); }
+  std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) override {
+    auto guard = dog_.enter("shared-memory allocation", count);
+    std::unique_ptr<SharedBuffer> buffer = inner_.allocate_shared(count, why_not);
+    if (!buffer) return nullptr;
+    return std::make_unique<WatchedSharedBuffer>(std::move(buffer), dog_);
   }
+  // The wait, not the start, is where a rank blocks; the gradient sync waits on the Work.
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
     return std::make_unique<WatchedWork>(inner_.all_reduce_sum_async(data), dog_, data.size());
   }
@@ -73,6 +76,28 @@ class WatchedCommunicator final : public Communicator {
   }
 
  private:
+  // Its reductions wait at barriers for every rank of the host.
+  class WatchedSharedBuffer final : public SharedBuffer {
+   public:
+    WatchedSharedBuffer(std::unique_ptr<SharedBuffer> inner, Watchdog& dog)
+        : inner_(std::move(inner)), dog_(dog) {}
+    std::span<float> span() override { return inner_->span(); }
+    void all_reduce_sum(size_t offset, size_t count) override {
+      auto guard = dog_.enter("all-reduce (float, shared memory)", count);
+      inner_->all_reduce_sum(offset, count);
+    }
+    void reduce_scatter_sum(size_t offset, std::span<const int> counts) override {
+      size_t elements = 0;
+      for (int c : counts) elements += static_cast<size_t>(c);
+      auto guard = dog_.enter("reduce-scatter (ZeRO-1, shared memory)", elements);
+      inner_->reduce_scatter_sum(offset, counts);
+    }
+
+   private:
+    std::unique_ptr<SharedBuffer> inner_;
+    Watchdog& dog_;
+  };
+
   class WatchedWork final : public Work {
    public:
     WatchedWork(std::unique_ptr<Work> inner, Watchdog& dog, size_t elements)

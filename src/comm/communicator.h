@@ -8,6 +8,8 @@
 #include <span>
 #include <string>
 
+#include "core/memory_kind.h"
+
 namespace ddp {
 
 // A collective in flight (PyTorch c10d's Work). Its buffer must stay untouched until wait().
@@ -18,11 +20,19 @@ class Work {
   virtual void wait() = 0;
 };
 
-// Memory a communicator reduces in place faster than other memory (see allocate_reducible).
-class ReducibleBuffer {
+// Host memory that every rank of one host maps (Note [shared-memory all-reduce]): the ranks sum
+// stretches of it by reading each other's copies, without messages. Collective calls take the same
+// arguments on every rank.
+class SharedBuffer {
  public:
-  virtual ~ReducibleBuffer() = default;
-  virtual std::span<float> span() = 0;
+  virtual ~SharedBuffer() = default;
+  virtual std::span<float> span() = 0;  // this rank's copy, zero-filled at first
+  // Collective, in place: span()[offset, offset + count) becomes its sum over ranks on every rank.
+  virtual void all_reduce_sum(size_t offset, size_t count) = 0;
+  // Collective (ZeRO-1): [offset, offset + sum(counts)) is cut into one part per rank, counts[r]
+  // floats for rank r in rank order; each rank's part becomes its sum over ranks, in that rank's
+  // copy only.
+  virtual void reduce_scatter_sum(size_t offset, std::span<const int> counts) = 0;
 };
 
 // A collective that was complete when its call returned (one rank; shared-memory reductions).
@@ -42,14 +52,17 @@ class Communicator {
   virtual int local_rank() const { return 0; }
   virtual int local_size() const { return 1; }
 
+  // Where the buffers of the float collectives live.
+  virtual MemoryKind memory() const { return MemoryKind::kHost; }
+
   // In-place sums over all ranks.
   virtual void all_reduce_sum(std::span<float> data) = 0;
   virtual void all_reduce_sum(std::span<double> data) = 0;
   virtual std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) = 0;
-  // count zero-filled floats (host memory) whose subspans all_reduce_sum reduces without copies,
-  // or null where this communicator has no such memory. Collective; see
-  // Note [shared-memory all-reduce]. The buffer must be released before the communicator.
-  virtual std::unique_ptr<ReducibleBuffer> allocate_reducible(size_t /*count*/) { return nullptr; }
+  // Collective: count floats per rank of shared memory, or null with the reason in `why_not`
+  // (ranks on several hosts, too little room in /dev/shm, ...). Every rank gets the same answer.
+  // The buffer may outlive the communicator.
+  virtual std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) = 0;
   // Sum of bfloat16 values (see core/bf16.h), each addition rounded back to bfloat16.
   virtual void all_reduce_sum_bf16(std::span<uint16_t> data) = 0;
   virtual std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) = 0;

@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "dist/communicator.h"
+#include "comm/communicator.h"
 
 namespace ddp {
 namespace {
@@ -15,6 +15,10 @@ class LocalCommunicator final : public Communicator {
   void all_reduce_sum(std::span<double>) override {}
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float>) override {
     return std::make_unique<CompletedWork>();
+  }
+  std::unique_ptr<SharedBuffer> allocate_shared(size_t, std::string& why_not) override {
+    why_not = "one process, nothing to share";
+    return nullptr;
   }
   void all_reduce_sum_bf16(std::span<uint16_t>) override {}
   std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t>) override {

@@ -1,10 +1,12 @@
-#include "dist/shared_window.h"
+#include "comm/shared_window.h"
 
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
+#include <string>
 
-#include "core/error.h"
+#include "comm/mpi_check.h"
 
 namespace ddp {
 
@@ -45,28 +47,19 @@ SharedWindow::~SharedWindow() {
   MPI_Comm_free(&comm_);
 }
 
-bool SharedWindow::contains(std::span<const float> data) const {
-  const float* mine = bases_[static_cast<size_t>(rank_)];
-  return data.data() >= mine && data.data() + data.size() <= mine + count_;
-}
-
 void SharedWindow::synchronize() {
   mpiCheck(MPI_Win_sync(window_));
   mpiCheck(MPI_Barrier(comm_));
   mpiCheck(MPI_Win_sync(window_));
 }
 
-void SharedWindow::all_reduce_sum(std::span<float> data) {
-  const size_t offset = static_cast<size_t>(data.data() - bases_[static_cast<size_t>(rank_)]);
-  auto slice_begin = [&](int r) { return offset + data.size() * static_cast<size_t>(r) / size_; };
-  synchronize();  // every rank's gradients are final
-
-  // This rank's slice, summed in rank order through a block that stays in L1, then written into
-  // every rank's buffer. No rank reads another's slice in the meantime.
+void SharedWindow::sum_slice(size_t begin, size_t end, bool to_all) {
+  // Summed in rank order through a block that stays in L1. No rank writes a slice that another
+  // rank reads in the meantime.
   constexpr size_t kBlock = 1024;
   float sum[kBlock];
-  const size_t end = slice_begin(rank_ + 1);
-  for (size_t i = slice_begin(rank_); i < end; i += kBlock) {
+  float* mine = bases_[static_cast<size_t>(rank_)];
+  for (size_t i = begin; i < end; i += kBlock) {
     const size_t n = std::min(kBlock, end - i);
     const float* first = bases_[0] + i;
     for (size_t j = 0; j < n; ++j) sum[j] = first[j];
@@ -74,9 +67,40 @@ void SharedWindow::all_reduce_sum(std::span<float> data) {
       const float* other = bases_[r] + i;
       for (size_t j = 0; j < n; ++j) sum[j] += other[j];
     }
+    if (!to_all) {
+      std::memcpy(mine + i, sum, n * sizeof(float));
+      continue;
+    }
     for (float* base : bases_) std::memcpy(base + i, sum, n * sizeof(float));
   }
+}
+
+void SharedWindow::all_reduce_sum(size_t offset, size_t count) {
+  check_range(offset, count);
+  auto slice_begin = [&](int r) { return offset + count * static_cast<size_t>(r) / size_; };
+  synchronize();  // every rank's gradients are final
+  sum_slice(slice_begin(rank_), slice_begin(rank_ + 1), /*to_all=*/true);
   synchronize();  // every slice is in every buffer
+}
+
+void SharedWindow::reduce_scatter_sum(size_t offset, std::span<const int> counts) {
+  size_t begin = offset;
+  for (int r = 0; r < rank_; ++r) begin += static_cast<size_t>(counts[static_cast<size_t>(r)]);
+  const auto mine = static_cast<size_t>(counts[static_cast<size_t>(rank_)]);
+  size_t total = 0;
+  for (int c : counts) total += static_cast<size_t>(c);
+  check_range(offset, total);
+  synchronize();  // every rank's gradients are final
+  sum_slice(begin, begin + mine, /*to_all=*/false);
+  // Other ranks may still be reading this copy: nobody writes gradients again before all are done.
+  synchronize();
+}
+
+void SharedWindow::check_range(size_t offset, size_t count) const {
+  if (offset > count_ || count > count_ - offset)
+    throw std::logic_error("shared window: [" + std::to_string(offset) + ", +" +
+                           std::to_string(count) + ") exceeds its " + std::to_string(count_) +
+                           " floats");
 }
 
 }  // namespace ddp

@@ -6,30 +6,37 @@
 // reads and writes the bucket's bytes once, where MPI_Allreduce over the shared-memory transport
 // copies them in and out of its queues several times: W3's 58.8 MB took 6.5-7.5 ms against
 // 17-18 ms at 2 ranks here. Each element is computed by one rank and copied to the rest, so
-// replicas stay bit-identical; with two ranks the sum is also the same as MPI's.
+// replicas stay bit-identical; with two ranks the sum is also the same as MPI's. ZeRO-1's
+// reduce-scatter is the first half of it: each rank sums its own part into its own copy only.
 
 #include <mpi.h>
 
 #include <span>
 #include <vector>
 
+#include "comm/communicator.h"
+
 namespace ddp {
 
-class SharedWindow {
+class SharedWindow final : public SharedBuffer {
  public:
   // Collective over `comm`, whose ranks must share one host: count zero-filled floats per rank.
+  // Works on its own duplicate of `comm`, so it may outlive the communicator it came from.
   SharedWindow(MPI_Comm comm, size_t count);
-  ~SharedWindow();  // collective as well
+  ~SharedWindow() override;  // collective as well
   SharedWindow(const SharedWindow&) = delete;
   SharedWindow& operator=(const SharedWindow&) = delete;
 
-  std::span<float> span() { return {bases_[static_cast<size_t>(rank_)], count_}; }
-  bool contains(std::span<const float> data) const;
-  // In-place sum over ranks of `data`, a subspan of span() that every rank passes alike.
-  void all_reduce_sum(std::span<float> data);
+  std::span<float> span() override { return {bases_[static_cast<size_t>(rank_)], count_}; }
+  void all_reduce_sum(size_t offset, size_t count) override;
+  void reduce_scatter_sum(size_t offset, std::span<const int> counts) override;
 
  private:
   void synchronize();  // makes every rank's writes visible to all, then lets them go on
+  // Sums [begin, end) over every rank's copy, in rank order, into this rank's copy or (to_all)
+  // into every rank's.
+  void sum_slice(size_t begin, size_t end, bool to_all);
+  void check_range(size_t offset, size_t count) const;  // logic_error past the window's end
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Win window_ = MPI_WIN_NULL;

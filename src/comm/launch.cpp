@@ -1,4 +1,4 @@
-#include "dist/launch.h"
+#include "comm/launch.h"
 
 #include <cstdio>
 #include <cstdlib>

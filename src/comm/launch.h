@@ -2,8 +2,8 @@
 
 #include <memory>
 
-#include "dist/communicator.h"
-#include "dist/mpi_communicator.h"
+#include "comm/communicator.h"
+#include "comm/mpi_communicator.h"
 
 namespace ddp {
 

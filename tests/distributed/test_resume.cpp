@@ -1,19 +1,20 @@
 // Invariant 3 under mpiexec: stopping and resuming from a checkpoint gives bit-identical results
-// to never stopping, for SGD with momentum and Adam, at epoch ends and in the middle of an epoch.
+// to never stopping, for SGD with momentum and Adam, at epoch ends and in the middle of an epoch,
+// through shared memory and through MPI.
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 
+#include "comm/mpi_communicator.h"
 #include "core/error.h"
-#include "dist/mpi_communicator.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
 
 namespace ddp {
 namespace {
 
-Config resume_config(const std::string& optimizer) {
+Config resume_config(const std::string& optimizer, const std::string& allreduce = "auto") {
   YAML::Node root = YAML::Load(R"(
 seed: 21
 data:
@@ -30,6 +31,7 @@ training: {epochs: 4, global_batch_size: 16, tail: pad}
     root["optimizer"] = YAML::Load("{type: sgd, learning_rate: 0.05, momentum: 0.9}");
   }
   root["optimizer"]["schedule"] = YAML::Load("{type: cosine, warmup_steps: 5}");
+  root["training"]["allreduce"] = allreduce;
   return parse_config(root, optimizer + ".yaml");
 }
 
@@ -48,12 +50,12 @@ Outcome run(const Config& config, Communicator& comm, int64_t stop_after,
   return {trainer.params_to_host(), trainer.capture()};
 }
 
-class Resume : public ::testing::TestWithParam<std::tuple<std::string, int64_t>> {};
+class Resume : public ::testing::TestWithParam<std::tuple<std::string, int64_t, std::string>> {};
 
 TEST_P(Resume, BitIdenticalToAnUninterruptedRun) {
   MpiCommunicator comm;
-  const auto& [optimizer, stop_at] = GetParam();
-  const Config config = resume_config(optimizer);
+  const auto& [optimizer, stop_at, allreduce] = GetParam();
+  const Config config = resume_config(optimizer, allreduce);
   const Outcome straight = run(config, comm, -1, nullptr);
   const Outcome first = run(config, comm, stop_at, nullptr);
   ASSERT_EQ(first.state.completed_steps, stop_at);
@@ -75,10 +77,12 @@ TEST_P(Resume, BitIdenticalToAnUninterruptedRun) {
 // 26 steps: the end of epoch 2 of 4; 33: in the middle of epoch 3.
 INSTANTIATE_TEST_SUITE_P(Optimizers, Resume,
                          ::testing::Combine(::testing::Values("sgd", "adam"),
-                                            ::testing::Values(26, 33)),
+                                            ::testing::Values(26, 33),
+                                            ::testing::Values("shm", "mpi")),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_stop_at_" +
-                                  std::to_string(std::get<1>(info.param));
+                                  std::to_string(std::get<1>(info.param)) + "_" +
+                                  std::get<2>(info.param);
                          });
 
 TEST(Resume, RefusesAnotherArchitectureNamingTheTensor) {

@@ -3,8 +3,8 @@
 #include <exception>
 #include <string>
 
+#include "comm/communicator.h"
 #include "core/error.h"
-#include "dist/communicator.h"
 
 namespace ddp {
 

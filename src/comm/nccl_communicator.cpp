@@ -1,4 +1,4 @@
-#include "dist/communicator.h"
+#include "comm/communicator.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -74,6 +74,11 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return host_.size(); }
   int local_rank() const override { return host_.local_rank(); }
   int local_size() const override { return host_.local_size(); }
+  MemoryKind memory() const override { return MemoryKind::kDevice; }
+  std::unique_ptr<SharedBuffer> allocate_shared(size_t, std::string& why_not) override {
+    why_not = "gradients are in GPU memory";
+    return nullptr;
+  }
 
   void all_reduce_sum(std::span<float> data) override {
     if (!on_device(data.data())) return host_.all_reduce_sum(data);

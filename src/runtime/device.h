@@ -2,15 +2,13 @@
 // Which compute backend a rank uses (training.device: auto, cpu, cuda).
 // Note [device binding]: one GPU per rank; a rank's device is its index among the ranks on its
 // host (the MPI shared-memory split), never a guess from launcher-specific environment variables.
-// Note [CUDA module]: the CUDA backend and the NCCL communicator live in libddp_cuda.so, which is
-// loaded only when a GPU is used: linked into every process, cuBLAS and NCCL cost ~200 MB of
-// resident memory and a noticeable start-up even for CPU runs.
+// With CUDA, both come from the CUDA module (Note [CUDA module]).
 
 #include <memory>
 #include <string>
 
 #include "backend/backend.h"
-#include "dist/communicator.h"
+#include "comm/communicator.h"
 
 namespace ddp {
 

@@ -1,0 +1,101 @@
+#include "comm/grad_sync.h"
+
+#include "comm/replicated_sync.h"
+#include "comm/zero1_sync.h"
+#include "core/error.h"
+
+namespace ddp {
+namespace {
+
+const char* choice_name(AllReduceChoice choice) {
+  switch (choice) {
+    case AllReduceChoice::kAuto:
+      return "auto";
+    case AllReduceChoice::kSharedMemory:
+      return "shm";
+    case AllReduceChoice::kMpi:
+      return "mpi";
+    case AllReduceChoice::kNccl:
+      return "nccl";
+  }
+  return "?";
+}
+
+// The path and the reason it was taken, for the log.
+struct ChosenPath {
+  std::unique_ptr<AllReducePath> path;
+  std::string why;
+};
+
+ConfigError refusal(const GradSyncOptions& options, const std::string& why) {
+  ConfigError error(options.config_file + ": training.allreduce: " + choice_name(options.path) +
+                    ", but " + why);
+  error.mark_agreed();  // every rank decided the same from the same facts
+  return error;
+}
+
+// The choice must fit the memory the gradients live in, whatever the world size.
+void check_choice(const GradSyncOptions& options, const ComputeBackend& backend) {
+  const AllReduceChoice choice = options.path;
+  const bool on_gpu = backend.memory() == MemoryKind::kDevice;
+  if (choice == AllReduceChoice::kNccl && !on_gpu)
+    throw refusal(options, "NCCL reduces GPU memory and this run trains on " + backend.name());
+  if ((choice == AllReduceChoice::kSharedMemory || choice == AllReduceChoice::kMpi) && on_gpu)
+    throw refusal(options,
+                  "the gradients are in GPU memory (" + backend.name() + "); use auto or nccl");
+}
+
+ChosenPath choose_path(const GradSyncOptions& options, Communicator& comm, ComputeBackend& backend,
+                       size_t count) {
+  const AllReduceChoice choice = options.path;
+  const auto codec = [&] {
+    return make_wire_codec(options.bf16_wire ? WireDtype::kBf16 : WireDtype::kFp32, backend, count);
+  };
+  if (comm.memory() != backend.memory())
+    throw RuntimeError("gradient sync: the " + comm.name() +
+                       " communicator reduces other memory than the " + backend.name() +
+                       " backend allocates");
+  if (backend.memory() == MemoryKind::kDevice)
+    return {make_communicator_path(comm, backend, count, codec()), "gradients on GPUs"};
+
+  std::string why_not;
+  if (choice != AllReduceChoice::kMpi) {
+    if (std::unique_ptr<SharedBuffer> shared = comm.allocate_shared(count, why_not))
+      return {make_shared_memory_path(std::move(shared), codec(), comm.rank()),
+              choice == AllReduceChoice::kAuto
+                  ? "all " + std::to_string(comm.size()) + " ranks on one host"
+                  : "training.allreduce: shm"};
+    if (choice == AllReduceChoice::kSharedMemory) throw refusal(options, why_not);
+  }
+  return {make_communicator_path(comm, backend, count, codec()),
+          choice == AllReduceChoice::kMpi ? "training.allreduce: mpi" : why_not};
+}
+
+}  // namespace
+
+std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communicator& comm,
+                                         ComputeBackend& backend,
+                                         std::span<const size_t> tensor_offsets, size_t count) {
+  check_choice(options, backend);
+  if (comm.size() == 1)
+    return std::make_unique<ReplicatedSync>(
+        backend,
+        make_communicator_path(comm, backend, count,
+                               make_wire_codec(WireDtype::kFp32, backend, count)),
+        std::vector<Bucket>{}, false, "gradients: one rank, nothing to reduce");
+  ChosenPath chosen = choose_path(options, comm, backend, count);
+  std::vector<Bucket> buckets = cut_buckets(tensor_offsets, count, options.bucket_bytes);
+  const std::string strategy = options.zero1     ? "ZeRO-1 (reduce-scatter, sharded optimizer)"
+                               : options.overlap ? "replicated, overlapped with backward"
+                                                 : "replicated, after backward";
+  const std::string description = "gradients: " + strategy + ", " + std::to_string(buckets.size()) +
+                                  " bucket(s), " + (options.bf16_wire ? "bf16" : "fp32") +
+                                  " through " + chosen.path->name() + " (" + chosen.why + ")";
+  if (options.zero1)
+    return std::make_unique<Zero1Sync>(comm, backend, std::move(chosen.path), std::move(buckets),
+                                       description);
+  return std::make_unique<ReplicatedSync>(backend, std::move(chosen.path), std::move(buckets),
+                                          options.overlap, description);
+}
+
+}  // namespace ddp

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/all_reduce_path.h"
+#include "comm/grad_sync.h"
+
+namespace ddp {
+
+// Every rank keeps the whole optimizer state; gradients are all-reduced bucket by bucket
+// (Note [bucket order]): after backward, or overlapped with it, starting each bucket once
+// backward has written its last gradient and polling the ones in flight between layers.
+class ReplicatedSync final : public GradSync {
+ public:
+  ReplicatedSync(ComputeBackend& backend, std::unique_ptr<AllReducePath> path,
+                 std::vector<Bucket> buckets, bool overlap, std::string description);
+
+  std::string describe() const override { return description_; }
+  const std::vector<Bucket>& buckets() const override { return buckets_; }
+  std::span<float> grads() override { return path_->grads(); }
+  void ready(size_t offset) override;
+  void finish() override;
+  // Replicas hold bit-identical sums, so every rank reaches the same verdict on its own.
+  bool all_finite() override;
+  Shard shard() const override { return {0, count_}; }
+  std::span<float> shard_grads() override { return grads(); }
+  void after_step(std::span<float>) override {}
+  void gather_shards(std::span<float>) override {}
+
+ private:
+  void start_through(size_t offset);  // starts every bucket at or after `offset`
+
+  ComputeBackend& backend_;
+  std::unique_ptr<AllReducePath> path_;
+  std::vector<Bucket> buckets_;
+  bool overlap_;
+  std::string description_;
+  size_t count_;
+  size_t next_bucket_ = 0;  // first bucket not yet started this step
+  std::vector<std::unique_ptr<Work>> in_flight_;
+};
+
+}  // namespace ddp

@@ -1,0 +1,60 @@
+#include "comm/zero1_sync.h"
+
+#include <algorithm>
+
+namespace ddp {
+
+Zero1Sync::Zero1Sync(Communicator& comm, ComputeBackend& backend,
+                     std::unique_ptr<AllReducePath> path, std::vector<Bucket> buckets,
+                     std::string description)
+    : comm_(comm),
+      backend_(backend),
+      path_(std::move(path)),
+      buckets_(std::move(buckets)),
+      description_(std::move(description)) {
+  const size_t n = path_->grads().size();
+  const auto world = static_cast<size_t>(comm_.size());
+  for (size_t r = 0; r <= world; ++r) shard_begin_.push_back(n * r / world);
+  shard_grads_ = DeviceBuffer(backend_, shard().count);
+}
+
+Shard Zero1Sync::shard() const {
+  const auto me = static_cast<size_t>(comm_.rank());
+  return {shard_begin_[me], shard_begin_[me + 1] - shard_begin_[me]};
+}
+
+std::vector<int> Zero1Sync::shard_counts(size_t offset, size_t count) const {
+  std::vector<int> counts(static_cast<size_t>(comm_.size()));
+  for (size_t r = 0; r < counts.size(); ++r) {
+    const size_t lo = std::max(offset, shard_begin_[r]);
+    const size_t hi = std::min(offset + count, shard_begin_[r + 1]);
+    counts[r] = hi > lo ? static_cast<int>(hi - lo) : 0;
+  }
+  return counts;
+}
+
+void Zero1Sync::finish() {
+  const Shard mine = shard();
+  const auto me = static_cast<size_t>(comm_.rank());
+  for (const Bucket& b : buckets_) {
+    const std::vector<int> counts = shard_counts(b.offset, b.count);
+    const size_t into = counts[me] ? std::max(b.offset, mine.offset) - mine.offset : 0;
+    path_->reduce_scatter(b, counts, shard_grads().subspan(into, static_cast<size_t>(counts[me])));
+  }
+}
+
+bool Zero1Sync::all_finite() {
+  const bool mine = backend_.all_finite(shard_grads_.data(), shard_grads_.size());
+  return comm_.all_reduce_max(mine ? 0 : 1) == 0;
+}
+
+void Zero1Sync::after_step(std::span<float> params) {
+  for (const Bucket& b : buckets_)
+    comm_.all_gather(params.subspan(b.offset, b.count), shard_counts(b.offset, b.count));
+}
+
+void Zero1Sync::gather_shards(std::span<float> full) {
+  comm_.all_gather(full, shard_counts(0, full.size()));
+}
+
+}  // namespace ddp

@@ -1,0 +1,28 @@
+#include "data/data_source.h"
+
+namespace ddp {
+
+std::string expand_rank(const std::string& path, int rank) {
+  std::string out = path;
+  const std::string token = "{rank}";
+  for (size_t at = out.find(token); at != std::string::npos; at = out.find(token, at))
+    out.replace(at, token.size(), std::to_string(rank));
+  return out;
+}
+
+Dataset load_dataset(const DataSourceConfig& source, int rank) {
+  Dataset data;
+  if (source.type == "synthetic") {
+    data = make_synthetic(source.samples, source.features, source.classes, source.seed);
+  } else if (source.type == "idx") {
+    data = read_idx(expand_rank(source.images, rank), expand_rank(source.labels, rank),
+                    source.normalize ? 1.0f / 255.0f : 1.0f);
+  } else {
+    data = read_csv(expand_rank(source.file, rank),
+                    {source.header, source.label_column, static_cast<float>(source.scale)});
+  }
+  data.origin = source.path + " (" + data.origin + ")";
+  return data;
+}
+
+}  // namespace ddp

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "data/dataset.h"
+
+namespace ddp {
+
+// One configured data split (data.train, data.test).
+struct DataSourceConfig {
+  std::string path;  // "data.train", for messages
+  std::string type;  // synthetic, idx, csv
+  // synthetic
+  int64_t samples = 0;
+  int64_t features = 0;
+  int64_t classes = 0;
+  uint64_t seed = 0;
+  // idx
+  std::string images;
+  std::string labels;
+  bool normalize = false;  // divide bytes by 255
+  // csv
+  std::string file;
+  bool header = true;
+  int64_t label_column = -1;
+  double scale = 1;
+};
+
+// Reads one configured source; "{rank}" in paths becomes this rank's number, so each rank can
+// read a node-local copy.
+Dataset load_dataset(const DataSourceConfig& source, int rank);
+std::string expand_rank(const std::string& path, int rank);
+
+}  // namespace ddp

@@ -1,0 +1,115 @@
+// The Trainer's side of checkpoints: capturing every rank's state (collective) and continuing from
+// a validated one. The file format is train/checkpoint.h's business.
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "train/trainer.h"
+
+namespace ddp {
+
+std::vector<float> Trainer::gather_state(const StateTensor& state) {
+  std::vector<float> full(model_->param_count());
+  backend_.copy_to_host(state.data.data(), full.data() + sync_->shard().offset, state.data.size());
+  sync_->gather_shards(full);
+  return full;
+}
+
+std::vector<TensorSignature> Trainer::signature() const {
+  std::vector<TensorSignature> out;
+  for (const ParamEntry& e : model_->param_entries()) out.push_back({e.name, e.shape});
+  return out;
+}
+
+std::vector<float> Trainer::params_to_host() {
+  std::vector<float> host(model_->param_count());
+  backend_.copy_to_host(model_->params().data(), host.data(), host.size());
+  return host;
+}
+
+void Trainer::load_params(std::span<const float> host) {
+  backend_.copy_to_device(host.data(), model_->params().data(), host.size());
+  last_replica_check_step_ = -1;
+}
+
+TrainingState Trainer::capture() {
+  // A checkpoint of diverged replicas would preserve the divergence.
+  verify_replicas();
+  TrainingState s;
+  s.epoch = epoch_;
+  s.step_in_epoch = step_in_epoch_;
+  s.completed_steps = completed_steps_;
+  s.epoch_sums = epoch_sums_;
+  comm_.all_reduce_sum(std::span<double>(s.epoch_sums));
+  s.world_size = comm_.size();
+  s.batch_mode = config_.training.batch_mode == BatchMode::kGlobal ? "global" : "per_rank";
+  s.global_batch = global_batch();
+  s.per_rank_batch = per_rank_batch_;
+  s.seed = config_.seed;
+  s.signature = signature();
+  s.optimizer = optimizer_->name();
+  s.optimizer_steps = optimizer_->steps_taken();
+  s.config_yaml = YAML::Dump(config_.resolved);
+  s.params = params_to_host();
+  for (const StateTensor& t : optimizer_->state())
+    s.optimizer_state.emplace_back(t.name, gather_state(t));
+  return s;
+}
+
+void Trainer::restore(const TrainingState& s, const std::string& origin) {
+  auto fail = [&origin](const std::string& what) { return CheckpointError(origin + ": " + what); };
+  const std::vector<TensorSignature> mine = signature();
+  for (size_t i = 0; i < std::max(mine.size(), s.signature.size()); ++i) {
+    if (i >= s.signature.size()) throw fail("model mismatch: checkpoint lacks " + mine[i].name);
+    if (i >= mine.size())
+      throw fail("model mismatch: checkpoint has an extra tensor " + s.signature[i].name);
+    if (mine[i] != s.signature[i])
+      throw fail("model mismatch at " + mine[i].name + ": expected shape " + mine[i].shape.str() +
+                 ", checkpoint has " + s.signature[i].name + " " + s.signature[i].shape.str());
+  }
+  if (s.optimizer != optimizer_->name())
+    throw fail("optimizer mismatch: checkpoint has " + s.optimizer + " state, config uses " +
+               optimizer_->name());
+  const std::vector<StateTensor> state = optimizer_->state();
+  if (state.size() != s.optimizer_state.size())
+    throw fail("optimizer mismatch: checkpoint has " + std::to_string(s.optimizer_state.size()) +
+               " state buffer(s), " + optimizer_->name() + " here has " +
+               std::to_string(state.size()) + " (momentum changed?)");
+  for (size_t i = 0; i < state.size(); ++i)
+    if (state[i].name != s.optimizer_state[i].first)
+      throw fail("optimizer mismatch: state '" + s.optimizer_state[i].first + "' vs '" +
+                 state[i].name + "'");
+  if (s.seed != config_.seed)
+    throw fail("seed mismatch: checkpoint " + std::to_string(s.seed) + ", config " +
+               std::to_string(config_.seed) + " (the data order would not continue)");
+  const std::string mode =
+      config_.training.batch_mode == BatchMode::kGlobal ? "global" : "per_rank";
+  if (s.batch_mode != mode)
+    throw fail("batch mode mismatch: checkpoint uses " + s.batch_mode + ", config " + mode);
+  if (s.global_batch != global_batch())
+    throw fail("global batch mismatch: checkpoint " + std::to_string(s.global_batch) + " (" +
+               std::to_string(s.world_size) + " ranks x " + std::to_string(s.per_rank_batch) +
+               "), now " + std::to_string(global_batch()) + " (" + std::to_string(comm_.size()) +
+               " ranks x " + std::to_string(per_rank_batch_) +
+               "); to change the world size, train with global_batch_size");
+  if (s.completed_steps != s.epoch * steps_per_epoch_ + s.step_in_epoch ||
+      s.step_in_epoch >= steps_per_epoch_)
+    throw fail("position (epoch " + std::to_string(s.epoch) + ", step " +
+               std::to_string(s.step_in_epoch) + ") does not fit " +
+               std::to_string(steps_per_epoch_) + " steps per epoch of this data");
+
+  backend_.copy_to_device(s.params.data(), model_->params().data(), s.params.size());
+  for (size_t i = 0; i < state.size(); ++i)  // this rank's shard (all of it without ZeRO-1)
+    backend_.copy_to_device(s.optimizer_state[i].second.data() + sync_->shard().offset,
+                            state[i].data.data(), state[i].data.size());
+  optimizer_->set_steps_taken(s.optimizer_steps);
+  epoch_ = s.epoch;
+  step_in_epoch_ = s.step_in_epoch;
+  completed_steps_ = s.completed_steps;
+  sampler_->set_epoch(epoch_);  // train_step() reshuffles only at an epoch's first step
+  last_checkpoint_step_ = completed_steps_;
+  // The sums so far are global: one rank carries them so the epoch's final all-reduce is right.
+  epoch_sums_ = comm_.rank() == 0 ? s.epoch_sums : std::array<double, 3>{};
+}
+
+}  // namespace ddp

@@ -1,0 +1,191 @@
+// Collectives with rank-dependent inputs whose results are known in closed form.
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "comm/agreement.h"
+#include "comm/buckets.h"
+#include "comm/grad_sync.h"
+#include "comm/mpi_communicator.h"
+#include "core/error.h"
+
+namespace ddp {
+namespace {
+
+TEST(MpiCommunicator, AllReduceSumFloat) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  std::vector<float> data(1000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(comm.rank() + i);
+  comm.all_reduce_sum(std::span<float>(data));
+  for (size_t i = 0; i < data.size(); ++i)
+    ASSERT_EQ(data[i], static_cast<float>(n * i + n * (n - 1) / 2)) << i;
+}
+
+TEST(MpiCommunicator, AllReduceSumDoubleAndMax) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  double values[2] = {1.0, static_cast<double>(comm.rank())};
+  comm.all_reduce_sum(std::span<double>(values));
+  EXPECT_EQ(values[0], n);
+  EXPECT_EQ(values[1], n * (n - 1) / 2.0);
+  EXPECT_EQ(comm.all_reduce_max(comm.rank() * 10), (n - 1) * 10);
+}
+
+TEST(MpiCommunicator, BroadcastFromAnyRoot) {
+  MpiCommunicator comm;
+  for (int root = 0; root < comm.size(); ++root) {
+    std::vector<float> data(17, static_cast<float>(comm.rank()));
+    comm.broadcast(std::span<float>(data), root);
+    for (float v : data) ASSERT_EQ(v, root);
+  }
+}
+
+// Note [shared-memory all-reduce]: stretches at any offset, including ones shorter than the
+// number of ranks (empty slices), sum exactly and leave every rank with the same bits.
+TEST(SharedBuffer, AllReduceSumsAnyStretch) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  std::string why_not;
+  auto buffer = comm.allocate_shared(5000, why_not);
+  ASSERT_NE(buffer, nullptr) << "every rank of this test runs on one host: " << why_not;
+  std::span<float> all = buffer->span();
+  ASSERT_EQ(all.size(), 5000u);
+  for (float v : all) ASSERT_EQ(v, 0.0f) << "not zero-filled";
+  const size_t pieces[][2] = {{0, 1}, {1, 2}, {3, 997}, {1000, 4000}};  // offset, count
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<float>(comm.rank() + i % 101);
+  for (const auto& piece : pieces) buffer->all_reduce_sum(piece[0], piece[1]);
+  for (size_t i = 0; i < all.size(); ++i)
+    ASSERT_EQ(all[i], static_cast<float>(n * (i % 101) + n * (n - 1) / 2)) << i;
+
+  // Rounding depends on the summation order: whoever summed an element, every rank holds its
+  // bits. Rank 0's copy, broadcast, must match everyone's.
+  for (size_t i = 0; i < all.size(); ++i) all[i] = 0.1f * static_cast<float>(comm.rank() + 1) / 3;
+  buffer->all_reduce_sum(0, all.size());
+  std::vector<float> reference(all.begin(), all.end());
+  comm.broadcast(std::span<float>(reference), 0);
+  ASSERT_EQ(0, std::memcmp(reference.data(), all.data(), all.size() * sizeof(float)));
+
+  // More than /dev/shm holds: no buffer and a reason, on every rank, not a failure.
+  EXPECT_EQ(comm.allocate_shared(size_t{1} << 40, why_not), nullptr);
+  EXPECT_NE(why_not.find("/dev/shm"), std::string::npos) << why_not;
+}
+
+// ZeRO-1 through shared memory: uneven parts (one empty), each summed into its owner's copy only.
+TEST(SharedBuffer, ReduceScatterSumsEachRanksPartIntoItsOwnCopy) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  std::string why_not;
+  auto buffer = comm.allocate_shared(100, why_not);
+  ASSERT_NE(buffer, nullptr) << why_not;
+  std::span<float> all = buffer->span();
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<float>((comm.rank() + 1) * i);
+  std::vector<int> counts(static_cast<size_t>(n));
+  for (int r = 0; r < n; ++r) counts[static_cast<size_t>(r)] = r == 0 ? 0 : 7 * r;
+  const size_t offset = 5;
+  buffer->reduce_scatter_sum(offset, counts);
+  size_t begin = offset;
+  for (int r = 0; r < comm.rank(); ++r)
+    begin += static_cast<size_t>(counts[static_cast<size_t>(r)]);
+  const size_t end = begin + static_cast<size_t>(counts[static_cast<size_t>(comm.rank())]);
+  const float rank_sum = static_cast<float>(n * (n + 1) / 2);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const float mine = static_cast<float>((comm.rank() + 1) * i);  // untouched elsewhere
+    ASSERT_EQ(all[i], i >= begin && i < end ? rank_sum * static_cast<float>(i) : mine) << i;
+  }
+}
+
+// Note [bucket order]: reverse layer order, whole tensors, contiguous, the same on every rank.
+TEST(Buckets, ReverseLayerOrderOfWholeTensors) {
+  // Tensors of 128, 16, 256, 16, 64 and 4 floats (three dense layers); a bucket closes once it
+  // holds at least 50 floats (200 bytes), so each layer gets its own bucket.
+  const std::vector<size_t> offsets = {0, 128, 144, 400, 416, 480};
+  const std::vector<Bucket> buckets = cut_buckets(offsets, 484, 200);
+  ASSERT_EQ(buckets.size(), 3u);
+  EXPECT_EQ(buckets[0].offset, 416u);
+  EXPECT_EQ(buckets[0].count, 68u);
+  EXPECT_EQ(buckets[1].offset, 144u);
+  EXPECT_EQ(buckets[2].offset, 0u);
+  for (size_t i = 1; i < buckets.size(); ++i)
+    EXPECT_EQ(buckets[i].offset + buckets[i].count, buckets[i - 1].offset) << "not contiguous";
+  EXPECT_EQ(cut_buckets(offsets, 484, size_t{1} << 30).size(), 1u);
+}
+
+class GradSyncPaths : public ::testing::TestWithParam<AllReduceChoice> {};
+
+// Every element of every bucket is summed, on each path, synchronously and overlapped, and the
+// log line names the path that was asked for.
+TEST_P(GradSyncPaths, SumsEveryElementAndNamesItsPath) {
+  MpiCommunicator comm;
+  auto backend = make_cpu_backend();
+  const std::vector<size_t> offsets = {0, 128, 144, 400, 416, 480};
+  for (bool overlap : {false, true}) {
+    GradSyncOptions options;
+    options.path = GetParam();
+    options.overlap = overlap;
+    options.bucket_bytes = 200;
+    auto sync = make_grad_sync(options, comm, *backend, offsets, 484);
+    const std::string expected =
+        GetParam() == AllReduceChoice::kSharedMemory ? "through shared memory" : "through mpi";
+    if (comm.size() > 1) {
+      EXPECT_NE(sync->describe().find(expected), std::string::npos) << sync->describe();
+    }
+    std::span<float> grads = sync->grads();
+    ASSERT_EQ(grads.size(), 484u);
+    for (size_t i = 0; i < grads.size(); ++i) grads[i] = static_cast<float>(comm.rank() + i);
+    for (auto it = offsets.rbegin(); it != offsets.rend(); ++it) sync->ready(*it);
+    sync->finish();
+    const size_t n = static_cast<size_t>(comm.size());
+    for (size_t i = 0; i < grads.size(); ++i)
+      ASSERT_EQ(grads[i], static_cast<float>(n * i + n * (n - 1) / 2))
+          << i << " overlap " << overlap;
+    EXPECT_TRUE(sync->all_finite());
+    EXPECT_EQ(sync->shard_grads().size(), grads.size());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, GradSyncPaths,
+                         ::testing::Values(AllReduceChoice::kSharedMemory, AllReduceChoice::kMpi),
+                         [](const auto& info) {
+                           return info.param == AllReduceChoice::kSharedMemory ? "shm" : "mpi";
+                         });
+
+TEST(GradSync, RefusesNcclForHostMemoryNamingTheKey) {
+  MpiCommunicator comm;
+  auto backend = make_cpu_backend();
+  GradSyncOptions options;
+  options.config_file = "run.yaml";
+  options.path = AllReduceChoice::kNccl;
+  const std::vector<size_t> offsets = {0};
+  try {
+    make_grad_sync(options, comm, *backend, offsets, 10);
+    ADD_FAILURE() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("run.yaml: training.allreduce: nccl, but"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(RunAgreed, OneFailingRankStopsEveryRank) {
+  MpiCommunicator comm;
+  const int failing = comm.size() - 1;
+  auto fail_on_last_rank = [&] {
+    if (comm.rank() == failing) throw DataError("shard.csv: broken");
+  };
+  if (comm.rank() == failing) {
+    EXPECT_THROW(run_agreed(comm, fail_on_last_rank), DataError);
+  } else {
+    try {
+      run_agreed(comm, fail_on_last_rank);
+      ADD_FAILURE() << "run_agreed returned on rank " << comm.rank();
+    } catch (const PeerError& e) {
+      EXPECT_EQ(e.code(), ExitCode::kData);
+    }
+  }
+  EXPECT_NO_THROW(run_agreed(comm, [] {}));
+}
+
+}  // namespace
+}  // namespace ddp
