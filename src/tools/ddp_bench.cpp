@@ -81,6 +81,7 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
       {"optimizer_state_mb_per_rank",
        static_cast<double>(trainer.optimizer_state_bytes()) / (1024.0 * 1024.0)},
       {"backend", session.backend->name()},
+      {"gradient_sync", trainer.grad_sync().describe()},
       {"host", host},
   };
 }

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""A/B throughput of two ddp_bench builds (say, main before and after a change) on W2 and W3 at 1
+and 2 ranks, alternating them run by run so that the machine's drift hits both alike. Prints and
+writes a Markdown table of medians with their spread.
+  git worktree add /tmp/base <commit> && cmake -S /tmp/base -B /tmp/build-base && \\
+    cmake --build /tmp/build-base --target ddp_bench
+  benchmarks/compare_builds.py --build "base=/tmp/build-base/ddp_bench" \\
+    --build "head=build/ddp_bench" --reps 6 --out benchmarks/results/compare_builds.md"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMPI_MCA_pml="ob1")
+WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
+             "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"])}
+
+
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def run(binary, config, args, ranks):
+    cmd = [binary, "--config", config, *args]
+    if ranks > 1:
+        cmd = ["mpirun", "-n", str(ranks), "--bind-to", "core", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, check=True).stdout
+    return json.loads(out[out.index("{"):])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--build", action="append", required=True, help="LABEL=path/to/ddp_bench")
+    p.add_argument("--reps", type=int, default=6)
+    p.add_argument("--out", help="Markdown results file")
+    a = p.parse_args()
+    builds = dict(b.split("=", 1) for b in a.build)
+    samples, paths = {}, {}
+    for _ in range(a.reps):
+        for name, (config, args) in WORKLOADS.items():
+            for ranks in (1, 2):
+                for label, binary in builds.items():
+                    result = run(binary, config, args, ranks)
+                    samples.setdefault((name, ranks, label), []).append(result["samples_per_sec"])
+                    paths[(name, ranks, label)] = result.get("gradient_sync", "")
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    lines = [f"Command: `benchmarks/compare_builds.py {' '.join('--build ' + b for b in a.build)} "
+             f"--reps {a.reps}`", "",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {cpu_model()}, "
+             f"{os.cpu_count()} cores; builds alternated run by run; samples/s, median of "
+             f"{a.reps} (min-max).", "",
+             "| workload | ranks | " + " | ".join(builds) + " | ratio |",
+             "|---|---|" + "---|" * len(builds) + "---|"]
+    for name in WORKLOADS:
+        for ranks in (1, 2):
+            medians = [statistics.median(samples[(name, ranks, b)]) for b in builds]
+            cells = [f"{m:,.0f} ({min(samples[(name, ranks, b)]):,.0f}-"
+                     f"{max(samples[(name, ranks, b)]):,.0f})" for m, b in zip(medians, builds)]
+            lines.append(f"| {name} | {ranks} | " + " | ".join(cells) +
+                         f" | {medians[-1] / medians[0]:.3f} |")
+    gradient_paths = sorted({p for p in paths.values() if p})
+    if gradient_paths:
+        lines += ["", "Gradient paths reported by the builds that report them:"]
+        lines += [f"- {p}" for p in gradient_paths]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
