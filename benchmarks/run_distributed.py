@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """The wide MLP (W3) on 2 ranks: step time split into compute (forward + backward), exposed
-communication and optimizer for each way of reducing gradients, and per-rank peak memory with and
-without ZeRO-1 (Adam, whose two moment buffers are what ZeRO-1 shards).
+communication and optimizer for each way of reducing gradients, on both all-reduce paths
+(training.allreduce: shm and mpi), and per-rank peak memory with and without ZeRO-1 (Adam, whose
+two moment buffers are what ZeRO-1 shards). Variants alternate within each repeat; the table
+gives medians with the spread of samples/s, and the path each run reported taking.
 Writes benchmarks/results/distributed.{md,json}.
-  benchmarks/run_distributed.py"""
+  benchmarks/run_distributed.py [--reps 5]"""
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -21,6 +26,7 @@ VARIANTS = [
     ("overlapped + bf16 wire", ["training.overlap=true", "training.wire_dtype=bf16"]),
     ("ZeRO-1 (reduce-scatter + all-gather)", ["training.zero=1"]),
 ]
+PATHS = ["shm", "mpi"]
 ADAM = ["optimizer.type=adam", "optimizer.learning_rate=0.0001", "optimizer.momentum=~"]
 
 
@@ -33,26 +39,52 @@ def bench(overrides, steps=30):
     return json.loads(out[out.index("{"):])
 
 
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
 def main():
-    rows, memory = [], []
-    for name, overrides in VARIANTS:
-        r = max((bench(overrides) for _ in range(2)), key=lambda x: x["samples_per_sec"])
-        rows.append((name, r))
-        print(f"{name}: {r['samples_per_sec']:.0f} samples/s", flush=True)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=5)
+    a = p.parse_args()
+    variants = [(f"{name} [{path}]", overrides + [f"training.allreduce={path}"])
+                for path in PATHS for name, overrides in VARIANTS]
+    runs = {name: [] for name, _ in variants}
+    for _ in range(a.reps):
+        for name, overrides in variants:
+            runs[name].append(bench(overrides))
+    rows = []
+    for name, _ in variants:
+        by_speed = sorted(runs[name], key=lambda x: x["samples_per_sec"])
+        median = by_speed[len(by_speed) // 2]
+        rows.append((name, median, by_speed[0]["samples_per_sec"], by_speed[-1]["samples_per_sec"]))
+        print(f"{name}: {median['samples_per_sec']:.0f} samples/s", flush=True)
+    memory = []
     for name, overrides in (("Adam, replicated state", ADAM),
                             ("Adam, ZeRO-1", ADAM + ["training.zero=1"])):
         r = bench(overrides, steps=5)
         memory.append((name, r))
         print(f"{name}: {r['peak_rss_mb']} MB", flush=True)
-    lines = ["Command: `benchmarks/run_distributed.py`: W3 (1024 -> 4 x 2048 -> 10, 14.7M parameters, "
-             f"58.8 MB of gradients), 2 ranks x 64 samples, on {rows[0][1]['host']}. "
-             "ms per step, averaged over ranks; best of two runs.", "",
-             "| gradient reduction | samples/s | compute (fwd + bwd) | exposed communication | optimizer |",
-             "|---|---|---|---|---|"]
-    for name, r in rows:
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    lines = [f"Command: `benchmarks/run_distributed.py --reps {a.reps}`: W3 (1024 -> 4 x 2048 -> 10, "
+             "14.7M parameters, 58.8 MB of gradients), 2 ranks x 64 samples. Measured "
+             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {cpu_model()}, "
+             f"{os.cpu_count()} cores. Each row: the run with the median samples/s of {a.reps} "
+             "(variants alternated within each repeat), its ms per step averaged over ranks, and "
+             "the slowest-fastest samples/s; [shm] and [mpi] are training.allreduce.", "",
+             "| gradient reduction | samples/s (min-max) | compute (fwd + bwd) | exposed communication "
+             "| optimizer | path taken |",
+             "|---|---|---|---|---|---|"]
+    for name, r, low, high in rows:
         p = r["phase_ms"]
-        lines.append(f"| {name} | {r['samples_per_sec']:,.0f} | {p['forward'] + p['backward']:.1f} | "
-                     f"{p['comm']:.1f} | {p['optimizer']:.1f} |")
+        path = r.get("gradient_sync", "").split(" through ")[-1]
+        lines.append(f"| {name} | {r['samples_per_sec']:,.0f} ({low:,.0f}-{high:,.0f}) | "
+                     f"{p['forward'] + p['backward']:.1f} | {p['comm']:.1f} | "
+                     f"{p['optimizer']:.1f} | {path} |")
     lines += ["", "| optimizer state | its size per rank (MB) | peak RSS per rank (MB) |",
               "|---|---|---|"]
     for name, r in memory:
@@ -60,7 +92,7 @@ def main():
                      f"{', '.join(f'{m:.0f}' for m in r['peak_rss_mb'])} |")
     out = os.path.join(ROOT, "benchmarks", "results")
     with open(os.path.join(out, "distributed.json"), "w") as f:
-        json.dump({"reduction": [dict(r, variant=n) for n, r in rows],
+        json.dump({"reduction": [dict(r, variant=n, runs=runs[n]) for n, r, _, _ in rows],
                    "memory": [dict(r, variant=n) for n, r in memory]}, f, indent=2)
     with open(os.path.join(out, "distributed.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
