@@ -1,14 +1,12 @@
 #include "comm/all_reduce_path.h"
 
-#include <algorithm>
-
 namespace ddp {
 namespace {
 
 class SharedMemoryPath final : public AllReducePath {
  public:
-  SharedMemoryPath(std::unique_ptr<SharedBuffer> buffer, std::unique_ptr<WireCodec> codec, int rank)
-      : buffer_(std::move(buffer)), codec_(std::move(codec)), rank_(rank) {}
+  SharedMemoryPath(std::unique_ptr<SharedBuffer> buffer, std::unique_ptr<WireCodec> codec)
+      : buffer_(std::move(buffer)), codec_(std::move(codec)) {}
   std::string name() const override { return "shared memory"; }
   std::span<float> grads() override { return buffer_->span(); }
 
@@ -22,18 +20,14 @@ class SharedMemoryPath final : public AllReducePath {
     all_reduce(b);
     return std::make_unique<CompletedWork>();
   }
-  void reduce_scatter(const Bucket& b, std::span<const int> counts,
-                      std::span<float> into) override {
+  void reduce_scatter(const Bucket& b, std::span<const int> counts, std::span<float>) override {
     buffer_->reduce_scatter_sum(b.offset, counts);
-    size_t mine = b.offset;  // where this rank's part starts, now summed in its own copy
-    for (int r = 0; r < rank_; ++r) mine += static_cast<size_t>(counts[static_cast<size_t>(r)]);
-    std::copy_n(grads().begin() + static_cast<std::ptrdiff_t>(mine), into.size(), into.begin());
   }
+  bool in_place() const override { return true; }
 
  private:
   std::unique_ptr<SharedBuffer> buffer_;
   std::unique_ptr<WireCodec> codec_;
-  int rank_;
 };
 
 class CommunicatorPath final : public AllReducePath {
@@ -51,6 +45,7 @@ class CommunicatorPath final : public AllReducePath {
                       std::span<float> into) override {
     comm_.reduce_scatter_sum(grads().subspan(b.offset, b.count), into, counts);
   }
+  bool in_place() const override { return false; }
 
  private:
   Communicator& comm_;
@@ -61,8 +56,8 @@ class CommunicatorPath final : public AllReducePath {
 }  // namespace
 
 std::unique_ptr<AllReducePath> make_shared_memory_path(std::unique_ptr<SharedBuffer> buffer,
-                                                       std::unique_ptr<WireCodec> codec, int rank) {
-  return std::make_unique<SharedMemoryPath>(std::move(buffer), std::move(codec), rank);
+                                                       std::unique_ptr<WireCodec> codec) {
+  return std::make_unique<SharedMemoryPath>(std::move(buffer), std::move(codec));
 }
 
 std::unique_ptr<AllReducePath> make_communicator_path(Communicator& comm, ComputeBackend& backend,

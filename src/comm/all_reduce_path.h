@@ -28,15 +28,19 @@ class AllReducePath {
   virtual void all_reduce(const Bucket& b) = 0;
   // The same, started now; done once the returned Work has been waited for.
   virtual std::unique_ptr<Work> start_all_reduce(const Bucket& b) = 0;
-  // ZeRO-1, blocking: `into` receives the sum over ranks of this rank's part of grads()[b], where
-  // the bucket is cut into counts[r] floats for rank r, in rank order. fp32 only.
+  // ZeRO-1, blocking: the sum over ranks of this rank's part of grads()[b], where the bucket is
+  // cut into counts[r] floats for rank r, in rank order, lands in `into`, or where in_place(), in
+  // that part of grads() itself (`into` unused). fp32 only.
   virtual void reduce_scatter(const Bucket& b, std::span<const int> counts,
                               std::span<float> into) = 0;
+  // True for shared memory: reduce-scatter sums in place, and one call over the whole buffer
+  // lets every rank sum its own part at the same time (bucket by bucket, the ranks whose shard
+  // lies elsewhere would wait).
+  virtual bool in_place() const = 0;
 };
 
-// `rank`: this rank's index among the buffer's ranks.
 std::unique_ptr<AllReducePath> make_shared_memory_path(std::unique_ptr<SharedBuffer> buffer,
-                                                       std::unique_ptr<WireCodec> codec, int rank);
+                                                       std::unique_ptr<WireCodec> codec);
 std::unique_ptr<AllReducePath> make_communicator_path(Communicator& comm, ComputeBackend& backend,
                                                       size_t count,
                                                       std::unique_ptr<WireCodec> codec);

@@ -61,7 +61,7 @@ ChosenPath choose_path(const GradSyncOptions& options, Communicator& comm, Compu
   std::string why_not;
   if (choice != AllReduceChoice::kMpi) {
     if (std::unique_ptr<SharedBuffer> shared = comm.allocate_shared(count, why_not))
-      return {make_shared_memory_path(std::move(shared), codec(), comm.rank()),
+      return {make_shared_memory_path(std::move(shared), codec()),
               choice == AllReduceChoice::kAuto
                   ? "all " + std::to_string(comm.size()) + " ranks on one host"
                   : "training.allreduce: shm"};

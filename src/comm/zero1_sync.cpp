@@ -15,7 +15,13 @@ Zero1Sync::Zero1Sync(Communicator& comm, ComputeBackend& backend,
   const size_t n = path_->grads().size();
   const auto world = static_cast<size_t>(comm_.size());
   for (size_t r = 0; r <= world; ++r) shard_begin_.push_back(n * r / world);
-  shard_grads_ = DeviceBuffer(backend_, shard().count);
+  if (!path_->in_place()) shard_grads_ = DeviceBuffer(backend_, shard().count);
+}
+
+std::span<float> Zero1Sync::shard_grads() {
+  if (!path_->in_place()) return shard_grads_.span();
+  const Shard mine = shard();
+  return grads().subspan(mine.offset, mine.count);
 }
 
 Shard Zero1Sync::shard() const {
@@ -34,6 +40,11 @@ std::vector<int> Zero1Sync::shard_counts(size_t offset, size_t count) const {
 }
 
 void Zero1Sync::finish() {
+  if (path_->in_place()) {
+    const std::vector<int> counts = shard_counts(0, grads().size());
+    path_->reduce_scatter({0, grads().size()}, counts, {});
+    return;
+  }
   const Shard mine = shard();
   const auto me = static_cast<size_t>(comm_.rank());
   for (const Bucket& b : buckets_) {
@@ -44,7 +55,8 @@ void Zero1Sync::finish() {
 }
 
 bool Zero1Sync::all_finite() {
-  const bool mine = backend_.all_finite(shard_grads_.data(), shard_grads_.size());
+  const std::span<float> sums = shard_grads();
+  const bool mine = backend_.all_finite(sums.data(), sums.size());
   return comm_.all_reduce_max(mine ? 0 : 1) == 0;
 }
 

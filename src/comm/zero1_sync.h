@@ -3,7 +3,9 @@
 // [shard_begin[r], shard_begin[r + 1]) of the flat buffers: gradients are reduce-scattered into
 // this rank's shard, the optimizer (whose state is shard-sized) updates only that slice, and the
 // parameters are all-gathered, bucket by bucket (Open MPI's large-message collectives are slow and
-// allocate full-size temporaries). Checkpoints gather the full state (gather_shards).
+// allocate full-size temporaries). Through shared memory the reduce-scatter is one call over the
+// whole buffer and its sums stay in place (AllReducePath::in_place). Checkpoints gather the full
+// state (gather_shards).
 
 #include <memory>
 #include <string>
@@ -26,7 +28,7 @@ class Zero1Sync final : public GradSync {
   void finish() override;
   bool all_finite() override;  // each rank checks its shard; the ranks agree
   Shard shard() const override;
-  std::span<float> shard_grads() override { return shard_grads_.span(); }
+  std::span<float> shard_grads() override;
   void after_step(std::span<float> params) override;
   void gather_shards(std::span<float> full) override;
 
@@ -40,7 +42,7 @@ class Zero1Sync final : public GradSync {
   std::vector<Bucket> buckets_;
   std::string description_;
   std::vector<size_t> shard_begin_;  // per rank, and the end: world + 1 entries
-  DeviceBuffer shard_grads_;         // (this rank's shard)
+  DeviceBuffer shard_grads_;         // (this rank's shard), unless the path sums in place
 };
 
 }  // namespace ddp
