@@ -1,9 +1,12 @@
 #include "comm/communicator.h"
+#include "comm/device_work.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "backend/cuda_check.h"
 #include "core/error.h"
@@ -39,7 +42,7 @@ class Event {
 
 class CollectiveWork final : public Work {
  public:
-  CollectiveWork(std::unique_ptr<Event> done, cudaStream_t compute)
+  CollectiveWork(std::shared_ptr<Event> done, cudaStream_t compute)
       : done_(std::move(done)), compute_(compute) {}
   bool test() override {
     const cudaError_t state = cudaEventQuery(done_->get());
@@ -50,13 +53,15 @@ class CollectiveWork final : public Work {
   void wait() override { cudaCheck(cudaStreamWaitEvent(compute_, done_->get(), 0)); }
 
  private:
-  std::unique_ptr<Event> done_;
+  std::shared_ptr<Event> done_;
   cudaStream_t compute_;
 };
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(Communicator& host, cudaStream_t compute) : host_(host), compute_(compute) {
+  // monitor (may be null): the watchdog each collective is handed to (Note [device watchdog]).
+  NcclCommunicator(Communicator& host, cudaStream_t compute, DeviceWorkMonitor* monitor)
+      : host_(host), compute_(compute), monitor_(monitor) {
     ncclUniqueId id{};
     if (host.rank() == 0) ncclCheck(ncclGetUniqueId(&id));
     host.broadcast(std::span<ncclUniqueId>(&id, 1), 0);
@@ -64,6 +69,7 @@ class NcclCommunicator final : public Communicator {
     cudaCheck(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking));
   }
   ~NcclCommunicator() override {
+    if (monitor_) monitor_->forget(this);
     cudaStreamSynchronize(comm_stream_);
     ncclCommDestroy(comm_);
     cudaStreamDestroy(comm_stream_);
@@ -86,13 +92,13 @@ class NcclCommunicator final : public Communicator {
   }
   void all_reduce_sum(std::span<double> data) override {
     if (!on_device(data.data())) return host_.all_reduce_sum(data);
-    enqueue([&](cudaStream_t s) {
+    enqueue("NCCL all-reduce (double)", data.size(), [&](cudaStream_t s) {
       ncclCheck(
           ncclAllReduce(data.data(), data.data(), data.size(), ncclDouble, ncclSum, comm_, s));
     })->wait();
   }
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
-    return enqueue([&](cudaStream_t s) {
+    return enqueue("NCCL all-reduce (float)", data.size(), [&](cudaStream_t s) {
       ncclCheck(ncclAllReduce(data.data(), data.data(), data.size(), ncclFloat, ncclSum, comm_, s));
     });
   }
@@ -100,7 +106,7 @@ class NcclCommunicator final : public Communicator {
     all_reduce_sum_bf16_async(data)->wait();
   }
   std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) override {
-    return enqueue([&](cudaStream_t s) {
+    return enqueue("NCCL all-reduce (bf16)", data.size(), [&](cudaStream_t s) {
       ncclCheck(
           ncclAllReduce(data.data(), data.data(), data.size(), ncclBfloat16, ncclSum, comm_, s));
     });
@@ -112,7 +118,7 @@ class NcclCommunicator final : public Communicator {
   void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
                           std::span<const int> counts) override {
     if (!on_device(in.data())) return host_.reduce_scatter_sum(in, shard, counts);
-    enqueue([&](cudaStream_t s) {
+    enqueue("NCCL reduce-scatter (ZeRO-1)", in.size(), [&](cudaStream_t s) {
       ncclCheck(ncclGroupStart());
       size_t offset = 0;
       for (int r = 0; r < size(); ++r) {
@@ -128,7 +134,7 @@ class NcclCommunicator final : public Communicator {
   }
   void all_gather(std::span<float> data, std::span<const int> counts) override {
     if (!on_device(data.data())) return host_.all_gather(data, counts);
-    enqueue([&](cudaStream_t s) {
+    enqueue("NCCL all-gather (ZeRO-1)", data.size(), [&](cudaStream_t s) {
       ncclCheck(ncclGroupStart());
       size_t offset = 0;
       for (int r = 0; r < size(); ++r) {
@@ -142,7 +148,7 @@ class NcclCommunicator final : public Communicator {
   }
   void broadcast_bytes(std::span<std::byte> data, int root) override {
     if (!on_device(data.data())) return host_.broadcast_bytes(data, root);
-    enqueue([&](cudaStream_t s) {
+    enqueue("NCCL broadcast", data.size(), [&](cudaStream_t s) {
       ncclCheck(ncclBroadcast(data.data(), data.data(), data.size(), ncclUint8, root, comm_, s));
     })->wait();
   }
@@ -158,28 +164,54 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
-  // Queues `collective` on the communication stream after the compute work queued so far.
+  // Queues `collective` on the communication stream after the compute work queued so far, and
+  // hands it to the monitor.
   template <class Collective>
-  std::unique_ptr<Work> enqueue(Collective&& collective) {
+  std::unique_ptr<Work> enqueue(const char* what, size_t elements, Collective&& collective) {
     Event ready;
     cudaCheck(cudaEventRecord(ready.get(), compute_));
     cudaCheck(cudaStreamWaitEvent(comm_stream_, ready.get(), 0));
     collective(comm_stream_);
-    auto done = std::make_unique<Event>();
+    auto done = std::make_shared<Event>();
     cudaCheck(cudaEventRecord(done->get(), comm_stream_));
+    if (monitor_)
+      monitor_->track(this, what, elements, poll(done), [comm = comm_] { ncclCommAbort(comm); });
     return std::make_unique<CollectiveWork>(std::move(done), compute_);
+  }
+
+  // The collective's state for the watchdog: its event first (a finished one needs nothing
+  // else), then NCCL's asynchronous error, which a dead peer or a network failure sets.
+  std::function<DeviceWorkState(std::string&)> poll(std::shared_ptr<Event> done) const {
+    return [done = std::move(done), comm = comm_](std::string& error) {
+      const cudaError_t state = cudaEventQuery(done->get());
+      if (state == cudaSuccess) return DeviceWorkState::kDone;
+      if (state != cudaErrorNotReady) {
+        error = std::string("CUDA: ") + cudaGetErrorString(state);
+        return DeviceWorkState::kFailed;
+      }
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(comm, &async) == ncclSuccess && async != ncclSuccess &&
+          async != ncclInProgress) {
+        error =
+            std::string("NCCL: ") + ncclGetErrorString(async) + " (" + ncclGetLastError(comm) + ")";
+        return DeviceWorkState::kFailed;
+      }
+      return DeviceWorkState::kPending;
+    };
   }
 
   Communicator& host_;
   cudaStream_t compute_;
+  DeviceWorkMonitor* monitor_;
   cudaStream_t comm_stream_ = nullptr;
   ncclComm_t comm_ = nullptr;
 };
 
 }  // namespace
 
-extern "C" Communicator* ddp_cuda_make_nccl_communicator(Communicator* host, void* cuda_stream) {
-  return new NcclCommunicator(*host, static_cast<cudaStream_t>(cuda_stream));
+extern "C" Communicator* ddp_cuda_make_nccl_communicator(Communicator* host, void* cuda_stream,
+                                                         DeviceWorkMonitor* monitor) {
+  return new NcclCommunicator(*host, static_cast<cudaStream_t>(cuda_stream), monitor);
 }
 
 }  // namespace ddp

@@ -120,8 +120,11 @@ class WatchedCommunicator final : public Communicator {
 
 }  // namespace
 
-Watchdog::Watchdog(double timeout_seconds, std::string who)
-    : timeout_(timeout_seconds), who_(std::move(who)), thread_([this] { watch(); }) {}
+Watchdog::Watchdog(double timeout_seconds, std::string who, Expiry expiry)
+    : timeout_(timeout_seconds),
+      who_(std::move(who)),
+      expiry_(std::move(expiry)),
+      thread_([this] { watch(); }) {}
 
 Watchdog::~Watchdog() {
   {
@@ -143,23 +146,84 @@ Watchdog::Guard::~Guard() {
   if (dog_) dog_->entered_ns_.store(0, std::memory_order_release);
 }
 
+void Watchdog::track(const void* owner, const char* what, size_t elements,
+                     std::function<DeviceWorkState(std::string& error)> poll,
+                     std::function<void()> abort) {
+  std::lock_guard<std::mutex> lock(tracked_mutex_);
+  tracked_.push_back({owner, what, elements, step_.load(std::memory_order_relaxed), now_ns(),
+                      std::move(poll), std::move(abort)});
+}
+
+void Watchdog::forget(const void* owner) {
+  std::lock_guard<std::mutex> lock(tracked_mutex_);
+  std::erase_if(tracked_, [owner](const Tracked& t) { return t.owner == owner; });
+}
+
+void Watchdog::expire(const std::string& line) {
+  if (expiry_) return expiry_(line);
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+  std::_Exit(static_cast<int>(ExitCode::kRuntime));
+}
+
+bool Watchdog::check_guarded() {
+  const int64_t entered = entered_ns_.load(std::memory_order_acquire);
+  const double timeout = timeout_.load(std::memory_order_relaxed);
+  if (entered == 0 || timeout <= 0) return false;
+  const double waited = static_cast<double>(now_ns() - entered) * 1e-9;
+  if (waited < timeout) return false;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "%sddp_train: error: watchdog: step %lld has been in %s of %zu elements for "
+                "%.1f s (training.collective_timeout_s: %g); another rank has died or stalled",
+                who_.c_str(), static_cast<long long>(step_.load()), what_.load(), elements_.load(),
+                waited, timeout);
+  expire(line);
+  return true;
+}
+
+bool Watchdog::check_tracked() {
+  const double timeout = timeout_.load(std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(tracked_mutex_);
+  for (auto it = tracked_.begin(); it != tracked_.end();) {
+    std::string error;
+    const DeviceWorkState state = it->poll(error);
+    if (state == DeviceWorkState::kDone) {
+      it = tracked_.erase(it);
+      continue;
+    }
+    const double waited = static_cast<double>(now_ns() - it->started_ns) * 1e-9;
+    char line[768];
+    if (state == DeviceWorkState::kFailed) {
+      std::snprintf(line, sizeof line,
+                    "%sddp_train: error: watchdog: step %lld: %s of %zu elements failed on the "
+                    "device: %s; communicator aborted",
+                    who_.c_str(), static_cast<long long>(it->step), it->what, it->elements,
+                    error.c_str());
+    } else if (timeout > 0 && waited >= timeout) {
+      std::snprintf(line, sizeof line,
+                    "%sddp_train: error: watchdog: step %lld: %s of %zu elements has not "
+                    "completed on the device after %.1f s (training.collective_timeout_s: %g); "
+                    "another rank has died or stalled; communicator aborted",
+                    who_.c_str(), static_cast<long long>(it->step), it->what, it->elements, waited,
+                    timeout);
+    } else {
+      ++it;
+      continue;
+    }
+    // The collective will never finish: abort it, or the exit would wait for the device.
+    it->abort();
+    expire(line);
+    return true;
+  }
+  return false;
+}
+
 void Watchdog::watch() {
   const auto poll = std::chrono::milliseconds(100);
   std::unique_lock<std::mutex> lock(mutex_);
-  while (!stop_signal_.wait_for(lock, poll, [this] { return stopping_; })) {
-    const int64_t entered = entered_ns_.load(std::memory_order_acquire);
-    const double timeout = timeout_.load(std::memory_order_relaxed);
-    if (entered == 0 || timeout <= 0) continue;
-    const double waited = static_cast<double>(now_ns() - entered) * 1e-9;
-    if (waited < timeout) continue;
-    std::fprintf(stderr,
-                 "%sddp_train: error: watchdog: step %lld has been in %s of %zu elements for "
-                 "%.1f s (training.collective_timeout_s: %g); another rank has died or stalled\n",
-                 who_.c_str(), static_cast<long long>(step_.load()), what_.load(), elements_.load(),
-                 waited, timeout);
-    std::fflush(stderr);
-    std::_Exit(static_cast<int>(ExitCode::kRuntime));
-  }
+  while (!stop_signal_.wait_for(lock, poll, [this] { return stopping_; }))
+    if (check_guarded() || check_tracked()) return;
 }
 
 std::unique_ptr<Communicator> watched(Communicator& inner, Watchdog& watchdog) {

@@ -3,24 +3,31 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "comm/communicator.h"
+#include "comm/device_work.h"
 
 namespace ddp {
 
 // Ends the process when one collective has been in progress for longer than the timeout: a rank
 // that died or stalled would otherwise leave every other rank waiting forever. It prints one line
 // naming the rank, the step and the collective, then exits without MPI_Abort (which may not be
-// called from a second thread); mpirun then ends the rest of the job.
-class Watchdog {
+// called from a second thread); mpirun then ends the rest of the job. Host collectives are
+// guarded by enter(); device collectives are tracked (Note [device watchdog]).
+class Watchdog final : public DeviceWorkMonitor {
  public:
+  // What ends the job, given the line to print; the default prints it to stderr and exits with
+  // ExitCode::kRuntime. Tests pass one that records the line and returns, which stops the watch.
+  using Expiry = std::function<void(const std::string& line)>;
   // A timeout of 0 disables the watchdog until set_timeout().
-  Watchdog(double timeout_seconds, std::string who);
-  ~Watchdog();
+  Watchdog(double timeout_seconds, std::string who, Expiry expiry = {});
+  ~Watchdog() override;
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
 
@@ -41,8 +48,26 @@ class Watchdog {
   };
   Guard enter(const char* what, size_t elements);
 
+  void track(const void* owner, const char* what, size_t elements,
+             std::function<DeviceWorkState(std::string& error)> poll,
+             std::function<void()> abort) override;
+  void forget(const void* owner) override;
+
  private:
+  struct Tracked {
+    const void* owner;
+    const char* what;
+    size_t elements;
+    int64_t step;
+    int64_t started_ns;
+    std::function<DeviceWorkState(std::string&)> poll;
+    std::function<void()> abort;
+  };
   void watch();
+  // True when the watch ended the job (or, with a test's expiry, stopped).
+  bool check_guarded();
+  bool check_tracked();
+  void expire(const std::string& line);
 
   std::atomic<double> timeout_;
   std::string who_;
@@ -50,6 +75,9 @@ class Watchdog {
   std::atomic<int64_t> entered_ns_{0};  // 0: not in a collective
   std::atomic<const char*> what_{""};
   std::atomic<size_t> elements_{0};
+  Expiry expiry_;
+  std::mutex tracked_mutex_;
+  std::vector<Tracked> tracked_;  // device collectives not yet seen complete
   std::mutex mutex_;
   std::condition_variable stop_signal_;
   bool stopping_ = false;

@@ -32,7 +32,8 @@ const CudaModule& cuda_module() {
         symbol<ComputeBackend* (*)(int, bool)>(handle, "ddp_cuda_make_backend"),
         symbol<void* (*)(ComputeBackend*)>(handle, "ddp_cuda_stream"),
         symbol<int (*)()>(handle, "ddp_cuda_device_count"),
-        symbol<Communicator* (*)(Communicator*, void*)>(handle, "ddp_cuda_make_nccl_communicator"),
+        symbol<Communicator* (*)(Communicator*, void*, DeviceWorkMonitor*)>(
+            handle, "ddp_cuda_make_nccl_communicator"),
     };
   }();
   return module;

@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "comm/communicator.h"
+#include "comm/device_work.h"
 
 namespace ddp {
 
@@ -14,7 +15,7 @@ struct CudaModule {
   ComputeBackend* (*make_backend)(int device, bool tf32);
   void* (*stream)(ComputeBackend* backend);  // the backend's compute stream
   int (*device_count)();
-  Communicator* (*make_nccl)(Communicator* host, void* stream);
+  Communicator* (*make_nccl)(Communicator* host, void* stream, DeviceWorkMonitor* monitor);
 };
 
 // Loads the module on first use: next to the executable (an installed tree), else where the

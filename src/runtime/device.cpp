@@ -43,15 +43,17 @@ std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool fl
 }
 
 std::unique_ptr<Communicator> make_device_communicator(Communicator& host, ComputeBackend& backend,
+                                                       DeviceWorkMonitor* monitor,
                                                        bool even_for_one_rank) {
 #ifdef DDP_HAVE_CUDA
   if ((host.size() > 1 || even_for_one_rank) && backend.memory() == MemoryKind::kDevice) {
     const CudaModule& module = cuda_module();
-    return std::unique_ptr<Communicator>(module.make_nccl(&host, module.stream(&backend)));
+    return std::unique_ptr<Communicator>(module.make_nccl(&host, module.stream(&backend), monitor));
   }
 #else
   (void)host;
   (void)backend;
+  (void)monitor;
   (void)even_for_one_rank;
 #endif
   return nullptr;

@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "comm/communicator.h"
+#include "comm/device_work.h"
 
 namespace ddp {
 
@@ -19,9 +20,11 @@ std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool fl
                                               bool tf32, int local_rank, int local_size);
 
 // The communicator for buffers in `backend`'s memory: NCCL for a CUDA backend on several ranks
-// (with `host` for host memory), otherwise null (use `host` itself). Collective.
-// even_for_one_rank builds NCCL for a world of one too (a test of the NCCL path).
+// (with `host` for host memory), otherwise null (use `host` itself). Collective. Its collectives
+// are handed to `monitor` when there is one (Note [device watchdog]). even_for_one_rank builds
+// NCCL for a world of one too (a test of the NCCL path).
 std::unique_ptr<Communicator> make_device_communicator(Communicator& host, ComputeBackend& backend,
+                                                       DeviceWorkMonitor* monitor,
                                                        bool even_for_one_rank = false);
 
 }  // namespace ddp

@@ -10,10 +10,10 @@
 #include <fstream>
 #include <iostream>
 
-#include "core/error.h"
 #include "comm/agreement.h"
 #include "comm/launch.h"
 #include "comm/watchdog.h"
+#include "core/error.h"
 #include "train/checkpoint.h"
 #include "train/faults.h"
 #include "train/safetensors.h"
@@ -162,7 +162,8 @@ int train(Communicator& world, const Options& options, bool& training) {
   Watchdog watchdog(0, rank_prefix(world));
   const std::unique_ptr<Communicator> guarded = watched(world, watchdog);
   Communicator& comm = *guarded;
-  Session session = open_session(comm, options.config, options.overrides, options.run_dir);
+  Session session =
+      open_session(comm, options.config, options.overrides, options.run_dir, &watchdog);
   watchdog.set_timeout(session.config.training.collective_timeout_s);
   const Config& config = session.config;
   Trainer& trainer = *session.trainer;

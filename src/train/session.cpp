@@ -3,9 +3,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "runtime/device.h"
-#include "core/error.h"
 #include "comm/agreement.h"
+#include "core/error.h"
+#include "runtime/device.h"
 
 namespace ddp {
 namespace {
@@ -37,7 +37,8 @@ void check_same_data(Communicator& comm, const Dataset& data) {
 }  // namespace
 
 Session open_session(Communicator& comm, const std::string& config_path,
-                     const std::vector<std::string>& overrides, const std::string& run_dir) {
+                     const std::vector<std::string>& overrides, const std::string& run_dir,
+                     DeviceWorkMonitor* monitor) {
   Session session;
   Dataset train;
   std::optional<Dataset> test;
@@ -55,7 +56,7 @@ Session open_session(Communicator& comm, const std::string& config_path,
     session.backend =
         choose_device(t.device, t.flush_denormals, t.tf32, comm.local_rank(), comm.local_size());
   });
-  session.device_comm = make_device_communicator(comm, *session.backend);
+  session.device_comm = make_device_communicator(comm, *session.backend, monitor);
   Communicator& trainer_comm = session.device_comm ? *session.device_comm : comm;
   session.trainer = std::make_unique<Trainer>(session.config, trainer_comm, *session.backend,
                                               std::move(train), std::move(test));

@@ -6,6 +6,7 @@
 
 #include "backend/backend.h"
 #include "comm/communicator.h"
+#include "comm/device_work.h"
 #include "train/config.h"
 #include "train/trainer.h"
 
@@ -21,8 +22,10 @@ struct Session {
 
 // Loads the config (with --set overrides) and the data on every rank, checks that all ranks hold
 // the same data, and builds the trainer. Setup errors are agreed on by every rank (run_agreed).
-// When run_dir is not empty, rank 0 writes the resolved config there.
+// When run_dir is not empty, rank 0 writes the resolved config there. GPU collectives are handed
+// to `monitor` (the watchdog; may be null), Note [device watchdog].
 Session open_session(Communicator& comm, const std::string& config_path,
-                     const std::vector<std::string>& overrides, const std::string& run_dir);
+                     const std::vector<std::string>& overrides, const std::string& run_dir,
+                     DeviceWorkMonitor* monitor = nullptr);
 
 }  // namespace ddp

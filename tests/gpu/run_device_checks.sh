@@ -5,6 +5,7 @@
 # and exits non-zero when any check failed; the log and the benchmark JSON go to $OUT (the device
 # tool's folder) or to benchmarks/results/gpu/.
 #   tests/gpu/run_device_checks.sh [BUILD_DIR]
+# With two GPUs or more it also runs NCCL across 2 ranks (gpu_nccl_tests, W3 on 2 GPUs).
 # BUILD_DIR: a build with the CUDA backend (a machine without the build dependencies can run one
 # made elsewhere); without it the script configures and builds build-gpu/ here.
 # FMNIST_DIR: where the Fashion-MNIST files are (default /usr/share/datasets/fashion-mnist).
@@ -38,7 +39,7 @@ check() {
 
 build_here() {
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DDDP_CUDA=ON -DDDP_BUILD_BENCHMARKS=OFF &&
-    cmake --build build-gpu -j "$(nproc)" --target ddp_train ddp_bench gpu_tests
+    cmake --build build-gpu -j "$(nproc)" --target ddp_train ddp_bench gpu_tests gpu_nccl_tests
 }
 
 # train DEVICE: the Fashion-MNIST MLP for 3 epochs, metrics in /tmp/fmnist_DEVICE.
@@ -90,9 +91,20 @@ check "ddp_bench W2 on the GPU" bench w2 w2_fmnist_mlp \
   --set data.train.labels="$data/train-labels-idx1-ubyte.gz"
 check "ddp_bench W3 on the GPU" bench w3 w3_wide_mlp
 check "ddp_bench W3 on the GPU, TF32" bench w3_tf32 w3_wide_mlp --set training.tf32=true
+if (($(nvidia-smi -L 2>/dev/null | wc -l) >= 2)); then
+  check "NCCL across 2 GPUs" mpirun -n 2 "$build/tests/gpu_nccl_tests"
+  check "ddp_bench W3 on 2 GPUs, overlapped" mpirun -n 2 "$build/ddp_bench" \
+    --config configs/w3_wide_mlp.yaml --set training.device=cuda --set training.overlap=true \
+    --steps 100 --warmup 10 --json "$out/bench_w3_2gpus.json"
+else
+  echo "note: fewer than 2 GPUs: the NCCL checks across ranks did not run" | tee -a "$log"
+fi
 grep -h -E '"samples_per_sec"|"backend"' "$out"/bench_*.json >>"$log" 2>/dev/null
 
 verdict="device checks: ${#passed[@]} passed, ${#failed[@]} failed"
-((${#failed[@]})) && verdict+=" (${failed[*]})"
+if ((${#failed[@]})); then
+  verdict+=": $(printf '%s; ' "${failed[@]}")"
+  verdict="${verdict%; }"
+fi
 echo "$verdict" | tee -a "$log"
 ((${#failed[@]} == 0))

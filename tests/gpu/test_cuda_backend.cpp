@@ -226,7 +226,7 @@ TEST(CudaStaging, BackToBackCopiesKeepTheirOwnData) {
 TEST(CudaNccl, OneRankCollectivesLandInTheirBuffersInStreamOrder) {
   auto cuda = gpu();
   auto host = make_local_communicator();
-  auto nccl = make_device_communicator(*host, *cuda, /*even_for_one_rank=*/true);
+  auto nccl = make_device_communicator(*host, *cuda, nullptr, /*even_for_one_rank=*/true);
   ASSERT_NE(nccl, nullptr);
   EXPECT_EQ(nccl->name(), "nccl");
   EXPECT_EQ(nccl->memory(), MemoryKind::kDevice);
