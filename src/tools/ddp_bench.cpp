@@ -11,9 +11,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
 #include "comm/agreement.h"
 #include "comm/launch.h"
+#include "core/error.h"
 #include "train/session.h"
 
 namespace {
