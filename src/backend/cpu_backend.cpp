@@ -6,7 +6,6 @@
 #include <Eigen/Core>
 #ifdef DDP_HAVE_CBLAS
 #include <cblas.h>
-#include <cpuid.h>
 #include <dlfcn.h>
 #endif
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/openblas_kernels.h"
 #include "backend/small_gemm.h"
 #include "core/bf16.h"
 #include "core/error.h"
@@ -62,27 +62,17 @@ void activation_grad(Activation act, const float* y, const float* dy, float* dz,
 }
 
 #ifdef DDP_HAVE_CBLAS
-// Note [OpenBLAS kernels]: OpenBLAS 0.3.21 picks its kernels when it is loaded. On AMD Zen 4 it
-// takes the AVX-512 (Cooperlake) ones, but Zen 4 runs 512-bit FMAs as two 256-bit halves and its
-// AVX2 (Haswell) kernels measured faster on the MLP shapes (bench_kernels, batch 64 x 2048 x 2048:
-// 63-66 -> 66-84 GFLOP/s; W3 end to end 640-760 -> 845-870 samples/s). So the library is
-// opened at first use, after choosing Haswell there unless OPENBLAS_CORETYPE is set.
-// benchmarks/compare_pytorch.py gives Debian's PyTorch, which uses OpenBLAS too, the same choice.
-bool is_zen4() {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
-  const bool amd = ebx == signature_AMD_ebx && ecx == signature_AMD_ecx && edx == signature_AMD_edx;
-  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
-  const unsigned family = ((eax >> 8) & 0xf) + ((eax >> 20) & 0xff);
-  return amd && family == 0x19 && __builtin_cpu_supports("avx512f");
+// Chosen once, before the library is loaded (which is when it picks its kernels).
+const std::string& openblas_kernels() {
+  static const std::string chosen = choose_openblas_kernels();
+  return chosen;
 }
 
 using SgemmFn = decltype(&cblas_sgemm);
 
 SgemmFn openblas_sgemm() {
   static const SgemmFn sgemm = [] {
-    const char* chosen = std::getenv("OPENBLAS_CORETYPE");  // empty: OpenBLAS detects
-    if (is_zen4() && (!chosen || !*chosen)) setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    openblas_kernels();
     void* library = dlopen(DDP_OPENBLAS_PATH, RTLD_NOW | RTLD_LOCAL);
     void* symbol = library ? dlsym(library, "cblas_sgemm") : nullptr;
     if (!symbol)
@@ -141,7 +131,12 @@ class CpuBackend final : public ComputeBackend {
     if (flush_denormals) _mm_setcsr(_mm_getcsr() | kFlushToZero | kDenormalsAreZero);
   }
   std::string name() const override {
-    return flush_denormals_ ? "cpu (denormals flushed to zero)" : "cpu";
+#ifdef DDP_HAVE_CBLAS
+    const std::string gemm = "OpenBLAS kernels: " + openblas_kernels();
+#else
+    const std::string gemm = "Eigen GEMM";
+#endif
+    return "cpu (" + gemm + (flush_denormals_ ? ", denormals flushed to zero)" : ")");
   }
   MemoryKind memory() const override { return MemoryKind::kHost; }
 

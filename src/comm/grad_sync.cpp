@@ -39,10 +39,10 @@ void check_choice(const GradSyncOptions& options, const ComputeBackend& backend)
   const AllReduceChoice choice = options.path;
   const bool on_gpu = backend.memory() == MemoryKind::kDevice;
   if (choice == AllReduceChoice::kNccl && !on_gpu)
-    throw refusal(options, "NCCL reduces GPU memory and this run trains on " + backend.name());
+    throw refusal(options, "NCCL reduces GPU memory and this run trains on the CPU");
   if ((choice == AllReduceChoice::kSharedMemory || choice == AllReduceChoice::kMpi) && on_gpu)
-    throw refusal(options,
-                  "the gradients are in GPU memory (" + backend.name() + "); use auto or nccl");
+    throw refusal(options, "this run trains on " + backend.name() +
+                               ", whose gradients NCCL reduces: use auto or nccl");
 }
 
 ChosenPath choose_path(const GradSyncOptions& options, Communicator& comm, ComputeBackend& backend,

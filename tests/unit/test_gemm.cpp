@@ -1,13 +1,17 @@
 // The CPU backend's dense layers against a naive double-precision reference, at shapes that take
 // each GEMM path: the register-tiled small kernel (with row and column tails, and more than one
-// 64-column tile) and BLAS/Eigen for large products. See Note [small GEMM].
+// 64-column tile) and BLAS/Eigen for large products. See Note [small GEMM]. Also which OpenBLAS
+// kernels a CPU gets (Note [OpenBLAS kernels]).
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <tuple>
 
 #include "backend/backend.h"
+#include "backend/openblas_kernels.h"
 #include "backend/small_gemm.h"
 #include "finite_differences.h"
 
@@ -111,6 +115,48 @@ INSTANTIATE_TEST_SUITE_P(Shapes, DenseGemmPaths,
                          ::testing::Values(Shape{32, 10, 64}, Shape{32, 64, 64}, Shape{32, 64, 10},
                                            Shape{3, 7, 5}, Shape{33, 70, 90},
                                            Shape{128, 784, 512}));
+
+// Note [OpenBLAS kernels]: chosen from feature bits, so a CPU model OpenBLAS 0.3.21 does not
+// know (Intel family 6, model 207: its Prescott fallback ran W3 3.7x slower) still gets AVX-512
+// kernels; the model number is not even an input.
+TEST(OpenBlasKernels, ChosenByFeaturesNotByModel) {
+  CpuFeatures xeon_5th_gen;  // Intel, family 6, every AVX-512 subset the kernels use
+  xeon_5th_gen.family = 6;
+  xeon_5th_gen.avx2 = xeon_5th_gen.fma = true;
+  xeon_5th_gen.avx512f = xeon_5th_gen.avx512bw = xeon_5th_gen.avx512dq = true;
+  xeon_5th_gen.avx512vl = true;
+  EXPECT_EQ(openblas_core_type(xeon_5th_gen), "SkylakeX");
+
+  CpuFeatures zen4 = xeon_5th_gen;  // AVX-512 on 256-bit units: the AVX2 kernels are faster
+  zen4.amd = true;
+  zen4.family = 0x19;
+  EXPECT_EQ(openblas_core_type(zen4), "Haswell");
+  CpuFeatures zen5 = zen4;  // full-width AVX-512
+  zen5.family = 0x1a;
+  EXPECT_EQ(openblas_core_type(zen5), "SkylakeX");
+
+  CpuFeatures avx2_only;
+  avx2_only.family = 6;
+  avx2_only.avx2 = avx2_only.fma = true;
+  EXPECT_EQ(openblas_core_type(avx2_only), "Haswell");
+  CpuFeatures knights_landing = avx2_only;  // AVX-512F without BW/DQ/VL
+  knights_landing.avx512f = true;
+  EXPECT_EQ(openblas_core_type(knights_landing), "Haswell");
+  EXPECT_EQ(openblas_core_type(CpuFeatures{}), "") << "SSE-only: left to OpenBLAS";
+}
+
+TEST(OpenBlasKernels, TheUsersChoiceWins) {
+  const char* before = std::getenv("OPENBLAS_CORETYPE");
+  const std::string saved = before ? before : "";
+  setenv("OPENBLAS_CORETYPE", "Sandybridge", 1);
+  EXPECT_EQ(choose_openblas_kernels(), "Sandybridge (OPENBLAS_CORETYPE)");
+  EXPECT_STREQ(std::getenv("OPENBLAS_CORETYPE"), "Sandybridge");
+  if (saved.empty()) {
+    unsetenv("OPENBLAS_CORETYPE");
+  } else {
+    setenv("OPENBLAS_CORETYPE", saved.c_str(), 1);
+  }
+}
 
 }  // namespace
 }  // namespace ddp

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Which OpenBLAS kernels W2 and W3 get by default (Note [OpenBLAS kernels]) against every core
+type this CPU can run, one rank x one thread, alternated run by run; medians with min-max. The
+default must be within 10% of the best. Writes benchmarks/results/kernel_choice.md.
+  benchmarks/run_kernel_choice.py [--reps 5]"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
+             "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "3", "--steps", "25"])}
+
+
+def flags():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def settings():
+    """None is the default (no OPENBLAS_CORETYPE); then the core types this CPU can execute."""
+    f = flags()
+    out = [None, "Prescott"]
+    if {"avx2", "fma"} <= f:
+        out.append("Haswell")
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= f:
+        out.append("SkylakeX")
+    return out
+
+
+def run(config, args, coretype):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    out = subprocess.run([os.path.join(ROOT, "build", "ddp_bench"), "--config", config, *args],
+                         capture_output=True, text=True, env=env, cwd=ROOT, check=True).stdout
+    return json.loads(out[out.index("{"):])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=5)
+    a = p.parse_args()
+    samples, backend = {}, {}
+    for _ in range(a.reps):
+        for name, (config, args) in WORKLOADS.items():
+            for coretype in settings():
+                r = run(config, args, coretype)
+                samples.setdefault((name, coretype), []).append(r["samples_per_sec"])
+                backend[(name, coretype)] = r["backend"]
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    lines = [f"Command: `benchmarks/run_kernel_choice.py --reps {a.reps}`. Measured "
+             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {cpu_model()}, "
+             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end; 1 rank x "
+             "1 thread, settings alternated run by run; samples/s, median (min-max).", "",
+             "| workload | OPENBLAS_CORETYPE | backend as logged | samples/s | vs best |",
+             "|---|---|---|---|---|"]
+    verdict = 0
+    for name in WORKLOADS:
+        medians = {c: statistics.median(samples[(name, c)]) for c in settings()}
+        best = max(medians.values())
+        for c in settings():
+            v = samples[(name, c)]
+            lines.append(f"| {name} | {c or '(unset: default)'} | {backend[(name, c)]} | "
+                         f"{medians[c]:,.0f} ({min(v):,.0f}-{max(v):,.0f}) | "
+                         f"{medians[c] / best:.2f} |")
+        if medians[None] < 0.9 * best:
+            verdict = 1
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(ROOT, "benchmarks", "results", "kernel_choice.md"), "w") as f:
+        f.write(text)
+    if verdict:
+        print("FAIL: the default kernels are more than 10% slower than the best setting")
+    return verdict
+
+
+if __name__ == "__main__":
+    sys.exit(main())
