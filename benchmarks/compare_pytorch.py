@@ -23,14 +23,18 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
            OMPI_MCA_pml="ob1", OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
 
 def openblas_coretype():
-    """Note [OpenBLAS kernels]: on AMD Zen 4 ddp-trainer runs OpenBLAS's AVX2 (Haswell) kernels;
-    Debian's PyTorch, which uses OpenBLAS too, gets the same choice here."""
+    """Note [OpenBLAS kernels]: ddp-trainer picks OpenBLAS's kernels from the CPU's feature bits
+    (AVX-512 -> SkylakeX, AVX2 + FMA -> Haswell, Haswell on AMD Zen 4); Debian's PyTorch, which
+    uses OpenBLAS too, gets the same choice here (src/backend/openblas_kernels.cpp)."""
     info = open("/proc/cpuinfo").read()
     field = lambda name: next((l.split(":", 1)[1].strip() for l in info.splitlines()
                                if l.startswith(name)), "")
+    flags = set(field("flags").split())
     zen4 = field("vendor_id") == "AuthenticAMD" and field("cpu family") == "25" and \
-        "avx512f" in field("flags").split()
-    return "Haswell" if zen4 else ""
+        "avx512f" in flags
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags and not zen4:
+        return "SkylakeX"
+    return "Haswell" if {"avx2", "fma"} <= flags else ""
 
 
 if openblas_coretype() and not ENV.get("OPENBLAS_CORETYPE"):
