@@ -4,7 +4,12 @@
 // - shared memory (one host): the buffer is this rank's copy in an MPI shared window, summed in
 //   place by reading the other ranks' copies (Note [shared-memory all-reduce]);
 // - communicator (MPI across hosts, NCCL on GPUs): plain backend memory, summed by the
-//   communicator's collectives, as the wire codec encodes it (Note [wire format]).
+//   communicator's collectives, as the wire codec encodes it (Note [wire format]);
+// - hierarchical (several hosts, the same number of ranks on each): the host's shared window.
+//   Each bucket is cut into one part per local rank; local rank l sums part l over its host
+//   (shared memory), all-reduces it with local rank l of every other host (MPI, through the
+//   codec), and the host's ranks copy each other's parts: every host link carries 1/local_size
+//   of the bucket from each rank, instead of the whole bucket from every rank.
 // training.allreduce chooses one (auto picks shared memory when every rank shares a host and
 // /dev/shm has room); make_grad_sync logs which and why.
 
@@ -41,6 +46,12 @@ class AllReducePath {
 
 std::unique_ptr<AllReducePath> make_shared_memory_path(std::unique_ptr<SharedBuffer> buffer,
                                                        std::unique_ptr<WireCodec> codec);
+// host: this host's ranks, sharing `buffer`; across: this rank and the ranks with its local rank
+// on every other host.
+std::unique_ptr<AllReducePath> make_hierarchical_path(std::unique_ptr<Communicator> host,
+                                                      std::unique_ptr<Communicator> across,
+                                                      std::unique_ptr<SharedBuffer> buffer,
+                                                      std::unique_ptr<WireCodec> codec);
 std::unique_ptr<AllReducePath> make_communicator_path(Communicator& comm, ComputeBackend& backend,
                                                       size_t count,
                                                       std::unique_ptr<WireCodec> codec);

@@ -33,6 +33,9 @@ class SharedBuffer {
   // floats for rank r in rank order; each rank's part becomes its sum over ranks, in that rank's
   // copy only.
   virtual void reduce_scatter_sum(size_t offset, std::span<const int> counts) = 0;
+  // Collective, the inverse: with the same parts, every rank's part is copied from its own copy
+  // into every rank's copy.
+  virtual void all_gather(size_t offset, std::span<const int> counts) = 0;
 };
 
 // A collective that was complete when its call returned (one rank; shared-memory reductions).
@@ -63,6 +66,10 @@ class Communicator {
   // (ranks on several hosts, too little room in /dev/shm, ...). Every rank gets the same answer.
   // The buffer may outlive the communicator.
   virtual std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) = 0;
+  // Collective: the ranks of this host, and the ranks that passed the same `color`, ordered by
+  // `key`; null where this communicator cannot split (then no hierarchical path).
+  virtual std::unique_ptr<Communicator> split_host() { return nullptr; }
+  virtual std::unique_ptr<Communicator> split(int /*color*/, int /*key*/) { return nullptr; }
   // Sum of bfloat16 values (see core/bf16.h), each addition rounded back to bfloat16.
   virtual void all_reduce_sum_bf16(std::span<uint16_t> data) = 0;
   virtual std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) = 0;

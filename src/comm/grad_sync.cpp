@@ -15,6 +15,8 @@ const char* choice_name(AllReduceChoice choice) {
       return "shm";
     case AllReduceChoice::kMpi:
       return "mpi";
+    case AllReduceChoice::kHierarchical:
+      return "hierarchical";
     case AllReduceChoice::kNccl:
       return "nccl";
   }
@@ -40,9 +42,49 @@ void check_choice(const GradSyncOptions& options, const ComputeBackend& backend)
   const bool on_gpu = backend.memory() == MemoryKind::kDevice;
   if (choice == AllReduceChoice::kNccl && !on_gpu)
     throw refusal(options, "NCCL reduces GPU memory and this run trains on the CPU");
-  if ((choice == AllReduceChoice::kSharedMemory || choice == AllReduceChoice::kMpi) && on_gpu)
+  if ((choice == AllReduceChoice::kSharedMemory || choice == AllReduceChoice::kMpi ||
+       choice == AllReduceChoice::kHierarchical) &&
+      on_gpu)
     throw refusal(options, "this run trains on " + backend.name() +
                                ", whose gradients NCCL reduces: use auto or nccl");
+}
+
+// The hierarchical path, or none with the reason in `why_not`. Collective; every decision rests on
+// values all ranks agree on, so every rank returns alike.
+template <class MakeCodec>
+ChosenPath hierarchical(const GradSyncOptions& options, Communicator& comm, size_t count,
+                        const MakeCodec& codec, std::string& why_not) {
+  const int most = comm.all_reduce_max(comm.local_size());
+  const int fewest = -comm.all_reduce_max(-comm.local_size());
+  const int hosts = comm.size() / most;
+  if (most != fewest) {
+    why_not = "hosts run " + std::to_string(fewest) + " to " + std::to_string(most) +
+              " ranks each; hierarchical needs the same number on every host";
+    return {};
+  }
+  if (most == 1 && options.path == AllReduceChoice::kAuto) {
+    why_not = "one rank on each of " + std::to_string(hosts) + " hosts";
+    return {};
+  }
+  if (options.zero1) {
+    why_not = "ZeRO-1 reduce-scatters over all ranks at once (use mpi)";
+    return {};
+  }
+  std::unique_ptr<Communicator> host = comm.split_host();
+  if (!host) {
+    why_not = "the " + comm.name() + " communicator cannot be split by host";
+    return {};
+  }
+  std::unique_ptr<Communicator> across = comm.split(host->rank(), comm.rank());
+  std::unique_ptr<SharedBuffer> shared = host->allocate_shared(count, why_not);
+  if (comm.all_reduce_max(shared ? 0 : 1) != 0) {
+    if (why_not.empty()) why_not = "shared memory is short on another host";
+    return {};  // every host drops its window alike
+  }
+  const std::string layout = std::to_string(hosts) + " hosts x " + std::to_string(most) + " ranks";
+  return {make_hierarchical_path(std::move(host), std::move(across), std::move(shared), codec()),
+          options.path == AllReduceChoice::kAuto ? layout
+                                                 : "training.allreduce: hierarchical, " + layout};
 }
 
 ChosenPath choose_path(const GradSyncOptions& options, Communicator& comm, ComputeBackend& backend,
@@ -58,8 +100,11 @@ ChosenPath choose_path(const GradSyncOptions& options, Communicator& comm, Compu
   if (backend.memory() == MemoryKind::kDevice)
     return {make_communicator_path(comm, backend, count, codec()), "gradients on GPUs"};
 
+  if (choice == AllReduceChoice::kMpi)
+    return {make_communicator_path(comm, backend, count, codec()), "training.allreduce: mpi"};
   std::string why_not;
-  if (choice != AllReduceChoice::kMpi) {
+  const bool one_host = comm.local_size() == comm.size();
+  if (choice == AllReduceChoice::kSharedMemory || (choice == AllReduceChoice::kAuto && one_host)) {
     if (std::unique_ptr<SharedBuffer> shared = comm.allocate_shared(count, why_not))
       return {make_shared_memory_path(std::move(shared), codec()),
               choice == AllReduceChoice::kAuto
@@ -67,10 +112,13 @@ ChosenPath choose_path(const GradSyncOptions& options, Communicator& comm, Compu
                   : "training.allreduce: shm"};
     if (choice == AllReduceChoice::kSharedMemory) throw refusal(options, why_not);
   }
-  return {make_communicator_path(comm, backend, count, codec()),
-          choice == AllReduceChoice::kMpi ? "training.allreduce: mpi" : why_not};
+  if (choice == AllReduceChoice::kHierarchical || (choice == AllReduceChoice::kAuto && !one_host)) {
+    if (ChosenPath chosen = hierarchical(options, comm, count, codec, why_not); chosen.path)
+      return chosen;
+    if (choice == AllReduceChoice::kHierarchical) throw refusal(options, why_not);
+  }
+  return {make_communicator_path(comm, backend, count, codec()), why_not};
 }
-
 }  // namespace
 
 std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communicator& comm,

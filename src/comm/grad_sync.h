@@ -23,7 +23,7 @@
 
 namespace ddp {
 
-enum class AllReduceChoice { kAuto, kSharedMemory, kMpi, kNccl };
+enum class AllReduceChoice { kAuto, kSharedMemory, kMpi, kHierarchical, kNccl };
 
 struct GradSyncOptions {
   std::string config_file;  // named in errors

@@ -110,6 +110,22 @@ std::unique_ptr<SharedBuffer> MpiCommunicator::allocate_shared(size_t count, std
   return std::make_unique<SharedWindow>(comm_, count);
 }
 
+std::unique_ptr<Communicator> MpiCommunicator::split_host() {
+  MPI_Comm host = MPI_COMM_NULL;
+  mpiCheck(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &host));
+  auto out = std::make_unique<MpiCommunicator>(host);  // works on a duplicate
+  mpiCheck(MPI_Comm_free(&host));
+  return out;
+}
+
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  MPI_Comm part = MPI_COMM_NULL;
+  mpiCheck(MPI_Comm_split(comm_, color, key, &part));
+  auto out = std::make_unique<MpiCommunicator>(part);
+  mpiCheck(MPI_Comm_free(&part));
+  return out;
+}
+
 void MpiCommunicator::all_reduce_sum(std::span<float> data) {
   in_chunks(data, [this](float* p, int n) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, comm_));

@@ -35,6 +35,8 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
   // A SharedWindow when every rank runs on this host and /dev/shm has room for it.
   std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) override;
+  std::unique_ptr<Communicator> split_host() override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
   void all_reduce_sum_bf16(std::span<uint16_t> data) override;
   std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) override;
   int all_reduce_max(int value) override;

@@ -83,17 +83,35 @@ void SharedWindow::all_reduce_sum(size_t offset, size_t count) {
   synchronize();  // every slice is in every buffer
 }
 
-void SharedWindow::reduce_scatter_sum(size_t offset, std::span<const int> counts) {
-  size_t begin = offset;
-  for (int r = 0; r < rank_; ++r) begin += static_cast<size_t>(counts[static_cast<size_t>(r)]);
-  const auto mine = static_cast<size_t>(counts[static_cast<size_t>(rank_)]);
-  size_t total = 0;
-  for (int c : counts) total += static_cast<size_t>(c);
+size_t SharedWindow::part_begin(size_t offset, std::span<const int> counts, int r) const {
+  size_t total = 0, begin = offset;
+  for (size_t k = 0; k < counts.size(); ++k) {
+    if (static_cast<int>(k) < r) begin += static_cast<size_t>(counts[k]);
+    total += static_cast<size_t>(counts[k]);
+  }
   check_range(offset, total);
+  return begin;
+}
+
+void SharedWindow::reduce_scatter_sum(size_t offset, std::span<const int> counts) {
+  const size_t begin = part_begin(offset, counts, rank_);
   synchronize();  // every rank's gradients are final
-  sum_slice(begin, begin + mine, /*to_all=*/false);
+  sum_slice(begin, begin + static_cast<size_t>(counts[static_cast<size_t>(rank_)]),
+            /*to_all=*/false);
   // Other ranks may still be reading this copy: nobody writes gradients again before all are done.
   synchronize();
+}
+
+void SharedWindow::all_gather(size_t offset, std::span<const int> counts) {
+  synchronize();  // every rank's part is final in its own copy
+  float* mine = bases_[static_cast<size_t>(rank_)];
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) continue;
+    const size_t begin = part_begin(offset, counts, r);
+    std::memcpy(mine + begin, bases_[static_cast<size_t>(r)] + begin,
+                static_cast<size_t>(counts[static_cast<size_t>(r)]) * sizeof(float));
+  }
+  synchronize();  // nobody overwrites a part before every rank has copied it
 }
 
 void SharedWindow::check_range(size_t offset, size_t count) const {

@@ -30,6 +30,7 @@ class SharedWindow final : public SharedBuffer {
   std::span<float> span() override { return {bases_[static_cast<size_t>(rank_)], count_}; }
   void all_reduce_sum(size_t offset, size_t count) override;
   void reduce_scatter_sum(size_t offset, std::span<const int> counts) override;
+  void all_gather(size_t offset, std::span<const int> counts) override;
 
  private:
   void synchronize();  // makes every rank's writes visible to all, then lets them go on
@@ -37,6 +38,8 @@ class SharedWindow final : public SharedBuffer {
   // into every rank's.
   void sum_slice(size_t begin, size_t end, bool to_all);
   void check_range(size_t offset, size_t count) const;  // logic_error past the window's end
+  // Where rank r's part of [offset, offset + sum(counts)) begins; checks the whole range.
+  size_t part_begin(size_t offset, std::span<const int> counts, int r) const;
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Win window_ = MPI_WIN_NULL;

@@ -18,6 +18,9 @@ int64_t now_ns() {
 class WatchedCommunicator final : public Communicator {
  public:
   WatchedCommunicator(Communicator& inner, Watchdog& dog) : inner_(inner), dog_(dog) {}
+  // Watches, and owns, a communicator split from a watched one.
+  WatchedCommunicator(std::unique_ptr<Communicator> owned, Watchdog& dog)
+      : owned_(std::move(owned)), inner_(*owned_), dog_(dog) {}
   std::string name() const override { return inner_.name(); }
   int rank() const override { return inner_.rank(); }
   int size() const override { return inner_.size(); }
@@ -37,6 +40,14 @@ class WatchedCommunicator final : public Communicator {
     std::unique_ptr<SharedBuffer> buffer = inner_.allocate_shared(count, why_not);
     if (!buffer) return nullptr;
     return std::make_unique<WatchedSharedBuffer>(std::move(buffer), dog_);
+  }
+  std::unique_ptr<Communicator> split_host() override {
+    auto guard = dog_.enter("communicator split (host)", 0);
+    return wrap(inner_.split_host());
+  }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    auto guard = dog_.enter("communicator split", 0);
+    return wrap(inner_.split(color, key));
   }
   // The wait, not the start, is where a rank blocks; the gradient sync waits on the Work.
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
@@ -87,10 +98,12 @@ class WatchedCommunicator final : public Communicator {
       inner_->all_reduce_sum(offset, count);
     }
     void reduce_scatter_sum(size_t offset, std::span<const int> counts) override {
-      size_t elements = 0;
-      for (int c : counts) elements += static_cast<size_t>(c);
-      auto guard = dog_.enter("reduce-scatter (ZeRO-1, shared memory)", elements);
+      auto guard = dog_.enter("reduce-scatter (shared memory)", total(counts));
       inner_->reduce_scatter_sum(offset, counts);
+    }
+    void all_gather(size_t offset, std::span<const int> counts) override {
+      auto guard = dog_.enter("all-gather (shared memory)", total(counts));
+      inner_->all_gather(offset, counts);
     }
 
    private:
@@ -114,6 +127,17 @@ class WatchedCommunicator final : public Communicator {
     size_t elements_;
   };
 
+  std::unique_ptr<Communicator> wrap(std::unique_ptr<Communicator> part) {
+    if (!part) return nullptr;
+    return std::make_unique<WatchedCommunicator>(std::move(part), dog_);
+  }
+  static size_t total(std::span<const int> counts) {
+    size_t sum = 0;
+    for (int c : counts) sum += static_cast<size_t>(c);
+    return sum;
+  }
+
+  std::unique_ptr<Communicator> owned_;  // null unless split from a watched communicator
   Communicator& inner_;
   Watchdog& dog_;
 };

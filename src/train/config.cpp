@@ -114,11 +114,13 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
   sync.config_file = file;
   sync.bucket_bytes = static_cast<size_t>(
       positive_number(node, "bucket_mb", node.get("bucket_mb", 4.0)) * 1024 * 1024);
-  const std::string allreduce = node.choice("allreduce", {"auto", "shm", "mpi", "nccl"}, "auto");
-  sync.path = allreduce == "shm"    ? AllReduceChoice::kSharedMemory
-              : allreduce == "mpi"  ? AllReduceChoice::kMpi
-              : allreduce == "nccl" ? AllReduceChoice::kNccl
-                                    : AllReduceChoice::kAuto;
+  const std::string allreduce =
+      node.choice("allreduce", {"auto", "shm", "mpi", "hierarchical", "nccl"}, "auto");
+  sync.path = allreduce == "shm"            ? AllReduceChoice::kSharedMemory
+              : allreduce == "mpi"          ? AllReduceChoice::kMpi
+              : allreduce == "hierarchical" ? AllReduceChoice::kHierarchical
+              : allreduce == "nccl"         ? AllReduceChoice::kNccl
+                                            : AllReduceChoice::kAuto;
   sync.overlap = node.get("overlap", false);
   sync.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
   const int64_t zero = node.get<int64_t>("zero", 0);

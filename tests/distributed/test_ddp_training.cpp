@@ -1,6 +1,8 @@
 // Invariants 1 and 2 under mpiexec: N ranks train the same model as one rank with the global
 // batch, and every rank holds bit-identical parameters, on every all-reduce path
-// (Note [all-reduce paths]): each test runs once through shared memory and once through MPI.
+// (Note [all-reduce paths]): each test runs through shared memory, through MPI and hierarchically
+// (on one host: one shared-memory group whose cross-host all-reduce has one rank; across hosts,
+// tests/multihost runs them).
 
 #include <gtest/gtest.h>
 
@@ -39,8 +41,10 @@ training: {epochs: 1, global_batch_size: 32}
 // The path a multi-rank trainer took, as its log line names it.
 void expect_path(const Trainer& trainer, Communicator& comm, const Config& config) {
   if (comm.size() == 1) return;
-  const std::string expected = config.training.grad_sync.path == AllReduceChoice::kMpi
-                                   ? "through mpi"
+  const AllReduceChoice path = config.training.grad_sync.path;
+  const std::string expected = path == AllReduceChoice::kMpi ? "through mpi"
+                               : path == AllReduceChoice::kHierarchical
+                                   ? "through shared memory within hosts"
                                    : "through shared memory";
   EXPECT_NE(trainer.grad_sync().describe().find(expected), std::string::npos)
       << trainer.grad_sync().describe();
@@ -68,6 +72,22 @@ class DdpTraining : public ::testing::TestWithParam<std::string> {
   Config config_with(std::vector<std::string> overrides) const {
     overrides.push_back("training.allreduce=" + GetParam());
     return ddp::config_with(overrides);
+  }
+  // The hierarchical path refuses ZeRO-1, naming the combination; true when it did.
+  bool refuses_zero1(Communicator& comm) const {
+    if (GetParam() != "hierarchical" || comm.size() == 1) return false;
+    auto backend = make_cpu_backend();
+    const Config config = config_with({"training.zero=1"});
+    try {
+      Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
+                      std::nullopt);
+      ADD_FAILURE() << "hierarchical accepted ZeRO-1";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("training.allreduce: hierarchical, but ZeRO-1"),
+                std::string::npos)
+          << e.what();
+    }
+    return true;
   }
 };
 
@@ -158,6 +178,7 @@ TEST_P(DdpTraining, Bf16WireStaysCloseToFp32AndIdenticalAcrossRanks) {
 
 TEST_P(DdpTraining, Zero1MatchesReplicatedOptimizerState) {
   MpiCommunicator comm;
+  if (refuses_zero1(comm)) return;
   const std::vector<float> plain = train_and_get_params(config_with({}), comm, 20);
   // One bucket, and buckets of ~1,300 floats whose boundaries cut through the shards.
   for (const char* buckets : {"training.bucket_mb=4", "training.bucket_mb=0.005"}) {
@@ -170,6 +191,7 @@ TEST_P(DdpTraining, Zero1MatchesReplicatedOptimizerState) {
 
 TEST_P(DdpTraining, Zero1CheckpointsHoldTheFullStateAndResumeWithoutSharding) {
   MpiCommunicator comm;
+  if (refuses_zero1(comm)) return;
   auto backend = make_cpu_backend();
   const Config plain = config_with({});
   const Config sharded = config_with({"training.zero=1"});
@@ -233,7 +255,7 @@ TEST_P(DdpTraining, IndivisibleGlobalBatchFailsOnEveryRank) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, DdpTraining, ::testing::Values("shm", "mpi"),
+INSTANTIATE_TEST_SUITE_P(Paths, DdpTraining, ::testing::Values("shm", "mpi", "hierarchical"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -78,7 +78,7 @@ TEST_P(Resume, BitIdenticalToAnUninterruptedRun) {
 INSTANTIATE_TEST_SUITE_P(Optimizers, Resume,
                          ::testing::Combine(::testing::Values("sgd", "adam"),
                                             ::testing::Values(26, 33),
-                                            ::testing::Values("shm", "mpi")),
+                                            ::testing::Values("shm", "mpi", "hierarchical")),
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_stop_at_" +
                                   std::to_string(std::get<1>(info.param)) + "_" +

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# A cluster of H "hosts" on this machine, for multi-host runs without a cluster: each host is a
+# network namespace with its own address on a bridge (which lives in a namespace of its own, so
+# the machine's network is untouched), its own hostname (UTS namespace), its own /etc/hosts and
+# its own private scratch directory (mount namespace: same path, other contents on every host).
+# Open MPI reaches the hosts through an agent that replaces ssh, a generated hostfile, and TCP
+# on the bridge (shared memory within a host). COMMAND runs on host h0, the head node, with
+#   DDP_HOSTFILE      the hostfile ("h0 slots=S", ...)
+#   DDP_MPIRUN_ARGS   the mpirun options that reach the hosts (add -n and the program)
+#   DDP_SCRATCH       the host-private scratch directory
+#   DDP_CLUSTER       the prefix of the namespaces (ip netns exec $DDP_CLUSTER-h1 ... enters h1)
+# Everything is torn down when COMMAND ends, fails or is interrupted. Needs root (CAP_NET_ADMIN);
+# exits 77 when namespaces cannot be created here.
+#   launch/netns_cluster.sh [--hosts H] [--slots S] [--rate 1gbit] [--delay 5ms] [--loss 1%] \
+#       -- COMMAND [ARGS...]
+# e.g. launch/netns_cluster.sh --hosts 2 --slots 2 -- \
+#        sh -c 'mpirun $DDP_MPIRUN_ARGS -n 4 build/ddp_train --config configs/seed_example.yaml'
+set -euo pipefail
+hosts=2
+slots=1
+rate=""
+delay=""
+loss=""
+while (($#)); do
+  case "$1" in
+    --hosts) hosts="$2"; shift 2 ;;
+    --slots) slots="$2"; shift 2 ;;
+    --rate) rate="$2"; shift 2 ;;
+    --delay) delay="$2"; shift 2 ;;
+    --loss) loss="$2"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "netns_cluster: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+(($#)) || { echo "netns_cluster: no command given" >&2; exit 2; }
+((hosts >= 1 && hosts <= 16)) || { echo "netns_cluster: --hosts must be 1-16" >&2; exit 2; }
+
+# Short and unique: interface names have at most 15 characters.
+prefix="ddpc$$"
+net="10.$((200 + $$ % 50)).$((($$ / 50) % 250)).0"
+subnet="${net%.0}"
+state="/tmp/$prefix"
+created=()
+
+cleanup() {
+  local code=$?
+  trap - EXIT INT TERM
+  for ns in "${created[@]}"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  done
+  for ns in "${created[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$state"
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+add_namespace() {
+  ip netns add "$1" || return 1
+  created+=("$1")
+  ip -n "$1" link set lo up
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
+}
+
+if ! add_namespace "$prefix-br" 2>/dev/null; then
+  echo "netns_cluster: cannot create network namespaces here (root with CAP_NET_ADMIN needed)" >&2
+  exit 77
+fi
+ip -n "$prefix-br" link add br0 type bridge
+ip -n "$prefix-br" link set br0 up
+mkdir -p "$state/scratch"
+: >"$state/hostfile"
+printf '127.0.0.1 localhost\n' >"$state/hosts"
+for ((i = 0; i < hosts; i++)); do
+  ns="$prefix-h$i"
+  add_namespace "$ns"
+  ip link add "${prefix}h$i" type veth peer name "${prefix}b$i"
+  ip link set "${prefix}h$i" netns "$ns"
+  ip link set "${prefix}b$i" netns "$prefix-br"
+  ip -n "$ns" link set "${prefix}h$i" name eth0
+  ip -n "$ns" addr add "$subnet.$((i + 1))/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$prefix-br" link set "${prefix}b$i" master br0 up
+  if [[ -n "$rate$delay$loss" ]]; then
+    # netem on the host's egress: every packet a host sends crosses one shaped link.
+    shaping=()
+    [[ -n "$delay" ]] && shaping+=(delay "$delay")
+    [[ -n "$loss" ]] && shaping+=(loss "$loss")
+    [[ -n "$rate" ]] && shaping+=(rate "$rate")
+    ip netns exec "$ns" tc qdisc add dev eth0 root netem "${shaping[@]}" limit 100000
+  fi
+  echo "h$i slots=$slots" >>"$state/hostfile"
+  echo "$subnet.$((i + 1)) h$i" >>"$state/hosts"
+done
+
+# Enters host $1 and runs the shell command $2 there, as ssh would: its own hostname, /etc/hosts
+# and scratch tmpfs, in mount and UTS namespaces private to that host's processes.
+cat >"$state/enter.sh" <<EOF
+#!/bin/sh
+host="\$1"
+shift
+exec ip netns exec "$prefix-\$host" unshare --uts --mount --propagation private sh -c '
+  hostname "\$0" && mount --bind "$state/hosts" /etc/hosts &&
+  mount -t tmpfs -o size=512m tmpfs "$state/scratch" && exec sh -c "\$1"' "\$host" "\$*"
+EOF
+chmod +x "$state/enter.sh"
+# Open MPI's launcher agent: called like ssh, "agent HOST COMMAND...".
+agent="$state/enter.sh"
+
+export DDP_HOSTFILE="$state/hostfile"
+export DDP_SCRATCH="$state/scratch"
+export DDP_CLUSTER="$prefix"
+# TCP on the bridge only (IPv4), shared memory within a host, no tree spawn (every daemon is
+# started from the head node), and yielding while idle: these hosts share this machine's cores.
+root_flag=""
+[[ $(id -u) -eq 0 ]] && root_flag="--allow-run-as-root"
+export DDP_MPIRUN_ARGS="$root_flag --hostfile $state/hostfile --mca plm_rsh_agent $agent \
+--mca plm_rsh_no_tree_spawn 1 --mca pml ob1 --mca btl tcp,vader,self \
+--mca btl_tcp_if_include $net/24 --mca oob_tcp_if_include $net/24 \
+--mca btl_tcp_disable_family 6 --mca mpi_yield_when_idle 1 --bind-to none"
+# The command, quoted for bash, in a file: it passes through the agent's sh -c unchanged.
+{
+  printf 'cd %q || exit\nexec' "$PWD"
+  printf ' %q' "$@"
+  printf '\n'
+} >"$state/head.sh"
+"$agent" h0 "bash $state/head.sh"

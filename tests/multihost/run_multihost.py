@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Multi-host runs on one machine: launch/netns_cluster.sh makes each "host" a network namespace
+with its own hostname and scratch, and Open MPI crosses hosts over TCP on a bridge.
+  equivalence_2x2, equivalence_4x1  the training-equivalence tests (N ranks = 1 rank within
+                    1e-5, bit-identical replicas, overlap, accumulation, bf16, ZeRO-1, resume) on
+                    the MPI and hierarchical paths, as 2 hosts x 2 ranks and 4 hosts x 1 rank
+  auto_path         ddp_train picks MPI for ranks on several hosts, and says why
+  resume_layouts    a run stopped at step 40 on 2 x 2, its checkpoint written on rank 0's host
+                    only, resumed on 4 x 1 and on 1 x 4 (shared memory): the final weights match
+                    an uninterrupted 2 x 2 run within 1e-5
+  nothing_left      no namespace and no process of the harness survives
+Exits 77 (skipped) where network namespaces cannot be created."""
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
+from run_checkpoint_scenarios import read_safetensors  # noqa: E402
+from scenarios import run_scenarios  # noqa: E402
+
+LIMIT_S = 240
+# The multi-rank tests that do not need every rank on one host.
+MPI_PATH_TESTS = ("Paths/DdpTraining.*/mpi:Paths/DdpTraining.*/hierarchical:Optimizers/Resume.*mpi:"
+                  "Optimizers/Resume.*hierarchical:MpiCommunicator.*:RunAgreed.*:"
+                  "Paths/GradSyncPaths.*/mpi:Buckets.*")
+
+
+class Scenarios:
+    def __init__(self, args, tmp):
+        self.a = args
+        self.tmp = tmp
+        self.cluster = os.path.join(args.root, "launch", "netns_cluster.sh")
+        self.seed = os.path.join(args.root, "configs", "seed_example.yaml")
+
+    def on_cluster(self, hosts, slots, script):
+        """Runs the shell script on host h0 of a fresh cluster; returns its stdout."""
+        cmd = [self.cluster, "--hosts", str(hosts), "--slots", str(slots), "--", "sh", "-c",
+               f"set -e\n{script}"]
+        env = dict(os.environ, MPIRUN=self.a.mpiexec, DDP_TRAIN=self.a.ddp_train)
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=LIMIT_S,
+                                stdin=subprocess.DEVNULL, cwd=self.tmp)
+        assert result.returncode == 0, (f"{hosts} x {slots}: exit {result.returncode}\n"
+                                        f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def train(self, ranks, *args):
+        quoted = " ".join(f'"{a}"' for a in args)  # $DDP_SCRATCH expands on the head node
+        return (f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {ranks} "$DDP_TRAIN" --config {self.seed} '
+                f"--set training.epochs=4 {quoted}")
+
+    def equivalence(self, hosts, slots):
+        out = self.on_cluster(hosts, slots, f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {hosts * slots} '
+                                            f"{self.a.dist_tests} --gtest_filter='{MPI_PATH_TESTS}'")
+        assert "[  PASSED  ]" in out and "FAILED" not in out, out[-3000:]
+
+    def equivalence_2x2(self):
+        self.equivalence(2, 2)
+
+    def equivalence_4x1(self):
+        self.equivalence(4, 1)
+
+    def auto_path(self):
+        out = self.on_cluster(2, 2, self.train(4, "--run-dir", "$DDP_SCRATCH/run"))
+        assert "fp32 through shared memory within hosts, mpi across (2 hosts x 2 ranks)" in out, \
+            out[-2000:]
+        assert "Epoch 4/4" in out, out[-2000:]
+
+    def resume_layouts(self):
+        t = self.tmp
+        self.on_cluster(2, 2, self.train(4, "--run-dir", "$DDP_SCRATCH/a",
+                                         "--export-safetensors", f"{t}/straight.st"))
+        # The checkpoint exists only in h0's private scratch; it leaves with the run directory.
+        self.on_cluster(2, 2, self.train(4, "--run-dir", "$DDP_SCRATCH/b", "--stop-after", "40") +
+                        f'\ncp -r "$DDP_SCRATCH/b" {t}/stopped')
+        _, straight = read_safetensors(f"{t}/straight.st")
+        for hosts, slots in ((4, 1), (1, 4)):
+            out = self.on_cluster(hosts, slots, f'cp -r {t}/stopped "$DDP_SCRATCH/b"\n' +
+                                  self.train(4, "--run-dir", "$DDP_SCRATCH/b", "--resume",
+                                             "--export-safetensors", f"{t}/{hosts}x{slots}.st"))
+            assert "at step 40" in out, out[-2000:]
+            _, resumed = read_safetensors(f"{t}/{hosts}x{slots}.st")
+            worst = max(abs(a - b) for name in straight
+                        for a, b in zip(straight[name][1], resumed[name][1]))
+            assert worst <= 1e-5, f"{hosts} x {slots}: max abs diff {worst} from the straight run"
+            assert math.isfinite(worst)
+
+    def nothing_left(self):
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "ddpc" not in namespaces, namespaces
+        procs = subprocess.run(["pgrep", "-af", "/tmp/ddpc"], capture_output=True, text=True).stdout
+        assert not procs.strip(), procs
+
+
+def namespaces_allowed():
+    probe = f"ddp-probe-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
+        return False
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return True
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--ddp-train", required=True)
+    p.add_argument("--dist-tests", required=True)
+    p.add_argument("--mpiexec", required=True)
+    p.add_argument("--root", required=True)
+    args = p.parse_args()
+    for name in ("ddp_train", "dist_tests", "root"):
+        setattr(args, name, os.path.abspath(getattr(args, name)))
+    if not namespaces_allowed():
+        print("SKIPPED: cannot create network namespaces here (root with CAP_NET_ADMIN needed)")
+        return 77
+    with tempfile.TemporaryDirectory(prefix="ddp_multihost_") as tmp:
+        return run_scenarios("multi-host scenarios", Scenarios(args, tmp),
+                             ["equivalence_2x2", "equivalence_4x1", "auto_path", "resume_layouts",
+                              "nothing_left"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
