@@ -4,9 +4,11 @@
 # the machine's network is untouched), its own hostname (UTS namespace), its own /etc/hosts and
 # its own private scratch directory (mount namespace: same path, other contents on every host).
 # Open MPI reaches the hosts through an agent that replaces ssh, a generated hostfile, and TCP
-# on the bridge (shared memory within a host). COMMAND runs on host h0, the head node, with
-#   DDP_HOSTFILE      the hostfile ("h0 slots=S", ...)
-#   DDP_MPIRUN_ARGS   the mpirun options that reach the hosts (add -n and the program)
+# on the bridge (shared memory within a host), all set as OMPI_MCA_* variables, so mpirun,
+# launch/ddp_run.sh and launch/supervise.sh work unchanged. COMMAND runs on host h0, the head
+# node, with
+#   DDP_HOSTFILE      the hostfile ("h0 slots=S", ...), also Open MPI's default one
+#   DDP_MPIRUN_ARGS   --hostfile, and --allow-run-as-root as root
 #   DDP_SCRATCH       the host-private scratch directory
 #   DDP_CLUSTER       the prefix of the namespaces (ip netns exec $DDP_CLUSTER-h1 ... enters h1)
 # Everything is torn down when COMMAND ends, fails or is interrupted. Needs root (CAP_NET_ADMIN);
@@ -14,7 +16,7 @@
 #   launch/netns_cluster.sh [--hosts H] [--slots S] [--rate 1gbit] [--delay 5ms] [--loss 1%] \
 #       -- COMMAND [ARGS...]
 # e.g. launch/netns_cluster.sh --hosts 2 --slots 2 -- \
-#        sh -c 'mpirun $DDP_MPIRUN_ARGS -n 4 build/ddp_train --config configs/seed_example.yaml'
+#        launch/ddp_run.sh -n 4 --config configs/seed_example.yaml
 set -euo pipefail
 hosts=2
 slots=1
@@ -82,13 +84,19 @@ for ((i = 0; i < hosts; i++)); do
   ip -n "$ns" addr add "$subnet.$((i + 1))/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$prefix-br" link set "${prefix}b$i" master br0 up
-  if [[ -n "$rate$delay$loss" ]]; then
-    # netem on the host's egress: every packet a host sends crosses one shaped link.
+  # Shaping on the host's egress: every packet a host sends crosses one shaped link. Rate alone
+  # is a token bucket (tbf); delay and loss need netem, which some kernels lack (sch_netem).
+  if [[ -n "$delay$loss" ]]; then
     shaping=()
     [[ -n "$delay" ]] && shaping+=(delay "$delay")
     [[ -n "$loss" ]] && shaping+=(loss "$loss")
     [[ -n "$rate" ]] && shaping+=(rate "$rate")
-    ip netns exec "$ns" tc qdisc add dev eth0 root netem "${shaping[@]}" limit 100000
+    if ! ip netns exec "$ns" tc qdisc add dev eth0 root netem "${shaping[@]}" limit 100000; then
+      echo "netns_cluster: this kernel has no netem (sch_netem): --delay/--loss unavailable" >&2
+      exit 77
+    fi
+  elif [[ -n "$rate" ]]; then
+    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst 256kb latency 100ms
   fi
   echo "h$i slots=$slots" >>"$state/hostfile"
   echo "$subnet.$((i + 1)) h$i" >>"$state/hosts"
@@ -111,14 +119,22 @@ agent="$state/enter.sh"
 export DDP_HOSTFILE="$state/hostfile"
 export DDP_SCRATCH="$state/scratch"
 export DDP_CLUSTER="$prefix"
-# TCP on the bridge only (IPv4), shared memory within a host, no tree spawn (every daemon is
-# started from the head node), and yielding while idle: these hosts share this machine's cores.
-root_flag=""
-[[ $(id -u) -eq 0 ]] && root_flag="--allow-run-as-root"
-export DDP_MPIRUN_ARGS="$root_flag --hostfile $state/hostfile --mca plm_rsh_agent $agent \
---mca plm_rsh_no_tree_spawn 1 --mca pml ob1 --mca btl tcp,vader,self \
---mca btl_tcp_if_include $net/24 --mca oob_tcp_if_include $net/24 \
---mca btl_tcp_disable_family 6 --mca mpi_yield_when_idle 1 --bind-to none"
+# Open MPI's settings travel as OMPI_MCA_* variables, so plain mpirun, launch/ddp_run.sh and
+# launch/supervise.sh all reach the hosts: TCP on the bridge only (IPv4), shared memory within a
+# host, the default hostfile, no tree spawn (every daemon is started from the head node), and
+# yielding while idle, since these hosts share this machine's cores.
+export OMPI_MCA_orte_default_hostfile="$state/hostfile"
+export OMPI_MCA_plm_rsh_agent="$agent"
+export OMPI_MCA_plm_rsh_no_tree_spawn=1
+export OMPI_MCA_pml=ob1
+export OMPI_MCA_btl=tcp,vader,self
+export OMPI_MCA_btl_tcp_if_include="$net/24"
+export OMPI_MCA_oob_tcp_if_include="$net/24"
+export OMPI_MCA_btl_tcp_disable_family=6
+export OMPI_MCA_mpi_yield_when_idle=1
+export OMPI_MCA_hwloc_base_binding_policy=none
+export DDP_MPIRUN_ARGS="--hostfile $state/hostfile"
+[[ $(id -u) -eq 0 ]] && DDP_MPIRUN_ARGS+=" --allow-run-as-root"
 # The command, quoted for bash, in a file: it passes through the agent's sh -c unchanged.
 {
   printf 'cd %q || exit\nexec' "$PWD"

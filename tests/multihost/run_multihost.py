@@ -8,6 +8,11 @@ with its own hostname and scratch, and Open MPI crosses hosts over TCP on a brid
   resume_layouts    a run stopped at step 40 on 2 x 2, its checkpoint written on rank 0's host
                     only, resumed on 4 x 1 and on 1 x 4 (shared memory): the final weights match
                     an uninterrupted 2 x 2 run within 1e-5
+  shaped_link       every host link shaped to 50 Mbit/s (tbf), and with 1% packet loss and 5 ms
+                    delay where the kernel has netem: the same weights, bit for bit
+  host_killed       every process of host h1 SIGKILLed mid-training: the job ends
+                    naming h1, and launch/supervise.sh resumes it from the last checkpoint to the
+                    weights of an uninterrupted run, bit for bit
   nothing_left      no namespace and no process of the harness survives
 Exits 77 (skipped) where network namespaces cannot be created."""
 
@@ -36,10 +41,10 @@ class Scenarios:
         self.cluster = os.path.join(args.root, "launch", "netns_cluster.sh")
         self.seed = os.path.join(args.root, "configs", "seed_example.yaml")
 
-    def on_cluster(self, hosts, slots, script):
+    def on_cluster(self, hosts, slots, script, shaping=()):
         """Runs the shell script on host h0 of a fresh cluster; returns its stdout."""
-        cmd = [self.cluster, "--hosts", str(hosts), "--slots", str(slots), "--", "sh", "-c",
-               f"set -e\n{script}"]
+        cmd = [self.cluster, "--hosts", str(hosts), "--slots", str(slots), *shaping, "--", "sh",
+               "-c", f"set -e\n{script}"]
         env = dict(os.environ, MPIRUN=self.a.mpiexec, DDP_TRAIN=self.a.ddp_train)
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=LIMIT_S,
                                 stdin=subprocess.DEVNULL, cwd=self.tmp)
@@ -88,11 +93,60 @@ class Scenarios:
             assert worst <= 1e-5, f"{hosts} x {slots}: max abs diff {worst} from the straight run"
             assert math.isfinite(worst)
 
+    def shaped_link(self):
+        t = self.tmp
+        run = self.train(4, "--run-dir", "$DDP_SCRATCH/a", "--export-safetensors", f"{t}/%s.st")
+        self.on_cluster(2, 2, run % "plain")
+        self.on_cluster(2, 2, run % "slow", shaping=("--rate", "50mbit"))
+        shapes = ["slow"]
+        if netem_available():
+            self.on_cluster(2, 2, run % "lossy", shaping=("--delay", "5ms", "--loss", "1%"))
+            shapes.append("lossy")
+        else:
+            print("note: no netem in this kernel: the 1% loss, 5 ms delay case did not run")
+        for shape in shapes:
+            with open(f"{t}/plain.st", "rb") as a, open(f"{t}/{shape}.st", "rb") as b:
+                assert a.read() == b.read(), f"weights differ on the {shape} link"
+
+    def host_killed(self):
+        t = self.tmp
+        long_run = ["--set", "training.epochs=1000", "--set", "checkpoint.every_epochs=0",
+                    "--set", "checkpoint.every_steps=4000"]
+        run = f"{self.a.root}/launch/ddp_run.sh -n 4 --config {self.seed} " + " ".join(long_run)
+        self.on_cluster(2, 2, f'{run} --run-dir "$DDP_SCRATCH/a" --export-safetensors {t}/long.st')
+        # Once the first checkpoint exists, every process of h1 dies; the supervisor restarts the
+        # job from that checkpoint.
+        out = self.on_cluster(2, 2, f"""
+(for i in $(seq 600); do [ -e "$DDP_SCRATCH/b/checkpoints/latest" ] && break; sleep 0.1; done
+ ip netns pids "$DDP_CLUSTER-h1" | xargs -r kill -9) &
+start=$(date +%s)
+{self.a.root}/launch/supervise.sh --max-restarts 1 --backoff 0 -- -n 4 --config {self.seed} \
+  {" ".join(long_run)} --run-dir "$DDP_SCRATCH/b" --export-safetensors {t}/killed.st \
+  2>{t}/supervise.err
+echo "took $(( $(date +%s) - start )) s"
+""")
+        err = open(f"{t}/supervise.err").read()
+        assert "supervise: job failed with exit code" in err, err[-3000:]
+        assert "node h1" in err, "the lost host is not named:\n" + err[-3000:]
+        assert "resume: continuing from" in out, out[-2000:]
+        with open(f"{t}/long.st", "rb") as a, open(f"{t}/killed.st", "rb") as b:
+            assert a.read() == b.read(), "weights after the restart differ from the straight run"
+
     def nothing_left(self):
         namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert "ddpc" not in namespaces, namespaces
         procs = subprocess.run(["pgrep", "-af", "/tmp/ddpc"], capture_output=True, text=True).stdout
         assert not procs.strip(), procs
+
+
+def netem_available():
+    probe = f"ddp-netem-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", probe], capture_output=True)
+    try:
+        return subprocess.run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo",
+                               "root", "netem", "delay", "1ms"], capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
 
 
 def namespaces_allowed():
@@ -118,7 +172,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ddp_multihost_") as tmp:
         return run_scenarios("multi-host scenarios", Scenarios(args, tmp),
                              ["equivalence_2x2", "equivalence_4x1", "auto_path", "resume_layouts",
-                              "nothing_left"])
+                              "shaped_link", "host_killed", "nothing_left"])
 
 
 if __name__ == "__main__":
