@@ -21,11 +21,18 @@ class Error : public std::runtime_error {
   ExitCode code() const { return code_; }
   // True once every rank knows about this error (see run_agreed), so no rank needs aborting.
   bool agreed() const { return agreed_; }
-  void mark_agreed() { agreed_ = true; }
+  // `reporter`: the one rank that prints it (the others stay quiet); rank 0 for a verdict that
+  // every rank reached alike.
+  void mark_agreed(int reporter = 0) {
+    agreed_ = true;
+    reporter_ = reporter;
+  }
+  int reporter() const { return reporter_; }
 
  private:
   ExitCode code_;
   bool agreed_ = false;
+  int reporter_ = 0;
 };
 
 class ConfigError : public Error {

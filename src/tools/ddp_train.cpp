@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -52,8 +53,11 @@ std::string rank_prefix(const Communicator& comm) {
   return "[rank " + std::to_string(comm.rank()) + " on " + host + "] ";
 }
 
+// One write per line, so lines of several ranks never interleave.
 void print_error(const Communicator& comm, const std::string& message) {
-  std::cerr << rank_prefix(comm) << "ddp_train: error: " << message << std::endl;
+  const std::string line = rank_prefix(comm) + "ddp_train: error: " + message + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
 }
 
 // Rank 0's bytes (and their name) on every rank, without assuming a shared file system.
@@ -157,7 +161,9 @@ void write_predictions(const std::string& path, Trainer& trainer) {
 // `training` turns true once every rank has passed setup; errors after that may be one rank's.
 int train(Communicator& world, const Options& options, bool& training) {
   std::vector<Fault> faults;
-  for (const std::string& spec : options.faults) faults.push_back(parse_fault(spec));
+  run_agreed(world, [&] {
+    for (const std::string& spec : options.faults) faults.push_back(parse_fault(spec));
+  });
   // Every collective from here on runs under the watchdog (armed once the config is read).
   Watchdog watchdog(0, rank_prefix(world));
   const std::unique_ptr<Communicator> guarded = watched(world, watchdog);
@@ -255,7 +261,8 @@ int main(int argc, char** argv) {
     if (comm->rank() == 0) app.exit(e);
     return 0;
   } catch (const CLI::ParseError& e) {
-    print_error(*comm, std::string(e.what()) + " (see --help)");
+    // Every rank parsed the same command line: one of them says so.
+    if (comm->rank() == 0) print_error(*comm, std::string(e.what()) + " (see --help)");
     return static_cast<int>(ExitCode::kUsage);
   }
   if (options.run_dir.empty())
@@ -270,7 +277,8 @@ int main(int argc, char** argv) {
   } catch (const PeerError& e) {
     return static_cast<int>(e.code());
   } catch (const Error& e) {
-    print_error(*comm, e.what());
+    // An error every rank knows of is printed once, by the rank chosen to report it.
+    if (!e.agreed() || e.reporter() == comm->rank()) print_error(*comm, e.what());
     if (training && !e.agreed()) comm->abort(static_cast<int>(e.code()));
     return static_cast<int>(e.code());
   } catch (const std::exception& e) {

@@ -160,8 +160,10 @@ def run_case(case, args, tmp, env):
         problems.append(f"exit code {result.returncode}, expected {code}")
     if not re.search(pattern, ours, re.M):
         problems.append(f"{stream} does not match /{pattern}/")
-    if stream == "stderr" and int(code) != 0 and "ddp_train: error:" not in ours:
-        problems.append("no 'ddp_train: error:' line")
+    errors = result.stderr.count("ddp_train: error:")
+    if int(code) != 0 and errors != 1:
+        problems.append(f"{errors} 'ddp_train: error:' lines, expected exactly one (an error "
+                        "every rank knows of is printed once)")
     if int(code) == 0 and "--help" not in argv:
         problem = check_success(result.stdout, run_dir)
         if problem:

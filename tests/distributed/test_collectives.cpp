@@ -187,5 +187,31 @@ TEST(RunAgreed, OneFailingRankStopsEveryRank) {
   EXPECT_NO_THROW(run_agreed(comm, [] {}));
 }
 
+// The error is printed once: by the lowest rank among those that failed with the worst code.
+TEST(RunAgreed, OneRankReportsTheWorstError) {
+  MpiCommunicator comm;
+  auto reporter_of = [&](auto fail) {
+    try {
+      run_agreed(comm, fail);
+    } catch (const PeerError&) {
+      return -2;  // quiet: did not fail itself
+    } catch (const Error& e) {
+      return e.reporter();
+    }
+    return -3;
+  };
+  // Every rank fails alike: rank 0 reports.
+  EXPECT_EQ(reporter_of([] { throw ConfigError("run.yaml: training.epochs: must be > 0"); }), 0);
+  if (comm.size() == 1) return;
+  // Rank 0 has a config error (exit 2), the odd ranks a data error (3): rank 1 reports.
+  const int expected = comm.rank() % 2 == 1 ? 1 : (comm.rank() == 0 ? 1 : -2);
+  EXPECT_EQ(reporter_of([&] {
+              if (comm.rank() % 2 == 1) throw DataError("shard.csv: broken");
+              if (comm.rank() == 0) throw ConfigError("run.yaml: bad");
+            }),
+            expected)
+      << "rank " << comm.rank();
+}
+
 }  // namespace
 }  // namespace ddp

@@ -19,6 +19,7 @@ Exits 77 (skipped) where network namespaces cannot be created."""
 import argparse
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -140,7 +141,7 @@ echo "took $(( $(date +%s) - start )) s"
 
 
 def netem_available():
-    probe = f"ddp-netem-{os.getpid()}"
+    probe = f"ddp-netem-{os.getpid()}"  # namespaces_allowed() has found ip
     subprocess.run(["ip", "netns", "add", probe], capture_output=True)
     try:
         return subprocess.run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo",
@@ -150,6 +151,8 @@ def netem_available():
 
 
 def namespaces_allowed():
+    if not shutil.which("ip") or not shutil.which("unshare"):
+        return False
     probe = f"ddp-probe-{os.getpid()}"
     if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
         return False
@@ -167,7 +170,8 @@ def main():
     for name in ("ddp_train", "dist_tests", "root"):
         setattr(args, name, os.path.abspath(getattr(args, name)))
     if not namespaces_allowed():
-        print("SKIPPED: cannot create network namespaces here (root with CAP_NET_ADMIN needed)")
+        print("SKIPPED: cannot create network namespaces here (needs root with CAP_NET_ADMIN, and "
+              "iproute2's ip and util-linux's unshare, which launch/setup.sh installs)")
         return 77
     with tempfile.TemporaryDirectory(prefix="ddp_multihost_") as tmp:
         return run_scenarios("multi-host scenarios", Scenarios(args, tmp),
