@@ -12,10 +12,17 @@ ranks=2
 mpi_args=()
 hostfile=""
 oversubscribe=0
+# An option that takes a value must have one: "ddp_run: -n needs a value".
+needs_value() {
+  if (($# < 2)) || [[ "$2" == -* ]]; then
+    echo "ddp_run: $1 needs a value (see the header of $0)" >&2
+    exit 2
+  fi
+}
 while (($#)); do
   case "$1" in
-    -n|--np) ranks="$2"; shift 2 ;;
-    --hostfile) hostfile="$2"; mpi_args+=(--hostfile "$2"); shift 2 ;;
+    -n|--np) needs_value "$@"; ranks="$2"; shift 2 ;;
+    --hostfile) needs_value "$@"; hostfile="$2"; mpi_args+=(--hostfile "$2"); shift 2 ;;
     --oversubscribe) oversubscribe=1; shift ;;
     --) shift; break ;;
     *) break ;;
@@ -31,6 +38,10 @@ fi
 if [[ -z "$binary" || ! -x "$binary" ]]; then
   echo "ddp_run: no ddp_train: DDP_TRAIN=${DDP_TRAIN:-(unset)}, $root/build/ddp_train missing," \
        "none on the PATH; run launch/setup.sh, or set DDP_TRAIN=/path/to/ddp_train" >&2
+  exit 2
+fi
+if ! [[ "$ranks" =~ ^[1-9][0-9]*$ ]]; then
+  echo "ddp_run: -n $ranks: the number of ranks must be a positive integer" >&2
   exit 2
 fi
 if [[ -z "$hostfile" && "$ranks" -gt "$(nproc)" ]]; then

@@ -178,8 +178,16 @@ int train(Communicator& world, const Options& options, bool& training) {
     std::cout << "ddp-trainer: " << comm.size() << " rank(s), " << session.backend->name()
               << " backend, config " << options.config << ", run dir " << options.run_dir
               << std::endl;
+  // Combinations that would fail only after training fail now.
+  run_agreed(comm, [&] {
+    if (!options.predict_out.empty() && !config.test_data)
+      throw ConfigError(options.config + ": --predict-out needs a test split (data.test)");
+  });
   if (!options.init_from.empty()) init_from_safetensors(comm, trainer, options.init_from);
   if (options.resume || !options.resume_from.empty()) resume(comm, trainer, config, options);
+  if (lead && trainer.complete())
+    std::cout << "resume: the run is already complete (" << config.training.epochs << " of "
+              << config.training.epochs << " epochs); nothing to train" << std::endl;
 
   CheckpointDir checkpoints(checkpoint_dir(config, options), config.checkpoint.keep);
   trainer.set_checkpointing(config.checkpoint, [&](Trainer& t) {
@@ -201,15 +209,19 @@ int train(Communicator& world, const Options& options, bool& training) {
     if (!faults.empty()) inject_faults(faults, comm.rank(), step, trainer);
   });
   training = true;
+  const auto start = std::chrono::steady_clock::now();
   trainer.fit(options.stop_after);
-  if (!options.predict_out.empty()) {
+  if (lead)
+    std::cout
+        << format_summary(
+               trainer.epoch_records(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count())
+        << "outputs: " << options.run_dir << "/ (config.yaml, metrics.jsonl), checkpoints in "
+        << checkpoint_dir(config, options) << std::endl;
+  if (!options.predict_out.empty())
     run_agreed(comm, [&] {
-      if (!lead) return;
-      if (!trainer.test_data())
-        throw ConfigError(options.config + ": --predict-out needs a test split (data.test)");
-      write_predictions(options.predict_out, trainer);
+      if (lead) write_predictions(options.predict_out, trainer);
     });
-  }
   if (!options.export_safetensors.empty()) {
     run_agreed(comm, [&] {
       if (!lead) return;
@@ -229,6 +241,7 @@ int main(int argc, char** argv) {
 
   CLI::App app{"ddp_train: data-parallel training of sequential networks (run under mpirun)"};
   Options options;
+  app.set_version_flag("--version", "ddp_train (ddp-trainer) " DDP_VERSION);
   app.add_option("-c,--config", options.config, "YAML config file")->required();
   app.add_option("--set", options.overrides,
                  "Override a config key: section.key=value (repeatable; list items by index, "
@@ -258,6 +271,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
+    if (comm->rank() == 0) app.exit(e);
+    return 0;
+  } catch (const CLI::CallForVersion& e) {
     if (comm->rank() == 0) app.exit(e);
     return 0;
   } catch (const CLI::ParseError& e) {

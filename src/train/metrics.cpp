@@ -84,4 +84,33 @@ void ProgressBar::clear() {
   if (enabled_) out_ << "\r\033[K" << std::flush;
 }
 
+std::string format_summary(const std::vector<EpochRecord>& records, double wall_seconds) {
+  if (records.empty()) return "done: nothing left to train\n";
+  const EpochRecord& last = records.back();
+  const bool validated = last.val_accuracy.has_value();
+  auto accuracy_of = [validated](const EpochRecord& r) {
+    return validated ? r.val_accuracy.value_or(0) : r.accuracy;
+  };
+  const EpochRecord* best = &records.front();
+  double samples_per_sec = 0;
+  for (const EpochRecord& r : records) {
+    if (accuracy_of(r) > accuracy_of(*best)) best = &r;
+    samples_per_sec += r.samples_per_sec / static_cast<double>(records.size());
+  }
+  char buffer[512];
+  int n = std::snprintf(buffer, sizeof buffer,
+                        "done: epochs %lld-%lld of %lld in %.2f s (%.0f samples/s); final loss "
+                        "%.4f, accuracy %.4f",
+                        static_cast<long long>(records.front().epoch),
+                        static_cast<long long>(last.epoch), static_cast<long long>(last.epochs),
+                        wall_seconds, samples_per_sec, last.loss, last.accuracy);
+  if (validated)
+    n += std::snprintf(buffer + n, sizeof buffer - static_cast<size_t>(n),
+                       ", val_loss %.4f, val_accuracy %.4f", *last.val_loss, *last.val_accuracy);
+  std::snprintf(buffer + n, sizeof buffer - static_cast<size_t>(n),
+                "; best %s %.4f at epoch %lld\n", validated ? "val_accuracy" : "accuracy",
+                accuracy_of(*best), static_cast<long long>(best->epoch));
+  return buffer;
+}
+
 }  // namespace ddp

@@ -6,6 +6,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace ddp {
 
@@ -25,6 +26,11 @@ struct EpochRecord {
 
 // "Epoch 3/10 - 31/31 steps - loss: 2.2841 - accuracy: 0.1421 - ... - 1234567 samples/s - 0.01s"
 std::string format_epoch_line(const EpochRecord& record);
+
+// The closing lines of a run from the epochs this process ran: how many, wall time, the last
+// epoch's metrics, the best validation (or training) accuracy and where, mean samples/s.
+// "done: nothing left to train" when `records` is empty.
+std::string format_summary(const std::vector<EpochRecord>& records, double wall_seconds);
 
 // metrics.jsonl: one JSON object per epoch, flushed as it is written.
 class MetricsLog {

@@ -305,6 +305,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   progress_->clear();
   if (log_) *log_ << format_epoch_line(record) << '\n' << std::flush;
   if (metrics_log_) metrics_log_->append(record);
+  epoch_records_.push_back(record);
 }
 
 void Trainer::fit(int64_t stop_after_steps) {

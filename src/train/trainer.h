@@ -89,6 +89,10 @@ class Trainer {
   int64_t completed_steps() const { return completed_steps_; }
   const PhaseTimes& phase_times() const { return phase_times_; }
   const GradSync& grad_sync() const { return *sync_; }
+  // The epochs this process completed in fit(), in order (every rank has the same records).
+  const std::vector<EpochRecord>& epoch_records() const { return epoch_records_; }
+  // Every configured epoch has been trained (a resumed run may already be complete).
+  bool complete() const { return epoch_ >= config_.training.epochs; }
   size_t optimizer_state_bytes() {
     size_t bytes = 0;
     for (const StateTensor& t : optimizer_->state()) bytes += t.data.size() * sizeof(float);
@@ -148,6 +152,7 @@ class Trainer {
   std::ostream* log_ = nullptr;
   std::unique_ptr<ProgressBar> progress_;
   std::unique_ptr<MetricsLog> metrics_log_;
+  std::vector<EpochRecord> epoch_records_;
 };
 
 }  // namespace ddp

@@ -86,6 +86,14 @@ class Scenarios:
                                                                    epoch_lines(straight))
         with open(f"{self.tmp}/b/metrics.jsonl") as f:
             assert [json.loads(l)["epoch"] for l in f] == [1, 2, 3, 4]
+        # The closing summary covers the epochs this process ran: 2-4 after resuming at step 45.
+        assert re.search(r"^done: epochs 2-4 of 4 in [\d.]+ s \(\d+ samples/s\); final loss "
+                         r"[\d.]+, accuracy [\d.]+; best accuracy [\d.]+ at epoch \d$", resumed,
+                         re.M), resumed[-1500:]
+        # Resuming a finished run says so and trains nothing.
+        again = self.train(2, f"{self.tmp}/b", "--resume")
+        assert "resume: the run is already complete (4 of 4 epochs); nothing to train" in again, again
+        assert "done: nothing left to train" in again and not epoch_lines(again), again
 
     def killed_mid_write(self):
         self.train(2, f"{self.tmp}/f", "--stop-after", "40")

@@ -143,7 +143,8 @@ def run_case(case, args, tmp, env):
     argv = rest[0] if rest else ""
     argv = argv.replace("@configs@", args.configs).replace("@tmp@", tmp)
     run_dir = os.path.join(tmp, "runs", name)
-    extra = [] if "--run-dir" in argv or "--help" in argv or not argv else ["--run-dir", run_dir]
+    informational = "--help" in argv or "--version" in argv
+    extra = [] if "--run-dir" in argv or informational or not argv else ["--run-dir", run_dir]
     command = [args.mpiexec, "-n", ranks, args.ddp_train] + shlex.split(argv) + extra
     start = time.monotonic()
     try:
@@ -164,7 +165,7 @@ def run_case(case, args, tmp, env):
     if int(code) != 0 and errors != 1:
         problems.append(f"{errors} 'ddp_train: error:' lines, expected exactly one (an error "
                         "every rank knows of is printed once)")
-    if int(code) == 0 and "--help" not in argv:
+    if int(code) == 0 and not informational:
         problem = check_success(result.stdout, run_dir)
         if problem:
             problems.append(problem)
