@@ -65,8 +65,10 @@ add_namespace() {
   ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
 }
 
-if ! add_namespace "$prefix-br" 2>/dev/null; then
-  echo "netns_cluster: cannot create network namespaces here (root with CAP_NET_ADMIN needed)" >&2
+if ! add_namespace "$prefix-br" 2>/dev/null ||
+  ! ip netns exec "$prefix-br" unshare --uts --mount --propagation private true 2>/dev/null; then
+  echo "netns_cluster: cannot create and enter network namespaces here (needs root with" \
+       "CAP_NET_ADMIN and / as a mount point, not a chroot)" >&2
   exit 77
 fi
 ip -n "$prefix-br" link add br0 type bridge

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -36,6 +37,7 @@ struct Options {
   std::string init_from;
   std::string export_safetensors;
   std::string predict_out;
+  bool restart = false;
   std::vector<std::string> faults;
 };
 
@@ -72,6 +74,42 @@ void broadcast_blob(Communicator& comm, std::vector<std::byte>& bytes, std::stri
 
 std::string checkpoint_dir(const Config& config, const Options& options) {
   return config.checkpoint.dir.empty() ? options.run_dir + "/checkpoints" : config.checkpoint.dir;
+}
+
+// "20261130-125501": names what --restart moves aside.
+std::string timestamp() {
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y%m%d-%H%M%S", std::gmtime(&now));
+  return text;
+}
+
+// Rank 0, before anything is written or loaded: combinations that could only fail after training
+// fail now, and a fresh run never mixes with an earlier run's checkpoints (which --resume would
+// otherwise pick up later): it is refused, or with --restart the earlier checkpoints and metrics
+// are moved aside.
+void validate_start(const Config& config, const Options& options) {
+  if (!options.predict_out.empty() && !config.test_data)
+    throw ConfigError(options.config + ": --predict-out needs a test split (data.test)");
+  if (options.resume || !options.resume_from.empty()) return;
+  const std::string dir = checkpoint_dir(config, options);
+  std::error_code ec;
+  bool earlier = false;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+    earlier = earlier || entry.path().extension() == ".ddpc" || entry.path().filename() == "latest";
+  if (!earlier) return;
+  if (!options.restart)
+    throw ConfigError(dir +
+                      ": holds checkpoints of an earlier run; continue it with --resume, or "
+                      "start over with --restart (moves them aside)");
+  const std::string stamp = timestamp();
+  const std::string moved = dir + "-replaced-" + stamp;
+  std::filesystem::rename(dir, moved, ec);
+  if (ec) throw RuntimeError(dir + ": cannot move aside for --restart: " + ec.message());
+  const std::string metrics = options.run_dir + "/metrics.jsonl";
+  if (std::filesystem::exists(metrics))
+    std::filesystem::rename(metrics, options.run_dir + "/metrics-replaced-" + stamp + ".jsonl", ec);
+  std::cout << "restart: moved the earlier run's checkpoints to " << moved << std::endl;
 }
 
 // Rank 0 finds and validates the checkpoint, every rank gets its bytes and restores from them.
@@ -168,8 +206,8 @@ int train(Communicator& world, const Options& options, bool& training) {
   Watchdog watchdog(0, rank_prefix(world));
   const std::unique_ptr<Communicator> guarded = watched(world, watchdog);
   Communicator& comm = *guarded;
-  Session session =
-      open_session(comm, options.config, options.overrides, options.run_dir, &watchdog);
+  Session session = open_session(comm, options.config, options.overrides, options.run_dir,
+                                 &watchdog, [&](const Config& c) { validate_start(c, options); });
   watchdog.set_timeout(session.config.training.collective_timeout_s);
   const Config& config = session.config;
   Trainer& trainer = *session.trainer;
@@ -178,11 +216,6 @@ int train(Communicator& world, const Options& options, bool& training) {
     std::cout << "ddp-trainer: " << comm.size() << " rank(s), " << session.backend->name()
               << " backend, config " << options.config << ", run dir " << options.run_dir
               << std::endl;
-  // Combinations that would fail only after training fail now.
-  run_agreed(comm, [&] {
-    if (!options.predict_out.empty() && !config.test_data)
-      throw ConfigError(options.config + ": --predict-out needs a test split (data.test)");
-  });
   if (!options.init_from.empty()) init_from_safetensors(comm, trainer, options.init_from);
   if (options.resume || !options.resume_from.empty()) resume(comm, trainer, config, options);
   if (lead && trainer.complete())
@@ -254,8 +287,14 @@ int main(int argc, char** argv) {
   auto* resume_flag = app.add_flag(
       "--resume", options.resume,
       "Continue from the newest valid checkpoint of the run directory (fresh start if none)");
-  app.add_option("--resume-from", options.resume_from, "Continue from this checkpoint file")
-      ->excludes(resume_flag);
+  auto* resume_from =
+      app.add_option("--resume-from", options.resume_from, "Continue from this checkpoint file")
+          ->excludes(resume_flag);
+  app.add_flag("--restart", options.restart,
+               "Start over in a run directory that holds an earlier run's checkpoints (they and "
+               "metrics.jsonl are moved aside)")
+      ->excludes(resume_flag)
+      ->excludes(resume_from);
   app.add_option("--stop-after", options.stop_after,
                  "Stop after this many optimizer steps in total, writing a checkpoint")
       ->check(CLI::NonNegativeNumber);

@@ -38,13 +38,15 @@ void check_same_data(Communicator& comm, const Dataset& data) {
 
 Session open_session(Communicator& comm, const std::string& config_path,
                      const std::vector<std::string>& overrides, const std::string& run_dir,
-                     DeviceWorkMonitor* monitor) {
+                     DeviceWorkMonitor* monitor,
+                     const std::function<void(const Config&)>& validate) {
   Session session;
   Dataset train;
   std::optional<Dataset> test;
   // Only local work here; failures are agreed on before any rank moves on.
   run_agreed(comm, [&] {
     session.config = load_config(config_path, overrides);
+    if (comm.rank() == 0 && validate) validate(session.config);
     if (comm.rank() == 0 && !run_dir.empty()) write_resolved_config(session.config, run_dir);
     train = load_dataset(session.config.train_data, comm.rank());
     if (session.config.test_data) test = load_dataset(*session.config.test_data, comm.rank());

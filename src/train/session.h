@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,10 +23,12 @@ struct Session {
 
 // Loads the config (with --set overrides) and the data on every rank, checks that all ranks hold
 // the same data, and builds the trainer. Setup errors are agreed on by every rank (run_agreed).
-// When run_dir is not empty, rank 0 writes the resolved config there. GPU collectives are handed
-// to `monitor` (the watchdog; may be null), Note [device watchdog].
+// When run_dir is not empty, rank 0 writes the resolved config there. `validate`, when given, runs
+// on rank 0 with the loaded config before anything is written or loaded (throw to refuse). GPU
+// collectives are handed to `monitor` (the watchdog; may be null), Note [device watchdog].
 Session open_session(Communicator& comm, const std::string& config_path,
                      const std::vector<std::string>& overrides, const std::string& run_dir,
-                     DeviceWorkMonitor* monitor = nullptr);
+                     DeviceWorkMonitor* monitor = nullptr,
+                     const std::function<void(const Config&)>& validate = {});
 
 }  // namespace ddp

@@ -151,13 +151,19 @@ def netem_available():
 
 
 def namespaces_allowed():
+    """A namespace can be made and entered, with a mount namespace of its own (a chroot whose / is
+    not a mount point can make one but not enter it)."""
     if not shutil.which("ip") or not shutil.which("unshare"):
         return False
     probe = f"ddp-probe-{os.getpid()}"
     if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
         return False
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return True
+    try:
+        return subprocess.run(["ip", "netns", "exec", probe, "unshare", "--uts", "--mount",
+                               "--propagation", "private", "true"],
+                              capture_output=True).returncode == 0
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
 
 
 def main():
@@ -170,8 +176,9 @@ def main():
     for name in ("ddp_train", "dist_tests", "root"):
         setattr(args, name, os.path.abspath(getattr(args, name)))
     if not namespaces_allowed():
-        print("SKIPPED: cannot create network namespaces here (needs root with CAP_NET_ADMIN, and "
-              "iproute2's ip and util-linux's unshare, which launch/setup.sh installs)")
+        print("SKIPPED: cannot create and enter network namespaces here (needs root with "
+              "CAP_NET_ADMIN, / as a mount point (not a chroot), iproute2's ip and util-linux's "
+              "unshare)")
         return 77
     with tempfile.TemporaryDirectory(prefix="ddp_multihost_") as tmp:
         return run_scenarios("multi-host scenarios", Scenarios(args, tmp),
