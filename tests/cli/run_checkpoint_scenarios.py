@@ -94,6 +94,19 @@ class Scenarios:
         again = self.train(2, f"{self.tmp}/b", "--resume")
         assert "resume: the run is already complete (4 of 4 epochs); nothing to train" in again, again
         assert "done: nothing left to train" in again and not epoch_lines(again), again
+        # A fresh run into that directory would mix with its checkpoints: refused, unless
+        # --restart moves them (and metrics.jsonl) aside.
+        refused = subprocess.run([self.a.mpiexec, "-n", "2", self.a.ddp_train, "--config",
+                                  self.seed, "--run-dir", f"{self.tmp}/b"], capture_output=True,
+                                 text=True, env=self.env, timeout=LIMIT_S)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.count(f"{self.tmp}/b/checkpoints: holds checkpoints of an earlier "
+                                    "run; continue it with --resume, or start over with "
+                                    "--restart") == 1, refused.stderr
+        restarted = self.train(2, f"{self.tmp}/b", "--restart")
+        assert "restart: moved the earlier run's checkpoints to" in restarted, restarted
+        assert epoch_lines(restarted) == epoch_lines(straight), "a restart is a fresh run"
+        assert any(n.startswith("checkpoints-replaced-") for n in os.listdir(f"{self.tmp}/b"))
 
     def killed_mid_write(self):
         self.train(2, f"{self.tmp}/f", "--stop-after", "40")
