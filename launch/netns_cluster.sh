@@ -65,7 +65,10 @@ add_namespace() {
   ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 2>/dev/null || true
 }
 
-if ! add_namespace "$prefix-br" 2>/dev/null ||
+# In a chroot / is no mount point: namespaces could be made (leaving a /run/netns mount behind)
+# but not entered. Touch nothing there.
+if ! awk '$5 == "/" { found = 1 } END { exit !found }' /proc/self/mountinfo ||
+  ! add_namespace "$prefix-br" 2>/dev/null ||
   ! ip netns exec "$prefix-br" unshare --uts --mount --propagation private true 2>/dev/null; then
   echo "netns_cluster: cannot create and enter network namespaces here (needs root with" \
        "CAP_NET_ADMIN and / as a mount point, not a chroot)" >&2

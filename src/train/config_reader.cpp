@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/spelling.h"
 
 namespace ddp {
 namespace {
@@ -87,9 +88,20 @@ T ConfigNode::get(const std::string& key, const T& fallback) {
   return value;
 }
 
+std::string ConfigNode::missing(const std::string& what, const std::string& key) const {
+  std::vector<std::string> present;
+  if (in_.IsMap())
+    for (const auto& entry : in_)
+      if (!entry.second.IsNull()) present.push_back(entry.first.Scalar());
+  std::string message = "required " + what + " is missing";
+  if (const std::optional<std::string> typo = closest_match(key, present))
+    message += "; the config has '" + *typo + "': a typo?";
+  return message;
+}
+
 template <class T>
 T ConfigNode::require(const std::string& key) {
-  if (!has(key)) fail(key, "required key is missing");
+  if (!has(key)) fail(key, missing("key", key));
   return get<T>(key, T{});
 }
 
@@ -109,13 +121,15 @@ std::string ConfigNode::choice(const std::string& key, const std::vector<std::st
   if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
     std::string options;
     for (const std::string& a : allowed) options += (options.empty() ? "" : ", ") + a;
-    fail(key, "unknown value '" + value + "' (expected one of: " + options + ")");
+    const std::optional<std::string> meant = closest_match(value, allowed);
+    fail(key, "unknown value '" + value + "'" + (meant ? ", did you mean '" + *meant + "'?" : "") +
+                  " (expected one of: " + options + ")");
   }
   return value;
 }
 
 ConfigNode ConfigNode::child(const std::string& key) {
-  if (!has(key)) fail(key, "required section is missing");
+  if (!has(key)) fail(key, missing("section", key));
   const YAML::Node node = at(key);
   if (!node.IsMap()) fail(key, "expected a mapping, got " + show(node));
   used_.push_back(key);
@@ -124,7 +138,7 @@ ConfigNode ConfigNode::child(const std::string& key) {
 }
 
 std::vector<ConfigNode> ConfigNode::list(const std::string& key) {
-  if (!has(key)) fail(key, "required list is missing");
+  if (!has(key)) fail(key, missing("list", key));
   const YAML::Node node = at(key);
   if (!node.IsSequence() || node.size() == 0)
     fail(key, "expected a non-empty list, got " + show(node));
@@ -145,7 +159,9 @@ void ConfigNode::finish() const {
   for (const auto& entry : in_) {
     const std::string key = entry.first.Scalar();
     if (entry.second.IsNull()) continue;  // "key: ~" means the same as leaving the key out
-    if (std::find(used_.begin(), used_.end(), key) == used_.end()) fail(key, "unknown key");
+    if (std::find(used_.begin(), used_.end(), key) != used_.end()) continue;
+    const std::optional<std::string> meant = closest_match(key, used_);
+    fail(key, "unknown key" + (meant ? " (did you mean '" + *meant + "'?)" : std::string()));
   }
 }
 

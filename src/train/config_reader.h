@@ -34,6 +34,8 @@ class ConfigNode {
 
  private:
   YAML::Node at(const std::string& key) const;
+  // "required <what> is missing", naming a present key that looks like a typo of it.
+  std::string missing(const std::string& what, const std::string& key) const;
   template <class T>
   T convert(const std::string& key, const YAML::Node& node) const;
 

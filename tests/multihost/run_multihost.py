@@ -155,6 +155,11 @@ def namespaces_allowed():
     not a mount point can make one but not enter it)."""
     if not shutil.which("ip") or not shutil.which("unshare"):
         return False
+    # In a chroot / is no mount point: ip netns could create a namespace (and leave its /run/netns
+    # mount behind, blocking the chroot's removal) but not enter one. Touch nothing there.
+    with open("/proc/self/mountinfo") as f:
+        if not any(line.split()[4] == "/" for line in f):
+            return False
     probe = f"ddp-probe-{os.getpid()}"
     if subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode != 0:
         return False

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "core/spelling.h"
 #include "train/config.h"
 #include "train/config_reader.h"
 
@@ -83,7 +84,12 @@ TEST_P(ConfigErrors, NameFileKeyAndValue) {
 INSTANTIATE_TEST_SUITE_P(
     All, ConfigErrors,
     ::testing::Values(
-        BadCase{{"optimizer.lerning_rate=0.1"}, "optimizer.lerning_rate: unknown key"},
+        BadCase{{"optimizer.lerning_rate=0.1"},
+                "optimizer.lerning_rate: unknown key (did you mean 'learning_rate'?)"},
+        BadCase{{"training.epochs=~", "training.epoch=10"},
+                "training.epochs: required key is missing; the config has 'epoch': a typo?"},
+        BadCase{{"optimizer.type=adma"},
+                "optimizer.type: unknown value 'adma', did you mean 'adam'? (expected one of"},
         BadCase{{"bogus=1"}, "bogus: unknown key"},
         BadCase{{"optimizer.learning_rate=fast"},
                 "optimizer.learning_rate: expected a number, got 'fast'"},
@@ -134,6 +140,17 @@ TEST(Config, OverrideSyntaxErrors) {
 TEST(Config, ExpandRank) {
   EXPECT_EQ(expand_rank("/data/{rank}/x_{rank}.csv", 3), "/data/3/x_3.csv");
   EXPECT_EQ(expand_rank("plain.csv", 1), "plain.csv");
+}
+
+// "Did you mean": typos of one edit per three characters, swaps included; nothing far off.
+TEST(Spelling, ClosestMatchFindsTyposOnly) {
+  const std::vector<std::string> keys = {"epochs", "shuffle", "learning_rate", "tail"};
+  EXPECT_EQ(closest_match("epoch", keys), "epochs");
+  EXPECT_EQ(closest_match("shufle", keys), "shuffle");
+  EXPECT_EQ(closest_match("lerning_rate", keys), "learning_rate");
+  EXPECT_EQ(closest_match("tial", keys), "tail");  // a swap is one edit
+  EXPECT_EQ(closest_match("seed", keys), std::nullopt);
+  EXPECT_EQ(closest_match("x", {"y"}), std::nullopt) << "a different word, not a typo";
 }
 
 }  // namespace
