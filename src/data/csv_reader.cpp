@@ -1,9 +1,11 @@
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 
 #include "core/error.h"
+#include "core/input_file.h"
 #include "data/dataset.h"
 
 namespace ddp {
@@ -30,6 +32,7 @@ std::string trim(const std::string& s) {
 }  // namespace
 
 Dataset read_csv(const std::string& path, const CsvOptions& options) {
+  expect_regular_file<DataError>(path);
   std::ifstream in(path);
   if (!in) throw DataError(path + ": cannot open: " + std::strerror(errno));
   Dataset data;
@@ -72,6 +75,9 @@ Dataset read_csv(const std::string& path, const CsvOptions& options) {
         const float value = std::strtof(field.c_str(), &end);
         if (field.empty() || *end != '\0' || errno == ERANGE)
           throw DataError(cell + ": '" + field + "' is not a number");
+        if (!std::isfinite(value * options.scale))
+          throw DataError(cell + ": '" + field + "' is not finite" +
+                          (std::isfinite(value) ? " once scaled" : ""));
         data.features.push_back(value * options.scale);
       }
     }

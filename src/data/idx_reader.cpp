@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/input_file.h"
 #include "data/dataset.h"
 
 namespace ddp {
@@ -21,6 +22,7 @@ struct GzFileCloser {
 class IdxFile {
  public:
   explicit IdxFile(const std::string& path) : path_(path) {
+    expect_regular_file<DataError>(path);
     errno = 0;
     file_.reset(gzopen(path.c_str(), "rb"));
     if (!file_)

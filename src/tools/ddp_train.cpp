@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -157,6 +158,12 @@ void init_from_safetensors(Communicator& comm, Trainer& trainer, const std::stri
       if (it->shape != e.shape)
         throw CheckpointError(path + ": " + e.name + " has shape " + it->shape.str() +
                               ", the model expects " + e.shape.str());
+      const auto bad = std::find_if(it->values.begin(), it->values.end(),
+                                    [](float v) { return !std::isfinite(v); });
+      if (bad != it->values.end())
+        throw CheckpointError(path + ": " + e.name + " holds a non-finite value (" +
+                              std::to_string(*bad) + ") at element " +
+                              std::to_string(bad - it->values.begin()));
       std::copy(it->values.begin(), it->values.end(), params.begin() + e.offset);
       tensors.erase(it);
     }

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/input_file.h"
 
 namespace ddp {
 
@@ -202,6 +203,7 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
 }
 
 std::vector<std::byte> read_file_bytes(const std::string& path) {
+  expect_regular_file<CheckpointError>(path);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
   const std::streamsize size = in.tellg();

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/input_file.h"
 #include "train/config_reader.h"
 
 namespace ddp {
@@ -214,6 +215,7 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
 }
 
 Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
+  expect_regular_file<ConfigError>(file);
   std::ifstream probe(file);
   if (!probe) throw ConfigError(file + ": cannot open config file");
   YAML::Node root;

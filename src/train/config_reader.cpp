@@ -1,6 +1,7 @@
 #include "train/config_reader.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "core/error.h"
@@ -45,7 +46,20 @@ ConfigNode::ConfigNode(YAML::Node in, YAML::Node resolved, std::string path, std
     : in_(std::move(in)),
       resolved_(std::move(resolved)),
       path_(std::move(path)),
-      file_(std::move(file)) {}
+      file_(std::move(file)) {
+  // YAML forbids a key twice in one mapping, but yaml-cpp keeps the first silently.
+  if (!in_.IsMap()) return;
+  std::vector<std::pair<std::string, int>> seen;  // key, line (0-based; -1 from --set)
+  for (const auto& entry : in_) {
+    const std::string key = entry.first.Scalar();
+    const int line = entry.first.Mark().line;
+    for (const auto& [other, other_line] : seen)
+      if (other == key)
+        fail(key, "duplicate key (lines " + std::to_string(other_line + 1) + " and " +
+                      std::to_string(line + 1) + ")");
+    seen.emplace_back(key, line);
+  }
+}
 
 std::string ConfigNode::key_path(const std::string& key) const {
   return path_.empty() ? key : path_ + "." + key;
@@ -73,11 +87,16 @@ T ConfigNode::convert(const std::string& key, const YAML::Node& node) const {
   const bool scalar_expected = !std::is_same_v<T, std::vector<int64_t>>;
   if (scalar_expected != node.IsScalar())
     fail(key, std::string("expected ") + type_name<T>() + ", got " + show(node));
+  T value{};
   try {
-    return node.as<T>();
+    value = node.as<T>();
   } catch (const YAML::Exception&) {
     fail(key, std::string("expected ") + type_name<T>() + ", got " + show(node));
   }
+  // Every number of a config is a quantity: .nan and .inf would surface far from the key.
+  if constexpr (std::is_same_v<T, double>)
+    if (!std::isfinite(value)) fail(key, "expected a finite number, got " + show(node));
+  return value;
 }
 
 template <class T>

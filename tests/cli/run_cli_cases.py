@@ -6,9 +6,11 @@ import argparse
 import concurrent.futures
 import gzip
 import json
+import math
 import os
 import re
 import shlex
+import struct
 import subprocess
 import sys
 import tempfile
@@ -52,12 +54,36 @@ def write_checkpoint_fixtures(tmp, ddp_train, env):
            lambda d: d.__delitem__(slice(100, None)))
     with open(f"{tmp}/bad_weights.safetensors", "wb") as f:
         f.write(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    # The seed example's weights, well formed, with one NaN in layers.1.bias.
+    shapes = [("layers.0.weight", [64, 10]), ("layers.0.bias", [64]),
+              ("layers.1.weight", [64, 64]), ("layers.1.bias", [64]),
+              ("layers.2.weight", [10, 64]), ("layers.2.bias", [10])]
+    header, blob = {}, b""
+    for name, shape in shapes:
+        values = [0.01] * math.prod(shape)
+        if name == "layers.1.bias":
+            values[3] = float("nan")
+        header[name] = {"dtype": "F32", "shape": shape,
+                        "data_offsets": [len(blob), len(blob) + 4 * len(values)]}
+        blob += struct.pack(f"<{len(values)}f", *values)
+    text = json.dumps(header).encode()
+    with open(f"{tmp}/nan_weights.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + blob)
 
 
 def write_fixtures(tmp):
     rows = [f"{i % 7 / 7:.4f},{i % 5 / 5:.4f},{i % 3 / 3:.4f},{i % 3}" for i in range(96)]
     with open(f"{tmp}/good.csv", "w") as f:
         f.write("a,b,c,label\n" + "\n".join(rows) + "\n")
+    for name, cell in (("nan_cell", "nan"), ("inf_cell", "-inf")):
+        bad = list(rows)
+        bad[2] = bad[2].replace(bad[2].split(",")[1], cell, 1)
+        with open(f"{tmp}/{name}.csv", "w") as f:
+            f.write("a,b,c,label\n" + "\n".join(bad) + "\n")
+    with open(f"{tmp}/duplicate.yaml", "w") as f:
+        f.write("seed: 1\nseed: 2\n")
+    os.mkfifo(f"{tmp}/fifo")
+    os.makedirs(f"{tmp}/a_directory")
     for name in ("rank0.csv", "differs_0.csv"):
         with open(f"{tmp}/{name}", "w") as f:
             f.write("a,b,c,label\n" + "\n".join(rows) + "\n")
