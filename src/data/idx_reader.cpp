@@ -1,9 +1,12 @@
 // IDX format (LeCun): magic = 0x00 0x00 <type> <ndims>, then ndims big-endian uint32 sizes, then
 // the data. MNIST and Fashion-MNIST use type 0x08 (unsigned byte): 3 dims for images, 1 for labels.
 
+#include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
@@ -46,15 +49,22 @@ class IdxFile {
   const std::vector<int64_t>& dims() const { return dims_; }
   const std::string& path() const { return path_; }
 
+  // Reads the values the header declares, in chunks, so memory follows the bytes that are really
+  // there: a header that claims more (up to 2^32 per dimension) cannot make every rank allocate
+  // and zero-fill a huge buffer before the truncation shows.
   std::vector<unsigned char> read_data() {
-    int64_t count = 1;
-    for (int64_t d : dims_) {
-      count *= d;
-      if (count > (int64_t(1) << 36))
-        throw DataError(path_ + ": IDX dimensions are implausibly large");
+    const uint64_t count = declared_values();
+    std::vector<unsigned char> data;
+    constexpr uint64_t kChunk = uint64_t{16} << 20;
+    while (data.size() < count) {
+      const size_t done = data.size();
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, count - done));
+      data.resize(done + want);
+      const size_t got = read_some(data.data() + done, want, "data");
+      if (got < want)
+        throw DataError(path_ + ": truncated in data (expected " + std::to_string(count) +
+                        " bytes, got " + std::to_string(done + got) + ")");
     }
-    std::vector<unsigned char> data(static_cast<size_t>(count));
-    read(data.data(), data.size(), "data");
     unsigned char extra;
     if (gzread(file_.get(), &extra, 1) > 0)
       throw DataError(path_ + ": unexpected bytes after the " + std::to_string(count) +
@@ -68,8 +78,28 @@ class IdxFile {
     return {digits[(v >> 4) & 15], digits[v & 15]};
   }
 
-  void read(void* out, size_t bytes, const char* what) {
-    auto* p = static_cast<unsigned char*>(out);
+  // The product of the dimensions, refused before it can overflow or exceed what this machine
+  // could hold as training data (a byte and a float per value).
+  uint64_t declared_values() const {
+    const uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                            static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+    const uint64_t limit = std::max<uint64_t>(memory / 5, 1);
+    uint64_t count = 1;
+    std::string shape;
+    for (int64_t d : dims_) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+    for (int64_t d : dims_) {
+      const auto dim = static_cast<uint64_t>(d);
+      if (dim != 0 && count > limit / dim)
+        throw DataError(path_ + ": the header declares " + shape +
+                        " values, more than this machine's " + std::to_string(memory >> 20) +
+                        " MiB of memory could hold (5 bytes each)");
+      count *= dim;
+    }
+    return count;
+  }
+
+  // Up to `bytes` bytes; fewer only at the end of the file.
+  size_t read_some(unsigned char* p, size_t bytes, const char* what) {
     size_t done = 0;
     while (done < bytes) {
       const auto chunk = static_cast<unsigned>(std::min<size_t>(bytes - done, 1u << 30));
@@ -80,11 +110,17 @@ class IdxFile {
         throw DataError(path_ + ": read error in " + what + ": " + std::strerror(errno));
       if (n < 0 || (code != Z_OK && code != Z_BUF_ERROR))
         throw DataError(path_ + ": corrupt gzip data in " + what + ": " + message);
-      if (n == 0)
-        throw DataError(path_ + ": truncated in " + what + " (expected " + std::to_string(bytes) +
-                        " bytes, got " + std::to_string(done) + ")");
+      if (n == 0) break;
       done += static_cast<size_t>(n);
     }
+    return done;
+  }
+
+  void read(void* out, size_t bytes, const char* what) {
+    const size_t done = read_some(static_cast<unsigned char*>(out), bytes, what);
+    if (done < bytes)
+      throw DataError(path_ + ": truncated in " + what + " (expected " + std::to_string(bytes) +
+                      " bytes, got " + std::to_string(done) + ")");
   }
 
   std::string path_;

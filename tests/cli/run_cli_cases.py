@@ -83,6 +83,11 @@ def write_fixtures(tmp):
     with open(f"{tmp}/duplicate.yaml", "w") as f:
         f.write("seed: 1\nseed: 2\n")
     os.mkfifo(f"{tmp}/fifo")
+    # Headers that declare far more than they hold: 2^48 pixels, and 78 MB behind 16 bytes.
+    write_idx(f"{tmp}/huge_images.idx", [65536, 65536, 65536], [0] * 16)
+    write_idx(f"{tmp}/huge_labels.idx", [65536], [0] * 16)
+    write_idx(f"{tmp}/short_images.idx", [100000, 28, 28], [0] * 16)
+    write_idx(f"{tmp}/short_labels.idx", [100000], [0] * 16)
     os.makedirs(f"{tmp}/a_directory")
     for name in ("rank0.csv", "differs_0.csv"):
         with open(f"{tmp}/{name}", "w") as f:
