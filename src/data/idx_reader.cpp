@@ -1,7 +1,6 @@
 // IDX format (LeCun): magic = 0x00 0x00 <type> <ndims>, then ndims big-endian uint32 sizes, then
 // the data. MNIST and Fashion-MNIST use type 0x08 (unsigned byte): 3 dims for images, 1 for labels.
 
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/input_file.h"
+#include "core/machine.h"
 #include "data/dataset.h"
 
 namespace ddp {
@@ -81,8 +81,7 @@ class IdxFile {
   // The product of the dimensions, refused before it can overflow or exceed what this machine
   // could hold as training data (a byte and a float per value).
   uint64_t declared_values() const {
-    const uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
-                            static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+    const uint64_t memory = physical_memory_bytes();
     const uint64_t limit = std::max<uint64_t>(memory / 5, 1);
     uint64_t count = 1;
     std::string shape;

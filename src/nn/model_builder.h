@@ -13,7 +13,7 @@ struct LayerSpec {
   std::string type;  // dense, relu, tanh, sigmoid, softmax, flatten
   int64_t units = 0;
   std::string activation = "linear";  // dense only: linear, relu, tanh, sigmoid, softmax
-  std::string path;                   // "model.layers.2", for error messages
+  std::string path;                   // "run.yaml: model.layers.2", for error messages
 };
 
 const std::vector<std::string>& layer_types();

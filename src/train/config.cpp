@@ -189,7 +189,7 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
   }
   for (ConfigNode layer : model.list("layers")) {
     LayerSpec spec;
-    spec.path = layer.path();
+    spec.path = file + ": " + layer.path();
     spec.type = layer.choice("type", layer_types());
     if (spec.type == "dense") {
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));

@@ -9,6 +9,7 @@
 
 #include "comm/agreement.h"
 #include "core/error.h"
+#include "core/machine.h"
 #include "optim/adam.h"
 #include "optim/sgd.h"
 #include "train/replica_check.h"
@@ -91,8 +92,26 @@ void Trainer::validate_and_build() {
   if (test_) test_->check_labels(classes_);
 
   const int64_t rows = std::max(per_rank_batch_, config_.training.eval_batch_size);
-  model_->reserve(rows);
   const int64_t target_width = loss_.target_kind() == TargetKind::kSparse ? 1 : classes_;
+  // A batch's buffers hold, per row, the input on host and backend, the target, and each layer's
+  // output and its gradient: refused naming the key before they are allocated.
+  uint64_t floats_per_row = 2 * static_cast<uint64_t>(sample.numel() + target_width);
+  for (const auto& layer : model_->layers())
+    floats_per_row += 2 * static_cast<uint64_t>(layer->output_shape().numel());
+  if (static_cast<uint64_t>(rows) > physical_memory_bytes() / 4 / floats_per_row) {
+    const std::string key =
+        rows == per_rank_batch_
+            ? (t.batch_mode == BatchMode::kGlobal ? "global_batch_size" : "batch_size_per_rank")
+            : "eval_batch_size";
+    throw ConfigError(
+        config_.file + ": training." + key + ": batches of " + std::to_string(rows) +
+        " rows need " +
+        std::to_string(static_cast<int64_t>(
+            static_cast<double>(rows) * static_cast<double>(floats_per_row) * 4.0 / (1 << 20))) +
+        " MiB of buffers per rank, more than this machine's " +
+        std::to_string(physical_memory_bytes() >> 20) + " MiB");
+  }
+  model_->reserve(rows);
   host_features_.resize(static_cast<size_t>(rows * sample.numel()));
   host_targets_.resize(static_cast<size_t>(rows * target_width));
   features_ = DeviceBuffer(backend_, host_features_.size());
