@@ -10,23 +10,17 @@ writes a Markdown table of medians with their spread.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import time
+
+import provenance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_pml="ob1")
 WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
              "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"])}
-
-
-def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def run(binary, config, args, ranks):
@@ -52,11 +46,11 @@ def main():
                     result = run(binary, config, args, ranks)
                     samples.setdefault((name, ranks, label), []).append(result["samples_per_sec"])
                     paths[(name, ranks, label)] = result.get("gradient_sync", "")
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+    commit = provenance.commit()
     lines = [f"Command: `benchmarks/compare_builds.py {' '.join('--build ' + b for b in a.build)} "
              f"--reps {a.reps}`", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {cpu_model()}, "
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on "
+             f"{provenance.cpu_model()}, "
              f"{os.cpu_count()} cores; builds alternated run by run; samples/s, median of "
              f"{a.reps} (min-max).", "",
              "| workload | ranks | " + " | ".join(builds) + " | ratio |",

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+import provenance
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_pml="ob1")
@@ -39,13 +41,6 @@ def bench(overrides, steps=30):
     return json.loads(out[out.index("{"):])
 
 
-def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "?"
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5)
@@ -68,16 +63,16 @@ def main():
         r = bench(overrides, steps=5)
         memory.append((name, r))
         print(f"{name}: {r['peak_rss_mb']} MB", flush=True)
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
-    lines = [f"Command: `benchmarks/run_distributed.py --reps {a.reps}`: W3 (1024 -> 4 x 2048 -> 10, "
+    commit = provenance.commit()
+    lines = [f"Command: `benchmarks/run_distributed.py --reps {a.reps}`: "
+             "W3 (1024 -> 4 x 2048 -> 10, "
              "14.7M parameters, 58.8 MB of gradients), 2 ranks x 64 samples. Measured "
-             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {cpu_model()}, "
+             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {provenance.cpu_model()}, "
              f"{os.cpu_count()} cores. Each row: the run with the median samples/s of {a.reps} "
              "(variants alternated within each repeat), its ms per step averaged over ranks, and "
              "the slowest-fastest samples/s; [shm] and [mpi] are training.allreduce.", "",
-             "| gradient reduction | samples/s (min-max) | compute (fwd + bwd) | exposed communication "
-             "| optimizer | path taken |",
+             "| gradient reduction | samples/s (min-max) | compute (fwd + bwd) "
+             "| exposed communication | optimizer | path taken |",
              "|---|---|---|---|---|---|"]
     for name, r, low, high in rows:
         p = r["phase_ms"]

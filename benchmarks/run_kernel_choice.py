@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import provenance
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
              "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "3", "--steps", "25"])}
@@ -22,13 +24,6 @@ def flags():
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
-
-
-def cpu_model():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "?"
 
 
 def settings():
@@ -62,10 +57,9 @@ def main():
                 r = run(config, args, coretype)
                 samples.setdefault((name, coretype), []).append(r["samples_per_sec"])
                 backend[(name, coretype)] = r["backend"]
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+    commit = provenance.commit()
     lines = [f"Command: `benchmarks/run_kernel_choice.py --reps {a.reps}`. Measured "
-             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {cpu_model()}, "
+             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {provenance.cpu_model()}, "
              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end; 1 rank x "
              "1 thread, settings alternated run by run; samples/s, median (min-max).", "",
              "| workload | OPENBLAS_CORETYPE | backend as logged | samples/s | vs best |",

@@ -59,8 +59,8 @@ class Scenarios:
                 f"--set training.epochs=4 {quoted}")
 
     def equivalence(self, hosts, slots):
-        out = self.on_cluster(hosts, slots, f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {hosts * slots} '
-                                            f"{self.a.dist_tests} --gtest_filter='{MPI_PATH_TESTS}'")
+        tests = f"{self.a.dist_tests} --gtest_filter='{MPI_PATH_TESTS}'"
+        out = self.on_cluster(hosts, slots, f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {hosts * slots} {tests}')
         assert "[  PASSED  ]" in out and "FAILED" not in out, out[-3000:]
 
     def equivalence_2x2(self):
@@ -144,8 +144,9 @@ def netem_available():
     probe = f"ddp-netem-{os.getpid()}"  # namespaces_allowed() has found ip
     subprocess.run(["ip", "netns", "add", probe], capture_output=True)
     try:
-        return subprocess.run(["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo",
-                               "root", "netem", "delay", "1ms"], capture_output=True).returncode == 0
+        add = ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
+        return subprocess.run(["ip", "netns", "exec", probe, *add],
+                              capture_output=True).returncode == 0
     finally:
         subprocess.run(["ip", "netns", "del", probe], capture_output=True)
 
