@@ -60,7 +60,8 @@ class Scenarios:
 
     def equivalence(self, hosts, slots):
         tests = f"{self.a.dist_tests} --gtest_filter='{MPI_PATH_TESTS}'"
-        out = self.on_cluster(hosts, slots, f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {hosts * slots} {tests}')
+        ranks = hosts * slots
+        out = self.on_cluster(hosts, slots, f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {ranks} {tests}')
         assert "[  PASSED  ]" in out and "FAILED" not in out, out[-3000:]
 
     def equivalence_2x2(self):
