@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -105,6 +106,7 @@ def timed_process(cmd):
 
 def time_to_accuracy_ours(target):
     run_dir = "/tmp/ddp_compare_tta"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not mixed with an earlier one
     start = time.perf_counter()
     subprocess.run([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", "2", "--config",
                     "configs/fashion_mnist_mlp.yaml", "--run-dir", run_dir,
@@ -169,6 +171,7 @@ def main():
     timings = {name: [] for name in jobs}
     for _ in range(3):
         for name, cmd in jobs.items():
+            shutil.rmtree("/tmp/ddp_cmp_seed", ignore_errors=True)  # a fresh run each time
             timings[name].append(timed_process(cmd))
     r["w1_job"] = {name: {"s": min(t[0] for t in ts), "rss_mb": min(t[1] for t in ts)}
                    for name, ts in timings.items()}

@@ -12,6 +12,7 @@ cmake --build "$build" -j "$(nproc)" --target ddp_train >/dev/null
 if nm -D "$build/ddp_train" | grep -qi -E "cuda|nccl"; then
   echo "FAIL: the CPU-only ddp_train references CUDA or NCCL"; exit 1
 fi
+rm -rf "$build/run"  # a fresh run each time (an earlier run's checkpoints would be refused)
 "$build/ddp_train" --config "$root/configs/seed_example.yaml" \
   --run-dir "$build/run" | grep "Epoch 10/10"
 echo "cpu-only build: 1 passed, 0 failed"

@@ -44,6 +44,7 @@ build_here() {
 
 # train DEVICE: the Fashion-MNIST MLP for 3 epochs, metrics in /tmp/fmnist_DEVICE.
 train() {
+  rm -rf "/tmp/fmnist_$1"  # a fresh run each time (an earlier run's checkpoints would be refused)
   timeout 300 "$build/ddp_train" --config configs/fashion_mnist_mlp.yaml \
     --run-dir "/tmp/fmnist_$1" --set training.device="$1" --set training.epochs=3 \
     --set checkpoint.every_epochs=0 \

@@ -70,12 +70,13 @@ training: {{epochs: 5, global_batch_size: 20}}
         test = read_rows(f"{tmp}/test.csv")
         x = torch.tensor([r[:-1] for r in test])
 
-        def ddp(*extra):
+        def ddp(run, *extra):  # each call its own run directory: a fresh run
             subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/c.yaml",
-                            "--run-dir", f"{tmp}/run", *extra], check=True, env=env,
+                            "--run-dir", f"{tmp}/{run}", *extra], check=True, env=env,
                            capture_output=True, timeout=120)
 
-        ddp("--export-safetensors", f"{tmp}/trained.safetensors", "--predict-out", f"{tmp}/p1.csv")
+        ddp("trained", "--export-safetensors", f"{tmp}/trained.safetensors",
+            "--predict-out", f"{tmp}/p1.csv")
         model = Mlp([6, 16, 12, 4])
         model.load_state_dict(load_file(f"{tmp}/trained.safetensors"), strict=True)
         with torch.no_grad():
@@ -87,7 +88,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         fresh = Mlp([6, 16, 12, 4])
         save_file({k: v.contiguous() for k, v in fresh.state_dict().items()},
                   f"{tmp}/torch.safetensors")
-        ddp("--init-from", f"{tmp}/torch.safetensors", "--stop-after", "0",
+        ddp("from_torch", "--init-from", f"{tmp}/torch.safetensors", "--stop-after", "0",
             "--predict-out", f"{tmp}/p2.csv")
         with torch.no_grad():
             expected = fresh(x)
