@@ -129,6 +129,7 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
                std::to_string(kCheckpointVersion) + ")");
   const auto count = get<uint32_t>(bytes, 12);
   if (count == 0 || count > kMaxSections) throw fail("header: bad section count");
+  if (get<uint32_t>(bytes, 20) != 0) throw fail("header: reserved field is not zero (damaged)");
   if (bytes.size() < kHeaderBytes + kEntryBytes * count) throw fail("section table: truncated");
   if (crc_of(bytes.data() + kHeaderBytes, kEntryBytes * count) != get<uint32_t>(bytes, 16))
     throw fail("section table: checksum mismatch");
@@ -154,6 +155,20 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
   if (bytes.size() != expected_size)
     throw fail("file is " + std::to_string(bytes.size()) + " bytes, its sections end at " +
                std::to_string(expected_size) + " (truncated or appended to)");
+  // Every byte is covered: the header by its checks, the table and the sections by their CRCs,
+  // and everything else (alignment padding) must be zero, as the writer leaves it.
+  std::vector<std::pair<uint64_t, uint64_t>> covered = {{0, kHeaderBytes + kEntryBytes * count}};
+  for (const auto& [name, data] : sections)
+    covered.emplace_back(static_cast<uint64_t>(data.data() - bytes.data()), data.size());
+  std::sort(covered.begin(), covered.end());
+  uint64_t at = 0;
+  for (size_t i = 0; i <= covered.size(); ++i) {
+    const uint64_t next = i < covered.size() ? covered[i].first : bytes.size();
+    for (uint64_t b = at; b < next; ++b)
+      if (bytes[b] != std::byte{0})
+        throw fail("padding byte at offset " + std::to_string(b) + " is not zero (damaged)");
+    if (i < covered.size()) at = std::max(at, covered[i].first + covered[i].second);
+  }
   auto section = [&](const std::string& name) -> std::span<const std::byte> {
     for (const auto& s : sections)
       if (s.first == name) return s.second;

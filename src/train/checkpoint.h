@@ -9,7 +9,8 @@
 //     "params"            float32[param_count], the flat parameter buffer
 //     "optimizer.<name>"  float32[param_count] per optimizer state buffer (m, v, velocity)
 // All integers and floats are little-endian. Readers reject unknown magic, newer versions, a bad
-// table or section checksum, and sections that run past the end of the file.
+// table or section checksum, sections that run past the end of the file, and non-zero reserved
+// fields or alignment padding: every byte of a file is checked (a flipped one is always found).
 
 #include <array>
 #include <cstddef>

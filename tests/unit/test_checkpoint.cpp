@@ -97,6 +97,21 @@ TEST(CheckpointFormat, FlippedByteNamesTheSection) {
             std::string::npos);
 }
 
+// Note [checkpoint format]: no byte of the file goes unchecked: the header by its fields, the
+// table and every section by CRCs, reserved fields and alignment padding by being zero.
+TEST(CheckpointFormat, EveryFlippedByteIsRejected) {
+  const std::vector<std::byte> good = encode_checkpoint(sample_state());
+  for (size_t at = 0; at < good.size(); ++at) {
+    std::vector<std::byte> bytes = good;
+    bytes[at] ^= std::byte{0x01};
+    EXPECT_NE(decode_error(bytes).find("ck.ddpc: "), std::string::npos) << "byte " << at;
+  }
+  std::vector<std::byte> padded = good;
+  padded[good.size() - 1] = std::byte{0x20};  // the last section's padding
+  EXPECT_NE(decode_error(padded).find("padding byte at offset " + std::to_string(good.size() - 1)),
+            std::string::npos);
+}
+
 TEST(CheckpointFormat, WrongMagicNewerVersionAndDamagedTable) {
   std::vector<std::byte> bytes = encode_checkpoint(sample_state());
   auto magic = bytes;
