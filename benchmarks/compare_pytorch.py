@@ -69,7 +69,14 @@ def ours(workload, ranks, steps, warmup, ftz=True):
            CONFIGS[workload], "--steps", str(steps), "--warmup", str(warmup)]
     if not ftz:
         cmd += ["--set", "training.flush_denormals=false"]
-    return json_out(cmd)
+    result = json_out(cmd)
+    # A run that fell back from the expected gradient path would be a different benchmark: fail
+    # loudly rather than let it into a best-of or a median.
+    expected = "nothing to reduce" if ranks == 1 else "through shared memory"
+    if expected not in result.get("gradient_sync", ""):
+        sys.exit(f"compare_pytorch: {workload} at {ranks} rank(s) took another gradient path "
+                 f"than expected ({expected}): {result.get('gradient_sync')}")
+    return result
 
 
 def torch_cmd(python):
