@@ -1,5 +1,6 @@
 #include "data/sampler.h"
 
+#include <algorithm>
 #include <numeric>
 #include <utility>
 
@@ -15,7 +16,7 @@ DistributedSampler::DistributedSampler(int64_t num_samples, int64_t per_rank_bat
       rank_(rank),
       seed_(seed),
       shuffle_(shuffle),
-      batch_indices_(static_cast<size_t>(per_rank_batch)) {
+      tail_(tail) {
   const int64_t global = per_rank_batch * world_size;
   steps_ = tail == TailPolicy::kDrop ? num_samples / global : (num_samples + global - 1) / global;
   set_epoch(0);
@@ -30,9 +31,23 @@ void DistributedSampler::set_epoch(int64_t epoch) {
     std::swap(permutation_[i], permutation_[rng.below(static_cast<uint64_t>(i + 1))]);
 }
 
+int64_t DistributedSampler::global_samples(int64_t step) const {
+  const int64_t global = batch_ * world_size_;
+  if (tail_ != TailPolicy::kPartial) return global;
+  return std::min(global, num_samples_ - step * global);
+}
+
 std::span<const int64_t> DistributedSampler::indices(int64_t step) {
-  const int64_t start = (step * world_size_ + rank_) * batch_;
-  for (int64_t i = 0; i < batch_; ++i)
+  const int64_t global = batch_ * world_size_;
+  const int64_t samples = global_samples(step);
+  int64_t start = (step * world_size_ + rank_) * batch_;
+  int64_t count = batch_;
+  if (samples < global) {  // the partial last batch: the same samples as on one rank
+    start = step * global + samples * rank_ / world_size_;
+    count = step * global + samples * (rank_ + 1) / world_size_ - start;
+  }
+  batch_indices_.resize(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i)
     batch_indices_[i] = permutation_[static_cast<size_t>((start + i) % num_samples_)];
   return batch_indices_;
 }

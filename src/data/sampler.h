@@ -7,8 +7,9 @@
 namespace ddp {
 
 enum class TailPolicy {
-  kDrop,  // skip the last global batch if it would be incomplete
-  kPad,   // complete it with samples from the start of the epoch's permutation
+  kDrop,     // skip the last global batch if it would be incomplete
+  kPad,      // complete it with samples from the start of the epoch's permutation
+  kPartial,  // keep it short (Keras' fit): its samples split over the ranks, some maybe none
 };
 
 // Note [global batch order]: each epoch the whole dataset is permuted from (seed, epoch) and cut
@@ -24,8 +25,11 @@ class DistributedSampler {
   int64_t steps_per_epoch() const { return steps_; }
   int64_t per_rank_batch() const { return batch_; }
   void set_epoch(int64_t epoch);
-  // This rank's sample indices for `step` of the current epoch.
+  // This rank's sample indices for `step` of the current epoch (fewer, or none, in a partial last
+  // global batch: rank r takes the r-th of world_size contiguous, near-equal parts).
   std::span<const int64_t> indices(int64_t step);
+  // Samples of `step` over all ranks: the global batch, or what is left for a partial last one.
+  int64_t global_samples(int64_t step) const;
 
  private:
   int64_t num_samples_;
@@ -35,6 +39,7 @@ class DistributedSampler {
   uint64_t seed_;
   bool shuffle_;
   int64_t steps_;
+  TailPolicy tail_;
   std::vector<int64_t> permutation_;
   std::vector<int64_t> batch_indices_;
 };

@@ -107,8 +107,10 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
   t.batch_mode = global ? BatchMode::kGlobal : BatchMode::kPerRank;
   const std::string key = global ? "global_batch_size" : "batch_size_per_rank";
   t.batch_size = positive(node, key, node.require<int64_t>(key));
-  t.tail =
-      node.choice("tail", {"drop", "pad"}, "drop") == "drop" ? TailPolicy::kDrop : TailPolicy::kPad;
+  const std::string tail = node.choice("tail", {"drop", "pad", "partial"}, "drop");
+  t.tail = tail == "pad"       ? TailPolicy::kPad
+           : tail == "partial" ? TailPolicy::kPartial
+                               : TailPolicy::kDrop;
   t.shuffle = node.get("shuffle", true);
   t.eval_batch_size = positive(node, "eval_batch_size", node.get<int64_t>("eval_batch_size", 1024));
   GradSyncOptions& sync = t.grad_sync;

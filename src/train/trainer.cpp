@@ -71,6 +71,10 @@ void Trainer::validate_and_build() {
     per_rank_batch_ = t.batch_size;
   }
   accumulation_ = t.accumulation_steps;
+  if (t.tail == TailPolicy::kPartial && accumulation_ > 1)
+    throw ConfigError(config_.file +
+                      ": training.tail: partial keeps a short last batch, which accumulated "
+                      "micro-batches cannot split evenly; use drop or pad with accumulation_steps");
   if (train_.size() < micro_batch())
     throw DataError(train_.origin + ": " + std::to_string(train_.size()) +
                     " samples are fewer than one global batch of " + std::to_string(micro_batch()) +
@@ -167,26 +171,45 @@ void Trainer::train_step() {
   };
   if (step_observer_) step_observer_(completed_steps_);
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
-  const int64_t b = per_rank_batch_;
   LossStats stats;
+  int64_t rows_run = 0;
+  // Each rank scales its loss by 1 / (samples of the step over all ranks), so the sum over ranks
+  // is the mean over the step's samples, a partial last batch included.
+  int64_t step_samples = 0;
+  for (int64_t micro = 0; micro < accumulation_; ++micro)
+    step_samples += sampler_->global_samples(step_in_epoch_ * accumulation_ + micro);
   // Note [accumulation]: micro-batch j of step s is global micro-batch s * k + j of the epoch's
   // order, so k accumulated micro-batches cover exactly the samples of one k-times larger batch;
   // gradients add up locally and are reduced once, after the last.
   for (int64_t micro = 0; micro < accumulation_; ++micro) {
     const bool last = micro + 1 == accumulation_;
-    stage_batch(train_, sampler_->indices(step_in_epoch_ * accumulation_ + micro));
+    const std::span<const int64_t> indices =
+        sampler_->indices(step_in_epoch_ * accumulation_ + micro);
+    const auto rows = static_cast<int64_t>(indices.size());
+    rows_run += rows;
+    // Note [gradient synchronization]: only the last micro-batch's gradients are final.
+    const auto ready = [this](size_t offset) { sync_->ready(offset); };
+    if (rows == 0) {
+      // A rank with no samples in a partial last batch contributes zeros to the sum (tail:
+      // partial allows no accumulation, so this is the step's only micro-batch).
+      zeros_.resize(model_->param_count());
+      backend_.copy_to_device(zeros_.data(), model_->grads().data(), zeros_.size());
+      lap(phase_times_.backward);
+      if (last) sync_->finish();
+      lap(phase_times_.comm);
+      continue;
+    }
+    stage_batch(train_, indices);
     lap(phase_times_.data);
 
-    const float* output = model_->forward(features_.data(), b);
+    const float* output = model_->forward(features_.data(), rows);
     const LossStats micro_stats =
         loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
-                      1.0f / static_cast<float>(global_batch()), b, classes_);
+                      1.0f / static_cast<float>(step_samples), rows, classes_);
     stats.loss_sum += micro_stats.loss_sum;
     stats.correct += micro_stats.correct;
     lap(phase_times_.forward);
-    // Note [gradient synchronization]: only the last micro-batch's gradients are final.
-    const auto ready = [this](size_t offset) { sync_->ready(offset); };
-    model_->backward(b, last ? ready : std::function<void(size_t)>{}, /*accumulate=*/micro > 0);
+    model_->backward(rows, last ? ready : std::function<void(size_t)>{}, /*accumulate=*/micro > 0);
     lap(phase_times_.backward);
     if (last) sync_->finish();
     lap(phase_times_.comm);
@@ -209,7 +232,7 @@ void Trainer::train_step() {
 
   epoch_sums_[0] += stats.loss_sum;
   epoch_sums_[1] += stats.correct;
-  epoch_sums_[2] += static_cast<double>(b * accumulation_);
+  epoch_sums_[2] += static_cast<double>(rows_run);
   ++completed_steps_;
   if (++step_in_epoch_ == steps_per_epoch_) {
     step_in_epoch_ = 0;

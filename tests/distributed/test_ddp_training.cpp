@@ -130,6 +130,21 @@ TEST_P(DdpTraining, PerRankBatchMatchesSingleProcessWithWorldTimesBatch) {
   EXPECT_LE(max_abs_diff(a, b), 1e-5f);
 }
 
+// tail: partial: the last global batch of 98 samples keeps 2, so at 4 ranks two ranks contribute
+// nothing to that step; the result still equals one process with the same batches.
+TEST_P(DdpTraining, PartialLastBatchMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const Config config = config_with({"data.train.samples=98", "training.tail=partial"});
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  // The partial steps count: 4 steps an epoch, not 3 (drop) with the last one padded.
+  const Config dropped = config_with({"data.train.samples=98"});
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(dropped, *local, 12)), 1e-4f);
+}
+
 TEST_P(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
   MpiCommunicator comm;
   // Small buckets so that several all-reduces are in flight during backward.

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <numeric>
 #include <set>
 
 #include "data/sampler.h"
@@ -89,6 +90,36 @@ TEST(Sampler, NoShuffleIsSequential) {
   DistributedSampler sampler(10, 2, 2, 1, 0, false, TailPolicy::kDrop);
   auto idx = sampler.indices(1);
   EXPECT_EQ(std::vector<int64_t>(idx.begin(), idx.end()), (std::vector<int64_t>{6, 7}));
+}
+
+// tail: partial (Keras' fit): the last global batch keeps the samples that are left, split
+// over the ranks in contiguous parts (here 2 samples over 4 ranks: ranks 0 and 2 get none), and
+// every sample of the epoch is used exactly once, whatever the world size.
+TEST(Sampler, PartialTailUsesEverySampleOnceAndMayLeaveRanksEmpty) {
+  const int64_t n = 98, per_rank = 8;
+  for (int world : {1, 2, 4}) {
+    std::vector<int64_t> seen;
+    std::vector<size_t> last_sizes;
+    for (int r = 0; r < world; ++r) {
+      DistributedSampler sampler(n, per_rank * 4 / world, world, r, 3, true, TailPolicy::kPartial);
+      ASSERT_EQ(sampler.steps_per_epoch(), 4);  // ceil(98 / 32)
+      EXPECT_EQ(sampler.global_samples(0), 32);
+      EXPECT_EQ(sampler.global_samples(3), 2);
+      sampler.set_epoch(1);
+      for (int64_t step = 0; step < 4; ++step) {
+        const auto indices = sampler.indices(step);
+        seen.insert(seen.end(), indices.begin(), indices.end());
+        if (step == 3) last_sizes.push_back(indices.size());
+      }
+    }
+    std::sort(seen.begin(), seen.end());
+    std::vector<int64_t> all(n);
+    std::iota(all.begin(), all.end(), 0);
+    EXPECT_EQ(seen, all) << "world " << world;
+    if (world == 4) {
+      EXPECT_EQ(last_sizes, (std::vector<size_t>{0, 1, 0, 1}));
+    }
+  }
 }
 
 }  // namespace
