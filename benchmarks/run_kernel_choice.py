@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Which OpenBLAS kernels W2 and W3 get by default (Note [OpenBLAS kernels]) against every core
-type this CPU can run, one rank x one thread, alternated run by run; medians with min-max. The
-default must be within 10% of the best. Writes benchmarks/results/kernel_choice.md.
+"""The GEMM kernels W2 and W3 get by default (Note [tiled GEMM], Note [OpenBLAS kernels]) against
+the alternatives this CPU can run: every OpenBLAS core type, with skinny products sent to OpenBLAS
+too (DDP_GEMM=blas). One rank x one thread, settings alternated run by run; medians with min-max.
+The default must be within 10% of the best. Writes benchmarks/results/kernel_choice.md.
   benchmarks/run_kernel_choice.py [--reps 5]"""
 
 import argparse
@@ -27,20 +28,24 @@ def flags():
 
 
 def settings():
-    """None is the default (no OPENBLAS_CORETYPE); then the core types this CPU can execute."""
+    """Environment settings, the default (nothing set) first: the default kernels, then every
+    OpenBLAS core type this CPU can execute with all large products through OpenBLAS."""
     f = flags()
-    out = [None, "Prescott"]
+    coretypes = ["Prescott"]
     if {"avx2", "fma"} <= f:
-        out.append("Haswell")
+        coretypes.append("Haswell")
     if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= f:
-        out.append("SkylakeX")
-    return out
+        coretypes.append("SkylakeX")
+    return [()] + [(("DDP_GEMM", "blas"), ("OPENBLAS_CORETYPE", c)) for c in coretypes]
 
 
-def run(config, args, coretype):
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    if coretype:
-        env["OPENBLAS_CORETYPE"] = coretype
+def label(setting):
+    return " ".join(f"{k}={v}" for k, v in setting) or "(nothing set: default)"
+
+
+def run(config, args, setting):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "DDP_GEMM")}
+    env.update(dict(setting))
     out = subprocess.run([os.path.join(ROOT, "build", "ddp_bench"), "--config", config, *args],
                          capture_output=True, text=True, env=env, cwd=ROOT, check=True).stdout
     return json.loads(out[out.index("{"):])
@@ -53,27 +58,27 @@ def main():
     samples, backend = {}, {}
     for _ in range(a.reps):
         for name, (config, args) in WORKLOADS.items():
-            for coretype in settings():
-                r = run(config, args, coretype)
-                samples.setdefault((name, coretype), []).append(r["samples_per_sec"])
-                backend[(name, coretype)] = r["backend"]
+            for setting in settings():
+                r = run(config, args, setting)
+                samples.setdefault((name, setting), []).append(r["samples_per_sec"])
+                backend[(name, setting)] = r["backend"]
     commit = provenance.commit()
     lines = [f"Command: `benchmarks/run_kernel_choice.py --reps {a.reps}`. Measured "
              f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {provenance.cpu_model()}, "
              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end; 1 rank x "
              "1 thread, settings alternated run by run; samples/s, median (min-max).", "",
-             "| workload | OPENBLAS_CORETYPE | backend as logged | samples/s | vs best |",
+             "| workload | environment | backend as logged | samples/s | vs best |",
              "|---|---|---|---|---|"]
     verdict = 0
     for name in WORKLOADS:
-        medians = {c: statistics.median(samples[(name, c)]) for c in settings()}
+        medians = {s: statistics.median(samples[(name, s)]) for s in settings()}
         best = max(medians.values())
-        for c in settings():
-            v = samples[(name, c)]
-            lines.append(f"| {name} | {c or '(unset: default)'} | {backend[(name, c)]} | "
-                         f"{medians[c]:,.0f} ({min(v):,.0f}-{max(v):,.0f}) | "
-                         f"{medians[c] / best:.2f} |")
-        if medians[None] < 0.9 * best:
+        for s in settings():
+            v = samples[(name, s)]
+            lines.append(f"| {name} | {label(s)} | {backend[(name, s)]} | "
+                         f"{medians[s]:,.0f} ({min(v):,.0f}-{max(v):,.0f}) | "
+                         f"{medians[s] / best:.2f} |")
+        if medians[()] < 0.9 * best:
             verdict = 1
     text = "\n".join(lines) + "\n"
     print(text)

@@ -1,5 +1,6 @@
-// CPU backend: GEMMs through OpenBLAS (large), the register-tiled kernel of small_gemm.h (small)
-// or Eigen (without either); plain loops, which the compiler vectorizes, for the rest.
+// CPU backend: GEMMs through the register-tiled kernels of tiled_gemm.h (small and skinny
+// products), OpenBLAS (the rest) or Eigen (without either); plain loops, which the compiler
+// vectorizes, for everything else.
 
 #include <xmmintrin.h>
 
@@ -18,7 +19,7 @@
 
 #include "backend/backend.h"
 #include "backend/openblas_kernels.h"
-#include "backend/small_gemm.h"
+#include "backend/tiled_gemm.h"
 #include "core/bf16.h"
 #include "core/error.h"
 
@@ -84,14 +85,29 @@ SgemmFn openblas_sgemm() {
 }
 #endif
 
+// DDP_GEMM=blas sends skinny products to BLAS as before the tiled kernels existed, for
+// benchmarks/run_kernel_choice.py's comparison; anything else keeps the default.
+bool skinny_to_blas() {
+  static const bool forced = [] {
+    const char* choice = std::getenv("DDP_GEMM");
+    return choice && std::string(choice) == "blas";
+  }();
+  return forced;
+}
+
 // C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
-// (k, n) or (n, k). See Note [GEMM backend]: large products go to single-threaded OpenBLAS; small
-// ones to the register-tiled kernel of Note [small GEMM], which avoids BLAS's per-call overhead
-// and Eigen's packing (W1's 32x10x64 layers); Eigen covers targets without AVX-512.
+// (k, n) or (n, k). See Note [tiled GEMM]: small products and skinny ones (a batch of rows against
+// large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
+// repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
+// without AVX-512 or BLAS.
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
           const float* b, float* c, bool accumulate = false) {
-  constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
-  const bool small = m * n * k < kSmallMaxFlops;
+  const bool small = is_small_product(m, n, k);
+  if (tiled_gemm_available() &&
+      (small || (is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas()))) {
+    tiled_gemm(transpose_a, transpose_b, m, n, k, a, b, c, accumulate);
+    return;
+  }
 #ifdef DDP_HAVE_CBLAS
   if (!small) {
     openblas_sgemm()(
@@ -102,10 +118,6 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
     return;
   }
 #endif
-  if (small && small_gemm_available()) {
-    small_gemm(m, n, k, a, transpose_a ? 1 : k, transpose_a ? m : 1, b, transpose_b, c, accumulate);
-    return;
-  }
   MutableMatrixMap C(c, m, n);
   auto assign = [&C, accumulate](const auto& product) {
     if (accumulate) {
@@ -132,10 +144,16 @@ class CpuBackend final : public ComputeBackend {
   }
   std::string name() const override {
 #ifdef DDP_HAVE_CBLAS
-    const std::string gemm = "OpenBLAS kernels: " + openblas_kernels();
+    std::string gemm = "OpenBLAS kernels: " + openblas_kernels();
 #else
-    const std::string gemm = "Eigen GEMM";
+    std::string gemm = "Eigen GEMM";
 #endif
+    if (tiled_gemm_available()) {
+      gemm = (skinny_to_blas()
+                  ? "tiled AVX-512 GEMM for small products (DDP_GEMM=blas), "
+                  : "tiled AVX-512 GEMM for batch <= " + std::to_string(kSkinnyMaxBatch) + ", ") +
+             gemm + " otherwise";
+    }
     return "cpu (" + gemm + (flush_denormals_ ? ", denormals flushed to zero)" : ")");
   }
   MemoryKind memory() const override { return MemoryKind::kHost; }

@@ -1,7 +1,7 @@
 // The CPU backend's dense layers against a naive double-precision reference, at shapes that take
-// each GEMM path: the register-tiled small kernel (with row and column tails, and more than one
-// 64-column tile) and BLAS/Eigen for large products. See Note [small GEMM]. Also which OpenBLAS
-// kernels a CPU gets (Note [OpenBLAS kernels]).
+// each GEMM path: the register-tiled kernels for small and skinny products (with row and column
+// tails, more than one tile, depth blocks and panels) and BLAS/Eigen for the rest. See Note [tiled
+// GEMM]. Also which OpenBLAS kernels a CPU gets (Note [OpenBLAS kernels]).
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 
 #include "backend/backend.h"
 #include "backend/openblas_kernels.h"
-#include "backend/small_gemm.h"
+#include "backend/tiled_gemm.h"
 #include "finite_differences.h"
 
 namespace ddp {
@@ -42,10 +42,10 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 }
 
 using Shape = std::tuple<int64_t, int64_t, int64_t>;  // m, n, k
-class SmallGemm : public ::testing::TestWithParam<Shape> {};
+class TiledGemm : public ::testing::TestWithParam<Shape> {};
 
-TEST_P(SmallGemm, MatchesReferenceForEveryOperandLayout) {
-  if (!small_gemm_available()) GTEST_SKIP() << "small GEMM kernel needs an AVX-512F build";
+TEST_P(TiledGemm, MatchesReferenceForEveryOperandLayout) {
+  if (!tiled_gemm_available()) GTEST_SKIP() << "tiled GEMM kernels need an AVX-512F build";
   const auto [m, n, k] = GetParam();
   const std::vector<float> a = random_vector(m * k, 1), b = random_vector(k * n, 2);
   std::vector<float> b_t(b.size());  // B^T stored row-major (n, k)
@@ -60,13 +60,13 @@ TEST_P(SmallGemm, MatchesReferenceForEveryOperandLayout) {
                    << "A transposed " << a_transposed << ", B transposed " << b_transposed);
       const float* b_data = b_transposed ? b_t.data() : b.data();
       std::vector<float> c(static_cast<size_t>(m * n), 99.0f);  // overwritten, not accumulated
-      small_gemm(m, n, k, a.data(), rs, cs, b_data, b_transposed, c.data(), false);
+      tiled_gemm(a_transposed, b_transposed, m, n, k, a.data(), b_data, c.data(), false);
       expect_close(c, want, k);
 
       // accumulate adds to what is there: C0 + AB.
       const std::vector<float> c0 = random_vector(m * n, 3);
       c = c0;
-      small_gemm(m, n, k, a.data(), rs, cs, b_data, b_transposed, c.data(), true);
+      tiled_gemm(a_transposed, b_transposed, m, n, k, a.data(), b_data, c.data(), true);
       std::vector<double> want_sum = want;
       for (size_t i = 0; i < want_sum.size(); ++i) want_sum[i] += c0[i];
       expect_close(c, want_sum, k);
@@ -74,11 +74,16 @@ TEST_P(SmallGemm, MatchesReferenceForEveryOperandLayout) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, SmallGemm,
+// Small shapes, then skinny ones (at least 64^3 multiply-adds): batches that are not a whole
+// number of tiles or vectors (70, 13), weight rows not a multiple of 6 or 8, depths past one
+// 128-row block and widths past one 48-column panel.
+INSTANTIATE_TEST_SUITE_P(Shapes, TiledGemm,
                          ::testing::Values(Shape{32, 64, 10}, Shape{32, 10, 64}, Shape{64, 10, 32},
                                            Shape{1, 1, 1}, Shape{5, 17, 3}, Shape{7, 130, 9},
                                            Shape{9, 48, 1}, Shape{3, 65, 20}, Shape{4, 33, 40},
-                                           Shape{2, 64, 64}));
+                                           Shape{2, 64, 64}, Shape{64, 200, 300},
+                                           Shape{70, 101, 131}, Shape{13, 500, 290},
+                                           Shape{300, 97, 64}, Shape{129, 50, 80}));
 
 // The backend's dense layer (all three GEMM layouts: Y = X W^T, dW = dY^T X, dX = dY W).
 class DenseGemmPaths : public ::testing::TestWithParam<Shape> {};
@@ -113,8 +118,8 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, DenseGemmPaths,
                          ::testing::Values(Shape{32, 10, 64}, Shape{32, 64, 64}, Shape{32, 64, 10},
-                                           Shape{3, 7, 5}, Shape{33, 70, 90},
-                                           Shape{128, 784, 512}));
+                                           Shape{3, 7, 5}, Shape{33, 70, 90}, Shape{128, 784, 512},
+                                           Shape{64, 1024, 2048}, Shape{300, 64, 64}));
 
 // Note [OpenBLAS kernels]: chosen from feature bits, so a CPU model OpenBLAS 0.3.21 does not
 // know (Intel family 6, model 207: its Prescott fallback ran W3 3.7x slower) still gets AVX-512

@@ -1,0 +1,36 @@
+#pragma once
+// Note [tiled GEMM]: register-tiled AVX-512 GEMMs for the two kinds of product a general BLAS
+// handles poorly here.
+//  - Small products (the seed workload's 32x10x64 layers), where a general GEMM spends more time
+//    packing panels and zeroing C than multiplying (perf on W1: Eigen's packing + memset ~20% of
+//    the step). C rows are built in registers from broadcast A elements and contiguous B rows.
+//  - Skinny products, where one dimension is the batch (tens of rows) and the other two are large
+//    (W3's 64 x 2048 x 2048): BLAS packs each 16 MB weight matrix into panels that are then used
+//    only a few times. Here the weights stream once, in the order they are stored: the forward
+//    product is computed transposed (weight rows broadcast against the packed batch), the input
+//    gradient from packed 48-column weight panels that live in L1, and the weight gradient row
+//    block by row block against the packed batch. Panels are packed because rows 8 KB apart map
+//    to the same cache sets (a 128-row panel would fit in only 3 of L1's 64 sets unpacked).
+// Measured on W3's shapes (benchmarks/results/kernel_choice.md): see the README.
+
+#include <cstdint>
+
+namespace ddp {
+
+// True when the kernels were compiled (AVX-512F target); otherwise callers use their general GEMM.
+bool tiled_gemm_available();
+
+// Where the tiled kernels are expected to beat a general BLAS on C (m, n) = op(A) op(B): small
+// products, and skinny ones whose batch dimension is at most kSkinnyMaxBatch.
+constexpr int64_t kSkinnyMaxBatch = 256;
+bool is_small_product(int64_t m, int64_t n, int64_t k);
+bool is_skinny_product(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k);
+
+// C (m, n) = op(A) op(B), or C += op(A) op(B) with `accumulate`; all operands row-major, op
+// transposes when asked: A is (m, k) or (k, m), B is (k, n) or (n, k). Any shape is computed
+// correctly; is_small_product and is_skinny_product say when it is fast. Requires
+// tiled_gemm_available().
+void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
+                const float* b, float* c, bool accumulate);
+
+}  // namespace ddp
