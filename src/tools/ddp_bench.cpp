@@ -2,6 +2,7 @@
 // every rank's peak memory. Run under mpirun like ddp_train; rank 0 prints (and writes) JSON.
 //   mpirun -n 2 build/ddp_bench --config configs/w2_fmnist_mlp.yaml --warmup 50 --steps 300
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -10,6 +11,8 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
 
 #include "comm/agreement.h"
 #include "comm/launch.h"
@@ -35,6 +38,18 @@ double peak_rss_mb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
+// The first CPU of this process's affinity mask and how many it has.
+std::pair<int, int> affinity() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return {-1, 0};
+  int first = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set) && first < 0) first = cpu;
+  }
+  return {first, CPU_COUNT(&set)};
+}
+
 nlohmann::json measure(Communicator& comm, const Options& options) {
   Session session = open_session(comm, options.config, options.overrides, "");
   Trainer& trainer = *session.trainer;
@@ -53,6 +68,18 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
   std::vector<double> rss(static_cast<size_t>(comm.size()), 0.0);
   rss[static_cast<size_t>(comm.rank())] = peak_rss_mb();
   comm.all_reduce_sum(std::span<double>(rss));
+  // Where each rank ran, as its affinity mask: benchmark results record their binding.
+  std::vector<double> binding(static_cast<size_t>(2 * comm.size()), 0.0);
+  const auto [first_cpu, cpus] = affinity();
+  binding[static_cast<size_t>(2 * comm.rank())] = first_cpu;
+  binding[static_cast<size_t>(2 * comm.rank() + 1)] = cpus;
+  comm.all_reduce_sum(std::span<double>(binding));
+  std::vector<std::string> bound;
+  for (size_t r = 0; r < binding.size(); r += 2) {
+    bound.push_back(binding[r + 1] == 1 ? "cpu " + std::to_string(int(binding[r]))
+                                        : std::to_string(int(binding[r + 1])) + " cpus from " +
+                                              std::to_string(int(binding[r])));
+  }
 
   const double per_step_ms = 1e3 / (static_cast<double>(options.steps) * comm.size());
   const double samples = static_cast<double>(options.steps * trainer.global_batch());
@@ -78,6 +105,7 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
         {"comm", phases[3] * per_step_ms},
         {"optimizer", phases[4] * per_step_ms}}},
       {"peak_rss_mb", rss},
+      {"cpu_binding", bound},
       {"optimizer_state_mb_per_rank",
        static_cast<double>(trainer.optimizer_state_bytes()) / (1024.0 * 1024.0)},
       {"backend", session.backend->name()},

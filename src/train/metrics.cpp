@@ -44,9 +44,10 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_epochs) : path_(pat
 }
 
 void MetricsLog::append(const EpochRecord& r) {
-  nlohmann::json j = {{"epoch", r.epoch},       {"loss", r.loss},
-                      {"accuracy", r.accuracy}, {"samples_per_sec", r.samples_per_sec},
-                      {"seconds", r.seconds},   {"steps", r.steps}};
+  nlohmann::json j = {{"epoch", r.epoch},        {"loss", r.loss},
+                      {"accuracy", r.accuracy},  {"samples_per_sec", r.samples_per_sec},
+                      {"seconds", r.seconds},    {"steps", r.steps},
+                      {"unix_time", r.unix_time}};
   if (r.skipped_steps > 0) j["skipped_steps"] = r.skipped_steps;
   if (r.val_loss) {
     j["val_loss"] = *r.val_loss;

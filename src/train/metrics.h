@@ -21,6 +21,7 @@ struct EpochRecord {
   std::optional<double> val_accuracy;
   double samples_per_sec = 0;  // training samples of all ranks / training time
   double seconds = 0;          // whole epoch, evaluation included
+  double unix_time = 0;        // when the epoch ended, evaluation included (time-to-accuracy)
   int64_t skipped_steps = 0;   // non-finite steps skipped (training.nonfinite: skip)
 };
 

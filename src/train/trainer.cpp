@@ -344,6 +344,8 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   }
   verify_replicas();
   record.seconds = train_seconds + seconds_since(start);
+  record.unix_time =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   progress_->clear();
   if (log_) *log_ << format_epoch_line(record) << '\n' << std::flush;
   if (metrics_log_) metrics_log_->append(record);
