@@ -8,7 +8,7 @@ if ! python3 -c "import ensurepip" 2>/dev/null; then
   apt-get update -qq && apt-get install -y -qq python3-venv
 fi
 [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-if ! "$venv/bin/python" -c "import torch, tensorflow" 2>/dev/null; then
-  "$venv/bin/pip" install --quiet --progress-bar off torch tensorflow
+if ! "$venv/bin/python" -c "import torch, tensorflow, safetensors" 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --progress-bar off torch tensorflow safetensors
 fi
 "$venv/bin/python" -c "import torch, tensorflow; print('PyPI torch', torch.__version__, '/ tensorflow', tensorflow.__version__, 'in', '$venv')" 2>/dev/null

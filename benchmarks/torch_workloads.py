@@ -1,9 +1,15 @@
 #!/usr/bin/python3
 """The benchmark workloads W1-W3 in PyTorch, for benchmarks/compare_pytorch.py: same shapes,
-batch, optimizer and data as configs/w*.yaml, one thread per process, DDP with gloo for several
-ranks (per-rank batch fixed). Prints one JSON object (rank 0).
-  torch_workloads.py --workload w2 --ranks 2 --steps 300 --warmup 50 [--ftz]
-  torch_workloads.py --workload w2 --time-to-accuracy 0.88 --threads 2     (epochs + test eval)"""
+batch, optimizer and data as configs/w*.yaml. Every variant a PyTorch expert would try is a flag:
+the optimizer's implementation (--opt default|foreach|fused), torch.compile (--compile, inductor),
+denormals flushed (--ftz), threads per process, DDP over gloo for several ranks, and the CPUs each
+process is pinned to (--cpus 0,1: rank r gets the r-th; one process with several threads gets all).
+Prints one JSON object (rank 0).
+  torch_workloads.py --probe                                   (which variants this torch has)
+  torch_workloads.py --workload w2 --ranks 2 --steps 300 --warmup 50 --cpus 0,1 [--ftz] ...
+  torch_workloads.py --seed-job                                (the canonical example, end to end)
+  torch_workloads.py --export-init F --seed S                  (W2 weights, PyTorch's default init)
+  torch_workloads.py --time-to-accuracy 0.88 --init-from F ... (epochs + test evaluation)"""
 
 import argparse
 import gzip
@@ -20,6 +26,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
+SIZES = {"w1": [10, 64, 64, 10], "w2": [784, 512, 256, 10],
+         "w3": [1024, 2048, 2048, 2048, 2048, 10]}
 
 
 def read_idx(path):
@@ -30,45 +38,81 @@ def read_idx(path):
     return torch.frombuffer(bytearray(data[4 + 4 * ndims:]), dtype=torch.uint8).reshape(dims)
 
 
+def fashion_mnist(split):
+    x = read_idx(f"{FMNIST}/{split}-images-idx3-ubyte.gz").reshape(-1, 784).float() / 255
+    return x, read_idx(f"{FMNIST}/{split}-labels-idx1-ubyte.gz").long()
+
+
+class Mlp(torch.nn.Module):
+    """Dense layers with relu between them; parameter names are ddp-trainer's (Note [parameter
+    names]: layers.<k>.weight / bias), so weights travel both ways through safetensors."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(i, o) for i, o in zip(sizes, sizes[1:]))
+
+    def forward(self, x):
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        return self.layers[-1](x)  # logits: CrossEntropyLoss applies the softmax
+
+
 def workload(name):
     g = torch.Generator().manual_seed(0)
     if name == "w1":
         x, y = torch.rand(1000, 10, generator=g), torch.randint(0, 10, (1000,), generator=g)
-        sizes, opt, batch = [10, 64, 64, 10], ("adam", 1e-3), 32
+        opt, batch = ("adam", 1e-3), 32
     elif name == "w2":
-        x = read_idx(f"{FMNIST}/train-images-idx3-ubyte.gz").reshape(-1, 784).float() / 255
-        y = read_idx(f"{FMNIST}/train-labels-idx1-ubyte.gz").long()
-        sizes, opt, batch = [784, 512, 256, 10], ("adam", 1e-3), 128
+        (x, y), opt, batch = fashion_mnist("train"), ("adam", 1e-3), 128
     else:
         x, y = torch.rand(8192, 1024, generator=g), torch.randint(0, 10, (8192,), generator=g)
-        sizes, opt, batch = [1024, 2048, 2048, 2048, 2048, 10], ("sgd", 1e-2), 64
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    return x, y, model, opt, batch
+        opt, batch = ("sgd", 1e-2), 64
+    return x, y, Mlp(SIZES[name]), opt, batch
 
 
-def make_optimizer(model, opt):
+def make_optimizer(params, opt, impl):
     kind, lr = opt
+    extra = {} if impl == "default" else {impl: True}
     if kind == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr)
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        return torch.optim.Adam(params, lr=lr, **extra)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, **extra)
+
+
+def setup(args, rank=0):
+    if args.cpus:
+        cpus = [int(c) for c in args.cpus.split(",")]
+        os.sched_setaffinity(0, {cpus[rank]} if args.ranks > 1 else set(cpus))
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(args.ftz)
+
+
+def variant(args):
+    return {"framework": f"torch {torch.__version__}", "opt": args.opt, "compile": args.compile,
+            "ftz": args.ftz, "threads": args.threads, "ranks": args.ranks,
+            "cpus": sorted(os.sched_getaffinity(0)),
+            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "detected by OpenBLAS")}
+
+
+def train_step_fn(model, optimizer, loss_fn):
+    def step(x, y):
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    return step
 
 
 def throughput(rank, world, args, port):
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(args.ftz)
+    setup(args, rank)
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world)
     x, y, model, opt, batch = workload(args.workload)
+    batch = args.batch or batch
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    optimizer = make_optimizer(model, opt)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    optimizer = make_optimizer(model.parameters(), opt, args.opt)
+    forward = torch.compile(model) if args.compile else model
+    step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss())
     g = torch.Generator().manual_seed(rank)
     n = x.shape[0]
 
@@ -79,11 +123,9 @@ def throughput(rank, world, args, port):
                 perm, at = torch.randperm(n, generator=g), 0
             idx = perm[at:at + batch]
             at += batch
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(x[idx]), y[idx]).backward()
-            optimizer.step()
+            step(x[idx], y[idx])
 
-    run(args.warmup)
+    run(args.warmup)  # compilation, if any, happens here
     if world > 1:
         dist.barrier()
     start = time.perf_counter()
@@ -93,8 +135,7 @@ def throughput(rank, world, args, port):
     seconds = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if rank == 0:
-        print(json.dumps({"framework": f"torch {torch.__version__}", "workload": args.workload,
-                          "world_size": world, "threads": args.threads, "ftz": args.ftz,
+        print(json.dumps({**variant(args), "workload": args.workload, "batch_per_rank": batch,
                           "samples_per_sec": args.steps * batch * world / seconds,
                           "step_ms": seconds * 1e3 / args.steps, "peak_rss_mb_rank0": rss,
                           "blas": blas_info()}))
@@ -113,46 +154,69 @@ def blas_info():
     return f"{built.group(1) if built else '?'} ({', '.join(sorted(libs)) or 'statically linked'})"
 
 
+def probe():
+    """Which optimizer implementations and whether torch.compile work here, on CPU."""
+    model, x, y = Mlp([4, 8, 3]), torch.rand(5, 4), torch.randint(0, 3, (5,))
+    found = {"framework": f"torch {torch.__version__}", "blas": blas_info()}
+    for impl in ("foreach", "fused"):
+        try:
+            for opt in (("adam", 1e-3), ("sgd", 1e-3)):
+                train_step_fn(model, make_optimizer(model.parameters(), opt, impl),
+                              torch.nn.CrossEntropyLoss())(x, y)
+            found[impl] = True
+        except (RuntimeError, TypeError):
+            found[impl] = False
+    found["compile"] = hasattr(torch, "compile")
+    print(json.dumps(found))
+
+
+def export_init(path, seed):
+    """W2's initial weights as PyTorch initializes them, seeded, for both sides of a
+    time-to-accuracy run (ddp-trainer reads them with --init-from)."""
+    from safetensors.torch import save_file
+    torch.manual_seed(seed)
+    save_file({k: v.contiguous() for k, v in Mlp(SIZES["w2"]).state_dict().items()}, path)
+
+
 def time_to_accuracy(args):
-    """W2 trained by epochs with test evaluation after each, until test accuracy >= target."""
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(args.ftz)
-    start = time.perf_counter()
-    x, y, model, opt, batch = workload("w2")
-    tx = read_idx(f"{FMNIST}/t10k-images-idx3-ubyte.gz").reshape(-1, 784).float() / 255
-    ty = read_idx(f"{FMNIST}/t10k-labels-idx1-ubyte.gz").long()
-    optimizer = make_optimizer(model, opt)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    g = torch.Generator().manual_seed(0)
+    """W2 by epochs from the given initial weights, test evaluation after each, until test
+    accuracy >= target; reports the wall-clock time (time.time()) when that epoch ended, so the
+    caller measures from the moment it started this process."""
+    from safetensors.torch import load_file
+    setup(args)
+    torch.manual_seed(args.seed)
+    (x, y), (tx, ty) = fashion_mnist("train"), fashion_mnist("t10k")
+    model = Mlp(SIZES["w2"])
+    model.load_state_dict(load_file(args.init_from), strict=True)
+    optimizer = make_optimizer(model.parameters(), ("adam", 1e-3), args.opt)
+    forward = torch.compile(model) if args.compile else model
+    step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss())
+    batch = args.batch or 128
     for epoch in range(1, 31):
-        perm = torch.randperm(x.shape[0], generator=g)
-        for at in range(0, x.shape[0] - batch + 1, batch):
+        perm = torch.randperm(x.shape[0])
+        for at in range(0, x.shape[0], batch):  # the last batch partial, like ddp-trainer's
             idx = perm[at:at + batch]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(x[idx]), y[idx]).backward()
-            optimizer.step()
+            step(x[idx], y[idx])
         with torch.no_grad():
             accuracy = (model(tx).argmax(1) == ty).float().mean().item()
         if accuracy >= args.time_to_accuracy:
             break
-    print(json.dumps({"framework": f"torch {torch.__version__}", "threads": args.threads,
-                      "epochs": epoch, "test_accuracy": accuracy,
-                      "seconds": time.perf_counter() - start}))
+    print(json.dumps({**variant(args), "epochs": epoch, "test_accuracy": accuracy,
+                      "reached": accuracy >= args.time_to_accuracy, "end_unix_time": time.time()}))
 
 
-def seed_job():
+def seed_job(args):
     """The canonical example end to end: 10 epochs of 1000 samples, batch 32, Adam."""
-    torch.set_num_threads(1)
+    setup(args)
     x, y, model, opt, batch = workload("w1")
-    optimizer = make_optimizer(model, opt)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    optimizer = make_optimizer(model.parameters(), opt, args.opt)
+    forward = torch.compile(model) if args.compile else model
+    step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss())
     for _ in range(10):
         perm = torch.randperm(1000)
         for at in range(0, 1000, batch):
             idx = perm[at:at + batch]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(x[idx]), y[idx]).backward()
-            optimizer.step()
+            step(x[idx], y[idx])
 
 
 def main():
@@ -160,15 +224,27 @@ def main():
     p.add_argument("--workload", choices=["w1", "w2", "w3"], default="w2")
     p.add_argument("--ranks", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cpus", default="", help="comma-separated CPUs to pin to")
+    p.add_argument("--batch", type=int, default=0, help="per-rank batch (default: the workload's)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--ftz", action="store_true")
-    p.add_argument("--time-to-accuracy", type=float)
+    p.add_argument("--opt", choices=["default", "foreach", "fused"], default="default")
+    p.add_argument("--compile", action="store_true")
     p.add_argument("--port", type=int, default=29533)
+    p.add_argument("--probe", action="store_true")
     p.add_argument("--seed-job", action="store_true")
+    p.add_argument("--export-init")
+    p.add_argument("--init-from")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-to-accuracy", type=float)
     args = p.parse_args()
-    if args.seed_job:
-        seed_job()
+    if args.probe:
+        probe()
+    elif args.export_init:
+        export_init(args.export_init, args.seed)
+    elif args.seed_job:
+        seed_job(args)
     elif args.time_to_accuracy:
         time_to_accuracy(args)
     elif args.ranks == 1:
