@@ -43,10 +43,14 @@ struct Options {
 };
 
 // Open MPI hands every rank a pseudo-terminal even when mpirun's own output goes to a file or a
-// pipe, so under mpirun "auto" cannot tell a person from a log and stays off.
-bool show_progress(const std::string& mode) {
-  if (mode != "auto") return mode == "on";
-  return isatty(STDOUT_FILENO) && std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr;
+// pipe, so under mpirun "auto" cannot tell a person from a log: it prints plain progress lines,
+// every ProgressBar::kLineInterval of a long epoch, which read well in both.
+ProgressMode progress_mode(const std::string& mode) {
+  if (mode == "on") return ProgressMode::kBar;
+  if (mode == "lines") return ProgressMode::kLines;
+  if (mode == "off") return ProgressMode::kOff;
+  const bool terminal = isatty(STDOUT_FILENO) && std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr;
+  return terminal ? ProgressMode::kBar : ProgressMode::kLines;
 }
 
 std::string rank_prefix(const Communicator& comm) {
@@ -127,13 +131,21 @@ bool resume(Communicator& comm, Trainer& trainer, const Config& config, const Op
       return;
     }
     const CheckpointDir dir(checkpoint_dir(config, options), config.checkpoint.keep);
-    std::optional<CheckpointDir::Found> found = dir.newest_valid();
+    // A checkpoint past this config's end belongs to a longer run (say, of 20 epochs where the
+    // config now asks for 8): resuming it would train nothing and report that run's results.
+    const int64_t epochs = config.training.epochs;
+    std::optional<CheckpointDir::Found> found = dir.newest_valid([epochs](const TrainingState& s) {
+      const bool beyond = s.epoch > epochs || (s.epoch == epochs && s.step_in_epoch > 0);
+      return beyond ? "epoch " + std::to_string(s.epoch + (s.step_in_epoch > 0)) +
+                          " is beyond training.epochs (" + std::to_string(epochs) + ")"
+                    : std::string();
+    });
     if (!found) {
       std::cout << "resume: no checkpoint in " << dir.path() << ", starting from scratch\n";
       return;
     }
     for (const std::string& reason : found->rejected)
-      std::cout << "resume: skipping invalid checkpoint: " << reason << "\n";
+      std::cout << "resume: skipping checkpoint " << reason << "\n";
     origin = found->path;
     bytes = std::move(found->bytes);
   });
@@ -213,8 +225,10 @@ int train(Communicator& world, const Options& options, bool& training) {
   Watchdog watchdog(0, rank_prefix(world));
   const std::unique_ptr<Communicator> guarded = watched(world, watchdog);
   Communicator& comm = *guarded;
-  Session session = open_session(comm, options.config, options.overrides, options.run_dir,
-                                 &watchdog, [&](const Config& c) { validate_start(c, options); });
+  Session session = open_session(
+      comm, options.config, options.overrides, options.run_dir, &watchdog,
+      [&](const Config& c) { validate_start(c, options); },
+      comm.rank() == 0 ? &std::cout : nullptr);
   watchdog.set_timeout(session.config.training.collective_timeout_s);
   const Config& config = session.config;
   Trainer& trainer = *session.trainer;
@@ -242,7 +256,7 @@ int train(Communicator& world, const Options& options, bool& training) {
                 << " s)" << std::endl;
     });
   });
-  trainer.set_reporting(lead ? &std::cout : nullptr, lead && show_progress(options.progress),
+  trainer.set_reporting(lead ? &std::cout : nullptr, progress_mode(options.progress),
                         lead ? options.run_dir : "");
   trainer.set_step_observer([&](int64_t step) {
     watchdog.set_step(step + 1);
@@ -289,8 +303,11 @@ int main(int argc, char** argv) {
   app.add_option("--run-dir", options.run_dir,
                  "Directory for the resolved config, metrics.jsonl and checkpoints "
                  "(default: runs/<config name>)");
-  app.add_option("--progress", options.progress, "Live progress bar on rank 0: auto, on, off")
-      ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option(
+         "--progress", options.progress,
+         "Progress inside epochs on rank 0: on (a live bar), lines (a line every 10 s of a long "
+         "epoch), off; auto: a bar on a terminal outside mpirun, else lines")
+      ->check(CLI::IsMember({"auto", "on", "lines", "off"}));
   auto* resume_flag = app.add_flag(
       "--resume", options.resume,
       "Continue from the newest valid checkpoint of the run directory (fresh start if none)");

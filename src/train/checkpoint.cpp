@@ -330,7 +330,7 @@ std::string CheckpointDir::save(const TrainingState& state) {
   return path;
 }
 
-std::optional<CheckpointDir::Found> CheckpointDir::newest_valid() const {
+std::optional<CheckpointDir::Found> CheckpointDir::newest_valid(const Unusable& unusable) const {
   std::vector<std::string> candidates;
   std::ifstream pointer(dir_ + "/latest");
   std::string latest;
@@ -344,7 +344,12 @@ std::optional<CheckpointDir::Found> CheckpointDir::newest_valid() const {
     const std::string path = dir_ + "/" + name;
     try {
       std::vector<std::byte> bytes = read_file_bytes(path);
-      decode_checkpoint(bytes, path);
+      const TrainingState state = decode_checkpoint(bytes, path);
+      const std::string why_not = unusable ? unusable(state) : "";
+      if (!why_not.empty()) {
+        found.rejected.push_back(path + ": " + why_not);
+        continue;
+      }
       found.path = path;
       found.bytes = std::move(bytes);
       return found;
@@ -352,7 +357,7 @@ std::optional<CheckpointDir::Found> CheckpointDir::newest_valid() const {
       found.rejected.push_back(e.what());
     }
   }
-  throw CheckpointError(dir_ + ": no valid checkpoint (" + std::to_string(candidates.size()) +
+  throw CheckpointError(dir_ + ": no usable checkpoint (" + std::to_string(candidates.size()) +
                         " tried; newest: " + found.rejected.front() + ")");
 }
 

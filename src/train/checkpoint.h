@@ -15,6 +15,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -79,11 +80,14 @@ class CheckpointDir {
   struct Found {
     std::string path;
     std::vector<std::byte> bytes;
-    std::vector<std::string> rejected;  // "<file>: <reason>" for newer files that failed
+    std::vector<std::string> rejected;  // "<file>: <reason>" for newer files passed over
   };
-  // The newest checkpoint that validates (the one `latest` names first). Empty when the directory
-  // holds no checkpoint at all; throws CheckpointError when there are some but none validates.
-  std::optional<Found> newest_valid() const;
+  // Why a checkpoint that validates cannot be resumed from here; empty: it can.
+  using Unusable = std::function<std::string(const TrainingState&)>;
+  // The newest checkpoint that validates and is not `unusable` (the one `latest` names first).
+  // Empty when the directory holds no checkpoint at all; throws CheckpointError when there are
+  // some but none qualifies.
+  std::optional<Found> newest_valid(const Unusable& unusable = {}) const;
 
   const std::string& path() const { return dir_; }
 

@@ -75,8 +75,9 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
     opt.adam.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
     if (opt.adam.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
   }
-  if (node.has("schedule")) {
-    ConfigNode s = node.child("schedule");
+  {
+    // Parsed when absent too, so the resolved config shows the schedule in force.
+    ConfigNode s = node.optional_child("schedule");
     LrScheduleSpec& spec = opt.schedule;
     spec.type = s.choice("type", {"constant", "step", "cosine"}, "constant");
     spec.warmup_steps = s.get<int64_t>("warmup_steps", 0);

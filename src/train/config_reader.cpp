@@ -1,11 +1,13 @@
 #include "train/config_reader.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/spelling.h"
+#include "core/utf8.h"
 
 namespace ddp {
 namespace {
@@ -34,7 +36,8 @@ size_t list_index(const YAML::Node& list, const std::string& key, const std::str
 }
 
 std::string show(const YAML::Node& node) {
-  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsScalar())
+    return "'" + (is_utf8(node.Scalar()) ? node.Scalar() : escaped(node.Scalar())) + "'";
   if (node.IsSequence()) return "a list";
   if (node.IsMap()) return "a mapping";
   return "null";
@@ -96,14 +99,35 @@ T ConfigNode::convert(const std::string& key, const YAML::Node& node) const {
   // Every number of a config is a quantity: .nan and .inf would surface far from the key.
   if constexpr (std::is_same_v<T, double>)
     if (!std::isfinite(value)) fail(key, "expected a finite number, got " + show(node));
+  if constexpr (std::is_same_v<T, std::string>)
+    if (!is_utf8(value))
+      fail(key, "is not UTF-8 text ('" + escaped(value) +
+                    "'); checkpoints record the config as JSON, which must be UTF-8");
   return value;
 }
+
+namespace {
+
+// How a value appears in the resolved config: doubles in their shortest form that reads back
+// exactly (0.9, not yaml-cpp's 0.90000000000000002).
+template <class T>
+YAML::Node resolved_value(const T& value) {
+  if constexpr (std::is_same_v<T, double>) {
+    char text[32];
+    const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+    return YAML::Node(std::string(text, end));
+  } else {
+    return YAML::Node(value);
+  }
+}
+
+}  // namespace
 
 template <class T>
 T ConfigNode::get(const std::string& key, const T& fallback) {
   used_.push_back(key);
   const T value = has(key) ? convert<T>(key, at(key)) : fallback;
-  resolved_[key] = value;
+  resolved_[key] = resolved_value(value);
   return value;
 }
 
@@ -154,6 +178,12 @@ ConfigNode ConfigNode::child(const std::string& key) {
   used_.push_back(key);
   resolved_[key] = YAML::Node(YAML::NodeType::Map);
   return ConfigNode(node, resolved_[key], key_path(key), file_);
+}
+
+ConfigNode ConfigNode::optional_child(const std::string& key) {
+  if (has(key)) return child(key);
+  resolved_[key] = YAML::Node(YAML::NodeType::Map);
+  return ConfigNode(YAML::Node(YAML::NodeType::Map), resolved_[key], key_path(key), file_);
 }
 
 std::vector<ConfigNode> ConfigNode::list(const std::string& key) {

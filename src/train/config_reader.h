@@ -24,6 +24,7 @@ class ConfigNode {
   std::string choice(const std::string& key, const std::vector<std::string>& allowed,
                      const std::string& fallback = "");
   ConfigNode child(const std::string& key);              // a required mapping
+  ConfigNode optional_child(const std::string& key);     // a mapping; absent: all defaults
   std::vector<ConfigNode> list(const std::string& key);  // a required, non-empty list of mappings
   void finish() const;
 

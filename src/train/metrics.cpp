@@ -61,12 +61,26 @@ void ProgressBar::start(int64_t epoch, int64_t epochs, int64_t steps) {
   epoch_ = epoch;
   epochs_ = epochs;
   steps_ = steps;
-  last_draw_ = {};
+  started_ = std::chrono::steady_clock::now();
+  last_draw_ = mode_ == ProgressMode::kLines ? started_ : std::chrono::steady_clock::time_point{};
 }
 
 void ProgressBar::update(int64_t done_steps, double running_loss) {
-  if (!enabled_) return;
+  if (mode_ == ProgressMode::kOff) return;
   const auto now = std::chrono::steady_clock::now();
+  if (mode_ == ProgressMode::kLines) {
+    // The epoch's own line follows its last step.
+    if (done_steps >= steps_ || now - last_draw_ < line_interval_) return;
+    last_draw_ = now;
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "Epoch %lld/%lld - %lld/%lld steps - loss: %.4f (rank 0) - %.0fs",
+                  static_cast<long long>(epoch_), static_cast<long long>(epochs_),
+                  static_cast<long long>(done_steps), static_cast<long long>(steps_), running_loss,
+                  std::chrono::duration<double>(now - started_).count());
+    out_ << line << '\n' << std::flush;
+    return;
+  }
   if (done_steps < steps_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
   last_draw_ = now;
   constexpr int kWidth = 30;
@@ -82,7 +96,7 @@ void ProgressBar::update(int64_t done_steps, double running_loss) {
 }
 
 void ProgressBar::clear() {
-  if (enabled_) out_ << "\r\033[K" << std::flush;
+  if (mode_ == ProgressMode::kBar) out_ << "\r\033[K" << std::flush;
 }
 
 std::string format_summary(const std::vector<EpochRecord>& records, double wall_seconds) {

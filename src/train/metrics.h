@@ -47,19 +47,29 @@ class MetricsLog {
 };
 
 // A Keras-like live progress line, drawn only when enabled (rank 0 on a terminal).
+// Progress inside an epoch: a bar redrawn in place (for a terminal), or a plain line every
+// kLineInterval once an epoch runs that long (for logs and mpirun, where a silent long epoch looks
+// hung and a bar's carriage returns would garble the file).
+enum class ProgressMode { kOff, kBar, kLines };
+
 class ProgressBar {
  public:
-  ProgressBar(std::ostream& out, bool enabled) : out_(out), enabled_(enabled) {}
+  static constexpr std::chrono::seconds kLineInterval{10};
+  ProgressBar(std::ostream& out, ProgressMode mode,
+              std::chrono::steady_clock::duration line_interval = kLineInterval)
+      : out_(out), mode_(mode), line_interval_(line_interval) {}
   void start(int64_t epoch, int64_t epochs, int64_t steps);
   void update(int64_t done_steps, double running_loss);
   void clear();
 
  private:
   std::ostream& out_;
-  bool enabled_;
+  ProgressMode mode_;
+  std::chrono::steady_clock::duration line_interval_;
   int64_t epoch_ = 0;
   int64_t epochs_ = 0;
   int64_t steps_ = 0;
+  std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_draw_;
 };
 

@@ -1,10 +1,13 @@
 #include "train/session.h"
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "comm/agreement.h"
 #include "core/error.h"
+#include "data/data_source.h"
 #include "runtime/device.h"
 
 namespace ddp {
@@ -34,12 +37,33 @@ void check_same_data(Communicator& comm, const Dataset& data) {
   });
 }
 
+// Loading a large file takes seconds: a line before (so a silent start does not look hung) and
+// one after with what was read.
+Dataset load_reporting(const DataSourceConfig& source, int rank, std::ostream* log) {
+  const std::string what = source.path.substr(source.path.find('.') + 1);  // "train", "test"
+  if (log && source.type != "synthetic")
+    *log << "data: loading " << what << " (" << source.type << ": "
+         << expand_rank(source.type == "idx" ? source.images : source.file, rank) << ")"
+         << std::endl;
+  const auto start = std::chrono::steady_clock::now();
+  Dataset data = load_dataset(source, rank);
+  if (log) {
+    char line[160];
+    std::snprintf(line, sizeof line, "data: %s: %lld samples, %lld features (%.2f s)", what.c_str(),
+                  static_cast<long long>(data.size()),
+                  static_cast<long long>(data.sample_shape.numel()),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    *log << line << std::endl;
+  }
+  return data;
+}
+
 }  // namespace
 
 Session open_session(Communicator& comm, const std::string& config_path,
                      const std::vector<std::string>& overrides, const std::string& run_dir,
-                     DeviceWorkMonitor* monitor,
-                     const std::function<void(const Config&)>& validate) {
+                     DeviceWorkMonitor* monitor, const std::function<void(const Config&)>& validate,
+                     std::ostream* log) {
   Session session;
   Dataset train;
   std::optional<Dataset> test;
@@ -48,8 +72,9 @@ Session open_session(Communicator& comm, const std::string& config_path,
     session.config = load_config(config_path, overrides);
     if (comm.rank() == 0 && validate) validate(session.config);
     if (comm.rank() == 0 && !run_dir.empty()) write_resolved_config(session.config, run_dir);
-    train = load_dataset(session.config.train_data, comm.rank());
-    if (session.config.test_data) test = load_dataset(*session.config.test_data, comm.rank());
+    train = load_reporting(session.config.train_data, comm.rank(), log);
+    if (session.config.test_data)
+      test = load_reporting(*session.config.test_data, comm.rank(), log);
   });
   check_same_data(comm, train);
   if (test) check_same_data(comm, *test);

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -25,10 +26,12 @@ struct Session {
 // the same data, and builds the trainer. Setup errors are agreed on by every rank (run_agreed).
 // When run_dir is not empty, rank 0 writes the resolved config there. `validate`, when given, runs
 // on rank 0 with the loaded config before anything is written or loaded (throw to refuse). GPU
-// collectives are handed to `monitor` (the watchdog; may be null), Note [device watchdog].
+// collectives are handed to `monitor` (the watchdog; may be null), Note [device watchdog]. `log`
+// (rank 0's, may be null) gets a line as each data split starts and finishes loading.
 Session open_session(Communicator& comm, const std::string& config_path,
                      const std::vector<std::string>& overrides, const std::string& run_dir,
                      DeviceWorkMonitor* monitor = nullptr,
-                     const std::function<void(const Config&)>& validate = {});
+                     const std::function<void(const Config&)>& validate = {},
+                     std::ostream* log = nullptr);
 
 }  // namespace ddp

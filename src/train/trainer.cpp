@@ -47,7 +47,7 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
                          model_->param_count());
   model_->bind_grads(sync_->grads());
   optimizer_ = make_optimizer(config_.optimizer, backend_, sync_->shard().count);
-  progress_ = std::make_unique<ProgressBar>(std::cout, false);
+  progress_ = std::make_unique<ProgressBar>(std::cout, ProgressMode::kOff);
 
   // Every rank initializes from the same seed, and rank 0's values are broadcast anyway so
   // replicas start identical whatever the ranks' math libraries do.
@@ -134,9 +134,10 @@ void Trainer::validate_and_build() {
   schedule_ = std::make_unique<LrSchedule>(schedule);
 }
 
-void Trainer::set_reporting(std::ostream* log, bool progress, const std::string& run_dir) {
+void Trainer::set_reporting(std::ostream* log, ProgressMode progress, const std::string& run_dir) {
   log_ = log;
-  progress_ = std::make_unique<ProgressBar>(log ? *log : std::cout, log && progress);
+  progress_ =
+      std::make_unique<ProgressBar>(log ? *log : std::cout, log ? progress : ProgressMode::kOff);
   if (!run_dir.empty())
     metrics_log_ = std::make_unique<MetricsLog>(run_dir + "/metrics.jsonl", epoch_);
 }

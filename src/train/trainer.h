@@ -50,7 +50,7 @@ class Trainer {
   // Where rank 0 reports: a log stream (null: silent), a live progress bar, a run directory
   // for metrics.jsonl (empty: none). metrics.jsonl keeps the records of epochs already completed
   // by the restored state and drops later ones (from a run that went past the checkpoint).
-  void set_reporting(std::ostream* log, bool progress, const std::string& run_dir);
+  void set_reporting(std::ostream* log, ProgressMode progress, const std::string& run_dir);
 
   // Called on every rank at the configured checkpoint steps; it runs collectives (capture()).
   using CheckpointHook = std::function<void(Trainer&)>;

@@ -94,6 +94,12 @@ class Scenarios:
         again = self.train(2, f"{self.tmp}/b", "--resume")
         assert "resume: the run is already complete (4 of 4 epochs); nothing to train" in again, again
         assert "done: nothing left to train" in again and not epoch_lines(again), again
+        # A checkpoint past the config's end (epoch 4 of a run now configured for 3) is not a
+        # resume candidate: the epoch-3 one is, and that run is complete.
+        shorter = self.train(2, f"{self.tmp}/b", "--resume", "--set", "training.epochs=3")
+        assert re.search(r"resume: skipping checkpoint .*ckpt-0+128\.ddpc: epoch 4 is beyond "
+                         r"training\.epochs \(3\)", shorter), shorter
+        assert "resume: the run is already complete (3 of 3 epochs)" in shorter, shorter
         # A fresh run into that directory would mix with its checkpoints: refused, unless
         # --restart moves them (and metrics.jsonl) aside.
         refused = subprocess.run([self.a.mpiexec, "-n", "2", self.a.ddp_train, "--config",
@@ -150,7 +156,7 @@ class Scenarios:
             f.seek(-200, 2)
             f.write(bytes([byte[0] ^ 0xFF]))
         out = self.train(2, f"{self.tmp}/b", "--resume")
-        assert "resume: skipping invalid checkpoint: " in out and "checksum mismatch" in out, out
+        assert "resume: skipping checkpoint " in out and "checksum mismatch" in out, out
         assert "resume: continuing from" in out
 
     def sigkill(self):

@@ -176,7 +176,7 @@ TEST_F(CheckpointDirTest, NoValidCheckpointIsAnError) {
     store.newest_valid();
     ADD_FAILURE();
   } catch (const CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("no valid checkpoint"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("no usable checkpoint"), std::string::npos);
   }
 }
 

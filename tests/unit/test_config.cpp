@@ -57,6 +57,11 @@ TEST(Config, ParsesValidConfigWithDefaults) {
   EXPECT_EQ(c.resolved["optimizer"]["beta1"].as<double>(), 0.9);
   EXPECT_EQ(c.resolved["training"]["tail"].as<std::string>(), "drop");
   EXPECT_EQ(c.resolved["model"]["layers"][0]["units"].as<int>(), 8);
+  // ... including a schedule the file did not mention, and numbers as short as they read back.
+  EXPECT_EQ(c.resolved["optimizer"]["schedule"]["type"].as<std::string>(), "constant");
+  const std::string written = YAML::Dump(c.resolved);
+  EXPECT_NE(written.find("beta1: 0.9\n"), std::string::npos) << written;
+  EXPECT_NE(written.find("epsilon: 1e-08\n"), std::string::npos) << written;
 }
 
 TEST(Config, OverridesApply) {
@@ -117,7 +122,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"model.layers=[]"}, "model.layers: expected a non-empty list"},
         BadCase{{"optimizer.schedule.type=step"},
                 "optimizer.schedule.step_size: required key is missing"},
-        BadCase{{"data.train.features=~"}, "data.train.features: required key is missing"}));
+        BadCase{{"data.train.features=~"}, "data.train.features: required key is missing"},
+        // Not UTF-8 (a Latin-1 'e' with acute): shown escaped, refused before any checkpoint.
+        BadCase{{"data.train.type=csv", "data.train.path=caf\xE9.csv", "data.train.features=~",
+                 "data.train.samples=~", "data.train.classes=~"},
+                "data.train.path: is not UTF-8 text ('caf\\xE9.csv')"},
+        BadCase{{"loss=\xC0\xAF"}, "loss: is not UTF-8 text ('\\xC0\\xAF')"}));
 
 TEST(Config, MissingSectionAndSyntaxErrors) {
   EXPECT_THROW(parse_config(YAML::Load("data: {}"), "x.yaml"), ConfigError);
