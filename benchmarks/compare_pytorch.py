@@ -118,9 +118,10 @@ def alternate(reps, runners, log):
     names = list(runners)
     runs = {name: [] for name in names}
     for r in range(reps):
+        start = time.perf_counter()
         for name in names[r % len(names):] + names[:r % len(names)]:
             runs[name].append(runners[name]())
-        log(f"  round {r + 1}/{reps} done")
+        log(f"  round {r + 1}/{reps} done in {time.perf_counter() - start:.0f} s")
     return runs
 
 
