@@ -6,6 +6,10 @@
 # The "--" may be left out: everything after the launcher's own options goes to ddp_train.
 # Adds --allow-run-as-root when run as root, and --oversubscribe when asked or when more ranks
 # than cores are requested on a single machine (fine for correctness runs, not for timing).
+# When a rank fails, ddp_train has already printed one error line; the two banners mpirun adds
+# about a non-zero exit code are dropped (DDP_KEEP_MPI_BANNERS=1 keeps them). Every other
+# message of Open MPI's (not enough slots, a host unreachable) passes through: mpirun's own -q
+# would hide those too.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 ranks=2
@@ -54,4 +58,37 @@ fi
 # InfiniBand). OMPI_MCA_pml in the environment overrides either way.
 [[ -z "$hostfile" && -z "${OMPI_MCA_pml:-}" ]] && mpi_args+=(--mca pml ob1)
 [[ $(id -u) -eq 0 ]] && mpi_args+=(--allow-run-as-root)
-exec mpirun -n "$ranks" "${mpi_args[@]}" "$binary" "$@"
+if [[ -n "${DDP_KEEP_MPI_BANNERS:-}" ]]; then
+  exec mpirun -n "$ranks" "${mpi_args[@]}" "$binary" "$@"
+fi
+# Open MPI's help messages sit between dashed lines. A dashed line is held until the next line
+# shows whether a banner starts; a banner's own lines are dropped and anything else (a rank's
+# line arriving in between included) passes at once. (mawk: no {n} intervals in regexes.)
+drop_exit_banners() {
+  awk 'function release() { if (held) { print dashes; held = 0 } }
+       /^--------------------+$/ {
+         if (banner) { banner = 0; next }
+         release(); held = 1; dashes = $0; next
+       }
+       held && /^(Primary job +terminated normally|mpirun detected that one or more processes exited)/ {
+         held = 0; banner = 1; next
+       }
+       banner && /^(a non-zero exit code|non-zero exit codes|the job to be terminated|  Process name:|  Exit code:|$)/ {
+         next
+       }
+       { release(); print; fflush() }
+       END { release() }'
+}
+# mpirun's stderr through the filter, stdout untouched; in the background so that a signal to
+# this script (which bash would hold until a foreground child ends) reaches mpirun at once.
+set +e
+( mpirun -n "$ranks" "${mpi_args[@]}" "$binary" "$@" 2>&1 1>&3 3>&- | drop_exit_banners >&2
+  exit "${PIPESTATUS[0]}" ) 3>&1 &
+job=$!
+trap 'pkill -TERM -P "$job" 2>/dev/null' TERM INT HUP
+status=0
+while kill -0 "$job" 2>/dev/null; do
+  wait "$job"
+  status=$?
+done
+exit "$status"

@@ -59,6 +59,30 @@ class Scenarios:
         with open(f"{self.tmp}/a.st", "rb") as f, open(f"{self.tmp}/b.st", "rb") as g:
             assert f.read() == g.read(), "weights after the restart differ from the straight run"
 
+    def launcher_output(self):
+        """launch/ddp_run.sh: a failing rank's one error line and the exit code, without mpirun's
+        exit-code banners; Open MPI's own errors (not enough slots) still shown."""
+        env = dict(self.env, PATH=os.path.dirname(self.a.mpiexec) + ":" + self.env["PATH"],
+                   DDP_TRAIN=self.a.ddp_train)
+        launcher = os.path.join(self.a.root, "launch", "ddp_run.sh")
+        bad = [launcher, "-n", "2", "--config", f"{self.tmp}/missing.yaml"]
+        kept = subprocess.run(bad, capture_output=True, text=True, timeout=LIMIT_S,
+                              env=dict(env, DDP_KEEP_MPI_BANNERS="1"), stdin=subprocess.DEVNULL)
+        assert "non-zero exit code" in kept.stderr, kept.stderr  # what the filter must remove
+        result = subprocess.run(bad, capture_output=True, text=True, env=env, timeout=LIMIT_S,
+                                stdin=subprocess.DEVNULL)
+        assert result.returncode == 2, (result.returncode, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and "ddp_train: error: " in lines[0] and "missing.yaml" in lines[0], \
+            result.stderr
+        with open(f"{self.tmp}/one_slot", "w") as f:
+            f.write("localhost slots=1\n")
+        env.pop("OMPI_MCA_rmaps_base_oversubscribe", None)
+        slots = subprocess.run([launcher, "-n", "2", "--hostfile", f"{self.tmp}/one_slot",
+                                "--config", self.seed], capture_output=True, text=True, env=env,
+                               timeout=LIMIT_S, stdin=subprocess.DEVNULL)
+        assert slots.returncode != 0 and "not enough slots" in slots.stderr, slots.stderr
+
     def hang_watchdog(self):
         start = time.monotonic()
         result = self.mpirun(f"{self.tmp}/h", "--set", "training.collective_timeout_s=3",
@@ -99,7 +123,7 @@ def main():
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ddp_rel_") as tmp:
         return run_scenarios("reliability scenarios", Scenarios(args, tmp),
-                             ["supervisor_restart", "hang_watchdog", "drift", "nonfinite_stop",
+                             ["supervisor_restart", "launcher_output", "hang_watchdog", "drift", "nonfinite_stop",
                               "nonfinite_skip"])
 
 
