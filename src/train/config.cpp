@@ -1,10 +1,12 @@
 #include "train/config.h"
 
+#include <climits>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.h"
 #include "core/input_file.h"
+#include "core/machine.h"
 #include "train/config_reader.h"
 
 namespace ddp {
@@ -39,6 +41,18 @@ DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
     source.samples = positive(node, "samples", node.require<int64_t>("samples"));
     source.features = positive(node, "features", node.require<int64_t>("features"));
     source.classes = positive(node, "classes", node.require<int64_t>("classes"));
+    // Labels are 32-bit; the features are generated in memory, so they must fit there.
+    if (source.classes > INT32_MAX)
+      node.fail("classes", "must be at most " + std::to_string(INT32_MAX) + ", got " +
+                               std::to_string(source.classes));
+    const uint64_t memory = physical_memory_bytes();
+    if (static_cast<uint64_t>(source.samples) >
+        memory / sizeof(float) / static_cast<uint64_t>(source.features))
+      node.fail(source.samples >= source.features ? "samples" : "features",
+                std::to_string(source.samples) + " samples x " + std::to_string(source.features) +
+                    " features do not fit in this machine's "
+                    "memory (" +
+                    std::to_string(memory >> 20) + " MiB)");
     source.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(seed)));
   } else if (source.type == "idx") {
     source.images = node.require<std::string>("images");

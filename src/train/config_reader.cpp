@@ -90,6 +90,20 @@ T ConfigNode::convert(const std::string& key, const YAML::Node& node) const {
   const bool scalar_expected = !std::is_same_v<T, std::vector<int64_t>>;
   if (scalar_expected != node.IsScalar())
     fail(key, std::string("expected ") + type_name<T>() + ", got " + show(node));
+  if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (!node.IsSequence())
+      fail(key, std::string("expected ") + type_name<T>() + ", got " + show(node));
+    // Name the item that is wrong, not just the list.
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::string item = key + "." + std::to_string(i);
+      if (!node[i].IsScalar()) fail(item, "expected an integer, got " + show(node[i]));
+      try {
+        node[i].as<int64_t>();
+      } catch (const YAML::Exception&) {
+        fail(item, "expected an integer, got " + show(node[i]));
+      }
+    }
+  }
   T value{};
   try {
     value = node.as<T>();

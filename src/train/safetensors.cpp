@@ -55,10 +55,19 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
       if (info.at("dtype") != "F32")
         throw fail(name + ": dtype " + info.at("dtype").dump() + " is not supported (F32 only)");
       NamedTensor t{name, Shape(info.at("shape").get<std::vector<int64_t>>()), {}};
+      // The element count, checked as it is multiplied: no shape may claim more floats than the
+      // file holds (a product that wrapped around could otherwise match the offsets).
+      const uint64_t available = (bytes.size() - data_start) / sizeof(float);
+      uint64_t count = 1;
+      for (const int64_t d : t.shape.dims()) {
+        if (d < 0) throw fail(name + ": shape " + t.shape.str() + " has a negative dimension");
+        if (d != 0 && count > available / static_cast<uint64_t>(d))
+          throw fail(name + ": shape " + t.shape.str() + " holds more values than the file");
+        count *= static_cast<uint64_t>(d);
+      }
       const auto begin = info.at("data_offsets").at(0).get<uint64_t>();
       const auto end = info.at("data_offsets").at(1).get<uint64_t>();
-      if (begin > end || end > bytes.size() - data_start ||
-          end - begin != static_cast<uint64_t>(t.shape.numel()) * sizeof(float))
+      if (begin > end || end > bytes.size() - data_start || end - begin != count * sizeof(float))
         throw fail(name + ": data offsets do not match its shape " + t.shape.str());
       t.values.resize(static_cast<size_t>(t.shape.numel()));
       std::memcpy(t.values.data(), bytes.data() + data_start + begin, end - begin);

@@ -79,6 +79,9 @@ void Trainer::validate_and_build() {
     throw DataError(train_.origin + ": " + std::to_string(train_.size()) +
                     " samples are fewer than one global batch of " + std::to_string(micro_batch()) +
                     " (" + std::to_string(world) + " ranks x " + std::to_string(per_rank_batch_) +
+                    ", training." +
+                    (config_.training.batch_mode == BatchMode::kGlobal ? "global_batch_size"
+                                                                       : "batch_size_per_rank") +
                     ")");
 
   const Shape& sample = train_.sample_shape;

@@ -1,6 +1,7 @@
 // libFuzzer targets for everything that parses untrusted input. One source, one binary per target
-// (FUZZ_TARGET selects): idx, csv, config, checkpoint. A finding is any crash, sanitizer report,
-// hang or exception other than the typed errors the readers are documented to throw.
+// (FUZZ_TARGET selects): idx, csv, config, checkpoint, safetensors. A finding is any crash,
+// sanitizer report, hang or exception other than the typed errors the readers are documented to
+// throw.
 
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "data/dataset.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/safetensors.h"
 
 namespace {
 
@@ -50,6 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     parse_config(root, "fuzz.yaml");
 #elif FUZZ_TARGET_CHECKPOINT
     decode_checkpoint({reinterpret_cast<const std::byte*>(data), size}, "fuzz.ddpc");
+#elif FUZZ_TARGET_SAFETENSORS
+    read_safetensors(as_file(data, size, ".safetensors"));
 #else
 #error "define one FUZZ_TARGET_*"
 #endif

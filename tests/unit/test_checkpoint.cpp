@@ -217,5 +217,36 @@ TEST_F(CheckpointDirTest, SafetensorsRoundTrip) {
   EXPECT_THROW(read_safetensors(path), CheckpointError);
 }
 
+// Shapes are input too: a product that wraps around 64 bits ((2^62 + 1) x 4 bytes = 4 bytes) or
+// negative dimensions whose product looks right must not reach an allocation or a model.
+TEST_F(CheckpointDirTest, SafetensorsShapesAreCheckedAsTheyMultiply) {
+  fs::create_directories(dir_);
+  const std::string path = dir_ + "/hostile.safetensors";
+  auto write = [&path](const std::string& header) {
+    std::string bytes(8, '\0');
+    const uint64_t length = header.size();
+    std::memcpy(bytes.data(), &length, 8);
+    bytes += header + std::string(16, '\0');  // 16 bytes of data: four floats
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  };
+  auto error = [&path]() -> std::string {
+    try {
+      read_safetensors(path);
+    } catch (const CheckpointError& e) {
+      return e.what();
+    }
+    return "no CheckpointError";
+  };
+  write(R"({"w": {"dtype": "F32", "shape": [4611686018427387905], "data_offsets": [0, 4]}})");
+  EXPECT_NE(error().find("w: shape (4611686018427387905) holds more values than the file"),
+            std::string::npos)
+      << error();
+  write(R"({"w": {"dtype": "F32", "shape": [-1, -4], "data_offsets": [0, 16]}})");
+  EXPECT_NE(error().find("w: shape (-1, -4) has a negative dimension"), std::string::npos)
+      << error();
+  write(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})");
+  EXPECT_EQ(read_safetensors(path)[0].values.size(), 4u);  // the same file, honest, is read
+}
+
 }  // namespace
 }  // namespace ddp

@@ -127,7 +127,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"data.train.type=csv", "data.train.path=caf\xE9.csv", "data.train.features=~",
                  "data.train.samples=~", "data.train.classes=~"},
                 "data.train.path: is not UTF-8 text ('caf\\xE9.csv')"},
-        BadCase{{"loss=\xC0\xAF"}, "loss: is not UTF-8 text ('\\xC0\\xAF')"}));
+        BadCase{{"loss=\xC0\xAF"}, "loss: is not UTF-8 text ('\\xC0\\xAF')"},
+        // A list item that is not an integer is named by its index; a mapping is not a list
+        // (found by the config fuzzer: it once reached yaml-cpp's InvalidNode).
+        BadCase{{"model.input=[4, .nan]"}, "model.input.1: expected an integer, got '.nan'"},
+        BadCase{{"model.input={a: 1}"},
+                "model.input: expected a list of integers, got a mapping"}));
 
 TEST(Config, MissingSectionAndSyntaxErrors) {
   EXPECT_THROW(parse_config(YAML::Load("data: {}"), "x.yaml"), ConfigError);
