@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Steady-state throughput of W1-W3 at 1, 2 and 4 ranks (only as many ranks as cores: timing
 oversubscribed ranks means nothing), weak scaling (per-rank batch fixed) and strong scaling
-(global batch fixed at twice the per-rank batch), best of two runs each, with ddp_bench's phase breakdown and peak
-RSS per rank. Writes benchmarks/results/scaling.{json,md,png}.
-  benchmarks/run_scaling.py"""
+(global batch fixed at twice the per-rank batch): every point the median of --reps runs (the
+points alternating within each round) with min-max, ddp_bench's phase breakdown and peak RSS
+per rank of the median run, and the provenance of the measurement. Writes
+benchmarks/results/scaling.{json,md,png}.
+  benchmarks/run_scaling.py [--reps 5]"""
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
+
+import provenance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -30,19 +36,27 @@ def bench(config, ranks, steps, warmup, overrides):
 
 
 def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args()
     ranks_list = [r for r in (1, 2, 4) if r <= os.cpu_count()]
-    results = []
-    for name, (config, batch, steps, warmup) in WORKLOADS.items():
-        for mode in ("weak", "strong"):
+    points = [(name, mode, ranks) for name in WORKLOADS for mode in ("weak", "strong")
+              for ranks in ranks_list]
+    runs = {point: [] for point in points}
+    for rep in range(args.reps):
+        for name, mode, ranks in points:
+            config, batch, steps, warmup = WORKLOADS[name]
             overrides = [] if mode == "weak" else [
                 "training.batch_size_per_rank=~", f"training.global_batch_size={2 * batch}"]
-            for ranks in ranks_list:
-                # Best of two: this is a shared VM, and noise only ever slows a run down.
-                r = max((bench(config, ranks, steps, warmup, overrides) for _ in range(2)),
-                        key=lambda x: x["samples_per_sec"])
-                r.update(name=name, mode=mode)
-                results.append(r)
-                print(f"{name} {mode} {ranks}: {r['samples_per_sec']:,.0f} samples/s", flush=True)
+            runs[(name, mode, ranks)].append(bench(config, ranks, steps, warmup, overrides))
+        print(f"round {rep + 1}/{args.reps} done", flush=True)
+    results = []
+    for (name, mode, ranks), point_runs in runs.items():
+        rates = [x["samples_per_sec"] for x in point_runs]
+        r = sorted(point_runs, key=lambda x: x["samples_per_sec"])[len(point_runs) // 2]
+        r.update(name=name, mode=mode, samples_per_sec=statistics.median(rates),
+                 min_samples_per_sec=min(rates), max_samples_per_sec=max(rates))
+        results.append(r)
     for r in results:
         base = next(b for b in results if b["name"] == r["name"] and b["mode"] == r["mode"]
                     and b["world_size"] == 1)
@@ -51,15 +65,20 @@ def main():
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "scaling.json"), "w") as f:
         json.dump(results, f, indent=2)
-    lines = ["Command: `benchmarks/run_scaling.py` on " + results[0]["host"] + f" ({os.cpu_count()} cores; "
-             "ranks beyond the core count are not timed). Efficiency = samples/s / (ranks x samples/s "
-             "at 1 rank). Phases in ms per step, averaged over ranks.", "",
+    prov = provenance.record()
+    lines = [f"Command: `benchmarks/run_scaling.py --reps {args.reps}`. Measured {prov['date']} at "
+             f"commit {prov['commit']} on {prov['cpu']} ({prov['cpu_id']}), {os.cpu_count()} "
+             "cores (ranks beyond the core count are not timed). samples/s: median (min-max) of "
+             "the runs, points alternating within each round; efficiency = median samples/s / "
+             "(ranks x median at 1 rank); phases in ms per step of the median run, averaged over "
+             "ranks.", "",
              "| workload | scaling | ranks | global batch | samples/s | efficiency | forward | backward | comm | optimizer | data | peak RSS/rank (MB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         p = r["phase_ms"]
         lines.append(f"| {r['name']} | {r['mode']} | {r['world_size']} | {r['global_batch']} | "
-                     f"{r['samples_per_sec']:,.0f} | {r['efficiency']:.2f} | {p['forward']:.3f} | "
+                     f"{r['samples_per_sec']:,.0f} ({r['min_samples_per_sec']:,.0f}-"
+                     f"{r['max_samples_per_sec']:,.0f}) | {r['efficiency']:.2f} | {p['forward']:.3f} | "
                      f"{p['backward']:.3f} | {p['comm']:.3f} | {p['optimizer']:.3f} | {p['data']:.3f} | "
                      f"{max(r['peak_rss_mb']):.0f} |")
     with open(os.path.join(out, "scaling.md"), "w") as f:
