@@ -81,7 +81,7 @@ class IdxFile {
   // The product of the dimensions, refused before it can overflow or exceed what this machine
   // could hold as training data (a byte and a float per value).
   uint64_t declared_values() const {
-    const uint64_t memory = physical_memory_bytes();
+    const uint64_t memory = memory_limit_bytes();
     const uint64_t limit = std::max<uint64_t>(memory / 5, 1);
     uint64_t count = 1;
     std::string shape;
@@ -90,7 +90,7 @@ class IdxFile {
       const auto dim = static_cast<uint64_t>(d);
       if (dim != 0 && count > limit / dim)
         throw DataError(path_ + ": the header declares " + shape +
-                        " values, more than this machine's " + std::to_string(memory >> 20) +
+                        " values, more than this process's " + std::to_string(memory >> 20) +
                         " MiB of memory could hold (5 bytes each)");
       count *= dim;
     }

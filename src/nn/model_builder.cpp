@@ -37,7 +37,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   Shape shape = input;
   // Every parameter costs 16 bytes to train (weight, gradient, two optimizer moments): a model
   // that cannot fit is refused naming the layer, before anything is allocated.
-  const uint64_t budget = physical_memory_bytes() / 16;
+  const uint64_t budget = memory_limit_bytes() / 16;
   uint64_t parameters = 0;
   for (const LayerSpec& spec : specs) {
     if (spec.type == "dense") {
@@ -51,8 +51,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       if (units > (budget - parameters) / fan_in)
         throw ConfigError(spec.path + ".units: " + std::to_string(spec.units) + " units of " +
                           std::to_string(fan_in - 1) + " inputs take the model past " +
-                          std::to_string(budget) + " parameters, what this machine's " +
-                          std::to_string(physical_memory_bytes() >> 20) +
+                          std::to_string(budget) + " parameters, what this process's " +
+                          std::to_string(memory_limit_bytes() >> 20) +
                           " MiB can train (16 bytes each)");
       parameters += units * fan_in;
       const bool softmax = spec.activation == "softmax";

@@ -223,12 +223,11 @@ std::vector<std::byte> read_file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
   const std::streamsize size = in.tellg();
-  // Read whole: a file larger than this machine's memory is refused by name, not by bad_alloc.
-  if (size > 0 && static_cast<uint64_t>(size) > physical_memory_bytes())
+  // Read whole: a file larger than this process's memory is refused by name, not by bad_alloc.
+  if (size > 0 && static_cast<uint64_t>(size) > memory_limit_bytes())
     throw CheckpointError(path + ": " + std::to_string(size) +
-                          " bytes do not fit in this "
-                          "machine's memory (" +
-                          std::to_string(physical_memory_bytes()) + " bytes)");
+                          " bytes do not fit in this process's memory (" +
+                          std::to_string(memory_limit_bytes()) + " bytes)");
   std::vector<std::byte> bytes(static_cast<size_t>(std::max<std::streamsize>(size, 0)));
   in.seekg(0);
   if (!in.read(reinterpret_cast<char*>(bytes.data()), size))

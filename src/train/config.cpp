@@ -45,12 +45,13 @@ DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
     if (source.classes > INT32_MAX)
       node.fail("classes", "must be at most " + std::to_string(INT32_MAX) + ", got " +
                                std::to_string(source.classes));
-    const uint64_t memory = physical_memory_bytes();
+    const uint64_t memory = memory_limit_bytes();
+    // Each sample: its features and a 32-bit label.
     if (static_cast<uint64_t>(source.samples) >
-        memory / sizeof(float) / static_cast<uint64_t>(source.features))
+        memory / sizeof(float) / (static_cast<uint64_t>(source.features) + 1))
       node.fail(source.samples >= source.features ? "samples" : "features",
                 std::to_string(source.samples) + " samples x " + std::to_string(source.features) +
-                    " features do not fit in this machine's "
+                    " features do not fit in this process's "
                     "memory (" +
                     std::to_string(memory >> 20) + " MiB)");
     source.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(seed)));
@@ -216,6 +217,17 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
     config.layers.push_back(spec);
   }
   model.finish();
+  // Synthetic labels are drawn from [0, classes): more classes than the model has outputs is a
+  // config mistake, named here rather than as the first out-of-range label.
+  const LayerSpec* last = config.layers.empty() ? nullptr : &config.layers.back();
+  for (const DataSourceConfig* source :
+       {&config.train_data, config.test_data ? &*config.test_data : nullptr}) {
+    if (source && source->type == "synthetic" && last && last->type == "dense" &&
+        source->classes > last->units)
+      throw ConfigError(
+          file + ": " + source->path + ".classes: " + std::to_string(source->classes) +
+          " classes, but the model's last layer has " + std::to_string(last->units) + " units");
+  }
 
   config.loss = parse_loss(root);
   config.optimizer = parse_optimizer(root.child("optimizer"));

@@ -105,7 +105,7 @@ void Trainer::validate_and_build() {
   uint64_t floats_per_row = 2 * static_cast<uint64_t>(sample.numel() + target_width);
   for (const auto& layer : model_->layers())
     floats_per_row += 2 * static_cast<uint64_t>(layer->output_shape().numel());
-  if (static_cast<uint64_t>(rows) > physical_memory_bytes() / 4 / floats_per_row) {
+  if (static_cast<uint64_t>(rows) > memory_limit_bytes() / 4 / floats_per_row) {
     const std::string key =
         rows == per_rank_batch_
             ? (t.batch_mode == BatchMode::kGlobal ? "global_batch_size" : "batch_size_per_rank")
@@ -115,8 +115,8 @@ void Trainer::validate_and_build() {
         " rows need " +
         std::to_string(static_cast<int64_t>(
             static_cast<double>(rows) * static_cast<double>(floats_per_row) * 4.0 / (1 << 20))) +
-        " MiB of buffers per rank, more than this machine's " +
-        std::to_string(physical_memory_bytes() >> 20) + " MiB");
+        " MiB of buffers per rank, more than this process's " +
+        std::to_string(memory_limit_bytes() >> 20) + " MiB");
   }
   model_->reserve(rows);
   host_features_.resize(static_cast<size_t>(rows * sample.numel()));

@@ -117,6 +117,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"training.batch_size_per_rank=4"},
                 "training: give exactly one of global_batch_size"},
         BadCase{{"data.train.samples=0"}, "data.train.samples: must be > 0"},
+        BadCase{{"data.train.classes=4"},
+                "data.train.classes: 4 classes, but the model's last layer has 3 units"},
         BadCase{{"data.train.type=parquet"}, "data.train.type: unknown value 'parquet'"},
         BadCase{{"model.input=[4, 0]"}, "model.input: dimensions must be > 0"},
         BadCase{{"model.layers=[]"}, "model.layers: expected a non-empty list"},
