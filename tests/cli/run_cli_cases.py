@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Runs ddp_train end to end under mpiexec for every case of cases.tsv and checks the exit code,
-the message, and that the job ends within a time bound (no rank may hang)."""
+the message, and the bounds: every job ends within 60 s (no rank may hang), bad input is refused
+within 10 s, and every process of a case runs under a 4 GB address-space limit, so an input
+that would allocate more than its checked bound fails the case instead of passing on a big
+machine."""
 
 import argparse
 import concurrent.futures
@@ -9,6 +12,7 @@ import json
 import math
 import os
 import re
+import resource
 import shlex
 import struct
 import subprocess
@@ -19,6 +23,12 @@ import time
 from scenarios import mpi_env
 
 TIME_LIMIT_S = 60
+REFUSAL_LIMIT_S = 10
+ADDRESS_SPACE = 4 << 30
+
+
+def limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
 def write_idx(path, dims, data, compress=False):
@@ -180,7 +190,8 @@ def run_case(case, args, tmp, env):
     start = time.monotonic()
     try:
         result = subprocess.run(command, capture_output=True, text=True, env=env,
-                                timeout=TIME_LIMIT_S, stdin=subprocess.DEVNULL)
+                                timeout=TIME_LIMIT_S, stdin=subprocess.DEVNULL,
+                                preexec_fn=limit_memory)
     except subprocess.TimeoutExpired:
         return False, f"FAIL {name}: no exit within {TIME_LIMIT_S} s (hang)"
     seconds = time.monotonic() - start
@@ -190,6 +201,8 @@ def run_case(case, args, tmp, env):
     problems = []
     if result.returncode != int(code):
         problems.append(f"exit code {result.returncode}, expected {code}")
+    if int(code) != 0 and seconds > REFUSAL_LIMIT_S:
+        problems.append(f"refused after {seconds:.1f} s, more than {REFUSAL_LIMIT_S} s")
     if not re.search(pattern, ours, re.M):
         problems.append(f"{stream} does not match /{pattern}/")
     errors = result.stderr.count("ddp_train: error:")
