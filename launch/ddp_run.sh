@@ -86,7 +86,10 @@ set +e
   exit "${PIPESTATUS[0]}" ) 3>&1 &
 job=$!
 trap 'pkill -TERM -P "$job" 2>/dev/null' TERM INT HUP
-status=0
+# wait returns early when a trapped signal arrives: wait again until the job has really ended
+# (the first wait always runs, so a job that ended at once still reports its own status).
+wait "$job"
+status=$?
 while kill -0 "$job" 2>/dev/null; do
   wait "$job"
   status=$?
