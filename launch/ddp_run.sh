@@ -53,9 +53,9 @@ if [[ -z "$hostfile" && "$ranks" -gt "$(nproc)" ]]; then
   oversubscribe=1
 fi
 ((oversubscribe)) && mpi_args+=(--oversubscribe)
-# On one machine, Open MPI's default UCX layer moved gradients ~5x slower here than the ob1 layer
-# over shared memory (benchmarks/bench_allreduce); clusters keep Open MPI's choice (UCX for
-# InfiniBand). OMPI_MCA_pml in the environment overrides either way.
+# On one machine, Open MPI's default UCX layer moved gradients several times slower than the ob1
+# layer over shared memory (bench_allreduce, not yet a committed result); clusters keep Open
+# MPI's choice (UCX for InfiniBand). OMPI_MCA_pml in the environment overrides either way.
 [[ -z "$hostfile" && -z "${OMPI_MCA_pml:-}" ]] && mpi_args+=(--mca pml ob1)
 [[ $(id -u) -eq 0 ]] && mpi_args+=(--allow-run-as-root)
 if [[ -n "${DDP_KEEP_MPI_BANNERS:-}" ]]; then
