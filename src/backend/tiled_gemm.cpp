@@ -187,14 +187,21 @@ void small_product(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_ro
   }
 }
 
+// A (m, k) transposed, (k, m), into a buffer of this thread's that the next call reuses: the
+// skinny products broadcast A's elements column by column, which the transpose makes adjacent.
+const float* transposed(const float* a, int64_t m, int64_t k) {
+  thread_local std::vector<float> a_t;
+  a_t.resize(static_cast<size_t>(k * m));
+  transpose(a, m, k, a_t.data());
+  return a_t.data();
+}
+
 // C (m, n) = A (m, k) B (n, k)^T with m the batch (a dense layer's forward product), computed as
 // C^T = B A^T: 6 rows of B (weights, read once in storage order) against 64 columns of the packed
 // A^T, 24 accumulators, stored transposed.
 void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                      bool accumulate) {
-  thread_local std::vector<float> a_t;
-  a_t.resize(static_cast<size_t>(k * m));
-  transpose(a, m, k, a_t.data());
+  const float* a_t = transposed(a, m, k);
   constexpr int kRows = 6;
   constexpr int64_t kWidth = 4 * kLanes;
   for (int64_t j = 0; j < m; j += kWidth) {
@@ -203,10 +210,10 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
     const TileFn single = tile_for<1, true>(block.vectors);
     int64_t i = 0;
     for (; i + kRows <= n; i += kRows) {
-      full(k, b + i * k, k, 1, a_t.data() + j, m, c + j * n + i, n, block.last_mask, accumulate);
+      full(k, b + i * k, k, 1, a_t + j, m, c + j * n + i, n, block.last_mask, accumulate);
     }
     for (; i < n; ++i) {
-      single(k, b + i * k, k, 1, a_t.data() + j, m, c + j * n + i, n, block.last_mask, accumulate);
+      single(k, b + i * k, k, 1, a_t + j, m, c + j * n + i, n, block.last_mask, accumulate);
     }
   }
 }
@@ -256,9 +263,7 @@ void pack_panel(const float* b, int64_t ldb, int64_t depth, int64_t j, int64_t w
 // Measured on 64 x 2048 x 2048: depth 64 beat 32, 96, 128 and 256; 6 x 4 vectors beat 8 x 3.
 void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                         bool accumulate) {
-  thread_local std::vector<float> a_t;
-  a_t.resize(static_cast<size_t>(k * m));
-  transpose(a, m, k, a_t.data());
+  const float* a_t = transposed(a, m, k);
   constexpr int64_t kDepth = 64;
   constexpr int kVectors = 4;
   constexpr int64_t kWidth = kVectors * kLanes;
@@ -268,7 +273,7 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
     for (int64_t j = 0; j < n; j += kWidth) {
       const int64_t width = std::min(kWidth, n - j);
       pack_panel(b + p0 * n, n, depth, j, width, kWidth, panel);
-      panel_rows<6, kVectors>(m, depth, a_t.data() + p0 * m, 1, m, panel, c + j, n, width,
+      panel_rows<6, kVectors>(m, depth, a_t + p0 * m, 1, m, panel, c + j, n, width,
                               accumulate || p0 > 0);
     }
   }
