@@ -9,7 +9,8 @@
 # When a rank fails, ddp_train has already printed one error line; the two banners mpirun adds
 # about a non-zero exit code are dropped (DDP_KEEP_MPI_BANNERS=1 keeps them). Every other
 # message of Open MPI's (not enough slots, a host unreachable) passes through: mpirun's own -q
-# would hide those too.
+# would hide those too. Once the job has failed, mpirun gets DDP_TEARDOWN_S seconds (30) to end
+# it; past that (a host or its link is down) this script names the silent hosts and ends mpirun.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 ranks=2
@@ -48,6 +49,8 @@ if ! [[ "$ranks" =~ ^[1-9][0-9]*$ ]]; then
   echo "ddp_run: -n $ranks: the number of ranks must be a positive integer" >&2
   exit 2
 fi
+# A hostfile may also come from Open MPI's own setting (launch/netns_cluster.sh sets it).
+hostfile="${hostfile:-${OMPI_MCA_orte_default_hostfile:-}}"
 if [[ -z "$hostfile" && "$ranks" -gt "$(nproc)" ]]; then
   echo "ddp_run: $ranks ranks on $(nproc) cores: oversubscribing (timings are not meaningful)" >&2
   oversubscribe=1
@@ -58,34 +61,97 @@ fi
 # MPI's choice (UCX for InfiniBand). OMPI_MCA_pml in the environment overrides either way.
 [[ -z "$hostfile" && -z "${OMPI_MCA_pml:-}" ]] && mpi_args+=(--mca pml ob1)
 [[ $(id -u) -eq 0 ]] && mpi_args+=(--allow-run-as-root)
-if [[ -n "${DDP_KEEP_MPI_BANNERS:-}" ]]; then
-  exec mpirun -n "$ranks" "${mpi_args[@]}" "$binary" "$@"
+# After a rank fails, mpirun ends the job's other processes through their hosts' daemons. A daemon
+# on a host that is down or cut off never answers, and mpirun would wait for it as long as TCP
+# retransmits (net.ipv4.tcp_retries2: ~15 minutes by default). So once the job has failed, mpirun
+# gets DDP_TEARDOWN_S seconds to end; then this script names the hosts it heard nothing from and
+# ends mpirun itself. The ranks on those hosts end through their own watchdog
+# (training.collective_timeout_s), their daemon once it finds mpirun gone.
+teardown_s="${DDP_TEARDOWN_S:-30}"
+if ! [[ "$teardown_s" =~ ^[0-9]+$ ]]; then
+  echo "ddp_run: DDP_TEARDOWN_S=$teardown_s: must be a whole number of seconds" >&2
+  exit 2
 fi
-# Open MPI's help messages sit between dashed lines. A dashed line is held until the next line
-# shows whether a banner starts; a banner's own lines are dropped and anything else (a rank's
-# line arriving in between included) passes at once. (mawk: no {n} intervals in regexes.)
-drop_exit_banners() {
-  awk 'function release() { if (held) { print dashes; held = 0 } }
+failure="$(mktemp "${TMPDIR:-/tmp}/ddp_run.XXXXXX")"
+# Filters mpirun's stderr, and writes into $failure, once the job has failed, what is known of
+# the hosts that have not reported.
+# - Open MPI's help messages sit between dashed lines. A dashed line is held until the next line
+#   shows whether a banner starts; the two banners about a non-zero exit code are dropped (the
+#   failing rank has printed its error), unless DDP_KEEP_MPI_BANNERS is set; anything else (a
+#   rank's line arriving in between included) passes at once. (mawk: no {n} intervals.)
+# - A rank's error line starts "[rank R on HOST]"; the watchdog's ends "the job's hosts: H (ranks
+#   ...), ...". The hosts listed there that no error came from are the silent ones.
+# mawk (Debian's awk) reads a pipe in blocks, holding a rank's line until more arrives: its
+# -W interactive reads line by line.
+awk_line_by_line=()
+awk -W version 2>/dev/null | grep -q mawk && awk_line_by_line=(-W interactive)
+filter_stderr() {
+  awk "${awk_line_by_line[@]}" -v keep="${DDP_KEEP_MPI_BANNERS:-}" -v failure="$failure" '
+       function release() { if (held) { print dashes; held = 0 } }
+       function record(   h, n, silent) {
+         silent = ""
+         for (h = 1; h <= nhosts; h++)
+           if (!(hostname[h] in reported)) silent = silent (silent ? ", " : "") hostdesc[h]
+         printf "%s\n", (silent ? "no word from " silent : "no host named as silent") > failure
+         close(failure)
+       }
+       /ddp_train: error:/ {
+         if (match($0, /^\[rank [0-9]+ on [^]]+\]/)) {
+           h = substr($0, RSTART, RLENGTH); sub(/^\[rank [0-9]+ on /, "", h); sub(/\]$/, "", h)
+           reported[h] = 1
+         }
+         if (!nhosts && match($0, /the job.s hosts: .*$/)) {
+           list = substr($0, RSTART + 17, RLENGTH - 17)
+           while (match(list, /[^ ,]+ \([^)]*\)/)) {
+             entry = substr(list, RSTART, RLENGTH); list = substr(list, RSTART + RLENGTH)
+             hostdesc[++nhosts] = entry; sub(/ \(.*$/, "", entry); hostname[nhosts] = entry
+           }
+         }
+         record()
+       }
        /^--------------------+$/ {
-         if (banner) { banner = 0; next }
+         if (banner) { banner = 0; if (!keep) next }
          release(); held = 1; dashes = $0; next
        }
        held && /^(Primary job +terminated normally|mpirun detected that one or more processes exited)/ {
-         held = 0; banner = 1; next
+         record()
+         if (!keep) { held = 0; banner = 1; next }
        }
-       banner && /^(a non-zero exit code|non-zero exit codes|the job to be terminated|  Process name:|  Exit code:|$)/ {
+       banner && !keep && /^(a non-zero exit code|non-zero exit codes|the job to be terminated|  Process name:|  Exit code:|$)/ {
          next
        }
        { release(); print; fflush() }
        END { release() }'
 }
 # mpirun's stderr through the filter, stdout untouched; in the background so that a signal to
-# this script (which bash would hold until a foreground child ends) reaches mpirun at once.
+# this script (which bash would hold until a foreground child ends) reaches mpirun at once. The
+# subshell's own stderr is dropped: only its "Killed" notice when the teardown bound strikes.
 set +e
-( mpirun -n "$ranks" "${mpi_args[@]}" "$binary" "$@" 2>&1 1>&3 3>&- | drop_exit_banners >&2
-  exit "${PIPESTATUS[0]}" ) 3>&1 &
+( mpirun -n "$ranks" "${mpi_args[@]}" "$binary" "$@" 2>&1 1>&3 3>&- 4>&- |
+    filter_stderr >&4 2>&4 3>&- 4>&-
+  exit "${PIPESTATUS[0]}" ) 3>&1 4>&2 2>/dev/null &
 job=$!
 trap 'pkill -TERM -P "$job" 2>/dev/null' TERM INT HUP
+# The teardown bound, watched beside the job.
+(
+  failed_at=""
+  while kill -0 "$job" 2>/dev/null; do
+    if [[ -z "$failed_at" && -s "$failure" ]]; then
+      failed_at=$SECONDS
+    elif [[ -n "$failed_at" ]] && ((SECONDS - failed_at >= teardown_s)); then
+      echo "ddp_run: mpirun has not ended ${teardown_s} s after the job failed: $(cat "$failure");" \
+           "a host or its link is down? Ending mpirun (DDP_TEARDOWN_S sets the wait)" >&2
+      # Its local children too (ranks still alive, ssh to the silent hosts), then mpirun.
+      for pid in $(pgrep -x mpirun -P "$job"); do
+        pkill -KILL -P "$pid"
+        kill -KILL "$pid"
+      done 2>/dev/null
+      break
+    fi
+    sleep 1
+  done
+) &
+bound=$!
 # wait returns early when a trapped signal arrives: wait again until the job has really ended
 # (the first wait always runs, so a job that ended at once still reports its own status).
 wait "$job"
@@ -94,4 +160,9 @@ while kill -0 "$job" 2>/dev/null; do
   wait "$job"
   status=$?
 done
+kill "$bound" 2>/dev/null
+wait "$bound" 2>/dev/null
+# mpirun ended by the bound: the job's failure is a runtime one (ddp_train's exit code 1).
+[[ -s "$failure" ]] && ((status == 137)) && status=1
+rm -f "$failure"
 exit "$status"

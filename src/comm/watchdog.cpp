@@ -144,9 +144,10 @@ class WatchedCommunicator final : public Communicator {
 
 }  // namespace
 
-Watchdog::Watchdog(double timeout_seconds, std::string who, Expiry expiry)
+Watchdog::Watchdog(double timeout_seconds, std::string who, Expiry expiry, std::string hosts)
     : timeout_(timeout_seconds),
       who_(std::move(who)),
+      hosts_(std::move(hosts)),
       expiry_(std::move(expiry)),
       thread_([this] { watch(); }) {}
 
@@ -183,7 +184,8 @@ void Watchdog::forget(const void* owner) {
   std::erase_if(tracked_, [owner](const Tracked& t) { return t.owner == owner; });
 }
 
-void Watchdog::expire(const std::string& line) {
+void Watchdog::expire(const std::string& reason) {
+  const std::string line = hosts_.empty() ? reason : reason + "; the job's hosts: " + hosts_;
   if (expiry_) return expiry_(line);
   std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);

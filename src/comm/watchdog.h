@@ -25,8 +25,10 @@ class Watchdog final : public DeviceWorkMonitor {
   // What ends the job, given the line to print; the default prints it to stderr and exits with
   // ExitCode::kRuntime. Tests pass one that records the line and returns, which stops the watch.
   using Expiry = std::function<void(const std::string& line)>;
-  // A timeout of 0 disables the watchdog until set_timeout().
-  Watchdog(double timeout_seconds, std::string who, Expiry expiry = {});
+  // A timeout of 0 disables the watchdog until set_timeout(). `who` prefixes its line; `hosts`
+  // (describe_hosts(), empty on one host) ends it, so that the line tells which hosts the job
+  // spans and launch/ddp_run.sh can name the ones that fell silent.
+  Watchdog(double timeout_seconds, std::string who, Expiry expiry = {}, std::string hosts = {});
   ~Watchdog() override;
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
@@ -67,10 +69,12 @@ class Watchdog final : public DeviceWorkMonitor {
   // True when the watch ended the job (or, with a test's expiry, stopped).
   bool check_guarded();
   bool check_tracked();
-  void expire(const std::string& line);
+  // Ends the job with `reason` and the hosts the job spans.
+  void expire(const std::string& reason);
 
   std::atomic<double> timeout_;
   std::string who_;
+  std::string hosts_;
   std::atomic<int64_t> step_{0};
   std::atomic<int64_t> entered_ns_{0};  // 0: not in a collective
   std::atomic<const char*> what_{""};

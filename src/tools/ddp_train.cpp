@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "comm/agreement.h"
+#include "comm/host_layout.h"
 #include "comm/launch.h"
 #include "comm/watchdog.h"
 #include "core/error.h"
@@ -55,9 +56,7 @@ ProgressMode progress_mode(const std::string& mode) {
 
 std::string rank_prefix(const Communicator& comm) {
   if (comm.size() == 1) return "";
-  char host[256] = "?";
-  gethostname(host, sizeof host);
-  return "[rank " + std::to_string(comm.rank()) + " on " + host + "] ";
+  return "[rank " + std::to_string(comm.rank()) + " on " + this_host() + "] ";
 }
 
 // One write per line, so lines of several ranks never interleave.
@@ -221,8 +220,11 @@ int train(Communicator& world, const Options& options, bool& training) {
   run_agreed(world, [&] {
     for (const std::string& spec : options.faults) faults.push_back(parse_fault(spec));
   });
+  int hosts = 1;
+  const std::string layout = describe_hosts(world, hosts);
+  if (world.rank() == 0 && hosts > 1) std::cout << "hosts: " << layout << std::endl;
   // Every collective from here on runs under the watchdog (armed once the config is read).
-  Watchdog watchdog(0, rank_prefix(world));
+  Watchdog watchdog(0, rank_prefix(world), {}, hosts > 1 ? layout : "");
   const std::unique_ptr<Communicator> guarded = watched(world, watchdog);
   Communicator& comm = *guarded;
   Session session = open_session(

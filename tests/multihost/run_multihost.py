@@ -12,7 +12,10 @@ with its own hostname and scratch, and Open MPI crosses hosts over TCP on a brid
                     delay where the kernel has netem: the same weights, bit for bit
   host_killed       every process of host h1 SIGKILLed mid-training: the job ends
                     naming h1, and launch/supervise.sh resumes it from the last checkpoint to the
-                    weights of an uninterrupted run, bit for bit
+                    weights of an uninterrupted run, bit for bit; no process of the job is left
+  link_down         host h1's link down mid-training (until the job has failed): the watchdog
+                    (5 s) ends the ranks, ddp_run.sh ends mpirun 10 s later naming h1, and the
+                    supervisor resumes to the same weights; no process of the job is left
   nothing_left      no namespace and no process of the harness survives
 Exits 77 (skipped) where network namespaces cannot be created."""
 
@@ -110,29 +113,77 @@ class Scenarios:
             with open(f"{t}/plain.st", "rb") as a, open(f"{t}/{shape}.st", "rb") as b:
                 assert a.read() == b.read(), f"weights differ on the {shape} link"
 
-    def host_killed(self):
+    # A long seed-example run that checkpoints every 4000 steps, with a short watchdog.
+    LONG_RUN = ["--set", "training.epochs=1000", "--set", "checkpoint.every_epochs=0",
+                "--set", "checkpoint.every_steps=4000", "--set", "training.collective_timeout_s=5"]
+    # Waits up to 20 s for the job's processes to be gone from every host (the harness's own
+    # shells aside), then lists those left. A daemon cut off by a link that came back learns
+    # within seconds that mpirun is gone.
+    LEFTOVERS = """
+job_processes() {
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$DDP_CLUSTER-h"); do ip netns pids "$ns"; done |
+    xargs -r ps -o comm= -p | grep -E '^(orted|ddp_train|mpirun)$' || true
+}
+for i in $(seq 100); do [ -z "$(job_processes)" ] && break; sleep 0.2; done
+job_processes | sed 's/^/left behind: /'
+"""
+
+    def straight_long_run(self):
+        """The uninterrupted run's weights, made once."""
+        path = f"{self.tmp}/long.st"
+        if not os.path.exists(path):
+            run = (f"{self.a.root}/launch/ddp_run.sh -n 4 --config {self.seed} " +
+                   " ".join(self.LONG_RUN))
+            self.on_cluster(2, 2, f'{run} --run-dir "$DDP_SCRATCH/a" --export-safetensors {path}')
+        with open(path, "rb") as f:
+            return f.read()
+
+    def supervised(self, name, fault):
+        """Runs the long run under launch/supervise.sh with `fault` (a shell script) beside it;
+        returns the head node's output and the supervisor's stderr. The weights must be the
+        uninterrupted run's, and no process of the job may be left on any host."""
         t = self.tmp
-        long_run = ["--set", "training.epochs=1000", "--set", "checkpoint.every_epochs=0",
-                    "--set", "checkpoint.every_steps=4000"]
-        run = f"{self.a.root}/launch/ddp_run.sh -n 4 --config {self.seed} " + " ".join(long_run)
-        self.on_cluster(2, 2, f'{run} --run-dir "$DDP_SCRATCH/a" --export-safetensors {t}/long.st')
-        # Once the first checkpoint exists, every process of h1 dies; the supervisor restarts the
-        # job from that checkpoint.
         out = self.on_cluster(2, 2, f"""
-(for i in $(seq 600); do [ -e "$DDP_SCRATCH/b/checkpoints/latest" ] && break; sleep 0.1; done
- ip netns pids "$DDP_CLUSTER-h1" | xargs -r kill -9) &
-start=$(date +%s)
-{self.a.root}/launch/supervise.sh --max-restarts 1 --backoff 0 -- -n 4 --config {self.seed} \
-  {" ".join(long_run)} --run-dir "$DDP_SCRATCH/b" --export-safetensors {t}/killed.st \
-  2>{t}/supervise.err
-echo "took $(( $(date +%s) - start )) s"
-""")
-        err = open(f"{t}/supervise.err").read()
+export DDP_TEARDOWN_S=10
+({fault}) &
+{self.a.root}/launch/supervise.sh --max-restarts 1 --backoff 2 -- -n 4 --config {self.seed} \
+  {" ".join(self.LONG_RUN)} --run-dir "$DDP_SCRATCH/b" --export-safetensors {t}/{name}.st \
+  2>{t}/{name}.err
+wait
+{self.LEFTOVERS}""")
+        err = open(f"{t}/{name}.err").read()
         assert "supervise: job failed with exit code" in err, err[-3000:]
-        assert "node h1" in err, "the lost host is not named:\n" + err[-3000:]
         assert "resume: continuing from" in out, out[-2000:]
-        with open(f"{t}/long.st", "rb") as a, open(f"{t}/killed.st", "rb") as b:
-            assert a.read() == b.read(), "weights after the restart differ from the straight run"
+        assert "left behind" not in out, out[-2000:]
+        with open(f"{t}/{name}.st", "rb") as f:
+            assert f.read() == self.straight_long_run(), \
+                "weights after the restart differ from the straight run"
+        return out, err
+
+    WAIT_FOR_CHECKPOINT = """
+for i in $(seq 600); do [ -e "$DDP_SCRATCH/b/checkpoints/latest" ] && break; sleep 0.1; done"""
+
+    def host_killed(self):
+        # Once the first checkpoint exists, every process of h1 dies.
+        _, err = self.supervised("killed", self.WAIT_FOR_CHECKPOINT + """
+ip netns pids "$DDP_CLUSTER-h1" | xargs -r kill -9""")
+        assert "node h1" in err, "the lost host is not named:\n" + err[-3000:]
+
+    def link_down(self):
+        # Once the first checkpoint exists, h1's link goes down until the job has failed: the
+        # watchdog (5 s) ends the ranks, ddp_run.sh ends mpirun 10 s later, naming h1.
+        t = self.tmp
+        out, err = self.supervised("cut", self.WAIT_FOR_CHECKPOINT + f"""
+ip -n "$DDP_CLUSTER-h1" link set eth0 down
+down=$(date +%s)
+until grep -q "supervise: job failed" {t}/cut.err; do sleep 0.2; done
+echo "failed $(( $(date +%s) - down )) s after the link went down"
+ip -n "$DDP_CLUSTER-h1" link set eth0 up""")
+        assert "the job's hosts: h0 (ranks 0-1), h1 (ranks 2-3)" in err, err[-3000:]
+        assert "mpirun has not ended 10 s after the job failed: no word from h1 (ranks 2-3)" in err, \
+            err[-3000:]
+        took = int(out.split("failed ")[1].split(" s after")[0])
+        assert took <= 5 + 10 + 10, f"the job took {took} s to fail after the link went down"
 
     def nothing_left(self):
         namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
@@ -179,6 +230,7 @@ def main():
     p.add_argument("--dist-tests", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--root", required=True)
+    p.add_argument("--only", nargs="*", help="run only these scenarios")
     args = p.parse_args()
     for name in ("ddp_train", "dist_tests", "root"):
         setattr(args, name, os.path.abspath(getattr(args, name)))
@@ -188,9 +240,9 @@ def main():
               "unshare)")
         return 77
     with tempfile.TemporaryDirectory(prefix="ddp_multihost_") as tmp:
-        return run_scenarios("multi-host scenarios", Scenarios(args, tmp),
-                             ["equivalence_2x2", "equivalence_4x1", "auto_path", "resume_layouts",
-                              "shaped_link", "host_killed", "nothing_left"])
+        names = ["equivalence_2x2", "equivalence_4x1", "auto_path", "resume_layouts",
+                 "shaped_link", "host_killed", "link_down", "nothing_left"]
+        return run_scenarios("multi-host scenarios", Scenarios(args, tmp), args.only or names)
 
 
 if __name__ == "__main__":

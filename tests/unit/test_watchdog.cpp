@@ -106,6 +106,17 @@ TEST(Watchdog, HostCollectivePastTimeoutNamesIt) {
   }
 }
 
+TEST(Watchdog, LineEndsWithTheHostsOfAJobOnSeveralHosts) {
+  ExpiryRecorder recorder;
+  Watchdog dog(0.2, "[rank 0 on h0] ", recorder.handler(), "h0 (ranks 0-1), h1 (ranks 2-3)");
+  auto guard = dog.enter("all-reduce (float)", 10);
+  const std::string line = recorder.wait(3000ms);
+  ASSERT_FALSE(line.empty()) << "no expiry";
+  expect_contains(line,
+                  "another rank has died or stalled; the job's hosts: h0 (ranks 0-1), h1 "
+                  "(ranks 2-3)");
+}
+
 TEST(Watchdog, DisabledByATimeoutOfZero) {
   ExpiryRecorder recorder;
   Watchdog dog(0, "", recorder.handler());
