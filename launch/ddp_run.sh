@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs ddp_train on this machine (or on the hosts of a hostfile) under Open MPI's mpirun.
+# Runs ddp_train on this machine (or on the hosts of a hostfile or a Slurm allocation) under Open
+# MPI's mpirun.
 #   launch/ddp_run.sh [-n RANKS] [--hostfile FILE] [--oversubscribe] -- ddp_train arguments...
 # The executable: $DDP_TRAIN when set, else build/ddp_train of this checkout (what
 # launch/setup.sh builds), else ddp_train on the PATH (an installed or out-of-tree build).
@@ -49,9 +50,12 @@ if ! [[ "$ranks" =~ ^[1-9][0-9]*$ ]]; then
   echo "ddp_run: -n $ranks: the number of ranks must be a positive integer" >&2
   exit 2
 fi
-# A hostfile may also come from Open MPI's own setting (launch/netns_cluster.sh sets it).
+# Where the ranks run: this machine alone, or hosts named by a hostfile (given, or Open MPI's
+# default one, which launch/netns_cluster.sh sets) or by a Slurm allocation, which mpirun reads.
 hostfile="${hostfile:-${OMPI_MCA_orte_default_hostfile:-}}"
-if [[ -z "$hostfile" && "$ranks" -gt "$(nproc)" ]]; then
+hosts_given=0
+[[ -n "$hostfile" || -n "${SLURM_JOB_ID:-}" ]] && hosts_given=1
+if ((!hosts_given)) && ((ranks > $(nproc))); then
   echo "ddp_run: $ranks ranks on $(nproc) cores: oversubscribing (timings are not meaningful)" >&2
   oversubscribe=1
 fi
@@ -59,7 +63,9 @@ fi
 # On one machine, Open MPI's default UCX layer moved gradients several times slower than the ob1
 # layer over shared memory (bench_allreduce, not yet a committed result); clusters keep Open
 # MPI's choice (UCX for InfiniBand). OMPI_MCA_pml in the environment overrides either way.
-[[ -z "$hostfile" && -z "${OMPI_MCA_pml:-}" ]] && mpi_args+=(--mca pml ob1)
+if [[ -z "${OMPI_MCA_pml:-}" ]] && ((!hosts_given || ${SLURM_JOB_NUM_NODES:-2} == 1)); then
+  mpi_args+=(--mca pml ob1)
+fi
 [[ $(id -u) -eq 0 ]] && mpi_args+=(--allow-run-as-root)
 # After a rank fails, mpirun ends the job's other processes through their hosts' daemons. A daemon
 # on a host that is down or cut off never answers, and mpirun would wait for it as long as TCP
