@@ -197,7 +197,8 @@ class Scenarios:
 
     def nothing_left(self):
         self.c.stop()
-        left = subprocess.run(["pgrep", "-af", f"slurmstepd|{self.a.ddp_train}|{self.t}"],
+        # Command lines that start with a job step's daemon or a rank (not this script's own).
+        left = subprocess.run(["pgrep", "-af", f"^(slurmstepd|{self.a.ddp_train} )"],
                               capture_output=True, text=True).stdout
         assert not left.strip(), left
 
