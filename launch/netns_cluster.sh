@@ -18,6 +18,21 @@
 # e.g. launch/netns_cluster.sh --hosts 2 --slots 2 -- \
 #        launch/ddp_run.sh -n 4 --config configs/seed_example.yaml
 set -euo pipefail
+# The token bucket must hold what the rate sends in 10 ms (the kernel refills it once per timer
+# tick, up to 10 ms apart), or it caps a fast link below its rate; at least 256 KB.
+tbf_burst() {
+  local number="${1%%[a-zA-Z]*}" unit="${1##*[0-9]}" bits
+  [[ "$number" =~ ^[0-9]+$ ]] || unit="?"
+  case "${unit,,}" in
+    gbit) bits=$((number * 1000000000)) ;;
+    mbit) bits=$((number * 1000000)) ;;
+    kbit) bits=$((number * 1000)) ;;
+    *) echo "netns_cluster: --rate $1: use kbit, mbit or gbit (whole numbers)" >&2; exit 2 ;;
+  esac
+  local bytes=$((bits / 8 / 100))
+  echo $((bytes > 262144 ? bytes : 262144))
+}
+
 hosts=2
 slots=1
 rate=""
@@ -36,6 +51,8 @@ while (($#)); do
 done
 (($#)) || { echo "netns_cluster: no command given" >&2; exit 2; }
 ((hosts >= 1 && hosts <= 16)) || { echo "netns_cluster: --hosts must be 1-16" >&2; exit 2; }
+burst=""
+if [[ -n "$rate" ]]; then burst="$(tbf_burst "$rate")" || exit 2; fi
 
 # Short and unique: interface names have at most 15 characters.
 prefix="ddpc$$"
@@ -101,7 +118,7 @@ for ((i = 0; i < hosts; i++)); do
       exit 77
     fi
   elif [[ -n "$rate" ]]; then
-    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst 256kb latency 100ms
+    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 100ms
   fi
   echo "h$i slots=$slots" >>"$state/hostfile"
   echo "$subnet.$((i + 1)) h$i" >>"$state/hosts"
