@@ -25,9 +25,9 @@ ROOT = provenance.ROOT
 VARIANTS = [
     ("flat MPI (fp32)", ["training.allreduce=mpi"], "fp32 through mpi"),
     ("hierarchical (fp32)", ["training.allreduce=hierarchical"],
-     "fp32 through shared memory within hosts, mpi across (2 hosts x 2 ranks)"),
+     "fp32 through shared memory within hosts, mpi across"),
     ("hierarchical + bf16 wire", ["training.allreduce=hierarchical", "training.wire_dtype=bf16"],
-     "bf16 through shared memory within hosts, mpi across (2 hosts x 2 ranks)"),
+     "bf16 through shared memory within hosts, mpi across"),
 ]
 
 

@@ -118,7 +118,9 @@ for ((i = 0; i < hosts; i++)); do
       exit 77
     fi
   elif [[ -n "$rate" ]]; then
-    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 100ms
+    # A 10 ms queue, as a switch port's buffer: a deeper one delays the ACKs of traffic the
+    # other way and so slows both directions.
+    ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 10ms
   fi
   echo "h$i slots=$slots" >>"$state/hostfile"
   echo "$subnet.$((i + 1)) h$i" >>"$state/hosts"
