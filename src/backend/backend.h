@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "backend/window2d.h"
 #include "core/memory_kind.h"
 
 namespace ddp {
@@ -78,6 +79,28 @@ class ComputeBackend {
   // Row loss = mean over cols of (pred - target)^2 (Keras' definition).
   virtual LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
                                        float grad_scale, int64_t rows, int64_t cols) = 0;
+
+  // Convolution as a GEMM (Note [convolution as GEMM]): cols (batch * out_h * out_w, patch())
+  // holds each output pixel's window over x (batch, height, width, channels), in (row, column,
+  // channel) order, zeros where it reaches into padding. col2im is its adjoint: it writes dx
+  // (batch, height, width, channels) as the sum of every cols entry taken from each pixel.
+  virtual void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) = 0;
+  virtual void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w) = 0;
+
+  // Pooling, x (batch, height, width, channels) -> y (batch, out_h, out_w, channels); padding
+  // takes no part (Keras). Backward writes dx: max pooling routes each dy to the first maximum
+  // of its window, average pooling spreads it evenly over the window's real pixels.
+  virtual void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) = 0;
+  virtual void max_pool_backward(const float* x, const float* y, const float* dy, float* dx,
+                                 int64_t batch, const Window2d& w) = 0;
+  virtual void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) = 0;
+  virtual void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w) = 0;
+
+  // Inverted dropout, out = in * keep / (1 - rate) over (rows, row_size): element e of row i is
+  // kept unless dropout_drops(key, (first_row + i) * row_size + e, rate) (core/counter_hash.h),
+  // so the mask depends on the sample's position, not on the rank. Forward and backward alike.
+  virtual void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
+                       uint64_t key, int64_t first_row) = 0;
 
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;

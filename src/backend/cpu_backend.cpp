@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu_window_ops.h"
 #include "backend/openblas_kernels.h"
 #include "backend/tiled_gemm.h"
 #include "core/bf16.h"
@@ -291,6 +292,30 @@ class CpuBackend final : public ComputeBackend {
       stats.correct += argmax(p, cols) == argmax(t, cols);
     }
     return stats;
+  }
+
+  void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) override {
+    cpu::im2col(x, cols, batch, w);
+  }
+  void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w) override {
+    cpu::col2im(cols, dx, batch, w);
+  }
+  void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
+    cpu::max_pool_forward(x, y, batch, w);
+  }
+  void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
+                         const Window2d& w) override {
+    cpu::max_pool_backward(x, y, dy, dx, batch, w);
+  }
+  void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
+    cpu::avg_pool_forward(x, y, batch, w);
+  }
+  void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w) override {
+    cpu::avg_pool_backward(dy, dx, batch, w);
+  }
+  void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
+               uint64_t key, int64_t first_row) override {
+    cpu::dropout(in, out, rows, row_size, rate, key, first_row);
   }
 
   bool all_finite(const float* data, size_t count) override {

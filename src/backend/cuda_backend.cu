@@ -14,6 +14,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda_check.h"
+#include "backend/cuda_window_ops.h"
 #include "core/error.h"
 
 namespace ddp {
@@ -390,6 +391,30 @@ class CudaBackend final : public ComputeBackend {
         row_stats_ + rows);
     cudaCheck(cudaGetLastError());
     return sum_row_stats(rows);
+  }
+
+  void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) override {
+    cuda::im2col(x, cols, batch, w, stream_);
+  }
+  void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w) override {
+    cuda::col2im(cols, dx, batch, w, stream_);
+  }
+  void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
+    cuda::max_pool_forward(x, y, batch, w, stream_);
+  }
+  void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
+                         const Window2d& w) override {
+    cuda::max_pool_backward(x, y, dy, dx, batch, w, stream_);
+  }
+  void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
+    cuda::avg_pool_forward(x, y, batch, w, stream_);
+  }
+  void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w) override {
+    cuda::avg_pool_backward(dy, dx, batch, w, stream_);
+  }
+  void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
+               uint64_t key, int64_t first_row) override {
+    cuda::dropout(in, out, rows, row_size, rate, key, first_row, stream_);
   }
 
   bool all_finite(const float* data, size_t count) override {

@@ -37,15 +37,17 @@ int64_t DistributedSampler::global_samples(int64_t step) const {
   return std::min(global, num_samples_ - step * global);
 }
 
-std::span<const int64_t> DistributedSampler::indices(int64_t step) {
+std::pair<int64_t, int64_t> DistributedSampler::part(int64_t step) const {
   const int64_t global = batch_ * world_size_;
   const int64_t samples = global_samples(step);
-  int64_t start = (step * world_size_ + rank_) * batch_;
-  int64_t count = batch_;
-  if (samples < global) {  // the partial last batch: the same samples as on one rank
-    start = step * global + samples * rank_ / world_size_;
-    count = step * global + samples * (rank_ + 1) / world_size_ - start;
-  }
+  if (samples == global) return {(step * world_size_ + rank_) * batch_, batch_};
+  // The partial last batch: the same samples as on one rank.
+  const int64_t start = step * global + samples * rank_ / world_size_;
+  return {start, step * global + samples * (rank_ + 1) / world_size_ - start};
+}
+
+std::span<const int64_t> DistributedSampler::indices(int64_t step) {
+  const auto [start, count] = part(step);
   batch_indices_.resize(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i)
     batch_indices_[i] = permutation_[static_cast<size_t>((start + i) % num_samples_)];

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace ddp {
@@ -30,8 +31,14 @@ class DistributedSampler {
   std::span<const int64_t> indices(int64_t step);
   // Samples of `step` over all ranks: the global batch, or what is left for a partial last one.
   int64_t global_samples(int64_t step) const;
+  // The position in the epoch's order (counting from 0, past its end where kPad wraps around) of
+  // this rank's first sample in `step`; its others follow.
+  int64_t first_position(int64_t step) const { return part(step).first; }
 
  private:
+  // This rank's part of `step`: its first position and its number of samples.
+  std::pair<int64_t, int64_t> part(int64_t step) const;
+
   int64_t num_samples_;
   int64_t batch_;
   int world_size_;

@@ -14,6 +14,15 @@
 
 namespace ddp {
 
+// What a forward pass is for (Note [dropout mask]): inference (the default), or a training step,
+// with the key of this pass's random masks and the position, in the epoch's sample order, of the
+// batch's first sample (rows are consecutive positions).
+struct Pass {
+  bool training = false;
+  uint64_t key = 0;
+  int64_t first_position = 0;
+};
+
 struct ParamSpec {
   std::string name;  // "weight", "bias"
   Shape shape;
@@ -32,6 +41,9 @@ class Layer {
   virtual void bind(std::span<float* const> /*params*/, std::span<float* const> /*grads*/) {}
   // Initializes host copies of this layer's parameters, one span per param_specs() entry.
   virtual void init_params(Rng& /*rng*/, std::span<const std::span<float>> /*params*/) const {}
+
+  // Set before forward; layers that behave differently in training (Dropout) keep it.
+  virtual void set_pass(const Pass& /*pass*/) {}
 
   // True when the output is the input reinterpreted (Flatten): the model skips forward/backward.
   virtual bool aliases_input() const { return false; }

@@ -3,15 +3,27 @@
 #include "core/error.h"
 #include "core/machine.h"
 #include "nn/activation.h"
+#include "nn/conv2d.h"
 #include "nn/dense.h"
-#include "nn/flatten.h"
+#include "nn/dropout.h"
+#include "nn/pooling2d.h"
+#include "nn/reshape.h"
 #include "nn/softmax.h"
 
 namespace ddp {
 
 const std::vector<std::string>& layer_types() {
-  static const std::vector<std::string> types = {"dense",   "relu",    "tanh",
-                                                 "sigmoid", "softmax", "flatten"};
+  static const std::vector<std::string> types = {"dense",
+                                                 "conv2d",
+                                                 "max_pooling2d",
+                                                 "average_pooling2d",
+                                                 "global_average_pooling2d",
+                                                 "dropout",
+                                                 "flatten",
+                                                 "relu",
+                                                 "tanh",
+                                                 "sigmoid",
+                                                 "softmax"};
   return types;
 }
 
@@ -27,6 +39,27 @@ Activation elementwise(const std::string& name) {
   if (name == "tanh") return Activation::kTanh;
   if (name == "sigmoid") return Activation::kSigmoid;
   return Activation::kLinear;
+}
+
+// The window of a conv2d or pooling layer over an image input; names the layer when its input
+// is no image or the window does not fit.
+Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = false) {
+  if (shape.rank() != 3)
+    throw ConfigError(spec.path + ": " + spec.type + " needs an image input (height, width, " +
+                      "channels) but gets " + shape.str() +
+                      (shape.rank() == 1 ? "; set model.input (e.g. [28, 28, 1]) and put it "
+                                           "before any flatten or dense layer"
+                                         : ""));
+  if (global) return Window2d::make(shape[0], shape[1], shape[2], shape[0], shape[1], 1, 1, false);
+  const Window2d w = Window2d::make(shape[0], shape[1], shape[2], spec.window[0], spec.window[1],
+                                    spec.strides[0], spec.strides[1], spec.same_padding);
+  if (w.out_h <= 0 || w.out_w <= 0)
+    throw ConfigError(spec.path + ": a " + std::to_string(spec.window[0]) + "x" +
+                      std::to_string(spec.window[1]) + " window does not fit the " +
+                      std::to_string(shape[0]) + "x" + std::to_string(shape[1]) +
+                      " input with padding valid (the output would be empty); use a smaller " +
+                      "window or padding: same");
+  return w;
 }
 
 }  // namespace
@@ -59,8 +92,27 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<Dense>(
           shape[0], spec.units, softmax ? Activation::kLinear : elementwise(spec.activation)));
       if (softmax) layers.push_back(std::make_unique<Softmax>(layers.back()->output_shape()));
+    } else if (spec.type == "conv2d") {
+      const Window2d w = image_window(spec, shape);
+      const auto fan_in = static_cast<uint64_t>(w.patch()) + 1;
+      const auto filters = static_cast<uint64_t>(spec.units);
+      if (filters > (budget - parameters) / fan_in)
+        throw ConfigError(spec.path + ".filters: " + std::to_string(spec.units) +
+                          " filters take the model past " + std::to_string(budget) +
+                          " parameters, what this process's memory can train");
+      parameters += filters * fan_in;
+      layers.push_back(std::make_unique<Conv2D>(w, spec.units, elementwise(spec.activation)));
+    } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
+      layers.push_back(std::make_unique<Pooling2D>(
+          spec.type == "max_pooling2d" ? Pooling2D::Kind::kMax : Pooling2D::Kind::kAverage,
+          image_window(spec, shape)));
+    } else if (spec.type == "global_average_pooling2d") {
+      layers.push_back(std::make_unique<Pooling2D>(Pooling2D::Kind::kGlobalAverage,
+                                                   image_window(spec, shape, /*global=*/true)));
+    } else if (spec.type == "dropout") {
+      layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "flatten") {
-      layers.push_back(std::make_unique<Flatten>(shape));
+      layers.push_back(std::make_unique<Reshape>(Shape{shape.numel()}, "Flatten"));
     } else if (spec.type == "softmax") {
       layers.push_back(std::make_unique<Softmax>(shape));
     } else {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,10 +11,15 @@ namespace ddp {
 
 // One entry of the config's model.layers list.
 struct LayerSpec {
-  std::string type;  // dense, relu, tanh, sigmoid, softmax, flatten
-  int64_t units = 0;
-  std::string activation = "linear";  // dense only: linear, relu, tanh, sigmoid, softmax
+  std::string type;                   // one of layer_types()
+  int64_t units = 0;                  // dense: units; conv2d: filters
+  std::string activation = "linear";  // dense, conv2d: linear, relu, tanh, sigmoid (softmax: dense)
   std::string path;                   // "run.yaml: model.layers.2", for error messages
+  // conv2d: kernel_size, strides; max/average_pooling2d: pool_size, strides (height, width)
+  std::array<int64_t, 2> window{1, 1};
+  std::array<int64_t, 2> strides{1, 1};
+  bool same_padding = false;  // Keras' padding: "same" rather than "valid"
+  float rate = 0;             // dropout
 };
 
 const std::vector<std::string>& layer_types();

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "core/counter_hash.h"
 #include "core/error.h"
 #include "nn/softmax.h"
 
@@ -56,6 +57,14 @@ void Sequential::bind_grads(std::span<float> storage) {
 
 void Sequential::set_output_logits(bool logits) {
   output_logits_ = logits && dynamic_cast<const Softmax*>(layers_.back().get()) != nullptr;
+}
+
+void Sequential::set_pass(const Pass& pass) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Pass own = pass;
+    own.key = counter_hash(pass.key, i);
+    layers_[i]->set_pass(own);
+  }
 }
 
 int64_t Sequential::output_cols() const { return layers_.back()->output_shape().numel(); }

@@ -33,6 +33,9 @@ class Sequential {
   // Sizes the activation buffers; forward/backward accept any batch up to this.
   void reserve(int64_t max_batch);
 
+  // What the following forward passes are for (Note [dropout mask]); each layer gets its own key
+  // derived from pass.key. Inference until set otherwise.
+  void set_pass(const Pass& pass);
   // x: (batch, input shape) in backend memory. Returns the trained output (batch, output_cols()).
   const float* forward(const float* x, int64_t batch);
   // Uses the x of the preceding forward. Overwrites grads(), or adds to them when `accumulate`;

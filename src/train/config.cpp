@@ -1,7 +1,9 @@
 #include "train/config.h"
 
+#include <array>
 #include <climits>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -21,6 +23,27 @@ std::string show_number(double value) {
   std::ostringstream out;
   out << value;
   return out.str();
+}
+
+// Keras' (height, width) arguments: one integer for both, or a list of two; each > 0.
+std::array<int64_t, 2> height_width(ConfigNode& node, const std::string& key,
+                                    const std::optional<std::array<int64_t, 2>>& fallback) {
+  std::array<int64_t, 2> value{};
+  if (!node.has(key) && fallback) {
+    const auto list = node.get<std::vector<int64_t>>(key, {(*fallback)[0], (*fallback)[1]});
+    value = {list[0], list[1]};
+  } else if (node.is_list(key)) {
+    const auto list = node.require<std::vector<int64_t>>(key);
+    if (list.size() != 2)
+      node.fail(key, "expected one integer or a list of two (height, width), got " +
+                         std::to_string(list.size()) + " items");
+    value = {list[0], list[1]};
+  } else {
+    value[0] = value[1] = node.require<int64_t>(key);
+  }
+  for (int64_t v : value)
+    if (v <= 0) node.fail(key, "must be > 0, got " + std::to_string(v));
+  return value;
 }
 
 double positive_number(ConfigNode& node, const std::string& key, double value) {
@@ -212,6 +235,19 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
     if (spec.type == "dense") {
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.activation = layer.choice("activation", activation_names(), "linear");
+    } else if (spec.type == "conv2d") {
+      spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
+      spec.window = height_width(layer, "kernel_size", std::nullopt);
+      spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
+      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+      spec.activation = layer.choice("activation", {"linear", "relu", "tanh", "sigmoid"}, "linear");
+    } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
+      spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
+      spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size
+      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+    } else if (spec.type == "dropout") {
+      spec.rate =
+          static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));
     }
     layer.finish();
     config.layers.push_back(spec);

@@ -85,6 +85,8 @@ bool ConfigNode::has(const std::string& key) const {
   return node.IsDefined() && !node.IsNull();
 }
 
+bool ConfigNode::is_list(const std::string& key) const { return at(key).IsSequence(); }
+
 template <class T>
 T ConfigNode::convert(const std::string& key, const YAML::Node& node) const {
   const bool scalar_expected = !std::is_same_v<T, std::vector<int64_t>>;
@@ -171,6 +173,7 @@ template std::vector<int64_t> ConfigNode::get<std::vector<int64_t>>(const std::s
 template int64_t ConfigNode::require<int64_t>(const std::string&);
 template double ConfigNode::require<double>(const std::string&);
 template std::string ConfigNode::require<std::string>(const std::string&);
+template std::vector<int64_t> ConfigNode::require<std::vector<int64_t>>(const std::string&);
 
 std::string ConfigNode::choice(const std::string& key, const std::vector<std::string>& allowed,
                                const std::string& fallback) {

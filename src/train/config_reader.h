@@ -16,6 +16,7 @@ class ConfigNode {
   ConfigNode(YAML::Node in, YAML::Node resolved, std::string path, std::string file);
 
   bool has(const std::string& key) const;
+  bool is_list(const std::string& key) const;
   template <class T>
   T get(const std::string& key, const T& fallback);
   template <class T>

@@ -10,6 +10,7 @@
 #include "comm/agreement.h"
 #include "core/error.h"
 #include "core/machine.h"
+#include "core/rng.h"
 #include "optim/adam.h"
 #include "optim/sgd.h"
 #include "train/replica_check.h"
@@ -84,15 +85,20 @@ void Trainer::validate_and_build() {
                                                                        : "batch_size_per_rank") +
                     ")");
 
+  // model.input may give the samples another shape of as many values, as Keras' input_shape
+  // does: (28, 28, 1) images from (28, 28) IDX samples.
   const Shape& sample = train_.sample_shape;
-  if (config_.input_shape && Shape(*config_.input_shape) != sample)
-    throw ConfigError(config_.file + ": model.input: " + Shape(*config_.input_shape).str() +
-                      " does not match the sample shape " + sample.str() + " of " + train_.origin);
+  const Shape input = config_.input_shape ? Shape(*config_.input_shape) : sample;
+  if (input.numel() != sample.numel())
+    throw ConfigError(config_.file + ": model.input: " + input.str() + " holds " +
+                      std::to_string(input.numel()) + " values per sample, but the samples of " +
+                      train_.origin + " are " + sample.str() + ", " +
+                      std::to_string(sample.numel()) + " values");
   if (test_ && test_->sample_shape != sample)
     throw DataError(test_->origin + ": sample shape " + test_->sample_shape.str() +
                     " differs from the training data's " + sample.str());
 
-  model_ = build_sequential(backend_, sample, config_.layers);
+  model_ = build_sequential(backend_, input, config_.layers);
   model_->set_output_logits(loss_.takes_logits());
   classes_ = model_->output_cols();
   train_.check_labels(classes_);
@@ -206,6 +212,9 @@ void Trainer::train_step() {
     stage_batch(train_, indices);
     lap(phase_times_.data);
 
+    // Note [dropout mask]: masks from (seed, epoch) and the samples' positions in the epoch.
+    model_->set_pass({true, derive_seed(config_.seed, 3000 + static_cast<uint64_t>(epoch_)),
+                      sampler_->first_position(step_in_epoch_ * accumulation_ + micro)});
     const float* output = model_->forward(features_.data(), rows);
     const LossStats micro_stats =
         loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
@@ -214,6 +223,7 @@ void Trainer::train_step() {
     stats.correct += micro_stats.correct;
     lap(phase_times_.forward);
     model_->backward(rows, last ? ready : std::function<void(size_t)>{}, /*accumulate=*/micro > 0);
+    model_->set_pass({});  // inference, for whatever runs the model next
     lap(phase_times_.backward);
     if (last) sync_->finish();
     lap(phase_times_.comm);

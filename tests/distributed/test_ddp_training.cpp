@@ -145,6 +145,30 @@ TEST_P(DdpTraining, PartialLastBatchMatchesSingleProcess) {
   EXPECT_GT(max_abs_diff(single, train_and_get_params(dropped, *local, 12)), 1e-4f);
 }
 
+// A convnet with dropout: Note [dropout mask] draws each sample's mask from its position in the
+// epoch, so N ranks (and the partial last batch split over them) drop what one rank drops.
+TEST_P(DdpTraining, ConvnetWithDropoutMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const std::string layers =
+      "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu},"
+      " {type: max_pooling2d, pool_size: 2}, {type: dropout, rate: 0.3}, {type: flatten},"
+      " {type: dense, units: 10, activation: softmax}]";
+  const std::vector<std::string> convnet = {"data.train.features=64", "data.train.samples=98",
+                                            "model.input=[8, 8, 1]", layers,
+                                            "training.tail=partial"};
+  const Config config = config_with(convnet);
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  // Dropout is on: without it the same steps end elsewhere.
+  std::vector<std::string> no_dropout = convnet;
+  no_dropout[3] =
+      layers.substr(0, layers.find("0.3")) + "0" + layers.substr(layers.find("0.3") + 3);
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(no_dropout), *local, 12)), 1e-4f);
+}
+
 TEST_P(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
   MpiCommunicator comm;
   // Small buckets so that several all-reduces are in flight during backward.

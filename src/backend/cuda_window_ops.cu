@@ -1,0 +1,183 @@
+#include "backend/cuda_check.h"
+#include "backend/cuda_window_ops.h"
+#include "core/counter_hash.h"
+
+namespace ddp::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+int blocks_for(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);
+}
+
+// Grid-stride loops: a thread takes elements start(), start() + stride(), ...
+__device__ int64_t start() { return blockIdx.x * int64_t{blockDim.x} + threadIdx.x; }
+__device__ int64_t stride() { return int64_t{blockDim.x} * gridDim.x; }
+
+// Output rows (or columns) whose window covers input row i: [first, last], maybe empty.
+__device__ void covering(int64_t i, int64_t pad, int64_t kernel, int64_t stride, int64_t out,
+                         int64_t& first, int64_t& last) {
+  const int64_t top = i + pad - kernel + 1;  // the lowest window start that still covers i
+  first = top <= 0 ? 0 : (top + stride - 1) / stride;
+  last = min((i + pad) / stride, out - 1);
+}
+
+// One thread per element of cols (pixel, ki, kj, channel).
+__global__ void im2col_kernel(const float* x, float* cols, int64_t n, Window2d w) {
+  for (int64_t i = start(); i < n; i += stride()) {
+    const int64_t c = i % w.channels;
+    const int64_t kj = (i / w.channels) % w.kernel_w;
+    const int64_t ki = (i / (w.channels * w.kernel_w)) % w.kernel_h;
+    const int64_t pixel = i / w.patch();
+    const int64_t ow = pixel % w.out_w, oh = (pixel / w.out_w) % w.out_h;
+    const int64_t b = pixel / w.out_pixels();
+    const int64_t ih = oh * w.stride_h - w.pad_top + ki, iw = ow * w.stride_w - w.pad_left + kj;
+    const bool inside = ih >= 0 && ih < w.height && iw >= 0 && iw < w.width;
+    cols[i] = inside ? x[((b * w.height + ih) * w.width + iw) * w.channels + c] : 0.0f;
+  }
+}
+
+// One thread per element of dx: the sum of the cols entries taken from it.
+__global__ void col2im_kernel(const float* cols, float* dx, int64_t n, Window2d w) {
+  for (int64_t i = start(); i < n; i += stride()) {
+    const int64_t c = i % w.channels;
+    const int64_t iw = (i / w.channels) % w.width, ih = (i / (w.channels * w.width)) % w.height;
+    const int64_t b = i / (w.height * w.width * w.channels);
+    int64_t oh0, oh1, ow0, ow1;
+    covering(ih, w.pad_top, w.kernel_h, w.stride_h, w.out_h, oh0, oh1);
+    covering(iw, w.pad_left, w.kernel_w, w.stride_w, w.out_w, ow0, ow1);
+    float sum = 0;
+    for (int64_t oh = oh0; oh <= oh1; ++oh)
+      for (int64_t ow = ow0; ow <= ow1; ++ow) {
+        const int64_t ki = ih - (oh * w.stride_h - w.pad_top);
+        const int64_t kj = iw - (ow * w.stride_w - w.pad_left);
+        sum += cols[((b * w.out_h + oh) * w.out_w + ow) * w.patch() +
+                    (ki * w.kernel_w + kj) * w.channels + c];
+      }
+    dx[i] = sum;
+  }
+}
+
+// The window of output (oh, ow) clipped to the image.
+struct Clip {
+  int64_t h0, h1, w0, w1;
+};
+
+__device__ Clip clip(const Window2d& w, int64_t oh, int64_t ow) {
+  const int64_t top = oh * w.stride_h - w.pad_top, left = ow * w.stride_w - w.pad_left;
+  return {max(top, int64_t{0}), min(top + w.kernel_h, w.height), max(left, int64_t{0}),
+          min(left + w.kernel_w, w.width)};
+}
+
+// One thread per output element (b, oh, ow, c).
+__global__ void pool_forward_kernel(const float* x, float* y, int64_t n, Window2d w,
+                                    bool max_pool) {
+  for (int64_t i = start(); i < n; i += stride()) {
+    const int64_t c = i % w.channels;
+    const int64_t ow = (i / w.channels) % w.out_w, oh = (i / (w.channels * w.out_w)) % w.out_h;
+    const int64_t b = i / (w.out_pixels() * w.channels);
+    const Clip k = clip(w, oh, ow);
+    const float* img = x + b * w.height * w.width * w.channels + c;
+    float acc = max_pool ? img[(k.h0 * w.width + k.w0) * w.channels] : 0.0f;
+    for (int64_t ih = k.h0; ih < k.h1; ++ih)
+      for (int64_t iw = k.w0; iw < k.w1; ++iw) {
+        const float v = img[(ih * w.width + iw) * w.channels];
+        acc = max_pool ? fmaxf(acc, v) : acc + v;
+      }
+    y[i] = max_pool ? acc : acc / static_cast<float>((k.h1 - k.h0) * (k.w1 - k.w0));
+  }
+}
+
+// One thread per element of dx, gathering from the windows that cover it: average pooling's
+// share, or max pooling's dy where this pixel is its window's first maximum.
+__global__ void pool_backward_kernel(const float* x, const float* y, const float* dy, float* dx,
+                                     int64_t n, Window2d w, bool max_pool) {
+  for (int64_t i = start(); i < n; i += stride()) {
+    const int64_t c = i % w.channels;
+    const int64_t iw = (i / w.channels) % w.width, ih = (i / (w.channels * w.width)) % w.height;
+    const int64_t b = i / (w.height * w.width * w.channels);
+    int64_t oh0, oh1, ow0, ow1;
+    covering(ih, w.pad_top, w.kernel_h, w.stride_h, w.out_h, oh0, oh1);
+    covering(iw, w.pad_left, w.kernel_w, w.stride_w, w.out_w, ow0, ow1);
+    const float* img = x ? x + b * w.height * w.width * w.channels + c : nullptr;
+    float sum = 0;
+    for (int64_t oh = oh0; oh <= oh1; ++oh)
+      for (int64_t ow = ow0; ow <= ow1; ++ow) {
+        const int64_t at = ((b * w.out_h + oh) * w.out_w + ow) * w.channels + c;
+        const Clip k = clip(w, oh, ow);
+        if (!max_pool) {
+          sum += dy[at] / static_cast<float>((k.h1 - k.h0) * (k.w1 - k.w0));
+          continue;
+        }
+        // Is (ih, iw) the first pixel of the window, in row-major order, holding the maximum?
+        int64_t first = -1;
+        for (int64_t h = k.h0; h < k.h1 && first < 0; ++h)
+          for (int64_t v = k.w0; v < k.w1 && first < 0; ++v)
+            if (img[(h * w.width + v) * w.channels] == y[at]) first = h * w.width + v;
+        if (first == ih * w.width + iw) sum += dy[at];
+      }
+    dx[i] = sum;
+  }
+}
+
+__global__ void dropout_kernel(const float* in, float* out, int64_t n, float rate, float scale,
+                               uint64_t key, uint64_t first) {
+  for (int64_t i = start(); i < n; i += stride()) {
+    out[i] = dropout_drops(key, first + static_cast<uint64_t>(i), rate) ? 0.0f : in[i] * scale;
+  }
+}
+
+}  // namespace
+
+void im2col(const float* x, float* cols, int64_t batch, const Window2d& w, cudaStream_t stream) {
+  const int64_t n = batch * w.out_pixels() * w.patch();
+  im2col_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, cols, n, w);
+  cudaCheck(cudaGetLastError());
+}
+
+void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w, cudaStream_t stream) {
+  const int64_t n = batch * w.height * w.width * w.channels;
+  col2im_kernel<<<blocks_for(n), kThreads, 0, stream>>>(cols, dx, n, w);
+  cudaCheck(cudaGetLastError());
+}
+
+void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w,
+                      cudaStream_t stream) {
+  const int64_t n = batch * w.out_pixels() * w.channels;
+  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n, w, true);
+  cudaCheck(cudaGetLastError());
+}
+
+void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
+                       const Window2d& w, cudaStream_t stream) {
+  const int64_t n = batch * w.height * w.width * w.channels;
+  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, dy, dx, n, w, true);
+  cudaCheck(cudaGetLastError());
+}
+
+void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w,
+                      cudaStream_t stream) {
+  const int64_t n = batch * w.out_pixels() * w.channels;
+  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n, w, false);
+  cudaCheck(cudaGetLastError());
+}
+
+void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w,
+                       cudaStream_t stream) {
+  const int64_t n = batch * w.height * w.width * w.channels;
+  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(nullptr, nullptr, dy, dx, n, w,
+                                                               false);
+  cudaCheck(cudaGetLastError());
+}
+
+void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate, uint64_t key,
+             int64_t first_row, cudaStream_t stream) {
+  const int64_t n = rows * row_size;
+  dropout_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+      in, out, n, rate, 1.0f / (1.0f - rate), key, static_cast<uint64_t>(first_row * row_size));
+  cudaCheck(cudaGetLastError());
+}
+
+}  // namespace ddp::cuda

@@ -1,0 +1,49 @@
+#pragma once
+
+#include "nn/layer.h"
+
+namespace ddp {
+
+// 2-D convolution over NHWC images (Note [image layout]) with a fused activation. The weight is
+// (filters, kernel_h, kernel_w, channels): one row per filter in the order of an im2col window.
+//
+// Note [convolution as GEMM]: im2col lays the batch's windows out as the rows of a matrix
+// (batch * out_h * out_w, kernel_h * kernel_w * channels); the convolution is then exactly a
+// Dense layer over those rows, so the forward pass, the bias, the activation and all three
+// gradients come from the backend's Dense GEMMs (tiled AVX-512 kernels or OpenBLAS), and col2im
+// returns the windows' gradients to the pixels. Batches go through in chunks whose window matrix
+// stays under kChunkFloats, which bounds the layer's scratch memory for any batch size; backward
+// rebuilds each chunk's windows rather than keeping the forward's between calls.
+class Conv2D final : public Layer {
+ public:
+  Conv2D(const Window2d& window, int64_t filters, Activation act);
+
+  std::string type_name() const override { return "Conv2D"; }
+  std::string describe() const override;
+  Shape output_shape() const override { return {window_.out_h, window_.out_w, filters_}; }
+  std::vector<ParamSpec> param_specs() const override;
+  void bind(std::span<float* const> params, std::span<float* const> grads) override;
+  void init_params(Rng& rng, std::span<const std::span<float>> params) const override;
+  void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
+  void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
+                int64_t batch, bool accumulate) override;
+
+  static constexpr int64_t kChunkFloats = int64_t{1} << 22;  // 16 MB of windows
+
+ private:
+  // Samples per chunk, and the scratch for that many samples' windows.
+  int64_t chunk_samples() const;
+  float* scratch(ComputeBackend& backend, DeviceBuffer& buffer);
+
+  Window2d window_;
+  int64_t filters_;
+  Activation act_;
+  float* weight_ = nullptr;  // (filters, kernel_h, kernel_w, channels)
+  float* bias_ = nullptr;    // (filters)
+  float* weight_grad_ = nullptr;
+  float* bias_grad_ = nullptr;
+  DeviceBuffer cols_;   // (chunk * out_h * out_w, patch): the chunk's windows
+  DeviceBuffer dcols_;  // the same shape: their gradients
+};
+
+}  // namespace ddp

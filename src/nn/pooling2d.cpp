@@ -1,0 +1,39 @@
+#include "nn/pooling2d.h"
+
+namespace ddp {
+
+std::string Pooling2D::type_name() const {
+  switch (kind_) {
+    case Kind::kMax:
+      return "MaxPooling2D";
+    case Kind::kAverage:
+      return "AveragePooling2D";
+    case Kind::kGlobalAverage:
+      break;
+  }
+  return "GlobalAveragePooling2D";
+}
+
+Shape Pooling2D::output_shape() const {
+  if (kind_ == Kind::kGlobalAverage) return {window_.channels};
+  return {window_.out_h, window_.out_w, window_.channels};
+}
+
+void Pooling2D::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
+  if (kind_ == Kind::kMax)
+    backend.max_pool_forward(x, y, batch, window_);
+  else
+    backend.avg_pool_forward(x, y, batch, window_);
+}
+
+// No parameters: only dx, and nothing when no layer below needs it.
+void Pooling2D::backward(ComputeBackend& backend, const float* x, const float* y, float* dy,
+                         float* dx, int64_t batch, bool /*accumulate*/) {
+  if (!dx) return;
+  if (kind_ == Kind::kMax)
+    backend.max_pool_backward(x, y, dy, dx, batch, window_);
+  else
+    backend.avg_pool_backward(dy, dx, batch, window_);
+}
+
+}  // namespace ddp

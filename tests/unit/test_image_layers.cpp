@@ -1,0 +1,248 @@
+// Conv2D, pooling and dropout: forward against direct double-precision references, backward
+// against central finite differences (invariant 4), and the dropout mask's invariants.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <tuple>
+
+#include "core/counter_hash.h"
+#include "finite_differences.h"
+#include "nn/conv2d.h"
+#include "nn/dropout.h"
+#include "nn/pooling2d.h"
+
+namespace ddp {
+namespace {
+
+double weighted_sum(const std::vector<float>& y, const std::vector<float>& r) {
+  double sum = 0;
+  for (size_t i = 0; i < y.size(); ++i) sum += static_cast<double>(y[i]) * r[i];
+  return sum;
+}
+
+// x (batch, height, width, channels) at (b, h, w, c), or 0 in the padding.
+float pixel(const std::vector<float>& x, const Window2d& w, int64_t b, int64_t h, int64_t v,
+            int64_t c) {
+  if (h < 0 || h >= w.height || v < 0 || v >= w.width) return 0;
+  return x[static_cast<size_t>(((b * w.height + h) * w.width + v) * w.channels + c)];
+}
+
+// Convolution by definition, in double, weights (filters, kh, kw, channels), no activation.
+std::vector<double> direct_conv(const std::vector<float>& x, const std::vector<float>& weight,
+                                const std::vector<float>& bias, const Window2d& w, int64_t batch,
+                                int64_t filters) {
+  std::vector<double> y;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t oh = 0; oh < w.out_h; ++oh)
+      for (int64_t ow = 0; ow < w.out_w; ++ow)
+        for (int64_t f = 0; f < filters; ++f) {
+          double sum = bias[static_cast<size_t>(f)];
+          for (int64_t ki = 0; ki < w.kernel_h; ++ki)
+            for (int64_t kj = 0; kj < w.kernel_w; ++kj)
+              for (int64_t c = 0; c < w.channels; ++c)
+                sum += static_cast<double>(weight[static_cast<size_t>(
+                           ((f * w.kernel_h + ki) * w.kernel_w + kj) * w.channels + c)]) *
+                       pixel(x, w, b, oh * w.stride_h - w.pad_top + ki,
+                             ow * w.stride_w - w.pad_left + kj, c);
+          y.push_back(sum);
+        }
+  return y;
+}
+
+// (kernel_h, kernel_w, stride, same padding)
+using WindowCase = std::tuple<int64_t, int64_t, int64_t, bool>;
+
+class Conv2DTest : public ::testing::TestWithParam<WindowCase> {
+ protected:
+  Window2d window() const {
+    const auto [kh, kw, stride, same] = GetParam();
+    return Window2d::make(5, 6, 2, kh, kw, stride, stride, same);
+  }
+};
+
+TEST_P(Conv2DTest, ForwardIsTheConvolutionByDefinition) {
+  auto backend = make_cpu_backend();
+  const Window2d w = window();
+  const int64_t batch = 2, filters = 3;
+  Conv2D layer(w, filters, Activation::kLinear);
+  std::vector<float> weight = random_vector(filters * w.patch(), 1), bias = random_vector(3, 2);
+  std::vector<float> dw(weight.size()), db(bias.size());
+  float* params[] = {weight.data(), bias.data()};
+  float* grads[] = {dw.data(), db.data()};
+  layer.bind(params, grads);
+  const std::vector<float> x = random_vector(batch * 5 * 6 * 2, 3);
+  std::vector<float> y(static_cast<size_t>(batch * layer.output_shape().numel()));
+  layer.forward(*backend, x.data(), y.data(), batch);
+  const std::vector<double> expected = direct_conv(x, weight, bias, w, batch, filters);
+  ASSERT_EQ(y.size(), expected.size());
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], expected[i], 1e-5) << "y[" << i << "]";
+}
+
+TEST_P(Conv2DTest, GradientsMatchFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const Window2d w = window();
+  const int64_t batch = 2, filters = 3;
+  Conv2D layer(w, filters, Activation::kTanh);
+  std::vector<float> weight = random_vector(filters * w.patch(), 4), bias = random_vector(3, 5);
+  std::vector<float> dw(weight.size()), db(bias.size());
+  float* params[] = {weight.data(), bias.data()};
+  float* grads[] = {dw.data(), db.data()};
+  layer.bind(params, grads);
+  std::vector<float> x = random_vector(batch * 5 * 6 * 2, 6);
+  std::vector<float> y(static_cast<size_t>(batch * layer.output_shape().numel()));
+  const std::vector<float> r = random_vector(y.size(), 7);
+  auto objective = [&] {
+    layer.forward(*backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<float> dy = r, dx(x.size());
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  expect_matches_finite_differences(objective, x, dx, "dx");
+  expect_matches_finite_differences(objective, weight, dw, "dw");
+  expect_matches_finite_differences(objective, bias, db, "db");
+}
+
+INSTANTIATE_TEST_SUITE_P(Windows, Conv2DTest,
+                         ::testing::Values(WindowCase{3, 3, 1, false}, WindowCase{3, 3, 1, true},
+                                           WindowCase{3, 3, 2, true}, WindowCase{2, 3, 2, false},
+                                           WindowCase{4, 4, 3, true}));
+
+TEST(Conv2DChunks, ABatchOfSeveralChunksEqualsItsChunksRunAlone) {
+  auto backend = make_cpu_backend();
+  // 64 x 64 x 16 inputs: 3x3 windows of 144 floats at 4096 pixels, 7 samples per chunk.
+  const Window2d w = Window2d::make(64, 64, 16, 3, 3, 1, 1, true);
+  const int64_t batch = 9, filters = 4;
+  Conv2D layer(w, filters, Activation::kLinear);
+  ASSERT_LT(Conv2D::kChunkFloats / (w.out_pixels() * w.patch()), batch);
+  std::vector<float> weight = random_vector(filters * w.patch(), 8), bias = random_vector(4, 9);
+  std::vector<float> dw(weight.size()), db(bias.size());
+  float* params[] = {weight.data(), bias.data()};
+  float* grads[] = {dw.data(), db.data()};
+  layer.bind(params, grads);
+  const int64_t in = 64 * 64 * 16, out = layer.output_shape().numel();
+  const std::vector<float> x = random_vector(static_cast<size_t>(batch * in), 10);
+  std::vector<float> y(static_cast<size_t>(batch * out));
+  layer.forward(*backend, x.data(), y.data(), batch);
+  std::vector<float> dy = random_vector(y.size(), 11), dy_copy = dy;
+  layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, false);
+  const std::vector<float> dw_whole = dw;
+  // Sample by sample, accumulating.
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<float> y1(static_cast<size_t>(out));
+    layer.forward(*backend, x.data() + b * in, y1.data(), 1);
+    for (int64_t i = 0; i < out; i += 997) ASSERT_EQ(y1[i], y[b * out + i]) << "sample " << b;
+    layer.backward(*backend, x.data() + b * in, y1.data(), dy_copy.data() + b * out, nullptr, 1,
+                   b > 0);
+  }
+  for (size_t i = 0; i < dw.size(); ++i)
+    ASSERT_NEAR(dw[i], dw_whole[i], 1e-3 * (1 + std::abs(dw_whole[i]))) << "dw[" << i << "]";
+}
+
+// (kind, pool, stride, same padding)
+using PoolCase = std::tuple<Pooling2D::Kind, int64_t, int64_t, bool>;
+
+class PoolingTest : public ::testing::TestWithParam<PoolCase> {};
+
+TEST_P(PoolingTest, ForwardIsThePoolingByDefinitionAndGradientsMatchFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const auto [kind, pool, stride, same] = GetParam();
+  const bool global = kind == Pooling2D::Kind::kGlobalAverage;
+  const Window2d w = global ? Window2d::make(5, 6, 3, 5, 6, 1, 1, false)
+                            : Window2d::make(5, 6, 3, pool, pool, stride, stride, same);
+  Pooling2D layer(kind, w);
+  const int64_t batch = 2;
+  // Distinct values at least 0.05 apart: no ties, and a step of h = 0.01 moves no maximum.
+  std::vector<float> x(static_cast<size_t>(batch * 5 * 6 * 3));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.05f * static_cast<float>((i * 37) % x.size());
+  std::vector<float> y(static_cast<size_t>(batch * layer.output_shape().numel()));
+  layer.forward(*backend, x.data(), y.data(), batch);
+  size_t at = 0;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t oh = 0; oh < w.out_h; ++oh)
+      for (int64_t ow = 0; ow < w.out_w; ++ow)
+        for (int64_t c = 0; c < 3; ++c, ++at) {
+          double best = -1e30, sum = 0;
+          int count = 0;
+          for (int64_t ki = 0; ki < w.kernel_h; ++ki)
+            for (int64_t kj = 0; kj < w.kernel_w; ++kj) {
+              const int64_t h = oh * w.stride_h - w.pad_top + ki;
+              const int64_t v = ow * w.stride_w - w.pad_left + kj;
+              if (h < 0 || h >= 5 || v < 0 || v >= 6) continue;  // padding takes no part
+              const double value = pixel(x, w, b, h, v, c);
+              best = std::max(best, value);
+              sum += value;
+              ++count;
+            }
+          const double expected = kind == Pooling2D::Kind::kMax ? best : sum / count;
+          EXPECT_NEAR(y[at], expected, 1e-5) << "y[" << at << "]";
+        }
+  ASSERT_EQ(at, y.size());
+
+  const std::vector<float> r = random_vector(y.size(), 12);
+  auto objective = [&] {
+    layer.forward(*backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<float> dy = r, dx(x.size());
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  expect_matches_finite_differences(objective, x, dx, "dx");
+}
+
+INSTANTIATE_TEST_SUITE_P(Windows, PoolingTest,
+                         ::testing::Values(PoolCase{Pooling2D::Kind::kMax, 2, 2, false},
+                                           PoolCase{Pooling2D::Kind::kMax, 3, 2, true},
+                                           PoolCase{Pooling2D::Kind::kMax, 3, 1, false},
+                                           PoolCase{Pooling2D::Kind::kAverage, 2, 2, false},
+                                           PoolCase{Pooling2D::Kind::kAverage, 3, 2, true},
+                                           PoolCase{Pooling2D::Kind::kGlobalAverage, 0, 0, false}));
+
+TEST(Dropout, TrainingDropsAboutTheRateAndScalesTheRestInferencePassesThrough) {
+  auto backend = make_cpu_backend();
+  const int64_t batch = 50, features = 200;
+  Dropout layer(Shape{features}, 0.3f);
+  const std::vector<float> x = random_vector(batch * features, 13, 0.5f, 1.5f);
+  std::vector<float> y(x.size());
+  layer.set_pass({true, 42, 1000});
+  layer.forward(*backend, x.data(), y.data(), batch);
+  int dropped = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (y[i] == 0) {
+      ++dropped;
+      continue;
+    }
+    EXPECT_FLOAT_EQ(y[i], x[i] / 0.7f);
+  }
+  EXPECT_NEAR(static_cast<double>(dropped) / static_cast<double>(x.size()), 0.3, 0.02);
+  // Backward applies the same mask to the gradient.
+  std::vector<float> dy(x.size(), 1.0f), dx(x.size());
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(dx[i] == 0, y[i] == 0) << i;
+  layer.set_pass({});
+  layer.forward(*backend, x.data(), y.data(), batch);
+  EXPECT_EQ(y, x);
+}
+
+// Note [dropout mask]: two ranks holding rows [0, 20) and [20, 50) of a batch at position 1000
+// draw exactly the mask of one rank holding all 50; another key or position draws another.
+TEST(Dropout, MaskDependsOnPositionNotOnHowRowsAreSplit) {
+  auto backend = make_cpu_backend();
+  const int64_t features = 64;
+  Dropout layer(Shape{features}, 0.5f);
+  const std::vector<float> x(50 * features, 1.0f);
+  std::vector<float> whole(x.size()), split(x.size()), other(x.size());
+  layer.set_pass({true, 7, 1000});
+  layer.forward(*backend, x.data(), whole.data(), 50);
+  layer.forward(*backend, x.data(), split.data(), 20);
+  layer.set_pass({true, 7, 1020});
+  layer.forward(*backend, x.data() + 20 * features, split.data() + 20 * features, 30);
+  EXPECT_EQ(whole, split);
+  layer.set_pass({true, 8, 1000});
+  layer.forward(*backend, x.data(), other.data(), 50);
+  EXPECT_NE(whole, other);
+}
+
+}  // namespace
+}  // namespace ddp
