@@ -15,7 +15,10 @@ std::string Conv2D::describe() const {
 }
 
 std::vector<ParamSpec> Conv2D::param_specs() const {
-  return {{"weight", {filters_, window_.kernel_h, window_.kernel_w, window_.channels}},
+  // PyTorch's nn.Conv2d weight is (filters, channels, kernel_h, kernel_w).
+  return {{"weight",
+           {filters_, window_.kernel_h, window_.kernel_w, window_.channels},
+           {filters_, window_.kernel_h, window_.kernel_w, window_.channels}},
           {"bias", {filters_}}};
 }
 

@@ -3,6 +3,7 @@
 // activations and hands each layer its input x and output y, so what backward needs is explicit.
 // Parameters live in the model's flat buffer; a layer receives pointers into it via bind().
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -26,6 +27,9 @@ struct Pass {
 struct ParamSpec {
   std::string name;  // "weight", "bias"
   Shape shape;
+  // Note [PyTorch layout]: (rows, h, w, c) when PyTorch orders this tensor's last three axes
+  // (c, h, w); zeros when PyTorch stores it as it is.
+  std::array<int64_t, 4> hwc{};
 };
 
 class Layer {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 
 #include "core/counter_hash.h"
@@ -18,15 +19,31 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
   // parameters, as a PyTorch nn.ModuleList of the Linear layers would name them.
   size_t offset = 0;
   size_t param_layer = 0;
+  // Note [PyTorch layout]: an image flattened here is (h, w, c) in order, in PyTorch (c, h, w):
+  // the weight of the first Dense layer that reads it takes its inputs in that other order.
+  Shape shape = input_;
+  std::optional<Shape> flattened_image;
   for (size_t i = 0; i < layers_.size(); ++i) {
     const std::vector<ParamSpec> specs = layers_[i]->param_specs();
     for (const ParamSpec& spec : specs) {
       const auto count = static_cast<size_t>(spec.shape.numel());
-      entries_.push_back({i, "layers." + std::to_string(param_layer) + "." + spec.name, spec.shape,
-                          offset, count});
+      ParamEntry entry{i,          "layers." + std::to_string(param_layer) + "." + spec.name,
+                       spec.shape, offset,
+                       count,      spec.hwc};
+      if (flattened_image && spec.shape.rank() == 2 && spec.shape[1] == flattened_image->numel())
+        entry.hwc = {spec.shape[0], (*flattened_image)[0], (*flattened_image)[1],
+                     (*flattened_image)[2]};
+      entries_.push_back(std::move(entry));
       offset += count;
     }
-    if (!specs.empty()) ++param_layer;
+    if (!specs.empty()) {
+      ++param_layer;
+      flattened_image.reset();
+    }
+    const Shape out = layers_[i]->output_shape();
+    if (layers_[i]->aliases_input() && shape.rank() == 3 && out.rank() == 1)
+      flattened_image = shape;
+    shape = out;
   }
   layer_offsets_.assign(layers_.size(), kNoParams);
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it)

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <span>
@@ -18,6 +19,7 @@ struct ParamEntry {
   Shape shape;
   size_t offset;  // in floats, into params() and grads()
   size_t count;
+  std::array<int64_t, 4> hwc{};  // Note [PyTorch layout]; zeros: PyTorch's layout already
 };
 
 // A stack of layers whose parameters and gradients are two flat, contiguous backend buffers

@@ -18,6 +18,7 @@
 #include "comm/launch.h"
 #include "comm/watchdog.h"
 #include "core/error.h"
+#include "nn/torch_layout.h"
 #include "train/checkpoint.h"
 #include "train/faults.h"
 #include "train/safetensors.h"
@@ -166,16 +167,17 @@ void init_from_safetensors(Communicator& comm, Trainer& trainer, const std::stri
       auto it = std::find_if(tensors.begin(), tensors.end(),
                              [&](const NamedTensor& t) { return t.name == e.name; });
       if (it == tensors.end()) throw CheckpointError(path + ": no tensor named " + e.name);
-      if (it->shape != e.shape)
+      if (it->shape != torch_shape(e))
         throw CheckpointError(path + ": " + e.name + " has shape " + it->shape.str() +
-                              ", the model expects " + e.shape.str());
+                              ", the model expects " + torch_shape(e).str());
       const auto bad = std::find_if(it->values.begin(), it->values.end(),
                                     [](float v) { return !std::isfinite(v); });
       if (bad != it->values.end())
         throw CheckpointError(path + ": " + e.name + " holds a non-finite value (" +
                               std::to_string(*bad) + ") at element " +
                               std::to_string(bad - it->values.begin()));
-      std::copy(it->values.begin(), it->values.end(), params.begin() + e.offset);
+      const std::vector<float> ours = from_torch_layout(e, it->values);
+      std::copy(ours.begin(), ours.end(), params.begin() + e.offset);
       tensors.erase(it);
     }
     if (!tensors.empty())
@@ -190,8 +192,7 @@ std::vector<NamedTensor> named_params(Trainer& trainer) {
   const std::vector<float> params = trainer.params_to_host();
   for (const ParamEntry& e : trainer.model().param_entries())
     tensors.push_back(
-        {e.name, e.shape,
-         std::vector<float>(params.begin() + e.offset, params.begin() + e.offset + e.count)});
+        {e.name, torch_shape(e), to_torch_layout(e, std::span(params).subspan(e.offset, e.count))});
   return tensors;
 }
 

@@ -5,6 +5,12 @@
      (--predict-out) <= 1e-5.
   2. PyTorch writes a freshly initialized model; ddp_train --init-from it and predicts the same
      samples without training: max abs diff to PyTorch's predictions <= 1e-5.
+  3. The same both ways for a convnet on (6, 6, 3) images (conv2d same + relu, average pooling,
+     conv2d valid + tanh, flatten, dropout, dense): Note [PyTorch layout] turns NHWC weights into
+     nn.Conv2d's and the flattened Dense layer's NCHW order.
+  4. Gradients: from PyTorch's initial convnet (without dropout), one SGD step on all 200 samples
+     in ddp_train (2 ranks) and in PyTorch: the same weights within 1e-5, i.e. the same
+     convolution, pooling and Dense gradients.
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
 /usr/bin/python3 can import both; otherwise CMake says so.
   tests/interop/torch_interop.py --ddp-train build/ddp_train --mpiexec mpiexec"""
@@ -95,9 +101,102 @@ training: {{epochs: 5, global_batch_size: 20}}
         got = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/p2.csv")])
         diff2 = (expected - got).abs().max().item()
         print(f"PyTorch -> ddp-trainer (--init-from): max abs diff {diff2:.2e}")
-    ok = diff1 <= 1e-5 and diff2 <= 1e-5
-    print(f"torch interop ({torch.__version__}): {2 if ok else 0} passed, {0 if ok else 2} failed")
-    return 0 if ok else 1
+        diffs = [diff1, diff2] + convnet_checks(args, env, tmp)
+    failed = sum(d > 1e-5 for d in diffs)
+    print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+class Convnet(torch.nn.Module):
+    """ddp-trainer's convnet in PyTorch: NCHW images, the same layers in order."""
+
+    def __init__(self, dropout):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Conv2d(3, 5, 3, padding=1),
+                                           torch.nn.Conv2d(5, 4, 2), torch.nn.Linear(16, 4)])
+        self.dropout = torch.nn.Dropout(dropout)
+
+    def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
+        x = x.view(-1, 6, 6, 3).permute(0, 3, 1, 2)
+        x = torch.nn.functional.avg_pool2d(torch.relu(self.layers[0](x)), 2)
+        x = torch.flatten(torch.tanh(self.layers[1](x)), 1)
+        return self.layers[2](self.dropout(x))
+
+    def forward(self, x):
+        return torch.softmax(self.logits(x), dim=1)
+
+
+def convnet_checks(args, env, tmp):
+    torch.manual_seed(1)
+    data = torch.rand(300, 108)
+    labels = (data[:, :54].sum(1) * 2).long() % 4
+    for name, rows in (("ctrain", range(200)), ("ctest", range(200, 300))):
+        with open(f"{tmp}/{name}.csv", "w") as f:
+            f.write(",".join(f"f{i}" for i in range(108)) + ",label\n")
+            for i in rows:
+                f.write(",".join(f"{v:.6f}" for v in data[i].tolist()) + f",{labels[i]}\n")
+    x = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/ctest.csv")])
+    train_x = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/ctrain.csv")])
+    train_y = torch.tensor([int(r[-1]) for r in read_rows(f"{tmp}/ctrain.csv")])
+
+    def config(name, dropout, optimizer, batch):
+        with open(f"{tmp}/{name}.yaml", "w") as f:
+            f.write(f"""data:
+  train: {{type: csv, path: {tmp}/ctrain.csv}}
+  test: {{type: csv, path: {tmp}/ctest.csv}}
+model:
+  input: [6, 6, 3]
+  layers:
+    - {{type: conv2d, filters: 5, kernel_size: 3, padding: same, activation: relu}}
+    - {{type: average_pooling2d, pool_size: 2}}
+    - {{type: conv2d, filters: 4, kernel_size: 2, activation: tanh}}
+    - {{type: flatten}}
+    - {{type: dropout, rate: {dropout}}}
+    - {{type: dense, units: 4, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {optimizer}
+training: {{epochs: 3, global_batch_size: {batch}}}
+""")
+
+    def ddp(name, run, *extra):
+        subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
+                        "--run-dir", f"{tmp}/{run}", *extra], check=True, env=env,
+                       capture_output=True, timeout=120)
+
+    diffs = []
+    config("cnn", 0.2, "{type: adam, learning_rate: 0.01}", 20)
+    ddp("cnn", "cnn_trained", "--export-safetensors", f"{tmp}/cnn.safetensors", "--predict-out",
+        f"{tmp}/c1.csv")
+    model = Convnet(0.2).eval()
+    model.load_state_dict(load_file(f"{tmp}/cnn.safetensors"), strict=True)
+    with torch.no_grad():
+        diffs.append((model(x) - torch.tensor([r[:-1] for r in read_rows(f"{tmp}/c1.csv")]))
+                     .abs().max().item())
+    print(f"convnet ddp-trainer -> PyTorch: max abs diff {diffs[-1]:.2e}")
+
+    fresh = Convnet(0.0)
+    save_file({k: v.contiguous() for k, v in fresh.state_dict().items()}, f"{tmp}/cnn0.safetensors")
+    ddp("cnn", "cnn_from_torch", "--init-from", f"{tmp}/cnn0.safetensors", "--stop-after", "0",
+        "--predict-out", f"{tmp}/c2.csv")
+    with torch.no_grad():
+        diffs.append((fresh(x) - torch.tensor([r[:-1] for r in read_rows(f"{tmp}/c2.csv")]))
+                     .abs().max().item())
+    print(f"convnet PyTorch -> ddp-trainer: max abs diff {diffs[-1]:.2e}")
+
+    config("cnn_sgd", 0.0, "{type: sgd, learning_rate: 0.5}", 200)
+    ddp("cnn_sgd", "cnn_step", "--init-from", f"{tmp}/cnn0.safetensors", "--stop-after", "1",
+        "--export-safetensors", f"{tmp}/cnn1.safetensors")
+    stepped = load_file(f"{tmp}/cnn1.safetensors")
+    start = {k: v.clone() for k, v in fresh.state_dict().items()}
+    optimizer = torch.optim.SGD(fresh.parameters(), lr=0.5)
+    torch.nn.functional.cross_entropy(fresh.logits(train_x), train_y).backward()
+    optimizer.step()
+    moved = max((fresh.state_dict()[k] - start[k]).abs().max().item() for k in start)
+    assert moved > 1e-3, f"one SGD step moved no weight by more than {moved}"
+    diffs.append(max((fresh.state_dict()[k] - stepped[k]).abs().max().item() for k in start))
+    print(f"convnet one SGD step, ddp-trainer vs PyTorch: max abs diff {diffs[-1]:.2e} "
+          f"(the step moved weights by up to {moved:.2e})")
+    return diffs
 
 
 if __name__ == "__main__":

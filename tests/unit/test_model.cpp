@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "finite_differences.h"
 #include "nn/model_builder.h"
+#include "nn/torch_layout.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
 
@@ -40,6 +41,34 @@ TEST(Sequential, FlatBufferLayoutAndSummary) {
   EXPECT_NE(summary.find("layers.2 (Dense)"), std::string::npos) << summary;
   EXPECT_NE(summary.find(" (Softmax)"), std::string::npos) << summary;
   EXPECT_NE(summary.find("Total params: 83"), std::string::npos) << summary;
+}
+
+// Note [PyTorch layout]: a (3, 2, 2) image through a 1x1 conv of 4 filters, then flattened into
+// a Dense layer: PyTorch sees the conv weight as (4, 2, 1, 1) and the Dense weight's inputs in
+// (c, h, w) order.
+TEST(Sequential, ConvAndFlattenedDenseWeightsConvertToPyTorchLayout) {
+  auto backend = make_cpu_backend();
+  LayerSpec conv{"conv2d", 4, "relu", "model.layers.0"};
+  conv.window = {1, 1};
+  auto model = build_sequential(*backend, Shape{3, 2, 2},
+                                {conv,
+                                 {"flatten", 0, "linear", "model.layers.1"},
+                                 {"dense", 5, "linear", "model.layers.2"},
+                                 {"dense", 2, "linear", "model.layers.3"}});
+  const auto& e = model->param_entries();
+  ASSERT_EQ(e.size(), 6u);
+  EXPECT_EQ(torch_shape(e[0]), (Shape{4, 2, 1, 1}));
+  EXPECT_EQ(torch_shape(e[2]), (Shape{5, 24}));
+  EXPECT_EQ(e[2].hwc, (std::array<int64_t, 4>{5, 3, 2, 4}));
+  EXPECT_EQ(e[4].hwc, (std::array<int64_t, 4>{}));  // the second Dense reads a flat input
+  std::vector<float> ours(e[2].count);
+  for (size_t i = 0; i < ours.size(); ++i) ours[i] = static_cast<float>(i);
+  const std::vector<float> theirs = to_torch_layout(e[2], ours);
+  // Row 1, pixel (h 2, w 1), channel 3: ours at ((1*3 + 2)*2 + 1)*4 + 3, PyTorch's at
+  // ((1*4 + 3)*3 + 2)*2 + 1.
+  EXPECT_EQ(theirs[((1 * 4 + 3) * 3 + 2) * 2 + 1], ours[((1 * 3 + 2) * 2 + 1) * 4 + 3]);
+  EXPECT_EQ(from_torch_layout(e[2], theirs), ours);
+  EXPECT_NE(theirs, ours);
 }
 
 TEST(Sequential, GlorotUniformInitIsSeededAndBounded) {
