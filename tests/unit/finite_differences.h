@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "nn/layer.h"
 
 namespace ddp {
 
@@ -35,6 +36,29 @@ inline void expect_matches_finite_differences(const std::function<double()>& obj
     const double numeric = (plus - minus) / (2.0 * h);
     EXPECT_NEAR(analytic[i], numeric, 2e-3 + 1e-2 * std::abs(numeric)) << what << "[" << i << "]";
   }
+}
+
+// L = sum(y * r) for a random r, so dL/dy = r.
+inline double weighted_sum(const std::vector<float>& y, const std::vector<float>& r) {
+  double sum = 0;
+  for (size_t i = 0; i < y.size(); ++i) sum += static_cast<double>(y[i]) * r[i];
+  return sum;
+}
+
+// Checks the layer's dx against central differences of L = sum(layer(x) * r), r drawn from
+// `seed`; y (batch, output shape) receives the layer's output.
+inline void expect_input_gradient_matches(ComputeBackend& backend, Layer& layer,
+                                          std::vector<float>& x, std::vector<float>& y,
+                                          int64_t batch, uint64_t seed) {
+  const std::vector<float> r = random_vector(y.size(), seed);
+  auto objective = [&] {
+    layer.forward(backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<float> dy = r, dx(x.size());
+  layer.backward(backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  expect_matches_finite_differences(objective, x, dx, "dx");
 }
 
 }  // namespace ddp

@@ -15,13 +15,6 @@
 namespace ddp {
 namespace {
 
-// L = sum(y * r) for a random r, so dL/dy = r.
-double weighted_sum(const std::vector<float>& y, const std::vector<float>& r) {
-  double sum = 0;
-  for (size_t i = 0; i < y.size(); ++i) sum += static_cast<double>(y[i]) * r[i];
-  return sum;
-}
-
 class DenseGradient : public ::testing::TestWithParam<Activation> {};
 
 TEST_P(DenseGradient, MatchesFiniteDifferences) {
@@ -73,16 +66,8 @@ TEST_P(ActivationGradient, MatchesFiniteDifferences) {
   // Magnitudes in [0.1, 2] keep ReLU inputs away from its kink.
   std::vector<float> x = random_vector(batch * 4, 5, 0.1f, 2.0f);
   for (size_t i = 0; i < x.size(); i += 2) x[i] = -x[i];
-  const std::vector<float> r = random_vector(x.size(), 6);
   std::vector<float> y(x.size());
-  auto objective = [&] {
-    layer.forward(*backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  std::vector<float> dy = r, dx(x.size());
-  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
-  expect_matches_finite_differences(objective, x, dx, "dx");
+  expect_input_gradient_matches(*backend, layer, x, y, batch, 6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, ActivationGradient,

@@ -15,11 +15,21 @@
 namespace ddp {
 namespace {
 
-double weighted_sum(const std::vector<float>& y, const std::vector<float>& r) {
-  double sum = 0;
-  for (size_t i = 0; i < y.size(); ++i) sum += static_cast<double>(y[i]) * r[i];
-  return sum;
-}
+// A Conv2D layer bound to parameters drawn from `seed` and zeroed gradients.
+struct BoundConv {
+  BoundConv(const Window2d& w, int64_t filters, Activation act, uint64_t seed)
+      : layer(w, filters, act),
+        weight(random_vector(static_cast<size_t>(filters * w.patch()), seed)),
+        bias(random_vector(static_cast<size_t>(filters), seed + 1)),
+        dw(weight.size()),
+        db(bias.size()) {
+    float* params[] = {weight.data(), bias.data()};
+    float* grads[] = {dw.data(), db.data()};
+    layer.bind(params, grads);
+  }
+  Conv2D layer;
+  std::vector<float> weight, bias, dw, db;
+};
 
 // x (batch, height, width, channels) at (b, h, w, c), or 0 in the padding.
 float pixel(const std::vector<float>& x, const Window2d& w, int64_t b, int64_t h, int64_t v,
@@ -65,16 +75,11 @@ TEST_P(Conv2DTest, ForwardIsTheConvolutionByDefinition) {
   auto backend = make_cpu_backend();
   const Window2d w = window();
   const int64_t batch = 2, filters = 3;
-  Conv2D layer(w, filters, Activation::kLinear);
-  std::vector<float> weight = random_vector(filters * w.patch(), 1), bias = random_vector(3, 2);
-  std::vector<float> dw(weight.size()), db(bias.size());
-  float* params[] = {weight.data(), bias.data()};
-  float* grads[] = {dw.data(), db.data()};
-  layer.bind(params, grads);
+  BoundConv conv(w, filters, Activation::kLinear, 1);
   const std::vector<float> x = random_vector(batch * 5 * 6 * 2, 3);
-  std::vector<float> y(static_cast<size_t>(batch * layer.output_shape().numel()));
-  layer.forward(*backend, x.data(), y.data(), batch);
-  const std::vector<double> expected = direct_conv(x, weight, bias, w, batch, filters);
+  std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
+  conv.layer.forward(*backend, x.data(), y.data(), batch);
+  const std::vector<double> expected = direct_conv(x, conv.weight, conv.bias, w, batch, filters);
   ASSERT_EQ(y.size(), expected.size());
   for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], expected[i], 1e-5) << "y[" << i << "]";
 }
@@ -82,26 +87,21 @@ TEST_P(Conv2DTest, ForwardIsTheConvolutionByDefinition) {
 TEST_P(Conv2DTest, GradientsMatchFiniteDifferences) {
   auto backend = make_cpu_backend();
   const Window2d w = window();
-  const int64_t batch = 2, filters = 3;
-  Conv2D layer(w, filters, Activation::kTanh);
-  std::vector<float> weight = random_vector(filters * w.patch(), 4), bias = random_vector(3, 5);
-  std::vector<float> dw(weight.size()), db(bias.size());
-  float* params[] = {weight.data(), bias.data()};
-  float* grads[] = {dw.data(), db.data()};
-  layer.bind(params, grads);
+  const int64_t batch = 2;
+  BoundConv conv(w, 3, Activation::kTanh, 4);
   std::vector<float> x = random_vector(batch * 5 * 6 * 2, 6);
-  std::vector<float> y(static_cast<size_t>(batch * layer.output_shape().numel()));
+  std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
   const std::vector<float> r = random_vector(y.size(), 7);
   auto objective = [&] {
-    layer.forward(*backend, x.data(), y.data(), batch);
+    conv.layer.forward(*backend, x.data(), y.data(), batch);
     return weighted_sum(y, r);
   };
   objective();
   std::vector<float> dy = r, dx(x.size());
-  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  conv.layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
   expect_matches_finite_differences(objective, x, dx, "dx");
-  expect_matches_finite_differences(objective, weight, dw, "dw");
-  expect_matches_finite_differences(objective, bias, db, "db");
+  expect_matches_finite_differences(objective, conv.weight, conv.dw, "dw");
+  expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
 }
 
 INSTANTIATE_TEST_SUITE_P(Windows, Conv2DTest,
@@ -113,14 +113,11 @@ TEST(Conv2DChunks, ABatchOfSeveralChunksEqualsItsChunksRunAlone) {
   auto backend = make_cpu_backend();
   // 64 x 64 x 16 inputs: 3x3 windows of 144 floats at 4096 pixels, 7 samples per chunk.
   const Window2d w = Window2d::make(64, 64, 16, 3, 3, 1, 1, true);
-  const int64_t batch = 9, filters = 4;
-  Conv2D layer(w, filters, Activation::kLinear);
+  const int64_t batch = 9;
+  BoundConv conv(w, 4, Activation::kLinear, 8);
+  Conv2D& layer = conv.layer;
+  std::vector<float>& dw = conv.dw;
   ASSERT_LT(Conv2D::kChunkFloats / (w.out_pixels() * w.patch()), batch);
-  std::vector<float> weight = random_vector(filters * w.patch(), 8), bias = random_vector(4, 9);
-  std::vector<float> dw(weight.size()), db(bias.size());
-  float* params[] = {weight.data(), bias.data()};
-  float* grads[] = {dw.data(), db.data()};
-  layer.bind(params, grads);
   const int64_t in = 64 * 64 * 16, out = layer.output_shape().numel();
   const std::vector<float> x = random_vector(static_cast<size_t>(batch * in), 10);
   std::vector<float> y(static_cast<size_t>(batch * out));
@@ -180,15 +177,7 @@ TEST_P(PoolingTest, ForwardIsThePoolingByDefinitionAndGradientsMatchFiniteDiffer
         }
   ASSERT_EQ(at, y.size());
 
-  const std::vector<float> r = random_vector(y.size(), 12);
-  auto objective = [&] {
-    layer.forward(*backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  std::vector<float> dy = r, dx(x.size());
-  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
-  expect_matches_finite_differences(objective, x, dx, "dx");
+  expect_input_gradient_matches(*backend, layer, x, y, batch, 12);
 }
 
 INSTANTIATE_TEST_SUITE_P(Windows, PoolingTest,
