@@ -6,6 +6,7 @@ the best median, and a second table lists every variant. Raw runs, commit, date,
 averages and each process's CPU binding go to benchmarks/results/compare_pytorch.json; the tables
 to compare_pytorch.md (see benchmarks/compare_report.py).
   benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py [--reps 5] [--quick]
+      [--only w1,w2,w3,2core,tta,allreduce,w4]   (a subset: results go to compare_pytorch_<subset>.*)
 Competitors: Debian's python3-torch (OpenBLAS; with the OPENBLAS_CORETYPE ddp-trainer would choose
 and with OpenBLAS's own detection), PyPI's newest torch (MKL; eager, foreach and fused optimizers,
 torch.compile) and Keras from benchmarks/setup_frameworks.sh. One process per core, pinned;
@@ -31,8 +32,9 @@ BASE_ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE"
 BASE_ENV.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_pml="ob1",
                 TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
 CONFIGS = {"w1": "configs/w1_seed.yaml", "w2": "configs/w2_fmnist_mlp.yaml",
-           "w3": "configs/w3_wide_mlp.yaml"}
-BATCH = {"w1": 32, "w2": 128, "w3": 64}
+           "w3": "configs/w3_wide_mlp.yaml", "w4": "configs/fashion_mnist_cnn.yaml"}
+BATCH = {"w1": 32, "w2": 128, "w3": 64, "w4": 64}
+GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4")
 TIMEOUT_S = 900
 
 
@@ -75,10 +77,11 @@ class Torch:
         """The optimizer implementation that is fastest where it exists: fused, else foreach."""
         return "fused" if self.caps["fused"] else "foreach"
 
-    def variants(self, ftz_both=False, compiled=True, eager_defaults=True):
+    def variants(self, ftz_both=False, compiled=True, eager_defaults=True, channels_last=False):
         """{name: (flags, env)}: eager with each optimizer implementation it has, torch.compile
         with the fastest one; denormals flushed (and, with ftz_both, the fastest eager variant
-        without); Debian's OpenBLAS with ddp-trainer's kernel choice and with its own."""
+        without); Debian's OpenBLAS with ddp-trainer's kernel choice and with its own; with
+        channels_last, the fastest eager variant with NHWC convolutions too."""
         impls = ["default", "foreach"] + (["fused"] if self.caps["fused"] else [])
         if not eager_defaults:
             impls = [self.best_eager()]
@@ -91,6 +94,9 @@ class Torch:
             out[f"{self.label} {self.best_eager()} no-FTZ"] = (best, kernels)
         if kernels:
             out[f"{self.label} {self.best_eager()} OpenBLAS-detected"] = (best + ["--ftz"], {})
+        if channels_last:
+            out[f"{self.label} {self.best_eager()} channels-last"] = (
+                best + ["--channels-last", "--ftz"], kernels)
         if compiled and self.caps["compile"]:
             out[f"{self.label} compile+{self.best_eager()}"] = (best + ["--compile", "--ftz"], {})
         return out
@@ -168,7 +174,12 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke test, not results)")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    p.add_argument("--only", default=",".join(GROUPS),
+                   help=f"comma-separated subset of {', '.join(GROUPS)}")
     args = p.parse_args()
+    only = args.only.split(",")
+    if not set(only) <= set(GROUPS):
+        sys.exit(f"compare_pytorch: --only {args.only}: choose from {', '.join(GROUPS)}")
     scale = 0.2 if args.quick else 1.0
     steps = lambda n: max(int(n * scale), 3)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
@@ -182,6 +193,7 @@ def main():
         sys.exit("no PyTorch found: apt-get install python3-torch libopenblas0-openmp, "
                  "and/or benchmarks/setup_frameworks.sh")
     r = {"provenance": provenance.record(), "reps": args.reps, "quick": args.quick,
+         "only": only if set(only) != set(GROUPS) else None,
          "frameworks": {t.label: t.caps for t in torches}, "rows": {}}
     r["roofline"] = run_json([os.path.join(BUILD, "bench_roofline")])
     log(f"roofline: {r['roofline']}")
@@ -202,6 +214,44 @@ def main():
         return out
 
     # W1: throughput, and the whole 10-epoch seed job (a plain process, and under mpirun).
+    if "w1" in only:
+        w1_rows(row, torch_runners, torches, keras, steps)
+    if "w2" in only:
+        # One rank x one thread, denormals flushed and not, on both sides.
+        row("w2", {"ours": lambda: ours("w2", 1, steps(600), 1000),
+                   "ours no-FTZ": lambda: ours("w2", 1, steps(600), 1000,
+                                               ["training.flush_denormals=false"]),
+                   **torch_runners("w2", 1, 1, 128, steps(300), 1000, ftz_both=True)})
+    if "w3" in only:
+        row("w3", {"ours": lambda: ours("w3", 1, steps(40), 5),
+                   **torch_runners("w3", 1, 1, 64, steps(30), 5)})
+    two_core = dict(compiled=False, eager_defaults=False)
+    if "2core" in only:
+        for w, (s, wu) in {"w2": (steps(600), 200), "w3": (steps(40), 5)}.items():
+            two_core_rows(row, torch_runners, w, s, wu, two_core)
+    if "tta" in only:
+        r["rows"]["w2_tta"] = time_to_accuracy_rows(torches, args.reps, log)
+    if "allreduce" in only:
+        row("allreduce", {"ours": allreduce})
+    if "w4" in only:
+        # The convnet: 1 x 1, and 2 cores (weak scaling), with NHWC convolutions as a variant.
+        row("w4", {"ours": lambda: ours("w4", 1, steps(100), 10),
+                   **torch_runners("w4", 1, 1, 64, steps(100), 10, channels_last=True)})
+        two_core_rows(row, torch_runners, "w4", steps(100), 10,
+                      dict(two_core, channels_last=True), strong=False)
+
+    r["provenance"]["load_average_end"] = os.getloadavg()
+    suffix = "" if set(only) == set(GROUPS) else "_" + "_".join(only)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"compare_pytorch{suffix}.json"), "w") as f:
+        json.dump(r, f, indent=1)
+    text = compare_report.render(r)
+    with open(os.path.join(args.out, f"compare_pytorch{suffix}.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+def w1_rows(row, torch_runners, torches, keras, steps):
     w1 = {"ours": lambda: ours("w1", 1, steps(20000), 1000),
           **torch_runners("w1", 1, 1, 32, steps(3000), 300)}
     if keras:
@@ -226,40 +276,35 @@ def main():
         jobs["keras"] = lambda: timed_process([keras, os.path.join(ROOT, "benchmarks",
                                                                    "keras_seed.py")])
     row("w1_job", jobs)
+    shutil.rmtree(seed_dir, ignore_errors=True)
 
-    # One rank x one thread; W2 with denormals flushed and not, on both sides.
-    row("w2", {"ours": lambda: ours("w2", 1, steps(600), 1000),
-               "ours no-FTZ": lambda: ours("w2", 1, steps(600), 1000,
-                                           ["training.flush_denormals=false"]),
-               **torch_runners("w2", 1, 1, 128, steps(300), 1000, ftz_both=True)})
-    row("w3", {"ours": lambda: ours("w3", 1, steps(40), 5),
-               **torch_runners("w3", 1, 1, 64, steps(30), 5)})
 
-    # Two cores: weak scaling (per-rank batch B, global 2B) and strong (global B) for ours
-    # (2 ranks) and PyTorch's two ways of using 2 cores (1 process x 2 threads, DDP 2 x 1).
-    two_core = dict(compiled=False, eager_defaults=False)
-    for w, (s, wu) in {"w2": (steps(600), 200), "w3": (steps(40), 5)}.items():
-        b = BATCH[w]
-        row(f"{w}_2core_weak", {
-            "ours": lambda w=w, s=s, wu=wu: ours(w, 2, s, wu),
-            **{f"{k} 1x2 threads": v for k, v in torch_runners(w, 1, 2, 2 * b, s, wu,
-                                                               **two_core).items()},
-            **{f"{k} DDP 2x1": v for k, v in torch_runners(w, 2, 1, b, s, wu,
-                                                           **two_core).items()}})
+def two_core_rows(row, torch_runners, w, steps_, warmup, variant_args, strong=True):
+    """Two cores: weak scaling (per-rank batch B, global 2B) and strong (global B) for ours
+    (2 ranks) and PyTorch's two ways of using 2 cores (1 process x 2 threads, DDP 2 x 1)."""
+    b = BATCH[w]
+    row(f"{w}_2core_weak", {
+        "ours": lambda: ours(w, 2, steps_, warmup),
+        **{f"{k} 1x2 threads": v for k, v in torch_runners(w, 1, 2, 2 * b, steps_, warmup,
+                                                           **variant_args).items()},
+        **{f"{k} DDP 2x1": v for k, v in torch_runners(w, 2, 1, b, steps_, warmup,
+                                                       **variant_args).items()}})
+    if strong:
         row(f"{w}_2core_strong", {
-            "ours": lambda w=w, s=s, wu=wu, b=b: ours(
-                w, 2, s, wu, [f"training.batch_size_per_rank={b // 2}"]),
-            **{f"{k} 1x2 threads": v for k, v in torch_runners(w, 1, 2, b, s, wu,
-                                                               **two_core).items()},
-            **{f"{k} DDP 2x1": v for k, v in torch_runners(w, 2, 1, b // 2, s, wu,
-                                                           **two_core).items()}})
+            "ours": lambda: ours(w, 2, steps_, warmup, [f"training.batch_size_per_rank={b // 2}"]),
+            **{f"{k} 1x2 threads": v for k, v in torch_runners(w, 1, 2, b, steps_, warmup,
+                                                               **variant_args).items()},
+            **{f"{k} DDP 2x1": v for k, v in torch_runners(w, 2, 1, b // 2, steps_, warmup,
+                                                           **variant_args).items()}})
 
-    # W2 to 88% test accuracy on 2 cores, global batch 128, Adam 1e-3, the same initial weights
-    # on both sides for each seed; ddp-trainer on 2 ranks, PyTorch 1 process x 2 threads.
+
+def time_to_accuracy_rows(torches, seeds, log):
+    """W2 to 88% test accuracy on 2 cores, global batch 128, Adam 1e-3, the same initial weights
+    on both sides for each seed; ddp-trainer on 2 ranks, PyTorch 1 process x 2 threads."""
     tta = {}
     init_dir = tempfile.mkdtemp(prefix="ddp_cmp_init_")
     exporter = next(t for t in torches if python_with(t.python, "safetensors"))
-    for seed in range(args.reps):
+    for seed in range(seeds):
         init = os.path.join(init_dir, f"w2_seed{seed}.safetensors")
         subprocess.run([exporter.python, exporter.script(), "--export-init", init, "--seed",
                         str(seed)], check=True, env=BASE_ENV, capture_output=True)
@@ -275,28 +320,19 @@ def main():
                     time_to_accuracy_torch(t, flags, env, init, 0.88, seed)
         for name, runs in alternate(1, runners, log).items():
             tta.setdefault(name, []).extend(runs)
-    r["rows"]["w2_tta"] = tta
+    shutil.rmtree(init_dir, ignore_errors=True)
+    return tta
 
-    # The gradient all-reduce path against raw MPI_Allreduce, 2 ranks.
-    def allreduce():
-        path = os.path.join(init_dir, "allreduce.json")
+
+def allreduce():
+    """The gradient all-reduce path against raw MPI_Allreduce, 2 ranks."""
+    with tempfile.TemporaryDirectory(prefix="ddp_cmp_allreduce_") as tmp:
+        path = os.path.join(tmp, "allreduce.json")
         subprocess.run(["mpirun", "-n", "2", "--bind-to", "core",
                         os.path.join(BUILD, "bench_allreduce"), "--json", path], check=True,
                        env=BASE_ENV, capture_output=True, timeout=TIMEOUT_S)
         with open(path) as f:
             return {"rows": json.load(f)["rows"]}
-    row("allreduce", {"ours": allreduce})
-    shutil.rmtree(init_dir, ignore_errors=True)
-    shutil.rmtree(seed_dir, ignore_errors=True)
-
-    r["provenance"]["load_average_end"] = os.getloadavg()
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "compare_pytorch.json"), "w") as f:
-        json.dump(r, f, indent=1)
-    text = compare_report.render(r)
-    with open(os.path.join(args.out, "compare_pytorch.md"), "w") as f:
-        f.write(text)
-    print(text)
 
 
 if __name__ == "__main__":

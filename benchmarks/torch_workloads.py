@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""The benchmark workloads W1-W3 in PyTorch, for benchmarks/compare_pytorch.py: same shapes,
+"""The benchmark workloads W1-W4 in PyTorch, for benchmarks/compare_pytorch.py: same shapes,
 batch, optimizer and data as configs/w*.yaml. Every variant a PyTorch expert would try is a flag:
 the optimizer's implementation (--opt default|foreach|fused), torch.compile (--compile, inductor),
+channels-last convolutions (--channels-last, W4),
 denormals flushed (--ftz), threads per process, DDP over gloo for several ranks, and the CPUs each
 process is pinned to (--cpus 0,1: rank r gets the r-th; one process with several threads gets all).
 Prints one JSON object (rank 0).
@@ -57,13 +58,39 @@ class Mlp(torch.nn.Module):
         return self.layers[-1](x)  # logits: CrossEntropyLoss applies the softmax
 
 
-def workload(name):
+class Cnn(torch.nn.Module):
+    """W4, configs/fashion_mnist_cnn.yaml: conv 32 3x3 same + relu, 2x2 max pooling, conv 64 3x3
+    same + relu, 2x2 max pooling, dense 128 relu, dropout 0.3, dense 10; parameter names as
+    ddp-trainer's (layers.<k>: the layers with parameters, in order)."""
+
+    def __init__(self, channels_last=False):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([
+            torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.Conv2d(32, 64, 3, padding=1),
+            torch.nn.Linear(64 * 7 * 7, 128), torch.nn.Linear(128, 10)])
+        self.dropout = torch.nn.Dropout(0.3)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def forward(self, x):  # x: (N, 784)
+        x = x.view(-1, 1, 28, 28).contiguous(memory_format=self.memory_format)
+        for conv in self.layers[:2]:
+            x = torch.nn.functional.max_pool2d(torch.relu(conv(x)), 2)
+        x = self.dropout(torch.relu(self.layers[2](torch.flatten(x, 1))))
+        return self.layers[3](x)
+
+
+def workload(name, channels_last=False):
     g = torch.Generator().manual_seed(0)
     if name == "w1":
         x, y = torch.rand(1000, 10, generator=g), torch.randint(0, 10, (1000,), generator=g)
         opt, batch = ("adam", 1e-3), 32
     elif name == "w2":
         (x, y), opt, batch = fashion_mnist("train"), ("adam", 1e-3), 128
+    elif name == "w4":
+        model = Cnn(channels_last)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return (*fashion_mnist("train"), model, ("adam", 1e-3), 64)
     else:
         x, y = torch.rand(8192, 1024, generator=g), torch.randint(0, 10, (8192,), generator=g)
         opt, batch = ("sgd", 1e-2), 64
@@ -88,6 +115,7 @@ def setup(args, rank=0):
 
 def variant(args):
     return {"framework": f"torch {torch.__version__}", "opt": args.opt, "compile": args.compile,
+            "channels_last": args.channels_last,
             "ftz": args.ftz, "threads": args.threads, "ranks": args.ranks,
             "cpus": sorted(os.sched_getaffinity(0)),
             "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "detected by OpenBLAS")}
@@ -106,7 +134,7 @@ def throughput(rank, world, args, port):
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world)
-    x, y, model, opt, batch = workload(args.workload)
+    x, y, model, opt, batch = workload(args.workload, args.channels_last)
     batch = args.batch or batch
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -221,7 +249,7 @@ def seed_job(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--workload", choices=["w1", "w2", "w3"], default="w2")
+    p.add_argument("--workload", choices=["w1", "w2", "w3", "w4"], default="w2")
     p.add_argument("--ranks", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cpus", default="", help="comma-separated CPUs to pin to")
@@ -231,6 +259,7 @@ def main():
     p.add_argument("--ftz", action="store_true")
     p.add_argument("--opt", choices=["default", "foreach", "fused"], default="default")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--channels-last", action="store_true", help="W4: NHWC convolutions")
     p.add_argument("--port", type=int, default=29533)
     p.add_argument("--probe", action="store_true")
     p.add_argument("--seed-job", action="store_true")

@@ -11,48 +11,13 @@
 #include <filesystem>
 #include <limits>
 
-#include "core/rng.h"
+#include "gpu_test_support.h"
 #include "runtime/device.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
 
 namespace ddp {
 namespace {
-
-std::unique_ptr<ComputeBackend> gpu(bool tf32 = false) {
-  return choose_device("cuda", false, tf32, 0, 1);
-}
-
-std::vector<float> random_values(size_t n, uint64_t seed, float low = -1, float high = 1) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = rng.uniform(low, high);
-  return v;
-}
-
-// A host vector mirrored on a backend.
-struct Mirror {
-  Mirror(ComputeBackend& backend, const std::vector<float>& host)
-      : backend(backend), buffer(backend, host.size()) {
-    backend.copy_to_device(host.data(), buffer.data(), host.size());
-  }
-  std::vector<float> read() const {
-    std::vector<float> host(buffer.size());
-    backend.copy_to_host(buffer.data(), host.data(), host.size());
-    return host;
-  }
-  ComputeBackend& backend;
-  DeviceBuffer buffer;
-};
-
-void expect_close(const std::vector<float>& expected, const std::vector<float>& actual,
-                  const char* what, float tolerance = 1e-5f) {
-  ASSERT_EQ(expected.size(), actual.size());
-  float scale = 1e-6f;
-  for (float v : expected) scale = std::max(scale, std::abs(v));
-  for (size_t i = 0; i < expected.size(); ++i)
-    ASSERT_LE(std::abs(expected[i] - actual[i]), tolerance * scale) << what << "[" << i << "]";
-}
 
 // Dense forward and backward on both backends, every output compared within `tolerance`.
 void expect_dense_matches_cpu(Activation act, bool tf32, float tolerance) {

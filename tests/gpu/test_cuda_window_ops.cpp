@@ -1,0 +1,60 @@
+// The CUDA window ops and dropout against the CPU backend's (the specification): im2col and max
+// pooling exactly, sums within float rounding, dropout's mask bit for bit (Note [dropout mask]).
+
+#include <gtest/gtest.h>
+
+#include <tuple>
+
+#include "gpu_test_support.h"
+
+namespace ddp {
+namespace {
+
+// (kernel, stride, same padding)
+class CudaWindowOps : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, bool>> {};
+
+TEST_P(CudaWindowOps, MatchTheCpu) {
+  const auto [kernel, stride, same] = GetParam();
+  auto cpu = make_cpu_backend(false);
+  auto cuda = gpu();
+  const int64_t batch = 3;
+  const Window2d w = Window2d::make(7, 6, 3, kernel, kernel, stride, stride, same);
+  const size_t image = static_cast<size_t>(batch * 7 * 6 * 3);
+  const size_t cols = static_cast<size_t>(batch * w.out_pixels() * w.patch());
+  const size_t pooled = static_cast<size_t>(batch * w.out_pixels() * 3);
+  const auto x = random_values(image, 1), dcols = random_values(cols, 2),
+             dy = random_values(pooled, 3);
+  std::vector<std::vector<float>> results[2];
+  ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
+  for (int k = 0; k < 2; ++k) {
+    ComputeBackend& be = *backends[k];
+    Mirror X(be, x), COLS(be, std::vector<float>(cols)), DCOLS(be, dcols),
+        DX(be, std::vector<float>(image)), MAX(be, std::vector<float>(pooled)),
+        AVG(be, std::vector<float>(pooled)), DY(be, dy), DMAX(be, std::vector<float>(image)),
+        DAVG(be, std::vector<float>(image)), DROP(be, std::vector<float>(image));
+    be.im2col(X.buffer.data(), COLS.buffer.data(), batch, w);
+    be.col2im(DCOLS.buffer.data(), DX.buffer.data(), batch, w);
+    be.max_pool_forward(X.buffer.data(), MAX.buffer.data(), batch, w);
+    be.max_pool_backward(X.buffer.data(), MAX.buffer.data(), DY.buffer.data(), DMAX.buffer.data(),
+                         batch, w);
+    be.avg_pool_forward(X.buffer.data(), AVG.buffer.data(), batch, w);
+    be.avg_pool_backward(DY.buffer.data(), DAVG.buffer.data(), batch, w);
+    be.dropout(X.buffer.data(), DROP.buffer.data(), batch, 7 * 6 * 3, 0.4f, 99, 1234);
+    results[k] = {COLS.read(), DX.read(),   MAX.read(), DMAX.read(),
+                  AVG.read(),  DAVG.read(), DROP.read()};
+  }
+  EXPECT_EQ(results[0][0], results[1][0]) << "im2col copies: it must match exactly";
+  expect_close(results[0][1], results[1][1], "col2im");
+  EXPECT_EQ(results[0][2], results[1][2]) << "max pooling picks values: exactly";
+  expect_close(results[0][3], results[1][3], "max pooling backward");
+  expect_close(results[0][4], results[1][4], "average pooling");
+  expect_close(results[0][5], results[1][5], "average pooling backward");
+  EXPECT_EQ(results[0][6], results[1][6]) << "dropout: the same mask and scale";
+}
+
+INSTANTIATE_TEST_SUITE_P(Windows, CudaWindowOps,
+                         ::testing::Values(std::tuple{3, 1, true}, std::tuple{3, 2, true},
+                                           std::tuple{2, 2, false}, std::tuple{3, 1, false}));
+
+}  // namespace
+}  // namespace ddp
