@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/counter_hash.h"
 
@@ -91,23 +92,26 @@ void max_pool_backward(const float* x, const float* y, const float* dy, float* d
                        const Window2d& w) {
   const int64_t c = w.channels, image = w.height * w.width * c;
   std::memset(dx, 0, static_cast<size_t>(batch * image) * sizeof(float));
+  // Per channel, whether the window's maximum has been routed yet: the first pixel (in row-major
+  // window order) that holds it takes the whole gradient. Branch-free, so the channel loop
+  // vectorizes.
+  std::vector<float> pending(static_cast<size_t>(c));
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t oh = 0; oh < w.out_h; ++oh) {
       for (int64_t ow = 0; ow < w.out_w; ++ow) {
         const int64_t at = ((b * w.out_h + oh) * w.out_w + ow) * c;
+        const float* max = y + at;
+        std::fill(pending.begin(), pending.end(), 1.0f);
         const Clip k = clip(w, oh, ow);
-        for (int64_t ch = 0; ch < c; ++ch) {
-          // The first pixel (in row-major window order) that holds the maximum takes it all.
-          bool routed = false;
-          for (int64_t ih = k.h0; ih < k.h1 && !routed; ++ih)
-            for (int64_t iw = k.w0; iw < k.w1 && !routed; ++iw) {
-              const int64_t i = b * image + (ih * w.width + iw) * c + ch;
-              if (x[i] == y[at + ch]) {
-                dx[i] += dy[at + ch];
-                routed = true;
-              }
+        for (int64_t ih = k.h0; ih < k.h1; ++ih)
+          for (int64_t iw = k.w0; iw < k.w1; ++iw) {
+            const int64_t i = b * image + (ih * w.width + iw) * c;
+            for (int64_t ch = 0; ch < c; ++ch) {
+              const bool route = x[i + ch] == max[ch] && pending[ch] != 0.0f;
+              dx[i + ch] += route ? dy[at + ch] : 0.0f;
+              pending[ch] = route ? 0.0f : pending[ch];
             }
-        }
+          }
       }
     }
   }

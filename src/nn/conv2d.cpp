@@ -59,6 +59,9 @@ void Conv2D::forward(ComputeBackend& backend, const float* x, float* y, int64_t 
     backend.dense_forward(cols, weight_, bias_, y + first * out, n * window_.out_pixels(),
                           window_.patch(), filters_, act_);
   }
+  const bool kept = training_ && batch <= chunk_samples();
+  windows_of_ = kept ? x : nullptr;
+  windows_batch_ = kept ? batch : 0;
 }
 
 void Conv2D::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
@@ -69,13 +72,15 @@ void Conv2D::backward(ComputeBackend& backend, const float* x, const float* y, f
   const int64_t out = window_.out_pixels() * filters_;
   for (int64_t first = 0; first < batch; first += chunk_samples()) {
     const int64_t n = std::min(chunk_samples(), batch - first);
-    backend.im2col(x + first * in, cols, n, window_);
+    if (x != windows_of_ || batch != windows_batch_)
+      backend.im2col(x + first * in, cols, n, window_);
     // Chunks after the first add their parameter gradients to the first's.
     backend.dense_backward(cols, weight_, y + first * out, dy + first * out, dcols, weight_grad_,
                            bias_grad_, n * window_.out_pixels(), window_.patch(), filters_, act_,
                            accumulate || first > 0);
     if (dx) backend.col2im(dcols, dx + first * in, n, window_);
   }
+  windows_of_ = nullptr;  // used once: the next backward follows another forward
 }
 
 }  // namespace ddp

@@ -12,8 +12,10 @@ namespace ddp {
 // Dense layer over those rows, so the forward pass, the bias, the activation and all three
 // gradients come from the backend's Dense GEMMs (tiled AVX-512 kernels or OpenBLAS), and col2im
 // returns the windows' gradients to the pixels. Batches go through in chunks whose window matrix
-// stays under kChunkFloats, which bounds the layer's scratch memory for any batch size; backward
-// rebuilds each chunk's windows rather than keeping the forward's between calls.
+// stays under kChunkFloats, which bounds the layer's scratch memory for any batch size. Backward
+// needs the forward's windows: after a training pass's forward of a single chunk (the usual
+// training batch) they are still in the scratch and backward uses them; otherwise (several
+// chunks) it rebuilds each chunk's.
 class Conv2D final : public Layer {
  public:
   Conv2D(const Window2d& window, int64_t filters, Activation act);
@@ -22,6 +24,7 @@ class Conv2D final : public Layer {
   std::string describe() const override;
   Shape output_shape() const override { return {window_.out_h, window_.out_w, filters_}; }
   std::vector<ParamSpec> param_specs() const override;
+  void set_pass(const Pass& pass) override { training_ = pass.training; }
   void bind(std::span<float* const> params, std::span<float* const> grads) override;
   void init_params(Rng& rng, std::span<const std::span<float>> params) const override;
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
@@ -44,6 +47,10 @@ class Conv2D final : public Layer {
   float* bias_grad_ = nullptr;
   DeviceBuffer cols_;   // (chunk * out_h * out_w, patch): the chunk's windows
   DeviceBuffer dcols_;  // the same shape: their gradients
+  bool training_ = false;
+  // The input and batch whose windows cols_ holds whole (a training forward of one chunk).
+  const float* windows_of_ = nullptr;
+  int64_t windows_batch_ = 0;
 };
 
 }  // namespace ddp

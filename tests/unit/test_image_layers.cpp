@@ -137,6 +137,33 @@ TEST(Conv2DChunks, ABatchOfSeveralChunksEqualsItsChunksRunAlone) {
     ASSERT_NEAR(dw[i], dw_whole[i], 1e-3 * (1 + std::abs(dw_whole[i]))) << "dw[" << i << "]";
 }
 
+// Note [convolution as GEMM]: after a training forward, backward reuses its windows; after an
+// inference forward, or another input's, it rebuilds them. Either way the same gradients.
+TEST(Conv2DWindows, BackwardAfterATrainingForwardGivesTheSameGradients) {
+  auto backend = make_cpu_backend();
+  const Window2d w = Window2d::make(6, 5, 3, 3, 3, 1, 1, true);
+  const int64_t batch = 4, in = 6 * 5 * 3;
+  BoundConv rebuilt(w, 2, Activation::kRelu, 20), reused(w, 2, Activation::kRelu, 20);
+  const std::vector<float> x = random_vector(static_cast<size_t>(batch * in), 21),
+                           other = random_vector(x.size(), 22);
+  const size_t out = static_cast<size_t>(batch * rebuilt.layer.output_shape().numel());
+  std::vector<float> y(out), scratch(out);
+  const std::vector<float> r = random_vector(out, 23);
+  std::vector<float> dy = r, dx_rebuilt(x.size()), dx_reused(x.size());
+  // An inference forward of another input last: backward must rebuild x's windows.
+  rebuilt.layer.forward(*backend, x.data(), y.data(), batch);
+  rebuilt.layer.forward(*backend, other.data(), scratch.data(), batch);
+  rebuilt.layer.backward(*backend, x.data(), y.data(), dy.data(), dx_rebuilt.data(), batch, false);
+  reused.layer.set_pass({true, 0, 0});
+  reused.layer.forward(*backend, other.data(), scratch.data(), batch);
+  reused.layer.forward(*backend, x.data(), y.data(), batch);
+  dy = r;
+  reused.layer.backward(*backend, x.data(), y.data(), dy.data(), dx_reused.data(), batch, false);
+  EXPECT_EQ(dx_rebuilt, dx_reused);
+  EXPECT_EQ(rebuilt.dw, reused.dw);
+  EXPECT_EQ(rebuilt.db, reused.db);
+}
+
 // (kind, pool, stride, same padding)
 using PoolCase = std::tuple<Pooling2D::Kind, int64_t, int64_t, bool>;
 
