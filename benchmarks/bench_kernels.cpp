@@ -1,11 +1,14 @@
 // CPU backend micro-benchmarks: the Dense layers of the W2 (Fashion-MNIST MLP) and W3 (wide MLP)
-// workloads, forward and backward, and the fused optimizer updates over a W3-sized buffer.
+// workloads and the convolutions of W4 (the Fashion-MNIST convnet), forward and backward, and the
+// fused optimizer updates over a W3-sized buffer. GFLOP/s counts the multiply-adds of the
+// products (2 flops each), not im2col's copies.
 // Run: build/bench_kernels [--benchmark_filter=...]
 
 #include <benchmark/benchmark.h>
 
 #include "backend/backend.h"
 #include "core/rng.h"
+#include "nn/conv2d.h"
 
 namespace {
 
@@ -90,5 +93,38 @@ BENCHMARK(BM_DenseForward)->Args({64, 1024, 2048})->Args({64, 2048, 2048})->Args
 BENCHMARK(BM_DenseBackward)->Args({64, 1024, 2048})->Args({64, 2048, 2048})->Args({64, 2048, 10});
 BENCHMARK(BM_AdamUpdate);
 BENCHMARK(BM_SgdMomentumUpdate);
+
+// Arguments: batch, height (= width), channels, filters; 3x3 kernels, padding same, relu. A
+// training pass, as in a step: backward reuses the forward's windows.
+void BM_Conv2D(benchmark::State& state, bool backward) {
+  auto backend = make_cpu_backend();
+  const int64_t b = state.range(0), hw = state.range(1), c = state.range(2), f = state.range(3);
+  const Window2d w = Window2d::make(hw, hw, c, 3, 3, 1, 1, true);
+  Conv2D conv(w, f, Activation::kRelu);
+  auto weight = random_buffer(*backend, f * w.patch(), 1);
+  auto bias = random_buffer(*backend, f, 2);
+  DeviceBuffer dweight(*backend, f * w.patch()), dbias(*backend, f);
+  float* params[] = {weight.data(), bias.data()};
+  float* grads[] = {dweight.data(), dbias.data()};
+  conv.bind(params, grads);
+  conv.set_pass({true, 0, 0});
+  auto x = random_buffer(*backend, b * hw * hw * c, 3);
+  DeviceBuffer y(*backend, b * w.out_pixels() * f), dx(*backend, b * hw * hw * c);
+  auto dy = random_buffer(*backend, b * w.out_pixels() * f, 4);
+  for (auto _ : state) {
+    conv.forward(*backend, x.data(), y.data(), b);
+    if (backward) conv.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), b, false);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double products = backward ? 3.0 : 1.0;  // forward; dW and dx
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      products * 2.0 * b * w.out_pixels() * f * w.patch() * state.iterations() / 1e9,
+      benchmark::Counter::kIsRate);
+}
+
+BENCHMARK_CAPTURE(BM_Conv2D, forward, false)->Args({64, 28, 1, 32})->Args({64, 14, 32, 64});
+BENCHMARK_CAPTURE(BM_Conv2D, forward_and_backward, true)
+    ->Args({64, 28, 1, 32})
+    ->Args({64, 14, 32, 64});
 
 BENCHMARK_MAIN();
