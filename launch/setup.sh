@@ -16,7 +16,7 @@ esac
 
 packages=(g++ cmake make pkg-config python3 python3-yaml procps iproute2 openmpi-bin libopenmpi-dev libeigen3-dev libgtest-dev
           libyaml-cpp-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libbenchmark-dev
-          libopenblas-serial-dev clang libclang-rt-14-dev dataset-fashion-mnist
+          libopenblas-serial-dev libdnnl-dev clang libclang-rt-14-dev dataset-fashion-mnist
           "${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do

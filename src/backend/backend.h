@@ -87,6 +87,24 @@ class ComputeBackend {
   virtual void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) = 0;
   virtual void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w) = 0;
 
+  // A whole convolution, where the backend has a faster way than im2col + GEMM (Note [oneDNN
+  // convolutions]); false (nothing done) otherwise, and the caller runs im2col and the Dense ops.
+  // y = act(conv(x, w) + b): x (batch, height, width, channels), w (filters, kernel_h, kernel_w,
+  // channels), b (filters), y (batch, out_h, out_w, filters). Backward writes dw and db (adds to
+  // them when `accumulate`) and dx unless null; dy is scratch (as in dense_backward), y the
+  // forward output. A backend answers by shape alone, the same for forward and backward.
+  virtual bool conv2d_forward(const float* /*x*/, const float* /*w*/, const float* /*b*/,
+                              float* /*y*/, int64_t /*batch*/, const Window2d& /*win*/,
+                              int64_t /*filters*/, Activation /*act*/) {
+    return false;
+  }
+  virtual bool conv2d_backward(const float* /*x*/, const float* /*w*/, const float* /*y*/,
+                               float* /*dy*/, float* /*dx*/, float* /*dw*/, float* /*db*/,
+                               int64_t /*batch*/, const Window2d& /*win*/, int64_t /*filters*/,
+                               Activation /*act*/, bool /*accumulate*/) {
+    return false;
+  }
+
   // Pooling, x (batch, height, width, channels) -> y (batch, out_h, out_w, channels); padding
   // takes no part (Keras). Backward writes dx: max pooling routes each dy to the first maximum
   // of its window, average pooling spreads it evenly over the window's real pixels.

@@ -19,6 +19,9 @@
 
 #include "backend/backend.h"
 #include "backend/cpu_window_ops.h"
+#ifdef DDP_HAVE_DNNL
+#include "backend/onednn_conv.h"
+#endif
 #include "backend/openblas_kernels.h"
 #include "backend/tiled_gemm.h"
 #include "core/bf16.h"
@@ -155,6 +158,9 @@ class CpuBackend final : public ComputeBackend {
                   : "tiled AVX-512 GEMM for batch <= " + std::to_string(kSkinnyMaxBatch) + ", ") +
              gemm + " otherwise";
     }
+#ifdef DDP_HAVE_DNNL
+    gemm += ", oneDNN convolutions";
+#endif
     return "cpu (" + gemm + (flush_denormals_ ? ", denormals flushed to zero)" : ")");
   }
   MemoryKind memory() const override { return MemoryKind::kHost; }
@@ -294,6 +300,23 @@ class CpuBackend final : public ComputeBackend {
     return stats;
   }
 
+#ifdef DDP_HAVE_DNNL
+  bool conv2d_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
+                      const Window2d& win, int64_t filters, Activation act) override {
+    if (win.channels < OneDnnConvolutions::kMinChannels) return false;
+    convolutions_.forward(x, w, b, y, batch, win, filters, act);
+    return true;
+  }
+  bool conv2d_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
+                       float* dw, float* db, int64_t batch, const Window2d& win, int64_t filters,
+                       Activation act, bool accumulate) override {
+    if (win.channels < OneDnnConvolutions::kMinChannels) return false;
+    activation_grad(act, y, dy, dy, static_cast<size_t>(batch * win.out_pixels() * filters));
+    convolutions_.backward(x, w, dy, dx, dw, db, batch, win, filters, accumulate);
+    return true;
+  }
+#endif
+
   void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) override {
     cpu::im2col(x, cols, batch, w);
   }
@@ -378,6 +401,9 @@ class CpuBackend final : public ComputeBackend {
   static constexpr unsigned kDenormalsAreZero = 0x0040;
   bool flush_denormals_;
   std::vector<float> scratch_;  // (cols) exponentials of one row
+#ifdef DDP_HAVE_DNNL
+  OneDnnConvolutions convolutions_;
+#endif
 };
 
 }  // namespace

@@ -50,6 +50,8 @@ float* Conv2D::scratch(ComputeBackend& backend, DeviceBuffer& buffer) {
 }
 
 void Conv2D::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
+  windows_of_ = nullptr;
+  if (backend.conv2d_forward(x, weight_, bias_, y, batch, window_, filters_, act_)) return;
   float* cols = scratch(backend, cols_);
   const int64_t in = window_.height * window_.width * window_.channels;
   const int64_t out = window_.out_pixels() * filters_;
@@ -66,6 +68,9 @@ void Conv2D::forward(ComputeBackend& backend, const float* x, float* y, int64_t 
 
 void Conv2D::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                       int64_t batch, bool accumulate) {
+  if (backend.conv2d_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, window_,
+                              filters_, act_, accumulate))
+    return;
   float* cols = scratch(backend, cols_);
   float* dcols = dx ? scratch(backend, dcols_) : nullptr;
   const int64_t in = window_.height * window_.width * window_.channels;

@@ -7,6 +7,8 @@ namespace ddp {
 // 2-D convolution over NHWC images (Note [image layout]) with a fused activation. The weight is
 // (filters, kernel_h, kernel_w, channels): one row per filter in the order of an im2col window.
 //
+// A backend may run the whole convolution its own way instead (Note [oneDNN convolutions]).
+//
 // Note [convolution as GEMM]: im2col lays the batch's windows out as the rows of a matrix
 // (batch * out_h * out_w, kernel_h * kernel_w * channels); the convolution is then exactly a
 // Dense layer over those rows, so the forward pass, the bias, the activation and all three

@@ -60,14 +60,15 @@ std::vector<double> direct_conv(const std::vector<float>& x, const std::vector<f
   return y;
 }
 
-// (kernel_h, kernel_w, stride, same padding)
-using WindowCase = std::tuple<int64_t, int64_t, int64_t, bool>;
+// (kernel_h, kernel_w, stride, same padding, channels): 8 channels take a backend's own
+// convolution where it has one (Note [oneDNN convolutions]), 2 im2col + GEMM.
+using WindowCase = std::tuple<int64_t, int64_t, int64_t, bool, int64_t>;
 
 class Conv2DTest : public ::testing::TestWithParam<WindowCase> {
  protected:
   Window2d window() const {
-    const auto [kh, kw, stride, same] = GetParam();
-    return Window2d::make(5, 6, 2, kh, kw, stride, stride, same);
+    const auto [kh, kw, stride, same, channels] = GetParam();
+    return Window2d::make(5, 6, channels, kh, kw, stride, stride, same);
   }
 };
 
@@ -76,7 +77,7 @@ TEST_P(Conv2DTest, ForwardIsTheConvolutionByDefinition) {
   const Window2d w = window();
   const int64_t batch = 2, filters = 3;
   BoundConv conv(w, filters, Activation::kLinear, 1);
-  const std::vector<float> x = random_vector(batch * 5 * 6 * 2, 3);
+  const std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 3);
   std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
   conv.layer.forward(*backend, x.data(), y.data(), batch);
   const std::vector<double> expected = direct_conv(x, conv.weight, conv.bias, w, batch, filters);
@@ -89,7 +90,7 @@ TEST_P(Conv2DTest, GradientsMatchFiniteDifferences) {
   const Window2d w = window();
   const int64_t batch = 2;
   BoundConv conv(w, 3, Activation::kTanh, 4);
-  std::vector<float> x = random_vector(batch * 5 * 6 * 2, 6);
+  std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 6);
   std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
   const std::vector<float> r = random_vector(y.size(), 7);
   auto objective = [&] {
@@ -104,21 +105,25 @@ TEST_P(Conv2DTest, GradientsMatchFiniteDifferences) {
   expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
 }
 
-INSTANTIATE_TEST_SUITE_P(Windows, Conv2DTest,
-                         ::testing::Values(WindowCase{3, 3, 1, false}, WindowCase{3, 3, 1, true},
-                                           WindowCase{3, 3, 2, true}, WindowCase{2, 3, 2, false},
-                                           WindowCase{4, 4, 3, true}));
+INSTANTIATE_TEST_SUITE_P(
+    Windows, Conv2DTest,
+    ::testing::Values(WindowCase{3, 3, 1, false, 2}, WindowCase{3, 3, 1, true, 2},
+                      WindowCase{3, 3, 2, true, 2}, WindowCase{2, 3, 2, false, 2},
+                      WindowCase{4, 4, 3, true, 2}, WindowCase{3, 3, 1, true, 8},
+                      WindowCase{3, 3, 2, true, 8}, WindowCase{2, 3, 2, false, 8},
+                      WindowCase{4, 4, 3, true, 8}));
 
 TEST(Conv2DChunks, ABatchOfSeveralChunksEqualsItsChunksRunAlone) {
   auto backend = make_cpu_backend();
-  // 64 x 64 x 16 inputs: 3x3 windows of 144 floats at 4096 pixels, 7 samples per chunk.
-  const Window2d w = Window2d::make(64, 64, 16, 3, 3, 1, 1, true);
-  const int64_t batch = 9;
+  // 96 x 96 x 4 inputs (few channels: im2col + GEMM on every backend): 3x3 windows of 36 floats
+  // at 9216 pixels, 12 samples per chunk.
+  const Window2d w = Window2d::make(96, 96, 4, 3, 3, 1, 1, true);
+  const int64_t batch = 14;
   BoundConv conv(w, 4, Activation::kLinear, 8);
   Conv2D& layer = conv.layer;
   std::vector<float>& dw = conv.dw;
   ASSERT_LT(Conv2D::kChunkFloats / (w.out_pixels() * w.patch()), batch);
-  const int64_t in = 64 * 64 * 16, out = layer.output_shape().numel();
+  const int64_t in = 96 * 96 * 4, out = layer.output_shape().numel();
   const std::vector<float> x = random_vector(static_cast<size_t>(batch * in), 10);
   std::vector<float> y(static_cast<size_t>(batch * out));
   layer.forward(*backend, x.data(), y.data(), batch);

@@ -1,0 +1,164 @@
+#include "backend/onednn_conv.h"
+
+#include <omp.h>
+
+#include <dnnl.hpp>
+#include <map>
+#include <tuple>
+#include <vector>
+
+namespace ddp {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+// The primitives of one convolution shape and batch size, with their scratch memory.
+struct Primitives {
+  dnnl::convolution_forward::primitive_desc forward;
+  dnnl::convolution_backward_data::primitive_desc backward_data;
+  dnnl::convolution_backward_weights::primitive_desc backward_weights;
+  dnnl::memory weight_forward, weight_backward, dweight, dweight_plain, dbias;
+};
+
+dnnl::algorithm eltwise_of(Activation act) {
+  switch (act) {
+    case Activation::kRelu:
+      return dnnl::algorithm::eltwise_relu;
+    case Activation::kTanh:
+      return dnnl::algorithm::eltwise_tanh;
+    case Activation::kSigmoid:
+      return dnnl::algorithm::eltwise_logistic;
+    case Activation::kLinear:
+      break;
+  }
+  return dnnl::algorithm::undef;
+}
+
+}  // namespace
+
+struct OneDnnConvolutions::State {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  // (batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
+  // out_h, out_w, filters, activation)
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, int64_t, int64_t, int>;
+  std::map<Key, Primitives> cache;
+
+  Primitives& get(int64_t batch, const Window2d& w, int64_t filters, Activation act) {
+    const Key key{batch,      w.height,
+                  w.width,    w.channels,
+                  w.kernel_h, w.kernel_w,
+                  w.stride_h, w.stride_w,
+                  w.pad_top,  w.pad_left,
+                  w.out_h,    w.out_w,
+                  filters,    static_cast<int>(act)};
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    const dnnl::memory::desc src({batch, w.channels, w.height, w.width}, dt::f32, tag::nhwc);
+    const dnnl::memory::desc dst({batch, filters, w.out_h, w.out_w}, dt::f32, tag::nhwc);
+    const dnnl::memory::desc any_weight({filters, w.channels, w.kernel_h, w.kernel_w}, dt::f32,
+                                        tag::any);
+    const dnnl::memory::desc bias({filters}, dt::f32, tag::a);
+    // The padding after: what the output size needs beyond the input (Window2d's "same" rule).
+    const dnnl::memory::dims strides{w.stride_h, w.stride_w}, before{w.pad_top, w.pad_left};
+    const dnnl::memory::dims after{(w.out_h - 1) * w.stride_h + w.kernel_h - w.height - w.pad_top,
+                                   (w.out_w - 1) * w.stride_w + w.kernel_w - w.width - w.pad_left};
+    dnnl::primitive_attr attr;
+    if (act != Activation::kLinear) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, eltwise_of(act), 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+    }
+    const auto conv = dnnl::algorithm::convolution_direct;
+    dnnl::convolution_forward::primitive_desc forward(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, conv, src, any_weight,
+                                        bias, dst, strides, before, after),
+        attr, engine);
+    dnnl::convolution_backward_data::primitive_desc backward_data(
+        dnnl::convolution_backward_data::desc(conv, src, any_weight, dst, strides, before, after),
+        engine, forward);
+    dnnl::convolution_backward_weights::primitive_desc backward_weights(
+        dnnl::convolution_backward_weights::desc(conv, src, any_weight, bias, dst, strides, before,
+                                                 after),
+        engine, forward);
+    const dnnl::memory::desc plain({filters, w.channels, w.kernel_h, w.kernel_w}, dt::f32,
+                                   tag::ohwi);
+    Primitives p{forward,
+                 backward_data,
+                 backward_weights,
+                 dnnl::memory(forward.weights_desc(), engine),
+                 dnnl::memory(backward_data.weights_desc(), engine),
+                 dnnl::memory(backward_weights.diff_weights_desc(), engine),
+                 dnnl::memory(plain, engine),
+                 dnnl::memory(bias, engine)};
+    return cache.emplace(key, std::move(p)).first->second;
+  }
+
+  // Our (filters, kh, kw, channels) weights: oneDNN's "ohwi" plain layout.
+  dnnl::memory plain_weights(const float* weight, int64_t filters, const Window2d& w) {
+    const dnnl::memory::desc plain({filters, w.channels, w.kernel_h, w.kernel_w}, dt::f32,
+                                   tag::ohwi);
+    return dnnl::memory(plain, engine, const_cast<float*>(weight));
+  }
+};
+
+OneDnnConvolutions::OneDnnConvolutions() : state_(std::make_unique<State>()) {
+  // One rank per core: oneDNN's OpenMP parallel regions started from this (the training) thread
+  // run on it alone.
+  omp_set_num_threads(1);
+}
+
+OneDnnConvolutions::~OneDnnConvolutions() = default;
+
+void OneDnnConvolutions::forward(const float* x, const float* weight, const float* bias, float* y,
+                                 int64_t batch, const Window2d& w, int64_t filters,
+                                 Activation act) {
+  State& s = *state_;
+  Primitives& p = s.get(batch, w, filters, act);
+  dnnl::memory plain = s.plain_weights(weight, filters, w);
+  dnnl::reorder(plain, p.weight_forward).execute(s.stream, plain, p.weight_forward);
+  dnnl::memory src(p.forward.src_desc(), s.engine, const_cast<float*>(x));
+  dnnl::memory b(p.forward.bias_desc(), s.engine, const_cast<float*>(bias));
+  dnnl::memory dst(p.forward.dst_desc(), s.engine, y);
+  dnnl::convolution_forward(p.forward).execute(s.stream, {{DNNL_ARG_SRC, src},
+                                                          {DNNL_ARG_WEIGHTS, p.weight_forward},
+                                                          {DNNL_ARG_BIAS, b},
+                                                          {DNNL_ARG_DST, dst}});
+  s.stream.wait();
+}
+
+void OneDnnConvolutions::backward(const float* x, const float* weight, const float* dz, float* dx,
+                                  float* dweight, float* dbias, int64_t batch, const Window2d& w,
+                                  int64_t filters, bool accumulate) {
+  State& s = *state_;
+  // The activation only changes the forward primitive; the backward ones are shared.
+  Primitives& p = s.get(batch, w, filters, Activation::kLinear);
+  dnnl::memory src(p.backward_weights.src_desc(), s.engine, const_cast<float*>(x));
+  dnnl::memory diff_dst(p.backward_weights.diff_dst_desc(), s.engine, const_cast<float*>(dz));
+  dnnl::convolution_backward_weights(p.backward_weights)
+      .execute(s.stream, {{DNNL_ARG_SRC, src},
+                          {DNNL_ARG_DIFF_DST, diff_dst},
+                          {DNNL_ARG_DIFF_WEIGHTS, p.dweight},
+                          {DNNL_ARG_DIFF_BIAS, p.dbias}});
+  dnnl::reorder(p.dweight, p.dweight_plain).execute(s.stream, p.dweight, p.dweight_plain);
+  if (dx) {
+    dnnl::memory plain = s.plain_weights(weight, filters, w);
+    dnnl::reorder(plain, p.weight_backward).execute(s.stream, plain, p.weight_backward);
+    dnnl::memory diff_src(p.backward_data.diff_src_desc(), s.engine, dx);
+    dnnl::memory diff_dst_data(p.backward_data.diff_dst_desc(), s.engine, const_cast<float*>(dz));
+    dnnl::convolution_backward_data(p.backward_data)
+        .execute(s.stream, {{DNNL_ARG_DIFF_DST, diff_dst_data},
+                            {DNNL_ARG_WEIGHTS, p.weight_backward},
+                            {DNNL_ARG_DIFF_SRC, diff_src}});
+  }
+  s.stream.wait();
+  const auto* dw = static_cast<const float*>(p.dweight_plain.get_data_handle());
+  const auto* db = static_cast<const float*>(p.dbias.get_data_handle());
+  const int64_t count = filters * w.patch();
+  for (int64_t i = 0; i < count; ++i) dweight[i] = accumulate ? dweight[i] + dw[i] : dw[i];
+  for (int64_t i = 0; i < filters; ++i) dbias[i] = accumulate ? dbias[i] + db[i] : db[i];
+}
+
+}  // namespace ddp
