@@ -1,11 +1,13 @@
 #include "backend/onednn_conv.h"
 
-#include <omp.h>
-
 #include <dnnl.hpp>
 #include <map>
 #include <tuple>
 #include <vector>
+
+// The OpenMP runtime's own entry point (libgomp, which oneDNN runs on and the build links):
+// declared here rather than through <omp.h>, which clang's builds (the fuzzers) may not have.
+extern "C" void omp_set_num_threads(int threads);
 
 namespace ddp {
 namespace {
