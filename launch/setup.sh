@@ -16,19 +16,26 @@ esac
 
 packages=(g++ cmake make pkg-config python3 python3-yaml procps iproute2 openmpi-bin libopenmpi-dev libeigen3-dev libgtest-dev
           libyaml-cpp-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libbenchmark-dev
-          libopenblas-serial-dev libdnnl-dev clang libclang-rt-14-dev dataset-fashion-mnist
-          "${test_packages[@]}")
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  sudo=""
-  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+          libopenblas-serial-dev libdnnl-dev clang libclang-rt-14-dev dataset-fashion-mnist)
+sudo=""
+[[ $(id -u) -eq 0 ]] || sudo="sudo"
+updated=0
+# Installs those of the given packages that are missing; extra arguments for apt-get come first.
+install_missing() {
+  local options=() missing=() p
+  while [[ "${1:-}" == --* ]]; do options+=("$1"); shift; done
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
   echo "setup: installing ${missing[*]}"
-  $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
-fi
+  ((updated)) || $sudo apt-get update -q
+  updated=1
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${options[@]}" "${missing[@]}"
+}
+install_missing "${packages[@]}"
+# Slurm's recommended packages are dozens of plugins the test does not use.
+((${#test_packages[@]} == 0)) || install_missing --no-install-recommends "${test_packages[@]}"
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DDDP_ARCH="${DDP_ARCH:-native}" \
       -DDDP_WERROR="${DDP_WERROR:-OFF}"
