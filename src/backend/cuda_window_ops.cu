@@ -143,33 +143,43 @@ void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w, cuda
   cudaCheck(cudaGetLastError());
 }
 
+namespace {
+
+// One thread per output element forward, per input element backward.
+void pool_forward(const float* x, float* y, int64_t batch, const Window2d& w, bool max_pool,
+                  cudaStream_t stream) {
+  const int64_t n = batch * w.out_pixels() * w.channels;
+  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n, w, max_pool);
+  cudaCheck(cudaGetLastError());
+}
+
+void pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
+                   const Window2d& w, bool max_pool, cudaStream_t stream) {
+  const int64_t n = batch * w.height * w.width * w.channels;
+  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, dy, dx, n, w, max_pool);
+  cudaCheck(cudaGetLastError());
+}
+
+}  // namespace
+
 void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w,
                       cudaStream_t stream) {
-  const int64_t n = batch * w.out_pixels() * w.channels;
-  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n, w, true);
-  cudaCheck(cudaGetLastError());
+  pool_forward(x, y, batch, w, true, stream);
 }
 
 void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                        const Window2d& w, cudaStream_t stream) {
-  const int64_t n = batch * w.height * w.width * w.channels;
-  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, dy, dx, n, w, true);
-  cudaCheck(cudaGetLastError());
+  pool_backward(x, y, dy, dx, batch, w, true, stream);
 }
 
 void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w,
                       cudaStream_t stream) {
-  const int64_t n = batch * w.out_pixels() * w.channels;
-  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n, w, false);
-  cudaCheck(cudaGetLastError());
+  pool_forward(x, y, batch, w, false, stream);
 }
 
 void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w,
                        cudaStream_t stream) {
-  const int64_t n = batch * w.height * w.width * w.channels;
-  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(nullptr, nullptr, dy, dx, n, w,
-                                                               false);
-  cudaCheck(cudaGetLastError());
+  pool_backward(nullptr, nullptr, dy, dx, batch, w, false, stream);
 }
 
 void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate, uint64_t key,
