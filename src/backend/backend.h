@@ -33,6 +33,9 @@ struct SgdHyper {
   bool nesterov = false;
 };
 
+// Whether an optimizer update also checks the gradients it reads (Note [non-finite check]).
+enum class GradCheck { kNone, kFinite };
+
 struct AdamHyper {
   float beta1 = 0.9f;
   float beta2 = 0.999f;
@@ -127,11 +130,13 @@ class ComputeBackend {
   virtual void to_bf16(const float* src, uint16_t* dst, size_t count) = 0;
   virtual void from_bf16(const uint16_t* src, float* dst, size_t count) = 0;
 
-  // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam).
-  virtual void sgd_update(float* params, const float* grads, float* velocity, size_t count,
-                          float lr, const SgdHyper& hyper) = 0;
-  virtual void adam_update(float* params, const float* grads, float* m, float* v, size_t count,
-                           float lr, int64_t step, const AdamHyper& hyper) = 0;
+  // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam). With
+  // GradCheck::kFinite they return false when a gradient they read was NaN or infinite (the
+  // update has used it all the same); otherwise they return true.
+  virtual bool sgd_update(float* params, const float* grads, float* velocity, size_t count,
+                          float lr, const SgdHyper& hyper, GradCheck check) = 0;
+  virtual bool adam_update(float* params, const float* grads, float* m, float* v, size_t count,
+                           float lr, int64_t step, const AdamHyper& hyper, GradCheck check) = 0;
 };
 
 // flush_denormals sets FTZ/DAZ for the calling thread (the one that trains): Adam's moments for

@@ -127,7 +127,6 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
   check_choice(options, backend);
   if (comm.size() == 1)
     return std::make_unique<ReplicatedSync>(
-        backend,
         make_communicator_path(comm, backend, count,
                                make_wire_codec(WireDtype::kFp32, backend, count)),
         std::vector<Bucket>{}, false, "gradients: one rank, nothing to reduce");
@@ -142,7 +141,7 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
   if (options.zero1)
     return std::make_unique<Zero1Sync>(comm, backend, std::move(chosen.path), std::move(buckets),
                                        description);
-  return std::make_unique<ReplicatedSync>(backend, std::move(chosen.path), std::move(buckets),
+  return std::make_unique<ReplicatedSync>(std::move(chosen.path), std::move(buckets),
                                           options.overlap, description);
 }
 

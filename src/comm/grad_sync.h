@@ -5,8 +5,11 @@
 //   1. runs backward into grads() and reports ready(offset) as each layer's gradients are final
 //      (last micro-batch only),
 //   2. calls finish(), after which shard_grads() holds the sum over ranks of this rank's shard,
-//   3. asks all_finite() (the same verdict on every rank), and if so
+//   3. checks shard_grads() for NaN and infinity and asks agree_finite() for the verdict of all
+//      ranks, and if all are finite
 //   4. steps the optimizer over shard() of the parameters with shard_grads(), then after_step().
+//   (Steps 3 and 4 may come in the other order, the check riding on the step's pass: Note
+//   [non-finite check] in train/trainer.cpp.)
 // Replicated (ReplicatedSync): the shard is the whole buffer, buckets are all-reduced, after
 // backward or overlapped with it. ZeRO-1 (Zero1Sync): each rank owns a slice; gradients are
 // reduce-scattered and the updated parameters all-gathered. Either one sums through an
@@ -52,8 +55,9 @@ class GradSync {
   // During the last backward of a step: every gradient from `offset` to the end is final.
   virtual void ready(size_t offset) = 0;
   virtual void finish() = 0;
-  // Whether the summed gradients are all finite; every rank gets the same answer.
-  virtual bool all_finite() = 0;
+  // Whether the summed gradients of every rank's shard are finite, given this rank's verdict on
+  // its own shard_grads(); every rank gets the same answer.
+  virtual bool agree_finite(bool shard_finite) = 0;
   virtual Shard shard() const = 0;
   virtual std::span<float> shard_grads() = 0;  // (shard().count), valid after finish()
   // After the optimizer updated shard() of `params`: every rank holds all of `params`.

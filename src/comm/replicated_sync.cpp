@@ -2,10 +2,9 @@
 
 namespace ddp {
 
-ReplicatedSync::ReplicatedSync(ComputeBackend& backend, std::unique_ptr<AllReducePath> path,
-                               std::vector<Bucket> buckets, bool overlap, std::string description)
-    : backend_(backend),
-      path_(std::move(path)),
+ReplicatedSync::ReplicatedSync(std::unique_ptr<AllReducePath> path, std::vector<Bucket> buckets,
+                               bool overlap, std::string description)
+    : path_(std::move(path)),
       buckets_(std::move(buckets)),
       overlap_(overlap),
       description_(std::move(description)),
@@ -35,7 +34,5 @@ void ReplicatedSync::finish() {
   in_flight_.clear();
   next_bucket_ = 0;
 }
-
-bool ReplicatedSync::all_finite() { return backend_.all_finite(grads().data(), count_); }
 
 }  // namespace ddp

@@ -14,8 +14,8 @@ namespace ddp {
 // backward has written its last gradient and polling the ones in flight between layers.
 class ReplicatedSync final : public GradSync {
  public:
-  ReplicatedSync(ComputeBackend& backend, std::unique_ptr<AllReducePath> path,
-                 std::vector<Bucket> buckets, bool overlap, std::string description);
+  ReplicatedSync(std::unique_ptr<AllReducePath> path, std::vector<Bucket> buckets, bool overlap,
+                 std::string description);
 
   std::string describe() const override { return description_; }
   const std::vector<Bucket>& buckets() const override { return buckets_; }
@@ -23,7 +23,7 @@ class ReplicatedSync final : public GradSync {
   void ready(size_t offset) override;
   void finish() override;
   // Replicas hold bit-identical sums, so every rank reaches the same verdict on its own.
-  bool all_finite() override;
+  bool agree_finite(bool shard_finite) override { return shard_finite; }
   Shard shard() const override { return {0, count_}; }
   std::span<float> shard_grads() override { return grads(); }
   void after_step(std::span<float>) override {}
@@ -32,7 +32,6 @@ class ReplicatedSync final : public GradSync {
  private:
   void start_through(size_t offset);  // starts every bucket at or after `offset`
 
-  ComputeBackend& backend_;
   std::unique_ptr<AllReducePath> path_;
   std::vector<Bucket> buckets_;
   bool overlap_;

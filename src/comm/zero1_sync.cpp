@@ -54,10 +54,8 @@ void Zero1Sync::finish() {
   }
 }
 
-bool Zero1Sync::all_finite() {
-  const std::span<float> sums = shard_grads();
-  const bool mine = backend_.all_finite(sums.data(), sums.size());
-  return comm_.all_reduce_max(mine ? 0 : 1) == 0;
+bool Zero1Sync::agree_finite(bool shard_finite) {
+  return comm_.all_reduce_max(shard_finite ? 0 : 1) == 0;
 }
 
 void Zero1Sync::after_step(std::span<float> params) {

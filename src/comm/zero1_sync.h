@@ -26,7 +26,7 @@ class Zero1Sync final : public GradSync {
   std::span<float> grads() override { return path_->grads(); }
   void ready(size_t) override {}  // reduce-scattered after backward
   void finish() override;
-  bool all_finite() override;  // each rank checks its shard; the ranks agree
+  bool agree_finite(bool shard_finite) override;  // shards differ: the ranks agree
   Shard shard() const override;
   std::span<float> shard_grads() override;
   void after_step(std::span<float> params) override;

@@ -12,7 +12,8 @@ class Adam final : public Optimizer {
  public:
   Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper);
   std::string name() const override { return "adam"; }
-  void step(std::span<float> params, std::span<const float> grads, float lr) override;
+  bool step(std::span<float> params, std::span<const float> grads, float lr,
+            GradCheck check) override;
   std::vector<StateTensor> state() override;
 
  private:

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
+
 namespace ddp {
 
 // One buffer of optimizer state, as large as the flat parameter buffer, in backend memory.
@@ -18,7 +20,10 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
-  virtual void step(std::span<float> params, std::span<const float> grads, float lr) = 0;
+  // With GradCheck::kFinite, returns false when a gradient was NaN or infinite (see
+  // ComputeBackend::sgd_update); true otherwise.
+  virtual bool step(std::span<float> params, std::span<const float> grads, float lr,
+                    GradCheck check) = 0;
 
   // What a checkpoint must hold to continue exactly: the state buffers and the step count.
   virtual std::vector<StateTensor> state() = 0;

@@ -7,9 +7,10 @@ Sgd::Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper)
       hyper_(hyper),
       velocity_(hyper.momentum != 0 ? DeviceBuffer(backend, count) : DeviceBuffer()) {}
 
-void Sgd::step(std::span<float> params, std::span<const float> grads, float lr) {
+bool Sgd::step(std::span<float> params, std::span<const float> grads, float lr, GradCheck check) {
   ++steps_;
-  backend_.sgd_update(params.data(), grads.data(), velocity_.data(), params.size(), lr, hyper_);
+  return backend_.sgd_update(params.data(), grads.data(), velocity_.data(), params.size(), lr,
+                             hyper_, check);
 }
 
 std::vector<StateTensor> Sgd::state() {

@@ -10,7 +10,8 @@ class Sgd final : public Optimizer {
  public:
   Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper);
   std::string name() const override { return "sgd"; }
-  void step(std::span<float> params, std::span<const float> grads, float lr) override;
+  bool step(std::span<float> params, std::span<const float> grads, float lr,
+            GradCheck check) override;
   std::vector<StateTensor> state() override;
 
  private:

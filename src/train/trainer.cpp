@@ -228,19 +228,7 @@ void Trainer::train_step() {
     if (last) sync_->finish();
     lap(phase_times_.comm);
   }
-  if (!sync_->all_finite()) {
-    if (!config_.training.skip_nonfinite) {
-      RuntimeError error("non-finite gradients at step " + std::to_string(completed_steps_ + 1) +
-                         " (epoch " + std::to_string(epoch_ + 1) + ", rank-local loss sum " +
-                         std::to_string(stats.loss_sum) +
-                         "); lower the learning rate, or set training.nonfinite: skip");
-      error.mark_agreed();  // every rank reached the same verdict
-      throw error;
-    }
-    ++skipped_in_epoch_;
-  } else {
-    optimizer_step();
-  }
+  if (!apply_gradients(stats.loss_sum)) ++skipped_in_epoch_;
   lap(phase_times_.optimizer);
   ++phase_times_.steps;
 
@@ -256,11 +244,30 @@ void Trainer::train_step() {
   if (every > 0 && completed_steps_ % every == 0) verify_replicas();
 }
 
-void Trainer::optimizer_step() {
+// Note [non-finite check]: a step whose summed gradients hold a NaN or infinity is skipped
+// (nonfinite: skip) or ends the run (stop, the default) with every rank agreeing. A skipped step
+// must leave the parameters untouched, so skip checks the gradients first, in a pass of its own.
+// A stopped run never uses its parameters again (nothing is written after the error), so stop lets
+// the optimizer check the gradients while it streams them anyway: on W3 the separate pass over
+// 58.8 MB of gradients took 6 ms of a 66 ms step.
+bool Trainer::apply_gradients(double local_loss_sum) {
   const Shard shard = sync_->shard();
-  optimizer_->step(model_->params().subspan(shard.offset, shard.count), sync_->shard_grads(),
-                   schedule_->at(completed_steps_));
+  const std::span<float> params = model_->params().subspan(shard.offset, shard.count);
+  const std::span<float> grads = sync_->shard_grads();
+  const float lr = schedule_->at(completed_steps_);
+  if (config_.training.skip_nonfinite) {
+    if (!sync_->agree_finite(backend_.all_finite(grads.data(), grads.size()))) return false;
+    optimizer_->step(params, grads, lr, GradCheck::kNone);
+  } else if (!sync_->agree_finite(optimizer_->step(params, grads, lr, GradCheck::kFinite))) {
+    RuntimeError error("non-finite gradients at step " + std::to_string(completed_steps_ + 1) +
+                       " (epoch " + std::to_string(epoch_ + 1) + ", rank-local loss sum " +
+                       std::to_string(local_loss_sum) +
+                       "); lower the learning rate, or set training.nonfinite: skip");
+    error.mark_agreed();  // every rank reached the same verdict
+    throw error;
+  }
   sync_->after_step(model_->params());
+  return true;
 }
 
 void Trainer::train_steps(int64_t count) {

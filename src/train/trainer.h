@@ -106,7 +106,8 @@ class Trainer {
   void stage_batch(const Dataset& data, std::span<const int64_t> indices);
   void stage_rows(const Dataset& data, int64_t start, int64_t rows);
   void train_step();
-  void optimizer_step();
+  // One optimizer step from the summed gradients; false when skipped as non-finite.
+  bool apply_gradients(double local_loss_sum);
   std::vector<float> gather_state(const StateTensor& state);
   void checkpoint_now();
   void verify_replicas();  // check_replicas, at most once per step

@@ -98,9 +98,9 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
         V(be, std::vector<float>(1000)), VEL(be, std::vector<float>(1000));
     for (int64_t step = 1; step <= 3; ++step)
       be.adam_update(PA.buffer.data(), GA.buffer.data(), M.buffer.data(), V.buffer.data(), 1000,
-                     1e-2f, step, AdamHyper{0.9f, 0.999f, 1e-8f, 0.01f});
-    be.sgd_update(PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
-                  SgdHyper{0.9f, 1e-3f, true});
+                     1e-2f, step, AdamHyper{0.9f, 0.999f, 1e-8f, 0.01f}, GradCheck::kNone);
+    EXPECT_TRUE(be.sgd_update(PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
+                              SgdHyper{0.9f, 1e-3f, true}, GradCheck::kFinite));
     out[k].push_back(PA.read());
     EXPECT_TRUE(be.all_finite(PA.buffer.data(), 1000));
     std::vector<float> bad = params;

@@ -15,7 +15,7 @@ float sgd_after(const SgdHyper& hyper, std::initializer_list<float> grads) {
   auto backend = make_cpu_backend();
   Sgd sgd(*backend, 1, hyper);
   float p = 1;
-  for (float g : grads) sgd.step({&p, 1}, {&g, 1}, 0.1f);
+  for (float g : grads) sgd.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
   return p;
 }
 
@@ -41,11 +41,11 @@ TEST(Adam, TwoBiasCorrectedSteps) {
   Adam adam(*backend, 1, AdamHyper{});
   float p = 1;
   float g = 0.5f;
-  adam.step({&p, 1}, {&g, 1}, 0.1f);
+  adam.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
   // Bias correction makes the first step lr * g / |g|.
   EXPECT_NEAR(p, 0.9, 1e-6);
   g = 0.25f;
-  adam.step({&p, 1}, {&g, 1}, 0.1f);
+  adam.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
   // m = 0.07, v = 3.1225e-4; m^ = 0.07 / 0.19, v^ = 3.1225e-4 / 1.999e-3.
   EXPECT_NEAR(p, 0.80678204, 1e-6);
   EXPECT_EQ(adam.steps_taken(), 2);
@@ -55,7 +55,7 @@ TEST(Adam, UpdatesEveryElementOfTheFlatBuffer) {
   auto backend = make_cpu_backend();
   Adam adam(*backend, 3, AdamHyper{});
   std::vector<float> p = {1, 1, 1}, g = {1, -1, 0};
-  adam.step(p, g, 0.01f);
+  adam.step(p, g, 0.01f, GradCheck::kNone);
   EXPECT_NEAR(p[0], 0.99, 1e-6);
   EXPECT_NEAR(p[1], 1.01, 1e-6);
   EXPECT_FLOAT_EQ(p[2], 1);
@@ -110,6 +110,34 @@ TEST(Backend, AllFiniteFindsNanAndInfinity) {
     values[999] = bad;
     EXPECT_FALSE(backend->all_finite(values.data(), values.size())) << bad;
     values[999] = 0;
+  }
+}
+
+// Note [non-finite check]: the updates report a NaN or infinity anywhere in the gradients they
+// read, in the vectorized body and in the tail, for every update rule.
+TEST(Optimizers, UpdatesReportNonFiniteGradientsWhenAsked) {
+  auto backend = make_cpu_backend();
+  constexpr size_t kCount = 1037;  // not a multiple of any vector width
+  std::vector<float> params(kCount, 1.0f), grads(kCount, 0.25f);
+  const auto updates = [&](GradCheck check) {
+    Sgd plain(*backend, kCount, SgdHyper{});
+    Sgd momentum(*backend, kCount, SgdHyper{0.9f, 1e-4f, true});
+    Adam adam(*backend, kCount, AdamHyper{});
+    return std::vector<bool>{plain.step(params, grads, 0.1f, check),
+                             momentum.step(params, grads, 0.1f, check),
+                             adam.step(params, grads, 0.1f, check)};
+  };
+  EXPECT_EQ(updates(GradCheck::kFinite), std::vector<bool>(3, true));
+  for (const size_t at : {size_t{0}, size_t{500}, kCount - 1}) {
+    for (const float bad :
+         {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+          -std::numeric_limits<float>::infinity()}) {
+      std::fill(params.begin(), params.end(), 1.0f);
+      grads[at] = bad;
+      EXPECT_EQ(updates(GradCheck::kFinite), std::vector<bool>(3, false)) << bad << " at " << at;
+      EXPECT_EQ(updates(GradCheck::kNone), std::vector<bool>(3, true)) << "unchecked";
+      grads[at] = 0.25f;
+    }
   }
 }
 
