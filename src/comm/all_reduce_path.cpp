@@ -23,8 +23,9 @@ class SharedMemoryPath final : public AllReducePath {
     all_reduce(b);
     return std::make_unique<CompletedWork>();
   }
-  void reduce_scatter(const Bucket& b, std::span<const int> counts, std::span<float>) override {
-    buffer_->reduce_scatter_sum(b.offset, counts);
+  void reduce_scatter(const Bucket& b, std::span<const int> counts, std::span<float>,
+                      const SharedBuffer::PieceFn& consume = {}) override {
+    buffer_->reduce_scatter_sum(b.offset, counts, consume);
   }
   bool in_place() const override { return true; }
 
@@ -64,7 +65,8 @@ class HierarchicalPath final : public AllReducePath {
     all_reduce(b);
     return std::make_unique<CompletedWork>();
   }
-  void reduce_scatter(const Bucket&, std::span<const int>, std::span<float>) override {
+  void reduce_scatter(const Bucket&, std::span<const int>, std::span<float>,
+                      const SharedBuffer::PieceFn& = {}) override {
     throw std::logic_error("HierarchicalPath: ZeRO-1 is refused by make_grad_sync");
   }
   bool in_place() const override { return false; }
@@ -87,8 +89,10 @@ class CommunicatorPath final : public AllReducePath {
   std::unique_ptr<Work> start_all_reduce(const Bucket& b) override {
     return codec_->start_all_reduce(comm_, grads(), b);
   }
-  void reduce_scatter(const Bucket& b, std::span<const int> counts,
-                      std::span<float> into) override {
+  void reduce_scatter(const Bucket& b, std::span<const int> counts, std::span<float> into,
+                      const SharedBuffer::PieceFn& consume = {}) override {
+    if (consume)
+      throw std::logic_error("CommunicatorPath: reduce-scatter pieces need shared memory");
     comm_.reduce_scatter_sum(grads().subspan(b.offset, b.count), into, counts);
   }
   bool in_place() const override { return false; }

@@ -35,9 +35,10 @@ class AllReducePath {
   virtual std::unique_ptr<Work> start_all_reduce(const Bucket& b) = 0;
   // ZeRO-1, blocking: the sum over ranks of this rank's part of grads()[b], where the bucket is
   // cut into counts[r] floats for rank r, in rank order, lands in `into`, or where in_place(), in
-  // that part of grads() itself (`into` unused). fp32 only.
-  virtual void reduce_scatter(const Bucket& b, std::span<const int> counts,
-                              std::span<float> into) = 0;
+  // that part of grads() itself (`into` unused), handed piece by piece to `consume` when given
+  // (SharedBuffer::reduce_scatter_sum; other paths refuse one). fp32 only.
+  virtual void reduce_scatter(const Bucket& b, std::span<const int> counts, std::span<float> into,
+                              const SharedBuffer::PieceFn& consume = {}) = 0;
   // True for shared memory: reduce-scatter sums in place, and one call over the whole buffer
   // lets every rank sum its own part at the same time (bucket by bucket, the ranks whose shard
   // lies elsewhere would wait).

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -27,15 +28,27 @@ class SharedBuffer {
  public:
   virtual ~SharedBuffer() = default;
   virtual std::span<float> span() = 0;  // this rank's copy, zero-filled at first
+  // A stretch [begin, begin + count) of span(), handed to whoever produces or consumes it.
+  using PieceFn = std::function<void(size_t begin, size_t count)>;
   // Collective, in place: span()[offset, offset + count) becomes its sum over ranks on every rank.
   virtual void all_reduce_sum(size_t offset, size_t count) = 0;
   // Collective (ZeRO-1): [offset, offset + sum(counts)) is cut into one part per rank, counts[r]
   // floats for rank r in rank order; each rank's part becomes its sum over ranks, in that rank's
-  // copy only.
-  virtual void reduce_scatter_sum(size_t offset, std::span<const int> counts) = 0;
+  // copy only. With `consume`, the part is summed piece by piece and each piece handed to
+  // consume(begin, count) at once, while it is in cache (Note [sharded step]).
+  virtual void reduce_scatter_sum(size_t offset, std::span<const int> counts,
+                                  const PieceFn& consume = {}) = 0;
   // Collective, the inverse: with the same parts, every rank's part is copied from its own copy
-  // into every rank's copy.
-  virtual void all_gather(size_t offset, std::span<const int> counts) = 0;
+  // into every rank's copy. With `produce`, each rank first computes its part piece by piece:
+  // produce(begin, count) writes span()[begin, begin + count), and each piece is copied out while
+  // it is still in cache (Note [sharded step]).
+  virtual void all_gather(size_t offset, std::span<const int> counts,
+                          const PieceFn& produce = {}) = 0;
+  // Not collective: copies span()[begin, begin + count) into every other rank's copy. The caller
+  // makes sure nobody uses that stretch of the other copies until a synchronize() that follows.
+  virtual void publish(size_t begin, size_t count) = 0;
+  // Collective: every rank's writes so far are visible to all before any rank goes on.
+  virtual void synchronize() = 0;
 };
 
 // A collective that was complete when its call returned (one rank; shared-memory reductions).

@@ -66,7 +66,7 @@ ChosenPath hierarchical(const GradSyncOptions& options, Communicator& comm, size
     why_not = "one rank on each of " + std::to_string(hosts) + " hosts";
     return {};
   }
-  if (options.zero1) {
+  if (options.zero == ZeroChoice::kOn) {
     why_not = "ZeRO-1 reduce-scatters over all ranks at once (use mpi)";
     return {};
   }
@@ -127,21 +127,38 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
   check_choice(options, backend);
   if (comm.size() == 1)
     return std::make_unique<ReplicatedSync>(
+        backend,
         make_communicator_path(comm, backend, count,
                                make_wire_codec(WireDtype::kFp32, backend, count)),
         std::vector<Bucket>{}, false, "gradients: one rank, nothing to reduce");
   ChosenPath chosen = choose_path(options, comm, backend, count);
   std::vector<Bucket> buckets = cut_buckets(tensor_offsets, count, options.bucket_bytes);
-  const std::string strategy = options.zero1     ? "ZeRO-1 (reduce-scatter, sharded optimizer)"
+  // Note [sharded step]: ZeRO-1 by default where the parameters can share the gradients' host
+  // memory; every rank decides from the same path and the same agreed allocation (allocate_shared
+  // agrees on /dev/shm's room).
+  const bool eligible = options.zero == ZeroChoice::kOn || (options.zero == ZeroChoice::kAuto &&
+                                                            !options.overlap && !options.bf16_wire);
+  std::unique_ptr<SharedBuffer> shared_params;
+  if (eligible && chosen.path->in_place()) {
+    std::string why_not;
+    shared_params = comm.allocate_shared(count, why_not);
+  }
+  const bool zero1 = options.zero == ZeroChoice::kOn || (eligible && shared_params != nullptr);
+  const std::string zero_why = zero1 && options.zero == ZeroChoice::kAuto ? ", zero: auto" : "";
+  const std::string strategy = zero1             ? "ZeRO-1 (reduce-scatter, sharded optimizer)"
                                : options.overlap ? "replicated, overlapped with backward"
                                                  : "replicated, after backward";
   const std::string description = "gradients: " + strategy + ", " + std::to_string(buckets.size()) +
                                   " bucket(s), " + (options.bf16_wire ? "bf16" : "fp32") +
-                                  " through " + chosen.path->name() + " (" + chosen.why + ")";
-  if (options.zero1)
-    return std::make_unique<Zero1Sync>(comm, backend, std::move(chosen.path), std::move(buckets),
-                                       description);
-  return std::make_unique<ReplicatedSync>(std::move(chosen.path), std::move(buckets),
+                                  " through " + chosen.path->name() + " (" + chosen.why + zero_why +
+                                  ")";
+  if (zero1) {
+    Zero1Sync::ParamStorage params = DeviceBuffer(backend, count);
+    if (shared_params) params = std::move(shared_params);
+    return std::make_unique<Zero1Sync>(comm, backend, std::move(chosen.path), std::move(params),
+                                       std::move(buckets), options.sums_before_step, description);
+  }
+  return std::make_unique<ReplicatedSync>(backend, std::move(chosen.path), std::move(buckets),
                                           options.overlap, description);
 }
 

@@ -7,14 +7,18 @@
 //   2. calls finish(), after which shard_grads() holds the sum over ranks of this rank's shard,
 //   3. checks shard_grads() for NaN and infinity and asks agree_finite() for the verdict of all
 //      ranks, and if all are finite
-//   4. steps the optimizer over shard() of the parameters with shard_grads(), then after_step().
+//   4. calls step(), which runs the optimizer over shard() of params() with shard_grads() and
+//      leaves all of params() the same on every rank.
 //   (Steps 3 and 4 may come in the other order, the check riding on the step's pass: Note
 //   [non-finite check] in train/trainer.cpp.)
+// The parameter buffer lives here too, since how the ranks share it decides where it must live.
 // Replicated (ReplicatedSync): the shard is the whole buffer, buckets are all-reduced, after
 // backward or overlapped with it. ZeRO-1 (Zero1Sync): each rank owns a slice; gradients are
-// reduce-scattered and the updated parameters all-gathered. Either one sums through an
+// reduce-scattered and the updated parameters all-gathered (Note [sharded step]); `zero: auto`
+// picks it where it is the faster of the two. Either one sums through an
 // AllReducePath (Note [all-reduce paths]) and, on a wire, a WireCodec (Note [wire format]).
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -27,13 +31,17 @@
 namespace ddp {
 
 enum class AllReduceChoice { kAuto, kSharedMemory, kMpi, kHierarchical, kNccl };
+// training.zero: 0 (replicated optimizer), 1 (ZeRO-1), auto (ZeRO-1 where every rank is on one host
+// and the gradients go through shared memory as fp32 after backward: Note [sharded step]).
+enum class ZeroChoice { kOff, kOn, kAuto };
 
 struct GradSyncOptions {
   std::string config_file;  // named in errors
   AllReduceChoice path = AllReduceChoice::kAuto;
-  bool overlap = false;    // start bucket reductions during backward
-  bool bf16_wire = false;  // wire_dtype: bf16
-  bool zero1 = false;      // shard the optimizer over ranks
+  bool overlap = false;                 // start bucket reductions during backward
+  bool bf16_wire = false;               // wire_dtype: bf16
+  ZeroChoice zero = ZeroChoice::kAuto;  // shard the optimizer over ranks
+  bool sums_before_step = false;        // shard_grads() is read between finish() and step()
   size_t bucket_bytes = size_t{4} << 20;
 };
 
@@ -49,8 +57,9 @@ class GradSync {
   // One line for the log: strategy, wire format, path and why that path.
   virtual std::string describe() const = 0;
   virtual const std::vector<Bucket>& buckets() const = 0;
-  // The flat gradient buffer (backend memory) that backward writes; owned here, as long as this
-  // object lives.
+  // The flat parameter and gradient buffers (backend memory) that the model trains and backward
+  // writes; owned here, as long as this object lives.
+  virtual std::span<float> params() = 0;
   virtual std::span<float> grads() = 0;
   // During the last backward of a step: every gradient from `offset` to the end is final.
   virtual void ready(size_t offset) = 0;
@@ -59,9 +68,16 @@ class GradSync {
   // its own shard_grads(); every rank gets the same answer.
   virtual bool agree_finite(bool shard_finite) = 0;
   virtual Shard shard() const = 0;
-  virtual std::span<float> shard_grads() = 0;  // (shard().count), valid after finish()
-  // After the optimizer updated shard() of `params`: every rank holds all of `params`.
-  virtual void after_step(std::span<float> params) = 0;
+  // (shard().count): valid after finish() when options.sums_before_step, else after step() (which
+  // may sum them piece by piece as it goes: Note [sharded step]).
+  virtual std::span<float> shard_grads() = 0;
+  // Updates `params` from `grads`, elements [state_offset, +size) of this rank's shard, and
+  // returns the verdict of Optimizer::update.
+  using ShardUpdate = std::function<bool(size_t state_offset, std::span<float> params,
+                                         std::span<const float> grads)>;
+  // After finish(): applies `update` to all of shard(), in pieces of its choosing, then makes
+  // params() the same on every rank. False when an update returned false.
+  virtual bool step(const ShardUpdate& update) = 0;
   // `full` (host, all floats) holds this rank's shard at shard().offset; fills in the others.
   virtual void gather_shards(std::span<float> full) = 0;
 };

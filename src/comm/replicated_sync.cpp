@@ -2,9 +2,10 @@
 
 namespace ddp {
 
-ReplicatedSync::ReplicatedSync(std::unique_ptr<AllReducePath> path, std::vector<Bucket> buckets,
-                               bool overlap, std::string description)
-    : path_(std::move(path)),
+ReplicatedSync::ReplicatedSync(ComputeBackend& backend, std::unique_ptr<AllReducePath> path,
+                               std::vector<Bucket> buckets, bool overlap, std::string description)
+    : params_(backend, path->grads().size()),
+      path_(std::move(path)),
       buckets_(std::move(buckets)),
       overlap_(overlap),
       description_(std::move(description)),

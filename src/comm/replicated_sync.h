@@ -14,11 +14,12 @@ namespace ddp {
 // backward has written its last gradient and polling the ones in flight between layers.
 class ReplicatedSync final : public GradSync {
  public:
-  ReplicatedSync(std::unique_ptr<AllReducePath> path, std::vector<Bucket> buckets, bool overlap,
-                 std::string description);
+  ReplicatedSync(ComputeBackend& backend, std::unique_ptr<AllReducePath> path,
+                 std::vector<Bucket> buckets, bool overlap, std::string description);
 
   std::string describe() const override { return description_; }
   const std::vector<Bucket>& buckets() const override { return buckets_; }
+  std::span<float> params() override { return params_.span(); }
   std::span<float> grads() override { return path_->grads(); }
   void ready(size_t offset) override;
   void finish() override;
@@ -26,12 +27,13 @@ class ReplicatedSync final : public GradSync {
   bool agree_finite(bool shard_finite) override { return shard_finite; }
   Shard shard() const override { return {0, count_}; }
   std::span<float> shard_grads() override { return grads(); }
-  void after_step(std::span<float>) override {}
+  bool step(const ShardUpdate& update) override { return update(0, params(), grads()); }
   void gather_shards(std::span<float>) override {}
 
  private:
   void start_through(size_t offset);  // starts every bucket at or after `offset`
 
+  DeviceBuffer params_;
   std::unique_ptr<AllReducePath> path_;
   std::vector<Bucket> buckets_;
   bool overlap_;

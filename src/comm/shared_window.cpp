@@ -93,25 +93,44 @@ size_t SharedWindow::part_begin(size_t offset, std::span<const int> counts, int 
   return begin;
 }
 
-void SharedWindow::reduce_scatter_sum(size_t offset, std::span<const int> counts) {
+void SharedWindow::reduce_scatter_sum(size_t offset, std::span<const int> counts,
+                                      const PieceFn& consume) {
   const size_t begin = part_begin(offset, counts, rank_);
+  const size_t end = begin + static_cast<size_t>(counts[static_cast<size_t>(rank_)]);
   synchronize();  // every rank's gradients are final
-  sum_slice(begin, begin + static_cast<size_t>(counts[static_cast<size_t>(rank_)]),
-            /*to_all=*/false);
+  if (!consume) {
+    sum_slice(begin, end, /*to_all=*/false);
+  } else {
+    for (size_t i = begin; i < end; i += kPiece) {
+      const size_t n = std::min(kPiece, end - i);
+      sum_slice(i, i + n, /*to_all=*/false);
+      consume(i, n);
+    }
+  }
   // Other ranks may still be reading this copy: nobody writes gradients again before all are done.
   synchronize();
 }
 
-void SharedWindow::all_gather(size_t offset, std::span<const int> counts) {
-  synchronize();  // every rank's part is final in its own copy
-  float* mine = bases_[static_cast<size_t>(rank_)];
-  for (int r = 0; r < size_; ++r) {
-    if (r == rank_) continue;
-    const size_t begin = part_begin(offset, counts, r);
-    std::memcpy(mine + begin, bases_[static_cast<size_t>(r)] + begin,
-                static_cast<size_t>(counts[static_cast<size_t>(r)]) * sizeof(float));
+void SharedWindow::all_gather(size_t offset, std::span<const int> counts, const PieceFn& produce) {
+  const size_t begin = part_begin(offset, counts, rank_);
+  const size_t end = begin + static_cast<size_t>(counts[static_cast<size_t>(rank_)]);
+  synchronize();  // every part is final in its owner's copy and nobody reads the others' any more
+  // Each rank pushes its own part into the other copies, piece by piece as it is produced.
+  for (size_t i = begin; i < end; i += kPiece) {
+    const size_t n = std::min(kPiece, end - i);
+    if (produce) produce(i, n);
+    publish(i, n);
   }
-  synchronize();  // nobody overwrites a part before every rank has copied it
+  synchronize();  // every part is in every copy
+}
+
+void SharedWindow::publish(size_t begin, size_t count) {
+  check_range(begin, count);
+  const float* mine = bases_[static_cast<size_t>(rank_)];
+  for (int r = 0; r < size_; ++r) {
+    if (r != rank_)
+      std::memcpy(bases_[static_cast<size_t>(r)] + begin, mine + begin, count * sizeof(float));
+  }
 }
 
 void SharedWindow::check_range(size_t offset, size_t count) const {

@@ -29,11 +29,16 @@ class SharedWindow final : public SharedBuffer {
 
   std::span<float> span() override { return {bases_[static_cast<size_t>(rank_)], count_}; }
   void all_reduce_sum(size_t offset, size_t count) override;
-  void reduce_scatter_sum(size_t offset, std::span<const int> counts) override;
-  void all_gather(size_t offset, std::span<const int> counts) override;
+  void reduce_scatter_sum(size_t offset, std::span<const int> counts,
+                          const PieceFn& consume = {}) override;
+  void all_gather(size_t offset, std::span<const int> counts, const PieceFn& produce = {}) override;
+  void publish(size_t begin, size_t count) override;
+  void synchronize() override;
 
  private:
-  void synchronize();  // makes every rank's writes visible to all, then lets them go on
+  // Pieces of 64 KB: an optimizer step on one touches three or four such arrays, which stay in L2
+  // while the piece is summed, updated and copied out.
+  static constexpr size_t kPiece = 16384;
   // Sums [begin, end) over every rank's copy, in rank order, into this rank's copy or (to_all)
   // into every rank's.
   void sum_slice(size_t begin, size_t end, bool to_all);

@@ -97,13 +97,20 @@ class WatchedCommunicator final : public Communicator {
       auto guard = dog_.enter("all-reduce (float, shared memory)", count);
       inner_->all_reduce_sum(offset, count);
     }
-    void reduce_scatter_sum(size_t offset, std::span<const int> counts) override {
+    void reduce_scatter_sum(size_t offset, std::span<const int> counts,
+                            const PieceFn& consume = {}) override {
       auto guard = dog_.enter("reduce-scatter (shared memory)", total(counts));
-      inner_->reduce_scatter_sum(offset, counts);
+      inner_->reduce_scatter_sum(offset, counts, consume);
     }
-    void all_gather(size_t offset, std::span<const int> counts) override {
+    void all_gather(size_t offset, std::span<const int> counts,
+                    const PieceFn& produce = {}) override {
       auto guard = dog_.enter("all-gather (shared memory)", total(counts));
-      inner_->all_gather(offset, counts);
+      inner_->all_gather(offset, counts, produce);
+    }
+    void publish(size_t begin, size_t count) override { inner_->publish(begin, count); }
+    void synchronize() override {
+      auto guard = dog_.enter("barrier (shared memory)", 0);
+      inner_->synchronize();
     }
 
    private:

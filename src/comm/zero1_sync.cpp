@@ -1,21 +1,34 @@
 #include "comm/zero1_sync.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 namespace ddp {
 
 Zero1Sync::Zero1Sync(Communicator& comm, ComputeBackend& backend,
-                     std::unique_ptr<AllReducePath> path, std::vector<Bucket> buckets,
-                     std::string description)
+                     std::unique_ptr<AllReducePath> path, ParamStorage param_storage,
+                     std::vector<Bucket> buckets, bool sums_before_step, std::string description)
     : comm_(comm),
       backend_(backend),
       path_(std::move(path)),
+      params_(std::move(param_storage)),
       buckets_(std::move(buckets)),
-      description_(std::move(description)) {
+      description_(std::move(description)),
+      sum_in_step_(!sums_before_step && path_->in_place() &&
+                   std::holds_alternative<std::unique_ptr<SharedBuffer>>(params_)) {
   const size_t n = path_->grads().size();
   const auto world = static_cast<size_t>(comm_.size());
   for (size_t r = 0; r <= world; ++r) shard_begin_.push_back(n * r / world);
   if (!path_->in_place()) shard_grads_ = DeviceBuffer(backend_, shard().count);
+  if (params().size() != n)
+    throw std::logic_error("Zero1Sync: " + std::to_string(params().size()) + " parameters for " +
+                           std::to_string(n) + " gradients");
+}
+
+std::span<float> Zero1Sync::params() {
+  if (auto* shared = std::get_if<std::unique_ptr<SharedBuffer>>(&params_)) return (*shared)->span();
+  return std::get<DeviceBuffer>(params_).span();
 }
 
 std::span<float> Zero1Sync::shard_grads() {
@@ -40,6 +53,7 @@ std::vector<int> Zero1Sync::shard_counts(size_t offset, size_t count) const {
 }
 
 void Zero1Sync::finish() {
+  if (sum_in_step_) return;
   if (path_->in_place()) {
     const std::vector<int> counts = shard_counts(0, grads().size());
     path_->reduce_scatter({0, grads().size()}, counts, {});
@@ -58,9 +72,32 @@ bool Zero1Sync::agree_finite(bool shard_finite) {
   return comm_.all_reduce_max(shard_finite ? 0 : 1) == 0;
 }
 
-void Zero1Sync::after_step(std::span<float> params) {
+bool Zero1Sync::step(const ShardUpdate& update) {
+  const Shard mine = shard();
+  const std::span<float> sums = shard_grads();
+  bool finite = true;
+  const auto produce = [&](size_t begin, size_t count) {
+    const size_t at = begin - mine.offset;
+    finite = update(at, params().subspan(begin, count), sums.subspan(at, count)) && finite;
+  };
+  const std::vector<int> counts = shard_counts(0, params().size());
+  if (sum_in_step_) {
+    SharedBuffer& shared = *std::get<std::unique_ptr<SharedBuffer>>(params_);
+    path_->reduce_scatter({0, params().size()}, counts, {}, [&](size_t begin, size_t count) {
+      produce(begin, count);
+      shared.publish(begin, count);
+    });
+    shared.synchronize();  // every rank's part is in every copy
+    return finite;
+  }
+  if (auto* shared = std::get_if<std::unique_ptr<SharedBuffer>>(&params_)) {
+    (*shared)->all_gather(0, counts, produce);
+    return finite;
+  }
+  produce(mine.offset, mine.count);
   for (const Bucket& b : buckets_)
-    comm_.all_gather(params.subspan(b.offset, b.count), shard_counts(b.offset, b.count));
+    comm_.all_gather(params().subspan(b.offset, b.count), shard_counts(b.offset, b.count));
+  return finite;
 }
 
 void Zero1Sync::gather_shards(std::span<float> full) {

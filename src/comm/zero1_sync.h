@@ -4,11 +4,24 @@
 // this rank's shard, the optimizer (whose state is shard-sized) updates only that slice, and the
 // parameters are all-gathered, bucket by bucket (Open MPI's large-message collectives are slow and
 // allocate full-size temporaries). Through shared memory the reduce-scatter is one call over the
-// whole buffer and its sums stay in place (AllReducePath::in_place). Checkpoints gather the full
-// state (gather_shards).
+// whole buffer and its sums stay in place (AllReducePath::in_place), and the parameters live in a
+// shared window too (Note [sharded step]). Checkpoints gather the full state (gather_shards).
+//
+// Note [sharded step]: on one host, the step itself is what ZeRO-1 saves most. Replicated, each of
+// N ranks streams the whole optimizer pass (W3 with SGD momentum: read gradients, parameters and
+// velocity, write parameters and velocity, 5 x 58.8 MB) after an all-reduce that writes every sum
+// N times, all ranks on the same memory bus. Sharded, each rank updates 1/N of the parameters
+// and copies each piece of 64 KB into the other ranks' windows while it is still in L2, so each
+// parameter is computed once and its bytes leave the core N times without being read back. Unless
+// the trainer reads the sums before the step (nonfinite: skip), the reduce-scatter is deferred to
+// step() and sums each piece just before it is updated: the sums are never written to memory and
+// read back. That
+// is why `zero: auto` picks ZeRO-1 when the gradients go through shared memory (fp32, after
+// backward); results are bit-identical to the replicated step (the same elementwise arithmetic).
 
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "comm/all_reduce_path.h"
@@ -18,18 +31,23 @@ namespace ddp {
 
 class Zero1Sync final : public GradSync {
  public:
+  // Parameters in host memory shared by every rank (one host), or in this rank's backend memory,
+  // all-gathered through the communicator.
+  using ParamStorage = std::variant<std::unique_ptr<SharedBuffer>, DeviceBuffer>;
   Zero1Sync(Communicator& comm, ComputeBackend& backend, std::unique_ptr<AllReducePath> path,
-            std::vector<Bucket> buckets, std::string description);
+            ParamStorage param_storage, std::vector<Bucket> buckets, bool sums_before_step,
+            std::string description);
 
   std::string describe() const override { return description_; }
   const std::vector<Bucket>& buckets() const override { return buckets_; }
+  std::span<float> params() override;
   std::span<float> grads() override { return path_->grads(); }
   void ready(size_t) override {}  // reduce-scattered after backward
   void finish() override;
   bool agree_finite(bool shard_finite) override;  // shards differ: the ranks agree
   Shard shard() const override;
   std::span<float> shard_grads() override;
-  void after_step(std::span<float> params) override;
+  bool step(const ShardUpdate& update) override;
   void gather_shards(std::span<float> full) override;
 
  private:
@@ -39,8 +57,10 @@ class Zero1Sync final : public GradSync {
   Communicator& comm_;
   ComputeBackend& backend_;
   std::unique_ptr<AllReducePath> path_;
+  ParamStorage params_;
   std::vector<Bucket> buckets_;
   std::string description_;
+  bool sum_in_step_;                 // Note [sharded step]: the reduce-scatter runs inside step()
   std::vector<size_t> shard_begin_;  // per rank, and the end: world + 1 entries
   DeviceBuffer shard_grads_;         // (this rank's shard), unless the path sums in place
 };

@@ -48,7 +48,8 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
   layer_offsets_.assign(layers_.size(), kNoParams);
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it)
     layer_offsets_[it->layer] = it->offset;
-  params_ = DeviceBuffer(backend_, offset);
+  own_params_ = DeviceBuffer(backend_, offset);
+  params_ = own_params_.span();
   bind_layers();
 }
 
@@ -69,6 +70,18 @@ void Sequential::bind_grads(std::span<float> storage) {
     throw std::logic_error("bind_grads: " + std::to_string(storage.size()) + " floats for " +
                            std::to_string(param_count()) + " parameters");
   grads_ = storage;
+  bind_layers();
+}
+
+void Sequential::bind_params(std::span<float> storage) {
+  if (storage.size() != param_count())
+    throw std::logic_error("bind_params: " + std::to_string(storage.size()) + " floats for " +
+                           std::to_string(param_count()) + " parameters");
+  std::vector<float> values(params_.size());  // once per model: through the host will do
+  backend_.copy_to_host(params_.data(), values.data(), values.size());
+  backend_.copy_to_device(values.data(), storage.data(), values.size());
+  params_ = storage;
+  own_params_ = DeviceBuffer();
   bind_layers();
 }
 

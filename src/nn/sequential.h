@@ -24,8 +24,9 @@ struct ParamEntry {
 
 // A stack of layers whose parameters and gradients are two flat, contiguous backend buffers
 // (layers hold pointers into them), so the all-reduce and the optimizer see one span each. The
-// model owns its parameters; the gradient buffer belongs to whoever sums it over ranks (the
-// trainer's GradSync, Note [gradient synchronization]) and is bound with bind_grads().
+// model allocates its parameters, unless they are bound elsewhere with bind_params(); the gradient
+// buffer belongs to whoever sums it over ranks (the trainer's GradSync, Note [gradient
+// synchronization]), which keeps the parameters too, and is bound with bind_grads().
 class Sequential {
  public:
   Sequential(ComputeBackend& backend, Shape input, std::vector<std::unique_ptr<Layer>> layers);
@@ -52,11 +53,14 @@ class Sequential {
   const float* predict(const float* x, int64_t batch);
 
   void init_params(uint64_t seed);
-  std::span<float> params() { return params_.span(); }
+  std::span<float> params() { return params_; }
   std::span<float> grads() { return grads_; }
   // Backward writes into `storage`: param_count() floats of backend memory, kept alive by the
   // caller for as long as the model trains.
   void bind_grads(std::span<float> storage);
+  // The parameters move into `storage` (param_count() floats of backend memory, kept alive by the
+  // caller for as long as the model is used); the model's own allocation is freed.
+  void bind_params(std::span<float> storage);
   size_t param_count() const { return params_.size(); }
   const std::vector<ParamEntry>& param_entries() const { return entries_; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
@@ -76,8 +80,9 @@ class Sequential {
   std::vector<size_t> layer_offsets_;  // per layer, offset of its first parameter
   void bind_layers();
 
-  DeviceBuffer params_;
-  std::span<float> grads_;  // empty until bind_grads()
+  DeviceBuffer own_params_;  // empty after bind_params()
+  std::span<float> params_;  // own_params_ or the bound storage
+  std::span<float> grads_;   // empty until bind_grads()
   bool output_logits_ = false;
   int64_t max_batch_ = 0;
   std::vector<DeviceBuffer> outputs_;  // per layer (max_batch, output shape); empty for aliases

@@ -12,9 +12,11 @@ class Adam final : public Optimizer {
  public:
   Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper);
   std::string name() const override { return "adam"; }
-  bool step(std::span<float> params, std::span<const float> grads, float lr,
-            GradCheck check) override;
   std::vector<StateTensor> state() override;
+
+ protected:
+  bool update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
+                    float lr, GradCheck check) override;
 
  private:
   ComputeBackend& backend_;

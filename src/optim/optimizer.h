@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,15 +16,27 @@ struct StateTensor {
   std::span<float> data;
 };
 
-// Updates the model's whole flat parameter buffer from its flat gradient buffer in one call.
+// Updates the model's flat parameter buffer (or this rank's shard of it, ZeRO-1) from the flat
+// gradient buffer. One step is begin_step() followed by update() over pieces that together cover
+// the optimizer's state once, in any order: a step may run piece by piece while each piece is in
+// cache (Note [sharded step]), or in one call (step()).
 class Optimizer {
  public:
+  explicit Optimizer(size_t count) : count_(count) {}
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
+
+  void begin_step() { ++steps_; }
+  // params and grads are elements [state_offset, state_offset + params.size()) of the state.
   // With GradCheck::kFinite, returns false when a gradient was NaN or infinite (see
   // ComputeBackend::sgd_update); true otherwise.
-  virtual bool step(std::span<float> params, std::span<const float> grads, float lr,
-                    GradCheck check) = 0;
+  bool update(size_t state_offset, std::span<float> params, std::span<const float> grads, float lr,
+              GradCheck check);
+  // A whole step in one piece.
+  bool step(std::span<float> params, std::span<const float> grads, float lr, GradCheck check) {
+    begin_step();
+    return update(0, params, grads, lr, check);
+  }
 
   // What a checkpoint must hold to continue exactly: the state buffers and the step count.
   virtual std::vector<StateTensor> state() = 0;
@@ -31,7 +44,24 @@ class Optimizer {
   void set_steps_taken(int64_t steps) { steps_ = steps; }
 
  protected:
+  // update() after its range checks.
+  virtual bool update_piece(size_t state_offset, std::span<float> params,
+                            std::span<const float> grads, float lr, GradCheck check) = 0;
   int64_t steps_ = 0;
+
+ private:
+  size_t count_;  // elements of state
 };
+
+inline bool Optimizer::update(size_t state_offset, std::span<float> params,
+                              std::span<const float> grads, float lr, GradCheck check) {
+  if (grads.size() != params.size() || state_offset > count_ ||
+      params.size() > count_ - state_offset)
+    throw std::logic_error(name() + ": update of [" + std::to_string(state_offset) + ", +" +
+                           std::to_string(params.size()) + ") with " +
+                           std::to_string(grads.size()) + " gradients, state of " +
+                           std::to_string(count_));
+  return update_piece(state_offset, params, grads, lr, check);
+}
 
 }  // namespace ddp

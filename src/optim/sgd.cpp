@@ -3,14 +3,16 @@
 namespace ddp {
 
 Sgd::Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper)
-    : backend_(backend),
+    : Optimizer(count),
+      backend_(backend),
       hyper_(hyper),
       velocity_(hyper.momentum != 0 ? DeviceBuffer(backend, count) : DeviceBuffer()) {}
 
-bool Sgd::step(std::span<float> params, std::span<const float> grads, float lr, GradCheck check) {
-  ++steps_;
-  return backend_.sgd_update(params.data(), grads.data(), velocity_.data(), params.size(), lr,
-                             hyper_, check);
+bool Sgd::update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
+                       float lr, GradCheck check) {
+  float* velocity = velocity_.size() == 0 ? nullptr : velocity_.data() + state_offset;
+  return backend_.sgd_update(params.data(), grads.data(), velocity, params.size(), lr, hyper_,
+                             check);
 }
 
 std::vector<StateTensor> Sgd::state() {

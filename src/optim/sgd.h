@@ -10,9 +10,11 @@ class Sgd final : public Optimizer {
  public:
   Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper);
   std::string name() const override { return "sgd"; }
-  bool step(std::span<float> params, std::span<const float> grads, float lr,
-            GradCheck check) override;
   std::vector<StateTensor> state() override;
+
+ protected:
+  bool update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
+                    float lr, GradCheck check) override;
 
  private:
   ComputeBackend& backend_;

@@ -165,11 +165,9 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
                                             : AllReduceChoice::kAuto;
   sync.overlap = node.get("overlap", false);
   sync.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
-  const int64_t zero = node.get<int64_t>("zero", 0);
-  if (zero != 0 && zero != 1)
-    node.fail("zero", "must be 0 (replicated optimizer state) or 1 (sharded, ZeRO-1)");
-  sync.zero1 = zero == 1;
-  if (sync.zero1 && (sync.overlap || sync.bf16_wire))
+  const std::string zero = node.choice("zero", {"auto", "0", "1"}, "auto");
+  sync.zero = zero == "0" ? ZeroChoice::kOff : zero == "1" ? ZeroChoice::kOn : ZeroChoice::kAuto;
+  if (sync.zero == ZeroChoice::kOn && (sync.overlap || sync.bf16_wire))
     node.fail("zero",
               "ZeRO-1 reduce-scatters fp32 after backward: needs overlap: false and "
               "wire_dtype: fp32");
@@ -181,6 +179,7 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
   t.flush_denormals = node.get("flush_denormals", true);
   t.tf32 = node.get("tf32", false);
   t.skip_nonfinite = node.choice("nonfinite", {"stop", "skip"}, "stop") == "skip";
+  sync.sums_before_step = t.skip_nonfinite;  // Note [non-finite check]
   t.collective_timeout_s = node.get("collective_timeout_s", 600.0);
   if (t.collective_timeout_s < 0) node.fail("collective_timeout_s", "must be >= 0 (0: off)");
   node.finish();

@@ -124,6 +124,7 @@ TEST_P(GradSyncPaths, SumsEveryElementAndNamesItsPath) {
     GradSyncOptions options;
     options.path = GetParam();
     options.overlap = overlap;
+    options.zero = ZeroChoice::kOff;
     options.bucket_bytes = 200;
     auto sync = make_grad_sync(options, comm, *backend, offsets, 484);
     const std::string expected =
@@ -151,6 +152,65 @@ INSTANTIATE_TEST_SUITE_P(Paths, GradSyncPaths,
                          [](const auto& info) {
                            return info.param == AllReduceChoice::kSharedMemory ? "shm" : "mpi";
                          });
+
+// Note [sharded step]: zero: auto shards the optimizer where the gradients go through shared
+// memory as fp32 after backward, and nowhere else; the parameters then live in shared memory, and
+// step() leaves every rank's copy holding every rank's update, whether the sums were made in
+// finish() (sums_before_step, for nonfinite: skip) or piece by piece inside step().
+TEST(GradSync, AutoShardsTheStepOnSharedMemoryOnly) {
+  MpiCommunicator comm;
+  if (comm.size() == 1) GTEST_SKIP() << "one rank reduces nothing";
+  auto backend = make_cpu_backend();
+  const std::vector<size_t> offsets = {0, 600, 1000};
+  struct Case {
+    AllReduceChoice path;
+    bool overlap;
+    bool sums_before_step;
+    bool sharded;
+  };
+  for (const Case& c : {Case{AllReduceChoice::kSharedMemory, false, false, true},
+                        Case{AllReduceChoice::kSharedMemory, false, true, true},
+                        Case{AllReduceChoice::kSharedMemory, true, false, false},
+                        Case{AllReduceChoice::kMpi, false, false, false}}) {
+    GradSyncOptions options;
+    options.path = c.path;
+    options.overlap = c.overlap;
+    options.sums_before_step = c.sums_before_step;
+    auto sync = make_grad_sync(options, comm, *backend, offsets, 1001);
+    const std::string line = sync->describe();
+    EXPECT_EQ(line.find("ZeRO-1") != std::string::npos, c.sharded) << line;
+    EXPECT_EQ(line.find("zero: auto") != std::string::npos, c.sharded) << line;
+    const Shard shard = sync->shard();
+    const auto r = static_cast<size_t>(comm.rank()), n = static_cast<size_t>(comm.size());
+    const size_t begin = c.sharded ? 1001 * r / n : 0, end = c.sharded ? 1001 * (r + 1) / n : 1001;
+    EXPECT_EQ(shard.offset, begin) << line;
+    EXPECT_EQ(shard.count, end - begin) << line;
+
+    // Each rank's gradient i is rank + i; the update writes minus the sum it was given.
+    std::span<float> grads = sync->grads();
+    for (size_t i = 0; i < grads.size(); ++i) grads[i] = static_cast<float>(comm.rank()) + i;
+    sync->finish();
+    size_t covered = 0;
+    const bool finite = sync->step([&](size_t at, std::span<float> p, std::span<const float> g) {
+      EXPECT_EQ(at, covered);
+      covered += p.size();
+      for (size_t i = 0; i < p.size(); ++i) p[i] = -g[i];
+      return true;
+    });
+    EXPECT_TRUE(finite);
+    EXPECT_EQ(covered, shard.count);
+    const std::span<float> sums = sync->shard_grads();
+    for (size_t i = 0; i < sums.size(); ++i)
+      ASSERT_EQ(sums[i], static_cast<float>(n * (begin + i) + n * (n - 1) / 2)) << i << " " << line;
+    const std::span<float> params = sync->params();
+    for (size_t i = 0; i < params.size(); ++i)
+      ASSERT_EQ(params[i], -static_cast<float>(n * i + n * (n - 1) / 2)) << i << " " << line;
+    sync->finish();
+    const bool refused =
+        !sync->step([](size_t, std::span<float>, std::span<const float>) { return false; });
+    EXPECT_TRUE(refused) << "an update's verdict was lost";
+  }
+}
 
 TEST(GradSync, RefusesNcclForHostMemoryNamingTheKey) {
   MpiCommunicator comm;

@@ -218,7 +218,7 @@ TEST_P(DdpTraining, Bf16WireStaysCloseToFp32AndIdenticalAcrossRanks) {
 TEST_P(DdpTraining, Zero1MatchesReplicatedOptimizerState) {
   MpiCommunicator comm;
   if (refuses_zero1(comm)) return;
-  const std::vector<float> plain = train_and_get_params(config_with({}), comm, 20);
+  const std::vector<float> plain = train_and_get_params(config_with({"training.zero=0"}), comm, 20);
   // One bucket, and buckets of ~1,300 floats whose boundaries cut through the shards.
   for (const char* buckets : {"training.bucket_mb=4", "training.bucket_mb=0.005"}) {
     const std::vector<float> sharded =
@@ -232,7 +232,7 @@ TEST_P(DdpTraining, Zero1CheckpointsHoldTheFullStateAndResumeWithoutSharding) {
   MpiCommunicator comm;
   if (refuses_zero1(comm)) return;
   auto backend = make_cpu_backend();
-  const Config plain = config_with({});
+  const Config plain = config_with({"training.zero=0"});
   const Config sharded = config_with({"training.zero=1"});
   auto make = [&](const Config& c) {
     return std::make_unique<Trainer>(c, comm, *backend, load_dataset(c.train_data, comm.rank()),
