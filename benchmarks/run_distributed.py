@@ -5,7 +5,7 @@ communication and optimizer for each way of reducing gradients, on both all-redu
 two moment buffers are what ZeRO-1 shards). Variants alternate within each repeat; the table
 gives medians with the spread of samples/s, and the path each run reported taking.
 Writes benchmarks/results/distributed.{md,json}.
-  benchmarks/run_distributed.py [--reps 5]"""
+  benchmarks/run_distributed.py [--reps 5] [--paths shm,mpi]"""
 
 import argparse
 import json
@@ -21,12 +21,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_pml="ob1")
 VARIANTS = [
-    ("synchronous, 4 MB buckets (default)", []),
-    ("synchronous, 25 MB buckets", ["training.bucket_mb=25"]),
-    ("overlapped with backward, 4 MB buckets", ["training.overlap=true"]),
-    ("synchronous + bf16 wire", ["training.wire_dtype=bf16"]),
-    ("overlapped + bf16 wire", ["training.overlap=true", "training.wire_dtype=bf16"]),
-    ("ZeRO-1 (reduce-scatter + all-gather)", ["training.zero=1"]),
+    ("replicated, synchronous, 4 MB buckets", ["training.zero=0"]),
+    ("replicated, synchronous, 25 MB buckets", ["training.zero=0", "training.bucket_mb=25"]),
+    ("replicated, overlapped with backward, 4 MB buckets", ["training.overlap=true"]),
+    ("replicated, synchronous + bf16 wire", ["training.wire_dtype=bf16"]),
+    ("replicated, overlapped + bf16 wire", ["training.overlap=true", "training.wire_dtype=bf16"]),
+    # Note [sharded step]: the default (zero: auto) through shared memory; over MPI a
+    # reduce-scatter, the step on the shard, then an all-gather.
+    ("ZeRO-1 (default on shm: sums made inside the sharded step)", ["training.zero=1"]),
+    ("ZeRO-1, sums made before the step (nonfinite: skip)",
+     ["training.zero=1", "training.nonfinite=skip"]),
 ]
 PATHS = ["shm", "mpi"]
 ADAM = ["optimizer.type=adam", "optimizer.learning_rate=0.0001", "optimizer.momentum=~"]
@@ -44,9 +48,10 @@ def bench(overrides, steps=30):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--paths", default=",".join(PATHS), help="training.allreduce values to compare")
     a = p.parse_args()
     variants = [(f"{name} [{path}]", overrides + [f"training.allreduce={path}"])
-                for path in PATHS for name, overrides in VARIANTS]
+                for path in a.paths.split(",") for name, overrides in VARIANTS]
     runs = {name: [] for name, _ in variants}
     for _ in range(a.reps):
         for name, overrides in variants:
@@ -58,19 +63,21 @@ def main():
         rows.append((name, median, by_speed[0]["samples_per_sec"], by_speed[-1]["samples_per_sec"]))
         print(f"{name}: {median['samples_per_sec']:.0f} samples/s", flush=True)
     memory = []
-    for name, overrides in (("Adam, replicated state", ADAM),
+    for name, overrides in (("Adam, replicated state", ADAM + ["training.zero=0"]),
                             ("Adam, ZeRO-1", ADAM + ["training.zero=1"])):
         r = bench(overrides, steps=5)
         memory.append((name, r))
         print(f"{name}: {r['peak_rss_mb']} MB", flush=True)
     commit = provenance.commit()
-    lines = [f"Command: `benchmarks/run_distributed.py --reps {a.reps}`: "
+    lines = [f"Command: `benchmarks/run_distributed.py --reps {a.reps} --paths {a.paths}`: "
              "W3 (1024 -> 4 x 2048 -> 10, "
              "14.7M parameters, 58.8 MB of gradients), 2 ranks x 64 samples. Measured "
              f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {provenance.cpu_model()}, "
              f"{os.cpu_count()} cores. Each row: the run with the median samples/s of {a.reps} "
              "(variants alternated within each repeat), its ms per step averaged over ranks, and "
-             "the slowest-fastest samples/s; [shm] and [mpi] are training.allreduce.", "",
+             "the slowest-fastest samples/s; [shm] and [mpi] are training.allreduce. Where the "
+             "step sums the gradients itself (ZeRO-1's default through shared memory), the "
+             "reduce-scatter is inside the optimizer column.", "",
              "| gradient reduction | samples/s (min-max) | compute (fwd + bwd) "
              "| exposed communication | optimizer | path taken |",
              "|---|---|---|---|---|---|"]
