@@ -4,7 +4,8 @@
 // hook. Per optimizer step the trainer
 //   1. runs backward into grads() and reports ready(offset) as each layer's gradients are final
 //      (last micro-batch only),
-//   2. calls finish(), after which shard_grads() holds the sum over ranks of this rank's shard,
+//   2. calls finish(); shard_grads() then holds the sum over ranks of this rank's shard (or only
+//      after step(), which may make the sums as it goes: see shard_grads()),
 //   3. checks shard_grads() for NaN and infinity and asks agree_finite() for the verdict of all
 //      ranks, and if all are finite
 //   4. calls step(), which runs the optimizer over shard() of params() with shard_grads() and

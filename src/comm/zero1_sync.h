@@ -12,12 +12,12 @@
 // velocity, write parameters and velocity, 5 x 58.8 MB) after an all-reduce that writes every sum
 // N times, all ranks on the same memory bus. Sharded, each rank updates 1/N of the parameters
 // and copies each piece of 64 KB into the other ranks' windows while it is still in L2, so each
-// parameter is computed once and its bytes leave the core N times without being read back. Unless
-// the trainer reads the sums before the step (nonfinite: skip), the reduce-scatter is deferred to
-// step() and sums each piece just before it is updated: the sums are never written to memory and
-// read back. That
-// is why `zero: auto` picks ZeRO-1 when the gradients go through shared memory (fp32, after
-// backward); results are bit-identical to the replicated step (the same elementwise arithmetic).
+// parameter is computed once and its bytes leave the core N times without being read back.
+// Unless the trainer reads the sums before the step (nonfinite: skip), the reduce-scatter waits
+// for step() and sums each piece just before updating it, so the sums never go to memory and
+// back either. Hence `zero: auto` picks ZeRO-1 when the gradients go through shared memory (fp32,
+// after backward); the results are bit-identical to the replicated step's (the same elementwise
+// arithmetic on the same sums).
 
 #include <memory>
 #include <string>
