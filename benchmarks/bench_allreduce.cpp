@@ -57,8 +57,12 @@ int main(int argc, char** argv) {
     std::vector<size_t> tensor_offsets;
     for (size_t offset = 0; offset < count; offset += size_t{1} << 20)
       tensor_offsets.push_back(offset);
+    // Replicated: under the sharded step (zero: auto's choice on one host) finish() sums nothing
+    // and the reduce-scatter runs inside step() (Note [sharded step]).
+    GradSyncOptions options;
+    options.zero = ZeroChoice::kOff;
     const std::unique_ptr<GradSync> sync =
-        make_grad_sync(GradSyncOptions{}, comm, *backend, tensor_offsets, count);
+        make_grad_sync(options, comm, *backend, tensor_offsets, count);
     std::span<float> grads = sync->grads();
     std::fill(grads.begin(), grads.end(), 1.0f);
     const int iterations = static_cast<int>(std::max<size_t>(5, (size_t{256} << 20) / bytes / 4));
