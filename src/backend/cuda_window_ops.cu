@@ -24,6 +24,23 @@ __device__ void covering(int64_t i, int64_t pad, int64_t kernel, int64_t stride,
   last = min((i + pad) / stride, out - 1);
 }
 
+// Input element i (b, ih, iw, c) and the outputs whose windows cover it: rows [oh0, oh1],
+// columns [ow0, ow1].
+struct Covered {
+  int64_t b, ih, iw, c, oh0, oh1, ow0, ow1;
+};
+
+__device__ Covered covered(int64_t i, const Window2d& w) {
+  Covered p;
+  p.c = i % w.channels;
+  p.iw = (i / w.channels) % w.width;
+  p.ih = (i / (w.channels * w.width)) % w.height;
+  p.b = i / (w.height * w.width * w.channels);
+  covering(p.ih, w.pad_top, w.kernel_h, w.stride_h, w.out_h, p.oh0, p.oh1);
+  covering(p.iw, w.pad_left, w.kernel_w, w.stride_w, w.out_w, p.ow0, p.ow1);
+  return p;
+}
+
 // One thread per element of cols (pixel, ki, kj, channel).
 __global__ void im2col_kernel(const float* x, float* cols, int64_t n, Window2d w) {
   for (int64_t i = start(); i < n; i += stride()) {
@@ -42,19 +59,14 @@ __global__ void im2col_kernel(const float* x, float* cols, int64_t n, Window2d w
 // One thread per element of dx: the sum of the cols entries taken from it.
 __global__ void col2im_kernel(const float* cols, float* dx, int64_t n, Window2d w) {
   for (int64_t i = start(); i < n; i += stride()) {
-    const int64_t c = i % w.channels;
-    const int64_t iw = (i / w.channels) % w.width, ih = (i / (w.channels * w.width)) % w.height;
-    const int64_t b = i / (w.height * w.width * w.channels);
-    int64_t oh0, oh1, ow0, ow1;
-    covering(ih, w.pad_top, w.kernel_h, w.stride_h, w.out_h, oh0, oh1);
-    covering(iw, w.pad_left, w.kernel_w, w.stride_w, w.out_w, ow0, ow1);
+    const Covered p = covered(i, w);
     float sum = 0;
-    for (int64_t oh = oh0; oh <= oh1; ++oh)
-      for (int64_t ow = ow0; ow <= ow1; ++ow) {
-        const int64_t ki = ih - (oh * w.stride_h - w.pad_top);
-        const int64_t kj = iw - (ow * w.stride_w - w.pad_left);
-        sum += cols[((b * w.out_h + oh) * w.out_w + ow) * w.patch() +
-                    (ki * w.kernel_w + kj) * w.channels + c];
+    for (int64_t oh = p.oh0; oh <= p.oh1; ++oh)
+      for (int64_t ow = p.ow0; ow <= p.ow1; ++ow) {
+        const int64_t ki = p.ih - (oh * w.stride_h - w.pad_top);
+        const int64_t kj = p.iw - (ow * w.stride_w - w.pad_left);
+        sum += cols[((p.b * w.out_h + oh) * w.out_w + ow) * w.patch() +
+                    (ki * w.kernel_w + kj) * w.channels + p.c];
       }
     dx[i] = sum;
   }
@@ -95,17 +107,12 @@ __global__ void pool_forward_kernel(const float* x, float* y, int64_t n, Window2
 __global__ void pool_backward_kernel(const float* x, const float* y, const float* dy, float* dx,
                                      int64_t n, Window2d w, bool max_pool) {
   for (int64_t i = start(); i < n; i += stride()) {
-    const int64_t c = i % w.channels;
-    const int64_t iw = (i / w.channels) % w.width, ih = (i / (w.channels * w.width)) % w.height;
-    const int64_t b = i / (w.height * w.width * w.channels);
-    int64_t oh0, oh1, ow0, ow1;
-    covering(ih, w.pad_top, w.kernel_h, w.stride_h, w.out_h, oh0, oh1);
-    covering(iw, w.pad_left, w.kernel_w, w.stride_w, w.out_w, ow0, ow1);
-    const float* img = x ? x + b * w.height * w.width * w.channels + c : nullptr;
+    const Covered p = covered(i, w);
+    const float* img = x ? x + p.b * w.height * w.width * w.channels + p.c : nullptr;
     float sum = 0;
-    for (int64_t oh = oh0; oh <= oh1; ++oh)
-      for (int64_t ow = ow0; ow <= ow1; ++ow) {
-        const int64_t at = ((b * w.out_h + oh) * w.out_w + ow) * w.channels + c;
+    for (int64_t oh = p.oh0; oh <= p.oh1; ++oh)
+      for (int64_t ow = p.ow0; ow <= p.ow1; ++ow) {
+        const int64_t at = ((p.b * w.out_h + oh) * w.out_w + ow) * w.channels + p.c;
         const Clip k = clip(w, oh, ow);
         if (!max_pool) {
           sum += dy[at] / static_cast<float>((k.h1 - k.h0) * (k.w1 - k.w0));
@@ -116,7 +123,7 @@ __global__ void pool_backward_kernel(const float* x, const float* y, const float
         for (int64_t h = k.h0; h < k.h1 && first < 0; ++h)
           for (int64_t v = k.w0; v < k.w1 && first < 0; ++v)
             if (img[(h * w.width + v) * w.channels] == y[at]) first = h * w.width + v;
-        if (first == ih * w.width + iw) sum += dy[at];
+        if (first == p.ih * w.width + p.iw) sum += dy[at];
       }
     dx[i] = sum;
   }
