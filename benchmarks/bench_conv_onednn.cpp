@@ -51,7 +51,7 @@ std::function<void()> ours(ComputeBackend& backend, const Shape4& s,
   float* params[] = {buffer(s.filters * w.patch(), 1), buffer(s.filters, 2)};
   float* grads[] = {buffer(s.filters * w.patch(), 0), buffer(s.filters, 0)};
   conv.bind(params, grads);
-  conv.set_pass({true, 0, 0});
+  conv.set_pass({true, 0, 0, {}});
   const int64_t image = s.batch * s.size * s.size;
   float* x = buffer(image * s.channels, 3);
   float* y = buffer(image * s.filters, 0);

@@ -107,7 +107,7 @@ void BM_Conv2D(benchmark::State& state, bool backward) {
   float* params[] = {weight.data(), bias.data()};
   float* grads[] = {dweight.data(), dbias.data()};
   conv.bind(params, grads);
-  conv.set_pass({true, 0, 0});
+  conv.set_pass({true, 0, 0, {}});
   auto x = random_buffer(*backend, b * hw * hw * c, 3);
   DeviceBuffer y(*backend, b * w.out_pixels() * f), dx(*backend, b * hw * hw * c);
   auto dy = random_buffer(*backend, b * w.out_pixels() * f, 4);

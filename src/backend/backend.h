@@ -123,6 +123,19 @@ class ComputeBackend {
   virtual void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
                        uint64_t key, int64_t first_row) = 0;
 
+  // Batch normalization over (rows, channels), channels last (Note [batch statistics]). Per
+  // channel c, over the rows: host_sums[c] = sum of a, host_sums[channels + c] = sum of
+  // a * (b - shift[c]), accumulated in double. shift: (channels) backend memory.
+  virtual void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
+                            int64_t rows, int64_t channels) = 0;
+  // y = x * coeffs[0][c] + coeffs[1][c], coeffs (2, channels).
+  virtual void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
+                                  int64_t channels) = 0;
+  // dx = dy * coeffs[0][c] + x * coeffs[1][c] + coeffs[2][c], coeffs (3, channels). dx may
+  // alias dy.
+  virtual void batch_norm_backward(const float* dy, const float* x, float* dx, const float* coeffs,
+                                   int64_t rows, int64_t channels) = 0;
+
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;
 

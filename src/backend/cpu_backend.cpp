@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu_batch_norm.h"
 #include "backend/cpu_window_ops.h"
 #ifdef DDP_HAVE_DNNL
 #include "backend/onednn_conv.h"
@@ -348,6 +349,19 @@ class CpuBackend final : public ComputeBackend {
   void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
                uint64_t key, int64_t first_row) override {
     cpu::dropout(in, out, rows, row_size, rate, key, first_row);
+  }
+
+  void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
+                    int64_t rows, int64_t channels) override {
+    cpu::channel_sums(a, b, shift, host_sums, rows, channels);
+  }
+  void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
+                          int64_t channels) override {
+    cpu::batch_norm_forward(x, y, coeffs, rows, channels);
+  }
+  void batch_norm_backward(const float* dy, const float* x, float* dx, const float* coeffs,
+                           int64_t rows, int64_t channels) override {
+    cpu::batch_norm_backward(dy, x, dx, coeffs, rows, channels);
   }
 
   bool all_finite(const float* data, size_t count) override {

@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda_batch_norm.h"
 #include "backend/cuda_check.h"
+#include "backend/cuda_launch.cuh"
 #include "backend/cuda_window_ops.h"
 #include "core/error.h"
 
@@ -27,12 +29,8 @@ void throw_gpu_error(const char* library, const std::string& what, const char* c
 
 namespace {
 
-constexpr int kThreads = 256;
-
-int blocks_for(size_t n) {
-  const size_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);
-}
+using cuda::blocks_for;
+using cuda::kThreads;
 
 __device__ float activate(int act, float z) {
   switch (act) {
@@ -417,6 +415,19 @@ class CudaBackend final : public ComputeBackend {
     cuda::dropout(in, out, rows, row_size, rate, key, first_row, stream_);
   }
 
+  void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
+                    int64_t rows, int64_t channels) override {
+    cuda::channel_sums(a, b, shift, host_sums, rows, channels, channel_scratch_, stream_);
+  }
+  void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
+                          int64_t channels) override {
+    cuda::batch_norm_forward(x, y, coeffs, rows, channels, stream_);
+  }
+  void batch_norm_backward(const float* dy, const float* x, float* dx, const float* coeffs,
+                           int64_t rows, int64_t channels) override {
+    cuda::batch_norm_backward(dy, x, dx, coeffs, rows, channels, stream_);
+  }
+
   bool all_finite(const float* data, size_t count) override {
     int flag = 0;
     cudaCheck(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
@@ -502,6 +513,7 @@ class CudaBackend final : public ComputeBackend {
   double* row_stats_ = nullptr;  // (2, rows): per-row loss, then per-row correct
   int64_t row_stats_rows_ = 0;
   std::vector<double> host_row_stats_;
+  cuda::ChannelSumsScratch channel_scratch_;
 };
 
 }  // namespace

@@ -1,20 +1,10 @@
 #include "backend/cuda_check.h"
+#include "backend/cuda_launch.cuh"
 #include "backend/cuda_window_ops.h"
 #include "core/counter_hash.h"
 
 namespace ddp::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);
-}
-
-// Grid-stride loops: a thread takes elements start(), start() + stride(), ...
-__device__ int64_t start() { return blockIdx.x * int64_t{blockDim.x} + threadIdx.x; }
-__device__ int64_t stride() { return int64_t{blockDim.x} * gridDim.x; }
 
 // Output rows (or columns) whose window covers input row i: [first, last], maybe empty.
 __device__ void covering(int64_t i, int64_t pad, int64_t kernel, int64_t stride, int64_t out,

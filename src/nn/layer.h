@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,10 +19,13 @@ namespace ddp {
 // What a forward pass is for (Note [dropout mask]): inference (the default), or a training step,
 // with the key of this pass's random masks and the position, in the epoch's sample order, of the
 // batch's first sample (rows are consecutive positions).
+// A training pass also carries the sum over the ranks that share the global batch (Note [batch
+// statistics]): collective, in place on host values; empty in one process.
 struct Pass {
   bool training = false;
   uint64_t key = 0;
   int64_t first_position = 0;
+  std::function<void(std::span<double>)> sum_over_ranks;
 };
 
 struct ParamSpec {
@@ -46,8 +50,18 @@ class Layer {
   // Initializes host copies of this layer's parameters, one span per param_specs() entry.
   virtual void init_params(Rng& /*rng*/, std::span<const std::span<float>> /*params*/) const {}
 
+  // State that is not trained but kept with the model (BatchNorm's running statistics), as
+  // PyTorch's buffers: in the model's flat buffer of such state, checkpoints and exports.
+  virtual std::vector<ParamSpec> buffer_specs() const { return {}; }
+  virtual void bind_buffers(std::span<float* const> /*buffers*/) {}
+  virtual void init_buffers(std::span<const std::span<float>> /*buffers*/) const {}
+
   // Set before forward; layers that behave differently in training (Dropout) keep it.
   virtual void set_pass(const Pass& /*pass*/) {}
+  // A rank without rows in a training step (a partial last batch) still joins the collectives that
+  // forward and backward would run (Note [batch statistics]), and updates state as they would.
+  virtual void forward_without_rows(ComputeBackend& /*backend*/) {}
+  virtual void backward_without_rows(ComputeBackend& /*backend*/) {}
 
   // True when the output is the input reinterpreted (Flatten): the model skips forward/backward.
   virtual bool aliases_input() const { return false; }

@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "core/machine.h"
 #include "nn/activation.h"
+#include "nn/batch_norm.h"
 #include "nn/conv2d.h"
 #include "nn/dense.h"
 #include "nn/dropout.h"
@@ -19,6 +20,7 @@ const std::vector<std::string>& layer_types() {
                                                  "average_pooling2d",
                                                  "global_average_pooling2d",
                                                  "dropout",
+                                                 "batch_normalization",
                                                  "flatten",
                                                  "relu",
                                                  "tanh",
@@ -111,6 +113,12 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                                                    image_window(spec, shape, /*global=*/true)));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
+    } else if (spec.type == "batch_normalization") {
+      if (!layers.empty() && dynamic_cast<const Softmax*>(layers.back().get()))
+        throw ConfigError(spec.path + ": batch_normalization after a softmax would normalize " +
+                          "probabilities; put it before the activation (a linear layer, then " +
+                          "batch_normalization, then the activation)");
+      layers.push_back(std::make_unique<BatchNorm>(shape, spec.momentum, spec.epsilon, spec.sync));
     } else if (spec.type == "flatten") {
       layers.push_back(std::make_unique<Reshape>(Shape{shape.numel()}, "Flatten"));
     } else if (spec.type == "softmax") {

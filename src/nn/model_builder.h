@@ -20,6 +20,9 @@ struct LayerSpec {
   std::array<int64_t, 2> strides{1, 1};
   bool same_padding = false;  // Keras' padding: "same" rather than "valid"
   float rate = 0;             // dropout
+  float momentum = 0.99f;     // batch_normalization (Keras' defaults)
+  float epsilon = 0.001f;
+  bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
 };
 
 const std::vector<std::string>& layer_types();

@@ -24,6 +24,14 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
   Shape shape = input_;
   std::optional<Shape> flattened_image;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    size_t buffer_offset = 0;
+    for (const ParamEntry& e : buffer_entries_) buffer_offset = e.offset + e.count;
+    for (const ParamSpec& spec : layers_[i]->buffer_specs()) {
+      const auto count = static_cast<size_t>(spec.shape.numel());
+      buffer_entries_.push_back({i, "layers." + std::to_string(param_layer) + "." + spec.name,
+                                 spec.shape, buffer_offset, count, spec.hwc});
+      buffer_offset += count;
+    }
     const std::vector<ParamSpec> specs = layers_[i]->param_specs();
     for (const ParamSpec& spec : specs) {
       const auto count = static_cast<size_t>(spec.shape.numel());
@@ -50,6 +58,9 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
     layer_offsets_[it->layer] = it->offset;
   own_params_ = DeviceBuffer(backend_, offset);
   params_ = own_params_.span();
+  size_t buffer_count = 0;
+  for (const ParamEntry& e : buffer_entries_) buffer_count += e.count;
+  buffers_ = DeviceBuffer(backend_, buffer_count);
   bind_layers();
 }
 
@@ -62,6 +73,10 @@ void Sequential::bind_layers() {
       g.push_back(grads_.empty() ? nullptr : grads_.data() + e.offset);
     }
     layers_[i]->bind(p, g);
+    std::vector<float*> b;
+    for (const ParamEntry& e : buffer_entries_)
+      if (e.layer == i) b.push_back(buffers_.data() + e.offset);
+    layers_[i]->bind_buffers(b);
   }
 }
 
@@ -156,16 +171,35 @@ void Sequential::backward(int64_t batch, const std::function<void(size_t)>& on_r
   }
 }
 
+void Sequential::join_without_rows(const std::function<void(size_t)>& on_ready) {
+  for (size_t i = 0; i < trained_layers(); ++i) layers_[i]->forward_without_rows(backend_);
+  for (size_t i = trained_layers(); i-- > 0;) {
+    layers_[i]->backward_without_rows(backend_);
+    if (on_ready && layer_offsets_[i] != kNoParams) on_ready(layer_offsets_[i]);
+  }
+}
+
+namespace {
+// Host views of one layer's tensors in a flat host copy.
+std::vector<std::span<float>> layer_views(std::vector<float>& host,
+                                          const std::vector<ParamEntry>& entries, size_t layer) {
+  std::vector<std::span<float>> views;
+  for (const ParamEntry& e : entries)
+    if (e.layer == layer) views.emplace_back(host.data() + e.offset, e.count);
+  return views;
+}
+}  // namespace
+
 void Sequential::init_params(uint64_t seed) {
   std::vector<float> host(params_.size());
+  std::vector<float> buffers(buffers_.size());
   Rng rng(derive_seed(seed, /*stream=*/1));
   for (size_t i = 0; i < layers_.size(); ++i) {
-    std::vector<std::span<float>> views;
-    for (const ParamEntry& e : entries_)
-      if (e.layer == i) views.emplace_back(host.data() + e.offset, e.count);
-    layers_[i]->init_params(rng, views);
+    layers_[i]->init_params(rng, layer_views(host, entries_, i));
+    layers_[i]->init_buffers(layer_views(buffers, buffer_entries_, i));
   }
   backend_.copy_to_device(host.data(), params_.data(), host.size());
+  backend_.copy_to_device(buffers.data(), buffers_.data(), buffers.size());
 }
 
 namespace {
@@ -199,6 +233,8 @@ std::string Sequential::summary() const {
       count += e.count;
       prefix = e.name.substr(0, e.name.rfind('.')) + " ";
     }
+    for (const ParamEntry& e : buffer_entries_)
+      if (e.layer == i) count += e.count;
     const std::string name = prefix + "(" + layers_[i]->describe() + ")";
     const std::string shape = "(None, " + layers_[i]->output_shape().str().substr(1);
     std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", name.c_str(), shape.c_str(),
@@ -206,8 +242,17 @@ std::string Sequential::summary() const {
     out += line;
   }
   out += rule + "\n";
-  std::snprintf(line, sizeof line, " Total params: %s (%.2f KB), flat buffer of %zu floats\n",
-                with_commas(params_.size()).c_str(), params_.size() * 4 / 1024.0, params_.size());
+  // As Keras counts them: trainable parameters plus the non-trainable running statistics.
+  const size_t total = params_.size() + buffers_.size();
+  std::snprintf(line, sizeof line, " Total params: %s (%.2f KB)", with_commas(total).c_str(),
+                static_cast<double>(total) * 4 / 1024.0);
+  out += line;
+  if (buffers_.size() > 0) {
+    std::snprintf(line, sizeof line, ": %s trainable, %s non-trainable (running statistics)",
+                  with_commas(params_.size()).c_str(), with_commas(buffers_.size()).c_str());
+    out += line;
+  }
+  std::snprintf(line, sizeof line, ", flat buffer of %zu floats\n", params_.size());
   out += line;
   return out;
 }

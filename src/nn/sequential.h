@@ -52,8 +52,16 @@ class Sequential {
   // Applies every layer, including a final Softmax skipped by forward() (probabilities).
   const float* predict(const float* x, int64_t batch);
 
+  // A rank without rows in a training step joins the collectives of forward and backward
+  // (Note [batch statistics]) and calls on_ready as backward would; set_pass() first.
+  void join_without_rows(const std::function<void(size_t)>& on_ready);
+
   void init_params(uint64_t seed);
   std::span<float> params() { return params_; }
+  // State kept but not trained (running statistics), its own flat buffer; entries named as
+  // parameters are ("layers.<k>.running_mean").
+  std::span<float> buffers() { return buffers_.span(); }
+  const std::vector<ParamEntry>& buffer_entries() const { return buffer_entries_; }
   std::span<float> grads() { return grads_; }
   // Backward writes into `storage`: param_count() floats of backend memory, kept alive by the
   // caller for as long as the model trains.
@@ -76,6 +84,8 @@ class Sequential {
   Shape input_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<ParamEntry> entries_;
+  std::vector<ParamEntry> buffer_entries_;
+  DeviceBuffer buffers_;
   static constexpr size_t kNoParams = static_cast<size_t>(-1);
   std::vector<size_t> layer_offsets_;  // per layer, offset of its first parameter
   void bind_layers();

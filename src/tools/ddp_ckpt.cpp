@@ -24,18 +24,22 @@ void print_info(const std::string& path) {
   std::cout << "\n  parameters: " << s.params.size() << "\n";
   for (const TensorSignature& t : s.signature)
     std::cout << "    " << t.name << " " << t.shape.str() << "\n";
+  if (!s.buffers.empty()) std::cout << "  running statistics: " << s.buffers.size() << "\n";
+  for (const TensorSignature& t : s.buffer_signature)
+    std::cout << "    " << t.name << " " << t.shape.str() << "\n";
 }
 
 void export_weights(const std::string& path, const std::string& out) {
   const TrainingState s = decode_checkpoint(read_file_bytes(path), path);
   std::vector<NamedTensor> tensors;
-  size_t offset = 0;
-  for (const TensorSignature& t : s.signature) {
-    const auto count = static_cast<size_t>(t.shape.numel());
-    tensors.push_back(
-        {t.name, t.shape,
-         std::vector<float>(s.params.begin() + offset, s.params.begin() + offset + count)});
-    offset += count;
+  for (const auto& [signature, values] :
+       {std::pair{&s.signature, &s.params}, std::pair{&s.buffer_signature, &s.buffers}}) {
+    auto at = values->begin();
+    for (const TensorSignature& t : *signature) {
+      const auto count = static_cast<ptrdiff_t>(t.shape.numel());
+      tensors.push_back({t.name, t.shape, std::vector<float>(at, at + count)});
+      at += count;
+    }
   }
   write_safetensors(
       out, tensors,

@@ -158,41 +158,55 @@ bool resume(Communicator& comm, Trainer& trainer, const Config& config, const Op
   return true;
 }
 
+// Copies the tensor of each entry from `tensors` into `values` (PyTorch's layout converted),
+// removing the tensors it takes; throws naming the file and tensor.
+void take_tensors(std::vector<NamedTensor>& tensors, const std::vector<ParamEntry>& entries,
+                  std::vector<float>& values, const std::string& path) {
+  for (const ParamEntry& e : entries) {
+    auto it = std::find_if(tensors.begin(), tensors.end(),
+                           [&](const NamedTensor& t) { return t.name == e.name; });
+    if (it == tensors.end()) throw CheckpointError(path + ": no tensor named " + e.name);
+    if (it->shape != torch_shape(e))
+      throw CheckpointError(path + ": " + e.name + " has shape " + it->shape.str() +
+                            ", the model expects " + torch_shape(e).str());
+    const auto bad = std::find_if(it->values.begin(), it->values.end(),
+                                  [](float v) { return !std::isfinite(v); });
+    if (bad != it->values.end())
+      throw CheckpointError(path + ": " + e.name + " holds a non-finite value (" +
+                            std::to_string(*bad) + ") at element " +
+                            std::to_string(bad - it->values.begin()));
+    const std::vector<float> ours = from_torch_layout(e, it->values);
+    std::copy(ours.begin(), ours.end(), values.begin() + static_cast<ptrdiff_t>(e.offset));
+    tensors.erase(it);
+  }
+}
+
 void init_from_safetensors(Communicator& comm, Trainer& trainer, const std::string& path) {
   std::vector<float> params(trainer.model().param_count());
+  std::vector<float> buffers(trainer.model().buffers().size());
   run_agreed(comm, [&] {
     if (comm.rank() != 0) return;
     std::vector<NamedTensor> tensors = read_safetensors(path);
-    for (const ParamEntry& e : trainer.model().param_entries()) {
-      auto it = std::find_if(tensors.begin(), tensors.end(),
-                             [&](const NamedTensor& t) { return t.name == e.name; });
-      if (it == tensors.end()) throw CheckpointError(path + ": no tensor named " + e.name);
-      if (it->shape != torch_shape(e))
-        throw CheckpointError(path + ": " + e.name + " has shape " + it->shape.str() +
-                              ", the model expects " + torch_shape(e).str());
-      const auto bad = std::find_if(it->values.begin(), it->values.end(),
-                                    [](float v) { return !std::isfinite(v); });
-      if (bad != it->values.end())
-        throw CheckpointError(path + ": " + e.name + " holds a non-finite value (" +
-                              std::to_string(*bad) + ") at element " +
-                              std::to_string(bad - it->values.begin()));
-      const std::vector<float> ours = from_torch_layout(e, it->values);
-      std::copy(ours.begin(), ours.end(), params.begin() + e.offset);
-      tensors.erase(it);
-    }
+    take_tensors(tensors, trainer.model().param_entries(), params, path);
+    take_tensors(tensors, trainer.model().buffer_entries(), buffers, path);
     if (!tensors.empty())
       throw CheckpointError(path + ": tensor " + tensors.front().name + " is not in the model");
   });
   comm.broadcast(std::span<float>(params), 0);
-  trainer.load_params(params);
+  comm.broadcast(std::span<float>(buffers), 0);
+  trainer.load_params(params, buffers);
 }
 
+// The parameters, then the running statistics, named and laid out as PyTorch's state_dict.
 std::vector<NamedTensor> named_params(Trainer& trainer) {
   std::vector<NamedTensor> tensors;
   const std::vector<float> params = trainer.params_to_host();
-  for (const ParamEntry& e : trainer.model().param_entries())
-    tensors.push_back(
-        {e.name, torch_shape(e), to_torch_layout(e, std::span(params).subspan(e.offset, e.count))});
+  const std::vector<float> buffers = trainer.buffers_to_host();
+  for (const auto& [entries, values] : {std::pair{&trainer.model().param_entries(), &params},
+                                        std::pair{&trainer.model().buffer_entries(), &buffers}})
+    for (const ParamEntry& e : *entries)
+      tensors.push_back({e.name, torch_shape(e),
+                         to_torch_layout(e, std::span(*values).subspan(e.offset, e.count))});
   return tensors;
 }
 

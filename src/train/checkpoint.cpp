@@ -62,23 +62,42 @@ std::span<const std::byte> bytes_of(const std::vector<float>& v) {
   return std::as_bytes(std::span<const float>(v));
 }
 
-nlohmann::json meta_json(const TrainingState& s) {
+nlohmann::json signature_json(const std::vector<TensorSignature>& tensors) {
   nlohmann::json signature = nlohmann::json::array();
-  for (const TensorSignature& t : s.signature)
+  for (const TensorSignature& t : tensors)
     signature.push_back({{"name", t.name}, {"shape", t.shape.dims()}});
-  return {{"epoch", s.epoch},
-          {"step_in_epoch", s.step_in_epoch},
-          {"completed_steps", s.completed_steps},
-          {"epoch_sums", s.epoch_sums},
-          {"world_size", s.world_size},
-          {"batch_mode", s.batch_mode},
-          {"global_batch", s.global_batch},
-          {"per_rank_batch", s.per_rank_batch},
-          {"seed", s.seed},
-          {"signature", signature},
-          {"optimizer", s.optimizer},
-          {"optimizer_steps", s.optimizer_steps},
-          {"config", s.config_yaml}};
+  return signature;
+}
+
+std::vector<TensorSignature> signature_from_json(const nlohmann::json& json) {
+  std::vector<TensorSignature> tensors;
+  for (const auto& t : json)
+    tensors.push_back({t.at("name"), Shape(t.at("shape").get<std::vector<int64_t>>())});
+  return tensors;
+}
+
+size_t element_count(const std::vector<TensorSignature>& tensors) {
+  size_t count = 0;
+  for (const TensorSignature& t : tensors) count += static_cast<size_t>(t.shape.numel());
+  return count;
+}
+
+nlohmann::json meta_json(const TrainingState& s) {
+  nlohmann::json meta = {{"epoch", s.epoch},
+                         {"step_in_epoch", s.step_in_epoch},
+                         {"completed_steps", s.completed_steps},
+                         {"epoch_sums", s.epoch_sums},
+                         {"world_size", s.world_size},
+                         {"batch_mode", s.batch_mode},
+                         {"global_batch", s.global_batch},
+                         {"per_rank_batch", s.per_rank_batch},
+                         {"seed", s.seed},
+                         {"signature", signature_json(s.signature)},
+                         {"optimizer", s.optimizer},
+                         {"optimizer_steps", s.optimizer_steps},
+                         {"config", s.config_yaml}};
+  if (!s.buffer_signature.empty()) meta["buffers"] = signature_json(s.buffer_signature);
+  return meta;
 }
 
 }  // namespace
@@ -90,6 +109,7 @@ std::vector<std::byte> encode_checkpoint(const TrainingState& state) {
       {"params", bytes_of(state.params)}};
   for (const auto& [name, values] : state.optimizer_state)
     sections.emplace_back("optimizer." + name, bytes_of(values));
+  if (!state.buffer_signature.empty()) sections.emplace_back("buffers", bytes_of(state.buffers));
 
   auto align = [](size_t n) { return (n + 63) / 64 * 64; };
   size_t offset = align(kHeaderBytes + kEntryBytes * sections.size());
@@ -200,17 +220,17 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     s.global_batch = meta.at("global_batch");
     s.per_rank_batch = meta.at("per_rank_batch");
     s.seed = meta.at("seed");
-    for (const auto& t : meta.at("signature"))
-      s.signature.push_back({t.at("name"), Shape(t.at("shape").get<std::vector<int64_t>>())});
+    s.signature = signature_from_json(meta.at("signature"));
+    if (meta.contains("buffers")) s.buffer_signature = signature_from_json(meta.at("buffers"));
     s.optimizer = meta.at("optimizer");
     s.optimizer_steps = meta.at("optimizer_steps");
     s.config_yaml = meta.at("config");
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("section 'meta': ") + e.what());
   }
-  size_t param_count = 0;
-  for (const TensorSignature& t : s.signature) param_count += static_cast<size_t>(t.shape.numel());
+  const size_t param_count = element_count(s.signature);
   s.params = floats("params", param_count);
+  if (!s.buffer_signature.empty()) s.buffers = floats("buffers", element_count(s.buffer_signature));
   for (const auto& [name, data] : sections) {
     if (name.rfind("optimizer.", 0) == 0)
       s.optimizer_state.emplace_back(name.substr(10), floats(name, param_count));

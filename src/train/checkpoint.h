@@ -8,6 +8,8 @@
 //     "meta"              UTF-8 JSON: position, run shape, model signature, optimizer, config
 //     "params"            float32[param_count], the flat parameter buffer
 //     "optimizer.<name>"  float32[param_count] per optimizer state buffer (m, v, velocity)
+//     "buffers"           float32[buffer_count], the model's running statistics; only when the
+//                         meta's "buffers" signature lists some (batch normalization)
 // All integers and floats are little-endian. Readers reject unknown magic, newer versions, a bad
 // table or section checksum, sections that run past the end of the file, and non-zero reserved
 // fields or alignment padding: every byte of a file is checked (a flipped one is always found).
@@ -56,6 +58,8 @@ struct TrainingState {
 
   std::vector<float> params;
   std::vector<std::pair<std::string, std::vector<float>>> optimizer_state;
+  std::vector<TensorSignature> buffer_signature;  // the model's non-trained state, in order
+  std::vector<float> buffers;
 };
 
 std::vector<std::byte> encode_checkpoint(const TrainingState& state);

@@ -247,6 +247,12 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
     } else if (spec.type == "dropout") {
       spec.rate =
           static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));
+    } else if (spec.type == "batch_normalization") {  // Keras' defaults
+      spec.momentum =
+          static_cast<float>(in_unit_interval(layer, "momentum", layer.get("momentum", 0.99)));
+      spec.epsilon =
+          static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
+      spec.sync = layer.get("sync", false);
     }
     layer.finish();
     config.layers.push_back(spec);

@@ -59,7 +59,7 @@ void inject_faults(const std::vector<Fault>& faults, int rank, int64_t step, Tra
     } else {
       std::vector<float> params = trainer.params_to_host();
       params[params.size() / 2] += 1e-3f;
-      trainer.load_params(params);
+      trainer.load_params(params, trainer.buffers_to_host());
     }
   }
 }

@@ -10,14 +10,20 @@ namespace ddp {
 
 void check_replicas(Communicator& comm, ComputeBackend& backend, Sequential& model, int64_t step) {
   if (comm.size() == 1) return;
-  std::vector<float> host(model.param_count());
-  backend.copy_to_host(model.params().data(), host.data(), host.size());
-  const auto& entries = model.param_entries();
-  std::vector<uint32_t> mine(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const auto* bytes = reinterpret_cast<const Bytef*>(host.data() + entries[i].offset);
-    mine[i] = static_cast<uint32_t>(
-        crc32(crc32(0L, Z_NULL, 0), bytes, static_cast<uInt>(entries[i].count * sizeof(float))));
+  // One CRC per tensor: the parameters, then the running statistics (Note [batch statistics]:
+  // every rank computes the same ones).
+  std::vector<ParamEntry> entries;
+  std::vector<uint32_t> mine;
+  for (const auto& [tensors, values] : {std::pair{&model.param_entries(), model.params()},
+                                        std::pair{&model.buffer_entries(), model.buffers()}}) {
+    std::vector<float> host(values.size());
+    backend.copy_to_host(values.data(), host.data(), host.size());
+    for (const ParamEntry& e : *tensors) {
+      const auto* bytes = reinterpret_cast<const Bytef*>(host.data() + e.offset);
+      mine.push_back(static_cast<uint32_t>(
+          crc32(crc32(0L, Z_NULL, 0), bytes, static_cast<uInt>(e.count * sizeof(float)))));
+      entries.push_back(e);
+    }
   }
   std::vector<uint32_t> reference = mine;
   comm.broadcast(std::span<uint32_t>(reference), 0);

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "core/error.h"
 #include "train/checkpoint.h"
@@ -50,7 +51,11 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
   const size_t data_start = 8 + length;
   std::vector<NamedTensor> tensors;
   for (const auto& [name, info] : header.items()) {
-    if (name == "__metadata__") continue;
+    // PyTorch's BatchNorm keeps a step count (I64) beside its running statistics; ddp-trainer's
+    // momentum is fixed, so it has no use for it, and a state_dict saved as it is still loads.
+    const std::string_view step_count = ".num_batches_tracked";
+    if (name == "__metadata__" || (name.size() > step_count.size() && name.ends_with(step_count)))
+      continue;
     try {
       if (info.at("dtype") != "F32")
         throw fail(name + ": dtype " + info.at("dtype").dump() + " is not supported (F32 only)");

@@ -200,11 +200,19 @@ void Trainer::train_step() {
     rows_run += rows;
     // Note [gradient synchronization]: only the last micro-batch's gradients are final.
     const auto ready = [this](size_t offset) { sync_->ready(offset); };
+    // Note [dropout mask]: masks from (seed, epoch) and the samples' positions in the epoch.
+    // Note [batch statistics]: batch normalization sums its statistics over the ranks.
+    model_->set_pass({true, derive_seed(config_.seed, 3000 + static_cast<uint64_t>(epoch_)),
+                      sampler_->first_position(step_in_epoch_ * accumulation_ + micro),
+                      [this](std::span<double> sums) { comm_.all_reduce_sum(sums); }});
     if (rows == 0) {
       // A rank with no samples in a partial last batch contributes zeros to the sum (tail:
-      // partial allows no accumulation, so this is the step's only micro-batch).
+      // partial allows no accumulation, so this is the step's only micro-batch), and joins the
+      // model's collectives in the order the other ranks run them, buckets included.
       zeros_.resize(model_->param_count());
       backend_.copy_to_device(zeros_.data(), model_->grads().data(), zeros_.size());
+      model_->join_without_rows(ready);
+      model_->set_pass({});
       lap(phase_times_.backward);
       if (last) sync_->finish();
       lap(phase_times_.comm);
@@ -213,9 +221,6 @@ void Trainer::train_step() {
     stage_batch(train_, indices);
     lap(phase_times_.data);
 
-    // Note [dropout mask]: masks from (seed, epoch) and the samples' positions in the epoch.
-    model_->set_pass({true, derive_seed(config_.seed, 3000 + static_cast<uint64_t>(epoch_)),
-                      sampler_->first_position(step_in_epoch_ * accumulation_ + micro)});
     const float* output = model_->forward(features_.data(), rows);
     const LossStats micro_stats =
         loss_.compute(backend_, output, targets_.data(), model_->output_grad(),

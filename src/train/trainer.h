@@ -76,9 +76,12 @@ class Trainer {
   // Continues from `state`; throws CheckpointError naming `origin` and the first mismatch when the
   // state does not belong to this model, optimizer, seed and batch configuration.
   void restore(const TrainingState& state, const std::string& origin);
-  std::vector<TensorSignature> signature() const;
+  std::vector<TensorSignature> signature() const;         // the parameters
+  std::vector<TensorSignature> buffer_signature() const;  // the running statistics
   std::vector<float> params_to_host();
-  void load_params(std::span<const float> host);  // this rank only; callers broadcast first
+  std::vector<float> buffers_to_host();
+  // This rank only; callers broadcast first.
+  void load_params(std::span<const float> params, std::span<const float> buffers);
 
   Sequential& model() { return *model_; }
   int64_t per_rank_batch() const { return per_rank_batch_; }

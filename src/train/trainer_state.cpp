@@ -15,10 +15,36 @@ std::vector<float> Trainer::gather_state(const StateTensor& state) {
   return full;
 }
 
-std::vector<TensorSignature> Trainer::signature() const {
+namespace {
+
+std::vector<TensorSignature> signature_of(const std::vector<ParamEntry>& entries) {
   std::vector<TensorSignature> out;
-  for (const ParamEntry& e : model_->param_entries()) out.push_back({e.name, e.shape});
+  for (const ParamEntry& e : entries) out.push_back({e.name, e.shape});
   return out;
+}
+
+// Throws naming the first tensor where `theirs` (a checkpoint's) differs from `mine`.
+void expect_same_tensors(const std::vector<TensorSignature>& mine,
+                         const std::vector<TensorSignature>& theirs, const std::string& origin) {
+  auto fail = [&origin](const std::string& what) { return CheckpointError(origin + ": " + what); };
+  for (size_t i = 0; i < std::max(mine.size(), theirs.size()); ++i) {
+    if (i >= theirs.size()) throw fail("model mismatch: checkpoint lacks " + mine[i].name);
+    if (i >= mine.size())
+      throw fail("model mismatch: checkpoint has an extra tensor " + theirs[i].name);
+    if (mine[i] != theirs[i])
+      throw fail("model mismatch at " + mine[i].name + ": expected shape " + mine[i].shape.str() +
+                 ", checkpoint has " + theirs[i].name + " " + theirs[i].shape.str());
+  }
+}
+
+}  // namespace
+
+std::vector<TensorSignature> Trainer::signature() const {
+  return signature_of(model_->param_entries());
+}
+
+std::vector<TensorSignature> Trainer::buffer_signature() const {
+  return signature_of(model_->buffer_entries());
 }
 
 std::vector<float> Trainer::params_to_host() {
@@ -27,8 +53,15 @@ std::vector<float> Trainer::params_to_host() {
   return host;
 }
 
-void Trainer::load_params(std::span<const float> host) {
-  backend_.copy_to_device(host.data(), model_->params().data(), host.size());
+std::vector<float> Trainer::buffers_to_host() {
+  std::vector<float> host(model_->buffers().size());
+  backend_.copy_to_host(model_->buffers().data(), host.data(), host.size());
+  return host;
+}
+
+void Trainer::load_params(std::span<const float> params, std::span<const float> buffers) {
+  backend_.copy_to_device(params.data(), model_->params().data(), params.size());
+  backend_.copy_to_device(buffers.data(), model_->buffers().data(), buffers.size());
   last_replica_check_step_ = -1;
 }
 
@@ -51,6 +84,8 @@ TrainingState Trainer::capture() {
   s.optimizer_steps = optimizer_->steps_taken();
   s.config_yaml = YAML::Dump(config_.resolved);
   s.params = params_to_host();
+  s.buffer_signature = buffer_signature();
+  s.buffers = buffers_to_host();
   for (const StateTensor& t : optimizer_->state())
     s.optimizer_state.emplace_back(t.name, gather_state(t));
   return s;
@@ -58,15 +93,8 @@ TrainingState Trainer::capture() {
 
 void Trainer::restore(const TrainingState& s, const std::string& origin) {
   auto fail = [&origin](const std::string& what) { return CheckpointError(origin + ": " + what); };
-  const std::vector<TensorSignature> mine = signature();
-  for (size_t i = 0; i < std::max(mine.size(), s.signature.size()); ++i) {
-    if (i >= s.signature.size()) throw fail("model mismatch: checkpoint lacks " + mine[i].name);
-    if (i >= mine.size())
-      throw fail("model mismatch: checkpoint has an extra tensor " + s.signature[i].name);
-    if (mine[i] != s.signature[i])
-      throw fail("model mismatch at " + mine[i].name + ": expected shape " + mine[i].shape.str() +
-                 ", checkpoint has " + s.signature[i].name + " " + s.signature[i].shape.str());
-  }
+  expect_same_tensors(signature(), s.signature, origin);
+  expect_same_tensors(buffer_signature(), s.buffer_signature, origin);
   if (s.optimizer != optimizer_->name())
     throw fail("optimizer mismatch: checkpoint has " + s.optimizer + " state, config uses " +
                optimizer_->name());
@@ -99,6 +127,7 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
                std::to_string(steps_per_epoch_) + " steps per epoch of this data");
 
   backend_.copy_to_device(s.params.data(), model_->params().data(), s.params.size());
+  backend_.copy_to_device(s.buffers.data(), model_->buffers().data(), s.buffers.size());
   for (size_t i = 0; i < state.size(); ++i)  // this rank's shard (all of it without ZeRO-1)
     backend_.copy_to_device(s.optimizer_state[i].second.data() + sync_->shard().offset,
                             state[i].data.data(), state[i].data.size());

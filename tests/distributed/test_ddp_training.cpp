@@ -50,14 +50,17 @@ void expect_path(const Trainer& trainer, Communicator& comm, const Config& confi
       << trainer.grad_sync().describe();
 }
 
+// The parameters, then the running statistics (batch normalization), after `steps` steps.
 std::vector<float> train_and_get_params(const Config& config, Communicator& comm, int64_t steps) {
   auto backend = make_cpu_backend();
   Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
                   std::nullopt);
   expect_path(trainer, comm, config);
   trainer.train_steps(steps);
-  auto p = trainer.model().params();
-  return {p.begin(), p.end()};
+  std::vector<float> values = trainer.params_to_host();
+  const std::vector<float> buffers = trainer.buffers_to_host();
+  values.insert(values.end(), buffers.begin(), buffers.end());
+  return values;
 }
 
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
@@ -167,6 +170,57 @@ TEST_P(DdpTraining, ConvnetWithDropoutMatchesSingleProcess) {
   no_dropout[3] =
       layers.substr(0, layers.find("0.3")) + "0" + layers.substr(layers.find("0.3") + 3);
   EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(no_dropout), *local, 12)), 1e-4f);
+}
+
+// Note [batch statistics]: synchronized batch normalization normalizes with the global batch's
+// statistics, so N ranks train what one rank does, running statistics included; with per-rank
+// statistics (the default) the running statistics are still the global batch's on every rank.
+// 98 samples in global batches of 32 end with a batch of 2: on 4 ranks two have no rows and
+// must still join each layer's sums, in the order the others run them and the buckets
+// (overlap). Every rank checks the others' copies after every step (check_replicas_every).
+TEST_P(DdpTraining, SyncBatchNormMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const auto layers = [](const std::string& sync) {
+    return "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same},"
+           " {type: batch_normalization, sync: " +
+           sync +
+           ", momentum: 0.5}, {type: relu},"
+           " {type: max_pooling2d, pool_size: 2}, {type: dropout, rate: 0.3}, {type: flatten},"
+           " {type: dense, units: 8}, {type: batch_normalization, sync: " +
+           sync +
+           "},"
+           " {type: tanh}, {type: dense, units: 10, activation: softmax}]";
+  };
+  // SGD: the biases before batch normalization have a gradient of zero but for rounding, which
+  // Adam would scale up to whole steps of either sign.
+  const std::vector<std::string> convnet = {
+      "data.train.features=64",
+      "data.train.samples=98",
+      "model.input=[8, 8, 1]",
+      "training.tail=partial",
+      "training.check_replicas_every=1",
+      "optimizer={type: sgd, learning_rate: 0.1, momentum: 0.9}"};
+  auto with = [&](std::vector<std::string> overrides, const std::string& sync) {
+    overrides.insert(overrides.end(), convnet.begin(), convnet.end());
+    overrides.push_back(layers(sync));
+    return config_with(overrides);
+  };
+  const Config config = with({}, "true");
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  const std::vector<float> overlapped = train_and_get_params(
+      with({"training.overlap=true", "training.bucket_mb=0.001"}, "true"), comm, 12);
+  EXPECT_LE(max_abs_diff(distributed, overlapped), 1e-6f);
+  expect_identical_to_rank0(comm, overlapped);
+  // Per-rank statistics: identical replicas; another model than one rank's once ranks split it.
+  const std::vector<float> per_rank = train_and_get_params(with({}, "false"), comm, 12);
+  expect_identical_to_rank0(comm, per_rank);
+  if (comm.size() > 1) {
+    EXPECT_GT(max_abs_diff(per_rank, single), 1e-4f);
+  }
 }
 
 TEST_P(DdpTraining, OverlappedAllReduceMatchesSynchronous) {

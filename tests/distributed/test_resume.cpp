@@ -109,6 +109,26 @@ TEST(Resume, ConvnetWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
   straight_and_resumed(config, comm, 33);
 }
 
+// Note [batch statistics]: the running statistics are state a checkpoint must carry; training
+// normalizes with batch statistics, so without them the parameters alone would still agree.
+TEST(Resume, BatchNormRunningStatisticsBitIdenticalInTheMiddleOfAnEpoch) {
+  MpiCommunicator comm;
+  for (const std::string sync : {"false", "true"}) {
+    const Config config = resume_config("adam", "auto",
+                                        {"data.train.features=64", "model.input=[8, 8, 1]",
+                                         "model.layers=[{type: conv2d, filters: 3, kernel_size: 3},"
+                                         " {type: batch_normalization, momentum: 0.8, sync: " +
+                                             sync +
+                                             "}, {type: relu},"
+                                             " {type: average_pooling2d, pool_size: 2}, {type: "
+                                             "dropout, rate: 0.4}, {type: flatten},"
+                                             " {type: dense, units: 5, activation: softmax}]"});
+    const auto [straight, resumed] = straight_and_resumed(config, comm, 33);
+    ASSERT_EQ(straight.state.buffers.size(), 6u) << "sync: " << sync;
+    EXPECT_EQ(resumed.state.buffers, straight.state.buffers) << "sync: " << sync;
+  }
+}
+
 TEST(Resume, RefusesAnotherArchitectureNamingTheTensor) {
   MpiCommunicator comm;
   const Config config = resume_config("adam");

@@ -1,8 +1,10 @@
-// The CUDA window ops and dropout against the CPU backend's (the specification): im2col and max
-// pooling exactly, sums within float rounding, dropout's mask bit for bit (Note [dropout mask]).
+// The CUDA window ops, dropout and batch normalization against the CPU backend's (the
+// specification): im2col and max pooling exactly, sums within float rounding, dropout's mask bit
+// for bit (Note [dropout mask]).
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <tuple>
 
 #include "gpu_test_support.h"
@@ -55,6 +57,36 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
 INSTANTIATE_TEST_SUITE_P(Windows, CudaWindowOps,
                          ::testing::Values(std::tuple{3, 1, true}, std::tuple{3, 2, true},
                                            std::tuple{2, 2, false}, std::tuple{3, 1, false}));
+
+// Rows of 70 channels: more than one block of channels, and rows in every block of rows.
+TEST(CudaBatchNormOps, MatchTheCpu) {
+  auto cpu = make_cpu_backend(false);
+  auto cuda = gpu();
+  const int64_t rows = 1000, channels = 70;
+  const size_t n = static_cast<size_t>(rows * channels);
+  const auto x = random_values(n, 4), dy = random_values(n, 5);
+  const auto shift = random_values(static_cast<size_t>(channels), 6);
+  const auto coeffs = random_values(static_cast<size_t>(3 * channels), 7);
+  std::vector<double> sums[2];
+  std::vector<std::vector<float>> results[2];
+  ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
+  for (int k = 0; k < 2; ++k) {
+    ComputeBackend& be = *backends[k];
+    Mirror X(be, x), DY(be, dy), SHIFT(be, shift), COEFFS(be, coeffs), Y(be, std::vector<float>(n)),
+        DX(be, std::vector<float>(n));
+    sums[k].assign(static_cast<size_t>(2 * channels), 0.0);
+    be.channel_sums(DY.buffer.data(), X.buffer.data(), SHIFT.buffer.data(), sums[k].data(), rows,
+                    channels);
+    be.batch_norm_forward(X.buffer.data(), Y.buffer.data(), COEFFS.buffer.data(), rows, channels);
+    be.batch_norm_backward(DY.buffer.data(), X.buffer.data(), DX.buffer.data(),
+                           COEFFS.buffer.data(), rows, channels);
+    results[k] = {Y.read(), DX.read()};
+  }
+  for (size_t i = 0; i < sums[0].size(); ++i)
+    EXPECT_NEAR(sums[0][i], sums[1][i], 1e-9 * (1 + std::abs(sums[0][i]))) << "channel_sums " << i;
+  expect_close(results[0][0], results[1][0], "batch norm forward");
+  expect_close(results[0][1], results[1][1], "batch norm backward");
+}
 
 }  // namespace
 }  // namespace ddp

@@ -159,7 +159,7 @@ TEST(Conv2DWindows, BackwardAfterATrainingForwardGivesTheSameGradients) {
   rebuilt.layer.forward(*backend, x.data(), y.data(), batch);
   rebuilt.layer.forward(*backend, other.data(), scratch.data(), batch);
   rebuilt.layer.backward(*backend, x.data(), y.data(), dy.data(), dx_rebuilt.data(), batch, false);
-  reused.layer.set_pass({true, 0, 0});
+  reused.layer.set_pass({true, 0, 0, {}});
   reused.layer.forward(*backend, other.data(), scratch.data(), batch);
   reused.layer.forward(*backend, x.data(), y.data(), batch);
   dy = r;
@@ -226,7 +226,7 @@ TEST(Dropout, TrainingDropsAboutTheRateAndScalesTheRestInferencePassesThrough) {
   Dropout layer(Shape{features}, 0.3f);
   const std::vector<float> x = random_vector(batch * features, 13, 0.5f, 1.5f);
   std::vector<float> y(x.size());
-  layer.set_pass({true, 42, 1000});
+  layer.set_pass({true, 42, 1000, {}});
   layer.forward(*backend, x.data(), y.data(), batch);
   int dropped = 0;
   for (size_t i = 0; i < x.size(); ++i) {
@@ -254,13 +254,13 @@ TEST(Dropout, MaskDependsOnPositionNotOnHowRowsAreSplit) {
   Dropout layer(Shape{features}, 0.5f);
   const std::vector<float> x(50 * features, 1.0f);
   std::vector<float> whole(x.size()), split(x.size()), other(x.size());
-  layer.set_pass({true, 7, 1000});
+  layer.set_pass({true, 7, 1000, {}});
   layer.forward(*backend, x.data(), whole.data(), 50);
   layer.forward(*backend, x.data(), split.data(), 20);
-  layer.set_pass({true, 7, 1020});
+  layer.set_pass({true, 7, 1020, {}});
   layer.forward(*backend, x.data() + 20 * features, split.data() + 20 * features, 30);
   EXPECT_EQ(whole, split);
-  layer.set_pass({true, 8, 1000});
+  layer.set_pass({true, 8, 1000, {}});
   layer.forward(*backend, x.data(), other.data(), 50);
   EXPECT_NE(whole, other);
 }

@@ -1,0 +1,202 @@
+// BatchNormalization: forward against double-precision definitions (training and inference),
+// the running statistics' update, backward against central finite differences (invariant 4), and
+// its place in a model (buffers, names, summary, a whole-model gradient).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "finite_differences.h"
+#include "nn/batch_norm.h"
+#include "nn/loss.h"
+#include "nn/model_builder.h"
+
+namespace ddp {
+namespace {
+
+constexpr float kMomentum = 0.9f;
+constexpr float kEpsilon = 1e-3f;
+
+// A BatchNorm layer over `shape` with gamma, beta and running statistics drawn from `seed` (the
+// identity would hide a missing scale, shift or statistic).
+struct BoundBatchNorm {
+  BoundBatchNorm(const Shape& shape, uint64_t seed)
+      : layer(shape, kMomentum, kEpsilon, /*sync=*/false),
+        channels(static_cast<size_t>(shape[shape.rank() - 1])),
+        gamma(random_vector(channels, seed, 0.5f, 2.0f)),
+        beta(random_vector(channels, seed + 1)),
+        running_mean(random_vector(channels, seed + 2)),
+        running_var(random_vector(channels, seed + 3, 0.5f, 2.0f)),
+        dgamma(channels),
+        dbeta(channels) {
+    float* params[] = {gamma.data(), beta.data()};
+    float* grads[] = {dgamma.data(), dbeta.data()};
+    float* buffers[] = {running_mean.data(), running_var.data()};
+    layer.bind(params, grads);
+    layer.bind_buffers(buffers);
+  }
+  BatchNorm layer;
+  size_t channels;
+  std::vector<float> gamma, beta, running_mean, running_var, dgamma, dbeta;
+};
+
+struct ChannelMoments {
+  std::vector<double> mean, var;  // biased variance
+};
+
+ChannelMoments moments_by_definition(const std::vector<float>& x, size_t channels) {
+  const size_t rows = x.size() / channels;
+  ChannelMoments m{std::vector<double>(channels), std::vector<double>(channels)};
+  for (size_t c = 0; c < channels; ++c) {
+    for (size_t r = 0; r < rows; ++r) m.mean[c] += x[r * channels + c];
+    m.mean[c] /= static_cast<double>(rows);
+    for (size_t r = 0; r < rows; ++r) m.var[c] += std::pow(x[r * channels + c] - m.mean[c], 2);
+    m.var[c] /= static_cast<double>(rows);
+  }
+  return m;
+}
+
+// (batch, height, width, channels) images and (batch, features) rows.
+class BatchNormTest : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(BatchNormTest, TrainingNormalizesWithTheBatchAndMovesTheRunningStatistics) {
+  auto backend = make_cpu_backend();
+  const Shape shape = GetParam();
+  const int64_t batch = 3;
+  BoundBatchNorm bn(shape, 1);
+  // An offset far from the running mean: the sums' shift must not cost the variance its digits.
+  std::vector<float> x = random_vector(static_cast<size_t>(batch * shape.numel()), 5, 99, 101);
+  std::vector<float> y(x.size());
+  const std::vector<float> old_mean = bn.running_mean, old_var = bn.running_var;
+  bn.layer.set_pass({true, 0, 0, {}});
+  bn.layer.forward(*backend, x.data(), y.data(), batch);
+
+  const ChannelMoments m = moments_by_definition(x, bn.channels);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const size_t c = i % bn.channels;
+    const double expected =
+        bn.gamma[c] * (x[i] - m.mean[c]) / std::sqrt(m.var[c] + kEpsilon) + bn.beta[c];
+    EXPECT_NEAR(y[i], expected, 2e-4) << "y[" << i << "]";
+  }
+  for (size_t c = 0; c < bn.channels; ++c) {
+    EXPECT_NEAR(bn.running_mean[c], kMomentum * old_mean[c] + (1 - kMomentum) * m.mean[c], 1e-4)
+        << "running_mean[" << c << "]";
+    EXPECT_NEAR(bn.running_var[c], kMomentum * old_var[c] + (1 - kMomentum) * m.var[c], 1e-5)
+        << "running_var[" << c << "]";
+  }
+}
+
+TEST_P(BatchNormTest, InferenceNormalizesWithTheRunningStatisticsAndChangesNothing) {
+  auto backend = make_cpu_backend();
+  const Shape shape = GetParam();
+  const int64_t batch = 2;
+  BoundBatchNorm bn(shape, 2);
+  const std::vector<float> x = random_vector(static_cast<size_t>(batch * shape.numel()), 6);
+  std::vector<float> y(x.size());
+  const std::vector<float> mean = bn.running_mean, var = bn.running_var;
+  bn.layer.forward(*backend, x.data(), y.data(), batch);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const size_t c = i % bn.channels;
+    const double expected =
+        bn.gamma[c] * (x[i] - mean[c]) / std::sqrt(var[c] + double{kEpsilon}) + bn.beta[c];
+    EXPECT_NEAR(y[i], expected, 1e-5) << "y[" << i << "]";
+  }
+  EXPECT_EQ(bn.running_mean, mean);
+  EXPECT_EQ(bn.running_var, var);
+}
+
+TEST_P(BatchNormTest, TrainingGradientsMatchFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const Shape shape = GetParam();
+  const int64_t batch = 3;
+  BoundBatchNorm bn(shape, 3);
+  std::vector<float> x = random_vector(static_cast<size_t>(batch * shape.numel()), 7);
+  std::vector<float> y(x.size());
+  const std::vector<float> r = random_vector(y.size(), 8);
+  bn.layer.set_pass({true, 0, 0, {}});
+  auto objective = [&] {
+    bn.layer.forward(*backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<float> dy = r, dx(x.size());
+  bn.layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  expect_matches_finite_differences(objective, x, dx, "dx");
+  expect_matches_finite_differences(objective, bn.gamma, bn.dgamma, "dgamma");
+  expect_matches_finite_differences(objective, bn.beta, bn.dbeta, "dbeta");
+
+  // Accumulated micro-batches add their parameter gradients.
+  const std::vector<float> dgamma = bn.dgamma, dbeta = bn.dbeta;
+  objective();
+  dy = r;
+  bn.layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, true);
+  for (size_t c = 0; c < bn.channels; ++c) {
+    EXPECT_NEAR(bn.dgamma[c], 2 * dgamma[c], 1e-5);
+    EXPECT_NEAR(bn.dbeta[c], 2 * dbeta[c], 1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormTest,
+                         ::testing::Values(Shape{2, 3, 4}, Shape{5}, Shape{3, 3, 1}),
+                         [](const ::testing::TestParamInfo<Shape>& info) {
+                           std::string name;
+                           for (const int64_t d : info.param.dims()) {
+                             if (!name.empty()) name += 'x';
+                             name += std::to_string(d);
+                           }
+                           return name;
+                         });
+
+TEST(BatchNormModel, RunningStatisticsAreNamedBuffersBesideTheParameters) {
+  auto backend = make_cpu_backend();
+  const std::vector<LayerSpec> specs = {{"conv2d", 3, "linear", "model.layers.0", {1, 1}},
+                                        {"batch_normalization", 0, "linear", "model.layers.1"},
+                                        {"relu", 0, "linear", "model.layers.2"},
+                                        {"flatten", 0, "linear", "model.layers.3"},
+                                        {"dense", 2, "softmax", "model.layers.4"}};
+  auto model = build_sequential(*backend, Shape{2, 2, 2}, specs);
+  // conv (3*1*1*2 + 3), batch norm (3 + 3), dense (2*12 + 2)
+  EXPECT_EQ(model->param_count(), 9u + 6u + 26u);
+  ASSERT_EQ(model->buffer_entries().size(), 2u);
+  EXPECT_EQ(model->buffer_entries()[0].name, "layers.1.running_mean");
+  EXPECT_EQ(model->buffer_entries()[1].name, "layers.1.running_var");
+  EXPECT_EQ(model->param_entries()[2].name, "layers.1.weight");
+  EXPECT_EQ(model->param_entries()[4].name, "layers.2.weight");  // the dense layer
+  const std::string summary = model->summary();
+  EXPECT_NE(summary.find("Total params: 47"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("41 trainable, 6 non-trainable"), std::string::npos) << summary;
+
+  model->init_params(3);
+  const std::vector<float> buffers(model->buffers().begin(), model->buffers().end());
+  EXPECT_EQ(buffers, (std::vector<float>{0, 0, 0, 1, 1, 1}));  // mean 0, variance 1 (Keras)
+}
+
+TEST(BatchNormModel, WholeModelGradientMatchesFiniteDifferencesInTraining) {
+  auto backend = make_cpu_backend();
+  const std::vector<LayerSpec> specs = {{"dense", 4, "linear", "model.layers.0"},
+                                        {"batch_normalization", 0, "linear", "model.layers.1"},
+                                        {"tanh", 0, "linear", "model.layers.2"},
+                                        {"dense", 3, "softmax", "model.layers.3"}};
+  auto model = build_sequential(*backend, Shape{3}, specs);
+  model->set_output_logits(true);
+  model->init_params(5);
+  DeviceBuffer grads(*backend, model->param_count());
+  model->bind_grads(grads.span());
+  model->set_pass({true, 0, 0, {}});
+  const int64_t batch = 4;
+  const std::vector<float> x = random_vector(batch * 3, 9);
+  const std::vector<float> labels = {2, 0, 1, 1};
+  const Loss loss(LossKind::kSparseCategoricalCrossentropy);
+  auto objective = [&] {
+    const float* out = model->forward(x.data(), batch);
+    return loss.compute(*backend, out, labels.data(), nullptr, 1, batch, 3).loss_sum;
+  };
+  const float* out = model->forward(x.data(), batch);
+  loss.compute(*backend, out, labels.data(), model->output_grad(), 1, batch, 3);
+  model->backward(batch);
+  const std::vector<float> analytic(model->grads().begin(), model->grads().end());
+  expect_matches_finite_differences(objective, model->params(), analytic, "param");
+}
+
+}  // namespace
+}  // namespace ddp
