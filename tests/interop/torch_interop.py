@@ -11,6 +11,12 @@
   4. Gradients: from PyTorch's initial convnet (without dropout), one SGD step on all 200 samples
      in ddp_train (2 ranks) and in PyTorch: the same weights within 1e-5, i.e. the same
      convolution, pooling and Dense gradients.
+  5. Batch normalization (BatchNorm2d after a convolution, BatchNorm1d after a Dense layer), from
+     a PyTorch state_dict saved as it is (num_batches_tracked included) with random running
+     statistics: the same inference outputs; one SGD step on 200 samples with sync: true on 2
+     ranks: the same weights (training-mode batch statistics and their gradients) and running
+     statistics (Keras' momentum 0.9 is PyTorch's 0.1; ddp-trainer's running variance is the
+     biased one, as Keras', PyTorch's the unbiased).
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
 /usr/bin/python3 can import both; otherwise CMake says so.
   tests/interop/torch_interop.py --ddp-train build/ddp_train --mpiexec mpiexec"""
@@ -101,7 +107,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         got = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/p2.csv")])
         diff2 = (expected - got).abs().max().item()
         print(f"PyTorch -> ddp-trainer (--init-from): max abs diff {diff2:.2e}")
-        diffs = [diff1, diff2] + convnet_checks(args, env, tmp)
+        diffs = [diff1, diff2] + convnet_checks(args, env, tmp) + batch_norm_checks(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1
@@ -196,6 +202,99 @@ training: {{epochs: 3, global_batch_size: {batch}}}
     diffs.append(max((fresh.state_dict()[k] - stepped[k]).abs().max().item() for k in start))
     print(f"convnet one SGD step, ddp-trainer vs PyTorch: max abs diff {diffs[-1]:.2e} "
           f"(the step moved weights by up to {moved:.2e})")
+    return diffs
+
+
+class BatchNormNet(torch.nn.Module):
+    """conv2d -> batch_normalization -> relu -> average pooling -> flatten -> dense ->
+    batch_normalization -> tanh -> dense, as ddp-trainer's layers.<k> name them."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([
+            torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.BatchNorm2d(5, momentum=0.1),
+            torch.nn.Linear(45, 6), torch.nn.BatchNorm1d(6, momentum=0.1), torch.nn.Linear(6, 4)])
+
+    def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
+        x = x.view(-1, 6, 6, 3).permute(0, 3, 1, 2)
+        x = torch.nn.functional.avg_pool2d(torch.relu(self.layers[1](self.layers[0](x))), 2)
+        x = torch.tanh(self.layers[3](self.layers[2](torch.flatten(x, 1))))
+        return self.layers[4](x)
+
+    def forward(self, x):
+        return torch.softmax(self.logits(x), dim=1)
+
+
+def batch_norm_checks(args, env, tmp):
+    """Uses the convnet checks' ctrain.csv and ctest.csv."""
+    x = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/ctest.csv")])
+    train_x = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/ctrain.csv")])
+    train_y = torch.tensor([int(r[-1]) for r in read_rows(f"{tmp}/ctrain.csv")])
+    with open(f"{tmp}/bn.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/ctrain.csv}}
+  test: {{type: csv, path: {tmp}/ctest.csv}}
+model:
+  input: [6, 6, 3]
+  layers:
+    - {{type: conv2d, filters: 5, kernel_size: 3, padding: same}}
+    - {{type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}}
+    - {{type: relu}}
+    - {{type: average_pooling2d, pool_size: 2}}
+    - {{type: flatten}}
+    - {{type: dense, units: 6}}
+    - {{type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}}
+    - {{type: tanh}}
+    - {{type: dense, units: 4, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {{type: sgd, learning_rate: 0.5}}
+training: {{epochs: 1, global_batch_size: 200}}
+""")
+    torch.manual_seed(2)
+    model = BatchNormNet()
+    with torch.no_grad():
+        for bn in (model.layers[1], model.layers[3]):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+            bn.running_mean.uniform_(-0.2, 0.2)
+            bn.running_var.uniform_(0.5, 2.0)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{tmp}/bn0.safetensors")
+
+    def ddp(run, *extra):
+        subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/bn.yaml",
+                        "--run-dir", f"{tmp}/{run}", "--init-from", f"{tmp}/bn0.safetensors",
+                        *extra], check=True, env=env, capture_output=True, timeout=120)
+
+    diffs = []
+    ddp("bn_infer", "--stop-after", "0", "--predict-out", f"{tmp}/b1.csv")
+    with torch.no_grad():
+        diffs.append((model.eval()(x) - torch.tensor([r[:-1] for r in read_rows(f"{tmp}/b1.csv")]))
+                     .abs().max().item())
+    print(f"batch norm PyTorch -> ddp-trainer, inference: max abs diff {diffs[-1]:.2e}")
+
+    ddp("bn_step", "--stop-after", "1", "--export-safetensors", f"{tmp}/bn1.safetensors")
+    stepped = load_file(f"{tmp}/bn1.safetensors")
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    missing = model.load_state_dict(stepped, strict=False).missing_keys
+    assert all(k.endswith("num_batches_tracked") for k in missing), missing
+    # The reference step in float64: PyTorch's float32 BatchNorm2d over 7,200 rows is itself
+    # 3e-4 away from its float64 step here (ddp-trainer's, summing in double, 8e-8).
+    model.load_state_dict(start)
+    model.double().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    torch.nn.functional.cross_entropy(model.logits(train_x.double()), train_y).backward()
+    optimizer.step()
+    after = {k: v.float() for k, v in model.state_dict().items()}
+    for bn in ("layers.1", "layers.3"):  # unbiased -> biased: rows / (rows - 1) per batch
+        rows = 200 * (36 if bn == "layers.1" else 1)
+        batch_var = (after[bn + ".running_var"] - 0.9 * start[bn + ".running_var"]) / 0.1
+        after[bn + ".running_var"] = (0.9 * start[bn + ".running_var"] +
+                                      0.1 * batch_var * (rows - 1) / rows)
+    moved = max((after[k] - start[k]).abs().max().item() for k in stepped)
+    assert moved > 1e-3, f"one SGD step moved no weight by more than {moved}"
+    diffs.append(max((after[k] - stepped[k]).abs().max().item() for k in stepped))
+    print(f"batch norm one SGD step (sync, 2 ranks) vs PyTorch: max abs diff {diffs[-1]:.2e} "
+          f"(the step moved weights and statistics by up to {moved:.2e})")
     return diffs
 
 
