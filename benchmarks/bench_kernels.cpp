@@ -1,6 +1,6 @@
 // CPU backend micro-benchmarks: the Dense layers of the W2 (Fashion-MNIST MLP) and W3 (wide MLP)
-// workloads and the convolutions of W4 (the Fashion-MNIST convnet), forward and backward, and the
-// fused optimizer updates over a W3-sized buffer. GFLOP/s counts the multiply-adds of the
+// workloads, the convolutions of W4 (the Fashion-MNIST convnet) and batch normalization on W4's
+// shapes, forward and backward, and the fused optimizer updates over a W3-sized buffer. GFLOP/s counts the multiply-adds of the
 // products (2 flops each), not im2col's copies.
 // Run: build/bench_kernels [--benchmark_filter=...]
 
@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "core/rng.h"
+#include "nn/batch_norm.h"
 #include "nn/conv2d.h"
 
 namespace {
@@ -126,5 +127,40 @@ BENCHMARK_CAPTURE(BM_Conv2D, forward, false)->Args({64, 28, 1, 32})->Args({64, 1
 BENCHMARK_CAPTURE(BM_Conv2D, forward_and_backward, true)
     ->Args({64, 28, 1, 32})
     ->Args({64, 14, 32, 64});
+
+// Arguments: batch, height (= width), channels. A training pass of batch normalization (the
+// layer, host bookkeeping included); GB/s counts the tensors' bytes each op must move: forward
+// reads x twice (sums, normalization) and writes y, backward reads dy and x twice and writes dx.
+void BM_BatchNorm(benchmark::State& state, bool backward) {
+  auto backend = make_cpu_backend();
+  const int64_t b = state.range(0), hw = state.range(1), c = state.range(2);
+  BatchNorm bn(Shape{hw, hw, c}, 0.99f, 1e-3f, false);
+  auto gamma = random_buffer(*backend, c, 1);
+  auto beta = random_buffer(*backend, c, 2);
+  DeviceBuffer dgamma(*backend, c), dbeta(*backend, c), mean(*backend, c), var(*backend, c);
+  float* params[] = {gamma.data(), beta.data()};
+  float* grads[] = {dgamma.data(), dbeta.data()};
+  float* buffers[] = {mean.data(), var.data()};
+  bn.bind(params, grads);
+  bn.bind_buffers(buffers);
+  bn.set_pass({true, 0, 0, {}});
+  const int64_t n = b * hw * hw * c;
+  auto x = random_buffer(*backend, n, 3);
+  auto dy = random_buffer(*backend, n, 4);
+  DeviceBuffer y(*backend, n), dx(*backend, n);
+  for (auto _ : state) {
+    bn.forward(*backend, x.data(), y.data(), b);
+    if (backward) bn.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), b, false);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double tensors = backward ? 3.0 + 5.0 : 3.0;
+  state.counters["GB/s"] = benchmark::Counter(tensors * 4.0 * n * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
+BENCHMARK_CAPTURE(BM_BatchNorm, forward, false)->Args({64, 28, 32})->Args({64, 14, 64});
+BENCHMARK_CAPTURE(BM_BatchNorm, forward_and_backward, true)
+    ->Args({64, 28, 32})
+    ->Args({64, 14, 64});
 
 BENCHMARK_MAIN();

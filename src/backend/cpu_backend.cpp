@@ -219,6 +219,12 @@ class CpuBackend final : public ComputeBackend {
   }
 
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
+    // ReLU in a loop of its own, which vectorizes (with the switch inside, the loop did not, and
+    // a separate ReLU after W4's first convolution took 5 ms instead of 0.5).
+    if (act == Activation::kRelu) {
+      for (size_t i = 0; i < count; ++i) y[i] = std::max(x[i], 0.0f);
+      return;
+    }
     for (size_t i = 0; i < count; ++i) y[i] = activate(act, x[i]);
   }
   void activation_backward(Activation act, const float* y, const float* dy, float* dx,
