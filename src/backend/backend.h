@@ -79,6 +79,15 @@ class ComputeBackend {
   virtual LossStats softmax_cross_entropy(const float* logits, const float* targets,
                                           TargetKind kind, float* dlogits, float grad_scale,
                                           int64_t rows, int64_t cols) = 0;
+  // Fused sigmoid + binary cross-entropy on logits z (rows, cols) against multi-hot targets t
+  // (rows, cols), in PyTorch's stable BCEWithLogitsLoss form: element loss
+  // (1 - t) z + (1 + (p - 1) t) softplus(-z), p = pos_weight[col] (backend memory; 1 when null);
+  // row loss = its mean over cols (Keras). dlogits, when not null, receives grad_scale / cols *
+  // ((1 - t) - (1 + (p - 1) t) sigmoid(-z)). `correct` counts elements (not rows) whose
+  // prediction, z > 0, matches t > 0.5 (Keras' binary_accuracy).
+  virtual LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
+                                          const float* pos_weight, float* dlogits, float grad_scale,
+                                          int64_t rows, int64_t cols) = 0;
   // Row loss = mean over cols of (pred - target)^2 (Keras' definition).
   virtual LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
                                        float grad_scale, int64_t rows, int64_t cols) = 0;

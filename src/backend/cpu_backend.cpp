@@ -19,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu_batch_norm.h"
+#include "backend/cpu_losses.h"
 #include "backend/cpu_window_ops.h"
 #ifdef DDP_HAVE_DNNL
 #include "backend/onednn_conv.h"
@@ -297,6 +298,11 @@ class CpuBackend final : public ComputeBackend {
     return stats;
   }
 
+  LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
+                                  const float* pos_weight, float* dlogits, float grad_scale,
+                                  int64_t rows, int64_t cols) override {
+    return cpu::sigmoid_cross_entropy(logits, targets, pos_weight, dlogits, grad_scale, rows, cols);
+  }
   LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
                                float grad_scale, int64_t rows, int64_t cols) override {
     LossStats stats;

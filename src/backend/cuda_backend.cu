@@ -16,6 +16,7 @@
 #include "backend/cuda_batch_norm.h"
 #include "backend/cuda_check.h"
 #include "backend/cuda_launch.cuh"
+#include "backend/cuda_losses.h"
 #include "backend/cuda_window_ops.h"
 #include "core/error.h"
 
@@ -379,6 +380,14 @@ class CudaBackend final : public ComputeBackend {
         logits, targets, kind == TargetKind::kSparse, dlogits, grad_scale, rows, cols, row_stats_,
         row_stats_ + rows);
     cudaCheck(cudaGetLastError());
+    return sum_row_stats(rows);
+  }
+  LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
+                                  const float* pos_weight, float* dlogits, float grad_scale,
+                                  int64_t rows, int64_t cols) override {
+    reserve_row_stats(rows);
+    cuda::sigmoid_cross_entropy(logits, targets, pos_weight, dlogits, grad_scale, rows, cols,
+                                row_stats_, row_stats_ + rows, stream_);
     return sum_row_stats(rows);
   }
   LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,

@@ -40,7 +40,11 @@ Dataset read_csv(const std::string& path, const CsvOptions& options) {
   std::string line;
   int64_t line_number = 0;
   size_t columns = 0;
-  size_t label_index = 0;
+  std::vector<size_t> label_at;  // per column: its place among the labels, or kFeature
+  constexpr size_t kFeature = static_cast<size_t>(-1);
+  const std::vector<int64_t> label_columns = options.label_columns.empty()
+                                                 ? std::vector<int64_t>{options.label_column}
+                                                 : options.label_columns;
   while (std::getline(in, line)) {
     ++line_number;
     if (trim(line).empty()) continue;
@@ -49,28 +53,39 @@ Dataset read_csv(const std::string& path, const CsvOptions& options) {
     const std::string where = path + ":" + std::to_string(line_number);
     if (columns == 0) {
       columns = fields.size();
-      if (columns < 2) throw DataError(where + ": need at least one feature and one label column");
-      const int64_t index = options.label_column < 0
-                                ? static_cast<int64_t>(columns) + options.label_column
-                                : options.label_column;
-      if (index < 0 || index >= static_cast<int64_t>(columns))
-        throw DataError(where + ": label column " + std::to_string(options.label_column) +
-                        " does not exist in a row of " + std::to_string(columns) + " columns");
-      label_index = static_cast<size_t>(index);
+      if (columns < label_columns.size() + 1)
+        throw DataError(where + ": need at least one feature column and " +
+                        std::to_string(label_columns.size()) + " label column(s)");
+      label_at.assign(columns, kFeature);
+      for (size_t j = 0; j < label_columns.size(); ++j) {
+        const int64_t index = label_columns[j] < 0
+                                  ? static_cast<int64_t>(columns) + label_columns[j]
+                                  : label_columns[j];
+        if (index < 0 || index >= static_cast<int64_t>(columns))
+          throw DataError(where + ": label column " + std::to_string(label_columns[j]) +
+                          " does not exist in a row of " + std::to_string(columns) + " columns");
+        if (label_at[static_cast<size_t>(index)] != kFeature)
+          throw DataError(where + ": label column " + std::to_string(label_columns[j]) +
+                          " is listed twice");
+        label_at[static_cast<size_t>(index)] = j;
+      }
+      data.label_width = static_cast<int64_t>(label_columns.size());
     } else if (fields.size() != columns) {
       throw DataError(where + ": expected " + std::to_string(columns) + " columns, found " +
                       std::to_string(fields.size()));
     }
+    const size_t first_label = data.labels.size();
+    data.labels.resize(first_label + label_columns.size());
     for (size_t c = 0; c < fields.size(); ++c) {
       const std::string field = trim(fields[c]);
       const std::string cell = where + ": column " + std::to_string(c + 1);
       char* end = nullptr;
       errno = 0;
-      if (c == label_index) {
+      if (label_at[c] != kFeature) {
         const long label = std::strtol(field.c_str(), &end, 10);
         if (field.empty() || *end != '\0' || errno || label < 0 || label > (1 << 24))
           throw DataError(cell + ": label '" + field + "' is not a non-negative integer");
-        data.labels.push_back(static_cast<int32_t>(label));
+        data.labels[first_label + label_at[c]] = static_cast<int32_t>(label);
       } else {
         const float value = std::strtof(field.c_str(), &end);
         if (field.empty() || *end != '\0' || errno == ERANGE)
@@ -84,7 +99,7 @@ Dataset read_csv(const std::string& path, const CsvOptions& options) {
   }
   if (in.bad()) throw DataError(path + ": read error: " + std::strerror(errno));
   if (data.labels.empty()) throw DataError(path + ": no data rows");
-  data.sample_shape = Shape{static_cast<int64_t>(columns - 1)};
+  data.sample_shape = Shape{static_cast<int64_t>(columns - label_columns.size())};
   return data;
 }
 

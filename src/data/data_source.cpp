@@ -13,13 +13,17 @@ std::string expand_rank(const std::string& path, int rank) {
 Dataset load_dataset(const DataSourceConfig& source, int rank) {
   Dataset data;
   if (source.type == "synthetic") {
-    data = make_synthetic(source.samples, source.features, source.classes, source.seed);
+    data = source.labels_per_sample > 0
+               ? make_synthetic_multilabel(source.samples, source.features,
+                                           source.labels_per_sample, source.seed)
+               : make_synthetic(source.samples, source.features, source.classes, source.seed);
   } else if (source.type == "idx") {
     data = read_idx(expand_rank(source.images, rank), expand_rank(source.labels, rank),
                     source.normalize ? 1.0f / 255.0f : 1.0f);
   } else {
     data = read_csv(expand_rank(source.file, rank),
-                    {source.header, source.label_column, static_cast<float>(source.scale)});
+                    {source.header, source.label_column, source.label_columns,
+                     static_cast<float>(source.scale)});
   }
   data.origin = source.path + " (" + data.origin + ")";
   return data;

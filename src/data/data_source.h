@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "data/dataset.h"
 
@@ -15,6 +16,7 @@ struct DataSourceConfig {
   int64_t samples = 0;
   int64_t features = 0;
   int64_t classes = 0;
+  int64_t labels_per_sample = 0;  // > 0: multi-label (synthetic `labels`), instead of classes
   uint64_t seed = 0;
   // idx
   std::string images;
@@ -24,6 +26,7 @@ struct DataSourceConfig {
   std::string file;
   bool header = true;
   int64_t label_column = -1;
+  std::vector<int64_t> label_columns;  // several: multi-label
   double scale = 1;
 };
 

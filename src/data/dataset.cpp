@@ -10,12 +10,26 @@
 
 namespace ddp {
 
-void Dataset::check_labels(int64_t classes) const {
+void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary) const {
+  if (layout == TargetLayout::kLabels && label_width != classes)
+    throw DataError(origin + ": " + std::to_string(label_width) + " label column(s) per sample " +
+                    "for a model with " + std::to_string(classes) + " outputs");
+  if (layout != TargetLayout::kLabels && label_width != 1)
+    throw DataError(origin + ": " + std::to_string(label_width) + " label columns per sample, " +
+                    "but the loss takes one class per sample (multi-label data needs " +
+                    "binary_crossentropy or mean_squared_error)");
   for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] < 0 || labels[i] >= classes)
-      throw DataError(origin + ": label " + std::to_string(labels[i]) + " of sample " +
-                      std::to_string(i) + " is outside [0, " + std::to_string(classes) +
-                      ") for a model with " + std::to_string(classes) + " outputs");
+    const auto sample = std::to_string(static_cast<int64_t>(i) / label_width);
+    const std::string column =
+        label_width > 1 ? ", label column " + std::to_string(static_cast<int64_t>(i) % label_width)
+                        : "";
+    if (binary && (labels[i] < 0 || labels[i] > 1))
+      throw DataError(origin + ": label " + std::to_string(labels[i]) + " of sample " + sample +
+                      column + " is not 0 or 1, as binary_crossentropy needs");
+    if (layout != TargetLayout::kLabels && (labels[i] < 0 || labels[i] >= classes))
+      throw DataError(origin + ": label " + std::to_string(labels[i]) + " of sample " + sample +
+                      " is outside [0, " + std::to_string(classes) + ") for a model with " +
+                      std::to_string(classes) + " outputs");
   }
 }
 
@@ -34,24 +48,28 @@ uint32_t Dataset::fingerprint() const {
     }
   };
   feed(features.data(), features.size() * sizeof(float));
+  feed(&label_width, sizeof label_width);
   feed(labels.data(), labels.size() * sizeof(int32_t));
   return static_cast<uint32_t>(crc);
 }
 
-void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetKind kind,
+void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
                   int64_t classes, float* features, float* targets) {
   const auto width = static_cast<size_t>(data.sample_shape.numel());
+  const auto labels = static_cast<size_t>(data.label_width);
   for (size_t row = 0; row < indices.size(); ++row) {
     const auto sample = static_cast<size_t>(indices[row]);
     std::memcpy(features + row * width, data.features.data() + sample * width,
                 width * sizeof(float));
-    const int32_t label = data.labels[sample];
-    if (kind == TargetKind::kSparse) {
-      targets[row] = static_cast<float>(label);
+    const int32_t* label = data.labels.data() + sample * labels;
+    if (layout == TargetLayout::kClassIndex) {
+      targets[row] = static_cast<float>(*label);
+    } else if (layout == TargetLayout::kLabels) {
+      std::copy(label, label + labels, targets + row * labels);
     } else {
       float* one_hot = targets + row * static_cast<size_t>(classes);
       std::fill(one_hot, one_hot + classes, 0.0f);
-      one_hot[label] = 1;
+      one_hot[*label] = 1;
     }
   }
 }
@@ -66,6 +84,32 @@ Dataset make_synthetic(int64_t samples, int64_t features, int64_t classes, uint6
   for (float& x : data.features) x = rng.uniform();
   for (int32_t& y : data.labels)
     y = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
+  return data;
+}
+
+}  // namespace ddp
+
+namespace ddp {
+
+Dataset make_synthetic_multilabel(int64_t samples, int64_t features, int64_t labels,
+                                  uint64_t seed) {
+  Dataset data = make_synthetic(samples, features, 1, seed);
+  data.origin = "synthetic multi-label(" + std::to_string(samples) + "x" +
+                std::to_string(features) + ", " + std::to_string(labels) + " labels)";
+  data.label_width = labels;
+  std::vector<float> rule(static_cast<size_t>(labels * features));  // (labels, features)
+  Rng rng(derive_seed(static_cast<uint64_t>(features * 1000 + labels), /*stream=*/3));
+  for (float& w : rule) w = rng.uniform(-1, 1);
+  data.labels.resize(static_cast<size_t>(samples * labels));
+  for (size_t i = 0; i < static_cast<size_t>(samples); ++i) {
+    const float* x = data.features.data() + i * static_cast<size_t>(features);
+    for (size_t j = 0; j < static_cast<size_t>(labels); ++j) {
+      const float* w = rule.data() + j * static_cast<size_t>(features);
+      double score = 0;
+      for (size_t k = 0; k < static_cast<size_t>(features); ++k) score += w[k] * (x[k] - 0.5);
+      data.labels[i * static_cast<size_t>(labels) + j] = score > 0 ? 1 : 0;
+    }
+  }
   return data;
 }
 

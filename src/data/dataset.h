@@ -10,28 +10,44 @@
 
 namespace ddp {
 
+// How a batch's targets are laid out from the labels (see gather_batch).
+enum class TargetLayout {
+  kClassIndex,  // (n): the class index (sparse categorical cross-entropy)
+  kOneHot,      // (n, classes): one-hot rows of the class index
+  kLabels,      // (n, label_width): the labels themselves (multi-hot, or one binary label)
+};
+
 // A labelled dataset held in host memory by every rank; the sampler decides who uses what.
 struct Dataset {
   std::string origin;  // files it came from, for error messages
   Shape sample_shape;
   std::vector<float> features;  // (size, sample_shape)
-  std::vector<int32_t> labels;  // (size)
+  std::vector<int32_t> labels;  // (size, label_width)
+  // Labels per sample: 1 (a class index, or one binary label) or several (multi-hot 0/1 columns,
+  // multi-label classification).
+  int64_t label_width = 1;
 
-  int64_t size() const { return static_cast<int64_t>(labels.size()); }
-  // Throws DataError naming the origin, the sample and the label when a label is outside [0,
-  // classes).
-  void check_labels(int64_t classes) const;
+  int64_t size() const { return static_cast<int64_t>(labels.size()) / label_width; }
+  // Throws DataError naming the origin, the sample and the label when the labels do not fit a
+  // model with `classes` outputs under `layout`: a class index outside [0, classes), or label
+  // columns other than `classes` of them; with `binary`, a label other than 0 or 1.
+  void check_labels(int64_t classes, TargetLayout layout, bool binary) const;
   // CRC-32 of shape, features and labels: ranks compare it to detect differing copies.
   uint32_t fingerprint() const;
 };
 
-// Copies the samples `indices` into a contiguous batch: features (n, sample_shape) and targets,
-// (n) class indices for sparse targets or (n, classes) one-hot rows for dense targets.
-void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetKind kind,
+// Copies the samples `indices` into a contiguous batch: features (n, sample_shape) and targets
+// as `layout` says.
+void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
                   int64_t classes, float* features, float* targets);
 
 // The canonical example's data: features uniform in [0, 1), labels uniform in [0, classes).
 Dataset make_synthetic(int64_t samples, int64_t features, int64_t classes, uint64_t seed);
+// Multi-label data: features uniform in [0, 1) from `seed`; `labels` 0/1 labels per sample, label
+// j set when sum_k w_jk (x_k - 1/2) > 0 for a random w (uniform in [-1, 1]) that depends only on
+// the shape, so a training and a test set of other seeds share the rule: learnable, with about
+// half of each label set.
+Dataset make_synthetic_multilabel(int64_t samples, int64_t features, int64_t labels, uint64_t seed);
 
 // IDX (MNIST / Fashion-MNIST) image and label files, gzip-compressed or plain. Pixel values are
 // multiplied by `scale` (1/255 maps bytes to [0, 1]).
@@ -39,10 +55,11 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path,
 
 struct CsvOptions {
   bool header = true;
-  int64_t label_column = -1;  // negative counts from the end: -1 is the last column
+  int64_t label_column = -1;           // negative counts from the end: -1 is the last column
+  std::vector<int64_t> label_columns;  // several (multi-label), in order; replaces label_column
   float scale = 1;
 };
-// Numeric feature columns and one integer label column, comma-separated.
+// Numeric feature columns and one or more integer label columns, comma-separated.
 Dataset read_csv(const std::string& path, const CsvOptions& options);
 
 }  // namespace ddp

@@ -8,16 +8,40 @@ std::string Loss::name() const {
       return "sparse_categorical_crossentropy";
     case LossKind::kCategoricalCrossentropy:
       return "categorical_crossentropy";
+    case LossKind::kBinaryCrossentropy:
+      return "binary_crossentropy";
     case LossKind::kMeanSquaredError:
       break;
   }
   return "mean_squared_error";
 }
 
+Loss::Loss(LossKind kind, ComputeBackend& backend, const std::vector<float>& pos_weight)
+    : kind_(kind) {
+  if (pos_weight.empty()) return;
+  pos_weight_ = DeviceBuffer(backend, pos_weight.size());
+  backend.copy_to_device(pos_weight.data(), pos_weight_.data(), pos_weight.size());
+}
+
+std::string Loss::fused_layer() const {
+  switch (kind_) {
+    case LossKind::kBinaryCrossentropy:
+      return "Sigmoid";
+    case LossKind::kMeanSquaredError:
+      return "";
+    default:
+      break;
+  }
+  return "Softmax";
+}
+
 LossStats Loss::compute(ComputeBackend& backend, const float* output, const float* targets,
                         float* doutput, float grad_scale, int64_t rows, int64_t cols) const {
   if (kind_ == LossKind::kMeanSquaredError)
     return backend.mean_squared_error(output, targets, doutput, grad_scale, rows, cols);
+  if (kind_ == LossKind::kBinaryCrossentropy)
+    return backend.sigmoid_cross_entropy(output, targets, pos_weight_.data(), doutput, grad_scale,
+                                         rows, cols);
   return backend.softmax_cross_entropy(output, targets, target_kind(), doutput, grad_scale, rows,
                                        cols);
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -10,16 +11,23 @@ enum class LossKind {
   kSparseCategoricalCrossentropy,  // integer labels, softmax applied inside the loss
   kCategoricalCrossentropy,        // one-hot targets, softmax applied inside the loss
   kMeanSquaredError,               // one-hot targets against the model's output
+  kBinaryCrossentropy,             // multi-hot targets, sigmoid applied inside the loss
 };
 
 class Loss {
  public:
   explicit Loss(LossKind kind) : kind_(kind) {}
+  // binary_crossentropy with a weight per label for its positive targets (PyTorch's pos_weight):
+  // copied into `backend` memory.
+  Loss(LossKind kind, ComputeBackend& backend, const std::vector<float>& pos_weight);
 
   LossKind kind() const { return kind_; }
   std::string name() const;
-  // Cross-entropy takes logits: a model ending in Softmax is trained without that layer.
-  bool takes_logits() const { return kind_ != LossKind::kMeanSquaredError; }
+  // The last layer the loss applies itself, fused (a type_name(): "Softmax" for the categorical
+  // cross-entropies, "Sigmoid" for binary_crossentropy), so that the model is trained on logits
+  // without it; empty for mean_squared_error.
+  std::string fused_layer() const;
+  int64_t pos_weight_count() const { return static_cast<int64_t>(pos_weight_.size()); }
   TargetKind target_kind() const {
     return kind_ == LossKind::kSparseCategoricalCrossentropy ? TargetKind::kSparse
                                                              : TargetKind::kDense;
@@ -31,6 +39,7 @@ class Loss {
 
  private:
   LossKind kind_;
+  DeviceBuffer pos_weight_;  // (labels), or empty: 1 for every label
 };
 
 }  // namespace ddp

@@ -75,6 +75,11 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   const uint64_t budget = memory_limit_bytes() / 16;
   uint64_t parameters = 0;
   for (const LayerSpec& spec : specs) {
+    // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
+    // logits) can leave out (Sequential::set_output_logits).
+    const bool last = &spec == &specs.back();
+    const bool split = spec.activation == "softmax" || (last && spec.activation == "sigmoid");
+    const Activation fused = split ? Activation::kLinear : elementwise(spec.activation);
     if (spec.type == "dense") {
       if (shape.rank() != 1)
         throw ConfigError(spec.path + ": dense needs a flat input but gets " + shape.str() +
@@ -90,10 +95,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           std::to_string(memory_limit_bytes() >> 20) +
                           " MiB can train (16 bytes each)");
       parameters += units * fan_in;
-      const bool softmax = spec.activation == "softmax";
-      layers.push_back(std::make_unique<Dense>(
-          shape[0], spec.units, softmax ? Activation::kLinear : elementwise(spec.activation)));
-      if (softmax) layers.push_back(std::make_unique<Softmax>(layers.back()->output_shape()));
+      layers.push_back(std::make_unique<Dense>(shape[0], spec.units, fused));
     } else if (spec.type == "conv2d") {
       const Window2d w = image_window(spec, shape);
       const auto fan_in = static_cast<uint64_t>(w.patch()) + 1;
@@ -103,7 +105,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           " filters take the model past " + std::to_string(budget) +
                           " parameters, what this process's memory can train");
       parameters += filters * fan_in;
-      layers.push_back(std::make_unique<Conv2D>(w, spec.units, elementwise(spec.activation)));
+      layers.push_back(std::make_unique<Conv2D>(w, spec.units, fused));
     } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
       layers.push_back(std::make_unique<Pooling2D>(
           spec.type == "max_pooling2d" ? Pooling2D::Kind::kMax : Pooling2D::Kind::kAverage,
@@ -127,6 +129,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<ActivationLayer>(elementwise(spec.type), shape));
     }
     shape = layers.back()->output_shape();
+    if (split && spec.activation == "softmax") layers.push_back(std::make_unique<Softmax>(shape));
+    if (split && spec.activation == "sigmoid")
+      layers.push_back(std::make_unique<ActivationLayer>(Activation::kSigmoid, shape));
   }
   return std::make_unique<Sequential>(backend, input, std::move(layers));
 }

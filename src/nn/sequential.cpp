@@ -7,7 +7,6 @@
 
 #include "core/counter_hash.h"
 #include "core/error.h"
-#include "nn/softmax.h"
 
 namespace ddp {
 
@@ -100,8 +99,8 @@ void Sequential::bind_params(std::span<float> storage) {
   bind_layers();
 }
 
-void Sequential::set_output_logits(bool logits) {
-  output_logits_ = logits && dynamic_cast<const Softmax*>(layers_.back().get()) != nullptr;
+void Sequential::set_output_logits(const std::string& fused_layer) {
+  output_logits_ = !fused_layer.empty() && layers_.back()->type_name() == fused_layer;
 }
 
 void Sequential::set_pass(const Pass& pass) {

@@ -217,16 +217,19 @@ void write_predictions(const std::string& path, Trainer& trainer) {
   const auto classes = static_cast<size_t>(trainer.model().output_cols());
   std::ofstream out(path, std::ios::trunc);
   out.precision(9);
+  const auto width = static_cast<size_t>(test.label_width);  // several labels: label0, label1..
   for (size_t c = 0; c < classes; ++c) out << "p" << c << ",";
-  out << "label\n";
-  for (size_t i = 0; i < test.labels.size(); ++i) {
+  for (size_t j = 0; j < width; ++j)
+    out << "label" << (width > 1 ? std::to_string(j) : "") << (j + 1 < width ? "," : "\n");
+  const auto samples = static_cast<size_t>(test.size());
+  for (size_t i = 0; i < samples; ++i) {
     for (size_t c = 0; c < classes; ++c) out << outputs[i * classes + c] << ",";
-    out << test.labels[i] << "\n";
+    for (size_t j = 0; j < width; ++j)
+      out << test.labels[i * width + j] << (j + 1 < width ? "," : "\n");
   }
   out.close();
   if (!out) throw RuntimeError(path + ": cannot write predictions");
-  std::cout << "wrote predictions for " << test.labels.size() << " test samples to " << path
-            << std::endl;
+  std::cout << "wrote predictions for " << samples << " test samples to " << path << std::endl;
 }
 
 // `training` turns true once every rank has passed setup; errors after that may be one rank's.

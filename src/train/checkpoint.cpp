@@ -214,7 +214,7 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     s.epoch = meta.at("epoch");
     s.step_in_epoch = meta.at("step_in_epoch");
     s.completed_steps = meta.at("completed_steps");
-    s.epoch_sums = meta.at("epoch_sums");
+    s.epoch_sums = meta.at("epoch_sums").get<std::vector<double>>();
     s.world_size = meta.at("world_size");
     s.batch_mode = meta.at("batch_mode");
     s.global_batch = meta.at("global_batch");

@@ -43,7 +43,8 @@ struct TrainingState {
   int64_t epoch = 0;
   int64_t step_in_epoch = 0;
   int64_t completed_steps = 0;
-  std::array<double, 3> epoch_sums{};  // global loss sum, correct, samples of the epoch so far
+  // Global sums of the epoch so far: the loss, then the metrics' (Note [exact metrics]).
+  std::vector<double> epoch_sums;
 
   // The run that wrote it.
   int world_size = 1;

@@ -1,7 +1,9 @@
 #include "train/config.h"
 
+#include <algorithm>
 #include <array>
 #include <climits>
+#include <cmath>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -9,7 +11,9 @@
 #include "core/error.h"
 #include "core/input_file.h"
 #include "core/machine.h"
+#include "core/spelling.h"
 #include "train/config_reader.h"
+#include "train/metric_set.h"
 
 namespace ddp {
 namespace {
@@ -63,15 +67,25 @@ DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
   if (source.type == "synthetic") {
     source.samples = positive(node, "samples", node.require<int64_t>("samples"));
     source.features = positive(node, "features", node.require<int64_t>("features"));
-    source.classes = positive(node, "classes", node.require<int64_t>("classes"));
+    // `labels: L`: L independent 0/1 labels per sample (multi-label) instead of one of `classes`.
+    if (node.has("labels")) {
+      if (node.has("classes"))
+        node.fail("labels",
+                  "give either classes (one class per sample) or labels (several 0/1 "
+                  "labels per sample), not both");
+      source.labels_per_sample = positive(node, "labels", node.require<int64_t>("labels"));
+    } else {
+      source.classes = positive(node, "classes", node.require<int64_t>("classes"));
+    }
     // Labels are 32-bit; the features are generated in memory, so they must fit there.
     if (source.classes > INT32_MAX)
       node.fail("classes", "must be at most " + std::to_string(INT32_MAX) + ", got " +
                                std::to_string(source.classes));
     const uint64_t memory = memory_limit_bytes();
-    // Each sample: its features and a 32-bit label.
+    // Each sample: its features and its 32-bit labels.
+    const auto labels = static_cast<uint64_t>(std::max<int64_t>(source.labels_per_sample, 1));
     if (static_cast<uint64_t>(source.samples) >
-        memory / sizeof(float) / (static_cast<uint64_t>(source.features) + 1))
+        memory / sizeof(float) / (static_cast<uint64_t>(source.features) + labels))
       node.fail(source.samples >= source.features ? "samples" : "features",
                 std::to_string(source.samples) + " samples x " + std::to_string(source.features) +
                     " features do not fit in this process's "
@@ -85,7 +99,14 @@ DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
   } else {
     source.file = node.require<std::string>("path");
     source.header = node.get("header", true);
-    source.label_column = node.get<int64_t>("label_column", -1);
+    if (node.has("label_columns")) {
+      if (node.has("label_column"))
+        node.fail("label_columns", "give either label_column or label_columns, not both");
+      source.label_columns = node.require<std::vector<int64_t>>("label_columns");
+      if (source.label_columns.empty()) node.fail("label_columns", "must list at least one column");
+    } else {
+      source.label_column = node.get<int64_t>("label_column", -1);
+    }
     source.scale = node.get("scale", 1.0);
   }
   node.finish();
@@ -198,12 +219,51 @@ CheckpointConfig parse_checkpoint(ConfigNode node) {
   return c;
 }
 
-LossKind parse_loss(ConfigNode& root) {
-  const std::string name = root.choice("loss", {"sparse_categorical_crossentropy",
-                                                "categorical_crossentropy", "mean_squared_error"});
-  if (name == "sparse_categorical_crossentropy") return LossKind::kSparseCategoricalCrossentropy;
-  if (name == "categorical_crossentropy") return LossKind::kCategoricalCrossentropy;
-  return LossKind::kMeanSquaredError;
+// `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights.
+void parse_loss(ConfigNode& root, Config& config) {
+  const std::vector<std::string> names = {"sparse_categorical_crossentropy",
+                                          "categorical_crossentropy", "mean_squared_error",
+                                          "binary_crossentropy"};
+  const auto kind_of = [](const std::string& name) {
+    if (name == "sparse_categorical_crossentropy") return LossKind::kSparseCategoricalCrossentropy;
+    if (name == "categorical_crossentropy") return LossKind::kCategoricalCrossentropy;
+    if (name == "binary_crossentropy") return LossKind::kBinaryCrossentropy;
+    return LossKind::kMeanSquaredError;
+  };
+  if (!root.is_map("loss")) {
+    config.loss = kind_of(root.choice("loss", names));
+    return;
+  }
+  ConfigNode node = root.child("loss");
+  config.loss = kind_of(node.choice("type", names));
+  if (node.has("pos_weight")) {
+    if (config.loss != LossKind::kBinaryCrossentropy)
+      node.fail("pos_weight", "only binary_crossentropy weighs positive targets");
+    for (const double w : node.require<std::vector<double>>("pos_weight")) {
+      if (!(w > 0 && std::isfinite(w)))
+        node.fail("pos_weight", "weights must be finite and > 0, got " + show_number(w));
+      config.loss_pos_weight.push_back(static_cast<float>(w));
+    }
+  }
+  node.finish();
+}
+
+// `metrics: [accuracy, f1]`: known names that go with the loss.
+void parse_metrics(ConfigNode& root, Config& config) {
+  config.metrics = root.get<std::vector<std::string>>("metrics", default_metrics(config.loss));
+  for (const std::string& name : config.metrics) {
+    const std::vector<std::string>& known = metric_names();
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      const std::optional<std::string> meant = closest_match(name, known);
+      std::string options;
+      for (const std::string& k : known) options += (options.empty() ? "" : ", ") + k;
+      root.fail("metrics", "unknown metric '" + name + "'" +
+                               (meant ? ", did you mean '" + *meant + "'?" : "") +
+                               " (expected some of: " + options + ")");
+    }
+    const std::string mismatch = metric_mismatch(name, config.loss);
+    if (!mismatch.empty()) root.fail("metrics", mismatch);
+  }
 }
 
 }  // namespace
@@ -270,7 +330,8 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
           " classes, but the model's last layer has " + std::to_string(last->units) + " units");
   }
 
-  config.loss = parse_loss(root);
+  parse_loss(root, config);
+  parse_metrics(root, config);
   config.optimizer = parse_optimizer(root.child("optimizer"));
   config.training = parse_training(root.child("training"), file);
   if (root.has("checkpoint")) {

@@ -68,6 +68,8 @@ struct Config {
   std::optional<std::vector<int64_t>> input_shape;
   std::vector<LayerSpec> layers;
   LossKind loss = LossKind::kSparseCategoricalCrossentropy;
+  std::vector<float> loss_pos_weight;  // binary_crossentropy: per label; empty: all 1
+  std::vector<std::string> metrics;    // metric_names(); default_metrics(loss) when not given
   OptimizerConfig optimizer;
   TrainingConfig training;
   CheckpointConfig checkpoint;

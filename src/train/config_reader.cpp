@@ -19,8 +19,18 @@ const char* type_name() {
   if constexpr (std::is_same_v<T, double>) return "a number";
   if constexpr (std::is_same_v<T, std::string>) return "a string";
   if constexpr (std::is_same_v<T, std::vector<int64_t>>) return "a list of integers";
+  if constexpr (std::is_same_v<T, std::vector<double>>) return "a list of numbers";
+  if constexpr (std::is_same_v<T, std::vector<std::string>>) return "a list of strings";
   return "a value";
 }
+
+// std::vector<E>: a YAML list whose items are checked one by one as E.
+template <class T>
+struct ListOf : std::false_type {};
+template <class E>
+struct ListOf<std::vector<E>> : std::true_type {
+  using Element = E;
+};
 
 size_t list_index(const YAML::Node& list, const std::string& key, const std::string& path) {
   size_t index = 0;
@@ -87,24 +97,20 @@ bool ConfigNode::has(const std::string& key) const {
 
 bool ConfigNode::is_list(const std::string& key) const { return at(key).IsSequence(); }
 
+bool ConfigNode::is_map(const std::string& key) const { return has(key) && at(key).IsMap(); }
+
 template <class T>
 T ConfigNode::convert(const std::string& key, const YAML::Node& node) const {
-  const bool scalar_expected = !std::is_same_v<T, std::vector<int64_t>>;
-  if (scalar_expected != node.IsScalar())
+  if (ListOf<T>::value == node.IsScalar())
     fail(key, std::string("expected ") + type_name<T>() + ", got " + show(node));
-  if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+  if constexpr (ListOf<T>::value) {
     if (!node.IsSequence())
       fail(key, std::string("expected ") + type_name<T>() + ", got " + show(node));
     // Name the item that is wrong, not just the list.
-    for (size_t i = 0; i < node.size(); ++i) {
-      const std::string item = key + "." + std::to_string(i);
-      if (!node[i].IsScalar()) fail(item, "expected an integer, got " + show(node[i]));
-      try {
-        node[i].as<int64_t>();
-      } catch (const YAML::Exception&) {
-        fail(item, "expected an integer, got " + show(node[i]));
-      }
-    }
+    T items;
+    for (size_t i = 0; i < node.size(); ++i)
+      items.push_back(convert<typename ListOf<T>::Element>(key + "." + std::to_string(i), node[i]));
+    return items;
   }
   T value{};
   try {
@@ -174,6 +180,9 @@ template int64_t ConfigNode::require<int64_t>(const std::string&);
 template double ConfigNode::require<double>(const std::string&);
 template std::string ConfigNode::require<std::string>(const std::string&);
 template std::vector<int64_t> ConfigNode::require<std::vector<int64_t>>(const std::string&);
+template std::vector<double> ConfigNode::require<std::vector<double>>(const std::string&);
+template std::vector<std::string> ConfigNode::get<std::vector<std::string>>(
+    const std::string&, const std::vector<std::string>&);
 
 std::string ConfigNode::choice(const std::string& key, const std::vector<std::string>& allowed,
                                const std::string& fallback) {

@@ -17,6 +17,7 @@ class ConfigNode {
 
   bool has(const std::string& key) const;
   bool is_list(const std::string& key) const;
+  bool is_map(const std::string& key) const;
   template <class T>
   T get(const std::string& key, const T& fallback);
   template <class T>

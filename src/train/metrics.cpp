@@ -10,21 +10,39 @@
 
 namespace ddp {
 
+namespace {
+
+// " - name: 0.1234" per metric, names prefixed.
+std::string metric_list(const std::vector<MetricValue>& metrics, const char* prefix) {
+  std::string out;
+  char item[96];
+  for (const MetricValue& m : metrics) {
+    std::snprintf(item, sizeof item, " - %s%s: %.4f", prefix, m.name.c_str(), m.value);
+    out += item;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string format_epoch_line(const EpochRecord& r) {
-  char buffer[320];
-  int n = std::snprintf(
-      buffer, sizeof buffer, "Epoch %lld/%lld - %lld/%lld steps - loss: %.4f - accuracy: %.4f",
-      static_cast<long long>(r.epoch), static_cast<long long>(r.epochs),
-      static_cast<long long>(r.steps), static_cast<long long>(r.steps), r.loss, r.accuracy);
-  if (r.val_loss)
-    n += std::snprintf(buffer + n, sizeof buffer - n, " - val_loss: %.4f - val_accuracy: %.4f",
-                       *r.val_loss, *r.val_accuracy);
-  n += std::snprintf(buffer + n, sizeof buffer - n, " - %.0f samples/s - %.2fs", r.samples_per_sec,
-                     r.seconds);
-  if (r.skipped_steps > 0)
-    std::snprintf(buffer + n, sizeof buffer - n, " - skipped %lld non-finite step(s)",
+  char buffer[160];
+  std::snprintf(buffer, sizeof buffer, "Epoch %lld/%lld - %lld/%lld steps - loss: %.4f",
+                static_cast<long long>(r.epoch), static_cast<long long>(r.epochs),
+                static_cast<long long>(r.steps), static_cast<long long>(r.steps), r.loss);
+  std::string line = buffer + metric_list(r.metrics, "");
+  if (r.val_loss) {
+    std::snprintf(buffer, sizeof buffer, " - val_loss: %.4f", *r.val_loss);
+    line += buffer + metric_list(r.val_metrics, "val_");
+  }
+  std::snprintf(buffer, sizeof buffer, " - %.0f samples/s - %.2fs", r.samples_per_sec, r.seconds);
+  line += buffer;
+  if (r.skipped_steps > 0) {
+    std::snprintf(buffer, sizeof buffer, " - skipped %lld non-finite step(s)",
                   static_cast<long long>(r.skipped_steps));
-  return buffer;
+    line += buffer;
+  }
+  return line;
 }
 
 MetricsLog::MetricsLog(const std::string& path, int64_t keep_epochs) : path_(path) {
@@ -44,14 +62,14 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_epochs) : path_(pat
 }
 
 void MetricsLog::append(const EpochRecord& r) {
-  nlohmann::json j = {{"epoch", r.epoch},        {"loss", r.loss},
-                      {"accuracy", r.accuracy},  {"samples_per_sec", r.samples_per_sec},
-                      {"seconds", r.seconds},    {"steps", r.steps},
-                      {"unix_time", r.unix_time}};
+  nlohmann::json j = {
+      {"epoch", r.epoch},     {"loss", r.loss},   {"samples_per_sec", r.samples_per_sec},
+      {"seconds", r.seconds}, {"steps", r.steps}, {"unix_time", r.unix_time}};
+  for (const MetricValue& m : r.metrics) j[m.name] = m.value;
   if (r.skipped_steps > 0) j["skipped_steps"] = r.skipped_steps;
   if (r.val_loss) {
     j["val_loss"] = *r.val_loss;
-    j["val_accuracy"] = *r.val_accuracy;
+    for (const MetricValue& m : r.val_metrics) j["val_" + m.name] = m.value;
   }
   out_ << j.dump() << '\n' << std::flush;
   if (!out_) throw RuntimeError(path_ + ": cannot write metrics: " + std::strerror(errno));
@@ -102,30 +120,45 @@ void ProgressBar::clear() {
 std::string format_summary(const std::vector<EpochRecord>& records, double wall_seconds) {
   if (records.empty()) return "done: nothing left to train\n";
   const EpochRecord& last = records.back();
-  const bool validated = last.val_accuracy.has_value();
-  auto accuracy_of = [validated](const EpochRecord& r) {
-    return validated ? r.val_accuracy.value_or(0) : r.accuracy;
+  const bool validated = last.val_loss.has_value();
+  // The best epoch by the first metric, on the test split when there is one; by the loss when
+  // no metric is configured.
+  const std::vector<MetricValue>& judged = validated ? last.val_metrics : last.metrics;
+  const std::string name = judged.empty() ? "loss" : judged.front().name;
+  const bool lower = judged.empty() || MetricSet::lower_is_better(name);
+  auto score = [&](const EpochRecord& r) {
+    const std::vector<MetricValue>& m = validated ? r.val_metrics : r.metrics;
+    if (!m.empty()) return m.front().value;
+    return validated ? r.val_loss.value_or(0) : r.loss;
   };
   const EpochRecord* best = &records.front();
   double samples_per_sec = 0;
   for (const EpochRecord& r : records) {
-    if (accuracy_of(r) > accuracy_of(*best)) best = &r;
+    if (lower ? score(r) < score(*best) : score(r) > score(*best)) best = &r;
     samples_per_sec += r.samples_per_sec / static_cast<double>(records.size());
   }
   char buffer[512];
-  int n = std::snprintf(buffer, sizeof buffer,
-                        "done: epochs %lld-%lld of %lld in %.2f s (%.0f samples/s); final loss "
-                        "%.4f, accuracy %.4f",
-                        static_cast<long long>(records.front().epoch),
-                        static_cast<long long>(last.epoch), static_cast<long long>(last.epochs),
-                        wall_seconds, samples_per_sec, last.loss, last.accuracy);
-  if (validated)
-    n += std::snprintf(buffer + n, sizeof buffer - static_cast<size_t>(n),
-                       ", val_loss %.4f, val_accuracy %.4f", *last.val_loss, *last.val_accuracy);
-  std::snprintf(buffer + n, sizeof buffer - static_cast<size_t>(n),
-                "; best %s %.4f at epoch %lld\n", validated ? "val_accuracy" : "accuracy",
-                accuracy_of(*best), static_cast<long long>(best->epoch));
-  return buffer;
+  std::snprintf(buffer, sizeof buffer,
+                "done: epochs %lld-%lld of %lld in %.2f s (%.0f samples/s); final loss %.4f",
+                static_cast<long long>(records.front().epoch), static_cast<long long>(last.epoch),
+                static_cast<long long>(last.epochs), wall_seconds, samples_per_sec, last.loss);
+  std::string out = buffer;
+  // ", accuracy 0.9012, val_loss 0.3000, val_accuracy 0.8765"
+  for (const MetricValue& m : last.metrics) {
+    std::snprintf(buffer, sizeof buffer, ", %s %.4f", m.name.c_str(), m.value);
+    out += buffer;
+  }
+  if (validated) {
+    std::snprintf(buffer, sizeof buffer, ", val_loss %.4f", *last.val_loss);
+    out += buffer;
+    for (const MetricValue& m : last.val_metrics) {
+      std::snprintf(buffer, sizeof buffer, ", val_%s %.4f", m.name.c_str(), m.value);
+      out += buffer;
+    }
+  }
+  std::snprintf(buffer, sizeof buffer, "; best %s%s %.4f at epoch %lld\n", validated ? "val_" : "",
+                name.c_str(), score(*best), static_cast<long long>(best->epoch));
+  return out + buffer;
 }
 
 }  // namespace ddp

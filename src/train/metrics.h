@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "train/metric_set.h"
+
 namespace ddp {
 
 // Global (all-rank) numbers of one epoch.
@@ -16,20 +18,21 @@ struct EpochRecord {
   int64_t epochs = 0;
   int64_t steps = 0;
   double loss = 0;
-  double accuracy = 0;
+  std::vector<MetricValue> metrics;  // the configured ones, on the training batches
   std::optional<double> val_loss;
-  std::optional<double> val_accuracy;
-  double samples_per_sec = 0;  // training samples of all ranks / training time
-  double seconds = 0;          // whole epoch, evaluation included
-  double unix_time = 0;        // when the epoch ended, evaluation included (time-to-accuracy)
-  int64_t skipped_steps = 0;   // non-finite steps skipped (training.nonfinite: skip)
+  std::vector<MetricValue> val_metrics;  // on the test split, when there is one
+  double samples_per_sec = 0;            // training samples of all ranks / training time
+  double seconds = 0;                    // whole epoch, evaluation included
+  double unix_time = 0;       // when the epoch ended, evaluation included (time-to-accuracy)
+  int64_t skipped_steps = 0;  // non-finite steps skipped (training.nonfinite: skip)
 };
 
 // "Epoch 3/10 - 31/31 steps - loss: 2.2841 - accuracy: 0.1421 - ... - 1234567 samples/s - 0.01s"
 std::string format_epoch_line(const EpochRecord& record);
 
 // The closing lines of a run from the epochs this process ran: how many, wall time, the last
-// epoch's metrics, the best validation (or training) accuracy and where, mean samples/s.
+// epoch's metrics, the best validation (or training) value of the first metric and where, mean
+// samples/s.
 // "done: nothing left to train" when `records` is empty.
 std::string format_summary(const std::vector<EpochRecord>& records, double wall_seconds);
 

@@ -39,7 +39,7 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
       backend_(backend),
       train_(std::move(train)),
       test_(std::move(test)),
-      loss_(config.loss) {
+      loss_(config.loss, backend, config.loss_pos_weight) {
   run_agreed(comm_, [this] { validate_and_build(); });
   // Collective, so only after every rank has built its model.
   std::vector<size_t> tensor_offsets;
@@ -100,13 +100,31 @@ void Trainer::validate_and_build() {
                     " differs from the training data's " + sample.str());
 
   model_ = build_sequential(backend_, input, config_.layers);
-  model_->set_output_logits(loss_.takes_logits());
+  model_->set_output_logits(loss_.fused_layer());
   classes_ = model_->output_cols();
-  train_.check_labels(classes_);
-  if (test_) test_->check_labels(classes_);
+  if (loss_.kind() == LossKind::kBinaryCrossentropy &&
+      model_->layers().back()->type_name() != "Sigmoid")
+    throw ConfigError(config_.file +
+                      ": loss: binary_crossentropy needs a model ending in sigmoid "
+                      "(activation: sigmoid on the last layer), but it ends in " +
+                      model_->layers().back()->type_name());
+  if (loss_.pos_weight_count() > 0 && loss_.pos_weight_count() != classes_)
+    throw ConfigError(config_.file +
+                      ": loss.pos_weight: " + std::to_string(loss_.pos_weight_count()) +
+                      " weights for a model with " + std::to_string(classes_) + " outputs");
+  metrics_ = std::make_unique<MetricSet>(config_.metrics, config_.loss, classes_);
+  epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);
+  // The labels themselves are the targets for several labels per sample, and for one binary
+  // label (binary_crossentropy with one output); class indices otherwise, one-hot for dense losses.
+  const bool binary = loss_.kind() == LossKind::kBinaryCrossentropy;
+  target_layout_ = loss_.target_kind() == TargetKind::kSparse            ? TargetLayout::kClassIndex
+                   : train_.label_width > 1 || (binary && classes_ == 1) ? TargetLayout::kLabels
+                                                                         : TargetLayout::kOneHot;
+  train_.check_labels(classes_, target_layout_, binary);
+  if (test_) test_->check_labels(classes_, target_layout_, binary);
 
   const int64_t rows = std::max(per_rank_batch_, config_.training.eval_batch_size);
-  const int64_t target_width = loss_.target_kind() == TargetKind::kSparse ? 1 : classes_;
+  const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
   // A batch's buffers hold, per row, the input on host and backend, the target, and each layer's
   // output and its gradient: refused naming the key before they are allocated.
   uint64_t floats_per_row = 2 * static_cast<uint64_t>(sample.numel() + target_width);
@@ -126,6 +144,7 @@ void Trainer::validate_and_build() {
         std::to_string(memory_limit_bytes() >> 20) + " MiB");
   }
   model_->reserve(rows);
+  if (metrics_->needs_outputs()) host_outputs_.resize(static_cast<size_t>(rows * classes_));
   host_features_.resize(static_cast<size_t>(rows * sample.numel()));
   host_targets_.resize(static_cast<size_t>(rows * target_width));
   features_ = DeviceBuffer(backend_, host_features_.size());
@@ -158,11 +177,11 @@ void Trainer::set_checkpointing(const CheckpointConfig& policy, CheckpointHook h
 }
 
 void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices) {
-  gather_batch(data, indices, loss_.target_kind(), classes_, host_features_.data(),
+  gather_batch(data, indices, target_layout_, classes_, host_features_.data(),
                host_targets_.data());
   const size_t rows = indices.size();
   const auto width = static_cast<size_t>(data.sample_shape.numel());
-  const size_t target_width = loss_.target_kind() == TargetKind::kSparse ? 1 : classes_;
+  const size_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
   backend_.copy_to_device(host_features_.data(), features_.data(), rows * width);
   backend_.copy_to_device(host_targets_.data(), targets_.data(), rows * target_width);
 }
@@ -182,8 +201,7 @@ void Trainer::train_step() {
   };
   if (step_observer_) step_observer_(completed_steps_);
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
-  LossStats stats;
-  int64_t rows_run = 0;
+  double loss_sum = 0;  // this rank's, for the non-finite report
   // Each rank scales its loss by 1 / (samples of the step over all ranks), so the sum over ranks
   // is the mean over the step's samples, a partial last batch included.
   int64_t step_samples = 0;
@@ -197,7 +215,6 @@ void Trainer::train_step() {
     const std::span<const int64_t> indices =
         sampler_->indices(step_in_epoch_ * accumulation_ + micro);
     const auto rows = static_cast<int64_t>(indices.size());
-    rows_run += rows;
     // Note [gradient synchronization]: only the last micro-batch's gradients are final.
     const auto ready = [this](size_t offset) { sync_->ready(offset); };
     // Note [dropout mask]: masks from (seed, epoch) and the samples' positions in the epoch.
@@ -225,8 +242,8 @@ void Trainer::train_step() {
     const LossStats micro_stats =
         loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
                       1.0f / static_cast<float>(step_samples), rows, classes_);
-    stats.loss_sum += micro_stats.loss_sum;
-    stats.correct += micro_stats.correct;
+    loss_sum += micro_stats.loss_sum;
+    add_batch(epoch_sums_, micro_stats, output, rows);
     lap(phase_times_.forward);
     model_->backward(rows, last ? ready : std::function<void(size_t)>{}, /*accumulate=*/micro > 0);
     model_->set_pass({});  // inference, for whatever runs the model next
@@ -234,13 +251,10 @@ void Trainer::train_step() {
     if (last) sync_->finish();
     lap(phase_times_.comm);
   }
-  if (!apply_gradients(stats.loss_sum)) ++skipped_in_epoch_;
+  if (!apply_gradients(loss_sum)) ++skipped_in_epoch_;
   lap(phase_times_.optimizer);
   ++phase_times_.steps;
 
-  epoch_sums_[0] += stats.loss_sum;
-  epoch_sums_[1] += stats.correct;
-  epoch_sums_[2] += static_cast<double>(rows_run);
   ++completed_steps_;
   if (++step_in_epoch_ == steps_per_epoch_) {
     step_in_epoch_ = 0;
@@ -282,8 +296,16 @@ bool Trainer::apply_gradients(double local_loss_sum) {
 void Trainer::train_steps(int64_t count) {
   for (int64_t i = 0; i < count; ++i) {
     train_step();
-    if (step_in_epoch_ == 0) epoch_sums_ = {};
+    if (step_in_epoch_ == 0) std::fill(epoch_sums_.begin(), epoch_sums_.end(), 0.0);
   }
+}
+
+void Trainer::add_batch(std::span<double> sums, const LossStats& stats, const float* output,
+                        int64_t rows) {
+  sums[0] += stats.loss_sum;
+  if (metrics_->needs_outputs())
+    backend_.copy_to_host(output, host_outputs_.data(), static_cast<size_t>(rows * classes_));
+  metrics_->add(sums.subspan(1), stats, host_outputs_.data(), host_targets_.data(), rows);
 }
 
 EvalResult Trainer::evaluate(const Dataset& data) {
@@ -293,19 +315,16 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   const int64_t begin = n * comm_.rank() / comm_.size();
   const int64_t end = n * (comm_.rank() + 1) / comm_.size();
   const int64_t batch = config_.training.eval_batch_size;
-  std::array<double, 3> sums = {0, 0, 0};  // loss, correct, samples
+  std::vector<double> sums(epoch_sums_.size());  // Note [exact metrics]
   for (int64_t start = begin; start < end; start += batch) {
     const int64_t rows = std::min(batch, end - start);
     stage_rows(data, start, rows);
     const float* output = model_->forward(features_.data(), rows);
-    const LossStats stats =
-        loss_.compute(backend_, output, targets_.data(), nullptr, 1, rows, classes_);
-    sums[0] += stats.loss_sum;
-    sums[1] += stats.correct;
-    sums[2] += static_cast<double>(rows);
+    add_batch(sums, loss_.compute(backend_, output, targets_.data(), nullptr, 1, rows, classes_),
+              output, rows);
   }
   comm_.all_reduce_sum(std::span<double>(sums));
-  return {sums[0] / sums[2], sums[1] / sums[2]};
+  return {sums[0] / samples_in(sums), metrics_->values(std::span(sums).subspan(1))};
 }
 
 std::vector<float> Trainer::predict(const Dataset& data, int64_t count) {
@@ -353,9 +372,9 @@ void Trainer::checkpoint_now() {
 
 void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run) {
   const auto start = Clock::now();
-  std::array<double, 3> sums = epoch_sums_;
+  std::vector<double> sums = epoch_sums_;
   comm_.all_reduce_sum(std::span<double>(sums));
-  epoch_sums_ = {};
+  std::fill(epoch_sums_.begin(), epoch_sums_.end(), 0.0);
 
   EpochRecord record;
   record.epoch = epoch + 1;
@@ -363,14 +382,14 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   record.steps = steps_per_epoch_;
   record.skipped_steps = skipped_in_epoch_;
   skipped_in_epoch_ = 0;
-  record.loss = sums[0] / sums[2];
-  record.accuracy = sums[1] / sums[2];
+  record.loss = sums[0] / samples_in(sums);
+  record.metrics = metrics_->values(std::span(sums).subspan(1));
   record.samples_per_sec =
       static_cast<double>(steps_run * global_batch()) / std::max(train_seconds, 1e-9);
   if (test_) {
     const EvalResult eval = evaluate(*test_);
     record.val_loss = eval.loss;
-    record.val_accuracy = eval.accuracy;
+    record.val_metrics = eval.metrics;
   }
   verify_replicas();
   record.seconds = train_seconds + seconds_since(start);
@@ -407,7 +426,7 @@ void Trainer::fit(int64_t stop_after_steps) {
       train_step();
       ++steps_run;
       progress_->update(step_in_epoch_ == 0 ? steps : step_in_epoch_,
-                        epoch_sums_[0] / epoch_sums_[2]);
+                        epoch_sums_[0] / samples_in(epoch_sums_));
       if (epoch_ == epoch && policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0)
         checkpoint_now();
     }

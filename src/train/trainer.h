@@ -35,7 +35,7 @@ struct PhaseTimes {
 
 struct EvalResult {
   double loss = 0;
-  double accuracy = 0;
+  std::vector<MetricValue> metrics;  // the configured ones
 };
 
 // Data-parallel training: every rank runs the same steps on its slice of each global batch,
@@ -109,6 +109,10 @@ class Trainer {
   void stage_batch(const Dataset& data, std::span<const int64_t> indices);
   void stage_rows(const Dataset& data, int64_t start, int64_t rows);
   void train_step();
+  // Adds a batch's loss and metric sums to `sums` ([0] the loss); reads `output` (backend memory)
+  // and the staged host targets when a metric needs them.
+  void add_batch(std::span<double> sums, const LossStats& stats, const float* output, int64_t rows);
+  double samples_in(std::span<const double> sums) const { return sums[1 + MetricSet::kSamples]; }
   // One optimizer step from the summed gradients; false when skipped as non-finite.
   bool apply_gradients(double local_loss_sum);
   std::vector<float> gather_state(const StateTensor& state);
@@ -127,6 +131,7 @@ class Trainer {
   int64_t accumulation_ = 1;
   int64_t steps_per_epoch_ = 0;  // optimizer steps
   int64_t classes_ = 0;
+  TargetLayout target_layout_ = TargetLayout::kClassIndex;
   std::unique_ptr<Sequential> model_;
   std::unique_ptr<GradSync> sync_;        // owns the gradient buffer the model writes
   std::unique_ptr<Optimizer> optimizer_;  // over sync_->shard() of the parameters
@@ -144,7 +149,10 @@ class Trainer {
   int64_t epoch_ = 0;  // 0-based position
   int64_t step_in_epoch_ = 0;
   int64_t completed_steps_ = 0;
-  std::array<double, 3> epoch_sums_{};  // loss sum, correct, samples of this epoch (this rank)
+  std::unique_ptr<MetricSet> metrics_;
+  // This rank's sums of the epoch so far: the loss, then metrics_'s (Note [exact metrics]).
+  std::vector<double> epoch_sums_;
+  std::vector<float> host_outputs_;  // (batch, outputs) when a metric reads them
 
   PhaseTimes phase_times_;
   std::function<void(int64_t)> step_observer_;

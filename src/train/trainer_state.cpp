@@ -95,6 +95,10 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
   auto fail = [&origin](const std::string& what) { return CheckpointError(origin + ": " + what); };
   expect_same_tensors(signature(), s.signature, origin);
   expect_same_tensors(buffer_signature(), s.buffer_signature, origin);
+  if (s.epoch_sums.size() != epoch_sums_.size())
+    throw fail("metrics mismatch: the checkpoint's epoch sums hold " +
+               std::to_string(s.epoch_sums.size()) + " values, the configured metrics need " +
+               std::to_string(epoch_sums_.size()) + " (metrics changed?)");
   if (s.optimizer != optimizer_->name())
     throw fail("optimizer mismatch: checkpoint has " + s.optimizer + " state, config uses " +
                optimizer_->name());
@@ -138,7 +142,7 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
   sampler_->set_epoch(epoch_);  // train_step() reshuffles only at an epoch's first step
   last_checkpoint_step_ = completed_steps_;
   // The sums so far are global: one rank carries them so the epoch's final all-reduce is right.
-  epoch_sums_ = comm_.rank() == 0 ? s.epoch_sums : std::array<double, 3>{};
+  epoch_sums_ = comm_.rank() == 0 ? s.epoch_sums : std::vector<double>(s.epoch_sums.size());
 }
 
 }  // namespace ddp

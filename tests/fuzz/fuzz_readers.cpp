@@ -37,10 +37,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string images = as_file(data + (size ? 1 : 0), split > 0 ? split - 1 : 0, ".img");
     const std::string labels = as_file(data + split, size - split, ".lbl");
     const Dataset d = read_idx(images, labels, 1.0f / 255);
-    d.check_labels(10);
+    d.check_labels(10, TargetLayout::kClassIndex, false);
 #elif FUZZ_TARGET_CSV
     const Dataset d = read_csv(as_file(data, size, ".csv"), {});
-    d.check_labels(10);
+    d.check_labels(10, TargetLayout::kClassIndex, false);
 #elif FUZZ_TARGET_CONFIG
     const std::string text(reinterpret_cast<const char*>(data), size);
     YAML::Node root;

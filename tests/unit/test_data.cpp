@@ -149,8 +149,9 @@ TEST_F(DataFiles, ImageLabelCountMismatch) {
 TEST_F(DataFiles, LabelOutOfRange) {
   write_images_and_labels(false);
   Dataset data = read_idx(images_, labels_, 1);
-  EXPECT_NO_THROW(data.check_labels(2));
-  const std::string message = error_of([&] { data.check_labels(1); });
+  EXPECT_NO_THROW(data.check_labels(2, TargetLayout::kClassIndex, false));
+  const std::string message =
+      error_of([&] { data.check_labels(1, TargetLayout::kClassIndex, false); });
   EXPECT_NE(message.find("labels.idx: label 1 of sample 0 is outside [0, 1)"), std::string::npos)
       << message;
 }
@@ -166,7 +167,8 @@ TEST_F(DataFiles, ReadsCsv) {
 
 TEST_F(DataFiles, CsvLabelColumnFirstWithoutHeader) {
   const std::string csv = write_text("d.csv", "3,10,20\n1,30,40\n");
-  const Dataset data = read_csv(csv, {.header = false, .label_column = 0, .scale = 0.1f});
+  const Dataset data =
+      read_csv(csv, {.header = false, .label_column = 0, .label_columns = {}, .scale = 0.1f});
   EXPECT_EQ(data.labels, (std::vector<int32_t>{3, 1}));
   EXPECT_FLOAT_EQ(data.features[3], 4);
 }
@@ -214,11 +216,11 @@ TEST(GatherBatch, SparseAndOneHotTargets) {
   const Dataset data = make_synthetic(5, 2, 3, 1);
   const int64_t indices[] = {4, 1};
   float features[4], sparse[2], one_hot[6];
-  gather_batch(data, indices, TargetKind::kSparse, 3, features, sparse);
+  gather_batch(data, indices, TargetLayout::kClassIndex, 3, features, sparse);
   EXPECT_EQ(features[0], data.features[8]);
   EXPECT_EQ(features[3], data.features[3]);
   EXPECT_EQ(sparse[0], data.labels[4]);
-  gather_batch(data, indices, TargetKind::kDense, 3, features, one_hot);
+  gather_batch(data, indices, TargetLayout::kOneHot, 3, features, one_hot);
   for (int c = 0; c < 3; ++c) EXPECT_EQ(one_hot[3 + c], c == data.labels[1] ? 1 : 0);
 }
 

@@ -1,0 +1,34 @@
+#include "backend/cpu_losses.h"
+
+#include <cmath>
+
+namespace ddp::cpu {
+
+// softplus(-z) = log(1 + e^-z) = max(-z, 0) + log1p(e^-|z|): no overflow for any z, and exact
+// to rounding where e^-|z| is tiny (PyTorch's BCEWithLogitsLoss form).
+LossStats sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
+                                float* dlogits, float grad_scale, int64_t rows, int64_t cols) {
+  LossStats stats;
+  const float scale = grad_scale / static_cast<float>(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* z = logits + r * cols;
+    const float* t = targets + r * cols;
+    double row = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double zc = z[c];
+      const double weight = 1 + ((pos_weight ? pos_weight[c] : 1.0) - 1) * t[c];
+      const double softplus = std::max(-zc, 0.0) + std::log1p(std::exp(-std::abs(zc)));
+      row += (1 - t[c]) * zc + weight * softplus;
+      if (dlogits) {
+        const double sigmoid_of_minus_z = 1 / (1 + std::exp(zc));
+        dlogits[r * cols + c] =
+            static_cast<float>(scale * ((1 - t[c]) - weight * sigmoid_of_minus_z));
+      }
+      stats.correct += (zc > 0) == (t[c] > 0.5f);
+    }
+    stats.loss_sum += row / static_cast<double>(cols);
+  }
+  return stats;
+}
+
+}  // namespace ddp::cpu

@@ -1,0 +1,16 @@
+#pragma once
+// The CUDA backend's losses kept out of cuda_backend.cu (see ComputeBackend for their contracts):
+// one thread per row writes that row's loss and correct count, which the backend sums on the host
+// in row order.
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace ddp::cuda {
+
+void sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
+                           float* dlogits, float grad_scale, int64_t rows, int64_t cols,
+                           double* row_loss, double* row_correct, cudaStream_t stream);
+
+}  // namespace ddp::cuda

@@ -1,0 +1,127 @@
+#include "train/metric_set.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ddp {
+namespace {
+
+// Sums: [0] correct (rows, or elements for binary_crossentropy), [1] samples, then the absolute
+// error when mae is chosen, then true positives, false positives and false negatives per output.
+constexpr size_t kCorrect = 0;
+constexpr size_t kSamples = MetricSet::kSamples;
+
+double ratio(double num, double den) { return den > 0 ? num / den : 0.0; }
+
+size_t argmax(const float* row, int64_t n) {
+  return static_cast<size_t>(std::max_element(row, row + n) - row);
+}
+
+}  // namespace
+
+const std::vector<std::string>& metric_names() {
+  static const std::vector<std::string> names = {
+      "accuracy",        "binary_accuracy", "precision", "recall", "f1",
+      "macro_precision", "macro_recall",    "macro_f1",  "mae"};
+  return names;
+}
+
+std::vector<std::string> default_metrics(LossKind loss) {
+  return {loss == LossKind::kBinaryCrossentropy ? "binary_accuracy" : "accuracy"};
+}
+
+std::string metric_mismatch(const std::string& name, LossKind loss) {
+  const bool binary = loss == LossKind::kBinaryCrossentropy;
+  if (name == "accuracy" && binary)
+    return "accuracy counts one class per sample; with binary_crossentropy use binary_accuracy";
+  if (name == "binary_accuracy" && !binary)
+    return "binary_accuracy thresholds independent labels; it needs binary_crossentropy";
+  if (name == "mae" && loss != LossKind::kMeanSquaredError)
+    return "mae compares outputs with targets as numbers; it needs mean_squared_error";
+  return "";
+}
+
+MetricSet::MetricSet(std::vector<std::string> names, LossKind loss, int64_t outputs)
+    : names_(std::move(names)), loss_(loss), outputs_(outputs) {
+  for (const std::string& name : names_) {
+    if (name == "mae") absolute_error_ = true;
+    if (name.find("precision") != std::string::npos || name.find("recall") != std::string::npos ||
+        name.find("f1") != std::string::npos)
+      per_output_ = true;
+  }
+  sum_count_ = 2 + (absolute_error_ ? 1 : 0) + (per_output_ ? 3 * static_cast<size_t>(outputs) : 0);
+}
+
+void MetricSet::add(std::span<double> sums, const LossStats& stats, const float* outputs,
+                    const float* targets, int64_t rows) const {
+  sums[kCorrect] += stats.correct;
+  sums[kSamples] += static_cast<double>(rows);
+  if (!needs_outputs()) return;
+  const auto cols = static_cast<size_t>(outputs_);
+  const bool sparse = loss_ == LossKind::kSparseCategoricalCrossentropy;
+  const bool binary = loss_ == LossKind::kBinaryCrossentropy;
+  size_t at = 2;
+  if (absolute_error_) {
+    double error = 0;
+    for (size_t i = 0; i < static_cast<size_t>(rows) * cols; ++i)
+      error += std::abs(static_cast<double>(outputs[i]) - targets[i]);
+    sums[at++] += error;
+  }
+  if (!per_output_) return;
+  double* positives = &sums[at];         // true positives per output
+  double* false_pos = positives + cols;  // false positives
+  double* false_neg = false_pos + cols;  // false negatives
+  for (size_t r = 0; r < static_cast<size_t>(rows); ++r) {
+    const float* out = outputs + r * cols;
+    // A sample's predicted and true labels: each output above its threshold (binary), or the
+    // one argmax (one class per sample).
+    const size_t predicted = binary ? 0 : argmax(out, outputs_);
+    const size_t actual = sparse   ? static_cast<size_t>(targets[r])
+                          : binary ? 0
+                                   : argmax(targets + r * cols, outputs_);
+    for (size_t c = 0; c < cols; ++c) {
+      const bool p = binary ? out[c] > 0 : c == predicted;
+      const bool t = binary ? targets[r * cols + c] > 0.5f : c == actual;
+      positives[c] += p && t;
+      false_pos[c] += p && !t;
+      false_neg[c] += !p && t;
+    }
+  }
+}
+
+std::vector<MetricValue> MetricSet::values(std::span<const double> sums) const {
+  const auto cols = static_cast<size_t>(outputs_);
+  const double samples = sums[kSamples];
+  const size_t per_output = 2 + (absolute_error_ ? 1 : 0);
+  double tp = 0, fp = 0, fn = 0;
+  double macro_p = 0, macro_r = 0, macro_f1 = 0;
+  if (per_output_) {
+    for (size_t c = 0; c < cols; ++c) {
+      const double t = sums[per_output + c], f = sums[per_output + cols + c],
+                   n = sums[per_output + 2 * cols + c];
+      tp += t;
+      fp += f;
+      fn += n;
+      macro_p += ratio(t, t + f) / static_cast<double>(cols);
+      macro_r += ratio(t, t + n) / static_cast<double>(cols);
+      macro_f1 += ratio(2 * t, 2 * t + f + n) / static_cast<double>(cols);
+    }
+  }
+  std::vector<MetricValue> out;
+  for (const std::string& name : names_) {
+    double v = 0;
+    if (name == "accuracy") v = ratio(sums[kCorrect], samples);
+    if (name == "binary_accuracy") v = ratio(sums[kCorrect], samples * static_cast<double>(cols));
+    if (name == "mae") v = ratio(sums[2], samples * static_cast<double>(cols));
+    if (name == "precision") v = ratio(tp, tp + fp);
+    if (name == "recall") v = ratio(tp, tp + fn);
+    if (name == "f1") v = ratio(2 * tp, 2 * tp + fp + fn);
+    if (name == "macro_precision") v = macro_p;
+    if (name == "macro_recall") v = macro_r;
+    if (name == "macro_f1") v = macro_f1;
+    out.push_back({name, v});
+  }
+  return out;
+}
+
+}  // namespace ddp

@@ -1,0 +1,59 @@
+#pragma once
+// Keras-style metrics, chosen in the config (`metrics: [accuracy]`).
+//
+// Note [exact metrics]: every metric is a ratio of sums over samples: correct predictions,
+// absolute errors, true and false positives and false negatives per output. The sums add up over
+// batches and then over ranks before any division, so a metric over N ranks is the one a single
+// rank computes over the whole set, however the samples are split (never an average of averages).
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "nn/loss.h"
+
+namespace ddp {
+
+struct MetricValue {
+  std::string name;
+  double value;
+};
+
+// Every metric name, in the order the config reference lists them.
+const std::vector<std::string>& metric_names();
+// The metrics of a config without `metrics`: accuracy, or binary_accuracy for binary_crossentropy.
+std::vector<std::string> default_metrics(LossKind loss);
+// Why `name` does not go with `loss` ("" when it does).
+std::string metric_mismatch(const std::string& name, LossKind loss);
+
+class MetricSet {
+ public:
+  // `outputs`: the model's outputs per sample (logits when the loss takes them).
+  MetricSet(std::vector<std::string> names, LossKind loss, int64_t outputs);
+
+  // Doubles of sums: correct, samples, then what the chosen metrics need.
+  size_t sum_count() const { return sum_count_; }
+  // Whether add() reads the outputs and targets (precision, recall, F1, MAE); otherwise the
+  // loss's own count of correct predictions is enough.
+  bool needs_outputs() const { return per_output_ || absolute_error_; }
+  // Adds one batch of `rows` samples to `sums`: `stats` from the loss, and, when needs_outputs(),
+  // host copies of the outputs (rows, outputs) and targets (rows) or (rows, outputs).
+  void add(std::span<double> sums, const LossStats& stats, const float* outputs,
+           const float* targets, int64_t rows) const;
+  std::vector<MetricValue> values(std::span<const double> sums) const;
+  static constexpr size_t kSamples = 1;  // where sums hold the sample count
+  // Lower is better (mae); higher for the others.
+  static bool lower_is_better(const std::string& name) { return name == "mae"; }
+
+ private:
+  std::vector<std::string> names_;
+  LossKind loss_;
+  int64_t outputs_;
+  bool absolute_error_ = false;  // mae
+  bool per_output_ = false;      // precision, recall, F1: true/false positives per output
+  size_t sum_count_ = 2;
+};
+
+}  // namespace ddp
