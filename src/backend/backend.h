@@ -88,6 +88,10 @@ class ComputeBackend {
   virtual LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
                                           const float* pos_weight, float* dlogits, float grad_scale,
                                           int64_t rows, int64_t cols) = 0;
+  // Keras' kernel_regularizer over `count` weights: returns l1 * sum |w| + l2 * sum w^2 (summed
+  // in double) and, when grads is not null, adds its gradient l1 * sign(w) + 2 l2 w to them.
+  virtual double weight_penalty(const float* weights, float* grads, size_t count, float l1,
+                                float l2) = 0;
   // Row loss = mean over cols of (pred - target)^2 (Keras' definition).
   virtual LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
                                        float grad_scale, int64_t rows, int64_t cols) = 0;

@@ -303,6 +303,10 @@ class CpuBackend final : public ComputeBackend {
                                   int64_t rows, int64_t cols) override {
     return cpu::sigmoid_cross_entropy(logits, targets, pos_weight, dlogits, grad_scale, rows, cols);
   }
+  double weight_penalty(const float* weights, float* grads, size_t count, float l1,
+                        float l2) override {
+    return cpu::weight_penalty(weights, grads, count, l1, l2);
+  }
   LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
                                float grad_scale, int64_t rows, int64_t cols) override {
     LossStats stats;

@@ -31,4 +31,15 @@ LossStats sigmoid_cross_entropy(const float* logits, const float* targets, const
   return stats;
 }
 
+double weight_penalty(const float* weights, float* grads, size_t count, float l1, float l2) {
+  double absolute = 0, squares = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const float w = weights[i];
+    absolute += std::abs(w);
+    squares += static_cast<double>(w) * w;
+    if (grads) grads[i] += l1 * static_cast<float>((w > 0) - (w < 0)) + 2 * l2 * w;
+  }
+  return l1 * absolute + l2 * squares;
+}
+
 }  // namespace ddp::cpu

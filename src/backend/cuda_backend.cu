@@ -390,6 +390,10 @@ class CudaBackend final : public ComputeBackend {
                                 row_stats_, row_stats_ + rows, stream_);
     return sum_row_stats(rows);
   }
+  double weight_penalty(const float* weights, float* grads, size_t count, float l1,
+                        float l2) override {
+    return cuda::weight_penalty(weights, grads, count, l1, l2, reduction_scratch_, stream_);
+  }
   LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
                                float grad_scale, int64_t rows, int64_t cols) override {
     reserve_row_stats(rows);
@@ -426,7 +430,7 @@ class CudaBackend final : public ComputeBackend {
 
   void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
                     int64_t rows, int64_t channels) override {
-    cuda::channel_sums(a, b, shift, host_sums, rows, channels, channel_scratch_, stream_);
+    cuda::channel_sums(a, b, shift, host_sums, rows, channels, reduction_scratch_, stream_);
   }
   void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
                           int64_t channels) override {
@@ -522,7 +526,7 @@ class CudaBackend final : public ComputeBackend {
   double* row_stats_ = nullptr;  // (2, rows): per-row loss, then per-row correct
   int64_t row_stats_rows_ = 0;
   std::vector<double> host_row_stats_;
-  cuda::ChannelSumsScratch channel_scratch_;
+  cuda::DeviceDoubles reduction_scratch_;  // partial sums of channel_sums and weight_penalty
 };
 
 }  // namespace

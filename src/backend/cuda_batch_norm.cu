@@ -65,21 +65,8 @@ __global__ void batch_norm_backward_kernel(const float* dy, const float* x, floa
 
 }  // namespace
 
-ChannelSumsScratch::~ChannelSumsScratch() { cudaFree(data_); }
-
-double* ChannelSumsScratch::reserve(size_t count) {
-  if (count > count_) {
-    cudaFree(data_);
-    data_ = nullptr;
-    cudaCheck(cudaMalloc(&data_, count * sizeof(double)));
-    count_ = count;
-  }
-  return data_;
-}
-
 void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
-                  int64_t rows, int64_t channels, ChannelSumsScratch& scratch,
-                  cudaStream_t stream) {
+                  int64_t rows, int64_t channels, DeviceDoubles& scratch, cudaStream_t stream) {
   const int64_t values = 2 * channels;
   double* partial = scratch.reserve(static_cast<size_t>(kRowBlocks * values));
   const dim3 grid(static_cast<unsigned>((channels + kChannelTile - 1) / kChannelTile), kRowBlocks);

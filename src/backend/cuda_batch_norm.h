@@ -5,27 +5,14 @@
 
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
+
+#include "backend/cuda_scratch.h"
 
 namespace ddp::cuda {
 
-// Device scratch for channel_sums' partial sums, kept between calls.
-class ChannelSumsScratch {
- public:
-  ChannelSumsScratch() = default;
-  ChannelSumsScratch(const ChannelSumsScratch&) = delete;
-  ChannelSumsScratch& operator=(const ChannelSumsScratch&) = delete;
-  ~ChannelSumsScratch();
-  double* reserve(size_t count);
-
- private:
-  double* data_ = nullptr;
-  size_t count_ = 0;
-};
-
 void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
-                  int64_t rows, int64_t channels, ChannelSumsScratch& scratch, cudaStream_t stream);
+                  int64_t rows, int64_t channels, DeviceDoubles& scratch, cudaStream_t stream);
 void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
                         int64_t channels, cudaStream_t stream);
 void batch_norm_backward(const float* dy, const float* x, float* dx, const float* coeffs,

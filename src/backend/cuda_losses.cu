@@ -26,7 +26,42 @@ __global__ void sigmoid_cross_entropy_kernel(const float* logits, const float* t
   row_correct[r] = correct;
 }
 
+constexpr int kPenaltyBlocks = 256;  // partial sums the host adds, in block order
+
+// Each block sums its grid-stride share of the penalty in a fixed tree order.
+__global__ void weight_penalty_kernel(const float* w, float* g, size_t n, float l1, float l2,
+                                      double* partial) {
+  __shared__ double sums[kThreads];
+  double sum = 0;
+  for (int64_t i = start(); i < static_cast<int64_t>(n); i += stride()) {
+    const float x = w[i];
+    sum += l1 * fabs(static_cast<double>(x)) + l2 * static_cast<double>(x) * x;
+    if (g) g[i] += l1 * static_cast<float>((x > 0) - (x < 0)) + 2 * l2 * x;
+  }
+  sums[threadIdx.x] = sum;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) sums[threadIdx.x] += sums[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = sums[0];
+}
+
 }  // namespace
+
+double weight_penalty(const float* weights, float* grads, size_t count, float l1, float l2,
+                      DeviceDoubles& scratch, cudaStream_t stream) {
+  double* partial = scratch.reserve(kPenaltyBlocks);
+  weight_penalty_kernel<<<kPenaltyBlocks, kThreads, 0, stream>>>(weights, grads, count, l1, l2,
+                                                                 partial);
+  cudaCheck(cudaGetLastError());
+  double host[kPenaltyBlocks];
+  cudaCheck(cudaMemcpyAsync(host, partial, sizeof host, cudaMemcpyDeviceToHost, stream));
+  cudaCheck(cudaStreamSynchronize(stream));
+  double total = 0;
+  for (const double p : host) total += p;
+  return total;
+}
 
 void sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
                            float* dlogits, float grad_scale, int64_t rows, int64_t cols,

@@ -5,12 +5,18 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
+
+#include "backend/cuda_scratch.h"
 
 namespace ddp::cuda {
 
 void sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
                            float* dlogits, float grad_scale, int64_t rows, int64_t cols,
                            double* row_loss, double* row_correct, cudaStream_t stream);
+
+double weight_penalty(const float* weights, float* grads, size_t count, float l1, float l2,
+                      DeviceDoubles& scratch, cudaStream_t stream);
 
 }  // namespace ddp::cuda

@@ -1,5 +1,6 @@
 // IDX format (LeCun): magic = 0x00 0x00 <type> <ndims>, then ndims big-endian uint32 sizes, then
-// the data. MNIST and Fashion-MNIST use type 0x08 (unsigned byte): 3 dims for images, 1 for labels.
+// the data. MNIST and Fashion-MNIST use type 0x08 (unsigned byte): 3 dims for images, 1 for labels
+// (2 for several labels per sample).
 
 #include <zlib.h>
 
@@ -135,9 +136,10 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path,
   if (images.dims().size() < 2)
     throw DataError(images_path + ": an image file needs at least 2 dimensions, found " +
                     std::to_string(images.dims().size()));
-  if (labels.dims().size() != 1)
-    throw DataError(labels_path + ": a label file needs 1 dimension, found " +
-                    std::to_string(labels.dims().size()));
+  // (samples): a class index each; (samples, labels): several 0/1 labels each (multi-label).
+  if (labels.dims().size() != 1 && labels.dims().size() != 2)
+    throw DataError(labels_path + ": a label file needs 1 dimension (or 2, several labels per " +
+                    "sample), found " + std::to_string(labels.dims().size()));
   if (images.dims()[0] != labels.dims()[0])
     throw DataError(images_path + " has " + std::to_string(images.dims()[0]) + " images but " +
                     labels_path + " has " + std::to_string(labels.dims()[0]) + " labels");
@@ -150,6 +152,10 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path,
   for (size_t i = 0; i < pixels.size(); ++i) data.features[i] = pixels[i] * scale;
   const std::vector<unsigned char> label_bytes = labels.read_data();
   data.labels.assign(label_bytes.begin(), label_bytes.end());
+  if (labels.dims().size() == 2) {
+    if (labels.dims()[1] == 0) throw DataError(labels_path + ": 0 labels per sample");
+    data.label_width = labels.dims()[1];
+  }
   return data;
 }
 

@@ -74,7 +74,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   // that cannot fit is refused naming the layer, before anything is allocated.
   const uint64_t budget = memory_limit_bytes() / 16;
   uint64_t parameters = 0;
+  std::vector<std::pair<size_t, const LayerSpec*>> penalized;  // (layer index, its spec)
   for (const LayerSpec& spec : specs) {
+    if (spec.l1 > 0 || spec.l2 > 0) penalized.emplace_back(layers.size(), &spec);
     // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
     // logits) can leave out (Sequential::set_output_logits).
     const bool last = &spec == &specs.back();
@@ -133,7 +135,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     if (split && spec.activation == "sigmoid")
       layers.push_back(std::make_unique<ActivationLayer>(Activation::kSigmoid, shape));
   }
-  return std::make_unique<Sequential>(backend, input, std::move(layers));
+  auto model = std::make_unique<Sequential>(backend, input, std::move(layers));
+  for (const auto& [layer, spec] : penalized) model->set_weight_penalty(layer, spec->l1, spec->l2);
+  return model;
 }
 
 }  // namespace ddp

@@ -23,6 +23,8 @@ struct LayerSpec {
   float momentum = 0.99f;     // batch_normalization (Keras' defaults)
   float epsilon = 0.001f;
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
+  float l1 = 0;       // dense, conv2d: kernel_regularizer (Note [weight penalty])
+  float l2 = 0;
 };
 
 const std::vector<std::string>& layer_types();

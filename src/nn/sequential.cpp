@@ -99,6 +99,14 @@ void Sequential::bind_params(std::span<float> storage) {
   bind_layers();
 }
 
+void Sequential::set_weight_penalty(size_t layer, float l1, float l2) {
+  for (ParamEntry& e : entries_) {
+    if (e.layer != layer || e.name.substr(e.name.rfind('.') + 1) != "weight") continue;
+    e.l1 = l1;
+    e.l2 = l2;
+  }
+}
+
 void Sequential::set_output_logits(const std::string& fused_layer) {
   output_logits_ = !fused_layer.empty() && layers_.back()->type_name() == fused_layer;
 }

@@ -20,6 +20,8 @@ struct ParamEntry {
   size_t offset;  // in floats, into params() and grads()
   size_t count;
   std::array<int64_t, 4> hwc{};  // Note [PyTorch layout]; zeros: PyTorch's layout already
+  float l1 = 0;                  // the weight penalty's factors (Note [weight penalty])
+  float l2 = 0;
 };
 
 // A stack of layers whose parameters and gradients are two flat, contiguous backend buffers
@@ -72,6 +74,8 @@ class Sequential {
   void bind_params(std::span<float> storage);
   size_t param_count() const { return params_.size(); }
   const std::vector<ParamEntry>& param_entries() const { return entries_; }
+  // Keras' kernel_regularizer on layer `layer`'s weight (Note [weight penalty]).
+  void set_weight_penalty(size_t layer, float l1, float l2);
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   const Shape& input_shape() const { return input_; }
   int64_t output_cols() const;

@@ -219,6 +219,18 @@ CheckpointConfig parse_checkpoint(ConfigNode node) {
   return c;
 }
 
+// Keras' kernel_regularizer: {l1: a, l2: b}, either or both (Note [weight penalty]).
+void parse_regularizer(ConfigNode& layer, LayerSpec& spec) {
+  if (!layer.has("kernel_regularizer")) return;
+  ConfigNode node = layer.child("kernel_regularizer");
+  for (auto [key, into] : {std::pair{"l1", &spec.l1}, std::pair{"l2", &spec.l2}}) {
+    const double value = node.get(key, 0.0);
+    if (value < 0) node.fail(key, "must be >= 0, got " + show_number(value));
+    *into = static_cast<float>(value);
+  }
+  node.finish();
+}
+
 // `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights.
 void parse_loss(ConfigNode& root, Config& config) {
   const std::vector<std::string> names = {"sparse_categorical_crossentropy",
@@ -291,6 +303,7 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
     LayerSpec spec;
     spec.path = file + ": " + layer.path();
     spec.type = layer.choice("type", layer_types());
+    if (spec.type == "dense" || spec.type == "conv2d") parse_regularizer(layer, spec);
     if (spec.type == "dense") {
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.activation = layer.choice("activation", activation_names(), "linear");

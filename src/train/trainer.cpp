@@ -113,6 +113,7 @@ void Trainer::validate_and_build() {
                       ": loss.pos_weight: " + std::to_string(loss_.pos_weight_count()) +
                       " weights for a model with " + std::to_string(classes_) + " outputs");
   metrics_ = std::make_unique<MetricSet>(config_.metrics, config_.loss, classes_);
+  penalty_ = WeightPenalty(model_->param_entries());
   epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);
   // The labels themselves are the targets for several labels per sample, and for one binary
   // label (binary_crossentropy with one output); class indices otherwise, one-hot for dense losses.
@@ -202,6 +203,10 @@ void Trainer::train_step() {
   if (step_observer_) step_observer_(completed_steps_);
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
   double loss_sum = 0;  // this rank's, for the non-finite report
+  // Note [weight penalty]: rank 0 adds it, with each tensor's final gradient.
+  const bool penalize = !penalty_.empty() && comm_.rank() == 0;
+  double penalty = 0;
+  if (penalize) penalty_.begin_step();
   // Each rank scales its loss by 1 / (samples of the step over all ranks), so the sum over ranks
   // is the mean over the step's samples, a partial last batch included.
   int64_t step_samples = 0;
@@ -216,7 +221,11 @@ void Trainer::train_step() {
         sampler_->indices(step_in_epoch_ * accumulation_ + micro);
     const auto rows = static_cast<int64_t>(indices.size());
     // Note [gradient synchronization]: only the last micro-batch's gradients are final.
-    const auto ready = [this](size_t offset) { sync_->ready(offset); };
+    const auto ready = [&](size_t offset) {
+      if (penalize)
+        penalty += penalty_.add_gradients(backend_, model_->params(), model_->grads(), offset);
+      sync_->ready(offset);
+    };
     // Note [dropout mask]: masks from (seed, epoch) and the samples' positions in the epoch.
     // Note [batch statistics]: batch normalization sums its statistics over the ranks.
     model_->set_pass({true, derive_seed(config_.seed, 3000 + static_cast<uint64_t>(epoch_)),
@@ -251,6 +260,9 @@ void Trainer::train_step() {
     if (last) sync_->finish();
     lap(phase_times_.comm);
   }
+  // The loss sums count the penalty once per sample, so that the epoch's loss is its mean.
+  loss_sum += penalty * static_cast<double>(step_samples);
+  epoch_sums_[0] += penalty * static_cast<double>(step_samples);
   if (!apply_gradients(loss_sum)) ++skipped_in_epoch_;
   lap(phase_times_.optimizer);
   ++phase_times_.steps;
@@ -324,7 +336,8 @@ EvalResult Trainer::evaluate(const Dataset& data) {
               output, rows);
   }
   comm_.all_reduce_sum(std::span<double>(sums));
-  return {sums[0] / samples_in(sums), metrics_->values(std::span(sums).subspan(1))};
+  const double penalty = penalty_.empty() ? 0 : penalty_.value(backend_, model_->params());
+  return {sums[0] / samples_in(sums) + penalty, metrics_->values(std::span(sums).subspan(1))};
 }
 
 std::vector<float> Trainer::predict(const Dataset& data, int64_t count) {

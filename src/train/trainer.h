@@ -20,6 +20,7 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/metrics.h"
+#include "train/weight_penalty.h"
 
 namespace ddp {
 
@@ -150,6 +151,7 @@ class Trainer {
   int64_t step_in_epoch_ = 0;
   int64_t completed_steps_ = 0;
   std::unique_ptr<MetricSet> metrics_;
+  WeightPenalty penalty_;  // Note [weight penalty]
   // This rank's sums of the epoch so far: the loss, then metrics_'s (Note [exact metrics]).
   std::vector<double> epoch_sums_;
   std::vector<float> host_outputs_;  // (batch, outputs) when a metric reads them

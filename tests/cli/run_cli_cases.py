@@ -90,6 +90,13 @@ def write_fixtures(tmp):
         bad[2] = bad[2].replace(bad[2].split(",")[1], cell, 1)
         with open(f"{tmp}/{name}.csv", "w") as f:
             f.write("a,b,c,label\n" + "\n".join(bad) + "\n")
+    # Multi-label: 3 features, then 5 0/1 label columns; the bad copy has a 2 on line 4, label 3.
+    multi = [f"{i % 7 / 7:.4f},{i % 5 / 5:.4f},{i % 3 / 3:.4f}," +
+             ",".join(str((i >> j) & 1) for j in range(5)) for i in range(64)]
+    for name, table in (("multi", multi), ("multi_bad", multi[:2] + ["0.5,0.5,0.5,0,1,0,2,1"] +
+                                                         multi[3:])):
+        with open(f"{tmp}/{name}.csv", "w") as f:
+            f.write("a,b,c,l0,l1,l2,l3,l4\n" + "\n".join(table) + "\n")
     with open(f"{tmp}/duplicate.yaml", "w") as f:
         f.write("seed: 1\nseed: 2\n")
     os.mkfifo(f"{tmp}/fifo")
@@ -170,7 +177,10 @@ def check_success(output, run_dir):
         records = [json.loads(line) for line in f]
     if len(records) != total:
         return f"metrics.jsonl has {len(records)} records, expected {total}"
-    for key in ("epoch", "loss", "accuracy", "samples_per_sec", "seconds"):
+    # Every metric of the epoch line ("- f1: 0.9123", "- val_f1: ..."), and the fixed keys.
+    last_line = re.findall(r"^Epoch \d+/\d+ - .*$", output, re.M)[-1]
+    shown = re.findall(r" - ([a-z_0-9]+): [-\d.]+", last_line)
+    for key in ["epoch", "loss", "samples_per_sec", "seconds"] + shown:
         if key not in records[-1]:
             return f"metrics.jsonl lacks '{key}'"
     if not os.path.exists(os.path.join(run_dir, "config.yaml")):

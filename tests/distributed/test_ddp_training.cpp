@@ -223,6 +223,51 @@ TEST_P(DdpTraining, SyncBatchNormMatchesSingleProcess) {
   }
 }
 
+// Multi-label: binary cross-entropy with pos_weight and an L2 kernel penalty, which rank 0 alone
+// adds (Note [weight penalty]; on every rank it would count N times), trains on N ranks what one
+// rank trains, overlapped or not. The test metrics over 101 samples (which no world size here
+// divides) are exactly one rank's over the whole set with the same parameters (Note [exact
+// metrics]).
+TEST_P(DdpTraining, MultiLabelMatchesSingleProcessWithExactMetrics) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const std::vector<std::string> multilabel = {
+      "data.train={type: synthetic, samples: 98, features: 10, labels: 5}",
+      "data.test={type: synthetic, samples: 101, features: 10, labels: 5, seed: 9}",
+      "model.layers.0.kernel_regularizer={l2: 0.01}",
+      "model.layers.2={type: dense, units: 5, activation: sigmoid}",
+      "loss={type: binary_crossentropy, pos_weight: [1, 2, 0.5, 1, 3]}",
+      "metrics=[binary_accuracy, f1, macro_f1, precision, macro_recall]",
+      "training.tail=partial"};
+  const Config config = config_with(multilabel);
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  auto overlapped = multilabel;
+  overlapped.insert(overlapped.end(), {"training.overlap=true", "training.bucket_mb=0.001"});
+  for (const Config& c : {config, config_with(overlapped)}) {
+    const std::vector<float> distributed = train_and_get_params(c, comm, 12);
+    EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+    expect_identical_to_rank0(comm, distributed);
+  }
+  // The penalty is in force: without it the same steps end elsewhere.
+  auto unpenalized = multilabel;
+  unpenalized[2] = "model.layers.0.kernel_regularizer={l2: 0}";
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(unpenalized), *local, 12)),
+            1e-4f);
+
+  auto backend = make_cpu_backend();
+  const Dataset test = load_dataset(*config.test_data, comm.rank());
+  Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()), test);
+  trainer.train_steps(12);
+  const EvalResult mine = trainer.evaluate(test);
+  Trainer one(config, *local, *backend, load_dataset(config.train_data, 0), test);
+  one.load_params(trainer.params_to_host(), trainer.buffers_to_host());
+  const EvalResult reference = one.evaluate(test);
+  ASSERT_EQ(mine.metrics.size(), 5u);
+  for (size_t i = 0; i < mine.metrics.size(); ++i)
+    EXPECT_EQ(mine.metrics[i].value, reference.metrics[i].value) << mine.metrics[i].name;
+  EXPECT_NEAR(mine.loss, reference.loss, 1e-6);
+}
+
 TEST_P(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
   MpiCommunicator comm;
   // Small buckets so that several all-reduces are in flight during backward.

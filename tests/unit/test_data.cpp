@@ -86,6 +86,19 @@ TEST_F(DataFiles, ReadsPlainIdx) {
   EXPECT_EQ(data.labels, (std::vector<int32_t>{1, 0}));
 }
 
+// A (samples, labels) label file: several 0/1 labels per sample (multi-label).
+TEST_F(DataFiles, ReadsMultiLabelIdx) {
+  write_images_and_labels(false);
+  const std::string multi = write("multi.idx", idx_bytes(0x08, {2, 3}, {1, 0, 1, 0, 1, 1}));
+  const Dataset data = read_idx(images_, multi, 1);
+  EXPECT_EQ(data.size(), 2);
+  EXPECT_EQ(data.label_width, 3);
+  EXPECT_NO_THROW(data.check_labels(3, TargetLayout::kLabels, true));
+  const std::string empty = write("empty.idx", idx_bytes(0x08, {2, 0}, {}));
+  EXPECT_NE(error_of([&] { read_idx(images_, empty, 1); }).find("empty.idx: 0 labels per sample"),
+            std::string::npos);
+}
+
 TEST_F(DataFiles, ReadsGzipIdxAndScales) {
   write_images_and_labels(true);
   const Dataset data = read_idx(images_, labels_, 1.0f / 255);
