@@ -9,8 +9,10 @@ Prints one JSON object (rank 0).
   torch_workloads.py --probe                                   (which variants this torch has)
   torch_workloads.py --workload w2 --ranks 2 --steps 300 --warmup 50 --cpus 0,1 [--ftz] ...
   torch_workloads.py --seed-job                                (the canonical example, end to end)
-  torch_workloads.py --export-init F --seed S                  (W2 weights, PyTorch's default init)
-  torch_workloads.py --time-to-accuracy 0.88 --init-from F ... (epochs + test evaluation)"""
+  torch_workloads.py --export-init F --seed S [--workload w4]  (W2's or W4's weights, PyTorch's
+                                                                default init)
+  torch_workloads.py --time-to-accuracy 0.88 --init-from F ... (epochs + test evaluation; W2, or
+                                                                W4 with --workload w4)"""
 
 import argparse
 import gzip
@@ -198,12 +200,20 @@ def probe():
     print(json.dumps(found))
 
 
-def export_init(path, seed):
-    """W2's initial weights as PyTorch initializes them, seeded, for both sides of a
-    time-to-accuracy run (ddp-trainer reads them with --init-from)."""
+def tta_model(name, channels_last=False):
+    """The model of a time-to-accuracy run: W2's MLP or W4's convnet."""
+    if name == "w4":
+        model = Cnn(channels_last)
+        return model.to(memory_format=torch.channels_last) if channels_last else model
+    return Mlp(SIZES["w2"])
+
+
+def export_init(path, seed, name):
+    """W2's or W4's initial weights as PyTorch initializes them, seeded, for both sides of a
+    time-to-accuracy run (ddp-trainer reads them with --init-from, converting the layout)."""
     from safetensors.torch import save_file
     torch.manual_seed(seed)
-    save_file({k: v.contiguous() for k, v in Mlp(SIZES["w2"]).state_dict().items()}, path)
+    save_file({k: v.contiguous() for k, v in tta_model(name).state_dict().items()}, path)
 
 
 def time_to_accuracy(args):
@@ -214,19 +224,23 @@ def time_to_accuracy(args):
     setup(args)
     torch.manual_seed(args.seed)
     (x, y), (tx, ty) = fashion_mnist("train"), fashion_mnist("t10k")
-    model = Mlp(SIZES["w2"])
+    model = tta_model(args.workload, args.channels_last)
     model.load_state_dict(load_file(args.init_from), strict=True)
     optimizer = make_optimizer(model.parameters(), ("adam", 1e-3), args.opt)
     forward = torch.compile(model) if args.compile else model
     step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss())
     batch = args.batch or 128
     for epoch in range(1, 31):
+        model.train()  # W4's dropout
         perm = torch.randperm(x.shape[0])
         for at in range(0, x.shape[0], batch):  # the last batch partial, like ddp-trainer's
             idx = perm[at:at + batch]
             step(x[idx], y[idx])
-        with torch.no_grad():
-            accuracy = (model(tx).argmax(1) == ty).float().mean().item()
+        model.eval()
+        with torch.no_grad():  # in chunks: W4's activations for 10,000 images would take 1 GB
+            correct = sum((model(tx[at:at + 1000]).argmax(1) == ty[at:at + 1000]).sum().item()
+                          for at in range(0, tx.shape[0], 1000))
+        accuracy = correct / tx.shape[0]
         if accuracy >= args.time_to_accuracy:
             break
     print(json.dumps({**variant(args), "epochs": epoch, "test_accuracy": accuracy,
@@ -271,7 +285,7 @@ def main():
     if args.probe:
         probe()
     elif args.export_init:
-        export_init(args.export_init, args.seed)
+        export_init(args.export_init, args.seed, args.workload)
     elif args.seed_job:
         seed_job(args)
     elif args.time_to_accuracy:
