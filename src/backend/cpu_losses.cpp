@@ -1,8 +1,74 @@
 #include "backend/cpu_losses.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ddp::cpu {
+namespace {
+
+int64_t argmax(const float* row, int64_t cols) { return std::max_element(row, row + cols) - row; }
+
+}  // namespace
+
+LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,
+                                float* dlogits, float grad_scale, int64_t rows, int64_t cols,
+                                std::vector<float>& exps) {
+  LossStats stats;
+  exps.resize(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* z = logits + r * cols;
+    const float max = *std::max_element(z, z + cols);
+    // One exp per logit, in float; the sum and the log in double.
+    double sum = 0;
+    for (int64_t c = 0; c < cols; ++c) sum += (exps[c] = std::exp(z[c] - max));
+    const double log_sum = std::log(sum) + max;
+    const int64_t predicted = argmax(z, cols);
+    const auto inv_sum = static_cast<float>(1 / sum);
+    if (kind == TargetKind::kSparse) {
+      const auto label = static_cast<int64_t>(targets[r]);
+      stats.loss_sum += log_sum - z[label];
+      stats.correct += predicted == label;
+      if (dlogits) {
+        float* d = dlogits + r * cols;
+        for (int64_t c = 0; c < cols; ++c) d[c] = grad_scale * exps[c] * inv_sum;
+        d[label] -= grad_scale;
+      }
+    } else {
+      const float* t = targets + r * cols;
+      double target_sum = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        stats.loss_sum += t[c] * (log_sum - z[c]);
+        target_sum += t[c];
+      }
+      stats.correct += predicted == argmax(t, cols);
+      if (dlogits) {
+        float* d = dlogits + r * cols;
+        const auto scaled_sum = static_cast<float>(target_sum) * inv_sum;
+        for (int64_t c = 0; c < cols; ++c) d[c] = grad_scale * (exps[c] * scaled_sum - t[c]);
+      }
+    }
+  }
+  return stats;
+}
+
+LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
+                             float grad_scale, int64_t rows, int64_t cols) {
+  LossStats stats;
+  const float scale = 2 * grad_scale / static_cast<float>(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = pred + r * cols;
+    const float* t = targets + r * cols;
+    double row = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double diff = static_cast<double>(p[c]) - t[c];
+      row += diff * diff;
+      if (dpred) dpred[r * cols + c] = scale * (p[c] - t[c]);
+    }
+    stats.loss_sum += row / static_cast<double>(cols);
+    stats.correct += argmax(p, cols) == argmax(t, cols);
+  }
+  return stats;
+}
 
 // softplus(-z) = log(1 + e^-z) = max(-z, 0) + log1p(e^-|z|): no overflow for any z, and exact
 // to rounding where e^-|z| is tiny (PyTorch's BCEWithLogitsLoss form).

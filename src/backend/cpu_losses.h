@@ -1,14 +1,20 @@
 #pragma once
-// The CPU backend's losses that need more than a row at a time of arithmetic (see
-// ComputeBackend for their contracts).
+// The CPU backend's losses and the weight penalty (see ComputeBackend for their contracts).
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "backend/backend.h"
 
 namespace ddp::cpu {
 
+// `exps` is scratch, kept by the caller between calls.
+LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,
+                                float* dlogits, float grad_scale, int64_t rows, int64_t cols,
+                                std::vector<float>& exps);
+LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
+                             float grad_scale, int64_t rows, int64_t cols);
 LossStats sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
                                 float* dlogits, float grad_scale, int64_t rows, int64_t cols);
 

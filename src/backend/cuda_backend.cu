@@ -17,6 +17,7 @@
 #include "backend/cuda_check.h"
 #include "backend/cuda_launch.cuh"
 #include "backend/cuda_losses.h"
+#include "backend/cuda_pinned_staging.h"
 #include "backend/cuda_window_ops.h"
 #include "core/error.h"
 
@@ -109,66 +110,6 @@ __global__ void softmax_grad_kernel(const float* y, const float* dy, float* dx, 
   for (int64_t c = 0; c < cols; ++c) dx[r * cols + c] = y[r * cols + c] * (dy[r * cols + c] - dot);
 }
 
-__device__ int64_t row_argmax(const float* row, int64_t cols) {
-  int64_t best = 0;
-  for (int64_t c = 1; c < cols; ++c)
-    if (row[c] > row[best]) best = c;
-  return best;
-}
-
-// Per row: loss into row_loss, 1 or 0 into row_correct; gradient when dlogits is not null.
-__global__ void softmax_cross_entropy_kernel(const float* logits, const float* targets, bool sparse,
-                                             float* dlogits, float scale, int64_t rows,
-                                             int64_t cols, double* row_loss, double* row_correct) {
-  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
-  const float* z = logits + r * cols;
-  float max = z[0];
-  for (int64_t c = 1; c < cols; ++c) max = fmaxf(max, z[c]);
-  double sum = 0;
-  for (int64_t c = 0; c < cols; ++c) sum += expf(z[c] - max);
-  const double log_sum = log(sum) + max;
-  const int64_t predicted = row_argmax(z, cols);
-  const float inv_sum = static_cast<float>(1 / sum);
-  if (sparse) {
-    const auto label = static_cast<int64_t>(targets[r]);
-    row_loss[r] = log_sum - z[label];
-    row_correct[r] = predicted == label;
-    if (dlogits) {
-      for (int64_t c = 0; c < cols; ++c)
-        dlogits[r * cols + c] = scale * expf(z[c] - max) * inv_sum - (c == label ? scale : 0.0f);
-    }
-  } else {
-    const float* t = targets + r * cols;
-    double loss = 0, target_sum = 0;
-    for (int64_t c = 0; c < cols; ++c) {
-      loss += t[c] * (log_sum - z[c]);
-      target_sum += t[c];
-    }
-    row_loss[r] = loss;
-    row_correct[r] = predicted == row_argmax(t, cols);
-    if (dlogits) {
-      const float scaled_sum = static_cast<float>(target_sum) * inv_sum;
-      for (int64_t c = 0; c < cols; ++c)
-        dlogits[r * cols + c] = scale * (expf(z[c] - max) * scaled_sum - t[c]);
-    }
-  }
-}
-
-__global__ void mse_kernel(const float* pred, const float* targets, float* dpred, float scale,
-                           int64_t rows, int64_t cols, double* row_loss, double* row_correct) {
-  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
-  double loss = 0;
-  for (int64_t c = 0; c < cols; ++c) {
-    const double diff = static_cast<double>(pred[r * cols + c]) - targets[r * cols + c];
-    loss += diff * diff;
-    if (dpred) dpred[r * cols + c] = scale * (pred[r * cols + c] - targets[r * cols + c]);
-  }
-  row_loss[r] = loss / static_cast<double>(cols);
-  row_correct[r] = row_argmax(pred + r * cols, cols) == row_argmax(targets + r * cols, cols);
-}
-
 __global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float lr, float mu,
                            float wd, bool nesterov) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
@@ -233,59 +174,6 @@ int activation_code(Activation act) {
   return 0;
 }
 
-// Note [pinned staging]: host data reaches the device through two page-locked slots. The host
-// copies into a slot and queues an asynchronous DMA on the compute stream, then returns: gathering
-// the next batch overlaps the GPU's backward and optimizer work of this one. (A copy from pageable
-// memory would first wait for the stream to drain.) A slot is refilled only after its previous
-// DMA has completed, so the caller's buffer is free as soon as the call returns, as on the CPU.
-class PinnedStaging {
- public:
-  PinnedStaging() {
-    for (Slot& slot : slots_)
-      cudaCheck(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
-  }
-  ~PinnedStaging() {
-    for (Slot& slot : slots_) {
-      cudaEventSynchronize(slot.copied);
-      cudaEventDestroy(slot.copied);
-      if (slot.host) cudaFreeHost(slot.host);
-    }
-  }
-  PinnedStaging(const PinnedStaging&) = delete;
-  PinnedStaging& operator=(const PinnedStaging&) = delete;
-
-  void copy_to_device(const float* host, float* device, size_t count, cudaStream_t stream) {
-    const size_t bytes = count * sizeof(float);
-    if (bytes > kMaxSlotBytes) {  // parameters and checkpoints: rare, so no pinned copy of them
-      cudaCheck(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream));
-      return;
-    }
-    Slot& slot = slots_[next_];
-    next_ = (next_ + 1) % kSlots;
-    cudaCheck(cudaEventSynchronize(slot.copied));  // a never-recorded event is complete
-    if (slot.capacity < bytes) {
-      if (slot.host) cudaCheck(cudaFreeHost(slot.host));
-      slot.host = nullptr;
-      cudaCheck(cudaMallocHost(&slot.host, bytes));
-      slot.capacity = bytes;
-    }
-    std::memcpy(slot.host, host, bytes);
-    cudaCheck(cudaMemcpyAsync(device, slot.host, bytes, cudaMemcpyHostToDevice, stream));
-    cudaCheck(cudaEventRecord(slot.copied, stream));
-  }
-
- private:
-  static constexpr int kSlots = 2;
-  static constexpr size_t kMaxSlotBytes = 64 << 20;
-  struct Slot {
-    void* host = nullptr;
-    size_t capacity = 0;
-    cudaEvent_t copied = nullptr;
-  };
-  Slot slots_[kSlots];
-  int next_ = 0;
-};
-
 class CudaBackend final : public ComputeBackend {
  public:
   CudaBackend(int device, bool tf32) : device_(device), tf32_(tf32) {
@@ -297,7 +185,7 @@ class CudaBackend final : public ComputeBackend {
     cublasCheck(
         cublasSetMathMode(cublas_, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
     cudaCheck(cudaMalloc(&flag_, sizeof(int)));
-    staging_ = std::make_unique<PinnedStaging>();
+    staging_ = std::make_unique<cuda::PinnedStaging>();
   }
   ~CudaBackend() override {
     staging_.reset();
@@ -376,10 +264,8 @@ class CudaBackend final : public ComputeBackend {
                                   float* dlogits, float grad_scale, int64_t rows,
                                   int64_t cols) override {
     reserve_row_stats(rows);
-    softmax_cross_entropy_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(
-        logits, targets, kind == TargetKind::kSparse, dlogits, grad_scale, rows, cols, row_stats_,
-        row_stats_ + rows);
-    cudaCheck(cudaGetLastError());
+    cuda::softmax_cross_entropy(logits, targets, kind == TargetKind::kSparse, dlogits, grad_scale,
+                                rows, cols, row_stats_, row_stats_ + rows, stream_);
     return sum_row_stats(rows);
   }
   LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
@@ -397,10 +283,8 @@ class CudaBackend final : public ComputeBackend {
   LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
                                float grad_scale, int64_t rows, int64_t cols) override {
     reserve_row_stats(rows);
-    mse_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(
-        pred, targets, dpred, 2 * grad_scale / static_cast<float>(cols), rows, cols, row_stats_,
-        row_stats_ + rows);
-    cudaCheck(cudaGetLastError());
+    cuda::mean_squared_error(pred, targets, dpred, grad_scale, rows, cols, row_stats_,
+                             row_stats_ + rows, stream_);
     return sum_row_stats(rows);
   }
 
@@ -520,7 +404,7 @@ class CudaBackend final : public ComputeBackend {
   int device_;
   bool tf32_;
   cudaStream_t stream_ = nullptr;
-  std::unique_ptr<PinnedStaging> staging_;
+  std::unique_ptr<cuda::PinnedStaging> staging_;
   cublasHandle_t cublas_ = nullptr;
   int* flag_ = nullptr;
   double* row_stats_ = nullptr;  // (2, rows): per-row loss, then per-row correct

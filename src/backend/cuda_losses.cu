@@ -5,6 +5,66 @@
 namespace ddp::cuda {
 namespace {
 
+__device__ int64_t row_argmax(const float* row, int64_t cols) {
+  int64_t best = 0;
+  for (int64_t c = 1; c < cols; ++c)
+    if (row[c] > row[best]) best = c;
+  return best;
+}
+
+// Per row: loss into row_loss, 1 or 0 into row_correct; gradient when dlogits is not null.
+__global__ void softmax_cross_entropy_kernel(const float* logits, const float* targets, bool sparse,
+                                             float* dlogits, float scale, int64_t rows,
+                                             int64_t cols, double* row_loss, double* row_correct) {
+  const int64_t r = start();
+  if (r >= rows) return;
+  const float* z = logits + r * cols;
+  float max = z[0];
+  for (int64_t c = 1; c < cols; ++c) max = fmaxf(max, z[c]);
+  double sum = 0;
+  for (int64_t c = 0; c < cols; ++c) sum += expf(z[c] - max);
+  const double log_sum = log(sum) + max;
+  const int64_t predicted = row_argmax(z, cols);
+  const float inv_sum = static_cast<float>(1 / sum);
+  if (sparse) {
+    const auto label = static_cast<int64_t>(targets[r]);
+    row_loss[r] = log_sum - z[label];
+    row_correct[r] = predicted == label;
+    if (dlogits) {
+      for (int64_t c = 0; c < cols; ++c)
+        dlogits[r * cols + c] = scale * expf(z[c] - max) * inv_sum - (c == label ? scale : 0.0f);
+    }
+  } else {
+    const float* t = targets + r * cols;
+    double loss = 0, target_sum = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      loss += t[c] * (log_sum - z[c]);
+      target_sum += t[c];
+    }
+    row_loss[r] = loss;
+    row_correct[r] = predicted == row_argmax(t, cols);
+    if (dlogits) {
+      const float scaled_sum = static_cast<float>(target_sum) * inv_sum;
+      for (int64_t c = 0; c < cols; ++c)
+        dlogits[r * cols + c] = scale * (expf(z[c] - max) * scaled_sum - t[c]);
+    }
+  }
+}
+
+__global__ void mse_kernel(const float* pred, const float* targets, float* dpred, float scale,
+                           int64_t rows, int64_t cols, double* row_loss, double* row_correct) {
+  const int64_t r = start();
+  if (r >= rows) return;
+  double loss = 0;
+  for (int64_t c = 0; c < cols; ++c) {
+    const double diff = static_cast<double>(pred[r * cols + c]) - targets[r * cols + c];
+    loss += diff * diff;
+    if (dpred) dpred[r * cols + c] = scale * (pred[r * cols + c] - targets[r * cols + c]);
+  }
+  row_loss[r] = loss / static_cast<double>(cols);
+  row_correct[r] = row_argmax(pred + r * cols, cols) == row_argmax(targets + r * cols, cols);
+}
+
 // The CPU backend's cpu::sigmoid_cross_entropy, a row per thread.
 __global__ void sigmoid_cross_entropy_kernel(const float* logits, const float* targets,
                                              const float* pos_weight, float* dlogits, float scale,
@@ -61,6 +121,23 @@ double weight_penalty(const float* weights, float* grads, size_t count, float l1
   double total = 0;
   for (const double p : host) total += p;
   return total;
+}
+
+void softmax_cross_entropy(const float* logits, const float* targets, bool sparse, float* dlogits,
+                           float grad_scale, int64_t rows, int64_t cols, double* row_loss,
+                           double* row_correct, cudaStream_t stream) {
+  softmax_cross_entropy_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(
+      logits, targets, sparse, dlogits, grad_scale, rows, cols, row_loss, row_correct);
+  cudaCheck(cudaGetLastError());
+}
+
+void mean_squared_error(const float* pred, const float* targets, float* dpred, float grad_scale,
+                        int64_t rows, int64_t cols, double* row_loss, double* row_correct,
+                        cudaStream_t stream) {
+  mse_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(pred, targets, dpred,
+                                                        2 * grad_scale / static_cast<float>(cols),
+                                                        rows, cols, row_loss, row_correct);
+  cudaCheck(cudaGetLastError());
 }
 
 void sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,

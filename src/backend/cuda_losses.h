@@ -1,7 +1,7 @@
 #pragma once
-// The CUDA backend's losses kept out of cuda_backend.cu (see ComputeBackend for their contracts):
-// one thread per row writes that row's loss and correct count, which the backend sums on the host
-// in row order.
+// The CUDA backend's losses and weight penalty (see ComputeBackend for their contracts): for the
+// losses, one thread per row writes that row's loss and correct count, which the backend sums on
+// the host in row order.
 
 #include <cuda_runtime.h>
 
@@ -12,6 +12,12 @@
 
 namespace ddp::cuda {
 
+void softmax_cross_entropy(const float* logits, const float* targets, bool sparse, float* dlogits,
+                           float grad_scale, int64_t rows, int64_t cols, double* row_loss,
+                           double* row_correct, cudaStream_t stream);
+void mean_squared_error(const float* pred, const float* targets, float* dpred, float grad_scale,
+                        int64_t rows, int64_t cols, double* row_loss, double* row_correct,
+                        cudaStream_t stream);
 void sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
                            float* dlogits, float grad_scale, int64_t rows, int64_t cols,
                            double* row_loss, double* row_correct, cudaStream_t stream);

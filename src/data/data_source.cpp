@@ -1,5 +1,7 @@
 #include "data/data_source.h"
 
+#include "data/npy_reader.h"
+
 namespace ddp {
 
 std::string expand_rank(const std::string& path, int rank) {
@@ -20,6 +22,12 @@ Dataset load_dataset(const DataSourceConfig& source, int rank) {
   } else if (source.type == "idx") {
     data = read_idx(expand_rank(source.images, rank), expand_rank(source.labels, rank),
                     source.normalize ? 1.0f / 255.0f : 1.0f);
+  } else if (source.type == "npy") {
+    data = read_npy(expand_rank(source.features_array, rank),
+                    expand_rank(source.labels_array, rank), static_cast<float>(source.scale));
+  } else if (source.type == "npz") {
+    data = read_npz(expand_rank(source.file, rank), source.features_array, source.labels_array,
+                    static_cast<float>(source.scale));
   } else {
     data = read_csv(expand_rank(source.file, rank),
                     {source.header, source.label_column, source.label_columns,

@@ -11,7 +11,7 @@ namespace ddp {
 // One configured data split (data.train, data.test).
 struct DataSourceConfig {
   std::string path;  // "data.train", for messages
-  std::string type;  // synthetic, idx, csv
+  std::string type;  // synthetic, idx, csv, npy, npz
   // synthetic
   int64_t samples = 0;
   int64_t features = 0;
@@ -22,7 +22,10 @@ struct DataSourceConfig {
   std::string images;
   std::string labels;
   bool normalize = false;  // divide bytes by 255
-  // csv
+  // npy: files; npz: member names (without .npy) in `file`
+  std::string features_array;
+  std::string labels_array;
+  // csv, npz
   std::string file;
   bool header = true;
   int64_t label_column = -1;

@@ -239,20 +239,7 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
 }
 
 std::vector<std::byte> read_file_bytes(const std::string& path) {
-  expect_regular_file<CheckpointError>(path);
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw CheckpointError(path + ": cannot open: " + std::strerror(errno));
-  const std::streamsize size = in.tellg();
-  // Read whole: a file larger than this process's memory is refused by name, not by bad_alloc.
-  if (size > 0 && static_cast<uint64_t>(size) > memory_limit_bytes())
-    throw CheckpointError(path + ": " + std::to_string(size) +
-                          " bytes do not fit in this process's memory (" +
-                          std::to_string(memory_limit_bytes()) + " bytes)");
-  std::vector<std::byte> bytes(static_cast<size_t>(std::max<std::streamsize>(size, 0)));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), size))
-    throw CheckpointError(path + ": read error: " + std::strerror(errno));
-  return bytes;
+  return read_whole_file<CheckpointError>(path);
 }
 
 namespace {

@@ -63,7 +63,7 @@ double in_unit_interval(ConfigNode& node, const std::string& key, double value) 
 DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
   DataSourceConfig source;
   source.path = node.path();
-  source.type = node.choice("type", {"synthetic", "idx", "csv"});
+  source.type = node.choice("type", {"synthetic", "idx", "csv", "npy", "npz"});
   if (source.type == "synthetic") {
     source.samples = positive(node, "samples", node.require<int64_t>("samples"));
     source.features = positive(node, "features", node.require<int64_t>("features"));
@@ -96,6 +96,12 @@ DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
     source.images = node.require<std::string>("images");
     source.labels = node.require<std::string>("labels");
     source.normalize = node.get("normalize", true);
+  } else if (source.type == "npy" || source.type == "npz") {
+    // npy: two files; npz: one archive and the names of its two arrays (np.savez(x=..., y=...)).
+    if (source.type == "npz") source.file = node.require<std::string>("path");
+    source.features_array = node.require<std::string>("features");
+    source.labels_array = node.require<std::string>("labels");
+    source.scale = node.get("scale", 1.0);
   } else {
     source.file = node.require<std::string>("path");
     source.header = node.get("header", true);

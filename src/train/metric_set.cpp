@@ -9,7 +9,6 @@ namespace {
 // Sums: [0] correct (rows, or elements for binary_crossentropy), [1] samples, then the absolute
 // error when mae is chosen, then true positives, false positives and false negatives per output.
 constexpr size_t kCorrect = 0;
-constexpr size_t kSamples = MetricSet::kSamples;
 
 double ratio(double num, double den) { return den > 0 ? num / den : 0.0; }
 

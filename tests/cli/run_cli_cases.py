@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 from scenarios import mpi_env
 
@@ -97,6 +98,24 @@ def write_fixtures(tmp):
                                                          multi[3:])):
         with open(f"{tmp}/{name}.csv", "w") as f:
             f.write("a,b,c,l0,l1,l2,l3,l4\n" + "\n".join(table) + "\n")
+    # NumPy: 96 samples of 3 float32 features and uint8 labels, as good.csv, and broken copies.
+    def npy(descr, shape, data, fortran="False"):
+        header = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, shape)
+        header += " " * (63 - (10 + len(header)) % 64) + "\n"
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + data
+    values = [float(v) for r in rows for v in r.split(",")[:3]]
+    x = struct.pack(f"<{len(values)}f", *values)
+    y = bytes(i % 3 for i in range(96))
+    for name, blob in (("good_x", npy("<f4", "(96, 3)", x)), ("good_y", npy("|u1", "(96,)", y)),
+                       ("fortran_x", npy("<f4", "(96, 3)", x, "True")),
+                       ("truncated_x", npy("<f4", "(96, 3)", x[:-4])),
+                       ("short_y", npy("|u1", "(95,)", y[:95])),
+                       ("float_y", npy("<f4", "(96,)", struct.pack("<96f", *y)))):
+        with open(f"{tmp}/{name}.npy", "wb") as f:
+            f.write(blob)
+    with zipfile.ZipFile(f"{tmp}/good.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", npy("<f4", "(96, 3)", x))
+        z.writestr("y.npy", npy("|u1", "(96,)", y))
     with open(f"{tmp}/duplicate.yaml", "w") as f:
         f.write("seed: 1\nseed: 2\n")
     os.mkfifo(f"{tmp}/fifo")

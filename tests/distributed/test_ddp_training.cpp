@@ -76,6 +76,11 @@ class DdpTraining : public ::testing::TestWithParam<std::string> {
     overrides.push_back("training.allreduce=" + GetParam());
     return ddp::config_with(overrides);
   }
+  // configs/<name> with `overrides`, on this test's path.
+  Config example_with(const std::string& name, std::vector<std::string> overrides) const {
+    overrides.push_back("training.allreduce=" + GetParam());
+    return load_config(std::string(DDP_CONFIGS_DIR) + "/" + name, overrides);
+  }
   // The hierarchical path refuses ZeRO-1, naming the combination; true when it did.
   bool refuses_zero1(Communicator& comm) const {
     if (GetParam() != "hierarchical" || comm.size() == 1) return false;
@@ -223,27 +228,28 @@ TEST_P(DdpTraining, SyncBatchNormMatchesSingleProcess) {
   }
 }
 
-// Multi-label: binary cross-entropy with pos_weight and an L2 kernel penalty, which rank 0 alone
-// adds (Note [weight penalty]; on every rank it would count N times), trains on N ranks what one
-// rank trains, overlapped or not. The test metrics over 101 samples (which no world size here
-// divides) are exactly one rank's over the whole set with the same parameters (Note [exact
-// metrics]).
-TEST_P(DdpTraining, MultiLabelMatchesSingleProcessWithExactMetrics) {
+// The multi-label example (configs/multilabel_example.yaml) with binary cross-entropy's pos_weight
+// and an L2 kernel penalty, which rank 0 alone adds (Note [weight penalty]; on every rank it would
+// count N times), trains on N ranks what one rank trains, overlapped or not; 98 samples in global
+// batches of 32 leave two of 4 ranks without rows in the last one. The test metrics over 101
+// samples (which no world size here divides) are exactly one rank's over the whole set with the
+// same parameters (Note [exact metrics]).
+TEST_P(DdpTraining, MultiLabelExampleMatchesSingleProcessWithExactMetrics) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
   const std::vector<std::string> multilabel = {
-      "data.train={type: synthetic, samples: 98, features: 10, labels: 5}",
-      "data.test={type: synthetic, samples: 101, features: 10, labels: 5, seed: 9}",
+      "data.train.samples=98",
+      "data.test.samples=101",
       "model.layers.0.kernel_regularizer={l2: 0.01}",
-      "model.layers.2={type: dense, units: 5, activation: sigmoid}",
       "loss={type: binary_crossentropy, pos_weight: [1, 2, 0.5, 1, 3]}",
       "metrics=[binary_accuracy, f1, macro_f1, precision, macro_recall]",
       "training.tail=partial"};
-  const Config config = config_with(multilabel);
+  const std::string example = "multilabel_example.yaml";
+  const Config config = example_with(example, multilabel);
   const std::vector<float> single = train_and_get_params(config, *local, 12);
   auto overlapped = multilabel;
   overlapped.insert(overlapped.end(), {"training.overlap=true", "training.bucket_mb=0.001"});
-  for (const Config& c : {config, config_with(overlapped)}) {
+  for (const Config& c : {config, example_with(example, overlapped)}) {
     const std::vector<float> distributed = train_and_get_params(c, comm, 12);
     EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
     expect_identical_to_rank0(comm, distributed);
@@ -251,8 +257,9 @@ TEST_P(DdpTraining, MultiLabelMatchesSingleProcessWithExactMetrics) {
   // The penalty is in force: without it the same steps end elsewhere.
   auto unpenalized = multilabel;
   unpenalized[2] = "model.layers.0.kernel_regularizer={l2: 0}";
-  EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(unpenalized), *local, 12)),
-            1e-4f);
+  EXPECT_GT(
+      max_abs_diff(single, train_and_get_params(example_with(example, unpenalized), *local, 12)),
+      1e-4f);
 
   auto backend = make_cpu_backend();
   const Dataset test = load_dataset(*config.test_data, comm.rank());

@@ -1,7 +1,7 @@
 // libFuzzer targets for everything that parses untrusted input. One source, one binary per target
-// (FUZZ_TARGET selects): idx, csv, config, checkpoint, safetensors. A finding is any crash,
-// sanitizer report, hang or exception other than the typed errors the readers are documented to
-// throw.
+// (FUZZ_TARGET selects): idx, csv, npy, npz, config, checkpoint, safetensors. A finding is any
+// crash, sanitizer report, hang or exception other than the typed errors the readers are documented
+// to throw.
 
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "data/npy_reader.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/safetensors.h"
@@ -41,6 +42,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 #elif FUZZ_TARGET_CSV
     const Dataset d = read_csv(as_file(data, size, ".csv"), {});
     d.check_labels(10, TargetLayout::kClassIndex, false);
+#elif FUZZ_TARGET_NPY
+    // The first byte splits the input into a features file and a labels file, as for IDX.
+    const size_t split = size ? std::min<size_t>(data[0] * 4u, size - 1) + 1 : 0;
+    const std::string x = as_file(data + (size ? 1 : 0), split > 0 ? split - 1 : 0, "_x.npy");
+    const std::string y = as_file(data + split, size - split, "_y.npy");
+    read_npy(x, y, 1.0f / 255).check_labels(10, TargetLayout::kClassIndex, false);
+#elif FUZZ_TARGET_NPZ
+    read_npz(as_file(data, size, ".npz"), "x", "y", 1)
+        .check_labels(10, TargetLayout::kClassIndex, false);
 #elif FUZZ_TARGET_CONFIG
     const std::string text(reinterpret_cast<const char*>(data), size);
     YAML::Node root;

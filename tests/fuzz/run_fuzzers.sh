@@ -11,12 +11,12 @@ build="${2:-$root/build-fuzz}"
 command -v clang++ >/dev/null || { echo "run_fuzzers: clang++ not found (launch/setup.sh installs it)" >&2; exit 1; }
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DDDP_FUZZ=ON -DDDP_CUDA=OFF -DDDP_BUILD_TESTS=OFF -DDDP_BUILD_BENCHMARKS=OFF -DDDP_ARCH=x86-64-v2 >/dev/null
-cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_csv fuzz_config fuzz_checkpoint \
-      fuzz_safetensors >/dev/null
+cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_csv fuzz_npy fuzz_npz fuzz_config \
+      fuzz_checkpoint fuzz_safetensors >/dev/null
 mkdir -p "$build/findings"
 failed=0
 passed=0
-for target in idx csv config checkpoint safetensors; do
+for target in idx csv npy npz config checkpoint safetensors; do
   work="$build/corpus/$target"
   mkdir -p "$work"
   cp -n "$root/tests/fuzz/corpus/$target/"* "$work/" 2>/dev/null || true

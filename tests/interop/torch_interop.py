@@ -53,6 +53,12 @@ def read_rows(path):
         return [list(map(float, r)) for r in list(csv.reader(f))[1:]]
 
 
+def features_and_labels(path):
+    """A CSV written here, label last: (features, class indices) as tensors."""
+    rows = read_rows(path)
+    return torch.tensor([r[:-1] for r in rows]), torch.tensor([int(r[-1]) for r in rows])
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--ddp-train", required=True)
@@ -145,9 +151,8 @@ def convnet_checks(args, env, tmp):
             f.write(",".join(f"f{i}" for i in range(108)) + ",label\n")
             for i in rows:
                 f.write(",".join(f"{v:.6f}" for v in data[i].tolist()) + f",{labels[i]}\n")
-    x = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/ctest.csv")])
-    train_x = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/ctrain.csv")])
-    train_y = torch.tensor([int(r[-1]) for r in read_rows(f"{tmp}/ctrain.csv")])
+    x, _ = features_and_labels(f"{tmp}/ctest.csv")
+    train_x, train_y = features_and_labels(f"{tmp}/ctrain.csv")
 
     def config(name, dropout, optimizer, batch):
         with open(f"{tmp}/{name}.yaml", "w") as f:
@@ -231,9 +236,8 @@ class BatchNormNet(torch.nn.Module):
 
 def batch_norm_checks(args, env, tmp):
     """Uses the convnet checks' ctrain.csv and ctest.csv."""
-    x = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/ctest.csv")])
-    train_x = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/ctrain.csv")])
-    train_y = torch.tensor([int(r[-1]) for r in read_rows(f"{tmp}/ctrain.csv")])
+    x, _ = features_and_labels(f"{tmp}/ctest.csv")
+    train_x, train_y = features_and_labels(f"{tmp}/ctrain.csv")
     with open(f"{tmp}/bn.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/ctrain.csv}}

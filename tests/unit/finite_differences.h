@@ -10,6 +10,8 @@
 
 #include "core/rng.h"
 #include "nn/layer.h"
+#include "nn/loss.h"
+#include "nn/sequential.h"
 
 namespace ddp {
 
@@ -59,6 +61,25 @@ inline void expect_input_gradient_matches(ComputeBackend& backend, Layer& layer,
   std::vector<float> dy = r, dx(x.size());
   layer.backward(backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
   expect_matches_finite_differences(objective, x, dx, "dx");
+}
+
+// Checks every parameter gradient of `model` (bound gradients, logits for a fused softmax) against
+// central differences of the sparse cross-entropy summed over the batch x (batch, inputs).
+inline void expect_model_gradient_matches(ComputeBackend& backend, Sequential& model,
+                                          const std::vector<float>& x,
+                                          const std::vector<float>& labels) {
+  const auto batch = static_cast<int64_t>(labels.size());
+  const int64_t cols = model.output_cols();
+  const Loss loss(LossKind::kSparseCategoricalCrossentropy);
+  auto objective = [&] {
+    const float* out = model.forward(x.data(), batch);
+    return loss.compute(backend, out, labels.data(), nullptr, 1, batch, cols).loss_sum;
+  };
+  const float* out = model.forward(x.data(), batch);
+  loss.compute(backend, out, labels.data(), model.output_grad(), 1, batch, cols);
+  model.backward(batch);
+  const std::vector<float> analytic(model.grads().begin(), model.grads().end());
+  expect_matches_finite_differences(objective, model.params(), analytic, "param");
 }
 
 }  // namespace ddp

@@ -183,19 +183,7 @@ TEST(BatchNormModel, WholeModelGradientMatchesFiniteDifferencesInTraining) {
   DeviceBuffer grads(*backend, model->param_count());
   model->bind_grads(grads.span());
   model->set_pass({true, 0, 0, {}});
-  const int64_t batch = 4;
-  const std::vector<float> x = random_vector(batch * 3, 9);
-  const std::vector<float> labels = {2, 0, 1, 1};
-  const Loss loss(LossKind::kSparseCategoricalCrossentropy);
-  auto objective = [&] {
-    const float* out = model->forward(x.data(), batch);
-    return loss.compute(*backend, out, labels.data(), nullptr, 1, batch, 3).loss_sum;
-  };
-  const float* out = model->forward(x.data(), batch);
-  loss.compute(*backend, out, labels.data(), model->output_grad(), 1, batch, 3);
-  model->backward(batch);
-  const std::vector<float> analytic(model->grads().begin(), model->grads().end());
-  expect_matches_finite_differences(objective, model->params(), analytic, "param");
+  expect_model_gradient_matches(*backend, *model, random_vector(4 * 3, 9), {2, 0, 1, 1});
 }
 
 }  // namespace

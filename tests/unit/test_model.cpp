@@ -91,21 +91,10 @@ TEST(Sequential, WholeModelGradientMatchesFiniteDifferences) {
   model->init_params(11);
   DeviceBuffer grads(*backend, model->param_count());
   model->bind_grads(grads.span());
-  const int64_t batch = 3;
   Rng rng(4);
-  std::vector<float> x(batch * 4);
+  std::vector<float> x(3 * 4);
   for (float& v : x) v = rng.uniform(-1, 1);
-  const std::vector<float> labels = {2, 0, 1};
-  const Loss loss(LossKind::kSparseCategoricalCrossentropy);
-  auto objective = [&] {
-    const float* out = model->forward(x.data(), batch);
-    return loss.compute(*backend, out, labels.data(), nullptr, 1, batch, 3).loss_sum;
-  };
-  const float* out = model->forward(x.data(), batch);
-  loss.compute(*backend, out, labels.data(), model->output_grad(), 1, batch, 3);
-  model->backward(batch);
-  const std::vector<float> analytic(model->grads().begin(), model->grads().end());
-  expect_matches_finite_differences(objective, model->params(), analytic, "param");
+  expect_model_gradient_matches(*backend, *model, x, {2, 0, 1});
 }
 
 TEST(Sequential, PredictAppliesTheFinalSoftmax) {

@@ -1,0 +1,69 @@
+// The Trainer's batches outside the step: staging samples into the backend, a batch's loss and
+// metric sums (Note [exact metrics]), and evaluation and prediction over a dataset.
+
+#include <algorithm>
+#include <numeric>
+
+#include "train/trainer.h"
+
+namespace ddp {
+
+void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices) {
+  gather_batch(data, indices, target_layout_, classes_, host_features_.data(),
+               host_targets_.data());
+  const size_t rows = indices.size();
+  const auto width = static_cast<size_t>(data.sample_shape.numel());
+  const size_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
+  backend_.copy_to_device(host_features_.data(), features_.data(), rows * width);
+  backend_.copy_to_device(host_targets_.data(), targets_.data(), rows * target_width);
+}
+
+void Trainer::stage_rows(const Dataset& data, int64_t start, int64_t rows) {
+  row_indices_.resize(static_cast<size_t>(rows));
+  std::iota(row_indices_.begin(), row_indices_.end(), start);
+  stage_batch(data, row_indices_);
+}
+
+void Trainer::add_batch(std::span<double> sums, const LossStats& stats, const float* output,
+                        int64_t rows) {
+  sums[0] += stats.loss_sum;
+  if (metrics_->needs_outputs())
+    backend_.copy_to_host(output, host_outputs_.data(), static_cast<size_t>(rows * classes_));
+  metrics_->add(sums.subspan(1), stats, host_outputs_.data(), host_targets_.data(), rows);
+}
+
+EvalResult Trainer::evaluate(const Dataset& data) {
+  // Contiguous, disjoint shards; ranks may get one sample more or less, which is fine because
+  // evaluation has no collective until the final sums.
+  const int64_t n = data.size();
+  const int64_t begin = n * comm_.rank() / comm_.size();
+  const int64_t end = n * (comm_.rank() + 1) / comm_.size();
+  const int64_t batch = config_.training.eval_batch_size;
+  std::vector<double> sums(epoch_sums_.size());  // Note [exact metrics]
+  for (int64_t start = begin; start < end; start += batch) {
+    const int64_t rows = std::min(batch, end - start);
+    stage_rows(data, start, rows);
+    const float* output = model_->forward(features_.data(), rows);
+    add_batch(sums, loss_.compute(backend_, output, targets_.data(), nullptr, 1, rows, classes_),
+              output, rows);
+  }
+  comm_.all_reduce_sum(std::span<double>(sums));
+  const double penalty = penalty_.empty() ? 0 : penalty_.value(backend_, model_->params());
+  return {sums[0] / samples_in(sums) + penalty, metrics_->values(std::span(sums).subspan(1))};
+}
+
+std::vector<float> Trainer::predict(const Dataset& data, int64_t count) {
+  count = std::min(count, data.size());
+  const int64_t batch = config_.training.eval_batch_size;
+  std::vector<float> out(static_cast<size_t>(count * classes_));
+  for (int64_t start = 0; start < count; start += batch) {
+    const int64_t rows = std::min(batch, count - start);
+    stage_rows(data, start, rows);
+    const float* probs = model_->predict(features_.data(), rows);
+    backend_.copy_to_host(probs, out.data() + start * classes_,
+                          static_cast<size_t>(rows * classes_));
+  }
+  return out;
+}
+
+}  // namespace ddp

@@ -1,0 +1,150 @@
+// NumPy data (Note [npy format]): .npy files and .npz archives of every supported dtype and byte
+// order read into the same Dataset as the other readers; every malformed header, dtype, shape
+// mismatch and truncation is a DataError naming the file (and the archive member).
+
+#include <gtest/gtest.h>
+#include <zip.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "core/error.h"
+#include "data/npy_reader.h"
+
+namespace ddp {
+namespace {
+
+// A .npy file's bytes: version 1.0 header for `descr` and `shape` (a Python tuple literal), then
+// `data` as given (the caller lays out its byte order).
+std::string npy(const std::string& descr, const std::string& shape, const std::string& data,
+                const std::string& fortran = "False") {
+  std::string header =
+      "{'descr': '" + descr + "', 'fortran_order': " + fortran + ", 'shape': " + shape + ", }";
+  header.append(63 - (10 + header.size()) % 64, ' ');
+  header += '\n';
+  std::string out = "\x93NUMPY\x01";
+  out += '\0';
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  return out + header + data;
+}
+
+template <class T>
+std::string raw(std::initializer_list<T> values, bool big_endian = false) {
+  std::string out;
+  for (T v : values) {
+    char b[sizeof(T)];
+    std::memcpy(b, &v, sizeof v);
+    if (big_endian) std::reverse(b, b + sizeof b);
+    out.append(b, sizeof b);
+  }
+  return out;
+}
+
+class NumpyData : public ::testing::Test {
+ protected:
+  std::string write(const std::string& name, const std::string& bytes) {
+    const std::string path = testing::TempDir() + "/" + name;
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    return path;
+  }
+  // An .npz archive of `members` (name, .npy bytes), deflated as np.savez_compressed writes it.
+  std::string write_npz(const std::string& name,
+                        const std::vector<std::pair<std::string, std::string>>& members) {
+    const std::string path = testing::TempDir() + "/" + name;
+    int error = 0;
+    zip_t* archive = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
+    EXPECT_NE(archive, nullptr);
+    for (const auto& [member, bytes] : members) {
+      zip_source_t* source = zip_source_buffer(archive, bytes.data(), bytes.size(), 0);
+      const zip_int64_t index = zip_file_add(archive, member.c_str(), source, ZIP_FL_OVERWRITE);
+      EXPECT_GE(index, 0);
+      zip_set_file_compression(archive, static_cast<zip_uint64_t>(index), ZIP_CM_DEFLATE, 0);
+    }
+    EXPECT_EQ(zip_close(archive), 0);
+    return path;
+  }
+  std::string error_of(const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const DataError& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "no DataError";
+    return "";
+  }
+};
+
+TEST_F(NumpyData, ReadsImagesAndClassLabels) {
+  const std::string x = write(
+      "x.npy", npy("|u1", "(2, 2, 3)", raw<uint8_t>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255})));
+  const std::string y = write("y.npy", npy("<i8", "(2,)", raw<int64_t>({7, 3})));
+  const Dataset data = read_npy(x, y, 0.5f);
+  EXPECT_EQ(data.size(), 2);
+  EXPECT_EQ(data.sample_shape, (Shape{2, 3}));
+  EXPECT_FLOAT_EQ(data.features[11], 127.5f);
+  EXPECT_EQ(data.labels, (std::vector<int32_t>{7, 3}));
+  EXPECT_EQ(data.label_width, 1);
+}
+
+TEST_F(NumpyData, ReadsBigEndianFloatsAndMultiHotLabels) {
+  const std::string x =
+      write("xb.npy", npy(">f8", "(2, 2)", raw<double>({1.5, -2, 3, 4.25}, true)));
+  const std::string y =
+      write("yb.npy", npy(">i2", "(2, 3)", raw<int16_t>({1, 0, 1, 0, 0, 1}, true)));
+  const Dataset data = read_npy(x, y, 1);
+  EXPECT_EQ(data.features, (std::vector<float>{1.5f, -2, 3, 4.25f}));
+  EXPECT_EQ(data.label_width, 3);
+  EXPECT_EQ(data.labels, (std::vector<int32_t>{1, 0, 1, 0, 0, 1}));
+}
+
+TEST_F(NumpyData, ReadsCompressedNpzMembers) {
+  const std::string path =
+      write_npz("d.npz", {{"x.npy", npy("<f4", "(3,)", raw<float>({0.25f, 0.5f, 1}))},
+                          {"y.npy", npy("|b1", "(3, 1)", raw<uint8_t>({1, 0, 1}))}});
+  const Dataset data = read_npz(path, "x", "y", 2);
+  EXPECT_EQ(data.sample_shape, (Shape{1}));
+  EXPECT_EQ(data.features, (std::vector<float>{0.5f, 1, 2}));
+  EXPECT_EQ(data.labels, (std::vector<int32_t>{1, 0, 1}));
+  EXPECT_NE(error_of([&] { read_npz(path, "images", "y", 1); })
+                .find("d.npz: images.npy: no such "
+                      "array in the archive"),
+            std::string::npos);
+  const std::string not_zip = write("n.npz", "plain text");
+  EXPECT_NE(error_of([&] { read_npz(not_zip, "x", "y", 1); }).find("n.npz: not a readable .npz"),
+            std::string::npos);
+}
+
+// Each malformed input and the words its error must contain.
+TEST_F(NumpyData, MalformedInputNamesTheFileAndTheProblem) {
+  const std::string labels = write("ok_y.npy", npy("|u1", "(2,)", raw<uint8_t>({0, 1})));
+  const std::string two = raw<float>({1, 2});
+  std::string version_7 = npy("<f4", "(2,)", two);
+  version_7[6] = 7;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"no magic here at all", "not a .npy file"},
+      {npy("<f4", "(2,)", two, "True"), "Fortran order"},
+      {npy("<c8", "(2,)", two), "dtype '<c8' is not supported"},
+      {npy("<f4", "(3,)", two), "truncated"},
+      {npy("<f4", "(1,)", two), "trailing bytes"},
+      {npy("<f4", "(4294967296, 4294967296)", two), "truncated"},
+      {npy("<f4", "(2,", two), "malformed"},
+      {npy("<f4", "(2,)", two).substr(0, 12), "truncated in the header"},
+      {version_7, "version 7"},
+      {npy("<f4", "(2,)", raw<float>({1, std::numeric_limits<float>::infinity()})), "not finite"},
+  };
+  for (const auto& [bytes, expected] : cases) {
+    const std::string x = write("bad.npy", bytes);
+    const std::string message = error_of([&] { read_npy(x, labels, 1); });
+    EXPECT_NE(message.find("bad.npy: "), std::string::npos) << message;
+    EXPECT_NE(message.find(expected), std::string::npos) << expected << " / " << message;
+  }
+  const std::string x = write("x3.npy", npy("<f4", "(3,)", raw<float>({1, 2, 3})));
+  EXPECT_NE(error_of([&] { read_npy(x, labels, 1); }).find("has 3 samples but"), std::string::npos);
+  const std::string float_labels = write("yf.npy", npy("<f4", "(3,)", raw<float>({1, 2, 3})));
+  EXPECT_NE(error_of([&] { read_npy(x, float_labels, 1); }).find("labels must be integers"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ddp
