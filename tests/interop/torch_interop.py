@@ -53,6 +53,16 @@ def read_rows(path):
         return [list(map(float, r)) for r in list(csv.reader(f))[1:]]
 
 
+def image_data_yaml(tmp):
+    """The start of a convnet config on ctrain.csv / ctest.csv: (6, 6, 3) images, layers follow."""
+    return f"""data:
+  train: {{type: csv, path: {tmp}/ctrain.csv}}
+  test: {{type: csv, path: {tmp}/ctest.csv}}
+model:
+  input: [6, 6, 3]
+  layers:"""
+
+
 def features_and_labels(path):
     """A CSV written here, label last: (features, class indices) as tensors."""
     rows = read_rows(path)
@@ -156,12 +166,7 @@ def convnet_checks(args, env, tmp):
 
     def config(name, dropout, optimizer, batch):
         with open(f"{tmp}/{name}.yaml", "w") as f:
-            f.write(f"""data:
-  train: {{type: csv, path: {tmp}/ctrain.csv}}
-  test: {{type: csv, path: {tmp}/ctest.csv}}
-model:
-  input: [6, 6, 3]
-  layers:
+            f.write(image_data_yaml(tmp) + f"""
     - {{type: conv2d, filters: 5, kernel_size: 3, padding: same, activation: relu}}
     - {{type: average_pooling2d, pool_size: 2}}
     - {{type: conv2d, filters: 4, kernel_size: 2, activation: tanh}}
@@ -239,12 +244,7 @@ def batch_norm_checks(args, env, tmp):
     x, _ = features_and_labels(f"{tmp}/ctest.csv")
     train_x, train_y = features_and_labels(f"{tmp}/ctrain.csv")
     with open(f"{tmp}/bn.yaml", "w") as f:
-        f.write(f"""data:
-  train: {{type: csv, path: {tmp}/ctrain.csv}}
-  test: {{type: csv, path: {tmp}/ctest.csv}}
-model:
-  input: [6, 6, 3]
-  layers:
+        f.write(image_data_yaml(tmp) + f"""
     - {{type: conv2d, filters: 5, kernel_size: 3, padding: same}}
     - {{type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}}
     - {{type: relu}}
