@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "core/error.h"
+#include "nn/torch_layout.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
 
@@ -31,14 +32,22 @@ void print_info(const std::string& path) {
 
 void export_weights(const std::string& path, const std::string& out) {
   const TrainingState s = decode_checkpoint(read_file_bytes(path), path);
+  // In PyTorch's layout and names, as ddp_train --export-safetensors writes them.
   std::vector<NamedTensor> tensors;
   for (const auto& [signature, values] :
        {std::pair{&s.signature, &s.params}, std::pair{&s.buffer_signature, &s.buffers}}) {
-    auto at = values->begin();
+    size_t offset = 0;
     for (const TensorSignature& t : *signature) {
-      const auto count = static_cast<ptrdiff_t>(t.shape.numel());
-      tensors.push_back({t.name, t.shape, std::vector<float>(at, at + count)});
-      at += count;
+      const auto count = static_cast<size_t>(t.shape.numel());
+      if (!s.layouts_recorded && t.shape.rank() == 4)
+        throw CheckpointError(path + ": " + t.name + " is a convolution weight, and this " +
+                              "checkpoint predates the layout record an export needs; resume it " +
+                              "with ddp_train --resume-from FILE --stop-after 0 " +
+                              "--export-safetensors OUT instead");
+      const ParamEntry entry{0, t.name, t.shape, offset, count, t.hwc};
+      tensors.push_back({t.name, torch_shape(entry),
+                         to_torch_layout(entry, std::span(*values).subspan(offset, count))});
+      offset += count;
     }
   }
   write_safetensors(

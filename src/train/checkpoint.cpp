@@ -65,14 +65,15 @@ std::span<const std::byte> bytes_of(const std::vector<float>& v) {
 nlohmann::json signature_json(const std::vector<TensorSignature>& tensors) {
   nlohmann::json signature = nlohmann::json::array();
   for (const TensorSignature& t : tensors)
-    signature.push_back({{"name", t.name}, {"shape", t.shape.dims()}});
+    signature.push_back({{"name", t.name}, {"shape", t.shape.dims()}, {"torch_hwc", t.hwc}});
   return signature;
 }
 
 std::vector<TensorSignature> signature_from_json(const nlohmann::json& json) {
   std::vector<TensorSignature> tensors;
   for (const auto& t : json)
-    tensors.push_back({t.at("name"), Shape(t.at("shape").get<std::vector<int64_t>>())});
+    tensors.push_back({t.at("name"), Shape(t.at("shape").get<std::vector<int64_t>>()),
+                       t.value("torch_hwc", std::array<int64_t, 4>{})});
   return tensors;
 }
 
@@ -221,6 +222,7 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     s.per_rank_batch = meta.at("per_rank_batch");
     s.seed = meta.at("seed");
     s.signature = signature_from_json(meta.at("signature"));
+    s.layouts_recorded = s.signature.empty() || meta.at("signature").front().contains("torch_hwc");
     if (meta.contains("buffers")) s.buffer_signature = signature_from_json(meta.at("buffers"));
     s.optimizer = meta.at("optimizer");
     s.optimizer_steps = meta.at("optimizer_steps");

@@ -33,7 +33,11 @@ inline constexpr uint32_t kCheckpointVersion = 1;
 struct TensorSignature {
   std::string name;
   Shape shape;
-  bool operator==(const TensorSignature&) const = default;
+  // Note [PyTorch layout]: (rows, h, w, c) when PyTorch orders the tensor (c, h, w); zeros when
+  // it stores it as it is. Recorded so that checkpoints export to PyTorch without the model.
+  std::array<int64_t, 4> hwc{};
+  // The same tensor of the same model (the layout follows from the model).
+  bool operator==(const TensorSignature& o) const { return name == o.name && shape == o.shape; }
 };
 
 // Everything needed to continue a run exactly where it stopped.
@@ -53,6 +57,7 @@ struct TrainingState {
   int64_t per_rank_batch = 0;
   uint64_t seed = 0;
   std::vector<TensorSignature> signature;
+  bool layouts_recorded = true;  // false for checkpoints written before signatures had hwc
   std::string optimizer;
   int64_t optimizer_steps = 0;
   std::string config_yaml;

@@ -19,7 +19,7 @@ namespace {
 
 std::vector<TensorSignature> signature_of(const std::vector<ParamEntry>& entries) {
   std::vector<TensorSignature> out;
-  for (const ParamEntry& e : entries) out.push_back({e.name, e.shape});
+  for (const ParamEntry& e : entries) out.push_back({e.name, e.shape, e.hwc});
   return out;
 }
 

@@ -10,7 +10,7 @@
   sigkill                SIGKILL at random moments of a run that checkpoints every step never
                          leaves an invalid checkpoint file or a dangling `latest`
   safetensors            the exported file parses as safetensors, equals the checkpoint's
-                         weights, and a forward pass written here in plain Python reproduces
+                         weights (ddp_ckpt export, also for a convnet with batch normalization), and a forward pass written here in plain Python reproduces
                          the trainer's val_loss
 """
 
@@ -216,6 +216,21 @@ checkpoint: {every_steps: 1, keep: 2}
         run([self.a.ddp_ckpt, "export", latest, f"{self.tmp}/a_from_ckpt.st"], self.env)
         _, from_ckpt = read_safetensors(f"{self.tmp}/a_from_ckpt.st")
         assert from_ckpt == weights
+
+        # A convnet with batch normalization: the checkpoint's export converts to PyTorch's layout
+        # (conv weights (F, C, kh, kw)) and carries the running statistics, as the trainer's does.
+        run([self.a.mpiexec, "-n", "2", self.a.ddp_train, "--config",
+             os.path.join(self.a.configs, "tiny_cnn.yaml"), "--run-dir", f"{self.tmp}/cnn",
+             "--set", "model.layers.2={type: batch_normalization}", "--set", "training.epochs=1",
+             "--export-safetensors", f"{self.tmp}/cnn.st"], self.env)
+        with open(f"{self.tmp}/cnn/checkpoints/latest") as f:
+            latest = os.path.join(f"{self.tmp}/cnn/checkpoints", f.read().strip())
+        run([self.a.ddp_ckpt, "export", latest, f"{self.tmp}/cnn_from_ckpt.st"], self.env)
+        _, cnn = read_safetensors(f"{self.tmp}/cnn.st")
+        _, cnn_from_ckpt = read_safetensors(f"{self.tmp}/cnn_from_ckpt.st")
+        assert cnn["layers.0.weight"][0] == [4, 1, 3, 3], cnn["layers.0.weight"][0]
+        assert "layers.1.running_var" in cnn, sorted(cnn)
+        assert cnn_from_ckpt == cnn, sorted(cnn_from_ckpt)
 
         # An independent forward pass: a CSV model trained with a test split, then val_loss
         # recomputed here from the exported weights and the same CSV rows.

@@ -60,6 +60,21 @@ TEST(CheckpointFormat, RoundTrip) {
   EXPECT_EQ(r.config_yaml, s.config_yaml);
   EXPECT_EQ(r.params, s.params);
   EXPECT_EQ(r.optimizer_state, s.optimizer_state);
+  EXPECT_TRUE(r.layouts_recorded);
+}
+
+// Note [PyTorch layout] travels with the signature, so ddp_ckpt export needs no model; a
+// checkpoint written before that (the fuzz corpus keeps one) says it has no record.
+TEST(CheckpointFormat, SignaturesCarryPyTorchLayouts) {
+  TrainingState s = sample_state();
+  s.signature[0] = {"layers.0.weight", Shape{2, 1, 1, 3}, {2, 1, 1, 3}};
+  s.params.resize(8);
+  const TrainingState r = decode_checkpoint(encode_checkpoint(s), "ck.ddpc");
+  EXPECT_EQ(r.signature[0].hwc, (std::array<int64_t, 4>{2, 1, 1, 3}));
+  EXPECT_EQ(r.signature[1].hwc, (std::array<int64_t, 4>{}));
+  const TrainingState old = decode_checkpoint(
+      read_file_bytes(DDP_SOURCE_DIR "/tests/fuzz/corpus/checkpoint/tiny_adam.ddpc"), "old");
+  EXPECT_FALSE(old.layouts_recorded);
 }
 
 TEST(CheckpointFormat, HeaderLayout) {
