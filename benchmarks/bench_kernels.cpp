@@ -1,8 +1,8 @@
 // CPU backend micro-benchmarks: the Dense layers of the W2 (Fashion-MNIST MLP) and W3 (wide MLP)
 // workloads, the convolutions of W4 (the Fashion-MNIST convnet) and batch normalization on W4's
-// shapes, forward and backward, and the fused optimizer updates over a W3-sized buffer. GFLOP/s counts the multiply-adds of the
-// products (2 flops each), not im2col's copies.
-// Run: build/bench_kernels [--benchmark_filter=...]
+// shapes, forward and backward, and the fused optimizer updates over a W3-sized buffer. GFLOP/s
+// counts the multiply-adds of the products (2 flops each), not im2col's copies. Run:
+// build/bench_kernels [--benchmark_filter=...]
 
 #include <benchmark/benchmark.h>
 
@@ -154,13 +154,11 @@ void BM_BatchNorm(benchmark::State& state, bool backward) {
     benchmark::DoNotOptimize(y.data());
   }
   const double tensors = backward ? 3.0 + 5.0 : 3.0;
-  state.counters["GB/s"] = benchmark::Counter(tensors * 4.0 * n * state.iterations() / 1e9,
-                                              benchmark::Counter::kIsRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(tensors * 4.0 * n * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
 BENCHMARK_CAPTURE(BM_BatchNorm, forward, false)->Args({64, 28, 32})->Args({64, 14, 64});
-BENCHMARK_CAPTURE(BM_BatchNorm, forward_and_backward, true)
-    ->Args({64, 28, 32})
-    ->Args({64, 14, 64});
+BENCHMARK_CAPTURE(BM_BatchNorm, forward_and_backward, true)->Args({64, 28, 32})->Args({64, 14, 64});
 
 BENCHMARK_MAIN();
