@@ -1,11 +1,14 @@
-// The trainer's gradient all-reduce (its GradSync with the default options: 4 MiB buckets, see
-// Note [CPU all-reduce], and the path training.allreduce: auto picks) against one raw MPI_Allreduce
-// of the same bytes, 4 KB ... 64 MB, reported as nccl-tests does: algbw = bytes / time, busbw =
-// algbw * 2 (n - 1) / n.
-//   mpirun -n 2 build/bench_allreduce [--json FILE]
+// The trainer's gradient all-reduce (its GradSync, replicated, on the path training.allreduce
+// names) against one raw MPI_Allreduce of the same bytes, reported as nccl-tests does:
+// algbw = bytes / time, busbw = algbw * 2 (n - 1) / n. By default the buffer is cut into the
+// trainer's default 4 MiB buckets (Note [CPU all-reduce]); --one-bucket sums it as one bucket,
+// which is what launch/ddp_scale.py fits its latency + per-byte terms to.
+//   mpirun -n 2 build/bench_allreduce [--allreduce mpi] [--wire bf16] [--min-bytes 4096]
+//       [--max-bytes 67108864] [--step-factor 4] [--one-bucket] [--no-raw] [--json FILE]
 
 #include <mpi.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -35,58 +38,126 @@ double seconds_per_call(MpiCommunicator& comm, Fn&& fn, int iterations) {
          iterations;
 }
 
+struct Options {
+  std::string allreduce = "auto";
+  std::string wire = "fp32";
+  size_t min_bytes = 4096;
+  size_t max_bytes = size_t{64} << 20;
+  size_t step_factor = 4;
+  double seconds_per_size = 0.5;  // bounds the iterations on slow links
+  bool one_bucket = false;
+  bool no_raw = false;
+  std::string json;
+};
+
+AllReduceChoice path_choice(const std::string& name) {
+  if (name == "shm") return AllReduceChoice::kSharedMemory;
+  if (name == "mpi") return AllReduceChoice::kMpi;
+  if (name == "hierarchical") return AllReduceChoice::kHierarchical;
+  return AllReduceChoice::kAuto;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   MpiRuntime runtime(&argc, &argv);
   MpiCommunicator comm;
-  const std::string json_path = argc > 2 && std::string(argv[1]) == "--json" ? argv[2] : "";
+  CLI::App app{"bench_allreduce: the trainer's gradient all-reduce against raw MPI_Allreduce"};
+  Options o;
+  app.add_option("--allreduce", o.allreduce, "Path, as training.allreduce")
+      ->check(CLI::IsMember({"auto", "shm", "mpi", "hierarchical"}));
+  app.add_option("--wire", o.wire, "Wire format, as training.wire_dtype")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  app.add_option("--min-bytes", o.min_bytes, "Smallest size")->check(CLI::Range(4, 1 << 30));
+  app.add_option("--max-bytes", o.max_bytes, "Largest size")->check(CLI::Range(4, 1 << 30));
+  app.add_option("--step-factor", o.step_factor, "Each size this many times the last")
+      ->check(CLI::Range(2, 16));
+  app.add_option("--seconds-per-size", o.seconds_per_size, "Time budget per size (estimated)")
+      ->check(CLI::PositiveNumber);
+  app.add_flag("--one-bucket", o.one_bucket, "Sum each size as one bucket");
+  app.add_flag("--no-raw", o.no_raw, "Skip the raw MPI_Allreduce");
+  app.add_option("--json", o.json, "Also write the rows to this file (rank 0)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return comm.rank() == 0 ? app.exit(e) : 2;
+  }
   const int n = comm.size();
   const std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
   const double bus_factor = n > 1 ? 2.0 * (n - 1) / n : 1.0;
   nlohmann::json rows = nlohmann::json::array();
   if (comm.rank() == 0)
-    std::printf("%10s %12s %12s %12s %12s %8s\n", "bytes", "raw algbw", "raw busbw", "ours algbw",
-                "ours busbw", "ratio");
-  for (size_t bytes = 4096; bytes <= (size_t{64} << 20); bytes *= 4) {
-    const size_t count = bytes / sizeof(float);
-    std::vector<float> data(count, 1.0f);
-    // Our path reduces the trainer's gradient memory, which its GradSync owns (shared memory on
-    // one host, Note [shared-memory all-reduce]); raw MPI gets plain memory, as a user's buffer
-    // would be. The buffer is laid out like a model's: tensors of up to 4 MB each.
-    std::vector<size_t> tensor_offsets;
-    for (size_t offset = 0; offset < count; offset += size_t{1} << 20)
-      tensor_offsets.push_back(offset);
-    // Replicated: under the sharded step (zero: auto's choice on one host) finish() sums nothing
-    // and the reduce-scatter runs inside step() (Note [sharded step]).
-    GradSyncOptions options;
-    options.zero = ZeroChoice::kOff;
-    const std::unique_ptr<GradSync> sync =
-        make_grad_sync(options, comm, *backend, tensor_offsets, count);
-    std::span<float> grads = sync->grads();
-    std::fill(grads.begin(), grads.end(), 1.0f);
-    const int iterations = static_cast<int>(std::max<size_t>(5, (size_t{256} << 20) / bytes / 4));
-    const double raw = seconds_per_call(
-        comm,
-        [&] {
-          mpiCheck(MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(count), MPI_FLOAT,
-                                 MPI_SUM, MPI_COMM_WORLD));
-        },
-        iterations);
-    const double ours = seconds_per_call(
-        comm, [&] { sync->finish(); }, iterations);
-    const double raw_alg = bytes / raw / 1e9, ours_alg = bytes / ours / 1e9;
-    if (comm.rank() == 0) {
-      std::printf("%10zu %9.2f GB/s %9.2f GB/s %9.2f GB/s %9.2f GB/s %8.2f\n", bytes, raw_alg,
-                  raw_alg * bus_factor, ours_alg, ours_alg * bus_factor, raw / ours);
-      rows.push_back({{"bytes", bytes},
-                      {"raw_busbw_gbs", raw_alg * bus_factor},
-                      {"ours_busbw_gbs", ours_alg * bus_factor},
-                      {"ratio", raw / ours},
-                      {"buckets", sync->buckets().size()}});
+    std::printf("%10s %10s %12s %12s %10s %12s %8s\n", "bytes", "raw ms", "raw busbw", "ours ms",
+                "ours algbw", "ours busbw", "ratio");
+  try {
+    for (size_t bytes = o.min_bytes; bytes <= o.max_bytes; bytes *= o.step_factor) {
+      const size_t count = bytes / sizeof(float);
+      std::vector<float> data(count, 1.0f);
+      // Our path reduces the trainer's gradient memory, which its GradSync owns (shared memory on
+      // one host, Note [shared-memory all-reduce]); raw MPI gets plain memory, as a user's buffer
+      // would be. The buffer is laid out like a model's: tensors of up to 4 MB each.
+      std::vector<size_t> tensor_offsets;
+      for (size_t offset = 0; offset < count; offset += size_t{1} << 20)
+        tensor_offsets.push_back(offset);
+      GradSyncOptions options;
+      options.path = path_choice(o.allreduce);
+      options.bf16_wire = o.wire == "bf16";
+      // Replicated: under the sharded step finish() sums nothing and the reduce-scatter runs
+      // inside step() (Note [sharded step]).
+      options.zero = ZeroChoice::kOff;
+      if (o.one_bucket) options.bucket_bytes = bytes;
+      const std::unique_ptr<GradSync> sync =
+          make_grad_sync(options, comm, *backend, tensor_offsets, count);
+      std::span<float> grads = sync->grads();
+      std::fill(grads.begin(), grads.end(), 1.0f);
+      // A first call sizes the iterations to the time budget (agreed: every rank runs as many).
+      double first = seconds_per_call(
+          comm, [&] { sync->finish(); }, 1);
+      comm.all_reduce_sum(std::span<double>(&first, 1));
+      const int iterations =
+          std::clamp(static_cast<int>(o.seconds_per_size * n / std::max(first, 1e-9)), 3, 2000);
+      const double raw =
+          o.no_raw
+              ? 0.0
+              : seconds_per_call(
+                    comm,
+                    [&] {
+                      mpiCheck(MPI_Allreduce(MPI_IN_PLACE, data.data(), static_cast<int>(count),
+                                             MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+                    },
+                    iterations);
+      const double ours = seconds_per_call(
+          comm, [&] { sync->finish(); }, iterations);
+      const double ours_alg = bytes / ours / 1e9;
+      if (comm.rank() == 0) {
+        const double raw_bus = o.no_raw ? 0.0 : bytes / raw / 1e9 * bus_factor;
+        std::printf("%10zu %10.3f %7.2f GB/s %12.3f %5.2f GB/s %7.2f GB/s %8.2f\n", bytes,
+                    raw * 1e3, raw_bus, ours * 1e3, ours_alg, ours_alg * bus_factor,
+                    o.no_raw ? 0.0 : raw / ours);
+        rows.push_back({{"bytes", bytes},
+                        {"ms", ours * 1e3},
+                        {"raw_ms", raw * 1e3},
+                        {"raw_busbw_gbs", raw_bus},
+                        {"ours_busbw_gbs", ours_alg * bus_factor},
+                        {"ratio", o.no_raw ? 0.0 : raw / ours},
+                        {"iterations", iterations},
+                        {"buckets", sync->buckets().size()},
+                        {"path", sync->describe()}});
+      }
     }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_allreduce: error: %s\n", e.what());
+    comm.abort(static_cast<int>(e.code()));
   }
-  if (comm.rank() == 0 && !json_path.empty())
-    std::ofstream(json_path) << nlohmann::json{{"world_size", n}, {"rows", rows}}.dump(2) << "\n";
+  if (comm.rank() == 0 && !o.json.empty()) {
+    std::ofstream out(o.json);
+    out << nlohmann::json{{"world_size", n},
+                          {"allreduce", o.allreduce},
+                          {"wire", o.wire},
+                          {"rows", rows}}
+               .dump(2)
+        << "\n";
+    if (!out) std::fprintf(stderr, "bench_allreduce: %s: cannot write\n", o.json.c_str());
+  }
   return 0;
 }

@@ -82,6 +82,19 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
   }
 
   const double per_step_ms = 1e3 / (static_cast<double>(options.steps) * comm.size());
+  // When backward made each tensor's gradient final, averaged over steps and ranks: what the
+  // scaling model (launch/ddp_scale.py) needs to know when each bucket could start.
+  std::vector<double> ready = t.ready_after_backward_start;
+  comm.all_reduce_sum(std::span<double>(ready));
+  nlohmann::json ready_json = nlohmann::json::array();
+  for (size_t i = 0; i < ready.size(); ++i)
+    ready_json.push_back({{"offset", t.ready_offsets[i]}, {"ms", ready[i] * per_step_ms}});
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const ParamEntry& e : trainer.model().param_entries())
+    tensors.push_back({{"name", e.name}, {"offset", e.offset}, {"count", e.count}});
+  nlohmann::json buckets = nlohmann::json::array();
+  for (const Bucket& b : trainer.grad_sync().buckets())
+    buckets.push_back({{"offset", b.offset}, {"count", b.count}});
   const double samples = static_cast<double>(options.steps * trainer.global_batch());
   char host[256] = "unknown";
   gethostname(host, sizeof host);
@@ -106,6 +119,9 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
         {"optimizer", phases[4] * per_step_ms}}},
       {"peak_rss_mb", rss},
       {"cpu_binding", bound},
+      {"ready_ms", ready_json},
+      {"tensors", tensors},
+      {"buckets", buckets},
       {"optimizer_state_mb_per_rank",
        static_cast<double>(trainer.optimizer_state_bytes()) / (1024.0 * 1024.0)},
       {"backend", session.backend->name()},

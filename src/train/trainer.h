@@ -6,6 +6,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "comm/communicator.h"
@@ -32,6 +33,18 @@ struct PhaseTimes {
   double comm = 0;  // gradient all-reduce
   double optimizer = 0;
   int64_t steps = 0;
+  // For the scaling model (ddp_scale): per ready(offset) call of the last backward, in call
+  // order, the seconds from the start of that backward, summed over steps (every step makes the
+  // same calls).
+  std::vector<size_t> ready_offsets;
+  std::vector<double> ready_after_backward_start;
+  void record_ready(size_t call, size_t offset, double seconds) {
+    if (call == ready_offsets.size()) {
+      ready_offsets.push_back(offset);
+      ready_after_backward_start.push_back(0);
+    }
+    ready_after_backward_start[call] += seconds;
+  }
 };
 
 struct EvalResult {

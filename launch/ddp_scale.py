@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""ddp_scale: will this model scale on my cluster? Measures the model on this machine, then
+predicts step time, samples/s and scaling efficiency at the cluster's rank counts, and the settings
+that train it fastest there (Note [scaling model] in launch/scale_model.py).
+
+  launch/ddp_scale.py --config configs/w3_wide_mlp.yaml --cluster configs/clusters/cpu_25gbe.yaml
+  launch/ddp_scale.py sweep --hosts 2 --ranks-per-host 2 --rate 1gbit --out sweep.json
+
+The first form profiles the config (1 and 2 ranks here, and the shared-memory all-reduce; about
+a minute, cached next to the build's executables) and prints the prediction. `sweep` measures the
+trainer's all-reduce paths between hosts, as a latency + per-byte curve a cluster file can name
+(`sweeps:`): on this machine's namespace harness (launch/netns_cluster.sh, root), or on a real
+cluster with --mpirun 'mpirun --hostfile H -n 4'."""
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, os.path.join(ROOT, "benchmarks")]
+
+import provenance  # noqa: E402
+import scale_cluster  # noqa: E402
+import scale_model  # noqa: E402
+
+PROFILE_OVERRIDES = ["training.overlap=false", "training.zero=0", "training.allreduce=auto",
+                     "training.wire_dtype=fp32"]
+SWEEP_PATHS = [("mpi", "fp32"), ("mpi", "bf16"), ("hierarchical", "fp32"),
+               ("hierarchical", "bf16")]
+
+
+def fail(message):
+    sys.exit(f"ddp_scale: error: {message}")
+
+
+def mpi_env():
+    """As launch/ddp_run.sh runs Open MPI on one host: as root if need be, over ob1."""
+    return dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_pml="ob1")
+
+
+def run_json(cmd, what, timeout=900):
+    run = subprocess.run(cmd, capture_output=True, text=True, env=mpi_env(), timeout=timeout)
+    if run.returncode != 0:
+        fail(f"{what} failed (exit {run.returncode}): {run.stderr.strip()[-1500:]}")
+    # The JSON may come before or after the tool's table (its stdout is flushed at exit).
+    return json.JSONDecoder().raw_decode(run.stdout[run.stdout.index("{"):])[0]
+
+
+def bench(build, ranks, config, overrides, warmup, steps):
+    sets = [a for o in overrides for a in ("--set", o)]
+    return run_json(["mpirun", "-n", str(ranks), os.path.join(build, "ddp_bench"), "--config",
+                     config, *sets, "--warmup", str(warmup), "--steps", str(steps)],
+                    f"ddp_bench -n {ranks} --config {config}")
+
+
+def median_run(runs):
+    return sorted(runs, key=lambda r: r["step_ms"])[len(runs) // 2]
+
+
+def profile(build, config, overrides, repeats=3, warmup=5, steps=20):
+    """The model's pieces on this machine (Note [scaling model]); 1- and 2-rank runs alternate."""
+    sets = overrides + PROFILE_OVERRIDES
+    runs = {"1": [], "2": []}
+    for _ in range(repeats):
+        for ranks in runs:
+            runs[ranks].append(bench(build, int(ranks), config, sets, warmup, steps))
+    one = median_run(runs["1"])
+    compute = {k: {phase: median_run(v)["phase_ms"][phase]
+                   for phase in ("data", "forward", "backward", "optimizer")}
+               for k, v in runs.items()}
+    backward = statistics.median(r["phase_ms"]["backward"] for r in runs["1"])
+    shm = {}
+    for wire in ("fp32", "bf16"):
+        shm[wire] = run_json(["mpirun", "-n", "2", os.path.join(build, "bench_allreduce"),
+                              "--allreduce", "shm", "--wire", wire, "--one-bucket", "--no-raw",
+                              "--min-bytes", "4096", "--max-bytes", str(64 << 20),
+                              "--seconds-per-size", "0.2", "--json", "/dev/stdout"],
+                             "bench_allreduce (shared memory)")["rows"]
+    big = shm["fp32"][-1]["bytes"]
+    codec = max(0.0, (scale_model.Curve(shm["bf16"]).ms(big) -
+                      scale_model.Curve(shm["fp32"]).ms(big)) / big)
+    return {"config": config, "overrides": overrides, "per_rank_batch": one["per_rank_batch"],
+            "parameters": one["parameters"], "tensors": one["tensors"],
+            "ready": [{"offset": c["offset"], "fraction": min(1.0, c["ms"] / backward)}
+                      for c in one["ready_ms"]],
+            "compute": compute, "optimizer_state_bytes":
+                one["optimizer_state_mb_per_rank"] * 2**20,
+            "peak_rss_mb": {k: max(median_run(v)["peak_rss_mb"]) for k, v in runs.items()},
+            "shm": shm, "codec_ms_per_byte": codec, "runs": runs,
+            "provenance": provenance.record()}
+
+
+def cached_profile(args):
+    key = hashlib.sha256(json.dumps([os.path.abspath(args.config), args.set,
+                                     open(args.config, "rb").read().hex()]).encode())
+    path = os.path.join(args.build, f"ddp_scale_profile_{key.hexdigest()[:12]}.json")
+    if os.path.exists(path) and not args.reprofile:
+        print(f"profile: {path} (cached; --reprofile measures again)")
+        with open(path) as f:
+            return json.load(f)
+    print(f"profiling {args.config} on this machine (1 and 2 ranks, 3 runs each) ...", flush=True)
+    result = profile(args.build, args.config, args.set)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"profile: {path}")
+    return result
+
+
+def show_profile(p):
+    c1, c2 = p["compute"]["1"], p["compute"]["2"]
+    print(f"model: {p['parameters']:,} parameters ({p['parameters'] * 4 / 2**20:.1f} MB of "
+          f"gradients), {p['per_rank_batch']} samples per rank")
+    print(f"measured here, ms per step: forward {c1['forward']:.1f}, backward "
+          f"{c1['backward']:.1f}, optimizer {c1['optimizer']:.1f} (1 rank); "
+          f"{c2['forward']:.1f}, {c2['backward']:.1f}, {c2['optimizer']:.1f} (2 ranks); "
+          f"bf16 codec {p['codec_ms_per_byte'] * 2**20:.3f} ms per MB")
+
+
+def show_prediction(p, cluster, batch):
+    print(f"\ncluster {cluster['name']} ({cluster['file']}):")
+    if cluster["gpu_tflops"]:
+        print(f"  compute assumed: {cluster['gpu_tflops']:g} TFLOP/s per GPU on 6 FLOPs per "
+              "parameter and sample (dense layers), no GPU run measured")
+    print(f"  {'ranks':>6} {'hosts':>6} {'path':>13} {'step ms':>9} {'comm ms':>9} "
+          f"{'samples/s':>11} {'efficiency':>10} {'state MB':>9} | best settings (gain)")
+    one = scale_model.simulate(p, cluster, 1, {}, batch)
+    for ranks in cluster["ranks"]:
+        base, best, _ = scale_model.recommend(p, cluster, ranks, batch)
+        eff = base["samples_per_sec"] / (ranks * one["samples_per_sec"])
+        changed = {k: v for k, v in best["settings"].items() if v != scale_model.DEFAULTS[k]}
+        advice = (", ".join(f"{k}={v}" for k, v in changed.items()) +
+                  f" ({base['step_ms'] / best['step_ms']:.2f}x)") if changed else "defaults"
+        print(f"  {ranks:>6} {base['hosts']:>6} {base['path']:>13} {base['step_ms']:>9.1f} "
+              f"{base['exposed_comm_ms']:>9.1f} {base['samples_per_sec']:>11,.0f} {eff:>10.2f} "
+              f"{scale_model.memory_mb(p, ranks, base['zero']):>9.1f} | {advice}")
+    ranks = cluster["ranks"][-1]
+    _, _, alone = scale_model.recommend(p, cluster, ranks, batch)
+    print(f"  each setting alone at {ranks} ranks, speed-up over the defaults: " +
+          ", ".join(f"{k}={v} {gain:.2f}x" for k, v, gain in alone))
+    print(f"  ZeRO-1 at {ranks} ranks: {scale_model.memory_mb(p, ranks, True):.1f} MB of model "
+          f"state per rank instead of {scale_model.memory_mb(p, ranks, False):.1f}; measured peak "
+          f"memory here {p['peak_rss_mb']['1']:.0f} MB (1 rank)")
+
+
+def sweep(args):
+    """All-reduce curves of the trainer's paths on one layout (Note [scaling model])."""
+    ranks = args.hosts * args.ranks_per_host
+    curves = {}
+    paths = [(a, w) for a, w in SWEEP_PATHS if a == "mpi" or args.ranks_per_host > 1]
+    for allreduce, wire in paths:
+        cmd = (f"{args.mpirun or 'mpirun $DDP_MPIRUN_ARGS'} -n {ranks} "
+               f"{shlex.quote(os.path.join(args.build, 'bench_allreduce'))} --allreduce "
+               f"{allreduce} --wire {wire} --one-bucket --no-raw --min-bytes 16384 "
+               f"--step-factor 2 --max-bytes {args.max_mb << 20} --seconds-per-size "
+               f"{args.seconds} --json /dev/stdout")
+        if not args.mpirun:
+            shaping = [x for flag, v in (("--rate", args.rate), ("--delay", args.delay)) if v
+                       for x in (flag, v)]
+            cmd = [os.path.join(HERE, "netns_cluster.sh"), "--hosts", str(args.hosts),
+                   "--slots", str(args.ranks_per_host), *shaping, "--", "sh", "-c", cmd]
+        else:
+            cmd = ["sh", "-c", cmd]
+        print(f"sweep {allreduce}/{wire} ...", flush=True)
+        curves[f"{allreduce}/{wire}"] = run_json(cmd, f"bench_allreduce {allreduce}/{wire}")["rows"]
+    out = {"layout": {"hosts": args.hosts, "ranks_per_host": args.ranks_per_host},
+           "link": {"rate": args.rate or "unshaped", "delay": args.delay or "0"},
+           "curves": curves}
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+    for key, rows in curves.items():
+        latency, bandwidth = scale_model.Curve(rows).fit()
+        print(f"{key}: {latency:.3f} ms + bytes / {bandwidth / 1e6:.1f} MB/s")
+    print(f"wrote {args.out}")
+
+
+def main(argv):
+    if argv[:1] == ["sweep"]:
+        p = argparse.ArgumentParser(prog="ddp_scale.py sweep", description=sweep.__doc__)
+        p.add_argument("--hosts", type=int, default=2)
+        p.add_argument("--ranks-per-host", type=int, default=1)
+        p.add_argument("--rate", help="shape each host's link (netns_cluster.sh --rate)")
+        p.add_argument("--delay", help="add latency (netns_cluster.sh --delay)")
+        p.add_argument("--mpirun", help="a real cluster's mpirun line instead of the harness")
+        p.add_argument("--max-mb", type=int, default=64)
+        p.add_argument("--seconds", type=float, default=0.3, help="per size and path")
+        p.add_argument("--build", default=os.path.join(ROOT, "build"))
+        p.add_argument("--out", required=True)
+        return sweep(p.parse_args(argv[1:]))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="the training config to profile")
+    p.add_argument("--set", action="append", default=[], help="config override, as ddp_train's")
+    p.add_argument("--cluster", action="append", required=True, help="cluster file (repeatable)")
+    p.add_argument("--per-rank-batch", type=int, help="predict at this per-rank batch")
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--reprofile", action="store_true")
+    p.add_argument("--json", help="write the predictions here")
+    a = p.parse_args(argv)
+    clusters = []
+    for path in a.cluster:
+        try:
+            clusters.append(scale_cluster.load_cluster(path))
+        except scale_cluster.ClusterError as e:
+            fail(str(e))
+    if not os.path.exists(a.config):
+        fail(f"{a.config}: no such config file")
+    for tool in ("ddp_bench", "bench_allreduce"):
+        if not os.access(os.path.join(a.build, tool), os.X_OK):
+            fail(f"{os.path.join(a.build, tool)}: not built (cmake --build {a.build}), or give "
+                 "--build DIR")
+    prof = cached_profile(a)
+    show_profile(prof)
+    results = []
+    for cluster in clusters:
+        show_prediction(prof, cluster, a.per_rank_batch)
+        results.append({"cluster": cluster["file"], "rows": [
+            scale_model.simulate(prof, cluster, r, {}, a.per_rank_batch)
+            for r in cluster["ranks"]]})
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,246 @@
+"""Note [scaling model]: predicts one training step of ddp-trainer on a described cluster from
+pieces measured on this machine (launch/ddp_scale.py measures them), bucket by bucket, as the
+trainer runs it:
+
+  step = data + forward + backward + exposed communication + optimizer
+
+- Compute: the profile's forward, backward and optimizer times per rank, measured with 1 rank and
+  with 2 ranks on this machine (the second carries the slowdown of ranks sharing a socket).
+  A host running more ranks than it has cores time-shares them (x ranks / cores); `compute_speed`
+  scales a cluster's cores against this machine's; a GPU cluster's compute is the profile's
+  dense-layer FLOPs (6 x parameters per sample) at the stated `gpu_tflops`.
+- Buckets: cut from the model's tensors exactly as src/comm/buckets.cpp cuts them; bucket k can
+  start when backward has made its first tensor's gradient final (the profile's ready times).
+- Communication of one bucket of b bytes (fp32; bf16 halves what crosses a link and adds the
+  codec's measured cost):
+  * a measured curve where the cluster names one (`sweeps:`, from `ddp_scale.py sweep` on that
+    layout): piecewise linear in b between the measured sizes, i.e. a fitted latency + per-byte
+    term per interval, which follows the MPI library's switches between algorithms;
+  * otherwise the ring over the ranks involved: 2 (p - 1) latencies + 2 (p - 1) / p * b over the
+    link's bandwidth x efficiency. Flat MPI: one ring over all ranks, bottlenecked by the host
+    links. Hierarchical: a shared-memory reduce-scatter and all-gather within the host plus one
+    ring over the hosts per local rank, carrying b / ranks_per_host each over the shared link.
+    NCCL: ring over all GPUs at min(NVLink, network) bus bandwidth, or a tree where its latency
+    term wins (NCCL chooses likewise).
+- Overlap: shared-memory and hierarchical reductions block inside ready(), so overlap only moves
+  them; MPI's non-blocking collectives advance only inside MPI calls, which the trainer makes at
+  each ready() (Note [CPU all-reduce]): each poll lets a started collective run one of its
+  2 (p - 1) ring steps (in the background, on the link), and the rest runs back to back in
+  finish(). NCCL overlaps fully (its own stream).
+- ZeRO-1: a reduce-scatter plus an all-gather move the bytes of one all-reduce; the optimizer
+  runs on 1 / ranks of the parameters and keeps 1 / ranks of its state.
+Everything here is plain arithmetic on the profile and the cluster; nothing is fitted to the runs
+it is validated against (benchmarks/run_scale_validation.py)."""
+
+import math
+
+from scale_cluster import Curve
+
+DEFAULTS = {"bucket_mb": 4, "overlap": False, "wire": "fp32", "zero": "auto", "allreduce": "auto"}
+
+
+def zero_on(settings, hosts, ranks):
+    """training.zero: auto shards the optimizer on one host when shared memory sums fp32 after
+    backward (Note [sharded step])."""
+    if settings["zero"] != "auto":
+        return bool(settings["zero"])
+    return hosts == 1 and ranks > 1 and not settings["overlap"] and settings["wire"] == "fp32"
+
+
+def cut_buckets(tensor_offsets, total, bucket_bytes):
+    """src/comm/buckets.cpp's cut_buckets: [(offset, count)] in reverse layer order."""
+    buckets, end = [], total
+    for start in reversed(tensor_offsets):
+        if (end - start) * 4 >= bucket_bytes:
+            buckets.append((start, end - start))
+            end = start
+    if end > 0:
+        buckets.append((0, end))
+    return buckets
+
+
+def layout(cluster, ranks):
+    """(hosts, ranks per host) for `ranks` ranks: hosts are filled one after the other."""
+    per_host = min(ranks, cluster["ranks_per_host"])
+    return ranks // per_host, per_host
+
+
+def path_for(cluster, hosts, per_host, settings):
+    """The reduction the trainer takes (src/comm/grad_sync.cpp's choose_path)."""
+    if cluster["collective"] == "nccl":
+        return "nccl"
+    asked = settings["allreduce"]
+    if asked != "auto":
+        return asked
+    if hosts == 1:
+        return "shm"
+    return "hierarchical" if per_host > 1 and settings["zero"] is not True else "mpi"
+
+
+def compute_ms(profile, cluster, ranks, batch):
+    """Per-rank data, forward, backward and optimizer ms of one step (Note [scaling model])."""
+    hosts, per_host = layout(cluster, ranks)
+    scale = batch / profile["per_rank_batch"]
+    if cluster["gpu_tflops"]:
+        # Dense-layer FLOPs: 2 per weight and sample forward, 4 backward; the optimizer reads and
+        # writes parameters, gradients and two moments once at an H200's 4.8 TB/s.
+        flop_ms = 2 * profile["parameters"] * batch / (cluster["gpu_tflops"] * 1e12) * 1e3
+        return {"data": 0.0, "forward": flop_ms, "backward": 2 * flop_ms,
+                "optimizer": 16 * profile["parameters"] / 4.8e12 * 1e3}
+    sharing = per_host * (hosts if cluster["hosts_share_cores"] else 1)
+    measured = profile["compute"]["1" if sharing == 1 else "2"]
+    slowdown = max(1.0, sharing / cluster["cores_per_host"]) / cluster["compute_speed"]
+    return {"data": measured["data"] * scale * slowdown,
+            "forward": measured["forward"] * scale * slowdown,
+            "backward": measured["backward"] * scale * slowdown,
+            "optimizer": measured["optimizer"] * slowdown}
+
+
+def _ring_ms(link, participants, size):
+    """One ring all-reduce of `size` bytes among `participants` over `link`."""
+    if participants < 2:
+        return 0.0
+    p = participants
+    return 2 * (p - 1) * link["latency_ms"] + 2 * (p - 1) / p * size / link["bandwidth"] * 1e3
+
+
+def _shm_ms(profile, cluster, per_host, size, wire):
+    """The shared-memory reduction among a host's ranks, from the 2-rank curve measured here: the
+    host's memory traffic grows with its ranks (each reads every copy of its part)."""
+    if per_host < 2:
+        return 0.0
+    return Curve(profile["shm"][wire]).ms(size) * per_host / 2 / cluster["compute_speed"]
+
+
+def comm_ms(profile, cluster, ranks, path, wire, size):
+    """Milliseconds to all-reduce one bucket of `size` fp32 bytes (Note [scaling model])."""
+    hosts, per_host = layout(cluster, ranks)
+    if path == "shm":
+        return _shm_ms(profile, cluster, ranks, size, wire)
+    measured = (cluster["sweeps"] or {}).get((hosts, per_host), {})
+    if f"{path}/{wire}" in measured:
+        return measured[f"{path}/{wire}"].ms(size)
+    wire_bytes = size / 2 if wire == "bf16" else size
+    codec = profile["codec_ms_per_byte"] * size if wire == "bf16" else 0.0
+    inter, intra = cluster["inter_host"], cluster["intra_host"]
+    if path == "nccl":
+        links = [link for link, used in ((intra, per_host > 1), (inter, hosts > 1)) if used]
+        slowest = {"bandwidth": min(link["bandwidth"] for link in links),
+                   "latency_ms": max(link["latency_ms"] for link in links)}
+        ring = _ring_ms(slowest, ranks, wire_bytes)
+        # A tree pays latency per level instead of per rank, and about the ring's bytes.
+        levels = math.log2(hosts) * (inter or slowest)["latency_ms"] + \
+            math.log2(per_host) * (intra or slowest)["latency_ms"]
+        tree = 2 * levels + wire_bytes / slowest["bandwidth"] * 1e3
+        return min(ring, tree) + codec
+    if path == "hierarchical":
+        return (_shm_ms(profile, cluster, per_host, size, wire) +
+                _ring_ms(inter, hosts, wire_bytes) + codec)
+    return _ring_ms(inter, ranks, wire_bytes) + codec  # one flat ring; host links bottleneck
+
+
+def bucket_ready_ms(profile, buckets, backward_ms):
+    """When backward has made each bucket's first tensor final: the first ready(offset) call at or
+    below the bucket's offset, its measured share of backward scaled to this backward."""
+    calls = profile["ready"]
+    return [next(c["fraction"] for c in calls if c["offset"] <= offset) * backward_ms
+            for offset, _ in buckets]
+
+
+def _polled_ms(ready, polls, comm, steps, backward_ms):
+    """MPI non-blocking collectives (Note [scaling model]): each poll lets every started
+    collective run its next ring step on the link; finish() runs the rest back to back."""
+    done_steps = [0] * len(comm)
+    busy_until = [0.0] * len(comm)
+    link_free = 0.0
+
+    def advance(k, now):
+        nonlocal link_free
+        start = max(now, busy_until[k], link_free)
+        busy_until[k] = link_free = start + comm[k] / steps
+        done_steps[k] += 1
+
+    for t in polls:
+        for k in range(len(comm)):
+            if ready[k] <= t and done_steps[k] < steps and busy_until[k] <= t:
+                advance(k, t)
+    for k in range(len(comm)):
+        while done_steps[k] < steps:
+            advance(k, backward_ms)
+    return max([backward_ms, *busy_until]) - backward_ms
+
+
+def simulate(profile, cluster, ranks, settings=None, batch=None):
+    """One step at `ranks` ranks: a dict of ms per phase, samples/s, path and buckets."""
+    s = dict(DEFAULTS, **(settings or {}))
+    batch = batch or profile["per_rank_batch"]
+    hosts, per_host = layout(cluster, ranks)
+    t = compute_ms(profile, cluster, ranks, batch)
+    path = path_for(cluster, hosts, per_host, s) if ranks > 1 else "none"
+    zero = zero_on(s, hosts, ranks)
+    buckets = cut_buckets([x["offset"] for x in profile["tensors"]], profile["parameters"],
+                          s["bucket_mb"] * 2**20)
+    comm = [comm_ms(profile, cluster, ranks, path, s["wire"], count * 4) if ranks > 1 else 0.0
+            for _, count in buckets]
+    if s["overlap"] and path in ("mpi", "nccl") and not zero and ranks > 1:
+        ready = bucket_ready_ms(profile, buckets, t["backward"])
+        if path == "nccl":
+            end = 0.0
+            for r, c in zip(ready, comm):
+                end = max(end, r) + c
+            exposed = max(0.0, end - t["backward"])
+        else:
+            polls = [c["fraction"] * t["backward"] for c in profile["ready"]]
+            exposed = _polled_ms(ready, polls, comm, 2 * (ranks - 1), t["backward"])
+    else:
+        exposed = sum(comm)  # blocking, or started at ready() and blocking there
+    optimizer = t["optimizer"] / ranks if zero else t["optimizer"]
+    step = t["data"] + t["forward"] + t["backward"] + exposed + optimizer
+    return {"ranks": ranks, "hosts": hosts, "ranks_per_host": per_host, "path": path, "zero": zero,
+            "buckets": len(buckets), "compute_ms": t["data"] + t["forward"] + t["backward"],
+            "exposed_comm_ms": exposed, "optimizer_ms": optimizer, "step_ms": step,
+            "samples_per_sec": ranks * batch / step * 1e3, "settings": s, "batch": batch}
+
+
+def memory_mb(profile, ranks, zero):
+    """Model state per rank: parameters, gradients, optimizer state (sharded under ZeRO-1)."""
+    state = profile["optimizer_state_bytes"] / (ranks if zero else 1)
+    return (8 * profile["parameters"] + state) / 2**20
+
+
+def efficiency(profile, cluster, ranks, settings=None, batch=None):
+    """samples/s at `ranks` over `ranks` x samples/s of one rank of the same cluster."""
+    one = simulate(profile, cluster, 1, settings, batch)
+    many = simulate(profile, cluster, ranks, settings, batch)
+    return many["samples_per_sec"] / (ranks * one["samples_per_sec"])
+
+
+def recommend(profile, cluster, ranks, batch=None):
+    """The fastest of the settings the trainer offers at `ranks`, and what each change from the
+    defaults gains alone: [(setting, value, predicted speed-up over the defaults)]."""
+    hosts, per_host = layout(cluster, ranks)
+    paths = ["auto"] if cluster["collective"] == "nccl" or hosts == 1 else (
+        ["mpi", "hierarchical"] if per_host > 1 else ["mpi"])
+    choices = {"bucket_mb": [1, 4, 25], "overlap": [False, True], "wire": ["fp32", "bf16"],
+               "zero": ["auto", True], "allreduce": paths}
+    base = simulate(profile, cluster, ranks, {}, batch)
+    alone = []
+    for key, values in choices.items():
+        for value in values:
+            if value != DEFAULTS[key] and not (key == "allreduce" and value == base["path"]):
+                trial = simulate(profile, cluster, ranks, {key: value}, batch)
+                alone.append((key, value, base["step_ms"] / trial["step_ms"]))
+    best = base
+    for bucket in choices["bucket_mb"]:
+        for overlap in choices["overlap"]:
+            for wire in choices["wire"]:
+                for zero in choices["zero"]:
+                    for allreduce in paths:
+                        if zero and (allreduce == "hierarchical" or overlap or wire == "bf16"):
+                            continue  # refused by the trainer (Note [ZeRO-1])
+                        trial = simulate(profile, cluster, ranks,
+                                         {"bucket_mb": bucket, "overlap": overlap, "wire": wire,
+                                          "zero": zero, "allreduce": allreduce}, batch)
+                        if trial["step_ms"] < best["step_ms"] * 0.999:
+                            best = trial
+    return base, best, alone
