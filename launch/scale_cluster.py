@@ -67,6 +67,19 @@ def load_sweeps(files, cluster_path):
     return sweeps
 
 
+def link_from_sweeps(sweeps):
+    """A latency + bandwidth line for the host links from a flat MPI fp32 sweep (the first layout
+    that has one): the least-squares line through its curve, read as a ring among its ranks
+    (2 (p - 1) latencies + 2 (p - 1) / p of the bytes over the bandwidth). None without one."""
+    for (hosts, per_host), curves in sorted(sweeps.items()):
+        if "mpi/fp32" in curves:
+            p = hosts * per_host
+            latency_ms, bandwidth = curves["mpi/fp32"].fit()
+            return {"latency_ms": max(0.0, latency_ms) / (2 * (p - 1)),
+                    "bandwidth": bandwidth * 2 * (p - 1) / p}
+    return None
+
+
 def _number(value, where, positive=True):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ClusterError(f"{where}: must be a number, got {value!r}")
@@ -80,7 +93,8 @@ def _link(node, where):
         raise ClusterError(f"{where}: must be a mapping with bandwidth_gbit and latency_us")
     for key in node:
         if key not in LINK_KEYS:
-            raise ClusterError(f"{where}.{key}: unknown key (known: {', '.join(sorted(LINK_KEYS))})")
+            raise ClusterError(f"{where}.{key}: unknown key (known: "
+                               f"{', '.join(sorted(LINK_KEYS))})")
     for key in ("bandwidth_gbit", "latency_us"):
         if key not in node:
             raise ClusterError(f"{where}.{key}: missing")
@@ -138,7 +152,9 @@ def load_cluster(path):
                "sweeps": None}
     if "sweeps" in node:
         cluster["sweeps"] = load_sweeps(node["sweeps"], path)
-    if cluster["inter_host"] is None and cluster["sweeps"] is None and max(ranks) > rph:
+    if cluster["inter_host"] is None and cluster["sweeps"]:
+        cluster["inter_host"] = link_from_sweeps(cluster["sweeps"])
+    if cluster["inter_host"] is None and max(ranks) > rph:
         raise ClusterError(f"{path}: inter_host: missing (ranks span several hosts; give "
                            "bandwidth_gbit and latency_us, or sweeps: measured curves)")
     return cluster

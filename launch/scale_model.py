@@ -15,7 +15,8 @@ trainer runs it:
   codec's measured cost):
   * a measured curve where the cluster names one (`sweeps:`, from `ddp_scale.py sweep` on that
     layout): piecewise linear in b between the measured sizes, i.e. a fitted latency + per-byte
-    term per interval, which follows the MPI library's switches between algorithms;
+    term per interval, which follows the MPI library's switches between algorithms (with overlap,
+    the curve of the non-blocking collectives, whose algorithms differ);
   * otherwise the ring over the ranks involved: 2 (p - 1) latencies + 2 (p - 1) / p * b over the
     link's bandwidth x efficiency. Flat MPI: one ring over all ranks, bottlenecked by the host
     links. Hierarchical: a shared-memory reduce-scatter and all-gather within the host plus one
@@ -36,15 +37,17 @@ import math
 
 from scale_cluster import Curve
 
+GPU_LAUNCH_MS = 0.005
+GPU_MEMORY_BYTES_PER_S = 4.8e12  # H200 HBM3e
 DEFAULTS = {"bucket_mb": 4, "overlap": False, "wire": "fp32", "zero": "auto", "allreduce": "auto"}
 
 
-def zero_on(settings, hosts, ranks):
-    """training.zero: auto shards the optimizer on one host when shared memory sums fp32 after
-    backward (Note [sharded step])."""
+def zero_on(settings, path):
+    """training.zero: auto shards the optimizer where shared memory sums fp32 after backward
+    (Note [sharded step])."""
     if settings["zero"] != "auto":
         return bool(settings["zero"])
-    return hosts == 1 and ranks > 1 and not settings["overlap"] and settings["wire"] == "fp32"
+    return path == "shm" and not settings["overlap"] and settings["wire"] == "fp32"
 
 
 def cut_buckets(tensor_offsets, total, bucket_bytes):
@@ -82,11 +85,14 @@ def compute_ms(profile, cluster, ranks, batch):
     hosts, per_host = layout(cluster, ranks)
     scale = batch / profile["per_rank_batch"]
     if cluster["gpu_tflops"]:
-        # Dense-layer FLOPs: 2 per weight and sample forward, 4 backward; the optimizer reads and
-        # writes parameters, gradients and two moments once at an H200's 4.8 TB/s.
+        # Dense-layer FLOPs: 2 per weight and sample forward, 4 backward, plus a kernel launch
+        # (~5 us) per tensor and pass; the optimizer reads and writes parameters, gradients and
+        # two moments once at an H200's 4.8 TB/s.
         flop_ms = 2 * profile["parameters"] * batch / (cluster["gpu_tflops"] * 1e12) * 1e3
-        return {"data": 0.0, "forward": flop_ms, "backward": 2 * flop_ms,
-                "optimizer": 16 * profile["parameters"] / 4.8e12 * 1e3}
+        launches_ms = len(profile["tensors"]) * GPU_LAUNCH_MS
+        return {"data": 0.0, "forward": flop_ms + launches_ms,
+                "backward": 2 * flop_ms + 2 * launches_ms,
+                "optimizer": 16 * profile["parameters"] / GPU_MEMORY_BYTES_PER_S * 1e3}
     sharing = per_host * (hosts if cluster["hosts_share_cores"] else 1)
     measured = profile["compute"]["1" if sharing == 1 else "2"]
     slowdown = max(1.0, sharing / cluster["cores_per_host"]) / cluster["compute_speed"]
@@ -112,16 +118,20 @@ def _shm_ms(profile, cluster, per_host, size, wire):
     return Curve(profile["shm"][wire]).ms(size) * per_host / 2 / cluster["compute_speed"]
 
 
-def comm_ms(profile, cluster, ranks, path, wire, size):
+def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False):
     """Milliseconds to all-reduce one bucket of `size` fp32 bytes (Note [scaling model])."""
     hosts, per_host = layout(cluster, ranks)
     if path == "shm":
         return _shm_ms(profile, cluster, ranks, size, wire)
     measured = (cluster["sweeps"] or {}).get((hosts, per_host), {})
-    if f"{path}/{wire}" in measured:
-        return measured[f"{path}/{wire}"].ms(size)
+    for key in ([f"{path}/{wire}/overlap"] if overlap else []) + [f"{path}/{wire}"]:
+        if key in measured:
+            return measured[key].ms(size)
     wire_bytes = size / 2 if wire == "bf16" else size
-    codec = profile["codec_ms_per_byte"] * size if wire == "bf16" else 0.0
+    # bf16 rounding: measured here on the CPU; on a GPU, a read and a write at memory speed.
+    codec_per_byte = (2 / GPU_MEMORY_BYTES_PER_S * 1e3 if cluster["gpu_tflops"]
+                      else profile["codec_ms_per_byte"])
+    codec = codec_per_byte * size if wire == "bf16" else 0.0
     inter, intra = cluster["inter_host"], cluster["intra_host"]
     if path == "nccl":
         links = [link for link, used in ((intra, per_host > 1), (inter, hosts > 1)) if used]
@@ -177,12 +187,13 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
     hosts, per_host = layout(cluster, ranks)
     t = compute_ms(profile, cluster, ranks, batch)
     path = path_for(cluster, hosts, per_host, s) if ranks > 1 else "none"
-    zero = zero_on(s, hosts, ranks)
+    zero = zero_on(s, path)
     buckets = cut_buckets([x["offset"] for x in profile["tensors"]], profile["parameters"],
                           s["bucket_mb"] * 2**20)
-    comm = [comm_ms(profile, cluster, ranks, path, s["wire"], count * 4) if ranks > 1 else 0.0
-            for _, count in buckets]
-    if s["overlap"] and path in ("mpi", "nccl") and not zero and ranks > 1:
+    overlapped = s["overlap"] and path in ("mpi", "nccl") and not zero and ranks > 1
+    comm = [comm_ms(profile, cluster, ranks, path, s["wire"], count * 4, overlapped)
+            if ranks > 1 else 0.0 for _, count in buckets]
+    if overlapped:
         ready = bucket_ready_ms(profile, buckets, t["backward"])
         if path == "nccl":
             end = 0.0
@@ -241,6 +252,7 @@ def recommend(profile, cluster, ranks, batch=None):
                         trial = simulate(profile, cluster, ranks,
                                          {"bucket_mb": bucket, "overlap": overlap, "wire": wire,
                                           "zero": zero, "allreduce": allreduce}, batch)
-                        if trial["step_ms"] < best["step_ms"] * 0.999:
+                        # A change must gain more than the model's resolution to be advised.
+                        if trial["step_ms"] < min(best["step_ms"], base["step_ms"] * 0.97):
                             best = trial
     return base, best, alone

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""launch/ddp_scale.py (Note [scaling model]):
+  bad_cluster_files   unknown keys, zero bandwidth, ranks not divisible by ranks_per_host, a
+                      missing or non-YAML file: exit 2 with one line naming the file and the key
+  presets_predict     every preset of configs/clusters predicts the seed example at its rank
+                      counts, efficiency never above 1 across hosts, falling from 2 hosts to 512
+  shaped_prediction   (root) W2 on 2 hosts x 1 rank of launch/netns_cluster.sh, links shaped to
+                      1 Gbit/s: sweep the link, predict, then measure with ddp_bench; the
+                      prediction is within 30% of the measurement
+shaped_prediction runs only when asked for (--only shaped_prediction; CTest registers it as a
+test of its own) and exits 77 (skipped) where network namespaces cannot be made.
+  run_scale_scenarios.py --build build --root . [--only shaped_prediction]"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from scenarios import mpi_env, run_scenarios
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "multihost"))
+from run_multihost import namespaces_allowed  # noqa: E402
+
+BAD_FILES = [
+    ("unknown key", "inter_host: {bandwith_gbit: 25, latency_us: 10}",
+     "inter_host.bandwith_gbit: unknown key"),
+    ("unknown top-level key", "inter_host: {bandwidth_gbit: 25, latency_us: 10}\nnodes: 4",
+     "nodes: unknown key"),
+    ("zero bandwidth", "inter_host: {bandwidth_gbit: 0, latency_us: 10}",
+     "inter_host.bandwidth_gbit: must be greater than 0"),
+    ("bandwidth not a number", "inter_host: {bandwidth_gbit: fast, latency_us: 10}",
+     "inter_host.bandwidth_gbit: must be a number"),
+    ("no inter-host link", "", "inter_host: missing"),
+    ("efficiency above 1", "inter_host: {bandwidth_gbit: 25, latency_us: 10, efficiency: 2}",
+     "inter_host.efficiency: must be at most 1"),
+]
+
+
+class Scenarios:
+    def __init__(self, args, tmp):
+        self.args, self.tmp = args, tmp
+        self.tool = os.path.join(args.root, "launch", "ddp_scale.py")
+
+    def scale(self, *argv, timeout=600):
+        command = list(argv[:1]) if argv[:1] == ("sweep",) else []
+        rest = argv[len(command):]
+        return subprocess.run([sys.executable, self.tool, *command, "--build", self.args.build,
+                               *rest],
+                              capture_output=True, text=True, timeout=timeout, env=mpi_env())
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def expect_refused(self, path, fragment):
+        run = self.scale("--config", os.path.join(self.args.root, "configs", "seed_example.yaml"),
+                         "--cluster", path)
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2, f"{fragment}: exit {run.returncode}, stderr {run.stderr!r}"
+        assert len(lines) == 1 and path in lines[0] and fragment in lines[0], \
+            f"expected one line naming {path} and '{fragment}', got {run.stderr!r}"
+
+    def bad_cluster_files(self):
+        base = "ranks: [8, 64]\nranks_per_host: 8\n"
+        for i, (what, body, fragment) in enumerate(BAD_FILES):
+            self.expect_refused(self.write(f"bad{i}.yaml", base + body + "\n"), fragment)
+        self.expect_refused(self.write("indivisible.yaml", "ranks: [8, 12]\nranks_per_host: 8\n"
+                                       "inter_host: {bandwidth_gbit: 25, latency_us: 10}\n"),
+                            "ranks: 12 is not divisible by ranks_per_host (8)")
+        self.expect_refused(self.write("broken.yaml", "ranks: [8\n"), "not YAML")
+        self.expect_refused(os.path.join(self.tmp, "absent.yaml"), "cannot read")
+
+    def presets_predict(self):
+        presets = os.path.join(self.args.root, "configs", "clusters")
+        files = sorted(os.path.join(presets, f) for f in os.listdir(presets))
+        out = os.path.join(self.tmp, "presets.json")
+        run = self.scale("--config", os.path.join(self.args.root, "configs", "seed_example.yaml"),
+                         *[a for f in files for a in ("--cluster", f)], "--json", out)
+        assert run.returncode == 0, run.stderr[-2000:]
+        with open(out) as f:
+            results = json.load(f)
+        assert len(results) == len(files) >= 3, results
+        for result in results:
+            rows = {r["ranks"]: r for r in result["rows"]}
+            one = rows[1]["samples_per_sec"]
+            assert 512 in rows, f"{result['cluster']}: no prediction at 512 ranks"
+            effs = [(r, rows[r]["samples_per_sec"] / (r * one)) for r in sorted(rows)
+                    if rows[r]["hosts"] > 1]
+            assert all(e <= 1.0 for _, e in effs), f"{result['cluster']}: {effs}"
+            assert effs[-1][1] < effs[0][1], f"{result['cluster']}: efficiency not falling {effs}"
+            assert all(r["step_ms"] > 0 for r in rows.values())
+
+    def shaped_prediction(self):
+        sweep = os.path.join(self.tmp, "sweep_2x1_1gbit.json")
+        run = self.scale("sweep", "--hosts", "2", "--ranks-per-host", "1", "--rate", "1gbit",
+                         "--paths", "mpi/fp32", "--max-mb", "4", "--out", sweep)
+        assert run.returncode == 0, run.stderr[-2000:]
+        cluster = self.write("harness.yaml", "ranks: [2]\nranks_per_host: 1\n"
+                             f"cores_per_host: {os.cpu_count()}\nhosts_share_cores: true\n"
+                             f"sweeps: {sweep}\n")
+        config = os.path.join(self.args.root, "configs", "w2_fmnist_mlp.yaml")
+        out = os.path.join(self.tmp, "predicted.json")
+        run = self.scale("--config", config, "--cluster", cluster, "--json", out)
+        assert run.returncode == 0, run.stderr[-2000:]
+        with open(out) as f:
+            predicted = json.load(f)[0]["rows"][0]["samples_per_sec"]
+        script = (f"mpirun $DDP_MPIRUN_ARGS -n 2 {self.args.build}/ddp_bench --config {config} "
+                  "--warmup 5 --steps 40")
+        run = subprocess.run([os.path.join(self.args.root, "launch", "netns_cluster.sh"),
+                              "--hosts", "2", "--slots", "1", "--rate", "1gbit", "--", "sh",
+                              "-c", script], capture_output=True, text=True, timeout=300,
+                             env=mpi_env())
+        assert run.returncode == 0, run.stderr[-2000:]
+        measured = json.loads(run.stdout[run.stdout.index("{"):])["samples_per_sec"]
+        error = predicted / measured - 1
+        print(f"     predicted {predicted:,.0f} samples/s, measured {measured:,.0f}: "
+              f"{error:+.1%}")
+        assert abs(error) <= 0.30, f"prediction {error:+.1%} off (limit 30%)"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", required=True)
+    p.add_argument("--root", required=True)
+    p.add_argument("--only", nargs="*", help="run only these scenarios")
+    args = p.parse_args()
+    args.build, args.root = os.path.abspath(args.build), os.path.abspath(args.root)
+    names = args.only or ["bad_cluster_files", "presets_predict"]
+    if "shaped_prediction" in names and not namespaces_allowed():
+        print("SKIPPED: cannot create and enter network namespaces here (needs root with "
+              "CAP_NET_ADMIN, / as a mount point, iproute2 and unshare)")
+        return 77
+    with tempfile.TemporaryDirectory(prefix="ddp_scale_") as tmp:
+        return run_scenarios("scaling-model scenarios", Scenarios(args, tmp), names)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
