@@ -286,7 +286,7 @@ void parse_metrics(ConfigNode& root, Config& config) {
 
 }  // namespace
 
-Config parse_config(const YAML::Node& root_node, const std::string& file) {
+Config parse_config(const YAML::Node& root_node, const std::string& file, DataOrigin origin) {
   if (!root_node.IsMap()) throw ConfigError(file + ": expected a YAML mapping at the top level");
   Config config;
   config.file = file;
@@ -294,10 +294,16 @@ Config parse_config(const YAML::Node& root_node, const std::string& file) {
   ConfigNode root(root_node, config.resolved, "", file);
   config.seed = static_cast<uint64_t>(root.get<int64_t>("seed", 0));
 
-  ConfigNode data = root.child("data");
-  config.train_data = parse_source(data.child("train"), config.seed);
-  if (data.has("test")) config.test_data = parse_source(data.child("test"), config.seed + 1);
-  data.finish();
+  if (origin == DataOrigin::kMemory) {
+    if (root.has("data")) root.fail("data", "the data come from memory, not from the config");
+    config.train_data.path = "data.train";
+    config.train_data.type = "memory";
+  } else {
+    ConfigNode data = root.child("data");
+    config.train_data = parse_source(data.child("train"), config.seed);
+    if (data.has("test")) config.test_data = parse_source(data.child("test"), config.seed + 1);
+    data.finish();
+  }
 
   ConfigNode model = root.child("model");
   if (model.has("input")) {

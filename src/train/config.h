@@ -76,8 +76,13 @@ struct Config {
   YAML::Node resolved;  // every key with its value in force, defaults included
 };
 
+// Where a config's data come from: its data section, or the caller's memory (the C++ API's
+// arrays, api/keras.h), in which case a data section is refused and train_data says "memory".
+enum class DataOrigin { kConfig, kMemory };
+
 // Validates and converts a parsed YAML document; throws ConfigError naming file and key path.
-Config parse_config(const YAML::Node& root, const std::string& file);
+Config parse_config(const YAML::Node& root, const std::string& file,
+                    DataOrigin data = DataOrigin::kConfig);
 // Reads the file (YAML syntax errors are ConfigErrors too), applies --set overrides, parses.
 Config load_config(const std::string& file, const std::vector<std::string>& overrides);
 

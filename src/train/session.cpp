@@ -64,20 +64,26 @@ Session open_session(Communicator& comm, const std::string& config_path,
                      const std::vector<std::string>& overrides, const std::string& run_dir,
                      DeviceWorkMonitor* monitor, const std::function<void(const Config&)>& validate,
                      std::ostream* log) {
-  Session session;
+  Config config;
   Dataset train;
   std::optional<Dataset> test;
   // Only local work here; failures are agreed on before any rank moves on.
   run_agreed(comm, [&] {
-    session.config = load_config(config_path, overrides);
-    if (comm.rank() == 0 && validate) validate(session.config);
-    if (comm.rank() == 0 && !run_dir.empty()) write_resolved_config(session.config, run_dir);
-    train = load_reporting(session.config.train_data, comm.rank(), log);
-    if (session.config.test_data)
-      test = load_reporting(*session.config.test_data, comm.rank(), log);
+    config = load_config(config_path, overrides);
+    if (comm.rank() == 0 && validate) validate(config);
+    if (comm.rank() == 0 && !run_dir.empty()) write_resolved_config(config, run_dir);
+    train = load_reporting(config.train_data, comm.rank(), log);
+    if (config.test_data) test = load_reporting(*config.test_data, comm.rank(), log);
   });
+  return open_session(comm, std::move(config), std::move(train), std::move(test), monitor);
+}
+
+Session open_session(Communicator& comm, Config config, Dataset train, std::optional<Dataset> test,
+                     DeviceWorkMonitor* monitor) {
   check_same_data(comm, train);
   if (test) check_same_data(comm, *test);
+  Session session;
+  session.config = std::move(config);
   const TrainingConfig& t = session.config.training;
   run_agreed(comm, [&] {
     session.backend =

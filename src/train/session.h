@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -33,5 +34,10 @@ Session open_session(Communicator& comm, const std::string& config_path,
                      DeviceWorkMonitor* monitor = nullptr,
                      const std::function<void(const Config&)>& validate = {},
                      std::ostream* log = nullptr);
+
+// The same from a parsed config and data already in this rank's memory (the C++ API): checks
+// that all ranks hold the same data, chooses the device, builds the trainer. Collective.
+Session open_session(Communicator& comm, Config config, Dataset train, std::optional<Dataset> test,
+                     DeviceWorkMonitor* monitor = nullptr);
 
 }  // namespace ddp

@@ -1,0 +1,114 @@
+#pragma once
+// Note [C++ API]: Keras' Sequential / compile / fit in C++, for programs that link the installed
+// library (find_package(ddp_trainer), target ddp_trainer::ddp_trainer). Each call only writes the
+// matching part of a config, in the YAML schema ddp_train reads; fit() parses it with the same
+// checks (errors name the key, as for a file) and trains through the same Session and Trainer,
+// under mpirun with the same guarantees. A program and a YAML file that say the same train the
+// same model, bit for bit (tests/consumer/seed_example.cpp against configs/seed_example.yaml).
+//
+//   ddp::keras::Runtime runtime(&argc, &argv);  // MPI under mpirun, else a world of one
+//   ddp::keras::Sequential model({ddp::keras::Dense(64, "relu"), ddp::keras::Dense(10, "softmax")},
+//                                {10});
+//   model.compile(ddp::keras::Adam(0.001), "sparse_categorical_crossentropy", {"accuracy"});
+//   ddp::keras::History h = model.fit(runtime, ddp::keras::synthetic(1000, 10, 10), {.epochs =
+//   10});
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/mpi_communicator.h"
+#include "train/metrics.h"
+
+namespace ddp::keras {
+
+// MPI for as long as it lives when started by mpirun/mpiexec, otherwise a world of one.
+class Runtime {
+ public:
+  Runtime(int* argc, char*** argv);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+  Communicator& comm() { return *comm_; }
+  int rank() const { return comm_->rank(); }
+  int size() const { return comm_->size(); }
+
+ private:
+  std::unique_ptr<MpiRuntime> mpi_;
+  std::unique_ptr<Communicator> comm_;
+};
+
+// A layer, optimizer or data source: its entry in the config schema (README, Configs).
+struct Spec {
+  YAML::Node node;
+};
+
+Spec Dense(int64_t units, const std::string& activation = "linear");
+Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation = "linear",
+            const std::string& padding = "valid");
+Spec MaxPooling2D(int64_t pool_size = 2);
+Spec AveragePooling2D(int64_t pool_size = 2);
+Spec GlobalAveragePooling2D();
+Spec Flatten();
+Spec Dropout(double rate);
+Spec BatchNormalization(bool sync = false);
+
+Spec Adam(double learning_rate = 0.001);
+Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
+
+// Data the config could name (the same keys as data.train in a YAML file).
+Spec synthetic(int64_t samples, int64_t features, int64_t classes);
+Spec idx(const std::string& images, const std::string& labels, bool normalize = true);
+Spec csv(const std::string& path, bool header = true);
+
+// Samples in this process's memory, the same on every rank: features row-major with
+// `sample_shape` per sample, one class index per sample.
+struct Arrays {
+  std::vector<int64_t> sample_shape;
+  std::vector<float> features;
+  std::vector<int32_t> labels;
+};
+
+struct FitOptions {
+  int64_t epochs = 1;
+  int64_t batch_size = 32;         // global, split over the ranks (training.global_batch_size)
+  bool partial_last_batch = true;  // Keras' fit: the last, smaller batch is trained too
+  uint64_t seed = 0;
+  bool verbose = true;  // rank 0 prints Keras' epoch lines
+  // Any other config keys, as --set would give them: {"training.allreduce=mpi", ...}.
+  std::vector<std::string> set = {};
+};
+
+// One record per epoch, the same on every rank.
+struct History {
+  std::vector<EpochRecord> epochs;
+};
+
+class Sequential {
+ public:
+  // input_shape: one sample's shape (model.input); empty: taken from the data.
+  explicit Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shape = {});
+  void compile(const Spec& optimizer, const std::string& loss,
+               std::vector<std::string> metrics = {});
+  History fit(Runtime& runtime, const Spec& train, const FitOptions& options = {},
+              const std::optional<Spec>& validation = std::nullopt);
+  History fit(Runtime& runtime, const Arrays& train, const FitOptions& options = {},
+              const std::optional<Arrays>& validation = std::nullopt);
+  // The whole config fit() trains (data section included when the data are a Spec).
+  YAML::Node config(const FitOptions& options) const;
+
+ private:
+  History run(Runtime& runtime, YAML::Node config, bool in_memory, const Arrays* train,
+              const Arrays* validation, const FitOptions& options);
+  YAML::Node model_;
+  YAML::Node optimizer_;
+  YAML::Node loss_;
+  YAML::Node metrics_;
+};
+
+}  // namespace ddp::keras

@@ -1,0 +1,95 @@
+// The C++ API (Note [C++ API]) in a world of one: arrays in memory train exactly as the same
+// samples read from a CSV file named by a data Spec, and mistakes are the config's errors.
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "api/keras.h"
+#include "core/error.h"
+#include "data/dataset.h"
+
+namespace ddp {
+namespace {
+
+keras::Runtime& world_of_one() {
+  static int argc = 1;
+  static char name[] = "unit_tests";
+  static char* args[] = {name, nullptr};
+  static char** argv = args;
+  static keras::Runtime runtime(&argc, &argv);
+  return runtime;
+}
+
+keras::Sequential small_model() {
+  keras::Sequential model({keras::Dense(16, "relu"), keras::Dense(4, "softmax")}, {6});
+  model.compile(keras::Adam(0.01), "sparse_categorical_crossentropy", {"accuracy"});
+  return model;
+}
+
+keras::Arrays arrays_of(const Dataset& data) { return {{6}, data.features, data.labels}; }
+
+TEST(KerasApi, ArraysTrainAsTheSameSamplesFromAFile) {
+  const Dataset data = make_synthetic(200, 6, 4, 7);
+  const std::string csv = ::testing::TempDir() + "keras_api.csv";
+  {
+    std::ofstream out(csv);
+    out << "f0,f1,f2,f3,f4,f5,label\n";
+    char value[32];
+    for (int64_t i = 0; i < data.size(); ++i) {
+      for (int64_t j = 0; j < 6; ++j) {
+        std::snprintf(value, sizeof value, "%.9g,", data.features[i * 6 + j]);
+        out << value;
+      }
+      out << data.labels[i] << '\n';
+    }
+  }
+  const keras::FitOptions options{.epochs = 3, .batch_size = 32, .seed = 5, .verbose = false};
+  const keras::History from_memory =
+      small_model().fit(world_of_one(), arrays_of(data), options, arrays_of(data));
+  const keras::History from_file =
+      small_model().fit(world_of_one(), keras::csv(csv), options, keras::csv(csv));
+  std::filesystem::remove(csv);
+  ASSERT_EQ(from_memory.epochs.size(), 3u);
+  ASSERT_EQ(from_file.epochs.size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(from_memory.epochs[e].loss, from_file.epochs[e].loss) << "epoch " << e + 1;
+    EXPECT_EQ(*from_memory.epochs[e].val_loss, *from_file.epochs[e].val_loss);
+  }
+  // It learns: the loss falls from epoch 1 to 3.
+  EXPECT_LT(from_memory.epochs[2].loss, from_memory.epochs[0].loss);
+}
+
+TEST(KerasApi, MistakesAreConfigErrorsNamingTheKey) {
+  const Dataset data = make_synthetic(64, 6, 4, 1);
+  keras::Sequential uncompiled({keras::Dense(4, "softmax")}, {6});
+  EXPECT_THROW(uncompiled.fit(world_of_one(), arrays_of(data)), ConfigError);
+
+  keras::Arrays short_features = arrays_of(data);
+  short_features.features.pop_back();
+  try {
+    small_model().fit(world_of_one(), short_features, {.verbose = false});
+    FAIL() << "features of the wrong length were accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("training arrays"), std::string::npos) << e.what();
+  }
+  try {
+    small_model().fit(world_of_one(), arrays_of(data), {.verbose = false, .set = {"data.x=1"}});
+    FAIL() << "a data section was accepted with arrays";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data"), std::string::npos) << e.what();
+  }
+  keras::Sequential bad({keras::Dense(0, "relu"), keras::Dense(4, "softmax")}, {6});
+  bad.compile(keras::Adam(), "sparse_categorical_crossentropy");
+  try {
+    bad.fit(world_of_one(), arrays_of(data), {.verbose = false});
+    FAIL() << "a layer of 0 units was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.units"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ddp
