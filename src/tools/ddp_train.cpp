@@ -290,7 +290,8 @@ int train(Communicator& world, const Options& options, bool& training) {
         << format_summary(
                trainer.epoch_records(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count())
-        << "outputs: " << options.run_dir << "/ (config.yaml, metrics.jsonl), checkpoints in "
+        << "outputs: " << options.run_dir << "/ (config.yaml, metrics.jsonl"
+        << (config.logging.tensorboard ? ", tensorboard/" : "") << "), checkpoints in "
         << checkpoint_dir(config, options) << std::endl;
   if (!options.predict_out.empty())
     run_agreed(comm, [&] {

@@ -225,6 +225,14 @@ CheckpointConfig parse_checkpoint(ConfigNode node) {
   return c;
 }
 
+LoggingConfig parse_logging(ConfigNode node) {
+  LoggingConfig c;
+  c.tensorboard = node.get("tensorboard", false);
+  c.every_steps = positive(node, "every_steps", node.get<int64_t>("every_steps", 10));
+  node.finish();
+  return c;
+}
+
 // Keras' kernel_regularizer: {l1: a, l2: b}, either or both (Note [weight penalty]).
 void parse_regularizer(ConfigNode& layer, LayerSpec& spec) {
   if (!layer.has("kernel_regularizer")) return;
@@ -366,6 +374,7 @@ Config parse_config(const YAML::Node& root_node, const std::string& file, DataOr
     config.checkpoint =
         parse_checkpoint(ConfigNode(empty, config.resolved["checkpoint"], "checkpoint", file));
   }
+  config.logging = parse_logging(root.optional_child("logging"));
   root.finish();
   return config;
 }

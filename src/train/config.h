@@ -60,6 +60,12 @@ struct CheckpointConfig {
   std::string dir;  // empty: <run dir>/checkpoints
 };
 
+// Note [TensorBoard events] (train/tensorboard_writer.h): rank 0's event files in the run dir.
+struct LoggingConfig {
+  bool tensorboard = false;
+  int64_t every_steps = 10;  // the step loss and learning rate, every this many steps
+};
+
 struct Config {
   std::string file;  // where it came from, for messages
   uint64_t seed = 0;
@@ -73,6 +79,7 @@ struct Config {
   OptimizerConfig optimizer;
   TrainingConfig training;
   CheckpointConfig checkpoint;
+  LoggingConfig logging;
   YAML::Node resolved;  // every key with its value in force, defaults included
 };
 

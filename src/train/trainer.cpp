@@ -169,6 +169,42 @@ void Trainer::set_reporting(std::ostream* log, ProgressMode progress, const std:
       std::make_unique<ProgressBar>(log ? *log : std::cout, log ? progress : ProgressMode::kOff);
   if (!run_dir.empty())
     metrics_log_ = std::make_unique<MetricsLog>(run_dir + "/metrics.jsonl", epoch_);
+  if (!run_dir.empty() && config_.logging.tensorboard)
+    tensorboard_ = std::make_unique<TensorBoardWriter>(run_dir + "/tensorboard", completed_steps_);
+  epoch_start_phases_ = phase_times_;
+}
+
+// Collective when due (every rank runs it at the same steps): the step's loss over all ranks.
+void Trainer::log_step_loss(double loss_sum, int64_t step_samples) {
+  if (!config_.logging.tensorboard || completed_steps_ % config_.logging.every_steps != 0) return;
+  comm_.all_reduce_sum(std::span<double>(&loss_sum, 1));
+  if (!tensorboard_) return;
+  tensorboard_->scalar("step/loss", completed_steps_,
+                       loss_sum / static_cast<double>(std::max<int64_t>(step_samples, 1)));
+  tensorboard_->scalar("step/learning_rate", completed_steps_, schedule_->at(completed_steps_ - 1));
+  tensorboard_->flush();
+}
+
+void Trainer::log_epoch(const EpochRecord& record, int64_t steps_run) {
+  const PhaseTimes& now = phase_times_;
+  const PhaseTimes& then = epoch_start_phases_;
+  const double per_step_ms = 1e3 / static_cast<double>(std::max<int64_t>(steps_run, 1));
+  if (tensorboard_) {
+    TensorBoardWriter& tb = *tensorboard_;
+    const int64_t step = completed_steps_;
+    tb.scalar("epoch/loss", step, record.loss);
+    for (const MetricValue& m : record.metrics) tb.scalar("epoch/" + m.name, step, m.value);
+    if (record.val_loss) tb.scalar("epoch/val_loss", step, *record.val_loss);
+    for (const MetricValue& m : record.val_metrics) tb.scalar("epoch/val_" + m.name, step, m.value);
+    tb.scalar("epoch/samples_per_sec", step, record.samples_per_sec);
+    tb.scalar("time/compute_ms_per_step", step,
+              (now.data + now.forward + now.backward - then.data - then.forward - then.backward) *
+                  per_step_ms);
+    tb.scalar("time/exposed_communication_ms_per_step", step, (now.comm - then.comm) * per_step_ms);
+    tb.scalar("time/optimizer_ms_per_step", step, (now.optimizer - then.optimizer) * per_step_ms);
+    tb.flush();
+  }
+  epoch_start_phases_ = phase_times_;
 }
 
 void Trainer::set_checkpointing(const CheckpointConfig& policy, CheckpointHook hook) {
@@ -260,6 +296,7 @@ void Trainer::train_step() {
   }
   const int64_t every = config_.training.check_replicas_every;
   if (every > 0 && completed_steps_ % every == 0) verify_replicas();
+  log_step_loss(loss_sum, step_samples);
 }
 
 // Note [non-finite check]: a step whose summed gradients hold a NaN or infinity is skipped
@@ -355,6 +392,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   progress_->clear();
   if (log_) *log_ << format_epoch_line(record) << '\n' << std::flush;
   if (metrics_log_) metrics_log_->append(record);
+  log_epoch(record, steps_run);
   epoch_records_.push_back(record);
 }
 

@@ -21,6 +21,7 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/metrics.h"
+#include "train/tensorboard_writer.h"
 #include "train/weight_penalty.h"
 
 namespace ddp {
@@ -180,6 +181,12 @@ class Trainer {
   std::ostream* log_ = nullptr;
   std::unique_ptr<ProgressBar> progress_;
   std::unique_ptr<MetricsLog> metrics_log_;
+  // Note [TensorBoard events]: rank 0's writer (with a run dir); the phase times at the start of
+  // the epoch, for its time split.
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  PhaseTimes epoch_start_phases_;
+  void log_step_loss(double loss_sum, int64_t step_samples);
+  void log_epoch(const EpochRecord& record, int64_t steps_run);
   std::vector<EpochRecord> epoch_records_;
 };
 
