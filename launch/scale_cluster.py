@@ -88,13 +88,16 @@ def _number(value, where, positive=True):
     return float(value)
 
 
+def _only_known(node, known, prefix):
+    for key in node:
+        if key not in known:
+            raise ClusterError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(known))})")
+
+
 def _link(node, where):
     if not isinstance(node, dict):
         raise ClusterError(f"{where}: must be a mapping with bandwidth_gbit and latency_us")
-    for key in node:
-        if key not in LINK_KEYS:
-            raise ClusterError(f"{where}.{key}: unknown key (known: "
-                               f"{', '.join(sorted(LINK_KEYS))})")
+    _only_known(node, LINK_KEYS, f"{where}.")
     for key in ("bandwidth_gbit", "latency_us"):
         if key not in node:
             raise ClusterError(f"{where}.{key}: missing")
@@ -118,10 +121,7 @@ def load_cluster(path):
         raise ClusterError(f"{path}: not YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(node, dict):
         raise ClusterError(f"{path}: must be a mapping of cluster keys")
-    for key in node:
-        if key not in CLUSTER_KEYS:
-            raise ClusterError(f"{path}: {key}: unknown key (known: "
-                               f"{', '.join(sorted(CLUSTER_KEYS))})")
+    _only_known(node, CLUSTER_KEYS, f"{path}: ")
     rph = node.get("ranks_per_host")
     if isinstance(rph, bool) or not isinstance(rph, int) or rph < 1:
         raise ClusterError(f"{path}: ranks_per_host: must be a whole number >= 1, got {rph!r}")
