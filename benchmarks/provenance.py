@@ -14,9 +14,18 @@ def cpu_model():
     return "unknown CPU"
 
 
+def git(*args):
+    """git's output in the source tree; empty without git (a user's machine may have none) or
+    outside a clone."""
+    try:
+        return subprocess.run(["git", "-C", ROOT, *args], capture_output=True,
+                              text=True).stdout.strip()
+    except FileNotFoundError:
+        return ""
+
+
 def commit():
-    return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip() or "unknown commit"
+    return git("rev-parse", "--short", "HEAD") or "unknown commit"
 
 
 def cpu_family_model():
@@ -33,9 +42,11 @@ def cpu_family_model():
 def record():
     """The whole provenance of a results file: commit (and whether the tree was clean), date,
     CPU, full lscpu, load averages at the start, kernel."""
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        lscpu = "lscpu not found"
     return {"commit": commit(), "tree": "modified" if dirty else "clean",
             "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu_model(),
             "cpu_id": cpu_family_model(), "cores": os.cpu_count(), "lscpu": lscpu,
