@@ -29,6 +29,7 @@ import provenance  # noqa: E402
 import scale_cluster  # noqa: E402
 import scale_model  # noqa: E402
 
+PROFILE_VERSION = 2  # what a profile holds; cached ones of other versions are measured again
 PROFILE_OVERRIDES = ["training.overlap=false", "training.zero=0", "training.allreduce=auto",
                      "training.wire_dtype=fp32"]
 # (path, wire, overlap): the trainer's reductions between hosts. With overlap the MPI path runs
@@ -97,6 +98,7 @@ def profile(build, config, overrides, repeats=3, warmup=5, steps=20):
                       scale_model.Curve(shm["fp32"]).ms(big)) / big)
     return {"config": config, "overrides": overrides, "per_rank_batch": one["per_rank_batch"],
             "parameters": one["parameters"], "tensors": one["tensors"],
+            "forward_flops_per_sample": one["forward_flops_per_sample"],
             "ready": [{"offset": c["offset"], "fraction": min(1.0, c["ms"] / backward)}
                       for c in one["ready_ms"]],
             "compute": compute, "optimizer_state_bytes":
@@ -107,7 +109,7 @@ def profile(build, config, overrides, repeats=3, warmup=5, steps=20):
 
 
 def cached_profile(args):
-    key = hashlib.sha256(json.dumps([os.path.abspath(args.config), args.set,
+    key = hashlib.sha256(json.dumps([PROFILE_VERSION, os.path.abspath(args.config), args.set,
                                      open(args.config, "rb").read().hex()]).encode())
     path = os.path.join(args.build, f"ddp_scale_profile_{key.hexdigest()[:12]}.json")
     if os.path.exists(path) and not args.reprofile:
@@ -143,9 +145,10 @@ def per_rank_batch(args, profile, ranks):
 def show_prediction(p, cluster, args):
     print(f"\ncluster {cluster['name']} ({cluster['file']}):")
     if cluster["gpu_tflops"]:
-        print(f"  compute assumed: {cluster['gpu_tflops']:g} TFLOP/s per GPU on 6 FLOPs per "
-              "parameter and sample (dense layers), 5 us per kernel launch, optimizer at 4.8 "
-              "TB/s; no GPU run measured")
+        print(f"  compute assumed: {cluster['gpu_tflops']:g} TFLOP/s per GPU on the model's "
+              f"{3 * p.get('forward_flops_per_sample', 2 * p['parameters']) / 1e6:.1f} MFLOP per "
+              "sample (forward + backward), 5 us per kernel launch, optimizer at 4.8 TB/s; no GPU "
+              "run measured")
     print(f"  {'ranks':>6} {'hosts':>6} {'batch':>6} {'path':>13} {'step ms':>9} {'comm ms':>9} "
           f"{'samples/s':>11} {'efficiency':>10} {'state MB':>9} | best settings (gain)")
     for ranks in cluster["ranks"]:

@@ -8,7 +8,7 @@ trainer runs it:
   with 2 ranks on this machine (the second carries the slowdown of ranks sharing a socket).
   A host running more ranks than it has cores time-shares them (x ranks / cores); `compute_speed`
   scales a cluster's cores against this machine's; a GPU cluster's compute is the profile's
-  dense-layer FLOPs (6 x parameters per sample) at the stated `gpu_tflops`.
+  forward FLOPs (ddp_bench: 2 per weight and output position) x 3 at the stated `gpu_tflops`.
 - Buckets: cut from the model's tensors exactly as src/comm/buckets.cpp cuts them; bucket k can
   start when backward has made its first tensor's gradient final (the profile's ready times).
 - Communication of one bucket of b bytes (fp32; bf16 halves what crosses a link and adds the
@@ -85,10 +85,12 @@ def compute_ms(profile, cluster, ranks, batch):
     hosts, per_host = layout(cluster, ranks)
     scale = batch / profile["per_rank_batch"]
     if cluster["gpu_tflops"]:
-        # Dense-layer FLOPs: 2 per weight and sample forward, 4 backward, plus a kernel launch
-        # (~5 us) per tensor and pass; the optimizer reads and writes parameters, gradients and
-        # two moments once at an H200's 4.8 TB/s.
-        flop_ms = 2 * profile["parameters"] * batch / (cluster["gpu_tflops"] * 1e12) * 1e3
+        # The forward pass's FLOPs (ddp_bench counts 2 per weight and output position), twice
+        # that backward, plus a kernel launch (~5 us) per tensor and pass; the optimizer reads
+        # and writes parameters, gradients and two moments once at an H200's 4.8 TB/s.
+        # Profiles from before ddp_bench counted FLOPs: a Dense model's 2 per parameter.
+        flops = profile.get("forward_flops_per_sample", 2 * profile["parameters"]) * batch
+        flop_ms = flops / (cluster["gpu_tflops"] * 1e12) * 1e3
         launches_ms = len(profile["tensors"]) * GPU_LAUNCH_MS
         return {"data": 0.0, "forward": flop_ms + launches_ms,
                 "backward": 2 * flop_ms + 2 * launches_ms,

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -17,6 +18,7 @@
 #include "comm/agreement.h"
 #include "comm/launch.h"
 #include "core/error.h"
+#include "nn/layer.h"
 #include "train/session.h"
 
 namespace {
@@ -89,6 +91,17 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
   nlohmann::json ready_json = nlohmann::json::array();
   for (size_t i = 0; i < ready.size(); ++i)
     ready_json.push_back({{"offset", t.ready_offsets[i]}, {"ms", ready[i] * per_step_ms}});
+  // Multiply-adds of a forward pass per sample, as 2 FLOPs each: every weight is used once per
+  // output position (once for a Dense layer, out_h x out_w times for a convolution). The scaling
+  // model turns this into GPU compute time.
+  double forward_flops = 0;
+  for (const std::unique_ptr<Layer>& layer : trainer.model().layers()) {
+    const Shape out = layer->output_shape();
+    const int64_t channels = out.dims().empty() ? 1 : std::max<int64_t>(out.dims().back(), 1);
+    const auto positions = static_cast<double>(out.numel() / channels);
+    for (const ParamSpec& p : layer->param_specs())
+      forward_flops += 2.0 * static_cast<double>(p.shape.numel()) * positions;
+  }
   nlohmann::json tensors = nlohmann::json::array();
   for (const ParamEntry& e : trainer.model().param_entries())
     tensors.push_back({{"name", e.name}, {"offset", e.offset}, {"count", e.count}});
@@ -120,6 +133,7 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
       {"peak_rss_mb", rss},
       {"cpu_binding", bound},
       {"ready_ms", ready_json},
+      {"forward_flops_per_sample", forward_flops},
       {"tensors", tensors},
       {"buckets", buckets},
       {"optimizer_state_mb_per_rank",
