@@ -56,9 +56,15 @@ def mpi_env():
 
 
 def run_json(cmd, what, timeout=900):
-    run = subprocess.run(cmd, capture_output=True, text=True, env=mpi_env(), timeout=timeout)
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, env=mpi_env(), timeout=timeout)
+    except FileNotFoundError as e:
+        fail(f"{what}: {e.filename}: not found (Open MPI's mpirun on PATH?)")
     if run.returncode != 0:
-        fail(f"{what} failed (exit {run.returncode}): {run.stderr.strip()[-1500:]}")
+        # The tool's own error line (ddp_bench names the file and key), not mpirun's epilogue.
+        lines = [x for x in run.stderr.splitlines() if "error" in x] or run.stderr.splitlines()
+        fail(f"{what} failed (exit {run.returncode}): "
+             f"{lines[0].strip() if lines else 'no message'}", run.returncode)
     # The JSON may come before or after the tool's table (its stdout is flushed at exit).
     return json.JSONDecoder().raw_decode(run.stdout[run.stdout.index("{"):])[0]
 
@@ -138,8 +144,11 @@ def per_rank_batch(args, profile, ranks):
     """--global-batch G: G / ranks per rank (strong scaling); else --per-rank-batch or the
     config's (weak scaling)."""
     if args.global_batch:
-        return max(1, args.global_batch // ranks)
-    return args.per_rank_batch or profile["per_rank_batch"]
+        if args.global_batch % ranks:
+            fail(f"--global-batch {args.global_batch}: not divisible by {ranks} ranks (a rank "
+                 "count of a cluster file)", 2)
+        return args.global_batch // ranks
+    return args.per_rank_batch or (profile or {}).get("per_rank_batch")
 
 
 def show_prediction(p, cluster, args):
@@ -153,7 +162,8 @@ def show_prediction(p, cluster, args):
           f"{'samples/s':>11} {'efficiency':>10} {'state MB':>9} | best settings (gain)")
     for ranks in cluster["ranks"]:
         batch = per_rank_batch(args, p, ranks)
-        one = scale_model.simulate(p, cluster, 1, {}, batch)
+        # Weak scaling: one rank at the same per-rank batch; strong: one rank with all of it.
+        one = scale_model.simulate(p, cluster, 1, {}, args.global_batch or batch)
         base, best, _ = scale_model.recommend(p, cluster, ranks, batch)
         eff = base["samples_per_sec"] / (ranks * one["samples_per_sec"])
         changed = {k: v for k, v in best["settings"].items() if v != scale_model.DEFAULTS[k]}
@@ -170,10 +180,12 @@ def show_prediction(p, cluster, args):
     print(f"  ZeRO-1 at {ranks} ranks: {scale_model.memory_mb(p, ranks, True):.1f} MB of model "
           f"state per rank instead of {scale_model.memory_mb(p, ranks, False):.1f}; measured peak "
           f"memory here {p['peak_rss_mb']['1']:.0f} MB (1 rank)")
-    print("  efficiency: samples/s over ranks x one rank's samples/s at the same per-rank batch")
+    print("  efficiency: samples/s over ranks x one rank's samples/s " +
+          ("with the whole global batch (strong scaling)" if args.global_batch
+           else "at the same per-rank batch (weak scaling)"))
 
 
-def plot(prof, clusters, results, path):
+def plot(prof, clusters, results, path, global_batch=None):
     try:
         import matplotlib
     except ImportError:
@@ -183,11 +195,11 @@ def plot(prof, clusters, results, path):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for cluster, result in zip(clusters, results):
-        one = {r["batch"]: scale_model.simulate(prof, cluster, 1, {}, r["batch"])
-               for r in result["rows"]}
-        points = [(r["ranks"], r["samples_per_sec"] / (r["ranks"] *
-                                                       one[r["batch"]]["samples_per_sec"]))
-                  for r in result["rows"]]
+        points = []
+        for r in result["rows"]:  # the reference as show_prediction's
+            one = scale_model.simulate(prof, cluster, 1, {}, global_batch or r["batch"])
+            points.append((r["ranks"], r["samples_per_sec"] / (r["ranks"] *
+                                                               one["samples_per_sec"])))
         ax.plot(*zip(*points), marker="o", label=cluster["name"])
     ax.set(xscale="log", xlabel="ranks", ylabel="predicted scaling efficiency", ylim=(0, 1.15),
            title=f"ddp_scale: {os.path.basename(prof['config'])}, defaults")
@@ -269,6 +281,9 @@ def main(argv):
             fail(str(e), 2)
     if not os.path.exists(a.config):
         fail(f"{a.config}: no such config file", 2)
+    for cluster in clusters:  # before anything is measured or printed
+        for ranks in cluster["ranks"]:
+            per_rank_batch(a, None, ranks)
     for tool in ("ddp_bench", "bench_allreduce"):
         if not os.access(os.path.join(a.build, tool), os.X_OK):
             fail(f"{os.path.join(a.build, tool)}: not built (cmake --build {a.build}), or give "
@@ -285,7 +300,7 @@ def main(argv):
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
     if a.plot:
-        plot(prof, clusters, results, a.plot)
+        plot(prof, clusters, results, a.plot, a.global_batch)
     return 0
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """launch/ddp_scale.py (Note [scaling model]):
   bad_cluster_files   unknown keys, zero bandwidth, ranks not divisible by ranks_per_host, a
-                      missing or non-YAML file: exit 2 with one line naming the file and the key
+                      missing or non-YAML file: exit 2 with one line naming the file and the key;
+                      a bad training config (ddp_bench's error line) and a global batch the
+                      rank counts do not divide: exit 2 with one line
   presets_predict     every preset of configs/clusters predicts the seed example at its rank
                       counts, efficiency never above 1 across hosts, falling from 2 hosts to 512
   shaped_prediction   (root) W2 on 2 hosts x 1 rank of launch/netns_cluster.sh, links shaped to
@@ -74,6 +76,17 @@ class Scenarios:
                             "ranks: 12 is not divisible by ranks_per_host (8)")
         self.expect_refused(self.write("broken.yaml", "ranks: [8\n"), "not YAML")
         self.expect_refused(os.path.join(self.tmp, "absent.yaml"), "cannot read")
+        # A bad training config: ddp_bench's own error line, naming the key, and its exit code.
+        preset = os.path.join(self.args.root, "configs", "clusters", "cpu_25gbe.yaml")
+        with open(os.path.join(self.args.root, "configs", "seed_example.yaml")) as f:
+            config = self.write("bad_config.yaml", f.read().replace("units: 64", "units: 0"))
+        run = self.scale("--config", config, "--cluster", preset, "--reprofile")
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and len(lines) == 1 and "units" in lines[0], run.stderr
+        run = self.scale("--config", os.path.join(self.args.root, "configs", "seed_example.yaml"),
+                         "--cluster", preset, "--global-batch", "100")
+        assert run.returncode == 2 and "--global-batch 100: not divisible" in run.stderr, \
+            run.stderr
 
     def presets_predict(self):
         presets = os.path.join(self.args.root, "configs", "clusters")
