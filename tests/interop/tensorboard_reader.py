@@ -13,7 +13,6 @@ import argparse
 import glob
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -91,11 +90,8 @@ def main():
     p.add_argument("--configs", required=True)
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ddp_tensorboard_") as tmp:
-        try:
-            return run_scenarios("tensorboard reader", Scenarios(args, tmp),
-                                 ["fashion_mnist", "resume"])
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return run_scenarios("tensorboard reader", Scenarios(args, tmp),
+                             ["fashion_mnist", "resume"])
 
 
 if __name__ == "__main__":
