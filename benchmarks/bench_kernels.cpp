@@ -49,7 +49,7 @@ void BM_DenseBackward(benchmark::State& state) {
   DeviceBuffer dx(*backend, b * in), dw(*backend, out * in), db(*backend, out);
   for (auto _ : state) {
     backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(),
-                            db.data(), b, in, out, Activation::kRelu, false);
+                            db.data(), b, in, out, Activation::kRelu, false, nullptr);
     benchmark::DoNotOptimize(dw.data());
   }
   state.counters["GFLOP/s"] = benchmark::Counter(4.0 * b * in * out * state.iterations() / 1e9,

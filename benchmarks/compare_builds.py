@@ -5,7 +5,8 @@ writes a Markdown table of medians with their spread.
   git worktree add /tmp/base <commit> && cmake -S /tmp/base -B /tmp/build-base && \\
     cmake --build /tmp/build-base --target ddp_bench
   benchmarks/compare_builds.py --build "base=/tmp/build-base/ddp_bench" \\
-    --build "head=build/ddp_bench" --reps 6 --out benchmarks/results/compare_builds.md"""
+    --build "head=build/ddp_bench" --reps 6 --out benchmarks/results/compare_builds.md
+Two settings of one build: give it twice under two labels and --set LABEL=section.key=value."""
 
 import argparse
 import json
@@ -23,8 +24,8 @@ WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", 
              "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"])}
 
 
-def run(binary, config, args, ranks):
-    cmd = [binary, "--config", config, *args]
+def run(binary, config, args, ranks, overrides):
+    cmd = [binary, "--config", config, *args, *(a for o in overrides for a in ("--set", o))]
     if ranks > 1:
         cmd = ["mpirun", "-n", str(ranks), "--bind-to", "core", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, check=True).stdout
@@ -34,21 +35,29 @@ def run(binary, config, args, ranks):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--build", action="append", required=True, help="LABEL=path/to/ddp_bench")
+    p.add_argument("--set", action="append", default=[], metavar="LABEL=KEY=VALUE",
+                   help="a config override for one label's runs")
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--out", help="Markdown results file")
     a = p.parse_args()
     builds = dict(b.split("=", 1) for b in a.build)
+    overrides = {label: [] for label in builds}
+    for s in a.set:
+        label, override = s.split("=", 1)
+        if label not in overrides:
+            p.error(f"--set {s}: no --build labelled {label}")
+        overrides[label].append(override)
     samples, paths = {}, {}
     for _ in range(a.reps):
         for name, (config, args) in WORKLOADS.items():
             for ranks in (1, 2):
                 for label, binary in builds.items():
-                    result = run(binary, config, args, ranks)
+                    result = run(binary, config, args, ranks, overrides[label])
                     samples.setdefault((name, ranks, label), []).append(result["samples_per_sec"])
                     paths[(name, ranks, label)] = result.get("gradient_sync", "")
     commit = provenance.commit()
-    lines = [f"Command: `benchmarks/compare_builds.py {' '.join('--build ' + b for b in a.build)} "
-             f"--reps {a.reps}`", "",
+    flags = [f"--build {b}" for b in a.build] + [f"--set {s}" for s in a.set]
+    lines = [f"Command: `benchmarks/compare_builds.py {' '.join(flags)} --reps {a.reps}`", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on "
              f"{provenance.cpu_model()}, "
              f"{os.cpu_count()} cores; builds alternated run by run; samples/s, median of "

@@ -36,6 +36,9 @@ CONFIGS = {"w1": "configs/w1_seed.yaml", "w2": "configs/w2_fmnist_mlp.yaml",
 BATCH = {"w1": 32, "w2": 128, "w3": 64, "w4": 64}
 GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4", "w4tta")
 TIMEOUT_S = 900
+# The update after backward, as before Note [update in backward]: its phases give the roofline.
+UPDATE_AFTER = compare_report.UPDATE_AFTER
+NO_UPDATE_IN_BACKWARD = "training.update_in_backward=false"
 
 
 def isa_coretype():
@@ -228,9 +231,11 @@ def main():
         row("w2", {"ours": lambda: ours("w2", 1, steps(600), 1000),
                    "ours no-FTZ": lambda: ours("w2", 1, steps(600), 1000,
                                                ["training.flush_denormals=false"]),
+                   UPDATE_AFTER: lambda: ours("w2", 1, steps(600), 1000, [NO_UPDATE_IN_BACKWARD]),
                    **torch_runners("w2", 1, 1, 128, steps(300), 1000, ftz_both=True)})
     if "w3" in only:
         row("w3", {"ours": lambda: ours("w3", 1, steps(40), 5),
+                   UPDATE_AFTER: lambda: ours("w3", 1, steps(40), 5, [NO_UPDATE_IN_BACKWARD]),
                    **torch_runners("w3", 1, 1, 64, steps(30), 5)})
     two_core = dict(compiled=False, eager_defaults=False)
     if "2core" in only:

@@ -29,9 +29,11 @@ import provenance  # noqa: E402
 import scale_cluster  # noqa: E402
 import scale_model  # noqa: E402
 
-PROFILE_VERSION = 2  # what a profile holds; cached ones of other versions are measured again
+PROFILE_VERSION = 3  # what a profile holds; cached ones of other versions are measured again
+# The 1-rank run stands for one rank per host of a larger job, where the optimizer cannot update
+# during backward (Note [update in backward]).
 PROFILE_OVERRIDES = ["training.overlap=false", "training.zero=0", "training.allreduce=auto",
-                     "training.wire_dtype=fp32"]
+                     "training.wire_dtype=fp32", "training.update_in_backward=false"]
 # (path, wire, overlap): the trainer's reductions between hosts. With overlap the MPI path runs
 # non-blocking collectives, whose algorithms differ from the blocking ones'; shared memory and
 # hierarchical block either way.

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -43,6 +44,10 @@ struct AdamHyper {
   float weight_decay = 0;
 };
 
+// Rows [first_row, first_row + rows) of a dense layer's weight gradient, (rows, in) floats of
+// backend memory, valid during the call (Note [update in backward]).
+using RowBlockConsumer = std::function<void(int64_t first_row, int64_t rows, const float* block)>;
+
 class ComputeBackend {
  public:
   virtual ~ComputeBackend() = default;
@@ -59,10 +64,13 @@ class ComputeBackend {
                              int64_t batch, int64_t in, int64_t out, Activation act) = 0;
   // Writes dw (out, in) and db (out), or adds to them when `accumulate`; writes dx (batch, in)
   // unless it is null. dy (batch, out) is used as scratch for the pre-activation gradient. y is
-  // the forward output.
+  // the forward output. With `consume_dw` (never with `accumulate`) dw's rows go to it instead,
+  // block by block, once dx and db are written, so it may update w: a backend that keeps the
+  // blocks in cache leaves dw unwritten, another writes dw and hands it over in one block.
   virtual void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                               float* dw, float* db, int64_t batch, int64_t in, int64_t out,
-                              Activation act, bool accumulate) = 0;
+                              Activation act, bool accumulate,
+                              const RowBlockConsumer* consume_dw) = 0;
 
   virtual void activation_forward(Activation act, const float* x, float* y, size_t count) = 0;
   // dx = dy * act'(x), expressed through the forward output y. dx may alias dy.

@@ -115,11 +115,15 @@ bool skinny_to_blas() {
 // large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
 // repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
 // without AVX-512 or BLAS.
+bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
+  return tiled_gemm_available() && !is_small_product(m, n, k) &&
+         is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas();
+}
+
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
           const float* b, float* c, bool accumulate = false) {
   const bool small = is_small_product(m, n, k);
-  if (tiled_gemm_available() &&
-      (small || (is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas()))) {
+  if ((small && tiled_gemm_available()) || skinny_and_tiled(transpose_a, transpose_b, m, n, k)) {
     tiled_gemm(transpose_a, transpose_b, m, n, k, a, b, c, accumulate);
     return;
   }
@@ -206,15 +210,23 @@ class CpuBackend final : public ComputeBackend {
 
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
-                      bool accumulate) override {
+                      bool accumulate, const RowBlockConsumer* consume_dw) override {
     activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
-    gemm(true, false, out, in, batch, dy, x, dw, accumulate);  // (batch, out)^T x (batch, in)
     if (!accumulate) std::fill(db, db + out, 0.0f);
     for (int64_t r = 0; r < batch; ++r) {
       const float* row = dy + r * out;
       for (int64_t c = 0; c < out; ++c) db[c] += row[c];
     }
+    // dx first: consume_dw may update w.
     if (dx) gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
+    // dw = (batch, out)^T x (batch, in). Each element is the same chain of multiply-adds over the
+    // batch in every kernel here, so blocks and a stored dw hold the same bits.
+    if (consume_dw && skinny_and_tiled(true, false, out, in, batch)) {
+      tiled_weight_grad_blocks(out, in, batch, dy, x, *consume_dw);
+      return;
+    }
+    gemm(true, false, out, in, batch, dy, x, dw, accumulate);
+    if (consume_dw) (*consume_dw)(0, out, dw);
   }
 
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {

@@ -13,6 +13,8 @@ namespace ddp {
 namespace {
 // Below this many multiply-adds a product is small (Note [tiled GEMM]).
 constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
+// The scratch block of tiled_weight_grad_blocks: in L2 next to the update's streams.
+constexpr int64_t kBlockBytes = int64_t{128} << 10;
 }  // namespace
 
 #ifdef __AVX512F__
@@ -279,13 +281,9 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
   }
 }
 
-// C (m, n) = A (k, m)^T B (k, n) with k the batch (a dense layer's weight gradient): B packed into
-// 48-column panels once, then C written block of 8 rows by block, each row in storage order
-// (8 x 3 vectors measured faster than 6 x 4 here).
-void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
-                         bool accumulate) {
-  constexpr int kRows = 8, kVectors = 3;
-  constexpr int64_t kWidth = kVectors * kLanes;
+// B (k, n) packed into 48-column panels: the weight gradient's operand, used by every row block.
+const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k) {
+  constexpr int64_t kWidth = 3 * kLanes;
   const int64_t panels = (n + kWidth - 1) / kWidth;
   thread_local std::vector<float> packed;
   packed.resize(static_cast<size_t>(panels * k * kWidth));
@@ -293,14 +291,28 @@ void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const 
     const int64_t j = q * kWidth;
     pack_panel(b, n, k, j, std::min(kWidth, n - j), kWidth, packed.data() + q * k * kWidth);
   }
-  for (int64_t i0 = 0; i0 < m; i0 += kRows) {
-    const int64_t rows = std::min<int64_t>(kRows, m - i0);
-    for (int64_t q = 0; q < panels; ++q) {
-      const int64_t j = q * kWidth;
-      panel_rows<kRows, kVectors>(rows, k, a + i0, 1, m, packed.data() + q * k * kWidth,
-                                  c + i0 * n + j, n, std::min(kWidth, n - j), accumulate);
+  return packed.data();
+}
+
+// Rows [i0, i0 + rows) of C (m, n) = A (k, m)^T B (k, n) into c (rows, n), from B's packed panels:
+// 8-row tiles, each row in storage order (8 x 3 vectors measured faster than 6 x 4 here).
+void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k, const float* a,
+                      const float* packed, float* c, bool accumulate) {
+  constexpr int kRows = 8, kVectors = 3;
+  constexpr int64_t kWidth = kVectors * kLanes;
+  for (int64_t i = i0; i < i0 + rows; i += kRows) {
+    const int64_t tile_rows = std::min<int64_t>(kRows, i0 + rows - i);
+    for (int64_t j = 0; j < n; j += kWidth) {
+      panel_rows<kRows, kVectors>(tile_rows, k, a + i, 1, m, packed + j * k, c + (i - i0) * n + j,
+                                  n, std::min(kWidth, n - j), accumulate);
     }
   }
+}
+
+// C (m, n) = A (k, m)^T B (k, n) with k the batch (a dense layer's weight gradient).
+void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
+                         bool accumulate) {
+  weight_grad_rows(0, m, m, n, k, a, packed_weight_grad_panels(b, n, k), c, accumulate);
 }
 
 }  // namespace
@@ -321,6 +333,19 @@ void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_
   }
 }
 
+void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
+                              const RowBlockConsumer& consume) {
+  const float* packed = packed_weight_grad_panels(b, n, k);
+  const int64_t block_rows = rows_per_block(n);
+  thread_local std::vector<float> block;
+  block.resize(static_cast<size_t>(block_rows * n));
+  for (int64_t i0 = 0; i0 < m; i0 += block_rows) {
+    const int64_t rows = std::min(block_rows, m - i0);
+    weight_grad_rows(i0, rows, m, n, k, a, packed, block.data(), false);
+    consume(i0, rows, block.data());
+  }
+}
+
 #else
 
 bool tiled_gemm_available() { return false; }
@@ -329,7 +354,16 @@ void tiled_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, const float
   throw std::logic_error("tiled_gemm: not compiled for this target (needs AVX-512F)");
 }
 
+void tiled_weight_grad_blocks(int64_t, int64_t, int64_t, const float*, const float*,
+                              const RowBlockConsumer&) {
+  throw std::logic_error("tiled_weight_grad_blocks: not compiled for this target (needs AVX-512F)");
+}
+
 #endif
+
+int64_t rows_per_block(int64_t n) {
+  return std::max<int64_t>(8, kBlockBytes / (8 * 4 * std::max<int64_t>(n, 1)) * 8);
+}
 
 bool is_small_product(int64_t m, int64_t n, int64_t k) { return m * n * k < kSmallMaxFlops; }
 

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "backend/backend.h"
+
 namespace ddp {
 
 // True when the kernels were compiled (AVX-512F target); otherwise callers use their general GEMM.
@@ -32,5 +34,14 @@ bool is_skinny_product(bool transpose_a, bool transpose_b, int64_t m, int64_t n,
 // tiled_gemm_available().
 void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
                 const float* b, float* c, bool accumulate);
+
+// The weight-gradient product C (m, n) = A (k, m)^T B (k, n) (k the batch) without storing C: rows
+// are computed block by block into a scratch buffer that stays in cache and handed to `consume`,
+// which may update the weights from them at once
+// (Note [update in backward]). Requires tiled_gemm_available().
+void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
+                              const RowBlockConsumer& consume);
+// Rows of C per block for a row length of n: a multiple of the 8-row tile, about 128 KB.
+int64_t rows_per_block(int64_t n);
 
 }  // namespace ddp

@@ -62,6 +62,9 @@ class GradSync {
   // writes; owned here, as long as this object lives.
   virtual std::span<float> params() = 0;
   virtual std::span<float> grads() = 0;
+  // True when backward writes the step's final sums (one rank: nothing to reduce), so the optimizer
+  // may update each tensor during backward (Note [update in backward]).
+  virtual bool gradients_final_in_backward() const = 0;
   // During the last backward of a step: every gradient from `offset` to the end is final.
   virtual void ready(size_t offset) = 0;
   virtual void finish() = 0;

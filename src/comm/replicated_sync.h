@@ -21,6 +21,8 @@ class ReplicatedSync final : public GradSync {
   const std::vector<Bucket>& buckets() const override { return buckets_; }
   std::span<float> params() override { return params_.span(); }
   std::span<float> grads() override { return path_->grads(); }
+  // make_grad_sync gives one rank no buckets.
+  bool gradients_final_in_backward() const override { return buckets_.empty(); }
   void ready(size_t offset) override;
   void finish() override;
   // Replicas hold bit-identical sums, so every rank reaches the same verdict on its own.

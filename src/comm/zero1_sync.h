@@ -42,6 +42,7 @@ class Zero1Sync final : public GradSync {
   const std::vector<Bucket>& buckets() const override { return buckets_; }
   std::span<float> params() override;
   std::span<float> grads() override { return path_->grads(); }
+  bool gradients_final_in_backward() const override { return false; }
   void ready(size_t) override {}  // reduce-scattered after backward
   void finish() override;
   bool agree_finite(bool shard_finite) override;  // shards differ: the ranks agree

@@ -82,7 +82,7 @@ void Conv2D::backward(ComputeBackend& backend, const float* x, const float* y, f
     // Chunks after the first add their parameter gradients to the first's.
     backend.dense_backward(cols, weight_, y + first * out, dy + first * out, dcols, weight_grad_,
                            bias_grad_, n * window_.out_pixels(), window_.patch(), filters_, act_,
-                           accumulate || first > 0);
+                           accumulate || first > 0, nullptr);
     if (dx) backend.col2im(dcols, dx + first * in, n, window_);
   }
   windows_of_ = nullptr;  // used once: the next backward follows another forward

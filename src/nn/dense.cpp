@@ -48,8 +48,20 @@ void Dense::forward(ComputeBackend& backend, const float* x, float* y, int64_t b
 
 void Dense::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                      int64_t batch, bool accumulate) {
+  if (!update_in_backward_ || accumulate) {
+    backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_,
+                           accumulate, nullptr);
+    return;
+  }
+  // Note [update in backward]: the weights block of rows by block of rows, then the bias.
+  const RowBlockConsumer update_rows = [this](int64_t first_row, int64_t rows, const float* block) {
+    const auto count = static_cast<size_t>(rows * in_);
+    update_in_backward_->update({weight_ + first_row * in_, count}, {block, count});
+  };
   backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_,
-                         accumulate);
+                         false, &update_rows);
+  update_in_backward_->update({bias_, static_cast<size_t>(out_)},
+                              {bias_grad_, static_cast<size_t>(out_)});
 }
 
 }  // namespace ddp

@@ -16,6 +16,7 @@ class Dense final : public Layer {
   std::vector<ParamSpec> param_specs() const override;
   void bind(std::span<float* const> params, std::span<float* const> grads) override;
   void init_params(Rng& rng, std::span<const std::span<float>> params) const override;
+  void set_pass(const Pass& pass) override { update_in_backward_ = pass.update_in_backward; }
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                 int64_t batch, bool accumulate) override;
@@ -28,6 +29,7 @@ class Dense final : public Layer {
   float* bias_ = nullptr;    // (out)
   float* weight_grad_ = nullptr;
   float* bias_grad_ = nullptr;
+  InBackwardUpdate* update_in_backward_ = nullptr;
 };
 
 const char* activation_name(Activation act);

@@ -16,16 +16,31 @@
 
 namespace ddp {
 
+// Takes final gradients during backward and updates their parameters at once (Note [update in
+// backward], train/update_in_backward.h).
+class InBackwardUpdate {
+ public:
+  // `grads` are the final gradients of `params`, a piece of the model's flat parameter buffer;
+  // `grads` need not lie in the gradient buffer, which is then not read for this piece.
+  virtual void update(std::span<float> params, std::span<const float> grads) = 0;
+
+ protected:
+  ~InBackwardUpdate() = default;
+};
+
 // What a forward pass is for (Note [dropout mask]): inference (the default), or a training step,
 // with the key of this pass's random masks and the position, in the epoch's sample order, of the
 // batch's first sample (rows are consecutive positions).
 // A training pass also carries the sum over the ranks that share the global batch (Note [batch
 // statistics]): collective, in place on host values; empty in one process.
+// Where the run allows it, the pass before a step's update carries the update: layers that can
+// (Dense) hand it their gradients during backward instead of leaving them for after.
 struct Pass {
   bool training = false;
   uint64_t key = 0;
   int64_t first_position = 0;
   std::function<void(std::span<double>)> sum_over_ranks;
+  InBackwardUpdate* update_in_backward = nullptr;
 };
 
 struct ParamSpec {

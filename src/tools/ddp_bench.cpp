@@ -140,6 +140,7 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
        static_cast<double>(trainer.optimizer_state_bytes()) / (1024.0 * 1024.0)},
       {"backend", session.backend->name()},
       {"gradient_sync", trainer.grad_sync().describe()},
+      {"update_in_backward", trainer.updates_in_backward()},
       {"host", host},
   };
 }

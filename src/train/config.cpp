@@ -207,6 +207,7 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
   t.tf32 = node.get("tf32", false);
   t.skip_nonfinite = node.choice("nonfinite", {"stop", "skip"}, "stop") == "skip";
   sync.sums_before_step = t.skip_nonfinite;  // Note [non-finite check]
+  t.update_in_backward = node.get("update_in_backward", true);
   t.collective_timeout_s = node.get("collective_timeout_s", 600.0);
   if (t.collective_timeout_s < 0) node.fail("collective_timeout_s", "must be >= 0 (0: off)");
   node.finish();

@@ -50,6 +50,7 @@ struct TrainingConfig {
   bool flush_denormals = true;        // CPU: FTZ/DAZ, see make_cpu_backend
   bool tf32 = false;                  // CUDA: TensorFloat-32 GEMMs (faster, ~1e-3 relative error)
   bool skip_nonfinite = false;        // nonfinite: stop (default) or skip such steps
+  bool update_in_backward = true;     // where the run allows it: Note [update in backward]
   double collective_timeout_s = 600;  // watchdog; 0 disables
 };
 

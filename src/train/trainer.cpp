@@ -48,6 +48,11 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
   model_->bind_params(sync_->params());
   model_->bind_grads(sync_->grads());
   optimizer_ = make_optimizer(config_.optimizer, backend_, sync_->shard().count);
+  // Note [update in backward]: where nothing can come between a gradient and its update.
+  step_update_ = std::make_unique<UpdateInBackward>(
+      *optimizer_, sync_->params(),
+      config_.training.update_in_backward && sync_->gradients_final_in_backward() &&
+          accumulation_ == 1 && !config_.training.skip_nonfinite && penalty_.empty());
   progress_ = std::make_unique<ProgressBar>(std::cout, ProgressMode::kOff);
 
   // Every rank initializes from the same seed, and rank 0's values are broadcast anyway so
@@ -231,6 +236,8 @@ void Trainer::train_step() {
   int64_t step_samples = 0;
   for (int64_t micro = 0; micro < accumulation_; ++micro)
     step_samples += sampler_->global_samples(step_in_epoch_ * accumulation_ + micro);
+  InBackwardUpdate* const update_in_backward =
+      step_update_->begin_step(schedule_->at(completed_steps_));
   // Note [accumulation]: micro-batch j of step s is global micro-batch s * k + j of the epoch's
   // order, so k accumulated micro-batches cover exactly the samples of one k-times larger batch;
   // gradients add up locally and are reduced once, after the last.
@@ -252,7 +259,8 @@ void Trainer::train_step() {
     // Note [batch statistics]: batch normalization sums its statistics over the ranks.
     model_->set_pass({true, derive_seed(config_.seed, 3000 + static_cast<uint64_t>(epoch_)),
                       sampler_->first_position(step_in_epoch_ * accumulation_ + micro),
-                      [this](std::span<double> sums) { comm_.all_reduce_sum(sums); }});
+                      [this](std::span<double> sums) { comm_.all_reduce_sum(sums); },
+                      last ? update_in_backward : nullptr});
     if (rows == 0) {
       // A rank with no samples in a partial last batch contributes zeros to the sum (tail:
       // partial allows no accumulation, so this is the step's only micro-batch), and joins the
@@ -306,18 +314,11 @@ void Trainer::train_step() {
 // the optimizer check the gradients while it streams them anyway: on W3 the separate pass over
 // 58.8 MB of gradients took 6 ms of a 66 ms step.
 bool Trainer::apply_gradients(double local_loss_sum) {
-  const float lr = schedule_->at(completed_steps_);
-  const auto step = [&](GradCheck check) {
-    optimizer_->begin_step();
-    return sync_->step([&](size_t at, std::span<float> params, std::span<const float> grads) {
-      return optimizer_->update(at, params, grads, lr, check);
-    });
-  };
   if (config_.training.skip_nonfinite) {
     const std::span<float> grads = sync_->shard_grads();
     if (!sync_->agree_finite(backend_.all_finite(grads.data(), grads.size()))) return false;
-    step(GradCheck::kNone);
-  } else if (!sync_->agree_finite(step(GradCheck::kFinite))) {
+    step_update_->finish_step(*sync_, GradCheck::kNone);
+  } else if (!sync_->agree_finite(step_update_->finish_step(*sync_, GradCheck::kFinite))) {
     RuntimeError error("non-finite gradients at step " + std::to_string(completed_steps_ + 1) +
                        " (epoch " + std::to_string(epoch_ + 1) + ", rank-local loss sum " +
                        std::to_string(local_loss_sum) +
@@ -401,7 +402,8 @@ void Trainer::fit(int64_t stop_after_steps) {
   const int64_t steps = steps_per_epoch_;
   if (log_) {
     *log_ << model_->summary() << "loss: " << loss_.name() << ", optimizer: " << optimizer_->name()
-          << ", " << describe_batch() << ", " << steps << " steps per epoch\n"
+          << (updates_in_backward() ? " (updates during backward)" : "") << ", " << describe_batch()
+          << ", " << steps << " steps per epoch\n"
           << sync_->describe() << '\n'
           << std::flush;
   }

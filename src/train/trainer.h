@@ -22,6 +22,7 @@
 #include "train/config.h"
 #include "train/metrics.h"
 #include "train/tensorboard_writer.h"
+#include "train/update_in_backward.h"
 #include "train/weight_penalty.h"
 
 namespace ddp {
@@ -107,6 +108,8 @@ class Trainer {
   int64_t completed_steps() const { return completed_steps_; }
   const PhaseTimes& phase_times() const { return phase_times_; }
   const GradSync& grad_sync() const { return *sync_; }
+  // Note [update in backward]: whether this run updates parameters during backward.
+  bool updates_in_backward() const { return step_update_->enabled(); }
   // The epochs this process completed in fit(), in order (every rank has the same records).
   const std::vector<EpochRecord>& epoch_records() const { return epoch_records_; }
   // Every configured epoch has been trained (a resumed run may already be complete).
@@ -151,6 +154,7 @@ class Trainer {
   std::unique_ptr<GradSync> sync_;        // owns the gradient buffer the model writes
   std::unique_ptr<Optimizer> optimizer_;  // over sync_->shard() of the parameters
   std::unique_ptr<LrSchedule> schedule_;
+  std::unique_ptr<UpdateInBackward> step_update_;  // how the optimizer's update is applied
   std::unique_ptr<DistributedSampler> sampler_;
 
   // Host staging and backend copies of one batch.

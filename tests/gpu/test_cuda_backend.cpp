@@ -38,7 +38,7 @@ void expect_dense_matches_cpu(Activation act, bool tf32, float tolerance) {
                        in, out, act);
       be.dense_backward(X.buffer.data(), W.buffer.data(), Y.buffer.data(), DY.buffer.data(),
                         DX.buffer.data(), DW.buffer.data(), DB.buffer.data(), batch, in, out, act,
-                        accumulate);
+                        accumulate, nullptr);
       results[k] = {Y.read(), DX.read(), DW.read(), DB.read()};
     }
     for (size_t i = 0; i < 4; ++i)

@@ -109,7 +109,8 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
   std::vector<float> dw = random_vector(w.size(), 7);
   const std::vector<float> dw0 = dw;
   backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(), db.data(),
-                          batch, in, out, Activation::kLinear, /*accumulate=*/true);
+                          batch, in, out, Activation::kLinear, /*accumulate=*/true,
+                          /*consume_dw=*/nullptr);
   std::vector<double> want_dw = reference(out, in, batch, dy_copy, 1, out, x);
   for (size_t i = 0; i < want_dw.size(); ++i) want_dw[i] += dw0[i];
   expect_close(dw, want_dw, batch);

@@ -1,0 +1,56 @@
+#pragma once
+// Note [update in backward]: where backward's gradients are the step's final ones the moment they
+// are written (one rank, one micro-batch per step: nothing to sum), the optimizer updates each
+// dense layer's weights block of rows by block of rows while backward computes them, from a
+// block that is still in cache (tiled_weight_grad_blocks), instead of in a pass of its own over
+// the whole model after backward. The gradient is then never written to memory nor read back:
+// on W3 (58.8 MB of weights, SGD with momentum) that pass read g, w and v and wrote w and v, after
+// the weight-gradient product had written g (a write that reads the line first), about 7 x 58.8
+// MB, where the update in backward streams 4 x 58.8 MB (benchmarks/results/update_in_backward.md).
+// The update is the optimizer's own over the same gradient bits (every GEMM kernel here sums a
+// weight element over the batch in the same order), so parameters and optimizer state are
+// bit-identical to an update after backward (tested). What backward did not update (layers
+// without the hook, such as convolutions) is updated after it, as before.
+// Not used where a step may be skipped (nonfinite: skip checks every gradient first), with a
+// weight penalty (added to each tensor's gradient after its backward), with accumulation, on more
+// than one rank, or with training.update_in_backward: false. The time moves from the optimizer
+// phase into backward's.
+
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "comm/grad_sync.h"
+#include "nn/layer.h"
+#include "optim/optimizer.h"
+
+namespace ddp {
+
+class UpdateInBackward final : public InBackwardUpdate {
+ public:
+  // `params`: the flat parameter buffer that layers' pieces lie in. `enabled`: the run allows it.
+  UpdateInBackward(Optimizer& optimizer, std::span<float> params, bool enabled)
+      : optimizer_(optimizer), params_(params), enabled_(enabled) {}
+
+  bool enabled() const { return enabled_; }
+  // Starts a step at learning rate `lr`: the hook for the pass of its last backward, or null.
+  InBackwardUpdate* begin_step(float lr);
+  void update(std::span<float> params, std::span<const float> grads) override;
+  // After sync.finish(): updates through sync.step whatever backward did not, checking gradients
+  // as `check` asks (backward's updates check them as nonfinite: stop asks). False when a
+  // gradient of the step was NaN or infinite.
+  bool finish_step(GradSync& sync, GradCheck check);
+
+ private:
+  bool update_rest(size_t at, std::span<float> params, std::span<const float> grads,
+                   GradCheck check);
+
+  Optimizer& optimizer_;
+  std::span<float> params_;
+  bool enabled_;
+  float lr_ = 0;
+  bool finite_ = true;
+  std::vector<std::pair<size_t, size_t>> updated_;  // [begin, end) in params_, this step
+};
+
+}  // namespace ddp

@@ -1,0 +1,100 @@
+// Note [update in backward]: parameters updated during backward, from gradient blocks still in
+// cache, are bit-identical to an update after backward, and the trainer uses it only where nothing
+// can come between a gradient and its update.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "train/config_reader.h"
+#include "train/trainer.h"
+
+namespace ddp {
+namespace {
+
+// Dense layers of three kinds for the CPU's kernels: 1024 -> 100 is a skinny product whose weight
+// gradient comes in blocks of 32 rows with a tail of 4; 100 -> 37 a small product, handed over
+// whole; a convolution takes no part (its gradients are updated after backward).
+Config config(const std::string& optimizer, const std::vector<std::string>& overrides) {
+  YAML::Node root = YAML::Load(R"(
+seed: 5
+data:
+  train: {type: synthetic, samples: 64, features: 1024, classes: 10}
+model:
+  input: [32, 32, 1]
+  layers:
+    - {type: conv2d, filters: 1, kernel_size: 3, padding: same, activation: relu}
+    - {type: flatten}
+    - {type: dense, units: 100, activation: relu}
+    - {type: dense, units: 37, activation: tanh}
+    - {type: dense, units: 10, activation: softmax}
+loss: sparse_categorical_crossentropy
+training: {epochs: 2, global_batch_size: 8}
+)");
+  root["optimizer"] = YAML::Load(optimizer);
+  for (const auto& o : overrides) apply_override(root, o);
+  return parse_config(root, "update_in_backward.yaml");
+}
+
+struct TrainedRun {
+  bool updated_in_backward;
+  TrainingState state;
+};
+
+TrainedRun train(const std::string& optimizer, const std::vector<std::string>& overrides,
+                 bool fit = true) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  const Config c = config(optimizer, overrides);
+  Trainer trainer(c, *comm, *backend, load_dataset(c.train_data, 0), std::nullopt);
+  if (fit) trainer.fit();
+  return {trainer.updates_in_backward(), trainer.capture()};
+}
+
+class UpdateInBackward : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(UpdateInBackward, BitIdenticalToTheUpdateAfterBackward) {
+  const TrainedRun during = train(GetParam(), {});
+  const TrainedRun after = train(GetParam(), {"training.update_in_backward=false"});
+  ASSERT_TRUE(during.updated_in_backward);
+  ASSERT_FALSE(after.updated_in_backward);
+  EXPECT_EQ(during.state.completed_steps, 16);
+  EXPECT_EQ(during.state.optimizer_steps, after.state.optimizer_steps);
+  // Bitwise (EXPECT_EQ on floats): the same update over the same gradient bits.
+  EXPECT_EQ(during.state.params, after.state.params);
+  ASSERT_EQ(during.state.optimizer_state.size(), after.state.optimizer_state.size());
+  for (size_t i = 0; i < during.state.optimizer_state.size(); ++i) {
+    EXPECT_EQ(during.state.optimizer_state[i].first, after.state.optimizer_state[i].first);
+    EXPECT_EQ(during.state.optimizer_state[i].second, after.state.optimizer_state[i].second)
+        << during.state.optimizer_state[i].first;
+  }
+  // Training moved the parameters (an update that did nothing would match too).
+  const TrainedRun untrained = train(GetParam(), {}, /*fit=*/false);
+  EXPECT_NE(during.state.params, untrained.state.params);
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, UpdateInBackward,
+                         ::testing::Values("{type: sgd, learning_rate: 0.05}",
+                                           "{type: sgd, learning_rate: 0.05, momentum: 0.9, "
+                                           "nesterov: true, weight_decay: 0.01}",
+                                           "{type: adam, learning_rate: 0.01}"));
+
+TEST(UpdateInBackwardChoice, OnlyWhereNothingComesBetweenAGradientAndItsUpdate) {
+  const std::string sgd = "{type: sgd, learning_rate: 0.05, momentum: 0.9}";
+  const auto used = [&](const std::vector<std::string>& overrides) {
+    auto backend = make_cpu_backend();
+    auto comm = make_local_communicator();
+    const Config c = config(sgd, overrides);
+    return Trainer(c, *comm, *backend, load_dataset(c.train_data, 0), std::nullopt)
+        .updates_in_backward();
+  };
+  EXPECT_TRUE(used({}));
+  EXPECT_FALSE(used({"training.nonfinite=skip"}));  // a skipped step leaves parameters untouched
+  EXPECT_FALSE(used({"training.accumulation_steps=2"}));                 // gradients add up
+  EXPECT_FALSE(used({"model.layers.2.kernel_regularizer={l2: 0.01}"}));  // added after backward
+  EXPECT_FALSE(used({"training.update_in_backward=false"}));
+}
+
+}  // namespace
+}  // namespace ddp
