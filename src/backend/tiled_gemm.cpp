@@ -300,11 +300,18 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
                       const float* packed, float* c, bool accumulate) {
   constexpr int kRows = 8, kVectors = 3;
   constexpr int64_t kWidth = kVectors * kLanes;
+  thread_local std::vector<float> slab;
+  slab.resize(static_cast<size_t>(k * kRows));
   for (int64_t i = i0; i < i0 + rows; i += kRows) {
     const int64_t tile_rows = std::min<int64_t>(kRows, i0 + rows - i);
+    // A's columns i .. i + 7 packed: unpacked, the tile's k broadcasts lie a row of A apart, which
+    // for W3's 2048 columns is 8 KB, so all k lines fall into one L1 set and come from L2.
+    for (int64_t p = 0; p < k; ++p) {
+      for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
+    }
     for (int64_t j = 0; j < n; j += kWidth) {
-      panel_rows<kRows, kVectors>(tile_rows, k, a + i, 1, m, packed + j * k, c + (i - i0) * n + j,
-                                  n, std::min(kWidth, n - j), accumulate);
+      panel_rows<kRows, kVectors>(tile_rows, k, slab.data(), 1, kRows, packed + j * k,
+                                  c + (i - i0) * n + j, n, std::min(kWidth, n - j), accumulate);
     }
   }
 }
