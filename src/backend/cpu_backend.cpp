@@ -2,7 +2,7 @@
 // products), OpenBLAS (the rest) or Eigen (without either); plain loops, which the compiler
 // vectorizes, for everything else.
 
-#include <xmmintrin.h>
+#include <immintrin.h>
 
 #include <Eigen/Core>
 #ifdef DDP_HAVE_CBLAS
@@ -28,6 +28,7 @@
 #include "backend/tiled_gemm.h"
 #include "core/bf16.h"
 #include "core/error.h"
+#include "core/stream_copy.h"
 
 namespace ddp {
 namespace {
@@ -115,6 +116,10 @@ bool skinny_to_blas() {
 // large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
 // repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
 // without AVX-512 or BLAS.
+// A weight gradient larger than this leaves L2 before anything reads it (backward's next layers
+// run first), so it is written with non-temporal stores.
+constexpr size_t kStreamedGradientBytes = size_t{4} << 20;
+
 bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
   return tiled_gemm_available() && !is_small_product(m, n, k) &&
          is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas();
@@ -223,6 +228,19 @@ class CpuBackend final : public ComputeBackend {
     // batch in every kernel here, so blocks and a stored dw hold the same bits.
     if (consume_dw && skinny_and_tiled(true, false, out, in, batch)) {
       tiled_weight_grad_blocks(out, in, batch, dy, x, *consume_dw);
+      return;
+    }
+    // A large gradient, to be summed over ranks or stepped on after backward: computed in blocks
+    // in cache and streamed out, so its lines are not read before being written (W3, 2 ranks:
+    // backward ~1 ms faster).
+    if (!consume_dw && !accumulate &&
+        static_cast<size_t>(out * in) * sizeof(float) > kStreamedGradientBytes &&
+        skinny_and_tiled(true, false, out, in, batch)) {
+      tiled_weight_grad_blocks(
+          out, in, batch, dy, x, [dw, in](int64_t first_row, int64_t rows, const float* block) {
+            stream_copy(dw + first_row * in, block, static_cast<size_t>(rows * in));
+          });
+      _mm_sfence();
       return;
     }
     gemm(true, false, out, in, batch, dy, x, dw, accumulate);

@@ -111,16 +111,39 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
   backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(), db.data(),
                           batch, in, out, Activation::kLinear, /*accumulate=*/true,
                           /*consume_dw=*/nullptr);
-  std::vector<double> want_dw = reference(out, in, batch, dy_copy, 1, out, x);
+  const std::vector<double> product = reference(out, in, batch, dy_copy, 1, out, x);
+  std::vector<double> want_dw = product;
   for (size_t i = 0; i < want_dw.size(); ++i) want_dw[i] += dw0[i];
   expect_close(dw, want_dw, batch);
   expect_close(dx, reference(batch, in, out, dy_copy, out, 1, w), out);
+
+  // Overwritten (large gradients are streamed to memory, from blocks computed in cache).
+  dy = dy_copy;
+  dw = dw0;
+  backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                          batch, in, out, Activation::kLinear, /*accumulate=*/false, nullptr);
+  expect_close(dw, product, batch);
+  const std::vector<float> stored = dw;
+
+  // Handed over block by block (Note [update in backward]): every row once, the same bits.
+  dy = dy_copy;
+  std::vector<float> consumed(dw.size(), std::nanf(""));
+  std::vector<int> times(static_cast<size_t>(out));
+  const RowBlockConsumer consume = [&](int64_t first_row, int64_t rows, const float* block) {
+    std::copy(block, block + rows * in, consumed.begin() + first_row * in);
+    for (int64_t r = first_row; r < first_row + rows; ++r) ++times[static_cast<size_t>(r)];
+  };
+  backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(), db.data(),
+                          batch, in, out, Activation::kLinear, /*accumulate=*/false, &consume);
+  EXPECT_EQ(times, std::vector<int>(static_cast<size_t>(out), 1));
+  EXPECT_EQ(consumed, stored);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, DenseGemmPaths,
                          ::testing::Values(Shape{32, 10, 64}, Shape{32, 64, 64}, Shape{32, 64, 10},
                                            Shape{3, 7, 5}, Shape{33, 70, 90}, Shape{128, 784, 512},
-                                           Shape{64, 1024, 2048}, Shape{300, 64, 64}));
+                                           Shape{64, 1024, 2048}, Shape{300, 64, 64},
+                                           Shape{8, 1030, 1100}));
 
 // Note [OpenBLAS kernels]: chosen from feature bits, so a CPU model OpenBLAS 0.3.21 does not
 // know (Intel family 6, model 207: its Prescott fallback ran W3 3.7x slower) still gets AVX-512
