@@ -111,20 +111,21 @@ bool skinny_to_blas() {
   return forced;
 }
 
-// C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
-// (k, n) or (n, k). See Note [tiled GEMM]: small products and skinny ones (a batch of rows against
-// large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
-// repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
-// without AVX-512 or BLAS.
 // A weight gradient larger than this leaves L2 before anything reads it (backward's next layers
 // run first), so it is written with non-temporal stores.
 constexpr size_t kStreamedGradientBytes = size_t{4} << 20;
 
+// Skinny products that the tiled kernels take (Note [tiled GEMM]), unless DDP_GEMM=blas.
 bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
   return tiled_gemm_available() && !is_small_product(m, n, k) &&
          is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas();
 }
 
+// C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
+// (k, n) or (n, k). See Note [tiled GEMM]: small products and skinny ones (a batch of rows against
+// large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
+// repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
+// without AVX-512 or BLAS.
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
           const float* b, float* c, bool accumulate = false) {
   const bool small = is_small_product(m, n, k);

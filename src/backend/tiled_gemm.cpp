@@ -13,14 +13,18 @@ namespace ddp {
 namespace {
 // Below this many multiply-adds a product is small (Note [tiled GEMM]).
 constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
-// The scratch block of tiled_weight_grad_blocks: in L2 next to the update's streams.
-constexpr int64_t kBlockBytes = int64_t{128} << 10;
 }  // namespace
 
 #ifdef __AVX512F__
 namespace {
 
 constexpr int kLanes = 16;
+// The scratch block of tiled_weight_grad_blocks: in L2 next to the update's streams.
+constexpr int64_t kBlockBytes = int64_t{128} << 10;
+// Rows of C per block for a row length of n: a multiple of the 8-row tile, about kBlockBytes.
+int64_t rows_per_block(int64_t n) {
+  return std::max<int64_t>(8, kBlockBytes / (8 * 4 * std::max<int64_t>(n, 1)) * 8);
+}
 
 // One tile of C: `Rows` rows by `Vectors` 16-lane vectors, the last one masked to the columns that
 // exist. Compile-time sizes let the accumulators live in registers for the whole k loop. With
@@ -367,10 +371,6 @@ void tiled_weight_grad_blocks(int64_t, int64_t, int64_t, const float*, const flo
 }
 
 #endif
-
-int64_t rows_per_block(int64_t n) {
-  return std::max<int64_t>(8, kBlockBytes / (8 * 4 * std::max<int64_t>(n, 1)) * 8);
-}
 
 bool is_small_product(int64_t m, int64_t n, int64_t k) { return m * n * k < kSmallMaxFlops; }
 

@@ -41,7 +41,5 @@ void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_
 // (Note [update in backward]). Requires tiled_gemm_available().
 void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
                               const RowBlockConsumer& consume);
-// Rows of C per block for a row length of n: a multiple of the 8-row tile, about 128 KB.
-int64_t rows_per_block(int64_t n);
 
 }  // namespace ddp
