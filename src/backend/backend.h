@@ -71,6 +71,11 @@ class ComputeBackend {
                               float* dw, float* db, int64_t batch, int64_t in, int64_t out,
                               Activation act, bool accumulate,
                               const RowBlockConsumer* consume_dw) = 0;
+  // Whether the optimizer should take weight gradients from consume_dw during backward (Note
+  // [update in backward]): on the CPU the blocks come from cache and no gradient goes to memory;
+  // a GPU gains nothing and would wait for each tensor's finiteness check in the middle of
+  // backward.
+  virtual bool prefers_update_in_backward() const = 0;
 
   virtual void activation_forward(Activation act, const float* x, float* y, size_t count) = 0;
   // dx = dy * act'(x), expressed through the forward output y. dx may alias dy.

@@ -240,6 +240,8 @@ class CudaBackend final : public ComputeBackend {
     if (consume_dw) (*consume_dw)(0, out, dw);
   }
 
+  bool prefers_update_in_backward() const override { return false; }
+
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
     activation_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(activation_code(act), x, y,
                                                                    count);

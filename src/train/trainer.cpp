@@ -51,8 +51,9 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
   // Note [update in backward]: where nothing can come between a gradient and its update.
   step_update_ = std::make_unique<UpdateInBackward>(
       *optimizer_, sync_->params(),
-      config_.training.update_in_backward && sync_->gradients_final_in_backward() &&
-          accumulation_ == 1 && !config_.training.skip_nonfinite && penalty_.empty());
+      config_.training.update_in_backward && backend_.prefers_update_in_backward() &&
+          sync_->gradients_final_in_backward() && accumulation_ == 1 &&
+          !config_.training.skip_nonfinite && penalty_.empty());
   progress_ = std::make_unique<ProgressBar>(std::cout, ProgressMode::kOff);
 
   // Every rank initializes from the same seed, and rank 0's values are broadcast anyway so
