@@ -14,7 +14,6 @@
                          the trainer's val_loss
 """
 
-import argparse
 import json
 import math
 import os
@@ -26,7 +25,7 @@ import sys
 import tempfile
 import time
 
-from scenarios import mpi_env, run_scenarios
+from scenarios import mpi_env, required_args, run_scenarios
 
 LIMIT_S = 120
 
@@ -273,12 +272,7 @@ training: {{epochs: 5, global_batch_size: 12}}
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--ddp-train", required=True)
-    p.add_argument("--ddp-ckpt", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--configs", required=True)
-    args = p.parse_args()
+    args = required_args("--ddp-train", "--ddp-ckpt", "--mpiexec", "--configs")
     with tempfile.TemporaryDirectory(prefix="ddp_ckpt_") as tmp:
         return run_scenarios("checkpoint scenarios", Scenarios(args, tmp),
                              ["resume_bit_identical", "killed_mid_write", "init_from",

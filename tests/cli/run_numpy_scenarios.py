@@ -8,7 +8,6 @@
 The files are written in plain Python (struct, zipfile), so the test needs no NumPy.
   run_numpy_scenarios.py --ddp-train build/ddp_train --mpiexec mpiexec --configs configs"""
 
-import argparse
 import gzip
 import json
 import os
@@ -18,7 +17,7 @@ import sys
 import tempfile
 import zipfile
 
-from scenarios import mpi_env, run_scenarios
+from scenarios import mpi_env, required_args, run_scenarios
 
 DATA = "/usr/share/datasets/fashion-mnist"
 LIMIT_S = 300
@@ -95,11 +94,7 @@ class Scenarios:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--ddp-train", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--configs", required=True)
-    args = p.parse_args()
+    args = required_args("--ddp-train", "--mpiexec", "--configs")
     if not os.path.exists(f"{DATA}/train-images-idx3-ubyte.gz"):
         print(f"skipped: {DATA} is missing (apt-get install dataset-fashion-mnist)")
         return 77

@@ -11,14 +11,13 @@
   nonfinite_skip      the same with nonfinite: skip: finishes and reports the skipped steps
 """
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-from scenarios import mpi_env, run_scenarios
+from scenarios import mpi_env, required_args, run_scenarios
 
 LIMIT_S = 120
 
@@ -121,11 +120,7 @@ class Scenarios:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--ddp-train", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--root", required=True)
-    args = p.parse_args()
+    args = required_args("--ddp-train", "--mpiexec", "--root")
     with tempfile.TemporaryDirectory(prefix="ddp_rel_") as tmp:
         return run_scenarios("reliability scenarios", Scenarios(args, tmp),
                              ["supervisor_restart", "launcher_output", "hang_watchdog", "drift", "nonfinite_stop",

@@ -1,9 +1,19 @@
-"""Shared by the scenario runners: the environment for mpiexec in tests, and the loop that runs
-named scenarios (methods of an object), each timed, and prints 'N passed, M failed'."""
+"""Shared by the scenario runners: their command line, the environment for mpiexec in tests, and
+the loop that runs named scenarios (methods of an object), each timed, and prints 'N passed, M
+failed'."""
 
+import argparse
 import os
 import subprocess
 import time
+
+
+def required_args(*flags):
+    """The runner's command line: every flag (--ddp-train, --mpiexec, ...) required, one value."""
+    p = argparse.ArgumentParser()
+    for flag in flags:
+        p.add_argument(flag, required=True)
+    return p.parse_args()
 
 
 def mpi_env(**extra):

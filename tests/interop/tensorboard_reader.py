@@ -9,7 +9,6 @@ where a Python with the `tensorboard` package exists (CMake looks for one).
                   file's), and the epoch values are those of the resumed run
   run: tensorboard_reader.py --ddp-train build/ddp_train --mpiexec mpiexec --configs configs"""
 
-import argparse
 import glob
 import json
 import os
@@ -20,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "cli"))
-from scenarios import mpi_env, run_scenarios  # noqa: E402
+from scenarios import mpi_env, required_args, run_scenarios  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa
 
 EVERY = 25
@@ -84,11 +83,7 @@ class Scenarios:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--ddp-train", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--configs", required=True)
-    args = p.parse_args()
+    args = required_args("--ddp-train", "--mpiexec", "--configs")
     with tempfile.TemporaryDirectory(prefix="ddp_tensorboard_") as tmp:
         return run_scenarios("tensorboard reader", Scenarios(args, tmp),
                              ["fashion_mnist", "resume"])

@@ -11,7 +11,6 @@ proctrack/linuxproc, no cgroups) configured and started in a private directory, 
   nothing_left   no slurmstepd or ddp_train of the test's jobs survives
 Exits 77 (skipped) where Slurm is not installed, not root, or its daemons do not start."""
 
-import argparse
 import json
 import os
 import re
@@ -24,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
-from scenarios import mpi_env, run_scenarios  # noqa: E402
+from scenarios import mpi_env, required_args, run_scenarios  # noqa: E402
 
 TOOLS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo", "scancel", "srun")
 JOB_LIMIT_S = 120
@@ -208,11 +207,7 @@ class Scenarios:
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--ddp-train", required=True)
-    p.add_argument("--mpiexec", required=True)
-    p.add_argument("--root", required=True)
-    args = p.parse_args()
+    args = required_args("--ddp-train", "--mpiexec", "--root")
     args.ddp_train = os.path.abspath(args.ddp_train)
     args.root = os.path.abspath(args.root)
     missing = [t for t in TOOLS if not shutil.which(t)]
