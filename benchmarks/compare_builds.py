@@ -6,11 +6,15 @@ writes a Markdown table of medians with their spread.
     cmake --build /tmp/build-base --target ddp_bench
   benchmarks/compare_builds.py --build "base=/tmp/build-base/ddp_bench" \\
     --build "head=build/ddp_bench" --reps 6 --out benchmarks/results/compare_builds.md
-Two settings of one build: give it twice under two labels and --set LABEL=section.key=value."""
+Two settings of one build: give it twice under two labels and --set LABEL=section.key=value.
+Across hosts: --cluster "--hosts 2 --slots 1 --rate 1gbit" (repeatable) runs every workload on
+that launch/netns_cluster.sh cluster (a fresh one per run, all its slots; needs root) instead of
+1 and 2 ranks on this host."""
 
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import time
@@ -24,10 +28,16 @@ WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", 
              "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"])}
 
 
-def run(binary, config, args, ranks, overrides):
+def run(binary, config, args, setting, overrides):
+    """setting: a number of ranks on this host, or a netns_cluster.sh option string."""
     cmd = [binary, "--config", config, *args, *(a for o in overrides for a in ("--set", o))]
-    if ranks > 1:
-        cmd = ["mpirun", "-n", str(ranks), "--bind-to", "core", *cmd]
+    if isinstance(setting, str):
+        opts = setting.split()
+        ranks = int(opts[opts.index("--hosts") + 1]) * int(opts[opts.index("--slots") + 1])
+        script = f"mpirun $DDP_MPIRUN_ARGS -n {ranks} " + " ".join(shlex.quote(c) for c in cmd)
+        cmd = [os.path.join(ROOT, "launch", "netns_cluster.sh"), *opts, "--", "sh", "-c", script]
+    elif setting > 1:
+        cmd = ["mpirun", "-n", str(setting), "--bind-to", "core", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, check=True).stdout
     return json.loads(out[out.index("{"):])
 
@@ -37,6 +47,8 @@ def main():
     p.add_argument("--build", action="append", required=True, help="LABEL=path/to/ddp_bench")
     p.add_argument("--set", action="append", default=[], metavar="LABEL=KEY=VALUE",
                    help="a config override for one label's runs")
+    p.add_argument("--cluster", action="append", default=[],
+                   help="netns_cluster.sh options, e.g. \"--hosts 2 --slots 1 --rate 1gbit\"")
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--out", help="Markdown results file")
     a = p.parse_args()
@@ -47,29 +59,33 @@ def main():
         if label not in overrides:
             p.error(f"--set {s}: no --build labelled {label}")
         overrides[label].append(override)
+    settings = a.cluster or [1, 2]
     samples, paths = {}, {}
     for _ in range(a.reps):
         for name, (config, args) in WORKLOADS.items():
-            for ranks in (1, 2):
+            for setting in settings:
                 for label, binary in builds.items():
-                    result = run(binary, config, args, ranks, overrides[label])
-                    samples.setdefault((name, ranks, label), []).append(result["samples_per_sec"])
-                    paths[(name, ranks, label)] = result.get("gradient_sync", "")
+                    result = run(binary, config, args, setting, overrides[label])
+                    samples.setdefault((name, setting, label), []).append(
+                        result["samples_per_sec"])
+                    paths[(name, setting, label)] = result.get("gradient_sync", "")
     commit = provenance.commit()
-    flags = [f"--build {b}" for b in a.build] + [f"--set {s}" for s in a.set]
+    flags = ([f"--build {b}" for b in a.build] + [f"--set {s}" for s in a.set] +
+             [f'--cluster "{c}"' for c in a.cluster])
     lines = [f"Command: `benchmarks/compare_builds.py {' '.join(flags)} --reps {a.reps}`", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on "
              f"{provenance.cpu_model()}, "
              f"{os.cpu_count()} cores; builds alternated run by run; samples/s, median of "
              f"{a.reps} (min-max).", "",
-             "| workload | ranks | " + " | ".join(builds) + " | ratio |",
+             "| workload | " + ("cluster" if a.cluster else "ranks") + " | " +
+             " | ".join(builds) + " | ratio |",
              "|---|---|" + "---|" * len(builds) + "---|"]
     for name in WORKLOADS:
-        for ranks in (1, 2):
-            medians = [statistics.median(samples[(name, ranks, b)]) for b in builds]
-            cells = [f"{m:,.0f} ({min(samples[(name, ranks, b)]):,.0f}-"
-                     f"{max(samples[(name, ranks, b)]):,.0f})" for m, b in zip(medians, builds)]
-            lines.append(f"| {name} | {ranks} | " + " | ".join(cells) +
+        for setting in settings:
+            medians = [statistics.median(samples[(name, setting, b)]) for b in builds]
+            cells = [f"{m:,.0f} ({min(samples[(name, setting, b)]):,.0f}-"
+                     f"{max(samples[(name, setting, b)]):,.0f})" for m, b in zip(medians, builds)]
+            lines.append(f"| {name} | {setting} | " + " | ".join(cells) +
                          f" | {medians[-1] / medians[0]:.3f} |")
     gradient_paths = sorted({p for p in paths.values() if p})
     if gradient_paths:

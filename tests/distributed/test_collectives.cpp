@@ -8,19 +8,39 @@
 #include "comm/buckets.h"
 #include "comm/grad_sync.h"
 #include "comm/mpi_communicator.h"
+#include "core/bf16.h"
 #include "core/error.h"
 
 namespace ddp {
 namespace {
 
-TEST(MpiCommunicator, AllReduceSumFloat) {
+// Buffers of two and a half 1 MB pieces and a few elements (Note [all-reduce pieces]): every
+// piece, the tail included, is summed once.
+TEST(MpiCommunicator, AllReduceSumFloatInPieces) {
   MpiCommunicator comm;
   const int n = comm.size();
-  std::vector<float> data(1000);
+  std::vector<float> data((size_t{5} << 20) / 2 / sizeof(float) + 7);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(comm.rank() + i);
   comm.all_reduce_sum(std::span<float>(data));
   for (size_t i = 0; i < data.size(); ++i)
     ASSERT_EQ(data[i], static_cast<float>(n * i + n * (n - 1) / 2)) << i;
+}
+
+TEST(MpiCommunicator, AllReduceSumDoubleAndBf16InPieces) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  std::vector<double> wide((size_t{5} << 20) / 2 / sizeof(double) + 3);
+  for (size_t i = 0; i < wide.size(); ++i) wide[i] = static_cast<double>(comm.rank() + i);
+  comm.all_reduce_sum(std::span<double>(wide));
+  for (size_t i = 0; i < wide.size(); ++i)
+    ASSERT_EQ(wide[i], static_cast<double>(n * i + n * (n - 1) / 2)) << i;
+  // Small integers: exact in bfloat16, so the sum is too.
+  std::vector<uint16_t> narrow((size_t{5} << 20) / 2 / sizeof(uint16_t) + 5);
+  for (size_t i = 0; i < narrow.size(); ++i)
+    narrow[i] = to_bf16(static_cast<float>(comm.rank() + i % 7));
+  comm.all_reduce_sum_bf16(std::span<uint16_t>(narrow));
+  for (size_t i = 0; i < narrow.size(); ++i)
+    ASSERT_EQ(from_bf16(narrow[i]), static_cast<float>(n * (i % 7) + n * (n - 1) / 2)) << i;
 }
 
 TEST(MpiCommunicator, AllReduceSumDoubleAndMax) {
