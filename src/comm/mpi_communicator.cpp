@@ -9,6 +9,7 @@
 #include <sys/statvfs.h>
 
 #include "comm/mpi_check.h"
+#include "comm/mpi_piece_queue.h"
 #include "comm/shared_window.h"
 #include "core/bf16.h"
 #include "core/error.h"
@@ -64,6 +65,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm) {
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  pieces_.reset();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
@@ -81,17 +83,9 @@ void in_chunks(std::span<T> data, Op op, size_t chunk_bytes = size_t{1} << 30) {
     op(data.data() + start, static_cast<int>(std::min(chunk, data.size() - start)));
 }
 
-// Note [all-reduce pieces]: Open MPI's blocking all-reduce over TCP runs at line rate for buffers
-// up to 2 MB, and far below it for larger ones: on 2 harness hosts with 1 Gbit/s links, 4 MB and
-// 64 MB calls moved 0.088-0.091 GB/s where 1 MB pieces of the same buffer moved 0.119 (2 ranks
-// exchange both ways over one socket, and the large-message protocol's control messages queue
-// behind the data going the other way); on the unshaped bridge 1 MB pieces ran 3.3 GB/s against
-// 1.1 for 4 MB calls; within a host (shared memory) 1 MB pieces were no slower. So every blocking
-// all-reduce goes in pieces of 1 MB: the trainer's 4 MB buckets and the hierarchical path's
-// slices alike. benchmarks/results/allreduce_pieces.md has the training runs before and after.
 template <class T, class Op>
 void in_pieces(std::span<T> data, Op op) {
-  in_chunks(data, op, size_t{1} << 20);
+  in_chunks(data, op, kAllReducePieceBytes);
 }
 
 }  // namespace
@@ -153,34 +147,35 @@ void MpiCommunicator::all_reduce_sum(std::span<double> data) {
 
 namespace {
 
-class MpiWork final : public Work {
+class PieceWork final : public Work {
  public:
-  MpiWork() = default;
-  ~MpiWork() override {
-    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  PieceWork(MpiPieceQueue& queue, uint64_t ticket) : queue_(queue), ticket_(ticket) {}
+  ~PieceWork() override {
+    // Reached without wait() only when the step failed; the buffer must outlive the pieces.
+    try {
+      queue_.wait_through(ticket_);
+    } catch (const Error&) {  // the failure that got here is the one to report
+    }
   }
-  MPI_Request* request() { return &request_; }
-  bool test() override {
-    int done = 0;
-    mpiCheck(MPI_Test(&request_, &done, MPI_STATUS_IGNORE));
-    return done != 0;
-  }
-  void wait() override { mpiCheck(MPI_Wait(&request_, MPI_STATUS_IGNORE)); }
+  bool test() override { return queue_.progress() >= ticket_; }
+  void wait() override { queue_.wait_through(ticket_); }
 
  private:
-  MPI_Request request_ = MPI_REQUEST_NULL;
+  MpiPieceQueue& queue_;
+  uint64_t ticket_;
 };
 
 }  // namespace
 
+MpiPieceQueue& MpiCommunicator::piece_queue() {
+  if (!pieces_) pieces_ = std::make_unique<MpiPieceQueue>(comm_);
+  return *pieces_;
+}
+
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> data) {
-  if (data.size() > static_cast<size_t>(INT_MAX))
-    throw RuntimeError("all_reduce_sum_async: " + std::to_string(data.size()) +
-                       " floats exceed one MPI call; use smaller gradient buckets");
-  auto work = std::make_unique<MpiWork>();
-  mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_FLOAT,
-                          MPI_SUM, comm_, work->request()));
-  return work;
+  MpiPieceQueue& queue = piece_queue();
+  return std::make_unique<PieceWork>(
+      queue, queue.enqueue(data.data(), data.size(), MPI_FLOAT, sizeof(float), MPI_SUM));
 }
 
 void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
@@ -190,12 +185,9 @@ void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
 }
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_bf16_async(std::span<uint16_t> data) {
-  if (data.size() > static_cast<size_t>(INT_MAX))
-    throw RuntimeError("all_reduce_sum_bf16_async: bucket too large for one MPI call");
-  auto work = std::make_unique<MpiWork>();
-  mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, data.data(), static_cast<int>(data.size()), MPI_UINT16_T,
-                          bf16_sum_, comm_, work->request()));
-  return work;
+  MpiPieceQueue& queue = piece_queue();
+  return std::make_unique<PieceWork>(
+      queue, queue.enqueue(data.data(), data.size(), MPI_UINT16_T, sizeof(uint16_t), bf16_sum_));
 }
 
 int MpiCommunicator::all_reduce_max(int value) {

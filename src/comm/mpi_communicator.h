@@ -2,9 +2,11 @@
 
 #include <mpi.h>
 
+#include <memory>
 #include <string>
 
 #include "comm/communicator.h"
+#include "comm/mpi_piece_queue.h"
 
 namespace ddp {
 
@@ -31,7 +33,7 @@ class MpiCommunicator final : public Communicator {
   int local_size() const override { return local_size_; }
   void all_reduce_sum(std::span<float> data) override;
   void all_reduce_sum(std::span<double> data) override;
-  // MPI_Iallreduce; buffers above 2^31 elements are not split (gradient buckets are far smaller).
+  // Queued in pieces, run one after the other (Note [overlapped pieces]).
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
   // A SharedWindow when every rank runs on this host and /dev/shm has room for it.
   std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) override;
@@ -50,6 +52,8 @@ class MpiCommunicator final : public Communicator {
  private:
   // Collective: empty when /dev/shm holds bytes_per_rank for every rank, else why not.
   std::string shared_memory_shortfall(size_t bytes_per_rank);
+  // Collective on first use: every rank makes the same non-blocking calls.
+  MpiPieceQueue& piece_queue();
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Op bf16_sum_ = MPI_OP_NULL;
@@ -57,6 +61,7 @@ class MpiCommunicator final : public Communicator {
   int size_ = 1;
   int local_rank_ = 0;
   int local_size_ = 1;
+  std::unique_ptr<MpiPieceQueue> pieces_;
 };
 
 }  // namespace ddp

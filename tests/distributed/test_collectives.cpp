@@ -53,6 +53,38 @@ TEST(MpiCommunicator, AllReduceSumDoubleAndMax) {
   EXPECT_EQ(comm.all_reduce_max(comm.rank() * 10), (n - 1) * 10);
 }
 
+// Note [overlapped pieces]: buckets of several pieces queued together, moved on by test() calls
+// with blocking collectives in between, waited for out of order.
+TEST(MpiCommunicator, AsyncSumsRunAsQueuedPiecesBesideBlockingCalls) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  const int base = n * (n - 1) / 2;
+  std::vector<float> large((size_t{5} << 20) / 2 / sizeof(float) + 9);
+  std::vector<uint16_t> narrow((size_t{3} << 20) / 2 / sizeof(uint16_t) + 1);
+  std::vector<float> small(10);
+  for (size_t i = 0; i < large.size(); ++i) large[i] = static_cast<float>(comm.rank() + i);
+  for (size_t i = 0; i < narrow.size(); ++i)
+    narrow[i] = to_bf16(static_cast<float>(comm.rank() + i % 5));
+  for (size_t i = 0; i < small.size(); ++i) small[i] = static_cast<float>(comm.rank() * i);
+  std::vector<std::unique_ptr<Work>> works;
+  works.push_back(comm.all_reduce_sum_async(std::span<float>(large)));
+  works.push_back(comm.all_reduce_sum_bf16_async(std::span<uint16_t>(narrow)));
+  works.push_back(comm.all_reduce_sum_async(std::span<float>(small)));
+  for (int round = 0; round < 3; ++round) {
+    for (auto& work : works) work->test();
+    ASSERT_EQ(comm.all_reduce_max(comm.rank() + round), n - 1 + round);
+  }
+  works[2]->wait();
+  EXPECT_TRUE(works[0]->test());
+  works[0]->wait();
+  works[1]->wait();
+  for (size_t i = 0; i < large.size(); ++i)
+    ASSERT_EQ(large[i], static_cast<float>(n * i + base)) << i;
+  for (size_t i = 0; i < narrow.size(); ++i)
+    ASSERT_EQ(from_bf16(narrow[i]), static_cast<float>(n * (i % 5) + base)) << i;
+  for (size_t i = 0; i < small.size(); ++i) ASSERT_EQ(small[i], static_cast<float>(base * i)) << i;
+}
+
 TEST(MpiCommunicator, BroadcastFromAnyRoot) {
   MpiCommunicator comm;
   for (int root = 0; root < comm.size(); ++root) {

@@ -1,0 +1,63 @@
+#include "comm/mpi_piece_queue.h"
+
+#include <algorithm>
+
+#include "comm/mpi_check.h"
+
+namespace ddp {
+
+MpiPieceQueue::MpiPieceQueue(MPI_Comm comm) {
+  mpiCheck(MPI_Comm_dup(comm, &comm_));
+  mpiCheck(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+}
+
+MpiPieceQueue::~MpiPieceQueue() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  // A piece still in flight (only after a failure elsewhere) is left to MPI: waiting could hang
+  // on a dead rank, and an active collective request may not be freed. The communicator is
+  // freed once it completes.
+  MPI_Comm_free(&comm_);
+}
+
+uint64_t MpiPieceQueue::enqueue(void* data, size_t count, MPI_Datatype type, size_t type_bytes,
+                                MPI_Op op) {
+  const size_t piece = kAllReducePieceBytes / type_bytes;
+  auto* bytes = static_cast<std::byte*>(data);
+  for (size_t start = 0; start < count; start += piece) {
+    waiting_.push_back(Piece{bytes + start * type_bytes,
+                             static_cast<int>(std::min(piece, count - start)), type, op});
+    ++queued_;
+  }
+  if (in_flight_ == MPI_REQUEST_NULL) start_next();
+  return queued_;
+}
+
+void MpiPieceQueue::start_next() {
+  if (waiting_.empty()) return;
+  const Piece p = waiting_.front();
+  waiting_.pop_front();
+  mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, p.data, p.count, p.type, p.op, comm_, &in_flight_));
+}
+
+uint64_t MpiPieceQueue::progress() {
+  while (in_flight_ != MPI_REQUEST_NULL) {
+    int done = 0;
+    mpiCheck(MPI_Test(&in_flight_, &done, MPI_STATUS_IGNORE));
+    if (!done) break;
+    ++completed_;
+    start_next();
+  }
+  return completed_;
+}
+
+void MpiPieceQueue::wait_through(uint64_t ticket) {
+  while (completed_ < ticket) {
+    mpiCheck(MPI_Wait(&in_flight_, MPI_STATUS_IGNORE));
+    ++completed_;
+    start_next();
+  }
+}
+
+}  // namespace ddp

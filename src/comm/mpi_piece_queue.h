@@ -1,0 +1,64 @@
+#pragma once
+// Non-blocking all-reduces of one communicator, cut into pieces that run one at a time (Note
+// [overlapped pieces]).
+
+#include <mpi.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+
+namespace ddp {
+
+// Note [all-reduce pieces]: Open MPI's blocking all-reduce over TCP runs at line rate for buffers
+// up to 2 MB, and far below it for larger ones: on 2 harness hosts with 1 Gbit/s links, 4 MB and
+// 64 MB calls moved 0.088-0.091 GB/s where 1 MB pieces of the same buffer moved 0.119 (2 ranks
+// exchange both ways over one socket, and the large-message protocol's control messages queue
+// behind the data going the other way); on the unshaped bridge 1 MB pieces ran 3.3 GB/s against
+// 1.1 for 4 MB calls; within a host (shared memory) 1 MB pieces were no slower. So every
+// all-reduce through MPI goes in pieces of 1 MB: the trainer's 4 MB buckets and the hierarchical
+// path's slices alike. benchmarks/results/allreduce_pieces.md has the training runs before and
+// after.
+inline constexpr size_t kAllReducePieceBytes = size_t{1} << 20;
+
+// Note [overlapped pieces]: Open MPI's non-blocking all-reduce (libnbc) over TCP moved 0.06-0.07
+// GB/s on 2 harness hosts with 1 Gbit/s links whether a 64 MB buffer went as one call or as 16 to
+// 256 calls started together; the same calls issued one after the other, each waited for before
+// the next started, ran at line rate (0.120 GB/s for 1 MB and 256 KB pieces). So the overlapped
+// path queues its buckets' pieces here: one is in flight at a time, and every test() of any
+// bucket moves the queue on. The pieces run on a communicator of their own, since when a queued
+// piece starts depends on timing, which differs between ranks: on the shared one a blocking
+// collective issued meanwhile (a synchronized batch norm's sums) could pair with a piece.
+class MpiPieceQueue {
+ public:
+  explicit MpiPieceQueue(MPI_Comm comm);  // works on a duplicate of comm
+  ~MpiPieceQueue();
+  MpiPieceQueue(const MpiPieceQueue&) = delete;
+  MpiPieceQueue& operator=(const MpiPieceQueue&) = delete;
+
+  // Queues an in-place sum of count elements at data; returns the ticket that completed()
+  // reaches once the last of its pieces is done. The buffer must stay untouched until then.
+  uint64_t enqueue(void* data, size_t count, MPI_Datatype type, size_t type_bytes, MPI_Op op);
+  // Drives progress: tests the piece in flight and starts the next ones as they finish.
+  uint64_t progress();
+  // Completes every piece through ticket, in order.
+  void wait_through(uint64_t ticket);
+  uint64_t completed() const { return completed_; }
+
+ private:
+  struct Piece {
+    void* data;
+    int count;
+    MPI_Datatype type;
+    MPI_Op op;
+  };
+  void start_next();
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::deque<Piece> waiting_;
+  MPI_Request in_flight_ = MPI_REQUEST_NULL;
+  uint64_t queued_ = 0;
+  uint64_t completed_ = 0;
+};
+
+}  // namespace ddp
