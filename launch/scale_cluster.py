@@ -10,7 +10,7 @@ GBIT = 1e9 / 8  # bytes per second in one Gbit/s
 CLUSTER_KEYS = {"name", "ranks", "ranks_per_host", "cores_per_host", "hosts_share_cores",
                 "compute_speed", "gpu_tflops", "intra_host", "inter_host", "collective",
                 "sweeps"}
-LINK_KEYS = {"bandwidth_gbit", "latency_us", "efficiency", "source"}
+LINK_KEYS = {"bandwidth_gbit", "latency_us", "efficiency", "burst_kb", "source"}
 COLLECTIVES = {"mpi", "hierarchical", "nccl"}
 
 
@@ -76,7 +76,7 @@ def link_from_sweeps(sweeps):
             p = hosts * per_host
             latency_ms, bandwidth = curves["mpi/fp32"].fit()
             return {"latency_ms": max(0.0, latency_ms) / (2 * (p - 1)),
-                    "bandwidth": bandwidth * 2 * (p - 1) / p}
+                    "bandwidth": bandwidth * 2 * (p - 1) / p, "burst_bytes": 0.0}
     return None
 
 
@@ -85,6 +85,8 @@ def _number(value, where, positive=True):
         raise ClusterError(f"{where}: must be a number, got {value!r}")
     if positive and not value > 0:
         raise ClusterError(f"{where}: must be greater than 0, got {value}")
+    if not value >= 0:
+        raise ClusterError(f"{where}: must be 0 or greater, got {value}")
     return float(value)
 
 
@@ -107,7 +109,9 @@ def _link(node, where):
     return {"bandwidth": _number(node["bandwidth_gbit"], f"{where}.bandwidth_gbit") * GBIT
             * efficiency,
             "latency_ms": _number(node["latency_us"], f"{where}.latency_us", positive=False)
-            / 1e3}
+            / 1e3,
+            "burst_bytes": _number(node.get("burst_kb", 0), f"{where}.burst_kb", positive=False)
+            * 1e3}
 
 
 def load_cluster(path):

@@ -28,6 +28,11 @@ trainer runs it:
   each ready() (Note [CPU all-reduce]): each poll lets a started collective run one of its
   2 (p - 1) ring steps (in the background, on the link), and the rest runs back to back in
   finish(). NCCL overlaps fully (its own stream).
+- Token-bucket links (`burst_kb`: cloud VMs' shaped bandwidth, tc's tbf): a bucket that refills
+  at the link's rate while the link is idle lets up to burst_kb through at once, so the host link
+  keeps sending through the step's computing phases, up to a burst's worth: the step's
+  communication shrinks by min(burst / bandwidth, the phases that do not communicate). A back to
+  back sweep never idles the link and so measures the rate alone.
 - ZeRO-1: a reduce-scatter plus an all-gather move the bytes of one all-reduce; the optimizer
   runs on 1 / ranks of the parameters and keeps 1 / ranks of its state.
 Everything here is plain arithmetic on the profile and the cluster; nothing is fitted to the runs
@@ -208,6 +213,10 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
     else:
         exposed = sum(comm)  # blocking, or started at ready() and blocking there
     optimizer = t["optimizer"] / ranks if zero else t["optimizer"]
+    link = cluster["inter_host"]
+    if hosts > 1 and link and link.get("burst_bytes"):
+        idle = t["data"] + t["forward"] + optimizer + (0.0 if overlapped else t["backward"])
+        exposed = max(0.0, exposed - min(link["burst_bytes"] / link["bandwidth"] * 1e3, idle))
     step = t["data"] + t["forward"] + t["backward"] + exposed + optimizer
     return {"ranks": ranks, "hosts": hosts, "ranks_per_host": per_host, "path": path, "zero": zero,
             "buckets": len(buckets), "compute_ms": t["data"] + t["forward"] + t["backward"],

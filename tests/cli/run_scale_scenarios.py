@@ -38,6 +38,10 @@ BAD_FILES = [
     ("no inter-host link", "", "inter_host: missing"),
     ("efficiency above 1", "inter_host: {bandwidth_gbit: 25, latency_us: 10, efficiency: 2}",
      "inter_host.efficiency: must be at most 1"),
+    ("negative latency", "inter_host: {bandwidth_gbit: 25, latency_us: -1}",
+     "inter_host.latency_us: must be 0 or greater"),
+    ("negative burst", "inter_host: {bandwidth_gbit: 25, latency_us: 10, burst_kb: -5}",
+     "inter_host.burst_kb: must be 0 or greater"),
 ]
 
 
@@ -113,8 +117,10 @@ class Scenarios:
         run = self.scale("sweep", "--hosts", "2", "--ranks-per-host", "1", "--rate", "1gbit",
                          "--paths", "mpi/fp32", "--max-mb", "4", "--out", sweep)
         assert run.returncode == 0, run.stderr[-2000:]
+        # netns_cluster.sh's token bucket at 1 Gbit/s holds 10 ms of the rate: 1,250 KB.
         cluster = self.write("harness.yaml", "ranks: [2]\nranks_per_host: 1\n"
                              f"cores_per_host: {os.cpu_count()}\nhosts_share_cores: true\n"
+                             "inter_host: {bandwidth_gbit: 1, latency_us: 50, burst_kb: 1250}\n"
                              f"sweeps: {sweep}\n")
         config = os.path.join(self.args.root, "configs", "w2_fmnist_mlp.yaml")
         out = os.path.join(self.tmp, "predicted.json")
