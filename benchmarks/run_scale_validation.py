@@ -33,9 +33,10 @@ OUT = os.path.join(ROOT, "benchmarks", "results")
 WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", 30), "W3": ("configs/w3_wide_mlp.yaml", 4)}
 # Delay needs netem (sch_netem), which this machine's kernel lacks: no delayed links here.
 LINKS = {"100mbit": ("100mbit", None), "1gbit": ("1gbit", None), "unshaped": (None, None)}
-# The depth of netns_cluster.sh's token buckets (tbf_burst there): what the rate sends in 10 ms,
-# at least 256 KB. A fact of the harness's links, as a cloud VM's burst allowance would be.
-BURST_BYTES = {"100mbit": 262144, "1gbit": 1250000, "unshaped": 0}
+# The shaped links' rate (bytes/s) and the depth of netns_cluster.sh's token buckets (tbf_burst
+# there): what the rate sends in 10 ms, at least 256 KB. Facts of the harness's links, as a cloud
+# VM's nameplate rate and burst allowance would be.
+BURST = {"100mbit": (100e6 / 8, 262144), "1gbit": (1e9 / 8, 1250000)}
 
 
 def case(workload, hosts, per_host, link, **settings):
@@ -122,7 +123,11 @@ def harness_cluster(c, extrapolate=False):
     path = sweep_file(*layout, c["link"])
     cluster["sweeps"] = scale_cluster.load_sweeps(path, path)
     cluster["inter_host"] = scale_cluster.link_from_sweeps(cluster["sweeps"])
-    cluster["inter_host"]["burst_bytes"] = BURST_BYTES[c["link"]]
+    if c["link"] in BURST:
+        rate, burst = BURST[c["link"]]
+        # Layouts swept on other paths than flat MPI have no fitted line: the nameplate rate.
+        cluster["inter_host"] = cluster["inter_host"] or {"bandwidth": rate, "latency_ms": 0.0}
+        cluster["inter_host"]["burst_bytes"] = burst
     return cluster
 
 
