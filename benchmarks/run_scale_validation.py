@@ -31,6 +31,9 @@ import scale_model  # noqa: E402
 
 OUT = os.path.join(ROOT, "benchmarks", "results")
 WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", 30), "W3": ("configs/w3_wide_mlp.yaml", 4)}
+# Timed steps per run: W2's 30 steps on an unshaped link were ~90 ms, too short to measure (its
+# runs spread 61-70k samples/s where 300 steps gave 76-83k).
+TIMED_MS = 2000
 # Delay needs netem (sch_netem), which this machine's kernel lacks: no delayed links here.
 LINKS = {"100mbit": ("100mbit", None), "1gbit": ("1gbit", None), "unshaped": (None, None)}
 # The shaped links' rate (bytes/s) and the depth of netns_cluster.sh's token buckets (tbf_burst
@@ -140,17 +143,21 @@ def predict(c, profiles):
             "extrapolated": far["samples_per_sec"]}
 
 
-def measure(c, build):
-    config, steps = WORKLOADS[c["workload"]]
+def measure(c, build, predicted_step_ms):
+    """ddp_bench on a fresh cluster: about TIMED_MS of timed steps (by the predicted step time,
+    at least the workload's minimum; W3 on 100 Mbit/s 2), after a tenth as many warm-up steps."""
+    config, least = WORKLOADS[c["workload"]]
+    steps = max(least, min(1000, round(TIMED_MS / predicted_step_ms)))
     if c["link"] == "100mbit" and c["workload"] == "W3":
         steps = 2
+    warmup = max(2, steps // 10)
     names = {"bucket_mb": "bucket_mb", "overlap": "overlap", "wire": "wire_dtype",
              "allreduce": "allreduce"}
     sets = " ".join(f"--set training.{names[k]}={str(v).lower()}"
                     for k, v in c["settings"].items())
     ranks = c["hosts"] * c["ranks_per_host"]
     script = (f"mpirun $DDP_MPIRUN_ARGS -n {ranks} {build}/ddp_bench --config {ROOT}/{config} "
-              f"--warmup 2 --steps {steps} {sets}")
+              f"--warmup {warmup} --steps {steps} {sets}")
     rate, delay = LINKS[c["link"]]
     cmd = [os.path.join(ROOT, "launch", "netns_cluster.sh"), "--hosts", str(c["hosts"]),
            "--slots", str(c["ranks_per_host"])]
@@ -259,7 +266,7 @@ def main():
     runs = [[] for _ in all_cases]
     for rep in range(a.reps):
         for i, c in enumerate(all_cases):
-            r = measure(c, a.build)
+            r = measure(c, a.build, predictions[i]["simulation"]["step_ms"])
             expected = {"mpi": "through mpi", "hierarchical": "shared memory within hosts"}
             if expected[predictions[i]["simulation"]["path"]] not in r["gradient_sync"]:
                 sys.exit(f"run_scale_validation: {label(c)} took another path than predicted: "
