@@ -15,26 +15,23 @@ namespace ddp {
 namespace {
 
 // Buffers of two and a half 1 MB pieces and a few elements (Note [all-reduce pieces]): every
-// piece, the tail included, is summed once.
-TEST(MpiCommunicator, AllReduceSumFloatInPieces) {
-  MpiCommunicator comm;
+// piece, the tail included, is summed once. Element i holds rank + i: its sum is n i + n (n-1) / 2.
+template <class T>
+void expect_rank_plus_index_summed(MpiCommunicator& comm, size_t tail) {
   const int n = comm.size();
-  std::vector<float> data((size_t{5} << 20) / 2 / sizeof(float) + 7);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(comm.rank() + i);
-  comm.all_reduce_sum(std::span<float>(data));
+  std::vector<T> data((size_t{5} << 20) / 2 / sizeof(T) + tail);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<T>(comm.rank() + i);
+  comm.all_reduce_sum(std::span<T>(data));
   for (size_t i = 0; i < data.size(); ++i)
-    ASSERT_EQ(data[i], static_cast<float>(n * i + n * (n - 1) / 2)) << i;
+    ASSERT_EQ(data[i], static_cast<T>(n * i + n * (n - 1) / 2)) << i;
 }
 
-TEST(MpiCommunicator, AllReduceSumDoubleAndBf16InPieces) {
+TEST(MpiCommunicator, AllReduceSumInPieces) {
   MpiCommunicator comm;
-  const int n = comm.size();
-  std::vector<double> wide((size_t{5} << 20) / 2 / sizeof(double) + 3);
-  for (size_t i = 0; i < wide.size(); ++i) wide[i] = static_cast<double>(comm.rank() + i);
-  comm.all_reduce_sum(std::span<double>(wide));
-  for (size_t i = 0; i < wide.size(); ++i)
-    ASSERT_EQ(wide[i], static_cast<double>(n * i + n * (n - 1) / 2)) << i;
+  expect_rank_plus_index_summed<float>(comm, 7);
+  expect_rank_plus_index_summed<double>(comm, 3);
   // Small integers: exact in bfloat16, so the sum is too.
+  const int n = comm.size();
   std::vector<uint16_t> narrow((size_t{5} << 20) / 2 / sizeof(uint16_t) + 5);
   for (size_t i = 0; i < narrow.size(); ++i)
     narrow[i] = to_bf16(static_cast<float>(comm.rank() + i % 7));
