@@ -201,17 +201,52 @@ void MpiCommunicator::broadcast_bytes(std::span<std::byte> data, int root) {
   });
 }
 
+namespace {
+
+// The sharded step's collectives in rounds (Note [all-reduce pieces]): round j carries the j-th
+// piece of every rank's part, about 1 MB in all. Returns the first element of each part.
+std::vector<int> part_offsets(std::span<const int> counts) {
+  std::vector<int> offsets(counts.size());
+  for (size_t r = 1; r < counts.size(); ++r) offsets[r] = offsets[r - 1] + counts[r - 1];
+  return offsets;
+}
+
+template <class Round>
+void in_rounds(std::span<const int> counts, Round round) {
+  const int piece =
+      std::max<int>(static_cast<int>(kAllReducePieceBytes / sizeof(float) / counts.size()), 1);
+  const int longest = *std::max_element(counts.begin(), counts.end());
+  std::vector<int> sizes(counts.size());
+  for (int start = 0; start < longest; start += piece) {
+    for (size_t r = 0; r < counts.size(); ++r) sizes[r] = std::clamp(counts[r] - start, 0, piece);
+    round(start, std::span<const int>(sizes));
+  }
+}
+
+}  // namespace
+
 void MpiCommunicator::reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
                                          std::span<const int> counts) {
-  mpiCheck(MPI_Reduce_scatter(in.data(), shard.data(), counts.data(), MPI_FLOAT, MPI_SUM, comm_));
+  const std::vector<int> offsets = part_offsets(counts);
+  std::vector<float> packed;
+  in_rounds(counts, [&](int start, std::span<const int> sizes) {
+    packed.clear();
+    for (size_t r = 0; r < sizes.size(); ++r)
+      packed.insert(packed.end(), in.begin() + offsets[r] + start,
+                    in.begin() + offsets[r] + start + sizes[r]);
+    mpiCheck(MPI_Reduce_scatter(packed.data(), shard.data() + std::min<size_t>(start, shard.size()),
+                                sizes.data(), MPI_FLOAT, MPI_SUM, comm_));
+  });
 }
 
 void MpiCommunicator::all_gather(std::span<float> data, std::span<const int> counts) {
+  const std::vector<int> offsets = part_offsets(counts);
   std::vector<int> displacements(counts.size());
-  for (size_t r = 1; r < counts.size(); ++r)
-    displacements[r] = displacements[r - 1] + counts[r - 1];
-  mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data.data(), counts.data(),
-                          displacements.data(), MPI_FLOAT, comm_));
+  in_rounds(counts, [&](int start, std::span<const int> sizes) {
+    for (size_t r = 0; r < sizes.size(); ++r) displacements[r] = offsets[r] + start;
+    mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data.data(), sizes.data(),
+                            displacements.data(), MPI_FLOAT, comm_));
+  });
 }
 
 void MpiCommunicator::barrier() { mpiCheck(MPI_Barrier(comm_)); }

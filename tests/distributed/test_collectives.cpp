@@ -40,6 +40,32 @@ TEST(MpiCommunicator, AllReduceSumInPieces) {
     ASSERT_EQ(from_bf16(narrow[i]), static_cast<float>(n * (i % 7) + n * (n - 1) / 2)) << i;
 }
 
+// The sharded step's collectives in rounds of about 1 MB (Note [all-reduce pieces]): uneven parts
+// of several rounds each, one of them empty with 3+ ranks.
+TEST(MpiCommunicator, ReduceScatterAndAllGatherInRounds) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  std::vector<int> counts(n);
+  for (int r = 0; r < n; ++r) counts[r] = r == n - 1 && n > 2 ? 0 : 300000 + 70001 * r;
+  std::vector<int> offsets(n + 1);
+  for (int r = 0; r < n; ++r) offsets[r + 1] = offsets[r] + counts[r];
+  std::vector<float> in(offsets[n]);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(comm.rank() + i % 1000);
+  std::vector<float> shard(counts[comm.rank()], -1.0f);
+  comm.reduce_scatter_sum(in, shard, counts);
+  for (size_t k = 0; k < shard.size(); ++k)
+    ASSERT_EQ(shard[k],
+              static_cast<float>(n * ((offsets[comm.rank()] + k) % 1000) + n * (n - 1) / 2))
+        << k;
+  std::vector<float> data(offsets[n], -1.0f);
+  for (int k = 0; k < counts[comm.rank()]; ++k)
+    data[offsets[comm.rank()] + k] = static_cast<float>(comm.rank() * 100 + k % 97);
+  comm.all_gather(data, counts);
+  for (int r = 0; r < n; ++r)
+    for (int k = 0; k < counts[r]; ++k)
+      ASSERT_EQ(data[offsets[r] + k], static_cast<float>(r * 100 + k % 97)) << r << " " << k;
+}
+
 TEST(MpiCommunicator, AllReduceSumDoubleAndMax) {
   MpiCommunicator comm;
   const int n = comm.size();
