@@ -17,8 +17,8 @@ namespace ddp {
 // behind the data going the other way); on the unshaped bridge 1 MB pieces ran 3.3 GB/s against
 // 1.1 for 4 MB calls; within a host (shared memory) 1 MB pieces were no slower. So every
 // all-reduce through MPI goes in pieces of 1 MB: the trainer's 4 MB buckets and the hierarchical
-// path's slices alike. benchmarks/results/allreduce_pieces.md has the training runs before and
-// after.
+// path's slices alike; ZeRO-1's reduce-scatter and all-gather go in rounds of about 1 MB.
+// benchmarks/results/allreduce_pieces.md has the training runs before and after.
 inline constexpr size_t kAllReducePieceBytes = size_t{1} << 20;
 
 // Note [overlapped pieces]: Open MPI's non-blocking all-reduce (libnbc) over TCP moved 0.06-0.07
