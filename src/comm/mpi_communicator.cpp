@@ -1,7 +1,6 @@
 #include "comm/mpi_communicator.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
