@@ -36,14 +36,13 @@ class MpiPieceQueue {
   MpiPieceQueue(const MpiPieceQueue&) = delete;
   MpiPieceQueue& operator=(const MpiPieceQueue&) = delete;
 
-  // Queues an in-place sum of count elements at data; returns the ticket that completed()
+  // Queues an in-place sum of count elements at data; returns the ticket that progress()
   // reaches once the last of its pieces is done. The buffer must stay untouched until then.
   uint64_t enqueue(void* data, size_t count, MPI_Datatype type, size_t type_bytes, MPI_Op op);
   // Drives progress: tests the piece in flight and starts the next ones as they finish.
   uint64_t progress();
   // Completes every piece through ticket, in order.
   void wait_through(uint64_t ticket);
-  uint64_t completed() const { return completed_; }
 
  private:
   struct Piece {
