@@ -2,8 +2,8 @@
 """The GEMM kernels W2 and W3 get by default (Note [tiled GEMM], Note [OpenBLAS kernels]) against
 the alternatives this CPU can run: every OpenBLAS core type, with skinny products sent to OpenBLAS
 too (DDP_GEMM=blas). One rank x one thread, settings alternated run by run; medians with min-max.
-The default must be within 10% of the best. Writes benchmarks/results/kernel_choice.md.
-  benchmarks/run_kernel_choice.py [--reps 5]"""
+The default must be within 10% of the best. Writes benchmarks/results/kernel_choice.md, or --out.
+  benchmarks/run_kernel_choice.py [--reps 5] [--out benchmarks/results/kernel_choice_zen3.md]"""
 
 import argparse
 import json
@@ -54,6 +54,7 @@ def run(config, args, setting):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "kernel_choice.md"))
     a = p.parse_args()
     samples, backend = {}, {}
     for _ in range(a.reps):
@@ -63,8 +64,10 @@ def main():
                 samples.setdefault((name, setting), []).append(r["samples_per_sec"])
                 backend[(name, setting)] = r["backend"]
     commit = provenance.commit()
-    lines = [f"Command: `benchmarks/run_kernel_choice.py --reps {a.reps}`. Measured "
-             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {provenance.cpu_model()}, "
+    command = " ".join(["benchmarks/run_kernel_choice.py", *sys.argv[1:]])
+    lines = [f"Command: `{command}`. Measured "
+             f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on {provenance.cpu_model()} "
+             f"({provenance.cpu_family_model()}), "
              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end; 1 rank x "
              "1 thread, settings alternated run by run; samples/s, median (min-max).", "",
              "| workload | environment | backend as logged | samples/s | vs best |",
@@ -82,7 +85,7 @@ def main():
             verdict = 1
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(os.path.join(ROOT, "benchmarks", "results", "kernel_choice.md"), "w") as f:
+    with open(a.out, "w") as f:
         f.write(text)
     if verdict:
         print("FAIL: the default kernels are more than 10% slower than the best setting")

@@ -125,7 +125,7 @@ bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, 
 // (k, n) or (n, k). See Note [tiled GEMM]: small products and skinny ones (a batch of rows against
 // large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
 // repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
-// without AVX-512 or BLAS.
+// without AVX2 or BLAS.
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
           const float* b, float* c, bool accumulate = false) {
   const bool small = is_small_product(m, n, k);
@@ -172,9 +172,9 @@ class CpuBackend final : public ComputeBackend {
     std::string gemm = "Eigen GEMM";
 #endif
     if (tiled_gemm_available()) {
-      gemm = (skinny_to_blas()
-                  ? "tiled AVX-512 GEMM for small products (DDP_GEMM=blas), "
-                  : "tiled AVX-512 GEMM for batch <= " + std::to_string(kSkinnyMaxBatch) + ", ") +
+      const std::string tiled = std::string("tiled ") + tiled_gemm_isa() + " GEMM for ";
+      gemm = (skinny_to_blas() ? tiled + "small products (DDP_GEMM=blas), "
+                               : tiled + "batch <= " + std::to_string(kSkinnyMaxBatch) + ", ") +
              gemm + " otherwise";
     }
 #ifdef DDP_HAVE_DNNL

@@ -5,9 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "core/simd.h"
 
 namespace ddp {
 namespace {
@@ -15,47 +13,67 @@ namespace {
 constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
 }  // namespace
 
-#ifdef __AVX512F__
+#ifdef DDP_SIMD_TILES
 namespace {
 
-constexpr int kLanes = 16;
+using simd::kLanes;
+using simd::Mask;
+using simd::Vec;
+
+// Tile shapes, rows x vectors of C, per vector width (Note [SIMD width]). AVX-512 has 32
+// registers: up to 24 accumulators beside the B vectors. AVX2 has 16: 12 accumulators, 2 B
+// vectors and a broadcast.
+#ifdef __AVX512F__
+constexpr int kSmallRows = 4, kSmallVectors = 4;
+constexpr int kForwardRows = 6, kForwardVectors = 4;
+constexpr int kInputGradRows = 6, kInputGradVectors = 4;
+constexpr int kWeightGradRows = 8, kWeightGradVectors = 3;
+#else
+constexpr int kSmallRows = 4, kSmallVectors = 2;
+constexpr int kForwardRows = 6, kForwardVectors = 2;
+constexpr int kInputGradRows = 6, kInputGradVectors = 2;
+constexpr int kWeightGradRows = 6, kWeightGradVectors = 2;
+#endif
+constexpr int kMaxVectors =
+    std::max({kSmallVectors, kForwardVectors, kInputGradVectors, kWeightGradVectors});
+
 // The scratch block of tiled_weight_grad_blocks: in L2 next to the update's streams.
 constexpr int64_t kBlockBytes = int64_t{128} << 10;
-// Rows of C per block for a row length of n: a multiple of the 8-row tile, about kBlockBytes.
+// Rows of C per block for a row length of n: a multiple of the row tile, about kBlockBytes.
 int64_t rows_per_block(int64_t n) {
-  return std::max<int64_t>(8, kBlockBytes / (8 * 4 * std::max<int64_t>(n, 1)) * 8);
+  constexpr int64_t kTile = kWeightGradRows;
+  return std::max<int64_t>(kTile, kBlockBytes / (kTile * 4 * std::max<int64_t>(n, 1)) * kTile);
 }
 
-// One tile of C: `Rows` rows by `Vectors` 16-lane vectors, the last one masked to the columns that
+// One tile of C: `Rows` rows by `Vectors` vectors, the last one masked to the columns that
 // exist. Compile-time sizes let the accumulators live in registers for the whole k loop. With
 // `StoreTransposed` the tile is C^T's: element (r, col) goes to c[col * ldc + r].
 template <int Rows, int Vectors, bool StoreTransposed>
 void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride, const float* b,
-          int64_t ldb, float* c, int64_t ldc, __mmask16 last_mask, bool accumulate) {
-  __mmask16 masks[Vectors];
-#pragma GCC unroll 4
-  for (int v = 0; v < Vectors; ++v) masks[v] = v + 1 == Vectors ? last_mask : __mmask16(0xFFFF);
-  __m512 acc[Rows][Vectors];
+          int64_t ldb, float* c, int64_t ldc, Mask last_mask, bool accumulate) {
+  const bool last_whole = simd::lanes_in(last_mask) == kLanes;
+  // Only the last vector of a row may be partial.
+  auto load_b = [&](const float* p, int v) {
+    return v + 1 < Vectors ? simd::load(p) : simd::load_edge(p, last_mask, last_whole);
+  };
+  Vec acc[Rows][Vectors];
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r) {
 #pragma GCC unroll 4
     for (int v = 0; v < Vectors; ++v) {
-      acc[r][v] = accumulate && !StoreTransposed
-                      ? _mm512_maskz_loadu_ps(masks[v], c + r * ldc + v * kLanes)
-                      : _mm512_setzero_ps();
+      acc[r][v] =
+          accumulate && !StoreTransposed ? load_b(c + r * ldc + v * kLanes, v) : simd::zero();
     }
   }
   for (int64_t p = 0; p < k; ++p) {
-    __m512 bv[Vectors];
+    Vec bv[Vectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) {
-      bv[v] = _mm512_maskz_loadu_ps(masks[v], b + p * ldb + v * kLanes);
-    }
+    for (int v = 0; v < Vectors; ++v) bv[v] = load_b(b + p * ldb + v * kLanes, v);
 #pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * a_row_stride + p * a_col_stride]);
+      const Vec av = simd::broadcast(a[r * a_row_stride + p * a_col_stride]);
 #pragma GCC unroll 4
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = simd::fma(av, bv[v], acc[r][v]);
     }
   }
   if constexpr (StoreTransposed) {
@@ -65,9 +83,9 @@ void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
 #pragma GCC unroll 8
     for (int r = 0; r < Rows; ++r) {
 #pragma GCC unroll 4
-      for (int v = 0; v < Vectors; ++v) _mm512_store_ps(&rows[r][v * kLanes], acc[r][v]);
+      for (int v = 0; v < Vectors; ++v) simd::store(&rows[r][v * kLanes], acc[r][v]);
     }
-    const int cols = (Vectors - 1) * kLanes + __builtin_popcount(last_mask);
+    const int cols = (Vectors - 1) * kLanes + simd::lanes_in(last_mask);
     for (int col = 0; col < cols; ++col) {
       float* out = c + col * ldc;
       for (int r = 0; r < Rows; ++r) out[r] = accumulate ? out[r] + rows[r][col] : rows[r][col];
@@ -77,68 +95,42 @@ void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
     for (int r = 0; r < Rows; ++r) {
 #pragma GCC unroll 4
       for (int v = 0; v < Vectors; ++v) {
-        _mm512_mask_storeu_ps(c + r * ldc + v * kLanes, masks[v], acc[r][v]);
+        float* out = c + r * ldc + v * kLanes;
+        if (v + 1 < Vectors) {
+          simd::store(out, acc[r][v]);
+        } else {
+          simd::store_edge(out, last_mask, last_whole, acc[r][v]);
+        }
       }
     }
   }
 }
 
-// In-register transpose of 16 rows of 16 floats: unpack pairs of rows, then interleave 64-bit
-// pairs, then 128-bit lanes twice.
-void transpose16x16(__m512 r[kLanes]) {
-  __m512 t[kLanes];
-  for (int i = 0; i < kLanes; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  // u[4g + q]: in 128-bit lane L, column 4L + q of rows 4g .. 4g + 3.
-  __m512 u[kLanes];
-  for (int g = 0; g < kLanes; g += 4) {
-    u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
-    u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
-    u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-    u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-  }
-  for (int q = 0; q < 4; ++q) {
-    const __m512 v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
-    const __m512 v1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
-    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44);
-    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
-    r[q] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-    r[4 + q] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-    r[8 + q] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-    r[12 + q] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-  }
-}
-
-__mmask16 first_lanes(int64_t count) {
-  return count >= kLanes ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << count) - 1);
-}
-
-// dst (cols, rows) = src (rows, cols)^T, both row-major, in 16x16 blocks; masked loads and stores
-// cover the edges.
+// dst (cols, rows) = src (rows, cols)^T, both row-major, in square blocks of kLanes; masked loads
+// and stores cover the edges.
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
   for (int64_t i = 0; i < rows; i += kLanes) {
     const int64_t block_rows = rows - i < kLanes ? rows - i : kLanes;
     for (int64_t j = 0; j < cols; j += kLanes) {
-      const __mmask16 col_mask = first_lanes(cols - j);
-      __m512 block[kLanes];
+      const Mask col_mask = simd::first_lanes(cols - j);
+      const bool whole_rows = cols - j >= kLanes;
+      Vec block[kLanes];
       for (int r = 0; r < kLanes; ++r) {
-        block[r] = r < block_rows ? _mm512_maskz_loadu_ps(col_mask, src + (i + r) * cols + j)
-                                  : _mm512_setzero_ps();
+        block[r] = r < block_rows ? simd::load_edge(src + (i + r) * cols + j, col_mask, whole_rows)
+                                  : simd::zero();
       }
-      transpose16x16(block);
+      simd::transpose_square(block);
       const int64_t block_cols = cols - j < kLanes ? cols - j : kLanes;
-      const __mmask16 row_mask = first_lanes(block_rows);
+      const Mask row_mask = simd::first_lanes(block_rows);
       for (int c = 0; c < block_cols; ++c) {
-        _mm512_mask_storeu_ps(dst + (j + c) * rows + i, row_mask, block[c]);
+        simd::store_edge(dst + (j + c) * rows + i, row_mask, block_rows == kLanes, block[c]);
       }
     }
   }
 }
 
 using TileFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
-                        int64_t, __mmask16, bool);
+                        int64_t, Mask, bool);
 
 template <int Rows, bool StoreTransposed = false>
 TileFn tile_for(int vectors) {
@@ -148,20 +140,20 @@ TileFn tile_for(int vectors) {
     case 2:
       return tile<Rows, 2, StoreTransposed>;
     case 3:
-      return tile<Rows, 3, StoreTransposed>;
+      return tile<Rows, std::min(3, kMaxVectors), StoreTransposed>;
     default:
-      return tile<Rows, 4, StoreTransposed>;
+      return tile<Rows, std::min(4, kMaxVectors), StoreTransposed>;
   }
 }
 
 // Column block [j, j + width) of C as whole vectors and the mask of the last one.
 struct ColumnBlock {
   int vectors;
-  __mmask16 last_mask;
+  Mask last_mask;
 };
 ColumnBlock column_block(int64_t width) {
   const int vectors = static_cast<int>((width + kLanes - 1) / kLanes);
-  return {vectors, first_lanes(width - (vectors - 1) * kLanes)};
+  return {vectors, simd::first_lanes(width - (vectors - 1) * kLanes)};
 }
 
 // Small products: B rows straight from memory (transposed first when stored as B^T), 4-row tiles.
@@ -175,8 +167,8 @@ void small_product(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_ro
     transpose(b, n, k, b_rows.data());
     b = b_rows.data();
   }
-  constexpr int kRows = 4;  // 4 rows x 4 vectors = 16 accumulators, B reused 4 times per load
-  constexpr int64_t kWidth = 4 * kLanes;
+  constexpr int kRows = kSmallRows;  // B reused kRows times per load
+  constexpr int64_t kWidth = kSmallVectors * kLanes;
   for (int64_t j = 0; j < n; j += kWidth) {
     const ColumnBlock block = column_block(std::min(kWidth, n - j));
     const TileFn full = tile_for<kRows>(block.vectors);
@@ -203,13 +195,13 @@ const float* transposed(const float* a, int64_t m, int64_t k) {
 }
 
 // C (m, n) = A (m, k) B (n, k)^T with m the batch (a dense layer's forward product), computed as
-// C^T = B A^T: 6 rows of B (weights, read once in storage order) against 64 columns of the packed
-// A^T, 24 accumulators, stored transposed.
+// C^T = B A^T: rows of B (weights, read in storage order) against columns of the packed A^T,
+// stored transposed.
 void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                      bool accumulate) {
   const float* a_t = transposed(a, m, k);
-  constexpr int kRows = 6;
-  constexpr int64_t kWidth = 4 * kLanes;
+  constexpr int kRows = kForwardRows;
+  constexpr int64_t kWidth = kForwardVectors * kLanes;
   for (int64_t j = 0; j < m; j += kWidth) {
     const ColumnBlock block = column_block(std::min(kWidth, m - j));
     const TileFn full = tile_for<kRows, true>(block.vectors);
@@ -256,22 +248,24 @@ void pack_panel(const float* b, int64_t ldb, int64_t depth, int64_t j, int64_t w
   for (int64_t p = 0; p < depth; ++p) {
     const float* row = b + p * ldb + j;
     float* out = panel + p * panel_width;
-    for (int64_t v = 0; v < width; v += kLanes) {
-      const __mmask16 mask = first_lanes(width - v);
-      _mm512_mask_storeu_ps(out + v, mask, _mm512_maskz_loadu_ps(mask, row + v));
+    int64_t v = 0;
+    for (; v + kLanes <= width; v += kLanes) simd::store(out + v, simd::load(row + v));
+    if (v < width) {
+      const Mask mask = simd::first_lanes(width - v);
+      simd::store(out + v, mask, simd::load(row + v, mask));
     }
   }
 }
 
 // C (m, n) = A (m, k) B (k, n) with m the batch (a dense layer's input gradient, B the weights):
-// depth blocks of 64 rows of B, each cut into 64-column panels packed into L1 and used by every
-// 6-row block of A, whose transpose is packed so the 6 broadcasts of a step are adjacent.
-// Measured on 64 x 2048 x 2048: depth 64 beat 32, 96, 128 and 256; 6 x 4 vectors beat 8 x 3.
+// depth blocks of 64 rows of B, each cut into panels packed into L1 and used by every row block
+// of A, whose transpose is packed so the broadcasts of a step are adjacent. Measured on 64 x 2048
+// x 2048 with AVX-512: depth 64 beat 32, 96, 128 and 256; 6 x 4 vectors beat 8 x 3.
 void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                         bool accumulate) {
   const float* a_t = transposed(a, m, k);
   constexpr int64_t kDepth = 64;
-  constexpr int kVectors = 4;
+  constexpr int kVectors = kInputGradVectors;
   constexpr int64_t kWidth = kVectors * kLanes;
   alignas(64) float panel[kDepth * kWidth];
   for (int64_t p0 = 0; p0 < k; p0 += kDepth) {
@@ -279,15 +273,16 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
     for (int64_t j = 0; j < n; j += kWidth) {
       const int64_t width = std::min(kWidth, n - j);
       pack_panel(b + p0 * n, n, depth, j, width, kWidth, panel);
-      panel_rows<6, kVectors>(m, depth, a_t + p0 * m, 1, m, panel, c + j, n, width,
-                              accumulate || p0 > 0);
+      panel_rows<kInputGradRows, kVectors>(m, depth, a_t + p0 * m, 1, m, panel, c + j, n, width,
+                                           accumulate || p0 > 0);
     }
   }
 }
 
-// B (k, n) packed into 48-column panels: the weight gradient's operand, used by every row block.
+// B (k, n) packed into panels of the tile's width: the weight gradient's operand, used by every
+// row block.
 const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k) {
-  constexpr int64_t kWidth = 3 * kLanes;
+  constexpr int64_t kWidth = kWeightGradVectors * kLanes;
   const int64_t panels = (n + kWidth - 1) / kWidth;
   thread_local std::vector<float> packed;
   packed.resize(static_cast<size_t>(panels * k * kWidth));
@@ -298,18 +293,19 @@ const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k) {
   return packed.data();
 }
 
-// Rows [i0, i0 + rows) of C (m, n) = A (k, m)^T B (k, n) into c (rows, n), from B's packed panels:
-// 8-row tiles, each row in storage order (8 x 3 vectors measured faster than 6 x 4 here).
+// Rows [i0, i0 + rows) of C (m, n) = A (k, m)^T B (k, n) into c (rows, n), from B's packed panels,
+// each row in storage order (with AVX-512, 8 x 3 vectors measured faster than 6 x 4 here).
 void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k, const float* a,
                       const float* packed, float* c, bool accumulate) {
-  constexpr int kRows = 8, kVectors = 3;
+  constexpr int kRows = kWeightGradRows, kVectors = kWeightGradVectors;
   constexpr int64_t kWidth = kVectors * kLanes;
   thread_local std::vector<float> slab;
   slab.resize(static_cast<size_t>(k * kRows));
   for (int64_t i = i0; i < i0 + rows; i += kRows) {
     const int64_t tile_rows = std::min<int64_t>(kRows, i0 + rows - i);
-    // A's columns i .. i + 7 packed: unpacked, the tile's k broadcasts lie a row of A apart, which
-    // for W3's 2048 columns is 8 KB, so all k lines fall into one L1 set and come from L2.
+    // A's columns i .. i + kRows - 1 packed: unpacked, the tile's k broadcasts lie a row of A
+    // apart, which for W3's 2048 columns is 8 KB, so all k lines fall into one L1 set and come from
+    // L2.
     for (int64_t p = 0; p < k; ++p) {
       for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
     }
@@ -329,6 +325,7 @@ void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const 
 }  // namespace
 
 bool tiled_gemm_available() { return true; }
+const char* tiled_gemm_isa() { return simd::kName; }
 
 void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
                 const float* b, float* c, bool accumulate) {
@@ -360,14 +357,15 @@ void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, c
 #else
 
 bool tiled_gemm_available() { return false; }
+const char* tiled_gemm_isa() { return ""; }
 
 void tiled_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, const float*, float*, bool) {
-  throw std::logic_error("tiled_gemm: not compiled for this target (needs AVX-512F)");
+  throw std::logic_error("tiled_gemm: not compiled for this target (needs AVX2 + FMA)");
 }
 
 void tiled_weight_grad_blocks(int64_t, int64_t, int64_t, const float*, const float*,
                               const RowBlockConsumer&) {
-  throw std::logic_error("tiled_weight_grad_blocks: not compiled for this target (needs AVX-512F)");
+  throw std::logic_error("tiled_weight_grad_blocks: not compiled for this target (needs AVX2)");
 }
 
 #endif

@@ -1,6 +1,6 @@
 #pragma once
-// Note [tiled GEMM]: register-tiled AVX-512 GEMMs for the two kinds of product a general BLAS
-// handles poorly here.
+// Note [tiled GEMM]: register-tiled GEMMs (AVX-512 or AVX2, Note [SIMD width]) for the two kinds
+// of product a general BLAS handles poorly here.
 //  - Small products (the seed workload's 32x10x64 layers), where a general GEMM spends more time
 //    packing panels and zeroing C than multiplying (perf on W1: Eigen's packing + memset ~20% of
 //    the step). C rows are built in registers from broadcast A elements and contiguous B rows.
@@ -19,8 +19,11 @@
 
 namespace ddp {
 
-// True when the kernels were compiled (AVX-512F target); otherwise callers use their general GEMM.
+// True when the kernels were compiled (an AVX-512F or AVX2 + FMA target); otherwise callers use
+// their general GEMM.
 bool tiled_gemm_available();
+// The vector instructions they were compiled for ("AVX-512", "AVX2"), or "" without them.
+const char* tiled_gemm_isa();
 
 // Where the tiled kernels are expected to beat a general BLAS on C (m, n) = op(A) op(B): small
 // products, and skinny ones whose batch dimension is at most kSkinnyMaxBatch.

@@ -1,5 +1,6 @@
 #pragma once
-// Copies with non-temporal stores where the destination allows (AVX-512 builds): each cache line
+// Copies with non-temporal stores where the destination allows (AVX2 or AVX-512 builds, Note [SIMD
+// width]): each cache line
 // is written whole without first being read, as a normal store does, and does not displace what
 // the cache holds. For data that leaves the cache before anyone reads it: large weight gradients
 // written in backward and read after it, parameters copied into another rank's buffer. Call
@@ -9,17 +10,18 @@
 #include <cstdint>
 #include <cstring>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "core/simd.h"
 
 namespace ddp {
 
 inline void stream_copy(float* dst, const float* src, size_t n) {
   size_t i = 0;
-#ifdef __AVX512F__
-  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % 64 != 0; ++i) dst[i] = src[i];
-  for (; i + 16 <= n; i += 16) _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+#ifdef DDP_SIMD_TILES
+  constexpr size_t kLanes = simd::kLanes;
+  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % (kLanes * sizeof(float)) != 0; ++i) {
+    dst[i] = src[i];
+  }
+  for (; i + kLanes <= n; i += kLanes) simd::stream(dst + i, simd::load(src + i));
 #endif
   if (i < n) std::memcpy(dst + i, src + i, (n - i) * sizeof(float));
 }

@@ -12,11 +12,11 @@ namespace ddp {
 // Note [convolution as GEMM]: im2col lays the batch's windows out as the rows of a matrix
 // (batch * out_h * out_w, kernel_h * kernel_w * channels); the convolution is then exactly a
 // Dense layer over those rows, so the forward pass, the bias, the activation and all three
-// gradients come from the backend's Dense GEMMs (tiled AVX-512 kernels or OpenBLAS), and col2im
-// returns the windows' gradients to the pixels. Batches go through in chunks whose window matrix
-// stays under kChunkFloats, which bounds the layer's scratch memory for any batch size. Backward
-// needs the forward's windows: after a training pass's forward of a single chunk (the usual
-// training batch) they are still in the scratch and backward uses them; otherwise (several
+// gradients come from the backend's Dense GEMMs (tiled AVX-512/AVX2 kernels or OpenBLAS), and
+// col2im returns the windows' gradients to the pixels. Batches go through in chunks whose window
+// matrix stays under kChunkFloats, which bounds the layer's scratch memory for any batch size.
+// Backward needs the forward's windows: after a training pass's forward of a single chunk (the
+// usual training batch) they are still in the scratch and backward uses them; otherwise (several
 // chunks) it rebuilds each chunk's.
 class Conv2D final : public Layer {
  public:

@@ -1,0 +1,134 @@
+#pragma once
+// Note [SIMD width]: the register-tiled GEMMs (Note [tiled GEMM]) and the streamed copies are
+// written once against this header, which maps them onto the widest float vectors the build
+// targets: AVX-512 (16 lanes, masks in mask registers) or AVX2 + FMA (8 lanes, masks as lane
+// vectors). Not every CPU with AVX2 has AVX-512: this session's AMD EPYC (family 25, model 1,
+// Zen 3) has only AVX2, and without this header it fell back to OpenBLAS and Eigen for every
+// product. DDP_SIMD_TILES is defined when one of the two is available.
+//
+// AVX2's masked stores are slow on AMD (microcoded), so with AVX2 the edge loads and stores take
+// the masked form only where the mask leaves lanes out.
+
+#include <cstdint>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#define DDP_SIMD_TILES 1
+#endif
+
+#ifdef DDP_SIMD_TILES
+namespace ddp::simd {
+
+#ifdef __AVX512F__
+inline constexpr const char* kName = "AVX-512";
+inline constexpr int kLanes = 16;
+using Vec = __m512;
+using Mask = __mmask16;
+
+inline Mask first_lanes(int64_t count) {
+  return count >= kLanes ? Mask(0xFFFF) : static_cast<Mask>((1u << count) - 1);
+}
+inline int lanes_in(Mask mask) { return __builtin_popcount(mask); }
+inline Vec zero() { return _mm512_setzero_ps(); }
+inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
+inline Vec load(const float* p, Mask mask) { return _mm512_maskz_loadu_ps(mask, p); }
+inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline void store(float* p, Mask mask, Vec v) { _mm512_mask_storeu_ps(p, mask, v); }
+// p aligned to a whole vector.
+inline void stream(float* p, Vec v) { _mm512_stream_ps(p, v); }
+
+// The last vector of a row, `whole` when the mask covers every lane: masked operations cost
+// nothing extra with AVX-512.
+inline Vec load_edge(const float* p, Mask mask, bool /*whole*/) { return load(p, mask); }
+inline void store_edge(float* p, Mask mask, bool /*whole*/, Vec v) { store(p, mask, v); }
+
+// In-register transpose of 16 rows of 16 floats: unpack pairs of rows, then interleave 64-bit
+// pairs, then 128-bit lanes twice.
+inline void transpose_square(Vec r[kLanes]) {
+  Vec t[kLanes];
+  for (int i = 0; i < kLanes; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // u[4g + q]: in 128-bit lane L, column 4L + q of rows 4g .. 4g + 3.
+  Vec u[kLanes];
+  for (int g = 0; g < kLanes; g += 4) {
+    u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+    u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+    u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+    u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+  }
+  for (int q = 0; q < 4; ++q) {
+    const Vec v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
+    const Vec v1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
+    const Vec v2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44);
+    const Vec v3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
+    r[q] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+    r[4 + q] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+    r[8 + q] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    r[12 + q] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  }
+}
+
+#else  // AVX2 + FMA
+inline constexpr const char* kName = "AVX2";
+inline constexpr int kLanes = 8;
+using Vec = __m256;
+using Mask = __m256i;  // all ones in the lanes that take part
+
+inline Mask first_lanes(int64_t count) {
+  const int lanes = count >= kLanes ? kLanes : static_cast<int>(count);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline int lanes_in(Mask mask) {
+  return __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask))));
+}
+inline Vec zero() { return _mm256_setzero_ps(); }
+inline Vec broadcast(float x) { return _mm256_set1_ps(x); }
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
+inline Vec load(const float* p, Mask mask) { return _mm256_maskload_ps(p, mask); }
+inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline void store(float* p, Mask mask, Vec v) { _mm256_maskstore_ps(p, mask, v); }
+inline void stream(float* p, Vec v) { _mm256_stream_ps(p, v); }
+
+// The last vector of a row, `whole` when the mask covers every lane: the masked (slower) form
+// only where lanes are left out.
+inline Vec load_edge(const float* p, Mask mask, bool whole) {
+  return whole ? load(p) : load(p, mask);
+}
+inline void store_edge(float* p, Mask mask, bool whole, Vec v) {
+  if (whole) {
+    store(p, v);
+  } else {
+    store(p, mask, v);
+  }
+}
+
+// In-register transpose of 8 rows of 8 floats: unpack pairs of rows, interleave 64-bit pairs,
+// then swap 128-bit halves.
+inline void transpose_square(Vec r[kLanes]) {
+  Vec t[kLanes];
+  for (int i = 0; i < kLanes; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // u[4g + q]: in 128-bit half H, column 4H + q of rows 4g .. 4g + 3.
+  Vec u[kLanes];
+  for (int g = 0; g < kLanes; g += 4) {
+    u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+    u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
+    u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+    u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+  }
+  for (int q = 0; q < 4; ++q) {
+    r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
+    r[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
+  }
+}
+#endif
+
+}  // namespace ddp::simd
+#endif
