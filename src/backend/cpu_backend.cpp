@@ -174,7 +174,8 @@ class CpuBackend final : public ComputeBackend {
     if (tiled_gemm_available()) {
       const std::string tiled = std::string("tiled ") + tiled_gemm_isa() + " GEMM for ";
       gemm = (skinny_to_blas() ? tiled + "small products (DDP_GEMM=blas), "
-                               : tiled + "batch <= " + std::to_string(kSkinnyMaxBatch) + ", ") +
+                               : tiled + "small products and " + tiled_skinny_products() +
+                                     " <= " + std::to_string(kSkinnyMaxBatch) + ", ") +
              gemm + " otherwise";
     }
 #ifdef DDP_HAVE_DNNL

@@ -11,6 +11,19 @@ namespace ddp {
 namespace {
 // Below this many multiply-adds a product is small (Note [tiled GEMM]).
 constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
+
+// With AVX2 (8 lanes, 16 registers) the forward and input-gradient tiles hold a quarter of the
+// batch columns AVX-512's do, so the weights stream from memory several times per product, and
+// OpenBLAS's packed kernels were faster: on the AMD EPYC of
+// benchmarks/results/kernel_choice_zen3.md (Zen 3, AVX2 only), tiled weight gradients with
+// everything else large through OpenBLAS ran W3 at 634 samples/s and W2 at 25.7k (medians of 5,
+// alternated) against 584 and 20.9k with all three products tiled and 588 and 24.2k with none.
+// The tiled weight gradient also lets one rank update inside backward (Note [update in backward]).
+#ifdef __AVX512F__
+constexpr bool kSkinnyForwardAndInputGrad = true;
+#else
+constexpr bool kSkinnyForwardAndInputGrad = false;
+#endif
 }  // namespace
 
 #ifdef DDP_SIMD_TILES
@@ -373,8 +386,12 @@ void tiled_weight_grad_blocks(int64_t, int64_t, int64_t, const float*, const flo
 bool is_small_product(int64_t m, int64_t n, int64_t k) { return m * n * k < kSmallMaxFlops; }
 
 bool is_skinny_product(bool transpose_a, bool transpose_b, int64_t m, int64_t, int64_t k) {
-  if (!transpose_a) return m <= kSkinnyMaxBatch;  // forward product, input gradient
-  return !transpose_b && k <= kSkinnyMaxBatch;    // weight gradient
+  if (!transpose_a) return kSkinnyForwardAndInputGrad && m <= kSkinnyMaxBatch;
+  return !transpose_b && k <= kSkinnyMaxBatch;  // weight gradient
+}
+
+const char* tiled_skinny_products() {
+  return kSkinnyForwardAndInputGrad ? "batch" : "weight gradients of batch";
 }
 
 }  // namespace ddp

@@ -26,10 +26,13 @@ bool tiled_gemm_available();
 const char* tiled_gemm_isa();
 
 // Where the tiled kernels are expected to beat a general BLAS on C (m, n) = op(A) op(B): small
-// products, and skinny ones whose batch dimension is at most kSkinnyMaxBatch.
+// products, and skinny ones whose batch dimension is at most kSkinnyMaxBatch. With AVX2 only the
+// weight gradient counts as skinny (kSkinnyForwardAndInputGrad).
 constexpr int64_t kSkinnyMaxBatch = 256;
 bool is_small_product(int64_t m, int64_t n, int64_t k);
 bool is_skinny_product(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k);
+// Which skinny products the tiled kernels take, as the backend's log names them.
+const char* tiled_skinny_products();
 
 // C (m, n) = op(A) op(B), or C += op(A) op(B) with `accumulate`; all operands row-major, op
 // transposes when asked: A is (m, k) or (k, m), B is (k, n) or (n, k). Any shape is computed
