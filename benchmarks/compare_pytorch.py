@@ -207,10 +207,27 @@ def main():
          "frameworks": {t.label: t.caps for t in torches}, "rows": {}}
     r["roofline"] = run_json([os.path.join(BUILD, "bench_roofline")])
     log(f"roofline: {r['roofline']}")
+    suffix = "" if set(only) == set(GROUPS) else "_" + "_".join(only)
+
+    def save(final):
+        """Written after every row too, so that a run cut short keeps the rows it finished."""
+        r["complete"] = final
+        r["provenance"]["load_average_end"] = os.getloadavg()
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, f"compare_pytorch{suffix}.json"), "w") as f:
+            json.dump(r, f, indent=1)
+        text = compare_report.render(r)
+        if not final:
+            text = (f"**Partial**: the run had finished only the rows {', '.join(r['rows'])} "
+                    "when this was written.\n\n" + text)
+        with open(os.path.join(args.out, f"compare_pytorch{suffix}.md"), "w") as f:
+            f.write(text)
+        return text
 
     def row(key, runners):
         log(f"{key}: {len(runners)} variants x {args.reps}")
         r["rows"][key] = alternate(args.reps, runners, log)
+        save(final=False)
 
     def torch_runners(workload, ranks, threads, batch, steps_, warmup, **variant_args):
         out = {}
@@ -243,8 +260,10 @@ def main():
             two_core_rows(row, torch_runners, w, s, wu, two_core)
     if "tta" in only:
         r["rows"]["w2_tta"] = time_to_accuracy_rows("w2", torches, args.reps, log)
+        save(final=False)
     if "w4tta" in only:
         r["rows"]["w4_tta"] = time_to_accuracy_rows("w4", torches, args.reps, log)
+        save(final=False)
     if "allreduce" in only:
         row("allreduce", {"ours": allreduce})
     if "w4" in only:
@@ -254,15 +273,7 @@ def main():
         two_core_rows(row, torch_runners, "w4", steps(100), 10,
                       dict(two_core, channels_last=True), strong=False)
 
-    r["provenance"]["load_average_end"] = os.getloadavg()
-    suffix = "" if set(only) == set(GROUPS) else "_" + "_".join(only)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"compare_pytorch{suffix}.json"), "w") as f:
-        json.dump(r, f, indent=1)
-    text = compare_report.render(r)
-    with open(os.path.join(args.out, f"compare_pytorch{suffix}.md"), "w") as f:
-        f.write(text)
-    print(text)
+    print(save(final=True))
 
 
 def w1_rows(row, torch_runners, torches, keras, steps):
