@@ -1,13 +1,14 @@
 #pragma once
-// Note [SIMD width]: the register-tiled GEMMs (Note [tiled GEMM]) and the streamed copies are
-// written once against this header, which maps them onto the widest float vectors the build
-// targets: AVX-512 (16 lanes, masks in mask registers) or AVX2 + FMA (8 lanes, masks as lane
-// vectors). Not every CPU with AVX2 has AVX-512: this session's AMD EPYC (family 25, model 1,
-// Zen 3) has only AVX2, and without this header it fell back to OpenBLAS and Eigen for every
-// product. DDP_SIMD_TILES is defined when one of the two is available.
+// Note [SIMD width]: the register-tiled GEMMs (Note [tiled GEMM]) and the
+// streamed copies are written once against this header, which maps them onto
+// the widest float vectors the build targets: AVX-512 (16 lanes, masks in mask
+// registers) or AVX2 + FMA (8 lanes, masks as lane vectors). Not every CPU with
+// AVX2 has AVX-512: this session's AMD EPYC (family 25, model 1, Zen 3) has
+// only AVX2, and without this header it fell back to OpenBLAS and Eigen for
+// every product. DDP_SIMD_TILES is defined when one of the two is available.
 //
-// AVX2's masked stores are slow on AMD (microcoded), so with AVX2 the edge loads and stores take
-// the masked form only where the mask leaves lanes out.
+// AVX2's masked stores are slow on AMD (microcoded), so with AVX2 the edge
+// loads and stores take the masked form only where the mask leaves lanes out.
 
 #include <cstdint>
 
@@ -39,27 +40,21 @@ inline void store(float* p, Mask mask, Vec v) { _mm512_mask_storeu_ps(p, mask, v
 // p aligned to a whole vector.
 inline void stream(float* p, Vec v) { _mm512_stream_ps(p, v); }
 
-// The last vector of a row, `whole` when the mask covers every lane: masked operations cost
-// nothing extra with AVX-512.
+// The last vector of a row, `whole` when the mask covers every lane: masked
+// operations cost nothing extra with AVX-512.
 inline Vec load_edge(const float* p, Mask mask, bool /*whole*/) { return load(p, mask); }
 inline void store_edge(float* p, Mask mask, bool /*whole*/, Vec v) { store(p, mask, v); }
 
-// In-register transpose of 16 rows of 16 floats: unpack pairs of rows, then interleave 64-bit
-// pairs, then 128-bit lanes twice.
-inline void transpose_square(Vec r[kLanes]) {
-  Vec t[kLanes];
-  for (int i = 0; i < kLanes; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  // u[4g + q]: in 128-bit lane L, column 4L + q of rows 4g .. 4g + 3.
-  Vec u[kLanes];
-  for (int g = 0; g < kLanes; g += 4) {
-    u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
-    u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
-    u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-    u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-  }
+inline Vec unpack_lo(Vec a, Vec b) { return _mm512_unpacklo_ps(a, b); }
+inline Vec unpack_hi(Vec a, Vec b) { return _mm512_unpackhi_ps(a, b); }
+template <int Imm>
+Vec shuffle(Vec a, Vec b) {
+  return _mm512_shuffle_ps(a, b, Imm);
+}
+// The last step of transpose_square: u[4g + q] holds, in 128-bit lane L, column
+// 4L + q of rows 4g .. 4g + 3; the four lanes of each column are gathered from
+// u[q], u[4 + q], u[8 + q] and u[12 + q] in two rounds of lane shuffles.
+inline void gather_lanes(const Vec u[kLanes], Vec r[kLanes]) {
   for (int q = 0; q < 4; ++q) {
     const Vec v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
     const Vec v1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
@@ -94,8 +89,8 @@ inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
 inline void store(float* p, Mask mask, Vec v) { _mm256_maskstore_ps(p, mask, v); }
 inline void stream(float* p, Vec v) { _mm256_stream_ps(p, v); }
 
-// The last vector of a row, `whole` when the mask covers every lane: the masked (slower) form
-// only where lanes are left out.
+// The last vector of a row, `whole` when the mask covers every lane: the masked
+// (slower) form only where lanes are left out.
 inline Vec load_edge(const float* p, Mask mask, bool whole) {
   return whole ? load(p) : load(p, mask);
 }
@@ -107,28 +102,41 @@ inline void store_edge(float* p, Mask mask, bool whole, Vec v) {
   }
 }
 
-// In-register transpose of 8 rows of 8 floats: unpack pairs of rows, interleave 64-bit pairs,
-// then swap 128-bit halves.
-inline void transpose_square(Vec r[kLanes]) {
-  Vec t[kLanes];
-  for (int i = 0; i < kLanes; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  // u[4g + q]: in 128-bit half H, column 4H + q of rows 4g .. 4g + 3.
-  Vec u[kLanes];
-  for (int g = 0; g < kLanes; g += 4) {
-    u[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
-    u[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
-    u[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-    u[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-  }
+inline Vec unpack_lo(Vec a, Vec b) { return _mm256_unpacklo_ps(a, b); }
+inline Vec unpack_hi(Vec a, Vec b) { return _mm256_unpackhi_ps(a, b); }
+template <int Imm>
+Vec shuffle(Vec a, Vec b) {
+  return _mm256_shuffle_ps(a, b, Imm);
+}
+// The last step of transpose_square: u[4g + q] holds, in 128-bit half H, column
+// 4H + q of rows 4g .. 4g + 3; each column is the matching halves of u[q] and
+// u[4 + q].
+inline void gather_lanes(const Vec u[kLanes], Vec r[kLanes]) {
   for (int q = 0; q < 4; ++q) {
     r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
     r[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
   }
 }
 #endif
+
+// In-register transpose of kLanes rows of kLanes floats: unpack pairs of rows,
+// then interleave 64-bit pairs (within each 128-bit lane, the same at every
+// width), then gather_lanes.
+inline void transpose_square(Vec r[kLanes]) {
+  Vec t[kLanes];
+  for (int i = 0; i < kLanes; i += 2) {
+    t[i] = unpack_lo(r[i], r[i + 1]);
+    t[i + 1] = unpack_hi(r[i], r[i + 1]);
+  }
+  Vec u[kLanes];
+  for (int g = 0; g < kLanes; g += 4) {
+    u[g] = shuffle<0x44>(t[g], t[g + 2]);
+    u[g + 1] = shuffle<0xEE>(t[g], t[g + 2]);
+    u[g + 2] = shuffle<0x44>(t[g + 1], t[g + 3]);
+    u[g + 3] = shuffle<0xEE>(t[g + 1], t[g + 3]);
+  }
+  gather_lanes(u, r);
+}
 
 }  // namespace ddp::simd
 #endif
