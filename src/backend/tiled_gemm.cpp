@@ -14,10 +14,9 @@ constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
 
 // With AVX2 (8 lanes, 16 registers) the forward and input-gradient tiles hold a quarter of the
 // batch columns AVX-512's do, so the weights stream from memory several times per product, and
-// OpenBLAS's packed kernels were faster: on the AMD EPYC of
-// benchmarks/results/kernel_choice_zen3.md (Zen 3, AVX2 only), tiled weight gradients with
-// everything else large through OpenBLAS ran W3 at 634 samples/s and W2 at 25.7k (medians of 5,
-// alternated) against 584 and 20.9k with all three products tiled and 588 and 24.2k with none.
+// OpenBLAS's packed kernels were faster. On the AMD EPYC (Zen 3, AVX2 only) of
+// benchmarks/results/kernel_choice_zen3.md, all three products tiled ran W3 at 0.76x of OpenBLAS
+// for all of them; only the weight gradient tiled, 1.07x (W2 1.08x), medians of alternated runs.
 // The tiled weight gradient also lets one rank update inside backward (Note [update in backward]).
 #ifdef __AVX512F__
 constexpr bool kSkinnyForwardAndInputGrad = true;
