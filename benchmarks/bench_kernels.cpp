@@ -95,11 +95,13 @@ BENCHMARK(BM_DenseBackward)->Args({64, 1024, 2048})->Args({64, 2048, 2048})->Arg
 BENCHMARK(BM_AdamUpdate);
 BENCHMARK(BM_SgdMomentumUpdate);
 
-// Arguments: batch, height (= width), channels, filters; 3x3 kernels, padding same, relu. A
-// training pass, as in a step: backward reuses the forward's windows.
+// Arguments: batch, height (= width), channels, filters, whether backward computes the input
+// gradient (W4's first layer does not); 3x3 kernels, padding same, relu. A training pass, as in a
+// step: backward reuses the forward's windows.
 void BM_Conv2D(benchmark::State& state, bool backward) {
   auto backend = make_cpu_backend();
   const int64_t b = state.range(0), hw = state.range(1), c = state.range(2), f = state.range(3);
+  const bool input_grad = state.range(4) != 0;
   const Window2d w = Window2d::make(hw, hw, c, 3, 3, 1, 1, true);
   Conv2D conv(w, f, Activation::kRelu);
   auto weight = random_buffer(*backend, f * w.patch(), 1);
@@ -114,19 +116,22 @@ void BM_Conv2D(benchmark::State& state, bool backward) {
   auto dy = random_buffer(*backend, b * w.out_pixels() * f, 4);
   for (auto _ : state) {
     conv.forward(*backend, x.data(), y.data(), b);
-    if (backward) conv.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), b, false);
+    if (backward)
+      conv.backward(*backend, x.data(), y.data(), dy.data(), input_grad ? dx.data() : nullptr, b,
+                    false);
     benchmark::DoNotOptimize(y.data());
   }
-  const double products = backward ? 3.0 : 1.0;  // forward; dW and dx
+  // forward; dW (and dx)
+  const double products = backward ? (input_grad ? 3.0 : 2.0) : 1.0;
   state.counters["GFLOP/s"] = benchmark::Counter(
       products * 2.0 * b * w.out_pixels() * f * w.patch() * state.iterations() / 1e9,
       benchmark::Counter::kIsRate);
 }
 
-BENCHMARK_CAPTURE(BM_Conv2D, forward, false)->Args({64, 28, 1, 32})->Args({64, 14, 32, 64});
+BENCHMARK_CAPTURE(BM_Conv2D, forward, false)->Args({64, 28, 1, 32, 0})->Args({64, 14, 32, 64, 1});
 BENCHMARK_CAPTURE(BM_Conv2D, forward_and_backward, true)
-    ->Args({64, 28, 1, 32})
-    ->Args({64, 14, 32, 64});
+    ->Args({64, 28, 1, 32, 0})
+    ->Args({64, 14, 32, 64, 1});
 
 // Arguments: batch, height (= width), channels. A training pass of batch normalization (the
 // layer, host bookkeeping included); GB/s counts the tensors' bytes each op must move: forward

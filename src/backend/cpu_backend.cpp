@@ -21,6 +21,7 @@
 #include "backend/cpu_batch_norm.h"
 #include "backend/cpu_losses.h"
 #include "backend/cpu_window_ops.h"
+#include "backend/direct_conv.h"
 #ifdef DDP_HAVE_DNNL
 #include "backend/onednn_conv.h"
 #endif
@@ -309,22 +310,46 @@ class CpuBackend final : public ComputeBackend {
     return cpu::mean_squared_error(pred, targets, dpred, grad_scale, rows, cols);
   }
 
-#ifdef DDP_HAVE_DNNL
+  // Few input channels: the direct kernels (Note [direct convolution]); many: oneDNN (Note
+  // [oneDNN convolutions]); otherwise, and for a direct convolution's input gradient, the caller
+  // runs im2col + GEMM.
   bool conv2d_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                       const Window2d& win, int64_t filters, Activation act) override {
-    if (win.channels < OneDnnConvolutions::kMinChannels) return false;
-    convolutions_.forward(x, w, b, y, batch, win, filters, act);
-    return true;
+    if (cpu::direct_conv_applies(win)) {
+      cpu::direct_conv_forward(x, w, b, y, batch, win, filters, act == Activation::kRelu,
+                               conv_scratch_);
+      if (act != Activation::kRelu && act != Activation::kLinear)
+        activation_forward(act, y, y, static_cast<size_t>(batch * win.out_pixels() * filters));
+      return true;
+    }
+#ifdef DDP_HAVE_DNNL
+    if (win.channels >= OneDnnConvolutions::kMinChannels) {
+      convolutions_.forward(x, w, b, y, batch, win, filters, act);
+      return true;
+    }
+#endif
+    return false;
   }
   bool conv2d_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                        float* dw, float* db, int64_t batch, const Window2d& win, int64_t filters,
                        Activation act, bool accumulate) override {
-    if (win.channels < OneDnnConvolutions::kMinChannels) return false;
+    const bool direct = !dx && cpu::direct_conv_applies(win);
+#ifdef DDP_HAVE_DNNL
+    const bool onednn = win.channels >= OneDnnConvolutions::kMinChannels;
+#else
+    const bool onednn = false;
+#endif
+    if (!direct && !onednn) return false;
     activation_grad(act, y, dy, dy, static_cast<size_t>(batch * win.out_pixels() * filters));
+    if (direct) {
+      cpu::direct_conv_weight_grad(x, dy, dw, db, batch, win, filters, accumulate, conv_scratch_);
+      return true;
+    }
+#ifdef DDP_HAVE_DNNL
     convolutions_.backward(x, w, dy, dx, dw, db, batch, win, filters, accumulate);
+#endif
     return true;
   }
-#endif
 
   void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) override {
     cpu::im2col(x, cols, batch, w);
@@ -426,7 +451,8 @@ class CpuBackend final : public ComputeBackend {
   static constexpr unsigned kFlushToZero = 0x8000;
   static constexpr unsigned kDenormalsAreZero = 0x0040;
   bool flush_denormals_;
-  std::vector<float> scratch_;  // (cols) exponentials of one row
+  std::vector<float> scratch_;       // (cols) exponentials of one row
+  std::vector<float> conv_scratch_;  // direct convolutions' weights and padded image
 #ifdef DDP_HAVE_DNNL
   OneDnnConvolutions convolutions_;
 #endif

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/counter_hash.h"
+#include "core/simd.h"
 
 namespace ddp::cpu {
 namespace {
@@ -81,27 +82,78 @@ void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w
   });
 }
 
+namespace {
+
+// Routes one window's gradient, channel by channel, to the first pixel (in row-major window
+// order) that holds its maximum. Disjoint windows store each input pixel's gradient outright;
+// overlapping ones add to it. x, top (the window's maxima), grad and dx start at the channel.
+template <bool kDisjoint>
+void route_to_maximum(const float* x, const float* top, const float* grad, float* dx,
+                      const Window2d& w, const Clip& k, int64_t first) {
+  bool pending = true;
+  for (int64_t ih = k.h0; ih < k.h1; ++ih)
+    for (int64_t iw = k.w0; iw < k.w1; ++iw) {
+      const int64_t i = first + (ih * w.width + iw) * w.channels;
+      const bool route = pending && x[i] == *top;
+      const float g = route ? *grad : 0.0f;
+      dx[i] = kDisjoint ? g : dx[i] + g;
+      pending = pending && !route;
+    }
+}
+
+#ifdef DDP_SIMD_TILES
+// The same for a vector of channels, its "routed yet" flags in a mask (with the flags of all
+// channels in memory the loop ran scalar: 9 ms for W4's first pooling against 0.8 for its
+// forward).
+template <bool kDisjoint>
+void route_to_maxima(const float* x, const float* top, const float* grad, float* dx,
+                     const Window2d& w, const Clip& k, int64_t first) {
+  const simd::Vec maxima = simd::load(top), gradient = simd::load(grad);
+  simd::Mask pending = simd::first_lanes(simd::kLanes);
+  for (int64_t ih = k.h0; ih < k.h1; ++ih)
+    for (int64_t iw = k.w0; iw < k.w1; ++iw) {
+      float* out = dx + first + (ih * w.width + iw) * w.channels;
+      const simd::Mask route = simd::both(simd::equal(simd::load(x + (out - dx)), maxima), pending);
+      const simd::Vec g = simd::keep(route, gradient);
+      simd::store(out, kDisjoint ? g : g + simd::load(out));
+      pending = simd::and_not(pending, route);
+    }
+}
+#endif
+
+template <bool kDisjoint>
+void max_pool_routes(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
+                     const Window2d& w) {
+  const int64_t c = w.channels, image = w.height * w.width * c;
+  for_each_window(w, batch, [&](int64_t b, int64_t pixel, const Clip& k) {
+    int64_t ch = 0;
+#ifdef DDP_SIMD_TILES
+    for (; ch + simd::kLanes <= c; ch += simd::kLanes)
+      route_to_maxima<kDisjoint>(x + ch, y + pixel * c + ch, dy + pixel * c + ch, dx + ch, w, k,
+                                 b * image);
+#endif
+    for (; ch < c; ++ch)
+      route_to_maximum<kDisjoint>(x + ch, y + pixel * c + ch, dy + pixel * c + ch, dx + ch, w, k,
+                                  b * image);
+  });
+}
+
+}  // namespace
+
 void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                        const Window2d& w) {
-  const int64_t c = w.channels, image = w.height * w.width * c;
-  std::memset(dx, 0, static_cast<size_t>(batch * image) * sizeof(float));
-  // Per channel, whether the window's maximum has been routed yet: the first pixel (in row-major
-  // window order) that holds it takes the whole gradient. Branch-free, so the channel loop
-  // vectorizes.
-  std::vector<float> pending(static_cast<size_t>(c));
-  for_each_window(w, batch, [&](int64_t b, int64_t pixel, const Clip& k) {
-    const int64_t at = pixel * c;
-    std::fill(pending.begin(), pending.end(), 1.0f);
-    for (int64_t ih = k.h0; ih < k.h1; ++ih)
-      for (int64_t iw = k.w0; iw < k.w1; ++iw) {
-        const int64_t i = b * image + (ih * w.width + iw) * c;
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const bool route = x[i + ch] == y[at + ch] && pending[ch] != 0.0f;
-          dx[i + ch] += route ? dy[at + ch] : 0.0f;
-          pending[ch] = route ? 0.0f : pending[ch];
-        }
-      }
-  });
+  const int64_t image = w.height * w.width * w.channels;
+  const bool disjoint = w.stride_h >= w.kernel_h && w.stride_w >= w.kernel_w;
+  // Pixels in no window (or in several) need zeros first.
+  const bool tiled = disjoint && w.stride_h == w.kernel_h && w.stride_w == w.kernel_w &&
+                     w.pad_top == 0 && w.pad_left == 0 && w.out_h * w.stride_h == w.height &&
+                     w.out_w * w.stride_w == w.width;
+  if (!tiled) std::memset(dx, 0, static_cast<size_t>(batch * image) * sizeof(float));
+  if (disjoint) {
+    max_pool_routes<true>(x, y, dy, dx, batch, w);
+  } else {
+    max_pool_routes<false>(x, y, dy, dx, batch, w);
+  }
 }
 
 void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) {

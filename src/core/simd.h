@@ -23,6 +23,7 @@ namespace ddp::simd {
 #ifdef __AVX512F__
 inline constexpr const char* kName = "AVX-512";
 inline constexpr int kLanes = 16;
+inline constexpr int kRegisters = 32;
 using Vec = __m512;
 using Mask = __mmask16;
 
@@ -30,9 +31,18 @@ inline Mask first_lanes(int64_t count) {
   return count >= kLanes ? Mask(0xFFFF) : static_cast<Mask>((1u << count) - 1);
 }
 inline int lanes_in(Mask mask) { return __builtin_popcount(mask); }
+inline Mask equal(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+inline Mask both(Mask a, Mask b) { return a & b; }
+inline Mask and_not(Mask a, Mask b) { return static_cast<Mask>(a & ~b); }   // a without b
+inline Vec keep(Mask mask, Vec v) { return _mm512_maskz_mov_ps(mask, v); }  // others zero
 inline Vec zero() { return _mm512_setzero_ps(); }
 inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+// max, unpacks and shuffles in their zero-masking form with every lane set (the same
+// instruction): GCC 12 warns that the plain forms' undefined pass-through "may be used
+// uninitialized" once inlined.
+constexpr Mask kAll = 0xFFFF;
+inline Vec max(Vec a, Vec b) { return _mm512_maskz_max_ps(kAll, a, b); }
 inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
 inline Vec load(const float* p, Mask mask) { return _mm512_maskz_loadu_ps(mask, p); }
 inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
@@ -45,31 +55,32 @@ inline void stream(float* p, Vec v) { _mm512_stream_ps(p, v); }
 inline Vec load_edge(const float* p, Mask mask, bool /*whole*/) { return load(p, mask); }
 inline void store_edge(float* p, Mask mask, bool /*whole*/, Vec v) { store(p, mask, v); }
 
-inline Vec unpack_lo(Vec a, Vec b) { return _mm512_unpacklo_ps(a, b); }
-inline Vec unpack_hi(Vec a, Vec b) { return _mm512_unpackhi_ps(a, b); }
+inline Vec unpack_lo(Vec a, Vec b) { return _mm512_maskz_unpacklo_ps(kAll, a, b); }
+inline Vec unpack_hi(Vec a, Vec b) { return _mm512_maskz_unpackhi_ps(kAll, a, b); }
 template <int Imm>
 Vec shuffle(Vec a, Vec b) {
-  return _mm512_shuffle_ps(a, b, Imm);
+  return _mm512_maskz_shuffle_ps(kAll, a, b, Imm);
 }
 // The last step of transpose_square: u[4g + q] holds, in 128-bit lane L, column
 // 4L + q of rows 4g .. 4g + 3; the four lanes of each column are gathered from
 // u[q], u[4 + q], u[8 + q] and u[12 + q] in two rounds of lane shuffles.
 inline void gather_lanes(const Vec u[kLanes], Vec r[kLanes]) {
   for (int q = 0; q < 4; ++q) {
-    const Vec v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x44);
-    const Vec v1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xEE);
-    const Vec v2 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x44);
-    const Vec v3 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xEE);
-    r[q] = _mm512_shuffle_f32x4(v0, v2, 0x88);
-    r[4 + q] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-    r[8 + q] = _mm512_shuffle_f32x4(v1, v3, 0x88);
-    r[12 + q] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    const Vec v0 = _mm512_maskz_shuffle_f32x4(kAll, u[q], u[4 + q], 0x44);
+    const Vec v1 = _mm512_maskz_shuffle_f32x4(kAll, u[q], u[4 + q], 0xEE);
+    const Vec v2 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + q], u[12 + q], 0x44);
+    const Vec v3 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + q], u[12 + q], 0xEE);
+    r[q] = _mm512_maskz_shuffle_f32x4(kAll, v0, v2, 0x88);
+    r[4 + q] = _mm512_maskz_shuffle_f32x4(kAll, v0, v2, 0xDD);
+    r[8 + q] = _mm512_maskz_shuffle_f32x4(kAll, v1, v3, 0x88);
+    r[12 + q] = _mm512_maskz_shuffle_f32x4(kAll, v1, v3, 0xDD);
   }
 }
 
 #else  // AVX2 + FMA
 inline constexpr const char* kName = "AVX2";
 inline constexpr int kLanes = 8;
+inline constexpr int kRegisters = 16;
 using Vec = __m256;
 using Mask = __m256i;  // all ones in the lanes that take part
 
@@ -80,9 +91,14 @@ inline Mask first_lanes(int64_t count) {
 inline int lanes_in(Mask mask) {
   return __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask))));
 }
+inline Mask equal(Vec a, Vec b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)); }
+inline Mask both(Mask a, Mask b) { return _mm256_and_si256(a, b); }
+inline Mask and_not(Mask a, Mask b) { return _mm256_andnot_si256(b, a); }  // a without b
+inline Vec keep(Mask mask, Vec v) { return _mm256_and_ps(_mm256_castsi256_ps(mask), v); }
 inline Vec zero() { return _mm256_setzero_ps(); }
 inline Vec broadcast(float x) { return _mm256_set1_ps(x); }
 inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
 inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
 inline Vec load(const float* p, Mask mask) { return _mm256_maskload_ps(p, mask); }
 inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }

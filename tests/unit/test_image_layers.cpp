@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 
@@ -72,17 +73,26 @@ class Conv2DTest : public ::testing::TestWithParam<WindowCase> {
   }
 };
 
+// 37 filters: several vectors of filters and a partial one in the direct kernels (Note [direct
+// convolution]), which take the inputs of up to 4 channels.
 TEST_P(Conv2DTest, ForwardIsTheConvolutionByDefinition) {
   auto backend = make_cpu_backend();
   const Window2d w = window();
-  const int64_t batch = 2, filters = 3;
-  BoundConv conv(w, filters, Activation::kLinear, 1);
-  const std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 3);
-  std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
-  conv.layer.forward(*backend, x.data(), y.data(), batch);
-  const std::vector<double> expected = direct_conv(x, conv.weight, conv.bias, w, batch, filters);
-  ASSERT_EQ(y.size(), expected.size());
-  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], expected[i], 1e-5) << "y[" << i << "]";
+  const int64_t batch = 2;
+  for (const int64_t filters : {3, 37})
+    for (const Activation act : {Activation::kLinear, Activation::kRelu}) {
+      BoundConv conv(w, filters, act, 1);
+      const std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 3);
+      std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
+      conv.layer.forward(*backend, x.data(), y.data(), batch);
+      const std::vector<double> expected =
+          direct_conv(x, conv.weight, conv.bias, w, batch, filters);
+      ASSERT_EQ(y.size(), expected.size());
+      for (size_t i = 0; i < y.size(); ++i) {
+        const double z = act == Activation::kRelu ? std::max(expected[i], 0.0) : expected[i];
+        EXPECT_NEAR(y[i], z, 1e-5) << "y[" << i << "], " << filters << " filters";
+      }
+    }
 }
 
 TEST_P(Conv2DTest, GradientsMatchFiniteDifferences) {
@@ -101,6 +111,26 @@ TEST_P(Conv2DTest, GradientsMatchFiniteDifferences) {
   std::vector<float> dy = r, dx(x.size());
   conv.layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
   expect_matches_finite_differences(objective, x, dx, "dx");
+  expect_matches_finite_differences(objective, conv.weight, conv.dw, "dw");
+  expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
+}
+
+// A first layer: no input gradient, so few channels take the direct weight gradient.
+TEST_P(Conv2DTest, FirstLayerGradientsMatchFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const Window2d w = window();
+  const int64_t batch = 2;
+  BoundConv conv(w, 37, Activation::kTanh, 5);
+  std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 8);
+  std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
+  const std::vector<float> r = random_vector(y.size(), 9);
+  auto objective = [&] {
+    conv.layer.forward(*backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<float> dy = r;
+  conv.layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, false);
   expect_matches_finite_differences(objective, conv.weight, conv.dw, "dw");
   expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
 }
@@ -178,12 +208,14 @@ TEST_P(PoolingTest, ForwardIsThePoolingByDefinitionAndGradientsMatchFiniteDiffer
   auto backend = make_cpu_backend();
   const auto [kind, pool, stride, same] = GetParam();
   const bool global = kind == Pooling2D::Kind::kGlobalAverage;
-  const Window2d w = global ? Window2d::make(5, 6, 3, 5, 6, 1, 1, false)
-                            : Window2d::make(5, 6, 3, pool, pool, stride, stride, same);
+  // 19 channels: whole vectors of channels and a remainder (Note [SIMD width]).
+  const int64_t channels = 19;
+  const Window2d w = global ? Window2d::make(5, 6, channels, 5, 6, 1, 1, false)
+                            : Window2d::make(5, 6, channels, pool, pool, stride, stride, same);
   Pooling2D layer(kind, w);
   const int64_t batch = 2;
   // Distinct values at least 0.05 apart: no ties, and a step of h = 0.01 moves no maximum.
-  std::vector<float> x(static_cast<size_t>(batch * 5 * 6 * 3));
+  std::vector<float> x(static_cast<size_t>(batch * 5 * 6 * channels));
   for (size_t i = 0; i < x.size(); ++i) x[i] = 0.05f * static_cast<float>((i * 37) % x.size());
   std::vector<float> y(static_cast<size_t>(batch * layer.output_shape().numel()));
   layer.forward(*backend, x.data(), y.data(), batch);
@@ -191,7 +223,7 @@ TEST_P(PoolingTest, ForwardIsThePoolingByDefinitionAndGradientsMatchFiniteDiffer
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t oh = 0; oh < w.out_h; ++oh)
       for (int64_t ow = 0; ow < w.out_w; ++ow)
-        for (int64_t c = 0; c < 3; ++c, ++at) {
+        for (int64_t c = 0; c < channels; ++c, ++at) {
           double best = -1e30, sum = 0;
           int count = 0;
           for (int64_t ki = 0; ki < w.kernel_h; ++ki)
@@ -219,6 +251,32 @@ INSTANTIATE_TEST_SUITE_P(Windows, PoolingTest,
                                            PoolCase{Pooling2D::Kind::kAverage, 2, 2, false},
                                            PoolCase{Pooling2D::Kind::kAverage, 3, 2, true},
                                            PoolCase{Pooling2D::Kind::kGlobalAverage, 0, 0, false}));
+
+// A window whose maximum several pixels share (zeros after a ReLU) routes its gradient to the
+// first of them in row-major window order, in every channel; overlapping windows add up.
+TEST(MaxPooling, RoutesATiedMaximumToItsFirstPixel) {
+  auto backend = make_cpu_backend();
+  const int64_t channels = 19, batch = 2;
+  for (const int64_t pool : {2, 3}) {
+    const Window2d w = Window2d::make(6, 6, channels, pool, pool, 2, 2, false);
+    Pooling2D layer(Pooling2D::Kind::kMax, w);
+    const std::vector<float> x(static_cast<size_t>(batch * 6 * 6 * channels), 0.0f);
+    std::vector<float> y(static_cast<size_t>(batch * layer.output_shape().numel()));
+    layer.forward(*backend, x.data(), y.data(), batch);
+    const std::vector<float> dy = random_vector(y.size(), 30);
+    std::vector<float> dy_in = dy, dx(x.size(), -1.0f);
+    layer.backward(*backend, x.data(), y.data(), dy_in.data(), dx.data(), batch, false);
+    std::vector<double> expected(x.size(), 0.0);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t oh = 0; oh < w.out_h; ++oh)
+        for (int64_t ow = 0; ow < w.out_w; ++ow)
+          for (int64_t c = 0; c < channels; ++c)
+            expected[static_cast<size_t>(((b * 6 + oh * 2) * 6 + ow * 2) * channels + c)] +=
+                dy[static_cast<size_t>(((b * w.out_h + oh) * w.out_w + ow) * channels + c)];
+    for (size_t i = 0; i < dx.size(); ++i)
+      ASSERT_NEAR(dx[i], expected[i], 1e-6) << "dx[" << i << "], pool " << pool;
+  }
+}
 
 TEST(Dropout, TrainingDropsAboutTheRateAndScalesTheRestInferencePassesThrough) {
   auto backend = make_cpu_backend();
