@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A/B throughput of two ddp_bench builds (say, main before and after a change) on W2 and W3 at 1
-and 2 ranks, alternating them run by run so that the machine's drift hits both alike. Prints and
+"""A/B throughput of two ddp_bench builds (say, main before and after a change) on W2 and W3 (or
+the --workloads given: W2, W3, W4) at 1 and 2 ranks, alternating them run by run so that the machine's drift hits both alike. Prints and
 writes a Markdown table of medians with their spread.
   git worktree add /tmp/base <commit> && cmake -S /tmp/base -B /tmp/build-base && \\
     cmake --build /tmp/build-base --target ddp_bench
@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_pml="ob1")
 WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
-             "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"])}
+             "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"]),
+             "W4": ("configs/fashion_mnist_cnn.yaml", ["--warmup", "10", "--steps", "100"])}
 
 
 def run(binary, config, args, setting, overrides):
@@ -49,6 +50,7 @@ def main():
                    help="a config override for one label's runs")
     p.add_argument("--cluster", action="append", default=[],
                    help="netns_cluster.sh options, e.g. \"--hosts 2 --slots 1 --rate 1gbit\"")
+    p.add_argument("--workloads", default="W2,W3", help="comma-separated: W2, W3, W4")
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--out", help="Markdown results file")
     a = p.parse_args()
@@ -59,10 +61,15 @@ def main():
         if label not in overrides:
             p.error(f"--set {s}: no --build labelled {label}")
         overrides[label].append(override)
+    workloads = {}
+    for name in a.workloads.split(","):
+        if name not in WORKLOADS:
+            p.error(f"--workloads {a.workloads}: {name} is not one of {', '.join(WORKLOADS)}")
+        workloads[name] = WORKLOADS[name]
     settings = a.cluster or [1, 2]
     samples, paths = {}, {}
     for _ in range(a.reps):
-        for name, (config, args) in WORKLOADS.items():
+        for name, (config, args) in workloads.items():
             for setting in settings:
                 for label, binary in builds.items():
                     result = run(binary, config, args, setting, overrides[label])
@@ -71,7 +78,7 @@ def main():
                     paths[(name, setting, label)] = result.get("gradient_sync", "")
     commit = provenance.commit()
     flags = ([f"--build {b}" for b in a.build] + [f"--set {s}" for s in a.set] +
-             [f'--cluster "{c}"' for c in a.cluster])
+             [f'--cluster "{c}"' for c in a.cluster] + [f"--workloads {a.workloads}"])
     lines = [f"Command: `benchmarks/compare_builds.py {' '.join(flags)} --reps {a.reps}`", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on "
              f"{provenance.cpu_model()}, "
@@ -80,7 +87,7 @@ def main():
              "| workload | " + ("cluster" if a.cluster else "ranks") + " | " +
              " | ".join(builds) + " | ratio |",
              "|---|---|" + "---|" * len(builds) + "---|"]
-    for name in WORKLOADS:
+    for name in workloads:
         for setting in settings:
             medians = [statistics.median(samples[(name, setting, b)]) for b in builds]
             cells = [f"{m:,.0f} ({min(samples[(name, setting, b)]):,.0f}-"
