@@ -1,9 +1,16 @@
 #include "backend/onednn_conv.h"
 
+#include <dnnl.h>
+
+#include <algorithm>
 #include <dnnl.hpp>
 #include <map>
+#include <string>
 #include <tuple>
 #include <vector>
+
+#include "backend/cpu_window_ops.h"
+#include "core/error.h"
 
 // The OpenMP runtime's own entry point (libgomp, which oneDNN runs on and the build links):
 // declared here rather than through <omp.h>, which clang's builds (the fuzzers) may not have.
@@ -19,8 +26,7 @@ using tag = dnnl::memory::format_tag;
 struct Primitives {
   dnnl::convolution_forward::primitive_desc forward;
   dnnl::convolution_backward_data::primitive_desc backward_data;
-  dnnl::convolution_backward_weights::primitive_desc backward_weights;
-  dnnl::memory weight_forward, weight_backward, dweight, dweight_plain, dbias;
+  dnnl::memory weight_forward, weight_backward;
 };
 
 dnnl::algorithm eltwise_of(Activation act) {
@@ -47,6 +53,7 @@ struct OneDnnConvolutions::State {
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                          int64_t, int64_t, int64_t, int64_t, int64_t, int>;
   std::map<Key, Primitives> cache;
+  std::vector<float> cols;  // im2col windows of kWeightGradChunk samples
 
   Primitives& get(int64_t batch, const Window2d& w, int64_t filters, Activation act) {
     const Key key{batch,      w.height,
@@ -81,20 +88,8 @@ struct OneDnnConvolutions::State {
     dnnl::convolution_backward_data::primitive_desc backward_data(
         dnnl::convolution_backward_data::desc(conv, src, any_weight, dst, strides, before, after),
         engine, forward);
-    dnnl::convolution_backward_weights::primitive_desc backward_weights(
-        dnnl::convolution_backward_weights::desc(conv, src, any_weight, bias, dst, strides, before,
-                                                 after),
-        engine, forward);
-    const dnnl::memory::desc plain({filters, w.channels, w.kernel_h, w.kernel_w}, dt::f32,
-                                   tag::ohwi);
-    Primitives p{forward,
-                 backward_data,
-                 backward_weights,
-                 dnnl::memory(forward.weights_desc(), engine),
-                 dnnl::memory(backward_data.weights_desc(), engine),
-                 dnnl::memory(backward_weights.diff_weights_desc(), engine),
-                 dnnl::memory(plain, engine),
-                 dnnl::memory(bias, engine)};
+    Primitives p{forward, backward_data, dnnl::memory(forward.weights_desc(), engine),
+                 dnnl::memory(backward_data.weights_desc(), engine)};
     return cache.emplace(key, std::move(p)).first->second;
   }
 
@@ -135,16 +130,28 @@ void OneDnnConvolutions::backward(const float* x, const float* weight, const flo
                                   float* dweight, float* dbias, int64_t batch, const Window2d& w,
                                   int64_t filters, bool accumulate) {
   State& s = *state_;
-  // The activation only changes the forward primitive; the backward ones are shared.
+  // The activation only changes the forward primitive; the input gradient's is shared.
   Primitives& p = s.get(batch, w, filters, Activation::kLinear);
-  dnnl::memory src(p.backward_weights.src_desc(), s.engine, const_cast<float*>(x));
-  dnnl::memory diff_dst(p.backward_weights.diff_dst_desc(), s.engine, const_cast<float*>(dz));
-  dnnl::convolution_backward_weights(p.backward_weights)
-      .execute(s.stream, {{DNNL_ARG_SRC, src},
-                          {DNNL_ARG_DIFF_DST, diff_dst},
-                          {DNNL_ARG_DIFF_WEIGHTS, p.dweight},
-                          {DNNL_ARG_DIFF_BIAS, p.dbias}});
-  dnnl::reorder(p.dweight, p.dweight_plain).execute(s.stream, p.dweight, p.dweight_plain);
+  // The weight gradient as a product: dweight (filters, patch) = dz^T (filters, pixels) x the
+  // windows (pixels, patch), a few samples' windows at a time so that they are still in cache.
+  const int64_t pixels = w.out_pixels(), patch = w.patch(), image = w.height * w.width * w.channels;
+  const int64_t chunk = std::min(batch, kWeightGradChunk);
+  s.cols.resize(static_cast<size_t>(chunk * pixels * patch));
+  for (int64_t first = 0; first < batch; first += chunk) {
+    const int64_t n = std::min(chunk, batch - first);
+    cpu::im2col(x + first * image, s.cols.data(), n, w);
+    const float beta = accumulate || first > 0 ? 1.0f : 0.0f;
+    const dnnl_status_t status =
+        dnnl_sgemm('T', 'N', filters, patch, n * pixels, 1.0f, dz + first * pixels * filters,
+                   filters, s.cols.data(), patch, beta, dweight, patch);
+    if (status != dnnl_success)
+      throw RuntimeError("oneDNN sgemm failed (status " + std::to_string(status) +
+                         ") on a convolution weight gradient of " + std::to_string(filters) +
+                         " x " + std::to_string(patch));
+  }
+  if (!accumulate) std::fill(dbias, dbias + filters, 0.0f);
+  for (int64_t q = 0; q < batch * pixels; ++q)
+    for (int64_t f = 0; f < filters; ++f) dbias[f] += dz[q * filters + f];
   if (dx) {
     dnnl::memory plain = s.plain_weights(weight, filters, w);
     dnnl::reorder(plain, p.weight_backward).execute(s.stream, plain, p.weight_backward);
@@ -156,11 +163,6 @@ void OneDnnConvolutions::backward(const float* x, const float* weight, const flo
                             {DNNL_ARG_DIFF_SRC, diff_src}});
   }
   s.stream.wait();
-  const auto* dw = static_cast<const float*>(p.dweight_plain.get_data_handle());
-  const auto* db = static_cast<const float*>(p.dbias.get_data_handle());
-  const int64_t count = filters * w.patch();
-  for (int64_t i = 0; i < count; ++i) dweight[i] = accumulate ? dweight[i] + dw[i] : dw[i];
-  for (int64_t i = 0; i < filters; ++i) dbias[i] = accumulate ? dbias[i] + db[i] : db[i];
 }
 
 }  // namespace ddp

@@ -2,11 +2,16 @@
 // Note [oneDNN convolutions]: where oneDNN (Debian's libdnnl-dev) is found at configure time, the
 // CPU backend runs convolutions over inputs of at least kMinChannels channels with oneDNN's
 // direct convolution, which measured 1.7x faster than im2col + GEMM on W4's 32 -> 64 layer
-// (benchmarks/results/conv_onednn.md); single-channel and few-channel inputs, bound by memory,
-// stay on im2col + GEMM, which was faster there. oneDNN runs on the calling thread only (one rank
-// per core). Its primitives are built once per shape and batch size and cached. The weights stay
-// in ddp-trainer's (filters, kh, kw, channels) order in the flat buffer; each pass reorders them
-// into the layout oneDNN prefers (and the weight gradient back), a few hundred KB.
+// (benchmarks/results/conv_onednn.md); on single-channel and few-channel inputs it was slower
+// than im2col + GEMM, and those take the direct kernels (Note [direct convolution]) or im2col +
+// GEMM. The weight gradient is the exception: oneDNN's backward-weights kernel ran W4's second
+// layer at ~38 GFLOP/s on an AMD EPYC (Zen 3, AVX2), where im2col + oneDNN's sgemm on the same
+// product (K = the windows) ran at ~74, and the layer's training pass took 24.8 ms instead of
+// 32.0 (medians of 8 alternated runs, bench_kernels); so it is im2col + dnnl_sgemm, a few samples
+// at a time. oneDNN runs on the calling thread only (one rank per core). Its primitives are built
+// once per shape and batch size and cached. The weights stay in ddp-trainer's (filters, kh, kw,
+// channels) order in the flat buffer; forward and the input gradient reorder them into the
+// layout oneDNN prefers, a few hundred KB, and the weight gradient is computed in that order.
 
 #include <cstdint>
 #include <memory>
@@ -18,6 +23,8 @@ namespace ddp {
 class OneDnnConvolutions {
  public:
   static constexpr int64_t kMinChannels = 8;
+  // Samples whose windows the weight gradient lays out at once (W4's second layer: 0.9 MB).
+  static constexpr int64_t kWeightGradChunk = 4;
   OneDnnConvolutions();
   ~OneDnnConvolutions();
 

@@ -143,33 +143,44 @@ INSTANTIATE_TEST_SUITE_P(
                       WindowCase{3, 3, 2, true, 8}, WindowCase{2, 3, 2, false, 8},
                       WindowCase{4, 4, 3, true, 8}));
 
+// Every path: 1 channel (the direct kernels), 5 (im2col + GEMM, whose 96 x 96 x 5 inputs take
+// 3x3 windows of 45 floats at 9216 pixels: 10 samples per chunk) and 8 (oneDNN where built with
+// it; its weight gradient in chunks of kWeightGradChunk samples).
 TEST(Conv2DChunks, ABatchOfSeveralChunksEqualsItsChunksRunAlone) {
   auto backend = make_cpu_backend();
-  // 96 x 96 x 4 inputs (few channels: im2col + GEMM on every backend): 3x3 windows of 36 floats
-  // at 9216 pixels, 12 samples per chunk.
-  const Window2d w = Window2d::make(96, 96, 4, 3, 3, 1, 1, true);
-  const int64_t batch = 14;
-  BoundConv conv(w, 4, Activation::kLinear, 8);
-  Conv2D& layer = conv.layer;
-  std::vector<float>& dw = conv.dw;
-  ASSERT_LT(Conv2D::kChunkFloats / (w.out_pixels() * w.patch()), batch);
-  const int64_t in = 96 * 96 * 4, out = layer.output_shape().numel();
-  const std::vector<float> x = random_vector(static_cast<size_t>(batch * in), 10);
-  std::vector<float> y(static_cast<size_t>(batch * out));
-  layer.forward(*backend, x.data(), y.data(), batch);
-  std::vector<float> dy = random_vector(y.size(), 11), dy_copy = dy;
-  layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, false);
-  const std::vector<float> dw_whole = dw;
-  // Sample by sample, accumulating.
-  for (int64_t b = 0; b < batch; ++b) {
-    std::vector<float> y1(static_cast<size_t>(out));
-    layer.forward(*backend, x.data() + b * in, y1.data(), 1);
-    for (int64_t i = 0; i < out; i += 997) ASSERT_EQ(y1[i], y[b * out + i]) << "sample " << b;
-    layer.backward(*backend, x.data() + b * in, y1.data(), dy_copy.data() + b * out, nullptr, 1,
-                   b > 0);
+  for (const int64_t channels : {1, 5, 8}) {
+    const Window2d w = Window2d::make(96, 96, channels, 3, 3, 1, 1, true);
+    const int64_t batch = 14;
+    BoundConv conv(w, 4, Activation::kLinear, 8);
+    Conv2D& layer = conv.layer;
+    std::vector<float>& dw = conv.dw;
+    if (channels == 5) {
+      ASSERT_LT(Conv2D::kChunkFloats / (w.out_pixels() * w.patch()), batch);
+    }
+    const int64_t in = 96 * 96 * channels, out = layer.output_shape().numel();
+    const std::vector<float> x = random_vector(static_cast<size_t>(batch * in), 10);
+    std::vector<float> y(static_cast<size_t>(batch * out));
+    layer.forward(*backend, x.data(), y.data(), batch);
+    std::vector<float> dy = random_vector(y.size(), 11), dy_copy = dy;
+    layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, false);
+    const std::vector<float> dw_whole = dw, db_whole = conv.db;
+    // Sample by sample, accumulating.
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<float> y1(static_cast<size_t>(out));
+      layer.forward(*backend, x.data() + b * in, y1.data(), 1);
+      for (int64_t i = 0; i < out; i += 997)
+        ASSERT_NEAR(y1[i], y[b * out + i], 1e-5 * (1 + std::abs(y1[i])))
+            << "sample " << b << ", " << channels << " channels";
+      layer.backward(*backend, x.data() + b * in, y1.data(), dy_copy.data() + b * out, nullptr, 1,
+                     b > 0);
+    }
+    for (size_t i = 0; i < dw.size(); ++i)
+      ASSERT_NEAR(dw[i], dw_whole[i], 1e-3 * (1 + std::abs(dw_whole[i])))
+          << "dw[" << i << "], " << channels << " channels";
+    for (size_t i = 0; i < conv.db.size(); ++i)
+      ASSERT_NEAR(conv.db[i], db_whole[i], 1e-3 * (1 + std::abs(db_whole[i])))
+          << "db[" << i << "], " << channels << " channels";
   }
-  for (size_t i = 0; i < dw.size(); ++i)
-    ASSERT_NEAR(dw[i], dw_whole[i], 1e-3 * (1 + std::abs(dw_whole[i]))) << "dw[" << i << "]";
 }
 
 // Note [convolution as GEMM]: after a training forward, backward reuses its windows; after an
