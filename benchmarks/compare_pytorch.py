@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -151,21 +152,49 @@ TTA = {"w2": ("configs/fashion_mnist_mlp.yaml", 0.88, 30),
 
 
 def time_to_accuracy_ours(workload, init, run_dir):
-    """Launch to the end of the epoch (evaluation included) that reached the target, one clock."""
+    """Launch to the end of the epoch (evaluation included) that reached the target, one clock.
+    The run is stopped once its metrics show the target (as PyTorch's runs stop there): what
+    comes after does not count, and would only make the benchmark longer."""
     config, target, epochs = TTA[workload]
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not mixed with an earlier one
+    metrics = os.path.join(run_dir, "metrics.jsonl")
+    log_path = run_dir + ".log"
+
+    def records():
+        if not os.path.exists(metrics):
+            return []
+        with open(metrics) as f:
+            return [json.loads(l) for l in f if l.endswith("\n")]
+
     start = time.time()
-    subprocess.run([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", "2", "--config",
-                    config, "--run-dir", run_dir, "--init-from", init,
-                    "--set", "training.batch_size_per_rank=64", "--set", f"training.epochs={epochs}",
-                    "--set", "checkpoint.every_epochs=0", "--set", "training.tail=partial"],
-                   check=True, env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT,
-                   capture_output=True, timeout=TIMEOUT_S)
-    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-        records = [json.loads(l) for l in f]
-    hit = next((r for r in records if r["val_accuracy"] >= target), None)
+    log_file = open(log_path, "w")
+    proc = subprocess.Popen([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", "2", "--config",
+                             config, "--run-dir", run_dir, "--init-from", init,
+                             "--set", "training.batch_size_per_rank=64",
+                             "--set", f"training.epochs={epochs}",
+                             "--set", "checkpoint.every_epochs=0",
+                             "--set", "training.tail=partial"],
+                            env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT,
+                            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    while proc.poll() is None:
+        if any(r["val_accuracy"] >= target for r in records()):
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            break
+        if time.time() - start > TIMEOUT_S:
+            os.killpg(proc.pid, signal.SIGKILL)
+            sys.exit(f"compare_pytorch: {workload} time to accuracy ran past {TIMEOUT_S} s")
+        time.sleep(0.5)
+    else:
+        if proc.returncode != 0:
+            with open(log_path) as f:
+                sys.exit(f"compare_pytorch: {workload} time to accuracy failed "
+                         f"({proc.returncode}): {f.read()[-2000:]}")
+    log_file.close()
+    done = records()
+    hit = next((r for r in done if r["val_accuracy"] >= target), None)
     if hit is None:
-        return {"seconds": None, "epochs": len(records), "accuracy": records[-1]["val_accuracy"]}
+        return {"seconds": None, "epochs": len(done), "accuracy": done[-1]["val_accuracy"]}
     return {"seconds": hit["unix_time"] - start, "epochs": hit["epoch"],
             "accuracy": hit["val_accuracy"]}
 
@@ -186,8 +215,11 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     p.add_argument("--only", default=",".join(GROUPS),
                    help=f"comma-separated subset of {', '.join(GROUPS)}")
+    p.add_argument("--tta-variants", help="comma-separated PyTorch variants for the time-to-"
+                   "accuracy rows (default: all), e.g. the fastest of the throughput rows")
     args = p.parse_args()
     only = args.only.split(",")
+    keep = args.tta_variants.split(",") if args.tta_variants else None
     if not set(only) <= set(GROUPS):
         sys.exit(f"compare_pytorch: --only {args.only}: choose from {', '.join(GROUPS)}")
     scale = 0.2 if args.quick else 1.0
@@ -259,10 +291,10 @@ def main():
         for w, (s, wu) in {"w2": (steps(600), 200), "w3": (steps(40), 5)}.items():
             two_core_rows(row, torch_runners, w, s, wu, two_core)
     if "tta" in only:
-        r["rows"]["w2_tta"] = time_to_accuracy_rows("w2", torches, args.reps, log)
+        r["rows"]["w2_tta"] = time_to_accuracy_rows("w2", torches, args.reps, log, keep)
         save(final=False)
     if "w4tta" in only:
-        r["rows"]["w4_tta"] = time_to_accuracy_rows("w4", torches, args.reps, log)
+        r["rows"]["w4_tta"] = time_to_accuracy_rows("w4", torches, args.reps, log, keep)
         save(final=False)
     if "allreduce" in only:
         row("allreduce", {"ours": allreduce})
@@ -323,7 +355,7 @@ def two_core_rows(row, torch_runners, w, steps_, warmup, variant_args, strong=Tr
                                                            **variant_args).items()}})
 
 
-def time_to_accuracy_rows(workload, torches, seeds, log):
+def time_to_accuracy_rows(workload, torches, seeds, log, keep=None):
     """W2 to 88% (W4 to 92%) test accuracy on 2 cores, global batch 128, Adam 1e-3, the same
     initial weights on both sides for each seed; ddp-trainer on 2 ranks, PyTorch 1 process x 2
     threads (W4: its variants with channels-last convolutions, the fastest in the throughput
@@ -346,8 +378,14 @@ def time_to_accuracy_rows(workload, torches, seeds, log):
             for name, (flags, env) in variants.items():
                 if "detected" in name or (workload == "w4" and "channels-last" not in name):
                     continue
+                if keep and name not in keep:
+                    continue
                 runners[name] = lambda t=t, flags=flags, env=env, init=init, seed=seed: \
                     time_to_accuracy_torch(workload, t, flags, env, init, seed)
+        unknown = set(keep or ()) - set(runners)
+        if unknown:
+            sys.exit(f"compare_pytorch: --tta-variants: no variant {', '.join(sorted(unknown))} "
+                     f"(there are: {', '.join(n for n in runners if n != 'ours')})")
         for name, runs in alternate(1, runners, log).items():
             tta.setdefault(name, []).extend(runs)
     shutil.rmtree(init_dir, ignore_errors=True)
