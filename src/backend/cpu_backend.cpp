@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/column_sums.h"
 #include "backend/cpu_batch_norm.h"
 #include "backend/cpu_losses.h"
 #include "backend/cpu_window_ops.h"
@@ -221,10 +222,7 @@ class CpuBackend final : public ComputeBackend {
                       bool accumulate, const RowBlockConsumer* consume_dw) override {
     activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
     if (!accumulate) std::fill(db, db + out, 0.0f);
-    for (int64_t r = 0; r < batch; ++r) {
-      const float* row = dy + r * out;
-      for (int64_t c = 0; c < out; ++c) db[c] += row[c];
-    }
+    cpu::add_column_sums(dy, batch, out, db);
     // dx first: consume_dw may update w.
     if (dx) gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
     // dw = (batch, out)^T x (batch, in). Each element is the same chain of multiply-adds over the

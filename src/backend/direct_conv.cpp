@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/column_sums.h"
 #include "core/simd.h"
 
 namespace ddp::cpu {
@@ -202,8 +203,7 @@ void direct_conv_weight_grad(const float* x, const float* dz, float* dw, float* 
   for (int64_t n = 0; n < batch; ++n) {
     pad_image(x + n * win.height * win.width * win.channels, win, p, image);
     const float* grad = dz + n * pixels * filters;
-    for (int64_t q = 0; q < pixels; ++q)
-      for (int64_t f = 0; f < filters; ++f) db[f] += grad[q * filters + f];
+    add_column_sums(grad, pixels, filters, db);
     for (int64_t f0 = 0; f0 < filters; f0 += kMaxVectors * kLanes) {
       const int64_t left = filters - f0;
       const int vectors =

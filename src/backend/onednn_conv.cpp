@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend/column_sums.h"
 #include "backend/cpu_window_ops.h"
 #include "core/error.h"
 
@@ -150,8 +151,7 @@ void OneDnnConvolutions::backward(const float* x, const float* weight, const flo
                          " x " + std::to_string(patch));
   }
   if (!accumulate) std::fill(dbias, dbias + filters, 0.0f);
-  for (int64_t q = 0; q < batch * pixels; ++q)
-    for (int64_t f = 0; f < filters; ++f) dbias[f] += dz[q * filters + f];
+  cpu::add_column_sums(dz, batch * pixels, filters, dbias);
   if (dx) {
     dnnl::memory plain = s.plain_weights(weight, filters, w);
     dnnl::reorder(plain, p.weight_backward).execute(s.stream, plain, p.weight_backward);
