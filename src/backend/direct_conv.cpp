@@ -34,6 +34,19 @@ void with_count(int n, F&& f) {
   f.template operator()<Max>();
 }
 
+// Runs body.template operator()<Vectors>(first_filter, filters_left) for each block of at most
+// kMaxVectors vectors of filters, Vectors being the block's count.
+template <typename F>
+void for_each_filter_block(int64_t filters, F&& body) {
+  for (int64_t f0 = 0; f0 < filters; f0 += kMaxVectors * kLanes) {
+    const int64_t left = filters - f0;
+    const int vectors =
+        static_cast<int>(std::min<int64_t>(kMaxVectors, (left + kLanes - 1) / kLanes));
+    with_count<kMaxVectors>(vectors,
+                            [&]<int Vectors>() { body.template operator()<Vectors>(f0, left); });
+  }
+}
+
 // The image with its padding: every window of the output lies inside it.
 struct Padded {
   int64_t rows, cols, channels;
@@ -166,21 +179,16 @@ void direct_conv_forward(const float* x, const float* w, const float* b, float* 
   for (int64_t n = 0; n < batch; ++n) {
     pad_image(x + n * win.height * win.width * win.channels, win, p, image);
     float* out = y + n * pixels * filters;
-    for (int64_t f0 = 0; f0 < filters; f0 += kMaxVectors * kLanes) {
-      const int64_t left = filters - f0;
-      const int vectors =
-          static_cast<int>(std::min<int64_t>(kMaxVectors, (left + kLanes - 1) / kLanes));
-      with_count<kMaxVectors>(vectors, [&]<int Vectors>() {
-        constexpr int kPixels = tile_rows<Vectors>();
-        int64_t first = 0;
-        for (; first + kPixels <= pixels; first += kPixels)
-          forward_tile<Vectors, kPixels>(image, win, p, offsets, wt + f0, stride, bias + f0, relu,
-                                         out + f0, filters, left, first);
-        for (; first < pixels; ++first)
-          forward_tile<Vectors, 1>(image, win, p, offsets, wt + f0, stride, bias + f0, relu,
-                                   out + f0, filters, left, first);
-      });
-    }
+    for_each_filter_block(filters, [&]<int Vectors>(int64_t f0, int64_t left) {
+      constexpr int kPixels = tile_rows<Vectors>();
+      int64_t first = 0;
+      for (; first + kPixels <= pixels; first += kPixels)
+        forward_tile<Vectors, kPixels>(image, win, p, offsets, wt + f0, stride, bias + f0, relu,
+                                       out + f0, filters, left, first);
+      for (; first < pixels; ++first)
+        forward_tile<Vectors, 1>(image, win, p, offsets, wt + f0, stride, bias + f0, relu, out + f0,
+                                 filters, left, first);
+    });
   }
 }
 
@@ -204,17 +212,12 @@ void direct_conv_weight_grad(const float* x, const float* dz, float* dw, float* 
     pad_image(x + n * win.height * win.width * win.channels, win, p, image);
     const float* grad = dz + n * pixels * filters;
     add_column_sums(grad, pixels, filters, db);
-    for (int64_t f0 = 0; f0 < filters; f0 += kMaxVectors * kLanes) {
-      const int64_t left = filters - f0;
-      const int vectors =
-          static_cast<int>(std::min<int64_t>(kMaxVectors, (left + kLanes - 1) / kLanes));
-      with_count<kMaxVectors>(vectors, [&]<int Vectors>() {
-        constexpr int kTaps = tile_rows<Vectors>();
-        for (int64_t t = 0; t < taps; t += kTaps)
-          weight_grad_tile<Vectors, kTaps>(image, win, p, offsets.data() + t, grad + f0, filters,
-                                           left, dwt + t * stride + f0, stride);
-      });
-    }
+    for_each_filter_block(filters, [&]<int Vectors>(int64_t f0, int64_t left) {
+      constexpr int kTaps = tile_rows<Vectors>();
+      for (int64_t t = 0; t < taps; t += kTaps)
+        weight_grad_tile<Vectors, kTaps>(image, win, p, offsets.data() + t, grad + f0, filters,
+                                         left, dwt + t * stride + f0, stride);
+    });
   }
   for (int64_t f = 0; f < filters; ++f)
     for (int64_t t = 0; t < taps; ++t) {

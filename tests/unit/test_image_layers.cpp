@@ -95,44 +95,29 @@ TEST_P(Conv2DTest, ForwardIsTheConvolutionByDefinition) {
     }
 }
 
+// With the input gradient (3 filters), and as a first layer without one (37 filters: whole and
+// partial vectors of filters), where few channels take the direct weight gradient.
 TEST_P(Conv2DTest, GradientsMatchFiniteDifferences) {
   auto backend = make_cpu_backend();
   const Window2d w = window();
   const int64_t batch = 2;
-  BoundConv conv(w, 3, Activation::kTanh, 4);
-  std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 6);
-  std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
-  const std::vector<float> r = random_vector(y.size(), 7);
-  auto objective = [&] {
-    conv.layer.forward(*backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  std::vector<float> dy = r, dx(x.size());
-  conv.layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
-  expect_matches_finite_differences(objective, x, dx, "dx");
-  expect_matches_finite_differences(objective, conv.weight, conv.dw, "dw");
-  expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
-}
-
-// A first layer: no input gradient, so few channels take the direct weight gradient.
-TEST_P(Conv2DTest, FirstLayerGradientsMatchFiniteDifferences) {
-  auto backend = make_cpu_backend();
-  const Window2d w = window();
-  const int64_t batch = 2;
-  BoundConv conv(w, 37, Activation::kTanh, 5);
-  std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 8);
-  std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
-  const std::vector<float> r = random_vector(y.size(), 9);
-  auto objective = [&] {
-    conv.layer.forward(*backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  std::vector<float> dy = r;
-  conv.layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, false);
-  expect_matches_finite_differences(objective, conv.weight, conv.dw, "dw");
-  expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
+  for (const bool first_layer : {false, true}) {
+    BoundConv conv(w, first_layer ? 37 : 3, Activation::kTanh, 4);
+    std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 6);
+    std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
+    const std::vector<float> r = random_vector(y.size(), 7);
+    auto objective = [&] {
+      conv.layer.forward(*backend, x.data(), y.data(), batch);
+      return weighted_sum(y, r);
+    };
+    objective();
+    std::vector<float> dy = r, dx(x.size());
+    conv.layer.backward(*backend, x.data(), y.data(), dy.data(), first_layer ? nullptr : dx.data(),
+                        batch, false);
+    if (!first_layer) expect_matches_finite_differences(objective, x, dx, "dx");
+    expect_matches_finite_differences(objective, conv.weight, conv.dw, "dw");
+    expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
