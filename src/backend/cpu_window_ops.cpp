@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "core/counter_hash.h"
 #include "core/simd.h"
@@ -112,10 +111,10 @@ void route_to_maxima(const float* x, const float* top, const float* grad, float*
   simd::Mask pending = simd::first_lanes(simd::kLanes);
   for (int64_t ih = k.h0; ih < k.h1; ++ih)
     for (int64_t iw = k.w0; iw < k.w1; ++iw) {
-      float* out = dx + first + (ih * w.width + iw) * w.channels;
-      const simd::Mask route = simd::both(simd::equal(simd::load(x + (out - dx)), maxima), pending);
+      const int64_t i = first + (ih * w.width + iw) * w.channels;
+      const simd::Mask route = simd::both(simd::equal(simd::load(x + i), maxima), pending);
       const simd::Vec g = simd::keep(route, gradient);
-      simd::store(out, kDisjoint ? g : g + simd::load(out));
+      simd::store(dx + i, kDisjoint ? g : g + simd::load(dx + i));
       pending = simd::and_not(pending, route);
     }
 }
