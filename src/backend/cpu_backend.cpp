@@ -23,6 +23,7 @@
 #include "backend/cpu_losses.h"
 #include "backend/cpu_window_ops.h"
 #include "backend/direct_conv.h"
+#include "backend/winograd_conv.h"
 #ifdef DDP_HAVE_DNNL
 #include "backend/onednn_conv.h"
 #endif
@@ -308,15 +309,21 @@ class CpuBackend final : public ComputeBackend {
     return cpu::mean_squared_error(pred, targets, dpred, grad_scale, rows, cols);
   }
 
-  // Few input channels: the direct kernels (Note [direct convolution]); many: oneDNN (Note
-  // [oneDNN convolutions]); otherwise, and for a direct convolution's input gradient, the caller
-  // runs im2col + GEMM.
+  // 3x3 at stride 1 over whole vectors of channels and filters: Winograd (Note [Winograd
+  // convolution]); few input channels: the direct kernels (Note [direct convolution]); many:
+  // oneDNN (Note [oneDNN convolutions]); otherwise, and for a direct convolution's input gradient,
+  // the caller runs im2col + GEMM.
   bool conv2d_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                       const Window2d& win, int64_t filters, Activation act) override {
-    if (cpu::direct_conv_applies(win)) {
-      cpu::direct_conv_forward(x, w, b, y, batch, win, filters, act == Activation::kRelu,
-                               conv_scratch_);
-      if (act != Activation::kRelu && act != Activation::kLinear)
+    const bool winograd = cpu::winograd_conv_applies(win, filters);
+    if (winograd || cpu::direct_conv_applies(win)) {
+      const bool relu = act == Activation::kRelu;
+      if (winograd) {
+        cpu::winograd_conv_forward(x, w, b, y, batch, win, filters, relu, conv_scratch_);
+      } else {
+        cpu::direct_conv_forward(x, w, b, y, batch, win, filters, relu, conv_scratch_);
+      }
+      if (!relu && act != Activation::kLinear)
         activation_forward(act, y, y, static_cast<size_t>(batch * win.out_pixels() * filters));
       return true;
     }
@@ -331,14 +338,20 @@ class CpuBackend final : public ComputeBackend {
   bool conv2d_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                        float* dw, float* db, int64_t batch, const Window2d& win, int64_t filters,
                        Activation act, bool accumulate) override {
+    const bool winograd = cpu::winograd_conv_applies(win, filters);
     const bool direct = !dx && cpu::direct_conv_applies(win);
 #ifdef DDP_HAVE_DNNL
     const bool onednn = win.channels >= OneDnnConvolutions::kMinChannels;
 #else
     const bool onednn = false;
 #endif
-    if (!direct && !onednn) return false;
+    if (!winograd && !direct && !onednn) return false;
     activation_grad(act, y, dy, dy, static_cast<size_t>(batch * win.out_pixels() * filters));
+    if (winograd) {
+      cpu::winograd_conv_backward(x, w, dy, dx, dw, db, batch, win, filters, accumulate,
+                                  conv_scratch_);
+      return true;
+    }
     if (direct) {
       cpu::direct_conv_weight_grad(x, dy, dw, db, batch, win, filters, accumulate, conv_scratch_);
       return true;
@@ -450,7 +463,7 @@ class CpuBackend final : public ComputeBackend {
   static constexpr unsigned kDenormalsAreZero = 0x0040;
   bool flush_denormals_;
   std::vector<float> scratch_;       // (cols) exponentials of one row
-  std::vector<float> conv_scratch_;  // direct convolutions' weights and padded image
+  std::vector<float> conv_scratch_;  // direct and Winograd convolutions' weights and tiles
 #ifdef DDP_HAVE_DNNL
   OneDnnConvolutions convolutions_;
 #endif

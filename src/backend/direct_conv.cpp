@@ -24,16 +24,6 @@ constexpr int tile_rows() {
   return std::min(kMaxTileRows, (simd::kRegisters - 2 - Vectors) / Vectors);
 }
 
-// Calls f.template operator()<N>() for the N = n, 1 <= n <= Max: the tile shapes are template
-// arguments, so their accumulators live in registers.
-template <int Max, typename F>
-void with_count(int n, F&& f) {
-  if constexpr (Max > 1) {
-    if (n < Max) return with_count<Max - 1>(n, f);
-  }
-  f.template operator()<Max>();
-}
-
 // Runs body.template operator()<Vectors>(first_filter, filters_left) for each block of at most
 // kMaxVectors vectors of filters, Vectors being the block's count.
 template <typename F>
@@ -42,8 +32,8 @@ void for_each_filter_block(int64_t filters, F&& body) {
     const int64_t left = filters - f0;
     const int vectors =
         static_cast<int>(std::min<int64_t>(kMaxVectors, (left + kLanes - 1) / kLanes));
-    with_count<kMaxVectors>(vectors,
-                            [&]<int Vectors>() { body.template operator()<Vectors>(f0, left); });
+    simd::with_count<kMaxVectors>(
+        vectors, [&]<int Vectors>() { body.template operator()<Vectors>(f0, left); });
   }
 }
 

@@ -154,5 +154,15 @@ inline void transpose_square(Vec r[kLanes]) {
   gather_lanes(u, r);
 }
 
+// Calls f.template operator()<N>() for N = n, 1 <= n <= Max: a register tile's shape as a
+// template argument, so that its accumulators live in registers.
+template <int Max, typename F>
+void with_count(int n, F&& f) {
+  if constexpr (Max > 1) {
+    if (n < Max) return with_count<Max - 1>(n, f);
+  }
+  f.template operator()<Max>();
+}
+
 }  // namespace ddp::simd
 #endif
