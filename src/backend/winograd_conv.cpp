@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "backend/column_sums.h"
 #include "core/simd.h"
 
 namespace ddp::cpu {
@@ -217,19 +216,33 @@ void transform_outputs(const float* m, const Tiling& g, int64_t first, int64_t c
   }
 }
 
+// Where each output pixel of tile `tile` lies in dz, null past the output's edge.
+void output_tile_pixels(const float* dz, const Tiling& g, int64_t tile, const float* at[2][2]) {
+  const TileOrigin o = origin_of(g, tile);
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j)
+      at[i][j] = o.row + i < g.out_h && o.col + j < g.out_w
+                     ? dz + ((o.sample * g.out_h + o.row + i) * g.out_w + o.col + j) * g.filters
+                     : nullptr;
+}
+
 // The block's transformed output gradients A dz A^T, (16, kBlockTiles, filters), of tiles
-// [first, first + count), zero past the output's edge.
+// [first, first + count), zero past the output's edge; adds each tile's sum of dz (position 5 of
+// the transform) to db. dz is read a few tiles ahead into the cache, as in transform_inputs.
 void transform_output_grads(const float* dz, const Tiling& g, int64_t first, int64_t count,
-                            float* dm) {
+                            float* dm, float* db) {
+  constexpr int64_t kAhead = 2;
   const int64_t stride = position_stride(g.filters);
   for (int64_t t = 0; t < count; ++t) {
-    const TileOrigin o = origin_of(g, first + t);
     const float* at[2][2];
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j)
-        at[i][j] = o.row + i < g.out_h && o.col + j < g.out_w
-                       ? dz + ((o.sample * g.out_h + o.row + i) * g.out_w + o.col + j) * g.filters
-                       : nullptr;
+    if (t + kAhead < count) {
+      output_tile_pixels(dz, g, first + t + kAhead, at);
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j)
+          for (int64_t f = 0; at[i][j] && f < g.filters; f += 64 / sizeof(float))
+            __builtin_prefetch(at[i][j] + f);
+    }
+    output_tile_pixels(dz, g, first + t, at);
     for (int64_t f = 0; f < g.filters; f += kLanes) {
       Vec d[2][2];
       for (int i = 0; i < 2; ++i)
@@ -246,6 +259,7 @@ void transform_output_grads(const float* dz, const Tiling& g, int64_t first, int
         simd::store(row + 2 * stride, e[i][0] - e[i][1]);
         simd::store(row + 3 * stride, zero - e[i][1]);
       }
+      simd::store(db + f, simd::load(db + f) + (e[1][0] + e[1][1]));
     }
   }
 }
@@ -336,7 +350,6 @@ void winograd_conv_backward(const float* x, const float* w, const float* dz, flo
                             bool accumulate, std::vector<float>& scratch) {
   const int64_t channels = win.channels;
   if (!accumulate) std::fill(db, db + filters, 0.0f);
-  add_column_sums(dz, batch * win.out_pixels(), filters, db);
   // The transformed weight gradient (later the input gradient's transformed weights), then the
   // block's transformed inputs and output gradients.
   scratch.assign(scratch_floats(channels, filters), 0.0f);
@@ -349,7 +362,7 @@ void winograd_conv_backward(const float* x, const float* w, const float* dz, flo
   for (int64_t first = 0; first < tiles; first += kBlockTiles) {
     const int64_t count = std::min(kBlockTiles, tiles - first);
     transform_inputs(x, g, first, count, count, zeros, v);
-    transform_output_grads(dz, g, first, count, dm);
+    transform_output_grads(dz, g, first, count, dm, db);
     // du (channels x filters) += v^T (channels x tiles) x dm (tiles x filters), per position.
     for (int p = 0; p < kPositions; ++p)
       product(v + p * position_stride(channels), 1, channels, dm + p * position_stride(filters),
