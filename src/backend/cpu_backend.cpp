@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/activation_grad.h"
 #include "backend/backend.h"
 #include "backend/column_sums.h"
 #include "backend/cpu_batch_norm.h"
@@ -61,24 +62,6 @@ float activate(Activation act, float z) {
       break;
   }
   return z;
-}
-
-// Writes dz = dy * act'(z) where act' is expressed through y = act(z).
-void activation_grad(Activation act, const float* y, const float* dy, float* dz, size_t n) {
-  switch (act) {
-    case Activation::kRelu:
-      for (size_t i = 0; i < n; ++i) dz[i] = y[i] > 0 ? dy[i] : 0.0f;
-      return;
-    case Activation::kTanh:
-      for (size_t i = 0; i < n; ++i) dz[i] = dy[i] * (1 - y[i] * y[i]);
-      return;
-    case Activation::kSigmoid:
-      for (size_t i = 0; i < n; ++i) dz[i] = dy[i] * y[i] * (1 - y[i]);
-      return;
-    case Activation::kLinear:
-      if (dz != dy) std::memmove(dz, dy, n * sizeof(float));
-      return;
-  }
 }
 
 #ifdef DDP_HAVE_CBLAS
@@ -221,7 +204,7 @@ class CpuBackend final : public ComputeBackend {
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
                       bool accumulate, const RowBlockConsumer* consume_dw) override {
-    activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
+    cpu::activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
     if (!accumulate) std::fill(db, db + out, 0.0f);
     cpu::add_column_sums(dy, batch, out, db);
     // dx first: consume_dw may update w.
@@ -262,7 +245,7 @@ class CpuBackend final : public ComputeBackend {
   }
   void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                            size_t count) override {
-    activation_grad(act, y, dy, dx, count);
+    cpu::activation_grad(act, y, dy, dx, count);
   }
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) override {
@@ -346,14 +329,15 @@ class CpuBackend final : public ComputeBackend {
     const bool onednn = false;
 #endif
     if (!winograd && !direct && !onednn) return false;
-    activation_grad(act, y, dy, dy, static_cast<size_t>(batch * win.out_pixels() * filters));
+    if (direct) {
+      cpu::direct_conv_weight_grad(x, y, dy, act, dw, db, batch, win, filters, accumulate,
+                                   conv_scratch_);
+      return true;
+    }
+    cpu::activation_grad(act, y, dy, dy, static_cast<size_t>(batch * win.out_pixels() * filters));
     if (winograd) {
       cpu::winograd_conv_backward(x, w, dy, dx, dw, db, batch, win, filters, accumulate,
                                   conv_scratch_);
-      return true;
-    }
-    if (direct) {
-      cpu::direct_conv_weight_grad(x, dy, dw, db, batch, win, filters, accumulate, conv_scratch_);
       return true;
     }
 #ifdef DDP_HAVE_DNNL

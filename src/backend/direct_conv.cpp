@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/activation_grad.h"
 #include "backend/column_sums.h"
 #include "core/simd.h"
 
@@ -182,9 +183,9 @@ void direct_conv_forward(const float* x, const float* w, const float* b, float* 
   }
 }
 
-void direct_conv_weight_grad(const float* x, const float* dz, float* dw, float* db, int64_t batch,
-                             const Window2d& win, int64_t filters, bool accumulate,
-                             std::vector<float>& scratch) {
+void direct_conv_weight_grad(const float* x, const float* y, const float* dy, Activation act,
+                             float* dw, float* db, int64_t batch, const Window2d& win,
+                             int64_t filters, bool accumulate, std::vector<float>& scratch) {
   const Padded p = padded_of(win);
   std::vector<int64_t> offsets = tap_offsets(win, p);
   const int64_t taps = win.patch(), stride = padded_filters(filters);
@@ -193,14 +194,16 @@ void direct_conv_weight_grad(const float* x, const float* dz, float* dw, float* 
   // element into rows past the last tap, which are dropped.
   const int64_t padded_taps = taps + kMaxTileRows;
   offsets.resize(static_cast<size_t>(padded_taps), 0);
-  // (taps, filters) sums, then the padded image.
-  scratch.assign(static_cast<size_t>(padded_taps * stride + p.size()), 0.0f);
+  // (taps, filters) sums, the padded image, then the image's dLoss/d(pre-activation).
+  const int64_t out = pixels * filters;
+  scratch.assign(static_cast<size_t>(padded_taps * stride + p.size() + out), 0.0f);
   float* dwt = scratch.data();
   float* image = dwt + padded_taps * stride;
+  float* grad = image + p.size();
   if (!accumulate) std::fill(db, db + filters, 0.0f);
   for (int64_t n = 0; n < batch; ++n) {
     pad_image(x + n * win.height * win.width * win.channels, win, p, image);
-    const float* grad = dz + n * pixels * filters;
+    activation_grad(act, y + n * out, dy + n * out, grad, static_cast<size_t>(out));
     add_column_sums(grad, pixels, filters, db);
     for_each_filter_block(filters, [&]<int Vectors>(int64_t f0, int64_t left) {
       constexpr int kTaps = tile_rows<Vectors>();
@@ -221,8 +224,8 @@ void direct_conv_weight_grad(const float* x, const float* dz, float* dw, float* 
 bool direct_conv_applies(const Window2d&) { return false; }
 void direct_conv_forward(const float*, const float*, const float*, float*, int64_t, const Window2d&,
                          int64_t, bool, std::vector<float>&) {}
-void direct_conv_weight_grad(const float*, const float*, float*, float*, int64_t, const Window2d&,
-                             int64_t, bool, std::vector<float>&) {}
+void direct_conv_weight_grad(const float*, const float*, const float*, Activation, float*, float*,
+                             int64_t, const Window2d&, int64_t, bool, std::vector<float>&) {}
 
 #endif
 

@@ -31,10 +31,12 @@ void direct_conv_forward(const float* x, const float* w, const float* b, float* 
                          const Window2d& win, int64_t filters, bool relu,
                          std::vector<float>& scratch);
 
-// dw (filters, kernel_h, kernel_w, channels) and db (filters) from dz (batch, out_h, out_w,
-// filters) = dLoss/d(pre-activation); added to dw and db when accumulate.
-void direct_conv_weight_grad(const float* x, const float* dz, float* dw, float* db, int64_t batch,
-                             const Window2d& win, int64_t filters, bool accumulate,
-                             std::vector<float>& scratch);
+// dw (filters, kernel_h, kernel_w, channels) and db (filters) from dy (batch, out_h, out_w,
+// filters) = dLoss/dy, y = act(conv(x, w) + b); added to dw and db when accumulate. The
+// activation's gradient is taken an image at a time into scratch, which stays in cache: as a
+// pass of its own over the batch it wrote and read back W4's 6.4 MB first-layer gradient.
+void direct_conv_weight_grad(const float* x, const float* y, const float* dy, Activation act,
+                             float* dw, float* db, int64_t batch, const Window2d& win,
+                             int64_t filters, bool accumulate, std::vector<float>& scratch);
 
 }  // namespace ddp::cpu
