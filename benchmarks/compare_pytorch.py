@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -235,6 +236,7 @@ def main():
         sys.exit("no PyTorch found: apt-get install python3-torch libopenblas0-openmp, "
                  "and/or benchmarks/setup_frameworks.sh")
     r = {"provenance": provenance.record(), "reps": args.reps, "quick": args.quick,
+         "arguments": [shlex.quote(a) for a in sys.argv[1:]],
          "only": only if set(only) != set(GROUPS) else None,
          "frameworks": {t.label: t.caps for t in torches}, "rows": {}}
     r["roofline"] = run_json([os.path.join(BUILD, "bench_roofline")])

@@ -63,6 +63,13 @@ def phase_roofline(run_list, workload, roofline):
     return "; ".join(out)
 
 
+def command_arguments(r):
+    """The run's arguments as given (older records kept only --only)."""
+    if "arguments" in r:
+        return "".join(" " + a for a in r["arguments"])
+    return f" --only {','.join(r['only'])}" if r.get("only") else ""
+
+
 def render(r):
     p, rows, reps = r["provenance"], r["rows"], r["reps"]
     roof = r["roofline"]
@@ -79,7 +86,7 @@ def render(r):
           f"{roof['triad_gbs']['median']:.1f} GB/s ({roof['triad_gbs']['min']:.1f}-"
           f"{roof['triad_gbs']['max']:.1f}).",
           "Command: `benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py"
-          + (f" --only {','.join(r['only'])}" if r.get("only") else "") + "`.", "",
+          + command_arguments(r) + "`.", "",
           "| workload | metric | fastest competitor variant | competitor | ddp-trainer | ratio | "
           "target |", "|---|---|---|---|---|---|---|"]
 

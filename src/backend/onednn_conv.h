@@ -1,6 +1,7 @@
 #pragma once
 // Note [oneDNN convolutions]: where oneDNN (Debian's libdnnl-dev) is found at configure time, the
-// CPU backend runs convolutions over inputs of at least kMinChannels channels with oneDNN's
+// CPU backend runs convolutions over inputs of at least kMinChannels channels (other than those
+// Note [Winograd convolution] takes: 3x3 at stride 1 over whole vectors) with oneDNN's
 // direct convolution, which measured 1.7x faster than im2col + GEMM on W4's 32 -> 64 layer
 // (benchmarks/results/conv_onednn.md); on single-channel and few-channel inputs it was slower
 // than im2col + GEMM, and those take the direct kernels (Note [direct convolution]) or im2col +
