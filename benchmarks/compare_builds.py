@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A/B throughput of two ddp_bench builds (say, main before and after a change) on W2 and W3 (or
-the --workloads given: W2, W3, W4) at 1 and 2 ranks, alternating them run by run so that the machine's drift hits both alike. Prints and
-writes a Markdown table of medians with their spread.
+the --workloads given: W2, W3, W4) at 1 and 2 ranks, alternating them run by run so that the
+machine's drift hits both alike. Prints and writes a Markdown table of medians with their spread.
   git worktree add /tmp/base <commit> && cmake -S /tmp/base -B /tmp/build-base && \\
     cmake --build /tmp/build-base --target ddp_bench
   benchmarks/compare_builds.py --build "base=/tmp/build-base/ddp_bench" \\

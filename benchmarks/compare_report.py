@@ -160,7 +160,8 @@ def render(r):
                     r["phase_ms"]["backward"] + r["phase_ms"]["optimizer"] for r in runs)
                 md.append(f"  - backward + update: {ms(after):.1f} ms after backward, "
                           f"{ms(rows[w]['ours']):.1f} ms inside it (the default)")
-    md += ["", "Every variant (median (min-max)):", "", "| row | variant | value |", "|---|---|---|"]
+    md += ["", "Every variant (median (min-max)):", "", "| row | variant | value |",
+           "|---|---|---|"]
     keys = {"w1_job": ("seconds", "s", lambda x: f"{x:.3f}"),
             "w2_tta": ("seconds", "s", lambda x: f"{x:.1f}"),
             "w4_tta": ("seconds", "s", lambda x: f"{x:.1f}")}

@@ -76,8 +76,8 @@ def main():
              f"{a.reps} runs (variants alternated within each repeat; each run a fresh cluster, 2 "
              f"warm-up and {a.steps} timed steps) with min-max, and the median run's ms per step "
              "averaged over ranks.", "",
-             "| link | gradient reduction | samples/s (min-max) | vs flat MPI | compute (fwd + bwd) "
-             "| exposed communication | optimizer |",
+             "| link | gradient reduction | samples/s (min-max) | vs flat MPI "
+             "| compute (fwd + bwd) | exposed communication | optimizer |",
              "|---|---|---|---|---|---|---|"]
     rows = []
     for rate in rates:

@@ -72,14 +72,16 @@ def main():
              "the runs, points alternating within each round; efficiency = median samples/s / "
              "(ranks x median at 1 rank); phases in ms per step of the median run, averaged over "
              "ranks.", "",
-             "| workload | scaling | ranks | global batch | samples/s | efficiency | forward | backward | comm | optimizer | data | peak RSS/rank (MB) |",
+             "| workload | scaling | ranks | global batch | samples/s | efficiency | forward "
+             "| backward | comm | optimizer | data | peak RSS/rank (MB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         p = r["phase_ms"]
         lines.append(f"| {r['name']} | {r['mode']} | {r['world_size']} | {r['global_batch']} | "
                      f"{r['samples_per_sec']:,.0f} ({r['min_samples_per_sec']:,.0f}-"
-                     f"{r['max_samples_per_sec']:,.0f}) | {r['efficiency']:.2f} | {p['forward']:.3f} | "
-                     f"{p['backward']:.3f} | {p['comm']:.3f} | {p['optimizer']:.3f} | {p['data']:.3f} | "
+                     f"{r['max_samples_per_sec']:,.0f}) | {r['efficiency']:.2f} | "
+                     f"{p['forward']:.3f} | {p['backward']:.3f} | {p['comm']:.3f} | "
+                     f"{p['optimizer']:.3f} | {p['data']:.3f} | "
                      f"{max(r['peak_rss_mb']):.0f} |")
     with open(os.path.join(out, "scaling.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -5,9 +5,12 @@
      (--predict-out) <= 1e-5.
   2. PyTorch writes a freshly initialized model; ddp_train --init-from it and predicts the same
      samples without training: max abs diff to PyTorch's predictions <= 1e-5.
-  3. The same both ways for a convnet on (6, 6, 3) images (conv2d same + relu, average pooling,
-     conv2d valid + tanh, flatten, dropout, dense): Note [PyTorch layout] turns NHWC weights into
-     nn.Conv2d's and the flattened Dense layer's NCHW order.
+  3. The same both ways for a convnet on (6, 6, 3) images (conv2d 3 -> 16 same + relu, conv2d
+     16 -> 16 same + relu, average pooling, conv2d 16 -> 4 valid + tanh, flatten, dropout,
+     dense): Note [PyTorch layout] turns NHWC weights into nn.Conv2d's and the flattened Dense
+     layer's NCHW order. The three convolutions take the CPU backend's three paths: direct
+     kernels (few input channels), Winograd (3x3, stride 1, whole vectors of 16) and oneDNN or
+     im2col + GEMM.
   4. Gradients: from PyTorch's initial convnet (without dropout), one SGD step on all 200 samples
      in ddp_train (2 ranks) and in PyTorch: the same weights within 1e-5, i.e. the same
      convolution, pooling and Dense gradients.
@@ -138,15 +141,17 @@ class Convnet(torch.nn.Module):
 
     def __init__(self, dropout):
         super().__init__()
-        self.layers = torch.nn.ModuleList([torch.nn.Conv2d(3, 5, 3, padding=1),
-                                           torch.nn.Conv2d(5, 4, 2), torch.nn.Linear(16, 4)])
+        self.layers = torch.nn.ModuleList([torch.nn.Conv2d(3, 16, 3, padding=1),
+                                           torch.nn.Conv2d(16, 16, 3, padding=1),
+                                           torch.nn.Conv2d(16, 4, 2), torch.nn.Linear(16, 4)])
         self.dropout = torch.nn.Dropout(dropout)
 
     def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
         x = x.view(-1, 6, 6, 3).permute(0, 3, 1, 2)
-        x = torch.nn.functional.avg_pool2d(torch.relu(self.layers[0](x)), 2)
-        x = torch.flatten(torch.tanh(self.layers[1](x)), 1)
-        return self.layers[2](self.dropout(x))
+        x = torch.relu(self.layers[1](torch.relu(self.layers[0](x))))
+        x = torch.nn.functional.avg_pool2d(x, 2)
+        x = torch.flatten(torch.tanh(self.layers[2](x)), 1)
+        return self.layers[3](self.dropout(x))
 
     def forward(self, x):
         return torch.softmax(self.logits(x), dim=1)
@@ -167,7 +172,8 @@ def convnet_checks(args, env, tmp):
     def config(name, dropout, optimizer, batch):
         with open(f"{tmp}/{name}.yaml", "w") as f:
             f.write(image_data_yaml(tmp) + f"""
-    - {{type: conv2d, filters: 5, kernel_size: 3, padding: same, activation: relu}}
+    - {{type: conv2d, filters: 16, kernel_size: 3, padding: same, activation: relu}}
+    - {{type: conv2d, filters: 16, kernel_size: 3, padding: same, activation: relu}}
     - {{type: average_pooling2d, pool_size: 2}}
     - {{type: conv2d, filters: 4, kernel_size: 2, activation: tanh}}
     - {{type: flatten}}
