@@ -116,9 +116,9 @@ class ComputeBackend {
   virtual void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) = 0;
   virtual void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w) = 0;
 
-  // A whole convolution, where the backend has a faster way than im2col + GEMM (Note [oneDNN
-  // convolutions], Note [direct convolution]); false (nothing done) otherwise, and the caller
-  // runs im2col and the Dense ops.
+  // A whole convolution, where the backend has a faster way than im2col + GEMM (Note [Winograd
+  // convolution], Note [oneDNN convolutions], Note [direct convolution]); false (nothing done)
+  // otherwise, and the caller runs im2col and the Dense ops.
   // y = act(conv(x, w) + b): x (batch, height, width, channels), w (filters, kernel_h, kernel_w,
   // channels), b (filters), y (batch, out_h, out_w, filters). Backward writes dw and db (adds to
   // them when `accumulate`) and dx unless null; dy is scratch (as in dense_backward), y the
