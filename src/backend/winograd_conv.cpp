@@ -124,29 +124,53 @@ void weight_grads_from(const float* du, int64_t filters, int64_t channels, bool 
     }
 }
 
-// Where each input pixel of tile `tile` lies in x: zeros (a row of g.channels zeros) in the
-// padding.
-void tile_pixels(const float* x, const Tiling& g, int64_t tile, const float* zeros,
-                 const float* at[4][4]) {
-  const TileOrigin o = origin_of(g, tile);
-  const float* image = x + o.sample * g.height * g.width * g.channels;
-  for (int i = 0; i < 4; ++i)
-    for (int j = 0; j < 4; ++j) {
-      const int64_t h = o.row - g.pad_top + i, w = o.col - g.pad_left + j;
-      const bool inside = h >= 0 && h < g.height && w >= 0 && w < g.width;
-      at[i][j] = inside ? image + (h * g.width + w) * g.channels : zeros;
+// The N x N pixels of a tile whose first pixel is (row, col) of `image` (height x width pixels
+// of `channels` floats): zeros (a row of at least `channels` zeros) where it lies outside.
+template <int N>
+void tile_pixels(const float* image, int64_t height, int64_t width, int64_t channels, int64_t row,
+                 int64_t col, const float* zeros, const float* at[N][N]) {
+  for (int i = 0; i < N; ++i)
+    for (int j = 0; j < N; ++j) {
+      const int64_t h = row + i, w = col + j;
+      const bool inside = h >= 0 && h < height && w >= 0 && w < width;
+      at[i][j] = inside ? image + (h * width + w) * channels : zeros;
     }
 }
 
+// Reads a tile's pixels into the cache ahead of their transform: the layers' inputs and output
+// gradients (1.6-3.2 MB for W4) come from L3 or memory, and the loads of these scattered tiles
+// stalled the transforms without the hint.
+template <int N>
+void prefetch_tile(const float* const at[N][N], int64_t channels) {
+  for (int i = 0; i < N; ++i)
+    for (int j = 0; j < N; ++j)
+      for (int64_t c = 0; c < channels; c += 64 / sizeof(float)) __builtin_prefetch(at[i][j] + c);
+}
+
+// Tiles are read this many ahead of the one being transformed.
+constexpr int64_t kAhead = 2;
+
+// The 4x4 input pixels under output tile `tile` of the batch.
+void input_tile(const float* x, const Tiling& g, int64_t tile, const float* zeros,
+                const float* at[4][4]) {
+  const TileOrigin o = origin_of(g, tile);
+  tile_pixels<4>(x + o.sample * g.height * g.width * g.channels, g.height, g.width, g.channels,
+                 o.row - g.pad_top, o.col - g.pad_left, zeros, at);
+}
+
+// The 2x2 output pixels of tile `tile` of the batch in dz (batch, out_h, out_w, filters).
+void output_tile(const float* dz, const Tiling& g, int64_t tile, const float* zeros,
+                 const float* at[2][2]) {
+  const TileOrigin o = origin_of(g, tile);
+  tile_pixels<2>(dz + o.sample * g.out_h * g.out_w * g.filters, g.out_h, g.out_w, g.filters, o.row,
+                 o.col, zeros, at);
+}
+
 // The block's transformed inputs B^T d B, (16, kBlockTiles, channels): tiles [first, first +
-// count) of the batch, then zeros up to `rows`. The input is read a few tiles ahead into the
-// cache (the layers' inputs, 1.6-3.2 MB for W4, come from L3 or memory, and the loads of this
-// scattered 4x4 pattern stalled the transform without the hint).
+// count) of the batch, then zeros up to `rows`. zeros: a row of g.channels zeros.
 void transform_inputs(const float* x, const Tiling& g, int64_t first, int64_t count, int64_t rows,
                       const float* zeros, float* v) {
-  constexpr int64_t kAhead = 2;
   const int64_t stride = position_stride(g.channels);
-  const int64_t tiles = first + count;
   for (int64_t t = 0; t < rows; ++t) {
     float* out = v + t * g.channels;
     if (t >= count) {
@@ -154,14 +178,11 @@ void transform_inputs(const float* x, const Tiling& g, int64_t first, int64_t co
       continue;
     }
     const float* at[4][4];
-    if (first + t + kAhead < tiles) {
-      tile_pixels(x, g, first + t + kAhead, zeros, at);
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j)
-          for (int64_t c = 0; c < g.channels; c += 64 / sizeof(float))
-            __builtin_prefetch(at[i][j] + c);
+    if (t + kAhead < count) {
+      input_tile(x, g, first + t + kAhead, zeros, at);
+      prefetch_tile<4>(at, g.channels);
     }
-    tile_pixels(x, g, first + t, zeros, at);
+    input_tile(x, g, first + t, zeros, at);
     for (int64_t c = 0; c < g.channels; c += kLanes) {
       Vec e[4][4];  // B^T d, a column at a time
       for (int j = 0; j < 4; ++j) {
@@ -216,37 +237,23 @@ void transform_outputs(const float* m, const Tiling& g, int64_t first, int64_t c
   }
 }
 
-// Where each output pixel of tile `tile` lies in dz, null past the output's edge.
-void output_tile_pixels(const float* dz, const Tiling& g, int64_t tile, const float* at[2][2]) {
-  const TileOrigin o = origin_of(g, tile);
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j)
-      at[i][j] = o.row + i < g.out_h && o.col + j < g.out_w
-                     ? dz + ((o.sample * g.out_h + o.row + i) * g.out_w + o.col + j) * g.filters
-                     : nullptr;
-}
-
 // The block's transformed output gradients A dz A^T, (16, kBlockTiles, filters), of tiles
-// [first, first + count), zero past the output's edge; adds each tile's sum of dz (position 5 of
-// the transform) to db. dz is read a few tiles ahead into the cache, as in transform_inputs.
+// [first, first + count), zero past the output's edge (zeros: a row of g.filters zeros); adds
+// each tile's sum of dz (position 5 of the transform) to db.
 void transform_output_grads(const float* dz, const Tiling& g, int64_t first, int64_t count,
-                            float* dm, float* db) {
-  constexpr int64_t kAhead = 2;
+                            const float* zeros, float* dm, float* db) {
   const int64_t stride = position_stride(g.filters);
   for (int64_t t = 0; t < count; ++t) {
     const float* at[2][2];
     if (t + kAhead < count) {
-      output_tile_pixels(dz, g, first + t + kAhead, at);
-      for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j)
-          for (int64_t f = 0; at[i][j] && f < g.filters; f += 64 / sizeof(float))
-            __builtin_prefetch(at[i][j] + f);
+      output_tile(dz, g, first + t + kAhead, zeros, at);
+      prefetch_tile<2>(at, g.filters);
     }
-    output_tile_pixels(dz, g, first + t, at);
+    output_tile(dz, g, first + t, zeros, at);
     for (int64_t f = 0; f < g.filters; f += kLanes) {
       Vec d[2][2];
       for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j) d[i][j] = at[i][j] ? simd::load(at[i][j] + f) : simd::zero();
+        for (int j = 0; j < 2; ++j) d[i][j] = simd::load(at[i][j] + f);
       const Vec zero = simd::zero();
       const Vec e[4][2] = {{d[0][0], d[0][1]},
                            {d[0][0] + d[1][0], d[0][1] + d[1][1]},
@@ -362,7 +369,7 @@ void winograd_conv_backward(const float* x, const float* w, const float* dz, flo
   for (int64_t first = 0; first < tiles; first += kBlockTiles) {
     const int64_t count = std::min(kBlockTiles, tiles - first);
     transform_inputs(x, g, first, count, count, zeros, v);
-    transform_output_grads(dz, g, first, count, dm, db);
+    transform_output_grads(dz, g, first, count, zeros, dm, db);
     // du (channels x filters) += v^T (channels x tiles) x dm (tiles x filters), per position.
     for (int p = 0; p < kPositions; ++p)
       product(v + p * position_stride(channels), 1, channels, dm + p * position_stride(filters),
