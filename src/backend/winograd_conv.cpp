@@ -137,18 +137,24 @@ void tile_pixels(const float* image, int64_t height, int64_t width, int64_t chan
     }
 }
 
-// Reads a tile's pixels into the cache ahead of their transform: the layers' inputs and output
-// gradients (1.6-3.2 MB for W4) come from L3 or memory, and the loads of these scattered tiles
-// stalled the transforms without the hint.
-template <int N>
-void prefetch_tile(const float* const at[N][N], int64_t channels) {
-  for (int i = 0; i < N; ++i)
-    for (int j = 0; j < N; ++j)
-      for (int64_t c = 0; c < channels; c += 64 / sizeof(float)) __builtin_prefetch(at[i][j] + c);
-}
-
 // Tiles are read this many ahead of the one being transformed.
 constexpr int64_t kAhead = 2;
+
+// Fills `at` with the pixels of tile first + t of a block of `count` through locate(tile, at),
+// after reading those of tile first + t + kAhead into the cache: the layers' inputs and output
+// gradients (1.6-3.2 MB for W4) come from L3 or memory, and the loads of these scattered tiles
+// stalled the transforms without the hint.
+template <int N, typename Locate>
+void next_tile(Locate&& locate, int64_t first, int64_t t, int64_t count, int64_t channels,
+               const float* at[N][N]) {
+  if (t + kAhead < count) {
+    locate(first + t + kAhead, at);
+    for (int i = 0; i < N; ++i)
+      for (int j = 0; j < N; ++j)
+        for (int64_t c = 0; c < channels; c += 64 / sizeof(float)) __builtin_prefetch(at[i][j] + c);
+  }
+  locate(first + t, at);
+}
 
 // The 4x4 input pixels under output tile `tile` of the batch.
 void input_tile(const float* x, const Tiling& g, int64_t tile, const float* zeros,
@@ -178,11 +184,8 @@ void transform_inputs(const float* x, const Tiling& g, int64_t first, int64_t co
       continue;
     }
     const float* at[4][4];
-    if (t + kAhead < count) {
-      input_tile(x, g, first + t + kAhead, zeros, at);
-      prefetch_tile<4>(at, g.channels);
-    }
-    input_tile(x, g, first + t, zeros, at);
+    next_tile<4>([&](int64_t tile, const float* p[4][4]) { input_tile(x, g, tile, zeros, p); },
+                 first, t, count, g.channels, at);
     for (int64_t c = 0; c < g.channels; c += kLanes) {
       Vec e[4][4];  // B^T d, a column at a time
       for (int j = 0; j < 4; ++j) {
@@ -245,11 +248,8 @@ void transform_output_grads(const float* dz, const Tiling& g, int64_t first, int
   const int64_t stride = position_stride(g.filters);
   for (int64_t t = 0; t < count; ++t) {
     const float* at[2][2];
-    if (t + kAhead < count) {
-      output_tile(dz, g, first + t + kAhead, zeros, at);
-      prefetch_tile<2>(at, g.filters);
-    }
-    output_tile(dz, g, first + t, zeros, at);
+    next_tile<2>([&](int64_t tile, const float* p[2][2]) { output_tile(dz, g, tile, zeros, p); },
+                 first, t, count, g.filters, at);
     for (int64_t f = 0; f < g.filters; f += kLanes) {
       Vec d[2][2];
       for (int i = 0; i < 2; ++i)
