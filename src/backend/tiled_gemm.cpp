@@ -12,16 +12,15 @@ namespace {
 // Below this many multiply-adds a product is small (Note [tiled GEMM]).
 constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
 
-// With AVX2 (8 lanes, 16 registers) the forward and input-gradient tiles hold a quarter of the
-// batch columns AVX-512's do, so the weights stream from memory several times per product, and
-// OpenBLAS's packed kernels were faster. On the AMD EPYC (Zen 3, AVX2 only) of
-// benchmarks/results/kernel_choice_zen3.md, all three products tiled ran W3 at 0.76x of OpenBLAS
-// for all of them; only the weight gradient tiled, 1.07x (W2 1.08x), medians of alternated runs.
-// The tiled weight gradient also lets one rank update inside backward (Note [update in backward]).
+// With AVX2 (8 lanes, 16 registers) the input-gradient tiles hold a quarter of the batch columns
+// AVX-512's do, and OpenBLAS's packed kernels were faster for that product on the AMD EPYC (Zen 3,
+// AVX2 only) of benchmarks/results/kernel_choice_zen3.md. The weight gradient is tiled with both
+// (it also lets one rank update inside backward, Note [update in backward]), and so is the forward
+// product since its tiles meet every batch block while the weights are in cache.
 #ifdef __AVX512F__
-constexpr bool kSkinnyForwardAndInputGrad = true;
+constexpr bool kSkinnyInputGrad = true;
 #else
-constexpr bool kSkinnyForwardAndInputGrad = false;
+constexpr bool kSkinnyInputGrad = false;
 #endif
 }  // namespace
 
@@ -206,26 +205,42 @@ const float* transposed(const float* a, int64_t m, int64_t k) {
   return a_t.data();
 }
 
+// A (m, k) as blocks of kForwardVectors * kLanes rows, each transposed into (k, width) and
+// stored after the previous one (block j at j * k), in a buffer of this thread's: the forward
+// product's tiles read a block's columns as adjacent vectors, row after row.
+const float* transposed_column_blocks(const float* a, int64_t m, int64_t k) {
+  constexpr int64_t kWidth = kForwardVectors * kLanes;
+  thread_local std::vector<float> blocks;
+  blocks.resize(static_cast<size_t>(k * m));
+  for (int64_t j = 0; j < m; j += kWidth) {
+    transpose(a + j * k, std::min(kWidth, m - j), k, blocks.data() + j * k);
+  }
+  return blocks.data();
+}
+
 // C (m, n) = A (m, k) B (n, k)^T with m the batch (a dense layer's forward product), computed as
-// C^T = B A^T: rows of B (weights, read in storage order) against columns of the packed A^T,
-// stored transposed.
+// C^T = B A^T: rows of B (weights, read in storage order) against blocks of A^T's columns, stored
+// transposed. A tile's weight rows meet every column block before the next rows are read, so the
+// weights stream from memory once however many blocks the batch spans (with AVX2, four for a
+// batch of 64: streaming them once per block ran W3's 64 x 2048 x 2048 at ~40 GFLOP/s on Zen 3,
+// this order with contiguous blocks at ~72, OpenBLAS at ~55).
 void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                      bool accumulate) {
-  const float* a_t = transposed(a, m, k);
+  const float* blocks = transposed_column_blocks(a, m, k);
   constexpr int kRows = kForwardRows;
   constexpr int64_t kWidth = kForwardVectors * kLanes;
-  for (int64_t j = 0; j < m; j += kWidth) {
-    const ColumnBlock block = column_block(std::min(kWidth, m - j));
-    const TileFn full = tile_for<kRows, true>(block.vectors);
-    const TileFn single = tile_for<1, true>(block.vectors);
-    int64_t i = 0;
-    for (; i + kRows <= n; i += kRows) {
-      full(k, b + i * k, k, 1, a_t + j, m, c + j * n + i, n, block.last_mask, accumulate);
+  auto column_blocks = [&](auto tile_fn_for, int64_t i) {
+    for (int64_t j = 0; j < m; j += kWidth) {
+      const int64_t width = std::min(kWidth, m - j);
+      const ColumnBlock block = column_block(width);
+      tile_fn_for(block.vectors)(k, b + i * k, k, 1, blocks + j * k, width, c + j * n + i, n,
+                                 block.last_mask, accumulate);
     }
-    for (; i < n; ++i) {
-      single(k, b + i * k, k, 1, a_t + j, m, c + j * n + i, n, block.last_mask, accumulate);
-    }
-  }
+  };
+  int64_t i = 0;
+  for (; i + kRows <= n; i += kRows) column_blocks(tile_for<kRows, true>, i);
+  for (; i + 4 <= n; i += 4) column_blocks(tile_for<4, true>, i);  // 10 classes: 6 + 4 rows
+  for (; i < n; ++i) column_blocks(tile_for<1, true>, i);
 }
 
 // Rows [0, m) of C's column block [0, width) from a packed B panel whose rows are Vectors * 16
@@ -385,12 +400,12 @@ void tiled_weight_grad_blocks(int64_t, int64_t, int64_t, const float*, const flo
 bool is_small_product(int64_t m, int64_t n, int64_t k) { return m * n * k < kSmallMaxFlops; }
 
 bool is_skinny_product(bool transpose_a, bool transpose_b, int64_t m, int64_t, int64_t k) {
-  if (!transpose_a) return kSkinnyForwardAndInputGrad && m <= kSkinnyMaxBatch;
+  if (!transpose_a) return (transpose_b || kSkinnyInputGrad) && m <= kSkinnyMaxBatch;
   return !transpose_b && k <= kSkinnyMaxBatch;  // weight gradient
 }
 
 const char* tiled_skinny_products() {
-  return kSkinnyForwardAndInputGrad ? "batch" : "weight gradients of batch";
+  return kSkinnyInputGrad ? "batch" : "forward products and weight gradients of batch";
 }
 
 }  // namespace ddp

@@ -27,7 +27,7 @@ const char* tiled_gemm_isa();
 
 // Where the tiled kernels are expected to beat a general BLAS on C (m, n) = op(A) op(B): small
 // products, and skinny ones whose batch dimension is at most kSkinnyMaxBatch. With AVX2 only the
-// weight gradient counts as skinny (kSkinnyForwardAndInputGrad).
+// forward product and the weight gradient count as skinny (kSkinnyInputGrad).
 constexpr int64_t kSkinnyMaxBatch = 256;
 bool is_small_product(int64_t m, int64_t n, int64_t k);
 bool is_skinny_product(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k);
