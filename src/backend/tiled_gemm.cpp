@@ -222,8 +222,8 @@ const float* transposed_column_blocks(const float* a, int64_t m, int64_t k) {
 // C^T = B A^T: rows of B (weights, read in storage order) against blocks of A^T's columns, stored
 // transposed. A tile's weight rows meet every column block before the next rows are read, so the
 // weights stream from memory once however many blocks the batch spans (with AVX2, four for a
-// batch of 64: streaming them once per block ran W3's 64 x 2048 x 2048 at ~40 GFLOP/s on Zen 3,
-// this order with contiguous blocks at ~72, OpenBLAS at ~55).
+// batch of 64). On W3's 64 x 2048 x 2048 on Zen 3: ~40 GFLOP/s streaming them once per block,
+// 74 in this order, OpenBLAS 53 (benchmarks/results/forward_tiles_zen3.md).
 void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                      bool accumulate) {
   const float* blocks = transposed_column_blocks(a, m, k);
