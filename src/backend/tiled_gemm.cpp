@@ -205,15 +205,14 @@ const float* transposed(const float* a, int64_t m, int64_t k) {
   return a_t.data();
 }
 
-// A (m, k) as blocks of kForwardVectors * kLanes rows, each transposed into (k, width) and
-// stored after the previous one (block j at j * k), in a buffer of this thread's: the forward
-// product's tiles read a block's columns as adjacent vectors, row after row.
-const float* transposed_column_blocks(const float* a, int64_t m, int64_t k) {
-  constexpr int64_t kWidth = kForwardVectors * kLanes;
+// A (m, k) as blocks of `width` rows, each transposed into (k, width) and stored after the
+// previous one (block j at j * k), in a buffer of this thread's: the forward product's tiles read
+// a block's columns as adjacent vectors, row after row.
+const float* transposed_column_blocks(const float* a, int64_t m, int64_t k, int64_t width) {
   thread_local std::vector<float> blocks;
   blocks.resize(static_cast<size_t>(k * m));
-  for (int64_t j = 0; j < m; j += kWidth) {
-    transpose(a + j * k, std::min(kWidth, m - j), k, blocks.data() + j * k);
+  for (int64_t j = 0; j < m; j += width) {
+    transpose(a + j * k, std::min(width, m - j), k, blocks.data() + j * k);
   }
   return blocks.data();
 }
@@ -226,9 +225,9 @@ const float* transposed_column_blocks(const float* a, int64_t m, int64_t k) {
 // 74 in this order, OpenBLAS 53 (benchmarks/results/forward_tiles_zen3.md).
 void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                      bool accumulate) {
-  const float* blocks = transposed_column_blocks(a, m, k);
   constexpr int kRows = kForwardRows;
   constexpr int64_t kWidth = kForwardVectors * kLanes;
+  const float* blocks = transposed_column_blocks(a, m, k, kWidth);
   auto column_blocks = [&](auto tile_fn_for, int64_t i) {
     for (int64_t j = 0; j < m; j += kWidth) {
       const int64_t width = std::min(kWidth, m - j);
