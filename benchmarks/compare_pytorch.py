@@ -40,6 +40,7 @@ GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4", "w4tta")
 TIMEOUT_S = 900
 # The update after backward, as before Note [update in backward]: its phases give the roofline.
 UPDATE_AFTER = compare_report.UPDATE_AFTER
+OURS_THREADS = compare_report.OURS_THREADS
 NO_UPDATE_IN_BACKWARD = "training.update_in_backward=false"
 
 
@@ -110,10 +111,13 @@ class Torch:
         return run_json([self.python, self.script(), *flags, *args], threads, env)
 
 
-def ours(workload, ranks, steps, warmup, overrides=(), expected_path=None):
-    cmd = ["mpirun", "-n", str(ranks), "--bind-to", "core", os.path.join(BUILD, "ddp_bench"),
-           "--config", CONFIGS[workload], "--steps", str(steps), "--warmup", str(warmup)]
-    for o in overrides:
+def ours(workload, ranks, steps, warmup, overrides=(), expected_path=None, threads=1):
+    """threads > 1: each rank bound to that many cores, its dense layers split over them."""
+    binding = ["--map-by", f"slot:PE={threads}"] if threads > 1 else []
+    cmd = ["mpirun", "-n", str(ranks), *binding, "--bind-to", "core",
+           os.path.join(BUILD, "ddp_bench"), "--config", CONFIGS[workload], "--steps", str(steps),
+           "--warmup", str(warmup)]
+    for o in [*overrides, *([f"training.threads_per_rank={threads}"] if threads > 1 else [])]:
         cmd += ["--set", o]
     result = run_json(cmd)
     expected = expected_path or ("nothing to reduce" if ranks == 1 else "through shared memory")
@@ -216,6 +220,8 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     p.add_argument("--only", default=",".join(GROUPS),
                    help=f"comma-separated subset of {', '.join(GROUPS)}")
+    p.add_argument("--two-core", default="w2,w3",
+                   help="comma-separated workloads of the 2core rows (default: w2,w3)")
     p.add_argument("--tta-variants", help="comma-separated PyTorch variants for the time-to-"
                    "accuracy rows (default: all), e.g. the fastest of the throughput rows")
     args = p.parse_args()
@@ -291,7 +297,8 @@ def main():
     two_core = dict(compiled=False, eager_defaults=False)
     if "2core" in only:
         for w, (s, wu) in {"w2": (steps(600), 200), "w3": (steps(40), 5)}.items():
-            two_core_rows(row, torch_runners, w, s, wu, two_core)
+            if w in args.two_core.split(","):
+                two_core_rows(row, torch_runners, w, s, wu, two_core)
     if "tta" in only:
         r["rows"]["w2_tta"] = time_to_accuracy_rows("w2", torches, args.reps, log, keep)
         save(final=False)
@@ -344,6 +351,8 @@ def two_core_rows(row, torch_runners, w, steps_, warmup, variant_args, strong=Tr
     b = BATCH[w]
     row(f"{w}_2core_weak", {
         "ours": lambda: ours(w, 2, steps_, warmup),
+        OURS_THREADS: lambda: ours(w, 1, steps_, warmup, [f"training.batch_size_per_rank={2 * b}"],
+                                   threads=2),
         **{f"{k} 1x2 threads": v for k, v in torch_runners(w, 1, 2, 2 * b, steps_, warmup,
                                                            **variant_args).items()},
         **{f"{k} DDP 2x1": v for k, v in torch_runners(w, 2, 1, b, steps_, warmup,
@@ -351,6 +360,7 @@ def two_core_rows(row, torch_runners, w, steps_, warmup, variant_args, strong=Tr
     if strong:
         row(f"{w}_2core_strong", {
             "ours": lambda: ours(w, 2, steps_, warmup, [f"training.batch_size_per_rank={b // 2}"]),
+            OURS_THREADS: lambda: ours(w, 1, steps_, warmup, threads=2),
             **{f"{k} 1x2 threads": v for k, v in torch_runners(w, 1, 2, b, steps_, warmup,
                                                                **variant_args).items()},
             **{f"{k} DDP 2x1": v for k, v in torch_runners(w, 2, 1, b // 2, steps_, warmup,

@@ -1,11 +1,27 @@
 #pragma once
+// Activation functions and their gradients, elementwise on the CPU.
 
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 
 #include "backend/backend.h"
 
 namespace ddp::cpu {
+
+inline float activate(Activation act, float z) {
+  switch (act) {
+    case Activation::kRelu:
+      return z > 0 ? z : 0;
+    case Activation::kTanh:
+      return std::tanh(z);
+    case Activation::kSigmoid:
+      return 1 / (1 + std::exp(-z));
+    case Activation::kLinear:
+      break;
+  }
+  return z;
+}
 
 // Writes dz = dy * act'(z) where act' is expressed through y = act(z); dz may be dy.
 inline void activation_grad(Activation act, const float* y, const float* dy, float* dz, size_t n) {

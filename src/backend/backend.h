@@ -181,8 +181,9 @@ class ComputeBackend {
 
 // flush_denormals sets FTZ/DAZ for the calling thread (the one that trains): Adam's moments for
 // inputs that are always zero (Fashion-MNIST's border pixels) decay into denormals, which cost
-// the CPU ~100x per operation and slow a whole step by ~20%.
-std::unique_ptr<ComputeBackend> make_cpu_backend(bool flush_denormals = true);
+// the CPU ~100x per operation and slow a whole step by ~20%. threads: the dense layers' share of
+// them (Note [threads per rank]).
+std::unique_ptr<ComputeBackend> make_cpu_backend(bool flush_denormals = true, int threads = 1);
 
 // Owns one backend allocation.
 class DeviceBuffer {

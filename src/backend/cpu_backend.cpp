@@ -1,14 +1,8 @@
-// CPU backend: GEMMs through the register-tiled kernels of tiled_gemm.h (small and skinny
-// products), OpenBLAS (the rest) or Eigen (without either); plain loops, which the compiler
-// vectorizes, for everything else.
+// CPU backend: dense layers in cpu_dense.h, convolutions in the kernels named below; plain loops,
+// which the compiler vectorizes, for everything else.
 
 #include <immintrin.h>
 
-#include <Eigen/Core>
-#ifdef DDP_HAVE_CBLAS
-#include <cblas.h>
-#include <dlfcn.h>
-#endif
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -19,8 +13,8 @@
 
 #include "backend/activation_grad.h"
 #include "backend/backend.h"
-#include "backend/column_sums.h"
 #include "backend/cpu_batch_norm.h"
+#include "backend/cpu_dense.h"
 #include "backend/cpu_losses.h"
 #include "backend/cpu_window_ops.h"
 #include "backend/direct_conv.h"
@@ -28,11 +22,8 @@
 #ifdef DDP_HAVE_DNNL
 #include "backend/onednn_conv.h"
 #endif
-#include "backend/openblas_kernels.h"
-#include "backend/tiled_gemm.h"
 #include "core/bf16.h"
 #include "core/error.h"
-#include "core/stream_copy.h"
 
 namespace ddp {
 namespace {
@@ -46,127 +37,18 @@ inline uint32_t is_non_finite(float x) {
   return static_cast<uint32_t>((bits & kExponent) == kExponent);
 }
 
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstMatrixMap = Eigen::Map<const RowMatrix, Eigen::Unaligned>;
-using MutableMatrixMap = Eigen::Map<RowMatrix, Eigen::Unaligned>;
-
-float activate(Activation act, float z) {
-  switch (act) {
-    case Activation::kRelu:
-      return z > 0 ? z : 0;
-    case Activation::kTanh:
-      return std::tanh(z);
-    case Activation::kSigmoid:
-      return 1 / (1 + std::exp(-z));
-    case Activation::kLinear:
-      break;
-  }
-  return z;
-}
-
-#ifdef DDP_HAVE_CBLAS
-// Chosen once, before the library is loaded (which is when it picks its kernels).
-const std::string& openblas_kernels() {
-  static const std::string chosen = choose_openblas_kernels();
-  return chosen;
-}
-
-using SgemmFn = decltype(&cblas_sgemm);
-
-SgemmFn openblas_sgemm() {
-  static const SgemmFn sgemm = [] {
-    openblas_kernels();
-    void* library = dlopen(DDP_OPENBLAS_PATH, RTLD_NOW | RTLD_LOCAL);
-    void* symbol = library ? dlsym(library, "cblas_sgemm") : nullptr;
-    if (!symbol)
-      throw RuntimeError(std::string("cannot load cblas_sgemm from " DDP_OPENBLAS_PATH ": ") +
-                         dlerror());
-    return reinterpret_cast<SgemmFn>(symbol);
-  }();
-  return sgemm;
-}
-#endif
-
-// DDP_GEMM=blas sends skinny products to BLAS as before the tiled kernels existed, for
-// benchmarks/run_kernel_choice.py's comparison; anything else keeps the default.
-bool skinny_to_blas() {
-  static const bool forced = [] {
-    const char* choice = std::getenv("DDP_GEMM");
-    return choice && std::string(choice) == "blas";
-  }();
-  return forced;
-}
-
-// A weight gradient larger than this leaves L2 before anything reads it (backward's next layers
-// run first), so it is written with non-temporal stores.
-constexpr size_t kStreamedGradientBytes = size_t{4} << 20;
-
-// Skinny products that the tiled kernels take (Note [tiled GEMM]), unless DDP_GEMM=blas.
-bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
-  return tiled_gemm_available() && !is_small_product(m, n, k) &&
-         is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas();
-}
-
-// C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
-// (k, n) or (n, k). See Note [tiled GEMM]: small products and skinny ones (a batch of rows against
-// large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
-// repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
-// without AVX2 or BLAS.
-void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
-          const float* b, float* c, bool accumulate = false) {
-  const bool small = is_small_product(m, n, k);
-  if ((small && tiled_gemm_available()) || skinny_and_tiled(transpose_a, transpose_b, m, n, k)) {
-    tiled_gemm(transpose_a, transpose_b, m, n, k, a, b, c, accumulate);
-    return;
-  }
-#ifdef DDP_HAVE_CBLAS
-  if (!small) {
-    openblas_sgemm()(
-        CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-        transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-        static_cast<int>(k), 1.0f, a, static_cast<int>(transpose_a ? m : k), b,
-        static_cast<int>(transpose_b ? k : n), accumulate ? 1.0f : 0.0f, c, static_cast<int>(n));
-    return;
-  }
-#endif
-  MutableMatrixMap C(c, m, n);
-  auto assign = [&C, accumulate](const auto& product) {
-    if (accumulate) {
-      C.noalias() += product;
-    } else {
-      C.noalias() = product;
-    }
-  };
-  if (!transpose_a && !transpose_b) {
-    assign(ConstMatrixMap(a, m, k) * ConstMatrixMap(b, k, n));
-  } else if (!transpose_a) {
-    assign(ConstMatrixMap(a, m, k) * ConstMatrixMap(b, n, k).transpose());
-  } else {
-    assign(ConstMatrixMap(a, k, m).transpose() * ConstMatrixMap(b, k, n));
-  }
-}
-
 class CpuBackend final : public ComputeBackend {
  public:
-  explicit CpuBackend(bool flush_denormals) : flush_denormals_(flush_denormals) {
+  CpuBackend(bool flush_denormals, int threads)
+      : flush_denormals_(flush_denormals), team_(threads) {
     if (flush_denormals) _mm_setcsr(_mm_getcsr() | kFlushToZero | kDenormalsAreZero);
   }
   std::string name() const override {
-#ifdef DDP_HAVE_CBLAS
-    std::string gemm = "OpenBLAS kernels: " + openblas_kernels();
-#else
-    std::string gemm = "Eigen GEMM";
-#endif
-    if (tiled_gemm_available()) {
-      const std::string tiled = std::string("tiled ") + tiled_gemm_isa() + " GEMM for ";
-      gemm = (skinny_to_blas() ? tiled + "small products (DDP_GEMM=blas), "
-                               : tiled + "small products and " + tiled_skinny_products() +
-                                     " <= " + std::to_string(kSkinnyMaxBatch) + ", ") +
-             gemm + " otherwise";
-    }
+    std::string gemm = cpu::gemm_description();
 #ifdef DDP_HAVE_DNNL
     gemm += ", oneDNN convolutions";
 #endif
+    if (team_.size() > 1) gemm += ", dense layers on " + std::to_string(team_.size()) + " threads";
     return "cpu (" + gemm + (flush_denormals_ ? ", denormals flushed to zero)" : ")");
   }
   MemoryKind memory() const override { return MemoryKind::kHost; }
@@ -189,47 +71,13 @@ class CpuBackend final : public ComputeBackend {
 
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {
-    gemm(false, true, batch, out, in, x, w, y);  // (batch, in) x (out, in)^T
-    // Bias and activation in one pass while the row is in cache.
-    for (int64_t r = 0; r < batch; ++r) {
-      float* row = y + r * out;
-      if (act == Activation::kRelu) {
-        for (int64_t c = 0; c < out; ++c) row[c] = std::max(row[c] + b[c], 0.0f);
-      } else {
-        for (int64_t c = 0; c < out; ++c) row[c] = activate(act, row[c] + b[c]);
-      }
-    }
+    cpu::dense_forward(team_, x, w, b, y, batch, in, out, act);
   }
-
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
                       bool accumulate, const RowBlockConsumer* consume_dw) override {
-    cpu::activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
-    if (!accumulate) std::fill(db, db + out, 0.0f);
-    cpu::add_column_sums(dy, batch, out, db);
-    // dx first: consume_dw may update w.
-    if (dx) gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
-    // dw = (batch, out)^T x (batch, in). Each element is the same chain of multiply-adds over the
-    // batch in every kernel here, so blocks and a stored dw hold the same bits.
-    if (consume_dw && skinny_and_tiled(true, false, out, in, batch)) {
-      tiled_weight_grad_blocks(out, in, batch, dy, x, *consume_dw);
-      return;
-    }
-    // A large gradient, to be summed over ranks or stepped on after backward: computed in blocks
-    // in cache and streamed out, so its lines are not read before being written (W3, 2 ranks:
-    // backward ~1 ms faster).
-    if (!consume_dw && !accumulate &&
-        static_cast<size_t>(out * in) * sizeof(float) > kStreamedGradientBytes &&
-        skinny_and_tiled(true, false, out, in, batch)) {
-      tiled_weight_grad_blocks(
-          out, in, batch, dy, x, [dw, in](int64_t first_row, int64_t rows, const float* block) {
-            stream_copy(dw + first_row * in, block, static_cast<size_t>(rows * in));
-          });
-      _mm_sfence();
-      return;
-    }
-    gemm(true, false, out, in, batch, dy, x, dw, accumulate);
-    if (consume_dw) (*consume_dw)(0, out, dw);
+    cpu::dense_backward(team_, x, w, y, dy, dx, dw, db, batch, in, out, act, accumulate,
+                        consume_dw);
   }
 
   bool prefers_update_in_backward() const override { return true; }
@@ -241,7 +89,7 @@ class CpuBackend final : public ComputeBackend {
       for (size_t i = 0; i < count; ++i) y[i] = std::max(x[i], 0.0f);
       return;
     }
-    for (size_t i = 0; i < count; ++i) y[i] = activate(act, x[i]);
+    for (size_t i = 0; i < count; ++i) y[i] = cpu::activate(act, x[i]);
   }
   void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                            size_t count) override {
@@ -446,6 +294,7 @@ class CpuBackend final : public ComputeBackend {
   static constexpr unsigned kFlushToZero = 0x8000;
   static constexpr unsigned kDenormalsAreZero = 0x0040;
   bool flush_denormals_;
+  ThreadTeam team_;                  // Note [threads per rank]
   std::vector<float> scratch_;       // (cols) exponentials of one row
   std::vector<float> conv_scratch_;  // direct and Winograd convolutions' weights and tiles
 #ifdef DDP_HAVE_DNNL
@@ -455,8 +304,8 @@ class CpuBackend final : public ComputeBackend {
 
 }  // namespace
 
-std::unique_ptr<ComputeBackend> make_cpu_backend(bool flush_denormals) {
-  return std::make_unique<CpuBackend>(flush_denormals);
+std::unique_ptr<ComputeBackend> make_cpu_backend(bool flush_denormals, int threads) {
+  return std::make_unique<CpuBackend>(flush_denormals, threads);
 }
 
 }  // namespace ddp

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <stdexcept>
 #include <vector>
 
@@ -352,6 +353,7 @@ void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const 
 
 bool tiled_gemm_available() { return true; }
 const char* tiled_gemm_isa() { return simd::kName; }
+int64_t tiled_row_grain() { return std::lcm(kForwardRows, kWeightGradRows); }
 
 void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
                 const float* b, float* c, bool accumulate) {
@@ -368,13 +370,14 @@ void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_
 }
 
 void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
-                              const RowBlockConsumer& consume) {
+                              int64_t first_row, int64_t end_row, const RowBlockConsumer& consume) {
+  if (first_row >= end_row) return;
   const float* packed = packed_weight_grad_panels(b, n, k);
   const int64_t block_rows = rows_per_block(n);
   thread_local std::vector<float> block;
   block.resize(static_cast<size_t>(block_rows * n));
-  for (int64_t i0 = 0; i0 < m; i0 += block_rows) {
-    const int64_t rows = std::min(block_rows, m - i0);
+  for (int64_t i0 = first_row; i0 < end_row; i0 += block_rows) {
+    const int64_t rows = std::min(block_rows, end_row - i0);
     weight_grad_rows(i0, rows, m, n, k, a, packed, block.data(), false);
     consume(i0, rows, block.data());
   }
@@ -384,13 +387,14 @@ void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, c
 
 bool tiled_gemm_available() { return false; }
 const char* tiled_gemm_isa() { return ""; }
+int64_t tiled_row_grain() { return 1; }
 
 void tiled_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, const float*, float*, bool) {
   throw std::logic_error("tiled_gemm: not compiled for this target (needs AVX2 + FMA)");
 }
 
-void tiled_weight_grad_blocks(int64_t, int64_t, int64_t, const float*, const float*,
-                              const RowBlockConsumer&) {
+void tiled_weight_grad_blocks(int64_t, int64_t, int64_t, const float*, const float*, int64_t,
+                              int64_t, const RowBlockConsumer&) {
   throw std::logic_error("tiled_weight_grad_blocks: not compiled for this target (needs AVX2)");
 }
 

@@ -44,8 +44,12 @@ void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_
 // The weight-gradient product C (m, n) = A (k, m)^T B (k, n) (k the batch) without storing C: rows
 // are computed block by block into a scratch buffer that stays in cache and handed to `consume`,
 // which may update the weights from them at once
-// (Note [update in backward]). Requires tiled_gemm_available().
+// (Note [update in backward]). Only rows [first_row, end_row) of C, so that threads may share the
+// rows (Note [threads per rank]). Requires tiled_gemm_available().
 void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
-                              const RowBlockConsumer& consume);
+                              int64_t first_row, int64_t end_row, const RowBlockConsumer& consume);
+// Rows per thread of tiled_weight_grad_blocks and of the forward product: a whole number of the
+// register tile's rows.
+int64_t tiled_row_grain();
 
 }  // namespace ddp

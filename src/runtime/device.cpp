@@ -12,7 +12,8 @@
 namespace ddp {
 
 std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool flush_denormals,
-                                              bool tf32, int local_rank, int local_size) {
+                                              bool tf32, int local_rank, int local_size,
+                                              int cpu_threads) {
 #ifdef DDP_HAVE_CUDA
   // Without the NVIDIA driver's device node there is no GPU, and nothing needs loading.
   const bool driver = std::filesystem::exists("/dev/nvidiactl");
@@ -39,7 +40,7 @@ std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool fl
         "training.device: cuda, but this build has no CUDA backend (nvcc was not "
         "found when it was configured)");
 #endif
-  return make_cpu_backend(flush_denormals);
+  return make_cpu_backend(flush_denormals, cpu_threads);
 }
 
 std::unique_ptr<Communicator> make_device_communicator(Communicator& host, ComputeBackend& backend,

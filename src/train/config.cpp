@@ -208,6 +208,9 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
   t.skip_nonfinite = node.choice("nonfinite", {"stop", "skip"}, "stop") == "skip";
   sync.sums_before_step = t.skip_nonfinite;  // Note [non-finite check]
   t.update_in_backward = node.get("update_in_backward", true);
+  t.threads_per_rank = node.get<int64_t>("threads_per_rank", 1);
+  if (t.threads_per_rank < 1 || t.threads_per_rank > 256)
+    node.fail("threads_per_rank", "must be between 1 and 256");
   t.collective_timeout_s = node.get("collective_timeout_s", 600.0);
   if (t.collective_timeout_s < 0) node.fail("collective_timeout_s", "must be >= 0 (0: off)");
   node.finish();

@@ -51,6 +51,7 @@ struct TrainingConfig {
   bool tf32 = false;                  // CUDA: TensorFloat-32 GEMMs (faster, ~1e-3 relative error)
   bool skip_nonfinite = false;        // nonfinite: stop (default) or skip such steps
   bool update_in_backward = true;     // where the run allows it: Note [update in backward]
+  int64_t threads_per_rank = 1;       // CPU: Note [threads per rank]
   double collective_timeout_s = 600;  // watchdog; 0 disables
 };
 

@@ -17,7 +17,10 @@ void UpdateInBackward::update(std::span<float> params, std::span<const float> gr
       params.data() + params.size() > params_.data() + params_.size())
     throw std::logic_error("update in backward: a piece outside the parameter buffer");
   const auto begin = static_cast<size_t>(params.data() - params_.data());
-  finite_ &= optimizer_.update(begin, params, grads, lr_, GradCheck::kFinite);
+  const bool finite = optimizer_.update(begin, params, grads, lr_, GradCheck::kFinite);
+  // Threads of the rank may hand over different rows at once (Note [threads per rank]).
+  std::lock_guard<std::mutex> lock(mutex_);
+  finite_ &= finite;
   // A layer hands its rows in order: extend the last range where this piece continues it.
   if (!updated_.empty() && updated_.back().second == begin) {
     updated_.back().second = begin + params.size();

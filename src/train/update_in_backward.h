@@ -16,6 +16,7 @@
 // than one rank, on a GPU (ComputeBackend::prefers_update_in_backward), or with
 // training.update_in_backward: false. The time moves from the optimizer phase into backward's.
 
+#include <mutex>
 #include <span>
 #include <utility>
 #include <vector>
@@ -51,6 +52,7 @@ class UpdateInBackward final : public InBackwardUpdate {
   float lr_ = 0;
   bool finite_ = true;
   std::vector<std::pair<size_t, size_t>> updated_;  // [begin, end) in params_, this step
+  std::mutex mutex_;                                // over finite_ and updated_, during backward
 };
 
 }  // namespace ddp

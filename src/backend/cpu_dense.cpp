@@ -1,0 +1,232 @@
+#include "backend/cpu_dense.h"
+
+#include <immintrin.h>
+
+#include <Eigen/Core>
+#ifdef DDP_HAVE_CBLAS
+#include <cblas.h>
+#include <dlfcn.h>
+#endif
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "backend/activation_grad.h"
+#include "backend/column_sums.h"
+#include "backend/openblas_kernels.h"
+#include "backend/tiled_gemm.h"
+#include "core/error.h"
+#include "core/stream_copy.h"
+
+namespace ddp::cpu {
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMatrixMap = Eigen::Map<const RowMatrix, Eigen::Unaligned>;
+using MutableMatrixMap = Eigen::Map<RowMatrix, Eigen::Unaligned>;
+
+#ifdef DDP_HAVE_CBLAS
+// Chosen once, before the library is loaded (which is when it picks its kernels).
+const std::string& openblas_kernels() {
+  static const std::string chosen = choose_openblas_kernels();
+  return chosen;
+}
+
+using SgemmFn = decltype(&cblas_sgemm);
+
+SgemmFn openblas_sgemm() {
+  static const SgemmFn sgemm = [] {
+    openblas_kernels();
+    void* library = dlopen(DDP_OPENBLAS_PATH, RTLD_NOW | RTLD_LOCAL);
+    void* symbol = library ? dlsym(library, "cblas_sgemm") : nullptr;
+    if (!symbol)
+      throw RuntimeError(std::string("cannot load cblas_sgemm from " DDP_OPENBLAS_PATH ": ") +
+                         dlerror());
+    return reinterpret_cast<SgemmFn>(symbol);
+  }();
+  return sgemm;
+}
+#endif
+
+// DDP_GEMM=blas sends skinny products to BLAS as before the tiled kernels existed, for
+// benchmarks/run_kernel_choice.py's comparison; anything else keeps the default.
+bool skinny_to_blas() {
+  static const bool forced = [] {
+    const char* choice = std::getenv("DDP_GEMM");
+    return choice && std::string(choice) == "blas";
+  }();
+  return forced;
+}
+
+// A weight gradient larger than this leaves L2 before anything reads it (backward's next layers
+// run first), so it is written with non-temporal stores.
+constexpr size_t kStreamedGradientBytes = size_t{4} << 20;
+
+// Skinny products that the tiled kernels take (Note [tiled GEMM]), unless DDP_GEMM=blas.
+bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
+  return tiled_gemm_available() && !is_small_product(m, n, k) &&
+         is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas();
+}
+
+// C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
+// (k, n) or (n, k). See Note [tiled GEMM]: small products and skinny ones (a batch of rows against
+// large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
+// repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
+// without AVX2 or BLAS.
+void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
+          const float* b, float* c, bool accumulate = false) {
+  const bool small = is_small_product(m, n, k);
+  if ((small && tiled_gemm_available()) || skinny_and_tiled(transpose_a, transpose_b, m, n, k)) {
+    tiled_gemm(transpose_a, transpose_b, m, n, k, a, b, c, accumulate);
+    return;
+  }
+#ifdef DDP_HAVE_CBLAS
+  if (!small) {
+    openblas_sgemm()(
+        CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+        transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+        static_cast<int>(k), 1.0f, a, static_cast<int>(transpose_a ? m : k), b,
+        static_cast<int>(transpose_b ? k : n), accumulate ? 1.0f : 0.0f, c, static_cast<int>(n));
+    return;
+  }
+#endif
+  MutableMatrixMap C(c, m, n);
+  auto assign = [&C, accumulate](const auto& product) {
+    if (accumulate) {
+      C.noalias() += product;
+    } else {
+      C.noalias() = product;
+    }
+  };
+  if (!transpose_a && !transpose_b) {
+    assign(ConstMatrixMap(a, m, k) * ConstMatrixMap(b, k, n));
+  } else if (!transpose_a) {
+    assign(ConstMatrixMap(a, m, k) * ConstMatrixMap(b, n, k).transpose());
+  } else {
+    assign(ConstMatrixMap(a, k, m).transpose() * ConstMatrixMap(b, k, n));
+  }
+}
+
+#ifdef DDP_HAVE_CBLAS
+bool blas_available() { return true; }
+// C (m, n) = A (m, k) B (k, n), row-major with leading dimensions (a share of a larger product).
+void blas_gemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                  int64_t ldb, float* c, int64_t ldc) {
+  openblas_sgemm()(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
+                   static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b,
+                   static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
+}
+#else
+bool blas_available() { return false; }
+void blas_gemm_nn(int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float*,
+                  int64_t) {
+  throw std::logic_error("blas_gemm_nn: built without OpenBLAS");
+}
+#endif
+
+// Adds the bias and applies the activation to rows [0, batch) x columns [c0, c1) of y (row length
+// out), reading the product from `product` (row length c1 - c0), in one pass while it is in cache.
+void bias_activate(const float* product, const float* b, float* y, int64_t batch, int64_t out,
+                   int64_t c0, int64_t c1, Activation act) {
+  const int64_t width = c1 - c0;
+  for (int64_t r = 0; r < batch; ++r) {
+    const float* from = product + r * width;
+    float* row = y + r * out + c0;
+    if (act == Activation::kRelu) {
+      for (int64_t c = 0; c < width; ++c) row[c] = std::max(from[c] + b[c0 + c], 0.0f);
+    } else {
+      for (int64_t c = 0; c < width; ++c) row[c] = activate(act, from[c] + b[c0 + c]);
+    }
+  }
+}
+
+bool split(const ThreadTeam& team, int64_t m, int64_t n, int64_t k) {
+  return team.size() > 1 && !is_small_product(m, n, k);
+}
+
+}  // namespace
+
+std::string gemm_description() {
+#ifdef DDP_HAVE_CBLAS
+  std::string gemm = "OpenBLAS kernels: " + openblas_kernels();
+#else
+  std::string gemm = "Eigen GEMM";
+#endif
+  if (!tiled_gemm_available()) return gemm;
+  const std::string tiled = std::string("tiled ") + tiled_gemm_isa() + " GEMM for ";
+  return (skinny_to_blas() ? tiled + "small products (DDP_GEMM=blas), "
+                           : tiled + "small products and " + tiled_skinny_products() +
+                                 " <= " + std::to_string(kSkinnyMaxBatch) + ", ") +
+         gemm + " otherwise";
+}
+
+void dense_forward(ThreadTeam& team, const float* x, const float* w, const float* b, float* y,
+                   int64_t batch, int64_t in, int64_t out, Activation act) {
+  if (!split(team, batch, out, in)) {
+    gemm(false, true, batch, out, in, x, w, y);  // (batch, in) x (out, in)^T
+    bias_activate(y, b, y, batch, out, 0, out, act);
+    return;
+  }
+  // Each thread takes a share of the weight rows (output columns), so each streams its share of
+  // the weights once, into a block of its own that it then adds the bias to and spreads into y.
+  team.run([&](int t) {
+    const auto [c0, c1] = ThreadTeam::share(out, tiled_row_grain(), t, team.size());
+    if (c0 == c1) return;
+    thread_local std::vector<float> product;
+    product.resize(static_cast<size_t>(batch * (c1 - c0)));
+    gemm(false, true, batch, c1 - c0, in, x, w + c0 * in, product.data());
+    bias_activate(product.data(), b, y, batch, out, c0, c1, act);
+  });
+}
+
+void dense_backward(ThreadTeam& team, const float* x, const float* w, const float* y, float* dy,
+                    float* dx, float* dw, float* db, int64_t batch, int64_t in, int64_t out,
+                    Activation act, bool accumulate, const RowBlockConsumer* consume_dw) {
+  activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
+  if (!accumulate) std::fill(db, db + out, 0.0f);
+  add_column_sums(dy, batch, out, db);
+  // dx first: consume_dw may update w. Threads take shares of dx's columns where OpenBLAS makes
+  // it (each then packs only its share of the weights: with shares of the batch, each packed all
+  // of them), else shares of the batch's rows.
+  if (dx && split(team, batch, in, out)) {
+    const bool by_columns = blas_available() && !skinny_and_tiled(false, false, batch, in, out);
+    team.run([&](int t) {
+      if (by_columns) {
+        const auto [c0, c1] = ThreadTeam::share(in, 16, t, team.size());
+        if (c0 < c1) blas_gemm_nn(batch, c1 - c0, out, dy, out, w + c0, in, dx + c0, in);
+        return;
+      }
+      const auto [r0, r1] = ThreadTeam::share(batch, 1, t, team.size());
+      if (r0 < r1) gemm(false, false, r1 - r0, in, out, dy + r0 * out, w, dx + r0 * in);
+    });
+  } else if (dx) {
+    gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
+  }
+  // dw = (batch, out)^T x (batch, in). Each element is the same chain of multiply-adds over the
+  // batch in every kernel here, so blocks and a stored dw hold the same bits. Threads take shares
+  // of its rows, and consume theirs (consume_dw may be called from several threads at once, on
+  // different rows).
+  const auto blocks = [&](const RowBlockConsumer& consume) {
+    team.run([&](int t) {
+      const auto [r0, r1] = ThreadTeam::share(out, tiled_row_grain(), t, team.size());
+      tiled_weight_grad_blocks(out, in, batch, dy, x, r0, r1, consume);
+      _mm_sfence();  // this thread's streamed stores, before the team's join publishes them
+    });
+  };
+  if (consume_dw && skinny_and_tiled(true, false, out, in, batch)) return blocks(*consume_dw);
+  // A large gradient, to be summed over ranks or stepped on after backward: computed in blocks
+  // in cache and streamed out, so its lines are not read before being written (W3, 2 ranks:
+  // backward ~1 ms faster).
+  if (!consume_dw && !accumulate &&
+      static_cast<size_t>(out * in) * sizeof(float) > kStreamedGradientBytes &&
+      skinny_and_tiled(true, false, out, in, batch))
+    return blocks([dw, in](int64_t first_row, int64_t rows, const float* block) {
+      stream_copy(dw + first_row * in, block, static_cast<size_t>(rows * in));
+    });
+  gemm(true, false, out, in, batch, dy, x, dw, accumulate);
+  if (consume_dw) (*consume_dw)(0, out, dw);
+}
+
+}  // namespace ddp::cpu
