@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs ddp_train on this machine (or on the hosts of a hostfile or a Slurm allocation) under Open
 # MPI's mpirun.
-#   launch/ddp_run.sh [-n RANKS] [--hostfile FILE] [--oversubscribe] -- ddp_train arguments...
+#   launch/ddp_run.sh [-n RANKS] [--threads N] [--hostfile FILE] [--oversubscribe] -- ddp_train
+#     arguments...
+# --threads N: each rank gets N cores (mpirun --map-by slot:PE=N) and splits its dense layers'
+# products over N threads (training.threads_per_rank, Note [threads per rank]).
 # The executable: $DDP_TRAIN when set, else build/ddp_train of this checkout (what
 # launch/setup.sh builds), else ddp_train on the PATH (an installed or out-of-tree build).
 # The "--" may be left out: everything after the launcher's own options goes to ddp_train.
@@ -18,6 +21,7 @@ ranks=2
 mpi_args=()
 hostfile=""
 oversubscribe=0
+threads=1
 # An option that takes a value must have one: "ddp_run: -n needs a value".
 needs_value() {
   if (($# < 2)) || [[ "$2" == -* ]]; then
@@ -30,6 +34,7 @@ while (($#)); do
     -n|--np) needs_value "$@"; ranks="$2"; shift 2 ;;
     --hostfile) needs_value "$@"; hostfile="$2"; mpi_args+=(--hostfile "$2"); shift 2 ;;
     --oversubscribe) oversubscribe=1; shift ;;
+    --threads) needs_value "$@"; threads="$2"; shift 2 ;;
     --) shift; break ;;
     *) break ;;
   esac
@@ -55,11 +60,21 @@ fi
 hostfile="${hostfile:-${OMPI_MCA_orte_default_hostfile:-}}"
 hosts_given=0
 [[ -n "$hostfile" || -n "${SLURM_JOB_ID:-}" ]] && hosts_given=1
-if ((!hosts_given)) && ((ranks > $(nproc))); then
-  echo "ddp_run: $ranks ranks on $(nproc) cores: oversubscribing (timings are not meaningful)" >&2
+if ! [[ "$threads" =~ ^[1-9][0-9]*$ ]]; then
+  echo "ddp_run: --threads $threads: the number of threads must be a positive integer" >&2
+  exit 2
+fi
+if ((!hosts_given)) && ((ranks * threads > $(nproc))); then
+  echo "ddp_run: $ranks ranks x $threads threads on $(nproc) cores: oversubscribing (timings are" \
+       "not meaningful)" >&2
   oversubscribe=1
 fi
 ((oversubscribe)) && mpi_args+=(--oversubscribe)
+if ((threads > 1)); then
+  # Oversubscribed, a rank cannot have cores of its own: its threads float.
+  if ((oversubscribe)); then mpi_args+=(--bind-to none); else mpi_args+=(--map-by "slot:PE=$threads"); fi
+  set -- --set "training.threads_per_rank=$threads" "$@"
+fi
 # On one machine, Open MPI's default UCX layer moved gradients several times slower than the ob1
 # layer over shared memory (bench_allreduce, not yet a committed result); clusters keep Open
 # MPI's choice (UCX for InfiniBand). OMPI_MCA_pml in the environment overrides either way.
