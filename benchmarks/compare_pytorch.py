@@ -156,10 +156,11 @@ TTA = {"w2": ("configs/fashion_mnist_mlp.yaml", 0.88, 30),
        "w4": ("configs/fashion_mnist_cnn.yaml", 0.92, 20)}
 
 
-def time_to_accuracy_ours(workload, init, run_dir):
+def time_to_accuracy_ours(workload, init, run_dir, threads=1):
     """Launch to the end of the epoch (evaluation included) that reached the target, one clock.
     The run is stopped once its metrics show the target (as PyTorch's runs stop there): what
-    comes after does not count, and would only make the benchmark longer."""
+    comes after does not count, and would only make the benchmark longer. 2 ranks of 64, or
+    (threads 2) 1 rank of 128 on 2 threads: the same global batches."""
     config, target, epochs = TTA[workload]
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not mixed with an earlier one
     metrics = os.path.join(run_dir, "metrics.jsonl")
@@ -173,9 +174,11 @@ def time_to_accuracy_ours(workload, init, run_dir):
 
     start = time.time()
     log_file = open(log_path, "w")
-    proc = subprocess.Popen([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", "2", "--config",
+    ranks = 2 // threads
+    proc = subprocess.Popen([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", str(ranks),
+                             "--threads", str(threads), "--config",
                              config, "--run-dir", run_dir, "--init-from", init,
-                             "--set", "training.batch_size_per_rank=64",
+                             "--set", f"training.batch_size_per_rank={128 // ranks}",
                              "--set", f"training.epochs={epochs}",
                              "--set", "checkpoint.every_epochs=0",
                              "--set", "training.tail=partial"],
@@ -381,7 +384,9 @@ def time_to_accuracy_rows(workload, torches, seeds, log, keep=None):
                         str(seed), "--workload", workload], check=True, env=BASE_ENV,
                        capture_output=True)
         runners = {"ours": lambda init=init: time_to_accuracy_ours(
-            workload, init, os.path.join(init_dir, "run"))}
+            workload, init, os.path.join(init_dir, "run")),
+                   OURS_THREADS: lambda init=init: time_to_accuracy_ours(
+            workload, init, os.path.join(init_dir, "run"), threads=2)}
         for t in torches:
             if not python_with(t.python, "safetensors"):
                 continue
@@ -397,7 +402,7 @@ def time_to_accuracy_rows(workload, torches, seeds, log, keep=None):
         unknown = set(keep or ()) - set(runners)
         if unknown:
             sys.exit(f"compare_pytorch: --tta-variants: no variant {', '.join(sorted(unknown))} "
-                     f"(there are: {', '.join(n for n in runners if n != 'ours')})")
+                     f"(there are: {', '.join(n for n in runners if not n.startswith('ours'))})")
         for name, runs in alternate(1, runners, log).items():
             tta.setdefault(name, []).extend(runs)
     shutil.rmtree(init_dir, ignore_errors=True)
