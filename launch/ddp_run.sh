@@ -64,8 +64,10 @@ if ! [[ "$threads" =~ ^[1-9][0-9]*$ ]]; then
   echo "ddp_run: --threads $threads: the number of threads must be a positive integer" >&2
   exit 2
 fi
-if ((!hosts_given)) && ((ranks * threads > $(nproc))); then
-  echo "ddp_run: $ranks ranks x $threads threads on $(nproc) cores: oversubscribing (timings are" \
+# The cores this process may use; nproc alone would also heed OMP_NUM_THREADS (1 in benchmarks).
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+if ((!hosts_given)) && ((ranks * threads > cores)); then
+  echo "ddp_run: $ranks ranks x $threads threads on $cores cores: oversubscribing (timings are" \
        "not meaningful)" >&2
   oversubscribe=1
 fi
