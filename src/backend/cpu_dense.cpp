@@ -142,7 +142,9 @@ void bias_activate(const float* product, const float* b, float* y, int64_t batch
   }
 }
 
-bool split(const ThreadTeam& team, int64_t m, int64_t n, int64_t k) {
+// Whether a product of (m, k) x (k, n) is shared by the team's threads: not where one thread's
+// call is cheaper than waking the others.
+bool shared_by_team(const ThreadTeam& team, int64_t m, int64_t n, int64_t k) {
   return team.size() > 1 && !is_small_product(m, n, k);
 }
 
@@ -164,7 +166,7 @@ std::string gemm_description() {
 
 void dense_forward(ThreadTeam& team, const float* x, const float* w, const float* b, float* y,
                    int64_t batch, int64_t in, int64_t out, Activation act) {
-  if (!split(team, batch, out, in)) {
+  if (!shared_by_team(team, batch, out, in)) {
     gemm(false, true, batch, out, in, x, w, y);  // (batch, in) x (out, in)^T
     bias_activate(y, b, y, batch, out, 0, out, act);
     return;
@@ -190,7 +192,7 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   // dx first: consume_dw may update w. Threads take shares of dx's columns where OpenBLAS makes
   // it (each then packs only its share of the weights: with shares of the batch, each packed all
   // of them), else shares of the batch's rows.
-  if (dx && split(team, batch, in, out)) {
+  if (dx && shared_by_team(team, batch, in, out)) {
     const bool by_columns = blas_available() && !skinny_and_tiled(false, false, batch, in, out);
     team.run([&](int t) {
       if (by_columns) {
