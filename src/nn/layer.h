@@ -21,7 +21,8 @@ namespace ddp {
 class InBackwardUpdate {
  public:
   // `grads` are the final gradients of `params`, a piece of the model's flat parameter buffer;
-  // `grads` need not lie in the gradient buffer, which is then not read for this piece.
+  // `grads` need not lie in the gradient buffer, which is then not read for this piece. May be
+  // called from several threads at once, on different pieces (Note [threads per rank]).
   virtual void update(std::span<float> params, std::span<const float> grads) = 0;
 
  protected:
