@@ -70,6 +70,25 @@ bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, 
          is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas();
 }
 
+#ifdef DDP_HAVE_CBLAS
+bool blas_available() { return true; }
+// C (m, n) = op(A) op(B) through OpenBLAS, row-major with explicit leading dimensions (a share
+// of a larger product may be strided).
+void blas_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  openblas_sgemm()(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+                   transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+                   static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b,
+                   static_cast<int>(ldb), accumulate ? 1.0f : 0.0f, c, static_cast<int>(ldc));
+}
+#else
+bool blas_available() { return false; }
+void blas_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t,
+               float*, int64_t, bool) {
+  throw std::logic_error("blas_gemm: built without OpenBLAS");
+}
+#endif
+
 // C (m, n) = op(A) op(B), all row-major; op transposes when asked. A is (m, k) or (k, m), B is
 // (k, n) or (n, k). See Note [tiled GEMM]: small products and skinny ones (a batch of rows against
 // large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
@@ -82,16 +101,11 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
     tiled_gemm(transpose_a, transpose_b, m, n, k, a, b, c, accumulate);
     return;
   }
-#ifdef DDP_HAVE_CBLAS
-  if (!small) {
-    openblas_sgemm()(
-        CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-        transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-        static_cast<int>(k), 1.0f, a, static_cast<int>(transpose_a ? m : k), b,
-        static_cast<int>(transpose_b ? k : n), accumulate ? 1.0f : 0.0f, c, static_cast<int>(n));
+  if (!small && blas_available()) {
+    blas_gemm(transpose_a, transpose_b, m, n, k, a, transpose_a ? m : k, b, transpose_b ? k : n, c,
+              n, accumulate);
     return;
   }
-#endif
   MutableMatrixMap C(c, m, n);
   auto assign = [&C, accumulate](const auto& product) {
     if (accumulate) {
@@ -108,23 +122,6 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
     assign(ConstMatrixMap(a, k, m).transpose() * ConstMatrixMap(b, k, n));
   }
 }
-
-#ifdef DDP_HAVE_CBLAS
-bool blas_available() { return true; }
-// C (m, n) = A (m, k) B (k, n), row-major with leading dimensions (a share of a larger product).
-void blas_gemm_nn(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-                  int64_t ldb, float* c, int64_t ldc) {
-  openblas_sgemm()(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
-                   static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b,
-                   static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
-}
-#else
-bool blas_available() { return false; }
-void blas_gemm_nn(int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float*,
-                  int64_t) {
-  throw std::logic_error("blas_gemm_nn: built without OpenBLAS");
-}
-#endif
 
 // Adds the bias and applies the activation to rows [0, batch) x columns [c0, c1) of y (row length
 // out), reading the product from `product` (row length c1 - c0), in one pass while it is in cache.
@@ -197,7 +194,8 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
     team.run([&](int t) {
       if (by_columns) {
         const auto [c0, c1] = ThreadTeam::share(in, 16, t, team.size());
-        if (c0 < c1) blas_gemm_nn(batch, c1 - c0, out, dy, out, w + c0, in, dx + c0, in);
+        if (c0 < c1)
+          blas_gemm(false, false, batch, c1 - c0, out, dy, out, w + c0, in, dx + c0, in, false);
         return;
       }
       const auto [r0, r1] = ThreadTeam::share(batch, 1, t, team.size());
