@@ -250,21 +250,24 @@ class CpuBackend final : public ComputeBackend {
                   const SgdHyper& hyper, GradCheck check) override {
     const float mu = hyper.momentum;
     const float wd = hyper.weight_decay;
-    uint32_t non_finite = 0;
-    if (mu == 0) {
-      for (size_t i = 0; i < count; ++i) {
-        non_finite |= is_non_finite(grads[i]);
-        params[i] -= lr * (grads[i] + wd * params[i]);
+    const uint32_t non_finite = elementwise(count, [&](size_t begin, size_t end) {
+      uint32_t found = 0;
+      if (mu == 0) {
+        for (size_t i = begin; i < end; ++i) {
+          found |= is_non_finite(grads[i]);
+          params[i] -= lr * (grads[i] + wd * params[i]);
+        }
+        return found;
       }
-    } else {
-      for (size_t i = 0; i < count; ++i) {
-        non_finite |= is_non_finite(grads[i]);
+      for (size_t i = begin; i < end; ++i) {
+        found |= is_non_finite(grads[i]);
         const float g = grads[i] + wd * params[i];
         const float v = mu * velocity[i] + g;
         velocity[i] = v;
         params[i] -= lr * (hyper.nesterov ? g + mu * v : v);
       }
-    }
+      return found;
+    });
     return check == GradCheck::kNone || non_finite == 0;
   }
 
@@ -277,20 +280,45 @@ class CpuBackend final : public ComputeBackend {
     const float inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(b2), t)));
     const float eps = hyper.epsilon;
     const float wd = hyper.weight_decay;
-    uint32_t non_finite = 0;
-    for (size_t i = 0; i < count; ++i) {
-      non_finite |= is_non_finite(grads[i]);
-      const float g = grads[i] + wd * params[i];
-      const float mi = b1 * m[i] + (1 - b1) * g;
-      const float vi = b2 * v[i] + (1 - b2) * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      params[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
-    }
+    const uint32_t non_finite = elementwise(count, [&](size_t begin, size_t end) {
+      uint32_t found = 0;
+      for (size_t i = begin; i < end; ++i) {
+        found |= is_non_finite(grads[i]);
+        const float g = grads[i] + wd * params[i];
+        const float mi = b1 * m[i] + (1 - b1) * g;
+        const float vi = b2 * v[i] + (1 - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        params[i] -= step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+      }
+      return found;
+    });
     return check == GradCheck::kNone || non_finite == 0;
   }
 
  private:
+  // An element-by-element loop(begin, end) over `count` elements, in contiguous shares over the
+  // team's threads (Note [threads per rank]): the updates after backward, which a rank of more
+  // than one rank runs over its whole (or sharded) buffer. Each element is computed as on one
+  // thread. Below kSplitElements, starting and joining the threads costs about what it saves.
+  // Returns the OR of the loop's non-finite flags.
+  template <typename Loop>
+  uint32_t elementwise(size_t count, const Loop& loop) {
+    constexpr size_t kSplitElements = size_t{1} << 16;
+    if (team_.size() == 1 || count < kSplitElements) return loop(0, count);
+    // Local: threads of the update in backward may call this at once.
+    std::vector<uint32_t> found(static_cast<size_t>(team_.size()), 0);
+    team_.run([&](int t) {
+      const auto [begin, end] =
+          ThreadTeam::share(static_cast<int64_t>(count), kCacheLineFloats, t, team_.size());
+      found[static_cast<size_t>(t)] = loop(static_cast<size_t>(begin), static_cast<size_t>(end));
+    });
+    uint32_t any = 0;
+    for (uint32_t f : found) any |= f;
+    return any;
+  }
+
+  static constexpr int64_t kCacheLineFloats = 16;
   static constexpr unsigned kFlushToZero = 0x8000;
   static constexpr unsigned kDenormalsAreZero = 0x0040;
   bool flush_denormals_;

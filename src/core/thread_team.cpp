@@ -16,6 +16,21 @@ namespace {
 // with more threads than cores the thread waited for still runs.
 constexpr auto kPollFor = std::chrono::microseconds(500);
 
+// Whether this thread is running a team's work item (see run()).
+thread_local bool in_work = false;
+
+// Runs a work item with in_work set, so that a run() inside it stays on this thread.
+void run_item(const std::function<void(int)>& work, int thread) {
+  in_work = true;
+  try {
+    work(thread);
+  } catch (...) {
+    in_work = false;
+    throw;
+  }
+  in_work = false;
+}
+
 template <typename Done>
 bool poll(const Done& done) {
   const auto until = std::chrono::steady_clock::now() + kPollFor;
@@ -52,7 +67,10 @@ std::pair<int64_t, int64_t> ThreadTeam::share(int64_t count, int64_t grain, int 
 }
 
 void ThreadTeam::run(const std::function<void(int)>& work) {
-  if (workers_.empty()) return work(0);
+  if (in_work || workers_.empty()) {
+    for (int t = 0; t < size(); ++t) work(t);
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     work_ = &work;
@@ -64,7 +82,7 @@ void ThreadTeam::run(const std::function<void(int)>& work) {
   start_.notify_all();
   std::exception_ptr mine;
   try {
-    work(0);
+    run_item(work, 0);
   } catch (...) {
     mine = std::current_exception();
   }
@@ -100,7 +118,7 @@ void ThreadTeam::serve(int thread) {
     lock.unlock();
     std::exception_ptr error;
     try {
-      work(thread);
+      run_item(work, thread);
     } catch (...) {
       error = std::current_exception();
     }

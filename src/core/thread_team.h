@@ -1,7 +1,7 @@
 #pragma once
 // Note [threads per rank]: training.threads_per_rank > 1 gives a rank a team of threads that
-// split the dense layers' products between them (CpuBackend), the way one process of PyTorch uses
-// several cores: one rank per socket or node, instead of one per core, sums no gradients between
+// split the dense layers' products and the optimizer's updates of large buffers between them
+// (CpuBackend), the way one process of PyTorch uses several cores: one rank per socket or node, instead of one per core, sums no gradients between
 // the cores of a rank. Each thread computes whole output elements with the same kernels as one
 // thread would, so results do not depend on the team's size (tested). The calling thread works
 // too; the others wait between products, polling briefly, then on a condition variable.
@@ -27,7 +27,9 @@ class ThreadTeam {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   // Runs work(t) for every t in [0, size()), t = 0 on the calling thread, and returns when all
   // have; rethrows the first exception one of them threw. Workers run with the caller's floating-
-  // point control (flushing of denormals).
+  // point control (flushing of denormals). Called from within a work item (an optimizer update
+  // that a thread's weight-gradient rows trigger), it runs every t on the calling thread: the
+  // others are busy with their own items.
   void run(const std::function<void(int thread)>& work);
   // [begin, end) of `count` items for thread t of n: contiguous shares in multiples of `grain`.
   static std::pair<int64_t, int64_t> share(int64_t count, int64_t grain, int t, int n);

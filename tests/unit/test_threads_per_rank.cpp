@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 #include <xmmintrin.h>
 
+#include <algorithm>
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -44,6 +48,27 @@ TEST(ThreadTeam, RethrowsAWorkersException) {
                std::runtime_error);
   int ran = 0;
   team.run([&](int t) { ran += t == 0; });  // still usable
+  EXPECT_EQ(ran, 1);
+}
+
+TEST(ThreadTeam, ARunInsideAWorkItemRunsEveryShareOnThatThread) {
+  ThreadTeam team(2);
+  std::mutex mutex;
+  std::vector<std::pair<int, int>> inner;  // (outer t, inner t)
+  std::vector<std::thread::id> inner_threads(2), outer_threads(2);
+  team.run([&](int outer) {
+    outer_threads[static_cast<size_t>(outer)] = std::this_thread::get_id();
+    team.run([&](int t) {
+      std::lock_guard<std::mutex> lock(mutex);
+      inner.emplace_back(outer, t);
+      if (std::this_thread::get_id() != outer_threads[static_cast<size_t>(outer)])
+        ADD_FAILURE() << "inner share " << t << " of item " << outer << " left its thread";
+    });
+  });
+  std::sort(inner.begin(), inner.end());
+  EXPECT_EQ(inner, (std::vector<std::pair<int, int>>{{0, 0}, {0, 1}, {1, 0}, {1, 1}}));
+  int ran = 0;
+  team.run([&](int t) { ran += t == 0; });  // the team works as before afterwards
   EXPECT_EQ(ran, 1);
 }
 
@@ -92,9 +117,12 @@ TrainingState train(int threads, const std::vector<std::string>& overrides = {})
 }
 
 TEST(ThreadsPerRank, TrainTheSameBitsAsOneThread) {
+  // Updated after backward, the whole buffer (106,617 parameters) is one update, split over the
+  // threads.
   for (const std::vector<std::string>& overrides :
-       {std::vector<std::string>{},
-        std::vector<std::string>{"training.update_in_backward=false"}}) {
+       {std::vector<std::string>{}, std::vector<std::string>{"training.update_in_backward=false"},
+        std::vector<std::string>{"training.update_in_backward=false", "optimizer.type=sgd",
+                                 "optimizer.momentum=0.9"}}) {
     const TrainingState one = train(1, overrides);
     for (int threads : {2, 3}) {
       const TrainingState many = train(threads, overrides);
@@ -105,6 +133,25 @@ TEST(ThreadsPerRank, TrainTheSameBitsAsOneThread) {
         EXPECT_EQ(many.optimizer_state[i].second, one.optimizer_state[i].second) << threads;
     }
   }
+}
+
+// An update split over threads finds a non-finite gradient in whichever thread's share it lies.
+TEST(ThreadsPerRank, ASplitUpdateFindsANonFiniteGradientInAnyShare) {
+  auto backend = make_cpu_backend(true, 3);
+  constexpr size_t kCount = size_t{1} << 18;
+  std::vector<float> p(kCount, 0.5f), g(kCount, 0.25f), m(kCount), v(kCount);
+  for (size_t bad : {size_t{0}, kCount / 2, kCount - 1}) {
+    g[bad] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_FALSE(backend->adam_update(p.data(), g.data(), m.data(), v.data(), kCount, 1e-3f, 1,
+                                      AdamHyper{}, GradCheck::kFinite))
+        << bad;
+    EXPECT_FALSE(backend->sgd_update(p.data(), g.data(), v.data(), kCount, 1e-3f, SgdHyper{0.9f},
+                                     GradCheck::kFinite))
+        << bad;
+    g[bad] = 0.25f;
+  }
+  EXPECT_TRUE(backend->adam_update(p.data(), g.data(), m.data(), v.data(), kCount, 1e-3f, 1,
+                                   AdamHyper{}, GradCheck::kFinite));
 }
 
 TEST(ThreadsPerRank, TheBackendSaysHowManyAndTheConfigRefusesNone) {
