@@ -1,10 +1,11 @@
 #pragma once
 // Note [threads per rank]: training.threads_per_rank > 1 gives a rank a team of threads that
 // split the dense layers' products and the optimizer's updates of large buffers between them
-// (CpuBackend), the way one process of PyTorch uses several cores: one rank per socket or node, instead of one per core, sums no gradients between
-// the cores of a rank. Each thread computes whole output elements with the same kernels as one
-// thread would, so results do not depend on the team's size (tested). The calling thread works
-// too; the others wait between products, polling briefly, then on a condition variable.
+// (CpuBackend), the way one process of PyTorch uses several cores: one rank per socket or node,
+// instead of one per core, sums no gradients between the cores of a rank. Each thread computes
+// whole output elements with the same kernels as one thread would, so results do not depend on
+// the team's size (tested). The calling thread works too; the others wait between products,
+// polling briefly, then on a condition variable.
 
 #include <atomic>
 #include <condition_variable>
