@@ -58,6 +58,12 @@ class ComputeBackend {
   virtual void release(float* data) = 0;
   virtual void copy_to_device(const float* host, float* device, size_t count) = 0;
   virtual void copy_to_host(const float* device, float* host, size_t count) = 0;
+  // Runs work(begin, end) on contiguous shares of [0, count), on the CPU backend's threads (Note
+  // [threads per rank]); host work such as staging a batch. Here: one call.
+  virtual void share_host_work(int64_t count,
+                               const std::function<void(int64_t begin, int64_t end)>& work) {
+    work(0, count);
+  }
 
   // y = act(x W^T + b). x: (batch, in), w: (out, in), b: (out), y: (batch, out)
   virtual void dense_forward(const float* x, const float* w, const float* b, float* y,

@@ -111,6 +111,12 @@ class CpuBackend final : public ComputeBackend {
   void copy_to_device(const float* host, float* device, size_t count) override {
     std::memcpy(device, host, count * sizeof(float));
   }
+  void share_host_work(int64_t count, const std::function<void(int64_t, int64_t)>& work) override {
+    team_.run([&](int t) {
+      const auto [begin, end] = ThreadTeam::share(count, 1, t, team_.size());
+      if (begin < end) work(begin, end);
+    });
+  }
   void copy_to_host(const float* device, float* host, size_t count) override {
     std::memcpy(host, device, count * sizeof(float));
   }

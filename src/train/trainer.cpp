@@ -151,9 +151,11 @@ void Trainer::validate_and_build() {
   }
   model_->reserve(rows);
   if (metrics_->needs_outputs()) host_outputs_.resize(static_cast<size_t>(rows * classes_));
-  host_features_.resize(static_cast<size_t>(rows * sample.numel()));
+  // On the CPU, batches are gathered straight into features_ (stage_batch).
+  if (backend_.memory() != MemoryKind::kHost)
+    host_features_.resize(static_cast<size_t>(rows * sample.numel()));
   host_targets_.resize(static_cast<size_t>(rows * target_width));
-  features_ = DeviceBuffer(backend_, host_features_.size());
+  features_ = DeviceBuffer(backend_, static_cast<size_t>(rows * sample.numel()));
   targets_ = DeviceBuffer(backend_, host_targets_.size());
 
   sampler_ = std::make_unique<DistributedSampler>(train_.size(), per_rank_batch_, world,
