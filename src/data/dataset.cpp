@@ -48,6 +48,8 @@ uint32_t Dataset::fingerprint() const {
     }
   };
   feed(features.data(), features.size() * sizeof(float));
+  feed(byte_features.data(), byte_features.size());
+  feed(&byte_scale, sizeof byte_scale);
   feed(&label_width, sizeof label_width);
   feed(labels.data(), labels.size() * sizeof(int32_t));
   return static_cast<uint32_t>(crc);
@@ -59,8 +61,13 @@ void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetL
   const auto labels = static_cast<size_t>(data.label_width);
   for (size_t row = 0; row < indices.size(); ++row) {
     const auto sample = static_cast<size_t>(indices[row]);
-    std::memcpy(features + row * width, data.features.data() + sample * width,
-                width * sizeof(float));
+    float* to = features + row * width;
+    if (data.byte_features.empty()) {
+      std::memcpy(to, data.features.data() + sample * width, width * sizeof(float));
+    } else {
+      const uint8_t* from = data.byte_features.data() + sample * width;
+      for (size_t k = 0; k < width; ++k) to[k] = static_cast<float>(from[k]) * data.byte_scale;
+    }
     const int32_t* label = data.labels.data() + sample * labels;
     if (layout == TargetLayout::kClassIndex) {
       targets[row] = static_cast<float>(*label);

@@ -52,11 +52,13 @@ class IdxFile {
 
   // Reads the values the header declares, in chunks, so memory follows the bytes that are really
   // there: a header that claims more (up to 2^32 per dimension) cannot make every rank allocate
-  // and zero-fill a huge buffer before the truncation shows.
+  // and zero-fill a huge buffer before the truncation shows. Address space for up to kReserve
+  // bytes is taken at once (untouched pages cost nothing), so that growing does not copy.
   std::vector<unsigned char> read_data() {
     const uint64_t count = declared_values();
     std::vector<unsigned char> data;
-    constexpr uint64_t kChunk = uint64_t{16} << 20;
+    constexpr uint64_t kChunk = uint64_t{16} << 20, kReserve = uint64_t{1} << 30;
+    data.reserve(static_cast<size_t>(std::min(count, kReserve)));
     while (data.size() < count) {
       const size_t done = data.size();
       const size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, count - done));
@@ -147,9 +149,8 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path,
   Dataset data;
   data.origin = labels_path;  // label range errors name the label file
   data.sample_shape = Shape(std::vector<int64_t>(images.dims().begin() + 1, images.dims().end()));
-  const std::vector<unsigned char> pixels = images.read_data();
-  data.features.resize(pixels.size());
-  for (size_t i = 0; i < pixels.size(); ++i) data.features[i] = pixels[i] * scale;
+  data.byte_features = images.read_data();
+  data.byte_scale = scale;
   const std::vector<unsigned char> label_bytes = labels.read_data();
   data.labels.assign(label_bytes.begin(), label_bytes.end());
   if (labels.dims().size() == 2) {

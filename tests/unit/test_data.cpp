@@ -82,7 +82,7 @@ TEST_F(DataFiles, ReadsPlainIdx) {
   const Dataset data = read_idx(images_, labels_, 1);
   EXPECT_EQ(data.size(), 2);
   EXPECT_EQ(data.sample_shape, (Shape{2, 3}));
-  EXPECT_FLOAT_EQ(data.features[7], 140);
+  EXPECT_FLOAT_EQ(data.feature(7), 140);
   EXPECT_EQ(data.labels, (std::vector<int32_t>{1, 0}));
 }
 
@@ -102,7 +102,7 @@ TEST_F(DataFiles, ReadsMultiLabelIdx) {
 TEST_F(DataFiles, ReadsGzipIdxAndScales) {
   write_images_and_labels(true);
   const Dataset data = read_idx(images_, labels_, 1.0f / 255);
-  EXPECT_FLOAT_EQ(data.features[11], 220.0f / 255);
+  EXPECT_FLOAT_EQ(data.feature(11), 220.0f / 255);
   EXPECT_EQ(data.labels[0], 1);
 }
 
@@ -235,6 +235,30 @@ TEST(GatherBatch, SparseAndOneHotTargets) {
   EXPECT_EQ(sparse[0], data.labels[4]);
   gather_batch(data, indices, TargetLayout::kOneHot, 3, features, one_hot);
   for (int c = 0; c < 3; ++c) EXPECT_EQ(one_hot[3 + c], c == data.labels[1] ? 1 : 0);
+}
+
+// IDX images stay bytes until a batch is gathered, scaled then exactly as floats would have been.
+TEST(GatherBatch, ByteFeaturesAreScaledAsTheyAreGathered) {
+  Dataset data;
+  data.sample_shape = Shape{3};
+  data.byte_features = {0, 1, 2, 255, 128, 7};
+  data.byte_scale = 1.0f / 255;
+  data.labels = {0, 1};
+  const int64_t indices[] = {1, 0};
+  float features[6], targets[2];
+  gather_batch(data, indices, TargetLayout::kClassIndex, 2, features, targets);
+  const float expected[] = {1.0f, 128 * (1.0f / 255), 7 * (1.0f / 255),
+                            0,    1.0f / 255,         2 * (1.0f / 255)};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(features[i], expected[i]) << i;
+  EXPECT_EQ(targets[0], 1);
+  // The copies' CRCs differ in a byte and in the scale.
+  Dataset other = data;
+  EXPECT_EQ(other.fingerprint(), data.fingerprint());
+  other.byte_scale = 1;
+  EXPECT_NE(other.fingerprint(), data.fingerprint());
+  other = data;
+  other.byte_features[4] = 129;
+  EXPECT_NE(other.fingerprint(), data.fingerprint());
 }
 
 }  // namespace
