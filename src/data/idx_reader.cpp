@@ -82,10 +82,10 @@ class IdxFile {
   }
 
   // The product of the dimensions, refused before it can overflow or exceed what this machine
-  // could hold as training data (a byte and a float per value).
+  // could hold as training data (a byte per value, kept as bytes: Dataset::byte_features).
   uint64_t declared_values() const {
     const uint64_t memory = memory_limit_bytes();
-    const uint64_t limit = std::max<uint64_t>(memory / 5, 1);
+    const uint64_t limit = std::max<uint64_t>(memory, 1);
     uint64_t count = 1;
     std::string shape;
     for (int64_t d : dims_) shape += (shape.empty() ? "" : " x ") + std::to_string(d);
@@ -94,7 +94,7 @@ class IdxFile {
       if (dim != 0 && count > limit / dim)
         throw DataError(path_ + ": the header declares " + shape +
                         " values, more than this process's " + std::to_string(memory >> 20) +
-                        " MiB of memory could hold (5 bytes each)");
+                        " MiB of memory could hold");
       count *= dim;
     }
     return count;
