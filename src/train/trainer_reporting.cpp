@@ -1,0 +1,89 @@
+// The Trainer's reports: the epoch's record (metrics summed over the ranks, evaluation), its log
+// line, metrics.jsonl and TensorBoard.
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+
+#include "train/trainer.h"
+
+namespace ddp {
+
+void Trainer::set_reporting(std::ostream* log, ProgressMode progress, const std::string& run_dir) {
+  log_ = log;
+  progress_ =
+      std::make_unique<ProgressBar>(log ? *log : std::cout, log ? progress : ProgressMode::kOff);
+  if (!run_dir.empty())
+    metrics_log_ = std::make_unique<MetricsLog>(run_dir + "/metrics.jsonl", epoch_);
+  if (!run_dir.empty() && config_.logging.tensorboard)
+    tensorboard_ = std::make_unique<TensorBoardWriter>(run_dir + "/tensorboard", completed_steps_);
+  epoch_start_phases_ = phase_times_;
+}
+
+// Collective when due (every rank runs it at the same steps): the step's loss over all ranks.
+void Trainer::log_step_loss(double loss_sum, int64_t step_samples) {
+  if (!config_.logging.tensorboard || completed_steps_ % config_.logging.every_steps != 0) return;
+  comm_.all_reduce_sum(std::span<double>(&loss_sum, 1));
+  if (!tensorboard_) return;
+  tensorboard_->scalar("step/loss", completed_steps_,
+                       loss_sum / static_cast<double>(std::max<int64_t>(step_samples, 1)));
+  tensorboard_->scalar("step/learning_rate", completed_steps_, schedule_->at(completed_steps_ - 1));
+  tensorboard_->flush();
+}
+
+void Trainer::log_epoch(const EpochRecord& record, int64_t steps_run) {
+  const PhaseTimes& now = phase_times_;
+  const PhaseTimes& then = epoch_start_phases_;
+  const double per_step_ms = 1e3 / static_cast<double>(std::max<int64_t>(steps_run, 1));
+  if (tensorboard_) {
+    TensorBoardWriter& tb = *tensorboard_;
+    const int64_t step = completed_steps_;
+    tb.scalar("epoch/loss", step, record.loss);
+    for (const MetricValue& m : record.metrics) tb.scalar("epoch/" + m.name, step, m.value);
+    if (record.val_loss) tb.scalar("epoch/val_loss", step, *record.val_loss);
+    for (const MetricValue& m : record.val_metrics) tb.scalar("epoch/val_" + m.name, step, m.value);
+    tb.scalar("epoch/samples_per_sec", step, record.samples_per_sec);
+    tb.scalar("time/compute_ms_per_step", step,
+              (now.data + now.forward + now.backward - then.data - then.forward - then.backward) *
+                  per_step_ms);
+    tb.scalar("time/exposed_communication_ms_per_step", step, (now.comm - then.comm) * per_step_ms);
+    tb.scalar("time/optimizer_ms_per_step", step, (now.optimizer - then.optimizer) * per_step_ms);
+    tb.flush();
+  }
+  epoch_start_phases_ = phase_times_;
+}
+
+void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<double> sums = epoch_sums_;
+  comm_.all_reduce_sum(std::span<double>(sums));
+  std::fill(epoch_sums_.begin(), epoch_sums_.end(), 0.0);
+
+  EpochRecord record;
+  record.epoch = epoch + 1;
+  record.epochs = config_.training.epochs;
+  record.steps = steps_per_epoch_;
+  record.skipped_steps = skipped_in_epoch_;
+  skipped_in_epoch_ = 0;
+  record.loss = sums[0] / samples_in(sums);
+  record.metrics = metrics_->values(std::span(sums).subspan(1));
+  record.samples_per_sec =
+      static_cast<double>(steps_run * global_batch()) / std::max(train_seconds, 1e-9);
+  if (test_) {
+    const EvalResult eval = evaluate(*test_);
+    record.val_loss = eval.loss;
+    record.val_metrics = eval.metrics;
+  }
+  verify_replicas();
+  record.seconds = train_seconds +
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  record.unix_time =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  progress_->clear();
+  if (log_) *log_ << format_epoch_line(record) << '\n' << std::flush;
+  if (metrics_log_) metrics_log_->append(record);
+  log_epoch(record, steps_run);
+  epoch_records_.push_back(record);
+}
+
+}  // namespace ddp
