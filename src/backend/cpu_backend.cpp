@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -112,10 +113,7 @@ class CpuBackend final : public ComputeBackend {
     std::memcpy(device, host, count * sizeof(float));
   }
   void share_host_work(int64_t count, const std::function<void(int64_t, int64_t)>& work) override {
-    team_.run([&](int t) {
-      const auto [begin, end] = ThreadTeam::share(count, 1, t, team_.size());
-      if (begin < end) work(begin, end);
-    });
+    shares(count, 1, work);
   }
   void copy_to_host(const float* device, float* host, size_t count) override {
     std::memcpy(host, device, count * sizeof(float));
@@ -323,25 +321,28 @@ class CpuBackend final : public ComputeBackend {
   }
 
  private:
-  // An element-by-element loop(begin, end) over `count` elements, in contiguous shares over the
-  // team's threads (Note [threads per rank]): the updates after backward, which a rank of more
-  // than one rank runs over its whole (or sharded) buffer. Each element is computed as on one
-  // thread. Below kSplitElements, starting and joining the threads costs about what it saves.
-  // Returns the OR of the loop's non-finite flags.
+  // work(begin, end) on the team's contiguous shares of [0, count), in multiples of `grain`.
+  template <typename Work>
+  void shares(int64_t count, int64_t grain, const Work& work) {
+    team_.run([&](int t) {
+      const auto [begin, end] = ThreadTeam::share(count, grain, t, team_.size());
+      if (begin < end) work(begin, end);
+    });
+  }
+
+  // An element-by-element update loop(begin, end) -> non-finite flag over `count` elements, shared
+  // by the team's threads (Note [threads per rank]): with more than one rank (or the update after
+  // backward) a rank updates its whole or sharded buffer at once. Each element is computed as on
+  // one thread. Below kSplitElements, starting and joining the threads costs about what it saves.
   template <typename Loop>
   uint32_t elementwise(size_t count, const Loop& loop) {
     constexpr size_t kSplitElements = size_t{1} << 16;
     if (team_.size() == 1 || count < kSplitElements) return loop(0, count);
-    // Local: threads of the update in backward may call this at once.
-    std::vector<uint32_t> found(static_cast<size_t>(team_.size()), 0);
-    team_.run([&](int t) {
-      const auto [begin, end] =
-          ThreadTeam::share(static_cast<int64_t>(count), kCacheLineFloats, t, team_.size());
-      found[static_cast<size_t>(t)] = loop(static_cast<size_t>(begin), static_cast<size_t>(end));
+    std::atomic<uint32_t> non_finite{0};
+    shares(static_cast<int64_t>(count), kCacheLineFloats, [&](int64_t begin, int64_t end) {
+      non_finite.fetch_or(loop(static_cast<size_t>(begin), static_cast<size_t>(end)));
     });
-    uint32_t any = 0;
-    for (uint32_t f : found) any |= f;
-    return any;
+    return non_finite.load();
   }
 
   static constexpr int64_t kCacheLineFloats = 16;

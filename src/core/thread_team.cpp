@@ -21,14 +21,11 @@ thread_local bool in_work = false;
 
 // Runs a work item with in_work set, so that a run() inside it stays on this thread.
 void run_item(const std::function<void(int)>& work, int thread) {
-  in_work = true;
-  try {
-    work(thread);
-  } catch (...) {
-    in_work = false;
-    throw;
-  }
-  in_work = false;
+  struct InWork {
+    InWork() { in_work = true; }
+    ~InWork() { in_work = false; }
+  } marked;
+  work(thread);
 }
 
 template <typename Done>
