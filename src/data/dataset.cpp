@@ -66,7 +66,7 @@ void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetL
       std::memcpy(to, data.features.data() + sample * width, width * sizeof(float));
     } else {
       const uint8_t* from = data.byte_features.data() + sample * width;
-      for (size_t k = 0; k < width; ++k) to[k] = static_cast<float>(from[k]) * data.byte_scale;
+      for (size_t k = 0; k < width; ++k) to[k] = data.from_byte(from[k]);
     }
     const int32_t* label = data.labels.data() + sample * labels;
     if (layout == TargetLayout::kClassIndex) {

@@ -32,9 +32,11 @@ struct Dataset {
   int64_t label_width = 1;
 
   int64_t size() const { return static_cast<int64_t>(labels.size()) / label_width; }
+  // A byte feature as a float, as batches hold it.
+  float from_byte(uint8_t value) const { return static_cast<float>(value) * byte_scale; }
   // Feature i of the flat (size, sample_shape) array, as a batch holds it.
   float feature(size_t i) const {
-    return byte_features.empty() ? features[i] : static_cast<float>(byte_features[i]) * byte_scale;
+    return byte_features.empty() ? features[i] : from_byte(byte_features[i]);
   }
   // Throws DataError naming the origin, the sample and the label when the labels do not fit a
   // model with `classes` outputs under `layout`: a class index outside [0, classes), or label
