@@ -77,16 +77,25 @@ void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
           accumulate && !StoreTransposed ? load_b(c + r * ldc + v * kLanes, v) : simd::zero();
     }
   }
-  for (int64_t p = 0; p < k; ++p) {
-    Vec bv[Vectors];
+  auto k_loop = [&](int64_t row_stride, int64_t col_stride) {
+    for (int64_t p = 0; p < k; ++p) {
+      Vec bv[Vectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) bv[v] = load_b(b + p * ldb + v * kLanes, v);
+      for (int v = 0; v < Vectors; ++v) bv[v] = load_b(b + p * ldb + v * kLanes, v);
 #pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
-      const Vec av = simd::broadcast(a[r * a_row_stride + p * a_col_stride]);
+      for (int r = 0; r < Rows; ++r) {
+        const Vec av = simd::broadcast(a[r * row_stride + p * col_stride]);
 #pragma GCC unroll 4
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = simd::fma(av, bv[v], acc[r][v]);
+        for (int v = 0; v < Vectors; ++v) acc[r][v] = simd::fma(av, bv[v], acc[r][v]);
+      }
     }
+  };
+  // A packed tile by tile (the weight gradient's slabs): constant strides free the registers that
+  // would hold them, which AVX2's tiles otherwise reload from the stack on every step.
+  if (a_row_stride == 1 && a_col_stride == Rows) {
+    k_loop(1, Rows);
+  } else {
+    k_loop(a_row_stride, a_col_stride);
   }
   if constexpr (StoreTransposed) {
     // Fully unrolled, like every loop over acc: an accumulator indexed at run time would live
@@ -321,24 +330,36 @@ const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k) {
 }
 
 // Rows [i0, i0 + rows) of C (m, n) = A (k, m)^T B (k, n) into c (rows, n), from B's packed panels,
-// each row in storage order (with AVX-512, 8 x 3 vectors measured faster than 6 x 4 here).
+// each row in storage order (with AVX-512, 8 x 3 vectors measured faster than 6 x 4 here). Rows go
+// in groups whose packed columns of A fill a part of L1: each panel of B is then read from L2 once
+// per group and stays in L1 for the group's tiles, instead of once per tile.
 void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k, const float* a,
                       const float* packed, float* c, bool accumulate) {
   constexpr int kRows = kWeightGradRows, kVectors = kWeightGradVectors;
   constexpr int64_t kWidth = kVectors * kLanes;
-  thread_local std::vector<float> slab;
-  slab.resize(static_cast<size_t>(k * kRows));
-  for (int64_t i = i0; i < i0 + rows; i += kRows) {
-    const int64_t tile_rows = std::min<int64_t>(kRows, i0 + rows - i);
-    // A's columns i .. i + kRows - 1 packed: unpacked, the tile's k broadcasts lie a row of A
-    // apart, which for W3's 2048 columns is 8 KB, so all k lines fall into one L1 set and come from
-    // L2.
-    for (int64_t p = 0; p < k; ++p) {
-      for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
+  constexpr int64_t kGroupBytes = int64_t{16} << 10;
+  const int64_t group_rows =
+      std::max<int64_t>(1, kGroupBytes / (k * kRows * int64_t{sizeof(float)})) * kRows;
+  thread_local std::vector<float> slabs;
+  slabs.resize(static_cast<size_t>(k * std::min(group_rows, rows + kRows)));
+  for (int64_t g = i0; g < i0 + rows; g += group_rows) {
+    const int64_t g_end = std::min(g + group_rows, i0 + rows);
+    // A's columns g .. g_end - 1 packed kRows at a time: unpacked, a tile's k broadcasts lie a row
+    // of A apart, which for W3's 2048 columns is 8 KB, so all k lines fall into one L1 set and
+    // come from L2.
+    for (int64_t i = g; i < g_end; i += kRows) {
+      const int64_t tile_rows = std::min<int64_t>(kRows, g_end - i);
+      float* slab = slabs.data() + (i - g) * k;
+      for (int64_t p = 0; p < k; ++p) {
+        for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
+      }
     }
     for (int64_t j = 0; j < n; j += kWidth) {
-      panel_rows<kRows, kVectors>(tile_rows, k, slab.data(), 1, kRows, packed + j * k,
-                                  c + (i - i0) * n + j, n, std::min(kWidth, n - j), accumulate);
+      for (int64_t i = g; i < g_end; i += kRows) {
+        panel_rows<kRows, kVectors>(std::min<int64_t>(kRows, g_end - i), k,
+                                    slabs.data() + (i - g) * k, 1, kRows, packed + j * k,
+                                    c + (i - i0) * n + j, n, std::min(kWidth, n - j), accumulate);
+      }
     }
   }
 }
