@@ -1,0 +1,182 @@
+#pragma once
+// The register tiles of the skinny and small GEMMs (Note [tiled GEMM]), shared by tiled_gemm.cpp
+// (small, forward and input-gradient products) and tiled_weight_grad.cpp (the weight gradient).
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/simd.h"
+
+#ifdef DDP_SIMD_TILES
+namespace ddp::tiles {
+
+using simd::kLanes;
+using simd::Mask;
+using simd::Vec;
+
+// Tile shapes, rows x vectors of C, per vector width (Note [SIMD width]). AVX-512 has 32
+// registers: up to 24 accumulators beside the B vectors. AVX2 has 16: 12 accumulators, 2 B
+// vectors and a broadcast.
+#ifdef __AVX512F__
+constexpr int kSmallRows = 4, kSmallVectors = 4;
+constexpr int kForwardRows = 6, kForwardVectors = 4;
+constexpr int kInputGradRows = 6, kInputGradVectors = 4;
+constexpr int kWeightGradRows = 8, kWeightGradVectors = 3;
+#else
+constexpr int kSmallRows = 4, kSmallVectors = 2;
+constexpr int kForwardRows = 6, kForwardVectors = 2;
+constexpr int kInputGradRows = 6, kInputGradVectors = 2;
+constexpr int kWeightGradRows = 6, kWeightGradVectors = 2;
+#endif
+constexpr int kMaxVectors =
+    std::max({kSmallVectors, kForwardVectors, kInputGradVectors, kWeightGradVectors});
+
+// One tile of C: `Rows` rows by `Vectors` vectors, the last one masked to the columns that
+// exist. Compile-time sizes let the accumulators live in registers for the whole k loop. With
+// `StoreTransposed` the tile is C^T's: element (r, col) goes to c[col * ldc + r].
+template <int Rows, int Vectors, bool StoreTransposed>
+void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride, const float* b,
+          int64_t ldb, float* c, int64_t ldc, Mask last_mask, bool accumulate) {
+  const bool last_whole = simd::lanes_in(last_mask) == kLanes;
+  // Only the last vector of a row may be partial.
+  auto load_b = [&](const float* p, int v) {
+    return v + 1 < Vectors ? simd::load(p) : simd::load_edge(p, last_mask, last_whole);
+  };
+  Vec acc[Rows][Vectors];
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v) {
+      acc[r][v] =
+          accumulate && !StoreTransposed ? load_b(c + r * ldc + v * kLanes, v) : simd::zero();
+    }
+  }
+  auto k_loop = [&](int64_t row_stride, int64_t col_stride) {
+    for (int64_t p = 0; p < k; ++p) {
+      Vec bv[Vectors];
+#pragma GCC unroll 4
+      for (int v = 0; v < Vectors; ++v) bv[v] = load_b(b + p * ldb + v * kLanes, v);
+#pragma GCC unroll 8
+      for (int r = 0; r < Rows; ++r) {
+        const Vec av = simd::broadcast(a[r * row_stride + p * col_stride]);
+#pragma GCC unroll 4
+        for (int v = 0; v < Vectors; ++v) acc[r][v] = simd::fma(av, bv[v], acc[r][v]);
+      }
+    }
+  };
+  // A packed tile by tile (the weight gradient's slabs): constant strides free the registers that
+  // would hold them, which AVX2's tiles otherwise reload from the stack on every step.
+  if (a_row_stride == 1 && a_col_stride == Rows) {
+    k_loop(1, Rows);
+  } else {
+    k_loop(a_row_stride, a_col_stride);
+  }
+  if constexpr (StoreTransposed) {
+    // Fully unrolled, like every loop over acc: an accumulator indexed at run time would live
+    // on the stack, stored back on every step of the k loop.
+    alignas(64) float rows[Rows][Vectors * kLanes];
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < Vectors; ++v) simd::store(&rows[r][v * kLanes], acc[r][v]);
+    }
+    const int cols = (Vectors - 1) * kLanes + simd::lanes_in(last_mask);
+    for (int col = 0; col < cols; ++col) {
+      float* out = c + col * ldc;
+      for (int r = 0; r < Rows; ++r) out[r] = accumulate ? out[r] + rows[r][col] : rows[r][col];
+    }
+  } else {
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 4
+      for (int v = 0; v < Vectors; ++v) {
+        float* out = c + r * ldc + v * kLanes;
+        if (v + 1 < Vectors) {
+          simd::store(out, acc[r][v]);
+        } else {
+          simd::store_edge(out, last_mask, last_whole, acc[r][v]);
+        }
+      }
+    }
+  }
+}
+
+using TileFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
+                        int64_t, Mask, bool);
+
+template <int Rows, bool StoreTransposed = false>
+TileFn tile_for(int vectors) {
+  switch (vectors) {
+    case 1:
+      return tile<Rows, 1, StoreTransposed>;
+    case 2:
+      return tile<Rows, 2, StoreTransposed>;
+    case 3:
+      return tile<Rows, std::min(3, kMaxVectors), StoreTransposed>;
+    default:
+      return tile<Rows, std::min(4, kMaxVectors), StoreTransposed>;
+  }
+}
+
+// Column block [j, j + width) of C as whole vectors and the mask of the last one.
+struct ColumnBlock {
+  int vectors;
+  Mask last_mask;
+};
+inline ColumnBlock column_block(int64_t width) {
+  const int vectors = static_cast<int>((width + kLanes - 1) / kLanes);
+  return {vectors, simd::first_lanes(width - (vectors - 1) * kLanes)};
+}
+
+// Rows [0, m) of C's column block [0, width) from a packed B panel whose rows are Vectors * 16
+// floats, with A's element (i, p) at a[i * a_row_stride + p * a_col_stride]; Rows-row tiles, then
+// 4-row and single-row ones for the rest.
+template <int Rows, int Vectors>
+void panel_rows(int64_t m, int64_t depth, const float* a, int64_t a_row_stride,
+                int64_t a_col_stride, const float* panel, float* c, int64_t ldc, int64_t width,
+                bool accumulate) {
+  const ColumnBlock block = column_block(width);
+  const TileFn full = tile_for<Rows>(block.vectors);
+  const TileFn four = tile_for<4>(block.vectors);  // a batch of 64 is 10 x 6 + 4 rows
+  const TileFn single = tile_for<1>(block.vectors);
+  int64_t i = 0;
+  for (; i + Rows <= m; i += Rows) {
+    full(depth, a + i * a_row_stride, a_row_stride, a_col_stride, panel, Vectors * kLanes,
+         c + i * ldc, ldc, block.last_mask, accumulate);
+  }
+  for (; i + 4 <= m; i += 4) {
+    four(depth, a + i * a_row_stride, a_row_stride, a_col_stride, panel, Vectors * kLanes,
+         c + i * ldc, ldc, block.last_mask, accumulate);
+  }
+  for (; i < m; ++i) {
+    single(depth, a + i * a_row_stride, a_row_stride, a_col_stride, panel, Vectors * kLanes,
+           c + i * ldc, ldc, block.last_mask, accumulate);
+  }
+}
+
+// Copies rows [0, depth) of B's columns [j, j + width) into `panel` (rows panel_width long).
+inline void pack_panel(const float* b, int64_t ldb, int64_t depth, int64_t j, int64_t width,
+                       int64_t panel_width, float* panel) {
+  for (int64_t p = 0; p < depth; ++p) {
+    const float* row = b + p * ldb + j;
+    float* out = panel + p * panel_width;
+    int64_t v = 0;
+    for (; v + kLanes <= width; v += kLanes) simd::store(out + v, simd::load(row + v));
+    if (v < width) {
+      const Mask mask = simd::first_lanes(width - v);
+      simd::store(out + v, mask, simd::load(row + v, mask));
+    }
+  }
+}
+
+// dst (cols, rows) = src (rows, cols)^T, both row-major, in square blocks of kLanes; masked loads
+// and stores cover the edges.
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst);
+
+// C (m, n) = A (k, m)^T B (k, n) with k the batch (a dense layer's weight gradient), in
+// tiled_weight_grad.cpp.
+void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
+                         bool accumulate);
+
+}  // namespace ddp::tiles
+#endif
