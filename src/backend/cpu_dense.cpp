@@ -18,6 +18,7 @@
 #include "backend/openblas_kernels.h"
 #include "backend/tiled_gemm.h"
 #include "core/error.h"
+#include "core/scratch.h"
 #include "core/stream_copy.h"
 
 namespace ddp::cpu {
@@ -173,10 +174,10 @@ void dense_forward(ThreadTeam& team, const float* x, const float* w, const float
   team.run([&](int t) {
     const auto [c0, c1] = ThreadTeam::share(out, tiled_row_grain(), t, team.size());
     if (c0 == c1) return;
-    thread_local std::vector<float> product;
-    product.resize(static_cast<size_t>(batch * (c1 - c0)));
-    gemm(false, true, batch, c1 - c0, in, x, w + c0 * in, product.data());
-    bias_activate(product.data(), b, y, batch, out, c0, c1, act);
+    thread_local std::vector<float> product_buffer;
+    float* const product = scratch(product_buffer, static_cast<size_t>(batch * (c1 - c0)));
+    gemm(false, true, batch, c1 - c0, in, x, w + c0 * in, product);
+    bias_activate(product, b, y, batch, out, c0, c1, act);
   });
 }
 

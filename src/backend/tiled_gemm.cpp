@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/register_tile.h"
+#include "core/scratch.h"
 
 namespace ddp {
 namespace {
@@ -57,10 +58,10 @@ void small_product(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_ro
                    bool accumulate) {
   if (b_transposed) {
     // The tiles stream rows of B; a transposed copy costs k*n moves against m*n*k FMAs.
-    thread_local std::vector<float> b_rows;
-    b_rows.resize(static_cast<size_t>(k * n));
-    transpose(b, n, k, b_rows.data());
-    b = b_rows.data();
+    thread_local std::vector<float> b_rows_buffer;
+    float* const b_rows = scratch(b_rows_buffer, static_cast<size_t>(k * n));
+    transpose(b, n, k, b_rows);
+    b = b_rows;
   }
   constexpr int kRows = kSmallRows;  // B reused kRows times per load
   constexpr int64_t kWidth = kSmallVectors * kLanes;
@@ -83,22 +84,22 @@ void small_product(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_ro
 // A (m, k) transposed, (k, m), into a buffer of this thread's that the next call reuses: the
 // skinny products broadcast A's elements column by column, which the transpose makes adjacent.
 const float* transposed(const float* a, int64_t m, int64_t k) {
-  thread_local std::vector<float> a_t;
-  a_t.resize(static_cast<size_t>(k * m));
-  transpose(a, m, k, a_t.data());
-  return a_t.data();
+  thread_local std::vector<float> a_t_buffer;
+  float* const a_t = scratch(a_t_buffer, static_cast<size_t>(k * m));
+  transpose(a, m, k, a_t);
+  return a_t;
 }
 
 // A (m, k) as blocks of `width` rows, each transposed into (k, width) and stored after the
 // previous one (block j at j * k), in a buffer of this thread's: the forward product's tiles read
 // a block's columns as adjacent vectors, row after row.
 const float* transposed_column_blocks(const float* a, int64_t m, int64_t k, int64_t width) {
-  thread_local std::vector<float> blocks;
-  blocks.resize(static_cast<size_t>(k * m));
+  thread_local std::vector<float> blocks_buffer;
+  float* const blocks = scratch(blocks_buffer, static_cast<size_t>(k * m));
   for (int64_t j = 0; j < m; j += width) {
-    transpose(a + j * k, std::min(width, m - j), k, blocks.data() + j * k);
+    transpose(a + j * k, std::min(width, m - j), k, blocks + j * k);
   }
-  return blocks.data();
+  return blocks;
 }
 
 // C (m, n) = A (m, k) B (n, k)^T with m the batch (a dense layer's forward product), computed as

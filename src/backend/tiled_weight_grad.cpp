@@ -6,6 +6,7 @@
 
 #include "backend/register_tile.h"
 #include "backend/tiled_gemm.h"
+#include "core/scratch.h"
 
 namespace ddp {
 
@@ -26,13 +27,13 @@ int64_t rows_per_block(int64_t n) {
 const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k) {
   constexpr int64_t kWidth = kWeightGradVectors * kLanes;
   const int64_t panels = (n + kWidth - 1) / kWidth;
-  thread_local std::vector<float> packed;
-  packed.resize(static_cast<size_t>(panels * k * kWidth));
+  thread_local std::vector<float> packed_buffer;
+  float* const packed = scratch(packed_buffer, static_cast<size_t>(panels * k * kWidth));
   for (int64_t q = 0; q < panels; ++q) {
     const int64_t j = q * kWidth;
-    pack_panel(b, n, k, j, std::min(kWidth, n - j), kWidth, packed.data() + q * k * kWidth);
+    pack_panel(b, n, k, j, std::min(kWidth, n - j), kWidth, packed + q * k * kWidth);
   }
-  return packed.data();
+  return packed;
 }
 
 // Rows [i0, i0 + rows) of C (m, n) = A (k, m)^T B (k, n) into c (rows, n), from B's packed panels,
@@ -46,8 +47,9 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
   constexpr int64_t kGroupBytes = int64_t{16} << 10;
   const int64_t group_rows =
       std::max<int64_t>(1, kGroupBytes / (k * kRows * int64_t{sizeof(float)})) * kRows;
-  thread_local std::vector<float> slabs;
-  slabs.resize(static_cast<size_t>(k * std::min(group_rows, rows + kRows)));
+  thread_local std::vector<float> slabs_buffer;
+  float* const slabs =
+      scratch(slabs_buffer, static_cast<size_t>(k * std::min(group_rows, rows + kRows)));
   for (int64_t g = i0; g < i0 + rows; g += group_rows) {
     const int64_t g_end = std::min(g + group_rows, i0 + rows);
     // A's columns g .. g_end - 1 packed kRows at a time: unpacked, a tile's k broadcasts lie a row
@@ -55,16 +57,16 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
     // come from L2.
     for (int64_t i = g; i < g_end; i += kRows) {
       const int64_t tile_rows = std::min<int64_t>(kRows, g_end - i);
-      float* slab = slabs.data() + (i - g) * k;
+      float* slab = slabs + (i - g) * k;
       for (int64_t p = 0; p < k; ++p) {
         for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
       }
     }
     for (int64_t j = 0; j < n; j += kWidth) {
       for (int64_t i = g; i < g_end; i += kRows) {
-        panel_rows<kRows, kVectors>(std::min<int64_t>(kRows, g_end - i), k,
-                                    slabs.data() + (i - g) * k, 1, kRows, packed + j * k,
-                                    c + (i - i0) * n + j, n, std::min(kWidth, n - j), accumulate);
+        panel_rows<kRows, kVectors>(std::min<int64_t>(kRows, g_end - i), k, slabs + (i - g) * k, 1,
+                                    kRows, packed + j * k, c + (i - i0) * n + j, n,
+                                    std::min(kWidth, n - j), accumulate);
       }
     }
   }
@@ -84,12 +86,12 @@ void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, c
   if (first_row >= end_row) return;
   const float* packed = tiles::packed_weight_grad_panels(b, n, k);
   const int64_t block_rows = tiles::rows_per_block(n);
-  thread_local std::vector<float> block;
-  block.resize(static_cast<size_t>(block_rows * n));
+  thread_local std::vector<float> block_buffer;
+  float* const block = scratch(block_buffer, static_cast<size_t>(block_rows * n));
   for (int64_t i0 = first_row; i0 < end_row; i0 += block_rows) {
     const int64_t rows = std::min(block_rows, end_row - i0);
-    tiles::weight_grad_rows(i0, rows, m, n, k, a, packed, block.data(), false);
-    consume(i0, rows, block.data());
+    tiles::weight_grad_rows(i0, rows, m, n, k, a, packed, block, false);
+    consume(i0, rows, block);
   }
 }
 
