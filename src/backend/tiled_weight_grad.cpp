@@ -1,6 +1,7 @@
 // The tiled weight gradient (Note [tiled GEMM]), whole or row block by row block for an update
 // inside backward (Note [update in backward]).
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -58,8 +59,13 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
     for (int64_t i = g; i < g_end; i += kRows) {
       const int64_t tile_rows = std::min<int64_t>(kRows, g_end - i);
       float* slab = slabs + (i - g) * k;
-      for (int64_t p = 0; p < k; ++p) {
-        for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
+      if (tile_rows == kRows) {  // a copy of constant size, which compiles to vector moves
+        for (int64_t p = 0; p < k; ++p)
+          std::memcpy(slab + p * kRows, a + p * m + i, sizeof(float) * kRows);
+      } else {
+        for (int64_t p = 0; p < k; ++p) {
+          for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
+        }
       }
     }
     for (int64_t j = 0; j < n; j += kWidth) {
