@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <vector>
 
@@ -77,6 +78,11 @@ bool blas_available() { return true; }
 // of a larger product may be strided).
 void blas_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
                int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  // Debian's serial OpenBLAS shares its packing buffers between calling threads: two calls at once
+  // gave wrong products (threads' input gradients that changed from run to run). The team never
+  // splits an OpenBLAS product (shared_by_team); the lock keeps any other concurrent call correct.
+  static std::mutex one_call_at_a_time;
+  const std::lock_guard<std::mutex> lock(one_call_at_a_time);
   openblas_sgemm()(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
                    transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m),
                    static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b,
@@ -140,10 +146,15 @@ void bias_activate(const float* product, const float* b, float* y, int64_t batch
   }
 }
 
-// Whether a product of (m, k) x (k, n) is shared by the team's threads: not where one thread's
-// call is cheaper than waking the others.
-bool shared_by_team(const ThreadTeam& team, int64_t m, int64_t n, int64_t k) {
-  return team.size() > 1 && !is_small_product(m, n, k);
+// Whether C (m, n) = op(A) op(B) is shared by the team's threads: only where the tiled kernels
+// take it, which compute each element with the same multiply-adds whatever the share (so any
+// team trains the same bits as one thread), and not where one thread's call is cheaper than
+// waking the others. OpenBLAS's products stay on one thread: split over threads it rounded
+// differently per share, and its serial build is not safe to call from several at once.
+bool shared_by_team(const ThreadTeam& team, bool transpose_a, bool transpose_b, int64_t m,
+                    int64_t n, int64_t k) {
+  return team.size() > 1 && !is_small_product(m, n, k) &&
+         skinny_and_tiled(transpose_a, transpose_b, m, n, k);
 }
 
 }  // namespace
@@ -164,7 +175,7 @@ std::string gemm_description() {
 
 void dense_forward(ThreadTeam& team, const float* x, const float* w, const float* b, float* y,
                    int64_t batch, int64_t in, int64_t out, Activation act) {
-  if (!shared_by_team(team, batch, out, in)) {
+  if (!shared_by_team(team, false, true, batch, out, in)) {
     gemm(false, true, batch, out, in, x, w, y);  // (batch, in) x (out, in)^T
     bias_activate(y, b, y, batch, out, 0, out, act);
     return;
@@ -187,18 +198,9 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
   if (!accumulate) std::fill(db, db + out, 0.0f);
   add_column_sums(dy, batch, out, db);
-  // dx first: consume_dw may update w. Threads take shares of dx's columns where OpenBLAS makes
-  // it (each then packs only its share of the weights: with shares of the batch, each packed all
-  // of them), else shares of the batch's rows.
-  if (dx && shared_by_team(team, batch, in, out)) {
-    const bool by_columns = blas_available() && !skinny_and_tiled(false, false, batch, in, out);
+  // dx first: consume_dw may update w. Threads take shares of the batch's rows.
+  if (dx && shared_by_team(team, false, false, batch, in, out)) {
     team.run([&](int t) {
-      if (by_columns) {
-        const auto [c0, c1] = ThreadTeam::share(in, 16, t, team.size());
-        if (c0 < c1)
-          blas_gemm(false, false, batch, c1 - c0, out, dy, out, w + c0, in, dx + c0, in, false);
-        return;
-      }
       const auto [r0, r1] = ThreadTeam::share(batch, 1, t, team.size());
       if (r0 < r1) gemm(false, false, r1 - r0, in, out, dy + r0 * out, w, dx + r0 * in);
     });
