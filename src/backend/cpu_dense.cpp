@@ -74,10 +74,9 @@ bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, 
 
 #ifdef DDP_HAVE_CBLAS
 bool blas_available() { return true; }
-// C (m, n) = op(A) op(B) through OpenBLAS, row-major with explicit leading dimensions (a share
-// of a larger product may be strided).
+// C (m, n) = op(A) op(B) through OpenBLAS, all row-major and dense.
 void blas_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
-               int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+               const float* b, float* c, bool accumulate) {
   // Debian's serial OpenBLAS shares its packing buffers between calling threads: two calls at once
   // gave wrong products (threads' input gradients that changed from run to run). The team never
   // splits an OpenBLAS product (shared_by_team); the lock keeps any other concurrent call correct.
@@ -85,13 +84,13 @@ void blas_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t
   const std::lock_guard<std::mutex> lock(one_call_at_a_time);
   openblas_sgemm()(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
                    transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(m),
-                   static_cast<int>(n), static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b,
-                   static_cast<int>(ldb), accumulate ? 1.0f : 0.0f, c, static_cast<int>(ldc));
+                   static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+                   static_cast<int>(transpose_a ? m : k), b, static_cast<int>(transpose_b ? k : n),
+                   accumulate ? 1.0f : 0.0f, c, static_cast<int>(n));
 }
 #else
 bool blas_available() { return false; }
-void blas_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t,
-               float*, int64_t, bool) {
+void blas_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, const float*, float*, bool) {
   throw std::logic_error("blas_gemm: built without OpenBLAS");
 }
 #endif
@@ -109,8 +108,7 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
     return;
   }
   if (!small && blas_available()) {
-    blas_gemm(transpose_a, transpose_b, m, n, k, a, transpose_a ? m : k, b, transpose_b ? k : n, c,
-              n, accumulate);
+    blas_gemm(transpose_a, transpose_b, m, n, k, a, b, c, accumulate);
     return;
   }
   MutableMatrixMap C(c, m, n);
