@@ -49,8 +49,7 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
   const int64_t group_rows =
       std::max<int64_t>(1, kGroupBytes / (k * kRows * int64_t{sizeof(float)})) * kRows;
   thread_local std::vector<float> slabs_buffer;
-  float* const slabs =
-      scratch(slabs_buffer, static_cast<size_t>(k * std::min(group_rows, rows + kRows)));
+  float* const slabs = scratch(slabs_buffer, static_cast<size_t>(k * group_rows));
   for (int64_t g = i0; g < i0 + rows; g += group_rows) {
     const int64_t g_end = std::min(g + group_rows, i0 + rows);
     // A's columns g .. g_end - 1 packed kRows at a time: unpacked, a tile's k broadcasts lie a row
