@@ -53,6 +53,17 @@ done
 ((hosts >= 1 && hosts <= 16)) || { echo "netns_cluster: --hosts must be 1-16" >&2; exit 2; }
 burst=""
 if [[ -n "$rate" ]]; then burst="$(tbf_burst "$rate")" || exit 2; fi
+relay=""
+if [[ -n "$delay$loss" ]]; then
+  # $DDP_LINK_RELAY when set, else build/ddp_link_relay of this checkout, else one on the PATH.
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  relay="${DDP_LINK_RELAY:-$root/build/ddp_link_relay}"
+  [[ -x "$relay" ]] || relay="$(command -v ddp_link_relay)" || {
+    echo "netns_cluster: --delay/--loss need ddp_link_relay: DDP_LINK_RELAY=${DDP_LINK_RELAY:-(unset)}," \
+         "$root/build/ddp_link_relay missing, none on the PATH (build it: cmake --build build)" >&2
+    exit 2
+  }
+fi
 
 # Short and unique: interface names have at most 15 characters.
 prefix="ddpc$$"
@@ -60,10 +71,19 @@ net="10.$((200 + $$ % 50)).$((($$ / 50) % 250)).0"
 subnet="${net%.0}"
 state="/tmp/$prefix"
 created=()
+relays=()
 
 cleanup() {
   local code=$?
   trap - EXIT INT TERM
+  # The link relays first, politely: each reports its frames and drops as it ends.
+  ((${#relays[@]})) && kill -TERM "${relays[@]}" 2>/dev/null
+  for _ in $(seq 40); do
+    local alive=0 pid
+    for pid in "${relays[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.05
+  done
   for ns in "${created[@]}"; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
   done
@@ -105,22 +125,33 @@ for ((i = 0; i < hosts; i++)); do
   ip -n "$ns" link set "${prefix}h$i" name eth0
   ip -n "$ns" addr add "$subnet.$((i + 1))/24" dev eth0
   ip -n "$ns" link set eth0 up
-  ip -n "$prefix-br" link set "${prefix}b$i" master br0 up
-  # Shaping on the host's egress: every packet a host sends crosses one shaped link. Rate alone
-  # is a token bucket (tbf); delay and loss need netem, which some kernels lack (sch_netem).
-  if [[ -n "$delay$loss" ]]; then
-    shaping=()
-    [[ -n "$delay" ]] && shaping+=(delay "$delay")
-    [[ -n "$loss" ]] && shaping+=(loss "$loss")
-    [[ -n "$rate" ]] && shaping+=(rate "$rate")
-    if ! ip netns exec "$ns" tc qdisc add dev eth0 root netem "${shaping[@]}" limit 100000; then
-      echo "netns_cluster: this kernel has no netem (sch_netem): --delay/--loss unavailable" >&2
-      exit 77
-    fi
-  elif [[ -n "$rate" ]]; then
+  # Shaping on the host's egress: every packet a host sends crosses one shaped link. The rate is
+  # a token bucket (tbf) on the host's interface; delay and loss come from a relay between the
+  # host's cable and its bridge port (ddp_link_relay: it works where the kernel has no netem).
+  if [[ -n "$rate" ]]; then
     # A 10 ms queue, as a switch port's buffer: a deeper one delays the ACKs of traffic the
     # other way and so slows both directions.
     ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 10ms
+  fi
+  if [[ -z "$delay$loss" ]]; then
+    ip -n "$prefix-br" link set "${prefix}b$i" master br0 up
+  else
+    # One frame, one packet: a dropped 64 KB offloaded segment would be 44 packets lost at once.
+    [[ -n "$loss" ]] && ip -n "$ns" link set eth0 gso_max_segs 1
+    ip -n "$prefix-br" link add "${prefix}r$i" type veth peer name "${prefix}p$i"
+    ip -n "$prefix-br" link set "${prefix}p$i" master br0 up
+    ip -n "$prefix-br" link set "${prefix}r$i" up
+    ip -n "$prefix-br" link set "${prefix}b$i" up
+    ip netns exec "$prefix-br" "$relay" --from "${prefix}b$i" --to "${prefix}r$i" \
+      --delay "${delay:-0}" --loss "${loss:-0%}" --seed "$((i + 1))" \
+      --ready-file "$state/relay$i.ready" </dev/null &
+    relays+=("$!")
+    disown  # ended by the teardown, without bash's report of a killed job
+    for _ in $(seq 100); do
+      [[ -e "$state/relay$i.ready" ]] || ! kill -0 "$!" 2>/dev/null && break
+      sleep 0.05
+    done
+    [[ -e "$state/relay$i.ready" ]] || { echo "netns_cluster: the link relay of h$i did not start" >&2; exit 1; }
   fi
   echo "h$i slots=$slots" >>"$state/hostfile"
   echo "$subnet.$((i + 1)) h$i" >>"$state/hosts"

@@ -9,7 +9,8 @@ with its own hostname and scratch, and Open MPI crosses hosts over TCP on a brid
                     only, resumed on 4 x 1 and on 1 x 4 (shared memory): the final weights match
                     an uninterrupted 2 x 2 run within 1e-5
   shaped_link       every host link shaped to 50 Mbit/s (tbf), and with 1% packet loss and 5 ms
-                    delay where the kernel has netem: the same weights, bit for bit
+                    delay (ddp_link_relay): the same weights, bit for bit; the delayed link's
+                    round trip is >= 10 ms and the lossy hosts retransmitted
   host_killed       every process of host h1 SIGKILLed mid-training: the job ends
                     naming h1, and launch/supervise.sh resumes it from the last checkpoint to the
                     weights of an uninterrupted run, bit for bit; no process of the job is left
@@ -21,6 +22,7 @@ Exits 77 (skipped) where network namespaces cannot be created."""
 
 import argparse
 import math
+import re
 import os
 import shutil
 import subprocess
@@ -32,6 +34,7 @@ from run_checkpoint_scenarios import read_safetensors  # noqa: E402
 from scenarios import run_scenarios  # noqa: E402
 
 LIMIT_S = 240
+RTT_PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "round_trip.py")
 # The multi-rank tests that do not need every rank on one host.
 MPI_PATH_TESTS = ("Paths/DdpTraining.*/mpi:Paths/DdpTraining.*/hierarchical:Optimizers/Resume.*mpi:"
                   "Optimizers/Resume.*hierarchical:MpiCommunicator.*:RunAgreed.*:"
@@ -46,15 +49,16 @@ class Scenarios:
         self.seed = os.path.join(args.root, "configs", "seed_example.yaml")
 
     def on_cluster(self, hosts, slots, script, shaping=()):
-        """Runs the shell script on host h0 of a fresh cluster; returns its stdout."""
+        """Runs the shell script on host h0 of a fresh cluster; returns its stdout and stderr."""
         cmd = [self.cluster, "--hosts", str(hosts), "--slots", str(slots), *shaping, "--", "sh",
                "-c", f"set -e\n{script}"]
-        env = dict(os.environ, MPIRUN=self.a.mpiexec, DDP_TRAIN=self.a.ddp_train)
+        env = dict(os.environ, MPIRUN=self.a.mpiexec, DDP_TRAIN=self.a.ddp_train,
+                   DDP_LINK_RELAY=self.a.link_relay)
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=LIMIT_S,
                                 stdin=subprocess.DEVNULL, cwd=self.tmp)
         assert result.returncode == 0, (f"{hosts} x {slots}: exit {result.returncode}\n"
                                         f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-        return result.stdout
+        return result.stdout + result.stderr
 
     def train(self, ranks, *args):
         quoted = " ".join(f'"{a}"' for a in args)  # $DDP_SCRATCH expands on the head node
@@ -103,13 +107,19 @@ class Scenarios:
         run = self.train(4, "--run-dir", "$DDP_SCRATCH/a", "--export-safetensors", f"{t}/%s.st")
         self.on_cluster(2, 2, run % "plain")
         self.on_cluster(2, 2, run % "slow", shaping=("--rate", "50mbit"))
-        shapes = ["slow"]
-        if netem_available():
-            self.on_cluster(2, 2, run % "lossy", shaping=("--delay", "5ms", "--loss", "1%"))
-            shapes.append("lossy")
-        else:
-            print("note: no netem in this kernel: the 1% loss, 5 ms delay case did not run")
-        for shape in shapes:
+        # h0's round trip to h1 (TCP connects: SYN out through h0's relay, SYN-ACK back through
+        # h1's), and the relays' own count of frames dropped.
+        out = self.on_cluster(2, 2, run % "lossy" + f"\n{sys.executable} {RTT_PROBE}",
+                              shaping=("--delay", "5ms", "--loss", "1%"))
+        round_trip = [float(line.split()[1]) for line in out.splitlines()
+                      if line.startswith("round_trip_ms ")]
+        assert round_trip and 10 <= round_trip[0] <= 20, f"5 ms each way: {round_trip}\n{out}"
+        relays = re.findall(r"^ddp_link_relay .*: (\d+) frames, (\d+) dropped", out, re.M)
+        frames, dropped = (sum(int(r[i]) for r in relays) for i in (0, 1))
+        print(f"lossy link: round trip {round_trip[0]} ms, {dropped} of {frames} frames dropped")
+        assert len(relays) == 2 and frames >= 1000, out[-2000:]
+        assert 0.002 <= dropped / frames <= 0.03, f"{dropped} of {frames} dropped, not ~1%"
+        for shape in ("slow", "lossy"):
             with open(f"{t}/plain.st", "rb") as a, open(f"{t}/{shape}.st", "rb") as b:
                 assert a.read() == b.read(), f"weights differ on the {shape} link"
 
@@ -192,17 +202,6 @@ ip -n "$DDP_CLUSTER-h1" link set eth0 up""")
         assert not procs.strip(), procs
 
 
-def netem_available():
-    probe = f"ddp-netem-{os.getpid()}"  # namespaces_allowed() has found ip
-    subprocess.run(["ip", "netns", "add", probe], capture_output=True)
-    try:
-        add = ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
-        return subprocess.run(["ip", "netns", "exec", probe, *add],
-                              capture_output=True).returncode == 0
-    finally:
-        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-
-
 def namespaces_allowed():
     """A namespace can be made and entered, with a mount namespace of its own (a chroot whose / is
     not a mount point can make one but not enter it)."""
@@ -230,9 +229,10 @@ def main():
     p.add_argument("--dist-tests", required=True)
     p.add_argument("--mpiexec", required=True)
     p.add_argument("--root", required=True)
+    p.add_argument("--link-relay", required=True)
     p.add_argument("--only", nargs="*", help="run only these scenarios")
     args = p.parse_args()
-    for name in ("ddp_train", "dist_tests", "root"):
+    for name in ("ddp_train", "dist_tests", "root", "link_relay"):
         setattr(args, name, os.path.abspath(getattr(args, name)))
     if not namespaces_allowed():
         print("SKIPPED: cannot create and enter network namespaces here (needs root with "
