@@ -55,9 +55,16 @@ constexpr size_t kMaxQueuedBytes = size_t{64} << 20;
 int open_interface(const std::string& name) {
   const unsigned index = if_nametoindex(name.c_str());
   if (index == 0) fail("interface " + name);
-  const int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, htons(ETH_P_ALL));
+  const int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
   if (fd < 0) fail("packet socket on " + name + " (needs CAP_NET_RAW)");
   const int on = 1;
+  // Room for bursts both ways: a few 64 KB offloaded segments fill the default 208 KB, and a
+  // full receive buffer drops frames (the relay's PACKET_STATISTICS count them).
+  const int buffer_bytes = 32 << 20;
+  for (const int option : {SO_SNDBUFFORCE, SO_RCVBUFFORCE}) {
+    if (setsockopt(fd, SOL_SOCKET, option, &buffer_bytes, sizeof buffer_bytes) != 0)
+      fail("socket buffers on " + name);
+  }
   if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &on, sizeof on) != 0)
     fail("PACKET_VNET_HDR on " + name);
   if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &on, sizeof on) != 0)
@@ -138,14 +145,24 @@ class Relay {
     }
   }
 
-  // One line for the harness's log, e.g. "12000 frames, 118 dropped (0.98%), 5ms delay".
+  // One line for the harness's log, e.g. "12000 frames, 118 dropped (0.98%), 5 ms delay, 0
+  // overflowed": frames are those arriving on --from; overflowed, frames the kernel dropped
+  // because a socket's receive buffer was full (either way; 0 unless the relay fell behind).
   std::string summary() const {
-    char line[160];
+    unsigned overflowed = 0;
+    for (const int fd : {from_, to_}) {
+      tpacket_stats stats{};
+      socklen_t size = sizeof stats;
+      if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &stats, &size) != 0)
+        fail("PACKET_STATISTICS");
+      overflowed += stats.tp_drops;
+    }
+    char line[200];
     std::snprintf(
-        line, sizeof line, "%llu frames, %llu dropped (%.2f%%), %.3g ms delay",
+        line, sizeof line, "%llu frames, %llu dropped (%.2f%%), %.3g ms delay, %u overflowed",
         static_cast<unsigned long long>(frames_), static_cast<unsigned long long>(dropped_),
         frames_ ? 100.0 * static_cast<double>(dropped_) / static_cast<double>(frames_) : 0.0,
-        static_cast<double>(delay_.count()) / 1e6);
+        static_cast<double>(delay_.count()) / 1e6, overflowed);
     return line;
   }
 
@@ -163,9 +180,12 @@ class Relay {
     return size;
   }
 
-  // A frame a full transmit queue refuses is dropped, as a switch would; other errors end the run.
+  // Sends wait for room in the socket's buffer (receives never wait): a frame dropped there
+  // would be a loss the link was not asked for (TCP retransmitted 45-135 segments a run then).
   static void send(int fd, const char* bytes, size_t size) {
-    if (::send(fd, bytes, size, 0) < 0 && errno != ENOBUFS && errno != EAGAIN) fail("sending");
+    while (::send(fd, bytes, size, 0) < 0) {
+      if (errno != EINTR) fail("sending a frame");
+    }
   }
 
   void delay_or_drop(const std::vector<char>& buffer, ssize_t size) {

@@ -114,11 +114,13 @@ class Scenarios:
         round_trip = [float(line.split()[1]) for line in out.splitlines()
                       if line.startswith("round_trip_ms ")]
         assert round_trip and 10 <= round_trip[0] <= 20, f"5 ms each way: {round_trip}\n{out}"
-        relays = re.findall(r"^ddp_link_relay .*: (\d+) frames, (\d+) dropped", out, re.M)
-        frames, dropped = (sum(int(r[i]) for r in relays) for i in (0, 1))
+        relays = re.findall(r"^ddp_link_relay .*: (\d+) frames, (\d+) dropped.* (\d+) overflowed",
+                            out, re.M)
+        frames, dropped, overflowed = (sum(int(r[i]) for r in relays) for i in (0, 1, 2))
         print(f"lossy link: round trip {round_trip[0]} ms, {dropped} of {frames} frames dropped")
         assert len(relays) == 2 and frames >= 1000, out[-2000:]
         assert 0.002 <= dropped / frames <= 0.03, f"{dropped} of {frames} dropped, not ~1%"
+        assert overflowed == 0, f"the relays lost {overflowed} frames they were not asked to drop"
         for shape in ("slow", "lossy"):
             with open(f"{t}/plain.st", "rb") as a, open(f"{t}/{shape}.st", "rb") as b:
                 assert a.read() == b.read(), f"weights differ on the {shape} link"
