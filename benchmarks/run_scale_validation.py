@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Validates launch/ddp_scale.py's predictions (Note [scaling model]) against runs on the
 namespace harness (launch/netns_cluster.sh): W2 and W3 on 2 hosts x 1 rank, 2 x 2 and 4 x 1, host
-links shaped to 100 Mbit/s or 1 Gbit/s (tbf) or unshaped (2 ms of delay needs netem, which this
-machine's kernel lacks), 1 / 4 / 25 MB buckets, overlap on and off, fp32 and bf16 wire.
+links shaped to 100 Mbit/s or 1 Gbit/s (tbf) or unshaped, each with and without 2 ms of delay
+(ddp_link_relay), 1 / 4 / 25 MB buckets, overlap on and off, fp32 and bf16 wire.
   1. fit: profile W2 and W3 on 1 and 2 ranks of this host, and sweep the all-reduce paths of each
      layout and link (the only measurements the model sees);
   2. predict every case and write the predictions (benchmarks/results/scale_predictions.json)
@@ -34,8 +34,10 @@ WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", 30), "W3": ("configs/w3_wide_m
 # Timed steps per run: W2's 30 steps on an unshaped link were ~90 ms, too short to measure (its
 # runs spread 61-70k samples/s where 300 steps gave 76-83k).
 TIMED_MS = 2000
-# Delay needs netem (sch_netem), which this machine's kernel lacks: no delayed links here.
-LINKS = {"100mbit": ("100mbit", None), "1gbit": ("1gbit", None), "unshaped": (None, None)}
+# (rate, one-way delay of each host's egress) of netns_cluster.sh's links.
+LINKS = {"100mbit": ("100mbit", None), "1gbit": ("1gbit", None), "unshaped": (None, None),
+         "100mbit+2ms": ("100mbit", "2ms"), "1gbit+2ms": ("1gbit", "2ms"),
+         "unshaped+2ms": (None, "2ms")}
 # The shaped links' rate (bytes/s) and the depth of netns_cluster.sh's token buckets (tbf_burst
 # there): what the rate sends in 10 ms, at least 256 KB. Facts of the harness's links, as a cloud
 # VM's nameplate rate and burst allowance would be.
@@ -52,11 +54,16 @@ def cases():
     for bucket in (1, 4, 25):
         for overlap in (False, True):
             out.append(case("W3", 2, 1, "1gbit", bucket_mb=bucket, overlap=overlap))
+    for bucket in (1, 25):
+        for overlap in (False, True):
+            out.append(case("W3", 2, 1, "1gbit+2ms", bucket_mb=bucket, overlap=overlap))
     out += [case("W3", 2, 2, "1gbit"), case("W3", 2, 2, "1gbit", wire="bf16"),
             case("W3", 2, 2, "1gbit", allreduce="mpi"), case("W3", 4, 1, "1gbit"),
             case("W3", 2, 1, "100mbit", bucket_mb=25),
             case("W3", 2, 1, "unshaped"), case("W3", 2, 2, "unshaped"),
-            case("W3", 4, 1, "unshaped")]
+            case("W3", 4, 1, "unshaped"), case("W3", 2, 2, "1gbit+2ms"),
+            case("W3", 4, 1, "1gbit+2ms"), case("W3", 2, 1, "unshaped+2ms"),
+            case("W3", 2, 2, "unshaped+2ms")]
     return out
 
 
@@ -126,11 +133,12 @@ def harness_cluster(c, extrapolate=False):
     path = sweep_file(*layout, c["link"])
     cluster["sweeps"] = scale_cluster.load_sweeps(path, path)
     cluster["inter_host"] = scale_cluster.link_from_sweeps(cluster["sweeps"])
-    if c["link"] in BURST:
-        rate, burst = BURST[c["link"]]
+    if LINKS[c["link"]][0] in BURST:
+        rate, burst = BURST[LINKS[c["link"]][0]]
         # Layouts swept on other paths than flat MPI have no fitted line: the nameplate rate.
         cluster["inter_host"] = cluster["inter_host"] or {"bandwidth": rate, "latency_ms": 0.0}
         cluster["inter_host"]["burst_bytes"] = burst
+        cluster["inter_host"]["rate"] = rate
     return cluster
 
 
@@ -249,6 +257,8 @@ def main():
         return 0
     if os.geteuid() != 0:
         sys.exit("run_scale_validation: needs root (network namespaces)")
+    # The delayed links' relay, from the build that runs the cases.
+    os.environ.setdefault("DDP_LINK_RELAY", os.path.join(a.build, "ddp_link_relay"))
     record = provenance.record()
     all_cases = [c for c in cases() if not a.only or a.only in label(c)]
     profiles_path = os.path.join(OUT, "scale_profiles.json")

@@ -259,7 +259,10 @@ def main(argv):
         p.add_argument("--seconds", type=float, default=0.3, help="per size and path")
         p.add_argument("--build", default=os.path.join(ROOT, "build"))
         p.add_argument("--out", required=True)
-        return sweep(p.parse_args(argv[1:]))
+        args = p.parse_args(argv[1:])
+        # netns_cluster.sh's delay comes from the relay of the build being measured.
+        os.environ.setdefault("DDP_LINK_RELAY", os.path.join(args.build, "ddp_link_relay"))
+        return sweep(args)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="the training config to profile")

@@ -23,6 +23,11 @@ trainer runs it:
     ring over the hosts per local rank, carrying b / ranks_per_host each over the shared link.
     NCCL: ring over all GPUs at min(NVLink, network) bus bandwidth, or a tree where its latency
     term wins (NCCL chooses likewise).
+- Pieces: every all-reduce through MPI goes in 1 MB pieces, one after the other
+  (src/comm/mpi_piece_queue.h; the hierarchical path's slices and bf16's halved bytes alike), so
+  a bucket's last, partial piece costs a latency of its own: a bucket is its whole pieces (on the
+  curve, or ring formula, at their total size) plus its remainder at the remainder's size. On a
+  2 ms link W2's 2.04 MB bucket is two pieces and 46 KB, and the 46 KB alone took 4.3 ms.
 - Overlap: shared-memory and hierarchical reductions block inside ready(), so overlap only moves
   them; MPI's non-blocking collectives advance only inside MPI calls, which the trainer makes at
   each ready() (Note [CPU all-reduce]): each poll lets a started collective run one of its
@@ -32,7 +37,10 @@ trainer runs it:
   at the link's rate while the link is idle lets up to burst_kb through at once, so the host link
   keeps sending through the step's computing phases, up to a burst's worth: the step's
   communication shrinks by min(burst / bandwidth, the phases that do not communicate). A back to
-  back sweep never idles the link and so measures the rate alone.
+  back sweep never idles the link and so measures the rate alone. Only a link the rate limits
+  gains: where the sweep's fitted bandwidth stays below 90% of the bucket's rate (`rate`, when the
+  cluster names it), latency limits the collective (2 ms of delay: 72 MB/s on a 125 MB/s link),
+  tokens never run out, and a burst saves nothing.
 - ZeRO-1: a reduce-scatter plus an all-gather move the bytes of one all-reduce; the optimizer
   runs on 1 / ranks of the parameters and keeps 1 / ranks of its state.
 Everything here is plain arithmetic on the profile and the cluster; nothing is fitted to the runs
@@ -44,6 +52,10 @@ from scale_cluster import Curve
 
 GPU_LAUNCH_MS = 0.005
 GPU_MEMORY_BYTES_PER_S = 4.8e12  # H200 HBM3e
+# src/comm/mpi_piece_queue.h's kAllReducePieceBytes: what one MPI all-reduce carries at most.
+PIECE_BYTES = 1 << 20
+# A link is rate-bound when its sweep reaches this share of the token bucket's rate.
+RATE_BOUND = 0.9
 DEFAULTS = {"bucket_mb": 4, "overlap": False, "wire": "fp32", "zero": "auto", "allreduce": "auto"}
 
 
@@ -130,6 +142,19 @@ def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False):
     hosts, per_host = layout(cluster, ranks)
     if path == "shm":
         return _shm_ms(profile, cluster, ranks, size, wire)
+    if path == "nccl":
+        return _collective_ms(profile, cluster, ranks, path, wire, size, overlap)
+    # MPI's pieces, in the bucket's fp32 bytes: a piece of the wire's bytes per local rank.
+    piece = PIECE_BYTES * (2 if wire == "bf16" else 1) * (per_host if path == "hierarchical" else 1)
+    whole, rest = divmod(size, piece)
+    return ((_collective_ms(profile, cluster, ranks, path, wire, whole * piece, overlap, whole)
+             if whole else 0.0) +
+            (_collective_ms(profile, cluster, ranks, path, wire, rest, overlap) if rest else 0.0))
+
+
+def _collective_ms(profile, cluster, ranks, path, wire, size, overlap, pieces=1):
+    """`size` fp32 bytes all-reduced as `pieces` equal collectives back to back."""
+    hosts, per_host = layout(cluster, ranks)
     measured = (cluster["sweeps"] or {}).get((hosts, per_host), {})
     for key in ([f"{path}/{wire}/overlap"] if overlap else []) + [f"{path}/{wire}"]:
         if key in measured:
@@ -150,10 +175,12 @@ def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False):
             math.log2(per_host) * (intra or slowest)["latency_ms"]
         tree = 2 * levels + wire_bytes / slowest["bandwidth"] * 1e3
         return min(ring, tree) + codec
+    # Every piece pays the ring's latencies.
     if path == "hierarchical":
         return (_shm_ms(profile, cluster, per_host, size, wire) +
-                _ring_ms(inter, hosts, wire_bytes) + codec)
-    return _ring_ms(inter, ranks, wire_bytes) + codec  # one flat ring; host links bottleneck
+                pieces * _ring_ms(inter, hosts, wire_bytes / pieces) + codec)
+    # One flat ring; the host links bottleneck.
+    return pieces * _ring_ms(inter, ranks, wire_bytes / pieces) + codec
 
 
 def bucket_ready_ms(profile, buckets, backward_ms):
@@ -214,7 +241,8 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
         exposed = sum(comm)  # blocking, or started at ready() and blocking there
     optimizer = t["optimizer"] / ranks if zero else t["optimizer"]
     link = cluster["inter_host"]
-    if hosts > 1 and link and link.get("burst_bytes"):
+    if (hosts > 1 and link and link.get("burst_bytes") and
+            link["bandwidth"] >= RATE_BOUND * link.get("rate", link["bandwidth"])):
         idle = t["data"] + t["forward"] + optimizer + (0.0 if overlapped else t["backward"])
         exposed = max(0.0, exposed - min(link["burst_bytes"] / link["bandwidth"] * 1e3, idle))
     step = t["data"] + t["forward"] + t["backward"] + exposed + optimizer
