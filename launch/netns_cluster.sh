@@ -12,7 +12,10 @@
 #   DDP_SCRATCH       the host-private scratch directory
 #   DDP_CLUSTER       the prefix of the namespaces (ip netns exec $DDP_CLUSTER-h1 ... enters h1)
 # Everything is torn down when COMMAND ends, fails or is interrupted. Needs root (CAP_NET_ADMIN);
-# exits 77 when namespaces cannot be created here.
+# exits 77 when namespaces cannot be created here. --rate shapes each host's egress with tbf;
+# --delay and --loss put ddp_link_relay (built with the project; $DDP_LINK_RELAY overrides)
+# between each host's cable and its bridge port, so they need no netem; each relay prints its
+# frames and drops when the cluster ends.
 #   launch/netns_cluster.sh [--hosts H] [--slots S] [--rate 1gbit] [--delay 5ms] [--loss 1%] \
 #       -- COMMAND [ARGS...]
 # e.g. launch/netns_cluster.sh --hosts 2 --slots 2 -- \
