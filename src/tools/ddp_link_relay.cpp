@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -249,7 +250,10 @@ int main(int argc, char** argv) {
     if (!ready_file.empty() && !std::ofstream(ready_file))
       fail("creating the ready file " + ready_file);
     relay.run(waiting);
-    std::cerr << "ddp_link_relay " << from << " -> " << to << ": " << relay.summary() << "\n";
+    // One write of the whole line: several relays share the harness's stderr, and a write of
+    // fewer than PIPE_BUF bytes is never interleaved with another's (piecewise << writes were).
+    const std::string line = "ddp_link_relay " + from + " -> " + to + ": " + relay.summary() + "\n";
+    if (write(STDERR_FILENO, line.data(), line.size()) < 0) return 1;
   } catch (const std::exception& e) {
     std::cerr << "ddp_link_relay: " << e.what() << "\n";
     return 1;
