@@ -139,7 +139,7 @@ def _shm_ms(profile, cluster, per_host, size, wire):
 
 def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False):
     """Milliseconds to all-reduce one bucket of `size` fp32 bytes (Note [scaling model])."""
-    hosts, per_host = layout(cluster, ranks)
+    per_host = layout(cluster, ranks)[1]
     if path == "shm":
         return _shm_ms(profile, cluster, ranks, size, wire)
     if path == "nccl":
