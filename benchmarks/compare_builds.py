@@ -52,6 +52,9 @@ def main():
                    help="netns_cluster.sh options, e.g. \"--hosts 2 --slots 1 --rate 1gbit\"")
     p.add_argument("--workloads", default="W2,W3", help="comma-separated: W2, W3, W4")
     p.add_argument("--reps", type=int, default=6)
+    p.add_argument("--steps", action="append", default=[], metavar="WORKLOAD=N",
+                   help="N timed steps (a tenth as many warm-up, at least 2) for a workload whose "
+                        "default runs too long on a slow cluster")
     p.add_argument("--out", help="Markdown results file")
     a = p.parse_args()
     builds = dict(b.split("=", 1) for b in a.build)
@@ -66,6 +69,13 @@ def main():
         if name not in WORKLOADS:
             p.error(f"--workloads {a.workloads}: {name} is not one of {', '.join(WORKLOADS)}")
         workloads[name] = WORKLOADS[name]
+    for s in a.steps:
+        name, _, count = s.partition("=")
+        if name not in workloads or not count.isdigit() or int(count) < 1:
+            p.error(f"--steps {s}: expected WORKLOAD=N for one of {', '.join(workloads)}")
+        steps = int(count)
+        workloads[name] = (workloads[name][0],
+                           ["--warmup", str(max(2, steps // 10)), "--steps", str(steps)])
     settings = a.cluster or [1, 2]
     samples, paths = {}, {}
     for _ in range(a.reps):
@@ -78,7 +88,8 @@ def main():
                     paths[(name, setting, label)] = result.get("gradient_sync", "")
     commit = provenance.commit()
     flags = ([f"--build {b}" for b in a.build] + [f"--set {s}" for s in a.set] +
-             [f'--cluster "{c}"' for c in a.cluster] + [f"--workloads {a.workloads}"])
+             [f'--cluster "{c}"' for c in a.cluster] + [f"--workloads {a.workloads}"] +
+             [f"--steps {s}" for s in a.steps])
     lines = [f"Command: `benchmarks/compare_builds.py {' '.join(flags)} --reps {a.reps}`", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on "
              f"{provenance.cpu_model()}, "

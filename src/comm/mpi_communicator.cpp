@@ -83,8 +83,8 @@ void in_chunks(std::span<T> data, Op op, size_t chunk_bytes = size_t{1} << 30) {
 }
 
 template <class T, class Op>
-void in_pieces(std::span<T> data, Op op) {
-  in_chunks(data, op, kAllReducePieceBytes);
+void in_pieces(std::span<T> data, int ranks, Op op) {
+  in_chunks(data, op, all_reduce_piece_bytes(ranks));
 }
 
 }  // namespace
@@ -133,13 +133,13 @@ std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
 }
 
 void MpiCommunicator::all_reduce_sum(std::span<float> data) {
-  in_pieces(data, [this](float* p, int n) {
+  in_pieces(data, size_, [this](float* p, int n) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, comm_));
   });
 }
 
 void MpiCommunicator::all_reduce_sum(std::span<double> data) {
-  in_pieces(data, [this](double* p, int n) {
+  in_pieces(data, size_, [this](double* p, int n) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_DOUBLE, MPI_SUM, comm_));
   });
 }
@@ -178,7 +178,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> dat
 }
 
 void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
-  in_pieces(data, [this](uint16_t* p, int n) {
+  in_pieces(data, size_, [this](uint16_t* p, int n) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_UINT16_T, bf16_sum_, comm_));
   });
 }
@@ -203,7 +203,7 @@ void MpiCommunicator::broadcast_bytes(std::span<std::byte> data, int root) {
 namespace {
 
 // The sharded step's collectives in rounds (Note [all-reduce pieces]): round j carries the j-th
-// piece of every rank's part, about 1 MB in all. Returns the first element of each part.
+// piece of every rank's part, an all-reduce piece in all. Returns the first element of each part.
 std::vector<int> part_offsets(std::span<const int> counts) {
   std::vector<int> offsets(counts.size());
   for (size_t r = 1; r < counts.size(); ++r) offsets[r] = offsets[r - 1] + counts[r - 1];
@@ -213,7 +213,9 @@ std::vector<int> part_offsets(std::span<const int> counts) {
 template <class Round>
 void in_rounds(std::span<const int> counts, Round round) {
   const int piece =
-      std::max<int>(static_cast<int>(kAllReducePieceBytes / sizeof(float) / counts.size()), 1);
+      std::max<int>(static_cast<int>(all_reduce_piece_bytes(static_cast<int>(counts.size())) /
+                                     sizeof(float) / counts.size()),
+                    1);
   const int longest = *std::max_element(counts.begin(), counts.end());
   std::vector<int> sizes(counts.size());
   for (int start = 0; start < longest; start += piece) {

@@ -9,6 +9,9 @@ namespace ddp {
 MpiPieceQueue::MpiPieceQueue(MPI_Comm comm) {
   mpiCheck(MPI_Comm_dup(comm, &comm_));
   mpiCheck(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  int ranks = 0;
+  mpiCheck(MPI_Comm_size(comm_, &ranks));
+  piece_bytes_ = all_reduce_piece_bytes(ranks);
 }
 
 MpiPieceQueue::~MpiPieceQueue() {
@@ -23,7 +26,7 @@ MpiPieceQueue::~MpiPieceQueue() {
 
 uint64_t MpiPieceQueue::enqueue(void* data, size_t count, MPI_Datatype type, size_t type_bytes,
                                 MPI_Op op) {
-  const size_t piece = kAllReducePieceBytes / type_bytes;
+  const size_t piece = piece_bytes_ / type_bytes;
   auto* bytes = static_cast<std::byte*>(data);
   for (size_t start = 0; start < count; start += piece) {
     waiting_.push_back(Piece{bytes + start * type_bytes,

@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -16,10 +17,20 @@ namespace ddp {
 // exchange both ways over one socket, and the large-message protocol's control messages queue
 // behind the data going the other way); on the unshaped bridge 1 MB pieces ran 3.3 GB/s against
 // 1.1 for 4 MB calls; within a host (shared memory) 1 MB pieces were no slower. So every
-// all-reduce through MPI goes in pieces of 1 MB: the trainer's 4 MB buckets and the hierarchical
-// path's slices alike; ZeRO-1's reduce-scatter and all-gather go in rounds of about 1 MB.
+// all-reduce through MPI goes in pieces: the trainer's buckets and the hierarchical path's slices
+// alike; ZeRO-1's reduce-scatter and all-gather go in rounds of a piece each.
 // benchmarks/results/allreduce_pieces.md has the training runs before and after.
-inline constexpr size_t kAllReducePieceBytes = size_t{1} << 20;
+// A ring all-reduce of a piece sends each neighbour messages of piece / ranks bytes, and every
+// one of its 2 (ranks - 1) steps pays the link's latency; so a piece is 512 KB per rank (1 MB at
+// 2 ranks, as measured above), which keeps the messages at the size that ran at line rate while
+// the latencies per byte stay those of 2 ranks. Fixed 1 MB pieces on 4 harness hosts (256 KB
+// messages), 58.9 MB through 1 Gbit/s links with 2 ms of delay: 2.17-2.21 s; 2 MB pieces:
+// 1.19-1.22 s; without the delay 0.74 s both (4 MB pieces: 0.85 s).
+inline size_t all_reduce_piece_bytes(int ranks) {
+  constexpr size_t kMessageBytes = size_t{512} << 10;
+  constexpr size_t kMostBytes = size_t{1} << 30;  // MPI counts are int
+  return std::min(static_cast<size_t>(std::max(ranks, 2)) * kMessageBytes, kMostBytes);
+}
 
 // Note [overlapped pieces]: Open MPI's non-blocking all-reduce (libnbc) over TCP moved 0.06-0.07
 // GB/s on 2 harness hosts with 1 Gbit/s links whether a 64 MB buffer went as one call or as 16 to
@@ -56,6 +67,7 @@ class MpiPieceQueue {
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::deque<Piece> waiting_;
   MPI_Request in_flight_ = MPI_REQUEST_NULL;
+  size_t piece_bytes_ = 0;  // all_reduce_piece_bytes of comm's ranks
   uint64_t queued_ = 0;
   uint64_t completed_ = 0;
 };

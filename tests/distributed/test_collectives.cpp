@@ -8,18 +8,29 @@
 #include "comm/buckets.h"
 #include "comm/grad_sync.h"
 #include "comm/mpi_communicator.h"
+#include "comm/mpi_piece_queue.h"
 #include "core/bf16.h"
 #include "core/error.h"
 
 namespace ddp {
 namespace {
 
-// Buffers of two and a half 1 MB pieces and a few elements (Note [all-reduce pieces]): every
-// piece, the tail included, is summed once. Element i holds rank + i: its sum is n i + n (n-1) / 2.
+// Note [all-reduce pieces]: 512 KB per rank, never less than 2 ranks' 1 MB, within MPI's int count.
+TEST(AllReducePieces, GrowWithTheRanksSoThatMessagesStayHalfAMegabyte) {
+  EXPECT_EQ(all_reduce_piece_bytes(1), size_t{1} << 20);
+  EXPECT_EQ(all_reduce_piece_bytes(2), size_t{1} << 20);
+  EXPECT_EQ(all_reduce_piece_bytes(3), size_t{3} << 19);
+  EXPECT_EQ(all_reduce_piece_bytes(4), size_t{2} << 20);
+  EXPECT_EQ(all_reduce_piece_bytes(512), size_t{256} << 20);
+  EXPECT_EQ(all_reduce_piece_bytes(1 << 20), size_t{1} << 30);
+}
+
+// Buffers of two and a half pieces and a few elements (Note [all-reduce pieces]): every piece,
+// the tail included, is summed once. Element i holds rank + i: its sum is n i + n (n-1) / 2.
 template <class T>
 void expect_rank_plus_index_summed(MpiCommunicator& comm, size_t tail) {
   const int n = comm.size();
-  std::vector<T> data((size_t{5} << 20) / 2 / sizeof(T) + tail);
+  std::vector<T> data(all_reduce_piece_bytes(n) * 5 / 2 / sizeof(T) + tail);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<T>(comm.rank() + i);
   comm.all_reduce_sum(std::span<T>(data));
   for (size_t i = 0; i < data.size(); ++i)
@@ -32,7 +43,7 @@ TEST(MpiCommunicator, AllReduceSumInPieces) {
   expect_rank_plus_index_summed<double>(comm, 3);
   // Small integers: exact in bfloat16, so the sum is too.
   const int n = comm.size();
-  std::vector<uint16_t> narrow((size_t{5} << 20) / 2 / sizeof(uint16_t) + 5);
+  std::vector<uint16_t> narrow(all_reduce_piece_bytes(n) * 5 / 2 / sizeof(uint16_t) + 5);
   for (size_t i = 0; i < narrow.size(); ++i)
     narrow[i] = to_bf16(static_cast<float>(comm.rank() + i % 7));
   comm.all_reduce_sum_bf16(std::span<uint16_t>(narrow));
@@ -40,8 +51,8 @@ TEST(MpiCommunicator, AllReduceSumInPieces) {
     ASSERT_EQ(from_bf16(narrow[i]), static_cast<float>(n * (i % 7) + n * (n - 1) / 2)) << i;
 }
 
-// The sharded step's collectives in rounds of about 1 MB (Note [all-reduce pieces]): uneven parts
-// of several rounds each, one of them empty with 3+ ranks.
+// The sharded step's collectives in rounds of 512 KB per part (Note [all-reduce pieces]): uneven
+// parts of several rounds each, one of them empty with 3+ ranks.
 TEST(MpiCommunicator, ReduceScatterAndAllGatherInRounds) {
   MpiCommunicator comm;
   const int n = comm.size();
