@@ -19,15 +19,17 @@ trainer runs it:
     the curve of the non-blocking collectives, whose algorithms differ);
   * otherwise the ring over the ranks involved: 2 (p - 1) latencies + 2 (p - 1) / p * b over the
     link's bandwidth x efficiency. Flat MPI: one ring over all ranks, bottlenecked by the host
-    links. Hierarchical: a shared-memory reduce-scatter and all-gather within the host plus one
+    links, or by the memory its hops within a host go through (at least the shared-memory sum's
+    cost, concurrently with the link's). Hierarchical: a shared-memory reduce-scatter and all-gather within the host plus one
     ring over the hosts per local rank, carrying b / ranks_per_host each over the shared link.
     NCCL: ring over all GPUs at min(NVLink, network) bus bandwidth, or a tree where its latency
     term wins (NCCL chooses likewise).
-- Pieces: every all-reduce through MPI goes in 1 MB pieces, one after the other
-  (src/comm/mpi_piece_queue.h; the hierarchical path's slices and bf16's halved bytes alike), so
-  a bucket's last, partial piece costs a latency of its own: a bucket is its whole pieces (on the
-  curve, or ring formula, at their total size) plus its remainder at the remainder's size. On a
-  2 ms link W2's 2.04 MB bucket is two pieces and 46 KB, and the 46 KB alone took 4.3 ms.
+- Pieces: every all-reduce through MPI goes in pieces of 512 KB per rank of its ring (1 MB at 2
+  ranks), one after the other (src/comm/mpi_piece_queue.h; the hierarchical path's slices, whose
+  rings span the hosts, and bf16's halved bytes alike), so a bucket's last, partial piece costs a
+  latency of its own: a bucket is its whole pieces (on the curve, or ring formula, at their total
+  size) plus its remainder at the remainder's size. On a 2 ms link W2's 2.04 MB bucket is two
+  pieces and 46 KB, and the 46 KB alone took 4.3 ms.
 - Overlap: shared-memory and hierarchical reductions block inside ready(), so overlap only moves
   them; MPI's non-blocking collectives advance only inside MPI calls, which the trainer makes at
   each ready() (Note [CPU all-reduce]): each poll lets a started collective run one of its
@@ -52,11 +54,15 @@ from scale_cluster import Curve
 
 GPU_LAUNCH_MS = 0.005
 GPU_MEMORY_BYTES_PER_S = 4.8e12  # H200 HBM3e
-# src/comm/mpi_piece_queue.h's kAllReducePieceBytes: what one MPI all-reduce carries at most.
-PIECE_BYTES = 1 << 20
 # A link is rate-bound when its sweep reaches this share of the token bucket's rate.
 RATE_BOUND = 0.9
 DEFAULTS = {"bucket_mb": 4, "overlap": False, "wire": "fp32", "zero": "auto", "allreduce": "auto"}
+
+
+def piece_bytes(ranks):
+    """src/comm/mpi_piece_queue.h's all_reduce_piece_bytes: what one MPI all-reduce among `ranks`
+    carries at most."""
+    return min(max(ranks, 2) * (512 << 10), 1 << 30)
 
 
 def zero_on(settings, path):
@@ -144,8 +150,11 @@ def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False):
         return _shm_ms(profile, cluster, ranks, size, wire)
     if path == "nccl":
         return _collective_ms(profile, cluster, ranks, path, wire, size, overlap)
-    # MPI's pieces, in the bucket's fp32 bytes: a piece of the wire's bytes per local rank.
-    piece = PIECE_BYTES * (2 if wire == "bf16" else 1) * (per_host if path == "hierarchical" else 1)
+    # MPI's pieces, in the bucket's fp32 bytes: a piece of the wire's bytes per local rank, sized
+    # by the ranks of its ring (the hosts, on the hierarchical path).
+    hierarchical = path == "hierarchical"
+    piece = (piece_bytes(ranks // per_host if hierarchical else ranks) *
+             (2 if wire == "bf16" else 1) * (per_host if hierarchical else 1))
     whole, rest = divmod(size, piece)
     return ((_collective_ms(profile, cluster, ranks, path, wire, whole * piece, overlap, whole)
              if whole else 0.0) +
@@ -179,8 +188,11 @@ def _collective_ms(profile, cluster, ranks, path, wire, size, overlap, pieces=1)
     if path == "hierarchical":
         return (_shm_ms(profile, cluster, per_host, size, wire) +
                 pieces * _ring_ms(inter, hosts, wire_bytes / pieces) + codec)
-    # One flat ring; the host links bottleneck.
-    return pieces * _ring_ms(inter, ranks, wire_bytes / pieces) + codec
+    # One flat ring; the host links bottleneck. Its hops between a host's ranks move at least the
+    # bytes of the host's shared-memory sum, through the same memory, while the link carries the
+    # hops between hosts: the slower of the two.
+    return max(pieces * _ring_ms(inter, ranks, wire_bytes / pieces),
+               _shm_ms(profile, cluster, per_host, size, wire)) + codec
 
 
 def bucket_ready_ms(profile, buckets, backward_ms):
