@@ -20,8 +20,9 @@ trainer runs it:
   * otherwise the ring over the ranks involved: 2 (p - 1) latencies + 2 (p - 1) / p * b over the
     link's bandwidth x efficiency. Flat MPI: one ring over all ranks, bottlenecked by the host
     links, or by the memory its hops within a host go through (at least the shared-memory sum's
-    cost, concurrently with the link's). Hierarchical: a shared-memory reduce-scatter and all-gather within the host plus one
-    ring over the hosts per local rank, carrying b / ranks_per_host each over the shared link.
+    cost, concurrently with the link's). Hierarchical: a shared-memory reduce-scatter and
+    all-gather within the host plus one ring over the hosts per local rank, carrying
+    b / ranks_per_host each over the shared link.
     NCCL: ring over all GPUs at min(NVLink, network) bus bandwidth, or a tree where its latency
     term wins (NCCL chooses likewise).
 - Pieces: every all-reduce through MPI goes in pieces of 512 KB per rank of its ring (1 MB at 2

@@ -25,7 +25,10 @@ namespace ddp {
 // 2 ranks, as measured above), which keeps the messages at the size that ran at line rate while
 // the latencies per byte stay those of 2 ranks. Fixed 1 MB pieces on 4 harness hosts (256 KB
 // messages), 58.9 MB through 1 Gbit/s links with 2 ms of delay: 2.17-2.21 s; 2 MB pieces:
-// 1.19-1.22 s; without the delay 0.74 s both (4 MB pieces: 0.85 s).
+// 1.19-1.22 s; without the delay 0.74 s both (4 MB pieces: 0.85 s). The price: a link whose
+// buffer holds less than a message (the harness's 100 Mbit/s token bucket: 256 KB of burst and
+// 10 ms of queue) drops packets of 512 KB messages where 256 KB ones passed; W2 on 4 such hosts
+// trained 0.87x as fast as in 1 MB pieces (2 ranks pay it with 1 MB pieces too).
 inline size_t all_reduce_piece_bytes(int ranks) {
   constexpr size_t kMessageBytes = size_t{512} << 10;
   constexpr size_t kMostBytes = size_t{1} << 30;  // MPI counts are int
