@@ -146,7 +146,7 @@ def _shm_ms(profile, cluster, per_host, size, wire):
 
 def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False):
     """Milliseconds to all-reduce one bucket of `size` fp32 bytes (Note [scaling model])."""
-    per_host = layout(cluster, ranks)[1]
+    hosts, per_host = layout(cluster, ranks)
     if path == "shm":
         return _shm_ms(profile, cluster, ranks, size, wire)
     if path == "nccl":
@@ -154,7 +154,7 @@ def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False):
     # MPI's pieces, in the bucket's fp32 bytes: a piece of the wire's bytes per local rank, sized
     # by the ranks of its ring (the hosts, on the hierarchical path).
     hierarchical = path == "hierarchical"
-    piece = (piece_bytes(ranks // per_host if hierarchical else ranks) *
+    piece = (piece_bytes(hosts if hierarchical else ranks) *
              (2 if wire == "bf16" else 1) * (per_host if hierarchical else 1))
     whole, rest = divmod(size, piece)
     return ((_collective_ms(profile, cluster, ranks, path, wire, whole * piece, overlap, whole)
