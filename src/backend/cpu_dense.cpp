@@ -196,11 +196,13 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
   if (!accumulate) std::fill(db, db + out, 0.0f);
   add_column_sums(dy, batch, out, db);
-  // dx first: consume_dw may update w. Threads take shares of the batch's rows.
+  // dx first: consume_dw may update w. Threads take shares of dx's columns, each reading its
+  // share of w's columns (W3, 1 rank x 2 threads: shares of the batch's rows, each reading all of
+  // w, spent a quarter of the step in this product).
   if (dx && shared_by_team(team, false, false, batch, in, out)) {
     team.run([&](int t) {
-      const auto [r0, r1] = ThreadTeam::share(batch, 1, t, team.size());
-      if (r0 < r1) gemm(false, false, r1 - r0, in, out, dy + r0 * out, w, dx + r0 * in);
+      const auto [c0, c1] = ThreadTeam::share(in, tiled_column_grain(), t, team.size());
+      tiled_input_grad_columns(batch, in, out, dy, w, dx, c0, c1);
     });
   } else if (dx) {
     gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)

@@ -143,8 +143,10 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 // panel's tiles run, the next panel's lines are fetched into L2, a few of its rows per tile: the
 // rows are 8 KB apart in W3, too many streams for the hardware prefetcher, and packing a panel
 // from memory took about as long as its tiles (perf on a Xeon: packing 7.6% of W3's step).
+// Only columns [first_col, end_col) of C, for threads that share the product
+// (tiled_input_grad_columns).
 void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
-                        bool accumulate) {
+                        bool accumulate, int64_t first_col, int64_t end_col) {
   const float* a_t = transposed(a, m, k);
   constexpr int64_t kDepth = 64;
   constexpr int kRows = kInputGradRows, kVectors = kInputGradVectors;
@@ -157,9 +159,9 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
     const float* rows = b + p0 * n;
     const int64_t tiles = std::max<int64_t>(1, m / kRows);
     const int64_t fetch_per_tile = (depth + tiles - 1) / tiles;
-    for (int64_t j = 0; j < n; j += kWidth) {
-      const int64_t width = std::min(kWidth, n - j);
-      const int64_t next_width = std::min(kWidth, n - j - width);
+    for (int64_t j = first_col; j < end_col; j += kWidth) {
+      const int64_t width = std::min(kWidth, end_col - j);
+      const int64_t next_width = std::min(kWidth, end_col - j - width);
       pack_panel(rows, n, depth, j, width, kWidth, panel);
       int64_t i = 0;
       if (width == kWidth) {
@@ -187,6 +189,12 @@ using namespace tiles;
 bool tiled_gemm_available() { return true; }
 const char* tiled_gemm_isa() { return simd::kName; }
 int64_t tiled_row_grain() { return std::lcm(kForwardRows, kWeightGradRows); }
+int64_t tiled_column_grain() { return kInputGradVectors * kLanes; }
+
+void tiled_input_grad_columns(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
+                              float* c, int64_t first_col, int64_t end_col) {
+  if (first_col < end_col) input_grad_product(m, n, k, a, b, c, false, first_col, end_col);
+}
 
 void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
                 const float* b, float* c, bool accumulate) {
@@ -196,7 +204,7 @@ void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_
   } else if (!transpose_a && transpose_b) {
     forward_product(m, n, k, a, b, c, accumulate);
   } else if (!transpose_a) {
-    input_grad_product(m, n, k, a, b, c, accumulate);
+    input_grad_product(m, n, k, a, b, c, accumulate, 0, n);
   } else {
     weight_grad_product(m, n, k, a, b, c, accumulate);
   }
@@ -207,6 +215,12 @@ void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_
 bool tiled_gemm_available() { return false; }
 const char* tiled_gemm_isa() { return ""; }
 int64_t tiled_row_grain() { return 1; }
+int64_t tiled_column_grain() { return 1; }
+
+void tiled_input_grad_columns(int64_t, int64_t, int64_t, const float*, const float*, float*,
+                              int64_t, int64_t) {
+  throw std::logic_error("tiled_input_grad_columns: not compiled for this target (needs AVX2)");
+}
 
 void tiled_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, const float*, float*, bool) {
   throw std::logic_error("tiled_gemm: not compiled for this target (needs AVX2 + FMA)");

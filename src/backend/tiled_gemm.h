@@ -51,5 +51,13 @@ void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, c
 // Rows per thread of tiled_weight_grad_blocks and of the forward product: a whole number of the
 // register tile's rows.
 int64_t tiled_row_grain();
+// Columns [first_col, end_col) of the input-gradient product C (m, n) = A (m, k) B (k, n), m the
+// batch, B the weights: threads that share a dense layer's input gradient take shares of its
+// columns, so each packs and reads only its share of the weights (shares of the batch's rows
+// each read all of them). Each element gets the same sums as from tiled_gemm. first_col a
+// multiple of tiled_column_grain(). Requires tiled_gemm_available().
+void tiled_input_grad_columns(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
+                              float* c, int64_t first_col, int64_t end_col);
+int64_t tiled_column_grain();
 
 }  // namespace ddp
