@@ -43,8 +43,12 @@ constexpr const char* kIsa = "AVX2 + FMA";
 Vec splat(float x) { return _mm256_set1_ps(x); }
 Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 void store(float* out, Vec v) { _mm256_store_ps(out, v); }
-#else
-#error "bench_roofline needs an FMA target (-march=native on x86-64 with FMA)"
+#else  // a portable build (-march=x86-64): SSE2's multiply and add, the peak such a build can reach
+using Vec = __m128;
+constexpr const char* kIsa = "SSE2 (no FMA: multiply + add)";
+Vec splat(float x) { return _mm_set1_ps(x); }
+Vec fma(Vec a, Vec b, Vec c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+void store(float* out, Vec v) { _mm_store_ps(out, v); }
 #endif
 constexpr int kLanes = sizeof(Vec) / sizeof(float);
 

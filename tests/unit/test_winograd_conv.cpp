@@ -21,10 +21,10 @@ struct Reference {
 };
 
 // The convolution and, for the output gradient dz, its gradients, by definition (weights
-// (filters, 3, 3, channels), NHWC).
-Reference by_definition(const std::vector<float>& x, const std::vector<float>& w,
-                        const std::vector<float>& b, const std::vector<float>& dz,
-                        const Window2d& win, int64_t batch, int64_t filters) {
+// (filters, 3, 3, channels), NHWC). Unused, like expect_near, where the kernels are not built.
+[[maybe_unused]] Reference by_definition(const std::vector<float>& x, const std::vector<float>& w,
+                                         const std::vector<float>& b, const std::vector<float>& dz,
+                                         const Window2d& win, int64_t batch, int64_t filters) {
   const int64_t channels = win.channels;
   Reference r{std::vector<double>(dz.size()), std::vector<double>(x.size()),
               std::vector<double>(w.size()), std::vector<double>(b.size())};
@@ -54,8 +54,8 @@ Reference by_definition(const std::vector<float>& x, const std::vector<float>& w
   return r;
 }
 
-void expect_near(const std::vector<float>& got, const std::vector<double>& want, double scale,
-                 const char* what) {
+[[maybe_unused]] void expect_near(const std::vector<float>& got, const std::vector<double>& want,
+                                  double scale, const char* what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i)
     ASSERT_NEAR(got[i], want[i] * scale, 1e-4 * (1 + std::abs(want[i] * scale)))
