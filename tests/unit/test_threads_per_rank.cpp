@@ -91,7 +91,9 @@ TEST(ThreadTeam, SharesCoverTheItemsInWholeGrains) {
 // backward from several threads at once). The second layer's input gradient is large enough for
 // OpenBLAS where the tiled kernels leave it to OpenBLAS (AVX2): split over the threads, OpenBLAS
 // rounded differently per share and, called from two threads at once, raced on its buffers.
-constexpr const char* kNarrowModel = R"(
+Config config(const std::vector<std::string>& overrides) {
+  YAML::Node root = YAML::Load(R"(
+seed: 9
 data:
   train: {type: synthetic, samples: 256, features: 1024, classes: 10}
 model:
@@ -99,22 +101,6 @@ model:
     - {type: dense, units: 100, activation: relu}
     - {type: dense, units: 96, activation: tanh}
     - {type: dense, units: 10, activation: softmax}
-)";
-// 64 -> 1100 -> 1000 -> 10: the second layer's 4.4 MB of weights are more than stay in cache, so
-// threads share its input gradient by columns (not a whole number of the kernels' column grain).
-constexpr const char* kWideModel = R"(
-data:
-  train: {type: synthetic, samples: 256, features: 64, classes: 10}
-model:
-  layers:
-    - {type: dense, units: 1100, activation: relu}
-    - {type: dense, units: 1000, activation: tanh}
-    - {type: dense, units: 10, activation: softmax}
-)";
-
-Config config(const std::vector<std::string>& overrides, const char* model = kNarrowModel) {
-  YAML::Node root = YAML::Load(std::string(model) + R"(
-seed: 9
 loss: sparse_categorical_crossentropy
 optimizer: {type: adam, learning_rate: 0.01}
 training: {epochs: 2, global_batch_size: 32}
@@ -123,11 +109,15 @@ training: {epochs: 2, global_batch_size: 32}
   return parse_config(root, "threads.yaml");
 }
 
-TrainingState train(int threads, const std::vector<std::string>& overrides = {},
-                    const char* model = kNarrowModel) {
+// 64 -> 1100 -> 1000 -> 10: the second layer's 4.4 MB of weights are more than stay in cache, so
+// threads share its input gradient by columns (not a whole number of the kernels' column grain).
+const std::vector<std::string> kWideModel = {"data.train.features=64", "model.layers.0.units=1100",
+                                             "model.layers.1.units=1000"};
+
+TrainingState train(int threads, const std::vector<std::string>& overrides = {}) {
   auto backend = make_cpu_backend(true, threads);
   auto comm = make_local_communicator();
-  const Config c = config(overrides, model);
+  const Config c = config(overrides);
   Trainer trainer(c, *comm, *backend, load_dataset(c.train_data, 0), std::nullopt);
   trainer.fit();
   return trainer.capture();
@@ -153,9 +143,9 @@ TEST(ThreadsPerRank, TrainTheSameBitsAsOneThread) {
 }
 
 TEST(ThreadsPerRank, TrainTheSameBitsAsOneThreadWithWeightsTooLargeForCache) {
-  const TrainingState one = train(1, {}, kWideModel);
+  const TrainingState one = train(1, kWideModel);
   for (int threads : {2, 3}) {
-    const TrainingState many = train(threads, {}, kWideModel);
+    const TrainingState many = train(threads, kWideModel);
     EXPECT_EQ(many.completed_steps, 16);
     EXPECT_EQ(many.params, one.params) << threads << " threads";
   }
