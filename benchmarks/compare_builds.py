@@ -12,6 +12,7 @@ that launch/netns_cluster.sh cluster (a fresh one per run, all its slots; needs 
 1 and 2 ranks on this host."""
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -27,6 +28,14 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
              "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"]),
              "W4": ("configs/fashion_mnist_cnn.yaml", ["--warmup", "10", "--steps", "100"])}
+
+
+def binary_identity(binary):
+    """What tells the compared binaries apart later: a content hash and when it was built."""
+    with open(binary, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    built = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(os.path.getmtime(binary)))
+    return f"sha256 {digest}, built {built}"
 
 
 def run(binary, config, args, setting, overrides):
@@ -91,10 +100,12 @@ def main():
              [f'--cluster "{c}"' for c in a.cluster] + [f"--workloads {a.workloads}"] +
              [f"--steps {s}" for s in a.steps])
     lines = [f"Command: `benchmarks/compare_builds.py {' '.join(flags)} --reps {a.reps}`", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M')} at commit {commit} on "
-             f"{provenance.cpu_model()}, "
+             f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} from a checkout at commit {commit} "
+             f"on {provenance.cpu_model()}, "
              f"{os.cpu_count()} cores; builds alternated run by run; samples/s, median of "
-             f"{a.reps} (min-max).", "",
+             f"{a.reps} (min-max). The builds (which the checkout need not have made):", "",
+             *[f"- {label}: `{binary}`, {binary_identity(binary)}"
+               for label, binary in builds.items()], "",
              "| workload | " + ("cluster" if a.cluster else "ranks") + " | " +
              " | ".join(builds) + " | ratio |",
              "|---|---|" + "---|" * len(builds) + "---|"]
