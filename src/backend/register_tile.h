@@ -130,17 +130,20 @@ inline ColumnBlock column_block(int64_t width) {
 
 // Rows [0, m) of C's column block [0, width) from a packed B panel whose rows are Vectors * 16
 // floats, with A's element (i, p) at a[i * a_row_stride + p * a_col_stride]; Rows-row tiles, then
-// 4-row and single-row ones for the rest.
-template <int Rows, int Vectors>
-void panel_rows(int64_t m, int64_t depth, const float* a, int64_t a_row_stride,
-                int64_t a_col_stride, const float* panel, float* c, int64_t ldc, int64_t width,
-                bool accumulate) {
+// 4-row and single-row ones for the rest. before_tile(t) runs before the t-th Rows-row tile (the
+// input gradient prefetches its next panel there).
+template <int Rows, int Vectors, typename BeforeTile = void (*)(int64_t)>
+void panel_rows(
+    int64_t m, int64_t depth, const float* a, int64_t a_row_stride, int64_t a_col_stride,
+    const float* panel, float* c, int64_t ldc, int64_t width, bool accumulate,
+    const BeforeTile& before_tile = [](int64_t) {}) {
   const ColumnBlock block = column_block(width);
   const TileFn full = tile_for<Rows>(block.vectors);
   const TileFn four = tile_for<4>(block.vectors);  // a batch of 64 is 10 x 6 + 4 rows
   const TileFn single = tile_for<1>(block.vectors);
   int64_t i = 0;
   for (; i + Rows <= m; i += Rows) {
+    before_tile(i / Rows);
     full(depth, a + i * a_row_stride, a_row_stride, a_col_stride, panel, Vectors * kLanes,
          c + i * ldc, ldc, block.last_mask, accumulate);
   }

@@ -151,32 +151,24 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
   constexpr int64_t kDepth = 64;
   constexpr int kRows = kInputGradRows, kVectors = kInputGradVectors;
   constexpr int64_t kWidth = kVectors * kLanes;
-  const ColumnBlock whole = column_block(kWidth);
-  const TileFn full = tile_for<kRows>(whole.vectors);
   alignas(64) float panel[kDepth * kWidth];
+  const int64_t tiles = std::max<int64_t>(1, m / kRows);
   for (int64_t p0 = 0; p0 < k; p0 += kDepth) {
     const int64_t depth = std::min(kDepth, k - p0);
     const float* rows = b + p0 * n;
-    const int64_t tiles = std::max<int64_t>(1, m / kRows);
     const int64_t fetch_per_tile = (depth + tiles - 1) / tiles;
     for (int64_t j = first_col; j < end_col; j += kWidth) {
       const int64_t width = std::min(kWidth, end_col - j);
       const int64_t next_width = std::min(kWidth, end_col - j - width);
       pack_panel(rows, n, depth, j, width, kWidth, panel);
-      int64_t i = 0;
-      if (width == kWidth) {
-        for (; i + kRows <= m; i += kRows) {
-          const int64_t fetched = i / kRows * fetch_per_tile;
-          if (next_width > 0 && fetched < depth)
-            prefetch_rows(rows + fetched * n + j + width, n,
-                          std::min(fetch_per_tile, depth - fetched), next_width);
-          full(depth, a_t + p0 * m + i, 1, m, panel, kWidth, c + i * n + j, n, whole.last_mask,
-               accumulate || p0 > 0);
-        }
-      }
-      if (i < m)
-        panel_rows<kRows, kVectors>(m - i, depth, a_t + p0 * m + i, 1, m, panel, c + i * n + j, n,
-                                    width, accumulate || p0 > 0);
+      const auto fetch_next_panel = [&](int64_t tile) {
+        const int64_t fetched = tile * fetch_per_tile;
+        if (next_width > 0 && fetched < depth)
+          prefetch_rows(rows + fetched * n + j + width, n,
+                        std::min(fetch_per_tile, depth - fetched), next_width);
+      };
+      panel_rows<kRows, kVectors>(m, depth, a_t + p0 * m, 1, m, panel, c + j, n, width,
+                                  accumulate || p0 > 0, fetch_next_panel);
     }
   }
 }
