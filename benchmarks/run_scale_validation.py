@@ -250,6 +250,12 @@ def main():
     p.add_argument("--report-only", action="store_true",
                    help="re-render the tables and plot from scale_validation.json")
     a = p.parse_args()
+    # The plot comes last: without matplotlib a full run (~35 min) used to end in a traceback.
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit("run_scale_validation: the plot needs matplotlib (apt-get install "
+                 "python3-matplotlib, and run this with /usr/bin/python3)")
     if a.report_only:
         with open(os.path.join(OUT, "scale_validation.json")) as f:
             saved = json.load(f)
