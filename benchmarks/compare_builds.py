@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A/B throughput of two ddp_bench builds (say, main before and after a change) on W2 and W3 (or
-the --workloads given: W2, W3, W4) at 1 and 2 ranks, alternating them run by run so that the
+the --workloads given: W1, W2, W3, W4) at 1 and 2 ranks, alternating them run by run so that the
 machine's drift hits both alike. Prints and writes a Markdown table of medians with their spread.
   git worktree add /tmp/base <commit> && cmake -S /tmp/base -B /tmp/build-base && \\
     cmake --build /tmp/build-base --target ddp_bench
@@ -25,7 +25,8 @@ import provenance
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_pml="ob1")
-WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
+WORKLOADS = {"W1": ("configs/w1_seed.yaml", ["--warmup", "1000", "--steps", "20000"]),
+             "W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
              "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"]),
              "W4": ("configs/fashion_mnist_cnn.yaml", ["--warmup", "10", "--steps", "100"])}
 

@@ -17,6 +17,7 @@
 #include "backend/cpu_batch_norm.h"
 #include "backend/cpu_dense.h"
 #include "backend/cpu_losses.h"
+#include "backend/cpu_softmax.h"
 #include "backend/cpu_window_ops.h"
 #include "backend/direct_conv.h"
 #include "backend/winograd_conv.h"
@@ -147,15 +148,7 @@ class CpuBackend final : public ComputeBackend {
   }
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) override {
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* in = x + r * cols;
-      float* o = y + r * cols;
-      const float max = *std::max_element(in, in + cols);
-      float sum = 0;
-      for (int64_t c = 0; c < cols; ++c) sum += (o[c] = std::exp(in[c] - max));
-      const float inv = 1 / sum;
-      for (int64_t c = 0; c < cols; ++c) o[c] *= inv;
-    }
+    cpu::softmax_rows(x, y, rows, cols);
   }
   void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,
                         int64_t cols) override {

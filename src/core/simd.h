@@ -20,6 +20,18 @@
 #ifdef DDP_SIMD_TILES
 namespace ddp::simd {
 
+// Horizontal max and sum of 8 floats, the last steps of reduce_max and reduce_add at both widths.
+inline float reduce_max8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+inline float reduce_add8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
 #ifdef __AVX512F__
 inline constexpr const char* kName = "AVX-512";
 inline constexpr int kLanes = 16;
@@ -54,6 +66,31 @@ inline void stream(float* p, Vec v) { _mm512_stream_ps(p, v); }
 // operations cost nothing extra with AVX-512.
 inline Vec load_edge(const float* p, Mask mask, bool /*whole*/) { return load(p, mask); }
 inline void store_edge(float* p, Mask mask, bool /*whole*/, Vec v) { store(p, mask, v); }
+
+// For the row reductions of softmax (Note [vectorized softmax]).
+inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+inline Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+inline Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+inline Vec min(Vec a, Vec b) { return _mm512_maskz_min_ps(kAll, a, b); }
+// The masked-off lanes hold `fill`.
+inline Vec load_or(const float* p, Mask mask, float fill) {
+  return _mm512_mask_loadu_ps(broadcast(fill), mask, p);
+}
+// The zero-masking extract: the plain one (and _mm512_reduce_*_ps, built on it) trips GCC 12's
+// uninitialized warnings like the forms above.
+template <int Half>
+__m256 half(Vec v) {
+  return _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, _mm512_castps_pd(v), Half));
+}
+inline float reduce_max(Vec v) { return reduce_max8(_mm256_max_ps(half<0>(v), half<1>(v))); }
+inline float reduce_add(Vec v) { return reduce_add8(_mm256_add_ps(half<0>(v), half<1>(v))); }
+// The lowest lane set in the mask, or -1 when none is.
+inline int first_lane(Mask mask) { return mask ? __builtin_ctz(mask) : -1; }
+inline Vec round_to_nearest(Vec v) {
+  return _mm512_maskz_roundscale_ps(kAll, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+// v * 2^n for whole-number n in [-126, 127].
+inline Vec times_power_of_two(Vec v, Vec n) { return _mm512_maskz_scalef_ps(kAll, v, n); }
 
 inline Vec unpack_lo(Vec a, Vec b) { return _mm512_maskz_unpacklo_ps(kAll, a, b); }
 inline Vec unpack_hi(Vec a, Vec b) { return _mm512_maskz_unpackhi_ps(kAll, a, b); }
@@ -118,6 +155,28 @@ inline void store_edge(float* p, Mask mask, bool whole, Vec v) {
   }
 }
 
+inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+inline Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+inline Vec min(Vec a, Vec b) { return _mm256_min_ps(a, b); }
+inline Vec load_or(const float* p, Mask mask, float fill) {
+  return _mm256_blendv_ps(broadcast(fill), load(p, mask), _mm256_castsi256_ps(mask));
+}
+inline float reduce_max(Vec v) { return reduce_max8(v); }
+inline float reduce_add(Vec v) { return reduce_add8(v); }
+inline int first_lane(Mask mask) {
+  const auto bits = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(mask)));
+  return bits ? __builtin_ctz(bits) : -1;
+}
+inline Vec round_to_nearest(Vec v) {
+  return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+// v * 2^n for whole-number n in [-126, 127]: 2^n built in the exponent field.
+inline Vec times_power_of_two(Vec v, Vec n) {
+  const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+  return mul(v, _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23)));
+}
+
 inline Vec unpack_lo(Vec a, Vec b) { return _mm256_unpacklo_ps(a, b); }
 inline Vec unpack_hi(Vec a, Vec b) { return _mm256_unpackhi_ps(a, b); }
 template <int Imm>
@@ -152,6 +211,26 @@ inline void transpose_square(Vec r[kLanes]) {
     u[g + 3] = shuffle<0xEE>(t[g + 1], t[g + 3]);
   }
   gather_lanes(u, r);
+}
+
+// e^x in every lane, within 2 ulp of std::exp for x in [-87.3, 88] and clamped to that range
+// (e^-87.3 is the smallest normal float; softmax needs only x <= 0): x = n ln 2 + r with |r| <=
+// ln(2) / 2, e^r from the degree-7 polynomial of Cephes's expf (S. Moshier), times 2^n. ln 2 is
+// split in two so that n ln 2 is exact to float precision. NaN stays NaN: min and max return their
+// second operand when either is NaN.
+inline Vec exp(Vec x) {
+  x = max(broadcast(-87.3365447f), min(broadcast(88.0f), x));
+  const Vec n = round_to_nearest(mul(x, broadcast(1.44269504f)));
+  Vec r = fma(n, broadcast(-0.693359375f), x);
+  r = fma(n, broadcast(2.12194440e-4f), r);
+  Vec p = broadcast(1.9875691500e-4f);
+  p = fma(p, r, broadcast(1.3981999507e-3f));
+  p = fma(p, r, broadcast(8.3334519073e-3f));
+  p = fma(p, r, broadcast(4.1665795894e-2f));
+  p = fma(p, r, broadcast(1.6666665459e-1f));
+  p = fma(p, r, broadcast(5.0000001201e-1f));
+  p = fma(p, mul(r, r), add(r, broadcast(1)));
+  return times_power_of_two(p, n);
 }
 
 // Calls f.template operator()<N>() for N = n, 1 <= n <= Max: a register tile's shape as a
