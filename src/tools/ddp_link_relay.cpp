@@ -193,10 +193,15 @@ class Relay {
 
   // Sends wait for room in the socket's buffer (receives never wait): a frame dropped there
   // would be a loss the link was not asked for (TCP retransmitted 45-135 segments a run then).
+  // A packet socket sends a frame whole or not at all; a shorter count would be a corrupt frame.
   static void send(int fd, const char* bytes, size_t size) {
-    while (::send(fd, bytes, size, 0) < 0) {
+    ssize_t sent;
+    while ((sent = ::send(fd, bytes, size, 0)) < 0) {
       if (errno != EINTR) fail("sending a frame");
     }
+    if (static_cast<size_t>(sent) != size)
+      throw std::runtime_error("a frame of " + std::to_string(size) + " bytes sent as " +
+                               std::to_string(sent));
   }
 
   void delay_or_drop(const std::vector<char>& buffer, ssize_t size) {
