@@ -4,6 +4,11 @@ with its own hostname and scratch, and Open MPI crosses hosts over TCP on a brid
   equivalence_2x2, equivalence_4x1  the training-equivalence tests (N ranks = 1 rank within
                     1e-5, bit-identical replicas, overlap, accumulation, bf16, ZeRO-1, resume) on
                     the MPI and hierarchical paths, as 2 hosts x 2 ranks and 4 hosts x 1 rank
+  equivalence_4x2   the same on 4 hosts x 2 ranks (8 ranks: a hierarchical ring over 4 hosts,
+                    each host's 2 ranks carrying half of it)
+  uneven_hosts      4 ranks as 3 on h0 and 1 on h1: the MPI path's equivalence tests pass,
+                    hierarchical is refused naming the layout, and ddp_train's auto takes MPI
+                    saying why
   auto_path         ddp_train picks MPI for ranks on several hosts, and says why
   resume_layouts    a run stopped at step 40 on 2 x 2, its checkpoint written on rank 0's host
                     only, resumed on 4 x 1 and on 1 x 4 (shared memory): the final weights match
@@ -65,10 +70,12 @@ class Scenarios:
         return (f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {ranks} "$DDP_TRAIN" --config {self.seed} '
                 f"--set training.epochs=4 {quoted}")
 
-    def equivalence(self, hosts, slots):
-        tests = f"{self.a.dist_tests} --gtest_filter='{MPI_PATH_TESTS}'"
-        ranks = hosts * slots
-        out = self.on_cluster(hosts, slots, f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {ranks} {tests}')
+    def equivalence(self, hosts, slots, ranks=None, tests=MPI_PATH_TESTS):
+        """The multi-rank tests `tests` as `ranks` (all slots by default) on hosts x slots; Open
+        MPI fills each host's slots before the next host's."""
+        command = f"{self.a.dist_tests} --gtest_filter='{tests}'"
+        ranks = ranks or hosts * slots
+        out = self.on_cluster(hosts, slots, f'"$MPIRUN" $DDP_MPIRUN_ARGS -n {ranks} {command}')
         assert "[  PASSED  ]" in out and "FAILED" not in out, out[-3000:]
 
     def equivalence_2x2(self):
@@ -76,6 +83,22 @@ class Scenarios:
 
     def equivalence_4x1(self):
         self.equivalence(4, 1)
+
+    def equivalence_4x2(self):
+        self.equivalence(4, 2)
+
+    def uneven_hosts(self):
+        mpi_only = ":".join(t for t in MPI_PATH_TESTS.split(":") if "hierarchical" not in t)
+        self.equivalence(2, 3, ranks=4, tests=mpi_only)
+        out = self.on_cluster(2, 3, self.train(4, "--run-dir", "$DDP_SCRATCH/auto") +
+                              "\n" + self.train(4, "--run-dir", "$DDP_SCRATCH/forced", "--set",
+                                                "training.allreduce=hierarchical") + " || true")
+        assert "hosts: h0 (ranks 0-2), h1 (rank 3)" in out, out[-2000:]
+        assert ("fp32 through mpi (hosts run 1 to 3 ranks each; hierarchical needs the same "
+                "number on every host)") in out, out[-2000:]
+        assert "Epoch 4/4" in out, out[-2000:]
+        assert ("training.allreduce: hierarchical, but hosts run 1 to 3 ranks each; hierarchical "
+                "needs the same number on every host") in out, out[-2000:]
 
     def auto_path(self):
         out = self.on_cluster(2, 2, self.train(4, "--run-dir", "$DDP_SCRATCH/run"))
@@ -242,7 +265,8 @@ def main():
               "unshare)")
         return 77
     with tempfile.TemporaryDirectory(prefix="ddp_multihost_") as tmp:
-        names = ["equivalence_2x2", "equivalence_4x1", "auto_path", "resume_layouts",
+        names = ["equivalence_2x2", "equivalence_4x1", "equivalence_4x2", "uneven_hosts",
+                 "auto_path", "resume_layouts",
                  "shaped_link", "host_killed", "link_down", "nothing_left"]
         return run_scenarios("multi-host scenarios", Scenarios(args, tmp), args.only or names)
 
