@@ -10,6 +10,9 @@ class ActivationLayer final : public Layer {
   ActivationLayer(Activation act, Shape shape) : act_(act), shape_(std::move(shape)) {}
 
   std::string type_name() const override;
+  OutputFunction output_function() const override {
+    return act_ == Activation::kSigmoid ? OutputFunction::kSigmoid : OutputFunction::kNone;
+  }
   Shape output_shape() const override { return shape_; }
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,

@@ -52,11 +52,16 @@ struct ParamSpec {
   std::array<int64_t, 4> hwc{};
 };
 
+// The function a layer applies to each sample's values that a loss can apply itself, fused and
+// stable, to the logits before it (Sequential::set_output_logits).
+enum class OutputFunction { kNone, kSoftmax, kSigmoid };
+
 class Layer {
  public:
   virtual ~Layer() = default;
 
   virtual std::string type_name() const = 0;  // "Dense", as in a Keras summary
+  virtual OutputFunction output_function() const { return OutputFunction::kNone; }
   virtual std::string describe() const { return type_name(); }
   virtual Shape output_shape() const = 0;  // per sample
 

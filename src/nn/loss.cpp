@@ -23,16 +23,16 @@ Loss::Loss(LossKind kind, ComputeBackend& backend, const std::vector<float>& pos
   backend.copy_to_device(pos_weight.data(), pos_weight_.data(), pos_weight.size());
 }
 
-std::string Loss::fused_layer() const {
+OutputFunction Loss::fused_output() const {
   switch (kind_) {
     case LossKind::kBinaryCrossentropy:
-      return "Sigmoid";
+      return OutputFunction::kSigmoid;
     case LossKind::kMeanSquaredError:
-      return "";
+      return OutputFunction::kNone;
     default:
       break;
   }
-  return "Softmax";
+  return OutputFunction::kSoftmax;
 }
 
 LossStats Loss::compute(ComputeBackend& backend, const float* output, const float* targets,

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "nn/layer.h"
 
 namespace ddp {
 
@@ -23,10 +24,10 @@ class Loss {
 
   LossKind kind() const { return kind_; }
   std::string name() const;
-  // The last layer the loss applies itself, fused (a type_name(): "Softmax" for the categorical
-  // cross-entropies, "Sigmoid" for binary_crossentropy), so that the model is trained on logits
-  // without it; empty for mean_squared_error.
-  std::string fused_layer() const;
+  // The output function the loss applies itself, fused (softmax for the categorical
+  // cross-entropies, sigmoid for binary_crossentropy), so that the model is trained on logits
+  // without its last layer when that layer applies it; none for mean_squared_error.
+  OutputFunction fused_output() const;
   int64_t pos_weight_count() const { return static_cast<int64_t>(pos_weight_.size()); }
   TargetKind target_kind() const {
     return kind_ == LossKind::kSparseCategoricalCrossentropy ? TargetKind::kSparse

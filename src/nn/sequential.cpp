@@ -107,8 +107,8 @@ void Sequential::set_weight_penalty(size_t layer, float l1, float l2) {
   }
 }
 
-void Sequential::set_output_logits(const std::string& fused_layer) {
-  output_logits_ = !fused_layer.empty() && layers_.back()->type_name() == fused_layer;
+void Sequential::set_output_logits(OutputFunction fused) {
+  output_logits_ = fused != OutputFunction::kNone && layers_.back()->output_function() == fused;
 }
 
 void Sequential::set_pass(const Pass& pass) {

@@ -33,9 +33,9 @@ class Sequential {
  public:
   Sequential(ComputeBackend& backend, Shape input, std::vector<std::unique_ptr<Layer>> layers);
 
-  // Training and evaluation stop before the last layer when it is of type `fused_layer` (a
-  // type_name(), "Softmax" or "Sigmoid"), which the loss applies itself; empty: never.
-  void set_output_logits(const std::string& fused_layer);
+  // Training and evaluation stop before the last layer when it applies `fused`, which the loss
+  // applies itself; kNone: never.
+  void set_output_logits(OutputFunction fused);
   // Sizes the activation buffers; forward/backward accept any batch up to this.
   void reserve(int64_t max_batch);
 

@@ -11,6 +11,7 @@ class Softmax final : public Layer {
   explicit Softmax(Shape shape) : shape_(std::move(shape)) {}
 
   std::string type_name() const override { return "Softmax"; }
+  OutputFunction output_function() const override { return OutputFunction::kSoftmax; }
   Shape output_shape() const override { return shape_; }
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,

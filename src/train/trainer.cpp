@@ -105,10 +105,10 @@ void Trainer::validate_and_build() {
                     " differs from the training data's " + sample.str());
 
   model_ = build_sequential(backend_, input, config_.layers);
-  model_->set_output_logits(loss_.fused_layer());
+  model_->set_output_logits(loss_.fused_output());
   classes_ = model_->output_cols();
   if (loss_.kind() == LossKind::kBinaryCrossentropy &&
-      model_->layers().back()->type_name() != "Sigmoid")
+      model_->layers().back()->output_function() != OutputFunction::kSigmoid)
     throw ConfigError(config_.file +
                       ": loss: binary_crossentropy needs a model ending in sigmoid "
                       "(activation: sigmoid on the last layer), but it ends in " +

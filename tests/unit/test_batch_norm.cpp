@@ -178,7 +178,7 @@ TEST(BatchNormModel, WholeModelGradientMatchesFiniteDifferencesInTraining) {
                                         {"tanh", 0, "linear", "model.layers.2"},
                                         {"dense", 3, "softmax", "model.layers.3"}};
   auto model = build_sequential(*backend, Shape{3}, specs);
-  model->set_output_logits("Softmax");
+  model->set_output_logits(OutputFunction::kSoftmax);
   model->init_params(5);
   DeviceBuffer grads(*backend, model->param_count());
   model->bind_grads(grads.span());

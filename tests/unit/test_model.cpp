@@ -87,7 +87,8 @@ TEST(Sequential, GlorotUniformInitIsSeededAndBounded) {
 TEST(Sequential, WholeModelGradientMatchesFiniteDifferences) {
   auto backend = make_cpu_backend();
   auto model = build_sequential(*backend, Shape{2, 2}, mlp_specs());
-  model->set_output_logits("Softmax");  // cross-entropy applies the final softmax itself
+  model->set_output_logits(
+      OutputFunction::kSoftmax);  // cross-entropy applies the final softmax itself
   model->init_params(11);
   DeviceBuffer grads(*backend, model->param_count());
   model->bind_grads(grads.span());
@@ -100,7 +101,7 @@ TEST(Sequential, WholeModelGradientMatchesFiniteDifferences) {
 TEST(Sequential, PredictAppliesTheFinalSoftmax) {
   auto backend = make_cpu_backend();
   auto model = build_sequential(*backend, Shape{4}, {{"dense", 3, "softmax", "l0"}});
-  model->set_output_logits("Softmax");
+  model->set_output_logits(OutputFunction::kSoftmax);
   model->init_params(1);
   const float x[] = {1, 2, 3, 4};
   const float* probs = model->predict(x, 1);
