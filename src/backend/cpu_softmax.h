@@ -10,7 +10,7 @@ namespace ddp::cpu {
 
 struct ExpRow {
   float max;       // the row's largest logit
-  int64_t argmax;  // its first index (0 when the row has NaNs)
+  int64_t argmax;  // its first index (0 if none equals the max, as a NaN can make it)
   double sum;      // of the exps
 };
 
