@@ -43,25 +43,52 @@ def fastest(row, key, lower_is_better=False, exclude=()):
     return name, medians[name]
 
 
-def phase_roofline(run_list, workload, roofline):
-    """Per phase of ddp-trainer's step (medians over runs): GFLOP/s and % of the FMA peak for the
-    GEMM phases, GB/s and % of the triad bandwidth for the optimizer."""
+def phase_flops(workload):
+    """The forward and backward products' FLOPs of one step of ddp-trainer's workload."""
     sizes, b = SIZES[workload], BATCH[workload]
     products = [i * o for i, o in zip(sizes, sizes[1:])]
     forward = 2 * b * sum(products)
     backward = 2 * b * sum(products) + 2 * b * sum(products[1:])  # no input gradient for layer 0
-    params = sum(products) + sum(sizes[1:])
+    return {"forward": forward, "backward": backward}
+
+
+def gflops_of(flops, seconds, peak):
+    g = flops / seconds / 1e9
+    return f"{seconds * 1e3:.1f} ms = {g:.0f} GFLOP/s ({100 * g / peak:.0f}% of peak)"
+
+
+def phase_roofline(run_list, workload, roofline):
+    """Per phase of ddp-trainer's step (medians over runs): GFLOP/s and % of the FMA peak for the
+    GEMM phases, GB/s and % of the triad bandwidth for the optimizer."""
+    sizes = SIZES[workload]
+    params = sum(i * o for i, o in zip(sizes, sizes[1:])) + sum(sizes[1:])
     phase = lambda name: statistics.median(r["phase_ms"][name] for r in run_list) / 1e3
     peak, bw = roofline["fma_gflops"]["median"], roofline["triad_gbs"]["median"]
-    out = []
-    for name, flops in (("forward", forward), ("backward", backward)):
-        g = flops / phase(name) / 1e9
-        out.append(f"{name} {phase(name) * 1e3:.1f} ms = {g:.0f} GFLOP/s ({100 * g / peak:.0f}% "
-                   f"of peak)")
+    out = [f"{name} {gflops_of(flops, phase(name), peak)}"
+           for name, flops in phase_flops(workload).items()]
     gbs = params * OPT_BYTES[workload] / phase("optimizer") / 1e9
     out.append(f"optimizer {phase('optimizer') * 1e3:.1f} ms = {gbs:.1f} GB/s "
                f"({100 * gbs / bw:.0f}% of triad)")
     return "; ".join(out)
+
+
+def default_roofline(run_list, workload, roofline):
+    """The default runs' products: backward's time less the updates inside it (ddp_bench's
+    backward_update, recorded since this field existed). Updating after backward, the weight
+    gradient is written to memory whole and read back, which the default never does, so the
+    runs above charge the products traffic the trainer does not make."""
+    if not all("backward_update" in r["phase_ms"] for r in run_list):
+        return []
+    peak, flops = roofline["fma_gflops"]["median"], phase_flops(workload)
+    median = lambda f: statistics.median(f(r["phase_ms"]) for r in run_list) / 1e3
+    forward = median(lambda p: p["forward"])
+    products = median(lambda p: p["backward"] - p["backward_update"])
+    both = median(lambda p: p["forward"] + p["backward"] - p["backward_update"])
+    return [f"  - updating inside backward (the default): forward "
+            f"{gflops_of(flops['forward'], forward, peak)}; backward's products (its time less the "
+            f"update's {median(lambda p: p['backward_update']) * 1e3:.1f} ms) "
+            f"{gflops_of(flops['backward'], products, peak)}; forward + backward products "
+            f"{gflops_of(flops['forward'] + flops['backward'], both, peak)}"]
 
 
 def command_arguments(r):
@@ -171,6 +198,7 @@ def render(r):
                     r["phase_ms"]["backward"] + r["phase_ms"]["optimizer"] for r in runs)
                 md.append(f"  - backward + update: {ms(after):.1f} ms after backward, "
                           f"{ms(rows[w]['ours']):.1f} ms inside it (the default)")
+            md += default_roofline(rows[w]["ours"], w, roof)
     md += ["", "Every variant (median (min-max)):", "", "| row | variant | value |",
            "|---|---|---|"]
     keys = {"w1_job": ("seconds", "s", lambda x: f"{x:.3f}"),

@@ -246,6 +246,7 @@ void Trainer::train_step() {
     model_->backward(rows, last ? ready : std::function<void(size_t)>{}, /*accumulate=*/micro > 0);
     model_->set_pass({});  // inference, for whatever runs the model next
     lap(phase_times_.backward);
+    phase_times_.backward_update += step_update_->take_update_seconds();
     if (last) sync_->finish();
     lap(phase_times_.comm);
   }

@@ -32,7 +32,8 @@ struct PhaseTimes {
   double data = 0;     // sampling, gathering and copying the batch
   double forward = 0;  // forward pass and loss
   double backward = 0;
-  double comm = 0;  // gradient all-reduce
+  double backward_update = 0;  // of backward: its updates' thread-seconds, if timed
+  double comm = 0;             // gradient all-reduce
   double optimizer = 0;
   int64_t steps = 0;
   // For the scaling model (ddp_scale): per ready(offset) call of the last backward, in call
@@ -120,6 +121,9 @@ class Trainer {
     return bytes;
   }
   void reset_phase_times() { phase_times_ = {}; }
+  // Times the updates inside backward into phase_times().backward_update: two clock reads per
+  // update, about 1% of a tiny model's step (W1), so only where asked (ddp_bench).
+  void time_backward_update() { step_update_->set_timed(true); }
 
  private:
   void validate_and_build();  // everything that can fail on bad input, before any collective

@@ -17,16 +17,27 @@ void UpdateInBackward::update(std::span<float> params, std::span<const float> gr
       params.data() + params.size() > params_.data() + params_.size())
     throw std::logic_error("update in backward: a piece outside the parameter buffer");
   const auto begin = static_cast<size_t>(params.data() - params_.data());
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = timed_ ? Clock::now() : Clock::time_point{};
   const bool finite = optimizer_.update(begin, params, grads, lr_, GradCheck::kFinite);
+  const Clock::duration took = timed_ ? Clock::now() - start : Clock::duration{};
   // Threads of the rank may hand over different rows at once (Note [threads per rank]).
   std::lock_guard<std::mutex> lock(mutex_);
   finite_ &= finite;
+  update_time_ += took;
   // A layer hands its rows in order: extend the last range where this piece continues it.
   if (!updated_.empty() && updated_.back().second == begin) {
     updated_.back().second = begin + params.size();
   } else {
     updated_.emplace_back(begin, begin + params.size());
   }
+}
+
+double UpdateInBackward::take_update_seconds() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const double seconds = std::chrono::duration<double>(update_time_).count();
+  update_time_ = {};
+  return seconds;
 }
 
 bool UpdateInBackward::update_rest(size_t at, std::span<float> params, std::span<const float> grads,

@@ -14,8 +14,10 @@
 // Not used where a step may be skipped (nonfinite: skip checks every gradient first), with a
 // weight penalty (added to each tensor's gradient after its backward), with accumulation, on more
 // than one rank, on a GPU (ComputeBackend::prefers_update_in_backward), or with
-// training.update_in_backward: false. The time moves from the optimizer phase into backward's.
+// training.update_in_backward: false. The time moves from the optimizer phase into backward's
+// (ddp_bench reports that part of backward as phase_ms.backward_update).
 
+#include <chrono>
 #include <mutex>
 #include <span>
 #include <utility>
@@ -41,6 +43,11 @@ class UpdateInBackward final : public InBackwardUpdate {
   // as `check` asks (backward's updates check them as nonfinite: stop asks). False when a
   // gradient of the step was NaN or infinite.
   bool finish_step(GradSync& sync, GradCheck check);
+  // Seconds the updates inside backward took since the last call, summed over the threads that
+  // ran them: the part of backward's time that is the optimizer's, not its products' (the
+  // benchmarks' roofline, benchmarks/compare_report.py). Zero unless timed.
+  void set_timed(bool timed) { timed_ = timed; }
+  double take_update_seconds();
 
  private:
   bool update_rest(size_t at, std::span<float> params, std::span<const float> grads,
@@ -49,10 +56,12 @@ class UpdateInBackward final : public InBackwardUpdate {
   Optimizer& optimizer_;
   std::span<float> params_;
   bool enabled_;
+  bool timed_ = false;
   float lr_ = 0;
   bool finite_ = true;
+  std::chrono::steady_clock::duration update_time_{};
   std::vector<std::pair<size_t, size_t>> updated_;  // [begin, end) in params_, this step
-  std::mutex mutex_;                                // over finite_ and updated_, during backward
+  std::mutex mutex_;  // over finite_, updated_ and update_time_, in backward
 };
 
 }  // namespace ddp

@@ -96,5 +96,27 @@ TEST(UpdateInBackwardChoice, OnlyWhereNothingComesBetweenAGradientAndItsUpdate) 
   EXPECT_FALSE(used({"training.update_in_backward=false"}));
 }
 
+// The benchmarks' roofline takes the update's time out of backward's
+// (benchmarks/compare_report.py): it must be counted where the update runs inside backward, and
+// only there.
+TEST(UpdateInBackwardTime, CountedAsAPartOfBackwardOnlyWhereTheUpdateRunsThere) {
+  const auto phases = [](const std::vector<std::string>& overrides, bool timed) {
+    auto backend = make_cpu_backend();
+    auto comm = make_local_communicator();
+    const Config c = config("{type: sgd, learning_rate: 0.05, momentum: 0.9}", overrides);
+    Trainer trainer(c, *comm, *backend, load_dataset(c.train_data, 0), std::nullopt);
+    if (timed) trainer.time_backward_update();
+    trainer.fit();
+    return trainer.phase_times();
+  };
+  EXPECT_EQ(phases({}, /*timed=*/false).backward_update, 0);
+  const PhaseTimes during = phases({}, true);
+  EXPECT_GT(during.backward_update, 0);
+  EXPECT_LT(during.backward_update, during.backward);
+  const PhaseTimes after = phases({"training.update_in_backward=false"}, true);
+  EXPECT_EQ(after.backward_update, 0);
+  EXPECT_GT(after.optimizer, 0);
+}
+
 }  // namespace
 }  // namespace ddp
