@@ -20,7 +20,7 @@ using simd::Vec;
 #ifdef __AVX512F__
 constexpr int kSmallRows = 4, kSmallVectors = 4;
 constexpr int kForwardRows = 6, kForwardVectors = 4;
-constexpr int kInputGradRows = 6, kInputGradVectors = 4;
+constexpr int kInputGradRows = 8, kInputGradVectors = 3;
 constexpr int kWeightGradRows = 8, kWeightGradVectors = 3;
 #else
 constexpr int kSmallRows = 4, kSmallVectors = 2;
@@ -128,14 +128,15 @@ inline ColumnBlock column_block(int64_t width) {
   return {vectors, simd::first_lanes(width - (vectors - 1) * kLanes)};
 }
 
-// Rows [0, m) of C's column block [0, width) from a packed B panel whose rows are Vectors * 16
-// floats, with A's element (i, p) at a[i * a_row_stride + p * a_col_stride]; Rows-row tiles, then
-// 4-row and single-row ones for the rest. before_tile(t) runs before the t-th Rows-row tile (the
-// input gradient prefetches its next panel there).
-template <int Rows, int Vectors, typename BeforeTile = void (*)(int64_t)>
+// Rows [0, m) of C's column block [0, width) from B's rows [0, depth) at that block (row p at
+// b + p * ldb: a packed panel's rows, or the weights' own), with A's element (i, p) at
+// a[i * a_row_stride + p * a_col_stride]; Rows-row tiles, then 4-row and single-row ones for the
+// rest. before_tile(t) runs before the t-th Rows-row tile (the input gradient prefetches its next
+// column block there).
+template <int Rows, typename BeforeTile = void (*)(int64_t)>
 void panel_rows(
     int64_t m, int64_t depth, const float* a, int64_t a_row_stride, int64_t a_col_stride,
-    const float* panel, float* c, int64_t ldc, int64_t width, bool accumulate,
+    const float* b, int64_t ldb, float* c, int64_t ldc, int64_t width, bool accumulate,
     const BeforeTile& before_tile = [](int64_t) {}) {
   const ColumnBlock block = column_block(width);
   const TileFn full = tile_for<Rows>(block.vectors);
@@ -144,16 +145,16 @@ void panel_rows(
   int64_t i = 0;
   for (; i + Rows <= m; i += Rows) {
     before_tile(i / Rows);
-    full(depth, a + i * a_row_stride, a_row_stride, a_col_stride, panel, Vectors * kLanes,
-         c + i * ldc, ldc, block.last_mask, accumulate);
+    full(depth, a + i * a_row_stride, a_row_stride, a_col_stride, b, ldb, c + i * ldc, ldc,
+         block.last_mask, accumulate);
   }
   for (; i + 4 <= m; i += 4) {
-    four(depth, a + i * a_row_stride, a_row_stride, a_col_stride, panel, Vectors * kLanes,
-         c + i * ldc, ldc, block.last_mask, accumulate);
+    four(depth, a + i * a_row_stride, a_row_stride, a_col_stride, b, ldb, c + i * ldc, ldc,
+         block.last_mask, accumulate);
   }
   for (; i < m; ++i) {
-    single(depth, a + i * a_row_stride, a_row_stride, a_col_stride, panel, Vectors * kLanes,
-           c + i * ldc, ldc, block.last_mask, accumulate);
+    single(depth, a + i * a_row_stride, a_row_stride, a_col_stride, b, ldb, c + i * ldc, ldc,
+           block.last_mask, accumulate);
   }
 }
 

@@ -13,6 +13,9 @@ namespace ddp {
 namespace {
 // Below this many multiply-adds a product is small (Note [tiled GEMM]).
 constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
+// Weights larger than this come from memory in the input gradient, whose tiles then read them in
+// place; smaller ones are in L2, and a packed copy of each block in L1 serves its tiles better.
+constexpr int64_t kInPlaceWeightBytes = int64_t{4} << 20;
 
 // With AVX2 (8 lanes, 16 registers) the input-gradient tiles hold a quarter of the batch columns
 // AVX-512's do, and OpenBLAS's packed kernels were faster for that product on the AMD EPYC (Zen 3,
@@ -137,20 +140,25 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 }
 
 // C (m, n) = A (m, k) B (k, n) with m the batch (a dense layer's input gradient, B the weights):
-// depth blocks of 64 rows of B, each cut into panels packed into L1 and used by every row block
-// of A, whose transpose is packed so the broadcasts of a step are adjacent. Measured on 64 x 2048
-// x 2048 with AVX-512: depth 64 beat 32, 96, 128 and 256; 6 x 4 vectors beat 8 x 3. While a
-// panel's tiles run, the next panel's lines are fetched into L2, a few of its rows per tile: the
-// rows are 8 KB apart in W3, too many streams for the hardware prefetcher, and packing a panel
-// from memory took about as long as its tiles (perf on a Xeon: packing 7.6% of W3's step).
+// depth blocks of 64 rows of B, each cut into column blocks that every row block of A meets; A's
+// transpose is packed so the broadcasts of a step are adjacent. Weights from memory (W3's 16 MB)
+// are read where they are stored: their rows are 8 KB apart, so a column block's lines share a
+// few L1 sets and the tiles read them from L2, where the next block's lines are fetched a few
+// rows per tile (too many streams for the hardware prefetcher). Weights that stay in L2 (W2's)
+// are copied block by block into an L1 panel that all the block's tiles read. Measured on a Xeon
+// (benchmarks/results/xeon/input_grad_in_place.md), W3's 64 x 2048 x 2048: read in place 1.09x
+// as fast as packed, whose copy was a third of the product's time (perf: 9.8% of W3's step);
+// W2's 128 x 256 x 512: packed 1.1x as fast as in place; 8 x 3 tiles (a batch of 64 or 128 in
+// whole tiles) as fast as 6 x 4 packed and faster in place; depth 64 beat 128 and 256.
 // Only columns [first_col, end_col) of C, for threads that share the product
 // (tiled_input_grad_columns).
 void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                         bool accumulate, int64_t first_col, int64_t end_col) {
   const float* a_t = transposed(a, m, k);
   constexpr int64_t kDepth = 64;
-  constexpr int kRows = kInputGradRows, kVectors = kInputGradVectors;
-  constexpr int64_t kWidth = kVectors * kLanes;
+  constexpr int kRows = kInputGradRows;
+  constexpr int64_t kWidth = kInputGradVectors * kLanes;
+  const bool in_place = k * n * int64_t{sizeof(float)} > kInPlaceWeightBytes;
   alignas(64) float panel[kDepth * kWidth];
   const int64_t tiles = std::max<int64_t>(1, m / kRows);
   for (int64_t p0 = 0; p0 < k; p0 += kDepth) {
@@ -160,15 +168,21 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
     for (int64_t j = first_col; j < end_col; j += kWidth) {
       const int64_t width = std::min(kWidth, end_col - j);
       const int64_t next_width = std::min(kWidth, end_col - j - width);
-      pack_panel(rows, n, depth, j, width, kWidth, panel);
-      const auto fetch_next_panel = [&](int64_t tile) {
+      const auto fetch_next_block = [&](int64_t tile) {
         const int64_t fetched = tile * fetch_per_tile;
         if (next_width > 0 && fetched < depth)
           prefetch_rows(rows + fetched * n + j + width, n,
                         std::min(fetch_per_tile, depth - fetched), next_width);
       };
-      panel_rows<kRows, kVectors>(m, depth, a_t + p0 * m, 1, m, panel, c + j, n, width,
-                                  accumulate || p0 > 0, fetch_next_panel);
+      const float* block = rows + j;
+      int64_t block_stride = n;
+      if (!in_place) {
+        pack_panel(rows, n, depth, j, width, kWidth, panel);
+        block = panel;
+        block_stride = kWidth;
+      }
+      panel_rows<kRows>(m, depth, a_t + p0 * m, 1, m, block, block_stride, c + j, n, width,
+                        accumulate || p0 > 0, fetch_next_block);
     }
   }
 }

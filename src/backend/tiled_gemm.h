@@ -8,9 +8,9 @@
 //    (W3's 64 x 2048 x 2048): BLAS packs each 16 MB weight matrix into panels that are then used
 //    only a few times. Here the weights stream once, in the order they are stored: the forward
 //    product is computed transposed (weight rows broadcast against the packed batch), the input
-//    gradient from packed 48-column weight panels that live in L1, and the weight gradient row
-//    block by row block against the packed batch. Panels are packed because rows 8 KB apart map
-//    to the same cache sets (a 128-row panel would fit in only 3 of L1's 64 sets unpacked).
+//    gradient from 64-row depth blocks of the weights read in place, column block by column
+//    block (the next one prefetched into L2), and the weight gradient row block by row block
+//    against the packed batch.
 // Measured on W3's shapes (benchmarks/results/kernel_choice.md): see the README.
 
 #include <cstdint>

@@ -69,9 +69,9 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
     }
     for (int64_t j = 0; j < n; j += kWidth) {
       for (int64_t i = g; i < g_end; i += kRows) {
-        panel_rows<kRows, kVectors>(std::min<int64_t>(kRows, g_end - i), k, slabs + (i - g) * k, 1,
-                                    kRows, packed + j * k, c + (i - i0) * n + j, n,
-                                    std::min(kWidth, n - j), accumulate);
+        panel_rows<kRows>(std::min<int64_t>(kRows, g_end - i), k, slabs + (i - g) * k, 1, kRows,
+                          packed + j * k, kWidth, c + (i - i0) * n + j, n, std::min(kWidth, n - j),
+                          accumulate);
       }
     }
   }

@@ -76,14 +76,16 @@ TEST_P(TiledGemm, MatchesReferenceForEveryOperandLayout) {
 
 // Small shapes, then skinny ones (at least 64^3 multiply-adds): batches that are not a whole
 // number of tiles or vectors (70, 13), weight rows not a multiple of 6 or 8, depths past one
-// 128-row block and widths past one 48-column panel.
+// 128-row block and widths past one 48-column panel, and weights of more than 4 MB (1000 x 1100),
+// which the input gradient reads in place instead of packing.
 INSTANTIATE_TEST_SUITE_P(Shapes, TiledGemm,
                          ::testing::Values(Shape{32, 64, 10}, Shape{32, 10, 64}, Shape{64, 10, 32},
                                            Shape{1, 1, 1}, Shape{5, 17, 3}, Shape{7, 130, 9},
                                            Shape{9, 48, 1}, Shape{3, 65, 20}, Shape{4, 33, 40},
                                            Shape{2, 64, 64}, Shape{64, 200, 300},
                                            Shape{70, 101, 131}, Shape{13, 500, 290},
-                                           Shape{300, 97, 64}, Shape{129, 50, 80}));
+                                           Shape{300, 97, 64}, Shape{129, 50, 80},
+                                           Shape{70, 1100, 1000}));
 
 // The backend's dense layer (all three GEMM layouts: Y = X W^T, dW = dY^T X, dX = dY W).
 class DenseGemmPaths : public ::testing::TestWithParam<Shape> {};
