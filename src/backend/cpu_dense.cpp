@@ -62,11 +62,6 @@ bool skinny_to_blas() {
   return forced;
 }
 
-// Weights or a weight gradient larger than this do not stay in cache between uses: such a
-// gradient leaves L2 before anything reads it (backward's next layers run first), so it is
-// written with non-temporal stores, and such weights come from memory.
-constexpr size_t kUncachedBytes = size_t{4} << 20;
-
 // Skinny products that the tiled kernels take (Note [tiled GEMM]), unless DDP_GEMM=blas.
 bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
   return tiled_gemm_available() && !is_small_product(m, n, k) &&
@@ -202,7 +197,8 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   // the batch's rows, which each read all of w); otherwise shares of the batch's rows, each
   // transposing only its rows of dy (W2: column shares measured ~3% slower).
   if (dx && shared_by_team(team, false, false, batch, in, out)) {
-    const bool weights_from_memory = static_cast<size_t>(in * out) * sizeof(float) > kUncachedBytes;
+    const bool weights_from_memory =
+        static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
     team.run([&](int t) {
       if (weights_from_memory) {
         const auto [c0, c1] = ThreadTeam::share(in, tiled_column_grain(), t, team.size());
@@ -231,7 +227,7 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   // in cache and streamed out, so its lines are not read before being written (W3, 2 ranks:
   // backward ~1 ms faster).
   if (!consume_dw && !accumulate &&
-      static_cast<size_t>(out * in) * sizeof(float) > kUncachedBytes &&
+      static_cast<size_t>(out * in) * sizeof(float) > kUncachedWeightBytes &&
       skinny_and_tiled(true, false, out, in, batch))
     return blocks([dw, in](int64_t first_row, int64_t rows, const float* block) {
       stream_copy(dw + first_row * in, block, static_cast<size_t>(rows * in));

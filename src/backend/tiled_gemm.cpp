@@ -13,9 +13,6 @@ namespace ddp {
 namespace {
 // Below this many multiply-adds a product is small (Note [tiled GEMM]).
 constexpr int64_t kSmallMaxFlops = 64 * 64 * 64;
-// Weights larger than this come from memory in the input gradient, whose tiles then read them in
-// place; smaller ones are in L2, and a packed copy of each block in L1 serves its tiles better.
-constexpr int64_t kInPlaceWeightBytes = int64_t{4} << 20;
 
 // With AVX2 (8 lanes, 16 registers) the input-gradient tiles hold a quarter of the batch columns
 // AVX-512's do, and OpenBLAS's packed kernels were faster for that product on the AMD EPYC (Zen 3,
@@ -158,7 +155,8 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
   constexpr int64_t kDepth = 64;
   constexpr int kRows = kInputGradRows;
   constexpr int64_t kWidth = kInputGradVectors * kLanes;
-  const bool in_place = k * n * int64_t{sizeof(float)} > kInPlaceWeightBytes;
+  // Smaller weights are in L2: a packed copy of each block in L1 serves its tiles better.
+  const bool in_place = static_cast<size_t>(k * n) * sizeof(float) > kUncachedWeightBytes;
   alignas(64) float panel[kDepth * kWidth];
   const int64_t tiles = std::max<int64_t>(1, m / kRows);
   for (int64_t p0 = 0; p0 < k; p0 += kDepth) {

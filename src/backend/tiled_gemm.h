@@ -13,11 +13,18 @@
 //    against the packed batch.
 // Measured on W3's shapes (benchmarks/results/kernel_choice.md): see the README.
 
+#include <cstddef>
 #include <cstdint>
 
 #include "backend/backend.h"
 
 namespace ddp {
+
+// Weights or a weight gradient larger than this do not stay in cache between uses: such a
+// gradient leaves L2 before anything reads it (backward's next layers run first), so it is
+// written with non-temporal stores; such weights come from memory, so threads share the input
+// gradient by its columns and its tiles read them in place.
+constexpr size_t kUncachedWeightBytes = size_t{4} << 20;
 
 // True when the kernels were compiled (an AVX-512F or AVX2 + FMA target); otherwise callers use
 // their general GEMM.
