@@ -34,6 +34,7 @@ void UpdateInBackward::update(std::span<float> params, std::span<const float> gr
 }
 
 double UpdateInBackward::take_update_seconds() {
+  if (!timed_) return 0;  // every step asks: no lock where nothing was timed
   std::lock_guard<std::mutex> lock(mutex_);
   const double seconds = std::chrono::duration<double>(update_time_).count();
   update_time_ = {};
