@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "backend/backend.h"
 #include "backend/cuda_batch_norm.h"
 #include "backend/cuda_check.h"
+#include "backend/cuda_flat_ops.h"
 #include "backend/cuda_launch.cuh"
 #include "backend/cuda_losses.h"
 #include "backend/cuda_pinned_staging.h"
@@ -108,56 +108,6 @@ __global__ void softmax_grad_kernel(const float* y, const float* dy, float* dx, 
   float dot = 0;
   for (int64_t c = 0; c < cols; ++c) dot += y[r * cols + c] * dy[r * cols + c];
   for (int64_t c = 0; c < cols; ++c) dx[r * cols + c] = y[r * cols + c] * (dy[r * cols + c] - dot);
-}
-
-__global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float lr, float mu,
-                           float wd, bool nesterov) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-    const float grad = g[i] + wd * p[i];
-    if (!v) {
-      p[i] -= lr * grad;
-      continue;
-    }
-    const float vel = mu * v[i] + grad;
-    v[i] = vel;
-    p[i] -= lr * (nesterov ? grad + mu * vel : vel);
-  }
-}
-
-__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, float step_size,
-                            float inv_sqrt_bc2, float b1, float b2, float eps, float wd) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-    const float grad = g[i] + wd * p[i];
-    const float mi = b1 * m[i] + (1 - b1) * grad;
-    const float vi = b2 * v[i] + (1 - b2) * grad * grad;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
-  }
-}
-
-// The rounding of core/bf16.h, bit for bit, so that both backends put the same bytes on the wire.
-__global__ void to_bf16_kernel(const float* src, uint16_t* dst, size_t n) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
-       i += size_t(gridDim.x) * blockDim.x) {
-    uint32_t bits = __float_as_uint(src[i]);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) {
-      dst[i] = 0x7fc0;
-      continue;
-    }
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    dst[i] = static_cast<uint16_t>(bits >> 16);
-  }
-}
-
-__global__ void from_bf16_kernel(const uint16_t* src, float* dst, size_t n) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-    dst[i] = __uint_as_float(static_cast<uint32_t>(src[i]) << 16);
-}
-
-__global__ void non_finite_kernel(const float* data, size_t n, int* flag) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-    if (!isfinite(data[i])) *flag = 1;
 }
 
 int activation_code(Activation act) {
@@ -332,43 +282,30 @@ class CudaBackend final : public ComputeBackend {
   bool all_finite(const float* data, size_t count) override {
     int flag = 0;
     cudaCheck(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
-    non_finite_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(data, count, flag_);
-    cudaCheck(cudaGetLastError());
+    cuda::flag_non_finite(data, count, flag_, stream_);
     cudaCheck(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     cudaCheck(cudaStreamSynchronize(stream_));
     return flag == 0;
   }
 
   void to_bf16(const float* src, uint16_t* dst, size_t count) override {
-    to_bf16_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(src, dst, count);
-    cudaCheck(cudaGetLastError());
+    cuda::to_bf16(src, dst, count, stream_);
   }
   void from_bf16(const uint16_t* src, float* dst, size_t count) override {
-    from_bf16_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(src, dst, count);
-    cudaCheck(cudaGetLastError());
+    cuda::from_bf16(src, dst, count, stream_);
   }
 
   // The check is a pass of its own here: device memory bandwidth makes it cheap.
   bool sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
                   const SgdHyper& hyper, GradCheck check) override {
     const bool finite = check == GradCheck::kNone || all_finite(grads, count);
-    sgd_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(
-        params, grads, hyper.momentum != 0 ? velocity : nullptr, count, lr, hyper.momentum,
-        hyper.weight_decay, hyper.nesterov);
-    cudaCheck(cudaGetLastError());
+    cuda::sgd_update(params, grads, velocity, count, lr, hyper, stream_);
     return finite;
   }
   bool adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
                    int64_t step, const AdamHyper& hyper, GradCheck check) override {
     const bool finite = check == GradCheck::kNone || all_finite(grads, count);
-    const double t = static_cast<double>(step);
-    const auto step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t)));
-    const auto inv_sqrt_bc2 =
-        static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)));
-    adam_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(params, grads, m, v, count, step_size,
-                                                             inv_sqrt_bc2, hyper.beta1, hyper.beta2,
-                                                             hyper.epsilon, hyper.weight_decay);
-    cudaCheck(cudaGetLastError());
+    cuda::adam_update(params, grads, m, v, count, lr, step, hyper, stream_);
     return finite;
   }
 

@@ -1,0 +1,96 @@
+#include <cmath>
+
+#include "backend/cuda_check.h"
+#include "backend/cuda_flat_ops.h"
+#include "backend/cuda_launch.cuh"
+
+namespace ddp::cuda {
+namespace {
+
+__global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float lr, float mu,
+                           float wd, bool nesterov) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const float grad = g[i] + wd * p[i];
+    if (!v) {
+      p[i] -= lr * grad;
+      continue;
+    }
+    const float vel = mu * v[i] + grad;
+    v[i] = vel;
+    p[i] -= lr * (nesterov ? grad + mu * vel : vel);
+  }
+}
+
+__global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, float step_size,
+                            float inv_sqrt_bc2, float b1, float b2, float eps, float wd) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const float grad = g[i] + wd * p[i];
+    const float mi = b1 * m[i] + (1 - b1) * grad;
+    const float vi = b2 * v[i] + (1 - b2) * grad * grad;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+  }
+}
+
+// The rounding of core/bf16.h, bit for bit, so that both backends put the same bytes on the wire.
+__global__ void to_bf16_kernel(const float* src, uint16_t* dst, size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += size_t(gridDim.x) * blockDim.x) {
+    uint32_t bits = __float_as_uint(src[i]);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
+      dst[i] = 0x7fc0;
+      continue;
+    }
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    dst[i] = static_cast<uint16_t>(bits >> 16);
+  }
+}
+
+__global__ void from_bf16_kernel(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = __uint_as_float(static_cast<uint32_t>(src[i]) << 16);
+}
+
+__global__ void non_finite_kernel(const float* data, size_t n, int* flag) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    if (!isfinite(data[i])) *flag = 1;
+}
+
+}  // namespace
+
+void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
+                const SgdHyper& hyper, cudaStream_t stream) {
+  sgd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
+      params, grads, hyper.momentum != 0 ? velocity : nullptr, count, lr, hyper.momentum,
+      hyper.weight_decay, hyper.nesterov);
+  cudaCheck(cudaGetLastError());
+}
+
+void adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
+                 int64_t step, const AdamHyper& hyper, cudaStream_t stream) {
+  const double t = static_cast<double>(step);
+  const auto step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t)));
+  const auto inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)));
+  adam_kernel<<<blocks_for(count), kThreads, 0, stream>>>(params, grads, m, v, count, step_size,
+                                                          inv_sqrt_bc2, hyper.beta1, hyper.beta2,
+                                                          hyper.epsilon, hyper.weight_decay);
+  cudaCheck(cudaGetLastError());
+}
+
+void to_bf16(const float* src, uint16_t* dst, size_t count, cudaStream_t stream) {
+  to_bf16_kernel<<<blocks_for(count), kThreads, 0, stream>>>(src, dst, count);
+  cudaCheck(cudaGetLastError());
+}
+
+void from_bf16(const uint16_t* src, float* dst, size_t count, cudaStream_t stream) {
+  from_bf16_kernel<<<blocks_for(count), kThreads, 0, stream>>>(src, dst, count);
+  cudaCheck(cudaGetLastError());
+}
+
+void flag_non_finite(const float* data, size_t count, int* flag, cudaStream_t stream) {
+  non_finite_kernel<<<blocks_for(count), kThreads, 0, stream>>>(data, count, flag);
+  cudaCheck(cudaGetLastError());
+}
+
+}  // namespace ddp::cuda
