@@ -74,7 +74,8 @@ def run_json(cmd, what, timeout=900):
 def bench(build, ranks, config, overrides, warmup, steps):
     sets = [a for o in overrides for a in ("--set", o)]
     return run_json(["mpirun", "-n", str(ranks), os.path.join(build, "ddp_bench"), "--config",
-                     config, *sets, "--warmup", str(warmup), "--steps", str(steps)],
+                     config, *sets, "--warmup", str(warmup), "--steps", str(steps),
+                     "--profile-backward"],
                     f"ddp_bench -n {ranks} --config {config}")
 
 

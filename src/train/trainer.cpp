@@ -208,8 +208,9 @@ void Trainer::train_step() {
     // Note [gradient synchronization]: only the last micro-batch's gradients are final.
     size_t ready_calls = 0;
     const auto ready = [&](size_t offset) {
-      phase_times_.record_ready(ready_calls++, offset,
-                                std::chrono::duration<double>(Clock::now() - t0).count());
+      if (profile_backward_)
+        phase_times_.record_ready(ready_calls++, offset,
+                                  std::chrono::duration<double>(Clock::now() - t0).count());
       if (penalize)
         penalty += penalty_.add_gradients(backend_, model_->params(), model_->grads(), offset);
       sync_->ready(offset);

@@ -121,9 +121,14 @@ class Trainer {
     return bytes;
   }
   void reset_phase_times() { phase_times_ = {}; }
-  // Times the updates inside backward into phase_times().backward_update: two clock reads per
-  // update (~37 ns each on a Xeon VM), ~1% of W1's ~20 us step, so only where asked (ddp_bench).
-  void time_backward_update() { step_update_->set_timed(true); }
+  // Profiles backward into phase_times(): the updates inside it (backward_update) and when each
+  // ready() call comes (ready_after_backward_start, for ddp_scale). Two clock reads per update and
+  // one per ready() call (~37 ns each on a Xeon VM) are ~2% of W1's ~20 us step, so only where
+  // asked (ddp_bench).
+  void profile_backward() {
+    step_update_->set_timed(true);
+    profile_backward_ = true;
+  }
 
  private:
   void validate_and_build();  // everything that can fail on bad input, before any collective
@@ -179,6 +184,7 @@ class Trainer {
   std::vector<float> host_outputs_;  // (batch, outputs) when a metric reads them
 
   PhaseTimes phase_times_;
+  bool profile_backward_ = false;  // profile_backward()
   std::function<void(int64_t)> step_observer_;
   int64_t skipped_in_epoch_ = 0;
   CheckpointConfig checkpoint_policy_;

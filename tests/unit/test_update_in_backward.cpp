@@ -99,20 +99,24 @@ TEST(UpdateInBackwardChoice, OnlyWhereNothingComesBetweenAGradientAndItsUpdate) 
 // The benchmarks' roofline takes the update's time out of backward's
 // (benchmarks/compare_report.py): it must be counted where the update runs inside backward, and
 // only there.
-TEST(UpdateInBackwardTime, CountedAsAPartOfBackwardOnlyWhereTheUpdateRunsThere) {
+TEST(BackwardProfile, UpdatesCountedAsAPartOfBackwardOnlyWhereTheyRunThere) {
   const auto phases = [](const std::vector<std::string>& overrides, bool timed) {
     auto backend = make_cpu_backend();
     auto comm = make_local_communicator();
     const Config c = config("{type: sgd, learning_rate: 0.05, momentum: 0.9}", overrides);
     Trainer trainer(c, *comm, *backend, load_dataset(c.train_data, 0), std::nullopt);
-    if (timed) trainer.time_backward_update();
+    if (timed) trainer.profile_backward();
     trainer.fit();
     return trainer.phase_times();
   };
-  EXPECT_EQ(phases({}, /*timed=*/false).backward_update, 0);
+  const PhaseTimes untimed = phases({}, /*timed=*/false);
+  EXPECT_EQ(untimed.backward_update, 0);
+  EXPECT_TRUE(untimed.ready_offsets.empty());  // ddp_scale's profile: also only where asked
   const PhaseTimes during = phases({}, true);
   EXPECT_GT(during.backward_update, 0);
   EXPECT_LT(during.backward_update, during.backward);
+  ASSERT_FALSE(during.ready_offsets.empty());
+  EXPECT_GT(during.ready_after_backward_start.back(), 0);
   const PhaseTimes after = phases({"training.update_in_backward=false"}, true);
   EXPECT_EQ(after.backward_update, 0);
   EXPECT_GT(after.optimizer, 0);
