@@ -14,9 +14,7 @@ class SharedMemoryPath final : public AllReducePath {
   std::span<float> grads() override { return buffer_->span(); }
 
   void all_reduce(const Bucket& b) override {
-    codec_->round(grads(), b);
-    buffer_->all_reduce_sum(b.offset, b.count);
-    codec_->round(grads(), b);
+    buffer_->all_reduce_sum(b.offset, b.count, codec_->summands());
   }
   // Nothing progresses in the background here: the sum is done when the call returns.
   std::unique_ptr<Work> start_all_reduce(const Bucket& b) override {
@@ -25,7 +23,7 @@ class SharedMemoryPath final : public AllReducePath {
   }
   void reduce_scatter(const Bucket& b, std::span<const int> counts, std::span<float>,
                       const SharedBuffer::PieceFn& consume = {}) override {
-    buffer_->reduce_scatter_sum(b.offset, counts, consume);
+    buffer_->reduce_scatter_sum(b.offset, counts, Summands::kAsStored, consume);  // fp32 only
   }
   bool in_place() const override { return true; }
 
@@ -54,12 +52,12 @@ class HierarchicalPath final : public AllReducePath {
     for (size_t l = 0; l < parts; ++l)
       counts[l] = static_cast<int>(b.count * (l + 1) / parts - b.count * l / parts);
     const Bucket mine{b.offset + b.count * me / parts, static_cast<size_t>(counts[me])};
-    codec_->round(grads(), b);
-    buffer_->reduce_scatter_sum(b.offset, counts);
+    // The host's sums of rounded summands; the codec rounds them as it sends them across.
+    buffer_->reduce_scatter_sum(b.offset, counts, codec_->summands());
     // Every rank of `across` owns the same part index, hence the same (possibly empty) part.
     if (mine.count > 0) codec_->all_reduce(*across_, grads(), mine);
+    // Every part now holds what the wire carried: nothing to round after the all-gather.
     buffer_->all_gather(b.offset, counts);
-    codec_->round(grads(), b);
   }
   std::unique_ptr<Work> start_all_reduce(const Bucket& b) override {
     all_reduce(b);

@@ -24,6 +24,11 @@ class Work {
 // Host memory that every rank of one host maps (Note [shared-memory all-reduce]): the ranks sum
 // stretches of it by reading each other's copies, without messages. Collective calls take the same
 // arguments on every rank.
+// What the shared-memory sums add up (Note [wire format]): every rank's values as they are, or each
+// rounded to bf16 as it is read, and all_reduce_sum's sums rounded again: what a bf16 wire would
+// carry, without passes of their own over the buffer.
+enum class Summands { kAsStored, kBf16 };
+
 class SharedBuffer {
  public:
   virtual ~SharedBuffer() = default;
@@ -31,12 +36,13 @@ class SharedBuffer {
   // A stretch [begin, begin + count) of span(), handed to whoever produces or consumes it.
   using PieceFn = std::function<void(size_t begin, size_t count)>;
   // Collective, in place: span()[offset, offset + count) becomes its sum over ranks on every rank.
-  virtual void all_reduce_sum(size_t offset, size_t count) = 0;
+  virtual void all_reduce_sum(size_t offset, size_t count, Summands summands) = 0;
   // Collective (ZeRO-1): [offset, offset + sum(counts)) is cut into one part per rank, counts[r]
   // floats for rank r in rank order; each rank's part becomes its sum over ranks, in that rank's
-  // copy only. With `consume`, the part is summed piece by piece and each piece handed to
-  // consume(begin, count) at once, while it is in cache (Note [sharded step]).
-  virtual void reduce_scatter_sum(size_t offset, std::span<const int> counts,
+  // copy only (with Summands::kBf16, of rounded values, the sum itself not rounded). With
+  // `consume`, the part is summed piece by piece and each piece handed to consume(begin, count)
+  // at once, while it is in cache (Note [sharded step]).
+  virtual void reduce_scatter_sum(size_t offset, std::span<const int> counts, Summands summands,
                                   const PieceFn& consume = {}) = 0;
   // Collective, the inverse: with the same parts, every rank's part is copied from its own copy
   // into every rank's copy. With `produce`, each rank first computes its part piece by piece:

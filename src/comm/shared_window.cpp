@@ -8,6 +8,7 @@
 #include <string>
 
 #include "comm/mpi_check.h"
+#include "core/bf16.h"
 #include "core/stream_copy.h"
 
 namespace ddp {
@@ -57,19 +58,30 @@ void SharedWindow::synchronize() {
   mpiCheck(MPI_Win_sync(window_));
 }
 
-void SharedWindow::sum_slice(size_t begin, size_t end, bool to_all) {
+void SharedWindow::sum_slice(size_t begin, size_t end, bool to_all, Summands summands) {
   // Summed in rank order through a block that stays in L1. No rank writes a slice that another
   // rank reads in the meantime.
   constexpr size_t kBlock = 1024;
   float sum[kBlock];
   float* mine = bases_[static_cast<size_t>(rank_)];
+  const bool bf16 = summands == Summands::kBf16;
   for (size_t i = begin; i < end; i += kBlock) {
     const size_t n = std::min(kBlock, end - i);
     const float* first = bases_[0] + i;
-    for (size_t j = 0; j < n; ++j) sum[j] = first[j];
-    for (size_t r = 1; r < bases_.size(); ++r) {
-      const float* other = bases_[r] + i;
-      for (size_t j = 0; j < n; ++j) sum[j] += other[j];
+    if (bf16) {
+      for (size_t j = 0; j < n; ++j) sum[j] = round_to_bf16(first[j]);
+      for (size_t r = 1; r < bases_.size(); ++r) {
+        const float* other = bases_[r] + i;
+        for (size_t j = 0; j < n; ++j) sum[j] += round_to_bf16(other[j]);
+      }
+      if (to_all)
+        for (size_t j = 0; j < n; ++j) sum[j] = round_to_bf16(sum[j]);
+    } else {
+      for (size_t j = 0; j < n; ++j) sum[j] = first[j];
+      for (size_t r = 1; r < bases_.size(); ++r) {
+        const float* other = bases_[r] + i;
+        for (size_t j = 0; j < n; ++j) sum[j] += other[j];
+      }
     }
     if (!to_all) {
       std::memcpy(mine + i, sum, n * sizeof(float));
@@ -79,11 +91,11 @@ void SharedWindow::sum_slice(size_t begin, size_t end, bool to_all) {
   }
 }
 
-void SharedWindow::all_reduce_sum(size_t offset, size_t count) {
+void SharedWindow::all_reduce_sum(size_t offset, size_t count, Summands summands) {
   check_range(offset, count);
   auto slice_begin = [&](int r) { return offset + count * static_cast<size_t>(r) / size_; };
   synchronize();  // every rank's gradients are final
-  sum_slice(slice_begin(rank_), slice_begin(rank_ + 1), /*to_all=*/true);
+  sum_slice(slice_begin(rank_), slice_begin(rank_ + 1), /*to_all=*/true, summands);
   synchronize();  // every slice is in every buffer
 }
 
@@ -97,17 +109,17 @@ size_t SharedWindow::part_begin(size_t offset, std::span<const int> counts, int 
   return begin;
 }
 
-void SharedWindow::reduce_scatter_sum(size_t offset, std::span<const int> counts,
+void SharedWindow::reduce_scatter_sum(size_t offset, std::span<const int> counts, Summands summands,
                                       const PieceFn& consume) {
   const size_t begin = part_begin(offset, counts, rank_);
   const size_t end = begin + static_cast<size_t>(counts[static_cast<size_t>(rank_)]);
   synchronize();  // every rank's gradients are final
   if (!consume) {
-    sum_slice(begin, end, /*to_all=*/false);
+    sum_slice(begin, end, /*to_all=*/false, summands);
   } else {
     for (size_t i = begin; i < end; i += kPiece) {
       const size_t n = std::min(kPiece, end - i);
-      sum_slice(i, i + n, /*to_all=*/false);
+      sum_slice(i, i + n, /*to_all=*/false, summands);
       consume(i, n);
     }
   }

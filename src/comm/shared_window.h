@@ -28,8 +28,8 @@ class SharedWindow final : public SharedBuffer {
   SharedWindow& operator=(const SharedWindow&) = delete;
 
   std::span<float> span() override { return {bases_[static_cast<size_t>(rank_)], count_}; }
-  void all_reduce_sum(size_t offset, size_t count) override;
-  void reduce_scatter_sum(size_t offset, std::span<const int> counts,
+  void all_reduce_sum(size_t offset, size_t count, Summands summands) override;
+  void reduce_scatter_sum(size_t offset, std::span<const int> counts, Summands summands,
                           const PieceFn& consume = {}) override;
   void all_gather(size_t offset, std::span<const int> counts, const PieceFn& produce = {}) override;
   void publish(size_t begin, size_t count) override;
@@ -39,9 +39,9 @@ class SharedWindow final : public SharedBuffer {
   // Pieces of 64 KB: an optimizer step on one touches three or four such arrays, which stay in L2
   // while the piece is summed, updated and copied out.
   static constexpr size_t kPiece = 16384;
-  // Sums [begin, end) over every rank's copy, in rank order, into this rank's copy or (to_all)
-  // into every rank's.
-  void sum_slice(size_t begin, size_t end, bool to_all);
+  // Sums [begin, end) over every rank's copy, in rank order, into this rank's copy or (to_all,
+  // the sums rounded as the summands are) into every rank's.
+  void sum_slice(size_t begin, size_t end, bool to_all, Summands summands);
   void check_range(size_t offset, size_t count) const;  // logic_error past the window's end
   // Where rank r's part of [offset, offset + sum(counts)) begins; checks the whole range.
   size_t part_begin(size_t offset, std::span<const int> counts, int r) const;

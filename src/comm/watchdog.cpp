@@ -93,14 +93,14 @@ class WatchedCommunicator final : public Communicator {
     WatchedSharedBuffer(std::unique_ptr<SharedBuffer> inner, Watchdog& dog)
         : inner_(std::move(inner)), dog_(dog) {}
     std::span<float> span() override { return inner_->span(); }
-    void all_reduce_sum(size_t offset, size_t count) override {
+    void all_reduce_sum(size_t offset, size_t count, Summands summands) override {
       auto guard = dog_.enter("all-reduce (float, shared memory)", count);
-      inner_->all_reduce_sum(offset, count);
+      inner_->all_reduce_sum(offset, count, summands);
     }
-    void reduce_scatter_sum(size_t offset, std::span<const int> counts,
+    void reduce_scatter_sum(size_t offset, std::span<const int> counts, Summands summands,
                             const PieceFn& consume = {}) override {
       auto guard = dog_.enter("reduce-scatter (shared memory)", total(counts));
-      inner_->reduce_scatter_sum(offset, counts, consume);
+      inner_->reduce_scatter_sum(offset, counts, summands, consume);
     }
     void all_gather(size_t offset, std::span<const int> counts,
                     const PieceFn& produce = {}) override {

@@ -13,7 +13,7 @@ class Fp32Codec final : public WireCodec {
                                          const Bucket& b) override {
     return comm.all_reduce_sum_async(grads.subspan(b.offset, b.count));
   }
-  void round(std::span<float>, const Bucket&) override {}
+  Summands summands() const override { return Summands::kAsStored; }
 };
 
 class Bf16Codec final : public WireCodec {
@@ -33,10 +33,7 @@ class Bf16Codec final : public WireCodec {
     const std::span<uint16_t> wire = encode(grads, b);
     return std::make_unique<DecodingWork>(comm.all_reduce_sum_bf16_async(wire), *this, grads, b);
   }
-  void round(std::span<float> grads, const Bucket& b) override {
-    encode(grads, b);
-    decode(grads, b);
-  }
+  Summands summands() const override { return Summands::kBf16; }
 
  private:
   // The inner collective, then the widening back into the gradients.

@@ -3,8 +3,8 @@
 // (training.wire_dtype: bf16) halves the bytes: each bucket is rounded to bfloat16 on the
 // backend, summed as bfloat16 (MPI user op, ncclBfloat16), and widened back. The gradients are
 // already scaled to the global mean, so the sums cannot overflow. A path without a wire (shared
-// memory) applies the same rounding before and after it sums, so that a run's numbers do not
-// change with the path it happens to take.
+// memory) applies the same rounding to every summand as it reads it and to the sums it writes
+// (Summands::kBf16), so that a run's numbers do not change with the path it happens to take.
 
 #include <memory>
 #include <span>
@@ -28,8 +28,8 @@ class WireCodec {
   // Buckets in flight at the same time must not overlap.
   virtual std::unique_ptr<Work> start_all_reduce(Communicator& comm, std::span<float> grads,
                                                  const Bucket& b) = 0;
-  // Rounds grads[b] in place to what the wire carries.
-  virtual void round(std::span<float> grads, const Bucket& b) = 0;
+  // What a path that sums in shared memory adds up, to give the numbers this wire would.
+  virtual Summands summands() const = 0;
 };
 
 // For a flat gradient buffer of grad_count floats in `backend`'s memory.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "comm/agreement.h"
@@ -141,14 +142,14 @@ TEST(SharedBuffer, AllReduceSumsAnyStretch) {
   for (float v : all) ASSERT_EQ(v, 0.0f) << "not zero-filled";
   const size_t pieces[][2] = {{0, 1}, {1, 2}, {3, 997}, {1000, 4000}};  // offset, count
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<float>(comm.rank() + i % 101);
-  for (const auto& piece : pieces) buffer->all_reduce_sum(piece[0], piece[1]);
+  for (const auto& piece : pieces) buffer->all_reduce_sum(piece[0], piece[1], Summands::kAsStored);
   for (size_t i = 0; i < all.size(); ++i)
     ASSERT_EQ(all[i], static_cast<float>(n * (i % 101) + n * (n - 1) / 2)) << i;
 
   // Rounding depends on the summation order: whoever summed an element, every rank holds its
   // bits. Rank 0's copy, broadcast, must match everyone's.
   for (size_t i = 0; i < all.size(); ++i) all[i] = 0.1f * static_cast<float>(comm.rank() + 1) / 3;
-  buffer->all_reduce_sum(0, all.size());
+  buffer->all_reduce_sum(0, all.size(), Summands::kAsStored);
   std::vector<float> reference(all.begin(), all.end());
   comm.broadcast(std::span<float>(reference), 0);
   ASSERT_EQ(0, std::memcmp(reference.data(), all.data(), all.size() * sizeof(float)));
@@ -170,7 +171,7 @@ TEST(SharedBuffer, ReduceScatterSumsEachRanksPartIntoItsOwnCopy) {
   std::vector<int> counts(static_cast<size_t>(n));
   for (int r = 0; r < n; ++r) counts[static_cast<size_t>(r)] = r == 0 ? 0 : 7 * r;
   const size_t offset = 5;
-  buffer->reduce_scatter_sum(offset, counts);
+  buffer->reduce_scatter_sum(offset, counts, Summands::kAsStored);
   size_t begin = offset;
   for (int r = 0; r < comm.rank(); ++r)
     begin += static_cast<size_t>(counts[static_cast<size_t>(r)]);
@@ -238,6 +239,67 @@ INSTANTIATE_TEST_SUITE_P(Paths, GradSyncPaths,
                          [](const auto& info) {
                            return info.param == AllReduceChoice::kSharedMemory ? "shm" : "mpi";
                          });
+
+// The shared-memory sums round each summand in registers (round_to_bf16) where the wire encodes
+// and decodes (to_bf16, from_bf16): the same bits for every float, ties, NaNs, infinities and the
+// largest finite values (which round to infinity) included.
+TEST(Bf16, RoundingInRegistersGivesTheWiresBits) {
+  auto check = [](uint32_t bits) {
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    const float wire = from_bf16(to_bf16(x)), rounded = round_to_bf16(x);
+    return std::memcmp(&wire, &rounded, sizeof wire) == 0;
+  };
+  size_t mismatches = 0;
+  for (uint64_t bits = 0; bits <= 0xffffffffu; bits += 65521) mismatches += !check(bits);
+  for (uint32_t bits :
+       {0x00000000u, 0x80000000u, 0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x7f7fffffu, 0xff7fffffu,
+        0x7f800000u, 0xff800000u, 0x7f800001u, 0xffc00000u, 0x7fffffffu, 0x00008000u, 0x00018000u})
+    mismatches += !check(bits);
+  EXPECT_EQ(mismatches, 0u);
+}
+
+// Note [wire format]: with a bf16 wire every path ends with sums that bf16 represents exactly, the
+// same on every rank, and close to the exact sums (the hierarchical path relies on the first:
+// it does not round again after its all-gather).
+TEST(GradSync, Bf16WireSumsAreBf16OnEveryPath) {
+  MpiCommunicator comm;
+  if (comm.size() == 1) GTEST_SKIP() << "one rank reduces nothing";
+  auto backend = make_cpu_backend();
+  const std::vector<size_t> offsets = {0, 300, 700};
+  for (AllReduceChoice path :
+       {AllReduceChoice::kSharedMemory, AllReduceChoice::kMpi, AllReduceChoice::kHierarchical}) {
+    GradSyncOptions options;
+    options.path = path;
+    options.bf16_wire = true;
+    options.zero = ZeroChoice::kOff;
+    options.bucket_bytes = 1000;
+    auto sync = make_grad_sync(options, comm, *backend, offsets, 1001);
+    const std::string line = sync->describe();
+    EXPECT_NE(line.find("bf16"), std::string::npos) << line;
+    // Values bf16 cannot hold (8 bits of mantissa), different on every rank.
+    std::span<float> grads = sync->grads();
+    for (size_t i = 0; i < grads.size(); ++i)
+      grads[i] = 1.0f + 0.001f * static_cast<float>(i) + 0.0003f * static_cast<float>(comm.rank());
+    for (auto it = offsets.rbegin(); it != offsets.rend(); ++it) sync->ready(*it);
+    sync->finish();
+    const auto n = static_cast<float>(comm.size());
+    // Every rank's sums side by side, to compare bit for bit.
+    std::vector<double> all(grads.size() * static_cast<size_t>(comm.size()), 0.0);
+    size_t not_bf16 = 0, far = 0;  // counted, not asserted: every rank must reach the sum below
+    for (size_t i = 0; i < grads.size(); ++i) {
+      not_bf16 += grads[i] != from_bf16(to_bf16(grads[i]));
+      const float exact = n * (1.0f + 0.001f * static_cast<float>(i)) + 0.0003f * n * (n - 1) / 2;
+      far += std::abs(grads[i] - exact) > exact * 0.02f;
+      all[static_cast<size_t>(comm.rank()) * grads.size() + i] = grads[i];
+    }
+    EXPECT_EQ(not_bf16, 0u) << line;
+    EXPECT_EQ(far, 0u) << line;
+    comm.all_reduce_sum(std::span<double>(all));
+    for (size_t i = 0; i < all.size(); ++i)
+      ASSERT_EQ(all[i], all[i % grads.size()]) << "rank " << i / grads.size() << " " << line;
+  }
+}
 
 // Note [sharded step]: zero: auto shards the optimizer where the gradients go through shared
 // memory as fp32 after backward, and nowhere else; the parameters then live in shared memory, and
