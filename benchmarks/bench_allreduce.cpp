@@ -2,10 +2,12 @@
 // names) against one raw MPI_Allreduce of the same bytes, reported as nccl-tests does:
 // algbw = bytes / time, busbw = algbw * 2 (n - 1) / n. By default the buffer is cut into the
 // trainer's default 4 MiB buckets (Note [CPU all-reduce]); --one-bucket sums it as one bucket,
-// which is what launch/ddp_scale.py fits its latency + per-byte terms to.
+// which is what launch/ddp_scale.py fits its latency + per-byte terms to. --codec times the bf16
+// wire's encoding and decoding of each size instead (Note [wire format]), the cost ddp_scale adds
+// to bf16 collectives over MPI.
 //   mpirun -n 2 build/bench_allreduce [--allreduce mpi] [--wire bf16] [--min-bytes 4096]
 //       [--max-bytes 67108864] [--step-factor 4] [--one-bucket] [--overlap] [--no-raw]
-//       [--json FILE]
+//       [--codec] [--json FILE]
 
 #include <mpi.h>
 
@@ -19,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "comm/grad_sync.h"
 #include "comm/mpi_check.h"
 #include "comm/mpi_communicator.h"
@@ -49,6 +52,7 @@ struct Options {
   bool one_bucket = false;
   bool overlap = false;
   bool no_raw = false;
+  bool codec = false;
   std::string json;
 };
 
@@ -57,6 +61,27 @@ AllReduceChoice path_choice(const std::string& name) {
   if (name == "mpi") return AllReduceChoice::kMpi;
   if (name == "hierarchical") return AllReduceChoice::kHierarchical;
   return AllReduceChoice::kAuto;
+}
+
+// What the bf16 codec costs a bucket of `count` floats on every rank: rounded into the wire
+// buffer before the collective and widened back after it (wire_codec.cpp's encode and decode).
+nlohmann::json codec_row(MpiCommunicator& comm, ComputeBackend& backend, size_t count,
+                         double seconds_per_size) {
+  DeviceBuffer grads(backend, count), wire(backend, (count + 1) / 2);
+  std::fill(grads.span().begin(), grads.span().end(), 1.0f);
+  auto* bits = reinterpret_cast<uint16_t*>(wire.data());
+  const auto round_trip = [&] {
+    backend.to_bf16(grads.data(), bits, count);
+    backend.from_bf16(bits, grads.data(), count);
+  };
+  double first = seconds_per_call(comm, round_trip, 1);
+  comm.all_reduce_sum(std::span<double>(&first, 1));
+  const int iterations =
+      std::clamp(static_cast<int>(seconds_per_size * comm.size() / std::max(first, 1e-9)), 5, 2000);
+  const double seconds = seconds_per_call(comm, round_trip, iterations);
+  if (comm.rank() == 0)
+    std::printf("%10zu %10.3f ms to encode and decode\n", count * sizeof(float), seconds * 1e3);
+  return {{"bytes", count * sizeof(float)}, {"ms", seconds * 1e3}, {"iterations", iterations}};
 }
 
 }  // namespace
@@ -80,6 +105,8 @@ int main(int argc, char** argv) {
   app.add_flag("--overlap", o.overlap,
                "As training.overlap: true (non-blocking collectives, started together)");
   app.add_flag("--no-raw", o.no_raw, "Skip the raw MPI_Allreduce");
+  app.add_flag("--codec", o.codec,
+               "Time the bf16 wire's encoding and decoding of each size instead (no all-reduce)");
   app.add_option("--json", o.json, "Also write the rows to this file (rank 0)");
   try {
     app.parse(argc, argv);
@@ -90,12 +117,16 @@ int main(int argc, char** argv) {
   const std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
   const double bus_factor = n > 1 ? 2.0 * (n - 1) / n : 1.0;
   nlohmann::json rows = nlohmann::json::array();
-  if (comm.rank() == 0)
+  if (comm.rank() == 0 && !o.codec)
     std::printf("%10s %10s %12s %12s %10s %12s %8s\n", "bytes", "raw ms", "raw busbw", "ours ms",
                 "ours algbw", "ours busbw", "ratio");
   try {
     for (size_t bytes = o.min_bytes; bytes <= o.max_bytes; bytes *= o.step_factor) {
       const size_t count = bytes / sizeof(float);
+      if (o.codec) {
+        rows.push_back(codec_row(comm, *backend, count, o.seconds_per_size));
+        continue;
+      }
       std::vector<float> data(count, 1.0f);
       // Our path reduces the trainer's gradient memory, which its GradSync owns (shared memory on
       // one host, Note [shared-memory all-reduce]); raw MPI gets plain memory, as a user's buffer

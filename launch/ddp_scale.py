@@ -29,7 +29,7 @@ import provenance  # noqa: E402
 import scale_cluster  # noqa: E402
 import scale_model  # noqa: E402
 
-PROFILE_VERSION = 3  # what a profile holds; cached ones of other versions are measured again
+PROFILE_VERSION = 4  # what a profile holds; cached ones of other versions are measured again
 # The 1-rank run stands for one rank per host of a larger job, where the optimizer cannot update
 # during backward (Note [update in backward]).
 PROFILE_OVERRIDES = ["training.overlap=false", "training.zero=0", "training.allreduce=auto",
@@ -102,9 +102,12 @@ def profile(build, config, overrides, repeats=3, warmup=5, steps=20):
                               "--min-bytes", "4096", "--max-bytes", str(64 << 20),
                               "--seconds-per-size", "0.2", "--json", "/dev/stdout"],
                              "bench_allreduce (shared memory)")["rows"]
-    big = shm["fp32"][-1]["bytes"]
-    codec = max(0.0, (scale_model.Curve(shm["bf16"]).ms(big) -
-                      scale_model.Curve(shm["fp32"]).ms(big)) / big)
+    # The bf16 codec's encoding and decoding per fp32 byte, two ranks at once as on a host.
+    codec_rows = run_json(["mpirun", "-n", "2", os.path.join(build, "bench_allreduce"), "--codec",
+                           "--min-bytes", str(64 << 20), "--max-bytes", str(64 << 20),
+                           "--seconds-per-size", "0.5", "--json", "/dev/stdout"],
+                          "bench_allreduce --codec")["rows"]
+    codec = codec_rows[-1]["ms"] / codec_rows[-1]["bytes"]
     return {"config": config, "overrides": overrides, "per_rank_batch": one["per_rank_batch"],
             "parameters": one["parameters"], "tensors": one["tensors"],
             "forward_flops_per_sample": one["forward_flops_per_sample"],

@@ -12,7 +12,9 @@ trainer runs it:
 - Buckets: cut from the model's tensors exactly as src/comm/buckets.cpp cuts them; bucket k can
   start when backward has made its first tensor's gradient final (the profile's ready times).
 - Communication of one bucket of b bytes (fp32; bf16 halves what crosses a link and adds the
-  codec's measured cost):
+  codec's measured cost of encoding and decoding what a rank sends: the bucket on the flat path,
+  its 1 / ranks_per_host part on the hierarchical one, whose sums within the host round in
+  registers and are in the shared-memory curve):
   * a measured curve where the cluster names one (`sweeps:`, from `ddp_scale.py sweep` on that
     layout): piecewise linear in b between the measured sizes, i.e. a fitted latency + per-byte
     term per interval, which follows the MPI library's switches between algorithms (with overlap,
@@ -188,7 +190,7 @@ def _collective_ms(profile, cluster, ranks, path, wire, size, overlap, pieces=1)
     # Every piece pays the ring's latencies.
     if path == "hierarchical":
         return (_shm_ms(profile, cluster, per_host, size, wire) +
-                pieces * _ring_ms(inter, hosts, wire_bytes / pieces) + codec)
+                pieces * _ring_ms(inter, hosts, wire_bytes / pieces) + codec / per_host)
     # One flat ring; the host links bottleneck. Its hops between a host's ranks move at least the
     # bytes of the host's shared-memory sum, through the same memory, while the link carries the
     # hops between hosts: the slower of the two.
