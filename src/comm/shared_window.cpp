@@ -64,24 +64,23 @@ void SharedWindow::sum_slice(size_t begin, size_t end, bool to_all, Summands sum
   constexpr size_t kBlock = 1024;
   float sum[kBlock];
   float* mine = bases_[static_cast<size_t>(rank_)];
-  const bool bf16 = summands == Summands::kBf16;
+  // sum[0, n) = the summands of [i, i + n) over every rank, each read through `summand`.
+  const auto add_up = [&](size_t i, size_t n, auto summand) {
+    const float* first = bases_[0] + i;
+    for (size_t j = 0; j < n; ++j) sum[j] = summand(first[j]);
+    for (size_t r = 1; r < bases_.size(); ++r) {
+      const float* other = bases_[r] + i;
+      for (size_t j = 0; j < n; ++j) sum[j] += summand(other[j]);
+    }
+  };
   for (size_t i = begin; i < end; i += kBlock) {
     const size_t n = std::min(kBlock, end - i);
-    const float* first = bases_[0] + i;
-    if (bf16) {
-      for (size_t j = 0; j < n; ++j) sum[j] = round_to_bf16(first[j]);
-      for (size_t r = 1; r < bases_.size(); ++r) {
-        const float* other = bases_[r] + i;
-        for (size_t j = 0; j < n; ++j) sum[j] += round_to_bf16(other[j]);
-      }
+    if (summands == Summands::kBf16) {
+      add_up(i, n, [](float x) { return round_to_bf16(x); });
       if (to_all)
         for (size_t j = 0; j < n; ++j) sum[j] = round_to_bf16(sum[j]);
     } else {
-      for (size_t j = 0; j < n; ++j) sum[j] = first[j];
-      for (size_t r = 1; r < bases_.size(); ++r) {
-        const float* other = bases_[r] + i;
-        for (size_t j = 0; j < n; ++j) sum[j] += other[j];
-      }
+      add_up(i, n, [](float x) { return x; });
     }
     if (!to_all) {
       std::memcpy(mine + i, sum, n * sizeof(float));
