@@ -42,6 +42,17 @@ double seconds_per_call(MpiCommunicator& comm, Fn&& fn, int iterations) {
          iterations;
 }
 
+// How many calls of fn fill the time budget: a first call sizes them, agreed over the ranks so
+// that every rank runs as many. At least 5: on a congested TCP link a call now and then waits for
+// a retransmission.
+template <class Fn>
+int iterations_for(MpiCommunicator& comm, Fn&& fn, double seconds_per_size) {
+  double first = seconds_per_call(comm, fn, 1);
+  comm.all_reduce_sum(std::span<double>(&first, 1));
+  return std::clamp(static_cast<int>(seconds_per_size * comm.size() / std::max(first, 1e-9)), 5,
+                    2000);
+}
+
 struct Options {
   std::string allreduce = "auto";
   std::string wire = "fp32";
@@ -74,10 +85,7 @@ nlohmann::json codec_row(MpiCommunicator& comm, ComputeBackend& backend, size_t 
     backend.to_bf16(grads.data(), bits, count);
     backend.from_bf16(bits, grads.data(), count);
   };
-  double first = seconds_per_call(comm, round_trip, 1);
-  comm.all_reduce_sum(std::span<double>(&first, 1));
-  const int iterations =
-      std::clamp(static_cast<int>(seconds_per_size * comm.size() / std::max(first, 1e-9)), 5, 2000);
+  const int iterations = iterations_for(comm, round_trip, seconds_per_size);
   const double seconds = seconds_per_call(comm, round_trip, iterations);
   if (comm.rank() == 0)
     std::printf("%10zu %10.3f ms to encode and decode\n", count * sizeof(float), seconds * 1e3);
@@ -146,13 +154,8 @@ int main(int argc, char** argv) {
           make_grad_sync(options, comm, *backend, tensor_offsets, count);
       std::span<float> grads = sync->grads();
       std::fill(grads.begin(), grads.end(), 1.0f);
-      // A first call sizes the iterations to the time budget (agreed: every rank runs as many).
-      double first = seconds_per_call(
-          comm, [&] { sync->finish(); }, 1);
-      comm.all_reduce_sum(std::span<double>(&first, 1));
-      // At least 5: on a congested TCP link a call now and then waits for a retransmission.
-      const int iterations =
-          std::clamp(static_cast<int>(o.seconds_per_size * n / std::max(first, 1e-9)), 5, 2000);
+      const int iterations = iterations_for(
+          comm, [&] { sync->finish(); }, o.seconds_per_size);
       const double raw =
           o.no_raw
               ? 0.0
