@@ -216,9 +216,15 @@ def run_case(case, args, tmp, env):
     informational = "--help" in argv or "--version" in argv
     extra = [] if "--run-dir" in argv or informational or not argv else ["--run-dir", run_dir]
     command = [args.mpiexec, "-n", ranks, args.ddp_train] + shlex.split(argv) + extra
+    # Cases run two at a time, and an mpiexec that ends removes the session directory's top level
+    # when it finds it empty, under the feet of one starting beside it ("mkdir ... No such file or
+    # directory", seen in CI): every case gets a session directory of its own.
+    session_dir = os.path.join(tmp, "ompi-session", name)
+    os.makedirs(session_dir)
     start = time.monotonic()
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env,
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env=dict(env, OMPI_MCA_orte_tmpdir_base=session_dir),
                                 timeout=TIME_LIMIT_S, stdin=subprocess.DEVNULL,
                                 preexec_fn=limit_memory)
     except subprocess.TimeoutExpired:
