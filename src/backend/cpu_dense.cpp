@@ -126,17 +126,33 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
 
 // Adds the bias and applies the activation to rows [0, batch) x columns [c0, c1) of y (row length
 // out), reading the product from `product` (row length c1 - c0), in one pass while it is in cache.
-void bias_activate(const float* product, const float* b, float* y, int64_t batch, int64_t out,
-                   int64_t c0, int64_t c1, Activation act) {
+// The activation is chosen once, outside the loops, so that they vectorize: chosen per element,
+// the linear output layer's loop ran scalar (W1: 3% of its step).
+template <typename Activate>
+void bias_then(const float* product, const float* b, float* y, int64_t batch, int64_t out,
+               int64_t c0, int64_t c1, Activate activate_one) {
   const int64_t width = c1 - c0;
   for (int64_t r = 0; r < batch; ++r) {
     const float* from = product + r * width;
     float* row = y + r * out + c0;
-    if (act == Activation::kRelu) {
-      for (int64_t c = 0; c < width; ++c) row[c] = std::max(from[c] + b[c0 + c], 0.0f);
-    } else {
-      for (int64_t c = 0; c < width; ++c) row[c] = activate(act, from[c] + b[c0 + c]);
-    }
+    for (int64_t c = 0; c < width; ++c) row[c] = activate_one(from[c] + b[c0 + c]);
+  }
+}
+
+void bias_activate(const float* product, const float* b, float* y, int64_t batch, int64_t out,
+                   int64_t c0, int64_t c1, Activation act) {
+  switch (act) {
+    case Activation::kRelu:
+      return bias_then(product, b, y, batch, out, c0, c1,
+                       [](float z) { return std::max(z, 0.0f); });
+    case Activation::kLinear:
+      return bias_then(product, b, y, batch, out, c0, c1, [](float z) { return z; });
+    case Activation::kTanh:
+      return bias_then(product, b, y, batch, out, c0, c1,
+                       [](float z) { return activate(Activation::kTanh, z); });
+    case Activation::kSigmoid:
+      return bias_then(product, b, y, batch, out, c0, c1,
+                       [](float z) { return activate(Activation::kSigmoid, z); });
   }
 }
 
