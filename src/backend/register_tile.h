@@ -33,8 +33,10 @@ constexpr int kMaxVectors =
 
 // One tile of C: `Rows` rows by `Vectors` vectors, the last one masked to the columns that
 // exist. Compile-time sizes let the accumulators live in registers for the whole k loop. With
-// `StoreTransposed` the tile is C^T's: element (r, col) goes to c[col * ldc + r].
-template <int Rows, int Vectors, bool StoreTransposed>
+// `PrefetchAhead` > 0 each step also prefetches into L1 the B row that many steps ahead: B rows
+// read in place, thousands of bytes apart, are beyond the reach of the L1 stride prefetcher, so
+// without it every step waits for its row from L2 (Note [tiled GEMM], input gradient).
+template <int Rows, int Vectors, int PrefetchAhead = 0>
 void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride, const float* b,
           int64_t ldb, float* c, int64_t ldc, Mask last_mask, bool accumulate) {
   const bool last_whole = simd::lanes_in(last_mask) == kLanes;
@@ -47,12 +49,17 @@ void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
   for (int r = 0; r < Rows; ++r) {
 #pragma GCC unroll 4
     for (int v = 0; v < Vectors; ++v) {
-      acc[r][v] =
-          accumulate && !StoreTransposed ? load_b(c + r * ldc + v * kLanes, v) : simd::zero();
+      acc[r][v] = accumulate ? load_b(c + r * ldc + v * kLanes, v) : simd::zero();
     }
   }
   auto k_loop = [&](int64_t row_stride, int64_t col_stride) {
     for (int64_t p = 0; p < k; ++p) {
+      if constexpr (PrefetchAhead > 0) {
+        // A hint: past B's last row it touches nothing (prefetches never fault).
+        const float* ahead = b + (p + PrefetchAhead) * ldb;
+#pragma GCC unroll 4
+        for (int v = 0; v < Vectors; ++v) _mm_prefetch(ahead + v * kLanes, _MM_HINT_T0);
+      }
       Vec bv[Vectors];
 #pragma GCC unroll 4
       for (int v = 0; v < Vectors; ++v) bv[v] = load_b(b + p * ldb + v * kLanes, v);
@@ -71,31 +78,15 @@ void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
   } else {
     k_loop(a_row_stride, a_col_stride);
   }
-  if constexpr (StoreTransposed) {
-    // Fully unrolled, like every loop over acc: an accumulator indexed at run time would live
-    // on the stack, stored back on every step of the k loop.
-    alignas(64) float rows[Rows][Vectors * kLanes];
 #pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
+  for (int r = 0; r < Rows; ++r) {
 #pragma GCC unroll 4
-      for (int v = 0; v < Vectors; ++v) simd::store(&rows[r][v * kLanes], acc[r][v]);
-    }
-    const int cols = (Vectors - 1) * kLanes + simd::lanes_in(last_mask);
-    for (int col = 0; col < cols; ++col) {
-      float* out = c + col * ldc;
-      for (int r = 0; r < Rows; ++r) out[r] = accumulate ? out[r] + rows[r][col] : rows[r][col];
-    }
-  } else {
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 4
-      for (int v = 0; v < Vectors; ++v) {
-        float* out = c + r * ldc + v * kLanes;
-        if (v + 1 < Vectors) {
-          simd::store(out, acc[r][v]);
-        } else {
-          simd::store_edge(out, last_mask, last_whole, acc[r][v]);
-        }
+    for (int v = 0; v < Vectors; ++v) {
+      float* out = c + r * ldc + v * kLanes;
+      if (v + 1 < Vectors) {
+        simd::store(out, acc[r][v]);
+      } else {
+        simd::store_edge(out, last_mask, last_whole, acc[r][v]);
       }
     }
   }
@@ -104,17 +95,17 @@ void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
 using TileFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
                         int64_t, Mask, bool);
 
-template <int Rows, bool StoreTransposed = false>
+template <int Rows, int PrefetchAhead = 0>
 TileFn tile_for(int vectors) {
   switch (vectors) {
     case 1:
-      return tile<Rows, 1, StoreTransposed>;
+      return tile<Rows, 1, PrefetchAhead>;
     case 2:
-      return tile<Rows, 2, StoreTransposed>;
+      return tile<Rows, 2, PrefetchAhead>;
     case 3:
-      return tile<Rows, std::min(3, kMaxVectors), StoreTransposed>;
+      return tile<Rows, std::min(3, kMaxVectors), PrefetchAhead>;
     default:
-      return tile<Rows, std::min(4, kMaxVectors), StoreTransposed>;
+      return tile<Rows, std::min(4, kMaxVectors), PrefetchAhead>;
   }
 }
 
@@ -132,16 +123,16 @@ inline ColumnBlock column_block(int64_t width) {
 // b + p * ldb: a packed panel's rows, or the weights' own), with A's element (i, p) at
 // a[i * a_row_stride + p * a_col_stride]; Rows-row tiles, then 4-row and single-row ones for the
 // rest. before_tile(t) runs before the t-th Rows-row tile (the input gradient prefetches its next
-// column block there).
-template <int Rows, typename BeforeTile = void (*)(int64_t)>
+// column block there). PrefetchAhead: as tile's.
+template <int Rows, int PrefetchAhead = 0, typename BeforeTile = void (*)(int64_t)>
 void panel_rows(
     int64_t m, int64_t depth, const float* a, int64_t a_row_stride, int64_t a_col_stride,
     const float* b, int64_t ldb, float* c, int64_t ldc, int64_t width, bool accumulate,
     const BeforeTile& before_tile = [](int64_t) {}) {
   const ColumnBlock block = column_block(width);
-  const TileFn full = tile_for<Rows>(block.vectors);
-  const TileFn four = tile_for<4>(block.vectors);  // a batch of 64 is 10 x 6 + 4 rows
-  const TileFn single = tile_for<1>(block.vectors);
+  const TileFn full = tile_for<Rows, PrefetchAhead>(block.vectors);
+  const TileFn four = tile_for<4, PrefetchAhead>(block.vectors);
+  const TileFn single = tile_for<1, PrefetchAhead>(block.vectors);
   int64_t i = 0;
   for (; i + Rows <= m; i += Rows) {
     before_tile(i / Rows);
@@ -174,8 +165,8 @@ inline void pack_panel(const float* b, int64_t ldb, int64_t depth, int64_t j, in
 }
 
 // dst (cols, rows) = src (rows, cols)^T, both row-major, in square blocks of kLanes; masked loads
-// and stores cover the edges.
-void transpose(const float* src, int64_t rows, int64_t cols, float* dst);
+// and stores cover the edges. With `add`, dst += src^T.
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst, bool add = false);
 
 // C (m, n) = A (k, m)^T B (k, n) with k the batch (a dense layer's weight gradient), in
 // tiled_weight_grad.cpp.

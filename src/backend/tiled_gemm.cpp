@@ -29,7 +29,7 @@ constexpr bool kSkinnyInputGrad = false;
 #ifdef DDP_SIMD_TILES
 namespace tiles {
 
-void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst, bool add) {
   for (int64_t i = 0; i < rows; i += kLanes) {
     const int64_t block_rows = rows - i < kLanes ? rows - i : kLanes;
     for (int64_t j = 0; j < cols; j += kLanes) {
@@ -43,8 +43,12 @@ void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
       simd::transpose_square(block);
       const int64_t block_cols = cols - j < kLanes ? cols - j : kLanes;
       const Mask row_mask = simd::first_lanes(block_rows);
+      const bool whole = block_rows == kLanes;
       for (int c = 0; c < block_cols; ++c) {
-        simd::store_edge(dst + (j + c) * rows + i, row_mask, block_rows == kLanes, block[c]);
+        float* const out = dst + (j + c) * rows + i;
+        simd::store_edge(
+            out, row_mask, whole,
+            add ? simd::add(simd::load_edge(out, row_mask, whole), block[c]) : block[c]);
       }
     }
   }
@@ -112,28 +116,34 @@ void prefetch_rows(const float* b, int64_t ldb, int64_t rows, int64_t width) {
 }
 
 // C (m, n) = A (m, k) B (n, k)^T with m the batch (a dense layer's forward product), computed as
-// C^T = B A^T: rows of B (weights, read in storage order) against blocks of A^T's columns, stored
-// transposed. A tile's weight rows meet every column block before the next rows are read, so the
-// weights stream from memory once however many blocks the batch spans (with AVX2, four for a
-// batch of 64). On W3's 64 x 2048 x 2048 on Zen 3: ~40 GFLOP/s streaming them once per block,
-// 74 in this order, OpenBLAS 53 (benchmarks/results/forward_tiles_zen3.md).
+// C^T = B A^T: rows of B (weights, read in storage order) against blocks of A^T's columns. A tile's
+// weight rows meet every column block before the next rows are read, so the weights stream from
+// memory once however many blocks the batch spans (with AVX2, four for a batch of 64). On W3's
+// 64 x 2048 x 2048 on Zen 3: ~40 GFLOP/s streaming them once per block, 74 in this order, OpenBLAS
+// 53 (benchmarks/results/forward_tiles_zen3.md). The tiles store C^T's rows whole into a buffer of
+// this thread's, transposed into C at the end: stored straight into C, each tile's elements went
+// one by one to rows of C n floats apart (for W3, 8 KB: all in one L1 set), and the product took
+// 1.11x as long (benchmarks/results/xeon/forward_store_input_grad_prefetch.md).
 void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                      bool accumulate) {
   constexpr int kRows = kForwardRows;
   constexpr int64_t kWidth = kForwardVectors * kLanes;
   const float* blocks = transposed_column_blocks(a, m, k, kWidth);
-  auto column_blocks = [&](auto tile_fn_for, int64_t i) {
+  thread_local std::vector<float> c_t_buffer;
+  float* const c_t = scratch(c_t_buffer, static_cast<size_t>(n * m));  // (n, m)
+  auto column_blocks = [&](TileFn (*tile_fn_for)(int), int64_t i) {
     for (int64_t j = 0; j < m; j += kWidth) {
       const int64_t width = std::min(kWidth, m - j);
       const ColumnBlock block = column_block(width);
-      tile_fn_for(block.vectors)(k, b + i * k, k, 1, blocks + j * k, width, c + j * n + i, n,
-                                 block.last_mask, accumulate);
+      tile_fn_for(block.vectors)(k, b + i * k, k, 1, blocks + j * k, width, c_t + i * m + j, m,
+                                 block.last_mask, false);
     }
   };
   int64_t i = 0;
-  for (; i + kRows <= n; i += kRows) column_blocks(tile_for<kRows, true>, i);
-  for (; i + 4 <= n; i += 4) column_blocks(tile_for<4, true>, i);  // 10 classes: 6 + 4 rows
-  for (; i < n; ++i) column_blocks(tile_for<1, true>, i);
+  for (; i + kRows <= n; i += kRows) column_blocks(tile_for<kRows>, i);
+  for (; i + 4 <= n; i += 4) column_blocks(tile_for<4>, i);  // 10 classes: 6 + 4 rows
+  for (; i < n; ++i) column_blocks(tile_for<1>, i);
+  transpose(c_t, n, m, c, accumulate);
 }
 
 // C (m, n) = A (m, k) B (k, n) with m the batch (a dense layer's input gradient, B the weights):
@@ -141,7 +151,10 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 // transpose is packed so the broadcasts of a step are adjacent. Weights from memory (W3's 16 MB)
 // are read where they are stored: their rows are 8 KB apart, so a column block's lines share a
 // few L1 sets and the tiles read them from L2, where the next block's lines are fetched a few
-// rows per tile (too many streams for the hardware prefetcher). Weights that stay in L2 (W2's)
+// rows per tile (too many streams for the hardware prefetcher). Rows that far apart are also
+// beyond the L1 stride prefetcher, so each tile step prefetches the row kInPlaceAhead steps ahead
+// into L1 (W3's shape 1.08-1.11x as fast; 2 to 6 steps ahead alike;
+// benchmarks/results/xeon/forward_store_input_grad_prefetch.md). Weights that stay in L2 (W2's)
 // are copied block by block into an L1 panel that all the block's tiles read. Measured on a Xeon
 // (benchmarks/results/xeon/input_grad_in_place.md), W3's 64 x 2048 x 2048: read in place 1.09x
 // as fast as packed, whose copy was a third of the product's time (perf: 9.8% of W3's step);
@@ -155,6 +168,7 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
   constexpr int64_t kDepth = 64;
   constexpr int kRows = kInputGradRows;
   constexpr int64_t kWidth = kInputGradVectors * kLanes;
+  constexpr int kInPlaceAhead = 4;
   // Smaller weights are in L2: a packed copy of each block in L1 serves its tiles better.
   const bool in_place = static_cast<size_t>(k * n) * sizeof(float) > kUncachedWeightBytes;
   alignas(64) float panel[kDepth * kWidth];
@@ -179,8 +193,13 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
         block = panel;
         block_stride = kWidth;
       }
-      panel_rows<kRows>(m, depth, a_t + p0 * m, 1, m, block, block_stride, c + j, n, width,
-                        accumulate || p0 > 0, fetch_next_block);
+      if (in_place) {
+        panel_rows<kRows, kInPlaceAhead>(m, depth, a_t + p0 * m, 1, m, block, block_stride, c + j,
+                                         n, width, accumulate || p0 > 0, fetch_next_block);
+      } else {
+        panel_rows<kRows>(m, depth, a_t + p0 * m, 1, m, block, block_stride, c + j, n, width,
+                          accumulate || p0 > 0, fetch_next_block);
+      }
     }
   }
 }
