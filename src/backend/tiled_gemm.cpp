@@ -154,7 +154,7 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 // few L1 sets and the tiles read them from L2, where the next block's lines are fetched a few
 // rows per tile (too many streams for the hardware prefetcher). Rows that far apart are also
 // beyond the L1 stride prefetcher, so each tile step prefetches the row kInPlaceAhead steps ahead
-// into L1 (W3's shape 1.08-1.11x as fast; 2 to 6 steps ahead alike;
+// into L1 (W3's shape 1.06-1.11x as fast; 2 to 6 steps ahead alike;
 // benchmarks/results/xeon/forward_store_input_grad_prefetch.md). Weights that stay in L2 (W2's)
 // are copied block by block into an L1 panel that all the block's tiles read. Measured on a Xeon
 // (benchmarks/results/xeon/input_grad_in_place.md), W3's 64 x 2048 x 2048: read in place 1.09x
@@ -176,8 +176,8 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
   // Read in place, each column block of C is summed in a buffer of this thread's, its rows kWidth
   // floats apart, and copied into C at the end: a tile's rows of C are then adjacent lines, not
   // lines n floats apart that share L1 sets, loaded and stored again by every depth block's tiles
-  // (W3's shape: 1.13-1.17x as fast with the prefetch above, 1.08-1.11x without; W2's packed
-  // product was 0.96x with it, so it sums in C).
+  // (W3's shape: 1.11-1.17x as fast with the prefetch above, 1.06-1.11x with the prefetch alone;
+  // W2's packed product was 0.96x with it, so it sums in C).
   const int64_t block_floats = m * kWidth;
   thread_local std::vector<float> c_blocks_buffer;
   float* const c_blocks =
