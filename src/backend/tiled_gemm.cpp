@@ -193,9 +193,10 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
   const auto copy_sums = [&](bool into_c) {
     for (int64_t j = first_col; j < end_col; j += kWidth) {
       const int64_t width = std::min(kWidth, end_col - j);
+      float* const sums = sums_of(j).first;
       for (int64_t i = 0; i < m; ++i) {
         float* const row_of_c = c + i * n + j;
-        float* const row_of_sums = sums_of(j).first + i * kWidth;
+        float* const row_of_sums = sums + i * kWidth;
         if (into_c) {
           std::copy(row_of_sums, row_of_sums + width, row_of_c);
         } else {
