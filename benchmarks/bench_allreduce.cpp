@@ -56,6 +56,7 @@ int iterations_for(MpiCommunicator& comm, Fn&& fn, double seconds_per_size) {
 struct Options {
   std::string allreduce = "auto";
   std::string wire = "fp32";
+  std::string mpi_allreduce = "auto";
   size_t min_bytes = 4096;
   size_t max_bytes = size_t{64} << 20;
   size_t step_factor = 4;
@@ -110,6 +111,8 @@ int main(int argc, char** argv) {
   app.add_option("--seconds-per-size", o.seconds_per_size, "Time budget per size (estimated)")
       ->check(CLI::PositiveNumber);
   app.add_flag("--one-bucket", o.one_bucket, "Sum each size as one bucket");
+  app.add_option("--mpi-allreduce", o.mpi_allreduce, "As training.mpi_allreduce")
+      ->check(CLI::IsMember({"auto", "ring", "library"}));
   app.add_flag("--overlap", o.overlap,
                "As training.overlap: true (non-blocking collectives, started together)");
   app.add_flag("--no-raw", o.no_raw, "Skip the raw MPI_Allreduce");
@@ -146,6 +149,9 @@ int main(int argc, char** argv) {
       options.path = path_choice(o.allreduce);
       options.bf16_wire = o.wire == "bf16";
       options.overlap = o.overlap;
+      options.large_sums = o.mpi_allreduce == "ring"      ? RingChoice::kRing
+                           : o.mpi_allreduce == "library" ? RingChoice::kLibrary
+                                                          : RingChoice::kAuto;
       // Replicated: under the sharded step finish() sums nothing and the reduce-scatter runs
       // inside step() (Note [sharded step]).
       options.zero = ZeroChoice::kOff;

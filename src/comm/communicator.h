@@ -64,6 +64,11 @@ class CompletedWork final : public Work {
   void wait() override {}
 };
 
+// training.mpi_allreduce: how MPI sums buffers of at least a segment per rank. auto: the ring where
+// the communicator's ranks span hosts, else the library's MPI_Allreduce in pieces (Note [ring
+// all-reduce], Note [all-reduce pieces]).
+enum class RingChoice { kAuto, kRing, kLibrary };
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -89,6 +94,9 @@ class Communicator {
   // `key`; null where this communicator cannot split (then no hierarchical path).
   virtual std::unique_ptr<Communicator> split_host() { return nullptr; }
   virtual std::unique_ptr<Communicator> split(int /*color*/, int /*key*/) { return nullptr; }
+  // Chooses the algorithm of large sums here and in the communicators split from this one; returns
+  // it in words for the log ("" where there is no choice).
+  virtual std::string choose_large_sums(RingChoice /*choice*/) { return ""; }
   // Sum of bfloat16 values (see core/bf16.h), each addition rounded back to bfloat16.
   virtual void all_reduce_sum_bf16(std::span<uint16_t> data) = 0;
   virtual std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) = 0;

@@ -131,6 +131,8 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
         make_communicator_path(comm, backend, count,
                                make_wire_codec(WireDtype::kFp32, backend, count)),
         std::vector<Bucket>{}, false, "gradients: one rank, nothing to reduce");
+  // Before choose_path: the hierarchical path's communicators inherit the choice when split.
+  const std::string large_sums = comm.choose_large_sums(options.large_sums);
   ChosenPath chosen = choose_path(options, comm, backend, count);
   std::vector<Bucket> buckets = cut_buckets(tensor_offsets, count, options.bucket_bytes);
   // Note [sharded step]: ZeRO-1 by default where the parameters can share the gradients' host
@@ -148,10 +150,13 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
   const std::string strategy = zero1             ? "ZeRO-1 (reduce-scatter, sharded optimizer)"
                                : options.overlap ? "replicated, overlapped with backward"
                                                  : "replicated, after backward";
-  const std::string description = "gradients: " + strategy + ", " + std::to_string(buckets.size()) +
-                                  " bucket(s), " + (options.bf16_wire ? "bf16" : "fp32") +
-                                  " through " + chosen.path->name() + " (" + chosen.why + zero_why +
-                                  ")";
+  // The ring serves the blocking all-reduce; overlap queues MPI_Iallreduce pieces and ZeRO-1
+  // reduce-scatters.
+  const bool blocking_sums = !zero1 && !options.overlap && !chosen.path->in_place();
+  const std::string description =
+      "gradients: " + strategy + ", " + std::to_string(buckets.size()) + " bucket(s), " +
+      (options.bf16_wire ? "bf16" : "fp32") + " through " + chosen.path->name() + " (" +
+      chosen.why + zero_why + ")" + (blocking_sums && !large_sums.empty() ? ", " + large_sums : "");
   if (zero1) {
     Zero1Sync::ParamStorage params = DeviceBuffer(backend, count);
     if (shared_params) params = std::move(shared_params);

@@ -44,6 +44,7 @@ struct GradSyncOptions {
   ZeroChoice zero = ZeroChoice::kAuto;  // shard the optimizer over ranks
   bool sums_before_step = false;        // shard_grads() is read between finish() and step()
   size_t bucket_bytes = size_t{4} << 20;
+  RingChoice large_sums = RingChoice::kAuto;  // mpi_allreduce
 };
 
 // A slice of the flat parameter (and optimizer state) buffers, in floats.

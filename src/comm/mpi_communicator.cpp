@@ -9,6 +9,7 @@
 
 #include "comm/mpi_check.h"
 #include "comm/mpi_piece_queue.h"
+#include "comm/ring_all_reduce.h"
 #include "comm/shared_window.h"
 #include "core/bf16.h"
 #include "core/error.h"
@@ -42,11 +43,24 @@ MpiRuntime::~MpiRuntime() {
 
 namespace {
 
-void bf16_sum(void* in, void* inout, int* count, MPI_Datatype* /*type*/) {
+void add_bf16(const void* in, void* inout, size_t count) {
   const auto* a = static_cast<const uint16_t*>(in);
   auto* b = static_cast<uint16_t*>(inout);
-  for (int i = 0; i < *count; ++i) b[i] = to_bf16(from_bf16(a[i]) + from_bf16(b[i]));
+  for (size_t i = 0; i < count; ++i) b[i] = to_bf16(from_bf16(a[i]) + from_bf16(b[i]));
 }
+
+void add_float(const void* in, void* inout, size_t count) {
+  const auto* a = static_cast<const float*>(in);
+  auto* b = static_cast<float*>(inout);
+  for (size_t i = 0; i < count; ++i) b[i] += a[i];
+}
+
+void bf16_sum(void* in, void* inout, int* count, MPI_Datatype* /*type*/) {
+  add_bf16(in, inout, static_cast<size_t>(*count));
+}
+
+const RingElement kRingFloat{MPI_FLOAT, sizeof(float), &add_float};
+const RingElement kRingBf16{MPI_UINT16_T, sizeof(uint16_t), &add_bf16};
 
 }  // namespace
 
@@ -54,6 +68,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm) {
   mpiCheck(MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_sum_));
   mpiCheck(MPI_Comm_dup(comm, &comm_));
   mpiCheck(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  mpiCheck(MPI_Comm_dup(comm_, &ring_comm_));
   mpiCheck(MPI_Comm_rank(comm_, &rank_));
   mpiCheck(MPI_Comm_size(comm_, &size_));
   MPI_Comm host = MPI_COMM_NULL;
@@ -69,6 +84,7 @@ MpiCommunicator::~MpiCommunicator() {
   MPI_Finalized(&finalized);
   if (finalized) return;
   if (bf16_sum_ != MPI_OP_NULL) MPI_Op_free(&bf16_sum_);
+  if (ring_comm_ != MPI_COMM_NULL) MPI_Comm_free(&ring_comm_);
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
@@ -121,6 +137,7 @@ std::unique_ptr<Communicator> MpiCommunicator::split_host() {
   mpiCheck(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &host));
   auto out = std::make_unique<MpiCommunicator>(host);  // works on a duplicate
   mpiCheck(MPI_Comm_free(&host));
+  out->ring_choice_ = ring_choice_;
   return out;
 }
 
@@ -129,10 +146,30 @@ std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   mpiCheck(MPI_Comm_split(comm_, color, key, &part));
   auto out = std::make_unique<MpiCommunicator>(part);
   mpiCheck(MPI_Comm_free(&part));
+  out->ring_choice_ = ring_choice_;
   return out;
 }
 
+std::string MpiCommunicator::choose_large_sums(RingChoice choice) {
+  ring_choice_ = choice;
+  if (size_ == 1) return "";
+  const std::string least = std::to_string(size_ * kRingSegmentBytes / 1024) + " KB";
+  return ring_for(size_t{1} << 30) ? "sums of " + least + " or more around a ring of " +
+                                         std::to_string(kRingSegmentBytes / 1024) + " KB segments"
+                                   : "sums by MPI_Allreduce";
+}
+
+bool MpiCommunicator::ring_for(size_t bytes) const {
+  // Below a segment per rank the ring's 2 (n - 1) steps cost more than the library's
+  // latency-bound algorithms for small buffers.
+  if (size_ == 1 || bytes < static_cast<size_t>(size_) * kRingSegmentBytes) return false;
+  return ring_choice_ == RingChoice::kRing ||
+         (ring_choice_ == RingChoice::kAuto && local_size_ < size_);
+}
+
 void MpiCommunicator::all_reduce_sum(std::span<float> data) {
+  if (ring_for(data.size_bytes()))
+    return ring_all_reduce(data.data(), data.size(), kRingFloat, ring_comm_);
   in_pieces(data, size_, [this](float* p, int n) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_FLOAT, MPI_SUM, comm_));
   });
@@ -178,6 +215,8 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> dat
 }
 
 void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
+  if (ring_for(data.size_bytes()))
+    return ring_all_reduce(data.data(), data.size(), kRingBf16, ring_comm_);
   in_pieces(data, size_, [this](uint16_t* p, int n) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, p, n, MPI_UINT16_T, bf16_sum_, comm_));
   });

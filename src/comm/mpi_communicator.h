@@ -39,6 +39,7 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) override;
   std::unique_ptr<Communicator> split_host() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
+  std::string choose_large_sums(RingChoice choice) override;
   void all_reduce_sum_bf16(std::span<uint16_t> data) override;
   std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) override;
   int all_reduce_max(int value) override;
@@ -54,8 +55,12 @@ class MpiCommunicator final : public Communicator {
   std::string shared_memory_shortfall(size_t bytes_per_rank);
   // Collective on first use: every rank makes the same non-blocking calls.
   MpiPieceQueue& piece_queue();
+  // Whether a sum of `bytes` goes around the trainer's ring rather than through MPI_Allreduce.
+  bool ring_for(size_t bytes) const;
 
   MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm ring_comm_ = MPI_COMM_NULL;  // the ring's point-to-point messages, apart from all else
+  RingChoice ring_choice_ = RingChoice::kAuto;
   MPI_Op bf16_sum_ = MPI_OP_NULL;
   int rank_ = 0;
   int size_ = 1;

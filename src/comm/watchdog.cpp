@@ -49,6 +49,9 @@ class WatchedCommunicator final : public Communicator {
     auto guard = dog_.enter("communicator split", 0);
     return wrap(inner_.split(color, key));
   }
+  std::string choose_large_sums(RingChoice choice) override {
+    return inner_.choose_large_sums(choice);
+  }
   // The wait, not the start, is where a rank blocks; the gradient sync waits on the Work.
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override {
     return std::make_unique<WatchedWork>(inner_.all_reduce_sum_async(data), dog_, data.size());

@@ -190,6 +190,10 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
               : allreduce == "hierarchical" ? AllReduceChoice::kHierarchical
               : allreduce == "nccl"         ? AllReduceChoice::kNccl
                                             : AllReduceChoice::kAuto;
+  const std::string algorithm = node.choice("mpi_allreduce", {"auto", "ring", "library"}, "auto");
+  sync.large_sums = algorithm == "ring"      ? RingChoice::kRing
+                    : algorithm == "library" ? RingChoice::kLibrary
+                                             : RingChoice::kAuto;
   sync.overlap = node.get("overlap", false);
   sync.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
   const std::string zero = node.choice("zero", {"auto", "0", "1"}, "auto");
@@ -198,6 +202,10 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
     node.fail("zero",
               "ZeRO-1 reduce-scatters fp32 after backward: needs overlap: false and "
               "wire_dtype: fp32");
+  if (sync.large_sums == RingChoice::kRing && (sync.overlap || sync.zero == ZeroChoice::kOn))
+    node.fail("mpi_allreduce",
+              "the ring sums gradients after backward without ZeRO-1: needs overlap: false and "
+              "zero: 0 or auto");
   t.device = node.choice("device", {"auto", "cpu", "cuda"}, "auto");
   t.accumulation_steps =
       positive(node, "accumulation_steps", node.get<int64_t>("accumulation_steps", 1));

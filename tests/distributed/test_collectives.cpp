@@ -10,6 +10,7 @@
 #include "comm/grad_sync.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_piece_queue.h"
+#include "comm/ring_all_reduce.h"
 #include "core/bf16.h"
 #include "core/error.h"
 
@@ -50,6 +51,51 @@ TEST(MpiCommunicator, AllReduceSumInPieces) {
   comm.all_reduce_sum_bf16(std::span<uint16_t>(narrow));
   for (size_t i = 0; i < narrow.size(); ++i)
     ASSERT_EQ(from_bf16(narrow[i]), static_cast<float>(n * (i % 7) + n * (n - 1) / 2)) << i;
+}
+
+// Note [ring all-reduce]: sums of every size around the ring (empty, fewer elements than ranks,
+// one segment, and enough segments that the window of posted receives wraps several times), for
+// both element types; small integers, so every sum is exact. Then values whose sums round
+// differently in each summation order: every rank must still hold rank 0's bytes.
+TEST(RingAllReduce, SumsExactlyAndLeavesEveryRankTheSameBytes) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  const std::string chosen = comm.choose_large_sums(RingChoice::kRing);
+  if (n > 1) {
+    EXPECT_NE(chosen.find("ring"), std::string::npos) << chosen;
+  }
+  const size_t segment = kRingSegmentBytes / sizeof(float);
+  for (const size_t count : {size_t{0}, size_t{1}, static_cast<size_t>(n) * segment - 1,
+                             static_cast<size_t>(n) * segment + 3, 40 * segment + 17}) {
+    std::vector<float> data(count);
+    for (size_t i = 0; i < count; ++i) data[i] = static_cast<float>(comm.rank() + i % 7);
+    ring_all_reduce(data.data(), count,
+                    RingElement{MPI_FLOAT, sizeof(float),
+                                [](const void* in, void* inout, size_t m) {
+                                  for (size_t i = 0; i < m; ++i)
+                                    static_cast<float*>(inout)[i] +=
+                                        static_cast<const float*>(in)[i];
+                                }},
+                    MPI_COMM_WORLD);
+    for (size_t i = 0; i < count; ++i)
+      ASSERT_EQ(data[i], static_cast<float>(n * (i % 7) + n * (n - 1) / 2)) << count << " " << i;
+  }
+  // Through the communicator, as the gradient sync calls it.
+  std::vector<uint16_t> narrow(40 * segment + 5);
+  for (size_t i = 0; i < narrow.size(); ++i)
+    narrow[i] = to_bf16(static_cast<float>(comm.rank() + i % 7));
+  comm.all_reduce_sum_bf16(std::span<uint16_t>(narrow));
+  for (size_t i = 0; i < narrow.size(); ++i)
+    ASSERT_EQ(from_bf16(narrow[i]), static_cast<float>(n * (i % 7) + n * (n - 1) / 2)) << i;
+  std::vector<float> inexact(20 * segment + 11);
+  for (size_t i = 0; i < inexact.size(); ++i)
+    inexact[i] = std::sin(static_cast<float>(i) * 0.37f + static_cast<float>(comm.rank())) * 1e3f +
+                 1e-4f * static_cast<float>(i % 13);
+  comm.all_reduce_sum(std::span<float>(inexact));
+  std::vector<float> reference = inexact;
+  comm.broadcast(std::span<float>(reference), 0);
+  EXPECT_EQ(std::memcmp(inexact.data(), reference.data(), inexact.size() * sizeof(float)), 0)
+      << "rank " << comm.rank();
 }
 
 // The sharded step's collectives in rounds of 512 KB per part (Note [all-reduce pieces]): uneven

@@ -1,0 +1,140 @@
+#include "comm/ring_all_reduce.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "comm/mpi_check.h"
+
+namespace ddp {
+
+// Note [ring all-reduce]: on the namespace harness, Open MPI's MPI_Allreduce of 2 MB pieces took
+// 1.5-2.3x the time a link needs for the bytes wherever the link has a rate limit with a shallow
+// queue or a delay (4 ranks at 100 Mbit/s: 806-838 ms for 4 MB where a ring moving the same
+// bytes took 526; 2 ranks at 1 Gbit/s with 2 ms of delay: 65-81 ms against 34):
+// its 4-rank choice (Rabenseifner's) exchanges 1 MB messages both ways over one socket, each large
+// message waits a round trip for the receiver's handshake, and every piece waits for the last.
+// Here instead: reduce-scatter then all-gather around the ring (each rank sends 2 (n - 1) / n of
+// the buffer, the least possible), every chunk cut into segments small enough to go eagerly, and
+// a segment forwarded to the right as soon as it arrived from the left, so the link never idles
+// for a step's slowest piece or a handshake. Where the "link" is a memory copy (the harness's
+// unshaped bridge) MPI_Allreduce stayed ~1 ms per 4 MB ahead; hence training.mpi_allreduce: auto
+// uses the ring only between hosts. benchmarks/results/ring_allreduce.md has the measurements.
+//
+// Segment j of the chunk a rank sends at step t is the segment it received at step t - 1: chunk
+// r - t during the reduce-scatter (t < n - 1), after which rank r holds the whole sum of chunk
+// r + 1; then chunk r + 1 - s at all-gather step s. Messages between two neighbours are matched
+// in the order they were sent (MPI's non-overtaking rule), step by step, segment by segment.
+namespace {
+
+class Ring {
+ public:
+  Ring(void* data, size_t count, const RingElement& element, MPI_Comm comm)
+      : data_(static_cast<std::byte*>(data)), count_(count), element_(element), comm_(comm) {
+    mpiCheck(MPI_Comm_rank(comm, &rank_));
+    mpiCheck(MPI_Comm_size(comm, &ranks_));
+    steps_ = 2 * (ranks_ - 1);
+    size_t longest = 0;
+    for (int c = 0; c < ranks_; ++c)
+      longest = std::max(longest, chunk_begin(c + 1) - chunk_begin(c));
+    const size_t segment = std::max<size_t>(kRingSegmentBytes / element.bytes, 1);
+    segments_ = std::max<size_t>((longest + segment - 1) / segment, 1);
+    staging_.resize(kWindow * segment * element.bytes);
+    sends_.assign(static_cast<size_t>(steps_) * segments_, MPI_REQUEST_NULL);
+    receives_.assign(kWindow, MPI_REQUEST_NULL);
+  }
+
+  void run() {
+    const size_t messages = static_cast<size_t>(steps_) * segments_;
+    for (size_t j = 0; j < segments_; ++j) send(0, j);
+    while (posted_ < std::min<size_t>(messages, kWindow)) post_receive();
+    for (size_t done = 0; done < messages; ++done) {
+      mpiCheck(MPI_Wait(&receives_[done % kWindow], MPI_STATUS_IGNORE));
+      const int step = static_cast<int>(done / segments_);
+      const size_t j = done % segments_;
+      if (step < ranks_ - 1) {  // reduce-scatter: add what arrived in the staging slot
+        const Range range = segment(received_chunk(step), j);
+        element_.add(staging_.data() + slot_offset(done), data_ + range.begin * element_.bytes,
+                     range.count);
+      }
+      if (posted_ < messages) post_receive();
+      if (step + 1 < steps_) send(step + 1, j);
+    }
+    mpiCheck(MPI_Waitall(static_cast<int>(sends_.size()), sends_.data(), MPI_STATUSES_IGNORE));
+  }
+
+ private:
+  // Receives posted ahead of the one being waited for: 16 measured like 64 (1 MB in flight).
+  static constexpr size_t kWindow = 16;
+
+  struct Range {
+    size_t begin;
+    size_t count;
+  };
+
+  int wrap(int i) const { return ((i % ranks_) + ranks_) % ranks_; }
+  size_t chunk_begin(int c) const { return count_ * static_cast<size_t>(c) / ranks_; }
+  int sent_chunk(int step) const {
+    return step < ranks_ - 1 ? wrap(rank_ - step) : wrap(rank_ + 1 - (step - (ranks_ - 1)));
+  }
+  int received_chunk(int step) const {
+    return step < ranks_ - 1 ? wrap(rank_ - step - 1) : wrap(rank_ - (step - (ranks_ - 1)));
+  }
+  // Every chunk in the same number of segments (chunks differ by at most one element).
+  Range segment(int chunk, size_t j) const {
+    const size_t begin = chunk_begin(chunk);
+    const size_t length = chunk_begin(chunk + 1) - begin;
+    const size_t from = begin + length * j / segments_;
+    return {from, begin + length * (j + 1) / segments_ - from};
+  }
+  size_t slot_offset(size_t message) const {
+    return (message % kWindow) * (staging_.size() / kWindow);
+  }
+
+  void send(int step, size_t j) {
+    const Range range = segment(sent_chunk(step), j);
+    mpiCheck(MPI_Isend(data_ + range.begin * element_.bytes, static_cast<int>(range.count),
+                       element_.type, wrap(rank_ + 1), 0, comm_,
+                       &sends_[static_cast<size_t>(step) * segments_ + j]));
+  }
+
+  // Reduce-scatter segments land in a staging slot; all-gather segments in place, once the send
+  // that read the same bytes during the reduce-scatter (chunk r - s went out at step s) is done.
+  void post_receive() {
+    const int step = static_cast<int>(posted_ / segments_);
+    const size_t j = posted_ % segments_;
+    const Range range = segment(received_chunk(step), j);
+    std::byte* into = staging_.data() + slot_offset(posted_);
+    if (step >= ranks_ - 1) {
+      const auto reduce_step = static_cast<size_t>(step - (ranks_ - 1));
+      mpiCheck(MPI_Wait(&sends_[reduce_step * segments_ + j], MPI_STATUS_IGNORE));
+      into = data_ + range.begin * element_.bytes;
+    }
+    mpiCheck(MPI_Irecv(into, static_cast<int>(range.count), element_.type, wrap(rank_ - 1), 0,
+                       comm_, &receives_[posted_ % kWindow]));
+    ++posted_;
+  }
+
+  std::byte* data_;
+  size_t count_;
+  RingElement element_;
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int ranks_ = 1;
+  int steps_ = 0;
+  size_t segments_ = 1;
+  size_t posted_ = 0;
+  std::vector<std::byte> staging_;
+  std::vector<MPI_Request> sends_;
+  std::vector<MPI_Request> receives_;
+};
+
+}  // namespace
+
+void ring_all_reduce(void* data, size_t count, const RingElement& element, MPI_Comm comm) {
+  int ranks = 1;
+  mpiCheck(MPI_Comm_size(comm, &ranks));
+  if (ranks == 1 || count == 0) return;
+  Ring(data, count, element, comm).run();
+}
+
+}  // namespace ddp
