@@ -27,7 +27,10 @@ trainer runs it:
     b / ranks_per_host each over the shared link.
     NCCL: ring over all GPUs at min(NVLink, network) bus bandwidth, or a tree where its latency
     term wins (NCCL chooses likewise).
-- Pieces: every all-reduce through MPI goes in pieces of 512 KB per rank of its ring (1 MB at 2
+- Between hosts the blocking all-reduce goes around the trainer's ring (training.mpi_allreduce:
+  auto; src/comm/ring_all_reduce.cpp) in one call per bucket, segments pipelined, when the bucket
+  holds at least a 256 KB segment per rank of the ring. Otherwise (mpi_allreduce: library, overlap,
+  ZeRO-1, smaller buckets) MPI's calls go in pieces of 512 KB per rank of their ring (1 MB at 2
   ranks), one after the other (src/comm/mpi_piece_queue.h; the hierarchical path's slices, whose
   rings span the hosts, and bf16's halved bytes alike), so a bucket's last, partial piece costs a
   latency of its own: a bucket is its whole pieces (on the curve, or ring formula, at their total
@@ -59,7 +62,9 @@ GPU_LAUNCH_MS = 0.005
 GPU_MEMORY_BYTES_PER_S = 4.8e12  # H200 HBM3e
 # A link is rate-bound when its sweep reaches this share of the token bucket's rate.
 RATE_BOUND = 0.9
-DEFAULTS = {"bucket_mb": 4, "overlap": False, "wire": "fp32", "zero": "auto", "allreduce": "auto"}
+DEFAULTS = {"bucket_mb": 4, "overlap": False, "wire": "fp32", "zero": "auto", "allreduce": "auto",
+            "mpi_allreduce": "auto"}
+RING_SEGMENT_BYTES = 256 << 10  # src/comm/ring_all_reduce.h's kRingSegmentBytes
 
 
 def piece_bytes(ranks):
@@ -146,16 +151,21 @@ def _shm_ms(profile, cluster, per_host, size, wire):
     return Curve(profile["shm"][wire]).ms(size) * per_host / 2 / cluster["compute_speed"]
 
 
-def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False):
-    """Milliseconds to all-reduce one bucket of `size` fp32 bytes (Note [scaling model])."""
+def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False, ring=False):
+    """Milliseconds to all-reduce one bucket of `size` fp32 bytes (Note [scaling model]); `ring`:
+    the trainer's ring may serve it (blocking, between hosts, mpi_allreduce not library)."""
     hosts, per_host = layout(cluster, ranks)
     if path == "shm":
         return _shm_ms(profile, cluster, ranks, size, wire)
     if path == "nccl":
         return _collective_ms(profile, cluster, ranks, path, wire, size, overlap)
+    hierarchical = path == "hierarchical"
+    # What one rank's ring call carries, in wire bytes, and among how many ranks.
+    ring_bytes = size / (2 if wire == "bf16" else 1) / (per_host if hierarchical else 1)
+    if ring and ring_bytes >= (hosts if hierarchical else ranks) * RING_SEGMENT_BYTES:
+        return _collective_ms(profile, cluster, ranks, path, wire, size, overlap)
     # MPI's pieces, in the bucket's fp32 bytes: a piece of the wire's bytes per local rank, sized
     # by the ranks of its ring (the hosts, on the hierarchical path).
-    hierarchical = path == "hierarchical"
     piece = (piece_bytes(hosts if hierarchical else ranks) *
              (2 if wire == "bf16" else 1) * (per_host if hierarchical else 1))
     whole, rest = divmod(size, piece)
@@ -240,7 +250,8 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
     buckets = cut_buckets([x["offset"] for x in profile["tensors"]], profile["parameters"],
                           s["bucket_mb"] * 2**20)
     overlapped = s["overlap"] and path in ("mpi", "nccl") and not zero and ranks > 1
-    comm = [comm_ms(profile, cluster, ranks, path, s["wire"], count * 4, overlapped)
+    ring = (hosts > 1 and not overlapped and not zero and s["mpi_allreduce"] != "library")
+    comm = [comm_ms(profile, cluster, ranks, path, s["wire"], count * 4, overlapped, ring)
             if ranks > 1 else 0.0 for _, count in buckets]
     if overlapped:
         ready = bucket_ready_ms(profile, buckets, t["backward"])

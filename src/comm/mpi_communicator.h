@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "comm/mpi_piece_queue.h"
@@ -61,6 +62,7 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Comm ring_comm_ = MPI_COMM_NULL;  // the ring's point-to-point messages, apart from all else
   RingChoice ring_choice_ = RingChoice::kAuto;
+  std::vector<std::byte> ring_staging_;
   MPI_Op bf16_sum_ = MPI_OP_NULL;
   int rank_ = 0;
   int size_ = 1;

@@ -28,8 +28,13 @@ namespace {
 
 class Ring {
  public:
-  Ring(void* data, size_t count, const RingElement& element, MPI_Comm comm)
-      : data_(static_cast<std::byte*>(data)), count_(count), element_(element), comm_(comm) {
+  Ring(void* data, size_t count, const RingElement& element, MPI_Comm comm,
+       std::vector<std::byte>& staging)
+      : data_(static_cast<std::byte*>(data)),
+        count_(count),
+        element_(element),
+        comm_(comm),
+        staging_(staging) {
     mpiCheck(MPI_Comm_rank(comm, &rank_));
     mpiCheck(MPI_Comm_size(comm, &ranks_));
     steps_ = 2 * (ranks_ - 1);
@@ -38,7 +43,8 @@ class Ring {
       longest = std::max(longest, chunk_begin(c + 1) - chunk_begin(c));
     const size_t segment = std::max<size_t>(kRingSegmentBytes / element.bytes, 1);
     segments_ = std::max<size_t>((longest + segment - 1) / segment, 1);
-    staging_.resize(kWindow * segment * element.bytes);
+    slot_bytes_ = segment * element.bytes;
+    if (staging_.size() < kWindow * slot_bytes_) staging_.resize(kWindow * slot_bytes_);
     sends_.assign(static_cast<size_t>(steps_) * segments_, MPI_REQUEST_NULL);
     receives_.assign(kWindow, MPI_REQUEST_NULL);
   }
@@ -86,9 +92,7 @@ class Ring {
     const size_t from = begin + length * j / segments_;
     return {from, begin + length * (j + 1) / segments_ - from};
   }
-  size_t slot_offset(size_t message) const {
-    return (message % kWindow) * (staging_.size() / kWindow);
-  }
+  size_t slot_offset(size_t message) const { return (message % kWindow) * slot_bytes_; }
 
   void send(int step, size_t j) {
     const Range range = segment(sent_chunk(step), j);
@@ -123,18 +127,20 @@ class Ring {
   int steps_ = 0;
   size_t segments_ = 1;
   size_t posted_ = 0;
-  std::vector<std::byte> staging_;
+  size_t slot_bytes_ = 0;
+  std::vector<std::byte>& staging_;
   std::vector<MPI_Request> sends_;
   std::vector<MPI_Request> receives_;
 };
 
 }  // namespace
 
-void ring_all_reduce(void* data, size_t count, const RingElement& element, MPI_Comm comm) {
+void ring_all_reduce(void* data, size_t count, const RingElement& element, MPI_Comm comm,
+                     std::vector<std::byte>& staging) {
   int ranks = 1;
   mpiCheck(MPI_Comm_size(comm, &ranks));
   if (ranks == 1 || count == 0) return;
-  Ring(data, count, element, comm).run();
+  Ring(data, count, element, comm, staging).run();
 }
 
 }  // namespace ddp
