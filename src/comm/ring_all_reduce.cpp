@@ -7,18 +7,22 @@
 
 namespace ddp {
 
-// Note [ring all-reduce]: on the namespace harness, Open MPI's MPI_Allreduce of 2 MB pieces took
-// 1.5-2.3x the time a link needs for the bytes wherever the link has a rate limit with a shallow
-// queue or a delay (4 ranks at 100 Mbit/s: 806-838 ms for 4 MB where a ring moving the same
-// bytes took 526; 2 ranks at 1 Gbit/s with 2 ms of delay: 65-81 ms against 34):
-// its 4-rank choice (Rabenseifner's) exchanges 1 MB messages both ways over one socket, each large
-// message waits a round trip for the receiver's handshake, and every piece waits for the last.
-// Here instead: reduce-scatter then all-gather around the ring (each rank sends 2 (n - 1) / n of
-// the buffer, the least possible), every chunk cut into segments small enough to go eagerly, and
-// a segment forwarded to the right as soon as it arrived from the left, so the link never idles
-// for a step's slowest piece or a handshake. Where the "link" is a memory copy (the harness's
-// unshaped bridge) MPI_Allreduce stayed ~1 ms per 4 MB ahead; hence training.mpi_allreduce: auto
-// uses the ring only between hosts. benchmarks/results/ring_allreduce.md has the measurements.
+// Note [ring all-reduce]: on the namespace harness, Open MPI's MPI_Allreduce in pieces took
+// 1.4-1.7x the time of the link's bytes wherever the link has a rate limit with a shallow queue or
+// a delay (4 hosts at 100 Mbit/s: 862 ms for 4 MB where this ring took 554; 2 hosts at 1 Gbit/s
+// with 2 ms of delay: 61 against 35): its 4-rank choice (Rabenseifner's, forced by
+// coll_tuned_allreduce_algorithm it timed the same) exchanges 1 MB messages both ways over one
+// socket, each large message waits a round trip for the receiver's handshake, and every piece
+// waits for its slowest step. It also ran faster inside training than in a back to back sweep
+// (W2 on 4 x 1 at 100 Mbit/s: 334-366 ms against 410-418), which the scaling model could not
+// predict; Open MPI's ring (algorithm 4) ran at the link's rate in both. Here: reduce-scatter then
+// all-gather around the ring (each rank sends 2 (n - 1) / n of the buffer, the least possible),
+// every chunk cut into segments that go eagerly, and a segment forwarded to the right as soon as
+// it arrived from the left, so the link never idles for a handshake or a piece's slowest step.
+// Where the "link" is a memory copy on the same cores (the harness's unshaped bridge) the library
+// stayed ahead (W3 0.91-0.94x), the eager segments' copies costing what its large messages save;
+// real links without a rate limit or delay measured alike (1.00-1.07x at 1 Gbit/s). Hence
+// training.mpi_allreduce: auto takes the ring between hosts. benchmarks/results/ring_allreduce.md.
 //
 // Segment j of the chunk a rank sends at step t is the segment it received at step t - 1: chunk
 // r - t during the reduce-scatter (t < n - 1), after which rank r holds the whole sum of chunk
