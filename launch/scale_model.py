@@ -27,10 +27,10 @@ trainer runs it:
     b / ranks_per_host each over the shared link.
     NCCL: ring over all GPUs at min(NVLink, network) bus bandwidth, or a tree where its latency
     term wins (NCCL chooses likewise).
-- Between hosts the blocking all-reduce goes around the trainer's ring (training.mpi_allreduce:
-  auto; src/comm/ring_all_reduce.cpp) in one call per bucket, segments pipelined, when the bucket
-  holds at least a 256 KB segment per rank of the ring. Otherwise (mpi_allreduce: library, overlap,
-  ZeRO-1, smaller buckets) MPI's calls go in pieces of 512 KB per rank of their ring (1 MB at 2
+- Between hosts the all-reduce goes around the trainer's ring (training.mpi_allreduce: auto;
+  src/comm/ring_all_reduce.cpp) in one call per bucket, segments pipelined, when the bucket holds
+  at least a 256 KB segment per rank of the ring; overlapped, the ring is non-blocking and each
+  poll moves it on. Otherwise (mpi_allreduce: library, ZeRO-1, smaller buckets) MPI's calls go in pieces of 512 KB per rank of their ring (1 MB at 2
   ranks), one after the other (src/comm/mpi_piece_queue.h; the hierarchical path's slices, whose
   rings span the hosts, and bf16's halved bytes alike), so a bucket's last, partial piece costs a
   latency of its own: a bucket is its whole pieces (on the curve, or ring formula, at their total
@@ -153,7 +153,7 @@ def _shm_ms(profile, cluster, per_host, size, wire):
 
 def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False, ring=False):
     """Milliseconds to all-reduce one bucket of `size` fp32 bytes (Note [scaling model]); `ring`:
-    the trainer's ring may serve it (blocking, between hosts, mpi_allreduce not library)."""
+    the trainer's ring may serve it (between hosts, mpi_allreduce not library, no ZeRO-1)."""
     hosts, per_host = layout(cluster, ranks)
     if path == "shm":
         return _shm_ms(profile, cluster, ranks, size, wire)
@@ -250,7 +250,7 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
     buckets = cut_buckets([x["offset"] for x in profile["tensors"]], profile["parameters"],
                           s["bucket_mb"] * 2**20)
     overlapped = s["overlap"] and path in ("mpi", "nccl") and not zero and ranks > 1
-    ring = (hosts > 1 and not overlapped and not zero and s["mpi_allreduce"] != "library")
+    ring = hosts > 1 and not zero and s["mpi_allreduce"] != "library"
     comm = [comm_ms(profile, cluster, ranks, path, s["wire"], count * 4, overlapped, ring)
             if ranks > 1 else 0.0 for _, count in buckets]
     if overlapped:

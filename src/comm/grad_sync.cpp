@@ -150,13 +150,12 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
   const std::string strategy = zero1             ? "ZeRO-1 (reduce-scatter, sharded optimizer)"
                                : options.overlap ? "replicated, overlapped with backward"
                                                  : "replicated, after backward";
-  // The ring serves the blocking all-reduce; overlap queues MPI_Iallreduce pieces and ZeRO-1
-  // reduce-scatters.
-  const bool blocking_sums = !zero1 && !options.overlap && !chosen.path->in_place();
-  const std::string description =
-      "gradients: " + strategy + ", " + std::to_string(buckets.size()) + " bucket(s), " +
-      (options.bf16_wire ? "bf16" : "fp32") + " through " + chosen.path->name() + " (" +
-      chosen.why + zero_why + ")" + (blocking_sums && !large_sums.empty() ? ", " + large_sums : "");
+  // The ring serves the all-reduce, overlapped or not; ZeRO-1 reduce-scatters.
+  const bool ring_sums = !zero1 && !chosen.path->in_place();
+  const std::string description = "gradients: " + strategy + ", " + std::to_string(buckets.size()) +
+                                  " bucket(s), " + (options.bf16_wire ? "bf16" : "fp32") +
+                                  " through " + chosen.path->name() + " (" + chosen.why + zero_why +
+                                  ")" + (ring_sums && !large_sums.empty() ? ", " + large_sums : "");
   if (zero1) {
     Zero1Sync::ParamStorage params = DeviceBuffer(backend, count);
     if (shared_params) params = std::move(shared_params);

@@ -218,7 +218,9 @@ MpiPieceQueue& MpiCommunicator::piece_queue() {
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(std::span<float> data) {
   MpiPieceQueue& queue = piece_queue();
   return std::make_unique<PieceWork>(
-      queue, queue.enqueue(data.data(), data.size(), MPI_FLOAT, sizeof(float), MPI_SUM));
+      queue, ring_for(data.size_bytes())
+                 ? queue.enqueue_ring(data.data(), data.size(), kRingFloat)
+                 : queue.enqueue(data.data(), data.size(), MPI_FLOAT, sizeof(float), MPI_SUM));
 }
 
 void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
@@ -232,7 +234,10 @@ void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_bf16_async(std::span<uint16_t> data) {
   MpiPieceQueue& queue = piece_queue();
   return std::make_unique<PieceWork>(
-      queue, queue.enqueue(data.data(), data.size(), MPI_UINT16_T, sizeof(uint16_t), bf16_sum_));
+      queue, ring_for(data.size_bytes())
+                 ? queue.enqueue_ring(data.data(), data.size(), kRingBf16)
+                 : queue.enqueue(data.data(), data.size(), MPI_UINT16_T, sizeof(uint16_t),
+                                 bf16_sum_));
 }
 
 int MpiCommunicator::all_reduce_max(int value) {

@@ -34,7 +34,8 @@ class MpiCommunicator final : public Communicator {
   int local_size() const override { return local_size_; }
   void all_reduce_sum(std::span<float> data) override;
   void all_reduce_sum(std::span<double> data) override;
-  // Queued in pieces, run one after the other (Note [overlapped pieces]).
+  // Queued in pieces, or whole where it goes around the ring, run one after the other (Note
+  // [overlapped pieces]).
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
   // A SharedWindow when every rank runs on this host and /dev/shm has room for it.
   std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) override;

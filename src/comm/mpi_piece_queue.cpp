@@ -20,7 +20,8 @@ MpiPieceQueue::~MpiPieceQueue() {
   if (finalized) return;
   // A piece still in flight (only after a failure elsewhere) is left to MPI: waiting could hang
   // on a dead rank, and an active collective request may not be freed. The communicator is
-  // freed once it completes.
+  // freed once it completes. A ring in flight keeps its staging, into which MPI may still write.
+  static_cast<void>(ring_.release());
   MPI_Comm_free(&comm_);
 }
 
@@ -29,11 +30,18 @@ uint64_t MpiPieceQueue::enqueue(void* data, size_t count, MPI_Datatype type, siz
   const size_t piece = piece_bytes_ / type_bytes;
   auto* bytes = static_cast<std::byte*>(data);
   for (size_t start = 0; start < count; start += piece) {
-    waiting_.push_back(Piece{bytes + start * type_bytes,
-                             static_cast<int>(std::min(piece, count - start)), type, op});
+    waiting_.push_back(
+        Piece{bytes + start * type_bytes, std::min(piece, count - start), type, op, nullptr});
     ++queued_;
   }
-  if (in_flight_ == MPI_REQUEST_NULL) start_next();
+  if (!in_flight()) start_next();
+  return queued_;
+}
+
+uint64_t MpiPieceQueue::enqueue_ring(void* data, size_t count, const RingElement& element) {
+  waiting_.push_back(Piece{data, count, element.type, MPI_OP_NULL, &element});
+  ++queued_;
+  if (!in_flight()) start_next();
   return queued_;
 }
 
@@ -41,14 +49,37 @@ void MpiPieceQueue::start_next() {
   if (waiting_.empty()) return;
   const Piece p = waiting_.front();
   waiting_.pop_front();
-  mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, p.data, p.count, p.type, p.op, comm_, &in_flight_));
+  if (p.ring) {
+    ring_ = std::make_unique<RingAllReduce>(p.data, p.count, *p.ring, comm_,
+                                            std::move(ring_staging_));
+    return;
+  }
+  mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, p.data, static_cast<int>(p.count), p.type, p.op, comm_,
+                          &in_flight_));
+}
+
+bool MpiPieceQueue::finished(bool block) {
+  if (ring_) {
+    if (block) {
+      ring_->wait();
+    } else if (!ring_->test()) {
+      return false;
+    }
+    ring_staging_ = ring_->take_staging();
+    ring_.reset();
+    return true;
+  }
+  if (block) {
+    mpiCheck(MPI_Wait(&in_flight_, MPI_STATUS_IGNORE));
+    return true;
+  }
+  int done = 0;
+  mpiCheck(MPI_Test(&in_flight_, &done, MPI_STATUS_IGNORE));
+  return done != 0;
 }
 
 uint64_t MpiPieceQueue::progress() {
-  while (in_flight_ != MPI_REQUEST_NULL) {
-    int done = 0;
-    mpiCheck(MPI_Test(&in_flight_, &done, MPI_STATUS_IGNORE));
-    if (!done) break;
+  while (in_flight() && finished(/*block=*/false)) {
     ++completed_;
     start_next();
   }
@@ -57,7 +88,7 @@ uint64_t MpiPieceQueue::progress() {
 
 void MpiPieceQueue::wait_through(uint64_t ticket) {
   while (completed_ < ticket) {
-    mpiCheck(MPI_Wait(&in_flight_, MPI_STATUS_IGNORE));
+    finished(/*block=*/true);
     ++completed_;
     start_next();
   }

@@ -8,6 +8,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
+#include <vector>
+
+#include "comm/ring_all_reduce.h"
 
 namespace ddp {
 
@@ -53,6 +57,8 @@ class MpiPieceQueue {
   // Queues an in-place sum of count elements at data; returns the ticket that progress()
   // reaches once the last of its pieces is done. The buffer must stay untouched until then.
   uint64_t enqueue(void* data, size_t count, MPI_Datatype type, size_t type_bytes, MPI_Op op);
+  // The same, in one piece around the ring.
+  uint64_t enqueue_ring(void* data, size_t count, const RingElement& element);
   // Drives progress: tests the piece in flight and starts the next ones as they finish.
   uint64_t progress();
   // Completes every piece through ticket, in order.
@@ -61,15 +67,21 @@ class MpiPieceQueue {
  private:
   struct Piece {
     void* data;
-    int count;
+    size_t count;  // at most an int's worth unless around the ring
     MPI_Datatype type;
     MPI_Op op;
+    const RingElement* ring;  // null: MPI_Iallreduce
   };
   void start_next();
+  bool in_flight() const { return in_flight_ != MPI_REQUEST_NULL || ring_ != nullptr; }
+  // Tests (or waits for) the piece in flight; true once it is complete.
+  bool finished(bool block);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   std::deque<Piece> waiting_;
   MPI_Request in_flight_ = MPI_REQUEST_NULL;
+  std::unique_ptr<RingAllReduce> ring_;  // or this ring
+  std::vector<std::byte> ring_staging_;  // the rings' staging while none is in flight
   size_t piece_bytes_ = 0;  // all_reduce_piece_bytes of comm's ranks
   uint64_t queued_ = 0;
   uint64_t completed_ = 0;

@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 namespace ddp {
@@ -21,8 +22,57 @@ struct RingElement {
 inline constexpr size_t kRingSegmentBytes = size_t{256} << 10;
 
 // In-place sum of count elements over every rank of comm (a communicator of its own: the ring's
-// messages must not meet anyone else's). Every rank ends with the same bytes. `staging` holds the
-// segments in flight, kept between calls (grown, never cleared: 4 MB of zeros per call cost).
+// messages must not meet anyone else's), started by the constructor and moved on by test() or
+// finished by wait(); every rank ends with the same bytes. `staging` holds the segments in flight:
+// handed back by take_staging() for the next sum (grown, never cleared: 4 MB of zeros per call
+// cost). Sums on one communicator run one after the other, in the same order on every rank.
+class RingAllReduce {
+ public:
+  RingAllReduce(void* data, size_t count, const RingElement& element, MPI_Comm comm,
+                std::vector<std::byte> staging);
+  RingAllReduce(const RingAllReduce&) = delete;
+  RingAllReduce& operator=(const RingAllReduce&) = delete;
+
+  bool test() { return advance(/*block=*/false); }  // true once complete
+  void wait() { advance(/*block=*/true); }
+  std::vector<std::byte> take_staging() { return std::move(staging_); }
+
+ private:
+  struct Range {
+    size_t begin;
+    size_t count;
+  };
+
+  bool advance(bool block);
+  int wrap(int i) const { return ((i % ranks_) + ranks_) % ranks_; }
+  size_t chunk_begin(int c) const { return count_ * static_cast<size_t>(c) / ranks_; }
+  int sent_chunk(int step) const;
+  int received_chunk(int step) const;
+  Range segment(int chunk, size_t j) const;
+  size_t slot_offset(size_t message) const;
+  void send(int step, size_t j);
+  bool post_receive(bool block);
+  // Waits for (block) or tests a request; true once it is complete.
+  static bool complete(MPI_Request& request, bool block);
+
+  std::byte* data_;
+  size_t count_;
+  RingElement element_;
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int ranks_ = 1;
+  int steps_ = 0;
+  size_t segments_ = 1;
+  size_t messages_ = 0;  // steps_ x segments_ received, and as many sent
+  size_t posted_ = 0;    // receives posted ...
+  size_t done_ = 0;      // ... and handled: [done_, posted_) are in flight
+  size_t slot_bytes_ = 0;
+  std::vector<std::byte> staging_;
+  std::vector<MPI_Request> sends_;
+  std::vector<MPI_Request> receives_;
+};
+
+// The blocking sum, reusing `staging` between calls.
 void ring_all_reduce(void* data, size_t count, const RingElement& element, MPI_Comm comm,
                      std::vector<std::byte>& staging);
 

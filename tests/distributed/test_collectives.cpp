@@ -99,6 +99,48 @@ TEST(RingAllReduce, SumsExactlyAndLeavesEveryRankTheSameBytes) {
       << "rank " << comm.rank();
 }
 
+// Note [overlapped pieces]: rings queued behind each other and behind a library piece, moved on by
+// test() with blocking collectives in between (as backward's layers poll them), then waited for
+// out of order; the sums are exact and every rank holds the same bytes.
+TEST(RingAllReduce, OverlappedRingsSumLikeBlockingOnes) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  const int base = n * (n - 1) / 2;
+  comm.choose_large_sums(RingChoice::kRing);
+  const size_t segment = kRingSegmentBytes / sizeof(float);
+  std::vector<float> first(n * segment * 3 + 7);
+  std::vector<float> small(10);  // below a segment per rank: MPI_Iallreduce
+  std::vector<uint16_t> narrow(40 * segment + 5);
+  std::vector<float> inexact(20 * segment + 11);
+  for (size_t i = 0; i < first.size(); ++i) first[i] = static_cast<float>(comm.rank() + i % 11);
+  for (size_t i = 0; i < small.size(); ++i) small[i] = static_cast<float>(comm.rank() * i);
+  for (size_t i = 0; i < narrow.size(); ++i)
+    narrow[i] = to_bf16(static_cast<float>(comm.rank() + i % 7));
+  for (size_t i = 0; i < inexact.size(); ++i)
+    inexact[i] = std::sin(static_cast<float>(i) * 0.37f + static_cast<float>(comm.rank())) * 1e3f;
+  std::vector<std::unique_ptr<Work>> works;
+  works.push_back(comm.all_reduce_sum_async(std::span<float>(first)));
+  works.push_back(comm.all_reduce_sum_async(std::span<float>(small)));
+  works.push_back(comm.all_reduce_sum_bf16_async(std::span<uint16_t>(narrow)));
+  works.push_back(comm.all_reduce_sum_async(std::span<float>(inexact)));
+  for (int round = 0; round < 20; ++round) {
+    for (auto& work : works) work->test();
+    ASSERT_EQ(comm.all_reduce_max(comm.rank() + round), n - 1 + round);
+  }
+  works[2]->wait();
+  EXPECT_TRUE(works[0]->test());
+  for (auto& work : works) work->wait();
+  for (size_t i = 0; i < first.size(); ++i)
+    ASSERT_EQ(first[i], static_cast<float>(n * (i % 11) + base)) << i;
+  for (size_t i = 0; i < small.size(); ++i) ASSERT_EQ(small[i], static_cast<float>(base * i)) << i;
+  for (size_t i = 0; i < narrow.size(); ++i)
+    ASSERT_EQ(from_bf16(narrow[i]), static_cast<float>(n * (i % 7) + base)) << i;
+  std::vector<float> reference = inexact;
+  comm.broadcast(std::span<float>(reference), 0);
+  EXPECT_EQ(std::memcmp(inexact.data(), reference.data(), inexact.size() * sizeof(float)), 0)
+      << "rank " << comm.rank();
+}
+
 // The sharded step's collectives in rounds of 512 KB per part (Note [all-reduce pieces]): uneven
 // parts of several rounds each, one of them empty with 3+ ranks.
 TEST(MpiCommunicator, ReduceScatterAndAllGatherInRounds) {

@@ -401,13 +401,16 @@ TEST_P(DdpTraining, IndivisibleGlobalBatchFailsOnEveryRank) {
 }
 
 // Note [ring all-reduce]: the MPI path with the trainer's ring (which auto uses between hosts),
-// layers wide enough (1 MB of gradients) that the bucket goes around it.
-TEST(RingAllReduce, TrainsLikeOneProcessWithBitIdenticalReplicas) {
+// layers wide enough (1 MB of gradients) that the bucket goes around it; after backward, and
+// overlapped with it in buckets of 256 KB and more (Note [overlapped pieces]).
+class RingTraining : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RingTraining, TrainsLikeOneProcessWithBitIdenticalReplicas) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
-  const Config config =
-      config_with({"training.allreduce=mpi", "training.mpi_allreduce=ring", "training.zero=0",
-                   "model.layers.0.units=512", "model.layers.1.units=512"});
+  const Config config = config_with(
+      {"training.allreduce=mpi", "training.mpi_allreduce=ring", "training.zero=0",
+       "model.layers.0.units=512", "model.layers.1.units=512", GetParam(), "training.bucket_mb=0.3"});
   auto backend = make_cpu_backend();
   Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
                   std::nullopt);
@@ -422,6 +425,13 @@ TEST(RingAllReduce, TrainsLikeOneProcessWithBitIdenticalReplicas) {
   EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
   EXPECT_GT(max_abs_diff(single, train_and_get_params(config, *local, 0)), 1e-3f);
 }
+
+INSTANTIATE_TEST_SUITE_P(Ring, RingTraining,
+                         ::testing::Values("training.overlap=false", "training.overlap=true"),
+                         [](const auto& info) {
+                           return std::string(info.param).ends_with("true") ? "overlapped"
+                                                                            : "after_backward";
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Paths, DdpTraining, ::testing::Values("shm", "mpi", "hierarchical"),
                          [](const auto& info) { return info.param; });
