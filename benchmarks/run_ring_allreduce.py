@@ -6,9 +6,11 @@ MPI's MPI_Allreduce in pieces (library) on the namespace harness (launch/netns_c
   2. training throughput (ddp_bench) of W2 and W3 on the links and layouts of #17's validation.
 Each repeat starts a fresh cluster per case and runs both variants in it, in alternating order.
 Needs root. Writes benchmarks/results/ring_allreduce.{md,json}.
-With --overlap: training only, with training.overlap: true (the non-blocking ring against
-MPI_Iallreduce pieces), beside the blocking ring; writes ring_allreduce_overlap.{md,json}.
-  benchmarks/run_ring_allreduce.py [--reps 5] [--skip-training] [--overlap]"""
+With --overlap or --zero: training alone, in the variants of MODES (the non-blocking ring against
+MPI_Iallreduce pieces; ZeRO-1's collectives as the ring's halves against MPI's), optionally beside
+an older build (--baseline-build); writes ring_allreduce_{overlap,zero}.{md,json}.
+  benchmarks/run_ring_allreduce.py [--reps 5] [--skip-training] [--overlap | --zero]
+                                   [--baseline-build DIR]"""
 
 import argparse
 import json
@@ -34,18 +36,46 @@ TRAINING = [("w2_fmnist_mlp", 4, 1, "100mbit", 8), ("w2_fmnist_mlp", 2, 1, "100m
             ("w2_fmnist_mlp", 2, 2, "1gbit", 60), ("w3_wide_mlp", 4, 1, "1gbit", 4),
             ("w3_wide_mlp", 2, 2, "1gbit", 4), ("w3_wide_mlp", 2, 1, "unshaped", 12),
             ("w3_wide_mlp", 4, 1, "unshaped", 8), ("w3_wide_mlp", 2, 2, "1gbit+2ms", 4)]
-# --overlap: (config, hosts, ranks per host, link, timed steps, bucket_mb); #17's overlapped cases
-# and W2's ring cases.
-OVERLAPPED = [("w3_wide_mlp", 2, 1, "1gbit+2ms", 6, 25), ("w3_wide_mlp", 2, 1, "1gbit+2ms", 6, 1),
-              ("w3_wide_mlp", 2, 1, "1gbit", 6, 4), ("w3_wide_mlp", 2, 1, "unshaped", 12, 4),
-              ("w2_fmnist_mlp", 2, 1, "1gbit+2ms", 30, 4), ("w2_fmnist_mlp", 4, 1, "100mbit", 8, 4)]
 # Variant name: its training settings, and what its gradient_sync line must say.
-SETTINGS = {"ring": ("training.mpi_allreduce=ring", "around a ring"),
-            "library": ("training.mpi_allreduce=library", "by MPI_Allreduce")}
-OVERLAP_SETTINGS = {
-    "ring": ("training.mpi_allreduce=ring training.overlap=true", "overlapped"),
-    "library": ("training.mpi_allreduce=library training.overlap=true", "overlapped"),
-    "ring_after_backward": ("training.mpi_allreduce=ring training.overlap=false", "after backward")}
+SETTINGS = {"ring": ("training.mpi_allreduce=ring", ["around a ring"]),
+            "library": ("training.mpi_allreduce=library", ["by MPI_Allreduce"])}
+# --overlap and --zero: training alone, rows of (config, hosts, ranks per host, link, timed steps,
+# bucket_mb), each running its variants in rotating order; `ratio` is the column the table ends with.
+MODES = {
+    "overlap": {
+        "rows": [("w3_wide_mlp", 2, 1, "1gbit+2ms", 6, 25), ("w3_wide_mlp", 2, 1, "1gbit+2ms", 6, 1),
+                 ("w3_wide_mlp", 2, 1, "1gbit", 6, 4), ("w3_wide_mlp", 2, 1, "unshaped", 12, 4),
+                 ("w2_fmnist_mlp", 2, 1, "1gbit+2ms", 30, 4),
+                 ("w2_fmnist_mlp", 4, 1, "100mbit", 8, 4)],
+        "variants": {
+            "ring": ("training.mpi_allreduce=ring training.overlap=true",
+                     ["overlapped", "around a ring"]),
+            "library": ("training.mpi_allreduce=library training.overlap=true",
+                        ["overlapped", "by MPI_Allreduce"]),
+            "ring_after_backward": ("training.mpi_allreduce=ring training.overlap=false",
+                                    ["after backward", "around a ring"])},
+        "ratio": ("ring", "library"),
+        "about": "with `training.overlap: true`: `ring` is the non-blocking ring (each bucket's ring "
+                 "started when backward made it final, moved on by the polls between layers; Note "
+                 "[overlapped pieces]), `library` Open MPI's MPI_Iallreduce in pieces, one at a "
+                 "time; `ring_after_backward` the blocking ring with overlap off."},
+    "zero": {
+        "rows": [("w3_wide_mlp", 2, 1, "1gbit", 6, 4), ("w3_wide_mlp", 2, 1, "1gbit+2ms", 6, 4),
+                 ("w3_wide_mlp", 2, 1, "unshaped", 12, 4), ("w3_wide_mlp", 4, 1, "1gbit", 4, 4),
+                 ("w2_fmnist_mlp", 2, 1, "1gbit+2ms", 30, 4)],
+        "variants": {
+            "zero1_ring": ("training.mpi_allreduce=ring training.zero=1",
+                           ["ZeRO-1", "around a ring"]),
+            "zero1_library": ("training.mpi_allreduce=library training.zero=1",
+                              ["ZeRO-1", "by MPI_Allreduce"]),
+            "replicated_ring": ("training.mpi_allreduce=ring training.zero=0",
+                                ["replicated", "around a ring"])},
+        "ratio": ("zero1_ring", "zero1_library"),
+        "about": "with `training.zero`: `zero1_ring` is ZeRO-1 with its reduce-scatter and "
+                 "all-gather as the ring's two halves over the whole buffer (Note [ZeRO-1]), "
+                 "`zero1_library` the same calls through MPI_Reduce_scatter / MPI_Allgatherv in "
+                 "rounds of 512 KB per rank, `replicated_ring` the replicated step with the "
+                 "ring's all-reduce."}}
 
 
 def cluster(hosts, per_host, link, script):
@@ -77,10 +107,10 @@ def sweep(hosts, link, size, order):
     return result
 
 
-def train(config, hosts, per_host, link, steps, order, settings=SETTINGS, extra=""):
+def train(config, hosts, per_host, link, steps, order, settings=SETTINGS, extra="", builds=None):
     script = " ; ".join(
-        f"mpirun $DDP_MPIRUN_ARGS -n {hosts * per_host} {BUILD}/ddp_bench --config "
-        f"{ROOT}/configs/{config}.yaml --warmup 2 --steps {steps} --label {v} {extra}"
+        f"mpirun $DDP_MPIRUN_ARGS -n {hosts * per_host} {(builds or {}).get(v, BUILD)}/ddp_bench "
+        f"--config {ROOT}/configs/{config}.yaml --warmup 2 --steps {steps} --label {v} {extra}"
         + "".join(f" --set {x}" for x in settings[v][0].split()) for v in order)
     out, results = cluster(hosts, per_host, link, script), {}
     decoder, at = json.JSONDecoder(), 0
@@ -95,61 +125,80 @@ def cell(values, digits=0):
             f"({min(values):,.{digits}f}-{max(values):,.{digits}f})")
 
 
-def overlapped(reps):
-    """Training with overlap: the non-blocking ring, MPI_Iallreduce pieces, the blocking ring."""
+def variant_table(mode, reps, baseline):
+    """Training alone, in MODES[mode]'s variants (plus `before`: the baseline build's ddp_bench with
+    the first variant's settings and checks, when given)."""
     record = provenance.record()
-    variants = list(OVERLAP_SETTINGS)
-    runs = {t: {v: [] for v in variants} for t in OVERLAPPED}
+    spec = MODES[mode]
+    settings, builds = dict(spec["variants"]), {}
+    if baseline:
+        settings["before"] = settings[spec["ratio"][0]]
+        settings["before"] = (settings["before"][0].replace("training.mpi_allreduce=ring", ""),
+                              settings["before"][1][:1])
+        builds["before"] = baseline
+    variants = list(settings)
+    runs = {t: {v: [] for v in variants} for t in spec["rows"]}
     for rep in range(reps):
         order = variants[rep % len(variants):] + variants[:rep % len(variants)]
         for t in runs:
             config, hosts, per_host, link, steps, bucket = t
-            for v, r in train(config, hosts, per_host, link, steps, order, OVERLAP_SETTINGS,
-                              f"--set training.bucket_mb={bucket}").items():
-                if OVERLAP_SETTINGS[v][1] not in r["gradient_sync"] or (
-                        v != "library" and "around a ring" not in r["gradient_sync"]):
+            for v, r in train(config, hosts, per_host, link, steps, order, settings,
+                              f"--set training.bucket_mb={bucket}", builds).items():
+                if not all(text in r["gradient_sync"] for text in settings[v][1]):
                     sys.exit(f"run_ring_allreduce: {t} {v}: {r['gradient_sync']}")
                 runs[t][v].append(r)
             print(f"rep {rep + 1} {t}: " + ", ".join(
                 f"{v} {runs[t][v][-1]['samples_per_sec']:.0f}" for v in variants), flush=True)
+    top, bottom = spec["ratio"]
     lines = [
-        f"Command: `benchmarks/run_ring_allreduce.py --overlap --reps {reps}`. Measured "
+        f"Command: `benchmarks/run_ring_allreduce.py --{mode} --reps {reps}"
+        + (" --baseline-build DIR" if baseline else "") + "`. Measured "
         f"{record['date']} at commit {record['commit']} ({record['tree']} tree) on "
         f"{record['cpu']} ({record['cpu_id']}), {record['cores']} cores shared by every harness "
-        "host. Training throughput (ddp_bench, samples/s) with `training.overlap: true`: `ring` "
-        "is the non-blocking ring (each bucket's ring started when backward made it final, moved "
-        "on by the polls between layers; Note [overlapped pieces]), `library` Open MPI's "
-        "MPI_Iallreduce in pieces, one at a time; `after backward` the blocking ring with overlap "
-        f"off. Medians of {reps} repeats (min-max); each repeat a fresh cluster per row running "
-        "the three in rotating order.", "",
-        "| workload | layout | link | bucket_mb | ring overlapped | library overlapped | ring "
-        "after backward | ring / library overlapped |", "|---|---|---|---|---|---|---|---|"]
+        "host. Training throughput (ddp_bench, samples/s) " + spec["about"]
+        + (f" `before`: {baseline_commit(baseline)}'s ddp_bench with the first variant's "
+           "settings." if baseline else "")
+        + f" Medians of {reps} repeats (min-max); each repeat a fresh cluster per row running "
+        "the variants in rotating order.", "",
+        "| workload | layout | link | bucket_mb | " + " | ".join(variants)
+        + f" | {top} / {bottom} |", "|---|---|---|---|" + "---|" * (len(variants) + 1)]
     for (config, hosts, per_host, link, _, bucket), by in runs.items():
         sps = {v: [r["samples_per_sec"] for r in by[v]] for v in variants}
         lines.append(
             f"| {config.split('_')[0].upper()} | {hosts}x{per_host} | {link} | {bucket} | "
-            f"{cell(sps['ring'])} | {cell(sps['library'])} | {cell(sps['ring_after_backward'])} "
-            f"| {statistics.median(sps['ring']) / statistics.median(sps['library']):.2f} |")
-    with open(os.path.join(OUT, "ring_allreduce_overlap.md"), "w") as f:
+            + " | ".join(cell(sps[v]) for v in variants)
+            + f" | {statistics.median(sps[top]) / statistics.median(sps[bottom]):.2f} |")
+    with open(os.path.join(OUT, f"ring_allreduce_{mode}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(OUT, "ring_allreduce_overlap.json"), "w") as f:
-        json.dump({"provenance": record,
+    with open(os.path.join(OUT, f"ring_allreduce_{mode}.json"), "w") as f:
+        json.dump({"provenance": record, "baseline": baseline_commit(baseline) if baseline else None,
                    "training": [{"config": t[0], "hosts": t[1], "ranks_per_host": t[2],
                                  "link": t[3], "bucket_mb": t[5], **v} for t, v in runs.items()]},
                   f, indent=1)
     print("\n".join(lines))
 
 
+def baseline_commit(build):
+    """The commit a build directory was configured from (its CMakeCache's source directory)."""
+    with open(os.path.join(build, "CMakeCache.txt")) as f:
+        source = next(line.split("=", 1)[1].strip() for line in f
+                      if line.startswith("CMAKE_HOME_DIRECTORY"))
+    return "commit " + subprocess.run(["git", "-C", source, "rev-parse", "--short", "HEAD"],
+                                      capture_output=True, text=True, check=True).stdout.strip()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--skip-training", action="store_true")
-    p.add_argument("--overlap", action="store_true")
+    p.add_argument("--overlap", action="store_true", help="training with overlap (MODES)")
+    p.add_argument("--zero", action="store_true", help="training with ZeRO-1 (MODES)")
+    p.add_argument("--baseline-build", help="with --overlap/--zero: also this build's ddp_bench")
     a = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("run_ring_allreduce: needs root (network namespaces)")
-    if a.overlap:
-        return overlapped(a.reps)
+    if a.overlap or a.zero:
+        return variant_table("overlap" if a.overlap else "zero", a.reps, a.baseline_build)
     record = provenance.record()
     sweeps = {s: {"ring": [], "library": [], "raw": []} for s in SWEEPS}
     runs = {t: {"ring": [], "library": []} for t in ([] if a.skip_training else TRAINING)}

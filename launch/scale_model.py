@@ -30,7 +30,8 @@ trainer runs it:
 - Between hosts the all-reduce goes around the trainer's ring (training.mpi_allreduce: auto;
   src/comm/ring_all_reduce.cpp) in one call per bucket, segments pipelined, when the bucket holds
   at least a 256 KB segment per rank of the ring; overlapped, the ring is non-blocking and each
-  poll moves it on. Otherwise (mpi_allreduce: library, ZeRO-1, smaller buckets) MPI's calls go in pieces of 512 KB per rank of their ring (1 MB at 2
+  poll moves it on; ZeRO-1's reduce-scatter and all-gather are its two halves, over the whole
+  buffer. Otherwise (mpi_allreduce: library, smaller buckets) MPI's calls go in pieces of 512 KB per rank of their ring (1 MB at 2
   ranks), one after the other (src/comm/mpi_piece_queue.h; the hierarchical path's slices, whose
   rings span the hosts, and bf16's halved bytes alike), so a bucket's last, partial piece costs a
   latency of its own: a bucket is its whole pieces (on the curve, or ring formula, at their total
@@ -247,10 +248,12 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
     t = compute_ms(profile, cluster, ranks, batch)
     path = path_for(cluster, hosts, per_host, s) if ranks > 1 else "none"
     zero = zero_on(s, path)
-    buckets = cut_buckets([x["offset"] for x in profile["tensors"]], profile["parameters"],
-                          s["bucket_mb"] * 2**20)
+    # ZeRO-1's reduce-scatter and all-gather each go over the whole buffer (src/comm/zero1_sync.h).
+    buckets = ([(0, profile["parameters"])] if zero else
+               cut_buckets([x["offset"] for x in profile["tensors"]], profile["parameters"],
+                           s["bucket_mb"] * 2**20))
     overlapped = s["overlap"] and path in ("mpi", "nccl") and not zero and ranks > 1
-    ring = hosts > 1 and not zero and s["mpi_allreduce"] != "library"
+    ring = hosts > 1 and s["mpi_allreduce"] != "library"
     comm = [comm_ms(profile, cluster, ranks, path, s["wire"], count * 4, overlapped, ring)
             if ranks > 1 else 0.0 for _, count in buckets]
     if overlapped:

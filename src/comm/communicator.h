@@ -102,9 +102,9 @@ class Communicator {
   virtual std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) = 0;
   virtual int all_reduce_max(int value) = 0;
   // ZeRO-1: rank r receives the sum over ranks of in[offset_r, offset_r + counts[r]), where the
-  // offsets are the prefix sums of counts; all_gather is the inverse, in place: every rank's
-  // slice of `data` is sent to all.
-  virtual void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+  // offsets are the prefix sums of counts; `in` is left with unspecified values (the ring sums in
+  // place). all_gather is the inverse, in place: every rank's slice of `data` is sent to all.
+  virtual void reduce_scatter_sum(std::span<float> in, std::span<float> shard,
                                   std::span<const int> counts) = 0;
   virtual void all_gather(std::span<float> data, std::span<const int> counts) = 0;
   virtual void broadcast_bytes(std::span<std::byte> data, int root) = 0;

@@ -150,8 +150,8 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
   const std::string strategy = zero1             ? "ZeRO-1 (reduce-scatter, sharded optimizer)"
                                : options.overlap ? "replicated, overlapped with backward"
                                                  : "replicated, after backward";
-  // The ring serves the all-reduce, overlapped or not; ZeRO-1 reduce-scatters.
-  const bool ring_sums = !zero1 && !chosen.path->in_place();
+  // Through MPI the ring serves the all-reduce, overlapped or not, and ZeRO-1's collectives.
+  const bool ring_sums = !chosen.path->in_place();
   const std::string description = "gradients: " + strategy + ", " + std::to_string(buckets.size()) +
                                   " bucket(s), " + (options.bf16_wire ? "bf16" : "fp32") +
                                   " through " + chosen.path->name() + " (" + chosen.why + zero_why +

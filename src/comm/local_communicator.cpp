@@ -25,7 +25,7 @@ class LocalCommunicator final : public Communicator {
     return std::make_unique<CompletedWork>();
   }
   int all_reduce_max(int value) override { return value; }
-  void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+  void reduce_scatter_sum(std::span<float> in, std::span<float> shard,
                           std::span<const int>) override {
     std::copy(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(shard.size()), shard.begin());
   }

@@ -234,10 +234,9 @@ void MpiCommunicator::all_reduce_sum_bf16(std::span<uint16_t> data) {
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_bf16_async(std::span<uint16_t> data) {
   MpiPieceQueue& queue = piece_queue();
   return std::make_unique<PieceWork>(
-      queue, ring_for(data.size_bytes())
-                 ? queue.enqueue_ring(data.data(), data.size(), kRingBf16)
-                 : queue.enqueue(data.data(), data.size(), MPI_UINT16_T, sizeof(uint16_t),
-                                 bf16_sum_));
+      queue, ring_for(data.size_bytes()) ? queue.enqueue_ring(data.data(), data.size(), kRingBf16)
+                                         : queue.enqueue(data.data(), data.size(), MPI_UINT16_T,
+                                                         sizeof(uint16_t), bf16_sum_));
 }
 
 int MpiCommunicator::all_reduce_max(int value) {
@@ -277,8 +276,31 @@ void in_rounds(std::span<const int> counts, Round round) {
 
 }  // namespace
 
-void MpiCommunicator::reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+// Around the ring, each rank's part is one of the ring's parts: its reduce-scatter half sums
+// part r into rank r's copy of `in`, and the all-gather half sends it to all (Note [ring
+// all-reduce]).
+std::vector<size_t> MpiCommunicator::ring_parts(std::span<const int> counts) {
+  std::vector<size_t> parts{0};
+  for (int c : counts) parts.push_back(parts.back() + static_cast<size_t>(c));
+  return parts;
+}
+
+void MpiCommunicator::run_ring(void* data, std::vector<size_t> parts, RingHalves halves) {
+  RingAllReduce ring(data, std::move(parts), halves, kRingFloat, ring_comm_,
+                     std::move(ring_staging_));
+  ring.wait();
+  ring_staging_ = ring.take_staging();
+}
+
+void MpiCommunicator::reduce_scatter_sum(std::span<float> in, std::span<float> shard,
                                          std::span<const int> counts) {
+  if (ring_for(in.size_bytes())) {
+    std::vector<size_t> parts = ring_parts(counts);
+    const size_t mine = parts[static_cast<size_t>(rank_)];
+    run_ring(in.data(), std::move(parts), RingHalves::kReduceScatter);
+    std::copy_n(in.begin() + static_cast<std::ptrdiff_t>(mine), shard.size(), shard.begin());
+    return;
+  }
   const std::vector<int> offsets = part_offsets(counts);
   std::vector<float> packed;
   in_rounds(counts, [&](int start, std::span<const int> sizes) {
@@ -292,6 +314,8 @@ void MpiCommunicator::reduce_scatter_sum(std::span<const float> in, std::span<fl
 }
 
 void MpiCommunicator::all_gather(std::span<float> data, std::span<const int> counts) {
+  if (ring_for(data.size_bytes()))
+    return run_ring(data.data(), ring_parts(counts), RingHalves::kAllGather);
   const std::vector<int> offsets = part_offsets(counts);
   std::vector<int> displacements(counts.size());
   in_rounds(counts, [&](int start, std::span<const int> sizes) {

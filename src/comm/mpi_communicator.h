@@ -8,6 +8,7 @@
 
 #include "comm/communicator.h"
 #include "comm/mpi_piece_queue.h"
+#include "comm/ring_all_reduce.h"
 
 namespace ddp {
 
@@ -45,7 +46,7 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum_bf16(std::span<uint16_t> data) override;
   std::unique_ptr<Work> all_reduce_sum_bf16_async(std::span<uint16_t> data) override;
   int all_reduce_max(int value) override;
-  void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+  void reduce_scatter_sum(std::span<float> in, std::span<float> shard,
                           std::span<const int> counts) override;
   void all_gather(std::span<float> data, std::span<const int> counts) override;
   void broadcast_bytes(std::span<std::byte> data, int root) override;
@@ -59,6 +60,9 @@ class MpiCommunicator final : public Communicator {
   MpiPieceQueue& piece_queue();
   // Whether a sum of `bytes` goes around the trainer's ring rather than through MPI_Allreduce.
   bool ring_for(size_t bytes) const;
+  static std::vector<size_t> ring_parts(std::span<const int> counts);
+  // Blocking, floats, on ring_comm_.
+  void run_ring(void* data, std::vector<size_t> parts, RingHalves halves);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Comm ring_comm_ = MPI_COMM_NULL;  // the ring's point-to-point messages, apart from all else

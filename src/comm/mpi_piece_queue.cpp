@@ -50,8 +50,8 @@ void MpiPieceQueue::start_next() {
   const Piece p = waiting_.front();
   waiting_.pop_front();
   if (p.ring) {
-    ring_ = std::make_unique<RingAllReduce>(p.data, p.count, *p.ring, comm_,
-                                            std::move(ring_staging_));
+    ring_ =
+        std::make_unique<RingAllReduce>(p.data, p.count, *p.ring, comm_, std::move(ring_staging_));
     return;
   }
   mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, p.data, static_cast<int>(p.count), p.type, p.op, comm_,

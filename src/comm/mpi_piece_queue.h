@@ -82,7 +82,7 @@ class MpiPieceQueue {
   MPI_Request in_flight_ = MPI_REQUEST_NULL;
   std::unique_ptr<RingAllReduce> ring_;  // or this ring
   std::vector<std::byte> ring_staging_;  // the rings' staging while none is in flight
-  size_t piece_bytes_ = 0;  // all_reduce_piece_bytes of comm's ranks
+  size_t piece_bytes_ = 0;               // all_reduce_piece_bytes of comm's ranks
   uint64_t queued_ = 0;
   uint64_t completed_ = 0;
 };

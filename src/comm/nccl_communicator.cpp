@@ -115,7 +115,7 @@ class NcclCommunicator final : public Communicator {
   // ZeRO-1's slices differ in length by rank, which ncclReduceScatter/ncclAllGather do not allow:
   // one grouped ncclReduce (ncclBroadcast) per slice, rooted at the rank that owns it, moves the
   // same bytes as the ring collectives.
-  void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+  void reduce_scatter_sum(std::span<float> in, std::span<float> shard,
                           std::span<const int> counts) override {
     if (!on_device(in.data())) return host_.reduce_scatter_sum(in, shard, counts);
     enqueue("NCCL reduce-scatter (ZeRO-1)", in.size(), [&](cudaStream_t s) {
@@ -124,7 +124,7 @@ class NcclCommunicator final : public Communicator {
       for (int r = 0; r < size(); ++r) {
         const float* slice = in.data() + offset;
         // Only the root's receive buffer is used; the others name their own slice.
-        float* into = r == rank() ? shard.data() : const_cast<float*>(slice);
+        float* into = r == rank() ? shard.data() : in.data() + offset;
         ncclCheck(ncclReduce(slice, into, static_cast<size_t>(counts[r]), ncclFloat, ncclSum, r,
                              comm_, s));
         offset += static_cast<size_t>(counts[r]);

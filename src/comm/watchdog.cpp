@@ -67,7 +67,7 @@ class WatchedCommunicator final : public Communicator {
     auto guard = dog_.enter("agreement (all-reduce max)", 1);
     return inner_.all_reduce_max(value);
   }
-  void reduce_scatter_sum(std::span<const float> in, std::span<float> shard,
+  void reduce_scatter_sum(std::span<float> in, std::span<float> shard,
                           std::span<const int> counts) override {
     auto guard = dog_.enter("reduce-scatter (ZeRO-1)", in.size());
     inner_.reduce_scatter_sum(in, shard, counts);

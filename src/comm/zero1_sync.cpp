@@ -54,18 +54,8 @@ std::vector<int> Zero1Sync::shard_counts(size_t offset, size_t count) const {
 
 void Zero1Sync::finish() {
   if (sum_in_step_) return;
-  if (path_->in_place()) {
-    const std::vector<int> counts = shard_counts(0, grads().size());
-    path_->reduce_scatter({0, grads().size()}, counts, {});
-    return;
-  }
-  const Shard mine = shard();
-  const auto me = static_cast<size_t>(comm_.rank());
-  for (const Bucket& b : buckets_) {
-    const std::vector<int> counts = shard_counts(b.offset, b.count);
-    const size_t into = counts[me] ? std::max(b.offset, mine.offset) - mine.offset : 0;
-    path_->reduce_scatter(b, counts, shard_grads().subspan(into, static_cast<size_t>(counts[me])));
-  }
+  const size_t n = grads().size();
+  path_->reduce_scatter({0, n}, shard_counts(0, n), shard_grads());
 }
 
 bool Zero1Sync::agree_finite(bool shard_finite) {
@@ -95,8 +85,7 @@ bool Zero1Sync::step(const ShardUpdate& update) {
     return finite;
   }
   produce(mine.offset, mine.count);
-  for (const Bucket& b : buckets_)
-    comm_.all_gather(params().subspan(b.offset, b.count), shard_counts(b.offset, b.count));
+  comm_.all_gather(params(), counts);
   return finite;
 }
 

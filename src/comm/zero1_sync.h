@@ -2,10 +2,13 @@
 // Note [ZeRO-1]: with training.zero: 1 on several ranks, rank r owns the slice
 // [shard_begin[r], shard_begin[r + 1]) of the flat buffers: gradients are reduce-scattered into
 // this rank's shard, the optimizer (whose state is shard-sized) updates only that slice, and the
-// parameters are all-gathered, bucket by bucket (Open MPI's large-message collectives are slow and
-// allocate full-size temporaries). Through shared memory the reduce-scatter is one call over the
-// whole buffer and its sums stay in place (AllReducePath::in_place), and the parameters live in a
-// shared window too (Note [sharded step]). Checkpoints gather the full state (gather_shards).
+// parameters are all-gathered. Each is one call over the whole buffer, so that every rank's shard
+// is in it and every link carries parts both ways at once: called per bucket, a bucket inside one
+// rank's shard went to that rank alone while the other direction idled. Through MPI the calls go
+// in rounds of a piece of every shard, or around the ring (Note [all-reduce pieces], Note [ring
+// all-reduce]). Through shared memory the reduce-scatter's sums stay in place
+// (AllReducePath::in_place), and the parameters live in a shared window too (Note [sharded
+// step]). Checkpoints gather the full state (gather_shards).
 //
 // Note [sharded step]: on one host, the step itself is what ZeRO-1 saves most. Replicated, each of
 // N ranks streams the whole optimizer pass (W3 with SGD momentum: read gradients, parameters and

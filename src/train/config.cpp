@@ -202,10 +202,6 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
     node.fail("zero",
               "ZeRO-1 reduce-scatters fp32 after backward: needs overlap: false and "
               "wire_dtype: fp32");
-  if (sync.large_sums == RingChoice::kRing && sync.zero == ZeroChoice::kOn)
-    node.fail("mpi_allreduce",
-              "ZeRO-1 reduce-scatters through MPI_Reduce_scatter, not around the ring: needs zero: "
-              "0 or auto");
   t.device = node.choice("device", {"auto", "cpu", "cuda"}, "auto");
   t.accumulation_steps =
       positive(node, "accumulation_steps", node.get<int64_t>("accumulation_steps", 1));

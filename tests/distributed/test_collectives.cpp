@@ -141,10 +141,14 @@ TEST(RingAllReduce, OverlappedRingsSumLikeBlockingOnes) {
       << "rank " << comm.rank();
 }
 
-// The sharded step's collectives in rounds of 512 KB per part (Note [all-reduce pieces]): uneven
-// parts of several rounds each, one of them empty with 3+ ranks.
-TEST(MpiCommunicator, ReduceScatterAndAllGatherInRounds) {
+// The sharded step's collectives in rounds of 512 KB per part (Note [all-reduce pieces]), and as
+// the ring's two halves (Note [ring all-reduce]): uneven parts of several rounds or segments each,
+// one of them empty with 3+ ranks.
+class ShardCollectives : public ::testing::TestWithParam<RingChoice> {};
+
+TEST_P(ShardCollectives, ReduceScatterAndAllGatherUnevenParts) {
   MpiCommunicator comm;
+  comm.choose_large_sums(GetParam());
   const int n = comm.size();
   std::vector<int> counts(n);
   for (int r = 0; r < n; ++r) counts[r] = r == n - 1 && n > 2 ? 0 : 300000 + 70001 * r;
@@ -166,6 +170,12 @@ TEST(MpiCommunicator, ReduceScatterAndAllGatherInRounds) {
     for (int k = 0; k < counts[r]; ++k)
       ASSERT_EQ(data[offsets[r] + k], static_cast<float>(r * 100 + k % 97)) << r << " " << k;
 }
+
+INSTANTIATE_TEST_SUITE_P(MpiCommunicator, ShardCollectives,
+                         ::testing::Values(RingChoice::kLibrary, RingChoice::kRing),
+                         [](const auto& info) {
+                           return info.param == RingChoice::kRing ? "ring" : "library_rounds";
+                         });
 
 TEST(MpiCommunicator, AllReduceSumDoubleAndMax) {
   MpiCommunicator comm;

@@ -401,22 +401,27 @@ TEST_P(DdpTraining, IndivisibleGlobalBatchFailsOnEveryRank) {
 }
 
 // Note [ring all-reduce]: the MPI path with the trainer's ring (which auto uses between hosts),
-// layers wide enough (1 MB of gradients) that the bucket goes around it; after backward, and
-// overlapped with it in buckets of 256 KB and more (Note [overlapped pieces]).
+// layers wide enough (1 MB of gradients) that the bucket goes around it; after backward,
+// overlapped with it in buckets of 256 KB and more (Note [overlapped pieces]), and ZeRO-1's
+// reduce-scatter and all-gather as the ring's two halves.
 class RingTraining : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(RingTraining, TrainsLikeOneProcessWithBitIdenticalReplicas) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
-  const Config config = config_with(
-      {"training.allreduce=mpi", "training.mpi_allreduce=ring", "training.zero=0",
-       "model.layers.0.units=512", "model.layers.1.units=512", GetParam(), "training.bucket_mb=0.3"});
+  const Config config =
+      config_with({"training.allreduce=mpi", "training.mpi_allreduce=ring", "training.zero=0",
+                   "model.layers.0.units=512", "model.layers.1.units=512", GetParam(),
+                   "training.bucket_mb=0.3"});
   auto backend = make_cpu_backend();
   Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
                   std::nullopt);
   if (comm.size() > 1) {
-    EXPECT_NE(trainer.grad_sync().describe().find("ring"), std::string::npos)
-        << trainer.grad_sync().describe();
+    const std::string described = trainer.grad_sync().describe();
+    EXPECT_NE(described.find("ring"), std::string::npos) << described;
+    EXPECT_EQ(described.find("ZeRO-1") != std::string::npos,
+              std::string(GetParam()) == "training.zero=1")
+        << described;
   }
   trainer.train_steps(20);
   const std::vector<float> distributed = trainer.params_to_host();
@@ -427,10 +432,13 @@ TEST_P(RingTraining, TrainsLikeOneProcessWithBitIdenticalReplicas) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Ring, RingTraining,
-                         ::testing::Values("training.overlap=false", "training.overlap=true"),
+                         ::testing::Values("training.overlap=false", "training.overlap=true",
+                                           "training.zero=1"),
                          [](const auto& info) {
-                           return std::string(info.param).ends_with("true") ? "overlapped"
-                                                                            : "after_backward";
+                           const std::string setting = info.param;
+                           return setting == "training.zero=1"         ? "zero1"
+                                  : setting == "training.overlap=true" ? "overlapped"
+                                                                       : "after_backward";
                          });
 
 INSTANTIATE_TEST_SUITE_P(Paths, DdpTraining, ::testing::Values("shm", "mpi", "hierarchical"),
