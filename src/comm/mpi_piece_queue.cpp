@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "comm/mpi_check.h"
+#include "comm/mpi_request.h"
 
 namespace ddp {
 
@@ -69,13 +70,7 @@ bool MpiPieceQueue::finished(bool block) {
     ring_.reset();
     return true;
   }
-  if (block) {
-    mpiCheck(MPI_Wait(&in_flight_, MPI_STATUS_IGNORE));
-    return true;
-  }
-  int done = 0;
-  mpiCheck(MPI_Test(&in_flight_, &done, MPI_STATUS_IGNORE));
-  return done != 0;
+  return request_complete(in_flight_, block);
 }
 
 uint64_t MpiPieceQueue::progress() {

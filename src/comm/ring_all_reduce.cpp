@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "comm/mpi_check.h"
+#include "comm/mpi_request.h"
 
 namespace ddp {
 
@@ -90,7 +91,7 @@ bool RingAllReduce::advance(bool block) {
     while (posted_ < std::min(messages_, done_ + kWindow) && post_receive(block)) {
     }
     if (posted_ == done_) return false;  // its send still reads the bytes it would land on
-    if (!complete(receives_[done_ % kWindow], block)) return false;
+    if (!request_complete(receives_[done_ % kWindow], block)) return false;
     const int step = first_step_ + static_cast<int>(done_ / segments_);
     const size_t j = done_ % segments_;
     if (step < ranks_ - 1) {  // reduce-scatter: add what arrived in the staging slot
@@ -102,18 +103,8 @@ bool RingAllReduce::advance(bool block) {
     ++done_;
   }
   for (MPI_Request& request : sends_)
-    if (!complete(request, block)) return false;
+    if (!request_complete(request, block)) return false;
   return true;
-}
-
-bool RingAllReduce::complete(MPI_Request& request, bool block) {
-  if (block) {
-    mpiCheck(MPI_Wait(&request, MPI_STATUS_IGNORE));
-    return true;
-  }
-  int done = 0;
-  mpiCheck(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
-  return done != 0;
 }
 
 int RingAllReduce::sent_part(int step) const {
@@ -151,7 +142,8 @@ bool RingAllReduce::post_receive(bool block) {
   std::byte* into = staging_.data() + slot_offset(posted_);
   if (step >= ranks_ - 1) {
     const auto reduce_step = static_cast<size_t>(step - (ranks_ - 1));
-    if (halves_ == RingHalves::kBoth && !complete(sends_[reduce_step * segments_ + j], block))
+    if (halves_ == RingHalves::kBoth &&
+        !request_complete(sends_[reduce_step * segments_ + j], block))
       return false;
     into = data_ + range.begin * element_.bytes;
   }

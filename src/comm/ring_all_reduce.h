@@ -60,8 +60,6 @@ class RingAllReduce {
   size_t slot_offset(size_t message) const;
   void send(int step, size_t j);
   bool post_receive(bool block);
-  // Waits for (block) or tests a request; true once it is complete.
-  static bool complete(MPI_Request& request, bool block);
 
   std::byte* data_;
   std::vector<size_t> parts_;

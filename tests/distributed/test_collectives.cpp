@@ -99,14 +99,21 @@ TEST(RingAllReduce, SumsExactlyAndLeavesEveryRankTheSameBytes) {
       << "rank " << comm.rank();
 }
 
-// Note [overlapped pieces]: rings queued behind each other and behind a library piece, moved on by
-// test() with blocking collectives in between (as backward's layers poll them), then waited for
-// out of order; the sums are exact and every rank holds the same bytes.
-TEST(RingAllReduce, OverlappedRingsSumLikeBlockingOnes) {
+std::string choice_name(const ::testing::TestParamInfo<RingChoice>& info) {
+  return info.param == RingChoice::kRing ? "ring" : "library";
+}
+
+// Note [overlapped pieces]: buckets queued together (MPI_Iallreduce pieces, or rings behind each
+// other and behind a piece too small for the ring), moved on by test() with blocking collectives
+// in between (as backward's layers poll them), then waited for out of order; the sums are exact
+// and every rank holds the same bytes.
+class AsyncSums : public ::testing::TestWithParam<RingChoice> {};
+
+TEST_P(AsyncSums, QueuedBesideBlockingCallsSumExactly) {
   MpiCommunicator comm;
   const int n = comm.size();
   const int base = n * (n - 1) / 2;
-  comm.choose_large_sums(RingChoice::kRing);
+  comm.choose_large_sums(GetParam());
   const size_t segment = kRingSegmentBytes / sizeof(float);
   std::vector<float> first(n * segment * 3 + 7);
   std::vector<float> small(10);  // below a segment per rank: MPI_Iallreduce
@@ -141,6 +148,9 @@ TEST(RingAllReduce, OverlappedRingsSumLikeBlockingOnes) {
       << "rank " << comm.rank();
 }
 
+INSTANTIATE_TEST_SUITE_P(MpiCommunicator, AsyncSums,
+                         ::testing::Values(RingChoice::kLibrary, RingChoice::kRing), choice_name);
+
 // The sharded step's collectives in rounds of 512 KB per part (Note [all-reduce pieces]), and as
 // the ring's two halves (Note [ring all-reduce]): uneven parts of several rounds or segments each,
 // one of them empty with 3+ ranks.
@@ -172,10 +182,7 @@ TEST_P(ShardCollectives, ReduceScatterAndAllGatherUnevenParts) {
 }
 
 INSTANTIATE_TEST_SUITE_P(MpiCommunicator, ShardCollectives,
-                         ::testing::Values(RingChoice::kLibrary, RingChoice::kRing),
-                         [](const auto& info) {
-                           return info.param == RingChoice::kRing ? "ring" : "library_rounds";
-                         });
+                         ::testing::Values(RingChoice::kLibrary, RingChoice::kRing), choice_name);
 
 TEST(MpiCommunicator, AllReduceSumDoubleAndMax) {
   MpiCommunicator comm;
@@ -185,38 +192,6 @@ TEST(MpiCommunicator, AllReduceSumDoubleAndMax) {
   EXPECT_EQ(values[0], n);
   EXPECT_EQ(values[1], n * (n - 1) / 2.0);
   EXPECT_EQ(comm.all_reduce_max(comm.rank() * 10), (n - 1) * 10);
-}
-
-// Note [overlapped pieces]: buckets of several pieces queued together, moved on by test() calls
-// with blocking collectives in between, waited for out of order.
-TEST(MpiCommunicator, AsyncSumsRunAsQueuedPiecesBesideBlockingCalls) {
-  MpiCommunicator comm;
-  const int n = comm.size();
-  const int base = n * (n - 1) / 2;
-  std::vector<float> large((size_t{5} << 20) / 2 / sizeof(float) + 9);
-  std::vector<uint16_t> narrow((size_t{3} << 20) / 2 / sizeof(uint16_t) + 1);
-  std::vector<float> small(10);
-  for (size_t i = 0; i < large.size(); ++i) large[i] = static_cast<float>(comm.rank() + i);
-  for (size_t i = 0; i < narrow.size(); ++i)
-    narrow[i] = to_bf16(static_cast<float>(comm.rank() + i % 5));
-  for (size_t i = 0; i < small.size(); ++i) small[i] = static_cast<float>(comm.rank() * i);
-  std::vector<std::unique_ptr<Work>> works;
-  works.push_back(comm.all_reduce_sum_async(std::span<float>(large)));
-  works.push_back(comm.all_reduce_sum_bf16_async(std::span<uint16_t>(narrow)));
-  works.push_back(comm.all_reduce_sum_async(std::span<float>(small)));
-  for (int round = 0; round < 3; ++round) {
-    for (auto& work : works) work->test();
-    ASSERT_EQ(comm.all_reduce_max(comm.rank() + round), n - 1 + round);
-  }
-  works[2]->wait();
-  EXPECT_TRUE(works[0]->test());
-  works[0]->wait();
-  works[1]->wait();
-  for (size_t i = 0; i < large.size(); ++i)
-    ASSERT_EQ(large[i], static_cast<float>(n * i + base)) << i;
-  for (size_t i = 0; i < narrow.size(); ++i)
-    ASSERT_EQ(from_bf16(narrow[i]), static_cast<float>(n * (i % 5) + base)) << i;
-  for (size_t i = 0; i < small.size(); ++i) ASSERT_EQ(small[i], static_cast<float>(base * i)) << i;
 }
 
 TEST(MpiCommunicator, BroadcastFromAnyRoot) {
