@@ -98,14 +98,23 @@ def sweep_needs(all_cases, profiles):
     return needs
 
 
-def fit(all_cases, build):
+def profile_workloads(build):
     profiles = {}
     for name, (config, _) in WORKLOADS.items():
         print(f"profile {name} ...", flush=True)
         profiles[name] = ddp_scale.profile(build, os.path.join(ROOT, config), [])
+    return profiles
+
+
+def fit(all_cases, build):
+    """Sweeps, then the profiles the predictions use. These VMs' speed drifts 20-50% within
+    minutes: profiled before the ~15 minutes of sweeps, as until commit 99c5a1c, the fit saw a
+    machine 1.3-2.2x slower than the held-out runs did. So a first profile only sizes the sweeps,
+    and the workloads are profiled again last, just before the predictions and the runs."""
+    sizing = profile_workloads(build)
     os.makedirs(os.path.join(OUT, "scale_sweeps"), exist_ok=True)
     for (hosts, per_host, link), (keys, max_bytes) in sorted(sweep_needs(all_cases,
-                                                                         profiles).items()):
+                                                                         sizing).items()):
         rate, delay = LINKS[link]
         max_mb = max(1, 2 ** math.ceil(math.log2(max_bytes / 2**20)))
         args = ["sweep", "--hosts", str(hosts), "--ranks-per-host", str(per_host), "--build",
@@ -115,6 +124,7 @@ def fit(all_cases, build):
         args += ["--delay", delay] if delay else []
         print(f"sweep {hosts}x{per_host} {link} ...", flush=True)
         ddp_scale.main(args)
+    profiles = profile_workloads(build)
     with open(os.path.join(OUT, "scale_profiles.json"), "w") as f:
         json.dump(profiles, f, indent=1)
     return profiles
@@ -220,8 +230,9 @@ def report(rows, record, reps):
         f"Command: `benchmarks/run_scale_validation.py --reps {reps}`. Measured {record['date']} "
         f"at commit {record['commit']} ({record['tree']} tree) on {record['cpu']} "
         f"({record['cpu_id']}), {record['cores']} cores; every harness host shares them. Fit: W2 "
-        "and W3 profiled on 1 and 2 ranks of this host (`scale_profiles.json`), and all-reduce "
-        "sweeps of each layout and link (`scale_sweeps/`, `ddp_scale.py sweep`); predictions "
+        "and W3 profiled on 1 and 2 ranks of this host (`scale_profiles.json`, after the sweeps), "
+        "and all-reduce sweeps of each layout and link (`scale_sweeps/`, `ddp_scale.py sweep`); "
+        "predictions "
         "written to `scale_predictions.json` before the first case ran. Measured: median "
         f"samples/s of {reps} runs (each a fresh cluster running ddp_bench; cases alternated "
         "within each repeat).", "",
