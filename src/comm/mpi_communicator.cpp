@@ -285,19 +285,13 @@ std::vector<size_t> MpiCommunicator::ring_parts(std::span<const int> counts) {
   return parts;
 }
 
-void MpiCommunicator::run_ring(void* data, std::vector<size_t> parts, RingHalves halves) {
-  RingAllReduce ring(data, std::move(parts), halves, kRingFloat, ring_comm_,
-                     std::move(ring_staging_));
-  ring.wait();
-  ring_staging_ = ring.take_staging();
-}
-
 void MpiCommunicator::reduce_scatter_sum(std::span<float> in, std::span<float> shard,
                                          std::span<const int> counts) {
   if (ring_for(in.size_bytes())) {
     std::vector<size_t> parts = ring_parts(counts);
     const size_t mine = parts[static_cast<size_t>(rank_)];
-    run_ring(in.data(), std::move(parts), RingHalves::kReduceScatter);
+    ring_all_reduce(in.data(), std::move(parts), RingHalves::kReduceScatter, kRingFloat, ring_comm_,
+                    ring_staging_);
     std::copy_n(in.begin() + static_cast<std::ptrdiff_t>(mine), shard.size(), shard.begin());
     return;
   }
@@ -315,7 +309,8 @@ void MpiCommunicator::reduce_scatter_sum(std::span<float> in, std::span<float> s
 
 void MpiCommunicator::all_gather(std::span<float> data, std::span<const int> counts) {
   if (ring_for(data.size_bytes()))
-    return run_ring(data.data(), ring_parts(counts), RingHalves::kAllGather);
+    return ring_all_reduce(data.data(), ring_parts(counts), RingHalves::kAllGather, kRingFloat,
+                           ring_comm_, ring_staging_);
   const std::vector<int> offsets = part_offsets(counts);
   std::vector<int> displacements(counts.size());
   in_rounds(counts, [&](int start, std::span<const int> sizes) {

@@ -61,8 +61,6 @@ class MpiCommunicator final : public Communicator {
   // Whether a sum of `bytes` goes around the trainer's ring rather than through MPI_Allreduce.
   bool ring_for(size_t bytes) const;
   static std::vector<size_t> ring_parts(std::span<const int> counts);
-  // Blocking, floats, on ring_comm_.
-  void run_ring(void* data, std::vector<size_t> parts, RingHalves halves);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Comm ring_comm_ = MPI_COMM_NULL;  // the ring's point-to-point messages, apart from all else

@@ -153,11 +153,16 @@ bool RingAllReduce::post_receive(bool block) {
   return true;
 }
 
-void ring_all_reduce(void* data, size_t count, const RingElement& element, MPI_Comm comm,
-                     std::vector<std::byte>& staging) {
-  RingAllReduce ring(data, count, element, comm, std::move(staging));
+void ring_all_reduce(void* data, std::vector<size_t> parts, RingHalves halves,
+                     const RingElement& element, MPI_Comm comm, std::vector<std::byte>& staging) {
+  RingAllReduce ring(data, std::move(parts), halves, element, comm, std::move(staging));
   ring.wait();
   staging = ring.take_staging();
+}
+
+void ring_all_reduce(void* data, size_t count, const RingElement& element, MPI_Comm comm,
+                     std::vector<std::byte>& staging) {
+  ring_all_reduce(data, even_parts(count, comm), RingHalves::kBoth, element, comm, staging);
 }
 
 }  // namespace ddp

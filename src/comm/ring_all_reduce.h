@@ -80,8 +80,10 @@ class RingAllReduce {
   std::vector<MPI_Request> receives_;
 };
 
-// The blocking sum, reusing `staging` between calls.
+// Blocking, reusing `staging` between calls: the sum, or the halves over `parts`.
 void ring_all_reduce(void* data, size_t count, const RingElement& element, MPI_Comm comm,
                      std::vector<std::byte>& staging);
+void ring_all_reduce(void* data, std::vector<size_t> parts, RingHalves halves,
+                     const RingElement& element, MPI_Comm comm, std::vector<std::byte>& staging);
 
 }  // namespace ddp
