@@ -31,10 +31,33 @@ namespace {
 
 using namespace ddp;
 
+// Seconds per call of fn over `iterations` calls after a warm-up. With `idle_ms`, each call
+// comes after that long without traffic, as in training, where the link idles while the ranks
+// compute: a token-bucket link (a cloud VM's, tc's tbf) then starts each call with a full bucket,
+// which a back-to-back sweep never does. Only the calls are timed then, and the slowest rank's
+// mean is reported, as the barriers around back-to-back calls report the slowest rank.
 template <class Fn>
-double seconds_per_call(MpiCommunicator& comm, Fn&& fn, int iterations) {
+double seconds_per_call(MpiCommunicator& comm, Fn&& fn, int iterations, double idle_ms = 0) {
   fn();  // warm-up
   comm.barrier();
+  if (idle_ms > 0) {
+    std::chrono::steady_clock::duration calls{};
+    for (int i = 0; i < iterations; ++i) {
+      // Busy, as a computing rank is: a sleeping one lets an idle VM core halt, and the link
+      // relays of netns_cluster.sh then wake late.
+      const auto rest_end = std::chrono::steady_clock::now() +
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                std::chrono::duration<double, std::milli>(idle_ms));
+      while (std::chrono::steady_clock::now() < rest_end) {
+      }
+      const auto start = std::chrono::steady_clock::now();
+      fn();
+      calls += std::chrono::steady_clock::now() - start;
+    }
+    double seconds = std::chrono::duration<double>(calls).count() / iterations;
+    mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &seconds, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    return seconds;
+  }
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < iterations; ++i) fn();
   comm.barrier();
@@ -46,8 +69,8 @@ double seconds_per_call(MpiCommunicator& comm, Fn&& fn, int iterations) {
 // that every rank runs as many. At least 5: on a congested TCP link a call now and then waits for
 // a retransmission.
 template <class Fn>
-int iterations_for(MpiCommunicator& comm, Fn&& fn, double seconds_per_size) {
-  double first = seconds_per_call(comm, fn, 1);
+int iterations_for(MpiCommunicator& comm, Fn&& fn, double seconds_per_size, double idle_ms = 0) {
+  double first = seconds_per_call(comm, fn, 1) + idle_ms / 1e3;
   comm.all_reduce_sum(std::span<double>(&first, 1));
   return std::clamp(static_cast<int>(seconds_per_size * comm.size() / std::max(first, 1e-9)), 5,
                     2000);
@@ -65,6 +88,7 @@ struct Options {
   bool overlap = false;
   bool no_raw = false;
   bool codec = false;
+  double idle_ms = 0;
   std::string json;
 };
 
@@ -118,6 +142,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-raw", o.no_raw, "Skip the raw MPI_Allreduce");
   app.add_flag("--codec", o.codec,
                "Time the bf16 wire's encoding and decoding of each size instead (no all-reduce)");
+  app.add_option("--idle-ms", o.idle_ms,
+                 "Keep the link idle this long before each timed call of ours (spinning, as "
+                 "training computes)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--json", o.json, "Also write the rows to this file (rank 0)");
   try {
     app.parse(argc, argv);
@@ -161,7 +189,7 @@ int main(int argc, char** argv) {
       std::span<float> grads = sync->grads();
       std::fill(grads.begin(), grads.end(), 1.0f);
       const int iterations = iterations_for(
-          comm, [&] { sync->finish(); }, o.seconds_per_size);
+          comm, [&] { sync->finish(); }, o.seconds_per_size, o.idle_ms);
       const double raw =
           o.no_raw
               ? 0.0
@@ -173,7 +201,7 @@ int main(int argc, char** argv) {
                     },
                     iterations);
       const double ours = seconds_per_call(
-          comm, [&] { sync->finish(); }, iterations);
+          comm, [&] { sync->finish(); }, iterations, o.idle_ms);
       const double ours_alg = bytes / ours / 1e9;
       if (comm.rank() == 0) {
         const double raw_bus = o.no_raw ? 0.0 : bytes / raw / 1e9 * bus_factor;
@@ -187,6 +215,7 @@ int main(int argc, char** argv) {
                         {"ours_busbw_gbs", ours_alg * bus_factor},
                         {"ratio", o.no_raw ? 0.0 : raw / ours},
                         {"iterations", iterations},
+                        {"idle_ms", o.idle_ms},
                         {"buckets", sync->buckets().size()},
                         {"path", sync->describe()}});
       }

@@ -231,9 +231,9 @@ def report(rows, record, reps):
         f"at commit {record['commit']} ({record['tree']} tree) on {record['cpu']} "
         f"({record['cpu_id']}), {record['cores']} cores; every harness host shares them. Fit: W2 "
         "and W3 profiled on 1 and 2 ranks of this host (`scale_profiles.json`, after the sweeps), "
-        "and all-reduce sweeps of each layout and link (`scale_sweeps/`, `ddp_scale.py sweep`); "
-        "predictions "
-        "written to `scale_predictions.json` before the first case ran. Measured: median "
+        "and all-reduce sweeps of each layout and link (`scale_sweeps/`, `ddp_scale.py sweep`; "
+        "on rate-shaped links each blocking path also rested before every call, the `/rested` "
+        "curves); predictions written to `scale_predictions.json` before the first case ran. Measured: median "
         f"samples/s of {reps} runs (each a fresh cluster running ddp_bench; cases alternated "
         "within each repeat).", "",
         "Two predictions per case: from the sweep of the case's own layout and link (what a "

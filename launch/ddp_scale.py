@@ -217,19 +217,34 @@ def plot(prof, clusters, results, path, global_batch=None):
     print(f"wrote {path}")
 
 
+def tbf_fill_ms(rate):
+    """Milliseconds a host link of netns_cluster.sh's --rate takes to refill its token bucket
+    (tbf_burst there: what the rate sends in 10 ms, at least 256 KB)."""
+    number, unit = int(rate.rstrip("kmgbitKMGBIT")), rate.lstrip("0123456789").lower()
+    bytes_per_ms = number * {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}[unit] / 8 / 1e3
+    return max(bytes_per_ms * 10, 262144) / bytes_per_ms
+
+
 def sweep(args):
     """All-reduce curves of the trainer's paths on one layout (Note [scaling model])."""
     ranks = args.hosts * args.ranks_per_host
     curves = {}
     paths = [(a, w, o) for a, w, o in SWEEP_PATHS if (a == "mpi" or args.ranks_per_host > 1) and
              (not args.paths or sweep_key(a, w, o) in args.paths.split(","))]
-    for allreduce, wire, overlap in paths:
-        key = sweep_key(allreduce, wire, overlap)
+    # A token-bucket link (--rate) rests while the ranks compute and starts each step's first
+    # collective with a full bucket, which back-to-back calls never see: so each blocking path is
+    # swept a second time with the link rested twice its refill time before every call.
+    rest_ms = args.rest_ms if args.rest_ms is not None else (
+        2 * tbf_fill_ms(args.rate) if args.rate and not args.mpirun else 0.0)
+    runs = [(a, w, o, 0.0) for a, w, o in paths]
+    runs += [(a, w, False, rest_ms) for a, w, o in paths if not o and rest_ms > 0]
+    for allreduce, wire, overlap, rest in runs:
+        key = sweep_key(allreduce, wire, overlap) + ("/rested" if rest else "")
         cmd = (f"{args.mpirun or 'mpirun $DDP_MPIRUN_ARGS'} -n {ranks} "
                f"{shlex.quote(os.path.join(args.build, 'bench_allreduce'))} --allreduce "
                f"{allreduce} --wire {wire} {'--overlap ' if overlap else ''}--one-bucket --no-raw "
                f"--min-bytes 16384 --step-factor 2 --max-bytes {args.max_mb << 20} "
-               f"--seconds-per-size {args.seconds} --json /dev/stdout")
+               f"--seconds-per-size {args.seconds} --idle-ms {rest} --json /dev/stdout")
         if not args.mpirun:
             shaping = [x for flag, v in (("--rate", args.rate), ("--delay", args.delay)) if v
                        for x in (flag, v)]
@@ -260,6 +275,9 @@ def main(argv):
         p.add_argument("--mpirun", help="a real cluster's mpirun line instead of the harness")
         p.add_argument("--max-mb", type=int, default=64)
         p.add_argument("--paths", help="only these, e.g. mpi/fp32,mpi/fp32/overlap")
+        p.add_argument("--rest-ms", type=float, help="also sweep the blocking paths with the "
+                       "link idle this long before each call (a token-bucket link's refill; "
+                       "default with --rate: twice the harness's refill time, else none)")
         # Long enough for TCP's steady state: on a 100 Mbit/s link with 2 ms of delay the first
         # 5 calls of 1 MB took 88 ms each (line rate), calls after 2 s 136 ms (the queue's losses).
         p.add_argument("--seconds", type=float, default=2.0, help="per size and path (TCP's "

@@ -27,6 +27,8 @@ class Curve:
         if len(points) < 2:
             raise ValueError("a curve needs at least two sizes")
         self.points = points
+        # How long the link rested before each call (bench_allreduce --idle-ms); 0: back to back.
+        self.rest_ms = max(float(r.get("idle_ms", 0)) for r in rows)
 
     def ms(self, size):
         p = self.points

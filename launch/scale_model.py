@@ -44,12 +44,17 @@ trainer runs it:
   finish(). NCCL overlaps fully (its own stream).
 - Token-bucket links (`burst_kb`: cloud VMs' shaped bandwidth, tc's tbf): a bucket that refills
   at the link's rate while the link is idle lets up to burst_kb through at once, so the host link
-  keeps sending through the step's computing phases, up to a burst's worth: the step's
-  communication shrinks by min(burst / bandwidth, the phases that do not communicate). A back to
-  back sweep never idles the link and so measures the rate alone. Only a link the rate limits
-  gains: where the sweep's fitted bandwidth stays below 90% of the bucket's rate (`rate`, when the
-  cluster names it), latency limits the collective (2 ms of delay: 72 MB/s on a 125 MB/s link),
-  tokens never run out, and a burst saves nothing.
+  keeps sending through the step's computing phases, up to a burst's worth. A back to back sweep
+  never idles the link and so measures the rate alone; `ddp_scale.py sweep --rate` sweeps each
+  blocking path a second time with the link rested before every call (`<path>/rested`), and the
+  step's first bucket gains the difference between the two curves, in the share of the bucket
+  that the phases which do not communicate refilled (their ms over burst / rate). Measured so
+  because latency spends tokens too: on 4 hosts at 1 Gbit/s W2's 2 MB all-reduce took 26.3 ms
+  back to back and 17.9 rested, but with 2 ms of delay 22.0 rested (the ring's first steps wait
+  out the delay, while the full bucket stops refilling). Without a rested curve: the
+  communication shrinks by min(burst / bandwidth, those phases), and only where the sweep's
+  fitted bandwidth reaches 90% of the bucket's rate (`rate`, when the cluster names it), since
+  below it latency limits the collective (2 ms of delay: 72 MB/s on a 125 MB/s link).
 - ZeRO-1: a reduce-scatter plus an all-gather move the bytes of one all-reduce; the optimizer
   runs on 1 / ranks of the parameters and keeps 1 / ranks of its state.
 Everything here is plain arithmetic on the profile and the cluster; nothing is fitted to the runs
@@ -152,9 +157,10 @@ def _shm_ms(profile, cluster, per_host, size, wire):
     return Curve(profile["shm"][wire]).ms(size) * per_host / 2 / cluster["compute_speed"]
 
 
-def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False, ring=False):
+def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False, ring=False, rested=False):
     """Milliseconds to all-reduce one bucket of `size` fp32 bytes (Note [scaling model]); `ring`:
-    the trainer's ring may serve it (between hosts, mpi_allreduce not library, no ZeRO-1)."""
+    the trainer's ring may serve it (between hosts, mpi_allreduce not library, no ZeRO-1);
+    `rested`: from the layout's curve swept after the link rested (see _rested_credit_ms)."""
     hosts, per_host = layout(cluster, ranks)
     if path == "shm":
         return _shm_ms(profile, cluster, ranks, size, wire)
@@ -164,22 +170,26 @@ def comm_ms(profile, cluster, ranks, path, wire, size, overlap=False, ring=False
     # What one rank's ring call carries, in wire bytes, and among how many ranks.
     ring_bytes = size / (2 if wire == "bf16" else 1) / (per_host if hierarchical else 1)
     if ring and ring_bytes >= (hosts if hierarchical else ranks) * RING_SEGMENT_BYTES:
-        return _collective_ms(profile, cluster, ranks, path, wire, size, overlap)
+        return _collective_ms(profile, cluster, ranks, path, wire, size, overlap, 1, rested)
     # MPI's pieces, in the bucket's fp32 bytes: a piece of the wire's bytes per local rank, sized
     # by the ranks of its ring (the hosts, on the hierarchical path).
     piece = (piece_bytes(hosts if hierarchical else ranks) *
              (2 if wire == "bf16" else 1) * (per_host if hierarchical else 1))
     whole, rest = divmod(size, piece)
-    return ((_collective_ms(profile, cluster, ranks, path, wire, whole * piece, overlap, whole)
-             if whole else 0.0) +
-            (_collective_ms(profile, cluster, ranks, path, wire, rest, overlap) if rest else 0.0))
+    return ((_collective_ms(profile, cluster, ranks, path, wire, whole * piece, overlap, whole,
+                            rested) if whole else 0.0) +
+            (_collective_ms(profile, cluster, ranks, path, wire, rest, overlap, 1, rested)
+             if rest else 0.0))
 
 
-def _collective_ms(profile, cluster, ranks, path, wire, size, overlap, pieces=1):
-    """`size` fp32 bytes all-reduced as `pieces` equal collectives back to back."""
+def _collective_ms(profile, cluster, ranks, path, wire, size, overlap, pieces=1, rested=False):
+    """`size` fp32 bytes all-reduced as `pieces` equal collectives back to back; `rested`: after
+    the link rested (a curve swept so; the caller checks there is one)."""
     hosts, per_host = layout(cluster, ranks)
     measured = (cluster["sweeps"] or {}).get((hosts, per_host), {})
-    for key in ([f"{path}/{wire}/overlap"] if overlap else []) + [f"{path}/{wire}"]:
+    keys = ([f"{path}/{wire}/rested"] if rested else
+            [f"{path}/{wire}/overlap"] if overlap else []) + [f"{path}/{wire}"]
+    for key in keys:
         if key in measured:
             return measured[key].ms(size)
     wire_bytes = size / 2 if wire == "bf16" else size
@@ -240,6 +250,23 @@ def _polled_ms(ready, polls, comm, steps, backward_ms):
     return max([backward_ms, *busy_until]) - backward_ms
 
 
+def _rested_credit_ms(profile, cluster, ranks, path, wire, size, ring, idle):
+    """What a step's first bucket of `size` fp32 bytes gains from the link's rest while the ranks
+    computed for `idle` ms: the layout's back-to-back curve less its rested one, in the share of
+    the token bucket the rest refilled (the link's burst over its rate, else the sweep's rest).
+    None without a rested curve for the path (the burst_kb formula applies then)."""
+    measured = (cluster["sweeps"] or {}).get(layout(cluster, ranks), {})
+    curve = measured.get(f"{path}/{wire}/rested")
+    if curve is None:
+        return None
+    link = cluster["inter_host"] or {}
+    fill_ms = (link["burst_bytes"] / link.get("rate", link["bandwidth"]) * 1e3
+               if link.get("burst_bytes") else curve.rest_ms)
+    gain = (comm_ms(profile, cluster, ranks, path, wire, size, False, ring) -
+            comm_ms(profile, cluster, ranks, path, wire, size, False, ring, rested=True))
+    return min(1.0, idle / fill_ms) * max(0.0, gain)
+
+
 def simulate(profile, cluster, ranks, settings=None, batch=None):
     """One step at `ranks` ranks: a dict of ms per phase, samples/s, path and buckets."""
     s = dict(DEFAULTS, **(settings or {}))
@@ -270,9 +297,13 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
         exposed = sum(comm)  # blocking, or started at ready() and blocking there
     optimizer = t["optimizer"] / ranks if zero else t["optimizer"]
     link = cluster["inter_host"]
-    if (hosts > 1 and link and link.get("burst_bytes") and
+    idle = t["data"] + t["forward"] + optimizer + (0.0 if overlapped else t["backward"])
+    rested = (_rested_credit_ms(profile, cluster, ranks, path, s["wire"], buckets[0][1] * 4,
+                                ring, idle) if ranks > 1 and not zero else None)
+    if rested is not None:
+        exposed = max(0.0, exposed - rested)
+    elif (hosts > 1 and link and link.get("burst_bytes") and
             link["bandwidth"] >= RATE_BOUND * link.get("rate", link["bandwidth"])):
-        idle = t["data"] + t["forward"] + optimizer + (0.0 if overlapped else t["backward"])
         exposed = max(0.0, exposed - min(link["burst_bytes"] / link["bandwidth"] * 1e3, idle))
     step = t["data"] + t["forward"] + t["backward"] + exposed + optimizer
     return {"ranks": ranks, "hosts": hosts, "ranks_per_host": per_host, "path": path, "zero": zero,

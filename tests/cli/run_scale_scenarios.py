@@ -6,6 +6,10 @@
                       rank counts do not divide: exit 2 with one line
   presets_predict     every preset of configs/clusters predicts the seed example at its rank
                       counts, efficiency never above 1 across hosts, falling from 2 hosts to 512
+  rested_link         a token-bucket link's gain from resting (Note [scaling model]), from
+                      hand-made curves: the back-to-back curve less the rested one, in the share
+                      of the bucket the computing phases refill; without a rested curve, the
+                      burst_kb formula
   shaped_prediction   (root) W2 on 2 hosts x 1 rank of launch/netns_cluster.sh, links shaped to
                       1 Gbit/s: sweep the link, predict, then measure with ddp_bench; the
                       prediction is within 30% of the measurement
@@ -22,9 +26,11 @@ import tempfile
 
 from scenarios import mpi_env, run_scenarios
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "multihost"))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(TESTS, "multihost"), os.path.join(os.path.dirname(TESTS), "launch")]
 from run_multihost import namespaces_allowed  # noqa: E402
+import scale_cluster  # noqa: E402
+import scale_model  # noqa: E402
 
 BAD_FILES = [
     ("unknown key", "inter_host: {bandwith_gbit: 25, latency_us: 10}",
@@ -112,6 +118,37 @@ class Scenarios:
             assert effs[-1][1] < effs[0][1], f"{result['cluster']}: efficiency not falling {effs}"
             assert all(r["step_ms"] > 0 for r in rows.values())
 
+    def rested_link(self):
+        mb = 2**20
+        # One 2 MB bucket on 2 hosts x 1 rank; 6 ms a step without communication.
+        profile = {"per_rank_batch": 128, "parameters": 2 * mb // 4, "tensors": [{"offset": 0}],
+                   "ready": [{"offset": 0, "fraction": 1.0}], "codec_ms_per_byte": 0.0,
+                   "compute": {n: {"data": 0.5, "forward": 1.5, "backward": 3.0, "optimizer": 1.0}
+                               for n in ("1", "2")}}
+        # Back to back 10 ms per MB; rested 20 ms before each call, 4 ms at 1 MB and 31 at 4 MB.
+        busy = scale_cluster.Curve([{"bytes": mb, "ms": 10}, {"bytes": 4 * mb, "ms": 40}])
+        rested = scale_cluster.Curve([{"bytes": mb, "ms": 4, "idle_ms": 20},
+                                      {"bytes": 4 * mb, "ms": 31, "idle_ms": 20}])
+
+        def exposed(burst_bytes, curves):
+            cluster = {"ranks_per_host": 1, "collective": "mpi", "cores_per_host": 2,
+                       "hosts_share_cores": False, "compute_speed": 1.0, "gpu_tflops": None,
+                       "intra_host": None, "sweeps": {(2, 1): curves},
+                       "inter_host": {"bandwidth": 125e6, "latency_ms": 0.05,
+                                      "burst_bytes": burst_bytes}}
+            return scale_model.simulate(profile, cluster, 2)["exposed_comm_ms"]
+
+        both = {"mpi/fp32": busy, "mpi/fp32/rested": rested}
+        # 20 ms back to back, 13 rested: a 1.25 MB bucket refills in 10 ms, 6 of them: 0.6 x 7.
+        got = exposed(1.25e6, both)
+        assert abs(got - (20 - 0.6 * 7)) < 1e-9, got
+        # No burst named: the bucket takes the sweep's rest, 20 ms, to fill: 0.3 x 7.
+        got = exposed(0.0, both)
+        assert abs(got - (20 - 0.3 * 7)) < 1e-9, got
+        # No rested curve: min(burst / bandwidth = 10 ms, the 6 ms without communication).
+        got = exposed(1.25e6, {"mpi/fp32": busy})
+        assert abs(got - (20 - 6)) < 1e-9, got
+
     def shaped_prediction(self):
         sweep = os.path.join(self.tmp, "sweep_2x1_1gbit.json")
         run = self.scale("sweep", "--hosts", "2", "--ranks-per-host", "1", "--rate", "1gbit",
@@ -149,7 +186,7 @@ def main():
     p.add_argument("--only", nargs="*", help="run only these scenarios")
     args = p.parse_args()
     args.build, args.root = os.path.abspath(args.build), os.path.abspath(args.root)
-    names = args.only or ["bad_cluster_files", "presets_predict"]
+    names = args.only or ["bad_cluster_files", "presets_predict", "rested_link"]
     if "shaped_prediction" in names and not namespaces_allowed():
         print("SKIPPED: cannot create and enter network namespaces here (needs root with "
               "CAP_NET_ADMIN, / as a mount point, iproute2 and unshare)")
