@@ -264,7 +264,7 @@ def _rested_credit_ms(profile, cluster, ranks, path, wire, size, ring, idle):
                if link.get("burst_bytes") else curve.rest_ms)
     gain = (comm_ms(profile, cluster, ranks, path, wire, size, False, ring) -
             comm_ms(profile, cluster, ranks, path, wire, size, False, ring, rested=True))
-    return min(1.0, idle / fill_ms) * max(0.0, gain)
+    return (min(1.0, idle / fill_ms) if fill_ms > 0 else 1.0) * max(0.0, gain)
 
 
 def simulate(profile, cluster, ranks, settings=None, batch=None):
