@@ -38,10 +38,6 @@ TIMED_MS = 2000
 LINKS = {"100mbit": ("100mbit", None), "1gbit": ("1gbit", None), "unshaped": (None, None),
          "100mbit+2ms": ("100mbit", "2ms"), "1gbit+2ms": ("1gbit", "2ms"),
          "unshaped+2ms": (None, "2ms")}
-# The shaped links' rate (bytes/s) and the depth of netns_cluster.sh's token buckets (tbf_burst
-# there): what the rate sends in 10 ms, at least 256 KB. Facts of the harness's links, as a cloud
-# VM's nameplate rate and burst allowance would be.
-BURST = {"100mbit": (100e6 / 8, 262144), "1gbit": (1e9 / 8, 1250000)}
 
 
 def case(workload, hosts, per_host, link, **settings):
@@ -143,8 +139,10 @@ def harness_cluster(c, extrapolate=False):
     path = sweep_file(*layout, c["link"])
     cluster["sweeps"] = scale_cluster.load_sweeps(path, path)
     cluster["inter_host"] = scale_cluster.link_from_sweeps(cluster["sweeps"])
-    if LINKS[c["link"]][0] in BURST:
-        rate, burst = BURST[LINKS[c["link"]][0]]
+    if LINKS[c["link"]][0]:
+        # The harness's token bucket: a fact of its links, as a cloud VM's nameplate rate and
+        # burst allowance would be.
+        rate, burst = ddp_scale.tbf_bucket(LINKS[c["link"]][0])
         # Layouts swept on other paths than flat MPI have no fitted line: the nameplate rate.
         cluster["inter_host"] = cluster["inter_host"] or {"bandwidth": rate, "latency_ms": 0.0}
         cluster["inter_host"]["burst_bytes"] = burst

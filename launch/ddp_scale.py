@@ -217,12 +217,12 @@ def plot(prof, clusters, results, path, global_batch=None):
     print(f"wrote {path}")
 
 
-def tbf_fill_ms(rate):
-    """Milliseconds a host link of netns_cluster.sh's --rate takes to refill its token bucket
-    (tbf_burst there: what the rate sends in 10 ms, at least 256 KB)."""
+def tbf_bucket(rate):
+    """(bytes per second, burst bytes) of a host link of netns_cluster.sh's --rate, e.g. 1gbit:
+    its token bucket holds what the rate sends in 10 ms, at least 256 KB (tbf_burst there)."""
     number, unit = int(rate.rstrip("kmgbitKMGBIT")), rate.lstrip("0123456789").lower()
-    bytes_per_ms = number * {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}[unit] / 8 / 1e3
-    return max(bytes_per_ms * 10, 262144) / bytes_per_ms
+    bytes_per_s = number * {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}[unit] / 8
+    return bytes_per_s, max(bytes_per_s / 100, 262144)
 
 
 def sweep(args):
@@ -235,7 +235,8 @@ def sweep(args):
     # collective with a full bucket, which back-to-back calls never see: so each blocking path is
     # swept a second time with the link rested twice its refill time before every call.
     rest_ms = args.rest_ms if args.rest_ms is not None else (
-        2 * tbf_fill_ms(args.rate) if args.rate and not args.mpirun else 0.0)
+        2e3 * tbf_bucket(args.rate)[1] / tbf_bucket(args.rate)[0]
+        if args.rate and not args.mpirun else 0.0)
     runs = [(a, w, o, 0.0) for a, w, o in paths]
     runs += [(a, w, False, rest_ms) for a, w, o in paths if not o and rest_ms > 0]
     for allreduce, wire, overlap, rest in runs:
