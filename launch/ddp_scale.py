@@ -234,9 +234,10 @@ def sweep(args):
     # A token-bucket link (--rate) rests while the ranks compute and starts each step's first
     # collective with a full bucket, which back-to-back calls never see: so each blocking path is
     # swept a second time with the link rested twice its refill time before every call.
-    rest_ms = args.rest_ms if args.rest_ms is not None else (
-        2e3 * tbf_bucket(args.rate)[1] / tbf_bucket(args.rate)[0]
-        if args.rate and not args.mpirun else 0.0)
+    rest_ms = args.rest_ms or 0.0
+    if args.rest_ms is None and args.rate and not args.mpirun:
+        bytes_per_s, burst = tbf_bucket(args.rate)
+        rest_ms = 2e3 * burst / bytes_per_s
     runs = [(a, w, o, 0.0) for a, w, o in paths]
     runs += [(a, w, False, rest_ms) for a, w, o in paths if not o and rest_ms > 0]
     for allreduce, wire, overlap, rest in runs:
