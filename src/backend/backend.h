@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "backend/window2d.h"
 #include "core/memory_kind.h"
@@ -44,9 +45,19 @@ struct AdamHyper {
   float weight_decay = 0;
 };
 
-// Rows [first_row, first_row + rows) of a dense layer's weight gradient, (rows, in) floats of
-// backend memory, valid during the call (Note [update in backward]).
-using RowBlockConsumer = std::function<void(int64_t first_row, int64_t rows, const float* block)>;
+// Takes rows [first_row, first_row + rows) of a dense layer's weight gradient, (rows, in) floats
+// of backend memory, valid during the call (Note [update in backward]).
+struct RowBlockConsumer {
+  std::function<void(int64_t first_row, int64_t rows, const float* block)> consume;
+  // What consume reads and writes beside the block, row for row (the weights and the optimizer's
+  // state at the same offsets: row r of each at stream + r * in): a CPU backend fetches the next
+  // block's rows into cache while it computes the current block.
+  std::vector<const float*> streams;
+
+  void operator()(int64_t first_row, int64_t rows, const float* block) const {
+    consume(first_row, rows, block);
+  }
+};
 
 class ComputeBackend {
  public:

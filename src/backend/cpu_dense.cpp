@@ -212,9 +212,9 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   // memory, each reading its share of w (W3, 1 rank x 2 threads: 1.10x the samples/s of shares of
   // the batch's rows, which each read all of w); otherwise shares of the batch's rows, each
   // transposing only its rows of dy (W2: column shares measured ~3% slower).
+  const bool weights_from_memory =
+      static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
   if (dx && shared_by_team(team, false, false, batch, in, out)) {
-    const bool weights_from_memory =
-        static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
     team.run([&](int t) {
       if (weights_from_memory) {
         const auto [c0, c1] = ThreadTeam::share(in, tiled_column_grain(), t, team.size());
@@ -238,16 +238,21 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
       _mm_sfence();  // this thread's streamed stores, before the team's join publishes them
     });
   };
-  if (consume_dw && skinny_and_tiled(true, false, out, in, batch)) return blocks(*consume_dw);
+  if (consume_dw && skinny_and_tiled(true, false, out, in, batch)) {
+    // The tiles fetch the consumer's next rows only where those come from memory (Note [update
+    // in backward]); weights in L2 (W2's) would pay the fetches for nothing.
+    if (weights_from_memory) return blocks(*consume_dw);
+    return blocks({consume_dw->consume, {}});
+  }
   // A large gradient, to be summed over ranks or stepped on after backward: computed in blocks
   // in cache and streamed out, so its lines are not read before being written (W3, 2 ranks:
   // backward ~1 ms faster).
-  if (!consume_dw && !accumulate &&
-      static_cast<size_t>(out * in) * sizeof(float) > kUncachedWeightBytes &&
+  if (!consume_dw && !accumulate && weights_from_memory &&
       skinny_and_tiled(true, false, out, in, batch))
-    return blocks([dw, in](int64_t first_row, int64_t rows, const float* block) {
-      stream_copy(dw + first_row * in, block, static_cast<size_t>(rows * in));
-    });
+    return blocks({[dw, in](int64_t first_row, int64_t rows, const float* block) {
+                     stream_copy(dw + first_row * in, block, static_cast<size_t>(rows * in));
+                   },
+                   {}});
   gemm(true, false, out, in, batch, dy, x, dw, accumulate);
   if (consume_dw) (*consume_dw)(0, out, dw);
 }

@@ -36,9 +36,17 @@ constexpr int kMaxVectors =
 // `PrefetchAhead` > 0 each step also prefetches into L1 the B row that many steps ahead: B rows
 // read in place, thousands of bytes apart, are beyond the reach of the L1 stride prefetcher, so
 // without it every step waits for its row from L2 (Note [tiled GEMM], input gradient).
-template <int Rows, int Vectors, int PrefetchAhead = 0>
-void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride, const float* b,
-          int64_t ldb, float* c, int64_t ldc, Mask last_mask, bool accumulate) {
+//
+// With `SideFetch`, step p of the k loop also fetches into L2 line p of `fetch` while p <
+// `fetch_lines` (fetching_tile): the weight gradient's tiles bring in the rows that the update in
+// backward will stream next, so that memory works while the core multiplies (Note [update in
+// backward]). One fetch per step, inside the loop: in bursts between tiles the fetches waited for
+// L1's fill buffers (benchmarks/results/xeon/tried_not_kept.md).
+template <int Rows, int Vectors, int PrefetchAhead, bool SideFetch>
+[[gnu::always_inline]] inline void tile_body(int64_t k, const float* a, int64_t a_row_stride,
+                                             int64_t a_col_stride, const float* b, int64_t ldb,
+                                             float* c, int64_t ldc, Mask last_mask, bool accumulate,
+                                             const char* fetch, int64_t fetch_lines) {
   const bool last_whole = simd::lanes_in(last_mask) == kLanes;
   // Only the last vector of a row may be partial.
   auto load_b = [&](const float* p, int v) {
@@ -59,6 +67,9 @@ void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
         const float* ahead = b + (p + PrefetchAhead) * ldb;
 #pragma GCC unroll 4
         for (int v = 0; v < Vectors; ++v) _mm_prefetch(ahead + v * kLanes, _MM_HINT_T0);
+      }
+      if constexpr (SideFetch) {
+        if (p < fetch_lines) _mm_prefetch(fetch + p * 64, _MM_HINT_T1);
       }
       Vec bv[Vectors];
 #pragma GCC unroll 4
@@ -92,21 +103,49 @@ void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
   }
 }
 
+template <int Rows, int Vectors, int PrefetchAhead = 0>
+void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride, const float* b,
+          int64_t ldb, float* c, int64_t ldc, Mask last_mask, bool accumulate) {
+  tile_body<Rows, Vectors, PrefetchAhead, false>(k, a, a_row_stride, a_col_stride, b, ldb, c, ldc,
+                                                 last_mask, accumulate, nullptr, 0);
+}
+
+template <int Rows, int Vectors>
+void fetching_tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
+                   const float* b, int64_t ldb, float* c, int64_t ldc, Mask last_mask,
+                   bool accumulate, const char* fetch, int64_t fetch_lines) {
+  tile_body<Rows, Vectors, 0, true>(k, a, a_row_stride, a_col_stride, b, ldb, c, ldc, last_mask,
+                                    accumulate, fetch, fetch_lines);
+}
+
 using TileFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
                         int64_t, Mask, bool);
+using FetchingTileFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+                                float*, int64_t, Mask, bool, const char*, int64_t);
+
+// pick.template operator()<V>() for V the number of vectors a tile of C's column block holds.
+template <typename Pick>
+auto for_vectors(int vectors, Pick pick) {
+  switch (vectors) {
+    case 1:
+      return pick.template operator()<1>();
+    case 2:
+      return pick.template operator()<2>();
+    case 3:
+      return pick.template operator()<std::min(3, kMaxVectors)>();
+    default:
+      return pick.template operator()<std::min(4, kMaxVectors)>();
+  }
+}
 
 template <int Rows, int PrefetchAhead = 0>
 TileFn tile_for(int vectors) {
-  switch (vectors) {
-    case 1:
-      return tile<Rows, 1, PrefetchAhead>;
-    case 2:
-      return tile<Rows, 2, PrefetchAhead>;
-    case 3:
-      return tile<Rows, std::min(3, kMaxVectors), PrefetchAhead>;
-    default:
-      return tile<Rows, std::min(4, kMaxVectors), PrefetchAhead>;
-  }
+  return for_vectors(vectors, []<int V>() -> TileFn { return tile<Rows, V, PrefetchAhead>; });
+}
+
+template <int Rows>
+FetchingTileFn fetching_tile_for(int vectors) {
+  return for_vectors(vectors, []<int V>() -> FetchingTileFn { return fetching_tile<Rows, V>; });
 }
 
 // Column block [j, j + width) of C as whole vectors and the mask of the last one.

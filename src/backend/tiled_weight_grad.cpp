@@ -2,7 +2,9 @@
 // inside backward (Note [update in backward]).
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "backend/register_tile.h"
@@ -37,12 +39,41 @@ const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k) {
   return packed;
 }
 
+// Lines to fetch into L2 while a block's tiles run (Note [update in backward]): `floats` floats
+// from each of `streams`, spread evenly over `tiles` tiles, a contiguous range of one stream per
+// tile.
+class SideFetches {
+ public:
+  SideFetches() = default;
+  SideFetches(std::span<const float* const> streams, int64_t floats, int64_t tiles)
+      : streams_(streams),
+        lines_per_stream_((floats * int64_t{sizeof(float)} + 63) / 64),
+        tiles_per_stream_(std::max<int64_t>(1, tiles / std::max<int64_t>(1, std::ssize(streams)))),
+        lines_per_tile_((lines_per_stream_ + tiles_per_stream_ - 1) / tiles_per_stream_) {}
+
+  bool any() const { return !streams_.empty() && lines_per_stream_ > 0; }
+  // The first line and the number of lines of the block's tile-th tile.
+  std::pair<const char*, int64_t> of_tile(int64_t tile) const {
+    const int64_t stream = tile / tiles_per_stream_;
+    const int64_t first = tile % tiles_per_stream_ * lines_per_tile_;
+    if (stream >= std::ssize(streams_) || first >= lines_per_stream_) return {nullptr, 0};
+    return {reinterpret_cast<const char*>(streams_[stream]) + first * 64,
+            std::min(lines_per_tile_, lines_per_stream_ - first)};
+  }
+
+ private:
+  std::span<const float* const> streams_;
+  int64_t lines_per_stream_ = 0, tiles_per_stream_ = 1, lines_per_tile_ = 0;
+};
+
 // Rows [i0, i0 + rows) of C (m, n) = A (k, m)^T B (k, n) into c (rows, n), from B's packed panels,
 // each row in storage order (with AVX-512, 8 x 3 vectors measured faster than 6 x 4 here). Rows go
 // in groups whose packed columns of A fill a part of L1: each panel of B is then read from L2 once
-// per group and stays in L1 for the group's tiles, instead of once per tile.
+// per group and stays in L1 for the group's tiles, instead of once per tile. The whole-row tiles
+// fetch `side`'s lines.
 void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k, const float* a,
-                      const float* packed, float* c, bool accumulate) {
+                      const float* packed, float* c, bool accumulate,
+                      const SideFetches& side = {}) {
   constexpr int kRows = kWeightGradRows, kVectors = kWeightGradVectors;
   constexpr int64_t kWidth = kVectors * kLanes;
   constexpr int64_t kGroupBytes = int64_t{16} << 10;
@@ -50,6 +81,7 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
       std::max<int64_t>(1, kGroupBytes / (k * kRows * int64_t{sizeof(float)})) * kRows;
   thread_local std::vector<float> slabs_buffer;
   float* const slabs = scratch(slabs_buffer, static_cast<size_t>(k * group_rows));
+  int64_t tile = 0;  // whole-row tiles so far, for `side`
   for (int64_t g = i0; g < i0 + rows; g += group_rows) {
     const int64_t g_end = std::min(g + group_rows, i0 + rows);
     // A's columns g .. g_end - 1 packed kRows at a time: unpacked, a tile's k broadcasts lie a row
@@ -69,9 +101,18 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
     }
     for (int64_t j = 0; j < n; j += kWidth) {
       for (int64_t i = g; i < g_end; i += kRows) {
-        panel_rows<kRows>(std::min<int64_t>(kRows, g_end - i), k, slabs + (i - g) * k, 1, kRows,
-                          packed + j * k, kWidth, c + (i - i0) * n + j, n, std::min(kWidth, n - j),
-                          accumulate);
+        const float* slab = slabs + (i - g) * k;
+        float* const c_tile = c + (i - i0) * n + j;
+        const int64_t width = std::min(kWidth, n - j);
+        if (side.any() && g_end - i >= kRows) {
+          const ColumnBlock block = column_block(width);
+          const auto [fetch, lines] = side.of_tile(tile++);
+          fetching_tile_for<kRows>(block.vectors)(k, slab, 1, kRows, packed + j * k, kWidth, c_tile,
+                                                  n, block.last_mask, accumulate, fetch, lines);
+          continue;
+        }
+        panel_rows<kRows>(std::min<int64_t>(kRows, g_end - i), k, slab, 1, kRows, packed + j * k,
+                          kWidth, c_tile, n, width, accumulate);
       }
     }
   }
@@ -93,9 +134,19 @@ void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, c
   const int64_t block_rows = tiles::rows_per_block(n);
   thread_local std::vector<float> block_buffer;
   float* const block = scratch(block_buffer, static_cast<size_t>(block_rows * n));
+  // The tiles of a block fetch what the consumer will stream for the next one.
+  constexpr int64_t kPanelWidth = tiles::kWeightGradVectors * tiles::kLanes;
+  const int64_t panels = (n + kPanelWidth - 1) / kPanelWidth;
+  std::vector<const float*> next_rows(consume.streams.size());
   for (int64_t i0 = first_row; i0 < end_row; i0 += block_rows) {
     const int64_t rows = std::min(block_rows, end_row - i0);
-    tiles::weight_grad_rows(i0, rows, m, n, k, a, packed, block, false);
+    const int64_t next = i0 + rows, next_count = std::min(block_rows, end_row - next);
+    tiles::SideFetches side;
+    if (next_count > 0 && !next_rows.empty()) {
+      for (size_t s = 0; s < next_rows.size(); ++s) next_rows[s] = consume.streams[s] + next * n;
+      side = tiles::SideFetches(next_rows, next_count * n, rows / tiles::kWeightGradRows * panels);
+    }
+    tiles::weight_grad_rows(i0, rows, m, n, k, a, packed, block, false, side);
     consume(i0, rows, block);
   }
 }

@@ -24,6 +24,9 @@ class InBackwardUpdate {
   // `grads` need not lie in the gradient buffer, which is then not read for this piece. May be
   // called from several threads at once, on different pieces (Note [threads per rank]).
   virtual void update(std::span<float> params, std::span<const float> grads) = 0;
+  // Where update() reads and writes for a piece that starts at `params`: the parameters and the
+  // optimizer's state at the same offsets (for RowBlockConsumer::streams).
+  virtual std::vector<const float*> streams_beside(const float* params) = 0;
 
  protected:
   ~InBackwardUpdate() = default;

@@ -33,6 +33,13 @@ void UpdateInBackward::update(std::span<float> params, std::span<const float> gr
   }
 }
 
+std::vector<const float*> UpdateInBackward::streams_beside(const float* params) {
+  const auto at = params - params_.data();
+  std::vector<const float*> streams{params};
+  for (const StateTensor& state : optimizer_.state()) streams.push_back(state.data.data() + at);
+  return streams;
+}
+
 double UpdateInBackward::take_update_seconds() {
   if (!timed_) return 0;  // every step asks: no lock where nothing was timed
   std::lock_guard<std::mutex> lock(mutex_);
