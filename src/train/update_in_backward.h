@@ -12,7 +12,8 @@
 // bit-identical to an update after backward (tested). The update reads and writes the weights and
 // the optimizer's state from memory while the products run from cache; so that the two overlap,
 // the tiles of each weight-gradient block fetch into L2 the rows that the update will stream for
-// the next block (RowBlockConsumer::streams), a line per step of their k loops (W3, 1 rank: the
+// the next block (RowBlockConsumer::streams), a line per step of their k loops, where the
+// weights come from memory and the rank computes on one thread (W3, 1 rank: the
 // update's own time 11.8 -> 6.0 ms a step, backward 2.56 -> 2.43 times forward;
 // benchmarks/results/xeon/update_side_fetch.md). What backward did not update (layers
 // without the hook, such as convolutions) is updated after it, as before.
