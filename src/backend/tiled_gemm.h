@@ -11,7 +11,8 @@
 //    stored whole and transposed once), the input gradient from 64-row depth blocks of the
 //    weights read in place, column block by column block (the next one prefetched into L2, each
 //    tile's next rows into L1, C's block summed in a buffer of adjacent rows), and the weight
-//    gradient row block by row block against the packed batch.
+//    gradient row block by row block against the packed batch (for an update in backward, its
+//    tiles fetching the rows the update streams next: Note [update in backward]).
 // Measured on W3's shapes (benchmarks/results/kernel_choice.md): see the README.
 
 #include <cstddef>
@@ -52,7 +53,8 @@ void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_
 // The weight-gradient product C (m, n) = A (k, m)^T B (k, n) (k the batch) without storing C: rows
 // are computed block by block into a scratch buffer that stays in cache and handed to `consume`,
 // which may update the weights from them at once
-// (Note [update in backward]). Only rows [first_row, end_row) of C, so that threads may share the
+// (Note [update in backward]); while a block is computed, its tiles fetch into L2 the next block's
+// rows of consume.streams. Only rows [first_row, end_row) of C, so that threads may share the
 // rows (Note [threads per rank]). Requires tiled_gemm_available().
 void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
                               int64_t first_row, int64_t end_row, const RowBlockConsumer& consume);
