@@ -41,7 +41,8 @@ const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k) {
 
 // Lines to fetch into L2 while a block's tiles run (Note [update in backward]): `floats` floats
 // from each of `streams`, spread evenly over `tiles` tiles, a contiguous range of one stream per
-// tile.
+// tile. A tile fetches one line per step of its k loop, so where a range is longer than k (a
+// batch of a few rows) the rest is left to the update's own loads.
 class SideFetches {
  public:
   SideFetches() = default;
