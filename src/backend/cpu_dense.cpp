@@ -240,10 +240,11 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   };
   if (consume_dw && skinny_and_tiled(true, false, out, in, batch)) {
     // The tiles fetch the consumer's next rows only where those come from memory (Note [update
-    // in backward]); weights in L2 (W2's) would pay the fetches for nothing. And on one thread:
-    // two threads' fetches slowed their products more than they sped up the update (W3, 1 rank x
-    // 2 threads, batch 128: 0.97x; benchmarks/results/xeon/update_side_fetch.md).
-    if (weights_from_memory && team.size() == 1) return blocks(*consume_dw);
+    // in backward]); weights in L2 (W2's) would pay the fetches for nothing. And only where the
+    // input, which every block reads packed from L2, leaves room there for the fetched rows.
+    if (weights_from_memory &&
+        static_cast<size_t>(batch * in) * sizeof(float) <= kFetchedBesideInputBytes)
+      return blocks(*consume_dw);
     return blocks({consume_dw->consume, {}});
   }
   // A large gradient, to be summed over ranks or stepped on after backward: computed in blocks

@@ -127,24 +127,29 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
   expect_close(dw, product, batch);
   const std::vector<float> stored = dw;
 
-  // Handed over block by block (Note [update in backward]): every row once, the same bits.
-  dy = dy_copy;
-  std::vector<float> consumed(dw.size(), std::nanf(""));
-  std::vector<int> times(static_cast<size_t>(out));
-  // With the streams an update would read beside the block (the weights, and state as large):
-  // the CPU backend's tiles then fetch their next rows while they multiply.
-  const std::vector<float> state(w.size(), 1.0f);
-  const RowBlockConsumer consume{[&](int64_t first_row, int64_t rows, const float* block) {
-                                   std::copy(block, block + rows * in,
-                                             consumed.begin() + first_row * in);
-                                   for (int64_t r = first_row; r < first_row + rows; ++r)
-                                     ++times[static_cast<size_t>(r)];
-                                 },
-                                 {w.data(), state.data()}};
-  backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(), db.data(),
-                          batch, in, out, Activation::kLinear, /*accumulate=*/false, &consume);
-  EXPECT_EQ(times, std::vector<int>(static_cast<size_t>(out), 1));
-  EXPECT_EQ(consumed, stored);
+  // Handed over block by block (Note [update in backward]): every row once, the same bits, on one
+  // thread and on two (each consuming its share of the rows).
+  for (int threads : {1, 2}) {
+    auto team_backend = make_cpu_backend(true, threads);
+    dy = dy_copy;
+    std::vector<float> consumed(dw.size(), std::nanf(""));
+    std::vector<int> times(static_cast<size_t>(out));
+    // With the streams an update would read beside the block (the weights, and state as large):
+    // the CPU backend's tiles then fetch their next rows while they multiply.
+    const std::vector<float> state(w.size(), 1.0f);
+    const RowBlockConsumer consume{[&](int64_t first_row, int64_t rows, const float* block) {
+                                     std::copy(block, block + rows * in,
+                                               consumed.begin() + first_row * in);
+                                     for (int64_t r = first_row; r < first_row + rows; ++r)
+                                       ++times[static_cast<size_t>(r)];
+                                   },
+                                   {w.data(), state.data()}};
+    team_backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(),
+                                 db.data(), batch, in, out, Activation::kLinear,
+                                 /*accumulate=*/false, &consume);
+    EXPECT_EQ(times, std::vector<int>(static_cast<size_t>(out), 1)) << threads << " threads";
+    EXPECT_EQ(consumed, stored) << threads << " threads";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, DenseGemmPaths,
