@@ -13,8 +13,8 @@
 // the optimizer's state from memory while the products run from cache; so that the two overlap,
 // the tiles of each weight-gradient block fetch into L2 the rows that the update will stream for
 // the next block (RowBlockConsumer::streams), a line per step of their k loops, where the
-// weights come from memory and the rank computes on one thread (W3, 1 rank: the
-// update's own time 11.8 -> 6.0 ms a step, backward 2.56 -> 2.43 times forward;
+// weights come from memory and the input leaves room for them in L2 (kFetchedBesideInputBytes;
+// W3, 1 rank: the update's own time 11.8 -> 6.0 ms a step, backward 2.56 -> 2.43 times forward;
 // benchmarks/results/xeon/update_side_fetch.md). What backward did not update (layers
 // without the hook, such as convolutions) is updated after it, as before.
 // Not used where a step may be skipped (nonfinite: skip checks every gradient first), with a
