@@ -15,9 +15,11 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "core/error.h"
 #include "core/input_file.h"
+#include "core/json_integer.h"
 #include "core/machine.h"
 
 namespace ddp {
@@ -71,9 +73,16 @@ nlohmann::json signature_json(const std::vector<TensorSignature>& tensors) {
 
 std::vector<TensorSignature> signature_from_json(const nlohmann::json& json) {
   std::vector<TensorSignature> tensors;
-  for (const auto& t : json)
-    tensors.push_back({t.at("name"), Shape(t.at("shape").get<std::vector<int64_t>>()),
-                       t.value("torch_hwc", std::array<int64_t, 4>{})});
+  for (const auto& t : json) {
+    std::array<int64_t, 4> hwc{};
+    if (t.contains("torch_hwc")) {
+      const std::vector<int64_t> values = json_integers<int64_t>(t.at("torch_hwc"));
+      if (values.size() != hwc.size())
+        throw std::invalid_argument(t.at("torch_hwc").dump() + " is not 4 integers");
+      std::copy(values.begin(), values.end(), hwc.begin());
+    }
+    tensors.push_back({t.at("name"), Shape(json_integers<int64_t>(t.at("shape"))), hwc});
+  }
   return tensors;
 }
 
@@ -212,22 +221,24 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     const auto meta =
         nlohmann::json::parse(reinterpret_cast<const char*>(meta_bytes.data()),
                               reinterpret_cast<const char*>(meta_bytes.data()) + meta_bytes.size());
-    s.epoch = meta.at("epoch");
-    s.step_in_epoch = meta.at("step_in_epoch");
-    s.completed_steps = meta.at("completed_steps");
+    s.epoch = json_integer<decltype(s.epoch)>(meta.at("epoch"));
+    s.step_in_epoch = json_integer<decltype(s.step_in_epoch)>(meta.at("step_in_epoch"));
+    s.completed_steps = json_integer<decltype(s.completed_steps)>(meta.at("completed_steps"));
     s.epoch_sums = meta.at("epoch_sums").get<std::vector<double>>();
-    s.world_size = meta.at("world_size");
+    s.world_size = json_integer<decltype(s.world_size)>(meta.at("world_size"));
     s.batch_mode = meta.at("batch_mode");
-    s.global_batch = meta.at("global_batch");
-    s.per_rank_batch = meta.at("per_rank_batch");
-    s.seed = meta.at("seed");
+    s.global_batch = json_integer<decltype(s.global_batch)>(meta.at("global_batch"));
+    s.per_rank_batch = json_integer<decltype(s.per_rank_batch)>(meta.at("per_rank_batch"));
+    s.seed = json_integer<decltype(s.seed)>(meta.at("seed"));
     s.signature = signature_from_json(meta.at("signature"));
     s.layouts_recorded = s.signature.empty() || meta.at("signature").front().contains("torch_hwc");
     if (meta.contains("buffers")) s.buffer_signature = signature_from_json(meta.at("buffers"));
     s.optimizer = meta.at("optimizer");
-    s.optimizer_steps = meta.at("optimizer_steps");
+    s.optimizer_steps = json_integer<decltype(s.optimizer_steps)>(meta.at("optimizer_steps"));
     s.config_yaml = meta.at("config");
   } catch (const nlohmann::json::exception& e) {
+    throw fail(std::string("section 'meta': ") + e.what());
+  } catch (const std::invalid_argument& e) {  // json_integer
     throw fail(std::string("section 'meta': ") + e.what());
   }
   const size_t param_count = element_count(s.signature);

@@ -1,10 +1,13 @@
 #include "train/safetensors.h"
 
+#include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string_view>
 
 #include "core/error.h"
+#include "core/json_integer.h"
 #include "train/checkpoint.h"
 
 namespace ddp {
@@ -59,7 +62,13 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
     try {
       if (info.at("dtype") != "F32")
         throw fail(name + ": dtype " + info.at("dtype").dump() + " is not supported (F32 only)");
-      NamedTensor t{name, Shape(info.at("shape").get<std::vector<int64_t>>()), {}};
+      std::vector<int64_t> dims;
+      try {
+        dims = json_integers<int64_t>(info.at("shape"));
+      } catch (const std::invalid_argument&) {
+        throw fail(name + ": shape " + info.at("shape").dump() + " is not a list of integers");
+      }
+      NamedTensor t{name, Shape(std::move(dims)), {}};
       // The element count, checked as it is multiplied: no shape may claim more floats than the
       // file holds (a product that wrapped around could otherwise match the offsets).
       const uint64_t available = (bytes.size() - data_start) / sizeof(float);
@@ -70,8 +79,14 @@ std::vector<NamedTensor> read_safetensors(const std::string& path) {
           throw fail(name + ": shape " + t.shape.str() + " holds more values than the file");
         count *= static_cast<uint64_t>(d);
       }
-      const auto begin = info.at("data_offsets").at(0).get<uint64_t>();
-      const auto end = info.at("data_offsets").at(1).get<uint64_t>();
+      const nlohmann::json& offsets = info.at("data_offsets");
+      uint64_t begin = 0, end = 0;
+      try {
+        begin = json_integer<uint64_t>(offsets.at(0));
+        end = json_integer<uint64_t>(offsets.at(1));
+      } catch (const std::invalid_argument&) {
+        throw fail(name + ": data offsets " + offsets.dump() + " are not two byte offsets");
+      }
       if (begin > end || end > bytes.size() - data_start || end - begin != count * sizeof(float))
         throw fail(name + ": data offsets do not match its shape " + t.shape.str());
       t.values.resize(static_cast<size_t>(t.shape.numel()));

@@ -5,8 +5,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <stdexcept>
 
 #include "core/error.h"
+#include "core/json_integer.h"
 #include "train/checkpoint.h"
 #include "train/safetensors.h"
 
@@ -259,8 +262,34 @@ TEST_F(CheckpointDirTest, SafetensorsShapesAreCheckedAsTheyMultiply) {
   write(R"({"w": {"dtype": "F32", "shape": [-1, -4], "data_offsets": [0, 16]}})");
   EXPECT_NE(error().find("w: shape (-1, -4) has a negative dimension"), std::string::npos)
       << error();
+  // Numbers where integers belong: a float that would round to the honest value, and one no
+  // integer type holds (found by fuzz_safetensors: converting it was undefined behaviour).
+  write(R"({"w": {"dtype": "F32", "shape": [2.5, 2], "data_offsets": [0, 16]}})");
+  EXPECT_NE(error().find("w: shape [2.5,2] is not a list of integers"), std::string::npos)
+      << error();
+  write(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16.0]}})");
+  EXPECT_NE(error().find("w: data offsets [0,16.0] are not two byte offsets"), std::string::npos)
+      << error();
+  write(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 2e69]}})");
+  EXPECT_NE(error().find("are not two byte offsets"), std::string::npos) << error();
   write(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})");
   EXPECT_EQ(read_safetensors(path)[0].values.size(), 4u);  // the same file, honest, is read
+}
+
+// Integers in files' JSON: floats and values out of the type's range are refused, not cast.
+TEST(JsonInteger, TakesIntegersInRangeAndRefusesTheRest) {
+  using nlohmann::json;
+  EXPECT_EQ(json_integer<int64_t>(json::parse("42")), 42);
+  EXPECT_EQ(json_integer<int64_t>(json::parse("-7")), -7);
+  EXPECT_EQ(json_integer<uint64_t>(json::parse("18446744073709551615")),
+            std::numeric_limits<uint64_t>::max());
+  for (const char* bad : {"16.0", "2e69", "-1", "\"3\"", "true", "null", "[1]"})
+    EXPECT_THROW(json_integer<uint64_t>(json::parse(bad)), std::invalid_argument) << bad;
+  EXPECT_THROW(json_integer<int64_t>(json::parse("9223372036854775808")), std::invalid_argument);
+  EXPECT_THROW(json_integer<int32_t>(json::parse("2147483648")), std::invalid_argument);
+  EXPECT_EQ(json_integers<int64_t>(json::parse("[2, 3]")), (std::vector<int64_t>{2, 3}));
+  EXPECT_THROW(json_integers<int64_t>(json::parse("[2, 2.5]")), std::invalid_argument);
+  EXPECT_THROW(json_integers<int64_t>(json::parse("{}")), std::invalid_argument);
 }
 
 }  // namespace
