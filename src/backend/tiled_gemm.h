@@ -30,7 +30,7 @@ constexpr size_t kUncachedWeightBytes = size_t{4} << 20;
 // The most input (batch x in floats) beside which a weight-gradient block's tiles fetch the next
 // block's rows for the update in backward: each thread packs the whole input into L2, and 1 MB of
 // it (W3 at batch 128) left too little room for the fetched rows (W3, 1 rank x 2 threads:
-// 0.97-1.00x with fetches at batch 128, 1.08x at 64; one thread at 128: 1.00x;
+// 0.97-1.00x with fetches at batch 128, 1.04-1.08x at 64; one thread at 128: 1.00x;
 // benchmarks/results/xeon/update_side_fetch.md).
 constexpr size_t kFetchedBesideInputBytes = size_t{512} << 10;
 
