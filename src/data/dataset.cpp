@@ -1,6 +1,6 @@
 #include "data/dataset.h"
 
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include <algorithm>
 #include <cstring>
@@ -34,25 +34,20 @@ void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary) co
 }
 
 uint32_t Dataset::fingerprint() const {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (int64_t d : sample_shape.dims())
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(&d), sizeof d);
-  // zlib's length argument is 32-bit: feed large arrays in chunks.
+  // libdeflate's CRC-32 (the same checksum as zlib's) folds with carry-less multiplies: W2's 47 MB
+  // of features in a few ms instead of zlib's 20. Like zlib's, it returns the initial value for a
+  // null pointer (an empty vector's data()), which would forget everything fed before.
+  uint32_t crc = 0;
   auto feed = [&crc](const void* data, size_t bytes) {
-    const auto* p = static_cast<const Bytef*>(data);
-    while (bytes > 0) {
-      const auto chunk = static_cast<uInt>(std::min<size_t>(bytes, 1u << 30));
-      crc = crc32(crc, p, chunk);
-      p += chunk;
-      bytes -= chunk;
-    }
+    if (bytes > 0) crc = libdeflate_crc32(crc, data, bytes);
   };
+  for (int64_t d : sample_shape.dims()) feed(&d, sizeof d);
   feed(features.data(), features.size() * sizeof(float));
   feed(byte_features.data(), byte_features.size());
   feed(&byte_scale, sizeof byte_scale);
   feed(&label_width, sizeof label_width);
   feed(labels.data(), labels.size() * sizeof(int32_t));
-  return static_cast<uint32_t>(crc);
+  return crc;
 }
 
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,

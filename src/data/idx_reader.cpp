@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "core/error.h"
 #include "core/input_file.h"
 #include "core/machine.h"
 #include "data/dataset.h"
+#include "data/gzip_file.h"
 
 namespace ddp {
 namespace {
@@ -22,14 +24,16 @@ struct GzFileCloser {
   void operator()(gzFile_s* f) const { gzclose(f); }
 };
 
-// zlib reads plain files transparently, so one path serves .gz and uncompressed IDX files.
+// zlib reads plain files transparently, so one path serves .gz and uncompressed IDX files; a gzip
+// file of one member is inflated whole instead (Note [whole-file gzip]).
 class IdxFile {
  public:
   explicit IdxFile(const std::string& path) : path_(path) {
     expect_regular_file<DataError>(path);
+    whole_ = inflate_gzip_file(path);
     errno = 0;
-    file_.reset(gzopen(path.c_str(), "rb"));
-    if (!file_)
+    if (!whole_) file_.reset(gzopen(path.c_str(), "rb"));
+    if (!whole_ && !file_)
       throw DataError(path + ": cannot open: " + (errno ? std::strerror(errno) : "out of memory"));
     unsigned char magic[4];
     read(magic, sizeof magic, "header");
@@ -56,6 +60,7 @@ class IdxFile {
   // bytes is taken at once (untouched pages cost nothing), so that growing does not copy.
   std::vector<unsigned char> read_data() {
     const uint64_t count = declared_values();
+    if (whole_) return whole_data(count);
     std::vector<unsigned char> data;
     constexpr uint64_t kChunk = uint64_t{16} << 20, kReserve = uint64_t{1} << 30;
     data.reserve(static_cast<size_t>(std::min(count, kReserve)));
@@ -69,9 +74,7 @@ class IdxFile {
                         " bytes, got " + std::to_string(done + got) + ")");
     }
     unsigned char extra;
-    if (gzread(file_.get(), &extra, 1) > 0)
-      throw DataError(path_ + ": unexpected bytes after the " + std::to_string(count) +
-                      " data bytes its header declares");
+    if (gzread(file_.get(), &extra, 1) > 0) throw trailing_bytes(count);
     return data;
   }
 
@@ -100,8 +103,30 @@ class IdxFile {
     return count;
   }
 
+  DataError trailing_bytes(uint64_t count) const {
+    return DataError(path_ + ": unexpected bytes after the " + std::to_string(count) +
+                     " data bytes its header declares");
+  }
+
+  // The rest of the inflated file, which must be the `count` data bytes.
+  std::vector<unsigned char> whole_data(uint64_t count) {
+    const size_t left = whole_->size() - at_;
+    if (left < count)
+      throw DataError(path_ + ": truncated in data (expected " + std::to_string(count) +
+                      " bytes, got " + std::to_string(left) + ")");
+    if (left > count) throw trailing_bytes(count);
+    whole_->erase(whole_->begin(), whole_->begin() + static_cast<std::ptrdiff_t>(at_));
+    return std::move(*whole_);
+  }
+
   // Up to `bytes` bytes; fewer only at the end of the file.
   size_t read_some(unsigned char* p, size_t bytes, const char* what) {
+    if (whole_) {
+      const size_t n = std::min(bytes, whole_->size() - at_);
+      std::copy_n(whole_->data() + at_, n, p);
+      at_ += n;
+      return n;
+    }
     size_t done = 0;
     while (done < bytes) {
       const auto chunk = static_cast<unsigned>(std::min<size_t>(bytes - done, 1u << 30));
@@ -126,7 +151,9 @@ class IdxFile {
   }
 
   std::string path_;
-  std::unique_ptr<gzFile_s, GzFileCloser> file_;
+  std::optional<std::vector<unsigned char>> whole_;  // the inflated file (Note [whole-file gzip])
+  size_t at_ = 0;                                    // how much of it was read
+  std::unique_ptr<gzFile_s, GzFileCloser> file_;     // otherwise, zlib's stream
   std::vector<int64_t> dims_;
 };
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "data/gzip_file.h"
 
 namespace ddp {
 namespace {
@@ -144,6 +145,61 @@ TEST_F(DataFiles, TruncatedGzip) {
   EXPECT_NE(error_of([&] { read_idx(cut, labels_, 1); }).find("cut.idx.gz"), std::string::npos);
 }
 
+// The bytes of a file, as written.
+std::vector<unsigned char> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Note [whole-file gzip]: one member is inflated whole; whatever else is left to zlib's stream,
+// which reads what it can and names the file in its errors.
+TEST_F(DataFiles, InflatesOneGzipMemberWholeAndLeavesTheRestToZlib) {
+  std::vector<unsigned char> pixels(3000);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<unsigned char>(i * 7 % 251);
+  const std::vector<unsigned char> plain = idx_bytes(0x08, {1000, 3}, pixels);
+  const std::string one = write("one.idx.gz", plain, true);
+  const std::optional<std::vector<unsigned char>> whole = inflate_gzip_file(one);
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_EQ(*whole, plain);
+  EXPECT_FALSE(inflate_gzip_file(write("plain.idx", plain)).has_value());
+
+  // Two members (what `cat a.gz b.gz` makes) of equal sizes, so that the first fills the size the
+  // last trailer gives: zlib reads on through the second.
+  const auto half = static_cast<std::ptrdiff_t>(plain.size() / 2);
+  const std::vector<unsigned char> head(plain.begin(), plain.begin() + half);
+  const std::vector<unsigned char> tail(plain.begin() + half, plain.end());
+  std::vector<unsigned char> joined = file_bytes(write("head.gz", head, true));
+  const std::vector<unsigned char> second = file_bytes(write("tail.gz", tail, true));
+  joined.insert(joined.end(), second.begin(), second.end());
+  const std::string two = write("two.idx.gz", joined);
+  EXPECT_FALSE(inflate_gzip_file(two).has_value());
+  std::vector<unsigned char> labels(1000, 1);
+  const std::string labels_path = write("labels.idx", idx_bytes(0x08, {1000}, labels), true);
+  const Dataset data = read_idx(two, labels_path, 1);
+  EXPECT_EQ(data.byte_features, pixels);
+
+  // A trailer whose size lies: zlib finds the mismatch.
+  std::vector<unsigned char> lying = file_bytes(one);
+  lying[lying.size() - 4] ^= 1;
+  const std::string liar = write("liar.idx.gz", lying);
+  EXPECT_FALSE(inflate_gzip_file(liar).has_value());
+  const std::string message = error_of([&] { read_idx(liar, labels_path, 1); });
+  EXPECT_NE(message.find("liar.idx.gz: corrupt gzip data"), std::string::npos) << message;
+}
+
+TEST_F(DataFiles, InflatedWholeTheDataMustBeWhatTheHeaderDeclares) {
+  write_images_and_labels(true);
+  const std::string shorter = write("short.idx.gz", idx_bytes(0x08, {2, 2, 3}, {1, 2, 3}), true);
+  std::string message = error_of([&] { read_idx(shorter, labels_, 1); });
+  EXPECT_NE(message.find("short.idx.gz: truncated in data (expected 12 bytes, got 3)"),
+            std::string::npos)
+      << message;
+  const std::string longer = write("long.idx.gz", idx_bytes(0x08, {2}, {1, 0, 7}), true);
+  message = error_of([&] { read_idx(images_, longer, 1); });
+  EXPECT_NE(message.find("long.idx.gz: unexpected bytes after the 2 data bytes"), std::string::npos)
+      << message;
+}
+
 TEST_F(DataFiles, TrailingBytes) {
   write_images_and_labels(false);
   const std::string bad = write("long.idx", idx_bytes(0x08, {2}, {1, 0, 7}));
@@ -213,6 +269,10 @@ TEST(Synthetic, SeededUniformFeaturesAndLabels) {
   EXPECT_NE(a.features, c.features);
   EXPECT_EQ(a.fingerprint(), b.fingerprint());
   EXPECT_NE(a.fingerprint(), c.fingerprint());
+  // Float features alone tell copies apart (no bytes: the empty byte array must not reset it).
+  Dataset d = a;
+  d.features[5] += 1;
+  EXPECT_NE(a.fingerprint(), d.fingerprint());
   double mean = 0;
   for (float x : a.features) {
     ASSERT_GE(x, 0);

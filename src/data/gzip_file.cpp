@@ -1,0 +1,42 @@
+#include "data/gzip_file.h"
+
+#include <libdeflate.h>
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+
+#include "core/machine.h"
+
+namespace ddp {
+
+std::optional<std::vector<unsigned char>> inflate_gzip_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return std::nullopt;
+  const std::streamoff size = in.tellg();
+  // A member is at least 18 bytes of header and trailer; deflate expands at most 1032:1.
+  constexpr std::streamoff kMinMember = 18;
+  constexpr uint64_t kMaxRatio = 1032;
+  const uint64_t half_memory = memory_limit_bytes() / 2;
+  if (size < kMinMember || static_cast<uint64_t>(size) > half_memory) return std::nullopt;
+  std::vector<unsigned char> packed(static_cast<size_t>(size));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(packed.data()), size)) return std::nullopt;
+  if (packed[0] != 0x1f || packed[1] != 0x8b) return std::nullopt;
+  const unsigned char* trailer = packed.data() + packed.size() - 4;
+  const uint64_t isize = trailer[0] | (uint64_t{trailer[1]} << 8) | (uint64_t{trailer[2]} << 16) |
+                         (uint64_t{trailer[3]} << 24);
+  if (isize > half_memory || isize > kMaxRatio * packed.size()) return std::nullopt;
+  const std::unique_ptr<libdeflate_decompressor, decltype(&libdeflate_free_decompressor)> inflater(
+      libdeflate_alloc_decompressor(), &libdeflate_free_decompressor);
+  if (!inflater) return std::nullopt;
+  std::vector<unsigned char> bytes(static_cast<size_t>(isize));
+  size_t read = 0, written = 0;
+  if (libdeflate_gzip_decompress_ex(inflater.get(), packed.data(), packed.size(), bytes.data(),
+                                    bytes.size(), &read, &written) != LIBDEFLATE_SUCCESS ||
+      read != packed.size() || written != bytes.size())
+    return std::nullopt;
+  return bytes;
+}
+
+}  // namespace ddp
