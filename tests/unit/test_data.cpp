@@ -178,6 +178,14 @@ TEST_F(DataFiles, InflatesOneGzipMemberWholeAndLeavesTheRestToZlib) {
   const Dataset data = read_idx(two, labels_path, 1);
   EXPECT_EQ(data.byte_features, pixels);
 
+  // Inflating to over 64 times the file's size (all zeros): through zlib's stream, whose memory
+  // grows with what it really inflates, not with what the trailer claims.
+  const std::vector<unsigned char> zeros =
+      idx_bytes(0x08, {1000, 100}, std::vector<unsigned char>(100000));
+  const std::string sparse = write("zeros.idx.gz", zeros, true);
+  EXPECT_FALSE(inflate_gzip_file(sparse).has_value());
+  EXPECT_EQ(read_idx(sparse, labels_path, 1).byte_features.size(), 100000u);
+
   // A trailer whose size lies: zlib finds the mismatch.
   std::vector<unsigned char> lying = file_bytes(one);
   lying[lying.size() - 4] ^= 1;
