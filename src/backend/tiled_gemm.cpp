@@ -57,10 +57,26 @@ void transpose(const float* src, int64_t rows, int64_t cols, float* dst, bool ad
 
 namespace {
 
+const float* transposed(const float* a, int64_t m, int64_t k);
+
 // Small products: B rows straight from memory (transposed first when stored as B^T), 4-row tiles.
+// A product narrower than a vector (W1's 10 classes and 10 inputs: its last layer's forward and
+// its first layer's weight gradient) is computed transposed, C^T = B^T A^T, and transposed back:
+// its tiles then span m columns in whole vectors instead of one vector masked to n lanes (W1:
+// ~4x fewer tile steps for those two products; see benchmarks/results/xeon/w1_narrow_products.md).
+// Each element is the same chain of multiply-adds over p from zero, so C holds the same bits.
 void small_product(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_row_stride,
                    int64_t a_col_stride, const float* b, bool b_transposed, float* c,
                    bool accumulate) {
+  if (n < kLanes && m >= 2 * kLanes && !accumulate) {
+    // A^T (k, m) row-major: A itself when it is stored transposed, else a transposed copy.
+    const float* a_t = a_row_stride == 1 && a_col_stride == m ? a : transposed(a, m, k);
+    thread_local std::vector<float> c_t_buffer;
+    float* const c_t = scratch(c_t_buffer, static_cast<size_t>(n * m));
+    small_product(n, m, k, b, b_transposed ? k : 1, b_transposed ? 1 : n, a_t, false, c_t, false);
+    transpose(c_t, n, m, c);
+    return;
+  }
   if (b_transposed) {
     // The tiles stream rows of B; a transposed copy costs k*n moves against m*n*k FMAs.
     thread_local std::vector<float> b_rows_buffer;

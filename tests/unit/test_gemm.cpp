@@ -87,6 +87,33 @@ INSTANTIATE_TEST_SUITE_P(Shapes, TiledGemm,
                                            Shape{300, 97, 64}, Shape{129, 50, 80},
                                            Shape{70, 1100, 1000}));
 
+// Note [tiled GEMM]: every kernel sums an element as one chain of multiply-adds over p, from zero,
+// so small products, narrow ones computed transposed included, hold exactly the bits of that
+// chain (what lets an update in backward and a team of threads train the same bits as before).
+TEST(TiledGemm, SmallAndNarrowProductsAreTheFmaChainBitForBit) {
+  if (!tiled_gemm_available()) GTEST_SKIP() << "tiled GEMM kernels need an AVX2 or AVX-512F build";
+  // W1's last forward product (A = X, B stored as W^T) and first weight gradient (A = dY^T).
+  for (const auto& [m, n, k, a_transposed, b_transposed] :
+       {std::tuple{32, 10, 64, false, true}, std::tuple{64, 10, 32, true, false},
+        std::tuple{32, 64, 10, false, true}, std::tuple{48, 7, 20, false, false}}) {
+    SCOPED_TRACE(::testing::Message() << m << " x " << n << " x " << k);
+    const std::vector<float> a = random_vector(m * k, 7), b = random_vector(k * n, 8);
+    std::vector<float> c(static_cast<size_t>(m * n), 99.0f);
+    tiled_gemm(a_transposed, b_transposed, m, n, k, a.data(), b.data(), c.data(), false);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        float sum = 0;
+        for (int64_t p = 0; p < k; ++p) {
+          const float x = a_transposed ? a[p * m + i] : a[i * k + p];
+          const float y = b_transposed ? b[j * k + p] : b[p * n + j];
+          sum = std::fma(x, y, sum);
+        }
+        ASSERT_EQ(c[i * n + j], sum) << i << ", " << j;
+      }
+    }
+  }
+}
+
 // The backend's dense layer (all three GEMM layouts: Y = X W^T, dW = dY^T X, dX = dY W).
 class DenseGemmPaths : public ::testing::TestWithParam<Shape> {};
 
