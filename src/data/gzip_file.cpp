@@ -22,10 +22,13 @@ std::optional<std::vector<unsigned char>> inflate_gzip_file(const std::string& p
   constexpr uint64_t kMaxRatio = 64;
   const uint64_t half_memory = memory_limit_bytes() / 2;
   if (size < kMinMember || static_cast<uint64_t>(size) > half_memory) return std::nullopt;
+  // The magic first: a plain file is left to the stream without being read twice.
+  char magic[2];
+  in.seekg(0);
+  if (!in.read(magic, 2) || magic[0] != '\x1f' || magic[1] != '\x8b') return std::nullopt;
   std::vector<unsigned char> packed(static_cast<size_t>(size));
   in.seekg(0);
   if (!in.read(reinterpret_cast<char*>(packed.data()), size)) return std::nullopt;
-  if (packed[0] != 0x1f || packed[1] != 0x8b) return std::nullopt;
   const unsigned char* trailer = packed.data() + packed.size() - 4;
   const uint64_t isize = trailer[0] | (uint64_t{trailer[1]} << 8) | (uint64_t{trailer[2]} << 16) |
                          (uint64_t{trailer[3]} << 24);
