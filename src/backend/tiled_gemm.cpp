@@ -57,7 +57,14 @@ void transpose(const float* src, int64_t rows, int64_t cols, float* dst, bool ad
 
 namespace {
 
-const float* transposed(const float* a, int64_t m, int64_t k);
+// A (m, k) transposed, (k, m), into a buffer of this thread's that the next call reuses: the
+// skinny products broadcast A's elements column by column, which the transpose makes adjacent.
+const float* transposed(const float* a, int64_t m, int64_t k) {
+  thread_local std::vector<float> a_t_buffer;
+  float* const a_t = scratch(a_t_buffer, static_cast<size_t>(k * m));
+  transpose(a, m, k, a_t);
+  return a_t;
+}
 
 // Small products: B rows straight from memory (transposed first when stored as B^T), 4-row tiles.
 // A product narrower than a vector (W1's 10 classes and 10 inputs: its last layer's forward and
@@ -100,15 +107,6 @@ void small_product(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_ro
              block.last_mask, accumulate);
     }
   }
-}
-
-// A (m, k) transposed, (k, m), into a buffer of this thread's that the next call reuses: the
-// skinny products broadcast A's elements column by column, which the transpose makes adjacent.
-const float* transposed(const float* a, int64_t m, int64_t k) {
-  thread_local std::vector<float> a_t_buffer;
-  float* const a_t = scratch(a_t_buffer, static_cast<size_t>(k * m));
-  transpose(a, m, k, a_t);
-  return a_t;
 }
 
 // A (m, k) as blocks of `width` rows, each transposed into (k, width) and stored after the
