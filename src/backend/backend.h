@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,22 @@ class ComputeBackend {
                               float* dw, float* db, int64_t batch, int64_t in, int64_t out,
                               Activation act, bool accumulate,
                               const RowBlockConsumer* consume_dw) = 0;
+  // Note [split weight gradients] (host memory only; other backends throw logic_error): the part
+  // of dense_backward before the parameter gradients, dy turned into the pre-activation gradient
+  // in place and dx (batch, in) written unless it is null; and rows [first_row, end_row) of the
+  // weight and bias gradients from x (batch, in) and such a dy, the bias's into db (one float per
+  // row), the weight's handed to `consume` block by block.
+  virtual void dense_input_grad(const float* /*w*/, const float* /*y*/, float* /*dy*/,
+                                float* /*dx*/, int64_t /*batch*/, int64_t /*in*/, int64_t /*out*/,
+                                Activation /*act*/) {
+    throw std::logic_error(name() + ": weight gradients split over ranks need host memory");
+  }
+  virtual void dense_weight_grad_rows(const float* /*x*/, const float* /*dy*/, int64_t /*batch*/,
+                                      int64_t /*in*/, int64_t /*out*/, int64_t /*first_row*/,
+                                      int64_t /*end_row*/, float* /*db*/,
+                                      const RowBlockConsumer& /*consume*/) {
+    throw std::logic_error(name() + ": weight gradients split over ranks need host memory");
+  }
   // Whether the optimizer should take weight gradients from consume_dw during backward (Note
   // [update in backward]): on the CPU the blocks come from cache and no gradient goes to memory;
   // a GPU gains nothing and would wait for each tensor's finiteness check in the middle of

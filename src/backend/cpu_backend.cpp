@@ -158,6 +158,15 @@ class CpuBackend final : public ComputeBackend {
     cpu::dense_backward(team_, x, w, y, dy, dx, dw, db, batch, in, out, act, accumulate,
                         consume_dw);
   }
+  void dense_input_grad(const float* w, const float* y, float* dy, float* dx, int64_t batch,
+                        int64_t in, int64_t out, Activation act) override {
+    cpu::dense_input_grad(team_, w, y, dy, dx, batch, in, out, act);
+  }
+  void dense_weight_grad_rows(const float* x, const float* dy, int64_t batch, int64_t in,
+                              int64_t out, int64_t first_row, int64_t end_row, float* db,
+                              const RowBlockConsumer& consume) override {
+    cpu::dense_weight_grad_rows(team_, x, dy, batch, in, out, first_row, end_row, db, consume);
+  }
 
   bool prefers_update_in_backward() const override { return true; }
 

@@ -202,62 +202,100 @@ void dense_forward(ThreadTeam& team, const float* x, const float* w, const float
   });
 }
 
+void dense_input_grad(ThreadTeam& team, const float* w, const float* y, float* dy, float* dx,
+                      int64_t batch, int64_t in, int64_t out, Activation act) {
+  activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
+  if (!dx) return;
+  // Threads take shares of dx's columns where w comes from memory, each reading its share of w
+  // (W3, 1 rank x 2 threads: 1.10x the samples/s of shares of the batch's rows, which each read
+  // all of w); otherwise shares of the batch's rows, each transposing only its rows of dy (W2:
+  // column shares measured ~3% slower).
+  if (!shared_by_team(team, false, false, batch, in, out))
+    return gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
+  const bool weights_from_memory =
+      static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
+  team.run([&](int t) {
+    if (weights_from_memory) {
+      const auto [c0, c1] = ThreadTeam::share(in, tiled_column_grain(), t, team.size());
+      tiled_input_grad_columns(batch, in, out, dy, w, dx, c0, c1);
+      return;
+    }
+    const auto [r0, r1] = ThreadTeam::share(batch, 1, t, team.size());
+    if (r0 < r1) gemm(false, false, r1 - r0, in, out, dy + r0 * out, w, dx + r0 * in);
+  });
+}
+
+namespace {
+
+// Rows [first_row, end_row) of dw = (batch, out)^T x (batch, in), block by block to `consume`:
+// through the tiled kernels, threads taking shares of the rows (consume may be called from
+// several threads at once, on different rows), where they take the product; else as one block.
+// Each element is the same chain of multiply-adds over the batch in every kernel here, so blocks
+// and a stored dw hold the same bits. The tiles fetch the consumer's next rows only where those
+// come from memory (Note [update in backward]); weights in L2 (W2's) would pay the fetches for
+// nothing. And only where the input, which every block reads packed from L2, leaves room there
+// for the fetched rows.
+void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64_t batch,
+                        int64_t in, int64_t out, int64_t first_row, int64_t end_row,
+                        const RowBlockConsumer& consume) {
+  if (!skinny_and_tiled(true, false, out, in, batch)) {
+    // dy's columns [first_row, end_row), made contiguous for the general GEMM where they are not
+    // all of them.
+    const int64_t rows = end_row - first_row;
+    thread_local std::vector<float> columns_buffer, block_buffer;
+    const float* columns = dy;
+    if (rows != out) {
+      float* const copy = scratch(columns_buffer, static_cast<size_t>(batch * rows));
+      for (int64_t r = 0; r < batch; ++r)
+        std::copy_n(dy + r * out + first_row, rows, copy + r * rows);
+      columns = copy;
+    }
+    float* const block = scratch(block_buffer, static_cast<size_t>(rows * in));
+    gemm(true, false, rows, in, batch, columns, x, block);
+    return consume(first_row, rows, block);
+  }
+  const bool fetch = static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes &&
+                     static_cast<size_t>(batch * in) * sizeof(float) <= kFetchedBesideInputBytes;
+  const RowBlockConsumer without_fetches{consume.consume, {}};
+  const RowBlockConsumer& chosen = fetch ? consume : without_fetches;
+  team.run([&](int t) {
+    const auto [r0, r1] = ThreadTeam::share(end_row - first_row, tiled_row_grain(), t, team.size());
+    tiled_weight_grad_blocks(out, in, batch, dy, x, first_row + r0, first_row + r1, chosen);
+    _mm_sfence();  // this thread's streamed stores, before the team's join publishes them
+  });
+}
+
+}  // namespace
+
 void dense_backward(ThreadTeam& team, const float* x, const float* w, const float* y, float* dy,
                     float* dx, float* dw, float* db, int64_t batch, int64_t in, int64_t out,
                     Activation act, bool accumulate, const RowBlockConsumer* consume_dw) {
-  activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
+  // dx first: consume_dw may update w.
+  dense_input_grad(team, w, y, dy, dx, batch, in, out, act);
   if (!accumulate) std::fill(db, db + out, 0.0f);
-  add_column_sums(dy, batch, out, db);
-  // dx first: consume_dw may update w. Threads take shares of dx's columns where w comes from
-  // memory, each reading its share of w (W3, 1 rank x 2 threads: 1.10x the samples/s of shares of
-  // the batch's rows, which each read all of w); otherwise shares of the batch's rows, each
-  // transposing only its rows of dy (W2: column shares measured ~3% slower).
-  const bool weights_from_memory =
-      static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
-  if (dx && shared_by_team(team, false, false, batch, in, out)) {
-    team.run([&](int t) {
-      if (weights_from_memory) {
-        const auto [c0, c1] = ThreadTeam::share(in, tiled_column_grain(), t, team.size());
-        tiled_input_grad_columns(batch, in, out, dy, w, dx, c0, c1);
-        return;
-      }
-      const auto [r0, r1] = ThreadTeam::share(batch, 1, t, team.size());
-      if (r0 < r1) gemm(false, false, r1 - r0, in, out, dy + r0 * out, w, dx + r0 * in);
-    });
-  } else if (dx) {
-    gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
-  }
-  // dw = (batch, out)^T x (batch, in). Each element is the same chain of multiply-adds over the
-  // batch in every kernel here, so blocks and a stored dw hold the same bits. Threads take shares
-  // of its rows, and consume theirs (consume_dw may be called from several threads at once, on
-  // different rows).
-  const auto blocks = [&](const RowBlockConsumer& consume) {
-    team.run([&](int t) {
-      const auto [r0, r1] = ThreadTeam::share(out, tiled_row_grain(), t, team.size());
-      tiled_weight_grad_blocks(out, in, batch, dy, x, r0, r1, consume);
-      _mm_sfence();  // this thread's streamed stores, before the team's join publishes them
-    });
-  };
-  if (consume_dw && skinny_and_tiled(true, false, out, in, batch)) {
-    // The tiles fetch the consumer's next rows only where those come from memory (Note [update
-    // in backward]); weights in L2 (W2's) would pay the fetches for nothing. And only where the
-    // input, which every block reads packed from L2, leaves room there for the fetched rows.
-    if (weights_from_memory &&
-        static_cast<size_t>(batch * in) * sizeof(float) <= kFetchedBesideInputBytes)
-      return blocks(*consume_dw);
-    return blocks({consume_dw->consume, {}});
-  }
+  add_column_sums(dy, batch, out, out, db);
+  if (consume_dw) return weight_grad_blocks(team, x, dy, batch, in, out, 0, out, *consume_dw);
   // A large gradient, to be summed over ranks or stepped on after backward: computed in blocks
   // in cache and streamed out, so its lines are not read before being written (W3, 2 ranks:
   // backward ~1 ms faster).
-  if (!consume_dw && !accumulate && weights_from_memory &&
+  if (!accumulate && static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes &&
       skinny_and_tiled(true, false, out, in, batch))
-    return blocks({[dw, in](int64_t first_row, int64_t rows, const float* block) {
-                     stream_copy(dw + first_row * in, block, static_cast<size_t>(rows * in));
-                   },
-                   {}});
+    return weight_grad_blocks(team, x, dy, batch, in, out, 0, out,
+                              {[dw, in](int64_t first_row, int64_t rows, const float* block) {
+                                 stream_copy(dw + first_row * in, block,
+                                             static_cast<size_t>(rows * in));
+                               },
+                               {}});
   gemm(true, false, out, in, batch, dy, x, dw, accumulate);
-  if (consume_dw) (*consume_dw)(0, out, dw);
+}
+
+void dense_weight_grad_rows(ThreadTeam& team, const float* x, const float* dy, int64_t batch,
+                            int64_t in, int64_t out, int64_t first_row, int64_t end_row, float* db,
+                            const RowBlockConsumer& consume) {
+  if (first_row >= end_row) return;
+  std::fill(db, db + (end_row - first_row), 0.0f);
+  add_column_sums(dy + first_row, batch, end_row - first_row, out, db);
+  weight_grad_blocks(team, x, dy, batch, in, out, first_row, end_row, consume);
 }
 
 }  // namespace ddp::cpu

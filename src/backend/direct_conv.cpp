@@ -204,7 +204,7 @@ void direct_conv_weight_grad(const float* x, const float* y, const float* dy, Ac
   for (int64_t n = 0; n < batch; ++n) {
     pad_image(x + n * win.height * win.width * win.channels, win, p, image);
     activation_grad(act, y + n * out, dy + n * out, grad, static_cast<size_t>(out));
-    add_column_sums(grad, pixels, filters, db);
+    add_column_sums(grad, pixels, filters, filters, db);
     for_each_filter_block(filters, [&]<int Vectors>(int64_t f0, int64_t left) {
       constexpr int kTaps = tile_rows<Vectors>();
       for (int64_t t = 0; t < taps; t += kTaps)

@@ -151,7 +151,7 @@ void OneDnnConvolutions::backward(const float* x, const float* weight, const flo
                          " x " + std::to_string(patch));
   }
   if (!accumulate) std::fill(dbias, dbias + filters, 0.0f);
-  cpu::add_column_sums(dz, batch * pixels, filters, dbias);
+  cpu::add_column_sums(dz, batch * pixels, filters, filters, dbias);
   if (dx) {
     dnnl::memory plain = s.plain_weights(weight, filters, w);
     dnnl::reorder(plain, p.weight_backward).execute(s.stream, plain, p.weight_backward);

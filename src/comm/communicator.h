@@ -28,11 +28,15 @@ class Work {
 // rounded to bf16 as it is read, and all_reduce_sum's sums rounded again: what a bf16 wire would
 // carry, without passes of their own over the buffer.
 enum class Summands { kAsStored, kBf16 };
+// How many copies of the buffer the ranks share: one each (the sums above read every rank's), or
+// one that every rank reads and writes in place (Note [split weight gradients]), where only
+// span() and synchronize() apply.
+enum class SharedCopies { kPerRank, kOne };
 
 class SharedBuffer {
  public:
   virtual ~SharedBuffer() = default;
-  virtual std::span<float> span() = 0;  // this rank's copy, zero-filled at first
+  virtual std::span<float> span() = 0;  // this rank's copy (or the one copy), zero-filled at first
   // A stretch [begin, begin + count) of span(), handed to whoever produces or consumes it.
   using PieceFn = std::function<void(size_t begin, size_t count)>;
   // Collective, in place: span()[offset, offset + count) becomes its sum over ranks on every rank.
@@ -86,10 +90,11 @@ class Communicator {
   virtual void all_reduce_sum(std::span<float> data) = 0;
   virtual void all_reduce_sum(std::span<double> data) = 0;
   virtual std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) = 0;
-  // Collective: count floats per rank of shared memory, or null with the reason in `why_not`
-  // (ranks on several hosts, too little room in /dev/shm, ...). Every rank gets the same answer.
-  // The buffer may outlive the communicator.
-  virtual std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) = 0;
+  // Collective: count floats of shared memory per rank or in one copy, or null with the reason in
+  // `why_not` (ranks on several hosts, too little room in /dev/shm, ...). Every rank gets the same
+  // answer. The buffer may outlive the communicator.
+  virtual std::unique_ptr<SharedBuffer> allocate_shared(size_t count, SharedCopies copies,
+                                                        std::string& why_not) = 0;
   // Collective: the ranks of this host, and the ranks that passed the same `color`, ordered by
   // `key`; null where this communicator cannot split (then no hierarchical path).
   virtual std::unique_ptr<Communicator> split_host() { return nullptr; }

@@ -1,6 +1,7 @@
 #include "comm/grad_sync.h"
 
 #include "comm/replicated_sync.h"
+#include "comm/split_rows_sync.h"
 #include "comm/zero1_sync.h"
 #include "core/error.h"
 
@@ -76,7 +77,8 @@ ChosenPath hierarchical(const GradSyncOptions& options, Communicator& comm, size
     return {};
   }
   std::unique_ptr<Communicator> across = comm.split(host->rank(), comm.rank());
-  std::unique_ptr<SharedBuffer> shared = host->allocate_shared(count, why_not);
+  std::unique_ptr<SharedBuffer> shared =
+      host->allocate_shared(count, SharedCopies::kPerRank, why_not);
   if (comm.all_reduce_max(shared ? 0 : 1) != 0) {
     if (why_not.empty()) why_not = "shared memory is short on another host";
     return {};  // every host drops its window alike
@@ -85,6 +87,60 @@ ChosenPath hierarchical(const GradSyncOptions& options, Communicator& comm, size
   return {make_hierarchical_path(std::move(host), std::move(across), std::move(shared), codec()),
           options.path == AllReduceChoice::kAuto ? layout
                                                  : "training.allreduce: hierarchical, " + layout};
+}
+
+// zero: auto splits the weight gradients only where the parameters come from memory each step:
+// with parameters in cache, both ranks read rows that the other core just wrote, and the window's
+// barriers cost more than ZeRO-1's copies (2 ranks: W2's 2.1 MB of parameters 0.89x ZeRO-1's
+// samples/s, 4.2 MB 0.87-1.00x, 8.4 MB 1.00-1.02x, W3's 58.8 MB 1.13x;
+// benchmarks/results/xeon/split_rows.md).
+constexpr size_t kSplitRowsMinBytes = size_t{16} << 20;
+
+// Note [split weight gradients], where the run allows it, or null with the reason in `why_not`.
+// Collective; every rank decides from the same options and the same agreed allocations.
+std::unique_ptr<GradSync> split_rows(const GradSyncOptions& options, Communicator& comm,
+                                     ComputeBackend& backend, size_t count, std::string& why_not) {
+  if (options.dense_layers.empty()) {
+    why_not = "it needs every parameter in a dense layer";
+    return nullptr;
+  }
+  if (!options.update_as_gradients_come) {
+    why_not =
+        "it needs an optimizer that may update rows as their gradients come (not with "
+        "training.update_in_backward: false, nonfinite: skip, a weight penalty or "
+        "accumulation_steps above 1)";
+    return nullptr;
+  }
+  if (backend.memory() != MemoryKind::kHost || !backend.prefers_update_in_backward()) {
+    why_not = "the gradients are in " + backend.name() + " memory";
+    return nullptr;
+  }
+  if (options.path != AllReduceChoice::kAuto && options.path != AllReduceChoice::kSharedMemory) {
+    why_not = std::string("it needs shared memory, and training.allreduce is ") +
+              choice_name(options.path);
+    return nullptr;
+  }
+  if (options.overlap || options.bf16_wire) {
+    why_not = "it sums no gradients (overlap: true and wire_dtype: bf16 do not apply)";
+    return nullptr;
+  }
+  if (options.zero == ZeroChoice::kAuto && count * sizeof(float) < kSplitRowsMinBytes) {
+    why_not = "the parameters stay in cache";
+    return nullptr;
+  }
+  std::unique_ptr<SharedBuffer> params = comm.allocate_shared(count, SharedCopies::kOne, why_not);
+  if (!params) return nullptr;
+  const int64_t rows = comm.size() * options.rows_per_rank;
+  std::unique_ptr<SharedBuffer> exchange = comm.allocate_shared(
+      SplitRowsSync::exchange_floats(options.dense_layers, rows), SharedCopies::kOne, why_not);
+  if (!exchange) return nullptr;
+  const std::string description =
+      "gradients: split by rows, each of " + std::to_string(comm.size()) +
+      " ranks computing and updating its rows over the global batch of " + std::to_string(rows) +
+      " through shared memory (one copy of the parameters; zero: " +
+      (options.zero == ZeroChoice::kAuto ? "auto" : "rows") + ")";
+  return std::make_unique<SplitRowsSync>(comm, backend, std::move(params), std::move(exchange),
+                                         options.dense_layers, options.rows_per_rank, description);
 }
 
 ChosenPath choose_path(const GradSyncOptions& options, Communicator& comm, ComputeBackend& backend,
@@ -105,7 +161,8 @@ ChosenPath choose_path(const GradSyncOptions& options, Communicator& comm, Compu
   std::string why_not;
   const bool one_host = comm.local_size() == comm.size();
   if (choice == AllReduceChoice::kSharedMemory || (choice == AllReduceChoice::kAuto && one_host)) {
-    if (std::unique_ptr<SharedBuffer> shared = comm.allocate_shared(count, why_not))
+    if (std::unique_ptr<SharedBuffer> shared =
+            comm.allocate_shared(count, SharedCopies::kPerRank, why_not))
       return {make_shared_memory_path(std::move(shared), codec()),
               choice == AllReduceChoice::kAuto
                   ? "all " + std::to_string(comm.size()) + " ranks on one host"
@@ -131,6 +188,16 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
         make_communicator_path(comm, backend, count,
                                make_wire_codec(WireDtype::kFp32, backend, count)),
         std::vector<Bucket>{}, false, "gradients: one rank, nothing to reduce");
+  if (options.zero == ZeroChoice::kRows || options.zero == ZeroChoice::kAuto) {
+    std::string why_not;
+    if (std::unique_ptr<GradSync> split = split_rows(options, comm, backend, count, why_not))
+      return split;
+    if (options.zero == ZeroChoice::kRows) {
+      ConfigError error(options.config_file + ": training.zero: rows, but " + why_not);
+      error.mark_agreed();  // every rank decided the same from the same facts
+      throw error;
+    }
+  }
   // Before choose_path: the hierarchical path's communicators inherit the choice when split.
   const std::string large_sums = comm.choose_large_sums(options.large_sums);
   ChosenPath chosen = choose_path(options, comm, backend, count);
@@ -143,7 +210,7 @@ std::unique_ptr<GradSync> make_grad_sync(const GradSyncOptions& options, Communi
   std::unique_ptr<SharedBuffer> shared_params;
   if (eligible && chosen.path->in_place()) {
     std::string why_not;
-    shared_params = comm.allocate_shared(count, why_not);
+    shared_params = comm.allocate_shared(count, SharedCopies::kPerRank, why_not);
   }
   const bool zero1 = options.zero == ZeroChoice::kOn || (eligible && shared_params != nullptr);
   const std::string zero_why = zero1 && options.zero == ZeroChoice::kAuto ? ", zero: auto" : "";

@@ -26,15 +26,25 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/in_backward_update.h"
 #include "comm/buckets.h"
 #include "comm/communicator.h"
 
 namespace ddp {
 
 enum class AllReduceChoice { kAuto, kSharedMemory, kMpi, kHierarchical, kNccl };
-// training.zero: 0 (replicated optimizer), 1 (ZeRO-1), auto (ZeRO-1 where every rank is on one host
-// and the gradients go through shared memory as fp32 after backward: Note [sharded step]).
-enum class ZeroChoice { kOff, kOn, kAuto };
+// training.zero: 0 (replicated optimizer), 1 (ZeRO-1), rows (Note [split weight gradients]), auto
+// (rows where that can run, else ZeRO-1 where every rank is on one host and the gradients go
+// through shared memory as fp32 after backward: Note [sharded step]).
+enum class ZeroChoice { kOff, kOn, kRows, kAuto };
+
+// A dense layer's weight (out, in) and bias (out) in the flat parameter buffer.
+struct DenseShape {
+  size_t weight_offset = 0;
+  size_t bias_offset = 0;
+  int64_t in = 0;
+  int64_t out = 0;
+};
 
 struct GradSyncOptions {
   std::string config_file;  // named in errors
@@ -45,6 +55,12 @@ struct GradSyncOptions {
   bool sums_before_step = false;        // shard_grads() is read between finish() and step()
   size_t bucket_bytes = size_t{4} << 20;
   RingChoice large_sums = RingChoice::kAuto;  // mpi_allreduce
+  // Not from the config: what the trainer knows (Note [split weight gradients]). The model's dense
+  // layers where every parameter is one's (else empty), whether the optimizer may update rows as
+  // their gradients come (Note [update in backward]), and the most samples a rank has in a step.
+  std::vector<DenseShape> dense_layers;
+  bool update_as_gradients_come = false;
+  int64_t rows_per_rank = 0;
 };
 
 // A slice of the flat parameter (and optimizer state) buffers, in floats.
@@ -66,6 +82,9 @@ class GradSync {
   // True when backward writes the step's final sums (one rank: nothing to reduce), so the optimizer
   // may update each tensor during backward (Note [update in backward]).
   virtual bool gradients_final_in_backward() const = 0;
+  // Where dense layers hand their inputs over for weight gradients computed by all ranks together
+  // (Note [split weight gradients]), or null.
+  virtual WeightGradSplit* weight_grad_split() { return nullptr; }
   // During the last backward of a step: every gradient from `offset` to the end is final.
   virtual void ready(size_t offset) = 0;
   virtual void finish() = 0;
@@ -85,6 +104,11 @@ class GradSync {
   virtual bool step(const ShardUpdate& update) = 0;
   // `full` (host, all floats) holds this rank's shard at shard().offset; fills in the others.
   virtual void gather_shards(std::span<float> full) = 0;
+  // Collective, after every rank wrote params() when the trainer is built (bound, initialized):
+  // where the ranks share one copy, no rank reads it or writes it again before all are done.
+  // (Later writes outside a step, a checkpoint's or --init-from's values, are the same bits on
+  // every rank.)
+  virtual void params_written() {}
 };
 
 // Collective. tensor_offsets: where each parameter tensor starts in the flat buffer of `count`

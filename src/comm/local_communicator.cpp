@@ -16,7 +16,8 @@ class LocalCommunicator final : public Communicator {
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float>) override {
     return std::make_unique<CompletedWork>();
   }
-  std::unique_ptr<SharedBuffer> allocate_shared(size_t, std::string& why_not) override {
+  std::unique_ptr<SharedBuffer> allocate_shared(size_t, SharedCopies,
+                                                std::string& why_not) override {
     why_not = "one process, nothing to share";
     return nullptr;
   }

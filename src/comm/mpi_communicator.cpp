@@ -115,10 +115,10 @@ void in_pieces(std::span<T> data, int ranks, Op op) {
 // Open MPI backs shared windows with files in /dev/shm, which containers often cap at 64 MB
 // (W3 needs 2 x 59 MB at 2 ranks). Too little room there means plain memory and MPI_Allreduce,
 // decided by all ranks together, rather than an allocation failure.
-std::string MpiCommunicator::shared_memory_shortfall(size_t bytes_per_rank) {
+std::string MpiCommunicator::shared_memory_shortfall(size_t bytes) {
   struct statvfs fs {};
   const bool unknown = statvfs("/dev/shm", &fs) != 0;
-  const double needed = static_cast<double>(bytes_per_rank) * size_ + (64 << 20);
+  const double needed = static_cast<double>(bytes) + (64 << 20);
   const double available = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
   const bool fits = unknown || available >= needed;
   if (all_reduce_max(fits ? 0 : 1) == 0) return "";
@@ -129,14 +129,16 @@ std::string MpiCommunicator::shared_memory_shortfall(size_t bytes_per_rank) {
   return text;
 }
 
-std::unique_ptr<SharedBuffer> MpiCommunicator::allocate_shared(size_t count, std::string& why_not) {
+std::unique_ptr<SharedBuffer> MpiCommunicator::allocate_shared(size_t count, SharedCopies copies,
+                                                               std::string& why_not) {
   if (local_size_ != size_) {
     why_not = "the " + std::to_string(size_) + " ranks run on several hosts";
     return nullptr;
   }
-  why_not = shared_memory_shortfall(count * sizeof(float));
+  const size_t copies_made = copies == SharedCopies::kOne ? 1 : static_cast<size_t>(size_);
+  why_not = shared_memory_shortfall(count * sizeof(float) * copies_made);
   if (!why_not.empty()) return nullptr;
-  return std::make_unique<SharedWindow>(comm_, count);
+  return std::make_unique<SharedWindow>(comm_, count, copies);
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::split_host() {

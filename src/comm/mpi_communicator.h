@@ -39,7 +39,8 @@ class MpiCommunicator final : public Communicator {
   // [overlapped pieces]).
   std::unique_ptr<Work> all_reduce_sum_async(std::span<float> data) override;
   // A SharedWindow when every rank runs on this host and /dev/shm has room for it.
-  std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) override;
+  std::unique_ptr<SharedBuffer> allocate_shared(size_t count, SharedCopies copies,
+                                                std::string& why_not) override;
   std::unique_ptr<Communicator> split_host() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
   std::string choose_large_sums(RingChoice choice) override;
@@ -54,8 +55,8 @@ class MpiCommunicator final : public Communicator {
   [[noreturn]] void abort(int exit_code) override;
 
  private:
-  // Collective: empty when /dev/shm holds bytes_per_rank for every rank, else why not.
-  std::string shared_memory_shortfall(size_t bytes_per_rank);
+  // Collective: empty when /dev/shm holds `bytes`, else why not.
+  std::string shared_memory_shortfall(size_t bytes);
   // Collective on first use: every rank makes the same non-blocking calls.
   MpiPieceQueue& piece_queue();
   // Whether a sum of `bytes` goes around the trainer's ring rather than through MPI_Allreduce.

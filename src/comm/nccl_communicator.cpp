@@ -81,7 +81,8 @@ class NcclCommunicator final : public Communicator {
   int local_rank() const override { return host_.local_rank(); }
   int local_size() const override { return host_.local_size(); }
   MemoryKind memory() const override { return MemoryKind::kDevice; }
-  std::unique_ptr<SharedBuffer> allocate_shared(size_t, std::string& why_not) override {
+  std::unique_ptr<SharedBuffer> allocate_shared(size_t, SharedCopies,
+                                                std::string& why_not) override {
     why_not = "gradients are in GPU memory";
     return nullptr;
   }

@@ -13,7 +13,8 @@
 
 namespace ddp {
 
-SharedWindow::SharedWindow(MPI_Comm comm, size_t count) : count_(count) {
+SharedWindow::SharedWindow(MPI_Comm comm, size_t count, SharedCopies copies)
+    : count_(count), copies_(copies) {
   mpiCheck(MPI_Comm_dup(comm, &comm_));
   mpiCheck(MPI_Comm_rank(comm_, &rank_));
   mpiCheck(MPI_Comm_size(comm_, &size_));
@@ -22,7 +23,9 @@ SharedWindow::SharedWindow(MPI_Comm comm, size_t count) : count_(count) {
   mpiCheck(MPI_Info_create(&info));
   mpiCheck(MPI_Info_set(info, "alloc_shared_noncontig", "true"));
   float* mine = nullptr;
-  const auto bytes = static_cast<MPI_Aint>(std::max<size_t>(count, 1) * sizeof(float));
+  const bool holds_copy = copies == SharedCopies::kPerRank || rank_ == 0;
+  const auto bytes =
+      static_cast<MPI_Aint>(holds_copy ? std::max<size_t>(count, 1) * sizeof(float) : 0);
   const int status = MPI_Win_allocate_shared(bytes, sizeof(float), info, comm_, &mine, &window_);
   MPI_Info_free(&info);
   mpiCheck(status);
@@ -32,7 +35,7 @@ SharedWindow::SharedWindow(MPI_Comm comm, size_t count) : count_(count) {
     int unit = 0;
     mpiCheck(MPI_Win_shared_query(window_, r, &size, &unit, &bases_[static_cast<size_t>(r)]));
   }
-  std::memset(mine, 0, count * sizeof(float));
+  if (holds_copy) std::memset(mine, 0, count * sizeof(float));
   // A passive-target epoch for the window's lifetime: MPI_Win_sync then orders the loads and
   // stores of direct access, as MPI's memory model asks for shared windows.
   mpiCheck(MPI_Win_lock_all(MPI_MODE_NOCHECK, window_));
@@ -91,6 +94,7 @@ void SharedWindow::sum_slice(size_t begin, size_t end, bool to_all, Summands sum
 }
 
 void SharedWindow::all_reduce_sum(size_t offset, size_t count, Summands summands) {
+  check_copy_per_rank("all_reduce_sum");
   check_range(offset, count);
   auto slice_begin = [&](int r) { return offset + count * static_cast<size_t>(r) / size_; };
   synchronize();  // every rank's gradients are final
@@ -99,6 +103,7 @@ void SharedWindow::all_reduce_sum(size_t offset, size_t count, Summands summands
 }
 
 size_t SharedWindow::part_begin(size_t offset, std::span<const int> counts, int r) const {
+  check_copy_per_rank("a reduce-scatter or all-gather");
   size_t total = 0, begin = offset;
   for (size_t k = 0; k < counts.size(); ++k) {
     if (static_cast<int>(k) < r) begin += static_cast<size_t>(counts[k]);
@@ -144,6 +149,7 @@ constexpr size_t kStreamedCopyBytes = size_t{32} << 20;
 }  // namespace
 
 void SharedWindow::publish(size_t begin, size_t count) {
+  check_copy_per_rank("publish");
   check_range(begin, count);
   const float* mine = bases_[static_cast<size_t>(rank_)];
   // Copies larger than the caches are read in the other rank's next forward long after this piece
@@ -159,6 +165,12 @@ void SharedWindow::publish(size_t begin, size_t count) {
       std::memcpy(theirs, mine + begin, count * sizeof(float));
     }
   }
+}
+
+void SharedWindow::check_copy_per_rank(const char* operation) const {
+  if (copies_ == SharedCopies::kOne)
+    throw std::logic_error(std::string("shared window: ") + operation +
+                           " needs a copy per rank; this window has one");
 }
 
 void SharedWindow::check_range(size_t offset, size_t count) const {

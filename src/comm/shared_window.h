@@ -20,14 +20,17 @@ namespace ddp {
 
 class SharedWindow final : public SharedBuffer {
  public:
-  // Collective over `comm`, whose ranks must share one host: count zero-filled floats per rank.
-  // Works on its own duplicate of `comm`, so it may outlive the communicator it came from.
-  SharedWindow(MPI_Comm comm, size_t count);
+  // Collective over `comm`, whose ranks must share one host: count zero-filled floats per rank,
+  // or in one copy that every rank maps. Works on its own duplicate of `comm`, so it may outlive
+  // the communicator it came from.
+  SharedWindow(MPI_Comm comm, size_t count, SharedCopies copies);
   ~SharedWindow() override;  // collective as well
   SharedWindow(const SharedWindow&) = delete;
   SharedWindow& operator=(const SharedWindow&) = delete;
 
-  std::span<float> span() override { return {bases_[static_cast<size_t>(rank_)], count_}; }
+  std::span<float> span() override {
+    return {bases_[copies_ == SharedCopies::kOne ? 0 : static_cast<size_t>(rank_)], count_};
+  }
   void all_reduce_sum(size_t offset, size_t count, Summands summands) override;
   void reduce_scatter_sum(size_t offset, std::span<const int> counts, Summands summands,
                           const PieceFn& consume = {}) override;
@@ -42,7 +45,8 @@ class SharedWindow final : public SharedBuffer {
   // Sums [begin, end) over every rank's copy, in rank order, into this rank's copy or (to_all,
   // the sums rounded as the summands are) into every rank's.
   void sum_slice(size_t begin, size_t end, bool to_all, Summands summands);
-  void check_range(size_t offset, size_t count) const;  // logic_error past the window's end
+  void check_range(size_t offset, size_t count) const;    // logic_error past the window's end
+  void check_copy_per_rank(const char* operation) const;  // logic_error for one shared copy
   // Where rank r's part of [offset, offset + sum(counts)) begins; checks the whole range.
   size_t part_begin(size_t offset, std::span<const int> counts, int r) const;
 
@@ -51,7 +55,8 @@ class SharedWindow final : public SharedBuffer {
   int rank_ = 0;
   int size_ = 1;
   size_t count_ = 0;
-  std::vector<float*> bases_;  // every rank's buffer, mapped into this process
+  SharedCopies copies_;
+  std::vector<float*> bases_;  // every rank's buffer (kOne: only rank 0 has one), mapped here
 };
 
 }  // namespace ddp

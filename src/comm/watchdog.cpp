@@ -35,9 +35,10 @@ class WatchedCommunicator final : public Communicator {
     inner_.all_reduce_sum(data);
   }
   MemoryKind memory() const override { return inner_.memory(); }
-  std::unique_ptr<SharedBuffer> allocate_shared(size_t count, std::string& why_not) override {
+  std::unique_ptr<SharedBuffer> allocate_shared(size_t count, SharedCopies copies,
+                                                std::string& why_not) override {
     auto guard = dog_.enter("shared-memory allocation", count);
-    std::unique_ptr<SharedBuffer> buffer = inner_.allocate_shared(count, why_not);
+    std::unique_ptr<SharedBuffer> buffer = inner_.allocate_shared(count, copies, why_not);
     if (!buffer) return nullptr;
     return std::make_unique<WatchedSharedBuffer>(std::move(buffer), dog_);
   }

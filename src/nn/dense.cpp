@@ -48,6 +48,12 @@ void Dense::forward(ComputeBackend& backend, const float* x, float* y, int64_t b
 
 void Dense::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                      int64_t batch, bool accumulate) {
+  // Note [split weight gradients]: the ranks compute the parameter gradients together, after.
+  if (WeightGradSplit* split = update_in_backward_ ? update_in_backward_->split() : nullptr) {
+    backend.dense_input_grad(weight_, y, dy, dx, batch, in_, out_, act_);
+    split->hand_over({weight_, bias_, in_, out_}, x, dy, batch, *update_in_backward_);
+    return;
+  }
   if (!update_in_backward_ || accumulate) {
     backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_,
                            accumulate, nullptr);
@@ -64,6 +70,11 @@ void Dense::backward(ComputeBackend& backend, const float* x, const float* y, fl
                          false, &update_rows);
   update_in_backward_->update({bias_, static_cast<size_t>(out_)},
                               {bias_grad_, static_cast<size_t>(out_)});
+}
+
+void Dense::backward_without_rows(ComputeBackend& /*backend*/) {
+  if (WeightGradSplit* split = update_in_backward_ ? update_in_backward_->split() : nullptr)
+    split->hand_over({weight_, bias_, in_, out_}, nullptr, nullptr, 0, *update_in_backward_);
 }
 
 }  // namespace ddp

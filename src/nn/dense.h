@@ -20,6 +20,7 @@ class Dense final : public Layer {
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                 int64_t batch, bool accumulate) override;
+  void backward_without_rows(ComputeBackend& backend) override;
 
  private:
   int64_t in_;

@@ -11,26 +11,11 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/in_backward_update.h"
 #include "core/rng.h"
 #include "core/shape.h"
 
 namespace ddp {
-
-// Takes final gradients during backward and updates their parameters at once (Note [update in
-// backward], train/update_in_backward.h).
-class InBackwardUpdate {
- public:
-  // `grads` are the final gradients of `params`, a piece of the model's flat parameter buffer;
-  // `grads` need not lie in the gradient buffer, which is then not read for this piece. May be
-  // called from several threads at once, on different pieces (Note [threads per rank]).
-  virtual void update(std::span<float> params, std::span<const float> grads) = 0;
-  // Where update() reads and writes for a piece that starts at `params`: the parameters and the
-  // optimizer's state at the same offsets (for RowBlockConsumer::streams).
-  virtual std::vector<const float*> streams_beside(const float* params) = 0;
-
- protected:
-  ~InBackwardUpdate() = default;
-};
 
 // What a forward pass is for (Note [dropout mask]): inference (the default), or a training step,
 // with the key of this pass's random masks and the position, in the epoch's sample order, of the

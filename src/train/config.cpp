@@ -196,8 +196,11 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
                                              : RingChoice::kAuto;
   sync.overlap = node.get("overlap", false);
   sync.bf16_wire = node.choice("wire_dtype", {"fp32", "bf16"}, "fp32") == "bf16";
-  const std::string zero = node.choice("zero", {"auto", "0", "1"}, "auto");
-  sync.zero = zero == "0" ? ZeroChoice::kOff : zero == "1" ? ZeroChoice::kOn : ZeroChoice::kAuto;
+  const std::string zero = node.choice("zero", {"auto", "0", "1", "rows"}, "auto");
+  sync.zero = zero == "0"      ? ZeroChoice::kOff
+              : zero == "1"    ? ZeroChoice::kOn
+              : zero == "rows" ? ZeroChoice::kRows
+                               : ZeroChoice::kAuto;
   if (sync.zero == ZeroChoice::kOn && (sync.overlap || sync.bf16_wire))
     node.fail("zero",
               "ZeRO-1 reduce-scatters fp32 after backward: needs overlap: false and "

@@ -29,6 +29,21 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, Compute
   return std::make_unique<Adam>(backend, count, config.adam);
 }
 
+// Every layer with parameters as a dense layer's weight and bias (Note [split weight gradients]),
+// or nothing where some layer with parameters is not dense.
+std::vector<DenseShape> dense_shapes(const Sequential& model) {
+  std::vector<DenseShape> shapes;
+  const std::vector<ParamEntry>& entries = model.param_entries();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const ParamEntry& e = entries[i];
+    if (model.layers()[e.layer]->type_name() != "Dense") return {};
+    if (e.shape.rank() != 2) continue;  // the bias, with its weight
+    if (i + 1 == entries.size() || entries[i + 1].layer != e.layer) return {};
+    shapes.push_back({e.offset, entries[i + 1].offset, e.shape[1], e.shape[0]});
+  }
+  return shapes;
+}
+
 }  // namespace
 
 Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backend, Dataset train,
@@ -43,17 +58,23 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
   // Collective, so only after every rank has built its model.
   std::vector<size_t> tensor_offsets;
   for (const ParamEntry& e : model_->param_entries()) tensor_offsets.push_back(e.offset);
-  sync_ = make_grad_sync(config_.training.grad_sync, comm_, backend_, tensor_offsets,
-                         model_->param_count());
+  // Note [update in backward]: where nothing can come between a gradient and its update.
+  const bool update_as_gradients_come = config_.training.update_in_backward && accumulation_ == 1 &&
+                                        !config_.training.skip_nonfinite && penalty_.empty();
+  GradSyncOptions sync_options = config_.training.grad_sync;
+  sync_options.dense_layers = dense_shapes(*model_);
+  sync_options.update_as_gradients_come = update_as_gradients_come;
+  sync_options.rows_per_rank = per_rank_batch_;
+  sync_ = make_grad_sync(sync_options, comm_, backend_, tensor_offsets, model_->param_count());
   model_->bind_params(sync_->params());
+  sync_->params_written();  // before rank 0 reads the initial values below
   model_->bind_grads(sync_->grads());
   optimizer_ = make_optimizer(config_.optimizer, backend_, sync_->shard().count);
-  // Note [update in backward]: where nothing can come between a gradient and its update.
-  step_update_ = std::make_unique<UpdateInBackward>(
-      *optimizer_, sync_->params(),
-      config_.training.update_in_backward && backend_.prefers_update_in_backward() &&
-          sync_->gradients_final_in_backward() && accumulation_ == 1 &&
-          !config_.training.skip_nonfinite && penalty_.empty());
+  step_update_ = std::make_unique<UpdateInBackward>(*optimizer_, sync_->params(),
+                                                    update_as_gradients_come &&
+                                                        backend_.prefers_update_in_backward() &&
+                                                        sync_->gradients_final_in_backward(),
+                                                    sync_->weight_grad_split());
   progress_ = std::make_unique<ProgressBar>(std::cout, ProgressMode::kOff);
 
   // Every rank initializes from the same seed, and rank 0's values are broadcast anyway so
@@ -63,6 +84,7 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
   backend_.copy_to_host(model_->params().data(), initial.data(), initial.size());
   comm_.broadcast(std::span<float>(initial), 0);
   backend_.copy_to_device(initial.data(), model_->params().data(), initial.size());
+  sync_->params_written();
 }
 
 void Trainer::validate_and_build() {

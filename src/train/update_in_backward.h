@@ -38,14 +38,17 @@ namespace ddp {
 class UpdateInBackward final : public InBackwardUpdate {
  public:
   // `params`: the flat parameter buffer that layers' pieces lie in. `enabled`: the run allows it.
-  UpdateInBackward(Optimizer& optimizer, std::span<float> params, bool enabled)
-      : optimizer_(optimizer), params_(params), enabled_(enabled) {}
+  // `split`: where dense layers hand over their inputs instead (Note [split weight gradients]).
+  UpdateInBackward(Optimizer& optimizer, std::span<float> params, bool enabled,
+                   WeightGradSplit* split)
+      : optimizer_(optimizer), params_(params), enabled_(enabled), split_(split) {}
 
   bool enabled() const { return enabled_; }
   // Starts a step at learning rate `lr`: the hook for the pass of its last backward, or null.
   InBackwardUpdate* begin_step(float lr);
   void update(std::span<float> params, std::span<const float> grads) override;
   std::vector<const float*> streams_beside(const float* params) override;
+  WeightGradSplit* split() override { return split_; }
   // After sync.finish(): updates through sync.step whatever backward did not, checking gradients
   // as `check` asks (backward's updates check them as nonfinite: stop asks). False when a
   // gradient of the step was NaN or infinite.
@@ -63,6 +66,7 @@ class UpdateInBackward final : public InBackwardUpdate {
   Optimizer& optimizer_;
   std::span<float> params_;
   bool enabled_;
+  WeightGradSplit* split_;
   bool timed_ = false;
   float lr_ = 0;
   bool finite_ = true;

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 #include "comm/agreement.h"
 #include "comm/buckets.h"
@@ -209,7 +212,7 @@ TEST(SharedBuffer, AllReduceSumsAnyStretch) {
   MpiCommunicator comm;
   const int n = comm.size();
   std::string why_not;
-  auto buffer = comm.allocate_shared(5000, why_not);
+  auto buffer = comm.allocate_shared(5000, SharedCopies::kPerRank, why_not);
   ASSERT_NE(buffer, nullptr) << "every rank of this test runs on one host: " << why_not;
   std::span<float> all = buffer->span();
   ASSERT_EQ(all.size(), 5000u);
@@ -229,8 +232,29 @@ TEST(SharedBuffer, AllReduceSumsAnyStretch) {
   ASSERT_EQ(0, std::memcmp(reference.data(), all.data(), all.size() * sizeof(float)));
 
   // More than /dev/shm holds: no buffer and a reason, on every rank, not a failure.
-  EXPECT_EQ(comm.allocate_shared(size_t{1} << 40, why_not), nullptr);
+  EXPECT_EQ(comm.allocate_shared(size_t{1} << 40, SharedCopies::kPerRank, why_not), nullptr);
   EXPECT_NE(why_not.find("/dev/shm"), std::string::npos) << why_not;
+}
+
+// Note [split weight gradients]: one copy that every rank reads and writes in place. Each rank
+// writes its own stretch; after synchronize() every rank sees every stretch. The sums, which read
+// a copy per rank, refuse it.
+TEST(SharedBuffer, OneCopyIsTheSameMemoryOnEveryRank) {
+  MpiCommunicator comm;
+  const int n = comm.size();
+  std::string why_not;
+  auto buffer = comm.allocate_shared(10 * static_cast<size_t>(n), SharedCopies::kOne, why_not);
+  ASSERT_NE(buffer, nullptr) << why_not;
+  std::span<float> all = buffer->span();
+  ASSERT_EQ(all.size(), 10u * static_cast<size_t>(n));
+  for (float v : all) ASSERT_EQ(v, 0.0f) << "not zero-filled";
+  buffer->synchronize();  // nobody writes before every rank has checked the zeros
+  for (size_t i = 0; i < 10; ++i)
+    all[10 * static_cast<size_t>(comm.rank()) + i] = 1.0f + comm.rank();
+  buffer->synchronize();
+  for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], 1.0f + static_cast<float>(i / 10)) << i;
+  EXPECT_THROW(buffer->all_reduce_sum(0, all.size(), Summands::kAsStored), std::logic_error);
+  EXPECT_THROW(buffer->publish(0, 1), std::logic_error);
 }
 
 // ZeRO-1 through shared memory: uneven parts (one empty), each summed into its owner's copy only.
@@ -238,7 +262,7 @@ TEST(SharedBuffer, ReduceScatterSumsEachRanksPartIntoItsOwnCopy) {
   MpiCommunicator comm;
   const int n = comm.size();
   std::string why_not;
-  auto buffer = comm.allocate_shared(100, why_not);
+  auto buffer = comm.allocate_shared(100, SharedCopies::kPerRank, why_not);
   ASSERT_NE(buffer, nullptr) << why_not;
   std::span<float> all = buffer->span();
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<float>((comm.rank() + 1) * i);

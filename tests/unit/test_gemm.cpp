@@ -176,6 +176,20 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
                                  /*accumulate=*/false, &consume);
     EXPECT_EQ(times, std::vector<int>(static_cast<size_t>(out), 1)) << threads << " threads";
     EXPECT_EQ(consumed, stored) << threads << " threads";
+
+    // Note [split weight gradients]: the rows of ranks that share a layer, from the same x and
+    // dy, are those rows of the whole product, bit for bit, bias included.
+    std::fill(consumed.begin(), consumed.end(), std::nanf(""));
+    std::fill(times.begin(), times.end(), 0);
+    std::vector<float> split_db(db.size(), std::nanf(""));
+    const int64_t cuts[] = {0, std::min<int64_t>(out, 16), std::min<int64_t>(out, 48), out};
+    for (size_t part = 0; part + 1 < std::size(cuts); ++part) {
+      team_backend->dense_weight_grad_rows(x.data(), dy_copy.data(), batch, in, out, cuts[part],
+                                           cuts[part + 1], split_db.data() + cuts[part], consume);
+    }
+    EXPECT_EQ(times, std::vector<int>(static_cast<size_t>(out), 1)) << threads << " threads";
+    EXPECT_EQ(consumed, stored) << threads << " threads, rows in parts";
+    EXPECT_EQ(split_db, db) << threads << " threads, rows in parts";
   }
 }
 

@@ -1,0 +1,140 @@
+// Note [split weight gradients] under mpiexec: the ranks of one host that compute each dense
+// layer's weight gradient together, each its share of the rows over the global batch, train the
+// bits one rank trains with that batch (the same sums in the same order), checkpoint every rank's
+// rows of the optimizer state, and are refused, naming the key, where they cannot run.
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "comm/mpi_communicator.h"
+#include "core/error.h"
+#include "train/config_reader.h"
+#include "train/trainer.h"
+
+namespace ddp {
+namespace {
+
+Config split_config(const std::vector<std::string>& overrides) {
+  YAML::Node root = YAML::Load(R"(
+seed: 11
+data:
+  train: {type: synthetic, samples: 640, features: 10, classes: 10}
+model:
+  layers:
+    - {type: dense, units: 64, activation: relu}
+    - {type: dense, units: 48, activation: tanh}
+    - {type: dense, units: 10, activation: softmax}
+loss: sparse_categorical_crossentropy
+optimizer: {type: sgd, learning_rate: 0.05, momentum: 0.9, nesterov: true}
+training: {epochs: 2, global_batch_size: 32, zero: rows}
+)");
+  for (const std::string& o : overrides) apply_override(root, o);
+  return parse_config(root, "split.yaml");
+}
+
+std::unique_ptr<Trainer> make_trainer(const Config& config, Communicator& comm,
+                                      ComputeBackend& backend) {
+  return std::make_unique<Trainer>(config, comm, backend,
+                                   load_dataset(config.train_data, comm.rank()), std::nullopt);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The parameters after `steps` steps, on `comm`'s ranks.
+std::vector<float> trained(const Config& config, Communicator& comm, int64_t steps) {
+  auto backend = make_cpu_backend();
+  auto trainer = make_trainer(config, comm, *backend);
+  if (comm.size() > 1) {
+    EXPECT_NE(trainer->grad_sync().describe().find("split by rows"), std::string::npos)
+        << trainer->grad_sync().describe();
+  }
+  trainer->train_steps(steps);
+  return trainer->params_to_host();
+}
+
+// SGD with Nesterov momentum and Adam; a partial last batch that leaves ranks without samples
+// (98 samples, batches of 32: two at 4 ranks); layers whose weights come from memory (over 4 MB,
+// the tiled kernels' blocks fetching the update's next rows), on one thread and on two per rank.
+TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const std::vector<std::vector<std::string>> cases = {
+      {},
+      {"optimizer={type: adam, learning_rate: 0.002}"},
+      {"data.train.samples=98", "training.tail=partial"},
+      {"data.train.features=1024", "model.layers.0.units=1100", "training.global_batch_size=64"},
+      {"data.train.features=1024", "model.layers.0.units=1100", "training.global_batch_size=64",
+       "training.threads_per_rank=2"}};
+  for (const auto& overrides : cases) {
+    const Config config = split_config(overrides);
+    const std::vector<float> split = trained(config, comm, 12);
+    const std::vector<float> one_rank = trained(config, *local, 12);
+    EXPECT_TRUE(same_bits(split, one_rank)) << "case " << &overrides - cases.data();
+    // The runs moved: not two untouched initializations.
+    EXPECT_FALSE(same_bits(one_rank, trained(config, *local, 0)));
+  }
+}
+
+// A checkpoint gathers every rank's rows of the optimizer state: it is the one-rank run's state,
+// bit for bit, and resuming from it replicated (zero: 0) continues as the split run does.
+TEST(SplitRows, CheckpointsHoldEveryRanksRowsOfTheOptimizerState) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  auto backend = make_cpu_backend();
+  const Config adam = split_config({"optimizer={type: adam, learning_rate: 0.002}"});
+  auto split = make_trainer(adam, comm, *backend);
+  auto one_rank = make_trainer(adam, *local, *backend);
+  split->train_steps(7);
+  one_rank->train_steps(7);
+  const TrainingState state = split->capture();
+  const TrainingState expected = one_rank->capture();
+  ASSERT_EQ(state.optimizer_state.size(), 2u);  // m and v, the whole model's
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_TRUE(same_bits(state.optimizer_state[i].second, expected.optimizer_state[i].second))
+        << state.optimizer_state[i].first;
+  EXPECT_TRUE(same_bits(state.params, expected.params));
+
+  auto replicated = make_trainer(
+      split_config({"optimizer={type: adam, learning_rate: 0.002}", "training.zero=0"}), comm,
+      *backend);
+  replicated->restore(decode_checkpoint(encode_checkpoint(state), "split"), "split");
+  replicated->train_steps(8);
+  split->train_steps(8);
+  float worst = 0;
+  const std::vector<float> a = replicated->params_to_host(), b = split->params_to_host();
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
+  EXPECT_LE(worst, 1e-5f);  // the replicated sums round in another order
+}
+
+// zero: rows where it cannot run is a one-line error on every rank naming the key and why;
+// zero: auto then takes ZeRO-1 (or replicates) instead.
+TEST(SplitRows, RefusedWhereItCannotRunAndAutoFallsBack) {
+  MpiCommunicator comm;
+  auto backend = make_cpu_backend();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"training.nonfinite=skip", "an optimizer that may update rows as their gradients come"},
+      {"training.accumulation_steps=2", "an optimizer that may update rows"},
+      {"training.allreduce=mpi", "training.allreduce is mpi"},
+      {"model.layers=[{type: dense, units: 8}, {type: batch_normalization}, {type: dense, "
+       "units: 10}]",
+       "every parameter in a dense layer"}};
+  for (const auto& [override, why] : cases) {
+    try {
+      make_trainer(split_config({override}), comm, *backend);
+      ADD_FAILURE() << override << ": accepted";
+    } catch (const ConfigError& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find("split.yaml: training.zero: rows, but"), std::string::npos) << message;
+      EXPECT_NE(message.find(why), std::string::npos) << message;
+    }
+    auto fallback = make_trainer(split_config({override, "training.zero=auto"}), comm, *backend);
+    EXPECT_EQ(fallback->grad_sync().describe().find("split by rows"), std::string::npos)
+        << override << ": " << fallback->grad_sync().describe();
+  }
+}
+
+}  // namespace
+}  // namespace ddp
