@@ -91,10 +91,10 @@ ChosenPath hierarchical(const GradSyncOptions& options, Communicator& comm, size
 
 // zero: auto splits the weight gradients only where the parameters come from memory each step:
 // with parameters in cache, both ranks read rows that the other core just wrote, and the window's
-// barriers cost more than ZeRO-1's copies (2 ranks: W2's 2.1 MB of parameters 0.89x ZeRO-1's
-// samples/s, 4.2 MB 0.87-1.00x, 8.4 MB 1.00-1.02x, W3's 58.8 MB 1.13x;
+// barriers cost more than ZeRO-1's copies (2 ranks, samples/s against ZeRO-1's: W2's 2.1 MB of
+// parameters 0.92x, 4.3 MB 0.93x, 8.5 MB 1.03x, W3's 58.8 MB 1.10x;
 // benchmarks/results/xeon/split_rows.md).
-constexpr size_t kSplitRowsMinBytes = size_t{16} << 20;
+constexpr size_t kSplitRowsMinBytes = size_t{8} << 20;
 
 // Note [split weight gradients], where the run allows it, or null with the reason in `why_not`.
 // Collective; every rank decides from the same options and the same agreed allocations.

@@ -18,6 +18,9 @@
 // reduce-scattered and the updated parameters all-gathered (Note [sharded step]); `zero: auto`
 // picks it where it is the faster of the two. Either one sums through an
 // AllReducePath (Note [all-reduce paths]) and, on a wire, a WireCodec (Note [wire format]).
+// Split by rows (SplitRowsSync, Note [split weight gradients]): on one host, the ranks compute each
+// dense layer's weight gradient together over the global batch instead of summing their own, and
+// update one shared copy of the parameters; `zero: auto` picks it first where it applies.
 
 #include <functional>
 #include <memory>

@@ -1,24 +1,27 @@
 #pragma once
 // Note [split weight gradients]: with training.zero: rows (what `zero: auto` picks where every
-// rank is on one host and every parameter is a dense layer's), the ranks of a host do not sum
-// gradients: they compute them together. Backward on each rank computes only the input gradients
-// of its samples and hands each dense layer's input x and pre-activation gradient dy (its rows of
-// the global batch) to a window of shared memory, about 1 MB a layer on W3. After a barrier, each
-// rank computes a share of every layer's weight and bias rows over the whole global batch, from
-// all ranks' x and dy, and the optimizer updates those rows block by block while they are in
-// cache (Note [update in backward]), in the one copy of the parameters that every rank maps. A
-// second barrier, and the next forward reads them.
+// rank is on one host, every parameter is a dense layer's, the optimizer may update rows as their
+// gradients come, and the parameters, over 8 MB, come from memory each step), the ranks of a host
+// do not sum gradients: they compute them together. Backward on each rank computes only the input
+// gradients of its samples and hands each dense layer's input x and pre-activation gradient dy
+// (its rows of the global batch) to a window of shared memory, about 1 MB a layer on W3. After a
+// barrier, each rank computes a share of every layer's weight and bias rows over the whole global
+// batch, from all ranks' x and dy, and the optimizer updates those rows block by block while they
+// are in cache (Note [update in backward]), in the one copy of the parameters that every rank
+// maps. A second barrier, and the next forward reads them.
 // What that saves against ZeRO-1 on one host (Note [sharded step]): nothing writes a gradient
 // buffer, sums it over ranks or copies parameters between ranks. Each parameter's gradient is
 // computed once, over the global batch, and updated where it lies; per step the host streams the
 // weights twice per rank (forward, input gradient) and the update's arrays once, where ZeRO-1 also
 // wrote and read every rank's gradients and copied the parameters into every rank's copy (W3, 2
-// ranks: ~760 MB a step). The sums over the batch are the one-rank sums at the global batch, so
-// each rank's rows are the rows one rank would compute; the ranks' parameters are one copy, the
-// same bits for every rank by construction. Each rank keeps optimizer state for the whole buffer
-// but updates only its rows; checkpoints gather every rank's rows (gather_shards).
+// ranks: ~760 MB a step against ~470). W3 at 2 ranks: 1.10x ZeRO-1's samples/s, 1.75x one rank's
+// (benchmarks/results/xeon/split_rows.md). The sums over the batch are the one-rank sums at the
+// global batch, so the ranks train one rank's bits (tested); the parameters are one copy, the same
+// for every rank by construction. Each rank keeps optimizer state for the whole buffer but updates
+// only its rows; checkpoints gather every rank's rows (gather_shards).
 // The rows of a rank lacking samples in a partial last batch are zeros in the window, which add
-// nothing to the sums.
+// nothing to the sums. The weight gradients and their updates run in finish(), so ddp_bench
+// reports them as phase_ms.comm.
 
 #include <memory>
 #include <string>

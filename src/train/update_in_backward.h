@@ -19,7 +19,8 @@
 // without the hook, such as convolutions) is updated after it, as before.
 // Not used where a step may be skipped (nonfinite: skip checks every gradient first), with a
 // weight penalty (added to each tensor's gradient after its backward), with accumulation, on more
-// than one rank, on a GPU (ComputeBackend::prefers_update_in_backward), or with
+// than one rank (but where the ranks split the weight gradients by rows: Note [split weight
+// gradients]), on a GPU (ComputeBackend::prefers_update_in_backward), or with
 // training.update_in_backward: false. The time moves from the optimizer phase into backward's
 // (ddp_bench reports that part of backward as phase_ms.backward_update).
 
