@@ -109,6 +109,23 @@ TEST(SplitRows, CheckpointsHoldEveryRanksRowsOfTheOptimizerState) {
   EXPECT_LE(worst, 1e-5f);  // the replicated sums round in another order
 }
 
+// nonfinite: stop with split rows: each rank checks the gradients of its own rows as it updates
+// them, and every rank reaches the verdict of all (an overflow in rows another rank owns too).
+TEST(SplitRows, NonFiniteGradientsStopEveryRankAlike) {
+  MpiCommunicator comm;
+  auto backend = make_cpu_backend();
+  auto trainer =
+      make_trainer(split_config({"optimizer.learning_rate=1e30", "model.layers.1.activation=relu"}),
+                   comm, *backend);
+  try {
+    trainer->train_steps(20);
+    ADD_FAILURE() << "trained on";
+  } catch (const RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite gradients at step"), std::string::npos)
+        << e.what();
+  }
+}
+
 // zero: rows where it cannot run is a one-line error on every rank naming the key and why;
 // zero: auto then takes ZeRO-1 (or replicates) instead.
 TEST(SplitRows, RefusedWhereItCannotRunAndAutoFallsBack) {
