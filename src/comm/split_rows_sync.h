@@ -16,7 +16,8 @@
 // wrote and read every rank's gradients and copied the parameters into every rank's copy (W3, 2
 // ranks: ~760 MB a step against ~470). W3 at 2 ranks: 1.10x ZeRO-1's samples/s, 1.75x one rank's
 // (benchmarks/results/xeon/split_rows.md). The sums over the batch are the one-rank sums at the
-// global batch, so the ranks train one rank's bits (tested); the parameters are one copy, the same
+// global batch, so the ranks train one rank's bits (tested; where the tiled kernels take the
+// products, whose sums do not depend on the rows asked for); the parameters are one copy, the same
 // for every rank by construction. Each rank keeps optimizer state for the whole buffer but updates
 // only its rows; checkpoints gather every rank's rows (gather_shards).
 // The rows of a rank lacking samples in a partial last batch are zeros in the window, which add

@@ -178,7 +178,9 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
     EXPECT_EQ(consumed, stored) << threads << " threads";
 
     // Note [split weight gradients]: the rows of ranks that share a layer, from the same x and
-    // dy, are those rows of the whole product, bit for bit, bias included.
+    // dy, are those rows of the whole product: bit for bit where the tiled kernels take it (their
+    // chains do not depend on the rows asked for; a general GEMM may block fewer rows otherwise),
+    // the bias's sums bit for bit everywhere.
     std::fill(consumed.begin(), consumed.end(), std::nanf(""));
     std::fill(times.begin(), times.end(), 0);
     std::vector<float> split_db(db.size(), std::nanf(""));
@@ -188,7 +190,11 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
                                            cuts[part + 1], split_db.data() + cuts[part], consume);
     }
     EXPECT_EQ(times, std::vector<int>(static_cast<size_t>(out), 1)) << threads << " threads";
-    EXPECT_EQ(consumed, stored) << threads << " threads, rows in parts";
+    if (tiled_gemm_available()) {
+      EXPECT_EQ(consumed, stored) << threads << " threads, rows in parts";
+    } else {
+      expect_close(consumed, product, batch);
+    }
     EXPECT_EQ(split_db, db) << threads << " threads, rows in parts";
   }
 }
