@@ -112,6 +112,10 @@ class GradSync {
   // (Later writes outside a step, a checkpoint's or --init-from's values, are the same bits on
   // every rank.)
   virtual void params_written() {}
+  // Seconds that finish() has spent computing the step's gradients rather than moving or waiting
+  // for them, summed over the steps so far: the weight gradients of Note [split weight
+  // gradients]. The trainer counts them as backward's, not communication's.
+  virtual double compute_seconds() const { return 0; }
 };
 
 // Collective. tensor_offsets: where each parameter tensor starts in the flat buffer of `count`

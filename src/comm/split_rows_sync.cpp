@@ -1,6 +1,7 @@
 #include "comm/split_rows_sync.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -119,6 +120,7 @@ void SplitRowsSync::finish() {
   // Every rank's x and dy are in the window, and no rank reads the weights for its input
   // gradients any more.
   exchange_->synchronize();
+  const auto start = std::chrono::steady_clock::now();
   const float* window = exchange_->span().data();
   const int64_t batch = comm_.size() * rows_per_rank_;
   for (Layer& layer : layers_) {
@@ -140,6 +142,8 @@ void SplitRowsSync::finish() {
                     {bias_rows_.data(), bias_rows});
     layer.update = nullptr;
   }
+  compute_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Every rank's rows are updated before any rank's next forward reads them, and read from the
   // window before any rank's next backward writes it.
   exchange_->synchronize();

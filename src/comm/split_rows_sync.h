@@ -21,8 +21,9 @@
 // for every rank by construction. Each rank keeps optimizer state for the whole buffer but updates
 // only its rows; checkpoints gather every rank's rows (gather_shards).
 // The rows of a rank lacking samples in a partial last batch are zeros in the window, which add
-// nothing to the sums. The weight gradients and their updates run in finish(), so ddp_bench
-// reports them as phase_ms.comm.
+// nothing to the sums. The weight gradients and their updates run in finish(); compute_seconds()
+// tells the trainer, which counts them as backward's time (ddp_bench's phase_ms.backward), not
+// communication's.
 
 #include <memory>
 #include <string>
@@ -59,6 +60,7 @@ class SplitRowsSync final : public GradSync, public WeightGradSplit {
   bool step(const ShardUpdate&) override { return true; }
   void gather_shards(std::span<float> full) override;
   void params_written() override { params_->synchronize(); }
+  double compute_seconds() const override { return compute_seconds_; }
 
   void hand_over(const DenseTensors& layer, const float* x, const float* dy, int64_t rows,
                  InBackwardUpdate& update) override;
@@ -85,6 +87,7 @@ class SplitRowsSync final : public GradSync, public WeightGradSplit {
   DeviceBuffer grads_;
   std::vector<float> bias_rows_;
   std::vector<Bucket> no_buckets_;
+  double compute_seconds_ = 0;
 };
 
 }  // namespace ddp

@@ -205,6 +205,16 @@ void Trainer::train_step() {
     into += std::chrono::duration<double>(t1 - t0).count();
     t0 = t1;
   };
+  // After the last micro-batch, sync_->finish(), whose time is communication's but for the
+  // gradients it computes (Note [split weight gradients]), which is backward's.
+  const auto finish_lap = [&](bool last) {
+    const double computed_before = sync_->compute_seconds();
+    if (last) sync_->finish();
+    lap(phase_times_.comm);
+    const double computed = sync_->compute_seconds() - computed_before;
+    phase_times_.comm -= computed;
+    phase_times_.backward += computed;
+  };
   if (step_observer_) step_observer_(completed_steps_);
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
   double loss_sum = 0;  // this rank's, for the non-finite report
@@ -252,8 +262,7 @@ void Trainer::train_step() {
       model_->join_without_rows(ready);
       model_->set_pass({});
       lap(phase_times_.backward);
-      if (last) sync_->finish();
-      lap(phase_times_.comm);
+      finish_lap(last);
       continue;
     }
     stage_batch(train_, indices);
@@ -270,8 +279,7 @@ void Trainer::train_step() {
     model_->set_pass({});  // inference, for whatever runs the model next
     lap(phase_times_.backward);
     phase_times_.backward_update += step_update_->take_update_seconds();
-    if (last) sync_->finish();
-    lap(phase_times_.comm);
+    finish_lap(last);
   }
   // The loss sums count the penalty once per sample, so that the epoch's loss is its mean.
   loss_sum += penalty * static_cast<double>(step_samples);

@@ -1,7 +1,8 @@
 // Note [split weight gradients] under mpiexec: the ranks of one host that compute each dense
 // layer's weight gradient together, each its share of the rows over the global batch, train the
 // bits one rank trains with that batch (the same sums in the same order), checkpoint every rank's
-// rows of the optimizer state, and are refused, naming the key, where they cannot run.
+// rows of the optimizer state, report that work as backward's, and are refused, naming the key,
+// where they cannot run.
 
 #include <gtest/gtest.h>
 
@@ -141,6 +142,25 @@ TEST(SplitRows, NonFiniteGradientsStopEveryRankAlike) {
     EXPECT_NE(std::string(e.what()).find("non-finite gradients at step"), std::string::npos)
         << e.what();
   }
+}
+
+// The weight gradients that finish() computes are backward's time, not communication's, in the
+// phases that ddp_bench and TensorBoard report (a rank without samples computes its rows too).
+TEST(SplitRows, WeightGradientsCountAsBackwardNotCommunication) {
+  MpiCommunicator comm;
+  auto backend = make_cpu_backend();
+  for (const char* tail : {"training.tail=drop", "training.tail=partial"}) {
+    auto split = make_trainer(split_config({"data.train.samples=98", tail}), comm, *backend);
+    split->train_steps(8);
+    const double computed = split->grad_sync().compute_seconds();
+    const PhaseTimes& phases = split->phase_times();
+    EXPECT_GT(computed, 0) << tail;
+    EXPECT_GE(phases.backward, computed) << tail;
+    EXPECT_GE(phases.comm, 0) << tail;
+  }
+  auto zero1 = make_trainer(split_config({"training.zero=1"}), comm, *backend);
+  zero1->train_steps(2);
+  EXPECT_EQ(zero1->grad_sync().compute_seconds(), 0);
 }
 
 // zero: rows where it cannot run is a one-line error on every rank naming the key and why;
