@@ -29,11 +29,17 @@ import provenance  # noqa: E402
 import scale_cluster  # noqa: E402
 import scale_model  # noqa: E402
 
-PROFILE_VERSION = 4  # what a profile holds; cached ones of other versions are measured again
+PROFILE_VERSION = 6  # what a profile holds; cached ones of other versions are measured again
 # The 1-rank run stands for one rank per host of a larger job, where the optimizer cannot update
 # during backward (Note [update in backward]).
 PROFILE_OVERRIDES = ["training.overlap=false", "training.zero=0", "training.allreduce=auto",
                      "training.wire_dtype=fp32", "training.update_in_backward=false"]
+# The trainer's own choices on one host, with the model's default reduction settings: one rank
+# updating inside backward, and on 2 ranks whatever zero: auto takes (Note [split weight
+# gradients] where it applies).
+ONE_HOST_OVERRIDES = ["training.overlap=false", "training.zero=auto", "training.allreduce=auto",
+                      "training.wire_dtype=fp32"]
+PHASES = ("data", "forward", "backward", "comm", "optimizer")
 # (path, wire, overlap): the trainer's reductions between hosts. With overlap the MPI path runs
 # non-blocking collectives, whose algorithms differ from the blocking ones'; shared memory and
 # hierarchical block either way.
@@ -85,11 +91,13 @@ def median_run(runs):
 
 def profile(build, config, overrides, repeats=3, warmup=5, steps=20):
     """The model's pieces on this machine (Note [scaling model]); 1- and 2-rank runs alternate."""
-    sets = overrides + PROFILE_OVERRIDES
-    runs = {"1": [], "2": []}
+    runs, one_host = {"1": [], "2": []}, {"1": [], "2": []}
     for _ in range(repeats):
         for ranks in runs:
-            runs[ranks].append(bench(build, int(ranks), config, sets, warmup, steps))
+            runs[ranks].append(bench(build, int(ranks), config, overrides + PROFILE_OVERRIDES,
+                                     warmup, steps))
+            one_host[ranks].append(bench(build, int(ranks), config,
+                                         overrides + ONE_HOST_OVERRIDES, warmup, steps))
     one = median_run(runs["1"])
     compute = {k: {phase: median_run(v)["phase_ms"][phase]
                    for phase in ("data", "forward", "backward", "optimizer")}
@@ -108,7 +116,10 @@ def profile(build, config, overrides, repeats=3, warmup=5, steps=20):
                            "--seconds-per-size", "0.5", "--json", "/dev/stdout"],
                           "bench_allreduce --codec")["rows"]
     codec = codec_rows[-1]["ms"] / codec_rows[-1]["bytes"]
-    return {"config": config, "overrides": overrides, "per_rank_batch": one["per_rank_batch"],
+    return {"one_host": {k: {phase: median_run(v)["phase_ms"][phase] for phase in PHASES}
+                         for k, v in one_host.items()},
+            "split_rows": "split by rows" in one_host["2"][0]["gradient_sync"],
+            "config": config, "overrides": overrides, "per_rank_batch": one["per_rank_batch"],
             "parameters": one["parameters"], "tensors": one["tensors"],
             "forward_flops_per_sample": one["forward_flops_per_sample"],
             "ready": [{"offset": c["offset"], "fraction": min(1.0, c["ms"] / backward)}
@@ -116,7 +127,7 @@ def profile(build, config, overrides, repeats=3, warmup=5, steps=20):
             "compute": compute, "optimizer_state_bytes":
                 one["optimizer_state_mb_per_rank"] * 2**20,
             "peak_rss_mb": {k: max(median_run(v)["peak_rss_mb"]) for k, v in runs.items()},
-            "shm": shm, "codec_ms_per_byte": codec, "runs": runs,
+            "shm": shm, "codec_ms_per_byte": codec, "runs": runs, "one_host_runs": one_host,
             "provenance": provenance.record()}
 
 
@@ -128,7 +139,8 @@ def cached_profile(args):
         print(f"profile: {path} (cached; --reprofile measures again)")
         with open(path) as f:
             return json.load(f)
-    print(f"profiling {args.config} on this machine (1 and 2 ranks, 3 runs each) ...", flush=True)
+    print(f"profiling {args.config} on this machine (1 and 2 ranks as ranks of a larger job and "
+          "as jobs of their own, 3 runs each) ...", flush=True)
     result = profile(args.build, args.config, args.set)
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
@@ -144,6 +156,12 @@ def show_profile(p):
           f"{c1['backward']:.1f}, optimizer {c1['optimizer']:.1f} (1 rank); "
           f"{c2['forward']:.1f}, {c2['backward']:.1f}, {c2['optimizer']:.1f} (2 ranks); "
           f"bf16 codec {p['codec_ms_per_byte'] * 2**20:.3f} ms per MB")
+    if "one_host" in p:
+        step = {k: sum(v.values()) for k, v in p["one_host"].items()}
+        print(f"jobs of one host, as the trainer runs them: 1 rank {step['1']:.1f} ms a step "
+              f"(the update inside backward), 2 ranks {step['2']:.1f} ms (" +
+              ("weight gradients split by rows" if p.get("split_rows") else "gradients summed") +
+              ")")
 
 
 def per_rank_batch(args, profile, ranks):

@@ -5,7 +5,10 @@ trainer runs it:
   step = data + forward + backward + exposed communication + optimizer
 
 - Compute: the profile's forward, backward and optimizer times per rank, measured with 1 rank and
-  with 2 ranks on this machine (the second carries the slowdown of ranks sharing a socket).
+  with 2 ranks on this machine (the second carries the slowdown of ranks sharing a socket), with
+  the optimizer after backward, as a rank of a job across hosts runs it. A job of one rank is the
+  profile's run of the trainer's own choices at 1 rank (`one_host`: the update inside backward,
+  Note [update in backward]), so efficiencies are against what one rank really does.
   A host running more ranks than it has cores time-shares them (x ranks / cores); `compute_speed`
   scales a cluster's cores against this machine's; a GPU cluster's compute is the profile's
   forward FLOPs (ddp_bench: 2 per weight and output position) x 3 at the stated `gpu_tflops`.
@@ -57,6 +60,11 @@ trainer runs it:
   below it latency limits the collective (2 ms of delay: 72 MB/s on a 125 MB/s link).
 - ZeRO-1: a reduce-scatter plus an all-gather move the bytes of one all-reduce; the optimizer
   runs on 1 / ranks of the parameters and keeps 1 / ranks of its state.
+- Split weight gradients (Note [split weight gradients]): on one CPU host, where the profile's
+  2-rank run of the trainer's own choices took them, nothing is summed: a step is that run's
+  phases (backward holding the weight gradients and their updates, communication the barriers),
+  as a host's ranks beyond 2 are taken to run like its second; the optimizer state stays whole on
+  each rank.
 Everything here is plain arithmetic on the profile and the cluster; nothing is fitted to the runs
 it is validated against (benchmarks/run_scale_validation.py)."""
 
@@ -77,6 +85,17 @@ def piece_bytes(ranks):
     """src/comm/mpi_piece_queue.h's all_reduce_piece_bytes: what one MPI all-reduce among `ranks`
     carries at most."""
     return min(max(ranks, 2) * (512 << 10), 1 << 30)
+
+
+def splits_rows(profile, cluster, hosts, ranks, settings):
+    """Whether the trainer splits the weight gradients by rows (src/comm/grad_sync.cpp's
+    split_rows): the ranks on one CPU host, zero: auto, shared memory, fp32 without overlap, and a
+    model for which the profile's 2-rank probe saw `zero: auto` take them (which covers the rest:
+    every parameter a dense layer's, the update as gradients come, parameters over 8 MB)."""
+    return (ranks > 1 and hosts == 1 and cluster["collective"] != "nccl" and "one_host" in profile
+            and profile.get("split_rows", False) and settings["zero"] == "auto"
+            and settings["allreduce"] in ("auto", "shm") and not settings["overlap"]
+            and settings["wire"] == "fp32")
 
 
 def zero_on(settings, path):
@@ -133,12 +152,33 @@ def compute_ms(profile, cluster, ranks, batch):
                 "backward": 2 * flop_ms + 2 * launches_ms,
                 "optimizer": 16 * profile["parameters"] / GPU_MEMORY_BYTES_PER_S * 1e3}
     sharing = per_host * (hosts if cluster["hosts_share_cores"] else 1)
-    measured = profile["compute"]["1" if sharing == 1 else "2"]
+    return scaled_ms(profile["compute"]["1" if sharing == 1 else "2"], cluster, sharing, scale)
+
+
+def scaled_ms(measured, cluster, sharing, scale):
+    """Measured phases (ms) on a cluster whose hosts run `sharing` ranks, at `scale` times the
+    profiled batch: the per-sample phases scale with the batch, every phase with the cores."""
     slowdown = max(1.0, sharing / cluster["cores_per_host"]) / cluster["compute_speed"]
-    return {"data": measured["data"] * scale * slowdown,
-            "forward": measured["forward"] * scale * slowdown,
-            "backward": measured["backward"] * scale * slowdown,
-            "optimizer": measured["optimizer"] * slowdown}
+    return {phase: ms * (scale if phase in ("data", "forward", "backward") else 1) * slowdown
+            for phase, ms in measured.items()}
+
+
+def one_host_step(profile, cluster, ranks, batch, settings):
+    """The step of a one-host job measured as it is (the profile's `one_host` runs), or None: a
+    job of one rank, or the ranks of one host splitting the weight gradients."""
+    if cluster["gpu_tflops"] or "one_host" not in profile:
+        return None
+    hosts, per_host = layout(cluster, ranks)
+    if ranks > 1 and not splits_rows(profile, cluster, hosts, ranks, settings):
+        return None
+    t = scaled_ms(profile["one_host"]["1" if ranks == 1 else "2"], cluster, per_host,
+                  batch / profile["per_rank_batch"])
+    step = sum(t.values())
+    return {"ranks": ranks, "hosts": hosts, "ranks_per_host": per_host,
+            "path": "none" if ranks == 1 else "rows", "zero": False if ranks == 1 else "rows",
+            "buckets": 0, "compute_ms": t["data"] + t["forward"] + t["backward"],
+            "exposed_comm_ms": t["comm"], "optimizer_ms": t["optimizer"], "step_ms": step,
+            "samples_per_sec": ranks * batch / step * 1e3, "settings": settings, "batch": batch}
 
 
 def _ring_ms(link, participants, size):
@@ -271,6 +311,9 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
     """One step at `ranks` ranks: a dict of ms per phase, samples/s, path and buckets."""
     s = dict(DEFAULTS, **(settings or {}))
     batch = batch or profile["per_rank_batch"]
+    measured = one_host_step(profile, cluster, ranks, batch, s)
+    if measured:
+        return measured
     hosts, per_host = layout(cluster, ranks)
     t = compute_ms(profile, cluster, ranks, batch)
     path = path_for(cluster, hosts, per_host, s) if ranks > 1 else "none"
@@ -313,8 +356,9 @@ def simulate(profile, cluster, ranks, settings=None, batch=None):
 
 
 def memory_mb(profile, ranks, zero):
-    """Model state per rank: parameters, gradients, optimizer state (sharded under ZeRO-1)."""
-    state = profile["optimizer_state_bytes"] / (ranks if zero else 1)
+    """Model state per rank: parameters, gradients, optimizer state (sharded under ZeRO-1, not
+    where the weight gradients are split by rows: zero == "rows")."""
+    state = profile["optimizer_state_bytes"] / (ranks if zero is True else 1)
     return (8 * profile["parameters"] + state) / 2**20
 
 
@@ -346,7 +390,8 @@ def recommend(profile, cluster, ranks, batch=None):
             for wire in choices["wire"]:
                 for zero in choices["zero"]:
                     for allreduce in paths:
-                        if zero and (allreduce == "hierarchical" or overlap or wire == "bf16"):
+                        if zero is True and (allreduce == "hierarchical" or overlap or
+                                             wire == "bf16"):
                             continue  # refused by the trainer (Note [ZeRO-1])
                         trial = simulate(profile, cluster, ranks,
                                          {"bucket_mb": bucket, "overlap": overlap, "wire": wire,

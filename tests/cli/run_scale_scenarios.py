@@ -10,6 +10,11 @@
                       hand-made curves: the back-to-back curve less the rested one, in the share
                       of the bucket the computing phases refill; without a rested curve, the
                       burst_kb formula
+  split_rows          one host's ranks that split the weight gradients (Note [split weight
+                      gradients]) step as the profile's 2-rank run of the trainer's own choices
+                      did, where that run took them and the settings allow them; ZeRO-1
+                      otherwise; one rank steps as its own run did (the update inside backward);
+                      the search for the best settings tries overlap and bf16 with zero: auto
   shaped_prediction   (root) W2 on 2 hosts x 1 rank of launch/netns_cluster.sh, links shaped to
                       1 Gbit/s: sweep the link, predict, then measure with ddp_bench; the
                       prediction is within 30% of the measurement
@@ -149,6 +154,59 @@ class Scenarios:
         got = exposed(1.25e6, {"mpi/fp32": busy})
         assert abs(got - (20 - 6)) < 1e-9, got
 
+    def split_rows(self):
+        mb = 2**20
+        # 56 MB of parameters in 8 tensors; 40 ms of compute and 8 ms of optimizer a step.
+        profile = {"per_rank_batch": 64, "parameters": 56 * mb // 4, "codec_ms_per_byte": 1e-7,
+                   "tensors": [{"offset": k * 7 * mb // 4} for k in range(8)],
+                   "ready": [{"offset": k * 7 * mb // 4, "fraction": (8 - k) / 8}
+                             for k in range(8)],
+                   "optimizer_state_bytes": 56 * mb,
+                   "shm": {w: [{"bytes": mb, "ms": 0.5}, {"bytes": 64 * mb, "ms": 30}]
+                           for w in ("fp32", "bf16")},
+                   "compute": {n: {"data": 0.1, "forward": 12, "backward": 28, "optimizer": 8}
+                               for n in ("1", "2")},
+                   # The trainer's own choices: one rank updating inside backward; 2 ranks split.
+                   "one_host": {"1": {"data": 0.1, "forward": 12, "backward": 30, "comm": 0,
+                                      "optimizer": 0},
+                                "2": {"data": 0.1, "forward": 12.5, "backward": 31, "comm": 0.5,
+                                      "optimizer": 0}}}
+
+        def cluster(per_host, bandwidth):
+            return {"ranks_per_host": per_host, "collective": "mpi", "cores_per_host": per_host,
+                    "hosts_share_cores": False, "compute_speed": 1.0, "gpu_tflops": None,
+                    "intra_host": None, "sweeps": {},
+                    "inter_host": {"bandwidth": bandwidth, "latency_ms": 0.05, "efficiency": 1}}
+
+        host = cluster(4, 3e9)
+        split = scale_model.simulate(dict(profile, split_rows=True), host, 4)
+        assert (split["path"], split["zero"], split["exposed_comm_ms"]) == ("rows", "rows", 0.5), \
+            split
+        assert abs(split["step_ms"] - (0.1 + 12.5 + 31 + 0.5)) < 1e-9, split
+        # Twice the batch: the per-sample phases twice as long.
+        doubled = scale_model.simulate(dict(profile, split_rows=True), host, 4, batch=128)
+        assert abs(doubled["step_ms"] - (0.2 + 25 + 62 + 0.5)) < 1e-9, doubled
+        one = scale_model.simulate(dict(profile, split_rows=True), host, 1)
+        assert (one["path"], one["step_ms"]) == ("none", 0.1 + 12 + 30), one
+        assert (scale_model.memory_mb(profile, 4, split["zero"]) ==
+                scale_model.memory_mb(profile, 1, False)), "split rows keep the whole state"
+        # The trainer's refusals: ZeRO-1 asked for, overlap, bf16, flat MPI; and a model that the
+        # profile saw stay on ZeRO-1 (say, parameters in cache).
+        for settings in ({"zero": True}, {"overlap": True}, {"wire": "bf16"},
+                         {"allreduce": "mpi"}):
+            other = scale_model.simulate(dict(profile, split_rows=True), host, 4, settings)
+            assert other["path"] != "rows" and other["exposed_comm_ms"] > 0, (settings, other)
+        zero1 = scale_model.simulate(dict(profile, split_rows=False), host, 4)
+        assert (zero1["path"], zero1["zero"]) == ("shm", True), zero1
+        assert zero1["step_ms"] > split["step_ms"]
+        # Across hosts nothing splits: 8 ranks on 2 hosts.
+        across = scale_model.simulate(dict(profile, split_rows=True), host, 8)
+        assert across["path"] != "rows" and across["hosts"] == 2, across
+        # On slow links, overlapping the sums with backward wins; the search must try it with
+        # zero: auto (it once skipped every combination of auto with overlap or bf16).
+        _, best, _ = scale_model.recommend(profile, cluster(1, 2e8), 4)
+        assert best["settings"]["overlap"] or best["settings"]["wire"] == "bf16", best["settings"]
+
     def shaped_prediction(self):
         sweep = os.path.join(self.tmp, "sweep_2x1_1gbit.json")
         run = self.scale("sweep", "--hosts", "2", "--ranks-per-host", "1", "--rate", "1gbit",
@@ -186,7 +244,7 @@ def main():
     p.add_argument("--only", nargs="*", help="run only these scenarios")
     args = p.parse_args()
     args.build, args.root = os.path.abspath(args.build), os.path.abspath(args.root)
-    names = args.only or ["bad_cluster_files", "presets_predict", "rested_link"]
+    names = args.only or ["bad_cluster_files", "presets_predict", "rested_link", "split_rows"]
     if "shaped_prediction" in names and not namespaces_allowed():
         print("SKIPPED: cannot create and enter network namespaces here (needs root with "
               "CAP_NET_ADMIN, / as a mount point, iproute2 and unshare)")
