@@ -68,6 +68,7 @@ trainer runs it:
 Everything here is plain arithmetic on the profile and the cluster; nothing is fitted to the runs
 it is validated against (benchmarks/run_scale_validation.py)."""
 
+import itertools
 import math
 
 from scale_cluster import Curve
@@ -376,7 +377,9 @@ def recommend(profile, cluster, ranks, batch=None):
     paths = ["auto"] if cluster["collective"] == "nccl" or hosts == 1 else (
         ["mpi", "hierarchical"] if per_host > 1 else ["mpi"])
     choices = {"bucket_mb": [1, 4, 25], "overlap": [False, True], "wire": ["fp32", "bf16"],
-               "zero": ["auto", True], "allreduce": paths}
+               "zero": ["auto", True], "allreduce": paths,
+               # The trainer's ring or MPI's own collectives between hosts.
+               "mpi_allreduce": ["auto", "library"] if hosts > 1 else ["auto"]}
     base = simulate(profile, cluster, ranks, {}, batch)
     alone = []
     for key, values in choices.items():
@@ -385,18 +388,13 @@ def recommend(profile, cluster, ranks, batch=None):
                 trial = simulate(profile, cluster, ranks, {key: value}, batch)
                 alone.append((key, value, base["step_ms"] / trial["step_ms"]))
     best = base
-    for bucket in choices["bucket_mb"]:
-        for overlap in choices["overlap"]:
-            for wire in choices["wire"]:
-                for zero in choices["zero"]:
-                    for allreduce in paths:
-                        if zero is True and (allreduce == "hierarchical" or overlap or
-                                             wire == "bf16"):
-                            continue  # refused by the trainer (Note [ZeRO-1])
-                        trial = simulate(profile, cluster, ranks,
-                                         {"bucket_mb": bucket, "overlap": overlap, "wire": wire,
-                                          "zero": zero, "allreduce": allreduce}, batch)
-                        # A change must gain more than the model's resolution to be advised.
-                        if trial["step_ms"] < min(best["step_ms"], base["step_ms"] * 0.97):
-                            best = trial
+    for values in itertools.product(*choices.values()):
+        settings = dict(zip(choices, values))
+        if settings["zero"] is True and (settings["allreduce"] == "hierarchical" or
+                                         settings["overlap"] or settings["wire"] == "bf16"):
+            continue  # refused by the trainer (Note [ZeRO-1])
+        trial = simulate(profile, cluster, ranks, settings, batch)
+        # A change must gain more than the model's resolution to be advised.
+        if trial["step_ms"] < min(best["step_ms"], base["step_ms"] * 0.97):
+            best = trial
     return base, best, alone

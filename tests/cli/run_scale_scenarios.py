@@ -14,7 +14,8 @@
                       gradients]) step as the profile's 2-rank run of the trainer's own choices
                       did, where that run took them and the settings allow them; ZeRO-1
                       otherwise; one rank steps as its own run did (the update inside backward);
-                      the search for the best settings tries overlap and bf16 with zero: auto
+                      the search for the best settings tries overlap and bf16 with zero: auto,
+                      and between hosts MPI's own collectives (mpi_allreduce: library)
   shaped_prediction   (root) W2 on 2 hosts x 1 rank of launch/netns_cluster.sh, links shaped to
                       1 Gbit/s: sweep the link, predict, then measure with ddp_bench; the
                       prediction is within 30% of the measurement
@@ -204,8 +205,12 @@ class Scenarios:
         assert across["path"] != "rows" and across["hosts"] == 2, across
         # On slow links, overlapping the sums with backward wins; the search must try it with
         # zero: auto (it once skipped every combination of auto with overlap or bf16).
-        _, best, _ = scale_model.recommend(profile, cluster(1, 2e8), 4)
+        _, best, alone = scale_model.recommend(profile, cluster(1, 2e8), 4)
         assert best["settings"]["overlap"] or best["settings"]["wire"] == "bf16", best["settings"]
+        # Between hosts it weighs MPI's own collectives against the trainer's ring too.
+        assert ("mpi_allreduce", "library") in [(k, v) for k, v, _ in alone], alone
+        _, _, alone = scale_model.recommend(profile, host, 4)
+        assert "mpi_allreduce" not in [k for k, _, _ in alone], alone
 
     def shaped_prediction(self):
         sweep = os.path.join(self.tmp, "sweep_2x1_1gbit.json")
