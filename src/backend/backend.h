@@ -70,6 +70,7 @@ class ComputeBackend {
   virtual void release(float* data) = 0;
   virtual void copy_to_device(const float* host, float* device, size_t count) = 0;
   virtual void copy_to_host(const float* device, float* host, size_t count) = 0;
+  virtual void fill_zero(float* device, size_t count) = 0;
   // Runs work(begin, end) on contiguous shares of [0, count), on the CPU backend's threads (Note
   // [threads per rank]); host work such as staging a batch. Here: one call.
   virtual void share_host_work(int64_t count,

@@ -147,6 +147,9 @@ class CpuBackend final : public ComputeBackend {
   void copy_to_host(const float* device, float* host, size_t count) override {
     std::memcpy(host, device, count * sizeof(float));
   }
+  void fill_zero(float* device, size_t count) override {
+    std::memset(device, 0, count * sizeof(float));
+  }
 
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {

@@ -166,6 +166,9 @@ class CudaBackend final : public ComputeBackend {
         cudaMemcpyAsync(host, device, count * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     cudaCheck(cudaStreamSynchronize(stream_));
   }
+  void fill_zero(float* device, size_t count) override {
+    cudaCheck(cudaMemsetAsync(device, 0, count * sizeof(float), stream_));
+  }
 
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {

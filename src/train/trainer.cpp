@@ -257,8 +257,7 @@ void Trainer::train_step() {
       // A rank with no samples in a partial last batch contributes zeros to the sum (tail:
       // partial allows no accumulation, so this is the step's only micro-batch), and joins the
       // model's collectives in the order the other ranks run them, buckets included.
-      zeros_.resize(model_->param_count());
-      backend_.copy_to_device(zeros_.data(), model_->grads().data(), zeros_.size());
+      backend_.fill_zero(model_->grads().data(), model_->param_count());
       model_->join_without_rows(ready);
       model_->set_pass({});
       lap(phase_times_.backward);

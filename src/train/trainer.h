@@ -172,7 +172,6 @@ class Trainer {
   DeviceBuffer features_;
   DeviceBuffer targets_;
   std::vector<int64_t> row_indices_;
-  std::vector<float> zeros_;  // host zeros for a rank without samples in a partial batch
 
   int64_t epoch_ = 0;  // 0-based position
   int64_t step_in_epoch_ = 0;

@@ -185,6 +185,20 @@ TEST(CudaStaging, BackToBackCopiesKeepTheirOwnData) {
   }
 }
 
+// fill_zero (a rank without samples zeroes its gradients): only its range, after what the stream
+// ran before it.
+TEST(CudaStaging, FillZeroClearsItsRangeInStreamOrder) {
+  auto cuda = gpu();
+  const std::vector<float> host = random_values(1000, 7);
+  DeviceBuffer buffer(*cuda, host.size());
+  cuda->copy_to_device(host.data(), buffer.data(), host.size());
+  cuda->fill_zero(buffer.data() + 100, 700);
+  std::vector<float> back(host.size());
+  cuda->copy_to_host(buffer.data(), back.data(), back.size());
+  for (size_t i = 0; i < host.size(); ++i)
+    ASSERT_EQ(back[i], i >= 100 && i < 800 ? 0.0f : host[i]) << "element " << i;
+}
+
 // A world of one sums nothing, so what can fail here is where results land and in which order
 // the streams run them (Note [NCCL streams]): every input below has negative values, and the
 // collectives write into other buffers or read what a preceding kernel produced.
