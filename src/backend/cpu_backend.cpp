@@ -20,6 +20,7 @@
 #include "backend/cpu_softmax.h"
 #include "backend/cpu_window_ops.h"
 #include "backend/direct_conv.h"
+#include "backend/host_buffers.h"
 #include "backend/winograd_conv.h"
 #ifdef DDP_HAVE_DNNL
 #include "backend/onednn_conv.h"
@@ -129,15 +130,8 @@ class CpuBackend final : public ComputeBackend {
   }
   MemoryKind memory() const override { return MemoryKind::kHost; }
 
-  float* allocate(size_t count) override {
-    // 64-byte alignment: full AVX-512 vectors for Eigen and the update loops.
-    const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, bytes);
-    if (!p) throw std::bad_alloc();
-    std::memset(p, 0, bytes);
-    return static_cast<float*>(p);
-  }
-  void release(float* data) override { std::free(data); }
+  float* allocate(size_t count) override { return allocate_host_buffer(count); }
+  void release(float* data) override { release_host_buffer(data); }
   void copy_to_device(const float* host, float* device, size_t count) override {
     std::memcpy(device, host, count * sizeof(float));
   }

@@ -1,0 +1,60 @@
+#include "backend/host_buffers.h"
+
+#include <sys/mman.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+
+namespace ddp {
+namespace {
+
+// From this size on a buffer is mapped pages, not heap memory that memset touches whole.
+constexpr size_t kMappedBytes = size_t{1} << 20;
+
+struct MappedBuffers {
+  std::mutex mutex;
+  std::unordered_map<void*, size_t> bytes;  // of each mapped buffer, for munmap
+};
+
+MappedBuffers& mapped() {
+  static MappedBuffers buffers;
+  return buffers;
+}
+
+}  // namespace
+
+float* allocate_host_buffer(size_t count) {
+  const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+  if (bytes >= kMappedBytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    MappedBuffers& m = mapped();
+    const std::lock_guard<std::mutex> lock(m.mutex);
+    m.bytes.emplace(p, bytes);
+    return static_cast<float*>(p);
+  }
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return static_cast<float*>(p);
+}
+
+void release_host_buffer(float* data) {
+  MappedBuffers& m = mapped();
+  {
+    const std::lock_guard<std::mutex> lock(m.mutex);
+    if (const auto it = m.bytes.find(data); it != m.bytes.end()) {
+      // Only a pointer this map never returned fails; nothing to recover in a release.
+      if (munmap(data, it->second) != 0) std::perror("ddp: release_host_buffer: munmap");
+      m.bytes.erase(it);
+      return;
+    }
+  }
+  std::free(data);
+}
+
+}  // namespace ddp
