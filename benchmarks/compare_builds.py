@@ -87,7 +87,7 @@ def main():
         workloads[name] = (workloads[name][0],
                            ["--warmup", str(max(2, steps // 10)), "--steps", str(steps)])
     settings = a.cluster or [1, 2]
-    samples, paths = {}, {}
+    samples, rss, paths = {}, {}, {}
     for _ in range(a.reps):
         for name, (config, args) in workloads.items():
             for setting in settings:
@@ -95,6 +95,7 @@ def main():
                     result = run(binary, config, args, setting, overrides[label])
                     samples.setdefault((name, setting, label), []).append(
                         result["samples_per_sec"])
+                    rss.setdefault((name, setting, label), []).append(max(result["peak_rss_mb"]))
                     paths[(name, setting, label)] = result.get("gradient_sync", "")
     commit = provenance.commit()
     flags = ([f"--build {b}" for b in a.build] + [f"--set {s}" for s in a.set] +
@@ -106,17 +107,24 @@ def main():
              f"{os.cpu_count()} cores; builds alternated run by run; samples/s, median of "
              f"{a.reps} (min-max). The builds (which the checkout need not have made):", "",
              *[f"- {label}: `{binary}`, {binary_identity(binary)}"
-               for label, binary in builds.items()], "",
-             "| workload | " + ("cluster" if a.cluster else "ranks") + " | " +
-             " | ".join(builds) + " | ratio |",
-             "|---|---|" + "---|" * len(builds) + "---|"]
-    for name in workloads:
-        for setting in settings:
-            medians = [statistics.median(samples[(name, setting, b)]) for b in builds]
-            cells = [f"{m:,.0f} ({min(samples[(name, setting, b)]):,.0f}-"
-                     f"{max(samples[(name, setting, b)]):,.0f})" for m, b in zip(medians, builds)]
-            lines.append(f"| {name} | {setting} | " + " | ".join(cells) +
-                         f" | {medians[-1] / medians[0]:.3f} |")
+               for label, binary in builds.items()], ""]
+
+    def table(values, digits):
+        lines.extend(["| workload | " + ("cluster" if a.cluster else "ranks") + " | " +
+                      " | ".join(builds) + " | ratio |",
+                      "|---|---|" + "---|" * len(builds) + "---|"])
+        for name in workloads:
+            for setting in settings:
+                runs = [values[(name, setting, b)] for b in builds]
+                medians = [statistics.median(r) for r in runs]
+                cells = [f"{m:,.{digits}f} ({min(r):,.{digits}f}-{max(r):,.{digits}f})"
+                         for m, r in zip(medians, runs)]
+                lines.append(f"| {name} | {setting} | " + " | ".join(cells) +
+                             f" | {medians[-1] / medians[0]:.3f} |")
+
+    table(samples, 0)
+    lines += ["", "Peak resident memory, MB (the largest rank's), median (min-max):", ""]
+    table(rss, 1)
     gradient_paths = sorted({p for p in paths.values() if p})
     if gradient_paths:
         lines += ["", "Gradient paths reported by the builds that report them:"]

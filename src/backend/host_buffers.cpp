@@ -12,8 +12,11 @@
 namespace ddp {
 namespace {
 
-// From this size on a buffer is mapped pages, not heap memory that memset touches whole.
-constexpr size_t kMappedBytes = size_t{1} << 20;
+// From this size on a buffer is mapped pages, not heap memory that memset touches whole. Not
+// smaller: W2's 2.1 MB buffers mapped so ran 0.95-0.99x as fast at 1 rank in alternated runs
+// (0.97x when pages were fresh but offset in the page, 1.00x when touched whole at allocation),
+// while glibc's malloc maps buffers this large itself.
+constexpr size_t kMappedBytes = size_t{32} << 20;
 
 struct MappedBuffers {
   std::mutex mutex;

@@ -26,7 +26,8 @@ size_t resident_pages(const float* data, size_t count) {
 }
 
 TEST(HostBuffers, ZeroFilledAndAlignedSmallAndLarge) {
-  for (size_t count : {size_t{1}, size_t{1000}, size_t{262143}, size_t{262144}, size_t{3000000}}) {
+  for (size_t count :
+       {size_t{1}, size_t{1000}, size_t{8388607}, size_t{8388608}, size_t{9000000}}) {
     float* data = allocate_host_buffer(count);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % 64, 0u) << count;
     for (size_t i = 0; i < count; i += 997) ASSERT_EQ(data[i], 0.0f) << count << " at " << i;
@@ -39,7 +40,7 @@ TEST(HostBuffers, ZeroFilledAndAlignedSmallAndLarge) {
 // A gradient buffer that the update inside backward never writes (Note [update in backward])
 // takes no memory: W3's 56 MB a rank.
 TEST(HostBuffers, LargeBufferIsResidentOnlyWhereWritten) {
-  const size_t count = size_t{4} << 20;  // 16 MB
+  const size_t count = size_t{16} << 20;  // 64 MB
   float* data = allocate_host_buffer(count);
   EXPECT_EQ(resident_pages(data, count), 0u);
   data[count / 2] = 3;
