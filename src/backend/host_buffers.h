@@ -6,7 +6,8 @@
 // split them (Note [split weight gradients]) are written only for biases, and the optimizer's
 // state no longer shares the peak with the model's initial copy of the parameters (freed before
 // the first step).
-// W3's peak resident memory (ddp_bench): 1 rank 329 -> 171 MB, 2 ranks 337 / 329 -> 173 / 164 MB.
+// W3's peak resident memory (ddp_bench): 1 rank 322 -> 212 MB, 2 ranks 337 -> 225 MB
+// (benchmarks/results/xeon/host_buffers.md).
 
 #include <cstddef>
 
