@@ -46,18 +46,27 @@ struct AdamHyper {
   float weight_decay = 0;
 };
 
-// Takes rows [first_row, first_row + rows) of a dense layer's weight gradient, (rows, in) floats
-// of backend memory, valid during the call (Note [update in backward]).
-struct RowBlockConsumer {
-  std::function<void(int64_t first_row, int64_t rows, const float* block)> consume;
-  // What consume reads and writes beside the block, row for row (the weights and the optimizer's
-  // state at the same offsets: row r of each at stream + r * in): a CPU backend fetches the next
-  // block's rows into cache while it computes the current block.
+// Rows [first_row, first_row + rows) x columns [first_col, first_col + cols) of a dense layer's
+// weight gradient (out, in): (rows, cols) floats of backend memory, valid during the call.
+struct GradBlock {
+  int64_t first_row = 0, rows = 0, first_col = 0, cols = 0;
+  const float* data = nullptr;
+
+  bool whole_rows(int64_t in) const { return first_col == 0 && cols == in; }
+  // The last block of its rows: they are complete once it is consumed.
+  bool ends_rows(int64_t in) const { return first_col + cols == in; }
+};
+
+// Takes a dense layer's weight gradient block by block (Note [update in backward]): every element
+// once, and the blocks of a row in column order from one thread.
+struct GradBlockConsumer {
+  std::function<void(const GradBlock&)> consume;
+  // What consume reads and writes beside the block, element for element (the weights and the
+  // optimizer's state at the same offsets: element (r, c) of each at stream + r * in + c): a CPU
+  // backend fetches the next block's part of them into cache while it computes the current block.
   std::vector<const float*> streams;
 
-  void operator()(int64_t first_row, int64_t rows, const float* block) const {
-    consume(first_row, rows, block);
-  }
+  void operator()(const GradBlock& block) const { consume(block); }
 };
 
 class ComputeBackend {
@@ -89,7 +98,7 @@ class ComputeBackend {
   virtual void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                               float* dw, float* db, int64_t batch, int64_t in, int64_t out,
                               Activation act, bool accumulate,
-                              const RowBlockConsumer* consume_dw) = 0;
+                              const GradBlockConsumer* consume_dw) = 0;
   // Note [split weight gradients] (host memory only; other backends throw logic_error): the part
   // of dense_backward before the parameter gradients, dy turned into the pre-activation gradient
   // in place and dx (batch, in) written unless it is null; and rows [first_row, end_row) of the
@@ -103,7 +112,7 @@ class ComputeBackend {
   virtual void dense_weight_grad_rows(const float* /*x*/, const float* /*dy*/, int64_t /*batch*/,
                                       int64_t /*in*/, int64_t /*out*/, int64_t /*first_row*/,
                                       int64_t /*end_row*/, float* /*db*/,
-                                      const RowBlockConsumer& /*consume*/) {
+                                      const GradBlockConsumer& /*consume*/) {
     throw std::logic_error(name() + ": weight gradients split over ranks need host memory");
   }
   // Whether the optimizer should take weight gradients from consume_dw during backward (Note

@@ -151,7 +151,7 @@ class CpuBackend final : public ComputeBackend {
   }
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
-                      bool accumulate, const RowBlockConsumer* consume_dw) override {
+                      bool accumulate, const GradBlockConsumer* consume_dw) override {
     cpu::dense_backward(team_, x, w, y, dy, dx, dw, db, batch, in, out, act, accumulate,
                         consume_dw);
   }
@@ -161,7 +161,7 @@ class CpuBackend final : public ComputeBackend {
   }
   void dense_weight_grad_rows(const float* x, const float* dy, int64_t batch, int64_t in,
                               int64_t out, int64_t first_row, int64_t end_row, float* db,
-                              const RowBlockConsumer& consume) override {
+                              const GradBlockConsumer& consume) override {
     cpu::dense_weight_grad_rows(team_, x, dy, batch, in, out, first_row, end_row, db, consume);
   }
 

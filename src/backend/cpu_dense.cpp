@@ -233,11 +233,10 @@ namespace {
 // Each element is the same chain of multiply-adds over the batch in every kernel here, so blocks
 // and a stored dw hold the same bits. The tiles fetch the consumer's next rows only where those
 // come from memory (Note [update in backward]); weights in L2 (W2's) would pay the fetches for
-// nothing. And only where the input, which every block reads packed from L2, leaves room there
-// for the fetched rows.
+// nothing.
 void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64_t batch,
                         int64_t in, int64_t out, int64_t first_row, int64_t end_row,
-                        const RowBlockConsumer& consume) {
+                        const GradBlockConsumer& consume) {
   if (!skinny_and_tiled(true, false, out, in, batch)) {
     // dy's columns [first_row, end_row), made contiguous for the general GEMM where they are not
     // all of them.
@@ -252,12 +251,12 @@ void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64
     }
     float* const block = scratch(block_buffer, static_cast<size_t>(rows * in));
     gemm(true, false, rows, in, batch, columns, x, block);
-    return consume(first_row, rows, block);
+    return consume(
+        {.first_row = first_row, .rows = rows, .first_col = 0, .cols = in, .data = block});
   }
-  const bool fetch = static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes &&
-                     static_cast<size_t>(batch * in) * sizeof(float) <= kFetchedBesideInputBytes;
-  const RowBlockConsumer without_fetches{consume.consume, {}};
-  const RowBlockConsumer& chosen = fetch ? consume : without_fetches;
+  const bool fetch = static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
+  const GradBlockConsumer without_fetches{consume.consume, {}};
+  const GradBlockConsumer& chosen = fetch ? consume : without_fetches;
   team.run([&](int t) {
     const auto [r0, r1] = ThreadTeam::share(end_row - first_row, tiled_row_grain(), t, team.size());
     tiled_weight_grad_blocks(out, in, batch, dy, x, first_row + r0, first_row + r1, chosen);
@@ -269,7 +268,7 @@ void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64
 
 void dense_backward(ThreadTeam& team, const float* x, const float* w, const float* y, float* dy,
                     float* dx, float* dw, float* db, int64_t batch, int64_t in, int64_t out,
-                    Activation act, bool accumulate, const RowBlockConsumer* consume_dw) {
+                    Activation act, bool accumulate, const GradBlockConsumer* consume_dw) {
   // dx first: consume_dw may update w.
   dense_input_grad(team, w, y, dy, dx, batch, in, out, act);
   if (!accumulate) std::fill(db, db + out, 0.0f);
@@ -281,9 +280,11 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   if (!accumulate && static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes &&
       skinny_and_tiled(true, false, out, in, batch))
     return weight_grad_blocks(team, x, dy, batch, in, out, 0, out,
-                              {[dw, in](int64_t first_row, int64_t rows, const float* block) {
-                                 stream_copy(dw + first_row * in, block,
-                                             static_cast<size_t>(rows * in));
+                              {[dw, in](const GradBlock& block) {
+                                 for (int64_t r = 0; r < block.rows; ++r)
+                                   stream_copy(dw + (block.first_row + r) * in + block.first_col,
+                                               block.data + r * block.cols,
+                                               static_cast<size_t>(block.cols));
                                },
                                {}});
   gemm(true, false, out, in, batch, dy, x, dw, accumulate);
@@ -291,7 +292,7 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
 
 void dense_weight_grad_rows(ThreadTeam& team, const float* x, const float* dy, int64_t batch,
                             int64_t in, int64_t out, int64_t first_row, int64_t end_row, float* db,
-                            const RowBlockConsumer& consume) {
+                            const GradBlockConsumer& consume) {
   if (first_row >= end_row) return;
   std::fill(db, db + (end_row - first_row), 0.0f);
   add_column_sums(dy + first_row, batch, end_row - first_row, out, db);

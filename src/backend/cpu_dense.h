@@ -19,12 +19,12 @@ void dense_forward(ThreadTeam& team, const float* x, const float* w, const float
                    int64_t batch, int64_t in, int64_t out, Activation act);
 void dense_backward(ThreadTeam& team, const float* x, const float* w, const float* y, float* dy,
                     float* dx, float* dw, float* db, int64_t batch, int64_t in, int64_t out,
-                    Activation act, bool accumulate, const RowBlockConsumer* consume_dw);
+                    Activation act, bool accumulate, const GradBlockConsumer* consume_dw);
 // ComputeBackend::dense_input_grad and dense_weight_grad_rows (Note [split weight gradients]).
 void dense_input_grad(ThreadTeam& team, const float* w, const float* y, float* dy, float* dx,
                       int64_t batch, int64_t in, int64_t out, Activation act);
 void dense_weight_grad_rows(ThreadTeam& team, const float* x, const float* dy, int64_t batch,
                             int64_t in, int64_t out, int64_t first_row, int64_t end_row, float* db,
-                            const RowBlockConsumer& consume);
+                            const GradBlockConsumer& consume);
 
 }  // namespace ddp::cpu

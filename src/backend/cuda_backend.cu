@@ -180,7 +180,7 @@ class CudaBackend final : public ComputeBackend {
 
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
-                      bool accumulate, const RowBlockConsumer* consume_dw) override {
+                      bool accumulate, const GradBlockConsumer* consume_dw) override {
     const size_t n = static_cast<size_t>(batch * out);
     activation_grad_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(activation_code(act), y, dy, dy,
                                                                     n);
@@ -190,7 +190,8 @@ class CudaBackend final : public ComputeBackend {
     cudaCheck(cudaGetLastError());
     if (dx) gemm(false, false, batch, in, out, dy, w, dx, false);
     // Stream order puts the consumer's kernels (an update of w) after the product that reads w.
-    if (consume_dw) (*consume_dw)(0, out, dw);
+    if (consume_dw)
+      (*consume_dw)({.first_row = 0, .rows = out, .first_col = 0, .cols = in, .data = dw});
   }
 
   bool prefers_update_in_backward() const override { return false; }

@@ -27,13 +27,6 @@ namespace ddp {
 // written with non-temporal stores; such weights come from memory, so threads share the input
 // gradient by its columns and its tiles read them in place.
 constexpr size_t kUncachedWeightBytes = size_t{4} << 20;
-// The most input (batch x in floats) beside which a weight-gradient block's tiles fetch the next
-// block's rows for the update in backward: each thread packs the whole input into L2, and 1 MB of
-// it (W3 at batch 128) left too little room for the fetched rows (W3, 1 rank x 2 threads:
-// 0.97-1.00x with fetches at batch 128, 1.04-1.08x at 64; one thread at 128: 1.00x;
-// benchmarks/results/xeon/update_side_fetch.md).
-constexpr size_t kFetchedBesideInputBytes = size_t{512} << 10;
-
 // True when the kernels were compiled (an AVX-512F or AVX2 + FMA target); otherwise callers use
 // their general GEMM.
 bool tiled_gemm_available();
@@ -56,14 +49,15 @@ const char* tiled_skinny_products();
 void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
                 const float* b, float* c, bool accumulate);
 
-// The weight-gradient product C (m, n) = A (k, m)^T B (k, n) (k the batch) without storing C: rows
-// are computed block by block into a scratch buffer that stays in cache and handed to `consume`,
-// which may update the weights from them at once
-// (Note [update in backward]); while a block is computed, its tiles fetch into L2 the next block's
-// rows of consume.streams. Only rows [first_row, end_row) of C, so that threads may share the
-// rows (Note [threads per rank]). Requires tiled_gemm_available().
+// The weight-gradient product C (m, n) = A (k, m)^T B (k, n) (k the batch) without storing C:
+// computed block by block into a scratch buffer that stays in cache and handed to `consume`,
+// which may update the weights from them at once (Note [update in backward]); while a block is
+// computed, its tiles fetch into L2 the next block's part of consume.streams. Blocks are whole
+// rows, or with streams to fetch and an input too large to leave room for them in L2, rows of
+// column chunks (Note [weight-gradient chunks]). Only rows [first_row, end_row) of C, so that
+// threads may share the rows (Note [threads per rank]). Requires tiled_gemm_available().
 void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
-                              int64_t first_row, int64_t end_row, const RowBlockConsumer& consume);
+                              int64_t first_row, int64_t end_row, const GradBlockConsumer& consume);
 // Rows per thread of tiled_weight_grad_blocks and of the forward product: a whole number of the
 // register tile's rows.
 int64_t tiled_row_grain();

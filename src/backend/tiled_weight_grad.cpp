@@ -39,41 +39,51 @@ const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k) {
   return packed;
 }
 
-// Lines to fetch into L2 while a block's tiles run (Note [update in backward]): `floats` floats
-// from each of `streams`, spread evenly over `tiles` tiles, a contiguous range of one stream per
-// tile. A tile fetches one line per step of its k loop, so where a range is longer than k (a
-// batch of a few rows) the rest is left to the update's own loads.
+// Lines to fetch into L2 while a block's tiles run (Note [update in backward]): `segments`
+// stretches of `floats` floats, `stride` floats apart, from each of `streams` (the next block's
+// rows: one stretch of them all where the block is whole rows, else one per row), spread evenly
+// over `tiles` tiles, a contiguous range of one stretch per tile. A tile fetches one line per step
+// of its k loop, so where a range is longer than k (a batch of a few rows), or there are more
+// stretches than tiles, the rest is left to the update's own loads.
 class SideFetches {
  public:
   SideFetches() = default;
-  SideFetches(std::span<const float* const> streams, int64_t floats, int64_t tiles)
+  SideFetches(std::span<const float* const> streams, int64_t segments, int64_t floats,
+              int64_t stride, int64_t tiles)
       : streams_(streams),
-        lines_per_stream_((floats * int64_t{sizeof(float)} + 63) / 64),
-        tiles_per_stream_(std::max<int64_t>(1, tiles / std::max<int64_t>(1, std::ssize(streams)))),
-        lines_per_tile_((lines_per_stream_ + tiles_per_stream_ - 1) / tiles_per_stream_) {}
+        segments_(segments),
+        stride_(stride),
+        lines_per_segment_((floats * int64_t{sizeof(float)} + 63) / 64),
+        tiles_per_segment_(
+            std::max<int64_t>(1, tiles / std::max<int64_t>(1, std::ssize(streams) * segments))),
+        lines_per_tile_((lines_per_segment_ + tiles_per_segment_ - 1) / tiles_per_segment_) {}
 
-  bool any() const { return !streams_.empty() && lines_per_stream_ > 0; }
+  bool any() const { return !streams_.empty() && lines_per_segment_ > 0; }
   // The first line and the number of lines of the block's tile-th tile.
   std::pair<const char*, int64_t> of_tile(int64_t tile) const {
-    const int64_t stream = tile / tiles_per_stream_;
-    const int64_t first = tile % tiles_per_stream_ * lines_per_tile_;
-    if (stream >= std::ssize(streams_) || first >= lines_per_stream_) return {nullptr, 0};
-    return {reinterpret_cast<const char*>(streams_[stream]) + first * 64,
-            std::min(lines_per_tile_, lines_per_stream_ - first)};
+    const int64_t segment = tile / tiles_per_segment_;
+    const int64_t first = tile % tiles_per_segment_ * lines_per_tile_;
+    const int64_t stream = segment / segments_;
+    if (stream >= std::ssize(streams_) || first >= lines_per_segment_) return {nullptr, 0};
+    const float* const start = streams_[stream] + segment % segments_ * stride_;
+    return {reinterpret_cast<const char*>(start) + first * 64,
+            std::min(lines_per_tile_, lines_per_segment_ - first)};
   }
 
  private:
   std::span<const float* const> streams_;
-  int64_t lines_per_stream_ = 0, tiles_per_stream_ = 1, lines_per_tile_ = 0;
+  int64_t segments_ = 1, stride_ = 0, lines_per_segment_ = 0, tiles_per_segment_ = 1,
+          lines_per_tile_ = 0;
 };
 
-// Rows [i0, i0 + rows) of C (m, n) = A (k, m)^T B (k, n) into c (rows, n), from B's packed panels,
-// each row in storage order (with AVX-512, 8 x 3 vectors measured faster than 6 x 4 here). Rows go
-// in groups whose packed columns of A fill a part of L1: each panel of B is then read from L2 once
-// per group and stays in L1 for the group's tiles, instead of once per tile. The whole-row tiles
-// fetch `side`'s lines.
-void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k, const float* a,
-                      const float* packed, float* c, bool accumulate,
+// Rows [i0, i0 + rows) x columns [j0, j1) of C (m, n) = A (k, m)^T B (k, n) into c (rows rows,
+// j1 - j0 floats apart), from B's packed panels (j0 a panel's first column), each row in storage
+// order (with AVX-512, 8 x 3 vectors measured faster than 6 x 4 here). Rows go in groups whose
+// packed columns of A fill a part of L1: each panel of B is then read from L2 once per group and
+// stays in L1 for the group's tiles, instead of once per tile. The whole-row tiles fetch `side`'s
+// lines.
+void weight_grad_rows(int64_t i0, int64_t rows, int64_t j0, int64_t j1, int64_t m, int64_t k,
+                      const float* a, const float* packed, float* c, bool accumulate,
                       const SideFetches& side = {}) {
   constexpr int kRows = kWeightGradRows, kVectors = kWeightGradVectors;
   constexpr int64_t kWidth = kVectors * kLanes;
@@ -100,20 +110,21 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
         }
       }
     }
-    for (int64_t j = 0; j < n; j += kWidth) {
+    const int64_t ldc = j1 - j0;
+    for (int64_t j = j0; j < j1; j += kWidth) {
       for (int64_t i = g; i < g_end; i += kRows) {
         const float* slab = slabs + (i - g) * k;
-        float* const c_tile = c + (i - i0) * n + j;
-        const int64_t width = std::min(kWidth, n - j);
+        float* const c_tile = c + (i - i0) * ldc + (j - j0);
+        const int64_t width = std::min(kWidth, j1 - j);
         if (side.any() && g_end - i >= kRows) {
           const ColumnBlock block = column_block(width);
           const auto [fetch, lines] = side.of_tile(tile++);
           fetching_tile_for<kRows>(block.vectors)(k, slab, 1, kRows, packed + j * k, kWidth, c_tile,
-                                                  n, block.last_mask, accumulate, fetch, lines);
+                                                  ldc, block.last_mask, accumulate, fetch, lines);
           continue;
         }
         panel_rows<kRows>(std::min<int64_t>(kRows, g_end - i), k, slab, 1, kRows, packed + j * k,
-                          kWidth, c_tile, n, width, accumulate);
+                          kWidth, c_tile, ldc, width, accumulate);
       }
     }
   }
@@ -123,39 +134,72 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t m, int64_t n, int64_t k,
 
 void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                          bool accumulate) {
-  weight_grad_rows(0, m, m, n, k, a, packed_weight_grad_panels(b, n, k), c, accumulate);
+  weight_grad_rows(0, m, 0, n, m, k, a, packed_weight_grad_panels(b, n, k), c, accumulate);
 }
 
 }  // namespace tiles
 
+// Note [weight-gradient chunks]: every block of rows reads the whole packed input (batch x
+// columns floats) from L2, and the rows that its tiles fetch for the update's next block must fit
+// beside it (Note [update in backward]). At a batch of 64, W3's 2048-wide input is 512 KB and
+// they do; at 128 (one rank of a 2-core weak-scaling run with two threads, or each rank's share of
+// the global batch under `zero: rows`) it is 1 MB and fetched rows beside it did not pay
+// (benchmarks/results/xeon/update_side_fetch.md), so the update streamed its rows unaided. With
+// streams to fetch, a larger input is cut into column chunks of about kFetchedBesideInputBytes:
+// the blocks of one chunk, all rows, then the next chunk's, each reading only its chunk's input.
+// A row's blocks so come in column order; the update takes them row by row.
+constexpr int64_t kFetchedBesideInputBytes = int64_t{512} << 10;
+
+// Columns per chunk for an input of k x n floats: whole panels, the chunks about equal.
+int64_t chunk_columns(int64_t n, int64_t k, bool fetching) {
+  constexpr int64_t kPanelWidth = tiles::kWeightGradVectors * tiles::kLanes;
+  const int64_t bytes = k * n * int64_t{sizeof(float)};
+  if (!fetching || bytes <= kFetchedBesideInputBytes) return n;
+  const int64_t chunks = (bytes + kFetchedBesideInputBytes - 1) / kFetchedBesideInputBytes;
+  const int64_t panels = (n + kPanelWidth - 1) / kPanelWidth;
+  return (panels + chunks - 1) / chunks * kPanelWidth;
+}
+
 void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
-                              int64_t first_row, int64_t end_row, const RowBlockConsumer& consume) {
+                              int64_t first_row, int64_t end_row,
+                              const GradBlockConsumer& consume) {
   if (first_row >= end_row) return;
   const float* packed = tiles::packed_weight_grad_panels(b, n, k);
-  const int64_t block_rows = tiles::rows_per_block(n);
+  const int64_t chunk = chunk_columns(n, k, !consume.streams.empty());
+  const int64_t block_rows = tiles::rows_per_block(chunk);
   thread_local std::vector<float> block_buffer;
-  float* const block = scratch(block_buffer, static_cast<size_t>(block_rows * n));
-  // The tiles of a block fetch what the consumer will stream for the next one.
+  float* const block = scratch(block_buffer, static_cast<size_t>(block_rows * chunk));
+  // The tiles of a block fetch what the consumer will stream for the next one: the next rows of
+  // this chunk, or the first rows of the next chunk.
   constexpr int64_t kPanelWidth = tiles::kWeightGradVectors * tiles::kLanes;
-  const int64_t panels = (n + kPanelWidth - 1) / kPanelWidth;
-  std::vector<const float*> next_rows(consume.streams.size());
-  for (int64_t i0 = first_row; i0 < end_row; i0 += block_rows) {
-    const int64_t rows = std::min(block_rows, end_row - i0);
-    const int64_t next = i0 + rows, next_count = std::min(block_rows, end_row - next);
-    tiles::SideFetches side;
-    if (next_count > 0 && !next_rows.empty()) {
-      for (size_t s = 0; s < next_rows.size(); ++s) next_rows[s] = consume.streams[s] + next * n;
-      side = tiles::SideFetches(next_rows, next_count * n, rows / tiles::kWeightGradRows * panels);
+  std::vector<const float*> next_part(consume.streams.size());
+  for (int64_t j0 = 0; j0 < n; j0 += chunk) {
+    const int64_t j1 = std::min(n, j0 + chunk);
+    const int64_t panels = (j1 - j0 + kPanelWidth - 1) / kPanelWidth;
+    for (int64_t i0 = first_row; i0 < end_row; i0 += block_rows) {
+      const int64_t rows = std::min(block_rows, end_row - i0);
+      int64_t next_row = i0 + rows, next_col = j0;
+      if (next_row >= end_row) next_row = first_row, next_col = j1;
+      const int64_t next_rows = std::min(block_rows, end_row - next_row);
+      const int64_t next_cols = std::min(chunk, n - next_col);
+      tiles::SideFetches side;
+      if (next_col < n && !next_part.empty()) {
+        for (size_t s = 0; s < next_part.size(); ++s)
+          next_part[s] = consume.streams[s] + next_row * n + next_col;
+        const int64_t tiles = rows / tiles::kWeightGradRows * panels;
+        side = next_cols == n ? tiles::SideFetches(next_part, 1, next_rows * n, 0, tiles)
+                              : tiles::SideFetches(next_part, next_rows, next_cols, n, tiles);
+      }
+      tiles::weight_grad_rows(i0, rows, j0, j1, m, k, a, packed, block, false, side);
+      consume({.first_row = i0, .rows = rows, .first_col = j0, .cols = j1 - j0, .data = block});
     }
-    tiles::weight_grad_rows(i0, rows, m, n, k, a, packed, block, false, side);
-    consume(i0, rows, block);
   }
 }
 
 #else
 
 void tiled_weight_grad_blocks(int64_t, int64_t, int64_t, const float*, const float*, int64_t,
-                              int64_t, const RowBlockConsumer&) {
+                              int64_t, const GradBlockConsumer&) {
   throw std::logic_error("tiled_weight_grad_blocks: not compiled for this target (needs AVX2)");
 }
 

@@ -128,11 +128,8 @@ void SplitRowsSync::finish() {
     const auto [first, end] = rows_of(s, comm_.rank());
     float* const weight = params().data() + s.weight_offset;
     InBackwardUpdate& update = *layer.update;
-    const RowBlockConsumer update_rows{
-        [&](int64_t first_row, int64_t rows, const float* block) {
-          const auto count = static_cast<size_t>(rows * s.in);
-          update.update({weight + first_row * s.in, count}, {block, count});
-        },
+    const GradBlockConsumer update_rows{
+        [&](const GradBlock& block) { update.update_block(weight, s.in, block); },
         update.streams_beside(weight)};
     backend_.dense_weight_grad_rows(window + layer.x_offset, window + layer.dy_offset, batch, s.in,
                                     s.out, first, end, bias_rows_.data(), update_rows);

@@ -59,12 +59,9 @@ void Dense::backward(ComputeBackend& backend, const float* x, const float* y, fl
                            accumulate, nullptr);
     return;
   }
-  // Note [update in backward]: the weights block of rows by block of rows, then the bias.
-  const RowBlockConsumer update_rows{
-      [this](int64_t first_row, int64_t rows, const float* block) {
-        const auto count = static_cast<size_t>(rows * in_);
-        update_in_backward_->update({weight_ + first_row * in_, count}, {block, count});
-      },
+  // Note [update in backward]: the weights block by block, then the bias.
+  const GradBlockConsumer update_rows{
+      [this](const GradBlock& block) { update_in_backward_->update_block(weight_, in_, block); },
       update_in_backward_->streams_beside(weight_)};
   backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_,
                          false, &update_rows);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "backend/backend.h"
+
 namespace ddp {
 
 InBackwardUpdate* UpdateInBackward::begin_step(float lr) {
@@ -12,25 +14,54 @@ InBackwardUpdate* UpdateInBackward::begin_step(float lr) {
   return this;
 }
 
-void UpdateInBackward::update(std::span<float> params, std::span<const float> grads) {
-  if (params.data() < params_.data() ||
-      params.data() + params.size() > params_.data() + params_.size())
+size_t UpdateInBackward::offset_of(std::span<const float> piece) const {
+  if (piece.data() < params_.data() ||
+      piece.data() + piece.size() > params_.data() + params_.size())
     throw std::logic_error("update in backward: a piece outside the parameter buffer");
-  const auto begin = static_cast<size_t>(params.data() - params_.data());
-  using Clock = std::chrono::steady_clock;
-  const Clock::time_point start = timed_ ? Clock::now() : Clock::time_point{};
-  const bool finite = optimizer_.update(begin, params, grads, lr_, GradCheck::kFinite);
-  const Clock::duration took = timed_ ? Clock::now() - start : Clock::duration{};
+  return static_cast<size_t>(piece.data() - params_.data());
+}
+
+void UpdateInBackward::record(size_t begin, size_t updated, bool finite,
+                              std::chrono::steady_clock::duration took) {
   // Threads of the rank may hand over different rows at once (Note [threads per rank]).
   std::lock_guard<std::mutex> lock(mutex_);
   finite_ &= finite;
   update_time_ += took;
+  if (updated == 0) return;
   // A layer hands its rows in order: extend the last range where this piece continues it.
   if (!updated_.empty() && updated_.back().second == begin) {
-    updated_.back().second = begin + params.size();
+    updated_.back().second = begin + updated;
   } else {
-    updated_.emplace_back(begin, begin + params.size());
+    updated_.emplace_back(begin, begin + updated);
   }
+}
+
+void UpdateInBackward::update(std::span<float> params, std::span<const float> grads) {
+  const size_t begin = offset_of(params);
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = timed_ ? Clock::now() : Clock::time_point{};
+  const bool finite = optimizer_.update(begin, params, grads, lr_, GradCheck::kFinite);
+  record(begin, params.size(), finite, timed_ ? Clock::now() - start : Clock::duration{});
+}
+
+void UpdateInBackward::update_block(float* weight, int64_t in, const GradBlock& block) {
+  const auto rows = static_cast<size_t>(block.rows), cols = static_cast<size_t>(block.cols);
+  const auto row_floats = static_cast<size_t>(in);
+  float* const first_row = weight + block.first_row * in;
+  if (block.whole_rows(in)) return update({first_row, rows * cols}, {block.data, rows * cols});
+  if (rows == 0) return;
+  const size_t begin = offset_of({first_row, rows * row_floats});  // checks all the rows once
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = timed_ ? Clock::now() : Clock::time_point{};
+  bool finite = true;
+  for (size_t r = 0; r < rows; ++r) {
+    const size_t at = begin + r * row_floats + static_cast<size_t>(block.first_col);
+    finite &= optimizer_.update(at, params_.subspan(at, cols), {block.data + r * cols, cols}, lr_,
+                                GradCheck::kFinite);
+  }
+  // The rows count as updated with their last block (a row's blocks come in column order).
+  record(begin, block.ends_rows(in) ? rows * row_floats : 0, finite,
+         timed_ ? Clock::now() - start : Clock::duration{});
 }
 
 std::vector<const float*> UpdateInBackward::streams_beside(const float* params) {

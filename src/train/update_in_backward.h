@@ -12,10 +12,11 @@
 // bit-identical to an update after backward (tested). The update reads and writes the weights and
 // the optimizer's state from memory while the products run from cache; so that the two overlap,
 // the tiles of each weight-gradient block fetch into L2 the rows that the update will stream for
-// the next block (RowBlockConsumer::streams), a line per step of their k loops, where the
-// weights come from memory and the input leaves room for them in L2 (kFetchedBesideInputBytes;
-// W3, 1 rank: the update's own time 11.8 -> 6.0 ms a step, backward 2.56 -> 2.43 times forward;
-// benchmarks/results/xeon/update_side_fetch.md). What backward did not update (layers
+// the next block (GradBlockConsumer::streams), a line per step of their k loops, where the
+// weights come from memory (W3, 1 rank: the update's own time 11.8 -> 6.0 ms a step, backward
+// 2.56 -> 2.43 times forward; benchmarks/results/xeon/update_side_fetch.md); where the input
+// would leave no room for them in L2, in blocks of column chunks (Note [weight-gradient chunks]).
+// What backward did not update (layers
 // without the hook, such as convolutions) is updated after it, as before.
 // Not used where a step may be skipped (nonfinite: skip checks every gradient first), with a
 // weight penalty (added to each tensor's gradient after its backward), with accumulation, on more
@@ -48,6 +49,7 @@ class UpdateInBackward final : public InBackwardUpdate {
   // Starts a step at learning rate `lr`: the hook for the pass of its last backward, or null.
   InBackwardUpdate* begin_step(float lr);
   void update(std::span<float> params, std::span<const float> grads) override;
+  void update_block(float* weight, int64_t in, const GradBlock& block) override;
   std::vector<const float*> streams_beside(const float* params) override;
   WeightGradSplit* split() override { return split_; }
   // After sync.finish(): updates through sync.step whatever backward did not, checking gradients
@@ -61,6 +63,11 @@ class UpdateInBackward final : public InBackwardUpdate {
   double take_update_seconds();
 
  private:
+  // Offset of `piece` in params_; logic_error unless it lies inside.
+  size_t offset_of(std::span<const float> piece) const;
+  // Adds what one call updated to the step's record: `updated` elements from `begin` (none while
+  // a block leaves its rows incomplete), `finite` and the time it took.
+  void record(size_t begin, size_t updated, bool finite, std::chrono::steady_clock::duration took);
   bool update_rest(size_t at, std::span<float> params, std::span<const float> grads,
                    GradCheck check);
 

@@ -76,7 +76,9 @@ std::vector<float> trained(const Config& config, Communicator& comm, int64_t ste
 
 // SGD with Nesterov momentum and Adam; a partial last batch that leaves ranks without samples
 // (98 samples, batches of 32: two at 4 ranks); layers whose weights come from memory (over 4 MB,
-// the tiled kernels' blocks fetching the update's next rows), on one thread and on two per rank.
+// the tiled kernels' blocks fetching the update's next rows), on one thread and on two per rank,
+// and at a global batch whose input leaves no room beside it for those rows (160 x 1024 floats:
+// blocks of column chunks, Note [weight-gradient chunks]).
 TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
@@ -86,11 +88,17 @@ TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
       {"data.train.samples=98", "training.tail=partial"},
       {"data.train.features=1024", "model.layers.0.units=1100", "training.global_batch_size=64"},
       {"data.train.features=1024", "model.layers.0.units=1100", "training.global_batch_size=64",
+       "training.threads_per_rank=2"},
+      {"data.train.features=1024", "model.layers.0.units=1100", "training.global_batch_size=160",
        "training.threads_per_rank=2"}};
   for (const auto& overrides : cases) {
     const Config config = split_config(overrides);
     const std::vector<float> split = trained(config, comm, 12);
-    const std::vector<float> one_rank = trained(config, *local, 12);
+    // One rank's plain step, updated after backward, so that a fault of the update in backward
+    // (which the split's updates go through) cannot hide in both runs.
+    std::vector<std::string> plain = overrides;
+    plain.push_back("training.update_in_backward=false");
+    const std::vector<float> one_rank = trained(split_config(plain), *local, 12);
     expect_one_ranks(split, one_rank, "case " + std::to_string(&overrides - cases.data()));
     // The runs moved: not two untouched initializations.
     EXPECT_FALSE(same_bits(one_rank, trained(config, *local, 0)));

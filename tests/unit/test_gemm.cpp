@@ -160,21 +160,31 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
     auto team_backend = make_cpu_backend(true, threads);
     dy = dy_copy;
     std::vector<float> consumed(dw.size(), std::nanf(""));
-    std::vector<int> times(static_cast<size_t>(out));
+    std::vector<int> times(dw.size());  // per element
+    // Where each row's next block must start: a row's blocks come in column order.
+    std::vector<int64_t> next_col(static_cast<size_t>(out));
     // With the streams an update would read beside the block (the weights, and state as large):
-    // the CPU backend's tiles then fetch their next rows while they multiply.
+    // the CPU backend's tiles then fetch their next rows while they multiply, and where the input
+    // is large (Note [weight-gradient chunks]) hand over blocks of column chunks.
     const std::vector<float> state(w.size(), 1.0f);
-    const RowBlockConsumer consume{[&](int64_t first_row, int64_t rows, const float* block) {
-                                     std::copy(block, block + rows * in,
-                                               consumed.begin() + first_row * in);
-                                     for (int64_t r = first_row; r < first_row + rows; ++r)
-                                       ++times[static_cast<size_t>(r)];
-                                   },
-                                   {w.data(), state.data()}};
+    const GradBlockConsumer consume{[&](const GradBlock& block) {
+                                      for (int64_t r = 0; r < block.rows; ++r) {
+                                        const auto row = static_cast<size_t>(block.first_row + r);
+                                        EXPECT_EQ(block.first_col, next_col[row]) << "row " << row;
+                                        next_col[row] = block.first_col + block.cols;
+                                        for (int64_t c = 0; c < block.cols; ++c) {
+                                          const auto at = row * static_cast<size_t>(in) +
+                                                          static_cast<size_t>(block.first_col + c);
+                                          consumed[at] = block.data[r * block.cols + c];
+                                          ++times[at];
+                                        }
+                                      }
+                                    },
+                                    {w.data(), state.data()}};
     team_backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(),
                                  db.data(), batch, in, out, Activation::kLinear,
                                  /*accumulate=*/false, &consume);
-    EXPECT_EQ(times, std::vector<int>(static_cast<size_t>(out), 1)) << threads << " threads";
+    EXPECT_EQ(times, std::vector<int>(dw.size(), 1)) << threads << " threads";
     EXPECT_EQ(consumed, stored) << threads << " threads";
 
     // Note [split weight gradients]: the rows of ranks that share a layer, from the same x and
@@ -183,13 +193,14 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
     // the bias's sums bit for bit everywhere.
     std::fill(consumed.begin(), consumed.end(), std::nanf(""));
     std::fill(times.begin(), times.end(), 0);
+    std::fill(next_col.begin(), next_col.end(), 0);
     std::vector<float> split_db(db.size(), std::nanf(""));
     const int64_t cuts[] = {0, std::min<int64_t>(out, 16), std::min<int64_t>(out, 48), out};
     for (size_t part = 0; part + 1 < std::size(cuts); ++part) {
       team_backend->dense_weight_grad_rows(x.data(), dy_copy.data(), batch, in, out, cuts[part],
                                            cuts[part + 1], split_db.data() + cuts[part], consume);
     }
-    EXPECT_EQ(times, std::vector<int>(static_cast<size_t>(out), 1)) << threads << " threads";
+    EXPECT_EQ(times, std::vector<int>(dw.size(), 1)) << threads << " threads";
     if (tiled_gemm_available()) {
       EXPECT_EQ(consumed, stored) << threads << " threads, rows in parts";
     } else {
@@ -203,7 +214,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, DenseGemmPaths,
                          ::testing::Values(Shape{32, 10, 64}, Shape{32, 64, 64}, Shape{32, 64, 10},
                                            Shape{3, 7, 5}, Shape{33, 70, 90}, Shape{128, 784, 512},
                                            Shape{64, 1024, 2048}, Shape{300, 64, 64},
-                                           Shape{8, 1030, 1100}));
+                                           Shape{8, 1030, 1100},
+                                           // Weights over 4 MB, input over 512 KB: column chunks.
+                                           Shape{128, 1100, 1000}));
 
 // Note [OpenBLAS kernels]: chosen from feature bits, so a CPU model OpenBLAS 0.3.21 does not
 // know (Intel family 6, model 207: its Prescott fallback ran W3 3.7x slower) still gets AVX-512
