@@ -148,6 +148,7 @@ void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const 
 // streams to fetch, a larger input is cut into column chunks of about kFetchedBesideInputBytes:
 // the blocks of one chunk, all rows, then the next chunk's, each reading only its chunk's input.
 // A row's blocks so come in column order; the update takes them row by row.
+namespace {
 constexpr int64_t kFetchedBesideInputBytes = int64_t{512} << 10;
 
 // Columns per chunk for an input of k x n floats: whole panels, the chunks about equal.
@@ -159,6 +160,7 @@ int64_t chunk_columns(int64_t n, int64_t k, bool fetching) {
   const int64_t panels = (n + kPanelWidth - 1) / kPanelWidth;
   return (panels + chunks - 1) / chunks * kPanelWidth;
 }
+}  // namespace
 
 void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
                               int64_t first_row, int64_t end_row,
