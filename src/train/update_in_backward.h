@@ -16,8 +16,8 @@
 // weights come from memory (W3, 1 rank: the update's own time 11.8 -> 6.0 ms a step, backward
 // 2.56 -> 2.43 times forward; benchmarks/results/xeon/update_side_fetch.md); where the input
 // would leave no room for them in L2, in blocks of column chunks (Note [weight-gradient chunks]).
-// What backward did not update (layers
-// without the hook, such as convolutions) is updated after it, as before.
+// What backward did not update (layers without the hook, such as convolutions) is updated after
+// it, as before.
 // Not used where a step may be skipped (nonfinite: skip checks every gradient first), with a
 // weight penalty (added to each tensor's gradient after its backward), with accumulation, on more
 // than one rank (but where the ranks split the weight gradients by rows: Note [split weight
