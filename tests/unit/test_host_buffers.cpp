@@ -1,5 +1,6 @@
 // The CPU backend's buffers (backend/host_buffers.h): zero-filled and aligned for full AVX-512
-// vectors whatever their size, and a large buffer costs memory only where it is written.
+// vectors whatever their size, and a large buffer costs memory only where it is written. The
+// kernels' per-thread scratch (core/scratch.h) is aligned the same way.
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "backend/host_buffers.h"
+#include "core/scratch.h"
 
 namespace ddp {
 namespace {
@@ -50,6 +52,20 @@ TEST(HostBuffers, LargeBufferIsResidentOnlyWhereWritten) {
   EXPECT_LE(resident_pages(data, count), huge_page);
   EXPECT_EQ(data[count / 2 + 1], 0.0f);
   release_host_buffer(data);
+}
+
+// Large std::vectors start 16 bytes into their pages, where every AVX-512 load of a packed panel
+// would straddle two cache lines (Note [aligned scratch]): scratch must start on a line whatever
+// the vector's own alignment, as it grows, and keep `count` floats writable after the start.
+TEST(ScratchBuffers, StartOnACacheLineAndHoldTheCount) {
+  std::vector<float> buffer;
+  for (size_t count :
+       {size_t{1}, size_t{17}, size_t{1000}, size_t{300000}, size_t{2000001}, size_t{5}}) {
+    float* data = scratch(buffer, count);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(data) % 64, 0u) << count;
+    ASSERT_GE(buffer.data() + buffer.size(), data + count) << count;
+    data[count - 1] = 2;  // writable to its last element
+  }
 }
 
 }  // namespace
