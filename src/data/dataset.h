@@ -33,7 +33,8 @@ struct Dataset {
 
   int64_t size() const { return static_cast<int64_t>(labels.size()) / label_width; }
   // A byte feature as a float, as batches hold it.
-  float from_byte(uint8_t value) const { return static_cast<float>(value) * byte_scale; }
+  float from_byte(uint8_t value) const { return from_byte(value, byte_scale); }
+  static float from_byte(uint8_t value, float scale) { return static_cast<float>(value) * scale; }
   // Feature i of the flat (size, sample_shape) array, as a batch holds it.
   float feature(size_t i) const {
     return byte_features.empty() ? features[i] : from_byte(byte_features[i]);

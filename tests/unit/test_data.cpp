@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "data/dataset.h"
 #include "data/gzip_file.h"
 
@@ -303,6 +304,32 @@ TEST(GatherBatch, SparseAndOneHotTargets) {
   EXPECT_EQ(sparse[0], data.labels[4]);
   gather_batch(data, indices, TargetLayout::kOneHot, 3, features, one_hot);
   for (int c = 0; c < 3; ++c) EXPECT_EQ(one_hot[3 + c], c == data.labels[1] ? 1 : 0);
+}
+
+// Batches larger than gather_batch's prefetch chunk (64 KB of samples: 65 rows of 1,000 bytes,
+// 16 of 1,000 floats), in shuffled order with repeats: every row is its sample, every target its
+// label, across the chunks' edges.
+TEST(GatherBatch, RowsAcrossPrefetchChunksAreTheirSamples) {
+  constexpr int64_t kWidth = 1000, kSamples = 300, kRows = 200;
+  Dataset floats = make_synthetic(kSamples, kWidth, 7, 3);
+  Dataset bytes = floats;
+  bytes.features.clear();
+  bytes.byte_scale = 0.5f;
+  for (float x : floats.features) bytes.byte_features.push_back(static_cast<uint8_t>(x * 255));
+  Rng rng(5);
+  std::vector<int64_t> indices(kRows);
+  for (int64_t& index : indices) index = static_cast<int64_t>(rng.below(kSamples));
+  for (const Dataset* data : {&floats, &bytes}) {
+    std::vector<float> features(kRows * kWidth, -1), targets(kRows, -1);
+    gather_batch(*data, indices, TargetLayout::kClassIndex, 7, features.data(), targets.data());
+    for (int64_t row = 0; row < kRows; ++row) {
+      const auto sample = static_cast<size_t>(indices[row]);
+      ASSERT_EQ(targets[row], data->labels[sample]) << row;
+      for (int64_t k = 0; k < kWidth; ++k)
+        ASSERT_EQ(features[row * kWidth + k], data->feature(sample * kWidth + k))
+            << (data == &bytes ? "bytes" : "floats") << ", row " << row << ", feature " << k;
+    }
+  }
 }
 
 // IDX images stay bytes until a batch is gathered, scaled then exactly as floats would have been.
