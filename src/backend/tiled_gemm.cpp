@@ -162,30 +162,34 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 }
 
 // C (m, n) = A (m, k) B (k, n) with m the batch (a dense layer's input gradient, B the weights):
-// depth blocks of 64 rows of B, each cut into column blocks that every row block of A meets; A's
-// transpose is packed so the broadcasts of a step are adjacent. Weights from memory (W3's 16 MB)
-// are read where they are stored: their rows are 8 KB apart, so a column block's lines share a
-// few L1 sets and the tiles read them from L2, where the next block's lines are fetched a few
-// rows per tile (too many streams for the hardware prefetcher). Rows that far apart are also
-// beyond the L1 stride prefetcher, so each tile step prefetches the row kInPlaceAhead steps ahead
-// into L1 (W3's shape 1.06-1.11x as fast; 2 to 6 steps ahead alike;
+// depth blocks of 64 rows of B, each cut into column blocks that every row block of A meets.
+// Weights from memory (W3's 16 MB) are read where they are stored: their rows are 8 KB apart, so
+// a column block's lines share a few L1 sets and the tiles read them from L2, where the next
+// block's lines are fetched a few rows per tile (too many streams for the hardware prefetcher).
+// Rows that far apart are also beyond the L1 stride prefetcher, so each tile step prefetches the
+// row kInPlaceAhead steps ahead into L1 (W3's shape 1.06-1.11x as fast; 2 to 6 steps ahead alike;
 // benchmarks/results/xeon/forward_store_input_grad_prefetch.md). Weights that stay in L2 (W2's)
 // are copied block by block into an L1 panel that all the block's tiles read. Measured on a Xeon
 // (benchmarks/results/xeon/input_grad_in_place.md), W3's 64 x 2048 x 2048: read in place 1.09x
 // as fast as packed, whose copy was a third of the product's time (perf: 9.8% of W3's step);
 // W2's 128 x 256 x 512: packed 1.1x as fast as in place; 8 x 3 tiles (a batch of 64 or 128 in
 // whole tiles) as fast as 6 x 4 packed and faster in place; depth 64 beat 128 and 256.
+// Beside weights read in place, A's transpose is packed so that the broadcasts of a step are
+// adjacent: A's own rows are as far apart as the weights' (W3: 8 KB) and would share their L1
+// sets (64 x 2048 x 2048: 125-129 GFLOP/s reading A itself, 130-132 from the transpose). Beside a
+// packed panel the tiles broadcast from A's rows where they are, which saves the transpose (W2's
+// 128 x 512 x 256: 174-186 GFLOP/s against 169-174; benchmarks/results/xeon/input_grad_a_rows.md).
 // Only columns [first_col, end_col) of C, for threads that share the product
 // (tiled_input_grad_columns).
 void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                         bool accumulate, int64_t first_col, int64_t end_col) {
-  const float* a_t = transposed(a, m, k);
   constexpr int64_t kDepth = 64;
   constexpr int kRows = kInputGradRows;
   constexpr int64_t kWidth = kInputGradVectors * kLanes;
   constexpr int kInPlaceAhead = 4;
   // Smaller weights are in L2: a packed copy of each block in L1 serves its tiles better.
   const bool in_place = static_cast<size_t>(k * n) * sizeof(float) > kUncachedWeightBytes;
+  const float* const a_t = in_place ? transposed(a, m, k) : nullptr;
   alignas(64) float panel[kDepth * kWidth];
   // Read in place, each column block of C is summed in a buffer of this thread's, its rows kWidth
   // floats apart, and copied into C at the end: a tile's rows of C are then adjacent lines, not
@@ -241,8 +245,8 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
                                          sums_stride, width, add, fetch_next_block);
       } else {
         pack_panel(rows, n, depth, j, width, kWidth, panel);
-        panel_rows<kRows>(m, depth, a_t + p0 * m, 1, m, panel, kWidth, sums, sums_stride, width,
-                          add, fetch_next_block);
+        panel_rows<kRows>(m, depth, a + p0, k, 1, panel, kWidth, sums, sums_stride, width, add,
+                          fetch_next_block);
       }
     }
   }
