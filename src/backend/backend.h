@@ -80,6 +80,10 @@ class ComputeBackend {
   virtual void copy_to_device(const float* host, float* device, size_t count) = 0;
   virtual void copy_to_host(const float* device, float* host, size_t count) = 0;
   virtual void fill_zero(float* device, size_t count) = 0;
+  // Memory of allocate()'s about to be read and then written element by element (an optimizer's
+  // state at its first update): the CPU backend maps its pages writable now
+  // (prepare_host_memory_for_writing).
+  virtual void prepare_for_writing(float* /*device*/, size_t /*count*/) {}
   // Runs work(begin, end) on contiguous shares of [0, count), on the CPU backend's threads (Note
   // [threads per rank]); host work such as staging a batch. Here: one call.
   virtual void share_host_work(int64_t count,

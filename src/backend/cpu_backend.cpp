@@ -144,6 +144,9 @@ class CpuBackend final : public ComputeBackend {
   void fill_zero(float* device, size_t count) override {
     std::memset(device, 0, count * sizeof(float));
   }
+  void prepare_for_writing(float* data, size_t count) override {
+    prepare_host_memory_for_writing(data, count);
+  }
 
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {

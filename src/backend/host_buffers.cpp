@@ -1,7 +1,9 @@
 #include "backend/host_buffers.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +46,16 @@ float* allocate_host_buffer(size_t count) {
   if (!p) throw std::bad_alloc();
   std::memset(p, 0, bytes);
   return static_cast<float*>(p);
+}
+
+void prepare_host_memory_for_writing(float* data, size_t count) {
+  if (count == 0) return;
+  // Every page that holds a byte of the range is mapped whole, so the rounded range is too.
+  static const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data + count) + page - 1) / page * page;
+  // A failure leaves the faults to the writes (see .h).
+  (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE);
 }
 
 void release_host_buffer(float* data) {

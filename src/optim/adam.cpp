@@ -3,7 +3,7 @@
 namespace ddp {
 
 Adam::Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper)
-    : Optimizer(count), backend_(backend), hyper_(hyper), m_(backend, count), v_(backend, count) {}
+    : Optimizer(backend, count), hyper_(hyper), m_(backend, count), v_(backend, count) {}
 
 bool Adam::update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
                         float lr, GradCheck check) {

@@ -19,7 +19,6 @@ class Adam final : public Optimizer {
                     float lr, GradCheck check) override;
 
  private:
-  ComputeBackend& backend_;
   AdamHyper hyper_;
   DeviceBuffer m_;  // (count) first moment
   DeviceBuffer v_;  // (count) second moment

@@ -22,11 +22,14 @@ struct StateTensor {
 // cache (Note [sharded step]), or in one call (step()).
 class Optimizer {
  public:
-  explicit Optimizer(size_t count) : count_(count) {}
+  Optimizer(ComputeBackend& backend, size_t count) : backend_(backend), count_(count) {}
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
 
-  void begin_step() { ++steps_; }
+  void begin_step() {
+    ++steps_;
+    if (first_step_ == 0) first_step_ = steps_;
+  }
   // params and grads are elements [state_offset, state_offset + params.size()) of the state.
   // With GradCheck::kFinite, returns false when a gradient was NaN or infinite (see
   // ComputeBackend::sgd_update); true otherwise.
@@ -47,10 +50,16 @@ class Optimizer {
   // update() after its range checks.
   virtual bool update_piece(size_t state_offset, std::span<float> params,
                             std::span<const float> grads, float lr, GradCheck check) = 0;
+  ComputeBackend& backend_;
   int64_t steps_ = 0;
 
  private:
   size_t count_;  // elements of state
+  // The step this object took first (from 1; 0 before): its updates make their pieces of the
+  // state writable before reading and writing them (ComputeBackend::prepare_for_writing). Piece by
+  // piece, so that a rank that only ever updates its share of the state (split weight gradients)
+  // holds only that share in memory.
+  int64_t first_step_ = 0;
 };
 
 inline bool Optimizer::update(size_t state_offset, std::span<float> params,
@@ -61,6 +70,10 @@ inline bool Optimizer::update(size_t state_offset, std::span<float> params,
                            std::to_string(params.size()) + ") with " +
                            std::to_string(grads.size()) + " gradients, state of " +
                            std::to_string(count_));
+  if (steps_ == first_step_) {
+    for (const StateTensor& tensor : state())
+      backend_.prepare_for_writing(tensor.data.data() + state_offset, params.size());
+  }
   return update_piece(state_offset, params, grads, lr, check);
 }
 

@@ -3,8 +3,7 @@
 namespace ddp {
 
 Sgd::Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper)
-    : Optimizer(count),
-      backend_(backend),
+    : Optimizer(backend, count),
       hyper_(hyper),
       velocity_(hyper.momentum != 0 ? DeviceBuffer(backend, count) : DeviceBuffer()) {}
 

@@ -17,7 +17,6 @@ class Sgd final : public Optimizer {
                     float lr, GradCheck check) override;
 
  private:
-  ComputeBackend& backend_;
   SgdHyper hyper_;
   DeviceBuffer velocity_;  // (count), empty without momentum
 };
