@@ -21,8 +21,9 @@ void release_host_buffer(float* data);
 // it), ahead of a loop that reads each element before writing it: where that memory is fresh pages,
 // each page would otherwise fault twice, once mapping the shared zero page for the read and again
 // to copy it for the write, and the second fault flushes the page's TLB entry on every core that
-// runs the process (W3's first step with 1 rank x 2 threads: 191 ms instead of 58, its SGD
-// velocity's 14,000 pages each interrupting the other thread; 76 instead of 54 ms on one thread).
+// runs the process (W3's first step with 1 rank x 2 threads: 198 ms instead of 52, its SGD
+// velocity's 14,000 pages each interrupting the other thread; 78 instead of 55 ms on one thread:
+// benchmarks/results/xeon/first_step_state_pages.md).
 // Memory already resident (heap buffers) is left as it is. A hint: where the kernel cannot
 // (MADV_POPULATE_WRITE is Linux 5.14), the loop faults as before.
 void prepare_host_memory_for_writing(float* data, size_t count);

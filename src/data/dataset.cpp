@@ -86,10 +86,10 @@ void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetL
     for (size_t row = first; row < end; ++row) {
       const auto sample = static_cast<size_t>(indices[row]);
       float* to = features + row * width;
+      const uint8_t* from = stored + sample * sample_bytes;
       if (!bytes) {
-        std::memcpy(to, data.features.data() + sample * width, width * sizeof(float));
+        std::memcpy(to, from, sample_bytes);
       } else {
-        const uint8_t* from = data.byte_features.data() + sample * width;
         for (size_t k = 0; k < width; ++k) to[k] = Dataset::from_byte(from[k], byte_scale);
       }
       const int32_t* label = data.labels.data() + sample * labels;
