@@ -61,6 +61,20 @@ void prefetch_samples(const uint8_t* base, size_t sample_bytes, std::span<const 
   }
 }
 
+// Row `row` of a batch's targets from a sample's labels, laid out as `layout` says.
+void write_targets(const int32_t* label, size_t label_width, TargetLayout layout, int64_t classes,
+                   size_t row, float* targets) {
+  if (layout == TargetLayout::kClassIndex) {
+    targets[row] = static_cast<float>(*label);
+  } else if (layout == TargetLayout::kLabels) {
+    std::copy(label, label + label_width, targets + row * label_width);
+  } else {
+    float* one_hot = targets + row * static_cast<size_t>(classes);
+    std::fill(one_hot, one_hot + classes, 0.0f);
+    one_hot[*label] = 1;
+  }
+}
+
 }  // namespace
 
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
@@ -92,16 +106,7 @@ void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetL
       } else {
         for (size_t k = 0; k < width; ++k) to[k] = Dataset::from_byte(from[k], byte_scale);
       }
-      const int32_t* label = data.labels.data() + sample * labels;
-      if (layout == TargetLayout::kClassIndex) {
-        targets[row] = static_cast<float>(*label);
-      } else if (layout == TargetLayout::kLabels) {
-        std::copy(label, label + labels, targets + row * labels);
-      } else {
-        float* one_hot = targets + row * static_cast<size_t>(classes);
-        std::fill(one_hot, one_hot + classes, 0.0f);
-        one_hot[*label] = 1;
-      }
+      write_targets(data.labels.data() + sample * labels, labels, layout, classes, row, targets);
     }
   }
 }
