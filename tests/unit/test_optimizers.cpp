@@ -61,6 +61,29 @@ TEST(Adam, UpdatesEveryElementOfTheFlatBuffer) {
   EXPECT_FLOAT_EQ(p[2], 1);
 }
 
+// Note [owned parameters]: the updates run in chunks of 256 floats; over several chunks and a
+// ragged tail, every element gets the rule once, its state included (two steps).
+TEST(Optimizers, EveryElementAcrossChunksGetsTheRuleOfOneElement) {
+  auto backend = make_cpu_backend();
+  constexpr size_t kCount = 3 * 256 + 37;
+  std::vector<float> grads(kCount);
+  for (size_t i = 0; i < kCount; ++i) grads[i] = 0.01f * static_cast<float>(int(i % 29) - 14);
+  const auto check = [&](auto make_optimizer) {
+    auto whole = make_optimizer(kCount);
+    std::vector<float> params(kCount, 1.0f);
+    for (int step = 0; step < 2; ++step) whole.step(params, grads, 0.1f, GradCheck::kNone);
+    for (size_t i = 0; i < kCount; ++i) {
+      auto one = make_optimizer(1);
+      float p = 1.0f;
+      for (int step = 0; step < 2; ++step)
+        one.step({&p, 1}, {&grads[i], 1}, 0.1f, GradCheck::kNone);
+      ASSERT_FLOAT_EQ(params[i], p) << "element " << i;
+    }
+  };
+  check([&](size_t count) { return Sgd(*backend, count, SgdHyper{0.9f, 1e-4f, false}); });
+  check([&](size_t count) { return Adam(*backend, count, AdamHyper{}); });
+}
+
 TEST(LrSchedule, Constant) {
   LrSchedule s({.type = "constant", .base_lr = 0.1});
   EXPECT_FLOAT_EQ(s.at(0), 0.1f);
