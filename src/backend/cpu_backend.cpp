@@ -27,6 +27,7 @@
 #endif
 #include "core/bf16.h"
 #include "core/error.h"
+#include "core/owned_lines.h"
 
 namespace ddp {
 namespace {
@@ -40,35 +41,10 @@ inline uint32_t is_non_finite(float x) {
   return static_cast<uint32_t>((bits & kExponent) == kExponent);
 }
 
-// Note [owned parameters]: the updates write parameters that other cores have read (a team's
-// threads and the ranks of a host each read a layer's weights in forward and in the input
-// gradient; split weight gradients keep one copy of them for a host), so their lines come in
-// shared, and under perf the update's stores took most of its time. The updates therefore run in
-// chunks, and before each one ask for the next chunk's parameter lines for writing (`prefetchw`
-// where -march has PRFCHW, a read prefetch otherwise). W3 on a Xeon: 2 ranks, the update inside
-// backward 3.8 -> 2.6 ms and 1.03x the samples/s; 1 rank x 2 threads 1.02x; 1 rank and W2 the
-// same (benchmarks/results/xeon/owned_parameters.md). A prefetch per line inside the loop slowed
-// 1 rank down; the optimizers' state is private to its core and gained nothing.
-constexpr size_t kOwnedChunk = 256;  // floats: 16 lines ahead
-
-// Calls chunk(begin, end) over [0, count) in chunks, each after asking for the lines of
-// params[end, end + kOwnedChunk) to be written; returns the OR of what the calls return.
-template <typename Chunk>
-uint32_t owning_params_ahead(float* params, size_t count, Chunk chunk) {
-  constexpr size_t kLineFloats = 64 / sizeof(float);
-  uint32_t non_finite = 0;
-  for (size_t begin = 0; begin < count; begin += kOwnedChunk) {
-    const size_t end = std::min(count, begin + kOwnedChunk);
-    for (size_t line = end; line < std::min(count, end + kOwnedChunk); line += kLineFloats)
-      __builtin_prefetch(params + line, 1, 3);
-    non_finite |= chunk(begin, end);
-  }
-  return non_finite;
-}
-
 // The updates' loops, their arguments by value: read through a lambda's references, Adam's
 // coefficients could change with every store as far as the compiler knew, and its loop ran 3x
-// slower unvectorized. Each returns whether a gradient was non-finite.
+// slower unvectorized. Each returns whether a gradient was non-finite. They run in chunks that ask
+// for the next chunk's parameter lines ahead (Note [owned lines]).
 uint32_t sgd_chunk(float* params, const float* grads, float* velocity, size_t begin, size_t end,
                    float lr, SgdHyper hyper) {
   const float mu = hyper.momentum;
@@ -93,7 +69,7 @@ uint32_t sgd_chunk(float* params, const float* grads, float* velocity, size_t be
 
 uint32_t sgd_range(float* params, const float* grads, float* velocity, size_t count, float lr,
                    SgdHyper hyper) {
-  return owning_params_ahead(params, count, [=](size_t begin, size_t end) {
+  return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
     return sgd_chunk(params, grads, velocity, begin, end, lr, hyper);
   });
 }
@@ -149,7 +125,7 @@ uint32_t adam_chunk(float* params, const float* grads, float* m, float* v, size_
 
 uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_t count,
                     AdamStep c) {
-  return owning_params_ahead(params, count, [=](size_t begin, size_t end) {
+  return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
     return adam_chunk(params, grads, m, v, begin, end, c);
   });
 }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/owned_lines.h"
 #include "core/thread_team.h"
 
 namespace ddp {
@@ -105,7 +106,7 @@ void SplitRowsSync::hand_over(const DenseTensors& tensors, const float* x, const
     float* slot = exchange_->span().data() + offset +
                   static_cast<size_t>(comm_.rank() * rows_per_rank_ * width);
     const auto given = static_cast<size_t>(rows * width);
-    if (given) std::memcpy(slot, from, given * sizeof(float));
+    if (given) copy_owning_ahead(slot, from, given);  // Note [owned lines]
     std::fill(slot + given, slot + static_cast<size_t>(rows_per_rank_ * width), 0.0f);
   };
   put(found->x_offset, x, tensors.in);

@@ -61,7 +61,7 @@ TEST(Adam, UpdatesEveryElementOfTheFlatBuffer) {
   EXPECT_FLOAT_EQ(p[2], 1);
 }
 
-// Note [owned parameters]: the updates run in chunks of 256 floats; over several chunks and a
+// Note [owned lines]: the updates run in chunks of 256 floats; over several chunks and a
 // ragged tail, every element gets the rule once, its state included (two steps).
 TEST(Optimizers, EveryElementAcrossChunksGetsTheRuleOfOneElement) {
   auto backend = make_cpu_backend();
