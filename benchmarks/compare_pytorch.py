@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ddp-trainer against the strongest PyTorch (and Keras, for W1) this machine has, in one run:
-every competitor variant and ddp-trainer alternate, round by round (the order rotating), for
---reps rounds; each row reports medians with min-max, the competitor column is the variant with
+every competitor variant and ddp-trainer alternate, round by round (each round's order a row of a
+Williams design: benchmarks/alternation.py), for --reps rounds; each row reports medians with min-max, the competitor column is the variant with
 the best median, and a second table lists every variant. Raw runs, commit, date, lscpu, load
 averages and each process's CPU binding go to benchmarks/results/compare_pytorch.json; the tables
 to compare_pytorch.md (see benchmarks/compare_report.py).
@@ -26,6 +26,7 @@ import time
 
 import compare_report
 import provenance
+from alternation import round_orders
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
@@ -130,14 +131,15 @@ def ours(workload, ranks, steps, warmup, overrides=(), expected_path=None, threa
 
 
 def alternate(reps, runners, log):
-    """{name: [result, ...]}: round r runs every runner once, starting at a rotating position so
-    no variant always runs first (or right after the same neighbour)."""
+    """{name: [result, ...]}: each round runs every runner once, in the order of a Williams design
+    (benchmarks/alternation.py), so that no variant always runs first or right after the same
+    neighbour."""
     names = list(runners)
     runs = {name: [] for name in names}
-    for r in range(reps):
+    for r, order in enumerate(round_orders(len(names), reps)):
         start = time.perf_counter()
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            runs[name].append(runners[name]())
+        for i in order:
+            runs[names[i]].append(runners[names[i]]())
         log(f"  round {r + 1}/{reps} done in {time.perf_counter() - start:.0f} s")
     return runs
 
@@ -247,6 +249,8 @@ def main():
         sys.exit("no PyTorch found: apt-get install python3-torch libopenblas0-openmp, "
                  "and/or benchmarks/setup_frameworks.sh")
     r = {"provenance": provenance.record(), "reps": args.reps, "quick": args.quick,
+         "order": "each round's order a row of a Williams design (no variant always after the "
+                  "same one)",
          "arguments": [shlex.quote(a) for a in sys.argv[1:]],
          "only": only if set(only) != set(GROUPS) else None,
          "frameworks": {t.label: t.caps for t in torches}, "rows": {}}

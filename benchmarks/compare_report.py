@@ -104,7 +104,8 @@ def render(r):
     md = [f"Measured {p['date']} at commit {p['commit']} ({p['tree']} tree) on {p['cpu']} "
           f"({p['cpu_id']}), {p['cores']} cores, kernel {p['kernel']}; load average "
           f"{p['load_average_start'][0]:.2f} at the start, {p['load_average_end'][0]:.2f} at the "
-          f"end. Every row: {reps} rounds in which all variants ran once each, order rotating; "
+          f"end. Every row: {reps} rounds in which all variants ran once each, "
+          f"{r.get('order', 'order rotating')}; "
           "median (min-max); ratios are of medians. Processes pinned one per core (ddp-trainer "
           "by mpirun --bind-to core, PyTorch by sched_setaffinity)."
           + (" QUICK RUN: a smoke test, not results." if r.get("quick") else ""),
