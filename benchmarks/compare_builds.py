@@ -21,6 +21,7 @@ import subprocess
 import time
 
 import provenance
+from alternation import round_orders
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -88,10 +89,11 @@ def main():
                            ["--warmup", str(max(2, steps // 10)), "--steps", str(steps)])
     settings = a.cluster or [1, 2]
     samples, rss, paths = {}, {}, {}
-    for _ in range(a.reps):
+    labels = list(builds)
+    for order in round_orders(len(labels), a.reps):  # no build always after the same one
         for name, (config, args) in workloads.items():
             for setting in settings:
-                for label, binary in builds.items():
+                for label, binary in ((labels[i], builds[labels[i]]) for i in order):
                     result = run(binary, config, args, setting, overrides[label])
                     samples.setdefault((name, setting, label), []).append(
                         result["samples_per_sec"])

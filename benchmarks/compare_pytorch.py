@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """ddp-trainer against the strongest PyTorch (and Keras, for W1) this machine has, in one run:
 every competitor variant and ddp-trainer alternate, round by round (each round's order a row of a
-Williams design: benchmarks/alternation.py), for --reps rounds; each row reports medians with min-max, the competitor column is the variant with
-the best median, and a second table lists every variant. Raw runs, commit, date, lscpu, load
-averages and each process's CPU binding go to benchmarks/results/compare_pytorch.json; the tables
-to compare_pytorch.md (see benchmarks/compare_report.py).
+Williams design, benchmarks/alternation.py), for --reps rounds; each row reports medians with
+min-max, the competitor column is the variant with the best median, and a second table lists every
+variant. Raw runs, commit, date, lscpu, load averages and each process's CPU binding go to
+benchmarks/results/compare_pytorch.json; the tables to compare_pytorch.md (see
+benchmarks/compare_report.py).
   benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py [--reps 5] [--quick]
       [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta]   (a subset: compare_pytorch_<subset>.*)
 Competitors: Debian's python3-torch (OpenBLAS; with the OPENBLAS_CORETYPE ddp-trainer would choose

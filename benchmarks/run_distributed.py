@@ -16,6 +16,7 @@ import sys
 import time
 
 import provenance
+from alternation import round_orders
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -53,8 +54,8 @@ def main():
     variants = [(f"{name} [{path}]", overrides + [f"training.allreduce={path}"])
                 for path in a.paths.split(",") for name, overrides in VARIANTS]
     runs = {name: [] for name, _ in variants}
-    for _ in range(a.reps):
-        for name, overrides in variants:
+    for order in round_orders(len(variants), a.reps):  # no variant always after the same one
+        for name, overrides in (variants[i] for i in order):
             runs[name].append(bench(overrides))
     rows = []
     for name, _ in variants:

@@ -14,6 +14,7 @@ import sys
 import time
 
 import provenance
+from alternation import round_orders
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = {"W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
@@ -57,9 +58,10 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "kernel_choice.md"))
     a = p.parse_args()
     samples, backend = {}, {}
-    for _ in range(a.reps):
+    choices = settings()
+    for order in round_orders(len(choices), a.reps):  # no setting always after the same one
         for name, (config, args) in WORKLOADS.items():
-            for setting in settings():
+            for setting in (choices[i] for i in order):
                 r = run(config, args, setting)
                 samples.setdefault((name, setting), []).append(r["samples_per_sec"])
                 backend[(name, setting)] = r["backend"]

@@ -20,6 +20,7 @@ import sys
 import time
 
 import provenance
+from alternation import round_orders
 
 ROOT = provenance.ROOT
 VARIANTS = [
@@ -55,9 +56,9 @@ def main():
     rates = a.rates.split(",")
     record = provenance.record()
     runs = {(rate, name): [] for rate in rates for name, _, _ in VARIANTS}
-    for rep in range(a.reps):
+    for rep, order in enumerate(round_orders(len(VARIANTS), a.reps)):
         for rate in rates:
-            for name, overrides, path in VARIANTS:
+            for name, overrides, path in (VARIANTS[i] for i in order):
                 r = bench(rate, overrides, a.steps)
                 if path not in r["gradient_sync"]:
                     sys.exit(f"run_multihost: {name} on {rate} took another path: "

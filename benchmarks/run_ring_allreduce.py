@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 import provenance
+from alternation import round_orders
 
 ROOT = provenance.ROOT
 BUILD = os.path.join(ROOT, "build")
@@ -40,7 +41,8 @@ TRAINING = [("w2_fmnist_mlp", 4, 1, "100mbit", 8), ("w2_fmnist_mlp", 2, 1, "100m
 SETTINGS = {"ring": ("training.mpi_allreduce=ring", ["around a ring"]),
             "library": ("training.mpi_allreduce=library", ["by MPI_Allreduce"])}
 # --overlap and --zero: training alone, rows of (config, hosts, ranks per host, link, timed steps,
-# bucket_mb), each running its variants in rotating order; `ratio` is the column the table ends with.
+# bucket_mb), each running its variants in the order of a Williams design
+# (benchmarks/alternation.py); `ratio` is the column the table ends with.
 MODES = {
     "overlap": {
         "rows": [("w3_wide_mlp", 2, 1, "1gbit+2ms", 6, 25), ("w3_wide_mlp", 2, 1, "1gbit+2ms", 6, 1),
@@ -138,8 +140,8 @@ def variant_table(mode, reps, baseline):
         builds["before"] = baseline
     variants = list(settings)
     runs = {t: {v: [] for v in variants} for t in spec["rows"]}
-    for rep in range(reps):
-        order = variants[rep % len(variants):] + variants[:rep % len(variants)]
+    for rep, indices in enumerate(round_orders(len(variants), reps)):
+        order = [variants[i] for i in indices]
         for t in runs:
             config, hosts, per_host, link, steps, bucket = t
             for v, r in train(config, hosts, per_host, link, steps, order, settings,
@@ -159,7 +161,8 @@ def variant_table(mode, reps, baseline):
         + (f" `before`: {baseline_commit(baseline)}'s ddp_bench with the first variant's "
            "settings." if baseline else "")
         + f" Medians of {reps} repeats (min-max); each repeat a fresh cluster per row running "
-        "the variants in rotating order.", "",
+        "the variants in the order of a Williams design (each after a different one each "
+        "repeat).", "",
         "| workload | layout | link | bucket_mb | " + " | ".join(variants)
         + f" | {top} / {bottom} |", "|---|---|---|---|" + "---|" * (len(variants) + 1)]
     for (config, hosts, per_host, link, _, bucket), by in runs.items():
