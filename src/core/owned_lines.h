@@ -1,6 +1,6 @@
 #pragma once
-// Note [owned lines]: a core that writes lines other cores have read finds them shared, and each
-// store waits until the other copies are dropped. The optimizers' updates write parameters that
+// Note [owned lines]: a core that writes lines other cores have read finds them shared, and its
+// stores must first take them over. The optimizers' updates write parameters that
 // both cores of a host read in forward and in the input gradient (a team's threads, and the ranks
 // of a host, which under split weight gradients keep one copy of them), and under perf their
 // stores took most of the update's time; each rank's rows of the split weight gradients' exchange

@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include "core/owned_lines.h"
 #include "optim/adam.h"
 #include "optim/lr_schedule.h"
 #include "optim/sgd.h"
@@ -61,11 +62,11 @@ TEST(Adam, UpdatesEveryElementOfTheFlatBuffer) {
   EXPECT_FLOAT_EQ(p[2], 1);
 }
 
-// Note [owned lines]: the updates run in chunks of 256 floats; over several chunks and a
-// ragged tail, every element gets the rule once, its state included (two steps).
+// Note [owned lines]: the updates run in chunks; over several chunks and a ragged tail, every
+// element gets the rule once, its state included (two steps).
 TEST(Optimizers, EveryElementAcrossChunksGetsTheRuleOfOneElement) {
   auto backend = make_cpu_backend();
-  constexpr size_t kCount = 3 * 256 + 37;
+  constexpr size_t kCount = 3 * kOwnedChunk + 37;
   std::vector<float> grads(kCount);
   for (size_t i = 0; i < kCount; ++i) grads[i] = 0.01f * static_cast<float>(int(i % 29) - 14);
   const auto check = [&](auto make_optimizer) {
