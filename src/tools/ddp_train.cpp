@@ -271,9 +271,10 @@ int train(Communicator& world, const Options& options, bool& training) {
     run_agreed(comm, [&] {
       if (!lead) return;
       const std::string path = checkpoints.save(state);
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start);
       std::cout << "checkpoint: " << path << " (step " << state.completed_steps << ", "
-                << std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()
-                << " s)" << std::endl;
+                << took.count() << " ms)" << std::endl;
     });
   });
   trainer.set_reporting(lead ? &std::cout : nullptr, progress_mode(options.progress),
