@@ -11,11 +11,14 @@
 #include "backend/tiled_gemm.h"
 #include "comm/mpi_communicator.h"
 #include "core/error.h"
+#include "ddp_training_fixture.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
 
 namespace ddp {
 namespace {
+
+using dist_test::max_abs_diff;
 
 Config split_config(const std::vector<std::string>& overrides) {
   YAML::Node root = YAML::Load(R"(
@@ -39,12 +42,6 @@ std::unique_ptr<Trainer> make_trainer(const Config& config, Communicator& comm,
                                       ComputeBackend& backend) {
   return std::make_unique<Trainer>(config, comm, backend,
                                    load_dataset(config.train_data, comm.rank()), std::nullopt);
-}
-
-float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  float worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
-  return worst;
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {

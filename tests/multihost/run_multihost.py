@@ -41,7 +41,8 @@ from scenarios import run_scenarios  # noqa: E402
 LIMIT_S = 240
 RTT_PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "round_trip.py")
 # The multi-rank tests that do not need every rank on one host.
-MPI_PATH_TESTS = ("Paths/DdpTraining.*/mpi:Paths/DdpTraining.*/hierarchical:Optimizers/Resume.*mpi:"
+MPI_PATH_TESTS = ("Paths/DdpTraining.*/mpi:Paths/DdpTraining.*/hierarchical:Paths/DdpModels.*/mpi:"
+                  "Paths/DdpModels.*/hierarchical:Optimizers/Resume.*mpi:"
                   "Optimizers/Resume.*hierarchical:MpiCommunicator.*:RunAgreed.*:"
                   "Paths/GradSyncPaths.*/mpi:Buckets.*")
 

@@ -1,0 +1,142 @@
+// Invariants 1 and 2 under mpiexec for layers beyond dense ones, on every all-reduce path (as in
+// test_ddp_training.cpp): dropout, batch normalization with per-rank and synchronized statistics,
+// and the multi-label example with its loss weights, weight penalty and exact metrics.
+
+#include <gtest/gtest.h>
+
+#include "ddp_training_fixture.h"
+
+namespace ddp {
+namespace {
+
+using namespace dist_test;
+
+class DdpModels : public DdpTraining {};
+
+// A convnet with dropout: Note [dropout mask] draws each sample's mask from its position in the
+// epoch, so N ranks (and the partial last batch split over them) drop what one rank drops.
+TEST_P(DdpModels, ConvnetWithDropoutMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const std::string layers =
+      "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu},"
+      " {type: max_pooling2d, pool_size: 2}, {type: dropout, rate: 0.3}, {type: flatten},"
+      " {type: dense, units: 10, activation: softmax}]";
+  const std::vector<std::string> convnet = {"data.train.features=64", "data.train.samples=98",
+                                            "model.input=[8, 8, 1]", layers,
+                                            "training.tail=partial"};
+  const Config config = config_with(convnet);
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  // Dropout is on: without it the same steps end elsewhere.
+  std::vector<std::string> no_dropout = convnet;
+  no_dropout[3] =
+      layers.substr(0, layers.find("0.3")) + "0" + layers.substr(layers.find("0.3") + 3);
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(no_dropout), *local, 12)), 1e-4f);
+}
+
+// Note [batch statistics]: synchronized batch normalization normalizes with the global batch's
+// statistics, so N ranks train what one rank does, running statistics included; with per-rank
+// statistics (the default) the running statistics are still the global batch's on every rank.
+// 98 samples in global batches of 32 end with a batch of 2: on 4 ranks two have no rows and
+// must still join each layer's sums, in the order the others run them and the buckets
+// (overlap). Every rank checks the others' copies after every step (check_replicas_every).
+TEST_P(DdpModels, SyncBatchNormMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const auto layers = [](const std::string& sync) {
+    return "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same},"
+           " {type: batch_normalization, sync: " +
+           sync +
+           ", momentum: 0.5}, {type: relu},"
+           " {type: max_pooling2d, pool_size: 2}, {type: dropout, rate: 0.3}, {type: flatten},"
+           " {type: dense, units: 8}, {type: batch_normalization, sync: " +
+           sync +
+           "},"
+           " {type: tanh}, {type: dense, units: 10, activation: softmax}]";
+  };
+  // SGD: the biases before batch normalization have a gradient of zero but for rounding, which
+  // Adam would scale up to whole steps of either sign.
+  const std::vector<std::string> convnet = {
+      "data.train.features=64",
+      "data.train.samples=98",
+      "model.input=[8, 8, 1]",
+      "training.tail=partial",
+      "training.check_replicas_every=1",
+      "optimizer={type: sgd, learning_rate: 0.1, momentum: 0.9}"};
+  auto with = [&](std::vector<std::string> overrides, const std::string& sync) {
+    overrides.insert(overrides.end(), convnet.begin(), convnet.end());
+    overrides.push_back(layers(sync));
+    return config_with(overrides);
+  };
+  const Config config = with({}, "true");
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  const std::vector<float> overlapped = train_and_get_params(
+      with({"training.overlap=true", "training.bucket_mb=0.001"}, "true"), comm, 12);
+  EXPECT_LE(max_abs_diff(distributed, overlapped), 1e-6f);
+  expect_identical_to_rank0(comm, overlapped);
+  // Per-rank statistics: identical replicas; another model than one rank's once ranks split it.
+  const std::vector<float> per_rank = train_and_get_params(with({}, "false"), comm, 12);
+  expect_identical_to_rank0(comm, per_rank);
+  if (comm.size() > 1) {
+    EXPECT_GT(max_abs_diff(per_rank, single), 1e-4f);
+  }
+}
+
+// The multi-label example (configs/multilabel_example.yaml) with binary cross-entropy's pos_weight
+// and an L2 kernel penalty, which rank 0 alone adds (Note [weight penalty]; on every rank it would
+// count N times), trains on N ranks what one rank trains, overlapped or not; 98 samples in global
+// batches of 32 leave two of 4 ranks without rows in the last one. The test metrics over 101
+// samples (which no world size here divides) are exactly one rank's over the whole set with the
+// same parameters (Note [exact metrics]).
+TEST_P(DdpModels, MultiLabelExampleMatchesSingleProcessWithExactMetrics) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const std::vector<std::string> multilabel = {
+      "data.train.samples=98",
+      "data.test.samples=101",
+      "model.layers.0.kernel_regularizer={l2: 0.01}",
+      "loss={type: binary_crossentropy, pos_weight: [1, 2, 0.5, 1, 3]}",
+      "metrics=[binary_accuracy, f1, macro_f1, precision, macro_recall]",
+      "training.tail=partial"};
+  const std::string example = "multilabel_example.yaml";
+  const Config config = example_with(example, multilabel);
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  auto overlapped = multilabel;
+  overlapped.insert(overlapped.end(), {"training.overlap=true", "training.bucket_mb=0.001"});
+  for (const Config& c : {config, example_with(example, overlapped)}) {
+    const std::vector<float> distributed = train_and_get_params(c, comm, 12);
+    EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+    expect_identical_to_rank0(comm, distributed);
+  }
+  // The penalty is in force: without it the same steps end elsewhere.
+  auto unpenalized = multilabel;
+  unpenalized[2] = "model.layers.0.kernel_regularizer={l2: 0}";
+  EXPECT_GT(
+      max_abs_diff(single, train_and_get_params(example_with(example, unpenalized), *local, 12)),
+      1e-4f);
+
+  auto backend = make_cpu_backend();
+  const Dataset test = load_dataset(*config.test_data, comm.rank());
+  Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()), test);
+  trainer.train_steps(12);
+  const EvalResult mine = trainer.evaluate(test);
+  Trainer one(config, *local, *backend, load_dataset(config.train_data, 0), test);
+  one.load_params(trainer.params_to_host(), trainer.buffers_to_host());
+  const EvalResult reference = one.evaluate(test);
+  ASSERT_EQ(mine.metrics.size(), 5u);
+  for (size_t i = 0; i < mine.metrics.size(); ++i)
+    EXPECT_EQ(mine.metrics[i].value, reference.metrics[i].value) << mine.metrics[i].name;
+  EXPECT_NEAR(mine.loss, reference.loss, 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace ddp
