@@ -6,7 +6,7 @@
 // stores took most of the update's time; each rank's rows of the split weight gradients' exchange
 // window are read by every rank the step before. Where that happens, writes go in chunks, and
 // before each one the next chunk's lines are asked for for writing (`prefetchw`: -march=native
-// where the CPU has it, always at portable levels, CMakeLists.txt; a read prefetch otherwise). W3
+// where the CPU has it, at x86-64-v3 and -v4 too, CMakeLists.txt; a read prefetch otherwise). W3
 // on a Xeon, 2 ranks: the update inside backward 3.8 -> 2.6 ms, 1.03x the samples/s, and the
 // exchange's copies ~1.01x more; 1 rank x 2 threads 1.02x; 1 rank and W2 the same
 // (benchmarks/results/xeon/owned_parameters.md). A prefetch per line inside the update's loop
