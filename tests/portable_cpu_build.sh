@@ -14,6 +14,12 @@ cmake --build "$build" -j "$(nproc)" --target ddp_train unit_tests bench_rooflin
 if nm -D "$build/ddp_train" | grep -qi -E "cuda|nccl"; then
   echo "FAIL: the CPU-only ddp_train references CUDA or NCCL"; exit 1
 fi
+# prefetchw is enabled for x86-64-v3 and -v4 only (CMakeLists.txt, Note [owned lines]): the
+# oldest x86-64 CPUs may fault on it. (Not grep -q: under pipefail objdump's SIGPIPE would hide
+# the match.)
+if objdump -d "$build/ddp_train" | grep prefetchw >/dev/null; then
+  echo "FAIL: the plain x86-64 ddp_train contains prefetchw"; exit 1
+fi
 "$build/tests/unit_tests" --gtest_brief=1
 rm -rf "$build/run"  # a fresh run each time (an earlier run's checkpoints would be refused)
 "$build/ddp_train" --config "$root/configs/seed_example.yaml" \
