@@ -19,27 +19,20 @@ import json
 import os
 import shutil
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import compare_report
 import provenance
-from alternation import round_orders
+from bench_processes import (BASE_ENV, BUILD, ROOT, TIMEOUT_S, VENV, alternate, python_with,
+                             run_json, timed_process)
+from time_to_accuracy import time_to_accuracy_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.path.join(ROOT, "build")
-VENV = os.environ.get("DDP_BENCH_VENV", os.path.expanduser("~/.cache/ddp-bench-venv"))
-BASE_ENV = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "DDP_GEMM")}
-BASE_ENV.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_pml="ob1",
-                TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
 CONFIGS = {"w1": "configs/w1_seed.yaml", "w2": "configs/w2_fmnist_mlp.yaml",
            "w3": "configs/w3_wide_mlp.yaml", "w4": "configs/fashion_mnist_cnn.yaml"}
 BATCH = {"w1": 32, "w2": 128, "w3": 64, "w4": 64}
 GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4", "w4tta")
-TIMEOUT_S = 900
 # The update after backward, as before Note [update in backward]: its phases give the roofline.
 UPDATE_AFTER = compare_report.UPDATE_AFTER
 OURS_THREADS = compare_report.OURS_THREADS
@@ -57,17 +50,6 @@ def isa_coretype():
         return "SkylakeX"
     return "Haswell" if {"avx2", "fma"} <= flags else ""
 
-
-def run_json(cmd, threads=1, extra_env=None):
-    env = dict(BASE_ENV, OMP_NUM_THREADS=str(threads), **(extra_env or {}))
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, cwd=ROOT,
-                         timeout=TIMEOUT_S).stdout
-    return json.loads(out[out.index("{"):])
-
-
-def python_with(python, module):
-    return os.path.exists(python) and subprocess.run(
-        [python, "-c", f"import {module}"], capture_output=True, env=BASE_ENV).returncode == 0
 
 
 class Torch:
@@ -130,95 +112,6 @@ def ours(workload, ranks, steps, warmup, overrides=(), expected_path=None, threa
                  f"than expected ({expected}): {result.get('gradient_sync')}")
     return result
 
-
-def alternate(reps, runners, log):
-    """{name: [result, ...]}: each round runs every runner once, in the order of a Williams design
-    (benchmarks/alternation.py), so that no variant always runs first or right after the same
-    neighbour."""
-    names = list(runners)
-    runs = {name: [] for name in names}
-    for r, order in enumerate(round_orders(len(names), reps)):
-        start = time.perf_counter()
-        for i in order:
-            runs[names[i]].append(runners[names[i]]())
-        log(f"  round {r + 1}/{reps} done in {time.perf_counter() - start:.0f} s")
-    return runs
-
-
-def timed_process(cmd, threads=1):
-    start = time.perf_counter()
-    env = dict(BASE_ENV, OMP_NUM_THREADS=str(threads))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        sys.exit(f"compare_pytorch: {' '.join(cmd)} failed ({status})")
-    return {"seconds": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024}
-
-
-# Time to accuracy: the config, the target and the epoch cap per workload (global batch 128).
-TTA = {"w2": ("configs/fashion_mnist_mlp.yaml", 0.88, 30),
-       "w4": ("configs/fashion_mnist_cnn.yaml", 0.92, 20)}
-
-
-def time_to_accuracy_ours(workload, init, run_dir, threads=1):
-    """Launch to the end of the epoch (evaluation included) that reached the target, one clock.
-    The run is stopped once its metrics show the target (as PyTorch's runs stop there): what
-    comes after does not count, and would only make the benchmark longer. 2 ranks of 64, or
-    (threads 2) 1 rank of 128 on 2 threads: the same global batches."""
-    config, target, epochs = TTA[workload]
-    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not mixed with an earlier one
-    metrics = os.path.join(run_dir, "metrics.jsonl")
-    log_path = run_dir + ".log"
-
-    def records():
-        if not os.path.exists(metrics):
-            return []
-        with open(metrics) as f:
-            return [json.loads(l) for l in f if l.endswith("\n")]
-
-    start = time.time()
-    log_file = open(log_path, "w")
-    ranks = 2 // threads
-    proc = subprocess.Popen([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", str(ranks),
-                             "--threads", str(threads), "--config",
-                             config, "--run-dir", run_dir, "--init-from", init,
-                             "--set", f"training.batch_size_per_rank={128 // ranks}",
-                             "--set", f"training.epochs={epochs}",
-                             "--set", "checkpoint.every_epochs=0",
-                             "--set", "training.tail=partial"],
-                            env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT,
-                            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    while proc.poll() is None:
-        if any(r["val_accuracy"] >= target for r in records()):
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
-            break
-        if time.time() - start > TIMEOUT_S:
-            os.killpg(proc.pid, signal.SIGKILL)
-            sys.exit(f"compare_pytorch: {workload} time to accuracy ran past {TIMEOUT_S} s")
-        time.sleep(0.5)
-    else:
-        if proc.returncode != 0:
-            with open(log_path) as f:
-                sys.exit(f"compare_pytorch: {workload} time to accuracy failed "
-                         f"({proc.returncode}): {f.read()[-2000:]}")
-    log_file.close()
-    done = records()
-    hit = next((r for r in done if r["val_accuracy"] >= target), None)
-    if hit is None:
-        return {"seconds": None, "epochs": len(done), "accuracy": done[-1]["val_accuracy"]}
-    return {"seconds": hit["unix_time"] - start, "epochs": hit["epoch"],
-            "accuracy": hit["val_accuracy"]}
-
-
-def time_to_accuracy_torch(workload, torch, flags, env, init, seed):
-    start = time.time()
-    r = torch.run(flags, env, "--workload", workload, "--time-to-accuracy", str(TTA[workload][1]),
-                  "--init-from", init, "--seed", str(seed), "--threads", "2", "--cpus", "0,1",
-                  threads=2)
-    return {"seconds": r["end_unix_time"] - start if r["reached"] else None,
-            "epochs": r["epochs"], "accuracy": r["test_accuracy"]}
 
 
 def main():
@@ -376,44 +269,6 @@ def two_core_rows(row, torch_runners, w, steps_, warmup, variant_args, strong=Tr
             **{f"{k} DDP 2x1": v for k, v in torch_runners(w, 2, 1, b // 2, steps_, warmup,
                                                            **variant_args).items()}})
 
-
-def time_to_accuracy_rows(workload, torches, seeds, log, keep=None):
-    """W2 to 88% (W4 to 92%) test accuracy on 2 cores, global batch 128, Adam 1e-3, the same
-    initial weights on both sides for each seed; ddp-trainer on 2 ranks, PyTorch 1 process x 2
-    threads (W4: its variants with channels-last convolutions, the fastest in the throughput
-    rows, without torch.compile, which was slower there)."""
-    tta = {}
-    init_dir = tempfile.mkdtemp(prefix="ddp_cmp_init_")
-    exporter = next(t for t in torches if python_with(t.python, "safetensors"))
-    for seed in range(seeds):
-        init = os.path.join(init_dir, f"{workload}_seed{seed}.safetensors")
-        subprocess.run([exporter.python, exporter.script(), "--export-init", init, "--seed",
-                        str(seed), "--workload", workload], check=True, env=BASE_ENV,
-                       capture_output=True)
-        runners = {"ours": lambda init=init: time_to_accuracy_ours(
-            workload, init, os.path.join(init_dir, "run")),
-                   OURS_THREADS: lambda init=init: time_to_accuracy_ours(
-            workload, init, os.path.join(init_dir, "run"), threads=2)}
-        for t in torches:
-            if not python_with(t.python, "safetensors"):
-                continue
-            variants = (t.variants(eager_defaults=False) if workload == "w2" else
-                        t.variants(eager_defaults=False, compiled=False, channels_last=True))
-            for name, (flags, env) in variants.items():
-                if "detected" in name or (workload == "w4" and "channels-last" not in name):
-                    continue
-                if keep and name not in keep:
-                    continue
-                runners[name] = lambda t=t, flags=flags, env=env, init=init, seed=seed: \
-                    time_to_accuracy_torch(workload, t, flags, env, init, seed)
-        unknown = set(keep or ()) - set(runners)
-        if unknown:
-            sys.exit(f"compare_pytorch: --tta-variants: no variant {', '.join(sorted(unknown))} "
-                     f"(there are: {', '.join(n for n in runners if not n.startswith('ours'))})")
-        for name, runs in alternate(1, runners, log).items():
-            tta.setdefault(name, []).extend(runs)
-    shutil.rmtree(init_dir, ignore_errors=True)
-    return tta
 
 
 def allreduce():
