@@ -188,9 +188,10 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
     EXPECT_EQ(consumed, stored) << threads << " threads";
 
     // Note [split weight gradients]: the rows of ranks that share a layer, from the same x and
-    // dy, are those rows of the whole product: bit for bit where the tiled kernels take it (their
-    // chains do not depend on the rows asked for; a general GEMM may block fewer rows otherwise),
-    // the bias's sums bit for bit everywhere.
+    // dy, are those rows of the whole product: bit for bit where the tiled kernels take it, small
+    // or skinny (their chains do not depend on the rows asked for; a general GEMM may sum a share
+    // of the rows in another order: Debian's OpenBLAS with its Haswell kernels did at a batch of
+    // 300 on a Zen 4), the bias's sums bit for bit everywhere.
     std::fill(consumed.begin(), consumed.end(), std::nanf(""));
     std::fill(times.begin(), times.end(), 0);
     std::fill(next_col.begin(), next_col.end(), 0);
@@ -201,7 +202,8 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
                                            cuts[part + 1], split_db.data() + cuts[part], consume);
     }
     EXPECT_EQ(times, std::vector<int>(dw.size(), 1)) << threads << " threads";
-    if (tiled_gemm_available()) {
+    if (tiled_gemm_available() &&
+        (is_small_product(out, in, batch) || is_skinny_product(true, false, out, in, batch))) {
       EXPECT_EQ(consumed, stored) << threads << " threads, rows in parts";
     } else {
       expect_close(consumed, product, batch);
