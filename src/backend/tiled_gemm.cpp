@@ -307,6 +307,11 @@ bool is_skinny_product(bool transpose_a, bool transpose_b, int64_t m, int64_t, i
   return !transpose_b && k <= kSkinnyMaxBatch;  // weight gradient
 }
 
+bool tiled_kernels_take(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
+  return tiled_gemm_available() &&
+         (is_small_product(m, n, k) || is_skinny_product(transpose_a, transpose_b, m, n, k));
+}
+
 const char* tiled_skinny_products() {
   return kSkinnyInputGrad ? "batch" : "forward products and weight gradients of batch";
 }

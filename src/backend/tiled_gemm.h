@@ -41,6 +41,11 @@ bool is_small_product(int64_t m, int64_t n, int64_t k);
 bool is_skinny_product(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k);
 // Which skinny products the tiled kernels take, as the backend's log names them.
 const char* tiled_skinny_products();
+// Whether C = op(A) op(B) is for the tiled kernels by default (compiled, and a small or skinny
+// product; DDP_GEMM=blas overrides it in the CPU backend): each element is then the same chain of
+// multiply-adds however many of C's rows are asked for, so shares of the rows get the bits of the
+// whole.
+bool tiled_kernels_take(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k);
 
 // C (m, n) = op(A) op(B), or C += op(A) op(B) with `accumulate`; all operands row-major, op
 // transposes when asked: A is (m, k) or (k, m), B is (k, n) or (n, k). Any shape is computed

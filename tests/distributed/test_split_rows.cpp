@@ -53,21 +53,19 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 // share of the batch (forward, input gradient) or of the weights' rows (weight gradient) gets the
 // bits of the whole. Checked at the whole global batch: a share of it is as skinny, or small.
 bool tiled_takes_every_product(const Config& config) {
-  const auto tiled = [](bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
-    return is_small_product(m, n, k) || is_skinny_product(transpose_a, transpose_b, m, n, k);
-  };
   const int64_t batch = config.training.batch_size;
   int64_t in = config.train_data.features;
   bool first = true;  // the first layer computes no input gradient
   for (const LayerSpec& layer : config.layers) {
     const int64_t out = layer.units;
-    if (!tiled(false, true, batch, out, in) || (!first && !tiled(false, false, batch, in, out)) ||
-        !tiled(true, false, out, in, batch))
+    if (!tiled_kernels_take(false, true, batch, out, in) ||
+        (!first && !tiled_kernels_take(false, false, batch, in, out)) ||
+        !tiled_kernels_take(true, false, out, in, batch))
       return false;
     in = out;
     first = false;
   }
-  return tiled_gemm_available();
+  return true;
 }
 
 // Bit for bit where the tiled kernels take every product; a general GEMM may sum another row

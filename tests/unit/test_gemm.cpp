@@ -202,8 +202,7 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
                                            cuts[part + 1], split_db.data() + cuts[part], consume);
     }
     EXPECT_EQ(times, std::vector<int>(dw.size(), 1)) << threads << " threads";
-    if (tiled_gemm_available() &&
-        (is_small_product(out, in, batch) || is_skinny_product(true, false, out, in, batch))) {
+    if (tiled_kernels_take(true, false, out, in, batch)) {
       EXPECT_EQ(consumed, stored) << threads << " threads, rows in parts";
     } else {
       expect_close(consumed, product, batch);
