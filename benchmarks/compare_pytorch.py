@@ -51,7 +51,6 @@ def isa_coretype():
     return "Haswell" if {"avx2", "fma"} <= flags else ""
 
 
-
 class Torch:
     """One PyTorch installation: its python, what it supports, and its variants."""
 
@@ -111,7 +110,6 @@ def ours(workload, ranks, steps, warmup, overrides=(), expected_path=None, threa
         sys.exit(f"compare_pytorch: {workload} at {ranks} rank(s) took another gradient path "
                  f"than expected ({expected}): {result.get('gradient_sync')}")
     return result
-
 
 
 def main():
@@ -268,7 +266,6 @@ def two_core_rows(row, torch_runners, w, steps_, warmup, variant_args, strong=Tr
                                                                **variant_args).items()},
             **{f"{k} DDP 2x1": v for k, v in torch_runners(w, 2, 1, b // 2, steps_, warmup,
                                                            **variant_args).items()}})
-
 
 
 def allreduce():
