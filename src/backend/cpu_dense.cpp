@@ -99,7 +99,7 @@ void blas_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, const float*
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
           const float* b, float* c, bool accumulate = false) {
   const bool small = is_small_product(m, n, k);
-  if ((small && tiled_gemm_available()) || skinny_and_tiled(transpose_a, transpose_b, m, n, k)) {
+  if (tiled_kernels_take(transpose_a, transpose_b, m, n, k) && (small || !skinny_to_blas())) {
     tiled_gemm(transpose_a, transpose_b, m, n, k, a, b, c, accumulate);
     return;
   }
