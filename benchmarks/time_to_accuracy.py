@@ -21,10 +21,21 @@ TTA = {"w2": ("configs/fashion_mnist_mlp.yaml", 0.88, 30),
 
 def time_to_accuracy_ours(workload, init, run_dir, threads=1):
     """Launch to the end of the epoch (evaluation included) that reached the target, one clock.
-    The run is stopped once its metrics show the target (as PyTorch's runs stop there): what
-    comes after does not count, and would only make the benchmark longer. 2 ranks of 64, or
-    (threads 2) 1 rank of 128 on 2 threads: the same global batches."""
+    2 ranks of 64, or (threads 2) 1 rank of 128 on 2 threads: the same global batches."""
     config, target, epochs = TTA[workload]
+    ranks = 2 // threads
+    return train_to_target([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", str(ranks),
+                            "--threads", str(threads), "--config", config, "--run-dir", run_dir,
+                            "--init-from", init,
+                            "--set", f"training.batch_size_per_rank={128 // ranks}",
+                            "--set", f"training.epochs={epochs}"], run_dir, target)
+
+
+def train_to_target(command, run_dir, target):
+    """Runs a ddp-trainer command (a --run-dir run_dir training) until its metrics show a
+    val_accuracy of at least `target`, then stops it (as PyTorch's runs stop there: what comes
+    after does not count, and would only make the benchmark longer). The time from launch to the
+    end of that epoch, evaluation included; seconds None if the run ended short of the target."""
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not mixed with an earlier one
     metrics = os.path.join(run_dir, "metrics.jsonl")
     log_path = run_dir + ".log"
@@ -33,18 +44,12 @@ def time_to_accuracy_ours(workload, init, run_dir, threads=1):
         if not os.path.exists(metrics):
             return []
         with open(metrics) as f:
-            return [json.loads(l) for l in f if l.endswith("\n")]
+            return [json.loads(line) for line in f if line.endswith("\n")]
 
     start = time.time()
     log_file = open(log_path, "w")
-    ranks = 2 // threads
-    proc = subprocess.Popen([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", str(ranks),
-                             "--threads", str(threads), "--config",
-                             config, "--run-dir", run_dir, "--init-from", init,
-                             "--set", f"training.batch_size_per_rank={128 // ranks}",
-                             "--set", f"training.epochs={epochs}",
-                             "--set", "checkpoint.every_epochs=0",
-                             "--set", "training.tail=partial"],
+    proc = subprocess.Popen(command + ["--set", "checkpoint.every_epochs=0",
+                                       "--set", "training.tail=partial"],
                             env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT,
                             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     while proc.poll() is None:
@@ -54,12 +59,12 @@ def time_to_accuracy_ours(workload, init, run_dir, threads=1):
             break
         if time.time() - start > TIMEOUT_S:
             os.killpg(proc.pid, signal.SIGKILL)
-            sys.exit(f"compare_pytorch: {workload} time to accuracy ran past {TIMEOUT_S} s")
-        time.sleep(0.5)
+            sys.exit(f"time to accuracy: {command[0]} ran past {TIMEOUT_S} s")
+        time.sleep(0.1)
     else:
         if proc.returncode != 0:
             with open(log_path) as f:
-                sys.exit(f"compare_pytorch: {workload} time to accuracy failed "
+                sys.exit(f"time to accuracy: {' '.join(command)} failed "
                          f"({proc.returncode}): {f.read()[-2000:]}")
     log_file.close()
     done = records()

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
+FMNIST = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 SIZES = {"w1": [10, 64, 64, 10], "w2": [784, 512, 256, 10],
          "w3": [1024, 2048, 2048, 2048, 2048, 10]}
 
@@ -99,9 +99,10 @@ def workload(name, channels_last=False):
     return x, y, Mlp(SIZES[name]), opt, batch
 
 
-def make_optimizer(params, opt, impl):
+def make_optimizer(params, opt, impl, **extra):
     kind, lr = opt
-    extra = {} if impl == "default" else {impl: True}
+    if impl != "default":
+        extra[impl] = True
     if kind == "adam":
         return torch.optim.Adam(params, lr=lr, **extra)
     return torch.optim.SGD(params, lr=lr, momentum=0.9, **extra)
@@ -223,16 +224,19 @@ def time_to_accuracy(args):
     from safetensors.torch import load_file
     setup(args)
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
     (x, y), (tx, ty) = fashion_mnist("train"), fashion_mnist("t10k")
+    x, y, tx, ty = x.to(device), y.to(device), tx.to(device), ty.to(device)
     model = tta_model(args.workload, args.channels_last)
     model.load_state_dict(load_file(args.init_from), strict=True)
+    model.to(device)
     optimizer = make_optimizer(model.parameters(), ("adam", 1e-3), args.opt)
     forward = torch.compile(model) if args.compile else model
     step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss())
     batch = args.batch or 128
     for epoch in range(1, 31):
         model.train()  # W4's dropout
-        perm = torch.randperm(x.shape[0])
+        perm = torch.randperm(x.shape[0], device=device)
         for at in range(0, x.shape[0], batch):  # the last batch partial, like ddp-trainer's
             idx = perm[at:at + batch]
             step(x[idx], y[idx])
@@ -281,6 +285,7 @@ def main():
     p.add_argument("--init-from")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-to-accuracy", type=float)
+    p.add_argument("--device", default="cpu", help="time to accuracy: cpu or cuda")
     args = p.parse_args()
     if args.probe:
         probe()
