@@ -9,7 +9,8 @@ the fused one, the whole step captured in a CUDA graph, torch.compile + fused) a
 a child between them, in rounds ordered by benchmarks/alternation.py; each measurement is
 `--steps` steps after warm-up, timed with the GPU synchronized at both ends; both sides keep the
 data on the GPU's terms (PyTorch: the whole training set resident on the GPU, its best case).
-  compare_gpu.py --build /opt/ddp/build --reps 5 --out DIR [--commit C] [--no-compile]"""
+  compare_gpu.py --build /opt/ddp/build --reps 5 --out DIR [--commit C] [--no-compile]
+                 [--baseline LABEL=DDP_BENCH]   (another build's ddp_bench in the same rounds)"""
 
 import argparse
 import json
@@ -98,9 +99,9 @@ def timed(run, steps, batch):
     return steps * batch / (time.perf_counter() - start)
 
 
-def ours(args, name, precision, fmnist):
+def ours(bench, name, precision, fmnist, args):
     out = os.path.join(tempfile.gettempdir(), f"compare_gpu_{name}_{precision}.json")
-    cmd = [os.path.join(args.build, "ddp_bench"), "--config", CONFIGS[name],
+    cmd = [bench, "--config", CONFIGS[name],
            "--set", "training.device=cuda",
            "--set", f"training.tf32={'true' if precision == 'tf32' else 'false'}",
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--json", out]
@@ -119,7 +120,10 @@ def throughput_rows(args, fmnist, log):
         data = gpu_data(name)
         for precision in PRECISIONS:
             set_precision(precision)
-            runners = {"ours": lambda: ours(args, name, precision, fmnist)}
+            runners = {"ours": lambda: ours(os.path.join(args.build, "ddp_bench"), name, precision,
+                                            fmnist, args)}
+            for label, bench in args.baseline:
+                runners[label] = lambda bench=bench: ours(bench, name, precision, fmnist, args)
             for kind in kinds:
                 try:
                     run = torch_variant(kind, name, data)
@@ -180,15 +184,20 @@ def render(result):
              "", f"Commit {result['commit']}, {result['date']}; GPU {result['gpu']}; CPU "
              f"{result['cpu']}; {result['torch']}; {result['reps']} alternated rounds of "
              f"{result['steps']} steps each, median (min-max) samples/s.", "",
-             "| row | ours | fastest PyTorch | ours / fastest | every PyTorch variant |",
+             "| row | ours | fastest PyTorch | ours / fastest | every other variant |",
              "|---|---|---|---|---|"]
     for row, runs in result["throughput"].items():
-        medians = {k: statistics.median(v) for k, v in runs.items() if k != "ours"}
+        medians = {k: statistics.median(v) for k, v in runs.items() if k.startswith("torch")}
         best = max(medians, key=medians.get)
         lines.append(f"| {row} | {spread(runs['ours'], fmt)} | {best} {fmt(medians[best])} | "
                      f"{statistics.median(runs['ours']) / medians[best]:.2f}x | " +
                      "; ".join(f"{k} {spread(v, fmt)}" for k, v in runs.items() if k != "ours") +
                      " |")
+    builds = {k for runs in result["throughput"].values() for k in runs
+              if k != "ours" and not k.startswith("torch")}
+    if builds:
+        lines += ["", f"{', '.join(sorted(builds))}: other builds of ddp-trainer, run in the same "
+                  "rounds."]
     if result.get("time_to_accuracy"):
         lines += ["", "Time to 88% test accuracy on W2 (batch 128, Adam, PyTorch's initial weights "
                   "of each seed on both sides; process start to the end of that epoch):", ""]
@@ -209,6 +218,8 @@ def main():
     p.add_argument("--tta-seeds", type=int, default=5)
     p.add_argument("--commit", default=None)
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--baseline", action="append", default=[], type=lambda v: v.split("=", 1),
+                   help="LABEL=PATH: another ddp_bench to run in the same rounds")
     args = p.parse_args()
     fmnist = tw.FMNIST
     os.makedirs(args.out, exist_ok=True)

@@ -36,8 +36,14 @@ struct SgdHyper {
   bool nesterov = false;
 };
 
-// Whether an optimizer update also checks the gradients it reads (Note [non-finite check]).
-enum class GradCheck { kNone, kFinite };
+// Whether an optimizer update also checks the gradients it reads (Note [non-finite check]):
+// kFinite answers in the update's return value, kFiniteLater through
+// ComputeBackend::take_nonfinite() (Note [deferred readback]).
+enum class GradCheck { kNone, kFinite, kFiniteLater };
+
+// When a loss's sums reach the caller: returned by the call, or (kLater) added to those that
+// ComputeBackend::take_loss_stats() returns (Note [deferred readback]).
+enum class Readback { kNow, kLater };
 
 struct AdamHyper {
   float beta1 = 0.9f;
@@ -135,11 +141,12 @@ class ComputeBackend {
   virtual void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,
                                 int64_t cols) = 0;
 
+  // The losses return their sums (zeros with Readback::kLater, see take_loss_stats()).
   // Fused softmax + cross-entropy on logits (rows, cols). When dlogits is not null it receives
   // grad_scale * d(sum of row losses)/d(logits); the trainer passes 1 / global batch size.
   virtual LossStats softmax_cross_entropy(const float* logits, const float* targets,
                                           TargetKind kind, float* dlogits, float grad_scale,
-                                          int64_t rows, int64_t cols) = 0;
+                                          int64_t rows, int64_t cols, Readback readback) = 0;
   // Fused sigmoid + binary cross-entropy on logits z (rows, cols) against multi-hot targets t
   // (rows, cols), in PyTorch's stable BCEWithLogitsLoss form: element loss
   // (1 - t) z + (1 + (p - 1) t) softplus(-z), p = pos_weight[col] (backend memory; 1 when null);
@@ -148,14 +155,15 @@ class ComputeBackend {
   // prediction, z > 0, matches t > 0.5 (Keras' binary_accuracy).
   virtual LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
                                           const float* pos_weight, float* dlogits, float grad_scale,
-                                          int64_t rows, int64_t cols) = 0;
+                                          int64_t rows, int64_t cols, Readback readback) = 0;
   // Keras' kernel_regularizer over `count` weights: returns l1 * sum |w| + l2 * sum w^2 (summed
   // in double) and, when grads is not null, adds its gradient l1 * sign(w) + 2 l2 w to them.
   virtual double weight_penalty(const float* weights, float* grads, size_t count, float l1,
                                 float l2) = 0;
   // Row loss = mean over cols of (pred - target)^2 (Keras' definition).
   virtual LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
-                                       float grad_scale, int64_t rows, int64_t cols) = 0;
+                                       float grad_scale, int64_t rows, int64_t cols,
+                                       Readback readback) = 0;
 
   // Convolution as a GEMM (Note [convolution as GEMM]): cols (batch * out_h * out_w, patch())
   // holds each output pixel's window over x (batch, height, width, channels), in (row, column,
@@ -220,11 +228,24 @@ class ComputeBackend {
 
   // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam). With
   // GradCheck::kFinite they return false when a gradient they read was NaN or infinite (the
-  // update has used it all the same); otherwise they return true.
+  // update has used it all the same); otherwise they return true. With kFiniteLater such a
+  // gradient makes the next take_nonfinite() return true.
   virtual bool sgd_update(float* params, const float* grads, float* velocity, size_t count,
                           float lr, const SgdHyper& hyper, GradCheck check) = 0;
   virtual bool adam_update(float* params, const float* grads, float* m, float* v, size_t count,
                            float lr, int64_t step, const AdamHyper& hyper, GradCheck check) = 0;
+
+  // Note [deferred readback]: a device runs what the host queued while the host goes on, until
+  // the host waits for a result. A training step that read its loss right after the loss kernel
+  // and its non-finite verdict right after the update would leave the GPU idle twice per step
+  // while the host queues the next work (W3 in TF32 on an H200 took 0.41 ms a step so, against
+  // 0.33 for PyTorch replaying the whole step as a CUDA graph: results/gpu/). So the step
+  // reads its loss sums after queuing backward and update, and the verdict of its update a step
+  // later, and each read waits only for the work it reads. On the CPU both are ready at once.
+  // The sums of the Readback::kLater losses since the last call.
+  virtual LossStats take_loss_stats() = 0;
+  // Whether an update with GradCheck::kFiniteLater since the last call read a NaN or infinity.
+  virtual bool take_nonfinite() = 0;
 };
 
 // flush_denormals sets FTZ/DAZ for the calling thread (the one that trains): Adam's moments for

@@ -21,6 +21,7 @@
 #include "backend/cpu_window_ops.h"
 #include "backend/direct_conv.h"
 #include "backend/host_buffers.h"
+#include "backend/host_readback.h"
 #include "backend/winograd_conv.h"
 #ifdef DDP_HAVE_DNNL
 #include "backend/onednn_conv.h"
@@ -216,24 +217,29 @@ class CpuBackend final : public ComputeBackend {
   }
 
   LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,
-                                  float* dlogits, float grad_scale, int64_t rows,
-                                  int64_t cols) override {
-    return cpu::softmax_cross_entropy(logits, targets, kind, dlogits, grad_scale, rows, cols,
-                                      scratch_);
+                                  float* dlogits, float grad_scale, int64_t rows, int64_t cols,
+                                  Readback readback) override {
+    return readback_.deliver(cpu::softmax_cross_entropy(logits, targets, kind, dlogits, grad_scale,
+                                                        rows, cols, scratch_),
+                             readback);
   }
 
   LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
                                   const float* pos_weight, float* dlogits, float grad_scale,
-                                  int64_t rows, int64_t cols) override {
-    return cpu::sigmoid_cross_entropy(logits, targets, pos_weight, dlogits, grad_scale, rows, cols);
+                                  int64_t rows, int64_t cols, Readback readback) override {
+    return readback_.deliver(
+        cpu::sigmoid_cross_entropy(logits, targets, pos_weight, dlogits, grad_scale, rows, cols),
+        readback);
   }
   double weight_penalty(const float* weights, float* grads, size_t count, float l1,
                         float l2) override {
     return cpu::weight_penalty(weights, grads, count, l1, l2);
   }
   LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
-                               float grad_scale, int64_t rows, int64_t cols) override {
-    return cpu::mean_squared_error(pred, targets, dpred, grad_scale, rows, cols);
+                               float grad_scale, int64_t rows, int64_t cols,
+                               Readback readback) override {
+    return readback_.deliver(cpu::mean_squared_error(pred, targets, dpred, grad_scale, rows, cols),
+                             readback);
   }
 
   // 3x3 at stride 1 over whole vectors of channels and filters: Winograd (Note [Winograd
@@ -347,7 +353,7 @@ class CpuBackend final : public ComputeBackend {
     const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
       return sgd_range(params + begin, grads + begin, velocity + begin, end - begin, lr, hyper);
     });
-    return check == GradCheck::kNone || non_finite == 0;
+    return readback_.checked(non_finite, check);
   }
 
   bool adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
@@ -356,8 +362,10 @@ class CpuBackend final : public ComputeBackend {
     const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
       return adam_range(params + begin, grads + begin, m + begin, v + begin, end - begin, c);
     });
-    return check == GradCheck::kNone || non_finite == 0;
+    return readback_.checked(non_finite, check);
   }
+  LossStats take_loss_stats() override { return readback_.take_loss_stats(); }
+  bool take_nonfinite() override { return readback_.take_nonfinite(); }
 
  private:
   // work(begin, end) on the team's contiguous shares of [0, count), in multiples of `grain`.
@@ -391,6 +399,7 @@ class CpuBackend final : public ComputeBackend {
   ThreadTeam team_;                  // Note [threads per rank]
   std::vector<float> scratch_;       // (cols) exponentials of one row
   std::vector<float> conv_scratch_;  // direct and Winograd convolutions' weights and tiles
+  HostReadback readback_;
 #ifdef DDP_HAVE_DNNL
   OneDnnConvolutions convolutions_;
 #endif

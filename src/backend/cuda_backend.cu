@@ -18,6 +18,7 @@
 #include "backend/cuda_launch.cuh"
 #include "backend/cuda_losses.h"
 #include "backend/cuda_pinned_staging.h"
+#include "backend/cuda_readback.h"
 #include "backend/cuda_window_ops.h"
 #include "core/error.h"
 
@@ -219,31 +220,32 @@ class CudaBackend final : public ComputeBackend {
   }
 
   LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,
-                                  float* dlogits, float grad_scale, int64_t rows,
-                                  int64_t cols) override {
+                                  float* dlogits, float grad_scale, int64_t rows, int64_t cols,
+                                  Readback readback) override {
     reserve_row_stats(rows);
     cuda::softmax_cross_entropy(logits, targets, kind == TargetKind::kSparse, dlogits, grad_scale,
                                 rows, cols, row_stats_, row_stats_ + rows, stream_);
-    return sum_row_stats(rows);
+    return sum_row_stats(rows, readback);
   }
   LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
                                   const float* pos_weight, float* dlogits, float grad_scale,
-                                  int64_t rows, int64_t cols) override {
+                                  int64_t rows, int64_t cols, Readback readback) override {
     reserve_row_stats(rows);
     cuda::sigmoid_cross_entropy(logits, targets, pos_weight, dlogits, grad_scale, rows, cols,
                                 row_stats_, row_stats_ + rows, stream_);
-    return sum_row_stats(rows);
+    return sum_row_stats(rows, readback);
   }
   double weight_penalty(const float* weights, float* grads, size_t count, float l1,
                         float l2) override {
     return cuda::weight_penalty(weights, grads, count, l1, l2, reduction_scratch_, stream_);
   }
   LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
-                               float grad_scale, int64_t rows, int64_t cols) override {
+                               float grad_scale, int64_t rows, int64_t cols,
+                               Readback readback) override {
     reserve_row_stats(rows);
     cuda::mean_squared_error(pred, targets, dpred, grad_scale, rows, cols, row_stats_,
                              row_stats_ + rows, stream_);
-    return sum_row_stats(rows);
+    return sum_row_stats(rows, readback);
   }
 
   void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) override {
@@ -299,19 +301,18 @@ class CudaBackend final : public ComputeBackend {
     cuda::from_bf16(src, dst, count, stream_);
   }
 
-  // The check is a pass of its own here: device memory bandwidth makes it cheap.
   bool sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
                   const SgdHyper& hyper, GradCheck check) override {
-    const bool finite = check == GradCheck::kNone || all_finite(grads, count);
-    cuda::sgd_update(params, grads, velocity, count, lr, hyper, stream_);
-    return finite;
+    cuda::sgd_update(params, grads, velocity, count, lr, hyper, check_flag(check), stream_);
+    return checked(check);
   }
   bool adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
                    int64_t step, const AdamHyper& hyper, GradCheck check) override {
-    const bool finite = check == GradCheck::kNone || all_finite(grads, count);
-    cuda::adam_update(params, grads, m, v, count, lr, step, hyper, stream_);
-    return finite;
+    cuda::adam_update(params, grads, m, v, count, lr, step, hyper, check_flag(check), stream_);
+    return checked(check);
   }
+  LossStats take_loss_stats() override { return readback_.take_loss_stats(stream_); }
+  bool take_nonfinite() override { return readback_.take_nonfinite(stream_); }
 
  private:
   // Row-major C (m, n) = op(A) op(B), as the CPU backend's gemm. cuBLAS is column-major, and a
@@ -333,7 +334,28 @@ class CudaBackend final : public ComputeBackend {
     host_row_stats_.resize(2 * static_cast<size_t>(rows));
   }
 
-  LossStats sum_row_stats(int64_t rows) {
+  // The flag an update under `check` sets on a NaN or infinity (null: no check).
+  int* check_flag(GradCheck check) {
+    if (check == GradCheck::kFinite) cudaCheck(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
+    return check == GradCheck::kFinite        ? flag_
+           : check == GradCheck::kFiniteLater ? readback_.nonfinite_flag()
+                                              : nullptr;
+  }
+  // The answer of an update under `check` that was just queued.
+  bool checked(GradCheck check) {
+    if (check == GradCheck::kFiniteLater) readback_.flag_queued(stream_);
+    if (check != GradCheck::kFinite) return true;
+    int flag = 0;
+    cudaCheck(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    cudaCheck(cudaStreamSynchronize(stream_));
+    return flag == 0;
+  }
+
+  LossStats sum_row_stats(int64_t rows, Readback readback) {
+    if (readback == Readback::kLater) {
+      readback_.hold_loss(row_stats_, row_stats_ + rows, rows, stream_);
+      return {};
+    }
     cudaCheck(cudaMemcpyAsync(host_row_stats_.data(), row_stats_,
                               2 * static_cast<size_t>(rows) * sizeof(double),
                               cudaMemcpyDeviceToHost, stream_));
@@ -356,6 +378,7 @@ class CudaBackend final : public ComputeBackend {
   int64_t row_stats_rows_ = 0;
   std::vector<double> host_row_stats_;
   cuda::DeviceDoubles reduction_scratch_;  // partial sums of channel_sums and weight_penalty
+  cuda::DeviceReadback readback_;          // Note [deferred readback]
 };
 
 }  // namespace

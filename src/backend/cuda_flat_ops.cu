@@ -7,9 +7,12 @@
 namespace ddp::cuda {
 namespace {
 
+// The updates check the gradients they read where `nonfinite` is not null: a NaN or infinity sets
+// it to 1 (Note [non-finite check]), with no pass of its own over the gradients.
 __global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float lr, float mu,
-                           float wd, bool nesterov) {
+                           float wd, bool nesterov, int* nonfinite) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    if (nonfinite && !isfinite(g[i])) *nonfinite = 1;
     const float grad = g[i] + wd * p[i];
     if (!v) {
       p[i] -= lr * grad;
@@ -22,8 +25,10 @@ __global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float l
 }
 
 __global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, float step_size,
-                            float inv_sqrt_bc2, float b1, float b2, float eps, float wd) {
+                            float inv_sqrt_bc2, float b1, float b2, float eps, float wd,
+                            int* nonfinite) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    if (nonfinite && !isfinite(g[i])) *nonfinite = 1;
     const float grad = g[i] + wd * p[i];
     const float mi = b1 * m[i] + (1 - b1) * grad;
     const float vi = b2 * v[i] + (1 - b2) * grad * grad;
@@ -60,21 +65,21 @@ __global__ void non_finite_kernel(const float* data, size_t n, int* flag) {
 }  // namespace
 
 void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
-                const SgdHyper& hyper, cudaStream_t stream) {
+                const SgdHyper& hyper, int* nonfinite, cudaStream_t stream) {
   sgd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
       params, grads, hyper.momentum != 0 ? velocity : nullptr, count, lr, hyper.momentum,
-      hyper.weight_decay, hyper.nesterov);
+      hyper.weight_decay, hyper.nesterov, nonfinite);
   cudaCheck(cudaGetLastError());
 }
 
 void adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
-                 int64_t step, const AdamHyper& hyper, cudaStream_t stream) {
+                 int64_t step, const AdamHyper& hyper, int* nonfinite, cudaStream_t stream) {
   const double t = static_cast<double>(step);
   const auto step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t)));
   const auto inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)));
-  adam_kernel<<<blocks_for(count), kThreads, 0, stream>>>(params, grads, m, v, count, step_size,
-                                                          inv_sqrt_bc2, hyper.beta1, hyper.beta2,
-                                                          hyper.epsilon, hyper.weight_decay);
+  adam_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
+      params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2, hyper.epsilon,
+      hyper.weight_decay, nonfinite);
   cudaCheck(cudaGetLastError());
 }
 

@@ -12,12 +12,13 @@
 
 namespace ddp::cuda {
 
-// velocity is read only when hyper.momentum is not zero.
+// velocity is read only when hyper.momentum is not zero. Where `nonfinite` (device memory) is not
+// null, a NaN or infinite gradient sets it to 1.
 void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
-                const SgdHyper& hyper, cudaStream_t stream);
-// `step` counts from 1 (the bias corrections' exponent).
+                const SgdHyper& hyper, int* nonfinite, cudaStream_t stream);
+// `step` counts from 1 (the bias corrections' exponent); `nonfinite` as for sgd_update.
 void adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
-                 int64_t step, const AdamHyper& hyper, cudaStream_t stream);
+                 int64_t step, const AdamHyper& hyper, int* nonfinite, cudaStream_t stream);
 
 void to_bf16(const float* src, uint16_t* dst, size_t count, cudaStream_t stream);
 void from_bf16(const uint16_t* src, float* dst, size_t count, cudaStream_t stream);

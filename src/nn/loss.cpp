@@ -36,14 +36,15 @@ OutputFunction Loss::fused_output() const {
 }
 
 LossStats Loss::compute(ComputeBackend& backend, const float* output, const float* targets,
-                        float* doutput, float grad_scale, int64_t rows, int64_t cols) const {
+                        float* doutput, float grad_scale, int64_t rows, int64_t cols,
+                        Readback readback) const {
   if (kind_ == LossKind::kMeanSquaredError)
-    return backend.mean_squared_error(output, targets, doutput, grad_scale, rows, cols);
+    return backend.mean_squared_error(output, targets, doutput, grad_scale, rows, cols, readback);
   if (kind_ == LossKind::kBinaryCrossentropy)
     return backend.sigmoid_cross_entropy(output, targets, pos_weight_.data(), doutput, grad_scale,
-                                         rows, cols);
+                                         rows, cols, readback);
   return backend.softmax_cross_entropy(output, targets, target_kind(), doutput, grad_scale, rows,
-                                       cols);
+                                       cols, readback);
 }
 
 }  // namespace ddp

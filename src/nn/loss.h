@@ -34,9 +34,10 @@ class Loss {
                                                              : TargetKind::kDense;
   }
   // output, doutput: (rows, cols); targets: (rows) or (rows, cols) by target_kind().
-  // doutput may be null (evaluation).
+  // doutput may be null (evaluation). Readback as for ComputeBackend's losses.
   LossStats compute(ComputeBackend& backend, const float* output, const float* targets,
-                    float* doutput, float grad_scale, int64_t rows, int64_t cols) const;
+                    float* doutput, float grad_scale, int64_t rows, int64_t cols,
+                    Readback readback = Readback::kNow) const;
 
  private:
   LossKind kind_;

@@ -217,7 +217,11 @@ void Trainer::train_step() {
   };
   if (step_observer_) step_observer_(completed_steps_);
   if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
+  // Note [deferred readback]: the loss sums are read after backward and update are queued, unless
+  // a metric reads each micro-batch's outputs anyway.
+  const Readback readback = metrics_->needs_outputs() ? Readback::kNow : Readback::kLater;
   double loss_sum = 0;  // this rank's, for the non-finite report
+  int64_t step_rows = 0;
   // Note [weight penalty]: rank 0 adds it, with each tensor's final gradient.
   const bool penalize = !penalty_.empty() && comm_.rank() == 0;
   double penalty = 0;
@@ -270,9 +274,12 @@ void Trainer::train_step() {
     const float* output = model_->forward(features_.data(), rows);
     const LossStats micro_stats =
         loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
-                      1.0f / static_cast<float>(step_samples), rows, classes_);
-    loss_sum += micro_stats.loss_sum;
-    add_batch(epoch_sums_, micro_stats, output, rows);
+                      1.0f / static_cast<float>(step_samples), rows, classes_, readback);
+    if (readback == Readback::kNow) {
+      loss_sum += micro_stats.loss_sum;
+      add_batch(epoch_sums_, micro_stats, output, rows);
+    }
+    step_rows += rows;
     lap(phase_times_.forward);
     model_->backward(rows, last ? ready : std::function<void(size_t)>{}, /*accumulate=*/micro > 0);
     model_->set_pass({});  // inference, for whatever runs the model next
@@ -280,10 +287,17 @@ void Trainer::train_step() {
     phase_times_.backward_update += step_update_->take_update_seconds();
     finish_lap(last);
   }
+  settle_verdict();  // the last step's, whose update is done by now
+  if (!apply_gradients()) ++skipped_in_epoch_;
+  if (readback == Readback::kLater) {
+    const LossStats stats = backend_.take_loss_stats();  // waits for this step's forward only
+    loss_sum += stats.loss_sum;
+    add_batch(epoch_sums_, stats, nullptr, step_rows);
+  }
   // The loss sums count the penalty once per sample, so that the epoch's loss is its mean.
   loss_sum += penalty * static_cast<double>(step_samples);
   epoch_sums_[0] += penalty * static_cast<double>(step_samples);
-  if (!apply_gradients(loss_sum)) ++skipped_in_epoch_;
+  if (pending_verdict_) pending_verdict_->loss_sum = loss_sum;
   lap(phase_times_.optimizer);
   ++phase_times_.steps;
 
@@ -300,23 +314,38 @@ void Trainer::train_step() {
 // Note [non-finite check]: a step whose summed gradients hold a NaN or infinity is skipped
 // (nonfinite: skip) or ends the run (stop, the default) with every rank agreeing. A skipped step
 // must leave the parameters untouched, so skip checks the gradients first, in a pass of its own.
-// A stopped run never uses its parameters again (nothing is written after the error), so stop lets
-// the optimizer check the gradients while it streams them anyway: on W3 the separate pass over
-// 58.8 MB of gradients took 6 ms of a 66 ms step.
-bool Trainer::apply_gradients(double local_loss_sum) {
+// A stopped run never uses its parameters again, so stop lets the optimizer check the gradients
+// while it streams them anyway (on W3 the separate pass over 58.8 MB of gradients took 6 ms of a
+// 66 ms CPU step), and reads that verdict a step later (Note [deferred readback]): at the next
+// step's update, or before anything reads the parameters (an evaluation, a replica check, a
+// checkpoint, the end of training), whichever comes first. The error names the step whose
+// gradients were not finite.
+bool Trainer::apply_gradients() {
   if (config_.training.skip_nonfinite) {
     const std::span<float> grads = sync_->shard_grads();
     if (!sync_->agree_finite(backend_.all_finite(grads.data(), grads.size()))) return false;
     step_update_->finish_step(*sync_, GradCheck::kNone);
-  } else if (!sync_->agree_finite(step_update_->finish_step(*sync_, GradCheck::kFinite))) {
-    RuntimeError error("non-finite gradients at step " + std::to_string(completed_steps_ + 1) +
-                       " (epoch " + std::to_string(epoch_ + 1) + ", rank-local loss sum " +
-                       std::to_string(local_loss_sum) +
-                       "); lower the learning rate, or set training.nonfinite: skip");
-    error.mark_agreed();  // every rank reached the same verdict
-    throw error;
+    return true;
   }
+  pending_verdict_ =
+      PendingVerdict{.finite = step_update_->finish_step(*sync_, GradCheck::kFiniteLater),
+                     .step = completed_steps_ + 1,
+                     .epoch = epoch_ + 1,
+                     .loss_sum = 0};
   return true;
+}
+
+void Trainer::settle_verdict() {
+  if (!pending_verdict_) return;
+  const PendingVerdict verdict = *pending_verdict_;
+  pending_verdict_.reset();
+  if (sync_->agree_finite(verdict.finite && !backend_.take_nonfinite())) return;
+  RuntimeError error("non-finite gradients at step " + std::to_string(verdict.step) + " (epoch " +
+                     std::to_string(verdict.epoch) + ", rank-local loss sum " +
+                     std::to_string(verdict.loss_sum) +
+                     "); lower the learning rate, or set training.nonfinite: skip");
+  error.mark_agreed();  // every rank reached the same verdict
+  throw error;
 }
 
 void Trainer::train_steps(int64_t count) {
@@ -324,6 +353,7 @@ void Trainer::train_steps(int64_t count) {
     train_step();
     if (step_in_epoch_ == 0) std::fill(epoch_sums_.begin(), epoch_sums_.end(), 0.0);
   }
+  settle_verdict();
 }
 
 std::string Trainer::describe_batch() const {
@@ -343,6 +373,7 @@ std::string Trainer::describe_batch() const {
 }
 
 void Trainer::verify_replicas() {
+  settle_verdict();
   // An epoch end that also writes a checkpoint would otherwise check the same parameters twice.
   if (last_replica_check_step_ == completed_steps_) return;
   check_replicas(comm_, backend_, *model_, completed_steps_);
@@ -350,6 +381,7 @@ void Trainer::verify_replicas() {
 }
 
 void Trainer::checkpoint_now() {
+  settle_verdict();
   if (!checkpoint_hook_ || last_checkpoint_step_ == completed_steps_) return;
   checkpoint_hook_(*this);
   last_checkpoint_step_ = completed_steps_;

@@ -141,7 +141,9 @@ class Trainer {
   void add_batch(std::span<double> sums, const LossStats& stats, const float* output, int64_t rows);
   double samples_in(std::span<const double> sums) const { return sums[1 + MetricSet::kSamples]; }
   // One optimizer step from the summed gradients; false when skipped as non-finite.
-  bool apply_gradients(double local_loss_sum);
+  bool apply_gradients();
+  // Note [non-finite check]: ends the run if the last step's update read a non-finite gradient.
+  void settle_verdict();
   std::vector<float> gather_state(const StateTensor& state);
   void checkpoint_now();
   void verify_replicas();  // check_replicas, at most once per step
@@ -186,6 +188,12 @@ class Trainer {
   bool profile_backward_ = false;  // profile_backward()
   std::function<void(int64_t)> step_observer_;
   int64_t skipped_in_epoch_ = 0;
+  struct PendingVerdict {
+    bool finite;  // what the update knew at once
+    int64_t step, epoch;
+    double loss_sum;  // this rank's, for the report
+  };
+  std::optional<PendingVerdict> pending_verdict_;  // the last step's, not yet settled
   CheckpointConfig checkpoint_policy_;
   CheckpointHook checkpoint_hook_;
   int64_t last_checkpoint_step_ = -1;

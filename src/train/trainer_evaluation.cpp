@@ -43,6 +43,7 @@ void Trainer::add_batch(std::span<double> sums, const LossStats& stats, const fl
 }
 
 EvalResult Trainer::evaluate(const Dataset& data) {
+  settle_verdict();
   // Contiguous, disjoint shards; ranks may get one sample more or less, which is fine because
   // evaluation has no collective until the final sums.
   const int64_t n = data.size();

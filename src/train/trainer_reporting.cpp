@@ -54,6 +54,7 @@ void Trainer::log_epoch(const EpochRecord& record, int64_t steps_run) {
 }
 
 void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run) {
+  settle_verdict();  // the epoch's last step's, before its parameters are evaluated
   const auto start = std::chrono::steady_clock::now();
   std::vector<double> sums = epoch_sums_;
   comm_.all_reduce_sum(std::span<double>(sums));

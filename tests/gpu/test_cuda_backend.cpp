@@ -41,8 +41,8 @@ void expect_dense_matches_cpu(Activation act, bool tf32, float tolerance) {
                         accumulate, nullptr);
       results[k] = {Y.read(), DX.read(), DW.read(), DB.read()};
     }
-    for (size_t i = 0; i < 4; ++i)
-      expect_close(results[0][i], results[1][i], "dense output", tolerance);
+    const char* names[4] = {"dense y", "dense dx", "dense dw", "dense db"};
+    for (size_t i = 0; i < 4; ++i) expect_close(results[0][i], results[1][i], names[i], tolerance);
   }
 }
 
@@ -50,8 +50,11 @@ class CudaVsCpu : public ::testing::TestWithParam<Activation> {};
 
 TEST_P(CudaVsCpu, DenseForwardAndBackward) { expect_dense_matches_cpu(GetParam(), false, 1e-5f); }
 
+// TF32 keeps 10 of float's 23 mantissa bits, so each product is off by up to 2^-10 of |a||b|, and
+// sums whose terms cancel are off by more than that share of the result: on an H200 the largest
+// difference was 1.01e-3 of the largest output (tanh's forward). A wrong product is off by O(1).
 TEST_P(CudaVsCpu, DenseWithTf32WithinItsTolerance) {
-  expect_dense_matches_cpu(GetParam(), true, 1e-3f);
+  expect_dense_matches_cpu(GetParam(), true, 4e-3f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, CudaVsCpu,
@@ -70,19 +73,27 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
   }
   ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
   std::vector<std::vector<float>> out[2];
-  LossStats stats[2][3];
+  LossStats stats[2][3], deferred[2];
   for (int k = 0; k < 2; ++k) {
     ComputeBackend& be = *backends[k];
     Mirror Z(be, logits), S(be, sparse), T(be, dense), G(be, std::vector<float>(rows * cols)),
         P(be, std::vector<float>(rows * cols)), DX(be, std::vector<float>(rows * cols));
     stats[k][0] = be.softmax_cross_entropy(Z.buffer.data(), S.buffer.data(), TargetKind::kSparse,
-                                           G.buffer.data(), 0.5f, rows, cols);
+                                           G.buffer.data(), 0.5f, rows, cols, Readback::kNow);
     out[k].push_back(G.read());
     stats[k][1] = be.softmax_cross_entropy(Z.buffer.data(), T.buffer.data(), TargetKind::kDense,
-                                           G.buffer.data(), 0.5f, rows, cols);
+                                           G.buffer.data(), 0.5f, rows, cols, Readback::kNow);
     out[k].push_back(G.read());
-    stats[k][2] =
-        be.mean_squared_error(Z.buffer.data(), T.buffer.data(), G.buffer.data(), 0.5f, rows, cols);
+    stats[k][2] = be.mean_squared_error(Z.buffer.data(), T.buffer.data(), G.buffer.data(), 0.5f,
+                                        rows, cols, Readback::kNow);
+    // Note [deferred readback]: deferred losses return zeros and add up until taken, once.
+    for (int i = 0; i < 2; ++i)
+      EXPECT_EQ(be.softmax_cross_entropy(Z.buffer.data(), S.buffer.data(), TargetKind::kSparse,
+                                         G.buffer.data(), 0.5f, rows, cols, Readback::kLater)
+                    .loss_sum,
+                0);
+    deferred[k] = be.take_loss_stats();
+    EXPECT_EQ(be.take_loss_stats().loss_sum, 0) << "taken already";
     out[k].push_back(G.read());
     be.softmax_forward(Z.buffer.data(), P.buffer.data(), rows, cols);
     out[k].push_back(P.read());
@@ -107,11 +118,26 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     bad[500] = std::nanf("");
     Mirror BAD(be, bad);
     EXPECT_FALSE(be.all_finite(BAD.buffer.data(), 1000));
+    // The update checks what it reads: at once, or (kFiniteLater) at the next take_nonfinite().
+    EXPECT_FALSE(be.sgd_update(PA.buffer.data(), BAD.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
+                               SgdHyper{0.9f, 0, false}, GradCheck::kFinite));
+    EXPECT_TRUE(be.adam_update(PA.buffer.data(), GA.buffer.data(), M.buffer.data(), V.buffer.data(),
+                               1000, 1e-2f, 4, AdamHyper{}, GradCheck::kFiniteLater));
+    EXPECT_FALSE(be.take_nonfinite()) << "finite gradients";
+    EXPECT_TRUE(be.adam_update(PA.buffer.data(), BAD.buffer.data(), M.buffer.data(),
+                               V.buffer.data(), 1000, 1e-2f, 5, AdamHyper{},
+                               GradCheck::kFiniteLater));
+    EXPECT_TRUE(be.take_nonfinite());
+    EXPECT_FALSE(be.take_nonfinite()) << "taken already";
   }
   for (size_t i = 0; i < out[0].size(); ++i) expect_close(out[0][i], out[1][i], "op output");
   for (int l = 0; l < 3; ++l) {
     EXPECT_NEAR(stats[0][l].loss_sum, stats[1][l].loss_sum, 1e-4 * std::abs(stats[0][l].loss_sum));
     EXPECT_EQ(stats[0][l].correct, stats[1][l].correct);
+  }
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_NEAR(deferred[k].loss_sum, 2 * stats[k][0].loss_sum, 1e-9 * stats[k][0].loss_sum) << k;
+    EXPECT_EQ(deferred[k].correct, 2 * stats[k][0].correct) << k;
   }
 }
 

@@ -13,7 +13,7 @@ tar -C / -xJf "$root/.device/bundle.tar.xz"
 dirs=()
 for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
   found="$(find -H /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets /usr/lib/x86_64-linux-gnu /opt \
-    /usr/local/lib -name "$lib" 2>/dev/null | head -n 1)"
+    /usr/local/lib -name "$lib" 2>/dev/null | head -n 1 || true)"
   [[ -n "$found" ]] || { echo "unpack_on_device: $lib not found on this machine" >&2; exit 1; }
   dirs+=("$(dirname "$found")")
 done

@@ -160,9 +160,16 @@ TEST(Optimizers, UpdatesReportNonFiniteGradientsWhenAsked) {
       grads[at] = bad;
       EXPECT_EQ(updates(GradCheck::kFinite), std::vector<bool>(3, false)) << bad << " at " << at;
       EXPECT_EQ(updates(GradCheck::kNone), std::vector<bool>(3, true)) << "unchecked";
+      EXPECT_FALSE(backend->take_nonfinite()) << "neither update asked to be told later";
+      // Note [deferred readback]: the answer comes from the next take_nonfinite(), once.
+      EXPECT_EQ(updates(GradCheck::kFiniteLater), std::vector<bool>(3, true));
+      EXPECT_TRUE(backend->take_nonfinite()) << bad << " at " << at;
+      EXPECT_FALSE(backend->take_nonfinite()) << "taken";
       grads[at] = 0.25f;
     }
   }
+  EXPECT_EQ(updates(GradCheck::kFiniteLater), std::vector<bool>(3, true));
+  EXPECT_FALSE(backend->take_nonfinite()) << "finite gradients";
 }
 
 }  // namespace
