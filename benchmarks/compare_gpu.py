@@ -10,7 +10,8 @@ a child between them, in rounds ordered by benchmarks/alternation.py; each measu
 `--steps` steps after warm-up, timed with the GPU synchronized at both ends; both sides keep the
 data on the GPU's terms (PyTorch: the whole training set resident on the GPU, its best case).
   compare_gpu.py --build /opt/ddp/build --reps 5 --out DIR [--commit C] [--no-compile]
-                 [--baseline LABEL=DDP_BENCH]   (another build's ddp_bench in the same rounds)"""
+                 [--baseline LABEL=DDP_BENCH]   (another build's ddp_bench in the same rounds)
+  compare_gpu.py --out DIR --render-log LOG LIKE_JSON COMMIT DATE NOTE   (a run that crashed)"""
 
 import argparse
 import json
@@ -113,8 +114,8 @@ def ours(bench, name, precision, fmnist, args):
         return json.load(f)["samples_per_sec"]
 
 
-def throughput_rows(args, fmnist, log):
-    rows = {}
+def throughput_rows(args, fmnist, log, rows):
+    """Fills `rows` row by row (the caller saves what a crash would otherwise lose)."""
     kinds = ["eager", "eager fused", "graph"] + ([] if args.no_compile else ["compile"])
     for name in ("w2", "w3"):
         data = gpu_data(name)
@@ -139,8 +140,8 @@ def throughput_rows(args, fmnist, log):
                 log(f"  {name} {precision} round {r + 1}/{args.reps}: " +
                     ", ".join(f"{k} {v[-1]:,.0f}" for k, v in runs.items()))
             rows[f"{name} {precision}"] = runs
+            log(None)  # a row done: save
             torch.cuda.empty_cache()
-    return rows
 
 
 def time_to_accuracy(args, fmnist, log):
@@ -179,11 +180,33 @@ def fmt(v):
     return f"{v:,.0f}"
 
 
+def from_log(path, like, commit, date, note):
+    """A result rebuilt from a run's log (its round lines), for a run that ended before writing its
+    JSON; the machine fields from `like`, another run's JSON on the same kind of machine."""
+    with open(like) as f:
+        result = {k: v for k, v in json.load(f).items()
+                  if k in ("gpu", "cpu", "torch", "steps", "warmup")}
+    rows, reps = {}, 0
+    with open(path) as f:
+        for line in f:
+            head, sep, tail = line.strip().partition(": ")
+            if " round " not in head or not sep:
+                continue
+            row, _, count = head.partition(" round ")
+            reps = max(reps, int(count.split("/")[1]))
+            for item in tail.split(", "):
+                name, _, value = item.rpartition(" ")
+                rows.setdefault(row, {}).setdefault(name, []).append(float(value.replace(",", "")))
+    return {**result, "commit": commit, "date": date, "reps": reps, "throughput": rows,
+            "note": note}
+
+
 def render(result):
     lines = ["# W2 and W3 on one GPU: ddp-trainer against PyTorch CUDA",
              "", f"Commit {result['commit']}, {result['date']}; GPU {result['gpu']}; CPU "
              f"{result['cpu']}; {result['torch']}; {result['reps']} alternated rounds of "
-             f"{result['steps']} steps each, median (min-max) samples/s.", "",
+             f"{result['steps']} steps each, median (min-max) samples/s.",
+             *(["", result["note"]] if result.get("note") else []), "",
              "| row | ours | fastest PyTorch | ours / fastest | every other variant |",
              "|---|---|---|---|---|"]
     for row, runs in result["throughput"].items():
@@ -210,7 +233,7 @@ def render(result):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--build", required=True)
+    p.add_argument("--build")
     p.add_argument("--out", required=True)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--steps", type=int, default=1000)
@@ -220,12 +243,26 @@ def main():
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--baseline", action="append", default=[], type=lambda v: v.split("=", 1),
                    help="LABEL=PATH: another ddp_bench to run in the same rounds")
+    p.add_argument("--render-log", nargs=5, metavar=("LOG", "LIKE_JSON", "COMMIT", "DATE", "NOTE"),
+                   help="write --out/compare_gpu.{json,md} from a run's log, without running")
     args = p.parse_args()
-    fmnist = tw.FMNIST
     os.makedirs(args.out, exist_ok=True)
+
+    def save(result):
+        with open(os.path.join(args.out, "compare_gpu.json"), "w") as f:
+            json.dump(result, f, indent=1)
+        with open(os.path.join(args.out, "compare_gpu.md"), "w") as f:
+            f.write(render(result))
+
+    if args.render_log:
+        save(from_log(*args.render_log))
+        return
+    fmnist = tw.FMNIST
     log_file = open(os.path.join(args.out, "compare_gpu.log"), "a")
 
     def log(line):
+        if line is None:
+            return save(result)
         print(line, flush=True)
         log_file.write(line + "\n")
         log_file.flush()
@@ -236,13 +273,11 @@ def main():
               "reps": args.reps, "steps": args.steps, "warmup": args.warmup}
     if args.commit:
         result["commit"] = args.commit
-    result["throughput"] = throughput_rows(args, fmnist, log)
+    result["throughput"] = {}
+    throughput_rows(args, fmnist, log, result["throughput"])
     if args.tta_seeds:
         result["time_to_accuracy"] = time_to_accuracy(args, fmnist, log)
-    with open(os.path.join(args.out, "compare_gpu.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(args.out, "compare_gpu.md"), "w") as f:
-        f.write(render(result))
+    save(result)
     log(render(result))
 
 

@@ -21,6 +21,8 @@ grep -qx '/.device/' "$root/.git/info/exclude" 2>/dev/null || echo '/.device/' >
 executables=("$build/ddp_train" "$build/ddp_bench" "$build/tests/gpu_tests" "$build/tests/gpu_nccl_tests")
 mkdir -p "$stage/opt/ddp/real" "$stage/opt/ddp/lib"
 cp "${executables[@]}" "$build/libddp_cuda.so" "$stage/opt/ddp/real/"
+# The device's copy of the tree may carry another checkout's git state: the build says its own.
+git -C "$root" describe --always --dirty --abbrev=7 >"$stage/opt/ddp/real/commit"
 
 # Folders installed at their own paths: Open MPI resolves plugins, help texts and its daemons
 # from the prefix it was configured with.

@@ -75,13 +75,18 @@ bench() {  # bench NAME CONFIG [--set ...]
   echo "== machine"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   lscpu | grep -E "Model name|^CPU\(s\)"
-  git -C "$root" log -1 --format="commit %H %cd" 2>/dev/null
 } >>"$log" 2>&1
 
 build="${1:-}"
 if [[ -z "$build" ]]; then
   build=build-gpu
   check "build with CUDA" build_here
+fi
+# A packed build (tests/gpu/pack_for_device.sh) names its commit; a tree's checkout, its own.
+if [[ -f /opt/ddp/real/commit && "$build" == /opt/ddp/build ]]; then
+  echo "build of commit $(cat /opt/ddp/real/commit)" >>"$log"
+else
+  git -C "$root" log -1 --format="commit %H %cd" >>"$log" 2>&1
 fi
 check "GPU tests" "$build/tests/gpu_tests"
 check "Fashion-MNIST on the GPU, 3 epochs" train cuda
