@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -18,6 +17,7 @@
 #include "backend/cpu_dense.h"
 #include "backend/cpu_losses.h"
 #include "backend/cpu_softmax.h"
+#include "backend/cpu_updates.h"
 #include "backend/cpu_window_ops.h"
 #include "backend/direct_conv.h"
 #include "backend/host_buffers.h"
@@ -28,108 +28,9 @@
 #endif
 #include "core/bf16.h"
 #include "core/error.h"
-#include "core/owned_lines.h"
 
 namespace ddp {
 namespace {
-
-// NaN and +-inf are the floats whose exponent bits are all ones. An integer OR-reduction of this
-// vectorizes; a float one would not (its order is fixed without -ffast-math).
-inline uint32_t is_non_finite(float x) {
-  constexpr uint32_t kExponent = 0x7f800000u;
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  return static_cast<uint32_t>((bits & kExponent) == kExponent);
-}
-
-// The updates' loops, their arguments by value: read through a lambda's references, Adam's
-// coefficients could change with every store as far as the compiler knew, and its loop ran 3x
-// slower unvectorized. Each returns whether a gradient was non-finite. They run in chunks that ask
-// for the next chunk's parameter lines ahead (Note [owned lines]).
-uint32_t sgd_chunk(float* params, const float* grads, float* velocity, size_t begin, size_t end,
-                   float lr, SgdHyper hyper) {
-  const float mu = hyper.momentum;
-  const float wd = hyper.weight_decay;
-  uint32_t non_finite = 0;
-  if (mu == 0) {
-    for (size_t i = begin; i < end; ++i) {
-      non_finite |= is_non_finite(grads[i]);
-      params[i] -= lr * (grads[i] + wd * params[i]);
-    }
-    return non_finite;
-  }
-  for (size_t i = begin; i < end; ++i) {
-    non_finite |= is_non_finite(grads[i]);
-    const float g = grads[i] + wd * params[i];
-    const float v = mu * velocity[i] + g;
-    velocity[i] = v;
-    params[i] -= lr * (hyper.nesterov ? g + mu * v : v);
-  }
-  return non_finite;
-}
-
-uint32_t sgd_range(float* params, const float* grads, float* velocity, size_t count, float lr,
-                   SgdHyper hyper) {
-  return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
-    return sgd_chunk(params, grads, velocity, begin, end, lr, hyper);
-  });
-}
-
-// Adam's coefficients of one step (bias corrections folded in).
-struct AdamStep {
-  float beta1, beta2, step_size, inv_sqrt_bc2, epsilon, weight_decay;
-};
-
-// Adam's coefficients for step `step` (from 1). A step updates its parameters piece by piece (in
-// backward, tensor by tensor: W1's six), and two pow() per piece were 1.4% of W1's step (perf), so
-// each thread keeps the last step's (threads may update pieces at once).
-AdamStep adam_step(float lr, int64_t step, const AdamHyper& hyper) {
-  thread_local struct {
-    float lr = 0, beta1 = 0, beta2 = 0;
-    int64_t step = -1;
-    float step_size = 0, inv_sqrt_bc2 = 0;
-  } last;
-  if (last.step != step || last.lr != lr || last.beta1 != hyper.beta1 ||
-      last.beta2 != hyper.beta2) {
-    const double t = static_cast<double>(step);
-    last = {
-        .lr = lr,
-        .beta1 = hyper.beta1,
-        .beta2 = hyper.beta2,
-        .step = step,
-        .step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t))),
-        .inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)))};
-  }
-  return {.beta1 = hyper.beta1,
-          .beta2 = hyper.beta2,
-          .step_size = last.step_size,
-          .inv_sqrt_bc2 = last.inv_sqrt_bc2,
-          .epsilon = hyper.epsilon,
-          .weight_decay = hyper.weight_decay};
-}
-
-uint32_t adam_chunk(float* params, const float* grads, float* m, float* v, size_t begin, size_t end,
-                    AdamStep c) {
-  const float b1 = c.beta1, b2 = c.beta2, eps = c.epsilon, wd = c.weight_decay;
-  uint32_t non_finite = 0;
-  for (size_t i = begin; i < end; ++i) {
-    non_finite |= is_non_finite(grads[i]);
-    const float g = grads[i] + wd * params[i];
-    const float mi = b1 * m[i] + (1 - b1) * g;
-    const float vi = b2 * v[i] + (1 - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    params[i] -= c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + eps);
-  }
-  return non_finite;
-}
-
-uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_t count,
-                    AdamStep c) {
-  return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
-    return adam_chunk(params, grads, m, v, begin, end, c);
-  });
-}
 
 class CpuBackend final : public ComputeBackend {
  public:
@@ -335,7 +236,7 @@ class CpuBackend final : public ComputeBackend {
 
   bool all_finite(const float* data, size_t count) override {
     uint32_t non_finite = 0;
-    for (size_t i = 0; i < count; ++i) non_finite |= is_non_finite(data[i]);
+    for (size_t i = 0; i < count; ++i) non_finite |= cpu::is_non_finite(data[i]);
     return non_finite == 0;
   }
 
@@ -351,16 +252,17 @@ class CpuBackend final : public ComputeBackend {
   bool sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
                   const SgdHyper& hyper, GradCheck check) override {
     const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
-      return sgd_range(params + begin, grads + begin, velocity + begin, end - begin, lr, hyper);
+      return cpu::sgd_range(params + begin, grads + begin, velocity + begin, end - begin, lr,
+                            hyper);
     });
     return readback_.checked(non_finite, check);
   }
 
   bool adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
                    int64_t step, const AdamHyper& hyper, GradCheck check) override {
-    const AdamStep c = adam_step(lr, step, hyper);
+    const cpu::AdamStep c = cpu::adam_step(lr, step, hyper);
     const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
-      return adam_range(params + begin, grads + begin, m + begin, v + begin, end - begin, c);
+      return cpu::adam_range(params + begin, grads + begin, m + begin, v + begin, end - begin, c);
     });
     return readback_.checked(non_finite, check);
   }

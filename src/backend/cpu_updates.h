@@ -1,0 +1,34 @@
+#pragma once
+// The CPU backend's optimizer updates over ranges of its flat buffers (ComputeBackend::sgd_update,
+// adam_update), and the finiteness test they and all_finite share.
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "backend/backend.h"
+
+namespace ddp::cpu {
+
+// NaN and +-inf are the floats whose exponent bits are all ones. An integer OR-reduction of this
+// vectorizes; a float one would not (its order is fixed without -ffast-math).
+inline uint32_t is_non_finite(float x) {
+  constexpr uint32_t kExponent = 0x7f800000u;
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return static_cast<uint32_t>((bits & kExponent) == kExponent);
+}
+
+// Each update returns whether a gradient it read was non-finite.
+uint32_t sgd_range(float* params, const float* grads, float* velocity, size_t count, float lr,
+                   SgdHyper hyper);
+
+// Adam's coefficients of one step (bias corrections folded in).
+struct AdamStep {
+  float beta1, beta2, step_size, inv_sqrt_bc2, epsilon, weight_decay;
+};
+AdamStep adam_step(float lr, int64_t step, const AdamHyper& hyper);
+uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_t count,
+                    AdamStep c);
+
+}  // namespace ddp::cpu
