@@ -1,13 +1,30 @@
-// The Trainer's reports: the epoch's record (metrics summed over the ranks, evaluation), its log
-// line, metrics.jsonl and TensorBoard.
+// The Trainer's reports: how it splits the batch, the epoch's record (metrics summed over the
+// ranks, evaluation), its log line, metrics.jsonl and TensorBoard.
 
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <string>
 
 #include "train/trainer.h"
 
 namespace ddp {
+
+std::string Trainer::describe_batch() const {
+  const std::string split = std::to_string(comm_.size()) + " ranks x " +
+                            std::to_string(per_rank_batch_) +
+                            " per rank = " + std::to_string(global_batch()) + " global";
+  const std::string accumulation =
+      accumulation_ > 1
+          ? ", " + std::to_string(accumulation_) +
+                " accumulated micro-batches = " + std::to_string(global_batch()) + " per step"
+          : "";
+  if (config_.training.batch_mode == BatchMode::kGlobal)
+    return "batch: global_batch_size " + std::to_string(config_.training.batch_size) +
+           " (strong scaling: " + split + accumulation + ")";
+  return "batch: batch_size_per_rank " + std::to_string(per_rank_batch_) +
+         " (weak scaling: " + split + accumulation + ")";
+}
 
 void Trainer::set_reporting(std::ostream* log, ProgressMode progress, const std::string& run_dir) {
   log_ = log;
