@@ -286,12 +286,9 @@ class CudaBackend final : public ComputeBackend {
   }
 
   bool all_finite(const float* data, size_t count) override {
-    int flag = 0;
     cudaCheck(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
     cuda::flag_non_finite(data, count, flag_, stream_);
-    cudaCheck(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
-    cudaCheck(cudaStreamSynchronize(stream_));
-    return flag == 0;
+    return flag_clear();
   }
 
   void to_bf16(const float* src, uint16_t* dst, size_t count) override {
@@ -344,7 +341,10 @@ class CudaBackend final : public ComputeBackend {
   // The answer of an update under `check` that was just queued.
   bool checked(GradCheck check) {
     if (check == GradCheck::kFiniteLater) readback_.flag_queued(stream_);
-    if (check != GradCheck::kFinite) return true;
+    return check != GradCheck::kFinite || flag_clear();
+  }
+  // Waits for the stream: whether what it queued left flag_ at zero.
+  bool flag_clear() {
     int flag = 0;
     cudaCheck(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
     cudaCheck(cudaStreamSynchronize(stream_));
