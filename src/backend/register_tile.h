@@ -3,7 +3,9 @@
 // (small, forward and input-gradient products) and tiled_weight_grad.cpp (the weight gradient).
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/simd.h"
 
@@ -37,16 +39,58 @@ constexpr int kMaxVectors =
 // read in place, thousands of bytes apart, are beyond the reach of the L1 stride prefetcher, so
 // without it every step waits for its row from L2 (Note [tiled GEMM], input gradient).
 //
-// With `SideFetch`, step p of the k loop also fetches into L2 line p of `fetch` while p <
-// `fetch_lines` (fetching_tile): the weight gradient's tiles bring in the rows that the update in
-// backward will stream next, so that memory works while the core multiplies (Note [update in
-// backward]). One fetch per step, inside the loop: in bursts between tiles the fetches waited for
-// L1's fill buffers (benchmarks/results/xeon/tried_not_kept.md).
-template <int Rows, int Vectors, int PrefetchAhead, bool SideFetch>
+// With `Fetching`, the k loop also fetches `fetch`'s lines into L2 (fetching_tile), so that memory
+// works while the core multiplies: the weight gradient's tiles bring in the rows that the update
+// in backward will stream next (Note [update in backward]), the input gradient's the weights of
+// its next column block (Note [tiled GEMM]). One line at a time, spread over the steps: a line
+// from memory holds one of L1's fill buffers until it arrives, and in bursts before a tile (the
+// input gradient's 24 lines) they held them all while the tile's own loads from L2 waited (W3's
+// input gradient 1.15-1.18x as fast spread, Zen 4, benchmarks/results/zen4/spread_fetches.md;
+// the weight gradient's on a Xeon, benchmarks/results/xeon/tried_not_kept.md).
+struct LineFetch {
+  const char* start = nullptr;
+  int64_t rows = 0;        // rows of lines, `row_stride` bytes apart
+  int64_t row_lines = 0;   // adjacent 64-byte lines of a row
+  int64_t row_stride = 0;  // bytes
+  int64_t every = 1;       // steps of the k loop per line; lines left when it ends are not fetched
+
+  static LineFetch adjacent(const char* start, int64_t lines) { return {start, 1, lines, 0, 1}; }
+};
+
+// A LineFetch's lines in the order a tile's k loop of `steps` steps fetches them.
+class LineFetchCursor {
+ public:
+  LineFetchCursor(const LineFetch& fetch, int64_t steps)
+      : fetch_(fetch),
+        row_(fetch.start),
+        rows_left_(fetch.rows),
+        steps_(steps),
+        next_step_(fetch.rows > 0 && fetch.row_lines > 0 ? 0 : steps) {}
+
+  // The line to fetch at step p (called for p = 0, 1, ... in order), or null.
+  const char* at(int64_t p) {
+    if (p != next_step_) return nullptr;
+    const char* const line = row_ + col_ * 64;
+    next_step_ += fetch_.every;
+    if (++col_ == fetch_.row_lines) {
+      col_ = 0;
+      row_ += fetch_.row_stride;
+      if (--rows_left_ == 0) next_step_ = steps_;
+    }
+    return line;
+  }
+
+ private:
+  LineFetch fetch_;
+  const char* row_;
+  int64_t col_ = 0, rows_left_, steps_, next_step_;
+};
+
+template <int Rows, int Vectors, int PrefetchAhead, bool Fetching>
 [[gnu::always_inline]] inline void tile_body(int64_t k, const float* a, int64_t a_row_stride,
                                              int64_t a_col_stride, const float* b, int64_t ldb,
                                              float* c, int64_t ldc, Mask last_mask, bool accumulate,
-                                             const char* fetch, int64_t fetch_lines) {
+                                             const LineFetch& fetch) {
   const bool last_whole = simd::lanes_in(last_mask) == kLanes;
   // Only the last vector of a row may be partial.
   auto load_b = [&](const float* p, int v) {
@@ -60,6 +104,7 @@ template <int Rows, int Vectors, int PrefetchAhead, bool SideFetch>
       acc[r][v] = accumulate ? load_b(c + r * ldc + v * kLanes, v) : simd::zero();
     }
   }
+  LineFetchCursor fetches(Fetching ? fetch : LineFetch{}, k);
   auto k_loop = [&](int64_t row_stride, int64_t col_stride) {
     for (int64_t p = 0; p < k; ++p) {
       if constexpr (PrefetchAhead > 0) {
@@ -68,8 +113,8 @@ template <int Rows, int Vectors, int PrefetchAhead, bool SideFetch>
 #pragma GCC unroll 4
         for (int v = 0; v < Vectors; ++v) _mm_prefetch(ahead + v * kLanes, _MM_HINT_T0);
       }
-      if constexpr (SideFetch) {
-        if (p < fetch_lines) _mm_prefetch(fetch + p * 64, _MM_HINT_T1);
+      if constexpr (Fetching) {
+        if (const char* line = fetches.at(p)) _mm_prefetch(line, _MM_HINT_T1);
       }
       Vec bv[Vectors];
 #pragma GCC unroll 4
@@ -107,21 +152,21 @@ template <int Rows, int Vectors, int PrefetchAhead = 0>
 void tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride, const float* b,
           int64_t ldb, float* c, int64_t ldc, Mask last_mask, bool accumulate) {
   tile_body<Rows, Vectors, PrefetchAhead, false>(k, a, a_row_stride, a_col_stride, b, ldb, c, ldc,
-                                                 last_mask, accumulate, nullptr, 0);
+                                                 last_mask, accumulate, LineFetch{});
 }
 
-template <int Rows, int Vectors>
+template <int Rows, int Vectors, int PrefetchAhead = 0>
 void fetching_tile(int64_t k, const float* a, int64_t a_row_stride, int64_t a_col_stride,
                    const float* b, int64_t ldb, float* c, int64_t ldc, Mask last_mask,
-                   bool accumulate, const char* fetch, int64_t fetch_lines) {
-  tile_body<Rows, Vectors, 0, true>(k, a, a_row_stride, a_col_stride, b, ldb, c, ldc, last_mask,
-                                    accumulate, fetch, fetch_lines);
+                   bool accumulate, const LineFetch& fetch) {
+  tile_body<Rows, Vectors, PrefetchAhead, true>(k, a, a_row_stride, a_col_stride, b, ldb, c, ldc,
+                                                last_mask, accumulate, fetch);
 }
 
 using TileFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*,
                         int64_t, Mask, bool);
 using FetchingTileFn = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t,
-                                float*, int64_t, Mask, bool, const char*, int64_t);
+                                float*, int64_t, Mask, bool, const LineFetch&);
 
 // pick.template operator()<V>() for V the number of vectors a tile of C's column block holds.
 template <typename Pick>
@@ -143,9 +188,10 @@ TileFn tile_for(int vectors) {
   return for_vectors(vectors, []<int V>() -> TileFn { return tile<Rows, V, PrefetchAhead>; });
 }
 
-template <int Rows>
+template <int Rows, int PrefetchAhead = 0>
 FetchingTileFn fetching_tile_for(int vectors) {
-  return for_vectors(vectors, []<int V>() -> FetchingTileFn { return fetching_tile<Rows, V>; });
+  return for_vectors(
+      vectors, []<int V>() -> FetchingTileFn { return fetching_tile<Rows, V, PrefetchAhead>; });
 }
 
 // Column block [j, j + width) of C as whole vectors and the mask of the last one.
@@ -161,22 +207,29 @@ inline ColumnBlock column_block(int64_t width) {
 // Rows [0, m) of C's column block [0, width) from B's rows [0, depth) at that block (row p at
 // b + p * ldb: a packed panel's rows, or the weights' own), with A's element (i, p) at
 // a[i * a_row_stride + p * a_col_stride]; Rows-row tiles, then 4-row and single-row ones for the
-// rest. before_tile(t) runs before the t-th Rows-row tile (the input gradient prefetches its next
-// column block there). PrefetchAhead: as tile's.
-template <int Rows, int PrefetchAhead = 0, typename BeforeTile = void (*)(int64_t)>
-void panel_rows(
-    int64_t m, int64_t depth, const float* a, int64_t a_row_stride, int64_t a_col_stride,
-    const float* b, int64_t ldb, float* c, int64_t ldc, int64_t width, bool accumulate,
-    const BeforeTile& before_tile = [](int64_t) {}) {
+// rest. With fetch_of_tile, the t-th Rows-row tile fetches fetch_of_tile(t)'s lines (the input
+// gradient's next column block). PrefetchAhead: as tile's.
+template <int Rows, int PrefetchAhead = 0, typename FetchOfTile = std::nullptr_t>
+void panel_rows(int64_t m, int64_t depth, const float* a, int64_t a_row_stride,
+                int64_t a_col_stride, const float* b, int64_t ldb, float* c, int64_t ldc,
+                int64_t width, bool accumulate, const FetchOfTile& fetch_of_tile = nullptr) {
+  constexpr bool kFetching = !std::is_same_v<FetchOfTile, std::nullptr_t>;
   const ColumnBlock block = column_block(width);
-  const TileFn full = tile_for<Rows, PrefetchAhead>(block.vectors);
   const TileFn four = tile_for<4, PrefetchAhead>(block.vectors);
   const TileFn single = tile_for<1, PrefetchAhead>(block.vectors);
   int64_t i = 0;
-  for (; i + Rows <= m; i += Rows) {
-    before_tile(i / Rows);
-    full(depth, a + i * a_row_stride, a_row_stride, a_col_stride, b, ldb, c + i * ldc, ldc,
-         block.last_mask, accumulate);
+  if constexpr (kFetching) {
+    const FetchingTileFn full = fetching_tile_for<Rows, PrefetchAhead>(block.vectors);
+    for (; i + Rows <= m; i += Rows) {
+      full(depth, a + i * a_row_stride, a_row_stride, a_col_stride, b, ldb, c + i * ldc, ldc,
+           block.last_mask, accumulate, fetch_of_tile(i / Rows));
+    }
+  } else {
+    const TileFn full = tile_for<Rows, PrefetchAhead>(block.vectors);
+    for (; i + Rows <= m; i += Rows) {
+      full(depth, a + i * a_row_stride, a_row_stride, a_col_stride, b, ldb, c + i * ldc, ldc,
+           block.last_mask, accumulate);
+    }
   }
   for (; i + 4 <= m; i += 4) {
     four(depth, a + i * a_row_stride, a_row_stride, a_col_stride, b, ldb, c + i * ldc, ldc,

@@ -121,15 +121,6 @@ const float* transposed_column_blocks(const float* a, int64_t m, int64_t k, int6
   return blocks;
 }
 
-// Software prefetches of the lines of B's rows [0, rows) at columns [0, width), into L2.
-void prefetch_rows(const float* b, int64_t ldb, int64_t rows, int64_t width) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const char* row = reinterpret_cast<const char*>(b + r * ldb);
-    for (int64_t byte = 0; byte < width * int64_t{sizeof(float)}; byte += 64)
-      _mm_prefetch(row + byte, _MM_HINT_T1);
-  }
-}
-
 // C (m, n) = A (m, k) B (n, k)^T with m the batch (a dense layer's forward product), computed as
 // C^T = B A^T: rows of B (weights, read in storage order) against blocks of A^T's columns. A tile's
 // weight rows meet every column block before the next rows are read, so the weights stream from
@@ -165,7 +156,10 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 // depth blocks of 64 rows of B, each cut into column blocks that every row block of A meets.
 // Weights from memory (W3's 16 MB) are read where they are stored: their rows are 8 KB apart, so
 // a column block's lines share a few L1 sets and the tiles read them from L2, where the next
-// block's lines are fetched a few rows per tile (too many streams for the hardware prefetcher).
+// block's lines are fetched by the tiles (too many streams for the hardware prefetcher), a line
+// every few steps: fetched in a burst before each tile, the lines from memory held L1's fill
+// buffers while the tile's loads from L2 waited, and the product ran at 0.8 of the forward's
+// rate on Zen 4 (benchmarks/results/zen4/spread_fetches.md).
 // Rows that far apart are also beyond the L1 stride prefetcher, so each tile step prefetches the
 // row kInPlaceAhead steps ahead into L1 (W3's shape 1.06-1.11x as fast; 2 to 6 steps ahead alike;
 // benchmarks/results/xeon/forward_store_input_grad_prefetch.md). Weights that stay in L2 (W2's)
@@ -232,21 +226,28 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
     for (int64_t j = first_col; j < end_col; j += kWidth) {
       const int64_t width = std::min(kWidth, end_col - j);
       const int64_t next_width = std::min(kWidth, end_col - j - width);
-      const auto fetch_next_block = [&](int64_t tile) {
+      // The tile-th tile's share of the next block's lines: some of its rows, spread over the
+      // tile's steps (Note [tiled GEMM] and tile_body).
+      const auto next_block_of_tile = [&](int64_t tile) {
         const int64_t fetched = tile * fetch_per_tile;
-        if (next_width > 0 && fetched < depth)
-          prefetch_rows(rows + fetched * n + j + width, n,
-                        std::min(fetch_per_tile, depth - fetched), next_width);
+        if (next_width <= 0 || fetched >= depth) return LineFetch{};
+        const int64_t fetch_rows = std::min(fetch_per_tile, depth - fetched);
+        const int64_t row_lines = (next_width * int64_t{sizeof(float)} + 63) / 64;
+        return LineFetch{.start = reinterpret_cast<const char*>(rows + fetched * n + j + width),
+                         .rows = fetch_rows,
+                         .row_lines = row_lines,
+                         .row_stride = n * int64_t{sizeof(float)},
+                         .every = std::max<int64_t>(1, depth / (fetch_rows * row_lines))};
       };
       const bool add = accumulate || p0 > 0;
       const auto [sums, sums_stride] = sums_of(j);
       if (in_place) {
         panel_rows<kRows, kInPlaceAhead>(m, depth, a_t + p0 * m, 1, m, rows + j, n, sums,
-                                         sums_stride, width, add, fetch_next_block);
+                                         sums_stride, width, add, next_block_of_tile);
       } else {
         pack_panel(rows, n, depth, j, width, kWidth, panel);
         panel_rows<kRows>(m, depth, a + p0, k, 1, panel, kWidth, sums, sums_stride, width, add,
-                          fetch_next_block);
+                          next_block_of_tile);
       }
     }
   }

@@ -120,7 +120,8 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t j0, int64_t j1, int64_t 
           const ColumnBlock block = column_block(width);
           const auto [fetch, lines] = side.of_tile(tile++);
           fetching_tile_for<kRows>(block.vectors)(k, slab, 1, kRows, packed + j * k, kWidth, c_tile,
-                                                  ldc, block.last_mask, accumulate, fetch, lines);
+                                                  ldc, block.last_mask, accumulate,
+                                                  LineFetch::adjacent(fetch, lines));
           continue;
         }
         panel_rows<kRows>(std::min<int64_t>(kRows, g_end - i), k, slab, 1, kRows, packed + j * k,

@@ -9,9 +9,12 @@
 #include <cstdlib>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/openblas_kernels.h"
+#include "backend/register_tile.h"
 #include "backend/tiled_gemm.h"
 #include "finite_differences.h"
 
@@ -218,6 +221,42 @@ INSTANTIATE_TEST_SUITE_P(Shapes, DenseGemmPaths,
                                            Shape{8, 1030, 1100},
                                            // Weights over 4 MB, input over 512 KB: column chunks.
                                            Shape{128, 1100, 1000}));
+
+#ifdef DDP_SIMD_TILES
+// The lines a tile fetches for the next block (tile_body): each line of the region once, in row
+// order, one every `every` steps, none once the tile's steps run out.
+std::vector<std::pair<int64_t, const char*>> fetched_lines(const tiles::LineFetch& fetch,
+                                                           int64_t steps) {
+  std::vector<std::pair<int64_t, const char*>> lines;
+  tiles::LineFetchCursor cursor(fetch, steps);
+  for (int64_t p = 0; p < steps; ++p) {
+    if (const char* line = cursor.at(p)) lines.emplace_back(p, line);
+  }
+  return lines;
+}
+
+TEST(LineFetchCursor, FetchesEachLineOfTheBlockOnceSpreadOverTheSteps) {
+  std::vector<char> weights(6 * 8192);
+  const char* const start = weights.data() + 192;  // a column block's 3 lines in 5 rows
+  const auto lines = fetched_lines({start, 5, 3, 8192, 4}, 64);
+  ASSERT_EQ(lines.size(), 15u);
+  for (int64_t i = 0; i < 15; ++i) {
+    EXPECT_EQ(lines[i].first, 4 * i) << "fetch " << i;
+    EXPECT_EQ(lines[i].second, start + i / 3 * 8192 + i % 3 * 64) << "fetch " << i;
+  }
+  // A tile of 20 steps fetches the first 5 lines and leaves the rest.
+  const auto short_tile = fetched_lines({start, 5, 3, 8192, 4}, 20);
+  ASSERT_EQ(short_tile.size(), 5u);
+  EXPECT_EQ(short_tile.back().second, start + 8192 + 64);
+
+  const auto adjacent = fetched_lines(tiles::LineFetch::adjacent(start, 7), 64);
+  ASSERT_EQ(adjacent.size(), 7u);
+  for (int64_t i = 0; i < 7; ++i) {
+    EXPECT_EQ(adjacent[i], std::make_pair(i, start + 64 * i));
+  }
+  EXPECT_TRUE(fetched_lines({}, 64).empty());
+}
+#endif
 
 // Note [OpenBLAS kernels]: chosen from feature bits, so a CPU model OpenBLAS 0.3.21 does not
 // know (Intel family 6, model 207: its Prescott fallback ran W3 3.7x slower) still gets AVX-512
