@@ -167,7 +167,10 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 // (benchmarks/results/xeon/input_grad_in_place.md), W3's 64 x 2048 x 2048: read in place 1.09x
 // as fast as packed, whose copy was a third of the product's time (perf: 9.8% of W3's step);
 // W2's 128 x 256 x 512: packed 1.1x as fast as in place; 8 x 3 tiles (a batch of 64 or 128 in
-// whole tiles) as fast as 6 x 4 packed and faster in place; depth 64 beat 128 and 256.
+// whole tiles) as fast as 6 x 4 packed and faster in place; depth 64 beat 128 and 256. Since the
+// fetches are spread, blocks of 192 rows read in place beat 64 on Zen 4 (W3's shape 0.94-0.97x
+// the time, 128 and 256 rows 0.97-0.98x: fewer loads and stores of C's sums per tile;
+// benchmarks/results/zen4/spread_fetches.md); packed panels keep 64 rows, a 12 KB panel in L1.
 // Beside weights read in place, A's transpose is packed so that the broadcasts of a step are
 // adjacent: A's own rows are as far apart as the weights' (W3: 8 KB) and would share their L1
 // sets (64 x 2048 x 2048: 125-129 GFLOP/s reading A itself, 130-132 from the transpose). Beside a
@@ -177,14 +180,15 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 // (tiled_input_grad_columns).
 void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
                         bool accumulate, int64_t first_col, int64_t end_col) {
-  constexpr int64_t kDepth = 64;
+  constexpr int64_t kPackedDepth = 64, kInPlaceDepth = 192;
   constexpr int kRows = kInputGradRows;
   constexpr int64_t kWidth = kInputGradVectors * kLanes;
   constexpr int kInPlaceAhead = 4;
   // Smaller weights are in L2: a packed copy of each block in L1 serves its tiles better.
   const bool in_place = static_cast<size_t>(k * n) * sizeof(float) > kUncachedWeightBytes;
   const float* const a_t = in_place ? transposed(a, m, k) : nullptr;
-  alignas(64) float panel[kDepth * kWidth];
+  const int64_t depth_block = in_place ? kInPlaceDepth : kPackedDepth;
+  alignas(64) float panel[kPackedDepth * kWidth];
   // Read in place, each column block of C is summed in a buffer of this thread's, its rows kWidth
   // floats apart, and copied into C at the end: a tile's rows of C are then adjacent lines, not
   // lines n floats apart that share L1 sets, loaded and stored again by every depth block's tiles
@@ -219,8 +223,8 @@ void input_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const f
   };
   if (in_place && accumulate) copy_sums(false);  // the sums start from C, as in C they would
   const int64_t tiles = std::max<int64_t>(1, m / kRows);
-  for (int64_t p0 = 0; p0 < k; p0 += kDepth) {
-    const int64_t depth = std::min(kDepth, k - p0);
+  for (int64_t p0 = 0; p0 < k; p0 += depth_block) {
+    const int64_t depth = std::min(depth_block, k - p0);
     const float* rows = b + p0 * n;
     const int64_t fetch_per_tile = (depth + tiles - 1) / tiles;
     for (int64_t j = first_col; j < end_col; j += kWidth) {
