@@ -1,6 +1,7 @@
 #include "train/config_reader.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <sstream>
@@ -275,6 +276,47 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
   } else {
     node[keys.back()] = value;
   }
+}
+
+int64_t positive(ConfigNode& node, const std::string& key, int64_t value) {
+  if (value <= 0) node.fail(key, "must be > 0, got " + std::to_string(value));
+  return value;
+}
+
+std::string show_number(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+std::array<int64_t, 2> height_width(ConfigNode& node, const std::string& key,
+                                    const std::optional<std::array<int64_t, 2>>& fallback) {
+  std::array<int64_t, 2> value{};
+  if (!node.has(key) && fallback) {
+    const auto list = node.get<std::vector<int64_t>>(key, {(*fallback)[0], (*fallback)[1]});
+    value = {list[0], list[1]};
+  } else if (node.is_list(key)) {
+    const auto list = node.require<std::vector<int64_t>>(key);
+    if (list.size() != 2)
+      node.fail(key, "expected one integer or a list of two (height, width), got " +
+                         std::to_string(list.size()) + " items");
+    value = {list[0], list[1]};
+  } else {
+    value[0] = value[1] = node.require<int64_t>(key);
+  }
+  for (int64_t v : value)
+    if (v <= 0) node.fail(key, "must be > 0, got " + std::to_string(v));
+  return value;
+}
+
+double positive_number(ConfigNode& node, const std::string& key, double value) {
+  if (!(value > 0)) node.fail(key, "must be > 0, got " + show_number(value));
+  return value;
+}
+
+double in_unit_interval(ConfigNode& node, const std::string& key, double value) {
+  if (!(value >= 0 && value < 1)) node.fail(key, "must be in [0, 1), got " + show_number(value));
+  return value;
 }
 
 }  // namespace ddp

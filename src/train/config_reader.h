@@ -4,7 +4,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,18 @@ class ConfigNode {
   std::string file_;
   std::vector<std::string> used_;
 };
+
+// Checks of a value read from `node` at `key`: each returns the value or fails naming the key.
+int64_t positive(ConfigNode& node, const std::string& key, int64_t value);        // > 0
+double positive_number(ConfigNode& node, const std::string& key, double value);   // > 0
+double in_unit_interval(ConfigNode& node, const std::string& key, double value);  // [0, 1)
+// Keras' (height, width) arguments: one integer for both, or a list of two; each > 0. `fallback`
+// where the key is absent, else it is required.
+std::array<int64_t, 2> height_width(ConfigNode& node, const std::string& key,
+                                    const std::optional<std::array<int64_t, 2>>& fallback);
+// A number as the error messages show it: std::ostream's default, 6 significant digits (0.1,
+// 1e-05).
+std::string show_number(double value);
 
 // "a.b.0.c=value": sets that path of `root` to the YAML value, creating mappings as needed.
 void apply_override(YAML::Node& root, const std::string& assignment);
