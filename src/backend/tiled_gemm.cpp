@@ -153,7 +153,8 @@ void forward_product(int64_t m, int64_t n, int64_t k, const float* a, const floa
 }
 
 // C (m, n) = A (m, k) B (k, n) with m the batch (a dense layer's input gradient, B the weights):
-// depth blocks of 64 rows of B, each cut into column blocks that every row block of A meets.
+// depth blocks of rows of B (192 read in place, 64 packed), each cut into column blocks that every
+// row block of A meets.
 // Weights from memory (W3's 16 MB) are read where they are stored: their rows are 8 KB apart, so
 // a column block's lines share a few L1 sets and the tiles read them from L2, where the next
 // block's lines are fetched by the tiles (too many streams for the hardware prefetcher), a line

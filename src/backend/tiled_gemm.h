@@ -8,11 +8,12 @@
 //    (W3's 64 x 2048 x 2048): BLAS packs each 16 MB weight matrix into panels that are then used
 //    only a few times. Here the weights stream once, in the order they are stored: the forward
 //    product is computed transposed (weight rows broadcast against the packed batch, C^T's rows
-//    stored whole and transposed once), the input gradient from 64-row depth blocks of the
-//    weights read in place, column block by column block (the next one prefetched into L2, each
-//    tile's next rows into L1, C's block summed in a buffer of adjacent rows), and the weight
-//    gradient row block by row block against the packed batch (for an update in backward, its
-//    tiles fetching the rows the update streams next: Note [update in backward]).
+//    stored whole and transposed once), the input gradient from 192-row depth blocks of the
+//    weights read in place, column block by column block (the tiles fetching the next one into
+//    L2 a line every few steps and their own next rows into L1, C's block summed in a buffer of
+//    adjacent rows), and the weight gradient row block by row block against the packed batch (for
+//    an update in backward, its tiles fetching the rows the update streams next: Note [update in
+//    backward]).
 // Measured on W3's shapes (benchmarks/results/kernel_choice.md): see the README.
 
 #include <cstddef>
