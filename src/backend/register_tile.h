@@ -45,7 +45,7 @@ constexpr int kMaxVectors =
 // its next column block (Note [tiled GEMM]). One line at a time, spread over the steps: a line
 // from memory holds one of L1's fill buffers until it arrives, and in bursts before a tile (the
 // input gradient's 24 lines) they held them all while the tile's own loads from L2 waited (W3's
-// input gradient 1.15-1.18x as fast spread, Zen 4, benchmarks/results/zen4/spread_fetches.md;
+// input gradient 1.13-1.15x as fast spread, Zen 4, benchmarks/results/zen4/spread_fetches.md;
 // the weight gradient's on a Xeon, benchmarks/results/xeon/tried_not_kept.md).
 struct LineFetch {
   const char* start = nullptr;
