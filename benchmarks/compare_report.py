@@ -76,7 +76,9 @@ def default_roofline(run_list, workload, roofline):
     """The default runs' products: backward's time less the updates inside it (ddp_bench's
     backward_update, recorded since this field existed). Updating after backward, the weight
     gradient is written to memory whole and read back, which the default never does, so the
-    runs above charge the products traffic the trainer does not make."""
+    runs above charge the products traffic the trainer does not make. Where SGD's momentum step
+    runs in the weight-gradient tiles (Note [update in the tiles]), it is not separable from the
+    products, its backward_update near 0, and the products are charged with it."""
     if not all("backward_update" in r["phase_ms"] for r in run_list):
         return []
     peak, flops = roofline["fma_gflops"]["median"], phase_flops(workload)

@@ -255,10 +255,16 @@ void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64
         {.first_row = first_row, .rows = rows, .first_col = 0, .cols = in, .data = block});
   }
   const bool fetch = static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
-  const GradBlockConsumer without_fetches{consume.consume, {}};
+  const GradBlockConsumer without_fetches{.consume = consume.consume};
   const GradBlockConsumer& chosen = fetch ? consume : without_fetches;
   team.run([&](int t) {
     const auto [r0, r1] = ThreadTeam::share(end_row - first_row, tiled_row_grain(), t, team.size());
+    if (fetch && consume.momentum_step) {  // Note [update in the tiles]
+      const bool finite = tiled_weight_grad_momentum_step(out, in, batch, dy, x, first_row + r0,
+                                                          first_row + r1, *consume.momentum_step);
+      if (r1 > r0) consume.stepped(first_row + r0, r1 - r0, finite);
+      return;
+    }
     tiled_weight_grad_blocks(out, in, batch, dy, x, first_row + r0, first_row + r1, chosen);
     _mm_sfence();  // this thread's streamed stores, before the team's join publishes them
   });
@@ -279,14 +285,12 @@ void dense_backward(ThreadTeam& team, const float* x, const float* w, const floa
   // backward ~1 ms faster).
   if (!accumulate && static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes &&
       skinny_and_tiled(true, false, out, in, batch))
-    return weight_grad_blocks(team, x, dy, batch, in, out, 0, out,
-                              {[dw, in](const GradBlock& block) {
-                                 for (int64_t r = 0; r < block.rows; ++r)
-                                   stream_copy(dw + (block.first_row + r) * in + block.first_col,
-                                               block.data + r * block.cols,
-                                               static_cast<size_t>(block.cols));
-                               },
-                               {}});
+    return weight_grad_blocks(
+        team, x, dy, batch, in, out, 0, out, {.consume = [dw, in](const GradBlock& block) {
+          for (int64_t r = 0; r < block.rows; ++r)
+            stream_copy(dw + (block.first_row + r) * in + block.first_col,
+                        block.data + r * block.cols, static_cast<size_t>(block.cols));
+        }});
   gemm(true, false, out, in, batch, dy, x, dw, accumulate);
 }
 

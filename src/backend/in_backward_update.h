@@ -7,10 +7,11 @@
 #include <span>
 #include <vector>
 
+#include "backend/backend.h"
+
 namespace ddp {
 
 class WeightGradSplit;
-struct GradBlock;
 
 // Takes final gradients during backward and updates their parameters at once (Note [update in
 // backward], train/update_in_backward.h).
@@ -20,13 +21,13 @@ class InBackwardUpdate {
   // `grads` need not lie in the gradient buffer, which is then not read for this piece. May be
   // called from several threads at once, on different pieces (Note [threads per rank]).
   virtual void update(std::span<float> params, std::span<const float> grads) = 0;
-  // The part of a weight matrix (rows `in` floats apart, a piece of the flat buffer) that `block`
-  // covers, from its gradients: update() for each of its rows, which need not be whole
-  // (tiled_weight_grad_blocks, Note [update in backward]). Thread-safe as update().
-  virtual void update_block(float* weight, int64_t in, const GradBlock& block) = 0;
-  // Where update() reads and writes for a piece that starts at `params`: the parameters and the
-  // optimizer's state at the same offsets (for GradBlockConsumer::streams).
-  virtual std::vector<const float*> streams_beside(const float* params) = 0;
+  // What takes the gradient of rows [first_row, end_row) of a weight matrix (rows `in` floats
+  // apart, a piece of the flat buffer) during backward: its blocks update their part of the
+  // weights (update() for each of a block's rows, which need not be whole; Note [update in
+  // backward]), or where the optimizer's step is a MomentumStep, the tiles may apply it (Note
+  // [update in the tiles]). Thread-safe as update().
+  virtual GradBlockConsumer weight_consumer(float* weight, int64_t in, int64_t first_row,
+                                            int64_t end_row) = 0;
   // Where dense layers hand over their inputs instead of computing weight gradients; null where
   // each rank computes its own.
   virtual WeightGradSplit* split() { return nullptr; }

@@ -64,6 +64,13 @@ void tiled_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_
 // threads may share the rows (Note [threads per rank]). Requires tiled_gemm_available().
 void tiled_weight_grad_blocks(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
                               int64_t first_row, int64_t end_row, const GradBlockConsumer& consume);
+// Rows [first_row, end_row) of the same product, never stored: `step` applied to each tile of it
+// during the next tile's k loop (Note [update in the tiles]). False when an element of the
+// gradient was NaN or infinite (the step is applied all the same). Requires
+// tiled_gemm_available().
+bool tiled_weight_grad_momentum_step(int64_t m, int64_t n, int64_t k, const float* a,
+                                     const float* b, int64_t first_row, int64_t end_row,
+                                     const MomentumStep& step);
 // Rows per thread of tiled_weight_grad_blocks and of the forward product: a whole number of the
 // register tile's rows.
 int64_t tiled_row_grain();

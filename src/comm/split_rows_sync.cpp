@@ -129,9 +129,7 @@ void SplitRowsSync::finish() {
     const auto [first, end] = rows_of(s, comm_.rank());
     float* const weight = params().data() + s.weight_offset;
     InBackwardUpdate& update = *layer.update;
-    const GradBlockConsumer update_rows{
-        [&](const GradBlock& block) { update.update_block(weight, s.in, block); },
-        update.streams_beside(weight)};
+    const GradBlockConsumer update_rows = update.weight_consumer(weight, s.in, first, end);
     backend_.dense_weight_grad_rows(window + layer.x_offset, window + layer.dy_offset, batch, s.in,
                                     s.out, first, end, bias_rows_.data(), update_rows);
     const auto bias_rows = static_cast<size_t>(end - first);

@@ -60,9 +60,7 @@ void Dense::backward(ComputeBackend& backend, const float* x, const float* y, fl
     return;
   }
   // Note [update in backward]: the weights block by block, then the bias.
-  const GradBlockConsumer update_rows{
-      [this](const GradBlock& block) { update_in_backward_->update_block(weight_, in_, block); },
-      update_in_backward_->streams_beside(weight_)};
+  const GradBlockConsumer update_rows = update_in_backward_->weight_consumer(weight_, in_, 0, out_);
   backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_,
                          false, &update_rows);
   update_in_backward_->update({bias_, static_cast<size_t>(out_)},

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -41,6 +42,16 @@ class Optimizer {
     return update(0, params, grads, lr, check);
   }
 
+  // Where a step of this optimizer is SGD's momentum step and nothing else (MomentumStep): the
+  // momentum and the velocity of state elements [state_offset, +count), made writable on this
+  // object's first step as update() makes them, so that a backend may apply the step itself in
+  // place of update() (Note [update in the tiles]). Otherwise nothing.
+  struct Momentum {
+    float momentum;
+    float* velocity;
+  };
+  std::optional<Momentum> momentum_only(size_t state_offset, size_t count);
+
   // What a checkpoint must hold to continue exactly: the state buffers and the step count.
   virtual std::vector<StateTensor> state() = 0;
   int64_t steps_taken() const { return steps_; }
@@ -50,10 +61,15 @@ class Optimizer {
   // update() after its range checks.
   virtual bool update_piece(size_t state_offset, std::span<float> params,
                             std::span<const float> grads, float lr, GradCheck check) = 0;
+  // The momentum where a step is SGD's momentum step and nothing else (momentum_only).
+  virtual std::optional<float> momentum_only_coefficient() const { return std::nullopt; }
   ComputeBackend& backend_;
   int64_t steps_ = 0;
 
  private:
+  // Checks that [state_offset, +count) lies in the state and has `grads` gradients; makes it
+  // writable on the first step.
+  void prepare_piece(size_t state_offset, size_t count, size_t grads);
   size_t count_;  // elements of state
   // The step this object took first (from 1; 0 before): its updates make their pieces of the
   // state writable before reading and writing them (ComputeBackend::prepare_for_writing). Piece by
@@ -62,19 +78,29 @@ class Optimizer {
   int64_t first_step_ = 0;
 };
 
-inline bool Optimizer::update(size_t state_offset, std::span<float> params,
-                              std::span<const float> grads, float lr, GradCheck check) {
-  if (grads.size() != params.size() || state_offset > count_ ||
-      params.size() > count_ - state_offset)
+inline void Optimizer::prepare_piece(size_t state_offset, size_t count, size_t grads) {
+  if (grads != count || state_offset > count_ || count > count_ - state_offset)
     throw std::logic_error(name() + ": update of [" + std::to_string(state_offset) + ", +" +
-                           std::to_string(params.size()) + ") with " +
-                           std::to_string(grads.size()) + " gradients, state of " +
-                           std::to_string(count_));
+                           std::to_string(count) + ") with " + std::to_string(grads) +
+                           " gradients, state of " + std::to_string(count_));
   if (steps_ == first_step_) {
     for (const StateTensor& tensor : state())
-      backend_.prepare_for_writing(tensor.data.data() + state_offset, params.size());
+      backend_.prepare_for_writing(tensor.data.data() + state_offset, count);
   }
+}
+
+inline bool Optimizer::update(size_t state_offset, std::span<float> params,
+                              std::span<const float> grads, float lr, GradCheck check) {
+  prepare_piece(state_offset, params.size(), grads.size());
   return update_piece(state_offset, params, grads, lr, check);
+}
+
+inline std::optional<Optimizer::Momentum> Optimizer::momentum_only(size_t state_offset,
+                                                                   size_t count) {
+  const std::optional<float> momentum = momentum_only_coefficient();
+  if (!momentum) return std::nullopt;
+  prepare_piece(state_offset, count, count);
+  return Momentum{*momentum, state().front().data.data() + state_offset};
 }
 
 }  // namespace ddp

@@ -14,6 +14,11 @@ bool Sgd::update_piece(size_t state_offset, std::span<float> params, std::span<c
                              check);
 }
 
+std::optional<float> Sgd::momentum_only_coefficient() const {
+  if (hyper_.momentum == 0 || hyper_.weight_decay != 0 || hyper_.nesterov) return std::nullopt;
+  return hyper_.momentum;
+}
+
 std::vector<StateTensor> Sgd::state() {
   if (velocity_.size() == 0) return {};
   return {{"velocity", velocity_.span()}};

@@ -15,6 +15,7 @@ class Sgd final : public Optimizer {
  protected:
   bool update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
                     float lr, GradCheck check) override;
+  std::optional<float> momentum_only_coefficient() const override;
 
  private:
   SgdHyper hyper_;

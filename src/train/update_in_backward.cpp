@@ -64,6 +64,27 @@ void UpdateInBackward::update_block(float* weight, int64_t in, const GradBlock& 
          timed_ ? Clock::now() - start : Clock::duration{});
 }
 
+GradBlockConsumer UpdateInBackward::weight_consumer(float* weight, int64_t in, int64_t first_row,
+                                                    int64_t end_row) {
+  GradBlockConsumer consumer{
+      .consume = [this, weight, in](const GradBlock& block) { update_block(weight, in, block); },
+      .streams = streams_beside(weight)};
+  const auto count = static_cast<size_t>((end_row - first_row) * in);
+  const size_t rows_at = offset_of({weight + first_row * in, count});
+  if (const auto momentum = optimizer_.momentum_only(rows_at, count)) {
+    consumer.momentum_step = MomentumStep{.lr = lr_,
+                                          .momentum = momentum->momentum,
+                                          .weight = weight,
+                                          .velocity = momentum->velocity - first_row * in};
+    consumer.stepped = [this, weight, in](int64_t first, int64_t rows, bool finite) {
+      // The step's time is the tiles': counted as the products'.
+      record(offset_of({weight + first * in, static_cast<size_t>(rows * in)}),
+             static_cast<size_t>(rows * in), finite, {});
+    };
+  }
+  return consumer;
+}
+
 std::vector<const float*> UpdateInBackward::streams_beside(const float* params) {
   const auto at = params - params_.data();
   std::vector<const float*> streams{params};

@@ -16,14 +16,16 @@
 // weights come from memory (W3, 1 rank: the update's own time 11.8 -> 6.0 ms a step, backward
 // 2.56 -> 2.43 times forward; benchmarks/results/xeon/update_side_fetch.md); where the input
 // would leave no room for them in L2, in blocks of column chunks (Note [weight-gradient chunks]).
-// What backward did not update (layers without the hook, such as convolutions) is updated after
-// it, as before.
+// Where the step is SGD's momentum step alone, the tiles apply it themselves instead (Note [update
+// in the tiles], backend/tiled_weight_grad.cpp). What backward did not update (layers without the
+// hook, such as convolutions) is updated after it, as before.
 // Not used where a step may be skipped (nonfinite: skip checks every gradient first), with a
 // weight penalty (added to each tensor's gradient after its backward), with accumulation, on more
 // than one rank (but where the ranks split the weight gradients by rows: Note [split weight
 // gradients]), on a GPU (ComputeBackend::prefers_update_in_backward), or with
 // training.update_in_backward: false. The time moves from the optimizer phase into backward's
-// (ddp_bench reports that part of backward as phase_ms.backward_update).
+// (ddp_bench reports that part of backward as phase_ms.backward_update; a step applied in the
+// tiles runs inside the products and counts as theirs).
 
 #include <chrono>
 #include <mutex>
@@ -49,8 +51,8 @@ class UpdateInBackward final : public InBackwardUpdate {
   // Starts a step at learning rate `lr`: the hook for the pass of its last backward, or null.
   InBackwardUpdate* begin_step(float lr);
   void update(std::span<float> params, std::span<const float> grads) override;
-  void update_block(float* weight, int64_t in, const GradBlock& block) override;
-  std::vector<const float*> streams_beside(const float* params) override;
+  GradBlockConsumer weight_consumer(float* weight, int64_t in, int64_t first_row,
+                                    int64_t end_row) override;
   WeightGradSplit* split() override { return split_; }
   // After sync.finish(): updates through sync.step whatever backward did not, checking gradients
   // as `check` asks (backward's updates check them as nonfinite: stop asks). False when a
@@ -70,6 +72,12 @@ class UpdateInBackward final : public InBackwardUpdate {
   void record(size_t begin, size_t updated, bool finite, std::chrono::steady_clock::duration took);
   bool update_rest(size_t at, std::span<float> params, std::span<const float> grads,
                    GradCheck check);
+  // The part of a weight matrix that `block` covers, from its gradients: update() for each of its
+  // rows, which need not be whole (tiled_weight_grad_blocks).
+  void update_block(float* weight, int64_t in, const GradBlock& block);
+  // Where update() reads and writes for a piece that starts at `params`: the parameters and the
+  // optimizer's state at the same offsets (for GradBlockConsumer::streams).
+  std::vector<const float*> streams_beside(const float* params);
 
   Optimizer& optimizer_;
   std::span<float> params_;

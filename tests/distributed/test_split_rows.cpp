@@ -96,7 +96,9 @@ std::vector<float> trained(const Config& config, Communicator& comm, int64_t ste
 // (98 samples, batches of 32: two at 4 ranks); layers whose weights come from memory (over 4 MB,
 // the tiled kernels' blocks fetching the update's next rows), on one thread and on two per rank,
 // and at a global batch whose input leaves no room beside it for those rows (160 x 1024 floats:
-// blocks of column chunks, Note [weight-gradient chunks]).
+// blocks of column chunks, Note [weight-gradient chunks]); and plain momentum, which the tiles
+// step themselves (Note [update in the tiles]), rank and thread shares of 1100 rows ending
+// mid-tile.
 TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
@@ -108,6 +110,9 @@ TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
       {"data.train.features=1024", "model.layers.0.units=1100", "training.global_batch_size=64",
        "training.threads_per_rank=2"},
       {"data.train.features=1024", "model.layers.0.units=1100", "training.global_batch_size=160",
+       "training.threads_per_rank=2"},
+      {"optimizer={type: sgd, learning_rate: 0.05, momentum: 0.9}", "data.train.features=1024",
+       "model.layers.0.units=1100", "training.global_batch_size=64",
        "training.threads_per_rank=2"}};
   for (const auto& overrides : cases) {
     const Config config = split_config(overrides);

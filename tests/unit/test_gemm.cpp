@@ -170,20 +170,22 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
     // the CPU backend's tiles then fetch their next rows while they multiply, and where the input
     // is large (Note [weight-gradient chunks]) hand over blocks of column chunks.
     const std::vector<float> state(w.size(), 1.0f);
-    const GradBlockConsumer consume{[&](const GradBlock& block) {
-                                      for (int64_t r = 0; r < block.rows; ++r) {
-                                        const auto row = static_cast<size_t>(block.first_row + r);
-                                        EXPECT_EQ(block.first_col, next_col[row]) << "row " << row;
-                                        next_col[row] = block.first_col + block.cols;
-                                        for (int64_t c = 0; c < block.cols; ++c) {
-                                          const auto at = row * static_cast<size_t>(in) +
-                                                          static_cast<size_t>(block.first_col + c);
-                                          consumed[at] = block.data[r * block.cols + c];
-                                          ++times[at];
-                                        }
-                                      }
-                                    },
-                                    {w.data(), state.data()}};
+    const GradBlockConsumer consume{
+        .consume =
+            [&](const GradBlock& block) {
+              for (int64_t r = 0; r < block.rows; ++r) {
+                const auto row = static_cast<size_t>(block.first_row + r);
+                EXPECT_EQ(block.first_col, next_col[row]) << "row " << row;
+                next_col[row] = block.first_col + block.cols;
+                for (int64_t c = 0; c < block.cols; ++c) {
+                  const auto at =
+                      row * static_cast<size_t>(in) + static_cast<size_t>(block.first_col + c);
+                  consumed[at] = block.data[r * block.cols + c];
+                  ++times[at];
+                }
+              }
+            },
+        .streams = {w.data(), state.data()}};
     team_backend->dense_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(), dw.data(),
                                  db.data(), batch, in, out, Activation::kLinear,
                                  /*accumulate=*/false, &consume);

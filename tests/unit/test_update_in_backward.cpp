@@ -84,7 +84,8 @@ TEST_P(UpdateInBackward, BitIdenticalToTheUpdateAfterBackward) {
 
 // Note [weight-gradient chunks]: 1024 -> 1100 has 4.5 MB of weights (from memory, so the tiles
 // fetch the update's next rows) and at a batch of 160 a 640 KB input, so its gradient comes in
-// blocks of two column chunks, each row's updated in two pieces.
+// blocks of two column chunks, each row's updated in two pieces; with plain momentum the tiles
+// step it themselves (Note [update in the tiles]).
 TEST_P(UpdateInBackward, BitIdenticalWhereTheBlocksAreColumnChunks) {
   expect_bits_of_the_update_after_backward(
       GetParam(),
@@ -95,6 +96,7 @@ TEST_P(UpdateInBackward, BitIdenticalWhereTheBlocksAreColumnChunks) {
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, UpdateInBackward,
                          ::testing::Values("{type: sgd, learning_rate: 0.05}",
+                                           "{type: sgd, learning_rate: 0.05, momentum: 0.9}",
                                            "{type: sgd, learning_rate: 0.05, momentum: 0.9, "
                                            "nesterov: true, weight_decay: 0.01}",
                                            "{type: adam, learning_rate: 0.01}"));
