@@ -260,6 +260,10 @@ inline void pack_panel(const float* b, int64_t ldb, int64_t depth, int64_t j, in
 // and stores cover the edges. With `add`, dst += src^T.
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst, bool add = false);
 
+// B (k, n) packed into panels of the weight-gradient tile's width, the weight gradient's operand
+// read by every block of rows: thread-local scratch, valid until the thread's next call.
+const float* packed_weight_grad_panels(const float* b, int64_t n, int64_t k);
+
 // C (m, n) = A (k, m)^T B (k, n) with k the batch (a dense layer's weight gradient), in
 // tiled_weight_grad.cpp.
 void weight_grad_product(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c,
