@@ -83,12 +83,12 @@ class PendingStep {
 
 // A `Rows` x `Vectors` tile of the weight gradient (A's packed slab, B's packed panel) into `out`
 // (whole vectors, `Vectors` to a row), while its k loop takes the previous tile's momentum step a
-// vector every two steps and fetches into L2 the weight and velocity lines of its own elements
-// (`rows` rows of `row_lines` lines, `row_bytes` apart), which the next tile's loop will step.
+// vector every two steps and fetches into L2 the weight and velocity lines of its own elements,
+// which the next tile's loop will step.
 template <int Rows, int Vectors>
 void stepping_tile(int64_t k, const float* slab, const float* panel, float* out,
-                   const char* weight_lines, const char* velocity_lines, int64_t row_lines,
-                   int64_t row_bytes, PendingStep& pending) {
+                   const LineFetch& weight_lines, const LineFetch& velocity_lines,
+                   PendingStep& pending) {
   constexpr int64_t kWidth = kWeightGradVectors * kLanes;
   Vec acc[Rows][Vectors];
 #pragma GCC unroll 8
@@ -107,14 +107,11 @@ void stepping_tile(int64_t k, const float* slab, const float* panel, float* out,
       for (int v = 0; v < Vectors; ++v) acc[r][v] = simd::fma(av, bv[v], acc[r][v]);
     }
   };
-  int64_t lines_left = Rows * row_lines, column = 0, p = 0;
+  LineFetchCursor weight_fetches(weight_lines, k), velocity_fetches(velocity_lines, k);
+  int64_t p = 0;
   for (; p + 2 <= k; p += 2) {
-    if (lines_left > 0) {
-      --lines_left;
-      _mm_prefetch(weight_lines + column * 64, _MM_HINT_T1);
-      _mm_prefetch(velocity_lines + column * 64, _MM_HINT_T1);
-      if (++column == row_lines) column = 0, weight_lines += row_bytes, velocity_lines += row_bytes;
-    }
+    if (const char* line = weight_fetches.at(p)) _mm_prefetch(line, _MM_HINT_T1);
+    if (const char* line = velocity_fetches.at(p)) _mm_prefetch(line, _MM_HINT_T1);
     k_step(p);
     k_step(p + 1);
     pending.one();
@@ -127,8 +124,8 @@ void stepping_tile(int64_t k, const float* slab, const float* panel, float* out,
   }
 }
 
-using SteppingTileFn = void (*)(int64_t, const float*, const float*, float*, const char*,
-                                const char*, int64_t, int64_t, PendingStep&);
+using SteppingTileFn = void (*)(int64_t, const float*, const float*, float*, const LineFetch&,
+                                const LineFetch&, PendingStep&);
 
 template <int Rows>
 SteppingTileFn stepping_tile_for(int vectors) {
@@ -177,9 +174,15 @@ bool tiled_weight_grad_momentum_step(int64_t m, int64_t n, int64_t k, const floa
         float* const weight = step.weight + (i + r) * n + j;
         float* const velocity = step.velocity + (i + r) * n + j;
         float* const grads = tile_grads[tiles++ & 1];
-        tile(k, slab + r, packed + j * k, grads, reinterpret_cast<const char*>(weight),
-             reinterpret_cast<const char*>(velocity), row_lines, n * int64_t{sizeof(float)},
-             pending);
+        // Its rows' lines, one of each every two steps (the step takes a vector every two).
+        const auto lines_of = [&](const float* start) {
+          return LineFetch{.start = reinterpret_cast<const char*>(start),
+                           .rows = rows,
+                           .row_lines = row_lines,
+                           .row_stride = n * int64_t{sizeof(float)},
+                           .every = 2};
+        };
+        tile(k, slab + r, packed + j * k, grads, lines_of(weight), lines_of(velocity), pending);
         pending.finish();  // what a short k loop left
         pending.start(grads, weight, velocity, n, rows, block);
         r += rows;
