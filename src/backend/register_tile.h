@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "core/simd.h"
@@ -259,6 +260,23 @@ inline void pack_panel(const float* b, int64_t ldb, int64_t depth, int64_t j, in
 // dst (cols, rows) = src (rows, cols)^T, both row-major, in square blocks of kLanes; masked loads
 // and stores cover the edges. With `add`, dst += src^T.
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst, bool add = false);
+
+// Columns [i, i + rows) of the weight gradient's A (k, m), rows <= kWeightGradRows, packed as one
+// tile's slab: element (p, i + r) at slab[p * kWeightGradRows + r]. Unpacked, a tile's k broadcasts
+// lie a row of A apart, which for W3's 2048 columns is 8 KB, so all k lines fall into one L1 set
+// and come from L2.
+inline void pack_weight_grad_slab(const float* a, int64_t m, int64_t k, int64_t i, int64_t rows,
+                                  float* slab) {
+  constexpr int kRows = kWeightGradRows;
+  if (rows == kRows) {  // a copy of constant size, which compiles to vector moves
+    for (int64_t p = 0; p < k; ++p)
+      std::memcpy(slab + p * kRows, a + p * m + i, sizeof(float) * kRows);
+    return;
+  }
+  for (int64_t p = 0; p < k; ++p) {
+    for (int64_t r = 0; r < rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
+  }
+}
 
 // B (k, n) packed into panels of the weight-gradient tile's width, the weight gradient's operand
 // read by every block of rows: thread-local scratch, valid until the thread's next call.

@@ -1,7 +1,6 @@
 // SGD's momentum step applied by the weight-gradient tiles themselves (Note [update in the
 // tiles]).
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -154,13 +153,7 @@ bool tiled_weight_grad_momentum_step(int64_t m, int64_t n, int64_t k, const floa
   int64_t tiles = 0;
   for (int64_t i = first_row; i < end_row; i += kRows) {
     const int64_t tile_rows = std::min<int64_t>(kRows, end_row - i);
-    for (int64_t p = 0; p < k; ++p) {
-      if (tile_rows == kRows) {  // a copy of constant size, which compiles to vector moves
-        std::memcpy(slab + p * kRows, a + p * m + i, sizeof(float) * kRows);
-      } else {
-        for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
-      }
-    }
+    pack_weight_grad_slab(a, m, k, i, tile_rows, slab);
     for (int64_t j = 0; j < n; j += kWidth) {
       const ColumnBlock block = column_block(std::min(kWidth, n - j));
       const int64_t row_lines = (std::min(kWidth, n - j) * int64_t{sizeof(float)} + 63) / 64;

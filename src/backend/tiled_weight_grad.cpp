@@ -1,7 +1,6 @@
 // The tiled weight gradient (Note [tiled GEMM]), whole or row block by row block for an update
 // inside backward (Note [update in backward]).
 #include <algorithm>
-#include <cstring>
 #include <span>
 #include <stdexcept>
 #include <utility>
@@ -81,21 +80,9 @@ void weight_grad_rows(int64_t i0, int64_t rows, int64_t j0, int64_t j1, int64_t 
   int64_t tile = 0;  // whole-row tiles so far, for `side`
   for (int64_t g = i0; g < i0 + rows; g += group_rows) {
     const int64_t g_end = std::min(g + group_rows, i0 + rows);
-    // A's columns g .. g_end - 1 packed kRows at a time: unpacked, a tile's k broadcasts lie a row
-    // of A apart, which for W3's 2048 columns is 8 KB, so all k lines fall into one L1 set and
-    // come from L2.
-    for (int64_t i = g; i < g_end; i += kRows) {
-      const int64_t tile_rows = std::min<int64_t>(kRows, g_end - i);
-      float* slab = slabs + (i - g) * k;
-      if (tile_rows == kRows) {  // a copy of constant size, which compiles to vector moves
-        for (int64_t p = 0; p < k; ++p)
-          std::memcpy(slab + p * kRows, a + p * m + i, sizeof(float) * kRows);
-      } else {
-        for (int64_t p = 0; p < k; ++p) {
-          for (int64_t r = 0; r < tile_rows; ++r) slab[p * kRows + r] = a[p * m + i + r];
-        }
-      }
-    }
+    // A's columns g .. g_end - 1 packed kRows at a time.
+    for (int64_t i = g; i < g_end; i += kRows)
+      pack_weight_grad_slab(a, m, k, i, std::min<int64_t>(kRows, g_end - i), slabs + (i - g) * k);
     const int64_t ldc = j1 - j0;
     for (int64_t j = j0; j < j1; j += kWidth) {
       for (int64_t i = g; i < g_end; i += kRows) {
