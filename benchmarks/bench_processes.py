@@ -26,6 +26,15 @@ def run_json(cmd, threads=1, extra_env=None):
     return json.loads(out[out.index("{"):])
 
 
+def ddp_bench(config, ranks, steps, warmup, overrides=()):
+    """ddp_bench's JSON result for `config` (a path from the repository root) under mpirun."""
+    cmd = ["mpirun", "-n", str(ranks), os.path.join(BUILD, "ddp_bench"), "--config", config,
+           "--steps", str(steps), "--warmup", str(warmup)]
+    for o in overrides:
+        cmd += ["--set", o]
+    return run_json(cmd)
+
+
 def python_with(python, module):
     return os.path.exists(python) and subprocess.run(
         [python, "-c", f"import {module}"], capture_output=True, env=BASE_ENV).returncode == 0

@@ -10,17 +10,14 @@ Writes benchmarks/results/distributed.{md,json}.
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import time
 
 import provenance
 from alternation import round_orders
+from bench_processes import ddp_bench
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_pml="ob1")
+ROOT = provenance.ROOT
 VARIANTS = [
     ("replicated, synchronous, 4 MB buckets", ["training.zero=0"]),
     ("replicated, synchronous, 25 MB buckets", ["training.zero=0", "training.bucket_mb=25"]),
@@ -38,12 +35,7 @@ ADAM = ["optimizer.type=adam", "optimizer.learning_rate=0.0001", "optimizer.mome
 
 
 def bench(overrides, steps=30):
-    cmd = ["mpirun", "-n", "2", os.path.join(ROOT, "build", "ddp_bench"), "--config",
-           "configs/w3_wide_mlp.yaml", "--steps", str(steps), "--warmup", "5"]
-    for o in overrides:
-        cmd += ["--set", o]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, check=True, cwd=ROOT).stdout
-    return json.loads(out[out.index("{"):])
+    return ddp_bench("configs/w3_wide_mlp.yaml", 2, steps, 5, overrides)
 
 
 def main():

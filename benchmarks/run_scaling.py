@@ -11,28 +11,17 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 
 import provenance
+from bench_processes import ddp_bench
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_pml="ob1")
+ROOT = provenance.ROOT
 WORKLOADS = {  # name: (config, per-rank batch, steps, warm-up)
     "W1 seed": ("configs/w1_seed.yaml", 32, 20000, 1000),
     "W2 fmnist-mlp": ("configs/w2_fmnist_mlp.yaml", 128, 500, 1000),
     "W3 wide-mlp": ("configs/w3_wide_mlp.yaml", 64, 30, 5),
 }
-
-
-def bench(config, ranks, steps, warmup, overrides):
-    cmd = ["mpirun", "-n", str(ranks), os.path.join(ROOT, "build", "ddp_bench"), "--config",
-           config, "--steps", str(steps), "--warmup", str(warmup)]
-    for o in overrides:
-        cmd += ["--set", o]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, check=True, cwd=ROOT).stdout
-    return json.loads(out[out.index("{"):])
 
 
 def main():
@@ -48,7 +37,7 @@ def main():
             config, batch, steps, warmup = WORKLOADS[name]
             overrides = [] if mode == "weak" else [
                 "training.batch_size_per_rank=~", f"training.global_batch_size={2 * batch}"]
-            runs[(name, mode, ranks)].append(bench(config, ranks, steps, warmup, overrides))
+            runs[(name, mode, ranks)].append(ddp_bench(config, ranks, steps, warmup, overrides))
         print(f"round {rep + 1}/{args.reps} done", flush=True)
     results = []
     for (name, mode, ranks), point_runs in runs.items():
