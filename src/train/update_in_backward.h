@@ -17,7 +17,7 @@
 // 2.56 -> 2.43 times forward; benchmarks/results/xeon/update_side_fetch.md); where the input
 // would leave no room for them in L2, in blocks of column chunks (Note [weight-gradient chunks]).
 // Where the step is SGD's momentum step alone, the tiles apply it themselves instead (Note [update
-// in the tiles], backend/tiled_weight_grad.cpp). What backward did not update (layers without the
+// in the tiles], backend/tiled_momentum_step.cpp). What backward did not update (layers without the
 // hook, such as convolutions) is updated after it, as before.
 // Not used where a step may be skipped (nonfinite: skip checks every gradient first), with a
 // weight penalty (added to each tensor's gradient after its backward), with accumulation, on more
