@@ -76,6 +76,11 @@ Spec BatchNormalization(bool sync) {
 Spec Adam(double learning_rate) {
   return {map({{"type", YAML::Node("adam")}, {"learning_rate", YAML::Node(learning_rate)}})};
 }
+Spec AdamW(double learning_rate, double weight_decay) {
+  return {map({{"type", YAML::Node("adamw")},
+               {"learning_rate", YAML::Node(learning_rate)},
+               {"weight_decay", YAML::Node(weight_decay)}})};
+}
 Spec SGD(double learning_rate, double momentum, bool nesterov) {
   return {map({{"type", YAML::Node("sgd")},
                {"learning_rate", YAML::Node(learning_rate)},

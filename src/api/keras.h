@@ -59,6 +59,8 @@ Spec Dropout(double rate);
 Spec BatchNormalization(bool sync = false);
 
 Spec Adam(double learning_rate = 0.001);
+// Decoupled weight decay; the default decay is the config's (PyTorch's 0.01; Keras' is 0.004).
+Spec AdamW(double learning_rate = 0.001, double weight_decay = 0.01);
 Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
 
 // Data the config could name (the same keys as data.train in a YAML file).

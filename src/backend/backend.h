@@ -51,6 +51,9 @@ struct AdamHyper {
   float beta2 = 0.999f;
   float epsilon = 1e-8f;
   float weight_decay = 0;
+  // AdamW (torch.optim.AdamW): each step first scales the weights by 1 - lr * weight_decay,
+  // outside the moments; otherwise weight_decay is L2 added to the gradient (torch.optim.Adam).
+  bool decoupled_weight_decay = false;
 };
 
 // Rows [first_row, first_row + rows) x columns [first_col, first_col + cols) of a dense layer's
@@ -241,7 +244,7 @@ class ComputeBackend {
   virtual void to_bf16(const float* src, uint16_t* dst, size_t count) = 0;
   virtual void from_bf16(const uint16_t* src, float* dst, size_t count) = 0;
 
-  // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam). With
+  // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam or AdamW). With
   // GradCheck::kFinite they return false when a gradient they read was NaN or infinite (the
   // update has used it all the same); otherwise they return true. With kFiniteLater such a
   // gradient makes the next take_nonfinite() return true.

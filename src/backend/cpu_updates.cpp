@@ -35,16 +35,17 @@ uint32_t sgd_chunk(float* params, const float* grads, float* velocity, size_t be
 
 uint32_t adam_chunk(float* params, const float* grads, float* m, float* v, size_t begin, size_t end,
                     AdamStep c) {
-  const float b1 = c.beta1, b2 = c.beta2, eps = c.epsilon, wd = c.weight_decay;
+  const float b1 = c.beta1, b2 = c.beta2, eps = c.epsilon, l2 = c.l2, decay = c.decay;
   uint32_t non_finite = 0;
   for (size_t i = begin; i < end; ++i) {
     non_finite |= is_non_finite(grads[i]);
-    const float g = grads[i] + wd * params[i];
+    const float g = grads[i] + l2 * params[i];
     const float mi = b1 * m[i] + (1 - b1) * g;
     const float vi = b2 * v[i] + (1 - b2) * g * g;
     m[i] = mi;
     v[i] = vi;
-    params[i] -= c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + eps);
+    // AdamW scales the weight first, as torch.optim.AdamW does (for Adam, decay is 1: exact).
+    params[i] = params[i] * decay - c.step_size * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + eps);
   }
   return non_finite;
 }
@@ -78,12 +79,14 @@ AdamStep adam_step(float lr, int64_t step, const AdamHyper& hyper) {
         .step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t))),
         .inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)))};
   }
+  const bool decoupled = hyper.decoupled_weight_decay;
   return {.beta1 = hyper.beta1,
           .beta2 = hyper.beta2,
           .step_size = last.step_size,
           .inv_sqrt_bc2 = last.inv_sqrt_bc2,
           .epsilon = hyper.epsilon,
-          .weight_decay = hyper.weight_decay};
+          .l2 = decoupled ? 0.0f : hyper.weight_decay,
+          .decay = decoupled ? 1 - lr * hyper.weight_decay : 1.0f};
 }
 
 uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_t count,

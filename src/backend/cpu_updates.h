@@ -23,9 +23,11 @@ inline uint32_t is_non_finite(float x) {
 uint32_t sgd_range(float* params, const float* grads, float* velocity, size_t count, float lr,
                    SgdHyper hyper);
 
-// Adam's coefficients of one step (bias corrections folded in).
+// Adam's coefficients of one step (bias corrections folded in): the gradient gets
+// l2 * param added, the param is scaled by `decay` (AdamW's 1 - lr * weight_decay, else 1) before
+// the step.
 struct AdamStep {
-  float beta1, beta2, step_size, inv_sqrt_bc2, epsilon, weight_decay;
+  float beta1, beta2, step_size, inv_sqrt_bc2, epsilon, l2, decay;
 };
 AdamStep adam_step(float lr, int64_t step, const AdamHyper& hyper);
 uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_t count,

@@ -24,17 +24,18 @@ __global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float l
   }
 }
 
+// The CPU's rule (cpu_updates.cpp): l2 added to the gradient, or AdamW's decay of the weight.
 __global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, float step_size,
-                            float inv_sqrt_bc2, float b1, float b2, float eps, float wd,
-                            int* nonfinite) {
+                            float inv_sqrt_bc2, float b1, float b2, float eps, float l2,
+                            float decay, int* nonfinite) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     if (nonfinite && !isfinite(g[i])) *nonfinite = 1;
-    const float grad = g[i] + wd * p[i];
+    const float grad = g[i] + l2 * p[i];
     const float mi = b1 * m[i] + (1 - b1) * grad;
     const float vi = b2 * v[i] + (1 - b2) * grad * grad;
     m[i] = mi;
     v[i] = vi;
-    p[i] -= step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+    p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
   }
 }
 
@@ -77,9 +78,11 @@ void adam_update(float* params, const float* grads, float* m, float* v, size_t c
   const double t = static_cast<double>(step);
   const auto step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t)));
   const auto inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)));
+  const bool decoupled = hyper.decoupled_weight_decay;
   adam_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
       params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2, hyper.epsilon,
-      hyper.weight_decay, nonfinite);
+      decoupled ? 0.0f : hyper.weight_decay, decoupled ? 1 - lr * hyper.weight_decay : 1.0f,
+      nonfinite);
   cudaCheck(cudaGetLastError());
 }
 

@@ -7,11 +7,13 @@
 
 namespace ddp {
 
-// torch.optim.Adam semantics, bias-corrected; weight_decay is L2 added to the gradient.
+// torch.optim.Adam semantics, bias-corrected; weight_decay is L2 added to the gradient, or with
+// hyper.decoupled_weight_decay torch.optim.AdamW's decay of the weights ("adamw": its checkpoints
+// hold the same moments, but the name keeps a resume from switching rules unnoticed).
 class Adam final : public Optimizer {
  public:
   Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper);
-  std::string name() const override { return "adam"; }
+  std::string name() const override { return hyper_.decoupled_weight_decay ? "adamw" : "adam"; }
   std::vector<StateTensor> state() override;
 
  protected:

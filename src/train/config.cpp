@@ -78,8 +78,8 @@ DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
 
 OptimizerConfig parse_optimizer(ConfigNode node) {
   OptimizerConfig opt;
-  opt.type = node.choice("type", {"sgd", "adam"});
-  const double default_lr = opt.type == "adam" ? 1e-3 : 1e-2;
+  opt.type = node.choice("type", {"sgd", "adam", "adamw"});
+  const double default_lr = opt.type == "sgd" ? 1e-2 : 1e-3;
   opt.schedule.base_lr =
       positive_number(node, "learning_rate", node.get("learning_rate", default_lr));
   if (opt.type == "sgd") {
@@ -94,8 +94,16 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
     opt.adam.beta2 = static_cast<float>(in_unit_interval(node, "beta2", node.get("beta2", 0.999)));
     opt.adam.epsilon =
         static_cast<float>(positive_number(node, "epsilon", node.get("epsilon", 1e-8)));
-    opt.adam.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
+    // AdamW's default decay is PyTorch's (Keras' is 0.004).
+    opt.adam.decoupled_weight_decay = opt.type == "adamw";
+    opt.adam.weight_decay =
+        static_cast<float>(node.get("weight_decay", opt.type == "adamw" ? 0.01 : 0.0));
     if (opt.adam.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
+    // The schedules never exceed the base rate, so this bounds every step's factor.
+    if (opt.adam.decoupled_weight_decay && opt.schedule.base_lr * opt.adam.weight_decay >= 1)
+      node.fail("weight_decay",
+                "times learning_rate must be < 1 (AdamW scales the weights by 1 - lr * "
+                "weight_decay every step)");
   }
   {
     // Parsed when absent too, so the resolved config shows the schedule in force.

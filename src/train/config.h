@@ -18,7 +18,7 @@
 namespace ddp {
 
 struct OptimizerConfig {
-  std::string type;  // sgd, adam
+  std::string type;  // sgd, adam, adamw
   SgdHyper sgd;
   AdamHyper adam;
   LrScheduleSpec schedule;  // base_lr = learning_rate; total_steps filled in by the trainer

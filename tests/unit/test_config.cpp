@@ -73,6 +73,17 @@ TEST(Config, OverridesApply) {
   EXPECT_EQ(c.training.tail, TailPolicy::kPad);
 }
 
+TEST(Config, AdamWDecaysDecoupledWithPyTorchsDefault) {
+  const Config adam = parse_with({"optimizer.weight_decay=0.2"});
+  EXPECT_FALSE(adam.optimizer.adam.decoupled_weight_decay);
+  EXPECT_FLOAT_EQ(adam.optimizer.adam.weight_decay, 0.2f);
+  const Config adamw = parse_with({"optimizer.type=adamw", "optimizer.learning_rate=~"});
+  EXPECT_TRUE(adamw.optimizer.adam.decoupled_weight_decay);
+  EXPECT_FLOAT_EQ(adamw.optimizer.adam.weight_decay, 0.01f);
+  EXPECT_DOUBLE_EQ(adamw.optimizer.schedule.base_lr, 1e-3);
+  EXPECT_EQ(adamw.resolved["optimizer"]["weight_decay"].as<double>(), 0.01);
+}
+
 struct BadCase {
   std::vector<std::string> overrides;
   std::string expected;
@@ -96,6 +107,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"optimizer.type=adma"},
                 "optimizer.type: unknown value 'adma', did you mean 'adam'? (expected one of"},
         BadCase{{"bogus=1"}, "bogus: unknown key"},
+        BadCase{{"optimizer.type=adamw", "optimizer.weight_decay=100"},
+                "optimizer.weight_decay: times learning_rate must be < 1"},
         BadCase{{"optimizer.learning_rate=fast"},
                 "optimizer.learning_rate: expected a number, got 'fast'"},
         BadCase{{"training.epochs=2.5"}, "training.epochs: expected an integer, got '2.5'"},

@@ -23,9 +23,9 @@ keras::Runtime& world_of_one() {
   return runtime;
 }
 
-keras::Sequential small_model() {
+keras::Sequential small_model(const keras::Spec& optimizer = keras::Adam(0.01)) {
   keras::Sequential model({keras::Dense(16, "relu"), keras::Dense(4, "softmax")}, {6});
-  model.compile(keras::Adam(0.01), "sparse_categorical_crossentropy", {"accuracy"});
+  model.compile(optimizer, "sparse_categorical_crossentropy", {"accuracy"});
   return model;
 }
 
@@ -60,6 +60,18 @@ TEST(KerasApi, ArraysTrainAsTheSameSamplesFromAFile) {
   }
   // It learns: the loss falls from epoch 1 to 3.
   EXPECT_LT(from_memory.epochs[2].loss, from_memory.epochs[0].loss);
+}
+
+// AdamW without decay is Adam bit for bit (its factor is 1); with decay it trains another model.
+TEST(KerasApi, AdamWReachesTheTrainerWithItsDecay) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  const keras::FitOptions options{.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false};
+  const auto loss_with = [&](const keras::Spec& optimizer) {
+    return small_model(optimizer).fit(world_of_one(), arrays_of(data), options).epochs[1].loss;
+  };
+  const double adam = loss_with(keras::Adam(0.01));
+  EXPECT_EQ(loss_with(keras::AdamW(0.01, 0.0)), adam);
+  EXPECT_NE(loss_with(keras::AdamW(0.01, 0.5)), adam);
 }
 
 TEST(KerasApi, MistakesAreConfigErrorsNamingTheKey) {

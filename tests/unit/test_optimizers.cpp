@@ -62,6 +62,27 @@ TEST(Adam, UpdatesEveryElementOfTheFlatBuffer) {
   EXPECT_FLOAT_EQ(p[2], 1);
 }
 
+float adam_after(const AdamHyper& hyper, std::initializer_list<float> grads) {
+  auto backend = make_cpu_backend();
+  Adam adam(*backend, 1, hyper);
+  float p = 1;
+  for (float g : grads) adam.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
+  return p;
+}
+
+TEST(AdamW, DecaysTheWeightOutsideTheMoments) {
+  const AdamHyper adamw{.weight_decay = 0.1f, .decoupled_weight_decay = true};
+  // torch.optim.AdamW: p *= 1 - lr * wd = 0.99, then Adam's step of the plain gradient (the
+  // bias-corrected first step is lr * g / |g| = 0.1, the second 0.09321796: Adam's test above).
+  EXPECT_NEAR(adam_after(adamw, {0.5f}), 0.89, 1e-6);
+  EXPECT_NEAR(adam_after(adamw, {0.5f, 0.25f}), 0.89 * 0.99 - 0.09321796, 1e-6);
+  // A zero gradient leaves the moments at zero: only the decay moves the weight. Adam's L2 puts
+  // wd * p into the gradient instead, and its normalized first step is a whole lr.
+  EXPECT_NEAR(adam_after(adamw, {0.0f}), 0.99, 1e-6);
+  EXPECT_NEAR(adam_after({.weight_decay = 0.1f}, {0.0f}), 0.9, 1e-6);
+  EXPECT_EQ(Adam(*make_cpu_backend(), 1, adamw).name(), "adamw");
+}
+
 // Note [owned lines]: the updates run in chunks; over several chunks and a ragged tail, every
 // element gets the rule once, its state included (two steps).
 TEST(Optimizers, EveryElementAcrossChunksGetsTheRuleOfOneElement) {
