@@ -239,6 +239,10 @@ class ComputeBackend {
 
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;
+  // data[i] *= factor for every element.
+  virtual void scale(float* data, size_t count, float factor) = 0;
+  // The sum of the elements' squares, in double, in an order that depends only on `count`.
+  virtual double squared_norm(const float* data, size_t count) = 0;
 
   // The bfloat16 wire format of core/bf16.h (round to nearest even), element by element.
   virtual void to_bf16(const float* src, uint16_t* dst, size_t count) = 0;

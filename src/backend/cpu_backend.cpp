@@ -240,6 +240,13 @@ class CpuBackend final : public ComputeBackend {
     return non_finite == 0;
   }
 
+  void scale(float* data, size_t count, float factor) override {
+    for (size_t i = 0; i < count; ++i) data[i] *= factor;
+  }
+  double squared_norm(const float* data, size_t count) override {
+    return cpu::squared_sum(data, count);
+  }
+
   void to_bf16(const float* src, uint16_t* dst, size_t count) override {
     for (size_t i = 0; i < count; ++i) dst[i] = ddp::to_bf16(src[i]);
   }

@@ -52,6 +52,22 @@ uint32_t adam_chunk(float* params, const float* grads, float* m, float* v, size_
 
 }  // namespace
 
+double squared_sum(const float* data, size_t count) {
+  constexpr size_t kAccumulators = 16;
+  double acc[kAccumulators] = {};
+  size_t i = 0;
+  for (; i + kAccumulators <= count; i += kAccumulators) {
+    for (size_t j = 0; j < kAccumulators; ++j) {
+      const double x = data[i + j];
+      acc[j] += x * x;
+    }
+  }
+  for (size_t j = 0; i < count; ++i, ++j) acc[j] += static_cast<double>(data[i]) * data[i];
+  double sum = 0;
+  for (const double a : acc) sum += a;
+  return sum;
+}
+
 uint32_t sgd_range(float* params, const float* grads, float* velocity, size_t count, float lr,
                    SgdHyper hyper) {
   return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {

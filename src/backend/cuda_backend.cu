@@ -291,6 +291,12 @@ class CudaBackend final : public ComputeBackend {
     return flag_clear();
   }
 
+  void scale(float* data, size_t count, float factor) override {
+    cuda::scale(data, count, factor, stream_);
+  }
+  double squared_norm(const float* data, size_t count) override {
+    return weight_penalty(data, nullptr, count, 0, 1);  // its l2 sum, in a fixed order
+  }
   void to_bf16(const float* src, uint16_t* dst, size_t count) override {
     cuda::to_bf16(src, dst, count, stream_);
   }

@@ -39,6 +39,11 @@ __global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t
   }
 }
 
+__global__ void scale_kernel(float* data, size_t n, float factor) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    data[i] *= factor;
+}
+
 // The rounding of core/bf16.h, bit for bit, so that both backends put the same bytes on the wire.
 __global__ void to_bf16_kernel(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -83,6 +88,11 @@ void adam_update(float* params, const float* grads, float* m, float* v, size_t c
       params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2, hyper.epsilon,
       decoupled ? 0.0f : hyper.weight_decay, decoupled ? 1 - lr * hyper.weight_decay : 1.0f,
       nonfinite);
+  cudaCheck(cudaGetLastError());
+}
+
+void scale(float* data, size_t count, float factor, cudaStream_t stream) {
+  scale_kernel<<<blocks_for(count), kThreads, 0, stream>>>(data, count, factor);
   cudaCheck(cudaGetLastError());
 }
 

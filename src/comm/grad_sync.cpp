@@ -107,8 +107,8 @@ std::unique_ptr<GradSync> split_rows(const GradSyncOptions& options, Communicato
   if (!options.update_as_gradients_come) {
     why_not =
         "it needs an optimizer that may update rows as their gradients come (not with "
-        "training.update_in_backward: false, nonfinite: skip, a weight penalty or "
-        "accumulation_steps above 1)";
+        "training.update_in_backward: false, nonfinite: skip, a weight penalty, "
+        "optimizer.global_clipnorm or accumulation_steps above 1)";
     return nullptr;
   }
   if (backend.memory() != MemoryKind::kHost || !backend.prefers_update_in_backward()) {

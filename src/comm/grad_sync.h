@@ -94,6 +94,9 @@ class GradSync {
   // Whether the summed gradients of every rank's shard are finite, given this rank's verdict on
   // its own shard_grads(); every rank gets the same answer.
   virtual bool agree_finite(bool shard_finite) = 0;
+  // The sum over the distinct shards of a value computed from this rank's shard (Note [gradient
+  // clipping]'s squares): the same bits on every rank.
+  virtual double sum_over_shards(double shard_value) = 0;
   virtual Shard shard() const = 0;
   // (shard().count): valid after finish() when options.sums_before_step, else after step() (which
   // may sum them piece by piece as it goes: Note [sharded step]).

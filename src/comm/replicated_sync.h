@@ -27,6 +27,7 @@ class ReplicatedSync final : public GradSync {
   void finish() override;
   // Replicas hold bit-identical sums, so every rank reaches the same verdict on its own.
   bool agree_finite(bool shard_finite) override { return shard_finite; }
+  double sum_over_shards(double shard_value) override { return shard_value; }  // one shard
   Shard shard() const override { return {0, count_}; }
   std::span<float> shard_grads() override { return grads(); }
   bool step(const ShardUpdate& update) override { return update(0, params(), grads()); }

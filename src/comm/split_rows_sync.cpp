@@ -149,6 +149,10 @@ bool SplitRowsSync::agree_finite(bool shard_finite) {
   return comm_.all_reduce_max(shard_finite ? 0 : 1) == 0;
 }
 
+double SplitRowsSync::sum_over_shards(double) {
+  throw std::logic_error("SplitRowsSync::sum_over_shards: the gradients are never summed whole");
+}
+
 void SplitRowsSync::gather_shards(std::span<float> full) {
   // Each rank's stretches, packed in rank order, all-gathered, and put back where they belong.
   std::vector<std::vector<std::pair<size_t, size_t>>> stretches;

@@ -54,6 +54,8 @@ class SplitRowsSync final : public GradSync, public WeightGradSplit {
   // The weight gradients and their updates, between two barriers.
   void finish() override;
   bool agree_finite(bool shard_finite) override;  // ranks check different rows
+  // Nothing reads the sums before the step here (options.sums_before_step is not chosen with it).
+  double sum_over_shards(double) override;
   Shard shard() const override { return {0, grads_.size()}; }
   std::span<float> shard_grads() override { return grads(); }
   // Every parameter was updated in finish().

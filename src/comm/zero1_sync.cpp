@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ddp {
 
@@ -60,6 +61,18 @@ void Zero1Sync::finish() {
 
 bool Zero1Sync::agree_finite(bool shard_finite) {
   return comm_.all_reduce_max(shard_finite ? 0 : 1) == 0;
+}
+
+// Each rank's value in a slot of its own: every slot's sum over ranks is that value exactly, and
+// every rank adds the slots in rank order, so all get the same bits (an all-reduce of the values
+// themselves may add them in another order on each rank).
+double Zero1Sync::sum_over_shards(double shard_value) {
+  std::vector<double> slots(static_cast<size_t>(comm_.size()), 0.0);
+  slots[static_cast<size_t>(comm_.rank())] = shard_value;
+  comm_.all_reduce_sum(std::span<double>(slots));
+  double sum = 0;
+  for (const double slot : slots) sum += slot;
+  return sum;
 }
 
 bool Zero1Sync::step(const ShardUpdate& update) {

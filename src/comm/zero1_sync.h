@@ -49,6 +49,7 @@ class Zero1Sync final : public GradSync {
   void ready(size_t) override {}  // reduce-scattered after backward
   void finish() override;
   bool agree_finite(bool shard_finite) override;  // shards differ: the ranks agree
+  double sum_over_shards(double shard_value) override;
   Shard shard() const override;
   std::span<float> shard_grads() override;
   bool step(const ShardUpdate& update) override;

@@ -105,6 +105,8 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
                 "times learning_rate must be < 1 (AdamW scales the weights by 1 - lr * "
                 "weight_decay every step)");
   }
+  opt.global_clipnorm = node.get("global_clipnorm", 0.0);
+  if (opt.global_clipnorm < 0) node.fail("global_clipnorm", "must be > 0 (or 0: off)");
   {
     // Parsed when absent too, so the resolved config shows the schedule in force.
     ConfigNode s = node.optional_child("schedule");
@@ -343,6 +345,8 @@ Config parse_config(const YAML::Node& root_node, const std::string& file, DataOr
   parse_metrics(root, config);
   config.optimizer = parse_optimizer(root.child("optimizer"));
   config.training = parse_training(root.child("training"), file);
+  // Note [gradient clipping]: the norm is taken over the summed gradients before the step.
+  if (config.optimizer.global_clipnorm > 0) config.training.grad_sync.sums_before_step = true;
   if (root.has("checkpoint")) {
     config.checkpoint = parse_checkpoint(root.child("checkpoint"));
   } else {

@@ -21,7 +21,8 @@ struct OptimizerConfig {
   std::string type;  // sgd, adam, adamw
   SgdHyper sgd;
   AdamHyper adam;
-  LrScheduleSpec schedule;  // base_lr = learning_rate; total_steps filled in by the trainer
+  LrScheduleSpec schedule;     // base_lr = learning_rate; total_steps filled in by the trainer
+  double global_clipnorm = 0;  // Note [gradient clipping]; 0: off
 };
 
 enum class BatchMode {

@@ -60,7 +60,8 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
   for (const ParamEntry& e : model_->param_entries()) tensor_offsets.push_back(e.offset);
   // Note [update in backward]: where nothing can come between a gradient and its update.
   const bool update_as_gradients_come = config_.training.update_in_backward && accumulation_ == 1 &&
-                                        !config_.training.skip_nonfinite && penalty_.empty();
+                                        !config_.training.skip_nonfinite && penalty_.empty() &&
+                                        config_.optimizer.global_clipnorm == 0;
   GradSyncOptions sync_options = config_.training.grad_sync;
   sync_options.dense_layers = dense_shapes(*model_);
   sync_options.update_as_gradients_come = update_as_gradients_come;

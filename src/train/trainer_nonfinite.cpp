@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "train/gradient_clipping.h"
 #include "train/trainer.h"
 
 namespace ddp {
@@ -18,12 +19,15 @@ namespace ddp {
 // checkpoint, the end of training), whichever comes first. The error names the step whose
 // gradients were not finite.
 bool Trainer::apply_gradients() {
+  const double max_norm = config_.optimizer.global_clipnorm;
   if (config_.training.skip_nonfinite) {
     const std::span<float> grads = sync_->shard_grads();
     if (!sync_->agree_finite(backend_.all_finite(grads.data(), grads.size()))) return false;
+    if (max_norm > 0) clip_global_norm(*sync_, backend_, max_norm);
     step_update_->finish_step(*sync_, GradCheck::kNone);
     return true;
   }
+  if (max_norm > 0) clip_global_norm(*sync_, backend_, max_norm);
   pending_verdict_ =
       PendingVerdict{.finite = step_update_->finish_step(*sync_, GradCheck::kFiniteLater),
                      .step = completed_steps_ + 1,

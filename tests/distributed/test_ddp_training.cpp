@@ -72,6 +72,33 @@ TEST_P(DdpTraining, OverlappedAllReduceMatchesSynchronous) {
   expect_identical_to_rank0(comm, b);
 }
 
+// Note [gradient clipping]: the norm is the summed gradients', so N ranks clip as one rank does
+// at the global batch, replicated and with ZeRO-1 (each shard's squares summed over ranks).
+TEST_P(DdpTraining, ClippedGlobalNormMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const auto sgd_with = [&](std::vector<std::string> overrides) {
+    for (const char* o :
+         {"optimizer.type=sgd", "optimizer.learning_rate=0.5", "optimizer.momentum=0.9"})
+      overrides.push_back(o);
+    return config_with(overrides);
+  };
+  const std::string clip = "optimizer.global_clipnorm=0.1";
+  const std::vector<float> single = train_and_get_params(sgd_with({clip}), *local, 20);
+  const std::vector<float> replicated =
+      train_and_get_params(sgd_with({clip, "training.zero=0"}), comm, 20);
+  EXPECT_LE(max_abs_diff(replicated, single), 1e-5f);
+  expect_identical_to_rank0(comm, replicated);
+  if (!refuses_zero1(comm)) {
+    const std::vector<float> sharded =
+        train_and_get_params(sgd_with({clip, "training.zero=1"}), comm, 20);
+    EXPECT_LE(max_abs_diff(sharded, single), 1e-5f);
+    expect_identical_to_rank0(comm, sharded);
+  }
+  // The bound bites: unclipped, the same steps train another model.
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(sgd_with({}), *local, 20)), 1e-2f);
+}
+
 TEST_P(DdpTraining, AccumulatedMicroBatchesMatchOneLargerBatch) {
   MpiCommunicator comm;
   // Note [accumulation]: 4 micro-batches of 8 per step are the samples of one batch of 32.

@@ -74,6 +74,7 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
   ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
   std::vector<std::vector<float>> out[2];
   LossStats stats[2][3], deferred[2];
+  double squares[2] = {};
   for (int k = 0; k < 2; ++k) {
     ComputeBackend& be = *backends[k];
     Mirror Z(be, logits), S(be, sparse), T(be, dense), G(be, std::vector<float>(rows * cols)),
@@ -112,7 +113,13 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
                      1e-2f, step, AdamHyper{0.9f, 0.999f, 1e-8f, 0.01f}, GradCheck::kNone);
     EXPECT_TRUE(be.sgd_update(PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
                               SgdHyper{0.9f, 1e-3f, true}, GradCheck::kFinite));
+    // AdamW's decay, and gradient clipping's two passes (Note [gradient clipping]).
+    be.adam_update(PA.buffer.data(), GA.buffer.data(), M.buffer.data(), V.buffer.data(), 1000,
+                   1e-2f, 4, AdamHyper{0.9f, 0.999f, 1e-8f, 0.1f, true}, GradCheck::kNone);
     out[k].push_back(PA.read());
+    be.scale(GA.buffer.data(), 1000, 0.375f);
+    out[k].push_back(GA.read());
+    squares[k] = be.squared_norm(GA.buffer.data(), 1000);
     EXPECT_TRUE(be.all_finite(PA.buffer.data(), 1000));
     std::vector<float> bad = params;
     bad[500] = std::nanf("");
@@ -131,6 +138,8 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     EXPECT_FALSE(be.take_nonfinite()) << "taken already";
   }
   for (size_t i = 0; i < out[0].size(); ++i) expect_close(out[0][i], out[1][i], "op output");
+  EXPECT_NEAR(squares[0], squares[1], 1e-9 * squares[0]);
+  EXPECT_GT(squares[0], 0);
   for (int l = 0; l < 3; ++l) {
     EXPECT_NEAR(stats[0][l].loss_sum, stats[1][l].loss_sum, 1e-4 * std::abs(stats[0][l].loss_sum));
     EXPECT_EQ(stats[0][l].correct, stats[1][l].correct);

@@ -22,8 +22,9 @@
      biased one, as Keras', PyTorch's the unbiased).
   6. Multi-label: 20 Adam steps of binary_crossentropy with pos_weight and an L2 kernel penalty on
      2 ranks (CSV with 5 label columns) against torch.nn.BCEWithLogitsLoss(pos_weight) plus
-     0.01 * sum(w^2), from the same initial weights: the same weights within 1e-5; and the same
-     with AdamW (weight_decay 0.05) against torch.optim.AdamW.
+     0.01 * sum(w^2), from the same initial weights: the same weights within 1e-5; the same with
+     AdamW (weight_decay 0.05) against torch.optim.AdamW, and with Adam and global_clipnorm
+     against torch.nn.utils.clip_grad_norm_ (which must have clipped some of the steps).
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
 /usr/bin/python3 can import both; otherwise CMake says so.
   tests/interop/torch_interop.py --ddp-train build/ddp_train --mpiexec mpiexec"""
@@ -133,6 +134,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs = [diff1, diff2] + convnet_checks(args, env, tmp) + batch_norm_checks(args, env, tmp)
         diffs += multilabel_checks(args, env, tmp, "adam")
         diffs += multilabel_checks(args, env, tmp, "adamw")
+        diffs += multilabel_checks(args, env, tmp, "adam", clip=0.1)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1
@@ -314,9 +316,10 @@ training: {{epochs: 1, global_batch_size: 200}}
     return diffs
 
 
-def multilabel_checks(args, env, tmp, rule):
-    """rule: adam, or adamw (decoupled weight decay 0.05)."""
+def multilabel_checks(args, env, tmp, rule, clip=0.0):
+    """rule: adam, or adamw (decoupled weight decay 0.05); clip: global_clipnorm (0: none)."""
     decay = ", weight_decay: 0.05" if rule == "adamw" else ""
+    decay += f", global_clipnorm: {clip}" if clip else ""
     torch.manual_seed(4)
     x = torch.rand(200, 10)
     y = ((x - 0.5) @ (torch.rand(10, 5) * 2 - 1) > 0).float()
@@ -342,7 +345,7 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     model = Mlp([10, 16, 5])
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{tmp}/ml0.safetensors")
     subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/ml.yaml",
-                    "--run-dir", f"{tmp}/ml_{rule}", "--init-from", f"{tmp}/ml0.safetensors",
+                    "--run-dir", f"{tmp}/ml_{rule}_{clip}", "--init-from", f"{tmp}/ml0.safetensors",
                     "--stop-after", "20", "--export-safetensors", f"{tmp}/ml20.safetensors"],
                    check=True, env=env, capture_output=True, timeout=120)
     stepped = load_file(f"{tmp}/ml20.safetensors")
@@ -350,18 +353,22 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, dtype=torch.float64))
     optimizer = (torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.05)
                  if rule == "adamw" else torch.optim.Adam(model.parameters(), lr=0.01))
+    clipped = 0
     for step in range(20):  # batches of 20 in file order, 10 per epoch
         rows = slice(step % 10 * 20, step % 10 * 20 + 20)
         logits = model.layers[1](torch.tanh(model.layers[0](x[rows].double())))
         loss = loss_fn(logits, y[rows].double()) + 0.01 * (model.layers[0].weight ** 2).sum()
         optimizer.zero_grad()
         loss.backward()
+        if clip:
+            clipped += torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item() > clip
         optimizer.step()
     after = {k: v.float() for k, v in model.state_dict().items()}
     diff = max((after[k] - stepped[k]).abs().max().item() for k in stepped)
-    print(f"multi-label, 20 {rule} steps (pos_weight, L2 penalty, 2 ranks) vs PyTorch: max abs "
-          f"diff {diff:.2e}")
-    return [diff]
+    clipping = f", global_clipnorm {clip}: {clipped} of 20 steps clipped" if clip else ""
+    print(f"multi-label, 20 {rule} steps (pos_weight, L2 penalty, 2 ranks{clipping}) vs PyTorch: "
+          f"max abs diff {diff:.2e}")
+    return [diff] + ([0.0 if clipped else 1.0] if clip else [])
 
 
 if __name__ == "__main__":

@@ -84,6 +84,14 @@ TEST(Config, AdamWDecaysDecoupledWithPyTorchsDefault) {
   EXPECT_EQ(adamw.resolved["optimizer"]["weight_decay"].as<double>(), 0.01);
 }
 
+// Note [gradient clipping]: the trainer reads the summed gradients before the step.
+TEST(Config, GlobalClipnormKeepsTheSumsForTheTrainer) {
+  EXPECT_FALSE(parse_with({}).training.grad_sync.sums_before_step);
+  const Config clipped = parse_with({"optimizer.global_clipnorm=1.5"});
+  EXPECT_DOUBLE_EQ(clipped.optimizer.global_clipnorm, 1.5);
+  EXPECT_TRUE(clipped.training.grad_sync.sums_before_step);
+}
+
 struct BadCase {
   std::vector<std::string> overrides;
   std::string expected;
@@ -109,6 +117,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"bogus=1"}, "bogus: unknown key"},
         BadCase{{"optimizer.type=adamw", "optimizer.weight_decay=100"},
                 "optimizer.weight_decay: times learning_rate must be < 1"},
+        BadCase{{"optimizer.global_clipnorm=-1"}, "optimizer.global_clipnorm: must be > 0"},
         BadCase{{"optimizer.learning_rate=fast"},
                 "optimizer.learning_rate: expected a number, got 'fast'"},
         BadCase{{"training.epochs=2.5"}, "training.epochs: expected an integer, got '2.5'"},

@@ -158,6 +158,17 @@ TEST(Backend, AllFiniteFindsNanAndInfinity) {
   }
 }
 
+// Note [gradient clipping]'s passes, over a body of whole accumulator groups and a tail.
+TEST(Backend, ScaleAndSquaredNorm) {
+  auto backend = make_cpu_backend();
+  std::vector<float> values(37);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i + 1);
+  EXPECT_EQ(backend->squared_norm(values.data(), values.size()), 37.0 * 38 * 75 / 6);
+  backend->scale(values.data(), values.size(), 0.5f);
+  EXPECT_EQ(values[36], 18.5f);
+  EXPECT_EQ(backend->squared_norm(values.data(), values.size()), 37.0 * 38 * 75 / 24);
+}
+
 // Note [non-finite check]: the updates report a NaN or infinity anywhere in the gradients they
 // read, in the vectorized body and in the tail, for every update rule.
 TEST(Optimizers, UpdatesReportNonFiniteGradientsWhenAsked) {
