@@ -65,7 +65,7 @@ void BM_AdamUpdate(benchmark::State& state) {
   DeviceBuffer m(*backend, kWideMlpParams), v(*backend, kWideMlpParams);
   int64_t step = 0;
   for (auto _ : state)
-    backend->adam_update(p.data(), g.data(), m.data(), v.data(), kWideMlpParams, 1e-3f, ++step,
+    backend->adam_update(p.data(), g.data(), m.data(), v.data(), kWideMlpParams, 1e-3f, 1, ++step,
                          AdamHyper{}, GradCheck::kFinite);
   state.SetBytesProcessed(state.iterations() * kWideMlpParams * sizeof(float) * 7);
 }
@@ -76,7 +76,7 @@ void BM_SgdMomentumUpdate(benchmark::State& state) {
   auto g = random_buffer(*backend, kWideMlpParams, 2);
   DeviceBuffer velocity(*backend, kWideMlpParams);
   for (auto _ : state)
-    backend->sgd_update(p.data(), g.data(), velocity.data(), kWideMlpParams, 1e-2f,
+    backend->sgd_update(p.data(), g.data(), velocity.data(), kWideMlpParams, 1e-2f, 1,
                         SgdHyper{0.9f, 0, false}, GradCheck::kFinite);
   state.SetBytesProcessed(state.iterations() * kWideMlpParams * sizeof(float) * 5);
 }

@@ -239,8 +239,6 @@ class ComputeBackend {
 
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;
-  // data[i] *= factor for every element.
-  virtual void scale(float* data, size_t count, float factor) = 0;
   // The sum of the elements' squares, in double, in an order that depends only on `count`.
   virtual double squared_norm(const float* data, size_t count) = 0;
 
@@ -251,11 +249,13 @@ class ComputeBackend {
   // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam or AdamW). With
   // GradCheck::kFinite they return false when a gradient they read was NaN or infinite (the
   // update has used it all the same); otherwise they return true. With kFiniteLater such a
-  // gradient makes the next take_nonfinite() return true.
+  // gradient makes the next take_nonfinite() return true. They read each gradient multiplied by
+  // grad_scale (Note [gradient clipping]; 1 reads them as they are).
   virtual bool sgd_update(float* params, const float* grads, float* velocity, size_t count,
-                          float lr, const SgdHyper& hyper, GradCheck check) = 0;
+                          float lr, float grad_scale, const SgdHyper& hyper, GradCheck check) = 0;
   virtual bool adam_update(float* params, const float* grads, float* m, float* v, size_t count,
-                           float lr, int64_t step, const AdamHyper& hyper, GradCheck check) = 0;
+                           float lr, float grad_scale, int64_t step, const AdamHyper& hyper,
+                           GradCheck check) = 0;
 
   // Note [deferred readback]: a device runs what the host queued while the host goes on, until
   // the host waits for a result. A training step that read its loss right after the loss kernel

@@ -12,20 +12,20 @@ namespace {
 // slower unvectorized. Each returns whether a gradient was non-finite. They run in chunks that ask
 // for the next chunk's parameter lines ahead (Note [owned lines]).
 uint32_t sgd_chunk(float* params, const float* grads, float* velocity, size_t begin, size_t end,
-                   float lr, SgdHyper hyper) {
+                   float lr, float scale, SgdHyper hyper) {
   const float mu = hyper.momentum;
   const float wd = hyper.weight_decay;
   uint32_t non_finite = 0;
   if (mu == 0) {
     for (size_t i = begin; i < end; ++i) {
       non_finite |= is_non_finite(grads[i]);
-      params[i] -= lr * (grads[i] + wd * params[i]);
+      params[i] -= lr * (grads[i] * scale + wd * params[i]);
     }
     return non_finite;
   }
   for (size_t i = begin; i < end; ++i) {
     non_finite |= is_non_finite(grads[i]);
-    const float g = grads[i] + wd * params[i];
+    const float g = grads[i] * scale + wd * params[i];
     const float v = mu * velocity[i] + g;
     velocity[i] = v;
     params[i] -= lr * (hyper.nesterov ? g + mu * v : v);
@@ -36,10 +36,11 @@ uint32_t sgd_chunk(float* params, const float* grads, float* velocity, size_t be
 uint32_t adam_chunk(float* params, const float* grads, float* m, float* v, size_t begin, size_t end,
                     AdamStep c) {
   const float b1 = c.beta1, b2 = c.beta2, eps = c.epsilon, l2 = c.l2, decay = c.decay;
+  const float scale = c.grad_scale;
   uint32_t non_finite = 0;
   for (size_t i = begin; i < end; ++i) {
     non_finite |= is_non_finite(grads[i]);
-    const float g = grads[i] + l2 * params[i];
+    const float g = grads[i] * scale + l2 * params[i];
     const float mi = b1 * m[i] + (1 - b1) * g;
     const float vi = b2 * v[i] + (1 - b2) * g * g;
     m[i] = mi;
@@ -69,16 +70,16 @@ double squared_sum(const float* data, size_t count) {
 }
 
 uint32_t sgd_range(float* params, const float* grads, float* velocity, size_t count, float lr,
-                   SgdHyper hyper) {
+                   float grad_scale, SgdHyper hyper) {
   return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
-    return sgd_chunk(params, grads, velocity, begin, end, lr, hyper);
+    return sgd_chunk(params, grads, velocity, begin, end, lr, grad_scale, hyper);
   });
 }
 
 // Adam's coefficients for step `step` (from 1). A step updates its parameters piece by piece (in
 // backward, tensor by tensor: W1's six), and two pow() per piece were 1.4% of W1's step (perf), so
 // each thread keeps the last step's (threads may update pieces at once).
-AdamStep adam_step(float lr, int64_t step, const AdamHyper& hyper) {
+AdamStep adam_step(float lr, float grad_scale, int64_t step, const AdamHyper& hyper) {
   thread_local struct {
     float lr = 0, beta1 = 0, beta2 = 0;
     int64_t step = -1;
@@ -101,6 +102,7 @@ AdamStep adam_step(float lr, int64_t step, const AdamHyper& hyper) {
           .step_size = last.step_size,
           .inv_sqrt_bc2 = last.inv_sqrt_bc2,
           .epsilon = hyper.epsilon,
+          .grad_scale = grad_scale,
           .l2 = decoupled ? 0.0f : hyper.weight_decay,
           .decay = decoupled ? 1 - lr * hyper.weight_decay : 1.0f};
 }

@@ -26,15 +26,15 @@ double squared_sum(const float* data, size_t count);
 
 // Each update returns whether a gradient it read was non-finite.
 uint32_t sgd_range(float* params, const float* grads, float* velocity, size_t count, float lr,
-                   SgdHyper hyper);
+                   float grad_scale, SgdHyper hyper);
 
-// Adam's coefficients of one step (bias corrections folded in): the gradient gets
-// l2 * param added, the param is scaled by `decay` (AdamW's 1 - lr * weight_decay, else 1) before
-// the step.
+// Adam's coefficients of one step (bias corrections folded in): the gradient, times grad_scale,
+// gets l2 * param added, the param is scaled by `decay` (AdamW's 1 - lr * weight_decay, else 1)
+// before the step.
 struct AdamStep {
-  float beta1, beta2, step_size, inv_sqrt_bc2, epsilon, l2, decay;
+  float beta1, beta2, step_size, inv_sqrt_bc2, epsilon, grad_scale, l2, decay;
 };
-AdamStep adam_step(float lr, int64_t step, const AdamHyper& hyper);
+AdamStep adam_step(float lr, float grad_scale, int64_t step, const AdamHyper& hyper);
 uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_t count,
                     AdamStep c);
 

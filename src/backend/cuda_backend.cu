@@ -291,9 +291,6 @@ class CudaBackend final : public ComputeBackend {
     return flag_clear();
   }
 
-  void scale(float* data, size_t count, float factor) override {
-    cuda::scale(data, count, factor, stream_);
-  }
   double squared_norm(const float* data, size_t count) override {
     return weight_penalty(data, nullptr, count, 0, 1);  // its l2 sum, in a fixed order
   }
@@ -305,13 +302,16 @@ class CudaBackend final : public ComputeBackend {
   }
 
   bool sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
-                  const SgdHyper& hyper, GradCheck check) override {
-    cuda::sgd_update(params, grads, velocity, count, lr, hyper, check_flag(check), stream_);
+                  float grad_scale, const SgdHyper& hyper, GradCheck check) override {
+    cuda::sgd_update(params, grads, velocity, count, lr, grad_scale, hyper, check_flag(check),
+                     stream_);
     return checked(check);
   }
   bool adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
-                   int64_t step, const AdamHyper& hyper, GradCheck check) override {
-    cuda::adam_update(params, grads, m, v, count, lr, step, hyper, check_flag(check), stream_);
+                   float grad_scale, int64_t step, const AdamHyper& hyper,
+                   GradCheck check) override {
+    cuda::adam_update(params, grads, m, v, count, lr, grad_scale, step, hyper, check_flag(check),
+                      stream_);
     return checked(check);
   }
   LossStats take_loss_stats() override { return readback_.take_loss_stats(stream_); }

@@ -9,11 +9,11 @@ namespace {
 
 // The updates check the gradients they read where `nonfinite` is not null: a NaN or infinity sets
 // it to 1 (Note [non-finite check]), with no pass of its own over the gradients.
-__global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float lr, float mu,
-                           float wd, bool nesterov, int* nonfinite) {
+__global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float lr, float scale,
+                           float mu, float wd, bool nesterov, int* nonfinite) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     if (nonfinite && !isfinite(g[i])) *nonfinite = 1;
-    const float grad = g[i] + wd * p[i];
+    const float grad = g[i] * scale + wd * p[i];
     if (!v) {
       p[i] -= lr * grad;
       continue;
@@ -26,22 +26,17 @@ __global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float l
 
 // The CPU's rule (cpu_updates.cpp): l2 added to the gradient, or AdamW's decay of the weight.
 __global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t n, float step_size,
-                            float inv_sqrt_bc2, float b1, float b2, float eps, float l2,
-                            float decay, int* nonfinite) {
+                            float inv_sqrt_bc2, float b1, float b2, float eps, float scale,
+                            float l2, float decay, int* nonfinite) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     if (nonfinite && !isfinite(g[i])) *nonfinite = 1;
-    const float grad = g[i] + l2 * p[i];
+    const float grad = g[i] * scale + l2 * p[i];
     const float mi = b1 * m[i] + (1 - b1) * grad;
     const float vi = b2 * v[i] + (1 - b2) * grad * grad;
     m[i] = mi;
     v[i] = vi;
     p[i] = p[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
   }
-}
-
-__global__ void scale_kernel(float* data, size_t n, float factor) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-    data[i] *= factor;
 }
 
 // The rounding of core/bf16.h, bit for bit, so that both backends put the same bytes on the wire.
@@ -71,28 +66,24 @@ __global__ void non_finite_kernel(const float* data, size_t n, int* flag) {
 }  // namespace
 
 void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
-                const SgdHyper& hyper, int* nonfinite, cudaStream_t stream) {
+                float grad_scale, const SgdHyper& hyper, int* nonfinite, cudaStream_t stream) {
   sgd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
-      params, grads, hyper.momentum != 0 ? velocity : nullptr, count, lr, hyper.momentum,
-      hyper.weight_decay, hyper.nesterov, nonfinite);
+      params, grads, hyper.momentum != 0 ? velocity : nullptr, count, lr, grad_scale,
+      hyper.momentum, hyper.weight_decay, hyper.nesterov, nonfinite);
   cudaCheck(cudaGetLastError());
 }
 
 void adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
-                 int64_t step, const AdamHyper& hyper, int* nonfinite, cudaStream_t stream) {
+                 float grad_scale, int64_t step, const AdamHyper& hyper, int* nonfinite,
+                 cudaStream_t stream) {
   const double t = static_cast<double>(step);
   const auto step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t)));
   const auto inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)));
   const bool decoupled = hyper.decoupled_weight_decay;
   adam_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
       params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2, hyper.epsilon,
-      decoupled ? 0.0f : hyper.weight_decay, decoupled ? 1 - lr * hyper.weight_decay : 1.0f,
-      nonfinite);
-  cudaCheck(cudaGetLastError());
-}
-
-void scale(float* data, size_t count, float factor, cudaStream_t stream) {
-  scale_kernel<<<blocks_for(count), kThreads, 0, stream>>>(data, count, factor);
+      grad_scale, decoupled ? 0.0f : hyper.weight_decay,
+      decoupled ? 1 - lr * hyper.weight_decay : 1.0f, nonfinite);
   cudaCheck(cudaGetLastError());
 }
 

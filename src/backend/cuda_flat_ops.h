@@ -1,7 +1,7 @@
 #pragma once
 // The CUDA backend's passes over whole flat buffers (see ComputeBackend for their contracts): the
-// optimizer updates, gradient clipping's scaling, the bf16 wire conversion and the finiteness
-// check. Each launches on `stream` and returns without waiting.
+// optimizer updates, the bf16 wire conversion and the finiteness check. Each launches on `stream`
+// and returns without waiting.
 
 #include <cuda_runtime.h>
 
@@ -15,12 +15,12 @@ namespace ddp::cuda {
 // velocity is read only when hyper.momentum is not zero. Where `nonfinite` (device memory) is not
 // null, a NaN or infinite gradient sets it to 1.
 void sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
-                const SgdHyper& hyper, int* nonfinite, cudaStream_t stream);
+                float grad_scale, const SgdHyper& hyper, int* nonfinite, cudaStream_t stream);
 // `step` counts from 1 (the bias corrections' exponent); `nonfinite` as for sgd_update.
 void adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
-                 int64_t step, const AdamHyper& hyper, int* nonfinite, cudaStream_t stream);
+                 float grad_scale, int64_t step, const AdamHyper& hyper, int* nonfinite,
+                 cudaStream_t stream);
 
-void scale(float* data, size_t count, float factor, cudaStream_t stream);
 void to_bf16(const float* src, uint16_t* dst, size_t count, cudaStream_t stream);
 void from_bf16(const uint16_t* src, float* dst, size_t count, cudaStream_t stream);
 

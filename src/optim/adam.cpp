@@ -8,7 +8,8 @@ Adam::Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper)
 bool Adam::update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
                         float lr, GradCheck check) {
   return backend_.adam_update(params.data(), grads.data(), m_.data() + state_offset,
-                              v_.data() + state_offset, params.size(), lr, steps_, hyper_, check);
+                              v_.data() + state_offset, params.size(), lr, grad_scale_, steps_,
+                              hyper_, check);
 }
 
 std::vector<StateTensor> Adam::state() { return {{"m", m_.span()}, {"v", v_.span()}}; }

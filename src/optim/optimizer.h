@@ -27,8 +27,10 @@ class Optimizer {
   virtual ~Optimizer() = default;
   virtual std::string name() const = 0;
 
-  void begin_step() {
+  // The step's updates read every gradient multiplied by grad_scale (Note [gradient clipping]).
+  void begin_step(float grad_scale = 1) {
     ++steps_;
+    grad_scale_ = grad_scale;
     if (first_step_ == 0) first_step_ = steps_;
   }
   // params and grads are elements [state_offset, state_offset + params.size()) of the state.
@@ -65,6 +67,7 @@ class Optimizer {
   virtual std::optional<float> momentum_only_coefficient() const { return std::nullopt; }
   ComputeBackend& backend_;
   int64_t steps_ = 0;
+  float grad_scale_ = 1;  // this step's (begin_step)
 
  private:
   // Checks that [state_offset, +count) lies in the state and has `grads` gradients; makes it

@@ -10,8 +10,8 @@ Sgd::Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper)
 bool Sgd::update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
                        float lr, GradCheck check) {
   float* velocity = velocity_.size() == 0 ? nullptr : velocity_.data() + state_offset;
-  return backend_.sgd_update(params.data(), grads.data(), velocity, params.size(), lr, hyper_,
-                             check);
+  return backend_.sgd_update(params.data(), grads.data(), velocity, params.size(), lr, grad_scale_,
+                             hyper_, check);
 }
 
 std::optional<float> Sgd::momentum_only_coefficient() const {

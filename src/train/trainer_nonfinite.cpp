@@ -20,19 +20,20 @@ namespace ddp {
 // gradients were not finite.
 bool Trainer::apply_gradients() {
   const double max_norm = config_.optimizer.global_clipnorm;
+  const auto clip_scale = [&] {
+    return max_norm > 0 ? global_clip_scale(*sync_, backend_, max_norm) : 1.0f;
+  };
   if (config_.training.skip_nonfinite) {
     const std::span<float> grads = sync_->shard_grads();
     if (!sync_->agree_finite(backend_.all_finite(grads.data(), grads.size()))) return false;
-    if (max_norm > 0) clip_global_norm(*sync_, backend_, max_norm);
-    step_update_->finish_step(*sync_, GradCheck::kNone);
+    step_update_->finish_step(*sync_, GradCheck::kNone, clip_scale());
     return true;
   }
-  if (max_norm > 0) clip_global_norm(*sync_, backend_, max_norm);
-  pending_verdict_ =
-      PendingVerdict{.finite = step_update_->finish_step(*sync_, GradCheck::kFiniteLater),
-                     .step = completed_steps_ + 1,
-                     .epoch = epoch_ + 1,
-                     .loss_sum = 0};
+  pending_verdict_ = PendingVerdict{
+      .finite = step_update_->finish_step(*sync_, GradCheck::kFiniteLater, clip_scale()),
+      .step = completed_steps_ + 1,
+      .epoch = epoch_ + 1,
+      .loss_sum = 0};
   return true;
 }
 

@@ -119,8 +119,10 @@ bool UpdateInBackward::update_rest(size_t at, std::span<float> params, std::span
   return finite;
 }
 
-bool UpdateInBackward::finish_step(GradSync& sync, GradCheck check) {
-  if (!enabled_) optimizer_.begin_step();
+bool UpdateInBackward::finish_step(GradSync& sync, GradCheck check, float grad_scale) {
+  if (enabled_ && grad_scale != 1)
+    throw std::logic_error("update in backward: a gradient scale after the updates");
+  if (!enabled_) optimizer_.begin_step(grad_scale);
   std::sort(updated_.begin(), updated_.end());
   const bool rest_finite =
       sync.step([&](size_t at, std::span<float> params, std::span<const float> grads) {

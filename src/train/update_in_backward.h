@@ -55,9 +55,10 @@ class UpdateInBackward final : public InBackwardUpdate {
                                     int64_t end_row) override;
   WeightGradSplit* split() override { return split_; }
   // After sync.finish(): updates through sync.step whatever backward did not, checking gradients
-  // as `check` asks (backward's updates check them as nonfinite: stop asks). False when a
-  // gradient of the step was NaN or infinite.
-  bool finish_step(GradSync& sync, GradCheck check);
+  // as `check` asks (backward's updates check them as nonfinite: stop asks) and reading them times
+  // grad_scale (Note [gradient clipping]: never with updates inside backward, which came before
+  // the scale was known). False when a gradient of the step was NaN or infinite.
+  bool finish_step(GradSync& sync, GradCheck check, float grad_scale = 1);
   // Seconds the updates inside backward took since the last call, summed over the threads that
   // ran them: the part of backward's time that is the optimizer's, not its products' (the
   // benchmarks' roofline, benchmarks/compare_report.py). Zero unless timed.

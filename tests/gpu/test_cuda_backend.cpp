@@ -110,15 +110,15 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
         V(be, std::vector<float>(1000)), VEL(be, std::vector<float>(1000));
     for (int64_t step = 1; step <= 3; ++step)
       be.adam_update(PA.buffer.data(), GA.buffer.data(), M.buffer.data(), V.buffer.data(), 1000,
-                     1e-2f, step, AdamHyper{0.9f, 0.999f, 1e-8f, 0.01f}, GradCheck::kNone);
-    EXPECT_TRUE(be.sgd_update(PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
+                     1e-2f, 1, step, AdamHyper{0.9f, 0.999f, 1e-8f, 0.01f}, GradCheck::kNone);
+    EXPECT_TRUE(be.sgd_update(PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.1f, 1,
                               SgdHyper{0.9f, 1e-3f, true}, GradCheck::kFinite));
-    // AdamW's decay, and gradient clipping's two passes (Note [gradient clipping]).
+    // AdamW's decay, and Note [gradient clipping]'s norm and scale.
     be.adam_update(PA.buffer.data(), GA.buffer.data(), M.buffer.data(), V.buffer.data(), 1000,
-                   1e-2f, 4, AdamHyper{0.9f, 0.999f, 1e-8f, 0.1f, true}, GradCheck::kNone);
+                   1e-2f, 0.375f, 4, AdamHyper{0.9f, 0.999f, 1e-8f, 0.1f, true}, GradCheck::kNone);
+    EXPECT_TRUE(be.sgd_update(PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
+                              0.375f, SgdHyper{0.9f, 1e-3f, false}, GradCheck::kFinite));
     out[k].push_back(PA.read());
-    be.scale(GA.buffer.data(), 1000, 0.375f);
-    out[k].push_back(GA.read());
     squares[k] = be.squared_norm(GA.buffer.data(), 1000);
     EXPECT_TRUE(be.all_finite(PA.buffer.data(), 1000));
     std::vector<float> bad = params;
@@ -127,12 +127,12 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     EXPECT_FALSE(be.all_finite(BAD.buffer.data(), 1000));
     // The update checks what it reads: at once, or (kFiniteLater) at the next take_nonfinite().
     EXPECT_FALSE(be.sgd_update(PA.buffer.data(), BAD.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
-                               SgdHyper{0.9f, 0, false}, GradCheck::kFinite));
+                               1, SgdHyper{0.9f, 0, false}, GradCheck::kFinite));
     EXPECT_TRUE(be.adam_update(PA.buffer.data(), GA.buffer.data(), M.buffer.data(), V.buffer.data(),
-                               1000, 1e-2f, 4, AdamHyper{}, GradCheck::kFiniteLater));
+                               1000, 1e-2f, 1, 4, AdamHyper{}, GradCheck::kFiniteLater));
     EXPECT_FALSE(be.take_nonfinite()) << "finite gradients";
     EXPECT_TRUE(be.adam_update(PA.buffer.data(), BAD.buffer.data(), M.buffer.data(),
-                               V.buffer.data(), 1000, 1e-2f, 5, AdamHyper{},
+                               V.buffer.data(), 1000, 1e-2f, 1, 5, AdamHyper{},
                                GradCheck::kFiniteLater));
     EXPECT_TRUE(be.take_nonfinite());
     EXPECT_FALSE(be.take_nonfinite()) << "taken already";

@@ -44,8 +44,9 @@ Stepped product_then_update(const Case& c, const std::vector<float>& x,
   std::vector<float> grad(static_cast<size_t>(c.out * c.in));
   tiled_gemm(true, false, c.out, c.in, c.batch, dy.data(), x.data(), grad.data(), false);
   const int64_t at = c.first_row * c.in, count = (c.end_row - c.first_row) * c.in;
-  s.finite = cpu::sgd_range(s.weight.data() + at, grad.data() + at, s.velocity.data() + at,
-                            static_cast<size_t>(count), kLr, SgdHyper{.momentum = kMomentum}) == 0;
+  s.finite =
+      cpu::sgd_range(s.weight.data() + at, grad.data() + at, s.velocity.data() + at,
+                     static_cast<size_t>(count), kLr, 1, SgdHyper{.momentum = kMomentum}) == 0;
   return s;
 }
 

@@ -158,15 +158,37 @@ TEST(Backend, AllFiniteFindsNanAndInfinity) {
   }
 }
 
-// Note [gradient clipping]'s passes, over a body of whole accumulator groups and a tail.
-TEST(Backend, ScaleAndSquaredNorm) {
+// Note [gradient clipping]'s norm, over a body of whole accumulator groups and a tail.
+TEST(Backend, SquaredNorm) {
   auto backend = make_cpu_backend();
   std::vector<float> values(37);
-  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i + 1);
-  EXPECT_EQ(backend->squared_norm(values.data(), values.size()), 37.0 * 38 * 75 / 6);
-  backend->scale(values.data(), values.size(), 0.5f);
-  EXPECT_EQ(values[36], 18.5f);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i + 1) / 2;
   EXPECT_EQ(backend->squared_norm(values.data(), values.size()), 37.0 * 38 * 75 / 24);
+}
+
+// Note [gradient clipping]'s scale: the updates read each gradient times the step's scale (not
+// the weight decay's term), as if the gradients had been scaled.
+TEST(Optimizers, ReadGradientsTimesTheStepsScale) {
+  auto backend = make_cpu_backend();
+  Sgd sgd(*backend, 1, SgdHyper{0, 0.1f, false});
+  float p = 1, g = 0.5f;
+  sgd.begin_step(0.5f);
+  sgd.update(0, {&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
+  EXPECT_FLOAT_EQ(p, 1 - 0.1f * (0.25f + 0.1f));
+  // Adam's step does not change when every gradient scales alike; its moments mix two steps with
+  // different scales.
+  Adam scaled(*backend, 3, AdamHyper{}), prescaled(*backend, 3, AdamHyper{}),
+      unscaled(*backend, 3, AdamHyper{});
+  std::vector<float> a = {1, 2, 3}, b = a, c = a, grads = {0.3f, -0.7f, 0.01f}, times(3);
+  for (const float scale : {0.3f, 0.9f}) {
+    for (size_t i = 0; i < 3; ++i) times[i] = grads[i] * scale;
+    scaled.begin_step(scale);
+    scaled.update(0, a, grads, 0.1f, GradCheck::kNone);
+    prescaled.step(b, times, 0.1f, GradCheck::kNone);
+    unscaled.step(c, grads, 0.1f, GradCheck::kNone);
+  }
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
 }
 
 // Note [non-finite check]: the updates report a NaN or infinity anywhere in the gradients they

@@ -158,15 +158,15 @@ TEST(ThreadsPerRank, ASplitUpdateFindsANonFiniteGradientInAnyShare) {
   std::vector<float> p(kCount, 0.5f), g(kCount, 0.25f), m(kCount), v(kCount);
   for (size_t bad : {size_t{0}, kCount / 2, kCount - 1}) {
     g[bad] = std::numeric_limits<float>::quiet_NaN();
-    EXPECT_FALSE(backend->adam_update(p.data(), g.data(), m.data(), v.data(), kCount, 1e-3f, 1,
+    EXPECT_FALSE(backend->adam_update(p.data(), g.data(), m.data(), v.data(), kCount, 1e-3f, 1, 1,
                                       AdamHyper{}, GradCheck::kFinite))
         << bad;
-    EXPECT_FALSE(backend->sgd_update(p.data(), g.data(), v.data(), kCount, 1e-3f, SgdHyper{0.9f},
+    EXPECT_FALSE(backend->sgd_update(p.data(), g.data(), v.data(), kCount, 1e-3f, 1, SgdHyper{0.9f},
                                      GradCheck::kFinite))
         << bad;
     g[bad] = 0.25f;
   }
-  EXPECT_TRUE(backend->adam_update(p.data(), g.data(), m.data(), v.data(), kCount, 1e-3f, 1,
+  EXPECT_TRUE(backend->adam_update(p.data(), g.data(), m.data(), v.data(), kCount, 1e-3f, 1, 1,
                                    AdamHyper{}, GradCheck::kFinite));
 }
 
