@@ -42,6 +42,11 @@ std::string format_epoch_line(const EpochRecord& r) {
                   static_cast<long long>(r.skipped_steps));
     line += buffer;
   }
+  if (r.clipped_steps) {
+    std::snprintf(buffer, sizeof buffer, " - clipped %lld/%lld",
+                  static_cast<long long>(*r.clipped_steps), static_cast<long long>(r.steps));
+    line += buffer;
+  }
   return line;
 }
 
@@ -67,6 +72,7 @@ void MetricsLog::append(const EpochRecord& r) {
       {"seconds", r.seconds}, {"steps", r.steps}, {"unix_time", r.unix_time}};
   for (const MetricValue& m : r.metrics) j[m.name] = m.value;
   if (r.skipped_steps > 0) j["skipped_steps"] = r.skipped_steps;
+  if (r.clipped_steps) j["clipped_steps"] = *r.clipped_steps;
   if (r.val_loss) {
     j["val_loss"] = *r.val_loss;
     for (const MetricValue& m : r.val_metrics) j["val_" + m.name] = m.value;

@@ -25,6 +25,7 @@ struct EpochRecord {
   double seconds = 0;                    // whole epoch, evaluation included
   double unix_time = 0;       // when the epoch ended, evaluation included (time-to-accuracy)
   int64_t skipped_steps = 0;  // non-finite steps skipped (training.nonfinite: skip)
+  std::optional<int64_t> clipped_steps;  // with optimizer.global_clipnorm: steps it scaled
 };
 
 // "Epoch 3/10 - 31/31 steps - loss: 2.2841 - accuracy: 0.1421 - ... - 1234567 samples/s - 0.01s"

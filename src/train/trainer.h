@@ -188,6 +188,7 @@ class Trainer {
   bool profile_backward_ = false;  // profile_backward()
   std::function<void(int64_t)> step_observer_;
   int64_t skipped_in_epoch_ = 0;
+  int64_t clipped_in_epoch_ = 0;  // Note [gradient clipping]
   struct PendingVerdict {
     bool finite;  // what the update knew at once
     int64_t step, epoch;

@@ -21,7 +21,9 @@ namespace ddp {
 bool Trainer::apply_gradients() {
   const double max_norm = config_.optimizer.global_clipnorm;
   const auto clip_scale = [&] {
-    return max_norm > 0 ? global_clip_scale(*sync_, backend_, max_norm) : 1.0f;
+    const float scale = max_norm > 0 ? global_clip_scale(*sync_, backend_, max_norm) : 1.0f;
+    clipped_in_epoch_ += scale < 1;
+    return scale;
   };
   if (config_.training.skip_nonfinite) {
     const std::span<float> grads = sync_->shard_grads();

@@ -83,6 +83,8 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   record.steps = steps_per_epoch_;
   record.skipped_steps = skipped_in_epoch_;
   skipped_in_epoch_ = 0;
+  if (config_.optimizer.global_clipnorm > 0) record.clipped_steps = clipped_in_epoch_;
+  clipped_in_epoch_ = 0;
   record.loss = sums[0] / samples_in(sums);
   record.metrics = metrics_->values(std::span(sums).subspan(1));
   record.samples_per_sec =

@@ -8,9 +8,11 @@
   drift               rank 1's parameters are perturbed: the next replica check names the tensor
                       and the rank
   nonfinite_stop      an absurd learning rate: stops with the step named
-  nonfinite_skip      the same with nonfinite: skip: finishes and reports the skipped steps
+  nonfinite_skip      the same with nonfinite: skip: finishes and reports the skipped steps; with
+                      gradient clipping too, which reports the steps it clipped
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -129,6 +131,15 @@ class Scenarios:
                              "--set", "training.nonfinite=skip")
         assert result.returncode == 0, result.stderr[-2000:]
         assert "non-finite step(s)" in result.stdout, result.stdout[-2000:]
+        # Clipping reads the sums after the finiteness check (Note [gradient clipping]).
+        result = self.mpirun(f"{self.tmp}/c", "--set", "optimizer.learning_rate=1e30",
+                             "--set", "training.nonfinite=skip", "--set",
+                             "optimizer.global_clipnorm=0.01")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "non-finite step(s) - clipped " in result.stdout, result.stdout[-2000:]
+        with open(f"{self.tmp}/c/metrics.jsonl") as f:
+            records = [json.loads(line) for line in f]
+        assert sum(r["clipped_steps"] for r in records) > 0, records
 
 
 def main():
