@@ -20,8 +20,8 @@ inline uint32_t is_non_finite(float x) {
 }
 
 // The sum of data's squares in double: element i goes to accumulator i % 16 and the accumulators
-// are added in order, so the bits depend only on the data (a single running sum was ~4 cycles an
-// element, waiting on each add; these vectorize).
+// are added in order, so the bits depend only on the data. A single running sum waits on each add
+// (W2's 535,818 gradients: ~0.4 ms a step through weight_penalty's loop, ~0.05 ms so).
 double squared_sum(const float* data, size_t count);
 
 // Each update returns whether a gradient it read was non-finite.
