@@ -12,12 +12,20 @@
 namespace ddp {
 namespace {
 
-float sgd_after(const SgdHyper& hyper, std::initializer_list<float> grads) {
+// One parameter from 1 after a step at lr 0.1 per gradient.
+template <class Rule, class Hyper>
+float after_steps(const Hyper& hyper, std::initializer_list<float> grads) {
   auto backend = make_cpu_backend();
-  Sgd sgd(*backend, 1, hyper);
+  Rule rule(*backend, 1, hyper);
   float p = 1;
-  for (float g : grads) sgd.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
+  for (float g : grads) rule.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
   return p;
+}
+float sgd_after(const SgdHyper& hyper, std::initializer_list<float> grads) {
+  return after_steps<Sgd>(hyper, grads);
+}
+float adam_after(const AdamHyper& hyper, std::initializer_list<float> grads) {
+  return after_steps<Adam>(hyper, grads);
 }
 
 TEST(Sgd, PlainStep) { EXPECT_FLOAT_EQ(sgd_after({}, {0.5f}), 0.95f); }
@@ -60,14 +68,6 @@ TEST(Adam, UpdatesEveryElementOfTheFlatBuffer) {
   EXPECT_NEAR(p[0], 0.99, 1e-6);
   EXPECT_NEAR(p[1], 1.01, 1e-6);
   EXPECT_FLOAT_EQ(p[2], 1);
-}
-
-float adam_after(const AdamHyper& hyper, std::initializer_list<float> grads) {
-  auto backend = make_cpu_backend();
-  Adam adam(*backend, 1, hyper);
-  float p = 1;
-  for (float g : grads) adam.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
-  return p;
 }
 
 TEST(AdamW, DecaysTheWeightOutsideTheMoments) {
