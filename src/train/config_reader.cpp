@@ -258,10 +258,19 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
     if (key.empty()) throw ConfigError("--set '" + assignment + "': empty key in path");
     keys.push_back(key);
   }
-  // yaml-cpp's operator[] returns handles; descend by rebinding through reset().
+  // yaml-cpp's operator[] returns handles; descend by rebinding through reset(). Its operator[] on
+  // a value throws an exception naming neither the override nor the key.
   YAML::Node node;
   node.reset(root);
+  const auto not_a_value = [&](size_t depth) {
+    if (!node.IsScalar()) return;
+    std::string prefix = keys[0];
+    for (size_t i = 1; i < depth; ++i) prefix += "." + keys[i];
+    throw ConfigError("--set " + path + ": " + prefix + " is the value '" + node.Scalar() +
+                      "', not a section with keys");
+  };
   for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    not_a_value(i);
     YAML::Node next;
     if (node.IsSequence()) {
       next.reset(node[list_index(node, keys[i], path)]);
@@ -271,6 +280,7 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
     }
     node.reset(next);
   }
+  not_a_value(keys.size() - 1);
   if (node.IsSequence()) {
     node[list_index(node, keys.back(), path)] = value;
   } else {

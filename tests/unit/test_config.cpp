@@ -174,6 +174,15 @@ TEST(Config, OverrideSyntaxErrors) {
   EXPECT_THROW(apply_override(root, "no_equals_sign"), ConfigError);
   EXPECT_THROW(apply_override(root, "model.layers.9.units=3"), ConfigError);
   EXPECT_THROW(apply_override(root, "model.layers.x.units=3"), ConfigError);
+  // Into a value: one line naming the override and the value, not yaml-cpp's exception.
+  for (const char* into_value : {"loss.type=categorical_crossentropy", "seed.x.y=1"}) {
+    try {
+      apply_override(root, into_value);
+      ADD_FAILURE() << into_value << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("is the value '"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Config, ExpandRank) {
