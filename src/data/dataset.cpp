@@ -63,22 +63,23 @@ void prefetch_samples(const uint8_t* base, size_t sample_bytes, std::span<const 
 
 // Row `row` of a batch's targets from a sample's labels, laid out as `layout` says.
 void write_targets(const int32_t* label, size_t label_width, TargetLayout layout, int64_t classes,
-                   size_t row, float* targets) {
+                   float smoothing, size_t row, float* targets) {
   if (layout == TargetLayout::kClassIndex) {
     targets[row] = static_cast<float>(*label);
   } else if (layout == TargetLayout::kLabels) {
     std::copy(label, label + label_width, targets + row * label_width);
   } else {
     float* one_hot = targets + row * static_cast<size_t>(classes);
-    std::fill(one_hot, one_hot + classes, 0.0f);
-    one_hot[*label] = 1;
+    const float off = smoothing / static_cast<float>(classes);
+    std::fill(one_hot, one_hot + classes, off);
+    one_hot[*label] = 1 - smoothing + off;
   }
 }
 
 }  // namespace
 
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
-                  int64_t classes, float* features, float* targets) {
+                  int64_t classes, float* features, float* targets, float label_smoothing) {
   const auto width = static_cast<size_t>(data.sample_shape.numel());
   const auto labels = static_cast<size_t>(data.label_width);
   const bool bytes = !data.byte_features.empty();
@@ -106,7 +107,8 @@ void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetL
       } else {
         for (size_t k = 0; k < width; ++k) to[k] = Dataset::from_byte(from[k], byte_scale);
       }
-      write_targets(data.labels.data() + sample * labels, labels, layout, classes, row, targets);
+      write_targets(data.labels.data() + sample * labels, labels, layout, classes, label_smoothing,
+                    row, targets);
     }
   }
 }

@@ -223,7 +223,8 @@ void parse_regularizer(ConfigNode& layer, LayerSpec& spec) {
   node.finish();
 }
 
-// `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights.
+// `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights, or
+// `{type: categorical_crossentropy, label_smoothing: e}` (Keras' CategoricalCrossentropy's).
 void parse_loss(ConfigNode& root, Config& config) {
   const std::vector<std::string> names = {"sparse_categorical_crossentropy",
                                           "categorical_crossentropy", "mean_squared_error",
@@ -248,6 +249,15 @@ void parse_loss(ConfigNode& root, Config& config) {
         node.fail("pos_weight", "weights must be finite and > 0, got " + show_number(w));
       config.loss_pos_weight.push_back(static_cast<float>(w));
     }
+  }
+  if (node.has("label_smoothing")) {
+    // Keras smooths one-hot targets only; the sparse loss's targets are class indices.
+    if (config.loss != LossKind::kCategoricalCrossentropy)
+      node.fail("label_smoothing",
+                "only categorical_crossentropy smooths its targets (it takes the same integer "
+                "labels as sparse_categorical_crossentropy)");
+    config.label_smoothing =
+        in_unit_interval(node, "label_smoothing", node.require<double>("label_smoothing"));
   }
   node.finish();
 }

@@ -78,6 +78,7 @@ struct Config {
   std::vector<LayerSpec> layers;
   LossKind loss = LossKind::kSparseCategoricalCrossentropy;
   std::vector<float> loss_pos_weight;  // binary_crossentropy: per label; empty: all 1
+  double label_smoothing = 0;          // categorical_crossentropy: see gather_batch
   std::vector<std::string> metrics;    // metric_names(); default_metrics(loss) when not given
   OptimizerConfig optimizer;
   TrainingConfig training;

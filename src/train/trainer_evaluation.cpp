@@ -17,10 +17,10 @@ void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices)
   const bool host = backend_.memory() == MemoryKind::kHost;
   float* features = host ? features_.data() : host_features_.data();
   backend_.share_host_work(static_cast<int64_t>(indices.size()), [&](int64_t begin, int64_t end) {
-    gather_batch(data,
-                 indices.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
-                 target_layout_, classes_, features + begin * width,
-                 host_targets_.data() + begin * target_width);
+    gather_batch(
+        data, indices.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
+        target_layout_, classes_, features + begin * width,
+        host_targets_.data() + begin * target_width, static_cast<float>(config_.label_smoothing));
   });
   const auto rows = static_cast<size_t>(indices.size());
   if (!host) backend_.copy_to_device(features, features_.data(), rows * static_cast<size_t>(width));

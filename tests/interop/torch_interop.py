@@ -25,6 +25,9 @@
      0.01 * sum(w^2), from the same initial weights: the same weights within 1e-5; the same with
      AdamW (weight_decay 0.05) against torch.optim.AdamW, and with Adam and global_clipnorm
      against torch.nn.utils.clip_grad_norm_ (which must have clipped some of the steps).
+  7. Label smoothing: 20 Adam steps of categorical_crossentropy with label_smoothing 0.1 on 2
+     ranks against torch.nn.CrossEntropyLoss(label_smoothing=0.1), from the same initial
+     weights: the same weights within 1e-5.
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
 /usr/bin/python3 can import both; otherwise CMake says so.
   tests/interop/torch_interop.py --ddp-train build/ddp_train --mpiexec mpiexec"""
@@ -135,6 +138,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += multilabel_checks(args, env, tmp, "adam")
         diffs += multilabel_checks(args, env, tmp, "adamw")
         diffs += multilabel_checks(args, env, tmp, "adam", clip=0.1)
+        diffs += label_smoothing_check(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1
@@ -369,6 +373,49 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     print(f"multi-label, 20 {rule} steps (pos_weight, L2 penalty, 2 ranks{clipping}) vs PyTorch: "
           f"max abs diff {diff:.2e}")
     return [diff] + ([0.0 if clipped else 1.0] if clip else [])
+
+
+def label_smoothing_check(args, env, tmp):
+    """The first check's data and MLP, 20 Adam steps of smoothed categorical cross-entropy."""
+    rows = read_rows(f"{tmp}/train.csv")
+    x = torch.tensor([r[:-1] for r in rows], dtype=torch.float64)
+    y = torch.tensor([int(r[-1]) for r in rows])
+    with open(f"{tmp}/ls.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/train.csv}}
+model:
+  layers:
+    - {{type: dense, units: 16, activation: {ACTIVATIONS[0]}}}
+    - {{type: dense, units: 12, activation: {ACTIVATIONS[1]}}}
+    - {{type: dense, units: 4, activation: softmax}}
+loss: {{type: categorical_crossentropy, label_smoothing: 0.1}}
+optimizer: {{type: adam, learning_rate: 0.01}}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    torch.manual_seed(7)
+    model = Mlp([6, 16, 12, 4])
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{tmp}/ls0.safetensors")
+    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/ls.yaml",
+                    "--run-dir", f"{tmp}/ls_run", "--init-from", f"{tmp}/ls0.safetensors",
+                    "--stop-after", "20", "--export-safetensors", f"{tmp}/ls20.safetensors"],
+                   check=True, env=env, capture_output=True, timeout=120)
+    stepped = load_file(f"{tmp}/ls20.safetensors")
+    model.double()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for step in range(20):  # batches of 20 in file order, 10 per epoch
+        batch = slice(step % 10 * 20, step % 10 * 20 + 20)
+        hidden = x[batch]
+        for layer, act in zip(model.layers[:-1], ACTIVATIONS):
+            hidden = getattr(torch, act)(layer(hidden))
+        loss = loss_fn(model.layers[-1](hidden), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = {k: v.float() for k, v in model.state_dict().items()}
+    diff = max((after[k] - stepped[k]).abs().max().item() for k in stepped)
+    print(f"label smoothing 0.1, 20 Adam steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    return [diff]
 
 
 if __name__ == "__main__":

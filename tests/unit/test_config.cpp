@@ -84,6 +84,24 @@ TEST(Config, AdamWDecaysDecoupledWithPyTorchsDefault) {
   EXPECT_EQ(adamw.resolved["optimizer"]["weight_decay"].as<double>(), 0.01);
 }
 
+TEST(Config, LabelSmoothingIsCategoricalCrossentropys) {
+  EXPECT_EQ(parse_with({}).label_smoothing, 0);
+  const Config smoothed =
+      parse_with({"loss={type: categorical_crossentropy, label_smoothing: 0.1}"});
+  EXPECT_EQ(smoothed.loss, LossKind::kCategoricalCrossentropy);
+  EXPECT_DOUBLE_EQ(smoothed.label_smoothing, 0.1);
+  for (const char* bad : {"loss={type: sparse_categorical_crossentropy, label_smoothing: 0.1}",
+                          "loss={type: categorical_crossentropy, label_smoothing: 1}"}) {
+    try {
+      parse_with({bad});
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("loss.label_smoothing: "), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 // Note [gradient clipping]: the trainer reads the summed gradients before the step.
 TEST(Config, GlobalClipnormKeepsTheSumsForTheTrainer) {
   EXPECT_FALSE(parse_with({}).training.grad_sync.sums_before_step);

@@ -304,6 +304,10 @@ TEST(GatherBatch, SparseAndOneHotTargets) {
   EXPECT_EQ(sparse[0], data.labels[4]);
   gather_batch(data, indices, TargetLayout::kOneHot, 3, features, one_hot);
   for (int c = 0; c < 3; ++c) EXPECT_EQ(one_hot[3 + c], c == data.labels[1] ? 1 : 0);
+  // Label smoothing 0.3 over 3 classes: 0.1 off the label, 0.8 on it (Keras' and PyTorch's).
+  gather_batch(data, indices, TargetLayout::kOneHot, 3, features, one_hot, 0.3f);
+  for (int c = 0; c < 3; ++c)
+    EXPECT_FLOAT_EQ(one_hot[3 + c], c == data.labels[1] ? 0.8f : 0.1f) << c;
 }
 
 // Batches larger than gather_batch's prefetch chunk (64 KB of samples: 65 rows of 1,000 bytes,
