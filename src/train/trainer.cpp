@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "optim/adam.h"
 #include "optim/sgd.h"
+#include "train/config_reader.h"
 #include "train/replica_check.h"
 
 namespace ddp {
@@ -339,9 +340,16 @@ void Trainer::fit(int64_t stop_after_steps) {
   const int64_t epochs = config_.training.epochs;
   const int64_t steps = steps_per_epoch_;
   if (log_) {
-    *log_ << model_->summary() << "loss: " << loss_.name() << ", optimizer: " << optimizer_->name()
-          << (updates_in_backward() ? " (updates during backward)" : "") << ", " << describe_batch()
-          << ", " << steps << " steps per epoch\n"
+    *log_ << model_->summary() << "loss: " << loss_.name()
+          << (config_.label_smoothing > 0
+                  ? " (label smoothing " + show_number(config_.label_smoothing) + ")"
+                  : "")
+          << ", optimizer: " << optimizer_->name()
+          << (updates_in_backward() ? " (updates during backward)" : "")
+          << (config_.optimizer.global_clipnorm > 0
+                  ? " (global_clipnorm " + show_number(config_.optimizer.global_clipnorm) + ")"
+                  : "")
+          << ", " << describe_batch() << ", " << steps << " steps per epoch\n"
           << sync_->describe() << '\n'
           << std::flush;
   }
