@@ -81,6 +81,10 @@ Spec AdamW(double learning_rate, double weight_decay) {
                {"learning_rate", YAML::Node(learning_rate)},
                {"weight_decay", YAML::Node(weight_decay)}})};
 }
+Spec CategoricalCrossentropy(double label_smoothing) {
+  return {map({{"type", YAML::Node("categorical_crossentropy")},
+               {"label_smoothing", YAML::Node(label_smoothing)}})};
+}
 Spec SGD(double learning_rate, double momentum, bool nesterov) {
   return {map({{"type", YAML::Node("sgd")},
                {"learning_rate", YAML::Node(learning_rate)},
@@ -113,8 +117,12 @@ Sequential::Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shap
 
 void Sequential::compile(const Spec& optimizer, const std::string& loss,
                          std::vector<std::string> metrics) {
+  compile(optimizer, Spec{YAML::Node(loss)}, std::move(metrics));
+}
+void Sequential::compile(const Spec& optimizer, const Spec& loss,
+                         std::vector<std::string> metrics) {
   optimizer_ = optimizer.node;
-  loss_ = YAML::Node(loss);
+  loss_ = loss.node;
   metrics_ = metrics.empty() ? YAML::Node() : YAML::Node(metrics);
 }
 

@@ -63,6 +63,9 @@ Spec Adam(double learning_rate = 0.001);
 Spec AdamW(double learning_rate = 0.001, double weight_decay = 0.01);
 Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
 
+// A loss with settings (the config's `loss: {type: ...}`), for compile.
+Spec CategoricalCrossentropy(double label_smoothing = 0.0);
+
 // Data the config could name (the same keys as data.train in a YAML file).
 Spec synthetic(int64_t samples, int64_t features, int64_t classes);
 Spec idx(const std::string& images, const std::string& labels, bool normalize = true);
@@ -97,6 +100,7 @@ class Sequential {
   explicit Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shape = {});
   void compile(const Spec& optimizer, const std::string& loss,
                std::vector<std::string> metrics = {});
+  void compile(const Spec& optimizer, const Spec& loss, std::vector<std::string> metrics = {});
   History fit(Runtime& runtime, const Spec& train, const FitOptions& options = {},
               const std::optional<Spec>& validation = std::nullopt);
   History fit(Runtime& runtime, const Arrays& train, const FitOptions& options = {},

@@ -74,6 +74,20 @@ TEST(KerasApi, AdamWReachesTheTrainerWithItsDecay) {
   EXPECT_NE(loss_with(keras::AdamW(0.01, 0.5)), adam);
 }
 
+// A loss with settings: without smoothing it is the named loss bit for bit, with it another model.
+TEST(KerasApi, CategoricalCrossentropyTakesLabelSmoothing) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  const keras::FitOptions options{.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false};
+  const auto loss_with = [&](const auto& loss) {
+    keras::Sequential model({keras::Dense(16, "relu"), keras::Dense(4, "softmax")}, {6});
+    model.compile(keras::Adam(0.01), loss);
+    return model.fit(world_of_one(), arrays_of(data), options).epochs[1].loss;
+  };
+  const double named = loss_with(std::string("categorical_crossentropy"));
+  EXPECT_EQ(loss_with(keras::CategoricalCrossentropy()), named);
+  EXPECT_NE(loss_with(keras::CategoricalCrossentropy(0.2)), named);
+}
+
 TEST(KerasApi, MistakesAreConfigErrorsNamingTheKey) {
   const Dataset data = make_synthetic(64, 6, 4, 1);
   keras::Sequential uncompiled({keras::Dense(4, "softmax")}, {6});
