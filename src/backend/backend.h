@@ -54,6 +54,11 @@ struct AdamHyper {
   // AdamW (torch.optim.AdamW): each step first scales the weights by 1 - lr * weight_decay,
   // outside the moments; otherwise weight_decay is L2 added to the gradient (torch.optim.Adam).
   bool decoupled_weight_decay = false;
+
+  // What both backends' update kernels apply: the L2 coefficient added to the gradient, and the
+  // factor the weights are scaled by before the step at learning rate lr (1 for Adam: exact).
+  float l2() const { return decoupled_weight_decay ? 0.0f : weight_decay; }
+  float decay(float lr) const { return decoupled_weight_decay ? 1 - lr * weight_decay : 1.0f; }
 };
 
 // Rows [first_row, first_row + rows) x columns [first_col, first_col + cols) of a dense layer's

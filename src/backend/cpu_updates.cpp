@@ -96,15 +96,14 @@ AdamStep adam_step(float lr, float grad_scale, int64_t step, const AdamHyper& hy
         .step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t))),
         .inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)))};
   }
-  const bool decoupled = hyper.decoupled_weight_decay;
   return {.beta1 = hyper.beta1,
           .beta2 = hyper.beta2,
           .step_size = last.step_size,
           .inv_sqrt_bc2 = last.inv_sqrt_bc2,
           .epsilon = hyper.epsilon,
           .grad_scale = grad_scale,
-          .l2 = decoupled ? 0.0f : hyper.weight_decay,
-          .decay = decoupled ? 1 - lr * hyper.weight_decay : 1.0f};
+          .l2 = hyper.l2(),
+          .decay = hyper.decay(lr)};
 }
 
 uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_t count,
