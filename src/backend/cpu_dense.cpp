@@ -233,7 +233,9 @@ namespace {
 // Each element is the same chain of multiply-adds over the batch in every kernel here, so blocks
 // and a stored dw hold the same bits. The tiles fetch the consumer's next rows only where those
 // come from memory (Note [update in backward]); weights in L2 (W2's) would pay the fetches for
-// nothing.
+// nothing. A momentum step goes into the tiles wherever they run (Note [update in the tiles]):
+// for W2's weights, in L3, it hides there too (W2 with momentum 0.9, one rank: 1.027x;
+// benchmarks/results/zen4/momentum_in_tiles_l3.md).
 void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64_t batch,
                         int64_t in, int64_t out, int64_t first_row, int64_t end_row,
                         const GradBlockConsumer& consume) {
@@ -259,7 +261,7 @@ void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64
   const GradBlockConsumer& chosen = fetch ? consume : without_fetches;
   team.run([&](int t) {
     const auto [r0, r1] = ThreadTeam::share(end_row - first_row, tiled_row_grain(), t, team.size());
-    if (fetch && consume.momentum_step) {  // Note [update in the tiles]
+    if (consume.momentum_step) {  // Note [update in the tiles]
       const bool finite = tiled_weight_grad_momentum_step(out, in, batch, dy, x, first_row + r0,
                                                           first_row + r1, *consume.momentum_step);
       if (r1 > r0) consume.stepped(first_row + r0, r1 - r0, finite);

@@ -14,19 +14,21 @@ namespace ddp {
 namespace tiles {
 
 // Note [update in the tiles]: where the optimizer's step is SGD's momentum step and nothing else
-// (MomentumStep: no weight decay, not Nesterov) and the weights come from memory, the update in
-// backward (Note [update in backward]) is not handed blocks: the weight-gradient kernel applies
-// the step itself, tile by tile (tiled_weight_grad_momentum_step). Each tile's gradient goes to a
-// buffer in L1, and the next tile's k loop steps it, one vector every two of its steps, between
-// its multiply-adds, while it fetches into L2 the weight and velocity lines of its own elements
-// for the tile after it. The step's loads and stores so run while the FMA units work, where the
-// block-by-block update ran between blocks (2.9 ms of W3's 55 ms step on a Zen 4), and the
-// gradient is never written to L2. The tiles go a row of tiles at a time, along the rows of the
-// weights and velocity, so that their lines come in order. The step is sgd_range's operations in
-// its order (one fma for v, one for w), so the bits are those of the update after backward
-// (tested). W3 on a Zen 4, against the blocks (benchmarks/results/zen4/update_in_tiles.md):
-// 1.035x at one rank, 1.061x at two ranks (split weight gradients, each rank's rows over the
-// global batch of 128).
+// (MomentumStep: no weight decay, not Nesterov), the update in backward (Note [update in
+// backward]) is not handed blocks: the weight-gradient kernel applies the step itself, tile by
+// tile (tiled_weight_grad_momentum_step). Each tile's gradient goes to a buffer in L1, and the next
+// tile's k loop steps it, one vector every two of its steps, between its multiply-adds, while it
+// fetches into L2 the weight and velocity lines of its own elements for the tile after it. The
+// step's loads and stores so run while the FMA units work, where the block-by-block update ran
+// between blocks (2.9 ms of W3's 55 ms step on a Zen 4), and the gradient is never written to L2.
+// The tiles go a row of tiles at a time, along the rows of the weights and velocity, so that their
+// lines come in order. The step is sgd_range's operations in its order (one fma for v, one for
+// w), so the bits are those of the update after backward (tested). On a Zen 4, against the blocks:
+// W3 1.035x at one rank, 1.061x at two ranks (split weight gradients, each rank's rows over the
+// global batch of 128; benchmarks/results/zen4/update_in_tiles.md); W2's weights, in L3, with
+// momentum 0.9 at one rank 1.027x (momentum_in_tiles_l3.md). Adam's step in the tiles gained
+// nothing: its square root, division and six multiply-adds a vector cost the tiles what its
+// memory traffic cost outside them (benchmarks/results/zen4/tried_not_kept.md).
 namespace {
 
 // The momentum step of one finished tile's gradient, a vector at a time, taken by the next tile's

@@ -14,8 +14,9 @@ namespace ddp {
 namespace {
 
 // Dense layers of three kinds for the CPU's kernels: 1024 -> 100 is a skinny product whose weight
-// gradient comes in blocks of 32 rows with a tail of 4; 100 -> 37 a small product, handed over
-// whole; a convolution takes no part (its gradients are updated after backward).
+// gradient comes in blocks of 32 rows with a tail of 4 (with plain momentum, the tiles step it:
+// Note [update in the tiles]); 100 -> 37 a small product, handed over whole; a convolution takes
+// no part (its gradients are updated after backward).
 Config config(const std::string& optimizer, const std::vector<std::string>& overrides) {
   YAML::Node root = YAML::Load(R"(
 seed: 5
