@@ -259,7 +259,9 @@ int train(Communicator& world, const Options& options, bool& training) {
               << std::endl;
   if (!options.init_from.empty()) init_from_safetensors(comm, trainer, options.init_from);
   if (options.resume || !options.resume_from.empty()) resume(comm, trainer, config, options);
-  if (lead && trainer.complete())
+  if (lead && trainer.stopped_early())
+    std::cout << "resume: early stopping ended the run; nothing to train" << std::endl;
+  else if (lead && trainer.complete())
     std::cout << "resume: the run is already complete (" << config.training.epochs << " of "
               << config.training.epochs << " epochs); nothing to train" << std::endl;
 

@@ -107,6 +107,7 @@ nlohmann::json meta_json(const TrainingState& s) {
                          {"optimizer_steps", s.optimizer_steps},
                          {"config", s.config_yaml}};
   if (!s.buffer_signature.empty()) meta["buffers"] = signature_json(s.buffer_signature);
+  if (!s.early_stopping.empty()) meta["early_stopping"] = nlohmann::json::parse(s.early_stopping);
   return meta;
 }
 
@@ -120,6 +121,11 @@ std::vector<std::byte> encode_checkpoint(const TrainingState& state) {
   for (const auto& [name, values] : state.optimizer_state)
     sections.emplace_back("optimizer." + name, bytes_of(values));
   if (!state.buffer_signature.empty()) sections.emplace_back("buffers", bytes_of(state.buffers));
+  if (!state.best_params.empty()) {
+    sections.emplace_back("best.params", bytes_of(state.best_params));
+    if (!state.buffer_signature.empty())
+      sections.emplace_back("best.buffers", bytes_of(state.best_buffers));
+  }
 
   auto align = [](size_t n) { return (n + 63) / 64 * 64; };
   size_t offset = align(kHeaderBytes + kEntryBytes * sections.size());
@@ -236,6 +242,7 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     s.optimizer = meta.at("optimizer");
     s.optimizer_steps = json_integer<decltype(s.optimizer_steps)>(meta.at("optimizer_steps"));
     s.config_yaml = meta.at("config");
+    if (meta.contains("early_stopping")) s.early_stopping = meta.at("early_stopping").dump();
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("section 'meta': ") + e.what());
   } catch (const std::invalid_argument& e) {  // json_integer
@@ -247,6 +254,8 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
   for (const auto& [name, data] : sections) {
     if (name.rfind("optimizer.", 0) == 0)
       s.optimizer_state.emplace_back(name.substr(10), floats(name, param_count));
+    if (name == "best.params") s.best_params = floats(name, param_count);
+    if (name == "best.buffers") s.best_buffers = floats(name, s.buffers.size());
   }
   return s;
 }

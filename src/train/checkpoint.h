@@ -10,6 +10,8 @@
 //     "optimizer.<name>"  float32[param_count] per optimizer state buffer (m, v, velocity)
 //     "buffers"           float32[buffer_count], the model's running statistics; only when the
 //                         meta's "buffers" signature lists some (batch normalization)
+//     "best.params", "best.buffers"  the same of the best epoch so far, where early stopping
+//                         restores the best weights (the meta's "early_stopping" state)
 // All integers and floats are little-endian. Readers reject unknown magic, newer versions, a bad
 // table or section checksum, sections that run past the end of the file, and non-zero reserved
 // fields or alignment padding: every byte of a file is checked (a flipped one is always found).
@@ -66,6 +68,11 @@ struct TrainingState {
   std::vector<std::pair<std::string, std::vector<float>>> optimizer_state;
   std::vector<TensorSignature> buffer_signature;  // the model's non-trained state, in order
   std::vector<float> buffers;
+
+  // Note [early stopping]: its state as JSON ("" without early stopping) and, with
+  // restore_best_weights, the best epoch's params and buffers (empty before there is one).
+  std::string early_stopping;
+  std::vector<float> best_params, best_buffers;
 };
 
 std::vector<std::byte> encode_checkpoint(const TrainingState& state);

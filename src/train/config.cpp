@@ -187,6 +187,8 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
     node.fail("threads_per_rank", "must be between 1 and 256");
   t.collective_timeout_s = node.get("collective_timeout_s", 600.0);
   if (t.collective_timeout_s < 0) node.fail("collective_timeout_s", "must be >= 0 (0: off)");
+  if (node.has("early_stopping"))
+    t.early_stopping = parse_early_stopping(node.child("early_stopping"));
   node.finish();
   return t;
 }

@@ -14,6 +14,7 @@
 #include "nn/loss.h"
 #include "nn/model_builder.h"
 #include "optim/lr_schedule.h"
+#include "train/early_stopping.h"
 
 namespace ddp {
 
@@ -44,16 +45,17 @@ struct TrainingConfig {
   // for the same core). Hence these defaults; overlap stays available for other machines. With
   // every rank on one host the shared-memory reduction (Note [shared-memory all-reduce]) runs
   // instead, where 1-64 MB buckets and overlap measured alike (W3, 2 ranks).
-  GradSyncOptions grad_sync;          // allreduce, overlap, wire_dtype, zero, bucket_mb
-  int64_t accumulation_steps = 1;     // micro-batches per optimizer step, one all-reduce
-  std::string device = "auto";        // auto (a GPU when there is one), cpu, cuda
-  int64_t check_replicas_every = 0;   // steps; 0: at the end of every epoch only
-  bool flush_denormals = true;        // CPU: FTZ/DAZ, see make_cpu_backend
-  bool tf32 = false;                  // CUDA: TensorFloat-32 GEMMs (faster, ~1e-3 relative error)
-  bool skip_nonfinite = false;        // nonfinite: stop (default) or skip such steps
-  bool update_in_backward = true;     // where the run allows it: Note [update in backward]
-  int64_t threads_per_rank = 1;       // CPU: Note [threads per rank]
-  double collective_timeout_s = 600;  // watchdog; 0 disables
+  GradSyncOptions grad_sync;           // allreduce, overlap, wire_dtype, zero, bucket_mb
+  int64_t accumulation_steps = 1;      // micro-batches per optimizer step, one all-reduce
+  std::string device = "auto";         // auto (a GPU when there is one), cpu, cuda
+  int64_t check_replicas_every = 0;    // steps; 0: at the end of every epoch only
+  bool flush_denormals = true;         // CPU: FTZ/DAZ, see make_cpu_backend
+  bool tf32 = false;                   // CUDA: TensorFloat-32 GEMMs (faster, ~1e-3 relative error)
+  bool skip_nonfinite = false;         // nonfinite: stop (default) or skip such steps
+  bool update_in_backward = true;      // where the run allows it: Note [update in backward]
+  int64_t threads_per_rank = 1;        // CPU: Note [threads per rank]
+  double collective_timeout_s = 600;   // watchdog; 0 disables
+  EarlyStoppingConfig early_stopping;  // Note [early stopping]
 };
 
 struct CheckpointConfig {

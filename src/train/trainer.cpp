@@ -142,6 +142,7 @@ void Trainer::validate_and_build() {
                       ": loss.pos_weight: " + std::to_string(loss_.pos_weight_count()) +
                       " weights for a model with " + std::to_string(classes_) + " outputs");
   metrics_ = std::make_unique<MetricSet>(config_.metrics, config_.loss, classes_);
+  set_up_early_stopping();
   penalty_ = WeightPenalty(model_->param_entries());
   epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);
   // The labels themselves are the targets for several labels per sample, and for one binary
@@ -355,7 +356,7 @@ void Trainer::fit(int64_t stop_after_steps) {
   }
   const CheckpointConfig& policy = checkpoint_policy_;
   verify_replicas();
-  while (epoch_ < epochs) {
+  while (!complete()) {
     const int64_t epoch = epoch_;
     const auto start = Clock::now();
     progress_->start(epoch + 1, epochs, steps);
@@ -374,12 +375,14 @@ void Trainer::fit(int64_t stop_after_steps) {
         checkpoint_now();
     }
     finish_epoch(epoch, seconds_since(start), steps_run);
+    if (stop_early_after(epoch_records_.back())) break;  // checkpointed below
     // A step trigger that falls on the epoch's last step waits for the epoch's report.
     if ((policy.every_epochs > 0 && (epoch + 1) % policy.every_epochs == 0) ||
         (policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0))
       checkpoint_now();
   }
   checkpoint_now();
+  restore_best_weights();
 }
 
 }  // namespace ddp

@@ -20,6 +20,7 @@
 #include "optim/optimizer.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/early_stopping.h"
 #include "train/metrics.h"
 #include "train/tensorboard_writer.h"
 #include "train/update_in_backward.h"
@@ -113,8 +114,11 @@ class Trainer {
   bool updates_in_backward() const { return step_update_->enabled(); }
   // The epochs this process completed in fit(), in order (every rank has the same records).
   const std::vector<EpochRecord>& epoch_records() const { return epoch_records_; }
-  // Every configured epoch has been trained (a resumed run may already be complete).
-  bool complete() const { return epoch_ >= config_.training.epochs; }
+  // Every configured epoch has been trained, or early stopping ended training (a resumed run may
+  // already be complete).
+  bool complete() const { return epoch_ >= config_.training.epochs || stopped_early(); }
+  // Note [early stopping]: it ended training.
+  bool stopped_early() const { return early_stopping_ && early_stopping_->stopped(); }
   size_t optimizer_state_bytes() {
     size_t bytes = 0;
     for (const StateTensor& t : optimizer_->state()) bytes += t.data.size() * sizeof(float);
@@ -148,6 +152,14 @@ class Trainer {
   void checkpoint_now();
   void verify_replicas();  // check_replicas, at most once per step
   void finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run);
+  // Note [early stopping], in trainer_early_stopping.cpp: checks the monitor against the
+  // reports; the epoch's verdict (keeping the best weights), true to stop; the best weights back
+  // at the end of training; its state into and out of checkpoints.
+  void set_up_early_stopping();
+  bool stop_early_after(const EpochRecord& record);
+  void restore_best_weights();
+  void capture_early_stopping(TrainingState& s) const;
+  void restore_early_stopping(const TrainingState& s, const std::string& origin);
   std::string describe_batch() const;
 
   Config config_;
@@ -210,6 +222,8 @@ class Trainer {
   void log_step_loss(double loss_sum, int64_t step_samples);
   void log_epoch(const EpochRecord& record, int64_t steps_run);
   std::vector<EpochRecord> epoch_records_;
+  std::optional<EarlyStopping> early_stopping_;
+  std::vector<float> best_params_, best_buffers_;  // host copies, with restore_best_weights
 };
 
 }  // namespace ddp

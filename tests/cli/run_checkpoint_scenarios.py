@@ -2,6 +2,8 @@
 """Checkpoint scenarios through the executables, each with a time bound:
   resume_bit_identical   4 epochs straight == stop mid-epoch + --resume (2 ranks): identical
                          weights (bytes) and identical epoch lines
+  early_stopping         a run that early stopping ends, stopped before that and resumed: the
+                         same epochs, the same restored weights (bytes), nothing left after
   world_size_change      stop at 2 ranks, resume at 4 with the global batch fixed: <= 1e-5
   killed_mid_write       the writer SIGKILLs itself part-way into a checkpoint (fault
                          injection); the previous checkpoint resumes to identical weights
@@ -112,6 +114,31 @@ class Scenarios:
         assert "restart: moved the earlier run's checkpoints to" in restarted, restarted
         assert epoch_lines(restarted) == epoch_lines(straight), "a restart is a fresh run"
         assert any(n.startswith("checkpoints-replaced-") for n in os.listdir(f"{self.tmp}/b"))
+
+    def early_stopping(self):
+        # Note [early stopping]: no epoch after the first improves the loss by 100, so patience 1
+        # stops after epoch 2 of 4 and the run ends with epoch 1's weights. Stopped in epoch 2
+        # (step 45) and resumed, it stops there too, with the same weights.
+        early = [a for key, value in [("monitor", "loss"), ("min_delta", "100"), ("patience", "1"),
+                                      ("restore_best_weights", "true")]
+                 for a in ("--set", f"training.early_stopping.{key}={value}")]
+        t = self.tmp
+        straight = self.train(2, f"{t}/es_a", *early, "--export-safetensors", f"{t}/es_a.st")
+        assert re.search(r"^Epoch 2: early stopping: loss has not improved on [\d.]+ \(epoch 1\) "
+                         r"by more than 100 for 1 epoch$", straight, re.M), straight
+        assert "early stopping: restored the weights of epoch 1, the best loss (" in straight
+        assert len(re.findall(r"^Epoch \d/4 - ", straight, re.M)) == 2, straight
+        self.train(2, f"{t}/es_b", *early, "--stop-after", "45")
+        resumed = self.train(2, f"{t}/es_b", *early, "--resume", "--export-safetensors",
+                             f"{t}/es_b.st")
+        assert epoch_lines(resumed) == epoch_lines(straight)[1:], resumed
+        self.train(2, f"{t}/es_c", "--set", "training.epochs=1", "--export-safetensors",
+                   f"{t}/es_c.st")
+        for other in ("es_b", "es_c"):
+            with open(f"{t}/es_a.st", "rb") as f, open(f"{t}/{other}.st", "rb") as g:
+                assert f.read() == g.read(), f"{other}: weights differ from es_a's"
+        again = self.train(2, f"{t}/es_b", *early, "--resume")
+        assert "resume: early stopping ended the run; nothing to train" in again, again
 
     def killed_mid_write(self):
         self.train(2, f"{self.tmp}/f", "--stop-after", "40")
@@ -275,7 +302,7 @@ def main():
     args = required_args("--ddp-train", "--ddp-ckpt", "--mpiexec", "--configs")
     with tempfile.TemporaryDirectory(prefix="ddp_ckpt_") as tmp:
         return run_scenarios("checkpoint scenarios", Scenarios(args, tmp),
-                             ["resume_bit_identical", "killed_mid_write", "init_from",
+                             ["resume_bit_identical", "early_stopping", "killed_mid_write", "init_from",
                               "world_size_change", "fallback", "sigkill", "safetensors"])
 
 

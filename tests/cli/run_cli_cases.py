@@ -189,7 +189,9 @@ def check_success(output, run_dir):
     epochs = re.findall(r"^Epoch (\d+)/(\d+) - ", output, re.M)
     if not epochs:
         return "no epoch lines"
-    total = int(epochs[0][1])
+    # Note [early stopping] may end the run before the last configured epoch.
+    stopped = re.search(r"^Epoch (\d+): early stopping: ", output, re.M)
+    total = int(stopped.group(1)) if stopped else int(epochs[0][1])
     if [int(e) for e, _ in epochs] != list(range(1, total + 1)):
         return f"epoch lines {[e for e, _ in epochs]} are not 1..{total}"
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:

@@ -131,6 +131,38 @@ TEST(Resume, BatchNormRunningStatisticsBitIdenticalInTheMiddleOfAnEpoch) {
   }
 }
 
+// Note [early stopping]: its state and the best epoch's weights and running statistics travel in
+// checkpoints. Only the first epoch is the best (no later one improves the loss by 100), so
+// patience 2 stops after the third of 4 epochs and the run ends with the first epoch's weights.
+// Stopped before there is a best (step 5), after it (18) and while waiting (33), the resumed run
+// stops after the same epoch and ends with the same bits on every rank.
+TEST(Resume, EarlyStoppingStopsWhereTheUninterruptedRunDoes) {
+  MpiCommunicator comm;
+  const std::vector<std::string> model = {
+      "data.train.features=64", "model.input=[8, 8, 1]",
+      "model.layers=[{type: conv2d, filters: 3, kernel_size: 3}, {type: batch_normalization},"
+      " {type: relu}, {type: flatten}, {type: dense, units: 5, activation: softmax}]"};
+  std::vector<std::string> early = model;
+  for (const std::string o :
+       {"monitor=loss", "patience=2", "min_delta=100", "restore_best_weights=true"})
+    early.push_back("training.early_stopping." + o);
+  const Config config = resume_config("adam", "auto", early);
+  for (const int64_t stop_at : {5, 18, 33}) {
+    const auto [straight, resumed] = straight_and_resumed(config, comm, stop_at);
+    EXPECT_EQ(straight.state.completed_steps, 3 * 13) << "stopped after the third epoch";
+    EXPECT_EQ(resumed.state.completed_steps, 3 * 13) << stop_at;
+    EXPECT_EQ(resumed.state.early_stopping, straight.state.early_stopping) << stop_at;
+    EXPECT_EQ(resumed.state.buffers, straight.state.buffers) << stop_at;
+  }
+  // The restored weights are the first epoch's, not the third's.
+  const Outcome first_epoch = run(resume_config("adam", "auto", model), comm, 13, nullptr);
+  const Outcome third_epoch = run(resume_config("adam", "auto", model), comm, 39, nullptr);
+  const Outcome stopped = run(config, comm, -1, nullptr);
+  EXPECT_EQ(stopped.params, first_epoch.params);
+  EXPECT_EQ(stopped.state.buffers, first_epoch.state.buffers);
+  EXPECT_NE(stopped.params, third_epoch.params);
+}
+
 TEST(Resume, RefusesAnotherArchitectureNamingTheTensor) {
   MpiCommunicator comm;
   const Config config = resume_config("adam");

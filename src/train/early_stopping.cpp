@@ -1,0 +1,98 @@
+#include "train/early_stopping.h"
+
+#include <nlohmann/json.hpp>
+
+#include <limits>
+#include <stdexcept>
+
+#include "train/metric_set.h"
+
+namespace ddp {
+
+EarlyStoppingConfig parse_early_stopping(ConfigNode node) {
+  EarlyStoppingConfig c;
+  c.enabled = true;
+  c.monitor = node.get<std::string>("monitor", "val_loss");
+  c.patience = node.get<int64_t>("patience", 0);
+  if (c.patience < 0) node.fail("patience", "must be >= 0");
+  c.min_delta = node.get("min_delta", 0.0);
+  if (!(c.min_delta >= 0)) node.fail("min_delta", "must be >= 0");
+  c.mode = node.choice("mode", {"auto", "min", "max"}, "auto");
+  c.restore_best_weights = node.get("restore_best_weights", false);
+  node.finish();
+  return c;
+}
+
+namespace {
+
+bool higher_is_better(const EarlyStoppingConfig& c) {
+  if (c.mode != "auto") return c.mode == "max";
+  const std::string name = c.monitor.rfind("val_", 0) == 0 ? c.monitor.substr(4) : c.monitor;
+  return name != "loss" && !MetricSet::lower_is_better(name);
+}
+
+}  // namespace
+
+EarlyStopping::EarlyStopping(const EarlyStoppingConfig& config)
+    : config_(config), higher_is_better_(ddp::higher_is_better(config)) {}
+
+bool EarlyStopping::observe(int64_t epoch, double value) {
+  // Keras' test: better than the best (at first an infinitely bad one) by more than min_delta.
+  // A NaN never is.
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const double best = state_.best_epoch >= 0 ? state_.best : higher_is_better_ ? -kInf : kInf;
+  const bool better =
+      higher_is_better_ ? value - config_.min_delta > best : value + config_.min_delta < best;
+  if (better) {
+    state_.best = value;
+    state_.best_epoch = epoch;
+    state_.wait = 0;
+    return true;
+  }
+  ++state_.wait;
+  if (state_.wait >= config_.patience && epoch > 0) state_.stopped_epoch = epoch;
+  return false;
+}
+
+std::string EarlyStopping::stop_line() const {
+  const std::string best = state_.best_epoch < 0 ? "no value yet"
+                                                 : show_number(state_.best) + " (epoch " +
+                                                       std::to_string(state_.best_epoch + 1) + ")";
+  return "Epoch " + std::to_string(state_.stopped_epoch + 1) +
+         ": early stopping: " + config_.monitor + " has not improved on " + best +
+         (config_.min_delta > 0 ? " by more than " + show_number(config_.min_delta) : "") +
+         " for " + std::to_string(state_.wait) + " epoch" + (state_.wait == 1 ? "" : "s");
+}
+
+std::string EarlyStopping::to_json() const {
+  nlohmann::json json = {{"monitor", config_.monitor},
+                         {"best_epoch", state_.best_epoch},
+                         {"wait", state_.wait},
+                         {"stopped_epoch", state_.stopped_epoch}};
+  // JSON has no infinities or NaN; a best exists only as a number.
+  if (state_.best_epoch >= 0) json["best"] = state_.best;
+  return json.dump();
+}
+
+void EarlyStopping::restore_json(const std::string& text) {
+  State s;
+  std::string monitor;
+  try {
+    const nlohmann::json json = nlohmann::json::parse(text);
+    monitor = json.at("monitor").get<std::string>();
+    s.best_epoch = json.at("best_epoch").get<int64_t>();
+    s.wait = json.at("wait").get<int64_t>();
+    s.stopped_epoch = json.at("stopped_epoch").get<int64_t>();
+    if (s.best_epoch >= 0) s.best = json.at("best").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(std::string("early stopping state: ") + e.what());
+  }
+  if (monitor != config_.monitor)
+    throw std::runtime_error("early stopping state monitors " + monitor + ", the config " +
+                             config_.monitor);
+  if (s.best_epoch < -1 || s.wait < 0 || s.stopped_epoch < -1)
+    throw std::runtime_error("early stopping state: negative epoch or wait");
+  state_ = s;
+}
+
+}  // namespace ddp

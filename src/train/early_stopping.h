@@ -1,0 +1,66 @@
+#pragma once
+// Note [early stopping]: Keras' EarlyStopping callback, as `training.early_stopping`. After each
+// epoch's report its monitored value (the epoch's loss or one of its metrics, or with "val_"
+// their values on the validation split) is compared with the best so far: better by more than
+// min_delta (lower for a loss and MAE, higher for the others, unless `mode` says) makes it the
+// best and resets the wait; otherwise the epoch waits, and once `patience` epochs in a row have
+// waited (and it is not the first epoch) training stops. With restore_best_weights the model ends
+// training with the best epoch's weights and batch-norm statistics, stopped or not (Keras 3);
+// the optimizer's state stays the last epoch's. Rank 0's value is broadcast, so every rank decides
+// alike. The state (the best value and its epoch, the wait, whether stopped) and the best weights
+// travel in checkpoints, so a resumed run stops where the uninterrupted one does and ends with the
+// same weights; a stopped run has nothing left to train.
+
+#include <cstdint>
+#include <string>
+
+#include "train/config_reader.h"
+
+namespace ddp {
+
+struct EarlyStoppingConfig {
+  bool enabled = false;
+  std::string monitor = "val_loss";
+  int64_t patience = 0;       // epochs without improvement before stopping
+  double min_delta = 0;       // smaller changes are no improvement
+  std::string mode = "auto";  // min, max, or auto: min for a loss and MAE, max for the others
+  bool restore_best_weights = false;
+};
+
+// Reads `training.early_stopping` (a mapping; all keys optional).
+EarlyStoppingConfig parse_early_stopping(ConfigNode node);
+
+class EarlyStopping {
+ public:
+  struct State {
+    double best = 0;          // meaningful once best_epoch >= 0
+    int64_t best_epoch = -1;  // 0-based; -1 before any
+    int64_t wait = 0;         // epochs since the best
+    int64_t stopped_epoch = -1;
+  };
+
+  explicit EarlyStopping(const EarlyStoppingConfig& config);
+
+  // The monitored value of epoch `epoch` (0-based): whether it is the new best.
+  bool observe(int64_t epoch, double value);
+  bool stopped() const { return state_.stopped_epoch >= 0; }
+  const State& state() const { return state_; }
+  const EarlyStoppingConfig& config() const { return config_; }
+  bool higher_is_better() const { return higher_is_better_; }
+
+  // "Epoch 7: early stopping: val_loss has not improved on 0.3012 (epoch 4) for 3 epochs"
+  // (with min_delta: "... (epoch 4) by more than 0.01 for 3 epochs")
+  std::string stop_line() const;
+
+  // The state as a checkpoint's meta holds it (JSON, with the monitor), and back: throws
+  // std::runtime_error naming what is wrong, or where it monitors something else.
+  std::string to_json() const;
+  void restore_json(const std::string& json);
+
+ private:
+  EarlyStoppingConfig config_;
+  bool higher_is_better_;
+  State state_;
+};
+
+}  // namespace ddp
