@@ -85,6 +85,15 @@ Spec CategoricalCrossentropy(double label_smoothing) {
   return {map({{"type", YAML::Node("categorical_crossentropy")},
                {"label_smoothing", YAML::Node(label_smoothing)}})};
 }
+Spec EarlyStopping(const std::string& monitor, int64_t patience, double min_delta,
+                   bool restore_best_weights, const std::string& mode) {
+  return {map({{"type", YAML::Node("early_stopping")},
+               {"monitor", YAML::Node(monitor)},
+               {"patience", YAML::Node(patience)},
+               {"min_delta", YAML::Node(min_delta)},
+               {"restore_best_weights", YAML::Node(restore_best_weights)},
+               {"mode", YAML::Node(mode)}})};
+}
 Spec SGD(double learning_rate, double momentum, bool nesterov) {
   return {map({{"type", YAML::Node("sgd")},
                {"learning_rate", YAML::Node(learning_rate)},
@@ -137,6 +146,16 @@ YAML::Node Sequential::config(const FitOptions& options) const {
   root["training"]["epochs"] = options.epochs;
   root["training"]["global_batch_size"] = options.batch_size;
   root["training"]["tail"] = options.partial_last_batch ? "partial" : "drop";
+  for (const Spec& callback : options.callbacks) {
+    YAML::Node settings = YAML::Clone(callback.node);
+    const std::string type =
+        settings.IsMap() && settings["type"] ? settings["type"].as<std::string>() : "";
+    if (type != "early_stopping")
+      throw ConfigError(std::string(kOrigin) + ": callbacks: '" + type +
+                        "' is not a callback fit() knows (EarlyStopping)");
+    settings.remove("type");
+    root["training"]["early_stopping"] = settings;
+  }
   for (const std::string& assignment : options.set) apply_override(root, assignment);
   return root;
 }

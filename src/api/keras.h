@@ -66,6 +66,12 @@ Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = fal
 // A loss with settings (the config's `loss: {type: ...}`), for compile.
 Spec CategoricalCrossentropy(double label_smoothing = 0.0);
 
+// Keras' EarlyStopping callback (Note [early stopping]: training.early_stopping), for
+// FitOptions::callbacks.
+Spec EarlyStopping(const std::string& monitor = "val_loss", int64_t patience = 0,
+                   double min_delta = 0.0, bool restore_best_weights = false,
+                   const std::string& mode = "auto");
+
 // Data the config could name (the same keys as data.train in a YAML file).
 Spec synthetic(int64_t samples, int64_t features, int64_t classes);
 Spec idx(const std::string& images, const std::string& labels, bool normalize = true);
@@ -84,7 +90,8 @@ struct FitOptions {
   int64_t batch_size = 32;         // global, split over the ranks (training.global_batch_size)
   bool partial_last_batch = true;  // Keras' fit: the last, smaller batch is trained too
   uint64_t seed = 0;
-  bool verbose = true;  // rank 0 prints Keras' epoch lines
+  bool verbose = true;               // rank 0 prints Keras' epoch lines
+  std::vector<Spec> callbacks = {};  // EarlyStopping
   // Any other config keys, as --set would give them: {"training.allreduce=mpi", ...}.
   std::vector<std::string> set = {};
 };

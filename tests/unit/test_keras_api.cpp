@@ -71,6 +71,28 @@ double second_epoch_loss(const keras::Spec& optimizer, const keras::Spec& loss) 
   return small_model(optimizer, loss).fit(world_of_one(), arrays_of(data), options).epochs[1].loss;
 }
 
+// Note [early stopping] through fit's callbacks: no epoch after the first improves the loss by 100,
+// so patience 1 stops after the second of 5; a callback fit() does not know is an error.
+TEST(KerasApi, EarlyStoppingCallbackEndsTheFit) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  keras::FitOptions options{.epochs = 5, .batch_size = 32, .seed = 5, .verbose = false};
+  EXPECT_EQ(small_model().fit(world_of_one(), arrays_of(data), options).epochs.size(), 5u);
+  options.callbacks = {keras::EarlyStopping("loss", 1, 100.0, true)};
+  const keras::Sequential model = small_model();
+  EXPECT_EQ(model.config(options)["training"]["early_stopping"]["restore_best_weights"].as<bool>(),
+            true);
+  EXPECT_EQ(small_model().fit(world_of_one(), arrays_of(data), options).epochs.size(), 2u);
+  options.callbacks = {keras::Adam()};
+  try {
+    small_model().fit(world_of_one(), arrays_of(data), options);
+    ADD_FAILURE() << "an optimizer accepted as a callback";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "Sequential: callbacks: 'adam' is not a callback fit() knows "
+                 "(EarlyStopping)");
+  }
+}
+
 // AdamW without decay is Adam bit for bit (its factor is 1); with decay it trains another model.
 TEST(KerasApi, AdamWReachesTheTrainerWithItsDecay) {
   const keras::Spec loss{YAML::Node("sparse_categorical_crossentropy")};
