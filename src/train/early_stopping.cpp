@@ -54,6 +54,13 @@ bool EarlyStopping::observe(int64_t epoch, double value) {
   return false;
 }
 
+std::string EarlyStopping::describe() const {
+  return "early stopping: on " + config_.monitor + " (" + (higher_is_better_ ? "higher" : "lower") +
+         " is better), patience " + std::to_string(config_.patience) +
+         (config_.min_delta > 0 ? ", min_delta " + show_number(config_.min_delta) : "") +
+         (config_.restore_best_weights ? ", restoring the best epoch's weights at the end" : "");
+}
+
 std::string EarlyStopping::stop_line() const {
   const std::string best = state_.best_epoch < 0 ? "no value yet"
                                                  : show_number(state_.best) + " (epoch " +

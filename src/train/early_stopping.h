@@ -48,6 +48,9 @@ class EarlyStopping {
   const EarlyStoppingConfig& config() const { return config_; }
   bool higher_is_better() const { return higher_is_better_; }
 
+  // "early stopping: on val_loss (lower is better), patience 3, min_delta 0.01, restoring the best
+  // epoch's weights at the end"
+  std::string describe() const;
   // "Epoch 7: early stopping: val_loss has not improved on 0.3012 (epoch 4) for 3 epochs"
   // (with min_delta: "... (epoch 4) by more than 0.01 for 3 epochs")
   std::string stop_line() const;

@@ -351,8 +351,9 @@ void Trainer::fit(int64_t stop_after_steps) {
                   ? " (global_clipnorm " + show_number(config_.optimizer.global_clipnorm) + ")"
                   : "")
           << ", " << describe_batch() << ", " << steps << " steps per epoch\n"
-          << sync_->describe() << '\n'
-          << std::flush;
+          << sync_->describe() << '\n';
+    if (early_stopping_) *log_ << early_stopping_->describe() << '\n';
+    *log_ << std::flush;
   }
   const CheckpointConfig& policy = checkpoint_policy_;
   verify_replicas();

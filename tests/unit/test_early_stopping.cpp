@@ -186,6 +186,10 @@ TEST(EarlyStoppingTraining, StopsAndEndsWithTheBestEpochsWeights) {
                                           "training.early_stopping.min_delta=100"};
   const Trained stopped = train(early);
   ASSERT_EQ(stopped.records.size(), 3u);
+  EXPECT_NE(stopped.log.find("\nearly stopping: on val_loss (lower is better), patience 2, "
+                             "min_delta 100\n"),
+            std::string::npos)
+      << stopped.log;
   EXPECT_NE(stopped.log.find("Epoch 3: early stopping: val_loss has not improved on "),
             std::string::npos)
       << stopped.log;
@@ -196,6 +200,8 @@ TEST(EarlyStoppingTraining, StopsAndEndsWithTheBestEpochsWeights) {
   restoring.push_back("training.early_stopping.restore_best_weights=true");
   const Trained restored = train(restoring);
   EXPECT_EQ(restored.records.size(), 3u);
+  EXPECT_NE(restored.log.find("min_delta 100, restoring the best epoch's weights at the end\n"),
+            std::string::npos);
   EXPECT_NE(restored.log.find("restored the weights of epoch 1"), std::string::npos)
       << restored.log;
   EXPECT_EQ(restored.params, train({"training.epochs=1"}).params);  // bit for bit
