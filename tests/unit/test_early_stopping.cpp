@@ -209,7 +209,7 @@ TEST(EarlyStoppingTraining, StopsAndEndsWithTheBestEpochsWeights) {
   // A monitor that keeps improving never stops the run.
   const Trained improving = train({"training.early_stopping.monitor=loss"});
   EXPECT_EQ(improving.records.size(), 6u);
-  EXPECT_EQ(improving.log.find("early stopping"), std::string::npos);
+  EXPECT_EQ(improving.log.find(": early stopping:"), std::string::npos);
 }
 
 }  // namespace
