@@ -94,6 +94,17 @@ Spec EarlyStopping(const std::string& monitor, int64_t patience, double min_delt
                {"restore_best_weights", YAML::Node(restore_best_weights)},
                {"mode", YAML::Node(mode)}})};
 }
+Spec ReduceLROnPlateau(const std::string& monitor, double factor, int64_t patience,
+                       double min_delta, int64_t cooldown, double min_lr, const std::string& mode) {
+  return {map({{"type", YAML::Node("reduce_on_plateau")},
+               {"monitor", YAML::Node(monitor)},
+               {"factor", YAML::Node(factor)},
+               {"patience", YAML::Node(patience)},
+               {"min_delta", YAML::Node(min_delta)},
+               {"cooldown", YAML::Node(cooldown)},
+               {"min_lr", YAML::Node(min_lr)},
+               {"mode", YAML::Node(mode)}})};
+}
 Spec SGD(double learning_rate, double momentum, bool nesterov) {
   return {map({{"type", YAML::Node("sgd")},
                {"learning_rate", YAML::Node(learning_rate)},
@@ -150,9 +161,13 @@ YAML::Node Sequential::config(const FitOptions& options) const {
     YAML::Node settings = YAML::Clone(callback.node);
     const std::string type =
         settings.IsMap() && settings["type"] ? settings["type"].as<std::string>() : "";
+    if (type == "reduce_on_plateau") {  // a schedule in the config
+      root["optimizer"]["schedule"] = settings;
+      continue;
+    }
     if (type != "early_stopping")
       throw ConfigError(std::string(kOrigin) + ": callbacks: '" + type +
-                        "' is not a callback fit() knows (EarlyStopping)");
+                        "' is not a callback fit() knows (EarlyStopping, ReduceLROnPlateau)");
     settings.remove("type");
     root["training"]["early_stopping"] = settings;
   }

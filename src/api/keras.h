@@ -71,6 +71,11 @@ Spec CategoricalCrossentropy(double label_smoothing = 0.0);
 Spec EarlyStopping(const std::string& monitor = "val_loss", int64_t patience = 0,
                    double min_delta = 0.0, bool restore_best_weights = false,
                    const std::string& mode = "auto");
+// Keras' ReduceLROnPlateau callback (Note [reduce on plateau]: the optimizer's schedule
+// reduce_on_plateau), for FitOptions::callbacks.
+Spec ReduceLROnPlateau(const std::string& monitor = "val_loss", double factor = 0.1,
+                       int64_t patience = 10, double min_delta = 1e-4, int64_t cooldown = 0,
+                       double min_lr = 0.0, const std::string& mode = "auto");
 
 // Data the config could name (the same keys as data.train in a YAML file).
 Spec synthetic(int64_t samples, int64_t features, int64_t classes);
@@ -91,7 +96,7 @@ struct FitOptions {
   bool partial_last_batch = true;  // Keras' fit: the last, smaller batch is trained too
   uint64_t seed = 0;
   bool verbose = true;               // rank 0 prints Keras' epoch lines
-  std::vector<Spec> callbacks = {};  // EarlyStopping
+  std::vector<Spec> callbacks = {};  // EarlyStopping, ReduceLROnPlateau
   // Any other config keys, as --set would give them: {"training.allreduce=mpi", ...}.
   std::vector<std::string> set = {};
 };

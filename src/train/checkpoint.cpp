@@ -107,7 +107,8 @@ nlohmann::json meta_json(const TrainingState& s) {
                          {"optimizer_steps", s.optimizer_steps},
                          {"config", s.config_yaml}};
   if (!s.buffer_signature.empty()) meta["buffers"] = signature_json(s.buffer_signature);
-  if (!s.early_stopping.empty()) meta["early_stopping"] = nlohmann::json::parse(s.early_stopping);
+  for (const auto& [name, state] : s.callbacks)
+    meta["callbacks"][name] = nlohmann::json::parse(state);
   return meta;
 }
 
@@ -242,7 +243,9 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
     s.optimizer = meta.at("optimizer");
     s.optimizer_steps = json_integer<decltype(s.optimizer_steps)>(meta.at("optimizer_steps"));
     s.config_yaml = meta.at("config");
-    if (meta.contains("early_stopping")) s.early_stopping = meta.at("early_stopping").dump();
+    if (meta.contains("callbacks"))
+      for (const auto& [name, state] : meta.at("callbacks").items())
+        s.callbacks[name] = state.dump();
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("section 'meta': ") + e.what());
   } catch (const std::invalid_argument& e) {  // json_integer

@@ -11,7 +11,7 @@
 //     "buffers"           float32[buffer_count], the model's running statistics; only when the
 //                         meta's "buffers" signature lists some (batch normalization)
 //     "best.params", "best.buffers"  the same of the best epoch so far, where early stopping
-//                         restores the best weights (the meta's "early_stopping" state)
+//                         restores the best weights (the meta's "callbacks" hold its state)
 // All integers and floats are little-endian. Readers reject unknown magic, newer versions, a bad
 // table or section checksum, sections that run past the end of the file, and non-zero reserved
 // fields or alignment padding: every byte of a file is checked (a flipped one is always found).
@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -69,9 +70,10 @@ struct TrainingState {
   std::vector<TensorSignature> buffer_signature;  // the model's non-trained state, in order
   std::vector<float> buffers;
 
-  // Note [early stopping]: its state as JSON ("" without early stopping) and, with
-  // restore_best_weights, the best epoch's params and buffers (empty before there is one).
-  std::string early_stopping;
+  // Note [callback state]: the state of the epoch-end callbacks (Note [early stopping], Note
+  // [reduce on plateau]) as JSON by name, and with early stopping's restore_best_weights the best
+  // epoch's params and buffers (empty before there is one).
+  std::map<std::string, std::string> callbacks;
   std::vector<float> best_params, best_buffers;
 };
 

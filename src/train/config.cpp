@@ -111,7 +111,7 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
     // Parsed when absent too, so the resolved config shows the schedule in force.
     ConfigNode s = node.optional_child("schedule");
     LrScheduleSpec& spec = opt.schedule;
-    spec.type = s.choice("type", {"constant", "step", "cosine"}, "constant");
+    spec.type = s.choice("type", {"constant", "step", "cosine", "reduce_on_plateau"}, "constant");
     spec.warmup_steps = s.get<int64_t>("warmup_steps", 0);
     if (spec.warmup_steps < 0) s.fail("warmup_steps", "must be >= 0");
     if (spec.type == "step") {
@@ -121,6 +121,8 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
       spec.min_lr = s.get("min_lr", 0.0);
       if (spec.min_lr < 0 || spec.min_lr > spec.base_lr)
         s.fail("min_lr", "must be in [0, learning_rate]");
+    } else if (spec.type == "reduce_on_plateau") {
+      opt.plateau = parse_plateau(s, spec.base_lr);
     }
     s.finish();
   }

@@ -15,6 +15,7 @@
 #include "nn/model_builder.h"
 #include "optim/lr_schedule.h"
 #include "train/early_stopping.h"
+#include "train/reduce_lr_on_plateau.h"
 
 namespace ddp {
 
@@ -24,6 +25,7 @@ struct OptimizerConfig {
   AdamHyper adam;
   LrScheduleSpec schedule;     // base_lr = learning_rate; total_steps filled in by the trainer
   double global_clipnorm = 0;  // Note [gradient clipping]; 0: off
+  PlateauConfig plateau;       // schedule type reduce_on_plateau: Note [reduce on plateau]
 };
 
 enum class BatchMode {

@@ -2,10 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <limits>
+#include <optional>
 #include <stdexcept>
-
-#include "train/metric_set.h"
 
 namespace ddp {
 
@@ -23,27 +21,13 @@ EarlyStoppingConfig parse_early_stopping(ConfigNode node) {
   return c;
 }
 
-namespace {
-
-bool higher_is_better(const EarlyStoppingConfig& c) {
-  if (c.mode != "auto") return c.mode == "max";
-  const std::string name = c.monitor.rfind("val_", 0) == 0 ? c.monitor.substr(4) : c.monitor;
-  return name != "loss" && !MetricSet::lower_is_better(name);
-}
-
-}  // namespace
-
 EarlyStopping::EarlyStopping(const EarlyStoppingConfig& config)
-    : config_(config), higher_is_better_(ddp::higher_is_better(config)) {}
+    : config_(config), monitor_(config.monitor, config.mode, config.min_delta) {}
 
 bool EarlyStopping::observe(int64_t epoch, double value) {
-  // Keras' test: better than the best (at first an infinitely bad one) by more than min_delta.
-  // A NaN never is.
-  constexpr double kInf = std::numeric_limits<double>::infinity();
-  const double best = state_.best_epoch >= 0 ? state_.best : higher_is_better_ ? -kInf : kInf;
-  const bool better =
-      higher_is_better_ ? value - config_.min_delta > best : value + config_.min_delta < best;
-  if (better) {
+  const std::optional<double> best =
+      state_.best_epoch >= 0 ? std::optional<double>(state_.best) : std::nullopt;
+  if (monitor_.improves(value, best)) {
     state_.best = value;
     state_.best_epoch = epoch;
     state_.wait = 0;
@@ -55,8 +39,8 @@ bool EarlyStopping::observe(int64_t epoch, double value) {
 }
 
 std::string EarlyStopping::describe() const {
-  return "early stopping: on " + config_.monitor + " (" + (higher_is_better_ ? "higher" : "lower") +
-         " is better), patience " + std::to_string(config_.patience) +
+  return "early stopping: on " + monitor_.describe() + ", patience " +
+         std::to_string(config_.patience) +
          (config_.min_delta > 0 ? ", min_delta " + show_number(config_.min_delta) : "") +
          (config_.restore_best_weights ? ", restoring the best epoch's weights at the end" : "");
 }
@@ -95,8 +79,8 @@ void EarlyStopping::restore_json(const std::string& text) {
     throw std::runtime_error(std::string("early stopping state: ") + e.what());
   }
   if (monitor != config_.monitor)
-    throw std::runtime_error("early stopping state monitors " + monitor + ", the config " +
-                             config_.monitor);
+    throw std::runtime_error("early stopping: the checkpoint monitors " + monitor +
+                             ", the config " + config_.monitor);
   if (s.best_epoch < -1 || s.wait < 0 || s.stopped_epoch < -1)
     throw std::runtime_error("early stopping state: negative epoch or wait");
   state_ = s;

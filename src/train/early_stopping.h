@@ -1,20 +1,19 @@
 #pragma once
 // Note [early stopping]: Keras' EarlyStopping callback, as `training.early_stopping`. After each
-// epoch's report its monitored value (the epoch's loss or one of its metrics, or with "val_"
-// their values on the validation split) is compared with the best so far: better by more than
-// min_delta (lower for a loss and MAE, higher for the others, unless `mode` says) makes it the
-// best and resets the wait; otherwise the epoch waits, and once `patience` epochs in a row have
-// waited (and it is not the first epoch) training stops. With restore_best_weights the model ends
-// training with the best epoch's weights and batch-norm statistics, stopped or not (Keras 3);
-// the optimizer's state stays the last epoch's. Rank 0's value is broadcast, so every rank decides
-// alike. The state (the best value and its epoch, the wait, whether stopped) and the best weights
-// travel in checkpoints, so a resumed run stops where the uninterrupted one does and ends with the
-// same weights; a stopped run has nothing left to train.
+// epoch's report its monitored value (Note [monitored values]) is compared with the best so far:
+// an improvement makes it the best and resets the wait; otherwise the epoch waits, and once
+// `patience` epochs in a row have waited (and it is not the first epoch) training stops. With
+// restore_best_weights the model ends training with the best epoch's weights and batch-norm
+// statistics, stopped or not (Keras 3); the optimizer's state stays the last epoch's. The state
+// (the best value and its epoch, the wait, whether stopped) and the best weights travel in
+// checkpoints (Note [callback state]), so a resumed run stops where the uninterrupted one does and
+// ends with the same weights; a stopped run has nothing left to train.
 
 #include <cstdint>
 #include <string>
 
 #include "train/config_reader.h"
+#include "train/monitor.h"
 
 namespace ddp {
 
@@ -46,7 +45,7 @@ class EarlyStopping {
   bool stopped() const { return state_.stopped_epoch >= 0; }
   const State& state() const { return state_; }
   const EarlyStoppingConfig& config() const { return config_; }
-  bool higher_is_better() const { return higher_is_better_; }
+  const Monitor& monitor() const { return monitor_; }
 
   // "early stopping: on val_loss (lower is better), patience 3, min_delta 0.01, restoring the best
   // epoch's weights at the end"
@@ -62,7 +61,7 @@ class EarlyStopping {
 
  private:
   EarlyStoppingConfig config_;
-  bool higher_is_better_;
+  Monitor monitor_;
   State state_;
 };
 

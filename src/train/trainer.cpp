@@ -142,7 +142,7 @@ void Trainer::validate_and_build() {
                       ": loss.pos_weight: " + std::to_string(loss_.pos_weight_count()) +
                       " weights for a model with " + std::to_string(classes_) + " outputs");
   metrics_ = std::make_unique<MetricSet>(config_.metrics, config_.loss, classes_);
-  set_up_early_stopping();
+  set_up_callbacks();
   penalty_ = WeightPenalty(model_->param_entries());
   epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);
   // The labels themselves are the targets for several labels per sample, and for one binary
@@ -235,7 +235,7 @@ void Trainer::train_step() {
   for (int64_t micro = 0; micro < accumulation_; ++micro)
     step_samples += sampler_->global_samples(step_in_epoch_ * accumulation_ + micro);
   InBackwardUpdate* const update_in_backward =
-      step_update_->begin_step(schedule_->at(completed_steps_));
+      step_update_->begin_step(learning_rate(completed_steps_));
   // Note [accumulation]: micro-batch j of step s is global micro-batch s * k + j of the epoch's
   // order, so k accumulated micro-batches cover exactly the samples of one k-times larger batch;
   // gradients add up locally and are reduced once, after the last.
@@ -352,6 +352,7 @@ void Trainer::fit(int64_t stop_after_steps) {
                   : "")
           << ", " << describe_batch() << ", " << steps << " steps per epoch\n"
           << sync_->describe() << '\n';
+    if (plateau_) *log_ << plateau_->describe() << '\n';
     if (early_stopping_) *log_ << early_stopping_->describe() << '\n';
     *log_ << std::flush;
   }
@@ -376,7 +377,7 @@ void Trainer::fit(int64_t stop_after_steps) {
         checkpoint_now();
     }
     finish_epoch(epoch, seconds_since(start), steps_run);
-    if (stop_early_after(epoch_records_.back())) break;  // checkpointed below
+    if (stop_after_callbacks(epoch_records_.back())) break;  // checkpointed below
     // A step trigger that falls on the epoch's last step waits for the epoch's report.
     if ((policy.every_epochs > 0 && (epoch + 1) % policy.every_epochs == 0) ||
         (policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0))

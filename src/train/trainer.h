@@ -22,6 +22,7 @@
 #include "train/config.h"
 #include "train/early_stopping.h"
 #include "train/metrics.h"
+#include "train/reduce_lr_on_plateau.h"
 #include "train/tensorboard_writer.h"
 #include "train/update_in_backward.h"
 #include "train/weight_penalty.h"
@@ -152,14 +153,18 @@ class Trainer {
   void checkpoint_now();
   void verify_replicas();  // check_replicas, at most once per step
   void finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run);
-  // Note [early stopping], in trainer_early_stopping.cpp: checks the monitor against the
-  // reports; the epoch's verdict (keeping the best weights), true to stop; the best weights back
-  // at the end of training; its state into and out of checkpoints.
-  void set_up_early_stopping();
-  bool stop_early_after(const EpochRecord& record);
+  // The epoch-end callbacks, in trainer_callbacks.cpp: their monitors checked against the
+  // reports; the rate of the step after `completed_steps` (the schedule's, reduced on plateaus);
+  // a monitored value as rank 0 has it; the epoch's verdicts (keeping early stopping's best
+  // weights), true to stop; the best weights back at the end of training; their state into and
+  // out of checkpoints.
+  void set_up_callbacks();
+  float learning_rate(int64_t completed_steps) const;
+  double monitored_value(const Monitor& monitor, const EpochRecord& record);
+  bool stop_after_callbacks(const EpochRecord& record);
   void restore_best_weights();
-  void capture_early_stopping(TrainingState& s) const;
-  void restore_early_stopping(const TrainingState& s, const std::string& origin);
+  void capture_callbacks(TrainingState& s) const;
+  void restore_callbacks(const TrainingState& s, const std::string& origin);
   std::string describe_batch() const;
 
   Config config_;
@@ -223,6 +228,7 @@ class Trainer {
   void log_epoch(const EpochRecord& record, int64_t steps_run);
   std::vector<EpochRecord> epoch_records_;
   std::optional<EarlyStopping> early_stopping_;
+  std::optional<ReduceLrOnPlateau> plateau_;
   std::vector<float> best_params_, best_buffers_;  // host copies, with restore_best_weights
 };
 

@@ -44,7 +44,7 @@ void Trainer::log_step_loss(double loss_sum, int64_t step_samples) {
   if (!tensorboard_) return;
   tensorboard_->scalar("step/loss", completed_steps_,
                        loss_sum / static_cast<double>(std::max<int64_t>(step_samples, 1)));
-  tensorboard_->scalar("step/learning_rate", completed_steps_, schedule_->at(completed_steps_ - 1));
+  tensorboard_->scalar("step/learning_rate", completed_steps_, learning_rate(completed_steps_ - 1));
   tensorboard_->flush();
 }
 

@@ -88,7 +88,7 @@ TrainingState Trainer::capture() {
   s.buffers = buffers_to_host();
   for (const StateTensor& t : optimizer_->state())
     s.optimizer_state.emplace_back(t.name, gather_state(t));
-  capture_early_stopping(s);
+  capture_callbacks(s);
   return s;
 }
 
@@ -131,7 +131,7 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
                std::to_string(s.step_in_epoch) + ") does not fit " +
                std::to_string(steps_per_epoch_) + " steps per epoch of this data");
 
-  restore_early_stopping(s, origin);
+  restore_callbacks(s, origin);
   backend_.copy_to_device(s.params.data(), model_->params().data(), s.params.size());
   backend_.copy_to_device(s.buffers.data(), model_->buffers().data(), s.buffers.size());
   for (size_t i = 0; i < state.size(); ++i)  // this rank's shard (all of it without ZeRO-1)

@@ -151,7 +151,7 @@ TEST(Resume, EarlyStoppingStopsWhereTheUninterruptedRunDoes) {
     const auto [straight, resumed] = straight_and_resumed(config, comm, stop_at);
     EXPECT_EQ(straight.state.completed_steps, 3 * 13) << "stopped after the third epoch";
     EXPECT_EQ(resumed.state.completed_steps, 3 * 13) << stop_at;
-    EXPECT_EQ(resumed.state.early_stopping, straight.state.early_stopping) << stop_at;
+    EXPECT_EQ(resumed.state.callbacks, straight.state.callbacks) << stop_at;
     EXPECT_EQ(resumed.state.buffers, straight.state.buffers) << stop_at;
   }
   // The restored weights are the first epoch's, not the third's.
@@ -161,6 +161,26 @@ TEST(Resume, EarlyStoppingStopsWhereTheUninterruptedRunDoes) {
   EXPECT_EQ(stopped.params, first_epoch.params);
   EXPECT_EQ(stopped.state.buffers, first_epoch.state.buffers);
   EXPECT_NE(stopped.params, third_epoch.params);
+}
+
+// Note [reduce on plateau]: its state travels in checkpoints. No epoch after the first improves
+// the loss by 100, so with patience 1 the rate halves after epochs 2, 3 and 4; stopped before the
+// first reduction (step 18) and after it (33), the resumed run lowers the rate at the same epochs
+// and ends with the same bits on every rank.
+TEST(Resume, ReduceLrOnPlateauBitIdenticalToAnUninterruptedRun) {
+  MpiCommunicator comm;
+  std::vector<std::string> plateau;
+  for (const std::string o :
+       {"type=reduce_on_plateau", "monitor=loss", "patience=1", "factor=0.5", "min_delta=100"})
+    plateau.push_back("optimizer.schedule." + o);
+  const Config config = resume_config("sgd", "auto", plateau);
+  for (const int64_t stop_at : {18, 33}) {
+    const auto [straight, resumed] = straight_and_resumed(config, comm, stop_at);
+    EXPECT_EQ(resumed.state.callbacks, straight.state.callbacks) << stop_at;
+    EXPECT_NE(straight.state.callbacks.at("reduce_lr_on_plateau").find("\"lr\":0.00625"),
+              std::string::npos)
+        << straight.state.callbacks.at("reduce_lr_on_plateau");
+  }
 }
 
 TEST(Resume, RefusesAnotherArchitectureNamingTheTensor) {

@@ -89,8 +89,23 @@ TEST(KerasApi, EarlyStoppingCallbackEndsTheFit) {
   } catch (const ConfigError& e) {
     EXPECT_STREQ(e.what(),
                  "Sequential: callbacks: 'adam' is not a callback fit() knows "
-                 "(EarlyStopping)");
+                 "(EarlyStopping, ReduceLROnPlateau)");
   }
+}
+
+// Note [reduce on plateau] through fit's callbacks: the optimizer's schedule, which lowers the
+// rate after the first epoch (patience 0; the loss never improves by 100): the first epoch is the
+// constant rate's, the third is not.
+TEST(KerasApi, ReduceLROnPlateauCallbackLowersTheRate) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  keras::FitOptions options{.epochs = 3, .batch_size = 32, .seed = 5, .verbose = false};
+  const keras::History constant = small_model().fit(world_of_one(), arrays_of(data), options);
+  options.callbacks = {keras::ReduceLROnPlateau("loss", 0.5, 0, 100.0)};
+  EXPECT_EQ(small_model().config(options)["optimizer"]["schedule"]["type"].as<std::string>(),
+            "reduce_on_plateau");
+  const keras::History reduced = small_model().fit(world_of_one(), arrays_of(data), options);
+  EXPECT_EQ(reduced.epochs[0].loss, constant.epochs[0].loss);
+  EXPECT_NE(reduced.epochs[2].loss, constant.epochs[2].loss);
 }
 
 // AdamW without decay is Adam bit for bit (its factor is 1); with decay it trains another model.

@@ -1,0 +1,108 @@
+// The Trainer's epoch-end callbacks, Keras' EarlyStopping (Note [early stopping]) and
+// ReduceLROnPlateau (Note [reduce on plateau]): their monitors checked against what the run
+// reports, their verdicts after each epoch, the best weights at the end, and their state in
+// checkpoints (Note [callback state]).
+
+#include "core/error.h"
+#include "train/trainer.h"
+
+namespace ddp {
+
+namespace {
+
+constexpr const char* kEarlyStopping = "early_stopping";
+constexpr const char* kPlateau = "reduce_lr_on_plateau";
+
+}  // namespace
+
+void Trainer::set_up_callbacks() {
+  const auto check = [this](const Monitor& monitor, const std::string& key) {
+    const std::string why = monitor.unreported(config_.metrics, test_.has_value());
+    if (!why.empty()) throw ConfigError(config_.file + ": " + key + ": " + why);
+  };
+  if (config_.training.early_stopping.enabled) {
+    early_stopping_.emplace(config_.training.early_stopping);
+    check(early_stopping_->monitor(), "training.early_stopping.monitor");
+  }
+  if (config_.optimizer.plateau.enabled) {
+    plateau_.emplace(config_.optimizer.plateau, config_.optimizer.schedule.base_lr);
+    check(plateau_->monitor(), "optimizer.schedule.monitor");
+  }
+}
+
+float Trainer::learning_rate(int64_t completed_steps) const {
+  const float rate = schedule_->at(completed_steps);
+  return plateau_ ? static_cast<float>(rate * plateau_->scale()) : rate;
+}
+
+double Trainer::monitored_value(const Monitor& monitor, const EpochRecord& record) {
+  double value = monitor.value_in(record);
+  // Note [monitored values]: rank 0's value decides for every rank.
+  comm_.broadcast(std::span<double>(&value, 1), 0);
+  return value;
+}
+
+bool Trainer::stop_after_callbacks(const EpochRecord& record) {
+  const int64_t epoch = record.epoch - 1;
+  if (plateau_ && plateau_->observe(monitored_value(plateau_->monitor(), record)) && log_)
+    *log_ << plateau_->reduce_line(epoch) << '\n';
+  if (!early_stopping_) return false;
+  const bool improved =
+      early_stopping_->observe(epoch, monitored_value(early_stopping_->monitor(), record));
+  if (improved && early_stopping_->config().restore_best_weights) {
+    best_params_ = params_to_host();
+    best_buffers_ = buffers_to_host();
+  }
+  if (early_stopping_->stopped() && log_) *log_ << early_stopping_->stop_line() << '\n';
+  return early_stopping_->stopped();
+}
+
+void Trainer::restore_best_weights() {
+  if (!early_stopping_ || best_params_.empty()) return;
+  load_params(best_params_, best_buffers_);
+  const EarlyStopping::State& s = early_stopping_->state();
+  if (log_)
+    *log_ << "early stopping: restored the weights of epoch " << s.best_epoch + 1 << ", the best "
+          << early_stopping_->config().monitor << " (" << show_number(s.best) << ")\n"
+          << std::flush;
+}
+
+void Trainer::capture_callbacks(TrainingState& s) const {
+  if (plateau_) s.callbacks[kPlateau] = plateau_->to_json();
+  if (!early_stopping_) return;
+  s.callbacks[kEarlyStopping] = early_stopping_->to_json();
+  s.best_params = best_params_;
+  s.best_buffers = best_buffers_;
+}
+
+void Trainer::restore_callbacks(const TrainingState& s, const std::string& origin) {
+  // A callback the run does not have ignores a checkpoint's state; one the checkpoint lacks
+  // starts afresh.
+  const auto fail = [&origin](const std::string& what) {
+    return CheckpointError(origin + ": " + what);
+  };
+  const auto saved = [&s](const char* name) -> const std::string* {
+    const auto it = s.callbacks.find(name);
+    return it == s.callbacks.end() ? nullptr : &it->second;
+  };
+  try {
+    if (plateau_ && saved(kPlateau)) plateau_->restore_json(*saved(kPlateau));
+    if (early_stopping_ && saved(kEarlyStopping))
+      early_stopping_->restore_json(*saved(kEarlyStopping));
+  } catch (const std::runtime_error& e) {
+    throw fail(e.what());
+  }
+  if (!early_stopping_ || !saved(kEarlyStopping)) return;
+  const bool has_best = early_stopping_->state().best_epoch >= 0;
+  if (early_stopping_->config().restore_best_weights && has_best && s.best_params.empty())
+    throw fail(
+        "early stopping: restore_best_weights is on, but the checkpoint holds no best weights "
+        "(written with it off)");
+  if (!s.best_params.empty() && s.best_buffers.size() != s.buffers.size())
+    throw fail("early stopping: the best weights lack their " + std::to_string(s.buffers.size()) +
+               " buffer values");
+  best_params_ = s.best_params;
+  best_buffers_ = s.best_buffers;
+}
+
+}  // namespace ddp
