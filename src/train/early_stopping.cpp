@@ -46,9 +46,9 @@ std::string EarlyStopping::describe() const {
 }
 
 std::string EarlyStopping::stop_line() const {
-  const std::string best = state_.best_epoch < 0 ? "no value yet"
-                                                 : show_number(state_.best) + " (epoch " +
-                                                       std::to_string(state_.best_epoch + 1) + ")";
+  // The first epoch's value is the first best (Note [monitored values]): a stop has one.
+  const std::string best =
+      show_number(state_.best) + " (epoch " + std::to_string(state_.best_epoch + 1) + ")";
   return "Epoch " + std::to_string(state_.stopped_epoch + 1) +
          ": early stopping: " + config_.monitor + " has not improved on " + best +
          (config_.min_delta > 0 ? " by more than " + show_number(config_.min_delta) : "") +
@@ -60,8 +60,7 @@ std::string EarlyStopping::to_json() const {
                          {"best_epoch", state_.best_epoch},
                          {"wait", state_.wait},
                          {"stopped_epoch", state_.stopped_epoch}};
-  // JSON has no infinities or NaN; a best exists only as a number.
-  if (state_.best_epoch >= 0) json["best"] = state_.best;
+  if (state_.best_epoch >= 0) json["best"] = value_to_json(state_.best);
   return json.dump();
 }
 
@@ -74,7 +73,7 @@ void EarlyStopping::restore_json(const std::string& text) {
     s.best_epoch = json.at("best_epoch").get<int64_t>();
     s.wait = json.at("wait").get<int64_t>();
     s.stopped_epoch = json.at("stopped_epoch").get<int64_t>();
-    if (s.best_epoch >= 0) s.best = json.at("best").get<double>();
+    if (s.best_epoch >= 0) s.best = value_from_json(json.at("best"));
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("early stopping state: ") + e.what());
   }

@@ -1,8 +1,11 @@
 #include "train/monitor.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 #include <utility>
 
 #include "train/metric_set.h"
@@ -22,10 +25,8 @@ Monitor::Monitor(std::string name, const std::string& mode, double min_delta)
 }
 
 bool Monitor::improves(double value, std::optional<double> best) const {
-  // Keras' test, against an infinitely bad value before the first.
-  constexpr double kInf = std::numeric_limits<double>::infinity();
-  const double reference = best ? *best : higher_is_better_ ? -kInf : kInf;
-  return higher_is_better_ ? value - min_delta_ > reference : value + min_delta_ < reference;
+  if (!best) return true;
+  return higher_is_better_ ? value - min_delta_ > *best : value + min_delta_ < *best;
 }
 
 double Monitor::value_in(const EpochRecord& record) const {
@@ -48,6 +49,21 @@ std::string Monitor::unreported(const std::vector<std::string>& metrics, bool va
   if (is_validation(name_) && !validation)
     return "'" + name_ + "' needs validation data (data.test), and this run has none";
   return "";
+}
+
+nlohmann::json value_to_json(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  return value;
+}
+
+double value_from_json(const nlohmann::json& json) {
+  if (json.is_number()) return json.get<double>();
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  if (json == "nan") return std::numeric_limits<double>::quiet_NaN();
+  if (json == "inf") return kInf;
+  if (json == "-inf") return -kInf;
+  throw std::runtime_error("a monitored value is " + json.dump() + ", not a number");
 }
 
 std::string Monitor::describe() const {

@@ -1,10 +1,14 @@
 #pragma once
 // Note [monitored values]: what early stopping and ReduceLROnPlateau watch, named as Keras names
 // it: "loss", a configured metric, or either with "val_" for its value on the validation split.
-// Lower is better for losses and MAE, higher for the others, unless `mode` says min or max. A
-// value improves on the best so far when it beats it by more than min_delta; a NaN never does.
+// Lower is better for losses and MAE, higher for the others, unless `mode` says min or max. The
+// first value is the first best, whatever it is; a later value improves on the best when it beats
+// it by more than min_delta, which a NaN never does, and nothing beats a NaN best. That is Keras
+// 3's rule (checked against keras.callbacks by tests/interop/keras_callbacks.py).
 // Sums over ranks may round differently from rank to rank, so rank 0's value decides for all
 // (Trainer::monitored_value broadcasts it).
+
+#include <nlohmann/json_fwd.hpp>
 
 #include <optional>
 #include <string>
@@ -22,7 +26,7 @@ class Monitor {
   const std::string& name() const { return name_; }
   bool higher_is_better() const { return higher_is_better_; }
   double min_delta() const { return min_delta_; }
-  // Whether `value` improves on `best` (none yet: an infinitely bad one).
+  // Whether `value` improves on `best` (none yet: it does).
   bool improves(double value, std::optional<double> best) const;
   // Its value in an epoch's record (which must report it: unreported() was empty).
   double value_in(const EpochRecord& record) const;
@@ -37,5 +41,10 @@ class Monitor {
   bool higher_is_better_;
   double min_delta_;
 };
+
+// JSON has no infinities or NaN: a monitored value as a checkpoint's state holds it (a number, or
+// "nan", "inf", "-inf"), and back; throws std::runtime_error on anything else.
+nlohmann::json value_to_json(double value);
+double value_from_json(const nlohmann::json& json);
 
 }  // namespace ddp

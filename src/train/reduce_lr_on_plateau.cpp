@@ -73,7 +73,7 @@ std::string ReduceLrOnPlateau::to_json() const {
                          {"wait", state_.wait},
                          {"cooldown_left", state_.cooldown_left},
                          {"lr", state_.lr}};
-  if (state_.best) json["best"] = *state_.best;  // JSON has no infinities or NaN
+  if (state_.best) json["best"] = value_to_json(*state_.best);
   return json.dump();
 }
 
@@ -86,7 +86,7 @@ void ReduceLrOnPlateau::restore_json(const std::string& text) {
     s.wait = json.at("wait").get<int64_t>();
     s.cooldown_left = json.at("cooldown_left").get<int64_t>();
     s.lr = json.at("lr").get<double>();
-    if (json.contains("best")) s.best = json.at("best").get<double>();
+    if (json.contains("best")) s.best = value_from_json(json.at("best"));
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(std::string("reduce on plateau state: ") + e.what());
   }

@@ -41,9 +41,10 @@ Verdicts run(const EarlyStoppingConfig& config, const std::vector<double>& value
   return out;
 }
 
-// The cases follow keras.callbacks.EarlyStopping (Keras 3): the wait grows each epoch, a value
-// better than the best by more than min_delta resets it, and training stops once the wait reaches
-// the patience after the first epoch.
+// The cases follow keras.callbacks.EarlyStopping (Keras 3; tests/interop/keras_callbacks.py
+// replays them through it): the wait grows each epoch, a value better than the best by more than
+// min_delta resets it, and training stops once the wait reaches the patience after the first
+// epoch.
 TEST(EarlyStopping, FollowsKerasRule) {
   // Lower is better for a loss: 0.95 and 0.91 wait, the second wait reaches patience 2.
   Verdicts v = run(stopping("val_loss", 2), {1.0, 0.9, 0.95, 0.91, 0.5});
@@ -53,10 +54,11 @@ TEST(EarlyStopping, FollowsKerasRule) {
   v = run(stopping("loss", 0, 0.05), {1.0, 0.96, 0.5});
   EXPECT_EQ(v.improved, (std::vector<bool>{true, false}));
   EXPECT_EQ(v.stopped_epoch, 1);
-  // ... but never at the first epoch, which a NaN does not make the best.
-  v = run(stopping("loss", 0), {NAN, 1.0, 1.0});
-  EXPECT_EQ(v.improved, (std::vector<bool>{false, true, false}));
-  EXPECT_EQ(v.stopped_epoch, 2);
+  // ... but never at the first epoch, whose value is the first best whatever it is: a NaN, which
+  // nothing improves on (Keras 3.15).
+  v = run(stopping("loss", 0), {NAN, 1.0, 0.5});
+  EXPECT_EQ(v.improved, (std::vector<bool>{true, false}));
+  EXPECT_EQ(v.stopped_epoch, 1);
   // Higher is better for accuracy (auto): an equal value is no improvement.
   v = run(stopping("val_accuracy", 1), {0.5, 0.6, 0.6, 0.7});
   EXPECT_EQ(v.improved, (std::vector<bool>{true, true, false}));
@@ -82,11 +84,17 @@ TEST(EarlyStopping, StateRoundTripsAndRefusesAnotherMonitor) {
   EXPECT_EQ(back.state().best_epoch, 0);
   EXPECT_EQ(back.state().wait, 1);
   EXPECT_FALSE(back.stopped());
-  // Before any best (a NaN first epoch), the state holds no best value.
-  EarlyStopping none(stopping("val_loss", 3));
-  none.observe(0, NAN);
-  back.restore_json(none.to_json());
-  EXPECT_EQ(back.state().best_epoch, -1);
+  // JSON has no NaN or infinities: a NaN best comes back a NaN (nothing improves on it), an
+  // infinite one infinite (anything finite does).
+  EarlyStopping nan_best(stopping("val_loss", 3));
+  nan_best.observe(0, NAN);
+  back.restore_json(nan_best.to_json());
+  EXPECT_TRUE(std::isnan(back.state().best));
+  EXPECT_FALSE(back.observe(1, -1e30));
+  EarlyStopping inf_best(stopping("val_loss", 3));
+  inf_best.observe(0, INFINITY);
+  back.restore_json(inf_best.to_json());
+  EXPECT_EQ(back.state().best, INFINITY);
   EXPECT_TRUE(back.observe(1, 1e30));
 
   EarlyStopping other(stopping("val_accuracy", 3));

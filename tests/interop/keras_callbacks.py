@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Note [monitored values]: the epoch-by-epoch cases of tests/unit/test_early_stopping.cpp and
+tests/unit/test_reduce_lr_on_plateau.cpp, replayed through keras.callbacks.EarlyStopping and
+ReduceLROnPlateau: Keras must reach the verdicts the unit tests expect of ddp-trainer. Runs
+where a Python with Keras 3 is found (benchmarks/setup_frameworks.sh makes one); ctest registers
+it only there."""
+
+import math
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import keras  # noqa: E402
+
+NAN = math.nan
+INF = math.inf
+
+
+def model(monitor):
+    """A built model whose metrics tell Keras' auto mode the direction of `monitor`."""
+    m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    if "mae" in monitor:
+        m.compile(keras.optimizers.SGD(1.0), "mse", metrics=["mae"])
+        m.fit(np.zeros((4, 2)), np.zeros((4, 2)), epochs=1, verbose=0)
+    else:
+        m.compile(keras.optimizers.SGD(1.0), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+        m.fit(np.zeros((4, 2)), np.zeros(4), epochs=1, verbose=0)
+    return m
+
+
+def early_stopping(monitor, patience, values, min_delta=0.0, mode="auto"):
+    """Which epochs became the best (until the stop), and the epoch it stopped after (-1)."""
+    m = model(monitor)
+    cb = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, min_delta=min_delta,
+                                       mode=mode)
+    cb.set_model(m)
+    m.stop_training = False
+    cb.on_train_begin()
+    improved = []
+    for epoch, value in enumerate(values):
+        wait_before = cb.wait
+        cb.on_epoch_end(epoch, {monitor: value})
+        # An improvement resets the wait, which otherwise grows by one.
+        improved.append(cb.wait == 0 and cb.best_epoch == epoch)
+        assert cb.wait in (0, wait_before + 1)
+        if m.stop_training:
+            return improved, epoch
+    return improved, -1
+
+
+def reduce_on_plateau(monitor, patience, factor, values, min_delta=1e-4, cooldown=0, min_lr=0.0):
+    """Which epochs lowered the rate from 1, and the rate after."""
+    m = model(monitor)
+    m.optimizer.learning_rate = 1.0
+    cb = keras.callbacks.ReduceLROnPlateau(monitor=monitor, patience=patience, factor=factor,
+                                           min_delta=min_delta, cooldown=cooldown, min_lr=min_lr)
+    cb.set_model(m)
+    cb.on_train_begin()
+    reduced = []
+    for epoch, value in enumerate(values):
+        before = float(m.optimizer.learning_rate)
+        cb.on_epoch_end(epoch, {monitor: value})
+        reduced.append(float(m.optimizer.learning_rate) != before)
+    return reduced, float(m.optimizer.learning_rate)
+
+
+# (call, what the unit tests expect of ddp-trainer), in the unit tests' order.
+CASES = [
+    (lambda: early_stopping("val_loss", 2, [1.0, 0.9, 0.95, 0.91, 0.5]),
+     ([True, True, False, False], 3)),
+    (lambda: early_stopping("loss", 0, [1.0, 0.96, 0.5], min_delta=0.05), ([True, False], 1)),
+    (lambda: early_stopping("loss", 0, [NAN, 1.0, 0.5]), ([True, False], 1)),
+    (lambda: early_stopping("val_accuracy", 1, [0.5, 0.6, 0.6, 0.7]), ([True, True, False], 2)),
+    (lambda: early_stopping("mae", 1, [0.5, 0.6]), ([True, False], 1)),
+    (lambda: early_stopping("loss", 1, [0.5, 0.6, 0.4], mode="max"), ([True, True, False], 2)),
+    (lambda: early_stopping("loss", 10, [3.0, 2.0, 4.0, 1.0]), ([True, True, False, True], -1)),
+    (lambda: reduce_on_plateau("val_loss", 2, 0.5, [1.0, 0.9, 0.95, 0.96, 0.97, 0.5, 0.6]),
+     ([False, False, False, True, False, False, False], 0.5)),
+    (lambda: reduce_on_plateau("loss", 1, 0.5, [1.0, 0.99995]), ([False, True], 0.5)),
+    (lambda: reduce_on_plateau("loss", 1, 0.5, [1, 2, 3, 4, 5, 6], cooldown=2),
+     ([False, True, False, True, False, True], 0.125)),
+    (lambda: reduce_on_plateau("loss", 0, 0.1, [1, 2, 3, 4], min_lr=0.05),
+     ([False, True, True, False], 0.05)),
+    (lambda: reduce_on_plateau("val_accuracy", 1, 0.5, [0.5, 0.6, 0.6]), ([False, False, True], 0.5)),
+    (lambda: reduce_on_plateau("loss", 1, 0.5, [NAN, 1.0, NAN]), ([False, True, True], 0.25)),
+]
+
+
+def main():
+    print("keras", keras.__version__)
+    failed = 0
+    for i, (call, want) in enumerate(CASES):
+        got = call()
+        # Keras keeps the rate in float32: 0.05 comes back as 0.0500000007.
+        same = got[0] == want[0] and math.isclose(got[1], want[1], rel_tol=1e-7)
+        print(f"{'ok  ' if same else 'FAIL'} case {i}: keras {got}, ddp-trainer's tests {want}")
+        failed += not same
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
