@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "data/augment.h"
 #include "data/dataset.h"
 
 namespace ddp {
@@ -31,6 +32,7 @@ struct DataSourceConfig {
   int64_t label_column = -1;
   std::vector<int64_t> label_columns;  // several: multi-label
   double scale = 1;
+  AugmentConfig augment;  // data.train only: Note [augmentation]
 };
 
 // Reads one configured source; "{rank}" in paths becomes this rank's number, so each rank can

@@ -72,6 +72,12 @@ DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
     }
     source.scale = node.get("scale", 1.0);
   }
+  if (node.has("augment")) {
+    if (source.path != "data.train")
+      node.fail("augment",
+                "only the training data are augmented; evaluation sees them as they are");
+    source.augment = parse_augment(node.child("augment"));
+  }
   node.finish();
   return source;
 }

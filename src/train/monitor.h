@@ -4,7 +4,7 @@
 // Lower is better for losses and MAE, higher for the others, unless `mode` says min or max. The
 // first value is the first best, whatever it is; a later value improves on the best when it beats
 // it by more than min_delta, which a NaN never does, and nothing beats a NaN best. That is Keras
-// 3's rule (checked against keras.callbacks by tests/interop/keras_callbacks.py).
+// 3's rule (checked against keras.callbacks by tests/interop/keras_reference.py).
 // Sums over ranks may round differently from rank to rank, so rank 0's value decides for all
 // (Trainer::monitored_value broadcasts it).
 

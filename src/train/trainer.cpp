@@ -129,6 +129,13 @@ void Trainer::validate_and_build() {
                     " differs from the training data's " + sample.str());
 
   model_ = build_sequential(backend_, input, config_.layers);
+  if (config_.train_data.augment.enabled()) {  // Note [augmentation], on the model's input
+    try {
+      augmenter_.emplace(config_.train_data.augment, input);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(config_.file + ": data.train.augment: " + e.what());
+    }
+  }
   model_->set_output_logits(loss_.fused_output());
   classes_ = model_->output_cols();
   if (loss_.kind() == LossKind::kBinaryCrossentropy &&
@@ -271,7 +278,7 @@ void Trainer::train_step() {
       finish_lap(last);
       continue;
     }
-    stage_batch(train_, indices);
+    stage_batch(train_, indices, sampler_->first_position(step_in_epoch_ * accumulation_ + micro));
     lap(phase_times_.data);
 
     const float* output = model_->forward(features_.data(), rows);
@@ -352,6 +359,7 @@ void Trainer::fit(int64_t stop_after_steps) {
                   : "")
           << ", " << describe_batch() << ", " << steps << " steps per epoch\n"
           << sync_->describe() << '\n';
+    if (augmenter_) *log_ << augmenter_->describe() << '\n';
     if (plateau_) *log_ << plateau_->describe() << '\n';
     if (early_stopping_) *log_ << early_stopping_->describe() << '\n';
     *log_ << std::flush;

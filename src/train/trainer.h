@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "comm/communicator.h"
 #include "comm/grad_sync.h"
+#include "data/augment.h"
 #include "data/data_source.h"
 #include "data/dataset.h"
 #include "data/sampler.h"
@@ -138,7 +139,10 @@ class Trainer {
  private:
   void validate_and_build();  // everything that can fail on bad input, before any collective
   // Copies samples of `data` into the backend's batch buffers (features_, targets_).
-  void stage_batch(const Dataset& data, std::span<const int64_t> indices);
+  // With `augment_from` (training), the samples are augmented as the samples at positions
+  // augment_from, +1, ... of this epoch (Note [augmentation]).
+  void stage_batch(const Dataset& data, std::span<const int64_t> indices,
+                   std::optional<int64_t> augment_from = std::nullopt);
   void stage_rows(const Dataset& data, int64_t start, int64_t rows);
   void train_step();
   // Adds a batch's loss and metric sums to `sums` ([0] the loss); reads `output` (backend memory)
@@ -227,6 +231,7 @@ class Trainer {
   void log_step_loss(double loss_sum, int64_t step_samples);
   void log_epoch(const EpochRecord& record, int64_t steps_run);
   std::vector<EpochRecord> epoch_records_;
+  std::optional<Augmenter> augmenter_;  // Note [augmentation]
   std::optional<EarlyStopping> early_stopping_;
   std::optional<ReduceLrOnPlateau> plateau_;
   std::vector<float> best_params_, best_buffers_;  // host copies, with restore_best_weights

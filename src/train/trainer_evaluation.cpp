@@ -8,7 +8,8 @@
 
 namespace ddp {
 
-void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices) {
+void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
+                          std::optional<int64_t> augment_from) {
   const auto width = static_cast<int64_t>(data.sample_shape.numel());
   const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
   // Host memory is the backend's on the CPU: the rows go straight there, gathered by the rank's
@@ -21,6 +22,9 @@ void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices)
         data, indices.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
         target_layout_, classes_, features + begin * width,
         host_targets_.data() + begin * target_width, static_cast<float>(config_.label_smoothing));
+    if (augment_from && augmenter_)
+      augmenter_->apply_to_batch(derive_seed(config_.seed, 4000 + static_cast<uint64_t>(epoch_)),
+                                 *augment_from + begin, features + begin * width, end - begin);
   });
   const auto rows = static_cast<size_t>(indices.size());
   if (!host) backend_.copy_to_device(features, features_.data(), rows * static_cast<size_t>(width));

@@ -37,6 +37,30 @@ TEST_P(DdpModels, ConvnetWithDropoutMatchesSingleProcess) {
   EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(no_dropout), *local, 12)), 1e-4f);
 }
 
+// Note [augmentation]: each training sample is flipped and shifted by the draws of its position in
+// the epoch, so N ranks (and the partial last batch split over them) augment what one rank does.
+TEST_P(DdpModels, AugmentedConvnetMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const std::vector<std::string> convnet = {
+      "data.train.features=64", "data.train.samples=98", "model.input=[8, 8, 1]",
+      "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu},"
+      " {type: max_pooling2d, pool_size: 2}, {type: flatten},"
+      " {type: dense, units: 10, activation: softmax}]",
+      "training.tail=partial"};
+  std::vector<std::string> augmented = convnet;
+  augmented.push_back(
+      "data.train.augment={random_flip: horizontal_and_vertical,"
+      " random_translation: [0.25, 0.25]}");
+  const Config config = config_with(augmented);
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  // The augmentation is on: without it the same steps end elsewhere.
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(convnet), *local, 12)), 1e-4f);
+}
+
 // Note [batch statistics]: synchronized batch normalization normalizes with the global batch's
 // statistics, so N ranks train what one rank does, running statistics included; with per-rank
 // statistics (the default) the running statistics are still the global batch's on every rank.

@@ -111,6 +111,19 @@ TEST(Resume, ConvnetWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
   straight_and_resumed(config, comm, 33);
 }
 
+// Note [augmentation]: the draws come from (seed, epoch, position), which a checkpoint restores.
+TEST(Resume, AugmentedConvnetBitIdenticalInTheMiddleOfAnEpoch) {
+  MpiCommunicator comm;
+  const Config config = resume_config(
+      "adam", "auto",
+      {"data.train.features=64", "model.input=[8, 8, 1]",
+       "model.layers=[{type: conv2d, filters: 3, kernel_size: 3, activation: relu},"
+       " {type: flatten}, {type: dense, units: 5, activation: softmax}]",
+       "data.train.augment={random_flip: horizontal, random_translation: [0.25, 0.25],"
+       " fill_mode: constant, fill_value: 0.5}"});
+  straight_and_resumed(config, comm, 33);
+}
+
 // Note [batch statistics]: the running statistics are state a checkpoint must carry; training
 // normalizes with batch statistics, so without them the parameters alone would still agree.
 TEST(Resume, BatchNormRunningStatisticsBitIdenticalInTheMiddleOfAnEpoch) {

@@ -41,7 +41,7 @@ Verdicts run(const EarlyStoppingConfig& config, const std::vector<double>& value
   return out;
 }
 
-// The cases follow keras.callbacks.EarlyStopping (Keras 3; tests/interop/keras_callbacks.py
+// The cases follow keras.callbacks.EarlyStopping (Keras 3; tests/interop/keras_reference.py
 // replays them through it): the wait grows each epoch, a value better than the best by more than
 // min_delta resets it, and training stops once the wait reaches the patience after the first
 // epoch.

@@ -43,7 +43,7 @@ Reductions run(const PlateauConfig& config, const std::vector<double>& values) {
   return out;
 }
 
-// The cases follow keras.callbacks.ReduceLROnPlateau (Keras 3; tests/interop/keras_callbacks.py
+// The cases follow keras.callbacks.ReduceLROnPlateau (Keras 3; tests/interop/keras_reference.py
 // replays them through it): a cooldown epoch counts down and
 // clears the wait; an improvement is the new best; otherwise, out of cooldown, the wait grows and
 // at the patience the rate is multiplied by the factor (not below min_lr) and the cooldown starts.

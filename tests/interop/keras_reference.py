@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Note [monitored values]: the epoch-by-epoch cases of tests/unit/test_early_stopping.cpp and
-tests/unit/test_reduce_lr_on_plateau.cpp, replayed through keras.callbacks.EarlyStopping and
-ReduceLROnPlateau: Keras must reach the verdicts the unit tests expect of ddp-trainer. Runs
-where a Python with Keras 3 is found (benchmarks/setup_frameworks.sh makes one); ctest registers
-it only there."""
+"""What the unit tests expect of ddp-trainer where it follows Keras, asked of Keras 3 itself:
+Note [monitored values]: the epoch-by-epoch cases of tests/unit/test_early_stopping.cpp and
+tests/unit/test_reduce_lr_on_plateau.cpp replayed through keras.callbacks.EarlyStopping and
+ReduceLROnPlateau; Note [augmentation]: test_augment.cpp's shifted rows through
+keras.ops.image.affine_transform (interpolation nearest, each fill mode). Runs where a Python
+with Keras 3 is found (benchmarks/setup_frameworks.sh makes one); ctest registers it only
+there."""
 
 import math
 import os
@@ -87,6 +89,27 @@ CASES = [
      ([False, True, True, False], 0.05)),
     (lambda: reduce_on_plateau("val_accuracy", 1, 0.5, [0.5, 0.6, 0.6]), ([False, False, True], 0.5)),
     (lambda: reduce_on_plateau("loss", 1, 0.5, [NAN, 1.0, NAN]), ([False, True, True], 0.25)),
+]
+
+
+def shifted_row(fill_mode, shift):
+    """The row 1 2 3 4 shifted right by `shift` pixels (left if negative), filled with 9."""
+    image = np.array([1, 2, 3, 4], dtype="float32").reshape(1, 1, 4, 1)
+    # The transform maps output to input coordinates: x_in = x - shift.
+    transform = np.array([[1, 0, -shift, 0, 1, 0, 0, 0]], dtype="float32")
+    out = keras.ops.image.affine_transform(image, transform, interpolation="nearest",
+                                           fill_mode=fill_mode, fill_value=9.0)
+    return np.asarray(out).reshape(-1).tolist(), 0.0
+
+
+# test_augment.cpp's ShiftsFillAsKerasFillModes, unflipped.
+CASES += [
+    (lambda: shifted_row("reflect", 2), ([2, 1, 1, 2], 0.0)),
+    (lambda: shifted_row("reflect", -1), ([2, 3, 4, 4], 0.0)),
+    (lambda: shifted_row("constant", 1), ([9, 1, 2, 3], 0.0)),
+    (lambda: shifted_row("constant", -2), ([3, 4, 9, 9], 0.0)),
+    (lambda: shifted_row("nearest", 2), ([1, 1, 1, 2], 0.0)),
+    (lambda: shifted_row("wrap", 1), ([4, 1, 2, 3], 0.0)),
 ]
 
 

@@ -1,0 +1,70 @@
+#pragma once
+// Note [augmentation]: Keras' RandomFlip and RandomTranslation (interpolation "nearest") for the
+// training images, as `data.train.augment`. Each training sample, as its batch is gathered, is
+// flipped and shifted by whole pixels, drawn from (seed, epoch, its position in the epoch's
+// order): the draws are the sample's whatever rank gathers it, so N ranks train what one does
+// (invariant 1), and a resumed run draws what the uninterrupted one does (invariant 3), as
+// dropout's masks (Note [dropout mask]). Shifted-in pixels are filled as Keras' fill_mode says.
+// Evaluation sees the images as they are.
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "core/shape.h"
+
+namespace ddp {
+
+class ConfigNode;
+
+struct AugmentConfig {
+  bool flip_horizontal = false;  // random_flip: horizontal, vertical, horizontal_and_vertical
+  bool flip_vertical = false;
+  double height_factor = 0;  // random_translation: [height_factor, width_factor], each in [0, 1)
+  double width_factor = 0;
+  std::string fill_mode = "reflect";  // Keras' default; constant, nearest, wrap
+  float fill_value = 0;               // fill_mode: constant
+
+  bool enabled() const {
+    return flip_horizontal || flip_vertical || height_factor > 0 || width_factor > 0;
+  }
+};
+
+// Reads `data.train.augment`.
+AugmentConfig parse_augment(ConfigNode node);
+
+// One sample's draws: flips, then the shift by (rows, columns) pixels (positive: down, right).
+struct AugmentDraw {
+  bool flip_horizontal = false, flip_vertical = false;
+  int64_t shift_rows = 0, shift_cols = 0;
+};
+
+class Augmenter {
+ public:
+  // `image`: one sample's shape, (height, width) or (height, width, channels); throws
+  // std::invalid_argument naming it when it is neither.
+  Augmenter(const AugmentConfig& config, const Shape& image);
+
+  // The draws of the sample at `position` of an epoch whose draws derive from `epoch_seed`.
+  AugmentDraw draw(uint64_t epoch_seed, int64_t position) const;
+  // out = in (one sample) flipped and shifted as `draw` says; in and out must not overlap.
+  void apply(const AugmentDraw& draw, const float* in, float* out) const;
+  // "augmentation: random_flip horizontal, random_translation up to 2 x 2 pixels (fill_mode
+  // reflect)"
+  std::string describe() const;
+  // Augments `rows` consecutive samples in place, the first at `first_position`.
+  void apply_to_batch(uint64_t epoch_seed, int64_t first_position, float* samples,
+                      int64_t rows) const;
+
+ private:
+  // Where output index i (of n) reads from after a shift by `shift`: an index in [0, n), or -1
+  // for fill_mode constant outside the image.
+  int64_t source_index(int64_t i, int64_t shift, int64_t n) const;
+
+  AugmentConfig config_;
+  enum class Fill { kReflect, kConstant, kNearest, kWrap } fill_;
+  int64_t height_, width_, channels_;
+  int64_t max_rows_, max_cols_;  // the largest shifts: factor x size, rounded down
+};
+
+}  // namespace ddp
