@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "small_trainer_config.h"
 #include "train/config_reader.h"
 #include "train/reduce_lr_on_plateau.h"
 #include "train/trainer.h"
@@ -88,36 +89,15 @@ TEST(ReduceLrOnPlateau, StateRoundTripsAndRefusesAnotherMonitor) {
   EXPECT_THROW(back.restore_json("{}"), std::runtime_error);
 }
 
-const char* kModel = R"(
-seed: 42
-data:
-  train: {type: synthetic, samples: 200, features: 10, classes: 10}
-model:
-  input: [10]
-  layers:
-    - {type: dense, units: 16, activation: relu}
-    - {type: dense, units: 10, activation: softmax}
-loss: sparse_categorical_crossentropy
-optimizer: {type: adam, learning_rate: 0.01}
-training: {epochs: 3, global_batch_size: 20}
-)";
-
-Config config_with(const std::vector<std::string>& overrides) {
-  YAML::Node root = YAML::Load(kModel);
-  for (const auto& o : overrides) apply_override(root, o);
-  return parse_config(root, "plateau.yaml");
+// The callbacks' small model, 3 epochs.
+Config config_with(std::vector<std::string> overrides) {
+  overrides.insert(overrides.begin(), "training.epochs=3");
+  return test::small_config(overrides, "plateau.yaml");
 }
 
-std::string config_error(const std::vector<std::string>& overrides) {
-  try {
-    const Config c = config_with(overrides);
-    auto backend = make_cpu_backend();
-    auto comm = make_local_communicator();
-    Trainer trainer(c, *comm, *backend, load_dataset(c.train_data, 0), std::nullopt);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "no ConfigError";
+std::string config_error(std::vector<std::string> overrides) {
+  overrides.insert(overrides.begin(), "training.epochs=3");
+  return test::small_trainer_error(overrides, "plateau.yaml");
 }
 
 TEST(ReduceLrOnPlateauConfig, KerasDefaultsAndErrorsNamingTheKey) {
