@@ -67,9 +67,13 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_epochs) : path_(pat
 }
 
 void MetricsLog::append(const EpochRecord& r) {
-  nlohmann::json j = {
-      {"epoch", r.epoch},     {"loss", r.loss},   {"samples_per_sec", r.samples_per_sec},
-      {"seconds", r.seconds}, {"steps", r.steps}, {"unix_time", r.unix_time}};
+  nlohmann::json j = {{"epoch", r.epoch},
+                      {"loss", r.loss},
+                      {"samples_per_sec", r.samples_per_sec},
+                      {"seconds", r.seconds},
+                      {"steps", r.steps},
+                      {"unix_time", r.unix_time},
+                      {"learning_rate", r.learning_rate}};
   for (const MetricValue& m : r.metrics) j[m.name] = m.value;
   if (r.skipped_steps > 0) j["skipped_steps"] = r.skipped_steps;
   if (r.clipped_steps) j["clipped_steps"] = *r.clipped_steps;

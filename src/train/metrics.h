@@ -26,6 +26,7 @@ struct EpochRecord {
   double unix_time = 0;       // when the epoch ended, evaluation included (time-to-accuracy)
   int64_t skipped_steps = 0;  // non-finite steps skipped (training.nonfinite: skip)
   std::optional<int64_t> clipped_steps;  // with optimizer.global_clipnorm: steps it scaled
+  double learning_rate = 0;  // of the epoch's last step (schedules, Note [reduce on plateau])
 };
 
 // "Epoch 3/10 - 31/31 steps - loss: 2.2841 - accuracy: 0.1421 - ... - 1234567 samples/s - 0.01s"

@@ -86,6 +86,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   if (config_.optimizer.global_clipnorm > 0) record.clipped_steps = clipped_in_epoch_;
   clipped_in_epoch_ = 0;
   record.loss = sums[0] / samples_in(sums);
+  record.learning_rate = learning_rate(completed_steps_ - 1);
   record.metrics = metrics_->values(std::span(sums).subspan(1));
   record.samples_per_sec =
       static_cast<double>(steps_run * global_batch()) / std::max(train_seconds, 1e-9);

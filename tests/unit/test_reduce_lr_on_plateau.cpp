@@ -154,6 +154,11 @@ TEST(ReduceLrOnPlateauTraining, LowersTheRateItSays) {
   EXPECT_NE(log.str().find("\nEpoch 3: ReduceLROnPlateau reducing learning rate to 0.0025.\n"),
             std::string::npos);
 
+  // Each epoch's record (metrics.jsonl) holds the rate of its last step.
+  std::vector<double> rates;
+  for (const EpochRecord& r : reduced->epoch_records()) rates.push_back(r.learning_rate);
+  EXPECT_EQ(rates, (std::vector<double>{0.01f, 0.01f, 0.005f}));
+
   std::unique_ptr<Trainer> first = t.make(config_with({}));
   first->fit(2 * first->steps_per_epoch());
   std::unique_ptr<Trainer> then = t.make(config_with({"optimizer.learning_rate=0.005"}));
