@@ -28,6 +28,10 @@ void print_info(const std::string& path) {
   if (!s.buffers.empty()) std::cout << "  running statistics: " << s.buffers.size() << "\n";
   for (const TensorSignature& t : s.buffer_signature)
     std::cout << "    " << t.name << " " << t.shape.str() << "\n";
+  // Note [callback state]
+  for (const auto& [name, state] : s.callbacks) std::cout << "  " << name << ": " << state << "\n";
+  if (!s.best_params.empty())
+    std::cout << "  best epoch's weights: " << s.best_params.size() << " parameters\n";
 }
 
 void export_weights(const std::string& path, const std::string& out) {

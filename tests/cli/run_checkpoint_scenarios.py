@@ -139,6 +139,11 @@ class Scenarios:
                 assert f.read() == g.read(), f"{other}: weights differ from es_a's"
         again = self.train(2, f"{t}/es_b", *early, "--resume")
         assert "resume: early stopping ended the run; nothing to train" in again, again
+        # ddp_ckpt info shows the state and that the best weights travel with it.
+        latest = sorted(n for n in os.listdir(f"{t}/es_b/checkpoints") if n.endswith(".ddpc"))[-1]
+        info = run([self.a.ddp_ckpt, "info", f"{t}/es_b/checkpoints/{latest}"], self.env)
+        assert re.search(r'^  early_stopping: \{.*"stopped_epoch":1.*\}$', info, re.M), info
+        assert "  best epoch's weights: 5514 parameters" in info, info
 
     def killed_mid_write(self):
         self.train(2, f"{self.tmp}/f", "--stop-after", "40")
