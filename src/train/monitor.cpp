@@ -11,18 +11,14 @@
 #include "train/metric_set.h"
 
 namespace ddp {
-namespace {
-
-bool is_validation(const std::string& name) { return name.rfind("val_", 0) == 0; }
-
-}  // namespace
-
 Monitor::Monitor(std::string name, const std::string& mode, double min_delta)
-    : name_(std::move(name)), min_delta_(min_delta) {
-  const std::string quantity = is_validation(name_) ? name_.substr(4) : name_;
-  higher_is_better_ =
-      mode == "auto" ? quantity != "loss" && !MetricSet::lower_is_better(quantity) : mode == "max";
-}
+    : name_(std::move(name)),
+      validation_(name_.rfind("val_", 0) == 0),
+      quantity_(validation_ ? name_.substr(4) : name_),
+      higher_is_better_(mode == "auto"
+                            ? quantity_ != "loss" && !MetricSet::lower_is_better(quantity_)
+                            : mode == "max"),
+      min_delta_(min_delta) {}
 
 bool Monitor::improves(double value, std::optional<double> best) const {
   if (!best) return true;
@@ -30,23 +26,21 @@ bool Monitor::improves(double value, std::optional<double> best) const {
 }
 
 double Monitor::value_in(const EpochRecord& record) const {
-  const bool validation = is_validation(name_);
-  const std::string quantity = validation ? name_.substr(4) : name_;
-  if (quantity == "loss") return validation ? record.val_loss.value_or(NAN) : record.loss;
-  for (const MetricValue& m : validation ? record.val_metrics : record.metrics)
-    if (m.name == quantity) return m.value;
+  if (quantity_ == "loss") return validation_ ? record.val_loss.value_or(NAN) : record.loss;
+  for (const MetricValue& m : validation_ ? record.val_metrics : record.metrics)
+    if (m.name == quantity_) return m.value;
   return NAN;
 }
 
 std::string Monitor::unreported(const std::vector<std::string>& metrics, bool validation) const {
-  const std::string quantity = is_validation(name_) ? name_.substr(4) : name_;
-  if (quantity != "loss" && std::find(metrics.begin(), metrics.end(), quantity) == metrics.end()) {
+  if (quantity_ != "loss" &&
+      std::find(metrics.begin(), metrics.end(), quantity_) == metrics.end()) {
     std::string reported = "loss";
     for (const std::string& metric : metrics) reported += ", " + metric;
     return "'" + name_ + "' is not reported; each epoch reports " + reported +
            (validation ? " and their val_ versions" : "");
   }
-  if (is_validation(name_) && !validation)
+  if (validation_ && !validation)
     return "'" + name_ + "' needs validation data (data.test), and this run has none";
   return "";
 }

@@ -38,6 +38,8 @@ class Monitor {
 
  private:
   std::string name_;
+  bool validation_;       // "val_...": the value on the validation split
+  std::string quantity_;  // the name without "val_": "loss" or a metric
   bool higher_is_better_;
   double min_delta_;
 };
