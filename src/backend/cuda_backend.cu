@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda_activations.h"
 #include "backend/cuda_batch_norm.h"
 #include "backend/cuda_check.h"
 #include "backend/cuda_flat_ops.h"
-#include "backend/cuda_launch.cuh"
 #include "backend/cuda_losses.h"
 #include "backend/cuda_pinned_staging.h"
 #include "backend/cuda_readback.h"
@@ -31,99 +31,6 @@ void throw_gpu_error(const char* library, const std::string& what, const char* c
 }
 
 namespace {
-
-using cuda::blocks_for;
-using cuda::kThreads;
-
-__device__ float activate(int act, float z) {
-  switch (act) {
-    case 1:
-      return z > 0 ? z : 0;  // relu
-    case 2:
-      return tanhf(z);  // tanh
-    case 3:
-      return 1.0f / (1.0f + expf(-z));  // sigmoid
-    default:
-      return z;
-  }
-}
-
-__device__ float activation_slope(int act, float y) {
-  switch (act) {
-    case 1:
-      return y > 0 ? 1.0f : 0.0f;
-    case 2:
-      return 1 - y * y;
-    case 3:
-      return y * (1 - y);
-    default:
-      return 1;
-  }
-}
-
-__global__ void bias_activation_kernel(float* y, const float* b, int64_t rows, int64_t cols,
-                                       int act) {
-  const size_t n = static_cast<size_t>(rows * cols);
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-    y[i] = activate(act, y[i] + b[i % cols]);
-}
-
-__global__ void activation_kernel(int act, const float* x, float* y, size_t n) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-    y[i] = activate(act, x[i]);
-}
-
-__global__ void activation_grad_kernel(int act, const float* y, const float* dy, float* dx,
-                                       size_t n) {
-  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
-    dx[i] = dy[i] * activation_slope(act, y[i]);
-}
-
-// db[c] (+)= sum over rows of dz[r, c]; one thread per column.
-__global__ void column_sum_kernel(const float* dz, float* db, int64_t rows, int64_t cols,
-                                  bool accumulate) {
-  const int64_t c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= cols) return;
-  float sum = 0;
-  for (int64_t r = 0; r < rows; ++r) sum += dz[r * cols + c];
-  db[c] = accumulate ? db[c] + sum : sum;
-}
-
-// One thread per row: rows are short (classes).
-__global__ void softmax_kernel(const float* x, float* y, int64_t rows, int64_t cols) {
-  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
-  const float* in = x + r * cols;
-  float* out = y + r * cols;
-  float max = in[0];
-  for (int64_t c = 1; c < cols; ++c) max = fmaxf(max, in[c]);
-  float sum = 0;
-  for (int64_t c = 0; c < cols; ++c) sum += (out[c] = expf(in[c] - max));
-  for (int64_t c = 0; c < cols; ++c) out[c] /= sum;
-}
-
-__global__ void softmax_grad_kernel(const float* y, const float* dy, float* dx, int64_t rows,
-                                    int64_t cols) {
-  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
-  if (r >= rows) return;
-  float dot = 0;
-  for (int64_t c = 0; c < cols; ++c) dot += y[r * cols + c] * dy[r * cols + c];
-  for (int64_t c = 0; c < cols; ++c) dx[r * cols + c] = y[r * cols + c] * (dy[r * cols + c] - dot);
-}
-
-int activation_code(Activation act) {
-  switch (act) {
-    case Activation::kRelu:
-      return 1;
-    case Activation::kTanh:
-      return 2;
-    case Activation::kSigmoid:
-      return 3;
-    case Activation::kLinear:
-      break;
-  }
-  return 0;
-}
 
 class CudaBackend final : public ComputeBackend {
  public:
@@ -174,21 +81,15 @@ class CudaBackend final : public ComputeBackend {
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {
     gemm(false, true, batch, out, in, x, w, y, false);
-    bias_activation_kernel<<<blocks_for(batch * out), kThreads, 0, stream_>>>(y, b, batch, out,
-                                                                              activation_code(act));
-    cudaCheck(cudaGetLastError());
+    cuda::bias_activation(y, b, batch, out, act, stream_);
   }
 
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
                       bool accumulate, const GradBlockConsumer* consume_dw) override {
-    const size_t n = static_cast<size_t>(batch * out);
-    activation_grad_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(activation_code(act), y, dy, dy,
-                                                                    n);
-    cudaCheck(cudaGetLastError());
+    cuda::activation_backward(act, y, dy, dy, static_cast<size_t>(batch * out), stream_);
     gemm(true, false, out, in, batch, dy, x, dw, accumulate);
-    column_sum_kernel<<<blocks_for(out), kThreads, 0, stream_>>>(dy, db, batch, out, accumulate);
-    cudaCheck(cudaGetLastError());
+    cuda::column_sums(dy, db, batch, out, accumulate, stream_);
     if (dx) gemm(false, false, batch, in, out, dy, w, dx, false);
     // Stream order puts the consumer's kernels (an update of w) after the product that reads w.
     if (consume_dw)
@@ -198,25 +99,19 @@ class CudaBackend final : public ComputeBackend {
   bool prefers_update_in_backward() const override { return false; }
 
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
-    activation_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(activation_code(act), x, y,
-                                                                   count);
-    cudaCheck(cudaGetLastError());
+    cuda::activation_forward(act, x, y, count, stream_);
   }
   void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                            size_t count) override {
-    activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream_>>>(activation_code(act), y, dy,
-                                                                        dx, count);
-    cudaCheck(cudaGetLastError());
+    cuda::activation_backward(act, y, dy, dx, count, stream_);
   }
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) override {
-    softmax_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(x, y, rows, cols);
-    cudaCheck(cudaGetLastError());
+    cuda::softmax_forward(x, y, rows, cols, stream_);
   }
   void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,
                         int64_t cols) override {
-    softmax_grad_kernel<<<blocks_for(rows), kThreads, 0, stream_>>>(y, dy, dx, rows, cols);
-    cudaCheck(cudaGetLastError());
+    cuda::softmax_backward(y, dy, dx, rows, cols, stream_);
   }
 
   LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,

@@ -83,10 +83,6 @@ TrainingState decode_checkpoint(std::span<const std::byte> bytes, const std::str
 
 // Throws CheckpointError naming the file.
 std::vector<std::byte> read_file_bytes(const std::string& path);
-// Writes `path` so that a crash at any moment leaves either the old file or the new one: a
-// temporary file in the same directory, fsync, rename over `path`, fsync of the directory.
-// Throws RuntimeError naming the file (unwritable directory, full disk, ...).
-void write_file_durably(const std::string& path, std::span<const std::byte> bytes);
 
 // A directory of checkpoints written by rank 0: ckpt-<step>.ddpc files and a `latest` pointer.
 class CheckpointDir {

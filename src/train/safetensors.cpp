@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "core/durable_write.h"
 #include "core/error.h"
 #include "core/json_integer.h"
 #include "train/checkpoint.h"

@@ -1,0 +1,142 @@
+// The CUDA backend's activations, bias sums and softmax (see ComputeBackend for their contracts):
+// elementwise grid-stride kernels, and one thread per row or column where a row is short.
+
+#include "backend/cuda_activations.h"
+
+#include "backend/cuda_check.h"
+#include "backend/cuda_launch.cuh"
+
+namespace ddp::cuda {
+
+namespace {
+
+__device__ float activate(int act, float z) {
+  switch (act) {
+    case 1:
+      return z > 0 ? z : 0;  // relu
+    case 2:
+      return tanhf(z);  // tanh
+    case 3:
+      return 1.0f / (1.0f + expf(-z));  // sigmoid
+    default:
+      return z;
+  }
+}
+
+__device__ float activation_slope(int act, float y) {
+  switch (act) {
+    case 1:
+      return y > 0 ? 1.0f : 0.0f;
+    case 2:
+      return 1 - y * y;
+    case 3:
+      return y * (1 - y);
+    default:
+      return 1;
+  }
+}
+
+__global__ void bias_activation_kernel(float* y, const float* b, int64_t rows, int64_t cols,
+                                       int act) {
+  const size_t n = static_cast<size_t>(rows * cols);
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    y[i] = activate(act, y[i] + b[i % cols]);
+}
+
+__global__ void activation_kernel(int act, const float* x, float* y, size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    y[i] = activate(act, x[i]);
+}
+
+__global__ void activation_grad_kernel(int act, const float* y, const float* dy, float* dx,
+                                       size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    dx[i] = dy[i] * activation_slope(act, y[i]);
+}
+
+// db[c] (+)= sum over rows of dz[r, c]; one thread per column.
+__global__ void column_sum_kernel(const float* dz, float* db, int64_t rows, int64_t cols,
+                                  bool accumulate) {
+  const int64_t c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  float sum = 0;
+  for (int64_t r = 0; r < rows; ++r) sum += dz[r * cols + c];
+  db[c] = accumulate ? db[c] + sum : sum;
+}
+
+// One thread per row: rows are short (classes).
+__global__ void softmax_kernel(const float* x, float* y, int64_t rows, int64_t cols) {
+  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  const float* in = x + r * cols;
+  float* out = y + r * cols;
+  float max = in[0];
+  for (int64_t c = 1; c < cols; ++c) max = fmaxf(max, in[c]);
+  float sum = 0;
+  for (int64_t c = 0; c < cols; ++c) sum += (out[c] = expf(in[c] - max));
+  for (int64_t c = 0; c < cols; ++c) out[c] /= sum;
+}
+
+__global__ void softmax_grad_kernel(const float* y, const float* dy, float* dx, int64_t rows,
+                                    int64_t cols) {
+  const int64_t r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= rows) return;
+  float dot = 0;
+  for (int64_t c = 0; c < cols; ++c) dot += y[r * cols + c] * dy[r * cols + c];
+  for (int64_t c = 0; c < cols; ++c) dx[r * cols + c] = y[r * cols + c] * (dy[r * cols + c] - dot);
+}
+
+int activation_code(Activation act) {
+  switch (act) {
+    case Activation::kRelu:
+      return 1;
+    case Activation::kTanh:
+      return 2;
+    case Activation::kSigmoid:
+      return 3;
+    case Activation::kLinear:
+      break;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void bias_activation(float* y, const float* b, int64_t rows, int64_t cols, Activation act,
+                     cudaStream_t stream) {
+  bias_activation_kernel<<<blocks_for(rows * cols), kThreads, 0, stream>>>(y, b, rows, cols,
+                                                                           activation_code(act));
+  cudaCheck(cudaGetLastError());
+}
+
+void activation_forward(Activation act, const float* x, float* y, size_t count,
+                        cudaStream_t stream) {
+  activation_kernel<<<blocks_for(count), kThreads, 0, stream>>>(activation_code(act), x, y, count);
+  cudaCheck(cudaGetLastError());
+}
+
+void activation_backward(Activation act, const float* y, const float* dy, float* dx, size_t count,
+                         cudaStream_t stream) {
+  activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream>>>(activation_code(act), y, dy,
+                                                                     dx, count);
+  cudaCheck(cudaGetLastError());
+}
+
+void column_sums(const float* dz, float* db, int64_t rows, int64_t cols, bool accumulate,
+                 cudaStream_t stream) {
+  column_sum_kernel<<<blocks_for(cols), kThreads, 0, stream>>>(dz, db, rows, cols, accumulate);
+  cudaCheck(cudaGetLastError());
+}
+
+void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols, cudaStream_t stream) {
+  softmax_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(x, y, rows, cols);
+  cudaCheck(cudaGetLastError());
+}
+
+void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols,
+                      cudaStream_t stream) {
+  softmax_grad_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(y, dy, dx, rows, cols);
+  cudaCheck(cudaGetLastError());
+}
+
+}  // namespace ddp::cuda

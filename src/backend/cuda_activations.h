@@ -1,0 +1,29 @@
+#pragma once
+// The CUDA backend's activations, bias sums and softmax (see ComputeBackend for their contracts),
+// queued on `stream`.
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace ddp::cuda {
+
+// y = act(y + b), b broadcast over the rows of y (rows, cols).
+void bias_activation(float* y, const float* b, int64_t rows, int64_t cols, Activation act,
+                     cudaStream_t stream);
+void activation_forward(Activation act, const float* x, float* y, size_t count,
+                        cudaStream_t stream);
+// dx = dy * act'(y), from the activation's output y; dx may be dy.
+void activation_backward(Activation act, const float* y, const float* dy, float* dx, size_t count,
+                         cudaStream_t stream);
+// db[c] (+)= sum over rows of dz[r, c].
+void column_sums(const float* dz, float* db, int64_t rows, int64_t cols, bool accumulate,
+                 cudaStream_t stream);
+void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols, cudaStream_t stream);
+void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols,
+                      cudaStream_t stream);
+
+}  // namespace ddp::cuda
