@@ -10,6 +10,28 @@
 
 namespace ddp {
 
+namespace {
+
+// Keras' factor of RandomRotation and RandomZoom: a number f for [-|f|, |f|], or [lower, upper];
+// each in [-1, 1] (open at -1 where `minus_one` is false: a zoom of 0).
+std::array<double, 2> factor_range(ConfigNode& node, const std::string& key, bool minus_one) {
+  const std::string bounds = minus_one ? "[-1, 1]" : "(-1, 1]";
+  const auto check = [&](double f) {
+    if (!(f <= 1 && (f > -1 || (minus_one && f == -1))))
+      node.fail(key, "must be in " + bounds + ", got " + show_number(f));
+    return f;
+  };
+  if (!node.is_list(key)) {
+    const double f = std::abs(check(node.require<double>(key)));
+    return {-f, f};
+  }
+  const auto range = node.require<std::vector<double>>(key);
+  if (range.size() != 2) node.fail(key, "give a number or [lower, upper], each in " + bounds);
+  return {std::min(check(range[0]), check(range[1])), std::max(range[0], range[1])};
+}
+
+}  // namespace
+
 AugmentConfig parse_augment(ConfigNode node) {
   AugmentConfig c;
   if (node.has("random_flip")) {
@@ -27,19 +49,34 @@ AugmentConfig parse_augment(ConfigNode node) {
     c.height_factor = factors[0];
     c.width_factor = factors[1];
   }
+  if (node.has("random_rotation")) c.rotation = factor_range(node, "random_rotation", true);
+  if (node.is_map("random_zoom")) {
+    ConfigNode zoom = node.child("random_zoom");
+    c.zoom_height = factor_range(zoom, "height_factor", false);
+    if (zoom.has("width_factor")) c.zoom_width = factor_range(zoom, "width_factor", false);
+    zoom.finish();
+  } else if (node.has("random_zoom")) {
+    c.zoom_height = factor_range(node, "random_zoom", false);
+  }
+  c.interpolation = node.choice("interpolation", {"bilinear", "nearest"}, "bilinear");
   c.fill_mode = node.choice("fill_mode", {"reflect", "constant", "nearest", "wrap"}, "reflect");
   c.fill_value = static_cast<float>(node.get("fill_value", 0.0));
-  if (!c.enabled()) node.fail("", "give random_flip or random_translation (or drop augment)");
+  if (!c.enabled())
+    node.fail("",
+              "give random_flip, random_translation, random_rotation or random_zoom (or drop "
+              "augment)");
   node.finish();
   return c;
 }
 
 Augmenter::Augmenter(const AugmentConfig& config, const Shape& image)
     : config_(config),
-      fill_(config.fill_mode == "constant"  ? Fill::kConstant
-            : config.fill_mode == "nearest" ? Fill::kNearest
-            : config.fill_mode == "wrap"    ? Fill::kWrap
-                                            : Fill::kReflect) {
+      fill_(config.fill_mode == "constant"  ? FillMode::kConstant
+            : config.fill_mode == "nearest" ? FillMode::kNearest
+            : config.fill_mode == "wrap"    ? FillMode::kWrap
+                                            : FillMode::kReflect),
+      interpolation_(config.interpolation == "nearest" ? Interpolation::kNearest
+                                                       : Interpolation::kBilinear) {
   if (image.rank() != 2 && image.rank() != 3)
     throw std::invalid_argument(
         "augmentation needs image samples, (height, width) or (height, "
@@ -62,28 +99,40 @@ AugmentDraw Augmenter::draw(uint64_t epoch_seed, int64_t position) const {
       static_cast<int64_t>(rng.below(static_cast<uint64_t>(2 * max_rows_ + 1))) - max_rows_;
   d.shift_cols =
       static_cast<int64_t>(rng.below(static_cast<uint64_t>(2 * max_cols_ + 1))) - max_cols_;
+  const auto uniform = [&rng](const std::array<double, 2>& range) {
+    return rng.uniform(static_cast<float>(range[0]), static_cast<float>(range[1]));
+  };
+  d.rotation = uniform(config_.rotation);
+  d.zoom_height = 1 + uniform(config_.zoom_height);
+  const float zoom_width = 1 + uniform(config_.zoom_width.value_or(config_.zoom_height));
+  d.zoom_width = config_.zoom_width ? zoom_width : d.zoom_height;
   return d;
 }
 
 int64_t Augmenter::source_index(int64_t i, int64_t shift, int64_t n) const {
   const int64_t s = i - shift;
   if (s >= 0 && s < n) return s;
-  switch (fill_) {
-    case Fill::kConstant:
-      return -1;
-    case Fill::kNearest:
-      return std::clamp<int64_t>(s, 0, n - 1);
-    case Fill::kWrap:
-      return ((s % n) + n) % n;
-    case Fill::kReflect:
-      break;
-  }
-  // Keras' and SciPy's reflect: d c b a | a b c d | d c b a, a period of 2n.
-  const int64_t m = ((s % (2 * n)) + 2 * n) % (2 * n);
-  return m < n ? m : 2 * n - 1 - m;
+  if (fill_ == FillMode::kConstant) return -1;
+  // Whole coordinates map to whole ones (Note [affine resampling]).
+  return static_cast<int64_t>(map_coordinate(static_cast<float>(s), n, fill_));
 }
 
 void Augmenter::apply(const AugmentDraw& draw, const float* in, float* out) const {
+  flip_and_shift(draw, in, out);
+  if (draw.rotation != 0)
+    resample_in_place(rotation_transform(draw.rotation, height_, width_), out);
+  if (draw.zoom_height != 1 || draw.zoom_width != 1)
+    resample_in_place(zoom_transform(draw.zoom_height, draw.zoom_width, height_, width_), out);
+}
+
+void Augmenter::resample_in_place(const AffineTransform& t, float* image) const {
+  thread_local std::vector<float> before;
+  before.assign(image, image + height_ * width_ * channels_);
+  affine_resample(t, before.data(), image, height_, width_, channels_, fill_, config_.fill_value,
+                  interpolation_);
+}
+
+void Augmenter::flip_and_shift(const AugmentDraw& draw, const float* in, float* out) const {
   // The source row of each output row and the source column of each output column: the shift on
   // the flipped image.
   thread_local std::vector<int64_t> rows, cols;
@@ -119,16 +168,31 @@ void Augmenter::apply(const AugmentDraw& draw, const float* in, float* out) cons
 }
 
 std::string Augmenter::describe() const {
-  const bool flip = config_.flip_horizontal || config_.flip_vertical;
-  const std::string flips = !flip                      ? ""
-                            : !config_.flip_vertical   ? "horizontal"
-                            : !config_.flip_horizontal ? "vertical"
-                                                       : "horizontal_and_vertical";
-  std::string out = "augmentation:";
-  if (flip) out += " random_flip " + flips + (max_rows_ + max_cols_ > 0 ? "," : "");
+  std::vector<std::string> parts;
+  if (config_.flip_horizontal || config_.flip_vertical)
+    parts.push_back("random_flip " + std::string(!config_.flip_vertical ? "horizontal"
+                                                 : !config_.flip_horizontal
+                                                     ? "vertical"
+                                                     : "horizontal_and_vertical"));
   if (max_rows_ + max_cols_ > 0)
-    out += " random_translation up to " + std::to_string(max_rows_) + " x " +
-           std::to_string(max_cols_) + " pixels (fill_mode " + config_.fill_mode + ")";
+    parts.push_back("random_translation up to " + std::to_string(max_rows_) + " x " +
+                    std::to_string(max_cols_) + " pixels");
+  const auto range = [](const std::array<double, 2>& r, double scale) {
+    return show_number(r[0] * scale) + " to " + show_number(r[1] * scale);
+  };
+  const bool rotates = config_.rotation != std::array<double, 2>{0, 0};
+  const bool zooms = config_.zoom_height != std::array<double, 2>{0, 0} || config_.zoom_width;
+  if (rotates) parts.push_back("random_rotation " + range(config_.rotation, 360) + " degrees");
+  if (zooms)
+    parts.push_back("random_zoom " + (config_.zoom_width
+                                          ? "height " + range(config_.zoom_height, 1) + ", width " +
+                                                range(*config_.zoom_width, 1)
+                                          : range(config_.zoom_height, 1)));
+  std::string out = "augmentation:";
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? ", " : " ") + parts[i];
+  if (max_rows_ + max_cols_ > 0 || rotates || zooms)
+    out += " (" + (rotates || zooms ? config_.interpolation + ", " : std::string()) + "fill_mode " +
+           config_.fill_mode + ")";
   return out;
 }
 
@@ -140,7 +204,7 @@ void Augmenter::apply_to_batch(uint64_t epoch_seed, int64_t first_position, floa
   for (int64_t r = 0; r < rows; ++r) {
     float* const sample = samples + r * size;
     const AugmentDraw d = draw(epoch_seed, first_position + r);
-    if (!d.flip_horizontal && !d.flip_vertical && d.shift_rows == 0 && d.shift_cols == 0) continue;
+    if (d.changes_nothing()) continue;
     std::copy_n(sample, size, original.data());
     apply(d, original.data(), sample);
   }

@@ -37,8 +37,9 @@ TEST_P(DdpModels, ConvnetWithDropoutMatchesSingleProcess) {
   EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(no_dropout), *local, 12)), 1e-4f);
 }
 
-// Note [augmentation]: each training sample is flipped and shifted by the draws of its position in
-// the epoch, so N ranks (and the partial last batch split over them) augment what one rank does.
+// Note [augmentation]: each training sample is flipped, shifted, rotated and zoomed by the draws
+// of its position in the epoch, so N ranks (and the partial last batch split over them) augment
+// what one rank does.
 TEST_P(DdpModels, AugmentedConvnetMatchesSingleProcess) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
@@ -51,7 +52,7 @@ TEST_P(DdpModels, AugmentedConvnetMatchesSingleProcess) {
   std::vector<std::string> augmented = convnet;
   augmented.push_back(
       "data.train.augment={random_flip: horizontal_and_vertical,"
-      " random_translation: [0.25, 0.25]}");
+      " random_translation: [0.25, 0.25], random_rotation: 0.1, random_zoom: 0.2}");
   const Config config = config_with(augmented);
   const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
   const std::vector<float> single = train_and_get_params(config, *local, 12);

@@ -120,7 +120,8 @@ TEST(Resume, AugmentedConvnetBitIdenticalInTheMiddleOfAnEpoch) {
        "model.layers=[{type: conv2d, filters: 3, kernel_size: 3, activation: relu},"
        " {type: flatten}, {type: dense, units: 5, activation: softmax}]",
        "data.train.augment={random_flip: horizontal, random_translation: [0.25, 0.25],"
-       " fill_mode: constant, fill_value: 0.5}"});
+       " random_rotation: [-0.05, 0.1], random_zoom: {height_factor: 0.1, width_factor: [-0.2, 0]},"
+       " interpolation: nearest, fill_mode: constant, fill_value: 0.5}"});
   straight_and_resumed(config, comm, 33);
 }
 

@@ -3,7 +3,9 @@
 Note [monitored values]: the epoch-by-epoch cases of tests/unit/test_early_stopping.cpp and
 tests/unit/test_reduce_lr_on_plateau.cpp replayed through keras.callbacks.EarlyStopping and
 ReduceLROnPlateau; Note [augmentation]: test_augment.cpp's shifted rows through
-keras.ops.image.affine_transform (interpolation nearest, each fill mode). Runs where a Python
+keras.ops.image.affine_transform (interpolation nearest, each fill mode), its zoomed rows and
+rotated images through keras.layers.RandomZoom and RandomRotation with ranges of one value
+(Note [affine resampling]: the TensorFlow backend, Keras' default). Runs where a Python
 with Keras 3 is found (benchmarks/setup_frameworks.sh makes one); ctest registers it only
 there."""
 
@@ -110,6 +112,42 @@ CASES += [
     (lambda: shifted_row("constant", -2), ([3, 4, 9, 9], 0.0)),
     (lambda: shifted_row("nearest", 2), ([1, 1, 1, 2], 0.0)),
     (lambda: shifted_row("wrap", 1), ([4, 1, 2, 3], 0.0)),
+    (lambda: shifted_row("wrap", 3), ([4, 3, 4, 1], 0.0)),
+    (lambda: shifted_row("wrap", -3), ([4, 1, 2, 1], 0.0)),
+    (lambda: shifted_row("reflect", 3), ([3, 2, 1, 1], 0.0)),
+]
+
+
+def zoomed_row(fill_mode, interpolation, zoom):
+    """The row 1 2 3 4 through RandomZoom with the width zoom `zoom` (the height's 1)."""
+    image = np.array([1, 2, 3, 4], dtype="float32").reshape(1, 1, 4, 1)
+    layer = keras.layers.RandomZoom((0.0, 0.0), (zoom - 1, zoom - 1), fill_mode=fill_mode,
+                                    interpolation=interpolation, fill_value=9.0)
+    return np.asarray(layer(image, training=True)).reshape(-1).tolist(), 0.0
+
+
+def rotated(turns):
+    """Channel 0 of the 3 x 3 image 0..8 through RandomRotation by `turns`, to 5 decimals."""
+    image = np.arange(9, dtype="float32").reshape(1, 3, 3, 1)
+    layer = keras.layers.RandomRotation((turns, turns), fill_mode="constant", fill_value=-1.0)
+    out = np.asarray(layer(image, training=True)).reshape(-1)
+    return [round(float(v), 5) + 0.0 for v in out], 0.0
+
+
+# test_augment.cpp's ZoomsResampleAsKerasFillModesAndInterpolationsSay and
+# RotationTurnsAboutTheCentre.
+CASES += [
+    (lambda: zoomed_row("constant", "bilinear", 2), ([9, 1.5, 3.5, 9], 0.0)),
+    (lambda: zoomed_row("reflect", "bilinear", 2), ([1.5, 1.5, 3.5, 3.5], 0.0)),
+    (lambda: zoomed_row("nearest", "bilinear", 2), ([1, 1.5, 3.5, 4], 0.0)),
+    (lambda: zoomed_row("wrap", "bilinear", 2), ([3.5, 1.5, 3.5, 1.5], 0.0)),
+    (lambda: zoomed_row("constant", "nearest", 2), ([9, 2, 4, 9], 0.0)),
+    (lambda: zoomed_row("reflect", "nearest", 2), ([2, 2, 4, 4], 0.0)),
+    (lambda: zoomed_row("wrap", "nearest", 2), ([4, 2, 4, 2], 0.0)),
+    (lambda: zoomed_row("constant", "bilinear", 0.5), ([1.75, 2.25, 2.75, 3.25], 0.0)),
+    (lambda: zoomed_row("constant", "nearest", 0.5), ([2, 2, 3, 3], 0.0)),
+    (lambda: rotated(0.25), ([2, 5, 8, 1, 4, 7, 0, 3, 6], 0.0)),
+    (lambda: rotated(-0.5), ([8, 7, 6, 5, 4, 3, 2, 1, 0], 0.0)),
 ]
 
 

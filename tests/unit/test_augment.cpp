@@ -1,9 +1,13 @@
-// Note [augmentation]: flips and whole-pixel shifts with Keras' fill modes on small images worked
-// out by hand, draws that depend only on (seed, position) and cover their range, and config
+// Note [augmentation], Note [affine resampling]: flips, whole-pixel shifts, zooms and rotations
+// with Keras' fill modes and interpolations on small images worked out by hand (the same cases
+// run through Keras itself in tests/interop/keras_reference.py), bilinear resampling exact on
+// linear images, draws that depend only on (seed, position) and cover their range, and config
 // errors naming the key.
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <numbers>
 #include <set>
 #include <string>
 #include <vector>
@@ -47,10 +51,121 @@ TEST(Augment, ShiftsFillAsKerasFillModes) {
   EXPECT_EQ(row_after(with_fill("nearest"), shift(2)), (std::vector<float>{1, 1, 1, 2}));
   EXPECT_EQ(row_after(with_fill("wrap"), shift(1)), (std::vector<float>{4, 1, 2, 3}));
   EXPECT_EQ(row_after(with_fill("wrap"), shift(0)), (std::vector<float>{1, 2, 3, 4}));
+  // TensorFlow's wrap steps by n - 1 (Note [affine resampling]), which shows from n - 1 pixels on.
+  EXPECT_EQ(row_after(with_fill("wrap"), shift(3)), (std::vector<float>{4, 3, 4, 1}));
+  EXPECT_EQ(row_after(with_fill("wrap"), shift(-3)), (std::vector<float>{4, 1, 2, 1}));
+  EXPECT_EQ(row_after(with_fill("reflect"), shift(3)), (std::vector<float>{3, 2, 1, 1}));
   // Flipped first, then shifted: d c b a, then one to the right.
   EXPECT_EQ(row_after(with_fill("constant", 9), shift(0, true)), (std::vector<float>{4, 3, 2, 1}));
   EXPECT_EQ(row_after(with_fill("constant", 9), shift(1, true)), (std::vector<float>{9, 4, 3, 2}));
   EXPECT_EQ(row_after(with_fill("reflect"), shift(1, true)), (std::vector<float>{4, 4, 3, 2}));
+}
+
+AugmentDraw zoom_width(float zoom) { return {.zoom_width = zoom}; }
+
+// Zoomed out by 2 along the row: output x reads input 2x - 1.5 (-1.5, 0.5, 2.5, 4.5), so the ends
+// come from outside the image, each fill mode its own way (coordinates mapped first, then read).
+TEST(Augment, ZoomsResampleAsKerasFillModesAndInterpolationsSay) {
+  const auto zoomed = [](const std::string& fill, const std::string& interpolation, float zoom) {
+    AugmentConfig c = with_fill(fill, 9);
+    c.interpolation = interpolation;
+    return row_after(c, zoom_width(zoom));
+  };
+  using V = std::vector<float>;
+  EXPECT_EQ(zoomed("constant", "bilinear", 2), (V{9, 1.5, 3.5, 9}));
+  EXPECT_EQ(zoomed("reflect", "bilinear", 2), (V{1.5, 1.5, 3.5, 3.5}));  // -1.5 -> 0.5, 4.5 -> 2.5
+  EXPECT_EQ(zoomed("nearest", "bilinear", 2), (V{1, 1.5, 3.5, 4}));
+  EXPECT_EQ(zoomed("wrap", "bilinear", 2), (V{3.5, 1.5, 3.5, 1.5}));  // -1.5 -> 2.5, 4.5 -> 0.5
+  // Nearest rounds ties away from zero, after the fill mode's mapping.
+  EXPECT_EQ(zoomed("constant", "nearest", 2), (V{9, 2, 4, 9}));
+  EXPECT_EQ(zoomed("reflect", "nearest", 2), (V{2, 2, 4, 4}));
+  EXPECT_EQ(zoomed("wrap", "nearest", 2), (V{4, 2, 4, 2}));
+  // Zoomed in by 2: input 0.75, 1.25, 1.75, 2.25, all inside.
+  EXPECT_EQ(zoomed("constant", "bilinear", 0.5), (V{1.75, 2.25, 2.75, 3.25}));
+  EXPECT_EQ(zoomed("constant", "nearest", 0.5), (V{2, 2, 3, 3}));
+}
+
+// A quarter turn about the centre of a 3 x 3 image of two channels: output (y, x) is input
+// (x, 2 - y), both channels.
+TEST(Augment, RotationTurnsAboutTheCentre) {
+  AugmentConfig c = with_fill("constant", -1);
+  const Augmenter augmenter(c, Shape{3, 3, 2});
+  std::vector<float> in;
+  for (int p = 0; p < 9; ++p) in.insert(in.end(), {float(p), 100.0f + p});
+  std::vector<float> out(18);
+  augmenter.apply({.rotation = 0.25f}, in.data(), out.data());
+  const std::vector<float> want = {2, 5, 8, 1, 4, 7, 0, 3, 6};
+  for (int p = 0; p < 9; ++p) {
+    EXPECT_NEAR(out[2 * p], want[p], 1e-5) << p;
+    EXPECT_NEAR(out[2 * p + 1], 100 + want[p], 1e-4) << p;
+  }
+  // Half a turn: the image upside down and back to front.
+  augmenter.apply({.rotation = -0.5f}, in.data(), out.data());
+  for (int p = 0; p < 9; ++p) EXPECT_NEAR(out[2 * p], 8 - p, 1e-5) << p;
+}
+
+// Bilinear interpolation reproduces a linear image: wherever a rotated and zoomed pixel reads
+// from inside the image its value is the linear function at the point it reads, which is
+// computed here from the rotation about the centre, not from the code's matrix.
+TEST(Augment, RotationAndZoomAreExactOnALinearImage) {
+  constexpr int64_t kSize = 9;
+  AugmentConfig c = with_fill("constant", -1000);
+  const Augmenter augmenter(c, Shape{kSize, kSize});
+  std::vector<float> in(kSize * kSize), out(kSize * kSize);
+  for (int64_t y = 0; y < kSize; ++y)
+    for (int64_t x = 0; x < kSize; ++x) in[y * kSize + x] = float(x + 10 * y);
+  const double turns = 0.04, zoom_h = 0.9, zoom_w = 1.1, centre = (kSize - 1) / 2.0;
+  augmenter.apply({.rotation = float(turns)}, in.data(), out.data());
+  const double theta = 2 * std::numbers::pi * turns;
+  int inside = 0;
+  for (int64_t y = 0; y < kSize; ++y) {
+    for (int64_t x = 0; x < kSize; ++x) {
+      const double dx = x - centre, dy = y - centre;
+      const double sx = std::cos(theta) * dx - std::sin(theta) * dy + centre;
+      const double sy = std::sin(theta) * dx + std::cos(theta) * dy + centre;
+      if (sx < 0 || sx > kSize - 1 || sy < 0 || sy > kSize - 1) continue;
+      ++inside;
+      EXPECT_NEAR(out[y * kSize + x], sx + 10 * sy, 1e-3) << y << "," << x;
+    }
+  }
+  EXPECT_GT(inside, 60);
+  // The zoom scales the coordinates it reads about the centre; the columns that read from past
+  // the edges are (partly) filled.
+  augmenter.apply({.rotation = 0, .zoom_height = float(zoom_h), .zoom_width = float(zoom_w)},
+                  in.data(), out.data());
+  for (int64_t y = 0; y < kSize; ++y) {
+    for (int64_t x = 0; x < kSize; ++x) {
+      const double sx = (x - centre) * zoom_w + centre, sy = (y - centre) * zoom_h + centre;
+      if (sx > kSize - 1 || sx < 0) {
+        EXPECT_LT(out[y * kSize + x], -100) << "filled " << y << "," << x;
+        continue;
+      }
+      EXPECT_NEAR(out[y * kSize + x], sx + 10 * sy, 1e-3) << y << "," << x;
+    }
+  }
+}
+
+// An image of three channels resamples as three grey images would, edges and fill modes included.
+TEST(Augment, ChannelsResampleAsSeparateImages) {
+  constexpr int64_t kSize = 7, kPixels = kSize * kSize;
+  for (const std::string fill : {"reflect", "wrap", "constant"}) {
+    for (const std::string interpolation : {"bilinear", "nearest"}) {
+      AugmentConfig c = with_fill(fill, 0.25f);
+      c.interpolation = interpolation;
+      const Augmenter colour(c, Shape{kSize, kSize, 3}), grey(c, Shape{kSize, kSize});
+      std::vector<float> in(3 * kPixels), out(3 * kPixels);
+      for (size_t i = 0; i < in.size(); ++i) in[i] = std::sin(0.37f * float(i));
+      const AugmentDraw d = {.rotation = 0.07f, .zoom_height = 1.3f, .zoom_width = 0.8f};
+      colour.apply(d, in.data(), out.data());
+      for (int64_t channel = 0; channel < 3; ++channel) {
+        std::vector<float> one(kPixels), resampled(kPixels);
+        for (int64_t p = 0; p < kPixels; ++p) one[p] = in[3 * p + channel];
+        grey.apply(d, one.data(), resampled.data());
+        for (int64_t p = 0; p < kPixels; ++p)
+          ASSERT_EQ(out[3 * p + channel], resampled[p]) << fill << " " << interpolation << " " << p;
+      }
+    }
+  }
 }
 
 // Images of (height, width, channels): a pixel's channels move together.
@@ -102,6 +217,42 @@ TEST(Augment, DrawsDependOnlyOnSeedAndPositionAndCoverTheirRange) {
   EXPECT_GT(moved_by_another_seed, kDraws * 8 / 10);
 }
 
+// Rotations and zooms are drawn uniformly from their ranges; the width's zoom is the height's
+// unless it has a range of its own.
+TEST(Augment, RotationAndZoomDrawsCoverTheirRanges) {
+  AugmentConfig c;
+  c.rotation = {-0.1, 0.2};
+  c.zoom_height = {-0.3, 0.3};
+  const Augmenter same_zoom(c, Shape{28, 28});
+  c.zoom_width = {0.0, 0.5};
+  const Augmenter own_width(c, Shape{28, 28});
+  float low = 1, high = -1, zoom_low = 2, zoom_high = 0, width_low = 2, width_high = 0;
+  int widths_differ = 0;
+  for (int p = 0; p < 4000; ++p) {
+    const AugmentDraw d = same_zoom.draw(5, p);
+    EXPECT_EQ(d.zoom_width, d.zoom_height);
+    low = std::min(low, d.rotation), high = std::max(high, d.rotation);
+    zoom_low = std::min(zoom_low, d.zoom_height), zoom_high = std::max(zoom_high, d.zoom_height);
+    const AugmentDraw w = own_width.draw(5, p);
+    EXPECT_EQ(w.rotation, d.rotation);
+    EXPECT_EQ(w.zoom_height, d.zoom_height);
+    width_low = std::min(width_low, w.zoom_width), width_high = std::max(width_high, w.zoom_width);
+    widths_differ += w.zoom_width != w.zoom_height;
+  }
+  EXPECT_GE(low, -0.1f);
+  EXPECT_LT(low, -0.09f);
+  EXPECT_LE(high, 0.2f);
+  EXPECT_GT(high, 0.19f);
+  EXPECT_GE(zoom_low, 0.7f);
+  EXPECT_LT(zoom_low, 0.71f);
+  EXPECT_LE(zoom_high, 1.3f);
+  EXPECT_GT(zoom_high, 1.29f);
+  EXPECT_GE(width_low, 1.0f);
+  EXPECT_LT(width_low, 1.01f);
+  EXPECT_GT(width_high, 1.49f);
+  EXPECT_GT(widths_differ, 3900);
+}
+
 // apply_to_batch: each row as its own position's draw.
 TEST(Augment, BatchRowsTakeTheirPositionsDraws) {
   AugmentConfig c = with_fill("wrap");
@@ -146,8 +297,25 @@ TEST(Augment, ConfigErrorsNameTheKey) {
             "aug.yaml: data.train.augment.random_translation: each factor must be in [0, 1), got "
             "1.5");
   EXPECT_EQ(config_error("{fill_mode: constant}"),
-            "aug.yaml: data.train.augment: give random_flip or random_translation (or drop "
-            "augment)");
+            "aug.yaml: data.train.augment: give random_flip, random_translation, random_rotation "
+            "or random_zoom (or drop augment)");
+  EXPECT_EQ(config_error("{random_rotation: 1.5}"),
+            "aug.yaml: data.train.augment.random_rotation: must be in [-1, 1], got 1.5");
+  EXPECT_EQ(config_error("{random_rotation: [0.1, 0.2, 0.3]}"),
+            "aug.yaml: data.train.augment.random_rotation: give a number or [lower, upper], each "
+            "in [-1, 1]");
+  EXPECT_EQ(config_error("{random_zoom: [-1, 0.2]}"),
+            "aug.yaml: data.train.augment.random_zoom: must be in (-1, 1], got -1");
+  EXPECT_EQ(config_error("{random_zoom: {height_factor: 0.1, width_factor: 2}}"),
+            "aug.yaml: data.train.augment.random_zoom.width_factor: must be in (-1, 1], got 2");
+  EXPECT_EQ(config_error("{random_zoom: {width_factor: 0.1}}")
+                .find("aug.yaml: data.train.augment.random_zoom.height_factor: "),
+            0u);
+  EXPECT_EQ(config_error("{random_rotation: 0.1, interpolation: cubic}"),
+            "aug.yaml: data.train.augment.interpolation: unknown value 'cubic' (expected one of: "
+            "bilinear, nearest)");
+  EXPECT_EQ(config_error("{random_rotation: -0.1, random_zoom: {height_factor: [0.2, -0.1]}}"),
+            "no ConfigError");
   EXPECT_EQ(config_error("{random_flip: vertical}"), "no ConfigError");
   EXPECT_THROW(Augmenter(AugmentConfig{.flip_horizontal = true}, Shape{784}),
                std::invalid_argument);
