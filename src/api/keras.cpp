@@ -86,13 +86,17 @@ Spec CategoricalCrossentropy(double label_smoothing) {
                {"label_smoothing", YAML::Node(label_smoothing)}})};
 }
 Spec EarlyStopping(const std::string& monitor, int64_t patience, double min_delta,
-                   bool restore_best_weights, const std::string& mode) {
-  return {map({{"type", YAML::Node("early_stopping")},
-               {"monitor", YAML::Node(monitor)},
-               {"patience", YAML::Node(patience)},
-               {"min_delta", YAML::Node(min_delta)},
-               {"restore_best_weights", YAML::Node(restore_best_weights)},
-               {"mode", YAML::Node(mode)}})};
+                   bool restore_best_weights, const std::string& mode,
+                   std::optional<double> baseline, int64_t start_from_epoch) {
+  Spec spec{map({{"type", YAML::Node("early_stopping")},
+                 {"monitor", YAML::Node(monitor)},
+                 {"patience", YAML::Node(patience)},
+                 {"min_delta", YAML::Node(min_delta)},
+                 {"restore_best_weights", YAML::Node(restore_best_weights)},
+                 {"mode", YAML::Node(mode)},
+                 {"start_from_epoch", YAML::Node(start_from_epoch)}})};
+  if (baseline) spec.node["baseline"] = *baseline;
+  return spec;
 }
 Spec ReduceLROnPlateau(const std::string& monitor, double factor, int64_t patience,
                        double min_delta, int64_t cooldown, double min_lr, const std::string& mode) {

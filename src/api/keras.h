@@ -70,7 +70,8 @@ Spec CategoricalCrossentropy(double label_smoothing = 0.0);
 // FitOptions::callbacks.
 Spec EarlyStopping(const std::string& monitor = "val_loss", int64_t patience = 0,
                    double min_delta = 0.0, bool restore_best_weights = false,
-                   const std::string& mode = "auto");
+                   const std::string& mode = "auto", std::optional<double> baseline = std::nullopt,
+                   int64_t start_from_epoch = 0);
 // Keras' ReduceLROnPlateau callback (Note [reduce on plateau]: the optimizer's schedule
 // reduce_on_plateau), for FitOptions::callbacks.
 Spec ReduceLROnPlateau(const std::string& monitor = "val_loss", double factor = 0.1,

@@ -17,6 +17,9 @@ EarlyStoppingConfig parse_early_stopping(ConfigNode node) {
   if (!(c.min_delta >= 0)) node.fail("min_delta", "must be >= 0");
   c.mode = node.choice("mode", {"auto", "min", "max"}, "auto");
   c.restore_best_weights = node.get("restore_best_weights", false);
+  if (node.has("baseline")) c.baseline = node.require<double>("baseline");
+  c.start_from_epoch = node.get<int64_t>("start_from_epoch", 0);
+  if (c.start_from_epoch < 0) node.fail("start_from_epoch", "must be >= 0");
   node.finish();
   return c;
 }
@@ -25,15 +28,16 @@ EarlyStopping::EarlyStopping(const EarlyStoppingConfig& config)
     : config_(config), monitor_(config.monitor, config.mode, config.min_delta) {}
 
 bool EarlyStopping::observe(int64_t epoch, double value) {
+  if (epoch < config_.start_from_epoch) return false;
   const std::optional<double> best =
       state_.best_epoch >= 0 ? std::optional<double>(state_.best) : std::nullopt;
+  ++state_.wait;
   if (monitor_.improves(value, best)) {
     state_.best = value;
     state_.best_epoch = epoch;
-    state_.wait = 0;
+    if (!config_.baseline || monitor_.improves(value, config_.baseline)) state_.wait = 0;
     return true;
   }
-  ++state_.wait;
   if (state_.wait >= config_.patience && epoch > 0) state_.stopped_epoch = epoch;
   return false;
 }
@@ -42,17 +46,26 @@ std::string EarlyStopping::describe() const {
   return "early stopping: on " + monitor_.describe() + ", patience " +
          std::to_string(config_.patience) +
          (config_.min_delta > 0 ? ", min_delta " + show_number(config_.min_delta) : "") +
+         (config_.baseline ? ", baseline " + show_number(*config_.baseline) : "") +
+         (config_.start_from_epoch > 0
+              ? ", from epoch " + std::to_string(config_.start_from_epoch + 1)
+              : "") +
          (config_.restore_best_weights ? ", restoring the best epoch's weights at the end" : "");
 }
 
 std::string EarlyStopping::stop_line() const {
   // The first epoch's value is the first best (Note [monitored values]): a stop has one.
-  const std::string best =
-      show_number(state_.best) + " (epoch " + std::to_string(state_.best_epoch + 1) + ")";
-  return "Epoch " + std::to_string(state_.stopped_epoch + 1) +
-         ": early stopping: " + config_.monitor + " has not improved on " + best +
+  const std::string epochs = std::to_string(state_.wait) + " epoch" + (state_.wait == 1 ? "" : "s");
+  const std::string best = show_number(state_.best);
+  const std::string best_epoch = "epoch " + std::to_string(state_.best_epoch + 1);
+  const std::string head =
+      "Epoch " + std::to_string(state_.stopped_epoch + 1) + ": early stopping: " + config_.monitor;
+  if (config_.baseline && !monitor_.improves(state_.best, config_.baseline))
+    return head + " has not beaten the baseline " + show_number(*config_.baseline) + " in " +
+           epochs + " (best " + best + ", " + best_epoch + ")";
+  return head + " has not improved on " + best + " (" + best_epoch + ")" +
          (config_.min_delta > 0 ? " by more than " + show_number(config_.min_delta) : "") +
-         " for " + std::to_string(state_.wait) + " epoch" + (state_.wait == 1 ? "" : "s");
+         " for " + epochs;
 }
 
 std::string EarlyStopping::to_json() const {

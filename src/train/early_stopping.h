@@ -2,7 +2,10 @@
 // Note [early stopping]: Keras' EarlyStopping callback, as `training.early_stopping`. After each
 // epoch's report its monitored value (Note [monitored values]) is compared with the best so far:
 // an improvement makes it the best and resets the wait; otherwise the epoch waits, and once
-// `patience` epochs in a row have waited (and it is not the first epoch) training stops. With
+// `patience` epochs in a row have waited (and it is not the first epoch) training stops. With a
+// baseline, an improvement restarts the wait only if it also beats the baseline, so a run that
+// never gets past the baseline stops after `patience` epochs (improving epochs never stop it, as
+// in Keras); epochs before start_from_epoch are not watched at all. With
 // restore_best_weights the model ends training with the best epoch's weights and batch-norm
 // statistics, stopped or not (Keras 3); the optimizer's state stays the last epoch's. The state
 // (the best value and its epoch, the wait, whether stopped) and the best weights travel in
@@ -10,6 +13,7 @@
 // ends with the same weights; a stopped run has nothing left to train.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "train/config_reader.h"
@@ -24,6 +28,8 @@ struct EarlyStoppingConfig {
   double min_delta = 0;       // smaller changes are no improvement
   std::string mode = "auto";  // min, max, or auto: min for a loss and MAE, max for the others
   bool restore_best_weights = false;
+  std::optional<double> baseline{};  // a value the monitored one must beat to restart the wait
+  int64_t start_from_epoch = 0;      // 0-based epochs before it are a warm-up, not watched
 };
 
 // Reads `training.early_stopping` (a mapping; all keys optional).
@@ -51,7 +57,8 @@ class EarlyStopping {
   // epoch's weights at the end"
   std::string describe() const;
   // "Epoch 7: early stopping: val_loss has not improved on 0.3012 (epoch 4) for 3 epochs"
-  // (with min_delta: "... (epoch 4) by more than 0.01 for 3 epochs")
+  // (with min_delta: "... (epoch 4) by more than 0.01 for 3 epochs"; short of a baseline:
+  // "val_loss has not beaten the baseline 0.3 in 3 epochs (best 0.3012, epoch 4)")
   std::string stop_line() const;
 
   // The state as a checkpoint's meta holds it (JSON, with the monitor), and back: throws

@@ -36,21 +36,21 @@ def model(monitor):
     return m
 
 
-def early_stopping(monitor, patience, values, min_delta=0.0, mode="auto"):
+def early_stopping(monitor, patience, values, min_delta=0.0, mode="auto", baseline=None,
+                   start_from_epoch=0):
     """Which epochs became the best (until the stop), and the epoch it stopped after (-1)."""
     m = model(monitor)
     cb = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, min_delta=min_delta,
-                                       mode=mode)
+                                       mode=mode, baseline=baseline,
+                                       start_from_epoch=start_from_epoch)
     cb.set_model(m)
     m.stop_training = False
     cb.on_train_begin()
     improved = []
     for epoch, value in enumerate(values):
-        wait_before = cb.wait
+        best_before = cb.best
         cb.on_epoch_end(epoch, {monitor: value})
-        # An improvement resets the wait, which otherwise grows by one.
-        improved.append(cb.wait == 0 and cb.best_epoch == epoch)
-        assert cb.wait in (0, wait_before + 1)
+        improved.append(cb.best is not best_before)
         if m.stop_training:
             return improved, epoch
     return improved, -1
@@ -82,6 +82,15 @@ CASES = [
     (lambda: early_stopping("mae", 1, [0.5, 0.6]), ([True, False], 1)),
     (lambda: early_stopping("loss", 1, [0.5, 0.6, 0.4], mode="max"), ([True, True, False], 2)),
     (lambda: early_stopping("loss", 10, [3.0, 2.0, 4.0, 1.0]), ([True, True, False, True], -1)),
+    # test_early_stopping.cpp's BaselineAndStartFromEpochFollowKeras.
+    (lambda: early_stopping("loss", 2, [1.0, 0.9, 0.95, 0.94], baseline=0.5),
+     ([True, True, False], 2)),
+    (lambda: early_stopping("loss", 2, [1.0, 0.9, 0.95, 0.94]), ([True, True, False, False], 3)),
+    (lambda: early_stopping("loss", 2, [1.0, 0.9, 0.8, 0.7, 0.6], baseline=0.5), ([True] * 5, -1)),
+    (lambda: early_stopping("loss", 2, [1.0, 0.4, 0.45, 0.46, 0.3], baseline=0.5),
+     ([True, True, False, False], 3)),
+    (lambda: early_stopping("loss", 0, [1.0, 0.5, 2.0, 3.0, 0.1], start_from_epoch=2),
+     ([False, False, True, False], 3)),
     (lambda: reduce_on_plateau("val_loss", 2, 0.5, [1.0, 0.9, 0.95, 0.96, 0.97, 0.5, 0.6]),
      ([False, False, False, True, False, False, False], 0.5)),
     (lambda: reduce_on_plateau("loss", 1, 0.5, [1.0, 0.99995]), ([False, True], 0.5)),

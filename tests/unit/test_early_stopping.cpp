@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -75,6 +76,43 @@ TEST(EarlyStopping, FollowsKerasRule) {
   EXPECT_EQ(v.stopped_epoch, -1);
 }
 
+// baseline: an improvement restarts the wait only past the baseline too; start_from_epoch: the
+// epochs before it are not watched (the same cases in keras_reference.py).
+TEST(EarlyStopping, BaselineAndStartFromEpochFollowKeras) {
+  const auto with = [](std::optional<double> baseline, int64_t start_from_epoch) {
+    EarlyStoppingConfig c = stopping("loss", 2);
+    c.baseline = baseline;
+    c.start_from_epoch = start_from_epoch;
+    return c;
+  };
+  // Never past 0.5: the wait counts from the start, so the first epoch that does not improve,
+  // the third, stops the run (without a baseline it would wait).
+  Verdicts v = run(with(0.5, 0), {1.0, 0.9, 0.95, 0.94});
+  EXPECT_EQ(v.improved, (std::vector<bool>{true, true, false}));
+  EXPECT_EQ(v.stopped_epoch, 2);
+  EXPECT_EQ(run(with(std::nullopt, 0), {1.0, 0.9, 0.95, 0.94}).stopped_epoch, 3);
+  // ... while improving epochs never stop it.
+  v = run(with(0.5, 0), {1.0, 0.9, 0.8, 0.7, 0.6});
+  EXPECT_EQ(v.improved, (std::vector<bool>(5, true)));
+  EXPECT_EQ(v.stopped_epoch, -1);
+  // 0.4 beats the baseline and restarts the wait: two epochs later it stops.
+  v = run(with(0.5, 0), {1.0, 0.4, 0.45, 0.46, 0.3});
+  EXPECT_EQ(v.improved, (std::vector<bool>{true, true, false, false}));
+  EXPECT_EQ(v.stopped_epoch, 3);
+  // Epochs 0 and 1 are a warm-up: epoch 2's 2.0 is the first best, patience 0 stops at epoch 3.
+  EarlyStoppingConfig warm = with(std::nullopt, 2);
+  warm.patience = 0;
+  v = run(warm, {1.0, 0.5, 2.0, 3.0, 0.1});
+  EXPECT_EQ(v.improved, (std::vector<bool>{false, false, true, false}));
+  EXPECT_EQ(v.stopped_epoch, 3);
+  // The stop line says which rule stopped the run.
+  EarlyStopping es(with(0.5, 0));
+  for (int64_t e = 0; e < 3; ++e) es.observe(e, std::vector<double>{1.0, 0.9, 0.95}[e]);
+  EXPECT_EQ(es.stop_line(),
+            "Epoch 3: early stopping: loss has not beaten the baseline 0.5 in 3 epochs (best 0.9, "
+            "epoch 2)");
+}
+
 TEST(EarlyStopping, StateRoundTripsAndRefusesAnotherMonitor) {
   EarlyStopping es(stopping("val_loss", 3));
   es.observe(0, 0.7);
@@ -127,10 +165,22 @@ TEST(EarlyStoppingConfig, DefaultsAndErrorsNamingTheKey) {
   EXPECT_EQ(c.min_delta, 0);
   EXPECT_EQ(c.mode, "auto");
   EXPECT_FALSE(c.restore_best_weights);
+  EXPECT_FALSE(c.baseline);
+  EXPECT_EQ(c.start_from_epoch, 0);
+  const EarlyStoppingConfig d = config_with({"training.early_stopping.baseline=0.25",
+                                             "training.early_stopping.start_from_epoch=3"})
+                                    .training.early_stopping;
+  EXPECT_EQ(d.baseline, 0.25);
+  EXPECT_EQ(d.start_from_epoch, 3);
   EXPECT_EQ(config_error({"training.early_stopping.patience=-1"}),
             "early.yaml: training.early_stopping.patience: must be >= 0");
   EXPECT_EQ(config_error({"training.early_stopping.min_delta=-0.1"}),
             "early.yaml: training.early_stopping.min_delta: must be >= 0");
+  EXPECT_EQ(config_error({"training.early_stopping.start_from_epoch=-1"}),
+            "early.yaml: training.early_stopping.start_from_epoch: must be >= 0");
+  EXPECT_NE(config_error({"training.early_stopping.baseline=low"})
+                .find("early.yaml: training.early_stopping.baseline: "),
+            std::string::npos);
   EXPECT_NE(config_error({"training.early_stopping.patiense=2"}).find("patiense"),
             std::string::npos);
   // The monitor must be something each epoch reports; val_ needs validation data (the trainer

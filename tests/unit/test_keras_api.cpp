@@ -72,7 +72,8 @@ double second_epoch_loss(const keras::Spec& optimizer, const keras::Spec& loss) 
 }
 
 // Note [early stopping] through fit's callbacks: no epoch after the first improves the loss by 100,
-// so patience 1 stops after the second of 5; a callback fit() does not know is an error.
+// so patience 1 stops after the second of 5 (the fourth from start_from_epoch 2); a callback fit()
+// does not know is an error.
 TEST(KerasApi, EarlyStoppingCallbackEndsTheFit) {
   const Dataset data = make_synthetic(128, 6, 4, 3);
   keras::FitOptions options{.epochs = 5, .batch_size = 32, .seed = 5, .verbose = false};
@@ -82,6 +83,11 @@ TEST(KerasApi, EarlyStoppingCallbackEndsTheFit) {
   EXPECT_EQ(model.config(options)["training"]["early_stopping"]["restore_best_weights"].as<bool>(),
             true);
   EXPECT_EQ(small_model().fit(world_of_one(), arrays_of(data), options).epochs.size(), 2u);
+  // Watched from the third epoch (0-based 2), it stops after the fourth.
+  options.callbacks = {keras::EarlyStopping("loss", 1, 100.0, false, "auto", std::nullopt, 2)};
+  EXPECT_EQ(small_model().fit(world_of_one(), arrays_of(data), options).epochs.size(), 4u);
+  options.callbacks = {keras::EarlyStopping("loss", 1, 0.0, false, "auto", 0.25)};
+  EXPECT_EQ(model.config(options)["training"]["early_stopping"]["baseline"].as<double>(), 0.25);
   options.callbacks = {keras::Adam()};
   try {
     small_model().fit(world_of_one(), arrays_of(data), options);
