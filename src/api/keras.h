@@ -16,6 +16,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,7 +24,14 @@
 
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
+#include "train/metric_set.h"
 #include "train/metrics.h"
+#include "train/safetensors.h"
+
+namespace ddp {
+struct Session;
+class Trainer;
+}  // namespace ddp
 
 namespace ddp::keras {
 
@@ -107,10 +115,19 @@ struct History {
   std::vector<EpochRecord> epochs;
 };
 
+// Note [model state]: after fit() a Sequential keeps the trained model and optimizer (the fit's
+// Session), for predict, evaluate, the weights and the next fit, which continues from them as
+// Keras' does: from the weights and, unless compile() was called in between (a new optimizer),
+// the optimizer's moments and step count; its epochs, data order and callbacks start afresh. The
+// Runtime of the last fit must outlive these calls. Every call is made on every rank.
 class Sequential {
  public:
   // input_shape: one sample's shape (model.input); empty: taken from the data.
   explicit Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shape = {});
+  ~Sequential();
+  Sequential(Sequential&&) noexcept;
+  Sequential& operator=(Sequential&&) noexcept;
+
   void compile(const Spec& optimizer, const std::string& loss,
                std::vector<std::string> metrics = {});
   void compile(const Spec& optimizer, const Spec& loss, std::vector<std::string> metrics = {});
@@ -121,13 +138,44 @@ class Sequential {
   // The whole config fit() trains (data section included when the data are a Spec).
   YAML::Node config(const FitOptions& options) const;
 
+  // After a fit (before it: ConfigError), on every rank:
+  // The model's outputs (probabilities for softmax) for x's samples, (samples, outputs)
+  // row-major, the same on every rank; x.labels may be empty.
+  std::vector<float> predict(const Arrays& x);
+  // Collective: the loss, then the compiled metrics, over `data` split over the ranks, as the
+  // epochs report val_loss and val_<metric>.
+  std::vector<MetricValue> evaluate(const Arrays& data);
+  // Note [model weights]: the parameters, then the running statistics, in PyTorch's names and
+  // layouts ("layers.0.weight" (out, in), "layers.0.bias", ...).
+  std::vector<NamedTensor> get_weights();
+  // Collective: rank 0's tensors into every replica (all of the model's, with their shapes).
+  // Before the first fit they are loaded when it starts, in place of the initial weights.
+  void set_weights(std::vector<NamedTensor> weights);
+  // Collective: rank 0 writes the weights as a safetensors file (durably), which --init-from and
+  // PyTorch read; an error is thrown on every rank.
+  void save_weights(const std::string& path);
+  // Collective: set_weights from a safetensors file (read on rank 0 when the weights are set).
+  void load_weights(const std::string& path);
+
  private:
   History run(Runtime& runtime, YAML::Node config, bool in_memory, const Arrays* train,
               const Arrays* validation, const FitOptions& options);
+  // Collective: `next` starts from the last fit's model (Note [model state]).
+  void continue_from_last_fit(Communicator& comm, Trainer& next);
+  // The last fit's trainer; throws ConfigError naming `call` before the first fit.
+  Trainer& trained(const char* call);
+  // Loads `weights` (rank 0's) into the last fit's model, or keeps them for the next fit.
+  void put_weights(std::function<std::vector<NamedTensor>()> weights, const std::string& origin);
+
   YAML::Node model_;
   YAML::Node optimizer_;
   YAML::Node loss_;
   YAML::Node metrics_;
+  std::unique_ptr<Session> session_;  // Note [model state]
+  Communicator* comm_ = nullptr;      // the last fit's runtime's
+  bool compiled_since_fit_ = false;   // the next fit starts a fresh optimizer
+  std::function<std::vector<NamedTensor>()> pending_weights_;  // for the first fit
+  std::string pending_origin_;
 };
 
 }  // namespace ddp::keras

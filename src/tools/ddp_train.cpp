@@ -18,9 +18,9 @@
 #include "comm/launch.h"
 #include "comm/watchdog.h"
 #include "core/error.h"
-#include "nn/torch_layout.h"
 #include "train/checkpoint.h"
 #include "train/faults.h"
+#include "train/model_weights.h"
 #include "train/safetensors.h"
 #include "train/session.h"
 #include "train/trainer.h"
@@ -158,58 +158,6 @@ bool resume(Communicator& comm, Trainer& trainer, const Config& config, const Op
   return true;
 }
 
-// Copies the tensor of each entry from `tensors` into `values` (PyTorch's layout converted),
-// removing the tensors it takes; throws naming the file and tensor.
-void take_tensors(std::vector<NamedTensor>& tensors, const std::vector<ParamEntry>& entries,
-                  std::vector<float>& values, const std::string& path) {
-  for (const ParamEntry& e : entries) {
-    auto it = std::find_if(tensors.begin(), tensors.end(),
-                           [&](const NamedTensor& t) { return t.name == e.name; });
-    if (it == tensors.end()) throw CheckpointError(path + ": no tensor named " + e.name);
-    if (it->shape != torch_shape(e))
-      throw CheckpointError(path + ": " + e.name + " has shape " + it->shape.str() +
-                            ", the model expects " + torch_shape(e).str());
-    const auto bad = std::find_if(it->values.begin(), it->values.end(),
-                                  [](float v) { return !std::isfinite(v); });
-    if (bad != it->values.end())
-      throw CheckpointError(path + ": " + e.name + " holds a non-finite value (" +
-                            std::to_string(*bad) + ") at element " +
-                            std::to_string(bad - it->values.begin()));
-    const std::vector<float> ours = from_torch_layout(e, it->values);
-    std::copy(ours.begin(), ours.end(), values.begin() + static_cast<ptrdiff_t>(e.offset));
-    tensors.erase(it);
-  }
-}
-
-void init_from_safetensors(Communicator& comm, Trainer& trainer, const std::string& path) {
-  std::vector<float> params(trainer.model().param_count());
-  std::vector<float> buffers(trainer.model().buffers().size());
-  run_agreed(comm, [&] {
-    if (comm.rank() != 0) return;
-    std::vector<NamedTensor> tensors = read_safetensors(path);
-    take_tensors(tensors, trainer.model().param_entries(), params, path);
-    take_tensors(tensors, trainer.model().buffer_entries(), buffers, path);
-    if (!tensors.empty())
-      throw CheckpointError(path + ": tensor " + tensors.front().name + " is not in the model");
-  });
-  comm.broadcast(std::span<float>(params), 0);
-  comm.broadcast(std::span<float>(buffers), 0);
-  trainer.load_params(params, buffers);
-}
-
-// The parameters, then the running statistics, named and laid out as PyTorch's state_dict.
-std::vector<NamedTensor> named_params(Trainer& trainer) {
-  std::vector<NamedTensor> tensors;
-  const std::vector<float> params = trainer.params_to_host();
-  const std::vector<float> buffers = trainer.buffers_to_host();
-  for (const auto& [entries, values] : {std::pair{&trainer.model().param_entries(), &params},
-                                        std::pair{&trainer.model().buffer_entries(), &buffers}})
-    for (const ParamEntry& e : *entries)
-      tensors.push_back({e.name, torch_shape(e),
-                         to_torch_layout(e, std::span(*values).subspan(e.offset, e.count))});
-  return tensors;
-}
-
 // One CSV row per test sample: the model's outputs, then the label.
 void write_predictions(const std::string& path, Trainer& trainer) {
   const Dataset& test = *trainer.test_data();
@@ -257,7 +205,9 @@ int train(Communicator& world, const Options& options, bool& training) {
     std::cout << "ddp-trainer: " << comm.size() << " rank(s), " << session.backend->name()
               << " backend, config " << options.config << ", run dir " << options.run_dir
               << std::endl;
-  if (!options.init_from.empty()) init_from_safetensors(comm, trainer, options.init_from);
+  if (!options.init_from.empty())
+    load_named_weights(
+        comm, trainer, [&] { return read_safetensors(options.init_from); }, options.init_from);
   if (options.resume || !options.resume_from.empty()) resume(comm, trainer, config, options);
   if (lead && trainer.stopped_early())
     std::cout << "resume: early stopping ended the run; nothing to train" << std::endl;
@@ -303,7 +253,7 @@ int train(Communicator& world, const Options& options, bool& training) {
   if (!options.export_safetensors.empty()) {
     run_agreed(comm, [&] {
       if (!lead) return;
-      write_safetensors(options.export_safetensors, named_params(trainer),
+      write_safetensors(options.export_safetensors, named_weights(trainer),
                         {{"format", "pt"}, {"producer", "ddp-trainer"}});
       std::cout << "exported weights to " << options.export_safetensors << std::endl;
     });

@@ -89,6 +89,9 @@ class Trainer {
   // The model's outputs (probabilities for a softmax model) for the first `count` samples,
   // (count, outputs) row-major. Local to this rank, no collectives.
   std::vector<float> predict(const Dataset& data, int64_t count);
+  // Throws DataError naming data.origin where its samples do not fit the model's input, or (with
+  // `labels`) its labels its outputs and loss, as the test split is checked.
+  void check_fits_model(const Dataset& data, bool labels) const;
   const std::optional<Dataset>& test_data() const { return test_; }
 
   // Collective: the state of every rank's replica plus the global metric sums so far.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "core/error.h"
 #include "train/trainer.h"
 
 namespace ddp {
@@ -65,6 +66,16 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   comm_.all_reduce_sum(std::span<double>(sums));
   const double penalty = penalty_.empty() ? 0 : penalty_.value(backend_, model_->params());
   return {sums[0] / samples_in(sums) + penalty, metrics_->values(std::span(sums).subspan(1))};
+}
+
+void Trainer::check_fits_model(const Dataset& data, bool labels) const {
+  const Shape& input = model_->input_shape();
+  if (data.sample_shape.numel() != input.numel())
+    throw DataError(data.origin + ": samples of shape " + data.sample_shape.str() + " (" +
+                    std::to_string(data.sample_shape.numel()) + " values), but the model takes " +
+                    input.str() + " (" + std::to_string(input.numel()) + ")");
+  if (labels)
+    data.check_labels(classes_, target_layout_, loss_.kind() == LossKind::kBinaryCrossentropy);
 }
 
 std::vector<float> Trainer::predict(const Dataset& data, int64_t count) {

@@ -1,8 +1,11 @@
 // The C++ API (Note [C++ API]) in a world of one: arrays in memory train exactly as the same
-// samples read from a CSV file named by a data Spec, and mistakes are the config's errors.
+// samples read from a CSV file named by a data Spec, mistakes are the config's errors, and the
+// trained model it keeps (Note [model state]) predicts, evaluates, hands out and takes weights,
+// and trains on.
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -157,6 +160,165 @@ TEST(KerasApi, MistakesAreConfigErrorsNamingTheKey) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("model.layers.0.units"), std::string::npos) << e.what();
   }
+}
+
+// One softmax layer: its outputs are worked out here from the weights get_weights returns, in
+// PyTorch's names and layout (weight (out, in), bias (out)).
+TEST(KerasApi, PredictIsTheSoftmaxOfTheWeightsItReturns) {
+  const Dataset data = make_synthetic(96, 6, 4, 11);
+  keras::Sequential model({keras::Dense(4, "softmax")}, {6});
+  model.compile(keras::Adam(0.05), "sparse_categorical_crossentropy");
+  model.fit(world_of_one(), arrays_of(data),
+            {.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false});
+  const std::vector<NamedTensor> weights = model.get_weights();
+  ASSERT_EQ(weights.size(), 2u);
+  EXPECT_EQ(weights[0].name, "layers.0.weight");
+  EXPECT_EQ(weights[0].shape, (Shape{4, 6}));
+  EXPECT_EQ(weights[1].name, "layers.0.bias");
+  const std::vector<float> out = model.predict({{6}, data.features, {}});
+  ASSERT_EQ(out.size(), 96u * 4);
+  double worst = 0;
+  for (int64_t i = 0; i < 96; ++i) {
+    double z[4], sum = 0;
+    for (int o = 0; o < 4; ++o) {
+      z[o] = weights[1].values[o];
+      for (int j = 0; j < 6; ++j) z[o] += weights[0].values[o * 6 + j] * data.features[i * 6 + j];
+    }
+    for (int o = 0; o < 4; ++o) sum += std::exp(z[o]);
+    for (int o = 0; o < 4; ++o)
+      worst = std::max(worst, std::abs(out[i * 4 + o] - std::exp(z[o]) / sum));
+  }
+  EXPECT_LT(worst, 1e-6);
+  EXPECT_GT(std::abs(weights[1].values[0]), 0);  // trained, not the zero initial bias
+}
+
+// evaluate() on the validation arrays is what the last epoch reported for them.
+TEST(KerasApi, EvaluateIsTheLastEpochsValidation) {
+  const Dataset data = make_synthetic(128, 6, 4, 3), held_out = make_synthetic(40, 6, 4, 9);
+  keras::Sequential model = small_model();
+  const keras::History history =
+      model.fit(world_of_one(), arrays_of(data),
+                {.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false}, arrays_of(held_out));
+  const std::vector<MetricValue> result = model.evaluate(arrays_of(held_out));
+  ASSERT_EQ(result.size(), 2u);
+  EXPECT_EQ(result[0].name, "loss");
+  EXPECT_EQ(result[0].value, *history.epochs.back().val_loss);
+  EXPECT_EQ(result[1].name, "accuracy");
+  EXPECT_EQ(result[1].value, history.epochs.back().val_metrics.at(0).value);
+  // On the training data it is another value.
+  EXPECT_NE(model.evaluate(arrays_of(data))[0].value, result[0].value);
+}
+
+std::vector<float> values_of(const std::vector<NamedTensor>& weights) {
+  std::vector<float> out;
+  for (const NamedTensor& t : weights) out.insert(out.end(), t.values.begin(), t.values.end());
+  return out;
+}
+
+float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  float worst = a.size() == b.size() ? 0 : INFINITY;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    worst = std::max(worst, std::abs(a[i] - b[i]));
+  return worst;
+}
+
+// Note [model state]: a second fit trains on from the first's weights and optimizer state, so
+// with the whole data in one batch (the same step whatever the order) two fits of one epoch are
+// one fit of two; a compile() in between starts a fresh optimizer; set_weights before a fit
+// replaces its initial weights.
+TEST(KerasApi, FitTrainsOnFromTheLastFit) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  const keras::FitOptions one{.epochs = 1, .batch_size = 128, .seed = 5, .verbose = false};
+  keras::FitOptions two = one;
+  two.epochs = 2;
+  for (const bool stateless : {true, false}) {
+    const keras::Spec optimizer = stateless ? keras::SGD(0.1) : keras::Adam(0.01);
+    keras::Sequential twice = small_model(optimizer);
+    twice.fit(world_of_one(), arrays_of(data), one);
+    const std::vector<NamedTensor> first = twice.get_weights();
+    twice.fit(world_of_one(), arrays_of(data), one);
+    keras::Sequential straight = small_model(optimizer);
+    straight.fit(world_of_one(), arrays_of(data), two);
+    EXPECT_LT(max_diff(values_of(twice.get_weights()), values_of(straight.get_weights())), 1e-6)
+        << (stateless ? "SGD" : "Adam");
+    // The second epoch from the first's weights with a fresh optimizer, twice over.
+    keras::Sequential fresh = small_model(optimizer);
+    fresh.set_weights(first);
+    fresh.fit(world_of_one(), arrays_of(data), one);
+    keras::Sequential recompiled = small_model(optimizer);
+    recompiled.fit(world_of_one(), arrays_of(data), one);
+    recompiled.compile(optimizer, "sparse_categorical_crossentropy", {"accuracy"});
+    recompiled.fit(world_of_one(), arrays_of(data), one);
+    EXPECT_EQ(values_of(recompiled.get_weights()), values_of(fresh.get_weights()));
+    // SGD has no state; Adam's moments and step count change the second step.
+    const float stateful =
+        max_diff(values_of(fresh.get_weights()), values_of(straight.get_weights()));
+    if (stateless)
+      EXPECT_LT(stateful, 1e-6);
+    else
+      EXPECT_GT(stateful, 1e-3);
+  }
+}
+
+TEST(KerasApi, SavedWeightsLoadIntoAnotherModel) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  const keras::FitOptions options{.epochs = 1, .batch_size = 32, .seed = 5, .verbose = false};
+  keras::Sequential trained = small_model();
+  trained.fit(world_of_one(), arrays_of(data), options);
+  const std::string path = ::testing::TempDir() + "keras_api.safetensors";
+  trained.save_weights(path);
+  keras::Sequential other = small_model();
+  other.fit(world_of_one(), arrays_of(data),
+            {.epochs = 1, .batch_size = 32, .seed = 6, .verbose = false});
+  EXPECT_NE(other.predict(arrays_of(data)), trained.predict(arrays_of(data)));
+  other.load_weights(path);
+  EXPECT_EQ(other.predict(arrays_of(data)), trained.predict(arrays_of(data)));
+  std::filesystem::remove(path);
+}
+
+std::string error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(KerasApi, ModelStateMistakesNameTheCall) {
+  const Dataset data = make_synthetic(64, 6, 4, 3);
+  keras::Sequential model = small_model();
+  EXPECT_EQ(error_of([&] { model.predict(arrays_of(data)); }),
+            "Sequential: predict() before fit(): the model is built, and its weights made, by "
+            "fit()");
+  EXPECT_EQ(error_of([&] { model.get_weights(); }).find("Sequential: get_weights() before fit()"),
+            0u);
+  // Weights of the wrong shape: the fit that would load them says which.
+  model.set_weights({{"layers.0.weight", Shape{16, 5}, std::vector<float>(80)}});
+  const keras::FitOptions options{.epochs = 1, .batch_size = 32, .seed = 5, .verbose = false};
+  EXPECT_EQ(error_of([&] { model.fit(world_of_one(), arrays_of(data), options); }),
+            "Sequential: set_weights: layers.0.weight has shape (16, 5), the model expects (16, "
+            "6)");
+  keras::Sequential trained = small_model();
+  trained.fit(world_of_one(), arrays_of(data), options);
+  EXPECT_EQ(error_of([&] { trained.set_weights({}); }),
+            "Sequential: set_weights: no tensor named layers.0.weight");
+  EXPECT_EQ(error_of([&] {
+              trained.predict({{5}, std::vector<float>(10), {}});
+            }),
+            "Sequential: predict arrays: samples of shape (5) (5 values), but the model takes (6) "
+            "(6)");
+  EXPECT_EQ(error_of([&] {
+              trained.evaluate({{6}, std::vector<float>(6), {4}});
+            }),
+            "Sequential: evaluate arrays: label 4 of sample 0 is outside [0, 4) for a model with 4 "
+            "outputs");
+  EXPECT_NE(error_of([&] {
+              trained.load_weights("/nonexistent/w.safetensors");
+            }).find("/nonexistent/w.safetensors"),
+            std::string::npos);
+  // The failed calls changed nothing: the model still predicts.
+  EXPECT_EQ(trained.predict(arrays_of(data)).size(), 64u * 4);
 }
 
 }  // namespace

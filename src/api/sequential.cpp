@@ -1,0 +1,219 @@
+// Sequential (Note [C++ API]): the config fit() trains, and the trained model it keeps (Note
+// [model state]).
+
+#include <iostream>
+#include <utility>
+
+#include "api/keras.h"
+#include "comm/agreement.h"
+#include "core/error.h"
+#include "data/data_source.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/config_reader.h"
+#include "train/model_weights.h"
+#include "train/session.h"
+
+namespace ddp::keras {
+namespace {
+
+// The name errors carry in place of a config file's.
+const char* const kOrigin = "Sequential";
+
+Dataset to_dataset(const Arrays& arrays, const std::string& origin) {
+  Dataset data;
+  data.origin = origin;
+  data.sample_shape = Shape(arrays.sample_shape);
+  const int64_t per_sample = data.sample_shape.numel();
+  if (arrays.sample_shape.empty() || per_sample <= 0)
+    throw ConfigError(origin + ": sample_shape must be non-empty with dimensions > 0");
+  if (static_cast<int64_t>(arrays.features.size()) !=
+      per_sample * static_cast<int64_t>(arrays.labels.size()))
+    throw DataError(origin + ": " + std::to_string(arrays.features.size()) + " features for " +
+                    std::to_string(arrays.labels.size()) + " labels of " +
+                    std::to_string(per_sample) + " features each");
+  data.features = arrays.features;
+  data.labels = arrays.labels;
+  return data;
+}
+
+}  // namespace
+
+Sequential::Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shape)
+    : model_(YAML::NodeType::Map) {
+  if (!input_shape.empty()) model_["input"] = input_shape;
+  for (Spec& layer : layers) model_["layers"].push_back(layer.node);
+}
+Sequential::~Sequential() = default;
+Sequential::Sequential(Sequential&&) noexcept = default;
+Sequential& Sequential::operator=(Sequential&&) noexcept = default;
+
+void Sequential::compile(const Spec& optimizer, const std::string& loss,
+                         std::vector<std::string> metrics) {
+  compile(optimizer, Spec{YAML::Node(loss)}, std::move(metrics));
+}
+void Sequential::compile(const Spec& optimizer, const Spec& loss,
+                         std::vector<std::string> metrics) {
+  optimizer_ = optimizer.node;
+  loss_ = loss.node;
+  metrics_ = metrics.empty() ? YAML::Node() : YAML::Node(metrics);
+  compiled_since_fit_ = true;
+}
+
+YAML::Node Sequential::config(const FitOptions& options) const {
+  if (!optimizer_) throw ConfigError(std::string(kOrigin) + ": fit() before compile()");
+  YAML::Node root(YAML::NodeType::Map);
+  root["seed"] = options.seed;
+  root["model"] = YAML::Clone(model_);
+  root["loss"] = loss_;
+  if (metrics_) root["metrics"] = metrics_;
+  root["optimizer"] = YAML::Clone(optimizer_);
+  root["training"]["epochs"] = options.epochs;
+  root["training"]["global_batch_size"] = options.batch_size;
+  root["training"]["tail"] = options.partial_last_batch ? "partial" : "drop";
+  for (const Spec& callback : options.callbacks) {
+    YAML::Node settings = YAML::Clone(callback.node);
+    const std::string type =
+        settings.IsMap() && settings["type"] ? settings["type"].as<std::string>() : "";
+    if (type == "reduce_on_plateau") {  // a schedule in the config
+      root["optimizer"]["schedule"] = settings;
+      continue;
+    }
+    if (type != "early_stopping")
+      throw ConfigError(std::string(kOrigin) + ": callbacks: '" + type +
+                        "' is not a callback fit() knows (EarlyStopping, ReduceLROnPlateau)");
+    settings.remove("type");
+    root["training"]["early_stopping"] = settings;
+  }
+  for (const std::string& assignment : options.set) apply_override(root, assignment);
+  return root;
+}
+
+History Sequential::fit(Runtime& runtime, const Spec& train, const FitOptions& options,
+                        const std::optional<Spec>& validation) {
+  YAML::Node root = config(options);
+  root["data"]["train"] = YAML::Clone(train.node);
+  if (validation) root["data"]["test"] = YAML::Clone(validation->node);
+  return run(runtime, root, false, nullptr, nullptr, options);
+}
+
+History Sequential::fit(Runtime& runtime, const Arrays& train, const FitOptions& options,
+                        const std::optional<Arrays>& validation) {
+  return run(runtime, config(options), true, &train, validation ? &*validation : nullptr, options);
+}
+
+History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, const Arrays* train,
+                        const Arrays* validation, const FitOptions& options) {
+  Communicator& comm = runtime.comm();
+  Config config;
+  Dataset train_data;
+  std::optional<Dataset> test_data;
+  run_agreed(comm, [&] {
+    config = parse_config(root, kOrigin, in_memory ? DataOrigin::kMemory : DataOrigin::kConfig);
+    if (in_memory) {
+      train_data = to_dataset(*train, std::string(kOrigin) + ": training arrays");
+      if (validation)
+        test_data = to_dataset(*validation, std::string(kOrigin) + ": validation arrays");
+    } else {
+      train_data = load_dataset(config.train_data, comm.rank());
+      if (config.test_data) test_data = load_dataset(*config.test_data, comm.rank());
+    }
+  });
+  auto session = std::make_unique<Session>(
+      open_session(comm, std::move(config), std::move(train_data), std::move(test_data)));
+  Trainer& trainer = *session->trainer;
+  if (session_) continue_from_last_fit(comm, trainer);
+  if (pending_weights_) {
+    load_named_weights(comm, trainer, pending_weights_, pending_origin_);
+    pending_weights_ = {};
+  }
+  session_ = std::move(session);
+  comm_ = &comm;
+  compiled_since_fit_ = false;
+  const bool lead = comm.rank() == 0 && options.verbose;
+  trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
+  trainer.fit();
+  return {trainer.epoch_records()};
+}
+
+void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
+  // Note [model state]: the new trainer's own state at its start, with the last fit's weights
+  // and, for the same optimizer, its moments and step count.
+  TrainingState last = session_->trainer->capture();
+  TrainingState state = next.capture();
+  state.params = std::move(last.params);
+  state.buffers = std::move(last.buffers);
+  const auto names = [](const TrainingState& s) {
+    std::vector<std::string> out;
+    for (const auto& [name, values] : s.optimizer_state) out.push_back(name);
+    return out;
+  };
+  if (!compiled_since_fit_ && last.optimizer == state.optimizer && names(last) == names(state)) {
+    state.optimizer_state = std::move(last.optimizer_state);
+    state.optimizer_steps = last.optimizer_steps;
+  }
+  session_.reset();  // the last fit's memory, before the next one allocates more
+  run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
+}
+
+Trainer& Sequential::trained(const char* call) {
+  if (!session_)
+    throw ConfigError(std::string(kOrigin) + ": " + call +
+                      "() before fit(): the model is built, and its weights made, by fit()");
+  return *session_->trainer;
+}
+
+std::vector<float> Sequential::predict(const Arrays& x) {
+  Trainer& trainer = trained("predict");
+  const std::string origin = std::string(kOrigin) + ": predict arrays";
+  Arrays unlabelled{x.sample_shape, x.features, {}};
+  const int64_t per_sample = Shape(x.sample_shape).numel();
+  if (per_sample > 0 && static_cast<int64_t>(x.features.size()) % per_sample == 0)
+    unlabelled.labels.assign(x.features.size() / static_cast<size_t>(per_sample), 0);
+  const Dataset data = to_dataset(unlabelled, origin);
+  trainer.check_fits_model(data, false);
+  return trainer.predict(data, data.size());
+}
+
+std::vector<MetricValue> Sequential::evaluate(const Arrays& data) {
+  Trainer& trainer = trained("evaluate");
+  Dataset samples;
+  run_agreed(*comm_, [&] {
+    samples = to_dataset(data, std::string(kOrigin) + ": evaluate arrays");
+    trainer.check_fits_model(samples, true);
+  });
+  const EvalResult result = trainer.evaluate(samples);
+  std::vector<MetricValue> out = {{"loss", result.loss}};
+  out.insert(out.end(), result.metrics.begin(), result.metrics.end());
+  return out;
+}
+
+std::vector<NamedTensor> Sequential::get_weights() { return named_weights(trained("get_weights")); }
+
+void Sequential::put_weights(std::function<std::vector<NamedTensor>()> weights,
+                             const std::string& origin) {
+  if (!session_) {  // loaded when the first fit has built the model
+    pending_weights_ = std::move(weights);
+    pending_origin_ = origin;
+    return;
+  }
+  load_named_weights(*comm_, *session_->trainer, weights, origin);
+}
+
+void Sequential::set_weights(std::vector<NamedTensor> weights) {
+  put_weights([w = std::move(weights)] { return w; }, std::string(kOrigin) + ": set_weights");
+}
+
+void Sequential::load_weights(const std::string& path) {
+  put_weights([path] { return read_safetensors(path); }, path);
+}
+
+void Sequential::save_weights(const std::string& path) {
+  const std::vector<NamedTensor> tensors = named_weights(trained("save_weights"));
+  run_agreed(*comm_, [&] {
+    if (comm_->rank() == 0)
+      write_safetensors(path, tensors, {{"format", "pt"}, {"producer", "ddp-trainer"}});
+  });
+}
+
+}  // namespace ddp::keras

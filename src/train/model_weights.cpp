@@ -1,0 +1,74 @@
+#include "train/model_weights.h"
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <utility>
+
+#include "comm/agreement.h"
+#include "core/error.h"
+#include "nn/torch_layout.h"
+
+namespace ddp {
+namespace {
+
+// Copies the tensor of each entry from `tensors` into `values` (PyTorch's layout converted),
+// removing the tensors it takes; throws naming `origin` and the tensor.
+void take_tensors(std::vector<NamedTensor>& tensors, const std::vector<ParamEntry>& entries,
+                  std::vector<float>& values, const std::string& origin) {
+  for (const ParamEntry& e : entries) {
+    auto it = std::find_if(tensors.begin(), tensors.end(),
+                           [&](const NamedTensor& t) { return t.name == e.name; });
+    if (it == tensors.end()) throw CheckpointError(origin + ": no tensor named " + e.name);
+    if (it->shape != torch_shape(e))
+      throw CheckpointError(origin + ": " + e.name + " has shape " + it->shape.str() +
+                            ", the model expects " + torch_shape(e).str());
+    if (it->values.size() != e.count)
+      throw CheckpointError(origin + ": " + e.name + " holds " + std::to_string(it->values.size()) +
+                            " values, its shape " + it->shape.str() + " needs " +
+                            std::to_string(e.count));
+    const auto bad = std::find_if(it->values.begin(), it->values.end(),
+                                  [](float v) { return !std::isfinite(v); });
+    if (bad != it->values.end())
+      throw CheckpointError(origin + ": " + e.name + " holds a non-finite value (" +
+                            std::to_string(*bad) + ") at element " +
+                            std::to_string(bad - it->values.begin()));
+    const std::vector<float> ours = from_torch_layout(e, it->values);
+    std::copy(ours.begin(), ours.end(), values.begin() + static_cast<ptrdiff_t>(e.offset));
+    tensors.erase(it);
+  }
+}
+
+}  // namespace
+
+std::vector<NamedTensor> named_weights(Trainer& trainer) {
+  std::vector<NamedTensor> tensors;
+  const std::vector<float> params = trainer.params_to_host();
+  const std::vector<float> buffers = trainer.buffers_to_host();
+  for (const auto& [entries, values] : {std::pair{&trainer.model().param_entries(), &params},
+                                        std::pair{&trainer.model().buffer_entries(), &buffers}})
+    for (const ParamEntry& e : *entries)
+      tensors.push_back({e.name, torch_shape(e),
+                         to_torch_layout(e, std::span(*values).subspan(e.offset, e.count))});
+  return tensors;
+}
+
+void load_named_weights(Communicator& comm, Trainer& trainer,
+                        const std::function<std::vector<NamedTensor>()>& on_rank0,
+                        const std::string& origin) {
+  std::vector<float> params(trainer.model().param_count());
+  std::vector<float> buffers(trainer.model().buffers().size());
+  run_agreed(comm, [&] {
+    if (comm.rank() != 0) return;
+    std::vector<NamedTensor> tensors = on_rank0();
+    take_tensors(tensors, trainer.model().param_entries(), params, origin);
+    take_tensors(tensors, trainer.model().buffer_entries(), buffers, origin);
+    if (!tensors.empty())
+      throw CheckpointError(origin + ": tensor " + tensors.front().name + " is not in the model");
+  });
+  comm.broadcast(std::span<float>(params), 0);
+  comm.broadcast(std::span<float>(buffers), 0);
+  trainer.load_params(params, buffers);
+}
+
+}  // namespace ddp
