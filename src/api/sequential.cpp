@@ -141,6 +141,9 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
   // and, for the same optimizer, its moments and step count.
   TrainingState last = session_->trainer->capture();
   TrainingState state = next.capture();
+  // With their signatures, which restore() checks against the new model's.
+  state.signature = std::move(last.signature);
+  state.buffer_signature = std::move(last.buffer_signature);
   state.params = std::move(last.params);
   state.buffers = std::move(last.buffers);
   const auto names = [](const TrainingState& s) {
@@ -152,7 +155,7 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
     state.optimizer_state = std::move(last.optimizer_state);
     state.optimizer_steps = last.optimizer_steps;
   }
-  session_.reset();  // the last fit's memory, before the next one allocates more
+  // A model that does not fit (another input shape) throws, leaving the last fit's in place.
   run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
 }
 

@@ -319,6 +319,18 @@ TEST(KerasApi, ModelStateMistakesNameTheCall) {
             std::string::npos);
   // The failed calls changed nothing: the model still predicts.
   EXPECT_EQ(trained.predict(arrays_of(data)).size(), 64u * 4);
+  // A model whose input comes from the data cannot train on from samples of another shape; the
+  // last fit's model stays.
+  keras::Sequential shaped_by_data({keras::Dense(4, "softmax")});
+  shaped_by_data.compile(keras::SGD(0.1), "sparse_categorical_crossentropy");
+  shaped_by_data.fit(world_of_one(), arrays_of(data), options);
+  const Dataset narrower = make_synthetic(64, 5, 4, 3);
+  EXPECT_EQ(
+      error_of([&] {
+        shaped_by_data.fit(world_of_one(), {{5}, narrower.features, narrower.labels}, options);
+      }).find("Sequential: the last fit's model: "),
+      0u);
+  EXPECT_EQ(shaped_by_data.predict(arrays_of(data)).size(), 64u * 4);
 }
 
 }  // namespace
