@@ -131,6 +131,13 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
                std::to_string(s.step_in_epoch) + ") does not fit " +
                std::to_string(steps_per_epoch_) + " steps per epoch of this data");
 
+  // The signatures fix the sizes of what a decoded checkpoint holds; a state put together in
+  // memory (the C++ API's) is checked as well before anything is copied.
+  bool sizes_fit =
+      s.params.size() == model_->param_count() && s.buffers.size() == model_->buffers().size();
+  for (const auto& [name, values] : s.optimizer_state)
+    sizes_fit &= values.size() == s.params.size();
+  if (!sizes_fit) throw fail("parameter, buffer or optimizer state sizes do not fit this model");
   restore_callbacks(s, origin);
   backend_.copy_to_device(s.params.data(), model_->params().data(), s.params.size());
   backend_.copy_to_device(s.buffers.data(), model_->buffers().data(), s.buffers.size());
