@@ -17,7 +17,8 @@ esac
 packages=(g++ cmake make pkg-config python3 python3-yaml procps iproute2 openmpi-bin libopenmpi-dev libeigen3-dev libgtest-dev
           libyaml-cpp-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libdeflate-dev libzip-dev libbenchmark-dev
           libprotobuf-dev protobuf-compiler
-          libopenblas-serial-dev libdnnl-dev clang libclang-rt-14-dev dataset-fashion-mnist)
+          libopenblas-serial-dev libdnnl-dev clang libclang-rt-14-dev dataset-fashion-mnist
+          pybind11-dev python3-dev python3-numpy)
 sudo=""
 [[ $(id -u) -eq 0 ]] || sudo="sudo"
 updated=0

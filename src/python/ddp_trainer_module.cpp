@@ -1,0 +1,264 @@
+// Note [Python API]: the C++ API (Note [C++ API]) as the Python module `ddp_trainer`, with NumPy
+// arrays for data, outputs and weights and Keras' names and defaults:
+//
+//   import ddp_trainer as ddp
+//   model = ddp.Sequential([ddp.Dense(64, "relu"), ddp.Dense(10, "softmax")], input_shape=[10])
+//   model.compile(ddp.Adam(0.001), "sparse_categorical_crossentropy", ["accuracy"])
+//   history = model.fit(x, y, epochs=10, batch_size=32)  # {"loss": [...], "accuracy": [...]}
+//
+// Under mpirun every rank runs the script; the first call that needs it starts MPI (a world of
+// one outside mpirun), which ends as the process exits, after the interpreter has freed the
+// models (a static's destructor). An exception no rank catches aborts the whole job once Python
+// has printed it, as mpi4py's -m mode does: the other ranks would otherwise wait in their next
+// collective, and this one in MPI's finalization, for each other. Training releases the GIL.
+// The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
+// TrainingError, with the same one-line messages.
+
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/keras.h"
+#include "core/error.h"
+
+namespace py = pybind11;
+namespace keras = ddp::keras;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using LabelArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+keras::Runtime& runtime();
+
+// sys.excepthook for several ranks: Python's own report, then the job's end.
+void abort_the_job(const py::object& type, const py::object& value, const py::object& trace) {
+  py::module_::import("sys").attr("__excepthook__")(type, value, trace);
+  py::module_::import("sys").attr("stderr").attr("flush")();
+  runtime().comm().abort(1);
+}
+
+// The process's runtime, started by the first call (called with the GIL held): MPI under mpirun,
+// else a world of one.
+keras::Runtime& runtime() {
+  static int argc = 1;
+  static char name[] = "python";
+  static char* args[] = {name, nullptr};
+  static char** argv = args;
+  static const std::unique_ptr<keras::Runtime> started = [] {
+    auto r = std::make_unique<keras::Runtime>(&argc, &argv);
+    if (r->size() > 1)
+      py::module_::import("sys").attr("excepthook") = py::cpp_function(&abort_the_job);
+    return r;
+  }();
+  return *started;
+}
+
+// Samples as the C++ API takes them: the first axis counts samples, the rest is their shape.
+keras::Arrays arrays(const FloatArray& x, const std::optional<LabelArray>& y) {
+  if (x.ndim() < 2)
+    throw ddp::DataError(
+        "arrays: x must have a sample axis and a sample shape, (samples, ...); got " +
+        std::to_string(x.ndim()) + " dimension(s)");
+  keras::Arrays out;
+  for (py::ssize_t d = 1; d < x.ndim(); ++d) out.sample_shape.push_back(x.shape(d));
+  out.features.assign(x.data(), x.data() + x.size());
+  if (y) {
+    if (y->ndim() != 1 || y->shape(0) != x.shape(0))
+      throw ddp::DataError("arrays: y must hold one class index per sample of x, (" +
+                           std::to_string(x.shape(0)) + ",)");
+    out.labels.assign(y->data(), y->data() + y->size());
+  }
+  return out;
+}
+
+FloatArray array_of(const std::vector<float>& values, std::vector<py::ssize_t> shape) {
+  FloatArray out(shape);
+  std::copy(values.begin(), values.end(), out.mutable_data());
+  return out;
+}
+
+// Keras' History.history: each quantity's value per epoch.
+py::dict history_of(const keras::History& history) {
+  py::dict out;
+  const auto add = [&out](const std::string& name, double value) {
+    if (!out.contains(name)) out[py::str(name)] = py::list();
+    out[py::str(name)].cast<py::list>().append(value);
+  };
+  for (const ddp::EpochRecord& e : history.epochs) {
+    add("loss", e.loss);
+    for (const ddp::MetricValue& m : e.metrics) add(m.name, m.value);
+    if (e.val_loss) add("val_loss", *e.val_loss);
+    for (const ddp::MetricValue& m : e.val_metrics) add("val_" + m.name, m.value);
+    add("learning_rate", e.learning_rate);
+  }
+  return out;
+}
+
+keras::FitOptions fit_options(int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
+                              std::vector<keras::Spec> callbacks, std::vector<std::string> set) {
+  return {.epochs = epochs,
+          .batch_size = batch_size,
+          .seed = seed,
+          .verbose = verbose,
+          .callbacks = std::move(callbacks),
+          .set = std::move(set)};
+}
+
+py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<LabelArray>& y,
+             int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
+             const std::optional<py::tuple>& validation_data, std::vector<keras::Spec> callbacks,
+             std::vector<std::string> set) {
+  const keras::FitOptions options =
+      fit_options(epochs, batch_size, seed, verbose, std::move(callbacks), std::move(set));
+  keras::Runtime& rt = runtime();
+  keras::History history;
+  if (py::isinstance<keras::Spec>(x)) {  // data the config names: idx, csv, synthetic
+    std::optional<keras::Spec> validation;
+    if (validation_data) validation = (*validation_data)[0].cast<keras::Spec>();
+    const keras::Spec train = x.cast<keras::Spec>();
+    py::gil_scoped_release released;
+    history = self.fit(rt, train, options, validation);
+  } else {
+    if (!y) throw ddp::DataError("fit: arrays x need their labels y");
+    const keras::Arrays train = arrays(x.cast<FloatArray>(), y);
+    std::optional<keras::Arrays> validation;
+    if (validation_data) {
+      if (validation_data->size() != 2) throw ddp::DataError("fit: validation_data must be (x, y)");
+      validation = arrays((*validation_data)[0].cast<FloatArray>(),
+                          (*validation_data)[1].cast<LabelArray>());
+    }
+    py::gil_scoped_release released;
+    history = self.fit(rt, train, options, validation);
+  }
+  return history_of(history);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(ddp_trainer, m) {
+  m.doc() = "ddp-trainer's Keras-like API: data-parallel training under mpirun (Note [Python API])";
+  // Translators are tried last registered first: the base class goes first.
+  py::register_exception<ddp::Error>(m, "TrainingError", PyExc_RuntimeError);
+  py::register_exception<ddp::ConfigError>(m, "ConfigError", PyExc_ValueError);
+  py::register_exception<ddp::DataError>(m, "DataError", PyExc_ValueError);
+  py::register_exception<ddp::CheckpointError>(m, "CheckpointError", PyExc_OSError);
+
+  py::class_<keras::Spec>(m, "Spec", "A layer, optimizer, loss, callback or data source")
+      .def("__repr__", [](const keras::Spec& s) {
+        YAML::Emitter out;
+        out << YAML::Flow << s.node;
+        return std::string("Spec(") + out.c_str() + ")";
+      });
+
+  m.def("Dense", &keras::Dense, py::arg("units"), py::arg("activation") = "linear");
+  m.def("Conv2D", &keras::Conv2D, py::arg("filters"), py::arg("kernel_size"),
+        py::arg("activation") = "linear", py::arg("padding") = "valid");
+  m.def("MaxPooling2D", &keras::MaxPooling2D, py::arg("pool_size") = 2);
+  m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
+  m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
+  m.def("Flatten", &keras::Flatten);
+  m.def("Dropout", &keras::Dropout, py::arg("rate"));
+  m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
+  m.def("Adam", &keras::Adam, py::arg("learning_rate") = 0.001);
+  m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.01);
+  m.def("SGD", &keras::SGD, py::arg("learning_rate") = 0.01, py::arg("momentum") = 0.0,
+        py::arg("nesterov") = false);
+  m.def("CategoricalCrossentropy", &keras::CategoricalCrossentropy,
+        py::arg("label_smoothing") = 0.0);
+  m.def("EarlyStopping", &keras::EarlyStopping, py::arg("monitor") = "val_loss",
+        py::arg("patience") = 0, py::arg("min_delta") = 0.0,
+        py::arg("restore_best_weights") = false, py::arg("mode") = "auto",
+        py::arg("baseline") = std::nullopt, py::arg("start_from_epoch") = 0);
+  m.def("ReduceLROnPlateau", &keras::ReduceLROnPlateau, py::arg("monitor") = "val_loss",
+        py::arg("factor") = 0.1, py::arg("patience") = 10, py::arg("min_delta") = 1e-4,
+        py::arg("cooldown") = 0, py::arg("min_lr") = 0.0, py::arg("mode") = "auto");
+  m.def("synthetic", &keras::synthetic, py::arg("samples"), py::arg("features"),
+        py::arg("classes"));
+  m.def("idx", &keras::idx, py::arg("images"), py::arg("labels"), py::arg("normalize") = true);
+  m.def("csv", &keras::csv, py::arg("path"), py::arg("header") = true);
+
+  m.def(
+      "rank", [] { return runtime().rank(); }, "This process's rank (starts MPI if needed)");
+  m.def(
+      "size", [] { return runtime().size(); }, "The number of ranks (starts MPI if needed)");
+
+  py::class_<keras::Sequential>(m, "Sequential")
+      .def(py::init<std::vector<keras::Spec>, std::vector<int64_t>>(), py::arg("layers"),
+           py::arg("input_shape") = std::vector<int64_t>{})
+      .def(
+          "compile",
+          [](keras::Sequential& self, const keras::Spec& optimizer, const py::object& loss,
+             std::vector<std::string> metrics) {
+            if (py::isinstance<py::str>(loss))
+              self.compile(optimizer, loss.cast<std::string>(), std::move(metrics));
+            else
+              self.compile(optimizer, loss.cast<keras::Spec>(), std::move(metrics));
+          },
+          py::arg("optimizer"), py::arg("loss"), py::arg("metrics") = std::vector<std::string>{})
+      .def("fit", &fit, py::arg("x"), py::arg("y") = std::nullopt, py::arg("epochs") = 1,
+           py::arg("batch_size") = 32, py::arg("seed") = 0, py::arg("verbose") = true,
+           py::arg("validation_data") = std::nullopt,
+           py::arg("callbacks") = std::vector<keras::Spec>{},
+           py::arg("set") = std::vector<std::string>{})
+      .def(
+          "predict",
+          [](keras::Sequential& self, const FloatArray& x) {
+            const keras::Arrays samples = arrays(x, std::nullopt);
+            const std::vector<float> out = self.predict(samples);
+            const auto rows = static_cast<py::ssize_t>(x.shape(0));
+            return array_of(out, {rows, rows ? static_cast<py::ssize_t>(out.size()) / rows : 0});
+          },
+          py::arg("x"))
+      .def(
+          "evaluate",
+          [](keras::Sequential& self, const FloatArray& x, const LabelArray& y) {
+            std::vector<ddp::MetricValue> values;
+            {
+              const keras::Arrays data = arrays(x, y);
+              py::gil_scoped_release released;
+              values = self.evaluate(data);
+            }
+            py::dict out;
+            for (const ddp::MetricValue& v : values) out[py::str(v.name)] = v.value;
+            return out;
+          },
+          py::arg("x"), py::arg("y"))
+      .def("get_weights",
+           [](keras::Sequential& self) {
+             py::dict out;  // in order: the parameters, then the running statistics
+             for (const ddp::NamedTensor& t : self.get_weights()) {
+               std::vector<py::ssize_t> shape(t.shape.dims().begin(), t.shape.dims().end());
+               out[py::str(t.name)] = array_of(t.values, shape);
+             }
+             return out;
+           })
+      .def(
+          "set_weights",
+          [](keras::Sequential& self, const py::dict& weights) {
+            std::vector<ddp::NamedTensor> tensors;
+            for (const auto& [name, value] : weights) {
+              const auto a = value.cast<FloatArray>();
+              tensors.push_back({name.cast<std::string>(),
+                                 ddp::Shape(std::vector<int64_t>(a.shape(), a.shape() + a.ndim())),
+                                 std::vector<float>(a.data(), a.data() + a.size())});
+            }
+            self.set_weights(std::move(tensors));
+          },
+          py::arg("weights"))
+      .def(
+          "save_weights",
+          [](keras::Sequential& self, const std::string& path) { self.save_weights(path); },
+          py::arg("path"))
+      .def(
+          "load_weights",
+          [](keras::Sequential& self, const std::string& path) { self.load_weights(path); },
+          py::arg("path"));
+}

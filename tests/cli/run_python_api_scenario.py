@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""The Python module ddp_trainer (Note [Python API]) under mpiexec -n 1 and -n 2: a model fitted
+on NumPy arrays with validation, fitted again (it trains on), then predicted, evaluated and its
+weights read and saved. Both ranks hold the same bits; 2 ranks train what 1 does within 1e-5; the
+first fit's losses are ddp_train's on the same arrays as .npy files and the same config within
+1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
+the module's exceptions with the library's one-line messages.
+  run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from scenarios import mpi_env, run_scenarios
+
+CONFIG = """seed: 7
+data:
+  train: {{type: npy, features: {x}, labels: {y}}}
+  test: {{type: npy, features: {xv}, labels: {yv}}}
+model:
+  input: [10]
+  layers:
+    - {{type: dense, units: 32, activation: relu}}
+    - {{type: dense, units: 4, activation: softmax}}
+loss: sparse_categorical_crossentropy
+metrics: [accuracy]
+optimizer: {{type: adam, learning_rate: 0.01}}
+training: {{epochs: 3, global_batch_size: 64, tail: partial}}
+"""
+
+
+def data():
+    """Four classes of ten features, the same on every rank (a fixed seed)."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(10, 4))
+    x = rng.normal(size=(600, 10)).astype(np.float32)
+    y = np.argmax(x @ w, axis=1).astype(np.int32)
+    return x[:500], y[:500], x[500:], y[500:]
+
+
+# The child's model lives on until the interpreter exits, as a script's global model does: the
+# module's exit handler must free it before MPI ends.
+KEEP = []
+
+
+def child(out):
+    """One rank's part: train, train on, predict, evaluate; this rank's results to out.<rank>."""
+    import ddp_trainer as ddp
+    x, y, xv, yv = data()
+    model = ddp.Sequential([ddp.Dense(32, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+    model.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy", ["accuracy"])
+    first = model.fit(x, y, epochs=3, batch_size=64, seed=7, verbose=False,
+                      validation_data=(xv, yv))
+    second = model.fit(x, y, epochs=1, batch_size=64, seed=7, verbose=False)
+    model.save_weights(out + ".safetensors")
+    result = {"first": first, "second": second, "predict": model.predict(xv).tolist(),
+              "evaluate": model.evaluate(xv, yv),
+              "weights": {k: v.tolist() for k, v in model.get_weights().items()},
+              "shapes": {k: list(v.shape) for k, v in model.get_weights().items()}}
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump(result, f)
+    KEEP.append(model)
+
+
+def one_rank_fails():
+    """Rank 1 raises after a fit while rank 0 goes on to a collective (evaluate)."""
+    import ddp_trainer as ddp
+    x, y, xv, yv = data()
+    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
+    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
+    model.fit(x, y, verbose=False)
+    if ddp.rank() == 1:
+        raise RuntimeError("rank 1 fails on its own")
+    model.evaluate(xv, yv)
+
+
+def errors():
+    """Mistakes in a world of one: (exception class name, message) per case, as JSON."""
+    import numpy as np
+    import ddp_trainer as ddp
+    x, y, _, _ = data()
+    cases = []
+
+    def case(call):
+        try:
+            call()
+            cases.append(["none", ""])
+        except Exception as e:  # noqa: BLE001 (the class is what is checked)
+            cases.append([type(e).__name__, str(e)])
+
+    bad = ddp.Sequential([ddp.Dense(0, "relu")], input_shape=[10])
+    bad.compile(ddp.Adam(), "sparse_categorical_crossentropy")
+    case(lambda: bad.fit(x, y, verbose=False))
+    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
+    case(lambda: model.predict(x))
+    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
+    case(lambda: model.fit(x, y[:10], verbose=False))
+    case(lambda: model.fit(x, y, verbose=False, set=["training.allreduce=carrier_pigeon"]))
+    model.fit(x, y, verbose=False)
+    case(lambda: model.set_weights({"layers.0.weight": np.zeros((4, 9), np.float32)}))
+    case(lambda: model.load_weights("/nonexistent/w.safetensors"))
+    case(lambda: model.evaluate(x, np.full(500, 7, np.int32)))
+    print(json.dumps(cases))
+
+
+class Scenarios:
+    def __init__(self, args, tmp):
+        self.a, self.tmp = args, tmp
+        self.env = mpi_env(PYTHONPATH=args.module_dir)
+        self.runs = {}
+
+    def run(self, cmd, what):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=self.env)
+        assert r.returncode == 0, f"{what}: exit {r.returncode}\n{r.stdout[-1500:]}{r.stderr[-1500:]}"
+        return r.stdout
+
+    def results(self, n):
+        if n not in self.runs:
+            out = os.path.join(self.tmp, f"np{n}")
+            self.run([self.a.mpiexec, "-n", str(n), sys.executable, __file__, "--child", out],
+                     f"the script under mpiexec -n {n}")
+            self.runs[n] = [json.load(open(f"{out}.{r}")) for r in range(n)]
+        return self.runs[n]
+
+    def ranks_hold_the_same_bits(self):
+        a, b = self.results(2)
+        assert a["predict"] == b["predict"], "the 2 ranks predict differently"
+        assert a["weights"] == b["weights"], "the 2 ranks hold different weights"
+        assert a["shapes"] == {"layers.0.weight": [32, 10], "layers.0.bias": [32],
+                               "layers.1.weight": [4, 32], "layers.1.bias": [4]}, a["shapes"]
+
+    def two_ranks_train_what_one_does(self):
+        import numpy as np
+        one, two = self.results(1)[0], self.results(2)[0]
+        pairs = [(one["predict"], two["predict"])]
+        pairs += [(one["weights"][name], two["weights"][name]) for name in one["weights"]]
+        pairs += [(one[key][k], two[key][k]) for key in ("first", "second") for k in one[key]]
+        worst = max(float(np.max(np.abs(np.array(p) - np.array(q)))) for p, q in pairs)
+        print(f"  2 ranks vs 1 (histories, weights, predictions): max difference {worst:.3g}")
+        assert worst < 1e-5, f"2 ranks differ from 1 by {worst}"
+        # It learns, and the second fit starts where the first ended.
+        assert one["first"]["loss"][2] < one["first"]["loss"][0], one["first"]["loss"]
+        assert one["second"]["loss"][0] < one["first"]["loss"][0], one["second"]["loss"]
+        assert abs(one["evaluate"]["loss"] - one["first"]["val_loss"][2]) > 0  # after more training
+        assert set(one["evaluate"]) == {"loss", "accuracy"}, one["evaluate"]
+
+    def trains_what_ddp_train_does(self):
+        import numpy as np
+        x, y, xv, yv = data()
+        paths = {k: os.path.join(self.tmp, f"{k}.npy") for k in ("x", "y", "xv", "yv")}
+        for k, v in zip(paths, (x, y, xv, yv)):
+            np.save(paths[k], v)
+        config = os.path.join(self.tmp, "python_api.yaml")
+        with open(config, "w") as f:
+            f.write(CONFIG.format(**paths))
+        run_dir = os.path.join(self.tmp, "run")
+        self.run([self.a.mpiexec, "-n", "2", self.a.ddp_train, "--config", config, "--run-dir",
+                  run_dir], "ddp_train on the same arrays")
+        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+            cli = [json.loads(line) for line in f if line.strip()]
+        api = self.results(2)[0]["first"]
+        worst = max(max(abs(c["loss"] - p) for c, p in zip(cli, api["loss"])),
+                    max(abs(c["val_loss"] - p) for c, p in zip(cli, api["val_loss"])))
+        print(f"  Python API vs ddp_train, 3 epochs on 2 ranks: max loss difference {worst:.3g}")
+        assert len(cli) == len(api["loss"]) == 3, (len(cli), len(api["loss"]))
+        assert worst < 1e-6, f"losses differ: {api['loss']} vs {[c['loss'] for c in cli]}"
+
+    def an_uncaught_exception_ends_the_job(self):
+        # Without the module's exit on an uncaught exception, rank 0 would wait in evaluate and
+        # rank 1 in MPI's finalization, for each other, until the watchdog (10 minutes).
+        r = subprocess.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--one-rank-fails"],
+                           capture_output=True, text=True, timeout=60, env=self.env)
+        assert r.returncode != 0, "the job succeeded"
+        assert "rank 1 fails on its own" in r.stderr, r.stderr[-1500:]
+
+    def mistakes_raise_one_line_errors(self):
+        out = self.run([sys.executable, __file__, "--errors"], "the error cases")
+        cases = json.loads(out.strip().splitlines()[-1])
+        want = [
+            ["ConfigError", "Sequential: model.layers.0.units: must be > 0, got 0"],
+            ["ConfigError", "Sequential: predict() before fit(): the model is built, and its "
+                            "weights made, by fit()"],
+            ["DataError", "arrays: y must hold one class index per sample of x, (500,)"],
+            ["ConfigError", None],
+            ["CheckpointError", "Sequential: set_weights: layers.0.weight has shape (4, 9), the "
+                                "model expects (4, 10)"],
+            ["CheckpointError", None],
+            ["DataError", "Sequential: evaluate arrays: label 7 of sample 0 is outside [0, 4) for "
+                          "a model with 4 outputs"],
+        ]
+        assert len(cases) == len(want), cases
+        for (kind, message), (want_kind, want_message) in zip(cases, want):
+            assert kind == want_kind, f"{kind}: {message} (expected {want_kind})"
+            assert want_message is None or message == want_message, message
+            assert "\n" not in message and message, message
+        assert "training.allreduce" in cases[3][1], cases[3][1]
+        assert "/nonexistent/w.safetensors" in cases[5][1], cases[5][1]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--module-dir")
+    p.add_argument("--mpiexec")
+    p.add_argument("--ddp-train")
+    p.add_argument("--child")
+    p.add_argument("--errors", action="store_true")
+    p.add_argument("--one-rank-fails", action="store_true")
+    a = p.parse_args()
+    if a.child:
+        return child(a.child)
+    if a.errors:
+        return errors()
+    if a.one_rank_fails:
+        return one_rank_fails()
+    with tempfile.TemporaryDirectory(prefix="ddp_python_") as tmp:
+        return run_scenarios("python api", Scenarios(a, tmp),
+                             ["ranks_hold_the_same_bits", "two_ranks_train_what_one_does",
+                              "trains_what_ddp_train_does", "an_uncaught_exception_ends_the_job",
+                              "mistakes_raise_one_line_errors"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
