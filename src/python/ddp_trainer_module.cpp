@@ -14,7 +14,6 @@
 // The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
 // TrainingError, with the same one-line messages.
 
-#include <pybind11/functional.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -62,17 +61,18 @@ keras::Runtime& runtime() {
 }
 
 // Samples as the C++ API takes them: the first axis counts samples, the rest is their shape.
-keras::Arrays arrays(const FloatArray& x, const std::optional<LabelArray>& y) {
+// Errors name `call`.
+keras::Arrays arrays(const FloatArray& x, const std::optional<LabelArray>& y,
+                     const std::string& call) {
   if (x.ndim() < 2)
-    throw ddp::DataError(
-        "arrays: x must have a sample axis and a sample shape, (samples, ...); got " +
-        std::to_string(x.ndim()) + " dimension(s)");
+    throw ddp::DataError(call + ": x must have a sample axis and a sample shape, (samples, ...); " +
+                         "got " + std::to_string(x.ndim()) + " dimension(s)");
   keras::Arrays out;
   for (py::ssize_t d = 1; d < x.ndim(); ++d) out.sample_shape.push_back(x.shape(d));
   out.features.assign(x.data(), x.data() + x.size());
   if (y) {
     if (y->ndim() != 1 || y->shape(0) != x.shape(0))
-      throw ddp::DataError("arrays: y must hold one class index per sample of x, (" +
+      throw ddp::DataError(call + ": y must hold one class index per sample of x, (" +
                            std::to_string(x.shape(0)) + ",)");
     out.labels.assign(y->data(), y->data() + y->size());
   }
@@ -102,38 +102,36 @@ py::dict history_of(const keras::History& history) {
   return out;
 }
 
-keras::FitOptions fit_options(int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
-                              std::vector<keras::Spec> callbacks, std::vector<std::string> set) {
-  return {.epochs = epochs,
-          .batch_size = batch_size,
-          .seed = seed,
-          .verbose = verbose,
-          .callbacks = std::move(callbacks),
-          .set = std::move(set)};
-}
-
 py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<LabelArray>& y,
              int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
              const std::optional<py::tuple>& validation_data, std::vector<keras::Spec> callbacks,
              std::vector<std::string> set) {
-  const keras::FitOptions options =
-      fit_options(epochs, batch_size, seed, verbose, std::move(callbacks), std::move(set));
+  const keras::FitOptions options{.epochs = epochs,
+                                  .batch_size = batch_size,
+                                  .seed = seed,
+                                  .verbose = verbose,
+                                  .callbacks = std::move(callbacks),
+                                  .set = std::move(set)};
   keras::Runtime& rt = runtime();
   keras::History history;
   if (py::isinstance<keras::Spec>(x)) {  // data the config names: idx, csv, synthetic
     std::optional<keras::Spec> validation;
-    if (validation_data) validation = (*validation_data)[0].cast<keras::Spec>();
+    if (validation_data) {
+      if (validation_data->size() != 1 || !py::isinstance<keras::Spec>((*validation_data)[0]))
+        throw ddp::DataError("fit: with data Specs, validation_data must be (spec,)");
+      validation = (*validation_data)[0].cast<keras::Spec>();
+    }
     const keras::Spec train = x.cast<keras::Spec>();
     py::gil_scoped_release released;
     history = self.fit(rt, train, options, validation);
   } else {
     if (!y) throw ddp::DataError("fit: arrays x need their labels y");
-    const keras::Arrays train = arrays(x.cast<FloatArray>(), y);
+    const keras::Arrays train = arrays(x.cast<FloatArray>(), y, "fit");
     std::optional<keras::Arrays> validation;
     if (validation_data) {
       if (validation_data->size() != 2) throw ddp::DataError("fit: validation_data must be (x, y)");
       validation = arrays((*validation_data)[0].cast<FloatArray>(),
-                          (*validation_data)[1].cast<LabelArray>());
+                          (*validation_data)[1].cast<LabelArray>(), "fit: validation_data");
     }
     py::gil_scoped_release released;
     history = self.fit(rt, train, options, validation);
@@ -211,7 +209,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
       .def(
           "predict",
           [](keras::Sequential& self, const FloatArray& x) {
-            const keras::Arrays samples = arrays(x, std::nullopt);
+            const keras::Arrays samples = arrays(x, std::nullopt, "predict");
             const std::vector<float> out = self.predict(samples);
             const auto rows = static_cast<py::ssize_t>(x.shape(0));
             return array_of(out, {rows, rows ? static_cast<py::ssize_t>(out.size()) / rows : 0});
@@ -222,7 +220,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
           [](keras::Sequential& self, const FloatArray& x, const LabelArray& y) {
             std::vector<ddp::MetricValue> values;
             {
-              const keras::Arrays data = arrays(x, y);
+              const keras::Arrays data = arrays(x, y, "evaluate");
               py::gil_scoped_release released;
               values = self.evaluate(data);
             }

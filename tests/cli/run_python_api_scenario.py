@@ -184,7 +184,7 @@ class Scenarios:
             ["ConfigError", "Sequential: model.layers.0.units: must be > 0, got 0"],
             ["ConfigError", "Sequential: predict() before fit(): the model is built, and its "
                             "weights made, by fit()"],
-            ["DataError", "arrays: y must hold one class index per sample of x, (500,)"],
+            ["DataError", "fit: y must hold one class index per sample of x, (500,)"],
             ["ConfigError", None],
             ["CheckpointError", "Sequential: set_weights: layers.0.weight has shape (4, 9), the "
                                 "model expects (4, 10)"],
