@@ -20,20 +20,28 @@ namespace {
 // The name errors carry in place of a config file's.
 const char* const kOrigin = "Sequential";
 
-Dataset to_dataset(const Arrays& arrays, const std::string& origin) {
+// The arrays as a Dataset; unlabelled (predict): labels, if any, are ignored and every sample
+// gets class 0.
+Dataset to_dataset(const Arrays& arrays, const std::string& origin, bool labelled = true) {
   Dataset data;
   data.origin = origin;
   data.sample_shape = Shape(arrays.sample_shape);
   const int64_t per_sample = data.sample_shape.numel();
   if (arrays.sample_shape.empty() || per_sample <= 0)
     throw ConfigError(origin + ": sample_shape must be non-empty with dimensions > 0");
-  if (static_cast<int64_t>(arrays.features.size()) !=
-      per_sample * static_cast<int64_t>(arrays.labels.size()))
-    throw DataError(origin + ": " + std::to_string(arrays.features.size()) + " features for " +
+  const auto features = static_cast<int64_t>(arrays.features.size());
+  if (!labelled && features % per_sample != 0)
+    throw DataError(origin + ": " + std::to_string(features) +
+                    " features are not whole samples of " + std::to_string(per_sample));
+  if (labelled && features != per_sample * static_cast<int64_t>(arrays.labels.size()))
+    throw DataError(origin + ": " + std::to_string(features) + " features for " +
                     std::to_string(arrays.labels.size()) + " labels of " +
                     std::to_string(per_sample) + " features each");
   data.features = arrays.features;
-  data.labels = arrays.labels;
+  if (labelled)
+    data.labels = arrays.labels;
+  else
+    data.labels.assign(static_cast<size_t>(features / per_sample), 0);
   return data;
 }
 
@@ -168,12 +176,7 @@ Trainer& Sequential::trained(const char* call) {
 
 std::vector<float> Sequential::predict(const Arrays& x) {
   Trainer& trainer = trained("predict");
-  const std::string origin = std::string(kOrigin) + ": predict arrays";
-  Arrays unlabelled{x.sample_shape, x.features, {}};
-  const int64_t per_sample = Shape(x.sample_shape).numel();
-  if (per_sample > 0 && static_cast<int64_t>(x.features.size()) % per_sample == 0)
-    unlabelled.labels.assign(x.features.size() / static_cast<size_t>(per_sample), 0);
-  const Dataset data = to_dataset(unlabelled, origin);
+  const Dataset data = to_dataset(x, std::string(kOrigin) + ": predict arrays", false);
   trainer.check_fits_model(data, false);
   return trainer.predict(data, data.size());
 }
