@@ -309,6 +309,10 @@ TEST(KerasApi, ModelStateMistakesNameTheCall) {
             "Sequential: predict arrays: samples of shape (5) (5 values), but the model takes (6) "
             "(6)");
   EXPECT_EQ(error_of([&] {
+              trained.predict({{6}, std::vector<float>(7), {}});
+            }),
+            "Sequential: predict arrays: 7 features are not whole samples of 6");
+  EXPECT_EQ(error_of([&] {
               trained.evaluate({{6}, std::vector<float>(6), {4}});
             }),
             "Sequential: evaluate arrays: label 4 of sample 0 is outside [0, 4) for a model with 4 "
