@@ -19,10 +19,11 @@ AffineTransform rotation_transform(double turns, int64_t height, int64_t width) 
   AffineTransform t;
   t.a0 = cos_theta;
   t.a1 = -sin_theta;
-  t.a2 = cx - cx * t.a0 - cy * t.a1;
+  // Keras' cx - cx a0 - cy a1, with the fused multiply-adds spelled out (Note [bilinear bits]).
+  t.a2 = std::fma(-cy, t.a1, std::fma(-cx, t.a0, cx));
   t.b0 = sin_theta;
   t.b1 = cos_theta;
-  t.b2 = cy - cx * t.b0 - cy * t.b1;
+  t.b2 = std::fma(-cy, t.b1, std::fma(-cx, t.b0, cy));
   return t;
 }
 
@@ -74,8 +75,9 @@ int64_t round_half_away(float x) {
 }
 
 // Note [bilinear bits]: every path computes a coordinate and a bilinear value with these fused
-// multiply-adds, in this order, so the vector path, the scalar paths and builds without FMA
-// instructions (std::fma in software) give the same bits.
+// multiply-adds, in this order (and the transforms theirs), so the vector path, the scalar paths
+// and builds without FMA instructions (std::fma in software) give the same bits: the compiler
+// cannot fuse differently what is fused by hand.
 float coordinate(float a, float b, float c, float out_x, float out_y) {
   return std::fma(a, out_x, std::fma(b, out_y, c));
 }
