@@ -146,8 +146,7 @@ TEST(Augment, RotationAndZoomAreExactOnALinearImage) {
 }
 
 // An image of three channels resamples as three grey images would, bit for bit (Note [bilinear
-// bits]): grey images take the vector path where the CPU has one, colour ones the scalar paths.
-// Edges and every fill mode included, on a width below and one above a vector of 16.
+// bits]), edges and every fill mode included.
 TEST(Augment, ChannelsResampleAsSeparateImages) {
   for (const int64_t width : {7, 20}) {
     const int64_t pixels = 9 * width;
