@@ -118,8 +118,9 @@ struct History {
 // Note [model state]: after fit() a Sequential keeps the trained model and optimizer (the fit's
 // Session), for predict, evaluate, the weights and the next fit, which continues from them as
 // Keras' does: from the weights and, unless compile() was called in between (a new optimizer),
-// the optimizer's moments and step count; its epochs, data order and callbacks start afresh. The
-// Runtime of the last fit must outlive these calls. Every call is made on every rank.
+// the optimizer's moments and step count; its epochs, data order, callbacks and learning-rate
+// schedule start afresh (Keras' schedule would go on from the step count). The Runtime of the last
+// fit must outlive these calls. Every call is made on every rank.
 class Sequential {
  public:
   // input_shape: one sample's shape (model.input); empty: taken from the data.
