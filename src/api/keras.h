@@ -140,8 +140,9 @@ class Sequential {
   YAML::Node config(const FitOptions& options) const;
 
   // After a fit (before it: ConfigError), on every rank:
-  // The model's outputs (probabilities for softmax) for x's samples, (samples, outputs)
-  // row-major, the same on every rank; x.labels may be empty.
+  // Collective: the model's outputs (probabilities for softmax) for x's samples, (samples,
+  // outputs) row-major, computed by each rank for its share of the rows and the same on every
+  // rank; x.labels may be empty.
   std::vector<float> predict(const Arrays& x);
   // Collective: the loss, then the compiled metrics, over `data` split over the ranks, as the
   // epochs report val_loss and val_<metric>.

@@ -161,7 +161,7 @@ bool resume(Communicator& comm, Trainer& trainer, const Config& config, const Op
 // One CSV row per test sample: the model's outputs, then the label.
 void write_predictions(const std::string& path, Trainer& trainer) {
   const Dataset& test = *trainer.test_data();
-  const std::vector<float> outputs = trainer.predict(test, test.size());
+  const std::vector<float> outputs = trainer.predict(test, 0, test.size());
   const auto classes = static_cast<size_t>(trainer.model().output_cols());
   std::ofstream out(path, std::ios::trunc);
   out.precision(9);

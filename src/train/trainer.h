@@ -86,9 +86,9 @@ class Trainer {
   void fit(int64_t stop_after_steps = -1);
   void train_steps(int64_t count);  // continues across epoch boundaries
   EvalResult evaluate(const Dataset& data);
-  // The model's outputs (probabilities for a softmax model) for the first `count` samples,
+  // The model's outputs (probabilities for a softmax model) for samples [first, first + count),
   // (count, outputs) row-major. Local to this rank, no collectives.
-  std::vector<float> predict(const Dataset& data, int64_t count);
+  std::vector<float> predict(const Dataset& data, int64_t first, int64_t count);
   // Throws DataError naming data.origin where its samples do not fit the model's input, or (with
   // `labels`) its labels its outputs and loss, as the test split is checked.
   void check_fits_model(const Dataset& data, bool labels) const;

@@ -78,15 +78,15 @@ void Trainer::check_fits_model(const Dataset& data, bool labels) const {
     data.check_labels(classes_, target_layout_, loss_.kind() == LossKind::kBinaryCrossentropy);
 }
 
-std::vector<float> Trainer::predict(const Dataset& data, int64_t count) {
-  count = std::min(count, data.size());
+std::vector<float> Trainer::predict(const Dataset& data, int64_t first, int64_t count) {
+  count = std::clamp<int64_t>(std::min(count, data.size() - first), 0, data.size());
   const int64_t batch = config_.training.eval_batch_size;
   std::vector<float> out(static_cast<size_t>(count * classes_));
-  for (int64_t start = 0; start < count; start += batch) {
-    const int64_t rows = std::min(batch, count - start);
-    stage_rows(data, start, rows);
+  for (int64_t done = 0; done < count; done += batch) {
+    const int64_t rows = std::min(batch, count - done);
+    stage_rows(data, first + done, rows);
     const float* probs = model_->predict(features_.data(), rows);
-    backend_.copy_to_host(probs, out.data() + start * classes_,
+    backend_.copy_to_host(probs, out.data() + done * classes_,
                           static_cast<size_t>(rows * classes_));
   }
   return out;
