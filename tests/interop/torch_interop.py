@@ -258,19 +258,19 @@ def batch_norm_checks(args, env, tmp):
     x, _ = features_and_labels(f"{tmp}/ctest.csv")
     train_x, train_y = features_and_labels(f"{tmp}/ctrain.csv")
     with open(f"{tmp}/bn.yaml", "w") as f:
-        f.write(image_data_yaml(tmp) + f"""
-    - {{type: conv2d, filters: 5, kernel_size: 3, padding: same}}
-    - {{type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}}
-    - {{type: relu}}
-    - {{type: average_pooling2d, pool_size: 2}}
-    - {{type: flatten}}
-    - {{type: dense, units: 6}}
-    - {{type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}}
-    - {{type: tanh}}
-    - {{type: dense, units: 4, activation: softmax}}
+        f.write(image_data_yaml(tmp) + """
+    - {type: conv2d, filters: 5, kernel_size: 3, padding: same}
+    - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
+    - {type: relu}
+    - {type: average_pooling2d, pool_size: 2}
+    - {type: flatten}
+    - {type: dense, units: 6}
+    - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
+    - {type: tanh}
+    - {type: dense, units: 4, activation: softmax}
 loss: sparse_categorical_crossentropy
-optimizer: {{type: sgd, learning_rate: 0.5}}
-training: {{epochs: 1, global_batch_size: 200}}
+optimizer: {type: sgd, learning_rate: 0.5}
+training: {epochs: 1, global_batch_size: 200}
 """)
     torch.manual_seed(2)
     model = BatchNormNet()
