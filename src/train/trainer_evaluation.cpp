@@ -79,7 +79,7 @@ void Trainer::check_fits_model(const Dataset& data, bool labels) const {
 }
 
 std::vector<float> Trainer::predict(const Dataset& data, int64_t first, int64_t count) {
-  count = std::clamp<int64_t>(std::min(count, data.size() - first), 0, data.size());
+  count = std::max<int64_t>(0, std::min(count, data.size() - first));
   const int64_t batch = config_.training.eval_batch_size;
   std::vector<float> out(static_cast<size_t>(count * classes_));
   for (int64_t done = 0; done < count; done += batch) {
