@@ -183,16 +183,7 @@ std::vector<float> Sequential::predict(const Arrays& x) {
     data = to_dataset(x, std::string(kOrigin) + ": predict arrays", false);
     trainer.check_fits_model(data, false);
   });
-  // Each rank its share of the rows, then every rank all of them: a sum in which each value
-  // meets only zeros is that value (a -0 comes back as +0).
-  const int64_t n = data.size(), ranks = comm_->size(), rank = comm_->rank();
-  const int64_t first = n * rank / ranks, last = n * (rank + 1) / ranks;
-  const int64_t outputs = trainer.model().output_cols();
-  const std::vector<float> mine = trainer.predict(data, first, last - first);
-  std::vector<float> all(static_cast<size_t>(n * outputs), 0.0f);
-  std::copy(mine.begin(), mine.end(), all.begin() + first * outputs);
-  if (!all.empty()) comm_->all_reduce_sum(std::span<float>(all));
-  return all;
+  return trainer.predict(data);
 }
 
 std::vector<MetricValue> Sequential::evaluate(const Arrays& data) {

@@ -159,9 +159,9 @@ bool resume(Communicator& comm, Trainer& trainer, const Config& config, const Op
 }
 
 // One CSV row per test sample: the model's outputs, then the label.
-void write_predictions(const std::string& path, Trainer& trainer) {
+void write_predictions(const std::string& path, Trainer& trainer,
+                       const std::vector<float>& outputs) {
   const Dataset& test = *trainer.test_data();
-  const std::vector<float> outputs = trainer.predict(test, 0, test.size());
   const auto classes = static_cast<size_t>(trainer.model().output_cols());
   std::ofstream out(path, std::ios::trunc);
   out.precision(9);
@@ -246,10 +246,12 @@ int train(Communicator& world, const Options& options, bool& training) {
         << "outputs: " << options.run_dir << "/ (config.yaml, metrics.jsonl"
         << (config.logging.tensorboard ? ", tensorboard/" : "") << "), checkpoints in "
         << checkpoint_dir(config, options) << std::endl;
-  if (!options.predict_out.empty())
+  if (!options.predict_out.empty()) {
+    const std::vector<float> outputs = trainer.predict(*trainer.test_data());
     run_agreed(comm, [&] {
-      if (lead) write_predictions(options.predict_out, trainer);
+      if (lead) write_predictions(options.predict_out, trainer, outputs);
     });
+  }
   if (!options.export_safetensors.empty()) {
     run_agreed(comm, [&] {
       if (!lead) return;

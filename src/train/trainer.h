@@ -86,9 +86,9 @@ class Trainer {
   void fit(int64_t stop_after_steps = -1);
   void train_steps(int64_t count);  // continues across epoch boundaries
   EvalResult evaluate(const Dataset& data);
-  // The model's outputs (probabilities for a softmax model) for samples [first, first + count),
-  // (count, outputs) row-major. Local to this rank, no collectives.
-  std::vector<float> predict(const Dataset& data, int64_t first, int64_t count);
+  // Collective: the model's outputs (probabilities for a softmax model) for every sample of
+  // `data`, (samples, outputs) row-major, on every rank; each rank computes its share of the rows.
+  std::vector<float> predict(const Dataset& data);
   // Throws DataError naming data.origin where its samples do not fit the model's input, or (with
   // `labels`) its labels its outputs and loss, as the test split is checked.
   void check_fits_model(const Dataset& data, bool labels) const;
@@ -147,6 +147,8 @@ class Trainer {
   void stage_batch(const Dataset& data, std::span<const int64_t> indices,
                    std::optional<int64_t> augment_from = std::nullopt);
   void stage_rows(const Dataset& data, int64_t start, int64_t rows);
+  // The outputs for samples [first, first + count) of `data`; this rank alone.
+  std::vector<float> predict_rows(const Dataset& data, int64_t first, int64_t count);
   void train_step();
   // Adds a batch's loss and metric sums to `sums` ([0] the loss); reads `output` (backend memory)
   // and the staged host targets when a metric needs them.

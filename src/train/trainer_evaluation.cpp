@@ -78,8 +78,7 @@ void Trainer::check_fits_model(const Dataset& data, bool labels) const {
     data.check_labels(classes_, target_layout_, loss_.kind() == LossKind::kBinaryCrossentropy);
 }
 
-std::vector<float> Trainer::predict(const Dataset& data, int64_t first, int64_t count) {
-  count = std::max<int64_t>(0, std::min(count, data.size() - first));
+std::vector<float> Trainer::predict_rows(const Dataset& data, int64_t first, int64_t count) {
   const int64_t batch = config_.training.eval_batch_size;
   std::vector<float> out(static_cast<size_t>(count * classes_));
   for (int64_t done = 0; done < count; done += batch) {
@@ -90,6 +89,20 @@ std::vector<float> Trainer::predict(const Dataset& data, int64_t first, int64_t 
                           static_cast<size_t>(rows * classes_));
   }
   return out;
+}
+
+std::vector<float> Trainer::predict(const Dataset& data) {
+  settle_verdict();
+  // Each rank its share of the rows, then every rank all of them: a sum in which each value
+  // meets only zeros is that value (a -0 comes back as +0).
+  const int64_t n = data.size();
+  const int64_t first = n * comm_.rank() / comm_.size();
+  const int64_t last = n * (comm_.rank() + 1) / comm_.size();
+  const std::vector<float> mine = predict_rows(data, first, last - first);
+  std::vector<float> all(static_cast<size_t>(n * classes_), 0.0f);
+  std::copy(mine.begin(), mine.end(), all.begin() + first * classes_);
+  if (!all.empty()) comm_.all_reduce_sum(std::span<float>(all));
+  return all;
 }
 
 }  // namespace ddp
