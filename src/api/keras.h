@@ -134,8 +134,10 @@ class Sequential {
   void compile(const Spec& optimizer, const Spec& loss, std::vector<std::string> metrics = {});
   History fit(Runtime& runtime, const Spec& train, const FitOptions& options = {},
               const std::optional<Spec>& validation = std::nullopt);
-  History fit(Runtime& runtime, const Arrays& train, const FitOptions& options = {},
-              const std::optional<Arrays>& validation = std::nullopt);
+  // The arrays are taken by value: pass them with std::move and their memory becomes the
+  // training set's, with no copy.
+  History fit(Runtime& runtime, Arrays train, const FitOptions& options = {},
+              std::optional<Arrays> validation = std::nullopt);
   // The whole config fit() trains (data section included when the data are a Spec).
   YAML::Node config(const FitOptions& options) const;
 
@@ -143,10 +145,10 @@ class Sequential {
   // Collective: the model's outputs (probabilities for softmax) for x's samples, (samples,
   // outputs) row-major, computed by each rank for its share of the rows and the same on every
   // rank; x.labels may be empty.
-  std::vector<float> predict(const Arrays& x);
+  std::vector<float> predict(Arrays x);
   // Collective: the loss, then the compiled metrics, over `data` split over the ranks, as the
   // epochs report val_loss and val_<metric>.
-  std::vector<MetricValue> evaluate(const Arrays& data);
+  std::vector<MetricValue> evaluate(Arrays data);
   // Note [model weights]: the parameters, then the running statistics, in PyTorch's names and
   // layouts ("layers.0.weight" (out, in), "layers.0.bias", ...).
   std::vector<NamedTensor> get_weights();
@@ -160,8 +162,8 @@ class Sequential {
   void load_weights(const std::string& path);
 
  private:
-  History run(Runtime& runtime, YAML::Node config, bool in_memory, const Arrays* train,
-              const Arrays* validation, const FitOptions& options);
+  History run(Runtime& runtime, YAML::Node config, bool in_memory, Arrays* train,
+              Arrays* validation, const FitOptions& options);
   // Collective: `next` starts from the last fit's model (Note [model state]).
   void continue_from_last_fit(Communicator& comm, Trainer& next);
   // The last fit's trainer; throws ConfigError naming `call` before the first fit.

@@ -22,9 +22,9 @@ namespace {
 // The name errors carry in place of a config file's.
 const char* const kOrigin = "Sequential";
 
-// The arrays as a Dataset; unlabelled (predict): labels, if any, are ignored and every sample
-// gets class 0.
-Dataset to_dataset(const Arrays& arrays, const std::string& origin, bool labelled = true) {
+// The arrays as a Dataset, which takes over their memory; unlabelled (predict): labels, if any,
+// are ignored and every sample gets class 0.
+Dataset to_dataset(Arrays&& arrays, const std::string& origin, bool labelled = true) {
   Dataset data;
   data.origin = origin;
   data.sample_shape = Shape(arrays.sample_shape);
@@ -39,9 +39,9 @@ Dataset to_dataset(const Arrays& arrays, const std::string& origin, bool labelle
     throw DataError(origin + ": " + std::to_string(features) + " features for " +
                     std::to_string(arrays.labels.size()) + " labels of " +
                     std::to_string(per_sample) + " features each");
-  data.features = arrays.features;
+  data.features = std::move(arrays.features);
   if (labelled)
-    data.labels = arrays.labels;
+    data.labels = std::move(arrays.labels);
   else
     data.labels.assign(static_cast<size_t>(features / per_sample), 0);
   return data;
@@ -107,13 +107,13 @@ History Sequential::fit(Runtime& runtime, const Spec& train, const FitOptions& o
   return run(runtime, root, false, nullptr, nullptr, options);
 }
 
-History Sequential::fit(Runtime& runtime, const Arrays& train, const FitOptions& options,
-                        const std::optional<Arrays>& validation) {
+History Sequential::fit(Runtime& runtime, Arrays train, const FitOptions& options,
+                        std::optional<Arrays> validation) {
   return run(runtime, config(options), true, &train, validation ? &*validation : nullptr, options);
 }
 
-History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, const Arrays* train,
-                        const Arrays* validation, const FitOptions& options) {
+History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Arrays* train,
+                        Arrays* validation, const FitOptions& options) {
   Communicator& comm = runtime.comm();
   Config config;
   Dataset train_data;
@@ -121,9 +121,10 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, const
   run_agreed(comm, [&] {
     config = parse_config(root, kOrigin, in_memory ? DataOrigin::kMemory : DataOrigin::kConfig);
     if (in_memory) {
-      train_data = to_dataset(*train, std::string(kOrigin) + ": training arrays");
+      train_data = to_dataset(std::move(*train), std::string(kOrigin) + ": training arrays");
       if (validation)
-        test_data = to_dataset(*validation, std::string(kOrigin) + ": validation arrays");
+        test_data =
+            to_dataset(std::move(*validation), std::string(kOrigin) + ": validation arrays");
     } else {
       train_data = load_dataset(config.train_data, comm.rank());
       if (config.test_data) test_data = load_dataset(*config.test_data, comm.rank());
@@ -176,21 +177,21 @@ Trainer& Sequential::trained(const char* call) {
   return *session_->trainer;
 }
 
-std::vector<float> Sequential::predict(const Arrays& x) {
+std::vector<float> Sequential::predict(Arrays x) {
   Trainer& trainer = trained("predict");
   Dataset data;
   run_agreed(*comm_, [&] {
-    data = to_dataset(x, std::string(kOrigin) + ": predict arrays", false);
+    data = to_dataset(std::move(x), std::string(kOrigin) + ": predict arrays", false);
     trainer.check_fits_model(data, false);
   });
   return trainer.predict(data);
 }
 
-std::vector<MetricValue> Sequential::evaluate(const Arrays& data) {
+std::vector<MetricValue> Sequential::evaluate(Arrays data) {
   Trainer& trainer = trained("evaluate");
   Dataset samples;
   run_agreed(*comm_, [&] {
-    samples = to_dataset(data, std::string(kOrigin) + ": evaluate arrays");
+    samples = to_dataset(std::move(data), std::string(kOrigin) + ": evaluate arrays");
     trainer.check_fits_model(samples, true);
   });
   const EvalResult result = trainer.evaluate(samples);

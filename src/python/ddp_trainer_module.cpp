@@ -11,6 +11,8 @@
 // models (a static's destructor). An exception no rank catches aborts the whole job once Python
 // has printed it, as mpi4py's -m mode does: the other ranks would otherwise wait in their next
 // collective, and this one in MPI's finalization, for each other. Training releases the GIL.
+// fit() copies the arrays once (float32 features, int32 labels) and moves that copy into the
+// training set, so a fit holds the NumPy arrays plus one copy.
 // The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
 // TrainingError, with the same one-line messages.
 
@@ -126,7 +128,7 @@ py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<L
     history = self.fit(rt, train, options, validation);
   } else {
     if (!y) throw ddp::DataError("fit: arrays x need their labels y");
-    const keras::Arrays train = arrays(x.cast<FloatArray>(), y, "fit");
+    keras::Arrays train = arrays(x.cast<FloatArray>(), y, "fit");
     std::optional<keras::Arrays> validation;
     if (validation_data) {
       if (validation_data->size() != 2) throw ddp::DataError("fit: validation_data must be (x, y)");
@@ -134,7 +136,7 @@ py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<L
                           (*validation_data)[1].cast<LabelArray>(), "fit: validation_data");
     }
     py::gil_scoped_release released;
-    history = self.fit(rt, train, options, validation);
+    history = self.fit(rt, std::move(train), options, std::move(validation));
   }
   return history_of(history);
 }
@@ -209,8 +211,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
       .def(
           "predict",
           [](keras::Sequential& self, const FloatArray& x) {
-            const keras::Arrays samples = arrays(x, std::nullopt, "predict");
-            const std::vector<float> out = self.predict(samples);
+            const std::vector<float> out = self.predict(arrays(x, std::nullopt, "predict"));
             const auto rows = static_cast<py::ssize_t>(x.shape(0));
             return array_of(out, {rows, rows ? static_cast<py::ssize_t>(out.size()) / rows : 0});
           },
@@ -220,9 +221,9 @@ PYBIND11_MODULE(ddp_trainer, m) {
           [](keras::Sequential& self, const FloatArray& x, const LabelArray& y) {
             std::vector<ddp::MetricValue> values;
             {
-              const keras::Arrays data = arrays(x, y, "evaluate");
+              keras::Arrays data = arrays(x, y, "evaluate");
               py::gil_scoped_release released;
-              values = self.evaluate(data);
+              values = self.evaluate(std::move(data));
             }
             py::dict out;
             for (const ddp::MetricValue& v : values) out[py::str(v.name)] = v.value;

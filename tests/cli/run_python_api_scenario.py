@@ -4,7 +4,7 @@ on NumPy arrays with validation, fitted again (it trains on), then predicted, ev
 weights read and saved. Both ranks hold the same bits; 2 ranks train what 1 does within 1e-5; the
 first fit's losses are ddp_train's on the same arrays as .npy files and the same config within
 1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
-the module's exceptions with the library's one-line messages.
+the module's exceptions with the library's one-line messages; fit holds one copy of the arrays.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -76,6 +76,23 @@ def one_rank_fails():
     if ddp.rank() == 1:
         raise RuntimeError("rank 1 fails on its own")
     model.evaluate(xv, yv)
+
+
+def fit_memory():
+    """How much a fit on 64 MB of features raises this process's peak memory (one rank)."""
+    import resource
+    import numpy as np
+    import ddp_trainer as ddp
+    # float32 from the start: a float64 draw would set the peak before the fit does.
+    x = np.random.default_rng(0).standard_normal((16384, 1024), dtype=np.float32)
+    y = (np.arange(16384) % 4).astype(np.int32)
+    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[1024])
+    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
+    model.fit(x[:64], y[:64], verbose=False)  # MPI's and the library's own start-up
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model.fit(x, y, batch_size=1024, verbose=False)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"growth": (after - before) * 1024, "features": x.nbytes}))
 
 
 def errors():
@@ -200,6 +217,14 @@ class Scenarios:
         assert "training.allreduce" in cases[3][1], cases[3][1]
         assert "/nonexistent/w.safetensors" in cases[5][1], cases[5][1]
 
+    def fit_keeps_one_copy_of_the_arrays(self):
+        # The module's copy of the NumPy arrays becomes the training set (two copies before).
+        out = self.run([sys.executable, __file__, "--fit-memory"], "the memory case")
+        m = json.loads(out.strip().splitlines()[-1])
+        print(f"  fit on {m['features'] / 2**20:.0f} MB of features: peak memory "
+              f"+{m['growth'] / 2**20:.1f} MB")
+        assert m["growth"] < 1.5 * m["features"], m
+
 
 def main():
     p = argparse.ArgumentParser()
@@ -209,6 +234,7 @@ def main():
     p.add_argument("--child")
     p.add_argument("--errors", action="store_true")
     p.add_argument("--one-rank-fails", action="store_true")
+    p.add_argument("--fit-memory", action="store_true")
     a = p.parse_args()
     if a.child:
         return child(a.child)
@@ -216,11 +242,14 @@ def main():
         return errors()
     if a.one_rank_fails:
         return one_rank_fails()
+    if a.fit_memory:
+        return fit_memory()
     with tempfile.TemporaryDirectory(prefix="ddp_python_") as tmp:
         return run_scenarios("python api", Scenarios(a, tmp),
                              ["ranks_hold_the_same_bits", "two_ranks_train_what_one_does",
                               "trains_what_ddp_train_does", "an_uncaught_exception_ends_the_job",
-                              "mistakes_raise_one_line_errors"])
+                              "mistakes_raise_one_line_errors",
+                              "fit_keeps_one_copy_of_the_arrays"])
 
 
 if __name__ == "__main__":
