@@ -2,6 +2,7 @@
 // [model state]).
 
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <span>
 #include <utility>
@@ -22,8 +23,8 @@ namespace {
 // The name errors carry in place of a config file's.
 const char* const kOrigin = "Sequential";
 
-// The arrays as a Dataset, which takes over their memory; unlabelled (predict): labels, if any,
-// are ignored and every sample gets class 0.
+// The arrays as a Dataset, which takes over their memory; unlabelled (predict): labels and
+// targets, if any, are ignored.
 Dataset to_dataset(Arrays&& arrays, const std::string& origin, bool labelled = true) {
   Dataset data;
   data.origin = origin;
@@ -35,15 +36,32 @@ Dataset to_dataset(Arrays&& arrays, const std::string& origin, bool labelled = t
   if (!labelled && features % per_sample != 0)
     throw DataError(origin + ": " + std::to_string(features) +
                     " features are not whole samples of " + std::to_string(per_sample));
-  if (labelled && features != per_sample * static_cast<int64_t>(arrays.labels.size()))
+  const bool values = labelled && !arrays.targets.empty();
+  if (values && !arrays.labels.empty())
+    throw DataError(origin + ": labels and targets both given: class labels or real-valued " +
+                    "targets, not both");
+  if (labelled && !values && features != per_sample * static_cast<int64_t>(arrays.labels.size()))
     throw DataError(origin + ": " + std::to_string(features) + " features for " +
                     std::to_string(arrays.labels.size()) + " labels of " +
                     std::to_string(per_sample) + " features each");
+  const int64_t samples = features / per_sample;
+  const auto targets = static_cast<int64_t>(arrays.targets.size());
+  if (values && (features % per_sample != 0 || samples == 0 || targets % samples != 0))
+    throw DataError(origin + ": " + std::to_string(targets) + " targets for " +
+                    std::to_string(features) + " features of " + std::to_string(per_sample) +
+                    " per sample: not the same number of targets for every sample");
   data.features = std::move(arrays.features);
-  if (labelled)
+  if (values) {
+    for (size_t i = 0; i < arrays.targets.size(); ++i)
+      if (!std::isfinite(arrays.targets[i]))
+        throw DataError(origin + ": target " + std::to_string(i) + " is not finite");
+    data.label_width = targets / samples;
+    data.values = std::move(arrays.targets);
+  } else if (labelled) {
     data.labels = std::move(arrays.labels);
-  else
-    data.labels.assign(static_cast<size_t>(features / per_sample), 0);
+  } else {
+    data.labels.assign(static_cast<size_t>(samples), 0);
+  }
   return data;
 }
 

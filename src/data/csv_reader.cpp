@@ -74,14 +74,22 @@ Dataset read_csv(const std::string& path, const CsvOptions& options) {
       throw DataError(where + ": expected " + std::to_string(columns) + " columns, found " +
                       std::to_string(fields.size()));
     }
-    const size_t first_label = data.labels.size();
-    data.labels.resize(first_label + label_columns.size());
+    const size_t first_label = options.float_labels ? data.values.size() : data.labels.size();
+    if (options.float_labels)
+      data.values.resize(first_label + label_columns.size());
+    else
+      data.labels.resize(first_label + label_columns.size());
     for (size_t c = 0; c < fields.size(); ++c) {
       const std::string field = trim(fields[c]);
       const std::string cell = where + ": column " + std::to_string(c + 1);
       char* end = nullptr;
       errno = 0;
-      if (label_at[c] != kFeature) {
+      if (label_at[c] != kFeature && options.float_labels) {
+        const float value = std::strtof(field.c_str(), &end);
+        if (field.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(value))
+          throw DataError(cell + ": target '" + field + "' is not a finite number");
+        data.values[first_label + label_at[c]] = value;
+      } else if (label_at[c] != kFeature) {
         const long label = std::strtol(field.c_str(), &end, 10);
         if (field.empty() || *end != '\0' || errno || label < 0 || label > (1 << 24))
           throw DataError(cell + ": label '" + field + "' is not a non-negative integer");
@@ -98,7 +106,7 @@ Dataset read_csv(const std::string& path, const CsvOptions& options) {
     }
   }
   if (in.bad()) throw DataError(path + ": read error: " + std::strerror(errno));
-  if (data.labels.empty()) throw DataError(path + ": no data rows");
+  if (data.size() == 0) throw DataError(path + ": no data rows");
   data.sample_shape = Shape{static_cast<int64_t>(columns - label_columns.size())};
   return data;
 }

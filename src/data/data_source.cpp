@@ -1,6 +1,11 @@
 #include "data/data_source.h"
 
+#include <algorithm>
+#include <climits>
+
+#include "core/machine.h"
 #include "data/npy_reader.h"
+#include "train/config_reader.h"
 
 namespace ddp {
 
@@ -12,12 +17,88 @@ std::string expand_rank(const std::string& path, int rank) {
   return out;
 }
 
+DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
+  DataSourceConfig source;
+  source.path = node.path();
+  source.type = node.choice("type", {"synthetic", "idx", "csv", "npy", "npz"});
+  if (source.type == "synthetic") {
+    source.samples = positive(node, "samples", node.require<int64_t>("samples"));
+    source.features = positive(node, "features", node.require<int64_t>("features"));
+    // `labels: L`: L independent 0/1 labels per sample (multi-label) instead of one of `classes`;
+    // `targets: T`: T real values per sample (regression).
+    const int given = static_cast<int>(node.has("classes")) + static_cast<int>(node.has("labels")) +
+                      static_cast<int>(node.has("targets"));
+    if (given > 1)
+      node.fail(node.has("targets") ? "targets" : "labels",
+                "give one of classes (one class per sample), labels (several 0/1 labels per "
+                "sample) or targets (real values per sample)");
+    if (node.has("labels")) {
+      source.labels_per_sample = positive(node, "labels", node.require<int64_t>("labels"));
+    } else if (node.has("targets")) {
+      source.targets_per_sample = positive(node, "targets", node.require<int64_t>("targets"));
+    } else {
+      source.classes = positive(node, "classes", node.require<int64_t>("classes"));
+    }
+    // Labels are 32-bit; the features are generated in memory, so they must fit there.
+    if (source.classes > INT32_MAX)
+      node.fail("classes", "must be at most " + std::to_string(INT32_MAX) + ", got " +
+                               std::to_string(source.classes));
+    const uint64_t memory = memory_limit_bytes();
+    // Each sample: its features and its 32-bit labels.
+    const auto labels = static_cast<uint64_t>(
+        std::max<int64_t>({source.labels_per_sample, source.targets_per_sample, 1}));
+    if (static_cast<uint64_t>(source.samples) >
+        memory / sizeof(float) / (static_cast<uint64_t>(source.features) + labels))
+      node.fail(source.samples >= source.features ? "samples" : "features",
+                std::to_string(source.samples) + " samples x " + std::to_string(source.features) +
+                    " features do not fit in this process's "
+                    "memory (" +
+                    std::to_string(memory >> 20) + " MiB)");
+    source.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(seed)));
+  } else if (source.type == "idx") {
+    source.images = node.require<std::string>("images");
+    source.labels = node.require<std::string>("labels");
+    source.normalize = node.get("normalize", true);
+  } else if (source.type == "npy" || source.type == "npz") {
+    // npy: two files; npz: one archive and the names of its two arrays (np.savez(x=..., y=...)).
+    if (source.type == "npz") source.file = node.require<std::string>("path");
+    source.features_array = node.require<std::string>("features");
+    source.labels_array = node.require<std::string>("labels");
+    source.scale = node.get("scale", 1.0);
+  } else {
+    source.file = node.require<std::string>("path");
+    source.header = node.get("header", true);
+    if (node.has("label_columns")) {
+      if (node.has("label_column"))
+        node.fail("label_columns", "give either label_column or label_columns, not both");
+      source.label_columns = node.require<std::vector<int64_t>>("label_columns");
+      if (source.label_columns.empty()) node.fail("label_columns", "must list at least one column");
+    } else {
+      source.label_column = node.get<int64_t>("label_column", -1);
+    }
+    // float: the label columns are real-valued targets (regression), not class indices.
+    source.float_labels = node.choice("label_type", {"int", "float"}, "int") == "float";
+    source.scale = node.get("scale", 1.0);
+  }
+  if (node.has("augment")) {
+    if (source.path != "data.train")
+      node.fail("augment",
+                "only the training data are augmented; evaluation sees them as they are");
+    source.augment = parse_augment(node.child("augment"));
+  }
+  node.finish();
+  return source;
+}
+
 Dataset load_dataset(const DataSourceConfig& source, int rank) {
   Dataset data;
   if (source.type == "synthetic") {
     data = source.labels_per_sample > 0
                ? make_synthetic_multilabel(source.samples, source.features,
                                            source.labels_per_sample, source.seed)
+           : source.targets_per_sample > 0
+               ? make_synthetic_regression(source.samples, source.features,
+                                           source.targets_per_sample, source.seed)
                : make_synthetic(source.samples, source.features, source.classes, source.seed);
   } else if (source.type == "idx") {
     data = read_idx(expand_rank(source.images, rank), expand_rank(source.labels, rank),
@@ -31,7 +112,7 @@ Dataset load_dataset(const DataSourceConfig& source, int rank) {
   } else {
     data = read_csv(expand_rank(source.file, rank),
                     {source.header, source.label_column, source.label_columns,
-                     static_cast<float>(source.scale)});
+                     static_cast<float>(source.scale), source.float_labels});
   }
   data.origin = source.path + " (" + data.origin + ")";
   return data;

@@ -17,7 +17,8 @@ struct DataSourceConfig {
   int64_t samples = 0;
   int64_t features = 0;
   int64_t classes = 0;
-  int64_t labels_per_sample = 0;  // > 0: multi-label (synthetic `labels`), instead of classes
+  int64_t labels_per_sample = 0;   // > 0: multi-label (synthetic `labels`), instead of classes
+  int64_t targets_per_sample = 0;  // > 0: regression (synthetic `targets`), instead of classes
   uint64_t seed = 0;
   // idx
   std::string images;
@@ -31,9 +32,13 @@ struct DataSourceConfig {
   bool header = true;
   int64_t label_column = -1;
   std::vector<int64_t> label_columns;  // several: multi-label
+  bool float_labels = false;           // csv label_type: float (regression targets)
   double scale = 1;
   AugmentConfig augment;  // data.train only: Note [augmentation]
 };
+
+// data.train or data.test of a config (`seed`: synthetic data's default seed).
+DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed);
 
 // Reads one configured source; "{rank}" in paths becomes this rank's number, so each rank can
 // read a node-local copy.

@@ -3,6 +3,7 @@
 #include <libdeflate.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -11,6 +12,17 @@
 namespace ddp {
 
 void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary) const {
+  if (real_valued() != (layout == TargetLayout::kValues))
+    throw DataError(origin + (real_valued() ? ": real-valued targets, where the training set has "
+                                              "integer labels"
+                                            : ": integer labels, where the training set has "
+                                              "real-valued targets"));
+  if (layout == TargetLayout::kValues) {
+    if (label_width != classes)
+      throw DataError(origin + ": " + std::to_string(label_width) + " target value(s) per sample " +
+                      "for a model with " + std::to_string(classes) + " outputs");
+    return;
+  }
   if (layout == TargetLayout::kLabels && label_width != classes)
     throw DataError(origin + ": " + std::to_string(label_width) + " label column(s) per sample " +
                     "for a model with " + std::to_string(classes) + " outputs");
@@ -47,6 +59,7 @@ uint32_t Dataset::fingerprint() const {
   feed(&byte_scale, sizeof byte_scale);
   feed(&label_width, sizeof label_width);
   feed(labels.data(), labels.size() * sizeof(int32_t));
+  feed(values.data(), values.size() * sizeof(float));
   return crc;
 }
 
@@ -61,9 +74,17 @@ void prefetch_samples(const uint8_t* base, size_t sample_bytes, std::span<const 
   }
 }
 
-// Row `row` of a batch's targets from a sample's labels, laid out as `layout` says.
-void write_targets(const int32_t* label, size_t label_width, TargetLayout layout, int64_t classes,
+// Row `row` of a batch's targets from sample `sample`'s labels or values, laid out as `layout`
+// says.
+void write_targets(const Dataset& data, size_t sample, TargetLayout layout, int64_t classes,
                    float smoothing, size_t row, float* targets) {
+  const auto label_width = static_cast<size_t>(data.label_width);
+  if (layout == TargetLayout::kValues) {
+    const float* values = data.values.data() + sample * label_width;
+    std::copy(values, values + label_width, targets + row * label_width);
+    return;
+  }
+  const int32_t* label = data.labels.data() + sample * label_width;
   if (layout == TargetLayout::kClassIndex) {
     targets[row] = static_cast<float>(*label);
   } else if (layout == TargetLayout::kLabels) {
@@ -81,7 +102,6 @@ void write_targets(const int32_t* label, size_t label_width, TargetLayout layout
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
                   int64_t classes, float* features, float* targets, float label_smoothing) {
   const auto width = static_cast<size_t>(data.sample_shape.numel());
-  const auto labels = static_cast<size_t>(data.label_width);
   const bool bytes = !data.byte_features.empty();
   const size_t sample_bytes = width * (bytes ? sizeof(uint8_t) : sizeof(float));
   const auto* stored =
@@ -107,8 +127,7 @@ void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetL
       } else {
         for (size_t k = 0; k < width; ++k) to[k] = Dataset::from_byte(from[k], byte_scale);
       }
-      write_targets(data.labels.data() + sample * labels, labels, layout, classes, label_smoothing,
-                    row, targets);
+      if (targets) write_targets(data, sample, layout, classes, label_smoothing, row, targets);
     }
   }
 }
@@ -130,25 +149,53 @@ Dataset make_synthetic(int64_t samples, int64_t features, int64_t classes, uint6
 
 namespace ddp {
 
-Dataset make_synthetic_multilabel(int64_t samples, int64_t features, int64_t labels,
-                                  uint64_t seed) {
+namespace {
+
+// Features uniform in [0, 1) from `seed`, and per sample the scores s_j = sum_k w_jk (x_k - 1/2)
+// of a random rule w ((width, features), uniform in [-1, 1]) that depends only on the shape, so a
+// training and a test set of other seeds share it.
+Dataset synthetic_scored(int64_t samples, int64_t features, int64_t width, uint64_t seed,
+                         std::vector<double>& scores) {
   Dataset data = make_synthetic(samples, features, 1, seed);
-  data.origin = "synthetic multi-label(" + std::to_string(samples) + "x" +
-                std::to_string(features) + ", " + std::to_string(labels) + " labels)";
-  data.label_width = labels;
-  std::vector<float> rule(static_cast<size_t>(labels * features));  // (labels, features)
-  Rng rng(derive_seed(static_cast<uint64_t>(features * 1000 + labels), /*stream=*/3));
+  data.label_width = width;
+  std::vector<float> rule(static_cast<size_t>(width * features));
+  Rng rng(derive_seed(static_cast<uint64_t>(features * 1000 + width), /*stream=*/3));
   for (float& w : rule) w = rng.uniform(-1, 1);
-  data.labels.resize(static_cast<size_t>(samples * labels));
+  scores.assign(static_cast<size_t>(samples * width), 0.0);
   for (size_t i = 0; i < static_cast<size_t>(samples); ++i) {
     const float* x = data.features.data() + i * static_cast<size_t>(features);
-    for (size_t j = 0; j < static_cast<size_t>(labels); ++j) {
+    for (size_t j = 0; j < static_cast<size_t>(width); ++j) {
       const float* w = rule.data() + j * static_cast<size_t>(features);
-      double score = 0;
+      double& score = scores[i * static_cast<size_t>(width) + j];
       for (size_t k = 0; k < static_cast<size_t>(features); ++k) score += w[k] * (x[k] - 0.5);
-      data.labels[i * static_cast<size_t>(labels) + j] = score > 0 ? 1 : 0;
     }
   }
+  return data;
+}
+
+}  // namespace
+
+Dataset make_synthetic_multilabel(int64_t samples, int64_t features, int64_t labels,
+                                  uint64_t seed) {
+  std::vector<double> scores;
+  Dataset data = synthetic_scored(samples, features, labels, seed, scores);
+  data.origin = "synthetic multi-label(" + std::to_string(samples) + "x" +
+                std::to_string(features) + ", " + std::to_string(labels) + " labels)";
+  data.labels.resize(scores.size());
+  for (size_t i = 0; i < scores.size(); ++i) data.labels[i] = scores[i] > 0 ? 1 : 0;
+  return data;
+}
+
+Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t targets,
+                                  uint64_t seed) {
+  std::vector<double> scores;
+  Dataset data = synthetic_scored(samples, features, targets, seed, scores);
+  data.origin = "synthetic regression(" + std::to_string(samples) + "x" + std::to_string(features) +
+                ", " + std::to_string(targets) + " targets)";
+  data.labels.clear();
+  data.values.resize(scores.size());
+  for (size_t i = 0; i < scores.size(); ++i)
+    data.values[i] = static_cast<float>(std::sin(2 * scores[i]));
   return data;
 }
 

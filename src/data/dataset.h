@@ -15,6 +15,7 @@ enum class TargetLayout {
   kClassIndex,  // (n): the class index (sparse categorical cross-entropy)
   kOneHot,      // (n, classes): one-hot rows of the class index
   kLabels,      // (n, label_width): the labels themselves (multi-hot, or one binary label)
+  kValues,      // (n, label_width): real-valued targets (regression), Dataset::values
 };
 
 // A labelled dataset held in host memory by every rank; the sampler decides who uses what.
@@ -27,11 +28,17 @@ struct Dataset {
   std::vector<uint8_t> byte_features;
   float byte_scale = 1;
   std::vector<int32_t> labels;  // (size, label_width)
-  // Labels per sample: 1 (a class index, or one binary label) or several (multi-hot 0/1 columns,
-  // multi-label classification).
+  // Real-valued targets (regression), (size, label_width), in place of labels: a dataset holds
+  // one or the other.
+  std::vector<float> values;
+  // Labels (or values) per sample: 1 (a class index, one binary label, one value) or several
+  // (multi-hot 0/1 columns for multi-label classification, or values).
   int64_t label_width = 1;
 
-  int64_t size() const { return static_cast<int64_t>(labels.size()) / label_width; }
+  int64_t size() const {
+    return static_cast<int64_t>(values.empty() ? labels.size() : values.size()) / label_width;
+  }
+  bool real_valued() const { return !values.empty(); }
   // A byte feature as a float, as batches hold it.
   float from_byte(uint8_t value) const { return from_byte(value, byte_scale); }
   static float from_byte(uint8_t value, float scale) { return static_cast<float>(value) * scale; }
@@ -41,15 +48,16 @@ struct Dataset {
   }
   // Throws DataError naming the origin, the sample and the label when the labels do not fit a
   // model with `classes` outputs under `layout`: a class index outside [0, classes), or label
-  // columns other than `classes` of them; with `binary`, a label other than 0 or 1.
+  // columns other than `classes` of them; with `binary`, a label other than 0 or 1; values for a
+  // layout of labels, or labels for kValues.
   void check_labels(int64_t classes, TargetLayout layout, bool binary) const;
   // CRC-32 of shape, features (as stored) and labels: ranks compare it to detect differing copies.
   uint32_t fingerprint() const;
 };
 
 // Copies the samples `indices` into a contiguous batch: features (n, sample_shape) and targets
-// as `layout` says. With label_smoothing e, one-hot rows are Keras' and PyTorch's smoothed ones:
-// (1 - e) one_hot + e / classes.
+// as `layout` says (none when `targets` is null). With label_smoothing e, one-hot rows are Keras'
+// and PyTorch's smoothed ones: (1 - e) one_hot + e / classes.
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
                   int64_t classes, float* features, float* targets, float label_smoothing = 0);
 
@@ -60,6 +68,10 @@ Dataset make_synthetic(int64_t samples, int64_t features, int64_t classes, uint6
 // the shape, so a training and a test set of other seeds share the rule: learnable, with about
 // half of each label set.
 Dataset make_synthetic_multilabel(int64_t samples, int64_t features, int64_t labels, uint64_t seed);
+// Regression data: features as above; `targets` real values per sample, target j = sin(2 s_j) for
+// the same rule's score s_j = sum_k w_jk (x_k - 1/2): smooth, nonlinear, within [-1, 1].
+Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t targets,
+                                  uint64_t seed);
 
 // IDX (MNIST / Fashion-MNIST) image and label files, gzip-compressed or plain. Pixel values are
 // multiplied by `scale` (1/255 maps bytes to [0, 1]).
@@ -67,11 +79,14 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path,
 
 struct CsvOptions {
   bool header = true;
-  int64_t label_column = -1;           // negative counts from the end: -1 is the last column
-  std::vector<int64_t> label_columns;  // several (multi-label), in order; replaces label_column
+  int64_t label_column = -1;  // negative counts from the end: -1 is the last column
+  std::vector<int64_t> label_columns =
+      {};  // several (multi-label), in order; replaces label_column
   float scale = 1;
+  bool float_labels = false;  // the label columns are real-valued targets (Dataset::values)
 };
-// Numeric feature columns and one or more integer label columns, comma-separated.
+// Numeric feature columns and one or more label columns (integers, or real values with
+// float_labels), comma-separated.
 Dataset read_csv(const std::string& path, const CsvOptions& options);
 
 }  // namespace ddp

@@ -212,7 +212,6 @@ Dataset make_dataset(const NpyArray& x, const NpyArray& y, float scale) {
   if (x.shape[0] != y.shape[0])
     throw DataError(x.origin + " has " + std::to_string(x.shape[0]) + " samples but " + y.origin +
                     " has " + std::to_string(y.shape[0]));
-  if (y.kind == 'f') throw DataError(y.origin + ": labels must be integers, the dtype is float");
   if (y.shape.size() == 2 && y.shape[1] == 0) throw DataError(y.origin + ": 0 labels per sample");
   Dataset data;
   data.origin = y.origin;
@@ -228,6 +227,17 @@ Dataset make_dataset(const NpyArray& x, const NpyArray& y, float scale) {
     data.features[i] = v;
   }
   data.label_width = y.shape.size() == 2 ? y.shape[1] : 1;
+  if (y.kind == 'f') {  // real-valued targets: regression
+    data.values.resize(static_cast<size_t>(y.count()));
+    for (uint64_t i = 0; i < y.count(); ++i) {
+      const auto v = static_cast<float>(y.at(i));
+      if (!std::isfinite(v))
+        throw DataError(y.origin + ": target value " + std::to_string(i) + " is not finite" +
+                        (std::isfinite(y.at(i)) ? " as a float32" : ""));
+      data.values[i] = v;
+    }
+    return data;
+  }
   data.labels.resize(static_cast<size_t>(y.count()));
   for (uint64_t i = 0; i < y.count(); ++i) {
     const double v = y.at(i);

@@ -63,8 +63,9 @@ keras::Runtime& runtime() {
 }
 
 // Samples as the C++ API takes them: the first axis counts samples, the rest is their shape.
-// Errors name `call`.
-keras::Arrays arrays(const FloatArray& x, const std::optional<LabelArray>& y,
+// A y of a floating-point dtype holds real-valued targets (regression), (samples) or (samples,
+// targets); any other dtype class indices, (samples). Errors name `call`.
+keras::Arrays arrays(const FloatArray& x, const std::optional<py::array>& y,
                      const std::string& call) {
   if (x.ndim() < 2)
     throw ddp::DataError(call + ": x must have a sample axis and a sample shape, (samples, ...); " +
@@ -72,11 +73,19 @@ keras::Arrays arrays(const FloatArray& x, const std::optional<LabelArray>& y,
   keras::Arrays out;
   for (py::ssize_t d = 1; d < x.ndim(); ++d) out.sample_shape.push_back(x.shape(d));
   out.features.assign(x.data(), x.data() + x.size());
-  if (y) {
-    if (y->ndim() != 1 || y->shape(0) != x.shape(0))
+  if (y && y->dtype().kind() == 'f') {
+    const auto targets = y->cast<FloatArray>();
+    if (targets.ndim() < 1 || targets.ndim() > 2 || targets.shape(0) != x.shape(0))
+      throw ddp::DataError(call + ": real-valued y must hold the targets of each sample of x, (" +
+                           std::to_string(x.shape(0)) + ",) or (" + std::to_string(x.shape(0)) +
+                           ", targets)");
+    out.targets.assign(targets.data(), targets.data() + targets.size());
+  } else if (y) {
+    const auto labels = y->cast<LabelArray>();
+    if (labels.ndim() != 1 || labels.shape(0) != x.shape(0))
       throw ddp::DataError(call + ": y must hold one class index per sample of x, (" +
                            std::to_string(x.shape(0)) + ",)");
-    out.labels.assign(y->data(), y->data() + y->size());
+    out.labels.assign(labels.data(), labels.data() + labels.size());
   }
   return out;
 }
@@ -104,7 +113,7 @@ py::dict history_of(const keras::History& history) {
   return out;
 }
 
-py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<LabelArray>& y,
+py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<py::array>& y,
              int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
              const std::optional<py::tuple>& validation_data, std::vector<keras::Spec> callbacks,
              std::vector<std::string> set) {
@@ -133,7 +142,7 @@ py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<L
     if (validation_data) {
       if (validation_data->size() != 2) throw ddp::DataError("fit: validation_data must be (x, y)");
       validation = arrays((*validation_data)[0].cast<FloatArray>(),
-                          (*validation_data)[1].cast<LabelArray>(), "fit: validation_data");
+                          (*validation_data)[1].cast<py::array>(), "fit: validation_data");
     }
     py::gil_scoped_release released;
     history = self.fit(rt, std::move(train), options, std::move(validation));
@@ -218,7 +227,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
           py::arg("x"))
       .def(
           "evaluate",
-          [](keras::Sequential& self, const FloatArray& x, const LabelArray& y) {
+          [](keras::Sequential& self, const FloatArray& x, const py::array& y) {
             std::vector<ddp::MetricValue> values;
             {
               keras::Arrays data = arrays(x, y, "evaluate");

@@ -158,7 +158,7 @@ bool resume(Communicator& comm, Trainer& trainer, const Config& config, const Op
   return true;
 }
 
-// One CSV row per test sample: the model's outputs, then the label.
+// One CSV row per test sample: the model's outputs, then the label (or target values).
 void write_predictions(const std::string& path, Trainer& trainer,
                        const std::vector<float>& outputs) {
   const Dataset& test = *trainer.test_data();
@@ -167,13 +167,19 @@ void write_predictions(const std::string& path, Trainer& trainer,
   out.precision(9);
   const auto width = static_cast<size_t>(test.label_width);  // several labels: label0, label1..
   for (size_t c = 0; c < classes; ++c) out << "p" << c << ",";
+  const char* const target = test.real_valued() ? "target" : "label";
   for (size_t j = 0; j < width; ++j)
-    out << "label" << (width > 1 ? std::to_string(j) : "") << (j + 1 < width ? "," : "\n");
+    out << target << (width > 1 ? std::to_string(j) : "") << (j + 1 < width ? "," : "\n");
   const auto samples = static_cast<size_t>(test.size());
   for (size_t i = 0; i < samples; ++i) {
     for (size_t c = 0; c < classes; ++c) out << outputs[i * classes + c] << ",";
-    for (size_t j = 0; j < width; ++j)
-      out << test.labels[i * width + j] << (j + 1 < width ? "," : "\n");
+    for (size_t j = 0; j < width; ++j) {
+      if (test.real_valued())
+        out << test.values[i * width + j];
+      else
+        out << test.labels[i * width + j];
+      out << (j + 1 < width ? "," : "\n");
+    }
   }
   out.close();
   if (!out) throw RuntimeError(path + ": cannot write predictions");

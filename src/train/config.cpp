@@ -2,85 +2,18 @@
 
 #include <algorithm>
 #include <array>
-#include <climits>
 #include <cmath>
 #include <fstream>
 #include <optional>
 
 #include "core/error.h"
 #include "core/input_file.h"
-#include "core/machine.h"
 #include "core/spelling.h"
 #include "train/config_reader.h"
 #include "train/metric_set.h"
 
 namespace ddp {
 namespace {
-
-DataSourceConfig parse_source(ConfigNode node, uint64_t seed) {
-  DataSourceConfig source;
-  source.path = node.path();
-  source.type = node.choice("type", {"synthetic", "idx", "csv", "npy", "npz"});
-  if (source.type == "synthetic") {
-    source.samples = positive(node, "samples", node.require<int64_t>("samples"));
-    source.features = positive(node, "features", node.require<int64_t>("features"));
-    // `labels: L`: L independent 0/1 labels per sample (multi-label) instead of one of `classes`.
-    if (node.has("labels")) {
-      if (node.has("classes"))
-        node.fail("labels",
-                  "give either classes (one class per sample) or labels (several 0/1 "
-                  "labels per sample), not both");
-      source.labels_per_sample = positive(node, "labels", node.require<int64_t>("labels"));
-    } else {
-      source.classes = positive(node, "classes", node.require<int64_t>("classes"));
-    }
-    // Labels are 32-bit; the features are generated in memory, so they must fit there.
-    if (source.classes > INT32_MAX)
-      node.fail("classes", "must be at most " + std::to_string(INT32_MAX) + ", got " +
-                               std::to_string(source.classes));
-    const uint64_t memory = memory_limit_bytes();
-    // Each sample: its features and its 32-bit labels.
-    const auto labels = static_cast<uint64_t>(std::max<int64_t>(source.labels_per_sample, 1));
-    if (static_cast<uint64_t>(source.samples) >
-        memory / sizeof(float) / (static_cast<uint64_t>(source.features) + labels))
-      node.fail(source.samples >= source.features ? "samples" : "features",
-                std::to_string(source.samples) + " samples x " + std::to_string(source.features) +
-                    " features do not fit in this process's "
-                    "memory (" +
-                    std::to_string(memory >> 20) + " MiB)");
-    source.seed = static_cast<uint64_t>(node.get<int64_t>("seed", static_cast<int64_t>(seed)));
-  } else if (source.type == "idx") {
-    source.images = node.require<std::string>("images");
-    source.labels = node.require<std::string>("labels");
-    source.normalize = node.get("normalize", true);
-  } else if (source.type == "npy" || source.type == "npz") {
-    // npy: two files; npz: one archive and the names of its two arrays (np.savez(x=..., y=...)).
-    if (source.type == "npz") source.file = node.require<std::string>("path");
-    source.features_array = node.require<std::string>("features");
-    source.labels_array = node.require<std::string>("labels");
-    source.scale = node.get("scale", 1.0);
-  } else {
-    source.file = node.require<std::string>("path");
-    source.header = node.get("header", true);
-    if (node.has("label_columns")) {
-      if (node.has("label_column"))
-        node.fail("label_columns", "give either label_column or label_columns, not both");
-      source.label_columns = node.require<std::vector<int64_t>>("label_columns");
-      if (source.label_columns.empty()) node.fail("label_columns", "must list at least one column");
-    } else {
-      source.label_column = node.get<int64_t>("label_column", -1);
-    }
-    source.scale = node.get("scale", 1.0);
-  }
-  if (node.has("augment")) {
-    if (source.path != "data.train")
-      node.fail("augment",
-                "only the training data are augmented; evaluation sees them as they are");
-    source.augment = parse_augment(node.child("augment"));
-  }
-  node.finish();
-  return source;
-}
 
 OptimizerConfig parse_optimizer(ConfigNode node) {
   OptimizerConfig opt;
@@ -306,8 +239,8 @@ Config parse_config(const YAML::Node& root_node, const std::string& file, DataOr
     config.train_data.type = "memory";
   } else {
     ConfigNode data = root.child("data");
-    config.train_data = parse_source(data.child("train"), config.seed);
-    if (data.has("test")) config.test_data = parse_source(data.child("test"), config.seed + 1);
+    config.train_data = parse_data_source(data.child("train"), config.seed);
+    if (data.has("test")) config.test_data = parse_data_source(data.child("test"), config.seed + 1);
     data.finish();
   }
 

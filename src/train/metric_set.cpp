@@ -26,6 +26,7 @@ const std::vector<std::string>& metric_names() {
 }
 
 std::vector<std::string> default_metrics(LossKind loss) {
+  if (loss == LossKind::kMeanSquaredError) return {"mae"};  // regression's; targets may be values
   return {loss == LossKind::kBinaryCrossentropy ? "binary_accuracy" : "accuracy"};
 }
 

@@ -23,7 +23,8 @@ struct MetricValue {
 
 // Every metric name, in the order the config reference lists them.
 const std::vector<std::string>& metric_names();
-// The metrics of a config without `metrics`: accuracy, or binary_accuracy for binary_crossentropy.
+// The metrics of a config without `metrics`: accuracy, binary_accuracy for binary_crossentropy,
+// mae for mean_squared_error.
 std::vector<std::string> default_metrics(LossKind loss);
 // Why `name` does not go with `loss` ("" when it does).
 std::string metric_mismatch(const std::string& name, LossKind loss);

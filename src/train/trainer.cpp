@@ -14,6 +14,7 @@
 #include "optim/sgd.h"
 #include "train/config_reader.h"
 #include "train/replica_check.h"
+#include "train/targets.h"
 
 namespace ddp {
 namespace {
@@ -152,14 +153,7 @@ void Trainer::validate_and_build() {
   set_up_callbacks();
   penalty_ = WeightPenalty(model_->param_entries());
   epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);
-  // The labels themselves are the targets for several labels per sample, and for one binary
-  // label (binary_crossentropy with one output); class indices otherwise, one-hot for dense losses.
-  const bool binary = loss_.kind() == LossKind::kBinaryCrossentropy;
-  target_layout_ = loss_.target_kind() == TargetKind::kSparse            ? TargetLayout::kClassIndex
-                   : train_.label_width > 1 || (binary && classes_ == 1) ? TargetLayout::kLabels
-                                                                         : TargetLayout::kOneHot;
-  train_.check_labels(classes_, target_layout_, binary);
-  if (test_) test_->check_labels(classes_, target_layout_, binary);
+  target_layout_ = choose_target_layout(config_, loss_, train_, test_, classes_);
 
   const int64_t rows = std::max(per_rank_batch_, config_.training.eval_batch_size);
   const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;

@@ -141,12 +141,12 @@ class Trainer {
 
  private:
   void validate_and_build();  // everything that can fail on bad input, before any collective
-  // Copies samples of `data` into the backend's batch buffers (features_, targets_).
-  // With `augment_from` (training), the samples are augmented as the samples at positions
-  // augment_from, +1, ... of this epoch (Note [augmentation]).
+  // Copies samples of `data` into the backend's batch buffers (features_, and targets_ unless
+  // `targets` is false). With `augment_from` (training), the samples are augmented as the samples
+  // at positions augment_from, +1, ... of this epoch (Note [augmentation]).
   void stage_batch(const Dataset& data, std::span<const int64_t> indices,
-                   std::optional<int64_t> augment_from = std::nullopt);
-  void stage_rows(const Dataset& data, int64_t start, int64_t rows);
+                   std::optional<int64_t> augment_from = std::nullopt, bool targets = true);
+  void stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets = true);
   // The outputs for samples [first, first + count) of `data`; this rank alone.
   std::vector<float> predict_rows(const Dataset& data, int64_t first, int64_t count);
   void train_step();

@@ -10,7 +10,7 @@
 namespace ddp {
 
 void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
-                          std::optional<int64_t> augment_from) {
+                          std::optional<int64_t> augment_from, bool targets) {
   const auto width = static_cast<int64_t>(data.sample_shape.numel());
   const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
   // Host memory is the backend's on the CPU: the rows go straight there, gathered by the rank's
@@ -19,24 +19,26 @@ void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
   const bool host = backend_.memory() == MemoryKind::kHost;
   float* features = host ? features_.data() : host_features_.data();
   backend_.share_host_work(static_cast<int64_t>(indices.size()), [&](int64_t begin, int64_t end) {
-    gather_batch(
-        data, indices.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
-        target_layout_, classes_, features + begin * width,
-        host_targets_.data() + begin * target_width, static_cast<float>(config_.label_smoothing));
+    gather_batch(data,
+                 indices.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
+                 target_layout_, classes_, features + begin * width,
+                 targets ? host_targets_.data() + begin * target_width : nullptr,
+                 static_cast<float>(config_.label_smoothing));
     if (augment_from && augmenter_)
       augmenter_->apply_to_batch(derive_seed(config_.seed, 4000 + static_cast<uint64_t>(epoch_)),
                                  *augment_from + begin, features + begin * width, end - begin);
   });
   const auto rows = static_cast<size_t>(indices.size());
   if (!host) backend_.copy_to_device(features, features_.data(), rows * static_cast<size_t>(width));
-  backend_.copy_to_device(host_targets_.data(), targets_.data(),
-                          rows * static_cast<size_t>(target_width));
+  if (targets)
+    backend_.copy_to_device(host_targets_.data(), targets_.data(),
+                            rows * static_cast<size_t>(target_width));
 }
 
-void Trainer::stage_rows(const Dataset& data, int64_t start, int64_t rows) {
+void Trainer::stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets) {
   row_indices_.resize(static_cast<size_t>(rows));
   std::iota(row_indices_.begin(), row_indices_.end(), start);
-  stage_batch(data, row_indices_);
+  stage_batch(data, row_indices_, std::nullopt, targets);
 }
 
 void Trainer::add_batch(std::span<double> sums, const LossStats& stats, const float* output,
@@ -83,7 +85,7 @@ std::vector<float> Trainer::predict_rows(const Dataset& data, int64_t first, int
   std::vector<float> out(static_cast<size_t>(count * classes_));
   for (int64_t done = 0; done < count; done += batch) {
     const int64_t rows = std::min(batch, count - done);
-    stage_rows(data, first + done, rows);
+    stage_rows(data, first + done, rows, false);  // unlabelled data may have no targets
     const float* probs = model_->predict(features_.data(), rows);
     backend_.copy_to_host(probs, out.data() + done * classes_,
                           static_cast<size_t>(rows * classes_));

@@ -4,7 +4,8 @@ on NumPy arrays with validation, fitted again (it trains on), then predicted, ev
 weights read and saved. Both ranks hold the same bits; 2 ranks train what 1 does within 1e-5; the
 first fit's losses are ddp_train's on the same arrays as .npy files and the same config within
 1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
-the module's exceptions with the library's one-line messages; fit holds one copy of the arrays.
+the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
+a float y is a regression's targets (a linear model finds the least-squares weights).
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -76,6 +77,23 @@ def one_rank_fails():
     if ddp.rank() == 1:
         raise RuntimeError("rank 1 fails on its own")
     model.evaluate(xv, yv)
+
+
+def regression(out):
+    """A float y: real-valued targets, (samples, 2), fitted by a linear model on every rank."""
+    import numpy as np
+    import ddp_trainer as ddp
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(256, 3)).astype(np.float32)
+    y = x @ np.array([[1.5, 0.25], [-2.0, 1.0], [0.5, -0.75]]) + [0.25, -1.0]  # float64
+    y += 0.01 * rng.normal(size=y.shape)  # noise: least squares, not an exact fit
+    model = ddp.Sequential([ddp.Dense(2)], input_shape=[3])
+    model.compile(ddp.SGD(0.1), "mean_squared_error")
+    history = model.fit(x, y, epochs=40, batch_size=32, verbose=False, validation_data=(x, y))
+    w = model.get_weights()
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump({"history": history, "weight": w["layers.0.weight"].tolist(),
+                   "bias": w["layers.0.bias"].tolist(), "x": x.tolist(), "y": y.tolist()}, f)
 
 
 def fit_memory():
@@ -217,6 +235,22 @@ class Scenarios:
         assert "training.allreduce" in cases[3][1], cases[3][1]
         assert "/nonexistent/w.safetensors" in cases[5][1], cases[5][1]
 
+    def float_y_is_a_regression(self):
+        import numpy as np
+        out = os.path.join(self.tmp, "regression")
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--regression", out],
+                 "the regression under mpiexec -n 2")
+        a, b = (json.load(open(f"{out}.{r}")) for r in range(2))
+        assert (a["weight"], a["bias"]) == (b["weight"], b["bias"]), "the ranks hold different weights"
+        x, y = np.array(a["x"]), np.array(a["y"])
+        solution = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)[0]
+        fitted = np.vstack([np.array(a["weight"]).T, a["bias"]])
+        worst = float(np.max(np.abs(fitted - solution)))
+        print(f"  regression on 2 ranks: weights within {worst:.2g} of least squares, "
+              f"val_mae {a['history']['val_mae'][-1]:.4f}")
+        assert worst < 1e-3, (fitted, solution)
+        assert set(a["history"]) == {"loss", "mae", "val_loss", "val_mae", "learning_rate"}, a["history"]
+
     def fit_keeps_one_copy_of_the_arrays(self):
         # The module's copy of the NumPy arrays becomes the training set (two copies before).
         out = self.run([sys.executable, __file__, "--fit-memory"], "the memory case")
@@ -235,6 +269,7 @@ def main():
     p.add_argument("--errors", action="store_true")
     p.add_argument("--one-rank-fails", action="store_true")
     p.add_argument("--fit-memory", action="store_true")
+    p.add_argument("--regression")
     a = p.parse_args()
     if a.child:
         return child(a.child)
@@ -244,12 +279,14 @@ def main():
         return one_rank_fails()
     if a.fit_memory:
         return fit_memory()
+    if a.regression:
+        return regression(a.regression)
     with tempfile.TemporaryDirectory(prefix="ddp_python_") as tmp:
         return run_scenarios("python api", Scenarios(a, tmp),
                              ["ranks_hold_the_same_bits", "two_ranks_train_what_one_does",
                               "trains_what_ddp_train_does", "an_uncaught_exception_ends_the_job",
                               "mistakes_raise_one_line_errors",
-                              "fit_keeps_one_copy_of_the_arrays"])
+                              "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression"])
 
 
 if __name__ == "__main__":

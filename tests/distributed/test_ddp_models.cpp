@@ -1,6 +1,7 @@
 // Invariants 1 and 2 under mpiexec for layers beyond dense ones, on every all-reduce path (as in
 // test_ddp_training.cpp): dropout, batch normalization with per-rank and synchronized statistics,
-// and the multi-label example with its loss weights, weight penalty and exact metrics.
+// the multi-label example with its loss weights, weight penalty and exact metrics, and the
+// regression example (real-valued targets).
 
 #include <gtest/gtest.h>
 
@@ -157,6 +158,37 @@ TEST_P(DdpModels, MultiLabelExampleMatchesSingleProcessWithExactMetrics) {
   ASSERT_EQ(mine.metrics.size(), 5u);
   for (size_t i = 0; i < mine.metrics.size(); ++i)
     EXPECT_EQ(mine.metrics[i].value, reference.metrics[i].value) << mine.metrics[i].name;
+  EXPECT_NEAR(mine.loss, reference.loss, 1e-6);
+}
+
+// Regression: real-valued targets under mean_squared_error train on N ranks what one rank trains
+// (98 samples in batches of 32: a partial last batch), and the test MAE over 101 samples is one
+// rank's exactly.
+TEST_P(DdpModels, RegressionExampleMatchesSingleProcessWithExactMetrics) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const Config config =
+      example_with("regression_example.yaml",
+                   {"data.train.samples=98", "data.test.samples=101", "training.tail=partial"});
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+
+  auto backend = make_cpu_backend();
+  const Dataset test = load_dataset(*config.test_data, comm.rank());
+  ASSERT_TRUE(test.real_valued());
+  Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()), test);
+  const double before = trainer.evaluate(test).loss;
+  trainer.train_steps(12);
+  const EvalResult mine = trainer.evaluate(test);
+  EXPECT_LT(mine.loss, before);  // it learns the targets
+  Trainer one(config, *local, *backend, load_dataset(config.train_data, 0), test);
+  one.load_params(trainer.params_to_host(), trainer.buffers_to_host());
+  const EvalResult reference = one.evaluate(test);
+  ASSERT_EQ(mine.metrics.size(), 1u);
+  EXPECT_EQ(mine.metrics[0].name, "mae");
+  EXPECT_EQ(mine.metrics[0].value, reference.metrics[0].value);
   EXPECT_NEAR(mine.loss, reference.loss, 1e-6);
 }
 

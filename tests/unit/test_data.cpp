@@ -251,6 +251,36 @@ TEST_F(DataFiles, CsvLabelColumnFirstWithoutHeader) {
   EXPECT_FLOAT_EQ(data.features[3], 4);
 }
 
+TEST_F(DataFiles, CsvFloatLabelsAreRegressionTargets) {
+  const std::string csv = write_text("v.csv", "t0,x,t1\n0.5,1,-2e-3\n-1.25,3,7\n");
+  const Dataset data = read_csv(csv, {.label_columns = {0, 2}, .float_labels = true});
+  EXPECT_TRUE(data.real_valued());
+  EXPECT_EQ(data.size(), 2);
+  EXPECT_EQ(data.label_width, 2);
+  EXPECT_EQ(data.features, (std::vector<float>{1, 3}));
+  EXPECT_EQ(data.values, (std::vector<float>{0.5f, -2e-3f, -1.25f, 7}));
+  const std::string bad = write_text("b.csv", "x,t\n1,0.5\n2,nan\n");
+  EXPECT_NE(error_of([&] {
+              read_csv(bad, {.float_labels = true});
+            }).find("b.csv:3: column 2: target 'nan' is not a finite number"),
+            std::string::npos);
+  // Integer and real-valued targets do not mix between a training and a test set.
+  const Dataset classes = read_csv(write_text("c.csv", "x,y\n1,0\n2,1\n"), {});
+  EXPECT_NO_THROW(data.check_labels(2, TargetLayout::kValues, false));
+  EXPECT_NE(error_of([&] {
+              data.check_labels(1, TargetLayout::kValues, false);
+            }).find("v.csv: 2 target value(s) per sample for a model with 1 outputs"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              classes.check_labels(1, TargetLayout::kValues, false);
+            }).find("c.csv: integer labels, where the training set has real-valued targets"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              data.check_labels(2, TargetLayout::kLabels, false);
+            }).find("v.csv: real-valued targets, where the training set has integer labels"),
+            std::string::npos);
+}
+
 TEST_F(DataFiles, CsvBadCells) {
   const std::string bad_number = write_text("n.csv", "x,y\n1,0\nabc,1\n");
   EXPECT_NE(
@@ -308,6 +338,21 @@ TEST(GatherBatch, SparseAndOneHotTargets) {
   gather_batch(data, indices, TargetLayout::kOneHot, 3, features, one_hot, 0.3f);
   for (int c = 0; c < 3; ++c)
     EXPECT_FLOAT_EQ(one_hot[3 + c], c == data.labels[1] ? 0.8f : 0.1f) << c;
+}
+
+TEST(GatherBatch, RegressionTargetsAreTheValuesAndPredictionsNeedNone) {
+  Dataset data = make_synthetic(3, 2, 2, 1);
+  data.labels.clear();
+  data.values = {0.5f, -1, 2.25f, 3, -4, 1e-3f};
+  data.label_width = 2;
+  const int64_t indices[] = {2, 0};
+  float features[4], targets[4] = {9, 9, 9, 9};
+  gather_batch(data, indices, TargetLayout::kValues, 2, features, targets);
+  EXPECT_EQ(std::vector<float>(targets, targets + 4), (std::vector<float>{-4, 1e-3f, 0.5f, -1}));
+  EXPECT_EQ(features[0], data.features[4]);
+  // No targets buffer: the features alone (predict's unlabelled rows).
+  gather_batch(data, indices, TargetLayout::kValues, 2, features, nullptr);
+  EXPECT_EQ(features[3], data.features[1]);
 }
 
 // Batches larger than gather_batch's prefetch chunk (64 KB of samples: 65 rows of 1,000 bytes,

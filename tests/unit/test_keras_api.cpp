@@ -13,18 +13,10 @@
 #include "api/keras.h"
 #include "core/error.h"
 #include "data/dataset.h"
+#include "keras_world.h"
 
 namespace ddp {
 namespace {
-
-keras::Runtime& world_of_one() {
-  static int argc = 1;
-  static char name[] = "unit_tests";
-  static char* args[] = {name, nullptr};
-  static char** argv = args;
-  static keras::Runtime runtime(&argc, &argv);
-  return runtime;
-}
 
 keras::Sequential small_model(const keras::Spec& optimizer = keras::Adam(0.01),
                               const keras::Spec& loss = {
