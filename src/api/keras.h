@@ -108,6 +108,9 @@ struct FitOptions {
   uint64_t seed = 0;
   bool verbose = true;               // rank 0 prints Keras' epoch lines
   std::vector<Spec> callbacks = {};  // EarlyStopping, ReduceLROnPlateau
+  // Keras': with arrays and no validation data, the last samples (before shuffling) validate and
+  // the first floor(n (1 - validation_split)) train; in [0, 1).
+  double validation_split = 0;
   // Any other config keys, as --set would give them: {"training.allreduce=mpi", ...}.
   std::vector<std::string> set = {};
 };

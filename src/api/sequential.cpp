@@ -65,6 +65,32 @@ Dataset to_dataset(Arrays&& arrays, const std::string& origin, bool labelled = t
   return data;
 }
 
+// Keras' validation_split: the samples from floor(n (1 - fraction)) on leave `data` and validate.
+Dataset split_off_validation(Dataset& data, double fraction) {
+  const std::string key = std::string(kOrigin) + ": validation_split";
+  if (!(fraction >= 0 && fraction < 1))
+    throw ConfigError(key + ": must be in [0, 1), got " + std::to_string(fraction));
+  const int64_t n = data.size();
+  const auto split_at = static_cast<int64_t>(std::floor(static_cast<double>(n) * (1 - fraction)));
+  if (split_at == 0 || split_at == n)
+    throw DataError(key + ": " + std::to_string(n) + " samples are too few to split " +
+                    std::to_string(fraction) + " of them off for validation");
+  Dataset held_out;
+  held_out.origin = key + " of the training arrays";
+  held_out.sample_shape = data.sample_shape;
+  held_out.label_width = data.label_width;
+  const auto tail = [split_at](auto& from, auto& to, int64_t per_sample) {
+    if (from.empty()) return;  // labels or values: the one the data do not have
+    const auto begin = from.begin() + split_at * per_sample;
+    to.assign(begin, from.end());
+    from.erase(begin, from.end());
+  };
+  tail(data.features, held_out.features, data.sample_shape.numel());
+  tail(data.labels, held_out.labels, data.label_width);
+  tail(data.values, held_out.values, data.label_width);
+  return held_out;
+}
+
 }  // namespace
 
 Sequential::Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shape)
@@ -143,7 +169,13 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
       if (validation)
         test_data =
             to_dataset(std::move(*validation), std::string(kOrigin) + ": validation arrays");
+      else if (options.validation_split != 0)
+        test_data = split_off_validation(train_data, options.validation_split);
     } else {
+      if (options.validation_split != 0)
+        throw ConfigError(std::string(kOrigin) +
+                          ": validation_split splits arrays; with data Specs, give validation "
+                          "data");
       train_data = load_dataset(config.train_data, comm.rank());
       if (config.test_data) test_data = load_dataset(*config.test_data, comm.rank());
     }

@@ -116,12 +116,13 @@ py::dict history_of(const keras::History& history) {
 py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<py::array>& y,
              int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
              const std::optional<py::tuple>& validation_data, std::vector<keras::Spec> callbacks,
-             std::vector<std::string> set) {
+             double validation_split, std::vector<std::string> set) {
   const keras::FitOptions options{.epochs = epochs,
                                   .batch_size = batch_size,
                                   .seed = seed,
                                   .verbose = verbose,
                                   .callbacks = std::move(callbacks),
+                                  .validation_split = validation_split,
                                   .set = std::move(set)};
   keras::Runtime& rt = runtime();
   keras::History history;
@@ -215,7 +216,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
       .def("fit", &fit, py::arg("x"), py::arg("y") = std::nullopt, py::arg("epochs") = 1,
            py::arg("batch_size") = 32, py::arg("seed") = 0, py::arg("verbose") = true,
            py::arg("validation_data") = std::nullopt,
-           py::arg("callbacks") = std::vector<keras::Spec>{},
+           py::arg("callbacks") = std::vector<keras::Spec>{}, py::arg("validation_split") = 0.0,
            py::arg("set") = std::vector<std::string>{})
       .def(
           "predict",

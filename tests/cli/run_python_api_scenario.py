@@ -5,7 +5,8 @@ weights read and saved. Both ranks hold the same bits; 2 ranks train what 1 does
 first fit's losses are ddp_train's on the same arrays as .npy files and the same config within
 1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
 the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
-a float y is a regression's targets (a linear model finds the least-squares weights).
+a float y is a regression's targets (a linear model finds the least-squares weights);
+validation_split holds out the last samples, as validation_data of them would.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -91,8 +92,15 @@ def regression(out):
     model.compile(ddp.SGD(0.1), "mean_squared_error")
     history = model.fit(x, y, epochs=40, batch_size=32, verbose=False, validation_data=(x, y))
     w = model.get_weights()
+    split = {}
+    for name, kwargs in (("split", {"validation_split": 0.3}),
+                         ("apart", {"validation_data": (x[179:], y[179:])})):  # floor(256 x 0.7)
+        m = ddp.Sequential([ddp.Dense(2)], input_shape=[3])
+        m.compile(ddp.SGD(0.1), "mean_squared_error")
+        data = (x, y) if name == "split" else (x[:179], y[:179])
+        split[name] = m.fit(*data, epochs=2, batch_size=32, verbose=False, **kwargs)
     with open(f"{out}.{ddp.rank()}", "w") as f:
-        json.dump({"history": history, "weight": w["layers.0.weight"].tolist(),
+        json.dump({"history": history, "split": split, "weight": w["layers.0.weight"].tolist(),
                    "bias": w["layers.0.bias"].tolist(), "x": x.tolist(), "y": y.tolist()}, f)
 
 
@@ -250,6 +258,7 @@ class Scenarios:
               f"val_mae {a['history']['val_mae'][-1]:.4f}")
         assert worst < 1e-3, (fitted, solution)
         assert set(a["history"]) == {"loss", "mae", "val_loss", "val_mae", "learning_rate"}, a["history"]
+        assert a["split"]["split"] == a["split"]["apart"], a["split"]
 
     def fit_keeps_one_copy_of_the_arrays(self):
         # The module's copy of the NumPy arrays becomes the training set (two copies before).

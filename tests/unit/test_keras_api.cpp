@@ -201,6 +201,42 @@ TEST(KerasApi, EvaluateIsTheLastEpochsValidation) {
   EXPECT_NE(model.evaluate(arrays_of(data))[0].value, result[0].value);
 }
 
+// Keras' validation_split: the last samples before shuffling validate, the first
+// floor(n (1 - split)) train: the same history as those two parts given apart.
+TEST(KerasApi, ValidationSplitHoldsOutTheLastSamples) {
+  const Dataset data = make_synthetic(201, 6, 4, 3);  // floor(201 x 0.75) = 150
+  keras::FitOptions options{.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false};
+  const auto part = [&data](int64_t begin, int64_t end) {
+    return keras::Arrays{{6},
+                         {data.features.begin() + begin * 6, data.features.begin() + end * 6},
+                         {data.labels.begin() + begin, data.labels.begin() + end}};
+  };
+  const keras::History apart =
+      small_model().fit(world_of_one(), part(0, 150), options, part(150, 201));
+  options.validation_split = 0.25;
+  const keras::History split = small_model().fit(world_of_one(), arrays_of(data), options);
+  ASSERT_EQ(split.epochs.size(), 2u);
+  for (size_t e = 0; e < 2; ++e) {
+    EXPECT_EQ(split.epochs[e].loss, apart.epochs[e].loss);
+    EXPECT_EQ(split.epochs[e].val_loss, apart.epochs[e].val_loss);
+    EXPECT_EQ(split.epochs[e].val_metrics.at(0).value, apart.epochs[e].val_metrics.at(0).value);
+  }
+  options.validation_split = 1;
+  EXPECT_THROW(small_model().fit(world_of_one(), arrays_of(data), options), ConfigError);
+  options.validation_split = 0.999;  // floor(201 x 0.001) = 0 training samples
+  try {
+    small_model().fit(world_of_one(), arrays_of(data), options);
+    FAIL() << "an empty training split was accepted";
+  } catch (const DataError& e) {
+    EXPECT_STREQ(e.what(),
+                 "Sequential: validation_split: 201 samples are too few to split 0.999000 of "
+                 "them off for validation");
+  }
+  options.validation_split = 0.25;
+  EXPECT_THROW(small_model().fit(world_of_one(), keras::synthetic(200, 6, 4), options),
+               ConfigError);
+}
+
 std::vector<float> values_of(const std::vector<NamedTensor>& weights) {
   std::vector<float> out;
   for (const NamedTensor& t : weights) out.insert(out.end(), t.values.begin(), t.values.end());
