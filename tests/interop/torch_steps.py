@@ -1,0 +1,170 @@
+"""Training steps of one loss in ddp_train (2 ranks) and in PyTorch (in double) from the same
+initial weights, for torch_interop.py (checks 6-8 there), and what both files share."""
+
+import csv
+import subprocess
+
+import torch
+from safetensors.torch import load_file, save_file
+
+ACTIVATIONS = ["tanh", "relu"]
+
+
+class Mlp(torch.nn.Module):
+    def __init__(self, sizes):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(i, o) for i, o in zip(sizes, sizes[1:]))
+
+    def forward(self, x):
+        for layer, act in zip(self.layers[:-1], ACTIVATIONS):
+            x = getattr(torch, act)(layer(x))
+        return torch.softmax(self.layers[-1](x), dim=1)
+
+
+def read_rows(path):
+    with open(path) as f:
+        return [list(map(float, r)) for r in list(csv.reader(f))[1:]]
+
+
+def twenty_steps(args, env, tmp, name, model, make_optimizer, loss_of, before_step=lambda: None):
+    """20 steps of {tmp}/{name}.yaml on 2 ranks from `model`'s weights, and the same in PyTorch in
+    double: batches of 20 rows in file order (10 per epoch), loss_of(rows) a batch's loss,
+    before_step() between backward and the optimizer's step. The max abs difference of the
+    weights after them."""
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, f"{tmp}/{name}0.safetensors")
+    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
+                    "--run-dir", f"{tmp}/{name}_run", "--init-from", f"{tmp}/{name}0.safetensors",
+                    "--stop-after", "20", "--export-safetensors", f"{tmp}/{name}20.safetensors"],
+                   check=True, env=env, capture_output=True, timeout=120)
+    stepped = load_file(f"{tmp}/{name}20.safetensors")
+    model.double()
+    optimizer = make_optimizer(model.parameters())
+    for step in range(20):
+        loss = loss_of(slice(step % 10 * 20, step % 10 * 20 + 20))
+        optimizer.zero_grad()
+        loss.backward()
+        before_step()
+        optimizer.step()
+    after = {k: v.float() for k, v in model.state_dict().items()}
+    return max((after[k] - stepped[k]).abs().max().item() for k in stepped)
+
+
+def multilabel_checks(args, env, tmp, rule, clip=0.0):
+    """rule: adam, or adamw (decoupled weight decay 0.05); clip: global_clipnorm (0: none)."""
+    decay = ", weight_decay: 0.05" if rule == "adamw" else ""
+    decay += f", global_clipnorm: {clip}" if clip else ""
+    torch.manual_seed(4)
+    x = torch.rand(200, 10)
+    y = ((x - 0.5) @ (torch.rand(10, 5) * 2 - 1) > 0).float()
+    with open(f"{tmp}/ml.csv", "w") as f:
+        f.write(",".join([f"f{i}" for i in range(10)] + [f"l{j}" for j in range(5)]) + "\n")
+        for i in range(200):
+            f.write(",".join([f"{v:.6f}" for v in x[i].tolist()] +
+                             [str(int(v)) for v in y[i].tolist()]) + "\n")
+    x = torch.tensor([r[:10] for r in read_rows(f"{tmp}/ml.csv")]).double()  # as read: float32
+    pos_weight = [1.0, 2.0, 0.5, 1.5, 3.0]
+    name = f"ml_{rule}_{clip}"
+    with open(f"{tmp}/{name}.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/ml.csv, label_columns: [-5, -4, -3, -2, -1]}}
+model:
+  layers:
+    - {{type: dense, units: 16, activation: tanh, kernel_regularizer: {{l2: 0.01}}}}
+    - {{type: dense, units: 5, activation: sigmoid}}
+loss: {{type: binary_crossentropy, pos_weight: {pos_weight}}}
+metrics: [f1]
+optimizer: {{type: {rule}, learning_rate: 0.01{decay}}}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    model = Mlp([10, 16, 5])
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, dtype=torch.float64))
+    clipped = []
+
+    def loss_of(rows):
+        logits = model.layers[1](torch.tanh(model.layers[0](x[rows])))
+        return loss_fn(logits, y[rows].double()) + 0.01 * (model.layers[0].weight ** 2).sum()
+
+    def clip_step():
+        if clip:
+            clipped.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item() > clip)
+
+    diff = twenty_steps(
+        args, env, tmp, name, model,
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.05) if rule == "adamw"
+        else torch.optim.Adam(p, lr=0.01), loss_of, clip_step)
+    clipping = f", global_clipnorm {clip}: {sum(clipped)} of 20 steps clipped" if clip else ""
+    print(f"multi-label, 20 {rule} steps (pos_weight, L2 penalty, 2 ranks{clipping}) vs PyTorch: "
+          f"max abs diff {diff:.2e}")
+    return [diff] + ([0.0 if any(clipped) else 1.0] if clip else [])
+
+
+def label_smoothing_check(args, env, tmp):
+    """The first check's data and MLP, 20 Adam steps of smoothed categorical cross-entropy."""
+    rows = read_rows(f"{tmp}/train.csv")
+    x = torch.tensor([r[:-1] for r in rows]).double()  # as ddp_train reads them: float32
+    y = torch.tensor([int(r[-1]) for r in rows])
+    with open(f"{tmp}/ls.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/train.csv}}
+model:
+  layers:
+    - {{type: dense, units: 16, activation: {ACTIVATIONS[0]}}}
+    - {{type: dense, units: 12, activation: {ACTIVATIONS[1]}}}
+    - {{type: dense, units: 4, activation: softmax}}
+loss: {{type: categorical_crossentropy, label_smoothing: 0.1}}
+optimizer: {{type: adam, learning_rate: 0.01}}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    torch.manual_seed(7)
+    model = Mlp([6, 16, 12, 4])
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+
+    def loss_of(batch):
+        hidden = x[batch]
+        for layer, act in zip(model.layers[:-1], ACTIVATIONS):
+            hidden = getattr(torch, act)(layer(hidden))
+        return loss_fn(model.layers[-1](hidden), y[batch])
+
+    diff = twenty_steps(args, env, tmp, "ls", model, lambda p: torch.optim.Adam(p, lr=0.01),
+                        loss_of)
+    print(f"label smoothing 0.1, 20 Adam steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    return [diff]
+
+
+def regression_check(args, env, tmp):
+    """20 SGD steps (momentum 0.9) of mean_squared_error on 2 real-valued targets (CSV,
+    label_type: float) against torch.nn.MSELoss, from the same initial weights. SGD, not Adam:
+    Adam's step hardly changes when the loss is scaled, so it would miss a wrong mean."""
+    torch.manual_seed(11)
+    x = torch.rand(200, 10)
+    y = torch.sin(2 * (x - 0.5) @ (torch.rand(10, 2) * 2 - 1))
+    with open(f"{tmp}/reg.csv", "w") as f:
+        f.write(",".join([f"f{i}" for i in range(10)] + ["t0", "t1"]) + "\n")
+        for i in range(200):
+            f.write(",".join(f"{v:.6f}" for v in x[i].tolist() + y[i].tolist()) + "\n")
+    rows = read_rows(f"{tmp}/reg.csv")
+    x = torch.tensor([r[:10] for r in rows]).double()  # as ddp_train reads them: float32
+    y = torch.tensor([r[10:] for r in rows]).double()
+    with open(f"{tmp}/reg.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/reg.csv, label_columns: [-2, -1], label_type: float}}
+model:
+  layers:
+    - {{type: dense, units: 16, activation: tanh}}
+    - {{type: dense, units: 2}}
+loss: mean_squared_error
+optimizer: {{type: sgd, learning_rate: 0.1, momentum: 0.9}}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    model = Mlp([10, 16, 2])
+    loss_fn = torch.nn.MSELoss()
+
+    def loss_of(rows):
+        return loss_fn(model.layers[1](torch.tanh(model.layers[0](x[rows]))), y[rows])
+
+    diff = twenty_steps(args, env, tmp, "reg", model,
+                        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), loss_of)
+    print(f"regression, 20 SGD steps of mean_squared_error (2 targets, 2 ranks) vs PyTorch: "
+          f"max abs diff {diff:.2e}")
+    return [diff]
