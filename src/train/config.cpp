@@ -169,8 +169,9 @@ void parse_regularizer(ConfigNode& layer, LayerSpec& spec) {
 // `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights, or
 // `{type: categorical_crossentropy, label_smoothing: e}` (Keras' CategoricalCrossentropy's).
 void parse_loss(ConfigNode& root, Config& config) {
+  // "mse": Keras' short name for mean_squared_error.
   const std::vector<std::string> names = {"sparse_categorical_crossentropy",
-                                          "categorical_crossentropy", "mean_squared_error",
+                                          "categorical_crossentropy", "mean_squared_error", "mse",
                                           "binary_crossentropy"};
   const auto kind_of = [](const std::string& name) {
     if (name == "sparse_categorical_crossentropy") return LossKind::kSparseCategoricalCrossentropy;

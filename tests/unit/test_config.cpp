@@ -84,6 +84,15 @@ TEST(Config, AdamWDecaysDecoupledWithPyTorchsDefault) {
   EXPECT_EQ(adamw.resolved["optimizer"]["weight_decay"].as<double>(), 0.01);
 }
 
+TEST(Config, MseIsMeanSquaredErrorWithMaeByDefault) {
+  for (const char* name : {"loss=mse", "loss={type: mse}", "loss=mean_squared_error"}) {
+    const Config config = parse_with({name});
+    EXPECT_EQ(config.loss, LossKind::kMeanSquaredError) << name;
+    EXPECT_EQ(config.metrics, std::vector<std::string>{"mae"}) << name;
+  }
+  EXPECT_EQ(parse_with({}).metrics, std::vector<std::string>{"accuracy"});
+}
+
 TEST(Config, LabelSmoothingIsCategoricalCrossentropys) {
   EXPECT_EQ(parse_with({}).label_smoothing, 0);
   const Config smoothed =
