@@ -54,8 +54,8 @@ uint32_t Dataset::fingerprint() const {
     if (bytes > 0) crc = libdeflate_crc32(crc, data, bytes);
   };
   for (int64_t d : sample_shape.dims()) feed(&d, sizeof d);
-  feed(features.data(), features.size() * sizeof(float));
-  feed(byte_features.data(), byte_features.size());
+  feed(stored_floats(), byte_valued() ? 0 : stored_size());  // as stored: mapped or not alike
+  feed(stored_bytes(), byte_valued() ? stored_size() : 0);
   feed(&byte_scale, sizeof byte_scale);
   feed(&label_width, sizeof label_width);
   feed(labels.data(), labels.size() * sizeof(int32_t));
@@ -102,10 +102,10 @@ void write_targets(const Dataset& data, size_t sample, TargetLayout layout, int6
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
                   int64_t classes, float* features, float* targets, float label_smoothing) {
   const auto width = static_cast<size_t>(data.sample_shape.numel());
-  const bool bytes = !data.byte_features.empty();
+  const bool bytes = data.byte_valued();
   const size_t sample_bytes = width * (bytes ? sizeof(uint8_t) : sizeof(float));
   const auto* stored =
-      bytes ? data.byte_features.data() : reinterpret_cast<const uint8_t*>(data.features.data());
+      bytes ? data.stored_bytes() : reinterpret_cast<const uint8_t*>(data.stored_floats());
   const float byte_scale = data.byte_scale;
   // The samples of a shuffled batch are scattered over the dataset (Fashion-MNIST's 47 MB), and
   // the step's own traffic has pushed them out of the caches: read one after the other, each

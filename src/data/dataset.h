@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/mapped_file.h"
 #include "core/shape.h"
 
 namespace ddp {
@@ -27,6 +29,11 @@ struct Dataset {
   // quarter of the memory, page faults and CRC work of floats (Fashion-MNIST: 47 MB, not 188).
   std::vector<uint8_t> byte_features;
   float byte_scale = 1;
+  // Features read in place from a file (Note [mapped features]) in place of both vectors: float32
+  // values, or bytes (times byte_scale) with `mapped_bytes`.
+  std::shared_ptr<const MappedFile> mapping;
+  std::span<const std::byte> mapped;
+  bool mapped_bytes = false;
   std::vector<int32_t> labels;  // (size, label_width)
   // Real-valued targets (regression), (size, label_width), in place of labels: a dataset holds
   // one or the other.
@@ -42,9 +49,20 @@ struct Dataset {
   // A byte feature as a float, as batches hold it.
   float from_byte(uint8_t value) const { return from_byte(value, byte_scale); }
   static float from_byte(uint8_t value, float scale) { return static_cast<float>(value) * scale; }
+  // The features as stored: bytes (times byte_scale) or floats, in memory or mapped.
+  bool byte_valued() const { return mapping ? mapped_bytes : !byte_features.empty(); }
+  const uint8_t* stored_bytes() const {
+    return mapping ? reinterpret_cast<const uint8_t*>(mapped.data()) : byte_features.data();
+  }
+  const float* stored_floats() const {
+    return mapping ? reinterpret_cast<const float*>(mapped.data()) : features.data();
+  }
+  size_t stored_size() const {  // bytes
+    return mapping ? mapped.size() : byte_features.size() + features.size() * sizeof(float);
+  }
   // Feature i of the flat (size, sample_shape) array, as a batch holds it.
   float feature(size_t i) const {
-    return byte_features.empty() ? features[i] : from_byte(byte_features[i]);
+    return byte_valued() ? from_byte(stored_bytes()[i]) : stored_floats()[i];
   }
   // Throws DataError naming the origin, the sample and the label when the labels do not fit a
   // model with `classes` outputs under `layout`: a class index outside [0, classes), or label

@@ -204,7 +204,39 @@ std::vector<std::byte> read_member(zip_t* archive, const std::string& path,
   return bytes;
 }
 
-Dataset make_dataset(const NpyArray& x, const NpyArray& y, float scale) {
+// Features (N, ...) as the dataset's: read in place from `mapping` where it holds them as
+// uint8 or as native float32 with no scale to apply (Note [mapped features]), converted to
+// float32 otherwise.
+void set_features(Dataset& data, const NpyArray& x, float scale,
+                  std::shared_ptr<const MappedFile> mapping) {
+  const bool bytes = x.kind == 'u' && x.item == 1;
+  const bool floats = x.kind == 'f' && x.item == 4 && !x.swap && scale == 1;
+  if (mapping && (bytes || floats)) {
+    if (floats)
+      for (uint64_t i = 0; i < x.count(); ++i)
+        if (!std::isfinite(x.at(i)))
+          throw DataError(x.origin + ": value " + std::to_string(i) + " is not finite");
+    data.mapping = std::move(mapping);
+    data.mapped = x.data;
+    data.mapped_bytes = bytes;
+    data.byte_scale = scale;
+    return;
+  }
+  if (x.count() > memory_limit_bytes() / sizeof(float))
+    throw DataError(x.origin + ": " + std::to_string(x.count()) +
+                    " features as float32 do not fit in this process's memory");
+  data.features.resize(static_cast<size_t>(x.count()));
+  for (uint64_t i = 0; i < x.count(); ++i) {
+    const auto v = static_cast<float>(x.at(i) * scale);
+    if (!std::isfinite(v))
+      throw DataError(x.origin + ": value " + std::to_string(i) + " is not finite" +
+                      (std::isfinite(x.at(i)) ? " once scaled" : ""));
+    data.features[i] = v;
+  }
+}
+
+Dataset make_dataset(const NpyArray& x, const NpyArray& y, float scale,
+                     std::shared_ptr<const MappedFile> mapping = nullptr) {
   if (x.shape.empty()) throw DataError(x.origin + ": a scalar, not an array of samples");
   if (y.shape.empty() || y.shape.size() > 2)
     throw DataError(y.origin + ": labels need shape (samples) or (samples, labels), got " +
@@ -218,14 +250,7 @@ Dataset make_dataset(const NpyArray& x, const NpyArray& y, float scale) {
   data.sample_shape = x.shape.size() == 1
                           ? Shape{1}
                           : Shape(std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()));
-  data.features.resize(static_cast<size_t>(x.count()));
-  for (uint64_t i = 0; i < x.count(); ++i) {
-    const auto v = static_cast<float>(x.at(i) * scale);
-    if (!std::isfinite(v))
-      throw DataError(x.origin + ": value " + std::to_string(i) + " is not finite" +
-                      (std::isfinite(x.at(i)) ? " once scaled" : ""));
-    data.features[i] = v;
-  }
+  set_features(data, x, scale, std::move(mapping));
   data.label_width = y.shape.size() == 2 ? y.shape[1] : 1;
   if (y.kind == 'f') {  // real-valued targets: regression
     data.values.resize(static_cast<size_t>(y.count()));
@@ -252,9 +277,9 @@ Dataset make_dataset(const NpyArray& x, const NpyArray& y, float scale) {
 }  // namespace
 
 Dataset read_npy(const std::string& features_path, const std::string& labels_path, float scale) {
-  const std::vector<std::byte> x = read_whole_file<DataError>(features_path);
+  auto x = std::make_shared<const MappedFile>(features_path);
   const std::vector<std::byte> y = read_whole_file<DataError>(labels_path);
-  return make_dataset(parse_npy(x, features_path), parse_npy(y, labels_path), scale);
+  return make_dataset(parse_npy(x->bytes(), features_path), parse_npy(y, labels_path), scale, x);
 }
 
 Dataset read_npz(const std::string& path, const std::string& features, const std::string& labels,

@@ -5,8 +5,11 @@
 #include <gtest/gtest.h>
 #include <zip.h>
 
+#include <unistd.h>
+
 #include <cstring>
 #include <fstream>
+#include <random>
 
 #include "core/error.h"
 #include "data/npy_reader.h"
@@ -82,7 +85,8 @@ TEST_F(NumpyData, ReadsImagesAndClassLabels) {
   const Dataset data = read_npy(x, y, 0.5f);
   EXPECT_EQ(data.size(), 2);
   EXPECT_EQ(data.sample_shape, (Shape{2, 3}));
-  EXPECT_FLOAT_EQ(data.features[11], 127.5f);
+  EXPECT_FLOAT_EQ(data.feature(11), 127.5f);  // read in place: uint8 times the scale
+  EXPECT_TRUE(data.byte_valued());
   EXPECT_EQ(data.labels, (std::vector<int32_t>{7, 3}));
   EXPECT_EQ(data.label_width, 1);
 }
@@ -130,6 +134,86 @@ TEST_F(NumpyData, ReadsCompressedNpzMembers) {
   const std::string not_zip = write("n.npz", "plain text");
   EXPECT_NE(error_of([&] { read_npz(not_zip, "x", "y", 1); }).find("n.npz: not a readable .npz"),
             std::string::npos);
+}
+
+// Note [mapped features]: float32 and uint8 features are read in place, and batches, features and
+// fingerprints are those of the same values held in memory (here: the big-endian copy, which is
+// converted).
+TEST_F(NumpyData, MappedFeaturesReadAsTheCopiedOnes) {
+  std::vector<float> values(40 * 6);
+  std::mt19937 rng(3);
+  for (float& v : values) v = std::uniform_real_distribution<float>(-2, 2)(rng);
+  std::string little, big;
+  for (float v : values) {
+    little += raw<float>({v});
+    big += raw<float>({v}, true);
+  }
+  std::string labels;
+  for (int i = 0; i < 40; ++i) labels += raw<int32_t>({i % 3});
+  const std::string y = write("my.npy", npy("<i4", "(40,)", labels));
+  const Dataset mapped = read_npy(write("ml.npy", npy("<f4", "(40, 6)", little)), y, 1);
+  const Dataset copied = read_npy(write("mb.npy", npy(">f4", "(40, 6)", big)), y, 1);
+  ASSERT_NE(mapped.mapping, nullptr);
+  EXPECT_EQ(copied.mapping, nullptr);
+  EXPECT_TRUE(mapped.features.empty());
+  EXPECT_EQ(copied.features, values);
+  for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(mapped.feature(i), values[i]) << i;
+  EXPECT_EQ(mapped.fingerprint(), copied.fingerprint());
+  const int64_t rows[] = {39, 0, 17, 17};
+  float a[24], b[24], ta[4], tb[4];
+  gather_batch(mapped, rows, TargetLayout::kClassIndex, 3, a, ta);
+  gather_batch(copied, rows, TargetLayout::kClassIndex, 3, b, tb);
+  EXPECT_EQ(std::memcmp(a, b, sizeof a), 0);
+  EXPECT_EQ(std::memcmp(ta, tb, sizeof ta), 0);
+  // A non-finite value is refused as when converted; a scale other than 1 converts.
+  little.replace(4 * 7, 4, raw<float>({INFINITY}));
+  EXPECT_NE(error_of([&] {
+              read_npy(write("mi.npy", npy("<f4", "(40, 6)", little)), y, 1);
+            }).find("mi.npy: value 7 is not finite"),
+            std::string::npos);
+  EXPECT_EQ(read_npy(write("ml.npy", npy("<f4", "(40, 6)", big)), y, 0.5f).mapping, nullptr);
+}
+
+// The resident memory a process owns (not file pages it shares), in bytes.
+int64_t anonymous_resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("RssAnon:", 0) == 0) return std::stoll(line.substr(8)) * 1024;
+  ADD_FAILURE() << "no RssAnon in /proc/self/status";
+  return -1;
+}
+
+// 64 MB of float32 features cost this process no memory of its own: the pages are the file's,
+// shared with every other rank of the host (each of which would otherwise hold 64 MB).
+TEST_F(NumpyData, MappedFeaturesTakeNoMemoryOfTheirOwn) {
+  const std::string x = write("big.npy", npy("<f4", "(16384, 1024)", std::string(64 << 20, '\0')));
+  const std::string y = write("big_y.npy", npy("|u1", "(16384,)", std::string(16384, '\1')));
+  const int64_t before = anonymous_resident_bytes();
+  const Dataset data = read_npy(x, y, 1);
+  const int64_t grew = anonymous_resident_bytes() - before;
+  EXPECT_EQ(data.size(), 16384);
+  EXPECT_EQ(data.feature(16384 * 1024 - 1), 0.0f);  // every page read (the finiteness check)
+  EXPECT_LT(grew, 8 << 20) << "read_npy took " << grew << " bytes";
+  std::remove(x.c_str());
+}
+
+// A file truncated under the mapping: the next read of a lost page ends the process with the
+// bad-data code and a line naming the file, not a crash.
+TEST_F(NumpyData, AMappedFileThatShrinksEndsTheRunNamingIt) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string x = write("shrinks.npy", npy("|u1", "(8192, 4)", std::string(32768, '\2')));
+  const std::string y = write("shrinks_y.npy", npy("|u1", "(8192,)", std::string(8192, '\1')));
+  EXPECT_EXIT(
+      {
+        const Dataset data = read_npy(x, y, 1);
+        if (truncate(x.c_str(), 0) != 0) _exit(9);
+        volatile float sum = 0;
+        for (size_t i = 0; i < 32768; i += 4096) sum = sum + data.feature(i);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(3),
+      "shrinks.npy: the file changed \\(shrank\\) while training read it");
 }
 
 // Each malformed input and the words its error must contain.

@@ -1,0 +1,34 @@
+#pragma once
+// Note [mapped features]: an uncompressed .npy file of float32 (little-endian) or uint8 features
+// is read in place through a read-only shared mapping instead of being copied into each rank's
+// memory, so the ranks of a host hold one copy of the data between them, in the page cache (8
+// ranks of a GPU workstation would otherwise hold 8). Pages come in as batches first touch them
+// (the fingerprint and the finiteness check read the whole file once at start). A file that is
+// truncated while mapped would make the next read of a lost page raise SIGBUS: the handler
+// installed with the first mapping names the file in a one-line error and exits with the bad-data
+// code (3) instead of crashing; a fault outside every mapping keeps its default action.
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+namespace ddp {
+
+class MappedFile {
+ public:
+  // Maps the whole of `path` read-only; throws DataError naming it.
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  std::span<const std::byte> bytes() const { return {data_, size_}; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace ddp
