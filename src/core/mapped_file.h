@@ -1,12 +1,13 @@
 #pragma once
-// Note [mapped features]: an uncompressed .npy file of float32 (little-endian) or uint8 features
-// is read in place through a read-only shared mapping instead of being copied into each rank's
-// memory, so the ranks of a host hold one copy of the data between them, in the page cache (8
-// ranks of a GPU workstation would otherwise hold 8). Pages come in as batches first touch them
-// (the fingerprint and the finiteness check read the whole file once at start). A file that is
-// truncated while mapped would make the next read of a lost page raise SIGBUS: the handler
-// installed with the first mapping names the file in a one-line error and exits with the bad-data
-// code (3) instead of crashing; a fault outside every mapping keeps its default action.
+// Note [mapped features]: an uncompressed .npy file of float32 (little-endian) or uint8 features,
+// or an uncompressed IDX image file, is read in place through a read-only shared mapping instead of
+// being copied into each rank's memory, so the ranks of a host hold one copy of the data between
+// them, in the page cache (8 ranks of a GPU workstation would otherwise hold 8). Pages come in as
+// batches first touch them (the fingerprint and the finiteness check read the whole file once at
+// start). A file that is truncated while mapped would make the next read of a lost page raise
+// SIGBUS: the handler installed with the first mapping names the file in a one-line error and exits
+// with the bad-data code (3) instead of crashing; a fault outside every mapping keeps its default
+// action.
 
 #include <cstddef>
 #include <span>

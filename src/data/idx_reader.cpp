@@ -53,6 +53,9 @@ class IdxFile {
 
   const std::vector<int64_t>& dims() const { return dims_; }
   const std::string& path() const { return path_; }
+  // Uncompressed: the file holds its values as they are, after the header.
+  bool plain() const { return !whole_ && gzdirect(file_.get()); }
+  size_t header_bytes() const { return 4 + 4 * dims_.size(); }
 
   // Reads the values the header declares, in chunks, so memory follows the bytes that are really
   // there: a header that claims more (up to 2^32 per dimension) cannot make every rank allocate
@@ -176,8 +179,22 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path,
   Dataset data;
   data.origin = labels_path;  // label range errors name the label file
   data.sample_shape = Shape(std::vector<int64_t>(images.dims().begin() + 1, images.dims().end()));
-  data.byte_features = images.read_data();
   data.byte_scale = scale;
+  // An uncompressed image file whose size is what its header declares is read in place (Note
+  // [mapped features]); the reads below name any other mismatch.
+  std::shared_ptr<const MappedFile> mapping;
+  if (images.plain()) mapping = std::make_shared<const MappedFile>(images_path);
+  uint64_t declared = 1;
+  bool overflow = false;
+  for (const int64_t d : images.dims())
+    overflow |= __builtin_mul_overflow(declared, static_cast<uint64_t>(d), &declared);
+  if (mapping && !overflow && mapping->bytes().size() - images.header_bytes() == declared) {
+    data.mapped = mapping->bytes().subspan(images.header_bytes());
+    data.mapping = std::move(mapping);
+    data.mapped_bytes = true;
+  } else {
+    data.byte_features = images.read_data();
+  }
   const std::vector<unsigned char> label_bytes = labels.read_data();
   data.labels.assign(label_bytes.begin(), label_bytes.end());
   if (labels.dims().size() == 2) {

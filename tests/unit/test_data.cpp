@@ -86,6 +86,16 @@ TEST_F(DataFiles, ReadsPlainIdx) {
   EXPECT_EQ(data.sample_shape, (Shape{2, 3}));
   EXPECT_FLOAT_EQ(data.feature(7), 140);
   EXPECT_EQ(data.labels, (std::vector<int32_t>{1, 0}));
+  // Read in place (Note [mapped features]), as the gzip copy of the same file is read into memory.
+  ASSERT_NE(data.mapping, nullptr);
+  EXPECT_TRUE(data.byte_features.empty());
+  std::vector<unsigned char> pixels(12);
+  for (int i = 0; i < 12; ++i) pixels[i] = static_cast<unsigned char>(i * 20);
+  const Dataset inflated =
+      read_idx(write("images_gz.idx", idx_bytes(0x08, {2, 2, 3}, pixels), true), labels_, 1);
+  EXPECT_EQ(inflated.mapping, nullptr);
+  EXPECT_EQ(data.fingerprint(), inflated.fingerprint());
+  for (size_t i = 0; i < 12; ++i) EXPECT_EQ(data.feature(i), inflated.feature(i)) << i;
 }
 
 // A (samples, labels) label file: several 0/1 labels per sample (multi-label).
