@@ -111,6 +111,9 @@ struct FitOptions {
   // Keras': with arrays and no validation data, the last samples (before shuffling) validate and
   // the first floor(n (1 - validation_split)) train; in [0, 1).
   double validation_split = 0;
+  // Called on every rank after each epoch with its record (Keras' on_epoch_end and its logs);
+  // returning true on rank 0 stops the fit after this epoch on every rank (model.stop_training).
+  std::function<bool(const EpochRecord&)> on_epoch_end = {};
   // Any other config keys, as --set would give them: {"training.allreduce=mpi", ...}.
   std::vector<std::string> set = {};
 };

@@ -193,6 +193,10 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   compiled_since_fit_ = false;
   const bool lead = comm.rank() == 0 && options.verbose;
   trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
+  trainer.set_epoch_observer(options.on_epoch_end);
+  // The observer belongs to this fit alone: the trainer outlives it (the next fit continues it).
+  const std::unique_ptr<Trainer, void (*)(Trainer*)> forget_observer(
+      &trainer, [](Trainer* t) { t->set_epoch_observer({}); });
   trainer.fit();
   return {trainer.epoch_records()};
 }

@@ -12,7 +12,8 @@
 // has printed it, as mpi4py's -m mode does: the other ranks would otherwise wait in their next
 // collective, and this one in MPI's finalization, for each other. Training releases the GIL.
 // fit() copies the arrays once (float32 features, int32 labels) and moves that copy into the
-// training set, so a fit holds the NumPy arrays plus one copy.
+// training set, so a fit holds the NumPy arrays plus one copy. A float y is a regression's
+// targets. Callbacks may be Python objects with on_epoch_end(epoch, logs) (add_callbacks).
 // The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
 // TrainingError, with the same one-line messages.
 
@@ -96,34 +97,73 @@ FloatArray array_of(const std::vector<float>& values, std::vector<py::ssize_t> s
   return out;
 }
 
+// Keras' logs of one epoch: the loss, the metrics, their val_ values, the learning rate.
+py::dict logs_of(const ddp::EpochRecord& e) {
+  py::dict logs;
+  logs["loss"] = e.loss;
+  for (const ddp::MetricValue& m : e.metrics) logs[py::str(m.name)] = m.value;
+  if (e.val_loss) logs["val_loss"] = *e.val_loss;
+  for (const ddp::MetricValue& m : e.val_metrics) logs[py::str("val_" + m.name)] = m.value;
+  logs["learning_rate"] = e.learning_rate;
+  return logs;
+}
+
 // Keras' History.history: each quantity's value per epoch.
 py::dict history_of(const keras::History& history) {
   py::dict out;
-  const auto add = [&out](const std::string& name, double value) {
-    if (!out.contains(name)) out[py::str(name)] = py::list();
-    out[py::str(name)].cast<py::list>().append(value);
-  };
-  for (const ddp::EpochRecord& e : history.epochs) {
-    add("loss", e.loss);
-    for (const ddp::MetricValue& m : e.metrics) add(m.name, m.value);
-    if (e.val_loss) add("val_loss", *e.val_loss);
-    for (const ddp::MetricValue& m : e.val_metrics) add("val_" + m.name, m.value);
-    add("learning_rate", e.learning_rate);
-  }
+  for (const ddp::EpochRecord& e : history.epochs)
+    for (const auto& [name, value] : logs_of(e)) {
+      if (!out.contains(name)) out[name] = py::list();
+      out[name].cast<py::list>().append(value);
+    }
   return out;
 }
 
-py::dict fit(keras::Sequential& self, const py::object& x, const std::optional<py::array>& y,
+// Keras-style callbacks: the library's (EarlyStopping, ReduceLROnPlateau) go to the config; any
+// object with on_epoch_end(epoch, logs) is called on every rank after each epoch (epoch 0-based),
+// with its `model` attribute set to the model, and model.stop_training = True on rank 0 stops the
+// fit after that epoch. Python objects are held by the caller during the fit, so the C++ side
+// keeps only handles (it may drop them without the GIL).
+void add_callbacks(keras::FitOptions& options, const py::object& model, const py::list& callbacks) {
+  std::vector<py::handle> python;
+  for (const py::handle cb : callbacks) {
+    if (py::isinstance<keras::Spec>(cb)) {
+      options.callbacks.push_back(cb.cast<keras::Spec>());
+    } else if (py::hasattr(cb, "on_epoch_end")) {
+      if (py::hasattr(cb, "set_model"))
+        cb.attr("set_model")(model);
+      else
+        cb.attr("model") = model;
+      python.push_back(cb);
+    } else {
+      throw ddp::ConfigError("fit: callbacks: " + py::repr(cb).cast<std::string>() +
+                             " is neither EarlyStopping nor ReduceLROnPlateau nor an object "
+                             "with on_epoch_end(epoch, logs)");
+    }
+  }
+  model.attr("stop_training") = false;
+  if (python.empty()) return;
+  const py::handle held = model;
+  options.on_epoch_end = [held, python](const ddp::EpochRecord& record) {
+    const py::gil_scoped_acquire gil;
+    const py::dict logs = logs_of(record);
+    for (const py::handle cb : python) cb.attr("on_epoch_end")(record.epoch - 1, logs);
+    return held.attr("stop_training").cast<bool>();
+  };
+}
+
+py::dict fit(const py::object& model, const py::object& x, const std::optional<py::array>& y,
              int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
-             const std::optional<py::tuple>& validation_data, std::vector<keras::Spec> callbacks,
+             const std::optional<py::tuple>& validation_data, const py::list& callbacks,
              double validation_split, std::vector<std::string> set) {
-  const keras::FitOptions options{.epochs = epochs,
-                                  .batch_size = batch_size,
-                                  .seed = seed,
-                                  .verbose = verbose,
-                                  .callbacks = std::move(callbacks),
-                                  .validation_split = validation_split,
-                                  .set = std::move(set)};
+  auto& self = model.cast<keras::Sequential&>();
+  keras::FitOptions options{.epochs = epochs,
+                            .batch_size = batch_size,
+                            .seed = seed,
+                            .verbose = verbose,
+                            .validation_split = validation_split,
+                            .set = std::move(set)};
+  add_callbacks(options, model, callbacks);
   keras::Runtime& rt = runtime();
   keras::History history;
   if (py::isinstance<keras::Spec>(x)) {  // data the config names: idx, csv, synthetic
@@ -200,7 +240,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def(
       "size", [] { return runtime().size(); }, "The number of ranks (starts MPI if needed)");
 
-  py::class_<keras::Sequential>(m, "Sequential")
+  py::class_<keras::Sequential>(m, "Sequential", py::dynamic_attr())  // stop_training
       .def(py::init<std::vector<keras::Spec>, std::vector<int64_t>>(), py::arg("layers"),
            py::arg("input_shape") = std::vector<int64_t>{})
       .def(
@@ -215,9 +255,8 @@ PYBIND11_MODULE(ddp_trainer, m) {
           py::arg("optimizer"), py::arg("loss"), py::arg("metrics") = std::vector<std::string>{})
       .def("fit", &fit, py::arg("x"), py::arg("y") = std::nullopt, py::arg("epochs") = 1,
            py::arg("batch_size") = 32, py::arg("seed") = 0, py::arg("verbose") = true,
-           py::arg("validation_data") = std::nullopt,
-           py::arg("callbacks") = std::vector<keras::Spec>{}, py::arg("validation_split") = 0.0,
-           py::arg("set") = std::vector<std::string>{})
+           py::arg("validation_data") = std::nullopt, py::arg("callbacks") = py::list(),
+           py::arg("validation_split") = 0.0, py::arg("set") = std::vector<std::string>{})
       .def(
           "predict",
           [](keras::Sequential& self, const FloatArray& x) {

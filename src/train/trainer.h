@@ -80,6 +80,12 @@ class Trainer {
   void set_step_observer(std::function<void(int64_t)> observer) {
     step_observer_ = std::move(observer);
   }
+  // Called on every rank after each epoch's report and callbacks, with its record; when it returns
+  // true on rank 0, every rank stops training after this epoch (Keras' model.stop_training; not
+  // kept in checkpoints: a resumed run trains its remaining epochs).
+  void set_epoch_observer(std::function<bool(const EpochRecord&)> observer) {
+    epoch_observer_ = std::move(observer);
+  }
 
   // Trains the remaining epochs of the configured run, or stops (with a checkpoint) once
   // `stop_after_steps` optimizer steps have been completed in total, when it is >= 0.
@@ -213,6 +219,7 @@ class Trainer {
   PhaseTimes phase_times_;
   bool profile_backward_ = false;  // profile_backward()
   std::function<void(int64_t)> step_observer_;
+  std::function<bool(const EpochRecord&)> epoch_observer_;
   int64_t skipped_in_epoch_ = 0;
   int64_t clipped_in_epoch_ = 0;  // Note [gradient clipping]
   struct PendingVerdict {

@@ -46,15 +46,23 @@ bool Trainer::stop_after_callbacks(const EpochRecord& record) {
   const int64_t epoch = record.epoch - 1;
   if (plateau_ && plateau_->observe(monitored_value(plateau_->monitor(), record)) && log_)
     *log_ << plateau_->reduce_line(epoch) << '\n';
-  if (!early_stopping_) return false;
-  const bool improved =
-      early_stopping_->observe(epoch, monitored_value(early_stopping_->monitor(), record));
-  if (improved && early_stopping_->config().restore_best_weights) {
-    best_params_ = params_to_host();
-    best_buffers_ = buffers_to_host();
+  bool stop = false;
+  if (early_stopping_) {
+    const bool improved =
+        early_stopping_->observe(epoch, monitored_value(early_stopping_->monitor(), record));
+    if (improved && early_stopping_->config().restore_best_weights) {
+      best_params_ = params_to_host();
+      best_buffers_ = buffers_to_host();
+    }
+    if (early_stopping_->stopped() && log_) *log_ << early_stopping_->stop_line() << '\n';
+    stop = early_stopping_->stopped();
   }
-  if (early_stopping_->stopped() && log_) *log_ << early_stopping_->stop_line() << '\n';
-  return early_stopping_->stopped();
+  if (epoch_observer_) {
+    double verdict = epoch_observer_(record) ? 1 : 0;    // every rank's observer runs
+    comm_.broadcast(std::span<double>(&verdict, 1), 0);  // rank 0's verdict decides for all
+    stop = stop || verdict != 0;
+  }
+  return stop;
 }
 
 void Trainer::restore_best_weights() {

@@ -6,7 +6,8 @@ first fit's losses are ddp_train's on the same arrays as .npy files and the same
 1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
 the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
 a float y is a regression's targets (a linear model finds the least-squares weights);
-validation_split holds out the last samples, as validation_data of them would.
+validation_split holds out the last samples, as validation_data of them would; a Python callback
+sees every epoch's logs and stops the fit on every rank when rank 0 sets model.stop_training.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -104,6 +105,34 @@ def regression(out):
                    "bias": w["layers.0.bias"].tolist(), "x": x.tolist(), "y": y.tolist()}, f)
 
 
+class Recorder:
+    """A Keras-style callback: records each epoch's logs; rank 0 stops after the second epoch."""
+    def __init__(self, rank):
+        self.rank, self.seen = rank, []
+
+    def on_epoch_end(self, epoch, logs):
+        self.seen.append([epoch, logs])
+        if epoch == 1 and self.rank == 0:
+            self.model.stop_training = True
+
+
+def callbacks(out):
+    import ddp_trainer as ddp
+    x, y, xv, yv = data()
+    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
+    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
+    recorder = Recorder(ddp.rank())
+    history = model.fit(x, y, epochs=5, verbose=False, validation_data=(xv, yv),
+                        callbacks=[recorder, ddp.EarlyStopping("val_loss", patience=3)])
+    result = {"history": history, "seen": recorder.seen, "same_model": recorder.model is model}
+    try:
+        model.fit(x, y, callbacks=[42])
+    except ddp.ConfigError as e:
+        result["not_a_callback"] = str(e)
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump(result, f)
+
+
 def fit_memory():
     """How much a fit on 64 MB of features raises this process's peak memory (one rank)."""
     import resource
@@ -147,6 +176,12 @@ def errors():
     case(lambda: model.set_weights({"layers.0.weight": np.zeros((4, 9), np.float32)}))
     case(lambda: model.load_weights("/nonexistent/w.safetensors"))
     case(lambda: model.evaluate(x, np.full(500, 7, np.int32)))
+
+    class Failing:
+        def on_epoch_end(self, epoch, logs):
+            raise KeyError("the callback's own error")
+    case(lambda: model.fit(x, y, epochs=2, verbose=False, callbacks=[Failing()]))
+    case(lambda: model.fit(x, y, verbose=False))  # still usable after it
     print(json.dumps(cases))
 
 
@@ -234,12 +269,14 @@ class Scenarios:
             ["CheckpointError", None],
             ["DataError", "Sequential: evaluate arrays: label 7 of sample 0 is outside [0, 4) for "
                           "a model with 4 outputs"],
+            ["KeyError", "\"the callback's own error\""],  # a callback's exception as it was raised
+            ["none", ""],
         ]
         assert len(cases) == len(want), cases
         for (kind, message), (want_kind, want_message) in zip(cases, want):
             assert kind == want_kind, f"{kind}: {message} (expected {want_kind})"
             assert want_message is None or message == want_message, message
-            assert "\n" not in message and message, message
+            assert "\n" not in message and (message or kind == "none"), message
         assert "training.allreduce" in cases[3][1], cases[3][1]
         assert "/nonexistent/w.safetensors" in cases[5][1], cases[5][1]
 
@@ -260,6 +297,21 @@ class Scenarios:
         assert set(a["history"]) == {"loss", "mae", "val_loss", "val_mae", "learning_rate"}, a["history"]
         assert a["split"]["split"] == a["split"]["apart"], a["split"]
 
+    def python_callbacks_see_each_epoch_and_stop_the_fit(self):
+        out = os.path.join(self.tmp, "callbacks")
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--callbacks", out],
+                 "the callbacks under mpiexec -n 2")
+        for rank in range(2):  # rank 1 never sets stop_training: rank 0's decides for both
+            r = json.load(open(f"{out}.{rank}"))
+            assert len(r["history"]["loss"]) == 2, (rank, r["history"])
+            assert [e for e, _ in r["seen"]] == [0, 1], (rank, r["seen"])
+            for k, values in r["history"].items():
+                assert [logs[k] for _, logs in r["seen"]] == values, (rank, k)
+            assert r["same_model"], "the callback's model is not the model"
+            assert r["not_a_callback"] == ("fit: callbacks: 42 is neither EarlyStopping nor "
+                                           "ReduceLROnPlateau nor an object with "
+                                           "on_epoch_end(epoch, logs)"), r["not_a_callback"]
+
     def fit_keeps_one_copy_of_the_arrays(self):
         # The module's copy of the NumPy arrays becomes the training set (two copies before).
         out = self.run([sys.executable, __file__, "--fit-memory"], "the memory case")
@@ -279,6 +331,7 @@ def main():
     p.add_argument("--one-rank-fails", action="store_true")
     p.add_argument("--fit-memory", action="store_true")
     p.add_argument("--regression")
+    p.add_argument("--callbacks")
     a = p.parse_args()
     if a.child:
         return child(a.child)
@@ -290,12 +343,15 @@ def main():
         return fit_memory()
     if a.regression:
         return regression(a.regression)
+    if a.callbacks:
+        return callbacks(a.callbacks)
     with tempfile.TemporaryDirectory(prefix="ddp_python_") as tmp:
         return run_scenarios("python api", Scenarios(a, tmp),
                              ["ranks_hold_the_same_bits", "two_ranks_train_what_one_does",
                               "trains_what_ddp_train_does", "an_uncaught_exception_ends_the_job",
                               "mistakes_raise_one_line_errors",
-                              "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression"])
+                              "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
+                              "python_callbacks_see_each_epoch_and_stop_the_fit"])
 
 
 if __name__ == "__main__":

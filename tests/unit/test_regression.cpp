@@ -11,7 +11,7 @@
 #include "api/keras.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "keras_world.h"
+#include "keras_api_fixtures.h"
 
 namespace ddp {
 namespace {

@@ -1,0 +1,30 @@
+#pragma once
+// What the C++ API's unit tests share: the runtime, a world of one started once for the whole
+// test binary (MPI starts once per process) whichever test asks first, and a small classifier.
+
+#include "api/keras.h"
+#include "data/dataset.h"
+
+namespace ddp {
+
+inline keras::Runtime& world_of_one() {
+  static int argc = 1;
+  static char name[] = "unit_tests";
+  static char* args[] = {name, nullptr};
+  static char** argv = args;
+  static keras::Runtime runtime(&argc, &argv);
+  return runtime;
+}
+
+// 6 features -> 16 relu -> 4 softmax, compiled with `optimizer` and `loss` and accuracy.
+inline keras::Sequential small_model(const keras::Spec& optimizer = keras::Adam(0.01),
+                                     const keras::Spec& loss = {
+                                         YAML::Node("sparse_categorical_crossentropy")}) {
+  keras::Sequential model({keras::Dense(16, "relu"), keras::Dense(4, "softmax")}, {6});
+  model.compile(optimizer, loss, {"accuracy"});
+  return model;
+}
+
+inline keras::Arrays arrays_of(const Dataset& data) { return {{6}, data.features, data.labels}; }
+
+}  // namespace ddp
