@@ -125,6 +125,16 @@ TEST(Resume, AugmentedConvnetBitIdenticalInTheMiddleOfAnEpoch) {
   straight_and_resumed(config, comm, 33);
 }
 
+// Regression (real-valued targets, mean_squared_error): the same sampler and state as any run.
+TEST(Resume, RegressionBitIdenticalInTheMiddleOfAnEpoch) {
+  MpiCommunicator comm;
+  const Config config =
+      resume_config("adam", "auto",
+                    {"data.train={type: synthetic, samples: 200, features: 10, targets: 3}",
+                     "model.layers.1={type: dense, units: 3}", "loss=mean_squared_error"});
+  straight_and_resumed(config, comm, 33);
+}
+
 // Note [batch statistics]: the running statistics are state a checkpoint must carry; training
 // normalizes with batch statistics, so without them the parameters alone would still agree.
 TEST(Resume, BatchNormRunningStatisticsBitIdenticalInTheMiddleOfAnEpoch) {
