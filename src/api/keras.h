@@ -168,6 +168,9 @@ class Sequential {
   void save_weights(const std::string& path);
   // Collective: set_weights from a safetensors file (read on rank 0 when the weights are set).
   void load_weights(const std::string& path);
+  // Keras' summary table: each layer's output shape and parameter count, then the totals. Before
+  // the first fit it needs the input shape (given to the constructor); this rank alone.
+  std::string summary() const;
 
  private:
   History run(Runtime& runtime, YAML::Node config, bool in_memory, Arrays* train,

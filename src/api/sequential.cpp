@@ -11,6 +11,7 @@
 #include "comm/agreement.h"
 #include "core/error.h"
 #include "data/data_source.h"
+#include "nn/model_builder.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/config_reader.h"
@@ -222,6 +223,21 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
   }
   // A model that does not fit (another input shape) throws, leaving the last fit's in place.
   run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
+}
+
+std::string Sequential::summary() const {
+  if (session_) return session_->trainer->model().summary();
+  YAML::Node root(YAML::NodeType::Map);
+  root["model"] = model_;
+  const Config config = parse_model_config(root, kOrigin);
+  if (!config.input_shape)
+    throw ConfigError(std::string(kOrigin) +
+                      ": summary() before fit() needs the input shape: Sequential(layers, "
+                      "input_shape), or call it after fit()");
+  // Shapes and counts only: a model built on this rank's CPU, never trained (and the caller's
+  // floating-point mode left as it is).
+  const std::unique_ptr<ComputeBackend> cpu = make_cpu_backend(/*flush_denormals=*/false);
+  return build_sequential(*cpu, Shape(*config.input_shape), config.layers)->summary();
 }
 
 Trainer& Sequential::trained(const char* call) {

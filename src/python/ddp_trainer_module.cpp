@@ -279,6 +279,9 @@ PYBIND11_MODULE(ddp_trainer, m) {
             return out;
           },
           py::arg("x"), py::arg("y"))
+      .def(
+          "summary", [](const keras::Sequential& self) { py::print(self.summary()); },
+          "Prints Keras' summary table (layers, output shapes, parameter counts)")
       .def("get_weights",
            [](keras::Sequential& self) {
              py::dict out;  // in order: the parameters, then the running statistics

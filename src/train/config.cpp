@@ -224,27 +224,8 @@ void parse_metrics(ConfigNode& root, Config& config) {
   }
 }
 
-}  // namespace
-
-Config parse_config(const YAML::Node& root_node, const std::string& file, DataOrigin origin) {
-  if (!root_node.IsMap()) throw ConfigError(file + ": expected a YAML mapping at the top level");
-  Config config;
-  config.file = file;
-  config.resolved = YAML::Node(YAML::NodeType::Map);
-  ConfigNode root(root_node, config.resolved, "", file);
-  config.seed = static_cast<uint64_t>(root.get<int64_t>("seed", 0));
-
-  if (origin == DataOrigin::kMemory) {
-    if (root.has("data")) root.fail("data", "the data come from memory, not from the config");
-    config.train_data.path = "data.train";
-    config.train_data.type = "memory";
-  } else {
-    ConfigNode data = root.child("data");
-    config.train_data = parse_data_source(data.child("train"), config.seed);
-    if (data.has("test")) config.test_data = parse_data_source(data.child("test"), config.seed + 1);
-    data.finish();
-  }
-
+// `model`: the input shape, if given, and the layers.
+void parse_model(ConfigNode& root, Config& config) {
   ConfigNode model = root.child("model");
   if (model.has("input")) {
     config.input_shape = model.get<std::vector<int64_t>>("input", {});
@@ -253,7 +234,7 @@ Config parse_config(const YAML::Node& root_node, const std::string& file, DataOr
   }
   for (ConfigNode layer : model.list("layers")) {
     LayerSpec spec;
-    spec.path = file + ": " + layer.path();
+    spec.path = config.file + ": " + layer.path();
     spec.type = layer.choice("type", layer_types());
     if (spec.type == "dense" || spec.type == "conv2d") parse_regularizer(layer, spec);
     if (spec.type == "dense") {
@@ -283,6 +264,30 @@ Config parse_config(const YAML::Node& root_node, const std::string& file, DataOr
     config.layers.push_back(spec);
   }
   model.finish();
+}
+
+}  // namespace
+
+Config parse_config(const YAML::Node& root_node, const std::string& file, DataOrigin origin) {
+  if (!root_node.IsMap()) throw ConfigError(file + ": expected a YAML mapping at the top level");
+  Config config;
+  config.file = file;
+  config.resolved = YAML::Node(YAML::NodeType::Map);
+  ConfigNode root(root_node, config.resolved, "", file);
+  config.seed = static_cast<uint64_t>(root.get<int64_t>("seed", 0));
+
+  if (origin == DataOrigin::kMemory) {
+    if (root.has("data")) root.fail("data", "the data come from memory, not from the config");
+    config.train_data.path = "data.train";
+    config.train_data.type = "memory";
+  } else {
+    ConfigNode data = root.child("data");
+    config.train_data = parse_data_source(data.child("train"), config.seed);
+    if (data.has("test")) config.test_data = parse_data_source(data.child("test"), config.seed + 1);
+    data.finish();
+  }
+
+  parse_model(root, config);
   // Synthetic labels are drawn from [0, classes): more classes than the model has outputs is a
   // config mistake, named here rather than as the first out-of-range label.
   const LayerSpec* last = config.layers.empty() ? nullptr : &config.layers.back();
@@ -310,6 +315,15 @@ Config parse_config(const YAML::Node& root_node, const std::string& file, DataOr
   }
   config.logging = parse_logging(root.optional_child("logging"));
   root.finish();
+  return config;
+}
+
+Config parse_model_config(const YAML::Node& root_node, const std::string& file) {
+  Config config;
+  config.file = file;
+  config.resolved = YAML::Node(YAML::NodeType::Map);
+  ConfigNode root(root_node, config.resolved, "", file);
+  parse_model(root, config);
   return config;
 }
 

@@ -184,6 +184,19 @@ TEST(KerasApi, ValidationSplitHoldsOutTheLastSamples) {
                ConfigError);
 }
 
+// Keras' summary: before fit from the layers and input shape alone, after it the trained model's,
+// the same table for the same architecture.
+TEST(KerasApi, SummaryBeforeFitIsTheFittedModels) {
+  keras::Sequential model = small_model();
+  const std::string before = model.summary();
+  EXPECT_NE(before.find("(None, 16)"), std::string::npos) << before;
+  EXPECT_NE(before.find("Total params: 180 "), std::string::npos) << before;  // 6x16+16, 16x4+4
+  model.fit(world_of_one(), arrays_of(make_synthetic(64, 6, 4, 1)), {.verbose = false});
+  EXPECT_EQ(model.summary(), before);
+  keras::Sequential shapeless({keras::Dense(4, "softmax")});
+  EXPECT_THROW(shapeless.summary(), ConfigError);
+}
+
 std::vector<float> values_of(const std::vector<NamedTensor>& weights) {
   std::vector<float> out;
   for (const NamedTensor& t : weights) out.insert(out.end(), t.values.begin(), t.values.end());
