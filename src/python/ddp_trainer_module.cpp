@@ -280,8 +280,12 @@ PYBIND11_MODULE(ddp_trainer, m) {
           },
           py::arg("x"), py::arg("y"))
       .def(
-          "summary", [](const keras::Sequential& self) { py::print(self.summary()); },
-          "Prints Keras' summary table (layers, output shapes, parameter counts)")
+          "summary",
+          [](const keras::Sequential& self) {
+            const std::string table = self.summary();
+            if (runtime().rank() == 0) py::print(table);  // once, as fit's epoch lines
+          },
+          "Prints Keras' summary table (layers, output shapes, parameter counts) on rank 0")
       .def("get_weights",
            [](keras::Sequential& self) {
              py::dict out;  // in order: the parameters, then the running statistics

@@ -7,7 +7,8 @@ first fit's losses are ddp_train's on the same arrays as .npy files and the same
 the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
 a float y is a regression's targets (a linear model finds the least-squares weights);
 validation_split holds out the last samples, as validation_data of them would; a Python callback
-sees every epoch's logs and stops the fit on every rank when rank 0 sets model.stop_training.
+sees every epoch's logs and stops the fit on every rank when rank 0 sets model.stop_training;
+summary() prints once.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -121,6 +122,7 @@ def callbacks(out):
     x, y, xv, yv = data()
     model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
     model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
+    model.summary()  # printed by rank 0 alone
     recorder = Recorder(ddp.rank())
     history = model.fit(x, y, epochs=5, verbose=False, validation_data=(xv, yv),
                         callbacks=[recorder, ddp.EarlyStopping("val_loss", patience=3)])
@@ -299,8 +301,9 @@ class Scenarios:
 
     def python_callbacks_see_each_epoch_and_stop_the_fit(self):
         out = os.path.join(self.tmp, "callbacks")
-        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--callbacks", out],
-                 "the callbacks under mpiexec -n 2")
+        printed = self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--callbacks",
+                            out], "the callbacks under mpiexec -n 2")
+        assert printed.count("Total params: 44 ") == 1, printed  # summary(): 10 x 4 + 4, once
         for rank in range(2):  # rank 1 never sets stop_training: rank 0's decides for both
             r = json.load(open(f"{out}.{rank}"))
             assert len(r["history"]["loss"]) == 2, (rank, r["history"])
