@@ -27,8 +27,9 @@ struct Slot {
 };
 std::array<Slot, 64> slots;
 std::mutex slots_mutex;
+struct sigaction previous_action;  // whoever handled SIGBUS before (Open MPI, Python, default)
 
-void on_sigbus(int signal, siginfo_t* info, void*) {
+void on_sigbus(int, siginfo_t* info, void*) {
   const auto address = reinterpret_cast<uintptr_t>(info->si_addr);
   for (const Slot& slot : slots) {
     if (address >= slot.begin.load() && address < slot.end.load()) {
@@ -36,9 +37,10 @@ void on_sigbus(int signal, siginfo_t* info, void*) {
       _exit(static_cast<int>(ExitCode::kData));
     }
   }
-  // Not a mapped data file's page: the default action (a core dump naming SIGBUS).
-  ::signal(signal, SIG_DFL);
-  raise(signal);
+  // Not a mapped data file's page: the handler before ours takes the fault, which recurs as the
+  // faulting access runs again (a signal sent by kill or raise is sent again).
+  sigaction(SIGBUS, &previous_action, nullptr);
+  if (info->si_code <= 0) raise(SIGBUS);
 }
 
 void install_handler_once() {
@@ -48,7 +50,7 @@ void install_handler_once() {
     action.sa_sigaction = on_sigbus;
     action.sa_flags = SA_SIGINFO;
     sigemptyset(&action.sa_mask);
-    sigaction(SIGBUS, &action, nullptr);
+    sigaction(SIGBUS, &action, &previous_action);
   });
 }
 

@@ -7,6 +7,8 @@
 
 #include <unistd.h>
 
+#include <csignal>
+
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -214,6 +216,14 @@ TEST_F(NumpyData, AMappedFileThatShrinksEndsTheRunNamingIt) {
       },
       ::testing::ExitedWithCode(3),
       "shrinks.npy: the file changed \\(shrank\\) while training read it");
+  // Any other SIGBUS goes to the handler before (here the default: the process dies of it).
+  EXPECT_EXIT(
+      {
+        const Dataset data = read_npy(x, y, 1);
+        raise(SIGBUS);
+        _exit(0);
+      },
+      ::testing::KilledBySignal(SIGBUS), "");
 }
 
 // Each malformed input and the words its error must contain.
