@@ -6,8 +6,8 @@
 // batches first touch them (the fingerprint and the finiteness check read the whole file once at
 // start). A file that is truncated while mapped would make the next read of a lost page raise
 // SIGBUS: the handler installed with the first mapping names the file in a one-line error and exits
-// with the bad-data code (3) instead of crashing; a fault outside every mapping keeps its default
-// action.
+// with the bad-data code (3) instead of crashing; any other SIGBUS goes to the handler installed
+// before it (Open MPI's, Python's, or the default action).
 
 #include <cstddef>
 #include <span>
