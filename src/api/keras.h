@@ -189,6 +189,7 @@ class Sequential {
   std::unique_ptr<Session> session_;  // Note [model state]
   Communicator* comm_ = nullptr;      // the last fit's runtime's
   bool compiled_since_fit_ = false;   // the next fit starts a fresh optimizer
+  bool fitting_ = false;              // a fit is running (its on_epoch_end may call the model)
   std::function<std::vector<NamedTensor>()> pending_weights_;  // for the first fit
   std::string pending_origin_;
 };

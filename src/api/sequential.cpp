@@ -159,6 +159,10 @@ History Sequential::fit(Runtime& runtime, Arrays train, const FitOptions& option
 
 History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Arrays* train,
                         Arrays* validation, const FitOptions& options) {
+  // A fit would replace the model that the running fit trains.
+  if (fitting_)
+    throw ConfigError(std::string(kOrigin) +
+                      ": fit() from a callback of the fit in progress; fit again after it");
   Communicator& comm = runtime.comm();
   Config config;
   Dataset train_data;
@@ -195,9 +199,13 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   const bool lead = comm.rank() == 0 && options.verbose;
   trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
   trainer.set_epoch_observer(options.on_epoch_end);
+  fitting_ = true;
   // The observer belongs to this fit alone: the trainer outlives it (the next fit continues it).
-  const std::unique_ptr<Trainer, void (*)(Trainer*)> forget_observer(
-      &trainer, [](Trainer* t) { t->set_epoch_observer({}); });
+  const auto end_of_fit = [this](Trainer* t) {
+    t->set_epoch_observer({});
+    fitting_ = false;
+  };
+  const std::unique_ptr<Trainer, decltype(end_of_fit)> guard(&trainer, end_of_fit);
   trainer.fit();
   return {trainer.epoch_records()};
 }

@@ -7,7 +7,8 @@ first fit's losses are ddp_train's on the same arrays as .npy files and the same
 the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
 a float y is a regression's targets (a linear model finds the least-squares weights);
 validation_split holds out the last samples, as validation_data of them would; a Python callback
-sees every epoch's logs and stops the fit on every rank when rank 0 sets model.stop_training;
+sees every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
+on every rank when rank 0 sets model.stop_training;
 summary() prints once.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
@@ -113,6 +114,9 @@ class Recorder:
 
     def on_epoch_end(self, epoch, logs):
         self.seen.append([epoch, logs])
+        # The model's collectives work inside the fit (every rank runs its callbacks).
+        self.weights = {k: v.tolist() for k, v in self.model.get_weights().items()}
+        self.predicted = self.model.predict(data()[2][:3]).tolist()
         if epoch == 1 and self.rank == 0:
             self.model.stop_training = True
 
@@ -126,7 +130,10 @@ def callbacks(out):
     recorder = Recorder(ddp.rank())
     history = model.fit(x, y, epochs=5, verbose=False, validation_data=(xv, yv),
                         callbacks=[recorder, ddp.EarlyStopping("val_loss", patience=3)])
-    result = {"history": history, "seen": recorder.seen, "same_model": recorder.model is model}
+    result = {"history": history, "seen": recorder.seen, "same_model": recorder.model is model,
+              "last_epoch": [recorder.weights, recorder.predicted],
+              "after_fit": [{k: v.tolist() for k, v in model.get_weights().items()},
+                            model.predict(xv[:3]).tolist()]}
     try:
         model.fit(x, y, callbacks=[42])
     except ddp.ConfigError as e:
@@ -311,6 +318,7 @@ class Scenarios:
             for k, values in r["history"].items():
                 assert [logs[k] for _, logs in r["seen"]] == values, (rank, k)
             assert r["same_model"], "the callback's model is not the model"
+            assert r["last_epoch"] == r["after_fit"], "the last epoch's weights are not the fit's"
             assert r["not_a_callback"] == ("fit: callbacks: 42 is neither EarlyStopping nor "
                                            "ReduceLROnPlateau nor an object with "
                                            "on_epoch_end(epoch, logs)"), r["not_a_callback"]

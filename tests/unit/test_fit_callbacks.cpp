@@ -75,6 +75,23 @@ TEST(KerasApi, OnEpochEndSeesEachEpochAndCanStopTheFit) {
   }
   options.on_epoch_end = [](const EpochRecord&) { return false; };
   EXPECT_EQ(small_model().fit(world_of_one(), arrays_of(data), options).epochs.size(), 5u);
+  // A fit from inside the fit is refused (it would replace the model being trained); the model
+  // fits again afterwards.
+  keras::Sequential model = small_model();
+  options.on_epoch_end = [&](const EpochRecord&) {
+    model.fit(world_of_one(), arrays_of(data), {.verbose = false});
+    return false;
+  };
+  try {
+    model.fit(world_of_one(), arrays_of(data), options);
+    ADD_FAILURE() << "a fit inside a fit was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "Sequential: fit() from a callback of the fit in progress; fit again after it");
+  }
+  EXPECT_EQ(
+      model.fit(world_of_one(), arrays_of(data), {.epochs = 2, .verbose = false}).epochs.size(),
+      2u);
 }
 
 }  // namespace
