@@ -92,8 +92,9 @@ Spec idx(const std::string& images, const std::string& labels, bool normalize = 
 Spec csv(const std::string& path, bool header = true);
 
 // Samples in this process's memory, the same on every rank: features row-major with
-// `sample_shape` per sample, and either one class index per sample (labels) or real-valued
-// targets, the same number per sample (regression with mean_squared_error), row-major.
+// `sample_shape` per sample, and either labels (a class index per sample, or the same number of
+// 0/1 labels per sample for binary_crossentropy) or real-valued targets, the same number per
+// sample (regression with mean_squared_error), both row-major.
 struct Arrays {
   std::vector<int64_t> sample_shape;
   std::vector<float> features;

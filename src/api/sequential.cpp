@@ -34,34 +34,34 @@ Dataset to_dataset(Arrays&& arrays, const std::string& origin, bool labelled = t
   if (arrays.sample_shape.empty() || per_sample <= 0)
     throw ConfigError(origin + ": sample_shape must be non-empty with dimensions > 0");
   const auto features = static_cast<int64_t>(arrays.features.size());
-  if (!labelled && features % per_sample != 0)
+  if (features % per_sample != 0)
     throw DataError(origin + ": " + std::to_string(features) +
                     " features are not whole samples of " + std::to_string(per_sample));
-  const bool values = labelled && !arrays.targets.empty();
+  const int64_t samples = features / per_sample;
+  data.features = std::move(arrays.features);
+  if (!labelled) {
+    data.labels.assign(static_cast<size_t>(samples), 0);
+    return data;
+  }
+  const bool values = !arrays.targets.empty();
   if (values && !arrays.labels.empty())
     throw DataError(origin + ": labels and targets both given: class labels or real-valued " +
                     "targets, not both");
-  if (labelled && !values && features != per_sample * static_cast<int64_t>(arrays.labels.size()))
-    throw DataError(origin + ": " + std::to_string(features) + " features for " +
-                    std::to_string(arrays.labels.size()) + " labels of " +
-                    std::to_string(per_sample) + " features each");
-  const int64_t samples = features / per_sample;
-  const auto targets = static_cast<int64_t>(arrays.targets.size());
-  if (values && (features % per_sample != 0 || samples == 0 || targets % samples != 0))
-    throw DataError(origin + ": " + std::to_string(targets) + " targets for " +
-                    std::to_string(features) + " features of " + std::to_string(per_sample) +
-                    " per sample: not the same number of targets for every sample");
-  data.features = std::move(arrays.features);
+  // The same number of labels (a class index, or several 0/1 labels) or targets per sample.
+  const auto given = static_cast<int64_t>(values ? arrays.targets.size() : arrays.labels.size());
+  const std::string what = values ? " targets" : " labels";
+  if (samples == 0 || given == 0 || given % samples != 0)
+    throw DataError(origin + ": " + std::to_string(given) + what + " for " +
+                    std::to_string(samples) + " samples of " + std::to_string(per_sample) +
+                    " features: not the same number of" + what + " for every sample");
+  data.label_width = given / samples;
   if (values) {
     for (size_t i = 0; i < arrays.targets.size(); ++i)
       if (!std::isfinite(arrays.targets[i]))
         throw DataError(origin + ": target " + std::to_string(i) + " is not finite");
-    data.label_width = targets / samples;
     data.values = std::move(arrays.targets);
-  } else if (labelled) {
-    data.labels = std::move(arrays.labels);
   } else {
-    data.labels.assign(static_cast<size_t>(samples), 0);
+    data.labels = std::move(arrays.labels);
   }
   return data;
 }

@@ -65,7 +65,8 @@ keras::Runtime& runtime() {
 
 // Samples as the C++ API takes them: the first axis counts samples, the rest is their shape.
 // A y of a floating-point dtype holds real-valued targets (regression), (samples) or (samples,
-// targets); any other dtype class indices, (samples). Errors name `call`.
+// targets); any other dtype class indices, (samples), or 0/1 labels, (samples, labels) (multi-
+// label, binary_crossentropy). Errors name `call`.
 keras::Arrays arrays(const FloatArray& x, const std::optional<py::array>& y,
                      const std::string& call) {
   if (x.ndim() < 2)
@@ -83,9 +84,10 @@ keras::Arrays arrays(const FloatArray& x, const std::optional<py::array>& y,
     out.targets.assign(targets.data(), targets.data() + targets.size());
   } else if (y) {
     const auto labels = y->cast<LabelArray>();
-    if (labels.ndim() != 1 || labels.shape(0) != x.shape(0))
-      throw ddp::DataError(call + ": y must hold one class index per sample of x, (" +
-                           std::to_string(x.shape(0)) + ",)");
+    if (labels.ndim() < 1 || labels.ndim() > 2 || labels.shape(0) != x.shape(0))
+      throw ddp::DataError(call + ": y must hold a class index, or 0/1 labels, per sample of x, (" +
+                           std::to_string(x.shape(0)) + ",) or (" + std::to_string(x.shape(0)) +
+                           ", labels)");
     out.labels.assign(labels.data(), labels.data() + labels.size());
   }
   return out;

@@ -5,7 +5,8 @@ weights read and saved. Both ranks hold the same bits; 2 ranks train what 1 does
 first fit's losses are ddp_train's on the same arrays as .npy files and the same config within
 1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
 the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
-a float y is a regression's targets (a linear model finds the least-squares weights);
+a float y is a regression's targets (a linear model finds the least-squares weights), a 2-D
+integer y 0/1 labels (multi-label);
 validation_split holds out the last samples, as validation_data of them would; a Python callback
 sees every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
 on every rank when rank 0 sets model.stop_training;
@@ -102,6 +103,11 @@ def regression(out):
         m.compile(ddp.SGD(0.1), "mean_squared_error")
         data = (x, y) if name == "split" else (x[:179], y[:179])
         split[name] = m.fit(*data, epochs=2, batch_size=32, verbose=False, **kwargs)
+    # A 2-D integer y: several 0/1 labels per sample (binary_crossentropy).
+    multi = ddp.Sequential([ddp.Dense(8, "relu"), ddp.Dense(2, "sigmoid")], input_shape=[3])
+    multi.compile(ddp.Adam(0.05), "binary_crossentropy", ["binary_accuracy"])
+    labels = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0], axis=1).astype(np.int32)
+    split["multi_label"] = multi.fit(x, labels, epochs=5, batch_size=32, verbose=False)
     with open(f"{out}.{ddp.rank()}", "w") as f:
         json.dump({"history": history, "split": split, "weight": w["layers.0.weight"].tolist(),
                    "bias": w["layers.0.bias"].tolist(), "x": x.tolist(), "y": y.tolist()}, f)
@@ -271,7 +277,8 @@ class Scenarios:
             ["ConfigError", "Sequential: model.layers.0.units: must be > 0, got 0"],
             ["ConfigError", "Sequential: predict() before fit(): the model is built, and its "
                             "weights made, by fit()"],
-            ["DataError", "fit: y must hold one class index per sample of x, (500,)"],
+            ["DataError", "fit: y must hold a class index, or 0/1 labels, per sample of x, (500,) "
+                          "or (500, labels)"],
             ["ConfigError", None],
             ["CheckpointError", "Sequential: set_weights: layers.0.weight has shape (4, 9), the "
                                 "model expects (4, 10)"],
@@ -305,6 +312,8 @@ class Scenarios:
         assert worst < 1e-3, (fitted, solution)
         assert set(a["history"]) == {"loss", "mae", "val_loss", "val_mae", "learning_rate"}, a["history"]
         assert a["split"]["split"] == a["split"]["apart"], a["split"]
+        multi = a["split"]["multi_label"]
+        assert multi["binary_accuracy"][-1] > 0.9 and multi["loss"][-1] < multi["loss"][0], multi
 
     def python_callbacks_see_each_epoch_and_stop_the_fit(self):
         out = os.path.join(self.tmp, "callbacks")

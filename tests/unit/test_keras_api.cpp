@@ -148,6 +148,29 @@ TEST(KerasApi, EvaluateIsTheLastEpochsValidation) {
   EXPECT_NE(model.evaluate(arrays_of(data))[0].value, result[0].value);
 }
 
+// Several 0/1 labels per sample (binary_crossentropy): arrays of (samples x labels) labels train
+// as the same synthetic multi-label data named by a Spec.
+TEST(KerasApi, MultiLabelArraysTrainAsTheSameDataFromASpec) {
+  const Dataset data = make_synthetic_multilabel(96, 6, 3, 4);
+  const auto model = [] {
+    keras::Sequential m({keras::Dense(8, "relu"), keras::Dense(3, "sigmoid")}, {6});
+    m.compile(keras::Adam(0.01), "binary_crossentropy", {"binary_accuracy"});
+    return m;
+  };
+  const keras::FitOptions options{.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false};
+  const keras::History from_arrays =
+      model().fit(world_of_one(), {{6}, data.features, data.labels}, options);
+  const keras::History from_spec = model().fit(
+      world_of_one(),
+      keras::Spec{YAML::Load("{type: synthetic, samples: 96, features: 6, labels: 3, seed: 4}")},
+      options);
+  ASSERT_EQ(from_arrays.epochs.size(), 2u);
+  for (size_t e = 0; e < 2; ++e) {
+    EXPECT_EQ(from_arrays.epochs[e].loss, from_spec.epochs[e].loss);
+    EXPECT_EQ(from_arrays.epochs[e].metrics.at(0).value, from_spec.epochs[e].metrics.at(0).value);
+  }
+}
+
 // Keras' validation_split: the last samples before shuffling validate, the first
 // floor(n (1 - split)) train: the same history as those two parts given apart.
 TEST(KerasApi, ValidationSplitHoldsOutTheLastSamples) {

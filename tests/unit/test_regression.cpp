@@ -135,8 +135,8 @@ TEST(Regression, MistakesNameTheLossTheMetricOrTheArrays) {
   keras::Arrays ragged = linear_data(8, 1);
   ragged.targets.pop_back();
   EXPECT_EQ(error_of<DataError>([&] { model.fit(world_of_one(), ragged, quiet); }),
-            "Sequential: training arrays: 15 targets for 24 features of 3 per sample: not the "
-            "same number of targets for every sample");
+            "Sequential: training arrays: 15 targets for 8 samples of 3 features: not the same "
+            "number of targets for every sample");
   keras::Arrays infinite = linear_data(8, 1);
   infinite.targets[3] = INFINITY;
   EXPECT_EQ(error_of<DataError>([&] { model.fit(world_of_one(), infinite, quiet); }),
