@@ -24,12 +24,13 @@
      2 ranks (CSV with 5 label columns) against torch.nn.BCEWithLogitsLoss(pos_weight) plus
      0.01 * sum(w^2), from the same initial weights: the same weights within 1e-5; the same with
      AdamW (weight_decay 0.05) against torch.optim.AdamW, and with Adam and global_clipnorm
-     against torch.nn.utils.clip_grad_norm_ (which must have clipped some of the steps).
-  7. Label smoothing: 20 Adam steps of categorical_crossentropy with label_smoothing 0.1 on 2
-     ranks against torch.nn.CrossEntropyLoss(label_smoothing=0.1), from the same initial
+     against torch.nn.utils.clip_grad_norm_ (which must have clipped some of the steps), and
+     with SGD (momentum 0.9), whose steps, unlike Adam's, scale with the loss.
+  7. Label smoothing: 20 Adam and 20 SGD steps of categorical_crossentropy with label_smoothing
+     0.1 on 2 ranks against torch.nn.CrossEntropyLoss(label_smoothing=0.1), from the same initial
      weights: the same weights within 1e-5.
-  8. Regression: 20 SGD steps (momentum 0.9) of mean_squared_error on 2 real-valued targets (CSV label_type:
-     float) on 2 ranks against torch.nn.MSELoss: the same weights within 1e-5.
+  8. Regression: 20 SGD steps (momentum 0.9) of mean_squared_error on 2 real-valued targets (CSV
+     label_type: float) on 2 ranks against torch.nn.MSELoss: the same weights within 1e-5.
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
 /usr/bin/python3 can import both; otherwise CMake says so.
   tests/interop/torch_interop.py --ddp-train build/ddp_train --mpiexec mpiexec"""
@@ -123,7 +124,9 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += multilabel_checks(args, env, tmp, "adam")
         diffs += multilabel_checks(args, env, tmp, "adamw")
         diffs += multilabel_checks(args, env, tmp, "adam", clip=0.1)
-        diffs += label_smoothing_check(args, env, tmp)
+        diffs += multilabel_checks(args, env, tmp, "sgd")
+        diffs += label_smoothing_check(args, env, tmp, "adam")
+        diffs += label_smoothing_check(args, env, tmp, "sgd")
         diffs += regression_check(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")

@@ -1,5 +1,7 @@
 """Training steps of one loss in ddp_train (2 ranks) and in PyTorch (in double) from the same
-initial weights, for torch_interop.py (checks 6-8 there), and what both files share."""
+initial weights, for torch_interop.py (checks 6-8 there), and what both files share. Each loss is
+checked with SGD too: Adam's step hardly changes when the loss is scaled by a constant, so Adam
+alone would miss a loss off by a constant factor (a wrong mean, say)."""
 
 import csv
 import subprocess
@@ -50,10 +52,29 @@ def twenty_steps(args, env, tmp, name, model, make_optimizer, loss_of, before_st
     return max((after[k] - stepped[k]).abs().max().item() for k in stepped)
 
 
+# rule -> (learning rate, its other config keys, PyTorch's optimizer of the parameters p).
+OPTIMIZERS = {
+    "adam": (0.01, "", lambda p, lr: torch.optim.Adam(p, lr=lr)),
+    "adamw": (0.01, ", weight_decay: 0.05",
+              lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.05)),
+    "sgd": (0.1, ", momentum: 0.9", lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9)),
+}
+
+
+def optimizer_yaml(rule, extra=""):
+    rate, keys, _ = OPTIMIZERS[rule]
+    return f"{{type: {rule}, learning_rate: {rate}{keys}{extra}}}"
+
+
+def torch_optimizer(rule):
+    rate, _, make = OPTIMIZERS[rule]
+    return lambda p: make(p, rate)
+
+
 def multilabel_checks(args, env, tmp, rule, clip=0.0):
-    """rule: adam, or adamw (decoupled weight decay 0.05); clip: global_clipnorm (0: none)."""
-    decay = ", weight_decay: 0.05" if rule == "adamw" else ""
-    decay += f", global_clipnorm: {clip}" if clip else ""
+    """rule: adam, adamw (decoupled weight decay 0.05) or sgd (momentum 0.9); clip:
+    global_clipnorm (0: none)."""
+    clipping_key = f", global_clipnorm: {clip}" if clip else ""
     torch.manual_seed(4)
     x = torch.rand(200, 10)
     y = ((x - 0.5) @ (torch.rand(10, 5) * 2 - 1) > 0).float()
@@ -74,7 +95,7 @@ model:
     - {{type: dense, units: 5, activation: sigmoid}}
 loss: {{type: binary_crossentropy, pos_weight: {pos_weight}}}
 metrics: [f1]
-optimizer: {{type: {rule}, learning_rate: 0.01{decay}}}
+optimizer: {optimizer_yaml(rule, clipping_key)}
 training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     model = Mlp([10, 16, 5])
@@ -89,22 +110,19 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
         if clip:
             clipped.append(torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item() > clip)
 
-    diff = twenty_steps(
-        args, env, tmp, name, model,
-        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.05) if rule == "adamw"
-        else torch.optim.Adam(p, lr=0.01), loss_of, clip_step)
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer(rule), loss_of, clip_step)
     clipping = f", global_clipnorm {clip}: {sum(clipped)} of 20 steps clipped" if clip else ""
     print(f"multi-label, 20 {rule} steps (pos_weight, L2 penalty, 2 ranks{clipping}) vs PyTorch: "
           f"max abs diff {diff:.2e}")
     return [diff] + ([0.0 if any(clipped) else 1.0] if clip else [])
 
 
-def label_smoothing_check(args, env, tmp):
-    """The first check's data and MLP, 20 Adam steps of smoothed categorical cross-entropy."""
+def label_smoothing_check(args, env, tmp, rule):
+    """The first check's data and MLP, 20 steps of smoothed categorical cross-entropy."""
     rows = read_rows(f"{tmp}/train.csv")
     x = torch.tensor([r[:-1] for r in rows]).double()  # as ddp_train reads them: float32
     y = torch.tensor([int(r[-1]) for r in rows])
-    with open(f"{tmp}/ls.yaml", "w") as f:
+    with open(f"{tmp}/ls_{rule}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/train.csv}}
 model:
@@ -113,7 +131,7 @@ model:
     - {{type: dense, units: 12, activation: {ACTIVATIONS[1]}}}
     - {{type: dense, units: 4, activation: softmax}}
 loss: {{type: categorical_crossentropy, label_smoothing: 0.1}}
-optimizer: {{type: adam, learning_rate: 0.01}}
+optimizer: {optimizer_yaml(rule)}
 training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     torch.manual_seed(7)
@@ -126,16 +144,14 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
             hidden = getattr(torch, act)(layer(hidden))
         return loss_fn(model.layers[-1](hidden), y[batch])
 
-    diff = twenty_steps(args, env, tmp, "ls", model, lambda p: torch.optim.Adam(p, lr=0.01),
-                        loss_of)
-    print(f"label smoothing 0.1, 20 Adam steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    diff = twenty_steps(args, env, tmp, f"ls_{rule}", model, torch_optimizer(rule), loss_of)
+    print(f"label smoothing 0.1, 20 {rule} steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
     return [diff]
 
 
 def regression_check(args, env, tmp):
     """20 SGD steps (momentum 0.9) of mean_squared_error on 2 real-valued targets (CSV,
-    label_type: float) against torch.nn.MSELoss, from the same initial weights. SGD, not Adam:
-    Adam's step hardly changes when the loss is scaled, so it would miss a wrong mean."""
+    label_type: float) against torch.nn.MSELoss, from the same initial weights."""
     torch.manual_seed(11)
     x = torch.rand(200, 10)
     y = torch.sin(2 * (x - 0.5) @ (torch.rand(10, 2) * 2 - 1))
@@ -154,7 +170,7 @@ model:
     - {{type: dense, units: 16, activation: tanh}}
     - {{type: dense, units: 2}}
 loss: mean_squared_error
-optimizer: {{type: sgd, learning_rate: 0.1, momentum: 0.9}}
+optimizer: {optimizer_yaml("sgd")}
 training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     model = Mlp([10, 16, 2])
@@ -163,8 +179,7 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     def loss_of(rows):
         return loss_fn(model.layers[1](torch.tanh(model.layers[0](x[rows]))), y[rows])
 
-    diff = twenty_steps(args, env, tmp, "reg", model,
-                        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), loss_of)
+    diff = twenty_steps(args, env, tmp, "reg", model, torch_optimizer("sgd"), loss_of)
     print(f"regression, 20 SGD steps of mean_squared_error (2 targets, 2 ranks) vs PyTorch: "
           f"max abs diff {diff:.2e}")
     return [diff]
