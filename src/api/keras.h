@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -112,6 +113,9 @@ struct FitOptions {
   // Keras': with arrays and no validation data, the last samples (before shuffling) validate and
   // the first floor(n (1 - validation_split)) train; in [0, 1).
   double validation_split = 0;
+  // Keras' class_weight: a weight per class for the training loss (the categorical
+  // cross-entropies; classes not given weigh 1). Note [class weights].
+  std::map<int64_t, double> class_weight = {};
   // Called on every rank after each epoch with its record (Keras' on_epoch_end and its logs);
   // returning true on rank 0 stops the fit after this epoch on every rank (model.stop_training).
   std::function<bool(const EpochRecord&)> on_epoch_end = {};

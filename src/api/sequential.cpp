@@ -120,7 +120,11 @@ YAML::Node Sequential::config(const FitOptions& options) const {
   YAML::Node root(YAML::NodeType::Map);
   root["seed"] = options.seed;
   root["model"] = YAML::Clone(model_);
-  root["loss"] = loss_;
+  root["loss"] = YAML::Clone(loss_);
+  if (!options.class_weight.empty()) {  // Note [class weights]: a key of the loss
+    if (!root["loss"].IsMap()) root["loss"] = YAML::Load("{type: " + loss_.as<std::string>() + "}");
+    for (const auto& [c, w] : options.class_weight) root["loss"]["class_weight"][c] = w;
+  }
   if (metrics_) root["metrics"] = metrics_;
   root["optimizer"] = YAML::Clone(optimizer_);
   root["training"]["epochs"] = options.epochs;

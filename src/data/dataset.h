@@ -75,9 +75,11 @@ struct Dataset {
 
 // Copies the samples `indices` into a contiguous batch: features (n, sample_shape) and targets
 // as `layout` says (none when `targets` is null). With label_smoothing e, one-hot rows are Keras'
-// and PyTorch's smoothed ones: (1 - e) one_hot + e / classes.
+// and PyTorch's smoothed ones: (1 - e) one_hot + e / classes; with `class_weight` (per class,
+// kOneHot only), each row is multiplied by its class's weight (Note [class weights]).
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
-                  int64_t classes, float* features, float* targets, float label_smoothing = 0);
+                  int64_t classes, float* features, float* targets, float label_smoothing = 0,
+                  const float* class_weight = nullptr);
 
 // The canonical example's data: features uniform in [0, 1), labels uniform in [0, classes).
 Dataset make_synthetic(int64_t samples, int64_t features, int64_t classes, uint64_t seed);

@@ -157,13 +157,15 @@ void add_callbacks(keras::FitOptions& options, const py::object& model, const py
 py::dict fit(const py::object& model, const py::object& x, const std::optional<py::array>& y,
              int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
              const std::optional<py::tuple>& validation_data, const py::list& callbacks,
-             double validation_split, std::vector<std::string> set) {
+             double validation_split, std::map<int64_t, double> class_weight,
+             std::vector<std::string> set) {
   auto& self = model.cast<keras::Sequential&>();
   keras::FitOptions options{.epochs = epochs,
                             .batch_size = batch_size,
                             .seed = seed,
                             .verbose = verbose,
                             .validation_split = validation_split,
+                            .class_weight = std::move(class_weight),
                             .set = std::move(set)};
   add_callbacks(options, model, callbacks);
   keras::Runtime& rt = runtime();
@@ -258,7 +260,8 @@ PYBIND11_MODULE(ddp_trainer, m) {
       .def("fit", &fit, py::arg("x"), py::arg("y") = std::nullopt, py::arg("epochs") = 1,
            py::arg("batch_size") = 32, py::arg("seed") = 0, py::arg("verbose") = true,
            py::arg("validation_data") = std::nullopt, py::arg("callbacks") = py::list(),
-           py::arg("validation_split") = 0.0, py::arg("set") = std::vector<std::string>{})
+           py::arg("validation_split") = 0.0, py::arg("class_weight") = std::map<int64_t, double>{},
+           py::arg("set") = std::vector<std::string>{})
       .def(
           "predict",
           [](keras::Sequential& self, const FloatArray& x) {

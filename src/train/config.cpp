@@ -167,7 +167,8 @@ void parse_regularizer(ConfigNode& layer, LayerSpec& spec) {
 }
 
 // `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights, or
-// `{type: categorical_crossentropy, label_smoothing: e}` (Keras' CategoricalCrossentropy's).
+// `{type: categorical_crossentropy, label_smoothing: e}` (Keras' CategoricalCrossentropy's), and
+// `class_weight: [w0, w1, ...]` or `{class: weight, ...}` for the categorical cross-entropies.
 void parse_loss(ConfigNode& root, Config& config) {
   // "mse": Keras' short name for mean_squared_error.
   const std::vector<std::string> names = {"sparse_categorical_crossentropy",
@@ -202,6 +203,35 @@ void parse_loss(ConfigNode& root, Config& config) {
                 "labels as sparse_categorical_crossentropy)");
     config.label_smoothing =
         in_unit_interval(node, "label_smoothing", node.require<double>("label_smoothing"));
+  }
+  if (node.has("class_weight")) {
+    if (config.loss != LossKind::kSparseCategoricalCrossentropy &&
+        config.loss != LossKind::kCategoricalCrossentropy)
+      node.fail("class_weight",
+                "only the categorical cross-entropies weigh classes (binary_crossentropy weighs "
+                "its labels' positives: pos_weight)");
+    std::map<int64_t, double> weights;
+    if (node.is_map("class_weight")) {
+      ConfigNode by_class = node.child("class_weight");
+      for (const std::string& key : by_class.keys()) {
+        char* end = nullptr;
+        const long long c = std::strtoll(key.c_str(), &end, 10);
+        if (key.empty() || *end != '\0')
+          by_class.fail(key, "a class is an integer, got '" + key + "'");
+        weights[c] = by_class.require<double>(key);
+      }
+      by_class.finish();
+    } else {
+      const auto list = node.require<std::vector<double>>("class_weight");
+      for (size_t c = 0; c < list.size(); ++c) weights[static_cast<int64_t>(c)] = list[c];
+    }
+    for (const auto& [c, w] : weights) {
+      if (c < 0) node.fail("class_weight", "classes are >= 0, got " + std::to_string(c));
+      if (!(w > 0 && std::isfinite(w)))
+        node.fail("class_weight", "weights must be finite and > 0, got " + show_number(w) +
+                                      " for class " + std::to_string(c));
+      config.class_weight[c] = static_cast<float>(w);
+    }
   }
   node.finish();
 }

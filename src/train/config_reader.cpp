@@ -198,6 +198,12 @@ std::string ConfigNode::choice(const std::string& key, const std::vector<std::st
   return value;
 }
 
+std::vector<std::string> ConfigNode::keys() const {
+  std::vector<std::string> out;
+  for (const auto& entry : in_) out.push_back(entry.first.as<std::string>());
+  return out;
+}
+
 ConfigNode ConfigNode::child(const std::string& key) {
   if (!has(key)) fail(key, missing("section", key));
   const YAML::Node node = at(key);

@@ -31,6 +31,7 @@ class ConfigNode {
   ConfigNode optional_child(const std::string& key);     // a mapping; absent: all defaults
   std::vector<ConfigNode> list(const std::string& key);  // a required, non-empty list of mappings
   void finish() const;
+  std::vector<std::string> keys() const;  // of this mapping, in the file's order
 
   std::string key_path(const std::string& key) const;
   const std::string& path() const { return path_; }

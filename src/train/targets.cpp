@@ -31,4 +31,21 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
   return layout;
 }
 
+LossKind trained_loss(const Config& config) {
+  return config.class_weight.empty() ? config.loss : LossKind::kCategoricalCrossentropy;
+}
+
+std::vector<float> class_weights(const Config& config, int64_t outputs) {
+  if (config.class_weight.empty()) return {};
+  std::vector<float> weights(static_cast<size_t>(outputs), 1.0f);
+  for (const auto& [c, w] : config.class_weight) {
+    if (c >= outputs)
+      throw ConfigError(config.file + ": loss.class_weight: class " + std::to_string(c) +
+                        " is not an output of a model with " + std::to_string(outputs) +
+                        " outputs");
+    weights[static_cast<size_t>(c)] = w;
+  }
+  return weights;
+}
+
 }  // namespace ddp

@@ -55,7 +55,7 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
       backend_(backend),
       train_(std::move(train)),
       test_(std::move(test)),
-      loss_(config.loss, backend, config.loss_pos_weight) {
+      loss_(trained_loss(config), backend, config.loss_pos_weight) {
   run_agreed(comm_, [this] { validate_and_build(); });
   // Collective, so only after every rank has built its model.
   std::vector<size_t> tensor_offsets;
@@ -149,11 +149,12 @@ void Trainer::validate_and_build() {
     throw ConfigError(config_.file +
                       ": loss.pos_weight: " + std::to_string(loss_.pos_weight_count()) +
                       " weights for a model with " + std::to_string(classes_) + " outputs");
-  metrics_ = std::make_unique<MetricSet>(config_.metrics, config_.loss, classes_);
+  metrics_ = std::make_unique<MetricSet>(config_.metrics, loss_.kind(), classes_);
   set_up_callbacks();
   penalty_ = WeightPenalty(model_->param_entries());
   epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);
   target_layout_ = choose_target_layout(config_, loss_, train_, test_, classes_);
+  class_weights_ = class_weights(config_, classes_);
 
   const int64_t rows = std::max(per_rank_batch_, config_.training.eval_batch_size);
   const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
@@ -342,10 +343,11 @@ void Trainer::fit(int64_t stop_after_steps) {
   const int64_t epochs = config_.training.epochs;
   const int64_t steps = steps_per_epoch_;
   if (log_) {
-    *log_ << model_->summary() << "loss: " << loss_.name()
+    *log_ << model_->summary() << "loss: " << Loss(config_.loss).name()  // as configured
           << (config_.label_smoothing > 0
                   ? " (label smoothing " + show_number(config_.label_smoothing) + ")"
                   : "")
+          << (class_weights_.empty() ? "" : " (classes weighted in training)")
           << ", optimizer: " << optimizer_->name()
           << (updates_in_backward() ? " (updates during backward)" : "")
           << (config_.optimizer.global_clipnorm > 0

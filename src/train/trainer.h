@@ -203,6 +203,7 @@ class Trainer {
   // Host staging and backend copies of one batch.
   std::vector<float> host_features_;  // (eval batch, sample shape)
   std::vector<float> host_targets_;   // (eval batch) or (eval batch, classes)
+  std::vector<float> class_weights_;  // Note [class weights]: per output, or empty
   DeviceBuffer features_;
   DeviceBuffer targets_;
   std::vector<int64_t> row_indices_;
