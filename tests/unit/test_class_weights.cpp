@@ -44,8 +44,7 @@ struct Trained {
 };
 
 Trained train_sgd(const std::vector<std::string>& overrides) {
-  std::vector<std::string> all = {"optimizer={type: sgd, learning_rate: 0.1}",
-                                  "training.epochs=1"};
+  std::vector<std::string> all = {"optimizer={type: sgd, learning_rate: 0.1}", "training.epochs=1"};
   all.insert(all.end(), overrides.begin(), overrides.end());
   const Config config = small_config(all, "weights.yaml");
   auto backend = make_cpu_backend();
