@@ -28,7 +28,8 @@
      with SGD (momentum 0.9), whose steps, unlike Adam's, scale with the loss.
   7. Label smoothing: 20 Adam and 20 SGD steps of categorical_crossentropy with label_smoothing
      0.1 on 2 ranks against torch.nn.CrossEntropyLoss(label_smoothing=0.1), from the same initial
-     weights: the same weights within 1e-5.
+     weights: the same weights within 1e-5; with class weights (Note [class weights]) against
+     CrossEntropyLoss(weight, reduction="sum") over the batch size.
   8. Regression: 20 SGD steps (momentum 0.9) of mean_squared_error on 2 real-valued targets (CSV
      label_type: float) on 2 ranks against torch.nn.MSELoss: the same weights within 1e-5.
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
@@ -44,7 +45,7 @@ import tempfile
 import torch
 from safetensors.torch import load_file, save_file
 
-from torch_steps import (ACTIVATIONS, Mlp, label_smoothing_check, multilabel_checks, read_rows,
+from torch_steps import (ACTIVATIONS, Mlp, categorical_check, multilabel_checks, read_rows,
                          regression_check)
 
 def image_data_yaml(tmp):
@@ -125,8 +126,9 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += multilabel_checks(args, env, tmp, "adamw")
         diffs += multilabel_checks(args, env, tmp, "adam", clip=0.1)
         diffs += multilabel_checks(args, env, tmp, "sgd")
-        diffs += label_smoothing_check(args, env, tmp, "adam")
-        diffs += label_smoothing_check(args, env, tmp, "sgd")
+        diffs += categorical_check(args, env, tmp, "adam")
+        diffs += categorical_check(args, env, tmp, "sgd")
+        diffs += categorical_check(args, env, tmp, "sgd", 0, class_weight=[0.5, 2.0, 1.0, 3.0])
         diffs += regression_check(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")

@@ -117,12 +117,20 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     return [diff] + ([0.0 if any(clipped) else 1.0] if clip else [])
 
 
-def label_smoothing_check(args, env, tmp, rule):
-    """The first check's data and MLP, 20 steps of smoothed categorical cross-entropy."""
+def categorical_check(args, env, tmp, rule, smoothing=0.1, class_weight=None):
+    """The first check's data and MLP, 20 steps of categorical cross-entropy with label smoothing,
+    or with class weights (Note [class weights], Keras' semantics: each sample's loss times its
+    class's weight, summed over the batch and divided by its size, which is PyTorch's
+    CrossEntropyLoss(weight, reduction="sum") over the batch size; its "mean" divides by the sum of
+    the weights instead, and with label smoothing it weighs each class's term of a sample's loss,
+    not the sample)."""
     rows = read_rows(f"{tmp}/train.csv")
     x = torch.tensor([r[:-1] for r in rows]).double()  # as ddp_train reads them: float32
     y = torch.tensor([int(r[-1]) for r in rows])
-    with open(f"{tmp}/ls_{rule}.yaml", "w") as f:
+    name = f"cce_{rule}_{smoothing}" + ("_weighted" if class_weight else "")
+    keys = f", label_smoothing: {smoothing}" if smoothing else ""
+    keys += f", class_weight: {class_weight}" if class_weight else ""
+    with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/train.csv}}
 model:
@@ -130,22 +138,25 @@ model:
     - {{type: dense, units: 16, activation: {ACTIVATIONS[0]}}}
     - {{type: dense, units: 12, activation: {ACTIVATIONS[1]}}}
     - {{type: dense, units: 4, activation: softmax}}
-loss: {{type: categorical_crossentropy, label_smoothing: 0.1}}
+loss: {{type: categorical_crossentropy{keys}}}
 optimizer: {optimizer_yaml(rule)}
 training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     torch.manual_seed(7)
     model = Mlp([6, 16, 12, 4])
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    weight = torch.tensor(class_weight, dtype=torch.float64) if class_weight else None
+    summed = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=smoothing, reduction="sum")
 
     def loss_of(batch):
         hidden = x[batch]
         for layer, act in zip(model.layers[:-1], ACTIVATIONS):
             hidden = getattr(torch, act)(layer(hidden))
-        return loss_fn(model.layers[-1](hidden), y[batch])
+        return summed(model.layers[-1](hidden), y[batch]) / len(y[batch])
 
-    diff = twenty_steps(args, env, tmp, f"ls_{rule}", model, torch_optimizer(rule), loss_of)
-    print(f"label smoothing 0.1, 20 {rule} steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer(rule), loss_of)
+    what = f"class weights {class_weight}" if class_weight else f"label smoothing {smoothing}"
+    print(f"categorical cross-entropy, {what}, 20 {rule} steps (2 ranks) vs PyTorch: "
+          f"max abs diff {diff:.2e}")
     return [diff]
 
 
