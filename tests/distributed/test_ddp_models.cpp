@@ -1,7 +1,7 @@
 // Invariants 1 and 2 under mpiexec for layers beyond dense ones, on every all-reduce path (as in
 // test_ddp_training.cpp): dropout, batch normalization with per-rank and synchronized statistics,
-// the multi-label example with its loss weights, weight penalty and exact metrics, and the
-// regression example (real-valued targets).
+// the multi-label example with its loss weights, weight penalty and exact metrics, the
+// regression example (real-valued targets), and class weights.
 
 #include <gtest/gtest.h>
 
@@ -190,6 +190,24 @@ TEST_P(DdpModels, RegressionExampleMatchesSingleProcessWithExactMetrics) {
   EXPECT_EQ(mine.metrics[0].name, "mae");
   EXPECT_EQ(mine.metrics[0].value, reference.metrics[0].value);
   EXPECT_NEAR(mine.loss, reference.loss, 1e-6);
+}
+
+// Note [class weights]: the weights are in the training targets, so N ranks weigh what one rank
+// does; a partial last batch, and sparse labels trained as one-hot rows.
+TEST_P(DdpModels, ClassWeightsMatchSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const std::vector<std::string> weighted = {
+      "data.train.samples=98", "training.tail=partial",
+      "loss={type: sparse_categorical_crossentropy, class_weight: {0: 3, 2: 0.25, 7: 2}}"};
+  const Config config = config_with(weighted);
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  EXPECT_GT(max_abs_diff(single,
+                         train_and_get_params(config_with({weighted[0], weighted[1]}), *local, 12)),
+            1e-4f);  // the weights are in force
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),
