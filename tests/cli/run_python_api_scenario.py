@@ -6,7 +6,7 @@ first fit's losses are ddp_train's on the same arrays as .npy files and the same
 1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
 the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
 a float y is a regression's targets (a linear model finds the least-squares weights), a 2-D
-integer y 0/1 labels (multi-label);
+integer y 0/1 labels (multi-label); class_weight weighs the training loss only;
 validation_split holds out the last samples, as validation_data of them would; a Python callback
 sees every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
 on every rank when rank 0 sets model.stop_training;
@@ -108,6 +108,16 @@ def regression(out):
     multi.compile(ddp.Adam(0.05), "binary_crossentropy", ["binary_accuracy"])
     labels = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0], axis=1).astype(np.int32)
     split["multi_label"] = multi.fit(x, labels, epochs=5, batch_size=32, verbose=False)
+    # class_weight: every class weighing 2 is SGD at twice the rate, with twice the loss and the
+    # same validation loss (Note [class weights]).
+    classes = (x[:, 0] > 0).astype(np.int32)
+    # ({0: 1.0}: weighted too, so that both train the categorical form: the same rounding.)
+    for name, rate, weights in (("ones", 0.2, {0: 1.0}), ("twos", 0.1, {0: 2.0, 1: 2.0})):
+        m = ddp.Sequential([ddp.Dense(2, "softmax")], input_shape=[3])
+        m.compile(ddp.SGD(rate), "sparse_categorical_crossentropy")
+        split[name] = m.fit(x, classes, epochs=2, batch_size=32, verbose=False,
+                            validation_data=(x, classes), class_weight=weights)
+        split[name]["weights"] = m.get_weights()["layers.0.weight"].tolist()
     with open(f"{out}.{ddp.rank()}", "w") as f:
         json.dump({"history": history, "split": split, "weight": w["layers.0.weight"].tolist(),
                    "bias": w["layers.0.bias"].tolist(), "x": x.tolist(), "y": y.tolist()}, f)
@@ -312,6 +322,9 @@ class Scenarios:
         assert worst < 1e-3, (fitted, solution)
         assert set(a["history"]) == {"loss", "mae", "val_loss", "val_mae", "learning_rate"}, a["history"]
         assert a["split"]["split"] == a["split"]["apart"], a["split"]
+        ones, twos = a["split"]["ones"], a["split"]["twos"]
+        assert ones["weights"] == twos["weights"] and ones["val_loss"] == twos["val_loss"], (ones, twos)
+        assert [2 * v for v in ones["loss"]] == twos["loss"], (ones["loss"], twos["loss"])
         multi = a["split"]["multi_label"]
         assert multi["binary_accuracy"][-1] > 0.9 and multi["loss"][-1] < multi["loss"][0], multi
 
