@@ -6,6 +6,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -153,6 +154,8 @@ class Trainer {
   void stage_batch(const Dataset& data, std::span<const int64_t> indices,
                    std::optional<int64_t> augment_from = std::nullopt, bool targets = true);
   void stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets = true);
+  // This rank's contiguous, disjoint share [begin, end) of n rows (evaluate, predict).
+  std::pair<int64_t, int64_t> rank_rows(int64_t n) const;
   // The outputs for samples [first, first + count) of `data`; this rank alone.
   std::vector<float> predict_rows(const Dataset& data, int64_t first, int64_t count);
   void train_step();

@@ -51,13 +51,15 @@ void Trainer::add_batch(std::span<double> sums, const LossStats& stats, const fl
   metrics_->add(sums.subspan(1), stats, host_outputs_.data(), host_targets_.data(), rows);
 }
 
+std::pair<int64_t, int64_t> Trainer::rank_rows(int64_t n) const {
+  return {n * comm_.rank() / comm_.size(), n * (comm_.rank() + 1) / comm_.size()};
+}
+
 EvalResult Trainer::evaluate(const Dataset& data) {
   settle_verdict();
-  // Contiguous, disjoint shards; ranks may get one sample more or less, which is fine because
-  // evaluation has no collective until the final sums.
-  const int64_t n = data.size();
-  const int64_t begin = n * comm_.rank() / comm_.size();
-  const int64_t end = n * (comm_.rank() + 1) / comm_.size();
+  // Ranks may get one sample more or less, which is fine because evaluation has no collective
+  // until the final sums.
+  const auto [begin, end] = rank_rows(data.size());
   const int64_t batch = config_.training.eval_batch_size;
   std::vector<double> sums(epoch_sums_.size());  // Note [exact metrics]
   for (int64_t start = begin; start < end; start += batch) {
@@ -100,8 +102,7 @@ std::vector<float> Trainer::predict(const Dataset& data) {
   // Each rank its share of the rows, then every rank all of them: a sum in which each value
   // meets only zeros is that value (a -0 comes back as +0).
   const int64_t n = data.size();
-  const int64_t first = n * comm_.rank() / comm_.size();
-  const int64_t last = n * (comm_.rank() + 1) / comm_.size();
+  const auto [first, last] = rank_rows(n);
   const std::vector<float> mine = predict_rows(data, first, last - first);
   std::vector<float> all(static_cast<size_t>(n * classes_), 0.0f);
   std::copy(mine.begin(), mine.end(), all.begin() + first * classes_);
