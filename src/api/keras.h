@@ -101,6 +101,9 @@ struct Arrays {
   std::vector<float> features;
   std::vector<int32_t> labels;
   std::vector<float> targets = {};
+  // Keras' sample_weight: one per sample, each finite and >= 0, or empty (all 1); they weigh the
+  // loss in fit and evaluate (Note [sample weights]).
+  std::vector<float> sample_weights = {};
 };
 
 struct FitOptions {

@@ -63,6 +63,8 @@ Dataset to_dataset(Arrays&& arrays, const std::string& origin, bool labelled = t
   } else {
     data.labels = std::move(arrays.labels);
   }
+  if (!arrays.sample_weights.empty()) check_sample_weights(arrays.sample_weights, samples, origin);
+  data.sample_weights = std::move(arrays.sample_weights);
   return data;
 }
 
@@ -89,6 +91,7 @@ Dataset split_off_validation(Dataset& data, double fraction) {
   tail(data.features, held_out.features, data.sample_shape.numel());
   tail(data.labels, held_out.labels, data.label_width);
   tail(data.values, held_out.values, data.label_width);
+  tail(data.sample_weights, held_out.sample_weights, 1);
   return held_out;
 }
 

@@ -164,12 +164,15 @@ class ComputeBackend {
   virtual void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,
                                 int64_t cols) = 0;
 
-  // The losses return their sums (zeros with Readback::kLater, see take_loss_stats()).
+  // The losses return their sums (zeros with Readback::kLater, see take_loss_stats()). With
+  // `row_weight` (backend memory, (rows); Keras' sample_weight) each row's loss and gradient are
+  // multiplied by its weight; null weighs every row 1. `correct` is never weighted.
   // Fused softmax + cross-entropy on logits (rows, cols). When dlogits is not null it receives
   // grad_scale * d(sum of row losses)/d(logits); the trainer passes 1 / global batch size.
   virtual LossStats softmax_cross_entropy(const float* logits, const float* targets,
-                                          TargetKind kind, float* dlogits, float grad_scale,
-                                          int64_t rows, int64_t cols, Readback readback) = 0;
+                                          const float* row_weight, TargetKind kind, float* dlogits,
+                                          float grad_scale, int64_t rows, int64_t cols,
+                                          Readback readback) = 0;
   // Fused sigmoid + binary cross-entropy on logits z (rows, cols) against multi-hot targets t
   // (rows, cols), in PyTorch's stable BCEWithLogitsLoss form: element loss
   // (1 - t) z + (1 + (p - 1) t) softplus(-z), p = pos_weight[col] (backend memory; 1 when null);
@@ -177,16 +180,17 @@ class ComputeBackend {
   // ((1 - t) - (1 + (p - 1) t) sigmoid(-z)). `correct` counts elements (not rows) whose
   // prediction, z > 0, matches t > 0.5 (Keras' binary_accuracy).
   virtual LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
-                                          const float* pos_weight, float* dlogits, float grad_scale,
-                                          int64_t rows, int64_t cols, Readback readback) = 0;
+                                          const float* row_weight, const float* pos_weight,
+                                          float* dlogits, float grad_scale, int64_t rows,
+                                          int64_t cols, Readback readback) = 0;
   // Keras' kernel_regularizer over `count` weights: returns l1 * sum |w| + l2 * sum w^2 (summed
   // in double) and, when grads is not null, adds its gradient l1 * sign(w) + 2 l2 w to them.
   virtual double weight_penalty(const float* weights, float* grads, size_t count, float l1,
                                 float l2) = 0;
   // Row loss = mean over cols of (pred - target)^2 (Keras' definition).
-  virtual LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
-                                       float grad_scale, int64_t rows, int64_t cols,
-                                       Readback readback) = 0;
+  virtual LossStats mean_squared_error(const float* pred, const float* targets,
+                                       const float* row_weight, float* dpred, float grad_scale,
+                                       int64_t rows, int64_t cols, Readback readback) = 0;
 
   // Convolution as a GEMM (Note [convolution as GEMM]): cols (batch * out_h * out_w, patch())
   // holds each output pixel's window over x (batch, height, width, channels), in (row, column,

@@ -117,30 +117,33 @@ class CpuBackend final : public ComputeBackend {
     }
   }
 
-  LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,
-                                  float* dlogits, float grad_scale, int64_t rows, int64_t cols,
+  LossStats softmax_cross_entropy(const float* logits, const float* targets,
+                                  const float* row_weight, TargetKind kind, float* dlogits,
+                                  float grad_scale, int64_t rows, int64_t cols,
                                   Readback readback) override {
-    return readback_.deliver(cpu::softmax_cross_entropy(logits, targets, kind, dlogits, grad_scale,
-                                                        rows, cols, scratch_),
+    return readback_.deliver(cpu::softmax_cross_entropy(logits, targets, row_weight, kind, dlogits,
+                                                        grad_scale, rows, cols, scratch_),
                              readback);
   }
 
   LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
-                                  const float* pos_weight, float* dlogits, float grad_scale,
-                                  int64_t rows, int64_t cols, Readback readback) override {
-    return readback_.deliver(
-        cpu::sigmoid_cross_entropy(logits, targets, pos_weight, dlogits, grad_scale, rows, cols),
-        readback);
+                                  const float* row_weight, const float* pos_weight, float* dlogits,
+                                  float grad_scale, int64_t rows, int64_t cols,
+                                  Readback readback) override {
+    return readback_.deliver(cpu::sigmoid_cross_entropy(logits, targets, row_weight, pos_weight,
+                                                        dlogits, grad_scale, rows, cols),
+                             readback);
   }
   double weight_penalty(const float* weights, float* grads, size_t count, float l1,
                         float l2) override {
     return cpu::weight_penalty(weights, grads, count, l1, l2);
   }
-  LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
-                               float grad_scale, int64_t rows, int64_t cols,
+  LossStats mean_squared_error(const float* pred, const float* targets, const float* row_weight,
+                               float* dpred, float grad_scale, int64_t rows, int64_t cols,
                                Readback readback) override {
-    return readback_.deliver(cpu::mean_squared_error(pred, targets, dpred, grad_scale, rows, cols),
-                             readback);
+    return readback_.deliver(
+        cpu::mean_squared_error(pred, targets, row_weight, dpred, grad_scale, rows, cols),
+        readback);
   }
 
   // 3x3 at stride 1 over whole vectors of channels and filters: Winograd (Note [Winograd

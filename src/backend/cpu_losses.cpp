@@ -10,14 +10,19 @@ namespace {
 
 int64_t argmax(const float* row, int64_t cols) { return std::max_element(row, row + cols) - row; }
 
+// Row r's weight: 1 (multiplying by it changes no bit) when rows are not weighted.
+float weight_of(const float* row_weight, int64_t r) { return row_weight ? row_weight[r] : 1.0f; }
+
 }  // namespace
 
-LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,
-                                float* dlogits, float grad_scale, int64_t rows, int64_t cols,
-                                std::vector<float>& exps) {
+LossStats softmax_cross_entropy(const float* logits, const float* targets, const float* row_weight,
+                                TargetKind kind, float* dlogits, float grad_scale, int64_t rows,
+                                int64_t cols, std::vector<float>& exps) {
   LossStats stats;
   exps.resize(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
+    const float weight = weight_of(row_weight, r);
+    const float scale = grad_scale * weight;
     const float* z = logits + r * cols;
     const ExpRow row = exp_minus_max(z, cols, exps.data());
     // log in float: the sum lies in [1, cols], where logf is within an ulp and libm's double log
@@ -27,36 +32,37 @@ LossStats softmax_cross_entropy(const float* logits, const float* targets, Targe
     const auto inv_sum = static_cast<float>(1 / row.sum);
     if (kind == TargetKind::kSparse) {
       const auto label = static_cast<int64_t>(targets[r]);
-      stats.loss_sum += log_sum - z[label];
+      stats.loss_sum += weight * (log_sum - z[label]);
       stats.correct += predicted == label;
       if (dlogits) {
         float* d = dlogits + r * cols;
-        for (int64_t c = 0; c < cols; ++c) d[c] = grad_scale * exps[c] * inv_sum;
-        d[label] -= grad_scale;
+        for (int64_t c = 0; c < cols; ++c) d[c] = scale * exps[c] * inv_sum;
+        d[label] -= scale;
       }
     } else {
       const float* t = targets + r * cols;
       double target_sum = 0;
       for (int64_t c = 0; c < cols; ++c) {
-        stats.loss_sum += t[c] * (log_sum - z[c]);
+        stats.loss_sum += weight * t[c] * (log_sum - z[c]);
         target_sum += t[c];
       }
       stats.correct += predicted == argmax(t, cols);
       if (dlogits) {
         float* d = dlogits + r * cols;
         const auto scaled_sum = static_cast<float>(target_sum) * inv_sum;
-        for (int64_t c = 0; c < cols; ++c) d[c] = grad_scale * (exps[c] * scaled_sum - t[c]);
+        for (int64_t c = 0; c < cols; ++c) d[c] = scale * (exps[c] * scaled_sum - t[c]);
       }
     }
   }
   return stats;
 }
 
-LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
-                             float grad_scale, int64_t rows, int64_t cols) {
+LossStats mean_squared_error(const float* pred, const float* targets, const float* row_weight,
+                             float* dpred, float grad_scale, int64_t rows, int64_t cols) {
   LossStats stats;
-  const float scale = 2 * grad_scale / static_cast<float>(cols);
   for (int64_t r = 0; r < rows; ++r) {
+    const float weight = weight_of(row_weight, r);
+    const float scale = 2 * grad_scale / static_cast<float>(cols) * weight;
     const float* p = pred + r * cols;
     const float* t = targets + r * cols;
     double row = 0;
@@ -65,7 +71,7 @@ LossStats mean_squared_error(const float* pred, const float* targets, float* dpr
       row += diff * diff;
       if (dpred) dpred[r * cols + c] = scale * (p[c] - t[c]);
     }
-    stats.loss_sum += row / static_cast<double>(cols);
+    stats.loss_sum += weight * (row / static_cast<double>(cols));
     stats.correct += argmax(p, cols) == argmax(t, cols);
   }
   return stats;
@@ -73,11 +79,13 @@ LossStats mean_squared_error(const float* pred, const float* targets, float* dpr
 
 // softplus(-z) = log(1 + e^-z) = max(-z, 0) + log1p(e^-|z|): no overflow for any z, and exact
 // to rounding where e^-|z| is tiny (PyTorch's BCEWithLogitsLoss form).
-LossStats sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
-                                float* dlogits, float grad_scale, int64_t rows, int64_t cols) {
+LossStats sigmoid_cross_entropy(const float* logits, const float* targets, const float* row_weight,
+                                const float* pos_weight, float* dlogits, float grad_scale,
+                                int64_t rows, int64_t cols) {
   LossStats stats;
-  const float scale = grad_scale / static_cast<float>(cols);
   for (int64_t r = 0; r < rows; ++r) {
+    const float row_scale = weight_of(row_weight, r);
+    const float scale = grad_scale / static_cast<float>(cols) * row_scale;
     const float* z = logits + r * cols;
     const float* t = targets + r * cols;
     double row = 0;
@@ -93,7 +101,7 @@ LossStats sigmoid_cross_entropy(const float* logits, const float* targets, const
       }
       stats.correct += (zc > 0) == (t[c] > 0.5f);
     }
-    stats.loss_sum += row / static_cast<double>(cols);
+    stats.loss_sum += row_scale * (row / static_cast<double>(cols));
   }
   return stats;
 }

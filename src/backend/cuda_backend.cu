@@ -114,31 +114,33 @@ class CudaBackend final : public ComputeBackend {
     cuda::softmax_backward(y, dy, dx, rows, cols, stream_);
   }
 
-  LossStats softmax_cross_entropy(const float* logits, const float* targets, TargetKind kind,
-                                  float* dlogits, float grad_scale, int64_t rows, int64_t cols,
+  LossStats softmax_cross_entropy(const float* logits, const float* targets,
+                                  const float* row_weight, TargetKind kind, float* dlogits,
+                                  float grad_scale, int64_t rows, int64_t cols,
                                   Readback readback) override {
     reserve_row_stats(rows);
-    cuda::softmax_cross_entropy(logits, targets, kind == TargetKind::kSparse, dlogits, grad_scale,
-                                rows, cols, row_stats_, row_stats_ + rows, stream_);
+    cuda::softmax_cross_entropy(logits, targets, row_weight, kind == TargetKind::kSparse, dlogits,
+                                grad_scale, rows, cols, row_stats_, row_stats_ + rows, stream_);
     return sum_row_stats(rows, readback);
   }
   LossStats sigmoid_cross_entropy(const float* logits, const float* targets,
-                                  const float* pos_weight, float* dlogits, float grad_scale,
-                                  int64_t rows, int64_t cols, Readback readback) override {
+                                  const float* row_weight, const float* pos_weight, float* dlogits,
+                                  float grad_scale, int64_t rows, int64_t cols,
+                                  Readback readback) override {
     reserve_row_stats(rows);
-    cuda::sigmoid_cross_entropy(logits, targets, pos_weight, dlogits, grad_scale, rows, cols,
-                                row_stats_, row_stats_ + rows, stream_);
+    cuda::sigmoid_cross_entropy(logits, targets, row_weight, pos_weight, dlogits, grad_scale, rows,
+                                cols, row_stats_, row_stats_ + rows, stream_);
     return sum_row_stats(rows, readback);
   }
   double weight_penalty(const float* weights, float* grads, size_t count, float l1,
                         float l2) override {
     return cuda::weight_penalty(weights, grads, count, l1, l2, reduction_scratch_, stream_);
   }
-  LossStats mean_squared_error(const float* pred, const float* targets, float* dpred,
-                               float grad_scale, int64_t rows, int64_t cols,
+  LossStats mean_squared_error(const float* pred, const float* targets, const float* row_weight,
+                               float* dpred, float grad_scale, int64_t rows, int64_t cols,
                                Readback readback) override {
     reserve_row_stats(rows);
-    cuda::mean_squared_error(pred, targets, dpred, grad_scale, rows, cols, row_stats_,
+    cuda::mean_squared_error(pred, targets, row_weight, dpred, grad_scale, rows, cols, row_stats_,
                              row_stats_ + rows, stream_);
     return sum_row_stats(rows, readback);
   }

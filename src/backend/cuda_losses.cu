@@ -12,12 +12,20 @@ __device__ int64_t row_argmax(const float* row, int64_t cols) {
   return best;
 }
 
+// Row r's weight: 1 (multiplying by it changes no bit) when rows are not weighted.
+__device__ float weight_of(const float* row_weight, int64_t r) {
+  return row_weight ? row_weight[r] : 1.0f;
+}
+
 // Per row: loss into row_loss, 1 or 0 into row_correct; gradient when dlogits is not null.
-__global__ void softmax_cross_entropy_kernel(const float* logits, const float* targets, bool sparse,
-                                             float* dlogits, float scale, int64_t rows,
-                                             int64_t cols, double* row_loss, double* row_correct) {
+__global__ void softmax_cross_entropy_kernel(const float* logits, const float* targets,
+                                             const float* row_weight, bool sparse, float* dlogits,
+                                             float grad_scale, int64_t rows, int64_t cols,
+                                             double* row_loss, double* row_correct) {
   const int64_t r = start();
   if (r >= rows) return;
+  const float weight = weight_of(row_weight, r);
+  const float scale = grad_scale * weight;
   const float* z = logits + r * cols;
   float max = z[0];
   for (int64_t c = 1; c < cols; ++c) max = fmaxf(max, z[c]);
@@ -28,7 +36,7 @@ __global__ void softmax_cross_entropy_kernel(const float* logits, const float* t
   const float inv_sum = static_cast<float>(1 / sum);
   if (sparse) {
     const auto label = static_cast<int64_t>(targets[r]);
-    row_loss[r] = log_sum - z[label];
+    row_loss[r] = weight * (log_sum - z[label]);
     row_correct[r] = predicted == label;
     if (dlogits) {
       for (int64_t c = 0; c < cols; ++c)
@@ -38,7 +46,7 @@ __global__ void softmax_cross_entropy_kernel(const float* logits, const float* t
     const float* t = targets + r * cols;
     double loss = 0, target_sum = 0;
     for (int64_t c = 0; c < cols; ++c) {
-      loss += t[c] * (log_sum - z[c]);
+      loss += weight * t[c] * (log_sum - z[c]);
       target_sum += t[c];
     }
     row_loss[r] = loss;
@@ -51,27 +59,32 @@ __global__ void softmax_cross_entropy_kernel(const float* logits, const float* t
   }
 }
 
-__global__ void mse_kernel(const float* pred, const float* targets, float* dpred, float scale,
-                           int64_t rows, int64_t cols, double* row_loss, double* row_correct) {
+__global__ void mse_kernel(const float* pred, const float* targets, const float* row_weight,
+                           float* dpred, float unweighted_scale, int64_t rows, int64_t cols,
+                           double* row_loss, double* row_correct) {
   const int64_t r = start();
   if (r >= rows) return;
+  const float weight = weight_of(row_weight, r);
+  const float scale = unweighted_scale * weight;
   double loss = 0;
   for (int64_t c = 0; c < cols; ++c) {
     const double diff = static_cast<double>(pred[r * cols + c]) - targets[r * cols + c];
     loss += diff * diff;
     if (dpred) dpred[r * cols + c] = scale * (pred[r * cols + c] - targets[r * cols + c]);
   }
-  row_loss[r] = loss / static_cast<double>(cols);
+  row_loss[r] = weight * (loss / static_cast<double>(cols));
   row_correct[r] = row_argmax(pred + r * cols, cols) == row_argmax(targets + r * cols, cols);
 }
 
 // The CPU backend's cpu::sigmoid_cross_entropy, a row per thread.
 __global__ void sigmoid_cross_entropy_kernel(const float* logits, const float* targets,
-                                             const float* pos_weight, float* dlogits, float scale,
-                                             int64_t rows, int64_t cols, double* row_loss,
-                                             double* row_correct) {
+                                             const float* row_weight, const float* pos_weight,
+                                             float* dlogits, float unweighted_scale, int64_t rows,
+                                             int64_t cols, double* row_loss, double* row_correct) {
   const int64_t r = start();
   if (r >= rows) return;
+  const float row_scale = weight_of(row_weight, r);
+  const float scale = unweighted_scale * row_scale;
   double loss = 0, correct = 0;
   for (int64_t c = 0; c < cols; ++c) {
     const double z = logits[r * cols + c];
@@ -82,7 +95,7 @@ __global__ void sigmoid_cross_entropy_kernel(const float* logits, const float* t
       dlogits[r * cols + c] = static_cast<float>(scale * ((1 - t) - weight / (1 + exp(z))));
     correct += (z > 0) == (t > 0.5);
   }
-  row_loss[r] = loss / static_cast<double>(cols);
+  row_loss[r] = row_scale * (loss / static_cast<double>(cols));
   row_correct[r] = correct;
 }
 
@@ -123,29 +136,31 @@ double weight_penalty(const float* weights, float* grads, size_t count, float l1
   return total;
 }
 
-void softmax_cross_entropy(const float* logits, const float* targets, bool sparse, float* dlogits,
-                           float grad_scale, int64_t rows, int64_t cols, double* row_loss,
-                           double* row_correct, cudaStream_t stream) {
+void softmax_cross_entropy(const float* logits, const float* targets, const float* row_weight,
+                           bool sparse, float* dlogits, float grad_scale, int64_t rows,
+                           int64_t cols, double* row_loss, double* row_correct,
+                           cudaStream_t stream) {
   softmax_cross_entropy_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(
-      logits, targets, sparse, dlogits, grad_scale, rows, cols, row_loss, row_correct);
+      logits, targets, row_weight, sparse, dlogits, grad_scale, rows, cols, row_loss, row_correct);
   cudaCheck(cudaGetLastError());
 }
 
-void mean_squared_error(const float* pred, const float* targets, float* dpred, float grad_scale,
-                        int64_t rows, int64_t cols, double* row_loss, double* row_correct,
-                        cudaStream_t stream) {
-  mse_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(pred, targets, dpred,
+void mean_squared_error(const float* pred, const float* targets, const float* row_weight,
+                        float* dpred, float grad_scale, int64_t rows, int64_t cols,
+                        double* row_loss, double* row_correct, cudaStream_t stream) {
+  mse_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(pred, targets, row_weight, dpred,
                                                         2 * grad_scale / static_cast<float>(cols),
                                                         rows, cols, row_loss, row_correct);
   cudaCheck(cudaGetLastError());
 }
 
-void sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
-                           float* dlogits, float grad_scale, int64_t rows, int64_t cols,
-                           double* row_loss, double* row_correct, cudaStream_t stream) {
+void sigmoid_cross_entropy(const float* logits, const float* targets, const float* row_weight,
+                           const float* pos_weight, float* dlogits, float grad_scale, int64_t rows,
+                           int64_t cols, double* row_loss, double* row_correct,
+                           cudaStream_t stream) {
   sigmoid_cross_entropy_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(
-      logits, targets, pos_weight, dlogits, grad_scale / static_cast<float>(cols), rows, cols,
-      row_loss, row_correct);
+      logits, targets, row_weight, pos_weight, dlogits, grad_scale / static_cast<float>(cols), rows,
+      cols, row_loss, row_correct);
   cudaCheck(cudaGetLastError());
 }
 

@@ -12,15 +12,17 @@
 
 namespace ddp::cuda {
 
-void softmax_cross_entropy(const float* logits, const float* targets, bool sparse, float* dlogits,
-                           float grad_scale, int64_t rows, int64_t cols, double* row_loss,
-                           double* row_correct, cudaStream_t stream);
-void mean_squared_error(const float* pred, const float* targets, float* dpred, float grad_scale,
-                        int64_t rows, int64_t cols, double* row_loss, double* row_correct,
-                        cudaStream_t stream);
-void sigmoid_cross_entropy(const float* logits, const float* targets, const float* pos_weight,
-                           float* dlogits, float grad_scale, int64_t rows, int64_t cols,
-                           double* row_loss, double* row_correct, cudaStream_t stream);
+void softmax_cross_entropy(const float* logits, const float* targets, const float* row_weight,
+                           bool sparse, float* dlogits, float grad_scale, int64_t rows,
+                           int64_t cols, double* row_loss, double* row_correct,
+                           cudaStream_t stream);
+void mean_squared_error(const float* pred, const float* targets, const float* row_weight,
+                        float* dpred, float grad_scale, int64_t rows, int64_t cols,
+                        double* row_loss, double* row_correct, cudaStream_t stream);
+void sigmoid_cross_entropy(const float* logits, const float* targets, const float* row_weight,
+                           const float* pos_weight, float* dlogits, float grad_scale, int64_t rows,
+                           int64_t cols, double* row_loss, double* row_correct,
+                           cudaStream_t stream);
 
 double weight_penalty(const float* weights, float* grads, size_t count, float l1, float l2,
                       DeviceDoubles& scratch, cudaStream_t stream);

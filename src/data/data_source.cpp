@@ -80,6 +80,8 @@ DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
     source.float_labels = node.choice("label_type", {"int", "float"}, "int") == "float";
     source.scale = node.get("scale", 1.0);
   }
+  if (node.has("sample_weights"))
+    source.sample_weights = node.require<std::string>("sample_weights");
   if (node.has("augment")) {
     if (source.path != "data.train")
       node.fail("augment",
@@ -115,6 +117,9 @@ Dataset load_dataset(const DataSourceConfig& source, int rank) {
                      static_cast<float>(source.scale), source.float_labels});
   }
   data.origin = source.path + " (" + data.origin + ")";
+  if (!source.sample_weights.empty())
+    data.sample_weights =
+        read_npy_sample_weights(expand_rank(source.sample_weights, rank), data.size());
   return data;
 }
 

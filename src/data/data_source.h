@@ -35,6 +35,8 @@ struct DataSourceConfig {
   bool float_labels = false;           // csv label_type: float (regression targets)
   double scale = 1;
   AugmentConfig augment;  // data.train only: Note [augmentation]
+  std::string
+      sample_weights;  // a .npy file of one weight per sample, or empty: Note [sample weights]
 };
 
 // data.train or data.test of a config (`seed`: synthetic data's default seed).

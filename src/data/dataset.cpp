@@ -11,7 +11,19 @@
 
 namespace ddp {
 
+void check_sample_weights(std::span<const float> weights, int64_t samples,
+                          const std::string& origin) {
+  if (static_cast<int64_t>(weights.size()) != samples)
+    throw DataError(origin + ": " + std::to_string(weights.size()) + " sample weights for " +
+                    std::to_string(samples) + " samples: give one weight per sample");
+  for (size_t i = 0; i < weights.size(); ++i)
+    if (!(std::isfinite(weights[i]) && weights[i] >= 0))
+      throw DataError(origin + ": the weight of sample " + std::to_string(i) + " is " +
+                      std::to_string(weights[i]) + "; sample weights must be finite and >= 0");
+}
+
 void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary) const {
+  if (weighted()) check_sample_weights(sample_weights, size(), origin);
   if (real_valued() != (layout == TargetLayout::kValues))
     throw DataError(origin + (real_valued() ? ": real-valued targets, where the training set has "
                                               "integer labels"
@@ -58,6 +70,7 @@ uint32_t Dataset::fingerprint() const {
   feed(stored_bytes(), byte_valued() ? stored_size() : 0);
   feed(&byte_scale, sizeof byte_scale);
   feed(&label_width, sizeof label_width);
+  feed(sample_weights.data(), sample_weights.size() * sizeof(float));
   feed(labels.data(), labels.size() * sizeof(int32_t));
   feed(values.data(), values.size() * sizeof(float));
   return crc;

@@ -41,11 +41,19 @@ struct Dataset {
   // Labels (or values) per sample: 1 (a class index, one binary label, one value) or several
   // (multi-hot 0/1 columns for multi-label classification, or values).
   int64_t label_width = 1;
+  // Note [sample weights]: Keras' sample_weight, one per sample, or empty (every sample weighs
+  // 1). A sample's loss, and so its gradient, is multiplied by its weight, in training and in
+  // evaluation alike; a batch's loss is still the sum over its samples over the batch size
+  // (Keras' sum_over_batch_size), so weights need not sum to anything. Weights multiply class
+  // weights (Note [class weights]); the metrics (accuracy and the rest) are not weighted, where
+  // Keras weights them too. The weights go to the loss as a weight per row of the batch.
+  std::vector<float> sample_weights;
 
   int64_t size() const {
     return static_cast<int64_t>(values.empty() ? labels.size() : values.size()) / label_width;
   }
   bool real_valued() const { return !values.empty(); }
+  bool weighted() const { return !sample_weights.empty(); }
   // A byte feature as a float, as batches hold it.
   float from_byte(uint8_t value) const { return from_byte(value, byte_scale); }
   static float from_byte(uint8_t value, float scale) { return static_cast<float>(value) * scale; }
@@ -67,11 +75,16 @@ struct Dataset {
   // Throws DataError naming the origin, the sample and the label when the labels do not fit a
   // model with `classes` outputs under `layout`: a class index outside [0, classes), or label
   // columns other than `classes` of them; with `binary`, a label other than 0 or 1; values for a
-  // layout of labels, or labels for kValues.
+  // layout of labels, or labels for kValues; sample weights that check_sample_weights refuses.
   void check_labels(int64_t classes, TargetLayout layout, bool binary) const;
   // CRC-32 of shape, features (as stored) and labels: ranks compare it to detect differing copies.
   uint32_t fingerprint() const;
 };
+
+// Throws DataError naming `origin` unless there is one weight per sample, each finite and >= 0
+// (Note [sample weights]).
+void check_sample_weights(std::span<const float> weights, int64_t samples,
+                          const std::string& origin);
 
 // Copies the samples `indices` into a contiguous batch: features (n, sample_shape) and targets
 // as `layout` says (none when `targets` is null). With label_smoothing e, one-hot rows are Keras'

@@ -282,6 +282,18 @@ Dataset read_npy(const std::string& features_path, const std::string& labels_pat
   return make_dataset(parse_npy(x->bytes(), features_path), parse_npy(y, labels_path), scale, x);
 }
 
+std::vector<float> read_npy_sample_weights(const std::string& path, int64_t samples) {
+  const std::vector<std::byte> bytes = read_whole_file<DataError>(path);
+  const NpyArray w = parse_npy(bytes, path);
+  if (w.shape.size() != 1)
+    throw DataError(path + ": sample weights need shape (samples), got " +
+                    std::to_string(w.shape.size()) + " dimensions");
+  std::vector<float> weights(static_cast<size_t>(w.count()));
+  for (uint64_t i = 0; i < w.count(); ++i) weights[i] = static_cast<float>(w.at(i));
+  check_sample_weights(weights, samples, path);
+  return weights;
+}
+
 Dataset read_npz(const std::string& path, const std::string& features, const std::string& labels,
                  float scale) {
   expect_regular_file<DataError>(path);

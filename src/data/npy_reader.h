@@ -10,6 +10,7 @@
 // shorter or longer than the shape, naming the file (and the .npz member).
 
 #include <string>
+#include <vector>
 
 #include "data/dataset.h"
 
@@ -18,6 +19,10 @@ namespace ddp {
 // Features (N, ...) of any numeric dtype, times `scale` (1/255 for uint8 images); integer labels
 // (N) (a class index each) or (N, L) (L 0/1 labels each). Throws DataError naming the file.
 Dataset read_npy(const std::string& features_path, const std::string& labels_path, float scale);
+// Note [sample weights] from a .npy file: one number per sample, (samples), of any numeric dtype,
+// as float32. Throws DataError naming the file for another shape or a weight that
+// check_sample_weights refuses.
+std::vector<float> read_npy_sample_weights(const std::string& path, int64_t samples);
 // The same from the members `features`.npy and `labels`.npy of an .npz archive.
 Dataset read_npz(const std::string& path, const std::string& features, const std::string& labels,
                  float scale);

@@ -36,15 +36,16 @@ OutputFunction Loss::fused_output() const {
 }
 
 LossStats Loss::compute(ComputeBackend& backend, const float* output, const float* targets,
-                        float* doutput, float grad_scale, int64_t rows, int64_t cols,
-                        Readback readback) const {
+                        const float* row_weight, float* doutput, float grad_scale, int64_t rows,
+                        int64_t cols, Readback readback) const {
   if (kind_ == LossKind::kMeanSquaredError)
-    return backend.mean_squared_error(output, targets, doutput, grad_scale, rows, cols, readback);
+    return backend.mean_squared_error(output, targets, row_weight, doutput, grad_scale, rows, cols,
+                                      readback);
   if (kind_ == LossKind::kBinaryCrossentropy)
-    return backend.sigmoid_cross_entropy(output, targets, pos_weight_.data(), doutput, grad_scale,
-                                         rows, cols, readback);
-  return backend.softmax_cross_entropy(output, targets, target_kind(), doutput, grad_scale, rows,
-                                       cols, readback);
+    return backend.sigmoid_cross_entropy(output, targets, row_weight, pos_weight_.data(), doutput,
+                                         grad_scale, rows, cols, readback);
+  return backend.softmax_cross_entropy(output, targets, row_weight, target_kind(), doutput,
+                                       grad_scale, rows, cols, readback);
 }
 
 }  // namespace ddp

@@ -33,11 +33,12 @@ class Loss {
     return kind_ == LossKind::kSparseCategoricalCrossentropy ? TargetKind::kSparse
                                                              : TargetKind::kDense;
   }
-  // output, doutput: (rows, cols); targets: (rows) or (rows, cols) by target_kind().
-  // doutput may be null (evaluation). Readback as for ComputeBackend's losses.
+  // output, doutput: (rows, cols); targets: (rows) or (rows, cols) by target_kind(); row_weight:
+  // (rows) (Keras' sample_weight) or null. doutput may be null (evaluation). Readback and the
+  // weights as for ComputeBackend's losses.
   LossStats compute(ComputeBackend& backend, const float* output, const float* targets,
-                    float* doutput, float grad_scale, int64_t rows, int64_t cols,
-                    Readback readback = Readback::kNow) const;
+                    const float* row_weight, float* doutput, float grad_scale, int64_t rows,
+                    int64_t cols, Readback readback = Readback::kNow) const;
 
  private:
   LossKind kind_;

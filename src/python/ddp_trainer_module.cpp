@@ -66,9 +66,10 @@ keras::Runtime& runtime() {
 // Samples as the C++ API takes them: the first axis counts samples, the rest is their shape.
 // A y of a floating-point dtype holds real-valued targets (regression), (samples) or (samples,
 // targets); any other dtype class indices, (samples), or 0/1 labels, (samples, labels) (multi-
-// label, binary_crossentropy). Errors name `call`.
+// label, binary_crossentropy). sample_weight: Keras', one number per sample. Errors name `call`.
 keras::Arrays arrays(const FloatArray& x, const std::optional<py::array>& y,
-                     const std::string& call) {
+                     const std::string& call,
+                     const std::optional<FloatArray>& sample_weight = std::nullopt) {
   if (x.ndim() < 2)
     throw ddp::DataError(call + ": x must have a sample axis and a sample shape, (samples, ...); " +
                          "got " + std::to_string(x.ndim()) + " dimension(s)");
@@ -89,6 +90,12 @@ keras::Arrays arrays(const FloatArray& x, const std::optional<py::array>& y,
                            std::to_string(x.shape(0)) + ",) or (" + std::to_string(x.shape(0)) +
                            ", labels)");
     out.labels.assign(labels.data(), labels.data() + labels.size());
+  }
+  if (sample_weight) {
+    if (sample_weight->ndim() != 1 || sample_weight->shape(0) != x.shape(0))
+      throw ddp::DataError(call + ": sample_weight must hold one weight per sample of x, (" +
+                           std::to_string(x.shape(0)) + ",)");
+    out.sample_weights.assign(sample_weight->data(), sample_weight->data() + sample_weight->size());
   }
   return out;
 }
@@ -158,7 +165,7 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
              int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
              const std::optional<py::tuple>& validation_data, const py::list& callbacks,
              double validation_split, std::map<int64_t, double> class_weight,
-             std::vector<std::string> set) {
+             const std::optional<FloatArray>& sample_weight, std::vector<std::string> set) {
   auto& self = model.cast<keras::Sequential&>();
   keras::FitOptions options{.epochs = epochs,
                             .batch_size = batch_size,
@@ -171,6 +178,8 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
   keras::Runtime& rt = runtime();
   keras::History history;
   if (py::isinstance<keras::Spec>(x)) {  // data the config names: idx, csv, synthetic
+    if (sample_weight)
+      throw ddp::DataError("fit: sample_weight goes with arrays x and y, not with data Specs");
     std::optional<keras::Spec> validation;
     if (validation_data) {
       if (validation_data->size() != 1 || !py::isinstance<keras::Spec>((*validation_data)[0]))
@@ -182,12 +191,14 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
     history = self.fit(rt, train, options, validation);
   } else {
     if (!y) throw ddp::DataError("fit: arrays x need their labels y");
-    keras::Arrays train = arrays(x.cast<FloatArray>(), y, "fit");
+    keras::Arrays train = arrays(x.cast<FloatArray>(), y, "fit", sample_weight);
     std::optional<keras::Arrays> validation;
     if (validation_data) {
-      if (validation_data->size() != 2) throw ddp::DataError("fit: validation_data must be (x, y)");
-      validation = arrays((*validation_data)[0].cast<FloatArray>(),
-                          (*validation_data)[1].cast<py::array>(), "fit: validation_data");
+      const py::tuple& v = *validation_data;  // Keras': (x, y) or (x, y, sample_weight)
+      if (v.size() != 2 && v.size() != 3)
+        throw ddp::DataError("fit: validation_data must be (x, y) or (x, y, sample_weight)");
+      validation = arrays(v[0].cast<FloatArray>(), v[1].cast<py::array>(), "fit: validation_data",
+                          v.size() == 3 ? std::optional(v[2].cast<FloatArray>()) : std::nullopt);
     }
     py::gil_scoped_release released;
     history = self.fit(rt, std::move(train), options, std::move(validation));
@@ -261,7 +272,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
            py::arg("batch_size") = 32, py::arg("seed") = 0, py::arg("verbose") = true,
            py::arg("validation_data") = std::nullopt, py::arg("callbacks") = py::list(),
            py::arg("validation_split") = 0.0, py::arg("class_weight") = std::map<int64_t, double>{},
-           py::arg("set") = std::vector<std::string>{})
+           py::arg("sample_weight") = std::nullopt, py::arg("set") = std::vector<std::string>{})
       .def(
           "predict",
           [](keras::Sequential& self, const FloatArray& x) {
@@ -272,10 +283,11 @@ PYBIND11_MODULE(ddp_trainer, m) {
           py::arg("x"))
       .def(
           "evaluate",
-          [](keras::Sequential& self, const FloatArray& x, const py::array& y) {
+          [](keras::Sequential& self, const FloatArray& x, const py::array& y,
+             const std::optional<FloatArray>& sample_weight) {
             std::vector<ddp::MetricValue> values;
             {
-              keras::Arrays data = arrays(x, y, "evaluate");
+              keras::Arrays data = arrays(x, y, "evaluate", sample_weight);
               py::gil_scoped_release released;
               values = self.evaluate(std::move(data));
             }
@@ -283,7 +295,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
             for (const ddp::MetricValue& v : values) out[py::str(v.name)] = v.value;
             return out;
           },
-          py::arg("x"), py::arg("y"))
+          py::arg("x"), py::arg("y"), py::arg("sample_weight") = std::nullopt)
       .def(
           "summary",
           [](const keras::Sequential& self) {

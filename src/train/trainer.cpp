@@ -182,8 +182,10 @@ void Trainer::validate_and_build() {
   if (backend_.memory() != MemoryKind::kHost)
     host_features_.resize(static_cast<size_t>(rows * sample.numel()));
   host_targets_.resize(static_cast<size_t>(rows * target_width));
+  host_row_weights_.resize(static_cast<size_t>(rows));
   features_ = DeviceBuffer(backend_, static_cast<size_t>(rows * sample.numel()));
   targets_ = DeviceBuffer(backend_, host_targets_.size());
+  row_weights_ = DeviceBuffer(backend_, host_row_weights_.size());
 
   sampler_ = std::make_unique<DistributedSampler>(train_.size(), per_rank_batch_, world,
                                                   comm_.rank(), config_.seed, t.shuffle, t.tail);
@@ -277,9 +279,9 @@ void Trainer::train_step() {
     lap(phase_times_.data);
 
     const float* output = model_->forward(features_.data(), rows);
-    const LossStats micro_stats =
-        loss_.compute(backend_, output, targets_.data(), model_->output_grad(),
-                      1.0f / static_cast<float>(step_samples), rows, classes_, readback);
+    const LossStats micro_stats = loss_.compute(
+        backend_, output, targets_.data(), row_weights_of(train_), model_->output_grad(),
+        1.0f / static_cast<float>(step_samples), rows, classes_, readback);
     if (readback == Readback::kNow) {
       loss_sum += micro_stats.loss_sum;
       add_batch(epoch_sums_, micro_stats, output, rows);
@@ -348,6 +350,7 @@ void Trainer::fit(int64_t stop_after_steps) {
                   ? " (label smoothing " + show_number(config_.label_smoothing) + ")"
                   : "")
           << (class_weights_.empty() ? "" : " (classes weighted in training)")
+          << (train_.weighted() ? " (samples weighted)" : "")
           << ", optimizer: " << optimizer_->name()
           << (updates_in_backward() ? " (updates during backward)" : "")
           << (config_.optimizer.global_clipnorm > 0

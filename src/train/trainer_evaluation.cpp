@@ -35,6 +35,11 @@ void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
   if (targets)
     backend_.copy_to_device(host_targets_.data(), targets_.data(),
                             rows * static_cast<size_t>(target_width));
+  if (targets && data.weighted()) {  // Note [sample weights]
+    for (size_t row = 0; row < rows; ++row)
+      host_row_weights_[row] = data.sample_weights[static_cast<size_t>(indices[row])];
+    backend_.copy_to_device(host_row_weights_.data(), row_weights_.data(), rows);
+  }
 }
 
 void Trainer::stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets) {
@@ -66,7 +71,9 @@ EvalResult Trainer::evaluate(const Dataset& data) {
     const int64_t rows = std::min(batch, end - start);
     stage_rows(data, start, rows);
     const float* output = model_->forward(features_.data(), rows);
-    add_batch(sums, loss_.compute(backend_, output, targets_.data(), nullptr, 1, rows, classes_),
+    add_batch(sums,
+              loss_.compute(backend_, output, targets_.data(), row_weights_of(data), nullptr, 1,
+                            rows, classes_),
               output, rows);
   }
   comm_.all_reduce_sum(std::span<double>(sums));

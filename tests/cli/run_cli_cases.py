@@ -110,7 +110,11 @@ def write_fixtures(tmp):
                        ("fortran_x", npy("<f4", "(96, 3)", x, "True")),
                        ("truncated_x", npy("<f4", "(96, 3)", x[:-4])),
                        ("short_y", npy("|u1", "(95,)", y[:95])),
-                       ("float_y", npy("<f4", "(96,)", struct.pack("<96f", *y)))):
+                       ("float_y", npy("<f4", "(96,)", struct.pack("<96f", *y))),
+                       ("weights", npy("<f8", "(96,)", struct.pack("<96d", *[i % 4 / 2 for i in
+                                                                            range(96)]))),
+                       ("negative_weights", npy("<f4", "(96,)", struct.pack(
+                           "<96f", *[-1 if i == 5 else 1 for i in range(96)])))):
         with open(f"{tmp}/{name}.npy", "wb") as f:
             f.write(blob)
     with zipfile.ZipFile(f"{tmp}/good.npz", "w", zipfile.ZIP_DEFLATED) as z:

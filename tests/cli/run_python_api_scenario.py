@@ -6,7 +6,8 @@ first fit's losses are ddp_train's on the same arrays as .npy files and the same
 1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
 the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
 a float y is a regression's targets (a linear model finds the least-squares weights), a 2-D
-integer y 0/1 labels (multi-label); class_weight weighs the training loss only;
+integer y 0/1 labels (multi-label); class_weight weighs the training loss only, sample_weight
+the training loss and, given with them, the validation and evaluated losses;
 validation_split holds out the last samples, as validation_data of them would; a Python callback
 sees every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
 on every rank when rank 0 sets model.stop_training;
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 
+from python_api_ranks import (callbacks, child, data, errors, fit_memory, one_rank_fails,
+                              regression)
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -36,178 +39,6 @@ metrics: [accuracy]
 optimizer: {{type: adam, learning_rate: 0.01}}
 training: {{epochs: 3, global_batch_size: 64, tail: partial}}
 """
-
-
-def data():
-    """Four classes of ten features, the same on every rank (a fixed seed)."""
-    import numpy as np
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(10, 4))
-    x = rng.normal(size=(600, 10)).astype(np.float32)
-    y = np.argmax(x @ w, axis=1).astype(np.int32)
-    return x[:500], y[:500], x[500:], y[500:]
-
-
-# The child's model lives on until the interpreter exits, as a script's global model does: the
-# module's exit handler must free it before MPI ends.
-KEEP = []
-
-
-def child(out):
-    """One rank's part: train, train on, predict, evaluate; this rank's results to out.<rank>."""
-    import ddp_trainer as ddp
-    x, y, xv, yv = data()
-    model = ddp.Sequential([ddp.Dense(32, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
-    model.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy", ["accuracy"])
-    first = model.fit(x, y, epochs=3, batch_size=64, seed=7, verbose=False,
-                      validation_data=(xv, yv))
-    second = model.fit(x, y, epochs=1, batch_size=64, seed=7, verbose=False)
-    model.save_weights(out + ".safetensors")
-    result = {"first": first, "second": second, "predict": model.predict(xv).tolist(),
-              "evaluate": model.evaluate(xv, yv),
-              "weights": {k: v.tolist() for k, v in model.get_weights().items()},
-              "shapes": {k: list(v.shape) for k, v in model.get_weights().items()}}
-    with open(f"{out}.{ddp.rank()}", "w") as f:
-        json.dump(result, f)
-    KEEP.append(model)
-
-
-def one_rank_fails():
-    """Rank 1 raises after a fit while rank 0 goes on to a collective (evaluate)."""
-    import ddp_trainer as ddp
-    x, y, xv, yv = data()
-    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
-    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
-    model.fit(x, y, verbose=False)
-    if ddp.rank() == 1:
-        raise RuntimeError("rank 1 fails on its own")
-    model.evaluate(xv, yv)
-
-
-def regression(out):
-    """A float y: real-valued targets, (samples, 2), fitted by a linear model on every rank."""
-    import numpy as np
-    import ddp_trainer as ddp
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(256, 3)).astype(np.float32)
-    y = x @ np.array([[1.5, 0.25], [-2.0, 1.0], [0.5, -0.75]]) + [0.25, -1.0]  # float64
-    y += 0.01 * rng.normal(size=y.shape)  # noise: least squares, not an exact fit
-    model = ddp.Sequential([ddp.Dense(2)], input_shape=[3])
-    model.compile(ddp.SGD(0.1), "mean_squared_error")
-    history = model.fit(x, y, epochs=40, batch_size=32, verbose=False, validation_data=(x, y))
-    w = model.get_weights()
-    split = {}
-    for name, kwargs in (("split", {"validation_split": 0.3}),
-                         ("apart", {"validation_data": (x[179:], y[179:])})):  # floor(256 x 0.7)
-        m = ddp.Sequential([ddp.Dense(2)], input_shape=[3])
-        m.compile(ddp.SGD(0.1), "mean_squared_error")
-        data = (x, y) if name == "split" else (x[:179], y[:179])
-        split[name] = m.fit(*data, epochs=2, batch_size=32, verbose=False, **kwargs)
-    # A 2-D integer y: several 0/1 labels per sample (binary_crossentropy).
-    multi = ddp.Sequential([ddp.Dense(8, "relu"), ddp.Dense(2, "sigmoid")], input_shape=[3])
-    multi.compile(ddp.Adam(0.05), "binary_crossentropy", ["binary_accuracy"])
-    labels = np.stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0], axis=1).astype(np.int32)
-    split["multi_label"] = multi.fit(x, labels, epochs=5, batch_size=32, verbose=False)
-    # class_weight: every class weighing 2 is SGD at twice the rate, with twice the loss and the
-    # same validation loss (Note [class weights]).
-    classes = (x[:, 0] > 0).astype(np.int32)
-    # ({0: 1.0}: weighted too, so that both train the categorical form: the same rounding.)
-    for name, rate, weights in (("ones", 0.2, {0: 1.0}), ("twos", 0.1, {0: 2.0, 1: 2.0})):
-        m = ddp.Sequential([ddp.Dense(2, "softmax")], input_shape=[3])
-        m.compile(ddp.SGD(rate), "sparse_categorical_crossentropy")
-        split[name] = m.fit(x, classes, epochs=2, batch_size=32, verbose=False,
-                            validation_data=(x, classes), class_weight=weights)
-        split[name]["weights"] = m.get_weights()["layers.0.weight"].tolist()
-    with open(f"{out}.{ddp.rank()}", "w") as f:
-        json.dump({"history": history, "split": split, "weight": w["layers.0.weight"].tolist(),
-                   "bias": w["layers.0.bias"].tolist(), "x": x.tolist(), "y": y.tolist()}, f)
-
-
-class Recorder:
-    """A Keras-style callback: records each epoch's logs; rank 0 stops after the second epoch."""
-    def __init__(self, rank):
-        self.rank, self.seen = rank, []
-
-    def on_epoch_end(self, epoch, logs):
-        self.seen.append([epoch, logs])
-        # The model's collectives work inside the fit (every rank runs its callbacks).
-        self.weights = {k: v.tolist() for k, v in self.model.get_weights().items()}
-        self.predicted = self.model.predict(data()[2][:3]).tolist()
-        if epoch == 1 and self.rank == 0:
-            self.model.stop_training = True
-
-
-def callbacks(out):
-    import ddp_trainer as ddp
-    x, y, xv, yv = data()
-    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
-    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
-    model.summary()  # printed by rank 0 alone
-    recorder = Recorder(ddp.rank())
-    history = model.fit(x, y, epochs=5, verbose=False, validation_data=(xv, yv),
-                        callbacks=[recorder, ddp.EarlyStopping("val_loss", patience=3)])
-    result = {"history": history, "seen": recorder.seen, "same_model": recorder.model is model,
-              "last_epoch": [recorder.weights, recorder.predicted],
-              "after_fit": [{k: v.tolist() for k, v in model.get_weights().items()},
-                            model.predict(xv[:3]).tolist()]}
-    try:
-        model.fit(x, y, callbacks=[42])
-    except ddp.ConfigError as e:
-        result["not_a_callback"] = str(e)
-    with open(f"{out}.{ddp.rank()}", "w") as f:
-        json.dump(result, f)
-
-
-def fit_memory():
-    """How much a fit on 64 MB of features raises this process's peak memory (one rank)."""
-    import resource
-    import numpy as np
-    import ddp_trainer as ddp
-    # float32 from the start: a float64 draw would set the peak before the fit does.
-    x = np.random.default_rng(0).standard_normal((16384, 1024), dtype=np.float32)
-    y = (np.arange(16384) % 4).astype(np.int32)
-    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[1024])
-    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
-    model.fit(x[:64], y[:64], verbose=False)  # MPI's and the library's own start-up
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model.fit(x, y, batch_size=1024, verbose=False)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"growth": (after - before) * 1024, "features": x.nbytes}))
-
-
-def errors():
-    """Mistakes in a world of one: (exception class name, message) per case, as JSON."""
-    import numpy as np
-    import ddp_trainer as ddp
-    x, y, _, _ = data()
-    cases = []
-
-    def case(call):
-        try:
-            call()
-            cases.append(["none", ""])
-        except Exception as e:  # noqa: BLE001 (the class is what is checked)
-            cases.append([type(e).__name__, str(e)])
-
-    bad = ddp.Sequential([ddp.Dense(0, "relu")], input_shape=[10])
-    bad.compile(ddp.Adam(), "sparse_categorical_crossentropy")
-    case(lambda: bad.fit(x, y, verbose=False))
-    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
-    case(lambda: model.predict(x))
-    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
-    case(lambda: model.fit(x, y[:10], verbose=False))
-    case(lambda: model.fit(x, y, verbose=False, set=["training.allreduce=carrier_pigeon"]))
-    model.fit(x, y, verbose=False)
-    case(lambda: model.set_weights({"layers.0.weight": np.zeros((4, 9), np.float32)}))
-    case(lambda: model.load_weights("/nonexistent/w.safetensors"))
-    case(lambda: model.evaluate(x, np.full(500, 7, np.int32)))
-
-    class Failing:
-        def on_epoch_end(self, epoch, logs):
-            raise KeyError("the callback's own error")
-    case(lambda: model.fit(x, y, epochs=2, verbose=False, callbacks=[Failing()]))
-    case(lambda: model.fit(x, y, verbose=False))  # still usable after it
-    print(json.dumps(cases))
 
 
 class Scenarios:
@@ -295,6 +126,9 @@ class Scenarios:
             ["CheckpointError", None],
             ["DataError", "Sequential: evaluate arrays: label 7 of sample 0 is outside [0, 4) for "
                           "a model with 4 outputs"],
+            ["DataError", "fit: sample_weight must hold one weight per sample of x, (500,)"],
+            ["DataError", "Sequential: evaluate arrays: the weight of sample 3 is -2.000000; "
+                          "sample weights must be finite and >= 0"],
             ["KeyError", "\"the callback's own error\""],  # a callback's exception as it was raised
             ["none", ""],
         ]
@@ -325,6 +159,11 @@ class Scenarios:
         ones, twos = a["split"]["ones"], a["split"]["twos"]
         assert ones["weights"] == twos["weights"] and ones["val_loss"] == twos["val_loss"], (ones, twos)
         assert [2 * v for v in ones["loss"]] == twos["loss"], (ones["loss"], twos["loss"])
+        plain, weighted = a["split"]["plain"], a["split"]["sample_twos"]
+        assert plain["weights"] == weighted["weights"], (plain, weighted)
+        assert [2 * v for v in plain["loss"]] == weighted["loss"], (plain, weighted)
+        assert [v / 2 for v in plain["val_loss"]] == weighted["val_loss"], (plain, weighted)
+        assert plain["evaluated"] == weighted["evaluated"] == plain["val_loss"][-1] / 2, plain
         multi = a["split"]["multi_label"]
         assert multi["binary_accuracy"][-1] > 0.9 and multi["loss"][-1] < multi["loss"][0], multi
 

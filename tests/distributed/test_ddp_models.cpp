@@ -1,7 +1,7 @@
 // Invariants 1 and 2 under mpiexec for layers beyond dense ones, on every all-reduce path (as in
 // test_ddp_training.cpp): dropout, batch normalization with per-rank and synchronized statistics,
 // the multi-label example with its loss weights, weight penalty and exact metrics, the
-// regression example (real-valued targets), and class weights.
+// regression example (real-valued targets), class weights and sample weights.
 
 #include <gtest/gtest.h>
 
@@ -208,6 +208,34 @@ TEST_P(DdpModels, ClassWeightsMatchSingleProcess) {
   EXPECT_GT(max_abs_diff(single,
                          train_and_get_params(config_with({weighted[0], weighted[1]}), *local, 12)),
             1e-4f);  // the weights are in force
+}
+
+// Note [sample weights]: each rank's rows carry their samples' weights, so N ranks weigh what one
+// rank does; with a partial last batch, for a cross-entropy and for the mean squared error.
+TEST_P(DdpModels, SampleWeightsMatchSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const auto train = [](const Config& config, Communicator& c, bool weighted) {
+    Dataset data = load_dataset(config.train_data, c.rank());
+    if (weighted) {
+      data.sample_weights.resize(static_cast<size_t>(data.size()));
+      for (size_t i = 0; i < data.sample_weights.size(); ++i)
+        data.sample_weights[i] = static_cast<float>((i * 7) % 11) / 4;  // 0 to 2.5
+    }
+    auto backend = make_cpu_backend();
+    Trainer trainer(config, c, *backend, std::move(data), std::nullopt);
+    trainer.train_steps(12);
+    return trainer.params_to_host();
+  };
+  for (const std::string loss : {"sparse_categorical_crossentropy", "mean_squared_error"}) {
+    const Config config =
+        config_with({"data.train.samples=98", "training.tail=partial", "loss=" + loss});
+    const std::vector<float> single = train(config, *local, true);
+    const std::vector<float> distributed = train(config, comm, true);
+    EXPECT_LE(max_abs_diff(distributed, single), 1e-5f) << loss;
+    expect_identical_to_rank0(comm, distributed);
+    EXPECT_GT(max_abs_diff(single, train(config, *local, false)), 1e-4f) << loss;  // in force
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),

@@ -67,30 +67,39 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
   const int64_t rows = 41, cols = 10;
   const auto logits = random_values(rows * cols, 7, -3, 3);
   std::vector<float> sparse(rows), dense(rows * cols, 0);
+  const auto row_weights = random_values(rows, 10, 0, 3);  // Keras' sample_weight
   for (int64_t r = 0; r < rows; ++r) {
     sparse[r] = static_cast<float>(r % cols);
     dense[r * cols + r % cols] = 1;
   }
   ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
   std::vector<std::vector<float>> out[2];
-  LossStats stats[2][3], deferred[2];
+  LossStats stats[2][4], deferred[2];
   double squares[2] = {};
   for (int k = 0; k < 2; ++k) {
     ComputeBackend& be = *backends[k];
     Mirror Z(be, logits), S(be, sparse), T(be, dense), G(be, std::vector<float>(rows * cols)),
-        P(be, std::vector<float>(rows * cols)), DX(be, std::vector<float>(rows * cols));
-    stats[k][0] = be.softmax_cross_entropy(Z.buffer.data(), S.buffer.data(), TargetKind::kSparse,
-                                           G.buffer.data(), 0.5f, rows, cols, Readback::kNow);
+        P(be, std::vector<float>(rows * cols)), DX(be, std::vector<float>(rows * cols)),
+        W(be, row_weights);
+    stats[k][0] = be.softmax_cross_entropy(Z.buffer.data(), S.buffer.data(), W.buffer.data(),
+                                           TargetKind::kSparse, G.buffer.data(), 0.5f, rows, cols,
+                                           Readback::kNow);
     out[k].push_back(G.read());
-    stats[k][1] = be.softmax_cross_entropy(Z.buffer.data(), T.buffer.data(), TargetKind::kDense,
-                                           G.buffer.data(), 0.5f, rows, cols, Readback::kNow);
+    stats[k][1] =
+        be.softmax_cross_entropy(Z.buffer.data(), T.buffer.data(), nullptr, TargetKind::kDense,
+                                 G.buffer.data(), 0.5f, rows, cols, Readback::kNow);
     out[k].push_back(G.read());
-    stats[k][2] = be.mean_squared_error(Z.buffer.data(), T.buffer.data(), G.buffer.data(), 0.5f,
-                                        rows, cols, Readback::kNow);
+    stats[k][2] = be.mean_squared_error(Z.buffer.data(), T.buffer.data(), W.buffer.data(),
+                                        G.buffer.data(), 0.5f, rows, cols, Readback::kNow);
+    out[k].push_back(G.read());
+    stats[k][3] =
+        be.sigmoid_cross_entropy(Z.buffer.data(), T.buffer.data(), W.buffer.data(), nullptr,
+                                 G.buffer.data(), 0.5f, rows, cols, Readback::kNow);
     // Note [deferred readback]: deferred losses return zeros and add up until taken, once.
     for (int i = 0; i < 2; ++i)
-      EXPECT_EQ(be.softmax_cross_entropy(Z.buffer.data(), S.buffer.data(), TargetKind::kSparse,
-                                         G.buffer.data(), 0.5f, rows, cols, Readback::kLater)
+      EXPECT_EQ(be.softmax_cross_entropy(Z.buffer.data(), S.buffer.data(), W.buffer.data(),
+                                         TargetKind::kSparse, G.buffer.data(), 0.5f, rows, cols,
+                                         Readback::kLater)
                     .loss_sum,
                 0);
     deferred[k] = be.take_loss_stats();
@@ -140,7 +149,7 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
   for (size_t i = 0; i < out[0].size(); ++i) expect_close(out[0][i], out[1][i], "op output");
   EXPECT_NEAR(squares[0], squares[1], 1e-9 * squares[0]);
   EXPECT_GT(squares[0], 0);
-  for (int l = 0; l < 3; ++l) {
+  for (int l = 0; l < 4; ++l) {
     EXPECT_NEAR(stats[0][l].loss_sum, stats[1][l].loss_sum, 1e-4 * std::abs(stats[0][l].loss_sum));
     EXPECT_EQ(stats[0][l].correct, stats[1][l].correct);
   }

@@ -130,6 +130,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += categorical_check(args, env, tmp, "sgd")
         diffs += categorical_check(args, env, tmp, "sgd", 0, class_weight=[0.5, 2.0, 1.0, 3.0])
         diffs += regression_check(args, env, tmp)
+        diffs += regression_check(args, env, tmp, weighted=True)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -6,6 +6,7 @@ alone would miss a loss off by a constant factor (a wrong mean, say)."""
 import csv
 import subprocess
 
+import numpy
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -160,12 +161,16 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     return [diff]
 
 
-def regression_check(args, env, tmp):
+def regression_check(args, env, tmp, weighted=False):
     """20 SGD steps (momentum 0.9) of mean_squared_error on 2 real-valued targets (CSV,
-    label_type: float) against torch.nn.MSELoss, from the same initial weights."""
+    label_type: float) against torch.nn.MSELoss, from the same initial weights; `weighted`: with
+    Keras' sample weights from a .npy file (Note [sample weights]: each sample's loss times its
+    weight, the batch's sum over its size), against torch's per-sample losses times the weights."""
     torch.manual_seed(11)
     x = torch.rand(200, 10)
     y = torch.sin(2 * (x - 0.5) @ (torch.rand(10, 2) * 2 - 1))
+    sample_weights = torch.rand(200) * 3  # float32, as the file holds them
+    numpy.save(f"{tmp}/reg_w.npy", sample_weights.numpy())
     with open(f"{tmp}/reg.csv", "w") as f:
         f.write(",".join([f"f{i}" for i in range(10)] + ["t0", "t1"]) + "\n")
         for i in range(200):
@@ -173,9 +178,11 @@ def regression_check(args, env, tmp):
     rows = read_rows(f"{tmp}/reg.csv")
     x = torch.tensor([r[:10] for r in rows]).double()  # as ddp_train reads them: float32
     y = torch.tensor([r[10:] for r in rows]).double()
-    with open(f"{tmp}/reg.yaml", "w") as f:
+    name = "reg_weighted" if weighted else "reg"
+    weights_key = f", sample_weights: {tmp}/reg_w.npy" if weighted else ""
+    with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
-  train: {{type: csv, path: {tmp}/reg.csv, label_columns: [-2, -1], label_type: float}}
+  train: {{type: csv, path: {tmp}/reg.csv, label_columns: [-2, -1], label_type: float{weights_key}}}
 model:
   layers:
     - {{type: dense, units: 16, activation: tanh}}
@@ -185,12 +192,15 @@ optimizer: {optimizer_yaml("sgd")}
 training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     model = Mlp([10, 16, 2])
-    loss_fn = torch.nn.MSELoss()
+    per_element = torch.nn.MSELoss(reduction="none")
+    w = sample_weights.double() if weighted else torch.ones(200, dtype=torch.float64)
 
     def loss_of(rows):
-        return loss_fn(model.layers[1](torch.tanh(model.layers[0](x[rows]))), y[rows])
+        pred = model.layers[1](torch.tanh(model.layers[0](x[rows])))
+        return (per_element(pred, y[rows]).mean(dim=1) * w[rows]).mean()
 
-    diff = twenty_steps(args, env, tmp, "reg", model, torch_optimizer("sgd"), loss_of)
-    print(f"regression, 20 SGD steps of mean_squared_error (2 targets, 2 ranks) vs PyTorch: "
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("sgd"), loss_of)
+    what = ", sample weights" if weighted else ""
+    print(f"regression, 20 SGD steps of mean_squared_error (2 targets{what}, 2 ranks) vs PyTorch: "
           f"max abs diff {diff:.2e}")
     return [diff]

@@ -73,10 +73,10 @@ inline void expect_model_gradient_matches(ComputeBackend& backend, Sequential& m
   const Loss loss(LossKind::kSparseCategoricalCrossentropy);
   auto objective = [&] {
     const float* out = model.forward(x.data(), batch);
-    return loss.compute(backend, out, labels.data(), nullptr, 1, batch, cols).loss_sum;
+    return loss.compute(backend, out, labels.data(), nullptr, nullptr, 1, batch, cols).loss_sum;
   };
   const float* out = model.forward(x.data(), batch);
-  loss.compute(backend, out, labels.data(), model.output_grad(), 1, batch, cols);
+  loss.compute(backend, out, labels.data(), nullptr, model.output_grad(), 1, batch, cols);
   model.backward(batch);
   const std::vector<float> analytic(model.grads().begin(), model.grads().end());
   expect_matches_finite_differences(objective, model.params(), analytic, "param");

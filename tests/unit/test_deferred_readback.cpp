@@ -25,13 +25,13 @@ TEST(DeferredReadback, LossSumsAddUpUntilTaken) {
   const std::vector<float> labels = {0, 1, 2};
   std::vector<float> grad(logits.size());
   const Loss loss(LossKind::kSparseCategoricalCrossentropy);
-  const LossStats now =
-      loss.compute(*backend, logits.data(), labels.data(), grad.data(), 1, 3, 3, Readback::kNow);
+  const LossStats now = loss.compute(*backend, logits.data(), labels.data(), nullptr, grad.data(),
+                                     1, 3, 3, Readback::kNow);
   ASSERT_GT(now.loss_sum, 0);
   ASSERT_EQ(now.correct, 2);  // the first two rows' argmaxes are their labels
   for (int i = 0; i < 2; ++i) {
-    const LossStats later = loss.compute(*backend, logits.data(), labels.data(), grad.data(), 1, 3,
-                                         3, Readback::kLater);
+    const LossStats later = loss.compute(*backend, logits.data(), labels.data(), nullptr,
+                                         grad.data(), 1, 3, 3, Readback::kLater);
     EXPECT_EQ(later.loss_sum, 0);
     EXPECT_EQ(later.correct, 0);
   }

@@ -118,13 +118,14 @@ TEST_P(LossGradient, MatchesFiniteDifferences) {
   }
   const float scale = 1.0f / rows;
   auto objective = [&] {
-    return loss.compute(*backend, output.data(), targets.data(), nullptr, scale, rows, cols)
+    return loss.compute(*backend, output.data(), targets.data(), nullptr, nullptr, scale, rows,
+                        cols)
                .loss_sum *
            scale;
   };
   std::vector<float> grad(output.size());
-  const LossStats stats =
-      loss.compute(*backend, output.data(), targets.data(), grad.data(), scale, rows, cols);
+  const LossStats stats = loss.compute(*backend, output.data(), targets.data(), nullptr,
+                                       grad.data(), scale, rows, cols);
   EXPECT_GT(stats.loss_sum, 0);
   expect_matches_finite_differences(objective, output, grad, GetParam().name);
 }
@@ -143,7 +144,7 @@ TEST(CrossEntropy, ValueAndAccuracyMatchHandComputation) {
   const float logits[] = {0, std::log(3.0f), 0, 0};
   const float labels[] = {1, 0};
   const LossStats stats = Loss(LossKind::kSparseCategoricalCrossentropy)
-                              .compute(*backend, logits, labels, nullptr, 1, 2, 2);
+                              .compute(*backend, logits, labels, nullptr, nullptr, 1, 2, 2);
   EXPECT_NEAR(stats.loss_sum, -std::log(0.75) + std::log(2.0), 1e-6);
   EXPECT_EQ(stats.correct, 2);
 }
@@ -154,7 +155,7 @@ TEST(CrossEntropy, StableForHugeLogits) {
   const float label[] = {1};
   float grad[3];
   const LossStats stats = Loss(LossKind::kSparseCategoricalCrossentropy)
-                              .compute(*backend, logits, label, grad, 1, 1, 3);
+                              .compute(*backend, logits, label, nullptr, grad, 1, 1, 3);
   EXPECT_NEAR(stats.loss_sum, 2000, 1e-3);
   EXPECT_NEAR(grad[0], 1, 1e-6);
   EXPECT_NEAR(grad[1], -1, 1e-6);
@@ -167,7 +168,7 @@ TEST(MeanSquaredError, MatchesKerasDefinition) {
   const float target[] = {0, 0, 3, 2};
   // Keras: mean over the last axis: row 0 (1 + 4) / 2 = 2.5, row 1 (0 + 4) / 2 = 2.
   const LossStats stats =
-      Loss(LossKind::kMeanSquaredError).compute(*backend, pred, target, nullptr, 1, 2, 2);
+      Loss(LossKind::kMeanSquaredError).compute(*backend, pred, target, nullptr, nullptr, 1, 2, 2);
   EXPECT_DOUBLE_EQ(stats.loss_sum, 4.5);
 }
 

@@ -40,12 +40,13 @@ TEST_P(BinaryCrossEntropy, MatchesItsDefinitionAndFiniteDifferences) {
   }
   std::vector<float> grad(logits.size());
   const float scale = 1.0f / rows;
-  const LossStats stats =
-      loss.compute(*backend, logits.data(), targets.data(), grad.data(), scale, rows, cols);
+  const LossStats stats = loss.compute(*backend, logits.data(), targets.data(), nullptr,
+                                       grad.data(), scale, rows, cols);
   EXPECT_NEAR(stats.loss_sum, expected, 1e-5);
   EXPECT_EQ(stats.correct, correct);  // elements, Keras' binary_accuracy
   auto objective = [&] {
-    return loss.compute(*backend, logits.data(), targets.data(), nullptr, scale, rows, cols)
+    return loss.compute(*backend, logits.data(), targets.data(), nullptr, nullptr, scale, rows,
+                        cols)
                .loss_sum *
            scale;
   };
@@ -61,7 +62,7 @@ TEST(BinaryCrossEntropyLimits, StableForHugeLogits) {
   const float logits[] = {200, -200, 200, -200};
   const float targets[] = {1, 0, 0, 1};  // right, right, wrong, wrong
   float grad[4];
-  const LossStats stats = loss.compute(*backend, logits, targets, grad, 1, 1, 4);
+  const LossStats stats = loss.compute(*backend, logits, targets, nullptr, grad, 1, 1, 4);
   EXPECT_NEAR(stats.loss_sum, 400.0 / 4, 1e-6);
   const float expected[] = {0, 0, 0.25f, -0.25f};  // (sigmoid(z) - t) / cols
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(grad[i], expected[i], 1e-7) << i;

@@ -104,6 +104,28 @@ TEST_F(NumpyData, ReadsBigEndianFloatsAndMultiHotLabels) {
   EXPECT_EQ(data.labels, (std::vector<int32_t>{1, 0, 1, 0, 0, 1}));
 }
 
+// Note [sample weights]: a weights file of any numeric dtype, one number per sample.
+TEST_F(NumpyData, SampleWeightsFromAnyNumericDtype) {
+  EXPECT_EQ(read_npy_sample_weights(
+                write("w8.npy", npy(">f8", "(3,)", raw<double>({0.5, 0, 2.25}, true))), 3),
+            (std::vector<float>{0.5f, 0, 2.25f}));
+  EXPECT_EQ(read_npy_sample_weights(write("wi.npy", npy("<i4", "(2,)", raw<int32_t>({3, 1}))), 2),
+            (std::vector<float>{3, 1}));
+  const std::string wide = write("ww.npy", npy("<f4", "(2, 1)", raw<float>({1, 2})));
+  EXPECT_EQ(error_of([&] { read_npy_sample_weights(wide, 2); }),
+            wide + ": sample weights need shape (samples), got 2 dimensions");
+  const std::string few = write("wf.npy", npy("<f4", "(2,)", raw<float>({1, 2})));
+  EXPECT_EQ(error_of([&] { read_npy_sample_weights(few, 3); }),
+            few + ": 2 sample weights for 3 samples: give one weight per sample");
+  const std::string negative = write("wn.npy", npy("<f4", "(3,)", raw<float>({1, -0.5f, 2})));
+  EXPECT_EQ(error_of([&] { read_npy_sample_weights(negative, 3); }),
+            negative + ": the weight of sample 1 is -0.500000; sample weights must be finite " +
+                "and >= 0");
+  const std::string huge = write("wh.npy", npy("<f8", "(1,)", raw<double>({1e300})));
+  EXPECT_EQ(error_of([&] { read_npy_sample_weights(huge, 1); }),
+            huge + ": the weight of sample 0 is inf; sample weights must be finite and >= 0");
+}
+
 TEST_F(NumpyData, FloatLabelsAreRegressionTargets) {
   const std::string x = write("xr.npy", npy("<f4", "(3,)", raw<float>({1, 2, 3})));
   const std::string y =
