@@ -119,6 +119,9 @@ struct FitOptions {
   // Keras' class_weight: a weight per class for the training loss (the categorical
   // cross-entropies; classes not given weigh 1). Note [class weights].
   std::map<int64_t, double> class_weight = {};
+  // Called on every rank before each epoch with its number, 1-based as EpochRecord::epoch
+  // (Keras' on_epoch_begin).
+  std::function<void(int64_t)> on_epoch_begin = {};
   // Called on every rank after each epoch with its record (Keras' on_epoch_end and its logs);
   // returning true on rank 0 stops the fit after this epoch on every rank (model.stop_training).
   std::function<bool(const EpochRecord&)> on_epoch_end = {};

@@ -206,10 +206,15 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   const bool lead = comm.rank() == 0 && options.verbose;
   trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
   trainer.set_epoch_observer(options.on_epoch_end);
+  if (options.on_epoch_begin)  // an epoch begins before its first step
+    trainer.set_step_observer([&trainer, begin = options.on_epoch_begin](int64_t done) {
+      if (done % trainer.steps_per_epoch() == 0) begin(done / trainer.steps_per_epoch() + 1);
+    });
   fitting_ = true;
-  // The observer belongs to this fit alone: the trainer outlives it (the next fit continues it).
+  // The observers belong to this fit alone: the trainer outlives it (the next fit continues it).
   const auto end_of_fit = [this](Trainer* t) {
     t->set_epoch_observer({});
+    t->set_step_observer({});
     fitting_ = false;
   };
   const std::unique_ptr<Trainer, decltype(end_of_fit)> guard(&trainer, end_of_fit);

@@ -13,7 +13,8 @@
 // collective, and this one in MPI's finalization, for each other. Training releases the GIL.
 // fit() copies the arrays once (float32 features, int32 labels) and moves that copy into the
 // training set, so a fit holds the NumPy arrays plus one copy. A float y is a regression's
-// targets. Callbacks may be Python objects with on_epoch_end(epoch, logs) (add_callbacks).
+// targets. Callbacks may be Python objects with Keras' on_train_begin, on_epoch_begin,
+// on_epoch_end and on_train_end (add_callbacks).
 // The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
 // TrainingError, with the same one-line messages.
 
@@ -21,6 +22,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -129,16 +132,22 @@ py::dict history_of(const keras::History& history) {
 }
 
 // Keras-style callbacks: the library's (EarlyStopping, ReduceLROnPlateau) go to the config; any
-// object with on_epoch_end(epoch, logs) is called on every rank after each epoch (epoch 0-based),
-// with its `model` attribute set to the model, and model.stop_training = True on rank 0 stops the
-// fit after that epoch. Python objects are held by the caller during the fit, so the C++ side
-// keeps only handles (it may drop them without the GIL).
-void add_callbacks(keras::FitOptions& options, const py::object& model, const py::list& callbacks) {
+// object with some of Keras' on_train_begin(logs), on_epoch_begin(epoch, logs),
+// on_epoch_end(epoch, logs) and on_train_end(logs) has them called on every rank (epoch 0-based;
+// on_train_end's logs are the last epoch's), with its `model` attribute set to the model, and
+// model.stop_training = True on rank 0 stops the fit after that epoch. Python objects are held by
+// the caller during the fit, so the C++ side keeps only handles (it may drop them without the
+// GIL). Returns the Python callbacks, for fit() to call on_train_begin and on_train_end.
+const char* const kHooks[] = {"on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end"};
+
+std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::object& model,
+                                      const py::list& callbacks) {
   std::vector<py::handle> python;
   for (const py::handle cb : callbacks) {
     if (py::isinstance<keras::Spec>(cb)) {
       options.callbacks.push_back(cb.cast<keras::Spec>());
-    } else if (py::hasattr(cb, "on_epoch_end")) {
+    } else if (std::any_of(std::begin(kHooks), std::end(kHooks),
+                           [&cb](const char* hook) { return py::hasattr(cb, hook); })) {
       if (py::hasattr(cb, "set_model"))
         cb.attr("set_model")(model);
       else
@@ -147,18 +156,37 @@ void add_callbacks(keras::FitOptions& options, const py::object& model, const py
     } else {
       throw ddp::ConfigError("fit: callbacks: " + py::repr(cb).cast<std::string>() +
                              " is neither EarlyStopping nor ReduceLROnPlateau nor an object "
-                             "with on_epoch_end(epoch, logs)");
+                             "with on_epoch_end(epoch, logs) or another of Keras' callback "
+                             "methods");
     }
   }
   model.attr("stop_training") = false;
-  if (python.empty()) return;
-  const py::handle held = model;
-  options.on_epoch_end = [held, python](const ddp::EpochRecord& record) {
-    const py::gil_scoped_acquire gil;
-    const py::dict logs = logs_of(record);
-    for (const py::handle cb : python) cb.attr("on_epoch_end")(record.epoch - 1, logs);
-    return held.attr("stop_training").cast<bool>();
+  const auto with = [&python](const char* hook) {
+    return std::any_of(python.begin(), python.end(),
+                       [hook](py::handle cb) { return py::hasattr(cb, hook); });
   };
+  const py::handle held = model;
+  if (with("on_epoch_end"))
+    options.on_epoch_end = [held, python](const ddp::EpochRecord& record) {
+      const py::gil_scoped_acquire gil;
+      const py::dict logs = logs_of(record);
+      for (const py::handle cb : python)
+        if (py::hasattr(cb, "on_epoch_end")) cb.attr("on_epoch_end")(record.epoch - 1, logs);
+      return held.attr("stop_training").cast<bool>();
+    };
+  if (with("on_epoch_begin"))
+    options.on_epoch_begin = [python](int64_t epoch) {
+      const py::gil_scoped_acquire gil;
+      for (const py::handle cb : python)
+        if (py::hasattr(cb, "on_epoch_begin")) cb.attr("on_epoch_begin")(epoch - 1, py::dict());
+    };
+  return python;
+}
+
+// Calls `hook`(logs) of each callback that has it.
+void call_hook(const std::vector<py::handle>& callbacks, const char* hook, const py::dict& logs) {
+  for (const py::handle cb : callbacks)
+    if (py::hasattr(cb, hook)) cb.attr(hook)(logs);
 }
 
 py::dict fit(const py::object& model, const py::object& x, const std::optional<py::array>& y,
@@ -174,7 +202,7 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
                             .validation_split = validation_split,
                             .class_weight = std::move(class_weight),
                             .set = std::move(set)};
-  add_callbacks(options, model, callbacks);
+  const std::vector<py::handle> python_callbacks = add_callbacks(options, model, callbacks);
   keras::Runtime& rt = runtime();
   keras::History history;
   if (py::isinstance<keras::Spec>(x)) {  // data the config names: idx, csv, synthetic
@@ -187,6 +215,7 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
       validation = (*validation_data)[0].cast<keras::Spec>();
     }
     const keras::Spec train = x.cast<keras::Spec>();
+    call_hook(python_callbacks, "on_train_begin", py::dict());
     py::gil_scoped_release released;
     history = self.fit(rt, train, options, validation);
   } else {
@@ -200,9 +229,12 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
       validation = arrays(v[0].cast<FloatArray>(), v[1].cast<py::array>(), "fit: validation_data",
                           v.size() == 3 ? std::optional(v[2].cast<FloatArray>()) : std::nullopt);
     }
+    call_hook(python_callbacks, "on_train_begin", py::dict());
     py::gil_scoped_release released;
     history = self.fit(rt, std::move(train), options, std::move(validation));
   }
+  call_hook(python_callbacks, "on_train_end",
+            history.epochs.empty() ? py::dict() : logs_of(history.epochs.back()));
   return history_of(history);
 }
 

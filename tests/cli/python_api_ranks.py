@@ -102,11 +102,22 @@ def regression(out):
 
 
 class Recorder:
-    """A Keras-style callback: records each epoch's logs; rank 0 stops after the second epoch."""
+    """A Keras-style callback: records each epoch's logs and the order of the calls; rank 0 stops
+    after the second epoch."""
     def __init__(self, rank):
-        self.rank, self.seen = rank, []
+        self.rank, self.seen, self.calls = rank, [], []
+
+    def on_train_begin(self, logs):
+        self.calls.append(["train_begin", logs])
+
+    def on_epoch_begin(self, epoch, logs):
+        self.calls.append(["epoch_begin", epoch, logs])
+
+    def on_train_end(self, logs):
+        self.calls.append(["train_end", logs])
 
     def on_epoch_end(self, epoch, logs):
+        self.calls.append(["epoch_end", epoch])
         self.seen.append([epoch, logs])
         # The model's collectives work inside the fit (every rank runs its callbacks).
         self.weights = {k: v.tolist() for k, v in self.model.get_weights().items()}
@@ -124,7 +135,8 @@ def callbacks(out):
     recorder = Recorder(ddp.rank())
     history = model.fit(x, y, epochs=5, verbose=False, validation_data=(xv, yv),
                         callbacks=[recorder, ddp.EarlyStopping("val_loss", patience=3)])
-    result = {"history": history, "seen": recorder.seen, "same_model": recorder.model is model,
+    result = {"history": history, "seen": recorder.seen, "calls": recorder.calls,
+              "same_model": recorder.model is model,
               "last_epoch": [recorder.weights, recorder.predicted],
               "after_fit": [{k: v.tolist() for k, v in model.get_weights().items()},
                             model.predict(xv[:3]).tolist()]}

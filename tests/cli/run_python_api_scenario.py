@@ -9,7 +9,8 @@ a float y is a regression's targets (a linear model finds the least-squares weig
 integer y 0/1 labels (multi-label); class_weight weighs the training loss only, sample_weight
 the training loss and, given with them, the validation and evaluated losses;
 validation_split holds out the last samples, as validation_data of them would; a Python callback
-sees every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
+has Keras' on_train_begin, on_epoch_begin, on_epoch_end and on_train_end called in order, sees
+every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
 on every rank when rank 0 sets model.stop_training;
 summary() prints once.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
@@ -176,13 +177,17 @@ class Scenarios:
             r = json.load(open(f"{out}.{rank}"))
             assert len(r["history"]["loss"]) == 2, (rank, r["history"])
             assert [e for e, _ in r["seen"]] == [0, 1], (rank, r["seen"])
+            assert r["calls"] == [["train_begin", {}], ["epoch_begin", 0, {}], ["epoch_end", 0],
+                                  ["epoch_begin", 1, {}], ["epoch_end", 1],
+                                  ["train_end", r["seen"][-1][1]]], (rank, r["calls"])
             for k, values in r["history"].items():
                 assert [logs[k] for _, logs in r["seen"]] == values, (rank, k)
             assert r["same_model"], "the callback's model is not the model"
             assert r["last_epoch"] == r["after_fit"], "the last epoch's weights are not the fit's"
             assert r["not_a_callback"] == ("fit: callbacks: 42 is neither EarlyStopping nor "
                                            "ReduceLROnPlateau nor an object with "
-                                           "on_epoch_end(epoch, logs)"), r["not_a_callback"]
+                                           "on_epoch_end(epoch, logs) or another of Keras' "
+                                           "callback methods"), r["not_a_callback"]
 
     def fit_keeps_one_copy_of_the_arrays(self):
         # The module's copy of the NumPy arrays becomes the training set (two copies before).

@@ -57,7 +57,7 @@ TEST(KerasApi, ReduceLROnPlateauCallbackLowersTheRate) {
 }
 
 // on_epoch_end sees each epoch's record as the History holds it; returning true stops the fit
-// after that epoch (Keras' model.stop_training).
+// after that epoch (Keras' model.stop_training); on_epoch_begin comes before each epoch.
 TEST(KerasApi, OnEpochEndSeesEachEpochAndCanStopTheFit) {
   const Dataset data = make_synthetic(128, 6, 4, 3);
   std::vector<EpochRecord> seen;
@@ -66,7 +66,14 @@ TEST(KerasApi, OnEpochEndSeesEachEpochAndCanStopTheFit) {
     seen.push_back(record);
     return record.epoch == 2;  // 1-based: stop after the second
   };
+  std::vector<int64_t> begun;  // on_epoch_begin: before each epoch's first step, and its end
+  options.on_epoch_begin = [&](int64_t epoch) {
+    begun.push_back(epoch);
+    EXPECT_EQ(seen.size() + 1, static_cast<size_t>(epoch));
+  };
   const keras::History history = small_model().fit(world_of_one(), arrays_of(data), options);
+  EXPECT_EQ(begun, (std::vector<int64_t>{1, 2}));
+  options.on_epoch_begin = {};
   ASSERT_EQ(history.epochs.size(), 2u);
   ASSERT_EQ(seen.size(), 2u);
   for (size_t e = 0; e < 2; ++e) {
