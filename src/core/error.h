@@ -55,4 +55,13 @@ class RuntimeError : public Error {
   explicit RuntimeError(const std::string& message) : Error(ExitCode::kRuntime, message) {}
 };
 
+// This process's place in the job, "[rank R on HOST] " where there are several ranks: the start of
+// its error lines. ddp_train sets it once the world exists; lines composed where no communicator
+// can be asked read it (the SIGBUS handler's, written when a file is mapped: Note [mapped
+// features]).
+inline std::string& error_line_prefix() {
+  static std::string prefix;
+  return prefix;
+}
+
 }  // namespace ddp

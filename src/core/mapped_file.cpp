@@ -59,8 +59,8 @@ void publish(const std::string& path, const std::byte* data, size_t size) {
   const std::lock_guard lock(slots_mutex);
   for (Slot& slot : slots) {
     if (slot.end.load() != 0) continue;
-    const std::string line =
-        "ddp-trainer: error: " + path + ": the file changed (shrank) while training read it\n";
+    const std::string line = error_line_prefix() + "ddp-trainer: error: " + path +
+                             ": the file changed (shrank) while training read it\n";
     slot.length = std::min(line.size(), slot.message.size());
     std::memcpy(slot.message.data(), line.data(), slot.length);
     slot.begin.store(reinterpret_cast<uintptr_t>(data));
@@ -92,6 +92,10 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     throw DataError(path + ": cannot stat: " + std::strerror(error));
   }
   size_ = static_cast<size_t>(status.st_size);
+  device_ = status.st_dev;
+  inode_ = status.st_ino;
+  modified_seconds_ = status.st_mtim.tv_sec;
+  modified_nanoseconds_ = status.st_mtim.tv_nsec;
   if (size_ > 0) {
     void* mapped = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
     if (mapped == MAP_FAILED) {
@@ -103,6 +107,15 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   }
   ::close(fd);  // the mapping keeps the file
   if (data_) publish(path_, data_, size_);
+}
+
+void MappedFile::check_unchanged() const {
+  struct stat now {};
+  // Gone, or another file under the name: the mapping still holds the bytes it had.
+  if (::stat(path_.c_str(), &now) != 0 || now.st_dev != device_ || now.st_ino != inode_) return;
+  if (static_cast<size_t>(now.st_size) != size_ || now.st_mtim.tv_sec != modified_seconds_ ||
+      now.st_mtim.tv_nsec != modified_nanoseconds_)
+    throw DataError(path_ + ": the file was modified while training read it (rewritten in place)");
 }
 
 MappedFile::~MappedFile() {

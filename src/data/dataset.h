@@ -79,6 +79,10 @@ struct Dataset {
   void check_labels(int64_t classes, TargetLayout layout, bool binary) const;
   // CRC-32 of shape, features (as stored) and labels: ranks compare it to detect differing copies.
   uint32_t fingerprint() const;
+  // Note [mapped features]: throws DataError naming the mapped file if it was modified in place.
+  void check_unchanged() const {
+    if (mapping) mapping->check_unchanged();
+  }
 };
 
 // Throws DataError naming `origin` unless there is one weight per sample, each finite and >= 0

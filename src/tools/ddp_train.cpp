@@ -195,6 +195,7 @@ int train(Communicator& world, const Options& options, bool& training) {
   int hosts = 1;
   const std::string layout = describe_hosts(world, hosts);
   if (world.rank() == 0 && hosts > 1) std::cout << "hosts: " << layout << std::endl;
+  error_line_prefix() = rank_prefix(world);
   // Every collective from here on runs under the watchdog (armed once the config is read).
   Watchdog watchdog(0, rank_prefix(world), {}, hosts > 1 ? layout : "");
   const std::unique_ptr<Communicator> guarded = watched(world, watchdog);

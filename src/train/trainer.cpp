@@ -200,11 +200,6 @@ void Trainer::validate_and_build() {
   schedule_ = std::make_unique<LrSchedule>(schedule);
 }
 
-void Trainer::set_checkpointing(const CheckpointConfig& policy, CheckpointHook hook) {
-  checkpoint_policy_ = policy;
-  checkpoint_hook_ = std::move(hook);
-}
-
 void Trainer::train_step() {
   auto t0 = Clock::now();
   auto lap = [&t0](double& into) {
@@ -223,7 +218,10 @@ void Trainer::train_step() {
     phase_times_.backward += computed;
   };
   if (step_observer_) step_observer_(completed_steps_);
-  if (step_in_epoch_ == 0) sampler_->set_epoch(epoch_);
+  if (step_in_epoch_ == 0) {
+    check_data_unchanged();
+    sampler_->set_epoch(epoch_);
+  }
   // Note [deferred readback]: the loss sums are read after backward and update are queued, unless
   // a metric reads each micro-batch's outputs anyway.
   const Readback readback = metrics_->needs_outputs() ? Readback::kNow : Readback::kLater;
@@ -332,13 +330,6 @@ void Trainer::verify_replicas() {
   if (last_replica_check_step_ == completed_steps_) return;
   check_replicas(comm_, backend_, *model_, completed_steps_);
   last_replica_check_step_ = completed_steps_;
-}
-
-void Trainer::checkpoint_now() {
-  settle_verdict();
-  if (!checkpoint_hook_ || last_checkpoint_step_ == completed_steps_) return;
-  checkpoint_hook_(*this);
-  last_checkpoint_step_ = completed_steps_;
 }
 
 void Trainer::fit(int64_t stop_after_steps) {

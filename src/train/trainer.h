@@ -157,6 +157,11 @@ class Trainer {
   void stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets = true);
   // This rank's contiguous, disjoint share [begin, end) of n rows (evaluate, predict).
   std::pair<int64_t, int64_t> rank_rows(int64_t n) const;
+  // Note [mapped features]: before each epoch and each checkpoint.
+  void check_data_unchanged() const {
+    train_.check_unchanged();
+    if (test_) test_->check_unchanged();
+  }
   // The staged batch's row weights for the loss: null when `data` is not weighted.
   const float* row_weights_of(const Dataset& data) const {
     return data.weighted() ? row_weights_.data() : nullptr;

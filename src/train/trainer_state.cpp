@@ -1,5 +1,6 @@
-// The Trainer's side of checkpoints: capturing every rank's state (collective) and continuing from
-// a validated one. The file format is train/checkpoint.h's business.
+// The Trainer's side of checkpoints: when they are written, capturing every rank's state
+// (collective) and continuing from a validated one. The file format is train/checkpoint.h's
+// business.
 
 #include <algorithm>
 
@@ -7,6 +8,19 @@
 #include "train/trainer.h"
 
 namespace ddp {
+
+void Trainer::set_checkpointing(const CheckpointConfig& policy, CheckpointHook hook) {
+  checkpoint_policy_ = policy;
+  checkpoint_hook_ = std::move(hook);
+}
+
+void Trainer::checkpoint_now() {
+  settle_verdict();
+  if (!checkpoint_hook_ || last_checkpoint_step_ == completed_steps_) return;
+  check_data_unchanged();
+  checkpoint_hook_(*this);
+  last_checkpoint_step_ = completed_steps_;
+}
 
 std::vector<float> Trainer::gather_state(const StateTensor& state) {
   std::vector<float> full(model_->param_count());

@@ -12,9 +12,11 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "data/npy_reader.h"
+#include "small_trainer_config.h"
 
 namespace ddp {
 namespace {
@@ -230,6 +232,7 @@ TEST_F(NumpyData, AMappedFileThatShrinksEndsTheRunNamingIt) {
   const std::string y = write("shrinks_y.npy", npy("|u1", "(8192,)", std::string(8192, '\1')));
   EXPECT_EXIT(
       {
+        error_line_prefix() = "[rank 1 on node7] ";  // as ddp_train sets it
         const Dataset data = read_npy(x, y, 1);
         if (truncate(x.c_str(), 0) != 0) _exit(9);
         volatile float sum = 0;
@@ -237,7 +240,8 @@ TEST_F(NumpyData, AMappedFileThatShrinksEndsTheRunNamingIt) {
         _exit(0);
       },
       ::testing::ExitedWithCode(3),
-      "shrinks.npy: the file changed \\(shrank\\) while training read it");
+      "^\\[rank 1 on node7\\] ddp-trainer: error: .*shrinks.npy: the file changed \\(shrank\\) "
+      "while training read it");
   // Any other SIGBUS goes to the handler before (here the default: the process dies of it).
   EXPECT_EXIT(
       {
@@ -246,6 +250,57 @@ TEST_F(NumpyData, AMappedFileThatShrinksEndsTheRunNamingIt) {
         _exit(0);
       },
       ::testing::KilledBySignal(SIGBUS), "");
+}
+
+// A mapped file rewritten in place (same size) is caught before the next epoch and before the next
+// checkpoint, naming it (Note [mapped features]); one replaced by a rename is not an error (the
+// mapping keeps the old bytes).
+TEST_F(NumpyData, AMappedFileRewrittenInPlaceStopsTheRunNamingIt) {
+  std::string features;
+  for (int i = 0; i < 40 * 10; ++i) features += raw<float>({static_cast<float>(i % 13) / 13});
+  std::string labels;
+  for (int i = 0; i < 40; ++i) labels += raw<int32_t>({i % 10});
+  const std::string x = write("rewritten.npy", npy("<f4", "(40, 10)", features));
+  const std::string y = write("rewritten_y.npy", npy("<i4", "(40,)", labels));
+  const Config config = test::small_config(
+      {"data.train={type: npy, features: " + x + ", labels: " + y + "}"}, "mapped.yaml");
+  const auto trainer_of = [&config] {
+    static auto backend = make_cpu_backend();
+    static auto comm = make_local_communicator();
+    return std::make_unique<Trainer>(config, *comm, *backend, load_dataset(config.train_data, 0),
+                                     std::nullopt);
+  };
+  // Timestamps tick in steps of a few milliseconds: wait out the one the file was written in.
+  const auto rewrite = [&x, &features](char byte, bool by_rename) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    std::string changed = npy("<f4", "(40, 10)", features);
+    changed[changed.size() - 1] = byte;
+    if (!by_rename) {
+      std::fstream(x, std::ios::in | std::ios::out | std::ios::binary) << changed;
+    } else {
+      std::ofstream(x + ".new", std::ios::binary) << changed;
+      ASSERT_EQ(std::rename((x + ".new").c_str(), x.c_str()), 0);
+    }
+  };
+  auto trainer = trainer_of();  // 2 steps an epoch
+  trainer->train_steps(1);
+  rewrite('\x40', false);
+  trainer->train_steps(1);  // the same epoch: read as it now is
+  EXPECT_EQ(error_of([&] { trainer->train_steps(1); }),
+            x + ": the file was modified while training read it (rewritten in place)");
+  trainer = trainer_of();
+  int checkpoints = 0;
+  trainer->set_checkpointing({}, [&checkpoints](Trainer&) { ++checkpoints; });
+  trainer->fit(1);  // a checkpoint after the first step
+  EXPECT_EQ(checkpoints, 1);
+  rewrite('\x42', false);
+  // The epoch's second step, then its checkpoint: refused.
+  EXPECT_EQ(error_of([&] { trainer->fit(2); }),
+            x + ": the file was modified while training read it (rewritten in place)");
+  EXPECT_EQ(checkpoints, 1);
+  trainer = trainer_of();
+  rewrite('\x43', true);
+  EXPECT_NO_THROW(trainer->train_steps(4));
 }
 
 // Each malformed input and the words its error must contain.
