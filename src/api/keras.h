@@ -116,8 +116,8 @@ struct FitOptions {
   // Keras': with arrays and no validation data, the last samples (before shuffling) validate and
   // the first floor(n (1 - validation_split)) train; in [0, 1).
   double validation_split = 0;
-  // Keras' class_weight: a weight per class for the training loss (the categorical
-  // cross-entropies; classes not given weigh 1). Note [class weights].
+  // Keras' class_weight: a weight per class for the training loss (one class, or one 0/1 label,
+  // per sample; classes not given weigh 1). Note [class weights].
   std::map<int64_t, double> class_weight = {};
   // Called on every rank before each epoch with its number, 1-based as EpochRecord::epoch
   // (Keras' on_epoch_begin).

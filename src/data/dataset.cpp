@@ -90,7 +90,7 @@ void prefetch_samples(const uint8_t* base, size_t sample_bytes, std::span<const 
 // Row `row` of a batch's targets from sample `sample`'s labels or values, laid out as `layout`
 // says.
 void write_targets(const Dataset& data, size_t sample, TargetLayout layout, int64_t classes,
-                   float smoothing, const float* class_weight, size_t row, float* targets) {
+                   float smoothing, size_t row, float* targets) {
   const auto label_width = static_cast<size_t>(data.label_width);
   if (layout == TargetLayout::kValues) {
     const float* values = data.values.data() + sample * label_width;
@@ -104,18 +104,16 @@ void write_targets(const Dataset& data, size_t sample, TargetLayout layout, int6
     std::copy(label, label + label_width, targets + row * label_width);
   } else {
     float* one_hot = targets + row * static_cast<size_t>(classes);
-    const float weight = class_weight ? class_weight[*label] : 1.0f;
     const float off = smoothing / static_cast<float>(classes);
-    std::fill(one_hot, one_hot + classes, weight * off);
-    one_hot[*label] = weight * (1 - smoothing + off);
+    std::fill(one_hot, one_hot + classes, off);
+    one_hot[*label] = 1 - smoothing + off;
   }
 }
 
 }  // namespace
 
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
-                  int64_t classes, float* features, float* targets, float label_smoothing,
-                  const float* class_weight) {
+                  int64_t classes, float* features, float* targets, float label_smoothing) {
   const auto width = static_cast<size_t>(data.sample_shape.numel());
   const bool bytes = data.byte_valued();
   const size_t sample_bytes = width * (bytes ? sizeof(uint8_t) : sizeof(float));
@@ -142,8 +140,7 @@ void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetL
       } else {
         for (size_t k = 0; k < width; ++k) to[k] = Dataset::from_byte(from[k], byte_scale);
       }
-      if (targets)
-        write_targets(data, sample, layout, classes, label_smoothing, class_weight, row, targets);
+      if (targets) write_targets(data, sample, layout, classes, label_smoothing, row, targets);
     }
   }
 }

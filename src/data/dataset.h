@@ -46,7 +46,8 @@ struct Dataset {
   // evaluation alike; a batch's loss is still the sum over its samples over the batch size
   // (Keras' sum_over_batch_size), so weights need not sum to anything. Weights multiply class
   // weights (Note [class weights]); the metrics (accuracy and the rest) are not weighted, where
-  // Keras weights them too. The weights go to the loss as a weight per row of the batch.
+  // Keras weights them too. The weights go to the loss as a weight per row of the batch, as class
+  // weights do (Note [class weights]).
   std::vector<float> sample_weights;
 
   int64_t size() const {
@@ -92,11 +93,9 @@ void check_sample_weights(std::span<const float> weights, int64_t samples,
 
 // Copies the samples `indices` into a contiguous batch: features (n, sample_shape) and targets
 // as `layout` says (none when `targets` is null). With label_smoothing e, one-hot rows are Keras'
-// and PyTorch's smoothed ones: (1 - e) one_hot + e / classes; with `class_weight` (per class,
-// kOneHot only), each row is multiplied by its class's weight (Note [class weights]).
+// and PyTorch's smoothed ones: (1 - e) one_hot + e / classes.
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
-                  int64_t classes, float* features, float* targets, float label_smoothing = 0,
-                  const float* class_weight = nullptr);
+                  int64_t classes, float* features, float* targets, float label_smoothing = 0);
 
 // The canonical example's data: features uniform in [0, 1), labels uniform in [0, classes).
 Dataset make_synthetic(int64_t samples, int64_t features, int64_t classes, uint64_t seed);

@@ -205,11 +205,6 @@ void parse_loss(ConfigNode& root, Config& config) {
         in_unit_interval(node, "label_smoothing", node.require<double>("label_smoothing"));
   }
   if (node.has("class_weight")) {
-    if (config.loss != LossKind::kSparseCategoricalCrossentropy &&
-        config.loss != LossKind::kCategoricalCrossentropy)
-      node.fail("class_weight",
-                "only the categorical cross-entropies weigh classes (binary_crossentropy weighs "
-                "its labels' positives: pos_weight)");
     std::map<int64_t, double> weights;
     if (node.is_map("class_weight")) {
       ConfigNode by_class = node.child("class_weight");

@@ -84,8 +84,8 @@ struct Config {
   LossKind loss = LossKind::kSparseCategoricalCrossentropy;
   std::vector<float> loss_pos_weight;  // binary_crossentropy: per label; empty: all 1
   double label_smoothing = 0;          // categorical_crossentropy: see gather_batch
-  // The categorical cross-entropies: a weight per class for the training loss (Keras'
-  // fit(class_weight)); classes not given weigh 1. Note [class weights].
+  // A weight per class for the training loss (Keras' fit(class_weight)); classes not given weigh
+  // 1. Note [class weights].
   std::map<int64_t, float> class_weight;
   std::vector<std::string> metrics;  // metric_names(); default_metrics(loss) when not given
   OptimizerConfig optimizer;

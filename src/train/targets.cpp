@@ -31,18 +31,26 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
   return layout;
 }
 
-LossKind trained_loss(const Config& config) {
-  return config.class_weight.empty() ? config.loss : LossKind::kCategoricalCrossentropy;
-}
-
-std::vector<float> class_weights(const Config& config, int64_t outputs) {
+std::vector<float> class_weights(const Config& config, TargetLayout layout, const Dataset& train,
+                                 int64_t outputs) {
   if (config.class_weight.empty()) return {};
-  std::vector<float> weights(static_cast<size_t>(outputs), 1.0f);
+  const std::string key = config.file + ": loss.class_weight: ";
+  if (layout == TargetLayout::kValues)
+    throw ConfigError(key + train.origin + " holds real-valued targets: no class to weigh");
+  if (train.label_width > 1)
+    throw ConfigError(key + train.origin + " holds " + std::to_string(train.label_width) +
+                      " labels per sample: no one class to weigh (binary_crossentropy weighs " +
+                      "its labels' positives: pos_weight)");
+  // One binary label (binary_crossentropy, one output): classes 0 and 1.
+  const int64_t classes = layout == TargetLayout::kLabels ? 2 : outputs;
+  std::vector<float> weights(static_cast<size_t>(classes), 1.0f);
   for (const auto& [c, w] : config.class_weight) {
-    if (c >= outputs)
-      throw ConfigError(config.file + ": loss.class_weight: class " + std::to_string(c) +
-                        " is not an output of a model with " + std::to_string(outputs) +
-                        " outputs");
+    if (c >= classes)
+      throw ConfigError(
+          key + "class " + std::to_string(c) +
+          (layout == TargetLayout::kLabels
+               ? " is not a label of binary_crossentropy with one output (0 or 1)"
+               : " is not an output of a model with " + std::to_string(outputs) + " outputs"));
     weights[static_cast<size_t>(c)] = w;
   }
   return weights;

@@ -55,7 +55,7 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
       backend_(backend),
       train_(std::move(train)),
       test_(std::move(test)),
-      loss_(trained_loss(config), backend, config.loss_pos_weight) {
+      loss_(config.loss, backend, config.loss_pos_weight) {
   run_agreed(comm_, [this] { validate_and_build(); });
   // Collective, so only after every rank has built its model.
   std::vector<size_t> tensor_offsets;
@@ -154,7 +154,7 @@ void Trainer::validate_and_build() {
   penalty_ = WeightPenalty(model_->param_entries());
   epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);
   target_layout_ = choose_target_layout(config_, loss_, train_, test_, classes_);
-  class_weights_ = class_weights(config_, classes_);
+  class_weights_ = class_weights(config_, target_layout_, train_, classes_);
 
   const int64_t rows = std::max(per_rank_batch_, config_.training.eval_batch_size);
   const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
@@ -273,13 +273,14 @@ void Trainer::train_step() {
       finish_lap(last);
       continue;
     }
-    stage_batch(train_, indices, sampler_->first_position(step_in_epoch_ * accumulation_ + micro));
+    const float* row_weights = stage_batch(
+        train_, indices, sampler_->first_position(step_in_epoch_ * accumulation_ + micro));
     lap(phase_times_.data);
 
     const float* output = model_->forward(features_.data(), rows);
-    const LossStats micro_stats = loss_.compute(
-        backend_, output, targets_.data(), row_weights_of(train_), model_->output_grad(),
-        1.0f / static_cast<float>(step_samples), rows, classes_, readback);
+    const LossStats micro_stats =
+        loss_.compute(backend_, output, targets_.data(), row_weights, model_->output_grad(),
+                      1.0f / static_cast<float>(step_samples), rows, classes_, readback);
     if (readback == Readback::kNow) {
       loss_sum += micro_stats.loss_sum;
       add_batch(epoch_sums_, micro_stats, output, rows);

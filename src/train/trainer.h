@@ -148,23 +148,20 @@ class Trainer {
 
  private:
   void validate_and_build();  // everything that can fail on bad input, before any collective
-  // Copies samples of `data` into the backend's batch buffers (features_, and targets_ and, for
-  // weighted data, row_weights_ unless `targets` is false). With `augment_from` (training), the
-  // samples are augmented as the samples at positions augment_from, +1, ... of this epoch (Note
-  // [augmentation]).
-  void stage_batch(const Dataset& data, std::span<const int64_t> indices,
-                   std::optional<int64_t> augment_from = std::nullopt, bool targets = true);
-  void stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets = true);
+  // Copies samples of `data` into the backend's batch buffers (features_, and targets_ unless
+  // `targets` is false). With `augment_from` (training), the samples are augmented as the samples
+  // at positions augment_from, +1, ... of this epoch (Note [augmentation]). Returns the rows'
+  // weights for the loss (row_weights_: Note [sample weights], and for training Note [class
+  // weights]), or null where every row weighs 1.
+  const float* stage_batch(const Dataset& data, std::span<const int64_t> indices,
+                           std::optional<int64_t> augment_from = std::nullopt, bool targets = true);
+  const float* stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets = true);
   // This rank's contiguous, disjoint share [begin, end) of n rows (evaluate, predict).
   std::pair<int64_t, int64_t> rank_rows(int64_t n) const;
   // Note [mapped features]: before each epoch and each checkpoint.
   void check_data_unchanged() const {
     train_.check_unchanged();
     if (test_) test_->check_unchanged();
-  }
-  // The staged batch's row weights for the loss: null when `data` is not weighted.
-  const float* row_weights_of(const Dataset& data) const {
-    return data.weighted() ? row_weights_.data() : nullptr;
   }
   // The outputs for samples [first, first + count) of `data`; this rank alone.
   std::vector<float> predict_rows(const Dataset& data, int64_t first, int64_t count);
@@ -216,7 +213,7 @@ class Trainer {
   // Host staging and backend copies of one batch.
   std::vector<float> host_features_;     // (eval batch, sample shape)
   std::vector<float> host_targets_;      // (eval batch) or (eval batch, classes)
-  std::vector<float> class_weights_;     // Note [class weights]: per output, or empty
+  std::vector<float> class_weights_;     // Note [class weights]: per class, or empty
   std::vector<float> host_row_weights_;  // (eval batch): Note [sample weights]
   DeviceBuffer features_;
   DeviceBuffer targets_;

@@ -9,8 +9,8 @@
 
 namespace ddp {
 
-void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
-                          std::optional<int64_t> augment_from, bool targets) {
+const float* Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
+                                  std::optional<int64_t> augment_from, bool targets) {
   const auto width = static_cast<int64_t>(data.sample_shape.numel());
   const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
   // Host memory is the backend's on the CPU: the rows go straight there, gathered by the rank's
@@ -23,9 +23,7 @@ void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
                  indices.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
                  target_layout_, classes_, features + begin * width,
                  targets ? host_targets_.data() + begin * target_width : nullptr,
-                 static_cast<float>(config_.label_smoothing),
-                 // Training batches (augment_from) only: Note [class weights].
-                 augment_from && !class_weights_.empty() ? class_weights_.data() : nullptr);
+                 static_cast<float>(config_.label_smoothing));
     if (augment_from && augmenter_)
       augmenter_->apply_to_batch(derive_seed(config_.seed, 4000 + static_cast<uint64_t>(epoch_)),
                                  *augment_from + begin, features + begin * width, end - begin);
@@ -35,17 +33,23 @@ void Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
   if (targets)
     backend_.copy_to_device(host_targets_.data(), targets_.data(),
                             rows * static_cast<size_t>(target_width));
-  if (targets && data.weighted()) {  // Note [sample weights]
-    for (size_t row = 0; row < rows; ++row)
-      host_row_weights_[row] = data.sample_weights[static_cast<size_t>(indices[row])];
-    backend_.copy_to_device(host_row_weights_.data(), row_weights_.data(), rows);
+  // Note [sample weights]; Note [class weights], for training batches (augment_from) only.
+  const bool by_class = augment_from && !class_weights_.empty();
+  if (!targets || !(by_class || data.weighted())) return nullptr;
+  for (size_t row = 0; row < rows; ++row) {
+    const auto sample = static_cast<size_t>(indices[row]);
+    float& weight = host_row_weights_[row];
+    weight = data.weighted() ? data.sample_weights[sample] : 1.0f;
+    if (by_class) weight *= class_weights_[static_cast<size_t>(data.labels[sample])];
   }
+  backend_.copy_to_device(host_row_weights_.data(), row_weights_.data(), rows);
+  return row_weights_.data();
 }
 
-void Trainer::stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets) {
+const float* Trainer::stage_rows(const Dataset& data, int64_t start, int64_t rows, bool targets) {
   row_indices_.resize(static_cast<size_t>(rows));
   std::iota(row_indices_.begin(), row_indices_.end(), start);
-  stage_batch(data, row_indices_, std::nullopt, targets);
+  return stage_batch(data, row_indices_, std::nullopt, targets);
 }
 
 void Trainer::add_batch(std::span<double> sums, const LossStats& stats, const float* output,
@@ -69,12 +73,12 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   std::vector<double> sums(epoch_sums_.size());  // Note [exact metrics]
   for (int64_t start = begin; start < end; start += batch) {
     const int64_t rows = std::min(batch, end - start);
-    stage_rows(data, start, rows);
+    const float* row_weights = stage_rows(data, start, rows);
     const float* output = model_->forward(features_.data(), rows);
-    add_batch(sums,
-              loss_.compute(backend_, output, targets_.data(), row_weights_of(data), nullptr, 1,
-                            rows, classes_),
-              output, rows);
+    add_batch(
+        sums,
+        loss_.compute(backend_, output, targets_.data(), row_weights, nullptr, 1, rows, classes_),
+        output, rows);
   }
   comm_.all_reduce_sum(std::span<double>(sums));
   const double penalty = penalty_.empty() ? 0 : penalty_.value(backend_, model_->params());

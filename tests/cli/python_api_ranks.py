@@ -78,7 +78,7 @@ def regression(out):
     # class_weight: every class weighing 2 is SGD at twice the rate, with twice the loss and the
     # same validation loss (Note [class weights]).
     classes = (x[:, 0] > 0).astype(np.int32)
-    # ({0: 1.0}: weighted too, so that both train the categorical form: the same rounding.)
+    # ({0: 1.0}: row weights of 1, which change no bit.)
     for name, rate, weights in (("ones", 0.2, {0: 1.0}), ("twos", 0.1, {0: 2.0, 1: 2.0})):
         m = ddp.Sequential([ddp.Dense(2, "softmax")], input_shape=[3])
         m.compile(ddp.SGD(rate), "sparse_categorical_crossentropy")

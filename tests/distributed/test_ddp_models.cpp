@@ -192,8 +192,8 @@ TEST_P(DdpModels, RegressionExampleMatchesSingleProcessWithExactMetrics) {
   EXPECT_NEAR(mine.loss, reference.loss, 1e-6);
 }
 
-// Note [class weights]: the weights are in the training targets, so N ranks weigh what one rank
-// does; a partial last batch, and sparse labels trained as one-hot rows.
+// Note [class weights]: each rank's rows carry their classes' weights, so N ranks weigh what one
+// rank does; with a partial last batch.
 TEST_P(DdpModels, ClassWeightsMatchSingleProcess) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
