@@ -280,11 +280,18 @@ class ComputeBackend {
   virtual bool take_nonfinite() = 0;
 };
 
+// The precision of the dense layers' products: plain fp32, or operands rounded to TensorFloat-32
+// (cuBLAS' tensor-op math, CUDA only; ~1e-3 relative error) or to bfloat16 (Note [bf16 products],
+// backend/bf16_gemm.h); the products are summed in fp32 in every case.
+enum class MatmulPrecision { kFloat32, kTf32, kBf16 };
+
 // flush_denormals sets FTZ/DAZ for the calling thread (the one that trains): Adam's moments for
 // inputs that are always zero (Fashion-MNIST's border pixels) decay into denormals, which cost
 // the CPU ~100x per operation and slow a whole step by ~20%. threads: the dense layers' share of
-// them (Note [threads per rank]).
-std::unique_ptr<ComputeBackend> make_cpu_backend(bool flush_denormals = true, int threads = 1);
+// them (Note [threads per rank]). kTf32 is CUDA's: the CPU multiplies fp32 then.
+std::unique_ptr<ComputeBackend> make_cpu_backend(
+    bool flush_denormals = true, int threads = 1,
+    MatmulPrecision precision = MatmulPrecision::kFloat32);
 
 // Owns one backend allocation.
 class DeviceBuffer {

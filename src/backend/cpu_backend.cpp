@@ -34,12 +34,15 @@ namespace {
 
 class CpuBackend final : public ComputeBackend {
  public:
-  CpuBackend(bool flush_denormals, int threads)
-      : flush_denormals_(flush_denormals), team_(threads) {
+  CpuBackend(bool flush_denormals, int threads, bool bf16)
+      : flush_denormals_(flush_denormals),
+        team_(threads),
+        bf16_(bf16 ? cpu::make_bf16_products() : nullptr),
+        dense_{team_, bf16_.get()} {
     if (flush_denormals) _mm_setcsr(_mm_getcsr() | kFlushToZero | kDenormalsAreZero);
   }
   std::string name() const override {
-    std::string gemm = cpu::gemm_description();
+    std::string gemm = cpu::gemm_description(bf16_ != nullptr);
 #ifdef DDP_HAVE_DNNL
     gemm += ", oneDNN convolutions";
 #endif
@@ -68,22 +71,22 @@ class CpuBackend final : public ComputeBackend {
 
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {
-    cpu::dense_forward(team_, x, w, b, y, batch, in, out, act);
+    cpu::dense_forward(dense_, x, w, b, y, batch, in, out, act);
   }
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
                       bool accumulate, const GradBlockConsumer* consume_dw) override {
-    cpu::dense_backward(team_, x, w, y, dy, dx, dw, db, batch, in, out, act, accumulate,
+    cpu::dense_backward(dense_, x, w, y, dy, dx, dw, db, batch, in, out, act, accumulate,
                         consume_dw);
   }
   void dense_input_grad(const float* w, const float* y, float* dy, float* dx, int64_t batch,
                         int64_t in, int64_t out, Activation act) override {
-    cpu::dense_input_grad(team_, w, y, dy, dx, batch, in, out, act);
+    cpu::dense_input_grad(dense_, w, y, dy, dx, batch, in, out, act);
   }
   void dense_weight_grad_rows(const float* x, const float* dy, int64_t batch, int64_t in,
                               int64_t out, int64_t first_row, int64_t end_row, float* db,
                               const GradBlockConsumer& consume) override {
-    cpu::dense_weight_grad_rows(team_, x, dy, batch, in, out, first_row, end_row, db, consume);
+    cpu::dense_weight_grad_rows(dense_, x, dy, batch, in, out, first_row, end_row, db, consume);
   }
 
   bool prefers_update_in_backward() const override { return true; }
@@ -306,7 +309,9 @@ class CpuBackend final : public ComputeBackend {
   static constexpr unsigned kFlushToZero = 0x8000;
   static constexpr unsigned kDenormalsAreZero = 0x0040;
   bool flush_denormals_;
-  ThreadTeam team_;                  // Note [threads per rank]
+  ThreadTeam team_;                          // Note [threads per rank]
+  std::unique_ptr<cpu::Bf16Products> bf16_;  // Note [bf16 products]; null: fp32
+  cpu::DenseContext dense_;
   std::vector<float> scratch_;       // (cols) exponentials of one row
   std::vector<float> conv_scratch_;  // direct and Winograd convolutions' weights and tiles
   HostReadback readback_;
@@ -317,8 +322,10 @@ class CpuBackend final : public ComputeBackend {
 
 }  // namespace
 
-std::unique_ptr<ComputeBackend> make_cpu_backend(bool flush_denormals, int threads) {
-  return std::make_unique<CpuBackend>(flush_denormals, threads);
+std::unique_ptr<ComputeBackend> make_cpu_backend(bool flush_denormals, int threads,
+                                                 MatmulPrecision precision) {
+  return std::make_unique<CpuBackend>(flush_denormals, threads,
+                                      precision == MatmulPrecision::kBf16);
 }
 
 }  // namespace ddp

@@ -62,7 +62,7 @@ bool skinny_to_blas() {
   return forced;
 }
 
-// Skinny products that the tiled kernels take (Note [tiled GEMM]), unless DDP_GEMM=blas.
+// Skinny fp32 products that the tiled kernels take (Note [tiled GEMM]), unless DDP_GEMM=blas.
 bool skinny_and_tiled(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k) {
   return tiled_gemm_available() && !is_small_product(m, n, k) &&
          is_skinny_product(transpose_a, transpose_b, m, n, k) && !skinny_to_blas();
@@ -96,8 +96,8 @@ void blas_gemm(bool, bool, int64_t, int64_t, int64_t, const float*, const float*
 // large weights) go to the register-tiled kernels, which neither pay BLAS's per-call overhead nor
 // repack the weights on every call; the rest to single-threaded OpenBLAS; Eigen covers targets
 // without AVX2 or BLAS.
-void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
-          const float* b, float* c, bool accumulate = false) {
+void fp32_gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const float* a,
+               const float* b, float* c, bool accumulate = false) {
   const bool small = is_small_product(m, n, k);
   if (tiled_kernels_take(transpose_a, transpose_b, m, n, k) && (small || !skinny_to_blas())) {
     tiled_gemm(transpose_a, transpose_b, m, n, k, a, b, c, accumulate);
@@ -161,15 +161,20 @@ void bias_activate(const float* product, const float* b, float* y, int64_t batch
 // team trains the same bits as one thread), and not where one thread's call is cheaper than
 // waking the others. OpenBLAS's products stay on one thread: split over threads it rounded
 // differently per share, and its serial build is not safe to call from several at once.
-bool shared_by_team(const ThreadTeam& team, bool transpose_a, bool transpose_b, int64_t m,
+bool shared_by_team(const DenseContext& dense, bool transpose_a, bool transpose_b, int64_t m,
                     int64_t n, int64_t k) {
-  return team.size() > 1 && !is_small_product(m, n, k) &&
+  return dense.team.size() > 1 && !is_small_product(m, n, k) &&
          skinny_and_tiled(transpose_a, transpose_b, m, n, k);
 }
 
 }  // namespace
 
-std::string gemm_description() {
+std::unique_ptr<Bf16Products> make_bf16_products() {
+  return std::make_unique<Bf16Products>(fp32_gemm);
+}
+
+std::string gemm_description(bool bf16) {
+  if (bf16) return "dense products: " + bf16_products_description();
 #ifdef DDP_HAVE_CBLAS
   std::string gemm = "OpenBLAS kernels: " + openblas_kernels();
 #else
@@ -183,35 +188,42 @@ std::string gemm_description() {
          gemm + " otherwise";
 }
 
-void dense_forward(ThreadTeam& team, const float* x, const float* w, const float* b, float* y,
-                   int64_t batch, int64_t in, int64_t out, Activation act) {
-  if (!shared_by_team(team, false, true, batch, out, in)) {
-    gemm(false, true, batch, out, in, x, w, y);  // (batch, in) x (out, in)^T
+void dense_forward(const DenseContext& dense, const float* x, const float* w, const float* b,
+                   float* y, int64_t batch, int64_t in, int64_t out, Activation act) {
+  if (dense.bf16) {
+    dense.bf16->forward(x, w, y, batch, in, out);
+    return bias_activate(y, b, y, batch, out, 0, out, act);
+  }
+  if (!shared_by_team(dense, false, true, batch, out, in)) {
+    fp32_gemm(false, true, batch, out, in, x, w, y);  // (batch, in) x (out, in)^T
     bias_activate(y, b, y, batch, out, 0, out, act);
     return;
   }
   // Each thread takes a share of the weight rows (output columns), so each streams its share of
   // the weights once, into a block of its own that it then adds the bias to and spreads into y.
+  ThreadTeam& team = dense.team;
   team.run([&](int t) {
     const auto [c0, c1] = ThreadTeam::share(out, tiled_row_grain(), t, team.size());
     if (c0 == c1) return;
     thread_local std::vector<float> product_buffer;
     float* const product = scratch(product_buffer, static_cast<size_t>(batch * (c1 - c0)));
-    gemm(false, true, batch, c1 - c0, in, x, w + c0 * in, product);
+    fp32_gemm(false, true, batch, c1 - c0, in, x, w + c0 * in, product);
     bias_activate(product, b, y, batch, out, c0, c1, act);
   });
 }
 
-void dense_input_grad(ThreadTeam& team, const float* w, const float* y, float* dy, float* dx,
-                      int64_t batch, int64_t in, int64_t out, Activation act) {
+void dense_input_grad(const DenseContext& dense, const float* w, const float* y, float* dy,
+                      float* dx, int64_t batch, int64_t in, int64_t out, Activation act) {
   activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
   if (!dx) return;
   // Threads take shares of dx's columns where w comes from memory, each reading its share of w
   // (W3, 1 rank x 2 threads: 1.10x the samples/s of shares of the batch's rows, which each read
   // all of w); otherwise shares of the batch's rows, each transposing only its rows of dy (W2:
   // column shares measured ~3% slower).
-  if (!shared_by_team(team, false, false, batch, in, out))
-    return gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
+  if (dense.bf16) return dense.bf16->input_grad(dy, w, dx, batch, in, out);
+  if (!shared_by_team(dense, false, false, batch, in, out))
+    return fp32_gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
+  ThreadTeam& team = dense.team;
   const bool weights_from_memory =
       static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
   team.run([&](int t) {
@@ -221,7 +233,7 @@ void dense_input_grad(ThreadTeam& team, const float* w, const float* y, float* d
       return;
     }
     const auto [r0, r1] = ThreadTeam::share(batch, 1, t, team.size());
-    if (r0 < r1) gemm(false, false, r1 - r0, in, out, dy + r0 * out, w, dx + r0 * in);
+    if (r0 < r1) fp32_gemm(false, false, r1 - r0, in, out, dy + r0 * out, w, dx + r0 * in);
   });
 }
 
@@ -236,9 +248,15 @@ namespace {
 // nothing. A momentum step goes into the tiles wherever they run (Note [update in the tiles]):
 // for W2's weights, in L3, it hides there too (W2 with momentum 0.9, one rank: 1.027x;
 // benchmarks/results/zen4/momentum_in_tiles_l3.md).
-void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64_t batch,
+void weight_grad_blocks(const DenseContext& dense, const float* x, const float* dy, int64_t batch,
                         int64_t in, int64_t out, int64_t first_row, int64_t end_row,
                         const GradBlockConsumer& consume) {
+  if (dense.bf16)
+    return dense.bf16->weight_grad(
+        dy, x, batch, in, out, first_row, end_row,
+        [&consume, in](int64_t first, int64_t rows, const float* block) {
+          consume({.first_row = first, .rows = rows, .first_col = 0, .cols = in, .data = block});
+        });
   if (!skinny_and_tiled(true, false, out, in, batch)) {
     // dy's columns [first_row, end_row), made contiguous for the general GEMM where they are not
     // all of them.
@@ -252,13 +270,14 @@ void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64
       columns = copy;
     }
     float* const block = scratch(block_buffer, static_cast<size_t>(rows * in));
-    gemm(true, false, rows, in, batch, columns, x, block);
+    fp32_gemm(true, false, rows, in, batch, columns, x, block);
     return consume(
         {.first_row = first_row, .rows = rows, .first_col = 0, .cols = in, .data = block});
   }
   const bool fetch = static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes;
   const GradBlockConsumer without_fetches{.consume = consume.consume};
   const GradBlockConsumer& chosen = fetch ? consume : without_fetches;
+  ThreadTeam& team = dense.team;
   team.run([&](int t) {
     const auto [r0, r1] = ThreadTeam::share(end_row - first_row, tiled_row_grain(), t, team.size());
     if (consume.momentum_step) {  // Note [update in the tiles]
@@ -274,35 +293,37 @@ void weight_grad_blocks(ThreadTeam& team, const float* x, const float* dy, int64
 
 }  // namespace
 
-void dense_backward(ThreadTeam& team, const float* x, const float* w, const float* y, float* dy,
-                    float* dx, float* dw, float* db, int64_t batch, int64_t in, int64_t out,
-                    Activation act, bool accumulate, const GradBlockConsumer* consume_dw) {
+void dense_backward(const DenseContext& dense, const float* x, const float* w, const float* y,
+                    float* dy, float* dx, float* dw, float* db, int64_t batch, int64_t in,
+                    int64_t out, Activation act, bool accumulate,
+                    const GradBlockConsumer* consume_dw) {
   // dx first: consume_dw may update w.
-  dense_input_grad(team, w, y, dy, dx, batch, in, out, act);
+  dense_input_grad(dense, w, y, dy, dx, batch, in, out, act);
   if (!accumulate) std::fill(db, db + out, 0.0f);
   add_column_sums(dy, batch, out, out, db);
-  if (consume_dw) return weight_grad_blocks(team, x, dy, batch, in, out, 0, out, *consume_dw);
+  if (consume_dw) return weight_grad_blocks(dense, x, dy, batch, in, out, 0, out, *consume_dw);
   // A large gradient, to be summed over ranks or stepped on after backward: computed in blocks
   // in cache and streamed out, so its lines are not read before being written (W3, 2 ranks:
   // backward ~1 ms faster).
   if (!accumulate && static_cast<size_t>(in * out) * sizeof(float) > kUncachedWeightBytes &&
-      skinny_and_tiled(true, false, out, in, batch))
+      !dense.bf16 && skinny_and_tiled(true, false, out, in, batch))
     return weight_grad_blocks(
-        team, x, dy, batch, in, out, 0, out, {.consume = [dw, in](const GradBlock& block) {
+        dense, x, dy, batch, in, out, 0, out, {.consume = [dw, in](const GradBlock& block) {
           for (int64_t r = 0; r < block.rows; ++r)
             stream_copy(dw + (block.first_row + r) * in + block.first_col,
                         block.data + r * block.cols, static_cast<size_t>(block.cols));
         }});
-  gemm(true, false, out, in, batch, dy, x, dw, accumulate);
+  if (dense.bf16) return dense.bf16->weight_grad(dy, x, dw, batch, in, out, accumulate);
+  fp32_gemm(true, false, out, in, batch, dy, x, dw, accumulate);
 }
 
-void dense_weight_grad_rows(ThreadTeam& team, const float* x, const float* dy, int64_t batch,
-                            int64_t in, int64_t out, int64_t first_row, int64_t end_row, float* db,
-                            const GradBlockConsumer& consume) {
+void dense_weight_grad_rows(const DenseContext& dense, const float* x, const float* dy,
+                            int64_t batch, int64_t in, int64_t out, int64_t first_row,
+                            int64_t end_row, float* db, const GradBlockConsumer& consume) {
   if (first_row >= end_row) return;
   std::fill(db, db + (end_row - first_row), 0.0f);
   add_column_sums(dy + first_row, batch, end_row - first_row, out, db);
-  weight_grad_blocks(team, x, dy, batch, in, out, first_row, end_row, consume);
+  weight_grad_blocks(dense, x, dy, batch, in, out, first_row, end_row, consume);
 }
 
 }  // namespace ddp::cpu

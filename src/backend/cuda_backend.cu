@@ -34,14 +34,16 @@ namespace {
 
 class CudaBackend final : public ComputeBackend {
  public:
-  CudaBackend(int device, bool tf32) : device_(device), tf32_(tf32) {
+  CudaBackend(int device, MatmulPrecision precision) : device_(device), precision_(precision) {
     cudaCheck(cudaSetDevice(device));
     cudaCheck(cudaStreamCreate(&stream_));
     cublasCheck(cublasCreate(&cublas_));
     cublasCheck(cublasSetStream(cublas_, stream_));
     // Plain FP32 GEMMs unless asked: the CPU backend is the reference, and TF32 differs by ~1e-3.
-    cublasCheck(
-        cublasSetMathMode(cublas_, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    // bf16 operands are cublasGemmEx's compute type instead (gemm below).
+    cublasCheck(cublasSetMathMode(cublas_, precision == MatmulPrecision::kTf32
+                                               ? CUBLAS_TF32_TENSOR_OP_MATH
+                                               : CUBLAS_PEDANTIC_MATH));
     cudaCheck(cudaMalloc(&flag_, sizeof(int)));
     staging_ = std::make_unique<cuda::PinnedStaging>();
   }
@@ -54,7 +56,10 @@ class CudaBackend final : public ComputeBackend {
   }
 
   std::string name() const override {
-    return "cuda:" + std::to_string(device_) + (tf32_ ? " (tf32)" : "");
+    return "cuda:" + std::to_string(device_) +
+           (precision_ == MatmulPrecision::kTf32   ? " (tf32)"
+            : precision_ == MatmulPrecision::kBf16 ? " (bf16 products)"
+                                                   : "");
   }
   MemoryKind memory() const override { return MemoryKind::kDevice; }
   cudaStream_t stream() const { return stream_; }
@@ -220,6 +225,14 @@ class CudaBackend final : public ComputeBackend {
   void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, const float* b,
             float* c, bool accumulate) {
     const float one = 1, beta = accumulate ? 1.0f : 0.0f;
+    if (precision_ == MatmulPrecision::kBf16) {  // Note [bf16 products]: fp32 in and out
+      cublasCheck(cublasGemmEx(
+          cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+          static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b, CUDA_R_32F,
+          static_cast<int>(tb ? k : n), a, CUDA_R_32F, static_cast<int>(ta ? m : k), &beta, c,
+          CUDA_R_32F, static_cast<int>(n), CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+      return;
+    }
     cublasCheck(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                             static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b,
                             static_cast<int>(tb ? k : n), a, static_cast<int>(ta ? m : k), &beta, c,
@@ -272,7 +285,7 @@ class CudaBackend final : public ComputeBackend {
   }
 
   int device_;
-  bool tf32_;
+  MatmulPrecision precision_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::PinnedStaging> staging_;
   cublasHandle_t cublas_ = nullptr;
@@ -287,8 +300,8 @@ class CudaBackend final : public ComputeBackend {
 }  // namespace
 
 // Entry points of the libddp_cuda module (see backend/device.cpp, Note [CUDA module]).
-extern "C" ComputeBackend* ddp_cuda_make_backend(int device, bool tf32) {
-  return new CudaBackend(device, tf32);
+extern "C" ComputeBackend* ddp_cuda_make_backend(int device, int precision) {
+  return new CudaBackend(device, static_cast<MatmulPrecision>(precision));
 }
 
 extern "C" void* ddp_cuda_stream(ComputeBackend* backend) {

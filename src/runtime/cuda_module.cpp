@@ -29,7 +29,7 @@ const CudaModule& cuda_module() {
     void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) throw RuntimeError("cannot load the CUDA backend " + path + ": " + dlerror());
     return CudaModule{
-        symbol<ComputeBackend* (*)(int, bool)>(handle, "ddp_cuda_make_backend"),
+        symbol<ComputeBackend* (*)(int, int)>(handle, "ddp_cuda_make_backend"),
         symbol<void* (*)(ComputeBackend*)>(handle, "ddp_cuda_stream"),
         symbol<int (*)()>(handle, "ddp_cuda_device_count"),
         symbol<Communicator* (*)(Communicator*, void*, DeviceWorkMonitor*)>(

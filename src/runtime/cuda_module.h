@@ -12,8 +12,8 @@ namespace ddp {
 
 // The module's entry points (extern "C" in cuda_backend.cu and nccl_communicator.cpp).
 struct CudaModule {
-  ComputeBackend* (*make_backend)(int device, bool tf32);
-  void* (*stream)(ComputeBackend* backend);  // the backend's compute stream
+  ComputeBackend* (*make_backend)(int device, int precision);  // a MatmulPrecision
+  void* (*stream)(ComputeBackend* backend);                    // the backend's compute stream
   int (*device_count)();
   Communicator* (*make_nccl)(Communicator* host, void* stream, DeviceWorkMonitor* monitor);
 };

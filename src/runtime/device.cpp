@@ -12,8 +12,8 @@
 namespace ddp {
 
 std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool flush_denormals,
-                                              bool tf32, int local_rank, int local_size,
-                                              int cpu_threads) {
+                                              MatmulPrecision precision, int local_rank,
+                                              int local_size, int cpu_threads) {
 #ifdef DDP_HAVE_CUDA
   // Without the NVIDIA driver's device node there is no GPU, and nothing needs loading.
   const bool driver = std::filesystem::exists("/dev/nvidiactl");
@@ -28,11 +28,11 @@ std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool fl
                            " ranks but has " + std::to_string(gpus) +
                            " visible GPU(s): start one rank per GPU");
       }
-      return std::unique_ptr<ComputeBackend>(cuda_module().make_backend(local_rank, tf32));
+      return std::unique_ptr<ComputeBackend>(
+          cuda_module().make_backend(local_rank, static_cast<int>(precision)));
     }
   }
 #else
-  (void)tf32;
   (void)local_rank;
   (void)local_size;
   if (device == "cuda")
@@ -40,7 +40,7 @@ std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool fl
         "training.device: cuda, but this build has no CUDA backend (nvcc was not "
         "found when it was configured)");
 #endif
-  return make_cpu_backend(flush_denormals, cpu_threads);
+  return make_cpu_backend(flush_denormals, cpu_threads, precision);
 }
 
 std::unique_ptr<Communicator> make_device_communicator(Communicator& host, ComputeBackend& backend,

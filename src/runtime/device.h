@@ -15,11 +15,11 @@ namespace ddp {
 
 // Throws ConfigError for `cuda` in a build without CUDA, and RuntimeError naming the host and
 // the counts when a host has more ranks than GPUs, or when the CUDA module cannot be loaded.
-// tf32 lets cuBLAS round GEMM inputs to TensorFloat-32 (CUDA only; ~1e-3 relative error).
-// cpu_threads: the CPU backend's threads (Note [threads per rank]); GPUs ignore it.
+// precision: the dense layers' products (MatmulPrecision). cpu_threads: the CPU backend's threads
+// (Note [threads per rank]); GPUs ignore it.
 std::unique_ptr<ComputeBackend> choose_device(const std::string& device, bool flush_denormals,
-                                              bool tf32, int local_rank, int local_size,
-                                              int cpu_threads = 1);
+                                              MatmulPrecision precision, int local_rank,
+                                              int local_size, int cpu_threads = 1);
 
 // The communicator for buffers in `backend`'s memory: NCCL for a CUDA backend on several ranks
 // (with `host` for host memory), otherwise null (use `host` itself). Collective. Its collectives

@@ -119,7 +119,12 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
   t.check_replicas_every = node.get<int64_t>("check_replicas_every", 0);
   if (t.check_replicas_every < 0) node.fail("check_replicas_every", "must be >= 0");
   t.flush_denormals = node.get("flush_denormals", true);
-  t.tf32 = node.get("tf32", false);
+  const bool tf32 = node.get("tf32", false), bf16 = node.get("bf16_matmul", false);
+  if (tf32 && bf16)
+    node.fail("bf16_matmul", "and tf32 both set the products' precision: choose one");
+  t.matmul = tf32   ? MatmulPrecision::kTf32
+             : bf16 ? MatmulPrecision::kBf16
+                    : MatmulPrecision::kFloat32;
   t.skip_nonfinite = node.choice("nonfinite", {"stop", "skip"}, "stop") == "skip";
   sync.sums_before_step = t.skip_nonfinite;  // Note [non-finite check]
   t.update_in_backward = node.get("update_in_backward", true);

@@ -48,12 +48,14 @@ struct TrainingConfig {
   // for the same core). Hence these defaults; overlap stays available for other machines. With
   // every rank on one host the shared-memory reduction (Note [shared-memory all-reduce]) runs
   // instead, where 1-64 MB buckets and overlap measured alike (W3, 2 ranks).
-  GradSyncOptions grad_sync;           // allreduce, overlap, wire_dtype, zero, bucket_mb
-  int64_t accumulation_steps = 1;      // micro-batches per optimizer step, one all-reduce
-  std::string device = "auto";         // auto (a GPU when there is one), cpu, cuda
-  int64_t check_replicas_every = 0;    // steps; 0: at the end of every epoch only
-  bool flush_denormals = true;         // CPU: FTZ/DAZ, see make_cpu_backend
-  bool tf32 = false;                   // CUDA: TensorFloat-32 GEMMs (faster, ~1e-3 relative error)
+  GradSyncOptions grad_sync;         // allreduce, overlap, wire_dtype, zero, bucket_mb
+  int64_t accumulation_steps = 1;    // micro-batches per optimizer step, one all-reduce
+  std::string device = "auto";       // auto (a GPU when there is one), cpu, cuda
+  int64_t check_replicas_every = 0;  // steps; 0: at the end of every epoch only
+  bool flush_denormals = true;       // CPU: FTZ/DAZ, see make_cpu_backend
+  // tf32: true (CUDA: TensorFloat-32 GEMMs, ~1e-3 relative error) or bf16_matmul: true (CPU and
+  // CUDA: bfloat16 operands, Note [bf16 products]); fp32 otherwise.
+  MatmulPrecision matmul = MatmulPrecision::kFloat32;
   bool skip_nonfinite = false;         // nonfinite: stop (default) or skip such steps
   bool update_in_backward = true;      // where the run allows it: Note [update in backward]
   int64_t threads_per_rank = 1;        // CPU: Note [threads per rank]

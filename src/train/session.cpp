@@ -86,7 +86,7 @@ Session open_session(Communicator& comm, Config config, Dataset train, std::opti
   session.config = std::move(config);
   const TrainingConfig& t = session.config.training;
   run_agreed(comm, [&] {
-    session.backend = choose_device(t.device, t.flush_denormals, t.tf32, comm.local_rank(),
+    session.backend = choose_device(t.device, t.flush_denormals, t.matmul, comm.local_rank(),
                                     comm.local_size(), static_cast<int>(t.threads_per_rank));
   });
   session.device_comm = make_device_communicator(comm, *session.backend, monitor);

@@ -52,7 +52,7 @@ inline void expect_path(const Trainer& trainer, Communicator& comm, const Config
 // The parameters, then the running statistics (batch normalization), after `steps` steps.
 inline std::vector<float> train_and_get_params(const Config& config, Communicator& comm,
                                                int64_t steps) {
-  auto backend = make_cpu_backend();
+  auto backend = make_cpu_backend(true, 1, config.training.matmul);
   Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
                   std::nullopt);
   expect_path(trainer, comm, config);

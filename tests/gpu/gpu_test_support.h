@@ -15,8 +15,8 @@
 
 namespace ddp {
 
-inline std::unique_ptr<ComputeBackend> gpu(bool tf32 = false) {
-  return choose_device("cuda", false, tf32, 0, 1);
+inline std::unique_ptr<ComputeBackend> gpu(MatmulPrecision precision = MatmulPrecision::kFloat32) {
+  return choose_device("cuda", false, precision, 0, 1);
 }
 
 inline std::vector<float> random_values(size_t n, uint64_t seed, float low = -1, float high = 1) {

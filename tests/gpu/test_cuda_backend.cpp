@@ -19,10 +19,12 @@
 namespace ddp {
 namespace {
 
-// Dense forward and backward on both backends, every output compared within `tolerance`.
-void expect_dense_matches_cpu(Activation act, bool tf32, float tolerance) {
-  auto cpu = make_cpu_backend(false);
-  auto cuda = gpu(tf32);
+// Dense forward and backward on both backends, every output compared within `tolerance`. The CPU
+// multiplies bf16 operands where the GPU does, and fp32 otherwise.
+void expect_dense_matches_cpu(Activation act, MatmulPrecision precision, float tolerance) {
+  auto cpu = make_cpu_backend(
+      false, 1, precision == MatmulPrecision::kBf16 ? precision : MatmulPrecision::kFloat32);
+  auto cuda = gpu(precision);
   const int64_t batch = 37, in = 53, out = 29;
   const auto x = random_values(batch * in, 1), w = random_values(out * in, 2),
              b = random_values(out, 3), dy = random_values(batch * out, 4),
@@ -48,13 +50,22 @@ void expect_dense_matches_cpu(Activation act, bool tf32, float tolerance) {
 
 class CudaVsCpu : public ::testing::TestWithParam<Activation> {};
 
-TEST_P(CudaVsCpu, DenseForwardAndBackward) { expect_dense_matches_cpu(GetParam(), false, 1e-5f); }
+TEST_P(CudaVsCpu, DenseForwardAndBackward) {
+  expect_dense_matches_cpu(GetParam(), MatmulPrecision::kFloat32, 1e-5f);
+}
 
 // TF32 keeps 10 of float's 23 mantissa bits, so each product is off by up to 2^-10 of |a||b|, and
 // sums whose terms cancel are off by more than that share of the result: on an H200 the largest
 // difference was 1.01e-3 of the largest output (tanh's forward). A wrong product is off by O(1).
 TEST_P(CudaVsCpu, DenseWithTf32WithinItsTolerance) {
-  expect_dense_matches_cpu(GetParam(), true, 4e-3f);
+  expect_dense_matches_cpu(GetParam(), MatmulPrecision::kTf32, 4e-3f);
+}
+
+// Note [bf16 products]: both backends round the operands to bfloat16 and sum exact products in
+// fp32, so they differ by the order of the sums only; plain fp32 products on one side would differ
+// by ~2^-9 of |a||b| a term.
+TEST_P(CudaVsCpu, DenseWithBf16OperandsMatchesTheCpus) {
+  expect_dense_matches_cpu(GetParam(), MatmulPrecision::kBf16, 1e-5f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, CudaVsCpu,
@@ -177,7 +188,7 @@ training: {epochs: 1, global_batch_size: 32, flush_denormals: false}
   for (int k = 0; k < 2; ++k) {
     root["training"]["device"] = k == 0 ? "cpu" : "cuda";
     const Config config = parse_config(root, "gpu.yaml");
-    auto backend = choose_device(config.training.device, false, false, 0, 1);
+    auto backend = choose_device(config.training.device, false, config.training.matmul, 0, 1);
     Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0), std::nullopt);
     trainer.train_steps(3);
     params[k] = trainer.params_to_host();

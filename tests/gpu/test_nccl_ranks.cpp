@@ -24,7 +24,7 @@ namespace {
 struct Gpus {
   MpiCommunicator host;
   std::unique_ptr<ComputeBackend> backend =
-      choose_device("cuda", false, false, host.local_rank(), host.local_size());
+      choose_device("cuda", false, MatmulPrecision::kFloat32, host.local_rank(), host.local_size());
   std::unique_ptr<Communicator> nccl = make_device_communicator(host, *backend, nullptr);
 
   std::vector<float> read(const DeviceBuffer& buffer) {

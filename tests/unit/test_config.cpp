@@ -52,7 +52,7 @@ TEST(Config, ParsesValidConfigWithDefaults) {
   EXPECT_EQ(c.training.batch_mode, BatchMode::kGlobal);
   EXPECT_EQ(c.training.batch_size, 10);
   EXPECT_EQ(c.training.tail, TailPolicy::kDrop);
-  EXPECT_FALSE(c.training.tf32);
+  EXPECT_EQ(c.training.matmul, MatmulPrecision::kFloat32);
   // The resolved copy carries the defaults that were applied.
   EXPECT_EQ(c.resolved["optimizer"]["beta1"].as<double>(), 0.9);
   EXPECT_EQ(c.resolved["training"]["tail"].as<std::string>(), "drop");
@@ -68,7 +68,8 @@ TEST(Config, OverridesApply) {
   const Config c = parse_with({"optimizer.learning_rate=0.5", "model.layers.0.units=16",
                                "training.tail=pad", "training.tf32=true"});
   EXPECT_DOUBLE_EQ(c.optimizer.schedule.base_lr, 0.5);
-  EXPECT_TRUE(c.training.tf32);
+  EXPECT_EQ(c.training.matmul, MatmulPrecision::kTf32);
+  EXPECT_EQ(parse_with({"training.bf16_matmul=true"}).training.matmul, MatmulPrecision::kBf16);
   EXPECT_EQ(c.layers[0].units, 16);
   EXPECT_EQ(c.training.tail, TailPolicy::kPad);
 }
@@ -149,6 +150,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "optimizer.learning_rate: expected a number, got 'fast'"},
         BadCase{{"training.epochs=2.5"}, "training.epochs: expected an integer, got '2.5'"},
         BadCase{{"training.shuffle=maybe"}, "training.shuffle: expected true or false"},
+        BadCase{{"training.tf32=true", "training.bf16_matmul=true"},
+                "training.bf16_matmul: and tf32 both set the products' precision: choose one"},
         BadCase{{"model.layers.0.units=[1]"},
                 "model.layers.0.units: expected an integer, got a list"},
         BadCase{{"model.layers.0.type=conv9"}, "model.layers.0.type: unknown value 'conv9'"},
