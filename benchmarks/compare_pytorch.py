@@ -7,10 +7,12 @@ variant. Raw runs, commit, date, lscpu, load averages and each process's CPU bin
 benchmarks/results/compare_pytorch.json; the tables to compare_pytorch.md (see
 benchmarks/compare_report.py).
   benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py [--reps 5] [--quick]
-      [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta]   (a subset: compare_pytorch_<subset>.*)
+      [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta,bf16]   (a subset: compare_pytorch_<subset>.*)
 Competitors: Debian's python3-torch (OpenBLAS; with the OPENBLAS_CORETYPE ddp-trainer would choose
 and with OpenBLAS's own detection), PyPI's newest torch (MKL; eager, foreach and fused optimizers,
-torch.compile) and Keras from benchmarks/setup_frameworks.sh. One process per core, pinned;
+torch.compile) and Keras from benchmarks/setup_frameworks.sh. The bf16 rows (not in the default
+set) compare ddp-trainer's bf16 products (training.bf16_matmul) with PyTorch's
+set_float32_matmul_precision("medium") and torch.autocast bf16. One process per core, pinned;
 denormals flushed and not, both sides. A ddp-trainer run that took another gradient path than
 expected fails the whole benchmark: it would be a different benchmark."""
 
@@ -33,6 +35,8 @@ CONFIGS = {"w1": "configs/w1_seed.yaml", "w2": "configs/w2_fmnist_mlp.yaml",
            "w3": "configs/w3_wide_mlp.yaml", "w4": "configs/fashion_mnist_cnn.yaml"}
 BATCH = {"w1": 32, "w2": 128, "w3": 64, "w4": 64}
 GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4", "w4tta")
+EXTRA_GROUPS = ("bf16",)  # run when asked for with --only
+BF16 = "training.bf16_matmul=true"
 # The update after backward, as before Note [update in backward]: its phases give the roofline.
 UPDATE_AFTER = compare_report.UPDATE_AFTER
 OURS_THREADS = compare_report.OURS_THREADS
@@ -66,11 +70,16 @@ class Torch:
         """The optimizer implementation that is fastest where it exists: fused, else foreach."""
         return "fused" if self.caps["fused"] else "foreach"
 
-    def variants(self, ftz_both=False, compiled=True, eager_defaults=True, channels_last=False):
+    def variants(self, ftz_both=False, compiled=True, eager_defaults=True, channels_last=False,
+                 bf16=False):
         """{name: (flags, env)}: eager with each optimizer implementation it has, torch.compile
         with the fastest one; denormals flushed (and, with ftz_both, the fastest eager variant
         without); Debian's OpenBLAS with ddp-trainer's kernel choice and with its own; with
-        channels_last, the fastest eager variant with NHWC convolutions too."""
+        channels_last, the fastest eager variant with NHWC convolutions too. With bf16 instead:
+        the fastest eager optimizer and torch.compile, each with matmul precision "medium" and
+        with autocast."""
+        if bf16:
+            return self.bf16_variants(compiled)
         impls = ["default", "foreach"] + (["fused"] if self.caps["fused"] else [])
         if not eager_defaults:
             impls = [self.best_eager()]
@@ -89,6 +98,15 @@ class Torch:
         if compiled and self.caps["compile"]:
             out[f"{self.label} compile+{self.best_eager()}"] = (best + ["--compile", "--ftz"], {})
         return out
+
+    def bf16_variants(self, compiled):
+        if not self.caps.get("bf16"):
+            return {}
+        forms = [""] + (["compile+"] if compiled and self.caps["compile"] else [])
+        return {f"{self.label} {form}{self.best_eager()} bf16 {mode}":
+                (["--opt", self.best_eager(), "--bf16", mode, "--ftz"] +
+                 (["--compile"] if form else []), {})
+                for form in forms for mode in ("medium", "autocast")}
 
     def run(self, flags, env, *args, threads=1):
         return run_json([self.python, self.script(), *flags, *args], threads, env)
@@ -118,7 +136,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="fewer steps (a smoke test, not results)")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
     p.add_argument("--only", default=",".join(GROUPS),
-                   help=f"comma-separated subset of {', '.join(GROUPS)}")
+                   help=f"comma-separated subset of {', '.join(GROUPS + EXTRA_GROUPS)}")
     p.add_argument("--two-core", default="w2,w3",
                    help="comma-separated workloads of the 2core rows (default: w2,w3)")
     p.add_argument("--tta-variants", help="comma-separated PyTorch variants for the time-to-"
@@ -126,8 +144,9 @@ def main():
     args = p.parse_args()
     only = args.only.split(",")
     keep = args.tta_variants.split(",") if args.tta_variants else None
-    if not set(only) <= set(GROUPS):
-        sys.exit(f"compare_pytorch: --only {args.only}: choose from {', '.join(GROUPS)}")
+    if not set(only) <= set(GROUPS + EXTRA_GROUPS):
+        sys.exit(f"compare_pytorch: --only {args.only}: choose from "
+                 f"{', '.join(GROUPS + EXTRA_GROUPS)}")
     scale = 0.2 if args.quick else 1.0
     steps = lambda n: max(int(n * scale), 3)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)
@@ -214,6 +233,14 @@ def main():
                    **torch_runners("w4", 1, 1, 64, steps(100), 10, channels_last=True)})
         two_core_rows(row, torch_runners, "w4", steps(100), 10,
                       dict(two_core, channels_last=True), strong=False)
+
+    if "bf16" in only:
+        # bf16 products, one rank x one thread; ours in fp32 beside them, for the gain.
+        for w, (s, wu, batch) in {"w2": (steps(600), 1000, 128), "w3": (steps(40), 5, 64)}.items():
+            row(f"{w}_bf16", {"ours": lambda w=w, s=s, wu=wu: ours(w, 1, s, wu, [BF16]),
+                              "ours fp32": lambda w=w, s=s, wu=wu: ours(w, 1, s, wu),
+                              **torch_runners(w, 1, 1, batch, s if w == "w3" else steps(300), wu,
+                                              bf16=True)})
 
     print(save(final=True))
 

@@ -178,6 +178,15 @@ def render(r):
                 line(w.upper(), f"wall s to {target}, the same, ours 1 rank x 2 threads",
                      f"{w}_tta", "seconds", "<= 0.5x", ours_key=OURS_THREADS, lower=True,
                      fmt=lambda x: f"{x:.1f}")
+    for w in ("w2", "w3"):  # compare_pytorch.py --only bf16
+        if f"{w}_bf16" in rows:
+            line(w.upper(), "samples/s, 1 x 1, bf16 products on both sides (ours "
+                 "training.bf16_matmul; PyTorch matmul precision medium or autocast)",
+                 f"{w}_bf16", "samples_per_sec", "")
+            gain = (median_of(rows[f"{w}_bf16"]["ours"], "samples_per_sec") /
+                    median_of(rows[f"{w}_bf16"]["ours fp32"], "samples_per_sec"))
+            md.append(f"| {w.upper()} | ours with bf16 products / ours fp32, same rounds | | | "
+                      f"{gain:.2f}x | | |")
     if "allreduce" in rows:
         ratios = {}
         for run in rows["allreduce"]["ours"]:

@@ -2,8 +2,9 @@
 """The benchmark workloads W1-W4 in PyTorch, for benchmarks/compare_pytorch.py: same shapes,
 batch, optimizer and data as configs/w*.yaml. Every variant a PyTorch expert would try is a flag:
 the optimizer's implementation (--opt default|foreach|fused), torch.compile (--compile, inductor),
-channels-last convolutions (--channels-last, W4),
-denormals flushed (--ftz), threads per process, DDP over gloo for several ranks, and the CPUs each
+channels-last convolutions (--channels-last, W4), bf16 products (--bf16 medium:
+set_float32_matmul_precision("medium"), fp32 tensors and bf16 matmuls as ddp-trainer's
+training.bf16_matmul; --bf16 autocast: torch.autocast's bf16 layers), denormals flushed (--ftz), threads per process, DDP over gloo for several ranks, and the CPUs each
 process is pinned to (--cpus 0,1: rank r gets the r-th; one process with several threads gets all).
 Prints one JSON object (rank 0).
   torch_workloads.py --probe                                   (which variants this torch has)
@@ -114,20 +115,24 @@ def setup(args, rank=0):
         os.sched_setaffinity(0, {cpus[rank]} if args.ranks > 1 else set(cpus))
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(args.ftz)
+    if args.bf16 == "medium":
+        torch.set_float32_matmul_precision("medium")
 
 
 def variant(args):
     return {"framework": f"torch {torch.__version__}", "opt": args.opt, "compile": args.compile,
-            "channels_last": args.channels_last,
+            "channels_last": args.channels_last, "bf16": args.bf16,
             "ftz": args.ftz, "threads": args.threads, "ranks": args.ranks,
             "cpus": sorted(os.sched_getaffinity(0)),
             "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "detected by OpenBLAS")}
 
 
-def train_step_fn(model, optimizer, loss_fn):
+def train_step_fn(model, optimizer, loss_fn, autocast=False):
     def step(x, y):
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(model(x), y)
+        loss.backward()
         optimizer.step()
     return step
 
@@ -143,7 +148,8 @@ def throughput(rank, world, args, port):
         model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = make_optimizer(model.parameters(), opt, args.opt)
     forward = torch.compile(model) if args.compile else model
-    step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss())
+    step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss(),
+                         autocast=args.bf16 == "autocast")
     g = torch.Generator().manual_seed(rank)
     n = x.shape[0]
 
@@ -198,6 +204,12 @@ def probe():
         except (RuntimeError, TypeError):
             found[impl] = False
     found["compile"] = hasattr(torch, "compile")
+    try:  # bf16 layers on the CPU
+        train_step_fn(model, make_optimizer(model.parameters(), ("adam", 1e-3), "default"),
+                      torch.nn.CrossEntropyLoss(), autocast=True)(x, y)
+        found["bf16"] = True
+    except RuntimeError:
+        found["bf16"] = False
     print(json.dumps(found))
 
 
@@ -278,6 +290,8 @@ def main():
     p.add_argument("--opt", choices=["default", "foreach", "fused"], default="default")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--channels-last", action="store_true", help="W4: NHWC convolutions")
+    p.add_argument("--bf16", choices=["none", "medium", "autocast"], default="none",
+                   help="bf16 products: matmul precision 'medium', or autocast")
     p.add_argument("--port", type=int, default=29533)
     p.add_argument("--probe", action="store_true")
     p.add_argument("--seed-job", action="store_true")
