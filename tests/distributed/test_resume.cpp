@@ -46,7 +46,7 @@ struct Outcome {
 
 Outcome run(const Config& config, Communicator& comm, int64_t stop_after,
             const std::vector<std::byte>* resume_from) {
-  auto backend = make_cpu_backend();
+  auto backend = make_cpu_backend(true, 1, config.training.matmul);
   Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
                   std::nullopt);
   if (resume_from) trainer.restore(decode_checkpoint(*resume_from, "memory"), "memory");
@@ -133,6 +133,17 @@ TEST(Resume, RegressionBitIdenticalInTheMiddleOfAnEpoch) {
                     {"data.train={type: synthetic, samples: 200, features: 10, targets: 3}",
                      "model.layers.1={type: dense, units: 3}", "loss=mean_squared_error"});
   straight_and_resumed(config, comm, 33);
+}
+
+// Note [bf16 products]: the resumed run converts its restored weights as the uninterrupted one
+// converts its own, so bf16 products resume bit for bit too.
+TEST(Resume, Bf16ProductsBitIdenticalInTheMiddleOfAnEpoch) {
+  MpiCommunicator comm;
+  const Config config = resume_config("adam", "auto", {"training.bf16_matmul=true"});
+  const auto [straight, resumed] = straight_and_resumed(config, comm, 33);
+  // The bf16 products are in force: fp32 products train other weights.
+  const Config fp32 = resume_config("adam", "auto");
+  EXPECT_NE(run(fp32, comm, -1, nullptr).params, straight.params);
 }
 
 // Note [batch statistics]: the running statistics are state a checkpoint must carry; training
