@@ -9,7 +9,10 @@
 // Rapids, AVX512-BF16 on AMD Zen 4 and later), oneDNN's bf16 matmul multiplies; elsewhere the
 // same bf16 values are widened back to fp32 and multiplied by the fp32 kernels (exact products
 // too), so both agree up to the order of the fp32 sums: slower than plain fp32, for trying a
-// config and for tests on any CPU. Convolutions stay fp32.
+// config and for tests on any CPU. Convolutions of 8 or more channels multiply bf16 operands on
+// oneDNN's bf16 convolutions where the CPU has bf16 units (Note [oneDNN convolutions]); few-channel
+// ones (a first layer over pixels: slower in bf16 there) and every convolution on CPUs without bf16
+// units stay fp32.
 //
 // A weight matrix is converted once a step: forward keeps its bf16 copy for the input gradient,
 // which reads the weights as the forward did (backward updates a layer's weights only after its

@@ -38,13 +38,19 @@ class CpuBackend final : public ComputeBackend {
       : flush_denormals_(flush_denormals),
         team_(threads),
         bf16_(bf16 ? cpu::make_bf16_products() : nullptr),
-        dense_{team_, bf16_.get()} {
+        dense_{team_, bf16_.get()}
+#ifdef DDP_HAVE_DNNL
+        ,
+        convolutions_(bf16 && cpu::native_bf16_products())
+#endif
+  {
     if (flush_denormals) _mm_setcsr(_mm_getcsr() | kFlushToZero | kDenormalsAreZero);
   }
   std::string name() const override {
     std::string gemm = cpu::gemm_description(bf16_ != nullptr);
 #ifdef DDP_HAVE_DNNL
-    gemm += ", oneDNN convolutions";
+    gemm += convolutions_.bf16() ? ", oneDNN convolutions (bf16 from 8 channels)"
+                                 : ", oneDNN convolutions";
 #endif
     if (team_.size() > 1)  // Note [bf16 products]: those run on the rank's calling thread
       gemm += (bf16_ ? ", bf16 products on one of " : ", dense layers on ") +
@@ -154,10 +160,11 @@ class CpuBackend final : public ComputeBackend {
   // 3x3 at stride 1 over whole vectors of channels and filters: Winograd (Note [Winograd
   // convolution]); few input channels: the direct kernels (Note [direct convolution]); many:
   // oneDNN (Note [oneDNN convolutions]); otherwise, and for a direct convolution's input gradient,
-  // the caller runs im2col + GEMM.
+  // the caller runs im2col + GEMM. With bf16 products oneDNN takes every convolution it takes
+  // (Note [bf16 products]): few-channel ones stay fp32.
   bool conv2d_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                       const Window2d& win, int64_t filters, Activation act) override {
-    const bool winograd = cpu::winograd_conv_applies(win, filters);
+    const bool winograd = cpu::winograd_conv_applies(win, filters) && !bf16_convolutions(win);
     if (winograd || cpu::direct_conv_applies(win)) {
       const bool relu = act == Activation::kRelu;
       if (winograd) {
@@ -180,7 +187,7 @@ class CpuBackend final : public ComputeBackend {
   bool conv2d_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                        float* dw, float* db, int64_t batch, const Window2d& win, int64_t filters,
                        Activation act, bool accumulate) override {
-    const bool winograd = cpu::winograd_conv_applies(win, filters);
+    const bool winograd = cpu::winograd_conv_applies(win, filters) && !bf16_convolutions(win);
     const bool direct = !dx && cpu::direct_conv_applies(win);
 #ifdef DDP_HAVE_DNNL
     const bool onednn = win.channels >= OneDnnConvolutions::kMinChannels;
@@ -305,6 +312,16 @@ class CpuBackend final : public ComputeBackend {
       non_finite.fetch_or(loop(static_cast<size_t>(begin), static_cast<size_t>(end)));
     });
     return non_finite.load();
+  }
+
+  // Whether oneDNN multiplies this convolution's operands as bf16 (Note [bf16 products]).
+  bool bf16_convolutions(const Window2d& win) const {
+#ifdef DDP_HAVE_DNNL
+    return convolutions_.bf16() && win.channels >= OneDnnConvolutions::kMinChannels;
+#else
+    (void)win;
+    return false;
+#endif
   }
 
   static constexpr int64_t kCacheLineFloats = 16;

@@ -246,17 +246,28 @@ TEST_P(DdpModels, SampleWeightsMatchSingleProcess) {
 TEST_P(DdpModels, Bf16ProductsMatchSingleProcess) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
-  const std::vector<std::string> overrides = {
+  const std::vector<std::string> base = {
       "data.train.samples=98", "training.tail=partial",
       "optimizer={type: sgd, learning_rate: 0.05, momentum: 0.9}"};
-  std::vector<std::string> bf16 = overrides;
-  bf16.push_back("training.bf16_matmul=true");
-  const std::vector<float> single = train_and_get_params(config_with(bf16), *local, 12);
-  const std::vector<float> distributed = train_and_get_params(config_with(bf16), comm, 12);
-  const std::vector<float> fp32 = train_and_get_params(config_with(overrides), *local, 12);
-  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
-  expect_identical_to_rank0(comm, distributed);
-  EXPECT_GT(max_abs_diff(single, fp32), 1e-3f);  // the bf16 operands are in force
+  // The dense model, and a convnet whose second convolution (8 channels) oneDNN takes in bf16.
+  const std::vector<std::vector<std::string>> models = {
+      {},
+      {"data.train.features=64", "model.input=[8, 8, 1]",
+       "model.layers=[{type: conv2d, filters: 8, kernel_size: 3, padding: same, activation: "
+       "relu}, {type: conv2d, filters: 8, kernel_size: 3, padding: same, activation: relu}, "
+       "{type: flatten}, {type: dense, units: 10, activation: softmax}]"}};
+  for (const auto& model : models) {
+    std::vector<std::string> fp32 = base;
+    fp32.insert(fp32.end(), model.begin(), model.end());
+    std::vector<std::string> bf16 = fp32;
+    bf16.push_back("training.bf16_matmul=true");
+    const std::vector<float> single = train_and_get_params(config_with(bf16), *local, 12);
+    const std::vector<float> distributed = train_and_get_params(config_with(bf16), comm, 12);
+    EXPECT_LE(max_abs_diff(distributed, single), 1e-5f) << model.size();
+    expect_identical_to_rank0(comm, distributed);
+    // The bf16 operands are in force.
+    EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(fp32), *local, 12)), 1e-3f);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),

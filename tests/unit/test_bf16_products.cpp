@@ -12,6 +12,8 @@
 
 #include "backend/backend.h"
 #include "backend/bf16_products.h"
+#include "backend/window2d.h"
+#include "conv_by_definition.h"
 #include "finite_differences.h"
 
 namespace ddp {
@@ -85,10 +87,11 @@ Products reference(const std::vector<float>& x, const std::vector<float>& w,
 }
 
 // Largest difference, relative to the largest reference value.
-double relative_diff(const std::vector<float>& got, const std::vector<float>& want) {
+template <typename Want>
+double relative_diff(const std::vector<float>& got, const std::vector<Want>& want) {
   double diff = 0, scale = 0;
   for (size_t i = 0; i < got.size(); ++i) {
-    diff = std::max(diff, std::fabs(double(got[i]) - want[i]));
+    diff = std::max(diff, std::fabs(double(got[i]) - double(want[i])));
     scale = std::max(scale, std::fabs(double(want[i])));
   }
   return diff / scale;
@@ -206,6 +209,43 @@ TEST(Bf16Backend, DenseLayerWithBf16Products) {
   for (int64_t r = 0; r < kBatch; ++r)
     for (int64_t c = 0; c < kOut; ++c) want_db[c] += dz[r * kOut + c];
   EXPECT_LT(relative_diff(db, want_db), 1e-5);
+}
+
+// Convolutions of 8 or more channels multiply bf16 operands on oneDNN where the CPU has bf16 units:
+// forward, input and weight gradients (added to with accumulate) against the definition over the
+// rounded operands; the bias gradient sums the fp32 output gradient.
+TEST(Bf16Backend, ConvolutionsMultiplyBf16Operands) {
+  if (!cpu::native_bf16_products())
+    GTEST_SKIP() << "convolutions stay fp32 without bf16 units ("
+                 << cpu::bf16_products_description() << ")";
+  auto backend = make_cpu_backend(false, 1, MatmulPrecision::kBf16);
+  EXPECT_NE(backend->name().find("oneDNN convolutions (bf16"), std::string::npos)
+      << backend->name();
+  const int64_t batch = 3, filters = 24;
+  const Window2d win = Window2d::make(9, 7, 16, 3, 3, 1, 1, true);  // Winograd's shape in fp32
+  const auto x = random_vector(batch * 9 * 7 * 16, 1), w = random_vector(filters * 9 * 16, 2),
+             b = random_vector(filters, 3),
+             dz = random_vector(batch * win.out_pixels() * filters, 4);
+  const ConvReference want = by_definition(rounded(x), rounded(w), b, rounded(dz), win, batch,
+                                           filters),
+                      plain = by_definition(x, w, b, dz, win, batch, filters);
+  std::vector<float> y(dz.size()), dy = dz, dx(x.size()), dw(w.size()), db(filters);
+  ASSERT_TRUE(backend->conv2d_forward(x.data(), w.data(), b.data(), y.data(), batch, win, filters,
+                                      Activation::kLinear));
+  ASSERT_TRUE(backend->conv2d_backward(x.data(), w.data(), y.data(), dy.data(), dx.data(),
+                                       dw.data(), db.data(), batch, win, filters,
+                                       Activation::kLinear, false));
+  EXPECT_LT(relative_diff(y, want.y), 2e-6);
+  EXPECT_LT(relative_diff(dx, want.dx), 2e-6);
+  EXPECT_LT(relative_diff(dw, want.dw), 2e-6);
+  EXPECT_LT(relative_diff(db, plain.db), 1e-6);
+  EXPECT_GT(relative_diff(y, plain.y), 1e-4);  // the rounding is in force
+  EXPECT_GT(relative_diff(dw, plain.dw), 1e-4);
+  ASSERT_TRUE(backend->conv2d_backward(x.data(), w.data(), y.data(), dy.data(), nullptr, dw.data(),
+                                       db.data(), batch, win, filters, Activation::kLinear, true));
+  std::vector<double> twice = want.dw;
+  for (double& v : twice) v *= 2;
+  EXPECT_LT(relative_diff(dw, twice), 2e-6);
 }
 
 }  // namespace
