@@ -79,7 +79,7 @@ class Torch:
         the fastest eager optimizer and torch.compile, each with matmul precision "medium" and
         with autocast."""
         if bf16:
-            return self.bf16_variants(compiled)
+            return self.bf16_variants(compiled, channels_last)
         impls = ["default", "foreach"] + (["fused"] if self.caps["fused"] else [])
         if not eager_defaults:
             impls = [self.best_eager()]
@@ -99,14 +99,17 @@ class Torch:
             out[f"{self.label} compile+{self.best_eager()}"] = (best + ["--compile", "--ftz"], {})
         return out
 
-    def bf16_variants(self, compiled):
+    def bf16_variants(self, compiled, channels_last):
         if not self.caps.get("bf16"):
             return {}
-        forms = [""] + (["compile+"] if compiled and self.caps["compile"] else [])
+        forms = {"": []}
+        if channels_last:
+            forms["channels-last "] = ["--channels-last"]
+        if compiled and self.caps["compile"]:
+            forms["compile+"] = ["--compile"]
         return {f"{self.label} {form}{self.best_eager()} bf16 {mode}":
-                (["--opt", self.best_eager(), "--bf16", mode, "--ftz"] +
-                 (["--compile"] if form else []), {})
-                for form in forms for mode in ("medium", "autocast")}
+                (["--opt", self.best_eager(), "--bf16", mode, "--ftz", *flags], {})
+                for form, flags in forms.items() for mode in ("medium", "autocast")}
 
     def run(self, flags, env, *args, threads=1):
         return run_json([self.python, self.script(), *flags, *args], threads, env)
@@ -139,6 +142,8 @@ def main():
                    help=f"comma-separated subset of {', '.join(GROUPS + EXTRA_GROUPS)}")
     p.add_argument("--two-core", default="w2,w3",
                    help="comma-separated workloads of the 2core rows (default: w2,w3)")
+    p.add_argument("--bf16", default="w2,w3,w4",
+                   help="comma-separated workloads of the bf16 rows (default: w2,w3,w4)")
     p.add_argument("--tta-variants", help="comma-separated PyTorch variants for the time-to-"
                    "accuracy rows (default: all), e.g. the fastest of the throughput rows")
     args = p.parse_args()
@@ -236,11 +241,14 @@ def main():
 
     if "bf16" in only:
         # bf16 products, one rank x one thread; ours in fp32 beside them, for the gain.
-        for w, (s, wu, batch) in {"w2": (steps(600), 1000, 128), "w3": (steps(40), 5, 64)}.items():
+        shapes = {"w2": (steps(600), steps(300), 1000, 128), "w3": (steps(40), steps(30), 5, 64),
+                  "w4": (steps(100), steps(100), 10, 64)}
+        for w in args.bf16.split(","):
+            s, torch_steps, wu, batch = shapes[w]
             row(f"{w}_bf16", {"ours": lambda w=w, s=s, wu=wu: ours(w, 1, s, wu, [BF16]),
                               "ours fp32": lambda w=w, s=s, wu=wu: ours(w, 1, s, wu),
-                              **torch_runners(w, 1, 1, batch, s if w == "w3" else steps(300), wu,
-                                              bf16=True)})
+                              **torch_runners(w, 1, 1, batch, torch_steps, wu, bf16=True,
+                                              channels_last=w == "w4")})
 
     print(save(final=True))
 

@@ -178,7 +178,7 @@ def render(r):
                 line(w.upper(), f"wall s to {target}, the same, ours 1 rank x 2 threads",
                      f"{w}_tta", "seconds", "<= 0.5x", ours_key=OURS_THREADS, lower=True,
                      fmt=lambda x: f"{x:.1f}")
-    for w in ("w2", "w3"):  # compare_pytorch.py --only bf16
+    for w in ("w2", "w3", "w4"):  # compare_pytorch.py --only bf16
         if f"{w}_bf16" in rows:
             line(w.upper(), "samples/s, 1 x 1, bf16 products on both sides (ours "
                  "training.bf16_matmul; PyTorch matmul precision medium or autocast)",
