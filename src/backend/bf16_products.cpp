@@ -191,27 +191,39 @@ void Bf16Products::input_grad(const float* dy, const float* w, float* dx, int64_
   multiply({dy16, out, false}, {w16, in, false}, dx, batch, in, out, false);
 }
 
+const uint16_t* Bf16Products::convert_transposed(const float* from, int64_t rows, int64_t cols,
+                                                 std::vector<uint16_t>& to) {
+  const auto count = static_cast<size_t>(rows * cols);
+  if (to.size() < count) to.resize(count);
+  constexpr int64_t kBlock = 64;  // a block's rows and columns stay in L1 both ways
+  for (int64_t c0 = 0; c0 < cols; c0 += kBlock)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < std::min(cols, c0 + kBlock); ++c)
+        to[static_cast<size_t>(c * rows + r)] = to_bf16(from[r * cols + c]);
+  return to.data();
+}
+
 void Bf16Products::weight_grad(const float* dy, const float* x, int64_t batch, int64_t in,
                                int64_t out, int64_t first_row, int64_t end_row,
                                const BlockConsumer& consume) {
-  const uint16_t* dy16 = convert(dy, static_cast<size_t>(batch * out), batch_a_);
+  const uint16_t* dy_t = convert_transposed(dy, batch, out, batch_a_);
   const uint16_t* x16 = convert(x, static_cast<size_t>(batch * in), batch_b_);
   const int64_t step = block_rows(in);
   float* const block =
       scratch(block_, static_cast<size_t>(std::min(step, end_row - first_row) * in));
   for (int64_t first = first_row; first < end_row; first += step) {
     const int64_t rows = std::min(step, end_row - first);
-    // dy's columns [first, first + rows), transposed: (rows, batch), read in place.
-    multiply({dy16 + first, out, true}, {x16, in, false}, block, rows, in, batch, false);
+    // Rows [first, first + rows) of dy^T: (rows, batch).
+    multiply({dy_t + first * batch, batch, false}, {x16, in, false}, block, rows, in, batch, false);
     consume(first, rows, block);
   }
 }
 
 void Bf16Products::weight_grad(const float* dy, const float* x, float* into, int64_t batch,
                                int64_t in, int64_t out, bool accumulate) {
-  const uint16_t* dy16 = convert(dy, static_cast<size_t>(batch * out), batch_a_);
+  const uint16_t* dy_t = convert_transposed(dy, batch, out, batch_a_);
   const uint16_t* x16 = convert(x, static_cast<size_t>(batch * in), batch_b_);
-  multiply({dy16, out, true}, {x16, in, false}, into, out, in, batch, accumulate);
+  multiply({dy_t, batch, false}, {x16, in, false}, into, out, in, batch, accumulate);
 }
 
 }  // namespace ddp::cpu

@@ -89,6 +89,11 @@ class Bf16Products {
 
  private:
   const uint16_t* convert(const float* from, size_t count, std::vector<uint16_t>& to);
+  // from (rows, cols) as its transpose (cols, rows): the weight gradient's dy^T, which oneDNN
+  // multiplies on its AMX kernels only as a plain row-major operand (read through a transposed
+  // view it took a generic kernel: 4.0 against 1.4 ms for a 2048 x 2048 x 64 weight gradient).
+  const uint16_t* convert_transposed(const float* from, int64_t rows, int64_t cols,
+                                     std::vector<uint16_t>& to);
   // c (m, n) = op(a) op(b) (+ c when accumulate).
   void multiply(const Operand& a, const Operand& b, float* c, int64_t m, int64_t n, int64_t k,
                 bool accumulate);
