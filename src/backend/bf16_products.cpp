@@ -51,7 +51,8 @@ dnnl::memory::desc operand(int64_t rows, int64_t cols, int64_t ld, bool transpos
 }
 #endif
 
-// Rows [first, end) of a block of `rows` at a time, a few hundred KB of fp32 each.
+// The weight gradient's rows per block handed to the update: ~256 KB of fp32, whole AMX tiles of
+// rows (16).
 int64_t block_rows(int64_t in) {
   constexpr int64_t kBlockFloats = 64 * 1024;
   return std::max<int64_t>(16, kBlockFloats / std::max<int64_t>(in, 1) / 16 * 16);
