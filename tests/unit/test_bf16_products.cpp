@@ -201,8 +201,10 @@ TEST(Bf16Backend, DenseLayerWithBf16Products) {
   for (int64_t r = 0; r < kBatch; ++r)
     for (int64_t c = 0; c < kOut; ++c)
       want.y[r * kOut + c] = std::tanh(want.y[r * kOut + c] + b[c]);
-  EXPECT_LT(relative_diff(y, want.y), 2e-6);
-  EXPECT_LT(relative_diff(dx, want.dx), 2e-5);  // through tanh's gradient of y
+  // The fp32 kernels' sums of 1000 terms where the CPU widens the operands (4.4e-6 seen), oneDNN's
+  // elsewhere; dx through tanh's gradient of y.
+  EXPECT_LT(relative_diff(y, want.y), 2e-5);
+  EXPECT_LT(relative_diff(dx, want.dx), 2e-5);
   EXPECT_LT(relative_diff(dw, want.dw), 2e-5);
   EXPECT_LT(relative_diff(blocks, want.dw), 2e-5);
   std::vector<float> want_db(kOut, 0.0f);
