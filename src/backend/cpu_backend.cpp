@@ -161,7 +161,8 @@ class CpuBackend final : public ComputeBackend {
   // convolution]); few input channels: the direct kernels (Note [direct convolution]); many:
   // oneDNN (Note [oneDNN convolutions]); otherwise, and for a direct convolution's input gradient,
   // the caller runs im2col + GEMM. With bf16 products oneDNN's bf16 convolution takes those of 8
-  // or more channels, Winograd's shapes included (Note [bf16 products]); few-channel ones stay fp32.
+  // or more channels, Winograd's shapes included (Note [bf16 products]); few-channel ones stay
+  // fp32.
   bool conv2d_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                       const Window2d& win, int64_t filters, Activation act) override {
     const bool winograd = cpu::winograd_conv_applies(win, filters) && !bf16_convolutions(win);
