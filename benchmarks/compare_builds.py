@@ -62,6 +62,8 @@ def main():
     p.add_argument("--cluster", action="append", default=[],
                    help="netns_cluster.sh options, e.g. \"--hosts 2 --slots 1 --rate 1gbit\"")
     p.add_argument("--workloads", default="W2,W3", help="comma-separated: W2, W3, W4")
+    p.add_argument("--ranks", default="1,2",
+                   help="comma-separated rank counts on this host (without --cluster)")
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--steps", action="append", default=[], metavar="WORKLOAD=N",
                    help="N timed steps (a tenth as many warm-up, at least 2) for a workload whose "
@@ -87,7 +89,7 @@ def main():
         steps = int(count)
         workloads[name] = (workloads[name][0],
                            ["--warmup", str(max(2, steps // 10)), "--steps", str(steps)])
-    settings = a.cluster or [1, 2]
+    settings = a.cluster or [int(r) for r in a.ranks.split(",")]
     samples, rss, paths = {}, {}, {}
     labels = list(builds)
     for order in round_orders(len(labels), a.reps):  # no build always after the same one
@@ -102,6 +104,7 @@ def main():
     commit = provenance.commit()
     flags = ([f"--build {b}" for b in a.build] + [f"--set {s}" for s in a.set] +
              [f'--cluster "{c}"' for c in a.cluster] + [f"--workloads {a.workloads}"] +
+             ([f"--ranks {a.ranks}"] if not a.cluster and a.ranks != "1,2" else []) +
              [f"--steps {s}" for s in a.steps])
     lines = [f"Command: `benchmarks/compare_builds.py {' '.join(flags)} --reps {a.reps}`", "",
              f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} from a checkout at commit {commit} "

@@ -58,6 +58,107 @@ int64_t block_rows(int64_t in) {
   return std::max<int64_t>(16, kBlockFloats / std::max<int64_t>(in, 1) / 16 * 16);
 }
 
+// The columns of a forward's or an input gradient's piece (Note [bf16 products]): a forward's 256
+// weight rows (W3: 1 MB of bf16) stay in L2 from their conversion to their product. Pieces of 64
+// columns cost W3 ~7% at one thread; whole products, with two, ran 1.6x slower (one run each:
+// benchmarks/results/xeon/bf16_products_on_threads.md).
+constexpr int64_t kPieceColumns = 256;
+
+// Floats converted by one thread where the team shares a batch-sized operand.
+constexpr int64_t kConvertPiece = 16 * 1024;
+
+// piece(thread, begin, count) for [0, total) cut into pieces of `size`, the team's threads taking
+// contiguous shares of the pieces; one piece runs on the calling thread without waking the team.
+template <typename Piece>
+void in_pieces(ThreadTeam& team, int64_t total, int64_t size, const Piece& piece) {
+  const int64_t pieces = (total + size - 1) / size;
+  if (pieces <= 1) {
+    if (total > 0) piece(0, int64_t{0}, total);
+    return;
+  }
+  team.run([&](int t) {
+    const auto [first, end] = ThreadTeam::share(pieces, 1, t, team.size());
+    for (int64_t p = first; p < end; ++p) piece(t, p * size, std::min(size, total - p * size));
+  });
+}
+
+#ifdef DDP_HAVE_DNNL
+// One thread's oneDNN matmuls: its stream, the primitives it has made and its scratch memory.
+class OneDnnMatmul {
+ public:
+  void multiply(const Bf16Products::Product& p) {
+    thread_local const bool one_thread = (omp_set_num_threads(1), true);
+    (void)one_thread;
+    const auto a_desc = operand(p.m, p.k, p.a.ld, p.a.transposed, dt::bf16);
+    const auto b_desc = operand(p.k, p.n, p.b.ld, p.b.transposed, dt::bf16);
+    const auto c_desc = operand(p.m, p.n, p.ldc, false, dt::f32);
+    try {
+      const Key key{p.a.transposed, p.b.transposed, p.m,   p.n,         p.k,
+                    p.a.ld,         p.b.ld,         p.ldc, p.accumulate};
+      auto found = primitives_.find(key);
+      if (found == primitives_.end()) {
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        if (p.accumulate) {
+          dnnl::post_ops sum;
+          sum.append_sum(1.0f);
+          attr.set_post_ops(sum);
+        }
+        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_desc, b_desc, c_desc), attr,
+                                              engine_);
+        found =
+            primitives_.emplace(key, Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size()})
+                .first;
+      }
+      const Primitive& primitive = found->second;
+      if (scratch_.size() < primitive.scratch_bytes) scratch_.resize(primitive.scratch_bytes);
+      dnnl::memory scratchpad({{static_cast<int64_t>(primitive.scratch_bytes)}, dt::u8, {1}},
+                              engine_, scratch_.data());
+      dnnl::memory src(a_desc, engine_, const_cast<uint16_t*>(p.a.data));
+      dnnl::memory weights(b_desc, engine_, const_cast<uint16_t*>(p.b.data));
+      dnnl::memory dst(c_desc, engine_, p.c);
+      primitive.matmul.execute(stream_, {{DNNL_ARG_SRC, src},
+                                         {DNNL_ARG_WEIGHTS, weights},
+                                         {DNNL_ARG_DST, dst},
+                                         {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      stream_.wait();
+    } catch (const dnnl::error& e) {
+      throw RuntimeError("oneDNN bf16 matmul (" + std::to_string(p.m) + " x " +
+                         std::to_string(p.n) + " x " + std::to_string(p.k) + "): " + e.what());
+    }
+  }
+
+ private:
+  // (transpose_a, transpose_b, m, n, k, lda, ldb, ldc, accumulate)
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+  struct Primitive {
+    dnnl::matmul matmul;
+    size_t scratch_bytes;
+  };
+  dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream_{engine_};
+  std::map<Key, Primitive> primitives_;
+  // oneDNN's scratch memory (the weights repacked for the tiles), kept: allocated by the library
+  // on each call, its pages were faulted in and zeroed every time.
+  std::vector<char> scratch_;
+};
+
+void convert_rounding(bool native, const float* from, uint16_t* to, size_t count) {
+  native ? convert_natively(from, to, count) : convert_portably(from, to, count);
+}
+#else
+class OneDnnMatmul {
+ public:
+  void multiply(const Bf16Products::Product&) {
+    throw RuntimeError("bf16 products: built without oneDNN");
+  }
+};
+
+void convert_rounding(bool, const float* from, uint16_t* to, size_t count) {
+  convert_portably(from, to, count);
+}
+#endif
+
 }  // namespace
 
 #ifdef DDP_HAVE_DNNL
@@ -69,100 +170,47 @@ std::string bf16_products_description() {
   return has_isa(dnnl::cpu_isa::avx512_core_amx) ? "bf16 operands, oneDNN matmul on AMX tiles"
                                                  : "bf16 operands, oneDNN matmul on AVX512-BF16";
 }
-
-struct Bf16Products::Native {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::stream stream{engine};
-  // (transpose_a, transpose_b, m, n, k, lda, ldb, accumulate)
-  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
-  struct Primitive {
-    dnnl::matmul matmul;
-    size_t scratch_bytes;
-  };
-  std::map<Key, Primitive> primitives;
-  // oneDNN's scratch memory (the weights repacked for the tiles: megabytes), kept: allocated by
-  // the library on each call, its pages were faulted in and zeroed every time.
-  std::vector<char> scratch;
-
-  void multiply(const Operand& a, const Operand& b, float* c, int64_t m, int64_t n, int64_t k,
-                bool accumulate) {
-    thread_local const bool one_thread = (omp_set_num_threads(1), true);
-    (void)one_thread;
-    const auto a_desc = operand(m, k, a.ld, a.transposed, dt::bf16);
-    const auto b_desc = operand(k, n, b.ld, b.transposed, dt::bf16);
-    const auto c_desc = operand(m, n, n, false, dt::f32);
-    try {
-      const Key key{a.transposed, b.transposed, m, n, k, a.ld, b.ld, accumulate};
-      auto found = primitives.find(key);
-      if (found == primitives.end()) {
-        dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        if (accumulate) {
-          dnnl::post_ops sum;
-          sum.append_sum(1.0f);
-          attr.set_post_ops(sum);
-        }
-        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_desc, b_desc, c_desc), attr,
-                                              engine);
-        found =
-            primitives.emplace(key, Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size()})
-                .first;
-      }
-      const Primitive& primitive = found->second;
-      if (scratch.size() < primitive.scratch_bytes) scratch.resize(primitive.scratch_bytes);
-      dnnl::memory scratchpad({{static_cast<int64_t>(primitive.scratch_bytes)}, dt::u8, {1}},
-                              engine, scratch.data());
-      dnnl::memory src(a_desc, engine, const_cast<uint16_t*>(a.data));
-      dnnl::memory weights(b_desc, engine, const_cast<uint16_t*>(b.data));
-      dnnl::memory dst(c_desc, engine, c);
-      primitive.matmul.execute(stream, {{DNNL_ARG_SRC, src},
-                                        {DNNL_ARG_WEIGHTS, weights},
-                                        {DNNL_ARG_DST, dst},
-                                        {DNNL_ARG_SCRATCHPAD, scratchpad}});
-      stream.wait();
-    } catch (const dnnl::error& e) {
-      throw RuntimeError("oneDNN bf16 matmul (" + std::to_string(m) + " x " + std::to_string(n) +
-                         " x " + std::to_string(k) + "): " + e.what());
-    }
-  }
-};
 #else
 bool native_bf16_products() { return false; }
 
 std::string bf16_products_description() {
   return "bf16 operands widened for the fp32 kernels (built without oneDNN)";
 }
-
-struct Bf16Products::Native {
-  void multiply(const Operand&, const Operand&, float*, int64_t, int64_t, int64_t, bool) {
-    throw RuntimeError("bf16 products: built without oneDNN");
-  }
-};
 #endif
 
-Bf16Products::Bf16Products(Fp32Gemm fp32_gemm, bool native) : fp32_gemm_(fp32_gemm) {
+struct Bf16Products::Lane {
+  std::unique_ptr<OneDnnMatmul> onednn;  // null: the operands are widened for fp32_gemm
+  std::vector<uint16_t> dy_t;            // a block's columns of dy, transposed
+  std::vector<float> widened_a, widened_b, product, block;
+};
+
+Bf16Products::Bf16Products(Fp32Gemm fp32_gemm, bool native)
+    : fp32_gemm_(fp32_gemm), native_(native) {
   if (native && !native_bf16_products())
     throw RuntimeError("bf16 products: this CPU has no bf16 units for oneDNN");
-  if (native) native_ = std::make_unique<Native>();
 }
 
 Bf16Products::~Bf16Products() = default;
 
-const uint16_t* Bf16Products::convert(const float* from, size_t count, std::vector<uint16_t>& to) {
-  if (to.size() < count) to.resize(count);
-#ifdef DDP_HAVE_DNNL
-  if (native_) {
-    convert_natively(from, to.data(), count);
-    return to.data();
+void Bf16Products::prepare_lanes(const ThreadTeam& team) {
+  while (static_cast<int>(lanes_.size()) < team.size()) {
+    auto lane = std::make_unique<Lane>();
+    if (native_) lane->onednn = std::make_unique<OneDnnMatmul>();
+    lanes_.push_back(std::move(lane));
   }
-#endif
-  convert_portably(from, to.data(), count);
+}
+
+const uint16_t* Bf16Products::convert(ThreadTeam& team, const float* from, size_t count,
+                                      std::vector<uint16_t>& to) {
+  if (to.size() < count) to.resize(count);
+  in_pieces(team, static_cast<int64_t>(count), kConvertPiece, [&](int, int64_t first, int64_t n) {
+    convert_rounding(native_, from + first, to.data() + first, static_cast<size_t>(n));
+  });
   return to.data();
 }
 
-void Bf16Products::multiply(const Operand& a, const Operand& b, float* c, int64_t m, int64_t n,
-                            int64_t k, bool accumulate) {
-  if (native_) return native_->multiply(a, b, c, m, n, k, accumulate);
+void Bf16Products::multiply(Lane& lane, const Product& p) {
+  if (lane.onednn) return lane.onednn->multiply(p);
   // Each operand widened as it is stored (the transposed one too), for fp32_gemm's layouts.
   const auto widen = [](const Operand& x, int64_t rows, int64_t cols, std::vector<float>& buffer) {
     if (x.transposed) std::swap(rows, cols);  // as stored
@@ -171,60 +219,100 @@ void Bf16Products::multiply(const Operand& a, const Operand& b, float* c, int64_
       for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = from_bf16(x.data[r * x.ld + c]);
     return out;
   };
-  const float* wide_a = widen(a, m, k, widened_a_);
-  const float* wide_b = widen(b, k, n, widened_b_);
-  fp32_gemm_(a.transposed, b.transposed, m, n, k, wide_a, wide_b, c, accumulate);
+  const float* wide_a = widen(p.a, p.m, p.k, lane.widened_a);
+  const float* wide_b = widen(p.b, p.k, p.n, lane.widened_b);
+  if (p.ldc == p.n)
+    return fp32_gemm_(p.a.transposed, p.b.transposed, p.m, p.n, p.k, wide_a, wide_b, p.c,
+                      p.accumulate);
+  float* const product = scratch(lane.product, static_cast<size_t>(p.m * p.n));
+  fp32_gemm_(p.a.transposed, p.b.transposed, p.m, p.n, p.k, wide_a, wide_b, product, false);
+  for (int64_t r = 0; r < p.m; ++r)
+    for (int64_t c = 0; c < p.n; ++c)
+      p.c[r * p.ldc + c] = (p.accumulate ? p.c[r * p.ldc + c] : 0.0f) + product[r * p.n + c];
 }
 
-void Bf16Products::forward(const float* x, const float* w, float* y, int64_t batch, int64_t in,
-                           int64_t out) {
-  const uint16_t* x16 = convert(x, static_cast<size_t>(batch * in), batch_a_);
-  const uint16_t* w16 = convert(w, static_cast<size_t>(out * in), weights_[w]);
-  multiply({x16, in, false}, {w16, in, true}, y, batch, out, in, false);
+void Bf16Products::forward(ThreadTeam& team, const float* x, const float* w, float* y,
+                           int64_t batch, int64_t in, int64_t out) {
+  prepare_lanes(team);
+  const uint16_t* x16 = convert(team, x, static_cast<size_t>(batch * in), batch_operand_);
+  std::vector<uint16_t>& copy = weights_[w];
+  if (copy.size() < static_cast<size_t>(out * in)) copy.resize(static_cast<size_t>(out * in));
+  // A piece's weight rows are converted by the thread that multiplies them, in its cache.
+  in_pieces(team, out, kPieceColumns, [&](int t, int64_t first, int64_t columns) {
+    uint16_t* const rows = copy.data() + first * in;
+    convert_rounding(native_, w + first * in, rows, static_cast<size_t>(columns * in));
+    multiply(*lanes_[t], {.a = {x16, in, false},
+                          .b = {rows, in, true},
+                          .c = y + first,
+                          .ldc = out,
+                          .m = batch,
+                          .n = columns,
+                          .k = in,
+                          .accumulate = false});
+  });
 }
 
-void Bf16Products::input_grad(const float* dy, const float* w, float* dx, int64_t batch, int64_t in,
-                              int64_t out) {
+void Bf16Products::input_grad(ThreadTeam& team, const float* dy, const float* w, float* dx,
+                              int64_t batch, int64_t in, int64_t out) {
+  prepare_lanes(team);
   const auto count = static_cast<size_t>(out * in);
   std::vector<uint16_t>& copy = weights_[w];
-  const uint16_t* w16 = copy.size() >= count ? copy.data() : convert(w, count, copy);
-  const uint16_t* dy16 = convert(dy, static_cast<size_t>(batch * out), batch_a_);
-  multiply({dy16, out, false}, {w16, in, false}, dx, batch, in, out, false);
+  const uint16_t* w16 = copy.size() >= count ? copy.data() : convert(team, w, count, copy);
+  const uint16_t* dy16 = convert(team, dy, static_cast<size_t>(batch * out), batch_operand_);
+  in_pieces(team, in, kPieceColumns, [&](int t, int64_t first, int64_t columns) {
+    multiply(*lanes_[t], {.a = {dy16, out, false},
+                          .b = {w16 + first, in, false},
+                          .c = dx + first,
+                          .ldc = in,
+                          .m = batch,
+                          .n = columns,
+                          .k = out,
+                          .accumulate = false});
+  });
 }
 
-const uint16_t* Bf16Products::convert_transposed(const float* from, int64_t rows, int64_t cols,
-                                                 std::vector<uint16_t>& to) {
-  const auto count = static_cast<size_t>(rows * cols);
-  if (to.size() < count) to.resize(count);
+void Bf16Products::weight_grad_rows(Lane& lane, const float* dy, const uint16_t* x16, float* into,
+                                    int64_t ldc, int64_t batch, int64_t in, int64_t out,
+                                    int64_t first, int64_t rows, bool accumulate) {
+  if (lane.dy_t.size() < static_cast<size_t>(rows * batch))
+    lane.dy_t.resize(static_cast<size_t>(rows * batch));
+  uint16_t* const dy_t = lane.dy_t.data();
   constexpr int64_t kBlock = 64;  // a block's rows and columns stay in L1 both ways
-  for (int64_t c0 = 0; c0 < cols; c0 += kBlock)
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = c0; c < std::min(cols, c0 + kBlock); ++c)
-        to[static_cast<size_t>(c * rows + r)] = to_bf16(from[r * cols + c]);
-  return to.data();
+  for (int64_t c0 = 0; c0 < rows; c0 += kBlock)
+    for (int64_t r = 0; r < batch; ++r)
+      for (int64_t c = c0; c < std::min(rows, c0 + kBlock); ++c)
+        dy_t[c * batch + r] = to_bf16(dy[r * out + first + c]);
+  multiply(lane, {.a = {dy_t, batch, false},
+                  .b = {x16, in, false},
+                  .c = into,
+                  .ldc = ldc,
+                  .m = rows,
+                  .n = in,
+                  .k = batch,
+                  .accumulate = accumulate});
 }
 
-void Bf16Products::weight_grad(const float* dy, const float* x, int64_t batch, int64_t in,
-                               int64_t out, int64_t first_row, int64_t end_row,
+void Bf16Products::weight_grad(ThreadTeam& team, const float* dy, const float* x, int64_t batch,
+                               int64_t in, int64_t out, int64_t first_row, int64_t end_row,
                                const BlockConsumer& consume) {
-  const uint16_t* dy_t = convert_transposed(dy, batch, out, batch_a_);
-  const uint16_t* x16 = convert(x, static_cast<size_t>(batch * in), batch_b_);
-  const int64_t step = block_rows(in);
-  float* const block =
-      scratch(block_, static_cast<size_t>(std::min(step, end_row - first_row) * in));
-  for (int64_t first = first_row; first < end_row; first += step) {
-    const int64_t rows = std::min(step, end_row - first);
-    // Rows [first, first + rows) of dy^T: (rows, batch).
-    multiply({dy_t + first * batch, batch, false}, {x16, in, false}, block, rows, in, batch, false);
-    consume(first, rows, block);
-  }
+  prepare_lanes(team);
+  const uint16_t* x16 = convert(team, x, static_cast<size_t>(batch * in), batch_operand_);
+  in_pieces(team, end_row - first_row, block_rows(in), [&](int t, int64_t first, int64_t rows) {
+    Lane& lane = *lanes_[t];
+    float* const block = scratch(lane.block, static_cast<size_t>(rows * in));
+    weight_grad_rows(lane, dy, x16, block, in, batch, in, out, first_row + first, rows, false);
+    consume(first_row + first, rows, block);
+  });
 }
 
-void Bf16Products::weight_grad(const float* dy, const float* x, float* into, int64_t batch,
-                               int64_t in, int64_t out, bool accumulate) {
-  const uint16_t* dy_t = convert_transposed(dy, batch, out, batch_a_);
-  const uint16_t* x16 = convert(x, static_cast<size_t>(batch * in), batch_b_);
-  multiply({dy_t, batch, false}, {x16, in, false}, into, out, in, batch, accumulate);
+void Bf16Products::weight_grad(ThreadTeam& team, const float* dy, const float* x, float* into,
+                               int64_t batch, int64_t in, int64_t out, bool accumulate) {
+  prepare_lanes(team);
+  const uint16_t* x16 = convert(team, x, static_cast<size_t>(batch * in), batch_operand_);
+  in_pieces(team, out, block_rows(in), [&](int t, int64_t first, int64_t rows) {
+    weight_grad_rows(*lanes_[t], dy, x16, into + first * in, in, batch, in, out, first, rows,
+                     accumulate);
+  });
 }
 
 }  // namespace ddp::cpu

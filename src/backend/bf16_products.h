@@ -16,8 +16,14 @@
 //
 // A weight matrix is converted once a step: forward keeps its bf16 copy for the input gradient,
 // which reads the weights as the forward did (backward updates a layer's weights only after its
-// input gradient). The copies take half the weights' memory. The products run on the rank's
-// calling thread.
+// input gradient). The copies take half the weights' memory.
+//
+// Threads (Note [threads per rank]): each product is cut into pieces whose bounds depend only on
+// its shape (forward: 256 output columns, which are 256 weight rows to convert; input gradient:
+// 256 columns of dx; weight gradient: the blocks of rows handed to the update), and the rank's
+// threads take shares of the pieces, each piece one oneDNN call on one thread. A piece's call is
+// the same whichever thread makes it, so the bits do not depend on the team's size; every thread
+// converts the weight rows it multiplies, while they are in its cache.
 
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +33,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "core/thread_team.h"
 
 namespace ddp::cpu {
 
@@ -67,18 +75,20 @@ class Bf16Products {
   Bf16Products& operator=(const Bf16Products&) = delete;
 
   // y (batch, out) = x (batch, in) w^T, w (out, in); keeps w's copy for input_grad.
-  void forward(const float* x, const float* w, float* y, int64_t batch, int64_t in, int64_t out);
+  void forward(ThreadTeam& team, const float* x, const float* w, float* y, int64_t batch,
+               int64_t in, int64_t out);
   // dx (batch, in) = dy (batch, out) w, w as the last forward read it.
-  void input_grad(const float* dy, const float* w, float* dx, int64_t batch, int64_t in,
-                  int64_t out);
+  void input_grad(ThreadTeam& team, const float* dy, const float* w, float* dx, int64_t batch,
+                  int64_t in, int64_t out);
   // Rows [first_row, end_row) of dw (out, in) = dy^T x, handed to `consume` a block of rows at a
-  // time (a few hundred KB, so that an update finds them in cache): consume(first, rows, block).
-  // With `into` instead, the rows are written (or added, with accumulate) there, rows `in` apart.
+  // time (a few hundred KB, so that an update finds them in cache): consume(first, rows, block),
+  // from several threads at once with a team (different rows). With `into` instead, the rows are
+  // written (or added, with accumulate) there, rows `in` apart.
   using BlockConsumer = std::function<void(int64_t first, int64_t rows, const float* block)>;
-  void weight_grad(const float* dy, const float* x, int64_t batch, int64_t in, int64_t out,
-                   int64_t first_row, int64_t end_row, const BlockConsumer& consume);
-  void weight_grad(const float* dy, const float* x, float* into, int64_t batch, int64_t in,
-                   int64_t out, bool accumulate);
+  void weight_grad(ThreadTeam& team, const float* dy, const float* x, int64_t batch, int64_t in,
+                   int64_t out, int64_t first_row, int64_t end_row, const BlockConsumer& consume);
+  void weight_grad(ThreadTeam& team, const float* dy, const float* x, float* into, int64_t batch,
+                   int64_t in, int64_t out, bool accumulate);
 
   // op(X) of a product: X's bf16 copy, row-major with rows `ld` apart, used as X^T if transposed.
   struct Operand {
@@ -86,24 +96,34 @@ class Bf16Products {
     int64_t ld;
     bool transposed;
   };
+  // C (m, n), rows `ld` apart, = op(A) op(B) (+ C when accumulate).
+  struct Product {
+    Operand a, b;
+    float* c;
+    int64_t ldc, m, n, k;
+    bool accumulate;
+  };
 
  private:
-  const uint16_t* convert(const float* from, size_t count, std::vector<uint16_t>& to);
-  // from (rows, cols) as its transpose (cols, rows): the weight gradient's dy^T, which oneDNN
-  // multiplies on its AMX kernels only as a plain row-major operand (read through a transposed
-  // view it took a generic kernel: 4.0 against 1.4 ms for a 2048 x 2048 x 64 weight gradient).
-  const uint16_t* convert_transposed(const float* from, int64_t rows, int64_t cols,
-                                     std::vector<uint16_t>& to);
-  // c (m, n) = op(a) op(b) (+ c when accumulate).
-  void multiply(const Operand& a, const Operand& b, float* c, int64_t m, int64_t n, int64_t k,
-                bool accumulate);
+  struct Lane;                                 // one thread's oneDNN stream, primitives and buffers
+  void prepare_lanes(const ThreadTeam& team);  // one per thread
+  // The batch-sized operand `from` (count floats) into to, the team sharing the work.
+  const uint16_t* convert(ThreadTeam& team, const float* from, size_t count,
+                          std::vector<uint16_t>& to);
+  void multiply(Lane& lane, const Product& product);
+  // Rows [first, first + rows) of the weight gradient (into, rows `ldc` apart): dy's columns
+  // converted as a row-major block of dy^T on the lane, which oneDNN multiplies on its AMX kernels
+  // (read through a transposed view it took a generic kernel: 4.0 against 1.4 ms for a 2048 x 2048
+  // x 64 weight gradient).
+  void weight_grad_rows(Lane& lane, const float* dy, const uint16_t* x16, float* into, int64_t ldc,
+                        int64_t batch, int64_t in, int64_t out, int64_t first, int64_t rows,
+                        bool accumulate);
 
   Fp32Gemm fp32_gemm_;
+  bool native_;
   std::map<const float*, std::vector<uint16_t>> weights_;  // each weight matrix's copy
-  std::vector<uint16_t> batch_a_, batch_b_;                // the batch-sized operands'
-  std::vector<float> widened_a_, widened_b_, block_;
-  struct Native;  // oneDNN's engine, stream and primitives
-  std::unique_ptr<Native> native_;
+  std::vector<uint16_t> batch_operand_;                    // x, or dy (shared by the lanes)
+  std::vector<std::unique_ptr<Lane>> lanes_;               // one per thread of the team
 };
 
 }  // namespace ddp::cpu

@@ -52,9 +52,7 @@ class CpuBackend final : public ComputeBackend {
     gemm += convolutions_.bf16() ? ", oneDNN convolutions (bf16 from 8 channels)"
                                  : ", oneDNN convolutions";
 #endif
-    if (team_.size() > 1)  // Note [bf16 products]: those run on the rank's calling thread
-      gemm += (bf16_ ? ", bf16 products on one of " : ", dense layers on ") +
-              std::to_string(team_.size()) + " threads";
+    if (team_.size() > 1) gemm += ", dense layers on " + std::to_string(team_.size()) + " threads";
     return "cpu (" + gemm + (flush_denormals_ ? ", denormals flushed to zero)" : ")");
   }
   MemoryKind memory() const override { return MemoryKind::kHost; }

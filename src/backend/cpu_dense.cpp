@@ -191,7 +191,7 @@ std::string gemm_description(bool bf16) {
 void dense_forward(const DenseContext& dense, const float* x, const float* w, const float* b,
                    float* y, int64_t batch, int64_t in, int64_t out, Activation act) {
   if (dense.bf16) {
-    dense.bf16->forward(x, w, y, batch, in, out);
+    dense.bf16->forward(dense.team, x, w, y, batch, in, out);
     return bias_activate(y, b, y, batch, out, 0, out, act);
   }
   if (!shared_by_team(dense, false, true, batch, out, in)) {
@@ -220,7 +220,7 @@ void dense_input_grad(const DenseContext& dense, const float* w, const float* y,
   // (W3, 1 rank x 2 threads: 1.10x the samples/s of shares of the batch's rows, which each read
   // all of w); otherwise shares of the batch's rows, each transposing only its rows of dy (W2:
   // column shares measured ~3% slower).
-  if (dense.bf16) return dense.bf16->input_grad(dy, w, dx, batch, in, out);
+  if (dense.bf16) return dense.bf16->input_grad(dense.team, dy, w, dx, batch, in, out);
   if (!shared_by_team(dense, false, false, batch, in, out))
     return fp32_gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
   ThreadTeam& team = dense.team;
@@ -253,7 +253,7 @@ void weight_grad_blocks(const DenseContext& dense, const float* x, const float* 
                         const GradBlockConsumer& consume) {
   if (dense.bf16)
     return dense.bf16->weight_grad(
-        dy, x, batch, in, out, first_row, end_row,
+        dense.team, dy, x, batch, in, out, first_row, end_row,
         [&consume, in](int64_t first, int64_t rows, const float* block) {
           consume({.first_row = first, .rows = rows, .first_col = 0, .cols = in, .data = block});
         });
@@ -313,7 +313,7 @@ void dense_backward(const DenseContext& dense, const float* x, const float* w, c
             stream_copy(dw + (block.first_row + r) * in + block.first_col,
                         block.data + r * block.cols, static_cast<size_t>(block.cols));
         }});
-  if (dense.bf16) return dense.bf16->weight_grad(dy, x, dw, batch, in, out, accumulate);
+  if (dense.bf16) return dense.bf16->weight_grad(dense.team, dy, x, dw, batch, in, out, accumulate);
   fp32_gemm(true, false, out, in, batch, dy, x, dw, accumulate);
 }
 

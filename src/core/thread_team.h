@@ -4,8 +4,9 @@
 // (CpuBackend), the way one process of PyTorch uses several cores: one rank per socket or node,
 // instead of one per core, sums no gradients between the cores of a rank. Each thread computes
 // whole output elements with the same kernels as one thread would, so results do not depend on
-// the team's size (tested). Only the tiled kernels' products are split: OpenBLAS's run on one
-// thread (cpu_dense.cpp, shared_by_team). The calling thread works too; the others wait between
+// the team's size (tested). Only the tiled kernels' products and bf16 products (in pieces of a
+// size fixed by the shape, Note [bf16 products]) are split: OpenBLAS's run on one thread
+// (cpu_dense.cpp, shared_by_team). The calling thread works too; the others wait between
 // products, polling briefly, then on a condition variable.
 
 #include <atomic>

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -13,6 +14,7 @@
 #include "backend/backend.h"
 #include "backend/bf16_products.h"
 #include "backend/window2d.h"
+#include "core/thread_team.h"
 #include "conv_by_definition.h"
 #include "finite_differences.h"
 
@@ -65,9 +67,10 @@ std::vector<float> rounded(const std::vector<float>& values) {
   return out;
 }
 
-// The three products of a layer: batch 37, 1000 inputs (the weight gradient in blocks of 64 rows:
-// 64, 64 and 22 of the 150 outputs).
-constexpr int64_t kBatch = 37, kIn = 1000, kOut = 150;
+// The three products of a layer: batch 37, 1000 inputs, 600 outputs (the forward in pieces of
+// 256, 256 and 88 columns, the input gradient in 3 x 256 and 232, the weight gradient in blocks of
+// 64 rows, the last of 24).
+constexpr int64_t kBatch = 37, kIn = 1000, kOut = 600;
 
 struct Products {
   std::vector<float> y, dx, dw;
@@ -107,24 +110,25 @@ class Bf16Paths : public ::testing::TestWithParam<bool> {
 };
 
 TEST_P(Bf16Paths, ProductsOfTheRoundedOperandsSummedInFp32) {
+  ThreadTeam team(1);
   Bf16Products products(naive_gemm, GetParam());
   const auto x = random_vector(kBatch * kIn, 1), w = random_vector(kOut * kIn, 2),
              dy = random_vector(kBatch * kOut, 3);
   Products got{std::vector<float>(kBatch * kOut), std::vector<float>(kBatch * kIn, 9.0f),
                std::vector<float>(kOut * kIn)};
-  products.forward(x.data(), w.data(), got.y.data(), kBatch, kIn, kOut);
-  products.input_grad(dy.data(), w.data(), got.dx.data(), kBatch, kIn, kOut);
+  products.forward(team, x.data(), w.data(), got.y.data(), kBatch, kIn, kOut);
+  products.input_grad(team, dy.data(), w.data(), got.dx.data(), kBatch, kIn, kOut);
   // Rows 3 to 149 in blocks, each where it belongs; rows 0-2 untouched.
   std::vector<float> blocks(kOut * kIn, -7.0f);
   int64_t next = 3;
-  products.weight_grad(dy.data(), x.data(), kBatch, kIn, kOut, 3, kOut,
+  products.weight_grad(team, dy.data(), x.data(), kBatch, kIn, kOut, 3, kOut,
                        [&](int64_t first, int64_t rows, const float* block) {
                          EXPECT_EQ(first, next);  // in order, each row once
                          next = first + rows;
                          std::copy_n(block, rows * kIn, blocks.begin() + first * kIn);
                        });
   EXPECT_EQ(next, kOut);
-  products.weight_grad(dy.data(), x.data(), got.dw.data(), kBatch, kIn, kOut, false);
+  products.weight_grad(team, dy.data(), x.data(), got.dw.data(), kBatch, kIn, kOut, false);
 
   const Products want = reference(x, w, dy, true), unrounded = reference(x, w, dy, false);
   const char* names[] = {"y", "dx", "dw"};
@@ -144,7 +148,7 @@ TEST_P(Bf16Paths, ProductsOfTheRoundedOperandsSummedInFp32) {
 
   // accumulate adds the product to what is there.
   std::vector<float> sum = random_vector(kOut * kIn, 4), want_sum = sum;
-  products.weight_grad(dy.data(), x.data(), sum.data(), kBatch, kIn, kOut, true);
+  products.weight_grad(team, dy.data(), x.data(), sum.data(), kBatch, kIn, kOut, true);
   for (size_t i = 0; i < want_sum.size(); ++i) want_sum[i] += want.dw[i];
   EXPECT_LT(relative_diff(sum, want_sum), 2e-6);
 }
@@ -156,18 +160,56 @@ TEST_P(Bf16Paths, InputGradientReadsTheWeightsOfTheForward) {
   const auto x = random_vector(kBatch * kIn, 1), dy = random_vector(kBatch * kOut, 3);
   std::vector<float> w = random_vector(kOut * kIn, 2), y(kBatch * kOut), dx(kBatch * kIn),
                      fresh_dx(kBatch * kIn);
+  ThreadTeam team(1);
   Bf16Products products(naive_gemm, GetParam());
-  products.forward(x.data(), w.data(), y.data(), kBatch, kIn, kOut);
+  products.forward(team, x.data(), w.data(), y.data(), kBatch, kIn, kOut);
   const std::vector<float> forward_w = w;
   for (float& v : w) v *= 3;
-  products.input_grad(dy.data(), w.data(), dx.data(), kBatch, kIn, kOut);
+  products.input_grad(team, dy.data(), w.data(), dx.data(), kBatch, kIn, kOut);
   Bf16Products without_forward(naive_gemm, GetParam());
-  without_forward.input_grad(dy.data(), forward_w.data(), fresh_dx.data(), kBatch, kIn, kOut);
+  without_forward.input_grad(team, dy.data(), forward_w.data(), fresh_dx.data(), kBatch, kIn, kOut);
   EXPECT_EQ(dx, fresh_dx);
   EXPECT_LT(relative_diff(dx, reference(x, forward_w, dy, true).dx), 2e-6);
   // The next forward reads the weights anew.
-  products.forward(x.data(), w.data(), y.data(), kBatch, kIn, kOut);
+  products.forward(team, x.data(), w.data(), y.data(), kBatch, kIn, kOut);
   EXPECT_LT(relative_diff(y, reference(x, w, dy, true).y), 2e-6);
+}
+
+// A rank's threads share each product's pieces (Note [bf16 products]): three threads give one
+// thread's bits, the weight gradient's blocks handed over from several threads at once.
+TEST_P(Bf16Paths, ThreadsShareThePiecesAndGiveOneThreadsBits) {
+  const auto x = random_vector(kBatch * kIn, 1), w = random_vector(kOut * kIn, 2),
+             dy = random_vector(kBatch * kOut, 3), start = random_vector(kOut * kIn, 4);
+  const auto run = [&](int threads) {
+    ThreadTeam team(threads);
+    Bf16Products products(naive_gemm, GetParam());
+    Products got{std::vector<float>(kBatch * kOut), std::vector<float>(kBatch * kIn), start};
+    std::vector<float> blocks(kOut * kIn, -7.0f);
+    std::atomic<int64_t> rows_handed{0};
+    products.forward(team, x.data(), w.data(), got.y.data(), kBatch, kIn, kOut);
+    products.input_grad(team, dy.data(), w.data(), got.dx.data(), kBatch, kIn, kOut);
+    products.weight_grad(team, dy.data(), x.data(), kBatch, kIn, kOut, 5, kOut,
+                         [&](int64_t first, int64_t rows, const float* block) {
+                           rows_handed += rows;
+                           std::copy_n(block, rows * kIn, blocks.begin() + first * kIn);
+                         });
+    EXPECT_EQ(rows_handed, kOut - 5);
+    products.weight_grad(team, dy.data(), x.data(), got.dw.data(), kBatch, kIn, kOut, true);
+    return std::make_pair(got, blocks);
+  };
+  const auto [one, one_blocks] = run(1);
+  const auto [three, three_blocks] = run(3);
+  EXPECT_EQ(three.y, one.y);
+  EXPECT_EQ(three.dx, one.dx);
+  EXPECT_EQ(three.dw, one.dw);
+  EXPECT_EQ(three_blocks, one_blocks);
+  // ... and those are the products, every piece where it belongs.
+  const Products want = reference(x, w, dy, true);
+  std::vector<float> want_sum = start;
+  for (size_t i = 0; i < want_sum.size(); ++i) want_sum[i] += want.dw[i];
+  EXPECT_LT(relative_diff(three.y, want.y), 2e-6);
+  EXPECT_LT(relative_diff(three.dx, want.dx), 2e-6);
+  EXPECT_LT(relative_diff(three.dw, want_sum), 2e-6);
 }
 
 INSTANTIATE_TEST_SUITE_P(OneDnnAndWidened, Bf16Paths, ::testing::Values(true, false),

@@ -114,8 +114,9 @@ training: {epochs: 2, global_batch_size: 32}
 const std::vector<std::string> kWideModel = {"data.train.features=64", "model.layers.0.units=1100",
                                              "model.layers.1.units=1000"};
 
-TrainingState train(int threads, const std::vector<std::string>& overrides = {}) {
-  auto backend = make_cpu_backend(true, threads);
+TrainingState train(int threads, const std::vector<std::string>& overrides = {},
+                    MatmulPrecision precision = MatmulPrecision::kFloat32) {
+  auto backend = make_cpu_backend(true, threads, precision);
   auto comm = make_local_communicator();
   const Config c = config(overrides);
   Trainer trainer(c, *comm, *backend, load_dataset(c.train_data, 0), std::nullopt);
@@ -146,6 +147,21 @@ TEST(ThreadsPerRank, TrainTheSameBitsAsOneThreadWithWeightsTooLargeForCache) {
   const TrainingState one = train(1, kWideModel);
   for (int threads : {2, 3}) {
     const TrainingState many = train(threads, kWideModel);
+    EXPECT_EQ(many.completed_steps, 16);
+    EXPECT_EQ(many.params, one.params) << threads << " threads";
+  }
+}
+
+// bf16 products split into pieces fixed by the shape (Note [bf16 products]): the wide model's
+// layers in 5 and 4 pieces, its weight gradients in blocks handed to the update from each thread.
+TEST(ThreadsPerRank, TrainTheSameBitsAsOneThreadWithBf16Products) {
+  std::vector<std::string> overrides = kWideModel;
+  overrides.push_back("training.bf16_matmul=true");
+  const TrainingState one = train(1, overrides, MatmulPrecision::kBf16),
+                      fp32 = train(1, kWideModel);
+  EXPECT_NE(one.params, fp32.params);  // the products did round their operands
+  for (int threads : {2, 3}) {
+    const TrainingState many = train(threads, overrides, MatmulPrecision::kBf16);
     EXPECT_EQ(many.completed_steps, 16);
     EXPECT_EQ(many.params, one.params) << threads << " threads";
   }
