@@ -14,8 +14,8 @@
 #include "backend/backend.h"
 #include "backend/bf16_products.h"
 #include "backend/window2d.h"
-#include "core/thread_team.h"
 #include "conv_by_definition.h"
+#include "core/thread_team.h"
 #include "finite_differences.h"
 
 namespace ddp {
