@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <unordered_map>
 
 #ifdef DDP_HAVE_DNNL
 #include <dnnl.hpp>
@@ -89,38 +90,18 @@ class OneDnnMatmul {
   void multiply(const Bf16Products::Product& p) {
     thread_local const bool one_thread = (omp_set_num_threads(1), true);
     (void)one_thread;
-    const auto a_desc = operand(p.m, p.k, p.a.ld, p.a.transposed, dt::bf16);
-    const auto b_desc = operand(p.k, p.n, p.b.ld, p.b.transposed, dt::bf16);
-    const auto c_desc = operand(p.m, p.n, p.ldc, false, dt::f32);
     try {
       const Key key{p.a.transposed, p.b.transposed, p.m,   p.n,         p.k,
                     p.a.ld,         p.b.ld,         p.ldc, p.accumulate};
       auto found = primitives_.find(key);
-      if (found == primitives_.end()) {
-        dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        if (p.accumulate) {
-          dnnl::post_ops sum;
-          sum.append_sum(1.0f);
-          attr.set_post_ops(sum);
-        }
-        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_desc, b_desc, c_desc), attr,
-                                              engine_);
-        found =
-            primitives_.emplace(key, Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size()})
-                .first;
-      }
-      const Primitive& primitive = found->second;
+      if (found == primitives_.end()) found = primitives_.emplace(key, make(p)).first;
+      Primitive& primitive = found->second;
       if (scratch_.size() < primitive.scratch_bytes) scratch_.resize(primitive.scratch_bytes);
-      dnnl::memory scratchpad({{static_cast<int64_t>(primitive.scratch_bytes)}, dt::u8, {1}},
-                              engine_, scratch_.data());
-      dnnl::memory src(a_desc, engine_, const_cast<uint16_t*>(p.a.data));
-      dnnl::memory weights(b_desc, engine_, const_cast<uint16_t*>(p.b.data));
-      dnnl::memory dst(c_desc, engine_, p.c);
-      primitive.matmul.execute(stream_, {{DNNL_ARG_SRC, src},
-                                         {DNNL_ARG_WEIGHTS, weights},
-                                         {DNNL_ARG_DST, dst},
-                                         {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      primitive.args.at(DNNL_ARG_SRC).set_data_handle(const_cast<uint16_t*>(p.a.data));
+      primitive.args.at(DNNL_ARG_WEIGHTS).set_data_handle(const_cast<uint16_t*>(p.b.data));
+      primitive.args.at(DNNL_ARG_DST).set_data_handle(p.c);
+      primitive.args.at(DNNL_ARG_SCRATCHPAD).set_data_handle(scratch_.data());
+      primitive.matmul.execute(stream_, primitive.args);
       stream_.wait();
     } catch (const dnnl::error& e) {
       throw RuntimeError("oneDNN bf16 matmul (" + std::to_string(p.m) + " x " +
@@ -131,10 +112,37 @@ class OneDnnMatmul {
  private:
   // (transpose_a, transpose_b, m, n, k, lda, ldb, ldc, accumulate)
   using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+  // A product's primitive and its arguments, whose memory objects are kept and pointed at each
+  // call's operands (made anew, they and the argument map took a few microseconds a call, W2's
+  // step ~16 calls).
   struct Primitive {
     dnnl::matmul matmul;
     size_t scratch_bytes;
+    std::unordered_map<int, dnnl::memory> args;
   };
+
+  Primitive make(const Bf16Products::Product& p) {
+    const auto a_desc = operand(p.m, p.k, p.a.ld, p.a.transposed, dt::bf16);
+    const auto b_desc = operand(p.k, p.n, p.b.ld, p.b.transposed, dt::bf16);
+    const auto c_desc = operand(p.m, p.n, p.ldc, false, dt::f32);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (p.accumulate) {
+      dnnl::post_ops sum;
+      sum.append_sum(1.0f);
+      attr.set_post_ops(sum);
+    }
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_desc, b_desc, c_desc), attr,
+                                          engine_);
+    const dnnl::memory::desc scratch_desc = pd.scratchpad_desc();
+    return {dnnl::matmul(pd),
+            scratch_desc.get_size(),
+            {{DNNL_ARG_SRC, dnnl::memory(a_desc, engine_, DNNL_MEMORY_NONE)},
+             {DNNL_ARG_WEIGHTS, dnnl::memory(b_desc, engine_, DNNL_MEMORY_NONE)},
+             {DNNL_ARG_DST, dnnl::memory(c_desc, engine_, DNNL_MEMORY_NONE)},
+             {DNNL_ARG_SCRATCHPAD, dnnl::memory(scratch_desc, engine_, DNNL_MEMORY_NONE)}}};
+  }
+
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream_{engine_};
   std::map<Key, Primitive> primitives_;
