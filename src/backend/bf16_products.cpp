@@ -9,8 +9,7 @@
 #ifdef DDP_HAVE_DNNL
 #include <dnnl.hpp>
 
-// libgomp's entry point, as in onednn_conv.cpp: oneDNN runs on the calling thread only.
-extern "C" void omp_set_num_threads(int threads);
+#include "backend/onednn_threads.h"
 #endif
 
 #include "core/error.h"
@@ -68,28 +67,12 @@ constexpr int64_t kPieceColumns = 256;
 // Floats converted by one thread where the team shares a batch-sized operand.
 constexpr int64_t kConvertPiece = 16 * 1024;
 
-// piece(thread, begin, count) for [0, total) cut into pieces of `size`, the team's threads taking
-// contiguous shares of the pieces; one piece runs on the calling thread without waking the team.
-template <typename Piece>
-void in_pieces(ThreadTeam& team, int64_t total, int64_t size, const Piece& piece) {
-  const int64_t pieces = (total + size - 1) / size;
-  if (pieces <= 1) {
-    if (total > 0) piece(0, int64_t{0}, total);
-    return;
-  }
-  team.run([&](int t) {
-    const auto [first, end] = ThreadTeam::share(pieces, 1, t, team.size());
-    for (int64_t p = first; p < end; ++p) piece(t, p * size, std::min(size, total - p * size));
-  });
-}
-
 #ifdef DDP_HAVE_DNNL
 // One thread's oneDNN matmuls: its stream, the primitives it has made and its scratch memory.
 class OneDnnMatmul {
  public:
   void multiply(const Bf16Products::Product& p) {
-    thread_local const bool one_thread = (omp_set_num_threads(1), true);
-    (void)one_thread;
+    onednn_on_this_thread_only();
     try {
       const Key key{p.a.transposed, p.b.transposed, p.m,   p.n,         p.k,
                     p.a.ld,         p.b.ld,         p.ldc, p.accumulate};
@@ -211,7 +194,7 @@ void Bf16Products::prepare_lanes(const ThreadTeam& team) {
 const uint16_t* Bf16Products::convert(ThreadTeam& team, const float* from, size_t count,
                                       std::vector<uint16_t>& to) {
   if (to.size() < count) to.resize(count);
-  in_pieces(team, static_cast<int64_t>(count), kConvertPiece, [&](int, int64_t first, int64_t n) {
+  team.run_pieces(static_cast<int64_t>(count), kConvertPiece, [&](int, int64_t first, int64_t n) {
     convert_rounding(native_, from + first, to.data() + first, static_cast<size_t>(n));
   });
   return to.data();
@@ -246,7 +229,7 @@ void Bf16Products::forward(ThreadTeam& team, const float* x, const float* w, flo
   std::vector<uint16_t>& copy = weights_[w];
   if (copy.size() < static_cast<size_t>(out * in)) copy.resize(static_cast<size_t>(out * in));
   // A piece's weight rows are converted by the thread that multiplies them, in its cache.
-  in_pieces(team, out, kPieceColumns, [&](int t, int64_t first, int64_t columns) {
+  team.run_pieces(out, kPieceColumns, [&](int t, int64_t first, int64_t columns) {
     uint16_t* const rows = copy.data() + first * in;
     convert_rounding(native_, w + first * in, rows, static_cast<size_t>(columns * in));
     multiply(*lanes_[t], {.a = {x16, in, false},
@@ -267,7 +250,7 @@ void Bf16Products::input_grad(ThreadTeam& team, const float* dy, const float* w,
   std::vector<uint16_t>& copy = weights_[w];
   const uint16_t* w16 = copy.size() >= count ? copy.data() : convert(team, w, count, copy);
   const uint16_t* dy16 = convert(team, dy, static_cast<size_t>(batch * out), batch_operand_);
-  in_pieces(team, in, kPieceColumns, [&](int t, int64_t first, int64_t columns) {
+  team.run_pieces(in, kPieceColumns, [&](int t, int64_t first, int64_t columns) {
     multiply(*lanes_[t], {.a = {dy16, out, false},
                           .b = {w16 + first, in, false},
                           .c = dx + first,
@@ -305,7 +288,7 @@ void Bf16Products::weight_grad(ThreadTeam& team, const float* dy, const float* x
                                const BlockConsumer& consume) {
   prepare_lanes(team);
   const uint16_t* x16 = convert(team, x, static_cast<size_t>(batch * in), batch_operand_);
-  in_pieces(team, end_row - first_row, block_rows(in), [&](int t, int64_t first, int64_t rows) {
+  team.run_pieces(end_row - first_row, block_rows(in), [&](int t, int64_t first, int64_t rows) {
     Lane& lane = *lanes_[t];
     float* const block = scratch(lane.block, static_cast<size_t>(rows * in));
     weight_grad_rows(lane, dy, x16, block, in, batch, in, out, first_row + first, rows, false);
@@ -317,7 +300,7 @@ void Bf16Products::weight_grad(ThreadTeam& team, const float* dy, const float* x
                                int64_t batch, int64_t in, int64_t out, bool accumulate) {
   prepare_lanes(team);
   const uint16_t* x16 = convert(team, x, static_cast<size_t>(batch * in), batch_operand_);
-  in_pieces(team, out, block_rows(in), [&](int t, int64_t first, int64_t rows) {
+  team.run_pieces(out, block_rows(in), [&](int t, int64_t first, int64_t rows) {
     weight_grad_rows(*lanes_[t], dy, x16, into + first * in, in, batch, in, out, first, rows,
                      accumulate);
   });

@@ -1,5 +1,5 @@
-// CPU backend: dense layers in cpu_dense.h, convolutions in the kernels named below; plain loops,
-// which the compiler vectorizes, for everything else.
+// CPU backend: dense layers in cpu_dense.h, convolutions in cpu_convolutions.h; plain loops, which
+// the compiler vectorizes, for everything else.
 
 #include <immintrin.h>
 
@@ -14,18 +14,14 @@
 #include "backend/activation_grad.h"
 #include "backend/backend.h"
 #include "backend/cpu_batch_norm.h"
+#include "backend/cpu_convolutions.h"
 #include "backend/cpu_dense.h"
 #include "backend/cpu_losses.h"
 #include "backend/cpu_softmax.h"
 #include "backend/cpu_updates.h"
 #include "backend/cpu_window_ops.h"
-#include "backend/direct_conv.h"
 #include "backend/host_buffers.h"
 #include "backend/host_readback.h"
-#include "backend/winograd_conv.h"
-#ifdef DDP_HAVE_DNNL
-#include "backend/onednn_conv.h"
-#endif
 #include "core/bf16.h"
 #include "core/error.h"
 
@@ -38,21 +34,15 @@ class CpuBackend final : public ComputeBackend {
       : flush_denormals_(flush_denormals),
         team_(threads),
         bf16_(bf16 ? cpu::make_bf16_products() : nullptr),
-        dense_{team_, bf16_.get()}
-#ifdef DDP_HAVE_DNNL
-        ,
-        convolutions_(bf16 && cpu::native_bf16_products())
-#endif
-  {
+        dense_{team_, bf16_.get()},
+        convolutions_(team_, bf16 && cpu::native_bf16_products()) {
     if (flush_denormals) _mm_setcsr(_mm_getcsr() | kFlushToZero | kDenormalsAreZero);
   }
   std::string name() const override {
     std::string gemm = cpu::gemm_description(bf16_ != nullptr);
-#ifdef DDP_HAVE_DNNL
-    gemm += convolutions_.bf16() ? ", oneDNN convolutions (bf16 from 8 channels)"
-                                 : ", oneDNN convolutions";
-#endif
-    if (team_.size() > 1) gemm += ", dense layers on " + std::to_string(team_.size()) + " threads";
+    if (!convolutions_.description().empty()) gemm += ", " + convolutions_.description();
+    if (team_.size() > 1)
+      gemm += ", dense layers and convolutions on " + std::to_string(team_.size()) + " threads";
     return "cpu (" + gemm + (flush_denormals_ ? ", denormals flushed to zero)" : ")");
   }
   MemoryKind memory() const override { return MemoryKind::kHost; }
@@ -155,60 +145,15 @@ class CpuBackend final : public ComputeBackend {
         readback);
   }
 
-  // 3x3 at stride 1 over whole vectors of channels and filters: Winograd (Note [Winograd
-  // convolution]); few input channels: the direct kernels (Note [direct convolution]); many:
-  // oneDNN (Note [oneDNN convolutions]); otherwise, and for a direct convolution's input gradient,
-  // the caller runs im2col + GEMM. With bf16 products oneDNN's bf16 convolution takes those of 8
-  // or more channels, Winograd's shapes included (Note [bf16 products]); few-channel ones stay
-  // fp32.
+  // Note [convolutions on threads].
   bool conv2d_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                       const Window2d& win, int64_t filters, Activation act) override {
-    const bool winograd = cpu::winograd_conv_applies(win, filters) && !bf16_convolutions(win);
-    if (winograd || cpu::direct_conv_applies(win)) {
-      const bool relu = act == Activation::kRelu;
-      if (winograd) {
-        cpu::winograd_conv_forward(x, w, b, y, batch, win, filters, relu, conv_scratch_);
-      } else {
-        cpu::direct_conv_forward(x, w, b, y, batch, win, filters, relu, conv_scratch_);
-      }
-      if (!relu && act != Activation::kLinear)
-        activation_forward(act, y, y, static_cast<size_t>(batch * win.out_pixels() * filters));
-      return true;
-    }
-#ifdef DDP_HAVE_DNNL
-    if (win.channels >= OneDnnConvolutions::kMinChannels) {
-      convolutions_.forward(x, w, b, y, batch, win, filters, act);
-      return true;
-    }
-#endif
-    return false;
+    return convolutions_.forward(x, w, b, y, batch, win, filters, act);
   }
   bool conv2d_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                        float* dw, float* db, int64_t batch, const Window2d& win, int64_t filters,
                        Activation act, bool accumulate) override {
-    const bool winograd = cpu::winograd_conv_applies(win, filters) && !bf16_convolutions(win);
-    const bool direct = !dx && cpu::direct_conv_applies(win);
-#ifdef DDP_HAVE_DNNL
-    const bool onednn = win.channels >= OneDnnConvolutions::kMinChannels;
-#else
-    const bool onednn = false;
-#endif
-    if (!winograd && !direct && !onednn) return false;
-    if (direct) {
-      cpu::direct_conv_weight_grad(x, y, dy, act, dw, db, batch, win, filters, accumulate,
-                                   conv_scratch_);
-      return true;
-    }
-    cpu::activation_grad(act, y, dy, dy, static_cast<size_t>(batch * win.out_pixels() * filters));
-    if (winograd) {
-      cpu::winograd_conv_backward(x, w, dy, dx, dw, db, batch, win, filters, accumulate,
-                                  conv_scratch_);
-      return true;
-    }
-#ifdef DDP_HAVE_DNNL
-    convolutions_.backward(x, w, dy, dx, dw, db, batch, win, filters, accumulate);
-#endif
-    return true;
+    return convolutions_.backward(x, w, y, dy, dx, dw, db, batch, win, filters, act, accumulate);
   }
 
   void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) override {
@@ -217,22 +162,36 @@ class CpuBackend final : public ComputeBackend {
   void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w) override {
     cpu::col2im(cols, dx, batch, w);
   }
+  // Pooling and dropout on the team's shares of the batch: each sample's output is computed alone,
+  // so the shares change no bit.
   void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
-    cpu::max_pool_forward(x, y, batch, w);
+    by_samples(batch, [&](int64_t first, int64_t n) {
+      cpu::max_pool_forward(x + first * in_size(w), y + first * out_size(w), n, w);
+    });
   }
   void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                          const Window2d& w) override {
-    cpu::max_pool_backward(x, y, dy, dx, batch, w);
+    by_samples(batch, [&](int64_t first, int64_t n) {
+      const int64_t in = first * in_size(w), out = first * out_size(w);
+      cpu::max_pool_backward(x + in, y + out, dy + out, dx + in, n, w);
+    });
   }
   void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
-    cpu::avg_pool_forward(x, y, batch, w);
+    by_samples(batch, [&](int64_t first, int64_t n) {
+      cpu::avg_pool_forward(x + first * in_size(w), y + first * out_size(w), n, w);
+    });
   }
   void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w) override {
-    cpu::avg_pool_backward(dy, dx, batch, w);
+    by_samples(batch, [&](int64_t first, int64_t n) {
+      cpu::avg_pool_backward(dy + first * out_size(w), dx + first * in_size(w), n, w);
+    });
   }
   void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
                uint64_t key, int64_t first_row) override {
-    cpu::dropout(in, out, rows, row_size, rate, key, first_row);
+    by_samples(rows, [&](int64_t first, int64_t n) {
+      cpu::dropout(in + first * row_size, out + first * row_size, n, row_size, rate, key,
+                   first_row + first);
+    });
   }
 
   void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
@@ -298,6 +257,15 @@ class CpuBackend final : public ComputeBackend {
     });
   }
 
+  // work(first, count) on the team's shares of a batch's samples.
+  template <typename Work>
+  void by_samples(int64_t batch, const Work& work) {
+    if (team_.size() == 1) return work(0, batch);
+    shares(batch, 1, [&](int64_t begin, int64_t end) { work(begin, end - begin); });
+  }
+  static int64_t in_size(const Window2d& w) { return w.height * w.width * w.channels; }
+  static int64_t out_size(const Window2d& w) { return w.out_pixels() * w.channels; }
+
   // An element-by-element update loop(begin, end) -> non-finite flag over `count` elements, shared
   // by the team's threads (Note [threads per rank]): with more than one rank (or the update after
   // backward) a rank updates its whole or sharded buffer at once. Each element is computed as on
@@ -313,16 +281,6 @@ class CpuBackend final : public ComputeBackend {
     return non_finite.load();
   }
 
-  // Whether oneDNN multiplies this convolution's operands as bf16 (Note [bf16 products]).
-  bool bf16_convolutions(const Window2d& win) const {
-#ifdef DDP_HAVE_DNNL
-    return convolutions_.bf16() && win.channels >= OneDnnConvolutions::kMinChannels;
-#else
-    (void)win;
-    return false;
-#endif
-  }
-
   static constexpr int64_t kCacheLineFloats = 16;
   static constexpr unsigned kFlushToZero = 0x8000;
   static constexpr unsigned kDenormalsAreZero = 0x0040;
@@ -330,12 +288,9 @@ class CpuBackend final : public ComputeBackend {
   ThreadTeam team_;                          // Note [threads per rank]
   std::unique_ptr<cpu::Bf16Products> bf16_;  // Note [bf16 products]; null: fp32
   cpu::DenseContext dense_;
-  std::vector<float> scratch_;       // (cols) exponentials of one row
-  std::vector<float> conv_scratch_;  // direct and Winograd convolutions' weights and tiles
+  std::vector<float> scratch_;      // (cols) exponentials of one row
+  cpu::Convolutions convolutions_;  // Note [convolutions on threads]
   HostReadback readback_;
-#ifdef DDP_HAVE_DNNL
-  OneDnnConvolutions convolutions_;
-#endif
 };
 
 }  // namespace

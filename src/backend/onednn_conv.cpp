@@ -12,11 +12,8 @@
 
 #include "backend/column_sums.h"
 #include "backend/cpu_window_ops.h"
+#include "backend/onednn_threads.h"
 #include "core/error.h"
-
-// The OpenMP runtime's own entry point (libgomp, which oneDNN runs on and the build links):
-// declared here rather than through <omp.h>, which clang's builds (the fuzzers) may not have.
-extern "C" void omp_set_num_threads(int threads);
 
 namespace ddp {
 namespace {
@@ -24,7 +21,10 @@ namespace {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
-// The primitives of one convolution shape and batch size, with their scratch memory.
+// The primitives of one convolution shape and batch size, with their scratch memory. The
+// primitives and reorders are made at their first use and kept: made anew on each call (from
+// oneDNN's own cache) they cost every call again, and a batch shared by a rank's threads is several
+// calls (Note [convolutions on threads]).
 struct Primitives {
   dnnl::convolution_forward::primitive_desc forward;
   dnnl::convolution_backward_data::primitive_desc backward_data;
@@ -34,13 +34,35 @@ struct Primitives {
   std::optional<dnnl::convolution_backward_weights::primitive_desc> backward_weights = {};
   dnnl::memory src = {}, diff_dst = {}, weight_grad_src = {}, weight_grad_diff_dst = {},
                weight_grad = {};
+  std::optional<dnnl::convolution_forward> run_forward = {};
+  std::optional<dnnl::convolution_backward_data> run_backward_data = {};
+  std::optional<dnnl::convolution_backward_weights> run_backward_weights = {};
+  // Into the layouts above: our weights for forward and the input gradient, the bf16 operands.
+  std::optional<dnnl::reorder> to_weight_forward = {}, to_weight_backward = {}, to_src = {},
+                               to_diff_dst = {}, to_weight_grad_src = {},
+                               to_weight_grad_diff_dst = {};
+  // The weight gradient into our layout, written or added to ([accumulate]).
+  std::optional<dnnl::reorder> from_weight_grad[2] = {};
 };
 
-// `from` converted into `to` (its layout and type), or `from` itself where they are the same.
-dnnl::memory& converted(dnnl::memory& from, dnnl::memory& to, dnnl::stream& stream) {
-  if (from.get_desc() == to.get_desc()) return from;
-  dnnl::reorder(from, to).execute(stream, from, to);
+// `from` copied into `to`, in its layout and type, by `reorder`.
+dnnl::memory& reordered(dnnl::memory& from, dnnl::memory& to, std::optional<dnnl::reorder>& reorder,
+                        dnnl::stream& stream) {
+  if (!reorder) reorder.emplace(from, to);
+  reorder->execute(stream, from, to);
   return to;
+}
+
+// `from` converted into `to` (its layout and type), or `from` itself where they are the same.
+dnnl::memory& converted(dnnl::memory& from, dnnl::memory& to, std::optional<dnnl::reorder>& reorder,
+                        dnnl::stream& stream) {
+  return from.get_desc() == to.get_desc() ? from : reordered(from, to, reorder, stream);
+}
+
+template <typename Primitive, typename Desc>
+Primitive& made(std::optional<Primitive>& primitive, const Desc& desc) {
+  if (!primitive) primitive.emplace(desc);
+  return *primitive;
 }
 
 dnnl::algorithm eltwise_of(Activation act) {
@@ -168,27 +190,29 @@ struct OneDnnConvolutions::State {
                         int64_t batch, const Window2d& w, int64_t filters, bool accumulate) {
     dnnl::memory x_f32 = images(x, batch, w.channels, w.height, w.width);
     dnnl::memory dz_f32 = images(dz, batch, filters, w.out_h, w.out_w);
-    dnnl::convolution_backward_weights(*p.backward_weights)
-        .execute(stream, {{DNNL_ARG_SRC, converted(x_f32, p.weight_grad_src, stream)},
-                          {DNNL_ARG_DIFF_DST, converted(dz_f32, p.weight_grad_diff_dst, stream)},
-                          {DNNL_ARG_DIFF_WEIGHTS, p.weight_grad}});
+    made(p.run_backward_weights, *p.backward_weights)
+        .execute(stream,
+                 {{DNNL_ARG_SRC, converted(x_f32, p.weight_grad_src, p.to_weight_grad_src, stream)},
+                  {DNNL_ARG_DIFF_DST,
+                   converted(dz_f32, p.weight_grad_diff_dst, p.to_weight_grad_diff_dst, stream)},
+                  {DNNL_ARG_DIFF_WEIGHTS, p.weight_grad}});
     dnnl::memory plain = plain_weights(dweight, filters, w);
-    dnnl::primitive_attr sum;
-    if (accumulate) {
-      dnnl::post_ops ops;
-      ops.append_sum(1.0f);
-      sum.set_post_ops(ops);
+    std::optional<dnnl::reorder>& into_plain = p.from_weight_grad[accumulate];
+    if (!into_plain) {
+      dnnl::primitive_attr sum;
+      if (accumulate) {
+        dnnl::post_ops ops;
+        ops.append_sum(1.0f);
+        sum.set_post_ops(ops);
+      }
+      into_plain.emplace(dnnl::reorder::primitive_desc(p.weight_grad, plain, sum));
     }
-    dnnl::reorder(dnnl::reorder::primitive_desc(p.weight_grad, plain, sum))
-        .execute(stream, p.weight_grad, plain);
+    into_plain->execute(stream, p.weight_grad, plain);
   }
 };
 
 OneDnnConvolutions::OneDnnConvolutions(bool bf16) : state_(std::make_unique<State>()) {
   state_->bf16 = bf16;
-  // One rank per core: oneDNN's OpenMP parallel regions started from this (the training) thread
-  // run on it alone.
-  omp_set_num_threads(1);
 }
 
 OneDnnConvolutions::~OneDnnConvolutions() = default;
@@ -198,24 +222,27 @@ bool OneDnnConvolutions::bf16() const { return state_->bf16; }
 void OneDnnConvolutions::forward(const float* x, const float* weight, const float* bias, float* y,
                                  int64_t batch, const Window2d& w, int64_t filters,
                                  Activation act) {
+  onednn_on_this_thread_only();
   State& s = *state_;
   Primitives& p = s.get(batch, w, filters, act);
   dnnl::memory plain = s.plain_weights(weight, filters, w);
-  dnnl::reorder(plain, p.weight_forward).execute(s.stream, plain, p.weight_forward);
+  reordered(plain, p.weight_forward, p.to_weight_forward, s.stream);
   dnnl::memory x_f32 = s.images(x, batch, w.channels, w.height, w.width);
-  dnnl::memory& src = s.bf16 ? converted(x_f32, p.src, s.stream) : x_f32;
+  dnnl::memory& src = s.bf16 ? converted(x_f32, p.src, p.to_src, s.stream) : x_f32;
   dnnl::memory b(p.forward.bias_desc(), s.engine, const_cast<float*>(bias));
   dnnl::memory dst(p.forward.dst_desc(), s.engine, y);
-  dnnl::convolution_forward(p.forward).execute(s.stream, {{DNNL_ARG_SRC, src},
-                                                          {DNNL_ARG_WEIGHTS, p.weight_forward},
-                                                          {DNNL_ARG_BIAS, b},
-                                                          {DNNL_ARG_DST, dst}});
+  made(p.run_forward, p.forward)
+      .execute(s.stream, {{DNNL_ARG_SRC, src},
+                          {DNNL_ARG_WEIGHTS, p.weight_forward},
+                          {DNNL_ARG_BIAS, b},
+                          {DNNL_ARG_DST, dst}});
   s.stream.wait();
 }
 
 void OneDnnConvolutions::backward(const float* x, const float* weight, const float* dz, float* dx,
                                   float* dweight, float* dbias, int64_t batch, const Window2d& w,
                                   int64_t filters, bool accumulate) {
+  onednn_on_this_thread_only();
   State& s = *state_;
   // The activation only changes the forward primitive; the input gradient's is shared.
   Primitives& p = s.get(batch, w, filters, Activation::kLinear);
@@ -229,11 +256,12 @@ void OneDnnConvolutions::backward(const float* x, const float* weight, const flo
   cpu::add_column_sums(dz, batch * pixels, filters, filters, dbias);
   if (dx) {
     dnnl::memory plain = s.plain_weights(weight, filters, w);
-    dnnl::reorder(plain, p.weight_backward).execute(s.stream, plain, p.weight_backward);
+    reordered(plain, p.weight_backward, p.to_weight_backward, s.stream);
     dnnl::memory diff_src(p.backward_data.diff_src_desc(), s.engine, dx);
     dnnl::memory dz_f32 = s.images(dz, batch, filters, w.out_h, w.out_w);
-    dnnl::memory& diff_dst = s.bf16 ? converted(dz_f32, p.diff_dst, s.stream) : dz_f32;
-    dnnl::convolution_backward_data(p.backward_data)
+    dnnl::memory& diff_dst =
+        s.bf16 ? converted(dz_f32, p.diff_dst, p.to_diff_dst, s.stream) : dz_f32;
+    made(p.run_backward_data, p.backward_data)
         .execute(s.stream, {{DNNL_ARG_DIFF_DST, diff_dst},
                             {DNNL_ARG_WEIGHTS, p.weight_backward},
                             {DNNL_ARG_DIFF_SRC, diff_src}});

@@ -9,8 +9,9 @@
 // layer at ~38 GFLOP/s on an AMD EPYC (Zen 3, AVX2), where im2col + oneDNN's sgemm on the same
 // product (K = the windows) ran at ~74, and the layer's training pass took 24.8 ms instead of
 // 32.0 (medians of 8 alternated runs, bench_kernels); so it is im2col + dnnl_sgemm, a few samples
-// at a time. oneDNN runs on the calling thread only (one rank per core). Its primitives are built
-// once per shape and batch size and cached. The weights stay in ddp-trainer's (filters, kh, kw,
+// at a time. oneDNN runs on the calling thread only (onednn_threads.h); a rank's threads each
+// call their own instance on their pieces of the batch (Note [convolutions on threads]). Its
+// primitives are built once per shape and batch size and cached. The weights stay in ddp-trainer's (filters, kh, kw,
 // channels) order in the flat buffer; forward and the input gradient reorder them into the
 // layout oneDNN prefers, a few hundred KB, and the weight gradient is computed in that order.
 // With bf16 products (Note [bf16 products]) the input, weights and output gradient are converted

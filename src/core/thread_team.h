@@ -4,11 +4,13 @@
 // (CpuBackend), the way one process of PyTorch uses several cores: one rank per socket or node,
 // instead of one per core, sums no gradients between the cores of a rank. Each thread computes
 // whole output elements with the same kernels as one thread would, so results do not depend on
-// the team's size (tested). Only the tiled kernels' products and bf16 products (in pieces of a
-// size fixed by the shape, Note [bf16 products]) are split: OpenBLAS's run on one thread
-// (cpu_dense.cpp, shared_by_team). The calling thread works too; the others wait between
+// the team's size (tested). Split are the tiled kernels' products, bf16 products (in pieces of a
+// size fixed by the shape, Note [bf16 products]), convolutions (pieces of the batch, Note
+// [convolutions on threads]), pooling, dropout and large updates; OpenBLAS's products run on one
+// thread (cpu_dense.cpp, shared_by_team), as do the loss, batch normalization and activations. The calling thread works too; the others wait between
 // products, polling briefly, then on a condition variable.
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -36,6 +38,22 @@ class ThreadTeam {
   void run(const std::function<void(int thread)>& work);
   // [begin, end) of `count` items for thread t of n: contiguous shares in multiples of `grain`.
   static std::pair<int64_t, int64_t> share(int64_t count, int64_t grain, int t, int n);
+  // piece(thread, begin, count) for [0, total) cut into pieces of `size` (the last one shorter),
+  // the threads taking contiguous shares of the pieces: bounds that do not depend on the team's
+  // size, for work whose bits must not either. One piece runs on the calling thread without
+  // waking the others.
+  template <typename Piece>
+  void run_pieces(int64_t total, int64_t size, const Piece& piece) {
+    const int64_t pieces = (total + size - 1) / size;
+    if (pieces <= 1) {
+      if (total > 0) piece(0, int64_t{0}, total);
+      return;
+    }
+    run([&](int t) {
+      const auto [first, end] = share(pieces, 1, t, this->size());
+      for (int64_t p = first; p < end; ++p) piece(t, p * size, std::min(size, total - p * size));
+    });
+  }
 
  private:
   void serve(int thread);

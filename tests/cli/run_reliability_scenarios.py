@@ -83,11 +83,12 @@ class Scenarios:
                                 "--config", self.seed], capture_output=True, text=True, env=env,
                                timeout=LIMIT_S, stdin=subprocess.DEVNULL)
         assert slots.returncode != 0 and "not enough slots" in slots.stderr, slots.stderr
-        # --threads N: the rank's dense products on N threads (Note [threads per rank]).
+        # --threads N: the rank's products on N threads (Note [threads per rank]).
         threads = subprocess.run([launcher, "-n", "1", "--threads", "2", "--config", self.seed,
                                   "--run-dir", f"{self.tmp}/threads"], capture_output=True,
                                  text=True, env=env, timeout=LIMIT_S, stdin=subprocess.DEVNULL)
-        assert threads.returncode == 0 and "dense layers on 2 threads" in threads.stdout, \
+        assert (threads.returncode == 0 and
+                "dense layers and convolutions on 2 threads" in threads.stdout), \
             threads.stdout[-2000:] + threads.stderr[-2000:]
         none = subprocess.run([launcher, "--threads", "0", "--config", self.seed],
                               capture_output=True, text=True, env=env, timeout=LIMIT_S,

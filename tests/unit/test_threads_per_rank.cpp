@@ -167,6 +167,33 @@ TEST(ThreadsPerRank, TrainTheSameBitsAsOneThreadWithBf16Products) {
   }
 }
 
+// Note [convolutions on threads]: a convnet whose batch of 40 is 3 pieces (16, 16, 8) of every
+// kernel: the direct kernels (1 channel), Winograd's (16 -> 16, 3x3 at stride 1; where the build
+// has them), oneDNN's (16 channels at stride 2, where built with it), max and average pooling and
+// dropout on the threads' shares of the batch; fp32 and bf16 products.
+TEST(ThreadsPerRank, AConvnetTrainsTheSameBitsAsOneThread) {
+  const std::vector<std::string> convnet = {
+      "data.train.features=256", "model.input=[16, 16, 1]",
+      "model.layers=[{type: conv2d, filters: 16, kernel_size: 3, padding: same, activation: relu},"
+      " {type: conv2d, filters: 16, kernel_size: 3, padding: same, activation: relu},"
+      " {type: max_pooling2d, pool_size: 2},"
+      " {type: conv2d, filters: 8, kernel_size: 3, strides: 2, padding: same, activation: tanh},"
+      " {type: average_pooling2d, pool_size: 2}, {type: flatten}, {type: dropout, rate: 0.25},"
+      " {type: dense, units: 10, activation: softmax}]",
+      "training.global_batch_size=40"};
+  for (const bool bf16 : {false, true}) {
+    std::vector<std::string> overrides = convnet;
+    if (bf16) overrides.push_back("training.bf16_matmul=true");
+    const MatmulPrecision precision = bf16 ? MatmulPrecision::kBf16 : MatmulPrecision::kFloat32;
+    const TrainingState one = train(1, overrides, precision);
+    EXPECT_EQ(one.completed_steps, 12);  // 6 batches of 40 an epoch
+    for (int threads : {2, 3}) {
+      const TrainingState many = train(threads, overrides, precision);
+      EXPECT_EQ(many.params, one.params) << threads << " threads" << (bf16 ? ", bf16" : "");
+    }
+  }
+}
+
 // An update split over threads finds a non-finite gradient in whichever thread's share it lies.
 TEST(ThreadsPerRank, ASplitUpdateFindsANonFiniteGradientInAnyShare) {
   auto backend = make_cpu_backend(true, 3);
@@ -187,7 +214,8 @@ TEST(ThreadsPerRank, ASplitUpdateFindsANonFiniteGradientInAnyShare) {
 }
 
 TEST(ThreadsPerRank, TheBackendSaysHowManyAndTheConfigRefusesNone) {
-  EXPECT_NE(make_cpu_backend(true, 2)->name().find("dense layers on 2 threads"), std::string::npos);
+  EXPECT_NE(make_cpu_backend(true, 2)->name().find("dense layers and convolutions on 2 threads"),
+            std::string::npos);
   EXPECT_EQ(make_cpu_backend(true, 1)->name().find("threads"), std::string::npos);
   EXPECT_EQ(config({"training.threads_per_rank=4"}).training.threads_per_rank, 4);
   try {
