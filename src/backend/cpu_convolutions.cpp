@@ -19,13 +19,7 @@ struct Convolutions::Lane {
 };
 
 Convolutions::Convolutions(ThreadTeam& team, bool bf16) : team_(team), bf16_(bf16) {
-  prepare_lanes();
-}
-
-Convolutions::~Convolutions() = default;
-
-void Convolutions::prepare_lanes() {
-  while (static_cast<int>(lanes_.size()) < team_.size()) {
+  for (int t = 0; t < team.size(); ++t) {
     auto lane = std::make_unique<Lane>();
 #ifdef DDP_HAVE_DNNL
     lane->onednn = std::make_unique<OneDnnConvolutions>(bf16_);
@@ -33,6 +27,8 @@ void Convolutions::prepare_lanes() {
     lanes_.push_back(std::move(lane));
   }
 }
+
+Convolutions::~Convolutions() = default;
 
 std::string Convolutions::description() const {
 #ifdef DDP_HAVE_DNNL
@@ -68,7 +64,6 @@ bool Convolutions::forward(const float* x, const float* w, const float* b, float
                            const Window2d& win, int64_t filters, Activation act) {
   const Kernel kernel = forward_kernel(win, filters);
   if (kernel == Kernel::kNone) return false;
-  prepare_lanes();
   const int64_t in_size = win.height * win.width * win.channels,
                 out_size = win.out_pixels() * filters;
   const bool relu = act == Activation::kRelu;
@@ -102,7 +97,6 @@ bool Convolutions::backward(const float* x, const float* w, const float* y, floa
                             int64_t filters, Activation act, bool accumulate) {
   const Kernel kernel = backward_kernel(win, filters, dx != nullptr);
   if (kernel == Kernel::kNone) return false;
-  prepare_lanes();
   const int64_t in_size = win.height * win.width * win.channels,
                 out_size = win.out_pixels() * filters, weights = filters * win.patch();
   const int64_t pieces = (batch + kPieceSamples - 1) / kPieceSamples;

@@ -52,7 +52,6 @@ class Convolutions {
   Kernel forward_kernel(const Window2d& win, int64_t filters) const;
   Kernel backward_kernel(const Window2d& win, int64_t filters, bool input_grad) const;
   struct Lane;  // one thread's scratch and oneDNN primitives
-  void prepare_lanes();
 
   ThreadTeam& team_;
   bool bf16_;

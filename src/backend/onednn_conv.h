@@ -11,12 +11,13 @@
 // 32.0 (medians of 8 alternated runs, bench_kernels); so it is im2col + dnnl_sgemm, a few samples
 // at a time. oneDNN runs on the calling thread only (onednn_threads.h); a rank's threads each
 // call their own instance on their pieces of the batch (Note [convolutions on threads]). Its
-// primitives are built once per shape and batch size and cached. The weights stay in ddp-trainer's (filters, kh, kw,
-// channels) order in the flat buffer; forward and the input gradient reorder them into the
-// layout oneDNN prefers, a few hundred KB, and the weight gradient is computed in that order.
-// With bf16 products (Note [bf16 products]) the input, weights and output gradient are converted
-// to bf16 in the layouts the primitives choose, the outputs stay fp32, and the weight gradient is
-// oneDNN's bf16 convolution too (on AMX, W4's 32 -> 64 layer's forward ran ~10x its fp32 rate).
+// primitives are built once per shape and batch size and cached. The weights stay in ddp-trainer's
+// (filters, kh, kw, channels) order in the flat buffer; forward and the input gradient reorder them
+// into the layout oneDNN prefers, a few hundred KB, and the weight gradient is computed in that
+// order. With bf16 products (Note [bf16 products]) the input, weights and output gradient are
+// converted to bf16 in the layouts the primitives choose, the outputs stay fp32, and the weight
+// gradient is oneDNN's bf16 convolution too (on AMX, W4's 32 -> 64 layer's forward ran ~10x its
+// fp32 rate).
 
 #include <cstdint>
 #include <memory>
