@@ -88,17 +88,21 @@ class CpuBackend final : public ComputeBackend {
   bool prefers_update_in_backward() const override { return true; }
 
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
-    // ReLU in a loop of its own, which vectorizes (with the switch inside, the loop did not, and
-    // a separate ReLU after W4's first convolution took 5 ms instead of 0.5).
-    if (act == Activation::kRelu) {
-      for (size_t i = 0; i < count; ++i) y[i] = std::max(x[i], 0.0f);
-      return;
-    }
-    for (size_t i = 0; i < count; ++i) y[i] = cpu::activate(act, x[i]);
+    split_elements(count, [&](size_t begin, size_t end) {
+      // ReLU in a loop of its own, which vectorizes (with the switch inside, the loop did not,
+      // and a separate ReLU after W4's first convolution took 5 ms instead of 0.5).
+      if (act == Activation::kRelu) {
+        for (size_t i = begin; i < end; ++i) y[i] = std::max(x[i], 0.0f);
+        return;
+      }
+      for (size_t i = begin; i < end; ++i) y[i] = cpu::activate(act, x[i]);
+    });
   }
   void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                            size_t count) override {
-    cpu::activation_grad(act, y, dy, dx, count);
+    split_elements(count, [&](size_t begin, size_t end) {
+      cpu::activation_grad(act, y + begin, dy + begin, dx + begin, end - begin);
+    });
   }
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) override {
@@ -163,48 +167,67 @@ class CpuBackend final : public ComputeBackend {
     cpu::col2im(cols, dx, batch, w);
   }
   // Pooling and dropout on the team's shares of the batch: each sample's output is computed alone,
-  // so the shares change no bit.
+  // so the shares change no bit (as activations and batch normalization's rows).
   void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
-    by_samples(batch, [&](int64_t first, int64_t n) {
+    by_rows(batch, in_size(w), [&](int64_t first, int64_t n) {
       cpu::max_pool_forward(x + first * in_size(w), y + first * out_size(w), n, w);
     });
   }
   void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                          const Window2d& w) override {
-    by_samples(batch, [&](int64_t first, int64_t n) {
+    by_rows(batch, in_size(w), [&](int64_t first, int64_t n) {
       const int64_t in = first * in_size(w), out = first * out_size(w);
       cpu::max_pool_backward(x + in, y + out, dy + out, dx + in, n, w);
     });
   }
   void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
-    by_samples(batch, [&](int64_t first, int64_t n) {
+    by_rows(batch, in_size(w), [&](int64_t first, int64_t n) {
       cpu::avg_pool_forward(x + first * in_size(w), y + first * out_size(w), n, w);
     });
   }
   void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w) override {
-    by_samples(batch, [&](int64_t first, int64_t n) {
+    by_rows(batch, in_size(w), [&](int64_t first, int64_t n) {
       cpu::avg_pool_backward(dy + first * out_size(w), dx + first * in_size(w), n, w);
     });
   }
   void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
                uint64_t key, int64_t first_row) override {
-    by_samples(rows, [&](int64_t first, int64_t n) {
+    by_rows(rows, row_size, [&](int64_t first, int64_t n) {
       cpu::dropout(in + first * row_size, out + first * row_size, n, row_size, rate, key,
                    first_row + first);
     });
   }
 
+  // The statistics in pieces of rows whose bounds depend only on `rows`, one partial sum a piece,
+  // added in the pieces' order: the same bits on any team (Note [threads per rank]).
   void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
                     int64_t rows, int64_t channels) override {
-    cpu::channel_sums(a, b, shift, host_sums, rows, channels);
+    constexpr int64_t kPieceRows = 4096;
+    const int64_t pieces = (rows + kPieceRows - 1) / kPieceRows;
+    if (pieces <= 1) return cpu::channel_sums(a, b, shift, host_sums, rows, channels);
+    partial_sums_.resize(static_cast<size_t>(pieces * 2 * channels));
+    team_.run_pieces(rows, kPieceRows, [&](int, int64_t first, int64_t count) {
+      cpu::channel_sums(a + first * channels, b + first * channels, shift,
+                        partial_sums_.data() + first / kPieceRows * 2 * channels, count, channels);
+    });
+    for (int64_t i = 0; i < 2 * channels; ++i) {
+      double sum = 0;
+      for (int64_t p = 0; p < pieces; ++p) sum += partial_sums_[p * 2 * channels + i];
+      host_sums[i] = sum;
+    }
   }
   void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
                           int64_t channels) override {
-    cpu::batch_norm_forward(x, y, coeffs, rows, channels);
+    by_rows(rows, channels, [&](int64_t first, int64_t n) {
+      cpu::batch_norm_forward(x + first * channels, y + first * channels, coeffs, n, channels);
+    });
   }
   void batch_norm_backward(const float* dy, const float* x, float* dx, const float* coeffs,
                            int64_t rows, int64_t channels) override {
-    cpu::batch_norm_backward(dy, x, dx, coeffs, rows, channels);
+    by_rows(rows, channels, [&](int64_t first, int64_t n) {
+      const int64_t at = first * channels;
+      cpu::batch_norm_backward(dy + at, x + at, dx + at, coeffs, n, channels);
+    });
   }
 
   bool all_finite(const float* data, size_t count) override {
@@ -257,11 +280,24 @@ class CpuBackend final : public ComputeBackend {
     });
   }
 
-  // work(first, count) on the team's shares of a batch's samples.
+  // Below this many elements, starting and joining the threads costs about what it saves.
+  static constexpr size_t kSplitElements = size_t{1} << 16;
+
+  // work(begin, end) over [0, count) on the team's shares (whole cache lines), or on this thread.
   template <typename Work>
-  void by_samples(int64_t batch, const Work& work) {
-    if (team_.size() == 1) return work(0, batch);
-    shares(batch, 1, [&](int64_t begin, int64_t end) { work(begin, end - begin); });
+  void split_elements(size_t count, const Work& work) {
+    if (team_.size() == 1 || count < kSplitElements) return work(size_t{0}, count);
+    shares(static_cast<int64_t>(count), kCacheLineFloats, [&](int64_t begin, int64_t end) {
+      work(static_cast<size_t>(begin), static_cast<size_t>(end));
+    });
+  }
+
+  // work(first, count) on the team's shares of `rows` rows of `row_size` floats, or on this thread.
+  template <typename Work>
+  void by_rows(int64_t rows, int64_t row_size, const Work& work) {
+    if (team_.size() == 1 || static_cast<size_t>(rows * row_size) < kSplitElements)
+      return work(0, rows);
+    shares(rows, 1, [&](int64_t begin, int64_t end) { work(begin, end - begin); });
   }
   static int64_t in_size(const Window2d& w) { return w.height * w.width * w.channels; }
   static int64_t out_size(const Window2d& w) { return w.out_pixels() * w.channels; }
@@ -272,12 +308,8 @@ class CpuBackend final : public ComputeBackend {
   // one thread. Below kSplitElements, starting and joining the threads costs about what it saves.
   template <typename Loop>
   uint32_t elementwise(size_t count, const Loop& loop) {
-    constexpr size_t kSplitElements = size_t{1} << 16;
-    if (team_.size() == 1 || count < kSplitElements) return loop(0, count);
     std::atomic<uint32_t> non_finite{0};
-    shares(static_cast<int64_t>(count), kCacheLineFloats, [&](int64_t begin, int64_t end) {
-      non_finite.fetch_or(loop(static_cast<size_t>(begin), static_cast<size_t>(end)));
-    });
+    split_elements(count, [&](size_t begin, size_t end) { non_finite.fetch_or(loop(begin, end)); });
     return non_finite.load();
   }
 
@@ -288,8 +320,9 @@ class CpuBackend final : public ComputeBackend {
   ThreadTeam team_;                          // Note [threads per rank]
   std::unique_ptr<cpu::Bf16Products> bf16_;  // Note [bf16 products]; null: fp32
   cpu::DenseContext dense_;
-  std::vector<float> scratch_;      // (cols) exponentials of one row
-  cpu::Convolutions convolutions_;  // Note [convolutions on threads]
+  std::vector<float> scratch_;        // (cols) exponentials of one row
+  cpu::Convolutions convolutions_;    // Note [convolutions on threads]
+  std::vector<double> partial_sums_;  // channel_sums' pieces
   HostReadback readback_;
 };
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "finite_differences.h"
 #include "nn/batch_norm.h"
@@ -146,6 +147,28 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormTest,
                            }
                            return name;
                          });
+
+// The CPU backend sums a batch's statistics in pieces of rows (10,000 rows: 3 pieces of 4,096 and
+// the rest) on a rank's threads (Note [threads per rank]): every row counted once, on any team.
+TEST(BatchNormStatistics, ChannelSumsOverPiecesOfRowsOnAnyTeam) {
+  const int64_t rows = 10000, channels = 5;
+  const std::vector<float> a = random_vector(rows * channels, 1),
+                           b = random_vector(rows * channels, 2),
+                           shift = random_vector(channels, 3);
+  std::vector<double> want(2 * channels, 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < channels; ++c) {
+      want[c] += a[r * channels + c];
+      want[channels + c] += double(a[r * channels + c]) * (double(b[r * channels + c]) - shift[c]);
+    }
+  for (const int threads : {1, 3}) {
+    auto backend = make_cpu_backend(false, threads);
+    std::vector<double> got(2 * channels, -1.0);
+    backend->channel_sums(a.data(), b.data(), shift.data(), got.data(), rows, channels);
+    for (int64_t i = 0; i < 2 * channels; ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-9 * (1 + std::fabs(want[i]))) << i << ", " << threads;
+  }
+}
 
 TEST(BatchNormModel, RunningStatisticsAreNamedBuffersBesideTheParameters) {
   auto backend = make_cpu_backend();

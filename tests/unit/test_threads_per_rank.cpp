@@ -169,12 +169,14 @@ TEST(ThreadsPerRank, TrainTheSameBitsAsOneThreadWithBf16Products) {
 
 // Note [convolutions on threads]: a convnet whose batch of 40 is 3 pieces (16, 16, 8) of every
 // kernel: the direct kernels (1 channel), Winograd's (16 -> 16, 3x3 at stride 1; where the build
-// has them), oneDNN's (16 channels at stride 2, where built with it), max and average pooling and
-// dropout on the threads' shares of the batch; fp32 and bf16 products.
+// has them), oneDNN's (16 channels at stride 2, where built with it); batch normalization (its
+// statistics over 10,240 rows in 3 pieces), a ReLU layer, max and average pooling and dropout on
+// the threads' shares of the batch; fp32 and bf16 products.
 TEST(ThreadsPerRank, AConvnetTrainsTheSameBitsAsOneThread) {
   const std::vector<std::string> convnet = {
       "data.train.features=256", "model.input=[16, 16, 1]",
-      "model.layers=[{type: conv2d, filters: 16, kernel_size: 3, padding: same, activation: relu},"
+      "model.layers=[{type: conv2d, filters: 16, kernel_size: 3, padding: same},"
+      " {type: batch_normalization}, {type: relu},"
       " {type: conv2d, filters: 16, kernel_size: 3, padding: same, activation: relu},"
       " {type: max_pooling2d, pool_size: 2},"
       " {type: conv2d, filters: 8, kernel_size: 3, strides: 2, padding: same, activation: tanh},"
