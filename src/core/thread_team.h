@@ -6,10 +6,11 @@
 // whole output elements (or whole pieces' partial sums, added in a fixed order) with the same
 // kernels as one thread would, so results do not depend on the team's size (tested). Split are the
 // tiled kernels' products, bf16 products (in pieces of a size fixed by the shape, Note [bf16
-// products]), convolutions (pieces of the batch, Note [convolutions on threads]), pooling, dropout
-// and large updates; OpenBLAS's products run on one thread (cpu_dense.cpp, shared_by_team), as do
-// the loss, batch normalization and activations. The calling thread works too; the others wait
-// between products, polling briefly, then on a condition variable.
+// products]), convolutions (pieces of the batch, Note [convolutions on threads]), pooling, dropout,
+// activations, batch normalization (its statistics in pieces of rows) and large updates; OpenBLAS's
+// products run on one thread (cpu_dense.cpp, shared_by_team), as do the loss and softmax. The
+// calling thread works too; the others wait between products, polling briefly, then on a condition
+// variable.
 
 #include <algorithm>
 #include <atomic>
