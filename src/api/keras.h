@@ -125,6 +125,11 @@ struct FitOptions {
   // Called on every rank after each epoch with its record (Keras' on_epoch_end and its logs);
   // returning true on rank 0 stops the fit after this epoch on every rank (model.stop_training).
   std::function<bool(const EpochRecord&)> on_epoch_end = {};
+  // Called on every rank before each training step with its 0-based index in the epoch (Keras'
+  // on_train_batch_begin), and after it with the epoch's running loss and metrics over all ranks
+  // (on_train_batch_end and its logs; a small all-reduce each step while it is set).
+  std::function<void(int64_t)> on_batch_begin = {};
+  std::function<void(const BatchLogs&)> on_batch_end = {};
   // Any other config keys, as --set would give them: {"training.allreduce=mpi", ...}.
   std::vector<std::string> set = {};
 };

@@ -206,14 +206,19 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   const bool lead = comm.rank() == 0 && options.verbose;
   trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
   trainer.set_epoch_observer(options.on_epoch_end);
-  if (options.on_epoch_begin)  // an epoch begins before its first step
-    trainer.set_step_observer([&trainer, begin = options.on_epoch_begin](int64_t done) {
-      if (done % trainer.steps_per_epoch() == 0) begin(done / trainer.steps_per_epoch() + 1);
-    });
+  trainer.set_batch_observer(options.on_batch_end);
+  if (options.on_epoch_begin || options.on_batch_begin)  // an epoch begins before its first step
+    trainer.set_step_observer(
+        [&trainer, begin = options.on_epoch_begin, batch = options.on_batch_begin](int64_t done) {
+          const int64_t in_epoch = done % trainer.steps_per_epoch();
+          if (in_epoch == 0 && begin) begin(done / trainer.steps_per_epoch() + 1);
+          if (batch) batch(in_epoch);
+        });
   fitting_ = true;
   // The observers belong to this fit alone: the trainer outlives it (the next fit continues it).
   const auto end_of_fit = [this](Trainer* t) {
     t->set_epoch_observer({});
+    t->set_batch_observer({});
     t->set_step_observer({});
     fitting_ = false;
   };

@@ -13,8 +13,7 @@
 // collective, and this one in MPI's finalization, for each other. Training releases the GIL.
 // fit() copies the arrays once (float32 features, int32 labels) and moves that copy into the
 // training set, so a fit holds the NumPy arrays plus one copy. A float y is a regression's
-// targets. Callbacks may be Python objects with Keras' on_train_begin, on_epoch_begin,
-// on_epoch_end and on_train_end (add_callbacks).
+// targets. Callbacks may be Python objects with Keras' hooks (python_callbacks.h).
 // The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
 // TrainingError, with the same one-line messages.
 
@@ -32,9 +31,13 @@
 
 #include "api/keras.h"
 #include "core/error.h"
+#include "python_callbacks.h"
 
 namespace py = pybind11;
 namespace keras = ddp::keras;
+using ddp::python::add_callbacks;
+using ddp::python::call_hook;
+using ddp::python::logs_of;
 
 namespace {
 
@@ -109,17 +112,6 @@ FloatArray array_of(const std::vector<float>& values, std::vector<py::ssize_t> s
   return out;
 }
 
-// Keras' logs of one epoch: the loss, the metrics, their val_ values, the learning rate.
-py::dict logs_of(const ddp::EpochRecord& e) {
-  py::dict logs;
-  logs["loss"] = e.loss;
-  for (const ddp::MetricValue& m : e.metrics) logs[py::str(m.name)] = m.value;
-  if (e.val_loss) logs["val_loss"] = *e.val_loss;
-  for (const ddp::MetricValue& m : e.val_metrics) logs[py::str("val_" + m.name)] = m.value;
-  logs["learning_rate"] = e.learning_rate;
-  return logs;
-}
-
 // Keras' History.history: each quantity's value per epoch.
 py::dict history_of(const keras::History& history) {
   py::dict out;
@@ -129,64 +121,6 @@ py::dict history_of(const keras::History& history) {
       out[name].cast<py::list>().append(value);
     }
   return out;
-}
-
-// Keras-style callbacks: the library's (EarlyStopping, ReduceLROnPlateau) go to the config; any
-// object with some of Keras' on_train_begin(logs), on_epoch_begin(epoch, logs),
-// on_epoch_end(epoch, logs) and on_train_end(logs) has them called on every rank (epoch 0-based;
-// on_train_end's logs are the last epoch's), with its `model` attribute set to the model, and
-// model.stop_training = True on rank 0 stops the fit after that epoch. Python objects are held by
-// the caller during the fit, so the C++ side keeps only handles (it may drop them without the
-// GIL). Returns the Python callbacks, for fit() to call on_train_begin and on_train_end.
-const char* const kHooks[] = {"on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end"};
-
-std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::object& model,
-                                      const py::list& callbacks) {
-  std::vector<py::handle> python;
-  for (const py::handle cb : callbacks) {
-    if (py::isinstance<keras::Spec>(cb)) {
-      options.callbacks.push_back(cb.cast<keras::Spec>());
-    } else if (std::any_of(std::begin(kHooks), std::end(kHooks),
-                           [&cb](const char* hook) { return py::hasattr(cb, hook); })) {
-      if (py::hasattr(cb, "set_model"))
-        cb.attr("set_model")(model);
-      else
-        cb.attr("model") = model;
-      python.push_back(cb);
-    } else {
-      throw ddp::ConfigError("fit: callbacks: " + py::repr(cb).cast<std::string>() +
-                             " is neither EarlyStopping nor ReduceLROnPlateau nor an object "
-                             "with on_epoch_end(epoch, logs) or another of Keras' callback "
-                             "methods");
-    }
-  }
-  model.attr("stop_training") = false;
-  const auto with = [&python](const char* hook) {
-    return std::any_of(python.begin(), python.end(),
-                       [hook](py::handle cb) { return py::hasattr(cb, hook); });
-  };
-  const py::handle held = model;
-  if (with("on_epoch_end"))
-    options.on_epoch_end = [held, python](const ddp::EpochRecord& record) {
-      const py::gil_scoped_acquire gil;
-      const py::dict logs = logs_of(record);
-      for (const py::handle cb : python)
-        if (py::hasattr(cb, "on_epoch_end")) cb.attr("on_epoch_end")(record.epoch - 1, logs);
-      return held.attr("stop_training").cast<bool>();
-    };
-  if (with("on_epoch_begin"))
-    options.on_epoch_begin = [python](int64_t epoch) {
-      const py::gil_scoped_acquire gil;
-      for (const py::handle cb : python)
-        if (py::hasattr(cb, "on_epoch_begin")) cb.attr("on_epoch_begin")(epoch - 1, py::dict());
-    };
-  return python;
-}
-
-// Calls `hook`(logs) of each callback that has it.
-void call_hook(const std::vector<py::handle>& callbacks, const char* hook, const py::dict& logs) {
-  for (const py::handle cb : callbacks)
-    if (py::hasattr(cb, hook)) cb.attr(hook)(logs);
 }
 
 py::dict fit(const py::object& model, const py::object& x, const std::optional<py::array>& y,

@@ -29,6 +29,14 @@ struct EpochRecord {
   double learning_rate = 0;  // of the epoch's last step (schedules, Note [reduce on plateau])
 };
 
+// Keras' batch-level logs (on_train_batch_end): the epoch's running means up to and with one
+// training step, over all ranks; the epoch's last step's are its EpochRecord's loss and metrics.
+struct BatchLogs {
+  int64_t batch = 0;  // 0-based within the epoch
+  double loss = 0;
+  std::vector<MetricValue> metrics;
+};
+
 // "Epoch 3/10 - 31/31 steps - loss: 2.2841 - accuracy: 0.1421 - ... - 1234567 samples/s - 0.01s"
 std::string format_epoch_line(const EpochRecord& record);
 

@@ -372,6 +372,7 @@ void Trainer::fit(int64_t stop_after_steps) {
       ++steps_run;
       progress_->update(step_in_epoch_ == 0 ? steps : step_in_epoch_,
                         epoch_sums_[0] / samples_in(epoch_sums_));
+      if (batch_observer_) report_batch();
       if (epoch_ == epoch && policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0)
         checkpoint_now();
     }

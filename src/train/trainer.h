@@ -81,6 +81,11 @@ class Trainer {
   void set_step_observer(std::function<void(int64_t)> observer) {
     step_observer_ = std::move(observer);
   }
+  // Called on every rank after each training step with the epoch's running means (a small
+  // all-reduce of the epoch's sums each step, only while an observer is set).
+  void set_batch_observer(std::function<void(const BatchLogs&)> observer) {
+    batch_observer_ = std::move(observer);
+  }
   // Called on every rank after each epoch's report and callbacks, with its record; when it returns
   // true on rank 0, every rank stops training after this epoch (Keras' model.stop_training; not
   // kept in checkpoints: a resumed run trains its remaining epochs).
@@ -178,6 +183,7 @@ class Trainer {
   void checkpoint_now();
   void verify_replicas();  // check_replicas, at most once per step
   void finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run);
+  void report_batch();  // to batch_observer_, after a step
   // The epoch-end callbacks, in trainer_callbacks.cpp: their monitors checked against the
   // reports; the rate of the step after `completed_steps` (the schedule's, reduced on plateaus);
   // a monitored value as rank 0 has it; the epoch's verdicts (keeping early stopping's best
@@ -233,6 +239,7 @@ class Trainer {
   bool profile_backward_ = false;  // profile_backward()
   std::function<void(int64_t)> step_observer_;
   std::function<bool(const EpochRecord&)> epoch_observer_;
+  std::function<void(const BatchLogs&)> batch_observer_;
   int64_t skipped_in_epoch_ = 0;
   int64_t clipped_in_epoch_ = 0;  // Note [gradient clipping]
   struct PendingVerdict {

@@ -70,6 +70,17 @@ void Trainer::log_epoch(const EpochRecord& record, int64_t steps_run) {
   epoch_start_phases_ = phase_times_;
 }
 
+void Trainer::report_batch() {
+  // As finish_epoch computes the epoch's numbers, so that its last step's logs are the epoch's.
+  std::vector<double> sums = epoch_sums_;
+  comm_.all_reduce_sum(std::span<double>(sums));
+  BatchLogs logs;
+  logs.batch = (step_in_epoch_ == 0 ? steps_per_epoch_ : step_in_epoch_) - 1;
+  logs.loss = sums[0] / samples_in(sums);
+  logs.metrics = metrics_->values(std::span(sums).subspan(1));
+  batch_observer_(logs);
+}
+
 void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run) {
   settle_verdict();  // the epoch's last step's, before its parameters are evaluated
   const auto start = std::chrono::steady_clock::now();

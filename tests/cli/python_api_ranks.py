@@ -101,9 +101,24 @@ def regression(out):
                    "bias": w["layers.0.bias"].tolist(), "x": x.tolist(), "y": y.tolist()}, f)
 
 
-class Recorder:
-    """A Keras-style callback: records each epoch's logs and the order of the calls; rank 0 stops
-    after the second epoch."""
+class KerasLikeCallback:
+    """As keras.callbacks.Callback: batch hooks that do nothing but call Keras 2's names (here
+    also recording that they ran, which they must not: a subclass's own hooks are called)."""
+    def on_train_batch_end(self, batch, logs):
+        self.calls.append(["inherited", batch])
+        self.on_batch_end(batch, logs)
+
+    def on_batch_end(self, batch, logs):
+        pass
+
+
+KerasLikeCallback.__module__ = "keras.src.callbacks.callback"
+
+
+class Recorder(KerasLikeCallback):
+    """A Keras-style callback: records each epoch's logs and the order of the calls, the batches
+    by Keras 3's on_train_batch_begin and Keras 2's on_batch_end; rank 0 stops after the second
+    epoch."""
     def __init__(self, rank):
         self.rank, self.seen, self.calls = rank, [], []
 
@@ -112,6 +127,12 @@ class Recorder:
 
     def on_epoch_begin(self, epoch, logs):
         self.calls.append(["epoch_begin", epoch, logs])
+
+    def on_train_batch_begin(self, batch, logs):
+        self.calls.append(["batch_begin", batch, logs])
+
+    def on_batch_end(self, batch, logs):
+        self.calls.append(["batch_end", batch])
 
     def on_train_end(self, logs):
         self.calls.append(["train_end", logs])
@@ -133,9 +154,19 @@ def callbacks(out):
     model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
     model.summary()  # printed by rank 0 alone
     recorder = Recorder(ddp.rank())
+
+    class BatchLogs:
+        """A plain object with Keras 3's on_train_batch_end: each batch's logs."""
+        logs = []
+
+        def on_train_batch_end(self, batch, logs):
+            self.logs.append([batch, logs])
+    batch_logs = BatchLogs()
     history = model.fit(x, y, epochs=5, verbose=False, validation_data=(xv, yv),
-                        callbacks=[recorder, ddp.EarlyStopping("val_loss", patience=3)])
+                        callbacks=[recorder, ddp.EarlyStopping("val_loss", patience=3),
+                                   batch_logs])
     result = {"history": history, "seen": recorder.seen, "calls": recorder.calls,
+              "batch_logs": batch_logs.logs,
               "same_model": recorder.model is model,
               "last_epoch": [recorder.weights, recorder.predicted],
               "after_fit": [{k: v.tolist() for k, v in model.get_weights().items()},

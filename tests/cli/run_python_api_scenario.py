@@ -9,7 +9,9 @@ a float y is a regression's targets (a linear model finds the least-squares weig
 integer y 0/1 labels (multi-label); class_weight weighs the training loss only, sample_weight
 the training loss and, given with them, the validation and evaluated losses;
 validation_split holds out the last samples, as validation_data of them would; a Python callback
-has Keras' on_train_begin, on_epoch_begin, on_epoch_end and on_train_end called in order, sees
+has Keras' on_train_begin, on_epoch_begin, on_train_batch_begin and _end (or Keras 2's
+on_batch_end, but not Keras' do-nothing base hooks), on_epoch_end and on_train_end called in
+order, sees each batch's running logs over the ranks and
 every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
 on every rank when rank 0 sets model.stop_training;
 summary() prints once.
@@ -177,9 +179,24 @@ class Scenarios:
             r = json.load(open(f"{out}.{rank}"))
             assert len(r["history"]["loss"]) == 2, (rank, r["history"])
             assert [e for e, _ in r["seen"]] == [0, 1], (rank, r["seen"])
-            assert r["calls"] == [["train_begin", {}], ["epoch_begin", 0, {}], ["epoch_end", 0],
-                                  ["epoch_begin", 1, {}], ["epoch_end", 1],
-                                  ["train_end", r["seen"][-1][1]]], (rank, r["calls"])
+            # Each batch's hooks between its epoch's (Keras' do-nothing base hook never runs).
+            steps = sum(call[0] == "batch_end" for call in r["calls"]) // 2
+            assert steps > 1, (rank, r["calls"])
+            batches = [call for b in range(steps) for call in (["batch_begin", b, {}],
+                                                                ["batch_end", b])]
+            assert r["calls"] == [["train_begin", {}], ["epoch_begin", 0, {}], *batches,
+                                  ["epoch_end", 0], ["epoch_begin", 1, {}], *batches,
+                                  ["epoch_end", 1], ["train_end", r["seen"][-1][1]]], \
+                (rank, r["calls"])
+            # on_train_batch_end's logs: the running loss and accuracy over both ranks, the last
+            # batch's the epoch's.
+            assert [b for b, _ in r["batch_logs"]] == list(range(steps)) * 2, r["batch_logs"]
+            for epoch in range(2):
+                last = r["batch_logs"][(epoch + 1) * steps - 1][1]
+                assert sorted(last) == ["accuracy", "loss"], last
+                for k in last:
+                    assert last[k] == r["history"][k][epoch], (rank, k, last, r["history"])
+            assert r["batch_logs"][0][1]["loss"] != r["batch_logs"][steps - 1][1]["loss"]
             for k, values in r["history"].items():
                 assert [logs[k] for _, logs in r["seen"]] == values, (rank, k)
             assert r["same_model"], "the callback's model is not the model"

@@ -1,8 +1,10 @@
 // fit()'s callbacks in a world of one: Keras' EarlyStopping and ReduceLROnPlateau as config
-// callbacks, and on_epoch_end, which sees every epoch's record and can stop the fit.
+// callbacks, on_epoch_end, which sees every epoch's record and can stop the fit, and the batch
+// hooks.
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 #include "api/keras.h"
@@ -99,6 +101,43 @@ TEST(KerasApi, OnEpochEndSeesEachEpochAndCanStopTheFit) {
   EXPECT_EQ(
       model.fit(world_of_one(), arrays_of(data), {.epochs = 2, .verbose = false}).epochs.size(),
       2u);
+}
+
+// on_batch_begin and on_batch_end around each step, in order; the epoch's last step's logs are its
+// record's loss and metrics (the running means computed as the epoch's).
+TEST(KerasApi, OnBatchEndSeesTheEpochsRunningMeans) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  keras::FitOptions options{.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false};
+  std::vector<std::string> calls;
+  std::vector<BatchLogs> logs;
+  options.on_batch_begin = [&](int64_t batch) {
+    calls.push_back("begin " + std::to_string(batch));
+  };
+  options.on_batch_end = [&](const BatchLogs& l) {
+    calls.push_back("end " + std::to_string(l.batch));
+    logs.push_back(l);
+  };
+  options.on_epoch_end = [&](const EpochRecord& record) {
+    calls.push_back("epoch " + std::to_string(record.epoch));
+    return false;
+  };
+  const keras::History history = small_model().fit(world_of_one(), arrays_of(data), options);
+  std::vector<std::string> want;
+  for (int epoch = 1; epoch <= 2; ++epoch) {
+    for (int batch = 0; batch < 4; ++batch)
+      for (const char* call : {"begin ", "end "}) want.push_back(call + std::to_string(batch));
+    want.push_back("epoch " + std::to_string(epoch));
+  }
+  EXPECT_EQ(calls, want);
+  ASSERT_EQ(logs.size(), 8u);
+  for (size_t e = 0; e < 2; ++e) {
+    const BatchLogs& last = logs[e * 4 + 3];
+    EXPECT_EQ(last.loss, history.epochs[e].loss);
+    ASSERT_EQ(last.metrics.size(), 1u);
+    EXPECT_EQ(last.metrics[0].name, "accuracy");
+    EXPECT_EQ(last.metrics[0].value, history.epochs[e].metrics[0].value);
+  }
+  EXPECT_NE(logs[0].loss, logs[3].loss);  // a running mean, not the epoch's from the start
 }
 
 }  // namespace

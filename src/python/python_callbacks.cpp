@@ -1,0 +1,120 @@
+#include "python_callbacks.h"
+
+#include <algorithm>
+#include <iterator>
+#include <string>
+
+#include "core/error.h"
+
+namespace ddp::python {
+namespace {
+
+const char* const kHooks[] = {"on_train_begin", "on_epoch_begin", "on_train_batch_begin",
+                              "on_batch_begin", "on_batch_end",   "on_train_batch_end",
+                              "on_epoch_end",   "on_train_end"};
+
+// Whether `hook` of cb is the caller's: set on the object, or defined by the first class of its
+// MRO that has it outside Keras (keras.callbacks.Callback's hooks do nothing, or call Keras 2's
+// on_batch_* names).
+bool defines(py::handle cb, const char* hook) {
+  if (!py::hasattr(cb, hook)) return false;
+  if (py::hasattr(cb, "__dict__") && cb.attr("__dict__").contains(hook)) return true;
+  for (const py::handle cls : py::type::of(cb).attr("__mro__")) {
+    if (!cls.attr("__dict__").contains(hook)) continue;
+    const std::string module = py::str(cls.attr("__module__"));
+    for (const char* keras : {"keras", "tf_keras", "tensorflow"})
+      if (module == keras || module.rfind(std::string(keras) + ".", 0) == 0) return false;
+    return true;
+  }
+  return true;  // from __getattr__
+}
+
+// Calls the batch hook of each callback that defines one: Keras 3's name, else Keras 2's.
+void call_batch_hook(const std::vector<py::handle>& python, const char* hook, const char* old_name,
+                     int64_t batch, const py::dict& logs) {
+  for (const py::handle cb : python) {
+    if (defines(cb, hook)) {
+      cb.attr(hook)(batch, logs);
+    } else if (defines(cb, old_name)) {
+      cb.attr(old_name)(batch, logs);
+    }
+  }
+}
+
+}  // namespace
+
+py::dict logs_of(const EpochRecord& e) {
+  py::dict logs;
+  logs["loss"] = e.loss;
+  for (const MetricValue& m : e.metrics) logs[py::str(m.name)] = m.value;
+  if (e.val_loss) logs["val_loss"] = *e.val_loss;
+  for (const MetricValue& m : e.val_metrics) logs[py::str("val_" + m.name)] = m.value;
+  logs["learning_rate"] = e.learning_rate;
+  return logs;
+}
+
+std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::object& model,
+                                      const py::list& callbacks) {
+  std::vector<py::handle> python;
+  for (const py::handle cb : callbacks) {
+    if (py::isinstance<keras::Spec>(cb)) {
+      options.callbacks.push_back(cb.cast<keras::Spec>());
+    } else if (std::any_of(std::begin(kHooks), std::end(kHooks),
+                           [&cb](const char* hook) { return py::hasattr(cb, hook); })) {
+      if (py::hasattr(cb, "set_model"))
+        cb.attr("set_model")(model);
+      else
+        cb.attr("model") = model;
+      python.push_back(cb);
+    } else {
+      throw ConfigError("fit: callbacks: " + py::repr(cb).cast<std::string>() +
+                        " is neither EarlyStopping nor ReduceLROnPlateau nor an object with "
+                        "on_epoch_end(epoch, logs) or another of Keras' callback methods");
+    }
+  }
+  model.attr("stop_training") = false;
+  const auto with = [&python](const char* hook) {
+    return std::any_of(python.begin(), python.end(),
+                       [hook](py::handle cb) { return py::hasattr(cb, hook); });
+  };
+  const auto defined = [&python](const char* hook, const char* old_name) {
+    return std::any_of(python.begin(), python.end(),
+                       [&](py::handle cb) { return defines(cb, hook) || defines(cb, old_name); });
+  };
+  const py::handle held = model;
+  if (with("on_epoch_end"))
+    options.on_epoch_end = [held, python](const EpochRecord& record) {
+      const py::gil_scoped_acquire gil;
+      const py::dict logs = logs_of(record);
+      for (const py::handle cb : python)
+        if (py::hasattr(cb, "on_epoch_end")) cb.attr("on_epoch_end")(record.epoch - 1, logs);
+      return held.attr("stop_training").cast<bool>();
+    };
+  if (with("on_epoch_begin"))
+    options.on_epoch_begin = [python](int64_t epoch) {
+      const py::gil_scoped_acquire gil;
+      for (const py::handle cb : python)
+        if (py::hasattr(cb, "on_epoch_begin")) cb.attr("on_epoch_begin")(epoch - 1, py::dict());
+    };
+  if (defined("on_train_batch_begin", "on_batch_begin"))
+    options.on_batch_begin = [python](int64_t batch) {
+      const py::gil_scoped_acquire gil;
+      call_batch_hook(python, "on_train_batch_begin", "on_batch_begin", batch, py::dict());
+    };
+  if (defined("on_train_batch_end", "on_batch_end"))
+    options.on_batch_end = [python](const BatchLogs& running) {
+      const py::gil_scoped_acquire gil;
+      py::dict logs;
+      logs["loss"] = running.loss;
+      for (const MetricValue& m : running.metrics) logs[py::str(m.name)] = m.value;
+      call_batch_hook(python, "on_train_batch_end", "on_batch_end", running.batch, logs);
+    };
+  return python;
+}
+
+void call_hook(const std::vector<py::handle>& callbacks, const char* hook, const py::dict& logs) {
+  for (const py::handle cb : callbacks)
+    if (py::hasattr(cb, hook)) cb.attr(hook)(logs);
+}
+
+}  // namespace ddp::python
