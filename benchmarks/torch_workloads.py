@@ -246,7 +246,8 @@ def time_to_accuracy(args):
     forward = torch.compile(model) if args.compile else model
     step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss())
     batch = args.batch or 128
-    for epoch in range(1, 31):
+    accuracies = []
+    for epoch in range(1, args.epochs + 1):
         model.train()  # W4's dropout
         perm = torch.randperm(x.shape[0], device=device)
         for at in range(0, x.shape[0], batch):  # the last batch partial, like ddp-trainer's
@@ -257,10 +258,12 @@ def time_to_accuracy(args):
             correct = sum((model(tx[at:at + 1000]).argmax(1) == ty[at:at + 1000]).sum().item()
                           for at in range(0, tx.shape[0], 1000))
         accuracy = correct / tx.shape[0]
+        accuracies.append(accuracy)
         if accuracy >= args.time_to_accuracy:
             break
     print(json.dumps({**variant(args), "epochs": epoch, "test_accuracy": accuracy,
-                      "reached": accuracy >= args.time_to_accuracy, "end_unix_time": time.time()}))
+                      "reached": accuracy >= args.time_to_accuracy, "end_unix_time": time.time(),
+                      "accuracies": accuracies}))
 
 
 def seed_job(args):
@@ -299,6 +302,7 @@ def main():
     p.add_argument("--init-from")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-to-accuracy", type=float)
+    p.add_argument("--epochs", type=int, default=30, help="time to accuracy: the most epochs")
     p.add_argument("--device", default="cpu", help="time to accuracy: cpu or cuda")
     args = p.parse_args()
     if args.probe:
