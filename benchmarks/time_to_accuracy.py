@@ -19,14 +19,15 @@ TTA = {"w2": ("configs/fashion_mnist_mlp.yaml", 0.88, 30),
        "w4": ("configs/fashion_mnist_cnn.yaml", 0.92, 20)}
 
 
-def time_to_accuracy_ours(workload, init, run_dir, threads=1):
+def time_to_accuracy_ours(workload, init, seed, run_dir, threads=1):
     """Launch to the end of the epoch (evaluation included) that reached the target, one clock.
-    2 ranks of 64, or (threads 2) 1 rank of 128 on 2 threads: the same global batches."""
+    2 ranks of 64, or (threads 2) 1 rank of 128 on 2 threads: the same global batches. The seed
+    sets the data order and dropout masks, as PyTorch's seed sets its own."""
     config, target, epochs = TTA[workload]
     ranks = 2 // threads
     return train_to_target([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", str(ranks),
                             "--threads", str(threads), "--config", config, "--run-dir", run_dir,
-                            "--init-from", init,
+                            "--init-from", init, "--set", f"seed={seed}",
                             "--set", f"training.batch_size_per_rank={128 // ranks}",
                             "--set", f"training.epochs={epochs}"], run_dir, target)
 
@@ -97,10 +98,10 @@ def time_to_accuracy_rows(workload, torches, seeds, log, keep=None):
         subprocess.run([exporter.python, exporter.script(), "--export-init", init, "--seed",
                         str(seed), "--workload", workload], check=True, env=BASE_ENV,
                        capture_output=True)
-        runners = {"ours": lambda init=init: time_to_accuracy_ours(
-            workload, init, os.path.join(init_dir, "run")),
-                   OURS_THREADS: lambda init=init: time_to_accuracy_ours(
-            workload, init, os.path.join(init_dir, "run"), threads=2)}
+        runners = {"ours": lambda init=init, seed=seed: time_to_accuracy_ours(
+            workload, init, seed, os.path.join(init_dir, "run")),
+                   OURS_THREADS: lambda init=init, seed=seed: time_to_accuracy_ours(
+            workload, init, seed, os.path.join(init_dir, "run"), threads=2)}
         for t in torches:
             if not python_with(t.python, "safetensors"):
                 continue
