@@ -19,17 +19,26 @@ TTA = {"w2": ("configs/fashion_mnist_mlp.yaml", 0.88, 30),
        "w4": ("configs/fashion_mnist_cnn.yaml", 0.92, 20)}
 
 
-def time_to_accuracy_ours(workload, init, seed, run_dir, threads=1):
-    """Launch to the end of the epoch (evaluation included) that reached the target, one clock.
-    2 ranks of 64, or (threads 2) 1 rank of 128 on 2 threads: the same global batches. The seed
-    sets the data order and dropout masks, as PyTorch's seed sets its own."""
-    config, target, epochs = TTA[workload]
+def ours_command(workload, init, seed, run_dir, threads=1, epochs=None):
+    """ddp-trainer on 2 cores from `init`'s weights: 2 ranks of 64, or (threads 2) 1 rank of 128
+    on 2 threads, the same global batches; the seed sets the data order and dropout masks, as
+    PyTorch's seed sets its own. Up to the workload's epoch cap unless `epochs` is given."""
+    config, _, cap = TTA[workload]
     ranks = 2 // threads
-    return train_to_target([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", str(ranks),
-                            "--threads", str(threads), "--config", config, "--run-dir", run_dir,
-                            "--init-from", init, "--set", f"seed={seed}",
-                            "--set", f"training.batch_size_per_rank={128 // ranks}",
-                            "--set", f"training.epochs={epochs}"], run_dir, target)
+    return [os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", str(ranks), "--threads",
+            str(threads), "--config", config, "--run-dir", run_dir, "--init-from", init,
+            "--set", f"seed={seed}", "--set", f"training.batch_size_per_rank={128 // ranks}",
+            "--set", f"training.epochs={epochs or cap}"]
+
+
+# No checkpoints (PyTorch's runs write none), and the last partial batch trained as PyTorch's is.
+SAME_AS_PYTORCH = ["--set", "checkpoint.every_epochs=0", "--set", "training.tail=partial"]
+
+
+def time_to_accuracy_ours(workload, init, seed, run_dir, threads=1):
+    """Launch to the end of the epoch (evaluation included) that reached the target, one clock."""
+    return train_to_target(ours_command(workload, init, seed, run_dir, threads), run_dir,
+                           TTA[workload][1])
 
 
 def train_to_target(command, run_dir, target):
@@ -49,8 +58,7 @@ def train_to_target(command, run_dir, target):
 
     start = time.time()
     log_file = open(log_path, "w")
-    proc = subprocess.Popen(command + ["--set", "checkpoint.every_epochs=0",
-                                       "--set", "training.tail=partial"],
+    proc = subprocess.Popen(command + SAME_AS_PYTORCH,
                             env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT,
                             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     while proc.poll() is None:

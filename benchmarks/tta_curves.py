@@ -28,21 +28,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import provenance  # noqa: E402
 from bench_processes import BASE_ENV, ROOT  # noqa: E402
 from compare_pytorch import isa_coretype  # noqa: E402
-from time_to_accuracy import TTA  # noqa: E402
+from time_to_accuracy import SAME_AS_PYTORCH, TTA, ours_command  # noqa: E402
 
 TORCH_SCRIPT = os.path.join(ROOT, "benchmarks", "torch_workloads.py")
 
 
 def ours(workload, init, seed, epochs, run_dir):
-    config = TTA[workload][0]
     shutil.rmtree(run_dir, ignore_errors=True)
-    subprocess.run([os.path.join(ROOT, "launch", "ddp_run.sh"), "-n", "2", "--config", config,
-                    "--run-dir", run_dir, "--init-from", init, "--progress", "off",
-                    "--set", f"seed={seed}", "--set", "training.batch_size_per_rank=64",
-                    "--set", f"training.epochs={epochs}", "--set", "checkpoint.every_epochs=0",
-                    "--set", "training.tail=partial"],
-                   env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(ours_command(workload, init, seed, run_dir, epochs=epochs) +
+                   SAME_AS_PYTORCH + ["--progress", "off"], env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT,
+                   check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line)["val_accuracy"] for line in f]
 
