@@ -20,52 +20,46 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import provenance  # noqa: E402
-from bench_processes import BASE_ENV, ROOT  # noqa: E402
-from compare_pytorch import isa_coretype  # noqa: E402
-from time_to_accuracy import SAME_AS_PYTORCH, TTA, ours_command  # noqa: E402
-
-TORCH_SCRIPT = os.path.join(ROOT, "benchmarks", "torch_workloads.py")
+import provenance
+from bench_processes import BASE_ENV, ROOT
+from compare_pytorch import Torch
+from time_to_accuracy import SAME_AS_PYTORCH, TTA, ours_command, time_to_accuracy_torch
 
 
 def ours(workload, init, seed, epochs, run_dir):
     shutil.rmtree(run_dir, ignore_errors=True)
-    subprocess.run(ours_command(workload, init, seed, run_dir, epochs=epochs) +
-                   SAME_AS_PYTORCH + ["--progress", "off"], env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT,
+    subprocess.run(ours_command(workload, init, seed, run_dir, epochs=epochs) + SAME_AS_PYTORCH +
+                   ["--progress", "off"], env=dict(BASE_ENV, OMP_NUM_THREADS="1"), cwd=ROOT,
                    check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line)["val_accuracy"] for line in f]
 
 
-def pytorch(python, workload, init, seed, epochs):
-    flags = ["--opt", "foreach", "--ftz"] + (["--channels-last"] if workload == "w4" else [])
-    kernels = {"OPENBLAS_CORETYPE": isa_coretype()} if isa_coretype() else {}
-    out = subprocess.run([python, TORCH_SCRIPT, "--workload", workload, *flags,
-                          "--time-to-accuracy", "2", "--epochs", str(epochs),
-                          "--init-from", init, "--seed", str(seed), "--threads", "2",
-                          "--cpus", "0,1"],
-                         env=dict(BASE_ENV, OMP_NUM_THREADS="2", **kernels), cwd=ROOT,
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["accuracies"]
+def pytorch_variant(python, workload):
+    """compare_pytorch.py's variant of the time-to-accuracy rows: the fastest eager optimizer,
+    channels-last for W4 (its flags and OpenBLAS kernels)."""
+    torch = Torch("debian" if python == "/usr/bin/python3" else "pypi", python)
+    variants = torch.variants(eager_defaults=False, compiled=False, channels_last=True)
+    name = f"{torch.label} {torch.best_eager()}" + (" channels-last" if workload == "w4" else "")
+    return torch, name, variants[name]
 
 
 def first_at(curve, target):
     return next((str(i + 1) for i, a in enumerate(curve) if a >= target), "not reached")
 
 
-def report(args, target, curves, started):
+def report(args, target, curves, started, variant):
     p = provenance.record()
     seeds = sorted(curves)
     lines = [f"Measured {p['date']} at commit {p['commit']} ({p['tree']} tree) on {p['cpu']} "
              f"({p['cpu_id']}), started {started}; load average {p['load_average_start'][0]:.2f}"
              " at the end.",
              f"Command: `benchmarks/tta_curves.py --workload {args.workload} --seeds {args.seeds}"
-             f" --first-seed {args.first_seed} --epochs {args.epochs}`.", "",
+             f" --first-seed {args.first_seed} --epochs {args.epochs}`; PyTorch variant: "
+             f"{variant}, 1 process x 2 threads.", "",
              f"Test accuracy after each epoch, {len(seeds)} seeds (the same initial weights on "
              "both sides per seed); mean and median over the seeds, and per epoch on how many "
              "seeds ddp-trainer was ahead.", "",
@@ -104,20 +98,22 @@ def main():
     target = TTA[args.workload][1]
     started = time.strftime("%H:%M %Z")
     work = tempfile.mkdtemp(prefix="ddp_curves_")
+    torch, variant, (flags, env) = pytorch_variant(args.python, args.workload)
     curves = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         init = os.path.join(work, f"init{seed}.safetensors")
-        subprocess.run([args.python, TORCH_SCRIPT, "--export-init", init, "--seed", str(seed),
+        subprocess.run([torch.python, torch.script(), "--export-init", init, "--seed", str(seed),
                         "--workload", args.workload], check=True, env=BASE_ENV,
                        capture_output=True)
         curves[seed] = {"ours": ours(args.workload, init, seed, args.epochs,
                                      os.path.join(work, "run")),
-                        "pytorch": pytorch(args.python, args.workload, init, seed, args.epochs)}
+                        "pytorch": time_to_accuracy_torch(args.workload, torch, flags, env, init,
+                                                          seed, args.epochs)["accuracies"]}
         print(f"seed {seed}: ours {curves[seed]['ours'][-1]:.4f}, "
               f"pytorch {curves[seed]['pytorch'][-1]:.4f}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     with open(args.out, "w") as f:
-        f.write(report(args, target, curves, started))
+        f.write(report(args, target, curves, started, variant))
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump({"provenance": provenance.record(), "curves": curves}, f, indent=1)
 
