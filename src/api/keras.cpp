@@ -25,18 +25,20 @@ Spec pooling(const char* type, int64_t pool_size) {
 Runtime::Runtime(int* argc, char*** argv) : comm_(connect(argc, argv, mpi_)) {}
 Runtime::~Runtime() = default;
 
-Spec Dense(int64_t units, const std::string& activation) {
+Spec Dense(int64_t units, const std::string& activation, bool use_bias) {
   return {map({{"type", YAML::Node("dense")},
                {"units", YAML::Node(units)},
-               {"activation", YAML::Node(activation)}})};
+               {"activation", YAML::Node(activation)},
+               {"use_bias", YAML::Node(use_bias)}})};
 }
 Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation,
-            const std::string& padding) {
+            const std::string& padding, bool use_bias) {
   return {map({{"type", YAML::Node("conv2d")},
                {"filters", YAML::Node(filters)},
                {"kernel_size", YAML::Node(kernel_size)},
                {"activation", YAML::Node(activation)},
-               {"padding", YAML::Node(padding)}})};
+               {"padding", YAML::Node(padding)},
+               {"use_bias", YAML::Node(use_bias)}})};
 }
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
 Spec AveragePooling2D(int64_t pool_size) { return pooling("average_pooling2d", pool_size); }

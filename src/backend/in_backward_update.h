@@ -36,10 +36,11 @@ class InBackwardUpdate {
   ~InBackwardUpdate() = default;
 };
 
-// A dense layer's parameters: weight (out, in) and bias (out), pieces of the flat buffer.
+// A dense layer's parameters: weight (out, in) and bias (out, or empty: Note [no bias]), pieces
+// of the flat buffer.
 struct DenseTensors {
   float* weight = nullptr;
-  float* bias = nullptr;
+  std::span<float> bias;
   int64_t in = 0;
   int64_t out = 0;
 };

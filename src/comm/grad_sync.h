@@ -24,6 +24,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,10 +42,11 @@ enum class AllReduceChoice { kAuto, kSharedMemory, kMpi, kHierarchical, kNccl };
 // through shared memory as fp32 after backward: Note [sharded step]).
 enum class ZeroChoice { kOff, kOn, kRows, kAuto };
 
-// A dense layer's weight (out, in) and bias (out) in the flat parameter buffer.
+// A dense layer's weight (out, in) and bias (out; none: Note [no bias]) in the flat parameter
+// buffer.
 struct DenseShape {
   size_t weight_offset = 0;
-  size_t bias_offset = 0;
+  std::optional<size_t> bias_offset;
   int64_t in = 0;
   int64_t out = 0;
 };

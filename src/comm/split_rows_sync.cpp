@@ -82,8 +82,9 @@ std::vector<std::pair<size_t, size_t>> SplitRowsSync::stretches_of(int rank) con
     const auto in = static_cast<size_t>(s.in);
     stretches.emplace_back(s.weight_offset + static_cast<size_t>(first) * in,
                            s.weight_offset + static_cast<size_t>(end) * in);
-    stretches.emplace_back(s.bias_offset + static_cast<size_t>(first),
-                           s.bias_offset + static_cast<size_t>(end));
+    if (s.bias_offset)
+      stretches.emplace_back(*s.bias_offset + static_cast<size_t>(first),
+                             *s.bias_offset + static_cast<size_t>(end));
   }
   std::sort(stretches.begin(), stretches.end());
   return stretches;
@@ -95,8 +96,12 @@ void SplitRowsSync::hand_over(const DenseTensors& tensors, const float* x, const
   const auto found = std::find_if(layers_.begin(), layers_.end(), [&](const Layer& layer) {
     return layer.shape.weight_offset == weight_offset;
   });
+  const auto bias_at = [&](const DenseShape& shape) {
+    return shape.bias_offset ? params().data() + *shape.bias_offset : nullptr;
+  };
   if (found == layers_.end() || found->shape.in != tensors.in || found->shape.out != tensors.out ||
-      tensors.bias != params().data() + found->shape.bias_offset)
+      tensors.bias.data() != bias_at(found->shape) ||
+      tensors.bias.size() != (found->shape.bias_offset ? static_cast<size_t>(tensors.out) : 0))
     throw std::logic_error("SplitRowsSync: a dense layer it was not built for");
   if (rows < 0 || rows > rows_per_rank_)
     throw std::logic_error("SplitRowsSync: " + std::to_string(rows) + " rows from " +
@@ -130,11 +135,12 @@ void SplitRowsSync::finish() {
     float* const weight = params().data() + s.weight_offset;
     InBackwardUpdate& update = *layer.update;
     const GradBlockConsumer update_rows = update.weight_consumer(weight, s.in, first, end);
+    // Without a bias, its rows' sums go unused (Note [no bias]).
     backend_.dense_weight_grad_rows(window + layer.x_offset, window + layer.dy_offset, batch, s.in,
                                     s.out, first, end, bias_rows_.data(), update_rows);
     const auto bias_rows = static_cast<size_t>(end - first);
-    if (bias_rows)
-      update.update({params().data() + s.bias_offset + first, bias_rows},
+    if (bias_rows && s.bias_offset)
+      update.update({params().data() + *s.bias_offset + first, bias_rows},
                     {bias_rows_.data(), bias_rows});
     layer.update = nullptr;
   }

@@ -7,8 +7,8 @@
 
 namespace ddp {
 
-Conv2D::Conv2D(const Window2d& window, int64_t filters, Activation act)
-    : window_(window), filters_(filters), act_(act) {}
+Conv2D::Conv2D(const Window2d& window, int64_t filters, Activation act, bool use_bias)
+    : window_(window), filters_(filters), act_(act), bias_(filters, use_bias) {}
 
 std::string Conv2D::describe() const {
   return act_ == Activation::kLinear ? "Conv2D" : std::string("Conv2D+") + activation_name(act_);
@@ -16,17 +16,17 @@ std::string Conv2D::describe() const {
 
 std::vector<ParamSpec> Conv2D::param_specs() const {
   // PyTorch's nn.Conv2d weight is (filters, channels, kernel_h, kernel_w).
-  return {{"weight",
-           {filters_, window_.kernel_h, window_.kernel_w, window_.channels},
-           {filters_, window_.kernel_h, window_.kernel_w, window_.channels}},
-          {"bias", {filters_}}};
+  std::vector<ParamSpec> specs{{"weight",
+                                {filters_, window_.kernel_h, window_.kernel_w, window_.channels},
+                                {filters_, window_.kernel_h, window_.kernel_w, window_.channels}}};
+  if (bias_.trained()) specs.push_back({"bias", {filters_}});
+  return specs;
 }
 
 void Conv2D::bind(std::span<float* const> params, std::span<float* const> grads) {
   weight_ = params[0];
-  bias_ = params[1];
   weight_grad_ = grads[0];
-  bias_grad_ = grads[1];
+  if (bias_.trained()) bias_.bind(params[1], grads[1]);
 }
 
 // Keras' default: Glorot-uniform over fan_in = kernel area x input channels and fan_out =
@@ -36,7 +36,7 @@ void Conv2D::init_params(Rng& rng, std::span<const std::span<float>> params) con
   const float limit =
       std::sqrt(6.0f / static_cast<float>(area * window_.channels + area * filters_));
   for (float& w : params[0]) w = rng.uniform(-limit, limit);
-  for (float& b : params[1]) b = 0;
+  if (bias_.trained()) std::ranges::fill(params[1], 0.0f);
 }
 
 int64_t Conv2D::chunk_samples() const {
@@ -51,14 +51,15 @@ float* Conv2D::scratch(ComputeBackend& backend, DeviceBuffer& buffer) {
 
 void Conv2D::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
   windows_of_ = nullptr;
-  if (backend.conv2d_forward(x, weight_, bias_, y, batch, window_, filters_, act_)) return;
+  const float* const bias = bias_.values(backend);
+  if (backend.conv2d_forward(x, weight_, bias, y, batch, window_, filters_, act_)) return;
   float* cols = scratch(backend, cols_);
   const int64_t in = window_.height * window_.width * window_.channels;
   const int64_t out = window_.out_pixels() * filters_;
   for (int64_t first = 0; first < batch; first += chunk_samples()) {
     const int64_t n = std::min(chunk_samples(), batch - first);
     backend.im2col(x + first * in, cols, n, window_);
-    backend.dense_forward(cols, weight_, bias_, y + first * out, n * window_.out_pixels(),
+    backend.dense_forward(cols, weight_, bias, y + first * out, n * window_.out_pixels(),
                           window_.patch(), filters_, act_);
   }
   const bool kept = training_ && batch <= chunk_samples();
@@ -68,7 +69,8 @@ void Conv2D::forward(ComputeBackend& backend, const float* x, float* y, int64_t 
 
 void Conv2D::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                       int64_t batch, bool accumulate) {
-  if (backend.conv2d_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, window_,
+  float* const bias_grad = bias_.grad(backend);
+  if (backend.conv2d_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad, batch, window_,
                               filters_, act_, accumulate))
     return;
   float* cols = scratch(backend, cols_);
@@ -81,7 +83,7 @@ void Conv2D::backward(ComputeBackend& backend, const float* x, const float* y, f
       backend.im2col(x + first * in, cols, n, window_);
     // Chunks after the first add their parameter gradients to the first's.
     backend.dense_backward(cols, weight_, y + first * out, dy + first * out, dcols, weight_grad_,
-                           bias_grad_, n * window_.out_pixels(), window_.patch(), filters_, act_,
+                           bias_grad, n * window_.out_pixels(), window_.patch(), filters_, act_,
                            accumulate || first > 0, nullptr);
     if (dx) backend.col2im(dcols, dx + first * in, n, window_);
   }

@@ -1,11 +1,13 @@
 #pragma once
 
 #include "nn/layer.h"
+#include "nn/layer_bias.h"
 
 namespace ddp {
 
 // 2-D convolution over NHWC images (Note [image layout]) with a fused activation. The weight is
 // (filters, kernel_h, kernel_w, channels): one row per filter in the order of an im2col window.
+// Without a bias where use_bias is false (Note [no bias]).
 //
 // A backend may run the whole convolution its own way instead (Note [oneDNN convolutions]).
 //
@@ -20,7 +22,7 @@ namespace ddp {
 // chunks) it rebuilds each chunk's.
 class Conv2D final : public Layer {
  public:
-  Conv2D(const Window2d& window, int64_t filters, Activation act);
+  Conv2D(const Window2d& window, int64_t filters, Activation act, bool use_bias = true);
 
   std::string type_name() const override { return "Conv2D"; }
   std::string describe() const override;
@@ -44,9 +46,8 @@ class Conv2D final : public Layer {
   int64_t filters_;
   Activation act_;
   float* weight_ = nullptr;  // (filters, kernel_h, kernel_w, channels)
-  float* bias_ = nullptr;    // (filters)
   float* weight_grad_ = nullptr;
-  float* bias_grad_ = nullptr;
+  LayerBias bias_;      // (filters)
   DeviceBuffer cols_;   // (chunk * out_h * out_w, patch): the chunk's windows
   DeviceBuffer dcols_;  // the same shape: their gradients
   bool training_ = false;

@@ -1,5 +1,6 @@
 #include "nn/dense.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ddp {
@@ -18,32 +19,33 @@ const char* activation_name(Activation act) {
   return "linear";
 }
 
-Dense::Dense(int64_t in, int64_t out, Activation act) : in_(in), out_(out), act_(act) {}
+Dense::Dense(int64_t in, int64_t out, Activation act, bool use_bias)
+    : in_(in), out_(out), act_(act), bias_(out, use_bias) {}
 
 std::string Dense::describe() const {
   return act_ == Activation::kLinear ? "Dense" : std::string("Dense+") + activation_name(act_);
 }
 
 std::vector<ParamSpec> Dense::param_specs() const {
+  if (!bias_.trained()) return {{"weight", {out_, in_}}};
   return {{"weight", {out_, in_}}, {"bias", {out_}}};
 }
 
 void Dense::bind(std::span<float* const> params, std::span<float* const> grads) {
   weight_ = params[0];
-  bias_ = params[1];
   weight_grad_ = grads[0];
-  bias_grad_ = grads[1];
+  if (bias_.trained()) bias_.bind(params[1], grads[1]);
 }
 
 // Keras' default: Glorot-uniform weights, zero bias.
 void Dense::init_params(Rng& rng, std::span<const std::span<float>> params) const {
   const float limit = std::sqrt(6.0f / static_cast<float>(in_ + out_));
   for (float& w : params[0]) w = rng.uniform(-limit, limit);
-  for (float& b : params[1]) b = 0;
+  if (bias_.trained()) std::ranges::fill(params[1], 0.0f);
 }
 
 void Dense::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
-  backend.dense_forward(x, weight_, bias_, y, batch, in_, out_, act_);
+  backend.dense_forward(x, weight_, bias_.values(backend), y, batch, in_, out_, act_);
 }
 
 void Dense::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
@@ -51,25 +53,26 @@ void Dense::backward(ComputeBackend& backend, const float* x, const float* y, fl
   // Note [split weight gradients]: the ranks compute the parameter gradients together, after.
   if (WeightGradSplit* split = update_in_backward_ ? update_in_backward_->split() : nullptr) {
     backend.dense_input_grad(weight_, y, dy, dx, batch, in_, out_, act_);
-    split->hand_over({weight_, bias_, in_, out_}, x, dy, batch, *update_in_backward_);
+    split->hand_over({weight_, bias_.param(), in_, out_}, x, dy, batch, *update_in_backward_);
     return;
   }
+  float* const bias_grad = bias_.grad(backend);
   if (!update_in_backward_ || accumulate) {
-    backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_,
+    backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad, batch, in_, out_, act_,
                            accumulate, nullptr);
     return;
   }
   // Note [update in backward]: the weights block by block, then the bias.
   const GradBlockConsumer update_rows = update_in_backward_->weight_consumer(weight_, in_, 0, out_);
-  backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad_, batch, in_, out_, act_,
+  backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad, batch, in_, out_, act_,
                          false, &update_rows);
-  update_in_backward_->update({bias_, static_cast<size_t>(out_)},
-                              {bias_grad_, static_cast<size_t>(out_)});
+  if (bias_.trained()) update_in_backward_->update(bias_.param(), bias_.param_grad());
 }
 
 void Dense::backward_without_rows(ComputeBackend& /*backend*/) {
   if (WeightGradSplit* split = update_in_backward_ ? update_in_backward_->split() : nullptr)
-    split->hand_over({weight_, bias_, in_, out_}, nullptr, nullptr, 0, *update_in_backward_);
+    split->hand_over({weight_, bias_.param(), in_, out_}, nullptr, nullptr, 0,
+                     *update_in_backward_);
 }
 
 }  // namespace ddp

@@ -1,14 +1,16 @@
 #pragma once
 
 #include "nn/layer.h"
+#include "nn/layer_bias.h"
 
 namespace ddp {
 
 // Fully connected layer with a fused element-wise activation. The weight is stored (out, in),
-// PyTorch's nn.Linear layout, so exported weights need no transpose.
+// PyTorch's nn.Linear layout, so exported weights need no transpose. Without a bias where
+// use_bias is false (Note [no bias]).
 class Dense final : public Layer {
  public:
-  Dense(int64_t in, int64_t out, Activation act);
+  Dense(int64_t in, int64_t out, Activation act, bool use_bias = true);
 
   std::string type_name() const override { return "Dense"; }
   std::string describe() const override;
@@ -27,9 +29,8 @@ class Dense final : public Layer {
   int64_t out_;
   Activation act_;
   float* weight_ = nullptr;  // (out, in)
-  float* bias_ = nullptr;    // (out)
   float* weight_grad_ = nullptr;
-  float* bias_grad_ = nullptr;
+  LayerBias bias_;  // (out)
   InBackwardUpdate* update_in_backward_ = nullptr;
 };
 

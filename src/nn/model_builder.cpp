@@ -88,26 +88,26 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           "; add {type: flatten} before it");
       if (spec.units <= 0)
         throw ConfigError(spec.path + ".units: must be > 0, got " + std::to_string(spec.units));
-      const auto fan_in = static_cast<uint64_t>(shape[0]) + 1;  // weights and bias per unit
+      const auto fan_in = static_cast<uint64_t>(shape[0]) + (spec.use_bias ? 1 : 0);
       const auto units = static_cast<uint64_t>(spec.units);
       if (units > (budget - parameters) / fan_in)
         throw ConfigError(spec.path + ".units: " + std::to_string(spec.units) + " units of " +
-                          std::to_string(fan_in - 1) + " inputs take the model past " +
+                          std::to_string(shape[0]) + " inputs take the model past " +
                           std::to_string(budget) + " parameters, what this process's " +
                           std::to_string(memory_limit_bytes() >> 20) +
                           " MiB can train (16 bytes each)");
       parameters += units * fan_in;
-      layers.push_back(std::make_unique<Dense>(shape[0], spec.units, fused));
+      layers.push_back(std::make_unique<Dense>(shape[0], spec.units, fused, spec.use_bias));
     } else if (spec.type == "conv2d") {
       const Window2d w = image_window(spec, shape);
-      const auto fan_in = static_cast<uint64_t>(w.patch()) + 1;
+      const auto fan_in = static_cast<uint64_t>(w.patch()) + (spec.use_bias ? 1 : 0);
       const auto filters = static_cast<uint64_t>(spec.units);
       if (filters > (budget - parameters) / fan_in)
         throw ConfigError(spec.path + ".filters: " + std::to_string(spec.units) +
                           " filters take the model past " + std::to_string(budget) +
                           " parameters, what this process's memory can train");
       parameters += filters * fan_in;
-      layers.push_back(std::make_unique<Conv2D>(w, spec.units, fused));
+      layers.push_back(std::make_unique<Conv2D>(w, spec.units, fused, spec.use_bias));
     } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
       layers.push_back(std::make_unique<Pooling2D>(
           spec.type == "max_pooling2d" ? Pooling2D::Kind::kMax : Pooling2D::Kind::kAverage,

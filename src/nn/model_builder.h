@@ -25,6 +25,7 @@ struct LayerSpec {
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
   float l1 = 0;       // dense, conv2d: kernel_regularizer (Note [weight penalty])
   float l2 = 0;
+  bool use_bias = true;  // dense, conv2d (Note [no bias])
 };
 
 const std::vector<std::string>& layer_types();

@@ -189,9 +189,10 @@ PYBIND11_MODULE(ddp_trainer, m) {
         return std::string("Spec(") + out.c_str() + ")";
       });
 
-  m.def("Dense", &keras::Dense, py::arg("units"), py::arg("activation") = "linear");
+  m.def("Dense", &keras::Dense, py::arg("units"), py::arg("activation") = "linear",
+        py::arg("use_bias") = true);
   m.def("Conv2D", &keras::Conv2D, py::arg("filters"), py::arg("kernel_size"),
-        py::arg("activation") = "linear", py::arg("padding") = "valid");
+        py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true);
   m.def("MaxPooling2D", &keras::MaxPooling2D, py::arg("pool_size") = 2);
   m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);

@@ -266,7 +266,10 @@ void parse_model(ConfigNode& root, Config& config) {
     LayerSpec spec;
     spec.path = config.file + ": " + layer.path();
     spec.type = layer.choice("type", layer_types());
-    if (spec.type == "dense" || spec.type == "conv2d") parse_regularizer(layer, spec);
+    if (spec.type == "dense" || spec.type == "conv2d") {
+      parse_regularizer(layer, spec);
+      spec.use_bias = layer.get("use_bias", true);
+    }
     if (spec.type == "dense") {
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.activation = layer.choice("activation", activation_names(), "linear");

@@ -31,8 +31,8 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, Compute
   return std::make_unique<Adam>(backend, count, config.adam);
 }
 
-// Every layer with parameters as a dense layer's weight and bias (Note [split weight gradients]),
-// or nothing where some layer with parameters is not dense.
+// Every layer with parameters as a dense layer's weight and bias, if it has one (Note [split
+// weight gradients], Note [no bias]), or nothing where some layer with parameters is not dense.
 std::vector<DenseShape> dense_shapes(const Sequential& model) {
   std::vector<DenseShape> shapes;
   const std::vector<ParamEntry>& entries = model.param_entries();
@@ -40,8 +40,9 @@ std::vector<DenseShape> dense_shapes(const Sequential& model) {
     const ParamEntry& e = entries[i];
     if (model.layers()[e.layer]->type_name() != "Dense") return {};
     if (e.shape.rank() != 2) continue;  // the bias, with its weight
-    if (i + 1 == entries.size() || entries[i + 1].layer != e.layer) return {};
-    shapes.push_back({e.offset, entries[i + 1].offset, e.shape[1], e.shape[0]});
+    const bool bias = i + 1 < entries.size() && entries[i + 1].layer == e.layer;
+    shapes.push_back({e.offset, bias ? std::optional(entries[i + 1].offset) : std::nullopt,
+                      e.shape[1], e.shape[0]});
   }
   return shapes;
 }

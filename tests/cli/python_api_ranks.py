@@ -63,6 +63,13 @@ def regression(out):
     model.compile(ddp.SGD(0.1), "mean_squared_error")
     history = model.fit(x, y, epochs=40, batch_size=32, verbose=False, validation_data=(x, y))
     w = model.get_weights()
+    # use_bias=False (Note [no bias]): targets without the intercept, fitted without a bias.
+    y_origin = y - [0.25, -1.0]
+    origin = ddp.Sequential([ddp.Dense(2, use_bias=False)], input_shape=[3])
+    origin.compile(ddp.SGD(0.1), "mean_squared_error")
+    origin.fit(x, y_origin, epochs=40, batch_size=32, verbose=False)
+    through_origin = {k: v.tolist() for k, v in origin.get_weights().items()}
+    through_origin["y"] = y_origin.tolist()
     split = {}
     for name, kwargs in (("split", {"validation_split": 0.3}),
                          ("apart", {"validation_data": (x[179:], y[179:])})):  # floor(256 x 0.7)
@@ -98,6 +105,7 @@ def regression(out):
         split[name]["evaluated"] = m.evaluate(x, classes, sample_weight=halves)["loss"]
     with open(f"{out}.{ddp.rank()}", "w") as f:
         json.dump({"history": history, "split": split, "weight": w["layers.0.weight"].tolist(),
+                   "through_origin": through_origin,
                    "bias": w["layers.0.bias"].tolist(), "x": x.tolist(), "y": y.tolist()}, f)
 
 

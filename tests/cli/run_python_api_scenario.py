@@ -5,7 +5,8 @@ weights read and saved. Both ranks hold the same bits; 2 ranks train what 1 does
 first fit's losses are ddp_train's on the same arrays as .npy files and the same config within
 1e-6; an exception one rank does not catch ends the job instead of hanging it; mistakes raise
 the module's exceptions with the library's one-line messages; fit holds one copy of the arrays;
-a float y is a regression's targets (a linear model finds the least-squares weights), a 2-D
+a float y is a regression's targets (a linear model finds the least-squares weights, and one
+without a bias those through the origin), a 2-D
 integer y 0/1 labels (multi-label); class_weight weighs the training loss only, sample_weight
 the training loss and, given with them, the validation and evaluated losses;
 validation_split holds out the last samples, as validation_data of them would; a Python callback
@@ -157,6 +158,12 @@ class Scenarios:
         print(f"  regression on 2 ranks: weights within {worst:.2g} of least squares, "
               f"val_mae {a['history']['val_mae'][-1]:.4f}")
         assert worst < 1e-3, (fitted, solution)
+        origin = a["through_origin"]
+        assert list(origin) == ["layers.0.weight", "y"], list(origin)
+        solution = np.linalg.lstsq(x, np.array(origin["y"]), rcond=None)[0]
+        worst = float(np.max(np.abs(np.array(origin["layers.0.weight"]).T - solution)))
+        print(f"  without a bias: weights within {worst:.2g} of least squares through the origin")
+        assert worst < 1e-3, (origin, solution)
         assert set(a["history"]) == {"loss", "mae", "val_loss", "val_mae", "learning_rate"}, a["history"]
         assert a["split"]["split"] == a["split"]["apart"], a["split"]
         ones, twos = a["split"]["ones"], a["split"]["twos"]

@@ -84,7 +84,7 @@ TEST_P(DdpModels, SyncBatchNormMatchesSingleProcess) {
            " {type: tanh}, {type: dense, units: 10, activation: softmax}]";
   };
   // SGD: the biases before batch normalization have a gradient of zero but for rounding, which
-  // Adam would scale up to whole steps of either sign.
+  // Adam would scale up to whole steps of either sign (the next test drops them: use_bias: false).
   const std::vector<std::string> convnet = {
       "data.train.features=64",
       "data.train.samples=98",
@@ -112,6 +112,36 @@ TEST_P(DdpModels, SyncBatchNormMatchesSingleProcess) {
   if (comm.size() > 1) {
     EXPECT_GT(max_abs_diff(per_rank, single), 1e-4f);
   }
+}
+
+// Note [no bias]: the same convnet with Adam, its layers before batch normalization without a
+// bias (Keras' use_bias=False). With biases there Adam turns their rounding-noise gradients into
+// whole steps, different on N ranks (the test above uses SGD for that); without them N ranks
+// train what one rank does.
+TEST_P(DdpModels, AdamWithoutBiasBeforeBatchNormMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const auto convnet = [this](const std::string& use_bias) {
+    return config_with(
+        {"data.train.features=64", "data.train.samples=98", "model.input=[8, 8, 1]",
+         "training.tail=partial", "training.check_replicas_every=1",
+         "optimizer={type: adam, learning_rate: 0.01}",
+         "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same, use_bias: " +
+             use_bias +
+             "}, {type: batch_normalization, sync: true}, {type: relu},"
+             " {type: max_pooling2d, pool_size: 2}, {type: flatten},"
+             " {type: dense, units: 8, use_bias: " +
+             use_bias +
+             "}, {type: batch_normalization, sync: true}, {type: tanh},"
+             " {type: dense, units: 10, activation: softmax}]"});
+  };
+  const Config config = convnet("false");
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  // No parameters for the 4 + 8 biases.
+  EXPECT_EQ(train_and_get_params(convnet("true"), *local, 0).size(), single.size() + 12);
 }
 
 // The multi-label example (configs/multilabel_example.yaml) with binary cross-entropy's pos_weight

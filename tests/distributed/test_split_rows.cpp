@@ -99,8 +99,8 @@ std::vector<float> trained(const Config& config, Communicator& comm, int64_t ste
 // and at a global batch whose input leaves no room beside it for those rows (160 x 1024 floats:
 // blocks of column chunks, Note [weight-gradient chunks]); and plain momentum, which the tiles
 // step themselves (Note [update in the tiles]), rank and thread shares of 1100 rows ending
-// mid-tile; and bf16 products (Note [bf16 products]; within fp32's tolerance, oneDNN's sums not
-// being promised the same order for every row count).
+// mid-tile; bf16 products (Note [bf16 products]; within fp32's tolerance, oneDNN's sums not
+// being promised the same order for every row count); and layers without a bias (Note [no bias]).
 TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
@@ -116,7 +116,9 @@ TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
       {"optimizer={type: sgd, learning_rate: 0.05, momentum: 0.9}", "data.train.features=1024",
        "model.layers.0.units=1100", "training.global_batch_size=64", "training.threads_per_rank=2"},
       {"training.bf16_matmul=true", "data.train.features=1024", "model.layers.0.units=1100",
-       "training.global_batch_size=64"}};
+       "training.global_batch_size=64"},
+      {"model.layers.0.use_bias=false", "model.layers.2.use_bias=false",
+       "optimizer={type: adam, learning_rate: 0.002}"}};
   for (const auto& overrides : cases) {
     const Config config = split_config(overrides);
     const std::vector<float> split = trained(config, comm, 12);

@@ -19,7 +19,8 @@
      statistics: the same inference outputs; one SGD step on 200 samples with sync: true on 2
      ranks: the same weights (training-mode batch statistics and their gradients) and running
      statistics (Keras' momentum 0.9 is PyTorch's 0.1; ddp-trainer's running variance is the
-     biased one, as Keras', PyTorch's the unbiased).
+     biased one, as Keras', PyTorch's the unbiased). Again with the convolution and the Dense
+     layer before batch normalization without a bias (use_bias: false; PyTorch's bias=False).
   6. Multi-label: 20 Adam steps of binary_crossentropy with pos_weight and an L2 kernel penalty on
      2 ranks (CSV with 5 label columns) against torch.nn.BCEWithLogitsLoss(pos_weight) plus
      0.01 * sum(w^2), from the same initial weights: the same weights within 1e-5; the same with
@@ -121,7 +122,9 @@ training: {{epochs: 5, global_batch_size: 20}}
         got = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/p2.csv")])
         diff2 = (expected - got).abs().max().item()
         print(f"PyTorch -> ddp-trainer (--init-from): max abs diff {diff2:.2e}")
-        diffs = [diff1, diff2] + convnet_checks(args, env, tmp) + batch_norm_checks(args, env, tmp)
+        diffs = [diff1, diff2] + convnet_checks(args, env, tmp)
+        for bias in (True, False):
+            diffs += batch_norm_checks(args, env, tmp, bias)
         diffs += multilabel_checks(args, env, tmp, "adam")
         diffs += multilabel_checks(args, env, tmp, "adamw")
         diffs += multilabel_checks(args, env, tmp, "adam", clip=0.1)
@@ -227,13 +230,15 @@ training: {{epochs: 3, global_batch_size: {batch}}}
 
 class BatchNormNet(torch.nn.Module):
     """conv2d -> batch_normalization -> relu -> average pooling -> flatten -> dense ->
-    batch_normalization -> tanh -> dense, as ddp-trainer's layers.<k> name them."""
+    batch_normalization -> tanh -> dense, as ddp-trainer's layers.<k> name them; the layers before
+    batch normalization with or without a bias."""
 
-    def __init__(self):
+    def __init__(self, bias):
         super().__init__()
         self.layers = torch.nn.ModuleList([
-            torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.BatchNorm2d(5, momentum=0.1),
-            torch.nn.Linear(45, 6), torch.nn.BatchNorm1d(6, momentum=0.1), torch.nn.Linear(6, 4)])
+            torch.nn.Conv2d(3, 5, 3, padding=1, bias=bias), torch.nn.BatchNorm2d(5, momentum=0.1),
+            torch.nn.Linear(45, 6, bias=bias), torch.nn.BatchNorm1d(6, momentum=0.1),
+            torch.nn.Linear(6, 4)])
 
     def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
         x = x.view(-1, 6, 6, 3).permute(0, 3, 1, 2)
@@ -245,27 +250,28 @@ class BatchNormNet(torch.nn.Module):
         return torch.softmax(self.logits(x), dim=1)
 
 
-def batch_norm_checks(args, env, tmp):
+def batch_norm_checks(args, env, tmp, bias):
     """Uses the convnet checks' ctrain.csv and ctest.csv."""
     x, _ = features_and_labels(f"{tmp}/ctest.csv")
     train_x, train_y = features_and_labels(f"{tmp}/ctrain.csv")
+    use_bias = "true" if bias else "false"
     with open(f"{tmp}/bn.yaml", "w") as f:
-        f.write(image_data_yaml(tmp) + """
-    - {type: conv2d, filters: 5, kernel_size: 3, padding: same}
-    - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
-    - {type: relu}
-    - {type: average_pooling2d, pool_size: 2}
-    - {type: flatten}
-    - {type: dense, units: 6}
-    - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
-    - {type: tanh}
-    - {type: dense, units: 4, activation: softmax}
+        f.write(image_data_yaml(tmp) + f"""
+    - {{type: conv2d, filters: 5, kernel_size: 3, padding: same, use_bias: {use_bias}}}
+    - {{type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}}
+    - {{type: relu}}
+    - {{type: average_pooling2d, pool_size: 2}}
+    - {{type: flatten}}
+    - {{type: dense, units: 6, use_bias: {use_bias}}}
+    - {{type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}}
+    - {{type: tanh}}
+    - {{type: dense, units: 4, activation: softmax}}
 loss: sparse_categorical_crossentropy
-optimizer: {type: sgd, learning_rate: 0.5}
-training: {epochs: 1, global_batch_size: 200}
+optimizer: {{type: sgd, learning_rate: 0.5}}
+training: {{epochs: 1, global_batch_size: 200}}
 """)
     torch.manual_seed(2)
-    model = BatchNormNet()
+    model = BatchNormNet(bias)
     with torch.no_grad():
         for bn in (model.layers[1], model.layers[3]):
             bn.weight.uniform_(0.5, 1.5)
@@ -280,17 +286,20 @@ training: {epochs: 1, global_batch_size: 200}
                         *extra], check=True, env=env, capture_output=True, timeout=120)
 
     diffs = []
-    ddp("bn_infer", "--stop-after", "0", "--predict-out", f"{tmp}/b1.csv")
+    run = "bn_bias" if bias else "bn_no_bias"
+    ddp(f"{run}_infer", "--stop-after", "0", "--predict-out", f"{tmp}/b1.csv")
     with torch.no_grad():
         diffs.append((model.eval()(x) - torch.tensor([r[:-1] for r in read_rows(f"{tmp}/b1.csv")]))
                      .abs().max().item())
-    print(f"batch norm PyTorch -> ddp-trainer, inference: max abs diff {diffs[-1]:.2e}")
+    print(f"batch norm (bias={bias}) PyTorch -> ddp-trainer, inference: max abs diff "
+          f"{diffs[-1]:.2e}")
 
-    ddp("bn_step", "--stop-after", "1", "--export-safetensors", f"{tmp}/bn1.safetensors")
+    ddp(f"{run}_step", "--stop-after", "1", "--export-safetensors", f"{tmp}/bn1.safetensors")
     stepped = load_file(f"{tmp}/bn1.safetensors")
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    missing = model.load_state_dict(stepped, strict=False).missing_keys
-    assert all(k.endswith("num_batches_tracked") for k in missing), missing
+    loaded = model.load_state_dict(stepped, strict=False)
+    assert all(k.endswith("num_batches_tracked") for k in loaded.missing_keys), loaded
+    assert not loaded.unexpected_keys, loaded
     # The reference step in float64: PyTorch's float32 BatchNorm2d over 7,200 rows is itself
     # 3e-4 away from its float64 step here (ddp-trainer's, summing in double, 8e-8).
     model.load_state_dict(start)
@@ -307,7 +316,8 @@ training: {epochs: 1, global_batch_size: 200}
     moved = max((after[k] - start[k]).abs().max().item() for k in stepped)
     assert moved > 1e-3, f"one SGD step moved no weight by more than {moved}"
     diffs.append(max((after[k] - stepped[k]).abs().max().item() for k in stepped))
-    print(f"batch norm one SGD step (sync, 2 ranks) vs PyTorch: max abs diff {diffs[-1]:.2e} "
+    print(f"batch norm (bias={bias}) one SGD step (sync, 2 ranks) vs PyTorch: max abs diff "
+          f"{diffs[-1]:.2e} "
           f"(the step moved weights and statistics by up to {moved:.2e})")
     return diffs
 

@@ -57,6 +57,38 @@ INSTANTIATE_TEST_SUITE_P(Activations, DenseGradient,
                          ::testing::Values(Activation::kLinear, Activation::kRelu,
                                            Activation::kTanh, Activation::kSigmoid));
 
+// Note [no bias]: a Dense layer without a bias has one parameter, computes x W^T (a bias of zeros
+// that nothing moves), and its gradients match finite differences; on the batch of 130 rows the
+// tiled kernels split into whole and partial tiles.
+TEST(DenseWithoutBias, IsTheProductAloneWithGradientsMatchingFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const int64_t batch = 130, in = 7, out = 5;
+  Dense layer(in, out, Activation::kTanh, /*use_bias=*/false);
+  ASSERT_EQ(layer.param_specs().size(), 1u);
+  std::vector<float> w = random_vector(out * in, 1), dw(w.size());
+  float* params[] = {w.data()};
+  float* grads[] = {dw.data()};
+  layer.bind(params, grads);
+  std::vector<float> x = random_vector(batch * in, 13);
+  const std::vector<float> r = random_vector(batch * out, 4);
+  std::vector<float> y(batch * out);
+  auto objective = [&] {
+    layer.forward(*backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t o = 0; o < out; ++o) {
+      double z = 0;
+      for (int64_t i = 0; i < in; ++i) z += double{w[o * in + i]} * x[b * in + i];
+      ASSERT_NEAR(y[b * out + o], std::tanh(z), 1e-5) << "row " << b << ", unit " << o;
+    }
+  std::vector<float> dy = r, dx(x.size());
+  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  expect_matches_finite_differences(objective, x, dx, "dx");
+  expect_matches_finite_differences(objective, w, dw, "dw");
+}
+
 class ActivationGradient : public ::testing::TestWithParam<Activation> {};
 
 TEST_P(ActivationGradient, MatchesFiniteDifferences) {

@@ -16,17 +16,21 @@
 namespace ddp {
 namespace {
 
-// A Conv2D layer bound to parameters drawn from `seed` and zeroed gradients.
+// A Conv2D layer bound to parameters drawn from `seed` and zeroed gradients; without a bias
+// parameter (Note [no bias]) `bias` is zeros that the layer is not given.
 struct BoundConv {
-  BoundConv(const Window2d& w, int64_t filters, Activation act, uint64_t seed)
-      : layer(w, filters, act),
+  BoundConv(const Window2d& w, int64_t filters, Activation act, uint64_t seed, bool use_bias = true)
+      : layer(w, filters, act, use_bias),
         weight(random_vector(static_cast<size_t>(filters * w.patch()), seed)),
-        bias(random_vector(static_cast<size_t>(filters), seed + 1)),
+        bias(use_bias ? random_vector(static_cast<size_t>(filters), seed + 1)
+                      : std::vector<float>(static_cast<size_t>(filters))),
         dw(weight.size()),
         db(bias.size()) {
     float* params[] = {weight.data(), bias.data()};
     float* grads[] = {dw.data(), db.data()};
-    layer.bind(params, grads);
+    EXPECT_EQ(layer.param_specs().size(), use_bias ? 2u : 1u);
+    layer.bind(std::span(params, layer.param_specs().size()),
+               std::span(grads, layer.param_specs().size()));
   }
   Conv2D layer;
   std::vector<float> weight, bias, dw, db;
@@ -74,50 +78,54 @@ class Conv2DTest : public ::testing::TestWithParam<WindowCase> {
 };
 
 // 37 filters: several vectors of filters and a partial one in the direct kernels (Note [direct
-// convolution]), which take the inputs of up to 4 channels.
+// convolution]), which take the inputs of up to 4 channels. With and without a bias.
 TEST_P(Conv2DTest, ForwardIsTheConvolutionByDefinition) {
   auto backend = make_cpu_backend();
   const Window2d w = window();
   const int64_t batch = 2;
   for (const int64_t filters : {3, 37})
-    for (const Activation act : {Activation::kLinear, Activation::kRelu}) {
-      BoundConv conv(w, filters, act, 1);
-      const std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 3);
-      std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
-      conv.layer.forward(*backend, x.data(), y.data(), batch);
-      const std::vector<double> expected =
-          direct_conv(x, conv.weight, conv.bias, w, batch, filters);
-      ASSERT_EQ(y.size(), expected.size());
-      for (size_t i = 0; i < y.size(); ++i) {
-        const double z = act == Activation::kRelu ? std::max(expected[i], 0.0) : expected[i];
-        EXPECT_NEAR(y[i], z, 1e-5) << "y[" << i << "], " << filters << " filters";
+    for (const Activation act : {Activation::kLinear, Activation::kRelu})
+      for (const bool use_bias : {true, false}) {
+        BoundConv conv(w, filters, act, 1, use_bias);
+        const std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 3);
+        std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
+        conv.layer.forward(*backend, x.data(), y.data(), batch);
+        const std::vector<double> expected =
+            direct_conv(x, conv.weight, conv.bias, w, batch, filters);
+        ASSERT_EQ(y.size(), expected.size());
+        for (size_t i = 0; i < y.size(); ++i) {
+          const double z = act == Activation::kRelu ? std::max(expected[i], 0.0) : expected[i];
+          EXPECT_NEAR(y[i], z, 1e-5)
+              << "y[" << i << "], " << filters << " filters, use_bias " << use_bias;
+        }
       }
-    }
 }
 
 // With the input gradient (3 filters), and as a first layer without one (37 filters: whole and
-// partial vectors of filters), where few channels take the direct weight gradient.
+// partial vectors of filters), where few channels take the direct weight gradient; with and
+// without a bias.
 TEST_P(Conv2DTest, GradientsMatchFiniteDifferences) {
   auto backend = make_cpu_backend();
   const Window2d w = window();
   const int64_t batch = 2;
-  for (const bool first_layer : {false, true}) {
-    BoundConv conv(w, first_layer ? 37 : 3, Activation::kTanh, 4);
-    std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 6);
-    std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
-    const std::vector<float> r = random_vector(y.size(), 7);
-    auto objective = [&] {
-      conv.layer.forward(*backend, x.data(), y.data(), batch);
-      return weighted_sum(y, r);
-    };
-    objective();
-    std::vector<float> dy = r, dx(x.size());
-    conv.layer.backward(*backend, x.data(), y.data(), dy.data(), first_layer ? nullptr : dx.data(),
-                        batch, false);
-    if (!first_layer) expect_matches_finite_differences(objective, x, dx, "dx");
-    expect_matches_finite_differences(objective, conv.weight, conv.dw, "dw");
-    expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
-  }
+  for (const bool first_layer : {false, true})
+    for (const bool use_bias : {true, false}) {
+      BoundConv conv(w, first_layer ? 37 : 3, Activation::kTanh, 4, use_bias);
+      std::vector<float> x = random_vector(batch * 5 * 6 * w.channels, 6);
+      std::vector<float> y(static_cast<size_t>(batch * conv.layer.output_shape().numel()));
+      const std::vector<float> r = random_vector(y.size(), 7);
+      auto objective = [&] {
+        conv.layer.forward(*backend, x.data(), y.data(), batch);
+        return weighted_sum(y, r);
+      };
+      objective();
+      std::vector<float> dy = r, dx(x.size());
+      conv.layer.backward(*backend, x.data(), y.data(), dy.data(),
+                          first_layer ? nullptr : dx.data(), batch, false);
+      if (!first_layer) expect_matches_finite_differences(objective, x, dx, "dx");
+      expect_matches_finite_differences(objective, conv.weight, conv.dw, "dw");
+      if (use_bias) expect_matches_finite_differences(objective, conv.bias, conv.db, "db");
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(
