@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <functional>
+#include <span>
+#include <vector>
 
 #include "core/rng.h"
 #include "finite_differences.h"
@@ -15,78 +17,84 @@
 namespace ddp {
 namespace {
 
+// A Dense layer bound to parameters drawn from `seed` and zeroed gradients; without a bias
+// parameter (Note [no bias]) `b` is zeros that the layer is not given.
+struct BoundDense {
+  BoundDense(int64_t in, int64_t out, Activation act, uint64_t seed, bool use_bias)
+      : layer(in, out, act, use_bias),
+        w(random_vector(out * in, seed)),
+        b(use_bias ? random_vector(out, seed + 1) : std::vector<float>(out)),
+        dw(w.size()),
+        db(b.size()) {
+    float* params[] = {w.data(), b.data()};
+    float* grads[] = {dw.data(), db.data()};
+    EXPECT_EQ(layer.param_specs().size(), use_bias ? 2u : 1u);
+    layer.bind(std::span(params, layer.param_specs().size()),
+               std::span(grads, layer.param_specs().size()));
+  }
+  Dense layer;
+  std::vector<float> w, b, dw, db;
+};
+
 class DenseGradient : public ::testing::TestWithParam<Activation> {};
 
 TEST_P(DenseGradient, MatchesFiniteDifferences) {
   auto backend = make_cpu_backend();
   const int64_t batch = 4, in = 5, out = 3;
-  Dense layer(in, out, GetParam());
-  std::vector<float> w = random_vector(out * in, 1), b = random_vector(out, 2);
-  std::vector<float> dw(w.size()), db(b.size());
-  float* params[] = {w.data(), b.data()};
-  float* grads[] = {dw.data(), db.data()};
-  layer.bind(params, grads);
-  std::vector<float> x = random_vector(batch * in, 13);
-  const std::vector<float> r = random_vector(batch * out, 4);
-  std::vector<float> y(batch * out);
+  for (const bool use_bias : {true, false}) {
+    BoundDense dense(in, out, GetParam(), 1, use_bias);
+    // Inputs whose pre-activations stay clear of ReLU's kink with the bias and without.
+    std::vector<float> x = random_vector(batch * in, use_bias ? 13 : 101);
+    const std::vector<float> r = random_vector(batch * out, 4);
+    std::vector<float> y(batch * out);
 
-  auto objective = [&] {
-    layer.forward(*backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  // Finite differences are meaningless across ReLU's kink: a smaller step, and no pre-activation
-  // within reach of it (one perturbation moves a pre-activation by at most h * max(|x|, |w|, 1)).
-  const float h = GetParam() == Activation::kRelu ? 1e-3f : 1e-2f;
-  if (GetParam() == Activation::kRelu) {
-    std::vector<float> z(batch * out);
-    Dense linear(in, out, Activation::kLinear);
-    linear.bind(params, grads);
-    linear.forward(*backend, x.data(), z.data(), batch);
-    for (float v : z) ASSERT_GT(std::abs(v), 5 * h) << "test data too close to the ReLU kink";
+    auto objective = [&] {
+      dense.layer.forward(*backend, x.data(), y.data(), batch);
+      return weighted_sum(y, r);
+    };
+    objective();
+    // Finite differences are meaningless across ReLU's kink: a smaller step, and no
+    // pre-activation within reach of it (one perturbation moves a pre-activation by at most
+    // h * max(|x|, |w|, 1)).
+    const float h = GetParam() == Activation::kRelu ? 1e-3f : 1e-2f;
+    if (GetParam() == Activation::kRelu) {
+      BoundDense linear(in, out, Activation::kLinear, 1, use_bias);
+      std::vector<float> z(batch * out);
+      linear.layer.forward(*backend, x.data(), z.data(), batch);
+      for (float v : z) ASSERT_GT(std::abs(v), 5 * h) << "test data too close to the ReLU kink";
+    }
+    std::vector<float> dy = r, dx(x.size());
+    dense.layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+
+    expect_matches_finite_differences(objective, x, dx, "dx", h);
+    expect_matches_finite_differences(objective, dense.w, dense.dw, "dw", h);
+    if (use_bias) expect_matches_finite_differences(objective, dense.b, dense.db, "db", h);
   }
-  std::vector<float> dy = r, dx(x.size());
-  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
-
-  expect_matches_finite_differences(objective, x, dx, "dx", h);
-  expect_matches_finite_differences(objective, w, dw, "dw", h);
-  expect_matches_finite_differences(objective, b, db, "db", h);
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, DenseGradient,
                          ::testing::Values(Activation::kLinear, Activation::kRelu,
                                            Activation::kTanh, Activation::kSigmoid));
 
-// Note [no bias]: a Dense layer without a bias has one parameter, computes x W^T (a bias of zeros
-// that nothing moves), and its gradients match finite differences; on the batch of 130 rows the
-// tiled kernels split into whole and partial tiles.
-TEST(DenseWithoutBias, IsTheProductAloneWithGradientsMatchingFiniteDifferences) {
+// Note [no bias]: a Dense layer without a bias computes x W^T (a bias of zeros that nothing
+// moves), also after a backward (whose bias gradient it keeps nowhere); on the batch of 130 rows
+// the tiled kernels split into whole and partial tiles.
+TEST(DenseWithoutBias, IsTheProductAlone) {
   auto backend = make_cpu_backend();
   const int64_t batch = 130, in = 7, out = 5;
-  Dense layer(in, out, Activation::kTanh, /*use_bias=*/false);
-  ASSERT_EQ(layer.param_specs().size(), 1u);
-  std::vector<float> w = random_vector(out * in, 1), dw(w.size());
-  float* params[] = {w.data()};
-  float* grads[] = {dw.data()};
-  layer.bind(params, grads);
-  std::vector<float> x = random_vector(batch * in, 13);
-  const std::vector<float> r = random_vector(batch * out, 4);
-  std::vector<float> y(batch * out);
-  auto objective = [&] {
-    layer.forward(*backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t o = 0; o < out; ++o) {
-      double z = 0;
-      for (int64_t i = 0; i < in; ++i) z += double{w[o * in + i]} * x[b * in + i];
-      ASSERT_NEAR(y[b * out + o], std::tanh(z), 1e-5) << "row " << b << ", unit " << o;
-    }
-  std::vector<float> dy = r, dx(x.size());
-  layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
-  expect_matches_finite_differences(objective, x, dx, "dx");
-  expect_matches_finite_differences(objective, w, dw, "dw");
+  BoundDense dense(in, out, Activation::kLinear, 1, false);
+  const std::vector<float> x = random_vector(batch * in, 13);
+  std::vector<float> y(batch * out), dy = random_vector(batch * out, 4), dx(x.size());
+  for (int pass = 0; pass < 2; ++pass) {
+    dense.layer.forward(*backend, x.data(), y.data(), batch);
+    for (int64_t row = 0; row < batch; ++row)
+      for (int64_t o = 0; o < out; ++o) {
+        double z = 0;
+        for (int64_t i = 0; i < in; ++i) z += double{dense.w[o * in + i]} * x[row * in + i];
+        ASSERT_NEAR(y[row * out + o], z, 1e-5) << "pass " << pass << ", row " << row;
+      }
+    dense.layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  }
 }
 
 class ActivationGradient : public ::testing::TestWithParam<Activation> {};
