@@ -167,6 +167,31 @@ bool shared_by_team(const DenseContext& dense, bool transpose_a, bool transpose_
          skinny_and_tiled(transpose_a, transpose_b, m, n, k);
 }
 
+// Note [batches in pieces]: a dense layer's batch of more than kSkinnyMaxBatch rows (a rank's 512,
+// say), where its weights stay in cache (at most kUncachedWeightBytes), runs as pieces of
+// kBatchPiece rows: forward and input gradient piece by piece, the weight gradient as the sum of
+// the pieces' products, added in the pieces' order. Each piece is a skinny product for the tiled
+// kernels, which a rank's threads share (Note [threads per rank]), where the whole batch was one
+// OpenBLAS call on one thread; the pieces depend only on the batch, so any number of threads
+// computes the same bits. On one thread the pieces ran within a few percent of OpenBLAS's one call
+// on W2's layers at 512 and 1024 rows (benchmarks/results/xeon/batches_in_pieces.md). Weights
+// from memory stay with OpenBLAS: there each piece reads them again, and the input gradient's
+// tiles ran ~20% below OpenBLAS on W3's layers (same file).
+constexpr int64_t kBatchPiece = kSkinnyMaxBatch;
+
+bool in_batch_pieces(const DenseContext& dense, int64_t batch, int64_t in, int64_t out) {
+  return !dense.bf16 && batch > kBatchPiece && tiled_gemm_available() && !skinny_to_blas() &&
+         !is_small_product(batch, out, in) &&
+         static_cast<size_t>(in * out) * sizeof(float) <= kUncachedWeightBytes;
+}
+
+// Calls piece(first_row, rows) for each piece of the batch, in order.
+template <typename Piece>
+void for_each_piece(int64_t batch, Piece piece) {
+  for (int64_t first = 0; first < batch; first += kBatchPiece)
+    piece(first, std::min(kBatchPiece, batch - first));
+}
+
 }  // namespace
 
 std::unique_ptr<Bf16Products> make_bf16_products() {
@@ -194,6 +219,10 @@ void dense_forward(const DenseContext& dense, const float* x, const float* w, co
     dense.bf16->forward(dense.team, x, w, y, batch, in, out);
     return bias_activate(y, b, y, batch, out, 0, out, act);
   }
+  if (in_batch_pieces(dense, batch, in, out))
+    return for_each_piece(batch, [&](int64_t first, int64_t rows) {
+      dense_forward(dense, x + first * in, w, b, y + first * out, rows, in, out, act);
+    });
   if (!shared_by_team(dense, false, true, batch, out, in)) {
     fp32_gemm(false, true, batch, out, in, x, w, y);  // (batch, in) x (out, in)^T
     bias_activate(y, b, y, batch, out, 0, out, act);
@@ -212,15 +241,15 @@ void dense_forward(const DenseContext& dense, const float* x, const float* w, co
   });
 }
 
-void dense_input_grad(const DenseContext& dense, const float* w, const float* y, float* dy,
-                      float* dx, int64_t batch, int64_t in, int64_t out, Activation act) {
-  activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
-  if (!dx) return;
+namespace {
+
+// dx (batch, in) = dy (batch, out) w (out, in), in fp32.
+void input_grad_product(const DenseContext& dense, const float* w, const float* dy, float* dx,
+                        int64_t batch, int64_t in, int64_t out) {
   // Threads take shares of dx's columns where w comes from memory, each reading its share of w
   // (W3, 1 rank x 2 threads: 1.10x the samples/s of shares of the batch's rows, which each read
   // all of w); otherwise shares of the batch's rows, each transposing only its rows of dy (W2:
   // column shares measured ~3% slower).
-  if (dense.bf16) return dense.bf16->input_grad(dense.team, dy, w, dx, batch, in, out);
   if (!shared_by_team(dense, false, false, batch, in, out))
     return fp32_gemm(false, false, batch, in, out, dy, w, dx);  // (batch, out) x (out, in)
   ThreadTeam& team = dense.team;
@@ -237,7 +266,49 @@ void dense_input_grad(const DenseContext& dense, const float* w, const float* y,
   });
 }
 
+}  // namespace
+
+void dense_input_grad(const DenseContext& dense, const float* w, const float* y, float* dy,
+                      float* dx, int64_t batch, int64_t in, int64_t out, Activation act) {
+  activation_grad(act, y, dy, dy, static_cast<size_t>(batch * out));
+  if (!dx) return;
+  if (dense.bf16) return dense.bf16->input_grad(dense.team, dy, w, dx, batch, in, out);
+  if (in_batch_pieces(dense, batch, in, out))
+    return for_each_piece(batch, [&](int64_t first, int64_t rows) {
+      input_grad_product(dense, w, dy + first * out, dx + first * in, rows, in, out);
+    });
+  input_grad_product(dense, w, dy, dx, batch, in, out);
+}
+
 namespace {
+
+// Rows [first_row, end_row) of dw summed over the batch's pieces (Note [batches in pieces]): each
+// thread sums its share of the rows, the pieces' blocks added in the pieces' order, and hands them
+// to consume as one block.
+void weight_grad_in_pieces(const DenseContext& dense, const float* x, const float* dy,
+                           int64_t batch, int64_t in, int64_t out, int64_t first_row,
+                           int64_t end_row, const GradBlockConsumer& consume) {
+  ThreadTeam& team = dense.team;
+  team.run([&](int t) {
+    const auto [r0, r1] = ThreadTeam::share(end_row - first_row, tiled_row_grain(), t, team.size());
+    if (r0 == r1) return;
+    thread_local std::vector<float> sums_buffer;
+    float* const sums = scratch(sums_buffer, static_cast<size_t>((r1 - r0) * in));
+    for_each_piece(batch, [&](int64_t first, int64_t rows) {
+      const GradBlockConsumer add_up{.consume = [&](const GradBlock& block) {
+        for (int64_t r = 0; r < block.rows; ++r) {
+          float* const to = sums + (block.first_row - first_row - r0 + r) * in + block.first_col;
+          const float* const from = block.data + r * block.cols;
+          for (int64_t c = 0; c < block.cols; ++c) to[c] = first == 0 ? from[c] : to[c] + from[c];
+        }
+      }};
+      tiled_weight_grad_blocks(out, in, rows, dy + first * out, x + first * in, first_row + r0,
+                               first_row + r1, add_up);
+    });
+    consume(
+        {.first_row = first_row + r0, .rows = r1 - r0, .first_col = 0, .cols = in, .data = sums});
+  });
+}
 
 // Rows [first_row, end_row) of dw = (batch, out)^T x (batch, in), block by block to `consume`:
 // through the tiled kernels, threads taking shares of the rows (consume may be called from
@@ -257,6 +328,8 @@ void weight_grad_blocks(const DenseContext& dense, const float* x, const float* 
         [&consume, in](int64_t first, int64_t rows, const float* block) {
           consume({.first_row = first, .rows = rows, .first_col = 0, .cols = in, .data = block});
         });
+  if (in_batch_pieces(dense, batch, in, out))
+    return weight_grad_in_pieces(dense, x, dy, batch, in, out, first_row, end_row, consume);
   if (!skinny_and_tiled(true, false, out, in, batch)) {
     // dy's columns [first_row, end_row), made contiguous for the general GEMM where they are not
     // all of them.
@@ -314,6 +387,14 @@ void dense_backward(const DenseContext& dense, const float* x, const float* w, c
                         block.data + r * block.cols, static_cast<size_t>(block.cols));
         }});
   if (dense.bf16) return dense.bf16->weight_grad(dense.team, dy, x, dw, batch, in, out, accumulate);
+  if (in_batch_pieces(dense, batch, in, out))
+    return weight_grad_in_pieces(dense, x, dy, batch, in, out, 0, out,
+                                 {.consume = [dw, in, accumulate](const GradBlock& block) {
+                                   float* const to = dw + block.first_row * in;
+                                   const auto count = static_cast<size_t>(block.rows * in);
+                                   for (size_t i = 0; i < count; ++i)
+                                     to[i] = accumulate ? to[i] + block.data[i] : block.data[i];
+                                 }});
   fp32_gemm(true, false, out, in, batch, dy, x, dw, accumulate);
 }
 

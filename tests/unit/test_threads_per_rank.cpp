@@ -16,6 +16,8 @@
 
 #include "core/error.h"
 #include "core/thread_team.h"
+#include "finite_differences.h"
+#include "nn/dense.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
 
@@ -124,13 +126,27 @@ TrainingState train(int threads, const std::vector<std::string>& overrides = {},
   return trainer.capture();
 }
 
+// Batches of 600 rows: Note [batches in pieces] (256, 256 and 88 rows), the weight gradients
+// summed over the pieces into blocks for the update in backward, into the stored gradient after
+// it, and added to it over two accumulated micro-batches of 600.
+const std::vector<std::string> kBatchesInPieces = {
+    "data.train.samples=1200", "training.global_batch_size=600", "training.epochs=8"};
+
+std::vector<std::string> with(std::vector<std::string> overrides,
+                              const std::vector<std::string>& more) {
+  overrides.insert(overrides.end(), more.begin(), more.end());
+  return overrides;
+}
+
 TEST(ThreadsPerRank, TrainTheSameBitsAsOneThread) {
   // Updated after backward, the whole buffer (113,166 parameters) is one update, split over the
   // threads.
   for (const std::vector<std::string>& overrides :
        {std::vector<std::string>{}, std::vector<std::string>{"training.update_in_backward=false"},
         std::vector<std::string>{"training.update_in_backward=false", "optimizer.type=sgd",
-                                 "optimizer.momentum=0.9"}}) {
+                                 "optimizer.momentum=0.9"},
+        kBatchesInPieces, with(kBatchesInPieces, {"training.update_in_backward=false"}),
+        with(kBatchesInPieces, {"training.accumulation_steps=2", "training.epochs=16"})}) {
     const TrainingState one = train(1, overrides);
     for (int threads : {2, 3}) {
       const TrainingState many = train(threads, overrides);
@@ -141,6 +157,54 @@ TEST(ThreadsPerRank, TrainTheSameBitsAsOneThread) {
         EXPECT_EQ(many.optimizer_state[i].second, one.optimizer_state[i].second) << threads;
     }
   }
+}
+
+// Note [batches in pieces]: a dense layer's products at 600 rows, in pieces, are the products
+// (against sums in double) and the same bits on 1 and 3 threads, weight gradient stored and
+// added to (accumulate).
+TEST(ThreadsPerRank, BatchesInPiecesAreTheProductsOnAnyTeam) {
+  const int64_t batch = 600, in = 300, out = 200;
+  const std::vector<float> x = random_vector(batch * in, 1), w = random_vector(out * in, 2),
+                           b = random_vector(out, 3), r = random_vector(batch * out, 4);
+  struct Results {
+    std::vector<float> y, dx, dw, db;
+  };
+  const auto run = [&](int threads) {
+    auto backend = make_cpu_backend(true, threads);
+    Dense layer(in, out, Activation::kLinear);
+    std::vector<float> weight = w, bias = b, dw(w.size(), 1.0f), db(b.size());
+    float* params[] = {weight.data(), bias.data()};
+    float* grads[] = {dw.data(), db.data()};
+    layer.bind(params, grads);
+    Results results{std::vector<float>(batch * out), std::vector<float>(x.size()), {}, {}};
+    layer.forward(*backend, x.data(), results.y.data(), batch);
+    std::vector<float> dy = r;
+    layer.backward(*backend, x.data(), results.y.data(), dy.data(), results.dx.data(), batch,
+                   /*accumulate=*/true);
+    results.dw = dw;
+    results.db = db;
+    return results;
+  };
+  const Results one = run(1), three = run(3);
+  EXPECT_EQ(three.y, one.y);
+  EXPECT_EQ(three.dx, one.dx);
+  EXPECT_EQ(three.dw, one.dw);
+  EXPECT_EQ(three.db, one.db);
+  for (int64_t i = 0; i < batch; i += 7)
+    for (int64_t o = 0; o < out; o += 3) {
+      double y = b[o], dw = 1;  // dw was 1 before the accumulating backward
+      for (int64_t k = 0; k < in; ++k) y += double{x[i * in + k]} * w[o * in + k];
+      for (int64_t row = 0; row < batch; ++row)
+        dw += double{r[row * out + o]} * x[row * in + i % in];
+      ASSERT_NEAR(one.y[i * out + o], y, 1e-4) << "y row " << i;
+      ASSERT_NEAR(one.dw[o * in + i % in], dw, 1e-3) << "dw row " << o;
+    }
+  for (int64_t i = 0; i < batch; i += 7)
+    for (int64_t k = 0; k < in; k += 5) {
+      double dx = 0;
+      for (int64_t o = 0; o < out; ++o) dx += double{r[i * out + o]} * w[o * in + k];
+      ASSERT_NEAR(one.dx[i * in + k], dx, 1e-4) << "dx row " << i;
+    }
 }
 
 TEST(ThreadsPerRank, TrainTheSameBitsAsOneThreadWithWeightsTooLargeForCache) {
