@@ -12,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "backend/activation_grad.h"
@@ -290,7 +291,10 @@ void weight_grad_in_pieces(const DenseContext& dense, const float* x, const floa
                            int64_t end_row, const GradBlockConsumer& consume) {
   ThreadTeam& team = dense.team;
   team.run([&](int t) {
-    const auto [r0, r1] = ThreadTeam::share(end_row - first_row, tiled_row_grain(), t, team.size());
+    // Plain locals: the lambdas below capture them (clang 14 captures no structured bindings).
+    const std::pair<int64_t, int64_t> share =
+        ThreadTeam::share(end_row - first_row, tiled_row_grain(), t, team.size());
+    const int64_t r0 = share.first, r1 = share.second;
     if (r0 == r1) return;
     thread_local std::vector<float> sums_buffer;
     float* const sums = scratch(sums_buffer, static_cast<size_t>((r1 - r0) * in));
