@@ -22,6 +22,17 @@ inline std::vector<float> random_vector(size_t n, uint64_t seed, float low = -1,
   return v;
 }
 
+// Binds `layer` (Dense, Conv2D) to `weight` and `bias` and their gradients, or to `weight` alone
+// where it has no bias parameter (Note [no bias]).
+inline void bind_weight_and_bias(Layer& layer, std::vector<float>& weight, std::vector<float>& bias,
+                                 std::vector<float>& dw, std::vector<float>& db, bool use_bias) {
+  float* params[] = {weight.data(), bias.data()};
+  float* grads[] = {dw.data(), db.data()};
+  const size_t count = use_bias ? 2 : 1;
+  EXPECT_EQ(layer.param_specs().size(), count);
+  layer.bind(std::span(params, count), std::span(grads, count));
+}
+
 // Compares `analytic` with central differences of `objective` with respect to `values`.
 inline void expect_matches_finite_differences(const std::function<double()>& objective,
                                               std::span<float> values,

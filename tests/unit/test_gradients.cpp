@@ -26,11 +26,7 @@ struct BoundDense {
         b(use_bias ? random_vector(out, seed + 1) : std::vector<float>(out)),
         dw(w.size()),
         db(b.size()) {
-    float* params[] = {w.data(), b.data()};
-    float* grads[] = {dw.data(), db.data()};
-    EXPECT_EQ(layer.param_specs().size(), use_bias ? 2u : 1u);
-    layer.bind(std::span(params, layer.param_specs().size()),
-               std::span(grads, layer.param_specs().size()));
+    bind_weight_and_bias(layer, w, b, dw, db, use_bias);
   }
   Dense layer;
   std::vector<float> w, b, dw, db;

@@ -26,11 +26,7 @@ struct BoundConv {
                       : std::vector<float>(static_cast<size_t>(filters))),
         dw(weight.size()),
         db(bias.size()) {
-    float* params[] = {weight.data(), bias.data()};
-    float* grads[] = {dw.data(), db.data()};
-    EXPECT_EQ(layer.param_specs().size(), use_bias ? 2u : 1u);
-    layer.bind(std::span(params, layer.param_specs().size()),
-               std::span(grads, layer.param_specs().size()));
+    bind_weight_and_bias(layer, weight, bias, dw, db, use_bias);
   }
   Conv2D layer;
   std::vector<float> weight, bias, dw, db;
