@@ -100,7 +100,9 @@ std::vector<float> trained(const Config& config, Communicator& comm, int64_t ste
 // blocks of column chunks, Note [weight-gradient chunks]); and plain momentum, which the tiles
 // step themselves (Note [update in the tiles]), rank and thread shares of 1100 rows ending
 // mid-tile; bf16 products (Note [bf16 products]; within fp32's tolerance, oneDNN's sums not
-// being promised the same order for every row count); and layers without a bias (Note [no bias]).
+// being promised the same order for every row count); layers without a bias (Note [no bias]);
+// and a global batch of 512 rows, whose weight gradients sum pieces of 256 (Note [batches in
+// pieces]).
 TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
@@ -118,7 +120,8 @@ TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
       {"training.bf16_matmul=true", "data.train.features=1024", "model.layers.0.units=1100",
        "training.global_batch_size=64"},
       {"model.layers.0.use_bias=false", "model.layers.2.use_bias=false",
-       "optimizer={type: adam, learning_rate: 0.002}"}};
+       "optimizer={type: adam, learning_rate: 0.002}"},
+      {"data.train.samples=6200", "training.global_batch_size=512"}};
   for (const auto& overrides : cases) {
     const Config config = split_config(overrides);
     const std::vector<float> split = trained(config, comm, 12);
