@@ -27,8 +27,9 @@ std::string Dense::describe() const {
 }
 
 std::vector<ParamSpec> Dense::param_specs() const {
-  if (!bias_.trained()) return {{"weight", {out_, in_}}};
-  return {{"weight", {out_, in_}}, {"bias", {out_}}};
+  std::vector<ParamSpec> specs{{"weight", {out_, in_}}};
+  if (bias_.trained()) specs.push_back({"bias", {out_}});
+  return specs;
 }
 
 void Dense::bind(std::span<float* const> params, std::span<float* const> grads) {

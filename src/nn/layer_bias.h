@@ -26,10 +26,14 @@ class LayerBias {
     grad_ = grad;
   }
   // What the kernels read and write: the parameter and its gradient, or the stand-ins.
-  const float* values(ComputeBackend& backend) { return trained_ ? values_ : stand_in(backend); }
+  const float* values(ComputeBackend& backend) {
+    if (trained_) return values_;
+    allocate_stand_ins(backend);
+    return zeros_.data();
+  }
   float* grad(ComputeBackend& backend) {
     if (trained_) return grad_;
-    stand_in(backend);
+    allocate_stand_ins(backend);
     return grad_sink_.data();
   }
   // The parameter and its gradient, for an update or a weight-gradient split; empty untrained.
@@ -39,12 +43,10 @@ class LayerBias {
   }
 
  private:
-  const float* stand_in(ComputeBackend& backend) {
-    if (zeros_.size() == 0) {  // allocate() zero-fills
-      zeros_ = DeviceBuffer(backend, static_cast<size_t>(count_));
-      grad_sink_ = DeviceBuffer(backend, static_cast<size_t>(count_));
-    }
-    return zeros_.data();
+  void allocate_stand_ins(ComputeBackend& backend) {
+    if (zeros_.size() != 0) return;
+    zeros_ = DeviceBuffer(backend, static_cast<size_t>(count_));  // allocate() zero-fills
+    grad_sink_ = DeviceBuffer(backend, static_cast<size_t>(count_));
   }
 
   int64_t count_;
