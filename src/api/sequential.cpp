@@ -112,9 +112,11 @@ void Sequential::compile(const Spec& optimizer, const std::string& loss,
 }
 void Sequential::compile(const Spec& optimizer, const Spec& loss,
                          std::vector<std::string> metrics) {
-  optimizer_ = optimizer.node;
-  loss_ = loss.node;
-  metrics_ = metrics.empty() ? YAML::Node() : YAML::Node(metrics);
+  // Copies, bound with reset(): yaml-cpp's assignment would rebind every node sharing the old one,
+  // the caller's Specs of an earlier compile() among them.
+  optimizer_.reset(YAML::Clone(optimizer.node));
+  loss_.reset(YAML::Clone(loss.node));
+  metrics_.reset(metrics.empty() ? YAML::Node() : YAML::Node(metrics));
   compiled_since_fit_ = true;
 }
 

@@ -271,6 +271,19 @@ TEST(KerasApi, FitTrainsOnFromTheLastFit) {
   }
 }
 
+// yaml-cpp's assignment rebinds every node that shares the assigned one: a second compile() must
+// leave the first's Specs as they were (a later model compiled with them trains with them).
+TEST(KerasApi, CompileLeavesTheCallersSpecsAlone) {
+  const keras::Spec adam = keras::Adam(0.01);
+  const keras::Spec smoothed = keras::CategoricalCrossentropy(0.1);
+  keras::Sequential model = small_model(adam, smoothed);
+  model.compile(keras::SGD(0.5), "mean_squared_error");
+  EXPECT_EQ(adam.node["type"].as<std::string>(), "adam");
+  EXPECT_EQ(adam.node["learning_rate"].as<double>(), 0.01);
+  EXPECT_EQ(smoothed.node["type"].as<std::string>(), "categorical_crossentropy");
+  EXPECT_EQ(small_model(adam).config({})["optimizer"]["type"].as<std::string>(), "adam");
+}
+
 TEST(KerasApi, SavedWeightsLoadIntoAnotherModel) {
   const Dataset data = make_synthetic(128, 6, 4, 3);
   const keras::FitOptions options{.epochs = 1, .batch_size = 32, .seed = 5, .verbose = false};
