@@ -184,6 +184,13 @@ class Sequential {
   void save_weights(const std::string& path);
   // Collective: set_weights from a safetensors file (read on rank 0 when the weights are set).
   void load_weights(const std::string& path);
+  // Keras' model.optimizer.learning_rate. During a fit (from its callbacks): the rate of the next
+  // step; setting it makes every later step train with rank 0's value, on every rank (Note [rate
+  // set by a callback]: ConfigError unless the schedule is constant), and the next fit starts
+  // from it, as Keras' optimizer variable keeps it. Otherwise the rate the next fit starts from
+  // (the compiled optimizer's); this rank alone, and ConfigError before compile().
+  double learning_rate() const;
+  void set_learning_rate(double rate);
   // Keras' summary table: each layer's output shape and parameter count, then the totals. Before
   // the first fit it needs the input shape (given to the constructor); this rank alone.
   std::string summary() const;

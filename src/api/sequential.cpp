@@ -207,21 +207,36 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   compiled_since_fit_ = false;
   const bool lead = comm.rank() == 0 && options.verbose;
   trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
-  trainer.set_epoch_observer(options.on_epoch_end);
-  trainer.set_batch_observer(options.on_batch_end);
+  // Note [rate set by a callback]: after the hooks' calls, every rank takes rank 0's rate.
+  if (options.on_epoch_end)
+    trainer.set_epoch_observer([&trainer, end = options.on_epoch_end](const EpochRecord& r) {
+      const bool stop = end(r);
+      trainer.agree_on_learning_rate();
+      return stop;
+    });
+  if (options.on_batch_end)
+    trainer.set_batch_observer([&trainer, end = options.on_batch_end](const BatchLogs& logs) {
+      end(logs);
+      trainer.agree_on_learning_rate();
+    });
   if (options.on_epoch_begin || options.on_batch_begin)  // an epoch begins before its first step
     trainer.set_step_observer(
         [&trainer, begin = options.on_epoch_begin, batch = options.on_batch_begin](int64_t done) {
           const int64_t in_epoch = done % trainer.steps_per_epoch();
-          if (in_epoch == 0 && begin) begin(done / trainer.steps_per_epoch() + 1);
+          const bool epoch_begins = in_epoch == 0 && begin;
+          if (epoch_begins) begin(done / trainer.steps_per_epoch() + 1);
           if (batch) batch(in_epoch);
+          if (epoch_begins || batch) trainer.agree_on_learning_rate();
         });
   fitting_ = true;
-  // The observers belong to this fit alone: the trainer outlives it (the next fit continues it).
+  // The observers belong to this fit alone: the trainer outlives it (the next fit continues it),
+  // and a rate a callback set is the optimizer's for the next fit.
   const auto end_of_fit = [this](Trainer* t) {
     t->set_epoch_observer({});
     t->set_batch_observer({});
     t->set_step_observer({});
+    if (const std::optional<double> rate = t->callback_learning_rate())
+      optimizer_["learning_rate"] = *rate;
     fitting_ = false;
   };
   const std::unique_ptr<Trainer, decltype(end_of_fit)> guard(&trainer, end_of_fit);
@@ -250,6 +265,29 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
   }
   // A model that does not fit (another input shape) throws, leaving the last fit's in place.
   run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
+}
+
+double Sequential::learning_rate() const {
+  if (fitting_) return session_->trainer->next_learning_rate();
+  if (!optimizer_)
+    throw ConfigError(std::string(kOrigin) + ": optimizer.learning_rate before compile()");
+  YAML::Node root(YAML::NodeType::Map);
+  root["optimizer"] = optimizer_;
+  return parse_optimizer_config(root, kOrigin).schedule.base_lr;
+}
+
+void Sequential::set_learning_rate(double rate) {
+  if (fitting_) {
+    session_->trainer->request_learning_rate(rate);
+    return;
+  }
+  if (!optimizer_)
+    throw ConfigError(std::string(kOrigin) + ": optimizer.learning_rate before compile()");
+  YAML::Node root(YAML::NodeType::Map);
+  root["optimizer"] = YAML::Clone(optimizer_);
+  root["optimizer"]["learning_rate"] = rate;
+  parse_optimizer_config(root, kOrigin);  // a ConfigError naming the key, optimizer_ unchanged
+  optimizer_.reset(root["optimizer"]);
 }
 
 std::string Sequential::summary() const {

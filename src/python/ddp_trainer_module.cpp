@@ -112,6 +112,11 @@ FloatArray array_of(const std::vector<float>& values, std::vector<py::ssize_t> s
   return out;
 }
 
+// What model.optimizer returns: a view of the model's optimizer, which keeps the model alive.
+struct OptimizerOf {
+  keras::Sequential* model;
+};
+
 // Keras' History.history: each quantity's value per epoch.
 py::dict history_of(const keras::History& history) {
   py::dict out;
@@ -222,6 +227,13 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def(
       "size", [] { return runtime().size(); }, "The number of ranks (starts MPI if needed)");
 
+  // Keras' model.optimizer as its callbacks use it (LearningRateScheduler, ReduceLROnPlateau):
+  // the learning rate, read and set (Note [rate set by a callback]).
+  py::class_<OptimizerOf>(m, "Optimizer", "The compiled optimizer of a Sequential")
+      .def_property(
+          "learning_rate", [](const OptimizerOf& o) { return o.model->learning_rate(); },
+          [](const OptimizerOf& o, double rate) { o.model->set_learning_rate(rate); });
+
   py::class_<keras::Sequential>(m, "Sequential", py::dynamic_attr())  // stop_training
       .def(py::init<std::vector<keras::Spec>, std::vector<int64_t>>(), py::arg("layers"),
            py::arg("input_shape") = std::vector<int64_t>{})
@@ -235,6 +247,9 @@ PYBIND11_MODULE(ddp_trainer, m) {
               self.compile(optimizer, loss.cast<keras::Spec>(), std::move(metrics));
           },
           py::arg("optimizer"), py::arg("loss"), py::arg("metrics") = std::vector<std::string>{})
+      .def_property_readonly(
+          "optimizer", [](keras::Sequential& self) { return OptimizerOf{&self}; },
+          py::keep_alive<0, 1>())
       .def("fit", &fit, py::arg("x"), py::arg("y") = std::nullopt, py::arg("epochs") = 1,
            py::arg("batch_size") = 32, py::arg("seed") = 0, py::arg("verbose") = true,
            py::arg("validation_data") = std::nullopt, py::arg("callbacks") = py::list(),

@@ -360,6 +360,12 @@ Config parse_model_config(const YAML::Node& root_node, const std::string& file) 
   return config;
 }
 
+OptimizerConfig parse_optimizer_config(const YAML::Node& root_node, const std::string& file) {
+  YAML::Node resolved(YAML::NodeType::Map);
+  ConfigNode root(root_node, resolved, "", file);
+  return parse_optimizer(root.child("optimizer"));
+}
+
 Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
   expect_regular_file<ConfigError>(file);
   std::ifstream probe(file);

@@ -107,6 +107,8 @@ Config parse_config(const YAML::Node& root, const std::string& file,
 // The model section alone (model.input and model.layers), as parse_config reads it; the other
 // keys of `root` are ignored (a model described before its data and optimizer are).
 Config parse_model_config(const YAML::Node& root, const std::string& file);
+// The optimizer section alone, as parse_config reads it (the other keys of `root` are ignored).
+OptimizerConfig parse_optimizer_config(const YAML::Node& root, const std::string& file);
 // Reads the file (YAML syntax errors are ConfigErrors too), applies --set overrides, parses.
 Config load_config(const std::string& file, const std::vector<std::string>& overrides);
 

@@ -92,6 +92,17 @@ class Trainer {
   void set_epoch_observer(std::function<bool(const EpochRecord&)> observer) {
     epoch_observer_ = std::move(observer);
   }
+  // Note [rate set by a callback]: Keras' model.optimizer.learning_rate = rate, asked on this rank
+  // by an observer; throws ConfigError naming optimizer.schedule unless the schedule is constant,
+  // or where the rate is not a positive number (AdamW: rate x weight_decay < 1).
+  void request_learning_rate(double rate);
+  // Collective, at the same point on every rank (after the observers' calls): rank 0's request,
+  // if it made one, becomes the rate of every later step, on every rank.
+  void agree_on_learning_rate();
+  // The rate the next step trains with.
+  double next_learning_rate() const { return learning_rate(completed_steps_); }
+  // The rate agreed on from a callback's request, if any.
+  std::optional<double> callback_learning_rate() const { return callback_rate_; }
 
   // Trains the remaining epochs of the configured run, or stops (with a checkpoint) once
   // `stop_after_steps` optimizer steps have been completed in total, when it is >= 0.
@@ -266,7 +277,8 @@ class Trainer {
   std::optional<Augmenter> augmenter_;  // Note [augmentation]
   std::optional<EarlyStopping> early_stopping_;
   std::optional<ReduceLrOnPlateau> plateau_;
-  std::vector<float> best_params_, best_buffers_;  // host copies, with restore_best_weights
+  std::optional<double> requested_rate_, callback_rate_;  // Note [rate set by a callback]
+  std::vector<float> best_params_, best_buffers_;         // host copies, with restore_best_weights
 };
 
 }  // namespace ddp

@@ -1,7 +1,22 @@
 // The Trainer's epoch-end callbacks, Keras' EarlyStopping (Note [early stopping]) and
 // ReduceLROnPlateau (Note [reduce on plateau]): their monitors checked against what the run
 // reports, their verdicts after each epoch, the best weights at the end, and their state in
-// checkpoints (Note [callback state]).
+// checkpoints (Note [callback state]); and the learning rate an API callback sets.
+//
+// Note [rate set by a callback]: Keras' callbacks that schedule the rate themselves
+// (LearningRateScheduler in on_epoch_begin, ReduceLROnPlateau in on_epoch_end, or a user's in
+// any hook) assign model.optimizer.learning_rate; the API passes the assignment to
+// request_learning_rate() and, after each observer call, calls agree_on_learning_rate() on every
+// rank, which broadcasts rank 0's request: from then on every step of every rank trains with it,
+// as model.stop_training on rank 0 stops every rank, so ranks whose callbacks disagree still
+// hold one model. Keras refuses to set a rate its optimizer's LearningRateSchedule computes; so
+// does this, for any schedule but a constant one without warm-up. The rate travels in
+// checkpoints beside the callbacks' state.
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <limits>
 
 #include "core/error.h"
 #include "train/trainer.h"
@@ -12,6 +27,23 @@ namespace {
 
 constexpr const char* kEarlyStopping = "early_stopping";
 constexpr const char* kPlateau = "reduce_lr_on_plateau";
+constexpr const char* kCallbackRate = "learning_rate_set_by_callback";
+
+bool constant_schedule(const LrScheduleSpec& s) {
+  return s.type == "constant" && s.warmup_steps == 0;
+}
+
+double rate_from_json(const std::string& text) {
+  double rate = 0;
+  try {
+    rate = nlohmann::json::parse(text).get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(std::string("the learning rate a callback set: ") + e.what());
+  }
+  if (!(std::isfinite(rate) && rate > 0))
+    throw std::runtime_error("the learning rate a callback set is not a positive number");
+  return rate;
+}
 
 }  // namespace
 
@@ -30,7 +62,32 @@ void Trainer::set_up_callbacks() {
   }
 }
 
+void Trainer::request_learning_rate(double rate) {
+  const std::string key = config_.file + ": optimizer.schedule";
+  const LrScheduleSpec& schedule = config_.optimizer.schedule;
+  if (!constant_schedule(schedule))
+    throw ConfigError(key + ": the learning rate is the " + schedule.type + " schedule's" +
+                      (schedule.warmup_steps != 0 ? " (with warm-up)" : "") +
+                      "; a callback sets it only under a constant schedule (Keras refuses to set "
+                      "a LearningRateSchedule's rate too)");
+  if (!(std::isfinite(rate) && rate > 0))
+    throw ConfigError(config_.file + ": optimizer.learning_rate: a callback set it to " +
+                      show_number(rate) + "; it must be a positive number");
+  if (config_.optimizer.type == "adamw" && rate * config_.optimizer.adam.weight_decay >= 1)
+    throw ConfigError(config_.file + ": optimizer.learning_rate: a callback set it to " +
+                      show_number(rate) + ", whose product with weight_decay must be < 1");
+  requested_rate_ = rate;
+}
+
+void Trainer::agree_on_learning_rate() {
+  double rate = requested_rate_.value_or(std::numeric_limits<double>::quiet_NaN());
+  comm_.broadcast(std::span<double>(&rate, 1), 0);
+  requested_rate_.reset();
+  if (!std::isnan(rate)) callback_rate_ = rate;
+}
+
 float Trainer::learning_rate(int64_t completed_steps) const {
+  if (callback_rate_) return static_cast<float>(*callback_rate_);
   const float rate = schedule_->at(completed_steps);
   return plateau_ ? static_cast<float>(rate * plateau_->scale()) : rate;
 }
@@ -77,6 +134,7 @@ void Trainer::restore_best_weights() {
 
 void Trainer::capture_callbacks(TrainingState& s) const {
   if (plateau_) s.callbacks[kPlateau] = plateau_->to_json();
+  if (callback_rate_) s.callbacks[kCallbackRate] = nlohmann::json(*callback_rate_).dump();
   if (!early_stopping_) return;
   s.callbacks[kEarlyStopping] = early_stopping_->to_json();
   s.best_params = best_params_;
@@ -95,6 +153,9 @@ void Trainer::restore_callbacks(const TrainingState& s, const std::string& origi
   };
   try {
     if (plateau_ && saved(kPlateau)) plateau_->restore_json(*saved(kPlateau));
+    // Under another schedule than the one that let a callback set it, the schedule's rate.
+    if (saved(kCallbackRate) && constant_schedule(config_.optimizer.schedule))
+      callback_rate_ = rate_from_json(*saved(kCallbackRate));
     if (early_stopping_ && saved(kEarlyStopping))
       early_stopping_->restore_json(*saved(kEarlyStopping));
   } catch (const std::runtime_error& e) {

@@ -187,6 +187,39 @@ def callbacks(out):
         json.dump(result, f)
 
 
+class HalvingSchedule:
+    """As Keras' LearningRateScheduler: reads model.optimizer.learning_rate before each epoch and
+    sets the epoch's, 0.2 and then half the last; rank 1 asks for ten times that, which must not
+    count (rank 0's rate trains every rank)."""
+    def __init__(self, rank):
+        self.rank, self.read = rank, []
+
+    def on_epoch_begin(self, epoch, logs):
+        rate = float(self.model.optimizer.learning_rate)
+        self.read.append(rate)
+        self.model.optimizer.learning_rate = (0.2 if epoch == 0 else rate / 2) * (
+            10 if self.rank == 1 else 1)
+
+
+def learning_rate(out):
+    import ddp_trainer as ddp
+    x, y, _, _ = data()
+    model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
+    model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
+    schedule = HalvingSchedule(ddp.rank())
+    history = model.fit(x, y, epochs=3, batch_size=500, verbose=False, callbacks=[schedule])
+    # The same three steps of the whole set with their rates compiled in (SGD keeps no state).
+    reference = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
+    for rate in (0.2, 0.1, 0.05):
+        reference.compile(ddp.SGD(rate), "sparse_categorical_crossentropy")
+        reference.fit(x, y, batch_size=500, verbose=False)
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump({"history": history, "read": schedule.read,
+                   "after": model.optimizer.learning_rate,
+                   "weights": model.get_weights()["layers.0.weight"].tolist(),
+                   "reference": reference.get_weights()["layers.0.weight"].tolist()}, f)
+
+
 def fit_memory():
     """How much a fit on 64 MB of features raises this process's peak memory (one rank)."""
     import resource
@@ -240,4 +273,7 @@ def errors():
             raise KeyError("the callback's own error")
     case(lambda: model.fit(x, y, epochs=2, verbose=False, callbacks=[Failing()]))
     case(lambda: model.fit(x, y, verbose=False))  # still usable after it
+    case(lambda: model.fit(x, y, verbose=False, callbacks=[HalvingSchedule(0)],
+                           set=["optimizer.schedule.type=cosine"]))
+    case(lambda: setattr(model.optimizer, "learning_rate", -0.5))
     print(json.dumps(cases))

@@ -14,7 +14,8 @@ has Keras' on_train_begin, on_epoch_begin, on_train_batch_begin and _end (or Ker
 on_batch_end, but not Keras' do-nothing base hooks), on_epoch_end and on_train_end called in
 order, sees each batch's running logs over the ranks and
 every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
-on every rank when rank 0 sets model.stop_training;
+on every rank when rank 0 sets model.stop_training, and sets model.optimizer.learning_rate as
+Keras' LearningRateScheduler does (rank 0's rate trains every rank; refused under a schedule);
 summary() prints once.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
@@ -25,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 
-from python_api_ranks import (callbacks, child, data, errors, fit_memory, one_rank_fails,
-                              regression)
+from python_api_ranks import (callbacks, child, data, errors, fit_memory, learning_rate,
+                              one_rank_fails, regression)
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -135,6 +136,10 @@ class Scenarios:
                           "sample weights must be finite and >= 0"],
             ["KeyError", "\"the callback's own error\""],  # a callback's exception as it was raised
             ["none", ""],
+            ["ConfigError", "Sequential: optimizer.schedule: the learning rate is the cosine "
+                            "schedule's; a callback sets it only under a constant schedule (Keras "
+                            "refuses to set a LearningRateSchedule's rate too)"],
+            ["ConfigError", "Sequential: optimizer.learning_rate: must be > 0, got -0.5"],
         ]
         assert len(cases) == len(want), cases
         for (kind, message), (want_kind, want_message) in zip(cases, want):
@@ -213,6 +218,23 @@ class Scenarios:
                                            "on_epoch_end(epoch, logs) or another of Keras' "
                                            "callback methods"), r["not_a_callback"]
 
+    def callbacks_set_the_learning_rate(self):
+        out = os.path.join(self.tmp, "learning_rate")
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--learning-rate", out],
+                 "the learning-rate callback under mpiexec -n 2")
+        r = [json.load(open(f"{out}.{rank}")) for rank in range(2)]
+        assert r[0]["weights"] == r[1]["weights"], "the ranks' weights differ"
+        for rank in range(2):  # rank 0's rates, which every rank reads back
+            rates = r[rank]["history"]["learning_rate"]
+            assert [round(v, 6) for v in rates] == [0.2, 0.1, 0.05], (rank, rates)
+            assert [round(v, 6) for v in r[rank]["read"]] == [0.1, 0.2, 0.1], r[rank]["read"]
+            assert round(r[rank]["after"], 6) == 0.05, r[rank]["after"]
+        worst = max(abs(a - b) for row, ref in zip(r[0]["weights"], r[0]["reference"])
+                    for a, b in zip(row, ref))
+        print(f"  rates set by a callback: 0.2, 0.1, 0.05 on both ranks; against the same steps "
+              f"compiled in: max abs diff {worst:.2e}")
+        assert worst < 1e-5, worst
+
     def fit_keeps_one_copy_of_the_arrays(self):
         # The module's copy of the NumPy arrays becomes the training set (two copies before).
         out = self.run([sys.executable, __file__, "--fit-memory"], "the memory case")
@@ -233,6 +255,7 @@ def main():
     p.add_argument("--fit-memory", action="store_true")
     p.add_argument("--regression")
     p.add_argument("--callbacks")
+    p.add_argument("--learning-rate")
     a = p.parse_args()
     if a.child:
         return child(a.child)
@@ -246,13 +269,16 @@ def main():
         return regression(a.regression)
     if a.callbacks:
         return callbacks(a.callbacks)
+    if a.learning_rate:
+        return learning_rate(a.learning_rate)
     with tempfile.TemporaryDirectory(prefix="ddp_python_") as tmp:
         return run_scenarios("python api", Scenarios(a, tmp),
                              ["ranks_hold_the_same_bits", "two_ranks_train_what_one_does",
                               "trains_what_ddp_train_does", "an_uncaught_exception_ends_the_job",
                               "mistakes_raise_one_line_errors",
                               "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
-                              "python_callbacks_see_each_epoch_and_stop_the_fit"])
+                              "python_callbacks_see_each_epoch_and_stop_the_fit",
+                              "callbacks_set_the_learning_rate"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 // fit()'s callbacks in a world of one: Keras' EarlyStopping and ReduceLROnPlateau as config
-// callbacks, on_epoch_end, which sees every epoch's record and can stop the fit, and the batch
-// hooks.
+// callbacks, on_epoch_end, which sees every epoch's record and can stop the fit, the batch
+// hooks, and the learning rate a callback sets.
 
 #include <gtest/gtest.h>
 
@@ -138,6 +138,96 @@ TEST(KerasApi, OnBatchEndSeesTheEpochsRunningMeans) {
     EXPECT_EQ(last.metrics[0].value, history.epochs[e].metrics[0].value);
   }
   EXPECT_NE(logs[0].loss, logs[3].loss);  // a running mean, not the epoch's from the start
+}
+
+// Note [rate set by a callback]: a rate set before the first step trains as the compiled rate
+// would, bit for bit; one set at the second epoch's start leaves the first epoch as it was and
+// changes the rest; one set after a batch trains the steps after it. The rate stays the
+// optimizer's for the next fit, and the compiled Spec is not changed.
+TEST(KerasApi, ACallbackSetsTheLearningRate) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  const keras::FitOptions plain{.epochs = 3, .batch_size = 32, .seed = 5, .verbose = false};
+  const keras::History at_003 =
+      small_model(keras::Adam(0.03)).fit(world_of_one(), arrays_of(data), plain);
+  const keras::History at_001 = small_model().fit(world_of_one(), arrays_of(data), plain);
+  const keras::Spec compiled = keras::Adam(0.01);
+  keras::Sequential model = small_model(compiled);
+  EXPECT_EQ(model.learning_rate(), 0.01);
+  std::vector<double> seen;
+  keras::FitOptions options = plain;
+  options.on_epoch_begin = [&](int64_t epoch) {
+    seen.push_back(model.learning_rate());
+    if (epoch == 1) model.set_learning_rate(0.03);
+  };
+  const keras::History set_first = model.fit(world_of_one(), arrays_of(data), options);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(set_first.epochs[e].loss, at_003.epochs[e].loss) << "epoch " << e + 1;
+    EXPECT_FLOAT_EQ(set_first.epochs[e].learning_rate, 0.03);
+  }
+  ASSERT_EQ(seen.size(), 3u);  // the rate of the next step, a float as Keras' variable
+  EXPECT_FLOAT_EQ(seen[0], 0.01);
+  EXPECT_FLOAT_EQ(seen[1], 0.03);
+  EXPECT_EQ(model.learning_rate(), 0.03);  // the next fit's
+  EXPECT_EQ(compiled.node["learning_rate"].as<double>(), 0.01);
+  const keras::History next = model.fit(world_of_one(), arrays_of(data), plain);
+  EXPECT_FLOAT_EQ(next.epochs[0].learning_rate, 0.03);
+  model.compile(compiled, "sparse_categorical_crossentropy", {"accuracy"});  // a new optimizer
+  EXPECT_EQ(model.learning_rate(), 0.01);
+
+  keras::Sequential later = small_model();
+  options.on_epoch_begin = [&](int64_t epoch) {
+    if (epoch == 2) later.set_learning_rate(0.03);
+  };
+  const keras::History set_second = later.fit(world_of_one(), arrays_of(data), options);
+  EXPECT_EQ(set_second.epochs[0].loss, at_001.epochs[0].loss);
+  EXPECT_NE(set_second.epochs[1].loss, at_001.epochs[1].loss);
+  EXPECT_FLOAT_EQ(set_second.epochs[0].learning_rate, 0.01);
+  EXPECT_FLOAT_EQ(set_second.epochs[1].learning_rate, 0.03);
+
+  keras::Sequential batched = small_model();  // 4 steps an epoch: the last is the new rate's
+  keras::FitOptions after_batch = plain;
+  std::vector<double> step_rates;
+  after_batch.on_batch_begin = [&](int64_t) { step_rates.push_back(batched.learning_rate()); };
+  after_batch.on_batch_end = [&](const BatchLogs& logs) {
+    if (logs.batch == 2) batched.set_learning_rate(0.03);
+  };
+  const keras::History by_batch = batched.fit(world_of_one(), arrays_of(data), after_batch);
+  ASSERT_EQ(step_rates.size(), 12u);
+  for (size_t step = 0; step < 12; ++step)
+    EXPECT_FLOAT_EQ(step_rates[step], step < 3 ? 0.01 : 0.03) << "step " << step;
+  EXPECT_EQ(by_batch.epochs[0].loss, at_001.epochs[0].loss);  // losses before each update
+  EXPECT_NE(by_batch.epochs[1].loss, at_001.epochs[1].loss);
+}
+
+// Keras refuses to set a rate its schedule computes, and so does the API; a rate that is not
+// positive is refused where it is set, outside a fit too (the optimizer keeps its rate).
+TEST(KerasApi, SettingTheLearningRateRefusesSchedulesAndNonsense) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  keras::Sequential model = small_model();
+  keras::FitOptions options{.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false};
+  options.set = {"optimizer.schedule.type=cosine"};
+  options.on_epoch_begin = [&](int64_t) { model.set_learning_rate(0.03); };
+  try {
+    model.fit(world_of_one(), arrays_of(data), options);
+    ADD_FAILURE() << "a callback set the rate of a cosine schedule";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "Sequential: optimizer.schedule: the learning rate is the cosine schedule's; a "
+                 "callback sets it only under a constant schedule (Keras refuses to set a "
+                 "LearningRateSchedule's rate too)");
+  }
+  options.set = {};
+  options.on_epoch_begin = [&](int64_t) { model.set_learning_rate(-1); };
+  EXPECT_THROW(model.fit(world_of_one(), arrays_of(data), options), ConfigError);
+  try {
+    model.set_learning_rate(0);
+    ADD_FAILURE() << "a rate of 0 accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "Sequential: optimizer.learning_rate: must be > 0, got 0");
+  }
+  EXPECT_EQ(model.learning_rate(), 0.01);
+  keras::Sequential uncompiled({keras::Dense(4, "softmax")}, {6});
+  EXPECT_THROW(uncompiled.set_learning_rate(0.1), ConfigError);
 }
 
 }  // namespace
