@@ -1,6 +1,7 @@
 // Note [reduce on plateau]: Keras' ReduceLROnPlateau rule epoch by epoch (patience, min_delta,
 // cooldown, min_lr), its config and errors, and a trainer whose lowered rate is the rate a run
-// stopped and continued with that rate uses, bit for bit.
+// stopped and continued with that rate uses, bit for bit; Note [rate set by a callback] in the
+// trainer's state.
 
 #include <gtest/gtest.h>
 
@@ -168,6 +169,38 @@ TEST(ReduceLrOnPlateauTraining, LowersTheRateItSays) {
   std::unique_ptr<Trainer> constant = t.make(config_with({}));
   constant->fit();
   EXPECT_NE(reduced->params_to_host(), constant->params_to_host());
+}
+
+// Note [rate set by a callback]: a rate an epoch observer asks for after the first epoch trains the
+// epochs after it and travels in the trainer's state: a run stopped after two epochs and restored
+// goes on at that rate, as the uninterrupted run does, bit for bit; under another schedule the
+// schedule's rate stands.
+TEST(RateSetByACallback, TravelsInTheTrainersState) {
+  Trainers t;
+  const auto set_after_first_epoch = [](Trainer& trainer) {
+    trainer.set_epoch_observer([&trainer](const EpochRecord& record) {
+      if (record.epoch == 1) trainer.request_learning_rate(0.004);
+      trainer.agree_on_learning_rate();
+      return false;
+    });
+  };
+  std::unique_ptr<Trainer> whole = t.make(config_with({}));
+  set_after_first_epoch(*whole);
+  whole->fit();
+  std::unique_ptr<Trainer> first = t.make(config_with({}));
+  set_after_first_epoch(*first);
+  first->fit(2 * first->steps_per_epoch());
+  std::unique_ptr<Trainer> then = t.make(config_with({}));
+  then->restore(first->capture(), "memory");
+  EXPECT_FLOAT_EQ(then->next_learning_rate(), 0.004);
+  then->fit();
+  EXPECT_EQ(whole->params_to_host(), then->params_to_host());  // bit for bit
+  std::unique_ptr<Trainer> constant = t.make(config_with({}));
+  constant->fit();
+  EXPECT_NE(whole->params_to_host(), constant->params_to_host());
+  std::unique_ptr<Trainer> cosine = t.make(config_with({"optimizer.schedule.type=cosine"}));
+  cosine->restore(first->capture(), "memory");
+  EXPECT_LT(cosine->next_learning_rate(), 0.0035);  // the cosine's, two thirds of the way down
 }
 
 }  // namespace
