@@ -4,12 +4,13 @@
 #   DDP_ARCH=x86-64-v3 launch/setup.sh   portable build instead of -march=native
 #   DDP_WERROR=ON launch/setup.sh        warnings are errors (CI)
 #   launch/setup.sh --test               also what only the tests use: Slurm and munge for the
-#                                        one-node Slurm test (Debian may enable their services)
+#                                        one-node Slurm test (Debian may enable their services),
+#                                        h5py for the Python module's Keras weights files
 set -euo pipefail
 cd "$(dirname "$0")/.."
 test_packages=()
 case "${1:-}" in
-  --test) test_packages=(slurm-wlm munge) ;;
+  --test) test_packages=(slurm-wlm munge python3-h5py) ;;
   "") ;;
   *) echo "setup: unknown option $1 (see the header of $0)" >&2; exit 2 ;;
 esac

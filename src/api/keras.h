@@ -179,11 +179,20 @@ class Sequential {
   // Collective: rank 0's tensors into every replica (all of the model's, with their shapes).
   // Before the first fit they are loaded when it starts, in place of the initial weights.
   void set_weights(std::vector<NamedTensor> weights);
-  // Collective: rank 0 writes the weights as a safetensors file (durably), which --init-from and
-  // PyTorch read; an error is thrown on every rank.
-  void save_weights(const std::string& path);
-  // Collective: set_weights from a safetensors file (read on rank 0 when the weights are set).
-  void load_weights(const std::string& path);
+  // How save_weights and load_weights write and read a weights file, on rank 0 alone: a
+  // safetensors file in PyTorch's layouts unless given (the Python module's Keras weights files).
+  // A writer or reader given exchanges get_weights()'s names in ddp-trainer's own layouts (Note
+  // [PyTorch layout]: NHWC, as Keras'); either throws an Error naming the file.
+  using WeightsWriter =
+      std::function<void(const std::string& path, const std::vector<NamedTensor>& weights)>;
+  using WeightsReader = std::function<std::vector<NamedTensor>(const std::string& path)>;
+  // Collective: rank 0 writes the weights (a safetensors file durably, which --init-from and
+  // PyTorch read); an error is thrown on every rank.
+  void save_weights(const std::string& path, const WeightsWriter& write = {});
+  // Collective: set_weights from a file (read on rank 0 when the weights are set).
+  void load_weights(const std::string& path, const WeightsReader& read = {});
+  // Each layer's type, as the config names it (dense, conv2d, batch_normalization, ...), in order.
+  std::vector<std::string> layer_types() const;
   // Keras' model.optimizer.learning_rate. During a fit (from its callbacks): the rate of the next
   // step; setting it makes every later step train with rank 0's value, on every rank (Note [rate
   // set by a callback]: ConfigError unless the schedule is constant), and the next fit starts
@@ -203,7 +212,9 @@ class Sequential {
   // The last fit's trainer; throws ConfigError naming `call` before the first fit.
   Trainer& trained(const char* call);
   // Loads `weights` (rank 0's) into the last fit's model, or keeps them for the next fit.
-  void put_weights(std::function<std::vector<NamedTensor>()> weights, const std::string& origin);
+  // (in ddp-trainer's own layouts where `own_layout`, else PyTorch's).
+  void put_weights(std::function<std::vector<NamedTensor>()> weights, const std::string& origin,
+                   bool own_layout = false);
 
   YAML::Node model_;
   YAML::Node optimizer_;
@@ -215,6 +226,7 @@ class Sequential {
   bool fitting_ = false;              // a fit is running (its on_epoch_end may call the model)
   std::function<std::vector<NamedTensor>()> pending_weights_;  // for the first fit
   std::string pending_origin_;
+  bool pending_own_layout_ = false;
 };
 
 }  // namespace ddp::keras

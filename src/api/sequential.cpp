@@ -199,7 +199,8 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   Trainer& trainer = *session->trainer;
   if (session_) continue_from_last_fit(comm, trainer);
   if (pending_weights_) {
-    load_named_weights(comm, trainer, pending_weights_, pending_origin_);
+    load_named_weights(comm, trainer, pending_weights_, pending_origin_,
+                       pending_own_layout_ ? WeightLayout::kOwn : WeightLayout::kPyTorch);
     pending_weights_ = {};
   }
   session_ = std::move(session);
@@ -338,29 +339,45 @@ std::vector<MetricValue> Sequential::evaluate(Arrays data) {
 std::vector<NamedTensor> Sequential::get_weights() { return named_weights(trained("get_weights")); }
 
 void Sequential::put_weights(std::function<std::vector<NamedTensor>()> weights,
-                             const std::string& origin) {
+                             const std::string& origin, bool own_layout) {
   if (!session_) {  // loaded when the first fit has built the model
     pending_weights_ = std::move(weights);
     pending_origin_ = origin;
+    pending_own_layout_ = own_layout;
     return;
   }
-  load_named_weights(*comm_, *session_->trainer, weights, origin);
+  load_named_weights(*comm_, *session_->trainer, weights, origin,
+                     own_layout ? WeightLayout::kOwn : WeightLayout::kPyTorch);
 }
 
 void Sequential::set_weights(std::vector<NamedTensor> weights) {
   put_weights([w = std::move(weights)] { return w; }, std::string(kOrigin) + ": set_weights");
 }
 
-void Sequential::load_weights(const std::string& path) {
-  put_weights([path] { return read_safetensors(path); }, path);
+void Sequential::load_weights(const std::string& path, const WeightsReader& read) {
+  if (read)
+    put_weights([path, read] { return read(path); }, path, /*own_layout=*/true);
+  else
+    put_weights([path] { return read_safetensors(path); }, path);
 }
 
-void Sequential::save_weights(const std::string& path) {
-  const std::vector<NamedTensor> tensors = named_weights(trained("save_weights"));
+void Sequential::save_weights(const std::string& path, const WeightsWriter& write) {
+  Trainer& trainer = trained("save_weights");
+  const std::vector<NamedTensor> tensors =
+      named_weights(trainer, write ? WeightLayout::kOwn : WeightLayout::kPyTorch);
   run_agreed(*comm_, [&] {
-    if (comm_->rank() == 0)
+    if (comm_->rank() != 0) return;
+    if (write)
+      write(path, tensors);
+    else
       write_safetensors(path, tensors, {{"format", "pt"}, {"producer", "ddp-trainer"}});
   });
+}
+
+std::vector<std::string> Sequential::layer_types() const {
+  std::vector<std::string> types;
+  for (const YAML::Node& layer : model_["layers"]) types.push_back(layer["type"].as<std::string>());
+  return types;
 }
 
 }  // namespace ddp::keras

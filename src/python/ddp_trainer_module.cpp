@@ -22,6 +22,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -30,14 +31,19 @@
 #include <vector>
 
 #include "api/keras.h"
+#include "comm/agreement.h"
 #include "core/error.h"
+#include "keras_weights_file.h"
 #include "python_callbacks.h"
 
 namespace py = pybind11;
 namespace keras = ddp::keras;
 using ddp::python::add_callbacks;
 using ddp::python::call_hook;
+using ddp::python::is_keras_weights_file;
 using ddp::python::logs_of;
+using ddp::python::read_keras_weights;
+using ddp::python::write_keras_weights;
 
 namespace {
 
@@ -309,10 +315,30 @@ PYBIND11_MODULE(ddp_trainer, m) {
           py::arg("weights"))
       .def(
           "save_weights",
-          [](keras::Sequential& self, const std::string& path) { self.save_weights(path); },
-          py::arg("path"))
+          [](keras::Sequential& self, const std::string& path, bool overwrite) {
+            // Keras' overwrite=False asks before replacing a file; a job cannot ask.
+            if (!overwrite)
+              ddp::run_agreed(runtime().comm(), [&] {
+                if (runtime().rank() == 0 && std::filesystem::exists(path))
+                  throw ddp::CheckpointError(path + ": exists, and save_weights(overwrite=False) " +
+                                             "does not replace it");
+              });
+            if (!is_keras_weights_file(path)) return self.save_weights(path);
+            self.save_weights(
+                path, [types = self.layer_types()](const std::string& p, const auto& weights) {
+                  write_keras_weights(p, weights, types);
+                });
+          },
+          py::arg("path"), py::arg("overwrite") = true,
+          "Rank 0 writes the weights: Keras' weights file for a path ending in .h5 (Note [Keras "
+          "weights files]), else safetensors")
       .def(
           "load_weights",
-          [](keras::Sequential& self, const std::string& path) { self.load_weights(path); },
-          py::arg("path"));
+          [](keras::Sequential& self, const std::string& path) {
+            if (!is_keras_weights_file(path)) return self.load_weights(path);
+            self.load_weights(path, [types = self.layer_types()](const std::string& p) {
+              return read_keras_weights(p, types);
+            });
+          },
+          py::arg("path"), "Keras' weights file for a path ending in .h5, else safetensors");
 }

@@ -12,17 +12,18 @@
 namespace ddp {
 namespace {
 
-// Copies the tensor of each entry from `tensors` into `values` (PyTorch's layout converted),
-// removing the tensors it takes; throws naming `origin` and the tensor.
+// Copies the tensor of each entry from `tensors` into `values` (from `layout`), removing the
+// tensors it takes; throws naming `origin` and the tensor.
 void take_tensors(std::vector<NamedTensor>& tensors, const std::vector<ParamEntry>& entries,
-                  std::vector<float>& values, const std::string& origin) {
+                  std::vector<float>& values, const std::string& origin, WeightLayout layout) {
   for (const ParamEntry& e : entries) {
     auto it = std::find_if(tensors.begin(), tensors.end(),
                            [&](const NamedTensor& t) { return t.name == e.name; });
     if (it == tensors.end()) throw CheckpointError(origin + ": no tensor named " + e.name);
-    if (it->shape != torch_shape(e))
+    const Shape expected = layout == WeightLayout::kPyTorch ? torch_shape(e) : e.shape;
+    if (it->shape != expected)
       throw CheckpointError(origin + ": " + e.name + " has shape " + it->shape.str() +
-                            ", the model expects " + torch_shape(e).str());
+                            ", the model expects " + expected.str());
     if (it->values.size() != e.count)
       throw CheckpointError(origin + ": " + e.name + " holds " + std::to_string(it->values.size()) +
                             " values, its shape " + it->shape.str() + " needs " +
@@ -33,7 +34,8 @@ void take_tensors(std::vector<NamedTensor>& tensors, const std::vector<ParamEntr
       throw CheckpointError(origin + ": " + e.name + " holds a non-finite value (" +
                             std::to_string(*bad) + ") at element " +
                             std::to_string(bad - it->values.begin()));
-    const std::vector<float> ours = from_torch_layout(e, it->values);
+    const std::vector<float> ours =
+        layout == WeightLayout::kPyTorch ? from_torch_layout(e, it->values) : it->values;
     std::copy(ours.begin(), ours.end(), values.begin() + static_cast<ptrdiff_t>(e.offset));
     tensors.erase(it);
   }
@@ -41,28 +43,32 @@ void take_tensors(std::vector<NamedTensor>& tensors, const std::vector<ParamEntr
 
 }  // namespace
 
-std::vector<NamedTensor> named_weights(Trainer& trainer) {
+std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
   std::vector<NamedTensor> tensors;
   const std::vector<float> params = trainer.params_to_host();
   const std::vector<float> buffers = trainer.buffers_to_host();
   for (const auto& [entries, values] : {std::pair{&trainer.model().param_entries(), &params},
                                         std::pair{&trainer.model().buffer_entries(), &buffers}})
-    for (const ParamEntry& e : *entries)
-      tensors.push_back({e.name, torch_shape(e),
-                         to_torch_layout(e, std::span(*values).subspan(e.offset, e.count))});
+    for (const ParamEntry& e : *entries) {
+      const std::span<const float> ours = std::span(*values).subspan(e.offset, e.count);
+      if (layout == WeightLayout::kPyTorch)
+        tensors.push_back({e.name, torch_shape(e), to_torch_layout(e, ours)});
+      else
+        tensors.push_back({e.name, e.shape, {ours.begin(), ours.end()}});
+    }
   return tensors;
 }
 
 void load_named_weights(Communicator& comm, Trainer& trainer,
                         const std::function<std::vector<NamedTensor>()>& on_rank0,
-                        const std::string& origin) {
+                        const std::string& origin, WeightLayout layout) {
   std::vector<float> params(trainer.model().param_count());
   std::vector<float> buffers(trainer.model().buffers().size());
   run_agreed(comm, [&] {
     if (comm.rank() != 0) return;
     std::vector<NamedTensor> tensors = on_rank0();
-    take_tensors(tensors, trainer.model().param_entries(), params, origin);
-    take_tensors(tensors, trainer.model().buffer_entries(), buffers, origin);
+    take_tensors(tensors, trainer.model().param_entries(), params, origin, layout);
+    take_tensors(tensors, trainer.model().buffer_entries(), buffers, origin, layout);
     if (!tensors.empty())
       throw CheckpointError(origin + ": tensor " + tensors.front().name + " is not in the model");
   });

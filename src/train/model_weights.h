@@ -14,8 +14,13 @@
 
 namespace ddp {
 
+// Which layouts the tensors are in (Note [PyTorch layout]): PyTorch's, or ddp-trainer's own,
+// NHWC as Keras' (a convolution's weight (filters, kernel_h, kernel_w, channels)).
+enum class WeightLayout { kPyTorch, kOwn };
+
 // This rank's weights (every rank holds the same).
-std::vector<NamedTensor> named_weights(Trainer& trainer);
+std::vector<NamedTensor> named_weights(Trainer& trainer,
+                                       WeightLayout layout = WeightLayout::kPyTorch);
 
 // Collective: loads the tensors that `on_rank0` returns on rank 0 into every rank's model (rank
 // 0's are broadcast, so every replica holds the same bits). Every tensor of the model must be
@@ -23,6 +28,6 @@ std::vector<NamedTensor> named_weights(Trainer& trainer);
 // CheckpointError naming `origin` and the tensor.
 void load_named_weights(Communicator& comm, Trainer& trainer,
                         const std::function<std::vector<NamedTensor>()>& on_rank0,
-                        const std::string& origin);
+                        const std::string& origin, WeightLayout layout = WeightLayout::kPyTorch);
 
 }  // namespace ddp

@@ -220,6 +220,63 @@ def learning_rate(out):
                    "reference": reference.get_weights()["layers.0.weight"].tolist()}, f)
 
 
+def keras_file(out):
+    """Note [Keras weights files] on every rank: a convnet's weights saved as Keras' file and loaded
+    into another model of the same layers; the file's groups as rank 0 reads them back; the
+    mistakes' errors."""
+    import h5py
+    import numpy as np
+    import ddp_trainer as ddp
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6, 6, 3)).astype(np.float32)
+    y = (np.arange(64) % 3).astype(np.int32)
+
+    def convnet():
+        m = ddp.Sequential([ddp.Conv2D(4, 3, padding="same", use_bias=False),
+                            ddp.BatchNormalization(), ddp.MaxPooling2D(), ddp.Flatten(),
+                            ddp.Dense(8, "relu"), ddp.Dropout(0.1), ddp.Dense(3, "softmax")],
+                           input_shape=[6, 6, 3])
+        m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+        return m
+    trained, other = convnet(), convnet()
+    trained.fit(x, y, epochs=2, verbose=False)
+    other.fit(x, y, epochs=1, seed=3, verbose=False)
+    path = f"{out}.weights.h5"
+    trained.save_weights(path)
+    other.load_weights(path)
+    result = {"same": all(np.array_equal(a, b) for a, b in zip(
+        trained.get_weights().values(), other.get_weights().values()))}
+    with h5py.File(path, "r") as f:
+        groups = {}
+        f.visititems(lambda name, obj: groups.__setitem__(name, list(obj.shape))
+                     if isinstance(obj, h5py.Dataset) else None)
+        result["groups"] = groups
+        kernel = np.asarray(f["layers/dense_1/vars/0"])
+        conv = np.asarray(f["layers/conv2d/vars/0"])
+    # PyTorch's (filters, in, kernel_h, kernel_w) in get_weights(), Keras' (h, w, in, filters).
+    result["conv_is_keras"] = bool(np.array_equal(
+        conv, trained.get_weights()["layers.0.weight"].transpose(2, 3, 1, 0)))
+    # (get_weights() has the first dense layer's inputs in PyTorch's (c, h, w) order.)
+    result["kernel_is_transposed"] = bool(np.array_equal(
+        kernel.T, trained.get_weights()["layers.3.weight"]))
+    def dense_only():  # its one dense layer is Keras' "dense", not the file's
+        m = ddp.Sequential([ddp.Dense(3, "softmax")], input_shape=[108])
+        m.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
+        m.load_weights(path)  # read when the fit builds the model
+        m.fit(x.reshape(64, -1), y, verbose=False)
+    errors = []
+    for call in (lambda: trained.save_weights(path, overwrite=False), dense_only,
+                 lambda: other.load_weights(out + ".junk.h5")):  # the scenario's, not HDF5
+        try:
+            call()
+            errors.append(["none", ""])
+        except Exception as e:  # noqa: BLE001 (the class is what is checked)
+            errors.append([type(e).__name__, str(e)])
+    result["errors"] = errors
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump(result, f)
+
+
 def fit_memory():
     """How much a fit on 64 MB of features raises this process's peak memory (one rank)."""
     import resource

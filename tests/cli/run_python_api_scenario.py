@@ -26,8 +26,8 @@ import subprocess
 import sys
 import tempfile
 
-from python_api_ranks import (callbacks, child, data, errors, fit_memory, learning_rate,
-                              one_rank_fails, regression)
+from python_api_ranks import (callbacks, child, data, errors, fit_memory, keras_file,
+                              learning_rate, one_rank_fails, regression)
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -235,6 +235,37 @@ class Scenarios:
               f"compiled in: max abs diff {worst:.2e}")
         assert worst < 1e-5, worst
 
+    def keras_weights_files(self):
+        out = os.path.join(self.tmp, "keras")
+        with open(out + ".junk.h5", "wb") as f:
+            f.write(b"not an HDF5 file")
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--keras-file", out],
+                 "the Keras weights files under mpiexec -n 2")
+        for rank in range(2):
+            r = json.load(open(f"{out}.{rank}"))
+            assert r["same"], "the loaded weights are not the saved ones"
+            # Keras' groups and layouts: kernels (kernel_h, kernel_w, in, filters) and (in, out).
+            assert r["groups"] == {
+                "layers/conv2d/vars/0": [3, 3, 3, 4],
+                "layers/batch_normalization/vars/0": [4], "layers/batch_normalization/vars/1": [4],
+                "layers/batch_normalization/vars/2": [4], "layers/batch_normalization/vars/3": [4],
+                "layers/dense/vars/0": [36, 8], "layers/dense/vars/1": [8],
+                "layers/dense_1/vars/0": [8, 3], "layers/dense_1/vars/1": [3]}, r["groups"]
+            assert r["kernel_is_transposed"] and r["conv_is_keras"], r
+            if rank == 1:  # rank 0 reads and writes; the others learn that it failed
+                assert r["errors"] == [["TrainingError", "another rank failed"]] * 3, r["errors"]
+                continue
+            path = out + ".weights.h5"
+            assert r["errors"] == [
+                ["CheckpointError", f"{path}: exists, and save_weights(overwrite=False) does not "
+                                    "replace it"],
+                ["CheckpointError", f"{path}: layers/batch_normalization holds variables, and "
+                                    "the model has no such layer"],
+                ["CheckpointError", f"{out}.junk.h5: not a Keras weights file (HDF5): "
+                                    + r["errors"][2][1].split("(HDF5): ", 1)[-1]],
+            ], r["errors"]
+            assert "\n" not in r["errors"][2][1], r["errors"][2][1]
+
     def fit_keeps_one_copy_of_the_arrays(self):
         # The module's copy of the NumPy arrays becomes the training set (two copies before).
         out = self.run([sys.executable, __file__, "--fit-memory"], "the memory case")
@@ -256,6 +287,7 @@ def main():
     p.add_argument("--regression")
     p.add_argument("--callbacks")
     p.add_argument("--learning-rate")
+    p.add_argument("--keras-file")
     a = p.parse_args()
     if a.child:
         return child(a.child)
@@ -271,6 +303,8 @@ def main():
         return callbacks(a.callbacks)
     if a.learning_rate:
         return learning_rate(a.learning_rate)
+    if a.keras_file:
+        return keras_file(a.keras_file)
     with tempfile.TemporaryDirectory(prefix="ddp_python_") as tmp:
         return run_scenarios("python api", Scenarios(a, tmp),
                              ["ranks_hold_the_same_bits", "two_ranks_train_what_one_does",
@@ -278,7 +312,7 @@ def main():
                               "mistakes_raise_one_line_errors",
                               "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
                               "python_callbacks_see_each_epoch_and_stop_the_fit",
-                              "callbacks_set_the_learning_rate"])
+                              "callbacks_set_the_learning_rate", "keras_weights_files"])
 
 
 if __name__ == "__main__":

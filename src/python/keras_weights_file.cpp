@@ -1,0 +1,204 @@
+#include "keras_weights_file.h"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <span>
+
+#include "core/durable_write.h"
+#include "core/error.h"
+#include "core/input_file.h"
+
+namespace ddp::python {
+namespace {
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+// One of a layer's variables in Keras' order: the suffix of its get_weights() name and the axes
+// that take ddp-trainer's layout to Keras' (none: the same).
+struct Variable {
+  const char* suffix;
+  std::vector<int> to_keras;
+  bool optional;  // a bias (use_bias: false)
+};
+
+struct KerasLayer {
+  const char* keras_name;  // the snake case of the Keras class
+  std::vector<Variable> variables;
+};
+
+// The layer types with variables; the others have no group.
+const KerasLayer* keras_layer(const std::string& type) {
+  static const std::map<std::string, KerasLayer> layers = {
+      {"dense", {"dense", {{"weight", {1, 0}, false}, {"bias", {}, true}}}},
+      {"conv2d", {"conv2d", {{"weight", {1, 2, 3, 0}, false}, {"bias", {}, true}}}},
+      {"batch_normalization",
+       {"batch_normalization",
+        {{"weight", {}, false},
+         {"bias", {}, false},
+         {"running_mean", {}, false},
+         {"running_var", {}, false}}}}};
+  const auto it = layers.find(type);
+  return it == layers.end() ? nullptr : &it->second;
+}
+
+// Each layer with variables: its number k among them (get_weights()' "layers.<k>", Note
+// [parameter names]), its Keras group (Keras' names in order, _1, _2, ... for a class's later
+// layers), and its variables.
+struct KerasGroup {
+  size_t k;
+  std::string name;
+  const KerasLayer* layer;
+  std::string type;
+};
+std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types) {
+  std::vector<KerasGroup> groups;
+  std::map<std::string, int> seen;
+  for (const std::string& type : layer_types) {
+    const KerasLayer* layer = keras_layer(type);
+    if (!layer) continue;
+    const int earlier = seen[layer->keras_name]++;
+    groups.push_back({groups.size(),
+                      "layers/" + std::string(layer->keras_name) +
+                          (earlier ? "_" + std::to_string(earlier) : ""),
+                      layer, type});
+  }
+  return groups;
+}
+
+// A Python exception as one line: its class and message.
+std::string one_line(const py::error_already_set& e) {
+  std::string text = py::str(e.type().attr("__name__")).cast<std::string>() + ": " +
+                     py::str(e.value()).cast<std::string>();
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text;
+}
+
+py::module_ h5py_for(const std::string& path) {
+  try {
+    return py::module_::import("h5py");
+  } catch (const py::error_already_set&) {
+    throw CheckpointError(path +
+                          ": Keras weights files (.h5) need h5py (pip install h5py, or apt-get "
+                          "install python3-h5py)");
+  }
+}
+
+}  // namespace
+
+bool is_keras_weights_file(const std::string& path) {
+  return path.size() >= 3 && path.compare(path.size() - 3, 3, ".h5") == 0;
+}
+
+void write_keras_weights(const std::string& path, const std::vector<NamedTensor>& weights,
+                         const std::vector<std::string>& layer_types) {
+  const py::gil_scoped_acquire gil;
+  const py::module_ h5py = h5py_for(path);
+  const py::module_ np = py::module_::import("numpy");
+  std::string bytes;
+  try {
+    const py::object memory = py::module_::import("io").attr("BytesIO")();
+    const py::object file = h5py.attr("File")(memory, "w");
+    for (const auto& [k, group_name, layer, type] : keras_groups(layer_types)) {
+      const py::object group = file.attr("create_group")(group_name + "/vars");
+      group.attr("attrs")["name"] = group_name.substr(group_name.find('/') + 1);  // as Keras
+      int index = 0;
+      for (const Variable& v : layer->variables) {
+        const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
+        const auto t = std::find_if(weights.begin(), weights.end(),
+                                    [&name](const NamedTensor& w) { return w.name == name; });
+        if (t == weights.end() && v.optional) continue;
+        if (t == weights.end()) throw CheckpointError(path + ": the model has no " + name);
+        py::array_t<float> a(t->shape.dims(), t->values.data());
+        py::object keras_layout = a;
+        if (!v.to_keras.empty())
+          keras_layout = np.attr("ascontiguousarray")(np.attr("transpose")(a, v.to_keras));
+        group.attr("create_dataset")(std::to_string(index++), "data"_a = keras_layout);
+      }
+    }
+    file.attr("close")();
+    bytes = memory.attr("getvalue")().cast<std::string>();
+  } catch (const py::error_already_set& e) {
+    throw CheckpointError(path + ": writing the Keras weights file: " + one_line(e));
+  }
+  write_file_durably(path, std::as_bytes(std::span(bytes.data(), bytes.size())));
+}
+
+std::vector<NamedTensor> read_keras_weights(const std::string& path,
+                                            const std::vector<std::string>& layer_types) {
+  const py::gil_scoped_acquire gil;
+  const py::module_ h5py = h5py_for(path);
+  const py::module_ np = py::module_::import("numpy");
+  const std::vector<std::byte> raw = read_whole_file<CheckpointError>(path);
+  std::vector<NamedTensor> out;
+  try {
+    const py::object memory = py::module_::import("io").attr("BytesIO")(
+        py::bytes(reinterpret_cast<const char*>(raw.data()), raw.size()));
+    py::object file;
+    try {
+      file = h5py.attr("File")(memory, "r");
+    } catch (const py::error_already_set& e) {
+      throw CheckpointError(path + ": not a Keras weights file (HDF5): " + one_line(e));
+    }
+    std::set<std::string> used;
+    for (const auto& [k, group_name, layer, type] : keras_groups(layer_types)) {
+      const std::string where =
+          path + ": " + group_name + " (layers." + std::to_string(k) + ", " + type + ")";
+      if (!file.attr("__contains__")(group_name + "/vars").cast<bool>())
+        throw CheckpointError(where + ": not in the file, whose layers are not this model's");
+      used.insert(group_name);
+      const py::object group = file[py::str(group_name + "/vars")];
+      const std::vector<Variable>& variables = layer->variables;
+      const auto stored = py::len(group);
+      const size_t required = static_cast<size_t>(std::count_if(
+          variables.begin(), variables.end(), [](const Variable& v) { return !v.optional; }));
+      if (stored < required || stored > variables.size())
+        throw CheckpointError(
+            where + ": holds " + std::to_string(stored) + " variables, not " +
+            std::to_string(required) +
+            (required < variables.size() ? " or " + std::to_string(variables.size()) : ""));
+      for (size_t i = 0; i < stored; ++i) {
+        const Variable& v = variables[i];
+        const py::object dataset = group[py::str(std::to_string(i))];
+        const py::object attrs = dataset.attr("attrs");
+        if (attrs.attr("__contains__")("dtype").cast<bool>())  // Keras' bfloat16 as uint16
+          throw CheckpointError(where + ": variable " + std::to_string(i) + " is stored as " +
+                                py::str(attrs["dtype"]).cast<std::string>() +
+                                "; only float32 is read");
+        py::array_t<float, py::array::c_style | py::array::forcecast> a =
+            np.attr("asarray")(dataset, "dtype"_a = "float32");
+        if (!v.to_keras.empty()) {
+          if (static_cast<size_t>(a.ndim()) != v.to_keras.size())
+            throw CheckpointError(where + ": variable " + std::to_string(i) + " has " +
+                                  std::to_string(a.ndim()) + " dimensions, not " +
+                                  std::to_string(v.to_keras.size()));
+          std::vector<int> back(v.to_keras.size());  // the inverse permutation
+          for (size_t d = 0; d < back.size(); ++d) back[v.to_keras[d]] = static_cast<int>(d);
+          a = np.attr("ascontiguousarray")(np.attr("transpose")(a, back));
+        }
+        out.push_back({"layers." + std::to_string(k) + "." + v.suffix,
+                       Shape(std::vector<int64_t>(a.shape(), a.shape() + a.ndim())),
+                       std::vector<float>(a.data(), a.data() + a.size())});
+      }
+    }
+    if (file.attr("__contains__")("layers").cast<bool>())
+      for (const py::handle name : file["layers"]) {
+        const std::string group_name = "layers/" + py::str(name).cast<std::string>();
+        if (!used.count(group_name) &&
+            file.attr("__contains__")(group_name + "/vars").cast<bool>() &&
+            py::len(file[py::str(group_name + "/vars")]) > 0)
+          throw CheckpointError(path + ": " + group_name +
+                                " holds variables, and the model has no such layer");
+      }
+  } catch (const py::error_already_set& e) {
+    throw CheckpointError(path + ": reading the Keras weights file: " + one_line(e));
+  }
+  return out;
+}
+
+}  // namespace ddp::python

@@ -1,0 +1,37 @@
+#pragma once
+// Note [Keras weights files]: save_weights and load_weights of the Python module take Keras 3's
+// own weights file for a path ending in ".h5" (Keras names them ".weights.h5"), so a Keras model
+// of the same layers loads what ddp-trainer trained (keras.Model.load_weights) and ddp-trainer
+// what Keras trained, and keras.callbacks.ModelCheckpoint(save_weights_only=True) works as a
+// callback. The file is HDF5, through h5py (which Keras needs and installs): a group
+// layers/<name>/vars per layer with variables, <name> the snake case of the Keras class, with _1,
+// _2, ... for its later layers (dense, dense_1, conv2d, batch_normalization), which is how Keras
+// finds a layer's group whatever the layer is called; its variables are datasets "0", "1", ... in
+// Keras' order and layouts: Dense's kernel (in, out) and bias, Conv2D's kernel (kernel_h,
+// kernel_w, in, filters) and bias, BatchNormalization's gamma, beta, moving_mean and
+// moving_variance. Layers without variables need no group: Keras loads nothing into them. Written
+// in memory and then durably (as a safetensors file is); the layouts are PyTorch's in
+// get_weights(), so each tensor is transposed on the way.
+
+#include <string>
+#include <vector>
+
+#include "api/keras.h"
+
+namespace ddp::python {
+
+// Whether save_weights / load_weights of `path` mean a Keras weights file.
+bool is_keras_weights_file(const std::string& path);
+
+// Writes `weights` (get_weights()'s names and layouts) of a model whose layers are `layer_types`;
+// throws CheckpointError naming the file (no h5py, say) or RuntimeError (an unwritable path).
+// Takes the GIL.
+void write_keras_weights(const std::string& path, const std::vector<NamedTensor>& weights,
+                         const std::vector<std::string>& layer_types);
+
+// Reads a Keras weights file into get_weights()'s names and layouts for a model whose layers are
+// `layer_types`; throws CheckpointError naming the file and the group at fault. Takes the GIL.
+std::vector<NamedTensor> read_keras_weights(const std::string& path,
+                                            const std::vector<std::string>& layer_types);
+
+}  // namespace ddp::python

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Keras 3's own objects with the ddp_trainer module. Callbacks in its fit (Note [Python API],
+Note [rate set by a callback]): keras.callbacks.ReduceLROnPlateau and EarlyStopping
+(restore_best_weights) train the same bits as ddp.ReduceLROnPlateau and ddp.EarlyStopping with the
+same settings, LearningRateScheduler trains each epoch at the rate its schedule gives, and
+ModelCheckpoint writes a weights file. Weights files (Note [Keras weights files]): a Keras model of
+the same layers (a convnet with batch normalization and a layer without a bias) loads what
+ddp-trainer saved, ModelCheckpoint's included, and predicts what ddp-trainer does; ddp-trainer
+loads what Keras trained and predicts what Keras does. Runs where a Python with Keras 3 is found
+and the module is built; ctest registers it only there.
+  keras_module.py --module-dir build/python"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--module-dir", required=True)
+    sys.path.insert(0, p.parse_args().module_dir)
+    import numpy as np
+    import keras
+    import ddp_trainer as ddp
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(10, 4))
+    x = rng.normal(size=(600, 10)).astype(np.float32)
+    y = np.argmax(x @ w + 2 * rng.normal(size=(600, 4)), axis=1).astype(np.int32)
+
+    def fit(callbacks, epochs):
+        m = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+        m.compile(ddp.Adam(0.05), "sparse_categorical_crossentropy", ["accuracy"])
+        h = m.fit(x[:500], y[:500], epochs=epochs, batch_size=50, verbose=False,
+                  validation_data=(x[500:], y[500:]), callbacks=callbacks)
+        return h, m.get_weights()
+
+    failed = 0
+
+    def check(what, ok, detail):
+        nonlocal failed
+        print(f"{'ok  ' if ok else 'FAIL'} {what}: {detail}")
+        failed += not ok
+
+    def same(a, b):
+        return a[0] == b[0] and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
+
+    print("keras", keras.__version__)
+    theirs = fit([keras.callbacks.ReduceLROnPlateau("val_loss", 0.5, 1, min_delta=1e-3)], 8)
+    ours = fit([ddp.ReduceLROnPlateau("val_loss", 0.5, 1, min_delta=1e-3)], 8)
+    rates = theirs[0]["learning_rate"]
+    check("keras.callbacks.ReduceLROnPlateau", same(theirs, ours) and rates[-1] < rates[0],
+          f"rates {[round(r, 5) for r in rates]}, the same history and weights as "
+          f"ddp.ReduceLROnPlateau: {same(theirs, ours)}")
+    theirs = fit([keras.callbacks.EarlyStopping("val_loss", patience=1,
+                                                restore_best_weights=True)], 30)
+    ours = fit([ddp.EarlyStopping("val_loss", patience=1, restore_best_weights=True)], 30)
+    epochs = len(theirs[0]["loss"])
+    check("keras.callbacks.EarlyStopping", same(theirs, ours) and epochs < 30,
+          f"stopped after {epochs} epochs, the same history and restored weights as "
+          f"ddp.EarlyStopping: {same(theirs, ours)}")
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.02 * 0.5 ** epoch)
+    rates = fit([schedule], 3)[0]["learning_rate"]
+    check("keras.callbacks.LearningRateScheduler",
+          np.allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6), f"rates {rates}")
+
+    images = rng.random((128, 8, 8, 3)).astype(np.float32)
+    classes = (images[:, :4].mean(axis=(1, 2, 3)) > images[:, 4:].mean(axis=(1, 2, 3))).astype(
+        np.int32)
+
+    def ours():
+        m = ddp.Sequential([ddp.Conv2D(6, 3, padding="same", use_bias=False),
+                            ddp.BatchNormalization(), ddp.MaxPooling2D(), ddp.Conv2D(8, 3, "relu"),
+                            ddp.Flatten(), ddp.Dropout(0.2), ddp.Dense(16, "relu"),
+                            ddp.Dense(2, "softmax")], input_shape=[8, 8, 3])
+        m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+        return m
+
+    def theirs():
+        L = keras.layers
+        m = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(6, 3, padding="same",
+                                                                use_bias=False),
+                              L.BatchNormalization(), L.MaxPooling2D(), L.Conv2D(8, 3,
+                                                                                 activation="relu"),
+                              L.Flatten(), L.Dropout(0.2), L.Dense(16, activation="relu"),
+                              L.Dense(2, activation="softmax")])
+        m.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        return m
+
+    folder = os.environ.get("TMPDIR", "/tmp")
+    path = os.path.join(folder, f"ddp_keras_module_{os.getpid()}.weights.h5")
+    try:
+        trained = ours()
+        trained.fit(images, classes, epochs=3, verbose=False,
+                    callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True)])
+        keras_model = theirs()
+        keras_model.load_weights(path)  # ModelCheckpoint's file of the last epoch
+        diff = float(np.abs(trained.predict(images) - keras_model.predict(images, verbose=0)).max())
+        check("ModelCheckpoint's file into keras.Sequential", diff < 1e-5,
+              f"max abs difference of the predictions {diff:.2e}")
+        keras_model.fit(images, classes, epochs=2, verbose=0)
+        keras_model.save_weights(path)
+        loaded = ours()
+        loaded.fit(images, classes, verbose=False)  # builds the model; its weights are replaced
+        loaded.load_weights(path)
+        diff = float(np.abs(loaded.predict(images) - keras_model.predict(images, verbose=0)).max())
+        check("keras.Model.save_weights into ddp_trainer", diff < 1e-5,
+              f"max abs difference of the predictions {diff:.2e}")
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
