@@ -153,9 +153,12 @@ class Sequential {
   Sequential(Sequential&&) noexcept;
   Sequential& operator=(Sequential&&) noexcept;
 
-  void compile(const Spec& optimizer, const std::string& loss,
-               std::vector<std::string> metrics = {});
-  void compile(const Spec& optimizer, const Spec& loss, std::vector<std::string> metrics = {});
+  // With the loss's default metrics (README, Losses and metrics), or with `metrics`: none for an
+  // empty list (Keras' compile without metrics, whose evaluate() gives the loss alone).
+  void compile(const Spec& optimizer, const std::string& loss);
+  void compile(const Spec& optimizer, const Spec& loss);
+  void compile(const Spec& optimizer, const std::string& loss, std::vector<std::string> metrics);
+  void compile(const Spec& optimizer, const Spec& loss, std::vector<std::string> metrics);
   History fit(Runtime& runtime, const Spec& train, const FitOptions& options = {},
               const std::optional<Spec>& validation = std::nullopt);
   // The arrays are taken by value: pass them with std::move and their memory becomes the
@@ -203,8 +206,13 @@ class Sequential {
   // Keras' summary table: each layer's output shape and parameter count, then the totals. Before
   // the first fit it needs the input shape (given to the constructor); this rank alone.
   std::string summary() const;
+  // Keras' count_params(): the number of trained parameters (before the first fit, from the
+  // layers and the input shape, as summary()).
+  int64_t count_params() const;
 
  private:
+  void compile_with(const Spec& optimizer, const Spec& loss,
+                    std::optional<std::vector<std::string>> metrics);
   History run(Runtime& runtime, YAML::Node config, bool in_memory, Arrays* train,
               Arrays* validation, const FitOptions& options);
   // Collective: `next` starts from the last fit's model (Note [model state]).

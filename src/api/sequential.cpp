@@ -95,6 +95,22 @@ Dataset split_off_validation(Dataset& data, double fraction) {
   return held_out;
 }
 
+// What `use` makes of the model `model_node` describes, built on this rank's CPU and never
+// trained: shapes and counts only (and the caller's floating-point mode left as it is). Before a
+// fit that needs the input shape; `call` names the caller in the error.
+template <class Use>
+auto with_unfitted_model(const YAML::Node& model_node, const char* call, Use&& use) {
+  YAML::Node root(YAML::NodeType::Map);
+  root["model"] = model_node;
+  const Config config = parse_model_config(root, kOrigin);
+  if (!config.input_shape)
+    throw ConfigError(std::string(kOrigin) + ": " + call +
+                      "() before fit() needs the input shape: Sequential(layers, input_shape), "
+                      "or call it after fit()");
+  const std::unique_ptr<ComputeBackend> cpu = make_cpu_backend(/*flush_denormals=*/false);
+  return use(*build_sequential(*cpu, Shape(*config.input_shape), config.layers));
+}
+
 }  // namespace
 
 Sequential::Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shape)
@@ -106,17 +122,27 @@ Sequential::~Sequential() = default;
 Sequential::Sequential(Sequential&&) noexcept = default;
 Sequential& Sequential::operator=(Sequential&&) noexcept = default;
 
+void Sequential::compile(const Spec& optimizer, const std::string& loss) {
+  compile_with(optimizer, Spec{YAML::Node(loss)}, std::nullopt);
+}
+void Sequential::compile(const Spec& optimizer, const Spec& loss) {
+  compile_with(optimizer, loss, std::nullopt);
+}
 void Sequential::compile(const Spec& optimizer, const std::string& loss,
                          std::vector<std::string> metrics) {
-  compile(optimizer, Spec{YAML::Node(loss)}, std::move(metrics));
+  compile_with(optimizer, Spec{YAML::Node(loss)}, std::move(metrics));
 }
 void Sequential::compile(const Spec& optimizer, const Spec& loss,
                          std::vector<std::string> metrics) {
+  compile_with(optimizer, loss, std::move(metrics));
+}
+void Sequential::compile_with(const Spec& optimizer, const Spec& loss,
+                              std::optional<std::vector<std::string>> metrics) {
   // Copies, bound with reset(): yaml-cpp's assignment would rebind every node sharing the old one,
   // the caller's Specs of an earlier compile() among them.
   optimizer_.reset(YAML::Clone(optimizer.node));
   loss_.reset(YAML::Clone(loss.node));
-  metrics_.reset(metrics.empty() ? YAML::Node() : YAML::Node(metrics));
+  metrics_.reset(metrics ? YAML::Node(*metrics) : YAML::Node());
   compiled_since_fit_ = true;
 }
 
@@ -293,17 +319,15 @@ void Sequential::set_learning_rate(double rate) {
 
 std::string Sequential::summary() const {
   if (session_) return session_->trainer->model().summary();
-  YAML::Node root(YAML::NodeType::Map);
-  root["model"] = model_;
-  const Config config = parse_model_config(root, kOrigin);
-  if (!config.input_shape)
-    throw ConfigError(std::string(kOrigin) +
-                      ": summary() before fit() needs the input shape: Sequential(layers, "
-                      "input_shape), or call it after fit()");
-  // Shapes and counts only: a model built on this rank's CPU, never trained (and the caller's
-  // floating-point mode left as it is).
-  const std::unique_ptr<ComputeBackend> cpu = make_cpu_backend(/*flush_denormals=*/false);
-  return build_sequential(*cpu, Shape(*config.input_shape), config.layers)->summary();
+  return with_unfitted_model(model_, "summary",
+                             [](const ddp::Sequential& m) { return m.summary(); });
+}
+
+int64_t Sequential::count_params() const {
+  if (session_) return static_cast<int64_t>(session_->trainer->model().param_count());
+  return with_unfitted_model(model_, "count_params", [](const ddp::Sequential& m) {
+    return static_cast<int64_t>(m.param_count());
+  });
 }
 
 Trainer& Sequential::trained(const char* call) {

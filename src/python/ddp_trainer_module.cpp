@@ -123,6 +123,17 @@ struct OptimizerOf {
   keras::Sequential* model;
 };
 
+// compile()'s optimizer by Keras' name, with Keras' defaults.
+keras::Spec optimizer_named(std::string name) {
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (name == "adam") return keras::Adam();
+  if (name == "adamw") return keras::AdamW();
+  if (name == "sgd") return keras::SGD();
+  throw ddp::ConfigError("Sequential: compile: optimizer '" + name +
+                         "' is not one the trainer has (adam, adamw, sgd)");
+}
+
 // Keras' History.history: each quantity's value per epoch.
 py::dict history_of(const keras::History& history) {
   py::dict out;
@@ -134,16 +145,24 @@ py::dict history_of(const keras::History& history) {
   return out;
 }
 
+// Keras' verbose: 0 is silent, anything else ("auto", 1, 2) prints.
+bool verbose_of(const py::object& verbose) {
+  return py::isinstance<py::str>(verbose) || verbose.cast<int>() != 0;
+}
+
+// Keras' fit, its arguments in Keras' order (then the module's seed and set).
 py::dict fit(const py::object& model, const py::object& x, const std::optional<py::array>& y,
-             int64_t epochs, int64_t batch_size, uint64_t seed, bool verbose,
-             const std::optional<py::tuple>& validation_data, const py::list& callbacks,
-             double validation_split, std::map<int64_t, double> class_weight,
-             const std::optional<FloatArray>& sample_weight, std::vector<std::string> set) {
+             int64_t batch_size, int64_t epochs, const py::object& verbose,
+             const py::list& callbacks, double validation_split,
+             const std::optional<py::tuple>& validation_data, bool shuffle,
+             std::map<int64_t, double> class_weight, const std::optional<FloatArray>& sample_weight,
+             uint64_t seed, std::vector<std::string> set) {
   auto& self = model.cast<keras::Sequential&>();
+  if (!shuffle) set.insert(set.begin(), "training.shuffle=false");
   keras::FitOptions options{.epochs = epochs,
                             .batch_size = batch_size,
                             .seed = seed,
-                            .verbose = verbose,
+                            .verbose = verbose_of(verbose),
                             .validation_split = validation_split,
                             .class_weight = std::move(class_weight),
                             .set = std::move(set)};
@@ -245,45 +264,64 @@ PYBIND11_MODULE(ddp_trainer, m) {
            py::arg("input_shape") = std::vector<int64_t>{})
       .def(
           "compile",
-          [](keras::Sequential& self, const keras::Spec& optimizer, const py::object& loss,
-             std::vector<std::string> metrics) {
+          [](keras::Sequential& self, const py::object& optimizer, const py::object& loss,
+             std::optional<std::vector<std::string>> given) {
+            // Keras' metrics=None: none (the C++ API's nullopt is the loss's default ones).
+            const std::vector<std::string> metrics = given.value_or(std::vector<std::string>{});
+            const keras::Spec chosen = py::isinstance<py::str>(optimizer)
+                                           ? optimizer_named(optimizer.cast<std::string>())
+                                           : optimizer.cast<keras::Spec>();
             if (py::isinstance<py::str>(loss))
-              self.compile(optimizer, loss.cast<std::string>(), std::move(metrics));
+              self.compile(chosen, loss.cast<std::string>(), metrics);
             else
-              self.compile(optimizer, loss.cast<keras::Spec>(), std::move(metrics));
+              self.compile(chosen, loss.cast<keras::Spec>(), metrics);
           },
-          py::arg("optimizer"), py::arg("loss"), py::arg("metrics") = std::vector<std::string>{})
+          py::arg("optimizer"), py::arg("loss"), py::arg("metrics") = py::none())
       .def_property_readonly(
           "optimizer", [](keras::Sequential& self) { return OptimizerOf{&self}; },
           py::keep_alive<0, 1>())
-      .def("fit", &fit, py::arg("x"), py::arg("y") = std::nullopt, py::arg("epochs") = 1,
-           py::arg("batch_size") = 32, py::arg("seed") = 0, py::arg("verbose") = true,
-           py::arg("validation_data") = std::nullopt, py::arg("callbacks") = py::list(),
-           py::arg("validation_split") = 0.0, py::arg("class_weight") = std::map<int64_t, double>{},
-           py::arg("sample_weight") = std::nullopt, py::arg("set") = std::vector<std::string>{})
+      .def("fit", &fit, py::arg("x"), py::arg("y") = std::nullopt, py::arg("batch_size") = 32,
+           py::arg("epochs") = 1, py::arg("verbose") = "auto", py::arg("callbacks") = py::list(),
+           py::arg("validation_split") = 0.0, py::arg("validation_data") = std::nullopt,
+           py::arg("shuffle") = true, py::arg("class_weight") = std::map<int64_t, double>{},
+           py::arg("sample_weight") = std::nullopt, py::kw_only(), py::arg("seed") = 0,
+           py::arg("set") = std::vector<std::string>{})
+      // Keras' batch_size and verbose are taken: the outputs do not depend on the batch (the
+      // config's eval_batch_size per rank), and nothing is printed.
       .def(
           "predict",
-          [](keras::Sequential& self, const FloatArray& x) {
+          [](keras::Sequential& self, const FloatArray& x, const py::object&, const py::object&) {
             const std::vector<float> out = self.predict(arrays(x, std::nullopt, "predict"));
             const auto rows = static_cast<py::ssize_t>(x.shape(0));
             return array_of(out, {rows, rows ? static_cast<py::ssize_t>(out.size()) / rows : 0});
           },
-          py::arg("x"))
+          py::arg("x"), py::arg("batch_size") = py::none(), py::arg("verbose") = "auto")
       .def(
           "evaluate",
-          [](keras::Sequential& self, const FloatArray& x, const py::array& y,
-             const std::optional<FloatArray>& sample_weight) {
+          [](keras::Sequential& self, const FloatArray& x, const py::array& y, const py::object&,
+             const py::object&, const std::optional<FloatArray>& sample_weight,
+             bool return_dict) -> py::object {
             std::vector<ddp::MetricValue> values;
             {
               keras::Arrays data = arrays(x, y, "evaluate", sample_weight);
               py::gil_scoped_release released;
               values = self.evaluate(std::move(data));
             }
-            py::dict out;
-            for (const ddp::MetricValue& v : values) out[py::str(v.name)] = v.value;
-            return out;
+            // Keras': the loss alone, or [loss, metrics...] in compile's order, or the dict.
+            if (!return_dict && values.size() == 1) return py::float_(values[0].value);
+            py::dict named;
+            py::list listed;
+            for (const ddp::MetricValue& v : values) {
+              named[py::str(v.name)] = v.value;
+              listed.append(v.value);
+            }
+            return return_dict ? py::object(named) : py::object(listed);
           },
-          py::arg("x"), py::arg("y"), py::arg("sample_weight") = std::nullopt)
+          py::arg("x"), py::arg("y"), py::arg("batch_size") = py::none(),
+          py::arg("verbose") = "auto", py::arg("sample_weight") = std::nullopt,
+          py::arg("return_dict") = false)
+      .def("count_params", &keras::Sequential::count_params,
+           "Keras' count_params(): the trained parameters")
       .def(
           "summary",
           [](const keras::Sequential& self) {

@@ -31,7 +31,7 @@ def child(out):
     second = model.fit(x, y, epochs=1, batch_size=64, seed=7, verbose=False)
     model.save_weights(out + ".safetensors")
     result = {"first": first, "second": second, "predict": model.predict(xv).tolist(),
-              "evaluate": model.evaluate(xv, yv),
+              "evaluate": model.evaluate(xv, yv, return_dict=True),
               "weights": {k: v.tolist() for k, v in model.get_weights().items()},
               "shapes": {k: list(v.shape) for k, v in model.get_weights().items()}}
     with open(f"{out}.{ddp.rank()}", "w") as f:
@@ -60,7 +60,7 @@ def regression(out):
     y = x @ np.array([[1.5, 0.25], [-2.0, 1.0], [0.5, -0.75]]) + [0.25, -1.0]  # float64
     y += 0.01 * rng.normal(size=y.shape)  # noise: least squares, not an exact fit
     model = ddp.Sequential([ddp.Dense(2)], input_shape=[3])
-    model.compile(ddp.SGD(0.1), "mean_squared_error")
+    model.compile(ddp.SGD(0.1), "mean_squared_error", ["mae"])
     history = model.fit(x, y, epochs=40, batch_size=32, verbose=False, validation_data=(x, y))
     w = model.get_weights()
     # use_bias=False (Note [no bias]): targets without the intercept, fitted without a bias.
@@ -102,7 +102,8 @@ def regression(out):
         split[name] = m.fit(x, classes, epochs=2, batch_size=32, verbose=False,
                             validation_data=val, sample_weight=weights)
         split[name]["weights"] = m.get_weights()["layers.0.weight"].tolist()
-        split[name]["evaluated"] = m.evaluate(x, classes, sample_weight=halves)["loss"]
+        split[name]["evaluated"] = m.evaluate(x, classes, sample_weight=halves,
+                                              return_dict=True)["loss"]
     with open(f"{out}.{ddp.rank()}", "w") as f:
         json.dump({"history": history, "split": split, "weight": w["layers.0.weight"].tolist(),
                    "through_origin": through_origin,
@@ -275,6 +276,49 @@ def keras_file(out):
     result["errors"] = errors
     with open(f"{out}.{ddp.rank()}", "w") as f:
         json.dump(result, f)
+
+
+def keras_arguments():
+    """Keras' arguments the module takes (one rank), as JSON: shuffle=False trains the batches in
+    the data's order (one epoch of two batches is a fit of the first half, then of the second);
+    evaluate's three forms; an optimizer by Keras' name has Keras' defaults; count_params before
+    and after a fit; predict takes batch_size and verbose."""
+    import numpy as np
+    import ddp_trainer as ddp
+    x, y, _, _ = data()
+    x, y = x[:64], y[:64]
+
+    def model(optimizer=None):
+        m = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+        m.compile(optimizer or ddp.SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
+        return m
+
+    def weights(m):
+        return np.concatenate([v.ravel() for v in m.get_weights().values()])
+    in_order, halves, shuffled = model(), model(), model()
+    in_order.fit(x, y, batch_size=32, shuffle=False, verbose=0)
+    halves.fit(x[:32], y[:32], batch_size=32, shuffle=False, verbose=0)
+    halves.fit(x[32:], y[32:], batch_size=32, shuffle=False, verbose=0)
+    shuffled.fit(x, y, batch_size=32, verbose=0)
+    named, given = model("Adam"), model(ddp.Adam())
+    result = {"params_before_fit": named.count_params(),
+              "halves": float(np.abs(weights(in_order) - weights(halves)).max()),
+              "shuffled": float(np.abs(weights(in_order) - weights(shuffled)).max()),
+              "named_optimizer": named.fit(x, y, epochs=2, verbose=0) ==
+              given.fit(x, y, epochs=2, verbose=0),
+              "params_after_fit": named.count_params(),
+              "evaluate": [in_order.evaluate(x, y), in_order.evaluate(x, y, return_dict=True)],
+              "predict": bool(np.array_equal(in_order.predict(x, batch_size=7, verbose=0),
+                                             in_order.predict(x)))}
+    loss_only = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
+    loss_only.compile("sgd", "sparse_categorical_crossentropy")  # Keras: no metrics
+    loss_only.fit(x, y, verbose=0)
+    result["loss_only"] = loss_only.evaluate(x, y, verbose=0)
+    try:
+        model("rmsprop")
+    except ddp.ConfigError as e:
+        result["unknown_optimizer"] = str(e)
+    print(json.dumps(result))
 
 
 def fit_memory():

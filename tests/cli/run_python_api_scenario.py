@@ -16,7 +16,9 @@ order, sees each batch's running logs over the ranks and
 every epoch's logs, can call the model's collectives (get_weights, predict) and stops the fit
 on every rank when rank 0 sets model.stop_training, and sets model.optimizer.learning_rate as
 Keras' LearningRateScheduler does (rank 0's rate trains every rank; refused under a schedule);
-summary() prints once.
+Keras weights files (.h5): Keras' groups and layouts, a round trip bit for bit, the errors;
+Keras' arguments: shuffle=False, evaluate's forms, optimizers by name, count_params, predict's
+batch_size and verbose; summary() prints once.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -26,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 
-from python_api_ranks import (callbacks, child, data, errors, fit_memory, keras_file,
-                              learning_rate, one_rank_fails, regression)
+from python_api_ranks import (callbacks, child, data, errors, fit_memory, keras_arguments,
+                              keras_file, learning_rate, one_rank_fails, regression)
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -266,6 +268,19 @@ class Scenarios:
             ], r["errors"]
             assert "\n" not in r["errors"][2][1], r["errors"][2][1]
 
+    def keras_arguments(self):
+        out = self.run([sys.executable, __file__, "--keras-arguments"], "Keras' arguments")
+        r = json.loads(out.strip().splitlines()[-1])
+        assert r["halves"] < 1e-6 < 1e-4 < r["shuffled"], r  # in the data's order, or not
+        assert r["named_optimizer"], "compile('Adam') is not compile(ddp.Adam())"
+        assert r["params_before_fit"] == r["params_after_fit"] == 10 * 16 + 16 + 16 * 4 + 4, r
+        (loss, accuracy), named = r["evaluate"]
+        assert named == {"loss": loss, "accuracy": accuracy}, r["evaluate"]
+        assert isinstance(r["loss_only"], float), r["loss_only"]
+        assert r["predict"], "predict(batch_size=7) differs"
+        assert r["unknown_optimizer"] == ("Sequential: compile: optimizer 'rmsprop' is not one "
+                                          "the trainer has (adam, adamw, sgd)"), r
+
     def fit_keeps_one_copy_of_the_arrays(self):
         # The module's copy of the NumPy arrays becomes the training set (two copies before).
         out = self.run([sys.executable, __file__, "--fit-memory"], "the memory case")
@@ -288,6 +303,7 @@ def main():
     p.add_argument("--callbacks")
     p.add_argument("--learning-rate")
     p.add_argument("--keras-file")
+    p.add_argument("--keras-arguments", action="store_true")
     a = p.parse_args()
     if a.child:
         return child(a.child)
@@ -305,6 +321,8 @@ def main():
         return learning_rate(a.learning_rate)
     if a.keras_file:
         return keras_file(a.keras_file)
+    if a.keras_arguments:
+        return keras_arguments()
     with tempfile.TemporaryDirectory(prefix="ddp_python_") as tmp:
         return run_scenarios("python api", Scenarios(a, tmp),
                              ["ranks_hold_the_same_bits", "two_ranks_train_what_one_does",
@@ -312,7 +330,8 @@ def main():
                               "mistakes_raise_one_line_errors",
                               "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
                               "python_callbacks_see_each_epoch_and_stop_the_fit",
-                              "callbacks_set_the_learning_rate", "keras_weights_files"])
+                              "callbacks_set_the_learning_rate", "keras_weights_files",
+                              "keras_arguments"])
 
 
 if __name__ == "__main__":
