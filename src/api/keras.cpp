@@ -87,6 +87,13 @@ Spec ReduceLROnPlateau(const std::string& monitor, double factor, int64_t patien
                {"min_lr", YAML::Node(min_lr)},
                {"mode", YAML::Node(mode)}})};
 }
+Spec BackupAndRestore(const std::string& backup_dir, int64_t save_freq_steps,
+                      bool delete_checkpoint) {
+  return {map({{"type", YAML::Node("backup_and_restore")},
+               {"backup_dir", YAML::Node(backup_dir)},
+               {"save_freq_steps", YAML::Node(save_freq_steps)},
+               {"delete_checkpoint", YAML::Node(delete_checkpoint)}})};
+}
 Spec SGD(double learning_rate, double momentum, bool nesterov) {
   return {map({{"type", YAML::Node("sgd")},
                {"learning_rate", YAML::Node(learning_rate)},

@@ -87,6 +87,13 @@ Spec ReduceLROnPlateau(const std::string& monitor = "val_loss", double factor = 
                        int64_t patience = 10, double min_delta = 1e-4, int64_t cooldown = 0,
                        double min_lr = 0.0, const std::string& mode = "auto");
 
+// Keras' BackupAndRestore callback (Note [run checkpoints]): the fit writes checkpoints into
+// `backup_dir` after every epoch (or every `save_freq_steps` steps) and, as it starts, continues
+// from the newest one there, so a fit that was killed goes on where its last checkpoint left it,
+// on any number of ranks; a fit that ends removes them, unless `delete_checkpoint` is false.
+// Other checkpoint.* keys (FitOptions::set) go with it: without one a fit writes no checkpoints.
+Spec BackupAndRestore(const std::string& backup_dir, int64_t save_freq_steps = 0,
+                      bool delete_checkpoint = true);
 // Data the config could name (the same keys as data.train in a YAML file).
 Spec synthetic(int64_t samples, int64_t features, int64_t classes);
 Spec idx(const std::string& images, const std::string& labels, bool normalize = true);
@@ -112,7 +119,7 @@ struct FitOptions {
   bool partial_last_batch = true;  // Keras' fit: the last, smaller batch is trained too
   uint64_t seed = 0;
   bool verbose = true;               // rank 0 prints Keras' epoch lines
-  std::vector<Spec> callbacks = {};  // EarlyStopping, ReduceLROnPlateau
+  std::vector<Spec> callbacks = {};  // EarlyStopping, ReduceLROnPlateau, BackupAndRestore
   // Keras': with arrays and no validation data, the last samples (before shuffling) validate and
   // the first floor(n (1 - validation_split)) train; in [0, 1).
   double validation_split = 0;

@@ -16,6 +16,7 @@
 #include "train/config.h"
 #include "train/config_reader.h"
 #include "train/model_weights.h"
+#include "train/run_checkpoints.h"
 #include "train/session.h"
 
 namespace ddp::keras {
@@ -111,6 +112,15 @@ auto with_unfitted_model(const YAML::Node& model_node, const char* call, Use&& u
   return use(*build_sequential(*cpu, Shape(*config.input_shape), config.layers));
 }
 
+// A BackupAndRestore among the callbacks: whether it deletes its checkpoints at the end.
+std::optional<bool> backup_and_restore(const FitOptions& options) {
+  for (const Spec& callback : options.callbacks)
+    if (callback.node.IsMap() && callback.node["type"] &&
+        callback.node["type"].as<std::string>() == "backup_and_restore")
+      return callback.node["delete_checkpoint"].as<bool>();
+  return std::nullopt;
+}
+
 }  // namespace
 
 Sequential::Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shape)
@@ -161,6 +171,9 @@ YAML::Node Sequential::config(const FitOptions& options) const {
   root["training"]["epochs"] = options.epochs;
   root["training"]["global_batch_size"] = options.batch_size;
   root["training"]["tail"] = options.partial_last_batch ? "partial" : "drop";
+  // Note [run checkpoints]: none without BackupAndRestore, which writes and reads them.
+  root["checkpoint"]["every_epochs"] = 0;
+  bool backup = false;
   for (const Spec& callback : options.callbacks) {
     YAML::Node settings = YAML::Clone(callback.node);
     const std::string type =
@@ -169,13 +182,30 @@ YAML::Node Sequential::config(const FitOptions& options) const {
       root["optimizer"]["schedule"] = settings;
       continue;
     }
+    if (type == "backup_and_restore") {
+      if (settings["backup_dir"].as<std::string>().empty())
+        throw ConfigError(std::string(kOrigin) +
+                          ": callbacks: BackupAndRestore needs a backup_dir to write to");
+      const auto steps = settings["save_freq_steps"].as<int64_t>();
+      root["checkpoint"]["dir"] = settings["backup_dir"];
+      root["checkpoint"]["every_epochs"] = steps == 0 ? 1 : 0;
+      root["checkpoint"]["every_steps"] = steps;
+      backup = true;
+      continue;
+    }
     if (type != "early_stopping")
       throw ConfigError(std::string(kOrigin) + ": callbacks: '" + type +
-                        "' is not a callback fit() knows (EarlyStopping, ReduceLROnPlateau)");
+                        "' is not a callback fit() knows (EarlyStopping, ReduceLROnPlateau, "
+                        "BackupAndRestore)");
     settings.remove("type");
     root["training"]["early_stopping"] = settings;
   }
-  for (const std::string& assignment : options.set) apply_override(root, assignment);
+  for (const std::string& assignment : options.set) {
+    if (!backup && assignment.rfind("checkpoint.", 0) == 0)
+      throw ConfigError(std::string(kOrigin) + ": set: " + assignment +
+                        ": a fit writes checkpoints only with a BackupAndRestore callback");
+    apply_override(root, assignment);
+  }
   return root;
 }
 
@@ -234,6 +264,12 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   compiled_since_fit_ = false;
   const bool lead = comm.rank() == 0 && options.verbose;
   trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
+  const std::optional<bool> backup = backup_and_restore(options);  // whether to delete at the end
+  const CheckpointConfig& checkpoint = session_->config.checkpoint;
+  if (backup) {  // Note [run checkpoints]
+    resume_run(comm, trainer, session_->config, checkpoint.dir, "", lead ? &std::cout : nullptr);
+    write_checkpoints(comm, trainer, checkpoint, checkpoint.dir, lead ? &std::cout : nullptr);
+  }
   // Note [rate set by a callback]: after the hooks' calls, every rank takes rank 0's rate.
   if (options.on_epoch_end)
     trainer.set_epoch_observer([&trainer, end = options.on_epoch_end](const EpochRecord& r) {
@@ -268,6 +304,10 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   };
   const std::unique_ptr<Trainer, decltype(end_of_fit)> guard(&trainer, end_of_fit);
   trainer.fit();
+  if (backup.value_or(false))  // the fit ended: its backup has served (Keras deletes it too)
+    run_agreed(comm, [&] {
+      if (comm.rank() == 0) CheckpointDir(checkpoint.dir, checkpoint.keep).remove_all();
+    });
   return {trainer.epoch_records()};
 }
 
@@ -292,29 +332,6 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
   }
   // A model that does not fit (another input shape) throws, leaving the last fit's in place.
   run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
-}
-
-double Sequential::learning_rate() const {
-  if (fitting_) return session_->trainer->next_learning_rate();
-  if (!optimizer_)
-    throw ConfigError(std::string(kOrigin) + ": optimizer.learning_rate before compile()");
-  YAML::Node root(YAML::NodeType::Map);
-  root["optimizer"] = optimizer_;
-  return parse_optimizer_config(root, kOrigin).schedule.base_lr;
-}
-
-void Sequential::set_learning_rate(double rate) {
-  if (fitting_) {
-    session_->trainer->request_learning_rate(rate);
-    return;
-  }
-  if (!optimizer_)
-    throw ConfigError(std::string(kOrigin) + ": optimizer.learning_rate before compile()");
-  YAML::Node root(YAML::NodeType::Map);
-  root["optimizer"] = YAML::Clone(optimizer_);
-  root["optimizer"]["learning_rate"] = rate;
-  parse_optimizer_config(root, kOrigin);  // a ConfigError naming the key, optimizer_ unchanged
-  optimizer_.reset(root["optimizer"]);
 }
 
 std::string Sequential::summary() const {
@@ -358,50 +375,6 @@ std::vector<MetricValue> Sequential::evaluate(Arrays data) {
   std::vector<MetricValue> out = {{"loss", result.loss}};
   out.insert(out.end(), result.metrics.begin(), result.metrics.end());
   return out;
-}
-
-std::vector<NamedTensor> Sequential::get_weights() { return named_weights(trained("get_weights")); }
-
-void Sequential::put_weights(std::function<std::vector<NamedTensor>()> weights,
-                             const std::string& origin, bool own_layout) {
-  if (!session_) {  // loaded when the first fit has built the model
-    pending_weights_ = std::move(weights);
-    pending_origin_ = origin;
-    pending_own_layout_ = own_layout;
-    return;
-  }
-  load_named_weights(*comm_, *session_->trainer, weights, origin,
-                     own_layout ? WeightLayout::kOwn : WeightLayout::kPyTorch);
-}
-
-void Sequential::set_weights(std::vector<NamedTensor> weights) {
-  put_weights([w = std::move(weights)] { return w; }, std::string(kOrigin) + ": set_weights");
-}
-
-void Sequential::load_weights(const std::string& path, const WeightsReader& read) {
-  if (read)
-    put_weights([path, read] { return read(path); }, path, /*own_layout=*/true);
-  else
-    put_weights([path] { return read_safetensors(path); }, path);
-}
-
-void Sequential::save_weights(const std::string& path, const WeightsWriter& write) {
-  Trainer& trainer = trained("save_weights");
-  const std::vector<NamedTensor> tensors =
-      named_weights(trainer, write ? WeightLayout::kOwn : WeightLayout::kPyTorch);
-  run_agreed(*comm_, [&] {
-    if (comm_->rank() != 0) return;
-    if (write)
-      write(path, tensors);
-    else
-      write_safetensors(path, tensors, {{"format", "pt"}, {"producer", "ddp-trainer"}});
-  });
-}
-
-std::vector<std::string> Sequential::layer_types() const {
-  std::vector<std::string> types;
-  for (const YAML::Node& layer : model_["layers"]) types.push_back(layer["type"].as<std::string>());
-  return types;
 }
 
 }  // namespace ddp::keras

@@ -13,7 +13,9 @@
 // collective, and this one in MPI's finalization, for each other. Training releases the GIL.
 // fit() copies the arrays once (float32 features, int32 labels) and moves that copy into the
 // training set, so a fit holds the NumPy arrays plus one copy. A float y is a regression's
-// targets. Callbacks may be Python objects with Keras' hooks (python_callbacks.h).
+// targets. Callbacks may be Python objects with Keras' hooks (python_callbacks.h), Keras' own
+// among them, which read and set model.optimizer.learning_rate (Note [rate set by a callback]);
+// weights go to and from Keras' own files too (Note [Keras weights files]).
 // The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
 // TrainingError, with the same one-line messages.
 
@@ -43,6 +45,7 @@ using ddp::python::call_hook;
 using ddp::python::is_keras_weights_file;
 using ddp::python::logs_of;
 using ddp::python::read_keras_weights;
+using ddp::python::save_freq_steps;
 using ddp::python::write_keras_weights;
 
 namespace {
@@ -242,6 +245,12 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def("ReduceLROnPlateau", &keras::ReduceLROnPlateau, py::arg("monitor") = "val_loss",
         py::arg("factor") = 0.1, py::arg("patience") = 10, py::arg("min_delta") = 1e-4,
         py::arg("cooldown") = 0, py::arg("min_lr") = 0.0, py::arg("mode") = "auto");
+  m.def(
+      "BackupAndRestore",
+      [](const std::string& backup_dir, const py::object& save_freq, bool delete_checkpoint) {
+        return keras::BackupAndRestore(backup_dir, save_freq_steps(save_freq), delete_checkpoint);
+      },
+      py::arg("backup_dir"), py::arg("save_freq") = "epoch", py::arg("delete_checkpoint") = true);
   m.def("synthetic", &keras::synthetic, py::arg("samples"), py::arg("features"),
         py::arg("classes"));
   m.def("idx", &keras::idx, py::arg("images"), py::arg("labels"), py::arg("normalize") = true);

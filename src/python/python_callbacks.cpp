@@ -41,7 +41,26 @@ void call_batch_hook(const std::vector<py::handle>& python, const char* hook, co
   }
 }
 
+// Keras' own BackupAndRestore (keras.callbacks), whose work the library's checkpoints do (Note
+// [run checkpoints]): Keras' object saves Keras' models only.
+bool is_keras_backup(py::handle cb) {
+  const std::string module = py::str(py::type::of(cb).attr("__module__"));
+  return py::type::of(cb).attr("__name__").cast<std::string>() == "BackupAndRestore" &&
+         module.rfind("keras", 0) == 0;
+}
+
 }  // namespace
+
+int64_t save_freq_steps(const py::object& save_freq) {
+  if (py::isinstance<py::str>(save_freq) && save_freq.cast<std::string>() == "epoch") return 0;
+  if (!py::isinstance<py::str>(save_freq) && !py::isinstance<py::bool_>(save_freq) &&
+      py::isinstance<py::int_>(save_freq) && save_freq.cast<int64_t>() > 0)
+    return save_freq.cast<int64_t>();
+  throw ConfigError(
+      "fit: callbacks: BackupAndRestore's save_freq must be 'epoch' or a number "
+      "of steps > 0, not " +
+      py::repr(save_freq).cast<std::string>());
+}
 
 py::dict logs_of(const EpochRecord& e) {
   py::dict logs;
@@ -59,6 +78,10 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
   for (const py::handle cb : callbacks) {
     if (py::isinstance<keras::Spec>(cb)) {
       options.callbacks.push_back(cb.cast<keras::Spec>());
+    } else if (is_keras_backup(cb)) {
+      options.callbacks.push_back(keras::BackupAndRestore(
+          py::str(cb.attr("backup_dir")).cast<std::string>(), save_freq_steps(cb.attr("save_freq")),
+          cb.attr("delete_checkpoint").cast<bool>()));
     } else if (std::any_of(std::begin(kHooks), std::end(kHooks),
                            [&cb](const char* hook) { return py::hasattr(cb, hook); })) {
       if (py::hasattr(cb, "set_model"))
@@ -68,8 +91,9 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
       python.push_back(cb);
     } else {
       throw ConfigError("fit: callbacks: " + py::repr(cb).cast<std::string>() +
-                        " is neither EarlyStopping nor ReduceLROnPlateau nor an object with "
-                        "on_epoch_end(epoch, logs) or another of Keras' callback methods");
+                        " is neither EarlyStopping, ReduceLROnPlateau nor BackupAndRestore nor an "
+                        "object with on_epoch_end(epoch, logs) or another of Keras' callback "
+                        "methods");
     }
   }
   model.attr("stop_training") = false;

@@ -20,13 +20,16 @@ namespace ddp::python {
 
 namespace py = pybind11;
 
+// Keras' BackupAndRestore save_freq: "epoch" (0), or a number of steps.
+int64_t save_freq_steps(const py::object& save_freq);
+
 // Keras' logs of one epoch: the loss, the metrics, their val_ values, the learning rate.
 py::dict logs_of(const EpochRecord& e);
 
-// Sorts `callbacks` into options (the library's, and the hooks of the Python ones) and returns the
-// Python callbacks, for fit() to call on_train_begin and on_train_end. Python objects are held by
-// the caller during the fit, so the C++ side keeps only handles (it may drop them without the
-// GIL).
+// Sorts `callbacks` into options (the library's, Keras' own BackupAndRestore as the library's,
+// and the hooks of the Python ones) and returns the Python callbacks, for fit() to call
+// on_train_begin and on_train_end. Python objects are held by the caller during the fit, so the
+// C++ side keeps only handles (it may drop them without the GIL).
 std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::object& model,
                                       const py::list& callbacks);
 

@@ -21,6 +21,7 @@
 #include "train/checkpoint.h"
 #include "train/faults.h"
 #include "train/model_weights.h"
+#include "train/run_checkpoints.h"
 #include "train/safetensors.h"
 #include "train/session.h"
 #include "train/trainer.h"
@@ -67,16 +68,6 @@ void print_error(const Communicator& comm, const std::string& message) {
   std::fflush(stderr);
 }
 
-// Rank 0's bytes (and their name) on every rank, without assuming a shared file system.
-void broadcast_blob(Communicator& comm, std::vector<std::byte>& bytes, std::string& name) {
-  uint64_t sizes[2] = {bytes.size(), name.size()};
-  comm.broadcast(std::span<uint64_t>(sizes), 0);
-  bytes.resize(sizes[0]);
-  name.resize(sizes[1]);
-  comm.broadcast(std::span<std::byte>(bytes), 0);
-  comm.broadcast(std::span<char>(name), 0);
-}
-
 std::string checkpoint_dir(const Config& config, const Options& options) {
   return config.checkpoint.dir.empty() ? options.run_dir + "/checkpoints" : config.checkpoint.dir;
 }
@@ -115,47 +106,6 @@ void validate_start(const Config& config, const Options& options) {
   if (std::filesystem::exists(metrics))
     std::filesystem::rename(metrics, options.run_dir + "/metrics-replaced-" + stamp + ".jsonl", ec);
   std::cout << "restart: moved the earlier run's checkpoints to " << moved << std::endl;
-}
-
-// Rank 0 finds and validates the checkpoint, every rank gets its bytes and restores from them.
-// Returns false when --resume finds no checkpoint at all (a fresh start).
-bool resume(Communicator& comm, Trainer& trainer, const Config& config, const Options& options) {
-  std::vector<std::byte> bytes;
-  std::string origin;
-  run_agreed(comm, [&] {
-    if (comm.rank() != 0) return;
-    if (!options.resume_from.empty()) {
-      origin = options.resume_from;
-      bytes = read_file_bytes(origin);
-      decode_checkpoint(bytes, origin);
-      return;
-    }
-    const CheckpointDir dir(checkpoint_dir(config, options), config.checkpoint.keep);
-    // A checkpoint past this config's end belongs to a longer run (say, of 20 epochs where the
-    // config now asks for 8): resuming it would train nothing and report that run's results.
-    const int64_t epochs = config.training.epochs;
-    std::optional<CheckpointDir::Found> found = dir.newest_valid([epochs](const TrainingState& s) {
-      const bool beyond = s.epoch > epochs || (s.epoch == epochs && s.step_in_epoch > 0);
-      return beyond ? "epoch " + std::to_string(s.epoch + (s.step_in_epoch > 0)) +
-                          " is beyond training.epochs (" + std::to_string(epochs) + ")"
-                    : std::string();
-    });
-    if (!found) {
-      std::cout << "resume: no checkpoint in " << dir.path() << ", starting from scratch\n";
-      return;
-    }
-    for (const std::string& reason : found->rejected)
-      std::cout << "resume: skipping checkpoint " << reason << "\n";
-    origin = found->path;
-    bytes = std::move(found->bytes);
-  });
-  broadcast_blob(comm, bytes, origin);
-  if (bytes.empty()) return false;
-  run_agreed(comm, [&] { trainer.restore(decode_checkpoint(bytes, origin), origin); });
-  if (comm.rank() == 0)
-    std::cout << "resume: continuing from " << origin << " at step " << trainer.completed_steps()
-              << "\n";
-  return true;
 }
 
 // One CSV row per test sample: the model's outputs, then the label (or target values).
@@ -215,27 +165,17 @@ int train(Communicator& world, const Options& options, bool& training) {
   if (!options.init_from.empty())
     load_named_weights(
         comm, trainer, [&] { return read_safetensors(options.init_from); }, options.init_from);
-  if (options.resume || !options.resume_from.empty()) resume(comm, trainer, config, options);
+  if (options.resume || !options.resume_from.empty())
+    resume_run(comm, trainer, config, checkpoint_dir(config, options), options.resume_from,
+               lead ? &std::cout : nullptr);
   if (lead && trainer.stopped_early())
     std::cout << "resume: early stopping ended the run; nothing to train" << std::endl;
   else if (lead && trainer.complete())
     std::cout << "resume: the run is already complete (" << config.training.epochs << " of "
               << config.training.epochs << " epochs); nothing to train" << std::endl;
 
-  CheckpointDir checkpoints(checkpoint_dir(config, options), config.checkpoint.keep);
-  trainer.set_checkpointing(config.checkpoint, [&](Trainer& t) {
-    const auto start = std::chrono::steady_clock::now();
-    const TrainingState state = t.capture();
-    // Only rank 0 writes; the others wait here, so nobody runs ahead of a half-written file.
-    run_agreed(comm, [&] {
-      if (!lead) return;
-      const std::string path = checkpoints.save(state);
-      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::steady_clock::now() - start);
-      std::cout << "checkpoint: " << path << " (step " << state.completed_steps << ", "
-                << took.count() << " ms)" << std::endl;
-    });
-  });
+  write_checkpoints(comm, trainer, config.checkpoint, checkpoint_dir(config, options),
+                    lead ? &std::cout : nullptr);
   trainer.set_reporting(lead ? &std::cout : nullptr, progress_mode(options.progress),
                         lead ? options.run_dir : "");
   trainer.set_step_observer([&](int64_t step) {

@@ -304,6 +304,16 @@ std::string CheckpointDir::save(const TrainingState& state) {
   return path;
 }
 
+void CheckpointDir::remove_all() const {
+  std::error_code ec;
+  for (const std::string& name : checkpoints_newest_first()) fs::remove(dir_ + "/" + name, ec);
+  fs::remove(dir_ + "/latest", ec);
+  for (const auto& entry : fs::directory_iterator(dir_, ec))
+    if (entry.path().filename().string().find(".tmp.") != std::string::npos)
+      fs::remove(entry.path(), ec);
+  fs::remove(dir_, ec);  // only if empty
+}
+
 std::optional<CheckpointDir::Found> CheckpointDir::newest_valid(const Unusable& unusable) const {
   std::vector<std::string> candidates;
   std::ifstream pointer(dir_ + "/latest");

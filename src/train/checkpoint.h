@@ -104,6 +104,10 @@ class CheckpointDir {
   // some but none qualifies.
   std::optional<Found> newest_valid(const Unusable& unusable = {}) const;
 
+  // Removes the checkpoints, `latest` and writers' temporary files, then the directory if nothing
+  // else is left in it (a finished run's backup: Note [run checkpoints]).
+  void remove_all() const;
+
   const std::string& path() const { return dir_; }
 
  private:

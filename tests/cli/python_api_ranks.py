@@ -321,6 +321,29 @@ def keras_arguments():
     print(json.dumps(result))
 
 
+def backup(out, mode):
+    """Note [run checkpoints] from Python: 'die' ends the process of rank 0 as the third of four
+    epochs begins (the second's checkpoint written), 'resume' fits again with the same
+    BackupAndRestore, 'whole' fits without one; each writes its history and weights."""
+    import os
+    import numpy as np
+    import ddp_trainer as ddp
+    x, y, _, _ = data()
+    model = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+    model.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy", ["accuracy"])
+
+    class Die:
+        def on_epoch_begin(self, epoch, logs):
+            if epoch == 2 and ddp.rank() == 0:
+                os._exit(3)  # as a node that fails: no cleanup, no exception
+    callbacks = [] if mode == "whole" else [ddp.BackupAndRestore(out + ".backup")]
+    history = model.fit(x, y, batch_size=50, epochs=4, verbose=0,
+                        callbacks=callbacks + ([Die()] if mode == "die" else []))
+    weights = np.concatenate([v.ravel() for v in model.get_weights().values()])
+    with open(f"{out}.{mode}.{ddp.rank()}", "w") as f:
+        json.dump({"history": history, "weights": weights.tolist()}, f)
+
+
 def fit_memory():
     """How much a fit on 64 MB of features raises this process's peak memory (one rank)."""
     import resource

@@ -18,7 +18,8 @@ on every rank when rank 0 sets model.stop_training, and sets model.optimizer.lea
 Keras' LearningRateScheduler does (rank 0's rate trains every rank; refused under a schedule);
 Keras weights files (.h5): Keras' groups and layouts, a round trip bit for bit, the errors;
 Keras' arguments: shuffle=False, evaluate's forms, optimizers by name, count_params, predict's
-batch_size and verbose; summary() prints once.
+batch_size and verbose; BackupAndRestore: a job killed on 2 ranks goes on on 1 to the
+uninterrupted run's weights; summary() prints once.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -28,8 +29,9 @@ import subprocess
 import sys
 import tempfile
 
-from python_api_ranks import (callbacks, child, data, errors, fit_memory, keras_arguments,
-                              keras_file, learning_rate, one_rank_fails, regression)
+from python_api_ranks import (backup, callbacks, child, data, errors, fit_memory,
+                              keras_arguments, keras_file, learning_rate, one_rank_fails,
+                              regression)
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -215,9 +217,9 @@ class Scenarios:
                 assert [logs[k] for _, logs in r["seen"]] == values, (rank, k)
             assert r["same_model"], "the callback's model is not the model"
             assert r["last_epoch"] == r["after_fit"], "the last epoch's weights are not the fit's"
-            assert r["not_a_callback"] == ("fit: callbacks: 42 is neither EarlyStopping nor "
-                                           "ReduceLROnPlateau nor an object with "
-                                           "on_epoch_end(epoch, logs) or another of Keras' "
+            assert r["not_a_callback"] == ("fit: callbacks: 42 is neither EarlyStopping, "
+                                           "ReduceLROnPlateau nor BackupAndRestore nor an object "
+                                           "with on_epoch_end(epoch, logs) or another of Keras' "
                                            "callback methods"), r["not_a_callback"]
 
     def callbacks_set_the_learning_rate(self):
@@ -281,6 +283,25 @@ class Scenarios:
         assert r["unknown_optimizer"] == ("Sequential: compile: optimizer 'rmsprop' is not one "
                                           "the trainer has (adam, adamw, sgd)"), r
 
+    def backup_and_restore_continues_a_killed_job(self):
+        out = os.path.join(self.tmp, "backup")
+        died = subprocess.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--backup",
+                               out, "--mode", "die"], capture_output=True, text=True,
+                              timeout=120, env=self.env)
+        assert died.returncode != 0, "the job that dies succeeded"
+        assert os.path.exists(out + ".backup/latest"), os.listdir(self.tmp)
+        # On one rank now: the checkpoint's positions count global batches.
+        self.run([sys.executable, __file__, "--backup", out, "--mode", "resume"], "the resumed fit")
+        self.run([sys.executable, __file__, "--backup", out, "--mode", "whole"], "the whole fit")
+        resumed = json.load(open(f"{out}.resume.0"))
+        whole = json.load(open(f"{out}.whole.0"))
+        worst = max(abs(a - b) for a, b in zip(resumed["weights"], whole["weights"]))
+        print(f"  killed on 2 ranks after 2 of 4 epochs, resumed on 1: max weight difference "
+              f"{worst:.2e} against 4 epochs on 1")
+        assert len(resumed["history"]["loss"]) == 2, resumed["history"]
+        assert worst < 1e-5, worst
+        assert not os.path.exists(out + ".backup"), "the backup outlived the fit"
+
     def fit_keeps_one_copy_of_the_arrays(self):
         # The module's copy of the NumPy arrays becomes the training set (two copies before).
         out = self.run([sys.executable, __file__, "--fit-memory"], "the memory case")
@@ -304,6 +325,8 @@ def main():
     p.add_argument("--learning-rate")
     p.add_argument("--keras-file")
     p.add_argument("--keras-arguments", action="store_true")
+    p.add_argument("--backup")
+    p.add_argument("--mode")
     a = p.parse_args()
     if a.child:
         return child(a.child)
@@ -323,6 +346,8 @@ def main():
         return keras_file(a.keras_file)
     if a.keras_arguments:
         return keras_arguments()
+    if a.backup:
+        return backup(a.backup, a.mode)
     with tempfile.TemporaryDirectory(prefix="ddp_python_") as tmp:
         return run_scenarios("python api", Scenarios(a, tmp),
                              ["ranks_hold_the_same_bits", "two_ranks_train_what_one_does",
@@ -331,7 +356,7 @@ def main():
                               "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
                               "python_callbacks_see_each_epoch_and_stop_the_fit",
                               "callbacks_set_the_learning_rate", "keras_weights_files",
-                              "keras_arguments"])
+                              "keras_arguments", "backup_and_restore_continues_a_killed_job"])
 
 
 if __name__ == "__main__":

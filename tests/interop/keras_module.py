@@ -2,8 +2,9 @@
 """Keras 3's own objects with the ddp_trainer module. Callbacks in its fit (Note [Python API],
 Note [rate set by a callback]): keras.callbacks.ReduceLROnPlateau and EarlyStopping
 (restore_best_weights) train the same bits as ddp.ReduceLROnPlateau and ddp.EarlyStopping with the
-same settings, LearningRateScheduler trains each epoch at the rate its schedule gives, and
-ModelCheckpoint writes a weights file. Weights files (Note [Keras weights files]): a Keras model of
+same settings, LearningRateScheduler trains each epoch at the rate its schedule gives,
+BackupAndRestore continues a fit that died where its last checkpoint left it (Note [run
+checkpoints]), and ModelCheckpoint writes a weights file. Weights files (Note [Keras weights files]): a Keras model of
 the same layers (a convnet with batch normalization and a layer without a bias) loads what
 ddp-trainer saved, ModelCheckpoint's included, and predicts what ddp-trainer does; ddp-trainer
 loads what Keras trained and predicts what Keras does. Runs where a Python with Keras 3 is found
@@ -45,8 +46,11 @@ def main():
         print(f"{'ok  ' if ok else 'FAIL'} {what}: {detail}")
         failed += not ok
 
-    def same(a, b):
-        return a[0] == b[0] and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
+    def same_weights(a, b):
+        return all(np.array_equal(a[k], b[k]) for k in a)
+
+    def same(a, b):  # histories and weights
+        return a[0] == b[0] and same_weights(a[1], b[1])
 
     print("keras", keras.__version__)
     theirs = fit([keras.callbacks.ReduceLROnPlateau("val_loss", 0.5, 1, min_delta=1e-3)], 8)
@@ -66,6 +70,25 @@ def main():
     rates = fit([schedule], 3)[0]["learning_rate"]
     check("keras.callbacks.LearningRateScheduler",
           np.allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6), f"rates {rates}")
+
+    # keras.callbacks.BackupAndRestore works through the trainer's checkpoints.
+    backup_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_keras_backup_{os.getpid()}")
+
+    class Dies(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("died")
+    try:
+        fit([keras.callbacks.BackupAndRestore(backup_dir), Dies()], 5)
+    except RuntimeError:
+        pass
+    resumed = fit([keras.callbacks.BackupAndRestore(backup_dir)], 5)
+    whole = fit([], 5)
+    check("keras.callbacks.BackupAndRestore",
+          resumed[0]["loss"] == whole[0]["loss"][2:] and same_weights(resumed[1], whole[1])
+          and not os.path.exists(backup_dir),
+          f"a fit that died in its third epoch went on from the second's checkpoint: "
+          f"{len(resumed[0]['loss'])} epochs, the uninterrupted weights bit for bit")
 
     images = rng.random((128, 8, 8, 3)).astype(np.float32)
     classes = (images[:, :4].mean(axis=(1, 2, 3)) > images[:, 4:].mean(axis=(1, 2, 3))).astype(

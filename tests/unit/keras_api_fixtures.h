@@ -2,6 +2,8 @@
 // What the C++ API's unit tests share: the runtime, a world of one started once for the whole
 // test binary (MPI starts once per process) whichever test asks first, and a small classifier.
 
+#include <vector>
+
 #include "api/keras.h"
 #include "data/dataset.h"
 
@@ -26,5 +28,12 @@ inline keras::Sequential small_model(const keras::Spec& optimizer = keras::Adam(
 }
 
 inline keras::Arrays arrays_of(const Dataset& data) { return {{6}, data.features, data.labels}; }
+
+// All the values of get_weights(), one after another.
+inline std::vector<float> values_of(const std::vector<NamedTensor>& weights) {
+  std::vector<float> out;
+  for (const NamedTensor& t : weights) out.insert(out.end(), t.values.begin(), t.values.end());
+  return out;
+}
 
 }  // namespace ddp

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -39,7 +41,7 @@ TEST(KerasApi, EarlyStoppingCallbackEndsTheFit) {
   } catch (const ConfigError& e) {
     EXPECT_STREQ(e.what(),
                  "Sequential: callbacks: 'adam' is not a callback fit() knows "
-                 "(EarlyStopping, ReduceLROnPlateau)");
+                 "(EarlyStopping, ReduceLROnPlateau, BackupAndRestore)");
   }
 }
 
@@ -228,6 +230,54 @@ TEST(KerasApi, SettingTheLearningRateRefusesSchedulesAndNonsense) {
   EXPECT_EQ(model.learning_rate(), 0.01);
   keras::Sequential uncompiled({keras::Dense(4, "softmax")}, {6});
   EXPECT_THROW(uncompiled.set_learning_rate(0.1), ConfigError);
+}
+
+// Note [run checkpoints]: a fit with BackupAndRestore that dies in its third epoch (an exception
+// from a callback, before that epoch's checkpoint) continues, in a new model, from the second
+// epoch's checkpoint and ends with the uninterrupted fit's weights, bit for bit (Adam's moments
+// and step count come back too); its History holds the epochs it trained; the backup is gone
+// after a fit that ends. Without BackupAndRestore, checkpoint keys are refused.
+TEST(KerasApi, BackupAndRestoreContinuesAFitThatDied) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  const std::string dir = ::testing::TempDir() + "keras_backup";
+  std::filesystem::remove_all(dir);
+  keras::FitOptions options{.epochs = 4, .batch_size = 32, .seed = 5, .verbose = false};
+  keras::Sequential whole = small_model();
+  whole.fit(world_of_one(), arrays_of(data), options);
+  options.callbacks = {keras::BackupAndRestore(dir)};
+  keras::Sequential dying = small_model();
+  keras::FitOptions dies = options;
+  dies.on_epoch_end = [](const EpochRecord& record) -> bool {
+    if (record.epoch == 3) throw std::runtime_error("killed");
+    return false;
+  };
+  EXPECT_THROW(dying.fit(world_of_one(), arrays_of(data), dies), std::runtime_error);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/latest"));
+  keras::Sequential resumed = small_model();
+  const keras::History history = resumed.fit(world_of_one(), arrays_of(data), options);
+  ASSERT_EQ(history.epochs.size(), 2u);
+  EXPECT_EQ(history.epochs[0].epoch, 3);
+  EXPECT_EQ(values_of(resumed.get_weights()), values_of(whole.get_weights()));
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  keras::Sequential plain = small_model();  // and without the backup, a fresh start differs
+  dies.callbacks = {};
+  EXPECT_THROW(plain.fit(world_of_one(), arrays_of(data), dies), std::runtime_error);
+  plain.fit(world_of_one(), arrays_of(data), {.epochs = 2, .batch_size = 32, .verbose = false});
+  EXPECT_NE(values_of(plain.get_weights()), values_of(whole.get_weights()));
+
+  options.callbacks = {};
+  options.set = {"checkpoint.keep=3"};
+  try {
+    small_model().fit(world_of_one(), arrays_of(data), options);
+    ADD_FAILURE() << "a checkpoint key without BackupAndRestore";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "Sequential: set: checkpoint.keep=3: a fit writes checkpoints only with a "
+                 "BackupAndRestore callback");
+  }
+  options.callbacks = {keras::BackupAndRestore("")};
+  options.set = {};
+  EXPECT_THROW(small_model().fit(world_of_one(), arrays_of(data), options), ConfigError);
 }
 
 }  // namespace

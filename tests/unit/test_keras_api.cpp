@@ -220,12 +220,6 @@ TEST(KerasApi, SummaryBeforeFitIsTheFittedModels) {
   EXPECT_THROW(shapeless.summary(), ConfigError);
 }
 
-std::vector<float> values_of(const std::vector<NamedTensor>& weights) {
-  std::vector<float> out;
-  for (const NamedTensor& t : weights) out.insert(out.end(), t.values.begin(), t.values.end());
-  return out;
-}
-
 float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
   float worst = a.size() == b.size() ? 0 : INFINITY;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i)
