@@ -91,9 +91,8 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
       python.push_back(cb);
     } else {
       throw ConfigError("fit: callbacks: " + py::repr(cb).cast<std::string>() +
-                        " is neither EarlyStopping, ReduceLROnPlateau nor BackupAndRestore nor an "
-                        "object with on_epoch_end(epoch, logs) or another of Keras' callback "
-                        "methods");
+                        " is not EarlyStopping, ReduceLROnPlateau, BackupAndRestore or an object "
+                        "with on_epoch_end(epoch, logs) or another of Keras' callback methods");
     }
   }
   model.attr("stop_training") = false;

@@ -217,9 +217,9 @@ class Scenarios:
                 assert [logs[k] for _, logs in r["seen"]] == values, (rank, k)
             assert r["same_model"], "the callback's model is not the model"
             assert r["last_epoch"] == r["after_fit"], "the last epoch's weights are not the fit's"
-            assert r["not_a_callback"] == ("fit: callbacks: 42 is neither EarlyStopping, "
-                                           "ReduceLROnPlateau nor BackupAndRestore nor an object "
-                                           "with on_epoch_end(epoch, logs) or another of Keras' "
+            assert r["not_a_callback"] == ("fit: callbacks: 42 is not EarlyStopping, "
+                                           "ReduceLROnPlateau, BackupAndRestore or an object with "
+                                           "on_epoch_end(epoch, logs) or another of Keras' "
                                            "callback methods"), r["not_a_callback"]
 
     def callbacks_set_the_learning_rate(self):
