@@ -137,6 +137,11 @@ struct FitOptions {
   // (on_train_batch_end and its logs; a small all-reduce each step while it is set).
   std::function<void(int64_t)> on_batch_begin = {};
   std::function<void(const BatchLogs&)> on_batch_end = {};
+  // Keras' initial_epoch: the fit trains epochs initial_epoch + 1 to epochs (1-based), each as the
+  // run that trained the ones before it would (data order, draws, schedules), from the weights
+  // and optimizer state it has: a fit of 2 epochs and then this one with epochs 4 and
+  // initial_epoch 2 train what one fit of 4 does. A BackupAndRestore's checkpoint overrides it.
+  int64_t initial_epoch = 0;
   // Any other config keys, as --set would give them: {"training.allreduce=mpi", ...}.
   std::vector<std::string> set = {};
 };

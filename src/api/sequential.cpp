@@ -158,6 +158,9 @@ void Sequential::compile_with(const Spec& optimizer, const Spec& loss,
 
 YAML::Node Sequential::config(const FitOptions& options) const {
   if (!optimizer_) throw ConfigError(std::string(kOrigin) + ": fit() before compile()");
+  if (options.initial_epoch < 0 || options.initial_epoch > options.epochs)
+    throw ConfigError(std::string(kOrigin) + ": initial_epoch: must be in [0, epochs], got " +
+                      std::to_string(options.initial_epoch));
   YAML::Node root(YAML::NodeType::Map);
   root["seed"] = options.seed;
   root["model"] = YAML::Clone(model_);
@@ -264,6 +267,7 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
   compiled_since_fit_ = false;
   const bool lead = comm.rank() == 0 && options.verbose;
   trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
+  trainer.start_at_epoch(options.initial_epoch);
   const std::optional<bool> backup = backup_and_restore(options);  // whether to delete at the end
   const CheckpointConfig& checkpoint = session_->config.checkpoint;
   if (backup) {  // Note [run checkpoints]

@@ -24,6 +24,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <iterator>
 #include <memory>
@@ -159,7 +160,7 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
              const py::list& callbacks, double validation_split,
              const std::optional<py::tuple>& validation_data, bool shuffle,
              std::map<int64_t, double> class_weight, const std::optional<FloatArray>& sample_weight,
-             uint64_t seed, std::vector<std::string> set) {
+             int64_t initial_epoch, uint64_t seed, std::vector<std::string> set) {
   auto& self = model.cast<keras::Sequential&>();
   if (!shuffle) set.insert(set.begin(), "training.shuffle=false");
   keras::FitOptions options{.epochs = epochs,
@@ -168,6 +169,7 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
                             .verbose = verbose_of(verbose),
                             .validation_split = validation_split,
                             .class_weight = std::move(class_weight),
+                            .initial_epoch = initial_epoch,
                             .set = std::move(set)};
   const std::vector<py::handle> python_callbacks = add_callbacks(options, model, callbacks);
   keras::Runtime& rt = runtime();
@@ -293,8 +295,8 @@ PYBIND11_MODULE(ddp_trainer, m) {
            py::arg("epochs") = 1, py::arg("verbose") = "auto", py::arg("callbacks") = py::list(),
            py::arg("validation_split") = 0.0, py::arg("validation_data") = std::nullopt,
            py::arg("shuffle") = true, py::arg("class_weight") = std::map<int64_t, double>{},
-           py::arg("sample_weight") = std::nullopt, py::kw_only(), py::arg("seed") = 0,
-           py::arg("set") = std::vector<std::string>{})
+           py::arg("sample_weight") = std::nullopt, py::arg("initial_epoch") = 0, py::kw_only(),
+           py::arg("seed") = 0, py::arg("set") = std::vector<std::string>{})
       // Keras' batch_size and verbose are taken: the outputs do not depend on the batch (the
       // config's eval_batch_size per rank), and nothing is printed.
       .def(

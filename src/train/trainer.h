@@ -103,6 +103,10 @@ class Trainer {
   double next_learning_rate() const { return learning_rate(completed_steps_); }
   // The rate agreed on from a callback's request, if any.
   std::optional<double> callback_learning_rate() const { return callback_rate_; }
+  // Keras' fit(initial_epoch=...), before fit(): the position at the start of `epoch` (0-based),
+  // as a run that had trained the epochs before it has (data order, dropout and augmentation
+  // draws, schedules); the parameters and optimizer state stay as they are.
+  void start_at_epoch(int64_t epoch);
 
   // Trains the remaining epochs of the configured run, or stops (with a checkpoint) once
   // `stop_after_steps` optimizer steps have been completed in total, when it is >= 0.

@@ -168,4 +168,11 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
   epoch_sums_ = comm_.rank() == 0 ? s.epoch_sums : std::vector<double>(s.epoch_sums.size());
 }
 
+void Trainer::start_at_epoch(int64_t epoch) {
+  epoch_ = epoch;
+  step_in_epoch_ = 0;
+  completed_steps_ = epoch * steps_per_epoch_;
+  last_checkpoint_step_ = completed_steps_;
+}
+
 }  // namespace ddp

@@ -310,6 +310,19 @@ def keras_arguments():
               "evaluate": [in_order.evaluate(x, y), in_order.evaluate(x, y, return_dict=True)],
               "predict": bool(np.array_equal(in_order.predict(x, batch_size=7, verbose=0),
                                              in_order.predict(x)))}
+    # initial_epoch: epochs 3 and 4 after a fit of 2 are a fit of 4; callbacks see Keras' numbers.
+    four, two = model(ddp.Adam(0.01)), model(ddp.Adam(0.01))
+    four.fit(x, y, epochs=4, verbose=0)
+    two.fit(x, y, epochs=2, verbose=0)
+
+    class Epochs:
+        seen = []
+
+        def on_epoch_begin(self, epoch, logs):
+            self.seen.append(epoch)
+    rest = two.fit(x, y, epochs=4, initial_epoch=2, verbose=0, callbacks=[Epochs()])
+    result["initial_epoch"] = [bool(np.array_equal(weights(two), weights(four))),
+                               len(rest["loss"]), Epochs.seen]
     loss_only = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
     loss_only.compile("sgd", "sparse_categorical_crossentropy")  # Keras: no metrics
     loss_only.fit(x, y, verbose=0)

@@ -265,6 +265,34 @@ TEST(KerasApi, FitTrainsOnFromTheLastFit) {
   }
 }
 
+// Keras' initial_epoch: two epochs, then a fit of epochs 3 and 4 from them, train what one fit
+// of 4 epochs does, bit for bit (Adam's moments and steps carried, each epoch's data order and a
+// step schedule's place); the History holds epochs 3 and 4. Out of [0, epochs]: an error.
+TEST(KerasApi, InitialEpochGoesOnAsTheLongerFit) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  keras::FitOptions options{.epochs = 4, .batch_size = 32, .seed = 5, .verbose = false};
+  options.set = {"optimizer.schedule.type=step", "optimizer.schedule.step_size=3"};
+  keras::Sequential straight = small_model();
+  straight.fit(world_of_one(), arrays_of(data), options);
+  keras::Sequential in_two = small_model();
+  keras::FitOptions first = options;
+  first.epochs = 2;
+  in_two.fit(world_of_one(), arrays_of(data), first);
+  options.initial_epoch = 2;
+  const keras::History rest = in_two.fit(world_of_one(), arrays_of(data), options);
+  ASSERT_EQ(rest.epochs.size(), 2u);
+  EXPECT_EQ(rest.epochs[0].epoch, 3);
+  EXPECT_EQ(values_of(in_two.get_weights()), values_of(straight.get_weights()));
+  keras::Sequential from_start = small_model();  // without initial_epoch, epochs 1 and 2 again
+  from_start.fit(world_of_one(), arrays_of(data), first);
+  options.initial_epoch = 0;
+  first.epochs = 2;
+  from_start.fit(world_of_one(), arrays_of(data), first);
+  EXPECT_NE(values_of(from_start.get_weights()), values_of(straight.get_weights()));
+  options.initial_epoch = 5;
+  EXPECT_THROW(small_model().fit(world_of_one(), arrays_of(data), options), ConfigError);
+}
+
 // yaml-cpp's assignment rebinds every node that shares the assigned one: a second compile() must
 // leave the first's Specs as they were (a later model compiled with them trains with them).
 TEST(KerasApi, CompileLeavesTheCallersSpecsAlone) {
