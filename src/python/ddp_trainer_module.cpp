@@ -19,6 +19,7 @@
 // The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
 // TrainingError, with the same one-line messages.
 
+#include <pybind11/eval.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -139,14 +140,22 @@ keras::Spec optimizer_named(std::string name) {
 }
 
 // Keras' History.history: each quantity's value per epoch.
-py::dict history_of(const keras::History& history) {
+// Keras' History object, as fit returns it and sets model.history: a dict of each quantity's
+// values per epoch (history["loss"]) that is also its own .history (Keras'
+// history.history["loss"]), with .epoch, the 0-based numbers of the epochs trained.
+py::object history_of(const keras::History& history) {
   py::dict out;
-  for (const ddp::EpochRecord& e : history.epochs)
+  py::list epochs;
+  for (const ddp::EpochRecord& e : history.epochs) {
+    epochs.append(e.epoch - 1);
     for (const auto& [name, value] : logs_of(e)) {
       if (!out.contains(name)) out[name] = py::list();
       out[name].cast<py::list>().append(value);
     }
-  return out;
+  }
+  py::object made = py::module_::import("ddp_trainer").attr("History")(out);
+  made.attr("epoch") = epochs;
+  return made;
 }
 
 // Keras' verbose: 0 is silent, anything else ("auto", 1, 2) prints.
@@ -155,12 +164,13 @@ bool verbose_of(const py::object& verbose) {
 }
 
 // Keras' fit, its arguments in Keras' order (then the module's seed and set).
-py::dict fit(const py::object& model, const py::object& x, const std::optional<py::array>& y,
-             int64_t batch_size, int64_t epochs, const py::object& verbose,
-             const py::list& callbacks, double validation_split,
-             const std::optional<py::tuple>& validation_data, bool shuffle,
-             std::map<int64_t, double> class_weight, const std::optional<FloatArray>& sample_weight,
-             int64_t initial_epoch, uint64_t seed, std::vector<std::string> set) {
+py::object fit(const py::object& model, const py::object& x, const std::optional<py::array>& y,
+               int64_t batch_size, int64_t epochs, const py::object& verbose,
+               const py::list& callbacks, double validation_split,
+               const std::optional<py::tuple>& validation_data, bool shuffle,
+               std::map<int64_t, double> class_weight,
+               const std::optional<FloatArray>& sample_weight, int64_t initial_epoch, uint64_t seed,
+               std::vector<std::string> set) {
   auto& self = model.cast<keras::Sequential&>();
   if (!shuffle) set.insert(set.begin(), "training.shuffle=false");
   keras::FitOptions options{.epochs = epochs,
@@ -204,7 +214,9 @@ py::dict fit(const py::object& model, const py::object& x, const std::optional<p
   }
   call_hook(python_callbacks, "on_train_end",
             history.epochs.empty() ? py::dict() : logs_of(history.epochs.back()));
-  return history_of(history);
+  py::object made = history_of(history);
+  model.attr("history") = made;
+  return made;
 }
 
 }  // namespace
@@ -216,6 +228,16 @@ PYBIND11_MODULE(ddp_trainer, m) {
   py::register_exception<ddp::ConfigError>(m, "ConfigError", PyExc_ValueError);
   py::register_exception<ddp::DataError>(m, "DataError", PyExc_ValueError);
   py::register_exception<ddp::CheckpointError>(m, "CheckpointError", PyExc_OSError);
+
+  py::exec(R"(
+class History(dict):
+    """Keras' History: fit's record of each quantity per epoch, history["loss"] or, as in Keras,
+    history.history["loss"]; history.epoch, the 0-based numbers of the epochs trained."""
+    @property
+    def history(self):
+        return self
+)",
+           m.attr("__dict__"));
 
   py::class_<keras::Spec>(m, "Spec", "A layer, optimizer, loss, callback or data source")
       .def("__repr__", [](const keras::Spec& s) {

@@ -323,6 +323,9 @@ def keras_arguments():
     rest = two.fit(x, y, epochs=4, initial_epoch=2, verbose=0, callbacks=[Epochs()])
     result["initial_epoch"] = [bool(np.array_equal(weights(two), weights(four))),
                                len(rest["loss"]), Epochs.seen]
+    # Keras' History: rest.history["loss"] as rest["loss"], rest.epoch, model.history.
+    result["history_object"] = [type(rest).__name__, rest.history["loss"] == rest["loss"],
+                                rest.epoch, two.history is rest]
     loss_only = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
     loss_only.compile("sgd", "sparse_categorical_crossentropy")  # Keras: no metrics
     loss_only.fit(x, y, verbose=0)

@@ -17,8 +17,8 @@ every epoch's logs, can call the model's collectives (get_weights, predict) and 
 on every rank when rank 0 sets model.stop_training, and sets model.optimizer.learning_rate as
 Keras' LearningRateScheduler does (rank 0's rate trains every rank; refused under a schedule);
 Keras weights files (.h5): Keras' groups and layouts, a round trip bit for bit, the errors;
-Keras' arguments: shuffle=False, initial_epoch, evaluate's forms, optimizers by name,
-count_params, predict's batch_size and verbose; BackupAndRestore: a job killed on 2 ranks goes on on 1 to the
+Keras' arguments: shuffle=False, initial_epoch, the History object, evaluate's forms, optimizers
+by name, count_params, predict's batch_size and verbose; BackupAndRestore: a job killed on 2 ranks goes on on 1 to the
 uninterrupted run's weights; summary() prints once.
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
@@ -281,6 +281,7 @@ class Scenarios:
         assert isinstance(r["loss_only"], float), r["loss_only"]
         assert r["predict"], "predict(batch_size=7) differs"
         assert r["initial_epoch"] == [True, 2, [2, 3]], r["initial_epoch"]
+        assert r["history_object"] == ["History", True, [2, 3], True], r["history_object"]
         assert r["unknown_optimizer"] == ("Sequential: compile: optimizer 'rmsprop' is not one "
                                           "the trainer has (adam, adamw, sgd)"), r
 
