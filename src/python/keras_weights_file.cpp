@@ -153,6 +153,8 @@ std::vector<NamedTensor> read_keras_weights(const std::string& path,
         throw CheckpointError(where + ": not in the file, whose layers are not this model's");
       used.insert(group_name);
       const py::object group = file[py::str(group_name + "/vars")];
+      if (!py::isinstance(group, h5py.attr("Group")))
+        throw CheckpointError(where + ": vars is not a group of variables");
       const std::vector<Variable>& variables = layer->variables;
       const auto stored = py::len(group);
       const size_t required = static_cast<size_t>(std::count_if(
@@ -170,6 +172,11 @@ std::vector<NamedTensor> read_keras_weights(const std::string& path,
           throw CheckpointError(where + ": variable " + std::to_string(i) + " is stored as " +
                                 py::str(attrs["dtype"]).cast<std::string>() +
                                 "; only float32 is read");
+        const std::string kind = py::str(dataset.attr("dtype").attr("kind"));
+        if (kind != "f" && kind != "i" && kind != "u")  // not complex, bool, strings, records
+          throw CheckpointError(where + ": variable " + std::to_string(i) + " holds " +
+                                py::str(dataset.attr("dtype")).cast<std::string>() +
+                                " values; a weight is a real number");
         py::array_t<float, py::array::c_style | py::array::forcecast> a =
             np.attr("asarray")(dataset, "dtype"_a = "float32");
         if (!v.to_keras.empty()) {

@@ -267,7 +267,8 @@ def keras_file(out):
         m.fit(x.reshape(64, -1), y, verbose=False)
     errors = []
     for call in (lambda: trained.save_weights(path, overwrite=False), dense_only,
-                 lambda: other.load_weights(out + ".junk.h5")):  # the scenario's, not HDF5
+                 lambda: other.load_weights(out + ".junk.h5"),  # the scenario's, not HDF5
+                 lambda: other.load_weights(out + ".complex.h5")):  # a complex bias
         try:
             call()
             errors.append(["none", ""])

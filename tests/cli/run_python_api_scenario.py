@@ -243,6 +243,13 @@ class Scenarios:
         out = os.path.join(self.tmp, "keras")
         with open(out + ".junk.h5", "wb") as f:
             f.write(b"not an HDF5 file")
+        import h5py  # a file of Keras' groups whose first layer's bias is complex
+        import numpy as np
+        with h5py.File(out + ".complex.h5", "w") as f:
+            f["layers/conv2d/vars/0"] = np.zeros((3, 3, 3, 4), np.float32)
+            for i in range(4):
+                f[f"layers/batch_normalization/vars/{i}"] = np.ones(4, np.complex64 if i == 0
+                                                                    else np.float32)
         self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--keras-file", out],
                  "the Keras weights files under mpiexec -n 2")
         for rank in range(2):
@@ -257,7 +264,7 @@ class Scenarios:
                 "layers/dense_1/vars/0": [8, 3], "layers/dense_1/vars/1": [3]}, r["groups"]
             assert r["kernel_is_transposed"] and r["conv_is_keras"], r
             if rank == 1:  # rank 0 reads and writes; the others learn that it failed
-                assert r["errors"] == [["TrainingError", "another rank failed"]] * 3, r["errors"]
+                assert r["errors"] == [["TrainingError", "another rank failed"]] * 4, r["errors"]
                 continue
             path = out + ".weights.h5"
             assert r["errors"] == [
@@ -267,6 +274,9 @@ class Scenarios:
                                     "the model has no such layer"],
                 ["CheckpointError", f"{out}.junk.h5: not a Keras weights file (HDF5): "
                                     + r["errors"][2][1].split("(HDF5): ", 1)[-1]],
+                ["CheckpointError", f"{out}.complex.h5: layers/batch_normalization (layers.1, "
+                                    "batch_normalization): variable 0 holds complex64 values; a "
+                                    "weight is a real number"],
             ], r["errors"]
             assert "\n" not in r["errors"][2][1], r["errors"][2][1]
 
