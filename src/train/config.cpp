@@ -39,7 +39,7 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
         static_cast<float>(node.get("weight_decay", opt.type == "adamw" ? 0.01 : 0.0));
     if (opt.adam.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
     // The schedules never exceed the base rate, so this bounds every step's factor.
-    if (opt.adam.decoupled_weight_decay && opt.schedule.base_lr * opt.adam.weight_decay >= 1)
+    if (!opt.rate_fits_decay(opt.schedule.base_lr))
       node.fail("weight_decay",
                 "times learning_rate must be < 1 (AdamW scales the weights by 1 - lr * "
                 "weight_decay every step)");

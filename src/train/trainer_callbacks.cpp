@@ -73,7 +73,7 @@ void Trainer::request_learning_rate(double rate) {
   if (!(std::isfinite(rate) && rate > 0))
     throw ConfigError(config_.file + ": optimizer.learning_rate: a callback set it to " +
                       show_number(rate) + "; it must be a positive number");
-  if (config_.optimizer.type == "adamw" && rate * config_.optimizer.adam.weight_decay >= 1)
+  if (!config_.optimizer.rate_fits_decay(rate))
     throw ConfigError(config_.file + ": optimizer.learning_rate: a callback set it to " +
                       show_number(rate) + ", whose product with weight_decay must be < 1");
   requested_rate_ = rate;

@@ -221,6 +221,9 @@ TEST(KerasApi, SettingTheLearningRateRefusesSchedulesAndNonsense) {
   options.set = {};
   options.on_epoch_begin = [&](int64_t) { model.set_learning_rate(-1); };
   EXPECT_THROW(model.fit(world_of_one(), arrays_of(data), options), ConfigError);
+  keras::Sequential decoupled = small_model(keras::AdamW(0.01, 0.01));  // rate x decay < 1
+  options.on_epoch_begin = [&](int64_t) { decoupled.set_learning_rate(1000); };
+  EXPECT_THROW(decoupled.fit(world_of_one(), arrays_of(data), options), ConfigError);
   try {
     model.set_learning_rate(0);
     ADD_FAILURE() << "a rate of 0 accepted";
