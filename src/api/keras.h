@@ -126,11 +126,15 @@ struct FitOptions {
   // Keras' class_weight: a weight per class for the training loss (one class, or one 0/1 label,
   // per sample; classes not given weigh 1). Note [class weights].
   std::map<int64_t, double> class_weight = {};
+  // Called on every rank as the fit starts, the model built and its weights in place (Keras'
+  // on_train_begin).
+  std::function<void()> on_train_begin = {};
   // Called on every rank before each epoch with its number, 1-based as EpochRecord::epoch
   // (Keras' on_epoch_begin).
   std::function<void(int64_t)> on_epoch_begin = {};
   // Called on every rank after each epoch with its record (Keras' on_epoch_end and its logs);
-  // returning true on rank 0 stops the fit after this epoch on every rank (model.stop_training).
+  // returning true on rank 0 stops the fit after this epoch on every rank (as
+  // set_stop_training(true) in it).
   std::function<bool(const EpochRecord&)> on_epoch_end = {};
   // Called on every rank before each training step with its 0-based index in the epoch (Keras'
   // on_train_batch_begin), and after it with the epoch's running loss and metrics over all ranks
@@ -215,6 +219,13 @@ class Sequential {
   // (the compiled optimizer's); this rank alone, and ConfigError before compile().
   double learning_rate() const;
   void set_learning_rate(double rate);
+  // Keras' model.stop_training: set to true by a callback during a fit (any hook), on rank 0,
+  // it ends the fit on every rank after the step in progress, or the step about to start (the
+  // epoch's record covers the steps trained, and its evaluation and on_epoch_end run), or after
+  // the epoch that on_epoch_end ends. Every fit starts with it false (before on_train_begin), and
+  // it stays as the fit left it.
+  bool stop_training() const { return stop_training_; }
+  void set_stop_training(bool stop) { stop_training_ = stop; }
   // Keras' summary table: each layer's output shape and parameter count, then the totals. Before
   // the first fit it needs the input shape (given to the constructor); this rank alone.
   std::string summary() const;
@@ -244,6 +255,7 @@ class Sequential {
   Communicator* comm_ = nullptr;      // the last fit's runtime's
   bool compiled_since_fit_ = false;   // the next fit starts a fresh optimizer
   bool fitting_ = false;              // a fit is running (its on_epoch_end may call the model)
+  bool stop_training_ = false;
   std::function<std::vector<NamedTensor>()> pending_weights_;  // for the first fit
   std::string pending_origin_;
   bool pending_own_layout_ = false;

@@ -275,17 +275,21 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
     write_checkpoints(comm, trainer, checkpoint, checkpoint.dir, lead ? &std::cout : nullptr);
   }
   // Note [rate set by a callback]: after the hooks' calls, every rank takes rank 0's rate.
+  stop_training_ = false;
   if (options.on_epoch_end)
-    trainer.set_epoch_observer([&trainer, end = options.on_epoch_end](const EpochRecord& r) {
+    trainer.set_epoch_observer([this, &trainer, end = options.on_epoch_end](const EpochRecord& r) {
       const bool stop = end(r);
       trainer.agree_on_learning_rate();
-      return stop;
+      return stop || stop_training_;
     });
   if (options.on_batch_end)
     trainer.set_batch_observer([&trainer, end = options.on_batch_end](const BatchLogs& logs) {
       end(logs);
       trainer.agree_on_learning_rate();
     });
+  if (options.on_train_begin || options.on_epoch_begin || options.on_batch_begin ||
+      options.on_batch_end)
+    trainer.set_stop_check([this] { return stop_training_; });
   if (options.on_epoch_begin || options.on_batch_begin)  // an epoch begins before its first step
     trainer.set_step_observer(
         [&trainer, begin = options.on_epoch_begin, batch = options.on_batch_begin](int64_t done) {
@@ -302,11 +306,16 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
     t->set_epoch_observer({});
     t->set_batch_observer({});
     t->set_step_observer({});
+    t->set_stop_check({});
     if (const std::optional<double> rate = t->callback_learning_rate())
       optimizer_["learning_rate"] = *rate;
     fitting_ = false;
   };
   const std::unique_ptr<Trainer, decltype(end_of_fit)> guard(&trainer, end_of_fit);
+  if (options.on_train_begin) {
+    options.on_train_begin();
+    trainer.agree_on_learning_rate();
+  }
   trainer.fit();
   if (backup.value_or(false))  // the fit ended: its backup has served (Keras deletes it too)
     run_agreed(comm, [&] {

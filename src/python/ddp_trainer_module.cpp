@@ -194,7 +194,6 @@ py::object fit(const py::object& model, const py::object& x, const std::optional
       validation = (*validation_data)[0].cast<keras::Spec>();
     }
     const keras::Spec train = x.cast<keras::Spec>();
-    call_hook(python_callbacks, "on_train_begin", py::dict());
     py::gil_scoped_release released;
     history = self.fit(rt, train, options, validation);
   } else {
@@ -208,7 +207,6 @@ py::object fit(const py::object& model, const py::object& x, const std::optional
       validation = arrays(v[0].cast<FloatArray>(), v[1].cast<py::array>(), "fit: validation_data",
                           v.size() == 3 ? std::optional(v[2].cast<FloatArray>()) : std::nullopt);
     }
-    call_hook(python_callbacks, "on_train_begin", py::dict());
     py::gil_scoped_release released;
     history = self.fit(rt, std::move(train), options, std::move(validation));
   }
@@ -292,7 +290,7 @@ class History(dict):
           "learning_rate", [](const OptimizerOf& o) { return o.model->learning_rate(); },
           [](const OptimizerOf& o, double rate) { o.model->set_learning_rate(rate); });
 
-  py::class_<keras::Sequential>(m, "Sequential", py::dynamic_attr())  // stop_training
+  py::class_<keras::Sequential>(m, "Sequential", py::dynamic_attr())  // history
       .def(py::init<std::vector<keras::Spec>, std::vector<int64_t>>(), py::arg("layers"),
            py::arg("input_shape") = std::vector<int64_t>{})
       .def(
@@ -310,6 +308,9 @@ class History(dict):
               self.compile(chosen, loss.cast<keras::Spec>(), metrics);
           },
           py::arg("optimizer"), py::arg("loss"), py::arg("metrics") = py::none())
+      .def_property("stop_training", &keras::Sequential::stop_training,
+                    &keras::Sequential::set_stop_training,
+                    "Keras' model.stop_training: True set by a callback on rank 0 ends the fit")
       .def_property_readonly(
           "optimizer", [](keras::Sequential& self) { return OptimizerOf{&self}; },
           py::keep_alive<0, 1>())

@@ -95,7 +95,6 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
                         "with on_epoch_end(epoch, logs) or another of Keras' callback methods");
     }
   }
-  model.attr("stop_training") = false;
   const auto with = [&python](const char* hook) {
     return std::any_of(python.begin(), python.end(),
                        [hook](py::handle cb) { return py::hasattr(cb, hook); });
@@ -104,14 +103,19 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
     return std::any_of(python.begin(), python.end(),
                        [&](py::handle cb) { return defines(cb, hook) || defines(cb, old_name); });
   };
-  const py::handle held = model;
+  // model.stop_training is the Sequential's (set_stop_training), which the fit reads.
+  if (with("on_train_begin"))
+    options.on_train_begin = [python] {
+      const py::gil_scoped_acquire gil;
+      call_hook(python, "on_train_begin", py::dict());
+    };
   if (with("on_epoch_end"))
-    options.on_epoch_end = [held, python](const EpochRecord& record) {
+    options.on_epoch_end = [python](const EpochRecord& record) {
       const py::gil_scoped_acquire gil;
       const py::dict logs = logs_of(record);
       for (const py::handle cb : python)
         if (py::hasattr(cb, "on_epoch_end")) cb.attr("on_epoch_end")(record.epoch - 1, logs);
-      return held.attr("stop_training").cast<bool>();
+      return false;
     };
   if (with("on_epoch_begin"))
     options.on_epoch_begin = [python](int64_t epoch) {

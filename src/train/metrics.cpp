@@ -29,7 +29,7 @@ std::string format_epoch_line(const EpochRecord& r) {
   char buffer[160];
   std::snprintf(buffer, sizeof buffer, "Epoch %lld/%lld - %lld/%lld steps - loss: %.4f",
                 static_cast<long long>(r.epoch), static_cast<long long>(r.epochs),
-                static_cast<long long>(r.steps), static_cast<long long>(r.steps), r.loss);
+                static_cast<long long>(r.steps_completed), static_cast<long long>(r.steps), r.loss);
   std::string line = buffer + metric_list(r.metrics, "");
   if (r.val_loss) {
     std::snprintf(buffer, sizeof buffer, " - val_loss: %.4f", *r.val_loss);
@@ -44,7 +44,8 @@ std::string format_epoch_line(const EpochRecord& r) {
   }
   if (r.clipped_steps) {
     std::snprintf(buffer, sizeof buffer, " - clipped %lld/%lld",
-                  static_cast<long long>(*r.clipped_steps), static_cast<long long>(r.steps));
+                  static_cast<long long>(*r.clipped_steps),
+                  static_cast<long long>(r.steps_completed));
     line += buffer;
   }
   return line;
@@ -75,6 +76,7 @@ void MetricsLog::append(const EpochRecord& r) {
                       {"unix_time", r.unix_time},
                       {"learning_rate", r.learning_rate}};
   for (const MetricValue& m : r.metrics) j[m.name] = m.value;
+  if (r.steps_completed != r.steps) j["steps_completed"] = r.steps_completed;
   if (r.skipped_steps > 0) j["skipped_steps"] = r.skipped_steps;
   if (r.clipped_steps) j["clipped_steps"] = *r.clipped_steps;
   if (r.val_loss) {

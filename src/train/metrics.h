@@ -17,6 +17,7 @@ struct EpochRecord {
   int64_t epoch = 0;  // 1-based
   int64_t epochs = 0;
   int64_t steps = 0;
+  int64_t steps_completed = 0;  // steps, or fewer where training stopped during the epoch
   double loss = 0;
   std::vector<MetricValue> metrics;  // the configured ones, on the training batches
   std::optional<double> val_loss;

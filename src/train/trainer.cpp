@@ -363,6 +363,7 @@ void Trainer::fit(int64_t stop_after_steps) {
     const auto start = Clock::now();
     progress_->start(epoch + 1, epochs, steps);
     int64_t steps_run = 0;
+    bool stopped = false;
     while (epoch_ == epoch) {
       if (stop_after_steps >= 0 && completed_steps_ >= stop_after_steps) {
         progress_->clear();
@@ -374,11 +375,12 @@ void Trainer::fit(int64_t stop_after_steps) {
       progress_->update(step_in_epoch_ == 0 ? steps : step_in_epoch_,
                         epoch_sums_[0] / samples_in(epoch_sums_));
       if (batch_observer_) report_batch();
+      if ((stopped = stop_requested())) break;  // checkpointed below
       if (epoch_ == epoch && policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0)
         checkpoint_now();
     }
     finish_epoch(epoch, seconds_since(start), steps_run);
-    if (stop_after_callbacks(epoch_records_.back())) break;  // checkpointed below
+    if (stop_after_callbacks(epoch_records_.back()) || stopped) break;  // checkpointed below
     // A step trigger that falls on the epoch's last step waits for the epoch's report.
     if ((policy.every_epochs > 0 && (epoch + 1) % policy.every_epochs == 0) ||
         (policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0))

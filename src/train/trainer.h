@@ -92,6 +92,11 @@ class Trainer {
   void set_epoch_observer(std::function<bool(const EpochRecord&)> observer) {
     epoch_observer_ = std::move(observer);
   }
+  // Called on every rank after each training step (after the batch observer); when it returns
+  // true on rank 0, every rank ends the epoch after that step (its record covers the steps
+  // trained, its evaluation and epoch-end callbacks run as after a whole epoch) and stops
+  // training (Keras' model.stop_training set in a batch or epoch-begin hook).
+  void set_stop_check(std::function<bool()> check) { stop_check_ = std::move(check); }
   // Note [rate set by a callback]: Keras' model.optimizer.learning_rate = rate, asked on this rank
   // by an observer; throws ConfigError naming optimizer.schedule unless the schedule is constant,
   // or where the rate is not a positive number (AdamW: rate x weight_decay < 1).
@@ -198,7 +203,8 @@ class Trainer {
   void checkpoint_now();
   void verify_replicas();  // check_replicas, at most once per step
   void finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run);
-  void report_batch();  // to batch_observer_, after a step
+  void report_batch();    // to batch_observer_, after a step
+  bool stop_requested();  // collective: stop_check_'s verdict on rank 0, false without one
   // The epoch-end callbacks, in trainer_callbacks.cpp: their monitors checked against the
   // reports; the rate of the step after `completed_steps` (the schedule's, reduced on plateaus);
   // a monitored value as rank 0 has it; the epoch's verdicts (keeping early stopping's best
@@ -255,6 +261,7 @@ class Trainer {
   std::function<void(int64_t)> step_observer_;
   std::function<bool(const EpochRecord&)> epoch_observer_;
   std::function<void(const BatchLogs&)> batch_observer_;
+  std::function<bool()> stop_check_;
   int64_t skipped_in_epoch_ = 0;
   int64_t clipped_in_epoch_ = 0;  // Note [gradient clipping]
   struct PendingVerdict {

@@ -81,6 +81,13 @@ void Trainer::report_batch() {
   batch_observer_(logs);
 }
 
+bool Trainer::stop_requested() {
+  if (!stop_check_) return false;
+  double verdict = stop_check_() ? 1 : 0;              // every rank's check runs
+  comm_.broadcast(std::span<double>(&verdict, 1), 0);  // rank 0's decides for all
+  return verdict != 0;
+}
+
 void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_run) {
   settle_verdict();  // the epoch's last step's, before its parameters are evaluated
   const auto start = std::chrono::steady_clock::now();
@@ -92,6 +99,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   record.epoch = epoch + 1;
   record.epochs = config_.training.epochs;
   record.steps = steps_per_epoch_;
+  record.steps_completed = epoch_ == epoch ? step_in_epoch_ : steps_per_epoch_;  // stopped in it
   record.skipped_steps = skipped_in_epoch_;
   skipped_in_epoch_ = 0;
   if (config_.optimizer.global_clipnorm > 0) record.clipped_steps = clipped_in_epoch_;

@@ -156,6 +156,24 @@ class Recorder(KerasLikeCallback):
             self.model.stop_training = True
 
 
+class StopMidEpoch:
+    """Keras 3's model.stop_training from a batch hook: rank 0 asks after the third batch of the
+    second epoch (rank 1's ask after every first batch must not count), or in on_train_begin."""
+    def __init__(self, rank, at_train_begin=False):
+        self.rank, self.at_train_begin, self.batches = rank, at_train_begin, []
+
+    def on_train_begin(self, logs):
+        self.model.stop_training = self.at_train_begin and self.rank == 0
+
+    def on_epoch_begin(self, epoch, logs):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs):
+        self.batches.append([self.epoch, batch])
+        if (self.rank == 0 and [self.epoch, batch] == [1, 2]) or (self.rank == 1 and batch == 0):
+            self.model.stop_training = True
+
+
 def callbacks(out):
     import ddp_trainer as ddp
     x, y, xv, yv = data()
@@ -180,6 +198,14 @@ def callbacks(out):
               "last_epoch": [recorder.weights, recorder.predicted],
               "after_fit": [{k: v.tolist() for k, v in model.get_weights().items()},
                             model.predict(xv[:3]).tolist()]}
+    stopper = StopMidEpoch(ddp.rank())
+    stopped = model.fit(x, y, epochs=5, verbose=False, validation_data=(xv, yv),
+                        callbacks=[stopper])
+    at_start = StopMidEpoch(ddp.rank(), at_train_begin=True)
+    result["stopped"] = {"history": stopped, "batches": stopper.batches,
+                         "flag": model.stop_training,
+                         "at_start": [model.fit(x, y, epochs=3, verbose=False,
+                                                callbacks=[at_start]), at_start.batches]}
     try:
         model.fit(x, y, callbacks=[42])
     except ddp.ConfigError as e:

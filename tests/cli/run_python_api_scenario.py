@@ -217,6 +217,17 @@ class Scenarios:
                 assert [logs[k] for _, logs in r["seen"]] == values, (rank, k)
             assert r["same_model"], "the callback's model is not the model"
             assert r["last_epoch"] == r["after_fit"], "the last epoch's weights are not the fit's"
+            # stop_training set by a batch hook (rank 0's): that batch ends the fit, the
+            # stopped epoch evaluated; set in on_train_begin, one batch trains.
+            stopped = r["stopped"]
+            steps = (500 + 31) // 32
+            assert stopped["batches"] == [[0, b] for b in range(steps)] + [[1, 0], [1, 1], [1, 2]], \
+                (rank, stopped["batches"])
+            assert len(stopped["history"]["loss"]) == len(stopped["history"]["val_loss"]) == 2, \
+                (rank, stopped["history"])
+            assert stopped["flag"], rank
+            assert len(stopped["at_start"][0]["loss"]) == 1 and stopped["at_start"][1] == [[0, 0]], \
+                (rank, stopped["at_start"])
             assert r["not_a_callback"] == ("fit: callbacks: 42 is not EarlyStopping, "
                                            "ReduceLROnPlateau, BackupAndRestore or an object with "
                                            "on_epoch_end(epoch, logs) or another of Keras' "

@@ -142,6 +142,67 @@ TEST(KerasApi, OnBatchEndSeesTheEpochsRunningMeans) {
   EXPECT_NE(logs[0].loss, logs[3].loss);  // a running mean, not the epoch's from the start
 }
 
+// Keras 3's model.stop_training: set in on_batch_end, the fit ends after that batch, the epoch's
+// record covering the steps trained (with its evaluation and on_epoch_end), and the weights are
+// those the uninterrupted fit had after the same step; set in on_epoch_begin, after the next
+// batch; set in on_epoch_end (which returns false), after that epoch. It stays set after the
+// fit, and the next fit starts with it cleared.
+TEST(KerasApi, StopTrainingInABatchHookEndsTheFitAfterThatBatch) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);  // 4 steps an epoch
+  const keras::FitOptions plain{.epochs = 3, .batch_size = 32, .seed = 5, .verbose = false};
+  keras::Sequential whole = small_model();
+  int64_t epoch = 0;
+  std::vector<float> after_sixth_step;
+  keras::FitOptions watched = plain;
+  watched.on_epoch_begin = [&](int64_t e) { epoch = e; };
+  watched.on_batch_end = [&](const BatchLogs& logs) {
+    if (epoch == 2 && logs.batch == 1) after_sixth_step = values_of(whole.get_weights());
+  };
+  whole.fit(world_of_one(), arrays_of(data), watched);
+
+  keras::Sequential model = small_model();
+  keras::FitOptions options = watched;
+  std::vector<std::string> calls;
+  double last_batch_loss = 0;
+  options.on_batch_end = [&](const BatchLogs& logs) {
+    calls.push_back("end " + std::to_string(epoch) + "." + std::to_string(logs.batch));
+    last_batch_loss = logs.loss;
+    if (epoch == 2 && logs.batch == 1) model.set_stop_training(true);
+  };
+  options.on_epoch_end = [&](const EpochRecord& record) {
+    calls.push_back("epoch " + std::to_string(record.epoch));
+    return false;
+  };
+  const keras::History stopped =
+      model.fit(world_of_one(), arrays_of(data), options, arrays_of(data));
+  EXPECT_EQ(calls, (std::vector<std::string>{"end 1.0", "end 1.1", "end 1.2", "end 1.3", "epoch 1",
+                                             "end 2.0", "end 2.1", "epoch 2"}));
+  ASSERT_EQ(stopped.epochs.size(), 2u);
+  EXPECT_EQ(stopped.epochs[0].steps_completed, 4);
+  EXPECT_EQ(stopped.epochs[1].steps_completed, 2);
+  EXPECT_EQ(stopped.epochs[1].steps, 4);
+  EXPECT_EQ(stopped.epochs[1].loss, last_batch_loss);
+  EXPECT_TRUE(stopped.epochs[1].val_loss.has_value());
+  EXPECT_EQ(values_of(model.get_weights()), after_sixth_step);
+  EXPECT_TRUE(model.stop_training());
+
+  options.on_batch_end = {};
+  options.on_epoch_end = {};
+  options.on_epoch_begin = [&](int64_t e) {
+    if (e == 2) model.set_stop_training(true);
+  };
+  const keras::History at_begin = model.fit(world_of_one(), arrays_of(data), options);
+  ASSERT_EQ(at_begin.epochs.size(), 2u);
+  EXPECT_EQ(at_begin.epochs[1].steps_completed, 1);
+  options.on_epoch_begin = {};
+  options.on_epoch_end = [&](const EpochRecord& record) {
+    model.set_stop_training(record.epoch == 1);
+    return false;
+  };
+  EXPECT_EQ(model.fit(world_of_one(), arrays_of(data), options).epochs.size(), 1u);
+  EXPECT_EQ(model.fit(world_of_one(), arrays_of(data), plain).epochs.size(), 3u);
+}
+
 // Note [rate set by a callback]: a rate set before the first step trains as the compiled rate
 // would, bit for bit; one set at the second epoch's start leaves the first epoch as it was and
 // changes the rest; one set after a batch trains the steps after it. The rate stays the
