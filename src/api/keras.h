@@ -123,6 +123,10 @@ struct FitOptions {
   // Keras': with arrays and no validation data, the last samples (before shuffling) validate and
   // the first floor(n (1 - validation_split)) train; in [0, 1).
   double validation_split = 0;
+  // Keras' validation_freq: the validation data are evaluated after every this many epochs (the
+  // epochs between have no val_ values, and EarlyStopping or ReduceLROnPlateau watching one skip
+  // them); a list of epochs goes in `set`: {"training.validation_freq=[1, 5, 10]"}.
+  int64_t validation_freq = 1;
   // Keras' class_weight: a weight per class for the training loss (one class, or one 0/1 label,
   // per sample; classes not given weigh 1). Note [class weights].
   std::map<int64_t, double> class_weight = {};

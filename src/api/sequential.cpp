@@ -174,6 +174,7 @@ YAML::Node Sequential::config(const FitOptions& options) const {
   root["training"]["epochs"] = options.epochs;
   root["training"]["global_batch_size"] = options.batch_size;
   root["training"]["tail"] = options.partial_last_batch ? "partial" : "drop";
+  root["training"]["validation_freq"] = options.validation_freq;
   // Note [run checkpoints]: none without BackupAndRestore, which writes and reads them.
   root["checkpoint"]["every_epochs"] = 0;
   bool backup = false;

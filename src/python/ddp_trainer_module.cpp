@@ -38,12 +38,16 @@
 #include "comm/agreement.h"
 #include "core/error.h"
 #include "keras_weights_file.h"
+#include "python_arrays.h"
 #include "python_callbacks.h"
 
 namespace py = pybind11;
 namespace keras = ddp::keras;
 using ddp::python::add_callbacks;
+using ddp::python::array_of;
+using ddp::python::arrays;
 using ddp::python::call_hook;
+using ddp::python::FloatArray;
 using ddp::python::is_keras_weights_file;
 using ddp::python::logs_of;
 using ddp::python::read_keras_weights;
@@ -51,9 +55,6 @@ using ddp::python::save_freq_steps;
 using ddp::python::write_keras_weights;
 
 namespace {
-
-using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
-using LabelArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
 keras::Runtime& runtime();
 
@@ -78,49 +79,6 @@ keras::Runtime& runtime() {
     return r;
   }();
   return *started;
-}
-
-// Samples as the C++ API takes them: the first axis counts samples, the rest is their shape.
-// A y of a floating-point dtype holds real-valued targets (regression), (samples) or (samples,
-// targets); any other dtype class indices, (samples), or 0/1 labels, (samples, labels) (multi-
-// label, binary_crossentropy). sample_weight: Keras', one number per sample. Errors name `call`.
-keras::Arrays arrays(const FloatArray& x, const std::optional<py::array>& y,
-                     const std::string& call,
-                     const std::optional<FloatArray>& sample_weight = std::nullopt) {
-  if (x.ndim() < 2)
-    throw ddp::DataError(call + ": x must have a sample axis and a sample shape, (samples, ...); " +
-                         "got " + std::to_string(x.ndim()) + " dimension(s)");
-  keras::Arrays out;
-  for (py::ssize_t d = 1; d < x.ndim(); ++d) out.sample_shape.push_back(x.shape(d));
-  out.features.assign(x.data(), x.data() + x.size());
-  if (y && y->dtype().kind() == 'f') {
-    const auto targets = y->cast<FloatArray>();
-    if (targets.ndim() < 1 || targets.ndim() > 2 || targets.shape(0) != x.shape(0))
-      throw ddp::DataError(call + ": real-valued y must hold the targets of each sample of x, (" +
-                           std::to_string(x.shape(0)) + ",) or (" + std::to_string(x.shape(0)) +
-                           ", targets)");
-    out.targets.assign(targets.data(), targets.data() + targets.size());
-  } else if (y) {
-    const auto labels = y->cast<LabelArray>();
-    if (labels.ndim() < 1 || labels.ndim() > 2 || labels.shape(0) != x.shape(0))
-      throw ddp::DataError(call + ": y must hold a class index, or 0/1 labels, per sample of x, (" +
-                           std::to_string(x.shape(0)) + ",) or (" + std::to_string(x.shape(0)) +
-                           ", labels)");
-    out.labels.assign(labels.data(), labels.data() + labels.size());
-  }
-  if (sample_weight) {
-    if (sample_weight->ndim() != 1 || sample_weight->shape(0) != x.shape(0))
-      throw ddp::DataError(call + ": sample_weight must hold one weight per sample of x, (" +
-                           std::to_string(x.shape(0)) + ",)");
-    out.sample_weights.assign(sample_weight->data(), sample_weight->data() + sample_weight->size());
-  }
-  return out;
-}
-
-FloatArray array_of(const std::vector<float>& values, std::vector<py::ssize_t> shape) {
-  FloatArray out(shape);
-  std::copy(values.begin(), values.end(), out.mutable_data());
-  return out;
 }
 
 // What model.optimizer returns: a view of the model's optimizer, which keeps the model alive.
@@ -169,15 +127,50 @@ py::object fit(const py::object& model, const py::object& x, const std::optional
                const py::list& callbacks, double validation_split,
                const std::optional<py::tuple>& validation_data, bool shuffle,
                std::map<int64_t, double> class_weight,
-               const std::optional<FloatArray>& sample_weight, int64_t initial_epoch, uint64_t seed,
+               const std::optional<FloatArray>& sample_weight, int64_t initial_epoch,
+               const py::object& steps_per_epoch, const py::object& validation_steps,
+               const py::object&, const py::object& validation_freq, uint64_t seed,
                std::vector<std::string> set) {
   auto& self = model.cast<keras::Sequential&>();
+  // Keras' steps_per_epoch and validation_steps cut passes over the data short, and with arrays
+  // carry the rest of a pass into the next epoch; every epoch here is one whole pass.
+  for (const auto& [name, value] : {std::pair{"steps_per_epoch", &steps_per_epoch},
+                                    std::pair{"validation_steps", &validation_steps}})
+    if (!value->is_none())
+      throw ddp::ConfigError(std::string("fit: ") + name +
+                             ": not supported; each epoch trains (and validates) one whole "
+                             "pass over the data");
   if (!shuffle) set.insert(set.begin(), "training.shuffle=false");
+  const auto integer = [](py::handle v) {
+    return py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v);
+  };
+  int64_t every = 1;
+  if (integer(validation_freq)) {
+    every = validation_freq.cast<int64_t>();
+  } else {  // Keras' list of the 1-based epochs to validate
+    const bool listed =
+        py::isinstance<py::list>(validation_freq) || py::isinstance<py::tuple>(validation_freq);
+    std::string epochs;
+    for (const py::handle e : listed ? validation_freq : py::tuple()) {
+      if (!integer(e)) {
+        epochs.clear();
+        break;
+      }
+      epochs += (epochs.empty() ? "" : ", ") + std::to_string(e.cast<int64_t>());
+    }
+    if (epochs.empty())
+      throw ddp::ConfigError(
+          "fit: validation_freq: a number of epochs or a list of the epochs "
+          "to validate, not " +
+          py::repr(validation_freq).cast<std::string>());
+    set.insert(set.begin(), "training.validation_freq=[" + epochs + "]");
+  }
   keras::FitOptions options{.epochs = epochs,
                             .batch_size = batch_size,
                             .seed = seed,
                             .verbose = verbose_of(verbose),
                             .validation_split = validation_split,
+                            .validation_freq = every,
                             .class_weight = std::move(class_weight),
                             .initial_epoch = initial_epoch,
                             .set = std::move(set)};
@@ -318,8 +311,10 @@ class History(dict):
            py::arg("epochs") = 1, py::arg("verbose") = "auto", py::arg("callbacks") = py::list(),
            py::arg("validation_split") = 0.0, py::arg("validation_data") = std::nullopt,
            py::arg("shuffle") = true, py::arg("class_weight") = std::map<int64_t, double>{},
-           py::arg("sample_weight") = std::nullopt, py::arg("initial_epoch") = 0, py::kw_only(),
-           py::arg("seed") = 0, py::arg("set") = std::vector<std::string>{})
+           py::arg("sample_weight") = std::nullopt, py::arg("initial_epoch") = 0,
+           py::arg("steps_per_epoch") = py::none(), py::arg("validation_steps") = py::none(),
+           py::arg("validation_batch_size") = py::none(), py::arg("validation_freq") = 1,
+           py::kw_only(), py::arg("seed") = 0, py::arg("set") = std::vector<std::string>{})
       // Keras' batch_size and verbose are taken: the outputs do not depend on the batch (the
       // config's eval_batch_size per rank), and nothing is printed.
       .def(

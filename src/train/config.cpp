@@ -87,6 +87,15 @@ TrainingConfig parse_training(ConfigNode node, const std::string& file) {
                                : TailPolicy::kDrop;
   t.shuffle = node.get("shuffle", true);
   t.eval_batch_size = positive(node, "eval_batch_size", node.get<int64_t>("eval_batch_size", 1024));
+  if (node.is_list("validation_freq")) {
+    t.validation_epochs = node.get<std::vector<int64_t>>("validation_freq", {});
+    if (t.validation_epochs.empty() ||
+        std::any_of(t.validation_epochs.begin(), t.validation_epochs.end(),
+                    [](int64_t e) { return e < 1; }))
+      node.fail("validation_freq", "a list of the 1-based epochs to evaluate, each >= 1");
+  } else {
+    t.validation_freq = positive(node, "validation_freq", node.get<int64_t>("validation_freq", 1));
+  }
   GradSyncOptions& sync = t.grad_sync;
   sync.config_file = file;
   sync.bucket_bytes = static_cast<size_t>(

@@ -1,5 +1,6 @@
 #include "train/metrics.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -132,10 +133,13 @@ void ProgressBar::clear() {
 std::string format_summary(const std::vector<EpochRecord>& records, double wall_seconds) {
   if (records.empty()) return "done: nothing left to train\n";
   const EpochRecord& last = records.back();
-  const bool validated = last.val_loss.has_value();
-  // The best epoch by the first metric, on the test split when there is one; by the loss when
-  // no metric is configured.
-  const std::vector<MetricValue>& judged = validated ? last.val_metrics : last.metrics;
+  // The last epoch evaluated on the test split (training.validation_freq may skip some).
+  const auto evaluated = std::find_if(records.rbegin(), records.rend(),
+                                      [](const EpochRecord& r) { return r.val_loss.has_value(); });
+  const bool validated = evaluated != records.rend();
+  // The best epoch by the first metric, on the test split when there is one (among the epochs
+  // evaluated); by the loss when no metric is configured.
+  const std::vector<MetricValue>& judged = validated ? evaluated->val_metrics : last.metrics;
   const std::string name = judged.empty() ? "loss" : judged.front().name;
   const bool lower = judged.empty() || MetricSet::lower_is_better(name);
   auto score = [&](const EpochRecord& r) {
@@ -143,10 +147,11 @@ std::string format_summary(const std::vector<EpochRecord>& records, double wall_
     if (!m.empty()) return m.front().value;
     return validated ? r.val_loss.value_or(0) : r.loss;
   };
-  const EpochRecord* best = &records.front();
+  const EpochRecord* best = validated ? &*evaluated : &last;
   double samples_per_sec = 0;
   for (const EpochRecord& r : records) {
-    if (lower ? score(r) < score(*best) : score(r) > score(*best)) best = &r;
+    const bool judge = !validated || r.val_loss.has_value();
+    if (judge && (lower ? score(r) < score(*best) : score(r) > score(*best))) best = &r;
     samples_per_sec += r.samples_per_sec / static_cast<double>(records.size());
   }
   char buffer[512];
@@ -161,10 +166,15 @@ std::string format_summary(const std::vector<EpochRecord>& records, double wall_
     out += buffer;
   }
   if (validated) {
-    std::snprintf(buffer, sizeof buffer, ", val_loss %.4f", *last.val_loss);
+    std::snprintf(buffer, sizeof buffer, ", val_loss %.4f", *evaluated->val_loss);
     out += buffer;
-    for (const MetricValue& m : last.val_metrics) {
+    for (const MetricValue& m : evaluated->val_metrics) {
       std::snprintf(buffer, sizeof buffer, ", val_%s %.4f", m.name.c_str(), m.value);
+      out += buffer;
+    }
+    if (evaluated->epoch != last.epoch) {
+      std::snprintf(buffer, sizeof buffer, " (epoch %lld)",
+                    static_cast<long long>(evaluated->epoch));
       out += buffer;
     }
   }

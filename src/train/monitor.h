@@ -28,6 +28,11 @@ class Monitor {
   double min_delta() const { return min_delta_; }
   // Whether `value` improves on `best` (none yet: it does).
   bool improves(double value, std::optional<double> best) const;
+  // Whether an epoch's record holds it: a val_ value only where the epoch was evaluated
+  // (training.validation_freq); Keras' callbacks skip such epochs.
+  bool reported_in(const EpochRecord& record) const {
+    return !validation_ || record.val_loss.has_value();
+  }
   // Its value in an epoch's record (which must report it: unreported() was empty).
   double value_in(const EpochRecord& record) const;
   // Why a run with these metrics, with or without validation data, does not report it; empty

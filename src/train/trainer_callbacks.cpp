@@ -101,10 +101,12 @@ double Trainer::monitored_value(const Monitor& monitor, const EpochRecord& recor
 
 bool Trainer::stop_after_callbacks(const EpochRecord& record) {
   const int64_t epoch = record.epoch - 1;
-  if (plateau_ && plateau_->observe(monitored_value(plateau_->monitor(), record)) && log_)
+  // An epoch not evaluated (training.validation_freq) leaves val_ monitors as they were.
+  if (plateau_ && plateau_->monitor().reported_in(record) &&
+      plateau_->observe(monitored_value(plateau_->monitor(), record)) && log_)
     *log_ << plateau_->reduce_line(epoch) << '\n';
   bool stop = false;
-  if (early_stopping_) {
+  if (early_stopping_ && early_stopping_->monitor().reported_in(record)) {
     const bool improved =
         early_stopping_->observe(epoch, monitored_value(early_stopping_->monitor(), record));
     if (improved && early_stopping_->config().restore_best_weights) {

@@ -109,7 +109,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   record.metrics = metrics_->values(std::span(sums).subspan(1));
   record.samples_per_sec =
       static_cast<double>(steps_run * global_batch()) / std::max(train_seconds, 1e-9);
-  if (test_) {
+  if (test_ && config_.training.validates(epoch + 1)) {
     const EvalResult eval = evaluate(*test_);
     record.val_loss = eval.loss;
     record.val_metrics = eval.metrics;

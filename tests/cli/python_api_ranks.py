@@ -309,7 +309,7 @@ def keras_arguments():
     """Keras' arguments the module takes (one rank), as JSON: shuffle=False trains the batches in
     the data's order (one epoch of two batches is a fit of the first half, then of the second);
     evaluate's three forms; an optimizer by Keras' name has Keras' defaults; count_params before
-    and after a fit; predict takes batch_size and verbose."""
+    and after a fit; predict takes batch_size and verbose; validation_freq."""
     import numpy as np
     import ddp_trainer as ddp
     x, y, _, _ = data()
@@ -357,6 +357,16 @@ def keras_arguments():
     loss_only.compile("sgd", "sparse_categorical_crossentropy")  # Keras: no metrics
     loss_only.fit(x, y, verbose=0)
     result["loss_only"] = loss_only.evaluate(x, y, verbose=0)
+    # validation_freq: every second epoch, or the listed ones (Keras' History lists the val_
+    # values of those epochs alone); steps_per_epoch is refused.
+    result["validation_freq"] = [
+        len(model().fit(x, y, epochs=4, verbose=0, validation_data=(x, y),
+                        validation_freq=freq)["val_loss"]) for freq in (1, 2, [1, 2, 3])]
+    for wrong in ({"steps_per_epoch": 1}, {"validation_freq": "2"}, {"validation_freq": [1.5]}):
+        try:
+            model().fit(x, y, verbose=0, validation_data=(x, y), **wrong)
+        except ddp.ConfigError as e:
+            result.setdefault("refused", []).append(str(e))
     try:
         model("rmsprop")
     except ddp.ConfigError as e:

@@ -303,6 +303,13 @@ class Scenarios:
         assert r["predict"], "predict(batch_size=7) differs"
         assert r["initial_epoch"] == [True, 2, [2, 3]], r["initial_epoch"]
         assert r["history_object"] == ["History", True, [2, 3], True], r["history_object"]
+        assert r["validation_freq"] == [4, 2, 3], r["validation_freq"]
+        assert r["refused"] == [
+            "fit: steps_per_epoch: not supported; each epoch trains (and validates) one whole pass "
+            "over the data",
+            "fit: validation_freq: a number of epochs or a list of the epochs to validate, not '2'",
+            "fit: validation_freq: a number of epochs or a list of the epochs to validate, not "
+            "[1.5]"], r["refused"]
         assert r["unknown_optimizer"] == ("Sequential: compile: optimizer 'rmsprop' is not one "
                                           "the trainer has (adam, adamw, sgd)"), r
 

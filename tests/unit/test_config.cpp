@@ -40,6 +40,24 @@ std::string error_with(const std::vector<std::string>& overrides) {
   return "";
 }
 
+// Keras' validation_freq: every n epochs, or the listed 1-based epochs.
+TEST(Config, ValidationFreqIsEveryNEpochsOrAList) {
+  const TrainingConfig every = parse_with({}).training;
+  EXPECT_TRUE(every.validates(1) && every.validates(2));
+  const TrainingConfig third = parse_with({"training.validation_freq=3"}).training;
+  EXPECT_FALSE(third.validates(1) || third.validates(2) || third.validates(4));
+  EXPECT_TRUE(third.validates(3) && third.validates(6));
+  const TrainingConfig listed = parse_with({"training.validation_freq=[2, 5]"}).training;
+  EXPECT_FALSE(listed.validates(1) || listed.validates(3) || listed.validates(10));
+  EXPECT_TRUE(listed.validates(2) && listed.validates(5));
+  EXPECT_EQ(error_with({"training.validation_freq=0"}),
+            "test.yaml: training.validation_freq: must be > 0, got 0");
+  for (const char* list : {"[]", "[1, 0]"})
+    EXPECT_EQ(error_with({std::string("training.validation_freq=") + list}),
+              "test.yaml: training.validation_freq: a list of the 1-based epochs to evaluate, "
+              "each >= 1");
+}
+
 TEST(Config, ParsesValidConfigWithDefaults) {
   const Config c = parse_with({});
   EXPECT_EQ(c.seed, 3u);

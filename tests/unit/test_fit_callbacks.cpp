@@ -203,6 +203,44 @@ TEST(KerasApi, StopTrainingInABatchHookEndsTheFitAfterThatBatch) {
   EXPECT_EQ(model.fit(world_of_one(), arrays_of(data), plain).epochs.size(), 3u);
 }
 
+// Keras' validation_freq: the validation data are evaluated after every second epoch (or the
+// listed ones), with the values every epoch would have had there, and training is unchanged;
+// EarlyStopping on val_loss skips the epochs without one (patience 1 and a min_delta no epoch
+// meets: evaluated every epoch it stops after the second, every second epoch after the fourth).
+TEST(KerasApi, ValidationFreqEvaluatesEveryNthEpoch) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  const keras::FitOptions every{.epochs = 6, .batch_size = 32, .seed = 5, .verbose = false};
+  const keras::History all =
+      small_model().fit(world_of_one(), arrays_of(data), every, arrays_of(data));
+  keras::FitOptions second = every;
+  second.validation_freq = 2;
+  const keras::History some =
+      small_model().fit(world_of_one(), arrays_of(data), second, arrays_of(data));
+  ASSERT_EQ(some.epochs.size(), 6u);
+  for (size_t e = 0; e < 6; ++e) {
+    EXPECT_EQ(some.epochs[e].loss, all.epochs[e].loss);
+    EXPECT_EQ(some.epochs[e].val_loss.has_value(), e % 2 == 1) << "epoch " << e + 1;
+    if (e % 2 == 1) EXPECT_EQ(*some.epochs[e].val_loss, *all.epochs[e].val_loss);
+  }
+  keras::FitOptions listed = every;
+  listed.set = {"training.validation_freq=[1, 6]"};
+  const keras::History ends =
+      small_model().fit(world_of_one(), arrays_of(data), listed, arrays_of(data));
+  for (size_t e = 0; e < 6; ++e)
+    EXPECT_EQ(ends.epochs[e].val_loss.has_value(), e == 0 || e == 5) << "epoch " << e + 1;
+
+  const keras::Spec stopping = keras::EarlyStopping("val_loss", 1, 100.0);
+  keras::FitOptions watched = every;
+  watched.callbacks = {stopping};
+  EXPECT_EQ(
+      small_model().fit(world_of_one(), arrays_of(data), watched, arrays_of(data)).epochs.size(),
+      2u);
+  second.callbacks = {stopping};
+  EXPECT_EQ(
+      small_model().fit(world_of_one(), arrays_of(data), second, arrays_of(data)).epochs.size(),
+      4u);
+}
+
 // Note [rate set by a callback]: a rate set before the first step trains as the compiled rate
 // would, bit for bit; one set at the second epoch's start leaves the first epoch as it was and
 // changes the rest; one set after a batch trains the steps after it. The rate stays the

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "train/metrics.h"
 
@@ -52,6 +53,28 @@ TEST(Progress, BarRedrawsInPlaceAndOffPrintsNothing) {
       << bar_out.str();
   EXPECT_EQ(bar_out.str().find('\n'), std::string::npos);
   EXPECT_EQ(off_out.str(), "");
+}
+
+// The run's last line: with epochs left unevaluated (training.validation_freq), the val_ values
+// are the last evaluated epoch's, named, and the best epoch is among the evaluated ones.
+TEST(Progress, SummaryJudgesTheEvaluatedEpochs) {
+  std::vector<EpochRecord> records(3);
+  for (int e = 0; e < 3; ++e) {
+    records[e].epoch = e + 1;
+    records[e].epochs = 3;
+    records[e].loss = 1.0 - 0.1 * e;
+    records[e].metrics = {{"accuracy", 0.5 + 0.1 * e}};
+  }
+  records[1].val_loss = 0.7;
+  records[1].val_metrics = {{"accuracy", 0.6}};
+  const std::string line = format_summary(records, 1.0);
+  EXPECT_NE(line.find("final loss 0.8000, accuracy 0.7000, val_loss 0.7000, val_accuracy 0.6000 "
+                      "(epoch 2); best val_accuracy 0.6000 at epoch 2"),
+            std::string::npos)
+      << line;
+  for (EpochRecord& r : records) r.metrics = r.val_metrics = {};  // judged by the loss
+  const std::string by_loss = format_summary(records, 1.0);
+  EXPECT_NE(by_loss.find("best val_loss 0.7000 at epoch 2"), std::string::npos) << by_loss;
 }
 
 }  // namespace
