@@ -19,7 +19,6 @@
 // The library's errors arrive as ddp_trainer.ConfigError, DataError, CheckpointError and
 // TrainingError, with the same one-line messages.
 
-#include <pybind11/eval.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -37,6 +36,7 @@
 #include "api/keras.h"
 #include "comm/agreement.h"
 #include "core/error.h"
+#include "keras_methods.h"
 #include "keras_weights_file.h"
 #include "python_arrays.h"
 #include "python_callbacks.h"
@@ -47,6 +47,7 @@ using ddp::python::add_callbacks;
 using ddp::python::array_of;
 using ddp::python::arrays;
 using ddp::python::call_hook;
+using ddp::python::define_keras_methods;
 using ddp::python::FloatArray;
 using ddp::python::is_keras_weights_file;
 using ddp::python::logs_of;
@@ -219,16 +220,6 @@ PYBIND11_MODULE(ddp_trainer, m) {
   py::register_exception<ddp::ConfigError>(m, "ConfigError", PyExc_ValueError);
   py::register_exception<ddp::DataError>(m, "DataError", PyExc_ValueError);
   py::register_exception<ddp::CheckpointError>(m, "CheckpointError", PyExc_OSError);
-
-  py::exec(R"(
-class History(dict):
-    """Keras' History: fit's record of each quantity per epoch, history["loss"] or, as in Keras,
-    history.history["loss"]; history.epoch, the 0-based numbers of the epochs trained."""
-    @property
-    def history(self):
-        return self
-)",
-           m.attr("__dict__"));
 
   py::class_<keras::Spec>(m, "Spec", "A layer, optimizer, loss, callback or data source")
       .def("__repr__", [](const keras::Spec& s) {
@@ -408,4 +399,5 @@ class History(dict):
             });
           },
           py::arg("path"), "Keras' weights file for a path ending in .h5, else safetensors");
+  define_keras_methods(m);
 }

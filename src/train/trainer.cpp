@@ -108,7 +108,13 @@ void Trainer::validate_and_build() {
     throw ConfigError(config_.file +
                       ": training.tail: partial keeps a short last batch, which accumulated "
                       "micro-batches cannot split evenly; use drop or pad with accumulation_steps");
-  if (train_.size() < micro_batch())
+  // Keras' fit trains data smaller than one batch as one short batch: so does tail: partial,
+  // while every rank has a sample of it.
+  if (t.tail == TailPolicy::kPartial && train_.size() < world)
+    throw DataError(train_.origin + ": " + std::to_string(train_.size()) +
+                    " samples are fewer than the " + std::to_string(world) +
+                    " ranks, each of which trains a share of every batch");
+  if (t.tail != TailPolicy::kPartial && train_.size() < micro_batch())
     throw DataError(train_.origin + ": " + std::to_string(train_.size()) +
                     " samples are fewer than one global batch of " + std::to_string(micro_batch()) +
                     " (" + std::to_string(world) + " ranks x " + std::to_string(per_rank_batch_) +

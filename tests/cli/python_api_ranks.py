@@ -21,7 +21,8 @@ KEEP = []
 
 
 def child(out):
-    """One rank's part: train, train on, predict, evaluate; this rank's results to out.<rank>."""
+    """One rank's part: train, train on, train on batches, predict, evaluate; this rank's results
+    to out.<rank>."""
     import ddp_trainer as ddp
     x, y, xv, yv = data()
     model = ddp.Sequential([ddp.Dense(32, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
@@ -29,8 +30,11 @@ def child(out):
     first = model.fit(x, y, epochs=3, batch_size=64, seed=7, verbose=False,
                       validation_data=(xv, yv))
     second = model.fit(x, y, epochs=1, batch_size=64, seed=7, verbose=False)
+    # Keras' train_on_batch: batches of 33, which 2 ranks split 17 and 16.
+    on_batch = [model.train_on_batch(x[i:i + 33], y[i:i + 33]) for i in (0, 33, 66)]
     model.save_weights(out + ".safetensors")
-    result = {"first": first, "second": second, "predict": model.predict(xv).tolist(),
+    result = {"first": first, "second": second, "on_batch": on_batch,
+              "predict": model.predict(xv).tolist(),
               "evaluate": model.evaluate(xv, yv, return_dict=True),
               "weights": {k: v.tolist() for k, v in model.get_weights().items()},
               "shapes": {k: list(v.shape) for k, v in model.get_weights().items()}}
@@ -367,6 +371,24 @@ def keras_arguments():
             model().fit(x, y, verbose=0, validation_data=(x, y), **wrong)
         except ddp.ConfigError as e:
             result.setdefault("refused", []).append(str(e))
+    # The one-batch methods: train_on_batch twice trains what a fit of those two batches in order
+    # does, and returns each batch's loss and accuracy; the others are evaluate and predict.
+    stepped, fitted = model(ddp.Adam(0.01)), model(ddp.Adam(0.01))
+    logs = [stepped.train_on_batch(x[:32], y[:32]),
+            stepped.train_on_batch(x[32:], y[32:], return_dict=True)]
+    history = fitted.fit(x, y, batch_size=32, shuffle=False, verbose=0)
+    result["on_batch"] = {
+        "weights": bool(np.array_equal(weights(stepped), weights(fitted))),
+        "second_batch": sorted(logs[1]) == ["accuracy", "loss"] and all(
+            abs(logs[1][k] - (history[k][0] * 2 - logs[0][i])) < 1e-12  # the epoch's mean
+            for i, k in enumerate(["loss", "accuracy"])),
+        "test": stepped.test_on_batch(x, y) == stepped.evaluate(x, y),
+        "predict": bool(np.array_equal(stepped.predict_on_batch(x), stepped.predict(x)) and
+                        np.array_equal(stepped(x), stepped.predict(x)))}
+    try:
+        stepped(x, training=True)
+    except ddp.ConfigError as e:
+        result["on_batch"]["training"] = str(e)
     try:
         model("rmsprop")
     except ddp.ConfigError as e:

@@ -79,7 +79,7 @@ class Scenarios:
     def two_ranks_train_what_one_does(self):
         import numpy as np
         one, two = self.results(1)[0], self.results(2)[0]
-        pairs = [(one["predict"], two["predict"])]
+        pairs = [(one["predict"], two["predict"]), (one["on_batch"], two["on_batch"])]
         pairs += [(one["weights"][name], two["weights"][name]) for name in one["weights"]]
         pairs += [(one[key][k], two[key][k]) for key in ("first", "second") for k in one[key]]
         worst = max(float(np.max(np.abs(np.array(p) - np.array(q)))) for p, q in pairs)
@@ -304,6 +304,11 @@ class Scenarios:
         assert r["initial_epoch"] == [True, 2, [2, 3]], r["initial_epoch"]
         assert r["history_object"] == ["History", True, [2, 3], True], r["history_object"]
         assert r["validation_freq"] == [4, 2, 3], r["validation_freq"]
+        assert r["on_batch"] == {"weights": True, "second_batch": True, "test": True,
+                                 "predict": True,
+                                 "training": "Sequential: model(x, training=True): only "
+                                             "inference; train with fit or train_on_batch"}, \
+            r["on_batch"]
         assert r["refused"] == [
             "fit: steps_per_epoch: not supported; each epoch trains (and validates) one whole pass "
             "over the data",

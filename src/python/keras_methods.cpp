@@ -1,0 +1,63 @@
+#include "keras_methods.h"
+
+#include <pybind11/eval.h>
+
+namespace ddp::python {
+
+void define_keras_methods(pybind11::module_& module) {
+  // train_on_batch is a fit of one epoch of one batch (in x's order): the optimizer's moments
+  // and step count go on from call to call, as every fit's do (Note [model state]); it returns
+  // that batch's loss and metrics, as Keras 2's train_on_batch(reset_metrics=True) did.
+  pybind11::exec(R"(
+class History(dict):
+    """Keras' History: fit's record of each quantity per epoch, history["loss"] or, as in Keras,
+    history.history["loss"]; history.epoch, the 0-based numbers of the epochs trained."""
+    @property
+    def history(self):
+        return self
+
+
+def _keras_form(values, return_dict):
+    """Keras' forms of evaluated quantities: the loss alone, [loss, metrics...] or the dict."""
+    if return_dict:
+        return dict(values)
+    return list(values.values()) if len(values) > 1 else next(iter(values.values()))
+
+
+def _train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+    """Keras' train_on_batch: one optimizer step on the batch x (on every rank, the same x, split
+    over the ranks as fit splits it); returns the batch's loss and metrics, as evaluate does."""
+    ranks = size()  # a batch that does not split evenly trains as fit's last, smaller batch
+    history = self.fit(x, y, batch_size=-(-len(x) // ranks) * ranks, epochs=1, verbose=0,
+                       shuffle=False, sample_weight=sample_weight, class_weight=class_weight or {})
+    return _keras_form({k: v[0] for k, v in history.items() if k != "learning_rate"},
+                       return_dict)
+
+
+def _test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+    """Keras' test_on_batch: evaluate on the batch x."""
+    return self.evaluate(x, y, sample_weight=sample_weight, return_dict=return_dict)
+
+
+def _predict_on_batch(self, x):
+    """Keras' predict_on_batch: the outputs for the batch x, as predict gives them."""
+    return self.predict(x)
+
+
+def _call(self, x, training=False):
+    """model(x): the outputs for x (a NumPy array), in inference mode."""
+    if training:
+        raise ConfigError("Sequential: model(x, training=True): only inference; train with fit "
+                          "or train_on_batch")
+    return self.predict(x)
+
+
+Sequential.train_on_batch = _train_on_batch
+Sequential.test_on_batch = _test_on_batch
+Sequential.predict_on_batch = _predict_on_batch
+Sequential.__call__ = _call
+)",
+                 module.attr("__dict__"));
+}
+
+}  // namespace ddp::python

@@ -1,0 +1,12 @@
+#pragma once
+// The parts of the Python module written in Python (Note [Python API]): Keras' History, and
+// Keras' one-batch methods and model(x) on top of fit, evaluate and predict.
+
+#include <pybind11/pybind11.h>
+
+namespace ddp::python {
+
+// Defines History in `module`, and the methods on its Sequential (defined before this call).
+void define_keras_methods(pybind11::module_& module);
+
+}  // namespace ddp::python
