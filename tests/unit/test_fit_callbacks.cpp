@@ -220,7 +220,9 @@ TEST(KerasApi, ValidationFreqEvaluatesEveryNthEpoch) {
   for (size_t e = 0; e < 6; ++e) {
     EXPECT_EQ(some.epochs[e].loss, all.epochs[e].loss);
     EXPECT_EQ(some.epochs[e].val_loss.has_value(), e % 2 == 1) << "epoch " << e + 1;
-    if (e % 2 == 1) EXPECT_EQ(*some.epochs[e].val_loss, *all.epochs[e].val_loss);
+    if (e % 2 == 1) {
+      EXPECT_EQ(*some.epochs[e].val_loss, *all.epochs[e].val_loss);
+    }
   }
   keras::FitOptions listed = every;
   listed.set = {"training.validation_freq=[1, 6]"};
