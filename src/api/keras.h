@@ -216,6 +216,10 @@ class Sequential {
   void load_weights(const std::string& path, const WeightsReader& read = {});
   // Each layer's type, as the config names it (dense, conv2d, batch_normalization, ...), in order.
   std::vector<std::string> layer_types() const;
+  // Keras 3's config.json of this model (Note [Keras model config]), from which
+  // keras.models.load_model rebuilds it; after a fit (before: ConfigError naming save()), this
+  // rank alone.
+  std::string keras_config();
   // Keras' model.optimizer.learning_rate. During a fit (from its callbacks): the rate of the next
   // step; setting it makes every later step train with rank 0's value, on every rank (Note [rate
   // set by a callback]: ConfigError unless the schedule is constant), and the next fit starts

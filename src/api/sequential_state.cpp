@@ -1,12 +1,13 @@
 // Sequential's state besides fit (Note [model state]): its weights in and out, in PyTorch's
-// layouts or through a caller's writer and reader in ddp-trainer's own, and the optimizer's
-// learning rate (Note [rate set by a callback]).
+// layouts or through a caller's writer and reader in ddp-trainer's own, the optimizer's
+// learning rate (Note [rate set by a callback]), and the model as Keras describes it.
 
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "api/keras.h"
+#include "api/keras_model_config.h"
 #include "comm/agreement.h"
 #include "core/error.h"
 #include "train/config.h"
@@ -21,6 +22,11 @@ namespace {
 const char* const kOrigin = "Sequential";
 
 }  // namespace
+
+std::string Sequential::keras_config() {
+  Trainer& trainer = trained("save");  // what the config is for
+  return keras_model_config(session_->config.layers, trainer.model().input_shape()).dump();
+}
 
 double Sequential::learning_rate() const {
   if (fitting_) return session_->trainer->next_learning_rate();

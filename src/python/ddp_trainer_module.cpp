@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <filesystem>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -34,10 +33,9 @@
 #include <vector>
 
 #include "api/keras.h"
-#include "comm/agreement.h"
 #include "core/error.h"
 #include "keras_methods.h"
-#include "keras_weights_file.h"
+#include "model_files.h"
 #include "python_arrays.h"
 #include "python_callbacks.h"
 
@@ -47,13 +45,11 @@ using ddp::python::add_callbacks;
 using ddp::python::array_of;
 using ddp::python::arrays;
 using ddp::python::call_hook;
+using ddp::python::define_file_methods;
 using ddp::python::define_keras_methods;
 using ddp::python::FloatArray;
-using ddp::python::is_keras_weights_file;
 using ddp::python::logs_of;
-using ddp::python::read_keras_weights;
 using ddp::python::save_freq_steps;
-using ddp::python::write_keras_weights;
 
 namespace {
 
@@ -274,7 +270,8 @@ PYBIND11_MODULE(ddp_trainer, m) {
           "learning_rate", [](const OptimizerOf& o) { return o.model->learning_rate(); },
           [](const OptimizerOf& o, double rate) { o.model->set_learning_rate(rate); });
 
-  py::class_<keras::Sequential>(m, "Sequential", py::dynamic_attr())  // history
+  py::class_<keras::Sequential> sequential(m, "Sequential", py::dynamic_attr());  // history
+  sequential
       .def(py::init<std::vector<keras::Spec>, std::vector<int64_t>>(), py::arg("layers"),
            py::arg("input_shape") = std::vector<int64_t>{})
       .def(
@@ -370,34 +367,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
             }
             self.set_weights(std::move(tensors));
           },
-          py::arg("weights"))
-      .def(
-          "save_weights",
-          [](keras::Sequential& self, const std::string& path, bool overwrite) {
-            // Keras' overwrite=False asks before replacing a file; a job cannot ask.
-            if (!overwrite)
-              ddp::run_agreed(runtime().comm(), [&] {
-                if (runtime().rank() == 0 && std::filesystem::exists(path))
-                  throw ddp::CheckpointError(path + ": exists, and save_weights(overwrite=False) " +
-                                             "does not replace it");
-              });
-            if (!is_keras_weights_file(path)) return self.save_weights(path);
-            self.save_weights(
-                path, [types = self.layer_types()](const std::string& p, const auto& weights) {
-                  write_keras_weights(p, weights, types);
-                });
-          },
-          py::arg("path"), py::arg("overwrite") = true,
-          "Rank 0 writes the weights: Keras' weights file for a path ending in .h5 (Note [Keras "
-          "weights files]), else safetensors")
-      .def(
-          "load_weights",
-          [](keras::Sequential& self, const std::string& path) {
-            if (!is_keras_weights_file(path)) return self.load_weights(path);
-            self.load_weights(path, [types = self.layer_types()](const std::string& p) {
-              return read_keras_weights(p, types);
-            });
-          },
-          py::arg("path"), "Keras' weights file for a path ending in .h5, else safetensors");
+          py::arg("weights"));
+  define_file_methods(sequential, runtime);
   define_keras_methods(m);
 }

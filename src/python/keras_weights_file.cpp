@@ -71,13 +71,16 @@ std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types
   return groups;
 }
 
-// A Python exception as one line: its class and message.
+}  // namespace
+
 std::string one_line(const py::error_already_set& e) {
   std::string text = py::str(e.type().attr("__name__")).cast<std::string>() + ": " +
                      py::str(e.value()).cast<std::string>();
   std::replace(text.begin(), text.end(), '\n', ' ');
   return text;
 }
+
+namespace {
 
 py::module_ h5py_for(const std::string& path) {
   try {
@@ -95,8 +98,8 @@ bool is_keras_weights_file(const std::string& path) {
   return path.size() >= 3 && path.compare(path.size() - 3, 3, ".h5") == 0;
 }
 
-void write_keras_weights(const std::string& path, const std::vector<NamedTensor>& weights,
-                         const std::vector<std::string>& layer_types) {
+std::string keras_weights_bytes(const std::string& path, const std::vector<NamedTensor>& weights,
+                                const std::vector<std::string>& layer_types) {
   const py::gil_scoped_acquire gil;
   const py::module_ h5py = h5py_for(path);
   const py::module_ np = py::module_::import("numpy");
@@ -126,6 +129,12 @@ void write_keras_weights(const std::string& path, const std::vector<NamedTensor>
   } catch (const py::error_already_set& e) {
     throw CheckpointError(path + ": writing the Keras weights file: " + one_line(e));
   }
+  return bytes;
+}
+
+void write_keras_weights(const std::string& path, const std::vector<NamedTensor>& weights,
+                         const std::vector<std::string>& layer_types) {
+  const std::string bytes = keras_weights_bytes(path, weights, layer_types);
   write_file_durably(path, std::as_bytes(std::span(bytes.data(), bytes.size())));
 }
 

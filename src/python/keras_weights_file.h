@@ -13,6 +13,8 @@
 // in memory and then durably (as a safetensors file is); the layouts are PyTorch's in
 // get_weights(), so each tensor is transposed on the way.
 
+#include <pybind11/pybind11.h>
+
 #include <string>
 #include <vector>
 
@@ -22,6 +24,13 @@ namespace ddp::python {
 
 // Whether save_weights / load_weights of `path` mean a Keras weights file.
 bool is_keras_weights_file(const std::string& path);
+
+// A Keras weights file's bytes, for `path` (named in errors; CheckpointError as below).
+std::string keras_weights_bytes(const std::string& path, const std::vector<NamedTensor>& weights,
+                                const std::vector<std::string>& layer_types);
+
+// A Python exception as one line: its class and message.
+std::string one_line(const pybind11::error_already_set& e);
 
 // Writes `weights` (get_weights()'s names and layouts) of a model whose layers are `layer_types`;
 // throws CheckpointError naming the file (no h5py, say) or RuntimeError (an unwritable path).

@@ -29,9 +29,9 @@ import subprocess
 import sys
 import tempfile
 
-from python_api_ranks import (backup, callbacks, child, data, errors, fit_memory,
-                              keras_arguments, keras_file, learning_rate, one_rank_fails,
-                              regression)
+from python_api_keras import keras_arguments, keras_file
+from python_api_ranks import (backup, callbacks, child, data, errors, fit_memory, learning_rate,
+                              one_rank_fails, regression)
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -274,6 +274,19 @@ class Scenarios:
                 "layers/dense/vars/0": [36, 8], "layers/dense/vars/1": [8],
                 "layers/dense_1/vars/0": [8, 3], "layers/dense_1/vars/1": [3]}, r["groups"]
             assert r["kernel_is_transposed"] and r["conv_is_keras"], r
+            assert r["archive"] == ["metadata.json", "config.json", "model.weights.h5"], r
+            assert r["classes"] == ["InputLayer", "Conv2D", "BatchNormalization", "MaxPooling2D",
+                                    "Flatten", "Dense", "Dropout", "Dense"], r["classes"]
+            assert r["archived_weights"], "the .keras file's weights are not the model's"
+            assert r["save_errors"][1:] == [
+                ["ConfigError", f"Sequential: save: {out}.model: a model file's name ends in "
+                                ".keras (Keras' format); the weights alone: save_weights"],
+                ["ConfigError", "Sequential: save() before fit(): the model is built, "
+                                "and its weights made, by fit()"]], r["save_errors"]
+            assert r["save_errors"][0] == (
+                ["TrainingError", "another rank failed"] if rank else
+                ["CheckpointError", f"{out}.keras: exists, and save(overwrite=False) does not "
+                                    "replace it"]), r["save_errors"]
             if rank == 1:  # rank 0 reads and writes; the others learn that it failed
                 assert r["errors"] == [["TrainingError", "another rank failed"]] * 4, r["errors"]
                 continue

@@ -115,6 +115,7 @@ def main():
 
     folder = os.environ.get("TMPDIR", "/tmp")
     path = os.path.join(folder, f"ddp_keras_module_{os.getpid()}.weights.h5")
+    model_path = os.path.join(folder, f"ddp_keras_module_{os.getpid()}.keras")
     try:
         trained = ours()
         trained.fit(images, classes, epochs=3, verbose=False,
@@ -132,9 +133,18 @@ def main():
         diff = float(np.abs(loaded.predict(images) - keras_model.predict(images, verbose=0)).max())
         check("keras.Model.save_weights into ddp_trainer", diff < 1e-5,
               f"max abs difference of the predictions {diff:.2e}")
+        # Note [Keras model files]: Keras rebuilds the trained model from its .keras file alone.
+        trained.save(model_path)
+        rebuilt = keras.models.load_model(model_path)
+        diff = float(np.abs(trained.predict(images) - rebuilt.predict(images, verbose=0)).max())
+        classes_seen = [type(layer).__name__ for layer in rebuilt.layers]
+        check("save('model.keras') into keras.models.load_model",
+              diff < 1e-5 and classes_seen == [type(layer).__name__ for layer in theirs().layers],
+              f"{classes_seen}, max abs difference of the predictions {diff:.2e}")
     finally:
-        if os.path.exists(path):
-            os.remove(path)
+        for p in (path, model_path):
+            if os.path.exists(p):
+                os.remove(p)
     return 1 if failed else 0
 
 

@@ -1,0 +1,22 @@
+#pragma once
+// The Python module's model files (Note [Python API]): save_weights and load_weights (a
+// safetensors file, or Keras' weights file for a path ending in .h5: Note [Keras weights
+// files]), and Keras' save of the whole model as a .keras file (Note [Keras model files]).
+//
+// Note [Keras model files]: save("model.keras") writes Keras 3's archive: a zip of
+// metadata.json, config.json (the model as Keras describes it: Note [Keras model config]) and
+// model.weights.h5 (the Keras weights file), so that keras.models.load_model("model.keras")
+// rebuilds the trained model and predicts with it. The optimizer is not saved: Keras loads the
+// model uncompiled. Rank 0 writes it, in memory and then durably.
+
+#include <pybind11/pybind11.h>
+
+#include "api/keras.h"
+
+namespace ddp::python {
+
+// Defines save_weights, load_weights and save on `sequential`; `runtime` is the module's.
+void define_file_methods(pybind11::class_<keras::Sequential>& sequential,
+                         keras::Runtime& (*runtime)());
+
+}  // namespace ddp::python

@@ -1,0 +1,171 @@
+"""The Keras-facing parts of run_python_api_scenario.py's jobs (as python_api_ranks.py): Keras'
+weights and model files on every rank, and Keras' arguments on one."""
+
+import json
+
+from python_api_ranks import data
+
+
+def keras_file(out):
+    """Note [Keras weights files] on every rank: a convnet's weights saved as Keras' file and loaded
+    into another model of the same layers; the file's groups as rank 0 reads them back; the
+    mistakes' errors."""
+    import h5py
+    import numpy as np
+    import ddp_trainer as ddp
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6, 6, 3)).astype(np.float32)
+    y = (np.arange(64) % 3).astype(np.int32)
+
+    def convnet():
+        m = ddp.Sequential([ddp.Conv2D(4, 3, padding="same", use_bias=False),
+                            ddp.BatchNormalization(), ddp.MaxPooling2D(), ddp.Flatten(),
+                            ddp.Dense(8, "relu"), ddp.Dropout(0.1), ddp.Dense(3, "softmax")],
+                           input_shape=[6, 6, 3])
+        m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+        return m
+    trained, other = convnet(), convnet()
+    trained.fit(x, y, epochs=2, verbose=False)
+    other.fit(x, y, epochs=1, seed=3, verbose=False)
+    path = f"{out}.weights.h5"
+    trained.save_weights(path)
+    other.load_weights(path)
+    result = {"same": all(np.array_equal(a, b) for a, b in zip(
+        trained.get_weights().values(), other.get_weights().values()))}
+    with h5py.File(path, "r") as f:
+        groups = {}
+        f.visititems(lambda name, obj: groups.__setitem__(name, list(obj.shape))
+                     if isinstance(obj, h5py.Dataset) else None)
+        result["groups"] = groups
+        kernel = np.asarray(f["layers/dense_1/vars/0"])
+        conv = np.asarray(f["layers/conv2d/vars/0"])
+    # PyTorch's (filters, in, kernel_h, kernel_w) in get_weights(), Keras' (h, w, in, filters).
+    result["conv_is_keras"] = bool(np.array_equal(
+        conv, trained.get_weights()["layers.0.weight"].transpose(2, 3, 1, 0)))
+    # (get_weights() has the first dense layer's inputs in PyTorch's (c, h, w) order.)
+    result["kernel_is_transposed"] = bool(np.array_equal(
+        kernel.T, trained.get_weights()["layers.3.weight"]))
+    def dense_only():  # its one dense layer is Keras' "dense", not the file's
+        m = ddp.Sequential([ddp.Dense(3, "softmax")], input_shape=[108])
+        m.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
+        m.load_weights(path)  # read when the fit builds the model
+        m.fit(x.reshape(64, -1), y, verbose=False)
+    errors = []
+    for call in (lambda: trained.save_weights(path, overwrite=False), dense_only,
+                 lambda: other.load_weights(out + ".junk.h5"),  # the scenario's, not HDF5
+                 lambda: other.load_weights(out + ".complex.h5")):  # a complex bias
+        try:
+            call()
+            errors.append(["none", ""])
+        except Exception as e:  # noqa: BLE001 (the class is what is checked)
+            errors.append([type(e).__name__, str(e)])
+    result["errors"] = errors
+    # Note [Keras model files]: the .keras archive; its weights are the Keras weights file's.
+    trained.save(out + ".keras")
+    import zipfile
+    with zipfile.ZipFile(out + ".keras") as archive:
+        result["archive"] = archive.namelist()
+        config = json.loads(archive.read("config.json"))
+        result["classes"] = [layer["class_name"] for layer in config["config"]["layers"]]
+        with open(f"{out}.archived.{ddp.rank()}.h5", "wb") as f:
+            f.write(archive.read("model.weights.h5"))
+    from_archive = convnet()
+    from_archive.fit(x, y, epochs=1, seed=3, verbose=False)
+    from_archive.load_weights(f"{out}.archived.{ddp.rank()}.h5")
+    result["archived_weights"] = all(np.array_equal(a, b) for a, b in zip(
+        trained.get_weights().values(), from_archive.get_weights().values()))
+    for call in (lambda: trained.save(out + ".keras", overwrite=False),
+                 lambda: trained.save(out + ".model"), lambda: convnet().save(out + ".keras")):
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 (the class is what is checked)
+            result.setdefault("save_errors", []).append([type(e).__name__, str(e)])
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump(result, f)
+
+
+def keras_arguments():
+    """Keras' arguments the module takes (one rank), as JSON: shuffle=False trains the batches in
+    the data's order (one epoch of two batches is a fit of the first half, then of the second);
+    evaluate's three forms; an optimizer by Keras' name has Keras' defaults; count_params before
+    and after a fit; predict takes batch_size and verbose; validation_freq."""
+    import numpy as np
+    import ddp_trainer as ddp
+    x, y, _, _ = data()
+    x, y = x[:64], y[:64]
+
+    def model(optimizer=None):
+        m = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+        m.compile(optimizer or ddp.SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
+        return m
+
+    def weights(m):
+        return np.concatenate([v.ravel() for v in m.get_weights().values()])
+    in_order, halves, shuffled = model(), model(), model()
+    in_order.fit(x, y, batch_size=32, shuffle=False, verbose=0)
+    halves.fit(x[:32], y[:32], batch_size=32, shuffle=False, verbose=0)
+    halves.fit(x[32:], y[32:], batch_size=32, shuffle=False, verbose=0)
+    shuffled.fit(x, y, batch_size=32, verbose=0)
+    named, given = model("Adam"), model(ddp.Adam())
+    result = {"params_before_fit": named.count_params(),
+              "halves": float(np.abs(weights(in_order) - weights(halves)).max()),
+              "shuffled": float(np.abs(weights(in_order) - weights(shuffled)).max()),
+              "named_optimizer": named.fit(x, y, epochs=2, verbose=0) ==
+              given.fit(x, y, epochs=2, verbose=0),
+              "params_after_fit": named.count_params(),
+              "evaluate": [in_order.evaluate(x, y), in_order.evaluate(x, y, return_dict=True)],
+              "predict": bool(np.array_equal(in_order.predict(x, batch_size=7, verbose=0),
+                                             in_order.predict(x)))}
+    # initial_epoch: epochs 3 and 4 after a fit of 2 are a fit of 4; callbacks see Keras' numbers.
+    four, two = model(ddp.Adam(0.01)), model(ddp.Adam(0.01))
+    four.fit(x, y, epochs=4, verbose=0)
+    two.fit(x, y, epochs=2, verbose=0)
+
+    class Epochs:
+        seen = []
+
+        def on_epoch_begin(self, epoch, logs):
+            self.seen.append(epoch)
+    rest = two.fit(x, y, epochs=4, initial_epoch=2, verbose=0, callbacks=[Epochs()])
+    result["initial_epoch"] = [bool(np.array_equal(weights(two), weights(four))),
+                               len(rest["loss"]), Epochs.seen]
+    # Keras' History: rest.history["loss"] as rest["loss"], rest.epoch, model.history.
+    result["history_object"] = [type(rest).__name__, rest.history["loss"] == rest["loss"],
+                                rest.epoch, two.history is rest]
+    loss_only = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
+    loss_only.compile("sgd", "sparse_categorical_crossentropy")  # Keras: no metrics
+    loss_only.fit(x, y, verbose=0)
+    result["loss_only"] = loss_only.evaluate(x, y, verbose=0)
+    # validation_freq: every second epoch, or the listed ones (Keras' History lists the val_
+    # values of those epochs alone); steps_per_epoch is refused.
+    result["validation_freq"] = [
+        len(model().fit(x, y, epochs=4, verbose=0, validation_data=(x, y),
+                        validation_freq=freq)["val_loss"]) for freq in (1, 2, [1, 2, 3])]
+    for wrong in ({"steps_per_epoch": 1}, {"validation_freq": "2"}, {"validation_freq": [1.5]}):
+        try:
+            model().fit(x, y, verbose=0, validation_data=(x, y), **wrong)
+        except ddp.ConfigError as e:
+            result.setdefault("refused", []).append(str(e))
+    # The one-batch methods: train_on_batch twice trains what a fit of those two batches in order
+    # does, and returns each batch's loss and accuracy; the others are evaluate and predict.
+    stepped, fitted = model(ddp.Adam(0.01)), model(ddp.Adam(0.01))
+    logs = [stepped.train_on_batch(x[:32], y[:32]),
+            stepped.train_on_batch(x[32:], y[32:], return_dict=True)]
+    history = fitted.fit(x, y, batch_size=32, shuffle=False, verbose=0)
+    result["on_batch"] = {
+        "weights": bool(np.array_equal(weights(stepped), weights(fitted))),
+        "second_batch": sorted(logs[1]) == ["accuracy", "loss"] and all(
+            abs(logs[1][k] - (history[k][0] * 2 - logs[0][i])) < 1e-12  # the epoch's mean
+            for i, k in enumerate(["loss", "accuracy"])),
+        "test": stepped.test_on_batch(x, y) == stepped.evaluate(x, y),
+        "predict": bool(np.array_equal(stepped.predict_on_batch(x), stepped.predict(x)) and
+                        np.array_equal(stepped(x), stepped.predict(x)))}
+    try:
+        stepped(x, training=True)
+    except ddp.ConfigError as e:
+        result["on_batch"]["training"] = str(e)
+    try:
+        model("rmsprop")
+    except ddp.ConfigError as e:
+        result["unknown_optimizer"] = str(e)
+    print(json.dumps(result))
