@@ -188,7 +188,18 @@ class Sequential {
   // The whole config fit() trains (data section included when the data are a Spec).
   YAML::Node config(const FitOptions& options) const;
 
-  // After a fit (before it: ConfigError), on every rank:
+  // Keras' build(): collective; makes the model from the input shape given to the constructor
+  // and its weights (from the seed 0, or as set or loaded before), so that predict, get_weights,
+  // save_weights and the rest work before a fit (evaluate after compile()); a fit then trains on
+  // from these weights. After a fit or build, nothing unless compile() was called since: then
+  // the model takes the compiled loss and metrics (evaluate() does this itself).
+  void build(Runtime& runtime);
+  bool built() const { return session_ != nullptr; }
+  // One sample's shape as the model takes it (Keras' input_shape without the batch axis): the
+  // constructor's, or after a fit the data's; empty when neither is known yet.
+  std::vector<int64_t> input_shape() const;
+
+  // After a fit or build (before: ConfigError), on every rank:
   // Collective: the model's outputs (probabilities for softmax) for x's samples, (samples,
   // outputs) row-major, computed by each rank for its share of the rows and the same on every
   // rank; x.labels may be empty.
@@ -242,10 +253,12 @@ class Sequential {
   int64_t count_params() const;
 
  private:
+  bool compiled() const { return !optimizer_.IsNull(); }
   void compile_with(const Spec& optimizer, const Spec& loss,
                     std::optional<std::vector<std::string>> metrics);
+  // train_it false: the session is made and the weights loaded, and nothing is trained (build).
   History run(Runtime& runtime, YAML::Node config, bool in_memory, Arrays* train,
-              Arrays* validation, const FitOptions& options);
+              Arrays* validation, const FitOptions& options, bool train_it = true);
   // Collective: `next` starts from the last fit's model (Note [model state]).
   void continue_from_last_fit(Communicator& comm, Trainer& next);
   // The last fit's trainer; throws ConfigError naming `call` before the first fit.
@@ -260,6 +273,7 @@ class Sequential {
   YAML::Node loss_;
   YAML::Node metrics_;
   std::unique_ptr<Session> session_;  // Note [model state]
+  Runtime* runtime_ = nullptr;        // the last fit's
   Communicator* comm_ = nullptr;      // the last fit's runtime's
   bool compiled_since_fit_ = false;   // the next fit starts a fresh optimizer
   bool fitting_ = false;              // a fit is running (its on_epoch_end may call the model)

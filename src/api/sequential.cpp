@@ -96,22 +96,6 @@ Dataset split_off_validation(Dataset& data, double fraction) {
   return held_out;
 }
 
-// What `use` makes of the model `model_node` describes, built on this rank's CPU and never
-// trained: shapes and counts only (and the caller's floating-point mode left as it is). Before a
-// fit that needs the input shape; `call` names the caller in the error.
-template <class Use>
-auto with_unfitted_model(const YAML::Node& model_node, const char* call, Use&& use) {
-  YAML::Node root(YAML::NodeType::Map);
-  root["model"] = model_node;
-  const Config config = parse_model_config(root, kOrigin);
-  if (!config.input_shape)
-    throw ConfigError(std::string(kOrigin) + ": " + call +
-                      "() before fit() needs the input shape: Sequential(layers, input_shape), "
-                      "or call it after fit()");
-  const std::unique_ptr<ComputeBackend> cpu = make_cpu_backend(/*flush_denormals=*/false);
-  return use(*build_sequential(*cpu, Shape(*config.input_shape), config.layers));
-}
-
 // A BackupAndRestore among the callbacks: whether it deletes its checkpoints at the end.
 std::optional<bool> backup_and_restore(const FitOptions& options) {
   for (const Spec& callback : options.callbacks)
@@ -157,7 +141,7 @@ void Sequential::compile_with(const Spec& optimizer, const Spec& loss,
 }
 
 YAML::Node Sequential::config(const FitOptions& options) const {
-  if (!optimizer_) throw ConfigError(std::string(kOrigin) + ": fit() before compile()");
+  if (!compiled()) throw ConfigError(std::string(kOrigin) + ": fit() before compile()");
   if (options.initial_epoch < 0 || options.initial_epoch > options.epochs)
     throw ConfigError(std::string(kOrigin) + ": initial_epoch: must be in [0, epochs], got " +
                       std::to_string(options.initial_epoch));
@@ -227,7 +211,7 @@ History Sequential::fit(Runtime& runtime, Arrays train, const FitOptions& option
 }
 
 History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Arrays* train,
-                        Arrays* validation, const FitOptions& options) {
+                        Arrays* validation, const FitOptions& options, bool train_it) {
   // A fit would replace the model that the running fit trains.
   if (fitting_)
     throw ConfigError(std::string(kOrigin) +
@@ -264,8 +248,10 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
     pending_weights_ = {};
   }
   session_ = std::move(session);
+  runtime_ = &runtime;
   comm_ = &comm;
   compiled_since_fit_ = false;
+  if (!train_it) return {};  // build()
   const bool lead = comm.rank() == 0 && options.verbose;
   trainer.set_reporting(lead ? &std::cout : nullptr, ProgressMode::kOff, "");
   trainer.start_at_epoch(options.initial_epoch);
@@ -348,23 +334,11 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
   run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
 }
 
-std::string Sequential::summary() const {
-  if (session_) return session_->trainer->model().summary();
-  return with_unfitted_model(model_, "summary",
-                             [](const ddp::Sequential& m) { return m.summary(); });
-}
-
-int64_t Sequential::count_params() const {
-  if (session_) return static_cast<int64_t>(session_->trainer->model().param_count());
-  return with_unfitted_model(model_, "count_params", [](const ddp::Sequential& m) {
-    return static_cast<int64_t>(m.param_count());
-  });
-}
-
 Trainer& Sequential::trained(const char* call) {
   if (!session_)
     throw ConfigError(std::string(kOrigin) + ": " + call +
-                      "() before fit(): the model is built, and its weights made, by fit()");
+                      "() before fit(): the model is built, and its weights made, by fit() (or by "
+                      "build(), given the input shape)");
   return *session_->trainer;
 }
 
@@ -379,6 +353,8 @@ std::vector<float> Sequential::predict(Arrays x) {
 }
 
 std::vector<MetricValue> Sequential::evaluate(Arrays data) {
+  if (!compiled()) throw ConfigError(std::string(kOrigin) + ": evaluate() before compile()");
+  if (session_) build(*runtime_);  // with the loss compile() gave since the last fit
   Trainer& trainer = trained("evaluate");
   Dataset samples;
   run_agreed(*comm_, [&] {

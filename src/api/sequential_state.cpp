@@ -30,7 +30,7 @@ std::string Sequential::keras_config() {
 
 double Sequential::learning_rate() const {
   if (fitting_) return session_->trainer->next_learning_rate();
-  if (!optimizer_)
+  if (!compiled())
     throw ConfigError(std::string(kOrigin) + ": optimizer.learning_rate before compile()");
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = optimizer_;
@@ -42,7 +42,7 @@ void Sequential::set_learning_rate(double rate) {
     session_->trainer->request_learning_rate(rate);
     return;
   }
-  if (!optimizer_)
+  if (!compiled())
     throw ConfigError(std::string(kOrigin) + ": optimizer.learning_rate before compile()");
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = YAML::Clone(optimizer_);

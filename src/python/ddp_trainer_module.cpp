@@ -78,6 +78,13 @@ keras::Runtime& runtime() {
   return *started;
 }
 
+// Keras' models with an input shape are built as they are made: the calls that need the model
+// before any fit build it (Sequential::build).
+keras::Sequential& built(keras::Sequential& model) {
+  if (!model.built() && !model.input_shape().empty()) model.build(runtime());
+  return model;
+}
+
 // What model.optimizer returns: a view of the model's optimizer, which keeps the model alive.
 struct OptimizerOf {
   keras::Sequential* model;
@@ -308,7 +315,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
       .def(
           "predict",
           [](keras::Sequential& self, const FloatArray& x, const py::object&, const py::object&) {
-            const std::vector<float> out = self.predict(arrays(x, std::nullopt, "predict"));
+            const std::vector<float> out = built(self).predict(arrays(x, std::nullopt, "predict"));
             const auto rows = static_cast<py::ssize_t>(x.shape(0));
             return array_of(out, {rows, rows ? static_cast<py::ssize_t>(out.size()) / rows : 0});
           },
@@ -321,6 +328,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
             std::vector<ddp::MetricValue> values;
             {
               keras::Arrays data = arrays(x, y, "evaluate", sample_weight);
+              built(self);
               py::gil_scoped_release released;
               values = self.evaluate(std::move(data));
             }
@@ -337,6 +345,17 @@ PYBIND11_MODULE(ddp_trainer, m) {
           py::arg("x"), py::arg("y"), py::arg("batch_size") = py::none(),
           py::arg("verbose") = "auto", py::arg("sample_weight") = std::nullopt,
           py::arg("return_dict") = false)
+      .def(
+          "build", [](keras::Sequential& self) { self.build(runtime()); },
+          "Keras' build(): the model and its weights, before any fit (needs the input shape)")
+      .def_property_readonly("built", &keras::Sequential::built)
+      .def_property_readonly("input_shape",
+                             [](const keras::Sequential& self) {
+                               py::list shape;  // Keras': (None, ...)
+                               shape.append(py::none());
+                               for (const int64_t d : self.input_shape()) shape.append(d);
+                               return py::tuple(shape);
+                             })
       .def("count_params", &keras::Sequential::count_params,
            "Keras' count_params(): the trained parameters")
       .def(
@@ -349,7 +368,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
       .def("get_weights",
            [](keras::Sequential& self) {
              py::dict out;  // in order: the parameters, then the running statistics
-             for (const ddp::NamedTensor& t : self.get_weights()) {
+             for (const ddp::NamedTensor& t : built(self).get_weights()) {
                std::vector<py::ssize_t> shape(t.shape.dims().begin(), t.shape.dims().end());
                out[py::str(t.name)] = array_of(t.values, shape);
              }
@@ -368,6 +387,6 @@ PYBIND11_MODULE(ddp_trainer, m) {
             self.set_weights(std::move(tensors));
           },
           py::arg("weights"));
-  define_file_methods(sequential, runtime);
+  define_file_methods(sequential, runtime, built);
   define_keras_methods(m);
 }

@@ -56,12 +56,14 @@ void write_keras_model(const std::string& path, const std::vector<NamedTensor>& 
 
 }  // namespace
 
-void define_file_methods(py::class_<keras::Sequential>& sequential, keras::Runtime& (*runtime)()) {
+void define_file_methods(py::class_<keras::Sequential>& sequential, keras::Runtime& (*runtime)(),
+                         keras::Sequential& (*built)(keras::Sequential&)) {
   sequential
       .def(
           "save_weights",
-          [runtime](keras::Sequential& self, const std::string& path, bool overwrite) {
+          [runtime, built](keras::Sequential& self, const std::string& path, bool overwrite) {
             if (!overwrite) refuse_to_replace(runtime(), path, "save_weights");
+            built(self);
             if (!is_keras_weights_file(path)) return self.save_weights(path);
             self.save_weights(
                 path, [types = self.layer_types()](const std::string& p, const auto& weights) {
@@ -82,12 +84,13 @@ void define_file_methods(py::class_<keras::Sequential>& sequential, keras::Runti
           py::arg("path"), "Keras' weights file for a path ending in .h5, else safetensors")
       .def(
           "save",
-          [runtime](keras::Sequential& self, const std::string& path, bool overwrite) {
+          [runtime, built](keras::Sequential& self, const std::string& path, bool overwrite) {
             if (path.size() < 6 || path.compare(path.size() - 6, 6, ".keras") != 0)
               throw ConfigError("Sequential: save: " + path +
                                 ": a model file's name ends in .keras (Keras' format); the "
                                 "weights alone: save_weights");
             if (!overwrite) refuse_to_replace(runtime(), path, "save");
+            built(self);
             self.save_weights(path, [types = self.layer_types(), config = self.keras_config()](
                                         const std::string& p, const auto& weights) {
               write_keras_model(p, weights, types, config);

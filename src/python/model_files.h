@@ -15,8 +15,10 @@
 
 namespace ddp::python {
 
-// Defines save_weights, load_weights and save on `sequential`; `runtime` is the module's.
+// Defines save_weights, load_weights and save on `sequential`; `runtime` is the module's, and
+// `built` builds a model not built yet where it can (Sequential::build).
 void define_file_methods(pybind11::class_<keras::Sequential>& sequential,
-                         keras::Runtime& (*runtime)());
+                         keras::Runtime& (*runtime)(),
+                         keras::Sequential& (*built)(keras::Sequential&));
 
 }  // namespace ddp::python

@@ -74,8 +74,9 @@ def keras_file(out):
     from_archive.load_weights(f"{out}.archived.{ddp.rank()}.h5")
     result["archived_weights"] = all(np.array_equal(a, b) for a, b in zip(
         trained.get_weights().values(), from_archive.get_weights().values()))
+    shapeless = ddp.Sequential([ddp.Dense(3)])  # neither fitted nor buildable
     for call in (lambda: trained.save(out + ".keras", overwrite=False),
-                 lambda: trained.save(out + ".model"), lambda: convnet().save(out + ".keras")):
+                 lambda: trained.save(out + ".model"), lambda: shapeless.save(out + ".keras")):
         try:
             call()
         except Exception as e:  # noqa: BLE001 (the class is what is checked)
@@ -164,6 +165,15 @@ def keras_arguments():
         stepped(x, training=True)
     except ddp.ConfigError as e:
         result["on_batch"]["training"] = str(e)
+    # Built as Keras builds a model with an input shape: predict and the weights before a fit,
+    # which then trains what a fit alone does.
+    early, plain = model(), model()
+    before = [early.built, early.input_shape]
+    early_predicted = early.predict(x)
+    early.fit(x, y, epochs=2, verbose=0)
+    plain.fit(x, y, epochs=2, verbose=0)
+    result["build"] = before + [early.built, list(early_predicted.shape),
+                                bool(np.array_equal(weights(early), weights(plain)))]
     try:
         model("rmsprop")
     except ddp.ConfigError as e:

@@ -308,8 +308,9 @@ def errors():
     bad = ddp.Sequential([ddp.Dense(0, "relu")], input_shape=[10])
     bad.compile(ddp.Adam(), "sparse_categorical_crossentropy")
     case(lambda: bad.fit(x, y, verbose=False))
+    shapeless = ddp.Sequential([ddp.Dense(4, "softmax")])  # nothing to build it from
+    case(lambda: shapeless.predict(x))
     model = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
-    case(lambda: model.predict(x))
     model.compile(ddp.SGD(0.1), "sparse_categorical_crossentropy")
     case(lambda: model.fit(x, y[:10], verbose=False))
     case(lambda: model.fit(x, y, verbose=False, set=["training.allreduce=carrier_pigeon"]))

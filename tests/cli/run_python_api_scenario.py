@@ -126,7 +126,7 @@ class Scenarios:
         want = [
             ["ConfigError", "Sequential: model.layers.0.units: must be > 0, got 0"],
             ["ConfigError", "Sequential: predict() before fit(): the model is built, and its "
-                            "weights made, by fit()"],
+                            "weights made, by fit() (or by build(), given the input shape)"],
             ["DataError", "fit: y must hold a class index, or 0/1 labels, per sample of x, (500,) "
                           "or (500, labels)"],
             ["ConfigError", None],
@@ -282,7 +282,8 @@ class Scenarios:
                 ["ConfigError", f"Sequential: save: {out}.model: a model file's name ends in "
                                 ".keras (Keras' format); the weights alone: save_weights"],
                 ["ConfigError", "Sequential: save() before fit(): the model is built, "
-                                "and its weights made, by fit()"]], r["save_errors"]
+                                "and its weights made, by fit() (or by build(), given the input "
+                                "shape)"]], r["save_errors"]
             assert r["save_errors"][0] == (
                 ["TrainingError", "another rank failed"] if rank else
                 ["CheckpointError", f"{out}.keras: exists, and save(overwrite=False) does not "
@@ -317,6 +318,7 @@ class Scenarios:
         assert r["initial_epoch"] == [True, 2, [2, 3]], r["initial_epoch"]
         assert r["history_object"] == ["History", True, [2, 3], True], r["history_object"]
         assert r["validation_freq"] == [4, 2, 3], r["validation_freq"]
+        assert r["build"] == [False, [None, 10], True, [64, 4], True], r["build"]
         assert r["on_batch"] == {"weights": True, "second_batch": True, "test": True,
                                  "predict": True,
                                  "training": "Sequential: model(x, training=True): only "

@@ -336,7 +336,7 @@ TEST(KerasApi, ModelStateMistakesNameTheCall) {
   keras::Sequential model = small_model();
   EXPECT_EQ(error_of([&] { model.predict(arrays_of(data)); }),
             "Sequential: predict() before fit(): the model is built, and its weights made, by "
-            "fit()");
+            "fit() (or by build(), given the input shape)");
   EXPECT_EQ(error_of([&] { model.get_weights(); }).find("Sequential: get_weights() before fit()"),
             0u);
   // Weights of the wrong shape: the fit that would load them says which.
