@@ -6,10 +6,16 @@
 // Activation("relu")) with the settings ddp-trainer trains by, named as Keras names layers
 // (dense, dense_1, ...). Keras fills in the settings left out with its defaults, which are the
 // ones ddp-trainer's layers have (glorot/zeros initializers only matter before training).
+// And back: a Keras Sequential's config (and its compile_config) as the API's Specs, where each
+// layer is one ddp-trainer has with settings it trains by; anything else is refused by name.
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
+#include <string>
 #include <vector>
+
+#include "api/keras.h"
 
 #include "core/shape.h"
 #include "nn/model_builder.h"
@@ -18,5 +24,18 @@ namespace ddp::keras {
 
 // `input`: one sample's shape, as the model takes it (model.input).
 nlohmann::json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input);
+
+// What a Keras config describes: the input shape and layers, and what compile() was given.
+struct KerasModel {
+  std::vector<int64_t> input_shape;
+  std::vector<Spec> layers;
+  std::optional<Spec> optimizer;  // with compile_config, when it has one ddp-trainer has
+  std::optional<Spec> loss;
+  std::vector<std::string> metrics;
+};
+// `config`: config.json's object; `compile`: whether to read its compile_config too. Throws
+// ConfigError "<origin>: config.json: layers[k] (Class): ..." for what ddp-trainer cannot train.
+KerasModel keras_model_from_config(const nlohmann::json& config, const std::string& origin,
+                                   bool compile);
 
 }  // namespace ddp::keras

@@ -387,6 +387,6 @@ PYBIND11_MODULE(ddp_trainer, m) {
             self.set_weights(std::move(tensors));
           },
           py::arg("weights"));
-  define_file_methods(sequential, runtime, built);
+  define_file_methods(m, sequential, runtime, built);
   define_keras_methods(m);
 }

@@ -140,14 +140,19 @@ void write_keras_weights(const std::string& path, const std::vector<NamedTensor>
 
 std::vector<NamedTensor> read_keras_weights(const std::string& path,
                                             const std::vector<std::string>& layer_types) {
+  const std::vector<std::byte> raw = read_whole_file<CheckpointError>(path);
+  return keras_weights_from_bytes(
+      path, std::string(reinterpret_cast<const char*>(raw.data()), raw.size()), layer_types);
+}
+
+std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const std::string& bytes,
+                                                  const std::vector<std::string>& layer_types) {
   const py::gil_scoped_acquire gil;
   const py::module_ h5py = h5py_for(path);
   const py::module_ np = py::module_::import("numpy");
-  const std::vector<std::byte> raw = read_whole_file<CheckpointError>(path);
   std::vector<NamedTensor> out;
   try {
-    const py::object memory = py::module_::import("io").attr("BytesIO")(
-        py::bytes(reinterpret_cast<const char*>(raw.data()), raw.size()));
+    const py::object memory = py::module_::import("io").attr("BytesIO")(py::bytes(bytes));
     py::object file;
     try {
       file = h5py.attr("File")(memory, "r");

@@ -42,5 +42,8 @@ void write_keras_weights(const std::string& path, const std::vector<NamedTensor>
 // `layer_types`; throws CheckpointError naming the file and the group at fault. Takes the GIL.
 std::vector<NamedTensor> read_keras_weights(const std::string& path,
                                             const std::vector<std::string>& layer_types);
+// The same, of a Keras weights file's `bytes` (`path` names them in errors).
+std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const std::string& bytes,
+                                                  const std::vector<std::string>& layer_types);
 
 }  // namespace ddp::python

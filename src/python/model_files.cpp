@@ -2,14 +2,17 @@
 
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "api/keras_model_config.h"
 #include "comm/agreement.h"
 #include "core/durable_write.h"
 #include "core/error.h"
+#include "core/input_file.h"
 #include "keras_weights_file.h"
 
 namespace ddp::python {
@@ -54,10 +57,63 @@ void write_keras_model(const std::string& path, const std::vector<NamedTensor>& 
   write_file_durably(path, std::as_bytes(std::span(bytes.data(), bytes.size())));
 }
 
+// A member of a Keras model file (a zip), read on this rank.
+std::string archive_member(const std::string& path, const char* member) {
+  const py::gil_scoped_acquire gil;
+  const std::vector<std::byte> raw = read_whole_file<CheckpointError>(path);
+  try {
+    const py::object archive =
+        py::module_::import("zipfile").attr("ZipFile")(py::module_::import("io").attr("BytesIO")(
+            py::bytes(reinterpret_cast<const char*>(raw.data()), raw.size())));
+    return archive.attr("read")(member).cast<std::string>();
+  } catch (const py::error_already_set& e) {
+    throw CheckpointError(path + ": not a Keras model file (a zip with " + member +
+                          "): " + one_line(e));
+  }
+}
+
+// Note [Keras model files], back: the model of a .keras file, its weights loaded, compiled as its
+// compile_config says where it has one (and `compile`). Rank 0 reads the file.
+keras::Sequential load_model(keras::Runtime& rt, const std::string& path, bool compile) {
+  std::string config;
+  run_agreed(rt.comm(), [&] {
+    if (rt.rank() == 0) config = archive_member(path, "config.json");
+  });
+  uint64_t size = config.size();
+  rt.comm().broadcast(std::span<uint64_t>(&size, 1), 0);
+  config.resize(size);
+  rt.comm().broadcast(std::span<char>(config.data(), config.size()), 0);
+  nlohmann::json parsed;
+  try {
+    parsed = nlohmann::json::parse(config);
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(path + ": config.json: " + e.what());
+  }
+  keras::KerasModel described = keras::keras_model_from_config(parsed, path, compile);
+  keras::Sequential model(std::move(described.layers), std::move(described.input_shape));
+  if (described.optimizer)
+    model.compile(*described.optimizer, *described.loss, std::move(described.metrics));
+  model.load_weights(path, [types = model.layer_types()](const std::string& p) {
+    return keras_weights_from_bytes(p + ": model.weights.h5", archive_member(p, "model.weights.h5"),
+                                    types);
+  });
+  if (!model.input_shape().empty()) model.build(rt);  // the weights in place now, or at the fit
+  return model;
+}
+
 }  // namespace
 
-void define_file_methods(py::class_<keras::Sequential>& sequential, keras::Runtime& (*runtime)(),
+void define_file_methods(py::module_& module, py::class_<keras::Sequential>& sequential,
+                         keras::Runtime& (*runtime)(),
                          keras::Sequential& (*built)(keras::Sequential&)) {
+  module.def(
+      "load_model",
+      [runtime](const std::string& filepath, bool compile) {
+        return load_model(runtime(), filepath, compile);
+      },
+      py::arg("filepath"), py::arg("compile") = true,
+      "Keras' load_model of a .keras file (Note [Keras model files]): the model, its weights, and "
+      "its optimizer, loss and metrics where it was compiled with ones ddp-trainer has");
   sequential
       .def(
           "save_weights",

@@ -7,7 +7,9 @@
 // metadata.json, config.json (the model as Keras describes it: Note [Keras model config]) and
 // model.weights.h5 (the Keras weights file), so that keras.models.load_model("model.keras")
 // rebuilds the trained model and predicts with it. The optimizer is not saved: Keras loads the
-// model uncompiled. Rank 0 writes it, in memory and then durably.
+// model uncompiled. Rank 0 writes it, in memory and then durably. ddp_trainer.load_model reads
+// such a file back, Keras' own included, where each layer is one ddp-trainer has (Note [Keras
+// model config]): rank 0 reads it, and every rank builds the model with its weights.
 
 #include <pybind11/pybind11.h>
 
@@ -15,9 +17,10 @@
 
 namespace ddp::python {
 
-// Defines save_weights, load_weights and save on `sequential`; `runtime` is the module's, and
+// Defines save_weights, load_weights and save on `sequential`, and load_model (Keras') in
+// `module`; `runtime` is the module's, and
 // `built` builds a model not built yet where it can (Sequential::build).
-void define_file_methods(pybind11::class_<keras::Sequential>& sequential,
+void define_file_methods(pybind11::module_& module, pybind11::class_<keras::Sequential>& sequential,
                          keras::Runtime& (*runtime)(),
                          keras::Sequential& (*built)(keras::Sequential&));
 

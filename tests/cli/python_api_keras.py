@@ -74,6 +74,24 @@ def keras_file(out):
     from_archive.load_weights(f"{out}.archived.{ddp.rank()}.h5")
     result["archived_weights"] = all(np.array_equal(a, b) for a, b in zip(
         trained.get_weights().values(), from_archive.get_weights().values()))
+    # And back (load_model): the same model, weights and predictions on every rank, uncompiled
+    # (the file has no compile_config); a file that is not a model, or a layer ddp-trainer does
+    # not have, is refused in one line.
+    loaded = ddp.load_model(out + ".keras")
+    result["loaded"] = [loaded.built, bool(np.array_equal(loaded.predict(x), trained.predict(x))),
+                        all(np.array_equal(a, b) for a, b in zip(
+                            trained.get_weights().values(), loaded.get_weights().values()))]
+    with zipfile.ZipFile(out + ".keras") as archive, \
+            zipfile.ZipFile(f"{out}.lstm.{ddp.rank()}.keras", "w") as lstm:
+        config["config"]["layers"][4]["class_name"] = "LSTM"
+        lstm.writestr("config.json", json.dumps(config))
+        lstm.writestr("model.weights.h5", archive.read("model.weights.h5"))
+    for call in (lambda: ddp.load_model(f"{out}.lstm.{ddp.rank()}.keras"),
+                 lambda: ddp.load_model(out + ".weights.h5")):
+        try:
+            call()
+        except Exception as e:  # noqa: BLE001 (the class is what is checked)
+            result.setdefault("load_errors", []).append([type(e).__name__, str(e)])
     shapeless = ddp.Sequential([ddp.Dense(3)])  # neither fitted nor buildable
     for call in (lambda: trained.save(out + ".keras", overwrite=False),
                  lambda: trained.save(out + ".model"), lambda: shapeless.save(out + ".keras")):

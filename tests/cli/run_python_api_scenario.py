@@ -278,6 +278,15 @@ class Scenarios:
             assert r["classes"] == ["InputLayer", "Conv2D", "BatchNormalization", "MaxPooling2D",
                                     "Flatten", "Dense", "Dropout", "Dense"], r["classes"]
             assert r["archived_weights"], "the .keras file's weights are not the model's"
+            assert r["loaded"] == [True, True, True], r["loaded"]
+            assert r["load_errors"][0] == [
+                "ConfigError", f"{out}.lstm.{rank}.keras: config.json: layers[4] (LSTM): the layer "
+                               "class LSTM; ddp-trainer's layers do not have it"], r["load_errors"]
+            assert r["load_errors"][1] == (
+                ["TrainingError", "another rank failed"] if rank else
+                ["CheckpointError", f"{out}.weights.h5: not a Keras model file (a zip with "
+                                    "config.json): " + r["load_errors"][1][1].split("): ", 1)[-1]]
+            ), r["load_errors"]
             assert r["save_errors"][1:] == [
                 ["ConfigError", f"Sequential: save: {out}.model: a model file's name ends in "
                                 ".keras (Keras' format); the weights alone: save_weights"],

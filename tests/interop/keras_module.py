@@ -141,6 +141,24 @@ def main():
         check("save('model.keras') into keras.models.load_model",
               diff < 1e-5 and classes_seen == [type(layer).__name__ for layer in theirs().layers],
               f"{classes_seen}, max abs difference of the predictions {diff:.2e}")
+        # And Keras' own file into ddp-trainer: the model, its weights, its optimizer (Keras'
+        # Adam epsilon included), loss and metrics.
+        keras_model = theirs()
+        keras_model.compile(keras.optimizers.Adam(0.003), "sparse_categorical_crossentropy",
+                            metrics=["accuracy"])
+        keras_model.fit(images, classes, epochs=1, verbose=0)
+        keras_model.save(model_path)
+        loaded = ddp.load_model(model_path)
+        diff = float(np.abs(loaded.predict(images) -
+                            keras_model.predict(images, verbose=0)).max())
+        ours_eval = loaded.evaluate(images, classes)
+        theirs_eval = keras_model.evaluate(images, classes, verbose=0)
+        check("keras.Model.save('model.keras') into ddp_trainer.load_model",
+              diff < 1e-5 and abs(ours_eval[0] - theirs_eval[0]) < 1e-5 and
+              ours_eval[1] == theirs_eval[1] and
+              abs(loaded.optimizer.learning_rate - 0.003) < 1e-9,
+              f"max abs difference of the predictions {diff:.2e}, evaluate {ours_eval} against "
+              f"Keras' {theirs_eval}")
     finally:
         for p in (path, model_path):
             if os.path.exists(p):

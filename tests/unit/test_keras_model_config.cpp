@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "api/keras_model_config.h"
+#include "core/error.h"
 
 namespace ddp {
 namespace {
@@ -75,6 +76,88 @@ TEST(KerasModelConfig, EachLayerAsItsKerasClassWithKerasNames) {
   EXPECT_FALSE(layers[6]["config"].contains("kernel_regularizer"));
   EXPECT_EQ(layers[7]["config"]["activation"], "tanh");
   EXPECT_EQ(layers[9]["config"]["activation"], "softmax");
+}
+
+// And back: Keras' own config of a Sequential (as Keras 3 writes it, with its defaults) becomes
+// the API's Specs and compile() settings; what ddp-trainer's layers do not have is refused by
+// name.
+TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
+  const nlohmann::json keras = nlohmann::json::parse(R"({
+    "module": "keras", "class_name": "Sequential", "config": {"name": "sequential", "layers": [
+      {"class_name": "InputLayer", "config": {"batch_shape": [null, 8, 8, 3]}},
+      {"class_name": "Conv2D", "config": {"filters": 4, "kernel_size": [3, 3], "strides": [1, 1],
+        "padding": "same", "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1,
+        "activation": "relu", "use_bias": false, "kernel_regularizer": {"class_name": "L2",
+        "config": {"l2": 0.01}}, "bias_regularizer": null, "kernel_constraint": null}},
+      {"class_name": "BatchNormalization", "config": {"axis": -1, "momentum": 0.9,
+        "epsilon": 0.001, "center": true, "scale": true, "synchronized": false}},
+      {"class_name": "MaxPooling2D", "config": {"pool_size": [2, 2], "strides": [2, 2],
+        "padding": "valid"}},
+      {"class_name": "Flatten", "config": {}},
+      {"class_name": "Dense", "config": {"units": 16, "activation": "linear"}},
+      {"class_name": "ReLU", "config": {"max_value": null, "negative_slope": 0.0,
+        "threshold": 0.0}},
+      {"class_name": "Activation", "config": {"activation": "linear"}},
+      {"class_name": "Dense", "config": {"units": 3, "activation": "softmax"}}]},
+    "compile_config": {"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.003,
+      "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": false, "clipnorm": null,
+      "weight_decay": null, "use_ema": false}}, "loss": "sparse_categorical_crossentropy",
+      "loss_weights": null, "metrics": ["accuracy"]}})");
+  const keras::KerasModel model = keras::keras_model_from_config(keras, "m.keras", true);
+  EXPECT_EQ(model.input_shape, (std::vector<int64_t>{8, 8, 3}));
+  std::vector<std::string> types;
+  for (const keras::Spec& layer : model.layers)
+    types.push_back(layer.node["type"].as<std::string>());
+  EXPECT_EQ(types, (std::vector<std::string>{"conv2d", "batch_normalization", "max_pooling2d",
+                                             "flatten", "dense", "relu", "dense"}));  // no identity
+  EXPECT_EQ(model.layers[0].node["padding"].as<std::string>(), "same");
+  EXPECT_EQ(model.layers[0].node["use_bias"].as<bool>(), false);
+  EXPECT_EQ(model.layers[0].node["kernel_regularizer"]["l2"].as<double>(), 0.01);
+  EXPECT_FALSE(model.layers[0].node["kernel_regularizer"]["l1"]);
+  EXPECT_EQ(model.layers[1].node["momentum"].as<double>(), 0.9);
+  EXPECT_EQ(model.layers[6].node["activation"].as<std::string>(), "softmax");
+  ASSERT_TRUE(model.optimizer.has_value());
+  EXPECT_EQ(model.optimizer->node["type"].as<std::string>(), "adam");
+  EXPECT_EQ(model.optimizer->node["learning_rate"].as<double>(), 0.003);
+  EXPECT_EQ(model.optimizer->node["epsilon"].as<double>(), 1e-7);  // Keras', not 1e-8
+  EXPECT_EQ(model.loss->node.as<std::string>(), "sparse_categorical_crossentropy");
+  EXPECT_EQ(model.metrics, (std::vector<std::string>{"accuracy"}));
+  EXPECT_FALSE(keras::keras_model_from_config(keras, "m.keras", false).optimizer.has_value());
+
+  // A layer, a setting or an optimizer ddp-trainer does not have: one line naming it.
+  const auto refused = [&](const char* pointer, const nlohmann::json& value) {
+    nlohmann::json changed = keras;
+    changed[nlohmann::json::json_pointer(pointer)] = value;
+    try {
+      keras::keras_model_from_config(changed, "m.keras", true);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(refused("/config/layers/1/class_name", "DepthwiseConv2D"),
+            "m.keras: config.json: layers[1] (DepthwiseConv2D): the layer class DepthwiseConv2D; "
+            "ddp-trainer's layers do not have it");
+  EXPECT_EQ(refused("/config/layers/1/config/dilation_rate", {2, 2}),
+            "m.keras: config.json: layers[1] (Conv2D): dilation_rate [2,2]; ddp-trainer's layers "
+            "do not have it");
+  EXPECT_EQ(refused("/config/layers/5/config/activation", "gelu"),
+            "m.keras: config.json: layers[5] (Dense): activation gelu; ddp-trainer's layers do "
+            "not have it");
+  EXPECT_EQ(refused("/config/layers/1/config/data_format", "channels_first"),
+            "m.keras: config.json: layers[1] (Conv2D): data_format \"channels_first\"; "
+            "ddp-trainer's layers do not have it");
+  EXPECT_EQ(refused("/compile_config/optimizer/class_name", "RMSprop"),
+            "m.keras: config.json: compile_config: the optimizer RMSprop is not one ddp-trainer "
+            "has (Adam, AdamW, SGD); load with compile=False and compile() with one");
+  EXPECT_EQ(refused("/compile_config/optimizer/config/amsgrad", true),
+            "m.keras: config.json: compile_config: the optimizer Adam: amsgrad true; "
+            "ddp-trainer's optimizers do not have it");
+  EXPECT_EQ(refused("/class_name", "Functional"),
+            "m.keras: config.json: a Functional model; ddp-trainer trains Sequential models");
+  EXPECT_EQ(refused("/config/layers/1/config/filters", "four")
+                .rfind("m.keras: config.json: not a Keras model config: ", 0),
+            0u);
 }
 
 }  // namespace
