@@ -97,7 +97,11 @@ keras::Sequential load_model(keras::Runtime& rt, const std::string& path, bool c
     return keras_weights_from_bytes(p + ": model.weights.h5", archive_member(p, "model.weights.h5"),
                                     types);
   });
-  if (!model.input_shape().empty()) model.build(rt);  // the weights in place now, or at the fit
+  try {
+    if (!model.input_shape().empty()) model.build(rt);  // the weights in place now, or at the fit
+  } catch (const ConfigError& e) {  // about the model the file describes
+    throw ConfigError(path + ": " + e.what());
+  }
   return model;
 }
 

@@ -81,12 +81,17 @@ def keras_file(out):
     result["loaded"] = [loaded.built, bool(np.array_equal(loaded.predict(x), trained.predict(x))),
                         all(np.array_equal(a, b) for a, b in zip(
                             trained.get_weights().values(), loaded.get_weights().values()))]
-    with zipfile.ZipFile(out + ".keras") as archive, \
-            zipfile.ZipFile(f"{out}.lstm.{ddp.rank()}.keras", "w") as lstm:
-        config["config"]["layers"][4]["class_name"] = "LSTM"
-        lstm.writestr("config.json", json.dumps(config))
-        lstm.writestr("model.weights.h5", archive.read("model.weights.h5"))
-    for call in (lambda: ddp.load_model(f"{out}.lstm.{ddp.rank()}.keras"),
+    def altered(name, layer, key, value):  # the file with one layer's setting changed
+        changed = json.loads(json.dumps(config))
+        changed["config"]["layers"][layer][key] = value
+        with zipfile.ZipFile(out + ".keras") as archive, \
+                zipfile.ZipFile(f"{out}.{name}.{ddp.rank()}.keras", "w") as made:
+            made.writestr("config.json", json.dumps(changed))
+            made.writestr("model.weights.h5", archive.read("model.weights.h5"))
+        return f"{out}.{name}.{ddp.rank()}.keras"
+    lstm = altered("lstm", 4, "class_name", "LSTM")
+    rate = altered("rate", 6, "config", {"rate": 2.0})
+    for call in (lambda: ddp.load_model(lstm), lambda: ddp.load_model(rate),
                  lambda: ddp.load_model(out + ".weights.h5")):
         try:
             call()

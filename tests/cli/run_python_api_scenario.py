@@ -282,10 +282,13 @@ class Scenarios:
             assert r["load_errors"][0] == [
                 "ConfigError", f"{out}.lstm.{rank}.keras: config.json: layers[4] (LSTM): the layer "
                                "class LSTM; ddp-trainer's layers do not have it"], r["load_errors"]
-            assert r["load_errors"][1] == (
+            assert r["load_errors"][1] == [
+                "ConfigError", f"{out}.rate.{rank}.keras: Sequential: model.layers.5.rate: must "
+                               "be in [0, 1), got 2"], r["load_errors"]
+            assert r["load_errors"][2] == (
                 ["TrainingError", "another rank failed"] if rank else
                 ["CheckpointError", f"{out}.weights.h5: not a Keras model file (a zip with "
-                                    "config.json): " + r["load_errors"][1][1].split("): ", 1)[-1]]
+                                    "config.json): " + r["load_errors"][2][1].split("): ", 1)[-1]]
             ), r["load_errors"]
             assert r["save_errors"][1:] == [
                 ["ConfigError", f"Sequential: save: {out}.model: a model file's name ends in "
