@@ -261,8 +261,8 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
     resume_run(comm, trainer, session_->config, checkpoint.dir, "", lead ? &std::cout : nullptr);
     write_checkpoints(comm, trainer, checkpoint, checkpoint.dir, lead ? &std::cout : nullptr);
   }
+  stop_training_ = false;  // Keras' fit clears model.stop_training as it starts
   // Note [rate set by a callback]: after the hooks' calls, every rank takes rank 0's rate.
-  stop_training_ = false;
   if (options.on_epoch_end)
     trainer.set_epoch_observer([this, &trainer, end = options.on_epoch_end](const EpochRecord& r) {
       const bool stop = end(r);

@@ -125,6 +125,31 @@ bool verbose_of(const py::object& verbose) {
   return py::isinstance<py::str>(verbose) || verbose.cast<int>() != 0;
 }
 
+// Keras' validation_freq: a number of epochs (returned), or a list of the 1-based epochs to
+// validate (a config key added to `set`; 1 returned).
+int64_t validation_every(const py::object& validation_freq, std::vector<std::string>& set) {
+  const auto integer = [](py::handle v) {
+    return py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v);
+  };
+  if (integer(validation_freq)) return validation_freq.cast<int64_t>();
+  const bool listed =
+      py::isinstance<py::list>(validation_freq) || py::isinstance<py::tuple>(validation_freq);
+  std::string epochs;
+  for (const py::handle e : listed ? validation_freq : py::tuple()) {
+    if (!integer(e)) {
+      epochs.clear();
+      break;
+    }
+    epochs += (epochs.empty() ? "" : ", ") + std::to_string(e.cast<int64_t>());
+  }
+  if (epochs.empty())
+    throw ddp::ConfigError(
+        "fit: validation_freq: a number of epochs or a list of the epochs to validate, not " +
+        py::repr(validation_freq).cast<std::string>());
+  set.insert(set.begin(), "training.validation_freq=[" + epochs + "]");
+  return 1;
+}
+
 // Keras' fit, its arguments in Keras' order (then the module's seed and set).
 py::object fit(const py::object& model, const py::object& x, const std::optional<py::array>& y,
                int64_t batch_size, int64_t epochs, const py::object& verbose,
@@ -145,30 +170,7 @@ py::object fit(const py::object& model, const py::object& x, const std::optional
                              ": not supported; each epoch trains (and validates) one whole "
                              "pass over the data");
   if (!shuffle) set.insert(set.begin(), "training.shuffle=false");
-  const auto integer = [](py::handle v) {
-    return py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v);
-  };
-  int64_t every = 1;
-  if (integer(validation_freq)) {
-    every = validation_freq.cast<int64_t>();
-  } else {  // Keras' list of the 1-based epochs to validate
-    const bool listed =
-        py::isinstance<py::list>(validation_freq) || py::isinstance<py::tuple>(validation_freq);
-    std::string epochs;
-    for (const py::handle e : listed ? validation_freq : py::tuple()) {
-      if (!integer(e)) {
-        epochs.clear();
-        break;
-      }
-      epochs += (epochs.empty() ? "" : ", ") + std::to_string(e.cast<int64_t>());
-    }
-    if (epochs.empty())
-      throw ddp::ConfigError(
-          "fit: validation_freq: a number of epochs or a list of the epochs "
-          "to validate, not " +
-          py::repr(validation_freq).cast<std::string>());
-    set.insert(set.begin(), "training.validation_freq=[" + epochs + "]");
-  }
+  const int64_t every = validation_every(validation_freq, set);
   keras::FitOptions options{.epochs = epochs,
                             .batch_size = batch_size,
                             .seed = seed,

@@ -99,7 +99,7 @@ keras::Sequential load_model(keras::Runtime& rt, const std::string& path, bool c
   });
   try {
     if (!model.input_shape().empty()) model.build(rt);  // the weights in place now, or at the fit
-  } catch (const ConfigError& e) {  // about the model the file describes
+  } catch (const ConfigError& e) {                      // about the model the file describes
     throw ConfigError(path + ": " + e.what());
   }
   return model;

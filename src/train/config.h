@@ -1,8 +1,8 @@
 #pragma once
 
 #include <yaml-cpp/yaml.h>
-#include <algorithm>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>

@@ -1,10 +1,16 @@
 #pragma once
 // What the C++ API's unit tests share: the runtime, a world of one started once for the whole
-// test binary (MPI starts once per process) whichever test asks first, and a small classifier.
+// test binary (MPI starts once per process) whichever test asks first, a small classifier, and
+// the message of an error a call throws.
 
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "api/keras.h"
+#include "core/error.h"
 #include "data/dataset.h"
 
 namespace ddp {
@@ -34,6 +40,18 @@ inline std::vector<float> values_of(const std::vector<NamedTensor>& weights) {
   std::vector<float> out;
   for (const NamedTensor& t : weights) out.insert(out.end(), t.values.begin(), t.values.end());
   return out;
+}
+
+// The message of the error of class E that `call` throws (a test failure if none).
+template <class E = Error>
+std::string error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no error";
+  return "";
 }
 
 }  // namespace ddp

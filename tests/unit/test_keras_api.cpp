@@ -322,15 +322,6 @@ TEST(KerasApi, SavedWeightsLoadIntoAnotherModel) {
   std::filesystem::remove(path);
 }
 
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 TEST(KerasApi, ModelStateMistakesNameTheCall) {
   const Dataset data = make_synthetic(64, 6, 4, 3);
   keras::Sequential model = small_model();

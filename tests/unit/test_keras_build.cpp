@@ -15,16 +15,6 @@
 namespace ddp {
 namespace {
 
-std::string config_error(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ConfigError";
-  return "";
-}
-
 // A built model predicts with the weights a fit would start from, and a fit after the build
 // trains what a fit alone does, bit for bit.
 TEST(KerasBuild, BuildsTheWeightsAFitStartsFrom) {
@@ -51,11 +41,11 @@ TEST(KerasBuild, BuildsTheWeightsAFitStartsFrom) {
 TEST(KerasBuild, UncompiledModelsPredictAndNeedCompileToEvaluate) {
   const Dataset data = make_synthetic(128, 6, 4, 3);
   keras::Sequential model({keras::Dense(16, "relu"), keras::Dense(4, "softmax")}, {6});
-  EXPECT_EQ(config_error([&] { model.fit(world_of_one(), arrays_of(data)); }),
+  EXPECT_EQ(error_of([&] { model.fit(world_of_one(), arrays_of(data)); }),
             "Sequential: fit() before compile()");
   model.build(world_of_one());
   EXPECT_EQ(model.predict(arrays_of(data)).size(), 128u * 4);
-  EXPECT_EQ(config_error([&] { model.evaluate(arrays_of(data)); }),
+  EXPECT_EQ(error_of([&] { model.evaluate(arrays_of(data)); }),
             "Sequential: evaluate() before compile()");
   model.compile(keras::Adam(0.01), "sparse_categorical_crossentropy", {"accuracy"});
   const std::vector<MetricValue> evaluated = model.evaluate(arrays_of(data));

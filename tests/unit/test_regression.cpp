@@ -101,17 +101,6 @@ TEST(Regression, ALinearModelFitsALinearFunction) {
   EXPECT_NEAR(out[1], -0.75, 1e-4);
 }
 
-template <class Error>
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
-
 TEST(Regression, MistakesNameTheLossTheMetricOrTheArrays) {
   const keras::FitOptions quiet{.batch_size = 8, .verbose = false};
   keras::Sequential classifier({keras::Dense(kOut, "softmax")}, {kIn});
