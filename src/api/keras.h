@@ -210,6 +210,9 @@ class Sequential {
   // Note [model weights]: the parameters, then the running statistics, in PyTorch's names and
   // layouts ("layers.0.weight" (out, in), "layers.0.bias", ...).
   std::vector<NamedTensor> get_weights();
+  // The same in ddp-trainer's own layouts (Note [PyTorch layout]: NHWC, as Keras'), which the
+  // Python module turns into Keras' per layer.
+  std::vector<NamedTensor> get_weights_in_own_layout();
   // Collective: rank 0's tensors into every replica (all of the model's, with their shapes).
   // Before the first fit they are loaded when it starts, in place of the initial weights.
   void set_weights(std::vector<NamedTensor> weights);

@@ -53,6 +53,10 @@ void Sequential::set_learning_rate(double rate) {
 
 std::vector<NamedTensor> Sequential::get_weights() { return named_weights(trained("get_weights")); }
 
+std::vector<NamedTensor> Sequential::get_weights_in_own_layout() {
+  return named_weights(trained("get_weights"), WeightLayout::kOwn);
+}
+
 void Sequential::put_weights(std::function<std::vector<NamedTensor>()> weights,
                              const std::string& origin, bool own_layout) {
   if (!session_) {  // loaded when the first fit has built the model

@@ -8,7 +8,7 @@ void define_keras_methods(pybind11::module_& module) {
   // train_on_batch is a fit of one epoch of one batch (in x's order): the optimizer's moments
   // and step count go on from call to call, as every fit's do (Note [model state]); it returns
   // that batch's loss and metrics, as Keras 2's train_on_batch(reset_metrics=True) did.
-  pybind11::exec(R"(
+  pybind11::exec(R"py(
 class History(dict):
     """Keras' History: fit's record of each quantity per epoch, history["loss"] or, as in Keras,
     history.history["loss"]; history.epoch, the 0-based numbers of the epochs trained."""
@@ -52,11 +52,54 @@ def _call(self, x, training=False):
     return self.predict(x)
 
 
+class Layer:
+    """A layer of model.layers, as Keras shows it: its name (Keras' automatic one: dense,
+    dense_1, ...), get_weights() (its variables now, in Keras' order and layouts) and
+    count_params(); type(layer).__name__ is Keras' class (Dense, Conv2D, ...). A view: the
+    weights are set through the model."""
+    def __init__(self, model, index, name):
+        self._model, self._index, self.name = model, index, name
+
+    def get_weights(self):
+        return list(self._model._keras_layer_variables()[self._index])
+
+    def count_params(self):
+        return sum(int(w.size) for w in self.get_weights())
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+_layer_classes = {}
+
+
+def _layers(self):
+    """Keras' model.layers (after a fit or build)."""
+    import json
+    described = json.loads(self._keras_config())["config"]["layers"][1:]  # after the InputLayer
+    return [_layer_classes.setdefault(d["class_name"], type(d["class_name"], (Layer,), {}))(
+        self, i, d["config"]["name"]) for i, d in enumerate(described)]
+
+
+def _get_layer(self, name=None, index=None):
+    """Keras' get_layer: by name or by index."""
+    layers = self.layers
+    if index is not None:
+        return layers[index]
+    for layer in layers:
+        if layer.name == name:
+            return layer
+    raise ConfigError(f"Sequential: get_layer: no layer named {name!r} (the layers: "
+                      f"{', '.join(layer.name for layer in layers)})")
+
+
+Sequential.layers = property(_layers)
+Sequential.get_layer = _get_layer
 Sequential.train_on_batch = _train_on_batch
 Sequential.test_on_batch = _test_on_batch
 Sequential.predict_on_batch = _predict_on_batch
 Sequential.__call__ = _call
-)",
+)py",
                  module.attr("__dict__"));
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // The parts of the Python module written in Python (Note [Python API]): Keras' History, and
-// Keras' one-batch methods and model(x) on top of fit, evaluate and predict.
+// Keras' one-batch methods, model(x) and model.layers on top of fit, evaluate and predict.
 
 #include <pybind11/pybind11.h>
 

@@ -92,7 +92,38 @@ py::module_ h5py_for(const std::string& path) {
   }
 }
 
+// Layer k's (among those with variables) variables in Keras' order and layouts, from `weights`
+// in ddp-trainer's own layouts; `origin` names the weights in errors.
+py::list keras_variables(const std::vector<NamedTensor>& weights, size_t k, const KerasLayer& layer,
+                         const std::string& origin) {
+  const py::module_ np = py::module_::import("numpy");
+  py::list out;
+  for (const Variable& v : layer.variables) {
+    const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
+    const auto t = std::find_if(weights.begin(), weights.end(),
+                                [&name](const NamedTensor& w) { return w.name == name; });
+    if (t == weights.end() && v.optional) continue;
+    if (t == weights.end()) throw CheckpointError(origin + ": the model has no " + name);
+    py::array_t<float> a(t->shape.dims(), t->values.data());
+    out.append(v.to_keras.empty()
+                   ? py::object(a)
+                   : np.attr("ascontiguousarray")(np.attr("transpose")(a, v.to_keras)));
+  }
+  return out;
+}
+
 }  // namespace
+
+py::list keras_layer_variables(const std::vector<NamedTensor>& weights,
+                               const std::vector<std::string>& layer_types) {
+  py::list out;
+  size_t k = 0;
+  for (const std::string& type : layer_types) {
+    const KerasLayer* layer = keras_layer(type);
+    out.append(layer ? keras_variables(weights, k++, *layer, "Sequential: layers") : py::list());
+  }
+  return out;
+}
 
 bool is_keras_weights_file(const std::string& path) {
   return path.size() >= 3 && path.compare(path.size() - 3, 3, ".h5") == 0;
@@ -102,7 +133,6 @@ std::string keras_weights_bytes(const std::string& path, const std::vector<Named
                                 const std::vector<std::string>& layer_types) {
   const py::gil_scoped_acquire gil;
   const py::module_ h5py = h5py_for(path);
-  const py::module_ np = py::module_::import("numpy");
   std::string bytes;
   try {
     const py::object memory = py::module_::import("io").attr("BytesIO")();
@@ -111,18 +141,8 @@ std::string keras_weights_bytes(const std::string& path, const std::vector<Named
       const py::object group = file.attr("create_group")(group_name + "/vars");
       group.attr("attrs")["name"] = group_name.substr(group_name.find('/') + 1);  // as Keras
       int index = 0;
-      for (const Variable& v : layer->variables) {
-        const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
-        const auto t = std::find_if(weights.begin(), weights.end(),
-                                    [&name](const NamedTensor& w) { return w.name == name; });
-        if (t == weights.end() && v.optional) continue;
-        if (t == weights.end()) throw CheckpointError(path + ": the model has no " + name);
-        py::array_t<float> a(t->shape.dims(), t->values.data());
-        py::object keras_layout = a;
-        if (!v.to_keras.empty())
-          keras_layout = np.attr("ascontiguousarray")(np.attr("transpose")(a, v.to_keras));
-        group.attr("create_dataset")(std::to_string(index++), "data"_a = keras_layout);
-      }
+      for (const py::handle variable : keras_variables(weights, k, *layer, path))
+        group.attr("create_dataset")(std::to_string(index++), "data"_a = variable);
     }
     file.attr("close")();
     bytes = memory.attr("getvalue")().cast<std::string>();

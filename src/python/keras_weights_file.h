@@ -25,6 +25,11 @@ namespace ddp::python {
 // Whether save_weights / load_weights of `path` mean a Keras weights file.
 bool is_keras_weights_file(const std::string& path);
 
+// Each layer's variables in Keras' order and layouts (empty for a layer without any), from
+// `weights` in ddp-trainer's own layouts (get_weights_in_own_layout()), as NumPy arrays.
+pybind11::list keras_layer_variables(const std::vector<NamedTensor>& weights,
+                                     const std::vector<std::string>& layer_types);
+
 // A Keras weights file's bytes, for `path` (named in errors; CheckpointError as below).
 std::string keras_weights_bytes(const std::string& path, const std::vector<NamedTensor>& weights,
                                 const std::vector<std::string>& layer_types);

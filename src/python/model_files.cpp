@@ -142,6 +142,13 @@ void define_file_methods(py::module_& module, py::class_<keras::Sequential>& seq
             });
           },
           py::arg("path"), "Keras' weights file for a path ending in .h5, else safetensors")
+      // model.layers' parts (keras_methods.cpp): Keras' description and each layer's variables.
+      .def("_keras_config", [built](keras::Sequential& self) { return built(self).keras_config(); })
+      .def("_keras_layer_variables",
+           [built](keras::Sequential& self) {
+             return keras_layer_variables(built(self).get_weights_in_own_layout(),
+                                          self.layer_types());
+           })
       .def(
           "save",
           [runtime, built](keras::Sequential& self, const std::string& path, bool overwrite) {

@@ -39,6 +39,13 @@ def keras_file(out):
         result["groups"] = groups
         kernel = np.asarray(f["layers/dense_1/vars/0"])
         conv = np.asarray(f["layers/conv2d/vars/0"])
+        # model.layers: Keras' classes and names, each layer's variables as the file holds them.
+        result["layers"] = [[type(layer).__name__, layer.name, layer.count_params()]
+                            for layer in trained.layers]
+        result["layer_weights"] = all(
+            all(np.array_equal(w, np.asarray(f[f"layers/{layer.name}/vars/{i}"]))
+                for i, w in enumerate(layer.get_weights()))
+            for layer in trained.layers if layer.get_weights())
     # PyTorch's (filters, in, kernel_h, kernel_w) in get_weights(), Keras' (h, w, in, filters).
     result["conv_is_keras"] = bool(np.array_equal(
         conv, trained.get_weights()["layers.0.weight"].transpose(2, 3, 1, 0)))

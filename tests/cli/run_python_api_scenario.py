@@ -274,6 +274,12 @@ class Scenarios:
                 "layers/dense/vars/0": [36, 8], "layers/dense/vars/1": [8],
                 "layers/dense_1/vars/0": [8, 3], "layers/dense_1/vars/1": [3]}, r["groups"]
             assert r["kernel_is_transposed"] and r["conv_is_keras"], r
+            assert r["layers"] == [["Conv2D", "conv2d", 108], ["BatchNormalization",
+                                                              "batch_normalization", 16],
+                                   ["MaxPooling2D", "max_pooling2d", 0], ["Flatten", "flatten", 0],
+                                   ["Dense", "dense", 296], ["Dropout", "dropout", 0],
+                                   ["Dense", "dense_1", 27]], r["layers"]
+            assert r["layer_weights"], "model.layers' weights are not the Keras file's"
             assert r["archive"] == ["metadata.json", "config.json", "model.weights.h5"], r
             assert r["classes"] == ["InputLayer", "Conv2D", "BatchNormalization", "MaxPooling2D",
                                     "Flatten", "Dense", "Dropout", "Dense"], r["classes"]

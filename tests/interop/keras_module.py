@@ -138,9 +138,17 @@ def main():
         rebuilt = keras.models.load_model(model_path)
         diff = float(np.abs(trained.predict(images) - rebuilt.predict(images, verbose=0)).max())
         classes_seen = [type(layer).__name__ for layer in rebuilt.layers]
+        same_layers = [[layer.name, [w.shape for w in layer.get_weights()]]
+                       for layer in trained.layers] == [
+            [layer.name, [w.shape for w in layer.get_weights()]] for layer in rebuilt.layers] and all(
+            np.array_equal(a, b) for ours_layer, keras_layer in zip(trained.layers, rebuilt.layers)
+            for a, b in zip(ours_layer.get_weights(), keras_layer.get_weights()))
         check("save('model.keras') into keras.models.load_model",
-              diff < 1e-5 and classes_seen == [type(layer).__name__ for layer in theirs().layers],
-              f"{classes_seen}, max abs difference of the predictions {diff:.2e}")
+              diff < 1e-5 and same_layers and
+              classes_seen == [type(layer).__name__ for layer in theirs().layers] ==
+              [type(layer).__name__ for layer in trained.layers],
+              f"{classes_seen}, the same model.layers (names, weights): {same_layers}, max abs "
+              f"difference of the predictions {diff:.2e}")
         # And Keras' own file into ddp-trainer: the model, its weights, its optimizer (Keras'
         # Adam epsilon included), loss and metrics.
         keras_model = theirs()
