@@ -213,6 +213,8 @@ class Sequential {
   // The same in ddp-trainer's own layouts (Note [PyTorch layout]: NHWC, as Keras'), which the
   // Python module turns into Keras' per layer.
   std::vector<NamedTensor> get_weights_in_own_layout();
+  // set_weights() of tensors in ddp-trainer's own layouts (`call` names the caller in errors).
+  void set_weights_in_own_layout(std::vector<NamedTensor> weights, const std::string& call);
   // Collective: rank 0's tensors into every replica (all of the model's, with their shapes).
   // Before the first fit they are loaded when it starts, in place of the initial weights.
   void set_weights(std::vector<NamedTensor> weights);

@@ -73,6 +73,12 @@ void Sequential::set_weights(std::vector<NamedTensor> weights) {
   put_weights([w = std::move(weights)] { return w; }, std::string(kOrigin) + ": set_weights");
 }
 
+void Sequential::set_weights_in_own_layout(std::vector<NamedTensor> weights,
+                                           const std::string& call) {
+  put_weights([w = std::move(weights)] { return w; }, std::string(kOrigin) + ": " + call,
+              /*own_layout=*/true);
+}
+
 void Sequential::load_weights(const std::string& path, const WeightsReader& read) {
   if (read)
     put_weights([path, read] { return read(path); }, path, /*own_layout=*/true);

@@ -54,14 +54,18 @@ def _call(self, x, training=False):
 
 class Layer:
     """A layer of model.layers, as Keras shows it: its name (Keras' automatic one: dense,
-    dense_1, ...), get_weights() (its variables now, in Keras' order and layouts) and
-    count_params(); type(layer).__name__ is Keras' class (Dense, Conv2D, ...). A view: the
-    weights are set through the model."""
+    dense_1, ...), get_weights() and set_weights() (its variables, in Keras' order and layouts)
+    and count_params(); type(layer).__name__ is Keras' class (Dense, Conv2D, ...). A view of
+    the model, whose weights it reads and sets."""
     def __init__(self, model, index, name):
         self._model, self._index, self.name = model, index, name
 
     def get_weights(self):
         return list(self._model._keras_layer_variables()[self._index])
+
+    def set_weights(self, weights):
+        """Keras' layer.set_weights: its variables, in Keras' order and layouts (collective)."""
+        self._model._set_keras_layer_variables(self._index, list(weights))
 
     def count_params(self):
         return sum(int(w.size) for w in self.get_weights())

@@ -125,6 +125,45 @@ py::list keras_layer_variables(const std::vector<NamedTensor>& weights,
   return out;
 }
 
+std::vector<NamedTensor> with_keras_layer_variables(std::vector<NamedTensor> weights,
+                                                    const std::vector<std::string>& layer_types,
+                                                    size_t index, const py::list& variables) {
+  const std::string where = "Sequential: layers[" + std::to_string(index) + "].set_weights";
+  const KerasLayer* layer = keras_layer(layer_types.at(index));
+  const size_t k = static_cast<size_t>(
+      std::count_if(layer_types.begin(), layer_types.begin() + static_cast<std::ptrdiff_t>(index),
+                    [](const std::string& type) { return keras_layer(type) != nullptr; }));
+  const size_t given = py::len(variables);
+  const py::list current = layer ? keras_variables(weights, k, *layer, where) : py::list();
+  const size_t held = current.size();
+  if (given != held)
+    throw ConfigError(where + ": the layer has " + std::to_string(held) + " variables, " +
+                      std::to_string(given) + " given");
+  const py::module_ np = py::module_::import("numpy");
+  for (size_t i = 0; i < given; ++i) {
+    const Variable& v = layer->variables[i];
+    py::array_t<float, py::array::c_style | py::array::forcecast> a =
+        np.attr("asarray")(variables[i], "dtype"_a = "float32");
+    const py::tuple shape = a.attr("shape"), expected = current[i].attr("shape");
+    if (!shape.equal(expected))
+      throw ConfigError(where + ": variable " + std::to_string(i) + " has shape " +
+                        py::repr(shape).cast<std::string>() + ", the layer's is " +
+                        py::repr(expected).cast<std::string>());
+    if (!v.to_keras.empty()) {
+      std::vector<int> back(v.to_keras.size());  // the inverse permutation
+      for (size_t d = 0; d < back.size(); ++d) back[v.to_keras[d]] = static_cast<int>(d);
+      a = np.attr("ascontiguousarray")(np.attr("transpose")(a, back));
+    }
+    const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
+    for (NamedTensor& t : weights)
+      if (t.name == name) {
+        t.shape = Shape(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
+        t.values.assign(a.data(), a.data() + a.size());
+      }
+  }
+  return weights;
+}
+
 bool is_keras_weights_file(const std::string& path) {
   return path.size() >= 3 && path.compare(path.size() - 3, 3, ".h5") == 0;
 }

@@ -30,6 +30,13 @@ bool is_keras_weights_file(const std::string& path);
 pybind11::list keras_layer_variables(const std::vector<NamedTensor>& weights,
                                      const std::vector<std::string>& layer_types);
 
+// `weights` (own layouts) with the variables of the layer at `index` of `layer_types` replaced
+// by `variables`, given in Keras' order and layouts (layer.set_weights); throws ConfigError
+// naming the layer where their number or dimensions are not the layer's.
+std::vector<NamedTensor> with_keras_layer_variables(std::vector<NamedTensor> weights,
+                                                    const std::vector<std::string>& layer_types,
+                                                    size_t index, const pybind11::list& variables);
+
 // A Keras weights file's bytes, for `path` (named in errors; CheckpointError as below).
 std::string keras_weights_bytes(const std::string& path, const std::vector<NamedTensor>& weights,
                                 const std::vector<std::string>& layer_types);

@@ -149,6 +149,13 @@ void define_file_methods(py::module_& module, py::class_<keras::Sequential>& seq
              return keras_layer_variables(built(self).get_weights_in_own_layout(),
                                           self.layer_types());
            })
+      .def("_set_keras_layer_variables",
+           [built](keras::Sequential& self, size_t index, const py::list& variables) {
+             built(self).set_weights_in_own_layout(
+                 with_keras_layer_variables(self.get_weights_in_own_layout(), self.layer_types(),
+                                            index, variables),
+                 "layers[" + std::to_string(index) + "].set_weights");
+           })
       .def(
           "save",
           [runtime, built](keras::Sequential& self, const std::string& path, bool overwrite) {

@@ -46,6 +46,15 @@ def keras_file(out):
             all(np.array_equal(w, np.asarray(f[f"layers/{layer.name}/vars/{i}"]))
                 for i, w in enumerate(layer.get_weights()))
             for layer in trained.layers if layer.get_weights())
+    # layer.set_weights: another model of the same layers, layer by layer, predicts the same.
+    copy = convnet()
+    for source, target in zip(trained.layers, copy.layers):
+        target.set_weights(source.get_weights())
+    result["layers_copied"] = bool(np.array_equal(copy.predict(x), trained.predict(x)))
+    try:
+        copy.get_layer("dense").set_weights([np.zeros((3, 3), np.float32), np.zeros(8)])
+    except ddp.ConfigError as e:
+        result["layer_shape_error"] = str(e)
     # PyTorch's (filters, in, kernel_h, kernel_w) in get_weights(), Keras' (h, w, in, filters).
     result["conv_is_keras"] = bool(np.array_equal(
         conv, trained.get_weights()["layers.0.weight"].transpose(2, 3, 1, 0)))

@@ -280,6 +280,9 @@ class Scenarios:
                                    ["Dense", "dense", 296], ["Dropout", "dropout", 0],
                                    ["Dense", "dense_1", 27]], r["layers"]
             assert r["layer_weights"], "model.layers' weights are not the Keras file's"
+            assert r["layers_copied"], "set_weights layer by layer did not copy the model"
+            assert r["layer_shape_error"] == ("Sequential: layers[4].set_weights: variable 0 has "
+                                              "shape (3, 3), the layer's is (36, 8)"), r
             assert r["archive"] == ["metadata.json", "config.json", "model.weights.h5"], r
             assert r["classes"] == ["InputLayer", "Conv2D", "BatchNormalization", "MaxPooling2D",
                                     "Flatten", "Dense", "Dropout", "Dense"], r["classes"]
