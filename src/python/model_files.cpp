@@ -57,28 +57,38 @@ void write_keras_model(const std::string& path, const std::vector<NamedTensor>& 
   write_file_durably(path, std::as_bytes(std::span(bytes.data(), bytes.size())));
 }
 
-// A member of a Keras model file (a zip), read on this rank.
-std::string archive_member(const std::string& path, const char* member) {
+// A Keras model file's config.json and model.weights.h5, read once, on this rank.
+struct KerasArchive {
+  std::string config;
+  std::string weights;
+};
+KerasArchive read_keras_archive(const std::string& path) {
   const py::gil_scoped_acquire gil;
   const std::vector<std::byte> raw = read_whole_file<CheckpointError>(path);
+  KerasArchive out;
+  const char* member = "config.json";
   try {
     const py::object archive =
         py::module_::import("zipfile").attr("ZipFile")(py::module_::import("io").attr("BytesIO")(
             py::bytes(reinterpret_cast<const char*>(raw.data()), raw.size())));
-    return archive.attr("read")(member).cast<std::string>();
+    out.config = archive.attr("read")(member).cast<std::string>();
+    member = "model.weights.h5";
+    out.weights = archive.attr("read")(member).cast<std::string>();
   } catch (const py::error_already_set& e) {
     throw CheckpointError(path + ": not a Keras model file (a zip with " + member +
                           "): " + one_line(e));
   }
+  return out;
 }
 
 // Note [Keras model files], back: the model of a .keras file, its weights loaded, compiled as its
 // compile_config says where it has one (and `compile`). Rank 0 reads the file.
 keras::Sequential load_model(keras::Runtime& rt, const std::string& path, bool compile) {
-  std::string config;
+  KerasArchive file;  // rank 0's; the others get the config
   run_agreed(rt.comm(), [&] {
-    if (rt.rank() == 0) config = archive_member(path, "config.json");
+    if (rt.rank() == 0) file = read_keras_archive(path);
   });
+  std::string& config = file.config;
   uint64_t size = config.size();
   rt.comm().broadcast(std::span<uint64_t>(&size, 1), 0);
   config.resize(size);
@@ -93,10 +103,10 @@ keras::Sequential load_model(keras::Runtime& rt, const std::string& path, bool c
   keras::Sequential model(std::move(described.layers), std::move(described.input_shape));
   if (described.optimizer)
     model.compile(*described.optimizer, *described.loss, std::move(described.metrics));
-  model.load_weights(path, [types = model.layer_types()](const std::string& p) {
-    return keras_weights_from_bytes(p + ": model.weights.h5", archive_member(p, "model.weights.h5"),
-                                    types);
-  });
+  model.load_weights(
+      path, [types = model.layer_types(), weights = std::move(file.weights)](const std::string& p) {
+        return keras_weights_from_bytes(p + ": model.weights.h5", weights, types);
+      });
   try {
     if (!model.input_shape().empty()) model.build(rt);  // the weights in place now, or at the fit
   } catch (const ConfigError& e) {                      // about the model the file describes
