@@ -61,6 +61,24 @@ struct AdamHyper {
   float decay(float lr) const { return decoupled_weight_decay ? 1 - lr * weight_decay : 1.0f; }
 };
 
+// RMSprop, by PyTorch's rule (torch.optim.RMSprop, rho its alpha) or by Keras 3's. They differ
+// in three places, so that one rule cannot stand in for the other: Keras adds epsilon under the
+// square root (sqrt(v + eps), PyTorch sqrt(v) + eps: at Keras' 1e-7 the floor of the denominator
+// is 3.2e-4, not 1e-7), multiplies the learning rate into the momentum buffer (PyTorch outside
+// it, the same only while the rate is constant) and decays the weights decoupled (PyTorch adds
+// weight_decay * w to the gradient).
+struct RmspropHyper {
+  float rho = 0.99f;
+  float momentum = 0;
+  float epsilon = 1e-8f;
+  bool centered = false;  // the square average less the squared mean gradient
+  float weight_decay = 0;
+  bool keras_rule = false;
+
+  float l2() const { return keras_rule ? 0.0f : weight_decay; }
+  float decay(float lr) const { return keras_rule ? 1 - lr * weight_decay : 1.0f; }
+};
+
 // Rows [first_row, first_row + rows) x columns [first_col, first_col + cols) of a dense layer's
 // weight gradient (out, in): (rows, cols) floats of backend memory, valid during the call.
 struct GradBlock {
@@ -255,16 +273,26 @@ class ComputeBackend {
   virtual void to_bf16(const float* src, uint16_t* dst, size_t count) = 0;
   virtual void from_bf16(const uint16_t* src, float* dst, size_t count) = 0;
 
-  // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam or AdamW). With
-  // GradCheck::kFinite they return false when a gradient they read was NaN or infinite (the
-  // update has used it all the same); otherwise they return true. With kFiniteLater such a
-  // gradient makes the next take_nonfinite() return true. They read each gradient multiplied by
-  // grad_scale (Note [gradient clipping]; 1 reads them as they are).
+  // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam or AdamW; RMSprop
+  // by PyTorch's or Keras' rule). With GradCheck::kFinite they return false when a gradient they
+  // read was NaN or infinite (the update has used it all the same); otherwise they return true.
+  // With kFiniteLater such a gradient makes the next take_nonfinite() return true. They read
+  // each gradient multiplied by grad_scale (Note [gradient clipping]; 1 reads them as they are).
   virtual bool sgd_update(float* params, const float* grads, float* velocity, size_t count,
                           float lr, float grad_scale, const SgdHyper& hyper, GradCheck check) = 0;
   virtual bool adam_update(float* params, const float* grads, float* m, float* v, size_t count,
                            float lr, float grad_scale, int64_t step, const AdamHyper& hyper,
                            GradCheck check) = 0;
+  // RMSprop's state: the square average, and where the hyperparameters ask for them the momentum
+  // buffer (momentum > 0) and the mean gradient (centered); null otherwise.
+  struct RmspropState {
+    float* square_avg;
+    float* momentum_buffer;
+    float* grad_avg;
+  };
+  virtual bool rmsprop_update(float* params, const float* grads, RmspropState state, size_t count,
+                              float lr, float grad_scale, const RmspropHyper& hyper,
+                              GradCheck check) = 0;
 
   // Note [deferred readback]: a device runs what the host queued while the host goes on, until
   // the host waits for a result. A training step that read its loss right after the loss kernel

@@ -267,6 +267,17 @@ class CpuBackend final : public ComputeBackend {
     });
     return readback_.checked(non_finite, check);
   }
+  bool rmsprop_update(float* params, const float* grads, RmspropState state, size_t count, float lr,
+                      float grad_scale, const RmspropHyper& hyper, GradCheck check) override {
+    const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
+      const auto at = [begin](float* buffer) { return buffer ? buffer + begin : nullptr; };
+      return cpu::rmsprop_range(
+          params + begin, grads + begin,
+          {at(state.square_avg), at(state.momentum_buffer), at(state.grad_avg)}, end - begin, lr,
+          grad_scale, hyper);
+    });
+    return readback_.checked(non_finite, check);
+  }
   LossStats take_loss_stats() override { return readback_.take_loss_stats(); }
   bool take_nonfinite() override { return readback_.take_nonfinite(); }
 

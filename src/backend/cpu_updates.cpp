@@ -51,6 +51,50 @@ uint32_t adam_chunk(float* params, const float* grads, float* m, float* v, size_
   return non_finite;
 }
 
+// One chunk of RMSprop with the hyperparameters' branches taken outside the loop, so that each
+// form vectorizes (RmspropHyper has the two rules).
+template <bool kCentered, bool kMomentum, bool kKeras>
+uint32_t rmsprop_chunk(float* params, const float* grads, ComputeBackend::RmspropState state,
+                       size_t begin, size_t end, float lr, float scale, RmspropHyper hyper) {
+  const float rho = hyper.rho, eps = hyper.epsilon, mu = hyper.momentum;
+  const float l2 = hyper.l2(), decay = hyper.decay(lr);
+  float* const square_avg = state.square_avg;
+  float* const buffer = state.momentum_buffer;
+  float* const grad_avg = state.grad_avg;
+  uint32_t non_finite = 0;
+  for (size_t i = begin; i < end; ++i) {
+    non_finite |= is_non_finite(grads[i]);
+    const float g = grads[i] * scale + l2 * params[i];
+    const float v = rho * square_avg[i] + (1 - rho) * g * g;
+    square_avg[i] = v;
+    float d = v;
+    if constexpr (kCentered) {
+      const float a = rho * grad_avg[i] + (1 - rho) * g;
+      grad_avg[i] = a;
+      d = v - a * a;
+    }
+    const float denom = kKeras ? std::sqrt(d + eps) : std::sqrt(d) + eps;
+    // Keras' buffer holds steps (the rate inside), PyTorch's normalized gradients.
+    const float step = kKeras ? lr * g / denom : g / denom;
+    float change = step;
+    if constexpr (kMomentum) {
+      change = mu * buffer[i] + step;
+      buffer[i] = change;
+    }
+    params[i] = params[i] * decay - (kKeras ? change : lr * change);
+  }
+  return non_finite;
+}
+
+template <bool kCentered, bool kMomentum>
+uint32_t rmsprop_rule(float* params, const float* grads, ComputeBackend::RmspropState state,
+                      size_t begin, size_t end, float lr, float scale, const RmspropHyper& hyper) {
+  return hyper.keras_rule ? rmsprop_chunk<kCentered, kMomentum, true>(params, grads, state, begin,
+                                                                      end, lr, scale, hyper)
+                          : rmsprop_chunk<kCentered, kMomentum, false>(params, grads, state, begin,
+                                                                       end, lr, scale, hyper);
+}
+
 }  // namespace
 
 double squared_sum(const float* data, size_t count) {
@@ -110,6 +154,19 @@ uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_
                     AdamStep c) {
   return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
     return adam_chunk(params, grads, m, v, begin, end, c);
+  });
+}
+
+uint32_t rmsprop_range(float* params, const float* grads, ComputeBackend::RmspropState state,
+                       size_t count, float lr, float grad_scale, RmspropHyper hyper) {
+  using Chunk = uint32_t (*)(float*, const float*, ComputeBackend::RmspropState, size_t, size_t,
+                             float, float, const RmspropHyper&);
+  const Chunk chunk =
+      hyper.centered
+          ? (hyper.momentum != 0 ? rmsprop_rule<true, true> : rmsprop_rule<true, false>)
+          : (hyper.momentum != 0 ? rmsprop_rule<false, true> : rmsprop_rule<false, false>);
+  return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
+    return chunk(params, grads, state, begin, end, lr, grad_scale, hyper);
   });
 }
 

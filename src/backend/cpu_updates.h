@@ -1,6 +1,6 @@
 #pragma once
 // The CPU backend's optimizer updates over ranges of its flat buffers (ComputeBackend::sgd_update,
-// adam_update), and the finiteness test they and all_finite share.
+// adam_update, rmsprop_update), and the finiteness test they and all_finite share.
 
 #include <cstddef>
 #include <cstdint>
@@ -37,5 +37,9 @@ struct AdamStep {
 AdamStep adam_step(float lr, float grad_scale, int64_t step, const AdamHyper& hyper);
 uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_t count,
                     AdamStep c);
+
+// RMSprop by either rule (RmspropHyper); state's buffers offset like params.
+uint32_t rmsprop_range(float* params, const float* grads, ComputeBackend::RmspropState state,
+                       size_t count, float lr, float grad_scale, RmspropHyper hyper);
 
 }  // namespace ddp::cpu

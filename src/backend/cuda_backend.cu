@@ -216,6 +216,12 @@ class CudaBackend final : public ComputeBackend {
                       stream_);
     return checked(check);
   }
+  bool rmsprop_update(float* params, const float* grads, RmspropState state, size_t count, float lr,
+                      float grad_scale, const RmspropHyper& hyper, GradCheck check) override {
+    cuda::rmsprop_update(params, grads, state, count, lr, grad_scale, hyper, check_flag(check),
+                         stream_);
+    return checked(check);
+  }
   LossStats take_loss_stats() override { return readback_.take_loss_stats(stream_); }
   bool take_nonfinite() override { return readback_.take_nonfinite(stream_); }
 

@@ -39,6 +39,32 @@ __global__ void adam_kernel(float* p, const float* g, float* m, float* v, size_t
   }
 }
 
+// The CPU's RMSprop (cpu_updates.cpp); buffer and grad_avg are null where the rule has none.
+__global__ void rmsprop_kernel(float* p, const float* g, float* square_avg, float* buffer,
+                               float* grad_avg, size_t n, float lr, float scale, RmspropHyper hyper,
+                               float l2, float decay, int* nonfinite) {
+  const float rho = hyper.rho, eps = hyper.epsilon;
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    if (nonfinite && !isfinite(g[i])) *nonfinite = 1;
+    const float grad = g[i] * scale + l2 * p[i];
+    const float v = rho * square_avg[i] + (1 - rho) * grad * grad;
+    square_avg[i] = v;
+    float d = v;
+    if (grad_avg) {
+      const float a = rho * grad_avg[i] + (1 - rho) * grad;
+      grad_avg[i] = a;
+      d = v - a * a;
+    }
+    const float denom = hyper.keras_rule ? sqrtf(d + eps) : sqrtf(d) + eps;
+    float change = hyper.keras_rule ? lr * grad / denom : grad / denom;
+    if (buffer) {
+      change = hyper.momentum * buffer[i] + change;
+      buffer[i] = change;
+    }
+    p[i] = p[i] * decay - (hyper.keras_rule ? change : lr * change);
+  }
+}
+
 // The rounding of core/bf16.h, bit for bit, so that both backends put the same bytes on the wire.
 __global__ void to_bf16_kernel(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -82,6 +108,16 @@ void adam_update(float* params, const float* grads, float* m, float* v, size_t c
   adam_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
       params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2, hyper.epsilon,
       grad_scale, hyper.l2(), hyper.decay(lr), nonfinite);
+  cudaCheck(cudaGetLastError());
+}
+
+void rmsprop_update(float* params, const float* grads, ComputeBackend::RmspropState state,
+                    size_t count, float lr, float grad_scale, const RmspropHyper& hyper,
+                    int* nonfinite, cudaStream_t stream) {
+  rmsprop_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
+      params, grads, state.square_avg, hyper.momentum != 0 ? state.momentum_buffer : nullptr,
+      hyper.centered ? state.grad_avg : nullptr, count, lr, grad_scale, hyper, hyper.l2(),
+      hyper.decay(lr), nonfinite);
   cudaCheck(cudaGetLastError());
 }
 

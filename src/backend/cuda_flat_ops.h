@@ -20,6 +20,10 @@ void sgd_update(float* params, const float* grads, float* velocity, size_t count
 void adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
                  float grad_scale, int64_t step, const AdamHyper& hyper, int* nonfinite,
                  cudaStream_t stream);
+// The CPU's RMSprop (cpu_updates.cpp), either rule; `nonfinite` as for sgd_update.
+void rmsprop_update(float* params, const float* grads, ComputeBackend::RmspropState state,
+                    size_t count, float lr, float grad_scale, const RmspropHyper& hyper,
+                    int* nonfinite, cudaStream_t stream);
 
 void to_bf16(const float* src, uint16_t* dst, size_t count, cudaStream_t stream);
 void from_bf16(const uint16_t* src, float* dst, size_t count, cudaStream_t stream);

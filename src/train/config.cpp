@@ -15,60 +15,6 @@
 namespace ddp {
 namespace {
 
-OptimizerConfig parse_optimizer(ConfigNode node) {
-  OptimizerConfig opt;
-  opt.type = node.choice("type", {"sgd", "adam", "adamw"});
-  const double default_lr = opt.type == "sgd" ? 1e-2 : 1e-3;
-  opt.schedule.base_lr =
-      positive_number(node, "learning_rate", node.get("learning_rate", default_lr));
-  if (opt.type == "sgd") {
-    opt.sgd.momentum =
-        static_cast<float>(in_unit_interval(node, "momentum", node.get("momentum", 0.0)));
-    opt.sgd.nesterov = node.get("nesterov", false);
-    if (opt.sgd.nesterov && opt.sgd.momentum == 0) node.fail("nesterov", "needs momentum > 0");
-    opt.sgd.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
-    if (opt.sgd.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
-  } else {
-    opt.adam.beta1 = static_cast<float>(in_unit_interval(node, "beta1", node.get("beta1", 0.9)));
-    opt.adam.beta2 = static_cast<float>(in_unit_interval(node, "beta2", node.get("beta2", 0.999)));
-    opt.adam.epsilon =
-        static_cast<float>(positive_number(node, "epsilon", node.get("epsilon", 1e-8)));
-    // AdamW's default decay is PyTorch's (Keras' is 0.004).
-    opt.adam.decoupled_weight_decay = opt.type == "adamw";
-    opt.adam.weight_decay =
-        static_cast<float>(node.get("weight_decay", opt.type == "adamw" ? 0.01 : 0.0));
-    if (opt.adam.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
-    // The schedules never exceed the base rate, so this bounds every step's factor.
-    if (!opt.rate_fits_decay(opt.schedule.base_lr))
-      node.fail("weight_decay",
-                "times learning_rate must be < 1 (AdamW scales the weights by 1 - lr * "
-                "weight_decay every step)");
-  }
-  opt.global_clipnorm = node.get("global_clipnorm", 0.0);
-  if (opt.global_clipnorm < 0) node.fail("global_clipnorm", "must be > 0 (or 0: off)");
-  {
-    // Parsed when absent too, so the resolved config shows the schedule in force.
-    ConfigNode s = node.optional_child("schedule");
-    LrScheduleSpec& spec = opt.schedule;
-    spec.type = s.choice("type", {"constant", "step", "cosine", "reduce_on_plateau"}, "constant");
-    spec.warmup_steps = s.get<int64_t>("warmup_steps", 0);
-    if (spec.warmup_steps < 0) s.fail("warmup_steps", "must be >= 0");
-    if (spec.type == "step") {
-      spec.step_size = positive(s, "step_size", s.require<int64_t>("step_size"));
-      spec.gamma = positive_number(s, "gamma", s.get("gamma", 0.1));
-    } else if (spec.type == "cosine") {
-      spec.min_lr = s.get("min_lr", 0.0);
-      if (spec.min_lr < 0 || spec.min_lr > spec.base_lr)
-        s.fail("min_lr", "must be in [0, learning_rate]");
-    } else if (spec.type == "reduce_on_plateau") {
-      opt.plateau = parse_plateau(s, spec.base_lr);
-    }
-    s.finish();
-  }
-  node.finish();
-  return opt;
-}
-
 TrainingConfig parse_training(ConfigNode node, const std::string& file) {
   TrainingConfig t;
   t.epochs = positive(node, "epochs", node.require<int64_t>("epochs"));

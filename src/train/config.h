@@ -17,24 +17,10 @@
 #include "nn/model_builder.h"
 #include "optim/lr_schedule.h"
 #include "train/early_stopping.h"
+#include "train/optimizer_config.h"
 #include "train/reduce_lr_on_plateau.h"
 
 namespace ddp {
-
-struct OptimizerConfig {
-  std::string type;  // sgd, adam, adamw
-  SgdHyper sgd;
-  AdamHyper adam;
-  LrScheduleSpec schedule;     // base_lr = learning_rate; total_steps filled in by the trainer
-  double global_clipnorm = 0;  // Note [gradient clipping]; 0: off
-  PlateauConfig plateau;       // schedule type reduce_on_plateau: Note [reduce on plateau]
-
-  // Whether `rate` may be this optimizer's learning rate: AdamW scales the weights by
-  // 1 - rate x weight_decay every step, which must stay positive.
-  bool rate_fits_decay(double rate) const {
-    return !adam.decoupled_weight_decay || rate * adam.weight_decay < 1;
-  }
-};
 
 enum class BatchMode {
   kGlobal,   // global_batch_size split over ranks: strong scaling, results independent of ranks

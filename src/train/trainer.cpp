@@ -11,6 +11,7 @@
 #include "core/machine.h"
 #include "core/rng.h"
 #include "optim/adam.h"
+#include "optim/rmsprop.h"
 #include "optim/sgd.h"
 #include "train/config_reader.h"
 #include "train/replica_check.h"
@@ -28,6 +29,7 @@ double seconds_since(Clock::time_point start) {
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, ComputeBackend& backend,
                                           size_t count) {
   if (config.type == "sgd") return std::make_unique<Sgd>(backend, count, config.sgd);
+  if (config.type == "rmsprop") return std::make_unique<Rmsprop>(backend, count, config.rmsprop);
   return std::make_unique<Adam>(backend, count, config.adam);
 }
 

@@ -32,6 +32,9 @@ training: {epochs: 4, global_batch_size: 16, tail: pad}
 )");
   if (optimizer == "sgd") {
     root["optimizer"] = YAML::Load("{type: sgd, learning_rate: 0.05, momentum: 0.9}");
+  } else if (optimizer == "rmsprop") {
+    // All three of its state buffers, and Keras' rule, whose momentum buffer holds the rates.
+    root["optimizer"] = YAML::Load("{type: rmsprop, rule: keras, momentum: 0.5, centered: true}");
   }
   root["optimizer"]["schedule"] = YAML::Load("{type: cosine, warmup_steps: 5}");
   root["training"]["allreduce"] = allreduce;
@@ -91,7 +94,7 @@ TEST_P(Resume, BitIdenticalToAnUninterruptedRun) {
 // 26 steps: the end of epoch 2 of 4; 33: in the middle of epoch 3.
 INSTANTIATE_TEST_SUITE_P(
     Optimizers, Resume,
-    ::testing::Combine(::testing::Values("sgd", "adam"), ::testing::Values(26, 33),
+    ::testing::Combine(::testing::Values("sgd", "adam", "rmsprop"), ::testing::Values(26, 33),
                        ::testing::Values("shm", "shm_rows", "mpi", "hierarchical")),
     [](const auto& info) {
       return std::get<0>(info.param) + "_stop_at_" + std::to_string(std::get<1>(info.param)) + "_" +

@@ -138,6 +138,20 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
                    1e-2f, 0.375f, 4, AdamHyper{0.9f, 0.999f, 1e-8f, 0.1f, true}, GradCheck::kNone);
     EXPECT_TRUE(be.sgd_update(PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
                               0.375f, SgdHyper{0.9f, 1e-3f, false}, GradCheck::kFinite));
+    // RMSprop by both rules, with all three state buffers.
+    Mirror SQ(be, std::vector<float>(1000)), BUF(be, std::vector<float>(1000)),
+        GAV(be, std::vector<float>(1000));
+    for (const bool keras_rule : {false, true})
+      for (int step = 0; step < 2; ++step)
+        EXPECT_TRUE(be.rmsprop_update(PA.buffer.data(), GA.buffer.data(),
+                                      {SQ.buffer.data(), BUF.buffer.data(), GAV.buffer.data()},
+                                      1000, 1e-3f, 0.5f,
+                                      RmspropHyper{.momentum = 0.9f,
+                                                   .centered = true,
+                                                   .weight_decay = 0.01f,
+                                                   .keras_rule = keras_rule},
+                                      GradCheck::kFinite));
+    for (Mirror* state : {&SQ, &BUF, &GAV}) out[k].push_back(state->read());
     out[k].push_back(PA.read());
     squares[k] = be.squared_norm(GA.buffer.data(), 1000);
     EXPECT_TRUE(be.all_finite(PA.buffer.data(), 1000));

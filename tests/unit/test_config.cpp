@@ -103,6 +103,22 @@ TEST(Config, AdamWDecaysDecoupledWithPyTorchsDefault) {
   EXPECT_EQ(adamw.resolved["optimizer"]["weight_decay"].as<double>(), 0.01);
 }
 
+TEST(Config, RmspropTakesEachRulesOwnDefaults) {
+  const Config pytorch = parse_with({"optimizer.type=rmsprop", "optimizer.learning_rate=~"});
+  EXPECT_FALSE(pytorch.optimizer.rmsprop.keras_rule);
+  EXPECT_DOUBLE_EQ(pytorch.optimizer.schedule.base_lr, 1e-2);
+  EXPECT_FLOAT_EQ(pytorch.optimizer.rmsprop.rho, 0.99f);
+  EXPECT_FLOAT_EQ(pytorch.optimizer.rmsprop.epsilon, 1e-8f);
+  EXPECT_EQ(pytorch.resolved["optimizer"]["rule"].as<std::string>(), "pytorch");
+  const Config keras = parse_with({"optimizer.type=rmsprop", "optimizer.learning_rate=~",
+                                   "optimizer.rule=keras", "optimizer.centered=true"});
+  EXPECT_TRUE(keras.optimizer.rmsprop.keras_rule);
+  EXPECT_TRUE(keras.optimizer.rmsprop.centered);
+  EXPECT_DOUBLE_EQ(keras.optimizer.schedule.base_lr, 1e-3);
+  EXPECT_FLOAT_EQ(keras.optimizer.rmsprop.rho, 0.9f);
+  EXPECT_FLOAT_EQ(keras.optimizer.rmsprop.epsilon, 1e-7f);
+}
+
 TEST(Config, MseIsMeanSquaredErrorWithMaeByDefault) {
   for (const char* name : {"loss=mse", "loss={type: mse}", "loss=mean_squared_error"}) {
     const Config config = parse_with({name});
@@ -164,6 +180,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"optimizer.type=adamw", "optimizer.weight_decay=100"},
                 "optimizer.weight_decay: times learning_rate must be < 1"},
         BadCase{{"optimizer.global_clipnorm=-1"}, "optimizer.global_clipnorm: must be > 0"},
+        BadCase{{"optimizer.type=rmsprop", "optimizer.rule=tensorflow"},
+                "optimizer.rule: unknown value 'tensorflow'"},
+        BadCase{{"optimizer.rule=keras"}, "optimizer.rule: unknown key"},
+        BadCase{{"optimizer.type=rmsprop", "optimizer.rho=1"},
+                "optimizer.rho: must be in [0, 1), got 1"},
+        // PyTorch's rule adds the decay to the gradient, which no rate makes unsafe.
+        BadCase{{"optimizer.type=rmsprop", "optimizer.rule=keras", "optimizer.weight_decay=1000"},
+                "optimizer.weight_decay: times learning_rate must be < 1"},
         BadCase{{"optimizer.learning_rate=fast"},
                 "optimizer.learning_rate: expected a number, got 'fast'"},
         BadCase{{"training.epochs=2.5"}, "training.epochs: expected an integer, got '2.5'"},

@@ -2,11 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "core/owned_lines.h"
 #include "optim/adam.h"
 #include "optim/lr_schedule.h"
+#include "optim/rmsprop.h"
 #include "optim/sgd.h"
 
 namespace ddp {
@@ -26,6 +30,9 @@ float sgd_after(const SgdHyper& hyper, std::initializer_list<float> grads) {
 }
 float adam_after(const AdamHyper& hyper, std::initializer_list<float> grads) {
   return after_steps<Adam>(hyper, grads);
+}
+float rmsprop_after(const RmspropHyper& hyper, std::initializer_list<float> grads) {
+  return after_steps<Rmsprop>(hyper, grads);
 }
 
 TEST(Sgd, PlainStep) { EXPECT_FLOAT_EQ(sgd_after({}, {0.5f}), 0.95f); }
@@ -83,6 +90,63 @@ TEST(AdamW, DecaysTheWeightOutsideTheMoments) {
   EXPECT_EQ(Adam(*make_cpu_backend(), 1, adamw).name(), "adamw");
 }
 
+TEST(Rmsprop, EpsilonOutsideTheRootByPyTorchsRuleInsideByKeras) {
+  // v = (1 - 0.75) 0.5^2 = 0.0625. PyTorch: 1 - 0.1 x 0.5 / (0.25 + 0.05); Keras: the root of
+  // 0.0625 + 0.05.
+  const RmspropHyper pytorch{.rho = 0.75f, .epsilon = 0.05f};
+  EXPECT_NEAR(rmsprop_after(pytorch, {0.5f}), 1 - 0.05 / 0.3, 1e-6);
+  RmspropHyper keras = pytorch;
+  keras.keras_rule = true;
+  EXPECT_NEAR(rmsprop_after(keras, {0.5f}), 1 - 0.05 / std::sqrt(0.1125), 1e-6);
+  // The second step: v = 0.75 x 0.0625 + 0.25 x 0.25^2.
+  EXPECT_NEAR(rmsprop_after(pytorch, {0.5f, 0.25f}), 1 - 0.05 / 0.3 - 0.025 / (0.25 + 0.05), 1e-6);
+}
+
+TEST(Rmsprop, CenteredSubtractsTheSquaredMeanGradient) {
+  // rho 0.5: v = 0.125, mean gradient 0.25, so the denominator is the root of 0.0625.
+  EXPECT_NEAR(rmsprop_after({.rho = 0.5f, .centered = true}, {0.5f}), 0.8, 1e-6);
+  EXPECT_NEAR(rmsprop_after({.rho = 0.5f}, {0.5f}), 1 - 0.05 / std::sqrt(0.125), 1e-6);
+}
+
+TEST(Rmsprop, TheRateInsideKerasMomentumBufferOutsidePyTorchs) {
+  // rho 0: each normalized gradient is 1 (epsilon aside). Momentum 0.5, rates 0.1 then 0.2.
+  // PyTorch: buffer 1, then 1.5, times the rate: 1 - 0.1 - 0.3. Keras: buffer 0.1, then
+  // 0.05 + 0.2: 1 - 0.1 - 0.25.
+  const auto after = [](bool keras_rule) {
+    auto backend = make_cpu_backend();
+    Rmsprop rule(*backend, 1,
+                 {.rho = 0, .momentum = 0.5f, .epsilon = 1e-12f, .keras_rule = keras_rule});
+    float p = 1, g = 0.5f;
+    rule.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
+    rule.step({&p, 1}, {&g, 1}, 0.2f, GradCheck::kNone);
+    return p;
+  };
+  EXPECT_NEAR(after(false), 0.6, 1e-6);
+  EXPECT_NEAR(after(true), 0.65, 1e-6);
+}
+
+TEST(Rmsprop, WeightDecayAsL2ByPyTorchsRuleDecoupledByKeras) {
+  // A zero gradient: PyTorch's gradient is wd x p = 0.1, normalized to 1 / (1 - 0.75)^0.5 = 2;
+  // Keras scales the weight by 1 - lr x wd and its step of a zero gradient is zero.
+  EXPECT_NEAR(rmsprop_after({.rho = 0.75f, .weight_decay = 0.1f}, {0.0f}), 0.8, 1e-6);
+  EXPECT_NEAR(rmsprop_after({.rho = 0.75f, .weight_decay = 0.1f, .keras_rule = true}, {0.0f}), 0.99,
+              1e-6);
+}
+
+TEST(Rmsprop, StateHasOnlyTheBuffersItsRuleUses) {
+  auto backend = make_cpu_backend();
+  const auto names = [&](const RmspropHyper& hyper) {
+    std::vector<std::string> out;
+    for (const StateTensor& t : Rmsprop(*backend, 4, hyper).state()) out.push_back(t.name);
+    return out;
+  };
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(names({}), Names{"square_avg"});
+  EXPECT_EQ(names({.momentum = 0.9f, .centered = true}),
+            (Names{"square_avg", "momentum_buffer", "grad_avg"}));
+  EXPECT_EQ(Rmsprop(*backend, 1, {.keras_rule = true}).name(), "rmsprop_keras");
+}
+
 // Note [owned lines]: the updates run in chunks; over several chunks and a ragged tail, every
 // element gets the rule once, its state included (two steps).
 TEST(Optimizers, EveryElementAcrossChunksGetsTheRuleOfOneElement) {
@@ -104,6 +168,12 @@ TEST(Optimizers, EveryElementAcrossChunksGetsTheRuleOfOneElement) {
   };
   check([&](size_t count) { return Sgd(*backend, count, SgdHyper{0.9f, 1e-4f, false}); });
   check([&](size_t count) { return Adam(*backend, count, AdamHyper{}); });
+  check([&](size_t count) {
+    return Rmsprop(*backend, count, {.momentum = 0.9f, .centered = true, .weight_decay = 0.01f});
+  });
+  check([&](size_t count) {
+    return Rmsprop(*backend, count, {.rho = 0.9f, .momentum = 0.5f, .keras_rule = true});
+  });
 }
 
 TEST(LrSchedule, Constant) {

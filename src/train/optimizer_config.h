@@ -1,0 +1,35 @@
+#pragma once
+
+#include <string>
+
+#include "backend/backend.h"
+#include "optim/lr_schedule.h"
+#include "train/config_reader.h"
+#include "train/reduce_lr_on_plateau.h"
+
+namespace ddp {
+
+// The config's `optimizer` section.
+struct OptimizerConfig {
+  std::string type;  // sgd, adam, adamw, rmsprop
+  SgdHyper sgd;
+  AdamHyper adam;
+  RmspropHyper rmsprop;
+  LrScheduleSpec schedule;     // base_lr = learning_rate; total_steps filled in by the trainer
+  double global_clipnorm = 0;  // Note [gradient clipping]; 0: off
+  PlateauConfig plateau;       // schedule type reduce_on_plateau: Note [reduce on plateau]
+
+  // Whether `rate` may be this optimizer's learning rate: a decoupled weight decay (AdamW's,
+  // RMSprop's by Keras' rule) scales the weights by 1 - rate x weight_decay every step, which
+  // must stay positive.
+  bool rate_fits_decay(double rate) const { return rate * decoupled_weight_decay() < 1; }
+  double decoupled_weight_decay() const {
+    if (type == "rmsprop") return rmsprop.keras_rule ? rmsprop.weight_decay : 0;
+    return adam.decoupled_weight_decay ? adam.weight_decay : 0;
+  }
+};
+
+// Reads and checks the section (ConfigError naming the key).
+OptimizerConfig parse_optimizer(ConfigNode node);
+
+}  // namespace ddp
