@@ -100,6 +100,15 @@ Spec SGD(double learning_rate, double momentum, bool nesterov) {
                {"momentum", YAML::Node(momentum)},
                {"nesterov", YAML::Node(nesterov)}})};
 }
+Spec RMSprop(double learning_rate, double rho, double momentum, double epsilon, bool centered) {
+  return {map({{"type", YAML::Node("rmsprop")},
+               {"rule", YAML::Node("keras")},
+               {"learning_rate", YAML::Node(learning_rate)},
+               {"rho", YAML::Node(rho)},
+               {"momentum", YAML::Node(momentum)},
+               {"epsilon", YAML::Node(epsilon)},
+               {"centered", YAML::Node(centered)}})};
+}
 
 Spec synthetic(int64_t samples, int64_t features, int64_t classes) {
   return {map({{"type", YAML::Node("synthetic")},

@@ -71,6 +71,9 @@ Spec Adam(double learning_rate = 0.001);
 // Decoupled weight decay; the default decay is the config's (PyTorch's 0.01; Keras' is 0.004).
 Spec AdamW(double learning_rate = 0.001, double weight_decay = 0.01);
 Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
+// Keras 3's RMSprop, rule and defaults (optimizer.rule: keras).
+Spec RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,
+             double epsilon = 1e-7, bool centered = false);
 
 // A loss with settings (the config's `loss: {type: ...}`), for compile.
 Spec CategoricalCrossentropy(double label_smoothing = 0.0);

@@ -228,9 +228,12 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
   return out;
 }
 
-// compile_config's optimizer, when it is one ddp-trainer has, with Keras' settings (Keras'
-// Adam epsilon is 1e-7 where ddp-trainer's default is PyTorch's 1e-8).
-Spec keras_optimizer(const json& optimizer, const std::string& where) {
+}  // namespace
+
+// Keras' defaults where a setting is left out (Keras' Adam epsilon is 1e-7 where ddp-trainer's
+// default is PyTorch's 1e-8).
+Spec keras_optimizer(const json& optimizer, const std::string& where,
+                     const std::string& otherwise) {
   const std::string type =
       optimizer.is_string() ? optimizer.get<std::string>() : optimizer.value("class_name", "");
   std::string lower = type;
@@ -238,10 +241,9 @@ Spec keras_optimizer(const json& optimizer, const std::string& where) {
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   const json c = optimizer.is_object() ? optimizer.value("config", json::object()) : json::object();
   const KerasSettings in(c, where + ": the optimizer " + type, "optimizers");
-  if (lower != "adam" && lower != "adamw" && lower != "sgd")
+  if (lower != "adam" && lower != "adamw" && lower != "rmsprop" && lower != "sgd")
     throw ConfigError(where + ": the optimizer " + type +
-                      " is not one ddp-trainer has (Adam, AdamW, SGD); load with compile=False "
-                      "and compile() with one");
+                      " is not one ddp-trainer has (Adam, AdamW, RMSprop, SGD)" + otherwise);
   for (const char* none : {"clipnorm", "clipvalue", "ema_overwrite_frequency", "loss_scale_factor",
                            "gradient_accumulation_steps"})
     in.require(none, nullptr);
@@ -258,6 +260,13 @@ Spec keras_optimizer(const json& optimizer, const std::string& where) {
     out["momentum"] = in.get<double>("momentum", 0.0);
     out["nesterov"] = in.get<bool>("nesterov", false);
     in.require("weight_decay", nullptr);
+  } else if (lower == "rmsprop") {
+    out["rule"] = "keras";
+    out["rho"] = in.get<double>("rho", 0.9);
+    out["momentum"] = in.get<double>("momentum", 0.0);
+    out["epsilon"] = in.get<double>("epsilon", 1e-7);
+    out["centered"] = in.get<bool>("centered", false);
+    out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
   } else {
     out["beta1"] = in.get<double>("beta_1", 0.9);
     out["beta2"] = in.get<double>("beta_2", 0.999);
@@ -269,8 +278,6 @@ Spec keras_optimizer(const json& optimizer, const std::string& where) {
   }
   return {out};
 }
-
-}  // namespace
 
 KerasModel keras_model_from_config(const json& config, const std::string& origin, bool compile) {
   const std::string where = origin + ": config.json";
@@ -304,7 +311,8 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
     if (!compile || !config.contains("compile_config") || config["compile_config"].is_null())
       return model;
     const json& c = config["compile_config"];
-    model.optimizer = keras_optimizer(c.at("optimizer"), where + ": compile_config");
+    model.optimizer = keras_optimizer(c.at("optimizer"), where + ": compile_config",
+                                      "; load with compile=False and compile() with one");
     if (!c.at("loss").is_string())
       throw ConfigError(where + ": compile_config: the loss " + c["loss"].dump() +
                         " is not one named; load with compile=False and compile() with one");

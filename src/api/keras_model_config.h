@@ -38,4 +38,11 @@ struct KerasModel {
 KerasModel keras_model_from_config(const nlohmann::json& config, const std::string& origin,
                                    bool compile);
 
+// A Keras optimizer's description (compile_config's "optimizer": its name, or {"class_name",
+// "config": get_config()}) as the API's Spec, when it is one ddp-trainer has with settings it
+// trains by (Keras' RMSprop by Keras' rule). Throws ConfigError "<where>: the optimizer ..."
+// naming what it cannot, and `otherwise` after the message for an optimizer it does not have.
+Spec keras_optimizer(const nlohmann::json& optimizer, const std::string& where,
+                     const std::string& otherwise = "");
+
 }  // namespace ddp::keras

@@ -23,8 +23,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <algorithm>
-#include <cctype>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -38,10 +36,12 @@
 #include "model_files.h"
 #include "python_arrays.h"
 #include "python_callbacks.h"
+#include "python_optimizers.h"
 
 namespace py = pybind11;
 namespace keras = ddp::keras;
 using ddp::python::add_callbacks;
+using ddp::python::add_optimizers;
 using ddp::python::array_of;
 using ddp::python::arrays;
 using ddp::python::call_hook;
@@ -49,6 +49,7 @@ using ddp::python::define_file_methods;
 using ddp::python::define_keras_methods;
 using ddp::python::FloatArray;
 using ddp::python::logs_of;
+using ddp::python::optimizer_of;
 using ddp::python::save_freq_steps;
 
 namespace {
@@ -90,18 +91,6 @@ struct OptimizerOf {
   keras::Sequential* model;
 };
 
-// compile()'s optimizer by Keras' name, with Keras' defaults.
-keras::Spec optimizer_named(std::string name) {
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (name == "adam") return keras::Adam();
-  if (name == "adamw") return keras::AdamW();
-  if (name == "sgd") return keras::SGD();
-  throw ddp::ConfigError("Sequential: compile: optimizer '" + name +
-                         "' is not one the trainer has (adam, adamw, sgd)");
-}
-
-// Keras' History.history: each quantity's value per epoch.
 // Keras' History object, as fit returns it and sets model.history: a dict of each quantity's
 // values per epoch (history["loss"]) that is also its own .history (Keras'
 // history.history["loss"]), with .epoch, the 0-based numbers of the epochs trained.
@@ -243,10 +232,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def("Flatten", &keras::Flatten);
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
   m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
-  m.def("Adam", &keras::Adam, py::arg("learning_rate") = 0.001);
-  m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.01);
-  m.def("SGD", &keras::SGD, py::arg("learning_rate") = 0.01, py::arg("momentum") = 0.0,
-        py::arg("nesterov") = false);
+  add_optimizers(m);
   m.def("CategoricalCrossentropy", &keras::CategoricalCrossentropy,
         py::arg("label_smoothing") = 0.0);
   m.def("EarlyStopping", &keras::EarlyStopping, py::arg("monitor") = "val_loss",
@@ -289,15 +275,18 @@ PYBIND11_MODULE(ddp_trainer, m) {
              std::optional<std::vector<std::string>> given) {
             // Keras' metrics=None: none (the C++ API's nullopt is the loss's default ones).
             const std::vector<std::string> metrics = given.value_or(std::vector<std::string>{});
-            const keras::Spec chosen = py::isinstance<py::str>(optimizer)
-                                           ? optimizer_named(optimizer.cast<std::string>())
-                                           : optimizer.cast<keras::Spec>();
+            const keras::Spec chosen = optimizer_of(optimizer);
+            if (loss.is_none())
+              throw ddp::ConfigError(
+                  "Sequential: compile: loss: required (Keras' loss=None trains the losses of "
+                  "add_loss, which ddp-trainer's layers do not have)");
             if (py::isinstance<py::str>(loss))
               self.compile(chosen, loss.cast<std::string>(), metrics);
             else
               self.compile(chosen, loss.cast<keras::Spec>(), metrics);
           },
-          py::arg("optimizer"), py::arg("loss"), py::arg("metrics") = py::none())
+          py::arg("optimizer") = "rmsprop", py::arg("loss") = py::none(),
+          py::arg("metrics") = py::none())
       .def_property("stop_training", &keras::Sequential::stop_training,
                     &keras::Sequential::set_stop_training,
                     "Keras' model.stop_training: True set by a callback on rank 0 ends the fit")

@@ -213,8 +213,24 @@ def keras_arguments():
     plain.fit(x, y, epochs=2, verbose=0)
     result["build"] = before + [early.built, list(early_predicted.shape),
                                 bool(np.array_equal(weights(early), weights(plain)))]
-    try:
-        model("rmsprop")
-    except ddp.ConfigError as e:
-        result["unknown_optimizer"] = str(e)
+    # Keras' compile(loss=...) trains by RMSprop, Keras' default; an optimizer object is read
+    # through its get_config(), as Keras' own are.
+    by_default = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")],
+                                input_shape=[10])
+    by_default.compile(loss="sparse_categorical_crossentropy")
+    rmsprop, sgd = model(ddp.RMSprop()), model()
+    for m in (by_default, rmsprop, sgd):
+        m.fit(x, y, shuffle=False, verbose=0)
+
+    class Adam:  # as keras.optimizers.Adam(amsgrad=True) describes itself
+        def get_config(self):
+            return {"learning_rate": 0.01, "amsgrad": True}
+    result["optimizers"] = [bool(np.array_equal(weights(by_default), weights(rmsprop))),
+                            bool(np.array_equal(weights(by_default), weights(sgd))),
+                            by_default.optimizer.learning_rate]
+    for optimizer in ("adagrad", Adam()):
+        try:
+            model(optimizer)
+        except ddp.ConfigError as e:
+            result["optimizers"].append(str(e))
     print(json.dumps(result))

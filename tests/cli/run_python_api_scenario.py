@@ -351,8 +351,12 @@ class Scenarios:
             "fit: validation_freq: a number of epochs or a list of the epochs to validate, not '2'",
             "fit: validation_freq: a number of epochs or a list of the epochs to validate, not "
             "[1.5]"], r["refused"]
-        assert r["unknown_optimizer"] == ("Sequential: compile: optimizer 'rmsprop' is not one "
-                                          "the trainer has (adam, adamw, sgd)"), r
+        assert r["optimizers"] == [
+            True, False, 0.001,
+            "Sequential: compile: optimizer 'adagrad' is not one the trainer has (adam, adamw, "
+            "rmsprop, sgd)",
+            "Sequential: compile: the optimizer Adam: amsgrad true; ddp-trainer's optimizers do "
+            "not have it"], r["optimizers"]
 
     def backup_and_restore_continues_a_killed_job(self):
         out = os.path.join(self.tmp, "backup")

@@ -8,6 +8,7 @@
 
 #include "api/keras_model_config.h"
 #include "core/error.h"
+#include "train/config.h"
 
 namespace ddp {
 namespace {
@@ -147,9 +148,9 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
   EXPECT_EQ(refused("/config/layers/1/config/data_format", "channels_first"),
             "m.keras: config.json: layers[1] (Conv2D): data_format \"channels_first\"; "
             "ddp-trainer's layers do not have it");
-  EXPECT_EQ(refused("/compile_config/optimizer/class_name", "RMSprop"),
-            "m.keras: config.json: compile_config: the optimizer RMSprop is not one ddp-trainer "
-            "has (Adam, AdamW, SGD); load with compile=False and compile() with one");
+  EXPECT_EQ(refused("/compile_config/optimizer/class_name", "Adagrad"),
+            "m.keras: config.json: compile_config: the optimizer Adagrad is not one ddp-trainer "
+            "has (Adam, AdamW, RMSprop, SGD); load with compile=False and compile() with one");
   EXPECT_EQ(refused("/compile_config/optimizer/config/amsgrad", true),
             "m.keras: config.json: compile_config: the optimizer Adam: amsgrad true; "
             "ddp-trainer's optimizers do not have it");
@@ -158,6 +159,47 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
   EXPECT_EQ(refused("/config/layers/1/config/filters", "four")
                 .rfind("m.keras: config.json: not a Keras model config: ", 0),
             0u);
+}
+
+// Keras' RMSprop (as get_config() and a .keras file's compile_config describe it) trains by
+// Keras' rule, its settings and its defaults where they are left out.
+TEST(KerasModelConfig, RmspropByKerasRule) {
+  const auto parsed = [](const nlohmann::json& settings) {
+    YAML::Node root(YAML::NodeType::Map);
+    root["optimizer"] =
+        keras::keras_optimizer({{"class_name", "RMSprop"}, {"config", settings}}, "compile").node;
+    return parse_optimizer_config(root, "compile");
+  };
+  const OptimizerConfig given = parsed(nlohmann::json::parse(R"({"name": "rmsprop",
+      "learning_rate": 0.01, "weight_decay": 0.004, "clipnorm": null, "global_clipnorm": null,
+      "clipvalue": null, "use_ema": false, "ema_momentum": 0.99, "ema_overwrite_frequency": null,
+      "loss_scale_factor": null, "gradient_accumulation_steps": null, "rho": 0.8,
+      "momentum": 0.5, "epsilon": 1e-06, "centered": true})"));
+  EXPECT_EQ(given.type, "rmsprop");
+  EXPECT_DOUBLE_EQ(given.schedule.base_lr, 0.01);
+  EXPECT_TRUE(given.rmsprop.keras_rule);
+  EXPECT_FLOAT_EQ(given.rmsprop.rho, 0.8f);
+  EXPECT_FLOAT_EQ(given.rmsprop.momentum, 0.5f);
+  EXPECT_FLOAT_EQ(given.rmsprop.epsilon, 1e-6f);
+  EXPECT_TRUE(given.rmsprop.centered);
+  EXPECT_FLOAT_EQ(given.rmsprop.weight_decay, 0.004f);
+  EXPECT_DOUBLE_EQ(given.decoupled_weight_decay(), 0.004f);
+  const OptimizerConfig defaults = parsed(nlohmann::json::object());
+  EXPECT_DOUBLE_EQ(defaults.schedule.base_lr, 0.001);
+  EXPECT_FLOAT_EQ(defaults.rmsprop.rho, 0.9f);
+  EXPECT_FLOAT_EQ(defaults.rmsprop.epsilon, 1e-7f);
+  EXPECT_FALSE(defaults.rmsprop.centered);
+  EXPECT_TRUE(defaults.rmsprop.keras_rule);
+  // The C++ API's (and the Python module's) RMSprop is the same optimizer.
+  YAML::Node root(YAML::NodeType::Map);
+  root["optimizer"] = keras::RMSprop(0.01, 0.8, 0.5, 1e-6, true).node;
+  const OptimizerConfig api = parse_optimizer_config(root, "compile");
+  EXPECT_DOUBLE_EQ(api.schedule.base_lr, 0.01);
+  EXPECT_TRUE(api.rmsprop.keras_rule);
+  EXPECT_FLOAT_EQ(api.rmsprop.rho, 0.8f);
+  EXPECT_FLOAT_EQ(api.rmsprop.momentum, 0.5f);
+  EXPECT_FLOAT_EQ(api.rmsprop.epsilon, 1e-6f);
+  EXPECT_TRUE(api.rmsprop.centered);
 }
 
 }  // namespace

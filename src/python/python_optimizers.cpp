@@ -1,0 +1,70 @@
+#include "python_optimizers.h"
+
+#include <pybind11/stl.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+
+#include "api/keras_model_config.h"
+#include "core/error.h"
+
+namespace ddp::python {
+namespace {
+
+constexpr const char* kWhere = "Sequential: compile";
+
+keras::Spec optimizer_named(std::string name) {
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (name == "adam") return keras::Adam();
+  if (name == "adamw") return keras::AdamW();
+  if (name == "rmsprop") return keras::RMSprop();
+  if (name == "sgd") return keras::SGD();
+  throw ConfigError(std::string(kWhere) + ": optimizer '" + name +
+                    "' is not one the trainer has (adam, adamw, rmsprop, sgd)");
+}
+
+// Keras' optimizer object by its class and settings, as a .keras file describes one. The
+// settings go through json.dumps (NumPy scalars as floats), then nlohmann::json.
+keras::Spec optimizer_of_keras_object(const py::object& optimizer) {
+  const py::object dumps = py::module_::import("json").attr("dumps");
+  const py::object as_float = py::module_::import("builtins").attr("float");
+  const std::string class_name = py::type::of(optimizer).attr("__name__").cast<std::string>();
+  try {
+    const std::string settings =
+        dumps(optimizer.attr("get_config")(), py::arg("default") = as_float).cast<std::string>();
+    return keras::keras_optimizer(
+        {{"class_name", class_name}, {"config", nlohmann::json::parse(settings)}}, kWhere);
+  } catch (const py::error_already_set& e) {
+    throw ConfigError(std::string(kWhere) + ": the optimizer " + class_name +
+                      ": its get_config() is not plain settings (" + e.what() + ")");
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(std::string(kWhere) + ": the optimizer " + class_name + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+void add_optimizers(py::module_& m) {
+  m.def("Adam", &keras::Adam, py::arg("learning_rate") = 0.001);
+  m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.01);
+  m.def("SGD", &keras::SGD, py::arg("learning_rate") = 0.01, py::arg("momentum") = 0.0,
+        py::arg("nesterov") = false);
+  m.def("RMSprop", &keras::RMSprop, py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9,
+        py::arg("momentum") = 0.0, py::arg("epsilon") = 1e-7, py::arg("centered") = false,
+        "Keras 3's RMSprop: its rule and defaults");
+}
+
+keras::Spec optimizer_of(const py::object& optimizer) {
+  if (py::isinstance<py::str>(optimizer)) return optimizer_named(optimizer.cast<std::string>());
+  if (py::isinstance<keras::Spec>(optimizer)) return optimizer.cast<keras::Spec>();
+  if (py::hasattr(optimizer, "get_config")) return optimizer_of_keras_object(optimizer);
+  throw ConfigError(std::string(kWhere) +
+                    ": optimizer: a name, ddp_trainer's or Keras' object, "
+                    "not " +
+                    py::repr(optimizer).cast<std::string>());
+}
+
+}  // namespace ddp::python
