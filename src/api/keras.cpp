@@ -52,10 +52,13 @@ Spec BatchNormalization(bool sync) {
 }
 
 Spec Adam(double learning_rate) {
-  return {map({{"type", YAML::Node("adam")}, {"learning_rate", YAML::Node(learning_rate)}})};
+  return {map({{"type", YAML::Node("adam")},
+               {"rule", YAML::Node("keras")},
+               {"learning_rate", YAML::Node(learning_rate)}})};
 }
 Spec AdamW(double learning_rate, double weight_decay) {
   return {map({{"type", YAML::Node("adamw")},
+               {"rule", YAML::Node("keras")},
                {"learning_rate", YAML::Node(learning_rate)},
                {"weight_decay", YAML::Node(weight_decay)}})};
 }

@@ -67,9 +67,10 @@ Spec Flatten();
 Spec Dropout(double rate);
 Spec BatchNormalization(bool sync = false);
 
+// Keras 3's Adam and AdamW: Keras' rule (optimizer.rule: keras, AdamHyper) and defaults
+// (epsilon 1e-7; AdamW's decoupled weight decay 0.004).
 Spec Adam(double learning_rate = 0.001);
-// Decoupled weight decay; the default decay is the config's (PyTorch's 0.01; Keras' is 0.004).
-Spec AdamW(double learning_rate = 0.001, double weight_decay = 0.01);
+Spec AdamW(double learning_rate = 0.001, double weight_decay = 0.004);
 Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
 // Keras 3's RMSprop, rule and defaults (optimizer.rule: keras).
 Spec RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,

@@ -119,6 +119,8 @@ class KerasSettings {
   // `owner`: whose settings, for the message (ddp-trainer's "layers" or "optimizers").
   KerasSettings(const json& config, std::string where, const char* owner = "layers")
       : c_(config), where_(std::move(where)), owner_(owner) {}
+  // It keeps a reference to the settings, which a temporary would leave dangling.
+  KerasSettings(json&& config, std::string where, const char* owner = "layers") = delete;
 
   [[noreturn]] void refuse(const std::string& what) const {
     throw ConfigError(where_ + ": " + what + "; ddp-trainer's " + owner_ + " do not have it");
@@ -228,6 +230,50 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
   return out;
 }
 
+// A Keras LearningRateSchedule (keras.optimizers.schedules, serialized) as the config's schedule
+// (`out`), where ddp-trainer has it; returns its initial rate, the config's learning_rate.
+double keras_schedule(const json& schedule, const std::string& where, YAML::Node out) {
+  const std::string name = schedule.value("class_name", "");
+  const json settings = schedule.value("config", json::object());
+  const KerasSettings in(settings, where + ": its schedule " + name, "schedules");
+  const auto decay = [&](const char* type) {
+    out["type"] = type;
+    out["decay_steps"] = in.get<int64_t>("decay_steps", 0);
+    return in.get<double>("initial_learning_rate", 0.0);
+  };
+  if (name == "ExponentialDecay" || name == "InverseTimeDecay") {
+    const double initial = decay(name == "ExponentialDecay" ? "exponential" : "inverse_time");
+    out["decay_rate"] = in.get<double>("decay_rate", 0.0);
+    out["staircase"] = in.get<bool>("staircase", false);
+    return initial;
+  }
+  if (name == "PolynomialDecay") {
+    in.require("cycle", false);
+    const double initial = decay("polynomial");
+    out["min_lr"] = in.get<double>("end_learning_rate", 0.0001);
+    out["power"] = in.get<double>("power", 1.0);
+    return initial;
+  }
+  if (name == "CosineDecay") {
+    // Keras warms up from initial_learning_rate to warmup_target; ddp-trainer's warm-up starts
+    // at a warmup_steps-th of the rate it reaches.
+    in.require("warmup_target", nullptr);
+    const double initial = decay("cosine");
+    out["min_lr"] = in.get<double>("alpha", 0.0) * initial;
+    return initial;
+  }
+  if (name == "PiecewiseConstantDecay") {
+    out["type"] = "piecewise_constant";
+    const std::vector<double> values = in.get<std::vector<double>>("values", {});
+    out["boundaries"] = in.get<std::vector<int64_t>>("boundaries", {});
+    out["values"] = values;
+    return values.empty() ? 0.0 : values.front();  // empty: the config refuses it by name
+  }
+  throw ConfigError(where + ": the learning-rate schedule " + name +
+                    " is not one ddp-trainer has (CosineDecay, ExponentialDecay, "
+                    "InverseTimeDecay, PiecewiseConstantDecay, PolynomialDecay)");
+}
+
 }  // namespace
 
 // Keras' defaults where a setting is left out (Keras' Adam epsilon is 1e-7 where ddp-trainer's
@@ -251,9 +297,12 @@ Spec keras_optimizer(const json& optimizer, const std::string& where,
   in.require("amsgrad", false);
   YAML::Node out(YAML::NodeType::Map);
   out["type"] = lower;
-  if (c.contains("learning_rate") && !c["learning_rate"].is_number())
-    in.refuse("a learning-rate schedule " + c["learning_rate"].dump());
-  out["learning_rate"] = in.get<double>("learning_rate", lower == "sgd" ? 0.01 : 0.001);
+  if (c.contains("learning_rate") && c["learning_rate"].is_object()) {
+    out["learning_rate"] =
+        keras_schedule(c["learning_rate"], where + ": the optimizer " + type, out["schedule"]);
+  } else {
+    out["learning_rate"] = in.get<double>("learning_rate", lower == "sgd" ? 0.01 : 0.001);
+  }
   if (c.contains("global_clipnorm") && !c["global_clipnorm"].is_null())
     out["global_clipnorm"] = c["global_clipnorm"].get<double>();
   if (lower == "sgd") {
@@ -268,6 +317,7 @@ Spec keras_optimizer(const json& optimizer, const std::string& where,
     out["centered"] = in.get<bool>("centered", false);
     out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
   } else {
+    out["rule"] = "keras";
     out["beta1"] = in.get<double>("beta_1", 0.9);
     out["beta2"] = in.get<double>("beta_2", 0.999);
     out["epsilon"] = in.get<double>("epsilon", 1e-7);

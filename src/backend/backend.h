@@ -54,11 +54,19 @@ struct AdamHyper {
   // AdamW (torch.optim.AdamW): each step first scales the weights by 1 - lr * weight_decay,
   // outside the moments; otherwise weight_decay is L2 added to the gradient (torch.optim.Adam).
   bool decoupled_weight_decay = false;
+  // Keras' rule: epsilon added to the root of the second moment before its bias correction
+  // (Keras' "epsilon hat"), where PyTorch adds it after: Keras' step is PyTorch's with epsilon
+  // times 1 / sqrt(1 - beta2^t), 32x epsilon at the first step with beta2 0.999.
+  bool keras_rule = false;
 
   // What both backends' update kernels apply: the L2 coefficient added to the gradient, and the
   // factor the weights are scaled by before the step at learning rate lr (1 for Adam: exact).
   float l2() const { return decoupled_weight_decay ? 0.0f : weight_decay; }
   float decay(float lr) const { return decoupled_weight_decay ? 1 - lr * weight_decay : 1.0f; }
+  // The epsilon PyTorch's form of the step adds at step t, given 1 / sqrt(1 - beta2^t).
+  float epsilon_at(float inv_sqrt_bc2) const {
+    return keras_rule ? epsilon * inv_sqrt_bc2 : epsilon;
+  }
 };
 
 // RMSprop, by PyTorch's rule (torch.optim.RMSprop, rho its alpha) or by Keras 3's. They differ

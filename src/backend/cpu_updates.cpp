@@ -144,7 +144,7 @@ AdamStep adam_step(float lr, float grad_scale, int64_t step, const AdamHyper& hy
           .beta2 = hyper.beta2,
           .step_size = last.step_size,
           .inv_sqrt_bc2 = last.inv_sqrt_bc2,
-          .epsilon = hyper.epsilon,
+          .epsilon = hyper.epsilon_at(last.inv_sqrt_bc2),
           .grad_scale = grad_scale,
           .l2 = hyper.l2(),
           .decay = hyper.decay(lr)};

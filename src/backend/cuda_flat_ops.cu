@@ -106,8 +106,8 @@ void adam_update(float* params, const float* grads, float* m, float* v, size_t c
   const auto step_size = static_cast<float>(lr / (1 - std::pow(double(hyper.beta1), t)));
   const auto inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(1 - std::pow(double(hyper.beta2), t)));
   adam_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
-      params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2, hyper.epsilon,
-      grad_scale, hyper.l2(), hyper.decay(lr), nonfinite);
+      params, grads, m, v, count, step_size, inv_sqrt_bc2, hyper.beta1, hyper.beta2,
+      hyper.epsilon_at(inv_sqrt_bc2), grad_scale, hyper.l2(), hyper.decay(lr), nonfinite);
   cudaCheck(cudaGetLastError());
 }
 

@@ -49,7 +49,7 @@ keras::Spec optimizer_of_keras_object(const py::object& optimizer) {
 
 void add_optimizers(py::module_& m) {
   m.def("Adam", &keras::Adam, py::arg("learning_rate") = 0.001);
-  m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.01);
+  m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.004);
   m.def("SGD", &keras::SGD, py::arg("learning_rate") = 0.01, py::arg("momentum") = 0.0,
         py::arg("nesterov") = false);
   m.def("RMSprop", &keras::RMSprop, py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9,

@@ -1,18 +1,89 @@
 #include "train/optimizer_config.h"
 
 namespace ddp {
+namespace {
+
+// piecewise_constant's boundaries and values, which the learning rate's default comes from.
+void read_piecewise(ConfigNode& schedule, LrScheduleSpec& spec) {
+  spec.boundaries = schedule.require<std::vector<int64_t>>("boundaries");
+  for (size_t i = 0; i < spec.boundaries.size(); ++i)
+    if (spec.boundaries[i] < 0 || (i > 0 && spec.boundaries[i] <= spec.boundaries[i - 1]))
+      schedule.fail("boundaries", "must be increasing step counts >= 0");
+  spec.values = schedule.require<std::vector<double>>("values");
+  if (spec.values.size() != spec.boundaries.size() + 1)
+    schedule.fail("values", "must be one more than the boundaries (" +
+                                std::to_string(spec.boundaries.size() + 1) + "), got " +
+                                std::to_string(spec.values.size()));
+  for (const double v : spec.values)
+    if (!(v > 0)) schedule.fail("values", "each rate must be > 0");
+}
+
+// The rest of the schedule, once the learning rate (spec.base_lr) is known.
+void read_schedule(ConfigNode& s, OptimizerConfig& opt) {
+  LrScheduleSpec& spec = opt.schedule;
+  spec.warmup_steps = s.get<int64_t>("warmup_steps", 0);
+  if (spec.warmup_steps < 0) s.fail("warmup_steps", "must be >= 0");
+  const auto decay_steps = [&] {
+    spec.decay_steps = positive(s, "decay_steps", s.require<int64_t>("decay_steps"));
+  };
+  const auto min_lr = [&] {
+    spec.min_lr = s.get("min_lr", 0.0);
+    if (spec.min_lr < 0 || spec.min_lr > spec.base_lr)
+      s.fail("min_lr", "must be in [0, learning_rate]");
+  };
+  if (spec.type == "step") {
+    spec.step_size = positive(s, "step_size", s.require<int64_t>("step_size"));
+    spec.gamma = positive_number(s, "gamma", s.get("gamma", 0.1));
+  } else if (spec.type == "cosine") {
+    min_lr();
+    spec.decay_steps = s.get<int64_t>("decay_steps", 0);
+    if (spec.decay_steps < 0)
+      s.fail("decay_steps", "must be > 0 (or 0: the whole run after warm-up)");
+  } else if (spec.type == "exponential" || spec.type == "inverse_time") {
+    decay_steps();
+    spec.decay_rate = s.require<double>("decay_rate");
+    // The rate never grows, so the decoupled weight decay's bound holds at every step.
+    if (spec.type == "exponential" ? !(spec.decay_rate > 0 && spec.decay_rate <= 1)
+                                   : !(spec.decay_rate >= 0))
+      s.fail("decay_rate", spec.type == "exponential" ? "must be in (0, 1]" : "must be >= 0");
+    spec.staircase = s.get("staircase", false);
+  } else if (spec.type == "polynomial") {
+    decay_steps();
+    min_lr();
+    spec.power = positive_number(s, "power", s.get("power", 1.0));
+  } else if (spec.type == "reduce_on_plateau") {
+    opt.plateau = parse_plateau(s, spec.base_lr);
+  }
+  s.finish();
+}
+
+}  // namespace
 
 OptimizerConfig parse_optimizer(ConfigNode node) {
   OptimizerConfig opt;
   opt.type = node.choice("type", {"sgd", "adam", "adamw", "rmsprop"});
-  // RMSprop by each rule takes its library's defaults: PyTorch's rate 0.01, rho (its alpha) 0.99
-  // and epsilon 1e-8; Keras' 0.001, 0.9 and 1e-7.
-  const bool keras_rmsprop =
-      opt.type == "rmsprop" && node.choice("rule", {"pytorch", "keras"}, "pytorch") == "keras";
-  const double default_lr =
-      opt.type == "sgd" || (opt.type == "rmsprop" && !keras_rmsprop) ? 1e-2 : 1e-3;
-  opt.schedule.base_lr =
-      positive_number(node, "learning_rate", node.get("learning_rate", default_lr));
+  // Adam, AdamW and RMSprop follow PyTorch's rule or Keras' (AdamHyper, RmspropHyper), each with
+  // its library's defaults: RMSprop's rate 0.01, rho (PyTorch's alpha) 0.99 and epsilon 1e-8 or
+  // 0.001, 0.9 and 1e-7; Adam's epsilon 1e-8 or 1e-7; AdamW's weight decay 0.01 or 0.004.
+  const bool keras_rule =
+      opt.type != "sgd" && node.choice("rule", {"pytorch", "keras"}, "pytorch") == "keras";
+  // Parsed when absent too, so the resolved config shows the schedule in force.
+  ConfigNode schedule = node.optional_child("schedule");
+  LrScheduleSpec& spec = opt.schedule;
+  spec.type = schedule.choice("type",
+                              {"constant", "step", "cosine", "exponential", "inverse_time",
+                               "polynomial", "piecewise_constant", "reduce_on_plateau"},
+                              "constant");
+  if (spec.type == "piecewise_constant") read_piecewise(schedule, spec);
+  const double default_lr = !spec.values.empty() ? spec.values.front()
+                            : opt.type == "sgd" || (opt.type == "rmsprop" && !keras_rule) ? 1e-2
+                                                                                          : 1e-3;
+  spec.base_lr = positive_number(node, "learning_rate", node.get("learning_rate", default_lr));
+  if (!spec.values.empty() && spec.base_lr != spec.values.front())
+    node.fail("learning_rate",
+              "must be the first of the piecewise_constant schedule's values (the rate up to its "
+              "first boundary), or left out");
+  read_schedule(schedule, opt);
   if (opt.type == "sgd") {
     opt.sgd.momentum =
         static_cast<float>(in_unit_interval(node, "momentum", node.get("momentum", 0.0)));
@@ -22,7 +93,7 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
     if (opt.sgd.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
   } else if (opt.type == "rmsprop") {
     RmspropHyper& r = opt.rmsprop;
-    r.keras_rule = keras_rmsprop;
+    r.keras_rule = keras_rule;
     r.rho = static_cast<float>(
         in_unit_interval(node, "rho", node.get("rho", r.keras_rule ? 0.9 : 0.99)));
     r.momentum = static_cast<float>(in_unit_interval(node, "momentum", node.get("momentum", 0.0)));
@@ -34,40 +105,21 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
   } else {
     opt.adam.beta1 = static_cast<float>(in_unit_interval(node, "beta1", node.get("beta1", 0.9)));
     opt.adam.beta2 = static_cast<float>(in_unit_interval(node, "beta2", node.get("beta2", 0.999)));
-    opt.adam.epsilon =
-        static_cast<float>(positive_number(node, "epsilon", node.get("epsilon", 1e-8)));
-    // AdamW's default decay is PyTorch's (Keras' is 0.004).
+    opt.adam.keras_rule = keras_rule;
+    opt.adam.epsilon = static_cast<float>(
+        positive_number(node, "epsilon", node.get("epsilon", keras_rule ? 1e-7 : 1e-8)));
     opt.adam.decoupled_weight_decay = opt.type == "adamw";
+    const double adamw_decay = keras_rule ? 0.004 : 0.01;
     opt.adam.weight_decay =
-        static_cast<float>(node.get("weight_decay", opt.type == "adamw" ? 0.01 : 0.0));
+        static_cast<float>(node.get("weight_decay", opt.type == "adamw" ? adamw_decay : 0.0));
     if (opt.adam.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
   }
-  // The schedules never exceed the base rate, so this bounds every step's factor.
-  if (!opt.rate_fits_decay(opt.schedule.base_lr))
+  if (!opt.rate_fits_decay(opt.schedule.peak()))
     node.fail("weight_decay",
               "times learning_rate must be < 1 (a decoupled weight decay scales the weights by 1 - "
               "lr * weight_decay every step)");
   opt.global_clipnorm = node.get("global_clipnorm", 0.0);
   if (opt.global_clipnorm < 0) node.fail("global_clipnorm", "must be > 0 (or 0: off)");
-  {
-    // Parsed when absent too, so the resolved config shows the schedule in force.
-    ConfigNode s = node.optional_child("schedule");
-    LrScheduleSpec& spec = opt.schedule;
-    spec.type = s.choice("type", {"constant", "step", "cosine", "reduce_on_plateau"}, "constant");
-    spec.warmup_steps = s.get<int64_t>("warmup_steps", 0);
-    if (spec.warmup_steps < 0) s.fail("warmup_steps", "must be >= 0");
-    if (spec.type == "step") {
-      spec.step_size = positive(s, "step_size", s.require<int64_t>("step_size"));
-      spec.gamma = positive_number(s, "gamma", s.get("gamma", 0.1));
-    } else if (spec.type == "cosine") {
-      spec.min_lr = s.get("min_lr", 0.0);
-      if (spec.min_lr < 0 || spec.min_lr > spec.base_lr)
-        s.fail("min_lr", "must be in [0, learning_rate]");
-    } else if (spec.type == "reduce_on_plateau") {
-      opt.plateau = parse_plateau(s, spec.base_lr);
-    }
-    s.finish();
-  }
   node.finish();
   return opt;
 }

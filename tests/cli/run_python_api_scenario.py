@@ -45,7 +45,7 @@ model:
     - {{type: dense, units: 4, activation: softmax}}
 loss: sparse_categorical_crossentropy
 metrics: [accuracy]
-optimizer: {{type: adam, learning_rate: 0.01}}
+optimizer: {{type: adam, rule: keras, learning_rate: 0.01}}  # ddp.Adam: Keras' rule
 training: {{epochs: 3, global_batch_size: 64, tail: partial}}
 """
 

@@ -4,8 +4,8 @@ Note [rate set by a callback]): keras.callbacks.ReduceLROnPlateau and EarlyStopp
 (restore_best_weights) train the same bits as ddp.ReduceLROnPlateau and ddp.EarlyStopping with the
 same settings, LearningRateScheduler trains each epoch at the rate its schedule gives,
 BackupAndRestore continues a fit that died where its last checkpoint left it (Note [run
-checkpoints]), and ModelCheckpoint writes a weights file. keras.optimizers.RMSprop in compile
-trains what Keras trains. Weights files (Note [Keras weights files]): a Keras model of
+checkpoints]), and ModelCheckpoint writes a weights file. Keras' RMSprop, Adam and SGD objects in
+compile, with Keras' learning-rate schedules, train what Keras trains. Weights files (Note [Keras weights files]): a Keras model of
 the same layers (a convnet with batch normalization and a layer without a bias) loads what
 ddp-trainer saved, ModelCheckpoint's included, and predicts what ddp-trainer does; ddp-trainer
 loads what Keras trained and predicts what Keras does. Runs where a Python with Keras 3 is found
@@ -72,26 +72,41 @@ def main():
     check("keras.callbacks.LearningRateScheduler",
           np.allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6), f"rates {rates}")
 
-    # keras.optimizers.RMSprop given to compile trains what it trains in Keras, from the same
-    # weights: Keras' rule (epsilon under the root, the rate inside the momentum buffer, which
-    # the schedule changes each epoch, decoupled weight decay), centered.
-    ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
-    ours.build()
-    keras_mlp = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"),
-                                  keras.layers.Dense(4, activation="softmax")])
-    for ours_layer, keras_layer in zip(ours.layers, keras_mlp.layers):
-        keras_layer.set_weights(ours_layer.get_weights())
-    for m in (ours, keras_mlp):
-        m.compile(keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True, weight_decay=0.01),
-                  "sparse_categorical_crossentropy")
-        m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0,
-              callbacks=[keras.callbacks.LearningRateScheduler(lambda epoch, rate:
-                                                               0.01 * 0.5 ** epoch)])
-    diff = max(float(np.abs(a - b).max()) for ours_layer, keras_layer in
-               zip(ours.layers, keras_mlp.layers)
-               for a, b in zip(ours_layer.get_weights(), keras_layer.get_weights()))
-    check("keras.optimizers.RMSprop", diff < 1e-5,
-          f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
+    # Keras' optimizers given to compile train what they train in Keras, from the same weights:
+    # RMSprop by Keras' rule (epsilon under the root, the rate inside the momentum buffer, which
+    # a LearningRateScheduler changes each epoch, decoupled weight decay), centered; Adam by
+    # Keras' rule (epsilon before the bias correction: large here, to show) under an
+    # ExponentialDecay; SGD under a PiecewiseConstantDecay.
+    schedules = keras.optimizers.schedules
+    for make, callbacks in [
+            (lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True,
+                                              weight_decay=0.01),
+             [keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.01 * 0.5 ** epoch)]),
+            (lambda: keras.optimizers.Adam(schedules.ExponentialDecay(0.01, 5, 0.5),
+                                           epsilon=0.01), []),
+            (lambda: keras.optimizers.SGD(schedules.PiecewiseConstantDecay([8, 16],
+                                                                           [0.5, 0.1, 0.02])),
+             [])]:
+        ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+        ours.build()
+        keras_mlp = keras.Sequential([keras.Input((10,)),
+                                      keras.layers.Dense(16, activation="relu"),
+                                      keras.layers.Dense(4, activation="softmax")])
+        for ours_layer, keras_layer in zip(ours.layers, keras_mlp.layers):
+            keras_layer.set_weights(ours_layer.get_weights())
+        for m in (ours, keras_mlp):
+            m.compile(make(), "sparse_categorical_crossentropy")
+            m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0,
+                  callbacks=callbacks)
+        diff = max(float(np.abs(a - b).max()) for ours_layer, keras_layer in
+                   zip(ours.layers, keras_mlp.layers)
+                   for a, b in zip(ours_layer.get_weights(), keras_layer.get_weights()))
+        optimizer = make()
+        schedule = optimizer.get_config()["learning_rate"]
+        what = type(optimizer).__name__ + (f" under {schedule['class_name']}"
+                                           if isinstance(schedule, dict) else "")
+        check(f"keras.optimizers.{what}", diff < 1e-5,
+              f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
 
     # keras.callbacks.BackupAndRestore works through the trainer's checkpoints.
     backup_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_keras_backup_{os.getpid()}")

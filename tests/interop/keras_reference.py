@@ -5,7 +5,8 @@ tests/unit/test_reduce_lr_on_plateau.cpp replayed through keras.callbacks.EarlyS
 ReduceLROnPlateau; Note [augmentation]: test_augment.cpp's shifted rows through
 keras.ops.image.affine_transform (interpolation nearest, each fill mode), its zoomed rows and
 rotated images through keras.layers.RandomZoom and RandomRotation with ranges of one value
-(Note [affine resampling]: the TensorFlow backend, Keras' default). Runs where a Python
+(Note [affine resampling]: the TensorFlow backend, Keras' default); the learning-rate schedules
+of test_optimizers.cpp through keras.optimizers.schedules. Runs where a Python
 with Keras 3 is found (benchmarks/setup_frameworks.sh makes one); ctest registers it only
 there."""
 
@@ -157,6 +158,29 @@ CASES += [
     (lambda: zoomed_row("constant", "nearest", 0.5), ([2, 2, 3, 3], 0.0)),
     (lambda: rotated(0.25), ([2, 5, 8, 1, 4, 7, 0, 3, 6], 0.0)),
     (lambda: rotated(-0.5), ([8, 7, 6, 5, 4, 3, 2, 1, 0], 0.0)),
+]
+
+
+def rate(schedule, step):
+    """A Keras LearningRateSchedule's rate at `step` (Keras computes it in float32)."""
+    return [], float(schedule(step))
+
+
+S = keras.optimizers.schedules
+# test_optimizers.cpp's LrSchedule tests of Keras' schedules (the step counts earlier steps).
+CASES += [
+    (lambda: rate(S.ExponentialDecay(0.1, 10, 0.5), 5), ([], 0.1 * math.sqrt(0.5))),
+    (lambda: rate(S.ExponentialDecay(0.1, 10, 0.5), 20), ([], 0.025)),
+    (lambda: rate(S.ExponentialDecay(0.1, 10, 0.5, staircase=True), 19), ([], 0.05)),
+    (lambda: rate(S.InverseTimeDecay(0.1, 10, 0.5), 5), ([], 0.08)),
+    (lambda: rate(S.InverseTimeDecay(0.1, 10, 0.5, staircase=True), 15), ([], 0.1 / 1.5)),
+    (lambda: rate(S.PolynomialDecay(0.1, 10, 0.01, power=2), 5), ([], 0.0325)),
+    (lambda: rate(S.PolynomialDecay(0.1, 10, 0.01, power=2), 50), ([], 0.01)),
+    (lambda: rate(S.PiecewiseConstantDecay([10, 20], [0.1, 0.05, 0.01]), 10), ([], 0.1)),
+    (lambda: rate(S.PiecewiseConstantDecay([10, 20], [0.1, 0.05, 0.01]), 11), ([], 0.05)),
+    (lambda: rate(S.PiecewiseConstantDecay([10, 20], [0.1, 0.05, 0.01]), 21), ([], 0.01)),
+    (lambda: rate(S.CosineDecay(0.1, 10, alpha=0.1), 5), ([], 0.055)),
+    (lambda: rate(S.CosineDecay(0.1, 10, alpha=0.1), 30), ([], 0.01)),
 ]
 
 

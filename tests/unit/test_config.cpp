@@ -103,7 +103,7 @@ TEST(Config, AdamWDecaysDecoupledWithPyTorchsDefault) {
   EXPECT_EQ(adamw.resolved["optimizer"]["weight_decay"].as<double>(), 0.01);
 }
 
-TEST(Config, RmspropTakesEachRulesOwnDefaults) {
+TEST(Config, EachRuleTakesItsLibrarysDefaults) {
   const Config pytorch = parse_with({"optimizer.type=rmsprop", "optimizer.learning_rate=~"});
   EXPECT_FALSE(pytorch.optimizer.rmsprop.keras_rule);
   EXPECT_DOUBLE_EQ(pytorch.optimizer.schedule.base_lr, 1e-2);
@@ -117,6 +117,20 @@ TEST(Config, RmspropTakesEachRulesOwnDefaults) {
   EXPECT_DOUBLE_EQ(keras.optimizer.schedule.base_lr, 1e-3);
   EXPECT_FLOAT_EQ(keras.optimizer.rmsprop.rho, 0.9f);
   EXPECT_FLOAT_EQ(keras.optimizer.rmsprop.epsilon, 1e-7f);
+  const Config adamw = parse_with({"optimizer.type=adamw", "optimizer.rule=keras"});
+  EXPECT_TRUE(adamw.optimizer.adam.keras_rule);
+  EXPECT_FLOAT_EQ(adamw.optimizer.adam.epsilon, 1e-7f);
+  EXPECT_FLOAT_EQ(adamw.optimizer.adam.weight_decay, 0.004f);
+}
+
+TEST(Config, PiecewiseConstantScheduleGivesTheLearningRate) {
+  const Config c = parse_with({"optimizer.learning_rate=~",
+                               "optimizer.schedule={type: piecewise_constant, boundaries: [100, "
+                               "200], values: [0.01, 0.001, 0.0001]}"});
+  EXPECT_DOUBLE_EQ(c.optimizer.schedule.base_lr, 0.01);
+  EXPECT_EQ(c.optimizer.schedule.boundaries, (std::vector<int64_t>{100, 200}));
+  EXPECT_DOUBLE_EQ(c.optimizer.schedule.peak(), 0.01);
+  EXPECT_EQ(c.resolved["optimizer"]["learning_rate"].as<double>(), 0.01);
 }
 
 TEST(Config, MseIsMeanSquaredErrorWithMaeByDefault) {
@@ -180,9 +194,27 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"optimizer.type=adamw", "optimizer.weight_decay=100"},
                 "optimizer.weight_decay: times learning_rate must be < 1"},
         BadCase{{"optimizer.global_clipnorm=-1"}, "optimizer.global_clipnorm: must be > 0"},
+        BadCase{{"optimizer.schedule={type: exponential, decay_rate: 0.5}"},
+                "optimizer.schedule.decay_steps: required key is missing"},
+        BadCase{{"optimizer.schedule={type: exponential, decay_steps: 10, decay_rate: 2}"},
+                "optimizer.schedule.decay_rate: must be in (0, 1]"},
+        BadCase{{"optimizer.schedule={type: piecewise_constant, boundaries: [10, 5], values: [1, "
+                 "2, 3]}"},
+                "optimizer.schedule.boundaries: must be increasing step counts >= 0"},
+        BadCase{{"optimizer.schedule={type: piecewise_constant, boundaries: [10], values: [1]}"},
+                "optimizer.schedule.values: must be one more than the boundaries (2), got 1"},
+        BadCase{{"optimizer.schedule={type: piecewise_constant, boundaries: [10], values: [0.1, "
+                 "0.01]}"},
+                "optimizer.learning_rate: must be the first of the piecewise_constant schedule's "
+                "values"},
+        // A later, larger value bounds the decoupled weight decay too.
+        BadCase{{"optimizer.type=adamw", "optimizer.learning_rate=~",
+                 "optimizer.schedule={type: piecewise_constant, boundaries: [10], values: [1, "
+                 "200]}"},
+                "optimizer.weight_decay: times learning_rate must be < 1"},
         BadCase{{"optimizer.type=rmsprop", "optimizer.rule=tensorflow"},
                 "optimizer.rule: unknown value 'tensorflow'"},
-        BadCase{{"optimizer.rule=keras"}, "optimizer.rule: unknown key"},
+        BadCase{{"optimizer.type=sgd", "optimizer.rule=keras"}, "optimizer.rule: unknown key"},
         BadCase{{"optimizer.type=rmsprop", "optimizer.rho=1"},
                 "optimizer.rho: must be in [0, 1), got 1"},
         // PyTorch's rule adds the decay to the gradient, which no rate makes unsafe.

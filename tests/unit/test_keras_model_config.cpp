@@ -202,5 +202,65 @@ TEST(KerasModelConfig, RmspropByKerasRule) {
   EXPECT_TRUE(api.rmsprop.centered);
 }
 
+// Keras' LearningRateSchedule objects, serialized as an optimizer's get_config() and a .keras
+// file hold them, as the config's schedules (their values: test_optimizers.cpp, keras_reference).
+TEST(KerasModelConfig, LearningRateSchedulesAsTheConfigsSchedules) {
+  const auto parsed = [](const char* schedule) {
+    YAML::Node root(YAML::NodeType::Map);
+    root["optimizer"] =
+        keras::keras_optimizer({{"class_name", "SGD"},
+                                {"config", {{"learning_rate", nlohmann::json::parse(schedule)}}}},
+                               "compile")
+            .node;
+    return parse_optimizer_config(root, "compile").schedule;
+  };
+  const LrScheduleSpec exponential = parsed(R"({"module": "keras.optimizers.schedules",
+      "class_name": "ExponentialDecay", "config": {"initial_learning_rate": 0.1,
+      "decay_steps": 10, "decay_rate": 0.5, "staircase": true, "name": "ExponentialDecay"},
+      "registered_name": null})");
+  EXPECT_EQ(exponential.type, "exponential");
+  EXPECT_DOUBLE_EQ(exponential.base_lr, 0.1);
+  EXPECT_EQ(exponential.decay_steps, 10);
+  EXPECT_DOUBLE_EQ(exponential.decay_rate, 0.5);
+  EXPECT_TRUE(exponential.staircase);
+  const LrScheduleSpec polynomial = parsed(R"({"class_name": "PolynomialDecay", "config": {
+      "initial_learning_rate": 0.1, "decay_steps": 10, "power": 2.0, "cycle": false}})");
+  EXPECT_EQ(polynomial.type, "polynomial");
+  EXPECT_DOUBLE_EQ(polynomial.min_lr, 0.0001);  // Keras' end_learning_rate
+  EXPECT_DOUBLE_EQ(polynomial.power, 2);
+  const LrScheduleSpec cosine = parsed(R"({"class_name": "CosineDecay", "config": {
+      "initial_learning_rate": 0.1, "decay_steps": 10, "alpha": 0.1, "warmup_target": null,
+      "warmup_steps": 0}})");
+  EXPECT_EQ(cosine.type, "cosine");
+  EXPECT_EQ(cosine.decay_steps, 10);
+  EXPECT_DOUBLE_EQ(cosine.min_lr, 0.1 * 0.1);
+  const LrScheduleSpec piecewise = parsed(R"({"class_name": "PiecewiseConstantDecay",
+      "config": {"boundaries": [10, 20], "values": [0.1, 0.05, 0.01]}})");
+  EXPECT_EQ(piecewise.type, "piecewise_constant");
+  EXPECT_DOUBLE_EQ(piecewise.base_lr, 0.1);
+  EXPECT_EQ(piecewise.values, (std::vector<double>{0.1, 0.05, 0.01}));
+  EXPECT_EQ(parsed(R"({"class_name": "InverseTimeDecay", "config": {"initial_learning_rate": 0.1,
+      "decay_steps": 10, "decay_rate": 0.5}})")
+                .type,
+            "inverse_time");
+  // What ddp-trainer's schedules cannot do: one line naming it.
+  const auto refused = [&](const char* schedule) {
+    try {
+      parsed(schedule);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no ConfigError");
+  };
+  EXPECT_EQ(refused(R"({"class_name": "CosineDecay", "config": {"initial_learning_rate": 0.0,
+      "decay_steps": 10, "warmup_target": 0.1, "warmup_steps": 5}})"),
+            "compile: the optimizer SGD: its schedule CosineDecay: warmup_target 0.1; "
+            "ddp-trainer's schedules do not have it");
+  EXPECT_EQ(refused(R"({"class_name": "CosineDecayRestarts", "config": {}})"),
+            "compile: the optimizer SGD: the learning-rate schedule CosineDecayRestarts is not one "
+            "ddp-trainer has (CosineDecay, ExponentialDecay, InverseTimeDecay, "
+            "PiecewiseConstantDecay, PolynomialDecay)");
+}
+
 }  // namespace
 }  // namespace ddp

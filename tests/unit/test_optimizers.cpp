@@ -67,6 +67,17 @@ TEST(Adam, TwoBiasCorrectedSteps) {
   EXPECT_EQ(adam.steps_taken(), 2);
 }
 
+TEST(Adam, KerasRuleAddsEpsilonBeforeTheBiasCorrection) {
+  // g = 0.5 at lr 0.1: m = 0.05, v = 2.5e-4. PyTorch: 0.1 / 0.1 x m / (sqrt(v / 0.001) + eps);
+  // Keras: 0.1 sqrt(0.001) / 0.1 x m / (sqrt(v) + eps). A large epsilon shows the difference.
+  const AdamHyper pytorch{.epsilon = 0.01f};
+  EXPECT_NEAR(adam_after(pytorch, {0.5f}), 1 - 0.05 / (0.5 + 0.01), 1e-6);
+  AdamHyper keras = pytorch;
+  keras.keras_rule = true;
+  EXPECT_NEAR(adam_after(keras, {0.5f}), 1 - std::sqrt(0.001) * 0.05 / (std::sqrt(2.5e-4) + 0.01),
+              1e-6);
+}
+
 TEST(Adam, UpdatesEveryElementOfTheFlatBuffer) {
   auto backend = make_cpu_backend();
   Adam adam(*backend, 3, AdamHyper{});
@@ -207,6 +218,51 @@ TEST(LrSchedule, CosineWithWarmup) {
   EXPECT_NEAR(s.at(500), 0.1f, 1e-6);
 }
 
+// The Keras schedules' values at these steps come from Keras itself in keras_reference.
+TEST(LrSchedule, ExponentialAndInverseTimeDecayWithStaircase) {
+  const LrScheduleSpec exponential{
+      .type = "exponential", .base_lr = 0.1, .decay_steps = 10, .decay_rate = 0.5};
+  EXPECT_FLOAT_EQ(LrSchedule(exponential).at(0), 0.1f);
+  EXPECT_FLOAT_EQ(LrSchedule(exponential).at(5), 0.1f * std::sqrt(0.5f));
+  EXPECT_FLOAT_EQ(LrSchedule(exponential).at(20), 0.025f);
+  LrScheduleSpec staircase = exponential;
+  staircase.staircase = true;
+  EXPECT_FLOAT_EQ(LrSchedule(staircase).at(19), 0.05f);
+  LrScheduleSpec inverse = exponential;
+  inverse.type = "inverse_time";
+  EXPECT_FLOAT_EQ(LrSchedule(inverse).at(5), 0.08f);  // 0.1 / (1 + 0.5 x 0.5)
+  inverse.staircase = true;
+  EXPECT_FLOAT_EQ(LrSchedule(inverse).at(15), 0.1f / 1.5f);
+}
+
+TEST(LrSchedule, PolynomialDecayStopsAtItsEndRate) {
+  const LrScheduleSpec s{
+      .type = "polynomial", .base_lr = 0.1, .min_lr = 0.01, .decay_steps = 10, .power = 2};
+  EXPECT_FLOAT_EQ(LrSchedule(s).at(5), 0.0325f);  // 0.09 x 0.5^2 + 0.01
+  EXPECT_FLOAT_EQ(LrSchedule(s).at(10), 0.01f);
+  EXPECT_FLOAT_EQ(LrSchedule(s).at(50), 0.01f);
+}
+
+TEST(LrSchedule, PiecewiseConstantChangesAfterEachBoundary) {
+  const LrScheduleSpec s{.type = "piecewise_constant",
+                         .base_lr = 0.1,
+                         .boundaries = {10, 20},
+                         .values = {0.1, 0.05, 0.01}};
+  const LrSchedule schedule(s);
+  EXPECT_FLOAT_EQ(schedule.at(10), 0.1f);  // Keras: values[0] up to and including the boundary
+  EXPECT_FLOAT_EQ(schedule.at(11), 0.05f);
+  EXPECT_FLOAT_EQ(schedule.at(20), 0.05f);
+  EXPECT_FLOAT_EQ(schedule.at(21), 0.01f);
+}
+
+TEST(LrSchedule, CosineOverDecayStepsThenItsFloor) {
+  // Keras' CosineDecay(0.1, 10, alpha=0.1): the whole run would be 1000 steps.
+  const LrScheduleSpec s{
+      .type = "cosine", .base_lr = 0.1, .min_lr = 0.01, .decay_steps = 10, .total_steps = 1000};
+  EXPECT_FLOAT_EQ(LrSchedule(s).at(5), 0.055f);
+  EXPECT_FLOAT_EQ(LrSchedule(s).at(30), 0.01f);
+}
+
 }  // namespace
 }  // namespace ddp
 
@@ -259,6 +315,17 @@ TEST(Optimizers, ReadGradientsTimesTheStepsScale) {
   }
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);
+  // RMSprop reads the scaled gradients as well, its weight decay's term unscaled.
+  const RmspropHyper hyper{.momentum = 0.5f, .weight_decay = 0.1f};
+  Rmsprop rms_scaled(*backend, 3, hyper), rms_prescaled(*backend, 3, hyper);
+  a = b = {1, 2, 3};
+  for (const float scale : {0.3f, 0.9f}) {
+    for (size_t i = 0; i < 3; ++i) times[i] = grads[i] * scale;
+    rms_scaled.begin_step(scale);
+    rms_scaled.update(0, a, grads, 0.1f, GradCheck::kNone);
+    rms_prescaled.step(b, times, 0.1f, GradCheck::kNone);
+  }
+  EXPECT_EQ(a, b);
 }
 
 // Note [non-finite check]: the updates report a NaN or infinity anywhere in the gradients they
@@ -271,28 +338,29 @@ TEST(Optimizers, UpdatesReportNonFiniteGradientsWhenAsked) {
     Sgd plain(*backend, kCount, SgdHyper{});
     Sgd momentum(*backend, kCount, SgdHyper{0.9f, 1e-4f, true});
     Adam adam(*backend, kCount, AdamHyper{});
-    return std::vector<bool>{plain.step(params, grads, 0.1f, check),
-                             momentum.step(params, grads, 0.1f, check),
-                             adam.step(params, grads, 0.1f, check)};
+    Rmsprop rmsprop(*backend, kCount, RmspropHyper{.momentum = 0.9f, .centered = true});
+    return std::vector<bool>{
+        plain.step(params, grads, 0.1f, check), momentum.step(params, grads, 0.1f, check),
+        adam.step(params, grads, 0.1f, check), rmsprop.step(params, grads, 0.1f, check)};
   };
-  EXPECT_EQ(updates(GradCheck::kFinite), std::vector<bool>(3, true));
+  EXPECT_EQ(updates(GradCheck::kFinite), std::vector<bool>(4, true));
   for (const size_t at : {size_t{0}, size_t{500}, kCount - 1}) {
     for (const float bad :
          {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
           -std::numeric_limits<float>::infinity()}) {
       std::fill(params.begin(), params.end(), 1.0f);
       grads[at] = bad;
-      EXPECT_EQ(updates(GradCheck::kFinite), std::vector<bool>(3, false)) << bad << " at " << at;
-      EXPECT_EQ(updates(GradCheck::kNone), std::vector<bool>(3, true)) << "unchecked";
+      EXPECT_EQ(updates(GradCheck::kFinite), std::vector<bool>(4, false)) << bad << " at " << at;
+      EXPECT_EQ(updates(GradCheck::kNone), std::vector<bool>(4, true)) << "unchecked";
       EXPECT_FALSE(backend->take_nonfinite()) << "neither update asked to be told later";
       // Note [deferred readback]: the answer comes from the next take_nonfinite(), once.
-      EXPECT_EQ(updates(GradCheck::kFiniteLater), std::vector<bool>(3, true));
+      EXPECT_EQ(updates(GradCheck::kFiniteLater), std::vector<bool>(4, true));
       EXPECT_TRUE(backend->take_nonfinite()) << bad << " at " << at;
       EXPECT_FALSE(backend->take_nonfinite()) << "taken";
       grads[at] = 0.25f;
     }
   }
-  EXPECT_EQ(updates(GradCheck::kFiniteLater), std::vector<bool>(3, true));
+  EXPECT_EQ(updates(GradCheck::kFiniteLater), std::vector<bool>(4, true));
   EXPECT_FALSE(backend->take_nonfinite()) << "finite gradients";
 }
 
