@@ -99,6 +99,7 @@ Spec BackupAndRestore(const std::string& backup_dir, int64_t save_freq_steps,
 }
 Spec SGD(double learning_rate, double momentum, bool nesterov) {
   return {map({{"type", YAML::Node("sgd")},
+               {"rule", YAML::Node("keras")},
                {"learning_rate", YAML::Node(learning_rate)},
                {"momentum", YAML::Node(momentum)},
                {"nesterov", YAML::Node(nesterov)}})};

@@ -71,6 +71,7 @@ Spec BatchNormalization(bool sync = false);
 // (epsilon 1e-7; AdamW's decoupled weight decay 0.004).
 Spec Adam(double learning_rate = 0.001);
 Spec AdamW(double learning_rate = 0.001, double weight_decay = 0.004);
+// Keras 3's SGD: Keras' rule (optimizer.rule: keras, SgdHyper).
 Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
 // Keras 3's RMSprop, rule and defaults (optimizer.rule: keras).
 Spec RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,

@@ -305,26 +305,25 @@ Spec keras_optimizer(const json& optimizer, const std::string& where,
   }
   if (c.contains("global_clipnorm") && !c["global_clipnorm"].is_null())
     out["global_clipnorm"] = c["global_clipnorm"].get<double>();
+  out["rule"] = "keras";
   if (lower == "sgd") {
     out["momentum"] = in.get<double>("momentum", 0.0);
     out["nesterov"] = in.get<bool>("nesterov", false);
-    in.require("weight_decay", nullptr);
+    out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
   } else if (lower == "rmsprop") {
-    out["rule"] = "keras";
     out["rho"] = in.get<double>("rho", 0.9);
     out["momentum"] = in.get<double>("momentum", 0.0);
     out["epsilon"] = in.get<double>("epsilon", 1e-7);
     out["centered"] = in.get<bool>("centered", false);
     out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
   } else {
-    out["rule"] = "keras";
     out["beta1"] = in.get<double>("beta_1", 0.9);
     out["beta2"] = in.get<double>("beta_2", 0.999);
     out["epsilon"] = in.get<double>("epsilon", 1e-7);
-    if (lower == "adamw")
-      out["weight_decay"] = in.get<double>("weight_decay", 0.004);
-    else
-      in.require("weight_decay", nullptr);  // Keras' Adam decays decoupled; ddp's Adam, as L2
+    // Keras decays any optimizer's weights decoupled: its Adam with a decay is AdamW.
+    const double decay = in.get<double>("weight_decay", lower == "adamw" ? 0.004 : 0.0);
+    if (decay != 0) out["type"] = "adamw";
+    if (decay != 0 || lower == "adamw") out["weight_decay"] = decay;
   }
   return {out};
 }

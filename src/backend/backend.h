@@ -35,6 +35,14 @@ struct SgdHyper {
   float momentum = 0;
   float weight_decay = 0;
   bool nesterov = false;
+  // Keras' rule: the rate inside the velocity (v = momentum v + lr g; w -= v, Nesterov's
+  // w -= momentum v + lr g), where PyTorch's multiplies it by the rate of the step (the same while
+  // the rate is constant; under a schedule Keras' velocity carries the earlier rates), and the
+  // weight decay decoupled (PyTorch's adds weight_decay * w to the gradient).
+  bool keras_rule = false;
+
+  float l2() const { return keras_rule ? 0.0f : weight_decay; }
+  float decay(float lr) const { return keras_rule ? 1 - lr * weight_decay : 1.0f; }
 };
 
 // Whether an optimizer update also checks the gradients it reads (Note [non-finite check]):

@@ -16,6 +16,17 @@ uint32_t sgd_chunk(float* params, const float* grads, float* velocity, size_t be
   const float mu = hyper.momentum;
   const float wd = hyper.weight_decay;
   uint32_t non_finite = 0;
+  if (hyper.keras_rule) {  // SgdHyper: the rate inside the velocity, the decay decoupled
+    const float decay = hyper.decay(lr);
+    for (size_t i = begin; i < end; ++i) {
+      non_finite |= is_non_finite(grads[i]);
+      const float step = lr * (grads[i] * scale);
+      const float v = mu == 0 ? step : mu * velocity[i] + step;
+      if (mu != 0) velocity[i] = v;
+      params[i] = params[i] * decay - (hyper.nesterov ? mu * v + step : v);
+    }
+    return non_finite;
+  }
   if (mu == 0) {
     for (size_t i = begin; i < end; ++i) {
       non_finite |= is_non_finite(grads[i]);

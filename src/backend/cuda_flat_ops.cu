@@ -10,9 +10,17 @@ namespace {
 // The updates check the gradients they read where `nonfinite` is not null: a NaN or infinity sets
 // it to 1 (Note [non-finite check]), with no pass of its own over the gradients.
 __global__ void sgd_kernel(float* p, const float* g, float* v, size_t n, float lr, float scale,
-                           float mu, float wd, bool nesterov, int* nonfinite) {
+                           float mu, float wd, bool nesterov, bool keras_rule, float decay,
+                           int* nonfinite) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     if (nonfinite && !isfinite(g[i])) *nonfinite = 1;
+    if (keras_rule) {  // SgdHyper: the rate inside the velocity, the decay decoupled
+      const float step = lr * (g[i] * scale);
+      const float vel = v ? mu * v[i] + step : step;
+      if (v) v[i] = vel;
+      p[i] = p[i] * decay - (nesterov ? mu * vel + step : vel);
+      continue;
+    }
     const float grad = g[i] * scale + wd * p[i];
     if (!v) {
       p[i] -= lr * grad;
@@ -95,7 +103,8 @@ void sgd_update(float* params, const float* grads, float* velocity, size_t count
                 float grad_scale, const SgdHyper& hyper, int* nonfinite, cudaStream_t stream) {
   sgd_kernel<<<blocks_for(count), kThreads, 0, stream>>>(
       params, grads, hyper.momentum != 0 ? velocity : nullptr, count, lr, grad_scale,
-      hyper.momentum, hyper.weight_decay, hyper.nesterov, nonfinite);
+      hyper.momentum, hyper.weight_decay, hyper.nesterov, hyper.keras_rule, hyper.decay(lr),
+      nonfinite);
   cudaCheck(cudaGetLastError());
 }
 

@@ -15,7 +15,9 @@ bool Sgd::update_piece(size_t state_offset, std::span<float> params, std::span<c
 }
 
 std::optional<float> Sgd::momentum_only_coefficient() const {
-  if (hyper_.momentum == 0 || hyper_.weight_decay != 0 || hyper_.nesterov) return std::nullopt;
+  // The tiles apply PyTorch's rule (Note [update in the tiles]).
+  if (hyper_.momentum == 0 || hyper_.weight_decay != 0 || hyper_.nesterov || hyper_.keras_rule)
+    return std::nullopt;
   return hyper_.momentum;
 }
 

@@ -5,11 +5,13 @@
 
 namespace ddp {
 
-// torch.optim.SGD semantics: v = mu v + (g + wd p); p -= lr (nesterov ? g + mu v : v).
+// torch.optim.SGD semantics: v = mu v + (g + wd p); p -= lr (nesterov ? g + mu v : v); or
+// Keras' (SgdHyper), whose velocity holds steps rather than gradients, so that a checkpoint of
+// one does not resume the other: its name is "sgd_keras".
 class Sgd final : public Optimizer {
  public:
   Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper);
-  std::string name() const override { return "sgd"; }
+  std::string name() const override { return hyper_.keras_rule ? "sgd_keras" : "sgd"; }
   std::vector<StateTensor> state() override;
 
  protected:

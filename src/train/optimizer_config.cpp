@@ -62,11 +62,10 @@ void read_schedule(ConfigNode& s, OptimizerConfig& opt) {
 OptimizerConfig parse_optimizer(ConfigNode node) {
   OptimizerConfig opt;
   opt.type = node.choice("type", {"sgd", "adam", "adamw", "rmsprop"});
-  // Adam, AdamW and RMSprop follow PyTorch's rule or Keras' (AdamHyper, RmspropHyper), each with
+  // Every optimizer follows PyTorch's rule or Keras' (SgdHyper, AdamHyper, RmspropHyper), each with
   // its library's defaults: RMSprop's rate 0.01, rho (PyTorch's alpha) 0.99 and epsilon 1e-8 or
   // 0.001, 0.9 and 1e-7; Adam's epsilon 1e-8 or 1e-7; AdamW's weight decay 0.01 or 0.004.
-  const bool keras_rule =
-      opt.type != "sgd" && node.choice("rule", {"pytorch", "keras"}, "pytorch") == "keras";
+  const bool keras_rule = node.choice("rule", {"pytorch", "keras"}, "pytorch") == "keras";
   // Parsed when absent too, so the resolved config shows the schedule in force.
   ConfigNode schedule = node.optional_child("schedule");
   LrScheduleSpec& spec = opt.schedule;
@@ -89,6 +88,7 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
         static_cast<float>(in_unit_interval(node, "momentum", node.get("momentum", 0.0)));
     opt.sgd.nesterov = node.get("nesterov", false);
     if (opt.sgd.nesterov && opt.sgd.momentum == 0) node.fail("nesterov", "needs momentum > 0");
+    opt.sgd.keras_rule = keras_rule;
     opt.sgd.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
     if (opt.sgd.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
   } else if (opt.type == "rmsprop") {

@@ -20,11 +20,12 @@ struct OptimizerConfig {
   PlateauConfig plateau;       // schedule type reduce_on_plateau: Note [reduce on plateau]
 
   // Whether `rate` may be this optimizer's learning rate: a decoupled weight decay (AdamW's,
-  // RMSprop's by Keras' rule) scales the weights by 1 - rate x weight_decay every step, which
-  // must stay positive.
+  // SGD's and RMSprop's by Keras' rule) scales the weights by 1 - rate x weight_decay every step,
+  // which must stay positive.
   bool rate_fits_decay(double rate) const { return rate * decoupled_weight_decay() < 1; }
   double decoupled_weight_decay() const {
     if (type == "rmsprop") return rmsprop.keras_rule ? rmsprop.weight_decay : 0;
+    if (type == "sgd") return sgd.keras_rule ? sgd.weight_decay : 0;
     return adam.decoupled_weight_decay ? adam.weight_decay : 0;
   }
 };

@@ -138,7 +138,11 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
                    1e-2f, 0.375f, 4, AdamHyper{0.9f, 0.999f, 1e-8f, 0.1f, true}, GradCheck::kNone);
     EXPECT_TRUE(be.sgd_update(PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.1f,
                               0.375f, SgdHyper{0.9f, 1e-3f, false}, GradCheck::kFinite));
-    // RMSprop by both rules, with all three state buffers.
+    // SGD and RMSprop by Keras' rules too; RMSprop with all three state buffers.
+    EXPECT_TRUE(be.sgd_update(
+        PA.buffer.data(), GA.buffer.data(), VEL.buffer.data(), 1000, 0.05f, 1,
+        SgdHyper{.momentum = 0.9f, .weight_decay = 1e-3f, .nesterov = true, .keras_rule = true},
+        GradCheck::kFinite));
     Mirror SQ(be, std::vector<float>(1000)), BUF(be, std::vector<float>(1000)),
         GAV(be, std::vector<float>(1000));
     for (const bool keras_rule : {false, true})

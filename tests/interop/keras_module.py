@@ -76,7 +76,8 @@ def main():
     # RMSprop by Keras' rule (epsilon under the root, the rate inside the momentum buffer, which
     # a LearningRateScheduler changes each epoch, decoupled weight decay), centered; Adam by
     # Keras' rule (epsilon before the bias correction: large here, to show) under an
-    # ExponentialDecay; SGD under a PiecewiseConstantDecay.
+    # ExponentialDecay; SGD under a PiecewiseConstantDecay, and by Keras' rule (the rate inside
+    # the velocity, decoupled weight decay) with Nesterov momentum under a LearningRateScheduler.
     schedules = keras.optimizers.schedules
     for make, callbacks in [
             (lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True,
@@ -86,7 +87,9 @@ def main():
                                            epsilon=0.01), []),
             (lambda: keras.optimizers.SGD(schedules.PiecewiseConstantDecay([8, 16],
                                                                            [0.5, 0.1, 0.02])),
-             [])]:
+             []),
+            (lambda: keras.optimizers.SGD(0.2, momentum=0.9, nesterov=True, weight_decay=0.01),
+             [keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.2 * 0.25 ** epoch)])]:
         ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
         ours.build()
         keras_mlp = keras.Sequential([keras.Input((10,)),

@@ -214,7 +214,6 @@ INSTANTIATE_TEST_SUITE_P(
                 "optimizer.weight_decay: times learning_rate must be < 1"},
         BadCase{{"optimizer.type=rmsprop", "optimizer.rule=tensorflow"},
                 "optimizer.rule: unknown value 'tensorflow'"},
-        BadCase{{"optimizer.type=sgd", "optimizer.rule=keras"}, "optimizer.rule: unknown key"},
         BadCase{{"optimizer.type=rmsprop", "optimizer.rho=1"},
                 "optimizer.rho: must be in [0, 1), got 1"},
         // PyTorch's rule adds the decay to the gradient, which no rate makes unsafe.

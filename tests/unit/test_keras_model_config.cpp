@@ -202,6 +202,27 @@ TEST(KerasModelConfig, RmspropByKerasRule) {
   EXPECT_TRUE(api.rmsprop.centered);
 }
 
+// Keras decays every optimizer's weights decoupled (its base Optimizer does): Adam with a decay
+// trains as AdamW, SGD by its Keras rule.
+TEST(KerasModelConfig, KerasWeightDecayIsDecoupled) {
+  const auto parsed = [](const char* type, double decay) {
+    YAML::Node root(YAML::NodeType::Map);
+    root["optimizer"] =
+        keras::keras_optimizer({{"class_name", type}, {"config", {{"weight_decay", decay}}}},
+                               "compile")
+            .node;
+    return parse_optimizer_config(root, "compile");
+  };
+  const OptimizerConfig adam = parsed("Adam", 0.01);
+  EXPECT_EQ(adam.type, "adamw");
+  EXPECT_TRUE(adam.adam.keras_rule);
+  EXPECT_FLOAT_EQ(adam.adam.weight_decay, 0.01f);
+  EXPECT_EQ(parsed("Adam", 0).type, "adam");
+  const OptimizerConfig sgd = parsed("SGD", 0.01);
+  EXPECT_TRUE(sgd.sgd.keras_rule);
+  EXPECT_DOUBLE_EQ(sgd.decoupled_weight_decay(), 0.01f);
+}
+
 // Keras' LearningRateSchedule objects, serialized as an optimizer's get_config() and a .keras
 // file hold them, as the config's schedules (their values: test_optimizers.cpp, keras_reference).
 TEST(KerasModelConfig, LearningRateSchedulesAsTheConfigsSchedules) {

@@ -52,6 +52,28 @@ TEST(Sgd, WeightDecay) {
   EXPECT_FLOAT_EQ(sgd_after({0, 0.1f, false}, {0.5f}), 0.94f);
 }
 
+TEST(Sgd, KerasRuleKeepsTheRateInsideTheVelocity) {
+  // Momentum 0.5, g = 0.5 at rates 0.1 then 0.2. PyTorch: velocity 0.5, then 0.75, times the
+  // rate: 1 - 0.05 - 0.15. Keras: velocity 0.05, then 0.025 + 0.1: 1 - 0.05 - 0.125.
+  const auto after = [](const SgdHyper& hyper, float g) {
+    auto backend = make_cpu_backend();
+    Sgd sgd(*backend, 1, hyper);
+    float p = 1;
+    sgd.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
+    sgd.step({&p, 1}, {&g, 1}, 0.2f, GradCheck::kNone);
+    return p;
+  };
+  EXPECT_NEAR(after({.momentum = 0.5f}, 0.5f), 0.8, 1e-6);
+  EXPECT_NEAR(after({.momentum = 0.5f, .keras_rule = true}, 0.5f), 0.825, 1e-6);
+  // Nesterov: Keras' w -= mu v + lr g, 1 - 0.075 - (0.0625 + 0.1).
+  EXPECT_NEAR(after({.momentum = 0.5f, .nesterov = true, .keras_rule = true}, 0.5f), 0.7625, 1e-6);
+  // A zero gradient and weight decay 0.1: Keras scales the weight by 0.99 and 0.98; PyTorch's L2
+  // term enters the velocity, 0.1 then 0.05 + 0.099 at the rates 0.1 and 0.2.
+  EXPECT_NEAR(after({.momentum = 0.5f, .weight_decay = 0.1f, .keras_rule = true}, 0), 0.99 * 0.98,
+              1e-6);
+  EXPECT_NEAR(after({.momentum = 0.5f, .weight_decay = 0.1f}, 0), 0.99 - 0.2 * 0.149, 1e-6);
+}
+
 TEST(Adam, TwoBiasCorrectedSteps) {
   auto backend = make_cpu_backend();
   Adam adam(*backend, 1, AdamHyper{});
