@@ -108,11 +108,13 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
     opt.adam.keras_rule = keras_rule;
     opt.adam.epsilon = static_cast<float>(
         positive_number(node, "epsilon", node.get("epsilon", keras_rule ? 1e-7 : 1e-8)));
-    opt.adam.decoupled_weight_decay = opt.type == "adamw";
     const double adamw_decay = keras_rule ? 0.004 : 0.01;
     opt.adam.weight_decay =
         static_cast<float>(node.get("weight_decay", opt.type == "adamw" ? adamw_decay : 0.0));
     if (opt.adam.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
+    // Keras decays any optimizer's weights decoupled: its Adam with a decay is AdamW.
+    opt.adam.decoupled_weight_decay =
+        opt.type == "adamw" || (keras_rule && opt.adam.weight_decay > 0);
   }
   if (!opt.rate_fits_decay(opt.schedule.peak()))
     node.fail("weight_decay",

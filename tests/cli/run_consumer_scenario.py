@@ -89,9 +89,10 @@ def main():
         line = next(x for x in out.splitlines() if x.startswith("history: loss"))
         api = [float(v) for v in line.split()[2:]]
         run_dir = os.path.join(tmp, "run")
+        # keras::Adam is Keras' Adam (its epsilon and rule), the config's PyTorch's unless told.
         run([a.mpiexec, "-n", "2", a.ddp_train, "--config",
-             os.path.join(a.root, "configs", "seed_example.yaml"), "--run-dir", run_dir],
-            "ddp_train seed_example", env=env)
+             os.path.join(a.root, "configs", "seed_example.yaml"), "--run-dir", run_dir,
+             "--set", "optimizer.rule=keras"], "ddp_train seed_example", env=env)
         with open(os.path.join(run_dir, "metrics.jsonl")) as f:
             yaml_run = [json.loads(x)["loss"] for x in f if x.strip()]
         assert len(api) == len(yaml_run) == 10, f"epochs: API {len(api)}, ddp_train {len(yaml_run)}"

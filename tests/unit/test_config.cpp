@@ -121,6 +121,9 @@ TEST(Config, EachRuleTakesItsLibrarysDefaults) {
   EXPECT_TRUE(adamw.optimizer.adam.keras_rule);
   EXPECT_FLOAT_EQ(adamw.optimizer.adam.epsilon, 1e-7f);
   EXPECT_FLOAT_EQ(adamw.optimizer.adam.weight_decay, 0.004f);
+  const Config adam = parse_with({"optimizer.rule=keras", "optimizer.weight_decay=0.1"});
+  EXPECT_TRUE(adam.optimizer.adam.decoupled_weight_decay);  // Keras decays every optimizer so
+  EXPECT_FALSE(parse_with({"optimizer.weight_decay=0.1"}).optimizer.adam.decoupled_weight_decay);
 }
 
 TEST(Config, PiecewiseConstantScheduleGivesTheLearningRate) {
