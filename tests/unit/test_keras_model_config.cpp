@@ -161,27 +161,34 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
             0u);
 }
 
+// The optimizer section that a Keras optimizer's description becomes.
+OptimizerConfig keras_optimizer_config(const nlohmann::json& optimizer) {
+  YAML::Node root(YAML::NodeType::Map);
+  root["optimizer"] = keras::keras_optimizer(optimizer, "compile").node;
+  return parse_optimizer_config(root, "compile");
+}
+
 // Keras' RMSprop (as get_config() and a .keras file's compile_config describe it) trains by
 // Keras' rule, its settings and its defaults where they are left out.
 TEST(KerasModelConfig, RmspropByKerasRule) {
   const auto parsed = [](const nlohmann::json& settings) {
-    YAML::Node root(YAML::NodeType::Map);
-    root["optimizer"] =
-        keras::keras_optimizer({{"class_name", "RMSprop"}, {"config", settings}}, "compile").node;
-    return parse_optimizer_config(root, "compile");
+    return keras_optimizer_config({{"class_name", "RMSprop"}, {"config", settings}});
+  };
+  const auto expect_given = [](const OptimizerConfig& c) {
+    EXPECT_EQ(c.type, "rmsprop");
+    EXPECT_DOUBLE_EQ(c.schedule.base_lr, 0.01);
+    EXPECT_TRUE(c.rmsprop.keras_rule);
+    EXPECT_FLOAT_EQ(c.rmsprop.rho, 0.8f);
+    EXPECT_FLOAT_EQ(c.rmsprop.momentum, 0.5f);
+    EXPECT_FLOAT_EQ(c.rmsprop.epsilon, 1e-6f);
+    EXPECT_TRUE(c.rmsprop.centered);
   };
   const OptimizerConfig given = parsed(nlohmann::json::parse(R"({"name": "rmsprop",
       "learning_rate": 0.01, "weight_decay": 0.004, "clipnorm": null, "global_clipnorm": null,
       "clipvalue": null, "use_ema": false, "ema_momentum": 0.99, "ema_overwrite_frequency": null,
       "loss_scale_factor": null, "gradient_accumulation_steps": null, "rho": 0.8,
       "momentum": 0.5, "epsilon": 1e-06, "centered": true})"));
-  EXPECT_EQ(given.type, "rmsprop");
-  EXPECT_DOUBLE_EQ(given.schedule.base_lr, 0.01);
-  EXPECT_TRUE(given.rmsprop.keras_rule);
-  EXPECT_FLOAT_EQ(given.rmsprop.rho, 0.8f);
-  EXPECT_FLOAT_EQ(given.rmsprop.momentum, 0.5f);
-  EXPECT_FLOAT_EQ(given.rmsprop.epsilon, 1e-6f);
-  EXPECT_TRUE(given.rmsprop.centered);
+  expect_given(given);
   EXPECT_FLOAT_EQ(given.rmsprop.weight_decay, 0.004f);
   EXPECT_DOUBLE_EQ(given.decoupled_weight_decay(), 0.004f);
   const OptimizerConfig defaults = parsed(nlohmann::json::object());
@@ -193,25 +200,14 @@ TEST(KerasModelConfig, RmspropByKerasRule) {
   // The C++ API's (and the Python module's) RMSprop is the same optimizer.
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = keras::RMSprop(0.01, 0.8, 0.5, 1e-6, true).node;
-  const OptimizerConfig api = parse_optimizer_config(root, "compile");
-  EXPECT_DOUBLE_EQ(api.schedule.base_lr, 0.01);
-  EXPECT_TRUE(api.rmsprop.keras_rule);
-  EXPECT_FLOAT_EQ(api.rmsprop.rho, 0.8f);
-  EXPECT_FLOAT_EQ(api.rmsprop.momentum, 0.5f);
-  EXPECT_FLOAT_EQ(api.rmsprop.epsilon, 1e-6f);
-  EXPECT_TRUE(api.rmsprop.centered);
+  expect_given(parse_optimizer_config(root, "compile"));
 }
 
 // Keras decays every optimizer's weights decoupled (its base Optimizer does): Adam with a decay
 // trains as AdamW, SGD by its Keras rule.
 TEST(KerasModelConfig, KerasWeightDecayIsDecoupled) {
   const auto parsed = [](const char* type, double decay) {
-    YAML::Node root(YAML::NodeType::Map);
-    root["optimizer"] =
-        keras::keras_optimizer({{"class_name", type}, {"config", {{"weight_decay", decay}}}},
-                               "compile")
-            .node;
-    return parse_optimizer_config(root, "compile");
+    return keras_optimizer_config({{"class_name", type}, {"config", {{"weight_decay", decay}}}});
   };
   const OptimizerConfig adam = parsed("Adam", 0.01);
   EXPECT_EQ(adam.type, "adamw");
@@ -227,13 +223,10 @@ TEST(KerasModelConfig, KerasWeightDecayIsDecoupled) {
 // file hold them, as the config's schedules (their values: test_optimizers.cpp, keras_reference).
 TEST(KerasModelConfig, LearningRateSchedulesAsTheConfigsSchedules) {
   const auto parsed = [](const char* schedule) {
-    YAML::Node root(YAML::NodeType::Map);
-    root["optimizer"] =
-        keras::keras_optimizer({{"class_name", "SGD"},
-                                {"config", {{"learning_rate", nlohmann::json::parse(schedule)}}}},
-                               "compile")
-            .node;
-    return parse_optimizer_config(root, "compile").schedule;
+    return keras_optimizer_config(
+               {{"class_name", "SGD"},
+                {"config", {{"learning_rate", nlohmann::json::parse(schedule)}}}})
+        .schedule;
   };
   const LrScheduleSpec exponential = parsed(R"({"module": "keras.optimizers.schedules",
       "class_name": "ExponentialDecay", "config": {"initial_learning_rate": 0.1,
