@@ -34,6 +34,28 @@ TEST_P(DdpTraining, GlobalBatchMatchesSingleProcess) {
   EXPECT_GT(max_abs_diff(single, fresh), 1e-3f);
 }
 
+// Invariant 1 for each update rule (Keras' rules, RMSprop with all of its state), with the
+// state replicated and, where the path has it, sharded by ZeRO-1 (each rank updates its share).
+TEST_P(DdpTraining, EveryUpdateRuleMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const bool sharded = !refuses_zero1(comm);
+  for (const std::string optimizer :
+       {"{type: rmsprop, rule: keras, momentum: 0.5, centered: true, weight_decay: 0.01}",
+        "{type: sgd, rule: keras, learning_rate: 0.05, momentum: 0.9, nesterov: true, "
+        "weight_decay: 0.01}",
+        "{type: adam, rule: keras, weight_decay: 0.01}"}) {
+    for (const std::string zero : {"0", "1"}) {
+      if (zero == "1" && !sharded) continue;
+      const Config config = config_with({"optimizer=" + optimizer, "training.zero=" + zero});
+      const std::vector<float> distributed = train_and_get_params(config, comm, 20);
+      EXPECT_LE(max_abs_diff(distributed, train_and_get_params(config, *local, 20)), 1e-5f)
+          << optimizer << ", zero " << zero;
+      expect_identical_to_rank0(comm, distributed);
+    }
+  }
+}
+
 TEST_P(DdpTraining, PerRankBatchMatchesSingleProcessWithWorldTimesBatch) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
