@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "api/keras_settings.h"
 #include "core/error.h"
 #include "nn/model_builder.h"
 
@@ -113,61 +114,6 @@ json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input
 
 namespace {
 
-// Reads a Keras layer's or optimizer's settings, refusing those ddp-trainer's do not have.
-class KerasSettings {
- public:
-  // `owner`: whose settings, for the message (ddp-trainer's "layers" or "optimizers").
-  KerasSettings(const json& config, std::string where, const char* owner = "layers")
-      : c_(config), where_(std::move(where)), owner_(owner) {}
-  // It keeps a reference to the settings, which a temporary would leave dangling.
-  KerasSettings(json&& config, std::string where, const char* owner = "layers") = delete;
-
-  [[noreturn]] void refuse(const std::string& what) const {
-    throw ConfigError(where_ + ": " + what + "; ddp-trainer's " + owner_ + " do not have it");
-  }
-  // A setting that must be absent, null or `expected` (Keras' default).
-  void require(const char* key, const json& expected) const {
-    if (c_.contains(key) && !c_[key].is_null() && c_[key] != expected)
-      refuse(std::string(key) + " " + c_[key].dump());
-  }
-  template <class T>
-  T get(const char* key, const T& fallback) const {
-    return c_.contains(key) && !c_[key].is_null() ? c_[key].get<T>() : fallback;
-  }
-  YAML::Node pair(const char* key, const json& fallback) const {
-    const json v = c_.contains(key) && !c_[key].is_null() ? c_[key] : fallback;
-    YAML::Node out(YAML::NodeType::Sequence);
-    for (const json& d : v.is_array() ? v : json::array({v, v})) out.push_back(d.get<int64_t>());
-    return out;
-  }
-  std::string activation(const std::vector<std::string>& known) const {
-    const std::string a = get<std::string>("activation", "linear");
-    if (std::find(known.begin(), known.end(), a) == known.end()) refuse("activation " + a);
-    return a;
-  }
-  // use_bias, the kernel's L1/L2 penalty, and no other regularizer or constraint.
-  void weighted(YAML::Node& out) const {
-    out["use_bias"] = get<bool>("use_bias", true);
-    for (const char* none :
-         {"bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"})
-      require(none, nullptr);
-    if (!c_.contains("kernel_regularizer") || c_["kernel_regularizer"].is_null()) return;
-    const json& r = c_["kernel_regularizer"];
-    const std::string type = r.value("class_name", "");
-    if (type != "L1L2" && type != "L1" && type != "L2") refuse("kernel_regularizer " + type);
-    const json& settings = r.value("config", json::object());
-    for (const char* key : {"l1", "l2"})
-      if (settings.contains(key) && !settings[key].is_null())  // L1 has l1 only, L2 l2
-        out["kernel_regularizer"][key] = settings[key].get<double>();
-  }
-  void channels_last() const { require("data_format", "channels_last"); }
-
- private:
-  const json& c_;
-  std::string where_;
-  const char* owner_;
-};
-
 YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& in) {
   YAML::Node out(YAML::NodeType::Map);
   if (class_name == "Dense") {
@@ -230,103 +176,7 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
   return out;
 }
 
-// A Keras LearningRateSchedule (keras.optimizers.schedules, serialized) as the config's schedule
-// (`out`), where ddp-trainer has it; returns its initial rate, the config's learning_rate.
-double keras_schedule(const json& schedule, const std::string& where, YAML::Node out) {
-  const std::string name = schedule.value("class_name", "");
-  const json settings = schedule.value("config", json::object());
-  const KerasSettings in(settings, where + ": its schedule " + name, "schedules");
-  const auto decay = [&](const char* type) {
-    out["type"] = type;
-    out["decay_steps"] = in.get<int64_t>("decay_steps", 0);
-    return in.get<double>("initial_learning_rate", 0.0);
-  };
-  if (name == "ExponentialDecay" || name == "InverseTimeDecay") {
-    const double initial = decay(name == "ExponentialDecay" ? "exponential" : "inverse_time");
-    out["decay_rate"] = in.get<double>("decay_rate", 0.0);
-    out["staircase"] = in.get<bool>("staircase", false);
-    return initial;
-  }
-  if (name == "PolynomialDecay") {
-    in.require("cycle", false);
-    const double initial = decay("polynomial");
-    out["min_lr"] = in.get<double>("end_learning_rate", 0.0001);
-    out["power"] = in.get<double>("power", 1.0);
-    return initial;
-  }
-  if (name == "CosineDecay") {
-    // Keras warms up from initial_learning_rate to warmup_target; ddp-trainer's warm-up starts
-    // at a warmup_steps-th of the rate it reaches.
-    in.require("warmup_target", nullptr);
-    const double initial = decay("cosine");
-    out["min_lr"] = in.get<double>("alpha", 0.0) * initial;
-    return initial;
-  }
-  if (name == "PiecewiseConstantDecay") {
-    out["type"] = "piecewise_constant";
-    const std::vector<double> values = in.get<std::vector<double>>("values", {});
-    out["boundaries"] = in.get<std::vector<int64_t>>("boundaries", {});
-    out["values"] = values;
-    return values.empty() ? 0.0 : values.front();  // empty: the config refuses it by name
-  }
-  throw ConfigError(where + ": the learning-rate schedule " + name +
-                    " is not one ddp-trainer has (CosineDecay, ExponentialDecay, "
-                    "InverseTimeDecay, PiecewiseConstantDecay, PolynomialDecay)");
-}
-
 }  // namespace
-
-// Keras' defaults where a setting is left out (Keras' Adam epsilon is 1e-7 where ddp-trainer's
-// default is PyTorch's 1e-8).
-Spec keras_optimizer(const json& optimizer, const std::string& where,
-                     const std::string& otherwise) {
-  const std::string type =
-      optimizer.is_string() ? optimizer.get<std::string>() : optimizer.value("class_name", "");
-  std::string lower = type;
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  const json c = optimizer.is_object() ? optimizer.value("config", json::object()) : json::object();
-  const KerasSettings in(c, where + ": the optimizer " + type, "optimizers");
-  if (lower != "adam" && lower != "adamw" && lower != "rmsprop" && lower != "sgd")
-    throw ConfigError(where + ": the optimizer " + type +
-                      " is not one ddp-trainer has (Adam, AdamW, RMSprop, SGD)" + otherwise);
-  for (const char* none : {"clipnorm", "clipvalue", "ema_overwrite_frequency", "loss_scale_factor",
-                           "gradient_accumulation_steps"})
-    in.require(none, nullptr);
-  in.require("use_ema", false);
-  in.require("amsgrad", false);
-  YAML::Node out(YAML::NodeType::Map);
-  out["type"] = lower;
-  if (c.contains("learning_rate") && c["learning_rate"].is_object()) {
-    out["learning_rate"] =
-        keras_schedule(c["learning_rate"], where + ": the optimizer " + type, out["schedule"]);
-  } else {
-    out["learning_rate"] = in.get<double>("learning_rate", lower == "sgd" ? 0.01 : 0.001);
-  }
-  if (c.contains("global_clipnorm") && !c["global_clipnorm"].is_null())
-    out["global_clipnorm"] = c["global_clipnorm"].get<double>();
-  out["rule"] = "keras";
-  if (lower == "sgd") {
-    out["momentum"] = in.get<double>("momentum", 0.0);
-    out["nesterov"] = in.get<bool>("nesterov", false);
-    out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
-  } else if (lower == "rmsprop") {
-    out["rho"] = in.get<double>("rho", 0.9);
-    out["momentum"] = in.get<double>("momentum", 0.0);
-    out["epsilon"] = in.get<double>("epsilon", 1e-7);
-    out["centered"] = in.get<bool>("centered", false);
-    out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
-  } else {
-    out["beta1"] = in.get<double>("beta_1", 0.9);
-    out["beta2"] = in.get<double>("beta_2", 0.999);
-    out["epsilon"] = in.get<double>("epsilon", 1e-7);
-    // Keras decays any optimizer's weights decoupled: its Adam with a decay is AdamW.
-    const double decay = in.get<double>("weight_decay", lower == "adamw" ? 0.004 : 0.0);
-    if (decay != 0) out["type"] = "adamw";
-    if (decay != 0 || lower == "adamw") out["weight_decay"] = decay;
-  }
-  return {out};
-}
 
 KerasModel keras_model_from_config(const json& config, const std::string& origin, bool compile) {
   const std::string where = origin + ": config.json";

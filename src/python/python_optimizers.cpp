@@ -33,13 +33,19 @@ keras::Spec optimizer_of_keras_object(const py::object& optimizer) {
   const py::object as_float = py::module_::import("builtins").attr("float");
   const std::string class_name = py::type::of(optimizer).attr("__name__").cast<std::string>();
   try {
+    const py::object config = optimizer.attr("get_config")();
+    if (!py::isinstance<py::dict>(config))
+      throw ConfigError(std::string(kWhere) + ": the optimizer " + class_name +
+                        ": its get_config() is not a dict of settings");
     const std::string settings =
-        dumps(optimizer.attr("get_config")(), py::arg("default") = as_float).cast<std::string>();
+        dumps(config, py::arg("default") = as_float, py::arg("allow_nan") = false)
+            .cast<std::string>();
     return keras::keras_optimizer(
         {{"class_name", class_name}, {"config", nlohmann::json::parse(settings)}}, kWhere);
-  } catch (const py::error_already_set& e) {
+  } catch (const py::error_already_set& e) {  // e.what() would add the traceback's lines
     throw ConfigError(std::string(kWhere) + ": the optimizer " + class_name +
-                      ": its get_config() is not plain settings (" + e.what() + ")");
+                      ": its get_config() is not plain settings (" +
+                      py::str(e.value()).cast<std::string>() + ")");
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(std::string(kWhere) + ": the optimizer " + class_name + ": " + e.what());
   }

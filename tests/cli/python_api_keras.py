@@ -228,7 +228,13 @@ def keras_arguments():
     result["optimizers"] = [bool(np.array_equal(weights(by_default), weights(rmsprop))),
                             bool(np.array_equal(weights(by_default), weights(sgd))),
                             by_default.optimizer.learning_rate]
-    for optimizer in ("adagrad", Adam()):
+    class SGD:  # get_config()'s values of the wrong kind, or no settings at all
+        def __init__(self, config):
+            self.config = config
+
+        def get_config(self):
+            return self.config
+    for optimizer in ("adagrad", Adam(), SGD({"learning_rate": "fast"}), SGD(None)):
         try:
             model(optimizer)
         except ddp.ConfigError as e:

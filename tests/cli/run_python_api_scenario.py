@@ -356,7 +356,10 @@ class Scenarios:
             "Sequential: compile: optimizer 'adagrad' is not one the trainer has (adam, adamw, "
             "rmsprop, sgd)",
             "Sequential: compile: the optimizer Adam: amsgrad true; ddp-trainer's optimizers do "
-            "not have it"], r["optimizers"]
+            "not have it",
+            "Sequential: compile: the optimizer SGD: learning_rate \"fast\" is not a number",
+            "Sequential: compile: the optimizer SGD: its get_config() is not a dict of settings"],\
+            r["optimizers"]
 
     def backup_and_restore_continues_a_killed_job(self):
         out = os.path.join(self.tmp, "backup")

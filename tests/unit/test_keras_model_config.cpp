@@ -156,7 +156,9 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
             "ddp-trainer's optimizers do not have it");
   EXPECT_EQ(refused("/class_name", "Functional"),
             "m.keras: config.json: a Functional model; ddp-trainer trains Sequential models");
-  EXPECT_EQ(refused("/config/layers/1/config/filters", "four")
+  EXPECT_EQ(refused("/config/layers/1/config/filters", "four"),
+            "m.keras: config.json: layers[1] (Conv2D): filters \"four\" is not a number");
+  EXPECT_EQ(refused("/config/layers", "none")
                 .rfind("m.keras: config.json: not a Keras model config: ", 0),
             0u);
 }

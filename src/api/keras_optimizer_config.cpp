@@ -1,0 +1,116 @@
+// Keras' optimizers and learning-rate schedules as ddp-trainer's optimizer section (Note [Keras
+// model config]).
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+#include <vector>
+
+#include "api/keras_model_config.h"
+#include "api/keras_settings.h"
+#include "core/error.h"
+
+namespace ddp::keras {
+namespace {
+
+using json = nlohmann::json;
+
+// A Keras LearningRateSchedule (keras.optimizers.schedules, serialized) as the config's schedule
+// (`out`), where ddp-trainer has it; returns its initial rate, the config's learning_rate.
+double keras_schedule(const json& schedule, const std::string& where, YAML::Node out) {
+  const std::string name = schedule.value("class_name", "");
+  const json settings = schedule.value("config", json::object());
+  const KerasSettings in(settings, where + ": its schedule " + name, "schedules");
+  const auto decay = [&](const char* type) {
+    out["type"] = type;
+    out["decay_steps"] = in.required<int64_t>("decay_steps");
+    return in.required<double>("initial_learning_rate");
+  };
+  if (name == "ExponentialDecay" || name == "InverseTimeDecay") {
+    const double initial = decay(name == "ExponentialDecay" ? "exponential" : "inverse_time");
+    out["decay_rate"] = in.required<double>("decay_rate");
+    out["staircase"] = in.get<bool>("staircase", false);
+    return initial;
+  }
+  if (name == "PolynomialDecay") {
+    in.require("cycle", false);
+    const double initial = decay("polynomial");
+    out["min_lr"] = in.get<double>("end_learning_rate", 0.0001);
+    out["power"] = in.get<double>("power", 1.0);
+    return initial;
+  }
+  if (name == "CosineDecay") {
+    // Keras warms up from initial_learning_rate to warmup_target; ddp-trainer's warm-up starts
+    // at a warmup_steps-th of the rate it reaches.
+    in.require("warmup_target", nullptr);
+    const double initial = decay("cosine");
+    out["min_lr"] = in.get<double>("alpha", 0.0) * initial;
+    return initial;
+  }
+  if (name == "PiecewiseConstantDecay") {
+    out["type"] = "piecewise_constant";
+    const std::vector<double> values = in.required<std::vector<double>>("values");
+    out["boundaries"] = in.required<std::vector<int64_t>>("boundaries");
+    out["values"] = values;
+    return values.empty() ? 0.0 : values.front();  // empty: the config refuses it by name
+  }
+  throw ConfigError(where + ": the learning-rate schedule " + name +
+                    " is not one ddp-trainer has (CosineDecay, ExponentialDecay, "
+                    "InverseTimeDecay, PiecewiseConstantDecay, PolynomialDecay)");
+}
+
+}  // namespace
+
+// Keras' defaults where a setting is left out (Keras' Adam epsilon is 1e-7 where ddp-trainer's
+// default is PyTorch's 1e-8).
+Spec keras_optimizer(const json& optimizer, const std::string& where,
+                     const std::string& otherwise) {
+  const std::string type =
+      optimizer.is_string() ? optimizer.get<std::string>() : optimizer.value("class_name", "");
+  std::string lower = type;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  const json c = optimizer.is_object() ? optimizer.value("config", json::object()) : json::object();
+  const KerasSettings in(c, where + ": the optimizer " + type, "optimizers");
+  if (lower != "adam" && lower != "adamw" && lower != "rmsprop" && lower != "sgd")
+    throw ConfigError(where + ": the optimizer " + type +
+                      " is not one ddp-trainer has (Adam, AdamW, RMSprop, SGD)" + otherwise);
+  for (const char* none : {"clipnorm", "clipvalue", "ema_overwrite_frequency", "loss_scale_factor",
+                           "gradient_accumulation_steps"})
+    in.require(none, nullptr);
+  in.require("use_ema", false);
+  in.require("amsgrad", false);
+  YAML::Node out(YAML::NodeType::Map);
+  out["type"] = lower;
+  if (c.contains("learning_rate") && c["learning_rate"].is_object()) {
+    out["learning_rate"] =
+        keras_schedule(c["learning_rate"], where + ": the optimizer " + type, out["schedule"]);
+  } else {
+    out["learning_rate"] = in.get<double>("learning_rate", lower == "sgd" ? 0.01 : 0.001);
+  }
+  if (c.contains("global_clipnorm") && !c["global_clipnorm"].is_null())
+    out["global_clipnorm"] = c["global_clipnorm"].get<double>();
+  out["rule"] = "keras";
+  if (lower == "sgd") {
+    out["momentum"] = in.get<double>("momentum", 0.0);
+    out["nesterov"] = in.get<bool>("nesterov", false);
+    out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
+  } else if (lower == "rmsprop") {
+    out["rho"] = in.get<double>("rho", 0.9);
+    out["momentum"] = in.get<double>("momentum", 0.0);
+    out["epsilon"] = in.get<double>("epsilon", 1e-7);
+    out["centered"] = in.get<bool>("centered", false);
+    out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
+  } else {
+    out["beta1"] = in.get<double>("beta_1", 0.9);
+    out["beta2"] = in.get<double>("beta_2", 0.999);
+    out["epsilon"] = in.get<double>("epsilon", 1e-7);
+    // Keras decays any optimizer's weights decoupled: its Adam with a decay is AdamW.
+    const double decay = in.get<double>("weight_decay", lower == "adamw" ? 0.004 : 0.0);
+    if (decay != 0) out["type"] = "adamw";
+    if (decay != 0 || lower == "adamw") out["weight_decay"] = decay;
+  }
+  return {out};
+}
+
+}  // namespace ddp::keras
