@@ -82,6 +82,7 @@ Trainer::Trainer(const Config& config, Communicator& comm, ComputeBackend& backe
                                                         sync_->gradients_final_in_backward(),
                                                     sync_->weight_grad_split());
   progress_ = std::make_unique<ProgressBar>(std::cout, ProgressMode::kOff);
+  start_schedule();
 
   // Every rank initializes from the same seed, and rank 0's values are broadcast anyway so
   // replicas start identical whatever the ranks' math libraries do.
@@ -198,15 +199,12 @@ void Trainer::validate_and_build() {
 
   sampler_ = std::make_unique<DistributedSampler>(train_.size(), per_rank_batch_, world,
                                                   comm_.rank(), config_.seed, t.shuffle, t.tail);
-  LrScheduleSpec schedule = config_.optimizer.schedule;
   // Micro-batches left over at an epoch's end (fewer than accumulation_steps) are not used.
   steps_per_epoch_ = sampler_->steps_per_epoch() / accumulation_;
   if (steps_per_epoch_ == 0)
     throw DataError(train_.origin + ": " + std::to_string(train_.size()) +
                     " samples do not fill one step of " + std::to_string(accumulation_) +
                     " accumulated micro-batches of " + std::to_string(micro_batch()));
-  schedule.total_steps = t.epochs * steps_per_epoch_;
-  schedule_ = std::make_unique<LrSchedule>(schedule);
 }
 
 void Trainer::train_step() {
@@ -246,7 +244,7 @@ void Trainer::train_step() {
   for (int64_t micro = 0; micro < accumulation_; ++micro)
     step_samples += sampler_->global_samples(step_in_epoch_ * accumulation_ + micro);
   InBackwardUpdate* const update_in_backward =
-      step_update_->begin_step(learning_rate(completed_steps_));
+      step_update_->begin_step(learning_rate(optimizer_->steps_taken()));
   // Note [accumulation]: micro-batch j of step s is global micro-batch s * k + j of the epoch's
   // order, so k accumulated micro-batches cover exactly the samples of one k-times larger batch;
   // gradients add up locally and are reduced once, after the last.

@@ -105,7 +105,7 @@ class Trainer {
   // if it made one, becomes the rate of every later step, on every rank.
   void agree_on_learning_rate();
   // The rate the next step trains with.
-  double next_learning_rate() const { return learning_rate(completed_steps_); }
+  double next_learning_rate() const { return learning_rate(optimizer_->steps_taken()); }
   // The rate agreed on from a callback's request, if any.
   std::optional<double> callback_learning_rate() const { return callback_rate_; }
   // Keras' fit(initial_epoch=...), before fit(): the position at the start of `epoch` (0-based),
@@ -211,7 +211,14 @@ class Trainer {
   // weights), true to stop; the best weights back at the end of training; their state into and
   // out of checkpoints.
   void set_up_callbacks();
-  float learning_rate(int64_t completed_steps) const;
+  // The rate of the step after `steps_taken` optimizer steps. The schedule counts the
+  // optimizer's steps, as Keras' count optimizer.iterations: a fit that goes on with the last
+  // fit's optimizer (Note [model state]) goes on with its schedule.
+  float learning_rate(int64_t steps_taken) const;
+  // The schedule of this fit, once its position and the optimizer's steps are known (set-up,
+  // restore, start_at_epoch): its whole run (the span of a cosine without decay_steps) ends with
+  // the fit's last step, counted as the optimizer counts them.
+  void start_schedule();
   double monitored_value(const Monitor& monitor, const EpochRecord& record);
   bool stop_after_callbacks(const EpochRecord& record);
   void restore_best_weights();

@@ -86,9 +86,16 @@ void Trainer::agree_on_learning_rate() {
   if (!std::isnan(rate)) callback_rate_ = rate;
 }
 
-float Trainer::learning_rate(int64_t completed_steps) const {
+void Trainer::start_schedule() {
+  LrScheduleSpec schedule = config_.optimizer.schedule;
+  schedule.total_steps =
+      optimizer_->steps_taken() + config_.training.epochs * steps_per_epoch_ - completed_steps_;
+  schedule_ = std::make_unique<LrSchedule>(schedule);
+}
+
+float Trainer::learning_rate(int64_t steps_taken) const {
   if (callback_rate_) return static_cast<float>(*callback_rate_);
-  const float rate = schedule_->at(completed_steps);
+  const float rate = schedule_->at(steps_taken);
   return plateau_ ? static_cast<float>(rate * plateau_->scale()) : rate;
 }
 

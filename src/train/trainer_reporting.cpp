@@ -44,7 +44,8 @@ void Trainer::log_step_loss(double loss_sum, int64_t step_samples) {
   if (!tensorboard_) return;
   tensorboard_->scalar("step/loss", completed_steps_,
                        loss_sum / static_cast<double>(std::max<int64_t>(step_samples, 1)));
-  tensorboard_->scalar("step/learning_rate", completed_steps_, learning_rate(completed_steps_ - 1));
+  tensorboard_->scalar("step/learning_rate", completed_steps_,
+                       learning_rate(optimizer_->steps_taken() - 1));
   tensorboard_->flush();
 }
 
@@ -105,7 +106,7 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   if (config_.optimizer.global_clipnorm > 0) record.clipped_steps = clipped_in_epoch_;
   clipped_in_epoch_ = 0;
   record.loss = sums[0] / samples_in(sums);
-  record.learning_rate = learning_rate(completed_steps_ - 1);
+  record.learning_rate = learning_rate(optimizer_->steps_taken() - 1);
   record.metrics = metrics_->values(std::span(sums).subspan(1));
   record.samples_per_sec =
       static_cast<double>(steps_run * global_batch()) / std::max(train_seconds, 1e-9);

@@ -166,6 +166,7 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
   last_checkpoint_step_ = completed_steps_;
   // The sums so far are global: one rank carries them so the epoch's final all-reduce is right.
   epoch_sums_ = comm_.rank() == 0 ? s.epoch_sums : std::vector<double>(s.epoch_sums.size());
+  start_schedule();
 }
 
 void Trainer::start_at_epoch(int64_t epoch) {
@@ -173,6 +174,7 @@ void Trainer::start_at_epoch(int64_t epoch) {
   step_in_epoch_ = 0;
   completed_steps_ = epoch * steps_per_epoch_;
   last_checkpoint_step_ = completed_steps_;
+  start_schedule();
 }
 
 }  // namespace ddp
