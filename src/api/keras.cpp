@@ -51,16 +51,20 @@ Spec BatchNormalization(bool sync) {
   return {map({{"type", YAML::Node("batch_normalization")}, {"sync", YAML::Node(sync)}})};
 }
 
-Spec Adam(double learning_rate) {
+Spec Adam(double learning_rate, double beta_1, double beta_2, double epsilon) {
   return {map({{"type", YAML::Node("adam")},
                {"rule", YAML::Node("keras")},
-               {"learning_rate", YAML::Node(learning_rate)}})};
-}
-Spec AdamW(double learning_rate, double weight_decay) {
-  return {map({{"type", YAML::Node("adamw")},
-               {"rule", YAML::Node("keras")},
                {"learning_rate", YAML::Node(learning_rate)},
-               {"weight_decay", YAML::Node(weight_decay)}})};
+               {"beta1", YAML::Node(beta_1)},
+               {"beta2", YAML::Node(beta_2)},
+               {"epsilon", YAML::Node(epsilon)}})};
+}
+Spec AdamW(double learning_rate, double weight_decay, double beta_1, double beta_2,
+           double epsilon) {
+  Spec adamw = Adam(learning_rate, beta_1, beta_2, epsilon);
+  adamw.node["type"] = "adamw";
+  adamw.node["weight_decay"] = weight_decay;
+  return adamw;
 }
 Spec CategoricalCrossentropy(double label_smoothing) {
   return {map({{"type", YAML::Node("categorical_crossentropy")},
@@ -97,21 +101,24 @@ Spec BackupAndRestore(const std::string& backup_dir, int64_t save_freq_steps,
                {"save_freq_steps", YAML::Node(save_freq_steps)},
                {"delete_checkpoint", YAML::Node(delete_checkpoint)}})};
 }
-Spec SGD(double learning_rate, double momentum, bool nesterov) {
+Spec SGD(double learning_rate, double momentum, bool nesterov, double weight_decay) {
   return {map({{"type", YAML::Node("sgd")},
                {"rule", YAML::Node("keras")},
                {"learning_rate", YAML::Node(learning_rate)},
                {"momentum", YAML::Node(momentum)},
-               {"nesterov", YAML::Node(nesterov)}})};
+               {"nesterov", YAML::Node(nesterov)},
+               {"weight_decay", YAML::Node(weight_decay)}})};
 }
-Spec RMSprop(double learning_rate, double rho, double momentum, double epsilon, bool centered) {
+Spec RMSprop(double learning_rate, double rho, double momentum, double epsilon, bool centered,
+             double weight_decay) {
   return {map({{"type", YAML::Node("rmsprop")},
                {"rule", YAML::Node("keras")},
                {"learning_rate", YAML::Node(learning_rate)},
                {"rho", YAML::Node(rho)},
                {"momentum", YAML::Node(momentum)},
                {"epsilon", YAML::Node(epsilon)},
-               {"centered", YAML::Node(centered)}})};
+               {"centered", YAML::Node(centered)},
+               {"weight_decay", YAML::Node(weight_decay)}})};
 }
 
 Spec synthetic(int64_t samples, int64_t features, int64_t classes) {

@@ -69,13 +69,16 @@ Spec BatchNormalization(bool sync = false);
 
 // Keras 3's Adam and AdamW: Keras' rule (optimizer.rule: keras, AdamHyper) and defaults
 // (epsilon 1e-7; AdamW's decoupled weight decay 0.004).
-Spec Adam(double learning_rate = 0.001);
-Spec AdamW(double learning_rate = 0.001, double weight_decay = 0.004);
-// Keras 3's SGD: Keras' rule (optimizer.rule: keras, SgdHyper).
-Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false);
+Spec Adam(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.999,
+          double epsilon = 1e-7);
+Spec AdamW(double learning_rate = 0.001, double weight_decay = 0.004, double beta_1 = 0.9,
+           double beta_2 = 0.999, double epsilon = 1e-7);
+// Keras 3's SGD: Keras' rule (optimizer.rule: keras, SgdHyper), the weight decay decoupled.
+Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = false,
+         double weight_decay = 0.0);
 // Keras 3's RMSprop, rule and defaults (optimizer.rule: keras).
 Spec RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,
-             double epsilon = 1e-7, bool centered = false);
+             double epsilon = 1e-7, bool centered = false, double weight_decay = 0.0);
 
 // A loss with settings (the config's `loss: {type: ...}`), for compile.
 Spec CategoricalCrossentropy(double label_smoothing = 0.0);

@@ -54,13 +54,16 @@ keras::Spec optimizer_of_keras_object(const py::object& optimizer) {
 }  // namespace
 
 void add_optimizers(py::module_& m) {
-  m.def("Adam", &keras::Adam, py::arg("learning_rate") = 0.001);
-  m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.004);
+  m.def("Adam", &keras::Adam, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
+        py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, "Keras 3's Adam: its rule");
+  m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.004,
+        py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7,
+        "Keras 3's AdamW: its rule");
   m.def("SGD", &keras::SGD, py::arg("learning_rate") = 0.01, py::arg("momentum") = 0.0,
-        py::arg("nesterov") = false);
+        py::arg("nesterov") = false, py::arg("weight_decay") = 0.0, "Keras 3's SGD: its rule");
   m.def("RMSprop", &keras::RMSprop, py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9,
         py::arg("momentum") = 0.0, py::arg("epsilon") = 1e-7, py::arg("centered") = false,
-        "Keras 3's RMSprop: its rule and defaults");
+        py::arg("weight_decay") = 0.0, "Keras 3's RMSprop: its rule and defaults");
 }
 
 keras::Spec optimizer_of(const py::object& optimizer) {

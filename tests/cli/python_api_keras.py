@@ -222,12 +222,25 @@ def keras_arguments():
     for m in (by_default, rmsprop, sgd):
         m.fit(x, y, shuffle=False, verbose=0)
 
+    # The module's optimizers take Keras' arguments: ddp.Adam's beta_1 trains what an object
+    # whose get_config() says the same does, and not what the default does.
     class Adam:  # as keras.optimizers.Adam(amsgrad=True) describes itself
         def get_config(self):
             return {"learning_rate": 0.01, "amsgrad": True}
+
+    class KerasAdam:
+        def get_config(self):
+            return {"learning_rate": 0.01, "beta_1": 0.5}
+    KerasAdam.__name__ = "Adam"
+    argued, described, plain = model(ddp.Adam(0.01, beta_1=0.5)), model(KerasAdam()), \
+        model(ddp.Adam(0.01))
+    for m in (argued, described, plain):
+        m.fit(x, y, shuffle=False, verbose=0)
     result["optimizers"] = [bool(np.array_equal(weights(by_default), weights(rmsprop))),
                             bool(np.array_equal(weights(by_default), weights(sgd))),
-                            by_default.optimizer.learning_rate]
+                            by_default.optimizer.learning_rate,
+                            bool(np.array_equal(weights(argued), weights(described))),
+                            bool(np.array_equal(weights(argued), weights(plain)))]
     class SGD:  # get_config()'s values of the wrong kind, or no settings at all
         def __init__(self, config):
             self.config = config

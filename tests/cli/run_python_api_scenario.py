@@ -352,7 +352,7 @@ class Scenarios:
             "fit: validation_freq: a number of epochs or a list of the epochs to validate, not "
             "[1.5]"], r["refused"]
         assert r["optimizers"] == [
-            True, False, 0.001,
+            True, False, 0.001, True, False,
             "Sequential: compile: optimizer 'adagrad' is not one the trainer has (adam, adamw, "
             "rmsprop, sgd)",
             "Sequential: compile: the optimizer Adam: amsgrad true; ddp-trainer's optimizers do "

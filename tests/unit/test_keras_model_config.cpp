@@ -163,11 +163,16 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
             0u);
 }
 
+// The optimizer section that the C++ API's optimizer becomes.
+OptimizerConfig api_optimizer_config(const keras::Spec& optimizer) {
+  YAML::Node root(YAML::NodeType::Map);
+  root["optimizer"] = optimizer.node;
+  return parse_optimizer_config(root, "compile");
+}
+
 // The optimizer section that a Keras optimizer's description becomes.
 OptimizerConfig keras_optimizer_config(const nlohmann::json& optimizer) {
-  YAML::Node root(YAML::NodeType::Map);
-  root["optimizer"] = keras::keras_optimizer(optimizer, "compile").node;
-  return parse_optimizer_config(root, "compile");
+  return api_optimizer_config(keras::keras_optimizer(optimizer, "compile"));
 }
 
 // Keras' RMSprop (as get_config() and a .keras file's compile_config describe it) trains by
@@ -200,9 +205,27 @@ TEST(KerasModelConfig, RmspropByKerasRule) {
   EXPECT_FALSE(defaults.rmsprop.centered);
   EXPECT_TRUE(defaults.rmsprop.keras_rule);
   // The C++ API's (and the Python module's) RMSprop is the same optimizer.
-  YAML::Node root(YAML::NodeType::Map);
-  root["optimizer"] = keras::RMSprop(0.01, 0.8, 0.5, 1e-6, true).node;
-  expect_given(parse_optimizer_config(root, "compile"));
+  expect_given(api_optimizer_config(keras::RMSprop(0.01, 0.8, 0.5, 1e-6, true)));
+}
+
+// The C++ API's (and the Python module's) optimizers take Keras' settings, in Keras' order.
+TEST(KerasModelConfig, ApiOptimizersTakeKerasSettings) {
+  const OptimizerConfig adam = api_optimizer_config(keras::Adam(0.01, 0.8, 0.99, 1e-6));
+  EXPECT_EQ(adam.type, "adam");
+  EXPECT_TRUE(adam.adam.keras_rule);
+  EXPECT_FLOAT_EQ(adam.adam.beta1, 0.8f);
+  EXPECT_FLOAT_EQ(adam.adam.beta2, 0.99f);
+  EXPECT_FLOAT_EQ(adam.adam.epsilon, 1e-6f);
+  const OptimizerConfig adamw = api_optimizer_config(keras::AdamW(0.01, 0.1, 0.7));
+  EXPECT_DOUBLE_EQ(adamw.decoupled_weight_decay(), 0.1f);
+  EXPECT_FLOAT_EQ(adamw.adam.beta1, 0.7f);
+  EXPECT_FLOAT_EQ(adamw.adam.epsilon, 1e-7f);  // Keras' default
+  const OptimizerConfig sgd = api_optimizer_config(keras::SGD(0.1, 0.9, true, 0.01));
+  EXPECT_TRUE(sgd.sgd.keras_rule && sgd.sgd.nesterov);
+  EXPECT_DOUBLE_EQ(sgd.decoupled_weight_decay(), 0.01f);
+  EXPECT_DOUBLE_EQ(api_optimizer_config(keras::RMSprop(0.01, 0.9, 0, 1e-7, false, 0.02))
+                       .decoupled_weight_decay(),
+                   0.02f);
 }
 
 // Keras decays every optimizer's weights decoupled (its base Optimizer does): Adam with a decay
