@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -162,6 +163,17 @@ struct FitOptions {
   std::vector<std::string> set = {};
 };
 
+// Note [Keras optimizer state]: the optimizer's state as Keras keeps it with a model (a .keras
+// file's optimizer variables), in ddp-trainer's terms.
+struct OptimizerSlots {
+  std::string optimizer;     // Optimizer::name(): adam, adamw, sgd_keras, rmsprop_keras, ...
+  int64_t iterations = 0;    // steps taken (Keras' optimizer.iterations)
+  double learning_rate = 0;  // the rate the next step starts from; NaN: none (a schedule's)
+  // Each of the optimizer's state buffers ("m", "v", "velocity", ...) by name, as one tensor per
+  // trained parameter in get_weights()' names and ddp-trainer's own layouts.
+  std::vector<std::pair<std::string, std::vector<NamedTensor>>> buffers = {};
+};
+
 // One record per epoch, the same on every rank.
 struct History {
   std::vector<EpochRecord> epochs;
@@ -244,6 +256,21 @@ class Sequential {
   // keras.models.load_model rebuilds it; after a fit (before: ConfigError naming save()), this
   // rank alone.
   std::string keras_config();
+  // Keras 3's compile_config (config.json) of the compiled optimizer, loss and metrics, where
+  // Keras has each of them with the settings ddp-trainer trains by (an optimizer by Keras' rule, a
+  // schedule Keras has, a loss and metrics by name); empty otherwise. This rank alone.
+  std::string keras_compile_config() const;
+  // Note [Keras optimizer state]: collective, after a fit or build: the optimizer's state that
+  // the next fit continues from (with no buffers when compile() was called since: the next fit
+  // starts a fresh optimizer).
+  OptimizerSlots optimizer_slots();
+  // Collective, after a fit or build: the optimizer state that `on_rank0` returns on rank 0 (in
+  // the form of optimizer_slots(), which it is given; nothing: none) becomes the one the next fit
+  // continues from, on every rank; a rate other than NaN is set as set_learning_rate. Tensors
+  // missing, misshapen or not finite throw CheckpointError naming `origin` on every rank.
+  void load_optimizer_slots(
+      const std::function<std::optional<OptimizerSlots>(const OptimizerSlots&)>& on_rank0,
+      const std::string& origin);
   // Keras' model.optimizer.learning_rate. During a fit (from its callbacks): the rate of the next
   // step; setting it makes every later step train with rank 0's value, on every rank (Note [rate
   // set by a callback]: ConfigError unless the schedule is constant), and the next fit starts

@@ -19,6 +19,7 @@
 
 #include "core/shape.h"
 #include "nn/model_builder.h"
+#include "train/optimizer_config.h"
 
 namespace ddp::keras {
 
@@ -44,5 +45,9 @@ KerasModel keras_model_from_config(const nlohmann::json& config, const std::stri
 // naming what it cannot, and `otherwise` after the message for an optimizer it does not have.
 Spec keras_optimizer(const nlohmann::json& optimizer, const std::string& where,
                      const std::string& otherwise = "");
+
+// The reverse, for compile_config: the optimizer as Keras serializes it (keras.optimizers
+// .serialize), where it trains by Keras' rule with a rate or schedule Keras has; null otherwise.
+nlohmann::json keras_optimizer_json(const OptimizerConfig& optimizer);
 
 }  // namespace ddp::keras

@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "api/keras_model_config.h"
 #include "api/keras_settings.h"
 #include "core/error.h"
+#include "train/optimizer_config.h"
 
 namespace ddp::keras {
 namespace {
@@ -111,6 +114,94 @@ Spec keras_optimizer(const json& optimizer, const std::string& where,
     if (decay != 0 || lower == "adamw") out["weight_decay"] = decay;
   }
   return {out};
+}
+
+namespace {
+
+// A setting held as float32, as the shortest decimal that reads back as it (0.9, not
+// 0.8999999761581421), which Keras' float32 variables read back as the same float.
+double keras_number(float value) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
+
+json serialized(const char* module, const std::string& class_name, json config) {
+  return {{"module", module},
+          {"class_name", class_name},
+          {"config", std::move(config)},
+          {"registered_name", nullptr}};
+}
+
+// The schedule as Keras' LearningRateSchedule, or the rate where it is constant; null where Keras
+// has none like it (a warm-up from a fraction of the rate, step, a cosine over the whole run).
+json keras_rate(const LrScheduleSpec& s) {
+  if (s.warmup_steps != 0) return nullptr;
+  const double initial = s.base_lr;
+  const auto decay = [&](const char* name, json more) {
+    json c = {{"initial_learning_rate", initial}, {"decay_steps", s.decay_steps}, {"name", name}};
+    c.update(more);
+    return serialized("keras.optimizers.schedules", name, std::move(c));
+  };
+  if (s.type == "constant") return initial;
+  if (s.type == "exponential" || s.type == "inverse_time")
+    return decay(s.type == "exponential" ? "ExponentialDecay" : "InverseTimeDecay",
+                 {{"decay_rate", s.decay_rate}, {"staircase", s.staircase}});
+  if (s.type == "polynomial")
+    return decay("PolynomialDecay",
+                 {{"end_learning_rate", s.min_lr}, {"power", s.power}, {"cycle", false}});
+  if (s.type == "cosine" && s.decay_steps > 0)
+    return decay("CosineDecay",
+                 {{"alpha", s.min_lr / initial}, {"warmup_target", nullptr}, {"warmup_steps", 0}});
+  if (s.type == "piecewise_constant")
+    return serialized(
+        "keras.optimizers.schedules", "PiecewiseConstantDecay",
+        {{"boundaries", s.boundaries}, {"values", s.values}, {"name", "PiecewiseConstantDecay"}});
+  return nullptr;
+}
+
+}  // namespace
+
+json keras_optimizer_json(const OptimizerConfig& o) {
+  const json rate = keras_rate(o.schedule);
+  const bool keras_rule = o.type == "sgd"       ? o.sgd.keras_rule
+                          : o.type == "rmsprop" ? o.rmsprop.keras_rule
+                                                : o.adam.keras_rule;
+  const bool l2 = o.type == "adam" && o.adam.weight_decay != 0;  // Keras decays decoupled
+  if (rate.is_null() || !keras_rule || l2) return nullptr;
+  const double decay = o.decoupled_weight_decay();
+  json c = {{"learning_rate", rate},
+            {"weight_decay", decay != 0 ? json(keras_number(static_cast<float>(decay))) : json()},
+            {"clipnorm", nullptr},
+            {"global_clipnorm", o.global_clipnorm != 0 ? json(o.global_clipnorm) : json()},
+            {"clipvalue", nullptr},
+            {"use_ema", false},
+            {"ema_momentum", 0.99},
+            {"ema_overwrite_frequency", nullptr},
+            {"loss_scale_factor", nullptr},
+            {"gradient_accumulation_steps", nullptr}};
+  std::string class_name;
+  if (o.type == "sgd") {
+    class_name = "SGD";
+    c["name"] = "sgd";
+    c["momentum"] = keras_number(o.sgd.momentum);
+    c["nesterov"] = o.sgd.nesterov;
+  } else if (o.type == "rmsprop") {
+    class_name = "RMSprop";
+    c["name"] = "rmsprop";
+    c["rho"] = keras_number(o.rmsprop.rho);
+    c["momentum"] = keras_number(o.rmsprop.momentum);
+    c["epsilon"] = keras_number(o.rmsprop.epsilon);
+    c["centered"] = o.rmsprop.centered;
+  } else {
+    class_name = o.type == "adamw" ? "AdamW" : "Adam";
+    c["name"] = o.type;
+    c["beta_1"] = keras_number(o.adam.beta1);
+    c["beta_2"] = keras_number(o.adam.beta2);
+    c["epsilon"] = keras_number(o.adam.epsilon);
+    c["amsgrad"] = false;
+  }
+  return serialized("keras.optimizers", class_name, std::move(c));
 }
 
 }  // namespace ddp::keras

@@ -2,6 +2,10 @@
 // layouts or through a caller's writer and reader in ddp-trainer's own, the optimizer's
 // learning rate (Note [rate set by a callback]), and the model as Keras describes it.
 
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,7 +14,9 @@
 #include "api/keras_model_config.h"
 #include "comm/agreement.h"
 #include "core/error.h"
+#include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/metric_set.h"
 #include "train/model_weights.h"
 #include "train/safetensors.h"
 #include "train/session.h"
@@ -26,6 +32,76 @@ const char* const kOrigin = "Sequential";
 std::string Sequential::keras_config() {
   Trainer& trainer = trained("save");  // what the config is for
   return keras_model_config(session_->config.layers, trainer.model().input_shape()).dump();
+}
+
+std::string Sequential::keras_compile_config() const {
+  if (!compiled() || !loss_.IsScalar()) return "";
+  YAML::Node root(YAML::NodeType::Map);
+  root["optimizer"] = YAML::Clone(optimizer_);
+  const nlohmann::json optimizer = keras_optimizer_json(parse_optimizer_config(root, kOrigin));
+  if (optimizer.is_null()) return "";
+  const std::string loss = loss_.as<std::string>();
+  // Keras' compile without metrics has none; ddp-trainer's has the loss's own.
+  const std::vector<std::string> metrics =
+      metrics_ ? metrics_.as<std::vector<std::string>>() : default_metrics(loss_kind(loss));
+  return nlohmann::json{{"optimizer", optimizer},      {"loss", loss},
+                        {"loss_weights", nullptr},     {"metrics", metrics},
+                        {"weighted_metrics", nullptr}, {"run_eagerly", false},
+                        {"steps_per_execution", 1},    {"jit_compile", false}}
+      .dump();
+}
+
+OptimizerSlots Sequential::optimizer_slots() {
+  Trainer& trainer = trained("optimizer_slots");
+  TrainingState state = trainer.capture();  // collective: gathers a sharded state
+  OptimizerSlots slots{.optimizer = state.optimizer, .iterations = state.optimizer_steps};
+  YAML::Node root(YAML::NodeType::Map);
+  root["optimizer"] = YAML::Clone(optimizer_);
+  const LrScheduleSpec schedule = parse_optimizer_config(root, kOrigin).schedule;
+  slots.learning_rate = schedule.type == "constant" && schedule.warmup_steps == 0
+                            ? schedule.base_lr
+                            : std::numeric_limits<double>::quiet_NaN();
+  if (compiled_since_fit_) {  // the next fit's optimizer is a fresh one, perhaps of another kind
+    slots.iterations = 0;
+    return slots;
+  }
+  for (const auto& [name, values] : state.optimizer_state)
+    slots.buffers.emplace_back(name, named_parameter_values(trainer, values, WeightLayout::kOwn));
+  return slots;
+}
+
+void Sequential::load_optimizer_slots(
+    const std::function<std::optional<OptimizerSlots>(const OptimizerSlots&)>& on_rank0,
+    const std::string& origin) {
+  Trainer& trainer = trained("optimizer_slots");
+  const OptimizerSlots like = optimizer_slots();
+  TrainingState state = trainer.capture();
+  // found, iterations, and the rate's bits, as rank 0 read them
+  std::vector<int64_t> read(3, 0);
+  run_agreed(*comm_, [&] {
+    if (comm_->rank() != 0) return;
+    const std::optional<OptimizerSlots> slots = on_rank0(like);
+    if (!slots) return;
+    if (slots->iterations < 0)
+      throw CheckpointError(origin + ": the optimizer's iterations are " +
+                            std::to_string(slots->iterations) + ", not a number of steps");
+    if (slots->buffers.size() != state.optimizer_state.size())
+      throw CheckpointError(origin + ": the optimizer holds " +
+                            std::to_string(slots->buffers.size()) + " state buffers, " +
+                            state.optimizer + " " + std::to_string(state.optimizer_state.size()));
+    for (size_t b = 0; b < slots->buffers.size(); ++b)
+      state.optimizer_state[b].second = parameter_values(
+          trainer, slots->buffers[b].second,
+          origin + ": the optimizer's " + slots->buffers[b].first, WeightLayout::kOwn);
+    read = {1, slots->iterations, std::bit_cast<int64_t>(slots->learning_rate)};
+  });
+  comm_->broadcast(std::span<int64_t>(read), 0);
+  if (read[0] == 0) return;
+  for (auto& [name, values] : state.optimizer_state) comm_->broadcast(std::span<float>(values), 0);
+  state.optimizer_steps = read[1];
+  run_agreed(*comm_, [&] { trainer.restore(state, origin); });
+  const double rate = std::bit_cast<double>(read[2]);
+  if (!std::isnan(rate)) set_learning_rate(rate);
 }
 
 double Sequential::learning_rate() const {

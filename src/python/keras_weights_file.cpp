@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <span>
+#include <tuple>
 
 #include "core/durable_write.h"
 #include "core/error.h"
@@ -96,7 +97,6 @@ py::module_ h5py_for(const std::string& path) {
 // in ddp-trainer's own layouts; `origin` names the weights in errors.
 py::list keras_variables(const std::vector<NamedTensor>& weights, size_t k, const KerasLayer& layer,
                          const std::string& origin) {
-  const py::module_ np = py::module_::import("numpy");
   py::list out;
   for (const Variable& v : layer.variables) {
     const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
@@ -104,15 +104,46 @@ py::list keras_variables(const std::vector<NamedTensor>& weights, size_t k, cons
                                 [&name](const NamedTensor& w) { return w.name == name; });
     if (t == weights.end() && v.optional) continue;
     if (t == weights.end()) throw CheckpointError(origin + ": the model has no " + name);
-    py::array_t<float> a(t->shape.dims(), t->values.data());
-    out.append(v.to_keras.empty()
-                   ? py::object(a)
-                   : np.attr("ascontiguousarray")(np.attr("transpose")(a, v.to_keras)));
+    out.append(keras_array(*t, v.to_keras));
   }
   return out;
 }
 
 }  // namespace
+
+py::array keras_array(const NamedTensor& tensor, const std::vector<int>& to_keras) {
+  py::array_t<float> a(tensor.shape.dims(), tensor.values.data());
+  if (to_keras.empty()) return a;
+  const py::module_ np = py::module_::import("numpy");
+  return np.attr("ascontiguousarray")(np.attr("transpose")(a, to_keras));
+}
+
+std::pair<Shape, std::vector<float>> from_keras_array(const py::handle& array,
+                                                      const std::vector<int>& to_keras) {
+  const py::module_ np = py::module_::import("numpy");
+  py::array_t<float, py::array::c_style | py::array::forcecast> a =
+      np.attr("asarray")(array, "dtype"_a = "float32");
+  if (!to_keras.empty()) {
+    std::vector<int> back(to_keras.size());  // the inverse permutation
+    for (size_t d = 0; d < back.size(); ++d) back[to_keras[d]] = static_cast<int>(d);
+    a = np.attr("ascontiguousarray")(np.attr("transpose")(a, back));
+  }
+  return {Shape(std::vector<int64_t>(a.shape(), a.shape() + a.ndim())),
+          std::vector<float>(a.data(), a.data() + a.size())};
+}
+
+std::vector<KerasTrainedVariable> keras_trained_variables(
+    const std::vector<std::string>& layer_types, const std::vector<NamedTensor>& params) {
+  std::vector<KerasTrainedVariable> out;
+  for (const auto& [k, group_name, layer, type] : keras_groups(layer_types))
+    for (const Variable& v : layer->variables) {
+      const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
+      if (std::any_of(params.begin(), params.end(),
+                      [&name](const NamedTensor& t) { return t.name == name; }))
+        out.push_back({name, v.to_keras});
+    }
+  return out;
+}
 
 py::list keras_layer_variables(const std::vector<NamedTensor>& weights,
                                const std::vector<std::string>& layer_types) {
@@ -142,24 +173,14 @@ std::vector<NamedTensor> with_keras_layer_variables(std::vector<NamedTensor> wei
   const py::module_ np = py::module_::import("numpy");
   for (size_t i = 0; i < given; ++i) {
     const Variable& v = layer->variables[i];
-    py::array_t<float, py::array::c_style | py::array::forcecast> a =
-        np.attr("asarray")(variables[i], "dtype"_a = "float32");
-    const py::tuple shape = a.attr("shape"), expected = current[i].attr("shape");
+    const py::tuple shape = np.attr("shape")(variables[i]), expected = current[i].attr("shape");
     if (!shape.equal(expected))
       throw ConfigError(where + ": variable " + std::to_string(i) + " has shape " +
                         py::repr(shape).cast<std::string>() + ", the layer's is " +
                         py::repr(expected).cast<std::string>());
-    if (!v.to_keras.empty()) {
-      std::vector<int> back(v.to_keras.size());  // the inverse permutation
-      for (size_t d = 0; d < back.size(); ++d) back[v.to_keras[d]] = static_cast<int>(d);
-      a = np.attr("ascontiguousarray")(np.attr("transpose")(a, back));
-    }
     const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
     for (NamedTensor& t : weights)
-      if (t.name == name) {
-        t.shape = Shape(std::vector<int64_t>(a.shape(), a.shape() + a.ndim()));
-        t.values.assign(a.data(), a.data() + a.size());
-      }
+      if (t.name == name) std::tie(t.shape, t.values) = from_keras_array(variables[i], v.to_keras);
   }
   return weights;
 }
@@ -169,7 +190,8 @@ bool is_keras_weights_file(const std::string& path) {
 }
 
 std::string keras_weights_bytes(const std::string& path, const std::vector<NamedTensor>& weights,
-                                const std::vector<std::string>& layer_types) {
+                                const std::vector<std::string>& layer_types,
+                                const std::function<void(const py::object&)>& more) {
   const py::gil_scoped_acquire gil;
   const py::module_ h5py = h5py_for(path);
   std::string bytes;
@@ -183,6 +205,7 @@ std::string keras_weights_bytes(const std::string& path, const std::vector<Named
       for (const py::handle variable : keras_variables(weights, k, *layer, path))
         group.attr("create_dataset")(std::to_string(index++), "data"_a = variable);
     }
+    if (more) more(file);
     file.attr("close")();
     bytes = memory.attr("getvalue")().cast<std::string>();
   } catch (const py::error_already_set& e) {
@@ -204,20 +227,26 @@ std::vector<NamedTensor> read_keras_weights(const std::string& path,
       path, std::string(reinterpret_cast<const char*>(raw.data()), raw.size()), layer_types);
 }
 
+OpenKerasWeights open_keras_weights(const std::string& path, const std::string& bytes) {
+  const py::module_ h5py = h5py_for(path);
+  OpenKerasWeights out;
+  out.memory = py::module_::import("io").attr("BytesIO")(py::bytes(bytes));
+  try {
+    out.file = h5py.attr("File")(out.memory, "r");
+    return out;
+  } catch (const py::error_already_set& e) {
+    throw CheckpointError(path + ": not a Keras weights file (HDF5): " + one_line(e));
+  }
+}
+
 std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const std::string& bytes,
                                                   const std::vector<std::string>& layer_types) {
   const py::gil_scoped_acquire gil;
   const py::module_ h5py = h5py_for(path);
-  const py::module_ np = py::module_::import("numpy");
   std::vector<NamedTensor> out;
   try {
-    const py::object memory = py::module_::import("io").attr("BytesIO")(py::bytes(bytes));
-    py::object file;
-    try {
-      file = h5py.attr("File")(memory, "r");
-    } catch (const py::error_already_set& e) {
-      throw CheckpointError(path + ": not a Keras weights file (HDF5): " + one_line(e));
-    }
+    const OpenKerasWeights opened = open_keras_weights(path, bytes);
+    const py::object& file = opened.file;
     std::set<std::string> used;
     for (const auto& [k, group_name, layer, type] : keras_groups(layer_types)) {
       const std::string where =
@@ -250,20 +279,14 @@ std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const
           throw CheckpointError(where + ": variable " + std::to_string(i) + " holds " +
                                 py::str(dataset.attr("dtype")).cast<std::string>() +
                                 " values; a weight is a real number");
-        py::array_t<float, py::array::c_style | py::array::forcecast> a =
-            np.attr("asarray")(dataset, "dtype"_a = "float32");
-        if (!v.to_keras.empty()) {
-          if (static_cast<size_t>(a.ndim()) != v.to_keras.size())
-            throw CheckpointError(where + ": variable " + std::to_string(i) + " has " +
-                                  std::to_string(a.ndim()) + " dimensions, not " +
-                                  std::to_string(v.to_keras.size()));
-          std::vector<int> back(v.to_keras.size());  // the inverse permutation
-          for (size_t d = 0; d < back.size(); ++d) back[v.to_keras[d]] = static_cast<int>(d);
-          a = np.attr("ascontiguousarray")(np.attr("transpose")(a, back));
-        }
-        out.push_back({"layers." + std::to_string(k) + "." + v.suffix,
-                       Shape(std::vector<int64_t>(a.shape(), a.shape() + a.ndim())),
-                       std::vector<float>(a.data(), a.data() + a.size())});
+        const size_t dims = dataset.attr("ndim").cast<size_t>();
+        if (!v.to_keras.empty() && dims != v.to_keras.size())
+          throw CheckpointError(where + ": variable " + std::to_string(i) + " has " +
+                                std::to_string(dims) + " dimensions, not " +
+                                std::to_string(v.to_keras.size()));
+        auto [shape, values] = from_keras_array(dataset, v.to_keras);
+        out.push_back(
+            {"layers." + std::to_string(k) + "." + v.suffix, std::move(shape), std::move(values)});
       }
     }
     if (file.attr("__contains__")("layers").cast<bool>())

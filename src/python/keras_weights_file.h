@@ -13,14 +13,33 @@
 // in memory and then durably (as a safetensors file is); the layouts are PyTorch's in
 // get_weights(), so each tensor is transposed on the way.
 
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/keras.h"
 
 namespace ddp::python {
+
+// One of the model's trained variables in Keras' order (model.trainable_variables): its
+// get_weights() name and the axes that take ddp-trainer's layout of it to Keras' (none: the same).
+struct KerasTrainedVariable {
+  std::string name;
+  std::vector<int> to_keras;
+};
+// Those of a model whose layers are `layer_types` and whose parameters are `params` (a bias
+// left out is not there).
+std::vector<KerasTrainedVariable> keras_trained_variables(
+    const std::vector<std::string>& layer_types, const std::vector<NamedTensor>& params);
+// A tensor in ddp-trainer's layout as a NumPy array in Keras' (`to_keras` as above).
+pybind11::array keras_array(const NamedTensor& tensor, const std::vector<int>& to_keras);
+// The reverse, of an array of any real kind, in Keras' layout: ddp-trainer's shape and values.
+std::pair<Shape, std::vector<float>> from_keras_array(const pybind11::handle& array,
+                                                      const std::vector<int>& to_keras);
 
 // Whether save_weights / load_weights of `path` mean a Keras weights file.
 bool is_keras_weights_file(const std::string& path);
@@ -38,8 +57,19 @@ std::vector<NamedTensor> with_keras_layer_variables(std::vector<NamedTensor> wei
                                                     size_t index, const pybind11::list& variables);
 
 // A Keras weights file's bytes, for `path` (named in errors; CheckpointError as below).
+// `more` adds to the file (an open h5py.File) before it is closed.
 std::string keras_weights_bytes(const std::string& path, const std::vector<NamedTensor>& weights,
-                                const std::vector<std::string>& layer_types);
+                                const std::vector<std::string>& layer_types,
+                                const std::function<void(const pybind11::object&)>& more = {});
+
+// A Keras weights file's `bytes` as an open h5py.File (CheckpointError naming `path` where they
+// are not HDF5 or h5py is missing), with the in-memory file under it, which h5py does not keep
+// alive. The caller holds the GIL.
+struct OpenKerasWeights {
+  pybind11::object memory;
+  pybind11::object file;
+};
+OpenKerasWeights open_keras_weights(const std::string& path, const std::string& bytes);
 
 // A Python exception as one line: its class and message.
 std::string one_line(const pybind11::error_already_set& e);

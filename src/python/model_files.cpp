@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "core/durable_write.h"
 #include "core/error.h"
 #include "core/input_file.h"
+#include "keras_optimizer_vars.h"
 #include "keras_weights_file.h"
 
 namespace ddp::python {
@@ -31,9 +34,16 @@ void refuse_to_replace(keras::Runtime& rt, const std::string& path, const char* 
 
 // Note [Keras model files]: the archive's bytes, built with Python's zipfile (stored, as Keras
 // stores them).
+// With `slots`, the optimizer's variables (Note [Keras optimizer state]) go with the weights,
+// in a group named `optimizer_name`.
 void write_keras_model(const std::string& path, const std::vector<NamedTensor>& weights,
-                       const std::vector<std::string>& layer_types, const std::string& config) {
-  const std::string h5 = keras_weights_bytes(path, weights, layer_types);
+                       const std::vector<std::string>& layer_types, const std::string& config,
+                       const std::optional<keras::OptimizerSlots>& slots,
+                       const std::string& optimizer_name) {
+  const std::string h5 =
+      keras_weights_bytes(path, weights, layer_types, [&](const py::object& file) {
+        if (slots) add_keras_optimizer_vars(file, *slots, optimizer_name, layer_types);
+      });
   const py::gil_scoped_acquire gil;
   std::string bytes;
   try {
@@ -103,15 +113,25 @@ keras::Sequential load_model(keras::Runtime& rt, const std::string& path, bool c
   keras::Sequential model(std::move(described.layers), std::move(described.input_shape));
   if (described.optimizer)
     model.compile(*described.optimizer, *described.loss, std::move(described.metrics));
-  model.load_weights(
-      path, [types = model.layer_types(), weights = std::move(file.weights)](const std::string& p) {
-        return keras_weights_from_bytes(p + ": model.weights.h5", weights, types);
-      });
+  const std::string weights_file = path + ": model.weights.h5";
+  const std::vector<std::string> types = model.layer_types();
+  // Shared with the reader, which runs at the first fit where the model is not built here.
+  const auto weights = std::make_shared<const std::string>(std::move(file.weights));
+  model.load_weights(path, [types, weights_file, weights](const std::string&) {
+    return keras_weights_from_bytes(weights_file, *weights, types);
+  });
   try {
     if (!model.input_shape().empty()) model.build(rt);  // the weights in place now, or at the fit
   } catch (const ConfigError& e) {                      // about the model the file describes
     throw ConfigError(path + ": " + e.what());
   }
+  // Note [Keras optimizer state]: where the model is built (Keras' always is once trained).
+  if (described.optimizer && model.built())
+    model.load_optimizer_slots(
+        [&](const keras::OptimizerSlots& like) {
+          return read_keras_optimizer_vars(weights_file, *weights, like, types);
+        },
+        weights_file);
   return model;
 }
 
@@ -175,9 +195,17 @@ void define_file_methods(py::module_& module, py::class_<keras::Sequential>& seq
                                 "weights alone: save_weights");
             if (!overwrite) refuse_to_replace(runtime(), path, "save");
             built(self);
-            self.save_weights(path, [types = self.layer_types(), config = self.keras_config()](
-                                        const std::string& p, const auto& weights) {
-              write_keras_model(p, weights, types, config);
+            nlohmann::json config = nlohmann::json::parse(self.keras_config());
+            const std::string compile = self.keras_compile_config();
+            std::optional<keras::OptimizerSlots> slots;
+            if (!compile.empty()) {  // Note [Keras optimizer state]
+              config["compile_config"] = nlohmann::json::parse(compile);
+              slots = self.optimizer_slots();
+            }
+            const std::string name =
+                compile.empty() ? "" : config["compile_config"]["optimizer"]["config"]["name"];
+            self.save_weights(path, [&](const std::string& p, const auto& weights) {
+              write_keras_model(p, weights, self.layer_types(), config.dump(), slots, name);
             });
           },
           py::arg("filepath"), py::arg("overwrite") = true,

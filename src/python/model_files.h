@@ -6,8 +6,9 @@
 // Note [Keras model files]: save("model.keras") writes Keras 3's archive: a zip of
 // metadata.json, config.json (the model as Keras describes it: Note [Keras model config]) and
 // model.weights.h5 (the Keras weights file), so that keras.models.load_model("model.keras")
-// rebuilds the trained model and predicts with it. The optimizer is not saved: Keras loads the
-// model uncompiled. Rank 0 writes it, in memory and then durably. ddp_trainer.load_model reads
+// rebuilds the trained model and predicts with it; with config.json's compile_config and the
+// optimizer's variables where Keras has the compiled optimizer (Note [Keras optimizer state]),
+// otherwise uncompiled. Rank 0 writes it, in memory and then durably. ddp_trainer.load_model reads
 // such a file back, Keras' own included, where each layer is one ddp-trainer has (Note [Keras
 // model config]): rank 0 reads it, and every rank builds the model with its weights.
 

@@ -126,6 +126,17 @@ void parse_regularizer(ConfigNode& layer, LayerSpec& spec) {
   node.finish();
 }
 
+}  // namespace
+
+LossKind loss_kind(const std::string& name) {
+  if (name == "sparse_categorical_crossentropy") return LossKind::kSparseCategoricalCrossentropy;
+  if (name == "categorical_crossentropy") return LossKind::kCategoricalCrossentropy;
+  if (name == "binary_crossentropy") return LossKind::kBinaryCrossentropy;
+  return LossKind::kMeanSquaredError;
+}
+
+namespace {
+
 // `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights, or
 // `{type: categorical_crossentropy, label_smoothing: e}` (Keras' CategoricalCrossentropy's), and
 // `class_weight: [w0, w1, ...]` or `{class: weight, ...}` for the categorical cross-entropies.
@@ -134,18 +145,12 @@ void parse_loss(ConfigNode& root, Config& config) {
   const std::vector<std::string> names = {"sparse_categorical_crossentropy",
                                           "categorical_crossentropy", "mean_squared_error", "mse",
                                           "binary_crossentropy"};
-  const auto kind_of = [](const std::string& name) {
-    if (name == "sparse_categorical_crossentropy") return LossKind::kSparseCategoricalCrossentropy;
-    if (name == "categorical_crossentropy") return LossKind::kCategoricalCrossentropy;
-    if (name == "binary_crossentropy") return LossKind::kBinaryCrossentropy;
-    return LossKind::kMeanSquaredError;
-  };
   if (!root.is_map("loss")) {
-    config.loss = kind_of(root.choice("loss", names));
+    config.loss = loss_kind(root.choice("loss", names));
     return;
   }
   ConfigNode node = root.child("loss");
-  config.loss = kind_of(node.choice("type", names));
+  config.loss = loss_kind(node.choice("type", names));
   if (node.has("pos_weight")) {
     if (config.loss != LossKind::kBinaryCrossentropy)
       node.fail("pos_weight", "only binary_crossentropy weighs positive targets");

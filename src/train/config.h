@@ -111,6 +111,8 @@ Config parse_config(const YAML::Node& root, const std::string& file,
 Config parse_model_config(const YAML::Node& root, const std::string& file);
 // The optimizer section alone, as parse_config reads it (the other keys of `root` are ignored).
 OptimizerConfig parse_optimizer_config(const YAML::Node& root, const std::string& file);
+// The loss a name the config accepts stands for (any other: mean squared error, "mse").
+LossKind loss_kind(const std::string& name);
 // Reads the file (YAML syntax errors are ConfigErrors too), applies --set overrides, parses.
 Config load_config(const std::string& file, const std::vector<std::string>& overrides);
 

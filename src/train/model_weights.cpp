@@ -41,22 +41,40 @@ void take_tensors(std::vector<NamedTensor>& tensors, const std::vector<ParamEntr
   }
 }
 
+void append_named(std::vector<NamedTensor>& tensors, const std::vector<ParamEntry>& entries,
+                  std::span<const float> values, WeightLayout layout) {
+  for (const ParamEntry& e : entries) {
+    const std::span<const float> ours = values.subspan(e.offset, e.count);
+    if (layout == WeightLayout::kPyTorch)
+      tensors.push_back({e.name, torch_shape(e), to_torch_layout(e, ours)});
+    else
+      tensors.push_back({e.name, e.shape, {ours.begin(), ours.end()}});
+  }
+}
+
 }  // namespace
 
 std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
   std::vector<NamedTensor> tensors;
-  const std::vector<float> params = trainer.params_to_host();
-  const std::vector<float> buffers = trainer.buffers_to_host();
-  for (const auto& [entries, values] : {std::pair{&trainer.model().param_entries(), &params},
-                                        std::pair{&trainer.model().buffer_entries(), &buffers}})
-    for (const ParamEntry& e : *entries) {
-      const std::span<const float> ours = std::span(*values).subspan(e.offset, e.count);
-      if (layout == WeightLayout::kPyTorch)
-        tensors.push_back({e.name, torch_shape(e), to_torch_layout(e, ours)});
-      else
-        tensors.push_back({e.name, e.shape, {ours.begin(), ours.end()}});
-    }
+  append_named(tensors, trainer.model().param_entries(), trainer.params_to_host(), layout);
+  append_named(tensors, trainer.model().buffer_entries(), trainer.buffers_to_host(), layout);
   return tensors;
+}
+
+std::vector<NamedTensor> named_parameter_values(Trainer& trainer, std::span<const float> flat,
+                                                WeightLayout layout) {
+  std::vector<NamedTensor> tensors;
+  append_named(tensors, trainer.model().param_entries(), flat, layout);
+  return tensors;
+}
+
+std::vector<float> parameter_values(Trainer& trainer, std::vector<NamedTensor> tensors,
+                                    const std::string& origin, WeightLayout layout) {
+  std::vector<float> values(trainer.model().param_count());
+  take_tensors(tensors, trainer.model().param_entries(), values, origin, layout);
+  if (!tensors.empty())
+    throw CheckpointError(origin + ": tensor " + tensors.front().name + " is not in the model");
+  return values;
 }
 
 void load_named_weights(Communicator& comm, Trainer& trainer,

@@ -90,8 +90,7 @@ def keras_file(out):
     from_archive.load_weights(f"{out}.archived.{ddp.rank()}.h5")
     result["archived_weights"] = all(np.array_equal(a, b) for a, b in zip(
         trained.get_weights().values(), from_archive.get_weights().values()))
-    # And back (load_model): the same model, weights and predictions on every rank, uncompiled
-    # (the file has no compile_config); a file that is not a model, or a layer ddp-trainer does
+    # And back (load_model): the same model, weights and predictions on every rank; a file that is not a model, or a layer ddp-trainer does
     # not have, is refused in one line.
     loaded = ddp.load_model(out + ".keras")
     result["loaded"] = [loaded.built, bool(np.array_equal(loaded.predict(x), trained.predict(x))),
@@ -253,3 +252,120 @@ def keras_arguments():
         except ddp.ConfigError as e:
             result["optimizers"].append(str(e))
     print(json.dumps(result))
+
+
+def keras_optimizer_state(out):
+    """Note [Keras optimizer state] on every rank: a model saved after two epochs and loaded
+    trains its next two as the model that never stopped, bit for bit, by each optimizer's state
+    (a fresh optimizer does not); the file's optimizer variables in Keras' order; the mistakes'
+    errors."""
+    import zipfile
+    import h5py
+    import numpy as np
+    import ddp_trainer as ddp
+    rng = np.random.default_rng(1)
+    x = rng.random((96, 6, 6, 3)).astype(np.float32)
+    y = (np.arange(96) % 3).astype(np.int32)
+
+    def convnet(optimizer):  # a convolution without a bias, batch normalization, two dense
+        m = ddp.Sequential([ddp.Conv2D(4, 3, use_bias=False), ddp.BatchNormalization(),
+                            ddp.Flatten(), ddp.Dense(5, "relu"), ddp.Dense(3, "softmax")],
+                           input_shape=[6, 6, 3])
+        m.compile(optimizer, "sparse_categorical_crossentropy")
+        return m
+
+    def same(a, b):
+        return all(np.array_equal(a[k], b[k]) for k in a)
+    result = {}
+    for name, make in [("adam", lambda: ddp.AdamW(0.01, weight_decay=0.05)),
+                       ("sgd", lambda: ddp.SGD(0.1, momentum=0.9, nesterov=True)),
+                       ("rmsprop", lambda: ddp.RMSprop(0.01, momentum=0.5, centered=True))]:
+        path = f"{out}.{name}.keras"
+        trained = convnet(make())
+        trained.fit(x, y, epochs=2, batch_size=32, seed=5, verbose=False)
+        trained.save(path)
+        loaded = ddp.load_model(path)
+        fresh = ddp.load_model(path, compile=False)
+        fresh.compile(make(), "sparse_categorical_crossentropy")
+        for m in (trained, loaded, fresh):
+            m.fit(x, y, epochs=4, initial_epoch=2, batch_size=32, seed=5, verbose=False)
+        weights = trained.get_weights()
+        result[name] = [same(weights, loaded.get_weights()), same(weights, fresh.get_weights())]
+    with zipfile.ZipFile(f"{out}.adam.keras") as archive:
+        config = json.loads(archive.read("config.json"))
+        h5 = archive.read("model.weights.h5")
+    result["compile_config"] = config["compile_config"]
+    broken = f"{out}.broken.{ddp.rank()}"
+    with open(broken + ".h5", "wb") as f:
+        f.write(h5)
+    with h5py.File(broken + ".h5", "r") as f:
+        group = f["optimizer/vars"]
+        result["vars"] = [[list(group[str(i)].shape), str(group[str(i)].dtype)]
+                          for i in range(len(group))]
+
+    def altered(what, change):  # the Adam file with its optimizer variables changed
+        with open(broken + ".h5", "wb") as f:
+            f.write(h5)
+        with h5py.File(broken + ".h5", "r+") as f:
+            change(f["optimizer/vars"])
+        with zipfile.ZipFile(f"{broken}.{what}.keras", "w") as made, \
+                open(broken + ".h5", "rb") as weights:
+            made.writestr("config.json", json.dumps(config))
+            made.writestr("model.weights.h5", weights.read())
+        return f"{broken}.{what}.keras"
+
+    def transposed(group):
+        kernel = np.asarray(group["8"])
+        del group["8"]
+        group["8"] = kernel.T
+
+    def fractional(group):
+        del group["0"]
+        group["0"] = np.float32(2.5)
+
+    def nan(group):
+        velocity = np.asarray(group["3"])
+        velocity[0] = np.nan
+        group["3"][...] = velocity
+    errors = []
+    for what, change in [("transposed", transposed), ("fractional", fractional),
+                         ("dropped", lambda group: group.__delitem__("13")), ("nan", nan)]:
+        try:
+            ddp.load_model(altered(what, change))
+            errors.append(["none", ""])
+        except Exception as e:  # noqa: BLE001 (the class is what is checked)
+            errors.append([type(e).__name__, str(e)])
+    result["errors"] = errors
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump(result, f)
+
+
+def check_keras_optimizer_state(out, rank, r):
+    """keras_optimizer_state's checks of rank `rank`'s results `r`."""
+    for name in ("adam", "sgd", "rmsprop"):
+        assert r[name] == [True, False], (name, r[name])  # goes on exactly; a fresh one does not
+    optimizer = r["compile_config"]["optimizer"]
+    assert optimizer["class_name"] == "AdamW" and optimizer["config"]["weight_decay"] == 0.05 and \
+        optimizer["config"]["epsilon"] == 1e-7, optimizer
+    assert r["compile_config"]["loss"] == "sparse_categorical_crossentropy", r["compile_config"]
+    assert r["compile_config"]["metrics"] == [], r["compile_config"]  # compiled without
+    # iterations, the rate, then each trained variable's momentum and velocity, Keras' layouts:
+    # the kernel (3, 3, 3, 4), gamma, beta, the dense kernels (in, out) and biases.
+    slots = [[3, 3, 3, 4], [4], [4], [64, 5], [5], [5, 3], [3]]
+    assert r["vars"] == [[[], "int64"], [[], "float32"]] + [
+        [shape, "float32"] for shape in slots for _ in range(2)], r["vars"]
+    if rank == 1:  # rank 0 reads; the others learn that it failed
+        assert r["errors"] == [["TrainingError", "another rank failed"]] * 4, r["errors"]
+        return
+    where = f"{out}.broken.0.%s.keras: model.weights.h5"
+    assert r["errors"] == [
+        ["CheckpointError", (where % "transposed") + ": optimizer/vars/8 (the momentum of "
+                            "layers.2.weight): has shape (5, 64), the model's is (64, 5)"],
+        ["CheckpointError", (where % "fractional") + ": optimizer/vars/0: the optimizer's "
+                            "iterations is one integer, not <HDF5 dataset \"0\": shape (), type "
+                            "\"<f4\">"],
+        ["CheckpointError", (where % "dropped") + ": optimizer/vars: holds 15 variables, not 16: "
+                            "the iterations, the learning rate, and 14 slots of adamw for this "
+                            "model"],
+        ["CheckpointError", (where % "nan") + ": optimizer/vars/3 (the velocity of "
+                            "layers.0.weight): holds a non-finite value (nan)"]], r["errors"]

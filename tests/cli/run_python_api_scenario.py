@@ -29,7 +29,8 @@ import subprocess
 import sys
 import tempfile
 
-from python_api_keras import keras_arguments, keras_file
+from python_api_keras import (check_keras_optimizer_state, keras_arguments, keras_file,
+                              keras_optimizer_state)
 from python_api_ranks import (backup, callbacks, child, data, errors, fit_memory, learning_rate,
                               one_rank_fails, regression)
 from scenarios import mpi_env, run_scenarios
@@ -326,6 +327,13 @@ class Scenarios:
             ], r["errors"]
             assert "\n" not in r["errors"][2][1], r["errors"][2][1]
 
+    def keras_files_carry_the_optimizer(self):
+        out = os.path.join(self.tmp, "optimizer")
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--keras-optimizer", out],
+                 "the optimizer's state in Keras files under mpiexec -n 2")
+        for rank in range(2):
+            check_keras_optimizer_state(out, rank, json.load(open(f"{out}.{rank}")))
+
     def keras_arguments(self):
         out = self.run([sys.executable, __file__, "--keras-arguments"], "Keras' arguments")
         r = json.loads(out.strip().splitlines()[-1])
@@ -403,6 +411,7 @@ def main():
     p.add_argument("--learning-rate")
     p.add_argument("--keras-file")
     p.add_argument("--keras-arguments", action="store_true")
+    p.add_argument("--keras-optimizer")
     p.add_argument("--backup")
     p.add_argument("--mode")
     a = p.parse_args()
@@ -422,6 +431,8 @@ def main():
         return learning_rate(a.learning_rate)
     if a.keras_file:
         return keras_file(a.keras_file)
+    if a.keras_optimizer:
+        return keras_optimizer_state(a.keras_optimizer)
     if a.keras_arguments:
         return keras_arguments()
     if a.backup:
@@ -434,6 +445,7 @@ def main():
                               "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
                               "python_callbacks_see_each_epoch_and_stop_the_fit",
                               "callbacks_set_the_learning_rate", "keras_weights_files",
+                              "keras_files_carry_the_optimizer",
                               "keras_arguments", "backup_and_restore_continues_a_killed_job"])
 
 

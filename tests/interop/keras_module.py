@@ -5,7 +5,8 @@ Note [rate set by a callback]): keras.callbacks.ReduceLROnPlateau and EarlyStopp
 same settings, LearningRateScheduler trains each epoch at the rate its schedule gives,
 BackupAndRestore continues a fit that died where its last checkpoint left it (Note [run
 checkpoints]), and ModelCheckpoint writes a weights file. Keras' RMSprop, Adam and SGD objects in
-compile, with Keras' learning-rate schedules, train what Keras trains. Weights files (Note [Keras weights files]): a Keras model of
+compile, with Keras' learning-rate schedules, train what Keras trains, and .keras files carry
+their state both ways (Note [Keras optimizer state]). Weights files (Note [Keras weights files]): a Keras model of
 the same layers (a convnet with batch normalization and a layer without a bias) loads what
 ddp-trainer saved, ModelCheckpoint's included, and predicts what ddp-trainer does; ddp-trainer
 loads what Keras trained and predicts what Keras does. Runs where a Python with Keras 3 is found
@@ -72,6 +73,24 @@ def main():
     check("keras.callbacks.LearningRateScheduler",
           np.allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6), f"rates {rates}")
 
+    def twin_mlps(make):
+        """ddp-trainer's MLP and Keras' of the same initial weights, each compiled with make()'s
+        optimizer."""
+        ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+        ours.build()
+        keras_mlp = keras.Sequential([keras.Input((10,)),
+                                      keras.layers.Dense(16, activation="relu"),
+                                      keras.layers.Dense(4, activation="softmax")])
+        for ours_layer, keras_layer in zip(ours.layers, keras_mlp.layers):
+            keras_layer.set_weights(ours_layer.get_weights())
+        for m in (ours, keras_mlp):
+            m.compile(make(), "sparse_categorical_crossentropy")
+        return ours, keras_mlp
+
+    def gap(a, b):  # the largest difference of two models' weights
+        return max(float(np.abs(p - q).max()) for la, lb in zip(a.layers, b.layers)
+                   for p, q in zip(la.get_weights(), lb.get_weights()))
+
     # Keras' optimizers given to compile train what they train in Keras, from the same weights:
     # RMSprop by Keras' rule (epsilon under the root, the rate inside the momentum buffer, which
     # a LearningRateScheduler changes each epoch, decoupled weight decay), centered; Adam by
@@ -90,26 +109,49 @@ def main():
              []),
             (lambda: keras.optimizers.SGD(0.2, momentum=0.9, nesterov=True, weight_decay=0.01),
              [keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.2 * 0.25 ** epoch)])]:
-        ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
-        ours.build()
-        keras_mlp = keras.Sequential([keras.Input((10,)),
-                                      keras.layers.Dense(16, activation="relu"),
-                                      keras.layers.Dense(4, activation="softmax")])
-        for ours_layer, keras_layer in zip(ours.layers, keras_mlp.layers):
-            keras_layer.set_weights(ours_layer.get_weights())
+        ours, keras_mlp = twin_mlps(make)
         for m in (ours, keras_mlp):
-            m.compile(make(), "sparse_categorical_crossentropy")
             m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0,
                   callbacks=callbacks)
-        diff = max(float(np.abs(a - b).max()) for ours_layer, keras_layer in
-                   zip(ours.layers, keras_mlp.layers)
-                   for a, b in zip(ours_layer.get_weights(), keras_layer.get_weights()))
+        diff = gap(ours, keras_mlp)
         optimizer = make()
         schedule = optimizer.get_config()["learning_rate"]
         what = type(optimizer).__name__ + (f" under {schedule['class_name']}"
                                            if isinstance(schedule, dict) else "")
         check(f"keras.optimizers.{what}", diff < 1e-5,
               f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
+
+    # Note [Keras optimizer state]: a .keras file carries the optimizer's moments and step count
+    # both ways; the model goes on from them as the model that never stopped (a fresh optimizer
+    # does not): Keras' file into ddp_trainer.load_model, and ddp-trainer's into Keras'.
+    state_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_keras_state_{os.getpid()}")
+    try:
+        for make in [lambda: keras.optimizers.Adam(schedules.ExponentialDecay(0.01, 5, 0.5)),
+                     lambda: keras.optimizers.AdamW(0.01, weight_decay=0.05),
+                     lambda: keras.optimizers.SGD(0.2, momentum=0.9, nesterov=True),
+                     lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True)]:
+            ours, keras_mlp = twin_mlps(make)
+            for m in (ours, keras_mlp):
+                m.fit(x[:500], y[:500], batch_size=50, epochs=2, shuffle=False, verbose=0)
+            keras_mlp.save(state_path + ".keras")
+            ours.save(state_path + ".ours.keras")
+            loaded = ddp.load_model(state_path + ".keras")
+            fresh = ddp.load_model(state_path + ".keras", compile=False)
+            fresh.compile(make(), "sparse_categorical_crossentropy")
+            keras_loaded = keras.models.load_model(state_path + ".ours.keras")
+            for m in (keras_mlp, loaded, fresh, ours, keras_loaded):
+                m.fit(x[:500], y[:500], batch_size=50, epochs=2, shuffle=False, verbose=0)
+            into_ours, into_keras = gap(keras_mlp, loaded), gap(ours, keras_loaded)
+            check(f"the optimizer's state of keras.optimizers.{type(make()).__name__} in .keras "
+                  "files", into_ours < 1e-5 and into_keras < 1e-5 < gap(keras_mlp, fresh) and
+                  int(keras_loaded.optimizer.iterations) == 40,
+                  f"20 steps after 20: Keras' file into ddp_trainer {into_ours:.2e} from Keras' "
+                  f"weights, ddp-trainer's into Keras {into_keras:.2e} from ddp-trainer's, a "
+                  f"fresh optimizer {gap(keras_mlp, fresh):.2e}")
+    finally:
+        for p in (state_path + ".keras", state_path + ".ours.keras"):
+            if os.path.exists(p):
+                os.remove(p)
 
     # keras.callbacks.BackupAndRestore works through the trainer's checkpoints.
     backup_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_keras_backup_{os.getpid()}")

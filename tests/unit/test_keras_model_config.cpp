@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/keras_model_config.h"
@@ -299,6 +300,95 @@ TEST(KerasModelConfig, LearningRateSchedulesAsTheConfigsSchedules) {
             "compile: the optimizer SGD: the learning-rate schedule CosineDecayRestarts is not one "
             "ddp-trainer has (CosineDecay, ExponentialDecay, InverseTimeDecay, "
             "PiecewiseConstantDecay, PolynomialDecay)");
+}
+
+// The reverse, for a saved model's compile_config: each optimizer by Keras' rule, under each
+// schedule Keras has, serializes as Keras' class with its settings, which read back as the same
+// optimizer; what Keras has no form of serializes as null (the model saved uncompiled).
+TEST(KerasModelConfig, OptimizersSerializeAsKerasAndReadBack) {
+  const auto round_trip = [](const OptimizerConfig& c) {
+    const nlohmann::json keras = keras::keras_optimizer_json(c);
+    EXPECT_FALSE(keras.is_null());
+    return std::pair{keras, keras_optimizer_config(keras)};
+  };
+  const auto expect_same_schedule = [](const LrScheduleSpec& a, const LrScheduleSpec& b) {
+    EXPECT_EQ(a.type, b.type);
+    EXPECT_DOUBLE_EQ(a.base_lr, b.base_lr);
+    EXPECT_EQ(a.decay_steps, b.decay_steps);
+    EXPECT_DOUBLE_EQ(a.decay_rate, b.decay_rate);
+    EXPECT_EQ(a.staircase, b.staircase);
+    EXPECT_NEAR(a.min_lr, b.min_lr, 1e-15);
+    EXPECT_DOUBLE_EQ(a.power, b.power);
+    EXPECT_EQ(a.boundaries, b.boundaries);
+    EXPECT_EQ(a.values, b.values);
+  };
+  const auto keras_schedule = [&](const std::string& schedule) {
+    OptimizerConfig c =
+        keras_optimizer_config({{"class_name", "RMSprop"},
+                                {"config",
+                                 {{"learning_rate", nlohmann::json::parse(schedule)},
+                                  {"momentum", 0.5},
+                                  {"centered", true},
+                                  {"rho", 0.8},
+                                  {"epsilon", 1e-6},
+                                  {"weight_decay", 0.01}}}});
+    const auto [keras, back] = round_trip(c);
+    EXPECT_EQ(keras["class_name"], "RMSprop");
+    EXPECT_EQ(keras["config"]["rho"], 0.8);  // float32's shortest decimal, not 0.800000011920929
+    EXPECT_EQ(back.rmsprop.momentum, c.rmsprop.momentum);
+    EXPECT_EQ(back.rmsprop.centered, c.rmsprop.centered);
+    EXPECT_EQ(back.rmsprop.epsilon, c.rmsprop.epsilon);
+    EXPECT_EQ(back.rmsprop.weight_decay, c.rmsprop.weight_decay);
+    expect_same_schedule(back.schedule, c.schedule);
+  };
+  keras_schedule(R"({"class_name": "ExponentialDecay", "config": {"initial_learning_rate": 0.1,
+      "decay_steps": 10, "decay_rate": 0.5, "staircase": true}})");
+  keras_schedule(R"({"class_name": "InverseTimeDecay", "config": {"initial_learning_rate": 0.1,
+      "decay_steps": 7, "decay_rate": 0.25}})");
+  keras_schedule(R"({"class_name": "PolynomialDecay", "config": {"initial_learning_rate": 0.1,
+      "decay_steps": 10, "power": 2.0, "end_learning_rate": 0.001}})");
+  keras_schedule(R"({"class_name": "CosineDecay", "config": {"initial_learning_rate": 0.1,
+      "decay_steps": 10, "alpha": 0.1}})");
+  keras_schedule(R"({"class_name": "PiecewiseConstantDecay", "config": {"boundaries": [10, 20],
+      "values": [0.1, 0.05, 0.01]}})");
+  keras_schedule("0.003");
+
+  const OptimizerConfig adamw = keras_optimizer_config(
+      {{"class_name", "AdamW"},
+       {"config", {{"learning_rate", 0.01}, {"beta_1", 0.8}, {"epsilon", 0.01}}}});
+  const auto [adamw_keras, adamw_back] = round_trip(adamw);
+  EXPECT_EQ(adamw_keras["class_name"], "AdamW");
+  EXPECT_EQ(adamw_keras["config"]["weight_decay"], 0.004);
+  EXPECT_EQ(adamw_back.type, "adamw");
+  EXPECT_EQ(adamw_back.adam.beta1, 0.8f);
+  EXPECT_EQ(adamw_back.adam.epsilon, 0.01f);
+  EXPECT_EQ(adamw_back.adam.weight_decay, 0.004f);
+  const OptimizerConfig adam = keras_optimizer_config({{"class_name", "Adam"}});
+  const auto [adam_keras, adam_back] = round_trip(adam);
+  EXPECT_EQ(adam_keras["class_name"], "Adam");
+  EXPECT_TRUE(adam_keras["config"]["weight_decay"].is_null());
+  EXPECT_EQ(adam_back.type, "adam");
+  EXPECT_EQ(adam_back.adam.epsilon, 1e-7f);
+  const OptimizerConfig sgd = keras_optimizer_config(
+      {{"class_name", "SGD"}, {"config", {{"momentum", 0.9}, {"nesterov", true}}}});
+  const auto [sgd_keras, sgd_back] = round_trip(sgd);
+  EXPECT_EQ(sgd_keras["config"]["momentum"], 0.9);
+  EXPECT_TRUE(sgd_back.sgd.nesterov);
+  EXPECT_TRUE(sgd_back.sgd.keras_rule);
+
+  // PyTorch's rules, a warm-up, PyTorch's step schedule and a cosine over the whole run have no
+  // Keras form.
+  OptimizerConfig pytorch = sgd;
+  pytorch.sgd.keras_rule = false;
+  EXPECT_TRUE(keras::keras_optimizer_json(pytorch).is_null());
+  for (const char* type : {"step", "cosine"}) {
+    OptimizerConfig other = adam;
+    other.schedule.type = type;
+    EXPECT_TRUE(keras::keras_optimizer_json(other).is_null()) << type;
+  }
+  OptimizerConfig warm = adam;
+  warm.schedule.warmup_steps = 5;
+  EXPECT_TRUE(keras::keras_optimizer_json(warm).is_null());
 }
 
 }  // namespace
