@@ -260,6 +260,9 @@ class Sequential {
   // Keras has each of them with the settings ddp-trainer trains by (an optimizer by Keras' rule, a
   // schedule Keras has, a loss and metrics by name); empty otherwise. This rank alone.
   std::string keras_compile_config() const;
+  // Keras' model.optimizer.iterations: the steps the optimizer the next fit continues with has
+  // taken (0 before the first fit, or after compile()); this rank alone.
+  int64_t optimizer_iterations() const;
   // Note [Keras optimizer state]: collective, after a fit or build: the optimizer's state that
   // the next fit continues from (with no buffers when compile() was called since: the next fit
   // starts a fresh optimizer).

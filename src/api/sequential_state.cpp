@@ -51,6 +51,10 @@ std::string Sequential::keras_compile_config() const {
       .dump();
 }
 
+int64_t Sequential::optimizer_iterations() const {
+  return session_ && !compiled_since_fit_ ? session_->trainer->optimizer_steps() : 0;
+}
+
 OptimizerSlots Sequential::optimizer_slots() {
   Trainer& trainer = trained("optimizer_slots");
   TrainingState state = trainer.capture();  // collective: gathers a sharded state

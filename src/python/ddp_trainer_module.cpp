@@ -259,11 +259,14 @@ PYBIND11_MODULE(ddp_trainer, m) {
       "size", [] { return runtime().size(); }, "The number of ranks (starts MPI if needed)");
 
   // Keras' model.optimizer as its callbacks use it (LearningRateScheduler, ReduceLROnPlateau):
-  // the learning rate, read and set (Note [rate set by a callback]).
+  // the learning rate, read and set (Note [rate set by a callback]), and the steps taken.
   py::class_<OptimizerOf>(m, "Optimizer", "The compiled optimizer of a Sequential")
       .def_property(
           "learning_rate", [](const OptimizerOf& o) { return o.model->learning_rate(); },
-          [](const OptimizerOf& o, double rate) { o.model->set_learning_rate(rate); });
+          [](const OptimizerOf& o, double rate) { o.model->set_learning_rate(rate); })
+      .def_property_readonly(
+          "iterations", [](const OptimizerOf& o) { return o.model->optimizer_iterations(); },
+          "The steps it has taken (Keras' optimizer.iterations)");
 
   py::class_<keras::Sequential> sequential(m, "Sequential", py::dynamic_attr());  // history
   sequential

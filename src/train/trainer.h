@@ -106,6 +106,7 @@ class Trainer {
   void agree_on_learning_rate();
   // The rate the next step trains with.
   double next_learning_rate() const { return learning_rate(optimizer_->steps_taken()); }
+  int64_t optimizer_steps() const { return optimizer_->steps_taken(); }
   // The rate agreed on from a callback's request, if any.
   std::optional<double> callback_learning_rate() const { return callback_rate_; }
   // Keras' fit(initial_epoch=...), before fit(): the position at the start of `epoch` (0-based),

@@ -287,10 +287,12 @@ def keras_optimizer_state(out):
         loaded = ddp.load_model(path)
         fresh = ddp.load_model(path, compile=False)
         fresh.compile(make(), "sparse_categorical_crossentropy")
+        result[name + "_iterations"] = [loaded.optimizer.iterations, fresh.optimizer.iterations]
         for m in (trained, loaded, fresh):
             m.fit(x, y, epochs=4, initial_epoch=2, batch_size=32, seed=5, verbose=False)
         weights = trained.get_weights()
         result[name] = [same(weights, loaded.get_weights()), same(weights, fresh.get_weights())]
+        result[name + "_iterations"].append(loaded.optimizer.iterations)
     with zipfile.ZipFile(f"{out}.adam.keras") as archive:
         config = json.loads(archive.read("config.json"))
         h5 = archive.read("model.weights.h5")
@@ -344,6 +346,7 @@ def check_keras_optimizer_state(out, rank, r):
     """keras_optimizer_state's checks of rank `rank`'s results `r`."""
     for name in ("adam", "sgd", "rmsprop"):
         assert r[name] == [True, False], (name, r[name])  # goes on exactly; a fresh one does not
+        assert r[name + "_iterations"] == [6, 0, 12], r  # 3 steps an epoch
     optimizer = r["compile_config"]["optimizer"]
     assert optimizer["class_name"] == "AdamW" and optimizer["config"]["weight_decay"] == 0.05 and \
         optimizer["config"]["epsilon"] == 1e-7, optimizer
