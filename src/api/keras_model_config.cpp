@@ -186,6 +186,9 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
       throw ConfigError(where + ": a " + config.value("class_name", std::string("?")) +
                         " model; ddp-trainer trains Sequential models");
     const json& layers = config.at("config").at("layers");
+    if (!config["config"].value("trainable", true))
+      throw ConfigError(where + ": the model is frozen (trainable: false); ddp-trainer trains "
+                        "every layer");
     for (size_t k = 0; k < layers.size(); ++k) {
       const std::string class_name = layers[k].at("class_name").get<std::string>();
       const json& settings = layers[k].value("config", json::object());
@@ -198,6 +201,7 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
       }
       const KerasSettings in(settings,
                              where + ": layers[" + std::to_string(k) + "] (" + class_name + ")");
+      in.require("trainable", true);  // a frozen layer: ddp-trainer would train it
       const YAML::Node spec = keras_layer_spec(class_name, in);
       if (spec.IsMap()) model.layers.push_back({spec});
     }

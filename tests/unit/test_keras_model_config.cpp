@@ -155,6 +155,14 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
   EXPECT_EQ(refused("/compile_config/optimizer/config/amsgrad", true),
             "m.keras: config.json: compile_config: the optimizer Adam: amsgrad true; "
             "ddp-trainer's optimizers do not have it");
+  // Keras leaves a frozen layer's weights as they are; ddp-trainer would train them.
+  EXPECT_EQ(refused("/config/layers/5/config/trainable", false),
+            "m.keras: config.json: layers[5] (Dense): trainable false; ddp-trainer's layers do "
+            "not have it");
+  EXPECT_EQ(refused("/config/trainable", false),
+            "m.keras: config.json: the model is frozen (trainable: false); ddp-trainer trains "
+            "every layer");
+  EXPECT_EQ(refused("/config/layers/5/config/trainable", true), "accepted");
   EXPECT_EQ(refused("/class_name", "Functional"),
             "m.keras: config.json: a Functional model; ddp-trainer trains Sequential models");
   EXPECT_EQ(refused("/config/layers/1/config/filters", "four"),
