@@ -291,8 +291,8 @@ class Sequential {
   // Keras' summary table: each layer's output shape and parameter count, then the totals. Before
   // the first fit it needs the input shape (given to the constructor); this rank alone.
   std::string summary() const;
-  // Keras' count_params(): the number of trained parameters (before the first fit, from the
-  // layers and the input shape, as summary()).
+  // Keras' count_params(): the number of the model's weights, the trained parameters and the
+  // running statistics (before the first fit, from the layers and the input shape, as summary()).
   int64_t count_params() const;
 
  private:

@@ -44,10 +44,11 @@ std::string Sequential::summary() const {
 }
 
 int64_t Sequential::count_params() const {
-  if (session_) return static_cast<int64_t>(session_->trainer->model().param_count());
-  return with_unfitted_model(model_, "count_params", [](const ddp::Sequential& m) {
-    return static_cast<int64_t>(m.param_count());
-  });
+  const auto all = [](const ddp::Sequential& m) {
+    return static_cast<int64_t>(m.param_count() + m.buffer_count());
+  };
+  if (session_) return all(session_->trainer->model());
+  return with_unfitted_model(model_, "count_params", all);
 }
 
 std::vector<int64_t> Sequential::input_shape() const {

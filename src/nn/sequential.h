@@ -65,6 +65,7 @@ class Sequential {
   // parameters are ("layers.<k>.running_mean").
   std::span<float> buffers() { return buffers_.span(); }
   const std::vector<ParamEntry>& buffer_entries() const { return buffer_entries_; }
+  size_t buffer_count() const { return buffers_.size(); }
   std::span<float> grads() { return grads_; }
   // Backward writes into `storage`: param_count() floats of backend memory, kept alive by the
   // caller for as long as the model trains.

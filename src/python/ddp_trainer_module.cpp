@@ -351,7 +351,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
                                return py::tuple(shape);
                              })
       .def("count_params", &keras::Sequential::count_params,
-           "Keras' count_params(): the trained parameters")
+           "Keras' count_params(): the trained parameters and the running statistics")
       .def(
           "summary",
           [](const keras::Sequential& self) {

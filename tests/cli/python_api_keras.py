@@ -42,6 +42,7 @@ def keras_file(out):
         # model.layers: Keras' classes and names, each layer's variables as the file holds them.
         result["layers"] = [[type(layer).__name__, layer.name, layer.count_params()]
                             for layer in trained.layers]
+        result["count_params"] = trained.count_params()  # Keras': the statistics too
         result["layer_weights"] = all(
             all(np.array_equal(w, np.asarray(f[f"layers/{layer.name}/vars/{i}"]))
                 for i, w in enumerate(layer.get_weights()))

@@ -280,6 +280,7 @@ class Scenarios:
                                    ["MaxPooling2D", "max_pooling2d", 0], ["Flatten", "flatten", 0],
                                    ["Dense", "dense", 296], ["Dropout", "dropout", 0],
                                    ["Dense", "dense_1", 27]], r["layers"]
+            assert r["count_params"] == 108 + 16 + 296 + 27, r["count_params"]
             assert r["layer_weights"], "model.layers' weights are not the Keras file's"
             assert r["layers_copied"], "set_weights layer by layer did not copy the model"
             assert r["layer_shape_error"] == ("Sequential: layers[4].set_weights: variable 0 has "
