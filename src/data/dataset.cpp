@@ -101,7 +101,12 @@ void write_targets(const Dataset& data, size_t sample, TargetLayout layout, int6
   if (layout == TargetLayout::kClassIndex) {
     targets[row] = static_cast<float>(*label);
   } else if (layout == TargetLayout::kLabels) {
-    std::copy(label, label + label_width, targets + row * label_width);
+    // One-hot rows as given (categorical_crossentropy's), smoothed as the index form's below.
+    float* out = targets + row * label_width;
+    const float off = smoothing / static_cast<float>(label_width);
+    for (size_t c = 0; c < label_width; ++c)
+      out[c] = smoothing > 0 ? static_cast<float>(label[c]) * (1 - smoothing) + off
+                             : static_cast<float>(label[c]);
   } else {
     float* one_hot = targets + row * static_cast<size_t>(classes);
     const float off = smoothing / static_cast<float>(classes);

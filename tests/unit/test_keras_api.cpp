@@ -72,6 +72,25 @@ TEST(KerasApi, CategoricalCrossentropyTakesLabelSmoothing) {
   EXPECT_NE(second_epoch_loss(adam, keras::CategoricalCrossentropy(0.2)), named);
 }
 
+// Keras' one-hot targets (a 0/1 row per sample) are smoothed as class indices are: the same
+// model, bit for bit (they were taken as given, unsmoothed).
+TEST(KerasApi, LabelSmoothingSmoothsOneHotTargets) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  keras::Arrays one_hot = arrays_of(data);
+  one_hot.labels.assign(data.labels.size() * 4, 0);
+  for (size_t i = 0; i < data.labels.size(); ++i)
+    one_hot.labels[i * 4 + static_cast<size_t>(data.labels[i])] = 1;
+  const keras::FitOptions options{.epochs = 2, .batch_size = 32, .seed = 5, .verbose = false};
+  for (const double smoothing : {0.0, 0.2}) {
+    const keras::Spec loss = keras::CategoricalCrossentropy(smoothing);
+    const keras::History indices =
+        small_model(keras::Adam(0.01), loss).fit(world_of_one(), arrays_of(data), options);
+    const keras::History rows =
+        small_model(keras::Adam(0.01), loss).fit(world_of_one(), one_hot, options);
+    EXPECT_EQ(rows.epochs[1].loss, indices.epochs[1].loss) << "label_smoothing " << smoothing;
+  }
+}
+
 TEST(KerasApi, MistakesAreConfigErrorsNamingTheKey) {
   const Dataset data = make_synthetic(64, 6, 4, 1);
   keras::Sequential uncompiled({keras::Dense(4, "softmax")}, {6});
