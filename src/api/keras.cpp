@@ -66,9 +66,16 @@ Spec AdamW(double learning_rate, double weight_decay, double beta_1, double beta
   adamw.node["weight_decay"] = weight_decay;
   return adamw;
 }
-Spec CategoricalCrossentropy(double label_smoothing) {
-  return {map({{"type", YAML::Node("categorical_crossentropy")},
-               {"label_smoothing", YAML::Node(label_smoothing)}})};
+Spec CategoricalCrossentropy(double label_smoothing, bool from_logits) {
+  Spec spec{map({{"type", YAML::Node("categorical_crossentropy")},
+                 {"label_smoothing", YAML::Node(label_smoothing)}})};
+  if (from_logits) spec.node["from_logits"] = true;
+  return spec;
+}
+Spec SparseCategoricalCrossentropy(bool from_logits) {
+  Spec spec{map({{"type", YAML::Node("sparse_categorical_crossentropy")}})};
+  if (from_logits) spec.node["from_logits"] = true;
+  return spec;
 }
 Spec EarlyStopping(const std::string& monitor, int64_t patience, double min_delta,
                    bool restore_best_weights, const std::string& mode,

@@ -81,8 +81,11 @@ Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = fal
 Spec RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,
              double epsilon = 1e-7, bool centered = false, double weight_decay = 0.0);
 
-// A loss with settings (the config's `loss: {type: ...}`), for compile.
-Spec CategoricalCrossentropy(double label_smoothing = 0.0);
+// A loss with settings (the config's `loss: {type: ...}`), for compile. from_logits: the model
+// ends without a softmax (the loss applies it); without, a model ending in softmax gives
+// probabilities, which the loss takes fused, and one ending otherwise logits, as with it.
+Spec CategoricalCrossentropy(double label_smoothing = 0.0, bool from_logits = false);
+Spec SparseCategoricalCrossentropy(bool from_logits = false);
 
 // Keras' EarlyStopping callback (Note [early stopping]: training.early_stopping), for
 // FitOptions::callbacks.

@@ -187,7 +187,8 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
                         " model; ddp-trainer trains Sequential models");
     const json& layers = config.at("config").at("layers");
     if (!config["config"].value("trainable", true))
-      throw ConfigError(where + ": the model is frozen (trainable: false); ddp-trainer trains "
+      throw ConfigError(where +
+                        ": the model is frozen (trainable: false); ddp-trainer trains "
                         "every layer");
     for (size_t k = 0; k < layers.size(); ++k) {
       const std::string class_name = layers[k].at("class_name").get<std::string>();
@@ -216,10 +217,8 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
     const json& c = config["compile_config"];
     model.optimizer = keras_optimizer(c.at("optimizer"), where + ": compile_config",
                                       "; load with compile=False and compile() with one");
-    if (!c.at("loss").is_string())
-      throw ConfigError(where + ": compile_config: the loss " + c["loss"].dump() +
-                        " is not one named; load with compile=False and compile() with one");
-    model.loss = Spec{YAML::Node(c["loss"].get<std::string>())};
+    model.loss = keras_loss(c.at("loss"), where + ": compile_config",
+                            "; load with compile=False and compile() with one");
     if (c.contains("loss_weights") && !c["loss_weights"].is_null())
       throw ConfigError(where + ": compile_config: loss_weights " + c["loss_weights"].dump() +
                         " are not trained by; load with compile=False and compile()");

@@ -46,6 +46,16 @@ KerasModel keras_model_from_config(const nlohmann::json& config, const std::stri
 Spec keras_optimizer(const nlohmann::json& optimizer, const std::string& where,
                      const std::string& otherwise = "");
 
+// A Keras loss (compile_config's "loss": its name, or {"class_name", "config": get_config()} of
+// keras.losses' SparseCategoricalCrossentropy, CategoricalCrossentropy, BinaryCrossentropy and
+// MeanSquaredError) as the API's Spec; ConfigError "<where>: the loss ..." naming what ddp-trainer
+// cannot train by (`otherwise` after the message for a loss it does not have).
+Spec keras_loss(const nlohmann::json& loss, const std::string& where,
+                const std::string& otherwise = "");
+// The reverse, for compile_config: the loss's name, or Keras' loss object where it has settings
+// (from_logits, label_smoothing); null where Keras has no form of it (weights per class or label).
+nlohmann::json keras_loss_json(const YAML::Node& loss);
+
 // The reverse, for compile_config: the optimizer as Keras serializes it (keras.optimizers
 // .serialize), where it trains by Keras' rule with a rate or schedule Keras has; null otherwise.
 nlohmann::json keras_optimizer_json(const OptimizerConfig& optimizer);

@@ -35,15 +35,17 @@ std::string Sequential::keras_config() {
 }
 
 std::string Sequential::keras_compile_config() const {
-  if (!compiled() || !loss_.IsScalar()) return "";
+  if (!compiled()) return "";
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = YAML::Clone(optimizer_);
   const nlohmann::json optimizer = keras_optimizer_json(parse_optimizer_config(root, kOrigin));
-  if (optimizer.is_null()) return "";
-  const std::string loss = loss_.as<std::string>();
+  const nlohmann::json loss = keras_loss_json(loss_);
+  if (optimizer.is_null() || loss.is_null()) return "";
   // Keras' compile without metrics has none; ddp-trainer's has the loss's own.
+  const std::string loss_name =
+      loss_.IsScalar() ? loss_.as<std::string>() : loss_["type"].as<std::string>();
   const std::vector<std::string> metrics =
-      metrics_ ? metrics_.as<std::vector<std::string>>() : default_metrics(loss_kind(loss));
+      metrics_ ? metrics_.as<std::vector<std::string>>() : default_metrics(loss_kind(loss_name));
   return nlohmann::json{{"optimizer", optimizer},      {"loss", loss},
                         {"loss_weights", nullptr},     {"metrics", metrics},
                         {"weighted_metrics", nullptr}, {"run_eagerly", false},

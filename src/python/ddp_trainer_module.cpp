@@ -31,17 +31,17 @@
 #include <vector>
 
 #include "api/keras.h"
+#include "compile_arguments.h"
 #include "core/error.h"
 #include "keras_methods.h"
 #include "model_files.h"
 #include "python_arrays.h"
 #include "python_callbacks.h"
-#include "python_optimizers.h"
 
 namespace py = pybind11;
 namespace keras = ddp::keras;
 using ddp::python::add_callbacks;
-using ddp::python::add_optimizers;
+using ddp::python::add_optimizers_and_losses;
 using ddp::python::array_of;
 using ddp::python::arrays;
 using ddp::python::call_hook;
@@ -49,6 +49,7 @@ using ddp::python::define_file_methods;
 using ddp::python::define_keras_methods;
 using ddp::python::FloatArray;
 using ddp::python::logs_of;
+using ddp::python::loss_of;
 using ddp::python::optimizer_of;
 using ddp::python::save_freq_steps;
 
@@ -232,9 +233,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def("Flatten", &keras::Flatten);
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
   m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
-  add_optimizers(m);
-  m.def("CategoricalCrossentropy", &keras::CategoricalCrossentropy,
-        py::arg("label_smoothing") = 0.0);
+  add_optimizers_and_losses(m);
   m.def("EarlyStopping", &keras::EarlyStopping, py::arg("monitor") = "val_loss",
         py::arg("patience") = 0, py::arg("min_delta") = 0.0,
         py::arg("restore_best_weights") = false, py::arg("mode") = "auto",
@@ -283,10 +282,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
               throw ddp::ConfigError(
                   "Sequential: compile: loss: required (Keras' loss=None trains the losses of "
                   "add_loss, which ddp-trainer's layers do not have)");
-            if (py::isinstance<py::str>(loss))
-              self.compile(chosen, loss.cast<std::string>(), metrics);
-            else
-              self.compile(chosen, loss.cast<keras::Spec>(), metrics);
+            self.compile(chosen, loss_of(loss), metrics);
           },
           py::arg("optimizer") = "rmsprop", py::arg("loss") = py::none(),
           py::arg("metrics") = py::none())

@@ -138,7 +138,8 @@ LossKind loss_kind(const std::string& name) {
 namespace {
 
 // `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights, or
-// `{type: categorical_crossentropy, label_smoothing: e}` (Keras' CategoricalCrossentropy's), and
+// `{type: categorical_crossentropy, label_smoothing: e}` (Keras' CategoricalCrossentropy's),
+// `from_logits: true` for a model without a final softmax, and
 // `class_weight: [w0, w1, ...]` or `{class: weight, ...}` for the categorical cross-entropies.
 void parse_loss(ConfigNode& root, Config& config) {
   // "mse": Keras' short name for mean_squared_error.
@@ -168,6 +169,21 @@ void parse_loss(ConfigNode& root, Config& config) {
                 "labels as sparse_categorical_crossentropy)");
     config.label_smoothing =
         in_unit_interval(node, "label_smoothing", node.require<double>("label_smoothing"));
+  }
+  // Keras' from_logits: the categorical cross-entropies apply softmax themselves, fused with a
+  // final softmax layer (whose outputs are probabilities) or to the outputs of a model without
+  // one (logits). true only says which, and is checked.
+  if (node.get("from_logits", false)) {
+    if (config.loss == LossKind::kBinaryCrossentropy || config.loss == LossKind::kMeanSquaredError)
+      node.fail("from_logits", config.loss == LossKind::kBinaryCrossentropy
+                                   ? "binary_crossentropy takes a model ending in sigmoid, which "
+                                     "it fuses; end the model in sigmoid instead"
+                                   : "only the cross-entropies take logits");
+    const LayerSpec* last = config.layers.empty() ? nullptr : &config.layers.back();
+    if (last && (last->type == "softmax" || last->activation == "softmax"))
+      node.fail("from_logits",
+                "true, but the model ends in softmax, whose outputs are probabilities; drop the "
+                "softmax (the loss applies it) or from_logits");
   }
   if (node.has("class_weight")) {
     std::map<int64_t, double> weights;

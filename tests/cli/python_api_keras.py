@@ -128,15 +128,16 @@ def keras_arguments():
     """Keras' arguments the module takes (one rank), as JSON: shuffle=False trains the batches in
     the data's order (one epoch of two batches is a fit of the first half, then of the second);
     evaluate's three forms; an optimizer by Keras' name has Keras' defaults; count_params before
-    and after a fit; predict takes batch_size and verbose; validation_freq."""
+    and after a fit; predict takes batch_size and verbose; validation_freq; Keras' loss
+    objects."""
     import numpy as np
     import ddp_trainer as ddp
     x, y, _, _ = data()
     x, y = x[:64], y[:64]
 
-    def model(optimizer=None):
+    def model(optimizer=None, loss="sparse_categorical_crossentropy"):
         m = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
-        m.compile(optimizer or ddp.SGD(0.1), "sparse_categorical_crossentropy", ["accuracy"])
+        m.compile(optimizer or ddp.SGD(0.1), loss, ["accuracy"])
         return m
 
     def weights(m):
@@ -252,6 +253,33 @@ def keras_arguments():
             model(optimizer)
         except ddp.ConfigError as e:
             result["optimizers"].append(str(e))
+    # Keras' loss objects: from_logits for a model ending in logits (the loss applies softmax);
+    # one-hot targets under label smoothing train what class indices do.
+    def logits(loss):
+        m = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4)], input_shape=[10])
+        m.compile(ddp.Adam(0.01), loss)
+        return m
+
+    class Sparse:  # as keras.losses.SparseCategoricalCrossentropy(from_logits=True) describes it
+        def get_config(self):
+            return {"from_logits": True, "reduction": "sum_over_batch_size", "ignore_class": None}
+    Sparse.__name__ = "SparseCategoricalCrossentropy"
+    named, declared, described = logits("sparse_categorical_crossentropy"), \
+        logits(ddp.SparseCategoricalCrossentropy(from_logits=True)), logits(Sparse())
+    indices = logits(ddp.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1))
+    rows = logits(ddp.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1))
+    for m, targets in ((named, y), (declared, y), (described, y), (indices, y),
+                       (rows, np.eye(4, dtype=np.int32)[y])):
+        m.fit(x, targets, shuffle=False, verbose=0)
+    result["losses"] = [bool(np.array_equal(weights(named), weights(declared))),
+                        bool(np.array_equal(weights(named), weights(described))),
+                        bool(np.array_equal(weights(indices), weights(rows))),
+                        bool(np.array_equal(weights(named), weights(indices)))]
+    for loss in (ddp.SparseCategoricalCrossentropy(from_logits=True), Sparse()):
+        try:
+            model(loss=loss).fit(x, y, verbose=0)  # ends in softmax
+        except ddp.ConfigError as e:
+            result["losses"].append(str(e))
     print(json.dumps(result))
 
 

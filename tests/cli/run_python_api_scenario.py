@@ -360,6 +360,9 @@ class Scenarios:
             "fit: validation_freq: a number of epochs or a list of the epochs to validate, not '2'",
             "fit: validation_freq: a number of epochs or a list of the epochs to validate, not "
             "[1.5]"], r["refused"]
+        error = ("Sequential: loss.from_logits: true, but the model ends in softmax, whose outputs "
+                 "are probabilities; drop the softmax (the loss applies it) or from_logits")
+        assert r["losses"] == [True, True, True, False, error, error], r["losses"]
         assert r["optimizers"] == [
             True, False, 0.001, True, False,
             "Sequential: compile: optimizer 'adagrad' is not one the trainer has (adam, adamw, "

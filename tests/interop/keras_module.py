@@ -73,18 +73,18 @@ def main():
     check("keras.callbacks.LearningRateScheduler",
           np.allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6), f"rates {rates}")
 
-    def twin_mlps(make):
+    def twin_mlps(make, loss=lambda: "sparse_categorical_crossentropy", last="softmax"):
         """ddp-trainer's MLP and Keras' of the same initial weights, each compiled with make()'s
-        optimizer."""
-        ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+        optimizer and loss()."""
+        ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, last)], input_shape=[10])
         ours.build()
         keras_mlp = keras.Sequential([keras.Input((10,)),
                                       keras.layers.Dense(16, activation="relu"),
-                                      keras.layers.Dense(4, activation="softmax")])
+                                      keras.layers.Dense(4, activation=last)])
         for ours_layer, keras_layer in zip(ours.layers, keras_mlp.layers):
             keras_layer.set_weights(ours_layer.get_weights())
         for m in (ours, keras_mlp):
-            m.compile(make(), "sparse_categorical_crossentropy")
+            m.compile(make(), loss())
         return ours, keras_mlp
 
     def gap(a, b):  # the largest difference of two models' weights
@@ -120,6 +120,30 @@ def main():
                                            if isinstance(schedule, dict) else "")
         check(f"keras.optimizers.{what}", diff < 1e-5,
               f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
+
+    # Keras' loss objects: from_logits for a model ending in logits, and one-hot targets smoothed;
+    # the .keras file hands Keras the same loss object back.
+    losses = keras.losses
+    one_hot = np.eye(4, dtype=np.int32)[y]
+    for loss, targets in [
+            (lambda: losses.SparseCategoricalCrossentropy(from_logits=True), y),
+            (lambda: losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+             one_hot)]:
+        ours, keras_mlp = twin_mlps(lambda: keras.optimizers.Adam(0.01), loss, "linear")
+        for m in (ours, keras_mlp):
+            m.fit(x[:500], targets[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
+        model_path = os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                  f"ddp_keras_loss_{os.getpid()}.keras")
+        ours.save(model_path)
+        try:
+            rebuilt = keras.models.load_model(model_path).loss.get_config()
+        finally:
+            os.remove(model_path)
+        given = loss().get_config()
+        check(f"keras.losses.{type(loss()).__name__}(from_logits=True)",
+              gap(ours, keras_mlp) < 1e-5 and all(rebuilt[k] == given[k] for k in given),
+              f"30 steps from the same weights: max abs difference of the weights "
+              f"{gap(ours, keras_mlp):.2e}; Keras' load_model of ddp-trainer's file: {rebuilt}")
 
     # Note [Keras optimizer state]: a .keras file carries the optimizer's moments and step count
     # both ways; the model goes on from them as the model that never stopped (a fresh optimizer

@@ -163,6 +163,23 @@ TEST(Config, LabelSmoothingIsCategoricalCrossentropys) {
   }
 }
 
+// Keras' from_logits: true says the model ends without a softmax, and is checked against it.
+TEST(Config, FromLogitsIsAModelWithoutAFinalSoftmax) {
+  const char* logits = "model.layers.1.activation=linear";
+  for (const char* loss : {"loss={type: sparse_categorical_crossentropy, from_logits: true}",
+                           "loss={type: categorical_crossentropy, from_logits: true}"})
+    EXPECT_NO_THROW(parse_with({loss, logits})) << loss;
+  EXPECT_NO_THROW(parse_with({"loss={type: sparse_categorical_crossentropy, from_logits: false}"}));
+  EXPECT_EQ(error_with({"loss={type: sparse_categorical_crossentropy, from_logits: true}"}),
+            "test.yaml: loss.from_logits: true, but the model ends in softmax, whose outputs are "
+            "probabilities; drop the softmax (the loss applies it) or from_logits");
+  EXPECT_EQ(error_with({"loss={type: binary_crossentropy, from_logits: true}", logits}),
+            "test.yaml: loss.from_logits: binary_crossentropy takes a model ending in sigmoid, "
+            "which it fuses; end the model in sigmoid instead");
+  EXPECT_EQ(error_with({"loss={type: mse, from_logits: true}", logits}),
+            "test.yaml: loss.from_logits: only the cross-entropies take logits");
+}
+
 // Note [gradient clipping]: the trainer reads the summed gradients before the step.
 TEST(Config, GlobalClipnormKeepsTheSumsForTheTrainer) {
   EXPECT_FALSE(parse_with({}).training.grad_sync.sums_before_step);

@@ -399,5 +399,58 @@ TEST(KerasModelConfig, OptimizersSerializeAsKerasAndReadBack) {
   EXPECT_TRUE(keras::keras_optimizer_json(warm).is_null());
 }
 
+// Keras' loss objects (compile_config's, get_config()'s) as the config's loss, and back: a name
+// stays a name, settings make Keras' object; what ddp-trainer's losses do not have is refused.
+TEST(KerasModelConfig, LossObjectsAsTheConfigsLossAndBack) {
+  const auto loss = [](const char* text) {
+    return keras::keras_loss(nlohmann::json::parse(text), "compile").node;
+  };
+  const YAML::Node sparse = loss(R"({"class_name": "SparseCategoricalCrossentropy", "config": {
+      "name": "sparse_categorical_crossentropy", "reduction": "sum_over_batch_size",
+      "from_logits": true, "ignore_class": null}})");
+  EXPECT_EQ(sparse["type"].as<std::string>(), "sparse_categorical_crossentropy");
+  EXPECT_TRUE(sparse["from_logits"].as<bool>());
+  const YAML::Node smoothed = loss(R"({"class_name": "CategoricalCrossentropy", "config": {
+      "from_logits": false, "label_smoothing": 0.1, "axis": -1}})");
+  EXPECT_EQ(smoothed["type"].as<std::string>(), "categorical_crossentropy");
+  EXPECT_FALSE(smoothed["from_logits"]);
+  EXPECT_EQ(smoothed["label_smoothing"].as<double>(), 0.1);
+  EXPECT_EQ(loss(R"({"class_name": "MeanSquaredError", "config": {}})")["type"].as<std::string>(),
+            "mean_squared_error");
+  EXPECT_EQ(loss(R"("binary_crossentropy")").as<std::string>(), "binary_crossentropy");
+
+  const nlohmann::json back = keras::keras_loss_json(sparse);
+  EXPECT_EQ(back["class_name"], "SparseCategoricalCrossentropy");
+  EXPECT_EQ(back["config"]["from_logits"], true);
+  EXPECT_EQ(keras::keras_loss(back, "compile").node["from_logits"].as<bool>(), true);
+  EXPECT_EQ(keras::keras_loss_json(smoothed)["config"]["label_smoothing"], 0.1);
+  EXPECT_EQ(keras::keras_loss_json(YAML::Node("mse")), "mse");
+  EXPECT_TRUE(
+      keras::keras_loss_json(YAML::Load("{type: binary_crossentropy, pos_weight: [2]}")).is_null());
+
+  const auto refused = [&](const char* text) {
+    try {
+      loss(text);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(refused(R"({"class_name": "Huber", "config": {}})"),
+            "compile: the loss Huber is not one ddp-trainer has (BinaryCrossentropy, "
+            "CategoricalCrossentropy, MeanSquaredError, SparseCategoricalCrossentropy, or one by "
+            "name)");
+  EXPECT_EQ(refused(R"({"class_name": "SparseCategoricalCrossentropy", "config": {
+      "ignore_class": 0}})"),
+            "compile: the loss SparseCategoricalCrossentropy: ignore_class 0; ddp-trainer's "
+            "losses do not have it");
+  EXPECT_EQ(refused(R"({"class_name": "CategoricalCrossentropy", "config": {"reduction": "sum"}})"),
+            "compile: the loss CategoricalCrossentropy: reduction \"sum\"; ddp-trainer's losses "
+            "do not have it");
+  EXPECT_EQ(refused(R"({"class_name": "BinaryCrossentropy", "config": {"from_logits": true}})"),
+            "compile: the loss BinaryCrossentropy: from_logits true; ddp-trainer's losses do not "
+            "have it");
+}
+
 }  // namespace
 }  // namespace ddp

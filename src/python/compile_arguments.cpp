@@ -1,4 +1,4 @@
-#include "python_optimizers.h"
+#include "compile_arguments.h"
 
 #include <pybind11/stl.h>
 #include <nlohmann/json.hpp>
@@ -26,34 +26,36 @@ keras::Spec optimizer_named(std::string name) {
                     "' is not one the trainer has (adam, adamw, rmsprop, sgd)");
 }
 
-// Keras' optimizer object by its class and settings, as a .keras file describes one. The
-// settings go through json.dumps (NumPy scalars as floats), then nlohmann::json.
-keras::Spec optimizer_of_keras_object(const py::object& optimizer) {
+// Keras' object (an optimizer or a loss: `what`) by its class and settings, as a .keras file
+// describes one, read by `read`. The settings go through json.dumps (NumPy scalars as floats),
+// then nlohmann::json.
+keras::Spec of_keras_object(const py::object& object, const char* what,
+                            keras::Spec (*read)(const nlohmann::json&, const std::string&,
+                                                const std::string&)) {
   const py::object dumps = py::module_::import("json").attr("dumps");
   const py::object as_float = py::module_::import("builtins").attr("float");
-  const std::string class_name = py::type::of(optimizer).attr("__name__").cast<std::string>();
+  const std::string class_name = py::type::of(object).attr("__name__").cast<std::string>();
+  const std::string where = std::string(kWhere) + ": the " + what + " " + class_name;
   try {
-    const py::object config = optimizer.attr("get_config")();
+    const py::object config = object.attr("get_config")();
     if (!py::isinstance<py::dict>(config))
-      throw ConfigError(std::string(kWhere) + ": the optimizer " + class_name +
-                        ": its get_config() is not a dict of settings");
+      throw ConfigError(where + ": its get_config() is not a dict of settings");
     const std::string settings =
         dumps(config, py::arg("default") = as_float, py::arg("allow_nan") = false)
             .cast<std::string>();
-    return keras::keras_optimizer(
-        {{"class_name", class_name}, {"config", nlohmann::json::parse(settings)}}, kWhere);
+    return read({{"class_name", class_name}, {"config", nlohmann::json::parse(settings)}}, kWhere,
+                "");
   } catch (const py::error_already_set& e) {  // e.what() would add the traceback's lines
-    throw ConfigError(std::string(kWhere) + ": the optimizer " + class_name +
-                      ": its get_config() is not plain settings (" +
+    throw ConfigError(where + ": its get_config() is not plain settings (" +
                       py::str(e.value()).cast<std::string>() + ")");
   } catch (const nlohmann::json::exception& e) {
-    throw ConfigError(std::string(kWhere) + ": the optimizer " + class_name + ": " + e.what());
+    throw ConfigError(where + ": " + e.what());
   }
 }
 
 }  // namespace
 
-void add_optimizers(py::module_& m) {
+void add_optimizers_and_losses(py::module_& m) {
   m.def("Adam", &keras::Adam, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
         py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, "Keras 3's Adam: its rule");
   m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.004,
@@ -64,16 +66,35 @@ void add_optimizers(py::module_& m) {
   m.def("RMSprop", &keras::RMSprop, py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9,
         py::arg("momentum") = 0.0, py::arg("epsilon") = 1e-7, py::arg("centered") = false,
         py::arg("weight_decay") = 0.0, "Keras 3's RMSprop: its rule and defaults");
+  m.def(
+      "CategoricalCrossentropy",
+      [](bool from_logits, double label_smoothing) {
+        return keras::CategoricalCrossentropy(label_smoothing, from_logits);
+      },
+      py::arg("from_logits") = false, py::arg("label_smoothing") = 0.0,
+      "Keras' CategoricalCrossentropy: from_logits for a model without a final softmax");
+  m.def("SparseCategoricalCrossentropy", &keras::SparseCategoricalCrossentropy,
+        py::arg("from_logits") = false,
+        "Keras' SparseCategoricalCrossentropy: from_logits for a model without a final softmax");
 }
 
 keras::Spec optimizer_of(const py::object& optimizer) {
   if (py::isinstance<py::str>(optimizer)) return optimizer_named(optimizer.cast<std::string>());
   if (py::isinstance<keras::Spec>(optimizer)) return optimizer.cast<keras::Spec>();
-  if (py::hasattr(optimizer, "get_config")) return optimizer_of_keras_object(optimizer);
+  if (py::hasattr(optimizer, "get_config"))
+    return of_keras_object(optimizer, "optimizer", &keras::keras_optimizer);
   throw ConfigError(std::string(kWhere) +
                     ": optimizer: a name, ddp_trainer's or Keras' object, "
                     "not " +
                     py::repr(optimizer).cast<std::string>());
+}
+
+keras::Spec loss_of(const py::object& loss) {
+  if (py::isinstance<py::str>(loss)) return {YAML::Node(loss.cast<std::string>())};
+  if (py::isinstance<keras::Spec>(loss)) return loss.cast<keras::Spec>();
+  if (py::hasattr(loss, "get_config")) return of_keras_object(loss, "loss", &keras::keras_loss);
+  throw ConfigError(std::string(kWhere) + ": loss: a name, ddp_trainer's or Keras' object, not " +
+                    py::repr(loss).cast<std::string>());
 }
 
 }  // namespace ddp::python
