@@ -223,12 +223,9 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
       throw ConfigError(where + ": compile_config: loss_weights " + c["loss_weights"].dump() +
                         " are not trained by; load with compile=False and compile()");
     if (c.contains("metrics") && c["metrics"].is_array())
-      for (const json& m : c["metrics"]) {
-        if (!m.is_string())
-          throw ConfigError(where + ": compile_config: the metric " + m.dump() +
-                            " is not one named; load with compile=False and compile() with one");
-        model.metrics.push_back(m.get<std::string>());
-      }
+      for (const json& m : c["metrics"])
+        model.metrics.push_back(keras_metric(m, where + ": compile_config",
+                                             "; load with compile=False and compile() with one"));
   } catch (const json::exception& e) {
     throw ConfigError(where + ": not a Keras model config: " + e.what());
   }

@@ -52,6 +52,13 @@ Spec keras_optimizer(const nlohmann::json& optimizer, const std::string& where,
 // cannot train by (`otherwise` after the message for a loss it does not have).
 Spec keras_loss(const nlohmann::json& loss, const std::string& where,
                 const std::string& otherwise = "");
+// A Keras metric (compile_config's "metrics" entries: a name, or {"class_name", "config"} of
+// keras.metrics' SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy and
+// MeanAbsoluteError under their own names) as the name of ddp-trainer's metric that keeps its
+// count; ConfigError "<where>: the metric ..." otherwise (`otherwise` after the message for a
+// metric it does not have).
+std::string keras_metric(const nlohmann::json& metric, const std::string& where,
+                         const std::string& otherwise = "");
 // The reverse, for compile_config: the loss's name, or Keras' loss object where it has settings
 // (from_logits, label_smoothing); null where Keras has no form of it (weights per class or label).
 nlohmann::json keras_loss_json(const YAML::Node& loss);

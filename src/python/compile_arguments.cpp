@@ -26,12 +26,11 @@ keras::Spec optimizer_named(std::string name) {
                     "' is not one the trainer has (adam, adamw, rmsprop, sgd)");
 }
 
-// Keras' object (an optimizer or a loss: `what`) by its class and settings, as a .keras file
-// describes one, read by `read`. The settings go through json.dumps (NumPy scalars as floats),
-// then nlohmann::json.
-keras::Spec of_keras_object(const py::object& object, const char* what,
-                            keras::Spec (*read)(const nlohmann::json&, const std::string&,
-                                                const std::string&)) {
+// Keras' object (an optimizer, a loss or a metric: `what`) read by `read` from its class and
+// settings as a .keras file describes one ({"class_name", "config"}). The settings go through
+// json.dumps (NumPy scalars as floats), then nlohmann::json.
+template <class Read>
+auto of_keras_object(const py::object& object, const char* what, const Read& read) {
   const py::object dumps = py::module_::import("json").attr("dumps");
   const py::object as_float = py::module_::import("builtins").attr("float");
   const std::string class_name = py::type::of(object).attr("__name__").cast<std::string>();
@@ -40,11 +39,9 @@ keras::Spec of_keras_object(const py::object& object, const char* what,
     const py::object config = object.attr("get_config")();
     if (!py::isinstance<py::dict>(config))
       throw ConfigError(where + ": its get_config() is not a dict of settings");
-    const std::string settings =
-        dumps(config, py::arg("default") = as_float, py::arg("allow_nan") = false)
-            .cast<std::string>();
-    return read({{"class_name", class_name}, {"config", nlohmann::json::parse(settings)}}, kWhere,
-                "");
+    const auto settings = py::cast<std::string>(
+        dumps(config, py::arg("default") = as_float, py::arg("allow_nan") = false));
+    return read({{"class_name", class_name}, {"config", nlohmann::json::parse(settings)}});
   } catch (const py::error_already_set& e) {  // e.what() would add the traceback's lines
     throw ConfigError(where + ": its get_config() is not plain settings (" +
                       py::str(e.value()).cast<std::string>() + ")");
@@ -82,7 +79,9 @@ keras::Spec optimizer_of(const py::object& optimizer) {
   if (py::isinstance<py::str>(optimizer)) return optimizer_named(optimizer.cast<std::string>());
   if (py::isinstance<keras::Spec>(optimizer)) return optimizer.cast<keras::Spec>();
   if (py::hasattr(optimizer, "get_config"))
-    return of_keras_object(optimizer, "optimizer", &keras::keras_optimizer);
+    return of_keras_object(optimizer, "optimizer", [](const nlohmann::json& j) {
+      return keras::keras_optimizer(j, kWhere);
+    });
   throw ConfigError(std::string(kWhere) +
                     ": optimizer: a name, ddp_trainer's or Keras' object, "
                     "not " +
@@ -92,9 +91,31 @@ keras::Spec optimizer_of(const py::object& optimizer) {
 keras::Spec loss_of(const py::object& loss) {
   if (py::isinstance<py::str>(loss)) return {YAML::Node(loss.cast<std::string>())};
   if (py::isinstance<keras::Spec>(loss)) return loss.cast<keras::Spec>();
-  if (py::hasattr(loss, "get_config")) return of_keras_object(loss, "loss", &keras::keras_loss);
+  if (py::hasattr(loss, "get_config"))
+    return of_keras_object(loss, "loss",
+                           [](const nlohmann::json& j) { return keras::keras_loss(j, kWhere); });
   throw ConfigError(std::string(kWhere) + ": loss: a name, ddp_trainer's or Keras' object, not " +
                     py::repr(loss).cast<std::string>());
+}
+
+std::vector<std::string> metrics_of(const py::object& metrics) {
+  std::vector<std::string> names;  // Keras' metrics=None: none
+  if (metrics.is_none()) return names;
+  if (py::isinstance<py::str>(metrics) || !py::isinstance<py::sequence>(metrics))
+    throw ConfigError(std::string(kWhere) + ": metrics: a list, not " +
+                      py::repr(metrics).cast<std::string>());
+  for (const py::handle metric : metrics) {
+    if (py::isinstance<py::str>(metric))
+      names.push_back(metric.cast<std::string>());
+    else if (py::hasattr(metric, "get_config"))
+      names.push_back(
+          of_keras_object(py::reinterpret_borrow<py::object>(metric), "metric",
+                          [](const nlohmann::json& j) { return keras::keras_metric(j, kWhere); }));
+    else
+      throw ConfigError(std::string(kWhere) + ": metrics: a name or Keras' metric object, not " +
+                        py::repr(metric).cast<std::string>());
+  }
+  return names;
 }
 
 }  // namespace ddp::python

@@ -4,6 +4,9 @@
 
 #include <pybind11/pybind11.h>
 
+#include <string>
+#include <vector>
+
 #include "api/keras.h"
 
 namespace ddp::python {
@@ -23,5 +26,9 @@ keras::Spec optimizer_of(const py::object& optimizer);
 // The same of a loss: its Keras name, one of the module's, or Keras' own object
 // (keras.losses.SparseCategoricalCrossentropy(from_logits=True)), read through its get_config().
 keras::Spec loss_of(const py::object& loss);
+
+// compile()'s metrics: None (none, as Keras), or a list of names and Keras' metric objects
+// (keras.metrics.SparseCategoricalAccuracy(): keras_metric).
+std::vector<std::string> metrics_of(const py::object& metrics);
 
 }  // namespace ddp::python

@@ -50,6 +50,7 @@ using ddp::python::define_keras_methods;
 using ddp::python::FloatArray;
 using ddp::python::logs_of;
 using ddp::python::loss_of;
+using ddp::python::metrics_of;
 using ddp::python::optimizer_of;
 using ddp::python::save_freq_steps;
 
@@ -274,9 +275,9 @@ PYBIND11_MODULE(ddp_trainer, m) {
       .def(
           "compile",
           [](keras::Sequential& self, const py::object& optimizer, const py::object& loss,
-             std::optional<std::vector<std::string>> given) {
+             const py::object& given) {
             // Keras' metrics=None: none (the C++ API's nullopt is the loss's default ones).
-            const std::vector<std::string> metrics = given.value_or(std::vector<std::string>{});
+            const std::vector<std::string> metrics = metrics_of(given);
             const keras::Spec chosen = optimizer_of(optimizer);
             if (loss.is_none())
               throw ddp::ConfigError(

@@ -227,6 +227,9 @@ void parse_metrics(ConfigNode& root, Config& config) {
     }
     const std::string mismatch = metric_mismatch(name, config.loss);
     if (!mismatch.empty()) root.fail("metrics", mismatch);
+    // Each is a column of the log and a key of the history.
+    if (std::count(config.metrics.begin(), config.metrics.end(), name) > 1)
+      root.fail("metrics", name + " is listed twice");
   }
 }
 

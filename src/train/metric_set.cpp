@@ -19,10 +19,25 @@ size_t argmax(const float* row, int64_t n) {
 }  // namespace
 
 const std::vector<std::string>& metric_names() {
-  static const std::vector<std::string> names = {
-      "accuracy",        "binary_accuracy", "precision", "recall", "f1",
-      "macro_precision", "macro_recall",    "macro_f1",  "mae"};
+  static const std::vector<std::string> names = {"accuracy",
+                                                 "binary_accuracy",
+                                                 "precision",
+                                                 "recall",
+                                                 "f1",
+                                                 "macro_precision",
+                                                 "macro_recall",
+                                                 "macro_f1",
+                                                 "mae",
+                                                 "sparse_categorical_accuracy",
+                                                 "categorical_accuracy",
+                                                 "mean_absolute_error"};
   return names;
+}
+
+std::string metric_kind(const std::string& name) {
+  if (name == "sparse_categorical_accuracy" || name == "categorical_accuracy") return "accuracy";
+  if (name == "mean_absolute_error") return "mae";
+  return name;
 }
 
 std::vector<std::string> default_metrics(LossKind loss) {
@@ -30,7 +45,8 @@ std::vector<std::string> default_metrics(LossKind loss) {
   return {loss == LossKind::kBinaryCrossentropy ? "binary_accuracy" : "accuracy"};
 }
 
-std::string metric_mismatch(const std::string& name, LossKind loss) {
+std::string metric_mismatch(const std::string& given, LossKind loss) {
+  const std::string name = metric_kind(given);
   const bool binary = loss == LossKind::kBinaryCrossentropy;
   if (name == "accuracy" && binary)
     return "accuracy counts one class per sample; with binary_crossentropy use binary_accuracy";
@@ -43,7 +59,8 @@ std::string metric_mismatch(const std::string& name, LossKind loss) {
 
 MetricSet::MetricSet(std::vector<std::string> names, LossKind loss, int64_t outputs)
     : names_(std::move(names)), loss_(loss), outputs_(outputs) {
-  for (const std::string& name : names_) {
+  for (const std::string& given : names_) {
+    const std::string name = metric_kind(given);
     if (name == "mae") absolute_error_ = true;
     if (name.find("precision") != std::string::npos || name.find("recall") != std::string::npos ||
         name.find("f1") != std::string::npos)
@@ -108,7 +125,8 @@ std::vector<MetricValue> MetricSet::values(std::span<const double> sums) const {
     }
   }
   std::vector<MetricValue> out;
-  for (const std::string& name : names_) {
+  for (const std::string& given : names_) {
+    const std::string name = metric_kind(given);
     double v = 0;
     if (name == "accuracy") v = ratio(sums[kCorrect], samples);
     if (name == "binary_accuracy") v = ratio(sums[kCorrect], samples * static_cast<double>(cols));
@@ -119,7 +137,7 @@ std::vector<MetricValue> MetricSet::values(std::span<const double> sums) const {
     if (name == "macro_precision") v = macro_p;
     if (name == "macro_recall") v = macro_r;
     if (name == "macro_f1") v = macro_f1;
-    out.push_back({name, v});
+    out.push_back({given, v});
   }
   return out;
 }

@@ -21,8 +21,12 @@ struct MetricValue {
   double value;
 };
 
-// Every metric name, in the order the config reference lists them.
+// Every metric name, in the order the config reference lists them; Keras' longer names last.
 const std::vector<std::string>& metric_names();
+// What a metric computes: Keras' longer names are other names of ddp-trainer's metrics
+// (sparse_categorical_accuracy and categorical_accuracy: accuracy; mean_absolute_error: mae),
+// reported under the name given.
+std::string metric_kind(const std::string& name);
 // The metrics of a config without `metrics`: accuracy, binary_accuracy for binary_crossentropy,
 // mae for mean_squared_error.
 std::vector<std::string> default_metrics(LossKind loss);
@@ -46,7 +50,7 @@ class MetricSet {
   std::vector<MetricValue> values(std::span<const double> sums) const;
   static constexpr size_t kSamples = 1;  // where sums hold the sample count
   // Lower is better (mae); higher for the others.
-  static bool lower_is_better(const std::string& name) { return name == "mae"; }
+  static bool lower_is_better(const std::string& name) { return metric_kind(name) == "mae"; }
 
  private:
   std::vector<std::string> names_;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "train/metric_set.h"
 
 namespace ddp {
 
@@ -14,7 +15,7 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
                         " holds real-valued targets (regression), which need "
                         "mean_squared_error; class labels must be integers");
     for (const std::string& name : config.metrics)
-      if (name != "mae")
+      if (metric_kind(name) != "mae")
         throw ConfigError(config.file + ": metrics: " + name + " counts classes, but " +
                           train.origin + " holds real-valued targets (regression): use mae");
   }

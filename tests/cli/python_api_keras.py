@@ -280,6 +280,31 @@ def keras_arguments():
             model(loss=loss).fit(x, y, verbose=0)  # ends in softmax
         except ddp.ConfigError as e:
             result["losses"].append(str(e))
+
+    # Keras' metric objects, by the name Keras logs them under.
+    class Metric:  # as keras.metrics' objects describe themselves
+        def __init__(self, name):
+            self.name = name
+
+        def get_config(self):
+            return {"name": self.name, "dtype": "float32"}
+
+    def metric(class_name, name):
+        made = type(class_name, (Metric,), {})
+        return made(name)
+    m = ddp.Sequential([ddp.Dense(4, "softmax")], input_shape=[10])
+    m.compile("adam", "sparse_categorical_crossentropy",
+              [metric("SparseCategoricalAccuracy", "sparse_categorical_accuracy"), "accuracy"])
+    history = m.fit(x, y, epochs=2, verbose=0, validation_data=(x, y))
+    result["metrics"] = [sorted(history), history["accuracy"] ==
+                         history["sparse_categorical_accuracy"]]
+    for metrics in ([metric("AUC", "auc")], [metric("SparseCategoricalAccuracy", "acc")],
+                    "accuracy", ["accuracy", "accuracy"]):
+        try:
+            m.compile("adam", "sparse_categorical_crossentropy", metrics)
+            m.fit(x, y, verbose=0)
+        except ddp.ConfigError as e:
+            result["metrics"].append(str(e))
     print(json.dumps(result))
 
 

@@ -363,6 +363,15 @@ class Scenarios:
         error = ("Sequential: loss.from_logits: true, but the model ends in softmax, whose outputs "
                  "are probabilities; drop the softmax (the loss applies it) or from_logits")
         assert r["losses"] == [True, True, True, False, error, error], r["losses"]
+        assert r["metrics"] == [
+            ["accuracy", "learning_rate", "loss", "sparse_categorical_accuracy", "val_accuracy",
+             "val_loss", "val_sparse_categorical_accuracy"], True,
+            "Sequential: compile: the metric AUC is not one ddp-trainer has (BinaryAccuracy, "
+            "CategoricalAccuracy, MeanAbsoluteError, SparseCategoricalAccuracy, or one by name)",
+            "Sequential: compile: the metric SparseCategoricalAccuracy: name \"acc\"; "
+            "ddp-trainer's metrics do not have it",
+            "Sequential: compile: metrics: a list, not 'accuracy'",
+            "Sequential: metrics: accuracy is listed twice"], r["metrics"]
         assert r["optimizers"] == [
             True, False, 0.001, True, False,
             "Sequential: compile: optimizer 'adagrad' is not one the trainer has (adam, adamw, "

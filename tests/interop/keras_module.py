@@ -73,9 +73,10 @@ def main():
     check("keras.callbacks.LearningRateScheduler",
           np.allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6), f"rates {rates}")
 
-    def twin_mlps(make, loss=lambda: "sparse_categorical_crossentropy", last="softmax"):
+    def twin_mlps(make, loss=lambda: "sparse_categorical_crossentropy", last="softmax",
+                  metrics=lambda: None):
         """ddp-trainer's MLP and Keras' of the same initial weights, each compiled with make()'s
-        optimizer and loss()."""
+        optimizer, loss() and metrics()."""
         ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, last)], input_shape=[10])
         ours.build()
         keras_mlp = keras.Sequential([keras.Input((10,)),
@@ -84,7 +85,7 @@ def main():
         for ours_layer, keras_layer in zip(ours.layers, keras_mlp.layers):
             keras_layer.set_weights(ours_layer.get_weights())
         for m in (ours, keras_mlp):
-            m.compile(make(), loss())
+            m.compile(make(), loss(), metrics=metrics())
         return ours, keras_mlp
 
     def gap(a, b):  # the largest difference of two models' weights
@@ -144,6 +145,18 @@ def main():
               gap(ours, keras_mlp) < 1e-5 and all(rebuilt[k] == given[k] for k in given),
               f"30 steps from the same weights: max abs difference of the weights "
               f"{gap(ours, keras_mlp):.2e}; Keras' load_model of ddp-trainer's file: {rebuilt}")
+
+    # Keras' metric objects: the same history, under Keras' keys.
+    ours, keras_mlp = twin_mlps(
+        lambda: keras.optimizers.Adam(0.01), metrics=lambda: [
+            keras.metrics.SparseCategoricalAccuracy(), "accuracy"])
+    logs = [m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0,
+                  validation_data=(x[500:], y[500:])).history for m in (ours, keras_mlp)]
+    keys = sorted(k for k in logs[1])
+    check("keras.metrics.SparseCategoricalAccuracy", all(
+        np.allclose(logs[0][k], logs[1][k], rtol=1e-5, atol=1e-6) for k in keys),
+          f"history keys {keys}, ddp-trainer's the same within 1e-5: "
+          f"{ {k: [round(v, 4) for v in logs[0][k]] for k in keys if 'accuracy' in k} }")
 
     # Note [Keras optimizer state]: a .keras file carries the optimizer's moments and step count
     # both ways; the model goes on from them as the model that never stopped (a fresh optimizer

@@ -6,6 +6,7 @@
 #include "core/spelling.h"
 #include "train/config.h"
 #include "train/config_reader.h"
+#include "train/metric_set.h"
 
 namespace ddp {
 namespace {
@@ -143,6 +144,33 @@ TEST(Config, MseIsMeanSquaredErrorWithMaeByDefault) {
     EXPECT_EQ(config.metrics, std::vector<std::string>{"mae"}) << name;
   }
   EXPECT_EQ(parse_with({}).metrics, std::vector<std::string>{"accuracy"});
+}
+
+// Keras' longer metric names are ddp-trainer's metrics under those names; a name twice would be
+// two columns of one name.
+TEST(Config, KerasMetricNamesAreOtherNamesOfTheMetrics) {
+  const Config config = parse_with({"metrics=[sparse_categorical_accuracy, accuracy]"});
+  EXPECT_EQ(config.metrics, (std::vector<std::string>{"sparse_categorical_accuracy", "accuracy"}));
+  EXPECT_EQ(metric_kind("sparse_categorical_accuracy"), "accuracy");
+  EXPECT_EQ(metric_kind("mean_absolute_error"), "mae");
+  EXPECT_TRUE(MetricSet::lower_is_better("mean_absolute_error"));
+  EXPECT_FALSE(MetricSet::lower_is_better("categorical_accuracy"));
+  EXPECT_EQ(error_with({"metrics=[mean_absolute_error]"}),
+            "test.yaml: metrics: mae compares outputs with targets as numbers; it needs "
+            "mean_squared_error");
+  EXPECT_EQ(error_with({"metrics=[accuracy, accuracy]"}),
+            "test.yaml: metrics: accuracy is listed twice");
+  // Reported under the name given, with the value of the metric it is.
+  const MetricSet metrics({"categorical_accuracy", "accuracy"},
+                          LossKind::kSparseCategoricalCrossentropy, 3);
+  std::vector<double> sums(metrics.sum_count(), 0.0);
+  sums[0] = 3;  // correct
+  sums[MetricSet::kSamples] = 4;
+  const std::vector<MetricValue> values = metrics.values(sums);
+  ASSERT_EQ(values.size(), 2u);
+  EXPECT_EQ(values[0].name, "categorical_accuracy");
+  EXPECT_EQ(values[0].value, 0.75);
+  EXPECT_EQ(values[1].value, 0.75);
 }
 
 TEST(Config, LabelSmoothingIsCategoricalCrossentropys) {

@@ -1,5 +1,6 @@
-// Keras' losses, by name or as loss objects (keras.losses.SparseCategoricalCrossentropy(...)),
-// as ddp-trainer's loss section, and back for a saved model's compile_config (Note [Keras model
+// What Keras' compile takes besides the optimizer: losses, by name or as loss objects
+// (keras.losses.SparseCategoricalCrossentropy(...)), as ddp-trainer's loss section and back for a
+// saved model's compile_config, and metric objects as ddp-trainer's metrics (Note [Keras model
 // config]).
 
 #include <string>
@@ -72,6 +73,29 @@ json keras_loss_json(const YAML::Node& loss) {
           {"class_name", class_name},
           {"config", std::move(config)},
           {"registered_name", nullptr}};
+}
+
+std::string keras_metric(const json& metric, const std::string& where,
+                         const std::string& otherwise) {
+  if (metric.is_string()) return metric.get<std::string>();
+  const std::string name = metric.is_object() ? metric.value("class_name", "") : "";
+  // Keras' metric classes whose counts ddp-trainer's metrics keep, by the name Keras logs them
+  // under (the class's default name).
+  const std::string logged = name == "SparseCategoricalAccuracy" ? "sparse_categorical_accuracy"
+                             : name == "CategoricalAccuracy"     ? "categorical_accuracy"
+                             : name == "BinaryAccuracy"          ? "binary_accuracy"
+                             : name == "MeanAbsoluteError"       ? "mean_absolute_error"
+                                                                 : "";
+  if (logged.empty())
+    throw ConfigError(where + ": the metric " + (name.empty() ? metric.dump() : name) +
+                      " is not one ddp-trainer has (BinaryAccuracy, CategoricalAccuracy, "
+                      "MeanAbsoluteError, SparseCategoricalAccuracy, or one by name)" +
+                      otherwise);
+  const json settings = metric.value("config", json::object());
+  const KerasSettings in(settings, where + ": the metric " + name, "metrics");
+  in.require("name", logged);  // another name would be another key in the history
+  in.require("threshold", 0.5);
+  return logged;
 }
 
 }  // namespace ddp::keras
