@@ -156,7 +156,12 @@ std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(
                             " for this model");
     keras::OptimizerSlots out = like;
     out.iterations = iterations;
-    if (has_rate) out.learning_rate = scalar(1, "f", "the learning rate").cast<double>();
+    if (has_rate) {
+      out.learning_rate = scalar(1, "f", "the learning rate").cast<double>();
+      if (!(out.learning_rate > 0 && std::isfinite(out.learning_rate)))
+        throw CheckpointError(where + "/1: the learning rate is " +
+                              std::to_string(out.learning_rate) + ", not a finite rate > 0");
+    }
     for (size_t i = 0; i < order.size(); ++i) {
       const SlotVariable& s = order[i];
       const std::string at = where + "/" + std::to_string(first + i) + " (" + s.what + ")";

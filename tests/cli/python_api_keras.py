@@ -379,13 +379,17 @@ def keras_optimizer_state(out):
         del group["0"]
         group["0"] = np.float32(2.5)
 
+    def negative_rate(group):
+        group["1"][()] = -0.5
+
     def nan(group):
         velocity = np.asarray(group["3"])
         velocity[0] = np.nan
         group["3"][...] = velocity
     errors = []
     for what, change in [("transposed", transposed), ("fractional", fractional),
-                         ("dropped", lambda group: group.__delitem__("13")), ("nan", nan)]:
+                         ("dropped", lambda group: group.__delitem__("13")), ("nan", nan),
+                         ("negative_rate", negative_rate)]:
         try:
             ddp.load_model(altered(what, change))
             errors.append(["none", ""])
@@ -412,7 +416,7 @@ def check_keras_optimizer_state(out, rank, r):
     assert r["vars"] == [[[], "int64"], [[], "float32"]] + [
         [shape, "float32"] for shape in slots for _ in range(2)], r["vars"]
     if rank == 1:  # rank 0 reads; the others learn that it failed
-        assert r["errors"] == [["TrainingError", "another rank failed"]] * 4, r["errors"]
+        assert r["errors"] == [["TrainingError", "another rank failed"]] * 5, r["errors"]
         return
     where = f"{out}.broken.0.%s.keras: model.weights.h5"
     assert r["errors"] == [
@@ -425,4 +429,6 @@ def check_keras_optimizer_state(out, rank, r):
                             "the iterations, the learning rate, and 14 slots of adamw for this "
                             "model"],
         ["CheckpointError", (where % "nan") + ": optimizer/vars/3 (the velocity of "
-                            "layers.0.weight): holds a non-finite value (nan)"]], r["errors"]
+                            "layers.0.weight): holds a non-finite value (nan)"],
+        ["CheckpointError", (where % "negative_rate") + ": optimizer/vars/1: the learning rate is "
+                            "-0.500000, not a finite rate > 0"]], r["errors"]
