@@ -263,6 +263,9 @@ class Sequential {
   // Keras has each of them with the settings ddp-trainer trains by (an optimizer by Keras' rule, a
   // schedule Keras has, a loss and metrics by name); empty otherwise. This rank alone.
   std::string keras_compile_config() const;
+  // The optimizer steps an epoch of the fit in progress or the last one takes (Keras' params
+  // "steps"); 0 before a fit.
+  int64_t steps_per_epoch() const;
   // Keras' model.optimizer.iterations: the steps the optimizer the next fit continues with has
   // taken (0 before the first fit, or after compile()); this rank alone.
   int64_t optimizer_iterations() const;

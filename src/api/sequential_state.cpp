@@ -53,6 +53,10 @@ std::string Sequential::keras_compile_config() const {
       .dump();
 }
 
+int64_t Sequential::steps_per_epoch() const {
+  return session_ ? session_->trainer->steps_per_epoch() : 0;
+}
+
 int64_t Sequential::optimizer_iterations() const {
   return session_ && !compiled_since_fit_ ? session_->trainer->optimizer_steps() : 0;
 }

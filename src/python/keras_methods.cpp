@@ -97,12 +97,19 @@ def _get_layer(self, name=None, index=None):
                       f"{', '.join(layer.name for layer in layers)})")
 
 
+def _to_json(self, **kwargs):
+    """Keras' to_json: the model as Keras describes it (the config.json of save())."""
+    import json
+    return json.dumps(json.loads(self._keras_config()), **kwargs)
+
+
 Sequential.layers = property(_layers)
 Sequential.get_layer = _get_layer
 Sequential.train_on_batch = _train_on_batch
 Sequential.test_on_batch = _test_on_batch
 Sequential.predict_on_batch = _predict_on_batch
 Sequential.__call__ = _call
+Sequential.to_json = _to_json
 )py",
                  module.attr("__dict__"));
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "train/metric_set.h"
 
 namespace ddp::python {
 namespace {
@@ -49,6 +50,24 @@ bool is_keras_backup(py::handle cb) {
          module.rfind("keras", 0) == 0;
 }
 
+// Keras' monitoring callbacks (ModelCheckpoint's save_best_only, say) with mode "auto" work out
+// whether their quantity improves up or down from Keras' compiled metric objects, which the
+// module's model does not have; the direction of ddp-trainer's metric is set in their place
+// (a loss falls; mae falls; the others rise), as Keras would have found it.
+void choose_monitor_mode(py::handle cb) {
+  if (!py::hasattr(cb, "_set_monitor_op") || !py::hasattr(cb, "mode") ||
+      !py::hasattr(cb, "monitor") || !py::isinstance<py::str>(cb.attr("monitor")) ||
+      py::str(cb.attr("mode")).cast<std::string>() != "auto")
+    return;
+  std::string quantity = cb.attr("monitor").cast<std::string>();
+  if (quantity.rfind("val_", 0) == 0) quantity = quantity.substr(4);
+  const std::vector<std::string>& known = metric_names();
+  if (quantity == "loss")
+    cb.attr("mode") = "min";
+  else if (std::find(known.begin(), known.end(), quantity) != known.end())
+    cb.attr("mode") = MetricSet::lower_is_better(quantity) ? "min" : "max";
+}
+
 }  // namespace
 
 int64_t save_freq_steps(const py::object& save_freq) {
@@ -88,6 +107,7 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
         cb.attr("set_model")(model);
       else
         cb.attr("model") = model;
+      choose_monitor_mode(cb);
       python.push_back(cb);
     } else {
       throw ConfigError("fit: callbacks: " + py::repr(cb).cast<std::string>() +
@@ -103,10 +123,19 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
     return std::any_of(python.begin(), python.end(),
                        [&](py::handle cb) { return defines(cb, hook) || defines(cb, old_name); });
   };
-  // model.stop_training is the Sequential's (set_stop_training), which the fit reads.
-  if (with("on_train_begin"))
-    options.on_train_begin = [python] {
+  // model.stop_training is the Sequential's (set_stop_training), which the fit reads. Keras' fit
+  // hands its callbacks the run's shape (set_params) before on_train_begin: Keras' ProgbarLogger
+  // counts the steps by it.
+  if (with("on_train_begin") || with("set_params"))
+    options.on_train_begin = [python, model = model.ptr(), epochs = options.epochs,
+                              verbose = options.verbose] {
       const py::gil_scoped_acquire gil;
+      py::dict params;
+      params["verbose"] = verbose ? 1 : 0;
+      params["epochs"] = epochs;
+      params["steps"] = py::handle(model).cast<keras::Sequential&>().steps_per_epoch();
+      for (const py::handle cb : python)
+        if (py::hasattr(cb, "set_params")) cb.attr("set_params")(params);
       call_hook(python, "on_train_begin", py::dict());
     };
   if (with("on_epoch_end"))

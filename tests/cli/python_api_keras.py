@@ -281,6 +281,27 @@ def keras_arguments():
         except ddp.ConfigError as e:
             result["losses"].append(str(e))
 
+    # Keras' callbacks get the run's shape (set_params) before on_train_begin, and a monitoring
+    # one in mode "auto" the direction of its quantity, which Keras reads from its own metric
+    # objects; to_json is Keras' description of the model.
+    class Monitor:  # as keras.callbacks.ModelCheckpoint(monitor=...) in mode "auto"
+        def __init__(self, monitor):
+            self.monitor, self.mode, self.params = monitor, "auto", None
+
+        def _set_monitor_op(self):
+            pass
+
+        def set_params(self, params):
+            self.params = params
+
+        def on_train_begin(self, logs=None):
+            self.began_with = dict(self.params)
+    watching = [Monitor("val_accuracy"), Monitor("val_loss"), Monitor("val_f1")]
+    model().fit(x, y, epochs=3, batch_size=20, verbose=0, validation_data=(x, y),
+                callbacks=watching)
+    result["callbacks"] = [[m.mode for m in watching], watching[0].began_with,
+                           json.loads(model().to_json())["class_name"]]
+
     # Keras' metric objects, by the name Keras logs them under.
     class Metric:  # as keras.metrics' objects describe themselves
         def __init__(self, name):

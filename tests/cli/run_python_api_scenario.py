@@ -363,6 +363,8 @@ class Scenarios:
         error = ("Sequential: loss.from_logits: true, but the model ends in softmax, whose outputs "
                  "are probabilities; drop the softmax (the loss applies it) or from_logits")
         assert r["losses"] == [True, True, True, False, error, error], r["losses"]
+        assert r["callbacks"] == [["max", "min", "max"], {"verbose": 0, "epochs": 3, "steps": 4},
+                                  "Sequential"], r["callbacks"]  # 64 samples, 20 a batch
         assert r["metrics"] == [
             ["accuracy", "learning_rate", "loss", "sparse_categorical_accuracy", "val_accuracy",
              "val_loss", "val_sparse_categorical_accuracy"], True,

@@ -158,6 +158,23 @@ def main():
           f"history keys {keys}, ddp-trainer's the same within 1e-5: "
           f"{ {k: [round(v, 4) for v in logs[0][k]] for k in keys if 'accuracy' in k} }")
 
+    # Keras' ModelCheckpoint keeps the best epoch's whole model by a metric's direction, which it
+    # reads from Keras' metric objects in a Keras model ("auto"); Keras loads it compiled.
+    best_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_keras_best_{os.getpid()}.keras")
+    try:
+        checkpoint = keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy",
+                                                     save_best_only=True)
+        history = fit([checkpoint], 4)[0]
+        best = keras.models.load_model(best_path)
+        check("keras.callbacks.ModelCheckpoint(save_best_only=True)",
+              checkpoint.best == max(history["val_accuracy"]) and
+              int(best.optimizer.iterations) % 10 == 0 < int(best.optimizer.iterations),
+              f"best val_accuracy {checkpoint.best} of {history['val_accuracy']}, saved after "
+              f"{int(best.optimizer.iterations)} steps")
+    finally:
+        if os.path.exists(best_path):
+            os.remove(best_path)
+
     # Note [Keras optimizer state]: a .keras file carries the optimizer's moments and step count
     # both ways; the model goes on from them as the model that never stopped (a fresh optimizer
     # does not): Keras' file into ddp_trainer.load_model, and ddp-trainer's into Keras'.
