@@ -178,6 +178,28 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
 
 }  // namespace
 
+KerasLayer keras_layer(const json& layer, const std::string& where) {
+  const std::string class_name = layer.at("class_name").get<std::string>();
+  const json& settings = layer.value("config", json::object());
+  KerasLayer out;
+  if (class_name == "InputLayer") {
+    const json shape = settings.contains("batch_shape") ? settings["batch_shape"]
+                                                        : settings.at("batch_input_shape");
+    for (size_t d = 1; d < shape.size(); ++d) {
+      if (!shape[d].is_number_integer() || shape[d].get<int64_t>() <= 0)
+        throw ConfigError(where + " (InputLayer): the shape " + shape.dump() +
+                          " has a dimension that is not a size");
+      out.input_shape.push_back(shape[d].get<int64_t>());
+    }
+    return out;
+  }
+  const KerasSettings in(settings, where + " (" + class_name + ")");
+  in.require("trainable", true);  // a frozen layer: ddp-trainer would train it
+  const YAML::Node spec = keras_layer_spec(class_name, in);
+  if (spec.IsMap()) out.spec = Spec{spec};
+  return out;
+}
+
 KerasModel keras_model_from_config(const json& config, const std::string& origin, bool compile) {
   const std::string where = origin + ": config.json";
   KerasModel model;
@@ -191,20 +213,9 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
                         ": the model is frozen (trainable: false); ddp-trainer trains "
                         "every layer");
     for (size_t k = 0; k < layers.size(); ++k) {
-      const std::string class_name = layers[k].at("class_name").get<std::string>();
-      const json& settings = layers[k].value("config", json::object());
-      if (class_name == "InputLayer") {
-        const json shape = settings.contains("batch_shape") ? settings["batch_shape"]
-                                                            : settings.at("batch_input_shape");
-        for (size_t d = 1; d < shape.size(); ++d)
-          model.input_shape.push_back(shape[d].get<int64_t>());
-        continue;
-      }
-      const KerasSettings in(settings,
-                             where + ": layers[" + std::to_string(k) + "] (" + class_name + ")");
-      in.require("trainable", true);  // a frozen layer: ddp-trainer would train it
-      const YAML::Node spec = keras_layer_spec(class_name, in);
-      if (spec.IsMap()) model.layers.push_back({spec});
+      KerasLayer layer = keras_layer(layers[k], where + ": layers[" + std::to_string(k) + "]");
+      if (layer.spec) model.layers.push_back(std::move(*layer.spec));
+      if (!layer.input_shape.empty()) model.input_shape = std::move(layer.input_shape);
     }
     if (model.input_shape.empty()) {  // no InputLayer: the shape the model was built with
       const json& built = config.value("build_config", json::object());

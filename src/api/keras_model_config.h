@@ -26,6 +26,15 @@ namespace ddp::keras {
 // `input`: one sample's shape, as the model takes it (model.input).
 nlohmann::json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input);
 
+// A Keras layer ({"class_name", "config": get_config()}) as the API's layer Spec (none for the
+// identity: a linear Activation), or an InputLayer's sample shape. Throws ConfigError
+// "<where> (Class): ..." for what ddp-trainer cannot train.
+struct KerasLayer {
+  std::optional<Spec> spec;
+  std::vector<int64_t> input_shape;
+};
+KerasLayer keras_layer(const nlohmann::json& layer, const std::string& where);
+
 // What a Keras config describes: the input shape and layers, and what compile() was given.
 struct KerasModel {
   std::vector<int64_t> input_shape;

@@ -9,6 +9,7 @@
 
 #include "api/keras_model_config.h"
 #include "core/error.h"
+#include "keras_objects.h"
 
 namespace ddp::python {
 namespace {
@@ -24,30 +25,6 @@ keras::Spec optimizer_named(std::string name) {
   if (name == "sgd") return keras::SGD();
   throw ConfigError(std::string(kWhere) + ": optimizer '" + name +
                     "' is not one the trainer has (adam, adamw, rmsprop, sgd)");
-}
-
-// Keras' object (an optimizer, a loss or a metric: `what`) read by `read` from its class and
-// settings as a .keras file describes one ({"class_name", "config"}). The settings go through
-// json.dumps (NumPy scalars as floats), then nlohmann::json.
-template <class Read>
-auto of_keras_object(const py::object& object, const char* what, const Read& read) {
-  const py::object dumps = py::module_::import("json").attr("dumps");
-  const py::object as_float = py::module_::import("builtins").attr("float");
-  const std::string class_name = py::type::of(object).attr("__name__").cast<std::string>();
-  const std::string where = std::string(kWhere) + ": the " + what + " " + class_name;
-  try {
-    const py::object config = object.attr("get_config")();
-    if (!py::isinstance<py::dict>(config))
-      throw ConfigError(where + ": its get_config() is not a dict of settings");
-    const auto settings = py::cast<std::string>(
-        dumps(config, py::arg("default") = as_float, py::arg("allow_nan") = false));
-    return read({{"class_name", class_name}, {"config", nlohmann::json::parse(settings)}});
-  } catch (const py::error_already_set& e) {  // e.what() would add the traceback's lines
-    throw ConfigError(where + ": its get_config() is not plain settings (" +
-                      py::str(e.value()).cast<std::string>() + ")");
-  } catch (const nlohmann::json::exception& e) {
-    throw ConfigError(where + ": " + e.what());
-  }
 }
 
 }  // namespace
@@ -79,9 +56,9 @@ keras::Spec optimizer_of(const py::object& optimizer) {
   if (py::isinstance<py::str>(optimizer)) return optimizer_named(optimizer.cast<std::string>());
   if (py::isinstance<keras::Spec>(optimizer)) return optimizer.cast<keras::Spec>();
   if (py::hasattr(optimizer, "get_config"))
-    return of_keras_object(optimizer, "optimizer", [](const nlohmann::json& j) {
-      return keras::keras_optimizer(j, kWhere);
-    });
+    return of_keras_object(
+        optimizer, std::string(kWhere) + ": the optimizer",
+        [](const nlohmann::json& j) { return keras::keras_optimizer(j, kWhere); });
   throw ConfigError(std::string(kWhere) +
                     ": optimizer: a name, ddp_trainer's or Keras' object, "
                     "not " +
@@ -92,7 +69,7 @@ keras::Spec loss_of(const py::object& loss) {
   if (py::isinstance<py::str>(loss)) return {YAML::Node(loss.cast<std::string>())};
   if (py::isinstance<keras::Spec>(loss)) return loss.cast<keras::Spec>();
   if (py::hasattr(loss, "get_config"))
-    return of_keras_object(loss, "loss",
+    return of_keras_object(loss, std::string(kWhere) + ": the loss",
                            [](const nlohmann::json& j) { return keras::keras_loss(j, kWhere); });
   throw ConfigError(std::string(kWhere) + ": loss: a name, ddp_trainer's or Keras' object, not " +
                     py::repr(loss).cast<std::string>());

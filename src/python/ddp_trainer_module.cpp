@@ -34,6 +34,7 @@
 #include "compile_arguments.h"
 #include "core/error.h"
 #include "keras_methods.h"
+#include "model_arguments.h"
 #include "model_files.h"
 #include "python_arrays.h"
 #include "python_callbacks.h"
@@ -51,6 +52,8 @@ using ddp::python::FloatArray;
 using ddp::python::logs_of;
 using ddp::python::loss_of;
 using ddp::python::metrics_of;
+using ddp::python::model_arguments;
+using ddp::python::ModelArguments;
 using ddp::python::optimizer_of;
 using ddp::python::save_freq_steps;
 
@@ -270,8 +273,11 @@ PYBIND11_MODULE(ddp_trainer, m) {
 
   py::class_<keras::Sequential> sequential(m, "Sequential", py::dynamic_attr());  // history
   sequential
-      .def(py::init<std::vector<keras::Spec>, std::vector<int64_t>>(), py::arg("layers"),
-           py::arg("input_shape") = std::vector<int64_t>{})
+      .def(py::init([](const py::iterable& layers, std::vector<int64_t> input_shape) {
+             ModelArguments given = model_arguments(layers, std::move(input_shape));
+             return keras::Sequential(std::move(given.layers), std::move(given.input_shape));
+           }),
+           py::arg("layers"), py::arg("input_shape") = std::vector<int64_t>{})
       .def(
           "compile",
           [](keras::Sequential& self, const py::object& optimizer, const py::object& loss,

@@ -302,6 +302,27 @@ def keras_arguments():
     result["callbacks"] = [[m.mode for m in watching], watching[0].began_with,
                            json.loads(model().to_json())["class_name"]]
 
+    # Keras' layer objects and Input, as Keras' own describe themselves: the same model as the
+    # module's layers, bit for bit; what it does not have, refused in one line.
+    def keras_object(class_name, **config):
+        return type(class_name, (), {"get_config": lambda self: config})()
+    KerasTensor = type("KerasTensor", (), {"shape": (None, 10)})
+    from_keras = ddp.Sequential([KerasTensor(), keras_object("Dense", units=16, activation="relu"),
+                                 keras_object("Activation", activation="linear"),
+                                 keras_object("Dense", units=4, activation="softmax")])
+    own = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+    for m in (from_keras, own):
+        m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=2, verbose=0)
+    result["layers"] = [from_keras.input_shape, bool(np.array_equal(weights(from_keras),
+                                                                    weights(own)))]
+    for layers, shape in (([keras_object("LSTM", units=4)], []), ([3], []),
+                          ([KerasTensor(), ddp.Dense(4)], [12])):
+        try:
+            ddp.Sequential(layers, input_shape=shape)
+        except ddp.ConfigError as e:
+            result["layers"].append(str(e))
+
     # Keras' metric objects, by the name Keras logs them under.
     class Metric:  # as keras.metrics' objects describe themselves
         def __init__(self, name):

@@ -146,6 +146,22 @@ def main():
               f"30 steps from the same weights: max abs difference of the weights "
               f"{gap(ours, keras_mlp):.2e}; Keras' load_model of ddp-trainer's file: {rebuilt}")
 
+    # Keras' layer objects in ddp_trainer.Sequential: the model of the module's own layers.
+    L = keras.layers
+    from_keras = ddp.Sequential([keras.Input((10,)), L.Dense(16, activation="relu"),
+                                 L.Dense(4), L.Softmax()])
+    flattened = ddp.Sequential([L.Flatten(input_shape=(2, 5)), L.Dense(16, activation="relu"),
+                                L.Dense(4, activation="softmax")])
+    own = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+    for m, features in ((from_keras, x), (flattened, x.reshape(-1, 2, 5)), (own, x)):
+        m.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        m.fit(features[:500], y[:500], epochs=2, verbose=0)
+    check("keras.layers in ddp_trainer.Sequential",
+          same_weights(from_keras.get_weights(), own.get_weights()) and
+          same_weights(flattened.get_weights(), own.get_weights()),
+          "keras.Input + Dense + Softmax, and Flatten(input_shape) + Dense, train what the "
+          "module's layers do, bit for bit")
+
     # Keras' metric objects: the same history, under Keras' keys.
     ours, keras_mlp = twin_mlps(
         lambda: keras.optimizers.Adam(0.01), metrics=lambda: [
