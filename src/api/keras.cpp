@@ -66,6 +66,9 @@ Spec AdamW(double learning_rate, double weight_decay, double beta_1, double beta
   adamw.node["weight_decay"] = weight_decay;
   return adamw;
 }
+Spec Reshape(const std::vector<int64_t>& target_shape) {
+  return {map({{"type", YAML::Node("reshape")}, {"target_shape", YAML::Node(target_shape)}})};
+}
 Spec CategoricalCrossentropy(double label_smoothing, bool from_logits) {
   Spec spec{map({{"type", YAML::Node("categorical_crossentropy")},
                  {"label_smoothing", YAML::Node(label_smoothing)}})};

@@ -65,6 +65,8 @@ Spec MaxPooling2D(int64_t pool_size = 2);
 Spec AveragePooling2D(int64_t pool_size = 2);
 Spec GlobalAveragePooling2D();
 Spec Flatten();
+// Keras' Reshape: one sample's shape after it (one -1: what is left of the input's elements).
+Spec Reshape(const std::vector<int64_t>& target_shape);
 Spec Dropout(double rate);
 Spec BatchNormalization(bool sync = false);
 
@@ -192,6 +194,12 @@ class Sequential {
  public:
   // input_shape: one sample's shape (model.input); empty: taken from the data.
   explicit Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shape = {});
+  // Keras' add() and pop(): the last layer appended or removed, and set_input_shape() Keras'
+  // add(keras.Input(shape)), before the model is built (a fit or build; after: ConfigError, the
+  // layers of a built model being fixed here).
+  void add(const Spec& layer);
+  void pop();
+  void set_input_shape(std::vector<int64_t> input_shape);
   ~Sequential();
   Sequential(Sequential&&) noexcept;
   Sequential& operator=(Sequential&&) noexcept;
@@ -303,6 +311,8 @@ class Sequential {
 
  private:
   bool compiled() const { return !optimizer_.IsNull(); }
+  // ConfigError naming `call` once the model is built.
+  void refuse_once_built(const char* call) const;
   void compile_with(const Spec& optimizer, const Spec& loss,
                     std::optional<std::vector<std::string>> metrics);
   // train_it false: the session is made and the weights loaded, and nothing is trained (build).

@@ -70,6 +70,10 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     return {"BatchNormalization", c};
   }
   if (s.type == "flatten") return {"Flatten", c};
+  if (s.type == "reshape") {
+    c["target_shape"] = s.target_shape;
+    return {"Reshape", c};
+  }
   c["activation"] = s.type;  // relu, tanh, sigmoid, softmax
   return {"Activation", c};
 }
@@ -156,6 +160,9 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     in.require("renorm", false);
     if (in.get<json>("axis", -1) != json(-1) && in.get<json>("axis", -1) != json::array({-1}))
       in.refuse("axis " + in.get<json>("axis", -1).dump() + " (the last axis only)");
+  } else if (class_name == "Reshape") {
+    out["type"] = "reshape";
+    out["target_shape"] = in.required<std::vector<int64_t>>("target_shape");
   } else if (class_name == "Flatten") {
     out["type"] = "flatten";
     in.channels_last();

@@ -112,6 +112,33 @@ Sequential::Sequential(std::vector<Spec> layers, std::vector<int64_t> input_shap
   if (!input_shape.empty()) model_["input"] = input_shape;
   for (Spec& layer : layers) model_["layers"].push_back(layer.node);
 }
+void Sequential::add(const Spec& layer) {
+  refuse_once_built("add");
+  model_["layers"].push_back(YAML::Clone(layer.node));
+}
+void Sequential::pop() {
+  refuse_once_built("pop");
+  if (!model_["layers"] || model_["layers"].size() == 0)
+    throw ConfigError(std::string(kOrigin) + ": pop: there is no layer to remove");
+  // A new model node, bound with reset(): yaml-cpp's assignment would rewrite the nodes it shares.
+  YAML::Node model(YAML::NodeType::Map);
+  if (model_["input"]) model["input"] = YAML::Clone(model_["input"]);
+  for (size_t i = 0; i + 1 < model_["layers"].size(); ++i)
+    model["layers"].push_back(YAML::Clone(model_["layers"][i]));
+  model_.reset(model);
+}
+void Sequential::set_input_shape(std::vector<int64_t> input_shape) {
+  refuse_once_built("the input shape");
+  YAML::Node model = YAML::Clone(model_);
+  model["input"] = input_shape;
+  model_.reset(model);
+}
+void Sequential::refuse_once_built(const char* call) const {
+  if (session_)
+    throw ConfigError(std::string(kOrigin) + ": " + call +
+                      " after the model is built (by fit or build): its layers are fixed; make a "
+                      "new Sequential");
+}
 Sequential::~Sequential() = default;
 Sequential::Sequential(Sequential&&) noexcept = default;
 Sequential& Sequential::operator=(Sequential&&) noexcept = default;

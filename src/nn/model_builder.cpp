@@ -1,5 +1,7 @@
 #include "nn/model_builder.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/machine.h"
 #include "nn/activation.h"
@@ -22,6 +24,7 @@ const std::vector<std::string>& layer_types() {
                                                  "dropout",
                                                  "batch_normalization",
                                                  "flatten",
+                                                 "reshape",
                                                  "relu",
                                                  "tanh",
                                                  "sigmoid",
@@ -41,6 +44,23 @@ Activation elementwise(const std::string& name) {
   if (name == "tanh") return Activation::kTanh;
   if (name == "sigmoid") return Activation::kSigmoid;
   return Activation::kLinear;
+}
+
+// A reshape layer's output shape: its target_shape, a -1 in it standing for what is left of the
+// input's elements; names the layer when they are not as many.
+Shape reshaped(const LayerSpec& spec, const Shape& input) {
+  std::vector<int64_t> dims = spec.target_shape;
+  int64_t known = 1;
+  for (const int64_t d : dims) known *= d == -1 ? 1 : d;
+  const auto unknown = std::find(dims.begin(), dims.end(), -1);
+  if (unknown != dims.end() && known > 0 && input.numel() % known == 0)
+    *unknown = input.numel() / known;
+  const Shape out(dims);
+  if (unknown == dims.end() ? known != input.numel() : out.numel() != input.numel())
+    throw ConfigError(spec.path + ": target_shape " + Shape(spec.target_shape).str() +
+                      " does not hold the " + std::to_string(input.numel()) +
+                      " values of its input " + input.str());
+  return out;
 }
 
 // The window of a conv2d or pooling layer over an image input; names the layer when its input
@@ -125,6 +145,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<BatchNorm>(shape, spec.momentum, spec.epsilon, spec.sync));
     } else if (spec.type == "flatten") {
       layers.push_back(std::make_unique<Reshape>(Shape{shape.numel()}, "Flatten"));
+    } else if (spec.type == "reshape") {
+      layers.push_back(std::make_unique<Reshape>(reshaped(spec, shape), "Reshape"));
     } else if (spec.type == "softmax") {
       layers.push_back(std::make_unique<Softmax>(shape));
     } else {

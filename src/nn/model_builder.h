@@ -26,6 +26,8 @@ struct LayerSpec {
   float l1 = 0;       // dense, conv2d: kernel_regularizer (Note [weight penalty])
   float l2 = 0;
   bool use_bias = true;  // dense, conv2d (Note [no bias])
+  // reshape: Keras' target_shape, one sample's shape after it; one -1 stands for what is left.
+  std::vector<int64_t> target_shape = {};
 };
 
 const std::vector<std::string>& layer_types();

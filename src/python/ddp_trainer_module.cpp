@@ -48,12 +48,11 @@ using ddp::python::arrays;
 using ddp::python::call_hook;
 using ddp::python::define_file_methods;
 using ddp::python::define_keras_methods;
+using ddp::python::define_layer_methods;
 using ddp::python::FloatArray;
 using ddp::python::logs_of;
 using ddp::python::loss_of;
 using ddp::python::metrics_of;
-using ddp::python::model_arguments;
-using ddp::python::ModelArguments;
 using ddp::python::optimizer_of;
 using ddp::python::save_freq_steps;
 
@@ -235,6 +234,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
   m.def("Flatten", &keras::Flatten);
+  m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
   m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
   add_optimizers_and_losses(m);
@@ -272,12 +272,8 @@ PYBIND11_MODULE(ddp_trainer, m) {
           "The steps it has taken (Keras' optimizer.iterations)");
 
   py::class_<keras::Sequential> sequential(m, "Sequential", py::dynamic_attr());  // history
+  define_layer_methods(sequential);
   sequential
-      .def(py::init([](const py::iterable& layers, std::vector<int64_t> input_shape) {
-             ModelArguments given = model_arguments(layers, std::move(input_shape));
-             return keras::Sequential(std::move(given.layers), std::move(given.input_shape));
-           }),
-           py::arg("layers"), py::arg("input_shape") = std::vector<int64_t>{})
       .def(
           "compile",
           [](keras::Sequential& self, const py::object& optimizer, const py::object& loss,

@@ -61,4 +61,22 @@ ModelArguments model_arguments(const py::iterable& layers, std::vector<int64_t> 
   return out;
 }
 
+void define_layer_methods(py::class_<keras::Sequential>& sequential) {
+  sequential
+      .def(py::init([](const py::iterable& layers, std::vector<int64_t> input_shape) {
+             ModelArguments given = model_arguments(layers, std::move(input_shape));
+             return keras::Sequential(std::move(given.layers), std::move(given.input_shape));
+           }),
+           py::arg("layers") = py::list(), py::arg("input_shape") = std::vector<int64_t>{})
+      .def(
+          "add",
+          [](keras::Sequential& self, const py::object& layer) {
+            ModelArguments given = model_arguments(py::make_tuple(layer), {});
+            for (const keras::Spec& spec : given.layers) self.add(spec);
+            if (!given.input_shape.empty()) self.set_input_shape(given.input_shape);
+          },
+          py::arg("layer"), "Keras' add: a layer (or keras.Input) after the others")
+      .def("pop", &keras::Sequential::pop, "Keras' pop: the last layer removed");
+}
+
 }  // namespace ddp::python

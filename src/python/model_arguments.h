@@ -19,6 +19,10 @@ struct ModelArguments {
   std::vector<int64_t> input_shape;
 };
 
+// Defines Sequential(layers=[], input_shape=[]) and Keras' add(layer) and pop(), each taking
+// what model_arguments takes.
+void define_layer_methods(pybind11::class_<keras::Sequential>& sequential);
+
 // `input_shape`: Sequential's own argument (empty: not given). ConfigError "Sequential:
 // layers[k]: ..." for what the module cannot train, or an input shape given twice differently.
 ModelArguments model_arguments(const pybind11::iterable& layers, std::vector<int64_t> input_shape);

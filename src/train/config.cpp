@@ -262,6 +262,14 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
       spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+    } else if (spec.type == "reshape") {
+      spec.target_shape = layer.require<std::vector<int64_t>>("target_shape");
+      const auto unknowns = std::count(spec.target_shape.begin(), spec.target_shape.end(), -1);
+      if (spec.target_shape.empty() || unknowns > 1 ||
+          std::any_of(spec.target_shape.begin(), spec.target_shape.end(),
+                      [](int64_t d) { return d <= 0 && d != -1; }))
+        layer.fail("target_shape", "sizes > 0, with at most one -1 (what is left), got " +
+                                       Shape(spec.target_shape).str());
     } else if (spec.type == "dropout") {
       spec.rate =
           static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));

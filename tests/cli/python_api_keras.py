@@ -311,11 +311,22 @@ def keras_arguments():
                                  keras_object("Activation", activation="linear"),
                                  keras_object("Dense", units=4, activation="softmax")])
     own = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
-    for m in (from_keras, own):
+    added = ddp.Sequential()  # Keras' add and pop
+    for layer in (KerasTensor(), keras_object("Dense", units=16, activation="relu"), ddp.Dense(3)):
+        added.add(layer)
+    added.pop()
+    added.add(ddp.Dense(4, "softmax"))
+    for m in (from_keras, own, added):
         m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
         m.fit(x, y, epochs=2, verbose=0)
     result["layers"] = [from_keras.input_shape, bool(np.array_equal(weights(from_keras),
-                                                                    weights(own)))]
+                                                                    weights(own))),
+                        bool(np.array_equal(weights(added), weights(own)))]
+    for call in (lambda: ddp.Sequential().pop(), lambda: own.add(ddp.Dense(2))):
+        try:
+            call()
+        except ddp.ConfigError as e:
+            result["layers"].append(str(e))
     for layers, shape in (([keras_object("LSTM", units=4)], []), ([3], []),
                           ([KerasTensor(), ddp.Dense(4)], [12])):
         try:

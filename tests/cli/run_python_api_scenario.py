@@ -366,8 +366,11 @@ class Scenarios:
         assert r["callbacks"] == [["max", "min", "max"], {"verbose": 0, "epochs": 3, "steps": 4},
                                   "Sequential"], r["callbacks"]  # 64 samples, 20 a batch
         assert r["layers"] == [
-            [None, 10], True, "Sequential: layers[0] (LSTM): the layer class LSTM; ddp-trainer's layers "
-            "do not have it", "Sequential: layers[0]: a layer of ddp_trainer's or Keras', not 3",
+            [None, 10], True, True, "Sequential: pop: there is no layer to remove",
+            "Sequential: add after the model is built (by fit or build): its layers are fixed; "
+            "make a new Sequential",
+            "Sequential: layers[0] (LSTM): the layer class LSTM; ddp-trainer's layers do not have "
+            "it", "Sequential: layers[0]: a layer of ddp_trainer's or Keras', not 3",
             "Sequential: input_shape (12), and the Keras input's shape is (10)"], r["layers"]
         assert r["metrics"] == [
             ["accuracy", "learning_rate", "loss", "sparse_categorical_accuracy", "val_accuracy",

@@ -91,6 +91,35 @@ TEST(KerasApi, LabelSmoothingSmoothsOneHotTargets) {
   }
 }
 
+// Keras' Reshape is free: flat samples reshaped into images train what the same samples given as
+// images do, bit for bit; a target_shape of other size is refused naming the layer.
+TEST(KerasApi, ReshapedSamplesTrainAsTheImagesTheyAre) {
+  const Dataset data = make_synthetic(64, 48, 3, 9);
+  const auto trained = [&](std::vector<keras::Spec> layers, std::vector<int64_t> sample_shape) {
+    keras::Sequential model(std::move(layers), sample_shape);
+    model.compile(keras::Adam(0.01), "sparse_categorical_crossentropy");
+    model.fit(world_of_one(), keras::Arrays{sample_shape, data.features, data.labels},
+              {.epochs = 2, .batch_size = 16, .seed = 3, .verbose = false});
+    return values_of(model.get_weights());
+  };
+  const std::vector<float> images = trained(
+      {keras::Conv2D(2, 3, "relu"), keras::Flatten(), keras::Dense(3, "softmax")}, {4, 4, 3});
+  const std::vector<float> reshaped =
+      trained({keras::Reshape({4, -1, 3}), keras::Conv2D(2, 3, "relu"), keras::Reshape({-1}),
+               keras::Dense(3, "softmax")},
+              {48});
+  EXPECT_EQ(reshaped, images);
+  keras::Sequential wrong({keras::Reshape({5, 5, 2}), keras::Flatten(), keras::Dense(3)}, {48});
+  wrong.compile(keras::Adam(), "sparse_categorical_crossentropy");
+  EXPECT_EQ(error_of<ConfigError>([&] { wrong.build(world_of_one()); }),
+            "Sequential: model.layers.0: target_shape (5, 5, 2) does not hold the 48 values of its "
+            "input (48)");
+  keras::Sequential two_unknowns({keras::Reshape({-1, -1}), keras::Dense(3)}, {48});
+  EXPECT_EQ(error_of<ConfigError>([&] { two_unknowns.build(world_of_one()); }),
+            "Sequential: model.layers.0.target_shape: sizes > 0, with at most one -1 (what is "
+            "left), got (-1, -1)");
+}
+
 TEST(KerasApi, MistakesAreConfigErrorsNamingTheKey) {
   const Dataset data = make_synthetic(64, 6, 4, 1);
   keras::Sequential uncompiled({keras::Dense(4, "softmax")}, {6});

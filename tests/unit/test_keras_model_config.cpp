@@ -80,6 +80,22 @@ TEST(KerasModelConfig, EachLayerAsItsKerasClassWithKerasNames) {
   EXPECT_EQ(layers[9]["config"]["activation"], "softmax");
 }
 
+// Keras' Reshape, both ways.
+TEST(KerasModelConfig, ReshapeAsKerasReshape) {
+  LayerSpec reshape = layer("reshape");
+  reshape.target_shape = {4, -1, 1};
+  const nlohmann::json model =
+      keras::keras_model_config({reshape, layer("flatten"), layer("dense")}, Shape({16}));
+  const nlohmann::json& described = model["config"]["layers"][1];
+  EXPECT_EQ(described["class_name"], "Reshape");
+  EXPECT_EQ(described["config"]["target_shape"], nlohmann::json::parse("[4, -1, 1]"));
+  const keras::KerasLayer back = keras::keras_layer(described, "m.keras: layers[1]");
+  ASSERT_TRUE(back.spec.has_value());
+  EXPECT_EQ(back.spec->node["type"].as<std::string>(), "reshape");
+  EXPECT_EQ(back.spec->node["target_shape"].as<std::vector<int64_t>>(),
+            (std::vector<int64_t>{4, -1, 1}));
+}
+
 // And back: Keras' own config of a Sequential (as Keras 3 writes it, with its defaults) becomes
 // the API's Specs and compile() settings; what ddp-trainer's layers do not have is refused by
 // name.
