@@ -66,6 +66,11 @@ Spec AdamW(double learning_rate, double weight_decay, double beta_1, double beta
   adamw.node["weight_decay"] = weight_decay;
   return adamw;
 }
+Spec Rescaling(double scale, double offset) {
+  return {map({{"type", YAML::Node("rescaling")},
+               {"scale", YAML::Node(scale)},
+               {"offset", YAML::Node(offset)}})};
+}
 Spec Reshape(const std::vector<int64_t>& target_shape) {
   return {map({{"type", YAML::Node("reshape")}, {"target_shape", YAML::Node(target_shape)}})};
 }

@@ -65,6 +65,8 @@ Spec MaxPooling2D(int64_t pool_size = 2);
 Spec AveragePooling2D(int64_t pool_size = 2);
 Spec GlobalAveragePooling2D();
 Spec Flatten();
+// Keras' Rescaling: y = x * scale + offset.
+Spec Rescaling(double scale, double offset = 0.0);
 // Keras' Reshape: one sample's shape after it (one -1: what is left of the input's elements).
 Spec Reshape(const std::vector<int64_t>& target_shape);
 Spec Dropout(double rate);

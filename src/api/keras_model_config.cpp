@@ -70,6 +70,11 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     return {"BatchNormalization", c};
   }
   if (s.type == "flatten") return {"Flatten", c};
+  if (s.type == "rescaling") {
+    c["scale"] = s.scale;
+    c["offset"] = s.offset;
+    return {"Rescaling", c};
+  }
   if (s.type == "reshape") {
     c["target_shape"] = s.target_shape;
     return {"Reshape", c};
@@ -160,6 +165,10 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     in.require("renorm", false);
     if (in.get<json>("axis", -1) != json(-1) && in.get<json>("axis", -1) != json::array({-1}))
       in.refuse("axis " + in.get<json>("axis", -1).dump() + " (the last axis only)");
+  } else if (class_name == "Rescaling") {
+    out["type"] = "rescaling";
+    out["scale"] = in.required<double>("scale");  // one number: per channel is not had
+    out["offset"] = in.get<double>("offset", 0.0);
   } else if (class_name == "Reshape") {
     out["type"] = "reshape";
     out["target_shape"] = in.required<std::vector<int64_t>>("target_shape");

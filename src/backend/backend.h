@@ -193,6 +193,9 @@ class ComputeBackend {
   virtual void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                                    size_t count) = 0;
 
+  // y = x * scale + shift, elementwise (Keras' Rescaling; its gradient with shift 0). y may be x.
+  virtual void scale_shift(const float* x, float* y, size_t count, float scale, float shift) = 0;
+
   // Row-wise softmax over (rows, cols).
   virtual void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) = 0;
   virtual void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,

@@ -98,6 +98,11 @@ class CpuBackend final : public ComputeBackend {
       for (size_t i = begin; i < end; ++i) y[i] = cpu::activate(act, x[i]);
     });
   }
+  void scale_shift(const float* x, float* y, size_t count, float scale, float shift) override {
+    split_elements(count, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) y[i] = x[i] * scale + shift;
+    });
+  }
   void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                            size_t count) override {
     split_elements(count, [&](size_t begin, size_t end) {

@@ -48,6 +48,11 @@ __global__ void activation_kernel(int act, const float* x, float* y, size_t n) {
     y[i] = activate(act, x[i]);
 }
 
+__global__ void scale_shift_kernel(const float* x, float* y, size_t n, float scale, float shift) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    y[i] = x[i] * scale + shift;
+}
+
 __global__ void activation_grad_kernel(int act, const float* y, const float* dy, float* dx,
                                        size_t n) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
@@ -119,6 +124,12 @@ void activation_backward(Activation act, const float* y, const float* dy, float*
                          cudaStream_t stream) {
   activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream>>>(activation_code(act), y, dy,
                                                                      dx, count);
+  cudaCheck(cudaGetLastError());
+}
+
+void scale_shift(const float* x, float* y, size_t count, float scale, float shift,
+                 cudaStream_t stream) {
+  scale_shift_kernel<<<blocks_for(count), kThreads, 0, stream>>>(x, y, count, scale, shift);
   cudaCheck(cudaGetLastError());
 }
 

@@ -19,6 +19,9 @@ void activation_forward(Activation act, const float* x, float* y, size_t count,
 // dx = dy * act'(y), from the activation's output y; dx may be dy.
 void activation_backward(Activation act, const float* y, const float* dy, float* dx, size_t count,
                          cudaStream_t stream);
+// y = x * scale + shift; y may be x.
+void scale_shift(const float* x, float* y, size_t count, float scale, float shift,
+                 cudaStream_t stream);
 // db[c] (+)= sum over rows of dz[r, c].
 void column_sums(const float* dz, float* db, int64_t rows, int64_t cols, bool accumulate,
                  cudaStream_t stream);

@@ -106,6 +106,9 @@ class CudaBackend final : public ComputeBackend {
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
     cuda::activation_forward(act, x, y, count, stream_);
   }
+  void scale_shift(const float* x, float* y, size_t count, float scale, float shift) override {
+    cuda::scale_shift(x, y, count, scale, shift, stream_);
+  }
   void activation_backward(Activation act, const float* y, const float* dy, float* dx,
                            size_t count) override {
     cuda::activation_backward(act, y, dy, dx, count, stream_);

@@ -10,6 +10,7 @@
 #include "nn/dense.h"
 #include "nn/dropout.h"
 #include "nn/pooling2d.h"
+#include "nn/rescaling.h"
 #include "nn/reshape.h"
 #include "nn/softmax.h"
 
@@ -25,6 +26,7 @@ const std::vector<std::string>& layer_types() {
                                                  "batch_normalization",
                                                  "flatten",
                                                  "reshape",
+                                                 "rescaling",
                                                  "relu",
                                                  "tanh",
                                                  "sigmoid",
@@ -145,6 +147,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<BatchNorm>(shape, spec.momentum, spec.epsilon, spec.sync));
     } else if (spec.type == "flatten") {
       layers.push_back(std::make_unique<Reshape>(Shape{shape.numel()}, "Flatten"));
+    } else if (spec.type == "rescaling") {
+      layers.push_back(std::make_unique<Rescaling>(shape, spec.scale, spec.offset));
     } else if (spec.type == "reshape") {
       layers.push_back(std::make_unique<Reshape>(reshaped(spec, shape), "Reshape"));
     } else if (spec.type == "softmax") {

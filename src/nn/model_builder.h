@@ -25,7 +25,8 @@ struct LayerSpec {
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
   float l1 = 0;       // dense, conv2d: kernel_regularizer (Note [weight penalty])
   float l2 = 0;
-  bool use_bias = true;  // dense, conv2d (Note [no bias])
+  bool use_bias = true;         // dense, conv2d (Note [no bias])
+  float scale = 1, offset = 0;  // rescaling: y = x * scale + offset
   // reshape: Keras' target_shape, one sample's shape after it; one -1 stands for what is left.
   std::vector<int64_t> target_shape = {};
 };

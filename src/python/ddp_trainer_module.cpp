@@ -235,6 +235,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
+  m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
   m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
   add_optimizers_and_losses(m);

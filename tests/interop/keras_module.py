@@ -157,16 +157,20 @@ def main():
                   L.Dense(16, activation="relu"), L.Dense(4, activation="softmax")):
         reshaped.add(layer)
     own = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+    rescaled = ddp.Sequential([keras.Input((10,)), L.Rescaling(0.5),
+                               L.Dense(16, activation="relu"), L.Dense(4, activation="softmax")])
     for m, features in ((from_keras, x), (flattened, x.reshape(-1, 2, 5)), (reshaped, x),
-                        (own, x)):
+                        (rescaled, 2 * x), (own, x)):
         m.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
         m.fit(features[:500], y[:500], epochs=2, verbose=0)
     check("keras.layers in ddp_trainer.Sequential",
           same_weights(from_keras.get_weights(), own.get_weights()) and
           same_weights(flattened.get_weights(), own.get_weights()) and
-          same_weights(reshaped.get_weights(), own.get_weights()),
-          "keras.Input + Dense + Softmax, Flatten(input_shape) + Dense, and add(Reshape, Flatten, "
-          "Dense) train what the module's layers do, bit for bit")
+          same_weights(reshaped.get_weights(), own.get_weights()) and
+          same_weights(rescaled.get_weights(), own.get_weights()),
+          "keras.Input + Dense + Softmax, Flatten(input_shape) + Dense, add(Reshape, Flatten, "
+          "Dense), and Rescaling(0.5) of twice the samples train what the module's layers do, "
+          "bit for bit")
 
     # Keras' metric objects: the same history, under Keras' keys.
     ours, keras_mlp = twin_mlps(

@@ -12,6 +12,7 @@
 #include "nn/activation.h"
 #include "nn/dense.h"
 #include "nn/loss.h"
+#include "nn/rescaling.h"
 #include "nn/softmax.h"
 
 namespace ddp {
@@ -130,6 +131,18 @@ TEST(SoftmaxGradient, MatchesFiniteDifferences) {
   std::vector<float> dy = r, dx(x.size());
   layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
   expect_matches_finite_differences(objective, x, dx, "dx");
+}
+
+// Keras' Rescaling: y = 0.5 x - 0.25, and its input gradient 0.5 dy.
+TEST(RescalingGradient, MatchesFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const int64_t batch = 3;
+  Rescaling layer(Shape{2, 3}, 0.5f, -0.25f);
+  std::vector<float> x = random_vector(batch * 6, 9, -2, 2);
+  std::vector<float> y(x.size());
+  layer.forward(*backend, x.data(), y.data(), batch);
+  EXPECT_EQ(y[4], x[4] * 0.5f - 0.25f);
+  expect_input_gradient_matches(*backend, layer, x, y, batch, 10);
 }
 
 struct LossCase {

@@ -120,6 +120,25 @@ TEST(KerasApi, ReshapedSamplesTrainAsTheImagesTheyAre) {
             "left), got (-1, -1)");
 }
 
+// Keras' Rescaling in the model trains what the same samples rescaled beforehand do, bit for bit
+// (a power of two: the products are exact either way); a scale that is not finite is refused.
+TEST(KerasApi, RescalingIsTheSamplesRescaled) {
+  const Dataset data = make_synthetic(64, 6, 4, 5);
+  keras::Arrays halved = arrays_of(data);
+  for (float& v : halved.features) v *= 0.5f;
+  const keras::FitOptions options{.epochs = 2, .batch_size = 16, .seed = 3, .verbose = false};
+  keras::Sequential rescaled(
+      {keras::Rescaling(0.5), keras::Dense(16, "relu"), keras::Dense(4, "softmax")}, {6});
+  rescaled.compile(keras::Adam(0.01), "sparse_categorical_crossentropy");
+  rescaled.fit(world_of_one(), arrays_of(data), options);
+  keras::Sequential plain = small_model();
+  plain.fit(world_of_one(), halved, options);
+  EXPECT_EQ(values_of(rescaled.get_weights()), values_of(plain.get_weights()));
+  keras::Sequential wrong({keras::Rescaling(std::nan("")), keras::Dense(4)}, {6});
+  EXPECT_EQ(error_of<ConfigError>([&] { wrong.build(world_of_one()); }),
+            "Sequential: model.layers.0.scale: expected a finite number, got '.nan'");
+}
+
 TEST(KerasApi, MistakesAreConfigErrorsNamingTheKey) {
   const Dataset data = make_synthetic(64, 6, 4, 1);
   keras::Sequential uncompiled({keras::Dense(4, "softmax")}, {6});

@@ -80,6 +80,25 @@ TEST(KerasModelConfig, EachLayerAsItsKerasClassWithKerasNames) {
   EXPECT_EQ(layers[9]["config"]["activation"], "softmax");
 }
 
+// Keras' Rescaling, both ways; a scale per channel is not had.
+TEST(KerasModelConfig, RescalingAsKerasRescaling) {
+  LayerSpec rescaling = layer("rescaling");
+  rescaling.scale = 0.5f;
+  rescaling.offset = -1;
+  const nlohmann::json described =
+      keras::keras_model_config({rescaling, layer("dense")}, Shape({4}))["config"]["layers"][1];
+  EXPECT_EQ(described["class_name"], "Rescaling");
+  EXPECT_EQ(described["config"]["scale"], 0.5);
+  EXPECT_EQ(described["config"]["offset"], -1);
+  const keras::KerasLayer back = keras::keras_layer(described, "m.keras: layers[1]");
+  ASSERT_TRUE(back.spec.has_value());
+  EXPECT_EQ(back.spec->node["scale"].as<double>(), 0.5);
+  EXPECT_EQ(back.spec->node["offset"].as<double>(), -1);
+  nlohmann::json per_channel = described;
+  per_channel["config"]["scale"] = {0.5, 0.25, 1};
+  EXPECT_THROW(keras::keras_layer(per_channel, "m.keras: layers[1]"), ConfigError);
+}
+
 // Keras' Reshape, both ways.
 TEST(KerasModelConfig, ReshapeAsKerasReshape) {
   LayerSpec reshape = layer("reshape");
