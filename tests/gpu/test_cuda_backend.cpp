@@ -124,6 +124,8 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     be.activation_backward(Activation::kTanh, P.buffer.data(), Z.buffer.data(), DX.buffer.data(),
                            rows * cols);
     out[k].push_back(DX.read());
+    be.scale_shift(Z.buffer.data(), P.buffer.data(), rows * cols, 0.5f, -0.25f);  // Rescaling
+    out[k].push_back(P.read());
 
     const auto params = random_values(1000, 8), grads = random_values(1000, 9);
     Mirror PA(be, params), GA(be, grads), M(be, std::vector<float>(1000)),
