@@ -32,6 +32,7 @@
 
 namespace ddp {
 struct Session;
+struct TrainingState;
 class Trainer;
 }  // namespace ddp
 
@@ -315,6 +316,8 @@ class Sequential {
   bool compiled() const { return !optimizer_.IsNull(); }
   // ConfigError naming `call` once the model is built.
   void refuse_once_built(const char* call) const;
+  // optimizer_slots() of `state`, captured from `trainer`.
+  OptimizerSlots slots_of(Trainer& trainer, const TrainingState& state) const;
   void compile_with(const Spec& optimizer, const Spec& loss,
                     std::optional<std::vector<std::string>> metrics);
   // train_it false: the session is made and the weights loaded, and nothing is trained (build).

@@ -61,9 +61,7 @@ int64_t Sequential::optimizer_iterations() const {
   return session_ && !compiled_since_fit_ ? session_->trainer->optimizer_steps() : 0;
 }
 
-OptimizerSlots Sequential::optimizer_slots() {
-  Trainer& trainer = trained("optimizer_slots");
-  TrainingState state = trainer.capture();  // collective: gathers a sharded state
+OptimizerSlots Sequential::slots_of(Trainer& trainer, const TrainingState& state) const {
   OptimizerSlots slots{.optimizer = state.optimizer, .iterations = state.optimizer_steps};
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = YAML::Clone(optimizer_);
@@ -80,12 +78,17 @@ OptimizerSlots Sequential::optimizer_slots() {
   return slots;
 }
 
+OptimizerSlots Sequential::optimizer_slots() {
+  Trainer& trainer = trained("optimizer_slots");
+  return slots_of(trainer, trainer.capture());  // collective: gathers a sharded state
+}
+
 void Sequential::load_optimizer_slots(
     const std::function<std::optional<OptimizerSlots>(const OptimizerSlots&)>& on_rank0,
     const std::string& origin) {
   Trainer& trainer = trained("optimizer_slots");
-  const OptimizerSlots like = optimizer_slots();
   TrainingState state = trainer.capture();
+  const OptimizerSlots like = slots_of(trainer, state);
   // found, iterations, and the rate's bits, as rank 0 read them
   std::vector<int64_t> read(3, 0);
   run_agreed(*comm_, [&] {
