@@ -70,6 +70,18 @@ class Layer:
     def count_params(self):
         return sum(int(w.size) for w in self.get_weights())
 
+    @property
+    def trainable(self):
+        return True
+
+    @trainable.setter
+    def trainable(self, value):
+        # Keras would freeze the layer; ddp-trainer trains every layer, and says so rather than
+        # train one the script froze.
+        if not value:
+            raise ConfigError(f"Sequential: layers[{self._index}].trainable = False: "
+                              "ddp-trainer trains every layer (frozen layers are not had)")
+
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
 
@@ -103,6 +115,14 @@ def _to_json(self, **kwargs):
     return json.dumps(json.loads(self._keras_config()), **kwargs)
 
 
+def _set_trainable(self, value):
+    """Keras' model.trainable = False would freeze the model; ddp-trainer trains every layer."""
+    if not value:
+        raise ConfigError("Sequential: trainable = False: ddp-trainer trains every layer (frozen "
+                          "models are not had)")
+
+
+Sequential.trainable = property(lambda self: True, _set_trainable)
 Sequential.layers = property(_layers)
 Sequential.get_layer = _get_layer
 Sequential.train_on_batch = _train_on_batch

@@ -322,7 +322,15 @@ def keras_arguments():
     result["layers"] = [from_keras.input_shape, bool(np.array_equal(weights(from_keras),
                                                                     weights(own))),
                         bool(np.array_equal(weights(added), weights(own)))]
-    for call in (lambda: ddp.Sequential().pop(), lambda: own.add(ddp.Dense(2))):
+    own.layers[0].trainable = True  # as it is
+
+    def freeze():
+        own.layers[1].trainable = False
+
+    def freeze_all():
+        own.trainable = False
+    for call in (lambda: ddp.Sequential().pop(), lambda: own.add(ddp.Dense(2)), freeze,
+                 freeze_all):
         try:
             call()
         except ddp.ConfigError as e:

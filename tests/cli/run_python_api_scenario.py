@@ -369,6 +369,10 @@ class Scenarios:
             [None, 10], True, True, "Sequential: pop: there is no layer to remove",
             "Sequential: add after the model is built (by fit or build): its layers are fixed; "
             "make a new Sequential",
+            "Sequential: layers[1].trainable = False: ddp-trainer trains every layer (frozen "
+            "layers are not had)",
+            "Sequential: trainable = False: ddp-trainer trains every layer (frozen models are not "
+            "had)",
             "Sequential: layers[0] (LSTM): the layer class LSTM; ddp-trainer's layers do not have "
             "it", "Sequential: layers[0]: a layer of ddp_trainer's or Keras', not 3",
             "Sequential: input_shape (12), and the Keras input's shape is (10)"], r["layers"]
