@@ -47,6 +47,7 @@ Spec Flatten() { return {map({{"type", YAML::Node("flatten")}})}; }
 Spec Dropout(double rate) {
   return {map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};
 }
+Spec Activation(const std::string& activation) { return {map({{"type", YAML::Node(activation)}})}; }
 Spec BatchNormalization(bool sync) {
   return {map({{"type", YAML::Node("batch_normalization")}, {"sync", YAML::Node(sync)}})};
 }

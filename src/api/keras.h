@@ -72,6 +72,9 @@ Spec Rescaling(double scale, double offset = 0.0);
 Spec Reshape(const std::vector<int64_t>& target_shape);
 Spec Dropout(double rate);
 Spec BatchNormalization(bool sync = false);
+// Keras' Activation layer: relu, tanh, sigmoid, elu, selu, softplus, softsign, gelu, silu (swish)
+// or softmax, as a layer of its own.
+Spec Activation(const std::string& activation);
 
 // Keras 3's Adam and AdamW: Keras' rule (optimizer.rule: keras, AdamHyper) and defaults
 // (epsilon 1e-7; AdamW's decoupled weight decay 0.004).

@@ -136,7 +136,7 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["kernel_size"] = in.pair("kernel_size", 1);
     out["strides"] = in.pair("strides", 1);
     out["padding"] = in.get<std::string>("padding", "valid");
-    out["activation"] = in.activation({"linear", "relu", "tanh", "sigmoid"});
+    out["activation"] = in.activation(elementwise_activation_names());
     in.require("dilation_rate", json::array({1, 1}));
     in.require("groups", 1);
     in.channels_last();

@@ -1,13 +1,22 @@
 #pragma once
 // Activation functions and their gradients, elementwise on the CPU.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <numbers>
+#include <stdexcept>
 
 #include "backend/backend.h"
 
 namespace ddp::cpu {
+
+// SELU's constants (Klambauer et al. 2017), as Keras and PyTorch round them.
+inline constexpr float kSeluScale = 1.0507009873554805f;
+inline constexpr float kSeluAlpha = 1.6732632423543772f;
+inline constexpr float kInvSqrt2 = 1 / std::numbers::sqrt2_v<float>;
+inline constexpr float kInvSqrt2Pi = std::numbers::inv_sqrtpi_v<float> * kInvSqrt2;  // N(0,1) at 0
 
 inline float activate(Activation act, float z) {
   switch (act) {
@@ -17,13 +26,51 @@ inline float activate(Activation act, float z) {
       return std::tanh(z);
     case Activation::kSigmoid:
       return 1 / (1 + std::exp(-z));
+    case Activation::kElu:
+      return z > 0 ? z : std::expm1(z);
+    case Activation::kSelu:
+      return kSeluScale * (z > 0 ? z : kSeluAlpha * std::expm1(z));
+    case Activation::kSoftplus:  // log(1 + e^z) without overflow for large z
+      return std::max(z, 0.0f) + std::log1p(std::exp(-std::abs(z)));
+    case Activation::kSoftsign:
+      return z / (1 + std::abs(z));
+    case Activation::kGelu:
+      return 0.5f * z * std::erfc(-z * kInvSqrt2);  // erfc: no cancellation for z < 0
+    case Activation::kSilu:
+      return z / (1 + std::exp(-z));
     case Activation::kLinear:
       break;
   }
   return z;
 }
 
-// Writes dz = dy * act'(z) where act' is expressed through y = act(z); dz may be dy.
+// act'(x) of the activations whose derivative needs their input (!derivative_from_output).
+inline float activation_slope_at(Activation act, float x) {
+  switch (act) {
+    case Activation::kElu:
+      return x > 0 ? 1 : std::exp(x);
+    case Activation::kSelu:
+      return x > 0 ? kSeluScale : kSeluScale * kSeluAlpha * std::exp(x);
+    case Activation::kSoftplus:
+      return activate(Activation::kSigmoid, x);
+    case Activation::kSoftsign: {
+      const float d = 1 + std::abs(x);
+      return 1 / (d * d);
+    }
+    case Activation::kGelu:  // Phi(x) + x phi(x)
+      return 0.5f * std::erfc(-x * kInvSqrt2) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+    case Activation::kSilu: {
+      const float s = activate(Activation::kSigmoid, x);
+      return s * (1 + x * (1 - s));
+    }
+    default:
+      break;
+  }
+  throw std::logic_error("activation_slope_at: the derivative is read from the output");
+}
+
+// Writes dz = dy * act'(z) where act' is expressed through y = act(z) (derivative_from_output);
+// dz may be dy.
 inline void activation_grad(Activation act, const float* y, const float* dy, float* dz, size_t n) {
   switch (act) {
     case Activation::kRelu:
@@ -43,7 +90,16 @@ inline void activation_grad(Activation act, const float* y, const float* dy, flo
     case Activation::kLinear:
       if (dz != dy) std::memmove(dz, dy, n * sizeof(float));
       return;
+    default:
+      break;
   }
+  throw std::logic_error("activation_grad: the derivative needs the activation's input");
+}
+
+// Writes dz = dy * act'(x) from the activation's input x; dz may be dy.
+inline void input_activation_grad(Activation act, const float* x, const float* dy, float* dz,
+                                  size_t n) {
+  for (size_t i = 0; i < n; ++i) dz[i] = dy[i] * activation_slope_at(act, x[i]);
 }
 
 }  // namespace ddp::cpu

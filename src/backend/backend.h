@@ -18,7 +18,27 @@
 
 namespace ddp {
 
-enum class Activation { kLinear, kRelu, kTanh, kSigmoid };
+// Keras' elementwise activations of those names (gelu: the exact, erf form; elu: alpha 1).
+enum class Activation {
+  kLinear,
+  kRelu,
+  kTanh,
+  kSigmoid,
+  kElu,
+  kSelu,
+  kSoftplus,
+  kSoftsign,
+  kGelu,
+  kSilu
+};
+
+// Whether act's derivative is a function of its output, so that a fused kernel, which keeps only
+// a layer's output, can take it (Note [fused activations]); the others run as layers of their own,
+// whose backward reads the input.
+constexpr bool derivative_from_output(Activation act) {
+  return act == Activation::kLinear || act == Activation::kRelu || act == Activation::kTanh ||
+         act == Activation::kSigmoid;
+}
 
 enum class TargetKind {
   kSparse,  // (rows) class indices stored as floats (exact below 2^24)
@@ -189,9 +209,10 @@ class ComputeBackend {
   virtual bool prefers_update_in_backward() const = 0;
 
   virtual void activation_forward(Activation act, const float* x, float* y, size_t count) = 0;
-  // dx = dy * act'(x), expressed through the forward output y. dx may alias dy.
-  virtual void activation_backward(Activation act, const float* y, const float* dy, float* dx,
-                                   size_t count) = 0;
+  // dx = dy * act'(x), from the forward output y where derivative_from_output(act), else from
+  // the input x. dx may alias dy.
+  virtual void activation_backward(Activation act, const float* x, const float* y, const float* dy,
+                                   float* dx, size_t count) = 0;
 
   // y = x * scale + shift, elementwise (Keras' Rescaling; its gradient with shift 0). y may be x.
   virtual void scale_shift(const float* x, float* y, size_t count, float scale, float shift) = 0;

@@ -103,10 +103,13 @@ class CpuBackend final : public ComputeBackend {
       for (size_t i = begin; i < end; ++i) y[i] = x[i] * scale + shift;
     });
   }
-  void activation_backward(Activation act, const float* y, const float* dy, float* dx,
-                           size_t count) override {
+  void activation_backward(Activation act, const float* x, const float* y, const float* dy,
+                           float* dx, size_t count) override {
     split_elements(count, [&](size_t begin, size_t end) {
-      cpu::activation_grad(act, y + begin, dy + begin, dx + begin, end - begin);
+      if (derivative_from_output(act))
+        cpu::activation_grad(act, y + begin, dy + begin, dx + begin, end - begin);
+      else
+        cpu::input_activation_grad(act, x + begin, dy + begin, dx + begin, end - begin);
     });
   }
 

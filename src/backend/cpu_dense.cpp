@@ -154,6 +154,8 @@ void bias_activate(const float* product, const float* b, float* y, int64_t batch
     case Activation::kSigmoid:
       return bias_then(product, b, y, batch, out, c0, c1,
                        [](float z) { return activate(Activation::kSigmoid, z); });
+    default:  // Note [fused activations]: the others are layers of their own
+      throw std::logic_error("dense_forward: no fused kernel for this activation");
   }
 }
 

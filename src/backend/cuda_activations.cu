@@ -10,6 +10,12 @@ namespace ddp::cuda {
 
 namespace {
 
+// SELU's constants and the normal distribution's, as activation_grad.h's for the CPU.
+constexpr float kSeluScale = 1.0507009873554805f;
+constexpr float kSeluAlpha = 1.6732632423543772f;
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
 __device__ float activate(int act, float z) {
   switch (act) {
     case 1:
@@ -18,8 +24,44 @@ __device__ float activate(int act, float z) {
       return tanhf(z);  // tanh
     case 3:
       return 1.0f / (1.0f + expf(-z));  // sigmoid
+    case 4:
+      return z > 0 ? z : expm1f(z);  // elu
+    case 5:
+      return kSeluScale * (z > 0 ? z : kSeluAlpha * expm1f(z));  // selu
+    case 6:
+      return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z)));  // softplus
+    case 7:
+      return z / (1 + fabsf(z));  // softsign
+    case 8:
+      return 0.5f * z * erfcf(-z * kInvSqrt2);  // gelu
+    case 9:
+      return z / (1.0f + expf(-z));  // silu
     default:
       return z;
+  }
+}
+
+// act'(x) of the activations whose derivative needs their input (codes 4-9).
+__device__ float input_slope(int act, float x) {
+  switch (act) {
+    case 4:
+      return x > 0 ? 1.0f : expf(x);
+    case 5:
+      return x > 0 ? kSeluScale : kSeluScale * kSeluAlpha * expf(x);
+    case 6:
+      return 1.0f / (1.0f + expf(-x));
+    case 7: {
+      const float d = 1 + fabsf(x);
+      return 1 / (d * d);
+    }
+    case 8:
+      return 0.5f * erfcf(-x * kInvSqrt2) + x * kInvSqrt2Pi * expf(-0.5f * x * x);
+    case 9: {
+      const float s = 1.0f / (1.0f + expf(-x));
+      return s * (1 + x * (1 - s));
+    }
+    default:
+      return 1;
   }
 }
 
@@ -57,6 +99,12 @@ __global__ void activation_grad_kernel(int act, const float* y, const float* dy,
                                        size_t n) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
     dx[i] = dy[i] * activation_slope(act, y[i]);
+}
+
+__global__ void input_activation_grad_kernel(int act, const float* x, const float* dy, float* dx,
+                                             size_t n) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    dx[i] = dy[i] * input_slope(act, x[i]);
 }
 
 // db[c] (+)= sum over rows of dz[r, c]; one thread per column.
@@ -99,6 +147,18 @@ int activation_code(Activation act) {
       return 2;
     case Activation::kSigmoid:
       return 3;
+    case Activation::kElu:
+      return 4;
+    case Activation::kSelu:
+      return 5;
+    case Activation::kSoftplus:
+      return 6;
+    case Activation::kSoftsign:
+      return 7;
+    case Activation::kGelu:
+      return 8;
+    case Activation::kSilu:
+      return 9;
     case Activation::kLinear:
       break;
   }
@@ -120,10 +180,14 @@ void activation_forward(Activation act, const float* x, float* y, size_t count,
   cudaCheck(cudaGetLastError());
 }
 
-void activation_backward(Activation act, const float* y, const float* dy, float* dx, size_t count,
-                         cudaStream_t stream) {
-  activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream>>>(activation_code(act), y, dy,
-                                                                     dx, count);
+void activation_backward(Activation act, const float* x, const float* y, const float* dy, float* dx,
+                         size_t count, cudaStream_t stream) {
+  if (derivative_from_output(act))
+    activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream>>>(activation_code(act), y, dy,
+                                                                       dx, count);
+  else
+    input_activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream>>>(activation_code(act),
+                                                                             x, dy, dx, count);
   cudaCheck(cudaGetLastError());
 }
 

@@ -16,9 +16,10 @@ void bias_activation(float* y, const float* b, int64_t rows, int64_t cols, Activ
                      cudaStream_t stream);
 void activation_forward(Activation act, const float* x, float* y, size_t count,
                         cudaStream_t stream);
-// dx = dy * act'(y), from the activation's output y; dx may be dy.
-void activation_backward(Activation act, const float* y, const float* dy, float* dx, size_t count,
-                         cudaStream_t stream);
+// dx = dy * act'(x), from the activation's output y where derivative_from_output(act) (x may then
+// be null), else from its input x; dx may be dy.
+void activation_backward(Activation act, const float* x, const float* y, const float* dy, float* dx,
+                         size_t count, cudaStream_t stream);
 // y = x * scale + shift; y may be x.
 void scale_shift(const float* x, float* y, size_t count, float scale, float shift,
                  cudaStream_t stream);

@@ -92,7 +92,7 @@ class CudaBackend final : public ComputeBackend {
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
                       bool accumulate, const GradBlockConsumer* consume_dw) override {
-    cuda::activation_backward(act, y, dy, dy, static_cast<size_t>(batch * out), stream_);
+    cuda::activation_backward(act, nullptr, y, dy, dy, static_cast<size_t>(batch * out), stream_);
     gemm(true, false, out, in, batch, dy, x, dw, accumulate);
     cuda::column_sums(dy, db, batch, out, accumulate, stream_);
     if (dx) gemm(false, false, batch, in, out, dy, w, dx, false);
@@ -109,9 +109,9 @@ class CudaBackend final : public ComputeBackend {
   void scale_shift(const float* x, float* y, size_t count, float scale, float shift) override {
     cuda::scale_shift(x, y, count, scale, shift, stream_);
   }
-  void activation_backward(Activation act, const float* y, const float* dy, float* dx,
-                           size_t count) override {
-    cuda::activation_backward(act, y, dy, dx, count, stream_);
+  void activation_backward(Activation act, const float* x, const float* y, const float* dy,
+                           float* dx, size_t count) override {
+    cuda::activation_backward(act, x, y, dy, dx, count, stream_);
   }
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) override {

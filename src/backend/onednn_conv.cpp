@@ -73,7 +73,7 @@ dnnl::algorithm eltwise_of(Activation act) {
       return dnnl::algorithm::eltwise_tanh;
     case Activation::kSigmoid:
       return dnnl::algorithm::eltwise_logistic;
-    case Activation::kLinear:
+    default:  // linear; Note [fused activations]: the others are layers of their own
       break;
   }
   return dnnl::algorithm::undef;

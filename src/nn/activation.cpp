@@ -10,6 +10,18 @@ std::string ActivationLayer::type_name() const {
       return "Tanh";
     case Activation::kSigmoid:
       return "Sigmoid";
+    case Activation::kElu:
+      return "ELU";
+    case Activation::kSelu:
+      return "SELU";
+    case Activation::kSoftplus:
+      return "Softplus";
+    case Activation::kSoftsign:
+      return "Softsign";
+    case Activation::kGelu:
+      return "GELU";
+    case Activation::kSilu:
+      return "SiLU";
     case Activation::kLinear:
       break;
   }
@@ -20,9 +32,10 @@ void ActivationLayer::forward(ComputeBackend& backend, const float* x, float* y,
   backend.activation_forward(act_, x, y, static_cast<size_t>(batch * shape_.numel()));
 }
 
-void ActivationLayer::backward(ComputeBackend& backend, const float* /*x*/, const float* y,
-                               float* dy, float* dx, int64_t batch, bool /*accumulate*/) {
-  if (dx) backend.activation_backward(act_, y, dy, dx, static_cast<size_t>(batch * shape_.numel()));
+void ActivationLayer::backward(ComputeBackend& backend, const float* x, const float* y, float* dy,
+                               float* dx, int64_t batch, bool /*accumulate*/) {
+  if (dx)
+    backend.activation_backward(act_, x, y, dy, dx, static_cast<size_t>(batch * shape_.numel()));
 }
 
 }  // namespace ddp

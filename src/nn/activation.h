@@ -4,7 +4,8 @@
 
 namespace ddp {
 
-// A stand-alone element-wise activation (ReLU, Tanh, Sigmoid); Dense fuses these when given one.
+// A stand-alone element-wise activation; Dense and Conv2D fuse ReLU, Tanh and Sigmoid when given
+// one (Note [fused activations]).
 class ActivationLayer final : public Layer {
  public:
   ActivationLayer(Activation act, Shape shape) : act_(act), shape_(std::move(shape)) {}

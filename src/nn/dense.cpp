@@ -13,6 +13,18 @@ const char* activation_name(Activation act) {
       return "tanh";
     case Activation::kSigmoid:
       return "sigmoid";
+    case Activation::kElu:
+      return "elu";
+    case Activation::kSelu:
+      return "selu";
+    case Activation::kSoftplus:
+      return "softplus";
+    case Activation::kSoftsign:
+      return "softsign";
+    case Activation::kGelu:
+      return "gelu";
+    case Activation::kSilu:
+      return "silu";
     case Activation::kLinear:
       break;
   }

@@ -16,37 +16,55 @@
 
 namespace ddp {
 
+namespace {
+
+// Keras' names of the elementwise activations, each a layer type and a dense or conv2d
+// `activation`; "swish" is Keras' other name for SiLU.
+const std::vector<std::pair<std::string, Activation>>& elementwise_activations() {
+  static const std::vector<std::pair<std::string, Activation>> table = {
+      {"relu", Activation::kRelu},         {"tanh", Activation::kTanh},
+      {"sigmoid", Activation::kSigmoid},   {"elu", Activation::kElu},
+      {"selu", Activation::kSelu},         {"softplus", Activation::kSoftplus},
+      {"softsign", Activation::kSoftsign}, {"gelu", Activation::kGelu},
+      {"silu", Activation::kSilu},         {"swish", Activation::kSilu}};
+  return table;
+}
+
+Activation elementwise(const std::string& name) {
+  for (const auto& [known, act] : elementwise_activations())
+    if (name == known) return act;
+  return Activation::kLinear;
+}
+
+// `first`, then the elementwise activations' names, then `last`.
+std::vector<std::string> with_activations(std::vector<std::string> first,
+                                          const std::vector<std::string>& last) {
+  for (const auto& entry : elementwise_activations()) first.push_back(entry.first);
+  first.insert(first.end(), last.begin(), last.end());
+  return first;
+}
+
+}  // namespace
+
 const std::vector<std::string>& layer_types() {
-  static const std::vector<std::string> types = {"dense",
-                                                 "conv2d",
-                                                 "max_pooling2d",
-                                                 "average_pooling2d",
-                                                 "global_average_pooling2d",
-                                                 "dropout",
-                                                 "batch_normalization",
-                                                 "flatten",
-                                                 "reshape",
-                                                 "rescaling",
-                                                 "relu",
-                                                 "tanh",
-                                                 "sigmoid",
-                                                 "softmax"};
+  static const std::vector<std::string> types = with_activations(
+      {"dense", "conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d",
+       "dropout", "batch_normalization", "flatten", "reshape", "rescaling"},
+      {"softmax"});
   return types;
 }
 
 const std::vector<std::string>& activation_names() {
-  static const std::vector<std::string> names = {"linear", "relu", "tanh", "sigmoid", "softmax"};
+  static const std::vector<std::string> names = with_activations({"linear"}, {"softmax"});
+  return names;
+}
+
+const std::vector<std::string>& elementwise_activation_names() {
+  static const std::vector<std::string> names = with_activations({"linear"}, {});
   return names;
 }
 
 namespace {
-
-Activation elementwise(const std::string& name) {
-  if (name == "relu") return Activation::kRelu;
-  if (name == "tanh") return Activation::kTanh;
-  if (name == "sigmoid") return Activation::kSigmoid;
-  return Activation::kLinear;
-}
 
 // A reshape layer's output shape: its target_shape, a -1 in it standing for what is left of the
 // input's elements; names the layer when they are not as many.
@@ -88,6 +106,13 @@ Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = f
 
 }  // namespace
 
+// Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
+// kernels (on the product while it is in cache) and keeps only its output, from which backward
+// reads the derivative (1 where y > 0, 1 - y^2, y (1 - y)). ELU, SELU, softplus, softsign, GELU and
+// SiLU have derivatives that need the pre-activation (GELU's and SiLU's are not functions of the
+// output at all), so such a layer is built as the linear layer followed by an ActivationLayer,
+// whose backward reads its input: one more pass over the output and one more saved tensor; the
+// parameters and their names are the layer's as written.
 std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shape& input,
                                              const std::vector<LayerSpec>& specs) {
   std::vector<std::unique_ptr<Layer>> layers;
@@ -100,10 +125,13 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   for (const LayerSpec& spec : specs) {
     if (spec.l1 > 0 || spec.l2 > 0) penalized.emplace_back(layers.size(), &spec);
     // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
-    // logits) can leave out (Sequential::set_output_logits).
+    // logits) can leave out (Sequential::set_output_logits); so is an activation whose derivative
+    // needs its input (Note [fused activations]).
     const bool last = &spec == &specs.back();
-    const bool split = spec.activation == "softmax" || (last && spec.activation == "sigmoid");
-    const Activation fused = split ? Activation::kLinear : elementwise(spec.activation);
+    const Activation act = elementwise(spec.activation);
+    const bool split = spec.activation == "softmax" || (last && spec.activation == "sigmoid") ||
+                       !derivative_from_output(act);
+    const Activation fused = split ? Activation::kLinear : act;
     if (spec.type == "dense") {
       if (shape.rank() != 1)
         throw ConfigError(spec.path + ": dense needs a flat input but gets " + shape.str() +
@@ -157,9 +185,10 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<ActivationLayer>(elementwise(spec.type), shape));
     }
     shape = layers.back()->output_shape();
-    if (split && spec.activation == "softmax") layers.push_back(std::make_unique<Softmax>(shape));
-    if (split && spec.activation == "sigmoid")
-      layers.push_back(std::make_unique<ActivationLayer>(Activation::kSigmoid, shape));
+    if (split && spec.activation == "softmax")
+      layers.push_back(std::make_unique<Softmax>(shape));
+    else if (split)
+      layers.push_back(std::make_unique<ActivationLayer>(act, shape));
   }
   auto model = std::make_unique<Sequential>(backend, input, std::move(layers));
   for (const auto& [layer, spec] : penalized) model->set_weight_penalty(layer, spec->l1, spec->l2);

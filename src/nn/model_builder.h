@@ -32,7 +32,9 @@ struct LayerSpec {
 };
 
 const std::vector<std::string>& layer_types();
+// A dense layer's `activation` values, and a conv2d's (no softmax).
 const std::vector<std::string>& activation_names();
+const std::vector<std::string>& elementwise_activation_names();
 
 // Throws ConfigError naming the layer's key path when a layer cannot follow its input.
 std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shape& input,

@@ -238,6 +238,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
   m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
+  m.def("Activation", &keras::Activation, py::arg("activation"));
   add_optimizers_and_losses(m);
   m.def("EarlyStopping", &keras::EarlyStopping, py::arg("monitor") = "val_loss",
         py::arg("patience") = 0, py::arg("min_delta") = 0.0,

@@ -257,7 +257,7 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.window = height_width(layer, "kernel_size", std::nullopt);
       spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-      spec.activation = layer.choice("activation", {"linear", "relu", "tanh", "sigmoid"}, "linear");
+      spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
     } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
       spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
       spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size

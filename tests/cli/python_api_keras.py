@@ -322,6 +322,20 @@ def keras_arguments():
     result["layers"] = [from_keras.input_shape, bool(np.array_equal(weights(from_keras),
                                                                     weights(own))),
                         bool(np.array_equal(weights(added), weights(own)))]
+    # Keras' Activation layer and ddp.Activation of an activation without a fused kernel train
+    # what Dense(activation=...) does (Note [fused activations]), bit for bit.
+    fused = ddp.Sequential([ddp.Dense(16, "gelu"), ddp.Dense(4, "softmax")], input_shape=[10])
+    keras_layer = ddp.Sequential([KerasTensor(), keras_object("Dense", units=16),
+                                  keras_object("Activation", activation="gelu"),
+                                  keras_object("Dense", units=4, activation="softmax")])
+    own_layer = ddp.Sequential([ddp.Dense(16), ddp.Activation("gelu"), ddp.Dense(4, "softmax")],
+                               input_shape=[10])
+    for m in (fused, keras_layer, own_layer):
+        m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=2, verbose=0)
+    result["activations"] = [bool(np.array_equal(weights(m), weights(fused)))
+                             for m in (keras_layer, own_layer)]
+    result["activations"].append(bool(np.array_equal(weights(fused), weights(own))))
     own.layers[0].trainable = True  # as it is
 
     def freeze():

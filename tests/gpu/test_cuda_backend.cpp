@@ -120,10 +120,16 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     out[k].push_back(P.read());
     be.softmax_backward(P.buffer.data(), Z.buffer.data(), DX.buffer.data(), rows, cols);
     out[k].push_back(DX.read());
-    be.activation_forward(Activation::kTanh, Z.buffer.data(), P.buffer.data(), rows * cols);
-    be.activation_backward(Activation::kTanh, P.buffer.data(), Z.buffer.data(), DX.buffer.data(),
-                           rows * cols);
-    out[k].push_back(DX.read());
+    // Tanh's derivative from its output; the others' (Note [fused activations]) from the input.
+    for (const Activation act :
+         {Activation::kTanh, Activation::kElu, Activation::kSelu, Activation::kSoftplus,
+          Activation::kSoftsign, Activation::kGelu, Activation::kSilu}) {
+      be.activation_forward(act, Z.buffer.data(), P.buffer.data(), rows * cols);
+      out[k].push_back(P.read());
+      be.activation_backward(act, Z.buffer.data(), P.buffer.data(), Z.buffer.data(),
+                             DX.buffer.data(), rows * cols);
+      out[k].push_back(DX.read());
+    }
     be.scale_shift(Z.buffer.data(), P.buffer.data(), rows * cols, 0.5f, -0.25f);  // Rescaling
     out[k].push_back(P.read());
 

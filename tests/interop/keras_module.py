@@ -74,13 +74,13 @@ def main():
           np.allclose(rates, [0.02, 0.01, 0.005], rtol=1e-6), f"rates {rates}")
 
     def twin_mlps(make, loss=lambda: "sparse_categorical_crossentropy", last="softmax",
-                  metrics=lambda: None):
+                  metrics=lambda: None, hidden="relu"):
         """ddp-trainer's MLP and Keras' of the same initial weights, each compiled with make()'s
         optimizer, loss() and metrics()."""
-        ours = ddp.Sequential([ddp.Dense(16, "relu"), ddp.Dense(4, last)], input_shape=[10])
+        ours = ddp.Sequential([ddp.Dense(16, hidden), ddp.Dense(4, last)], input_shape=[10])
         ours.build()
         keras_mlp = keras.Sequential([keras.Input((10,)),
-                                      keras.layers.Dense(16, activation="relu"),
+                                      keras.layers.Dense(16, activation=hidden),
                                       keras.layers.Dense(4, activation=last)])
         for ours_layer, keras_layer in zip(ours.layers, keras_mlp.layers):
             keras_layer.set_weights(ours_layer.get_weights())
@@ -121,6 +121,15 @@ def main():
                                            if isinstance(schedule, dict) else "")
         check(f"keras.optimizers.{what}", diff < 1e-5,
               f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
+
+    # Keras' activations of these names (GELU's exact form, the default of activation="gelu").
+    for hidden in ("gelu", "silu", "elu", "selu", "softplus", "softsign"):
+        ours, keras_mlp = twin_mlps(lambda: keras.optimizers.Adam(0.01), hidden=hidden)
+        for m in (ours, keras_mlp):
+            m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
+        check(f'Dense(activation="{hidden}")', gap(ours, keras_mlp) < 1e-5,
+              f"30 Adam steps from the same weights: max abs difference of the weights "
+              f"{gap(ours, keras_mlp):.2e}")
 
     # Keras' loss objects: from_logits for a model ending in logits, and one-hot targets smoothed;
     # the .keras file hands Keras the same loss object back.

@@ -209,3 +209,41 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     print(f"regression, 20 SGD steps of mean_squared_error (2 targets{what}, 2 ranks) vs PyTorch: "
           f"max abs diff {diff:.2e}")
     return [diff]
+
+
+def activation_check(args, env, tmp, first, second):
+    """The first check's data, an MLP whose hidden layers take activations `first` and `second`
+    (Keras' names, run as layers of their own, Note [fused activations]), 20 SGD steps (momentum
+    0.9) of sparse categorical cross-entropy on 2 ranks against torch.nn.functional's functions of
+    the same names (PyTorch's exact GELU, ELU's alpha 1), from the same initial weights."""
+    rows = read_rows(f"{tmp}/train.csv")
+    x = torch.tensor([r[:-1] for r in rows]).double()  # as ddp_train reads them: float32
+    y = torch.tensor([int(r[-1]) for r in rows])
+    name = f"act_{first}_{second}"
+    with open(f"{tmp}/{name}.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/train.csv}}
+model:
+  layers:
+    - {{type: dense, units: 16, activation: {first}}}
+    - {{type: dense, units: 12, activation: {second}}}
+    - {{type: dense, units: 4, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {optimizer_yaml("sgd")}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    torch.manual_seed(13)
+    model = Mlp([6, 16, 12, 4])
+    functions = [getattr(torch.nn.functional, a) for a in (first, second)]
+    mean = torch.nn.CrossEntropyLoss()
+
+    def loss_of(batch):
+        hidden = x[batch]
+        for layer, function in zip(model.layers[:-1], functions):
+            hidden = function(layer(hidden))
+        return mean(model.layers[-1](hidden), y[batch])
+
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("sgd"), loss_of)
+    print(f"activations {first} and {second}, 20 SGD steps (2 ranks) vs PyTorch: "
+          f"max abs diff {diff:.2e}")
+    return [diff]

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <span>
@@ -109,7 +110,37 @@ TEST_P(ActivationGradient, MatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Activations, ActivationGradient,
                          ::testing::Values(Activation::kRelu, Activation::kTanh,
-                                           Activation::kSigmoid));
+                                           Activation::kSigmoid, Activation::kElu,
+                                           Activation::kSelu, Activation::kSoftplus,
+                                           Activation::kSoftsign, Activation::kGelu,
+                                           Activation::kSilu));
+
+// The activations' definitions (Keras' and PyTorch's), in double, from -30 to 30: each float
+// result within 2 ulps' worth of the double's, softplus without overflow or loss at the ends.
+TEST(Activations, MatchTheirDefinitions) {
+  auto backend = make_cpu_backend();
+  const double kSeluScale = 1.0507009873554805, kSeluAlpha = 1.6732632423543772;
+  const std::vector<std::pair<Activation, std::function<double(double)>>> definitions = {
+      {Activation::kElu, [](double z) { return z > 0 ? z : std::exp(z) - 1; }},
+      {Activation::kSelu,
+       [&](double z) { return kSeluScale * (z > 0 ? z : kSeluAlpha * (std::exp(z) - 1)); }},
+      {Activation::kSoftplus, [](double z) { return std::log1p(std::exp(z)); }},
+      {Activation::kSoftsign, [](double z) { return z / (1 + std::abs(z)); }},
+      {Activation::kGelu, [](double z) { return 0.5 * z * std::erfc(-z / std::sqrt(2.0)); }},
+      {Activation::kSilu, [](double z) { return z / (1 + std::exp(-z)); }}};
+  std::vector<float> x;
+  for (float z = -30; z <= 30; z += 0.25f) x.push_back(z);
+  std::vector<float> y(x.size());
+  for (const auto& [act, definition] : definitions) {
+    ActivationLayer layer(act, Shape{static_cast<int64_t>(x.size())});
+    layer.forward(*backend, x.data(), y.data(), 1);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double expected = definition(x[i]);
+      EXPECT_NEAR(y[i], expected, 2.5e-7 * std::max(1.0, std::abs(expected)))
+          << layer.type_name() << " at " << x[i];
+    }
+  }
+}
 
 TEST(SoftmaxGradient, MatchesFiniteDifferences) {
   auto backend = make_cpu_backend();

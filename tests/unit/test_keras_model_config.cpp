@@ -178,8 +178,8 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
   EXPECT_EQ(refused("/config/layers/1/config/dilation_rate", {2, 2}),
             "m.keras: config.json: layers[1] (Conv2D): dilation_rate [2,2]; ddp-trainer's layers "
             "do not have it");
-  EXPECT_EQ(refused("/config/layers/5/config/activation", "gelu"),
-            "m.keras: config.json: layers[5] (Dense): activation gelu; ddp-trainer's layers do "
+  EXPECT_EQ(refused("/config/layers/5/config/activation", "mish"),
+            "m.keras: config.json: layers[5] (Dense): activation mish; ddp-trainer's layers do "
             "not have it");
   EXPECT_EQ(refused("/config/layers/1/config/data_format", "channels_first"),
             "m.keras: config.json: layers[1] (Conv2D): data_format \"channels_first\"; "

@@ -98,6 +98,53 @@ TEST(Sequential, WholeModelGradientMatchesFiniteDifferences) {
   expect_model_gradient_matches(*backend, *model, x, {2, 0, 1});
 }
 
+// Note [fused activations]: a dense or conv2d layer whose activation's derivative needs its input
+// is the linear layer and an activation layer of its own: the same parameter names as written,
+// the same outputs as the two layers written out, and whole-model gradients that match finite
+// differences.
+TEST(Sequential, UnfusedActivationsAreLayersOfTheirOwn) {
+  auto backend = make_cpu_backend();
+  LayerSpec conv{"conv2d", 2, "gelu", "model.layers.0"};
+  conv.window = {2, 2};
+  const std::vector<LayerSpec> written = {conv,
+                                          {"flatten", 0, "linear", "model.layers.1"},
+                                          {"dense", 5, "silu", "model.layers.2"},
+                                          {"dense", 4, "elu", "model.layers.3"},
+                                          {"dense", 3, "softmax", "model.layers.4"}};
+  LayerSpec linear_conv = conv;
+  linear_conv.activation = "linear";
+  const std::vector<LayerSpec> spelled_out = {linear_conv,
+                                              {"gelu", 0, "linear", "l1"},
+                                              {"flatten", 0, "linear", "l2"},
+                                              {"dense", 5, "linear", "l3"},
+                                              {"silu", 0, "linear", "l4"},
+                                              {"dense", 4, "linear", "l5"},
+                                              {"elu", 0, "linear", "l6"},
+                                              {"dense", 3, "softmax", "l7"}};
+  auto model = build_sequential(*backend, Shape{3, 3, 2}, written);
+  auto reference = build_sequential(*backend, Shape{3, 3, 2}, spelled_out);
+  EXPECT_EQ(model->layers().size(), reference->layers().size());
+  ASSERT_EQ(model->param_entries().size(), 8u);
+  EXPECT_EQ(model->param_entries()[2].name, "layers.1.weight");
+  const std::string summary = model->summary();
+  for (const char* layer : {"(GELU)", "(SiLU)", "(ELU)"})
+    EXPECT_NE(summary.find(layer), std::string::npos) << layer << " in\n" << summary;
+  model->init_params(3);
+  reference->init_params(3);
+  std::vector<float> x(2 * 18);
+  Rng rng(5);
+  for (float& v : x) v = rng.uniform(-1, 1);
+  const float* ours = model->predict(x.data(), 2);
+  const std::vector<float> probs(ours, ours + 6);
+  const float* theirs = reference->predict(x.data(), 2);
+  EXPECT_EQ(probs, std::vector<float>(theirs, theirs + 6));
+
+  model->set_output_logits(OutputFunction::kSoftmax);
+  DeviceBuffer grads(*backend, model->param_count());
+  model->bind_grads(grads.span());
+  expect_model_gradient_matches(*backend, *model, x, {2, 0});
+}
+
 TEST(Sequential, PredictAppliesTheFinalSoftmax) {
   auto backend = make_cpu_backend();
   auto model = build_sequential(*backend, Shape{4}, {{"dense", 3, "softmax", "l0"}});
