@@ -96,10 +96,4 @@ inline void activation_grad(Activation act, const float* y, const float* dy, flo
   throw std::logic_error("activation_grad: the derivative needs the activation's input");
 }
 
-// Writes dz = dy * act'(x) from the activation's input x; dz may be dy.
-inline void input_activation_grad(Activation act, const float* x, const float* dy, float* dz,
-                                  size_t n) {
-  for (size_t i = 0; i < n; ++i) dz[i] = dy[i] * activation_slope_at(act, x[i]);
-}
-
 }  // namespace ddp::cpu

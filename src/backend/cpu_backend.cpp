@@ -13,6 +13,7 @@
 
 #include "backend/activation_grad.h"
 #include "backend/backend.h"
+#include "backend/cpu_activations.h"
 #include "backend/cpu_batch_norm.h"
 #include "backend/cpu_convolutions.h"
 #include "backend/cpu_dense.h"
@@ -95,6 +96,8 @@ class CpuBackend final : public ComputeBackend {
         for (size_t i = begin; i < end; ++i) y[i] = std::max(x[i], 0.0f);
         return;
       }
+      if (!derivative_from_output(act))
+        return cpu::unfused_activation(act, x + begin, y + begin, end - begin);
       for (size_t i = begin; i < end; ++i) y[i] = cpu::activate(act, x[i]);
     });
   }
@@ -109,7 +112,7 @@ class CpuBackend final : public ComputeBackend {
       if (derivative_from_output(act))
         cpu::activation_grad(act, y + begin, dy + begin, dx + begin, end - begin);
       else
-        cpu::input_activation_grad(act, x + begin, dy + begin, dx + begin, end - begin);
+        cpu::unfused_activation_grad(act, x + begin, dy + begin, dx + begin, end - begin);
     });
   }
 

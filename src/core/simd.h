@@ -72,6 +72,12 @@ inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
 inline Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
 inline Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
 inline Vec min(Vec a, Vec b) { return _mm512_maskz_min_ps(kAll, a, b); }
+inline Vec div(Vec a, Vec b) { return _mm512_div_ps(a, b); }
+inline Vec abs(Vec v) { return _mm512_abs_ps(v); }
+inline Mask greater(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+inline Vec select(Mask mask, Vec a, Vec b) {
+  return _mm512_mask_blend_ps(mask, b, a);
+}  // a in mask
 // The masked-off lanes hold `fill`.
 inline Vec load_or(const float* p, Mask mask, float fill) {
   return _mm512_mask_loadu_ps(broadcast(fill), mask, p);
@@ -159,6 +165,12 @@ inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
 inline Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
 inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
 inline Vec min(Vec a, Vec b) { return _mm256_min_ps(a, b); }
+inline Vec div(Vec a, Vec b) { return _mm256_div_ps(a, b); }
+inline Vec abs(Vec v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+inline Mask greater(Vec a, Vec b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
+inline Vec select(Mask mask, Vec a, Vec b) {  // a in the mask's lanes, b in the others
+  return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(mask));
+}
 inline Vec load_or(const float* p, Mask mask, float fill) {
   return _mm256_blendv_ps(broadcast(fill), load(p, mask), _mm256_castsi256_ps(mask));
 }

@@ -115,6 +115,26 @@ INSTANTIATE_TEST_SUITE_P(Activations, ActivationGradient,
                                            Activation::kSoftsign, Activation::kGelu,
                                            Activation::kSilu));
 
+// Note [vectorized activations]: each element's value and gradient are the same bits whether its
+// range is whole or split where a thread's share would begin (the last vector of each is masked).
+TEST(Activations, BitsDoNotDependOnWhereARangeBegins) {
+  auto backend = make_cpu_backend();
+  const std::vector<float> x = random_vector(37, 9, -4, 4), dy = random_vector(37, 10);
+  for (const Activation act : {Activation::kElu, Activation::kSelu, Activation::kSoftplus,
+                               Activation::kSoftsign, Activation::kGelu, Activation::kSilu}) {
+    std::vector<float> whole(37), split(37), whole_dx(37), split_dx(37);
+    backend->activation_forward(act, x.data(), whole.data(), 37);
+    backend->activation_backward(act, x.data(), whole.data(), dy.data(), whole_dx.data(), 37);
+    for (const auto& [begin, end] : {std::pair<size_t, size_t>{0, 5}, {5, 37}}) {
+      backend->activation_forward(act, x.data() + begin, split.data() + begin, end - begin);
+      backend->activation_backward(act, x.data() + begin, split.data() + begin,
+                                   dy.data() + begin, split_dx.data() + begin, end - begin);
+    }
+    EXPECT_EQ(whole, split) << static_cast<int>(act);
+    EXPECT_EQ(whole_dx, split_dx) << static_cast<int>(act);
+  }
+}
+
 // The activations' definitions (Keras' and PyTorch's), in double, from -30 to 30: each float
 // result within 2 ulps' worth of the double's, softplus without overflow or loss at the ends.
 TEST(Activations, MatchTheirDefinitions) {

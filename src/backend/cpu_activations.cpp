@@ -1,0 +1,139 @@
+#include "backend/cpu_activations.h"
+
+#include <stdexcept>
+
+#include "backend/activation_grad.h"
+#include "core/simd.h"
+
+namespace ddp::cpu {
+
+#ifdef DDP_SIMD_TILES
+namespace {
+
+using namespace simd;
+
+// log(1 + t) for t in [0, 1]: 2 atanh(s) with s = t / (2 + t) in [0, 1/3], by atanh's series
+// s + s^3/3 + ... + s^13/13 (the next term is below 2^-26 of the sum).
+Vec log1p_unit(Vec t) {
+  const Vec s = div(t, add(broadcast(2), t));
+  const Vec s2 = mul(s, s);
+  Vec series = broadcast(1.0f / 13);
+  for (int k = 11; k >= 1; k -= 2)
+    series = fma(series, s2, broadcast(1.0f / static_cast<float>(k)));
+  return mul(add(s, s), series);
+}
+
+// erfc(z) by Numerical Recipes' erfcc (Press et al., 2nd ed., 6.2), a Chebyshev fit with a
+// fractional error below 1.2e-7: erfc(|z|) = t e^(-z^2 + P(t)) with t = 1 / (1 + |z| / 2), and
+// erfc(-|z|) = 2 - erfc(|z|).
+Vec erfc(Vec z) {
+  static constexpr float kP[] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f,
+                                 0.27886807f, -0.18628806f, 0.09678418f, 0.37409196f,
+                                 1.00002368f, -1.26551223f};
+  const Vec a = abs(z);
+  const Vec t = div(broadcast(1), fma(a, broadcast(0.5f), broadcast(1)));
+  Vec p = broadcast(kP[0]);
+  for (size_t i = 1; i < std::size(kP); ++i) p = fma(p, t, broadcast(kP[i]));
+  const Vec tail = mul(t, exp(fma(a, sub(zero(), a), p)));
+  return select(greater(zero(), z), sub(broadcast(2), tail), tail);
+}
+
+Vec sigmoid(Vec x) { return div(broadcast(1), add(broadcast(1), exp(sub(zero(), x)))); }
+Vec normal_cdf(Vec x) { return mul(broadcast(0.5f), erfc(mul(x, broadcast(-kInvSqrt2)))); }
+
+template <Activation A>
+Vec value(Vec x) {
+  const Mask positive = greater(x, zero());
+  if constexpr (A == Activation::kElu) return select(positive, x, sub(exp(x), broadcast(1)));
+  if constexpr (A == Activation::kSelu)
+    return mul(broadcast(kSeluScale),
+               select(positive, x, mul(broadcast(kSeluAlpha), sub(exp(x), broadcast(1)))));
+  // max(0, x) returns x, NaN included (max returns its second operand for a NaN).
+  if constexpr (A == Activation::kSoftplus)
+    return add(max(zero(), x), log1p_unit(exp(sub(zero(), abs(x)))));
+  if constexpr (A == Activation::kSoftsign) return div(x, add(broadcast(1), abs(x)));
+  if constexpr (A == Activation::kGelu) return mul(x, normal_cdf(x));
+  if constexpr (A == Activation::kSilu) return mul(x, sigmoid(x));
+  return x;
+}
+
+template <Activation A>
+Vec slope(Vec x) {
+  const Mask positive = greater(x, zero());
+  if constexpr (A == Activation::kElu) return select(positive, broadcast(1), exp(x));
+  if constexpr (A == Activation::kSelu)
+    return select(positive, broadcast(kSeluScale), mul(broadcast(kSeluScale * kSeluAlpha), exp(x)));
+  if constexpr (A == Activation::kSoftplus) return sigmoid(x);
+  if constexpr (A == Activation::kSoftsign) {
+    const Vec d = add(broadcast(1), abs(x));
+    return div(broadcast(1), mul(d, d));
+  }
+  if constexpr (A == Activation::kGelu) {  // Phi(x) + x phi(x)
+    const Vec density = mul(broadcast(kInvSqrt2Pi), exp(mul(broadcast(-0.5f), mul(x, x))));
+    return fma(x, density, normal_cdf(x));
+  }
+  if constexpr (A == Activation::kSilu) {
+    const Vec s = sigmoid(x);
+    return mul(s, fma(x, sub(broadcast(1), s), broadcast(1)));
+  }
+  return broadcast(1);
+}
+
+// f.template operator()<A>() for the activation act, one of those without a fused kernel.
+template <typename F>
+void with_unfused(Activation act, F&& f) {
+  switch (act) {
+    case Activation::kElu:
+      return f.template operator()<Activation::kElu>();
+    case Activation::kSelu:
+      return f.template operator()<Activation::kSelu>();
+    case Activation::kSoftplus:
+      return f.template operator()<Activation::kSoftplus>();
+    case Activation::kSoftsign:
+      return f.template operator()<Activation::kSoftsign>();
+    case Activation::kGelu:
+      return f.template operator()<Activation::kGelu>();
+    case Activation::kSilu:
+      return f.template operator()<Activation::kSilu>();
+    default:
+      throw std::logic_error("unfused_activation: a fused kernel takes this activation");
+  }
+}
+
+}  // namespace
+
+void unfused_activation(Activation act, const float* x, float* y, size_t n) {
+  with_unfused(act, [&]<Activation A>() {
+    for (size_t i = 0; i < n; i += kLanes) {
+      const bool whole = n - i >= kLanes;
+      const Mask lanes = first_lanes(static_cast<int64_t>(n - i));
+      store_edge(y + i, lanes, whole, value<A>(load_edge(x + i, lanes, whole)));
+    }
+  });
+}
+
+void unfused_activation_grad(Activation act, const float* x, const float* dy, float* dx, size_t n) {
+  with_unfused(act, [&]<Activation A>() {
+    for (size_t i = 0; i < n; i += kLanes) {
+      const bool whole = n - i >= kLanes;
+      const Mask lanes = first_lanes(static_cast<int64_t>(n - i));
+      const Vec grad =
+          mul(load_edge(dy + i, lanes, whole), slope<A>(load_edge(x + i, lanes, whole)));
+      store_edge(dx + i, lanes, whole, grad);
+    }
+  });
+}
+
+#else  // no SIMD: libm, element by element
+
+void unfused_activation(Activation act, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = activate(act, x[i]);
+}
+
+void unfused_activation_grad(Activation act, const float* x, const float* dy, float* dx, size_t n) {
+  for (size_t i = 0; i < n; ++i) dx[i] = dy[i] * activation_slope_at(act, x[i]);
+}
+
+#endif
+
+}  // namespace ddp::cpu
