@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "comm/launch.h"
+#include "nn/model_builder.h"
 
 namespace ddp::keras {
 namespace {
@@ -47,7 +48,15 @@ Spec Flatten() { return {map({{"type", YAML::Node("flatten")}})}; }
 Spec Dropout(double rate) {
   return {map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};
 }
-Spec Activation(const std::string& activation) { return {map({{"type", YAML::Node(activation)}})}; }
+Spec Activation(const std::string& activation) {
+  if (activation == "leaky_relu")  // Keras' activation function's slope, not its layer's
+    return LeakyReLU(kLeakyReluActivationSlope);
+  return {map({{"type", YAML::Node(activation)}})};
+}
+Spec LeakyReLU(double negative_slope) {
+  return {
+      map({{"type", YAML::Node("leaky_relu")}, {"negative_slope", YAML::Node(negative_slope)}})};
+}
 Spec BatchNormalization(bool sync) {
   return {map({{"type", YAML::Node("batch_normalization")}, {"sync", YAML::Node(sync)}})};
 }

@@ -72,9 +72,12 @@ Spec Rescaling(double scale, double offset = 0.0);
 Spec Reshape(const std::vector<int64_t>& target_shape);
 Spec Dropout(double rate);
 Spec BatchNormalization(bool sync = false);
-// Keras' Activation layer: relu, tanh, sigmoid, elu, selu, softplus, softsign, gelu, silu (swish)
+// Keras' Activation layer: relu, tanh, sigmoid, elu, selu, softplus, softsign, gelu, silu (swish),
+// leaky_relu (negative_slope 0.2, as Keras' activation function)
 // or softmax, as a layer of its own.
 Spec Activation(const std::string& activation);
+// Keras' LeakyReLU: x where x > 0, negative_slope * x elsewhere (negative_slope >= 0).
+Spec LeakyReLU(double negative_slope = 0.3);
 
 // Keras 3's Adam and AdamW: Keras' rule (optimizer.rule: keras, AdamHyper) and defaults
 // (epsilon 1e-7; AdamW's decoupled weight decay 0.004).

@@ -79,7 +79,11 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["target_shape"] = s.target_shape;
     return {"Reshape", c};
   }
-  c["activation"] = s.type;  // relu, tanh, sigmoid, softmax
+  if (s.type == "leaky_relu") {
+    c["negative_slope"] = s.negative_slope;
+    return {"LeakyReLU", c};
+  }
+  c["activation"] = s.type;  // an activation's name (Note [fused activations])
   return {"Activation", c};
 }
 
@@ -175,17 +179,25 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
   } else if (class_name == "Flatten") {
     out["type"] = "flatten";
     in.channels_last();
+  } else if (class_name == "LeakyReLU") {
+    out["type"] = "leaky_relu";
+    out["negative_slope"] = in.get<double>("negative_slope", 0.3);
+  } else if (class_name == "ReLU" && in.get<double>("negative_slope", 0.0) != 0.0) {
+    in.require("max_value", nullptr);  // ReLU(negative_slope) is a leaky ReLU
+    in.require("threshold", 0.0);
+    out["type"] = "leaky_relu";
+    out["negative_slope"] = in.get<double>("negative_slope", 0.0);
   } else if (class_name == "Activation" || class_name == "ReLU" || class_name == "Softmax") {
     const std::string a = class_name == "ReLU"      ? "relu"
                           : class_name == "Softmax" ? "softmax"
                                                     : in.activation(activation_names());
-    if (class_name == "ReLU")
-      for (const char* key : {"max_value", "negative_slope", "threshold"})
-        in.require(key, key == std::string("negative_slope") || key == std::string("threshold")
-                            ? json(0.0)
-                            : json(nullptr));
+    if (class_name == "ReLU") {
+      in.require("max_value", nullptr);
+      in.require("threshold", 0.0);
+    }
     if (a == "linear") return {};  // the identity: no layer
     out["type"] = a;
+    if (a == "leaky_relu") out["negative_slope"] = kLeakyReluActivationSlope;
   } else {
     in.refuse("the layer class " + class_name);
   }

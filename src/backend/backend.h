@@ -216,6 +216,11 @@ class ComputeBackend {
 
   // y = x * scale + shift, elementwise (Keras' Rescaling; its gradient with shift 0). y may be x.
   virtual void scale_shift(const float* x, float* y, size_t count, float scale, float shift) = 0;
+  // out = values where sign > 0, slope * values elsewhere, elementwise: LeakyReLU's forward with
+  // sign = values = x, its backward with sign = y and values = dy (y > 0 where x > 0, slope >= 0).
+  // out may be values.
+  virtual void leaky_scale(const float* sign, const float* values, float* out, size_t count,
+                           float slope) = 0;
 
   // Row-wise softmax over (rows, cols).
   virtual void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) = 0;

@@ -101,6 +101,15 @@ class CpuBackend final : public ComputeBackend {
       for (size_t i = begin; i < end; ++i) y[i] = cpu::activate(act, x[i]);
     });
   }
+  void leaky_scale(const float* sign, const float* values, float* out, size_t count,
+                   float slope) override {
+    split_elements(count, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
+        const float v = values[i];  // read whichever is kept, so that the loop vectorizes
+        out[i] = sign[i] > 0 ? v : slope * v;
+      }
+    });
+  }
   void scale_shift(const float* x, float* y, size_t count, float scale, float shift) override {
     split_elements(count, [&](size_t begin, size_t end) {
       for (size_t i = begin; i < end; ++i) y[i] = x[i] * scale + shift;

@@ -90,6 +90,12 @@ __global__ void activation_kernel(int act, const float* x, float* y, size_t n) {
     y[i] = activate(act, x[i]);
 }
 
+__global__ void leaky_scale_kernel(const float* sign, const float* values, float* out, size_t n,
+                                   float slope) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    out[i] = sign[i] > 0 ? values[i] : slope * values[i];
+}
+
 __global__ void scale_shift_kernel(const float* x, float* y, size_t n, float scale, float shift) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
     y[i] = x[i] * scale + shift;
@@ -188,6 +194,12 @@ void activation_backward(Activation act, const float* x, const float* y, const f
   else
     input_activation_grad_kernel<<<blocks_for(count), kThreads, 0, stream>>>(activation_code(act),
                                                                              x, dy, dx, count);
+  cudaCheck(cudaGetLastError());
+}
+
+void leaky_scale(const float* sign, const float* values, float* out, size_t count, float slope,
+                 cudaStream_t stream) {
+  leaky_scale_kernel<<<blocks_for(count), kThreads, 0, stream>>>(sign, values, out, count, slope);
   cudaCheck(cudaGetLastError());
 }
 

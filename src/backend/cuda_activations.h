@@ -20,6 +20,9 @@ void activation_forward(Activation act, const float* x, float* y, size_t count,
 // be null), else from its input x; dx may be dy.
 void activation_backward(Activation act, const float* x, const float* y, const float* dy, float* dx,
                          size_t count, cudaStream_t stream);
+// out = values where sign > 0, slope * values elsewhere; out may be values.
+void leaky_scale(const float* sign, const float* values, float* out, size_t count, float slope,
+                 cudaStream_t stream);
 // y = x * scale + shift; y may be x.
 void scale_shift(const float* x, float* y, size_t count, float scale, float shift,
                  cudaStream_t stream);

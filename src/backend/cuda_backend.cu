@@ -106,6 +106,10 @@ class CudaBackend final : public ComputeBackend {
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
     cuda::activation_forward(act, x, y, count, stream_);
   }
+  void leaky_scale(const float* sign, const float* values, float* out, size_t count,
+                   float slope) override {
+    cuda::leaky_scale(sign, values, out, count, slope, stream_);
+  }
   void scale_shift(const float* x, float* y, size_t count, float scale, float shift) override {
     cuda::scale_shift(x, y, count, scale, shift, stream_);
   }

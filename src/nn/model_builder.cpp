@@ -9,6 +9,7 @@
 #include "nn/conv2d.h"
 #include "nn/dense.h"
 #include "nn/dropout.h"
+#include "nn/leaky_relu.h"
 #include "nn/pooling2d.h"
 #include "nn/rescaling.h"
 #include "nn/reshape.h"
@@ -36,10 +37,12 @@ Activation elementwise(const std::string& name) {
   return Activation::kLinear;
 }
 
-// `first`, then the elementwise activations' names, then `last`.
+// `first`, then the elementwise activations' names and leaky_relu (a layer with a parameter,
+// LeakyRelu), then `last`.
 std::vector<std::string> with_activations(std::vector<std::string> first,
                                           const std::vector<std::string>& last) {
   for (const auto& entry : elementwise_activations()) first.push_back(entry.first);
+  first.push_back("leaky_relu");
   first.insert(first.end(), last.begin(), last.end());
   return first;
 }
@@ -110,8 +113,9 @@ Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = f
 // kernels (on the product while it is in cache) and keeps only its output, from which backward
 // reads the derivative (1 where y > 0, 1 - y^2, y (1 - y)). ELU, SELU, softplus, softsign, GELU and
 // SiLU have derivatives that need the pre-activation (GELU's and SiLU's are not functions of the
-// output at all), so such a layer is built as the linear layer followed by an ActivationLayer,
-// whose backward reads its input: one more pass over the output and one more saved tensor; the
+// output at all), and leaky ReLU a parameter the fused kernels do not take, so such a layer is
+// built as the linear layer followed by an ActivationLayer (or a LeakyRelu), whose backward reads
+// its input: one more pass over the output and one more saved tensor; the
 // parameters and their names are the layer's as written.
 std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shape& input,
                                              const std::vector<LayerSpec>& specs) {
@@ -129,8 +133,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     // needs its input (Note [fused activations]).
     const bool last = &spec == &specs.back();
     const Activation act = elementwise(spec.activation);
+    const bool leaky = spec.activation == "leaky_relu";
     const bool split = spec.activation == "softmax" || (last && spec.activation == "sigmoid") ||
-                       !derivative_from_output(act);
+                       leaky || !derivative_from_output(act);
     const Activation fused = split ? Activation::kLinear : act;
     if (spec.type == "dense") {
       if (shape.rank() != 1)
@@ -181,12 +186,16 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<Reshape>(reshaped(spec, shape), "Reshape"));
     } else if (spec.type == "softmax") {
       layers.push_back(std::make_unique<Softmax>(shape));
+    } else if (spec.type == "leaky_relu") {
+      layers.push_back(std::make_unique<LeakyRelu>(shape, spec.negative_slope));
     } else {
       layers.push_back(std::make_unique<ActivationLayer>(elementwise(spec.type), shape));
     }
     shape = layers.back()->output_shape();
     if (split && spec.activation == "softmax")
       layers.push_back(std::make_unique<Softmax>(shape));
+    else if (leaky)
+      layers.push_back(std::make_unique<LeakyRelu>(shape, kLeakyReluActivationSlope));
     else if (split)
       layers.push_back(std::make_unique<ActivationLayer>(act, shape));
   }

@@ -27,9 +27,15 @@ struct LayerSpec {
   float l2 = 0;
   bool use_bias = true;         // dense, conv2d (Note [no bias])
   float scale = 1, offset = 0;  // rescaling: y = x * scale + offset
+  // leaky_relu layer: Keras' LeakyReLU's default (its activation function's, a dense or conv2d
+  // `activation: leaky_relu`, is kLeakyReluActivationSlope)
+  float negative_slope = 0.3f;
   // reshape: Keras' target_shape, one sample's shape after it; one -1 stands for what is left.
   std::vector<int64_t> target_shape = {};
 };
+
+// Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).
+inline constexpr float kLeakyReluActivationSlope = 0.2f;
 
 const std::vector<std::string>& layer_types();
 // A dense layer's `activation` values, and a conv2d's (no softmax).

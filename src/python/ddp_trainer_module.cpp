@@ -239,6 +239,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
   m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
   m.def("Activation", &keras::Activation, py::arg("activation"));
+  m.def("LeakyReLU", &keras::LeakyReLU, py::arg("negative_slope") = 0.3);
   add_optimizers_and_losses(m);
   m.def("EarlyStopping", &keras::EarlyStopping, py::arg("monitor") = "val_loss",
         py::arg("patience") = 0, py::arg("min_delta") = 0.0,

@@ -273,6 +273,10 @@ void parse_model(ConfigNode& root, Config& config) {
                       [](int64_t d) { return d <= 0 && d != -1; }))
         layer.fail("target_shape", "sizes > 0, with at most one -1 (what is left), got " +
                                        Shape(spec.target_shape).str());
+    } else if (spec.type == "leaky_relu") {  // Keras' LeakyReLU: >= 0 (a negative one is PReLU's)
+      const double slope = layer.get("negative_slope", 0.3);
+      if (!(slope >= 0)) layer.fail("negative_slope", "must be >= 0, got " + show_number(slope));
+      spec.negative_slope = static_cast<float>(slope);
     } else if (spec.type == "dropout") {
       spec.rate =
           static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));

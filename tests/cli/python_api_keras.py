@@ -336,6 +336,20 @@ def keras_arguments():
     result["activations"] = [bool(np.array_equal(weights(m), weights(fused)))
                              for m in (keras_layer, own_layer)]
     result["activations"].append(bool(np.array_equal(weights(fused), weights(own))))
+    # Keras' LeakyReLU object and ddp.LeakyReLU of one slope alike, another slope not; Keras'
+    # activation function "leaky_relu" has the slope 0.2, its layer 0.3.
+    leaky = [ddp.Sequential([KerasTensor(), keras_object("Dense", units=16),
+                             keras_object("LeakyReLU", negative_slope=0.1),
+                             keras_object("Dense", units=4, activation="softmax")])]
+    leaky += [ddp.Sequential([ddp.Dense(16), layer, ddp.Dense(4, "softmax")], input_shape=[10])
+              for layer in (ddp.LeakyReLU(0.1), ddp.LeakyReLU(), ddp.Activation("leaky_relu"),
+                            ddp.LeakyReLU(0.2))]
+    for m in leaky:
+        m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=2, verbose=0)
+    result["activations"] += [bool(np.array_equal(weights(leaky[0]), weights(m)))
+                              for m in leaky[1:3]]
+    result["activations"].append(bool(np.array_equal(weights(leaky[3]), weights(leaky[4]))))
     own.layers[0].trainable = True  # as it is
 
     def freeze():

@@ -132,6 +132,10 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     }
     be.scale_shift(Z.buffer.data(), P.buffer.data(), rows * cols, 0.5f, -0.25f);  // Rescaling
     out[k].push_back(P.read());
+    be.leaky_scale(Z.buffer.data(), Z.buffer.data(), P.buffer.data(), rows * cols, 0.3f);
+    out[k].push_back(P.read());
+    be.leaky_scale(P.buffer.data(), Z.buffer.data(), DX.buffer.data(), rows * cols, 0.3f);
+    out[k].push_back(DX.read());
 
     const auto params = random_values(1000, 8), grads = random_values(1000, 9);
     Mirror PA(be, params), GA(be, grads), M(be, std::vector<float>(1000)),

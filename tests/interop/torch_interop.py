@@ -33,8 +33,8 @@
      CrossEntropyLoss(weight, reduction="sum") over the batch size.
   8. Regression: 20 SGD steps (momentum 0.9) of mean_squared_error on 2 real-valued targets (CSV
      label_type: float) on 2 ranks against torch.nn.MSELoss: the same weights within 1e-5.
-  9. Activations: 20 SGD steps of MLPs with GELU, SiLU, ELU, SELU, softplus and softsign hidden
-     layers on 2 ranks against torch.nn.functional's: the same weights within 1e-5.
+  9. Activations: 20 SGD steps of MLPs with GELU, SiLU, ELU, SELU, softplus, softsign and leaky
+     ReLU hidden layers on 2 ranks against torch.nn.functional's: the same weights within 1e-5.
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
 /usr/bin/python3 can import both; otherwise CMake says so.
   tests/interop/torch_interop.py --ddp-train build/ddp_train --mpiexec mpiexec"""
@@ -137,7 +137,8 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += categorical_check(args, env, tmp, "sgd", 0, class_weight=[0.5, 2.0, 1.0, 3.0])
         diffs += regression_check(args, env, tmp)
         diffs += regression_check(args, env, tmp, weighted=True)
-        for first, second in (("gelu", "silu"), ("elu", "selu"), ("softplus", "softsign")):
+        for first, second in (("gelu", "silu"), ("elu", "selu"), ("softplus", "softsign"),
+                              ("leaky_relu", "gelu")):
             diffs += activation_check(args, env, tmp, first, second)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")

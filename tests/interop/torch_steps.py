@@ -215,7 +215,8 @@ def activation_check(args, env, tmp, first, second):
     """The first check's data, an MLP whose hidden layers take activations `first` and `second`
     (Keras' names, run as layers of their own, Note [fused activations]), 20 SGD steps (momentum
     0.9) of sparse categorical cross-entropy on 2 ranks against torch.nn.functional's functions of
-    the same names (PyTorch's exact GELU, ELU's alpha 1), from the same initial weights."""
+    the same names (PyTorch's exact GELU, ELU's alpha 1; leaky ReLU with Keras' slope 0.2, where
+    PyTorch's default is 0.01), from the same initial weights."""
     rows = read_rows(f"{tmp}/train.csv")
     x = torch.tensor([r[:-1] for r in rows]).double()  # as ddp_train reads them: float32
     y = torch.tensor([int(r[-1]) for r in rows])
@@ -234,7 +235,8 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     torch.manual_seed(13)
     model = Mlp([6, 16, 12, 4])
-    functions = [getattr(torch.nn.functional, a) for a in (first, second)]
+    keras_slope = {"leaky_relu": lambda h: torch.nn.functional.leaky_relu(h, 0.2)}
+    functions = [keras_slope.get(a, getattr(torch.nn.functional, a)) for a in (first, second)]
     mean = torch.nn.CrossEntropyLoss()
 
     def loss_of(batch):

@@ -278,6 +278,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{{"model.layers.0.type=conv9"}, "model.layers.0.type: unknown value 'conv9'"},
         BadCase{{"model.layers.0.activation=mish"},
                 "model.layers.0.activation: unknown value 'mish'"},
+        BadCase{{"model.layers.0={type: leaky_relu, negative_slope: -0.5}"},
+                "model.layers.0.negative_slope: must be >= 0, got -0.5"},
         BadCase{{"optimizer.type=lion"}, "optimizer.type: unknown value 'lion'"},
         BadCase{{"loss=hinge"}, "loss: unknown value 'hinge'"},
         BadCase{{"model.layers.0.units=0"}, "model.layers.0.units: must be > 0, got 0"},

@@ -12,6 +12,7 @@
 #include "finite_differences.h"
 #include "nn/activation.h"
 #include "nn/dense.h"
+#include "nn/leaky_relu.h"
 #include "nn/loss.h"
 #include "nn/rescaling.h"
 #include "nn/softmax.h"
@@ -115,6 +116,18 @@ INSTANTIATE_TEST_SUITE_P(Activations, ActivationGradient,
                                            Activation::kSoftsign, Activation::kGelu,
                                            Activation::kSilu));
 
+TEST(LeakyReluGradient, MatchesFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const int64_t batch = 3;
+  LeakyRelu layer(Shape{4}, 0.3f);
+  std::vector<float> x = random_vector(batch * 4, 5, 0.1f, 2.0f);  // clear of the kink
+  for (size_t i = 0; i < x.size(); i += 2) x[i] = -x[i];
+  std::vector<float> y(x.size());
+  layer.forward(*backend, x.data(), y.data(), batch);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(y[i], x[i] > 0 ? x[i] : 0.3f * x[i]);
+  expect_input_gradient_matches(*backend, layer, x, y, batch, 6);
+}
+
 // Note [vectorized activations]: each element's value and gradient are the same bits whether its
 // range is whole or split where a thread's share would begin (the last vector of each is masked).
 TEST(Activations, BitsDoNotDependOnWhereARangeBegins) {
@@ -127,8 +140,8 @@ TEST(Activations, BitsDoNotDependOnWhereARangeBegins) {
     backend->activation_backward(act, x.data(), whole.data(), dy.data(), whole_dx.data(), 37);
     for (const auto& [begin, end] : {std::pair<size_t, size_t>{0, 5}, {5, 37}}) {
       backend->activation_forward(act, x.data() + begin, split.data() + begin, end - begin);
-      backend->activation_backward(act, x.data() + begin, split.data() + begin,
-                                   dy.data() + begin, split_dx.data() + begin, end - begin);
+      backend->activation_backward(act, x.data() + begin, split.data() + begin, dy.data() + begin,
+                                   split_dx.data() + begin, end - begin);
     }
     EXPECT_EQ(whole, split) << static_cast<int>(act);
     EXPECT_EQ(whole_dx, split_dx) << static_cast<int>(act);

@@ -100,6 +100,29 @@ TEST(KerasModelConfig, RescalingAsKerasRescaling) {
 }
 
 // Keras' Reshape, both ways.
+// Keras' LeakyReLU both ways; its ReLU with a negative slope is one; Keras' activation function
+// "leaky_relu" (as a layer too) has the slope 0.2, the layer's default 0.3.
+TEST(KerasModelConfig, LeakyReluAsKerasLeakyRelu) {
+  LayerSpec leaky = layer("leaky_relu");
+  leaky.negative_slope = 0.125f;
+  const nlohmann::json described =
+      keras::keras_model_config({layer("dense"), leaky}, Shape({4}))["config"]["layers"][2];
+  EXPECT_EQ(described["class_name"], "LeakyReLU");
+  EXPECT_EQ(described["config"]["negative_slope"], 0.125);
+  const auto slope_of = [](const nlohmann::json& keras) {
+    const keras::KerasLayer back = keras::keras_layer(keras, "m.keras: layers[2]");
+    EXPECT_EQ(back.spec->node["type"].as<std::string>(), "leaky_relu");
+    return back.spec->node["negative_slope"].as<double>();
+  };
+  EXPECT_EQ(slope_of(described), 0.125);
+  EXPECT_EQ(slope_of({{"class_name", "LeakyReLU"}, {"config", nlohmann::json::object()}}), 0.3);
+  EXPECT_EQ(slope_of({{"class_name", "ReLU"},
+                      {"config", {{"negative_slope", 0.05}, {"max_value", nullptr}}}}),
+            0.05);
+  EXPECT_FLOAT_EQ(
+      slope_of({{"class_name", "Activation"}, {"config", {{"activation", "leaky_relu"}}}}), 0.2f);
+}
+
 TEST(KerasModelConfig, ReshapeAsKerasReshape) {
   LayerSpec reshape = layer("reshape");
   reshape.target_shape = {4, -1, 1};
