@@ -57,6 +57,9 @@ Spec LeakyReLU(double negative_slope) {
   return {
       map({{"type", YAML::Node("leaky_relu")}, {"negative_slope", YAML::Node(negative_slope)}})};
 }
+Spec LayerNormalization(double epsilon) {
+  return {map({{"type", YAML::Node("layer_normalization")}, {"epsilon", YAML::Node(epsilon)}})};
+}
 Spec BatchNormalization(bool sync) {
   return {map({{"type", YAML::Node("batch_normalization")}, {"sync", YAML::Node(sync)}})};
 }

@@ -72,6 +72,8 @@ Spec Rescaling(double scale, double offset = 0.0);
 Spec Reshape(const std::vector<int64_t>& target_shape);
 Spec Dropout(double rate);
 Spec BatchNormalization(bool sync = false);
+// Keras' LayerNormalization over the last axis.
+Spec LayerNormalization(double epsilon = 0.001);
 // Keras' Activation layer: relu, tanh, sigmoid, elu, selu, softplus, softsign, gelu, silu (swish),
 // leaky_relu (negative_slope 0.2, as Keras' activation function)
 // or softmax, as a layer of its own.

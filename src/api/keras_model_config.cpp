@@ -69,6 +69,11 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["synchronized"] = s.sync;
     return {"BatchNormalization", c};
   }
+  if (s.type == "layer_normalization") {
+    c["axis"] = -1;
+    c["epsilon"] = s.epsilon;
+    return {"LayerNormalization", c};
+  }
   if (s.type == "flatten") return {"Flatten", c};
   if (s.type == "rescaling") {
     c["scale"] = s.scale;
@@ -167,6 +172,14 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     in.require("center", true);
     in.require("scale", true);
     in.require("renorm", false);
+    if (in.get<json>("axis", -1) != json(-1) && in.get<json>("axis", -1) != json::array({-1}))
+      in.refuse("axis " + in.get<json>("axis", -1).dump() + " (the last axis only)");
+  } else if (class_name == "LayerNormalization") {
+    out["type"] = "layer_normalization";
+    out["epsilon"] = in.get<double>("epsilon", 0.001);
+    in.require("center", true);
+    in.require("scale", true);
+    in.require("rms_scaling", false);
     if (in.get<json>("axis", -1) != json(-1) && in.get<json>("axis", -1) != json::array({-1}))
       in.refuse("axis " + in.get<json>("axis", -1).dump() + " (the last axis only)");
   } else if (class_name == "Rescaling") {

@@ -309,6 +309,17 @@ class ComputeBackend {
   virtual void batch_norm_backward(const float* dy, const float* x, float* dx, const float* coeffs,
                                    int64_t rows, int64_t channels) = 0;
 
+  // Layer normalization of x (rows, cols) along its rows (Keras' LayerNormalization): y = gamma *
+  // (x - mean) * inv_std + beta with each row's mean and inv_std = 1 / sqrt(biased var +
+  // epsilon), which go to stats (rows, 2) for backward.
+  virtual void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
+                                  float* stats, int64_t rows, int64_t cols, float epsilon) = 0;
+  // From that forward's x and stats: dx unless null (it may alias dy), and dgamma and dbeta (cols)
+  // written, or added to when `accumulate`, each a sum over the rows in their order.
+  virtual void layer_norm_backward(const float* dy, const float* x, const float* gamma,
+                                   const float* stats, float* dx, float* dgamma, float* dbeta,
+                                   int64_t rows, int64_t cols, bool accumulate) = 0;
+
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;
   // The sum of the elements' squares, in double, in an order that depends only on `count`.

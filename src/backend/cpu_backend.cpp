@@ -17,6 +17,7 @@
 #include "backend/cpu_batch_norm.h"
 #include "backend/cpu_convolutions.h"
 #include "backend/cpu_dense.h"
+#include "backend/cpu_layer_norm.h"
 #include "backend/cpu_losses.h"
 #include "backend/cpu_softmax.h"
 #include "backend/cpu_updates.h"
@@ -247,6 +248,28 @@ class CpuBackend final : public ComputeBackend {
     by_rows(rows, channels, [&](int64_t first, int64_t n) {
       const int64_t at = first * channels;
       cpu::batch_norm_backward(dy + at, x + at, dx + at, coeffs, n, channels);
+    });
+  }
+
+  void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
+                          float* stats, int64_t rows, int64_t cols, float epsilon) override {
+    by_rows(rows, cols, [&](int64_t first, int64_t n) {
+      cpu::layer_norm_rows(x + first * cols, gamma, beta, y + first * cols, stats + 2 * first, n,
+                           cols, epsilon);
+    });
+  }
+  // The parameter gradients first, from dy before dx (which may alias it) overwrites it.
+  void layer_norm_backward(const float* dy, const float* x, const float* gamma, const float* stats,
+                           float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols,
+                           bool accumulate) override {
+    split_elements(static_cast<size_t>(cols), [&](size_t c0, size_t c1) {
+      cpu::layer_norm_param_grads(dy, x, stats, dgamma, dbeta, rows, cols, static_cast<int64_t>(c0),
+                                  static_cast<int64_t>(c1), accumulate);
+    });
+    if (!dx) return;
+    by_rows(rows, cols, [&](int64_t first, int64_t n) {
+      const int64_t at = first * cols;
+      cpu::layer_norm_input_grad(dy + at, x + at, gamma, stats + 2 * first, dx + at, n, cols);
     });
   }
 

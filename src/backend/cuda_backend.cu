@@ -16,6 +16,7 @@
 #include "backend/cuda_batch_norm.h"
 #include "backend/cuda_check.h"
 #include "backend/cuda_flat_ops.h"
+#include "backend/cuda_layer_norm.h"
 #include "backend/cuda_losses.h"
 #include "backend/cuda_pinned_staging.h"
 #include "backend/cuda_readback.h"
@@ -184,6 +185,16 @@ class CudaBackend final : public ComputeBackend {
   void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
                     int64_t rows, int64_t channels) override {
     cuda::channel_sums(a, b, shift, host_sums, rows, channels, reduction_scratch_, stream_);
+  }
+  void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
+                          float* stats, int64_t rows, int64_t cols, float epsilon) override {
+    cuda::layer_norm_forward(x, gamma, beta, y, stats, rows, cols, epsilon, stream_);
+  }
+  void layer_norm_backward(const float* dy, const float* x, const float* gamma, const float* stats,
+                           float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols,
+                           bool accumulate) override {
+    cuda::layer_norm_backward(dy, x, gamma, stats, dx, dgamma, dbeta, rows, cols, accumulate,
+                              stream_);
   }
   void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
                           int64_t channels) override {

@@ -9,6 +9,7 @@
 #include "nn/conv2d.h"
 #include "nn/dense.h"
 #include "nn/dropout.h"
+#include "nn/layer_norm.h"
 #include "nn/leaky_relu.h"
 #include "nn/pooling2d.h"
 #include "nn/rescaling.h"
@@ -52,7 +53,7 @@ std::vector<std::string> with_activations(std::vector<std::string> first,
 const std::vector<std::string>& layer_types() {
   static const std::vector<std::string> types = with_activations(
       {"dense", "conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d",
-       "dropout", "batch_normalization", "flatten", "reshape", "rescaling"},
+       "dropout", "batch_normalization", "layer_normalization", "flatten", "reshape", "rescaling"},
       {"softmax"});
   return types;
 }
@@ -178,6 +179,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           "probabilities; put it before the activation (a linear layer, then " +
                           "batch_normalization, then the activation)");
       layers.push_back(std::make_unique<BatchNorm>(shape, spec.momentum, spec.epsilon, spec.sync));
+    } else if (spec.type == "layer_normalization") {
+      layers.push_back(std::make_unique<LayerNorm>(shape, spec.epsilon));
     } else if (spec.type == "flatten") {
       layers.push_back(std::make_unique<Reshape>(Shape{shape.numel()}, "Flatten"));
     } else if (spec.type == "rescaling") {

@@ -21,7 +21,7 @@ struct LayerSpec {
   bool same_padding = false;  // Keras' padding: "same" rather than "valid"
   float rate = 0;             // dropout
   float momentum = 0.99f;     // batch_normalization (Keras' defaults)
-  float epsilon = 0.001f;
+  float epsilon = 0.001f;     // batch_normalization and layer_normalization
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
   float l1 = 0;       // dense, conv2d: kernel_regularizer (Note [weight penalty])
   float l2 = 0;

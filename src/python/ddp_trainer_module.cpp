@@ -238,6 +238,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
   m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
+  m.def("LayerNormalization", &keras::LayerNormalization, py::arg("epsilon") = 0.001);
   m.def("Activation", &keras::Activation, py::arg("activation"));
   m.def("LeakyReLU", &keras::LeakyReLU, py::arg("negative_slope") = 0.3);
   add_optimizers_and_losses(m);

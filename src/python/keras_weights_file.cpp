@@ -43,7 +43,9 @@ const KerasLayer* keras_layer(const std::string& type) {
         {{"weight", {}, false},
          {"bias", {}, false},
          {"running_mean", {}, false},
-         {"running_var", {}, false}}}}};
+         {"running_var", {}, false}}}},
+      {"layer_normalization",
+       {"layer_normalization", {{"weight", {}, false}, {"bias", {}, false}}}}};
   const auto it = layers.find(type);
   return it == layers.end() ? nullptr : &it->second;
 }

@@ -277,6 +277,9 @@ void parse_model(ConfigNode& root, Config& config) {
       const double slope = layer.get("negative_slope", 0.3);
       if (!(slope >= 0)) layer.fail("negative_slope", "must be >= 0, got " + show_number(slope));
       spec.negative_slope = static_cast<float>(slope);
+    } else if (spec.type == "layer_normalization") {  // Keras' default epsilon
+      spec.epsilon =
+          static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
     } else if (spec.type == "dropout") {
       spec.rate =
           static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));

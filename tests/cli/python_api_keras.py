@@ -350,6 +350,18 @@ def keras_arguments():
     result["activations"] += [bool(np.array_equal(weights(leaky[0]), weights(m)))
                               for m in leaky[1:3]]
     result["activations"].append(bool(np.array_equal(weights(leaky[3]), weights(leaky[4]))))
+    # Keras' LayerNormalization object and ddp.LayerNormalization alike; it adds gamma and beta.
+    norms = [ddp.Sequential([KerasTensor(), keras_object("Dense", units=16),
+                             keras_object("LayerNormalization", axis=-1, epsilon=0.001),
+                             keras_object("Dense", units=4, activation="softmax")]),
+             ddp.Sequential([ddp.Dense(16), ddp.LayerNormalization(), ddp.Dense(4, "softmax")],
+                            input_shape=[10]),
+             ddp.Sequential([ddp.Dense(16), ddp.Dense(4, "softmax")], input_shape=[10])]
+    for m in norms:
+        m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=2, verbose=0)
+    result["activations"] += [bool(np.array_equal(weights(norms[0]), weights(norms[1]))),
+                              norms[1].count_params() - norms[2].count_params()]
     own.layers[0].trainable = True  # as it is
 
     def freeze():

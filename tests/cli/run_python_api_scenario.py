@@ -366,8 +366,9 @@ class Scenarios:
         assert r["callbacks"] == [["max", "min", "max"], {"verbose": 0, "epochs": 3, "steps": 4},
                                   "Sequential"], r["callbacks"]  # 64 samples, 20 a batch
         # GELU is not ReLU; Keras' LeakyReLU(0.1) is ddp's of 0.1, not of its default 0.3;
-        # Activation("leaky_relu") is LeakyReLU(0.2)
-        assert r["activations"] == [True, True, False, True, False, True], r["activations"]
+        # Activation("leaky_relu") is LeakyReLU(0.2); LayerNormalization(16) adds gamma and beta
+        assert r["activations"] == [True, True, False, True, False, True, True, 32], \
+            r["activations"]
         assert r["layers"] == [
             [None, 10], True, True, "Sequential: pop: there is no layer to remove",
             "Sequential: add after the model is built (by fit or build): its layers are fixed; "

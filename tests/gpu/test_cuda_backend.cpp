@@ -136,6 +136,16 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     out[k].push_back(P.read());
     be.leaky_scale(P.buffer.data(), Z.buffer.data(), DX.buffer.data(), rows * cols, 0.3f);
     out[k].push_back(DX.read());
+    // Layer normalization of the logits' rows: output, statistics, dx and the parameter gradients.
+    Mirror GAMMA(be, random_values(cols, 11, 0.5f, 2)), BETA(be, random_values(cols, 12, -1, 1)),
+        STATS(be, std::vector<float>(2 * rows)), DG(be, std::vector<float>(cols)),
+        DB(be, std::vector<float>(cols));
+    be.layer_norm_forward(Z.buffer.data(), GAMMA.buffer.data(), BETA.buffer.data(), P.buffer.data(),
+                          STATS.buffer.data(), rows, cols, 1e-3f);
+    be.layer_norm_backward(P.buffer.data(), Z.buffer.data(), GAMMA.buffer.data(),  // dy: y
+                           STATS.buffer.data(), DX.buffer.data(), DG.buffer.data(),
+                           DB.buffer.data(), rows, cols, false);
+    for (Mirror* m : {&P, &STATS, &DX, &DG, &DB}) out[k].push_back(m->read());
 
     const auto params = random_values(1000, 8), grads = random_values(1000, 9);
     Mirror PA(be, params), GA(be, grads), M(be, std::vector<float>(1000)),

@@ -131,6 +131,34 @@ def main():
               f"30 Adam steps from the same weights: max abs difference of the weights "
               f"{gap(ours, keras_mlp):.2e}")
 
+    # Keras' LayerNormalization: the same training from the same weights (gamma and beta drawn),
+    # and ddp-trainer's .keras file into Keras' load_model.
+    ours = ddp.Sequential([ddp.Dense(16), ddp.LayerNormalization(), ddp.Activation("relu"),
+                           ddp.Dense(4, "softmax")], input_shape=[10])
+    ours.build()
+    keras_ln = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16),
+                                 keras.layers.LayerNormalization(), keras.layers.Activation("relu"),
+                                 keras.layers.Dense(4, activation="softmax")])
+    drawn = np.random.default_rng(3)
+    ours.layers[1].set_weights([drawn.uniform(0.5, 1.5, 16).astype(np.float32),
+                                drawn.uniform(-0.5, 0.5, 16).astype(np.float32)])
+    for ours_layer, keras_layer in zip(ours.layers, keras_ln.layers):
+        keras_layer.set_weights(ours_layer.get_weights())
+    for m in (ours, keras_ln):
+        m.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
+    model_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_keras_ln_{os.getpid()}.keras")
+    ours.save(model_path)
+    try:
+        rebuilt = keras.models.load_model(model_path)
+    finally:
+        os.remove(model_path)
+    predicted = float(np.abs(rebuilt.predict(x, verbose=0) - ours.predict(x)).max())
+    check("keras.layers.LayerNormalization", gap(ours, keras_ln) < 1e-5 and predicted < 1e-5,
+          f"30 Adam steps from the same weights: max abs difference of the weights "
+          f"{gap(ours, keras_ln):.2e}; Keras' load_model of ddp-trainer's file predicts within "
+          f"{predicted:.2e}")
+
     # Keras' loss objects: from_logits for a model ending in logits, and one-hot targets smoothed;
     # the .keras file hands Keras the same loss object back.
     losses = keras.losses

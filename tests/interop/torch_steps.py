@@ -249,3 +249,42 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     print(f"activations {first} and {second}, 20 SGD steps (2 ranks) vs PyTorch: "
           f"max abs diff {diff:.2e}")
     return [diff]
+
+
+def layer_norm_check(args, env, tmp):
+    """The first check's data, an MLP with a layer_normalization (epsilon 1e-3) after its first
+    dense layer, 20 SGD steps (momentum 0.9) on 2 ranks against torch.nn.LayerNorm(eps=1e-3), from
+    the same initial weights (gamma and beta drawn, not PyTorch's ones and zeros)."""
+    rows = read_rows(f"{tmp}/train.csv")
+    x = torch.tensor([r[:-1] for r in rows]).double()  # as ddp_train reads them: float32
+    y = torch.tensor([int(r[-1]) for r in rows])
+    with open(f"{tmp}/ln.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/train.csv}}
+model:
+  layers:
+    - {{type: dense, units: 16}}
+    - {{type: layer_normalization, epsilon: 0.001}}
+    - {{type: tanh}}
+    - {{type: dense, units: 12, activation: tanh}}
+    - {{type: dense, units: 4, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {optimizer_yaml("sgd")}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    torch.manual_seed(17)
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList([torch.nn.Linear(6, 16), torch.nn.LayerNorm(16, eps=1e-3),
+                                        torch.nn.Linear(16, 12), torch.nn.Linear(12, 4)])
+    with torch.no_grad():
+        model.layers[1].weight.uniform_(0.5, 1.5)
+        model.layers[1].bias.uniform_(-0.5, 0.5)
+    mean = torch.nn.CrossEntropyLoss()
+
+    def loss_of(batch):
+        hidden = torch.tanh(model.layers[1](model.layers[0](x[batch])))
+        return mean(model.layers[3](torch.tanh(model.layers[2](hidden))), y[batch])
+
+    diff = twenty_steps(args, env, tmp, "ln", model, torch_optimizer("sgd"), loss_of)
+    print(f"layer normalization, 20 SGD steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    return [diff]

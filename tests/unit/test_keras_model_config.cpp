@@ -123,6 +123,26 @@ TEST(KerasModelConfig, LeakyReluAsKerasLeakyRelu) {
       slope_of({{"class_name", "Activation"}, {"config", {{"activation", "leaky_relu"}}}}), 0.2f);
 }
 
+TEST(KerasModelConfig, LayerNormalizationAsKerasLayerNormalization) {
+  LayerSpec norm = layer("layer_normalization");
+  norm.epsilon = 0.25f;
+  const nlohmann::json described =
+      keras::keras_model_config({layer("dense"), norm}, Shape({4}))["config"]["layers"][2];
+  EXPECT_EQ(described["class_name"], "LayerNormalization");
+  EXPECT_EQ(described["config"]["epsilon"], 0.25);
+  EXPECT_EQ(described["config"]["axis"], -1);
+  const keras::KerasLayer back = keras::keras_layer(described, "m.keras: layers[2]");
+  EXPECT_EQ(back.spec->node["type"].as<std::string>(), "layer_normalization");
+  EXPECT_EQ(back.spec->node["epsilon"].as<double>(), 0.25);
+  for (const auto& [key, value] : {std::pair<const char*, nlohmann::json>{"rms_scaling", true},
+                                   {"center", false},
+                                   {"axis", nlohmann::json::array({1, 2})}}) {
+    nlohmann::json changed = described;
+    changed["config"][key] = value;
+    EXPECT_THROW(keras::keras_layer(changed, "m.keras: layers[2]"), ConfigError) << key;
+  }
+}
+
 TEST(KerasModelConfig, ReshapeAsKerasReshape) {
   LayerSpec reshape = layer("reshape");
   reshape.target_shape = {4, -1, 1};
