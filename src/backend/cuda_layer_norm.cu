@@ -1,28 +1,18 @@
 #include "backend/cuda_check.h"
 #include "backend/cuda_launch.cuh"
 #include "backend/cuda_layer_norm.h"
+#include "backend/layer_norm_row.h"
 
 namespace ddp::cuda {
 namespace {
 
-// The same arithmetic as the CPU's (cpu_layer_norm.cpp), a row per thread.
+// The CPU's arithmetic (layer_norm_row.h), a row per thread.
 __global__ void layer_norm_rows_kernel(const float* x, const float* gamma, const float* beta,
                                        float* y, float* stats, int64_t rows, int64_t cols,
                                        float epsilon) {
   const int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (r >= rows) return;
-  const float* in = x + r * cols;
-  double sum = 0;
-  for (int64_t c = 0; c < cols; ++c) sum += in[c];
-  const double mean = sum / static_cast<double>(cols);
-  double squares = 0;
-  for (int64_t c = 0; c < cols; ++c) squares += (in[c] - mean) * (in[c] - mean);
-  const auto m = static_cast<float>(mean);
-  const auto k = static_cast<float>(1 / sqrt(squares / static_cast<double>(cols) + epsilon));
-  stats[2 * r] = m;
-  stats[2 * r + 1] = k;
-  float* out = y + r * cols;
-  for (int64_t c = 0; c < cols; ++c) out[c] = gamma[c] * ((in[c] - m) * k) + beta[c];
+  if (r < rows)
+    layer_norm_row(x + r * cols, gamma, beta, y + r * cols, stats + 2 * r, cols, epsilon);
 }
 
 __global__ void layer_norm_param_grads_kernel(const float* dy, const float* x, const float* stats,
@@ -44,21 +34,8 @@ __global__ void layer_norm_input_grad_kernel(const float* dy, const float* x, co
                                              const float* stats, float* dx, int64_t rows,
                                              int64_t cols) {
   const int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (r >= rows) return;
-  const float* d = dy + r * cols;
-  const float* in = x + r * cols;
-  const float m = stats[2 * r], k = stats[2 * r + 1];
-  double g_sum = 0, gx_sum = 0;
-  for (int64_t c = 0; c < cols; ++c) {
-    const double g = d[c] * gamma[c];
-    g_sum += g;
-    gx_sum += g * ((in[c] - m) * k);
-  }
-  const auto g_mean = static_cast<float>(g_sum / static_cast<double>(cols));
-  const auto gx_mean = static_cast<float>(gx_sum / static_cast<double>(cols));
-  float* out = dx + r * cols;
-  for (int64_t c = 0; c < cols; ++c)
-    out[c] = k * (d[c] * gamma[c] - g_mean - (in[c] - m) * k * gx_mean);
+  if (r < rows)
+    layer_norm_row_grad(dy + r * cols, x + r * cols, gamma, stats + 2 * r, dx + r * cols, cols);
 }
 
 }  // namespace

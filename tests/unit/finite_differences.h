@@ -74,6 +74,37 @@ inline void expect_input_gradient_matches(ComputeBackend& backend, Layer& layer,
   expect_matches_finite_differences(objective, x, dx, "dx");
 }
 
+// A normalization layer's gradients: dx and those of its per-feature gamma and beta (bound to
+// dgamma and dbeta) against central differences of L = sum(layer(x) * r), r drawn from seed 8;
+// then a second backward with `accumulate` must add the same parameter gradients again.
+inline void expect_scale_and_shift_gradients(ComputeBackend& backend, Layer& layer,
+                                             std::vector<float>& x, int64_t batch,
+                                             std::vector<float>& gamma, std::vector<float>& beta,
+                                             const std::vector<float>& dgamma,
+                                             const std::vector<float>& dbeta) {
+  std::vector<float> y(x.size());
+  const std::vector<float> r = random_vector(y.size(), 8);
+  auto objective = [&] {
+    layer.forward(backend, x.data(), y.data(), batch);
+    return weighted_sum(y, r);
+  };
+  objective();
+  std::vector<float> dy = r, dx(x.size());
+  layer.backward(backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+  expect_matches_finite_differences(objective, x, dx, "dx");
+  expect_matches_finite_differences(objective, gamma, dgamma, "dgamma");
+  expect_matches_finite_differences(objective, beta, dbeta, "dbeta");
+
+  const std::vector<float> once_gamma = dgamma, once_beta = dbeta;
+  objective();
+  dy = r;
+  layer.backward(backend, x.data(), y.data(), dy.data(), nullptr, batch, true);
+  for (size_t c = 0; c < dgamma.size(); ++c) {
+    EXPECT_NEAR(dgamma[c], 2 * once_gamma[c], 1e-5) << "accumulated dgamma[" << c << "]";
+    EXPECT_NEAR(dbeta[c], 2 * once_beta[c], 1e-5) << "accumulated dbeta[" << c << "]";
+  }
+}
+
 // Checks every parameter gradient of `model` (bound gradients, logits for a fused softmax) against
 // central differences of the sparse cross-entropy summed over the batch x (batch, inputs).
 inline void expect_model_gradient_matches(ComputeBackend& backend, Sequential& model,

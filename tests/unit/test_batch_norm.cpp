@@ -112,29 +112,9 @@ TEST_P(BatchNormTest, TrainingGradientsMatchFiniteDifferences) {
   const int64_t batch = 3;
   BoundBatchNorm bn(shape, 3);
   std::vector<float> x = random_vector(static_cast<size_t>(batch * shape.numel()), 7);
-  std::vector<float> y(x.size());
-  const std::vector<float> r = random_vector(y.size(), 8);
   bn.layer.set_pass({true, 0, 0, {}});
-  auto objective = [&] {
-    bn.layer.forward(*backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  std::vector<float> dy = r, dx(x.size());
-  bn.layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
-  expect_matches_finite_differences(objective, x, dx, "dx");
-  expect_matches_finite_differences(objective, bn.gamma, bn.dgamma, "dgamma");
-  expect_matches_finite_differences(objective, bn.beta, bn.dbeta, "dbeta");
-
-  // Accumulated micro-batches add their parameter gradients.
-  const std::vector<float> dgamma = bn.dgamma, dbeta = bn.dbeta;
-  objective();
-  dy = r;
-  bn.layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, true);
-  for (size_t c = 0; c < bn.channels; ++c) {
-    EXPECT_NEAR(bn.dgamma[c], 2 * dgamma[c], 1e-5);
-    EXPECT_NEAR(bn.dbeta[c], 2 * dbeta[c], 1e-5);
-  }
+  expect_scale_and_shift_gradients(*backend, bn.layer, x, batch, bn.gamma, bn.beta, bn.dgamma,
+                                   bn.dbeta);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormTest,

@@ -67,28 +67,8 @@ TEST_P(LayerNormTest, GradientsMatchFiniteDifferences) {
   const int64_t batch = 3;
   BoundLayerNorm ln(shape, 3);
   std::vector<float> x = random_vector(static_cast<size_t>(batch * shape.numel()), 7);
-  std::vector<float> y(x.size());
-  const std::vector<float> r = random_vector(y.size(), 8);
-  auto objective = [&] {
-    ln.layer.forward(*backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  std::vector<float> dy = r, dx(x.size());
-  ln.layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
-  expect_matches_finite_differences(objective, x, dx, "dx");
-  expect_matches_finite_differences(objective, ln.gamma, ln.dgamma, "dgamma");
-  expect_matches_finite_differences(objective, ln.beta, ln.dbeta, "dbeta");
-
-  // Accumulated micro-batches add their parameter gradients.
-  const std::vector<float> dgamma = ln.dgamma, dbeta = ln.dbeta;
-  objective();
-  dy = r;
-  ln.layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, true);
-  for (size_t c = 0; c < ln.features; ++c) {
-    EXPECT_NEAR(ln.dgamma[c], 2 * dgamma[c], 1e-5);
-    EXPECT_NEAR(ln.dbeta[c], 2 * dbeta[c], 1e-5);
-  }
+  expect_scale_and_shift_gradients(*backend, ln.layer, x, batch, ln.gamma, ln.beta, ln.dgamma,
+                                   ln.dbeta);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LayerNormTest, ::testing::Values(Shape{2, 2, 3}, Shape{5}));
