@@ -59,19 +59,21 @@ inline double weighted_sum(const std::vector<float>& y, const std::vector<float>
 }
 
 // Checks the layer's dx against central differences of L = sum(layer(x) * r), r drawn from
-// `seed`; y (batch, output shape) receives the layer's output.
-inline void expect_input_gradient_matches(ComputeBackend& backend, Layer& layer,
-                                          std::vector<float>& x, std::vector<float>& y,
-                                          int64_t batch, uint64_t seed) {
-  const std::vector<float> r = random_vector(y.size(), seed);
-  auto objective = [&] {
+// `seed`; y (batch, output shape) receives the layer's output. Returns L, of x and the layer's
+// parameters as they are when it is called, for checks of the parameter gradients.
+inline std::function<double()> expect_input_gradient_matches(ComputeBackend& backend, Layer& layer,
+                                                             std::vector<float>& x,
+                                                             std::vector<float>& y, int64_t batch,
+                                                             uint64_t seed) {
+  auto objective = [&backend, &layer, &x, &y, batch, r = random_vector(y.size(), seed)] {
     layer.forward(backend, x.data(), y.data(), batch);
     return weighted_sum(y, r);
   };
   objective();
-  std::vector<float> dy = r, dx(x.size());
+  std::vector<float> dy = random_vector(y.size(), seed), dx(x.size());
   layer.backward(backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
   expect_matches_finite_differences(objective, x, dx, "dx");
+  return objective;
 }
 
 // A normalization layer's gradients: dx and those of its per-feature gamma and beta (bound to
@@ -83,21 +85,13 @@ inline void expect_scale_and_shift_gradients(ComputeBackend& backend, Layer& lay
                                              const std::vector<float>& dgamma,
                                              const std::vector<float>& dbeta) {
   std::vector<float> y(x.size());
-  const std::vector<float> r = random_vector(y.size(), 8);
-  auto objective = [&] {
-    layer.forward(backend, x.data(), y.data(), batch);
-    return weighted_sum(y, r);
-  };
-  objective();
-  std::vector<float> dy = r, dx(x.size());
-  layer.backward(backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
-  expect_matches_finite_differences(objective, x, dx, "dx");
+  const auto objective = expect_input_gradient_matches(backend, layer, x, y, batch, 8);
   expect_matches_finite_differences(objective, gamma, dgamma, "dgamma");
   expect_matches_finite_differences(objective, beta, dbeta, "dbeta");
 
   const std::vector<float> once_gamma = dgamma, once_beta = dbeta;
   objective();
-  dy = r;
+  std::vector<float> dy = random_vector(y.size(), 8);
   layer.backward(backend, x.data(), y.data(), dy.data(), nullptr, batch, true);
   for (size_t c = 0; c < dgamma.size(); ++c) {
     EXPECT_NEAR(dgamma[c], 2 * once_gamma[c], 1e-5) << "accumulated dgamma[" << c << "]";
