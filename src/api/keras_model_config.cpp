@@ -169,19 +169,13 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["momentum"] = in.get<double>("momentum", 0.99);
     out["epsilon"] = in.get<double>("epsilon", 0.001);
     out["sync"] = in.get<bool>("synchronized", false);
-    in.require("center", true);
-    in.require("scale", true);
     in.require("renorm", false);
-    if (in.get<json>("axis", -1) != json(-1) && in.get<json>("axis", -1) != json::array({-1}))
-      in.refuse("axis " + in.get<json>("axis", -1).dump() + " (the last axis only)");
+    in.normalized_over_the_last_axis();
   } else if (class_name == "LayerNormalization") {
     out["type"] = "layer_normalization";
     out["epsilon"] = in.get<double>("epsilon", 0.001);
-    in.require("center", true);
-    in.require("scale", true);
     in.require("rms_scaling", false);
-    if (in.get<json>("axis", -1) != json(-1) && in.get<json>("axis", -1) != json::array({-1}))
-      in.refuse("axis " + in.get<json>("axis", -1).dump() + " (the last axis only)");
+    in.normalized_over_the_last_axis();
   } else if (class_name == "Rescaling") {
     out["type"] = "rescaling";
     out["scale"] = in.required<double>("scale");  // one number: per channel is not had

@@ -70,6 +70,14 @@ class KerasSettings {
     if (std::find(known.begin(), known.end(), a) == known.end()) refuse("activation " + a);
     return a;
   }
+  // A normalization layer's: over the last axis, with its scale (gamma) and offset (beta).
+  void normalized_over_the_last_axis() const {
+    require("center", true);
+    require("scale", true);
+    const nlohmann::json axis = get<nlohmann::json>("axis", -1);
+    if (axis != nlohmann::json(-1) && axis != nlohmann::json::array({-1}))
+      refuse("axis " + axis.dump() + " (the last axis only)");
+  }
   // use_bias, the kernel's L1/L2 penalty, and no other regularizer or constraint.
   void weighted(YAML::Node& out) const {
     out["use_bias"] = get<bool>("use_bias", true);
