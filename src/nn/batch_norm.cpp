@@ -150,11 +150,20 @@ void BatchNorm::forward_without_rows(ComputeBackend& backend) {
 // together (the global batch's when sync), as dx = dy * k0 + x * k1 + k2 per channel.
 void BatchNorm::backward(ComputeBackend& backend, const float* x, const float* /*y*/, float* dy,
                          float* dx, int64_t batch, bool accumulate) {
-  if (!pass_.training)
-    throw std::logic_error("BatchNorm::backward needs a training forward (batch statistics)");
   const auto channels = static_cast<size_t>(channels_);
   const int64_t rows = batch * (shape_.numel() / channels_);
   host_.resize(3 * channels);
+  if (frozen()) {  // Note [frozen layers]: y = x * scale + offset, so dx = dy * scale
+    if (!dx) return;
+    std::fill(host_.begin(), host_.end(), 0.0f);
+    for (size_t c = 0; c < channels; ++c)
+      host_[c] = static_cast<float>(gamma_values_[c] * inv_std_[c]);
+    backend.copy_to_device(host_.data(), coeffs_.data(), 3 * channels);
+    backend.batch_norm_backward(dy, x, dx, coeffs_.data(), rows, channels_);
+    return;
+  }
+  if (!pass_.training)
+    throw std::logic_error("BatchNorm::backward needs a training forward (batch statistics)");
   for (size_t c = 0; c < channels; ++c) host_[c] = static_cast<float>(mean_[c]);
   backend.copy_to_device(host_.data(), shift_.data(), channels);
   std::vector<double> sums(2 * channels);  // sum dy, sum dy (x - mean)
@@ -186,7 +195,7 @@ void BatchNorm::backward(ComputeBackend& backend, const float* x, const float* /
 }
 
 void BatchNorm::backward_without_rows(ComputeBackend& /*backend*/) {
-  if (!sync_) return;
+  if (!sync_ || frozen()) return;  // a frozen layer sums nothing over the ranks
   std::vector<double> zeros(2 * mean_.size(), 0.0);
   sum_over_ranks(zeros);
 }

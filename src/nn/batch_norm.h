@@ -37,7 +37,12 @@ class BatchNorm final : public Layer {
   void bind_buffers(std::span<float* const> buffers) override;
   void init_params(Rng& rng, std::span<const std::span<float>> params) const override;
   void init_buffers(std::span<const std::span<float>> buffers) const override;
-  void set_pass(const Pass& pass) override { pass_ = pass; }
+  // Frozen, it normalizes with its running statistics in training too, as Keras 3's does
+  // (Note [frozen layers]).
+  void set_pass(const Pass& pass) override {
+    pass_ = pass;
+    if (frozen()) pass_.training = false;
+  }
   void forward_without_rows(ComputeBackend& backend) override;
   void backward_without_rows(ComputeBackend& backend) override;
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;

@@ -63,6 +63,10 @@ void Dense::forward(ComputeBackend& backend, const float* x, float* y, int64_t b
 
 void Dense::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                      int64_t batch, bool accumulate) {
+  if (frozen()) {  // Note [frozen layers]: its input gradient alone
+    backend.dense_input_grad(weight_, y, dy, dx, batch, in_, out_, act_);
+    return;
+  }
   // Note [split weight gradients]: the ranks compute the parameter gradients together, after.
   if (WeightGradSplit* split = update_in_backward_ ? update_in_backward_->split() : nullptr) {
     backend.dense_input_grad(weight_, y, dy, dx, batch, in_, out_, act_);

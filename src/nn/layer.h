@@ -75,12 +75,19 @@ class Layer {
   // True when the output is the input reinterpreted (Flatten): the model skips forward/backward.
   virtual bool aliases_input() const { return false; }
 
+  // Keras' layer.trainable = False (Note [frozen layers]): set before the model is made of it.
+  void freeze() { frozen_ = true; }
+  bool frozen() const { return frozen_; }
+
   // x: (batch, input shape), y: (batch, output shape)
   virtual void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) = 0;
   // Writes parameter gradients (or adds to them when `accumulate`) and dx (batch, input shape)
   // unless dx is null. dy (batch, output shape) may be overwritten.
   virtual void backward(ComputeBackend& backend, const float* x, const float* y, float* dy,
                         float* dx, int64_t batch, bool accumulate) = 0;
+
+ private:
+  bool frozen_ = false;
 };
 
 }  // namespace ddp

@@ -110,6 +110,11 @@ Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = f
 
 }  // namespace
 
+bool has_parameters(const std::string& type) {
+  return type == "dense" || type == "conv2d" || type == "batch_normalization" ||
+         type == "layer_normalization";
+}
+
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
 // kernels (on the product while it is in cache) and keeps only its output, from which backward
 // reads the derivative (1 where y > 0, 1 - y^2, y (1 - y)). ELU, SELU, softplus, softsign, GELU and
@@ -194,6 +199,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     } else {
       layers.push_back(std::make_unique<ActivationLayer>(elementwise(spec.type), shape));
     }
+    if (!spec.trainable) layers.back()->freeze();
     shape = layers.back()->output_shape();
     if (split && spec.activation == "softmax")
       layers.push_back(std::make_unique<Softmax>(shape));

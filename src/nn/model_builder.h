@@ -25,7 +25,10 @@ struct LayerSpec {
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
   float l1 = 0;       // dense, conv2d: kernel_regularizer (Note [weight penalty])
   float l2 = 0;
-  bool use_bias = true;         // dense, conv2d (Note [no bias])
+  bool use_bias = true;  // dense, conv2d (Note [no bias])
+  // dense, conv2d, batch_normalization, layer_normalization: false freezes the layer's
+  // parameters (Keras' trainable; Note [frozen layers])
+  bool trainable = true;
   float scale = 1, offset = 0;  // rescaling: y = x * scale + offset
   // leaky_relu layer: Keras' LeakyReLU's default (its activation function's, a dense or conv2d
   // `activation: leaky_relu`, is kLeakyReluActivationSlope)
@@ -41,6 +44,9 @@ const std::vector<std::string>& layer_types();
 // A dense layer's `activation` values, and a conv2d's (no softmax).
 const std::vector<std::string>& activation_names();
 const std::vector<std::string>& elementwise_activation_names();
+
+// Whether a layer of this type has parameters (which `trainable: false` freezes).
+bool has_parameters(const std::string& type);
 
 // Throws ConfigError naming the layer's key path when a layer cannot follow its input.
 std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shape& input,

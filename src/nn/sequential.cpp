@@ -10,6 +10,16 @@
 
 namespace ddp {
 
+// Note [frozen layers]: a frozen layer (Keras' layer.trainable = False, PyTorch's
+// requires_grad_(False)) keeps its parameters with the model's state that is not trained, in
+// buffers() after the layer's own buffers, under the names they have as parameters. So the trained
+// flat buffer, its gradients, the optimizer's state and the all-reduce hold only what is trained,
+// as Keras' trainable_variables, while checkpoints, weights files, exports and the replica check
+// keep the frozen parameters as they keep running statistics (a checkpoint of another set of
+// frozen layers is another model). Backward stops at the lowest trained layer; a frozen layer above
+// one passes the gradient on: Dense computes its input gradient alone, BatchNormalization runs in
+// inference mode, with its running statistics, in training too (Keras 3's rule), and the others
+// compute parameter gradients into a scratch buffer that nothing reads.
 Sequential::Sequential(ComputeBackend& backend, Shape input,
                        std::vector<std::unique_ptr<Layer>> layers)
     : backend_(backend), input_(std::move(input)), layers_(std::move(layers)) {
@@ -22,26 +32,29 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
   // the weight of the first Dense layer that reads it takes its inputs in that other order.
   Shape shape = input_;
   std::optional<Shape> flattened_image;
+  size_t buffer_offset = 0;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    size_t buffer_offset = 0;
-    for (const ParamEntry& e : buffer_entries_) buffer_offset = e.offset + e.count;
     for (const ParamSpec& spec : layers_[i]->buffer_specs()) {
       const auto count = static_cast<size_t>(spec.shape.numel());
       buffer_entries_.push_back({i, "layers." + std::to_string(param_layer) + "." + spec.name,
                                  spec.shape, buffer_offset, count, spec.hwc});
       buffer_offset += count;
     }
+    // Note [frozen layers]: a frozen layer's parameters follow its buffers, as buffers.
+    const bool frozen = layers_[i]->frozen();
     const std::vector<ParamSpec> specs = layers_[i]->param_specs();
     for (const ParamSpec& spec : specs) {
       const auto count = static_cast<size_t>(spec.shape.numel());
+      size_t& at = frozen ? buffer_offset : offset;
       ParamEntry entry{i,          "layers." + std::to_string(param_layer) + "." + spec.name,
-                       spec.shape, offset,
+                       spec.shape, at,
                        count,      spec.hwc};
+      entry.frozen = frozen;
       if (flattened_image && spec.shape.rank() == 2 && spec.shape[1] == flattened_image->numel())
         entry.hwc = {spec.shape[0], (*flattened_image)[0], (*flattened_image)[1],
                      (*flattened_image)[2]};
-      entries_.push_back(std::move(entry));
-      offset += count;
+      (frozen ? buffer_entries_ : entries_).push_back(std::move(entry));
+      at += count;
     }
     if (!specs.empty()) {
       ++param_layer;
@@ -57,24 +70,34 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
     layer_offsets_[it->layer] = it->offset;
   own_params_ = DeviceBuffer(backend_, offset);
   params_ = own_params_.span();
-  size_t buffer_count = 0;
-  for (const ParamEntry& e : buffer_entries_) buffer_count += e.count;
-  buffers_ = DeviceBuffer(backend_, buffer_count);
+  buffers_ = DeviceBuffer(backend_, buffer_offset);
   bind_layers();
+}
+
+size_t Sequential::lowest_trained_layer() const {
+  size_t lowest = layers_.size();
+  for (const ParamEntry& e : entries_) lowest = std::min(lowest, e.layer);
+  return lowest;
 }
 
 void Sequential::bind_layers() {
   for (size_t i = 0; i < layers_.size(); ++i) {
-    std::vector<float*> p, g;
+    std::vector<float*> p, g, b;
     for (const ParamEntry& e : entries_) {
       if (e.layer != i) continue;
       p.push_back(params_.data() + e.offset);
       g.push_back(grads_.empty() ? nullptr : grads_.data() + e.offset);
     }
+    for (const ParamEntry& e : buffer_entries_) {
+      if (e.layer != i) continue;
+      if (!e.frozen) {
+        b.push_back(buffers_.data() + e.offset);
+        continue;
+      }
+      p.push_back(buffers_.data() + e.offset);
+      g.push_back(discarded_grads_.size() > 0 ? discarded_grads_.data() + e.offset : nullptr);
+    }
     layers_[i]->bind(p, g);
-    std::vector<float*> b;
-    for (const ParamEntry& e : buffer_entries_)
-      if (e.layer == i) b.push_back(buffers_.data() + e.offset);
     layers_[i]->bind_buffers(b);
   }
 }
@@ -84,6 +107,13 @@ void Sequential::bind_grads(std::span<float> storage) {
     throw std::logic_error("bind_grads: " + std::to_string(storage.size()) + " floats for " +
                            std::to_string(param_count()) + " parameters");
   grads_ = storage;
+  // Note [frozen layers]: only a frozen layer above a trained one runs backward.
+  const size_t lowest = lowest_trained_layer();
+  const bool discarding =
+      std::any_of(buffer_entries_.begin(), buffer_entries_.end(),
+                  [&](const ParamEntry& e) { return e.frozen && e.layer > lowest; });
+  if (discarding && discarded_grads_.size() == 0)
+    discarded_grads_ = DeviceBuffer(backend_, buffers_.size());
   bind_layers();
 }
 
@@ -115,6 +145,8 @@ void Sequential::set_pass(const Pass& pass) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     Pass own = pass;
     own.key = counter_hash(pass.key, i);
+    // A frozen layer has nothing to update (Note [frozen layers]).
+    if (layers_[i]->frozen()) own.update_in_backward = nullptr;
     layers_[i]->set_pass(own);
   }
 }
@@ -163,9 +195,9 @@ void Sequential::backward(int64_t batch, const std::function<void(size_t)>& on_r
                           bool accumulate) {
   if (grads_.empty() && param_count() > 0)
     throw std::logic_error("Sequential::backward before bind_grads()");
-  // The first layer that needs its input gradient is the one after the first parameterized one.
-  size_t first_param_layer = layers_.size();
-  for (const ParamEntry& e : entries_) first_param_layer = std::min(first_param_layer, e.layer);
+  // The first layer that needs its input gradient is the one after the lowest trained one.
+  const size_t first_param_layer = lowest_trained_layer();
+  if (first_param_layer == layers_.size()) return;  // nothing trained, nothing to compute
   float* dy = grad_a_.data();
   for (size_t i = trained_layers(); i-- > 0;) {
     if (layers_[i]->aliases_input()) continue;
@@ -187,12 +219,14 @@ void Sequential::join_without_rows(const std::function<void(size_t)>& on_ready) 
 }
 
 namespace {
-// Host views of one layer's tensors in a flat host copy.
+// Host views of one layer's tensors in a flat host copy: its parameters (`frozen` or not,
+// Note [frozen layers]) or its buffers.
 std::vector<std::span<float>> layer_views(std::vector<float>& host,
-                                          const std::vector<ParamEntry>& entries, size_t layer) {
+                                          const std::vector<ParamEntry>& entries, size_t layer,
+                                          bool frozen) {
   std::vector<std::span<float>> views;
   for (const ParamEntry& e : entries)
-    if (e.layer == layer) views.emplace_back(host.data() + e.offset, e.count);
+    if (e.layer == layer && e.frozen == frozen) views.emplace_back(host.data() + e.offset, e.count);
   return views;
 }
 }  // namespace
@@ -202,8 +236,10 @@ void Sequential::init_params(uint64_t seed) {
   std::vector<float> buffers(buffers_.size());
   Rng rng(derive_seed(seed, /*stream=*/1));
   for (size_t i = 0; i < layers_.size(); ++i) {
-    layers_[i]->init_params(rng, layer_views(host, entries_, i));
-    layers_[i]->init_buffers(layer_views(buffers, buffer_entries_, i));
+    const bool frozen = layers_[i]->frozen();
+    layers_[i]->init_params(rng, frozen ? layer_views(buffers, buffer_entries_, i, true)
+                                        : layer_views(host, entries_, i, false));
+    layers_[i]->init_buffers(layer_views(buffers, buffer_entries_, i, false));
   }
   backend_.copy_to_device(host.data(), params_.data(), host.size());
   backend_.copy_to_device(buffers.data(), buffers_.data(), buffers.size());
@@ -249,14 +285,20 @@ std::string Sequential::summary() const {
     out += line;
   }
   out += rule + "\n";
-  // As Keras counts them: trainable parameters plus the non-trainable running statistics.
+  // As Keras counts them: trainable parameters plus the non-trainable running statistics and
+  // frozen layers' parameters.
   const size_t total = params_.size() + buffers_.size();
   std::snprintf(line, sizeof line, " Total params: %s (%.2f KB)", with_commas(total).c_str(),
                 static_cast<double>(total) * 4 / 1024.0);
   out += line;
   if (buffers_.size() > 0) {
-    std::snprintf(line, sizeof line, ": %s trainable, %s non-trainable (running statistics)",
-                  with_commas(params_.size()).c_str(), with_commas(buffers_.size()).c_str());
+    bool frozen = false, statistics = false;
+    for (const ParamEntry& e : buffer_entries_) (e.frozen ? frozen : statistics) = true;
+    const char* what = !frozen      ? "running statistics"
+                       : statistics ? "frozen layers, running statistics"
+                                    : "frozen layers";
+    std::snprintf(line, sizeof line, ": %s trainable, %s non-trainable (%s)",
+                  with_commas(params_.size()).c_str(), with_commas(buffers_.size()).c_str(), what);
     out += line;
   }
   std::snprintf(line, sizeof line, ", flat buffer of %zu floats\n", params_.size());

@@ -22,6 +22,7 @@ struct ParamEntry {
   std::array<int64_t, 4> hwc{};  // Note [PyTorch layout]; zeros: PyTorch's layout already
   float l1 = 0;                  // the weight penalty's factors (Note [weight penalty])
   float l2 = 0;
+  bool frozen = false;  // a frozen layer's parameter, among the buffers (Note [frozen layers])
 };
 
 // A stack of layers whose parameters and gradients are two flat, contiguous backend buffers
@@ -95,10 +96,15 @@ class Sequential {
   static constexpr size_t kNoParams = static_cast<size_t>(-1);
   std::vector<size_t> layer_offsets_;  // per layer, offset of its first parameter
   void bind_layers();
+  // The first layer with trained parameters; layers_.size() when none has any.
+  size_t lowest_trained_layer() const;
 
   DeviceBuffer own_params_;  // empty after bind_params()
   std::span<float> params_;  // own_params_ or the bound storage
   std::span<float> grads_;   // empty until bind_grads()
+  // Where frozen layers above the lowest trained one write the parameter gradients that nothing
+  // reads, at their parameters' offsets in buffers_ (Note [frozen layers]); empty otherwise.
+  DeviceBuffer discarded_grads_;
   bool output_logits_ = false;
   int64_t max_batch_ = 0;
   std::vector<DeviceBuffer> outputs_;  // per layer (max_batch, output shape); empty for aliases

@@ -290,9 +290,19 @@ void parse_model(ConfigNode& root, Config& config) {
           static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
       spec.sync = layer.get("sync", false);
     }
+    if (has_parameters(spec.type)) spec.trainable = layer.get("trainable", true);
     layer.finish();
     config.layers.push_back(spec);
   }
+  const bool frozen = std::any_of(config.layers.begin(), config.layers.end(),
+                                  [](const LayerSpec& s) { return !s.trainable; });
+  const bool trained =
+      std::any_of(config.layers.begin(), config.layers.end(),
+                  [](const LayerSpec& s) { return s.trainable && has_parameters(s.type); });
+  if (frozen && !trained)
+    model.fail("layers",
+               "every layer with parameters is frozen (trainable: false): nothing is "
+               "left to train");
   model.finish();
 }
 

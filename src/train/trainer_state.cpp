@@ -108,6 +108,19 @@ TrainingState Trainer::capture() {
 
 void Trainer::restore(const TrainingState& s, const std::string& origin) {
   auto fail = [&origin](const std::string& what) { return CheckpointError(origin + ": " + what); };
+  // Note [frozen layers]: the same tensors, split otherwise between parameters and buffers.
+  const auto named = [](const std::vector<ParamEntry>& entries, const std::string& name) {
+    return std::any_of(entries.begin(), entries.end(),
+                       [&](const ParamEntry& e) { return e.name == name; });
+  };
+  for (const TensorSignature& t : s.signature)
+    if (named(model_->buffer_entries(), t.name))
+      throw fail("model mismatch: " + t.name +
+                 " is trained in the checkpoint but frozen here (trainable: false)");
+  for (const TensorSignature& t : s.buffer_signature)
+    if (named(model_->param_entries(), t.name))
+      throw fail("model mismatch: " + t.name +
+                 " is frozen in the checkpoint (trainable: false) but trained here");
   expect_same_tensors(signature(), s.signature, origin);
   expect_same_tensors(buffer_signature(), s.buffer_signature, origin);
   if (s.epoch_sums.size() != epoch_sums_.size())

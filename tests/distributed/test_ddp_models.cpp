@@ -305,6 +305,29 @@ TEST_P(DdpModels, Bf16ProductsMatchSingleProcess) {
   }
 }
 
+// Note [frozen layers]: a convnet whose convolution, first batch normalization (synchronized, so
+// it would sum over the ranks were it not frozen) and output layer are frozen trains on N ranks
+// what it trains on one, the ranks without rows in the last batch joining only the trained
+// layers' sums.
+TEST_P(DdpModels, FrozenLayersMatchSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const Config config =
+      config_with({"data.train.features=64", "data.train.samples=98", "model.input=[8, 8, 1]",
+                   "training.tail=partial", "training.check_replicas_every=1",
+                   "optimizer={type: sgd, learning_rate: 0.1, momentum: 0.9}",
+                   "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, trainable: false},"
+                   " {type: batch_normalization, sync: true, trainable: false}, {type: relu},"
+                   " {type: max_pooling2d, pool_size: 2}, {type: flatten}, {type: dense, units: 8},"
+                   " {type: batch_normalization, sync: true}, {type: tanh},"
+                   " {type: dense, units: 10, activation: softmax, trainable: false}]"});
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(config, *local, 0)), 1e-3f);
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),
                          [](const auto& info) { return info.param; });
 

@@ -169,6 +169,38 @@ TEST(Resume, BatchNormRunningStatisticsBitIdenticalInTheMiddleOfAnEpoch) {
   }
 }
 
+// Note [frozen layers]: a frozen convolution and batch normalization travel with the buffers;
+// resumed, they stay as they were and the rest trains on as if never stopped. A checkpoint of the
+// same layers unfrozen is another model, refused naming the tensor.
+TEST(Resume, FrozenLayersBitIdenticalInTheMiddleOfAnEpoch) {
+  MpiCommunicator comm;
+  const auto convnet = [](const std::string& trainable) {
+    return resume_config("adam", "auto",
+                         {"data.train.features=64", "model.input=[8, 8, 1]",
+                          "model.layers=[{type: conv2d, filters: 3, kernel_size: 3, trainable: " +
+                              trainable + "}, {type: batch_normalization, trainable: " + trainable +
+                              "}, {type: relu}, {type: flatten},"
+                              " {type: dense, units: 5, activation: softmax}]"});
+  };
+  const auto [straight, resumed] = straight_and_resumed(convnet("false"), comm, 33);
+  ASSERT_EQ(straight.state.buffers.size(), 3u * 9 + 3 + 4 * 3);
+  EXPECT_EQ(resumed.state.buffers, run(convnet("false"), comm, 0, nullptr).state.buffers);
+  auto backend = make_cpu_backend();
+  const Config trained = convnet("true");
+  Trainer trainer(trained, comm, *backend, load_dataset(trained.train_data, comm.rank()),
+                  std::nullopt);
+  try {
+    trainer.restore(straight.state, "ck.ddpc");
+    ADD_FAILURE();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("ck.ddpc: model mismatch: layers.0.weight is frozen in the "
+                                   "checkpoint (trainable: false) but trained here"),
+        std::string::npos)
+        << e.what();
+  }
+}
+
 // Note [early stopping]: its state and the best epoch's weights and running statistics travel in
 // checkpoints. Only the first epoch is the best (no later one improves the loss by 100), so
 // patience 2 stops after the third of 4 epochs and the run ends with the first epoch's weights.

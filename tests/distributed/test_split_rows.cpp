@@ -101,8 +101,9 @@ std::vector<float> trained(const Config& config, Communicator& comm, int64_t ste
 // step themselves (Note [update in the tiles]), rank and thread shares of 1100 rows ending
 // mid-tile; bf16 products (Note [bf16 products]; within fp32's tolerance, oneDNN's sums not
 // being promised the same order for every row count); layers without a bias (Note [no bias]);
-// and a global batch of 512 rows, whose weight gradients sum pieces of 256 (Note [batches in
-// pieces]).
+// a global batch of 512 rows, whose weight gradients sum pieces of 256 (Note [batches in
+// pieces]); and a frozen layer between trained ones, which hands nothing over (Note [frozen
+// layers]).
 TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
@@ -121,7 +122,8 @@ TEST(SplitRows, TrainOneRanksBitsAtTheGlobalBatch) {
        "training.global_batch_size=64"},
       {"model.layers.0.use_bias=false", "model.layers.2.use_bias=false",
        "optimizer={type: adam, learning_rate: 0.002}"},
-      {"data.train.samples=6200", "training.global_batch_size=512"}};
+      {"data.train.samples=6200", "training.global_batch_size=512"},
+      {"model.layers.1.trainable=false", "data.train.samples=98", "training.tail=partial"}};
   for (const auto& overrides : cases) {
     const Config config = split_config(overrides);
     const std::vector<float> split = trained(config, comm, 12);
