@@ -271,14 +271,14 @@ std::string Sequential::summary() const {
   for (size_t i = 0; i < layers_.size(); ++i) {
     size_t count = 0;
     std::string prefix;
-    for (const ParamEntry& e : entries_) {
-      if (e.layer != i) continue;
-      count += e.count;
-      prefix = e.name.substr(0, e.name.rfind('.')) + " ";
-    }
-    for (const ParamEntry& e : buffer_entries_)
-      if (e.layer == i) count += e.count;
-    const std::string name = prefix + "(" + layers_[i]->describe() + ")";
+    for (const auto* entries : {&entries_, &buffer_entries_})
+      for (const ParamEntry& e : *entries) {
+        if (e.layer != i) continue;
+        count += e.count;
+        prefix = e.name.substr(0, e.name.rfind('.')) + " ";
+      }
+    const std::string name =
+        prefix + "(" + layers_[i]->describe() + (layers_[i]->frozen() ? ", frozen)" : ")");
     const std::string shape = "(None, " + layers_[i]->output_shape().str().substr(1);
     std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", name.c_str(), shape.c_str(),
                   with_commas(count).c_str());

@@ -290,7 +290,10 @@ void parse_model(ConfigNode& root, Config& config) {
           static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
       spec.sync = layer.get("sync", false);
     }
-    if (has_parameters(spec.type)) spec.trainable = layer.get("trainable", true);
+    if (has_parameters(spec.type))
+      spec.trainable = layer.get("trainable", true);
+    else if (layer.has("trainable"))
+      layer.fail("trainable", spec.type + " has no parameters to freeze");
     layer.finish();
     config.layers.push_back(spec);
   }

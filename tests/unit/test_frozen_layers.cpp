@@ -54,9 +54,10 @@ TEST(FrozenLayers, KeepTheirParametersWhileTheRestTrain) {
   EXPECT_EQ(frozen,
             (std::vector<std::string>{"layers.0.weight", "layers.0.bias", "layers.1.weight",
                                       "layers.1.bias", "layers.3.weight", "layers.3.bias"}));
-  EXPECT_NE(model.summary().find("non-trainable (frozen layers, running statistics)"),
-            std::string::npos)
-      << model.summary();
+  const std::string summary = model.summary();
+  EXPECT_NE(summary.find("layers.1 (BatchNormalization, frozen)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("non-trainable (frozen layers, running statistics)"), std::string::npos)
+      << summary;
 
   const std::vector<float> params = trainer.params_to_host();
   const std::vector<float> buffers = trainer.buffers_to_host();
@@ -152,19 +153,29 @@ TEST(FrozenLayers, PassTheGradientOnToTrainedLayersBelow) {
   expect_model_gradient_matches(*backend, *model, x, {2, 0, 1, 1});
 }
 
-TEST(FrozenLayers, ConfigRefusesAModelWithNothingToTrain) {
+std::string config_error(const std::string& layers) {
   try {
-    frozen_config(R"([
+    frozen_config(layers);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(FrozenLayers, ConfigRefusesNothingToTrainAndLayersWithNothingToFreeze) {
+  EXPECT_NE(config_error(R"([
       {type: dense, units: 12, activation: relu, trainable: false},
       {type: dropout, rate: 0.5},
-      {type: dense, units: 4, activation: softmax, trainable: false}])");
-    ADD_FAILURE() << "no error";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("frozen.yaml: model.layers: every layer with parameters "
-                                         "is frozen (trainable: false)"),
-              std::string::npos)
-        << e.what();
-  }
+      {type: dense, units: 4, activation: softmax, trainable: false}])")
+                .find("frozen.yaml: model.layers: every layer with parameters is frozen "
+                      "(trainable: false)"),
+            std::string::npos);
+  EXPECT_NE(config_error(R"([
+      {type: dense, units: 12, activation: relu},
+      {type: dropout, rate: 0.5, trainable: false},
+      {type: dense, units: 4, activation: softmax}])")
+                .find("frozen.yaml: model.layers.1.trainable: dropout has no parameters to freeze"),
+            std::string::npos);
 }
 
 }  // namespace
