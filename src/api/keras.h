@@ -211,6 +211,11 @@ class Sequential {
   void add(const Spec& layer);
   void pop();
   void set_input_shape(std::vector<int64_t> input_shape);
+  // Keras' layers[layer].trainable (Note [frozen layers]): false freezes a layer with weights (on
+  // one without, it does nothing). Once the model is built, as in Keras, compile() again before
+  // the next fit, which trains on from the last weights with the new set frozen.
+  void set_trainable(size_t layer, bool trainable);
+  bool trainable(size_t layer) const;
   ~Sequential();
   Sequential(Sequential&&) noexcept;
   Sequential& operator=(Sequential&&) noexcept;

@@ -120,6 +120,7 @@ json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input
     const std::string name = snake_case(class_name);
     const int earlier = seen[name]++;
     config["name"] = earlier ? name + "_" + std::to_string(earlier) : name;
+    config["trainable"] = spec.trainable;
     config["dtype"] = "float32";
     keras_layers.push_back(keras_object("keras.layers", class_name, std::move(config)));
   }
@@ -229,8 +230,11 @@ KerasLayer keras_layer(const json& layer, const std::string& where) {
     return out;
   }
   const KerasSettings in(settings, where + " (" + class_name + ")");
-  in.require("trainable", true);  // a frozen layer: ddp-trainer would train it
-  const YAML::Node spec = keras_layer_spec(class_name, in);
+  YAML::Node spec = keras_layer_spec(class_name, in);
+  // Note [frozen layers]; Keras' layers without weights may say false too, to no effect.
+  if (spec.IsMap() && has_parameters(spec["type"].as<std::string>()) &&
+      !in.get<bool>("trainable", true))
+    spec["trainable"] = false;
   if (spec.IsMap()) out.spec = Spec{spec};
   return out;
 }
@@ -245,8 +249,8 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
     const json& layers = config.at("config").at("layers");
     if (!config["config"].value("trainable", true))
       throw ConfigError(where +
-                        ": the model is frozen (trainable: false); ddp-trainer trains "
-                        "every layer");
+                        ": the model is frozen (trainable: false): nothing in it is left to "
+                        "train; set trainable on its layers instead");
     for (size_t k = 0; k < layers.size(); ++k) {
       KerasLayer layer = keras_layer(layers[k], where + ": layers[" + std::to_string(k) + "]");
       if (layer.spec) model.layers.push_back(std::move(*layer.spec));

@@ -133,6 +133,23 @@ void Sequential::set_input_shape(std::vector<int64_t> input_shape) {
   model["input"] = input_shape;
   model_.reset(model);
 }
+void Sequential::set_trainable(size_t layer, bool trainable) {
+  const YAML::Node layers = model_["layers"];
+  if (!layers || layer >= layers.size())
+    throw ConfigError(std::string(kOrigin) + ": layers[" + std::to_string(layer) +
+                      "].trainable: the model has " +
+                      std::to_string(layers ? layers.size() : 0) + " layers");
+  const YAML::Node type = layers[layer]["type"];
+  if (!type || !has_parameters(type.as<std::string>())) return;  // nothing to freeze
+  YAML::Node model = YAML::Clone(model_);
+  model["layers"][layer]["trainable"] = trainable;
+  model_.reset(model);
+}
+bool Sequential::trainable(size_t layer) const {
+  const YAML::Node layers = model_["layers"];
+  if (!layers || layer >= layers.size() || !layers[layer]["trainable"]) return true;
+  return layers[layer]["trainable"].as<bool>();
+}
 void Sequential::refuse_once_built(const char* call) const {
   if (session_)
     throw ConfigError(std::string(kOrigin) + ": " + call +
@@ -336,29 +353,6 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
       if (comm.rank() == 0) CheckpointDir(checkpoint.dir, checkpoint.keep).remove_all();
     });
   return {trainer.epoch_records()};
-}
-
-void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
-  // Note [model state]: the new trainer's own state at its start, with the last fit's weights
-  // and, for the same optimizer, its moments and step count.
-  TrainingState last = session_->trainer->capture();
-  TrainingState state = next.capture();
-  // With their signatures, which restore() checks against the new model's.
-  state.signature = std::move(last.signature);
-  state.buffer_signature = std::move(last.buffer_signature);
-  state.params = std::move(last.params);
-  state.buffers = std::move(last.buffers);
-  const auto names = [](const TrainingState& s) {
-    std::vector<std::string> out;
-    for (const auto& [name, values] : s.optimizer_state) out.push_back(name);
-    return out;
-  };
-  if (!compiled_since_fit_ && last.optimizer == state.optimizer && names(last) == names(state)) {
-    state.optimizer_state = std::move(last.optimizer_state);
-    state.optimizer_steps = last.optimizer_steps;
-  }
-  // A model that does not fit (another input shape) throws, leaving the last fit's in place.
-  run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
 }
 
 Trainer& Sequential::trained(const char* call) {

@@ -27,7 +27,51 @@ namespace {
 // The name errors carry in place of a config file's.
 const char* const kOrigin = "Sequential";
 
+std::vector<std::string> names_of(const std::vector<TensorSignature>& tensors) {
+  std::vector<std::string> names;
+  for (const TensorSignature& t : tensors) names.push_back(t.name);
+  return names;
+}
+
 }  // namespace
+
+void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
+  // Note [model state]: the new trainer's own state at its start, with the last fit's weights
+  // and, for the same optimizer, its moments and step count.
+  TrainingState last = session_->trainer->capture();
+  TrainingState state = next.capture();
+  // Note [frozen layers]: layers frozen or unfrozen since then split the same tensors otherwise
+  // between parameters and buffers; they move by name, to a fresh optimizer as in Keras.
+  if (names_of(last.signature) != names_of(state.signature) ||
+      names_of(last.buffer_signature) != names_of(state.buffer_signature)) {
+    if (!compiled_since_fit_)
+      throw ConfigError(std::string(kOrigin) +
+                        ": fit: layers were frozen or unfrozen (trainable) since the last fit; "
+                        "compile() again first, as Keras needs, for an optimizer of the weights "
+                        "now trained");
+    std::vector<NamedTensor> weights = named_weights(*session_->trainer, WeightLayout::kOwn);
+    load_named_weights(
+        comm, next, [&weights] { return std::move(weights); },
+        std::string(kOrigin) + ": the last fit's model", WeightLayout::kOwn);
+    return;
+  }
+  // With their signatures, which restore() checks against the new model's.
+  state.signature = std::move(last.signature);
+  state.buffer_signature = std::move(last.buffer_signature);
+  state.params = std::move(last.params);
+  state.buffers = std::move(last.buffers);
+  const auto names = [](const TrainingState& s) {
+    std::vector<std::string> out;
+    for (const auto& [name, values] : s.optimizer_state) out.push_back(name);
+    return out;
+  };
+  if (!compiled_since_fit_ && last.optimizer == state.optimizer && names(last) == names(state)) {
+    state.optimizer_state = std::move(last.optimizer_state);
+    state.optimizer_steps = last.optimizer_steps;
+  }
+  // A model that does not fit (another input shape) throws, leaving the last fit's in place.
+  run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
+}
 
 std::string Sequential::keras_config() {
   Trainer& trainer = trained("save");  // what the config is for

@@ -9,8 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "api/keras.h"
 #include "core/error.h"
 #include "finite_differences.h"
+#include "keras_api_fixtures.h"
 #include "nn/model_builder.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
@@ -151,6 +153,42 @@ TEST(FrozenLayers, PassTheGradientOnToTrainedLayersBelow) {
   training.training = true;
   model->set_pass(training);
   expect_model_gradient_matches(*backend, *model, x, {2, 0, 1, 1});
+}
+
+// The C++ API as Keras: freezing a built model's layer takes a compile() (a fresh optimizer for
+// the weights now trained), and the next fit trains on from the last weights with the layer as
+// it was; unfrozen after another compile(), it trains again.
+TEST(FrozenLayers, ApiFreezesForTheFitAfterTheNextCompile) {
+  const Dataset data = make_synthetic(128, 6, 4, 3);
+  const keras::FitOptions one{.epochs = 1, .batch_size = 32, .seed = 5, .verbose = false};
+  keras::Sequential model = small_model();  // 6 -> 16 relu -> 4 softmax
+  model.fit(world_of_one(), arrays_of(data), one);
+  model.set_trainable(0, false);
+  EXPECT_FALSE(model.trainable(0));
+  EXPECT_TRUE(model.trainable(1));
+  EXPECT_EQ(error_of<ConfigError>([&] { model.fit(world_of_one(), arrays_of(data), one); }),
+            "Sequential: fit: layers were frozen or unfrozen (trainable) since the last fit; "
+            "compile() again first, as Keras needs, for an optimizer of the weights now trained");
+  const auto by_name = [](const std::vector<NamedTensor>& weights, const std::string& name) {
+    for (const NamedTensor& t : weights)
+      if (t.name == name) return t.values;
+    ADD_FAILURE() << "no " << name;
+    return std::vector<float>{};
+  };
+  model.compile(keras::Adam(0.01), "sparse_categorical_crossentropy", {"accuracy"});
+  const std::vector<NamedTensor> before = model.get_weights();
+  model.fit(world_of_one(), arrays_of(data), one);
+  std::vector<NamedTensor> after = model.get_weights();
+  EXPECT_EQ(by_name(after, "layers.0.weight"), by_name(before, "layers.0.weight"));
+  EXPECT_EQ(by_name(after, "layers.0.bias"), by_name(before, "layers.0.bias"));
+  EXPECT_NE(by_name(after, "layers.1.weight"), by_name(before, "layers.1.weight"));
+  EXPECT_NE(model.summary().find("(Dense+relu, frozen)"), std::string::npos);
+  model.set_trainable(0, true);
+  model.compile(keras::Adam(0.01), "sparse_categorical_crossentropy", {"accuracy"});
+  model.fit(world_of_one(), arrays_of(data), one);
+  EXPECT_NE(by_name(model.get_weights(), "layers.0.weight"), by_name(after, "layers.0.weight"));
+  EXPECT_EQ(error_of<ConfigError>([&] { model.set_trainable(2, false); }),
+            "Sequential: layers[2].trainable: the model has 2 layers");
 }
 
 std::string config_error(const std::string& layers) {

@@ -143,6 +143,25 @@ TEST(KerasModelConfig, LayerNormalizationAsKerasLayerNormalization) {
   }
 }
 
+// Note [frozen layers]: Keras' trainable, both ways; on a layer without weights it does nothing.
+TEST(KerasModelConfig, FrozenLayersAsKerasTrainableFalse) {
+  LayerSpec frozen = layer("dense");
+  frozen.trainable = false;
+  const nlohmann::json described = keras::keras_model_config(
+      {layer("dense"), frozen, layer("flatten")}, Shape({4}))["config"]["layers"];
+  EXPECT_EQ(described[1]["config"]["trainable"], true);
+  EXPECT_EQ(described[2]["config"]["trainable"], false);
+  const auto trainable = [](nlohmann::json keras) {
+    const YAML::Node back = keras::keras_layer(keras, "m.keras: layers[2]").spec->node;
+    return back["trainable"] ? back["trainable"].as<bool>() : true;
+  };
+  EXPECT_FALSE(trainable(described[2]));
+  EXPECT_TRUE(trainable(described[1]));
+  nlohmann::json flatten = described[3];
+  flatten["config"]["trainable"] = false;
+  EXPECT_FALSE(keras::keras_layer(flatten, "m.keras: layers[3]").spec->node["trainable"]);
+}
+
 TEST(KerasModelConfig, ReshapeAsKerasReshape) {
   LayerSpec reshape = layer("reshape");
   reshape.target_shape = {4, -1, 1};
@@ -233,14 +252,11 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
   EXPECT_EQ(refused("/compile_config/optimizer/config/amsgrad", true),
             "m.keras: config.json: compile_config: the optimizer Adam: amsgrad true; "
             "ddp-trainer's optimizers do not have it");
-  // Keras leaves a frozen layer's weights as they are; ddp-trainer would train them.
-  EXPECT_EQ(refused("/config/layers/5/config/trainable", false),
-            "m.keras: config.json: layers[5] (Dense): trainable false; ddp-trainer's layers do "
-            "not have it");
+  // Frozen layers are had (Note [frozen layers]); a frozen model leaves nothing to train.
   EXPECT_EQ(refused("/config/trainable", false),
-            "m.keras: config.json: the model is frozen (trainable: false); ddp-trainer trains "
-            "every layer");
-  EXPECT_EQ(refused("/config/layers/5/config/trainable", true), "accepted");
+            "m.keras: config.json: the model is frozen (trainable: false): nothing in it is left "
+            "to train; set trainable on its layers instead");
+  EXPECT_EQ(refused("/config/layers/5/config/trainable", false), "accepted");
   EXPECT_EQ(refused("/class_name", "Functional"),
             "m.keras: config.json: a Functional model; ddp-trainer trains Sequential models");
   EXPECT_EQ(refused("/config/layers/1/config/filters", "four"),
