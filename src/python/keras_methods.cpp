@@ -55,7 +55,7 @@ def _call(self, x, training=False):
 class Layer:
     """A layer of model.layers, as Keras shows it: its name (Keras' automatic one: dense,
     dense_1, ...), get_weights() and set_weights() (its variables, in Keras' order and layouts)
-    and count_params(); type(layer).__name__ is Keras' class (Dense, Conv2D, ...). A view of
+    count_params() and trainable; type(layer).__name__ is Keras' class (Dense, Conv2D, ...). A view of
     the model, whose weights it reads and sets."""
     def __init__(self, model, index, name):
         self._model, self._index, self.name = model, index, name
@@ -72,15 +72,12 @@ class Layer:
 
     @property
     def trainable(self):
-        return True
+        return self._model._layer_trainable(self._index)
 
     @trainable.setter
     def trainable(self, value):
-        # Keras would freeze the layer; ddp-trainer trains every layer, and says so rather than
-        # train one the script froze.
-        if not value:
-            raise ConfigError(f"Sequential: layers[{self._index}].trainable = False: "
-                              "ddp-trainer trains every layer (frozen layers are not had)")
+        # As in Keras, for the fit after the next compile() (Note [frozen layers]).
+        self._model._set_layer_trainable(self._index, bool(value))
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
@@ -116,10 +113,12 @@ def _to_json(self, **kwargs):
 
 
 def _set_trainable(self, value):
-    """Keras' model.trainable = False would freeze the model; ddp-trainer trains every layer."""
+    """Keras' model.trainable: True unfreezes every layer; False would leave nothing to train."""
     if not value:
-        raise ConfigError("Sequential: trainable = False: ddp-trainer trains every layer (frozen "
-                          "models are not had)")
+        raise ConfigError("Sequential: trainable = False would freeze every layer, leaving nothing "
+                          "to train; freeze layers: model.layers[i].trainable = False")
+    for layer in self.layers:
+        layer.trainable = True
 
 
 Sequential.trainable = property(lambda self: True, _set_trainable)

@@ -76,7 +76,10 @@ void define_layer_methods(py::class_<keras::Sequential>& sequential) {
             if (!given.input_shape.empty()) self.set_input_shape(given.input_shape);
           },
           py::arg("layer"), "Keras' add: a layer (or keras.Input) after the others")
-      .def("pop", &keras::Sequential::pop, "Keras' pop: the last layer removed");
+      .def("pop", &keras::Sequential::pop, "Keras' pop: the last layer removed")
+      // model.layers[i].trainable (keras_methods.cpp; Note [frozen layers]).
+      .def("_layer_trainable", &keras::Sequential::trainable)
+      .def("_set_layer_trainable", &keras::Sequential::set_trainable);
 }
 
 }  // namespace ddp::python

@@ -362,15 +362,35 @@ def keras_arguments():
         m.fit(x, y, epochs=2, verbose=0)
     result["activations"] += [bool(np.array_equal(weights(norms[0]), weights(norms[1]))),
                               norms[1].count_params() - norms[2].count_params()]
-    own.layers[0].trainable = True  # as it is
-
-    def freeze():
-        own.layers[1].trainable = False
+    # Note [frozen layers]: Keras' layer.trainable, for the fit after the next compile(); a Keras
+    # layer object made with trainable=False comes frozen, and trains as ddp's frozen layer.
+    frozen_before = own.layers[0].get_weights()
+    own.layers[0].trainable = False
+    result["frozen"] = [own.layers[0].trainable, own.layers[1].trainable]
+    try:
+        own.fit(x, y, epochs=1, verbose=0)
+    except ddp.ConfigError as e:
+        result["frozen"].append(str(e))
+    own.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+    own.fit(x, y, epochs=1, verbose=0)
+    result["frozen"].append(all(np.array_equal(a, b) for a, b in
+                                zip(frozen_before, own.layers[0].get_weights())))
+    frozen = [ddp.Sequential([KerasTensor(), keras_object("Dense", units=16, trainable=False),
+                              keras_object("Dense", units=4, activation="softmax")]),
+              ddp.Sequential([ddp.Dense(16), ddp.Dense(4, "softmax")], input_shape=[10])]
+    frozen[1].build()
+    frozen[1].layers[0].trainable = False
+    for m in frozen:
+        m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+        m.fit(x, y, epochs=2, verbose=0)
+    result["frozen"] += [frozen[0].layers[0].trainable,
+                         bool(np.array_equal(weights(frozen[0]), weights(frozen[1])))]
+    own.trainable = True  # Keras' model.trainable: every layer
+    result["frozen"].append(own.layers[0].trainable)
 
     def freeze_all():
         own.trainable = False
-    for call in (lambda: ddp.Sequential().pop(), lambda: own.add(ddp.Dense(2)), freeze,
-                 freeze_all):
+    for call in (lambda: ddp.Sequential().pop(), lambda: own.add(ddp.Dense(2)), freeze_all):
         try:
             call()
         except ddp.ConfigError as e:

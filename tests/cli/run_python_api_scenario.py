@@ -373,13 +373,17 @@ class Scenarios:
             [None, 10], True, True, "Sequential: pop: there is no layer to remove",
             "Sequential: add after the model is built (by fit or build): its layers are fixed; "
             "make a new Sequential",
-            "Sequential: layers[1].trainable = False: ddp-trainer trains every layer (frozen "
-            "layers are not had)",
-            "Sequential: trainable = False: ddp-trainer trains every layer (frozen models are not "
-            "had)",
+            "Sequential: trainable = False would freeze every layer, leaving nothing to train; "
+            "freeze layers: model.layers[i].trainable = False",
             "Sequential: layers[0] (LSTM): the layer class LSTM; ddp-trainer's layers do not have "
             "it", "Sequential: layers[0]: a layer of ddp_trainer's or Keras', not 3",
             "Sequential: input_shape (12), and the Keras input's shape is (10)"], r["layers"]
+        # Frozen for the fit after compile(); Keras' Dense(trainable=False) is ddp's frozen one
+        assert r["frozen"] == [
+            False, True,
+            "Sequential: fit: layers were frozen or unfrozen (trainable) since the last fit; "
+            "compile() again first, as Keras needs, for an optimizer of the weights now trained",
+            True, False, True, True], r["frozen"]
         assert r["metrics"] == [
             ["accuracy", "learning_rate", "loss", "sparse_categorical_accuracy", "val_accuracy",
              "val_loss", "val_sparse_categorical_accuracy"], True,

@@ -6,7 +6,8 @@ same settings, LearningRateScheduler trains each epoch at the rate its schedule 
 BackupAndRestore continues a fit that died where its last checkpoint left it (Note [run
 checkpoints]), and ModelCheckpoint writes a weights file. Keras' RMSprop, Adam and SGD objects in
 compile, with Keras' learning-rate schedules, train what Keras trains, and .keras files carry
-their state both ways (Note [Keras optimizer state]). Weights files (Note [Keras weights files]): a Keras model of
+their state both ways (Note [Keras optimizer state]). Layers frozen with trainable = False train
+what Keras' frozen layers do, and .keras files carry them both ways. Weights files (Note [Keras weights files]): a Keras model of
 the same layers (a convnet with batch normalization and a layer without a bias) loads what
 ddp-trainer saved, ModelCheckpoint's included, and predicts what ddp-trainer does; ddp-trainer
 loads what Keras trained and predicts what Keras does. Runs where a Python with Keras 3 is found
@@ -158,6 +159,64 @@ def main():
           f"30 Adam steps from the same weights: max abs difference of the weights "
           f"{gap(ours, keras_ln):.2e}; Keras' load_model of ddp-trainer's file predicts within "
           f"{predicted:.2e}")
+
+    # Note [frozen layers]: Keras' layer.trainable = False on a batch normalization (which then
+    # normalizes with its moving statistics) and a Dense layer, both above a trained layer, trains
+    # what Keras trains (AdamW, whose decay would move a frozen weight); the .keras files carry the
+    # frozen layers and the optimizer's slots of the trained ones both ways, and the fits go on
+    # alike from them.
+    def frozen_twins():
+        ours = ddp.Sequential([ddp.Dense(16), ddp.BatchNormalization(), ddp.Activation("relu"),
+                               ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+        ours.build()
+        L = keras.layers
+        theirs = keras.Sequential([keras.Input((10,)), L.Dense(16), L.BatchNormalization(),
+                                   L.Activation("relu"), L.Dense(16, activation="relu"),
+                                   L.Dense(4, activation="softmax")])
+        drawn = np.random.default_rng(4)
+        ours.layers[1].set_weights([drawn.uniform(0.5, 1.5, 16).astype(np.float32),
+                                    drawn.uniform(-0.5, 0.5, 16).astype(np.float32),
+                                    drawn.uniform(-0.5, 0.5, 16).astype(np.float32),
+                                    drawn.uniform(0.5, 2, 16).astype(np.float32)])
+        for ours_layer, keras_layer in zip(ours.layers, theirs.layers):
+            keras_layer.set_weights(ours_layer.get_weights())
+        for m in (ours, theirs):
+            m.layers[1].trainable = False
+            m.layers[3].trainable = False
+            m.compile(keras.optimizers.AdamW(0.01, weight_decay=0.1),
+                      "sparse_categorical_crossentropy")
+            m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
+        return ours, theirs
+
+    ours, keras_frozen = frozen_twins()
+    start = ddp.Sequential([ddp.Dense(16), ddp.BatchNormalization(), ddp.Activation("relu"),
+                            ddp.Dense(16, "relu"), ddp.Dense(4, "softmax")], input_shape=[10])
+    start.build()
+    kept = all(np.array_equal(p, q) for p, q in zip(ours.layers[3].get_weights(),
+                                                   start.layers[3].get_weights()))
+    trained_gap = gap(ours, keras_frozen)
+    folder = os.environ.get("TMPDIR", "/tmp")
+    ours_path = os.path.join(folder, f"ddp_keras_frozen_{os.getpid()}.keras")
+    theirs_path = os.path.join(folder, f"ddp_keras_frozen_{os.getpid()}_keras.keras")
+    try:
+        ours.save(ours_path)
+        keras_frozen.save(theirs_path)
+        from_ours = keras.models.load_model(ours_path)
+        from_theirs = ddp.load_model(theirs_path)
+    finally:
+        for path in (ours_path, theirs_path):
+            if os.path.exists(path):
+                os.remove(path)
+    flags = [[layer.trainable for layer in m.layers] for m in (from_ours, from_theirs)]
+    for m in (from_ours, from_theirs):
+        m.fit(x[:500], y[:500], batch_size=50, epochs=1, shuffle=False, verbose=0)
+    went_on = gap(from_ours, from_theirs)
+    check("trainable = False (Dense, BatchNormalization)",
+          trained_gap < 1e-5 and kept and went_on < 1e-5 and
+          flags == [[True, False, True, False, True]] * 2,
+          f"30 AdamW steps from the same weights: max abs difference of the weights "
+          f"{trained_gap:.2e}, the frozen Dense as it was: {kept}; each other's .keras files "
+          f"loaded (trainable {flags[0]}, {flags[1]}) and fitted 10 steps more: {went_on:.2e}")
 
     # Keras' loss objects: from_logits for a model ending in logits, and one-hot targets smoothed;
     # the .keras file hands Keras the same loss object back.
