@@ -37,6 +37,8 @@
      ReLU hidden layers on 2 ranks against torch.nn.functional's: the same weights within 1e-5.
  10. Layer normalization: 20 SGD steps on 2 ranks against torch.nn.LayerNorm: the same weights
      within 1e-5.
+ 11. Frozen layers (trainable: false): 20 AdamW steps on 2 ranks against layers with
+     requires_grad_(False): the same weights within 1e-5, the frozen ones bit for bit.
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
 /usr/bin/python3 can import both; otherwise CMake says so.
   tests/interop/torch_interop.py --ddp-train build/ddp_train --mpiexec mpiexec"""
@@ -50,8 +52,8 @@ import tempfile
 import torch
 from safetensors.torch import load_file, save_file
 
-from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, layer_norm_check,
-                         multilabel_checks, read_rows, regression_check)
+from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, frozen_check,
+                         layer_norm_check, multilabel_checks, read_rows, regression_check)
 
 def image_data_yaml(tmp):
     """The start of a convnet config on ctrain.csv / ctest.csv: (6, 6, 3) images, layers follow."""
@@ -143,6 +145,7 @@ training: {{epochs: 5, global_batch_size: 20}}
                               ("leaky_relu", "gelu")):
             diffs += activation_check(args, env, tmp, first, second)
         diffs += layer_norm_check(args, env, tmp)
+        diffs += frozen_check(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1
