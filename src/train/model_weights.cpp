@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <span>
+#include <tuple>
 #include <utility>
 
 #include "comm/agreement.h"
@@ -55,9 +56,22 @@ void append_named(std::vector<NamedTensor>& tensors, const std::vector<ParamEntr
 }  // namespace
 
 std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
+  std::vector<NamedTensor> params, buffers;
+  append_named(params, trainer.model().param_entries(), trainer.params_to_host(), layout);
+  append_named(buffers, trainer.model().buffer_entries(), trainer.buffers_to_host(), layout);
+  // Layer by layer, as a PyTorch state_dict: a layer's parameters, frozen or not (Note [frozen
+  // layers]), then its buffers, whichever layers are frozen.
+  std::vector<std::pair<std::tuple<size_t, bool, size_t>, NamedTensor>> ordered;
+  const std::vector<ParamEntry>& trained = trainer.model().param_entries();
+  const std::vector<ParamEntry>& kept = trainer.model().buffer_entries();
+  for (size_t i = 0; i < trained.size(); ++i)
+    ordered.push_back({{trained[i].layer, false, i}, std::move(params[i])});
+  for (size_t i = 0; i < kept.size(); ++i)
+    ordered.push_back({{kept[i].layer, !kept[i].frozen, i}, std::move(buffers[i])});
+  std::stable_sort(ordered.begin(), ordered.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<NamedTensor> tensors;
-  append_named(tensors, trainer.model().param_entries(), trainer.params_to_host(), layout);
-  append_named(tensors, trainer.model().buffer_entries(), trainer.buffers_to_host(), layout);
+  for (auto& [order, tensor] : ordered) tensors.push_back(std::move(tensor));
   return tensors;
 }
 

@@ -179,6 +179,14 @@ TEST(FrozenLayers, ApiFreezesForTheFitAfterTheNextCompile) {
   const std::vector<NamedTensor> before = model.get_weights();
   model.fit(world_of_one(), arrays_of(data), one);
   std::vector<NamedTensor> after = model.get_weights();
+  // In the model's order, as a PyTorch state_dict, whichever layers are frozen.
+  const auto names = [](const std::vector<NamedTensor>& weights) {
+    std::vector<std::string> out;
+    for (const NamedTensor& t : weights) out.push_back(t.name);
+    return out;
+  };
+  EXPECT_EQ(names(after), (std::vector<std::string>{"layers.0.weight", "layers.0.bias",
+                                                    "layers.1.weight", "layers.1.bias"}));
   EXPECT_EQ(by_name(after, "layers.0.weight"), by_name(before, "layers.0.weight"));
   EXPECT_EQ(by_name(after, "layers.0.bias"), by_name(before, "layers.0.bias"));
   EXPECT_NE(by_name(after, "layers.1.weight"), by_name(before, "layers.1.weight"));
