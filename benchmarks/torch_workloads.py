@@ -9,6 +9,7 @@ process is pinned to (--cpus 0,1: rank r gets the r-th; one process with several
 Prints one JSON object (rank 0).
   torch_workloads.py --probe                                   (which variants this torch has)
   torch_workloads.py --workload w2 --ranks 2 --steps 300 --warmup 50 --cpus 0,1 [--ftz] ...
+  torch_workloads.py --workload w2 --frozen 1 ...              (fine-tuning: the first layer frozen)
   torch_workloads.py --seed-job                                (the canonical example, end to end)
   torch_workloads.py --export-init F --seed S [--workload w4]  (W2's or W4's weights, PyTorch's
                                                                 default init)
@@ -122,7 +123,7 @@ def setup(args, rank=0):
 def variant(args):
     return {"framework": f"torch {torch.__version__}", "opt": args.opt, "compile": args.compile,
             "channels_last": args.channels_last, "bf16": args.bf16,
-            "ftz": args.ftz, "threads": args.threads, "ranks": args.ranks,
+            "ftz": args.ftz, "threads": args.threads, "ranks": args.ranks, "frozen": args.frozen,
             "cpus": sorted(os.sched_getaffinity(0)),
             "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "detected by OpenBLAS")}
 
@@ -144,9 +145,11 @@ def throughput(rank, world, args, port):
         dist.init_process_group("gloo", rank=rank, world_size=world)
     x, y, model, opt, batch = workload(args.workload, args.channels_last)
     batch = args.batch or batch
+    for layer in model.layers[:args.frozen] if args.frozen else []:  # fine-tuning's frozen layers
+        layer.requires_grad_(False)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    optimizer = make_optimizer(model.parameters(), opt, args.opt)
+    optimizer = make_optimizer([q for q in model.parameters() if q.requires_grad], opt, args.opt)
     forward = torch.compile(model) if args.compile else model
     step = train_step_fn(forward, optimizer, torch.nn.CrossEntropyLoss(),
                          autocast=args.bf16 == "autocast")
@@ -292,6 +295,8 @@ def main():
     p.add_argument("--ftz", action="store_true")
     p.add_argument("--opt", choices=["default", "foreach", "fused"], default="default")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--frozen", type=int, default=0,
+                   help="MLPs: the first this many Linear layers frozen (requires_grad_(False))")
     p.add_argument("--channels-last", action="store_true", help="W4: NHWC convolutions")
     p.add_argument("--bf16", choices=["none", "medium", "autocast"], default="none",
                    help="bf16 products: matmul precision 'medium', or autocast")
