@@ -85,16 +85,29 @@ std::string keras_metric(const json& metric, const std::string& where,
                              : name == "CategoricalAccuracy"     ? "categorical_accuracy"
                              : name == "BinaryAccuracy"          ? "binary_accuracy"
                              : name == "MeanAbsoluteError"       ? "mean_absolute_error"
+                             : name == "AUC"                     ? "auc"
                                                                  : "";
   if (logged.empty())
     throw ConfigError(where + ": the metric " + (name.empty() ? metric.dump() : name) +
-                      " is not one ddp-trainer has (BinaryAccuracy, CategoricalAccuracy, "
+                      " is not one ddp-trainer has (AUC, BinaryAccuracy, CategoricalAccuracy, "
                       "MeanAbsoluteError, SparseCategoricalAccuracy, or one by name)" +
                       otherwise);
   const json settings = metric.value("config", json::object());
   const KerasSettings in(settings, where + ": the metric " + name, "metrics");
   in.require("name", logged);  // another name would be another key in the history
-  in.require("threshold", 0.5);
+  if (name != "AUC") {
+    in.require("threshold", 0.5);
+    return logged;
+  }
+  // Note [AUC]: Keras' defaults.
+  in.require("num_thresholds", 200);
+  in.require("curve", "ROC");
+  in.require("summation_method", "interpolation");
+  in.require("multi_label", false);
+  in.require("num_labels", nullptr);
+  in.require("label_weights", nullptr);
+  in.require("thresholds", nullptr);
+  in.require("from_logits", false);
   return logged;
 }
 

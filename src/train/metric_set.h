@@ -1,10 +1,19 @@
 #pragma once
 // Keras-style metrics, chosen in the config (`metrics: [accuracy]`).
 //
-// Note [exact metrics]: every metric is a ratio of sums over samples: correct predictions,
-// absolute errors, true and false positives and false negatives per output. The sums add up over
-// batches and then over ranks before any division, so a metric over N ranks is the one a single
-// rank computes over the whole set, however the samples are split (never an average of averages).
+// Note [exact metrics]: every metric is a function of sums over samples: correct predictions,
+// absolute errors, true and false positives and false negatives per output, counts of labels per
+// threshold bin (AUC). The sums add up over batches and then over ranks before any division, so a
+// metric over N ranks is the one a single rank computes over the whole set, however the samples
+// are split (never an average of averages).
+//
+// Note [AUC]: Keras' AUC() as it is by default: the ROC curve at 200 thresholds (-1e-7, i / 199
+// for i in 1..198, 1 + 1e-7, as float32, a prediction counting as positive above one), its area by
+// interpolation (the trapezoids between neighbouring thresholds), over every label of every sample
+// together (not multi_label). A label's probability is the sigmoid of its logit, compared in
+// float32 as Keras compares its probabilities. Its sums are how many positive and how many
+// negative labels exceed exactly k of the thresholds (k = 0..200), which give every threshold's
+// true and false positives.
 
 #include <cstdint>
 #include <span>
@@ -40,9 +49,9 @@ class MetricSet {
 
   // Doubles of sums: correct, samples, then what the chosen metrics need.
   size_t sum_count() const { return sum_count_; }
-  // Whether add() reads the outputs and targets (precision, recall, F1, MAE); otherwise the
+  // Whether add() reads the outputs and targets (precision, recall, F1, MAE, AUC); otherwise the
   // loss's own count of correct predictions is enough.
-  bool needs_outputs() const { return per_output_ || absolute_error_; }
+  bool needs_outputs() const { return per_output_ || absolute_error_ || auc_; }
   // Adds one batch of `rows` samples to `sums`: `stats` from the loss, and, when needs_outputs(),
   // host copies of the outputs (rows, outputs) and targets (rows) or (rows, outputs).
   void add(std::span<double> sums, const LossStats& stats, const float* outputs,
@@ -53,11 +62,13 @@ class MetricSet {
   static bool lower_is_better(const std::string& name) { return metric_kind(name) == "mae"; }
 
  private:
+  size_t auc_offset() const;  // where AUC's bins begin in the sums
   std::vector<std::string> names_;
   LossKind loss_;
   int64_t outputs_;
   bool absolute_error_ = false;  // mae
   bool per_output_ = false;      // precision, recall, F1: true/false positives per output
+  bool auc_ = false;             // Note [AUC]
   size_t sum_count_ = 2;
 };
 

@@ -419,7 +419,8 @@ def keras_arguments():
     history = m.fit(x, y, epochs=2, verbose=0, validation_data=(x, y))
     result["metrics"] = [sorted(history), history["accuracy"] ==
                          history["sparse_categorical_accuracy"]]
-    for metrics in ([metric("AUC", "auc")], [metric("SparseCategoricalAccuracy", "acc")],
+    for metrics in ([metric("TopKCategoricalAccuracy", "top_k_categorical_accuracy")],
+                    [metric("AUC", "auc")], [metric("SparseCategoricalAccuracy", "acc")],
                     "accuracy", ["accuracy", "accuracy"]):
         try:
             m.compile("adam", "sparse_categorical_crossentropy", metrics)

@@ -387,8 +387,11 @@ class Scenarios:
         assert r["metrics"] == [
             ["accuracy", "learning_rate", "loss", "sparse_categorical_accuracy", "val_accuracy",
              "val_loss", "val_sparse_categorical_accuracy"], True,
-            "Sequential: compile: the metric AUC is not one ddp-trainer has (BinaryAccuracy, "
-            "CategoricalAccuracy, MeanAbsoluteError, SparseCategoricalAccuracy, or one by name)",
+            "Sequential: compile: the metric TopKCategoricalAccuracy is not one ddp-trainer has "
+            "(AUC, BinaryAccuracy, CategoricalAccuracy, MeanAbsoluteError, "
+            "SparseCategoricalAccuracy, or one by name)",
+            "Sequential: metrics: auc ranks the probabilities of independent labels; it needs "
+            "binary_crossentropy",
             "Sequential: compile: the metric SparseCategoricalAccuracy: name \"acc\"; "
             "ddp-trainer's metrics do not have it",
             "Sequential: compile: metrics: a list, not 'accuracy'",

@@ -148,8 +148,8 @@ TEST_P(DdpModels, AdamWithoutBiasBeforeBatchNormMatchesSingleProcess) {
 // and an L2 kernel penalty, which rank 0 alone adds (Note [weight penalty]; on every rank it would
 // count N times), trains on N ranks what one rank trains, overlapped or not; 98 samples in global
 // batches of 32 leave two of 4 ranks without rows in the last one. The test metrics over 101
-// samples (which no world size here divides) are exactly one rank's over the whole set with the
-// same parameters (Note [exact metrics]).
+// samples (which no world size here divides), AUC's included, are exactly one rank's over the
+// whole set with the same parameters (Note [exact metrics]).
 TEST_P(DdpModels, MultiLabelExampleMatchesSingleProcessWithExactMetrics) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
@@ -158,7 +158,7 @@ TEST_P(DdpModels, MultiLabelExampleMatchesSingleProcessWithExactMetrics) {
       "data.test.samples=101",
       "model.layers.0.kernel_regularizer={l2: 0.01}",
       "loss={type: binary_crossentropy, pos_weight: [1, 2, 0.5, 1, 3]}",
-      "metrics=[binary_accuracy, f1, macro_f1, precision, macro_recall]",
+      "metrics=[binary_accuracy, f1, macro_f1, precision, macro_recall, auc]",
       "training.tail=partial"};
   const std::string example = "multilabel_example.yaml";
   const Config config = example_with(example, multilabel);
@@ -185,7 +185,7 @@ TEST_P(DdpModels, MultiLabelExampleMatchesSingleProcessWithExactMetrics) {
   Trainer one(config, *local, *backend, load_dataset(config.train_data, 0), test);
   one.load_params(trainer.params_to_host(), trainer.buffers_to_host());
   const EvalResult reference = one.evaluate(test);
-  ASSERT_EQ(mine.metrics.size(), 5u);
+  ASSERT_EQ(mine.metrics.size(), 6u);
   for (size_t i = 0; i < mine.metrics.size(); ++i)
     EXPECT_EQ(mine.metrics[i].value, reference.metrics[i].value) << mine.metrics[i].name;
   EXPECT_NEAR(mine.loss, reference.loss, 1e-6);

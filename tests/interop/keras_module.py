@@ -280,6 +280,23 @@ def main():
           f"history keys {keys}, ddp-trainer's the same within 1e-5: "
           f"{ {k: [round(v, 4) for v in logs[0][k]] for k in keys if 'accuracy' in k} }")
 
+    # Note [AUC]: keras.metrics.AUC() in compile keeps Keras' history of a multi-label model, and
+    # its last val_auc is Keras' AUC of ddp-trainer's predictions.
+    labels = (x @ rng.normal(size=(10, 4)) + rng.normal(size=(600, 4)) > 0).astype(np.int32)
+    ours, keras_mlp = twin_mlps(lambda: keras.optimizers.Adam(0.01), lambda: "binary_crossentropy",
+                                "sigmoid", lambda: [keras.metrics.AUC(name="auc")])
+    logs = [m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0,
+                  validation_data=(x[500:], labels[500:])).history for m in (ours, keras_mlp)]
+    keras_auc = keras.metrics.AUC()
+    keras_auc.update_state(labels[500:], ours.predict(x[500:]))
+    aucs = {k: [round(v, 5) for v in logs[0][k]] for k in ("auc", "val_auc")}
+    check("keras.metrics.AUC", set(logs[1]) <= set(logs[0]) and all(
+        np.allclose(logs[0][k], logs[1][k], atol=2e-4) for k in ("auc", "val_auc")) and
+          abs(logs[0]["val_auc"][-1] - float(keras_auc.result())) < 1e-6,
+          f"history {aucs}, Keras' within 2e-4; the last val_auc "
+          f"{logs[0]['val_auc'][-1]:.7f}, Keras' AUC of ddp-trainer's predictions "
+          f"{float(keras_auc.result()):.7f}")
+
     # Keras' ModelCheckpoint keeps the best epoch's whole model by a metric's direction, which it
     # reads from Keras' metric objects in a Keras model ("auto"); Keras loads it compiled.
     best_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_keras_best_{os.getpid()}.keras")

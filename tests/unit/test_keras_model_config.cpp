@@ -162,6 +162,25 @@ TEST(KerasModelConfig, FrozenLayersAsKerasTrainableFalse) {
   EXPECT_FALSE(keras::keras_layer(flatten, "m.keras: layers[3]").spec->node["trainable"]);
 }
 
+// Note [AUC]: Keras' AUC object with its defaults (as get_config() gives them) is the auc metric;
+// any other curve, threshold count, multi-label form or logits input is refused by name.
+TEST(KerasModelConfig, AucObjectIsTheAucMetric) {
+  const nlohmann::json auc = nlohmann::json::parse(R"({"class_name": "AUC", "config": {
+    "name": "auc", "dtype": "float32", "num_thresholds": 200, "curve": "ROC",
+    "summation_method": "interpolation", "multi_label": false, "num_labels": null,
+    "label_weights": null, "from_logits": false}})");
+  EXPECT_EQ(keras::keras_metric(auc, "compile", ""), "auc");
+  for (const auto& [key, value] : {std::pair<const char*, nlohmann::json>{"curve", "PR"},
+                                   {"num_thresholds", 100},
+                                   {"multi_label", true},
+                                   {"from_logits", true},
+                                   {"name", "auc_1"}}) {
+    nlohmann::json changed = auc;
+    changed["config"][key] = value;
+    EXPECT_THROW(keras::keras_metric(changed, "compile", ""), ConfigError) << key;
+  }
+}
+
 TEST(KerasModelConfig, ReshapeAsKerasReshape) {
   LayerSpec reshape = layer("reshape");
   reshape.target_shape = {4, -1, 1};

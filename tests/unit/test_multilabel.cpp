@@ -130,6 +130,52 @@ TEST(Metrics, CategoricalMacroRecallAndMeanAbsoluteError) {
   EXPECT_NEAR(regression.values(mae_sums)[0].value, 3.0 / 4, 1e-12);
 }
 
+// Note [AUC]: Keras' interpolated ROC area over 200 thresholds is the probability that a positive
+// label's bin (how many thresholds its probability exceeds) is above a negative one's, a tie
+// counting half (the Mann-Whitney statistic of the bins), over every label of every sample; two
+// batches summed give one batch's value; a perfect, a reversed and a constant ranking give 1, 0
+// and 1/2.
+TEST(Metrics, AucIsTheRankStatisticOfKerasThresholdBins) {
+  const MetricSet metrics({"auc"}, LossKind::kBinaryCrossentropy, 3);
+  ASSERT_TRUE(metrics.needs_outputs());
+  Rng rng(6);
+  std::vector<float> logits(3 * 300), targets(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) {
+    targets[i] = rng.uniform(0, 1) < 0.3 ? 1.0f : 0.0f;
+    logits[i] = rng.uniform(-4, 4) + 1.5f * targets[i];
+  }
+  std::vector<double> sums(metrics.sum_count());
+  metrics.add(sums, {}, logits.data(), targets.data(), 120);
+  metrics.add(sums, {}, logits.data() + 3 * 120, targets.data() + 3 * 120, 180);
+  const auto bin = [](float logit) {  // how many of Keras' thresholds the probability exceeds
+    const float p = 1.0f / (1.0f + std::exp(-logit));
+    int exceeded = p > static_cast<float>(-1e-7) ? 1 : 0;
+    for (int i = 1; i < 199; ++i) exceeded += p > static_cast<float>(i / 199.0);
+    return exceeded + (p > static_cast<float>(1 + 1e-7) ? 1 : 0);
+  };
+  double above = 0, pairs = 0;
+  for (size_t i = 0; i < logits.size(); ++i)
+    for (size_t j = 0; j < logits.size(); ++j) {
+      if (targets[i] != 1.0f || targets[j] != 0.0f) continue;
+      const int a = bin(logits[i]), b = bin(logits[j]);
+      above += a > b ? 1.0 : a == b ? 0.5 : 0.0;
+      pairs += 1;
+    }
+  const double auc = metrics.values(sums)[0].value;
+  EXPECT_NEAR(auc, above / pairs, 1e-12);
+  EXPECT_GT(auc, 0.6);  // the positives' logits are higher: far from a coin's 1/2
+
+  const auto auc_of = [&metrics](std::vector<float> z, std::vector<float> t) {
+    std::vector<double> s(metrics.sum_count());
+    metrics.add(s, {}, z.data(), t.data(), static_cast<int64_t>(z.size() / 3));
+    return metrics.values(s)[0].value;
+  };
+  EXPECT_DOUBLE_EQ(auc_of({-3, 2, -1, 4, -2, 1}, {0, 1, 0, 1, 0, 1}), 1.0);
+  EXPECT_NEAR(auc_of({3, -2, 1, -4, 2, -1}, {0, 1, 0, 1, 0, 1}), 0.0, 1e-12);
+  EXPECT_NEAR(auc_of({1, 1, 1, 1, 1, 1}, {0, 1, 0, 1, 0, 1}), 0.5, 1e-12);
+  EXPECT_NE(metric_mismatch("auc", LossKind::kSparseCategoricalCrossentropy), "");
+}
+
 // The rule depends only on the shape, so a test set of another seed is learnable from the
 // training set: cli_end_to_end's multilabel_example case reaches a test F1 above 0.9.
 TEST(MultiLabelData, SyntheticLabelsAreDeterministicAndBalanced) {
