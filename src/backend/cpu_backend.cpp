@@ -51,17 +51,18 @@ class CpuBackend final : public ComputeBackend {
 
   float* allocate(size_t count) override { return allocate_host_buffer(count); }
   void release(float* data) override { release_host_buffer(data); }
+  // An empty copy may name null buffers (a model without buffers), which memcpy may not take.
   void copy_to_device(const float* host, float* device, size_t count) override {
-    std::memcpy(device, host, count * sizeof(float));
+    if (count > 0) std::memcpy(device, host, count * sizeof(float));
   }
   void share_host_work(int64_t count, const std::function<void(int64_t, int64_t)>& work) override {
     shares(count, 1, work);
   }
   void copy_to_host(const float* device, float* host, size_t count) override {
-    std::memcpy(host, device, count * sizeof(float));
+    if (count > 0) std::memcpy(host, device, count * sizeof(float));
   }
   void fill_zero(float* device, size_t count) override {
-    std::memset(device, 0, count * sizeof(float));
+    if (count > 0) std::memset(device, 0, count * sizeof(float));
   }
   void prepare_for_writing(float* data, size_t count) override {
     prepare_host_memory_for_writing(data, count);

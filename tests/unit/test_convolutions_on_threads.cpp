@@ -42,7 +42,7 @@ static_assert(kBatch > 2 * cpu::Convolutions::kPieceSamples);
 class ConvolutionPieces : public ::testing::TestWithParam<std::pair<int64_t, int64_t>> {};
 
 TEST_P(ConvolutionPieces, EqualTheDefinitionOnAnyTeam) {
-  const auto [channels, filters] = GetParam();
+  const int64_t channels = GetParam().first, filters = GetParam().second;
   const Window2d win = Window2d::make(7, 6, channels, 3, 3, 1, 1, true);
   const bool input_grad = channels > 1;
   const auto x = random_vector(kBatch * 7 * 6 * channels, 1),

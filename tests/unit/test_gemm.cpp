@@ -170,6 +170,7 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
     // the CPU backend's tiles then fetch their next rows while they multiply, and where the input
     // is large (Note [weight-gradient chunks]) hand over blocks of column chunks.
     const std::vector<float> state(w.size(), 1.0f);
+    const auto in_cols = static_cast<size_t>(in);  // clang 14 captures no structured binding
     const GradBlockConsumer consume{
         .consume =
             [&](const GradBlock& block) {
@@ -178,8 +179,7 @@ TEST_P(DenseGemmPaths, ForwardAndBackwardMatchReference) {
                 EXPECT_EQ(block.first_col, next_col[row]) << "row " << row;
                 next_col[row] = block.first_col + block.cols;
                 for (int64_t c = 0; c < block.cols; ++c) {
-                  const auto at =
-                      row * static_cast<size_t>(in) + static_cast<size_t>(block.first_col + c);
+                  const auto at = row * in_cols + static_cast<size_t>(block.first_col + c);
                   consumed[at] = block.data[r * block.cols + c];
                   ++times[at];
                 }
