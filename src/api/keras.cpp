@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "comm/launch.h"
+#include "core/error.h"
 #include "nn/model_builder.h"
 
 namespace ddp::keras {
@@ -56,6 +57,16 @@ Spec Activation(const std::string& activation) {
 Spec LeakyReLU(double negative_slope) {
   return {
       map({{"type", YAML::Node("leaky_relu")}, {"negative_slope", YAML::Node(negative_slope)}})};
+}
+Spec frozen(const Spec& layer) {
+  const std::string type =
+      layer.node.IsMap() && layer.node["type"] ? layer.node["type"].as<std::string>() : "";
+  if (!has_parameters(type))
+    throw ConfigError("frozen: a " + (type.empty() ? std::string("spec that is no layer") : type) +
+                      " layer has no parameters to freeze");
+  YAML::Node node = YAML::Clone(layer.node);
+  node["trainable"] = false;
+  return {node};
 }
 Spec LayerNormalization(double epsilon) {
   return {map({{"type", YAML::Node("layer_normalization")}, {"epsilon", YAML::Node(epsilon)}})};

@@ -80,6 +80,9 @@ Spec LayerNormalization(double epsilon = 0.001);
 Spec Activation(const std::string& activation);
 // Keras' LeakyReLU: x where x > 0, negative_slope * x elsewhere (negative_slope >= 0).
 Spec LeakyReLU(double negative_slope = 0.3);
+// `layer` (Dense, Conv2D, BatchNormalization, LayerNormalization) frozen, as Keras' layers made
+// with trainable=False (Note [frozen layers]); ConfigError for a layer without parameters.
+Spec frozen(const Spec& layer);
 
 // Keras 3's Adam and AdamW: Keras' rule (optimizer.rule: keras, AdamHyper) and defaults
 // (epsilon 1e-7; AdamW's decoupled weight decay 0.004).

@@ -49,6 +49,7 @@ using ddp::python::call_hook;
 using ddp::python::define_file_methods;
 using ddp::python::define_keras_methods;
 using ddp::python::define_layer_methods;
+using ddp::python::define_layers;
 using ddp::python::FloatArray;
 using ddp::python::logs_of;
 using ddp::python::loss_of;
@@ -226,21 +227,7 @@ PYBIND11_MODULE(ddp_trainer, m) {
         return std::string("Spec(") + out.c_str() + ")";
       });
 
-  m.def("Dense", &keras::Dense, py::arg("units"), py::arg("activation") = "linear",
-        py::arg("use_bias") = true);
-  m.def("Conv2D", &keras::Conv2D, py::arg("filters"), py::arg("kernel_size"),
-        py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true);
-  m.def("MaxPooling2D", &keras::MaxPooling2D, py::arg("pool_size") = 2);
-  m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
-  m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
-  m.def("Flatten", &keras::Flatten);
-  m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
-  m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);
-  m.def("Dropout", &keras::Dropout, py::arg("rate"));
-  m.def("BatchNormalization", &keras::BatchNormalization, py::arg("sync") = false);
-  m.def("LayerNormalization", &keras::LayerNormalization, py::arg("epsilon") = 0.001);
-  m.def("Activation", &keras::Activation, py::arg("activation"));
-  m.def("LeakyReLU", &keras::LeakyReLU, py::arg("negative_slope") = 0.3);
+  define_layers(m);
   add_optimizers_and_losses(m);
   m.def("EarlyStopping", &keras::EarlyStopping, py::arg("monitor") = "val_loss",
         py::arg("patience") = 0, py::arg("min_delta") = 0.0,

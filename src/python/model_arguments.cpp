@@ -61,6 +61,52 @@ ModelArguments model_arguments(const py::iterable& layers, std::vector<int64_t> 
   return out;
 }
 
+namespace {
+keras::Spec trained_or_frozen(keras::Spec layer, bool trainable) {
+  return trainable ? layer : keras::frozen(layer);
+}
+}  // namespace
+
+void define_layers(py::module_& m) {
+  m.def(
+      "Dense",
+      [](int64_t units, const std::string& activation, bool use_bias, bool trainable) {
+        return trained_or_frozen(keras::Dense(units, activation, use_bias), trainable);
+      },
+      py::arg("units"), py::arg("activation") = "linear", py::arg("use_bias") = true,
+      py::arg("trainable") = true);
+  m.def(
+      "Conv2D",
+      [](int64_t filters, int64_t kernel_size, const std::string& activation,
+         const std::string& padding, bool use_bias, bool trainable) {
+        return trained_or_frozen(keras::Conv2D(filters, kernel_size, activation, padding, use_bias),
+                                 trainable);
+      },
+      py::arg("filters"), py::arg("kernel_size"), py::arg("activation") = "linear",
+      py::arg("padding") = "valid", py::arg("use_bias") = true, py::arg("trainable") = true);
+  m.def("MaxPooling2D", &keras::MaxPooling2D, py::arg("pool_size") = 2);
+  m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
+  m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
+  m.def("Flatten", &keras::Flatten);
+  m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
+  m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);
+  m.def("Dropout", &keras::Dropout, py::arg("rate"));
+  m.def(
+      "BatchNormalization",
+      [](bool sync, bool trainable) {
+        return trained_or_frozen(keras::BatchNormalization(sync), trainable);
+      },
+      py::arg("sync") = false, py::arg("trainable") = true);
+  m.def(
+      "LayerNormalization",
+      [](double epsilon, bool trainable) {
+        return trained_or_frozen(keras::LayerNormalization(epsilon), trainable);
+      },
+      py::arg("epsilon") = 0.001, py::arg("trainable") = true);
+  m.def("Activation", &keras::Activation, py::arg("activation"));
+  m.def("LeakyReLU", &keras::LeakyReLU, py::arg("negative_slope") = 0.3);
+}
+
 void define_layer_methods(py::class_<keras::Sequential>& sequential) {
   sequential
       .def(py::init([](const py::iterable& layers, std::vector<int64_t> input_shape) {

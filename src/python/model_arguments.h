@@ -19,6 +19,10 @@ struct ModelArguments {
   std::vector<int64_t> input_shape;
 };
 
+// Defines the module's layers (Dense, Conv2D, ...), those with parameters taking Keras'
+// trainable=False (Note [frozen layers]).
+void define_layers(pybind11::module_& m);
+
 // Defines Sequential(layers=[], input_shape=[]) and Keras' add(layer) and pop(), each taking
 // what model_arguments takes.
 void define_layer_methods(pybind11::class_<keras::Sequential>& sequential);

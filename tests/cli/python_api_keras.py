@@ -377,14 +377,17 @@ def keras_arguments():
                                 zip(frozen_before, own.layers[0].get_weights())))
     frozen = [ddp.Sequential([KerasTensor(), keras_object("Dense", units=16, trainable=False),
                               keras_object("Dense", units=4, activation="softmax")]),
-              ddp.Sequential([ddp.Dense(16), ddp.Dense(4, "softmax")], input_shape=[10])]
+              ddp.Sequential([ddp.Dense(16), ddp.Dense(4, "softmax")], input_shape=[10]),
+              ddp.Sequential([ddp.Dense(16, trainable=False), ddp.Dense(4, "softmax")],
+                             input_shape=[10])]
     frozen[1].build()
     frozen[1].layers[0].trainable = False
     for m in frozen:
         m.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
         m.fit(x, y, epochs=2, verbose=0)
     result["frozen"] += [frozen[0].layers[0].trainable,
-                         bool(np.array_equal(weights(frozen[0]), weights(frozen[1])))]
+                         bool(np.array_equal(weights(frozen[0]), weights(frozen[1]))),
+                         bool(np.array_equal(weights(frozen[0]), weights(frozen[2])))]
     own.trainable = True  # Keras' model.trainable: every layer
     result["frozen"].append(own.layers[0].trainable)
 

@@ -378,12 +378,13 @@ class Scenarios:
             "Sequential: layers[0] (LSTM): the layer class LSTM; ddp-trainer's layers do not have "
             "it", "Sequential: layers[0]: a layer of ddp_trainer's or Keras', not 3",
             "Sequential: input_shape (12), and the Keras input's shape is (10)"], r["layers"]
-        # Frozen for the fit after compile(); Keras' Dense(trainable=False) is ddp's frozen one
+        # Frozen for the fit after compile(); Keras' Dense(trainable=False) and ddp's are the
+        # layer frozen through model.layers
         assert r["frozen"] == [
             False, True,
             "Sequential: fit: layers were frozen or unfrozen (trainable) since the last fit; "
             "compile() again first, as Keras needs, for an optimizer of the weights now trained",
-            True, False, True, True], r["frozen"]
+            True, False, True, True, True], r["frozen"]
         assert r["metrics"] == [
             ["accuracy", "learning_rate", "loss", "sparse_categorical_accuracy", "val_accuracy",
              "val_loss", "val_sparse_categorical_accuracy"], True,

@@ -197,6 +197,17 @@ TEST(FrozenLayers, ApiFreezesForTheFitAfterTheNextCompile) {
   EXPECT_NE(by_name(model.get_weights(), "layers.0.weight"), by_name(after, "layers.0.weight"));
   EXPECT_EQ(error_of<ConfigError>([&] { model.set_trainable(2, false); }),
             "Sequential: layers[2].trainable: the model has 2 layers");
+  // Made frozen (Keras' Dense(..., trainable=False)): the model frozen through set_trainable.
+  keras::Sequential made({keras::frozen(keras::Dense(16, "relu")), keras::Dense(4, "softmax")},
+                         {6});
+  made.compile(keras::Adam(0.01), "sparse_categorical_crossentropy", {"accuracy"});
+  made.fit(world_of_one(), arrays_of(data), one);
+  keras::Sequential set = small_model();
+  set.set_trainable(0, false);
+  set.fit(world_of_one(), arrays_of(data), one);
+  EXPECT_EQ(values_of(made.get_weights()), values_of(set.get_weights()));
+  EXPECT_EQ(error_of<ConfigError>([] { keras::frozen(keras::Dropout(0.5)); }),
+            "frozen: a dropout layer has no parameters to freeze");
 }
 
 std::string config_error(const std::string& layers) {
