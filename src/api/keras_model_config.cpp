@@ -196,11 +196,13 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["type"] = "leaky_relu";
     out["negative_slope"] = in.get<double>("negative_slope", 0.0);
   } else if (class_name == "Activation" || class_name == "ReLU" || class_name == "Softmax") {
-    const std::string a = class_name == "ReLU"      ? "relu"
+    // ReLU(max_value=6) is relu6, as MobileNets write it.
+    const bool six = class_name == "ReLU" && in.get<double>("max_value", 0.0) == 6.0;
+    const std::string a = class_name == "ReLU"      ? (six ? "relu6" : "relu")
                           : class_name == "Softmax" ? "softmax"
                                                     : in.activation(activation_names());
     if (class_name == "ReLU") {
-      in.require("max_value", nullptr);
+      if (!six) in.require("max_value", nullptr);
       in.require("threshold", 0.0);
     }
     if (a == "linear") return {};  // the identity: no layer

@@ -18,6 +18,14 @@ inline constexpr float kSeluAlpha = 1.6732632423543772f;
 inline constexpr float kInvSqrt2 = 1 / std::numbers::sqrt2_v<float>;
 inline constexpr float kInvSqrt2Pi = std::numbers::inv_sqrtpi_v<float> * kInvSqrt2;  // N(0,1) at 0
 
+// tanh(softplus(z)) = n / (n + 2) with n = e^z (e^z + 2); past z = 20 it is 1 in float (and
+// e^2z would overflow).
+inline float mish_tanh_softplus(float z) {
+  const float e = std::exp(std::min(z, 20.0f));
+  const float n = e * (e + 2);
+  return n / (n + 2);
+}
+
 inline float activate(Activation act, float z) {
   switch (act) {
     case Activation::kRelu:
@@ -38,6 +46,14 @@ inline float activate(Activation act, float z) {
       return 0.5f * z * std::erfc(-z * kInvSqrt2);  // erfc: no cancellation for z < 0
     case Activation::kSilu:
       return z / (1 + std::exp(-z));
+    case Activation::kRelu6:
+      return std::min(std::max(z, 0.0f), 6.0f);
+    case Activation::kHardSigmoid:
+      return std::min(std::max(z + 3, 0.0f), 6.0f) / 6;
+    case Activation::kHardSilu:
+      return z * (std::min(std::max(z + 3, 0.0f), 6.0f) / 6);
+    case Activation::kMish:
+      return z * mish_tanh_softplus(z);
     case Activation::kLinear:
       break;
   }
@@ -62,6 +78,17 @@ inline float activation_slope_at(Activation act, float x) {
     case Activation::kSilu: {
       const float s = activate(Activation::kSigmoid, x);
       return s * (1 + x * (1 - s));
+    }
+    // The kinks take PyTorch's one-sided slopes: 0 at relu6's 0 and 6 and hard_sigmoid's -3 and 3.
+    case Activation::kRelu6:
+      return x > 0 && x < 6 ? 1.0f : 0.0f;
+    case Activation::kHardSigmoid:
+      return x > -3 && x < 3 ? 1.0f / 6 : 0.0f;
+    case Activation::kHardSilu:
+      return x < -3 ? 0.0f : x < 3 ? x / 3 + 0.5f : 1.0f;
+    case Activation::kMish: {  // tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)
+      const float t = mish_tanh_softplus(x);
+      return t + x * activate(Activation::kSigmoid, x) * (1 - t * t);
     }
     default:
       break;

@@ -19,7 +19,9 @@
 
 namespace ddp {
 
-// Keras' elementwise activations of those names (gelu: the exact, erf form; elu: alpha 1).
+// Keras' elementwise activations of those names (gelu: the exact, erf form; elu: alpha 1;
+// hard_sigmoid: Keras 3's relu6(x + 3) / 6, as PyTorch's Hardsigmoid; hard_silu: x times it, as
+// PyTorch's Hardswish).
 enum class Activation {
   kLinear,
   kRelu,
@@ -30,7 +32,11 @@ enum class Activation {
   kSoftplus,
   kSoftsign,
   kGelu,
-  kSilu
+  kSilu,
+  kRelu6,
+  kHardSigmoid,
+  kHardSilu,
+  kMish
 };
 
 // Whether act's derivative is a function of its output, so that a fused kernel, which keeps only

@@ -39,6 +39,17 @@ Vec erfc(Vec z) {
 }
 
 Vec sigmoid(Vec x) { return div(broadcast(1), add(broadcast(1), exp(sub(zero(), x)))); }
+Vec relu6(Vec x) { return min(max(zero(), x), broadcast(6)); }
+Vec mish_tanh_softplus(Vec x) {  // as activation_grad.h's
+  const Vec e = exp(min(x, broadcast(20)));
+  const Vec n = mul(e, add(e, broadcast(2)));
+  return div(n, add(n, broadcast(2)));
+}
+// 1 where low < x < high, 0 elsewhere.
+Vec inside(Vec x, float low, float high) {
+  return select(greater(x, broadcast(low)),
+                select(greater(broadcast(high), x), broadcast(1), zero()), zero());
+}
 Vec normal_cdf(Vec x) { return mul(broadcast(0.5f), erfc(mul(x, broadcast(-kInvSqrt2)))); }
 
 template <Activation A>
@@ -54,6 +65,12 @@ Vec value(Vec x) {
   if constexpr (A == Activation::kSoftsign) return div(x, add(broadcast(1), abs(x)));
   if constexpr (A == Activation::kGelu) return mul(x, normal_cdf(x));
   if constexpr (A == Activation::kSilu) return mul(x, sigmoid(x));
+  if constexpr (A == Activation::kRelu6) return relu6(x);
+  if constexpr (A == Activation::kHardSigmoid)
+    return div(relu6(add(x, broadcast(3))), broadcast(6));
+  if constexpr (A == Activation::kHardSilu)
+    return mul(x, div(relu6(add(x, broadcast(3))), broadcast(6)));
+  if constexpr (A == Activation::kMish) return mul(x, mish_tanh_softplus(x));
   return x;
 }
 
@@ -76,6 +93,16 @@ Vec slope(Vec x) {
     const Vec s = sigmoid(x);
     return mul(s, fma(x, sub(broadcast(1), s), broadcast(1)));
   }
+  if constexpr (A == Activation::kRelu6) return inside(x, 0, 6);
+  if constexpr (A == Activation::kHardSigmoid) return mul(inside(x, -3, 3), broadcast(1.0f / 6));
+  if constexpr (A == Activation::kHardSilu)
+    return select(greater(broadcast(-3), x), zero(),
+                  select(greater(broadcast(3), x), fma(x, broadcast(1.0f / 3), broadcast(0.5f)),
+                         broadcast(1)));
+  if constexpr (A == Activation::kMish) {
+    const Vec t = mish_tanh_softplus(x);
+    return fma(mul(x, sigmoid(x)), sub(broadcast(1), mul(t, t)), t);
+  }
   return broadcast(1);
 }
 
@@ -95,6 +122,14 @@ void with_unfused(Activation act, F&& f) {
       return f.template operator()<Activation::kGelu>();
     case Activation::kSilu:
       return f.template operator()<Activation::kSilu>();
+    case Activation::kRelu6:
+      return f.template operator()<Activation::kRelu6>();
+    case Activation::kHardSigmoid:
+      return f.template operator()<Activation::kHardSigmoid>();
+    case Activation::kHardSilu:
+      return f.template operator()<Activation::kHardSilu>();
+    case Activation::kMish:
+      return f.template operator()<Activation::kMish>();
     default:
       throw std::logic_error("unfused_activation: a fused kernel takes this activation");
   }

@@ -36,12 +36,22 @@ __device__ float activate(int act, float z) {
       return 0.5f * z * erfcf(-z * kInvSqrt2);  // gelu
     case 9:
       return z / (1.0f + expf(-z));  // silu
+    case 10:
+      return fminf(fmaxf(z, 0.0f), 6.0f);  // relu6
+    case 11:
+      return fminf(fmaxf(z + 3, 0.0f), 6.0f) / 6;  // hard_sigmoid
+    case 12:
+      return z * (fminf(fmaxf(z + 3, 0.0f), 6.0f) / 6);  // hard_silu
+    case 13: {  // mish: tanh(softplus(z)) as activation_grad.h's
+      const float e = expf(fminf(z, 20.0f)), n = e * (e + 2);
+      return z * (n / (n + 2));
+    }
     default:
       return z;
   }
 }
 
-// act'(x) of the activations whose derivative needs their input (codes 4-9).
+// act'(x) of the activations whose derivative needs their input (codes 4-13).
 __device__ float input_slope(int act, float x) {
   switch (act) {
     case 4:
@@ -59,6 +69,16 @@ __device__ float input_slope(int act, float x) {
     case 9: {
       const float s = 1.0f / (1.0f + expf(-x));
       return s * (1 + x * (1 - s));
+    }
+    case 10:
+      return x > 0 && x < 6 ? 1.0f : 0.0f;
+    case 11:
+      return x > -3 && x < 3 ? 1.0f / 6 : 0.0f;
+    case 12:
+      return x < -3 ? 0.0f : x < 3 ? x / 3 + 0.5f : 1.0f;
+    case 13: {
+      const float e = expf(fminf(x, 20.0f)), n = e * (e + 2), t = n / (n + 2);
+      return t + x / (1.0f + expf(-x)) * (1 - t * t);
     }
     default:
       return 1;
@@ -165,6 +185,14 @@ int activation_code(Activation act) {
       return 8;
     case Activation::kSilu:
       return 9;
+    case Activation::kRelu6:
+      return 10;
+    case Activation::kHardSigmoid:
+      return 11;
+    case Activation::kHardSilu:
+      return 12;
+    case Activation::kMish:
+      return 13;
     case Activation::kLinear:
       break;
   }

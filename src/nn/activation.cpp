@@ -22,6 +22,14 @@ std::string ActivationLayer::type_name() const {
       return "GELU";
     case Activation::kSilu:
       return "SiLU";
+    case Activation::kRelu6:
+      return "ReLU6";
+    case Activation::kHardSigmoid:
+      return "HardSigmoid";
+    case Activation::kHardSilu:
+      return "HardSiLU";
+    case Activation::kMish:
+      return "Mish";
     case Activation::kLinear:
       break;
   }

@@ -25,6 +25,14 @@ const char* activation_name(Activation act) {
       return "gelu";
     case Activation::kSilu:
       return "silu";
+    case Activation::kRelu6:
+      return "relu6";
+    case Activation::kHardSigmoid:
+      return "hard_sigmoid";
+    case Activation::kHardSilu:
+      return "hard_silu";
+    case Activation::kMish:
+      return "mish";
     case Activation::kLinear:
       break;
   }

@@ -21,14 +21,17 @@ namespace ddp {
 namespace {
 
 // Keras' names of the elementwise activations, each a layer type and a dense or conv2d
-// `activation`; "swish" is Keras' other name for SiLU.
+// `activation`; "swish" and "hard_swish" are Keras' other names for SiLU and hard SiLU.
 const std::vector<std::pair<std::string, Activation>>& elementwise_activations() {
   static const std::vector<std::pair<std::string, Activation>> table = {
-      {"relu", Activation::kRelu},         {"tanh", Activation::kTanh},
-      {"sigmoid", Activation::kSigmoid},   {"elu", Activation::kElu},
-      {"selu", Activation::kSelu},         {"softplus", Activation::kSoftplus},
-      {"softsign", Activation::kSoftsign}, {"gelu", Activation::kGelu},
-      {"silu", Activation::kSilu},         {"swish", Activation::kSilu}};
+      {"relu", Activation::kRelu},          {"tanh", Activation::kTanh},
+      {"sigmoid", Activation::kSigmoid},    {"elu", Activation::kElu},
+      {"selu", Activation::kSelu},          {"softplus", Activation::kSoftplus},
+      {"softsign", Activation::kSoftsign},  {"gelu", Activation::kGelu},
+      {"silu", Activation::kSilu},          {"swish", Activation::kSilu},
+      {"relu6", Activation::kRelu6},        {"hard_sigmoid", Activation::kHardSigmoid},
+      {"hard_silu", Activation::kHardSilu}, {"hard_swish", Activation::kHardSilu},
+      {"mish", Activation::kMish}};
   return table;
 }
 

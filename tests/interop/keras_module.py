@@ -124,7 +124,8 @@ def main():
               f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
 
     # Keras' activations of these names (GELU's exact form, the default of activation="gelu").
-    for hidden in ("gelu", "silu", "elu", "selu", "softplus", "softsign", "leaky_relu"):
+    for hidden in ("gelu", "silu", "elu", "selu", "softplus", "softsign", "leaky_relu", "relu6",
+                   "hard_sigmoid", "hard_silu", "mish"):
         ours, keras_mlp = twin_mlps(lambda: keras.optimizers.Adam(0.01), hidden=hidden)
         for m in (ours, keras_mlp):
             m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)

@@ -109,12 +109,12 @@ TEST_P(ActivationGradient, MatchesFiniteDifferences) {
   expect_input_gradient_matches(*backend, layer, x, y, batch, 6);
 }
 
-INSTANTIATE_TEST_SUITE_P(Activations, ActivationGradient,
-                         ::testing::Values(Activation::kRelu, Activation::kTanh,
-                                           Activation::kSigmoid, Activation::kElu,
-                                           Activation::kSelu, Activation::kSoftplus,
-                                           Activation::kSoftsign, Activation::kGelu,
-                                           Activation::kSilu));
+INSTANTIATE_TEST_SUITE_P(
+    Activations, ActivationGradient,
+    ::testing::Values(Activation::kRelu, Activation::kTanh, Activation::kSigmoid, Activation::kElu,
+                      Activation::kSelu, Activation::kSoftplus, Activation::kSoftsign,
+                      Activation::kGelu, Activation::kSilu, Activation::kRelu6,
+                      Activation::kHardSigmoid, Activation::kHardSilu, Activation::kMish));
 
 TEST(LeakyReluGradient, MatchesFiniteDifferences) {
   auto backend = make_cpu_backend();
@@ -133,8 +133,10 @@ TEST(LeakyReluGradient, MatchesFiniteDifferences) {
 TEST(Activations, BitsDoNotDependOnWhereARangeBegins) {
   auto backend = make_cpu_backend();
   const std::vector<float> x = random_vector(37, 9, -4, 4), dy = random_vector(37, 10);
-  for (const Activation act : {Activation::kElu, Activation::kSelu, Activation::kSoftplus,
-                               Activation::kSoftsign, Activation::kGelu, Activation::kSilu}) {
+  for (const Activation act :
+       {Activation::kElu, Activation::kSelu, Activation::kSoftplus, Activation::kSoftsign,
+        Activation::kGelu, Activation::kSilu, Activation::kRelu6, Activation::kHardSigmoid,
+        Activation::kHardSilu, Activation::kMish}) {
     std::vector<float> whole(37), split(37), whole_dx(37), split_dx(37);
     backend->activation_forward(act, x.data(), whole.data(), 37);
     backend->activation_backward(act, x.data(), whole.data(), dy.data(), whole_dx.data(), 37);
@@ -160,7 +162,11 @@ TEST(Activations, MatchTheirDefinitions) {
       {Activation::kSoftplus, [](double z) { return std::log1p(std::exp(z)); }},
       {Activation::kSoftsign, [](double z) { return z / (1 + std::abs(z)); }},
       {Activation::kGelu, [](double z) { return 0.5 * z * std::erfc(-z / std::sqrt(2.0)); }},
-      {Activation::kSilu, [](double z) { return z / (1 + std::exp(-z)); }}};
+      {Activation::kSilu, [](double z) { return z / (1 + std::exp(-z)); }},
+      {Activation::kRelu6, [](double z) { return std::min(std::max(z, 0.0), 6.0); }},
+      {Activation::kHardSigmoid, [](double z) { return std::clamp(z / 6 + 0.5, 0.0, 1.0); }},
+      {Activation::kHardSilu, [](double z) { return z * std::clamp(z / 6 + 0.5, 0.0, 1.0); }},
+      {Activation::kMish, [](double z) { return z * std::tanh(std::log1p(std::exp(z))); }}};
   std::vector<float> x;
   for (float z = -30; z <= 30; z += 0.25f) x.push_back(z);
   std::vector<float> y(x.size());

@@ -121,6 +121,13 @@ TEST(KerasModelConfig, LeakyReluAsKerasLeakyRelu) {
             0.05);
   EXPECT_FLOAT_EQ(
       slope_of({{"class_name", "Activation"}, {"config", {{"activation", "leaky_relu"}}}}), 0.2f);
+  // ReLU(max_value=6), as MobileNets write it, is relu6; another cap is refused.
+  const nlohmann::json six = {{"class_name", "ReLU"}, {"config", {{"max_value", 6.0}}}};
+  EXPECT_EQ(keras::keras_layer(six, "m.keras: layers[2]").spec->node["type"].as<std::string>(),
+            "relu6");
+  nlohmann::json four = six;
+  four["config"]["max_value"] = 4.0;
+  EXPECT_THROW(keras::keras_layer(four, "m.keras: layers[2]"), ConfigError);
 }
 
 TEST(KerasModelConfig, LayerNormalizationAsKerasLayerNormalization) {
@@ -259,9 +266,9 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
   EXPECT_EQ(refused("/config/layers/1/config/dilation_rate", {2, 2}),
             "m.keras: config.json: layers[1] (Conv2D): dilation_rate [2,2]; ddp-trainer's layers "
             "do not have it");
-  EXPECT_EQ(refused("/config/layers/5/config/activation", "mish"),
-            "m.keras: config.json: layers[5] (Dense): activation mish; ddp-trainer's layers do "
-            "not have it");
+  EXPECT_EQ(refused("/config/layers/5/config/activation", "log_sigmoid"),
+            "m.keras: config.json: layers[5] (Dense): activation log_sigmoid; ddp-trainer's layers "
+            "do not have it");
   EXPECT_EQ(refused("/config/layers/1/config/data_format", "channels_first"),
             "m.keras: config.json: layers[1] (Conv2D): data_format \"channels_first\"; "
             "ddp-trainer's layers do not have it");
