@@ -255,25 +255,27 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     return [diff]
 
 
-def layer_norm_check(args, env, tmp):
-    """The first check's data, an MLP with a layer_normalization (epsilon 1e-3) after its first
-    dense layer, 20 SGD steps (momentum 0.9) on 2 ranks against torch.nn.LayerNorm(eps=1e-3), from
-    the same initial weights (gamma and beta drawn, not PyTorch's ones and zeros)."""
+def layer_norm_mlp(tmp, name, rule, frozen):
+    """The first check's data and an MLP with a layer_normalization (epsilon 1e-3) after its first
+    dense layer, its gamma and beta drawn (not PyTorch's ones and zeros): writes {tmp}/{name}.yaml
+    with optimizer `rule`, the first and third dense layers trainable: false when `frozen`
+    (requires_grad_(False) in PyTorch), and returns PyTorch's model and a batch's loss."""
     rows = read_rows(f"{tmp}/train.csv")
     x = torch.tensor([r[:-1] for r in rows]).double()  # as ddp_train reads them: float32
     y = torch.tensor([int(r[-1]) for r in rows])
-    with open(f"{tmp}/ln.yaml", "w") as f:
+    freeze = ", trainable: false" if frozen else ""
+    with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/train.csv}}
 model:
   layers:
-    - {{type: dense, units: 16}}
+    - {{type: dense, units: 16{freeze}}}
     - {{type: layer_normalization, epsilon: 0.001}}
     - {{type: tanh}}
-    - {{type: dense, units: 12, activation: tanh}}
+    - {{type: dense, units: 12, activation: tanh{freeze}}}
     - {{type: dense, units: 4, activation: softmax}}
 loss: sparse_categorical_crossentropy
-optimizer: {optimizer_yaml("sgd")}
+optimizer: {optimizer_yaml(rule)}
 training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     torch.manual_seed(17)
@@ -283,57 +285,37 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     with torch.no_grad():
         model.layers[1].weight.uniform_(0.5, 1.5)
         model.layers[1].bias.uniform_(-0.5, 0.5)
+    if frozen:
+        model.layers[0].requires_grad_(False)
+        model.layers[2].requires_grad_(False)
     mean = torch.nn.CrossEntropyLoss()
 
     def loss_of(batch):
         hidden = torch.tanh(model.layers[1](model.layers[0](x[batch])))
         return mean(model.layers[3](torch.tanh(model.layers[2](hidden))), y[batch])
 
+    return model, loss_of
+
+
+def layer_norm_check(args, env, tmp):
+    """layer_norm_mlp, 20 SGD steps (momentum 0.9) on 2 ranks against torch.nn.LayerNorm(eps=1e-3),
+    from the same initial weights."""
+    model, loss_of = layer_norm_mlp(tmp, "ln", "sgd", frozen=False)
     diff = twenty_steps(args, env, tmp, "ln", model, torch_optimizer("sgd"), loss_of)
     print(f"layer normalization, 20 SGD steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
     return [diff]
 
 
 def frozen_check(args, env, tmp):
-    """The layer-normalization MLP with its first and third dense layers frozen (trainable: false;
-    Note [frozen layers]), 20 AdamW steps on 2 ranks against PyTorch's layers with
-    requires_grad_(False), whose weights AdamW's decay leaves alone as it does every weight without
-    a gradient."""
-    rows = read_rows(f"{tmp}/train.csv")
-    x = torch.tensor([r[:-1] for r in rows]).double()
-    y = torch.tensor([int(r[-1]) for r in rows])
-    with open(f"{tmp}/frozen.yaml", "w") as f:
-        f.write(f"""data:
-  train: {{type: csv, path: {tmp}/train.csv}}
-model:
-  layers:
-    - {{type: dense, units: 16, trainable: false}}
-    - {{type: layer_normalization}}
-    - {{type: tanh}}
-    - {{type: dense, units: 12, activation: tanh, trainable: false}}
-    - {{type: dense, units: 4, activation: softmax}}
-loss: sparse_categorical_crossentropy
-optimizer: {optimizer_yaml("adamw")}
-training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
-""")
-    torch.manual_seed(19)
-    model = torch.nn.Module()
-    model.layers = torch.nn.ModuleList([torch.nn.Linear(6, 16), torch.nn.LayerNorm(16, eps=1e-3),
-                                        torch.nn.Linear(16, 12), torch.nn.Linear(12, 4)])
-    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("layers.0.",
-                                                                                    "layers.2."))}
-    model.layers[0].requires_grad_(False)
-    model.layers[2].requires_grad_(False)
-    mean = torch.nn.CrossEntropyLoss()
-
-    def loss_of(batch):
-        hidden = torch.tanh(model.layers[1](model.layers[0](x[batch])))
-        return mean(model.layers[3](torch.tanh(model.layers[2](hidden))), y[batch])
-
+    """layer_norm_mlp with its first and third dense layers frozen (Note [frozen layers]), 20
+    AdamW steps on 2 ranks against PyTorch's layers with requires_grad_(False), whose weights
+    AdamW's decay leaves alone as it does every weight without a gradient."""
+    model, loss_of = layer_norm_mlp(tmp, "frozen", "adamw", frozen=True)
+    frozen = {k: v.clone() for k, v in model.state_dict().items()
+              if k.startswith(("layers.0.", "layers.2."))}
     diff = twenty_steps(args, env, tmp, "frozen", model, torch_optimizer("adamw"), loss_of)
     stepped = load_file(f"{tmp}/frozen20.safetensors")
-    kept = all(torch.equal(stepped[k], v) for k, v in frozen.items())
+    kept = all(torch.equal(stepped[k], v.float()) for k, v in frozen.items())
     print(f"frozen layers, 20 AdamW steps (2 ranks) vs PyTorch's requires_grad_(False): max abs "
           f"diff {diff:.2e}; the frozen weights as they were: {kept}")
     return [diff if kept else float("inf")]
-
