@@ -137,8 +137,8 @@ void Sequential::set_trainable(size_t layer, bool trainable) {
   const YAML::Node layers = model_["layers"];
   if (!layers || layer >= layers.size())
     throw ConfigError(std::string(kOrigin) + ": layers[" + std::to_string(layer) +
-                      "].trainable: the model has " +
-                      std::to_string(layers ? layers.size() : 0) + " layers");
+                      "].trainable: the model has " + std::to_string(layers ? layers.size() : 0) +
+                      " layers");
   const YAML::Node type = layers[layer]["type"];
   if (!type || !has_parameters(type.as<std::string>())) return;  // nothing to freeze
   YAML::Node model = YAML::Clone(model_);
