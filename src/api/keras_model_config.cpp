@@ -187,6 +187,9 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
   } else if (class_name == "Flatten") {
     out["type"] = "flatten";
     in.channels_last();
+  } else if (class_name == "ELU") {  // Keras' ELU layer: alpha 1 is the elu activation's
+    in.require("alpha", 1.0);
+    out["type"] = "elu";
   } else if (class_name == "LeakyReLU") {
     out["type"] = "leaky_relu";
     out["negative_slope"] = in.get<double>("negative_slope", 0.3);

@@ -121,6 +121,13 @@ TEST(KerasModelConfig, LeakyReluAsKerasLeakyRelu) {
             0.05);
   EXPECT_FLOAT_EQ(
       slope_of({{"class_name", "Activation"}, {"config", {{"activation", "leaky_relu"}}}}), 0.2f);
+  // Keras' ELU layer of alpha 1 is the elu activation; another alpha is refused.
+  const nlohmann::json elu = {{"class_name", "ELU"}, {"config", {{"alpha", 1.0}}}};
+  EXPECT_EQ(keras::keras_layer(elu, "m.keras: layers[2]").spec->node["type"].as<std::string>(),
+            "elu");
+  nlohmann::json half = elu;
+  half["config"]["alpha"] = 0.5;
+  EXPECT_THROW(keras::keras_layer(half, "m.keras: layers[2]"), ConfigError);
   // ReLU(max_value=6), as MobileNets write it, is relu6; another cap is refused.
   const nlohmann::json six = {{"class_name", "ReLU"}, {"config", {{"max_value", 6.0}}}};
   EXPECT_EQ(keras::keras_layer(six, "m.keras: layers[2]").spec->node["type"].as<std::string>(),
