@@ -121,20 +121,22 @@ TEST(KerasModelConfig, LeakyReluAsKerasLeakyRelu) {
             0.05);
   EXPECT_FLOAT_EQ(
       slope_of({{"class_name", "Activation"}, {"config", {{"activation", "leaky_relu"}}}}), 0.2f);
-  // Keras' ELU layer of alpha 1 is the elu activation; another alpha is refused.
-  const nlohmann::json elu = {{"class_name", "ELU"}, {"config", {{"alpha", 1.0}}}};
-  EXPECT_EQ(keras::keras_layer(elu, "m.keras: layers[2]").spec->node["type"].as<std::string>(),
-            "elu");
-  nlohmann::json half = elu;
-  half["config"]["alpha"] = 0.5;
-  EXPECT_THROW(keras::keras_layer(half, "m.keras: layers[2]"), ConfigError);
-  // ReLU(max_value=6), as MobileNets write it, is relu6; another cap is refused.
-  const nlohmann::json six = {{"class_name", "ReLU"}, {"config", {{"max_value", 6.0}}}};
-  EXPECT_EQ(keras::keras_layer(six, "m.keras: layers[2]").spec->node["type"].as<std::string>(),
-            "relu6");
-  nlohmann::json four = six;
-  four["config"]["max_value"] = 4.0;
-  EXPECT_THROW(keras::keras_layer(four, "m.keras: layers[2]"), ConfigError);
+  // Keras' ELU layer of alpha 1 is the elu activation, and ReLU(max_value=6), as MobileNets write
+  // it, is relu6; another alpha or cap is refused.
+  struct Read {
+    const char* class_name;
+    const char* key;
+    double accepted, refused;
+    const char* type;
+  };
+  for (const Read& r :
+       {Read{"ELU", "alpha", 1.0, 0.5, "elu"}, Read{"ReLU", "max_value", 6.0, 4.0, "relu6"}}) {
+    nlohmann::json keras = {{"class_name", r.class_name}, {"config", {{r.key, r.accepted}}}};
+    EXPECT_EQ(keras::keras_layer(keras, "m.keras: layers[2]").spec->node["type"].as<std::string>(),
+              r.type);
+    keras["config"][r.key] = r.refused;
+    EXPECT_THROW(keras::keras_layer(keras, "m.keras: layers[2]"), ConfigError) << r.class_name;
+  }
 }
 
 TEST(KerasModelConfig, LayerNormalizationAsKerasLayerNormalization) {
