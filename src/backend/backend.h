@@ -282,10 +282,11 @@ class ComputeBackend {
   virtual void from_bf16(const uint16_t* src, float* dst, size_t count) = 0;
 
   // PyTorch's update rules (torch.optim.SGD with dampening 0, torch.optim.Adam or AdamW; RMSprop
-  // by PyTorch's or Keras' rule). With GradCheck::kFinite they return false when a gradient they
-  // read was NaN or infinite (the update has used it all the same); otherwise they return true.
-  // With kFiniteLater such a gradient makes the next take_nonfinite() return true. They read
-  // each gradient multiplied by grad_scale (Note [gradient clipping]; 1 reads them as they are).
+  // and the adaptive optimizers by PyTorch's or Keras' rule). With GradCheck::kFinite they return
+  // false when a gradient they read was NaN or infinite (the update has used it all the same);
+  // otherwise they return true. With kFiniteLater such a gradient makes the next take_nonfinite()
+  // return true. They read each gradient multiplied by grad_scale (Note [gradient clipping]; 1
+  // reads them as they are).
   virtual bool sgd_update(float* params, const float* grads, float* velocity, size_t count,
                           float lr, float grad_scale, const SgdHyper& hyper, GradCheck check) = 0;
   virtual bool adam_update(float* params, const float* grads, float* m, float* v, size_t count,
@@ -301,6 +302,14 @@ class ComputeBackend {
   virtual bool rmsprop_update(float* params, const float* grads, RmspropState state, size_t count,
                               float lr, float grad_scale, const RmspropHyper& hyper,
                               GradCheck check) = 0;
+  // Adagrad, Adamax, NAdam or Lion, one step (AdaptiveStep). first: Adagrad's sum, or the others'
+  // first moment; second: Adamax's norm or NAdam's second moment (null for Adagrad and Lion).
+  struct AdaptiveState {
+    float* first;
+    float* second;
+  };
+  virtual bool adaptive_update(float* params, const float* grads, AdaptiveState state, size_t count,
+                               const AdaptiveStep& step, GradCheck check) = 0;
 
   // Note [deferred readback]: a device runs what the host queued while the host goes on, until
   // the host waits for a result. A training step that read its loss right after the loss kernel

@@ -132,14 +132,7 @@ class CpuBackend final : public ComputeBackend {
   }
   void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,
                         int64_t cols) override {
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* p = y + r * cols;
-      const float* g = dy + r * cols;
-      float dot = 0;
-      for (int64_t c = 0; c < cols; ++c) dot += p[c] * g[c];
-      float* o = dx + r * cols;
-      for (int64_t c = 0; c < cols; ++c) o[c] = p[c] * (g[c] - dot);
-    }
+    cpu::softmax_backward_rows(y, dy, dx, rows, cols);
   }
 
   LossStats softmax_cross_entropy(const float* logits, const float* targets,
@@ -319,6 +312,15 @@ class CpuBackend final : public ComputeBackend {
           params + begin, grads + begin,
           {at(state.square_avg), at(state.momentum_buffer), at(state.grad_avg)}, end - begin, lr,
           grad_scale, hyper);
+    });
+    return readback_.checked(non_finite, check);
+  }
+  bool adaptive_update(float* params, const float* grads, AdaptiveState state, size_t count,
+                       const AdaptiveStep& step, GradCheck check) override {
+    const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
+      const auto at = [begin](float* buffer) { return buffer ? buffer + begin : nullptr; };
+      return cpu::adaptive_range(params + begin, grads + begin, {at(state.first), at(state.second)},
+                                 end - begin, step);
     });
     return readback_.checked(non_finite, check);
   }

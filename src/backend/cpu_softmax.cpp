@@ -51,4 +51,15 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
   }
 }
 
+void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = y + r * cols;
+    const float* g = dy + r * cols;
+    float dot = 0;
+    for (int64_t c = 0; c < cols; ++c) dot += p[c] * g[c];
+    float* o = dx + r * cols;
+    for (int64_t c = 0; c < cols; ++c) o[c] = p[c] * (g[c] - dot);
+  }
+}
+
 }  // namespace ddp::cpu

@@ -19,5 +19,7 @@ ExpRow exp_minus_max(const float* z, int64_t cols, float* exps);
 
 // Row-wise softmax of x (rows, cols) into y (rows, cols).
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols);
+// Its input gradient dx = y * (dy - sum(y * dy)) per row, from its output y.
+void softmax_backward_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols);
 
 }  // namespace ddp::cpu

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "backend/adaptive_element.h"
 #include "core/owned_lines.h"
 
 namespace ddp::cpu {
@@ -106,6 +107,21 @@ uint32_t rmsprop_rule(float* params, const float* grads, ComputeBackend::Rmsprop
                                                                        end, lr, scale, hyper);
 }
 
+// One chunk of an adaptive optimizer; its state's buffers are null where the kind has none.
+template <AdaptiveHyper::Kind kKind, bool kKeras, bool kFirstStep>
+uint32_t adaptive_chunk(float* params, const float* grads, ComputeBackend::AdaptiveState state,
+                        size_t begin, size_t end, AdaptiveStep c) {
+  float* const first = state.first;
+  float* const second = state.second ? state.second : state.first;  // unread where null
+  uint32_t non_finite = 0;
+  for (size_t i = begin; i < end; ++i) {
+    non_finite |= is_non_finite(grads[i]);
+    params[i] =
+        adaptive_element<kKind, kKeras, kFirstStep>(params[i], grads[i], first[i], second[i], c);
+  }
+  return non_finite;
+}
+
 }  // namespace
 
 double squared_sum(const float* data, size_t count) {
@@ -178,6 +194,15 @@ uint32_t rmsprop_range(float* params, const float* grads, ComputeBackend::Rmspro
           : (hyper.momentum != 0 ? rmsprop_rule<false, true> : rmsprop_rule<false, false>);
   return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
     return chunk(params, grads, state, begin, end, lr, grad_scale, hyper);
+  });
+}
+
+uint32_t adaptive_range(float* params, const float* grads, ComputeBackend::AdaptiveState state,
+                        size_t count, const AdaptiveStep& step) {
+  return with_adaptive_form(step, [&]<AdaptiveHyper::Kind kKind, bool kKeras, bool kFirstStep>() {
+    return in_chunks_owning_ahead(params, count, [=](size_t begin, size_t end) {
+      return adaptive_chunk<kKind, kKeras, kFirstStep>(params, grads, state, begin, end, step);
+    });
   });
 }
 

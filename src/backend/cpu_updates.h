@@ -1,6 +1,6 @@
 #pragma once
 // The CPU backend's optimizer updates over ranges of its flat buffers (ComputeBackend::sgd_update,
-// adam_update, rmsprop_update), and the finiteness test they and all_finite share.
+// adam_update, rmsprop_update, adaptive_update), and the finiteness test they and all_finite share.
 
 #include <cstddef>
 #include <cstdint>
@@ -41,5 +41,9 @@ uint32_t adam_range(float* params, const float* grads, float* m, float* v, size_
 // RMSprop by either rule (RmspropHyper); state's buffers offset like params.
 uint32_t rmsprop_range(float* params, const float* grads, ComputeBackend::RmspropState state,
                        size_t count, float lr, float grad_scale, RmspropHyper hyper);
+
+// Adagrad, Adamax, NAdam or Lion (AdaptiveStep); state's buffers offset like params.
+uint32_t adaptive_range(float* params, const float* grads, ComputeBackend::AdaptiveState state,
+                        size_t count, const AdaptiveStep& step);
 
 }  // namespace ddp::cpu

@@ -240,6 +240,11 @@ class CudaBackend final : public ComputeBackend {
                          stream_);
     return checked(check);
   }
+  bool adaptive_update(float* params, const float* grads, AdaptiveState state, size_t count,
+                       const AdaptiveStep& step, GradCheck check) override {
+    cuda::adaptive_update(params, grads, state, count, step, check_flag(check), stream_);
+    return checked(check);
+  }
   LossStats take_loss_stats() override { return readback_.take_loss_stats(stream_); }
   bool take_nonfinite() override { return readback_.take_nonfinite(stream_); }
 

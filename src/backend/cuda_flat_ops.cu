@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "backend/adaptive_element.h"
 #include "backend/cuda_check.h"
 #include "backend/cuda_flat_ops.h"
 #include "backend/cuda_launch.cuh"
@@ -73,6 +74,18 @@ __global__ void rmsprop_kernel(float* p, const float* g, float* square_avg, floa
   }
 }
 
+// The CPU's adaptive optimizers (adaptive_element.h); second is null for Adagrad and Lion.
+template <AdaptiveHyper::Kind kKind, bool kKeras, bool kFirstStep>
+__global__ void adaptive_kernel(float* p, const float* g, float* first, float* second, size_t n,
+                                AdaptiveStep c, int* nonfinite) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    if (nonfinite && !isfinite(g[i])) *nonfinite = 1;
+    float unused = 0;
+    p[i] = adaptive_element<kKind, kKeras, kFirstStep>(p[i], g[i], first[i],
+                                                       second ? second[i] : unused, c);
+  }
+}
+
 // The rounding of core/bf16.h, bit for bit, so that both backends put the same bytes on the wire.
 __global__ void to_bf16_kernel(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -127,6 +140,15 @@ void rmsprop_update(float* params, const float* grads, ComputeBackend::RmspropSt
       params, grads, state.square_avg, hyper.momentum != 0 ? state.momentum_buffer : nullptr,
       hyper.centered ? state.grad_avg : nullptr, count, lr, grad_scale, hyper, hyper.l2(),
       hyper.decay(lr), nonfinite);
+  cudaCheck(cudaGetLastError());
+}
+
+void adaptive_update(float* params, const float* grads, ComputeBackend::AdaptiveState state,
+                     size_t count, const AdaptiveStep& step, int* nonfinite, cudaStream_t stream) {
+  with_adaptive_form(step, [&]<AdaptiveHyper::Kind kKind, bool kKeras, bool kFirstStep>() {
+    adaptive_kernel<kKind, kKeras, kFirstStep><<<blocks_for(count), kThreads, 0, stream>>>(
+        params, grads, state.first, state.second, count, step, nonfinite);
+  });
   cudaCheck(cudaGetLastError());
 }
 

@@ -24,6 +24,9 @@ void adam_update(float* params, const float* grads, float* m, float* v, size_t c
 void rmsprop_update(float* params, const float* grads, ComputeBackend::RmspropState state,
                     size_t count, float lr, float grad_scale, const RmspropHyper& hyper,
                     int* nonfinite, cudaStream_t stream);
+// The CPU's adaptive optimizers (cpu_updates.cpp); `nonfinite` as for sgd_update.
+void adaptive_update(float* params, const float* grads, ComputeBackend::AdaptiveState state,
+                     size_t count, const AdaptiveStep& step, int* nonfinite, cudaStream_t stream);
 
 void to_bf16(const float* src, uint16_t* dst, size_t count, cudaStream_t stream);
 void from_bf16(const uint16_t* src, float* dst, size_t count, cudaStream_t stream);

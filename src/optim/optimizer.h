@@ -32,6 +32,7 @@ class Optimizer {
     ++steps_;
     grad_scale_ = grad_scale;
     if (first_step_ == 0) first_step_ = steps_;
+    began_step();
   }
   // params and grads are elements [state_offset, state_offset + params.size()) of the state.
   // With GradCheck::kFinite, returns false when a gradient was NaN or infinite (see
@@ -63,6 +64,9 @@ class Optimizer {
   // update() after its range checks.
   virtual bool update_piece(size_t state_offset, std::span<float> params,
                             std::span<const float> grads, float lr, GradCheck check) = 0;
+  // Work of a step that its pieces share, done once before them: pieces may update on several
+  // threads at once (ThreadTeam::run).
+  virtual void began_step() {}
   // The momentum where a step is SGD's momentum step and nothing else (momentum_only).
   virtual std::optional<float> momentum_only_coefficient() const { return std::nullopt; }
   ComputeBackend& backend_;

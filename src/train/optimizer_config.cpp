@@ -1,5 +1,10 @@
 #include "train/optimizer_config.h"
 
+#include "optim/adam.h"
+#include "optim/adaptive_optimizer.h"
+#include "optim/rmsprop.h"
+#include "optim/sgd.h"
+
 namespace ddp {
 namespace {
 
@@ -57,14 +62,61 @@ void read_schedule(ConfigNode& s, OptimizerConfig& opt) {
   s.finish();
 }
 
+// Adagrad's, Adamax's, NAdam's or Lion's settings (AdaptiveHyper), with the rule's defaults.
+AdaptiveHyper read_adaptive(ConfigNode& node, const std::string& type, bool keras_rule) {
+  using Kind = AdaptiveHyper::Kind;
+  AdaptiveHyper h;
+  h.kind = type == "adagrad"  ? Kind::kAdagrad
+           : type == "adamax" ? Kind::kAdamax
+           : type == "nadam"  ? Kind::kNadam
+                              : Kind::kLion;
+  h.keras_rule = keras_rule && h.kind != Kind::kLion;
+  if (h.kind == Kind::kAdagrad) {
+    h.initial_accumulator =
+        static_cast<float>(node.get("initial_accumulator_value", h.keras_rule ? 0.1 : 0.0));
+    if (h.initial_accumulator < 0) node.fail("initial_accumulator_value", "must be >= 0");
+  } else {
+    h.beta1 = static_cast<float>(in_unit_interval(node, "beta1", node.get("beta1", 0.9)));
+    h.beta2 = static_cast<float>(
+        in_unit_interval(node, "beta2", node.get("beta2", h.kind == Kind::kLion ? 0.99 : 0.999)));
+  }
+  if (h.kind != Kind::kLion) {
+    const double epsilon = !h.keras_rule ? (h.kind == Kind::kAdagrad ? 1e-10 : 1e-8) : 1e-7;
+    h.epsilon = static_cast<float>(positive_number(node, "epsilon", node.get("epsilon", epsilon)));
+  }
+  if (h.kind == Kind::kNadam && !h.keras_rule)
+    h.momentum_decay = static_cast<float>(
+        positive_number(node, "momentum_decay", node.get("momentum_decay", 0.004)));
+  if (h.kind == Kind::kNadam && h.keras_rule) {
+    if (node.has("momentum_decay"))
+      node.fail("momentum_decay",
+                "Keras' rule has none (its momentum schedule is 0.96^t); leave "
+                "it out, or use rule: pytorch");
+    h.momentum_decay = 1;
+  }
+  h.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
+  if (h.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
+  return h;
+}
+
+// The learning rate where the config gives none: its library's default.
+double default_rate(const std::string& type, bool keras_rule) {
+  if (type == "sgd") return 1e-2;
+  if (keras_rule || type == "lion") return 1e-3;
+  if (type == "rmsprop" || type == "adagrad") return 1e-2;
+  return type == "adamax" || type == "nadam" ? 2e-3 : 1e-3;
+}
+
 }  // namespace
 
 OptimizerConfig parse_optimizer(ConfigNode node) {
   OptimizerConfig opt;
-  opt.type = node.choice("type", {"sgd", "adam", "adamw", "rmsprop"});
-  // Every optimizer follows PyTorch's rule or Keras' (SgdHyper, AdamHyper, RmspropHyper), each with
-  // its library's defaults: RMSprop's rate 0.01, rho (PyTorch's alpha) 0.99 and epsilon 1e-8 or
-  // 0.001, 0.9 and 1e-7; Adam's epsilon 1e-8 or 1e-7; AdamW's weight decay 0.01 or 0.004.
+  opt.type = node.choice("type",
+                         {"sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam", "lion"});
+  // Every optimizer follows PyTorch's rule or Keras' (SgdHyper, AdamHyper, RmspropHyper,
+  // AdaptiveHyper), each with its library's defaults: RMSprop's rate 0.01, rho (PyTorch's alpha)
+  // 0.99 and epsilon 1e-8 or 0.001, 0.9 and 1e-7; Adam's epsilon 1e-8 or 1e-7; AdamW's weight
+  // decay 0.01 or 0.004; Adagrad's rate 0.01 or 0.001; Adamax's and NAdam's 0.002 or 0.001.
   const bool keras_rule = node.choice("rule", {"pytorch", "keras"}, "pytorch") == "keras";
   // Parsed when absent too, so the resolved config shows the schedule in force.
   ConfigNode schedule = node.optional_child("schedule");
@@ -74,9 +126,8 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
                                "polynomial", "piecewise_constant", "reduce_on_plateau"},
                               "constant");
   if (spec.type == "piecewise_constant") read_piecewise(schedule, spec);
-  const double default_lr = !spec.values.empty() ? spec.values.front()
-                            : opt.type == "sgd" || (opt.type == "rmsprop" && !keras_rule) ? 1e-2
-                                                                                          : 1e-3;
+  const double default_lr =
+      !spec.values.empty() ? spec.values.front() : default_rate(opt.type, keras_rule);
   spec.base_lr = positive_number(node, "learning_rate", node.get("learning_rate", default_lr));
   if (!spec.values.empty() && spec.base_lr != spec.values.front())
     node.fail("learning_rate",
@@ -102,6 +153,8 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
     r.centered = node.get("centered", false);
     r.weight_decay = static_cast<float>(node.get("weight_decay", 0.0));
     if (r.weight_decay < 0) node.fail("weight_decay", "must be >= 0");
+  } else if (opt.is_adaptive()) {
+    opt.adaptive = read_adaptive(node, opt.type, keras_rule);
   } else {
     opt.adam.beta1 = static_cast<float>(in_unit_interval(node, "beta1", node.get("beta1", 0.9)));
     opt.adam.beta2 = static_cast<float>(in_unit_interval(node, "beta2", node.get("beta2", 0.999)));
@@ -124,6 +177,15 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
   if (opt.global_clipnorm < 0) node.fail("global_clipnorm", "must be > 0 (or 0: off)");
   node.finish();
   return opt;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, ComputeBackend& backend,
+                                          size_t count) {
+  if (config.type == "sgd") return std::make_unique<Sgd>(backend, count, config.sgd);
+  if (config.type == "rmsprop") return std::make_unique<Rmsprop>(backend, count, config.rmsprop);
+  if (config.is_adaptive())
+    return std::make_unique<AdaptiveOptimizer>(backend, count, config.adaptive);
+  return std::make_unique<Adam>(backend, count, config.adam);
 }
 
 }  // namespace ddp

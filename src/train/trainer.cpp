@@ -10,9 +10,6 @@
 #include "core/error.h"
 #include "core/machine.h"
 #include "core/rng.h"
-#include "optim/adam.h"
-#include "optim/rmsprop.h"
-#include "optim/sgd.h"
 #include "train/config_reader.h"
 #include "train/replica_check.h"
 #include "train/targets.h"
@@ -24,13 +21,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, ComputeBackend& backend,
-                                          size_t count) {
-  if (config.type == "sgd") return std::make_unique<Sgd>(backend, count, config.sgd);
-  if (config.type == "rmsprop") return std::make_unique<Rmsprop>(backend, count, config.rmsprop);
-  return std::make_unique<Adam>(backend, count, config.adam);
 }
 
 // Every layer with parameters as a dense layer's weight and bias, if it has one (Note [split

@@ -34,7 +34,8 @@ TEST_P(DdpTraining, GlobalBatchMatchesSingleProcess) {
   EXPECT_GT(max_abs_diff(single, fresh), 1e-3f);
 }
 
-// Invariant 1 for each update rule (Keras' rules, RMSprop with all of its state), with the
+// Invariant 1 for each update rule (Keras' rules, RMSprop with all of its state, the adaptive
+// optimizers: Adagrad's initial sum in every shard), with the
 // state replicated and, where the path has it, sharded by ZeRO-1 (each rank updates its share).
 TEST_P(DdpTraining, EveryUpdateRuleMatchesSingleProcess) {
   MpiCommunicator comm;
@@ -44,7 +45,9 @@ TEST_P(DdpTraining, EveryUpdateRuleMatchesSingleProcess) {
        {"{type: rmsprop, rule: keras, momentum: 0.5, centered: true, weight_decay: 0.01}",
         "{type: sgd, rule: keras, learning_rate: 0.05, momentum: 0.9, nesterov: true, "
         "weight_decay: 0.01}",
-        "{type: adam, rule: keras, weight_decay: 0.01}"}) {
+        "{type: adam, rule: keras, weight_decay: 0.01}",
+        "{type: adagrad, rule: keras, weight_decay: 0.01}", "{type: adamax, weight_decay: 0.01}",
+        "{type: nadam, weight_decay: 0.01}", "{type: lion, learning_rate: 0.0001}"}) {
     for (const std::string zero : {"0", "1"}) {
       if (zero == "1" && !sharded) continue;
       const Config config = config_with({"optimizer=" + optimizer, "training.zero=" + zero});

@@ -35,6 +35,9 @@ training: {epochs: 4, global_batch_size: 16, tail: pad}
   } else if (optimizer == "rmsprop") {
     // All three of its state buffers, and Keras' rule, whose momentum buffer holds the rates.
     root["optimizer"] = YAML::Load("{type: rmsprop, rule: keras, momentum: 0.5, centered: true}");
+  } else if (optimizer == "nadam") {
+    // Its product of momentum coefficients, worked out again from the step count.
+    root["optimizer"] = YAML::Load("{type: nadam}");
   }
   root["optimizer"]["schedule"] = YAML::Load("{type: cosine, warmup_steps: 5}");
   root["training"]["allreduce"] = allreduce;
@@ -92,14 +95,16 @@ TEST_P(Resume, BitIdenticalToAnUninterruptedRun) {
 }
 
 // 26 steps: the end of epoch 2 of 4; 33: in the middle of epoch 3.
-INSTANTIATE_TEST_SUITE_P(
-    Optimizers, Resume,
-    ::testing::Combine(::testing::Values("sgd", "adam", "rmsprop"), ::testing::Values(26, 33),
-                       ::testing::Values("shm", "shm_rows", "mpi", "hierarchical")),
-    [](const auto& info) {
-      return std::get<0>(info.param) + "_stop_at_" + std::to_string(std::get<1>(info.param)) + "_" +
-             std::get<2>(info.param);
-    });
+INSTANTIATE_TEST_SUITE_P(Optimizers, Resume,
+                         ::testing::Combine(::testing::Values("sgd", "adam", "rmsprop", "nadam"),
+                                            ::testing::Values(26, 33),
+                                            ::testing::Values("shm", "shm_rows", "mpi",
+                                                              "hierarchical")),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_stop_at_" +
+                                  std::to_string(std::get<1>(info.param)) + "_" +
+                                  std::get<2>(info.param);
+                         });
 
 // Note [dropout mask]: the masks come from (seed, epoch, position), which a checkpoint restores,
 // so stopping in the middle of an epoch changes nothing.

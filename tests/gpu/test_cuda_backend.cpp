@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "gpu_test_support.h"
+#include "optim/adaptive_optimizer.h"
 #include "runtime/device.h"
 #include "train/config_reader.h"
 #include "train/trainer.h"
@@ -179,6 +180,24 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
                                                    .keras_rule = keras_rule},
                                       GradCheck::kFinite));
     for (Mirror* state : {&SQ, &BUF, &GAV}) out[k].push_back(state->read());
+    // The adaptive optimizers, each kind and rule, through their optimizer objects.
+    using Kind = AdaptiveHyper::Kind;
+    for (const Kind kind : {Kind::kAdagrad, Kind::kAdamax, Kind::kNadam, Kind::kLion})
+      for (const bool keras_rule : {false, true}) {
+        AdaptiveOptimizer optimizer(be, 1000,
+                                    {.kind = kind,
+                                     .initial_accumulator = 0.1f,
+                                     .weight_decay = 0.01f,
+                                     .keras_rule = keras_rule});
+        for (int step = 0; step < 2; ++step)
+          EXPECT_TRUE(optimizer.step({PA.buffer.data(), 1000}, {GA.buffer.data(), 1000}, 1e-3f,
+                                     GradCheck::kFinite));
+        for (const StateTensor& t : optimizer.state()) {
+          std::vector<float> host(t.data.size());
+          be.copy_to_host(t.data.data(), host.data(), host.size());
+          out[k].push_back(host);
+        }
+      }
     out[k].push_back(PA.read());
     squares[k] = be.squared_norm(GA.buffer.data(), 1000);
     EXPECT_TRUE(be.all_finite(PA.buffer.data(), 1000));

@@ -138,7 +138,8 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += multilabel_checks(args, env, tmp, "sgd")
         diffs += categorical_check(args, env, tmp, "adam")
         diffs += categorical_check(args, env, tmp, "sgd")
-        diffs += categorical_check(args, env, tmp, "rmsprop")
+        for rule in ("rmsprop", "adagrad", "adamax", "nadam"):
+            diffs += categorical_check(args, env, tmp, rule)
         diffs += categorical_check(args, env, tmp, "sgd", 0, class_weight=[0.5, 2.0, 1.0, 3.0])
         diffs += regression_check(args, env, tmp)
         diffs += regression_check(args, env, tmp, weighted=True)

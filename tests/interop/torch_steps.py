@@ -64,6 +64,15 @@ OPTIMIZERS = {
     "rmsprop": (0.001, ", momentum: 0.9, centered: true, weight_decay: 0.01",
                 lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.9, centered=True,
                                                   weight_decay=0.01)),
+    "adagrad": (0.001, ", initial_accumulator_value: 0.1, weight_decay: 0.01",
+                lambda p, lr: torch.optim.Adagrad(p, lr=lr, initial_accumulator_value=0.1,
+                                                  weight_decay=0.01)),
+    "adamax": (0.002, ", beta2: 0.99, weight_decay: 0.01",
+               lambda p, lr: torch.optim.Adamax(p, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)),
+    # foreach: torch 1.13's single-tensor NAdam multiplies mu_t into its product twice in the
+    # momentum's step size (fixed in 2.0, pytorch/pytorch#92699); its foreach form did not.
+    "nadam": (0.002, ", weight_decay: 0.01",
+              lambda p, lr: torch.optim.NAdam(p, lr=lr, weight_decay=0.01, foreach=True)),
 }
 
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "core/error.h"
 #include "core/spelling.h"
 #include "train/config.h"
@@ -118,6 +120,22 @@ TEST(Config, EachRuleTakesItsLibrarysDefaults) {
   EXPECT_DOUBLE_EQ(keras.optimizer.schedule.base_lr, 1e-3);
   EXPECT_FLOAT_EQ(keras.optimizer.rmsprop.rho, 0.9f);
   EXPECT_FLOAT_EQ(keras.optimizer.rmsprop.epsilon, 1e-7f);
+  // Adagrad: rate, epsilon and initial sum; Adamax and NAdam: rate and epsilon; Lion: one rule.
+  const auto adaptive = [](const std::string& type, const std::string& rule) {
+    const Config c = parse_with(
+        {"optimizer.type=" + type, "optimizer.learning_rate=~", "optimizer.rule=" + rule});
+    const AdaptiveHyper& h = c.optimizer.adaptive;
+    std::ostringstream out;  // 6 significant digits: float settings read as their decimals
+    out << c.optimizer.schedule.base_lr << " " << h.epsilon << " " << h.initial_accumulator << " "
+        << h.momentum_decay << " " << h.beta2 << (h.decoupled() ? " decoupled" : " l2");
+    return out.str();
+  };
+  EXPECT_EQ(adaptive("adagrad", "pytorch"), "0.01 1e-10 0 0.004 0.999 l2");
+  EXPECT_EQ(adaptive("adagrad", "keras"), "0.001 1e-07 0.1 0.004 0.999 decoupled");
+  EXPECT_EQ(adaptive("adamax", "pytorch"), "0.002 1e-08 0 0.004 0.999 l2");
+  EXPECT_EQ(adaptive("nadam", "keras"), "0.001 1e-07 0 1 0.999 decoupled");
+  EXPECT_EQ(adaptive("nadam", "pytorch"), "0.002 1e-08 0 0.004 0.999 l2");
+  EXPECT_EQ(adaptive("lion", "pytorch"), "0.001 1e-08 0 0.004 0.99 decoupled");
   const Config adamw = parse_with({"optimizer.type=adamw", "optimizer.rule=keras"});
   EXPECT_TRUE(adamw.optimizer.adam.keras_rule);
   EXPECT_FLOAT_EQ(adamw.optimizer.adam.epsilon, 1e-7f);
@@ -264,6 +282,12 @@ INSTANTIATE_TEST_SUITE_P(
                 "optimizer.rule: unknown value 'tensorflow'"},
         BadCase{{"optimizer.type=rmsprop", "optimizer.rho=1"},
                 "optimizer.rho: must be in [0, 1), got 1"},
+        BadCase{{"optimizer.type=nadam", "optimizer.rule=keras", "optimizer.momentum_decay=0.004"},
+                "optimizer.momentum_decay: Keras' rule has none"},
+        BadCase{{"optimizer.type=adagrad", "optimizer.initial_accumulator_value=-1"},
+                "optimizer.initial_accumulator_value: must be >= 0"},
+        BadCase{{"optimizer.type=lion", "optimizer.epsilon=1e-8"},
+                "optimizer.epsilon: unknown key"},
         // PyTorch's rule adds the decay to the gradient, which no rate makes unsafe.
         BadCase{{"optimizer.type=rmsprop", "optimizer.rule=keras", "optimizer.weight_decay=1000"},
                 "optimizer.weight_decay: times learning_rate must be < 1"},
@@ -280,7 +304,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "model.layers.0.activation: unknown value 'hard_tanh'"},
         BadCase{{"model.layers.0={type: leaky_relu, negative_slope: -0.5}"},
                 "model.layers.0.negative_slope: must be >= 0, got -0.5"},
-        BadCase{{"optimizer.type=lion"}, "optimizer.type: unknown value 'lion'"},
+        BadCase{{"optimizer.type=lamb"}, "optimizer.type: unknown value 'lamb'"},
         BadCase{{"loss=hinge"}, "loss: unknown value 'hinge'"},
         BadCase{{"model.layers.0.units=0"}, "model.layers.0.units: must be > 0, got 0"},
         BadCase{{"optimizer.learning_rate=-0.1"}, "optimizer.learning_rate: must be > 0, got -0.1"},

@@ -9,6 +9,7 @@
 
 #include "core/owned_lines.h"
 #include "optim/adam.h"
+#include "optim/adaptive_optimizer.h"
 #include "optim/lr_schedule.h"
 #include "optim/rmsprop.h"
 #include "optim/sgd.h"
@@ -207,6 +208,13 @@ TEST(Optimizers, EveryElementAcrossChunksGetsTheRuleOfOneElement) {
   check([&](size_t count) {
     return Rmsprop(*backend, count, {.rho = 0.9f, .momentum = 0.5f, .keras_rule = true});
   });
+  using Kind = AdaptiveHyper::Kind;
+  for (const Kind kind : {Kind::kAdagrad, Kind::kAdamax, Kind::kNadam, Kind::kLion})
+    for (const bool keras_rule : {false, true})
+      check([&](size_t count) {
+        return AdaptiveOptimizer(*backend, count,
+                                 {.kind = kind, .weight_decay = 0.01f, .keras_rule = keras_rule});
+      });
 }
 
 TEST(LrSchedule, Constant) {

@@ -102,7 +102,9 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, UpdateInBackward,
                                            "nesterov: true, weight_decay: 0.01}",
                                            "{type: adam, learning_rate: 0.01}",
                                            "{type: rmsprop, rule: keras, momentum: 0.5, "
-                                           "centered: true, weight_decay: 0.01}"));
+                                           "centered: true, weight_decay: 0.01}",
+                                           "{type: adagrad, rule: keras}", "{type: nadam}",
+                                           "{type: lion, weight_decay: 0.1}"));
 
 TEST(UpdateInBackwardChoice, OnlyWhereNothingComesBetweenAGradientAndItsUpdate) {
   const std::string sgd = "{type: sgd, learning_rate: 0.05, momentum: 0.9}";
