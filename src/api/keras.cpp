@@ -22,6 +22,17 @@ Spec pooling(const char* type, int64_t pool_size) {
   return {map({{"type", YAML::Node(type)}, {"pool_size", YAML::Node(pool_size)}})};
 }
 
+// Keras' rule of `type` at `learning_rate` with the settings `more`.
+Spec keras_rule(const char* type, double learning_rate, double weight_decay,
+                std::initializer_list<std::pair<const char*, YAML::Node>> more) {
+  Spec spec{map({{"type", YAML::Node(type)},
+                 {"rule", YAML::Node("keras")},
+                 {"learning_rate", YAML::Node(learning_rate)},
+                 {"weight_decay", YAML::Node(weight_decay)}})};
+  for (const auto& [key, value] : more) spec.node[key] = value;
+  return spec;
+}
+
 }  // namespace
 
 Runtime::Runtime(int* argc, char*** argv) : comm_(connect(argc, argv, mpi_)) {}
@@ -158,6 +169,30 @@ Spec RMSprop(double learning_rate, double rho, double momentum, double epsilon, 
                {"epsilon", YAML::Node(epsilon)},
                {"centered", YAML::Node(centered)},
                {"weight_decay", YAML::Node(weight_decay)}})};
+}
+
+Spec Adagrad(double learning_rate, double initial_accumulator_value, double epsilon,
+             double weight_decay) {
+  return keras_rule("adagrad", learning_rate, weight_decay,
+                    {{"initial_accumulator_value", YAML::Node(initial_accumulator_value)},
+                     {"epsilon", YAML::Node(epsilon)}});
+}
+Spec Adamax(double learning_rate, double beta_1, double beta_2, double epsilon,
+            double weight_decay) {
+  return keras_rule("adamax", learning_rate, weight_decay,
+                    {{"beta1", YAML::Node(beta_1)},
+                     {"beta2", YAML::Node(beta_2)},
+                     {"epsilon", YAML::Node(epsilon)}});
+}
+Spec Nadam(double learning_rate, double beta_1, double beta_2, double epsilon,
+           double weight_decay) {
+  Spec spec = Adamax(learning_rate, beta_1, beta_2, epsilon, weight_decay);
+  spec.node["type"] = "nadam";
+  return spec;
+}
+Spec Lion(double learning_rate, double beta_1, double beta_2, double weight_decay) {
+  return keras_rule("lion", learning_rate, weight_decay,
+                    {{"beta1", YAML::Node(beta_1)}, {"beta2", YAML::Node(beta_2)}});
 }
 
 Spec synthetic(int64_t samples, int64_t features, int64_t classes) {

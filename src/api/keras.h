@@ -96,6 +96,16 @@ Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = fal
 // Keras 3's RMSprop, rule and defaults (optimizer.rule: keras).
 Spec RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,
              double epsilon = 1e-7, bool centered = false, double weight_decay = 0.0);
+// Keras 3's Adagrad, Adamax, Nadam and Lion: their rules and defaults (optimizer.rule: keras,
+// AdaptiveHyper), the weight decay decoupled.
+Spec Adagrad(double learning_rate = 0.001, double initial_accumulator_value = 0.1,
+             double epsilon = 1e-7, double weight_decay = 0.0);
+Spec Adamax(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.999,
+            double epsilon = 1e-7, double weight_decay = 0.0);
+Spec Nadam(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.999,
+           double epsilon = 1e-7, double weight_decay = 0.0);
+Spec Lion(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.99,
+          double weight_decay = 0.0);
 
 // A loss with settings (the config's `loss: {type: ...}`), for compile. from_logits: the model
 // ends without a softmax (the loss applies it); without, a model ending in softmax gives
@@ -191,6 +201,9 @@ struct OptimizerSlots {
   // Each of the optimizer's state buffers ("m", "v", "velocity", ...) by name, as one tensor per
   // trained parameter in get_weights()' names and ddp-trainer's own layouts.
   std::vector<std::pair<std::string, std::vector<NamedTensor>>> buffers = {};
+  // Scalar state Keras keeps after the buffers (Nadam's product of momentum coefficients, a
+  // function of the iterations here).
+  std::vector<double> scalars = {};
 };
 
 // One record per epoch, the same on every rank.

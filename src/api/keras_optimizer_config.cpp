@@ -75,9 +75,13 @@ Spec keras_optimizer(const json& optimizer, const std::string& where,
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   const json c = optimizer.is_object() ? optimizer.value("config", json::object()) : json::object();
   const KerasSettings in(c, where + ": the optimizer " + type, "optimizers");
-  if (lower != "adam" && lower != "adamw" && lower != "rmsprop" && lower != "sgd")
+  const std::vector<std::string> known = {"adam",    "adamw",  "rmsprop", "sgd",
+                                          "adagrad", "adamax", "nadam",   "lion"};
+  if (std::find(known.begin(), known.end(), lower) == known.end())
     throw ConfigError(where + ": the optimizer " + type +
-                      " is not one ddp-trainer has (Adam, AdamW, RMSprop, SGD)" + otherwise);
+                      " is not one ddp-trainer has (Adam, AdamW, RMSprop, SGD, Adagrad, Adamax, "
+                      "Nadam, Lion)" +
+                      otherwise);
   for (const char* none : {"clipnorm", "clipvalue", "ema_overwrite_frequency", "loss_scale_factor",
                            "gradient_accumulation_steps"})
     in.require(none, nullptr);
@@ -103,6 +107,15 @@ Spec keras_optimizer(const json& optimizer, const std::string& where,
     out["momentum"] = in.get<double>("momentum", 0.0);
     out["epsilon"] = in.get<double>("epsilon", 1e-7);
     out["centered"] = in.get<bool>("centered", false);
+    out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
+  } else if (lower == "adagrad") {
+    out["initial_accumulator_value"] = in.get<double>("initial_accumulator_value", 0.1);
+    out["epsilon"] = in.get<double>("epsilon", 1e-7);
+    out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
+  } else if (lower == "adamax" || lower == "nadam" || lower == "lion") {
+    out["beta1"] = in.get<double>("beta_1", 0.9);
+    out["beta2"] = in.get<double>("beta_2", lower == "lion" ? 0.99 : 0.999);
+    if (lower != "lion") out["epsilon"] = in.get<double>("epsilon", 1e-7);
     out["weight_decay"] = in.get<double>("weight_decay", 0.0);  // decoupled, as Keras'
   } else {
     out["beta1"] = in.get<double>("beta_1", 0.9);
@@ -166,6 +179,7 @@ json keras_optimizer_json(const OptimizerConfig& o) {
   const json rate = keras_rate(o.schedule);
   const bool keras_rule = o.type == "sgd"       ? o.sgd.keras_rule
                           : o.type == "rmsprop" ? o.rmsprop.keras_rule
+                          : o.is_adaptive()     ? o.adaptive.decoupled()
                                                 : o.adam.keras_rule;
   const bool l2 = o.type == "adam" && o.adam.weight_decay != 0;  // Keras decays decoupled
   if (rate.is_null() || !keras_rule || l2) return nullptr;
@@ -193,6 +207,20 @@ json keras_optimizer_json(const OptimizerConfig& o) {
     c["momentum"] = keras_number(o.rmsprop.momentum);
     c["epsilon"] = keras_number(o.rmsprop.epsilon);
     c["centered"] = o.rmsprop.centered;
+  } else if (o.is_adaptive()) {
+    const AdaptiveHyper& h = o.adaptive;
+    class_name = o.type == "adagrad"  ? "Adagrad"
+                 : o.type == "adamax" ? "Adamax"
+                 : o.type == "nadam"  ? "Nadam"
+                                      : "Lion";
+    c["name"] = o.type;
+    if (o.type == "adagrad") {
+      c["initial_accumulator_value"] = keras_number(h.initial_accumulator);
+    } else {
+      c["beta_1"] = keras_number(h.beta1);
+      c["beta_2"] = keras_number(h.beta2);
+    }
+    if (o.type != "lion") c["epsilon"] = keras_number(h.epsilon);
   } else {
     class_name = o.type == "adamw" ? "AdamW" : "Adam";
     c["name"] = o.type;

@@ -14,6 +14,7 @@
 #include "api/keras_model_config.h"
 #include "comm/agreement.h"
 #include "core/error.h"
+#include "optim/adaptive_optimizer.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/metric_set.h"
@@ -109,7 +110,8 @@ OptimizerSlots Sequential::slots_of(Trainer& trainer, const TrainingState& state
   OptimizerSlots slots{.optimizer = state.optimizer, .iterations = state.optimizer_steps};
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = YAML::Clone(optimizer_);
-  const LrScheduleSpec schedule = parse_optimizer_config(root, kOrigin).schedule;
+  const OptimizerConfig optimizer = parse_optimizer_config(root, kOrigin);
+  const LrScheduleSpec& schedule = optimizer.schedule;
   slots.learning_rate = schedule.type == "constant" && schedule.warmup_steps == 0
                             ? schedule.base_lr
                             : std::numeric_limits<double>::quiet_NaN();
@@ -119,6 +121,8 @@ OptimizerSlots Sequential::slots_of(Trainer& trainer, const TrainingState& state
   }
   for (const auto& [name, values] : state.optimizer_state)
     slots.buffers.emplace_back(name, named_parameter_values(trainer, values, WeightLayout::kOwn));
+  if (optimizer.type == "nadam")
+    slots.scalars.push_back(nadam_momentum_product(optimizer.adaptive, slots.iterations));
   return slots;
 }
 

@@ -23,8 +23,13 @@ keras::Spec optimizer_named(std::string name) {
   if (name == "adamw") return keras::AdamW();
   if (name == "rmsprop") return keras::RMSprop();
   if (name == "sgd") return keras::SGD();
+  if (name == "adagrad") return keras::Adagrad();
+  if (name == "adamax") return keras::Adamax();
+  if (name == "nadam") return keras::Nadam();
+  if (name == "lion") return keras::Lion();
   throw ConfigError(std::string(kWhere) + ": optimizer '" + name +
-                    "' is not one the trainer has (adam, adamw, rmsprop, sgd)");
+                    "' is not one the trainer has (adam, adamw, rmsprop, sgd, adagrad, adamax, "
+                    "nadam, lion)");
 }
 
 }  // namespace
@@ -40,6 +45,18 @@ void add_optimizers_and_losses(py::module_& m) {
   m.def("RMSprop", &keras::RMSprop, py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9,
         py::arg("momentum") = 0.0, py::arg("epsilon") = 1e-7, py::arg("centered") = false,
         py::arg("weight_decay") = 0.0, "Keras 3's RMSprop: its rule and defaults");
+  m.def("Adagrad", &keras::Adagrad, py::arg("learning_rate") = 0.001,
+        py::arg("initial_accumulator_value") = 0.1, py::arg("epsilon") = 1e-7,
+        py::arg("weight_decay") = 0.0, "Keras 3's Adagrad: its rule and defaults");
+  m.def("Adamax", &keras::Adamax, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
+        py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, py::arg("weight_decay") = 0.0,
+        "Keras 3's Adamax: its rule and defaults");
+  m.def("Nadam", &keras::Nadam, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
+        py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, py::arg("weight_decay") = 0.0,
+        "Keras 3's Nadam: its rule (momentum schedule 0.96^t) and defaults");
+  m.def("Lion", &keras::Lion, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
+        py::arg("beta_2") = 0.99, py::arg("weight_decay") = 0.0,
+        "Keras 3's Lion (Chen et al. 2023): its rule and defaults");
   m.def(
       "CategoricalCrossentropy",
       [](bool from_logits, double label_smoothing) {

@@ -33,6 +33,12 @@ std::optional<KerasSlotLayout> keras_slot_layout(const std::string& optimizer) {
                             {"momentum_buffer", "momentum"},
                             {"grad_avg", "average_gradient"}},
                            1};
+  if (optimizer == "adagrad_keras") return KerasSlotLayout{false, {{"sum", "accumulator"}}, 1};
+  if (optimizer == "adamax_keras")
+    return KerasSlotLayout{true, {{"exp_avg", "momentum"}, {"exp_inf", "norm"}}, 1};
+  if (optimizer == "nadam_keras")
+    return KerasSlotLayout{true, {{"exp_avg", "momentum"}, {"exp_avg_sq", "velocity"}}, 1};
+  if (optimizer == "lion") return KerasSlotLayout{false, {{"exp_avg", "momentum"}}, 1};
   return std::nullopt;  // PyTorch's rules: Keras has no such optimizer
 }
 
@@ -106,6 +112,8 @@ void add_keras_optimizer_vars(const py::object& file, const keras::OptimizerSlot
     for (float& x : tensor.values) x *= layout->sign;
     put(keras_array(tensor, s.to_keras));
   }
+  if (!slots.buffers.empty())
+    for (const double x : slots.scalars) put(np.attr("float32")(x));
 }
 
 std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(
@@ -148,11 +156,14 @@ std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(
     // Keras keeps a rate variable unless the rate is a schedule's.
     const bool has_rate = !std::isnan(like.learning_rate);
     const size_t first = has_rate ? 2 : 1;
-    if (stored != first + order.size())
+    // Scalars after the slots (Nadam's product of momentum coefficients) follow from the
+    // iterations here: counted, not read.
+    if (stored != first + order.size() + like.scalars.size())
       throw CheckpointError(where + ": holds " + std::to_string(stored) + " variables, not " +
-                            std::to_string(first + order.size()) + ": the iterations, " +
-                            (has_rate ? "the learning rate, " : "") + "and " +
-                            std::to_string(order.size()) + " slots of " + like.optimizer +
+                            std::to_string(first + order.size() + like.scalars.size()) +
+                            ": the iterations, " + (has_rate ? "the learning rate, " : "") +
+                            "and " + std::to_string(order.size()) + " slots of " + like.optimizer +
+                            (like.scalars.empty() ? "" : " and its momentum product") +
                             " for this model");
     keras::OptimizerSlots out = like;
     out.iterations = iterations;

@@ -242,13 +242,21 @@ def keras_arguments():
                             by_default.optimizer.learning_rate,
                             bool(np.array_equal(weights(argued), weights(described))),
                             bool(np.array_equal(weights(argued), weights(plain)))]
+    # Keras' names of the adaptive optimizers are their module objects with Keras' defaults.
+    for name, made in (("adagrad", ddp.Adagrad()), ("Adamax", ddp.Adamax()),
+                       ("nadam", ddp.Nadam()), ("lion", ddp.Lion())):
+        named, objected = model(name), model(made)
+        for m in (named, objected):
+            m.fit(x, y, shuffle=False, verbose=0)
+        result["optimizers"].append(bool(np.array_equal(weights(named), weights(objected))) and
+                                    not np.array_equal(weights(named), weights(sgd)))
     class SGD:  # get_config()'s values of the wrong kind, or no settings at all
         def __init__(self, config):
             self.config = config
 
         def get_config(self):
             return self.config
-    for optimizer in ("adagrad", Adam(), SGD({"learning_rate": "fast"}), SGD(None)):
+    for optimizer in ("adafactor", Adam(), SGD({"learning_rate": "fast"}), SGD(None)):
         try:
             model(optimizer)
         except ddp.ConfigError as e:

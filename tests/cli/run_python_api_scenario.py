@@ -398,9 +398,9 @@ class Scenarios:
             "Sequential: compile: metrics: a list, not 'accuracy'",
             "Sequential: metrics: accuracy is listed twice"], r["metrics"]
         assert r["optimizers"] == [
-            True, False, 0.001, True, False,
-            "Sequential: compile: optimizer 'adagrad' is not one the trainer has (adam, adamw, "
-            "rmsprop, sgd)",
+            True, False, 0.001, True, False, True, True, True, True,
+            "Sequential: compile: optimizer 'adafactor' is not one the trainer has (adam, adamw, "
+            "rmsprop, sgd, adagrad, adamax, nadam, lion)",
             "Sequential: compile: the optimizer Adam: amsgrad true; ddp-trainer's optimizers do "
             "not have it",
             "Sequential: compile: the optimizer SGD: learning_rate \"fast\" is not a number",

@@ -4,7 +4,8 @@ Note [rate set by a callback]): keras.callbacks.ReduceLROnPlateau and EarlyStopp
 (restore_best_weights) train the same bits as ddp.ReduceLROnPlateau and ddp.EarlyStopping with the
 same settings, LearningRateScheduler trains each epoch at the rate its schedule gives,
 BackupAndRestore continues a fit that died where its last checkpoint left it (Note [run
-checkpoints]), and ModelCheckpoint writes a weights file. Keras' RMSprop, Adam and SGD objects in
+checkpoints]), and ModelCheckpoint writes a weights file. Keras' RMSprop, Adam, SGD, Adagrad,
+Adamax, Nadam and Lion objects in
 compile, with Keras' learning-rate schedules, train what Keras trains, and .keras files carry
 their state both ways (Note [Keras optimizer state]). Layers frozen with trainable = False train
 what Keras' frozen layers do, and .keras files carry them both ways. Weights files (Note [Keras weights files]): a Keras model of
@@ -110,7 +111,15 @@ def main():
                                                                            [0.5, 0.1, 0.02])),
              []),
             (lambda: keras.optimizers.SGD(0.2, momentum=0.9, nesterov=True, weight_decay=0.01),
-             [keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.2 * 0.25 ** epoch)])]:
+             [keras.callbacks.LearningRateScheduler(lambda epoch, rate: 0.2 * 0.25 ** epoch)]),
+            # Adagrad (epsilon under the root, the sum from 0.1), Adamax (epsilon in the step:
+            # large, to show), Nadam (its momentum schedule 0.96^t) and Lion, each by Keras' rule
+            # with decoupled weight decay.
+            (lambda: keras.optimizers.Adagrad(0.05, epsilon=0.01, weight_decay=0.01), []),
+            (lambda: keras.optimizers.Adamax(0.01, epsilon=0.01, weight_decay=0.01), []),
+            (lambda: keras.optimizers.Nadam(schedules.ExponentialDecay(0.01, 5, 0.5),
+                                            weight_decay=0.01), []),
+            (lambda: keras.optimizers.Lion(0.001, weight_decay=0.01), [])]:
         ours, keras_mlp = twin_mlps(make)
         for m in (ours, keras_mlp):
             m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0,
@@ -323,7 +332,11 @@ def main():
         for make in [lambda: keras.optimizers.Adam(schedules.ExponentialDecay(0.01, 5, 0.5)),
                      lambda: keras.optimizers.AdamW(0.01, weight_decay=0.05),
                      lambda: keras.optimizers.SGD(0.2, momentum=0.9, nesterov=True),
-                     lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True)]:
+                     lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+                     lambda: keras.optimizers.Adagrad(0.05),
+                     lambda: keras.optimizers.Adamax(0.01),
+                     lambda: keras.optimizers.Nadam(0.01),
+                     lambda: keras.optimizers.Lion(0.001)]:
             ours, keras_mlp = twin_mlps(make)
             for m in (ours, keras_mlp):
                 m.fit(x[:500], y[:500], batch_size=50, epochs=2, shuffle=False, verbose=0)

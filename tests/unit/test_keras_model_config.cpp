@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -281,9 +283,10 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
   EXPECT_EQ(refused("/config/layers/1/config/data_format", "channels_first"),
             "m.keras: config.json: layers[1] (Conv2D): data_format \"channels_first\"; "
             "ddp-trainer's layers do not have it");
-  EXPECT_EQ(refused("/compile_config/optimizer/class_name", "Adagrad"),
-            "m.keras: config.json: compile_config: the optimizer Adagrad is not one ddp-trainer "
-            "has (Adam, AdamW, RMSprop, SGD); load with compile=False and compile() with one");
+  EXPECT_EQ(refused("/compile_config/optimizer/class_name", "Adafactor"),
+            "m.keras: config.json: compile_config: the optimizer Adafactor is not one ddp-trainer "
+            "has (Adam, AdamW, RMSprop, SGD, Adagrad, Adamax, Nadam, Lion); load with "
+            "compile=False and compile() with one");
   EXPECT_EQ(refused("/compile_config/optimizer/config/amsgrad", true),
             "m.keras: config.json: compile_config: the optimizer Adam: amsgrad true; "
             "ddp-trainer's optimizers do not have it");
@@ -344,6 +347,60 @@ TEST(KerasModelConfig, RmspropByKerasRule) {
   EXPECT_TRUE(defaults.rmsprop.keras_rule);
   // The C++ API's (and the Python module's) RMSprop is the same optimizer.
   expect_given(api_optimizer_config(keras::RMSprop(0.01, 0.8, 0.5, 1e-6, true)));
+}
+
+// Keras' Adagrad, Adamax, Nadam and Lion train by Keras' rules with their settings, their
+// defaults where left out; the API's objects are the same optimizers; each serializes back as
+// Keras' class.
+TEST(KerasModelConfig, AdaptiveOptimizersByKerasRule) {
+  const auto parsed = [](const char* type, const nlohmann::json& settings) {
+    return keras_optimizer_config({{"class_name", type}, {"config", settings}});
+  };
+  const auto described = [](const OptimizerConfig& c) {
+    const AdaptiveHyper& h = c.adaptive;
+    std::ostringstream out;
+    out << c.type << " " << c.schedule.base_lr << " " << h.beta1 << " " << h.beta2 << " "
+        << h.epsilon << " " << h.initial_accumulator << " " << h.momentum_decay << " "
+        << h.weight_decay << (h.decoupled() ? " decoupled" : " l2");
+    return out.str();
+  };
+  const nlohmann::json none = nlohmann::json::object();
+  EXPECT_EQ(described(parsed("Adagrad", none)),
+            "adagrad 0.001 0.9 0.999 1e-07 0.1 0.004 0 decoupled");
+  EXPECT_EQ(described(parsed("Adamax", none)), "adamax 0.001 0.9 0.999 1e-07 0 0.004 0 decoupled");
+  EXPECT_EQ(described(parsed("Nadam", none)), "nadam 0.001 0.9 0.999 1e-07 0 1 0 decoupled");
+  EXPECT_EQ(described(parsed("Lion", none)), "lion 0.001 0.9 0.99 1e-08 0 0.004 0 decoupled");
+  const struct {
+    const char* type;
+    nlohmann::json settings;
+    keras::Spec api;
+  } given[] = {
+      {"Adagrad",
+       {{"learning_rate", 0.01},
+        {"initial_accumulator_value", 0.2},
+        {"epsilon", 1e-6},
+        {"weight_decay", 0.01}},
+       keras::Adagrad(0.01, 0.2, 1e-6, 0.01)},
+      {"Adamax",
+       {{"learning_rate", 0.01}, {"beta_1", 0.8}, {"beta_2", 0.99}, {"epsilon", 1e-6}},
+       keras::Adamax(0.01, 0.8, 0.99, 1e-6)},
+      {"Nadam",
+       {{"learning_rate", 0.01}, {"beta_1", 0.8}, {"beta_2", 0.99}, {"weight_decay", 0.01}},
+       keras::Nadam(0.01, 0.8, 0.99, 1e-7, 0.01)},
+      {"Lion",
+       {{"learning_rate", 0.01}, {"beta_1", 0.8}, {"beta_2", 0.9}, {"weight_decay", 0.01}},
+       keras::Lion(0.01, 0.8, 0.9, 0.01)},
+  };
+  for (const auto& [type, settings, api] : given) {
+    const OptimizerConfig keras = parsed(type, settings);
+    EXPECT_EQ(described(api_optimizer_config(api)), described(keras)) << type;
+    const nlohmann::json back = keras::keras_optimizer_json(keras);
+    EXPECT_EQ(back["class_name"], type);
+    EXPECT_EQ(described(keras_optimizer_config(back)), described(keras)) << type;
+  }
+  // PyTorch's rules have no Keras form.
+  YAML::Node root = YAML::Load("{optimizer: {type: nadam}}");
+  EXPECT_TRUE(keras::keras_optimizer_json(parse_optimizer_config(root, "test")).is_null());
 }
 
 // The C++ API's (and the Python module's) optimizers take Keras' settings, in Keras' order.
