@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "one_parameter_steps.h"
 #include "optim/adaptive_optimizer.h"
 
 namespace ddp {
@@ -13,13 +14,8 @@ namespace {
 
 using Kind = AdaptiveHyper::Kind;
 
-// One parameter from 1 after a step at lr 0.1 per gradient.
 float after(const AdaptiveHyper& hyper, std::initializer_list<float> grads) {
-  auto backend = make_cpu_backend();
-  AdaptiveOptimizer rule(*backend, 1, hyper);
-  float p = 1;
-  for (float g : grads) rule.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
-  return p;
+  return after_steps<AdaptiveOptimizer>(hyper, grads);
 }
 
 TEST(Adagrad, EpsilonOutsideTheRootByPyTorchsRuleInsideByKeras) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/owned_lines.h"
+#include "one_parameter_steps.h"
 #include "optim/adam.h"
 #include "optim/adaptive_optimizer.h"
 #include "optim/lr_schedule.h"
@@ -17,15 +18,6 @@
 namespace ddp {
 namespace {
 
-// One parameter from 1 after a step at lr 0.1 per gradient.
-template <class Rule, class Hyper>
-float after_steps(const Hyper& hyper, std::initializer_list<float> grads) {
-  auto backend = make_cpu_backend();
-  Rule rule(*backend, 1, hyper);
-  float p = 1;
-  for (float g : grads) rule.step({&p, 1}, {&g, 1}, 0.1f, GradCheck::kNone);
-  return p;
-}
 float sgd_after(const SgdHyper& hyper, std::initializer_list<float> grads) {
   return after_steps<Sgd>(hyper, grads);
 }
