@@ -272,6 +272,14 @@ class ComputeBackend {
                                    const float* stats, float* dx, float* dgamma, float* dbeta,
                                    int64_t rows, int64_t cols, bool accumulate) = 0;
 
+  // Embedding (nn/embedding.h): y (count, dim) = row ids[i] of table (vocabulary, dim), each id
+  // a whole number in [0, vocabulary) (the data are checked); and the table's gradient, zeroed
+  // unless `accumulate`, plus each dy row at its id's row.
+  virtual void embedding_forward(const float* ids, const float* table, float* y, int64_t count,
+                                 int64_t dim) = 0;
+  virtual void embedding_backward(const float* ids, const float* dy, float* dtable, int64_t count,
+                                  int64_t vocabulary, int64_t dim, bool accumulate) = 0;
+
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;
   // The sum of the elements' squares, in double, in an order that depends only on `count`.

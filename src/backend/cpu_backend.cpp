@@ -17,6 +17,7 @@
 #include "backend/cpu_batch_norm.h"
 #include "backend/cpu_convolutions.h"
 #include "backend/cpu_dense.h"
+#include "backend/cpu_embedding.h"
 #include "backend/cpu_layer_norm.h"
 #include "backend/cpu_losses.h"
 #include "backend/cpu_softmax.h"
@@ -213,23 +214,9 @@ class CpuBackend final : public ComputeBackend {
     });
   }
 
-  // The statistics in pieces of rows whose bounds depend only on `rows`, one partial sum a piece,
-  // added in the pieces' order: the same bits on any team (Note [threads per rank]).
   void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,
                     int64_t rows, int64_t channels) override {
-    constexpr int64_t kPieceRows = 4096;
-    const int64_t pieces = (rows + kPieceRows - 1) / kPieceRows;
-    if (pieces <= 1) return cpu::channel_sums(a, b, shift, host_sums, rows, channels);
-    partial_sums_.resize(static_cast<size_t>(pieces * 2 * channels));
-    team_.run_pieces(rows, kPieceRows, [&](int, int64_t first, int64_t count) {
-      cpu::channel_sums(a + first * channels, b + first * channels, shift,
-                        partial_sums_.data() + first / kPieceRows * 2 * channels, count, channels);
-    });
-    for (int64_t i = 0; i < 2 * channels; ++i) {
-      double sum = 0;
-      for (int64_t p = 0; p < pieces; ++p) sum += partial_sums_[p * 2 * channels + i];
-      host_sums[i] = sum;
-    }
+    cpu::channel_sums_on(team_, partial_sums_, a, b, shift, host_sums, rows, channels);
   }
   void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
                           int64_t channels) override {
@@ -264,6 +251,21 @@ class CpuBackend final : public ComputeBackend {
     by_rows(rows, cols, [&](int64_t first, int64_t n) {
       const int64_t at = first * cols;
       cpu::layer_norm_input_grad(dy + at, x + at, gamma, stats + 2 * first, dx + at, n, cols);
+    });
+  }
+
+  void embedding_forward(const float* ids, const float* table, float* y, int64_t count,
+                         int64_t dim) override {
+    by_rows(count, dim, [&](int64_t first, int64_t n) {
+      cpu::embedding_rows(ids + first, table, y + first * dim, n, dim);
+    });
+  }
+  // The threads take shares of the columns, each column's rows added in order on one thread.
+  void embedding_backward(const float* ids, const float* dy, float* dtable, int64_t count,
+                          int64_t vocabulary, int64_t dim, bool accumulate) override {
+    by_rows(dim, count + vocabulary, [&](int64_t first, int64_t n) {
+      cpu::embedding_grad_columns(ids, dy, dtable, count, vocabulary, dim, first, first + n,
+                                  accumulate);
     });
   }
 

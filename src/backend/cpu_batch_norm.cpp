@@ -22,6 +22,24 @@ void channel_sums(const float* a, const float* b, const float* shift, double* ho
   }
 }
 
+void channel_sums_on(ThreadTeam& team, std::vector<double>& partial_sums, const float* a,
+                     const float* b, const float* shift, double* host_sums, int64_t rows,
+                     int64_t channels) {
+  constexpr int64_t kPieceRows = 4096;
+  const int64_t pieces = (rows + kPieceRows - 1) / kPieceRows;
+  if (pieces <= 1) return channel_sums(a, b, shift, host_sums, rows, channels);
+  partial_sums.resize(static_cast<size_t>(pieces * 2 * channels));
+  team.run_pieces(rows, kPieceRows, [&](int, int64_t first, int64_t count) {
+    channel_sums(a + first * channels, b + first * channels, shift,
+                 partial_sums.data() + first / kPieceRows * 2 * channels, count, channels);
+  });
+  for (int64_t i = 0; i < 2 * channels; ++i) {
+    double sum = 0;
+    for (int64_t p = 0; p < pieces; ++p) sum += partial_sums[p * 2 * channels + i];
+    host_sums[i] = sum;
+  }
+}
+
 void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
                         int64_t channels) {
   const float* scale = coeffs;

@@ -15,6 +15,7 @@
 #include "backend/cuda_activations.h"
 #include "backend/cuda_batch_norm.h"
 #include "backend/cuda_check.h"
+#include "backend/cuda_embedding.h"
 #include "backend/cuda_flat_ops.h"
 #include "backend/cuda_layer_norm.h"
 #include "backend/cuda_losses.h"
@@ -205,6 +206,14 @@ class CudaBackend final : public ComputeBackend {
     cuda::batch_norm_backward(dy, x, dx, coeffs, rows, channels, stream_);
   }
 
+  void embedding_forward(const float* ids, const float* table, float* y, int64_t count,
+                         int64_t dim) override {
+    cuda::embedding_forward(ids, table, y, count, dim, stream_);
+  }
+  void embedding_backward(const float* ids, const float* dy, float* dtable, int64_t count,
+                          int64_t vocabulary, int64_t dim, bool accumulate) override {
+    cuda::embedding_backward(ids, dy, dtable, count, vocabulary, dim, accumulate, stream_);
+  }
   bool all_finite(const float* data, size_t count) override {
     cudaCheck(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
     cuda::flag_non_finite(data, count, flag_, stream_);

@@ -38,6 +38,13 @@ DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
       source.targets_per_sample = positive(node, "targets", node.require<int64_t>("targets"));
     } else {
       source.classes = positive(node, "classes", node.require<int64_t>("classes"));
+      // `vocabulary: V`: token ids for an embedding (make_synthetic_tokens).
+      if (node.has("vocabulary")) {
+        source.vocabulary = positive(node, "vocabulary", node.require<int64_t>("vocabulary"));
+        if (source.vocabulary < source.classes)
+          node.fail("vocabulary", "must be at least classes (" + std::to_string(source.classes) +
+                                      "), got " + std::to_string(source.vocabulary));
+      }
     }
     // Labels are 32-bit; the features are generated in memory, so they must fit there.
     if (source.classes > INT32_MAX)
@@ -101,6 +108,9 @@ Dataset load_dataset(const DataSourceConfig& source, int rank) {
            : source.targets_per_sample > 0
                ? make_synthetic_regression(source.samples, source.features,
                                            source.targets_per_sample, source.seed)
+           : source.vocabulary > 0
+               ? make_synthetic_tokens(source.samples, source.features, source.vocabulary,
+                                       source.classes, source.seed)
                : make_synthetic(source.samples, source.features, source.classes, source.seed);
   } else if (source.type == "idx") {
     data = read_idx(expand_rank(source.images, rank), expand_rank(source.labels, rank),

@@ -19,6 +19,7 @@ struct DataSourceConfig {
   int64_t classes = 0;
   int64_t labels_per_sample = 0;   // > 0: multi-label (synthetic `labels`), instead of classes
   int64_t targets_per_sample = 0;  // > 0: regression (synthetic `targets`), instead of classes
+  int64_t vocabulary = 0;          // > 0: token ids below it as features (make_synthetic_tokens)
   uint64_t seed = 0;
   // idx
   std::string images;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -54,6 +55,23 @@ void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary) co
       throw DataError(origin + ": label " + std::to_string(labels[i]) + " of sample " + sample +
                       " is outside [0, " + std::to_string(classes) + ") for a model with " +
                       std::to_string(classes) + " outputs");
+  }
+}
+
+void Dataset::check_token_ids(int64_t vocabulary) const {
+  const int64_t per_sample = sample_shape.numel();
+  const auto count = static_cast<size_t>(size() * per_sample);
+  const auto bound = static_cast<float>(vocabulary);
+  for (size_t i = 0; i < count; ++i) {
+    const float id = feature(i);
+    if (id >= 0 && id < bound && id == std::floor(id)) continue;
+    const auto at = static_cast<int64_t>(i);
+    std::ostringstream shown;
+    shown << id;
+    throw DataError(origin + ": sample " + std::to_string(at / per_sample) + ", value " +
+                    std::to_string(at % per_sample) + " is " + shown.str() +
+                    ", not a token id in [0, " + std::to_string(vocabulary) +
+                    ") for the embedding's input_dim " + std::to_string(vocabulary));
   }
 }
 
@@ -214,6 +232,26 @@ Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t tar
   data.values.resize(scores.size());
   for (size_t i = 0; i < scores.size(); ++i)
     data.values[i] = static_cast<float>(std::sin(2 * scores[i]));
+  return data;
+}
+
+Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
+                              uint64_t seed) {
+  Dataset data = make_synthetic(samples, length, 1, seed);
+  data.origin = "synthetic tokens(" + std::to_string(samples) + "x" + std::to_string(length) +
+                ", vocabulary " + std::to_string(vocabulary) + ")";
+  Rng rng(derive_seed(seed, /*stream=*/4));
+  std::vector<int64_t> counts(static_cast<size_t>(classes));
+  for (int64_t i = 0; i < samples; ++i) {
+    std::fill(counts.begin(), counts.end(), 0);
+    for (int64_t k = 0; k < length; ++k) {
+      const auto id = static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary)));
+      data.features[static_cast<size_t>(i * length + k)] = static_cast<float>(id);
+      ++counts[static_cast<size_t>(id * classes / vocabulary)];
+    }
+    data.labels[static_cast<size_t>(i)] =
+        static_cast<int32_t>(std::max_element(counts.begin(), counts.end()) - counts.begin());
+  }
   return data;
 }
 

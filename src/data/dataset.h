@@ -78,6 +78,9 @@ struct Dataset {
   // columns other than `classes` of them; with `binary`, a label other than 0 or 1; values for a
   // layout of labels, or labels for kValues; sample weights that check_sample_weights refuses.
   void check_labels(int64_t classes, TargetLayout layout, bool binary) const;
+  // Throws DataError naming the origin, the sample and the position of the first feature that is
+  // not a token id below `vocabulary` (a whole number in [0, vocabulary): an Embedding's input).
+  void check_token_ids(int64_t vocabulary) const;
   // CRC-32 of shape, features (as stored) and labels: ranks compare it to detect differing copies.
   uint32_t fingerprint() const;
   // Note [mapped features]: throws DataError naming the mapped file if it was modified in place.
@@ -108,6 +111,12 @@ Dataset make_synthetic_multilabel(int64_t samples, int64_t features, int64_t lab
 // the same rule's score s_j = sum_k w_jk (x_k - 1/2): smooth, nonlinear, within [-1, 1].
 Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t targets,
                                   uint64_t seed);
+// Token data for an Embedding: `length` token ids per sample uniform in [0, vocabulary); a
+// sample's class is the one whose share of the vocabulary (ids c * vocabulary / classes up to the
+// next share's) holds most of its tokens, the lowest such on a tie: a bag of words, learnable by an
+// embedding and an average over the tokens.
+Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
+                              uint64_t seed);
 
 // IDX (MNIST / Fashion-MNIST) image and label files, gzip-compressed or plain. Pixel values are
 // multiplied by `scale` (1/255 maps bytes to [0, 1]).

@@ -72,6 +72,10 @@ class Layer {
   virtual void forward_without_rows(ComputeBackend& /*backend*/) {}
   virtual void backward_without_rows(ComputeBackend& /*backend*/) {}
 
+  // How many token ids its input holds (Embedding's vocabulary): the data must be whole numbers
+  // below it; 0 where the input is values.
+  virtual int64_t token_vocabulary() const { return 0; }
+
   // True when the output is the input reinterpreted (Flatten): the model skips forward/backward.
   virtual bool aliases_input() const { return false; }
 

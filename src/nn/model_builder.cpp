@@ -9,6 +9,7 @@
 #include "nn/conv2d.h"
 #include "nn/dense.h"
 #include "nn/dropout.h"
+#include "nn/embedding.h"
 #include "nn/layer_norm.h"
 #include "nn/leaky_relu.h"
 #include "nn/pooling2d.h"
@@ -56,7 +57,8 @@ std::vector<std::string> with_activations(std::vector<std::string> first,
 const std::vector<std::string>& layer_types() {
   static const std::vector<std::string> types = with_activations(
       {"dense", "conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d",
-       "dropout", "batch_normalization", "layer_normalization", "flatten", "reshape", "rescaling"},
+       "embedding", "global_average_pooling1d", "dropout", "batch_normalization",
+       "layer_normalization", "flatten", "reshape", "rescaling"},
       {"softmax"});
   return types;
 }
@@ -114,8 +116,8 @@ Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = f
 }  // namespace
 
 bool has_parameters(const std::string& type) {
-  return type == "dense" || type == "conv2d" || type == "batch_normalization" ||
-         type == "layer_normalization";
+  return type == "dense" || type == "conv2d" || type == "embedding" ||
+         type == "batch_normalization" || type == "layer_normalization";
 }
 
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
@@ -179,6 +181,25 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     } else if (spec.type == "global_average_pooling2d") {
       layers.push_back(std::make_unique<Pooling2D>(Pooling2D::Kind::kGlobalAverage,
                                                    image_window(spec, shape, /*global=*/true)));
+    } else if (spec.type == "global_average_pooling1d") {
+      if (shape.rank() != 2)
+        throw ConfigError(spec.path + ": global_average_pooling1d needs an input of (steps, " +
+                          "channels), an embedding's output, but gets " + shape.str());
+      layers.push_back(std::make_unique<Pooling2D>(
+          Pooling2D::Kind::kGlobalAverage1D,
+          Window2d::make(1, shape[0], shape[1], 1, shape[0], 1, 1, false)));
+    } else if (spec.type == "embedding") {
+      if (!layers.empty())
+        throw ConfigError(spec.path + ": embedding reads token ids, the model's input: it must " +
+                          "be the first layer");
+      const auto size = static_cast<uint64_t>(spec.vocabulary) * static_cast<uint64_t>(spec.units);
+      if (size > budget)
+        throw ConfigError(spec.path + ": a table of " + std::to_string(spec.vocabulary) + " x " +
+                          std::to_string(spec.units) + " takes the model past " +
+                          std::to_string(budget) + " parameters, what this process's memory can " +
+                          "train");
+      parameters += size;
+      layers.push_back(std::make_unique<Embedding>(shape, spec.vocabulary, spec.units));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "batch_normalization") {

@@ -8,6 +8,8 @@ std::string Pooling2D::type_name() const {
       return "MaxPooling2D";
     case Kind::kAverage:
       return "AveragePooling2D";
+    case Kind::kGlobalAverage1D:
+      return "GlobalAveragePooling1D";
     case Kind::kGlobalAverage:
       break;
   }
@@ -15,7 +17,7 @@ std::string Pooling2D::type_name() const {
 }
 
 Shape Pooling2D::output_shape() const {
-  if (kind_ == Kind::kGlobalAverage) return {window_.channels};
+  if (kind_ == Kind::kGlobalAverage || kind_ == Kind::kGlobalAverage1D) return {window_.channels};
   return {window_.out_h, window_.out_w, window_.channels};
 }
 

@@ -6,10 +6,11 @@ namespace ddp {
 
 // Keras' MaxPooling2D, AveragePooling2D and GlobalAveragePooling2D over NHWC images (Note
 // [image layout]); the global one is an average over a window of the whole image, and its output
-// is flat (channels).
+// is flat (channels). Keras' GlobalAveragePooling1D over (steps, channels) is the global one over
+// an image of one row.
 class Pooling2D final : public Layer {
  public:
-  enum class Kind { kMax, kAverage, kGlobalAverage };
+  enum class Kind { kMax, kAverage, kGlobalAverage, kGlobalAverage1D };
   Pooling2D(Kind kind, const Window2d& window) : kind_(kind), window_(window) {}
 
   std::string type_name() const override;

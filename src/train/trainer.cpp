@@ -130,6 +130,10 @@ void Trainer::validate_and_build() {
                     " differs from the training data's " + sample.str());
 
   model_ = build_sequential(backend_, input, config_.layers);
+  if (const int64_t vocabulary = model_->layers().front()->token_vocabulary()) {
+    train_.check_token_ids(vocabulary);
+    if (test_) test_->check_token_ids(vocabulary);
+  }
   if (config_.train_data.augment.enabled()) {  // Note [augmentation], on the model's input
     try {
       augmenter_.emplace(config_.train_data.augment, input);

@@ -91,6 +91,8 @@ void Trainer::check_fits_model(const Dataset& data, bool labels) const {
     throw DataError(data.origin + ": samples of shape " + data.sample_shape.str() + " (" +
                     std::to_string(data.sample_shape.numel()) + " values), but the model takes " +
                     input.str() + " (" + std::to_string(input.numel()) + ")");
+  if (const int64_t vocabulary = model_->layers().front()->token_vocabulary())
+    data.check_token_ids(vocabulary);
   if (labels)
     data.check_labels(classes_, target_layout_, loss_.kind() == LossKind::kBinaryCrossentropy);
 }

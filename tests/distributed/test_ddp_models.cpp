@@ -1,7 +1,7 @@
 // Invariants 1 and 2 under mpiexec for layers beyond dense ones, on every all-reduce path (as in
 // test_ddp_training.cpp): dropout, batch normalization with per-rank and synchronized statistics,
 // the multi-label example with its loss weights, weight penalty and exact metrics, the
-// regression example (real-valued targets), class weights and sample weights.
+// regression example (real-valued targets), class weights and sample weights, an embedding.
 
 #include <gtest/gtest.h>
 
@@ -321,6 +321,25 @@ TEST_P(DdpModels, FrozenLayersMatchSingleProcess) {
                    " {type: max_pooling2d, pool_size: 2}, {type: flatten}, {type: dense, units: 8},"
                    " {type: batch_normalization, sync: true}, {type: tanh},"
                    " {type: dense, units: 10, activation: softmax, trainable: false}]"});
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(config, *local, 0)), 1e-3f);
+}
+
+// An embedding of token ids, averaged over the tokens: N ranks (the partial last batch split over
+// them, ranks without rows adding nothing to the table's gradient) train what one rank does, with
+// the optimizer state sharded (ZeRO-1) where the path has it.
+TEST_P(DdpModels, EmbeddingMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const Config config = config_with(
+      {"data.train={type: synthetic, samples: 98, features: 12, vocabulary: 40, classes: 4}",
+       "model.input=[12]", "training.tail=partial", "training.check_replicas_every=1",
+       "model.layers=[{type: embedding, input_dim: 40, output_dim: 8},"
+       " {type: global_average_pooling1d}, {type: dense, units: 8, activation: relu},"
+       " {type: dense, units: 4, activation: softmax}]"});
   const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
   const std::vector<float> single = train_and_get_params(config, *local, 12);
   EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);

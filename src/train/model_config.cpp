@@ -1,0 +1,106 @@
+#include "train/model_config.h"
+
+#include <algorithm>
+#include <array>
+#include <optional>
+
+#include "core/error.h"
+#include "train/config_reader.h"
+
+namespace ddp {
+namespace {
+
+// Keras' kernel_regularizer: {l1: a, l2: b}, either or both (Note [weight penalty]).
+void parse_regularizer(ConfigNode& layer, LayerSpec& spec) {
+  if (!layer.has("kernel_regularizer")) return;
+  ConfigNode node = layer.child("kernel_regularizer");
+  for (auto [key, into] : {std::pair{"l1", &spec.l1}, std::pair{"l2", &spec.l2}}) {
+    const double value = node.get(key, 0.0);
+    if (value < 0) node.fail(key, "must be >= 0, got " + show_number(value));
+    *into = static_cast<float>(value);
+  }
+  node.finish();
+}
+
+}  // namespace
+
+// `model`: the input shape, if given, and the layers.
+void parse_model(ConfigNode& root, Config& config) {
+  ConfigNode model = root.child("model");
+  if (model.has("input")) {
+    config.input_shape = model.get<std::vector<int64_t>>("input", {});
+    for (int64_t d : *config.input_shape)
+      if (d <= 0) model.fail("input", "dimensions must be > 0");
+  }
+  for (ConfigNode layer : model.list("layers")) {
+    LayerSpec spec;
+    spec.path = config.file + ": " + layer.path();
+    spec.type = layer.choice("type", layer_types());
+    if (spec.type == "dense" || spec.type == "conv2d") {
+      parse_regularizer(layer, spec);
+      spec.use_bias = layer.get("use_bias", true);
+    }
+    if (spec.type == "dense") {
+      spec.units = positive(layer, "units", layer.require<int64_t>("units"));
+      spec.activation = layer.choice("activation", activation_names(), "linear");
+    } else if (spec.type == "conv2d") {
+      spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
+      spec.window = height_width(layer, "kernel_size", std::nullopt);
+      spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
+      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+      spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+    } else if (spec.type == "embedding") {  // Keras' names
+      spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
+      spec.units = positive(layer, "output_dim", layer.require<int64_t>("output_dim"));
+    } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
+      spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
+      spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size
+      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+    } else if (spec.type == "rescaling") {
+      spec.scale = static_cast<float>(layer.require<double>("scale"));  // finite, as any number
+      spec.offset = static_cast<float>(layer.get("offset", 0.0));
+    } else if (spec.type == "reshape") {
+      spec.target_shape = layer.require<std::vector<int64_t>>("target_shape");
+      const auto unknowns = std::count(spec.target_shape.begin(), spec.target_shape.end(), -1);
+      if (spec.target_shape.empty() || unknowns > 1 ||
+          std::any_of(spec.target_shape.begin(), spec.target_shape.end(),
+                      [](int64_t d) { return d <= 0 && d != -1; }))
+        layer.fail("target_shape", "sizes > 0, with at most one -1 (what is left), got " +
+                                       Shape(spec.target_shape).str());
+    } else if (spec.type == "leaky_relu") {  // Keras' LeakyReLU: >= 0 (a negative one is PReLU's)
+      const double slope = layer.get("negative_slope", 0.3);
+      if (!(slope >= 0)) layer.fail("negative_slope", "must be >= 0, got " + show_number(slope));
+      spec.negative_slope = static_cast<float>(slope);
+    } else if (spec.type == "layer_normalization") {  // Keras' default epsilon
+      spec.epsilon =
+          static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
+    } else if (spec.type == "dropout") {
+      spec.rate =
+          static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));
+    } else if (spec.type == "batch_normalization") {  // Keras' defaults
+      spec.momentum =
+          static_cast<float>(in_unit_interval(layer, "momentum", layer.get("momentum", 0.99)));
+      spec.epsilon =
+          static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
+      spec.sync = layer.get("sync", false);
+    }
+    if (has_parameters(spec.type))
+      spec.trainable = layer.get("trainable", true);
+    else if (layer.has("trainable"))
+      layer.fail("trainable", spec.type + " has no parameters to freeze");
+    layer.finish();
+    config.layers.push_back(spec);
+  }
+  const bool frozen = std::any_of(config.layers.begin(), config.layers.end(),
+                                  [](const LayerSpec& s) { return !s.trainable; });
+  const bool trained =
+      std::any_of(config.layers.begin(), config.layers.end(),
+                  [](const LayerSpec& s) { return s.trainable && has_parameters(s.type); });
+  if (frozen && !trained)
+    model.fail("layers",
+               "every layer with parameters is frozen (trainable: false): nothing is "
+               "left to train");
+  model.finish();
+}
+
+}  // namespace ddp

@@ -1,0 +1,121 @@
+// Embedding and GlobalAveragePooling1D: rows gathered and their gradients scattered as worked out
+// by hand and by finite differences, the same bits on any number of threads, and token ids
+// checked in the data.
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "data/dataset.h"
+#include "finite_differences.h"
+#include "nn/embedding.h"
+#include "nn/pooling2d.h"
+
+namespace ddp {
+namespace {
+
+TEST(Embedding, GathersRowsAndAddsRepeatedIdsGradients) {
+  auto backend = make_cpu_backend();
+  Embedding layer(Shape{3}, 4, 2);
+  EXPECT_EQ(layer.output_shape(), (Shape{3, 2}));
+  std::vector<float> table = {0, 1, 10, 11, 20, 21, 30, 31}, grad(8, -7.0f);
+  float* params[] = {table.data()};
+  float* grads[] = {grad.data()};
+  layer.bind(params, grads);
+  const std::vector<float> ids = {2, 0, 2};
+  std::vector<float> y(6);
+  layer.forward(*backend, ids.data(), y.data(), 1);
+  EXPECT_EQ(y, (std::vector<float>{20, 21, 0, 1, 20, 21}));
+  std::vector<float> dy = {1, 2, 3, 4, 5, 6};
+  layer.backward(*backend, ids.data(), y.data(), dy.data(), nullptr, 1, false);
+  // Row 2 holds the first and third tokens' gradients; rows 1 and 3 no token's.
+  EXPECT_EQ(grad, (std::vector<float>{3, 4, 0, 0, 6, 8, 0, 0}));
+  layer.backward(*backend, ids.data(), y.data(), dy.data(), nullptr, 1, true);
+  EXPECT_EQ(grad, (std::vector<float>{6, 8, 0, 0, 12, 16, 0, 0}));
+}
+
+// The table's gradient of L = sum(y * r), and GlobalAveragePooling1D's input gradient, against
+// central differences.
+TEST(Embedding, GradientsMatchFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  const int64_t batch = 2, steps = 5, vocabulary = 6, dim = 3;
+  Embedding embedding(Shape{steps}, vocabulary, dim);
+  std::vector<float> table = random_vector(vocabulary * dim, 1), grad(table.size());
+  float* params[] = {table.data()};
+  float* grads[] = {grad.data()};
+  embedding.bind(params, grads);
+  const std::vector<float> ids = {1, 4, 4, 0, 5, 2, 2, 2, 3, 1};
+  Pooling2D pooling(Pooling2D::Kind::kGlobalAverage1D,
+                    Window2d::make(1, steps, dim, 1, steps, 1, 1, false));
+  EXPECT_EQ(pooling.type_name(), "GlobalAveragePooling1D");
+  EXPECT_EQ(pooling.output_shape(), (Shape{dim}));
+  const std::vector<float> r = random_vector(batch * dim, 2);
+  std::vector<float> embedded(batch * steps * dim), pooled(batch * dim);
+  const auto objective = [&] {
+    embedding.forward(*backend, ids.data(), embedded.data(), batch);
+    pooling.forward(*backend, embedded.data(), pooled.data(), batch);
+    return weighted_sum(pooled, r);
+  };
+  objective();
+  std::vector<float> dy = r, dembedded(embedded.size());
+  pooling.backward(*backend, embedded.data(), pooled.data(), dy.data(), dembedded.data(), batch,
+                   false);
+  const std::vector<float> dpooling_input = dembedded;
+  embedding.backward(*backend, ids.data(), embedded.data(), dembedded.data(), nullptr, batch,
+                     false);
+  expect_matches_finite_differences(objective, table, grad, "table");
+  const auto pooling_objective = [&] {
+    pooling.forward(*backend, embedded.data(), pooled.data(), batch);
+    return weighted_sum(pooled, r);
+  };
+  expect_matches_finite_differences(pooling_objective, embedded, dpooling_input, "pooling input");
+}
+
+// Note [threads per rank]: rows and the gradient's columns shared out, each computed as on one
+// thread.
+TEST(Embedding, BitsDoNotDependOnTheThreads) {
+  const int64_t count = 4096, vocabulary = 50, dim = 32;
+  std::vector<float> ids(count);
+  for (int64_t i = 0; i < count; ++i) ids[i] = static_cast<float>((i * 7) % vocabulary);
+  const std::vector<float> table = random_vector(vocabulary * dim, 3);
+  const std::vector<float> dy = random_vector(count * dim, 4);
+  const auto run = [&](int threads) {
+    auto backend = make_cpu_backend(true, threads);
+    std::vector<float> y(count * dim), grad(vocabulary * dim, 1.0f);
+    backend->embedding_forward(ids.data(), table.data(), y.data(), count, dim);
+    backend->embedding_backward(ids.data(), dy.data(), grad.data(), count, vocabulary, dim, true);
+    y.insert(y.end(), grad.begin(), grad.end());
+    return y;
+  };
+  EXPECT_EQ(run(1), run(2));
+}
+
+TEST(Dataset, TokenIdsAreWholeNumbersBelowTheVocabulary) {
+  Dataset data;
+  data.origin = "data.train (t.csv)";
+  data.sample_shape = Shape{2};
+  data.labels = {0, 1};
+  const auto refused = [&](float value) -> std::string {
+    data.features = {1, 2, 3, value};
+    try {
+      data.check_token_ids(4);
+    } catch (const DataError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_EQ(refused(0), "accepted");
+  EXPECT_EQ(refused(3.5f),
+            "data.train (t.csv): sample 1, value 1 is 3.5, not a token id in [0, 4) for the "
+            "embedding's input_dim 4");
+  EXPECT_NE(refused(4).find("is 4, not a token id"), std::string::npos);
+  EXPECT_NE(refused(-1).find("is -1, not"), std::string::npos);
+  EXPECT_NE(refused(std::numeric_limits<float>::quiet_NaN()).find("is nan, not"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ddp
