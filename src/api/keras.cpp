@@ -56,6 +56,12 @@ Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation,
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
 Spec AveragePooling2D(int64_t pool_size) { return pooling("average_pooling2d", pool_size); }
 Spec GlobalAveragePooling2D() { return {map({{"type", YAML::Node("global_average_pooling2d")}})}; }
+Spec GlobalAveragePooling1D() { return {map({{"type", YAML::Node("global_average_pooling1d")}})}; }
+Spec Embedding(int64_t input_dim, int64_t output_dim) {
+  return {map({{"type", YAML::Node("embedding")},
+               {"input_dim", YAML::Node(input_dim)},
+               {"output_dim", YAML::Node(output_dim)}})};
+}
 Spec Flatten() { return {map({{"type", YAML::Node("flatten")}})}; }
 Spec Dropout(double rate) {
   return {map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};

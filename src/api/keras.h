@@ -65,6 +65,11 @@ Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation 
 Spec MaxPooling2D(int64_t pool_size = 2);
 Spec AveragePooling2D(int64_t pool_size = 2);
 Spec GlobalAveragePooling2D();
+// Keras' GlobalAveragePooling1D: the average over the steps of (steps, channels).
+Spec GlobalAveragePooling1D();
+// Keras' Embedding: token ids in [0, input_dim) to rows of a trained (input_dim, output_dim)
+// table; the model's first layer.
+Spec Embedding(int64_t input_dim, int64_t output_dim);
 Spec Flatten();
 // Keras' Rescaling: y = x * scale + offset.
 Spec Rescaling(double scale, double offset = 0.0);

@@ -54,9 +54,18 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["data_format"] = "channels_last";
     return {s.type == "max_pooling2d" ? "MaxPooling2D" : "AveragePooling2D", c};
   }
-  if (s.type == "global_average_pooling2d") {
+  if (s.type == "global_average_pooling2d" || s.type == "global_average_pooling1d") {
     c["data_format"] = "channels_last";
-    return {"GlobalAveragePooling2D", c};
+    c["keepdims"] = false;
+    return {
+        s.type == "global_average_pooling2d" ? "GlobalAveragePooling2D" : "GlobalAveragePooling1D",
+        c};
+  }
+  if (s.type == "embedding") {
+    c["input_dim"] = s.vocabulary;
+    c["output_dim"] = s.units;
+    c["mask_zero"] = false;
+    return {"Embedding", c};
   }
   if (s.type == "dropout") {
     c["rate"] = s.rate;
@@ -157,10 +166,19 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["strides"] = in.pair("strides", json(out["pool_size"].as<std::vector<int64_t>>()));
     out["padding"] = in.get<std::string>("padding", "valid");
     in.channels_last();
-  } else if (class_name == "GlobalAveragePooling2D") {
-    out["type"] = "global_average_pooling2d";
+  } else if (class_name == "GlobalAveragePooling2D" || class_name == "GlobalAveragePooling1D") {
+    out["type"] = class_name == "GlobalAveragePooling2D" ? "global_average_pooling2d"
+                                                         : "global_average_pooling1d";
     in.require("keepdims", false);
     in.channels_last();
+  } else if (class_name == "Embedding") {
+    out["type"] = "embedding";
+    out["input_dim"] = in.required<int64_t>("input_dim");
+    out["output_dim"] = in.required<int64_t>("output_dim");
+    in.require("mask_zero", false);  // padding ids would need masks through the layers above
+    in.require("embeddings_regularizer", nullptr);
+    in.require("embeddings_constraint", nullptr);
+    in.require("sparse", false);
   } else if (class_name == "Dropout") {
     out["type"] = "dropout";
     out["rate"] = in.get<double>("rate", 0.0);

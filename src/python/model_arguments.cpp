@@ -87,6 +87,13 @@ void define_layers(py::module_& m) {
   m.def("MaxPooling2D", &keras::MaxPooling2D, py::arg("pool_size") = 2);
   m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
+  m.def("GlobalAveragePooling1D", &keras::GlobalAveragePooling1D);
+  m.def(
+      "Embedding",
+      [](int64_t input_dim, int64_t output_dim, bool trainable) {
+        return trained_or_frozen(keras::Embedding(input_dim, output_dim), trainable);
+      },
+      py::arg("input_dim"), py::arg("output_dim"), py::arg("trainable") = true);
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);

@@ -2,6 +2,7 @@
 weights and model files on every rank, and Keras' arguments on one."""
 
 import json
+import tempfile
 
 from python_api_ranks import data
 
@@ -438,6 +439,23 @@ def keras_arguments():
             m.fit(x, y, verbose=0)
         except ddp.ConfigError as e:
             result["metrics"].append(str(e))
+
+    # An embedding of token ids: its table under get_weights()' name, its .keras file read back
+    # predicting the same, and an id outside the table refused naming the sample.
+    tokens = np.random.default_rng(2).integers(0, 20, size=(64, 6))
+    text = ddp.Sequential([ddp.Embedding(20, 4), ddp.GlobalAveragePooling1D(),
+                           ddp.Dense(3, "softmax")], input_shape=[6])
+    text.compile(ddp.Adam(0.01), "sparse_categorical_crossentropy")
+    text.fit(tokens, (tokens < 7).sum(axis=1) % 3, epochs=2, verbose=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        text.save(tmp + "/text.keras")
+        back = ddp.load_model(tmp + "/text.keras")
+    result["embedding"] = [{k: list(v.shape) for k, v in text.get_weights().items()},
+                           bool(np.array_equal(back.predict(tokens), text.predict(tokens)))]
+    try:
+        text.predict(tokens + 1)
+    except ddp.DataError as e:
+        result["embedding"].append(str(e))
     print(json.dumps(result))
 
 

@@ -397,6 +397,10 @@ class Scenarios:
             "ddp-trainer's metrics do not have it",
             "Sequential: compile: metrics: a list, not 'accuracy'",
             "Sequential: metrics: accuracy is listed twice"], r["metrics"]
+        assert r["embedding"] == [
+            {"layers.0.weight": [20, 4], "layers.1.weight": [3, 4], "layers.1.bias": [3]}, True,
+            "Sequential: predict arrays: sample 2, value 0 is 20, not a token id in [0, 20) for "
+            "the embedding's input_dim 20"], r["embedding"]
         assert r["optimizers"] == [
             True, False, 0.001, True, False, True, True, True, True,
             "Sequential: compile: optimizer 'adafactor' is not one the trainer has (adam, adamw, "

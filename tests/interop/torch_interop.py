@@ -53,8 +53,9 @@ import tempfile
 import torch
 from safetensors.torch import load_file, save_file
 
-from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, frozen_check,
-                         layer_norm_check, multilabel_checks, read_rows, regression_check)
+from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, embedding_check,
+                         frozen_check, layer_norm_check, multilabel_checks, read_rows,
+                         regression_check)
 
 def image_data_yaml(tmp):
     """The start of a convnet config on ctrain.csv / ctest.csv: (6, 6, 3) images, layers follow."""
@@ -149,6 +150,7 @@ training: {{epochs: 5, global_batch_size: 20}}
             diffs += activation_check(args, env, tmp, first, second)
         diffs += layer_norm_check(args, env, tmp)
         diffs += frozen_check(args, env, tmp)
+        diffs += embedding_check(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -328,3 +328,41 @@ def frozen_check(args, env, tmp):
     print(f"frozen layers, 20 AdamW steps (2 ranks) vs PyTorch's requires_grad_(False): max abs "
           f"diff {diff:.2e}; the frozen weights as they were: {kept}")
     return [diff if kept else float("inf")]
+
+
+def embedding_check(args, env, tmp):
+    """Token ids through an embedding averaged over the tokens (global_average_pooling1d), then a
+    softmax layer: 20 Adam steps on 2 ranks against torch.nn.Embedding and a mean over the tokens,
+    from the same table (PyTorch's N(0, 1) draws)."""
+    generator = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 30, (200, 6), generator=generator)
+    labels = (tokens < 10).sum(dim=1) % 3
+    with open(f"{tmp}/tokens.csv", "w") as f:
+        f.write(",".join([f"t{i}" for i in range(6)] + ["label"]) + "\n")
+        for row, label in zip(tokens.tolist(), labels.tolist()):
+            f.write(",".join(map(str, row + [label])) + "\n")
+    with open(f"{tmp}/emb.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/tokens.csv}}
+model:
+  layers:
+    - {{type: embedding, input_dim: 30, output_dim: 8}}
+    - {{type: global_average_pooling1d}}
+    - {{type: dense, units: 3, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {optimizer_yaml("adam")}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    torch.manual_seed(8)
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList([torch.nn.Embedding(30, 8), torch.nn.Linear(8, 3)])
+    summed = torch.nn.CrossEntropyLoss(reduction="sum")
+
+    def loss_of(rows):
+        pooled = model.layers[0](tokens[rows]).mean(dim=1)
+        return summed(model.layers[1](pooled), labels[rows]) / len(labels[rows])
+
+    diff = twenty_steps(args, env, tmp, "emb", model, torch_optimizer("adam"), loss_of)
+    print(f"embedding and a mean over the tokens, 20 Adam steps (2 ranks) vs PyTorch: max abs "
+          f"diff {diff:.2e}")
+    return [diff]

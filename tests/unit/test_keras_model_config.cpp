@@ -199,6 +199,39 @@ TEST(KerasModelConfig, AucObjectIsTheAucMetric) {
   }
 }
 
+// Embedding and GlobalAveragePooling1D both ways; padding masks (mask_zero) are refused.
+TEST(KerasModelConfig, EmbeddingAsKerasEmbedding) {
+  LayerSpec embedding = layer("embedding");
+  embedding.vocabulary = 50;
+  embedding.units = 8;
+  const nlohmann::json described =
+      keras::keras_model_config({embedding, layer("global_average_pooling1d"), layer("dense")},
+                                Shape({12}))["config"]["layers"];
+  EXPECT_EQ(described[1]["class_name"], "Embedding");
+  EXPECT_EQ(described[1]["config"]["name"], "embedding");
+  EXPECT_EQ(described[1]["config"]["input_dim"], 50);
+  EXPECT_EQ(described[1]["config"]["output_dim"], 8);
+  EXPECT_EQ(described[2]["class_name"], "GlobalAveragePooling1D");
+  EXPECT_EQ(described[2]["config"]["name"], "global_average_pooling1d");
+  const YAML::Node back = keras::keras_layer(described[1], "m.keras: layers[1]").spec->node;
+  EXPECT_EQ(back["type"].as<std::string>(), "embedding");
+  EXPECT_EQ(back["input_dim"].as<int64_t>(), 50);
+  EXPECT_EQ(back["output_dim"].as<int64_t>(), 8);
+  EXPECT_EQ(
+      keras::keras_layer(described[2], "m.keras: layers[2]").spec->node["type"].as<std::string>(),
+      "global_average_pooling1d");
+  nlohmann::json masked = described[1];
+  masked["config"]["mask_zero"] = true;
+  try {
+    keras::keras_layer(masked, "m.keras: layers[1]");
+    ADD_FAILURE();
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(
+        std::string(e.what()),
+        "m.keras: layers[1] (Embedding): mask_zero true; ddp-trainer's layers do not have it");
+  }
+}
+
 TEST(KerasModelConfig, ReshapeAsKerasReshape) {
   LayerSpec reshape = layer("reshape");
   reshape.target_shape = {4, -1, 1};
