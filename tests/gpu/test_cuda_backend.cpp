@@ -148,6 +148,16 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
                            STATS.buffer.data(), DX.buffer.data(), DG.buffer.data(),
                            DB.buffer.data(), rows, cols, false);
     for (Mirror* m : {&P, &STATS, &DX, &DG, &DB}) out[k].push_back(m->read());
+    // Embedding: rows gathered by id (repeated ids among them), the table's gradient added to.
+    std::vector<float> ids(64);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<float>((i * 5) % 13);
+    Mirror IDS(be, ids), TABLE(be, random_values(13 * 6, 13, -1, 1)),
+        EMB(be, std::vector<float>(64 * 6)), EDY(be, random_values(64 * 6, 14, -1, 1)),
+        DTABLE(be, random_values(13 * 6, 15, -1, 1));
+    be.embedding_forward(IDS.buffer.data(), TABLE.buffer.data(), EMB.buffer.data(), 64, 6);
+    be.embedding_backward(IDS.buffer.data(), EDY.buffer.data(), DTABLE.buffer.data(), 64, 13, 6,
+                          true);
+    for (Mirror* m : {&EMB, &DTABLE}) out[k].push_back(m->read());
 
     const auto params = random_values(1000, 8), grads = random_values(1000, 9);
     Mirror PA(be, params), GA(be, grads), M(be, std::vector<float>(1000)),
