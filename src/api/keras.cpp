@@ -56,7 +56,9 @@ Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation,
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
 Spec AveragePooling2D(int64_t pool_size) { return pooling("average_pooling2d", pool_size); }
 Spec GlobalAveragePooling2D() { return {map({{"type", YAML::Node("global_average_pooling2d")}})}; }
+Spec GlobalMaxPooling2D() { return {map({{"type", YAML::Node("global_max_pooling2d")}})}; }
 Spec GlobalAveragePooling1D() { return {map({{"type", YAML::Node("global_average_pooling1d")}})}; }
+Spec GlobalMaxPooling1D() { return {map({{"type", YAML::Node("global_max_pooling1d")}})}; }
 Spec Embedding(int64_t input_dim, int64_t output_dim) {
   return {map({{"type", YAML::Node("embedding")},
                {"input_dim", YAML::Node(input_dim)},

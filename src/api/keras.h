@@ -65,8 +65,12 @@ Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation 
 Spec MaxPooling2D(int64_t pool_size = 2);
 Spec AveragePooling2D(int64_t pool_size = 2);
 Spec GlobalAveragePooling2D();
-// Keras' GlobalAveragePooling1D: the average over the steps of (steps, channels).
+// Keras' GlobalMaxPooling2D: each channel's maximum over the image.
+Spec GlobalMaxPooling2D();
+// Keras' GlobalAveragePooling1D and GlobalMaxPooling1D: the average or maximum over the steps of
+// (steps, channels).
 Spec GlobalAveragePooling1D();
+Spec GlobalMaxPooling1D();
 // Keras' Embedding: token ids in [0, input_dim) to rows of a trained (input_dim, output_dim)
 // table; the model's first layer.
 Spec Embedding(int64_t input_dim, int64_t output_dim);

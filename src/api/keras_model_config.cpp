@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "api/keras_settings.h"
 #include "core/error.h"
@@ -22,6 +24,26 @@ json keras_object(const std::string& module, const std::string& class_name, json
 }
 
 json pair(const std::array<int64_t, 2>& hw) { return json::array({hw[0], hw[1]}); }
+
+// The global poolings' layer types and Keras classes.
+const std::vector<std::pair<std::string, std::string>>& global_poolings() {
+  static const std::vector<std::pair<std::string, std::string>> table = {
+      {"global_average_pooling2d", "GlobalAveragePooling2D"},
+      {"global_max_pooling2d", "GlobalMaxPooling2D"},
+      {"global_average_pooling1d", "GlobalAveragePooling1D"},
+      {"global_max_pooling1d", "GlobalMaxPooling1D"}};
+  return table;
+}
+std::string keras_global_pooling(const std::string& type) {
+  for (const auto& [ours, theirs] : global_poolings())
+    if (ours == type) return theirs;
+  return "";
+}
+std::string global_pooling_type(const std::string& class_name) {
+  for (const auto& [ours, theirs] : global_poolings())
+    if (theirs == class_name) return ours;
+  return "";
+}
 
 // The Keras class of a layer type, and its settings.
 std::pair<std::string, json> keras_layer(const LayerSpec& s) {
@@ -54,12 +76,10 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["data_format"] = "channels_last";
     return {s.type == "max_pooling2d" ? "MaxPooling2D" : "AveragePooling2D", c};
   }
-  if (s.type == "global_average_pooling2d" || s.type == "global_average_pooling1d") {
+  if (!keras_global_pooling(s.type).empty()) {
     c["data_format"] = "channels_last";
     c["keepdims"] = false;
-    return {
-        s.type == "global_average_pooling2d" ? "GlobalAveragePooling2D" : "GlobalAveragePooling1D",
-        c};
+    return {keras_global_pooling(s.type), c};
   }
   if (s.type == "embedding") {
     c["input_dim"] = s.vocabulary;
@@ -166,9 +186,8 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["strides"] = in.pair("strides", json(out["pool_size"].as<std::vector<int64_t>>()));
     out["padding"] = in.get<std::string>("padding", "valid");
     in.channels_last();
-  } else if (class_name == "GlobalAveragePooling2D" || class_name == "GlobalAveragePooling1D") {
-    out["type"] = class_name == "GlobalAveragePooling2D" ? "global_average_pooling2d"
-                                                         : "global_average_pooling1d";
+  } else if (!global_pooling_type(class_name).empty()) {
+    out["type"] = global_pooling_type(class_name);
     in.require("keepdims", false);
     in.channels_last();
   } else if (class_name == "Embedding") {

@@ -57,8 +57,8 @@ std::vector<std::string> with_activations(std::vector<std::string> first,
 const std::vector<std::string>& layer_types() {
   static const std::vector<std::string> types = with_activations(
       {"dense", "conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d",
-       "embedding", "global_average_pooling1d", "dropout", "batch_normalization",
-       "layer_normalization", "flatten", "reshape", "rescaling"},
+       "global_max_pooling2d", "embedding", "global_average_pooling1d", "global_max_pooling1d",
+       "dropout", "batch_normalization", "layer_normalization", "flatten", "reshape", "rescaling"},
       {"softmax"});
   return types;
 }
@@ -178,15 +178,18 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<Pooling2D>(
           spec.type == "max_pooling2d" ? Pooling2D::Kind::kMax : Pooling2D::Kind::kAverage,
           image_window(spec, shape)));
-    } else if (spec.type == "global_average_pooling2d") {
-      layers.push_back(std::make_unique<Pooling2D>(Pooling2D::Kind::kGlobalAverage,
+    } else if (spec.type == "global_average_pooling2d" || spec.type == "global_max_pooling2d") {
+      layers.push_back(std::make_unique<Pooling2D>(spec.type == "global_max_pooling2d"
+                                                       ? Pooling2D::Kind::kGlobalMax
+                                                       : Pooling2D::Kind::kGlobalAverage,
                                                    image_window(spec, shape, /*global=*/true)));
-    } else if (spec.type == "global_average_pooling1d") {
+    } else if (spec.type == "global_average_pooling1d" || spec.type == "global_max_pooling1d") {
       if (shape.rank() != 2)
-        throw ConfigError(spec.path + ": global_average_pooling1d needs an input of (steps, " +
+        throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, " +
                           "channels), an embedding's output, but gets " + shape.str());
       layers.push_back(std::make_unique<Pooling2D>(
-          Pooling2D::Kind::kGlobalAverage1D,
+          spec.type == "global_max_pooling1d" ? Pooling2D::Kind::kGlobalMax1D
+                                              : Pooling2D::Kind::kGlobalAverage1D,
           Window2d::make(1, shape[0], shape[1], 1, shape[0], 1, 1, false)));
     } else if (spec.type == "embedding") {
       if (!layers.empty())

@@ -10,6 +10,10 @@ std::string Pooling2D::type_name() const {
       return "AveragePooling2D";
     case Kind::kGlobalAverage1D:
       return "GlobalAveragePooling1D";
+    case Kind::kGlobalMax:
+      return "GlobalMaxPooling2D";
+    case Kind::kGlobalMax1D:
+      return "GlobalMaxPooling1D";
     case Kind::kGlobalAverage:
       break;
   }
@@ -17,12 +21,12 @@ std::string Pooling2D::type_name() const {
 }
 
 Shape Pooling2D::output_shape() const {
-  if (kind_ == Kind::kGlobalAverage || kind_ == Kind::kGlobalAverage1D) return {window_.channels};
+  if (global()) return {window_.channels};
   return {window_.out_h, window_.out_w, window_.channels};
 }
 
 void Pooling2D::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
-  if (kind_ == Kind::kMax)
+  if (max())
     backend.max_pool_forward(x, y, batch, window_);
   else
     backend.avg_pool_forward(x, y, batch, window_);
@@ -32,7 +36,7 @@ void Pooling2D::forward(ComputeBackend& backend, const float* x, float* y, int64
 void Pooling2D::backward(ComputeBackend& backend, const float* x, const float* y, float* dy,
                          float* dx, int64_t batch, bool /*accumulate*/) {
   if (!dx) return;
-  if (kind_ == Kind::kMax)
+  if (max())
     backend.max_pool_backward(x, y, dy, dx, batch, window_);
   else
     backend.avg_pool_backward(dy, dx, batch, window_);

@@ -4,13 +4,13 @@
 
 namespace ddp {
 
-// Keras' MaxPooling2D, AveragePooling2D and GlobalAveragePooling2D over NHWC images (Note
-// [image layout]); the global one is an average over a window of the whole image, and its output
-// is flat (channels). Keras' GlobalAveragePooling1D over (steps, channels) is the global one over
-// an image of one row.
+// Keras' MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D and GlobalMaxPooling2D over NHWC
+// images (Note [image layout]); a global one is the pooling over a window of the whole image, and
+// its output is flat (channels). Keras' GlobalAveragePooling1D and GlobalMaxPooling1D over (steps,
+// channels) are the global ones over an image of one row.
 class Pooling2D final : public Layer {
  public:
-  enum class Kind { kMax, kAverage, kGlobalAverage, kGlobalAverage1D };
+  enum class Kind { kMax, kAverage, kGlobalAverage, kGlobalAverage1D, kGlobalMax, kGlobalMax1D };
   Pooling2D(Kind kind, const Window2d& window) : kind_(kind), window_(window) {}
 
   std::string type_name() const override;
@@ -20,6 +20,10 @@ class Pooling2D final : public Layer {
                 int64_t batch, bool accumulate) override;
 
  private:
+  bool max() const {
+    return kind_ == Kind::kMax || kind_ == Kind::kGlobalMax || kind_ == Kind::kGlobalMax1D;
+  }
+  bool global() const { return kind_ != Kind::kMax && kind_ != Kind::kAverage; }
   Kind kind_;
   Window2d window_;
 };

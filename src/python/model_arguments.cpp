@@ -88,6 +88,8 @@ void define_layers(py::module_& m) {
   m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
   m.def("GlobalAveragePooling1D", &keras::GlobalAveragePooling1D);
+  m.def("GlobalMaxPooling2D", &keras::GlobalMaxPooling2D);
+  m.def("GlobalMaxPooling1D", &keras::GlobalMaxPooling1D);
   m.def(
       "Embedding",
       [](int64_t input_dim, int64_t output_dim, bool trainable) {

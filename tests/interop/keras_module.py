@@ -170,42 +170,45 @@ def main():
           f"{gap(ours, keras_ln):.2e}; Keras' load_model of ddp-trainer's file predicts within "
           f"{predicted:.2e}")
 
-    # Keras' Embedding and GlobalAveragePooling1D on token ids: the same training from the same
-    # table, and each side's .keras file loaded by the other predicts the same. SGD with momentum:
-    # on TensorFlow, Keras' embedding gradients are IndexedSlices, through which its Adam updates
-    # the moments of the rows a batch holds alone (on Keras' torch backend, dense as here).
+    # Keras' Embedding and GlobalAveragePooling1D or GlobalMaxPooling1D on token ids: the same
+    # training from the same table, and each side's .keras file loaded by the other predicts the
+    # same. SGD with momentum: on TensorFlow, Keras' embedding gradients are IndexedSlices,
+    # through which its Adam updates the moments of the rows a batch holds alone (on Keras' torch
+    # backend, dense as here).
     tokens = rng.integers(0, 50, size=(600, 12))
     token_labels = (tokens < 15).sum(axis=1) % 4
-    ours = ddp.Sequential([ddp.Embedding(50, 8), ddp.GlobalAveragePooling1D(),
-                           ddp.Dense(4, "softmax")], input_shape=[12])
-    ours.build()
-    keras_text = keras.Sequential([keras.Input((12,), dtype="int32"),
-                                   keras.layers.Embedding(50, 8),
-                                   keras.layers.GlobalAveragePooling1D(),
-                                   keras.layers.Dense(4, activation="softmax")])
-    for ours_layer, keras_layer in zip(ours.layers, keras_text.layers):
-        keras_layer.set_weights(ours_layer.get_weights())
-    for m in (ours, keras_text):
-        m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
-        m.fit(tokens[:500], token_labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
-    trained_gap = gap(ours, keras_text)
-    ours_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_emb_{os.getpid()}.keras")
-    keras_path = ours_path.replace(".keras", "_keras.keras")
-    ours.save(ours_path)
-    keras_text.save(keras_path)
-    try:
-        into_keras = keras.models.load_model(ours_path)
-        into_ours = ddp.load_model(keras_path)
-    finally:
-        os.remove(ours_path)
-        os.remove(keras_path)
-    predicted = max(
-        float(np.abs(into_keras.predict(tokens, verbose=0) - ours.predict(tokens)).max()),
-        float(np.abs(into_ours.predict(tokens) - keras_text.predict(tokens, verbose=0)).max()))
-    check("keras.layers.Embedding", trained_gap < 1e-5 and predicted < 1e-5,
-          f"30 SGD momentum steps from the same table: max abs difference of the weights "
-          f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "
-          f"{predicted:.2e}")
+    for pooling in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
+        ours = ddp.Sequential([ddp.Embedding(50, 8), getattr(ddp, pooling)(),
+                               ddp.Dense(4, "softmax")], input_shape=[12])
+        ours.build()
+        keras_text = keras.Sequential([keras.Input((12,), dtype="int32"),
+                                       keras.layers.Embedding(50, 8),
+                                       getattr(keras.layers, pooling)(),
+                                       keras.layers.Dense(4, activation="softmax")])
+        for ours_layer, keras_layer in zip(ours.layers, keras_text.layers):
+            keras_layer.set_weights(ours_layer.get_weights())
+        for m in (ours, keras_text):
+            m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+            m.fit(tokens[:500], token_labels[:500], batch_size=50, epochs=3, shuffle=False,
+                  verbose=0)
+        trained_gap = gap(ours, keras_text)
+        ours_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_emb_{os.getpid()}.keras")
+        keras_path = ours_path.replace(".keras", "_keras.keras")
+        ours.save(ours_path)
+        keras_text.save(keras_path)
+        try:
+            into_keras = keras.models.load_model(ours_path)
+            into_ours = ddp.load_model(keras_path)
+        finally:
+            os.remove(ours_path)
+            os.remove(keras_path)
+        predicted = max(
+            float(np.abs(into_keras.predict(tokens, verbose=0) - ours.predict(tokens)).max()),
+            float(np.abs(into_ours.predict(tokens) - keras_text.predict(tokens, verbose=0)).max()))
+        check(f"keras.layers.Embedding, {pooling}", trained_gap < 1e-5 and predicted < 1e-5,
+              f"30 SGD momentum steps from the same table: max abs difference of the weights "
+              f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "
+              f"{predicted:.2e}")
 
     # Note [frozen layers]: Keras' layer.trainable = False on a batch normalization (which then
     # normalizes with its moving statistics) and a Dense layer, both above a trained layer, trains

@@ -150,7 +150,8 @@ training: {{epochs: 5, global_batch_size: 20}}
             diffs += activation_check(args, env, tmp, first, second)
         diffs += layer_norm_check(args, env, tmp)
         diffs += frozen_check(args, env, tmp)
-        diffs += embedding_check(args, env, tmp)
+        for pooling in ("average", "max"):
+            diffs += embedding_check(args, env, tmp, pooling)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -330,10 +330,11 @@ def frozen_check(args, env, tmp):
     return [diff if kept else float("inf")]
 
 
-def embedding_check(args, env, tmp):
-    """Token ids through an embedding averaged over the tokens (global_average_pooling1d), then a
-    softmax layer: 20 Adam steps on 2 ranks against torch.nn.Embedding and a mean over the tokens,
-    from the same table (PyTorch's N(0, 1) draws)."""
+def embedding_check(args, env, tmp, pooling):
+    """Token ids through an embedding, averaged (pooling "average") or maxed ("max") over the
+    tokens (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps on 2 ranks against
+    torch.nn.Embedding and a mean or amax over the tokens, from the same table (PyTorch's N(0, 1)
+    draws)."""
     generator = torch.Generator().manual_seed(5)
     tokens = torch.randint(0, 30, (200, 6), generator=generator)
     labels = (tokens < 10).sum(dim=1) % 3
@@ -341,13 +342,13 @@ def embedding_check(args, env, tmp):
         f.write(",".join([f"t{i}" for i in range(6)] + ["label"]) + "\n")
         for row, label in zip(tokens.tolist(), labels.tolist()):
             f.write(",".join(map(str, row + [label])) + "\n")
-    with open(f"{tmp}/emb.yaml", "w") as f:
+    with open(f"{tmp}/emb_{pooling}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/tokens.csv}}
 model:
   layers:
     - {{type: embedding, input_dim: 30, output_dim: 8}}
-    - {{type: global_average_pooling1d}}
+    - {{type: global_{pooling}_pooling1d}}
     - {{type: dense, units: 3, activation: softmax}}
 loss: sparse_categorical_crossentropy
 optimizer: {optimizer_yaml("adam")}
@@ -359,10 +360,11 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     summed = torch.nn.CrossEntropyLoss(reduction="sum")
 
     def loss_of(rows):
-        pooled = model.layers[0](tokens[rows]).mean(dim=1)
+        embedded = model.layers[0](tokens[rows])
+        pooled = embedded.mean(dim=1) if pooling == "average" else embedded.amax(dim=1)
         return summed(model.layers[1](pooled), labels[rows]) / len(labels[rows])
 
-    diff = twenty_steps(args, env, tmp, "emb", model, torch_optimizer("adam"), loss_of)
-    print(f"embedding and a mean over the tokens, 20 Adam steps (2 ranks) vs PyTorch: max abs "
-          f"diff {diff:.2e}")
+    diff = twenty_steps(args, env, tmp, f"emb_{pooling}", model, torch_optimizer("adam"), loss_of)
+    print(f"embedding and the {pooling} over the tokens, 20 Adam steps (2 ranks) vs PyTorch: max "
+          f"abs diff {diff:.2e}")
     return [diff]

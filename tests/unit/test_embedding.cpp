@@ -1,6 +1,6 @@
-// Embedding and GlobalAveragePooling1D: rows gathered and their gradients scattered as worked out
-// by hand and by finite differences, the same bits on any number of threads, and token ids
-// checked in the data.
+// Embedding, GlobalAveragePooling1D and GlobalMaxPooling1D: rows gathered and their gradients
+// scattered as worked out by hand and by finite differences, the same bits on any number of
+// threads, and token ids checked in the data.
 
 #include <gtest/gtest.h>
 
@@ -72,6 +72,20 @@ TEST(Embedding, GradientsMatchFiniteDifferences) {
     return weighted_sum(pooled, r);
   };
   expect_matches_finite_differences(pooling_objective, embedded, dpooling_input, "pooling input");
+}
+
+// GlobalMaxPooling1D: each channel's maximum over the steps, its gradient routed there.
+TEST(GlobalMaxPooling1D, TakesEachChannelsMaximumOverTheSteps) {
+  auto backend = make_cpu_backend();
+  Pooling2D pooling(Pooling2D::Kind::kGlobalMax1D, Window2d::make(1, 3, 2, 1, 3, 1, 1, false));
+  EXPECT_EQ(pooling.type_name(), "GlobalMaxPooling1D");
+  EXPECT_EQ(pooling.output_shape(), (Shape{2}));
+  const std::vector<float> x = {1, 9, 7, -2, 3, 4};  // (steps 3, channels 2)
+  std::vector<float> y(2), dy = {10, 20}, dx(6);
+  pooling.forward(*backend, x.data(), y.data(), 1);
+  EXPECT_EQ(y, (std::vector<float>{7, 9}));
+  pooling.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), 1, false);
+  EXPECT_EQ(dx, (std::vector<float>{0, 20, 10, 0, 0, 0}));
 }
 
 // Note [threads per rank]: rows and the gradient's columns shared out, each computed as on one

@@ -207,7 +207,9 @@ class PoolingTest : public ::testing::TestWithParam<PoolCase> {};
 TEST_P(PoolingTest, ForwardIsThePoolingByDefinitionAndGradientsMatchFiniteDifferences) {
   auto backend = make_cpu_backend();
   const auto [kind, pool, stride, same] = GetParam();
-  const bool global = kind == Pooling2D::Kind::kGlobalAverage;
+  const bool global =
+      kind == Pooling2D::Kind::kGlobalAverage || kind == Pooling2D::Kind::kGlobalMax;
+  const bool max = kind == Pooling2D::Kind::kMax || kind == Pooling2D::Kind::kGlobalMax;
   // 19 channels: whole vectors of channels and a remainder (Note [SIMD width]).
   const int64_t channels = 19;
   const Window2d w = global ? Window2d::make(5, 6, channels, 5, 6, 1, 1, false)
@@ -236,7 +238,7 @@ TEST_P(PoolingTest, ForwardIsThePoolingByDefinitionAndGradientsMatchFiniteDiffer
               sum += value;
               ++count;
             }
-          const double expected = kind == Pooling2D::Kind::kMax ? best : sum / count;
+          const double expected = max ? best : sum / count;
           EXPECT_NEAR(y[at], expected, 1e-5) << "y[" << at << "]";
         }
   ASSERT_EQ(at, y.size());
@@ -250,7 +252,8 @@ INSTANTIATE_TEST_SUITE_P(Windows, PoolingTest,
                                            PoolCase{Pooling2D::Kind::kMax, 3, 1, false},
                                            PoolCase{Pooling2D::Kind::kAverage, 2, 2, false},
                                            PoolCase{Pooling2D::Kind::kAverage, 3, 2, true},
-                                           PoolCase{Pooling2D::Kind::kGlobalAverage, 0, 0, false}));
+                                           PoolCase{Pooling2D::Kind::kGlobalAverage, 0, 0, false},
+                                           PoolCase{Pooling2D::Kind::kGlobalMax, 0, 0, false}));
 
 // A window whose maximum several pixels share (zeros after a ReLU) routes its gradient to the
 // first of them in row-major window order, in every channel; overlapping windows add up.

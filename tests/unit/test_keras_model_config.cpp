@@ -199,7 +199,7 @@ TEST(KerasModelConfig, AucObjectIsTheAucMetric) {
   }
 }
 
-// Embedding and GlobalAveragePooling1D both ways; padding masks (mask_zero) are refused.
+// Embedding and the global poolings both ways; padding masks (mask_zero) are refused.
 TEST(KerasModelConfig, EmbeddingAsKerasEmbedding) {
   LayerSpec embedding = layer("embedding");
   embedding.vocabulary = 50;
@@ -220,6 +220,14 @@ TEST(KerasModelConfig, EmbeddingAsKerasEmbedding) {
   EXPECT_EQ(
       keras::keras_layer(described[2], "m.keras: layers[2]").spec->node["type"].as<std::string>(),
       "global_average_pooling1d");
+  for (const auto& [type, class_name] : {std::pair{"global_max_pooling1d", "GlobalMaxPooling1D"},
+                                         {"global_max_pooling2d", "GlobalMaxPooling2D"},
+                                         {"global_average_pooling2d", "GlobalAveragePooling2D"}}) {
+    const nlohmann::json keras =
+        keras::keras_model_config({layer(type)}, Shape({4, 4, 2}))["config"]["layers"][1];
+    EXPECT_EQ(keras["class_name"], class_name);
+    EXPECT_EQ(keras::keras_layer(keras, "m.keras").spec->node["type"].as<std::string>(), type);
+  }
   nlohmann::json masked = described[1];
   masked["config"]["mask_zero"] = true;
   try {
