@@ -106,4 +106,15 @@ inline void expect_identical_to_rank0(Communicator& comm, const std::vector<floa
       << "rank " << comm.rank() << " drifted from rank 0";
 }
 
+// Invariants 1 and 2 over `steps` steps of `config`: this job's ranks end within 1e-5 of one
+// process, bit-identical to rank 0, and the steps moved the weights.
+inline void expect_trains_as_one_process(const Config& config, Communicator& comm, int steps) {
+  auto local = make_local_communicator();
+  const std::vector<float> distributed = train_and_get_params(config, comm, steps);
+  const std::vector<float> single = train_and_get_params(config, *local, steps);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(config, *local, 0)), 1e-3f);
+}
+
 }  // namespace ddp::dist_test
