@@ -53,6 +53,13 @@ Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation,
                {"padding", YAML::Node(padding)},
                {"use_bias", YAML::Node(use_bias)}})};
 }
+Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,
+            const std::string& padding, bool use_bias) {
+  Spec spec = Conv2D(filters, kernel_size, activation, padding, use_bias);
+  spec.node["type"] = "conv1d";
+  spec.node["strides"] = strides;
+  return spec;
+}
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
 Spec AveragePooling2D(int64_t pool_size) { return pooling("average_pooling2d", pool_size); }
 Spec GlobalAveragePooling2D() { return {map({{"type", YAML::Node("global_average_pooling2d")}})}; }

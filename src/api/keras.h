@@ -62,6 +62,10 @@ struct Spec {
 Spec Dense(int64_t units, const std::string& activation = "linear", bool use_bias = true);
 Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation = "linear",
             const std::string& padding = "valid", bool use_bias = true);
+// Keras' Conv1D over (steps, channels) (an embedding's output).
+Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides = 1,
+            const std::string& activation = "linear", const std::string& padding = "valid",
+            bool use_bias = true);
 Spec MaxPooling2D(int64_t pool_size = 2);
 Spec AveragePooling2D(int64_t pool_size = 2);
 Spec GlobalAveragePooling2D();

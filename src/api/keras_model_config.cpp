@@ -60,6 +60,15 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     weighted();
     return {"Dense", c};
   }
+  if (s.type == "conv1d") {
+    c["filters"] = s.units;
+    c["kernel_size"] = json::array({s.window[1]});
+    c["strides"] = json::array({s.strides[1]});
+    c["padding"] = s.same_padding ? "same" : "valid";
+    c["data_format"] = "channels_last";
+    weighted();
+    return {"Conv1D", c};
+  }
   if (s.type == "conv2d") {
     c["filters"] = s.units;
     c["kernel_size"] = pair(s.window);
@@ -177,6 +186,17 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["padding"] = in.get<std::string>("padding", "valid");
     out["activation"] = in.activation(elementwise_activation_names());
     in.require("dilation_rate", json::array({1, 1}));
+    in.require("groups", 1);
+    in.channels_last();
+    in.weighted(out);
+  } else if (class_name == "Conv1D") {
+    out["type"] = "conv1d";
+    out["filters"] = in.get<int64_t>("filters", 0);
+    out["kernel_size"] = in.pair("kernel_size", 1)[0];
+    out["strides"] = in.pair("strides", 1)[0];
+    out["padding"] = in.get<std::string>("padding", "valid");  // "causal" is refused by name
+    out["activation"] = in.activation(elementwise_activation_names());
+    in.require("dilation_rate", json::array({1}));
     in.require("groups", 1);
     in.channels_last();
     in.weighted(out);

@@ -7,18 +7,21 @@
 
 namespace ddp {
 
-Conv2D::Conv2D(const Window2d& window, int64_t filters, Activation act, bool use_bias)
-    : window_(window), filters_(filters), act_(act), bias_(filters, use_bias) {}
+Conv2D::Conv2D(const Window2d& window, int64_t filters, Activation act, bool use_bias, bool one_row)
+    : window_(window), filters_(filters), act_(act), one_row_(one_row), bias_(filters, use_bias) {}
 
 std::string Conv2D::describe() const {
-  return act_ == Activation::kLinear ? "Conv2D" : std::string("Conv2D+") + activation_name(act_);
+  return act_ == Activation::kLinear ? type_name() : type_name() + "+" + activation_name(act_);
 }
 
 std::vector<ParamSpec> Conv2D::param_specs() const {
-  // PyTorch's nn.Conv2d weight is (filters, channels, kernel_h, kernel_w).
-  std::vector<ParamSpec> specs{{"weight",
-                                {filters_, window_.kernel_h, window_.kernel_w, window_.channels},
-                                {filters_, window_.kernel_h, window_.kernel_w, window_.channels}}};
+  // PyTorch's nn.Conv2d weight is (filters, channels, kernel_h, kernel_w), nn.Conv1d's (filters,
+  // channels, kernel): the same order of values, with the one row's axis left out.
+  const Shape weight = one_row_
+                           ? Shape{filters_, window_.kernel_w, window_.channels}
+                           : Shape{filters_, window_.kernel_h, window_.kernel_w, window_.channels};
+  std::vector<ParamSpec> specs{
+      {"weight", weight, {filters_, window_.kernel_h, window_.kernel_w, window_.channels}}};
   if (bias_.trained()) specs.push_back({"bias", {filters_}});
   return specs;
 }

@@ -7,7 +7,10 @@ namespace ddp {
 
 // 2-D convolution over NHWC images (Note [image layout]) with a fused activation. The weight is
 // (filters, kernel_h, kernel_w, channels): one row per filter in the order of an im2col window.
-// Without a bias where use_bias is false (Note [no bias]).
+// Without a bias where use_bias is false (Note [no bias]). Keras' Conv1D over (steps, channels)
+// is this convolution over an image of one row (`one_row`): its output (out_steps, filters), its
+// weight (filters, kernel, channels), which PyTorch's nn.Conv1d holds as (filters, channels,
+// kernel).
 //
 // A backend may run the whole convolution its own way instead (Note [oneDNN convolutions]).
 //
@@ -22,11 +25,15 @@ namespace ddp {
 // chunks) it rebuilds each chunk's.
 class Conv2D final : public Layer {
  public:
-  Conv2D(const Window2d& window, int64_t filters, Activation act, bool use_bias = true);
+  Conv2D(const Window2d& window, int64_t filters, Activation act, bool use_bias = true,
+         bool one_row = false);
 
-  std::string type_name() const override { return "Conv2D"; }
+  std::string type_name() const override { return one_row_ ? "Conv1D" : "Conv2D"; }
   std::string describe() const override;
-  Shape output_shape() const override { return {window_.out_h, window_.out_w, filters_}; }
+  Shape output_shape() const override {
+    return one_row_ ? Shape{window_.out_w, filters_}
+                    : Shape{window_.out_h, window_.out_w, filters_};
+  }
   std::vector<ParamSpec> param_specs() const override;
   void set_pass(const Pass& pass) override { training_ = pass.training; }
   void bind(std::span<float* const> params, std::span<float* const> grads) override;
@@ -45,6 +52,7 @@ class Conv2D final : public Layer {
   Window2d window_;
   int64_t filters_;
   Activation act_;
+  bool one_row_;
   float* weight_ = nullptr;  // (filters, kernel_h, kernel_w, channels)
   float* weight_grad_ = nullptr;
   LayerBias bias_;      // (filters)

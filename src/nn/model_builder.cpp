@@ -56,9 +56,10 @@ std::vector<std::string> with_activations(std::vector<std::string> first,
 
 const std::vector<std::string>& layer_types() {
   static const std::vector<std::string> types = with_activations(
-      {"dense", "conv2d", "max_pooling2d", "average_pooling2d", "global_average_pooling2d",
-       "global_max_pooling2d", "embedding", "global_average_pooling1d", "global_max_pooling1d",
-       "dropout", "batch_normalization", "layer_normalization", "flatten", "reshape", "rescaling"},
+      {"dense", "conv2d", "conv1d", "max_pooling2d", "average_pooling2d",
+       "global_average_pooling2d", "global_max_pooling2d", "embedding", "global_average_pooling1d",
+       "global_max_pooling1d", "dropout", "batch_normalization", "layer_normalization", "flatten",
+       "reshape", "rescaling"},
       {"softmax"});
   return types;
 }
@@ -113,10 +114,26 @@ Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = f
   return w;
 }
 
+// A conv1d's window over (steps, channels), an image of one row; names the layer when its input is
+// not of that shape or the window does not fit.
+Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
+  if (shape.rank() != 2)
+    throw ConfigError(spec.path + ": conv1d needs an input of (steps, channels), an embedding's " +
+                      "output, but gets " + shape.str());
+  const Window2d w = Window2d::make(1, shape[0], shape[1], 1, spec.window[1], 1, spec.strides[1],
+                                    spec.same_padding);
+  if (w.out_w <= 0)
+    throw ConfigError(spec.path + ": a kernel of " + std::to_string(spec.window[1]) +
+                      " does not fit the " + std::to_string(shape[0]) +
+                      " steps with padding valid (the output would be empty); use a smaller " +
+                      "kernel or padding: same");
+  return w;
+}
+
 }  // namespace
 
 bool has_parameters(const std::string& type) {
-  return type == "dense" || type == "conv2d" || type == "embedding" ||
+  return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
          type == "batch_normalization" || type == "layer_normalization";
 }
 
@@ -164,8 +181,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           " MiB can train (16 bytes each)");
       parameters += units * fan_in;
       layers.push_back(std::make_unique<Dense>(shape[0], spec.units, fused, spec.use_bias));
-    } else if (spec.type == "conv2d") {
-      const Window2d w = image_window(spec, shape);
+    } else if (spec.type == "conv2d" || spec.type == "conv1d") {
+      const bool one_row = spec.type == "conv1d";
+      const Window2d w = one_row ? steps_window(spec, shape) : image_window(spec, shape);
       const auto fan_in = static_cast<uint64_t>(w.patch()) + (spec.use_bias ? 1 : 0);
       const auto filters = static_cast<uint64_t>(spec.units);
       if (filters > (budget - parameters) / fan_in)
@@ -173,7 +191,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           " filters take the model past " + std::to_string(budget) +
                           " parameters, what this process's memory can train");
       parameters += filters * fan_in;
-      layers.push_back(std::make_unique<Conv2D>(w, spec.units, fused, spec.use_bias));
+      layers.push_back(std::make_unique<Conv2D>(w, spec.units, fused, spec.use_bias, one_row));
     } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
       layers.push_back(std::make_unique<Pooling2D>(
           spec.type == "max_pooling2d" ? Pooling2D::Kind::kMax : Pooling2D::Kind::kAverage,

@@ -25,8 +25,10 @@ std::vector<float> transpose_hwc(const ParamEntry& entry, std::span<const float>
 
 }  // namespace
 
+// (rows, c, h, w), or (rows, c, w) for a tensor of one row (Conv1D's weight).
 Shape torch_shape(const ParamEntry& entry) {
-  if (!reordered(entry) || entry.shape.rank() != 4) return entry.shape;
+  if (!reordered(entry) || entry.shape.rank() < 3) return entry.shape;
+  if (entry.shape.rank() == 3) return {entry.hwc[0], entry.hwc[3], entry.hwc[2]};
   return {entry.hwc[0], entry.hwc[3], entry.hwc[1], entry.hwc[2]};
 }
 

@@ -38,6 +38,7 @@ const KerasLayer* keras_layer(const std::string& type) {
   static const std::map<std::string, KerasLayer> layers = {
       {"dense", {"dense", {{"weight", {1, 0}, false}, {"bias", {}, true}}}},
       {"conv2d", {"conv2d", {{"weight", {1, 2, 3, 0}, false}, {"bias", {}, true}}}},
+      {"conv1d", {"conv1d", {{"weight", {1, 2, 0}, false}, {"bias", {}, true}}}},
       {"embedding", {"embedding", {{"weight", {}, false}}}},
       {"batch_normalization",
        {"batch_normalization",

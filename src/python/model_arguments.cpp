@@ -84,6 +84,16 @@ void define_layers(py::module_& m) {
       },
       py::arg("filters"), py::arg("kernel_size"), py::arg("activation") = "linear",
       py::arg("padding") = "valid", py::arg("use_bias") = true, py::arg("trainable") = true);
+  m.def(
+      "Conv1D",
+      [](int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,
+         const std::string& padding, bool use_bias, bool trainable) {
+        return trained_or_frozen(
+            keras::Conv1D(filters, kernel_size, strides, activation, padding, use_bias), trainable);
+      },
+      py::arg("filters"), py::arg("kernel_size"), py::arg("strides") = 1,
+      py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true,
+      py::arg("trainable") = true);
   m.def("MaxPooling2D", &keras::MaxPooling2D, py::arg("pool_size") = 2);
   m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);

@@ -36,7 +36,7 @@ void parse_model(ConfigNode& root, Config& config) {
     LayerSpec spec;
     spec.path = config.file + ": " + layer.path();
     spec.type = layer.choice("type", layer_types());
-    if (spec.type == "dense" || spec.type == "conv2d") {
+    if (spec.type == "dense" || spec.type == "conv2d" || spec.type == "conv1d") {
       parse_regularizer(layer, spec);
       spec.use_bias = layer.get("use_bias", true);
     }
@@ -47,6 +47,12 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
       spec.window = height_width(layer, "kernel_size", std::nullopt);
       spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
+      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+      spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+    } else if (spec.type == "conv1d") {  // one row: kernel_size and strides are integers
+      spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
+      spec.window = {1, positive(layer, "kernel_size", layer.require<int64_t>("kernel_size"))};
+      spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", 1))};
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
       spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
     } else if (spec.type == "embedding") {  // Keras' names

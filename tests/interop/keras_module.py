@@ -170,20 +170,26 @@ def main():
           f"{gap(ours, keras_ln):.2e}; Keras' load_model of ddp-trainer's file predicts within "
           f"{predicted:.2e}")
 
-    # Keras' Embedding and GlobalAveragePooling1D or GlobalMaxPooling1D on token ids: the same
-    # training from the same table, and each side's .keras file loaded by the other predicts the
-    # same. SGD with momentum: on TensorFlow, Keras' embedding gradients are IndexedSlices,
+    # Keras' Embedding (and Conv1D) and GlobalAveragePooling1D or GlobalMaxPooling1D on token
+    # ids: the same training from the same weights, and each side's .keras file loaded by the
+    # other predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are IndexedSlices,
     # through which its Adam updates the moments of the rows a batch holds alone (on Keras' torch
     # backend, dense as here).
     tokens = rng.integers(0, 50, size=(600, 12))
     token_labels = (tokens < 15).sum(axis=1) % 4
-    for pooling in ("GlobalAveragePooling1D", "GlobalMaxPooling1D"):
-        ours = ddp.Sequential([ddp.Embedding(50, 8), getattr(ddp, pooling)(),
-                               ddp.Dense(4, "softmax")], input_shape=[12])
+    for pooling, conv in (("GlobalAveragePooling1D", False), ("GlobalMaxPooling1D", False),
+                          ("GlobalMaxPooling1D", True)):
+        convolved = [(ddp.Conv1D(6, 3, strides=2, activation="relu", padding="same"),
+                      keras.layers.Conv1D(6, 3, strides=2, activation="relu", padding="same"))]
+        middle = convolved if conv else []
+        ours = ddp.Sequential([ddp.Embedding(50, 8)] + [o for o, _ in middle] +
+                              [getattr(ddp, pooling)(), ddp.Dense(4, "softmax")],
+                              input_shape=[12])
         ours.build()
         keras_text = keras.Sequential([keras.Input((12,), dtype="int32"),
-                                       keras.layers.Embedding(50, 8),
-                                       getattr(keras.layers, pooling)(),
+                                       keras.layers.Embedding(50, 8)] +
+                                      [k for _, k in middle] +
+                                      [getattr(keras.layers, pooling)(),
                                        keras.layers.Dense(4, activation="softmax")])
         for ours_layer, keras_layer in zip(ours.layers, keras_text.layers):
             keras_layer.set_weights(ours_layer.get_weights())
@@ -205,7 +211,8 @@ def main():
         predicted = max(
             float(np.abs(into_keras.predict(tokens, verbose=0) - ours.predict(tokens)).max()),
             float(np.abs(into_ours.predict(tokens) - keras_text.predict(tokens, verbose=0)).max()))
-        check(f"keras.layers.Embedding, {pooling}", trained_gap < 1e-5 and predicted < 1e-5,
+        check(f"keras.layers.Embedding, {'Conv1D, ' if conv else ''}{pooling}",
+              trained_gap < 1e-5 and predicted < 1e-5,
               f"30 SGD momentum steps from the same table: max abs difference of the weights "
               f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "
               f"{predicted:.2e}")

@@ -152,6 +152,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += frozen_check(args, env, tmp)
         for pooling in ("average", "max"):
             diffs += embedding_check(args, env, tmp, pooling)
+        diffs += embedding_check(args, env, tmp, "max", conv=True)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

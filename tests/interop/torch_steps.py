@@ -330,11 +330,12 @@ def frozen_check(args, env, tmp):
     return [diff if kept else float("inf")]
 
 
-def embedding_check(args, env, tmp, pooling):
-    """Token ids through an embedding, averaged (pooling "average") or maxed ("max") over the
-    tokens (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps on 2 ranks against
-    torch.nn.Embedding and a mean or amax over the tokens, from the same table (PyTorch's N(0, 1)
-    draws)."""
+def embedding_check(args, env, tmp, pooling, conv=False):
+    """Token ids through an embedding, with conv a relu Conv1D of 6 filters of 3 tokens (same
+    padding), averaged (pooling "average") or maxed ("max") over the steps
+    (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps on 2 ranks against
+    torch.nn.Embedding (and nn.Conv1d over the channels-first transpose) and a mean or amax over
+    the steps, from the same weights (PyTorch's draws)."""
     generator = torch.Generator().manual_seed(5)
     tokens = torch.randint(0, 30, (200, 6), generator=generator)
     labels = (tokens < 10).sum(dim=1) % 3
@@ -342,13 +343,15 @@ def embedding_check(args, env, tmp, pooling):
         f.write(",".join([f"t{i}" for i in range(6)] + ["label"]) + "\n")
         for row, label in zip(tokens.tolist(), labels.tolist()):
             f.write(",".join(map(str, row + [label])) + "\n")
-    with open(f"{tmp}/emb_{pooling}.yaml", "w") as f:
+    name = f"emb_{pooling}" + ("_conv" if conv else "")
+    conv_layer = "    - {type: conv1d, filters: 6, kernel_size: 3, padding: same, activation: relu}\n"
+    with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/tokens.csv}}
 model:
   layers:
     - {{type: embedding, input_dim: 30, output_dim: 8}}
-    - {{type: global_{pooling}_pooling1d}}
+{conv_layer if conv else ""}    - {{type: global_{pooling}_pooling1d}}
     - {{type: dense, units: 3, activation: softmax}}
 loss: sparse_categorical_crossentropy
 optimizer: {optimizer_yaml("adam")}
@@ -356,15 +359,19 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     torch.manual_seed(8)
     model = torch.nn.Module()
-    model.layers = torch.nn.ModuleList([torch.nn.Embedding(30, 8), torch.nn.Linear(8, 3)])
+    model.layers = torch.nn.ModuleList(
+        [torch.nn.Embedding(30, 8)] + ([torch.nn.Conv1d(8, 6, 3, padding=1)] if conv else []) +
+        [torch.nn.Linear(6 if conv else 8, 3)])
     summed = torch.nn.CrossEntropyLoss(reduction="sum")
 
     def loss_of(rows):
-        embedded = model.layers[0](tokens[rows])
-        pooled = embedded.mean(dim=1) if pooling == "average" else embedded.amax(dim=1)
-        return summed(model.layers[1](pooled), labels[rows]) / len(labels[rows])
+        steps = model.layers[0](tokens[rows])  # (batch, steps, channels)
+        if conv:
+            steps = torch.relu(model.layers[1](steps.transpose(1, 2))).transpose(1, 2)
+        pooled = steps.mean(dim=1) if pooling == "average" else steps.amax(dim=1)
+        return summed(model.layers[-1](pooled), labels[rows]) / len(labels[rows])
 
-    diff = twenty_steps(args, env, tmp, f"emb_{pooling}", model, torch_optimizer("adam"), loss_of)
-    print(f"embedding and the {pooling} over the tokens, 20 Adam steps (2 ranks) vs PyTorch: max "
-          f"abs diff {diff:.2e}")
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
+    print(f"embedding{', conv1d' if conv else ''} and the {pooling} over the steps, 20 Adam steps "
+          f"(2 ranks) vs PyTorch: max abs diff {diff:.2e}")
     return [diff]

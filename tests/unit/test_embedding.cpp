@@ -1,6 +1,6 @@
-// Embedding, GlobalAveragePooling1D and GlobalMaxPooling1D: rows gathered and their gradients
-// scattered as worked out by hand and by finite differences, the same bits on any number of
-// threads, and token ids checked in the data.
+// Embedding, Conv1D, GlobalAveragePooling1D and GlobalMaxPooling1D: rows gathered and their
+// gradients scattered as worked out by hand and by finite differences, the same bits on any number
+// of threads, and token ids checked in the data.
 
 #include <gtest/gtest.h>
 
@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "data/dataset.h"
 #include "finite_differences.h"
+#include "nn/conv2d.h"
 #include "nn/embedding.h"
 #include "nn/pooling2d.h"
 
@@ -86,6 +87,36 @@ TEST(GlobalMaxPooling1D, TakesEachChannelsMaximumOverTheSteps) {
   EXPECT_EQ(y, (std::vector<float>{7, 9}));
   pooling.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), 1, false);
   EXPECT_EQ(dx, (std::vector<float>{0, 20, 10, 0, 0, 0}));
+}
+
+// Conv1D is the convolution over an image of one row: the same outputs and gradients, bit for bit,
+// through each backend path (channels <= 4: the direct kernels; more: oneDNN or im2col + GEMM),
+// with its weight as (filters, kernel, channels) and its output as (steps, filters).
+TEST(Conv1D, IsTheConvolutionOverAnImageOfOneRow) {
+  auto backend = make_cpu_backend();
+  for (const int64_t channels : {3, 12}) {
+    const int64_t steps = 11, filters = 5, kernel = 3, batch = 2;
+    const Window2d w = Window2d::make(1, steps, channels, 1, kernel, 1, 2, true);
+    Conv2D conv1d(w, filters, Activation::kRelu, true, /*one_row=*/true);
+    Conv2D conv2d(w, filters, Activation::kRelu, true);
+    EXPECT_EQ(conv1d.type_name(), "Conv1D");
+    EXPECT_EQ(conv1d.output_shape(), (Shape{6, filters}));
+    EXPECT_EQ(conv1d.param_specs()[0].shape, (Shape{filters, kernel, channels}));
+    std::vector<float> weight = random_vector(filters * kernel * channels, 5),
+                       bias = random_vector(filters, 6);
+    const std::vector<float> x = random_vector(batch * steps * channels, 7),
+                             r = random_vector(batch * 6 * filters, 8);
+    std::vector<std::vector<float>> outputs;
+    for (Conv2D* layer : {&conv1d, &conv2d}) {
+      std::vector<float> dw(weight.size()), db(bias.size());
+      bind_weight_and_bias(*layer, weight, bias, dw, db, true);
+      std::vector<float> y(r.size()), dy = r, dx(x.size());
+      layer->forward(*backend, x.data(), y.data(), batch);
+      layer->backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+      for (const std::vector<float>* v : {&y, &dx, &dw, &db}) outputs.push_back(*v);
+    }
+    for (size_t i = 0; i < 4; ++i) EXPECT_EQ(outputs[i], outputs[i + 4]) << channels << " " << i;
+  }
 }
 
 // Note [threads per rank]: rows and the gradient's columns shared out, each computed as on one

@@ -228,6 +228,24 @@ TEST(KerasModelConfig, EmbeddingAsKerasEmbedding) {
     EXPECT_EQ(keras["class_name"], class_name);
     EXPECT_EQ(keras::keras_layer(keras, "m.keras").spec->node["type"].as<std::string>(), type);
   }
+  LayerSpec conv1d = layer("conv1d");
+  conv1d.units = 6;
+  conv1d.window = {1, 5};
+  conv1d.strides = {1, 2};
+  conv1d.same_padding = true;
+  conv1d.activation = "relu";
+  const nlohmann::json keras_conv =
+      keras::keras_model_config({conv1d}, Shape({12, 8}))["config"]["layers"][1];
+  EXPECT_EQ(keras_conv["class_name"], "Conv1D");
+  EXPECT_EQ(keras_conv["config"]["kernel_size"], nlohmann::json::array({5}));
+  EXPECT_EQ(keras_conv["config"]["strides"], nlohmann::json::array({2}));
+  const YAML::Node conv_back = keras::keras_layer(keras_conv, "m.keras").spec->node;
+  EXPECT_EQ(conv_back["type"].as<std::string>(), "conv1d");
+  EXPECT_EQ(conv_back["filters"].as<int64_t>(), 6);
+  EXPECT_EQ(conv_back["kernel_size"].as<int64_t>(), 5);
+  EXPECT_EQ(conv_back["strides"].as<int64_t>(), 2);
+  EXPECT_EQ(conv_back["padding"].as<std::string>(), "same");
+  EXPECT_EQ(conv_back["activation"].as<std::string>(), "relu");
   nlohmann::json masked = described[1];
   masked["config"]["mask_zero"] = true;
   try {
