@@ -32,7 +32,6 @@ void Embedding::forward(ComputeBackend& backend, const float* x, float* y, int64
 
 void Embedding::backward(ComputeBackend& backend, const float* x, const float* /*y*/, float* dy,
                          float* /*dx*/, int64_t batch, bool accumulate) {
-  if (frozen()) return;
   backend.embedding_backward(x, dy, table_grad_, batch * input_.numel(), vocabulary_, dim_,
                              accumulate);
 }

@@ -50,12 +50,11 @@ std::string AdaptiveOptimizer::name() const {
 
 void AdaptiveOptimizer::began_step() {
   if (hyper_.kind != Kind::kNadam) return;
-  if (product_steps_ > steps_) {
-    product_steps_ = 0;
-    momentum_product_ = 1;
-  }
-  for (; product_steps_ < steps_; ++product_steps_)
-    momentum_product_ *= nadam_momentum(hyper_, product_steps_ + 1);
+  // One factor a step; the whole product where the step count was set (a restored run).
+  momentum_product_ = product_steps_ + 1 == steps_
+                          ? momentum_product_ * nadam_momentum(hyper_, steps_)
+                          : nadam_momentum_product(hyper_, steps_);
+  product_steps_ = steps_;
 }
 
 AdaptiveStep AdaptiveOptimizer::step_at(float lr) {
