@@ -280,6 +280,20 @@ class ComputeBackend {
   virtual void embedding_backward(const float* ids, const float* dy, float* dtable, int64_t count,
                                   int64_t vocabulary, int64_t dim, bool accumulate) = 0;
 
+  // dst[r * dst_row_stride + c] = src[r * src_row_stride + c * src_col_stride] for r < rows and
+  // c < cols: one step of a sequence gathered from (batch, steps, width) rows or scattered back,
+  // or a matrix transposed.
+  virtual void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride,
+                           float* dst, int64_t dst_row_stride, int64_t rows, int64_t cols) = 0;
+  // One step of an LSTM over `batch` rows of `units` (backend/lstm_cell.h, each unit by
+  // lstm_unit_forward and lstm_unit_backward; Note [LSTM steps]).
+  virtual void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev,
+                                 float* gates, float* c, float* h, int64_t batch,
+                                 int64_t units) = 0;
+  virtual void lstm_cell_backward(const float* gates, const float* c_prev, const float* c,
+                                  const float* dh, const float* dh_more, float* dc, float* dgates,
+                                  int64_t batch, int64_t units) = 0;
+
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;
   // The sum of the elements' squares, in double, in an order that depends only on `count`.

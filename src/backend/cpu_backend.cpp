@@ -20,6 +20,7 @@
 #include "backend/cpu_embedding.h"
 #include "backend/cpu_layer_norm.h"
 #include "backend/cpu_losses.h"
+#include "backend/cpu_recurrent.h"
 #include "backend/cpu_softmax.h"
 #include "backend/cpu_updates.h"
 #include "backend/cpu_window_ops.h"
@@ -266,6 +267,24 @@ class CpuBackend final : public ComputeBackend {
     by_rows(dim, count + vocabulary, [&](int64_t first, int64_t n) {
       cpu::embedding_grad_columns(ids, dy, dtable, count, vocabulary, dim, first, first + n,
                                   accumulate);
+    });
+  }
+
+  void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride, float* dst,
+                   int64_t dst_row_stride, int64_t rows, int64_t cols) override {
+    cpu::copy_matrix(src, src_row_stride, src_col_stride, dst, dst_row_stride, rows, cols);
+  }
+  void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
+                         float* c, float* h, int64_t batch, int64_t units) override {
+    by_rows(batch, 4 * units, [&](int64_t first, int64_t n) {
+      cpu::lstm_forward_rows(xp, hu, c_prev, gates, c, h, first, first + n, units);
+    });
+  }
+  void lstm_cell_backward(const float* gates, const float* c_prev, const float* c, const float* dh,
+                          const float* dh_more, float* dc, float* dgates, int64_t batch,
+                          int64_t units) override {
+    by_rows(batch, 4 * units, [&](int64_t first, int64_t n) {
+      cpu::lstm_backward_rows(gates, c_prev, c, dh, dh_more, dc, dgates, first, first + n, units);
     });
   }
 

@@ -21,6 +21,7 @@
 #include "backend/cuda_losses.h"
 #include "backend/cuda_pinned_staging.h"
 #include "backend/cuda_readback.h"
+#include "backend/cuda_recurrent.h"
 #include "backend/cuda_window_ops.h"
 #include "core/error.h"
 
@@ -213,6 +214,20 @@ class CudaBackend final : public ComputeBackend {
   void embedding_backward(const float* ids, const float* dy, float* dtable, int64_t count,
                           int64_t vocabulary, int64_t dim, bool accumulate) override {
     cuda::embedding_backward(ids, dy, dtable, count, vocabulary, dim, accumulate, stream_);
+  }
+  void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride, float* dst,
+                   int64_t dst_row_stride, int64_t rows, int64_t cols) override {
+    cuda::copy_matrix(src, src_row_stride, src_col_stride, dst, dst_row_stride, rows, cols,
+                      stream_);
+  }
+  void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
+                         float* c, float* h, int64_t batch, int64_t units) override {
+    cuda::lstm_cell_forward(xp, hu, c_prev, gates, c, h, batch, units, stream_);
+  }
+  void lstm_cell_backward(const float* gates, const float* c_prev, const float* c, const float* dh,
+                          const float* dh_more, float* dc, float* dgates, int64_t batch,
+                          int64_t units) override {
+    cuda::lstm_cell_backward(gates, c_prev, c, dh, dh_more, dc, dgates, batch, units, stream_);
   }
   bool all_finite(const float* data, size_t count) override {
     cudaCheck(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));

@@ -12,6 +12,7 @@
 #include "nn/embedding.h"
 #include "nn/layer_norm.h"
 #include "nn/leaky_relu.h"
+#include "nn/lstm.h"
 #include "nn/pooling2d.h"
 #include "nn/rescaling.h"
 #include "nn/reshape.h"
@@ -58,8 +59,8 @@ const std::vector<std::string>& layer_types() {
   static const std::vector<std::string> types = with_activations(
       {"dense", "conv2d", "conv1d", "max_pooling2d", "average_pooling2d",
        "global_average_pooling2d", "global_max_pooling2d", "embedding", "global_average_pooling1d",
-       "global_max_pooling1d", "dropout", "batch_normalization", "layer_normalization", "flatten",
-       "reshape", "rescaling"},
+       "global_max_pooling1d", "lstm", "dropout", "batch_normalization", "layer_normalization",
+       "flatten", "reshape", "rescaling"},
       {"softmax"});
   return types;
 }
@@ -134,7 +135,7 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
 
 bool has_parameters(const std::string& type) {
   return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
-         type == "batch_normalization" || type == "layer_normalization";
+         type == "lstm" || type == "batch_normalization" || type == "layer_normalization";
 }
 
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
@@ -221,6 +222,20 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           "train");
       parameters += size;
       layers.push_back(std::make_unique<Embedding>(shape, spec.vocabulary, spec.units));
+    } else if (spec.type == "lstm") {
+      if (shape.rank() != 2)
+        throw ConfigError(spec.path + ": lstm needs an input of (steps, features), an " +
+                          "embedding's output or a sequence, but gets " + shape.str());
+      const auto size = static_cast<uint64_t>(4 * spec.units) *
+                        static_cast<uint64_t>(shape[1] + spec.units + (spec.use_bias ? 1 : 0));
+      if (spec.units <= 0 || size > budget - parameters)
+        throw ConfigError(spec.path + ".units: " + std::to_string(spec.units) + " units of " +
+                          std::to_string(shape[1]) + " features take the model past " +
+                          std::to_string(budget) + " parameters, what this process's memory " +
+                          "can train");
+      parameters += size;
+      layers.push_back(std::make_unique<Lstm>(shape[0], shape[1], spec.units, spec.return_sequences,
+                                              spec.use_bias));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "batch_normalization") {

@@ -12,7 +12,7 @@ namespace ddp {
 // One entry of the config's model.layers list.
 struct LayerSpec {
   std::string type;                   // one of layer_types()
-  int64_t units = 0;                  // dense: units; conv2d: filters; embedding: output_dim
+  int64_t units = 0;                  // dense, lstm: units; conv2d: filters; embedding: output_dim
   std::string activation = "linear";  // dense, conv2d: linear, relu, tanh, sigmoid (softmax: dense)
   std::string path;                   // "run.yaml: model.layers.2", for error messages
   // conv2d: kernel_size, strides; max/average_pooling2d: pool_size, strides (height, width)
@@ -35,7 +35,8 @@ struct LayerSpec {
   float negative_slope = 0.3f;
   // reshape: Keras' target_shape, one sample's shape after it; one -1 stands for what is left.
   std::vector<int64_t> target_shape = {};
-  int64_t vocabulary = 0;  // embedding: input_dim, the token ids' bound
+  int64_t vocabulary = 0;         // embedding: input_dim, the token ids' bound
+  bool return_sequences = false;  // lstm: every step's output, not the last step's alone
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

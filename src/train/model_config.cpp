@@ -55,6 +55,10 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", 1))};
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
       spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+    } else if (spec.type == "lstm") {  // Keras' names; its activations are tanh and sigmoid
+      spec.units = positive(layer, "units", layer.require<int64_t>("units"));
+      spec.return_sequences = layer.get("return_sequences", false);
+      spec.use_bias = layer.get("use_bias", true);
     } else if (spec.type == "embedding") {  // Keras' names
       spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
       spec.units = positive(layer, "output_dim", layer.require<int64_t>("output_dim"));

@@ -1,0 +1,18 @@
+#pragma once
+// The CPU's pieces of recurrent layers (ComputeBackend::copy_matrix, lstm_cell_forward and
+// lstm_cell_backward): each over rows [first, end) of the batch, so that threads can share them.
+
+#include <cstdint>
+
+namespace ddp::cpu {
+
+void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride, float* dst,
+                 int64_t dst_row_stride, int64_t rows, int64_t cols);
+
+void lstm_forward_rows(const float* xp, const float* hu, const float* c_prev, float* gates,
+                       float* c, float* h, int64_t first, int64_t end, int64_t units);
+void lstm_backward_rows(const float* gates, const float* c_prev, const float* c, const float* dh,
+                        const float* dh_more, float* dc, float* dgates, int64_t first, int64_t end,
+                        int64_t units);
+
+}  // namespace ddp::cpu

@@ -1,0 +1,58 @@
+#include "backend/cuda_check.h"
+#include "backend/cuda_launch.cuh"
+#include "backend/cuda_recurrent.h"
+#include "backend/lstm_cell.h"
+
+namespace ddp::cuda {
+namespace {
+
+__global__ void copy_matrix_kernel(const float* src, int64_t src_row_stride, int64_t src_col_stride,
+                                   float* dst, int64_t dst_row_stride, int64_t rows, int64_t cols) {
+  for (int64_t e = start(); e < rows * cols; e += stride()) {
+    const int64_t r = e / cols, c = e % cols;
+    dst[r * dst_row_stride + c] = src[r * src_row_stride + c * src_col_stride];
+  }
+}
+
+__global__ void lstm_forward_kernel(const float* xp, const float* hu, const float* c_prev,
+                                    float* gates, float* c, float* h, int64_t batch,
+                                    int64_t units) {
+  for (int64_t e = start(); e < batch * units; e += stride())
+    lstm_unit_forward(xp, hu, c_prev, gates, c, h, e / units, e % units, units);
+}
+
+__global__ void lstm_backward_kernel(const float* gates, const float* c_prev, const float* c,
+                                     const float* dh, const float* dh_more, float* dc,
+                                     float* dgates, int64_t batch, int64_t units) {
+  for (int64_t e = start(); e < batch * units; e += stride())
+    lstm_unit_backward(gates, c_prev, c, dh, dh_more, dc, dgates, e / units, e % units, units);
+}
+
+}  // namespace
+
+void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride, float* dst,
+                 int64_t dst_row_stride, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows * cols == 0) return;
+  copy_matrix_kernel<<<blocks_for(rows * cols), kThreads, 0, stream>>>(
+      src, src_row_stride, src_col_stride, dst, dst_row_stride, rows, cols);
+  cudaCheck(cudaGetLastError());
+}
+
+void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
+                       float* c, float* h, int64_t batch, int64_t units, cudaStream_t stream) {
+  if (batch * units == 0) return;
+  lstm_forward_kernel<<<blocks_for(batch * units), kThreads, 0, stream>>>(xp, hu, c_prev, gates, c,
+                                                                          h, batch, units);
+  cudaCheck(cudaGetLastError());
+}
+
+void lstm_cell_backward(const float* gates, const float* c_prev, const float* c, const float* dh,
+                        const float* dh_more, float* dc, float* dgates, int64_t batch,
+                        int64_t units, cudaStream_t stream) {
+  if (batch * units == 0) return;
+  lstm_backward_kernel<<<blocks_for(batch * units), kThreads, 0, stream>>>(
+      gates, c_prev, c, dh, dh_more, dc, dgates, batch, units);
+  cudaCheck(cudaGetLastError());
+}
+
+}  // namespace ddp::cuda

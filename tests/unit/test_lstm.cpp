@@ -1,0 +1,173 @@
+// LSTM: outputs against a reference written out in double here, every gradient against finite
+// differences, Keras' initializers, backward after another input's forward, and the same bits on
+// any number of threads.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "finite_differences.h"
+#include "nn/lstm.h"
+
+namespace ddp {
+namespace {
+
+struct LstmParams {
+  std::vector<float> weight_ih, weight_hh, bias;
+  std::vector<float> dweight_ih, dweight_hh, dbias;
+  LstmParams(int64_t features, int64_t units)
+      : weight_ih(random_vector(4 * units * features, 11, -0.6f, 0.6f)),
+        weight_hh(random_vector(4 * units * units, 12, -0.6f, 0.6f)),
+        bias(random_vector(4 * units, 13, -0.5f, 0.5f)),
+        dweight_ih(weight_ih.size()),
+        dweight_hh(weight_hh.size()),
+        dbias(bias.size()) {}
+  void bind(Lstm& layer) {
+    float* params[] = {weight_ih.data(), weight_hh.data(), bias.data()};
+    float* grads[] = {dweight_ih.data(), dweight_hh.data(), dbias.data()};
+    layer.bind(params, grads);
+  }
+};
+
+// PyTorch's documented equations, in double: every step's h, (batch, steps, units).
+std::vector<double> reference_steps(const LstmParams& p, const std::vector<float>& x, int64_t batch,
+                                    int64_t steps, int64_t features, int64_t units) {
+  std::vector<double> out(static_cast<size_t>(batch * steps * units));
+  const auto sigmoid = [](double z) { return 1 / (1 + std::exp(-z)); };
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<double> h(units, 0.0), c(units, 0.0);
+    for (int64_t t = 0; t < steps; ++t) {
+      std::vector<double> z(4 * units);
+      for (int64_t g = 0; g < 4 * units; ++g) {
+        z[g] = p.bias[g];
+        for (int64_t f = 0; f < features; ++f)
+          z[g] += p.weight_ih[g * features + f] * x[(b * steps + t) * features + f];
+        for (int64_t u = 0; u < units; ++u) z[g] += p.weight_hh[g * units + u] * h[u];
+      }
+      for (int64_t j = 0; j < units; ++j) {
+        const double i = sigmoid(z[j]), f = sigmoid(z[units + j]);
+        const double g = std::tanh(z[2 * units + j]), o = sigmoid(z[3 * units + j]);
+        c[j] = f * c[j] + i * g;
+        h[j] = o * std::tanh(c[j]);
+        out[(b * steps + t) * units + j] = h[j];
+      }
+    }
+  }
+  return out;
+}
+
+constexpr int64_t kBatch = 3, kSteps = 4, kFeatures = 3, kUnits = 5;
+
+TEST(Lstm, StepsAreTheDocumentedEquations) {
+  auto backend = make_cpu_backend();
+  LstmParams p(kFeatures, kUnits);
+  const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 14);
+  const std::vector<double> expected = reference_steps(p, x, kBatch, kSteps, kFeatures, kUnits);
+  for (const bool sequences : {false, true}) {
+    Lstm layer(kSteps, kFeatures, kUnits, sequences, true);
+    EXPECT_EQ(layer.output_shape(), sequences ? (Shape{kSteps, kUnits}) : (Shape{kUnits}));
+    p.bind(layer);
+    std::vector<float> y(kBatch * layer.output_shape().numel());
+    layer.forward(*backend, x.data(), y.data(), kBatch);
+    for (int64_t b = 0; b < kBatch; ++b)
+      for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
+        for (int64_t j = 0; j < kUnits; ++j) {
+          const int64_t at = sequences ? (b * kSteps + t) * kUnits + j : b * kUnits + j;
+          EXPECT_NEAR(y[at], expected[(b * kSteps + t) * kUnits + j], 1e-6)
+              << "sample " << b << " step " << t << " unit " << j;
+        }
+  }
+}
+
+// dx and the three parameters' gradients of L = sum(y * r); then backward with `accumulate`
+// adds the same gradients again.
+void expect_gradients_match(bool sequences) {
+  auto backend = make_cpu_backend();
+  LstmParams p(kFeatures, kUnits);
+  Lstm layer(kSteps, kFeatures, kUnits, sequences, true);
+  p.bind(layer);
+  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 15);
+  std::vector<float> y(kBatch * layer.output_shape().numel());
+  const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, 16);
+  expect_matches_finite_differences(objective, p.weight_ih, p.dweight_ih, "weight_ih");
+  expect_matches_finite_differences(objective, p.weight_hh, p.dweight_hh, "weight_hh");
+  expect_matches_finite_differences(objective, p.bias, p.dbias, "bias");
+  const LstmParams once = p;
+  objective();
+  std::vector<float> dy = random_vector(y.size(), 16);
+  layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, kBatch, true);
+  for (size_t i = 0; i < p.dweight_hh.size(); ++i)
+    EXPECT_NEAR(p.dweight_hh[i], 2 * once.dweight_hh[i], 1e-5) << "accumulated weight_hh " << i;
+  for (size_t i = 0; i < p.dweight_ih.size(); ++i)
+    EXPECT_NEAR(p.dweight_ih[i], 2 * once.dweight_ih[i], 1e-5) << "accumulated weight_ih " << i;
+  for (size_t i = 0; i < p.dbias.size(); ++i)
+    EXPECT_NEAR(p.dbias[i], 2 * once.dbias[i], 1e-5) << "accumulated bias " << i;
+}
+
+TEST(Lstm, LastStepGradientsMatchFiniteDifferences) { expect_gradients_match(false); }
+TEST(Lstm, SequenceGradientsMatchFiniteDifferences) { expect_gradients_match(true); }
+
+// Backward reads what forward kept for its input: after another input's forward it runs the
+// steps again rather than differentiate the other input's.
+TEST(Lstm, BackwardAfterAnotherInputsForward) {
+  auto backend = make_cpu_backend();
+  LstmParams p(kFeatures, kUnits);
+  Lstm layer(kSteps, kFeatures, kUnits, false, true);
+  p.bind(layer);
+  const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 17);
+  const std::vector<float> other = random_vector(kBatch * kSteps * kFeatures, 18);
+  std::vector<float> y(kBatch * kUnits), dx(x.size()), dx_after_other(x.size());
+  const auto gradients = [&](const std::vector<float>& forwarded, std::vector<float>& into) {
+    layer.forward(*backend, forwarded.data(), y.data(), kBatch);
+    std::vector<float> dy = random_vector(y.size(), 19);
+    layer.backward(*backend, x.data(), y.data(), dy.data(), into.data(), kBatch, false);
+    std::vector<float> all = into;
+    all.insert(all.end(), p.dweight_hh.begin(), p.dweight_hh.end());
+    return all;
+  };
+  EXPECT_EQ(gradients(x, dx), gradients(other, dx_after_other));
+}
+
+// Keras' initializers: Glorot-uniform input weights, orthonormal columns of weight_hh (Keras'
+// orthogonal recurrent kernel is its transpose), the forget gate's bias 1 and the others' 0.
+TEST(Lstm, InitializesAsKeras) {
+  const int64_t features = 6, units = 8;
+  Lstm layer(1, features, units, false, true);
+  std::vector<float> weight_ih(4 * units * features), weight_hh(4 * units * units), bias(4 * units);
+  const std::span<float> params[] = {weight_ih, weight_hh, bias};
+  Rng rng(3);
+  layer.init_params(rng, params);
+  const float limit = std::sqrt(6.0f / (features + 4 * units));
+  for (const float w : weight_ih) EXPECT_LE(std::abs(w), limit);
+  for (int64_t a = 0; a < units; ++a)
+    for (int64_t b = 0; b < units; ++b) {
+      double dot = 0;
+      for (int64_t r = 0; r < 4 * units; ++r)
+        dot += double{weight_hh[r * units + a]} * weight_hh[r * units + b];
+      EXPECT_NEAR(dot, a == b ? 1.0 : 0.0, 1e-6) << "columns " << a << ", " << b;
+    }
+  for (int64_t g = 0; g < 4 * units; ++g)
+    EXPECT_EQ(bias[g], g >= units && g < 2 * units ? 1.0f : 0.0f) << "bias " << g;
+}
+
+// Note [threads per rank]: the cell's rows shared out, each computed as on one thread.
+TEST(Lstm, CellBitsDoNotDependOnTheThreads) {
+  const int64_t batch = 600, units = 32, rows = batch * units, gates = 4 * rows;
+  const std::vector<float> xp = random_vector(gates, 20, -3, 3), hu = random_vector(gates, 21);
+  const std::vector<float> c_prev = random_vector(rows, 22), dh = random_vector(rows, 23);
+  const auto run = [&](int threads) {
+    auto backend = make_cpu_backend(true, threads);
+    std::vector<float> kept(gates), c(rows), h(rows), dc = random_vector(rows, 24), dg(gates);
+    backend->lstm_cell_forward(xp.data(), hu.data(), c_prev.data(), kept.data(), c.data(), h.data(),
+                               batch, units);
+    backend->lstm_cell_backward(kept.data(), c_prev.data(), c.data(), dh.data(), h.data(),
+                                dc.data(), dg.data(), batch, units);
+    for (const auto* v : {&c, &h, &dc, &dg}) kept.insert(kept.end(), v->begin(), v->end());
+    return kept;
+  };
+  EXPECT_EQ(run(1), run(2));
+}
+
+}  // namespace
+}  // namespace ddp
