@@ -54,7 +54,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, embedding_check,
-                         frozen_check, layer_norm_check, multilabel_checks, read_rows,
+                         frozen_check, layer_norm_check, lstm_check, multilabel_checks, read_rows,
                          regression_check)
 
 def image_data_yaml(tmp):
@@ -153,6 +153,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         for pooling in ("average", "max"):
             diffs += embedding_check(args, env, tmp, pooling)
         diffs += embedding_check(args, env, tmp, "max", conv=True)
+        diffs += lstm_check(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -29,12 +29,13 @@ def read_rows(path):
         return [list(map(float, r)) for r in list(csv.reader(f))[1:]]
 
 
-def twenty_steps(args, env, tmp, name, model, make_optimizer, loss_of, before_step=lambda: None):
-    """20 steps of {tmp}/{name}.yaml on 2 ranks from `model`'s weights, and the same in PyTorch in
-    double: batches of 20 rows in file order (10 per epoch), loss_of(rows) a batch's loss,
-    before_step() between backward and the optimizer's step. The max abs difference of the
-    weights after them."""
-    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+def twenty_steps(args, env, tmp, name, model, make_optimizer, loss_of, before_step=lambda: None,
+                 left_out=()):
+    """20 steps of {tmp}/{name}.yaml on 2 ranks from `model`'s weights (but those named in
+    left_out), and the same in PyTorch in double: batches of 20 rows in file order (10 per epoch),
+    loss_of(rows) a batch's loss, before_step() between backward and the optimizer's step. The max
+    abs difference of the weights after them."""
+    weights = {k: v.contiguous() for k, v in model.state_dict().items() if k not in left_out}
     save_file(weights, f"{tmp}/{name}0.safetensors")
     subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
                     "--run-dir", f"{tmp}/{name}_run", "--init-from", f"{tmp}/{name}0.safetensors",
@@ -330,12 +331,9 @@ def frozen_check(args, env, tmp):
     return [diff if kept else float("inf")]
 
 
-def embedding_check(args, env, tmp, pooling, conv=False):
-    """Token ids through an embedding, with conv a relu Conv1D of 6 filters of 3 tokens (same
-    padding), averaged (pooling "average") or maxed ("max") over the steps
-    (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps on 2 ranks against
-    torch.nn.Embedding (and nn.Conv1d over the channels-first transpose) and a mean or amax over
-    the steps, from the same weights (PyTorch's draws)."""
+def write_tokens(tmp):
+    """200 rows of 6 token ids below 30 in {tmp}/tokens.csv, each labelled by how many of its ids
+    are below 10, modulo 3; returns the ids and the labels."""
     generator = torch.Generator().manual_seed(5)
     tokens = torch.randint(0, 30, (200, 6), generator=generator)
     labels = (tokens < 10).sum(dim=1) % 3
@@ -343,6 +341,55 @@ def embedding_check(args, env, tmp, pooling, conv=False):
         f.write(",".join([f"t{i}" for i in range(6)] + ["label"]) + "\n")
         for row, label in zip(tokens.tolist(), labels.tolist()):
             f.write(",".join(map(str, row + [label])) + "\n")
+    return tokens, labels
+
+
+def lstm_check(args, env, tmp):
+    """Token ids through an embedding and two LSTMs, the first returning every step, then a softmax
+    layer: 20 Adam steps on 2 ranks against torch.nn.LSTM from the same weights (PyTorch's draws),
+    its second bias (bias_hh_l0, the same sum's other half) held at zero."""
+    tokens, labels = write_tokens(tmp)
+    with open(f"{tmp}/lstm.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/tokens.csv}}
+model:
+  layers:
+    - {{type: embedding, input_dim: 30, output_dim: 8}}
+    - {{type: lstm, units: 6, return_sequences: true}}
+    - {{type: lstm, units: 5}}
+    - {{type: dense, units: 3, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {optimizer_yaml("adam")}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    torch.manual_seed(9)
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList(
+        [torch.nn.Embedding(30, 8), torch.nn.LSTM(8, 6, batch_first=True),
+         torch.nn.LSTM(6, 5, batch_first=True), torch.nn.Linear(5, 3)])
+    for k in (1, 2):
+        model.layers[k].bias_hh_l0.data.zero_()
+        model.layers[k].bias_hh_l0.requires_grad_(False)
+    summed = torch.nn.CrossEntropyLoss(reduction="sum")
+
+    def loss_of(rows):
+        steps, _ = model.layers[1](model.layers[0](tokens[rows]))
+        last, _ = model.layers[2](steps)
+        return summed(model.layers[3](last[:, -1]), labels[rows]) / len(labels[rows])
+
+    diff = twenty_steps(args, env, tmp, "lstm", model, torch_optimizer("adam"), loss_of,
+                        left_out=("layers.1.bias_hh_l0", "layers.2.bias_hh_l0"))
+    print(f"embedding and two LSTMs, 20 Adam steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    return [diff]
+
+
+def embedding_check(args, env, tmp, pooling, conv=False):
+    """Token ids through an embedding, with conv a relu Conv1D of 6 filters of 3 tokens (same
+    padding), averaged (pooling "average") or maxed ("max") over the steps
+    (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps on 2 ranks against
+    torch.nn.Embedding (and nn.Conv1d over the channels-first transpose) and a mean or amax over
+    the steps, from the same weights (PyTorch's draws)."""
+    tokens, labels = write_tokens(tmp)
     name = f"emb_{pooling}" + ("_conv" if conv else "")
     conv_layer = "    - {type: conv1d, filters: 6, kernel_size: 3, padding: same, activation: relu}\n"
     with open(f"{tmp}/{name}.yaml", "w") as f:
