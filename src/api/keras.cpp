@@ -71,6 +71,12 @@ Spec Embedding(int64_t input_dim, int64_t output_dim) {
                {"input_dim", YAML::Node(input_dim)},
                {"output_dim", YAML::Node(output_dim)}})};
 }
+Spec LSTM(int64_t units, bool return_sequences, bool use_bias) {
+  return {map({{"type", YAML::Node("lstm")},
+               {"units", YAML::Node(units)},
+               {"return_sequences", YAML::Node(return_sequences)},
+               {"use_bias", YAML::Node(use_bias)}})};
+}
 Spec Flatten() { return {map({{"type", YAML::Node("flatten")}})}; }
 Spec Dropout(double rate) {
   return {map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};

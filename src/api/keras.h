@@ -78,6 +78,8 @@ Spec GlobalMaxPooling1D();
 // Keras' Embedding: token ids in [0, input_dim) to rows of a trained (input_dim, output_dim)
 // table; the model's first layer.
 Spec Embedding(int64_t input_dim, int64_t output_dim);
+// Keras' LSTM over (steps, features): the last step's output, or every step's.
+Spec LSTM(int64_t units, bool return_sequences = false, bool use_bias = true);
 Spec Flatten();
 // Keras' Rescaling: y = x * scale + offset.
 Spec Rescaling(double scale, double offset = 0.0);

@@ -96,6 +96,20 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["mask_zero"] = false;
     return {"Embedding", c};
   }
+  if (s.type == "lstm") {
+    c["units"] = s.units;
+    c["activation"] = "tanh";
+    c["recurrent_activation"] = "sigmoid";
+    c["use_bias"] = s.use_bias;
+    c["unit_forget_bias"] = true;
+    c["return_sequences"] = s.return_sequences;
+    c["return_state"] = false;
+    c["go_backwards"] = false;
+    c["stateful"] = false;
+    c["dropout"] = 0.0;
+    c["recurrent_dropout"] = 0.0;
+    return {"LSTM", c};
+  }
   if (s.type == "dropout") {
     c["rate"] = s.rate;
     return {"Dropout", c};
@@ -218,6 +232,20 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     in.require("embeddings_regularizer", nullptr);
     in.require("embeddings_constraint", nullptr);
     in.require("sparse", false);
+  } else if (class_name == "LSTM") {
+    out["type"] = "lstm";
+    out["units"] = in.required<int64_t>("units");
+    out["return_sequences"] = in.get<bool>("return_sequences", false);
+    out["use_bias"] = in.get<bool>("use_bias", true);
+    in.require("activation", "tanh");
+    in.require("recurrent_activation", "sigmoid");
+    in.require("unit_forget_bias", true);
+    for (const char* off : {"return_state", "go_backwards", "stateful"}) in.require(off, false);
+    for (const char* none : {"dropout", "recurrent_dropout"}) in.require(none, 0.0);
+    for (const char* none :
+         {"kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
+          "kernel_constraint", "recurrent_constraint", "bias_constraint"})
+      in.require(none, nullptr);
   } else if (class_name == "Dropout") {
     out["type"] = "dropout";
     out["rate"] = in.get<double>("rate", 0.0);

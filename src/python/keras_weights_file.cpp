@@ -31,6 +31,8 @@ struct Variable {
 struct KerasLayer {
   const char* keras_name;  // the snake case of the Keras class
   std::vector<Variable> variables;
+  // A recurrent layer's variables are its cell's, in a group of that name (Keras' "lstm_cell").
+  const char* cell = nullptr;
 };
 
 // The layer types with variables; the others have no group.
@@ -40,6 +42,12 @@ const KerasLayer* keras_layer(const std::string& type) {
       {"conv2d", {"conv2d", {{"weight", {1, 2, 3, 0}, false}, {"bias", {}, true}}}},
       {"conv1d", {"conv1d", {{"weight", {1, 2, 0}, false}, {"bias", {}, true}}}},
       {"embedding", {"embedding", {{"weight", {}, false}}}},
+      {"lstm",
+       {"lstm",
+        {{"weight_ih_l0", {1, 0}, false},
+         {"weight_hh_l0", {1, 0}, false},
+         {"bias_ih_l0", {}, true}},
+        "lstm_cell"}},
       {"batch_normalization",
        {"batch_normalization",
         {{"weight", {}, false},
@@ -60,6 +68,8 @@ struct KerasGroup {
   std::string name;
   const KerasLayer* layer;
   std::string type;
+  // The group of its variables.
+  std::string vars() const { return name + (layer->cell ? "/cell/vars" : "/vars"); }
 };
 std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types) {
   std::vector<KerasGroup> groups;
@@ -202,11 +212,15 @@ std::string keras_weights_bytes(const std::string& path, const std::vector<Named
   try {
     const py::object memory = py::module_::import("io").attr("BytesIO")();
     const py::object file = h5py.attr("File")(memory, "w");
-    for (const auto& [k, group_name, layer, type] : keras_groups(layer_types)) {
-      const py::object group = file.attr("create_group")(group_name + "/vars");
-      group.attr("attrs")["name"] = group_name.substr(group_name.find('/') + 1);  // as Keras
+    for (const KerasGroup& g : keras_groups(layer_types)) {
+      // As Keras: each layer's vars group named after the layer, a cell's after the cell.
+      file.attr("create_group")(g.name + "/vars").attr("attrs")["name"] =
+          g.name.substr(g.name.find('/') + 1);
+      const py::object group =
+          g.layer->cell ? file.attr("create_group")(g.vars()) : file[py::str(g.vars())];
+      if (g.layer->cell) group.attr("attrs")["name"] = g.layer->cell;
       int index = 0;
-      for (const py::handle variable : keras_variables(weights, k, *layer, path))
+      for (const py::handle variable : keras_variables(weights, g.k, *g.layer, path))
         group.attr("create_dataset")(std::to_string(index++), "data"_a = variable);
     }
     if (more) more(file);
@@ -252,13 +266,15 @@ std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const
     const OpenKerasWeights opened = open_keras_weights(path, bytes);
     const py::object& file = opened.file;
     std::set<std::string> used;
-    for (const auto& [k, group_name, layer, type] : keras_groups(layer_types)) {
+    for (const KerasGroup& g : keras_groups(layer_types)) {
+      const size_t k = g.k;
+      const KerasLayer* const layer = g.layer;
       const std::string where =
-          path + ": " + group_name + " (layers." + std::to_string(k) + ", " + type + ")";
-      if (!file.attr("__contains__")(group_name + "/vars").cast<bool>())
+          path + ": " + g.name + " (layers." + std::to_string(k) + ", " + g.type + ")";
+      if (!file.attr("__contains__")(g.vars()).cast<bool>())
         throw CheckpointError(where + ": not in the file, whose layers are not this model's");
-      used.insert(group_name);
-      const py::object group = file[py::str(group_name + "/vars")];
+      used.insert(g.name);
+      const py::object group = file[py::str(g.vars())];
       if (!py::isinstance(group, h5py.attr("Group")))
         throw CheckpointError(where + ": vars is not a group of variables");
       const std::vector<Variable>& variables = layer->variables;
@@ -296,9 +312,11 @@ std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const
     if (file.attr("__contains__")("layers").cast<bool>())
       for (const py::handle name : file["layers"]) {
         const std::string group_name = "layers/" + py::str(name).cast<std::string>();
+        const auto holds = [&file](const std::string& vars) {
+          return file.attr("__contains__")(vars).cast<bool>() && py::len(file[py::str(vars)]) > 0;
+        };
         if (!used.count(group_name) &&
-            file.attr("__contains__")(group_name + "/vars").cast<bool>() &&
-            py::len(file[py::str(group_name + "/vars")]) > 0)
+            (holds(group_name + "/vars") || holds(group_name + "/cell/vars")))
           throw CheckpointError(path + ": " + group_name +
                                 " holds variables, and the model has no such layer");
       }

@@ -106,6 +106,13 @@ void define_layers(py::module_& m) {
         return trained_or_frozen(keras::Embedding(input_dim, output_dim), trainable);
       },
       py::arg("input_dim"), py::arg("output_dim"), py::arg("trainable") = true);
+  m.def(
+      "LSTM",
+      [](int64_t units, bool return_sequences, bool use_bias, bool trainable) {
+        return trained_or_frozen(keras::LSTM(units, return_sequences, use_bias), trainable);
+      },
+      py::arg("units"), py::arg("return_sequences") = false, py::arg("use_bias") = true,
+      py::arg("trainable") = true);
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);

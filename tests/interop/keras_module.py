@@ -170,27 +170,37 @@ def main():
           f"{gap(ours, keras_ln):.2e}; Keras' load_model of ddp-trainer's file predicts within "
           f"{predicted:.2e}")
 
-    # Keras' Embedding (and Conv1D) and GlobalAveragePooling1D or GlobalMaxPooling1D on token
-    # ids: the same training from the same weights, and each side's .keras file loaded by the
-    # other predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are IndexedSlices,
-    # through which its Adam updates the moments of the rows a batch holds alone (on Keras' torch
-    # backend, dense as here).
+    # Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D or two
+    # LSTMs (the first returning every step) on token ids: the same training from the same
+    # weights, and each side's .keras file loaded by the other predicts the same. SGD with
+    # momentum: on TensorFlow, Keras' embedding gradients are IndexedSlices, through which its
+    # Adam updates the moments of the rows a batch holds alone (on Keras' torch backend, dense as
+    # here).
     tokens = rng.integers(0, 50, size=(600, 12))
     token_labels = (tokens < 15).sum(axis=1) % 4
-    for pooling, conv in (("GlobalAveragePooling1D", False), ("GlobalMaxPooling1D", False),
-                          ("GlobalMaxPooling1D", True)):
-        convolved = [(ddp.Conv1D(6, 3, strides=2, activation="relu", padding="same"),
-                      keras.layers.Conv1D(6, 3, strides=2, activation="relu", padding="same"))]
-        middle = convolved if conv else []
-        ours = ddp.Sequential([ddp.Embedding(50, 8)] + [o for o, _ in middle] +
-                              [getattr(ddp, pooling)(), ddp.Dense(4, "softmax")],
-                              input_shape=[12])
+
+    def pooled(pooling):
+        return [(getattr(ddp, pooling)(), getattr(keras.layers, pooling)())]
+
+    for name, middle in [
+            ("GlobalAveragePooling1D", lambda: pooled("GlobalAveragePooling1D")),
+            ("GlobalMaxPooling1D", lambda: pooled("GlobalMaxPooling1D")),
+            ("Conv1D, GlobalMaxPooling1D",
+             lambda: [(ddp.Conv1D(6, 3, strides=2, activation="relu", padding="same"),
+                       keras.layers.Conv1D(6, 3, strides=2, activation="relu", padding="same"))] +
+             pooled("GlobalMaxPooling1D")),
+            ("LSTM, LSTM",
+             lambda: [(ddp.LSTM(6, return_sequences=True),
+                       keras.layers.LSTM(6, return_sequences=True)),
+                      (ddp.LSTM(5), keras.layers.LSTM(5))])]:
+        layers = middle()
+        ours = ddp.Sequential([ddp.Embedding(50, 8)] + [o for o, _ in layers] +
+                              [ddp.Dense(4, "softmax")], input_shape=[12])
         ours.build()
         keras_text = keras.Sequential([keras.Input((12,), dtype="int32"),
                                        keras.layers.Embedding(50, 8)] +
-                                      [k for _, k in middle] +
-                                      [getattr(keras.layers, pooling)(),
-                                       keras.layers.Dense(4, activation="softmax")])
+                                      [k for _, k in layers] +
+                                      [keras.layers.Dense(4, activation="softmax")])
         for ours_layer, keras_layer in zip(ours.layers, keras_text.layers):
             keras_layer.set_weights(ours_layer.get_weights())
         for m in (ours, keras_text):
@@ -211,7 +221,7 @@ def main():
         predicted = max(
             float(np.abs(into_keras.predict(tokens, verbose=0) - ours.predict(tokens)).max()),
             float(np.abs(into_ours.predict(tokens) - keras_text.predict(tokens, verbose=0)).max()))
-        check(f"keras.layers.Embedding, {'Conv1D, ' if conv else ''}{pooling}",
+        check(f"keras.layers.Embedding, {name}",
               trained_gap < 1e-5 and predicted < 1e-5,
               f"30 SGD momentum steps from the same table: max abs difference of the weights "
               f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "

@@ -1,12 +1,14 @@
 // LSTM: outputs against a reference written out in double here, every gradient against finite
-// differences, Keras' initializers, backward after another input's forward, and the same bits on
-// any number of threads.
+// differences, Keras' initializers, backward after another input's forward, the same bits on any
+// number of threads, and Keras' configs both ways.
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
 
+#include "api/keras_model_config.h"
+#include "core/error.h"
 #include "finite_differences.h"
 #include "nn/lstm.h"
 
@@ -167,6 +169,39 @@ TEST(Lstm, CellBitsDoNotDependOnTheThreads) {
     return kept;
   };
   EXPECT_EQ(run(1), run(2));
+}
+
+// Keras' LSTM config both ways; what changes its arithmetic (other activations, dropout, reversed
+// or stateful sequences) is refused by name.
+TEST(Lstm, KerasConfigsBothWays) {
+  LayerSpec lstm;
+  lstm.type = "lstm";
+  lstm.units = 7;
+  lstm.return_sequences = true;
+  const nlohmann::json keras =
+      keras::keras_model_config({lstm}, Shape({12, 8}))["config"]["layers"][1];
+  EXPECT_EQ(keras["class_name"], "LSTM");
+  EXPECT_EQ(keras["config"]["units"], 7);
+  EXPECT_EQ(keras["config"]["return_sequences"], true);
+  const YAML::Node back = keras::keras_layer(keras, "m.keras").spec->node;
+  EXPECT_EQ(back["type"].as<std::string>(), "lstm");
+  EXPECT_EQ(back["units"].as<int64_t>(), 7);
+  EXPECT_TRUE(back["return_sequences"].as<bool>());
+  EXPECT_TRUE(back["use_bias"].as<bool>());
+  for (const auto& [key, value] : {std::pair<const char*, nlohmann::json>{"go_backwards", true},
+                                   {"recurrent_dropout", 0.2},
+                                   {"recurrent_activation", "hard_sigmoid"},
+                                   {"stateful", true}}) {
+    nlohmann::json changed = keras;
+    changed["config"][key] = value;
+    try {
+      keras::keras_layer(changed, "m.keras: layers[1]");
+      ADD_FAILURE() << key;
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()), "m.keras: layers[1] (LSTM): " + std::string(key) + " " +
+                                           value.dump() + "; ddp-trainer's layers do not have it");
+    }
+  }
 }
 
 }  // namespace
