@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <span>
+#include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -53,6 +55,36 @@ void append_named(std::vector<NamedTensor>& tensors, const std::vector<ParamEntr
   }
 }
 
+// PyTorch's nn.LSTM adds two biases into the same sum, bias_ih_l0 and bias_hh_l0, where an lstm
+// layer has Keras' one. A PyTorch file's bias_hh_l0 is added into its bias_ih_l0 as it is read;
+// written in PyTorch's layout, a zero bias_hh_l0 follows each bias_ih_l0, so that nn.LSTM's
+// load_state_dict takes the file as it is.
+constexpr std::string_view kFirstBias = "bias_ih_l0", kSecondBias = "bias_hh_l0";
+
+std::string first_bias_of(const std::string& second) {
+  return second.substr(0, second.size() - kSecondBias.size()) + std::string(kFirstBias);
+}
+
+void fold_second_biases(std::vector<NamedTensor>& tensors, const std::string& origin) {
+  for (auto second = tensors.begin(); second != tensors.end();) {
+    const std::string first_name =
+        second->name.ends_with(kSecondBias) ? first_bias_of(second->name) : "";
+    const auto first = std::find_if(tensors.begin(), tensors.end(), [&](const NamedTensor& t) {
+      return !first_name.empty() && t.name == first_name;
+    });
+    if (first == tensors.end()) {  // anything else is left for the model to refuse by name
+      ++second;
+      continue;
+    }
+    if (first->values.size() != second->values.size())
+      throw CheckpointError(origin + ": " + second->name + " holds " +
+                            std::to_string(second->values.size()) + " values, " + first_name + " " +
+                            std::to_string(first->values.size()));
+    for (size_t i = 0; i < first->values.size(); ++i) first->values[i] += second->values[i];
+    second = tensors.erase(second);
+  }
+}
+
 }  // namespace
 
 std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
@@ -71,7 +103,16 @@ std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
   std::stable_sort(ordered.begin(), ordered.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<NamedTensor> tensors;
-  for (auto& [order, tensor] : ordered) tensors.push_back(std::move(tensor));
+  for (auto& [order, tensor] : ordered) {
+    const bool first_bias = tensor.name.ends_with(kFirstBias);
+    tensors.push_back(std::move(tensor));
+    if (first_bias && layout == WeightLayout::kPyTorch) {
+      const NamedTensor& first = tensors.back();
+      tensors.push_back(
+          {first.name.substr(0, first.name.size() - kFirstBias.size()) + std::string(kSecondBias),
+           first.shape, std::vector<float>(first.values.size(), 0.0f)});
+    }
+  }
   return tensors;
 }
 
@@ -99,6 +140,7 @@ void load_named_weights(Communicator& comm, Trainer& trainer,
   run_agreed(comm, [&] {
     if (comm.rank() != 0) return;
     std::vector<NamedTensor> tensors = on_rank0();
+    fold_second_biases(tensors, origin);
     take_tensors(tensors, trainer.model().param_entries(), params, origin, layout);
     take_tensors(tensors, trainer.model().buffer_entries(), buffers, origin, layout);
     if (!tensors.empty())

@@ -291,8 +291,9 @@ class Scenarios:
             assert r["archived_weights"], "the .keras file's weights are not the model's"
             assert r["loaded"] == [True, True, True], r["loaded"]
             assert r["load_errors"][0] == [
-                "ConfigError", f"{out}.lstm.{rank}.keras: config.json: layers[4] (LSTM): the layer "
-                               "class LSTM; ddp-trainer's layers do not have it"], r["load_errors"]
+                "ConfigError", f"{out}.unknown.{rank}.keras: config.json: layers[4] (SimpleRNN): "
+                               "the layer class SimpleRNN; ddp-trainer's layers do not have it"], \
+                r["load_errors"]
             assert r["load_errors"][1] == [
                 "ConfigError", f"{out}.rate.{rank}.keras: Sequential: model.layers.5.rate: must "
                                "be in [0, 1), got 2"], r["load_errors"]
@@ -375,8 +376,8 @@ class Scenarios:
             "make a new Sequential",
             "Sequential: trainable = False would freeze every layer, leaving nothing to train; "
             "freeze layers: model.layers[i].trainable = False",
-            "Sequential: layers[0] (LSTM): the layer class LSTM; ddp-trainer's layers do not have "
-            "it", "Sequential: layers[0]: a layer of ddp_trainer's or Keras', not 3",
+            "Sequential: layers[0] (SimpleRNN): the layer class SimpleRNN; ddp-trainer's layers do "
+            "not have it", "Sequential: layers[0]: a layer of ddp_trainer's or Keras', not 3",
             "Sequential: input_shape (12), and the Keras input's shape is (10)"], r["layers"]
         # Frozen for the fit after compile(); Keras' Dense(trainable=False) and ddp's are the
         # layer frozen through model.layers
