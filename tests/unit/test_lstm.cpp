@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "api/keras_model_config.h"
+#include "backend/lstm_cell.h"
 #include "core/error.h"
 #include "finite_differences.h"
 #include "nn/lstm.h"
@@ -169,6 +170,38 @@ TEST(Lstm, CellBitsDoNotDependOnTheThreads) {
     return kept;
   };
   EXPECT_EQ(run(1), run(2));
+}
+
+// The CPU's vectorized cell (its own sigmoid and tanh) against lstm_cell.h's per-unit formulas on
+// libm's, over pre-activations from -12 to 12 and units that end mid-vector.
+TEST(Lstm, VectorCellMatchesTheUnitFormulas) {
+  const int64_t batch = 5, units = 37, rows = batch * units, gates = 4 * rows;
+  const std::vector<float> xp = random_vector(gates, 25, -10, 10), hu = random_vector(gates, 26);
+  const std::vector<float> c_prev = random_vector(rows, 27, -3, 3), dh = random_vector(rows, 28);
+  const std::vector<float> dh_more = random_vector(rows, 29), dc0 = random_vector(rows, 30);
+  auto backend = make_cpu_backend();
+  std::vector<float> kept(gates), c(rows), h(rows), dc = dc0, dg(gates);
+  backend->lstm_cell_forward(xp.data(), hu.data(), c_prev.data(), kept.data(), c.data(), h.data(),
+                             batch, units);
+  backend->lstm_cell_backward(kept.data(), c_prev.data(), c.data(), dh.data(), dh_more.data(),
+                              dc.data(), dg.data(), batch, units);
+  std::vector<float> unit_kept(gates), unit_c(rows), unit_h(rows), unit_dc = dc0, unit_dg(gates);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t j = 0; j < units; ++j) {
+      lstm_unit_forward(xp.data(), hu.data(), c_prev.data(), unit_kept.data(), unit_c.data(),
+                        unit_h.data(), b, j, units);
+      lstm_unit_backward(unit_kept.data(), c_prev.data(), unit_c.data(), dh.data(), dh_more.data(),
+                         unit_dc.data(), unit_dg.data(), b, j, units);
+    }
+  const auto expect_near = [](const std::vector<float>& a, const std::vector<float>& b,
+                              const char* what) {
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6) << what << "[" << i << "]";
+  };
+  expect_near(kept, unit_kept, "gates");
+  expect_near(c, unit_c, "c");
+  expect_near(h, unit_h, "h");
+  expect_near(dc, unit_dc, "dc");
+  expect_near(dg, unit_dg, "dgates");
 }
 
 // Keras' LSTM config both ways; what changes its arithmetic (other activations, dropout, reversed
