@@ -21,6 +21,12 @@ YAML::Node map(std::initializer_list<std::pair<const char*, YAML::Node>> entries
 Spec pooling(const char* type, int64_t pool_size) {
   return {map({{"type", YAML::Node(type)}, {"pool_size", YAML::Node(pool_size)}})};
 }
+Spec pooling1d(const char* type, int64_t pool_size, int64_t strides, const std::string& padding) {
+  Spec spec = pooling(type, pool_size);
+  spec.node["strides"] = strides > 0 ? strides : pool_size;
+  spec.node["padding"] = padding;
+  return spec;
+}
 
 // Keras' rule of `type` at `learning_rate` with the settings `more`.
 Spec keras_rule(const char* type, double learning_rate, double weight_decay,
@@ -62,6 +68,12 @@ Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides, const std::st
 }
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
 Spec AveragePooling2D(int64_t pool_size) { return pooling("average_pooling2d", pool_size); }
+Spec MaxPooling1D(int64_t pool_size, int64_t strides, const std::string& padding) {
+  return pooling1d("max_pooling1d", pool_size, strides, padding);
+}
+Spec AveragePooling1D(int64_t pool_size, int64_t strides, const std::string& padding) {
+  return pooling1d("average_pooling1d", pool_size, strides, padding);
+}
 Spec GlobalAveragePooling2D() { return {map({{"type", YAML::Node("global_average_pooling2d")}})}; }
 Spec GlobalMaxPooling2D() { return {map({{"type", YAML::Node("global_max_pooling2d")}})}; }
 Spec GlobalAveragePooling1D() { return {map({{"type", YAML::Node("global_average_pooling1d")}})}; }

@@ -68,6 +68,10 @@ Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides = 1,
             bool use_bias = true);
 Spec MaxPooling2D(int64_t pool_size = 2);
 Spec AveragePooling2D(int64_t pool_size = 2);
+// Keras' MaxPooling1D and AveragePooling1D over (steps, channels); strides 0: the pool size.
+Spec MaxPooling1D(int64_t pool_size = 2, int64_t strides = 0, const std::string& padding = "valid");
+Spec AveragePooling1D(int64_t pool_size = 2, int64_t strides = 0,
+                      const std::string& padding = "valid");
 Spec GlobalAveragePooling2D();
 // Keras' GlobalMaxPooling2D: each channel's maximum over the image.
 Spec GlobalMaxPooling2D();

@@ -85,6 +85,13 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["data_format"] = "channels_last";
     return {s.type == "max_pooling2d" ? "MaxPooling2D" : "AveragePooling2D", c};
   }
+  if (s.type == "max_pooling1d" || s.type == "average_pooling1d") {
+    c["pool_size"] = json::array({s.window[1]});
+    c["strides"] = json::array({s.strides[1]});
+    c["padding"] = s.same_padding ? "same" : "valid";
+    c["data_format"] = "channels_last";
+    return {s.type == "max_pooling1d" ? "MaxPooling1D" : "AveragePooling1D", c};
+  }
   if (!keras_global_pooling(s.type).empty()) {
     c["data_format"] = "channels_last";
     c["keepdims"] = false;
@@ -218,6 +225,12 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["type"] = class_name == "MaxPooling2D" ? "max_pooling2d" : "average_pooling2d";
     out["pool_size"] = in.pair("pool_size", 2);
     out["strides"] = in.pair("strides", json(out["pool_size"].as<std::vector<int64_t>>()));
+    out["padding"] = in.get<std::string>("padding", "valid");
+    in.channels_last();
+  } else if (class_name == "MaxPooling1D" || class_name == "AveragePooling1D") {
+    out["type"] = class_name == "MaxPooling1D" ? "max_pooling1d" : "average_pooling1d";
+    out["pool_size"] = in.pair("pool_size", 2)[0];
+    out["strides"] = in.pair("strides", json(out["pool_size"].as<int64_t>()))[0];
     out["padding"] = in.get<std::string>("padding", "valid");
     in.channels_last();
   } else if (!global_pooling_type(class_name).empty()) {

@@ -57,10 +57,10 @@ std::vector<std::string> with_activations(std::vector<std::string> first,
 
 const std::vector<std::string>& layer_types() {
   static const std::vector<std::string> types = with_activations(
-      {"dense", "conv2d", "conv1d", "max_pooling2d", "average_pooling2d",
-       "global_average_pooling2d", "global_max_pooling2d", "embedding", "global_average_pooling1d",
-       "global_max_pooling1d", "lstm", "dropout", "batch_normalization", "layer_normalization",
-       "flatten", "reshape", "rescaling"},
+      {"dense", "conv2d", "conv1d", "max_pooling2d", "average_pooling2d", "max_pooling1d",
+       "average_pooling1d", "global_average_pooling2d", "global_max_pooling2d", "embedding",
+       "global_average_pooling1d", "global_max_pooling1d", "lstm", "dropout", "batch_normalization",
+       "layer_normalization", "flatten", "reshape", "rescaling"},
       {"softmax"});
   return types;
 }
@@ -115,17 +115,18 @@ Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = f
   return w;
 }
 
-// A conv1d's window over (steps, channels), an image of one row; names the layer when its input is
-// not of that shape or the window does not fit.
+// A conv1d's or 1D pooling's window over (steps, channels), an image of one row; names the layer
+// when its input is not of that shape or the window does not fit.
 Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
   if (shape.rank() != 2)
-    throw ConfigError(spec.path + ": conv1d needs an input of (steps, channels), an embedding's " +
-                      "output, but gets " + shape.str());
+    throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, channels), an " +
+                      "embedding's output, but gets " + shape.str());
   const Window2d w = Window2d::make(1, shape[0], shape[1], 1, spec.window[1], 1, spec.strides[1],
                                     spec.same_padding);
   if (w.out_w <= 0)
-    throw ConfigError(spec.path + ": a kernel of " + std::to_string(spec.window[1]) +
-                      " does not fit the " + std::to_string(shape[0]) +
+    throw ConfigError(spec.path + ": a " + (spec.type == "conv1d" ? "kernel" : "pool") + " of " +
+                      std::to_string(spec.window[1]) + " does not fit the " +
+                      std::to_string(shape[0]) +
                       " steps with padding valid (the output would be empty); use a smaller " +
                       "kernel or padding: same");
   return w;
@@ -197,6 +198,10 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<Pooling2D>(
           spec.type == "max_pooling2d" ? Pooling2D::Kind::kMax : Pooling2D::Kind::kAverage,
           image_window(spec, shape)));
+    } else if (spec.type == "max_pooling1d" || spec.type == "average_pooling1d") {
+      layers.push_back(std::make_unique<Pooling2D>(
+          spec.type == "max_pooling1d" ? Pooling2D::Kind::kMax1D : Pooling2D::Kind::kAverage1D,
+          steps_window(spec, shape)));
     } else if (spec.type == "global_average_pooling2d" || spec.type == "global_max_pooling2d") {
       layers.push_back(std::make_unique<Pooling2D>(spec.type == "global_max_pooling2d"
                                                        ? Pooling2D::Kind::kGlobalMax

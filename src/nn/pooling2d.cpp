@@ -8,6 +8,10 @@ std::string Pooling2D::type_name() const {
       return "MaxPooling2D";
     case Kind::kAverage:
       return "AveragePooling2D";
+    case Kind::kMax1D:
+      return "MaxPooling1D";
+    case Kind::kAverage1D:
+      return "AveragePooling1D";
     case Kind::kGlobalAverage1D:
       return "GlobalAveragePooling1D";
     case Kind::kGlobalMax:
@@ -22,6 +26,7 @@ std::string Pooling2D::type_name() const {
 
 Shape Pooling2D::output_shape() const {
   if (global()) return {window_.channels};
+  if (kind_ == Kind::kMax1D || kind_ == Kind::kAverage1D) return {window_.out_w, window_.channels};
   return {window_.out_h, window_.out_w, window_.channels};
 }
 

@@ -6,11 +6,21 @@ namespace ddp {
 
 // Keras' MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D and GlobalMaxPooling2D over NHWC
 // images (Note [image layout]); a global one is the pooling over a window of the whole image, and
-// its output is flat (channels). Keras' GlobalAveragePooling1D and GlobalMaxPooling1D over (steps,
-// channels) are the global ones over an image of one row.
+// its output is flat (channels). Keras' MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and
+// GlobalMaxPooling1D over (steps, channels) are these over an image of one row, the windowed ones'
+// output (out_steps, channels).
 class Pooling2D final : public Layer {
  public:
-  enum class Kind { kMax, kAverage, kGlobalAverage, kGlobalAverage1D, kGlobalMax, kGlobalMax1D };
+  enum class Kind {
+    kMax,
+    kAverage,
+    kMax1D,
+    kAverage1D,
+    kGlobalAverage,
+    kGlobalAverage1D,
+    kGlobalMax,
+    kGlobalMax1D
+  };
   Pooling2D(Kind kind, const Window2d& window) : kind_(kind), window_(window) {}
 
   std::string type_name() const override;
@@ -21,9 +31,13 @@ class Pooling2D final : public Layer {
 
  private:
   bool max() const {
-    return kind_ == Kind::kMax || kind_ == Kind::kGlobalMax || kind_ == Kind::kGlobalMax1D;
+    return kind_ == Kind::kMax || kind_ == Kind::kMax1D || kind_ == Kind::kGlobalMax ||
+           kind_ == Kind::kGlobalMax1D;
   }
-  bool global() const { return kind_ != Kind::kMax && kind_ != Kind::kAverage; }
+  bool global() const {
+    return kind_ != Kind::kMax && kind_ != Kind::kAverage && kind_ != Kind::kMax1D &&
+           kind_ != Kind::kAverage1D;
+  }
   Kind kind_;
   Window2d window_;
 };

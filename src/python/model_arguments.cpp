@@ -2,6 +2,7 @@
 
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -96,6 +97,14 @@ void define_layers(py::module_& m) {
       py::arg("trainable") = true);
   m.def("MaxPooling2D", &keras::MaxPooling2D, py::arg("pool_size") = 2);
   m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
+  for (const auto& [name, make] : {std::pair{"MaxPooling1D", &keras::MaxPooling1D},
+                                   std::pair{"AveragePooling1D", &keras::AveragePooling1D}})
+    m.def(
+        name,
+        [make](int64_t pool_size, std::optional<int64_t> strides, const std::string& padding) {
+          return make(pool_size, strides.value_or(0), padding);
+        },
+        py::arg("pool_size") = 2, py::arg("strides") = py::none(), py::arg("padding") = "valid");
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
   m.def("GlobalAveragePooling1D", &keras::GlobalAveragePooling1D);
   m.def("GlobalMaxPooling2D", &keras::GlobalMaxPooling2D);

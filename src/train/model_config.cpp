@@ -55,6 +55,10 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", 1))};
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
       spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+    } else if (spec.type == "max_pooling1d" || spec.type == "average_pooling1d") {  // one row
+      spec.window = {1, positive(layer, "pool_size", layer.get<int64_t>("pool_size", 2))};
+      spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", spec.window[1]))};
+      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
     } else if (spec.type == "lstm") {  // Keras' names; its activations are tanh and sigmoid
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.return_sequences = layer.get("return_sequences", false);

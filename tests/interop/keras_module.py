@@ -170,12 +170,12 @@ def main():
           f"{gap(ours, keras_ln):.2e}; Keras' load_model of ddp-trainer's file predicts within "
           f"{predicted:.2e}")
 
-    # Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D or two
-    # LSTMs (the first returning every step) on token ids: the same training from the same
-    # weights, and each side's .keras file loaded by the other predicts the same. SGD with
-    # momentum: on TensorFlow, Keras' embedding gradients are IndexedSlices, through which its
-    # Adam updates the moments of the rows a batch holds alone (on Keras' torch backend, dense as
-    # here).
+    # Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed
+    # 1D poolings or two LSTMs (the first returning every step) on token ids: the same training
+    # from the same weights, and each side's .keras file loaded by the other predicts the same.
+    # SGD with momentum: on TensorFlow, Keras' embedding gradients are IndexedSlices, through which
+    # its Adam updates the moments of the rows a batch holds alone (on Keras' torch backend, dense
+    # as here).
     tokens = rng.integers(0, 50, size=(600, 12))
     token_labels = (tokens < 15).sum(axis=1) % 4
 
@@ -189,6 +189,13 @@ def main():
              lambda: [(ddp.Conv1D(6, 3, strides=2, activation="relu", padding="same"),
                        keras.layers.Conv1D(6, 3, strides=2, activation="relu", padding="same"))] +
              pooled("GlobalMaxPooling1D")),
+            ("AveragePooling1D, Conv1D, MaxPooling1D, GlobalAveragePooling1D",
+             lambda: [(ddp.AveragePooling1D(3, strides=2, padding="same"),
+                       keras.layers.AveragePooling1D(3, strides=2, padding="same")),
+                      (ddp.Conv1D(6, 3, activation="relu"),
+                       keras.layers.Conv1D(6, 3, activation="relu")),
+                      (ddp.MaxPooling1D(2), keras.layers.MaxPooling1D(2))] +
+             pooled("GlobalAveragePooling1D")),
             ("LSTM, LSTM",
              lambda: [(ddp.LSTM(6, return_sequences=True),
                        keras.layers.LSTM(6, return_sequences=True)),

@@ -153,6 +153,8 @@ training: {{epochs: 5, global_batch_size: 20}}
         for pooling in ("average", "max"):
             diffs += embedding_check(args, env, tmp, pooling)
         diffs += embedding_check(args, env, tmp, "max", conv=True)
+        diffs += embedding_check(args, env, tmp, "average", conv=True, windowed="max")
+        diffs += embedding_check(args, env, tmp, "max", windowed="average")
         diffs += lstm_check(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")

@@ -403,22 +403,24 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     return [io_diff if zero_second else float("inf"), diff]
 
 
-def embedding_check(args, env, tmp, pooling, conv=False):
+def embedding_check(args, env, tmp, pooling, conv=False, windowed=None):
     """Token ids through an embedding, with conv a relu Conv1D of 6 filters of 3 tokens (same
-    padding), averaged (pooling "average") or maxed ("max") over the steps
-    (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps on 2 ranks against
-    torch.nn.Embedding (and nn.Conv1d over the channels-first transpose) and a mean or amax over
-    the steps, from the same weights (PyTorch's draws)."""
+    padding), with windowed a {windowed}_pooling1d of 2 steps, averaged (pooling "average") or
+    maxed ("max") over the steps (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps
+    on 2 ranks against torch.nn.Embedding (and nn.Conv1d, max_pool1d or avg_pool1d over the
+    channels-first transpose) and a mean or amax over the steps, from the same weights (PyTorch's
+    draws)."""
     tokens, labels = write_tokens(tmp)
-    name = f"emb_{pooling}" + ("_conv" if conv else "")
+    name = f"emb_{pooling}" + ("_conv" if conv else "") + (f"_{windowed}" if windowed else "")
     conv_layer = "    - {type: conv1d, filters: 6, kernel_size: 3, padding: same, activation: relu}\n"
+    window_layer = f"    - {{type: {windowed}_pooling1d, pool_size: 2}}\n"
     with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/tokens.csv}}
 model:
   layers:
     - {{type: embedding, input_dim: 30, output_dim: 8}}
-{conv_layer if conv else ""}    - {{type: global_{pooling}_pooling1d}}
+{conv_layer if conv else ""}{window_layer if windowed else ""}    - {{type: global_{pooling}_pooling1d}}
     - {{type: dense, units: 3, activation: softmax}}
 loss: sparse_categorical_crossentropy
 optimizer: {optimizer_yaml("adam")}
@@ -435,10 +437,15 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
         steps = model.layers[0](tokens[rows])  # (batch, steps, channels)
         if conv:
             steps = torch.relu(model.layers[1](steps.transpose(1, 2))).transpose(1, 2)
+        if windowed:
+            window = getattr(torch.nn.functional, {"max": "max", "average": "avg"}[windowed] +
+                             "_pool1d")
+            steps = window(steps.transpose(1, 2), 2).transpose(1, 2)
         pooled = steps.mean(dim=1) if pooling == "average" else steps.amax(dim=1)
         return summed(model.layers[-1](pooled), labels[rows]) / len(labels[rows])
 
     diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
-    print(f"embedding{', conv1d' if conv else ''} and the {pooling} over the steps, 20 Adam steps "
+    print(f"embedding{', conv1d' if conv else ''}{f', {windowed} pooling' if windowed else ''} "
+          f"and the {pooling} over the steps, 20 Adam steps "
           f"(2 ranks) vs PyTorch: max abs diff {diff:.2e}")
     return [diff]

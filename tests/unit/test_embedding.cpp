@@ -1,6 +1,6 @@
-// Embedding, Conv1D, GlobalAveragePooling1D and GlobalMaxPooling1D: rows gathered and their
-// gradients scattered as worked out by hand and by finite differences, the same bits on any number
-// of threads, and token ids checked in the data.
+// Embedding, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and
+// GlobalMaxPooling1D: rows gathered and their gradients scattered as worked out by hand and by
+// finite differences, the same bits on any number of threads, and token ids checked in the data.
 
 #include <gtest/gtest.h>
 
@@ -87,6 +87,28 @@ TEST(GlobalMaxPooling1D, TakesEachChannelsMaximumOverTheSteps) {
   EXPECT_EQ(y, (std::vector<float>{7, 9}));
   pooling.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), 1, false);
   EXPECT_EQ(dx, (std::vector<float>{0, 20, 10, 0, 0, 0}));
+}
+
+// MaxPooling1D and AveragePooling1D over the steps as worked out by hand, at stride 2 with
+// Keras' same padding: 5 steps give 3 windows, the last one step alone, which the average divides
+// by 1 (padding takes no part); gradients to each window's maximum, or shared over its steps.
+TEST(Pooling1D, WindowsOverTheSteps) {
+  auto backend = make_cpu_backend();
+  const Window2d w = Window2d::make(1, 5, 2, 1, 2, 1, 2, true);
+  Pooling2D max(Pooling2D::Kind::kMax1D, w), average(Pooling2D::Kind::kAverage1D, w);
+  EXPECT_EQ(max.type_name(), "MaxPooling1D");
+  EXPECT_EQ(average.type_name(), "AveragePooling1D");
+  EXPECT_EQ(max.output_shape(), (Shape{3, 2}));
+  const std::vector<float> x = {1, 9, 7, -2, 3, 4, 5, 6, 8, -1};  // (steps 5, channels 2)
+  std::vector<float> y(6), dy = {1, 2, 3, 4, 5, 6}, dx(10);
+  max.forward(*backend, x.data(), y.data(), 1);
+  EXPECT_EQ(y, (std::vector<float>{7, 9, 5, 6, 8, -1}));
+  max.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), 1, false);
+  EXPECT_EQ(dx, (std::vector<float>{0, 2, 1, 0, 0, 0, 3, 4, 5, 6}));
+  average.forward(*backend, x.data(), y.data(), 1);
+  EXPECT_EQ(y, (std::vector<float>{4, 3.5f, 4, 5, 8, -1}));
+  average.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), 1, false);
+  EXPECT_EQ(dx, (std::vector<float>{0.5f, 1, 0.5f, 1, 1.5f, 2, 1.5f, 2, 5, 6}));
 }
 
 // Conv1D is the convolution over an image of one row: the same outputs and gradients, bit for bit,
