@@ -285,6 +285,8 @@ class ComputeBackend {
   // or a matrix transposed.
   virtual void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride,
                            float* dst, int64_t dst_row_stride, int64_t rows, int64_t cols) = 0;
+  // y += x, elementwise (a bidirectional layer's input gradient: its two directions' sum).
+  virtual void add_to(const float* x, float* y, size_t count) = 0;
   // One step of an LSTM over `batch` rows of `units` (backend/lstm_cell.h, each unit by
   // lstm_unit_forward and lstm_unit_backward; Note [LSTM steps]).
   virtual void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev,

@@ -4,7 +4,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -26,6 +25,7 @@
 #include "backend/cpu_window_ops.h"
 #include "backend/host_buffers.h"
 #include "backend/host_readback.h"
+#include "backend/team_shares.h"
 #include "core/bf16.h"
 #include "core/error.h"
 
@@ -58,7 +58,7 @@ class CpuBackend final : public ComputeBackend {
     if (count > 0) std::memcpy(device, host, count * sizeof(float));
   }
   void share_host_work(int64_t count, const std::function<void(int64_t, int64_t)>& work) override {
-    shares(count, 1, work);
+    cpu::shares(team_, count, 1, work);
   }
   void copy_to_host(const float* device, float* host, size_t count) override {
     if (count > 0) std::memcpy(host, device, count * sizeof(float));
@@ -93,7 +93,7 @@ class CpuBackend final : public ComputeBackend {
   bool prefers_update_in_backward() const override { return true; }
 
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
-    split_elements(count, [&](size_t begin, size_t end) {
+    cpu::split_elements(team_, count, [&](size_t begin, size_t end) {
       // ReLU in a loop of its own, which vectorizes (with the switch inside, the loop did not,
       // and a separate ReLU after W4's first convolution took 5 ms instead of 0.5).
       if (act == Activation::kRelu) {
@@ -107,7 +107,7 @@ class CpuBackend final : public ComputeBackend {
   }
   void leaky_scale(const float* sign, const float* values, float* out, size_t count,
                    float slope) override {
-    split_elements(count, [&](size_t begin, size_t end) {
+    cpu::split_elements(team_, count, [&](size_t begin, size_t end) {
       for (size_t i = begin; i < end; ++i) {
         const float v = values[i];  // read whichever is kept, so that the loop vectorizes
         out[i] = sign[i] > 0 ? v : slope * v;
@@ -115,13 +115,13 @@ class CpuBackend final : public ComputeBackend {
     });
   }
   void scale_shift(const float* x, float* y, size_t count, float scale, float shift) override {
-    split_elements(count, [&](size_t begin, size_t end) {
+    cpu::split_elements(team_, count, [&](size_t begin, size_t end) {
       for (size_t i = begin; i < end; ++i) y[i] = x[i] * scale + shift;
     });
   }
   void activation_backward(Activation act, const float* x, const float* y, const float* dy,
                            float* dx, size_t count) override {
-    split_elements(count, [&](size_t begin, size_t end) {
+    cpu::split_elements(team_, count, [&](size_t begin, size_t end) {
       if (derivative_from_output(act))
         cpu::activation_grad(act, y + begin, dy + begin, dx + begin, end - begin);
       else
@@ -186,30 +186,30 @@ class CpuBackend final : public ComputeBackend {
   // Pooling and dropout on the team's shares of the batch: each sample's output is computed alone,
   // so the shares change no bit (as activations and batch normalization's rows).
   void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
-    by_rows(batch, in_size(w), [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, batch, in_size(w), [&](int64_t first, int64_t n) {
       cpu::max_pool_forward(x + first * in_size(w), y + first * out_size(w), n, w);
     });
   }
   void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                          const Window2d& w) override {
-    by_rows(batch, in_size(w), [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, batch, in_size(w), [&](int64_t first, int64_t n) {
       const int64_t in = first * in_size(w), out = first * out_size(w);
       cpu::max_pool_backward(x + in, y + out, dy + out, dx + in, n, w);
     });
   }
   void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {
-    by_rows(batch, in_size(w), [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, batch, in_size(w), [&](int64_t first, int64_t n) {
       cpu::avg_pool_forward(x + first * in_size(w), y + first * out_size(w), n, w);
     });
   }
   void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w) override {
-    by_rows(batch, in_size(w), [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, batch, in_size(w), [&](int64_t first, int64_t n) {
       cpu::avg_pool_backward(dy + first * out_size(w), dx + first * in_size(w), n, w);
     });
   }
   void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
                uint64_t key, int64_t first_row) override {
-    by_rows(rows, row_size, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, rows, row_size, [&](int64_t first, int64_t n) {
       cpu::dropout(in + first * row_size, out + first * row_size, n, row_size, rate, key,
                    first_row + first);
     });
@@ -221,13 +221,13 @@ class CpuBackend final : public ComputeBackend {
   }
   void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
                           int64_t channels) override {
-    by_rows(rows, channels, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, rows, channels, [&](int64_t first, int64_t n) {
       cpu::batch_norm_forward(x + first * channels, y + first * channels, coeffs, n, channels);
     });
   }
   void batch_norm_backward(const float* dy, const float* x, float* dx, const float* coeffs,
                            int64_t rows, int64_t channels) override {
-    by_rows(rows, channels, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, rows, channels, [&](int64_t first, int64_t n) {
       const int64_t at = first * channels;
       cpu::batch_norm_backward(dy + at, x + at, dx + at, coeffs, n, channels);
     });
@@ -235,7 +235,7 @@ class CpuBackend final : public ComputeBackend {
 
   void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
                           float* stats, int64_t rows, int64_t cols, float epsilon) override {
-    by_rows(rows, cols, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, rows, cols, [&](int64_t first, int64_t n) {
       cpu::layer_norm_rows(x + first * cols, gamma, beta, y + first * cols, stats + 2 * first, n,
                            cols, epsilon);
     });
@@ -244,12 +244,12 @@ class CpuBackend final : public ComputeBackend {
   void layer_norm_backward(const float* dy, const float* x, const float* gamma, const float* stats,
                            float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols,
                            bool accumulate) override {
-    split_elements(static_cast<size_t>(cols), [&](size_t c0, size_t c1) {
+    cpu::split_elements(team_, static_cast<size_t>(cols), [&](size_t c0, size_t c1) {
       cpu::layer_norm_param_grads(dy, x, stats, dgamma, dbeta, rows, cols, static_cast<int64_t>(c0),
                                   static_cast<int64_t>(c1), accumulate);
     });
     if (!dx) return;
-    by_rows(rows, cols, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, rows, cols, [&](int64_t first, int64_t n) {
       const int64_t at = first * cols;
       cpu::layer_norm_input_grad(dy + at, x + at, gamma, stats + 2 * first, dx + at, n, cols);
     });
@@ -257,14 +257,14 @@ class CpuBackend final : public ComputeBackend {
 
   void embedding_forward(const float* ids, const float* table, float* y, int64_t count,
                          int64_t dim) override {
-    by_rows(count, dim, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, count, dim, [&](int64_t first, int64_t n) {
       cpu::embedding_rows(ids + first, table, y + first * dim, n, dim);
     });
   }
   // The threads take shares of the columns, each column's rows added in order on one thread.
   void embedding_backward(const float* ids, const float* dy, float* dtable, int64_t count,
                           int64_t vocabulary, int64_t dim, bool accumulate) override {
-    by_rows(dim, count + vocabulary, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, dim, count + vocabulary, [&](int64_t first, int64_t n) {
       cpu::embedding_grad_columns(ids, dy, dtable, count, vocabulary, dim, first, first + n,
                                   accumulate);
     });
@@ -274,16 +274,21 @@ class CpuBackend final : public ComputeBackend {
                    int64_t dst_row_stride, int64_t rows, int64_t cols) override {
     cpu::copy_matrix(src, src_row_stride, src_col_stride, dst, dst_row_stride, rows, cols);
   }
+  void add_to(const float* x, float* y, size_t count) override {
+    cpu::split_elements(team_, count, [=](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) y[i] += x[i];
+    });
+  }
   void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
                          float* c, float* h, int64_t batch, int64_t units) override {
-    by_rows(batch, 4 * units, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, batch, 4 * units, [&](int64_t first, int64_t n) {
       cpu::lstm_forward_rows(xp, hu, c_prev, gates, c, h, first, first + n, units);
     });
   }
   void lstm_cell_backward(const float* gates, const float* c_prev, const float* c, const float* dh,
                           const float* dh_more, float* dc, float* dgates, int64_t batch,
                           int64_t units) override {
-    by_rows(batch, 4 * units, [&](int64_t first, int64_t n) {
+    cpu::by_rows(team_, batch, 4 * units, [&](int64_t first, int64_t n) {
       cpu::lstm_backward_rows(gates, c_prev, c, dh, dh_more, dc, dgates, first, first + n, units);
     });
   }
@@ -309,7 +314,7 @@ class CpuBackend final : public ComputeBackend {
   // nothing measurable, where a pass of its own over W3's gradients took 6 ms of a 66 ms step.
   bool sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
                   float grad_scale, const SgdHyper& hyper, GradCheck check) override {
-    const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
+    const uint32_t non_finite = cpu::elementwise(team_, count, [=](size_t begin, size_t end) {
       return cpu::sgd_range(params + begin, grads + begin, velocity + begin, end - begin, lr,
                             grad_scale, hyper);
     });
@@ -320,14 +325,14 @@ class CpuBackend final : public ComputeBackend {
                    float grad_scale, int64_t step, const AdamHyper& hyper,
                    GradCheck check) override {
     const cpu::AdamStep c = cpu::adam_step(lr, grad_scale, step, hyper);
-    const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
+    const uint32_t non_finite = cpu::elementwise(team_, count, [=](size_t begin, size_t end) {
       return cpu::adam_range(params + begin, grads + begin, m + begin, v + begin, end - begin, c);
     });
     return readback_.checked(non_finite, check);
   }
   bool rmsprop_update(float* params, const float* grads, RmspropState state, size_t count, float lr,
                       float grad_scale, const RmspropHyper& hyper, GradCheck check) override {
-    const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
+    const uint32_t non_finite = cpu::elementwise(team_, count, [=](size_t begin, size_t end) {
       const auto at = [begin](float* buffer) { return buffer ? buffer + begin : nullptr; };
       return cpu::rmsprop_range(
           params + begin, grads + begin,
@@ -338,7 +343,7 @@ class CpuBackend final : public ComputeBackend {
   }
   bool adaptive_update(float* params, const float* grads, AdaptiveState state, size_t count,
                        const AdaptiveStep& step, GradCheck check) override {
-    const uint32_t non_finite = elementwise(count, [=](size_t begin, size_t end) {
+    const uint32_t non_finite = cpu::elementwise(team_, count, [=](size_t begin, size_t end) {
       const auto at = [begin](float* buffer) { return buffer ? buffer + begin : nullptr; };
       return cpu::adaptive_range(params + begin, grads + begin, {at(state.first), at(state.second)},
                                  end - begin, step);
@@ -349,49 +354,9 @@ class CpuBackend final : public ComputeBackend {
   bool take_nonfinite() override { return readback_.take_nonfinite(); }
 
  private:
-  // work(begin, end) on the team's contiguous shares of [0, count), in multiples of `grain`.
-  template <typename Work>
-  void shares(int64_t count, int64_t grain, const Work& work) {
-    team_.run([&](int t) {
-      const auto [begin, end] = ThreadTeam::share(count, grain, t, team_.size());
-      if (begin < end) work(begin, end);
-    });
-  }
-
-  // Below this many elements, starting and joining the threads costs about what it saves.
-  static constexpr size_t kSplitElements = size_t{1} << 16;
-
-  // work(begin, end) over [0, count) on the team's shares (whole cache lines), or on this thread.
-  template <typename Work>
-  void split_elements(size_t count, const Work& work) {
-    if (team_.size() == 1 || count < kSplitElements) return work(size_t{0}, count);
-    shares(static_cast<int64_t>(count), kCacheLineFloats, [&](int64_t begin, int64_t end) {
-      work(static_cast<size_t>(begin), static_cast<size_t>(end));
-    });
-  }
-
-  // work(first, count) on the team's shares of `rows` rows of `row_size` floats, or on this thread.
-  template <typename Work>
-  void by_rows(int64_t rows, int64_t row_size, const Work& work) {
-    if (team_.size() == 1 || static_cast<size_t>(rows * row_size) < kSplitElements)
-      return work(0, rows);
-    shares(rows, 1, [&](int64_t begin, int64_t end) { work(begin, end - begin); });
-  }
   static int64_t in_size(const Window2d& w) { return w.height * w.width * w.channels; }
   static int64_t out_size(const Window2d& w) { return w.out_pixels() * w.channels; }
 
-  // An element-by-element update loop(begin, end) -> non-finite flag over `count` elements, shared
-  // by the team's threads (Note [threads per rank]): with more than one rank (or the update after
-  // backward) a rank updates its whole or sharded buffer at once. Each element is computed as on
-  // one thread. Below kSplitElements, starting and joining the threads costs about what it saves.
-  template <typename Loop>
-  uint32_t elementwise(size_t count, const Loop& loop) {
-    std::atomic<uint32_t> non_finite{0};
-    split_elements(count, [&](size_t begin, size_t end) { non_finite.fetch_or(loop(begin, end)); });
-    return non_finite.load();
-  }
-
-  static constexpr int64_t kCacheLineFloats = 16;
   static constexpr unsigned kFlushToZero = 0x8000;
   static constexpr unsigned kDenormalsAreZero = 0x0040;
   bool flush_denormals_;

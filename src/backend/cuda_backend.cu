@@ -220,6 +220,9 @@ class CudaBackend final : public ComputeBackend {
     cuda::copy_matrix(src, src_row_stride, src_col_stride, dst, dst_row_stride, rows, cols,
                       stream_);
   }
+  void add_to(const float* x, float* y, size_t count) override {
+    cuda::add_to(x, y, count, stream_);
+  }
   void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
                          float* c, float* h, int64_t batch, int64_t units) override {
     cuda::lstm_cell_forward(xp, hu, c_prev, gates, c, h, batch, units, stream_);

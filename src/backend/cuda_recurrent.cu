@@ -14,6 +14,10 @@ __global__ void copy_matrix_kernel(const float* src, int64_t src_row_stride, int
   }
 }
 
+__global__ void add_kernel(const float* x, float* y, int64_t n) {
+  for (int64_t e = start(); e < n; e += stride()) y[e] += x[e];
+}
+
 __global__ void lstm_forward_kernel(const float* xp, const float* hu, const float* c_prev,
                                     float* gates, float* c, float* h, int64_t batch,
                                     int64_t units) {
@@ -35,6 +39,13 @@ void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_strid
   if (rows * cols == 0) return;
   copy_matrix_kernel<<<blocks_for(rows * cols), kThreads, 0, stream>>>(
       src, src_row_stride, src_col_stride, dst, dst_row_stride, rows, cols);
+  cudaCheck(cudaGetLastError());
+}
+
+void add_to(const float* x, float* y, size_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  const auto n = static_cast<int64_t>(count);
+  add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
   cudaCheck(cudaGetLastError());
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// The CUDA backend's pieces of recurrent layers (see ComputeBackend::copy_matrix,
+// The CUDA backend's pieces of recurrent layers (see ComputeBackend::copy_matrix, add_to,
 // lstm_cell_forward and lstm_cell_backward). Each launches on `stream` and returns without waiting.
 
 #include <cuda_runtime.h>
@@ -10,6 +10,7 @@ namespace ddp::cuda {
 
 void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride, float* dst,
                  int64_t dst_row_stride, int64_t rows, int64_t cols, cudaStream_t stream);
+void add_to(const float* x, float* y, size_t count, cudaStream_t stream);
 void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
                        float* c, float* h, int64_t batch, int64_t units, cudaStream_t stream);
 void lstm_cell_backward(const float* gates, const float* c_prev, const float* c, const float* dh,

@@ -7,28 +7,48 @@
 
 namespace ddp {
 
-Lstm::Lstm(int64_t steps, int64_t features, int64_t units, bool return_sequences, bool use_bias)
+Lstm::Lstm(int64_t steps, int64_t features, int64_t units, bool return_sequences, bool use_bias,
+           bool bidirectional)
     : steps_(steps),
       features_(features),
       units_(units),
       return_sequences_(return_sequences),
-      bias_(4 * units, use_bias),
+      bidirectional_(bidirectional),
       no_bias_gates_(4 * units, false),
-      no_bias_units_(units, false) {}
+      no_bias_units_(units, false) {
+  for (int d = 0; d < directions(); ++d) directions_.emplace_back(units, use_bias);
+}
+
+std::string Lstm::type_name() const { return bidirectional_ ? "Bidirectional" : "LSTM"; }
+
+Shape Lstm::output_shape() const {
+  const int64_t width = directions() * units_;
+  return return_sequences_ ? Shape{steps_, width} : Shape{width};
+}
 
 std::vector<ParamSpec> Lstm::param_specs() const {
-  std::vector<ParamSpec> specs{{"weight_ih_l0", Shape{4 * units_, features_}, {}},
-                               {"weight_hh_l0", Shape{4 * units_, units_}, {}}};
-  if (bias_.trained()) specs.push_back({"bias_ih_l0", Shape{4 * units_}, {}});
+  std::vector<ParamSpec> specs;
+  for (int d = 0; d < directions(); ++d) {
+    const std::string suffix = d == 1 ? "_l0_reverse" : "_l0";
+    specs.push_back({"weight_ih" + suffix, Shape{4 * units_, features_}, {}});
+    specs.push_back({"weight_hh" + suffix, Shape{4 * units_, units_}, {}});
+    if (directions_[d].bias.trained()) specs.push_back({"bias_ih" + suffix, Shape{4 * units_}, {}});
+  }
   return specs;
 }
 
 void Lstm::bind(std::span<float* const> params, std::span<float* const> grads) {
-  weight_ih_ = params[0];
-  weight_hh_ = params[1];
-  weight_ih_grad_ = grads[0];
-  weight_hh_grad_ = grads[1];
-  if (bias_.trained()) bias_.bind(params[2], grads[2]);
+  size_t at = 0;
+  for (Direction& dir : directions_) {
+    dir.weight_ih = params[at];
+    dir.weight_ih_grad = grads[at++];
+    dir.weight_hh = params[at];
+    dir.weight_hh_grad = grads[at++];
+    if (dir.bias.trained()) {
+      dir.bias.bind(params[at], grads[at]);
+      ++at;
+    }
+  }
 }
 
 namespace {
@@ -65,11 +85,16 @@ void orthogonal_columns(Rng& rng, std::span<float> out, int64_t rows, int64_t co
 
 void Lstm::init_params(Rng& rng, std::span<const std::span<float>> params) const {
   const float limit = std::sqrt(6.0f / static_cast<float>(features_ + 4 * units_));
-  for (float& w : params[0]) w = rng.uniform(-limit, limit);
-  orthogonal_columns(rng, params[1], 4 * units_, units_);
-  if (!bias_.trained()) return;
-  std::ranges::fill(params[2], 0.0f);  // Keras' unit_forget_bias: the forget gate's starts at 1
-  std::fill(params[2].begin() + units_, params[2].begin() + 2 * units_, 1.0f);
+  size_t at = 0;
+  for (const Direction& dir : directions_) {
+    for (float& w : params[at++]) w = rng.uniform(-limit, limit);
+    orthogonal_columns(rng, params[at++], 4 * units_, units_);
+    if (!dir.bias.trained()) continue;
+    // Keras' unit_forget_bias: the forget gate's starts at 1.
+    const std::span<float> bias = params[at++];
+    std::ranges::fill(bias, 0.0f);
+    std::fill(bias.begin() + units_, bias.begin() + 2 * units_, 1.0f);
+  }
 }
 
 float* Lstm::sized(ComputeBackend& backend, DeviceBuffer& buffer, int64_t count) {
@@ -79,87 +104,121 @@ float* Lstm::sized(ComputeBackend& backend, DeviceBuffer& buffer, int64_t count)
 }
 
 void Lstm::reorder(ComputeBackend& backend, const float* from, float* to, int64_t batch,
-                   int64_t width, bool back) const {
+                   int64_t width, int64_t stride, int64_t column, bool back) const {
   for (int64_t t = 0; t < steps_; ++t) {
     if (back)
-      backend.copy_matrix(from + t * batch * width, width, 1, to + t * width, steps_ * width, batch,
-                          width);
+      backend.copy_matrix(from + t * batch * width, width, 1, to + t * stride + column,
+                          steps_ * stride, batch, width);
     else
-      backend.copy_matrix(from + t * width, steps_ * width, 1, to + t * batch * width, width, batch,
-                          width);
+      backend.copy_matrix(from + t * stride + column, steps_ * stride, 1, to + t * batch * width,
+                          width, batch, width);
   }
 }
 
-void Lstm::run_steps(ComputeBackend& backend, const float* x, int64_t batch) {
+void Lstm::run_steps(ComputeBackend& backend, int d, int64_t batch) {
+  Direction& dir = directions_[static_cast<size_t>(d)];
+  const bool reverse = d == 1;
   const int64_t rows = steps_ * batch, gates = 4 * units_, step = batch * units_;
-  float* const x_steps = sized(backend, x_steps_, rows * features_);
-  reorder(backend, x, x_steps, batch, features_, false);
-  float* const input_products = sized(backend, input_products_, rows * gates);
-  backend.dense_forward(x_steps, weight_ih_, bias_.values(backend), input_products, rows, features_,
-                        gates, Activation::kLinear);
-  float* const h = sized(backend, h_, rows * units_ + step);
-  float* const c = sized(backend, c_, rows * units_ + step);
-  float* const kept_gates = sized(backend, gates_, rows * gates);
+  float* const input_products = sized(backend, dir.input_products, rows * gates);
+  backend.dense_forward(x_steps_.data(), dir.weight_ih, dir.bias.values(backend), input_products,
+                        rows, features_, gates, Activation::kLinear);
+  float* const h = sized(backend, dir.h, rows * units_ + step);
+  float* const c = sized(backend, dir.c, rows * units_ + step);
+  float* const kept_gates = sized(backend, dir.gates, rows * gates);
   float* const recurrent = sized(backend, recurrent_, batch * gates);
-  backend.fill_zero(h, static_cast<size_t>(step));
-  backend.fill_zero(c, static_cast<size_t>(step));
-  for (int64_t t = 0; t < steps_; ++t) {
+  const int64_t start = reverse ? steps_ : 0;  // the zero slot
+  backend.fill_zero(h + start * step, static_cast<size_t>(step));
+  backend.fill_zero(c + start * step, static_cast<size_t>(step));
+  for (int64_t i = 0; i < steps_; ++i) {
+    const int64_t t = reverse ? steps_ - 1 - i : i;
+    const int64_t before = reverse ? t + 1 : t, after = reverse ? t : t + 1;
     // h is zero before the first step: no recurrent product.
-    if (t > 0)
-      backend.dense_forward(h + t * step, weight_hh_, no_bias_gates_.values(backend), recurrent,
-                            batch, units_, gates, Activation::kLinear);
-    backend.lstm_cell_forward(input_products + t * batch * gates, t > 0 ? recurrent : nullptr,
-                              c + t * step, kept_gates + t * batch * gates, c + (t + 1) * step,
-                              h + (t + 1) * step, batch, units_);
+    if (i > 0)
+      backend.dense_forward(h + before * step, dir.weight_hh, no_bias_gates_.values(backend),
+                            recurrent, batch, units_, gates, Activation::kLinear);
+    backend.lstm_cell_forward(input_products + t * batch * gates, i > 0 ? recurrent : nullptr,
+                              c + before * step, kept_gates + t * batch * gates, c + after * step,
+                              h + after * step, batch, units_);
+  }
+}
+
+void Lstm::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
+  reorder(backend, x, sized(backend, x_steps_, steps_ * batch * features_), batch, features_,
+          features_, 0, false);
+  const int64_t width = directions() * units_, step = batch * units_;
+  for (int d = 0; d < directions(); ++d) {
+    run_steps(backend, d, batch);
+    const float* const h = directions_[static_cast<size_t>(d)].h.data();
+    if (return_sequences_)  // each step's h after it: slots 1.. forward, 0.. reverse
+      reorder(backend, h + (d == 1 ? 0 : step), y, batch, units_, width, d * units_, true);
+    else  // the last step's: slot `steps` forward, 0 reverse
+      backend.copy_matrix(h + (d == 1 ? 0 : steps_ * step), units_, 1, y + d * units_, width, batch,
+                          units_);
   }
   steps_of_ = x;
   steps_batch_ = batch;
 }
 
-void Lstm::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
-  run_steps(backend, x, batch);
-  const float* const after_first = h_.data() + batch * units_;  // h after each step
-  if (return_sequences_)
-    reorder(backend, after_first, y, batch, units_, true);
-  else
-    backend.copy_matrix(after_first + (steps_ - 1) * batch * units_, 0, 1, y, 0, 1, batch * units_);
-}
-
-void Lstm::backward(ComputeBackend& backend, const float* x, const float* /*y*/, float* dy,
-                    float* dx, int64_t batch, bool accumulate) {
-  if (x != steps_of_ || batch != steps_batch_) run_steps(backend, x, batch);
+void Lstm::backward_steps(ComputeBackend& backend, int d, const float* dy, int64_t batch,
+                          bool accumulate, bool input_grad) {
+  Direction& dir = directions_[static_cast<size_t>(d)];
+  const bool reverse = d == 1;
   const int64_t rows = steps_ * batch, gates = 4 * units_, step = batch * units_;
+  const int64_t width = directions() * units_;
   float* const dgates = sized(backend, dgates_, rows * gates);
   float* const dh = sized(backend, dh_, step);
   float* const dc = sized(backend, dc_, step);
   backend.fill_zero(dc, static_cast<size_t>(step));
-  float* const dy_steps = return_sequences_ ? sized(backend, dy_steps_, rows * units_) : nullptr;
-  if (dy_steps) reorder(backend, dy, dy_steps, batch, units_, false);
+  // This direction's dy, time-major: every step's, or the last step's alone.
+  float* const dy_steps = sized(backend, dy_steps_, return_sequences_ ? rows * units_ : step);
+  if (return_sequences_)
+    reorder(backend, dy, dy_steps, batch, units_, width, d * units_, false);
+  else
+    backend.copy_matrix(dy + d * units_, width, 1, dy_steps, units_, batch, units_);
   float* const weight_hh_t = sized(backend, weight_hh_t_, gates * units_);
-  backend.copy_matrix(weight_hh_, 1, units_, weight_hh_t, gates, units_, gates);
-  const float* const h = h_.data();
-  const float* const c = c_.data();
-  for (int64_t t = steps_ - 1; t >= 0; --t) {
+  backend.copy_matrix(dir.weight_hh, 1, units_, weight_hh_t, gates, units_, gates);
+  const float* const h = dir.h.data();
+  const float* const c = dir.c.data();
+  for (int64_t i = steps_ - 1; i >= 0; --i) {  // back from the direction's last step
+    const int64_t t = reverse ? steps_ - 1 - i : i;
+    const int64_t before = reverse ? t + 1 : t, after = reverse ? t : t + 1;
     const float* const dh_out =
-        return_sequences_ ? dy_steps + t * step : (t == steps_ - 1 ? dy : nullptr);
+        return_sequences_ ? dy_steps + t * step : (i == steps_ - 1 ? dy_steps : nullptr);
     float* const dgates_t = dgates + t * batch * gates;
-    backend.lstm_cell_backward(gates_.data() + t * batch * gates, c + t * step, c + (t + 1) * step,
-                               dh_out, t < steps_ - 1 ? dh : nullptr, dc, dgates_t, batch, units_);
+    backend.lstm_cell_backward(dir.gates.data() + t * batch * gates, c + before * step,
+                               c + after * step, dh_out, i < steps_ - 1 ? dh : nullptr, dc,
+                               dgates_t, batch, units_);
     // dh for the step before: dgates W_hh, as the product with W_hh's transpose (units, 4 units).
-    if (t > 0)
+    if (i > 0)
       backend.dense_forward(dgates_t, weight_hh_t, no_bias_units_.values(backend), dh, batch, gates,
                             units_, Activation::kLinear);
   }
-  // The weight gradients over all steps at once: against the h before each step (the first
-  // `steps` of h_) and against the inputs.
-  backend.dense_backward(h, weight_hh_, dgates, dgates, nullptr, weight_hh_grad_,
-                         no_bias_gates_.grad(backend), rows, units_, gates, Activation::kLinear,
-                         accumulate, nullptr);
-  float* const dx_steps = dx ? sized(backend, dx_steps_, rows * features_) : nullptr;
-  backend.dense_backward(x_steps_.data(), weight_ih_, dgates, dgates, dx_steps, weight_ih_grad_,
-                         bias_.grad(backend), rows, features_, gates, Activation::kLinear,
-                         accumulate, nullptr);
-  if (dx) reorder(backend, dx_steps, dx, batch, features_, true);
+  // The weight gradients over all steps at once: against the h before each step (the `steps`
+  // slots from the first forward, from the second reverse) and against the inputs.
+  backend.dense_backward(h + (reverse ? step : 0), dir.weight_hh, dgates, dgates, nullptr,
+                         dir.weight_hh_grad, no_bias_gates_.grad(backend), rows, units_, gates,
+                         Activation::kLinear, accumulate, nullptr);
+  float* const dx_steps = input_grad ? sized(backend, dir.dx_steps, rows * features_) : nullptr;
+  backend.dense_backward(x_steps_.data(), dir.weight_ih, dgates, dgates, dx_steps,
+                         dir.weight_ih_grad, dir.bias.grad(backend), rows, features_, gates,
+                         Activation::kLinear, accumulate, nullptr);
+}
+
+void Lstm::backward(ComputeBackend& backend, const float* x, const float* /*y*/, float* dy,
+                    float* dx, int64_t batch, bool accumulate) {
+  // Backward reads what forward kept for its input; after another input's forward (or none), the
+  // steps run again into a scratch output.
+  if (x != steps_of_ || batch != steps_batch_) {
+    DeviceBuffer output(backend, static_cast<size_t>(batch * output_shape().numel()));
+    forward(backend, x, output.data(), batch);
+  }
+  for (int d = 0; d < directions(); ++d)
+    backward_steps(backend, d, dy, batch, accumulate, dx != nullptr);
+  if (!dx) return;
+  float* const dx_steps = directions_[0].dx_steps.data();
+  const auto count = static_cast<size_t>(steps_ * batch * features_);
+  if (bidirectional_) backend.add_to(directions_[1].dx_steps.data(), dx_steps, count);
+  reorder(backend, dx_steps, dx, batch, features_, features_, 0, true);
 }
 
 }  // namespace ddp

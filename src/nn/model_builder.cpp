@@ -231,7 +231,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       if (shape.rank() != 2)
         throw ConfigError(spec.path + ": lstm needs an input of (steps, features), an " +
                           "embedding's output or a sequence, but gets " + shape.str());
-      const auto size = static_cast<uint64_t>(4 * spec.units) *
+      const auto size = static_cast<uint64_t>((spec.bidirectional ? 8 : 4) * spec.units) *
                         static_cast<uint64_t>(shape[1] + spec.units + (spec.use_bias ? 1 : 0));
       if (spec.units <= 0 || size > budget - parameters)
         throw ConfigError(spec.path + ".units: " + std::to_string(spec.units) + " units of " +
@@ -240,7 +240,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           "can train");
       parameters += size;
       layers.push_back(std::make_unique<Lstm>(shape[0], shape[1], spec.units, spec.return_sequences,
-                                              spec.use_bias));
+                                              spec.use_bias, spec.bidirectional));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "batch_normalization") {

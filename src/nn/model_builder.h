@@ -37,6 +37,7 @@ struct LayerSpec {
   std::vector<int64_t> target_shape = {};
   int64_t vocabulary = 0;         // embedding: input_dim, the token ids' bound
   bool return_sequences = false;  // lstm: every step's output, not the last step's alone
+  bool bidirectional = false;     // lstm: a second direction, reading the steps last to first
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

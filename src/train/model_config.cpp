@@ -62,6 +62,7 @@ void parse_model(ConfigNode& root, Config& config) {
     } else if (spec.type == "lstm") {  // Keras' names; its activations are tanh and sigmoid
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.return_sequences = layer.get("return_sequences", false);
+      spec.bidirectional = layer.get("bidirectional", false);
       spec.use_bias = layer.get("use_bias", true);
     } else if (spec.type == "embedding") {  // Keras' names
       spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
