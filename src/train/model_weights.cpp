@@ -55,20 +55,27 @@ void append_named(std::vector<NamedTensor>& tensors, const std::vector<ParamEntr
   }
 }
 
-// PyTorch's nn.LSTM adds two biases into the same sum, bias_ih_l0 and bias_hh_l0, where an lstm
-// layer has Keras' one. A PyTorch file's bias_hh_l0 is added into its bias_ih_l0 as it is read;
-// written in PyTorch's layout, a zero bias_hh_l0 follows each bias_ih_l0, so that nn.LSTM's
-// load_state_dict takes the file as it is.
-constexpr std::string_view kFirstBias = "bias_ih_l0", kSecondBias = "bias_hh_l0";
+// PyTorch's nn.LSTM adds two biases into the same sum, bias_ih_l0 and bias_hh_l0 (and a reverse
+// direction's bias_ih_l0_reverse and bias_hh_l0_reverse), where an lstm layer has Keras' one. A
+// PyTorch file's bias_hh is added into its bias_ih as it is read; written in PyTorch's layout, a
+// zero bias_hh follows each bias_ih, so that nn.LSTM's load_state_dict takes the file as it is.
+constexpr std::string_view kFirstBias = ".bias_ih_l0", kSecondBias = ".bias_hh_l0";
 
-std::string first_bias_of(const std::string& second) {
-  return second.substr(0, second.size() - kSecondBias.size()) + std::string(kFirstBias);
+// `name` with the bias `from` at its end (or before _reverse) named `to`; empty where it is not
+// such a bias.
+std::string other_bias(const std::string& name, std::string_view from, std::string_view to) {
+  for (const std::string_view end : {std::string_view(""), std::string_view("_reverse")}) {
+    const size_t tail = from.size() + end.size();
+    if (name.size() > tail && name.ends_with(end) &&
+        name.compare(name.size() - tail, from.size(), from) == 0)
+      return name.substr(0, name.size() - tail) + std::string(to) + std::string(end);
+  }
+  return "";
 }
 
 void fold_second_biases(std::vector<NamedTensor>& tensors, const std::string& origin) {
   for (auto second = tensors.begin(); second != tensors.end();) {
-    const std::string first_name =
-        second->name.ends_with(kSecondBias) ? first_bias_of(second->name) : "";
+    const std::string first_name = other_bias(second->name, kSecondBias, kFirstBias);
     const auto first = std::find_if(tensors.begin(), tensors.end(), [&](const NamedTensor& t) {
       return !first_name.empty() && t.name == first_name;
     });
@@ -104,14 +111,11 @@ std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<NamedTensor> tensors;
   for (auto& [order, tensor] : ordered) {
-    const bool first_bias = tensor.name.ends_with(kFirstBias);
+    const std::string second = other_bias(tensor.name, kFirstBias, kSecondBias);
     tensors.push_back(std::move(tensor));
-    if (first_bias && layout == WeightLayout::kPyTorch) {
-      const NamedTensor& first = tensors.back();
+    if (!second.empty() && layout == WeightLayout::kPyTorch)
       tensors.push_back(
-          {first.name.substr(0, first.name.size() - kFirstBias.size()) + std::string(kSecondBias),
-           first.shape, std::vector<float>(first.values.size(), 0.0f)});
-    }
+          {second, tensors.back().shape, std::vector<float>(tensors.back().values.size(), 0.0f)});
   }
   return tensors;
 }

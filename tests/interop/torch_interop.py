@@ -156,6 +156,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += embedding_check(args, env, tmp, "average", conv=True, windowed="max")
         diffs += embedding_check(args, env, tmp, "max", windowed="average")
         diffs += lstm_check(args, env, tmp)
+        diffs += lstm_check(args, env, tmp, bidirectional=True)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -344,21 +344,24 @@ def write_tokens(tmp):
     return tokens, labels
 
 
-def lstm_check(args, env, tmp):
-    """Token ids through an embedding and two LSTMs, the first returning every step, then a softmax
-    layer, from PyTorch's draws. Its state_dict as saved goes in (each LSTM's bias_hh_l0 added
+def lstm_check(args, env, tmp, bidirectional=False):
+    """Token ids through an embedding and two LSTMs (bidirectional: each both ways, its last step
+    PyTorch's h_n of the two directions), the first returning every step, then a softmax layer,
+    from PyTorch's draws. Its state_dict as saved goes in (each LSTM's bias_hh_l0 added
     into bias_ih_l0) and comes back out (bias_hh_l0 zero) for a strict load_state_dict predicting
     what it predicted. Then 20 Adam steps on 2 ranks against torch.nn.LSTM with its bias_hh_l0
     held at zero (two biases of one sum step twice as far as one)."""
     tokens, labels = write_tokens(tmp)
-    with open(f"{tmp}/lstm.yaml", "w") as f:
+    both = ", bidirectional: true" if bidirectional else ""
+    name = "bilstm" if bidirectional else "lstm"
+    with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/tokens.csv}}
 model:
   layers:
     - {{type: embedding, input_dim: 30, output_dim: 8}}
-    - {{type: lstm, units: 6, return_sequences: true}}
-    - {{type: lstm, units: 5}}
+    - {{type: lstm, units: 6, return_sequences: true{both}}}
+    - {{type: lstm, units: 5{both}}}
     - {{type: dense, units: 3, activation: softmax}}
 loss: sparse_categorical_crossentropy
 optimizer: {optimizer_yaml("adam")}
@@ -366,40 +369,47 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     torch.manual_seed(9)
     model = torch.nn.Module()
+    ways = 2 if bidirectional else 1
     model.layers = torch.nn.ModuleList(
-        [torch.nn.Embedding(30, 8), torch.nn.LSTM(8, 6, batch_first=True),
-         torch.nn.LSTM(6, 5, batch_first=True), torch.nn.Linear(5, 3)])
+        [torch.nn.Embedding(30, 8),
+         torch.nn.LSTM(8, 6, batch_first=True, bidirectional=bidirectional),
+         torch.nn.LSTM(6 * ways, 5, batch_first=True, bidirectional=bidirectional),
+         torch.nn.Linear(5 * ways, 3)])
     summed = torch.nn.CrossEntropyLoss(reduction="sum")
 
     def logits(m, rows):
         steps, _ = m.layers[1](m.layers[0](tokens[rows]))
-        last, _ = m.layers[2](steps)
-        return m.layers[3](last[:, -1])
+        _, (h_n, _) = m.layers[2](steps)  # each direction's last step: (directions, batch, 5)
+        return m.layers[3](torch.cat(list(h_n), dim=1))
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{tmp}/lstm0.safetensors")
-    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/lstm.yaml",
-                    "--run-dir", f"{tmp}/lstm_io", "--init-from", f"{tmp}/lstm0.safetensors",
-                    "--stop-after", "0", "--export-safetensors", f"{tmp}/lstm_io.safetensors"],
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              f"{tmp}/{name}0.safetensors")
+    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
+                    "--run-dir", f"{tmp}/{name}_io", "--init-from", f"{tmp}/{name}0.safetensors",
+                    "--stop-after", "0", "--export-safetensors", f"{tmp}/{name}_io.safetensors"],
                    check=True, env=env, capture_output=True, timeout=120)
-    exported = load_file(f"{tmp}/lstm_io.safetensors")
+    exported = load_file(f"{tmp}/{name}_io.safetensors")
     reloaded = copy.deepcopy(model)
     reloaded.load_state_dict(exported)  # strict: every name of nn.LSTM's
     everything = slice(0, len(labels))
     with torch.no_grad():
         io_diff = (logits(reloaded, everything) - logits(model, everything)).abs().max().item()
-    zero_second = all(not exported[f"layers.{k}.bias_hh_l0"].any() for k in (1, 2))
-    print(f"nn.LSTM's state_dict in and out: predictions within {io_diff:.2e}, bias_hh_l0 "
+    seconds = [k for k in exported if ".bias_hh_l0" in k]
+    zero_second = len(seconds) == 2 * ways and all(not exported[k].any() for k in seconds)
+    print(f"nn.LSTM{'(bidirectional)' if bidirectional else ''}'s state_dict in and out: predictions within {io_diff:.2e}, bias_hh_l0 "
           f"exported as zero: {zero_second}")
 
-    for k in (1, 2):
-        model.layers[k].bias_hh_l0.data.zero_()
-        model.layers[k].bias_hh_l0.requires_grad_(False)
+    for second in seconds:  # layers.k.bias_hh_l0 and its _reverse
+        bias = model.get_parameter(second)
+        bias.data.zero_()
+        bias.requires_grad_(False)
 
     def loss_of(rows):
         return summed(logits(model, rows), labels[rows]) / len(labels[rows])
 
-    diff = twenty_steps(args, env, tmp, "lstm", model, torch_optimizer("adam"), loss_of)
-    print(f"embedding and two LSTMs, 20 Adam steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
+    print(f"embedding and two {'bidirectional ' if bidirectional else ''}LSTMs, 20 Adam steps "
+          f"(2 ranks) vs PyTorch: max abs diff {diff:.2e}")
     return [io_diff if zero_second else float("inf"), diff]
 
 

@@ -16,22 +16,36 @@
 namespace ddp {
 namespace {
 
+// One direction's parameters and gradients, drawn from seeds first, first + 1, first + 2.
 struct LstmParams {
   std::vector<float> weight_ih, weight_hh, bias;
   std::vector<float> dweight_ih, dweight_hh, dbias;
-  LstmParams(int64_t features, int64_t units)
-      : weight_ih(random_vector(4 * units * features, 11, -0.6f, 0.6f)),
-        weight_hh(random_vector(4 * units * units, 12, -0.6f, 0.6f)),
-        bias(random_vector(4 * units, 13, -0.5f, 0.5f)),
+  LstmParams(int64_t features, int64_t units, uint64_t first = 11)
+      : weight_ih(random_vector(4 * units * features, first, -0.6f, 0.6f)),
+        weight_hh(random_vector(4 * units * units, first + 1, -0.6f, 0.6f)),
+        bias(random_vector(4 * units, first + 2, -0.5f, 0.5f)),
         dweight_ih(weight_ih.size()),
         dweight_hh(weight_hh.size()),
         dbias(bias.size()) {}
-  void bind(Lstm& layer) {
-    float* params[] = {weight_ih.data(), weight_hh.data(), bias.data()};
-    float* grads[] = {dweight_ih.data(), dweight_hh.data(), dbias.data()};
-    layer.bind(params, grads);
-  }
 };
+
+// Binds `layer` to the directions' parameters in param_specs()' order.
+void bind(Lstm& layer, std::vector<LstmParams>& directions) {
+  std::vector<float*> params, grads;
+  for (LstmParams& p : directions) {
+    params.insert(params.end(), {p.weight_ih.data(), p.weight_hh.data(), p.bias.data()});
+    grads.insert(grads.end(), {p.dweight_ih.data(), p.dweight_hh.data(), p.dbias.data()});
+  }
+  ASSERT_EQ(layer.param_specs().size(), params.size());
+  layer.bind(params, grads);
+}
+
+std::vector<LstmParams> directions(int64_t count, int64_t features, int64_t units) {
+  std::vector<LstmParams> out;
+  for (int64_t d = 0; d < count; ++d)
+    out.emplace_back(features, units, 11 + 10 * static_cast<uint64_t>(d));
+  return out;
+}
 
 // PyTorch's documented equations, in double: every step's h, (batch, steps, units).
 std::vector<double> reference_steps(const LstmParams& p, const std::vector<float>& x, int64_t batch,
@@ -62,71 +76,101 @@ std::vector<double> reference_steps(const LstmParams& p, const std::vector<float
 
 constexpr int64_t kBatch = 3, kSteps = 4, kFeatures = 3, kUnits = 5;
 
+// x (batch, steps, features) with its steps in the other order.
+std::vector<float> reversed_steps(const std::vector<float>& x, int64_t batch, int64_t steps,
+                                  int64_t width) {
+  std::vector<float> out(x.size());
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < steps; ++t)
+      for (int64_t f = 0; f < width; ++f)
+        out[(b * steps + steps - 1 - t) * width + f] = x[(b * steps + t) * width + f];
+  return out;
+}
+
+// Both return modes, one direction and two: the reverse direction is the equations over the
+// steps in the other order, each of its outputs at the step it read (Keras' and PyTorch's).
 TEST(Lstm, StepsAreTheDocumentedEquations) {
   auto backend = make_cpu_backend();
-  LstmParams p(kFeatures, kUnits);
   const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 14);
-  const std::vector<double> expected = reference_steps(p, x, kBatch, kSteps, kFeatures, kUnits);
-  for (const bool sequences : {false, true}) {
-    Lstm layer(kSteps, kFeatures, kUnits, sequences, true);
-    EXPECT_EQ(layer.output_shape(), sequences ? (Shape{kSteps, kUnits}) : (Shape{kUnits}));
-    p.bind(layer);
-    std::vector<float> y(kBatch * layer.output_shape().numel());
-    layer.forward(*backend, x.data(), y.data(), kBatch);
-    for (int64_t b = 0; b < kBatch; ++b)
-      for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
-        for (int64_t j = 0; j < kUnits; ++j) {
-          const int64_t at = sequences ? (b * kSteps + t) * kUnits + j : b * kUnits + j;
-          EXPECT_NEAR(y[at], expected[(b * kSteps + t) * kUnits + j], 1e-6)
-              << "sample " << b << " step " << t << " unit " << j;
-        }
+  for (const bool bidirectional : {false, true}) {
+    std::vector<LstmParams> p = directions(bidirectional ? 2 : 1, kFeatures, kUnits);
+    std::vector<std::vector<double>> expected = {
+        reference_steps(p[0], x, kBatch, kSteps, kFeatures, kUnits)};
+    if (bidirectional)
+      expected.push_back(reference_steps(p[1], reversed_steps(x, kBatch, kSteps, kFeatures), kBatch,
+                                         kSteps, kFeatures, kUnits));
+    const int64_t width = static_cast<int64_t>(p.size()) * kUnits;
+    for (const bool sequences : {false, true}) {
+      Lstm layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional);
+      EXPECT_EQ(layer.output_shape(), sequences ? (Shape{kSteps, width}) : (Shape{width}));
+      bind(layer, p);
+      std::vector<float> y(kBatch * layer.output_shape().numel());
+      layer.forward(*backend, x.data(), y.data(), kBatch);
+      for (size_t d = 0; d < p.size(); ++d)
+        for (int64_t b = 0; b < kBatch; ++b)
+          for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
+            for (int64_t j = 0; j < kUnits; ++j) {
+              const int64_t column = static_cast<int64_t>(d) * kUnits + j;
+              const int64_t at = sequences ? (b * kSteps + t) * width + column : b * width + column;
+              // The reverse direction's output at step t is its equations' at kSteps - 1 - t.
+              const int64_t read = d == 1 && sequences ? kSteps - 1 - t : t;
+              EXPECT_NEAR(y[at], expected[d][(b * kSteps + read) * kUnits + j], 1e-6)
+                  << "direction " << d << " sample " << b << " step " << t << " unit " << j;
+            }
+    }
   }
 }
 
-// dx and the three parameters' gradients of L = sum(y * r); then backward with `accumulate`
-// adds the same gradients again.
-void expect_gradients_match(bool sequences) {
+// dx and every parameter's gradient of L = sum(y * r); then backward with `accumulate` adds the
+// same gradients again.
+void expect_gradients_match(bool sequences, bool bidirectional) {
   auto backend = make_cpu_backend();
-  LstmParams p(kFeatures, kUnits);
-  Lstm layer(kSteps, kFeatures, kUnits, sequences, true);
-  p.bind(layer);
+  std::vector<LstmParams> p = directions(bidirectional ? 2 : 1, kFeatures, kUnits);
+  Lstm layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional);
+  bind(layer, p);
   std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 15);
   std::vector<float> y(kBatch * layer.output_shape().numel());
   const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, 16);
-  expect_matches_finite_differences(objective, p.weight_ih, p.dweight_ih, "weight_ih");
-  expect_matches_finite_differences(objective, p.weight_hh, p.dweight_hh, "weight_hh");
-  expect_matches_finite_differences(objective, p.bias, p.dbias, "bias");
-  const LstmParams once = p;
+  for (LstmParams& d : p) {
+    expect_matches_finite_differences(objective, d.weight_ih, d.dweight_ih, "weight_ih");
+    expect_matches_finite_differences(objective, d.weight_hh, d.dweight_hh, "weight_hh");
+    expect_matches_finite_differences(objective, d.bias, d.dbias, "bias");
+  }
+  const std::vector<LstmParams> once = p;
   objective();
   std::vector<float> dy = random_vector(y.size(), 16);
   layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, kBatch, true);
-  for (size_t i = 0; i < p.dweight_hh.size(); ++i)
-    EXPECT_NEAR(p.dweight_hh[i], 2 * once.dweight_hh[i], 1e-5) << "accumulated weight_hh " << i;
-  for (size_t i = 0; i < p.dweight_ih.size(); ++i)
-    EXPECT_NEAR(p.dweight_ih[i], 2 * once.dweight_ih[i], 1e-5) << "accumulated weight_ih " << i;
-  for (size_t i = 0; i < p.dbias.size(); ++i)
-    EXPECT_NEAR(p.dbias[i], 2 * once.dbias[i], 1e-5) << "accumulated bias " << i;
+  for (size_t d = 0; d < p.size(); ++d)
+    for (const auto& [twice, single] :
+         {std::pair{&p[d].dweight_ih, &once[d].dweight_ih},
+          std::pair{&p[d].dweight_hh, &once[d].dweight_hh}, std::pair{&p[d].dbias, &once[d].dbias}})
+      for (size_t i = 0; i < twice->size(); ++i)
+        EXPECT_NEAR((*twice)[i], 2 * (*single)[i], 1e-5) << "accumulated, direction " << d;
 }
 
-TEST(Lstm, LastStepGradientsMatchFiniteDifferences) { expect_gradients_match(false); }
-TEST(Lstm, SequenceGradientsMatchFiniteDifferences) { expect_gradients_match(true); }
+TEST(Lstm, LastStepGradientsMatchFiniteDifferences) { expect_gradients_match(false, false); }
+TEST(Lstm, SequenceGradientsMatchFiniteDifferences) { expect_gradients_match(true, false); }
+TEST(Lstm, BidirectionalGradientsMatchFiniteDifferences) {
+  expect_gradients_match(false, true);
+  expect_gradients_match(true, true);
+}
 
 // Backward reads what forward kept for its input: after another input's forward it runs the
 // steps again rather than differentiate the other input's.
 TEST(Lstm, BackwardAfterAnotherInputsForward) {
   auto backend = make_cpu_backend();
-  LstmParams p(kFeatures, kUnits);
-  Lstm layer(kSteps, kFeatures, kUnits, false, true);
-  p.bind(layer);
+  std::vector<LstmParams> p = directions(2, kFeatures, kUnits);
+  Lstm layer(kSteps, kFeatures, kUnits, false, true, true);
+  bind(layer, p);
   const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 17);
   const std::vector<float> other = random_vector(kBatch * kSteps * kFeatures, 18);
-  std::vector<float> y(kBatch * kUnits), dx(x.size()), dx_after_other(x.size());
+  std::vector<float> y(kBatch * 2 * kUnits), dx(x.size()), dx_after_other(x.size());
   const auto gradients = [&](const std::vector<float>& forwarded, std::vector<float>& into) {
     layer.forward(*backend, forwarded.data(), y.data(), kBatch);
     std::vector<float> dy = random_vector(y.size(), 19);
     layer.backward(*backend, x.data(), y.data(), dy.data(), into.data(), kBatch, false);
     std::vector<float> all = into;
-    all.insert(all.end(), p.dweight_hh.begin(), p.dweight_hh.end());
+    for (const LstmParams& d : p) all.insert(all.end(), d.dweight_hh.begin(), d.dweight_hh.end());
     return all;
   };
   EXPECT_EQ(gradients(x, dx), gradients(other, dx_after_other));
