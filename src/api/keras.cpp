@@ -89,6 +89,13 @@ Spec LSTM(int64_t units, bool return_sequences, bool use_bias) {
                {"return_sequences", YAML::Node(return_sequences)},
                {"use_bias", YAML::Node(use_bias)}})};
 }
+Spec Bidirectional(Spec layer) {
+  if (!layer.node["type"] || layer.node["type"].as<std::string>() != "lstm")
+    throw ConfigError("Bidirectional: wraps an LSTM, not " +
+                      (layer.node["type"] ? layer.node["type"].as<std::string>() : "this layer"));
+  layer.node["bidirectional"] = true;
+  return layer;
+}
 Spec Flatten() { return {map({{"type", YAML::Node("flatten")}})}; }
 Spec Dropout(double rate) {
   return {map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};

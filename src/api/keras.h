@@ -84,6 +84,8 @@ Spec GlobalMaxPooling1D();
 Spec Embedding(int64_t input_dim, int64_t output_dim);
 // Keras' LSTM over (steps, features): the last step's output, or every step's.
 Spec LSTM(int64_t units, bool return_sequences = false, bool use_bias = true);
+// Keras' Bidirectional wrapper of an LSTM: its merge_mode "concat".
+Spec Bidirectional(Spec layer);
 Spec Flatten();
 // Keras' Rescaling: y = x * scale + offset.
 Spec Rescaling(double scale, double offset = 0.0);
@@ -312,7 +314,8 @@ class Sequential {
   void save_weights(const std::string& path, const WeightsWriter& write = {});
   // Collective: set_weights from a file (read on rank 0 when the weights are set).
   void load_weights(const std::string& path, const WeightsReader& read = {});
-  // Each layer's type, as the config names it (dense, conv2d, batch_normalization, ...), in order.
+  // Each layer's type, as the config names it (dense, conv2d, batch_normalization, ...; a
+  // bidirectional lstm as bidirectional_lstm, its Keras variables being another layer's), in order.
   std::vector<std::string> layer_types() const;
   // Keras 3's config.json of this model (Note [Keras model config]), from which
   // keras.models.load_model rebuilds it; after a fit (before: ConfigError naming save()), this

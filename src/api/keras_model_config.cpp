@@ -103,6 +103,15 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["mask_zero"] = false;
     return {"Embedding", c};
   }
+  if (s.type == "lstm" && s.bidirectional) {  // Keras' Bidirectional of the one-way layer
+    LayerSpec one_way = s;
+    one_way.bidirectional = false;
+    auto [inner_class, inner] = keras_layer(one_way);
+    inner["name"] = "forward_lstm";
+    c["layer"] = keras_object("keras.layers", inner_class, std::move(inner));
+    c["merge_mode"] = "concat";
+    return {"Bidirectional", c};
+  }
   if (s.type == "lstm") {
     c["units"] = s.units;
     c["activation"] = "tanh";
@@ -245,6 +254,24 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     in.require("embeddings_regularizer", nullptr);
     in.require("embeddings_constraint", nullptr);
     in.require("sparse", false);
+  } else if (class_name == "Bidirectional") {
+    in.require("merge_mode", "concat");
+    const json layer = in.required<json>("layer");
+    const std::string inner = layer.value("class_name", "");
+    if (inner != "LSTM") in.refuse("layer " + inner + " (an LSTM only)");
+    const json inner_config = layer.value("config", json::object());
+    out.reset(keras_layer_spec("LSTM", KerasSettings(inner_config, in.where() + ": its LSTM")));
+    // Its backward layer, where given, is the same LSTM reading the steps the other way.
+    const json backward = in.get<json>("backward_layer", nullptr);
+    if (!backward.is_null()) {
+      json settings = backward.value("config", json::object());
+      settings.erase("go_backwards");
+      if (backward.value("class_name", "") != "LSTM" ||
+          YAML::Dump(keras_layer_spec("LSTM", KerasSettings(settings, in.where()))) !=
+              YAML::Dump(out))
+        in.refuse("backward_layer unlike its layer");
+    }
+    out["bidirectional"] = true;
   } else if (class_name == "LSTM") {
     out["type"] = "lstm";
     out["units"] = in.required<int64_t>("units");

@@ -32,6 +32,7 @@ class KerasSettings {
   // It keeps a reference to the settings, which a temporary would leave dangling.
   KerasSettings(nlohmann::json&& config, std::string where, const char* owner = "layers") = delete;
 
+  const std::string& where() const { return where_; }
   [[noreturn]] void refuse(const std::string& what) const {
     throw ConfigError(where_ + ": " + what + "; ddp-trainer's " + owner_ + " do not have it");
   }

@@ -238,7 +238,10 @@ void Sequential::save_weights(const std::string& path, const WeightsWriter& writ
 
 std::vector<std::string> Sequential::layer_types() const {
   std::vector<std::string> types;
-  for (const YAML::Node& layer : model_["layers"]) types.push_back(layer["type"].as<std::string>());
+  for (const YAML::Node& layer : model_["layers"]) {
+    const bool both_ways = layer["bidirectional"] && layer["bidirectional"].as<bool>();
+    types.push_back((both_ways ? "bidirectional_" : "") + layer["type"].as<std::string>());
+  }
   return types;
 }
 }  // namespace ddp::keras

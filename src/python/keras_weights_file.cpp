@@ -25,15 +25,41 @@ using namespace pybind11::literals;
 struct Variable {
   const char* suffix;
   std::vector<int> to_keras;
-  bool optional;  // a bias (use_bias: false)
+  bool optional;                // a bias (use_bias: false)
+  const char* group = nullptr;  // its group's path below the layer's; null: the layer's own
+};
+
+// A recurrent layer's variables are its cell's ("cell", Keras' "lstm_cell"), a Bidirectional's
+// those of its two layers' cells: groups below the layer's, each with a vars group of its own
+// named by Keras.
+struct Subgroup {
+  const char* path;
+  const char* name;
 };
 
 struct KerasLayer {
   const char* keras_name;  // the snake case of the Keras class
   std::vector<Variable> variables;
-  // A recurrent layer's variables are its cell's, in a group of that name (Keras' "lstm_cell").
-  const char* cell = nullptr;
+  std::vector<Subgroup> subgroups = {};
 };
+
+// An LSTM cell's variables, in the group `cell`, of the direction with weight names ending in
+// `direction` ("" or "_reverse").
+std::vector<Variable> lstm_cell(const char* cell, const std::string& direction) {
+  static const std::map<std::string, std::vector<std::string>> names = {
+      {"", {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0"}},
+      {"_reverse", {"weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse"}}};
+  const std::vector<std::string>& n = names.at(direction);
+  return {{n[0].c_str(), {1, 0}, false, cell},
+          {n[1].c_str(), {1, 0}, false, cell},
+          {n[2].c_str(), {}, true, cell}};
+}
+
+std::vector<Variable> both_directions() {
+  std::vector<Variable> out = lstm_cell("forward_layer/cell", "");
+  for (Variable& v : lstm_cell("backward_layer/cell", "_reverse")) out.push_back(v);
+  return out;
+}
 
 // The layer types with variables; the others have no group.
 const KerasLayer* keras_layer(const std::string& type) {
@@ -42,12 +68,14 @@ const KerasLayer* keras_layer(const std::string& type) {
       {"conv2d", {"conv2d", {{"weight", {1, 2, 3, 0}, false}, {"bias", {}, true}}}},
       {"conv1d", {"conv1d", {{"weight", {1, 2, 0}, false}, {"bias", {}, true}}}},
       {"embedding", {"embedding", {{"weight", {}, false}}}},
-      {"lstm",
-       {"lstm",
-        {{"weight_ih_l0", {1, 0}, false},
-         {"weight_hh_l0", {1, 0}, false},
-         {"bias_ih_l0", {}, true}},
-        "lstm_cell"}},
+      {"lstm", {"lstm", lstm_cell("cell", ""), {{"cell", "lstm_cell"}}}},
+      {"bidirectional_lstm",
+       {"bidirectional",
+        both_directions(),
+        {{"forward_layer", "forward_lstm"},
+         {"forward_layer/cell", "lstm_cell"},
+         {"backward_layer", "backward_lstm"},
+         {"backward_layer/cell", "lstm_cell"}}}},
       {"batch_normalization",
        {"batch_normalization",
         {{"weight", {}, false},
@@ -68,8 +96,12 @@ struct KerasGroup {
   std::string name;
   const KerasLayer* layer;
   std::string type;
-  // The group of its variables.
-  std::string vars() const { return name + (layer->cell ? "/cell/vars" : "/vars"); }
+  // The group of a variable's values.
+  std::string vars(const Variable& v) const {
+    std::string path = name;
+    if (v.group) path.append("/").append(v.group);
+    return path.append("/vars");
+  }
 };
 std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types) {
   std::vector<KerasGroup> groups;
@@ -109,6 +141,16 @@ py::module_ h5py_for(const std::string& path) {
 
 // Layer k's (among those with variables) variables in Keras' order and layouts, from `weights`
 // in ddp-trainer's own layouts; `origin` names the weights in errors.
+std::string variable_name(size_t k, const Variable& v) {
+  return "layers." + std::to_string(k) + "." + v.suffix;
+}
+
+bool has_variable(const std::vector<NamedTensor>& weights, size_t k, const Variable& v) {
+  const std::string name = variable_name(k, v);
+  return std::any_of(weights.begin(), weights.end(),
+                     [&name](const NamedTensor& t) { return t.name == name; });
+}
+
 py::list keras_variables(const std::vector<NamedTensor>& weights, size_t k, const KerasLayer& layer,
                          const std::string& origin) {
   py::list out;
@@ -213,15 +255,20 @@ std::string keras_weights_bytes(const std::string& path, const std::vector<Named
     const py::object memory = py::module_::import("io").attr("BytesIO")();
     const py::object file = h5py.attr("File")(memory, "w");
     for (const KerasGroup& g : keras_groups(layer_types)) {
-      // As Keras: each layer's vars group named after the layer, a cell's after the cell.
+      // As Keras: each layer's vars group named after the layer, each subgroup's as Keras names it.
       file.attr("create_group")(g.name + "/vars").attr("attrs")["name"] =
           g.name.substr(g.name.find('/') + 1);
-      const py::object group =
-          g.layer->cell ? file.attr("create_group")(g.vars()) : file[py::str(g.vars())];
-      if (g.layer->cell) group.attr("attrs")["name"] = g.layer->cell;
-      int index = 0;
-      for (const py::handle variable : keras_variables(weights, g.k, *g.layer, path))
-        group.attr("create_dataset")(std::to_string(index++), "data"_a = variable);
+      for (const auto& [below, name] : g.layer->subgroups)
+        file.attr("create_group")(g.name + "/" + below + "/vars").attr("attrs")["name"] = name;
+      std::map<std::string, int> written;  // per group
+      const py::list variables = keras_variables(weights, g.k, *g.layer, path);
+      size_t next = 0;
+      for (const Variable& v : g.layer->variables) {
+        if (!has_variable(weights, g.k, v)) continue;  // an absent optional bias
+        const std::string vars = g.vars(v);
+        file[py::str(vars)].attr("create_dataset")(std::to_string(written[vars]++),
+                                                   "data"_a = variables[next++]);
+      }
     }
     if (more) more(file);
     file.attr("close")();
@@ -257,6 +304,62 @@ OpenKerasWeights open_keras_weights(const std::string& path, const std::string& 
   }
 }
 
+namespace {
+
+// Appends to `out` layer k's `variables`, Keras' datasets 0, 1, ... of the group `vars`; `where`
+// names the layer in errors.
+void read_variables(const py::object& file, const py::module_& h5py, const std::string& vars,
+                    const std::string& where, size_t k,
+                    const std::vector<const Variable*>& variables, std::vector<NamedTensor>& out) {
+  if (!file.attr("__contains__")(vars).cast<bool>())
+    throw CheckpointError(where + ": not in the file, whose layers are not this model's");
+  const py::object group = file[py::str(vars)];
+  if (!py::isinstance(group, h5py.attr("Group")))
+    throw CheckpointError(where + ": vars is not a group of variables");
+  const auto stored = py::len(group);
+  const size_t required = static_cast<size_t>(std::count_if(
+      variables.begin(), variables.end(), [](const Variable* v) { return !v->optional; }));
+  if (stored < required || stored > variables.size())
+    throw CheckpointError(
+        where + ": holds " + std::to_string(stored) + " variables, not " +
+        std::to_string(required) +
+        (required < variables.size() ? " or " + std::to_string(variables.size()) : ""));
+  for (size_t i = 0; i < stored; ++i) {
+    const Variable& v = *variables[i];
+    const py::object dataset = group[py::str(std::to_string(i))];
+    const py::object attrs = dataset.attr("attrs");
+    if (attrs.attr("__contains__")("dtype").cast<bool>())  // Keras' bfloat16 as uint16
+      throw CheckpointError(where + ": variable " + std::to_string(i) + " is stored as " +
+                            py::str(attrs["dtype"]).cast<std::string>() + "; only float32 is read");
+    const std::string kind = py::str(dataset.attr("dtype").attr("kind"));
+    if (kind != "f" && kind != "i" && kind != "u")  // not complex, bool, strings, records
+      throw CheckpointError(where + ": variable " + std::to_string(i) + " holds " +
+                            py::str(dataset.attr("dtype")).cast<std::string>() +
+                            " values; a weight is a real number");
+    const size_t dims = dataset.attr("ndim").cast<size_t>();
+    if (!v.to_keras.empty() && dims != v.to_keras.size())
+      throw CheckpointError(where + ": variable " + std::to_string(i) + " has " +
+                            std::to_string(dims) + " dimensions, not " +
+                            std::to_string(v.to_keras.size()));
+    auto [shape, values] = from_keras_array(dataset, v.to_keras);
+    out.push_back({variable_name(k, v), std::move(shape), std::move(values)});
+  }
+}
+
+// Whether `group` (a layer's) or a group below it holds variables.
+bool holds_variables(const py::object& group) {
+  if (!py::hasattr(group, "keys")) return false;  // a dataset
+  for (const py::handle name : group) {
+    const py::object member = group[name];
+    const bool vars = py::str(name).cast<std::string>() == "vars";
+    if (vars ? py::hasattr(member, "keys") && py::len(member) > 0 : holds_variables(member))
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const std::string& bytes,
                                                   const std::vector<std::string>& layer_types) {
   const py::gil_scoped_acquire gil;
@@ -267,56 +370,26 @@ std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const
     const py::object& file = opened.file;
     std::set<std::string> used;
     for (const KerasGroup& g : keras_groups(layer_types)) {
-      const size_t k = g.k;
-      const KerasLayer* const layer = g.layer;
-      const std::string where =
-          path + ": " + g.name + " (layers." + std::to_string(k) + ", " + g.type + ")";
-      if (!file.attr("__contains__")(g.vars()).cast<bool>())
-        throw CheckpointError(where + ": not in the file, whose layers are not this model's");
       used.insert(g.name);
-      const py::object group = file[py::str(g.vars())];
-      if (!py::isinstance(group, h5py.attr("Group")))
-        throw CheckpointError(where + ": vars is not a group of variables");
-      const std::vector<Variable>& variables = layer->variables;
-      const auto stored = py::len(group);
-      const size_t required = static_cast<size_t>(std::count_if(
-          variables.begin(), variables.end(), [](const Variable& v) { return !v.optional; }));
-      if (stored < required || stored > variables.size())
-        throw CheckpointError(
-            where + ": holds " + std::to_string(stored) + " variables, not " +
-            std::to_string(required) +
-            (required < variables.size() ? " or " + std::to_string(variables.size()) : ""));
-      for (size_t i = 0; i < stored; ++i) {
-        const Variable& v = variables[i];
-        const py::object dataset = group[py::str(std::to_string(i))];
-        const py::object attrs = dataset.attr("attrs");
-        if (attrs.attr("__contains__")("dtype").cast<bool>())  // Keras' bfloat16 as uint16
-          throw CheckpointError(where + ": variable " + std::to_string(i) + " is stored as " +
-                                py::str(attrs["dtype"]).cast<std::string>() +
-                                "; only float32 is read");
-        const std::string kind = py::str(dataset.attr("dtype").attr("kind"));
-        if (kind != "f" && kind != "i" && kind != "u")  // not complex, bool, strings, records
-          throw CheckpointError(where + ": variable " + std::to_string(i) + " holds " +
-                                py::str(dataset.attr("dtype")).cast<std::string>() +
-                                " values; a weight is a real number");
-        const size_t dims = dataset.attr("ndim").cast<size_t>();
-        if (!v.to_keras.empty() && dims != v.to_keras.size())
-          throw CheckpointError(where + ": variable " + std::to_string(i) + " has " +
-                                std::to_string(dims) + " dimensions, not " +
-                                std::to_string(v.to_keras.size()));
-        auto [shape, values] = from_keras_array(dataset, v.to_keras);
-        out.push_back(
-            {"layers." + std::to_string(k) + "." + v.suffix, std::move(shape), std::move(values)});
+      // The layer's variables group by group (a Bidirectional's two cells), in Keras' order.
+      std::vector<std::string> groups;
+      for (const Variable& v : g.layer->variables)
+        if (std::find(groups.begin(), groups.end(), g.vars(v)) == groups.end())
+          groups.push_back(g.vars(v));
+      for (const std::string& vars : groups) {
+        std::vector<const Variable*> variables;
+        for (const Variable& v : g.layer->variables)
+          if (g.vars(v) == vars) variables.push_back(&v);
+        read_variables(file, h5py, vars,
+                       path + ": " + g.name + " (layers." + std::to_string(g.k) + ", " + g.type +
+                           ")" + (groups.size() > 1 ? ": " + vars.substr(g.name.size() + 1) : ""),
+                       g.k, variables, out);
       }
     }
     if (file.attr("__contains__")("layers").cast<bool>())
       for (const py::handle name : file["layers"]) {
         const std::string group_name = "layers/" + py::str(name).cast<std::string>();
-        const auto holds = [&file](const std::string& vars) {
-          return file.attr("__contains__")(vars).cast<bool>() && py::len(file[py::str(vars)]) > 0;
-        };
-        if (!used.count(group_name) &&
-            (holds(group_name + "/vars") || holds(group_name + "/cell/vars")))
+        if (!used.count(group_name) && holds_variables(file[py::str(group_name)]))
           throw CheckpointError(path + ": " + group_name +
                                 " holds variables, and the model has no such layer");
       }

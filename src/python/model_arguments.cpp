@@ -122,6 +122,7 @@ void define_layers(py::module_& m) {
       },
       py::arg("units"), py::arg("return_sequences") = false, py::arg("use_bias") = true,
       py::arg("trainable") = true);
+  m.def("Bidirectional", &keras::Bidirectional, py::arg("layer"));
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);

@@ -337,14 +337,16 @@ TEST_P(DdpModels, EmbeddingMatchesSingleProcess) {
   expect_trains_as_one_process(config, comm, 12);  // 3 epochs
 }
 
-// A recurrent model: two stacked LSTMs (the first returning every step) over embedded tokens.
+// A recurrent model: two stacked LSTMs (the first returning every step, both ways) over embedded
+// tokens.
 TEST_P(DdpModels, LstmMatchesSingleProcess) {
   MpiCommunicator comm;
   const Config config = config_with(
       {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4}",
        "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
        "model.layers=[{type: embedding, input_dim: 40, output_dim: 6},"
-       " {type: lstm, units: 8, return_sequences: true}, {type: lstm, units: 5},"
+       " {type: lstm, units: 8, return_sequences: true, bidirectional: true},"
+       " {type: lstm, units: 5},"
        " {type: dense, units: 4, activation: softmax}]"});
   expect_trains_as_one_process(config, comm, 12);  // 3 epochs
 }

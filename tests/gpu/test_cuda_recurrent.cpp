@@ -1,8 +1,10 @@
 // The LSTM layer on the CUDA backend against the CPU's (the specification): its outputs, input
-// gradient and parameter gradients over both return modes, through copy_matrix, the cell kernels
-// and cuBLAS's products.
+// gradient and parameter gradients over both return modes, one direction and two, through
+// copy_matrix, add_to, the cell kernels and cuBLAS's products.
 
 #include <gtest/gtest.h>
+
+#include <tuple>
 
 #include "gpu_test_support.h"
 #include "nn/lstm.h"
@@ -10,10 +12,12 @@
 namespace ddp {
 namespace {
 
-class CudaLstm : public ::testing::TestWithParam<bool> {};
+// (return_sequences, bidirectional)
+class CudaLstm : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
 
 TEST_P(CudaLstm, MatchesTheCpu) {
-  const bool sequences = GetParam();
+  const auto [sequences, bidirectional] = GetParam();
+  const int64_t ways = bidirectional ? 2 : 1;
   auto cpu = make_cpu_backend(false);
   auto cuda = gpu();
   const int64_t batch = 9, steps = 7, features = 5, units = 6, gates = 4 * units;
@@ -26,12 +30,19 @@ TEST_P(CudaLstm, MatchesTheCpu) {
   ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
   for (int k = 0; k < 2; ++k) {
     ComputeBackend& be = *backends[k];
-    Lstm layer(steps, features, units, sequences, true);
+    Lstm layer(steps, features, units, sequences, true, bidirectional);
     Mirror X(be, x), WI(be, wi), WH(be, wh), B(be, b), Y(be, std::vector<float>(out)), DY(be, dy),
         DX(be, std::vector<float>(x.size())), DWI(be, std::vector<float>(wi.size())),
         DWH(be, std::vector<float>(wh.size())), DB(be, std::vector<float>(b.size()));
-    float* params[] = {WI.buffer.data(), WH.buffer.data(), B.buffer.data()};
-    float* grads[] = {DWI.buffer.data(), DWH.buffer.data(), DB.buffer.data()};
+    std::vector<float*> params, grads;  // each direction's three, in param_specs()' order
+    for (int64_t d = 0; d < ways; ++d) {
+      params.insert(params.end(),
+                    {WI.buffer.data() + d * gates * features, WH.buffer.data() + d * gates * units,
+                     B.buffer.data() + d * gates});
+      grads.insert(grads.end(),
+                   {DWI.buffer.data() + d * gates * features, DWH.buffer.data() + d * gates * units,
+                    DB.buffer.data() + d * gates});
+    }
     layer.bind(params, grads);
     layer.forward(be, X.buffer.data(), Y.buffer.data(), batch);
     layer.backward(be, X.buffer.data(), Y.buffer.data(), DY.buffer.data(), DX.buffer.data(), batch,
@@ -42,7 +53,8 @@ TEST_P(CudaLstm, MatchesTheCpu) {
   for (size_t i = 0; i < 5; ++i) expect_close(results[0][i], results[1][i], names[i]);
 }
 
-INSTANTIATE_TEST_SUITE_P(ReturnSequences, CudaLstm, ::testing::Bool());
+INSTANTIATE_TEST_SUITE_P(ReturnSequencesAndDirections, CudaLstm,
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool()));
 
 }  // namespace
 }  // namespace ddp

@@ -396,7 +396,8 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
         io_diff = (logits(reloaded, everything) - logits(model, everything)).abs().max().item()
     seconds = [k for k in exported if ".bias_hh_l0" in k]
     zero_second = len(seconds) == 2 * ways and all(not exported[k].any() for k in seconds)
-    print(f"nn.LSTM{'(bidirectional)' if bidirectional else ''}'s state_dict in and out: predictions within {io_diff:.2e}, bias_hh_l0 "
+    print(f"nn.LSTM{'(bidirectional)' if bidirectional else ''}'s state_dict in and out: "
+          f"predictions within {io_diff:.2e}, bias_hh_l0 "
           f"exported as zero: {zero_second}")
 
     for second in seconds:  # layers.k.bias_hh_l0 and its _reverse
@@ -424,13 +425,14 @@ def embedding_check(args, env, tmp, pooling, conv=False, windowed=None):
     name = f"emb_{pooling}" + ("_conv" if conv else "") + (f"_{windowed}" if windowed else "")
     conv_layer = "    - {type: conv1d, filters: 6, kernel_size: 3, padding: same, activation: relu}\n"
     window_layer = f"    - {{type: {windowed}_pooling1d, pool_size: 2}}\n"
+    middle = (conv_layer if conv else "") + (window_layer if windowed else "")
     with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/tokens.csv}}
 model:
   layers:
     - {{type: embedding, input_dim: 30, output_dim: 8}}
-{conv_layer if conv else ""}{window_layer if windowed else ""}    - {{type: global_{pooling}_pooling1d}}
+{middle}    - {{type: global_{pooling}_pooling1d}}
     - {{type: dense, units: 3, activation: softmax}}
 loss: sparse_categorical_crossentropy
 optimizer: {optimizer_yaml("adam")}

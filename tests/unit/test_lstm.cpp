@@ -281,5 +281,51 @@ TEST(Lstm, KerasConfigsBothWays) {
   }
 }
 
+// Keras' Bidirectional of an LSTM both ways: the wrapped LSTM's settings, merge_mode concat; a
+// backward layer unlike the forward one, other merge modes and other wrapped layers refused.
+TEST(Lstm, KerasBidirectionalConfigsBothWays) {
+  LayerSpec lstm;
+  lstm.type = "lstm";
+  lstm.units = 7;
+  lstm.bidirectional = true;
+  const nlohmann::json keras =
+      keras::keras_model_config({lstm}, Shape({12, 8}))["config"]["layers"][1];
+  EXPECT_EQ(keras["class_name"], "Bidirectional");
+  EXPECT_EQ(keras["config"]["merge_mode"], "concat");
+  EXPECT_EQ(keras["config"]["layer"]["class_name"], "LSTM");
+  EXPECT_EQ(keras["config"]["layer"]["config"]["units"], 7);
+  const YAML::Node back = keras::keras_layer(keras, "m.keras").spec->node;
+  EXPECT_EQ(back["type"].as<std::string>(), "lstm");
+  EXPECT_EQ(back["units"].as<int64_t>(), 7);
+  EXPECT_TRUE(back["bidirectional"].as<bool>());
+  nlohmann::json with_backward = keras;
+  with_backward["config"]["backward_layer"] = keras["config"]["layer"];
+  with_backward["config"]["backward_layer"]["config"]["go_backwards"] = true;
+  EXPECT_TRUE(keras::keras_layer(with_backward, "m.keras").spec->node["bidirectional"].as<bool>());
+  const auto refusal = [](const nlohmann::json& config) {
+    try {
+      keras::keras_layer(config, "m.keras: layers[1]");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  nlohmann::json other_units = with_backward;
+  other_units["config"]["backward_layer"]["config"]["units"] = 3;
+  EXPECT_EQ(refusal(other_units),
+            "m.keras: layers[1] (Bidirectional): backward_layer unlike its "
+            "layer; ddp-trainer's layers do not have it");
+  nlohmann::json summed = keras;
+  summed["config"]["merge_mode"] = "sum";
+  EXPECT_EQ(refusal(summed),
+            "m.keras: layers[1] (Bidirectional): merge_mode \"sum\"; "
+            "ddp-trainer's layers do not have it");
+  nlohmann::json gru = keras;
+  gru["config"]["layer"]["class_name"] = "GRU";
+  EXPECT_EQ(refusal(gru),
+            "m.keras: layers[1] (Bidirectional): layer GRU (an LSTM only); "
+            "ddp-trainer's layers do not have it");
+}
+
 }  // namespace
 }  // namespace ddp
