@@ -344,6 +344,22 @@ def write_tokens(tmp):
     return tokens, labels
 
 
+def write_token_config(tmp, name, middle):
+    """{tmp}/{name}.yaml: tokens.csv through an embedding of 8, the layers `middle` (YAML lines),
+    then a softmax layer of 3; Adam, 2 epochs of batches of 20 in file order."""
+    with open(f"{tmp}/{name}.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/tokens.csv}}
+model:
+  layers:
+    - {{type: embedding, input_dim: 30, output_dim: 8}}
+{middle}    - {{type: dense, units: 3, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {optimizer_yaml("adam")}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+
+
 def lstm_check(args, env, tmp, bidirectional=False):
     """Token ids through an embedding and two LSTMs (bidirectional: each both ways, its last step
     PyTorch's h_n of the two directions), the first returning every step, then a softmax layer,
@@ -354,19 +370,8 @@ def lstm_check(args, env, tmp, bidirectional=False):
     tokens, labels = write_tokens(tmp)
     both = ", bidirectional: true" if bidirectional else ""
     name = "bilstm" if bidirectional else "lstm"
-    with open(f"{tmp}/{name}.yaml", "w") as f:
-        f.write(f"""data:
-  train: {{type: csv, path: {tmp}/tokens.csv}}
-model:
-  layers:
-    - {{type: embedding, input_dim: 30, output_dim: 8}}
-    - {{type: lstm, units: 6, return_sequences: true{both}}}
-    - {{type: lstm, units: 5{both}}}
-    - {{type: dense, units: 3, activation: softmax}}
-loss: sparse_categorical_crossentropy
-optimizer: {optimizer_yaml("adam")}
-training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
-""")
+    write_token_config(tmp, name, f"    - {{type: lstm, units: 6, return_sequences: true{both}}}\n"
+                                  f"    - {{type: lstm, units: 5{both}}}\n")
     torch.manual_seed(9)
     model = torch.nn.Module()
     ways = 2 if bidirectional else 1
@@ -423,21 +428,10 @@ def embedding_check(args, env, tmp, pooling, conv=False, windowed=None):
     draws)."""
     tokens, labels = write_tokens(tmp)
     name = f"emb_{pooling}" + ("_conv" if conv else "") + (f"_{windowed}" if windowed else "")
-    conv_layer = "    - {type: conv1d, filters: 6, kernel_size: 3, padding: same, activation: relu}\n"
-    window_layer = f"    - {{type: {windowed}_pooling1d, pool_size: 2}}\n"
-    middle = (conv_layer if conv else "") + (window_layer if windowed else "")
-    with open(f"{tmp}/{name}.yaml", "w") as f:
-        f.write(f"""data:
-  train: {{type: csv, path: {tmp}/tokens.csv}}
-model:
-  layers:
-    - {{type: embedding, input_dim: 30, output_dim: 8}}
-{middle}    - {{type: global_{pooling}_pooling1d}}
-    - {{type: dense, units: 3, activation: softmax}}
-loss: sparse_categorical_crossentropy
-optimizer: {optimizer_yaml("adam")}
-training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
-""")
+    layers = ["{type: conv1d, filters: 6, kernel_size: 3, padding: same, activation: relu}"] * conv
+    layers += [f"{{type: {windowed}_pooling1d, pool_size: 2}}"] * bool(windowed)
+    layers += [f"{{type: global_{pooling}_pooling1d}}"]
+    write_token_config(tmp, name, "".join(f"    - {layer}\n" for layer in layers))
     torch.manual_seed(8)
     model = torch.nn.Module()
     model.layers = torch.nn.ModuleList(

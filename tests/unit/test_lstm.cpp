@@ -248,15 +248,20 @@ TEST(Lstm, VectorCellMatchesTheUnitFormulas) {
   expect_near(dg, unit_dg, "dgates");
 }
 
-// Keras' LSTM config both ways; what changes its arithmetic (other activations, dropout, reversed
-// or stateful sequences) is refused by name.
-TEST(Lstm, KerasConfigsBothWays) {
+// The Keras layer config of an lstm layer of 7 units.
+nlohmann::json keras_lstm(bool sequences, bool bidirectional) {
   LayerSpec lstm;
   lstm.type = "lstm";
   lstm.units = 7;
-  lstm.return_sequences = true;
-  const nlohmann::json keras =
-      keras::keras_model_config({lstm}, Shape({12, 8}))["config"]["layers"][1];
+  lstm.return_sequences = sequences;
+  lstm.bidirectional = bidirectional;
+  return keras::keras_model_config({lstm}, Shape({12, 8}))["config"]["layers"][1];
+}
+
+// Keras' LSTM config both ways; what changes its arithmetic (other activations, dropout, reversed
+// or stateful sequences) is refused by name.
+TEST(Lstm, KerasConfigsBothWays) {
+  const nlohmann::json keras = keras_lstm(true, false);
   EXPECT_EQ(keras["class_name"], "LSTM");
   EXPECT_EQ(keras["config"]["units"], 7);
   EXPECT_EQ(keras["config"]["return_sequences"], true);
@@ -284,12 +289,7 @@ TEST(Lstm, KerasConfigsBothWays) {
 // Keras' Bidirectional of an LSTM both ways: the wrapped LSTM's settings, merge_mode concat; a
 // backward layer unlike the forward one, other merge modes and other wrapped layers refused.
 TEST(Lstm, KerasBidirectionalConfigsBothWays) {
-  LayerSpec lstm;
-  lstm.type = "lstm";
-  lstm.units = 7;
-  lstm.bidirectional = true;
-  const nlohmann::json keras =
-      keras::keras_model_config({lstm}, Shape({12, 8}))["config"]["layers"][1];
+  const nlohmann::json keras = keras_lstm(false, true);
   EXPECT_EQ(keras["class_name"], "Bidirectional");
   EXPECT_EQ(keras["config"]["merge_mode"], "concat");
   EXPECT_EQ(keras["config"]["layer"]["class_name"], "LSTM");
