@@ -83,11 +83,14 @@ Spec Embedding(int64_t input_dim, int64_t output_dim) {
                {"input_dim", YAML::Node(input_dim)},
                {"output_dim", YAML::Node(output_dim)}})};
 }
-Spec LSTM(int64_t units, bool return_sequences, bool use_bias) {
+Spec LSTM(int64_t units, bool return_sequences, bool use_bias, double dropout,
+          double recurrent_dropout) {
   return {map({{"type", YAML::Node("lstm")},
                {"units", YAML::Node(units)},
                {"return_sequences", YAML::Node(return_sequences)},
-               {"use_bias", YAML::Node(use_bias)}})};
+               {"use_bias", YAML::Node(use_bias)},
+               {"dropout", YAML::Node(dropout)},
+               {"recurrent_dropout", YAML::Node(recurrent_dropout)}})};
 }
 Spec Bidirectional(Spec layer) {
   if (!layer.node["type"] || layer.node["type"].as<std::string>() != "lstm")

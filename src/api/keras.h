@@ -73,17 +73,16 @@ Spec MaxPooling1D(int64_t pool_size = 2, int64_t strides = 0, const std::string&
 Spec AveragePooling1D(int64_t pool_size = 2, int64_t strides = 0,
                       const std::string& padding = "valid");
 Spec GlobalAveragePooling2D();
-// Keras' GlobalMaxPooling2D: each channel's maximum over the image.
-Spec GlobalMaxPooling2D();
-// Keras' GlobalAveragePooling1D and GlobalMaxPooling1D: the average or maximum over the steps of
-// (steps, channels).
+Spec GlobalMaxPooling2D();  // each channel's maximum over the image
+// Keras' GlobalAveragePooling1D and GlobalMaxPooling1D: over the steps of (steps, channels).
 Spec GlobalAveragePooling1D();
 Spec GlobalMaxPooling1D();
 // Keras' Embedding: token ids in [0, input_dim) to rows of a trained (input_dim, output_dim)
 // table; the model's first layer.
 Spec Embedding(int64_t input_dim, int64_t output_dim);
 // Keras' LSTM over (steps, features): the last step's output, or every step's.
-Spec LSTM(int64_t units, bool return_sequences = false, bool use_bias = true);
+Spec LSTM(int64_t units, bool return_sequences = false, bool use_bias = true, double dropout = 0.0,
+          double recurrent_dropout = 0.0);
 // Keras' Bidirectional wrapper of an LSTM: its merge_mode "concat".
 Spec Bidirectional(Spec layer);
 Spec Flatten();

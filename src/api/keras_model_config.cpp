@@ -122,8 +122,8 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["return_state"] = false;
     c["go_backwards"] = false;
     c["stateful"] = false;
-    c["dropout"] = 0.0;
-    c["recurrent_dropout"] = 0.0;
+    c["dropout"] = s.rate;
+    c["recurrent_dropout"] = s.recurrent_rate;
     return {"LSTM", c};
   }
   if (s.type == "dropout") {
@@ -281,7 +281,8 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     in.require("recurrent_activation", "sigmoid");
     in.require("unit_forget_bias", true);
     for (const char* off : {"return_state", "go_backwards", "stateful"}) in.require(off, false);
-    for (const char* none : {"dropout", "recurrent_dropout"}) in.require(none, 0.0);
+    out["dropout"] = in.get<double>("dropout", 0.0);
+    out["recurrent_dropout"] = in.get<double>("recurrent_dropout", 0.0);
     for (const char* none :
          {"kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
           "kernel_constraint", "recurrent_constraint", "bias_constraint"})

@@ -5,15 +5,19 @@
 #include <numbers>
 #include <vector>
 
+#include "core/counter_hash.h"
+
 namespace ddp {
 
 Lstm::Lstm(int64_t steps, int64_t features, int64_t units, bool return_sequences, bool use_bias,
-           bool bidirectional)
+           bool bidirectional, float dropout, float recurrent_dropout)
     : steps_(steps),
       features_(features),
       units_(units),
       return_sequences_(return_sequences),
       bidirectional_(bidirectional),
+      dropout_(dropout),
+      recurrent_dropout_(recurrent_dropout),
       no_bias_gates_(4 * units, false),
       no_bias_units_(units, false) {
   for (int d = 0; d < directions(); ++d) directions_.emplace_back(units, use_bias);
@@ -115,13 +119,31 @@ void Lstm::reorder(ComputeBackend& backend, const float* from, float* to, int64_
   }
 }
 
+uint64_t Lstm::input_key(int d) const { return counter_hash(pass_.key, 2 * d); }
+uint64_t Lstm::recurrent_key(int d) const { return counter_hash(pass_.key, 2 * d + 1); }
+
+void Lstm::mask_steps(ComputeBackend& backend, const float* from, float* to, int64_t batch,
+                      int64_t width, float rate, uint64_t key) const {
+  for (int64_t t = 0; t < steps_; ++t)
+    backend.dropout(from + t * batch * width, to + t * batch * width, batch, width, rate, key,
+                    pass_.first_position);
+}
+
 void Lstm::run_steps(ComputeBackend& backend, int d, int64_t batch) {
   Direction& dir = directions_[static_cast<size_t>(d)];
   const bool reverse = d == 1;
   const int64_t rows = steps_ * batch, gates = 4 * units_, step = batch * units_;
+  dir.inputs = x_steps_.data();
+  if (input_rate() > 0) {
+    float* const masked = sized(backend, dir.x_masked, rows * features_);
+    mask_steps(backend, x_steps_.data(), masked, batch, features_, input_rate(), input_key(d));
+    dir.inputs = masked;
+  }
   float* const input_products = sized(backend, dir.input_products, rows * gates);
-  backend.dense_forward(x_steps_.data(), dir.weight_ih, dir.bias.values(backend), input_products,
-                        rows, features_, gates, Activation::kLinear);
+  backend.dense_forward(dir.inputs, dir.weight_ih, dir.bias.values(backend), input_products, rows,
+                        features_, gates, Activation::kLinear);
+  float* const h_masked =
+      recurrent_rate() > 0 ? sized(backend, dir.h_masked, rows * units_) : nullptr;
   float* const h = sized(backend, dir.h, rows * units_ + step);
   float* const c = sized(backend, dir.c, rows * units_ + step);
   float* const kept_gates = sized(backend, dir.gates, rows * gates);
@@ -132,10 +154,17 @@ void Lstm::run_steps(ComputeBackend& backend, int d, int64_t batch) {
   for (int64_t i = 0; i < steps_; ++i) {
     const int64_t t = reverse ? steps_ - 1 - i : i;
     const int64_t before = reverse ? t + 1 : t, after = reverse ? t : t + 1;
-    // h is zero before the first step: no recurrent product.
+    // The recurrent product reads h after its dropout, kept by step for backward (zero before the
+    // first step, which has no recurrent product).
+    const float* h_before = h + before * step;
+    if (h_masked) {
+      backend.dropout(h_before, h_masked + t * step, batch, units_, recurrent_rate(),
+                      recurrent_key(d), pass_.first_position);
+      h_before = h_masked + t * step;
+    }
     if (i > 0)
-      backend.dense_forward(h + before * step, dir.weight_hh, no_bias_gates_.values(backend),
-                            recurrent, batch, units_, gates, Activation::kLinear);
+      backend.dense_forward(h_before, dir.weight_hh, no_bias_gates_.values(backend), recurrent,
+                            batch, units_, gates, Activation::kLinear);
     backend.lstm_cell_forward(input_products + t * batch * gates, i > 0 ? recurrent : nullptr,
                               c + before * step, kept_gates + t * batch * gates, c + after * step,
                               h + after * step, batch, units_);
@@ -188,20 +217,29 @@ void Lstm::backward_steps(ComputeBackend& backend, int d, const float* dy, int64
     backend.lstm_cell_backward(dir.gates.data() + t * batch * gates, c + before * step,
                                c + after * step, dh_out, i < steps_ - 1 ? dh : nullptr, dc,
                                dgates_t, batch, units_);
-    // dh for the step before: dgates W_hh, as the product with W_hh's transpose (units, 4 units).
-    if (i > 0)
-      backend.dense_forward(dgates_t, weight_hh_t, no_bias_units_.values(backend), dh, batch, gates,
-                            units_, Activation::kLinear);
+    // dh for the step before: dgates W_hh, as the product with W_hh's transpose (units, 4 units),
+    // through the recurrent dropout's mask.
+    if (i == 0) continue;
+    backend.dense_forward(dgates_t, weight_hh_t, no_bias_units_.values(backend), dh, batch, gates,
+                          units_, Activation::kLinear);
+    if (recurrent_rate() > 0)
+      backend.dropout(dh, dh, batch, units_, recurrent_rate(), recurrent_key(d),
+                      pass_.first_position);
   }
-  // The weight gradients over all steps at once: against the h before each step (the `steps`
-  // slots from the first forward, from the second reverse) and against the inputs.
-  backend.dense_backward(h + (reverse ? step : 0), dir.weight_hh, dgates, dgates, nullptr,
-                         dir.weight_hh_grad, no_bias_gates_.grad(backend), rows, units_, gates,
-                         Activation::kLinear, accumulate, nullptr);
+  // The weight gradients over all steps at once: against the h before each step as the recurrent
+  // products read them (the `steps` slots from the first forward, from the second reverse, or
+  // after their dropout) and against the inputs.
+  const float* const h_before =
+      recurrent_rate() > 0 ? dir.h_masked.data() : h + (reverse ? step : 0);
+  backend.dense_backward(h_before, dir.weight_hh, dgates, dgates, nullptr, dir.weight_hh_grad,
+                         no_bias_gates_.grad(backend), rows, units_, gates, Activation::kLinear,
+                         accumulate, nullptr);
   float* const dx_steps = input_grad ? sized(backend, dir.dx_steps, rows * features_) : nullptr;
-  backend.dense_backward(x_steps_.data(), dir.weight_ih, dgates, dgates, dx_steps,
-                         dir.weight_ih_grad, dir.bias.grad(backend), rows, features_, gates,
-                         Activation::kLinear, accumulate, nullptr);
+  backend.dense_backward(dir.inputs, dir.weight_ih, dgates, dgates, dx_steps, dir.weight_ih_grad,
+                         dir.bias.grad(backend), rows, features_, gates, Activation::kLinear,
+                         accumulate, nullptr);
+  if (dx_steps && input_rate() > 0)
+    mask_steps(backend, dx_steps, dx_steps, batch, features_, input_rate(), input_key(d));
 }
 
 void Lstm::backward(ComputeBackend& backend, const float* x, const float* /*y*/, float* dy,

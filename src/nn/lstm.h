@@ -15,6 +15,11 @@ namespace ddp {
 // step's, the reverse one's at the step it read; otherwise each direction's last, the reverse
 // one's after reading the first step (PyTorch's h_n, Keras' concatenation).
 //
+// Keras' dropout and recurrent_dropout in training passes: each direction's input x and its h
+// before each recurrent product multiplied by a mask of its own, 0 or 1 / (1 - rate) per sample
+// and value, the same at every step (Keras' LSTMCell), drawn as the Dropout layer's are (Note
+// [dropout mask]: from the sample's position, so that N ranks train as one process).
+//
 // Parameters in PyTorch's names and layouts, per direction (the reverse one's names end in
 // _reverse): weight_ih_l0 (4 units, features), weight_hh_l0 (4 units, units), bias_ih_l0 (4
 // units), the gates in their order i, f, g, o (Keras' too); one bias, as Keras (PyTorch's second,
@@ -35,12 +40,13 @@ namespace ddp {
 class Lstm final : public Layer {
  public:
   Lstm(int64_t steps, int64_t features, int64_t units, bool return_sequences, bool use_bias,
-       bool bidirectional = false);
+       bool bidirectional = false, float dropout = 0, float recurrent_dropout = 0);
 
   std::string type_name() const override;
   Shape output_shape() const override;
   std::vector<ParamSpec> param_specs() const override;
   void bind(std::span<float* const> params, std::span<float* const> grads) override;
+  void set_pass(const Pass& pass) override { pass_ = pass; }
   void init_params(Rng& rng, std::span<const std::span<float>> params) const override;
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
@@ -59,8 +65,19 @@ class Lstm final : public Layer {
     DeviceBuffer gates;           // (steps, batch, 4 units): i, f, g, o after their activations
     DeviceBuffer h, c;            // (steps + 1, batch, units): see Note [LSTM steps]
     DeviceBuffer dx_steps;        // (steps, batch, features)
+    DeviceBuffer x_masked;        // (steps, batch, features): the input after its dropout
+    DeviceBuffer h_masked;        // (steps, batch, units): each step's h before, after its dropout
+    const float* inputs = nullptr;  // what the input products read: x_steps_ or x_masked
   };
   int directions() const { return bidirectional_ ? 2 : 1; }
+  // This pass's dropout rates (0 outside training) and direction d's masks' keys.
+  float input_rate() const { return pass_.training ? dropout_ : 0.0f; }
+  float recurrent_rate() const { return pass_.training ? recurrent_dropout_ : 0.0f; }
+  uint64_t input_key(int d) const;
+  uint64_t recurrent_key(int d) const;
+  // Direction d's mask of `rate` and `key` on each step of a (steps, batch, width) tensor.
+  void mask_steps(ComputeBackend& backend, const float* from, float* to, int64_t batch,
+                  int64_t width, float rate, uint64_t key) const;
   // Forward's steps over x in direction d, keeping in the scratch what backward reads.
   void run_steps(ComputeBackend& backend, int d, int64_t batch);
   void backward_steps(ComputeBackend& backend, int d, const float* dy, int64_t batch,
@@ -73,6 +90,8 @@ class Lstm final : public Layer {
 
   int64_t steps_, features_, units_;
   bool return_sequences_, bidirectional_;
+  float dropout_, recurrent_dropout_;
+  Pass pass_;
   std::vector<Direction> directions_;
   LayerBias no_bias_gates_;          // zeros for the recurrent products, which the bias is not in
   LayerBias no_bias_units_;          // zeros for the recurrent gradient's product

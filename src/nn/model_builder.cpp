@@ -240,7 +240,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           "can train");
       parameters += size;
       layers.push_back(std::make_unique<Lstm>(shape[0], shape[1], spec.units, spec.return_sequences,
-                                              spec.use_bias, spec.bidirectional));
+                                              spec.use_bias, spec.bidirectional, spec.rate,
+                                              spec.recurrent_rate));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "batch_normalization") {

@@ -19,7 +19,7 @@ struct LayerSpec {
   std::array<int64_t, 2> window{1, 1};
   std::array<int64_t, 2> strides{1, 1};
   bool same_padding = false;  // Keras' padding: "same" rather than "valid"
-  float rate = 0;             // dropout
+  float rate = 0;             // dropout; lstm: its dropout
   float momentum = 0.99f;     // batch_normalization (Keras' defaults)
   float epsilon = 0.001f;     // batch_normalization and layer_normalization
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
@@ -38,6 +38,7 @@ struct LayerSpec {
   int64_t vocabulary = 0;         // embedding: input_dim, the token ids' bound
   bool return_sequences = false;  // lstm: every step's output, not the last step's alone
   bool bidirectional = false;     // lstm: a second direction, reading the steps last to first
+  float recurrent_rate = 0;       // lstm: recurrent_dropout (its dropout is `rate`)
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

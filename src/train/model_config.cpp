@@ -63,6 +63,9 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.return_sequences = layer.get("return_sequences", false);
       spec.bidirectional = layer.get("bidirectional", false);
+      spec.rate = static_cast<float>(in_unit_interval(layer, "dropout", layer.get("dropout", 0.0)));
+      spec.recurrent_rate = static_cast<float>(
+          in_unit_interval(layer, "recurrent_dropout", layer.get("recurrent_dropout", 0.0)));
       spec.use_bias = layer.get("use_bias", true);
     } else if (spec.type == "embedding") {  // Keras' names
       spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));

@@ -337,8 +337,8 @@ TEST_P(DdpModels, EmbeddingMatchesSingleProcess) {
   expect_trains_as_one_process(config, comm, 12);  // 3 epochs
 }
 
-// A recurrent model: two stacked LSTMs (the first returning every step, both ways) over embedded
-// tokens.
+// A recurrent model: two stacked LSTMs (the first returning every step, both ways; the second with
+// dropout and recurrent dropout, whose masks follow the samples' positions) over embedded tokens.
 TEST_P(DdpModels, LstmMatchesSingleProcess) {
   MpiCommunicator comm;
   const Config config = config_with(
@@ -346,7 +346,7 @@ TEST_P(DdpModels, LstmMatchesSingleProcess) {
        "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
        "model.layers=[{type: embedding, input_dim: 40, output_dim: 6},"
        " {type: lstm, units: 8, return_sequences: true, bidirectional: true},"
-       " {type: lstm, units: 5},"
+       " {type: lstm, units: 5, dropout: 0.2, recurrent_dropout: 0.3},"
        " {type: dense, units: 4, activation: softmax}]"});
   expect_trains_as_one_process(config, comm, 12);  // 3 epochs
 }

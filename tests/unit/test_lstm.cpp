@@ -9,6 +9,7 @@
 
 #include "api/keras_model_config.h"
 #include "backend/lstm_cell.h"
+#include "core/counter_hash.h"
 #include "core/error.h"
 #include "finite_differences.h"
 #include "nn/lstm.h"
@@ -47,9 +48,11 @@ std::vector<LstmParams> directions(int64_t count, int64_t features, int64_t unit
   return out;
 }
 
-// PyTorch's documented equations, in double: every step's h, (batch, steps, units).
+// PyTorch's documented equations, in double: every step's h, (batch, steps, units); with h_mask
+// (batch, units), Keras' recurrent dropout: h times the mask in the recurrent product.
 std::vector<double> reference_steps(const LstmParams& p, const std::vector<float>& x, int64_t batch,
-                                    int64_t steps, int64_t features, int64_t units) {
+                                    int64_t steps, int64_t features, int64_t units,
+                                    const std::vector<float>& h_mask = {}) {
   std::vector<double> out(static_cast<size_t>(batch * steps * units));
   const auto sigmoid = [](double z) { return 1 / (1 + std::exp(-z)); };
   for (int64_t b = 0; b < batch; ++b) {
@@ -60,7 +63,9 @@ std::vector<double> reference_steps(const LstmParams& p, const std::vector<float
         z[g] = p.bias[g];
         for (int64_t f = 0; f < features; ++f)
           z[g] += p.weight_ih[g * features + f] * x[(b * steps + t) * features + f];
-        for (int64_t u = 0; u < units; ++u) z[g] += p.weight_hh[g * units + u] * h[u];
+        for (int64_t u = 0; u < units; ++u)
+          z[g] +=
+              p.weight_hh[g * units + u] * h[u] * (h_mask.empty() ? 1.0f : h_mask[b * units + u]);
       }
       for (int64_t j = 0; j < units; ++j) {
         const double i = sigmoid(z[j]), f = sigmoid(z[units + j]);
@@ -153,6 +158,55 @@ TEST(Lstm, SequenceGradientsMatchFiniteDifferences) { expect_gradients_match(tru
 TEST(Lstm, BidirectionalGradientsMatchFiniteDifferences) {
   expect_gradients_match(false, true);
   expect_gradients_match(true, true);
+}
+
+// Keras' dropout and recurrent_dropout in a training pass: the equations with x and the h before
+// each step multiplied by masks of the dropout op's (each the same at every step), drawn with the
+// layer's keys from its pass's; every gradient against finite differences with the masks fixed;
+// an inference pass is the layer without dropout, bit for bit.
+TEST(Lstm, DropoutMasksEachStepAlikeInTraining) {
+  auto backend = make_cpu_backend();
+  const float rate = 0.3f, recurrent_rate = 0.4f;
+  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 40);
+  std::vector<LstmParams> p = directions(1, kFeatures, kUnits);
+  Lstm layer(kSteps, kFeatures, kUnits, true, true, false, rate, recurrent_rate);
+  bind(layer, p);
+  Pass pass;
+  pass.training = true;
+  pass.key = 77;
+  pass.first_position = 5;
+  layer.set_pass(pass);
+  const auto mask = [&](int64_t width, float r, uint64_t counter) {
+    const std::vector<float> ones(kBatch * width, 1.0f);
+    std::vector<float> m(ones.size());
+    backend->dropout(ones.data(), m.data(), kBatch, width, r, counter_hash(pass.key, counter),
+                     pass.first_position);
+    return m;
+  };
+  const std::vector<float> x_mask = mask(kFeatures, rate, 0),
+                           h_mask = mask(kUnits, recurrent_rate, 1);
+  std::vector<float> masked_x = x;
+  for (int64_t b = 0; b < kBatch; ++b)
+    for (int64_t t = 0; t < kSteps; ++t)
+      for (int64_t f = 0; f < kFeatures; ++f)
+        masked_x[(b * kSteps + t) * kFeatures + f] *= x_mask[b * kFeatures + f];
+  const std::vector<double> expected =
+      reference_steps(p[0], masked_x, kBatch, kSteps, kFeatures, kUnits, h_mask);
+  std::vector<float> y(kBatch * kSteps * kUnits);
+  layer.forward(*backend, x.data(), y.data(), kBatch);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], expected[i], 1e-6) << i;
+  const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, 41);
+  expect_matches_finite_differences(objective, p[0].weight_ih, p[0].dweight_ih, "weight_ih");
+  expect_matches_finite_differences(objective, p[0].weight_hh, p[0].dweight_hh, "weight_hh");
+
+  pass.training = false;
+  layer.set_pass(pass);
+  Lstm plain(kSteps, kFeatures, kUnits, true, true);
+  bind(plain, p);
+  std::vector<float> inferred(y.size()), without(y.size());
+  layer.forward(*backend, x.data(), inferred.data(), kBatch);
+  plain.forward(*backend, x.data(), without.data(), kBatch);
+  EXPECT_EQ(inferred, without);
 }
 
 // Backward reads what forward kept for its input: after another input's forward it runs the
@@ -258,8 +312,8 @@ nlohmann::json keras_lstm(bool sequences, bool bidirectional) {
   return keras::keras_model_config({lstm}, Shape({12, 8}))["config"]["layers"][1];
 }
 
-// Keras' LSTM config both ways; what changes its arithmetic (other activations, dropout, reversed
-// or stateful sequences) is refused by name.
+// Keras' LSTM config both ways, its dropout rates included; what changes its arithmetic (other
+// activations, reversed or stateful sequences, returned states) is refused by name.
 TEST(Lstm, KerasConfigsBothWays) {
   const nlohmann::json keras = keras_lstm(true, false);
   EXPECT_EQ(keras["class_name"], "LSTM");
@@ -270,8 +324,14 @@ TEST(Lstm, KerasConfigsBothWays) {
   EXPECT_EQ(back["units"].as<int64_t>(), 7);
   EXPECT_TRUE(back["return_sequences"].as<bool>());
   EXPECT_TRUE(back["use_bias"].as<bool>());
+  nlohmann::json dropping = keras;  // Keras' dropout rates, read and written back
+  dropping["config"]["dropout"] = 0.25;
+  dropping["config"]["recurrent_dropout"] = 0.5;
+  const YAML::Node dropped = keras::keras_layer(dropping, "m.keras").spec->node;
+  EXPECT_EQ(dropped["dropout"].as<double>(), 0.25);
+  EXPECT_EQ(dropped["recurrent_dropout"].as<double>(), 0.5);
   for (const auto& [key, value] : {std::pair<const char*, nlohmann::json>{"go_backwards", true},
-                                   {"recurrent_dropout", 0.2},
+                                   {"return_state", true},
                                    {"recurrent_activation", "hard_sigmoid"},
                                    {"stateful", true}}) {
     nlohmann::json changed = keras;
