@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/keras_recurrent_config.h"
 #include "api/keras_settings.h"
 #include "core/error.h"
 #include "nn/model_builder.h"
@@ -14,14 +15,6 @@ namespace ddp::keras {
 namespace {
 
 using nlohmann::json;
-
-// Keras' serialized object: {"module", "class_name", "config", "registered_name"}.
-json keras_object(const std::string& module, const std::string& class_name, json config) {
-  return {{"module", module},
-          {"class_name", class_name},
-          {"config", std::move(config)},
-          {"registered_name", nullptr}};
-}
 
 json pair(const std::array<int64_t, 2>& hw) { return json::array({hw[0], hw[1]}); }
 
@@ -103,29 +96,7 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["mask_zero"] = false;
     return {"Embedding", c};
   }
-  if (s.type == "lstm" && s.bidirectional) {  // Keras' Bidirectional of the one-way layer
-    LayerSpec one_way = s;
-    one_way.bidirectional = false;
-    auto [inner_class, inner] = keras_layer(one_way);
-    inner["name"] = "forward_lstm";
-    c["layer"] = keras_object("keras.layers", inner_class, std::move(inner));
-    c["merge_mode"] = "concat";
-    return {"Bidirectional", c};
-  }
-  if (s.type == "lstm") {
-    c["units"] = s.units;
-    c["activation"] = "tanh";
-    c["recurrent_activation"] = "sigmoid";
-    c["use_bias"] = s.use_bias;
-    c["unit_forget_bias"] = true;
-    c["return_sequences"] = s.return_sequences;
-    c["return_state"] = false;
-    c["go_backwards"] = false;
-    c["stateful"] = false;
-    c["dropout"] = s.rate;
-    c["recurrent_dropout"] = s.recurrent_rate;
-    return {"LSTM", c};
-  }
+  if (s.type == "lstm") return keras_recurrent_layer(s);
   if (s.type == "dropout") {
     c["rate"] = s.rate;
     return {"Dropout", c};
@@ -254,39 +225,8 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     in.require("embeddings_regularizer", nullptr);
     in.require("embeddings_constraint", nullptr);
     in.require("sparse", false);
-  } else if (class_name == "Bidirectional") {
-    in.require("merge_mode", "concat");
-    const json layer = in.required<json>("layer");
-    const std::string inner = layer.value("class_name", "");
-    if (inner != "LSTM") in.refuse("layer " + inner + " (an LSTM only)");
-    const json inner_config = layer.value("config", json::object());
-    out.reset(keras_layer_spec("LSTM", KerasSettings(inner_config, in.where() + ": its LSTM")));
-    // Its backward layer, where given, is the same LSTM reading the steps the other way.
-    const json backward = in.get<json>("backward_layer", nullptr);
-    if (!backward.is_null()) {
-      json settings = backward.value("config", json::object());
-      settings.erase("go_backwards");
-      if (backward.value("class_name", "") != "LSTM" ||
-          YAML::Dump(keras_layer_spec("LSTM", KerasSettings(settings, in.where()))) !=
-              YAML::Dump(out))
-        in.refuse("backward_layer unlike its layer");
-    }
-    out["bidirectional"] = true;
-  } else if (class_name == "LSTM") {
-    out["type"] = "lstm";
-    out["units"] = in.required<int64_t>("units");
-    out["return_sequences"] = in.get<bool>("return_sequences", false);
-    out["use_bias"] = in.get<bool>("use_bias", true);
-    in.require("activation", "tanh");
-    in.require("recurrent_activation", "sigmoid");
-    in.require("unit_forget_bias", true);
-    for (const char* off : {"return_state", "go_backwards", "stateful"}) in.require(off, false);
-    out["dropout"] = in.get<double>("dropout", 0.0);
-    out["recurrent_dropout"] = in.get<double>("recurrent_dropout", 0.0);
-    for (const char* none :
-         {"kernel_regularizer", "recurrent_regularizer", "bias_regularizer", "activity_regularizer",
-          "kernel_constraint", "recurrent_constraint", "bias_constraint"})
-      in.require(none, nullptr);
+  } else if (class_name == "LSTM" || class_name == "Bidirectional") {
+    out.reset(recurrent_layer_spec(class_name, in));
   } else if (class_name == "Dropout") {
     out["type"] = "dropout";
     out["rate"] = in.get<double>("rate", 0.0);

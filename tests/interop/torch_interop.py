@@ -53,9 +53,9 @@ import tempfile
 import torch
 from safetensors.torch import load_file, save_file
 
-from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, embedding_check,
-                         frozen_check, layer_norm_check, lstm_check, multilabel_checks, read_rows,
-                         regression_check)
+from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, frozen_check,
+                         layer_norm_check, multilabel_checks, read_rows, regression_check)
+from torch_text_steps import embedding_check, lstm_check
 
 def image_data_yaml(tmp):
     """The start of a convnet config on ctrain.csv / ctest.csv: (6, 6, 3) images, layers follow."""

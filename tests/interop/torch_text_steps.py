@@ -1,0 +1,137 @@
+"""Token models in ddp_train (2 ranks) and in PyTorch (in double) from the same initial weights, for
+torch_interop.py: embeddings with convolutions and poolings over the steps, and stacked LSTMs one
+way or both (with PyTorch's state_dict in and out)."""
+
+import copy
+import subprocess
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from torch_steps import optimizer_yaml, torch_optimizer, twenty_steps
+
+
+def write_tokens(tmp):
+    """200 rows of 6 token ids below 30 in {tmp}/tokens.csv, each labelled by how many of its ids
+    are below 10, modulo 3; returns the ids and the labels."""
+    generator = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 30, (200, 6), generator=generator)
+    labels = (tokens < 10).sum(dim=1) % 3
+    with open(f"{tmp}/tokens.csv", "w") as f:
+        f.write(",".join([f"t{i}" for i in range(6)] + ["label"]) + "\n")
+        for row, label in zip(tokens.tolist(), labels.tolist()):
+            f.write(",".join(map(str, row + [label])) + "\n")
+    return tokens, labels
+
+
+def write_token_config(tmp, name, middle):
+    """{tmp}/{name}.yaml: tokens.csv through an embedding of 8, the layers `middle` (YAML lines),
+    then a softmax layer of 3; Adam, 2 epochs of batches of 20 in file order."""
+    with open(f"{tmp}/{name}.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/tokens.csv}}
+model:
+  layers:
+    - {{type: embedding, input_dim: 30, output_dim: 8}}
+{middle}    - {{type: dense, units: 3, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {optimizer_yaml("adam")}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+
+
+def lstm_check(args, env, tmp, bidirectional=False):
+    """Token ids through an embedding and two LSTMs (bidirectional: each both ways, its last step
+    PyTorch's h_n of the two directions), the first returning every step, then a softmax layer,
+    from PyTorch's draws. Its state_dict as saved goes in (each LSTM's bias_hh_l0 added
+    into bias_ih_l0) and comes back out (bias_hh_l0 zero) for a strict load_state_dict predicting
+    what it predicted. Then 20 Adam steps on 2 ranks against torch.nn.LSTM with its bias_hh_l0
+    held at zero (two biases of one sum step twice as far as one)."""
+    tokens, labels = write_tokens(tmp)
+    both = ", bidirectional: true" if bidirectional else ""
+    name = "bilstm" if bidirectional else "lstm"
+    write_token_config(tmp, name, f"    - {{type: lstm, units: 6, return_sequences: true{both}}}\n"
+                                  f"    - {{type: lstm, units: 5{both}}}\n")
+    torch.manual_seed(9)
+    model = torch.nn.Module()
+    ways = 2 if bidirectional else 1
+    model.layers = torch.nn.ModuleList(
+        [torch.nn.Embedding(30, 8),
+         torch.nn.LSTM(8, 6, batch_first=True, bidirectional=bidirectional),
+         torch.nn.LSTM(6 * ways, 5, batch_first=True, bidirectional=bidirectional),
+         torch.nn.Linear(5 * ways, 3)])
+    summed = torch.nn.CrossEntropyLoss(reduction="sum")
+
+    def logits(m, rows):
+        steps, _ = m.layers[1](m.layers[0](tokens[rows]))
+        _, (h_n, _) = m.layers[2](steps)  # each direction's last step: (directions, batch, 5)
+        return m.layers[3](torch.cat(list(h_n), dim=1))
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              f"{tmp}/{name}0.safetensors")
+    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
+                    "--run-dir", f"{tmp}/{name}_io", "--init-from", f"{tmp}/{name}0.safetensors",
+                    "--stop-after", "0", "--export-safetensors", f"{tmp}/{name}_io.safetensors"],
+                   check=True, env=env, capture_output=True, timeout=120)
+    exported = load_file(f"{tmp}/{name}_io.safetensors")
+    reloaded = copy.deepcopy(model)
+    reloaded.load_state_dict(exported)  # strict: every name of nn.LSTM's
+    everything = slice(0, len(labels))
+    with torch.no_grad():
+        io_diff = (logits(reloaded, everything) - logits(model, everything)).abs().max().item()
+    seconds = [k for k in exported if ".bias_hh_l0" in k]
+    zero_second = len(seconds) == 2 * ways and all(not exported[k].any() for k in seconds)
+    print(f"nn.LSTM{'(bidirectional)' if bidirectional else ''}'s state_dict in and out: "
+          f"predictions within {io_diff:.2e}, bias_hh_l0 "
+          f"exported as zero: {zero_second}")
+
+    for second in seconds:  # layers.k.bias_hh_l0 and its _reverse
+        bias = model.get_parameter(second)
+        bias.data.zero_()
+        bias.requires_grad_(False)
+
+    def loss_of(rows):
+        return summed(logits(model, rows), labels[rows]) / len(labels[rows])
+
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
+    print(f"embedding and two {'bidirectional ' if bidirectional else ''}LSTMs, 20 Adam steps "
+          f"(2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    return [io_diff if zero_second else float("inf"), diff]
+
+
+def embedding_check(args, env, tmp, pooling, conv=False, windowed=None):
+    """Token ids through an embedding, with conv a relu Conv1D of 6 filters of 3 tokens (same
+    padding), with windowed a {windowed}_pooling1d of 2 steps, averaged (pooling "average") or
+    maxed ("max") over the steps (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps
+    on 2 ranks against torch.nn.Embedding (and nn.Conv1d, max_pool1d or avg_pool1d over the
+    channels-first transpose) and a mean or amax over the steps, from the same weights (PyTorch's
+    draws)."""
+    tokens, labels = write_tokens(tmp)
+    name = f"emb_{pooling}" + ("_conv" if conv else "") + (f"_{windowed}" if windowed else "")
+    layers = ["{type: conv1d, filters: 6, kernel_size: 3, padding: same, activation: relu}"] * conv
+    layers += [f"{{type: {windowed}_pooling1d, pool_size: 2}}"] * bool(windowed)
+    layers += [f"{{type: global_{pooling}_pooling1d}}"]
+    write_token_config(tmp, name, "".join(f"    - {layer}\n" for layer in layers))
+    torch.manual_seed(8)
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList(
+        [torch.nn.Embedding(30, 8)] + ([torch.nn.Conv1d(8, 6, 3, padding=1)] if conv else []) +
+        [torch.nn.Linear(6 if conv else 8, 3)])
+    summed = torch.nn.CrossEntropyLoss(reduction="sum")
+
+    def loss_of(rows):
+        steps = model.layers[0](tokens[rows])  # (batch, steps, channels)
+        if conv:
+            steps = torch.relu(model.layers[1](steps.transpose(1, 2))).transpose(1, 2)
+        if windowed:
+            window = getattr(torch.nn.functional, {"max": "max", "average": "avg"}[windowed] +
+                             "_pool1d")
+            steps = window(steps.transpose(1, 2), 2).transpose(1, 2)
+        pooled = steps.mean(dim=1) if pooling == "average" else steps.amax(dim=1)
+        return summed(model.layers[-1](pooled), labels[rows]) / len(labels[rows])
+
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
+    print(f"embedding{', conv1d' if conv else ''}{f', {windowed} pooling' if windowed else ''} "
+          f"and the {pooling} over the steps, 20 Adam steps "
+          f"(2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    return [diff]
