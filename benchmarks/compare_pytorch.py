@@ -7,7 +7,7 @@ variant. Raw runs, commit, date, lscpu, load averages and each process's CPU bin
 benchmarks/results/compare_pytorch.json; the tables to compare_pytorch.md (see
 benchmarks/compare_report.py).
   benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py [--reps 5] [--quick]
-      [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta,w5,bf16]   (a subset: compare_pytorch_<subset>.*)
+      [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta,w5,bf16]  (a subset: compare_pytorch_<subset>.*)
 Competitors: Debian's python3-torch (OpenBLAS; with the OPENBLAS_CORETYPE ddp-trainer would choose
 and with OpenBLAS's own detection), PyPI's newest torch (MKL; eager, foreach and fused optimizers,
 torch.compile) and Keras from benchmarks/setup_frameworks.sh. The bf16 rows (not in the default

@@ -171,11 +171,11 @@ def main():
           f"{predicted:.2e}")
 
     # Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed
-    # 1D poolings or two LSTMs, one way or both (the first returning every step) on token ids: the same training
-    # from the same weights, and each side's .keras file loaded by the other predicts the same.
-    # SGD with momentum: on TensorFlow, Keras' embedding gradients are IndexedSlices, through which
-    # its Adam updates the moments of the rows a batch holds alone (on Keras' torch backend, dense
-    # as here).
+    # 1D poolings or two LSTMs, one way or both (the first returning every step) on token ids:
+    # the same training from the same weights, and each side's .keras file loaded by the other
+    # predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are
+    # IndexedSlices, through which its Adam updates the moments of the rows a batch holds alone (on
+    # Keras' torch backend, dense as here).
     tokens = rng.integers(0, 50, size=(600, 12))
     token_labels = (tokens < 15).sum(axis=1) % 4
 
