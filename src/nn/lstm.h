@@ -1,7 +1,5 @@
 #pragma once
 
-#include <array>
-
 #include "nn/layer.h"
 #include "nn/layer_bias.h"
 

@@ -43,21 +43,20 @@ struct KerasLayer {
   std::vector<Subgroup> subgroups = {};
 };
 
-// An LSTM cell's variables, in the group `cell`, of the direction with weight names ending in
-// `direction` ("" or "_reverse").
-std::vector<Variable> lstm_cell(const char* cell, const std::string& direction) {
-  static const std::map<std::string, std::vector<std::string>> names = {
-      {"", {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0"}},
-      {"_reverse", {"weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse"}}};
-  const std::vector<std::string>& n = names.at(direction);
-  return {{n[0].c_str(), {1, 0}, false, cell},
-          {n[1].c_str(), {1, 0}, false, cell},
-          {n[2].c_str(), {}, true, cell}};
+// An LSTM cell's variables in the group `cell`, in Keras' order (kernel, recurrent kernel, bias):
+// the forward direction's, or the reverse one's.
+std::vector<Variable> lstm_cell(const char* cell, bool reverse) {
+  static constexpr const char* kForward[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0"};
+  static constexpr const char* kReverse[] = {"weight_ih_l0_reverse", "weight_hh_l0_reverse",
+                                             "bias_ih_l0_reverse"};
+  const char* const* names = reverse ? kReverse : kForward;
+  return {
+      {names[0], {1, 0}, false, cell}, {names[1], {1, 0}, false, cell}, {names[2], {}, true, cell}};
 }
 
 std::vector<Variable> both_directions() {
-  std::vector<Variable> out = lstm_cell("forward_layer/cell", "");
-  for (Variable& v : lstm_cell("backward_layer/cell", "_reverse")) out.push_back(v);
+  std::vector<Variable> out = lstm_cell("forward_layer/cell", false);
+  for (const Variable& v : lstm_cell("backward_layer/cell", true)) out.push_back(v);
   return out;
 }
 
@@ -68,7 +67,7 @@ const KerasLayer* keras_layer(const std::string& type) {
       {"conv2d", {"conv2d", {{"weight", {1, 2, 3, 0}, false}, {"bias", {}, true}}}},
       {"conv1d", {"conv1d", {{"weight", {1, 2, 0}, false}, {"bias", {}, true}}}},
       {"embedding", {"embedding", {{"weight", {}, false}}}},
-      {"lstm", {"lstm", lstm_cell("cell", ""), {{"cell", "lstm_cell"}}}},
+      {"lstm", {"lstm", lstm_cell("cell", false), {{"cell", "lstm_cell"}}}},
       {"bidirectional_lstm",
        {"bidirectional",
         both_directions(),
