@@ -159,6 +159,12 @@ void bias_activate(const float* product, const float* b, float* y, int64_t batch
   }
 }
 
+// Below this many multiply-adds a product stays on the calling thread: waking a team that has gone
+// to sleep on its condition variable costs about what sharing it saves. An LSTM's step-by-step
+// recurrent products (W5: 64 x 128 x 32, 262,144) lost over half the speed of one thread in some
+// runs when a team shared them, 80 hand-offs a training step.
+constexpr int64_t kTeamMinMultiplyAdds = int64_t{1} << 20;
+
 // Whether C (m, n) = op(A) op(B) is shared by the team's threads: only where the tiled kernels
 // take it, which compute each element with the same multiply-adds whatever the share (so any
 // team trains the same bits as one thread), and not where one thread's call is cheaper than
@@ -166,7 +172,7 @@ void bias_activate(const float* product, const float* b, float* y, int64_t batch
 // differently per share, and its serial build is not safe to call from several at once.
 bool shared_by_team(const DenseContext& dense, bool transpose_a, bool transpose_b, int64_t m,
                     int64_t n, int64_t k) {
-  return dense.team.size() > 1 && !is_small_product(m, n, k) &&
+  return dense.team.size() > 1 && m * n * k >= kTeamMinMultiplyAdds &&
          skinny_and_tiled(transpose_a, transpose_b, m, n, k);
 }
 

@@ -5,12 +5,12 @@
 // instead of one per core, sums no gradients between the cores of a rank. Each thread computes
 // whole output elements (or whole pieces' partial sums, added in a fixed order) with the same
 // kernels as one thread would, so results do not depend on the team's size (tested). Split are the
-// tiled kernels' products, bf16 products (in pieces of a size fixed by the shape, Note [bf16
-// products]), convolutions (pieces of the batch, Note [convolutions on threads]), pooling, dropout,
-// activations, batch normalization (its statistics in pieces of rows) and large updates; OpenBLAS's
-// products run on one thread (cpu_dense.cpp, shared_by_team), as do the loss and softmax. The
-// calling thread works too; the others wait between products, polling briefly, then on a condition
-// variable.
+// tiled kernels' products (of 2^20 multiply-adds or more: cpu_dense.cpp), bf16 products (in pieces
+// of a size fixed by the shape, Note [bf16 products]), convolutions (pieces of the batch, Note
+// [convolutions on threads]), pooling, dropout, activations, batch normalization (its statistics in
+// pieces of rows) and large updates; OpenBLAS's products run on one thread (cpu_dense.cpp,
+// shared_by_team), as do the loss and softmax. The calling thread works too; the others wait
+// between products, polling briefly, then on a condition variable.
 
 #include <algorithm>
 #include <atomic>

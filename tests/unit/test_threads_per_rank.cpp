@@ -88,7 +88,7 @@ TEST(ThreadTeam, SharesCoverTheItemsInWholeGrains) {
   EXPECT_EQ(ThreadTeam::share(100, 6, 0, 2), (std::pair<int64_t, int64_t>{0, 48}));
 }
 
-// 1024 -> 100 -> 96 -> 10 at batch 32: the first two products are split over the threads (the
+// 1024 -> 100 -> 400 -> 10 at batch 32: the first two products are split over the threads (the
 // forward by weight rows, not a multiple of the tile; the weight gradient by rows, updated in
 // backward from several threads at once). The second layer's input gradient is large enough for
 // OpenBLAS where the tiled kernels leave it to OpenBLAS (AVX2): split over the threads, OpenBLAS
@@ -101,7 +101,7 @@ data:
 model:
   layers:
     - {type: dense, units: 100, activation: relu}
-    - {type: dense, units: 96, activation: tanh}
+    - {type: dense, units: 400, activation: tanh}
     - {type: dense, units: 10, activation: softmax}
 loss: sparse_categorical_crossentropy
 optimizer: {type: adam, learning_rate: 0.01}
@@ -139,7 +139,7 @@ std::vector<std::string> with(std::vector<std::string> overrides,
 }
 
 TEST(ThreadsPerRank, TrainTheSameBitsAsOneThread) {
-  // Updated after backward, the whole buffer (113,166 parameters) is one update, split over the
+  // Updated after backward, the whole buffer (146,910 parameters) is one update, split over the
   // threads.
   for (const std::vector<std::string>& overrides :
        {std::vector<std::string>{}, std::vector<std::string>{"training.update_in_backward=false"},
