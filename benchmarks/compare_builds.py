@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A/B throughput of two ddp_bench builds (say, main before and after a change) on W2 and W3 (or
-the --workloads given: W1, W2, W3, W4) at 1 and 2 ranks, alternating them run by run so that the
+the --workloads given: W1 to W5) at 1 and 2 ranks (or the --ranks given; RxT: R ranks of T threads), alternating them run by run so that the
 machine's drift hits both alike. Prints and writes a Markdown table of medians with their spread.
   git worktree add /tmp/base <commit> && cmake -S /tmp/base -B /tmp/build-base && \\
     cmake --build /tmp/build-base --target ddp_bench
@@ -29,7 +29,8 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 WORKLOADS = {"W1": ("configs/w1_seed.yaml", ["--warmup", "1000", "--steps", "20000"]),
              "W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
              "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"]),
-             "W4": ("configs/fashion_mnist_cnn.yaml", ["--warmup", "10", "--steps", "100"])}
+             "W4": ("configs/fashion_mnist_cnn.yaml", ["--warmup", "10", "--steps", "100"]),
+             "W5": ("configs/w5_text_lstm.yaml", ["--warmup", "30", "--steps", "300"])}
 
 
 def binary_identity(binary):
@@ -41,15 +42,21 @@ def binary_identity(binary):
 
 
 def run(binary, config, args, setting, overrides):
-    """setting: a number of ranks on this host, or a netns_cluster.sh option string."""
+    """setting: ranks on this host ("2", or "1x2" for 1 rank of 2 threads, each bound to its
+    cores), or a netns_cluster.sh option string."""
+    cluster = setting.startswith("--")
+    ranks, _, threads = ("", "", "") if cluster else setting.partition("x")
+    if threads:
+        overrides = [*overrides, f"training.threads_per_rank={threads}"]
     cmd = [binary, "--config", config, *args, *(a for o in overrides for a in ("--set", o))]
-    if isinstance(setting, str):
+    if cluster:
         opts = setting.split()
         ranks = int(opts[opts.index("--hosts") + 1]) * int(opts[opts.index("--slots") + 1])
         script = f"mpirun $DDP_MPIRUN_ARGS -n {ranks} " + " ".join(shlex.quote(c) for c in cmd)
         cmd = [os.path.join(ROOT, "launch", "netns_cluster.sh"), *opts, "--", "sh", "-c", script]
-    elif setting > 1:
-        cmd = ["mpirun", "-n", str(setting), "--bind-to", "core", *cmd]
+    elif ranks != "1" or threads:
+        cmd = ["mpirun", "-n", ranks, *(["--map-by", f"slot:PE={threads}"] if threads else []),
+               "--bind-to", "core", *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=ROOT, check=True).stdout
     return json.loads(out[out.index("{"):])
 
@@ -61,9 +68,10 @@ def main():
                    help="a config override for one label's runs")
     p.add_argument("--cluster", action="append", default=[],
                    help="netns_cluster.sh options, e.g. \"--hosts 2 --slots 1 --rate 1gbit\"")
-    p.add_argument("--workloads", default="W2,W3", help="comma-separated: W2, W3, W4")
+    p.add_argument("--workloads", default="W2,W3", help="comma-separated: W1 to W5")
     p.add_argument("--ranks", default="1,2",
-                   help="comma-separated rank counts on this host (without --cluster)")
+                   help="comma-separated rank counts on this host (without --cluster), RxT for "
+                        "R ranks of T threads each")
     p.add_argument("--reps", type=int, default=6)
     p.add_argument("--steps", action="append", default=[], metavar="WORKLOAD=N",
                    help="N timed steps (a tenth as many warm-up, at least 2) for a workload whose "
@@ -89,7 +97,12 @@ def main():
         steps = int(count)
         workloads[name] = (workloads[name][0],
                            ["--warmup", str(max(2, steps // 10)), "--steps", str(steps)])
-    settings = a.cluster or [int(r) for r in a.ranks.split(",")]
+    settings = a.cluster or a.ranks.split(",")
+    for setting in [] if a.cluster else settings:
+        ranks, x, threads = setting.partition("x")
+        if not ranks.isdigit() or int(ranks) < 1 or (x and (not threads.isdigit() or
+                                                           int(threads) < 1)):
+            p.error(f"--ranks {a.ranks}: {setting} is neither N nor RxT")
     samples, rss, paths = {}, {}, {}
     labels = list(builds)
     for order in round_orders(len(labels), a.reps):  # no build always after the same one
