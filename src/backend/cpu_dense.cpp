@@ -161,8 +161,8 @@ void bias_activate(const float* product, const float* b, float* y, int64_t batch
 
 // Below this many multiply-adds a product stays on the calling thread: waking a team that has gone
 // to sleep on its condition variable costs about what sharing it saves. An LSTM's step-by-step
-// recurrent products (W5: 64 x 128 x 32, 262,144) lost over half the speed of one thread in some
-// runs when a team shared them, 80 hand-offs a training step.
+// recurrent products (W5: 64 x 128 x 32, 262,144, a microsecond's work) are below it; shared, they
+// woke the team 80 times a training step.
 constexpr int64_t kTeamMinMultiplyAdds = int64_t{1} << 20;
 
 // Whether C (m, n) = op(A) op(B) is shared by the team's threads: only where the tiled kernels
