@@ -288,13 +288,20 @@ class ComputeBackend {
   // y += x, elementwise (a bidirectional layer's input gradient: its two directions' sum).
   virtual void add_to(const float* x, float* y, size_t count) = 0;
   // One step of an LSTM over `batch` rows of `units` (backend/lstm_cell.h, each unit by
-  // lstm_unit_forward and lstm_unit_backward; Note [LSTM steps]).
+  // lstm_unit_forward and lstm_unit_backward; Note [recurrent steps]).
   virtual void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev,
                                  float* gates, float* c, float* h, int64_t batch,
                                  int64_t units) = 0;
   virtual void lstm_cell_backward(const float* gates, const float* c_prev, const float* c,
                                   const float* dh, const float* dh_more, float* dc, float* dgates,
                                   int64_t batch, int64_t units) = 0;
+  // One step of a GRU over `batch` rows of `units` (backend/gru_cell.h, each unit by
+  // gru_unit_forward and gru_unit_backward; Note [recurrent steps]).
+  virtual void gru_cell_forward(const float* xp, const float* hu, const float* h_prev, float* kept,
+                                float* h, int64_t batch, int64_t units) = 0;
+  virtual void gru_cell_backward(const float* kept, const float* h_prev, const float* dh,
+                                 const float* dh_more, float* carry, float* dxp, float* dhu,
+                                 int64_t batch, int64_t units) = 0;
 
   // False when any element is NaN or infinite.
   virtual bool all_finite(const float* data, size_t count) = 0;

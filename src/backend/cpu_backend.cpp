@@ -292,6 +292,19 @@ class CpuBackend final : public ComputeBackend {
       cpu::lstm_backward_rows(gates, c_prev, c, dh, dh_more, dc, dgates, first, first + n, units);
     });
   }
+  void gru_cell_forward(const float* xp, const float* hu, const float* h_prev, float* kept,
+                        float* h, int64_t batch, int64_t units) override {
+    cpu::by_rows(team_, batch, 4 * units, [&](int64_t first, int64_t n) {
+      cpu::gru_forward_rows(xp, hu, h_prev, kept, h, first, first + n, units);
+    });
+  }
+  void gru_cell_backward(const float* kept, const float* h_prev, const float* dh,
+                         const float* dh_more, float* carry, float* dxp, float* dhu, int64_t batch,
+                         int64_t units) override {
+    cpu::by_rows(team_, batch, 4 * units, [&](int64_t first, int64_t n) {
+      cpu::gru_backward_rows(kept, h_prev, dh, dh_more, carry, dxp, dhu, first, first + n, units);
+    });
+  }
 
   bool all_finite(const float* data, size_t count) override {
     uint32_t non_finite = 0;

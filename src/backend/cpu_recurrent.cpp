@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "backend/gru_cell.h"
 #include "backend/lstm_cell.h"
 #include "core/simd.h"
 
@@ -100,6 +101,51 @@ void lstm_backward_rows(const float* gates, const float* c_prev, const float* c,
     }
 }
 
+void gru_forward_rows(const float* xp, const float* hu, const float* h_prev, float* kept, float* h,
+                      int64_t first, int64_t end, int64_t units) {
+  const Vec one = broadcast(1);
+  for (int64_t b = first; b < end; ++b)
+    for (int64_t j = 0; j < units; j += kLanes) {
+      const Lanes lanes(j, units);
+      const int64_t row = b * 3 * units + j, at = b * units + j, keep = b * 4 * units + j;
+      const Vec r = sigmoid(add(lanes.load(xp + row), lanes.load(hu + row)));
+      const Vec z = sigmoid(add(lanes.load(xp + row + units), lanes.load(hu + row + units)));
+      const Vec hn = lanes.load(hu + row + 2 * units);
+      const Vec n = tanh(fma(r, hn, lanes.load(xp + row + 2 * units)));
+      lanes.store(kept + keep, r);
+      lanes.store(kept + keep + units, z);
+      lanes.store(kept + keep + 2 * units, n);
+      lanes.store(kept + keep + 3 * units, hn);
+      lanes.store(h + at, fma(z, lanes.load(h_prev + at), mul(sub(one, z), n)));
+    }
+}
+
+void gru_backward_rows(const float* kept, const float* h_prev, const float* dh,
+                       const float* dh_more, float* carry, float* dxp, float* dhu, int64_t first,
+                       int64_t end, int64_t units) {
+  const Vec one = broadcast(1);
+  for (int64_t b = first; b < end; ++b)
+    for (int64_t j = 0; j < units; j += kLanes) {
+      const Lanes lanes(j, units);
+      const int64_t row = b * 3 * units + j, at = b * units + j, keep = b * 4 * units + j;
+      const Vec r = lanes.load(kept + keep), z = lanes.load(kept + keep + units);
+      const Vec n = lanes.load(kept + keep + 2 * units), hn = lanes.load(kept + keep + 3 * units);
+      const Vec grad_h =
+          add(add(dh ? lanes.load(dh + at) : zero(), dh_more ? lanes.load(dh_more + at) : zero()),
+              lanes.load(carry + at));
+      const Vec dn = mul(mul(grad_h, sub(one, z)), sub(one, mul(n, n)));
+      const Vec dr = mul(mul(dn, hn), mul(r, sub(one, r)));
+      const Vec dz = mul(mul(grad_h, sub(lanes.load(h_prev + at), n)), mul(z, sub(one, z)));
+      lanes.store(dxp + row, dr);
+      lanes.store(dxp + row + units, dz);
+      lanes.store(dxp + row + 2 * units, dn);
+      lanes.store(dhu + row, dr);
+      lanes.store(dhu + row + units, dz);
+      lanes.store(dhu + row + 2 * units, mul(dn, r));
+      lanes.store(carry + at, mul(grad_h, z));
+    }
+}
+
 #else  // one unit at a time, as the CUDA kernels
 
 void lstm_forward_rows(const float* xp, const float* hu, const float* c_prev, float* gates,
@@ -114,6 +160,20 @@ void lstm_backward_rows(const float* gates, const float* c_prev, const float* c,
   for (int64_t b = first; b < end; ++b)
     for (int64_t j = 0; j < units; ++j)
       lstm_unit_backward(gates, c_prev, c, dh, dh_more, dc, dgates, b, j, units);
+}
+
+void gru_forward_rows(const float* xp, const float* hu, const float* h_prev, float* kept, float* h,
+                      int64_t first, int64_t end, int64_t units) {
+  for (int64_t b = first; b < end; ++b)
+    for (int64_t j = 0; j < units; ++j) gru_unit_forward(xp, hu, h_prev, kept, h, b, j, units);
+}
+
+void gru_backward_rows(const float* kept, const float* h_prev, const float* dh,
+                       const float* dh_more, float* carry, float* dxp, float* dhu, int64_t first,
+                       int64_t end, int64_t units) {
+  for (int64_t b = first; b < end; ++b)
+    for (int64_t j = 0; j < units; ++j)
+      gru_unit_backward(kept, h_prev, dh, dh_more, carry, dxp, dhu, b, j, units);
 }
 
 #endif

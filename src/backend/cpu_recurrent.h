@@ -1,6 +1,6 @@
 #pragma once
-// The CPU's pieces of recurrent layers (ComputeBackend::copy_matrix, lstm_cell_forward and
-// lstm_cell_backward): each over rows [first, end) of the batch, so that threads can share them.
+// The CPU's pieces of recurrent layers (ComputeBackend::copy_matrix and the LSTM's and GRU's cell
+// ops): each over rows [first, end) of the batch, so that threads can share them.
 
 #include <cstdint>
 
@@ -14,5 +14,10 @@ void lstm_forward_rows(const float* xp, const float* hu, const float* c_prev, fl
 void lstm_backward_rows(const float* gates, const float* c_prev, const float* c, const float* dh,
                         const float* dh_more, float* dc, float* dgates, int64_t first, int64_t end,
                         int64_t units);
+void gru_forward_rows(const float* xp, const float* hu, const float* h_prev, float* kept, float* h,
+                      int64_t first, int64_t end, int64_t units);
+void gru_backward_rows(const float* kept, const float* h_prev, const float* dh,
+                       const float* dh_more, float* carry, float* dxp, float* dhu, int64_t first,
+                       int64_t end, int64_t units);
 
 }  // namespace ddp::cpu

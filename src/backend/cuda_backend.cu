@@ -232,6 +232,15 @@ class CudaBackend final : public ComputeBackend {
                           int64_t units) override {
     cuda::lstm_cell_backward(gates, c_prev, c, dh, dh_more, dc, dgates, batch, units, stream_);
   }
+  void gru_cell_forward(const float* xp, const float* hu, const float* h_prev, float* kept,
+                        float* h, int64_t batch, int64_t units) override {
+    cuda::gru_cell_forward(xp, hu, h_prev, kept, h, batch, units, stream_);
+  }
+  void gru_cell_backward(const float* kept, const float* h_prev, const float* dh,
+                         const float* dh_more, float* carry, float* dxp, float* dhu, int64_t batch,
+                         int64_t units) override {
+    cuda::gru_cell_backward(kept, h_prev, dh, dh_more, carry, dxp, dhu, batch, units, stream_);
+  }
   bool all_finite(const float* data, size_t count) override {
     cudaCheck(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
     cuda::flag_non_finite(data, count, flag_, stream_);

@@ -1,6 +1,7 @@
 #include "backend/cuda_check.h"
 #include "backend/cuda_launch.cuh"
 #include "backend/cuda_recurrent.h"
+#include "backend/gru_cell.h"
 #include "backend/lstm_cell.h"
 
 namespace ddp::cuda {
@@ -30,6 +31,19 @@ __global__ void lstm_backward_kernel(const float* gates, const float* c_prev, co
                                      float* dgates, int64_t batch, int64_t units) {
   for (int64_t e = start(); e < batch * units; e += stride())
     lstm_unit_backward(gates, c_prev, c, dh, dh_more, dc, dgates, e / units, e % units, units);
+}
+
+__global__ void gru_forward_kernel(const float* xp, const float* hu, const float* h_prev,
+                                   float* kept, float* h, int64_t batch, int64_t units) {
+  for (int64_t e = start(); e < batch * units; e += stride())
+    gru_unit_forward(xp, hu, h_prev, kept, h, e / units, e % units, units);
+}
+
+__global__ void gru_backward_kernel(const float* kept, const float* h_prev, const float* dh,
+                                    const float* dh_more, float* carry, float* dxp, float* dhu,
+                                    int64_t batch, int64_t units) {
+  for (int64_t e = start(); e < batch * units; e += stride())
+    gru_unit_backward(kept, h_prev, dh, dh_more, carry, dxp, dhu, e / units, e % units, units);
 }
 
 }  // namespace
@@ -63,6 +77,23 @@ void lstm_cell_backward(const float* gates, const float* c_prev, const float* c,
   if (batch * units == 0) return;
   lstm_backward_kernel<<<blocks_for(batch * units), kThreads, 0, stream>>>(
       gates, c_prev, c, dh, dh_more, dc, dgates, batch, units);
+  cudaCheck(cudaGetLastError());
+}
+
+void gru_cell_forward(const float* xp, const float* hu, const float* h_prev, float* kept, float* h,
+                      int64_t batch, int64_t units, cudaStream_t stream) {
+  if (batch * units == 0) return;
+  gru_forward_kernel<<<blocks_for(batch * units), kThreads, 0, stream>>>(xp, hu, h_prev, kept, h,
+                                                                         batch, units);
+  cudaCheck(cudaGetLastError());
+}
+
+void gru_cell_backward(const float* kept, const float* h_prev, const float* dh,
+                       const float* dh_more, float* carry, float* dxp, float* dhu, int64_t batch,
+                       int64_t units, cudaStream_t stream) {
+  if (batch * units == 0) return;
+  gru_backward_kernel<<<blocks_for(batch * units), kThreads, 0, stream>>>(
+      kept, h_prev, dh, dh_more, carry, dxp, dhu, batch, units);
   cudaCheck(cudaGetLastError());
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// The CUDA backend's pieces of recurrent layers (see ComputeBackend::copy_matrix, add_to,
-// lstm_cell_forward and lstm_cell_backward). Each launches on `stream` and returns without waiting.
+// The CUDA backend's pieces of recurrent layers (see ComputeBackend::copy_matrix, add_to and
+// the LSTM's and GRU's cell ops). Each launches on `stream` and returns without waiting.
 
 #include <cuda_runtime.h>
 
@@ -16,5 +16,10 @@ void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, fl
 void lstm_cell_backward(const float* gates, const float* c_prev, const float* c, const float* dh,
                         const float* dh_more, float* dc, float* dgates, int64_t batch,
                         int64_t units, cudaStream_t stream);
+void gru_cell_forward(const float* xp, const float* hu, const float* h_prev, float* kept, float* h,
+                      int64_t batch, int64_t units, cudaStream_t stream);
+void gru_cell_backward(const float* kept, const float* h_prev, const float* dh,
+                       const float* dh_more, float* carry, float* dxp, float* dhu, int64_t batch,
+                       int64_t units, cudaStream_t stream);
 
 }  // namespace ddp::cuda

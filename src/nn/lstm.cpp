@@ -1,262 +1,41 @@
 #include "nn/lstm.h"
 
 #include <algorithm>
-#include <cmath>
-#include <numbers>
-#include <vector>
-
-#include "core/counter_hash.h"
 
 namespace ddp {
 
 Lstm::Lstm(int64_t steps, int64_t features, int64_t units, bool return_sequences, bool use_bias,
            bool bidirectional, float dropout, float recurrent_dropout)
-    : steps_(steps),
-      features_(features),
-      units_(units),
-      return_sequences_(return_sequences),
-      bidirectional_(bidirectional),
-      dropout_(dropout),
-      recurrent_dropout_(recurrent_dropout),
-      no_bias_gates_(4 * units, false),
-      no_bias_units_(units, false) {
-  for (int d = 0; d < directions(); ++d) directions_.emplace_back(units, use_bias);
+    : Recurrent({.gates = 4, .kept = 4, .recurrent_bias = false}, steps, features, units,
+                return_sequences, use_bias, bidirectional, dropout, recurrent_dropout),
+      c_(static_cast<size_t>(directions())) {}
+
+void Lstm::init_input_bias(std::span<float> bias) const {
+  std::ranges::fill(bias, 0.0f);
+  std::fill(bias.begin() + units_, bias.begin() + 2 * units_, 1.0f);
 }
 
-std::string Lstm::type_name() const { return bidirectional_ ? "Bidirectional" : "LSTM"; }
-
-Shape Lstm::output_shape() const {
-  const int64_t width = directions() * units_;
-  return return_sequences_ ? Shape{steps_, width} : Shape{width};
-}
-
-std::vector<ParamSpec> Lstm::param_specs() const {
-  std::vector<ParamSpec> specs;
-  for (int d = 0; d < directions(); ++d) {
-    const std::string suffix = d == 1 ? "_l0_reverse" : "_l0";
-    specs.push_back({"weight_ih" + suffix, Shape{4 * units_, features_}, {}});
-    specs.push_back({"weight_hh" + suffix, Shape{4 * units_, units_}, {}});
-    if (directions_[d].bias.trained()) specs.push_back({"bias_ih" + suffix, Shape{4 * units_}, {}});
-  }
-  return specs;
-}
-
-void Lstm::bind(std::span<float* const> params, std::span<float* const> grads) {
-  size_t at = 0;
-  for (Direction& dir : directions_) {
-    dir.weight_ih = params[at];
-    dir.weight_ih_grad = grads[at++];
-    dir.weight_hh = params[at];
-    dir.weight_hh_grad = grads[at++];
-    if (dir.bias.trained()) {
-      dir.bias.bind(params[at], grads[at]);
-      ++at;
-    }
-  }
-}
-
-namespace {
-
-// Keras' Orthogonal initializer for the recurrent kernel (units, 4 units): the Q of a QR
-// factorization of a normal (4 units, units) matrix, signed so that R's diagonal is positive, is
-// what Gram-Schmidt makes of its columns; Keras' kernel is its transpose, weight_hh_l0 Q itself.
-void orthogonal_columns(Rng& rng, std::span<float> out, int64_t rows, int64_t cols) {
-  std::vector<double> q(static_cast<size_t>(rows * cols));  // column-major
-  for (double& v : q) {  // Box-Muller: 1 - uniform() is in (0, 1]
-    const double radius = std::sqrt(-2.0 * std::log(1.0 - rng.uniform()));
-    v = radius * std::cos(2 * std::numbers::pi * rng.uniform());
-  }
-  for (int64_t j = 0; j < cols; ++j) {
-    double* column = q.data() + j * rows;
-    for (int64_t k = 0; k < j; ++k) {
-      const double* earlier = q.data() + k * rows;
-      double dot = 0;
-      for (int64_t r = 0; r < rows; ++r) dot += earlier[r] * column[r];
-      for (int64_t r = 0; r < rows; ++r) column[r] -= dot * earlier[r];
-    }
-    double norm = 0;
-    for (int64_t r = 0; r < rows; ++r) norm += column[r] * column[r];
-    norm = std::sqrt(norm);
-    for (int64_t r = 0; r < rows; ++r) column[r] /= norm;
-  }
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j)
-      out[static_cast<size_t>(r * cols + j)] =
-          static_cast<float>(q[static_cast<size_t>(j * rows + r)]);
-}
-
-}  // namespace
-
-void Lstm::init_params(Rng& rng, std::span<const std::span<float>> params) const {
-  const float limit = std::sqrt(6.0f / static_cast<float>(features_ + 4 * units_));
-  size_t at = 0;
-  for (const Direction& dir : directions_) {
-    for (float& w : params[at++]) w = rng.uniform(-limit, limit);
-    orthogonal_columns(rng, params[at++], 4 * units_, units_);
-    if (!dir.bias.trained()) continue;
-    // Keras' unit_forget_bias: the forget gate's starts at 1.
-    const std::span<float> bias = params[at++];
-    std::ranges::fill(bias, 0.0f);
-    std::fill(bias.begin() + units_, bias.begin() + 2 * units_, 1.0f);
-  }
-}
-
-float* Lstm::sized(ComputeBackend& backend, DeviceBuffer& buffer, int64_t count) {
-  if (buffer.size() < static_cast<size_t>(count))
-    buffer = DeviceBuffer(backend, static_cast<size_t>(count));
-  return buffer.data();
-}
-
-void Lstm::reorder(ComputeBackend& backend, const float* from, float* to, int64_t batch,
-                   int64_t width, int64_t stride, int64_t column, bool back) const {
-  for (int64_t t = 0; t < steps_; ++t) {
-    if (back)
-      backend.copy_matrix(from + t * batch * width, width, 1, to + t * stride + column,
-                          steps_ * stride, batch, width);
-    else
-      backend.copy_matrix(from + t * stride + column, steps_ * stride, 1, to + t * batch * width,
-                          width, batch, width);
-  }
-}
-
-uint64_t Lstm::input_key(int d) const { return counter_hash(pass_.key, 2 * d); }
-uint64_t Lstm::recurrent_key(int d) const { return counter_hash(pass_.key, 2 * d + 1); }
-
-void Lstm::mask_steps(ComputeBackend& backend, const float* from, float* to, int64_t batch,
-                      int64_t width, float rate, uint64_t key) const {
-  for (int64_t t = 0; t < steps_; ++t)
-    backend.dropout(from + t * batch * width, to + t * batch * width, batch, width, rate, key,
-                    pass_.first_position);
-}
-
-void Lstm::run_steps(ComputeBackend& backend, int d, int64_t batch) {
-  Direction& dir = directions_[static_cast<size_t>(d)];
-  const bool reverse = d == 1;
-  const int64_t rows = steps_ * batch, gates = 4 * units_, step = batch * units_;
-  dir.inputs = x_steps_.data();
-  if (input_rate() > 0) {
-    float* const masked = sized(backend, dir.x_masked, rows * features_);
-    mask_steps(backend, x_steps_.data(), masked, batch, features_, input_rate(), input_key(d));
-    dir.inputs = masked;
-  }
-  float* const input_products = sized(backend, dir.input_products, rows * gates);
-  backend.dense_forward(dir.inputs, dir.weight_ih, dir.bias.values(backend), input_products, rows,
-                        features_, gates, Activation::kLinear);
-  float* const h_masked =
-      recurrent_rate() > 0 ? sized(backend, dir.h_masked, rows * units_) : nullptr;
-  float* const h = sized(backend, dir.h, rows * units_ + step);
-  float* const c = sized(backend, dir.c, rows * units_ + step);
-  float* const kept_gates = sized(backend, dir.gates, rows * gates);
-  float* const recurrent = sized(backend, recurrent_, batch * gates);
-  const int64_t start = reverse ? steps_ : 0;  // the zero slot
-  backend.fill_zero(h + start * step, static_cast<size_t>(step));
+void Lstm::start_steps(ComputeBackend& backend, int d, int64_t start, int64_t batch) {
+  const int64_t step = batch * units_;
+  float* const c = sized(backend, c_[static_cast<size_t>(d)], (steps_ + 1) * step);
   backend.fill_zero(c + start * step, static_cast<size_t>(step));
-  for (int64_t i = 0; i < steps_; ++i) {
-    const int64_t t = reverse ? steps_ - 1 - i : i;
-    const int64_t before = reverse ? t + 1 : t, after = reverse ? t : t + 1;
-    // The recurrent product reads h after its dropout, kept by step for backward (zero before the
-    // first step, which has no recurrent product).
-    const float* h_before = h + before * step;
-    if (h_masked) {
-      backend.dropout(h_before, h_masked + t * step, batch, units_, recurrent_rate(),
-                      recurrent_key(d), pass_.first_position);
-      h_before = h_masked + t * step;
-    }
-    if (i > 0)
-      backend.dense_forward(h_before, dir.weight_hh, no_bias_gates_.values(backend), recurrent,
-                            batch, units_, gates, Activation::kLinear);
-    backend.lstm_cell_forward(input_products + t * batch * gates, i > 0 ? recurrent : nullptr,
-                              c + before * step, kept_gates + t * batch * gates, c + after * step,
-                              h + after * step, batch, units_);
-  }
 }
 
-void Lstm::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
-  reorder(backend, x, sized(backend, x_steps_, steps_ * batch * features_), batch, features_,
-          features_, 0, false);
-  const int64_t width = directions() * units_, step = batch * units_;
-  for (int d = 0; d < directions(); ++d) {
-    run_steps(backend, d, batch);
-    const float* const h = directions_[static_cast<size_t>(d)].h.data();
-    if (return_sequences_)  // each step's h after it: slots 1.. forward, 0.. reverse
-      reorder(backend, h + (d == 1 ? 0 : step), y, batch, units_, width, d * units_, true);
-    else  // the last step's: slot `steps` forward, 0 reverse
-      backend.copy_matrix(h + (d == 1 ? 0 : steps_ * step), units_, 1, y + d * units_, width, batch,
-                          units_);
-  }
-  steps_of_ = x;
-  steps_batch_ = batch;
+void Lstm::cell_forward(ComputeBackend& backend, int d, const float* xp, const float* hu,
+                        float* kept, int64_t before, int64_t after, int64_t batch) {
+  const int64_t step = batch * units_;
+  float* const c = c_[static_cast<size_t>(d)].data();
+  backend.lstm_cell_forward(xp, hu, c + before * step, kept, c + after * step,
+                            h_slots(d) + after * step, batch, units_);
 }
 
-void Lstm::backward_steps(ComputeBackend& backend, int d, const float* dy, int64_t batch,
-                          bool accumulate, bool input_grad) {
-  Direction& dir = directions_[static_cast<size_t>(d)];
-  const bool reverse = d == 1;
-  const int64_t rows = steps_ * batch, gates = 4 * units_, step = batch * units_;
-  const int64_t width = directions() * units_;
-  float* const dgates = sized(backend, dgates_, rows * gates);
-  float* const dh = sized(backend, dh_, step);
-  float* const dc = sized(backend, dc_, step);
-  backend.fill_zero(dc, static_cast<size_t>(step));
-  // This direction's dy, time-major: every step's, or the last step's alone.
-  float* const dy_steps = sized(backend, dy_steps_, return_sequences_ ? rows * units_ : step);
-  if (return_sequences_)
-    reorder(backend, dy, dy_steps, batch, units_, width, d * units_, false);
-  else
-    backend.copy_matrix(dy + d * units_, width, 1, dy_steps, units_, batch, units_);
-  float* const weight_hh_t = sized(backend, weight_hh_t_, gates * units_);
-  backend.copy_matrix(dir.weight_hh, 1, units_, weight_hh_t, gates, units_, gates);
-  const float* const h = dir.h.data();
-  const float* const c = dir.c.data();
-  for (int64_t i = steps_ - 1; i >= 0; --i) {  // back from the direction's last step
-    const int64_t t = reverse ? steps_ - 1 - i : i;
-    const int64_t before = reverse ? t + 1 : t, after = reverse ? t : t + 1;
-    const float* const dh_out =
-        return_sequences_ ? dy_steps + t * step : (i == steps_ - 1 ? dy_steps : nullptr);
-    float* const dgates_t = dgates + t * batch * gates;
-    backend.lstm_cell_backward(dir.gates.data() + t * batch * gates, c + before * step,
-                               c + after * step, dh_out, i < steps_ - 1 ? dh : nullptr, dc,
-                               dgates_t, batch, units_);
-    // dh for the step before: dgates W_hh, as the product with W_hh's transpose (units, 4 units),
-    // through the recurrent dropout's mask.
-    if (i == 0) continue;
-    backend.dense_forward(dgates_t, weight_hh_t, no_bias_units_.values(backend), dh, batch, gates,
-                          units_, Activation::kLinear);
-    if (recurrent_rate() > 0)
-      backend.dropout(dh, dh, batch, units_, recurrent_rate(), recurrent_key(d),
-                      pass_.first_position);
-  }
-  // The weight gradients over all steps at once: against the h before each step as the recurrent
-  // products read them (the `steps` slots from the first forward, from the second reverse, or
-  // after their dropout) and against the inputs.
-  const float* const h_before =
-      recurrent_rate() > 0 ? dir.h_masked.data() : h + (reverse ? step : 0);
-  backend.dense_backward(h_before, dir.weight_hh, dgates, dgates, nullptr, dir.weight_hh_grad,
-                         no_bias_gates_.grad(backend), rows, units_, gates, Activation::kLinear,
-                         accumulate, nullptr);
-  float* const dx_steps = input_grad ? sized(backend, dir.dx_steps, rows * features_) : nullptr;
-  backend.dense_backward(dir.inputs, dir.weight_ih, dgates, dgates, dx_steps, dir.weight_ih_grad,
-                         dir.bias.grad(backend), rows, features_, gates, Activation::kLinear,
-                         accumulate, nullptr);
-  if (dx_steps && input_rate() > 0)
-    mask_steps(backend, dx_steps, dx_steps, batch, features_, input_rate(), input_key(d));
-}
-
-void Lstm::backward(ComputeBackend& backend, const float* x, const float* /*y*/, float* dy,
-                    float* dx, int64_t batch, bool accumulate) {
-  // Backward reads what forward kept for its input; after another input's forward (or none), the
-  // steps run again into a scratch output.
-  if (x != steps_of_ || batch != steps_batch_) {
-    DeviceBuffer output(backend, static_cast<size_t>(batch * output_shape().numel()));
-    forward(backend, x, output.data(), batch);
-  }
-  for (int d = 0; d < directions(); ++d)
-    backward_steps(backend, d, dy, batch, accumulate, dx != nullptr);
-  if (!dx) return;
-  float* const dx_steps = directions_[0].dx_steps.data();
-  const auto count = static_cast<size_t>(steps_ * batch * features_);
-  if (bidirectional_) backend.add_to(directions_[1].dx_steps.data(), dx_steps, count);
-  reorder(backend, dx_steps, dx, batch, features_, features_, 0, true);
+void Lstm::cell_backward(ComputeBackend& backend, int d, const float* kept, int64_t before,
+                         int64_t after, const float* dh, const float* dh_more, float* carry,
+                         float* dxp, float* /*dhu: dxp*/, int64_t batch) {
+  const int64_t step = batch * units_;
+  const float* const c = c_[static_cast<size_t>(d)].data();
+  backend.lstm_cell_backward(kept, c + before * step, c + after * step, dh, dh_more, carry, dxp,
+                             batch, units_);
 }
 
 }  // namespace ddp

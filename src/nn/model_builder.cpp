@@ -10,6 +10,7 @@
 #include "nn/dense.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
+#include "nn/gru.h"
 #include "nn/layer_norm.h"
 #include "nn/leaky_relu.h"
 #include "nn/lstm.h"
@@ -56,12 +57,27 @@ std::vector<std::string> with_activations(std::vector<std::string> first,
 }  // namespace
 
 const std::vector<std::string>& layer_types() {
-  static const std::vector<std::string> types = with_activations(
-      {"dense", "conv2d", "conv1d", "max_pooling2d", "average_pooling2d", "max_pooling1d",
-       "average_pooling1d", "global_average_pooling2d", "global_max_pooling2d", "embedding",
-       "global_average_pooling1d", "global_max_pooling1d", "lstm", "dropout", "batch_normalization",
-       "layer_normalization", "flatten", "reshape", "rescaling"},
-      {"softmax"});
+  static const std::vector<std::string> types = with_activations({"dense",
+                                                                  "conv2d",
+                                                                  "conv1d",
+                                                                  "max_pooling2d",
+                                                                  "average_pooling2d",
+                                                                  "max_pooling1d",
+                                                                  "average_pooling1d",
+                                                                  "global_average_pooling2d",
+                                                                  "global_max_pooling2d",
+                                                                  "embedding",
+                                                                  "global_average_pooling1d",
+                                                                  "global_max_pooling1d",
+                                                                  "lstm",
+                                                                  "gru",
+                                                                  "dropout",
+                                                                  "batch_normalization",
+                                                                  "layer_normalization",
+                                                                  "flatten",
+                                                                  "reshape",
+                                                                  "rescaling"},
+                                                                 {"softmax"});
   return types;
 }
 
@@ -136,7 +152,8 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
 
 bool has_parameters(const std::string& type) {
   return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
-         type == "lstm" || type == "batch_normalization" || type == "layer_normalization";
+         type == "lstm" || type == "gru" || type == "batch_normalization" ||
+         type == "layer_normalization";
 }
 
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
@@ -227,21 +244,30 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           "train");
       parameters += size;
       layers.push_back(std::make_unique<Embedding>(shape, spec.vocabulary, spec.units));
-    } else if (spec.type == "lstm") {
+    } else if (spec.type == "lstm" || spec.type == "gru") {
+      const bool lstm = spec.type == "lstm";
       if (shape.rank() != 2)
-        throw ConfigError(spec.path + ": lstm needs an input of (steps, features), an " +
-                          "embedding's output or a sequence, but gets " + shape.str());
-      const auto size = static_cast<uint64_t>((spec.bidirectional ? 8 : 4) * spec.units) *
-                        static_cast<uint64_t>(shape[1] + spec.units + (spec.use_bias ? 1 : 0));
+        throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, features), " +
+                          "an embedding's output or a sequence, but gets " + shape.str());
+      // Per direction: 4 (LSTM) or 3 (GRU) gates of weights, one bias each (the GRU's two).
+      const auto biases = spec.use_bias ? (lstm ? 1 : 2) : 0;
+      const auto size =
+          static_cast<uint64_t>((spec.bidirectional ? 2 : 1) * (lstm ? 4 : 3) * spec.units) *
+          static_cast<uint64_t>(shape[1] + spec.units + biases);
       if (spec.units <= 0 || size > budget - parameters)
         throw ConfigError(spec.path + ".units: " + std::to_string(spec.units) + " units of " +
                           std::to_string(shape[1]) + " features take the model past " +
                           std::to_string(budget) + " parameters, what this process's memory " +
                           "can train");
       parameters += size;
-      layers.push_back(std::make_unique<Lstm>(shape[0], shape[1], spec.units, spec.return_sequences,
-                                              spec.use_bias, spec.bidirectional, spec.rate,
-                                              spec.recurrent_rate));
+      if (lstm)
+        layers.push_back(std::make_unique<Lstm>(
+            shape[0], shape[1], spec.units, spec.return_sequences, spec.use_bias,
+            spec.bidirectional, spec.rate, spec.recurrent_rate));
+      else
+        layers.push_back(std::make_unique<Gru>(shape[0], shape[1], spec.units,
+                                               spec.return_sequences, spec.use_bias,
+                                               spec.bidirectional, spec.rate, spec.recurrent_rate));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "batch_normalization") {

@@ -59,7 +59,8 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.window = {1, positive(layer, "pool_size", layer.get<int64_t>("pool_size", 2))};
       spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", spec.window[1]))};
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-    } else if (spec.type == "lstm") {  // Keras' names; its activations are tanh and sigmoid
+    } else if (spec.type == "lstm" || spec.type == "gru") {
+      // Keras' names; its activations (tanh, sigmoid) and the GRU's reset_after as Keras' defaults
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.return_sequences = layer.get("return_sequences", false);
       spec.bidirectional = layer.get("bidirectional", false);

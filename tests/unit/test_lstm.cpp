@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "finite_differences.h"
 #include "nn/lstm.h"
+#include "sequence_steps.h"
 
 namespace ddp {
 namespace {
@@ -80,17 +81,6 @@ std::vector<double> reference_steps(const LstmParams& p, const std::vector<float
 }
 
 constexpr int64_t kBatch = 3, kSteps = 4, kFeatures = 3, kUnits = 5;
-
-// x (batch, steps, features) with its steps in the other order.
-std::vector<float> reversed_steps(const std::vector<float>& x, int64_t batch, int64_t steps,
-                                  int64_t width) {
-  std::vector<float> out(x.size());
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t t = 0; t < steps; ++t)
-      for (int64_t f = 0; f < width; ++f)
-        out[(b * steps + steps - 1 - t) * width + f] = x[(b * steps + t) * width + f];
-  return out;
-}
 
 // Both return modes, one direction and two: the reverse direction is the equations over the
 // steps in the other order, each of its outputs at the step it read (Keras' and PyTorch's).

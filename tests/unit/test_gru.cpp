@@ -1,0 +1,279 @@
+// GRU: outputs against PyTorch's documented equations written out in double here, every gradient
+// against finite differences, dropout, Keras' initializers, the vector cell against the per-unit
+// formulas, and Keras' configs both ways.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "api/keras_model_config.h"
+#include "backend/gru_cell.h"
+#include "core/counter_hash.h"
+#include "core/error.h"
+#include "finite_differences.h"
+#include "nn/gru.h"
+#include "sequence_steps.h"
+
+namespace ddp {
+namespace {
+
+// One direction's parameters and gradients: bias is (2, 3 units), the input products' then the
+// recurrent ones'.
+struct GruParams {
+  std::vector<float> weight_ih, weight_hh, bias;
+  std::vector<float> dweight_ih, dweight_hh, dbias;
+  GruParams(int64_t features, int64_t units, uint64_t first)
+      : weight_ih(random_vector(3 * units * features, first, -0.6f, 0.6f)),
+        weight_hh(random_vector(3 * units * units, first + 1, -0.6f, 0.6f)),
+        bias(random_vector(6 * units, first + 2, -0.5f, 0.5f)),
+        dweight_ih(weight_ih.size()),
+        dweight_hh(weight_hh.size()),
+        dbias(bias.size()) {}
+};
+
+std::vector<GruParams> directions(int64_t count, int64_t features, int64_t units) {
+  std::vector<GruParams> out;
+  for (int64_t d = 0; d < count; ++d)
+    out.emplace_back(features, units, 51 + 10 * static_cast<uint64_t>(d));
+  return out;
+}
+
+void bind(Gru& layer, std::vector<GruParams>& directions) {
+  std::vector<float*> params, grads;
+  for (GruParams& p : directions) {
+    params.insert(params.end(), {p.weight_ih.data(), p.weight_hh.data(), p.bias.data()});
+    grads.insert(grads.end(), {p.dweight_ih.data(), p.dweight_hh.data(), p.dbias.data()});
+  }
+  ASSERT_EQ(layer.param_specs().size(), params.size());
+  layer.bind(params, grads);
+}
+
+// PyTorch's nn.GRU equations, in double: every step's h, (batch, steps, units); with h_mask
+// (batch, units), Keras' recurrent dropout: h times the mask in the recurrent product alone.
+std::vector<double> reference_steps(const GruParams& p, const std::vector<float>& x, int64_t batch,
+                                    int64_t steps, int64_t features, int64_t units,
+                                    const std::vector<float>& h_mask = {}) {
+  std::vector<double> out(static_cast<size_t>(batch * steps * units));
+  const auto sigmoid = [](double z) { return 1 / (1 + std::exp(-z)); };
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<double> h(units, 0.0);
+    for (int64_t t = 0; t < steps; ++t) {
+      std::vector<double> xp(3 * units), hu(3 * units);
+      for (int64_t g = 0; g < 3 * units; ++g) {
+        xp[g] = p.bias[g];
+        hu[g] = p.bias[3 * units + g];
+        for (int64_t f = 0; f < features; ++f)
+          xp[g] += p.weight_ih[g * features + f] * x[(b * steps + t) * features + f];
+        for (int64_t u = 0; u < units; ++u)
+          hu[g] +=
+              p.weight_hh[g * units + u] * h[u] * (h_mask.empty() ? 1.0f : h_mask[b * units + u]);
+      }
+      for (int64_t j = 0; j < units; ++j) {
+        const double r = sigmoid(xp[j] + hu[j]), z = sigmoid(xp[units + j] + hu[units + j]);
+        const double n = std::tanh(xp[2 * units + j] + r * hu[2 * units + j]);
+        h[j] = (1 - z) * n + z * h[j];
+        out[(b * steps + t) * units + j] = h[j];
+      }
+    }
+  }
+  return out;
+}
+
+constexpr int64_t kBatch = 3, kSteps = 4, kFeatures = 3, kUnits = 5;
+
+// Both return modes, one direction and two (the reverse one the equations over the steps in the
+// other order, each output at the step it read).
+TEST(Gru, StepsAreTheDocumentedEquations) {
+  auto backend = make_cpu_backend();
+  const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 54);
+  for (const bool bidirectional : {false, true}) {
+    std::vector<GruParams> p = directions(bidirectional ? 2 : 1, kFeatures, kUnits);
+    std::vector<std::vector<double>> expected = {
+        reference_steps(p[0], x, kBatch, kSteps, kFeatures, kUnits)};
+    if (bidirectional)
+      expected.push_back(reference_steps(p[1], reversed_steps(x, kBatch, kSteps, kFeatures), kBatch,
+                                         kSteps, kFeatures, kUnits));
+    const int64_t width = static_cast<int64_t>(p.size()) * kUnits;
+    for (const bool sequences : {false, true}) {
+      Gru layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional);
+      EXPECT_EQ(layer.output_shape(), sequences ? (Shape{kSteps, width}) : (Shape{width}));
+      bind(layer, p);
+      std::vector<float> y(kBatch * layer.output_shape().numel());
+      layer.forward(*backend, x.data(), y.data(), kBatch);
+      for (size_t d = 0; d < p.size(); ++d)
+        for (int64_t b = 0; b < kBatch; ++b)
+          for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
+            for (int64_t j = 0; j < kUnits; ++j) {
+              const int64_t column = static_cast<int64_t>(d) * kUnits + j;
+              const int64_t at = sequences ? (b * kSteps + t) * width + column : b * width + column;
+              const int64_t read = d == 1 && sequences ? kSteps - 1 - t : t;
+              EXPECT_NEAR(y[at], expected[d][(b * kSteps + read) * kUnits + j], 1e-6)
+                  << "direction " << d << " sample " << b << " step " << t << " unit " << j;
+            }
+    }
+  }
+}
+
+// dx and every parameter's gradient of L = sum(y * r), with dropout's masks (fixed by the pass)
+// or without; the two biases are one parameter.
+void expect_gradients_match(bool sequences, bool bidirectional, float rate = 0,
+                            float recurrent_rate = 0) {
+  auto backend = make_cpu_backend();
+  std::vector<GruParams> p = directions(bidirectional ? 2 : 1, kFeatures, kUnits);
+  Gru layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional, rate, recurrent_rate);
+  bind(layer, p);
+  Pass pass;
+  pass.training = true;
+  pass.key = 78;
+  layer.set_pass(pass);
+  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 55);
+  std::vector<float> y(kBatch * layer.output_shape().numel());
+  const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, 56);
+  for (GruParams& d : p) {
+    expect_matches_finite_differences(objective, d.weight_ih, d.dweight_ih, "weight_ih");
+    expect_matches_finite_differences(objective, d.weight_hh, d.dweight_hh, "weight_hh");
+    expect_matches_finite_differences(objective, d.bias, d.dbias, "bias_ih_hh");
+  }
+}
+
+TEST(Gru, LastStepGradientsMatchFiniteDifferences) { expect_gradients_match(false, false); }
+TEST(Gru, SequenceGradientsMatchFiniteDifferences) { expect_gradients_match(true, false); }
+TEST(Gru, BidirectionalGradientsMatchFiniteDifferences) {
+  expect_gradients_match(false, true);
+  expect_gradients_match(true, true);
+}
+TEST(Gru, GradientsWithDropoutMatchFiniteDifferences) {
+  expect_gradients_match(true, true, 0.3f, 0.4f);
+}
+
+// Keras' dropout and recurrent_dropout in a training pass: the equations with x and the h that
+// the recurrent product reads multiplied by the dropout op's masks (h's direct path, z h, unmasked,
+// as Keras' GRUCell); an inference pass is the layer without dropout, bit for bit.
+TEST(Gru, DropoutMasksTheInputAndTheRecurrentProduct) {
+  auto backend = make_cpu_backend();
+  const float rate = 0.3f, recurrent_rate = 0.4f;
+  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 57);
+  std::vector<GruParams> p = directions(1, kFeatures, kUnits);
+  Gru layer(kSteps, kFeatures, kUnits, true, true, false, rate, recurrent_rate);
+  bind(layer, p);
+  Pass pass;
+  pass.training = true;
+  pass.key = 79;
+  pass.first_position = 5;
+  layer.set_pass(pass);
+  const auto mask = [&](int64_t width, float r, uint64_t counter) {
+    const std::vector<float> ones(kBatch * width, 1.0f);
+    std::vector<float> m(ones.size());
+    backend->dropout(ones.data(), m.data(), kBatch, width, r, counter_hash(pass.key, counter),
+                     pass.first_position);
+    return m;
+  };
+  const std::vector<float> x_mask = mask(kFeatures, rate, 0),
+                           h_mask = mask(kUnits, recurrent_rate, 1);
+  std::vector<float> masked_x = x;
+  for (int64_t b = 0; b < kBatch; ++b)
+    for (int64_t t = 0; t < kSteps; ++t)
+      for (int64_t f = 0; f < kFeatures; ++f)
+        masked_x[(b * kSteps + t) * kFeatures + f] *= x_mask[b * kFeatures + f];
+  const std::vector<double> expected =
+      reference_steps(p[0], masked_x, kBatch, kSteps, kFeatures, kUnits, h_mask);
+  std::vector<float> y(kBatch * kSteps * kUnits);
+  layer.forward(*backend, x.data(), y.data(), kBatch);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], expected[i], 1e-6) << i;
+
+  pass.training = false;
+  layer.set_pass(pass);
+  Gru plain(kSteps, kFeatures, kUnits, true, true);
+  bind(plain, p);
+  std::vector<float> inferred(y.size()), without(y.size());
+  layer.forward(*backend, x.data(), inferred.data(), kBatch);
+  plain.forward(*backend, x.data(), without.data(), kBatch);
+  EXPECT_EQ(inferred, without);
+}
+
+// use_bias: false has no bias parameter, and computes the equations with zero biases.
+TEST(Gru, WithoutBiasesIsTheEquationsWithZeroBiases) {
+  auto backend = make_cpu_backend();
+  std::vector<GruParams> p = directions(1, kFeatures, kUnits);
+  std::ranges::fill(p[0].bias, 0.0f);
+  Gru layer(kSteps, kFeatures, kUnits, false, false);
+  ASSERT_EQ(layer.param_specs().size(), 2u);
+  std::vector<float*> params = {p[0].weight_ih.data(), p[0].weight_hh.data()};
+  std::vector<float*> grads = {p[0].dweight_ih.data(), p[0].dweight_hh.data()};
+  layer.bind(params, grads);
+  const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 58);
+  const std::vector<double> expected = reference_steps(p[0], x, kBatch, kSteps, kFeatures, kUnits);
+  std::vector<float> y(kBatch * kUnits);
+  layer.forward(*backend, x.data(), y.data(), kBatch);
+  for (int64_t b = 0; b < kBatch; ++b)
+    for (int64_t j = 0; j < kUnits; ++j)
+      EXPECT_NEAR(y[b * kUnits + j], expected[(b * kSteps + kSteps - 1) * kUnits + j], 1e-6);
+}
+
+// PyTorch's names and shapes; Keras' initializers: Glorot-uniform input weights over 3 units,
+// orthonormal columns of weight_hh, both biases zero.
+TEST(Gru, NamesAndInitializersAsKeras) {
+  const int64_t features = 6, units = 8;
+  Gru layer(1, features, units, false, true, true);
+  const std::vector<ParamSpec> specs = layer.param_specs();
+  ASSERT_EQ(specs.size(), 6u);
+  EXPECT_EQ(specs[0].name, "weight_ih_l0");
+  EXPECT_EQ(specs[1].name, "weight_hh_l0");
+  EXPECT_EQ(specs[2].name, "bias_ih_hh_l0");
+  EXPECT_EQ(specs[2].shape, (Shape{2, 3 * units}));
+  EXPECT_EQ(specs[5].name, "bias_ih_hh_l0_reverse");
+  std::vector<float> weight_ih(3 * units * features), weight_hh(3 * units * units);
+  std::vector<float> bias(6 * units, 1.0f);
+  std::vector<std::vector<float>> reverse = {weight_ih, weight_hh, bias};
+  const std::span<float> params[] = {weight_ih,  weight_hh,  bias,
+                                     reverse[0], reverse[1], reverse[2]};
+  Rng rng(4);
+  layer.init_params(rng, params);
+  const float limit = std::sqrt(6.0f / (features + 3 * units));
+  for (const float w : weight_ih) EXPECT_LE(std::abs(w), limit);
+  for (int64_t a = 0; a < units; ++a)
+    for (int64_t b = 0; b < units; ++b) {
+      double dot = 0;
+      for (int64_t r = 0; r < 3 * units; ++r)
+        dot += double{weight_hh[r * units + a]} * weight_hh[r * units + b];
+      EXPECT_NEAR(dot, a == b ? 1.0 : 0.0, 1e-6) << "columns " << a << ", " << b;
+    }
+  for (const float b : bias) EXPECT_EQ(b, 0.0f);
+  for (const float b : reverse[2]) EXPECT_EQ(b, 0.0f);
+}
+
+// The CPU's vectorized cell against gru_cell.h's per-unit formulas on libm's, over
+// pre-activations from -10 to 10 and units that end mid-vector; its rows shared out over threads
+// give the same bits.
+TEST(Gru, VectorCellMatchesTheUnitFormulasOnAnyThreads) {
+  const int64_t batch = 600, units = 37, rows = batch * units, gates = 3 * rows, kept = 4 * rows;
+  const std::vector<float> xp = random_vector(gates, 59, -10, 10), hu = random_vector(gates, 60);
+  const std::vector<float> h_prev = random_vector(rows, 61), dh = random_vector(rows, 62);
+  const std::vector<float> dh_more = random_vector(rows, 63), carry0 = random_vector(rows, 64);
+  const auto cell = [&](int threads) {
+    auto backend = make_cpu_backend(true, threads);
+    std::vector<float> k(kept), h(rows), carry = carry0, dxp(gates), dhu(gates);
+    backend->gru_cell_forward(xp.data(), hu.data(), h_prev.data(), k.data(), h.data(), batch,
+                              units);
+    backend->gru_cell_backward(k.data(), h_prev.data(), dh.data(), dh_more.data(), carry.data(),
+                               dxp.data(), dhu.data(), batch, units);
+    return std::vector<std::vector<float>>{k, h, carry, dxp, dhu};
+  };
+  std::vector<float> k(kept), h(rows), carry = carry0, dxp(gates), dhu(gates);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t j = 0; j < units; ++j) {
+      gru_unit_forward(xp.data(), hu.data(), h_prev.data(), k.data(), h.data(), b, j, units);
+      gru_unit_backward(k.data(), h_prev.data(), dh.data(), dh_more.data(), carry.data(),
+                        dxp.data(), dhu.data(), b, j, units);
+    }
+  const std::vector<std::vector<float>> vector = cell(1), unit = {k, h, carry, dxp, dhu};
+  const char* names[] = {"kept", "h", "carry", "dxp", "dhu"};
+  for (size_t v = 0; v < unit.size(); ++v)
+    for (size_t i = 0; i < unit[v].size(); ++i)
+      EXPECT_NEAR(vector[v][i], unit[v][i], 1e-6) << names[v] << "[" << i << "]";
+  EXPECT_EQ(cell(2), vector);
+}
+
+}  // namespace
+}  // namespace ddp
