@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -92,6 +93,42 @@ void fold_second_biases(std::vector<NamedTensor>& tensors, const std::string& or
   }
 }
 
+// A gru layer keeps its two biases as one parameter, bias_ih_hh_l0 (2, 3 units; and a reverse
+// direction's bias_ih_hh_l0_reverse), as Keras keeps them; PyTorch's nn.GRU as bias_ih_l0 and
+// bias_hh_l0, its rows. The two names of PyTorch's for `name`, or none where it is not such a bias.
+constexpr std::string_view kBothBiases = ".bias_ih_hh_l0";
+
+std::optional<std::pair<std::string, std::string>> torch_biases(const std::string& name) {
+  const std::string first = other_bias(name, kBothBiases, kFirstBias);
+  if (first.empty()) return std::nullopt;
+  return std::pair{first, other_bias(name, kBothBiases, kSecondBias)};
+}
+
+// PyTorch's two biases of each of the model's bias_ih_hh parameters in `tensors`, as one tensor of
+// the parameter's name.
+void join_torch_biases(std::vector<NamedTensor>& tensors, const std::vector<ParamEntry>& entries,
+                       const std::string& origin) {
+  const auto find = [&](const std::string& name) {
+    return std::find_if(tensors.begin(), tensors.end(),
+                        [&](const NamedTensor& t) { return t.name == name; });
+  };
+  for (const ParamEntry& e : entries) {
+    const auto names = torch_biases(e.name);
+    if (!names || find(names->first) == tensors.end() || find(names->second) == tensors.end())
+      continue;  // left for take_tensors to name what is missing
+    NamedTensor joined{e.name, e.shape, {}};
+    for (const std::string& part : {names->first, names->second}) {
+      const auto t = find(part);
+      if (t->shape != Shape{e.shape[1]})
+        throw CheckpointError(origin + ": " + part + " has shape " + t->shape.str() +
+                              ", the model expects " + Shape{e.shape[1]}.str());
+      joined.values.insert(joined.values.end(), t->values.begin(), t->values.end());
+      tensors.erase(t);
+    }
+    tensors.push_back(std::move(joined));
+  }
+}
+
 }  // namespace
 
 std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
@@ -111,6 +148,14 @@ std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<NamedTensor> tensors;
   for (auto& [order, tensor] : ordered) {
+    const auto biases = torch_biases(tensor.name);
+    if (biases && layout == WeightLayout::kPyTorch) {  // a gru's: its rows, PyTorch's two
+      const auto half = static_cast<ptrdiff_t>(tensor.values.size() / 2);
+      const Shape row{tensor.shape[1]};
+      tensors.push_back({biases->first, row, {tensor.values.begin(), tensor.values.begin() + half}});
+      tensors.push_back({biases->second, row, {tensor.values.begin() + half, tensor.values.end()}});
+      continue;
+    }
     const std::string second = other_bias(tensor.name, kFirstBias, kSecondBias);
     tensors.push_back(std::move(tensor));
     if (!second.empty() && layout == WeightLayout::kPyTorch)
@@ -144,6 +189,7 @@ void load_named_weights(Communicator& comm, Trainer& trainer,
   run_agreed(comm, [&] {
     if (comm.rank() != 0) return;
     std::vector<NamedTensor> tensors = on_rank0();
+    join_torch_biases(tensors, trainer.model().param_entries(), origin);
     fold_second_biases(tensors, origin);
     take_tensors(tensors, trainer.model().param_entries(), params, origin, layout);
     take_tensors(tensors, trainer.model().buffer_entries(), buffers, origin, layout);

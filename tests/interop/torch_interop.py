@@ -55,7 +55,7 @@ from safetensors.torch import load_file, save_file
 
 from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, frozen_check,
                          layer_norm_check, multilabel_checks, read_rows, regression_check)
-from torch_text_steps import embedding_check, lstm_check
+from torch_text_steps import embedding_check, recurrent_check
 
 def image_data_yaml(tmp):
     """The start of a convnet config on ctrain.csv / ctest.csv: (6, 6, 3) images, layers follow."""
@@ -155,8 +155,9 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += embedding_check(args, env, tmp, "max", conv=True)
         diffs += embedding_check(args, env, tmp, "average", conv=True, windowed="max")
         diffs += embedding_check(args, env, tmp, "max", windowed="average")
-        diffs += lstm_check(args, env, tmp)
-        diffs += lstm_check(args, env, tmp, bidirectional=True)
+        for cell in ("lstm", "gru"):
+            diffs += recurrent_check(args, env, tmp, cell)
+            diffs += recurrent_check(args, env, tmp, cell, bidirectional=True)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1
