@@ -83,19 +83,30 @@ Spec Embedding(int64_t input_dim, int64_t output_dim) {
                {"input_dim", YAML::Node(input_dim)},
                {"output_dim", YAML::Node(output_dim)}})};
 }
-Spec LSTM(int64_t units, bool return_sequences, bool use_bias, double dropout,
-          double recurrent_dropout) {
-  return {map({{"type", YAML::Node("lstm")},
+namespace {
+Spec recurrent(const char* type, int64_t units, bool return_sequences, bool use_bias,
+               double dropout, double recurrent_dropout) {
+  return {map({{"type", YAML::Node(type)},
                {"units", YAML::Node(units)},
                {"return_sequences", YAML::Node(return_sequences)},
                {"use_bias", YAML::Node(use_bias)},
                {"dropout", YAML::Node(dropout)},
                {"recurrent_dropout", YAML::Node(recurrent_dropout)}})};
 }
+}  // namespace
+Spec LSTM(int64_t units, bool return_sequences, bool use_bias, double dropout,
+          double recurrent_dropout) {
+  return recurrent("lstm", units, return_sequences, use_bias, dropout, recurrent_dropout);
+}
+Spec GRU(int64_t units, bool return_sequences, bool use_bias, double dropout,
+         double recurrent_dropout) {
+  return recurrent("gru", units, return_sequences, use_bias, dropout, recurrent_dropout);
+}
 Spec Bidirectional(Spec layer) {
-  if (!layer.node["type"] || layer.node["type"].as<std::string>() != "lstm")
-    throw ConfigError("Bidirectional: wraps an LSTM, not " +
-                      (layer.node["type"] ? layer.node["type"].as<std::string>() : "this layer"));
+  const std::string type = layer.node["type"] ? layer.node["type"].as<std::string>() : "";
+  if (type != "lstm" && type != "gru")
+    throw ConfigError("Bidirectional: wraps an LSTM or GRU, not " +
+                      (type.empty() ? std::string("this layer") : type));
   layer.node["bidirectional"] = true;
   return layer;
 }

@@ -17,7 +17,7 @@ std::pair<std::string, json> keras_recurrent_layer(const LayerSpec& s) {
     LayerSpec one_way = s;
     one_way.bidirectional = false;
     auto [inner_class, inner] = keras_recurrent_layer(one_way);
-    inner["name"] = "forward_lstm";
+    inner["name"] = "forward_" + s.type;
     c["layer"] = keras_object("keras.layers", inner_class, std::move(inner));
     c["merge_mode"] = "concat";
     return {"Bidirectional", c};
@@ -26,12 +26,13 @@ std::pair<std::string, json> keras_recurrent_layer(const LayerSpec& s) {
   c["activation"] = "tanh";
   c["recurrent_activation"] = "sigmoid";
   c["use_bias"] = s.use_bias;
-  c["unit_forget_bias"] = true;
+  const bool lstm = s.type == "lstm";
+  c[lstm ? "unit_forget_bias" : "reset_after"] = true;
   c["return_sequences"] = s.return_sequences;
   for (const char* off : {"return_state", "go_backwards", "stateful"}) c[off] = false;
   c["dropout"] = s.rate;
   c["recurrent_dropout"] = s.recurrent_rate;
-  return {"LSTM", c};
+  return {lstm ? "LSTM" : "GRU", c};
 }
 
 YAML::Node recurrent_layer_spec(const std::string& class_name, const KerasSettings& in) {
@@ -40,29 +41,33 @@ YAML::Node recurrent_layer_spec(const std::string& class_name, const KerasSettin
     in.require("merge_mode", "concat");
     const json layer = in.required<json>("layer");
     const std::string inner = layer.value("class_name", "");
-    if (inner != "LSTM") in.refuse("layer " + inner + " (an LSTM only)");
+    if (inner != "LSTM" && inner != "GRU") in.refuse("layer " + inner + " (an LSTM or GRU only)");
     const json inner_config = layer.value("config", json::object());
-    out.reset(recurrent_layer_spec("LSTM", KerasSettings(inner_config, in.where() + ": its LSTM")));
-    // Its backward layer, where given, is the same LSTM reading the steps the other way.
+    out.reset(
+        recurrent_layer_spec(inner, KerasSettings(inner_config, in.where() + ": its " + inner)));
+    // Its backward layer, where given, is the same layer reading the steps the other way.
     const json backward = in.get<json>("backward_layer", nullptr);
     if (!backward.is_null()) {
       json settings = backward.value("config", json::object());
       settings.erase("go_backwards");
-      if (backward.value("class_name", "") != "LSTM" ||
-          YAML::Dump(recurrent_layer_spec("LSTM", KerasSettings(settings, in.where()))) !=
+      if (backward.value("class_name", "") != inner ||
+          YAML::Dump(recurrent_layer_spec(inner, KerasSettings(settings, in.where()))) !=
               YAML::Dump(out))
         in.refuse("backward_layer unlike its layer");
     }
     out["bidirectional"] = true;
     return out;
   }
-  out["type"] = "lstm";
+  const bool lstm = class_name == "LSTM";
+  out["type"] = lstm ? "lstm" : "gru";
   out["units"] = in.required<int64_t>("units");
   out["return_sequences"] = in.get<bool>("return_sequences", false);
   out["use_bias"] = in.get<bool>("use_bias", true);
   in.require("activation", "tanh");
   in.require("recurrent_activation", "sigmoid");
-  in.require("unit_forget_bias", true);
+  // The LSTM's forget bias starts at 1; the GRU's reset gate scales the recurrent product with its
+  // bias (Keras' default, PyTorch's nn.GRU), not the h it multiplies (reset_after false).
+  in.require(lstm ? "unit_forget_bias" : "reset_after", true);
   for (const char* off : {"return_state", "go_backwards", "stateful"}) in.require(off, false);
   out["dropout"] = in.get<double>("dropout", 0.0);
   out["recurrent_dropout"] = in.get<double>("recurrent_dropout", 0.0);

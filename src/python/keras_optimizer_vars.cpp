@@ -46,7 +46,7 @@ std::optional<KerasSlotLayout> keras_slot_layout(const std::string& optimizer) {
 struct SlotVariable {
   size_t buffer;
   size_t tensor;
-  std::vector<int> to_keras;
+  KerasLayout layout;
   std::string what;  // "the momentum of layers.0.weight"
 };
 
@@ -69,7 +69,7 @@ std::vector<SlotVariable> slot_order(const keras::OptimizerSlots& slots,
     const std::vector<NamedTensor>& held = slots.buffers[index].second;
     for (size_t t = 0; t < held.size(); ++t)
       if (held[t].name == v.name)
-        out.push_back({index, t, v.to_keras, std::string("the ") + slot + " of " + v.name});
+        out.push_back({index, t, v.layout, std::string("the ") + slot + " of " + v.name});
   };
   if (layout.interleaved) {
     for (const KerasTrainedVariable& v : variables)
@@ -110,7 +110,7 @@ void add_keras_optimizer_vars(const py::object& file, const keras::OptimizerSlot
   for (const SlotVariable& s : slot_order(slots, *layout, layer_types)) {
     NamedTensor tensor = slots.buffers[s.buffer].second[s.tensor];
     for (float& x : tensor.values) x *= layout->sign;
-    put(keras_array(tensor, s.to_keras));
+    put(keras_array(tensor, s.layout));
   }
   if (!slots.buffers.empty())
     for (const double x : slots.scalars) put(np.attr("float32")(x));
@@ -178,7 +178,7 @@ std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(
       const std::string at = where + "/" + std::to_string(first + i) + " (" + s.what + ")";
       const py::object d = dataset(first + i);
       NamedTensor& tensor = out.buffers[s.buffer].second[s.tensor];
-      const std::vector<int64_t> expected = keras_shape(tensor.shape, s.to_keras);
+      const std::vector<int64_t> expected = keras_shape(tensor.shape, s.layout.to_keras);
       const std::vector<int64_t> shape = d.attr("shape").cast<std::vector<int64_t>>();
       if (shape != expected)
         throw CheckpointError(at + ": has shape " + Shape(shape).str() + ", the model's is " +
@@ -187,7 +187,7 @@ std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(
       if (kind != "f")
         throw CheckpointError(at + ": holds " + py::str(d.attr("dtype")).cast<std::string>() +
                               " values, not real numbers");
-      std::vector<float> values = from_keras_array(d, s.to_keras).second;
+      std::vector<float> values = from_keras_array(d, s.layout).second;
       const auto bad =
           std::find_if(values.begin(), values.end(), [](float x) { return !std::isfinite(x); });
       if (bad != values.end())

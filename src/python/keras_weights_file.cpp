@@ -1,5 +1,7 @@
 #include "keras_weights_file.h"
 
+#include "keras_variables.h"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -19,103 +21,6 @@ namespace {
 
 namespace py = pybind11;
 using namespace pybind11::literals;
-
-// One of a layer's variables in Keras' order: the suffix of its get_weights() name and the axes
-// that take ddp-trainer's layout to Keras' (none: the same).
-struct Variable {
-  const char* suffix;
-  std::vector<int> to_keras;
-  bool optional;                // a bias (use_bias: false)
-  const char* group = nullptr;  // its group's path below the layer's; null: the layer's own
-};
-
-// A recurrent layer's variables are its cell's ("cell", Keras' "lstm_cell"), a Bidirectional's
-// those of its two layers' cells: groups below the layer's, each with a vars group of its own
-// named by Keras.
-struct Subgroup {
-  const char* path;
-  const char* name;
-};
-
-struct KerasLayer {
-  const char* keras_name;  // the snake case of the Keras class
-  std::vector<Variable> variables;
-  std::vector<Subgroup> subgroups = {};
-};
-
-// An LSTM cell's variables in the group `cell`, in Keras' order (kernel, recurrent kernel, bias):
-// the forward direction's, or the reverse one's.
-std::vector<Variable> lstm_cell(const char* cell, bool reverse) {
-  static constexpr const char* kForward[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0"};
-  static constexpr const char* kReverse[] = {"weight_ih_l0_reverse", "weight_hh_l0_reverse",
-                                             "bias_ih_l0_reverse"};
-  const char* const* names = reverse ? kReverse : kForward;
-  return {
-      {names[0], {1, 0}, false, cell}, {names[1], {1, 0}, false, cell}, {names[2], {}, true, cell}};
-}
-
-std::vector<Variable> both_directions() {
-  std::vector<Variable> out = lstm_cell("forward_layer/cell", false);
-  for (const Variable& v : lstm_cell("backward_layer/cell", true)) out.push_back(v);
-  return out;
-}
-
-// The layer types with variables; the others have no group.
-const KerasLayer* keras_layer(const std::string& type) {
-  static const std::map<std::string, KerasLayer> layers = {
-      {"dense", {"dense", {{"weight", {1, 0}, false}, {"bias", {}, true}}}},
-      {"conv2d", {"conv2d", {{"weight", {1, 2, 3, 0}, false}, {"bias", {}, true}}}},
-      {"conv1d", {"conv1d", {{"weight", {1, 2, 0}, false}, {"bias", {}, true}}}},
-      {"embedding", {"embedding", {{"weight", {}, false}}}},
-      {"lstm", {"lstm", lstm_cell("cell", false), {{"cell", "lstm_cell"}}}},
-      {"bidirectional_lstm",
-       {"bidirectional",
-        both_directions(),
-        {{"forward_layer", "forward_lstm"},
-         {"forward_layer/cell", "lstm_cell"},
-         {"backward_layer", "backward_lstm"},
-         {"backward_layer/cell", "lstm_cell"}}}},
-      {"batch_normalization",
-       {"batch_normalization",
-        {{"weight", {}, false},
-         {"bias", {}, false},
-         {"running_mean", {}, false},
-         {"running_var", {}, false}}}},
-      {"layer_normalization",
-       {"layer_normalization", {{"weight", {}, false}, {"bias", {}, false}}}}};
-  const auto it = layers.find(type);
-  return it == layers.end() ? nullptr : &it->second;
-}
-
-// Each layer with variables: its number k among them (get_weights()' "layers.<k>", Note
-// [parameter names]), its Keras group (Keras' names in order, _1, _2, ... for a class's later
-// layers), and its variables.
-struct KerasGroup {
-  size_t k;
-  std::string name;
-  const KerasLayer* layer;
-  std::string type;
-  // The group of a variable's values.
-  std::string vars(const Variable& v) const {
-    std::string path = name;
-    if (v.group) path.append("/").append(v.group);
-    return path.append("/vars");
-  }
-};
-std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types) {
-  std::vector<KerasGroup> groups;
-  std::map<std::string, int> seen;
-  for (const std::string& type : layer_types) {
-    const KerasLayer* layer = keras_layer(type);
-    if (!layer) continue;
-    const int earlier = seen[layer->keras_name]++;
-    groups.push_back({groups.size(),
-                      "layers/" + std::string(layer->keras_name) +
-                          (earlier ? "_" + std::to_string(earlier) : ""),
-                      layer, type});
-  }
-  return groups;
-}
 
 }  // namespace
 
@@ -140,9 +45,6 @@ py::module_ h5py_for(const std::string& path) {
 
 // Layer k's (among those with variables) variables in Keras' order and layouts, from `weights`
 // in ddp-trainer's own layouts; `origin` names the weights in errors.
-std::string variable_name(size_t k, const Variable& v) {
-  return "layers." + std::to_string(k) + "." + v.suffix;
-}
 
 bool has_variable(const std::vector<NamedTensor>& weights, size_t k, const Variable& v) {
   const std::string name = variable_name(k, v);
@@ -159,30 +61,47 @@ py::list keras_variables(const std::vector<NamedTensor>& weights, size_t k, cons
                                 [&name](const NamedTensor& w) { return w.name == name; });
     if (t == weights.end() && v.optional) continue;
     if (t == weights.end()) throw CheckpointError(origin + ": the model has no " + name);
-    out.append(keras_array(*t, v.to_keras));
+    out.append(keras_array(*t, v.layout));
   }
   return out;
 }
 
 }  // namespace
 
-py::array keras_array(const NamedTensor& tensor, const std::vector<int>& to_keras) {
-  py::array_t<float> a(tensor.shape.dims(), tensor.values.data());
-  if (to_keras.empty()) return a;
+namespace {
+
+// `a` with the first two of its three blocks along `axis` swapped (-1: `a` as it is); its own
+// inverse.
+py::object gates_swapped(const py::object& a, int axis) {
+  if (axis < 0) return a;
   const py::module_ np = py::module_::import("numpy");
-  return np.attr("ascontiguousarray")(np.attr("transpose")(a, to_keras));
+  const py::list blocks = np.attr("split")(a, 3, "axis"_a = axis);
+  return np.attr("ascontiguousarray")(
+      np.attr("concatenate")(py::make_tuple(blocks[1], blocks[0], blocks[2]), "axis"_a = axis));
+}
+
+}  // namespace
+
+py::array keras_array(const NamedTensor& tensor, const KerasLayout& layout) {
+  const py::object a = gates_swapped(py::array_t<float>(tensor.shape.dims(), tensor.values.data()),
+                                     layout.gate_axis);
+  if (layout.to_keras.empty()) return a;
+  const py::module_ np = py::module_::import("numpy");
+  return np.attr("ascontiguousarray")(np.attr("transpose")(a, layout.to_keras));
 }
 
 std::pair<Shape, std::vector<float>> from_keras_array(const py::handle& array,
-                                                      const std::vector<int>& to_keras) {
+                                                      const KerasLayout& layout) {
   const py::module_ np = py::module_::import("numpy");
   py::array_t<float, py::array::c_style | py::array::forcecast> a =
       np.attr("asarray")(array, "dtype"_a = "float32");
+  const std::vector<int>& to_keras = layout.to_keras;
   if (!to_keras.empty()) {
     std::vector<int> back(to_keras.size());  // the inverse permutation
     for (size_t d = 0; d < back.size(); ++d) back[to_keras[d]] = static_cast<int>(d);
     a = np.attr("ascontiguousarray")(np.attr("transpose")(a, back));
   }
+  a = gates_swapped(a, layout.gate_axis);
   return {Shape(std::vector<int64_t>(a.shape(), a.shape() + a.ndim())),
           std::vector<float>(a.data(), a.data() + a.size())};
 }
@@ -195,7 +114,7 @@ std::vector<KerasTrainedVariable> keras_trained_variables(
       const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
       if (std::any_of(params.begin(), params.end(),
                       [&name](const NamedTensor& t) { return t.name == name; }))
-        out.push_back({name, v.to_keras});
+        out.push_back({name, v.layout});
     }
   return out;
 }
@@ -235,7 +154,7 @@ std::vector<NamedTensor> with_keras_layer_variables(std::vector<NamedTensor> wei
                         py::repr(expected).cast<std::string>());
     const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
     for (NamedTensor& t : weights)
-      if (t.name == name) std::tie(t.shape, t.values) = from_keras_array(variables[i], v.to_keras);
+      if (t.name == name) std::tie(t.shape, t.values) = from_keras_array(variables[i], v.layout);
   }
   return weights;
 }
@@ -336,11 +255,12 @@ void read_variables(const py::object& file, const py::module_& h5py, const std::
                             py::str(dataset.attr("dtype")).cast<std::string>() +
                             " values; a weight is a real number");
     const size_t dims = dataset.attr("ndim").cast<size_t>();
-    if (!v.to_keras.empty() && dims != v.to_keras.size())
+    const std::vector<int>& to_keras = v.layout.to_keras;
+    if (!to_keras.empty() && dims != to_keras.size())
       throw CheckpointError(where + ": variable " + std::to_string(i) + " has " +
                             std::to_string(dims) + " dimensions, not " +
-                            std::to_string(v.to_keras.size()));
-    auto [shape, values] = from_keras_array(dataset, v.to_keras);
+                            std::to_string(to_keras.size()));
+    auto [shape, values] = from_keras_array(dataset, v.layout);
     out.push_back({variable_name(k, v), std::move(shape), std::move(values)});
   }
 }

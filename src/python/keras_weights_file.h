@@ -25,21 +25,29 @@
 
 namespace ddp::python {
 
+// How ddp-trainer's layout of a variable becomes Keras': the axes in Keras' order (none: the same),
+// and an axis (of ours) of three gate blocks whose first two Keras orders the other way, or -1 (a
+// GRU's: PyTorch's r, z, n against Keras' z, r, h).
+struct KerasLayout {
+  std::vector<int> to_keras;
+  int gate_axis = -1;
+};
+
 // One of the model's trained variables in Keras' order (model.trainable_variables): its
-// get_weights() name and the axes that take ddp-trainer's layout of it to Keras' (none: the same).
+// get_weights() name and its layout in Keras'.
 struct KerasTrainedVariable {
   std::string name;
-  std::vector<int> to_keras;
+  KerasLayout layout;
 };
 // Those of a model whose layers are `layer_types` and whose parameters are `params` (a bias
 // left out is not there).
 std::vector<KerasTrainedVariable> keras_trained_variables(
     const std::vector<std::string>& layer_types, const std::vector<NamedTensor>& params);
-// A tensor in ddp-trainer's layout as a NumPy array in Keras' (`to_keras` as above).
-pybind11::array keras_array(const NamedTensor& tensor, const std::vector<int>& to_keras);
+// A tensor in ddp-trainer's layout as a NumPy array in Keras'.
+pybind11::array keras_array(const NamedTensor& tensor, const KerasLayout& layout);
 // The reverse, of an array of any real kind, in Keras' layout: ddp-trainer's shape and values.
 std::pair<Shape, std::vector<float>> from_keras_array(const pybind11::handle& array,
-                                                      const std::vector<int>& to_keras);
+                                                      const KerasLayout& layout);
 
 // Whether save_weights / load_weights of `path` mean a Keras weights file.
 bool is_keras_weights_file(const std::string& path);

@@ -115,15 +115,16 @@ void define_layers(py::module_& m) {
         return trained_or_frozen(keras::Embedding(input_dim, output_dim), trainable);
       },
       py::arg("input_dim"), py::arg("output_dim"), py::arg("trainable") = true);
-  m.def(
-      "LSTM",
-      [](int64_t units, bool return_sequences, bool use_bias, double dropout,
-         double recurrent_dropout, bool trainable) {
-        return trained_or_frozen(
-            keras::LSTM(units, return_sequences, use_bias, dropout, recurrent_dropout), trainable);
-      },
-      py::arg("units"), py::arg("return_sequences") = false, py::arg("use_bias") = true,
-      py::arg("dropout") = 0.0, py::arg("recurrent_dropout") = 0.0, py::arg("trainable") = true);
+  for (const auto& [name, make] : {std::pair{"LSTM", &keras::LSTM}, std::pair{"GRU", &keras::GRU}})
+    m.def(
+        name,
+        [make](int64_t units, bool return_sequences, bool use_bias, double dropout,
+               double recurrent_dropout, bool trainable) {
+          return trained_or_frozen(
+              make(units, return_sequences, use_bias, dropout, recurrent_dropout), trainable);
+        },
+        py::arg("units"), py::arg("return_sequences") = false, py::arg("use_bias") = true,
+        py::arg("dropout") = 0.0, py::arg("recurrent_dropout") = 0.0, py::arg("trainable") = true);
   m.def("Bidirectional", &keras::Bidirectional, py::arg("layer"));
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));

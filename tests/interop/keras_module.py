@@ -171,7 +171,7 @@ def main():
           f"{predicted:.2e}")
 
     # Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed
-    # 1D poolings or two LSTMs, one way or both (the first returning every step) on token ids:
+    # 1D poolings, two LSTMs or two GRUs, one way or both (the first returning every step) on token ids:
     # the same training from the same weights, and each side's .keras file loaded by the other
     # predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are
     # IndexedSlices, through which its Adam updates the moments of the rows a batch holds alone (on
@@ -204,7 +204,16 @@ def main():
              lambda: [(ddp.Bidirectional(ddp.LSTM(6, return_sequences=True)),
                        keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True))),
                       (ddp.Bidirectional(ddp.LSTM(5)),
-                       keras.layers.Bidirectional(keras.layers.LSTM(5)))])]:
+                       keras.layers.Bidirectional(keras.layers.LSTM(5)))]),
+            ("GRU, GRU",
+             lambda: [(ddp.GRU(6, return_sequences=True),
+                       keras.layers.GRU(6, return_sequences=True)),
+                      (ddp.GRU(5), keras.layers.GRU(5))]),
+            ("Bidirectional(GRU), Bidirectional(GRU)",
+             lambda: [(ddp.Bidirectional(ddp.GRU(6, return_sequences=True)),
+                       keras.layers.Bidirectional(keras.layers.GRU(6, return_sequences=True))),
+                      (ddp.Bidirectional(ddp.GRU(5)),
+                       keras.layers.Bidirectional(keras.layers.GRU(5)))])]:
         layers = middle()
         ours = ddp.Sequential([ddp.Embedding(50, 8)] + [o for o, _ in layers] +
                               [ddp.Dense(4, "softmax")], input_shape=[12])

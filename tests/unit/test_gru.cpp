@@ -275,5 +275,42 @@ TEST(Gru, VectorCellMatchesTheUnitFormulasOnAnyThreads) {
   EXPECT_EQ(cell(2), vector);
 }
 
+// Keras' GRU config both ways (reset_after, Keras' default, and PyTorch's arithmetic); reset_after
+// false (the reset gate on h before its product) refused by name; Bidirectional(GRU) both ways.
+TEST(Gru, KerasConfigsBothWays) {
+  LayerSpec gru;
+  gru.type = "gru";
+  gru.units = 7;
+  gru.return_sequences = true;
+  const nlohmann::json keras =
+      keras::keras_model_config({gru}, Shape({12, 8}))["config"]["layers"][1];
+  EXPECT_EQ(keras["class_name"], "GRU");
+  EXPECT_EQ(keras["config"]["units"], 7);
+  EXPECT_EQ(keras["config"]["reset_after"], true);
+  EXPECT_FALSE(keras["config"].contains("unit_forget_bias"));
+  const YAML::Node back = keras::keras_layer(keras, "m.keras").spec->node;
+  EXPECT_EQ(back["type"].as<std::string>(), "gru");
+  EXPECT_EQ(back["units"].as<int64_t>(), 7);
+  EXPECT_TRUE(back["return_sequences"].as<bool>());
+  nlohmann::json before = keras;
+  before["config"]["reset_after"] = false;
+  try {
+    keras::keras_layer(before, "m.keras: layers[1]");
+    ADD_FAILURE() << "reset_after false accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "m.keras: layers[1] (GRU): reset_after false; ddp-trainer's layers do not have it");
+  }
+  gru.bidirectional = true;
+  const nlohmann::json both =
+      keras::keras_model_config({gru}, Shape({12, 8}))["config"]["layers"][1];
+  EXPECT_EQ(both["class_name"], "Bidirectional");
+  EXPECT_EQ(both["config"]["layer"]["class_name"], "GRU");
+  EXPECT_EQ(both["config"]["layer"]["config"]["name"], "forward_gru");
+  const YAML::Node both_back = keras::keras_layer(both, "m.keras").spec->node;
+  EXPECT_EQ(both_back["type"].as<std::string>(), "gru");
+  EXPECT_TRUE(both_back["bidirectional"].as<bool>());
+}
+
 }  // namespace
 }  // namespace ddp

@@ -370,10 +370,16 @@ TEST(Lstm, KerasBidirectionalConfigsBothWays) {
   EXPECT_EQ(refusal(summed),
             "m.keras: layers[1] (Bidirectional): merge_mode \"sum\"; "
             "ddp-trainer's layers do not have it");
-  nlohmann::json gru = keras;
-  gru["config"]["layer"]["class_name"] = "GRU";
-  EXPECT_EQ(refusal(gru),
-            "m.keras: layers[1] (Bidirectional): layer GRU (an LSTM only); "
+  nlohmann::json simple = keras;
+  simple["config"]["layer"]["class_name"] = "SimpleRNN";
+  EXPECT_EQ(refusal(simple),
+            "m.keras: layers[1] (Bidirectional): layer SimpleRNN (an LSTM or GRU only); "
+            "ddp-trainer's layers do not have it");
+  nlohmann::json mixed = keras;  // a GRU reading the steps back of an LSTM reading them forward
+  mixed["config"]["backward_layer"] = keras["config"]["layer"];
+  mixed["config"]["backward_layer"]["class_name"] = "GRU";
+  EXPECT_EQ(refusal(mixed),
+            "m.keras: layers[1] (Bidirectional): backward_layer unlike its layer; "
             "ddp-trainer's layers do not have it");
 }
 

@@ -1,0 +1,93 @@
+#include "keras_variables.h"
+
+#include <map>
+
+namespace ddp::python {
+namespace {
+
+// An LSTM's or GRU's cell's variables in the group `cell`, in Keras' order (kernel, recurrent
+// kernel, bias): the forward direction's, or the reverse one's. A GRU's gates in Keras' order, its
+// two biases Keras' one (2, 3 units) bias.
+std::vector<Variable> recurrent_cell(bool gru, const char* cell, bool reverse) {
+  static constexpr const char* kLstm[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0"};
+  static constexpr const char* kLstmReverse[] = {"weight_ih_l0_reverse", "weight_hh_l0_reverse",
+                                                 "bias_ih_l0_reverse"};
+  static constexpr const char* kGru[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_hh_l0"};
+  static constexpr const char* kGruReverse[] = {"weight_ih_l0_reverse", "weight_hh_l0_reverse",
+                                                "bias_ih_hh_l0_reverse"};
+  const char* const* names =
+      gru ? (reverse ? kGruReverse : kGru) : (reverse ? kLstmReverse : kLstm);
+  const int rows = gru ? 0 : -1, bias = gru ? 1 : -1;  // our axis of gate blocks, or none
+  return {{names[0], {{1, 0}, rows}, false, cell},
+          {names[1], {{1, 0}, rows}, false, cell},
+          {names[2], {{}, bias}, true, cell}};
+}
+
+std::vector<Variable> both_directions(bool gru) {
+  std::vector<Variable> out = recurrent_cell(gru, "forward_layer/cell", false);
+  for (const Variable& v : recurrent_cell(gru, "backward_layer/cell", true)) out.push_back(v);
+  return out;
+}
+
+}  // namespace
+
+const KerasLayer* keras_layer(const std::string& type) {
+  static const std::map<std::string, KerasLayer> layers = {
+      {"dense", {"dense", {{"weight", {{1, 0}}, false}, {"bias", {}, true}}}},
+      {"conv2d", {"conv2d", {{"weight", {{1, 2, 3, 0}}, false}, {"bias", {}, true}}}},
+      {"conv1d", {"conv1d", {{"weight", {{1, 2, 0}}, false}, {"bias", {}, true}}}},
+      {"embedding", {"embedding", {{"weight", {}, false}}}},
+      {"lstm", {"lstm", recurrent_cell(false, "cell", false), {{"cell", "lstm_cell"}}}},
+      {"gru", {"gru", recurrent_cell(true, "cell", false), {{"cell", "gru_cell"}}}},
+      {"bidirectional_lstm",
+       {"bidirectional",
+        both_directions(false),
+        {{"forward_layer", "forward_lstm"},
+         {"forward_layer/cell", "lstm_cell"},
+         {"backward_layer", "backward_lstm"},
+         {"backward_layer/cell", "lstm_cell"}}}},
+      {"bidirectional_gru",
+       {"bidirectional",
+        both_directions(true),
+        {{"forward_layer", "forward_gru"},
+         {"forward_layer/cell", "gru_cell"},
+         {"backward_layer", "backward_gru"},
+         {"backward_layer/cell", "gru_cell"}}}},
+      {"batch_normalization",
+       {"batch_normalization",
+        {{"weight", {}, false},
+         {"bias", {}, false},
+         {"running_mean", {}, false},
+         {"running_var", {}, false}}}},
+      {"layer_normalization",
+       {"layer_normalization", {{"weight", {}, false}, {"bias", {}, false}}}}};
+  const auto it = layers.find(type);
+  return it == layers.end() ? nullptr : &it->second;
+}
+
+std::string KerasGroup::vars(const Variable& v) const {
+  std::string path = name;
+  if (v.group) path.append("/").append(v.group);
+  return path.append("/vars");
+}
+
+std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types) {
+  std::vector<KerasGroup> groups;
+  std::map<std::string, int> seen;
+  for (const std::string& type : layer_types) {
+    const KerasLayer* layer = keras_layer(type);
+    if (!layer) continue;
+    const int earlier = seen[layer->keras_name]++;
+    groups.push_back({groups.size(),
+                      "layers/" + std::string(layer->keras_name) +
+                          (earlier ? "_" + std::to_string(earlier) : ""),
+                      layer, type});
+  }
+  return groups;
+}
+
+std::string variable_name(size_t k, const Variable& v) {
+  return "layers." + std::to_string(k) + "." + v.suffix;
+}
+
+}  // namespace ddp::python
