@@ -119,16 +119,19 @@ TEST(Resume, ConvnetWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
   straight_and_resumed(config, comm, 33);
 }
 
-// An LSTM's dropout and recurrent dropout masks come from the pass's key and the samples'
-// positions, as the dropout layer's: a bidirectional LSTM over 8 steps of 8 features resumes too.
-TEST(Resume, LstmWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
+// A recurrent layer's dropout and recurrent dropout masks come from the pass's key and the
+// samples' positions, as the dropout layer's: a bidirectional LSTM or GRU over 8 steps of 8
+// features resumes too.
+TEST(Resume, RecurrentWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
   MpiCommunicator comm;
-  const Config config =
-      resume_config("adam", "auto",
-                    {"data.train.features=64", "model.input=[8, 8]",
-                     "model.layers=[{type: lstm, units: 6, bidirectional: true, dropout: 0.3,"
-                     " recurrent_dropout: 0.2}, {type: dense, units: 5, activation: softmax}]"});
-  straight_and_resumed(config, comm, 33);
+  for (const std::string type : {"lstm", "gru"}) {
+    const Config config = resume_config(
+        "adam", "auto",
+        {"data.train.features=64", "model.input=[8, 8]",
+         "model.layers=[{type: " + type + ", units: 6, bidirectional: true, dropout: 0.3," +
+             " recurrent_dropout: 0.2}, {type: dense, units: 5, activation: softmax}]"});
+    straight_and_resumed(config, comm, 33);
+  }
 }
 
 // Note [augmentation]: the draws come from (seed, epoch, position), which a checkpoint restores.
