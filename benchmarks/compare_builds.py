@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A/B throughput of two ddp_bench builds (say, main before and after a change) on W2 and W3 (or
-the --workloads given: W1 to W5) at 1 and 2 ranks (or the --ranks given; RxT: R ranks of T threads), alternating them run by run so that the
+the --workloads given: W1 to W6) at 1 and 2 ranks (or the --ranks given; RxT: R ranks of T threads), alternating them run by run so that the
 machine's drift hits both alike. Prints and writes a Markdown table of medians with their spread.
   git worktree add /tmp/base <commit> && cmake -S /tmp/base -B /tmp/build-base && \\
     cmake --build /tmp/build-base --target ddp_bench
@@ -30,7 +30,8 @@ WORKLOADS = {"W1": ("configs/w1_seed.yaml", ["--warmup", "1000", "--steps", "200
              "W2": ("configs/w2_fmnist_mlp.yaml", ["--warmup", "20", "--steps", "200"]),
              "W3": ("configs/w3_wide_mlp.yaml", ["--warmup", "5", "--steps", "40"]),
              "W4": ("configs/fashion_mnist_cnn.yaml", ["--warmup", "10", "--steps", "100"]),
-             "W5": ("configs/w5_text_lstm.yaml", ["--warmup", "30", "--steps", "300"])}
+             "W5": ("configs/w5_text_lstm.yaml", ["--warmup", "30", "--steps", "300"]),
+             "W6": ("configs/w6_text_gru.yaml", ["--warmup", "30", "--steps", "300"])}
 
 
 def binary_identity(binary):
@@ -68,7 +69,7 @@ def main():
                    help="a config override for one label's runs")
     p.add_argument("--cluster", action="append", default=[],
                    help="netns_cluster.sh options, e.g. \"--hosts 2 --slots 1 --rate 1gbit\"")
-    p.add_argument("--workloads", default="W2,W3", help="comma-separated: W1 to W5")
+    p.add_argument("--workloads", default="W2,W3", help="comma-separated: W1 to W6")
     p.add_argument("--ranks", default="1,2",
                    help="comma-separated rank counts on this host (without --cluster), RxT for "
                         "R ranks of T threads each")

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The benchmark workloads W1-W5 in PyTorch, for benchmarks/compare_pytorch.py: same shapes,
+"""The benchmark workloads W1-W6 in PyTorch, for benchmarks/compare_pytorch.py: same shapes,
 batch, optimizer and data as configs/w*.yaml. Every variant a PyTorch expert would try is a flag:
 the optimizer's implementation (--opt default|foreach|fused), torch.compile (--compile, inductor),
 channels-last convolutions (--channels-last, W4), bf16 products (--bf16 medium:
@@ -83,14 +83,15 @@ class Cnn(torch.nn.Module):
         return self.layers[3](x)
 
 
-class TextLstm(torch.nn.Module):
-    """W5, configs/w5_text_lstm.yaml: token ids -> embedding 16 -> LSTM 32 (the last step's output)
-    -> dense 4; parameter names as ddp-trainer's (layers.<k>)."""
+class TextRecurrent(torch.nn.Module):
+    """W5 and W6, configs/w5_text_lstm.yaml and w6_text_gru.yaml: token ids -> embedding 16 ->
+    LSTM or GRU (`cell`) 32 (the last step's output) -> dense 4; parameter names as ddp-trainer's
+    (layers.<k>)."""
 
-    def __init__(self):
+    def __init__(self, cell):
         super().__init__()
         self.layers = torch.nn.ModuleList([torch.nn.Embedding(500, 16),
-                                           torch.nn.LSTM(16, 32, batch_first=True),
+                                           cell(16, 32, batch_first=True),
                                            torch.nn.Linear(32, 4)])
 
     def forward(self, x):  # x: (N, 40) token ids
@@ -100,10 +101,11 @@ class TextLstm(torch.nn.Module):
 
 def workload(name, channels_last=False):
     g = torch.Generator().manual_seed(0)
-    if name == "w5":  # synthetic texts as W5 config: 8,000 of 40 ids below 500
+    if name in ("w5", "w6"):  # synthetic texts as their configs: 8,000 of 40 ids below 500
         x, y = torch.randint(0, 500, (8000, 40), generator=g), torch.randint(0, 4, (8000,),
                                                                              generator=g)
-        return x, y, TextLstm(), ("adam", 5e-3), 64
+        cell = torch.nn.LSTM if name == "w5" else torch.nn.GRU
+        return x, y, TextRecurrent(cell), ("adam", 5e-3), 64
     if name == "w1":
         x, y = torch.rand(1000, 10, generator=g), torch.randint(0, 10, (1000,), generator=g)
         opt, batch = ("adam", 1e-3), 32
@@ -304,7 +306,8 @@ def seed_job(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--workload", choices=["w1", "w2", "w3", "w4", "w5"], default="w2")
+    p.add_argument("--workload", choices=["w1", "w2", "w3", "w4", "w5", "w6"],
+                   default="w2")
     p.add_argument("--ranks", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cpus", default="", help="comma-separated CPUs to pin to")

@@ -1,5 +1,5 @@
 #pragma once
-// One unit of one step of an LSTM cell (Note [LSTM steps]), which the CPU's loops and the CUDA
+// One unit of one step of an LSTM cell (Note [recurrent steps]), which the CPU's loops and the CUDA
 // kernels share. A row's gates are four blocks of `units`, in Keras' and PyTorch's order: input
 // (i), forget (f), candidate (g), output (o).
 

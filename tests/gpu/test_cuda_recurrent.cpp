@@ -1,36 +1,46 @@
-// The LSTM layer on the CUDA backend against the CPU's (the specification): its outputs, input
-// gradient and parameter gradients over both return modes, one direction and two, through
-// copy_matrix, add_to, the cell kernels and cuBLAS's products.
+// The LSTM and GRU layers on the CUDA backend against the CPU's (the specification): their
+// outputs, input gradients and parameter gradients over both return modes, one direction and two,
+// through copy_matrix, add_to, the cell kernels and cuBLAS's products.
 
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <string>
 #include <tuple>
 
 #include "gpu_test_support.h"
+#include "nn/gru.h"
 #include "nn/lstm.h"
 
 namespace ddp {
 namespace {
 
-// (return_sequences, bidirectional)
-class CudaLstm : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
+// (cell: "lstm" or "gru", return_sequences, bidirectional)
+class CudaRecurrent : public ::testing::TestWithParam<std::tuple<std::string, bool, bool>> {};
 
-TEST_P(CudaLstm, MatchesTheCpu) {
-  const auto [sequences, bidirectional] = GetParam();
+TEST_P(CudaRecurrent, MatchesTheCpu) {
+  const auto [cell, sequences, bidirectional] = GetParam();
+  const bool gru = cell == "gru";
   const int64_t ways = bidirectional ? 2 : 1;
   auto cpu = make_cpu_backend(false);
   auto cuda = gpu();
-  const int64_t batch = 9, steps = 7, features = 5, units = 6, gates = 4 * units;
+  // Per direction: the gate rows, and the bias's values (the GRU's two biases in one parameter).
+  const int64_t batch = 9, steps = 7, features = 5, units = 6, gates = (gru ? 3 : 4) * units;
+  const int64_t biases = gru ? 2 * gates : gates;
   const auto x = random_values(batch * steps * features, 1),
-             wi = random_values(gates * features, 2), wh = random_values(gates * units, 3),
-             b = random_values(gates, 4);
-  const int64_t out = batch * (sequences ? steps : 1) * units;
+             wi = random_values(ways * gates * features, 2),
+             wh = random_values(ways * gates * units, 3), b = random_values(ways * biases, 4);
+  const int64_t out = batch * (sequences ? steps : 1) * ways * units;
   const auto dy = random_values(out, 5);
   std::vector<std::vector<float>> results[2];
   ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
   for (int k = 0; k < 2; ++k) {
     ComputeBackend& be = *backends[k];
-    Lstm layer(steps, features, units, sequences, true, bidirectional);
+    std::unique_ptr<Layer> layer;
+    if (gru)
+      layer = std::make_unique<Gru>(steps, features, units, sequences, true, bidirectional);
+    else
+      layer = std::make_unique<Lstm>(steps, features, units, sequences, true, bidirectional);
     Mirror X(be, x), WI(be, wi), WH(be, wh), B(be, b), Y(be, std::vector<float>(out)), DY(be, dy),
         DX(be, std::vector<float>(x.size())), DWI(be, std::vector<float>(wi.size())),
         DWH(be, std::vector<float>(wh.size())), DB(be, std::vector<float>(b.size()));
@@ -38,23 +48,26 @@ TEST_P(CudaLstm, MatchesTheCpu) {
     for (int64_t d = 0; d < ways; ++d) {
       params.insert(params.end(),
                     {WI.buffer.data() + d * gates * features, WH.buffer.data() + d * gates * units,
-                     B.buffer.data() + d * gates});
+                     B.buffer.data() + d * biases});
       grads.insert(grads.end(),
                    {DWI.buffer.data() + d * gates * features, DWH.buffer.data() + d * gates * units,
-                    DB.buffer.data() + d * gates});
+                    DB.buffer.data() + d * biases});
     }
-    layer.bind(params, grads);
-    layer.forward(be, X.buffer.data(), Y.buffer.data(), batch);
-    layer.backward(be, X.buffer.data(), Y.buffer.data(), DY.buffer.data(), DX.buffer.data(), batch,
-                   false);
+    ASSERT_EQ(layer->param_specs().size(), params.size());
+    layer->bind(params, grads);
+    layer->forward(be, X.buffer.data(), Y.buffer.data(), batch);
+    layer->backward(be, X.buffer.data(), Y.buffer.data(), DY.buffer.data(), DX.buffer.data(),
+                    batch, false);
     results[k] = {Y.read(), DX.read(), DWI.read(), DWH.read(), DB.read()};
   }
-  const char* names[] = {"lstm y", "lstm dx", "lstm dweight_ih", "lstm dweight_hh", "lstm dbias"};
-  for (size_t i = 0; i < 5; ++i) expect_close(results[0][i], results[1][i], names[i]);
+  const char* names[] = {"y", "dx", "dweight_ih", "dweight_hh", "dbias"};
+  for (size_t i = 0; i < 5; ++i)
+    expect_close(results[0][i], results[1][i], (cell + " " + names[i]).c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(ReturnSequencesAndDirections, CudaLstm,
-                         ::testing::Combine(::testing::Bool(), ::testing::Bool()));
+INSTANTIATE_TEST_SUITE_P(CellsReturnSequencesAndDirections, CudaRecurrent,
+                         ::testing::Combine(::testing::Values("lstm", "gru"), ::testing::Bool(),
+                                            ::testing::Bool()));
 
 }  // namespace
 }  // namespace ddp
