@@ -30,6 +30,7 @@ def main():
     import numpy as np
     import keras
     import ddp_trainer as ddp
+    from keras_text_steps import token_model_checks
 
     rng = np.random.default_rng(0)
     w = rng.normal(size=(10, 4))
@@ -170,83 +171,7 @@ def main():
           f"{gap(ours, keras_ln):.2e}; Keras' load_model of ddp-trainer's file predicts within "
           f"{predicted:.2e}")
 
-    # Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed
-    # 1D poolings, two LSTMs or two GRUs, one way or both (the first returning every step) on token ids:
-    # the same training from the same weights, and each side's .keras file loaded by the other
-    # predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are
-    # IndexedSlices, through which its Adam updates the moments of the rows a batch holds alone (on
-    # Keras' torch backend, dense as here).
-    tokens = rng.integers(0, 50, size=(600, 12))
-    token_labels = (tokens < 15).sum(axis=1) % 4
-
-    def pooled(pooling):
-        return [(getattr(ddp, pooling)(), getattr(keras.layers, pooling)())]
-
-    for name, middle in [
-            ("GlobalAveragePooling1D", lambda: pooled("GlobalAveragePooling1D")),
-            ("GlobalMaxPooling1D", lambda: pooled("GlobalMaxPooling1D")),
-            ("Conv1D, GlobalMaxPooling1D",
-             lambda: [(ddp.Conv1D(6, 3, strides=2, activation="relu", padding="same"),
-                       keras.layers.Conv1D(6, 3, strides=2, activation="relu", padding="same"))] +
-             pooled("GlobalMaxPooling1D")),
-            ("AveragePooling1D, Conv1D, MaxPooling1D, GlobalAveragePooling1D",
-             lambda: [(ddp.AveragePooling1D(3, strides=2, padding="same"),
-                       keras.layers.AveragePooling1D(3, strides=2, padding="same")),
-                      (ddp.Conv1D(6, 3, activation="relu"),
-                       keras.layers.Conv1D(6, 3, activation="relu")),
-                      (ddp.MaxPooling1D(2), keras.layers.MaxPooling1D(2))] +
-             pooled("GlobalAveragePooling1D")),
-            ("LSTM, LSTM",
-             lambda: [(ddp.LSTM(6, return_sequences=True),
-                       keras.layers.LSTM(6, return_sequences=True)),
-                      (ddp.LSTM(5), keras.layers.LSTM(5))]),
-            ("Bidirectional(LSTM), Bidirectional(LSTM)",
-             lambda: [(ddp.Bidirectional(ddp.LSTM(6, return_sequences=True)),
-                       keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True))),
-                      (ddp.Bidirectional(ddp.LSTM(5)),
-                       keras.layers.Bidirectional(keras.layers.LSTM(5)))]),
-            ("GRU, GRU",
-             lambda: [(ddp.GRU(6, return_sequences=True),
-                       keras.layers.GRU(6, return_sequences=True)),
-                      (ddp.GRU(5), keras.layers.GRU(5))]),
-            ("Bidirectional(GRU), Bidirectional(GRU)",
-             lambda: [(ddp.Bidirectional(ddp.GRU(6, return_sequences=True)),
-                       keras.layers.Bidirectional(keras.layers.GRU(6, return_sequences=True))),
-                      (ddp.Bidirectional(ddp.GRU(5)),
-                       keras.layers.Bidirectional(keras.layers.GRU(5)))])]:
-        layers = middle()
-        ours = ddp.Sequential([ddp.Embedding(50, 8)] + [o for o, _ in layers] +
-                              [ddp.Dense(4, "softmax")], input_shape=[12])
-        ours.build()
-        keras_text = keras.Sequential([keras.Input((12,), dtype="int32"),
-                                       keras.layers.Embedding(50, 8)] +
-                                      [k for _, k in layers] +
-                                      [keras.layers.Dense(4, activation="softmax")])
-        for ours_layer, keras_layer in zip(ours.layers, keras_text.layers):
-            keras_layer.set_weights(ours_layer.get_weights())
-        for m in (ours, keras_text):
-            m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
-            m.fit(tokens[:500], token_labels[:500], batch_size=50, epochs=3, shuffle=False,
-                  verbose=0)
-        trained_gap = gap(ours, keras_text)
-        ours_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_emb_{os.getpid()}.keras")
-        keras_path = ours_path.replace(".keras", "_keras.keras")
-        ours.save(ours_path)
-        keras_text.save(keras_path)
-        try:
-            into_keras = keras.models.load_model(ours_path)
-            into_ours = ddp.load_model(keras_path)
-        finally:
-            os.remove(ours_path)
-            os.remove(keras_path)
-        predicted = max(
-            float(np.abs(into_keras.predict(tokens, verbose=0) - ours.predict(tokens)).max()),
-            float(np.abs(into_ours.predict(tokens) - keras_text.predict(tokens, verbose=0)).max()))
-        check(f"keras.layers.Embedding, {name}",
-              trained_gap < 1e-5 and predicted < 1e-5,
-              f"30 SGD momentum steps from the same table: max abs difference of the weights "
-              f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "
-              f"{predicted:.2e}")
+    token_model_checks(ddp, keras, np, rng, check, gap)
 
     # Note [frozen layers]: Keras' layer.trainable = False on a batch normalization (which then
     # normalizes with its moving statistics) and a Dense layer, both above a trained layer, trains
