@@ -82,3 +82,14 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
               f"30 SGD momentum steps from the same table: max abs difference of the weights "
               f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "
               f"{predicted:.2e}")
+        if name.startswith("Bidirectional"):
+            # The momentum through the .keras files both ways (a Bidirectional's slots in Keras'
+            # order of its two cells' variables, a GRU's gates in Keras' order): each loaded model
+            # goes on as the model that saved it, 10 more steps.
+            for m in (ours, keras_text, into_ours, into_keras):
+                m.fit(tokens[:500], token_labels[:500], batch_size=50, epochs=1, shuffle=False,
+                      verbose=0)
+            went_on = max(gap(keras_text, into_ours), gap(ours, into_keras))
+            check(f"the momentum of keras.layers.Embedding, {name} in .keras files",
+                  went_on < 1e-5, f"10 steps after loading, each side's model against the one "
+                  f"that saved it: max abs difference of the weights {went_on:.2e}")
