@@ -9,11 +9,10 @@
 
 #include "api/keras_model_config.h"
 #include "backend/gru_cell.h"
-#include "core/counter_hash.h"
 #include "core/error.h"
 #include "finite_differences.h"
 #include "nn/gru.h"
-#include "sequence_steps.h"
+#include "recurrent_checks.h"
 
 namespace ddp {
 namespace {
@@ -80,40 +79,21 @@ std::vector<double> reference_steps(const GruParams& p, const std::vector<float>
   return out;
 }
 
-constexpr int64_t kBatch = 3, kSteps = 4, kFeatures = 3, kUnits = 5;
-
-// Both return modes, one direction and two (the reverse one the equations over the steps in the
-// other order, each output at the step it read).
-TEST(Gru, StepsAreTheDocumentedEquations) {
-  auto backend = make_cpu_backend();
-  const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 54);
-  for (const bool bidirectional : {false, true}) {
-    std::vector<GruParams> p = directions(bidirectional ? 2 : 1, kFeatures, kUnits);
-    std::vector<std::vector<double>> expected = {
-        reference_steps(p[0], x, kBatch, kSteps, kFeatures, kUnits)};
-    if (bidirectional)
-      expected.push_back(reference_steps(p[1], reversed_steps(x, kBatch, kSteps, kFeatures), kBatch,
-                                         kSteps, kFeatures, kUnits));
-    const int64_t width = static_cast<int64_t>(p.size()) * kUnits;
-    for (const bool sequences : {false, true}) {
-      Gru layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional);
-      EXPECT_EQ(layer.output_shape(), sequences ? (Shape{kSteps, width}) : (Shape{width}));
-      bind(layer, p);
-      std::vector<float> y(kBatch * layer.output_shape().numel());
-      layer.forward(*backend, x.data(), y.data(), kBatch);
-      for (size_t d = 0; d < p.size(); ++d)
-        for (int64_t b = 0; b < kBatch; ++b)
-          for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
-            for (int64_t j = 0; j < kUnits; ++j) {
-              const int64_t column = static_cast<int64_t>(d) * kUnits + j;
-              const int64_t at = sequences ? (b * kSteps + t) * width + column : b * width + column;
-              const int64_t read = d == 1 && sequences ? kSteps - 1 - t : t;
-              EXPECT_NEAR(y[at], expected[d][(b * kSteps + read) * kUnits + j], 1e-6)
-                  << "direction " << d << " sample " << b << " step " << t << " unit " << j;
-            }
-    }
+struct GruCell {
+  using Layer = Gru;
+  using Params = GruParams;
+  static std::vector<GruParams> directions(int64_t count, int64_t features, int64_t units) {
+    return ddp::directions(count, features, units);
   }
-}
+  static void bind(Gru& layer, std::vector<GruParams>& p) { ddp::bind(layer, p); }
+  static std::vector<double> reference(const GruParams& p, const std::vector<float>& x,
+                                       int64_t batch, int64_t steps, int64_t features,
+                                       int64_t units, const std::vector<float>& h_mask) {
+    return reference_steps(p, x, batch, steps, features, units, h_mask);
+  }
+};
+
+TEST(Gru, StepsAreTheDocumentedEquations) { expect_documented_steps<GruCell>(54); }
 
 // dx and every parameter's gradient of L = sum(y * r), with dropout's masks (fixed by the pass)
 // or without; the two biases are one parameter.
@@ -147,49 +127,10 @@ TEST(Gru, GradientsWithDropoutMatchFiniteDifferences) {
   expect_gradients_match(true, true, 0.3f, 0.4f);
 }
 
-// Keras' dropout and recurrent_dropout in a training pass: the equations with x and the h that
-// the recurrent product reads multiplied by the dropout op's masks (h's direct path, z h, unmasked,
-// as Keras' GRUCell); an inference pass is the layer without dropout, bit for bit.
+// Keras' dropout and recurrent_dropout (the h that z carries on unmasked, as Keras' GRUCell).
 TEST(Gru, DropoutMasksTheInputAndTheRecurrentProduct) {
   auto backend = make_cpu_backend();
-  const float rate = 0.3f, recurrent_rate = 0.4f;
-  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 57);
-  std::vector<GruParams> p = directions(1, kFeatures, kUnits);
-  Gru layer(kSteps, kFeatures, kUnits, true, true, false, rate, recurrent_rate);
-  bind(layer, p);
-  Pass pass;
-  pass.training = true;
-  pass.key = 79;
-  pass.first_position = 5;
-  layer.set_pass(pass);
-  const auto mask = [&](int64_t width, float r, uint64_t counter) {
-    const std::vector<float> ones(kBatch * width, 1.0f);
-    std::vector<float> m(ones.size());
-    backend->dropout(ones.data(), m.data(), kBatch, width, r, counter_hash(pass.key, counter),
-                     pass.first_position);
-    return m;
-  };
-  const std::vector<float> x_mask = mask(kFeatures, rate, 0),
-                           h_mask = mask(kUnits, recurrent_rate, 1);
-  std::vector<float> masked_x = x;
-  for (int64_t b = 0; b < kBatch; ++b)
-    for (int64_t t = 0; t < kSteps; ++t)
-      for (int64_t f = 0; f < kFeatures; ++f)
-        masked_x[(b * kSteps + t) * kFeatures + f] *= x_mask[b * kFeatures + f];
-  const std::vector<double> expected =
-      reference_steps(p[0], masked_x, kBatch, kSteps, kFeatures, kUnits, h_mask);
-  std::vector<float> y(kBatch * kSteps * kUnits);
-  layer.forward(*backend, x.data(), y.data(), kBatch);
-  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], expected[i], 1e-6) << i;
-
-  pass.training = false;
-  layer.set_pass(pass);
-  Gru plain(kSteps, kFeatures, kUnits, true, true);
-  bind(plain, p);
-  std::vector<float> inferred(y.size()), without(y.size());
-  layer.forward(*backend, x.data(), inferred.data(), kBatch);
-  plain.forward(*backend, x.data(), without.data(), kBatch);
-  EXPECT_EQ(inferred, without);
+  expect_dropout_masks_each_step_alike<GruCell>(*backend, 57);
 }
 
 // use_bias: false has no bias parameter, and computes the equations with zero biases.

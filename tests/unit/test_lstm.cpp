@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "finite_differences.h"
 #include "nn/lstm.h"
-#include "sequence_steps.h"
+#include "recurrent_checks.h"
 
 namespace ddp {
 namespace {
@@ -80,41 +80,21 @@ std::vector<double> reference_steps(const LstmParams& p, const std::vector<float
   return out;
 }
 
-constexpr int64_t kBatch = 3, kSteps = 4, kFeatures = 3, kUnits = 5;
-
-// Both return modes, one direction and two: the reverse direction is the equations over the
-// steps in the other order, each of its outputs at the step it read (Keras' and PyTorch's).
-TEST(Lstm, StepsAreTheDocumentedEquations) {
-  auto backend = make_cpu_backend();
-  const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 14);
-  for (const bool bidirectional : {false, true}) {
-    std::vector<LstmParams> p = directions(bidirectional ? 2 : 1, kFeatures, kUnits);
-    std::vector<std::vector<double>> expected = {
-        reference_steps(p[0], x, kBatch, kSteps, kFeatures, kUnits)};
-    if (bidirectional)
-      expected.push_back(reference_steps(p[1], reversed_steps(x, kBatch, kSteps, kFeatures), kBatch,
-                                         kSteps, kFeatures, kUnits));
-    const int64_t width = static_cast<int64_t>(p.size()) * kUnits;
-    for (const bool sequences : {false, true}) {
-      Lstm layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional);
-      EXPECT_EQ(layer.output_shape(), sequences ? (Shape{kSteps, width}) : (Shape{width}));
-      bind(layer, p);
-      std::vector<float> y(kBatch * layer.output_shape().numel());
-      layer.forward(*backend, x.data(), y.data(), kBatch);
-      for (size_t d = 0; d < p.size(); ++d)
-        for (int64_t b = 0; b < kBatch; ++b)
-          for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
-            for (int64_t j = 0; j < kUnits; ++j) {
-              const int64_t column = static_cast<int64_t>(d) * kUnits + j;
-              const int64_t at = sequences ? (b * kSteps + t) * width + column : b * width + column;
-              // The reverse direction's output at step t is its equations' at kSteps - 1 - t.
-              const int64_t read = d == 1 && sequences ? kSteps - 1 - t : t;
-              EXPECT_NEAR(y[at], expected[d][(b * kSteps + read) * kUnits + j], 1e-6)
-                  << "direction " << d << " sample " << b << " step " << t << " unit " << j;
-            }
-    }
+struct LstmCell {
+  using Layer = Lstm;
+  using Params = LstmParams;
+  static std::vector<LstmParams> directions(int64_t count, int64_t features, int64_t units) {
+    return ddp::directions(count, features, units);
   }
-}
+  static void bind(Lstm& layer, std::vector<LstmParams>& p) { ddp::bind(layer, p); }
+  static std::vector<double> reference(const LstmParams& p, const std::vector<float>& x,
+                                       int64_t batch, int64_t steps, int64_t features,
+                                       int64_t units, const std::vector<float>& h_mask) {
+    return reference_steps(p, x, batch, steps, features, units, h_mask);
+  }
+};
+
+TEST(Lstm, StepsAreTheDocumentedEquations) { expect_documented_steps<LstmCell>(14); }
 
 // dx and every parameter's gradient of L = sum(y * r); then backward with `accumulate` adds the
 // same gradients again.
@@ -156,47 +136,11 @@ TEST(Lstm, BidirectionalGradientsMatchFiniteDifferences) {
 // an inference pass is the layer without dropout, bit for bit.
 TEST(Lstm, DropoutMasksEachStepAlikeInTraining) {
   auto backend = make_cpu_backend();
-  const float rate = 0.3f, recurrent_rate = 0.4f;
-  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 40);
-  std::vector<LstmParams> p = directions(1, kFeatures, kUnits);
-  Lstm layer(kSteps, kFeatures, kUnits, true, true, false, rate, recurrent_rate);
-  bind(layer, p);
-  Pass pass;
-  pass.training = true;
-  pass.key = 77;
-  pass.first_position = 5;
-  layer.set_pass(pass);
-  const auto mask = [&](int64_t width, float r, uint64_t counter) {
-    const std::vector<float> ones(kBatch * width, 1.0f);
-    std::vector<float> m(ones.size());
-    backend->dropout(ones.data(), m.data(), kBatch, width, r, counter_hash(pass.key, counter),
-                     pass.first_position);
-    return m;
-  };
-  const std::vector<float> x_mask = mask(kFeatures, rate, 0),
-                           h_mask = mask(kUnits, recurrent_rate, 1);
-  std::vector<float> masked_x = x;
-  for (int64_t b = 0; b < kBatch; ++b)
-    for (int64_t t = 0; t < kSteps; ++t)
-      for (int64_t f = 0; f < kFeatures; ++f)
-        masked_x[(b * kSteps + t) * kFeatures + f] *= x_mask[b * kFeatures + f];
-  const std::vector<double> expected =
-      reference_steps(p[0], masked_x, kBatch, kSteps, kFeatures, kUnits, h_mask);
-  std::vector<float> y(kBatch * kSteps * kUnits);
-  layer.forward(*backend, x.data(), y.data(), kBatch);
-  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], expected[i], 1e-6) << i;
-  const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, 41);
-  expect_matches_finite_differences(objective, p[0].weight_ih, p[0].dweight_ih, "weight_ih");
-  expect_matches_finite_differences(objective, p[0].weight_hh, p[0].dweight_hh, "weight_hh");
-
-  pass.training = false;
-  layer.set_pass(pass);
-  Lstm plain(kSteps, kFeatures, kUnits, true, true);
-  bind(plain, p);
-  std::vector<float> inferred(y.size()), without(y.size());
-  layer.forward(*backend, x.data(), inferred.data(), kBatch);
-  plain.forward(*backend, x.data(), without.data(), kBatch);
-  EXPECT_EQ(inferred, without);
+  DropoutCase<LstmCell> c = expect_dropout_masks_each_step_alike<LstmCell>(*backend, 40);
+  const auto objective = expect_input_gradient_matches(*backend, *c.layer, c.x, c.y, kBatch, 41);
+  LstmParams& p = c.params[0];
+  expect_matches_finite_differences(objective, p.weight_ih, p.dweight_ih, "weight_ih");
+  expect_matches_finite_differences(objective, p.weight_hh, p.dweight_hh, "weight_hh");
 }
 
 // Backward reads what forward kept for its input: after another input's forward it runs the
