@@ -152,7 +152,8 @@ std::vector<NamedTensor> named_weights(Trainer& trainer, WeightLayout layout) {
     if (biases && layout == WeightLayout::kPyTorch) {  // a gru's: its rows, PyTorch's two
       const auto half = static_cast<ptrdiff_t>(tensor.values.size() / 2);
       const Shape row{tensor.shape[1]};
-      tensors.push_back({biases->first, row, {tensor.values.begin(), tensor.values.begin() + half}});
+      tensors.push_back(
+          {biases->first, row, {tensor.values.begin(), tensor.values.begin() + half}});
       tensors.push_back({biases->second, row, {tensor.values.begin() + half, tensor.values.end()}});
       continue;
     }

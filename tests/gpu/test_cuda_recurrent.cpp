@@ -56,8 +56,8 @@ TEST_P(CudaRecurrent, MatchesTheCpu) {
     ASSERT_EQ(layer->param_specs().size(), params.size());
     layer->bind(params, grads);
     layer->forward(be, X.buffer.data(), Y.buffer.data(), batch);
-    layer->backward(be, X.buffer.data(), Y.buffer.data(), DY.buffer.data(), DX.buffer.data(),
-                    batch, false);
+    layer->backward(be, X.buffer.data(), Y.buffer.data(), DY.buffer.data(), DX.buffer.data(), batch,
+                    false);
     results[k] = {Y.read(), DX.read(), DWI.read(), DWH.read(), DB.read()};
   }
   const char* names[] = {"y", "dx", "dweight_ih", "dweight_hh", "dbias"};
