@@ -11,7 +11,6 @@ Lstm::Lstm(int64_t steps, int64_t features, int64_t units, bool return_sequences
       c_(static_cast<size_t>(directions())) {}
 
 void Lstm::init_input_bias(std::span<float> bias) const {
-  std::ranges::fill(bias, 0.0f);
   std::fill(bias.begin() + units_, bias.begin() + 2 * units_, 1.0f);
 }
 

@@ -93,8 +93,6 @@ void orthogonal_columns(Rng& rng, std::span<float> out, int64_t rows, int64_t co
 
 }  // namespace
 
-void Recurrent::init_input_bias(std::span<float> bias) const { std::ranges::fill(bias, 0.0f); }
-
 void Recurrent::init_params(Rng& rng, std::span<const std::span<float>> params) const {
   const int64_t gates = cell_.gates * units_;
   const float limit = std::sqrt(6.0f / static_cast<float>(features_ + gates));

@@ -73,8 +73,9 @@ class Recurrent : public Layer {
   // Before direction d's first step (the LSTM zeroes its cell's slot `start`).
   virtual void start_steps(ComputeBackend& /*backend*/, int /*d*/, int64_t /*start*/,
                            int64_t /*batch*/) {}
-  // The input bias's initial values (zeros where not overridden).
-  virtual void init_input_bias(std::span<float> bias) const;
+  // Sets what of the input bias (zeros when called) does not start at zero (the LSTM's forget
+  // gate); nothing by default.
+  virtual void init_input_bias(std::span<float> /*bias*/) const {}
 
   // Direction d's h slots ((steps + 1) batch units).
   const float* h_slots(int d) const { return directions_[static_cast<size_t>(d)].h.data(); }
