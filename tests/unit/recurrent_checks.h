@@ -1,16 +1,18 @@
 #pragma once
-// What the recurrent layers' tests share. A Cell names the layer and its test parameters:
-//   using Layer (Lstm, Gru); using Params (one direction's parameters and gradients);
-//   static std::vector<Params> directions(int64_t count, int64_t features, int64_t units);
-//   static void bind(Layer&, std::vector<Params>&);
-//   static std::vector<double> reference(const Params&, const std::vector<float>& x, int64_t batch,
-//       int64_t steps, int64_t features, int64_t units, const std::vector<float>& h_mask): every
-//       step's h, (batch, steps, units), by PyTorch's documented equations in double, the h the
-//       recurrent product reads times h_mask (batch, units) where it is not empty.
+// What the recurrent layers' tests share. A Cell names the layer and what differs between cells:
+//   using Layer (Lstm, Gru); kGates (gate blocks per unit: 4, 3); kBiasRows (the bias parameter's
+//   rows: the LSTM's one, the GRU's two); kSeed (its parameters' first seed);
+//   static std::vector<double> reference(const RecurrentParams&, const std::vector<float>& x,
+//       int64_t batch, int64_t steps, int64_t features, int64_t units,
+//       const std::vector<float>& h_mask): every step's h, (batch, steps, units), by PyTorch's
+//       documented equations in double, the h the recurrent product reads times h_mask (batch,
+//       units) where it is not empty.
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/counter_hash.h"
@@ -31,6 +33,42 @@ inline std::vector<float> reversed_steps(const std::vector<float>& x, int64_t ba
 
 inline constexpr int64_t kBatch = 3, kSteps = 4, kFeatures = 3, kUnits = 5;
 
+// One direction's parameters and gradients, in param_specs()' order, drawn from seeds first,
+// first + 1 and first + 2.
+struct RecurrentParams {
+  std::vector<float> weight_ih, weight_hh, bias;
+  std::vector<float> dweight_ih, dweight_hh, dbias;
+  RecurrentParams(int64_t gates, int64_t bias_rows, int64_t features, int64_t units, uint64_t first)
+      : weight_ih(random_vector(gates * units * features, first, -0.6f, 0.6f)),
+        weight_hh(random_vector(gates * units * units, first + 1, -0.6f, 0.6f)),
+        bias(random_vector(bias_rows * gates * units, first + 2, -0.5f, 0.5f)),
+        dweight_ih(weight_ih.size()),
+        dweight_hh(weight_hh.size()),
+        dbias(bias.size()) {}
+};
+
+// `count` directions' parameters of a Cell, each direction's from seeds 10 further on.
+template <typename Cell>
+std::vector<RecurrentParams> directions(int64_t count, int64_t features, int64_t units) {
+  std::vector<RecurrentParams> out;
+  for (int64_t d = 0; d < count; ++d)
+    out.emplace_back(Cell::kGates, Cell::kBiasRows, features, units,
+                     Cell::kSeed + 10 * static_cast<uint64_t>(d));
+  return out;
+}
+
+// Binds `layer` to the directions' parameters (all three each: a layer with its biases).
+template <typename Layer>
+void bind(Layer& layer, std::vector<RecurrentParams>& directions) {
+  std::vector<float*> params, grads;
+  for (RecurrentParams& p : directions) {
+    params.insert(params.end(), {p.weight_ih.data(), p.weight_hh.data(), p.bias.data()});
+    grads.insert(grads.end(), {p.dweight_ih.data(), p.dweight_hh.data(), p.dbias.data()});
+  }
+  ASSERT_EQ(layer.param_specs().size(), params.size());
+  layer.bind(params, grads);
+}
+
 // Both return modes, one direction and two: the layer's outputs are the equations', the reverse
 // direction's the equations over the steps in the other order, each output at the step it read
 // (Keras' and PyTorch's).
@@ -39,8 +77,7 @@ void expect_documented_steps(uint64_t seed) {
   auto backend = make_cpu_backend();
   const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, seed);
   for (const bool bidirectional : {false, true}) {
-    std::vector<typename Cell::Params> p =
-        Cell::directions(bidirectional ? 2 : 1, kFeatures, kUnits);
+    std::vector<RecurrentParams> p = directions<Cell>(bidirectional ? 2 : 1, kFeatures, kUnits);
     std::vector<std::vector<double>> expected = {
         Cell::reference(p[0], x, kBatch, kSteps, kFeatures, kUnits, {})};
     if (bidirectional)
@@ -50,7 +87,7 @@ void expect_documented_steps(uint64_t seed) {
     for (const bool sequences : {false, true}) {
       typename Cell::Layer layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional);
       EXPECT_EQ(layer.output_shape(), sequences ? (Shape{kSteps, width}) : (Shape{width}));
-      Cell::bind(layer, p);
+      bind(layer, p);
       std::vector<float> y(kBatch * layer.output_shape().numel());
       layer.forward(*backend, x.data(), y.data(), kBatch);
       for (size_t d = 0; d < p.size(); ++d)
@@ -67,6 +104,41 @@ void expect_documented_steps(uint64_t seed) {
   }
 }
 
+// dx and every parameter's gradient of L = sum(y * r) against finite differences, in a training
+// pass (with dropout's masks, which the pass fixes, where the rates are not 0); then backward with
+// `accumulate` adds the same gradients again. x is drawn from `seed`, r from seed + 1.
+template <typename Cell>
+void expect_gradients_match(bool sequences, bool bidirectional, uint64_t seed, float rate = 0,
+                            float recurrent_rate = 0) {
+  auto backend = make_cpu_backend();
+  std::vector<RecurrentParams> p = directions<Cell>(bidirectional ? 2 : 1, kFeatures, kUnits);
+  typename Cell::Layer layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional, rate,
+                             recurrent_rate);
+  bind(layer, p);
+  Pass pass;
+  pass.training = true;
+  pass.key = 78;
+  layer.set_pass(pass);
+  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, seed);
+  std::vector<float> y(kBatch * layer.output_shape().numel());
+  const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, seed + 1);
+  for (RecurrentParams& d : p) {
+    expect_matches_finite_differences(objective, d.weight_ih, d.dweight_ih, "weight_ih");
+    expect_matches_finite_differences(objective, d.weight_hh, d.dweight_hh, "weight_hh");
+    expect_matches_finite_differences(objective, d.bias, d.dbias, "bias");
+  }
+  const std::vector<RecurrentParams> once = p;
+  objective();
+  std::vector<float> dy = random_vector(y.size(), seed + 1);
+  layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, kBatch, true);
+  for (size_t d = 0; d < p.size(); ++d)
+    for (const auto& [twice, single] :
+         {std::pair{&p[d].dweight_ih, &once[d].dweight_ih},
+          std::pair{&p[d].dweight_hh, &once[d].dweight_hh}, std::pair{&p[d].dbias, &once[d].dbias}})
+      for (size_t i = 0; i < twice->size(); ++i)
+        EXPECT_NEAR((*twice)[i], 2 * (*single)[i], 1e-5) << "accumulated, direction " << d;
+}
+
 // Keras' dropout and recurrent_dropout in a training pass: the layer's outputs are the equations
 // with x and the h that the recurrent product reads multiplied by masks of the dropout op's (each
 // the same at every step), drawn with the layer's keys from its pass's; an inference pass is the
@@ -75,7 +147,7 @@ void expect_documented_steps(uint64_t seed) {
 template <typename Cell>
 struct DropoutCase {
   std::unique_ptr<typename Cell::Layer> layer;
-  std::vector<typename Cell::Params> params;
+  std::vector<RecurrentParams> params;
   std::vector<float> x, y;
 };
 template <typename Cell>
@@ -83,10 +155,10 @@ DropoutCase<Cell> expect_dropout_masks_each_step_alike(ComputeBackend& backend, 
   const float rate = 0.3f, recurrent_rate = 0.4f;
   DropoutCase<Cell> c{std::make_unique<typename Cell::Layer>(kSteps, kFeatures, kUnits, true, true,
                                                              false, rate, recurrent_rate),
-                      Cell::directions(1, kFeatures, kUnits),
+                      directions<Cell>(1, kFeatures, kUnits),
                       random_vector(kBatch * kSteps * kFeatures, seed),
                       std::vector<float>(kBatch * kSteps * kUnits)};
-  Cell::bind(*c.layer, c.params);
+  bind(*c.layer, c.params);
   Pass pass;
   pass.training = true;
   pass.key = 77;
@@ -114,7 +186,7 @@ DropoutCase<Cell> expect_dropout_masks_each_step_alike(ComputeBackend& backend, 
   pass.training = false;
   c.layer->set_pass(pass);
   typename Cell::Layer plain(kSteps, kFeatures, kUnits, true, true);
-  Cell::bind(plain, c.params);
+  bind(plain, c.params);
   std::vector<float> inferred(c.y.size()), without(c.y.size());
   c.layer->forward(backend, c.x.data(), inferred.data(), kBatch);
   plain.forward(backend, c.x.data(), without.data(), kBatch);

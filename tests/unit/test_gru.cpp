@@ -17,114 +17,57 @@
 namespace ddp {
 namespace {
 
-// One direction's parameters and gradients: bias is (2, 3 units), the input products' then the
-// recurrent ones'.
-struct GruParams {
-  std::vector<float> weight_ih, weight_hh, bias;
-  std::vector<float> dweight_ih, dweight_hh, dbias;
-  GruParams(int64_t features, int64_t units, uint64_t first)
-      : weight_ih(random_vector(3 * units * features, first, -0.6f, 0.6f)),
-        weight_hh(random_vector(3 * units * units, first + 1, -0.6f, 0.6f)),
-        bias(random_vector(6 * units, first + 2, -0.5f, 0.5f)),
-        dweight_ih(weight_ih.size()),
-        dweight_hh(weight_hh.size()),
-        dbias(bias.size()) {}
-};
-
-std::vector<GruParams> directions(int64_t count, int64_t features, int64_t units) {
-  std::vector<GruParams> out;
-  for (int64_t d = 0; d < count; ++d)
-    out.emplace_back(features, units, 51 + 10 * static_cast<uint64_t>(d));
-  return out;
-}
-
-void bind(Gru& layer, std::vector<GruParams>& directions) {
-  std::vector<float*> params, grads;
-  for (GruParams& p : directions) {
-    params.insert(params.end(), {p.weight_ih.data(), p.weight_hh.data(), p.bias.data()});
-    grads.insert(grads.end(), {p.dweight_ih.data(), p.dweight_hh.data(), p.dbias.data()});
-  }
-  ASSERT_EQ(layer.param_specs().size(), params.size());
-  layer.bind(params, grads);
-}
-
-// PyTorch's nn.GRU equations, in double: every step's h, (batch, steps, units); with h_mask
-// (batch, units), Keras' recurrent dropout: h times the mask in the recurrent product alone.
-std::vector<double> reference_steps(const GruParams& p, const std::vector<float>& x, int64_t batch,
-                                    int64_t steps, int64_t features, int64_t units,
-                                    const std::vector<float>& h_mask = {}) {
-  std::vector<double> out(static_cast<size_t>(batch * steps * units));
-  const auto sigmoid = [](double z) { return 1 / (1 + std::exp(-z)); };
-  for (int64_t b = 0; b < batch; ++b) {
-    std::vector<double> h(units, 0.0);
-    for (int64_t t = 0; t < steps; ++t) {
-      std::vector<double> xp(3 * units), hu(3 * units);
-      for (int64_t g = 0; g < 3 * units; ++g) {
-        xp[g] = p.bias[g];
-        hu[g] = p.bias[3 * units + g];
-        for (int64_t f = 0; f < features; ++f)
-          xp[g] += p.weight_ih[g * features + f] * x[(b * steps + t) * features + f];
-        for (int64_t u = 0; u < units; ++u)
-          hu[g] +=
-              p.weight_hh[g * units + u] * h[u] * (h_mask.empty() ? 1.0f : h_mask[b * units + u]);
-      }
-      for (int64_t j = 0; j < units; ++j) {
-        const double r = sigmoid(xp[j] + hu[j]), z = sigmoid(xp[units + j] + hu[units + j]);
-        const double n = std::tanh(xp[2 * units + j] + r * hu[2 * units + j]);
-        h[j] = (1 - z) * n + z * h[j];
-        out[(b * steps + t) * units + j] = h[j];
-      }
-    }
-  }
-  return out;
-}
-
 struct GruCell {
   using Layer = Gru;
-  using Params = GruParams;
-  static std::vector<GruParams> directions(int64_t count, int64_t features, int64_t units) {
-    return ddp::directions(count, features, units);
-  }
-  static void bind(Gru& layer, std::vector<GruParams>& p) { ddp::bind(layer, p); }
-  static std::vector<double> reference(const GruParams& p, const std::vector<float>& x,
+  static constexpr int64_t kGates = 3, kBiasRows = 2;
+  static constexpr uint64_t kSeed = 51;
+
+  // PyTorch's nn.GRU equations, in double: every step's h, (batch, steps, units); with h_mask
+  // (batch, units), Keras' recurrent dropout: h times the mask in the recurrent product alone.
+  static std::vector<double> reference(const RecurrentParams& p, const std::vector<float>& x,
                                        int64_t batch, int64_t steps, int64_t features,
                                        int64_t units, const std::vector<float>& h_mask) {
-    return reference_steps(p, x, batch, steps, features, units, h_mask);
+    std::vector<double> out(static_cast<size_t>(batch * steps * units));
+    const auto sigmoid = [](double z) { return 1 / (1 + std::exp(-z)); };
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<double> h(units, 0.0);
+      for (int64_t t = 0; t < steps; ++t) {
+        std::vector<double> xp(3 * units), hu(3 * units);
+        for (int64_t g = 0; g < 3 * units; ++g) {
+          xp[g] = p.bias[g];
+          hu[g] = p.bias[3 * units + g];
+          for (int64_t f = 0; f < features; ++f)
+            xp[g] += p.weight_ih[g * features + f] * x[(b * steps + t) * features + f];
+          for (int64_t u = 0; u < units; ++u)
+            hu[g] +=
+                p.weight_hh[g * units + u] * h[u] * (h_mask.empty() ? 1.0f : h_mask[b * units + u]);
+        }
+        for (int64_t j = 0; j < units; ++j) {
+          const double r = sigmoid(xp[j] + hu[j]), z = sigmoid(xp[units + j] + hu[units + j]);
+          const double n = std::tanh(xp[2 * units + j] + r * hu[2 * units + j]);
+          h[j] = (1 - z) * n + z * h[j];
+          out[(b * steps + t) * units + j] = h[j];
+        }
+      }
+    }
+    return out;
   }
 };
 
 TEST(Gru, StepsAreTheDocumentedEquations) { expect_documented_steps<GruCell>(54); }
 
-// dx and every parameter's gradient of L = sum(y * r), with dropout's masks (fixed by the pass)
-// or without; the two biases are one parameter.
-void expect_gradients_match(bool sequences, bool bidirectional, float rate = 0,
-                            float recurrent_rate = 0) {
-  auto backend = make_cpu_backend();
-  std::vector<GruParams> p = directions(bidirectional ? 2 : 1, kFeatures, kUnits);
-  Gru layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional, rate, recurrent_rate);
-  bind(layer, p);
-  Pass pass;
-  pass.training = true;
-  pass.key = 78;
-  layer.set_pass(pass);
-  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 55);
-  std::vector<float> y(kBatch * layer.output_shape().numel());
-  const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, 56);
-  for (GruParams& d : p) {
-    expect_matches_finite_differences(objective, d.weight_ih, d.dweight_ih, "weight_ih");
-    expect_matches_finite_differences(objective, d.weight_hh, d.dweight_hh, "weight_hh");
-    expect_matches_finite_differences(objective, d.bias, d.dbias, "bias_ih_hh");
-  }
+TEST(Gru, LastStepGradientsMatchFiniteDifferences) {
+  expect_gradients_match<GruCell>(false, false, 55);
 }
-
-TEST(Gru, LastStepGradientsMatchFiniteDifferences) { expect_gradients_match(false, false); }
-TEST(Gru, SequenceGradientsMatchFiniteDifferences) { expect_gradients_match(true, false); }
+TEST(Gru, SequenceGradientsMatchFiniteDifferences) {
+  expect_gradients_match<GruCell>(true, false, 55);
+}
 TEST(Gru, BidirectionalGradientsMatchFiniteDifferences) {
-  expect_gradients_match(false, true);
-  expect_gradients_match(true, true);
+  expect_gradients_match<GruCell>(false, true, 55);
+  expect_gradients_match<GruCell>(true, true, 55);
 }
 TEST(Gru, GradientsWithDropoutMatchFiniteDifferences) {
-  expect_gradients_match(true, true, 0.3f, 0.4f);
+  expect_gradients_match<GruCell>(true, true, 55, 0.3f, 0.4f);
 }
 
 // Keras' dropout and recurrent_dropout (the h that z carries on unmasked, as Keras' GRUCell).
@@ -136,7 +79,7 @@ TEST(Gru, DropoutMasksTheInputAndTheRecurrentProduct) {
 // use_bias: false has no bias parameter, and computes the equations with zero biases.
 TEST(Gru, WithoutBiasesIsTheEquationsWithZeroBiases) {
   auto backend = make_cpu_backend();
-  std::vector<GruParams> p = directions(1, kFeatures, kUnits);
+  std::vector<RecurrentParams> p = directions<GruCell>(1, kFeatures, kUnits);
   std::ranges::fill(p[0].bias, 0.0f);
   Gru layer(kSteps, kFeatures, kUnits, false, false);
   ASSERT_EQ(layer.param_specs().size(), 2u);
@@ -144,7 +87,8 @@ TEST(Gru, WithoutBiasesIsTheEquationsWithZeroBiases) {
   std::vector<float*> grads = {p[0].dweight_ih.data(), p[0].dweight_hh.data()};
   layer.bind(params, grads);
   const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 58);
-  const std::vector<double> expected = reference_steps(p[0], x, kBatch, kSteps, kFeatures, kUnits);
+  const std::vector<double> expected =
+      GruCell::reference(p[0], x, kBatch, kSteps, kFeatures, kUnits, {});
   std::vector<float> y(kBatch * kUnits);
   layer.forward(*backend, x.data(), y.data(), kBatch);
   for (int64_t b = 0; b < kBatch; ++b)

@@ -18,116 +18,54 @@
 namespace ddp {
 namespace {
 
-// One direction's parameters and gradients, drawn from seeds first, first + 1, first + 2.
-struct LstmParams {
-  std::vector<float> weight_ih, weight_hh, bias;
-  std::vector<float> dweight_ih, dweight_hh, dbias;
-  LstmParams(int64_t features, int64_t units, uint64_t first = 11)
-      : weight_ih(random_vector(4 * units * features, first, -0.6f, 0.6f)),
-        weight_hh(random_vector(4 * units * units, first + 1, -0.6f, 0.6f)),
-        bias(random_vector(4 * units, first + 2, -0.5f, 0.5f)),
-        dweight_ih(weight_ih.size()),
-        dweight_hh(weight_hh.size()),
-        dbias(bias.size()) {}
-};
-
-// Binds `layer` to the directions' parameters in param_specs()' order.
-void bind(Lstm& layer, std::vector<LstmParams>& directions) {
-  std::vector<float*> params, grads;
-  for (LstmParams& p : directions) {
-    params.insert(params.end(), {p.weight_ih.data(), p.weight_hh.data(), p.bias.data()});
-    grads.insert(grads.end(), {p.dweight_ih.data(), p.dweight_hh.data(), p.dbias.data()});
-  }
-  ASSERT_EQ(layer.param_specs().size(), params.size());
-  layer.bind(params, grads);
-}
-
-std::vector<LstmParams> directions(int64_t count, int64_t features, int64_t units) {
-  std::vector<LstmParams> out;
-  for (int64_t d = 0; d < count; ++d)
-    out.emplace_back(features, units, 11 + 10 * static_cast<uint64_t>(d));
-  return out;
-}
-
-// PyTorch's documented equations, in double: every step's h, (batch, steps, units); with h_mask
-// (batch, units), Keras' recurrent dropout: h times the mask in the recurrent product.
-std::vector<double> reference_steps(const LstmParams& p, const std::vector<float>& x, int64_t batch,
-                                    int64_t steps, int64_t features, int64_t units,
-                                    const std::vector<float>& h_mask = {}) {
-  std::vector<double> out(static_cast<size_t>(batch * steps * units));
-  const auto sigmoid = [](double z) { return 1 / (1 + std::exp(-z)); };
-  for (int64_t b = 0; b < batch; ++b) {
-    std::vector<double> h(units, 0.0), c(units, 0.0);
-    for (int64_t t = 0; t < steps; ++t) {
-      std::vector<double> z(4 * units);
-      for (int64_t g = 0; g < 4 * units; ++g) {
-        z[g] = p.bias[g];
-        for (int64_t f = 0; f < features; ++f)
-          z[g] += p.weight_ih[g * features + f] * x[(b * steps + t) * features + f];
-        for (int64_t u = 0; u < units; ++u)
-          z[g] +=
-              p.weight_hh[g * units + u] * h[u] * (h_mask.empty() ? 1.0f : h_mask[b * units + u]);
-      }
-      for (int64_t j = 0; j < units; ++j) {
-        const double i = sigmoid(z[j]), f = sigmoid(z[units + j]);
-        const double g = std::tanh(z[2 * units + j]), o = sigmoid(z[3 * units + j]);
-        c[j] = f * c[j] + i * g;
-        h[j] = o * std::tanh(c[j]);
-        out[(b * steps + t) * units + j] = h[j];
-      }
-    }
-  }
-  return out;
-}
-
 struct LstmCell {
   using Layer = Lstm;
-  using Params = LstmParams;
-  static std::vector<LstmParams> directions(int64_t count, int64_t features, int64_t units) {
-    return ddp::directions(count, features, units);
-  }
-  static void bind(Lstm& layer, std::vector<LstmParams>& p) { ddp::bind(layer, p); }
-  static std::vector<double> reference(const LstmParams& p, const std::vector<float>& x,
+  static constexpr int64_t kGates = 4, kBiasRows = 1;
+  static constexpr uint64_t kSeed = 11;
+
+  // PyTorch's documented equations, in double: every step's h, (batch, steps, units); with h_mask
+  // (batch, units), Keras' recurrent dropout: h times the mask in the recurrent product.
+  static std::vector<double> reference(const RecurrentParams& p, const std::vector<float>& x,
                                        int64_t batch, int64_t steps, int64_t features,
                                        int64_t units, const std::vector<float>& h_mask) {
-    return reference_steps(p, x, batch, steps, features, units, h_mask);
+    std::vector<double> out(static_cast<size_t>(batch * steps * units));
+    const auto sigmoid = [](double z) { return 1 / (1 + std::exp(-z)); };
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<double> h(units, 0.0), c(units, 0.0);
+      for (int64_t t = 0; t < steps; ++t) {
+        std::vector<double> z(4 * units);
+        for (int64_t g = 0; g < 4 * units; ++g) {
+          z[g] = p.bias[g];
+          for (int64_t f = 0; f < features; ++f)
+            z[g] += p.weight_ih[g * features + f] * x[(b * steps + t) * features + f];
+          for (int64_t u = 0; u < units; ++u)
+            z[g] +=
+                p.weight_hh[g * units + u] * h[u] * (h_mask.empty() ? 1.0f : h_mask[b * units + u]);
+        }
+        for (int64_t j = 0; j < units; ++j) {
+          const double i = sigmoid(z[j]), f = sigmoid(z[units + j]);
+          const double g = std::tanh(z[2 * units + j]), o = sigmoid(z[3 * units + j]);
+          c[j] = f * c[j] + i * g;
+          h[j] = o * std::tanh(c[j]);
+          out[(b * steps + t) * units + j] = h[j];
+        }
+      }
+    }
+    return out;
   }
 };
 
 TEST(Lstm, StepsAreTheDocumentedEquations) { expect_documented_steps<LstmCell>(14); }
 
-// dx and every parameter's gradient of L = sum(y * r); then backward with `accumulate` adds the
-// same gradients again.
-void expect_gradients_match(bool sequences, bool bidirectional) {
-  auto backend = make_cpu_backend();
-  std::vector<LstmParams> p = directions(bidirectional ? 2 : 1, kFeatures, kUnits);
-  Lstm layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional);
-  bind(layer, p);
-  std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 15);
-  std::vector<float> y(kBatch * layer.output_shape().numel());
-  const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, 16);
-  for (LstmParams& d : p) {
-    expect_matches_finite_differences(objective, d.weight_ih, d.dweight_ih, "weight_ih");
-    expect_matches_finite_differences(objective, d.weight_hh, d.dweight_hh, "weight_hh");
-    expect_matches_finite_differences(objective, d.bias, d.dbias, "bias");
-  }
-  const std::vector<LstmParams> once = p;
-  objective();
-  std::vector<float> dy = random_vector(y.size(), 16);
-  layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, kBatch, true);
-  for (size_t d = 0; d < p.size(); ++d)
-    for (const auto& [twice, single] :
-         {std::pair{&p[d].dweight_ih, &once[d].dweight_ih},
-          std::pair{&p[d].dweight_hh, &once[d].dweight_hh}, std::pair{&p[d].dbias, &once[d].dbias}})
-      for (size_t i = 0; i < twice->size(); ++i)
-        EXPECT_NEAR((*twice)[i], 2 * (*single)[i], 1e-5) << "accumulated, direction " << d;
+TEST(Lstm, LastStepGradientsMatchFiniteDifferences) {
+  expect_gradients_match<LstmCell>(false, false, 15);
 }
-
-TEST(Lstm, LastStepGradientsMatchFiniteDifferences) { expect_gradients_match(false, false); }
-TEST(Lstm, SequenceGradientsMatchFiniteDifferences) { expect_gradients_match(true, false); }
+TEST(Lstm, SequenceGradientsMatchFiniteDifferences) {
+  expect_gradients_match<LstmCell>(true, false, 15);
+}
 TEST(Lstm, BidirectionalGradientsMatchFiniteDifferences) {
-  expect_gradients_match(false, true);
-  expect_gradients_match(true, true);
+  expect_gradients_match<LstmCell>(false, true, 15);
+  expect_gradients_match<LstmCell>(true, true, 15);
 }
 
 // Keras' dropout and recurrent_dropout in a training pass: the equations with x and the h before
@@ -138,7 +76,7 @@ TEST(Lstm, DropoutMasksEachStepAlikeInTraining) {
   auto backend = make_cpu_backend();
   DropoutCase<LstmCell> c = expect_dropout_masks_each_step_alike<LstmCell>(*backend, 40);
   const auto objective = expect_input_gradient_matches(*backend, *c.layer, c.x, c.y, kBatch, 41);
-  LstmParams& p = c.params[0];
+  RecurrentParams& p = c.params[0];
   expect_matches_finite_differences(objective, p.weight_ih, p.dweight_ih, "weight_ih");
   expect_matches_finite_differences(objective, p.weight_hh, p.dweight_hh, "weight_hh");
 }
@@ -147,7 +85,7 @@ TEST(Lstm, DropoutMasksEachStepAlikeInTraining) {
 // steps again rather than differentiate the other input's.
 TEST(Lstm, BackwardAfterAnotherInputsForward) {
   auto backend = make_cpu_backend();
-  std::vector<LstmParams> p = directions(2, kFeatures, kUnits);
+  std::vector<RecurrentParams> p = directions<LstmCell>(2, kFeatures, kUnits);
   Lstm layer(kSteps, kFeatures, kUnits, false, true, true);
   bind(layer, p);
   const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, 17);
@@ -158,7 +96,8 @@ TEST(Lstm, BackwardAfterAnotherInputsForward) {
     std::vector<float> dy = random_vector(y.size(), 19);
     layer.backward(*backend, x.data(), y.data(), dy.data(), into.data(), kBatch, false);
     std::vector<float> all = into;
-    for (const LstmParams& d : p) all.insert(all.end(), d.dweight_hh.begin(), d.dweight_hh.end());
+    for (const RecurrentParams& d : p)
+      all.insert(all.end(), d.dweight_hh.begin(), d.dweight_hh.end());
     return all;
   };
   EXPECT_EQ(gradients(x, dx), gradients(other, dx_after_other));
