@@ -38,7 +38,6 @@ Vec erfc(Vec z) {
   return select(greater(zero(), z), sub(broadcast(2), tail), tail);
 }
 
-Vec sigmoid(Vec x) { return div(broadcast(1), add(broadcast(1), exp(sub(zero(), x)))); }
 Vec relu6(Vec x) { return min(max(zero(), x), broadcast(6)); }
 Vec mish_tanh_softplus(Vec x) {  // as activation_grad.h's
   const Vec e = exp(min(x, broadcast(20)));
@@ -135,16 +134,35 @@ void with_unfused(Activation act, F&& f) {
   }
 }
 
+// y = f(x) over [0, n), a vector at a time, the last one masked.
+template <typename F>
+void each_vector(const float* x, float* y, size_t n, F f) {
+  for (size_t i = 0; i < n; i += kLanes) {
+    const bool whole = n - i >= kLanes;
+    const Mask lanes = first_lanes(static_cast<int64_t>(n - i));
+    store_edge(y + i, lanes, whole, f(load_edge(x + i, lanes, whole)));
+  }
+}
+
 }  // namespace
 
+void fused_activation(Activation act, const float* x, float* y, size_t n) {
+  switch (act) {
+    case Activation::kRelu:
+      return each_vector(x, y, n, [](Vec v) { return max(zero(), v); });
+    case Activation::kTanh:
+      return each_vector(x, y, n, [](Vec v) { return tanh(v); });
+    case Activation::kSigmoid:
+      return each_vector(x, y, n, [](Vec v) { return sigmoid(v); });
+    case Activation::kLinear:
+      return each_vector(x, y, n, [](Vec v) { return v; });
+    default:
+      throw std::logic_error("fused_activation: this activation is a layer of its own");
+  }
+}
+
 void unfused_activation(Activation act, const float* x, float* y, size_t n) {
-  with_unfused(act, [&]<Activation A>() {
-    for (size_t i = 0; i < n; i += kLanes) {
-      const bool whole = n - i >= kLanes;
-      const Mask lanes = first_lanes(static_cast<int64_t>(n - i));
-      store_edge(y + i, lanes, whole, value<A>(load_edge(x + i, lanes, whole)));
-    }
-  });
+  with_unfused(act, [&]<Activation A>() { each_vector(x, y, n, value<A>); });
 }
 
 void unfused_activation_grad(Activation act, const float* x, const float* dy, float* dx, size_t n) {
@@ -160,6 +178,10 @@ void unfused_activation_grad(Activation act, const float* x, const float* dy, fl
 }
 
 #else  // no SIMD: libm, element by element
+
+void fused_activation(Activation act, const float* x, float* y, size_t n) {
+  for (size_t i = 0; i < n; ++i) y[i] = activate(act, x[i]);
+}
 
 void unfused_activation(Activation act, const float* x, float* y, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] = activate(act, x[i]);

@@ -14,6 +14,9 @@
 
 namespace ddp::cpu {
 
+// y = act(x) for an activation that dense and convolution kernels apply themselves (ReLU, tanh,
+// sigmoid, linear: derivative_from_output; Note [vector tanh and sigmoid]); y may be x.
+void fused_activation(Activation act, const float* x, float* y, size_t n);
 // y = act(x) for an activation whose derivative needs its input (!derivative_from_output); y may
 // be x.
 void unfused_activation(Activation act, const float* x, float* y, size_t n);

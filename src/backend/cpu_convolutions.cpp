@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "backend/activation_grad.h"
+#include "backend/cpu_activations.h"
 #include "backend/direct_conv.h"
 #include "backend/winograd_conv.h"
 #ifdef DDP_HAVE_DNNL
@@ -87,7 +88,7 @@ bool Convolutions::forward(const float* x, const float* w, const float* b, float
         return;
     }
     if (!relu && act != Activation::kLinear)  // ReLU is in the kernels
-      for (int64_t i = 0; i < samples * out_size; ++i) piece_y[i] = activate(act, piece_y[i]);
+      fused_activation(act, piece_y, piece_y, static_cast<size_t>(samples * out_size));
   });
   return true;
 }

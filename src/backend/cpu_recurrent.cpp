@@ -27,26 +27,6 @@ namespace {
 
 using namespace simd;
 
-// The cell's sigmoids and tanhs in vectors: libm's scalar tanhf took 63% of a step of
-// configs/text_lstm.yaml on one core (AMD EPYC, Zen 4), and the cell ops as a whole two thirds.
-Vec sigmoid(Vec x) { return div(broadcast(1), add(broadcast(1), exp(sub(zero(), x)))); }
-
-// Cephes's tanhf (S. Moshier): an odd polynomial below |x| = 0.625, where 1 - 2 / (e^2|x| + 1)
-// would lose x's relative precision, and that above it; within a few ulp of std::tanh.
-Vec tanh(Vec x) {
-  const Vec a = abs(x);
-  const Vec z = mul(x, x);
-  Vec p = broadcast(-5.70498872745e-3f);
-  p = fma(p, z, broadcast(2.06390887954e-2f));
-  p = fma(p, z, broadcast(-5.37397155531e-2f));
-  p = fma(p, z, broadcast(1.33314422036e-1f));
-  p = fma(p, z, broadcast(-3.33332819422e-1f));
-  const Vec small = fma(mul(p, z), x, x);
-  const Vec large = sub(broadcast(1), div(broadcast(2), add(exp(add(a, a)), broadcast(1))));
-  const Vec signed_large = select(greater(zero(), x), sub(zero(), large), large);
-  return select(greater(broadcast(0.625f), a), small, signed_large);
-}
-
 // Lanes [j, j + kLanes) of a row's `units`, those past the end left out.
 struct Lanes {
   Lanes(int64_t j, int64_t units)

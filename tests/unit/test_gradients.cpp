@@ -134,9 +134,10 @@ TEST(Activations, BitsDoNotDependOnWhereARangeBegins) {
   auto backend = make_cpu_backend();
   const std::vector<float> x = random_vector(37, 9, -4, 4), dy = random_vector(37, 10);
   for (const Activation act :
-       {Activation::kElu, Activation::kSelu, Activation::kSoftplus, Activation::kSoftsign,
-        Activation::kGelu, Activation::kSilu, Activation::kRelu6, Activation::kHardSigmoid,
-        Activation::kHardSilu, Activation::kMish}) {
+       {Activation::kRelu, Activation::kTanh, Activation::kSigmoid, Activation::kElu,
+        Activation::kSelu, Activation::kSoftplus, Activation::kSoftsign, Activation::kGelu,
+        Activation::kSilu, Activation::kRelu6, Activation::kHardSigmoid, Activation::kHardSilu,
+        Activation::kMish}) {
     std::vector<float> whole(37), split(37), whole_dx(37), split_dx(37);
     backend->activation_forward(act, x.data(), whole.data(), 37);
     backend->activation_backward(act, x.data(), whole.data(), dy.data(), whole_dx.data(), 37);
@@ -156,6 +157,9 @@ TEST(Activations, MatchTheirDefinitions) {
   auto backend = make_cpu_backend();
   const double kSeluScale = 1.0507009873554805, kSeluAlpha = 1.6732632423543772;
   const std::vector<std::pair<Activation, std::function<double(double)>>> definitions = {
+      {Activation::kRelu, [](double z) { return std::max(z, 0.0); }},
+      {Activation::kTanh, [](double z) { return std::tanh(z); }},
+      {Activation::kSigmoid, [](double z) { return 1 / (1 + std::exp(-z)); }},
       {Activation::kElu, [](double z) { return z > 0 ? z : std::exp(z) - 1; }},
       {Activation::kSelu,
        [&](double z) { return kSeluScale * (z > 0 ? z : kSeluAlpha * (std::exp(z) - 1)); }},
