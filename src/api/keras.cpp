@@ -102,10 +102,17 @@ Spec GRU(int64_t units, bool return_sequences, bool use_bias, double dropout,
          double recurrent_dropout) {
   return recurrent("gru", units, return_sequences, use_bias, dropout, recurrent_dropout);
 }
+Spec SimpleRNN(int64_t units, const std::string& activation, bool return_sequences, bool use_bias,
+               double dropout, double recurrent_dropout) {
+  Spec layer =
+      recurrent("simple_rnn", units, return_sequences, use_bias, dropout, recurrent_dropout);
+  layer.node["activation"] = activation;
+  return layer;
+}
 Spec Bidirectional(Spec layer) {
   const std::string type = layer.node["type"] ? layer.node["type"].as<std::string>() : "";
-  if (type != "lstm" && type != "gru")
-    throw ConfigError("Bidirectional: wraps an LSTM or GRU, not " +
+  if (type != "lstm" && type != "gru" && type != "simple_rnn")
+    throw ConfigError("Bidirectional: wraps an LSTM, GRU or SimpleRNN, not " +
                       (type.empty() ? std::string("this layer") : type));
   layer.node["bidirectional"] = true;
   return layer;

@@ -80,12 +80,15 @@ Spec GlobalMaxPooling1D();
 // Keras' Embedding: token ids in [0, input_dim) to rows of a trained (input_dim, output_dim)
 // table; the model's first layer.
 Spec Embedding(int64_t input_dim, int64_t output_dim);
-// Keras' LSTM and GRU (reset_after) over (steps, features): the last step's output, or all steps'.
+// Keras' LSTM, GRU (reset_after) and SimpleRNN over (steps, features): the last step's output, or
+// all steps'.
 Spec LSTM(int64_t units, bool return_sequences = false, bool use_bias = true, double dropout = 0.0,
           double recurrent_dropout = 0.0);
 Spec GRU(int64_t units, bool return_sequences = false, bool use_bias = true, double dropout = 0.0,
          double recurrent_dropout = 0.0);
-// Keras' Bidirectional wrapper of an LSTM or GRU: its merge_mode "concat".
+Spec SimpleRNN(int64_t units, const std::string& activation = "tanh", bool return_sequences = false,
+               bool use_bias = true, double dropout = 0.0, double recurrent_dropout = 0.0);
+// Keras' Bidirectional wrapper of a recurrent layer: its merge_mode "concat".
 Spec Bidirectional(Spec layer);
 Spec Flatten();
 // Keras' Rescaling: y = x * scale + offset.
@@ -316,7 +319,7 @@ class Sequential {
   // Collective: set_weights from a file (read on rank 0 when the weights are set).
   void load_weights(const std::string& path, const WeightsReader& read = {});
   // Each layer's type, as the config names it (dense, conv2d, batch_normalization, ...; a
-  // bidirectional lstm or gru as bidirectional_lstm or _gru, its Keras variables another layer's).
+  // bidirectional recurrent layer's with bidirectional_ before it: its Keras variables differ).
   std::vector<std::string> layer_types() const;
   // Keras 3's config.json of this model (Note [Keras model config]), from which
   // keras.models.load_model rebuilds it; after a fit (before: ConfigError naming save()), this

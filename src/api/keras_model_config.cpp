@@ -96,7 +96,8 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["mask_zero"] = false;
     return {"Embedding", c};
   }
-  if (s.type == "lstm" || s.type == "gru") return keras_recurrent_layer(s);
+  if (s.type == "lstm" || s.type == "gru" || s.type == "simple_rnn")
+    return keras_recurrent_layer(s);
   if (s.type == "dropout") {
     c["rate"] = s.rate;
     return {"Dropout", c};
@@ -225,7 +226,8 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     in.require("embeddings_regularizer", nullptr);
     in.require("embeddings_constraint", nullptr);
     in.require("sparse", false);
-  } else if (class_name == "LSTM" || class_name == "GRU" || class_name == "Bidirectional") {
+  } else if (class_name == "LSTM" || class_name == "GRU" || class_name == "SimpleRNN" ||
+             class_name == "Bidirectional") {
     out.reset(recurrent_layer_spec(class_name, in));
   } else if (class_name == "Dropout") {
     out["type"] = "dropout";

@@ -23,15 +23,19 @@ std::pair<std::string, json> keras_recurrent_layer(const LayerSpec& s) {
     return {"Bidirectional", c};
   }
   c["units"] = s.units;
-  c["activation"] = "tanh";
-  c["recurrent_activation"] = "sigmoid";
   c["use_bias"] = s.use_bias;
-  const bool lstm = s.type == "lstm";
-  c[lstm ? "unit_forget_bias" : "reset_after"] = true;
   c["return_sequences"] = s.return_sequences;
   for (const char* off : {"return_state", "go_backwards", "stateful"}) c[off] = false;
   c["dropout"] = s.rate;
   c["recurrent_dropout"] = s.recurrent_rate;
+  if (s.type == "simple_rnn") {
+    c["activation"] = s.activation;
+    return {"SimpleRNN", c};
+  }
+  c["activation"] = "tanh";
+  c["recurrent_activation"] = "sigmoid";
+  const bool lstm = s.type == "lstm";
+  c[lstm ? "unit_forget_bias" : "reset_after"] = true;
   return {lstm ? "LSTM" : "GRU", c};
 }
 
@@ -41,7 +45,8 @@ YAML::Node recurrent_layer_spec(const std::string& class_name, const KerasSettin
     in.require("merge_mode", "concat");
     const json layer = in.required<json>("layer");
     const std::string inner = layer.value("class_name", "");
-    if (inner != "LSTM" && inner != "GRU") in.refuse("layer " + inner + " (an LSTM or GRU only)");
+    if (inner != "LSTM" && inner != "GRU" && inner != "SimpleRNN")
+      in.refuse("layer " + inner + " (an LSTM, GRU or SimpleRNN only)");
     const json inner_config = layer.value("config", json::object());
     out.reset(
         recurrent_layer_spec(inner, KerasSettings(inner_config, in.where() + ": its " + inner)));
@@ -59,15 +64,19 @@ YAML::Node recurrent_layer_spec(const std::string& class_name, const KerasSettin
     return out;
   }
   const bool lstm = class_name == "LSTM";
-  out["type"] = lstm ? "lstm" : "gru";
+  out["type"] = lstm ? "lstm" : class_name == "GRU" ? "gru" : "simple_rnn";
   out["units"] = in.required<int64_t>("units");
   out["return_sequences"] = in.get<bool>("return_sequences", false);
   out["use_bias"] = in.get<bool>("use_bias", true);
-  in.require("activation", "tanh");
-  in.require("recurrent_activation", "sigmoid");
-  // The LSTM's forget bias starts at 1; the GRU's reset gate scales the recurrent product with its
-  // bias (Keras' default, PyTorch's nn.GRU), not the h it multiplies (reset_after false).
-  in.require(lstm ? "unit_forget_bias" : "reset_after", true);
+  if (class_name == "SimpleRNN") {
+    out["activation"] = in.activation(simple_rnn_activation_names(), "tanh");
+  } else {
+    in.require("activation", "tanh");
+    in.require("recurrent_activation", "sigmoid");
+    // The LSTM's forget bias starts at 1; the GRU's reset gate scales the recurrent product with
+    // its bias (Keras' default, PyTorch's nn.GRU), not the h it multiplies (reset_after false).
+    in.require(lstm ? "unit_forget_bias" : "reset_after", true);
+  }
   for (const char* off : {"return_state", "go_backwards", "stateful"}) in.require(off, false);
   out["dropout"] = in.get<double>("dropout", 0.0);
   out["recurrent_dropout"] = in.get<double>("recurrent_dropout", 0.0);

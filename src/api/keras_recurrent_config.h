@@ -1,6 +1,7 @@
 #pragma once
-// Keras' recurrent layers in Note [Keras model config]: an lstm or gru layer as Keras' LSTM or GRU,
-// or as its Bidirectional wrapper (merge_mode "concat") when bidirectional, and back.
+// Keras' recurrent layers in Note [Keras model config]: an lstm, gru or simple_rnn layer as Keras'
+// LSTM, GRU or SimpleRNN, or as its Bidirectional wrapper (merge_mode "concat") when
+// bidirectional, and back.
 
 #include <yaml-cpp/yaml.h>
 #include <nlohmann/json.hpp>
@@ -17,10 +18,10 @@ namespace ddp::keras {
 nlohmann::json keras_object(const std::string& module, const std::string& class_name,
                             nlohmann::json config);
 
-// The Keras class of an lstm or gru layer, and its settings.
+// The Keras class of a recurrent layer, and its settings.
 std::pair<std::string, nlohmann::json> keras_recurrent_layer(const LayerSpec& recurrent);
-// The lstm or gru layer's config of a Keras LSTM, GRU or Bidirectional; ConfigError naming what is
-// refused.
+// The recurrent layer's config of a Keras LSTM, GRU, SimpleRNN or Bidirectional; ConfigError
+// naming what is refused.
 YAML::Node recurrent_layer_spec(const std::string& class_name, const KerasSettings& in);
 
 }  // namespace ddp::keras

@@ -66,8 +66,9 @@ class KerasSettings {
       out.push_back(d.get<int64_t>());
     return out;
   }
-  std::string activation(const std::vector<std::string>& known) const {
-    const std::string a = get<std::string>("activation", "linear");
+  std::string activation(const std::vector<std::string>& known,
+                         const std::string& fallback = "linear") const {
+    const std::string a = get<std::string>("activation", fallback);
     if (std::find(known.begin(), known.end(), a) == known.end()) refuse("activation " + a);
     return a;
   }

@@ -8,8 +8,8 @@ Gru::Gru(int64_t steps, int64_t features, int64_t units, bool return_sequences, 
     : Recurrent({.gates = 3, .kept = 4, .recurrent_bias = true}, steps, features, units,
                 return_sequences, use_bias, bidirectional, dropout, recurrent_dropout) {}
 
-void Gru::cell_forward(ComputeBackend& backend, int d, const float* xp, const float* hu,
-                       float* kept, int64_t before, int64_t after, int64_t batch) {
+void Gru::cell_forward(ComputeBackend& backend, int d, const float* xp, float* hu, float* kept,
+                       int64_t before, int64_t after, int64_t batch) {
   const int64_t step = batch * units_;
   backend.gru_cell_forward(xp, hu, h_slots(d) + before * step, kept, h_slots(d) + after * step,
                            batch, units_);

@@ -20,8 +20,8 @@ void Lstm::start_steps(ComputeBackend& backend, int d, int64_t start, int64_t ba
   backend.fill_zero(c + start * step, static_cast<size_t>(step));
 }
 
-void Lstm::cell_forward(ComputeBackend& backend, int d, const float* xp, const float* hu,
-                        float* kept, int64_t before, int64_t after, int64_t batch) {
+void Lstm::cell_forward(ComputeBackend& backend, int d, const float* xp, float* hu, float* kept,
+                        int64_t before, int64_t after, int64_t batch) {
   const int64_t step = batch * units_;
   float* const c = c_[static_cast<size_t>(d)].data();
   backend.lstm_cell_forward(xp, hu, c + before * step, kept, c + after * step,

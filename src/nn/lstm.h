@@ -17,7 +17,7 @@ class Lstm final : public Recurrent {
   std::string type_name() const override { return directions() == 2 ? "Bidirectional" : "LSTM"; }
 
  private:
-  void cell_forward(ComputeBackend& backend, int d, const float* xp, const float* hu, float* kept,
+  void cell_forward(ComputeBackend& backend, int d, const float* xp, float* hu, float* kept,
                     int64_t before, int64_t after, int64_t batch) override;
   void cell_backward(ComputeBackend& backend, int d, const float* kept, int64_t before,
                      int64_t after, const float* dh, const float* dh_more, float* carry, float* dxp,

@@ -17,6 +17,7 @@
 #include "nn/pooling2d.h"
 #include "nn/rescaling.h"
 #include "nn/reshape.h"
+#include "nn/simple_rnn.h"
 #include "nn/softmax.h"
 
 namespace ddp {
@@ -71,6 +72,7 @@ const std::vector<std::string>& layer_types() {
                                                                   "global_max_pooling1d",
                                                                   "lstm",
                                                                   "gru",
+                                                                  "simple_rnn",
                                                                   "dropout",
                                                                   "batch_normalization",
                                                                   "layer_normalization",
@@ -88,6 +90,15 @@ const std::vector<std::string>& activation_names() {
 
 const std::vector<std::string>& elementwise_activation_names() {
   static const std::vector<std::string> names = with_activations({"linear"}, {});
+  return names;
+}
+
+const std::vector<std::string>& simple_rnn_activation_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> all = elementwise_activation_names();
+    std::erase(all, "leaky_relu");
+    return all;
+  }();
   return names;
 }
 
@@ -152,7 +163,7 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
 
 bool has_parameters(const std::string& type) {
   return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
-         type == "lstm" || type == "gru" || type == "batch_normalization" ||
+         type == "lstm" || type == "gru" || type == "simple_rnn" || type == "batch_normalization" ||
          type == "layer_normalization";
 }
 
@@ -177,12 +188,13 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     if (spec.l1 > 0 || spec.l2 > 0) penalized.emplace_back(layers.size(), &spec);
     // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
     // logits) can leave out (Sequential::set_output_logits); so is an activation whose derivative
-    // needs its input (Note [fused activations]).
+    // needs its input (Note [fused activations]). A simple_rnn applies its own at every step.
     const bool last = &spec == &specs.back();
     const Activation act = elementwise(spec.activation);
     const bool leaky = spec.activation == "leaky_relu";
-    const bool split = spec.activation == "softmax" || (last && spec.activation == "sigmoid") ||
-                       leaky || !derivative_from_output(act);
+    const bool split = spec.type != "simple_rnn" &&
+                       (spec.activation == "softmax" || (last && spec.activation == "sigmoid") ||
+                        leaky || !derivative_from_output(act));
     const Activation fused = split ? Activation::kLinear : act;
     if (spec.type == "dense") {
       if (shape.rank() != 1)
@@ -244,30 +256,34 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           "train");
       parameters += size;
       layers.push_back(std::make_unique<Embedding>(shape, spec.vocabulary, spec.units));
-    } else if (spec.type == "lstm" || spec.type == "gru") {
-      const bool lstm = spec.type == "lstm";
+    } else if (spec.type == "lstm" || spec.type == "gru" || spec.type == "simple_rnn") {
       if (shape.rank() != 2)
         throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, features), " +
                           "an embedding's output or a sequence, but gets " + shape.str());
-      // Per direction: 4 (LSTM) or 3 (GRU) gates of weights, one bias each (the GRU's two).
-      const auto biases = spec.use_bias ? (lstm ? 1 : 2) : 0;
-      const auto size =
-          static_cast<uint64_t>((spec.bidirectional ? 2 : 1) * (lstm ? 4 : 3) * spec.units) *
-          static_cast<uint64_t>(shape[1] + spec.units + biases);
+      // Per direction: 4 (LSTM), 3 (GRU) or 1 (SimpleRNN) gates of weights, one bias each (the
+      // GRU's two).
+      const int gates = spec.type == "lstm" ? 4 : spec.type == "gru" ? 3 : 1;
+      const auto biases = spec.use_bias ? (spec.type == "gru" ? 2 : 1) : 0;
+      const auto size = static_cast<uint64_t>((spec.bidirectional ? 2 : 1) * gates * spec.units) *
+                        static_cast<uint64_t>(shape[1] + spec.units + biases);
       if (spec.units <= 0 || size > budget - parameters)
         throw ConfigError(spec.path + ".units: " + std::to_string(spec.units) + " units of " +
                           std::to_string(shape[1]) + " features take the model past " +
                           std::to_string(budget) + " parameters, what this process's memory " +
                           "can train");
       parameters += size;
-      if (lstm)
+      if (spec.type == "lstm")
         layers.push_back(std::make_unique<Lstm>(
             shape[0], shape[1], spec.units, spec.return_sequences, spec.use_bias,
             spec.bidirectional, spec.rate, spec.recurrent_rate));
-      else
+      else if (spec.type == "gru")
         layers.push_back(std::make_unique<Gru>(shape[0], shape[1], spec.units,
                                                spec.return_sequences, spec.use_bias,
                                                spec.bidirectional, spec.rate, spec.recurrent_rate));
+      else
+        layers.push_back(std::make_unique<SimpleRnn>(
+            shape[0], shape[1], spec.units, spec.return_sequences, spec.use_bias,
+            spec.bidirectional, spec.rate, spec.recurrent_rate, act));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "batch_normalization") {

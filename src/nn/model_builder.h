@@ -12,14 +12,15 @@ namespace ddp {
 // One entry of the config's model.layers list.
 struct LayerSpec {
   std::string type;   // one of layer_types()
-  int64_t units = 0;  // dense, lstm, gru: units; conv2d: filters; embedding: output_dim
-  std::string activation = "linear";  // dense, conv2d: linear, relu, tanh, sigmoid (softmax: dense)
-  std::string path;                   // "run.yaml: model.layers.2", for error messages
+  int64_t units = 0;  // dense, lstm, gru, simple_rnn: units; conv2d: filters; embedding: output_dim
+  // dense, conv2d: linear, relu, tanh, sigmoid, ... (softmax: dense); simple_rnn (tanh)
+  std::string activation = "linear";
+  std::string path;  // "run.yaml: model.layers.2", for error messages
   // conv2d: kernel_size, strides; max/average_pooling2d: pool_size, strides (height, width)
   std::array<int64_t, 2> window{1, 1};
   std::array<int64_t, 2> strides{1, 1};
   bool same_padding = false;  // Keras' padding: "same" rather than "valid"
-  float rate = 0;             // dropout; lstm, gru: its dropout
+  float rate = 0;             // dropout; a recurrent layer's dropout
   float momentum = 0.99f;     // batch_normalization (Keras' defaults)
   float epsilon = 0.001f;     // batch_normalization and layer_normalization
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
@@ -36,9 +37,9 @@ struct LayerSpec {
   // reshape: Keras' target_shape, one sample's shape after it; one -1 stands for what is left.
   std::vector<int64_t> target_shape = {};
   int64_t vocabulary = 0;         // embedding: input_dim, the token ids' bound
-  bool return_sequences = false;  // lstm, gru: every step's output, not the last step's alone
-  bool bidirectional = false;     // lstm, gru: a second direction, reading the steps last to first
-  float recurrent_rate = 0;       // lstm, gru: recurrent_dropout (its dropout is `rate`)
+  bool return_sequences = false;  // recurrent: every step's output, not the last step's alone
+  bool bidirectional = false;     // recurrent: a second direction, reading the steps last to first
+  float recurrent_rate = 0;       // recurrent: recurrent_dropout (its dropout is `rate`)
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).
@@ -48,6 +49,8 @@ const std::vector<std::string>& layer_types();
 // A dense layer's `activation` values, and a conv2d's (no softmax).
 const std::vector<std::string>& activation_names();
 const std::vector<std::string>& elementwise_activation_names();
+// A simple_rnn's: the elementwise ones but leaky_relu, whose slope the cell does not take.
+const std::vector<std::string>& simple_rnn_activation_names();
 
 // Whether a layer of this type has parameters (which `trainable: false` freezes).
 bool has_parameters(const std::string& type);

@@ -5,13 +5,13 @@
 
 namespace ddp {
 
-// Keras' recurrent layers (LSTM, GRU; PyTorch's nn.LSTM and nn.GRU of one layer, batch_first) over
-// (steps, features), h zero at the first step; the output is the last step's h (units), or every
-// step's (steps, units) with return_sequences. Bidirectional (Keras' Bidirectional(...), PyTorch's
-// bidirectional=True): a second direction of its own weights reads the steps last to first, and
-// each output is the two directions' h side by side (2 units): with return_sequences each step's,
-// the reverse one's at the step it read; otherwise each direction's last, the reverse one's after
-// reading the first step (PyTorch's h_n, Keras' concatenation).
+// Keras' recurrent layers (LSTM, GRU, SimpleRNN; PyTorch's nn.LSTM, nn.GRU and nn.RNN of one
+// layer, batch_first) over (steps, features), h zero at the first step; the output is the last
+// step's h (units), or every step's (steps, units) with return_sequences. Bidirectional (Keras'
+// Bidirectional(...), PyTorch's bidirectional=True): a second direction of its own weights reads
+// the steps last to first, and each output is the two directions' h side by side (2 units): with
+// return_sequences each step's, the reverse one's at the step it read; otherwise each direction's
+// last, the reverse one's after reading the first step (PyTorch's h_n, Keras' concatenation).
 //
 // Keras' dropout and recurrent_dropout in training passes: each direction's input x and its h
 // before each recurrent product multiplied by a mask of its own, 0 or 1 / (1 - rate) per sample
@@ -21,10 +21,10 @@ namespace ddp {
 //
 // Parameters in PyTorch's names and layouts, per direction (the reverse one's names end in
 // _reverse): weight_ih_l0 (gates units, features), weight_hh_l0 (gates units, units), and the
-// bias: the LSTM's one bias_ih_l0 (4 units), the GRU's two as bias_ih_hh_l0 (2, 3 units), its input
-// products' and its recurrent products' (PyTorch's bias_ih_l0 and bias_hh_l0, Keras' (2, 3 units)
-// bias). Keras' initializers: Glorot-uniform input weights, orthogonal recurrent weights, zero
-// biases but what the cell sets.
+// bias: the LSTM's one bias_ih_l0 (4 units; the SimpleRNN's (units)), the GRU's two as
+// bias_ih_hh_l0 (2, 3 units), its input products' and its recurrent products' (PyTorch's bias_ih_l0
+// and bias_hh_l0, Keras' (2, 3 units) bias). Keras' initializers: Glorot-uniform input weights,
+// orthogonal recurrent weights, zero biases but what the cell sets.
 //
 // Note [recurrent steps]: the products of the input weights, one GEMM over all steps at once; then
 // step by step the recurrent product h W_hh^T (a GEMM of the batch's rows, with the cell's
@@ -49,8 +49,9 @@ class Recurrent : public Layer {
                 int64_t batch, bool accumulate) override;
 
  protected:
-  // What a cell is: its gate blocks per unit in the products (LSTM 4, GRU 3), the blocks per unit
-  // it keeps for backward, and whether its recurrent product has a bias of its own (GRU's).
+  // What a cell is: its gate blocks per unit in the products (LSTM 4, GRU 3, SimpleRNN 1), the
+  // blocks per unit it keeps for backward, and whether its recurrent product has a bias of its own
+  // (GRU's).
   struct Cell {
     int gates;
     int kept;
@@ -59,10 +60,11 @@ class Recurrent : public Layer {
   Recurrent(Cell cell, int64_t steps, int64_t features, int64_t units, bool return_sequences,
             bool use_bias, bool bidirectional, float dropout, float recurrent_dropout);
 
-  // Step t of direction d, its products xp and hu (batch, gates units) given: keeps what backward
-  // needs in `kept` (batch, kept units) and writes h's slot `after` from slot `before`.
-  virtual void cell_forward(ComputeBackend& backend, int d, const float* xp, const float* hu,
-                            float* kept, int64_t before, int64_t after, int64_t batch) = 0;
+  // Step t of direction d, its products xp and hu (batch, gates units) given (hu a scratch the
+  // cell may overwrite): keeps what backward needs in `kept` (batch, kept units) and writes h's
+  // slot `after` from slot `before`.
+  virtual void cell_forward(ComputeBackend& backend, int d, const float* xp, float* hu, float* kept,
+                            int64_t before, int64_t after, int64_t batch) = 0;
   // Its backward: dh the output's gradient (or null), dh_more the next step's through its
   // recurrent product (or null), `carry` (batch, units) what the next step's cell carries back
   // (zero before the last step), to be replaced by this step's; the gradients of the input's

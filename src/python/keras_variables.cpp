@@ -5,9 +5,9 @@
 namespace ddp::python {
 namespace {
 
-// An LSTM's or GRU's cell's variables in the group `cell`, in Keras' order (kernel, recurrent
+// A recurrent layer's cell's variables in the group `cell`, in Keras' order (kernel, recurrent
 // kernel, bias): the forward direction's, or the reverse one's. A GRU's gates in Keras' order, its
-// two biases Keras' one (2, 3 units) bias.
+// two biases Keras' one (2, 3 units) bias; an LSTM's and a SimpleRNN's as they are.
 std::vector<Variable> recurrent_cell(bool gru, const char* cell, bool reverse) {
   static constexpr const char* kLstm[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0"};
   static constexpr const char* kLstmReverse[] = {"weight_ih_l0_reverse", "weight_hh_l0_reverse",
@@ -23,10 +23,16 @@ std::vector<Variable> recurrent_cell(bool gru, const char* cell, bool reverse) {
           {names[2], {{}, bias}, true, cell}};
 }
 
-std::vector<Variable> both_directions(bool gru) {
-  std::vector<Variable> out = recurrent_cell(gru, "forward_layer/cell", false);
-  for (const Variable& v : recurrent_cell(gru, "backward_layer/cell", true)) out.push_back(v);
-  return out;
+// A Bidirectional of a recurrent layer: its two layers (Keras' names) and their cells.
+KerasLayer both_directions(bool gru, const char* forward, const char* backward, const char* cell) {
+  std::vector<Variable> variables = recurrent_cell(gru, "forward_layer/cell", false);
+  for (const Variable& v : recurrent_cell(gru, "backward_layer/cell", true)) variables.push_back(v);
+  return {"bidirectional",
+          variables,
+          {{"forward_layer", forward},
+           {"forward_layer/cell", cell},
+           {"backward_layer", backward},
+           {"backward_layer/cell", cell}}};
 }
 
 }  // namespace
@@ -39,20 +45,12 @@ const KerasLayer* keras_layer(const std::string& type) {
       {"embedding", {"embedding", {{"weight", {}, false}}}},
       {"lstm", {"lstm", recurrent_cell(false, "cell", false), {{"cell", "lstm_cell"}}}},
       {"gru", {"gru", recurrent_cell(true, "cell", false), {{"cell", "gru_cell"}}}},
-      {"bidirectional_lstm",
-       {"bidirectional",
-        both_directions(false),
-        {{"forward_layer", "forward_lstm"},
-         {"forward_layer/cell", "lstm_cell"},
-         {"backward_layer", "backward_lstm"},
-         {"backward_layer/cell", "lstm_cell"}}}},
-      {"bidirectional_gru",
-       {"bidirectional",
-        both_directions(true),
-        {{"forward_layer", "forward_gru"},
-         {"forward_layer/cell", "gru_cell"},
-         {"backward_layer", "backward_gru"},
-         {"backward_layer/cell", "gru_cell"}}}},
+      {"simple_rnn",
+       {"simple_rnn", recurrent_cell(false, "cell", false), {{"cell", "simple_rnn_cell"}}}},
+      {"bidirectional_lstm", both_directions(false, "forward_lstm", "backward_lstm", "lstm_cell")},
+      {"bidirectional_gru", both_directions(true, "forward_gru", "backward_gru", "gru_cell")},
+      {"bidirectional_simple_rnn",
+       both_directions(false, "forward_simple_rnn", "backward_simple_rnn", "simple_rnn_cell")},
       {"batch_normalization",
        {"batch_normalization",
         {{"weight", {}, false},

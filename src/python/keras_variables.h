@@ -18,9 +18,9 @@ struct Variable {
   const char* group = nullptr;  // its group's path below the layer's; null: the layer's own
 };
 
-// A recurrent layer's variables are its cell's ("cell", Keras' "lstm_cell" or "gru_cell"), a
-// Bidirectional's those of its two layers' cells: groups below the layer's, each with a vars group
-// of its own named by Keras.
+// A recurrent layer's variables are its cell's ("cell", Keras' "lstm_cell", "gru_cell" or
+// "simple_rnn_cell"), a Bidirectional's those of its two layers' cells: groups below the layer's,
+// each with a vars group of its own named by Keras.
 struct Subgroup {
   const char* path;
   const char* name;

@@ -125,6 +125,17 @@ void define_layers(py::module_& m) {
         },
         py::arg("units"), py::arg("return_sequences") = false, py::arg("use_bias") = true,
         py::arg("dropout") = 0.0, py::arg("recurrent_dropout") = 0.0, py::arg("trainable") = true);
+  m.def(
+      "SimpleRNN",
+      [](int64_t units, const std::string& activation, bool return_sequences, bool use_bias,
+         double dropout, double recurrent_dropout, bool trainable) {
+        return trained_or_frozen(keras::SimpleRNN(units, activation, return_sequences, use_bias,
+                                                  dropout, recurrent_dropout),
+                                 trainable);
+      },
+      py::arg("units"), py::arg("activation") = "tanh", py::arg("return_sequences") = false,
+      py::arg("use_bias") = true, py::arg("dropout") = 0.0, py::arg("recurrent_dropout") = 0.0,
+      py::arg("trainable") = true);
   m.def("Bidirectional", &keras::Bidirectional, py::arg("layer"));
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));

@@ -59,8 +59,9 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.window = {1, positive(layer, "pool_size", layer.get<int64_t>("pool_size", 2))};
       spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", spec.window[1]))};
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-    } else if (spec.type == "lstm" || spec.type == "gru") {
-      // Keras' names; its activations (tanh, sigmoid) and the GRU's reset_after as Keras' defaults
+    } else if (spec.type == "lstm" || spec.type == "gru" || spec.type == "simple_rnn") {
+      // Keras' names; the LSTM's and GRU's activations (tanh, sigmoid) and the GRU's reset_after
+      // as Keras' defaults, the SimpleRNN's activation as Keras' (tanh) unless given
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.return_sequences = layer.get("return_sequences", false);
       spec.bidirectional = layer.get("bidirectional", false);
@@ -68,6 +69,8 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.recurrent_rate = static_cast<float>(
           in_unit_interval(layer, "recurrent_dropout", layer.get("recurrent_dropout", 0.0)));
       spec.use_bias = layer.get("use_bias", true);
+      if (spec.type == "simple_rnn")
+        spec.activation = layer.choice("activation", simple_rnn_activation_names(), "tanh");
     } else if (spec.type == "embedding") {  // Keras' names
       spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
       spec.units = positive(layer, "output_dim", layer.require<int64_t>("output_dim"));

@@ -56,10 +56,11 @@ void append_named(std::vector<NamedTensor>& tensors, const std::vector<ParamEntr
   }
 }
 
-// PyTorch's nn.LSTM adds two biases into the same sum, bias_ih_l0 and bias_hh_l0 (and a reverse
-// direction's bias_ih_l0_reverse and bias_hh_l0_reverse), where an lstm layer has Keras' one. A
-// PyTorch file's bias_hh is added into its bias_ih as it is read; written in PyTorch's layout, a
-// zero bias_hh follows each bias_ih, so that nn.LSTM's load_state_dict takes the file as it is.
+// PyTorch's nn.LSTM (and nn.RNN) adds two biases into the same sum, bias_ih_l0 and bias_hh_l0 (and
+// a reverse direction's bias_ih_l0_reverse and bias_hh_l0_reverse), where an lstm layer has Keras'
+// one. A PyTorch file's bias_hh is added into its bias_ih as it is read; written in PyTorch's
+// layout, a zero bias_hh follows each bias_ih, so that nn.LSTM's load_state_dict takes the file as
+// it is.
 constexpr std::string_view kFirstBias = ".bias_ih_l0", kSecondBias = ".bias_hh_l0";
 
 // `name` with the bias `from` at its end (or before _reverse) named `to`; empty where it is not

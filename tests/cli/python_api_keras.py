@@ -106,7 +106,7 @@ def keras_file(out):
             made.writestr("config.json", json.dumps(changed))
             made.writestr("model.weights.h5", archive.read("model.weights.h5"))
         return f"{out}.{name}.{ddp.rank()}.keras"
-    unknown = altered("unknown", 4, "class_name", "SimpleRNN")
+    unknown = altered("unknown", 4, "class_name", "ConvLSTM2D")
     rate = altered("rate", 6, "config", {"rate": 2.0})
     for call in (lambda: ddp.load_model(unknown), lambda: ddp.load_model(rate),
                  lambda: ddp.load_model(out + ".weights.h5")):
@@ -407,7 +407,7 @@ def keras_arguments():
             call()
         except ddp.ConfigError as e:
             result["layers"].append(str(e))
-    for layers, shape in (([keras_object("SimpleRNN", units=4)], []), ([3], []),
+    for layers, shape in (([keras_object("ConvLSTM2D", units=4)], []), ([3], []),
                           ([KerasTensor(), ddp.Dense(4)], [12])):
         try:
             ddp.Sequential(layers, input_shape=shape)

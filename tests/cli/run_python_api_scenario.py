@@ -291,8 +291,8 @@ class Scenarios:
             assert r["archived_weights"], "the .keras file's weights are not the model's"
             assert r["loaded"] == [True, True, True], r["loaded"]
             assert r["load_errors"][0] == [
-                "ConfigError", f"{out}.unknown.{rank}.keras: config.json: layers[4] (SimpleRNN): "
-                               "the layer class SimpleRNN; ddp-trainer's layers do not have it"], \
+                "ConfigError", f"{out}.unknown.{rank}.keras: config.json: layers[4] (ConvLSTM2D): "
+                               "the layer class ConvLSTM2D; ddp-trainer's layers do not have it"], \
                 r["load_errors"]
             assert r["load_errors"][1] == [
                 "ConfigError", f"{out}.rate.{rank}.keras: Sequential: model.layers.5.rate: must "
@@ -376,7 +376,7 @@ class Scenarios:
             "make a new Sequential",
             "Sequential: trainable = False would freeze every layer, leaving nothing to train; "
             "freeze layers: model.layers[i].trainable = False",
-            "Sequential: layers[0] (SimpleRNN): the layer class SimpleRNN; ddp-trainer's layers do "
+            "Sequential: layers[0] (ConvLSTM2D): the layer class ConvLSTM2D; ddp-trainer's layers do "
             "not have it", "Sequential: layers[0]: a layer of ddp_trainer's or Keras', not 3",
             "Sequential: input_shape (12), and the Keras input's shape is (10)"], r["layers"]
         # Frozen for the fit after compile(); Keras' Dense(trainable=False) and ddp's are the

@@ -120,11 +120,11 @@ TEST(Resume, ConvnetWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
 }
 
 // A recurrent layer's dropout and recurrent dropout masks come from the pass's key and the
-// samples' positions, as the dropout layer's: a bidirectional LSTM or GRU over 8 steps of 8
-// features resumes too.
+// samples' positions, as the dropout layer's: a bidirectional LSTM, GRU or SimpleRNN over 8 steps
+// of 8 features resumes too.
 TEST(Resume, RecurrentWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
   MpiCommunicator comm;
-  for (const std::string type : {"lstm", "gru"}) {
+  for (const std::string type : {"lstm", "gru", "simple_rnn"}) {
     const Config config = resume_config(
         "adam", "auto",
         {"data.train.features=64", "model.input=[8, 8]",

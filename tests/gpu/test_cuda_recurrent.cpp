@@ -1,6 +1,7 @@
-// The LSTM and GRU layers on the CUDA backend against the CPU's (the specification): their
-// outputs, input gradients and parameter gradients over both return modes, one direction and two,
-// through copy_matrix, add_to, the cell kernels and cuBLAS's products.
+// The LSTM, GRU and SimpleRNN layers on the CUDA backend against the CPU's (the specification):
+// their outputs, input gradients and parameter gradients over both return modes, one direction and
+// two, through copy_matrix, add_to, the cell kernels, the activation ops (the SimpleRNN's, tanh
+// from its output, GELU from its kept sum) and cuBLAS's products.
 
 #include <gtest/gtest.h>
 
@@ -11,21 +12,26 @@
 #include "gpu_test_support.h"
 #include "nn/gru.h"
 #include "nn/lstm.h"
+#include "nn/simple_rnn.h"
 
 namespace ddp {
 namespace {
 
-// (cell: "lstm" or "gru", return_sequences, bidirectional)
+// (cell: "lstm", "gru", "simple_rnn" (tanh) or "simple_rnn_gelu", return_sequences, bidirectional)
 class CudaRecurrent : public ::testing::TestWithParam<std::tuple<std::string, bool, bool>> {};
 
 TEST_P(CudaRecurrent, MatchesTheCpu) {
   const auto [cell, sequences, bidirectional] = GetParam();
-  const bool gru = cell == "gru";
+  const bool gru = cell == "gru", simple = cell.starts_with("simple_rnn");
   const int64_t ways = bidirectional ? 2 : 1;
   auto cpu = make_cpu_backend(false);
   auto cuda = gpu();
   // Per direction: the gate rows, and the bias's values (the GRU's two biases in one parameter).
-  const int64_t batch = 9, steps = 7, features = 5, units = 6, gates = (gru ? 3 : 4) * units;
+  const int64_t batch = 9, steps = 7, features = 5, units = 6,
+                gates = (simple ? 1
+                         : gru  ? 3
+                                : 4) *
+                        units;
   const int64_t biases = gru ? 2 * gates : gates;
   const auto x = random_values(batch * steps * features, 1),
              wi = random_values(ways * gates * features, 2),
@@ -39,6 +45,10 @@ TEST_P(CudaRecurrent, MatchesTheCpu) {
     std::unique_ptr<Layer> layer;
     if (gru)
       layer = std::make_unique<Gru>(steps, features, units, sequences, true, bidirectional);
+    else if (simple)
+      layer = std::make_unique<SimpleRnn>(
+          steps, features, units, sequences, true, bidirectional, 0.0f, 0.0f,
+          cell == "simple_rnn" ? Activation::kTanh : Activation::kGelu);
     else
       layer = std::make_unique<Lstm>(steps, features, units, sequences, true, bidirectional);
     Mirror X(be, x), WI(be, wi), WH(be, wh), B(be, b), Y(be, std::vector<float>(out)), DY(be, dy),
@@ -66,8 +76,9 @@ TEST_P(CudaRecurrent, MatchesTheCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(CellsReturnSequencesAndDirections, CudaRecurrent,
-                         ::testing::Combine(::testing::Values("lstm", "gru"), ::testing::Bool(),
-                                            ::testing::Bool()));
+                         ::testing::Combine(::testing::Values("lstm", "gru", "simple_rnn",
+                                                              "simple_rnn_gelu"),
+                                            ::testing::Bool(), ::testing::Bool()));
 
 }  // namespace
 }  // namespace ddp

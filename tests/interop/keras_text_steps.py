@@ -1,12 +1,13 @@
 """Token models for keras_module.py: Keras' Embedding and above it global and windowed 1D
-poolings, Conv1D, and two LSTMs or GRUs, one way or both, against ddp_trainer's."""
+poolings, Conv1D, and two LSTMs, GRUs or SimpleRNNs, one way or both, against ddp_trainer's."""
 
 import os
 
 
 def token_model_checks(ddp, keras, np, rng, check, gap):
     """Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed 1D
-    poolings, two LSTMs or two GRUs, one way or both (the first returning every step) on token
+    poolings, two LSTMs, GRUs or SimpleRNNs, one way or both (the first returning every step;
+    the SimpleRNNs one way tanh, Keras' default, both ways ReLU and GELU) on token
     ids: the same training from the same weights, and each side's .keras file loaded by the
     other predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are
     IndexedSlices, through which its Adam updates the moments of the rows a batch holds alone
@@ -48,7 +49,17 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
              lambda: [(ddp.Bidirectional(ddp.GRU(6, return_sequences=True)),
                        keras.layers.Bidirectional(keras.layers.GRU(6, return_sequences=True))),
                       (ddp.Bidirectional(ddp.GRU(5)),
-                       keras.layers.Bidirectional(keras.layers.GRU(5)))])]:
+                       keras.layers.Bidirectional(keras.layers.GRU(5)))]),
+            ("SimpleRNN, SimpleRNN",
+             lambda: [(ddp.SimpleRNN(6, return_sequences=True),
+                       keras.layers.SimpleRNN(6, return_sequences=True)),
+                      (ddp.SimpleRNN(5), keras.layers.SimpleRNN(5))]),
+            ("Bidirectional(SimpleRNN), Bidirectional(SimpleRNN)",
+             lambda: [(ddp.Bidirectional(ddp.SimpleRNN(6, "relu", return_sequences=True)),
+                       keras.layers.Bidirectional(
+                           keras.layers.SimpleRNN(6, "relu", return_sequences=True))),
+                      (ddp.Bidirectional(ddp.SimpleRNN(5, "gelu")),
+                       keras.layers.Bidirectional(keras.layers.SimpleRNN(5, "gelu")))])]:
         layers = middle()
         ours = ddp.Sequential([ddp.Embedding(50, 8)] + [o for o, _ in layers] +
                               [ddp.Dense(4, "softmax")], input_shape=[12])

@@ -158,6 +158,9 @@ training: {{epochs: 5, global_batch_size: 20}}
         for cell in ("lstm", "gru"):
             diffs += recurrent_check(args, env, tmp, cell)
             diffs += recurrent_check(args, env, tmp, cell, bidirectional=True)
+        diffs += recurrent_check(args, env, tmp, "simple_rnn")
+        diffs += recurrent_check(args, env, tmp, "simple_rnn", bidirectional=True,
+                                 activation="relu")
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -1,6 +1,6 @@
 """Token models in ddp_train (2 ranks) and in PyTorch (in double) from the same initial weights, for
-torch_interop.py: embeddings with convolutions and poolings over the steps, and stacked LSTMs or
-GRUs one way or both (with PyTorch's state_dict in and out)."""
+torch_interop.py: embeddings with convolutions and poolings over the steps, and stacked LSTMs,
+GRUs or SimpleRNNs (nn.RNN) one way or both (with PyTorch's state_dict in and out)."""
 
 import copy
 import subprocess
@@ -40,25 +40,29 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
 
 
-def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False):
-    """Token ids through an embedding and two LSTMs or GRUs (`cell`; bidirectional: each both
-    ways, its last step PyTorch's h_n of the two directions), the first returning every step, then
-    a softmax layer, from PyTorch's draws. Its state_dict as saved goes in and comes back out for a
-    strict load_state_dict predicting what it predicted: an LSTM's bias_hh_l0 added into its
+def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation="tanh"):
+    """Token ids through an embedding and two LSTMs, GRUs or SimpleRNNs (`cell`: lstm, gru or
+    simple_rnn, whose nn.RNN takes `activation`, tanh or relu; bidirectional: each both ways, its
+    last step PyTorch's h_n of the two directions), the first returning every step, then a softmax
+    layer, from PyTorch's draws. Its state_dict as saved goes in and comes back out for a strict
+    load_state_dict predicting what it predicted: an LSTM's or RNN's bias_hh_l0 added into its
     bias_ih_l0 and exported as zero, a GRU's two biases kept (r scales bias_hh_l0's n block alone).
-    Then 20 Adam steps on 2 ranks against torch.nn.LSTM with its bias_hh_l0 held at zero (two
-    biases of one sum step twice as far as one), or torch.nn.GRU as it is."""
+    Then 20 Adam steps on 2 ranks against torch.nn.LSTM or nn.RNN with its bias_hh_l0 held at zero
+    (two biases of one sum step twice as far as one), or torch.nn.GRU as it is."""
     tokens, labels = write_tokens(tmp)
     both = ", bidirectional: true" if bidirectional else ""
+    if cell == "simple_rnn":
+        both += f", activation: {activation}"
     name = ("bi" if bidirectional else "") + cell
     write_token_config(tmp, name, f"    - {{type: {cell}, units: 6, return_sequences: true{both}}}\n"
                                   f"    - {{type: {cell}, units: 5{both}}}\n")
     # Seed 9's one-way GRU draws an embedding gradient of -2.3e-9 (four tokens' cancelling) in
     # the first batch: near Adam's epsilon, its float32 rounding moves that step by 6e-5.
-    torch.manual_seed(9 if cell == "lstm" else 10)
+    torch.manual_seed(10 if cell == "gru" else 9)
     model = torch.nn.Module()
     ways = 2 if bidirectional else 1
-    layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    layer = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU,
+             "simple_rnn": lambda *a, **k: torch.nn.RNN(*a, nonlinearity=activation, **k)}[cell]
     model.layers = torch.nn.ModuleList(
         [torch.nn.Embedding(30, 8),
          layer(8, 6, batch_first=True, bidirectional=bidirectional),
@@ -80,22 +84,24 @@ def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False):
                    check=True, env=env, capture_output=True, timeout=120)
     exported = load_file(f"{tmp}/{name}_io.safetensors")
     reloaded = copy.deepcopy(model)
-    reloaded.load_state_dict(exported)  # strict: every name of nn.LSTM's or nn.GRU's
+    reloaded.load_state_dict(exported)  # strict: every name of nn.LSTM's, nn.GRU's or nn.RNN's
     everything = slice(0, len(labels))
     with torch.no_grad():
         io_diff = (logits(reloaded, everything) - logits(model, everything)).abs().max().item()
     seconds = [k for k in exported if ".bias_hh_l0" in k]
-    if cell == "lstm":
+    folded = cell != "gru"  # an LSTM's or RNN's two biases of one sum
+    if folded:
         seconds_right = len(seconds) == 2 * ways and all(not exported[k].any() for k in seconds)
         told = f"bias_hh_l0 exported as zero: {seconds_right}"
     else:
         seconds_right = len(seconds) == 2 * ways and all(
             torch.equal(exported[k], model.state_dict()[k]) for k in seconds)
         told = f"bias_hh_l0 exported as it was: {seconds_right}"
-    print(f"nn.{cell.upper()}{'(bidirectional)' if bidirectional else ''}'s state_dict in and "
-          f"out: predictions within {io_diff:.2e}, {told}")
+    print(f"nn.{type(model.layers[1]).__name__}{'(bidirectional)' if bidirectional else ''}"
+          f"{f' ({activation})' if cell == 'simple_rnn' else ''}'s state_dict in and out: "
+          f"predictions within {io_diff:.2e}, {told}")
 
-    for second in seconds if cell == "lstm" else []:  # layers.k.bias_hh_l0 and its _reverse
+    for second in seconds if folded else []:  # layers.k.bias_hh_l0 and its _reverse
         bias = model.get_parameter(second)
         bias.data.zero_()
         bias.requires_grad_(False)
@@ -104,8 +110,9 @@ def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False):
         return summed(logits(model, rows), labels[rows]) / len(labels[rows])
 
     diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
-    print(f"embedding and two {'bidirectional ' if bidirectional else ''}{cell.upper()}s, 20 Adam "
-          f"steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
+    print(f"embedding and two {'bidirectional ' if bidirectional else ''}"
+          f"{type(model.layers[1]).__name__}s, 20 Adam steps (2 ranks) vs PyTorch: max abs diff "
+          f"{diff:.2e}")
     return [io_diff if seconds_right else float("inf"), diff]
 
 

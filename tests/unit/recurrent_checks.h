@@ -1,7 +1,8 @@
 #pragma once
 // What the recurrent layers' tests share. A Cell names the layer and what differs between cells:
-//   using Layer (Lstm, Gru); kGates (gate blocks per unit: 4, 3); kBiasRows (the bias parameter's
-//   rows: the LSTM's one, the GRU's two); kSeed (its parameters' first seed);
+//   using Layer (Lstm, Gru, SimpleRnn); kGates (gate blocks per unit: 4, 3, 1); kBiasRows (the
+//   bias parameter's rows: the GRU's two, the others' one); kSeed (its parameters' first seed);
+//   kActivation, where the layer takes one (SimpleRnn);
 //   static std::vector<double> reference(const RecurrentParams&, const std::vector<float>& x,
 //       int64_t batch, int64_t steps, int64_t features, int64_t units,
 //       const std::vector<float>& h_mask): every step's h, (batch, steps, units), by PyTorch's
@@ -57,6 +58,19 @@ std::vector<RecurrentParams> directions(int64_t count, int64_t features, int64_t
   return out;
 }
 
+// The Cell's layer of kSteps x kFeatures to kUnits, with its biases.
+template <typename Cell>
+std::unique_ptr<typename Cell::Layer> make_layer(bool sequences, bool bidirectional, float rate = 0,
+                                                 float recurrent_rate = 0) {
+  using Layer = typename Cell::Layer;
+  if constexpr (requires { Cell::kActivation; })
+    return std::make_unique<Layer>(kSteps, kFeatures, kUnits, sequences, true, bidirectional, rate,
+                                   recurrent_rate, Cell::kActivation);
+  else
+    return std::make_unique<Layer>(kSteps, kFeatures, kUnits, sequences, true, bidirectional, rate,
+                                   recurrent_rate);
+}
+
 // Binds `layer` to the directions' parameters (all three each: a layer with its biases).
 template <typename Layer>
 void bind(Layer& layer, std::vector<RecurrentParams>& directions) {
@@ -85,11 +99,11 @@ void expect_documented_steps(uint64_t seed) {
                                          kSteps, kFeatures, kUnits, {}));
     const int64_t width = static_cast<int64_t>(p.size()) * kUnits;
     for (const bool sequences : {false, true}) {
-      typename Cell::Layer layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional);
-      EXPECT_EQ(layer.output_shape(), sequences ? (Shape{kSteps, width}) : (Shape{width}));
-      bind(layer, p);
-      std::vector<float> y(kBatch * layer.output_shape().numel());
-      layer.forward(*backend, x.data(), y.data(), kBatch);
+      const auto layer = make_layer<Cell>(sequences, bidirectional);
+      EXPECT_EQ(layer->output_shape(), sequences ? (Shape{kSteps, width}) : (Shape{width}));
+      bind(*layer, p);
+      std::vector<float> y(kBatch * layer->output_shape().numel());
+      layer->forward(*backend, x.data(), y.data(), kBatch);
       for (size_t d = 0; d < p.size(); ++d)
         for (int64_t b = 0; b < kBatch; ++b)
           for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
@@ -112,16 +126,15 @@ void expect_gradients_match(bool sequences, bool bidirectional, uint64_t seed, f
                             float recurrent_rate = 0) {
   auto backend = make_cpu_backend();
   std::vector<RecurrentParams> p = directions<Cell>(bidirectional ? 2 : 1, kFeatures, kUnits);
-  typename Cell::Layer layer(kSteps, kFeatures, kUnits, sequences, true, bidirectional, rate,
-                             recurrent_rate);
-  bind(layer, p);
+  const auto layer = make_layer<Cell>(sequences, bidirectional, rate, recurrent_rate);
+  bind(*layer, p);
   Pass pass;
   pass.training = true;
   pass.key = 78;
-  layer.set_pass(pass);
+  layer->set_pass(pass);
   std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, seed);
-  std::vector<float> y(kBatch * layer.output_shape().numel());
-  const auto objective = expect_input_gradient_matches(*backend, layer, x, y, kBatch, seed + 1);
+  std::vector<float> y(kBatch * layer->output_shape().numel());
+  const auto objective = expect_input_gradient_matches(*backend, *layer, x, y, kBatch, seed + 1);
   for (RecurrentParams& d : p) {
     expect_matches_finite_differences(objective, d.weight_ih, d.dweight_ih, "weight_ih");
     expect_matches_finite_differences(objective, d.weight_hh, d.dweight_hh, "weight_hh");
@@ -130,7 +143,7 @@ void expect_gradients_match(bool sequences, bool bidirectional, uint64_t seed, f
   const std::vector<RecurrentParams> once = p;
   objective();
   std::vector<float> dy = random_vector(y.size(), seed + 1);
-  layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, kBatch, true);
+  layer->backward(*backend, x.data(), y.data(), dy.data(), nullptr, kBatch, true);
   for (size_t d = 0; d < p.size(); ++d)
     for (const auto& [twice, single] :
          {std::pair{&p[d].dweight_ih, &once[d].dweight_ih},
@@ -153,8 +166,7 @@ struct DropoutCase {
 template <typename Cell>
 DropoutCase<Cell> expect_dropout_masks_each_step_alike(ComputeBackend& backend, uint64_t seed) {
   const float rate = 0.3f, recurrent_rate = 0.4f;
-  DropoutCase<Cell> c{std::make_unique<typename Cell::Layer>(kSteps, kFeatures, kUnits, true, true,
-                                                             false, rate, recurrent_rate),
+  DropoutCase<Cell> c{make_layer<Cell>(true, false, rate, recurrent_rate),
                       directions<Cell>(1, kFeatures, kUnits),
                       random_vector(kBatch * kSteps * kFeatures, seed),
                       std::vector<float>(kBatch * kSteps * kUnits)};
@@ -185,11 +197,11 @@ DropoutCase<Cell> expect_dropout_masks_each_step_alike(ComputeBackend& backend, 
 
   pass.training = false;
   c.layer->set_pass(pass);
-  typename Cell::Layer plain(kSteps, kFeatures, kUnits, true, true);
-  bind(plain, c.params);
+  const auto plain = make_layer<Cell>(true, false);
+  bind(*plain, c.params);
   std::vector<float> inferred(c.y.size()), without(c.y.size());
   c.layer->forward(backend, c.x.data(), inferred.data(), kBatch);
-  plain.forward(backend, c.x.data(), without.data(), kBatch);
+  plain->forward(backend, c.x.data(), without.data(), kBatch);
   EXPECT_EQ(inferred, without);
   pass.training = true;
   c.layer->set_pass(pass);

@@ -253,10 +253,10 @@ TEST(Lstm, KerasBidirectionalConfigsBothWays) {
   EXPECT_EQ(refusal(summed),
             "m.keras: layers[1] (Bidirectional): merge_mode \"sum\"; "
             "ddp-trainer's layers do not have it");
-  nlohmann::json simple = keras;
-  simple["config"]["layer"]["class_name"] = "SimpleRNN";
-  EXPECT_EQ(refusal(simple),
-            "m.keras: layers[1] (Bidirectional): layer SimpleRNN (an LSTM or GRU only); "
+  nlohmann::json generic = keras;  // Keras' RNN of a cell of the user's
+  generic["config"]["layer"]["class_name"] = "RNN";
+  EXPECT_EQ(refusal(generic),
+            "m.keras: layers[1] (Bidirectional): layer RNN (an LSTM, GRU or SimpleRNN only); "
             "ddp-trainer's layers do not have it");
   nlohmann::json mixed = keras;  // a GRU reading the steps back of an LSTM reading them forward
   mixed["config"]["backward_layer"] = keras["config"]["layer"];
