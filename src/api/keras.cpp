@@ -78,10 +78,11 @@ Spec GlobalAveragePooling2D() { return {map({{"type", YAML::Node("global_average
 Spec GlobalMaxPooling2D() { return {map({{"type", YAML::Node("global_max_pooling2d")}})}; }
 Spec GlobalAveragePooling1D() { return {map({{"type", YAML::Node("global_average_pooling1d")}})}; }
 Spec GlobalMaxPooling1D() { return {map({{"type", YAML::Node("global_max_pooling1d")}})}; }
-Spec Embedding(int64_t input_dim, int64_t output_dim) {
+Spec Embedding(int64_t input_dim, int64_t output_dim, bool mask_zero) {
   return {map({{"type", YAML::Node("embedding")},
                {"input_dim", YAML::Node(input_dim)},
-               {"output_dim", YAML::Node(output_dim)}})};
+               {"output_dim", YAML::Node(output_dim)},
+               {"mask_zero", YAML::Node(mask_zero)}})};
 }
 namespace {
 Spec recurrent(const char* type, int64_t units, bool return_sequences, bool use_bias,

@@ -78,8 +78,8 @@ Spec GlobalMaxPooling2D();  // each channel's maximum over the image
 Spec GlobalAveragePooling1D();
 Spec GlobalMaxPooling1D();
 // Keras' Embedding: token ids in [0, input_dim) to rows of a trained (input_dim, output_dim)
-// table; the model's first layer.
-Spec Embedding(int64_t input_dim, int64_t output_dim);
+// table; the model's first layer. mask_zero: id 0 is padding, which recurrent layers skip.
+Spec Embedding(int64_t input_dim, int64_t output_dim, bool mask_zero = false);
 // Keras' LSTM, GRU (reset_after) and SimpleRNN over (steps, features): the last step's output, or
 // all steps'.
 Spec LSTM(int64_t units, bool return_sequences = false, bool use_bias = true, double dropout = 0.0,

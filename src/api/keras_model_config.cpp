@@ -93,7 +93,7 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
   if (s.type == "embedding") {
     c["input_dim"] = s.vocabulary;
     c["output_dim"] = s.units;
-    c["mask_zero"] = false;
+    c["mask_zero"] = s.mask_zero;
     return {"Embedding", c};
   }
   if (s.type == "lstm" || s.type == "gru" || s.type == "simple_rnn")
@@ -222,7 +222,7 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["type"] = "embedding";
     out["input_dim"] = in.required<int64_t>("input_dim");
     out["output_dim"] = in.required<int64_t>("output_dim");
-    in.require("mask_zero", false);  // padding ids would need masks through the layers above
+    out["mask_zero"] = in.get<bool>("mask_zero", false);  // Note [padding masks]
     in.require("embeddings_regularizer", nullptr);
     in.require("embeddings_constraint", nullptr);
     in.require("sparse", false);

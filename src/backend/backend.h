@@ -287,6 +287,10 @@ class ComputeBackend {
                            float* dst, int64_t dst_row_stride, int64_t rows, int64_t cols) = 0;
   // y += x, elementwise (a bidirectional layer's input gradient: its two directions' sum).
   virtual void add_to(const float* x, float* y, size_t count) = 0;
+  // Row r of `to` (rows of `width`) becomes from's row r where mask[r] is 0 (Note [padding
+  // masks]: a padding step carries the state before it on).
+  virtual void carry_rows(const float* mask, const float* from, float* to, int64_t rows,
+                          int64_t width) = 0;
   // One step of an LSTM over `batch` rows of `units` (backend/lstm_cell.h, each unit by
   // lstm_unit_forward and lstm_unit_backward; Note [recurrent steps]).
   virtual void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev,

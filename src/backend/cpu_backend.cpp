@@ -274,6 +274,11 @@ class CpuBackend final : public ComputeBackend {
       for (size_t i = begin; i < end; ++i) y[i] += x[i];
     });
   }
+  void carry_rows(const float* mask, const float* from, float* to, int64_t rows,
+                  int64_t width) override {
+    for (int64_t r = 0; r < rows; ++r)
+      if (mask[r] == 0) std::copy_n(from + r * width, width, to + r * width);
+  }
   void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
                          float* c, float* h, int64_t batch, int64_t units) override {
     cpu::by_rows(team_, batch, 4 * units, [&](int64_t first, int64_t n) {

@@ -223,6 +223,10 @@ class CudaBackend final : public ComputeBackend {
   void add_to(const float* x, float* y, size_t count) override {
     cuda::add_to(x, y, count, stream_);
   }
+  void carry_rows(const float* mask, const float* from, float* to, int64_t rows,
+                  int64_t width) override {
+    cuda::carry_rows(mask, from, to, rows, width, stream_);
+  }
   void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
                          float* c, float* h, int64_t batch, int64_t units) override {
     cuda::lstm_cell_forward(xp, hu, c_prev, gates, c, h, batch, units, stream_);

@@ -19,6 +19,12 @@ __global__ void add_kernel(const float* x, float* y, int64_t n) {
   for (int64_t e = start(); e < n; e += stride()) y[e] += x[e];
 }
 
+__global__ void carry_rows_kernel(const float* mask, const float* from, float* to, int64_t rows,
+                                  int64_t width) {
+  for (int64_t e = start(); e < rows * width; e += stride())
+    if (mask[e / width] == 0) to[e] = from[e];
+}
+
 __global__ void lstm_forward_kernel(const float* xp, const float* hu, const float* c_prev,
                                     float* gates, float* c, float* h, int64_t batch,
                                     int64_t units) {
@@ -60,6 +66,13 @@ void add_to(const float* x, float* y, size_t count, cudaStream_t stream) {
   if (count == 0) return;
   const auto n = static_cast<int64_t>(count);
   add_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
+  cudaCheck(cudaGetLastError());
+}
+
+void carry_rows(const float* mask, const float* from, float* to, int64_t rows, int64_t width,
+                cudaStream_t stream) {
+  if (rows * width == 0) return;
+  carry_rows_kernel<<<blocks_for(rows * width), kThreads, 0, stream>>>(mask, from, to, rows, width);
   cudaCheck(cudaGetLastError());
 }
 

@@ -19,6 +19,8 @@ class Dropout final : public Layer {
   std::string describe() const override;
   Shape output_shape() const override { return shape_; }
   void set_pass(const Pass& pass) override { pass_ = pass; }
+  void set_input_mask(const float* mask) override { mask_ = mask; }  // passed on
+  const float* output_mask() const override { return mask_; }
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                 int64_t batch, bool accumulate) override;
@@ -30,6 +32,7 @@ class Dropout final : public Layer {
   Shape shape_;
   float rate_;
   Pass pass_;
+  const float* mask_ = nullptr;
 };
 
 }  // namespace ddp

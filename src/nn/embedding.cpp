@@ -4,8 +4,8 @@
 
 namespace ddp {
 
-Embedding::Embedding(Shape input, int64_t vocabulary, int64_t dim)
-    : input_(std::move(input)), vocabulary_(vocabulary), dim_(dim) {}
+Embedding::Embedding(Shape input, int64_t vocabulary, int64_t dim, bool mask_zero)
+    : input_(std::move(input)), vocabulary_(vocabulary), dim_(dim), mask_zero_(mask_zero) {}
 
 Shape Embedding::output_shape() const {
   std::vector<int64_t> dims = input_.dims();
@@ -27,7 +27,17 @@ void Embedding::init_params(Rng& rng, std::span<const std::span<float>> params) 
 }
 
 void Embedding::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
-  backend.embedding_forward(x, table_, y, batch * input_.numel(), dim_);
+  const int64_t count = batch * input_.numel();
+  backend.embedding_forward(x, table_, y, count, dim_);
+  if (!mask_zero_) return;
+  const auto values = static_cast<size_t>(count);
+  if (mask_.size() < values) {
+    mask_ = DeviceBuffer(backend, values);
+    zeros_ = DeviceBuffer(backend, values);  // zero-filled, and never written
+  }
+  // Ones, then the zeros' rows of one value wherever the id is 0.
+  backend.scale_shift(zeros_.data(), mask_.data(), values, 0.0f, 1.0f);
+  backend.carry_rows(x, zeros_.data(), mask_.data(), count, 1);
 }
 
 void Embedding::backward(ComputeBackend& backend, const float* x, const float* /*y*/, float* dy,

@@ -76,6 +76,15 @@ class Layer {
   // below it; 0 where the input is values.
   virtual int64_t token_vocabulary() const { return 0; }
 
+  // Note [padding masks]: an embedding with mask_zero (Keras') marks each step whose token id is
+  // 0 as padding; the model hands that mask (batch, steps) of 1 and 0 to the layers above it,
+  // set before each forward, until a layer ends it. Recurrent layers skip padding steps (each
+  // carries the state before it on, as Keras' RNN layers), passing the mask on when they return
+  // every step; dropout passes it on. The model builder refuses a mask reaching any other layer.
+  virtual void set_input_mask(const float* /*mask*/) {}
+  // The mask this layer's output carries after its forward, or null: none.
+  virtual const float* output_mask() const { return nullptr; }
+
   // True when the output is the input reinterpreted (Flatten): the model skips forward/backward.
   virtual bool aliases_input() const { return false; }
 

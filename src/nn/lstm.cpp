@@ -20,6 +20,13 @@ void Lstm::start_steps(ComputeBackend& backend, int d, int64_t start, int64_t ba
   backend.fill_zero(c + start * step, static_cast<size_t>(step));
 }
 
+void Lstm::carry_state(ComputeBackend& backend, int d, const float* mask_t, int64_t before,
+                       int64_t after, int64_t batch) {
+  const int64_t step = batch * units_;
+  float* const c = c_[static_cast<size_t>(d)].data();
+  backend.carry_rows(mask_t, c + before * step, c + after * step, batch, units_);
+}
+
 void Lstm::cell_forward(ComputeBackend& backend, int d, const float* xp, float* hu, float* kept,
                         int64_t before, int64_t after, int64_t batch) {
   const int64_t step = batch * units_;

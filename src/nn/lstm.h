@@ -23,6 +23,8 @@ class Lstm final : public Recurrent {
                      int64_t after, const float* dh, const float* dh_more, float* carry, float* dxp,
                      float* dhu, int64_t batch) override;
   void start_steps(ComputeBackend& backend, int d, int64_t start, int64_t batch) override;
+  void carry_state(ComputeBackend& backend, int d, const float* mask_t, int64_t before,
+                   int64_t after, int64_t batch) override;
   void init_input_bias(std::span<float> bias) const override;
 
   std::vector<DeviceBuffer> c_;  // per direction, (steps + 1, batch, units): slots as h's

@@ -159,6 +159,20 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
   return w;
 }
 
+// Note [padding masks]: the mask_zero embedding whose mask reaches the layer after `spec` (null:
+// none), from the one that reaches `spec`; a layer that would drop it, where Keras' would take it
+// or drop it silently, is refused by name.
+const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
+  if (spec.type == "embedding") return spec.mask_zero ? &spec : nullptr;
+  if (!masking) return nullptr;
+  if (spec.type == "lstm" || spec.type == "gru" || spec.type == "simple_rnn")
+    return spec.return_sequences ? masking : nullptr;
+  if (spec.type == "dropout") return masking;
+  throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
+                    " (mask_zero): the padding mask reaches it, and only recurrent layers and " +
+                    "dropout take masks here");
+}
+
 }  // namespace
 
 bool has_parameters(const std::string& type) {
@@ -184,7 +198,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   const uint64_t budget = memory_limit_bytes() / 16;
   uint64_t parameters = 0;
   std::vector<std::pair<size_t, const LayerSpec*>> penalized;  // (layer index, its spec)
+  const LayerSpec* masking = nullptr;  // the mask_zero embedding whose mask is still passed on
   for (const LayerSpec& spec : specs) {
+    masking = passed_mask(masking, spec);
     if (spec.l1 > 0 || spec.l2 > 0) penalized.emplace_back(layers.size(), &spec);
     // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
     // logits) can leave out (Sequential::set_output_logits); so is an activation whose derivative
@@ -255,7 +271,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           std::to_string(budget) + " parameters, what this process's memory can " +
                           "train");
       parameters += size;
-      layers.push_back(std::make_unique<Embedding>(shape, spec.vocabulary, spec.units));
+      layers.push_back(
+          std::make_unique<Embedding>(shape, spec.vocabulary, spec.units, spec.mask_zero));
     } else if (spec.type == "lstm" || spec.type == "gru" || spec.type == "simple_rnn") {
       if (shape.rank() != 2)
         throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, features), " +
@@ -316,6 +333,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     else if (split)
       layers.push_back(std::make_unique<ActivationLayer>(act, shape));
   }
+  if (masking)
+    throw ConfigError(masking->path + ".mask_zero: its padding mask reaches the model's output; " +
+                      "end with a recurrent layer without return_sequences");
   auto model = std::make_unique<Sequential>(backend, input, std::move(layers));
   for (const auto& [layer, spec] : penalized) model->set_weight_penalty(layer, spec->l1, spec->l2);
   return model;

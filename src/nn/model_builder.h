@@ -40,6 +40,7 @@ struct LayerSpec {
   bool return_sequences = false;  // recurrent: every step's output, not the last step's alone
   bool bidirectional = false;     // recurrent: a second direction, reading the steps last to first
   float recurrent_rate = 0;       // recurrent: recurrent_dropout (its dropout is `rate`)
+  bool mask_zero = false;         // embedding: id 0 is padding (Note [padding masks])
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

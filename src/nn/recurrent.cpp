@@ -172,12 +172,23 @@ void Recurrent::run_steps(ComputeBackend& backend, int d, int64_t batch) {
                           batch, units_, gates, Activation::kLinear);
     cell_forward(backend, d, input_products + t * batch * gates, recurrent,
                  kept_steps + t * batch * kept, before, after, batch);
+    if (steps_mask_) {  // padding rows keep the state before the step
+      const float* const mask_t = steps_mask_ + t * batch;
+      backend.carry_rows(mask_t, h + before * step, h + after * step, batch, units_);
+      carry_state(backend, d, mask_t, before, after, batch);
+    }
   }
 }
 
 void Recurrent::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
   reorder(backend, x, sized(backend, x_steps_, steps_ * batch * features_), batch, features_,
           features_, 0, false);
+  steps_mask_ = nullptr;
+  if (mask_) {  // time-major, as the steps: (steps, batch)
+    float* const mask_steps = sized(backend, mask_steps_, steps_ * batch);
+    backend.copy_matrix(mask_, 1, steps_, mask_steps, batch, steps_, batch);
+    steps_mask_ = mask_steps;
+  }
   const int64_t width = directions() * units_, step = batch * units_;
   for (int d = 0; d < directions(); ++d) {
     run_steps(backend, d, batch);
@@ -217,16 +228,31 @@ void Recurrent::backward_steps(ComputeBackend& backend, int d, const float* dy, 
     const float* const dh_out =
         return_sequences_ ? dy_steps + t * step : (i == steps_ - 1 ? dy_steps : nullptr);
     float* const dhu_t = dhu + t * batch * gates;
-    cell_backward(backend, d, dir.kept.data() + t * batch * kept, before, after, dh_out,
-                  i < steps_ - 1 ? dh : nullptr, carry, dxp + t * batch * gates, dhu_t, batch);
+    const float* const dh_more = i < steps_ - 1 ? dh : nullptr;
+    const float* const mask_t = steps_mask_ ? steps_mask_ + t * batch : nullptr;
+    float* const through = mask_t ? sized(backend, through_, step) : nullptr;
+    if (mask_t) {  // h's gradient past a padding step, and the cell's carry before it
+      backend.copy_matrix(dh_out ? dh_out : dh_more, units_, 1, through, units_, batch, units_);
+      if (dh_out && dh_more) backend.add_to(dh_more, through, static_cast<size_t>(step));
+      backend.copy_matrix(carry, units_, 1, sized(backend, carried_, step), units_, batch, units_);
+    }
+    cell_backward(backend, d, dir.kept.data() + t * batch * kept, before, after, dh_out, dh_more,
+                  carry, dxp + t * batch * gates, dhu_t, batch);
+    if (mask_t) {  // padding rows: no gradient into the step's products, the carry passed on
+      const float* const zeros = sized(backend, zero_rows_, batch * gates);
+      backend.carry_rows(mask_t, zeros, dxp + t * batch * gates, batch, gates);
+      if (dhu_t != dxp + t * batch * gates) backend.carry_rows(mask_t, zeros, dhu_t, batch, gates);
+      backend.carry_rows(mask_t, carried_.data(), carry, batch, units_);
+    }
     // dh for the step before: dhu W_hh, as the product with W_hh's transpose (units, gates
-    // units), through the recurrent dropout's mask.
+    // units), through the recurrent dropout's mask; a padding row's passes through whole.
     if (i == 0) continue;
     backend.dense_forward(dhu_t, weight_hh_t, no_bias_units_.values(backend), dh, batch, gates,
                           units_, Activation::kLinear);
     if (recurrent_rate() > 0)
       backend.dropout(dh, dh, batch, units_, recurrent_rate(), recurrent_key(d),
                       pass_.first_position);
+    if (mask_t) backend.carry_rows(mask_t, through, dh, batch, units_);
   }
   // The weight gradients over all steps at once: against the h before each step as the recurrent
   // products read them (the `steps` slots from the first forward, from the second reverse, or

@@ -43,6 +43,10 @@ class Recurrent : public Layer {
   std::vector<ParamSpec> param_specs() const override;
   void bind(std::span<float* const> params, std::span<float* const> grads) override;
   void set_pass(const Pass& pass) override { pass_ = pass; }
+  // Note [padding masks]: a padding step leaves h (and the LSTM's c) as they were before it, its
+  // output with return_sequences that h; backward sends its h's gradient on to the step before.
+  void set_input_mask(const float* mask) override { mask_ = mask; }
+  const float* output_mask() const override { return return_sequences_ ? mask_ : nullptr; }
   void init_params(Rng& rng, std::span<const std::span<float>> params) const override;
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
@@ -75,6 +79,10 @@ class Recurrent : public Layer {
   // Before direction d's first step (the LSTM zeroes its cell's slot `start`).
   virtual void start_steps(ComputeBackend& /*backend*/, int /*d*/, int64_t /*start*/,
                            int64_t /*batch*/) {}
+  // At a padding step (rows where mask_t is 0), carries the cell's own state from slot `before`
+  // to slot `after` (the LSTM's c); h is the base's.
+  virtual void carry_state(ComputeBackend& /*backend*/, int /*d*/, const float* /*mask_t*/,
+                           int64_t /*before*/, int64_t /*after*/, int64_t /*batch*/) {}
   // Sets what of the input bias (zeros when called) does not start at zero (the LSTM's forget
   // gate); nothing by default.
   virtual void init_input_bias(std::span<float> /*bias*/) const {}
@@ -137,6 +145,11 @@ class Recurrent : public Layer {
   DeviceBuffer weight_hh_t_;         // (units, gates units)
   const float* steps_of_ = nullptr;  // the input and batch whose steps the scratch holds
   int64_t steps_batch_ = 0;
+  const float* mask_ = nullptr;        // the input's padding mask (batch, steps), or null
+  DeviceBuffer mask_steps_;            // (steps, batch): the mask the last forward read
+  const float* steps_mask_ = nullptr;  // mask_steps_' data where that forward had a mask
+  DeviceBuffer through_, carried_;     // (batch, units): what passes a padding step in backward
+  DeviceBuffer zero_rows_;             // (batch, gates units) of zeros, never written
 };
 
 }  // namespace ddp

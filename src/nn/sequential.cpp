@@ -172,12 +172,15 @@ void Sequential::reserve(int64_t max_batch) {
 const float* Sequential::run(const float* x, int64_t batch, size_t layer_count) {
   if (batch > max_batch_) reserve(batch);
   const float* current = x;
+  const float* mask = nullptr;  // Note [padding masks]
   for (size_t i = 0; i < layer_count; ++i) {
     inputs_[i] = current;
+    layers_[i]->set_input_mask(mask);
     if (!layers_[i]->aliases_input()) {
       layers_[i]->forward(backend_, current, outputs_[i].data(), batch);
       current = outputs_[i].data();
     }
+    mask = layers_[i]->output_mask();
     results_[i] = current;
   }
   return current;

@@ -111,10 +111,11 @@ void define_layers(py::module_& m) {
   m.def("GlobalMaxPooling1D", &keras::GlobalMaxPooling1D);
   m.def(
       "Embedding",
-      [](int64_t input_dim, int64_t output_dim, bool trainable) {
-        return trained_or_frozen(keras::Embedding(input_dim, output_dim), trainable);
+      [](int64_t input_dim, int64_t output_dim, bool mask_zero, bool trainable) {
+        return trained_or_frozen(keras::Embedding(input_dim, output_dim, mask_zero), trainable);
       },
-      py::arg("input_dim"), py::arg("output_dim"), py::arg("trainable") = true);
+      py::arg("input_dim"), py::arg("output_dim"), py::arg("mask_zero") = false,
+      py::arg("trainable") = true);
   for (const auto& [name, make] : {std::pair{"LSTM", &keras::LSTM}, std::pair{"GRU", &keras::GRU}})
     m.def(
         name,

@@ -74,6 +74,7 @@ void parse_model(ConfigNode& root, Config& config) {
     } else if (spec.type == "embedding") {  // Keras' names
       spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
       spec.units = positive(layer, "output_dim", layer.require<int64_t>("output_dim"));
+      spec.mask_zero = layer.get("mask_zero", false);
     } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
       spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
       spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size

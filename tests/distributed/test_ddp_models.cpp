@@ -339,18 +339,23 @@ TEST_P(DdpModels, EmbeddingMatchesSingleProcess) {
 
 // Recurrent models: two stacked LSTMs, then two GRUs, then two SimpleRNNs (the first returning
 // every step, both ways; the second with dropout and recurrent dropout, whose masks follow the
-// samples' positions; the second SimpleRNN's GELU keeps each step's sum) over embedded tokens.
+// samples' positions; the second SimpleRNN's GELU keeps each step's sum) over embedded tokens;
+// the GRUs and SimpleRNNs also with id 0 as padding (mask_zero, Note [padding masks]).
 TEST_P(DdpModels, RecurrentMatchesSingleProcess) {
   MpiCommunicator comm;
-  for (const auto& [type, second] : {std::pair<std::string, std::string>{"lstm", ""},
-                                     {"gru", ""},
-                                     {"simple_rnn", ", activation: gelu"}}) {
+  for (const auto& [type, second, mask] :
+       {std::tuple<std::string, std::string, std::string>{"lstm", "", "false"},
+        {"gru", "", "false"},
+        {"gru", "", "true"},
+        {"simple_rnn", ", activation: gelu", "false"},
+        {"simple_rnn", "", "true"}}) {
+    // Where masked, id 0 is padding: one step in 40, anywhere in a text.
     const Config config = config_with(
         {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4}",
          "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
-         "model.layers=[{type: embedding, input_dim: 40, output_dim: 6}, {type: " + type +
-             ", units: 8, return_sequences: true, bidirectional: true}, {type: " + type +
-             ", units: 5, dropout: 0.2, recurrent_dropout: 0.3" + second +
+         "model.layers=[{type: embedding, input_dim: 40, output_dim: 6, mask_zero: " + mask +
+             "}, {type: " + type + ", units: 8, return_sequences: true, bidirectional: true}, " +
+             "{type: " + type + ", units: 5, dropout: 0.2, recurrent_dropout: 0.3" + second +
              "}, {type: dense, units: 4, activation: softmax}]"});
     expect_trains_as_one_process(config, comm, 12);  // 3 epochs
   }

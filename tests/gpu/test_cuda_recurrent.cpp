@@ -1,7 +1,8 @@
 // The LSTM, GRU and SimpleRNN layers on the CUDA backend against the CPU's (the specification):
 // their outputs, input gradients and parameter gradients over both return modes, one direction and
-// two, through copy_matrix, add_to, the cell kernels, the activation ops (the SimpleRNN's, tanh
-// from its output, GELU from its kept sum) and cuBLAS's products.
+// two, with and without padding steps (Note [padding masks]), through copy_matrix, add_to,
+// carry_rows, the cell kernels, the activation ops (the SimpleRNN's, tanh from its output, GELU
+// from its kept sum) and cuBLAS's products.
 
 #include <gtest/gtest.h>
 
@@ -17,11 +18,12 @@
 namespace ddp {
 namespace {
 
-// (cell: "lstm", "gru", "simple_rnn" (tanh) or "simple_rnn_gelu", return_sequences, bidirectional)
-class CudaRecurrent : public ::testing::TestWithParam<std::tuple<std::string, bool, bool>> {};
+// (cell: "lstm", "gru", "simple_rnn" (tanh) or "simple_rnn_gelu", return_sequences, bidirectional,
+// padded)
+class CudaRecurrent : public ::testing::TestWithParam<std::tuple<std::string, bool, bool, bool>> {};
 
 TEST_P(CudaRecurrent, MatchesTheCpu) {
-  const auto [cell, sequences, bidirectional] = GetParam();
+  const auto [cell, sequences, bidirectional, padded] = GetParam();
   const bool gru = cell == "gru", simple = cell.starts_with("simple_rnn");
   const int64_t ways = bidirectional ? 2 : 1;
   auto cpu = make_cpu_backend(false);
@@ -38,6 +40,10 @@ TEST_P(CudaRecurrent, MatchesTheCpu) {
              wh = random_values(ways * gates * units, 3), b = random_values(ways * biases, 4);
   const int64_t out = batch * (sequences ? steps : 1) * ways * units;
   const auto dy = random_values(out, 5);
+  // A padding step in each row but every fourth: at its first step, its last, or between.
+  std::vector<float> padding(batch * steps, 1.0f);
+  for (int64_t b = 0; b < batch; ++b)
+    if (b % 4 != 0) padding[b * steps + (b * 3) % steps] = 0;
   std::vector<std::vector<float>> results[2];
   ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
   for (int k = 0; k < 2; ++k) {
@@ -53,7 +59,9 @@ TEST_P(CudaRecurrent, MatchesTheCpu) {
       layer = std::make_unique<Lstm>(steps, features, units, sequences, true, bidirectional);
     Mirror X(be, x), WI(be, wi), WH(be, wh), B(be, b), Y(be, std::vector<float>(out)), DY(be, dy),
         DX(be, std::vector<float>(x.size())), DWI(be, std::vector<float>(wi.size())),
-        DWH(be, std::vector<float>(wh.size())), DB(be, std::vector<float>(b.size()));
+        DWH(be, std::vector<float>(wh.size())), DB(be, std::vector<float>(b.size())),
+        M(be, padding);
+    layer->set_input_mask(padded ? M.buffer.data() : nullptr);
     std::vector<float*> params, grads;  // each direction's three, in param_specs()' order
     for (int64_t d = 0; d < ways; ++d) {
       params.insert(params.end(),
@@ -75,10 +83,10 @@ TEST_P(CudaRecurrent, MatchesTheCpu) {
     expect_close(results[0][i], results[1][i], (cell + " " + names[i]).c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(CellsReturnSequencesAndDirections, CudaRecurrent,
-                         ::testing::Combine(::testing::Values("lstm", "gru", "simple_rnn",
-                                                              "simple_rnn_gelu"),
-                                            ::testing::Bool(), ::testing::Bool()));
+INSTANTIATE_TEST_SUITE_P(
+    CellsReturnSequencesDirectionsAndPadding, CudaRecurrent,
+    ::testing::Combine(::testing::Values("lstm", "gru", "simple_rnn", "simple_rnn_gelu"),
+                       ::testing::Bool(), ::testing::Bool(), ::testing::Bool()));
 
 }  // namespace
 }  // namespace ddp

@@ -7,13 +7,18 @@ import os
 def token_model_checks(ddp, keras, np, rng, check, gap):
     """Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed 1D
     poolings, two LSTMs, GRUs or SimpleRNNs, one way or both (the first returning every step;
-    the SimpleRNNs one way tanh, Keras' default, both ways ReLU and GELU) on token
+    the SimpleRNNs one way tanh, Keras' default, both ways ReLU and GELU; and with mask_zero over
+    texts padded with id 0, recurrent layers stacked through Dropout) on token
     ids: the same training from the same weights, and each side's .keras file loaded by the
     other predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are
     IndexedSlices, through which its Adam updates the moments of the rows a batch holds alone
     (on Keras' torch backend, dense as here)."""
     tokens = rng.integers(0, 50, size=(600, 12))
     token_labels = (tokens < 15).sum(axis=1) % 4
+    # Texts of 3 to 12 tokens padded with id 0 at the end, for Embedding(mask_zero=True).
+    padded = np.where(np.arange(12) < rng.integers(3, 13, size=(600, 1)),
+                      rng.integers(1, 50, size=(600, 12)), 0)
+    padded_labels = (np.where(padded > 0, padded, 99) < 15).sum(axis=1) % 4
 
     def pooled(pooling):
         return [(getattr(ddp, pooling)(), getattr(keras.layers, pooling)())]
@@ -59,21 +64,31 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
                        keras.layers.Bidirectional(
                            keras.layers.SimpleRNN(6, "relu", return_sequences=True))),
                       (ddp.Bidirectional(ddp.SimpleRNN(5, "gelu")),
-                       keras.layers.Bidirectional(keras.layers.SimpleRNN(5, "gelu")))])]:
+                       keras.layers.Bidirectional(keras.layers.SimpleRNN(5, "gelu")))]),
+            ("mask_zero, LSTM, Dropout, LSTM",
+             lambda: [(ddp.LSTM(6, return_sequences=True),
+                       keras.layers.LSTM(6, return_sequences=True)),
+                      (ddp.Dropout(0.0), keras.layers.Dropout(0.0)),
+                      (ddp.LSTM(5), keras.layers.LSTM(5))]),
+            ("mask_zero, Bidirectional(GRU), SimpleRNN",
+             lambda: [(ddp.Bidirectional(ddp.GRU(6, return_sequences=True)),
+                       keras.layers.Bidirectional(keras.layers.GRU(6, return_sequences=True))),
+                      (ddp.SimpleRNN(5), keras.layers.SimpleRNN(5))])]:
         layers = middle()
-        ours = ddp.Sequential([ddp.Embedding(50, 8)] + [o for o, _ in layers] +
+        masked = name.startswith("mask_zero")  # Note [padding masks]
+        x, labels = (padded, padded_labels) if masked else (tokens, token_labels)
+        ours = ddp.Sequential([ddp.Embedding(50, 8, mask_zero=masked)] + [o for o, _ in layers] +
                               [ddp.Dense(4, "softmax")], input_shape=[12])
         ours.build()
         keras_text = keras.Sequential([keras.Input((12,), dtype="int32"),
-                                       keras.layers.Embedding(50, 8)] +
+                                       keras.layers.Embedding(50, 8, mask_zero=masked)] +
                                       [k for _, k in layers] +
                                       [keras.layers.Dense(4, activation="softmax")])
         for ours_layer, keras_layer in zip(ours.layers, keras_text.layers):
             keras_layer.set_weights(ours_layer.get_weights())
         for m in (ours, keras_text):
             m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
-            m.fit(tokens[:500], token_labels[:500], batch_size=50, epochs=3, shuffle=False,
-                  verbose=0)
+            m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
         trained_gap = gap(ours, keras_text)
         ours_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_emb_{os.getpid()}.keras")
         keras_path = ours_path.replace(".keras", "_keras.keras")
@@ -86,8 +101,8 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
             os.remove(ours_path)
             os.remove(keras_path)
         predicted = max(
-            float(np.abs(into_keras.predict(tokens, verbose=0) - ours.predict(tokens)).max()),
-            float(np.abs(into_ours.predict(tokens) - keras_text.predict(tokens, verbose=0)).max()))
+            float(np.abs(into_keras.predict(x, verbose=0) - ours.predict(x)).max()),
+            float(np.abs(into_ours.predict(x) - keras_text.predict(x, verbose=0)).max()))
         check(f"keras.layers.Embedding, {name}",
               trained_gap < 1e-5 and predicted < 1e-5,
               f"30 SGD momentum steps from the same table: max abs difference of the weights "

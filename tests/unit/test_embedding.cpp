@@ -1,6 +1,7 @@
 // Embedding, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and
 // GlobalMaxPooling1D: rows gathered and their gradients scattered as worked out by hand and by
-// finite differences, the same bits on any number of threads, and token ids checked in the data.
+// finite differences, the same bits on any number of threads, and token ids checked in the data;
+// mask_zero's padding mask, and where the model builder lets it go.
 
 #include <gtest/gtest.h>
 
@@ -13,7 +14,9 @@
 #include "finite_differences.h"
 #include "nn/conv2d.h"
 #include "nn/embedding.h"
+#include "nn/model_builder.h"
 #include "nn/pooling2d.h"
+#include "nn/sequential.h"
 
 namespace ddp {
 namespace {
@@ -182,6 +185,68 @@ TEST(Dataset, TokenIdsAreWholeNumbersBelowTheVocabulary) {
   EXPECT_NE(refused(-1).find("is -1, not"), std::string::npos);
   EXPECT_NE(refused(std::numeric_limits<float>::quiet_NaN()).find("is nan, not"),
             std::string::npos);
+}
+
+// Note [padding masks]: a mask_zero embedding's output carries 0 where the id is 0, 1 elsewhere
+// (and id 0 still has its row); without mask_zero, no mask.
+TEST(Embedding, MaskZeroMarksPadding) {
+  auto backend = make_cpu_backend();
+  const std::vector<float> ids = {3, 0, 1, 0, 0, 2};
+  std::vector<float> table = {0.5f, -1, 2, 4, 1, 1, 7, 8}, grad(table.size());
+  for (const bool mask_zero : {false, true}) {
+    Embedding layer(Shape{3}, 4, 2, mask_zero);
+    std::vector<float*> params = {table.data()}, grads = {grad.data()};
+    layer.bind(params, grads);
+    std::vector<float> y(12);
+    layer.forward(*backend, ids.data(), y.data(), 2);
+    EXPECT_EQ(y[2], 0.5f);  // id 0's row
+    if (!mask_zero) {
+      EXPECT_EQ(layer.output_mask(), nullptr);
+      continue;
+    }
+    ASSERT_NE(layer.output_mask(), nullptr);
+    const std::vector<float> mask(layer.output_mask(), layer.output_mask() + 6);
+    EXPECT_EQ(mask, (std::vector<float>{1, 0, 1, 0, 0, 1}));
+  }
+}
+
+// The mask reaches recurrent layers through dropout and those that return every step; any other
+// layer it would reach, or the model's output, is refused naming the layer and the embedding.
+TEST(Embedding, MaskZeroGoesOnlyWhereItIsTaken) {
+  auto backend = make_cpu_backend();
+  const auto spec = [](const std::string& type, int64_t units, bool sequences, int index) {
+    LayerSpec s;
+    s.type = type;
+    s.units = units;
+    s.vocabulary = 20;
+    s.mask_zero = type == "embedding";
+    s.return_sequences = sequences;
+    s.rate = type == "dropout" ? 0.2f : 0.0f;
+    s.activation = type == "dense" ? "relu" : type == "simple_rnn" ? "tanh" : "linear";
+    s.path = "c.yaml: model.layers." + std::to_string(index);
+    return s;
+  };
+  const auto model = build_sequential(
+      *backend, Shape{6},
+      {spec("embedding", 4, false, 0), spec("dropout", 0, false, 1), spec("gru", 3, true, 2),
+       spec("simple_rnn", 3, false, 3), spec("dense", 2, false, 4)});
+  EXPECT_EQ(model->layers().size(), 5u);
+  const auto refusal = [&](const std::vector<LayerSpec>& specs) {
+    try {
+      build_sequential(*backend, Shape{6}, specs);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1),
+                     spec("global_average_pooling1d", 0, false, 2), spec("dense", 2, false, 3)}),
+            "c.yaml: model.layers.2: global_average_pooling1d after c.yaml: model.layers.0 "
+            "(mask_zero): the padding mask reaches it, and only recurrent layers and dropout take "
+            "masks here");
+  EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1)}),
+            "c.yaml: model.layers.0.mask_zero: its padding mask reaches the model's output; end "
+            "with a recurrent layer without return_sequences");
 }
 
 }  // namespace

@@ -197,5 +197,14 @@ TEST(Gru, KerasConfigsBothWays) {
   EXPECT_TRUE(both_back["bidirectional"].as<bool>());
 }
 
+// Note [padding masks]: padding steps carry the state on, in outputs and gradients (with both
+// dropouts too).
+TEST(Gru, PaddingStepsCarryTheState) { expect_padding_steps_carried<GruCell>(56); }
+TEST(Gru, GradientsWithPaddingMatchFiniteDifferences) {
+  expect_gradients_match<GruCell>(true, true, 56, 0, 0, kPadding.data());
+  expect_gradients_match<GruCell>(false, false, 56, 0, 0, kPadding.data());
+  expect_gradients_match<GruCell>(true, true, 56, 0.3f, 0.4f, kPadding.data());
+}
+
 }  // namespace
 }  // namespace ddp

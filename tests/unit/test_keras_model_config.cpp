@@ -196,7 +196,7 @@ TEST(KerasModelConfig, AucObjectIsTheAucMetric) {
   }
 }
 
-// Embedding and the global poolings both ways; padding masks (mask_zero) are refused.
+// Embedding (with its mask_zero) and the global poolings both ways.
 TEST(KerasModelConfig, EmbeddingAsKerasEmbedding) {
   LayerSpec embedding = layer("embedding");
   embedding.vocabulary = 50;
@@ -243,16 +243,13 @@ TEST(KerasModelConfig, EmbeddingAsKerasEmbedding) {
   EXPECT_EQ(conv_back["strides"].as<int64_t>(), 2);
   EXPECT_EQ(conv_back["padding"].as<std::string>(), "same");
   EXPECT_EQ(conv_back["activation"].as<std::string>(), "relu");
-  nlohmann::json masked = described[1];
-  masked["config"]["mask_zero"] = true;
-  try {
-    keras::keras_layer(masked, "m.keras: layers[1]");
-    ADD_FAILURE();
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(
-        std::string(e.what()),
-        "m.keras: layers[1] (Embedding): mask_zero true; ddp-trainer's layers do not have it");
-  }
+  EXPECT_EQ(described[1]["config"]["mask_zero"], false);
+  EXPECT_FALSE(back["mask_zero"].as<bool>());
+  embedding.mask_zero = true;  // Note [padding masks]
+  const nlohmann::json masked =
+      keras::keras_model_config({embedding, layer("lstm")}, Shape({12}))["config"]["layers"][1];
+  EXPECT_EQ(masked["config"]["mask_zero"], true);
+  EXPECT_TRUE(keras::keras_layer(masked, "m.keras: layers[1]").spec->node["mask_zero"].as<bool>());
 }
 
 // Keras' Reshape, both ways.

@@ -266,5 +266,14 @@ TEST(Lstm, KerasBidirectionalConfigsBothWays) {
             "ddp-trainer's layers do not have it");
 }
 
+// Note [padding masks]: padding steps carry the state on, in outputs and gradients (with both
+// dropouts too).
+TEST(Lstm, PaddingStepsCarryTheState) { expect_padding_steps_carried<LstmCell>(31); }
+TEST(Lstm, GradientsWithPaddingMatchFiniteDifferences) {
+  expect_gradients_match<LstmCell>(true, true, 31, 0, 0, kPadding.data());
+  expect_gradients_match<LstmCell>(false, false, 31, 0, 0, kPadding.data());
+  expect_gradients_match<LstmCell>(true, true, 31, 0.3f, 0.4f, kPadding.data());
+}
+
 }  // namespace
 }  // namespace ddp

@@ -184,5 +184,14 @@ TEST(SimpleRnn, KerasConfigsBothWays) {
   EXPECT_TRUE(both_back["bidirectional"].as<bool>());
 }
 
+// Note [padding masks]: padding steps carry the state on, in outputs and gradients (with both
+// dropouts too).
+TEST(SimpleRnn, PaddingStepsCarryTheState) { expect_padding_steps_carried<TanhCell>(89); }
+TEST(SimpleRnn, GradientsWithPaddingMatchFiniteDifferences) {
+  expect_gradients_match<TanhCell>(true, true, 89, 0, 0, kPadding.data());
+  expect_gradients_match<TanhCell>(false, false, 89, 0, 0, kPadding.data());
+  expect_gradients_match<TanhCell>(true, true, 89, 0.3f, 0.4f, kPadding.data());
+}
+
 }  // namespace
 }  // namespace ddp
