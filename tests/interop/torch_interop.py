@@ -161,6 +161,8 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += recurrent_check(args, env, tmp, "simple_rnn")
         diffs += recurrent_check(args, env, tmp, "simple_rnn", bidirectional=True,
                                  activation="relu")
+        diffs += recurrent_check(args, env, tmp, "lstm", bidirectional=True, padded=True)
+        diffs += recurrent_check(args, env, tmp, "gru", padded=True)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -11,28 +11,33 @@ from safetensors.torch import load_file, save_file
 from torch_steps import optimizer_yaml, torch_optimizer, twenty_steps
 
 
-def write_tokens(tmp):
+def write_tokens(tmp, padded=False):
     """200 rows of 6 token ids below 30 in {tmp}/tokens.csv, each labelled by how many of its ids
-    are below 10, modulo 3; returns the ids and the labels."""
+    are below 10, modulo 3; returns the ids and the labels. padded: {tmp}/padded.csv, texts of 2
+    to 6 ids from 1 up, then id 0 to the end (and how many ids are real, third)."""
     generator = torch.Generator().manual_seed(5)
     tokens = torch.randint(0, 30, (200, 6), generator=generator)
+    lengths = torch.randint(2, 7, (200,), generator=generator)
+    if padded:
+        tokens = torch.where(torch.arange(6) < lengths[:, None], tokens.clamp(min=1), 0)
     labels = (tokens < 10).sum(dim=1) % 3
-    with open(f"{tmp}/tokens.csv", "w") as f:
+    with open(f"{tmp}/{'padded' if padded else 'tokens'}.csv", "w") as f:
         f.write(",".join([f"t{i}" for i in range(6)] + ["label"]) + "\n")
         for row, label in zip(tokens.tolist(), labels.tolist()):
             f.write(",".join(map(str, row + [label])) + "\n")
-    return tokens, labels
+    return (tokens, labels, lengths) if padded else (tokens, labels)
 
 
-def write_token_config(tmp, name, middle):
-    """{tmp}/{name}.yaml: tokens.csv through an embedding of 8, the layers `middle` (YAML lines),
-    then a softmax layer of 3; Adam, 2 epochs of batches of 20 in file order."""
+def write_token_config(tmp, name, middle, padded=False):
+    """{tmp}/{name}.yaml: tokens.csv (padded: padded.csv, the embedding with mask_zero) through an
+    embedding of 8, the layers `middle` (YAML lines), then a softmax layer of 3; Adam, 2 epochs of
+    batches of 20 in file order."""
     with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
-  train: {{type: csv, path: {tmp}/tokens.csv}}
+  train: {{type: csv, path: {tmp}/{'padded' if padded else 'tokens'}.csv}}
 model:
   layers:
-    - {{type: embedding, input_dim: 30, output_dim: 8}}
+    - {{type: embedding, input_dim: 30, output_dim: 8, mask_zero: {str(padded).lower()}}}
 {middle}    - {{type: dense, units: 3, activation: softmax}}
 loss: sparse_categorical_crossentropy
 optimizer: {optimizer_yaml("adam")}
@@ -40,7 +45,8 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
 
 
-def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation="tanh"):
+def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation="tanh",
+                    padded=False):
     """Token ids through an embedding and two LSTMs, GRUs or SimpleRNNs (`cell`: lstm, gru or
     simple_rnn, whose nn.RNN takes `activation`, tanh or relu; bidirectional: each both ways, its
     last step PyTorch's h_n of the two directions), the first returning every step, then a softmax
@@ -48,14 +54,16 @@ def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation
     load_state_dict predicting what it predicted: an LSTM's or RNN's bias_hh_l0 added into its
     bias_ih_l0 and exported as zero, a GRU's two biases kept (r scales bias_hh_l0's n block alone).
     Then 20 Adam steps on 2 ranks against torch.nn.LSTM or nn.RNN with its bias_hh_l0 held at zero
-    (two biases of one sum step twice as far as one), or torch.nn.GRU as it is."""
-    tokens, labels = write_tokens(tmp)
+    (two biases of one sum step twice as far as one), or torch.nn.GRU as it is. padded: texts
+    padded at the end with id 0, the embedding's mask_zero against PyTorch's
+    pack_padded_sequence (Note [padding masks])."""
+    tokens, labels, *lengths = write_tokens(tmp, padded)
     both = ", bidirectional: true" if bidirectional else ""
     if cell == "simple_rnn":
         both += f", activation: {activation}"
-    name = ("bi" if bidirectional else "") + cell
+    name = ("bi" if bidirectional else "") + cell + ("_padded" if padded else "")
     write_token_config(tmp, name, f"    - {{type: {cell}, units: 6, return_sequences: true{both}}}\n"
-                                  f"    - {{type: {cell}, units: 5{both}}}\n")
+                                  f"    - {{type: {cell}, units: 5{both}}}\n", padded)
     # Seed 9's one-way GRU draws an embedding gradient of -2.3e-9 (four tokens' cancelling) in
     # the first batch: near Adam's epsilon, its float32 rounding moves that step by 6e-5.
     torch.manual_seed(10 if cell == "gru" else 9)
@@ -71,7 +79,11 @@ def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation
     summed = torch.nn.CrossEntropyLoss(reduction="sum")
 
     def logits(m, rows):
-        steps, _ = m.layers[1](m.layers[0](tokens[rows]))
+        steps = m.layers[0](tokens[rows])
+        if padded:  # each text's real steps alone, through both layers
+            steps = torch.nn.utils.rnn.pack_padded_sequence(
+                steps, lengths[0][rows], batch_first=True, enforce_sorted=False)
+        steps, _ = m.layers[1](steps)
         _, h_n = m.layers[2](steps)  # each direction's last step: (directions, batch, 5)
         h_n = h_n[0] if cell == "lstm" else h_n  # the LSTM's (h_n, c_n)
         return m.layers[3](torch.cat(list(h_n), dim=1))
@@ -110,9 +122,9 @@ def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation
         return summed(logits(model, rows), labels[rows]) / len(labels[rows])
 
     diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
-    print(f"embedding and two {'bidirectional ' if bidirectional else ''}"
-          f"{type(model.layers[1]).__name__}s, 20 Adam steps (2 ranks) vs PyTorch: max abs diff "
-          f"{diff:.2e}")
+    print(f"embedding{' (mask_zero, packed)' if padded else ''} and two "
+          f"{'bidirectional ' if bidirectional else ''}{type(model.layers[1]).__name__}s, 20 Adam "
+          f"steps (2 ranks) vs PyTorch: max abs diff {diff:.2e}")
     return [io_diff if seconds_right else float("inf"), diff]
 
 
