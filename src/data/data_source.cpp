@@ -44,6 +44,15 @@ DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
         if (source.vocabulary < source.classes)
           node.fail("vocabulary", "must be at least classes (" + std::to_string(source.classes) +
                                       "), got " + std::to_string(source.vocabulary));
+        // `min_length: L`: texts of L to `features` ids, padded with id 0 (Note [padding masks]).
+        if (node.has("min_length")) {
+          source.min_length = positive(node, "min_length", node.require<int64_t>("min_length"));
+          if (source.min_length > source.features)
+            node.fail("min_length", "must be at most features (" + std::to_string(source.features) +
+                                        "), got " + std::to_string(source.min_length));
+          if (source.vocabulary < 2)
+            node.fail("vocabulary", "must be at least 2 with min_length (id 0 is the padding)");
+        }
       }
     }
     // Labels are 32-bit; the features are generated in memory, so they must fit there.
@@ -110,7 +119,7 @@ Dataset load_dataset(const DataSourceConfig& source, int rank) {
                                            source.targets_per_sample, source.seed)
            : source.vocabulary > 0
                ? make_synthetic_tokens(source.samples, source.features, source.vocabulary,
-                                       source.classes, source.seed)
+                                       source.classes, source.seed, source.min_length)
                : make_synthetic(source.samples, source.features, source.classes, source.seed);
   } else if (source.type == "idx") {
     data = read_idx(expand_rank(source.images, rank), expand_rank(source.labels, rank),

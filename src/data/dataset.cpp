@@ -236,18 +236,28 @@ Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t tar
 }
 
 Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
-                              uint64_t seed) {
+                              uint64_t seed, int64_t min_length) {
   Dataset data = make_synthetic(samples, length, 1, seed);
   data.origin = "synthetic tokens(" + std::to_string(samples) + "x" + std::to_string(length) +
-                ", vocabulary " + std::to_string(vocabulary) + ")";
+                ", vocabulary " + std::to_string(vocabulary) +
+                (min_length > 0 ? ", padded from " + std::to_string(min_length) : "") + ")";
   Rng rng(derive_seed(seed, /*stream=*/4));
   std::vector<int64_t> counts(static_cast<size_t>(classes));
+  const int64_t first = min_length > 0 ? 1 : 0;  // the lowest id of a token that is not padding
   for (int64_t i = 0; i < samples; ++i) {
     std::fill(counts.begin(), counts.end(), 0);
+    const int64_t real =
+        min_length > 0
+            ? min_length +
+                  static_cast<int64_t>(rng.below(static_cast<uint64_t>(length - min_length + 1)))
+            : length;
     for (int64_t k = 0; k < length; ++k) {
-      const auto id = static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary)));
+      const auto id =
+          k < real
+              ? first + static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary - first)))
+              : 0;
       data.features[static_cast<size_t>(i * length + k)] = static_cast<float>(id);
-      ++counts[static_cast<size_t>(id * classes / vocabulary)];
+      if (k < real) ++counts[static_cast<size_t>(id * classes / vocabulary)];
     }
     data.labels[static_cast<size_t>(i)] =
         static_cast<int32_t>(std::max_element(counts.begin(), counts.end()) - counts.begin());

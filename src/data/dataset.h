@@ -114,9 +114,11 @@ Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t tar
 // Token data for an Embedding: `length` token ids per sample uniform in [0, vocabulary); a
 // sample's class is the one whose share of the vocabulary (ids c * vocabulary / classes up to the
 // next share's) holds most of its tokens, the lowest such on a tie: a bag of words, learnable by an
-// embedding and an average over the tokens.
+// embedding and an average over the tokens. min_length > 0: each text has min_length to `length`
+// ids (uniform), in [1, vocabulary), then id 0 to the end, padding (Note [padding masks]); its
+// class from those ids alone.
 Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
-                              uint64_t seed);
+                              uint64_t seed, int64_t min_length = 0);
 
 // IDX (MNIST / Fashion-MNIST) image and label files, gzip-compressed or plain. Pixel values are
 // multiplied by `scale` (1/255 maps bytes to [0, 1]).

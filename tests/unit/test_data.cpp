@@ -334,6 +334,36 @@ TEST(Synthetic, SeededUniformFeaturesAndLabels) {
   for (int count : counts) EXPECT_GT(count, 60);
 }
 
+// min_length: texts of min_length to `length` real ids, in [1, vocabulary), then padding (id 0)
+// to the end, lengths spread over the range, each class that of the real ids' majority share.
+TEST(Synthetic, PaddedTokens) {
+  const int64_t samples = 400, length = 12, vocabulary = 40, classes = 4, min_length = 3;
+  const Dataset d = make_synthetic_tokens(samples, length, vocabulary, classes, 9, min_length);
+  std::vector<int> lengths(length + 1);
+  for (int64_t i = 0; i < samples; ++i) {
+    const float* ids = d.features.data() + i * length;
+    int64_t real = 0;
+    while (real < length && ids[real] != 0) ++real;
+    ASSERT_GE(real, min_length) << "sample " << i;
+    std::vector<int> counts(classes);
+    for (int64_t k = 0; k < length; ++k) {
+      if (k >= real) {
+        ASSERT_EQ(ids[k], 0) << "sample " << i << " step " << k;
+        continue;
+      }
+      ASSERT_GE(ids[k], 1);
+      ASSERT_LT(ids[k], vocabulary);
+      ++counts[static_cast<size_t>(ids[k]) * classes / vocabulary];
+    }
+    EXPECT_EQ(d.labels[i], std::max_element(counts.begin(), counts.end()) - counts.begin());
+    ++lengths[real];
+  }
+  for (int64_t n = min_length; n <= length; ++n) EXPECT_GT(lengths[n], 15) << n << " ids";
+  // Without min_length, whole-length texts: id 0 is a token like any other.
+  const Dataset whole = make_synthetic_tokens(samples, length, vocabulary, classes, 9);
+  EXPECT_GT(std::count(whole.features.begin(), whole.features.end(), 0.0f), 0);
+}
+
 TEST(GatherBatch, SparseAndOneHotTargets) {
   const Dataset data = make_synthetic(5, 2, 3, 1);
   const int64_t indices[] = {4, 1};
