@@ -83,44 +83,70 @@ void bind(Layer& layer, std::vector<RecurrentParams>& directions) {
   layer.bind(params, grads);
 }
 
+// A padding mask (kBatch, kSteps) of Note [padding masks]: the first sample padded at its end,
+// the second anywhere (its first step too), the third not at all.
+inline const std::vector<float> kPadding = {1, 1, 0, 0, 0, 1, 0, 1, 1, 1, 1, 1};
+
 // Both return modes, one direction and two: the layer's outputs are the equations', the reverse
 // direction's the equations over the steps in the other order, each output at the step it read
-// (Keras' and PyTorch's).
+// (Keras' and PyTorch's). With `padding` (kBatch, kSteps), the layer's input mask (Note [padding
+// masks]): each sample's outputs are the equations over its steps that are not padding, a
+// direction's state at a padding step the one before it (zero before any other), as Keras' RNN
+// layers.
 template <typename Cell>
-void expect_documented_steps(uint64_t seed) {
+void expect_documented_steps(uint64_t seed, const float* padding = nullptr) {
   auto backend = make_cpu_backend();
   const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, seed);
   for (const bool bidirectional : {false, true}) {
     std::vector<RecurrentParams> p = directions<Cell>(bidirectional ? 2 : 1, kFeatures, kUnits);
-    std::vector<std::vector<double>> expected = {
-        Cell::reference(p[0], x, kBatch, kSteps, kFeatures, kUnits, {})};
-    if (bidirectional)
-      expected.push_back(Cell::reference(p[1], reversed_steps(x, kBatch, kSteps, kFeatures), kBatch,
-                                         kSteps, kFeatures, kUnits, {}));
-    const int64_t width = static_cast<int64_t>(p.size()) * kUnits;
+    const int64_t ways = bidirectional ? 2 : 1, width = ways * kUnits;
+    // expected[d][(b, t, j)]: direction d's state after reading step t of sample b.
+    std::vector<std::vector<double>> expected(static_cast<size_t>(ways),
+                                              std::vector<double>(kBatch * kSteps * kUnits, 0.0));
+    for (int64_t b = 0; b < kBatch; ++b) {
+      std::vector<float> kept;  // the sample's steps that are not padding, in order
+      std::vector<int64_t> read;
+      for (int64_t t = 0; t < kSteps; ++t)
+        if (!padding || padding[b * kSteps + t] != 0) {
+          read.push_back(t);
+          kept.insert(kept.end(), x.begin() + (b * kSteps + t) * kFeatures,
+                      x.begin() + (b * kSteps + t + 1) * kFeatures);
+        }
+      const auto n = static_cast<int64_t>(read.size());
+      for (int64_t d = 0; d < ways; ++d) {
+        const std::vector<double> states =
+            n == 0 ? std::vector<double>()
+                   : Cell::reference(p[d], d == 0 ? kept : reversed_steps(kept, 1, n, kFeatures), 1,
+                                     n, kFeatures, kUnits, {});
+        for (int64_t t = 0; t < kSteps; ++t) {
+          int64_t seen = 0;  // the steps this direction has read by step t that are not padding
+          for (const int64_t r : read) seen += d == 0 ? r <= t : r >= t;
+          for (int64_t j = 0; j < kUnits && seen > 0; ++j)
+            expected[d][(b * kSteps + t) * kUnits + j] = states[(seen - 1) * kUnits + j];
+        }
+      }
+    }
     for (const bool sequences : {false, true}) {
       const auto layer = make_layer<Cell>(sequences, bidirectional);
       EXPECT_EQ(layer->output_shape(), sequences ? (Shape{kSteps, width}) : (Shape{width}));
+      layer->set_input_mask(padding);
+      EXPECT_EQ(layer->output_mask(), sequences ? padding : nullptr);
       bind(*layer, p);
       std::vector<float> y(kBatch * layer->output_shape().numel());
       layer->forward(*backend, x.data(), y.data(), kBatch);
-      for (size_t d = 0; d < p.size(); ++d)
+      for (int64_t d = 0; d < ways; ++d)
         for (int64_t b = 0; b < kBatch; ++b)
           for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
             for (int64_t j = 0; j < kUnits; ++j) {
-              const int64_t column = static_cast<int64_t>(d) * kUnits + j;
+              const int64_t column = d * kUnits + j;
               const int64_t at = sequences ? (b * kSteps + t) * width + column : b * width + column;
-              const int64_t read = d == 1 && sequences ? kSteps - 1 - t : t;
-              EXPECT_NEAR(y[at], expected[d][(b * kSteps + read) * kUnits + j], 1e-6)
+              const int64_t step = d == 1 && !sequences ? 0 : t;  // the reverse one's last: step 0
+              EXPECT_NEAR(y[at], expected[d][(b * kSteps + step) * kUnits + j], 1e-6)
                   << "direction " << d << " sample " << b << " step " << t << " unit " << j;
             }
     }
   }
 }
-
-// A padding mask (kBatch, kSteps) of Note [padding masks]: the first sample padded at its end,
-// the second anywhere (its first step too), the third not at all.
-inline const std::vector<float> kPadding = {1, 1, 0, 0, 0, 1, 0, 1, 1, 1, 1, 1};
 
 // dx and every parameter's gradient of L = sum(y * r) against finite differences, in a training
 // pass (with dropout's masks, which the pass fixes, where the rates are not 0; with `padding`, the
@@ -156,63 +182,6 @@ void expect_gradients_match(bool sequences, bool bidirectional, uint64_t seed, f
           std::pair{&p[d].dweight_hh, &once[d].dweight_hh}, std::pair{&p[d].dbias, &once[d].dbias}})
       for (size_t i = 0; i < twice->size(); ++i)
         EXPECT_NEAR((*twice)[i], 2 * (*single)[i], 1e-5) << "accumulated, direction " << d;
-}
-
-// Note [padding masks], both return modes and both directions: each sample's outputs are the
-// equations over its steps that are not padding, each direction's state at a padding step the one
-// before it (zero before any other), as Keras' RNN layers.
-template <typename Cell>
-void expect_padding_steps_carried(uint64_t seed) {
-  auto backend = make_cpu_backend();
-  const std::vector<float> x = random_vector(kBatch * kSteps * kFeatures, seed);
-  for (const bool bidirectional : {false, true}) {
-    std::vector<RecurrentParams> p = directions<Cell>(bidirectional ? 2 : 1, kFeatures, kUnits);
-    const int64_t ways = bidirectional ? 2 : 1, width = ways * kUnits;
-    // expected[d][(b, t, j)]: direction d's state after reading step t of sample b.
-    std::vector<std::vector<double>> expected(static_cast<size_t>(ways),
-                                              std::vector<double>(kBatch * kSteps * kUnits, 0.0));
-    for (int64_t b = 0; b < kBatch; ++b) {
-      std::vector<float> kept;  // the sample's steps that are not padding, in order
-      std::vector<int64_t> read;
-      for (int64_t t = 0; t < kSteps; ++t)
-        if (kPadding[b * kSteps + t] != 0) {
-          read.push_back(t);
-          kept.insert(kept.end(), x.begin() + (b * kSteps + t) * kFeatures,
-                      x.begin() + (b * kSteps + t + 1) * kFeatures);
-        }
-      const auto n = static_cast<int64_t>(read.size());
-      for (int64_t d = 0; d < ways; ++d) {
-        const std::vector<double> states =
-            n == 0 ? std::vector<double>()
-                   : Cell::reference(p[d], d == 0 ? kept : reversed_steps(kept, 1, n, kFeatures), 1,
-                                     n, kFeatures, kUnits, {});
-        for (int64_t t = 0; t < kSteps; ++t) {
-          int64_t seen = 0;  // the steps this direction has read by step t that are not padding
-          for (const int64_t r : read) seen += d == 0 ? r <= t : r >= t;
-          for (int64_t j = 0; j < kUnits && seen > 0; ++j)
-            expected[d][(b * kSteps + t) * kUnits + j] = states[(seen - 1) * kUnits + j];
-        }
-      }
-    }
-    for (const bool sequences : {false, true}) {
-      const auto layer = make_layer<Cell>(sequences, bidirectional);
-      layer->set_input_mask(kPadding.data());
-      EXPECT_EQ(layer->output_mask(), sequences ? kPadding.data() : nullptr);
-      bind(*layer, p);
-      std::vector<float> y(kBatch * layer->output_shape().numel());
-      layer->forward(*backend, x.data(), y.data(), kBatch);
-      for (int64_t d = 0; d < ways; ++d)
-        for (int64_t b = 0; b < kBatch; ++b)
-          for (int64_t t = sequences ? 0 : kSteps - 1; t < kSteps; ++t)
-            for (int64_t j = 0; j < kUnits; ++j) {
-              const int64_t column = d * kUnits + j;
-              const int64_t at = sequences ? (b * kSteps + t) * width + column : b * width + column;
-              const int64_t step = d == 1 && !sequences ? 0 : t;  // the reverse one's last: step 0
-              EXPECT_NEAR(y[at], expected[d][(b * kSteps + step) * kUnits + j], 1e-6)
-                  << "direction " << d << " sample " << b << " step " << t << " unit " << j;
-            }
-    }
-  }
 }
 
 // Keras' dropout and recurrent_dropout in a training pass: the layer's outputs are the equations

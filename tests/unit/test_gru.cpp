@@ -199,7 +199,7 @@ TEST(Gru, KerasConfigsBothWays) {
 
 // Note [padding masks]: padding steps carry the state on, in outputs and gradients (with both
 // dropouts too).
-TEST(Gru, PaddingStepsCarryTheState) { expect_padding_steps_carried<GruCell>(56); }
+TEST(Gru, PaddingStepsCarryTheState) { expect_documented_steps<GruCell>(56, kPadding.data()); }
 TEST(Gru, GradientsWithPaddingMatchFiniteDifferences) {
   expect_gradients_match<GruCell>(true, true, 56, 0, 0, kPadding.data());
   expect_gradients_match<GruCell>(false, false, 56, 0, 0, kPadding.data());

@@ -268,7 +268,7 @@ TEST(Lstm, KerasBidirectionalConfigsBothWays) {
 
 // Note [padding masks]: padding steps carry the state on, in outputs and gradients (with both
 // dropouts too).
-TEST(Lstm, PaddingStepsCarryTheState) { expect_padding_steps_carried<LstmCell>(31); }
+TEST(Lstm, PaddingStepsCarryTheState) { expect_documented_steps<LstmCell>(31, kPadding.data()); }
 TEST(Lstm, GradientsWithPaddingMatchFiniteDifferences) {
   expect_gradients_match<LstmCell>(true, true, 31, 0, 0, kPadding.data());
   expect_gradients_match<LstmCell>(false, false, 31, 0, 0, kPadding.data());

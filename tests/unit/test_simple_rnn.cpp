@@ -186,7 +186,9 @@ TEST(SimpleRnn, KerasConfigsBothWays) {
 
 // Note [padding masks]: padding steps carry the state on, in outputs and gradients (with both
 // dropouts too).
-TEST(SimpleRnn, PaddingStepsCarryTheState) { expect_padding_steps_carried<TanhCell>(89); }
+TEST(SimpleRnn, PaddingStepsCarryTheState) {
+  expect_documented_steps<TanhCell>(89, kPadding.data());
+}
 TEST(SimpleRnn, GradientsWithPaddingMatchFiniteDifferences) {
   expect_gradients_match<TanhCell>(true, true, 89, 0, 0, kPadding.data());
   expect_gradients_match<TanhCell>(false, false, 89, 0, 0, kPadding.data());
