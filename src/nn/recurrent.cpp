@@ -125,6 +125,12 @@ void Recurrent::reorder(ComputeBackend& backend, const float* from, float* to, i
   }
 }
 
+void Recurrent::sum_gradients(ComputeBackend& backend, const float* dh, const float* dh_more,
+                              float* out, int64_t batch) const {
+  backend.copy_matrix(dh ? dh : dh_more, units_, 1, out, units_, batch, units_);
+  if (dh && dh_more) backend.add_to(dh_more, out, static_cast<size_t>(batch * units_));
+}
+
 uint64_t Recurrent::input_key(int d) const { return counter_hash(pass_.key, 2 * d); }
 uint64_t Recurrent::recurrent_key(int d) const { return counter_hash(pass_.key, 2 * d + 1); }
 
@@ -232,8 +238,7 @@ void Recurrent::backward_steps(ComputeBackend& backend, int d, const float* dy, 
     const float* const mask_t = steps_mask_ ? steps_mask_ + t * batch : nullptr;
     float* const through = mask_t ? sized(backend, through_, step) : nullptr;
     if (mask_t) {  // h's gradient past a padding step, and the cell's carry before it
-      backend.copy_matrix(dh_out ? dh_out : dh_more, units_, 1, through, units_, batch, units_);
-      if (dh_out && dh_more) backend.add_to(dh_more, through, static_cast<size_t>(step));
+      sum_gradients(backend, dh_out, dh_more, through, batch);
       backend.copy_matrix(carry, units_, 1, sized(backend, carried_, step), units_, batch, units_);
     }
     cell_backward(backend, d, dir.kept.data() + t * batch * kept, before, after, dh_out, dh_more,

@@ -91,6 +91,10 @@ class Recurrent : public Layer {
   const float* h_slots(int d) const { return directions_[static_cast<size_t>(d)].h.data(); }
   float* h_slots(int d) { return directions_[static_cast<size_t>(d)].h.data(); }
   int directions() const { return bidirectional_ ? 2 : 1; }
+  // out = dh + dh_more over (batch, units), either of them null (not both): the gradient reaching a
+  // step's h from its output and from the step after it.
+  void sum_gradients(ComputeBackend& backend, const float* dh, const float* dh_more, float* out,
+                     int64_t batch) const;
   float* sized(ComputeBackend& backend, DeviceBuffer& buffer, int64_t count);
 
   const int64_t steps_, features_, units_;

@@ -27,10 +27,7 @@ void SimpleRnn::cell_backward(ComputeBackend& backend, int d, const float* kept,
                               float* /*carry: none*/, float* dxp, float* /*dhu: dxp*/,
                               int64_t batch) {
   const int64_t step = batch * units_;
-  // The step's h gets the output's gradient, the next step's, or both (never neither).
-  const float* const first = dh ? dh : dh_more;
-  backend.copy_matrix(first, units_, 1, dxp, units_, batch, units_);
-  if (dh && dh_more) backend.add_to(dh_more, dxp, static_cast<size_t>(step));
+  sum_gradients(backend, dh, dh_more, dxp, batch);
   backend.activation_backward(activation_, kept, h_slots(d) + after * step, dxp, dxp,
                               static_cast<size_t>(step));
 }
