@@ -96,8 +96,7 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["mask_zero"] = s.mask_zero;
     return {"Embedding", c};
   }
-  if (s.type == "lstm" || s.type == "gru" || s.type == "simple_rnn")
-    return keras_recurrent_layer(s);
+  if (is_recurrent(s.type)) return keras_recurrent_layer(s);
   if (s.type == "dropout") {
     c["rate"] = s.rate;
     return {"Dropout", c};

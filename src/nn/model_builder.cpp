@@ -165,8 +165,7 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
 const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
   if (spec.type == "embedding") return spec.mask_zero ? &spec : nullptr;
   if (!masking) return nullptr;
-  if (spec.type == "lstm" || spec.type == "gru" || spec.type == "simple_rnn")
-    return spec.return_sequences ? masking : nullptr;
+  if (is_recurrent(spec.type)) return spec.return_sequences ? masking : nullptr;
   if (spec.type == "dropout") return masking;
   throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
                     " (mask_zero): the padding mask reaches it, and only recurrent layers and " +
@@ -175,10 +174,13 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
 
 }  // namespace
 
+bool is_recurrent(const std::string& type) {
+  return type == "lstm" || type == "gru" || type == "simple_rnn";
+}
+
 bool has_parameters(const std::string& type) {
   return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
-         type == "lstm" || type == "gru" || type == "simple_rnn" || type == "batch_normalization" ||
-         type == "layer_normalization";
+         is_recurrent(type) || type == "batch_normalization" || type == "layer_normalization";
 }
 
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
@@ -273,7 +275,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       parameters += size;
       layers.push_back(
           std::make_unique<Embedding>(shape, spec.vocabulary, spec.units, spec.mask_zero));
-    } else if (spec.type == "lstm" || spec.type == "gru" || spec.type == "simple_rnn") {
+    } else if (is_recurrent(spec.type)) {
       if (shape.rank() != 2)
         throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, features), " +
                           "an embedding's output or a sequence, but gets " + shape.str());

@@ -53,6 +53,8 @@ const std::vector<std::string>& elementwise_activation_names();
 // A simple_rnn's: the elementwise ones but leaky_relu, whose slope the cell does not take.
 const std::vector<std::string>& simple_rnn_activation_names();
 
+// Whether a layer of this type is a recurrent one (lstm, gru, simple_rnn; Note [recurrent steps]).
+bool is_recurrent(const std::string& type);
 // Whether a layer of this type has parameters (which `trainable: false` freezes).
 bool has_parameters(const std::string& type);
 

@@ -59,7 +59,7 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.window = {1, positive(layer, "pool_size", layer.get<int64_t>("pool_size", 2))};
       spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", spec.window[1]))};
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-    } else if (spec.type == "lstm" || spec.type == "gru" || spec.type == "simple_rnn") {
+    } else if (is_recurrent(spec.type)) {
       // Keras' names; the LSTM's and GRU's activations (tanh, sigmoid) and the GRU's reset_after
       // as Keras' defaults, the SimpleRNN's activation as Keras' (tanh) unless given
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
