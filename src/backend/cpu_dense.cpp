@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "backend/activation_grad.h"
-#include "backend/cpu_activations.h"
 #include "backend/column_sums.h"
+#include "backend/cpu_activations.h"
 #include "backend/openblas_kernels.h"
 #include "backend/tiled_gemm.h"
 #include "core/error.h"
