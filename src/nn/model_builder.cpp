@@ -206,13 +206,15 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     if (spec.l1 > 0 || spec.l2 > 0) penalized.emplace_back(layers.size(), &spec);
     // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
     // logits) can leave out (Sequential::set_output_logits); so is an activation whose derivative
-    // needs its input (Note [fused activations]). A simple_rnn applies its own at every step.
+    // needs its input (Note [fused activations]). Only dense and convolution layers fuse theirs;
+    // a simple_rnn applies its own at every step.
     const bool last = &spec == &specs.back();
     const Activation act = elementwise(spec.activation);
-    const bool leaky = spec.activation == "leaky_relu";
-    const bool split = spec.type != "simple_rnn" &&
-                       (spec.activation == "softmax" || (last && spec.activation == "sigmoid") ||
-                        leaky || !derivative_from_output(act));
+    const bool fuses = spec.type == "dense" || spec.type == "conv2d" || spec.type == "conv1d";
+    const bool leaky = fuses && spec.activation == "leaky_relu";
+    const bool split =
+        fuses && (spec.activation == "softmax" || (last && spec.activation == "sigmoid") || leaky ||
+                  !derivative_from_output(act));
     const Activation fused = split ? Activation::kLinear : act;
     if (spec.type == "dense") {
       if (shape.rank() != 1)
