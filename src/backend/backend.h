@@ -13,39 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "backend/activation_kind.h"
 #include "backend/optimizer_hyper.h"
 #include "backend/window2d.h"
 #include "core/memory_kind.h"
 
 namespace ddp {
-
-// Keras' elementwise activations of those names (gelu: the exact, erf form; elu: alpha 1;
-// hard_sigmoid: Keras 3's relu6(x + 3) / 6, as PyTorch's Hardsigmoid; hard_silu: x times it, as
-// PyTorch's Hardswish).
-enum class Activation {
-  kLinear,
-  kRelu,
-  kTanh,
-  kSigmoid,
-  kElu,
-  kSelu,
-  kSoftplus,
-  kSoftsign,
-  kGelu,
-  kSilu,
-  kRelu6,
-  kHardSigmoid,
-  kHardSilu,
-  kMish
-};
-
-// Whether act's derivative is a function of its output, so that a fused kernel, which keeps only
-// a layer's output, can take it (Note [fused activations]); the others run as layers of their own,
-// whose backward reads the input.
-constexpr bool derivative_from_output(Activation act) {
-  return act == Activation::kLinear || act == Activation::kRelu || act == Activation::kTanh ||
-         act == Activation::kSigmoid;
-}
 
 enum class TargetKind {
   kSparse,  // (rows) class indices stored as floats (exact below 2^24)
@@ -235,12 +208,16 @@ class ComputeBackend {
 
   // Pooling, x (batch, height, width, channels) -> y (batch, out_h, out_w, channels); padding
   // takes no part (Keras). Backward writes dx: max pooling routes each dy to the first maximum
-  // of its window, average pooling spreads it evenly over the window's real pixels.
+  // of its window, average pooling spreads it evenly over the window's real pixels. With a mask
+  // (batch, height * width) of 1 and 0 (Note [padding masks]), only pixels marked 1 are real; a
+  // window with none averages to 0.
   virtual void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) = 0;
   virtual void max_pool_backward(const float* x, const float* y, const float* dy, float* dx,
                                  int64_t batch, const Window2d& w) = 0;
-  virtual void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) = 0;
-  virtual void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w) = 0;
+  virtual void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
+                                const Window2d& w) = 0;
+  virtual void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
+                                 const Window2d& w) = 0;
 
   // Inverted dropout, out = in * keep / (1 - rate) over (rows, row_size): element e of row i is
   // kept unless dropout_drops(key, (first_row + i) * row_size + e, rate) (core/counter_hash.h),

@@ -73,9 +73,24 @@ __device__ Clip clip(const Window2d& w, int64_t oh, int64_t ow) {
           min(left + w.kernel_w, w.width)};
 }
 
-// One thread per output element (b, oh, ow, c).
-__global__ void pool_forward_kernel(const float* x, float* y, int64_t n, Window2d w,
-                                    bool max_pool) {
+// Whether input pixel `at` (ih * width + iw) of sample b takes part in average pooling: all do
+// without a mask.
+__device__ bool counted(const float* mask, int64_t b, int64_t at, const Window2d& w) {
+  return !mask || mask[b * w.height * w.width + at] != 0.0f;
+}
+
+// The number of pixels of window k that take part in average pooling.
+__device__ float counted_pixels(const float* mask, int64_t b, const Window2d& w, const Clip& k) {
+  if (!mask) return static_cast<float>((k.h1 - k.h0) * (k.w1 - k.w0));
+  int64_t pixels = 0;
+  for (int64_t ih = k.h0; ih < k.h1; ++ih)
+    for (int64_t iw = k.w0; iw < k.w1; ++iw) pixels += counted(mask, b, ih * w.width + iw, w);
+  return static_cast<float>(pixels);
+}
+
+// One thread per output element (b, oh, ow, c); max pooling takes no mask.
+__global__ void pool_forward_kernel(const float* x, const float* mask, float* y, int64_t n,
+                                    Window2d w, bool max_pool) {
   for (int64_t i = start(); i < n; i += stride()) {
     const int64_t c = i % w.channels;
     const int64_t ow = (i / w.channels) % w.out_w, oh = (i / (w.channels * w.out_w)) % w.out_h;
@@ -85,27 +100,34 @@ __global__ void pool_forward_kernel(const float* x, float* y, int64_t n, Window2
     float acc = max_pool ? img[(k.h0 * w.width + k.w0) * w.channels] : 0.0f;
     for (int64_t ih = k.h0; ih < k.h1; ++ih)
       for (int64_t iw = k.w0; iw < k.w1; ++iw) {
+        if (!counted(mask, b, ih * w.width + iw, w)) continue;
         const float v = img[(ih * w.width + iw) * w.channels];
         acc = max_pool ? fmaxf(acc, v) : acc + v;
       }
-    y[i] = max_pool ? acc : acc / static_cast<float>((k.h1 - k.h0) * (k.w1 - k.w0));
+    const float pixels = max_pool ? 1.0f : counted_pixels(mask, b, w, k);
+    y[i] = max_pool ? acc : pixels > 0 ? acc / pixels : 0.0f;
   }
 }
 
 // One thread per element of dx, gathering from the windows that cover it: average pooling's
 // share, or max pooling's dy where this pixel is its window's first maximum.
-__global__ void pool_backward_kernel(const float* x, const float* y, const float* dy, float* dx,
-                                     int64_t n, Window2d w, bool max_pool) {
+__global__ void pool_backward_kernel(const float* x, const float* y, const float* mask,
+                                     const float* dy, float* dx, int64_t n, Window2d w,
+                                     bool max_pool) {
   for (int64_t i = start(); i < n; i += stride()) {
     const Covered p = covered(i, w);
     const float* img = x ? x + p.b * w.height * w.width * w.channels + p.c : nullptr;
+    if (!counted(mask, p.b, p.ih * w.width + p.iw, w)) {  // masked out: no window's share
+      dx[i] = 0;
+      continue;
+    }
     float sum = 0;
     for (int64_t oh = p.oh0; oh <= p.oh1; ++oh)
       for (int64_t ow = p.ow0; ow <= p.ow1; ++ow) {
         const int64_t at = ((p.b * w.out_h + oh) * w.out_w + ow) * w.channels + p.c;
         const Clip k = clip(w, oh, ow);
         if (!max_pool) {
-          sum += dy[at] / static_cast<float>((k.h1 - k.h0) * (k.w1 - k.w0));
+          sum += dy[at] / counted_pixels(mask, p.b, w, k);
           continue;
         }
         // Is (ih, iw) the first pixel of the window, in row-major order, holding the maximum?
@@ -143,17 +165,18 @@ void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w, cuda
 namespace {
 
 // One thread per output element forward, per input element backward.
-void pool_forward(const float* x, float* y, int64_t batch, const Window2d& w, bool max_pool,
-                  cudaStream_t stream) {
+void pool_forward(const float* x, const float* mask, float* y, int64_t batch, const Window2d& w,
+                  bool max_pool, cudaStream_t stream) {
   const int64_t n = batch * w.out_pixels() * w.channels;
-  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n, w, max_pool);
+  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, mask, y, n, w, max_pool);
   cudaCheck(cudaGetLastError());
 }
 
-void pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
-                   const Window2d& w, bool max_pool, cudaStream_t stream) {
+void pool_backward(const float* x, const float* y, const float* mask, const float* dy, float* dx,
+                   int64_t batch, const Window2d& w, bool max_pool, cudaStream_t stream) {
   const int64_t n = batch * w.height * w.width * w.channels;
-  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, dy, dx, n, w, max_pool);
+  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, mask, dy, dx, n, w,
+                                                               max_pool);
   cudaCheck(cudaGetLastError());
 }
 
@@ -161,22 +184,22 @@ void pool_backward(const float* x, const float* y, const float* dy, float* dx, i
 
 void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w,
                       cudaStream_t stream) {
-  pool_forward(x, y, batch, w, true, stream);
+  pool_forward(x, nullptr, y, batch, w, true, stream);
 }
 
 void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                        const Window2d& w, cudaStream_t stream) {
-  pool_backward(x, y, dy, dx, batch, w, true, stream);
+  pool_backward(x, y, nullptr, dy, dx, batch, w, true, stream);
 }
 
-void avg_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w,
-                      cudaStream_t stream) {
-  pool_forward(x, y, batch, w, false, stream);
+void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
+                      const Window2d& w, cudaStream_t stream) {
+  pool_forward(x, mask, y, batch, w, false, stream);
 }
 
-void avg_pool_backward(const float* dy, float* dx, int64_t batch, const Window2d& w,
-                       cudaStream_t stream) {
-  pool_backward(nullptr, nullptr, dy, dx, batch, w, false, stream);
+void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
+                       const Window2d& w, cudaStream_t stream) {
+  pool_backward(nullptr, nullptr, mask, dy, dx, batch, w, false, stream);
 }
 
 void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate, uint64_t key,

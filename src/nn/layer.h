@@ -80,7 +80,8 @@ class Layer {
   // 0 as padding; the model hands that mask (batch, steps) of 1 and 0 to the layers above it,
   // set before each forward, until a layer ends it. Recurrent layers skip padding steps (each
   // carries the state before it on, as Keras' RNN layers), passing the mask on when they return
-  // every step; dropout passes it on. The model builder refuses a mask reaching any other layer.
+  // every step; dropout passes it on; GlobalAveragePooling1D averages each sample's real steps
+  // only. The model builder refuses a mask reaching any other layer.
   virtual void set_input_mask(const float* /*mask*/) {}
   // The mask this layer's output carries after its forward, or null: none.
   virtual const float* output_mask() const { return nullptr; }

@@ -167,9 +167,10 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
   if (!masking) return nullptr;
   if (is_recurrent(spec.type)) return spec.return_sequences ? masking : nullptr;
   if (spec.type == "dropout") return masking;
+  if (spec.type == "global_average_pooling1d") return nullptr;  // averages the real steps
   throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
-                    " (mask_zero): the padding mask reaches it, and only recurrent layers and " +
-                    "dropout take masks here");
+                    " (mask_zero): the padding mask reaches it, and only recurrent layers, " +
+                    "dropout and global_average_pooling1d take masks here");
 }
 
 }  // namespace
@@ -339,7 +340,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   }
   if (masking)
     throw ConfigError(masking->path + ".mask_zero: its padding mask reaches the model's output; " +
-                      "end with a recurrent layer without return_sequences");
+                      "end it with a recurrent layer without return_sequences, or " +
+                      "global_average_pooling1d");
   auto model = std::make_unique<Sequential>(backend, input, std::move(layers));
   for (const auto& [layer, spec] : penalized) model->set_weight_penalty(layer, spec->l1, spec->l2);
   return model;

@@ -8,7 +8,9 @@ namespace ddp {
 // images (Note [image layout]); a global one is the pooling over a window of the whole image, and
 // its output is flat (channels). Keras' MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and
 // GlobalMaxPooling1D over (steps, channels) are these over an image of one row, the windowed ones'
-// output (out_steps, channels).
+// output (out_steps, channels). GlobalAveragePooling1D takes a padding mask (Note [padding masks]):
+// each sample's average is then over its real steps (Keras'; 0 where it has none, where Keras
+// divides 0 by 0).
 class Pooling2D final : public Layer {
  public:
   enum class Kind {
@@ -25,6 +27,7 @@ class Pooling2D final : public Layer {
 
   std::string type_name() const override;
   Shape output_shape() const override;
+  void set_input_mask(const float* mask) override { mask_ = mask; }
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                 int64_t batch, bool accumulate) override;
@@ -40,6 +43,7 @@ class Pooling2D final : public Layer {
   }
   Kind kind_;
   Window2d window_;
+  const float* mask_ = nullptr;  // (batch, steps), or null: every step is real
 };
 
 }  // namespace ddp

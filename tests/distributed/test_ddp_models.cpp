@@ -361,6 +361,20 @@ TEST_P(DdpModels, RecurrentMatchesSingleProcess) {
   }
 }
 
+// Texts of 3 to 10 tokens padded with id 0, an embedding with mask_zero under dropout and
+// GlobalAveragePooling1D: each text's average over its real tokens (Note [padding masks]).
+TEST_P(DdpModels, MaskedAverageMatchesSingleProcess) {
+  MpiCommunicator comm;
+  const Config config = config_with(
+      {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
+       "min_length: 3}",
+       "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
+       "model.layers=[{type: embedding, input_dim: 40, output_dim: 6, mask_zero: true}, "
+       "{type: dropout, rate: 0.2}, {type: global_average_pooling1d}, "
+       "{type: dense, units: 4, activation: softmax}]"});
+  expect_trains_as_one_process(config, comm, 12);  // 3 epochs
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),
                          [](const auto& info) { return info.param; });
 

@@ -1,6 +1,6 @@
 // The CUDA window ops, dropout and batch normalization against the CPU backend's (the
-// specification): im2col and max pooling exactly, sums within float rounding, dropout's mask bit
-// for bit (Note [dropout mask]).
+// specification): im2col and max pooling exactly, sums (average pooling with and without a padding
+// mask among them) within float rounding, dropout's mask bit for bit (Note [dropout mask]).
 
 #include <gtest/gtest.h>
 
@@ -26,6 +26,9 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
   const size_t pooled = static_cast<size_t>(batch * w.out_pixels() * 3);
   const auto x = random_values(image, 1), dcols = random_values(cols, 2),
              dy = random_values(pooled, 3);
+  // Note [padding masks]: a third of the first two samples' pixels masked out, all the last's.
+  std::vector<float> mask(static_cast<size_t>(batch * 7 * 6));
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = i < 84 && i % 3 != 0 ? 1.0f : 0.0f;
   std::vector<std::vector<float>> results[2];
   ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
   for (int k = 0; k < 2; ++k) {
@@ -33,17 +36,20 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
     Mirror X(be, x), COLS(be, std::vector<float>(cols)), DCOLS(be, dcols),
         DX(be, std::vector<float>(image)), MAX(be, std::vector<float>(pooled)),
         AVG(be, std::vector<float>(pooled)), DY(be, dy), DMAX(be, std::vector<float>(image)),
-        DAVG(be, std::vector<float>(image)), DROP(be, std::vector<float>(image));
+        DAVG(be, std::vector<float>(image)), DROP(be, std::vector<float>(image)), MASK(be, mask),
+        MASKED(be, std::vector<float>(pooled)), DMASKED(be, std::vector<float>(image));
     be.im2col(X.buffer.data(), COLS.buffer.data(), batch, w);
     be.col2im(DCOLS.buffer.data(), DX.buffer.data(), batch, w);
     be.max_pool_forward(X.buffer.data(), MAX.buffer.data(), batch, w);
     be.max_pool_backward(X.buffer.data(), MAX.buffer.data(), DY.buffer.data(), DMAX.buffer.data(),
                          batch, w);
-    be.avg_pool_forward(X.buffer.data(), AVG.buffer.data(), batch, w);
-    be.avg_pool_backward(DY.buffer.data(), DAVG.buffer.data(), batch, w);
+    be.avg_pool_forward(X.buffer.data(), nullptr, AVG.buffer.data(), batch, w);
+    be.avg_pool_backward(nullptr, DY.buffer.data(), DAVG.buffer.data(), batch, w);
+    be.avg_pool_forward(X.buffer.data(), MASK.buffer.data(), MASKED.buffer.data(), batch, w);
+    be.avg_pool_backward(MASK.buffer.data(), DY.buffer.data(), DMASKED.buffer.data(), batch, w);
     be.dropout(X.buffer.data(), DROP.buffer.data(), batch, 7 * 6 * 3, 0.4f, 99, 1234);
-    results[k] = {COLS.read(), DX.read(),   MAX.read(), DMAX.read(),
-                  AVG.read(),  DAVG.read(), DROP.read()};
+    results[k] = {COLS.read(), DX.read(),   MAX.read(),  DMAX.read(),   AVG.read(),
+                  DAVG.read(), DROP.read(), MASKED.read(), DMASKED.read()};
   }
   EXPECT_EQ(results[0][0], results[1][0]) << "im2col copies: it must match exactly";
   expect_close(results[0][1], results[1][1], "col2im");
@@ -52,6 +58,8 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
   expect_close(results[0][4], results[1][4], "average pooling");
   expect_close(results[0][5], results[1][5], "average pooling backward");
   EXPECT_EQ(results[0][6], results[1][6]) << "dropout: the same mask and scale";
+  expect_close(results[0][7], results[1][7], "masked average pooling");
+  expect_close(results[0][8], results[1][8], "masked average pooling backward");
 }
 
 INSTANTIATE_TEST_SUITE_P(Windows, CudaWindowOps,

@@ -8,7 +8,8 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
     """Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed 1D
     poolings, two LSTMs, GRUs or SimpleRNNs, one way or both (the first returning every step;
     the SimpleRNNs one way tanh, Keras' default, both ways ReLU and GELU; and with mask_zero over
-    texts padded with id 0, recurrent layers stacked through Dropout) on token
+    texts padded with id 0, recurrent layers stacked through Dropout, and GlobalAveragePooling1D
+    over the real steps of the embedding or of a GRU) on token
     ids: the same training from the same weights, and each side's .keras file loaded by the
     other predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are
     IndexedSlices, through which its Adam updates the moments of the rows a batch holds alone
@@ -73,7 +74,14 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
             ("mask_zero, Bidirectional(GRU), SimpleRNN",
              lambda: [(ddp.Bidirectional(ddp.GRU(6, return_sequences=True)),
                        keras.layers.Bidirectional(keras.layers.GRU(6, return_sequences=True))),
-                      (ddp.SimpleRNN(5), keras.layers.SimpleRNN(5))])]:
+                      (ddp.SimpleRNN(5), keras.layers.SimpleRNN(5))]),
+            ("mask_zero, Dropout, GlobalAveragePooling1D",
+             lambda: [(ddp.Dropout(0.0), keras.layers.Dropout(0.0))] +
+             pooled("GlobalAveragePooling1D")),
+            ("mask_zero, GRU, GlobalAveragePooling1D",
+             lambda: [(ddp.GRU(6, return_sequences=True),
+                       keras.layers.GRU(6, return_sequences=True))] +
+             pooled("GlobalAveragePooling1D"))]:
         layers = middle()
         masked = name.startswith("mask_zero")  # Note [padding masks]
         x, labels = (padded, padded_labels) if masked else (tokens, token_labels)

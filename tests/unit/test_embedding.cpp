@@ -1,7 +1,8 @@
 // Embedding, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D and
 // GlobalMaxPooling1D: rows gathered and their gradients scattered as worked out by hand and by
 // finite differences, the same bits on any number of threads, and token ids checked in the data;
-// mask_zero's padding mask, and where the model builder lets it go.
+// mask_zero's padding mask, GlobalAveragePooling1D's average over the real steps, and where the
+// model builder lets the mask go.
 
 #include <gtest/gtest.h>
 
@@ -42,40 +43,114 @@ TEST(Embedding, GathersRowsAndAddsRepeatedIdsGradients) {
 }
 
 // The table's gradient of L = sum(y * r), and GlobalAveragePooling1D's input gradient, against
-// central differences.
+// central differences; with mask_zero, the average over each sample's real steps.
 TEST(Embedding, GradientsMatchFiniteDifferences) {
   auto backend = make_cpu_backend();
   const int64_t batch = 2, steps = 5, vocabulary = 6, dim = 3;
-  Embedding embedding(Shape{steps}, vocabulary, dim);
-  std::vector<float> table = random_vector(vocabulary * dim, 1), grad(table.size());
-  float* params[] = {table.data()};
-  float* grads[] = {grad.data()};
-  embedding.bind(params, grads);
-  const std::vector<float> ids = {1, 4, 4, 0, 5, 2, 2, 2, 3, 1};
-  Pooling2D pooling(Pooling2D::Kind::kGlobalAverage1D,
-                    Window2d::make(1, steps, dim, 1, steps, 1, 1, false));
-  EXPECT_EQ(pooling.type_name(), "GlobalAveragePooling1D");
-  EXPECT_EQ(pooling.output_shape(), (Shape{dim}));
-  const std::vector<float> r = random_vector(batch * dim, 2);
-  std::vector<float> embedded(batch * steps * dim), pooled(batch * dim);
-  const auto objective = [&] {
-    embedding.forward(*backend, ids.data(), embedded.data(), batch);
-    pooling.forward(*backend, embedded.data(), pooled.data(), batch);
-    return weighted_sum(pooled, r);
-  };
-  objective();
-  std::vector<float> dy = r, dembedded(embedded.size());
-  pooling.backward(*backend, embedded.data(), pooled.data(), dy.data(), dembedded.data(), batch,
-                   false);
-  const std::vector<float> dpooling_input = dembedded;
-  embedding.backward(*backend, ids.data(), embedded.data(), dembedded.data(), nullptr, batch,
+  for (const bool mask_zero : {false, true}) {
+    SCOPED_TRACE(mask_zero ? "mask_zero" : "no mask");
+    Embedding embedding(Shape{steps}, vocabulary, dim, mask_zero);
+    std::vector<float> table = random_vector(vocabulary * dim, 1), grad(table.size());
+    float* params[] = {table.data()};
+    float* grads[] = {grad.data()};
+    embedding.bind(params, grads);
+    const std::vector<float> ids = {1, 4, 0, 0, 5, 2, 2, 0, 3, 1};
+    Pooling2D pooling(Pooling2D::Kind::kGlobalAverage1D,
+                      Window2d::make(1, steps, dim, 1, steps, 1, 1, false));
+    EXPECT_EQ(pooling.type_name(), "GlobalAveragePooling1D");
+    EXPECT_EQ(pooling.output_shape(), (Shape{dim}));
+    const std::vector<float> r = random_vector(batch * dim, 2);
+    std::vector<float> embedded(batch * steps * dim), pooled(batch * dim);
+    const auto objective = [&] {
+      embedding.forward(*backend, ids.data(), embedded.data(), batch);
+      pooling.set_input_mask(embedding.output_mask());
+      pooling.forward(*backend, embedded.data(), pooled.data(), batch);
+      return weighted_sum(pooled, r);
+    };
+    objective();
+    std::vector<float> dy = r, dembedded(embedded.size());
+    pooling.backward(*backend, embedded.data(), pooled.data(), dy.data(), dembedded.data(), batch,
                      false);
-  expect_matches_finite_differences(objective, table, grad, "table");
-  const auto pooling_objective = [&] {
-    pooling.forward(*backend, embedded.data(), pooled.data(), batch);
-    return weighted_sum(pooled, r);
+    const std::vector<float> dpooling_input = dembedded;
+    embedding.backward(*backend, ids.data(), embedded.data(), dembedded.data(), nullptr, batch,
+                       false);
+    expect_matches_finite_differences(objective, table, grad, "table");
+    const auto pooling_objective = [&] {
+      pooling.forward(*backend, embedded.data(), pooled.data(), batch);
+      return weighted_sum(pooled, r);
+    };
+    expect_matches_finite_differences(pooling_objective, embedded, dpooling_input,
+                                      "pooling input");
+    // Id 0's row: in every average without the mask, in none with it.
+    EXPECT_EQ(grad[0] == 0.0f, mask_zero);
+  }
+}
+
+// Note [padding masks]: with a mask, GlobalAveragePooling1D averages each sample's real steps
+// (worked out by hand), 0 for a sample with none; its gradient goes to those steps alone.
+TEST(GlobalAveragePooling1D, AveragesEachSamplesRealSteps) {
+  auto backend = make_cpu_backend();
+  Pooling2D pooling(Pooling2D::Kind::kGlobalAverage1D, Window2d::make(1, 3, 2, 1, 3, 1, 1, false));
+  const std::vector<float> x = {1, 2, 30, 40, 5, 6, 7, 8, 9, 10, 11, 12};  // (2, steps 3, 2)
+  const std::vector<float> mask = {1, 0, 1, 0, 0, 0};
+  std::vector<float> y(4), dy = {10, 20, 30, 40}, dx(12, -1.0f);
+  pooling.set_input_mask(mask.data());
+  pooling.forward(*backend, x.data(), y.data(), 2);
+  EXPECT_EQ(y, (std::vector<float>{3, 4, 0, 0}));
+  pooling.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), 2, false);
+  EXPECT_EQ(dx, (std::vector<float>{5, 10, 0, 0, 5, 10, 0, 0, 0, 0, 0, 0}));
+  pooling.set_input_mask(nullptr);
+  pooling.forward(*backend, x.data(), y.data(), 2);
+  EXPECT_EQ(y, (std::vector<float>{12, 16, 9, 10}));
+}
+
+// The same bits on a team of threads, each share of samples reading its own rows of the mask.
+TEST(GlobalAveragePooling1D, MaskedBitsDoNotDependOnTheThreads) {
+  const int64_t batch = 512, steps = 40, dim = 16;
+  const Window2d w = Window2d::make(1, steps, dim, 1, steps, 1, 1, false);
+  const std::vector<float> x = random_vector(batch * steps * dim, 5);
+  const std::vector<float> dy = random_vector(batch * dim, 6);
+  std::vector<float> mask(batch * steps);
+  for (size_t i = 0; i < mask.size(); ++i) mask[i] = (i * 7 + i / steps) % 5 == 0 ? 0.0f : 1.0f;
+  const auto run = [&](int threads) {
+    auto backend = make_cpu_backend(true, threads);
+    std::vector<float> y(batch * dim), dx(x.size());
+    backend->avg_pool_forward(x.data(), mask.data(), y.data(), batch, w);
+    backend->avg_pool_backward(mask.data(), dy.data(), dx.data(), batch, w);
+    y.insert(y.end(), dx.begin(), dx.end());
+    return y;
   };
-  expect_matches_finite_differences(pooling_objective, embedded, dpooling_input, "pooling input");
+  EXPECT_EQ(run(1), run(2));
+}
+
+// A model reads a text padded anywhere as the same bag of tokens: an embedding with mask_zero
+// and GlobalAveragePooling1D give [3, 5, 0, 0], [0, 3, 0, 5] and [5, 0, 0, 3] one output.
+TEST(GlobalAveragePooling1D, PaddingAnywhereLeavesAModelsOutput) {
+  auto backend = make_cpu_backend();
+  const auto spec = [](const std::string& type, int64_t units, const std::string& activation) {
+    LayerSpec s;
+    s.type = type;
+    s.units = units;
+    s.vocabulary = 8;
+    s.mask_zero = true;
+    s.activation = activation;
+    return s;
+  };
+  const auto model = build_sequential(
+      *backend, Shape{4},
+      {spec("embedding", 3, "linear"), spec("global_average_pooling1d", 0, "linear"),
+       spec("dense", 2, "tanh")});
+  model->init_params(11);
+  const std::vector<float> ids = {3, 5, 0, 0, 0, 3, 0, 5, 5, 0, 0, 3, 3, 5, 3, 5};
+  const float* out = model->predict(ids.data(), 4);
+  const std::vector<float> y(out, out + 8);
+  EXPECT_FLOAT_EQ(y[0], y[2]);
+  EXPECT_FLOAT_EQ(y[1], y[3]);
+  EXPECT_FLOAT_EQ(y[0], y[4]);
+  EXPECT_FLOAT_EQ(y[1], y[5]);
+  // [3, 5, 3, 5] averages the same rows without padding.
+  EXPECT_FLOAT_EQ(y[0], y[6]);
+  EXPECT_FLOAT_EQ(y[1], y[7]);
 }
 
 // GlobalMaxPooling1D: each channel's maximum over the steps, its gradient routed there.
@@ -210,8 +285,9 @@ TEST(Embedding, MaskZeroMarksPadding) {
   }
 }
 
-// The mask reaches recurrent layers through dropout and those that return every step; any other
-// layer it would reach, or the model's output, is refused naming the layer and the embedding.
+// The mask reaches recurrent layers and GlobalAveragePooling1D through dropout and recurrent layers
+// that return every step; any other layer it would reach, or the model's output, is refused naming
+// the layer and the embedding.
 TEST(Embedding, MaskZeroGoesOnlyWhereItIsTaken) {
   auto backend = make_cpu_backend();
   const auto spec = [](const std::string& type, int64_t units, bool sequences, int index) {
@@ -241,12 +317,15 @@ TEST(Embedding, MaskZeroGoesOnlyWhereItIsTaken) {
   };
   EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1),
                      spec("global_average_pooling1d", 0, false, 2), spec("dense", 2, false, 3)}),
-            "c.yaml: model.layers.2: global_average_pooling1d after c.yaml: model.layers.0 "
-            "(mask_zero): the padding mask reaches it, and only recurrent layers and dropout take "
-            "masks here");
+            "accepted");
+  EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1),
+                     spec("global_max_pooling1d", 0, false, 2), spec("dense", 2, false, 3)}),
+            "c.yaml: model.layers.2: global_max_pooling1d after c.yaml: model.layers.0 "
+            "(mask_zero): the padding mask reaches it, and only recurrent layers, dropout and "
+            "global_average_pooling1d take masks here");
   EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1)}),
             "c.yaml: model.layers.0.mask_zero: its padding mask reaches the model's output; end "
-            "with a recurrent layer without return_sequences");
+            "it with a recurrent layer without return_sequences, or global_average_pooling1d");
 }
 
 }  // namespace
