@@ -168,6 +168,9 @@ Spec Rescaling(double scale, double offset) {
                {"scale", YAML::Node(scale)},
                {"offset", YAML::Node(offset)}})};
 }
+Spec Masking(double mask_value) {
+  return {map({{"type", YAML::Node("masking")}, {"mask_value", YAML::Node(mask_value)}})};
+}
 Spec Reshape(const std::vector<int64_t>& target_shape) {
   return {map({{"type", YAML::Node("reshape")}, {"target_shape", YAML::Node(target_shape)}})};
 }

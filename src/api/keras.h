@@ -93,6 +93,8 @@ Spec Bidirectional(Spec layer);
 Spec Flatten();
 // Keras' Rescaling: y = x * scale + offset.
 Spec Rescaling(double scale, double offset = 0.0);
+// Keras' Masking: a step of a sequence whose features all equal mask_value is padding.
+Spec Masking(double mask_value = 0.0);
 // Keras' Reshape: one sample's shape after it (one -1: what is left of the input's elements).
 Spec Reshape(const std::vector<int64_t>& target_shape);
 Spec Dropout(double rate);

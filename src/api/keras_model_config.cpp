@@ -119,6 +119,10 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["offset"] = s.offset;
     return {"Rescaling", c};
   }
+  if (s.type == "masking") {
+    c["mask_value"] = s.mask_value;
+    return {"Masking", c};
+  }
   if (s.type == "reshape") {
     c["target_shape"] = s.target_shape;
     return {"Reshape", c};
@@ -248,6 +252,9 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["type"] = "rescaling";
     out["scale"] = in.required<double>("scale");  // one number: per channel is not had
     out["offset"] = in.get<double>("offset", 0.0);
+  } else if (class_name == "Masking") {  // Note [padding masks]
+    out["type"] = "masking";
+    out["mask_value"] = in.get<double>("mask_value", 0.0);
   } else if (class_name == "Reshape") {
     out["type"] = "reshape";
     out["target_shape"] = in.required<std::vector<int64_t>>("target_shape");

@@ -268,6 +268,13 @@ class ComputeBackend {
   // masks]: a padding step carries the state before it on).
   virtual void carry_rows(const float* mask, const float* from, float* to, int64_t rows,
                           int64_t width) = 0;
+  // Keras' Masking over rows of `width` (a sequence's steps): mask[r] is 0 where every value of
+  // row r of x equals `value`, else 1; y is x with those rows zeroed. Backward: dx is dy with the
+  // same rows zeroed.
+  virtual void masking_forward(const float* x, float value, float* mask, float* y, int64_t rows,
+                               int64_t width) = 0;
+  virtual void masking_backward(const float* mask, const float* dy, float* dx, int64_t rows,
+                                int64_t width) = 0;
   // One step of an LSTM over `batch` rows of `units` (backend/lstm_cell.h, each unit by
   // lstm_unit_forward and lstm_unit_backward; Note [recurrent steps]).
   virtual void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev,

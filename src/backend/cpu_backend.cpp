@@ -284,6 +284,18 @@ class CpuBackend final : public ComputeBackend {
     for (int64_t r = 0; r < rows; ++r)
       if (mask[r] == 0) std::copy_n(from + r * width, width, to + r * width);
   }
+  void masking_forward(const float* x, float value, float* mask, float* y, int64_t rows,
+                       int64_t width) override {
+    cpu::by_rows(team_, rows, width, [&](int64_t first, int64_t n) {
+      cpu::masking_forward_rows(x, value, mask, y, first, first + n, width);
+    });
+  }
+  void masking_backward(const float* mask, const float* dy, float* dx, int64_t rows,
+                        int64_t width) override {
+    cpu::by_rows(team_, rows, width, [&](int64_t first, int64_t n) {
+      cpu::masked_rows(mask, dy, dx, first, first + n, width);
+    });
+  }
   void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
                          float* c, float* h, int64_t batch, int64_t units) override {
     cpu::by_rows(team_, batch, 4 * units, [&](int64_t first, int64_t n) {

@@ -22,6 +22,26 @@ void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_strid
   }
 }
 
+void masking_forward_rows(const float* x, float value, float* mask, float* y, int64_t first,
+                          int64_t end, int64_t width) {
+  for (int64_t r = first; r < end; ++r) {
+    const float* row = x + r * width;
+    mask[r] = std::all_of(row, row + width, [value](float v) { return v == value; }) ? 0.0f : 1.0f;
+  }
+  masked_rows(mask, x, y, first, end, width);
+}
+
+void masked_rows(const float* mask, const float* dy, float* dx, int64_t first, int64_t end,
+                 int64_t width) {
+  for (int64_t r = first; r < end; ++r) {
+    const auto at = static_cast<size_t>(r * width);
+    if (mask[r] != 0)
+      std::copy_n(dy + at, width, dx + at);
+    else
+      std::fill_n(dx + at, width, 0.0f);
+  }
+}
+
 #ifdef DDP_SIMD_TILES
 namespace {
 

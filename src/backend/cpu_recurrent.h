@@ -1,6 +1,6 @@
 #pragma once
-// The CPU's pieces of recurrent layers (ComputeBackend::copy_matrix and the LSTM's and GRU's cell
-// ops): each over rows [first, end) of the batch, so that threads can share them.
+// The CPU's pieces of recurrent layers (ComputeBackend::copy_matrix, masking and the LSTM's and
+// GRU's cell ops): each over rows [first, end) of the batch, so that threads can share them.
 
 #include <cstdint>
 
@@ -8,6 +8,13 @@ namespace ddp::cpu {
 
 void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride, float* dst,
                  int64_t dst_row_stride, int64_t rows, int64_t cols);
+
+// ComputeBackend::masking_forward's rows [first, end), and its backward's: dx is dy with the rows
+// of mask 0 zeroed.
+void masking_forward_rows(const float* x, float value, float* mask, float* y, int64_t first,
+                          int64_t end, int64_t width);
+void masked_rows(const float* mask, const float* dy, float* dx, int64_t first, int64_t end,
+                 int64_t width);
 
 void lstm_forward_rows(const float* xp, const float* hu, const float* c_prev, float* gates,
                        float* c, float* h, int64_t first, int64_t end, int64_t units);

@@ -229,6 +229,14 @@ class CudaBackend final : public ComputeBackend {
                   int64_t width) override {
     cuda::carry_rows(mask, from, to, rows, width, stream_);
   }
+  void masking_forward(const float* x, float value, float* mask, float* y, int64_t rows,
+                       int64_t width) override {
+    cuda::masking_forward(x, value, mask, y, rows, width, stream_);
+  }
+  void masking_backward(const float* mask, const float* dy, float* dx, int64_t rows,
+                        int64_t width) override {
+    cuda::masking_backward(mask, dy, dx, rows, width, stream_);
+  }
   void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
                          float* c, float* h, int64_t batch, int64_t units) override {
     cuda::lstm_cell_forward(xp, hu, c_prev, gates, c, h, batch, units, stream_);

@@ -25,6 +25,23 @@ __global__ void carry_rows_kernel(const float* mask, const float* from, float* t
     if (mask[e / width] == 0) to[e] = from[e];
 }
 
+// One thread per row: its mask, then its values.
+__global__ void masking_forward_kernel(const float* x, float value, float* mask, float* y,
+                                       int64_t rows, int64_t width) {
+  for (int64_t r = start(); r < rows; r += stride()) {
+    bool real = false;
+    for (int64_t c = 0; c < width; ++c) real = real || x[r * width + c] != value;
+    mask[r] = real ? 1.0f : 0.0f;
+    for (int64_t c = 0; c < width; ++c) y[r * width + c] = real ? x[r * width + c] : 0.0f;
+  }
+}
+
+__global__ void masked_rows_kernel(const float* mask, const float* dy, float* dx, int64_t rows,
+                                   int64_t width) {
+  for (int64_t e = start(); e < rows * width; e += stride())
+    dx[e] = mask[e / width] != 0 ? dy[e] : 0.0f;
+}
+
 __global__ void lstm_forward_kernel(const float* xp, const float* hu, const float* c_prev,
                                     float* gates, float* c, float* h, int64_t batch,
                                     int64_t units) {
@@ -73,6 +90,20 @@ void carry_rows(const float* mask, const float* from, float* to, int64_t rows, i
                 cudaStream_t stream) {
   if (rows * width == 0) return;
   carry_rows_kernel<<<blocks_for(rows * width), kThreads, 0, stream>>>(mask, from, to, rows, width);
+  cudaCheck(cudaGetLastError());
+}
+
+void masking_forward(const float* x, float value, float* mask, float* y, int64_t rows,
+                     int64_t width, cudaStream_t stream) {
+  if (rows == 0) return;
+  masking_forward_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(x, value, mask, y, rows, width);
+  cudaCheck(cudaGetLastError());
+}
+
+void masking_backward(const float* mask, const float* dy, float* dx, int64_t rows, int64_t width,
+                      cudaStream_t stream) {
+  if (rows * width == 0) return;
+  masked_rows_kernel<<<blocks_for(rows * width), kThreads, 0, stream>>>(mask, dy, dx, rows, width);
   cudaCheck(cudaGetLastError());
 }
 

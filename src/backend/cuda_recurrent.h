@@ -1,7 +1,7 @@
 #pragma once
 // The CUDA backend's pieces of recurrent layers (see ComputeBackend::copy_matrix, add_to,
-// carry_rows and the LSTM's and GRU's cell ops). Each launches on `stream` and returns without
-// waiting.
+// carry_rows, masking and the LSTM's and GRU's cell ops). Each launches on `stream` and returns
+// without waiting.
 
 #include <cuda_runtime.h>
 
@@ -14,6 +14,10 @@ void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_strid
 void add_to(const float* x, float* y, size_t count, cudaStream_t stream);
 void carry_rows(const float* mask, const float* from, float* to, int64_t rows, int64_t width,
                 cudaStream_t stream);
+void masking_forward(const float* x, float value, float* mask, float* y, int64_t rows,
+                     int64_t width, cudaStream_t stream);
+void masking_backward(const float* mask, const float* dy, float* dx, int64_t rows, int64_t width,
+                      cudaStream_t stream);
 void lstm_cell_forward(const float* xp, const float* hu, const float* c_prev, float* gates,
                        float* c, float* h, int64_t batch, int64_t units, cudaStream_t stream);
 void lstm_cell_backward(const float* gates, const float* c_prev, const float* c, const float* dh,

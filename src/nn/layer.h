@@ -77,11 +77,12 @@ class Layer {
   virtual int64_t token_vocabulary() const { return 0; }
 
   // Note [padding masks]: an embedding with mask_zero (Keras') marks each step whose token id is
-  // 0 as padding; the model hands that mask (batch, steps) of 1 and 0 to the layers above it,
-  // set before each forward, until a layer ends it. Recurrent layers skip padding steps (each
-  // carries the state before it on, as Keras' RNN layers), passing the mask on when they return
-  // every step; dropout passes it on; GlobalAveragePooling1D averages each sample's real steps
-  // only. The model builder refuses a mask reaching any other layer.
+  // 0 as padding, a masking layer (Keras' Masking) each step whose features all equal its
+  // mask_value; the model hands that mask (batch, steps) of 1 and 0 to the layers above it, set
+  // before each forward, until a layer ends it. Recurrent layers skip padding steps (each carries
+  // the state before it on, as Keras' RNN layers), passing the mask on when they return every
+  // step; dropout passes it on; GlobalAveragePooling1D averages each sample's real steps only.
+  // The model builder refuses a mask reaching any other layer.
   virtual void set_input_mask(const float* /*mask*/) {}
   // The mask this layer's output carries after its forward, or null: none.
   virtual const float* output_mask() const { return nullptr; }

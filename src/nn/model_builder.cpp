@@ -14,6 +14,7 @@
 #include "nn/layer_norm.h"
 #include "nn/leaky_relu.h"
 #include "nn/lstm.h"
+#include "nn/masking.h"
 #include "nn/pooling2d.h"
 #include "nn/rescaling.h"
 #include "nn/reshape.h"
@@ -78,7 +79,8 @@ const std::vector<std::string>& layer_types() {
                                                                   "layer_normalization",
                                                                   "flatten",
                                                                   "reshape",
-                                                                  "rescaling"},
+                                                                  "rescaling",
+                                                                  "masking"},
                                                                  {"softmax"});
   return types;
 }
@@ -159,18 +161,20 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
   return w;
 }
 
-// Note [padding masks]: the mask_zero embedding whose mask reaches the layer after `spec` (null:
-// none), from the one that reaches `spec`; a layer that would drop it, where Keras' would take it
-// or drop it silently, is refused by name.
+// Note [padding masks]: the layer whose padding mask reaches the layer after `spec` (null: none;
+// a mask_zero embedding or a masking layer), from the one that reaches `spec`; a layer that would
+// drop it, where Keras' would take it or drop it silently, is refused by name.
 const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
   if (spec.type == "embedding") return spec.mask_zero ? &spec : nullptr;
+  if (spec.type == "masking") return &spec;
   if (!masking) return nullptr;
   if (is_recurrent(spec.type)) return spec.return_sequences ? masking : nullptr;
   if (spec.type == "dropout") return masking;
   if (spec.type == "global_average_pooling1d") return nullptr;  // averages the real steps
   throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
-                    " (mask_zero): the padding mask reaches it, and only recurrent layers, " +
-                    "dropout and global_average_pooling1d take masks here");
+                    (masking->type == "masking" ? " (masking)" : " (mask_zero)") +
+                    ": the padding mask reaches it, and only recurrent layers, dropout and " +
+                    "global_average_pooling1d take masks here");
 }
 
 }  // namespace
@@ -201,7 +205,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   const uint64_t budget = memory_limit_bytes() / 16;
   uint64_t parameters = 0;
   std::vector<std::pair<size_t, const LayerSpec*>> penalized;  // (layer index, its spec)
-  const LayerSpec* masking = nullptr;  // the mask_zero embedding whose mask is still passed on
+  const LayerSpec* masking = nullptr;  // the layer whose padding mask is still passed on
   for (const LayerSpec& spec : specs) {
     masking = passed_mask(masking, spec);
     if (spec.l1 > 0 || spec.l2 > 0) penalized.emplace_back(layers.size(), &spec);
@@ -306,6 +310,11 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
         layers.push_back(std::make_unique<SimpleRnn>(
             shape[0], shape[1], spec.units, spec.return_sequences, spec.use_bias,
             spec.bidirectional, spec.rate, spec.recurrent_rate, act));
+    } else if (spec.type == "masking") {
+      if (shape.rank() != 2)
+        throw ConfigError(spec.path + ": masking needs an input of (steps, features), a " +
+                          "sequence, but gets " + shape.str());
+      layers.push_back(std::make_unique<Masking>(shape, spec.mask_value));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "batch_normalization") {
@@ -339,9 +348,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<ActivationLayer>(act, shape));
   }
   if (masking)
-    throw ConfigError(masking->path + ".mask_zero: its padding mask reaches the model's output; " +
-                      "end it with a recurrent layer without return_sequences, or " +
-                      "global_average_pooling1d");
+    throw ConfigError(masking->path + (masking->type == "masking" ? "" : ".mask_zero") +
+                      ": its padding mask reaches the model's output; end it with a recurrent " +
+                      "layer without return_sequences, or global_average_pooling1d");
   auto model = std::make_unique<Sequential>(backend, input, std::move(layers));
   for (const auto& [layer, spec] : penalized) model->set_weight_penalty(layer, spec->l1, spec->l2);
   return model;

@@ -41,6 +41,7 @@ struct LayerSpec {
   bool bidirectional = false;     // recurrent: a second direction, reading the steps last to first
   float recurrent_rate = 0;       // recurrent: recurrent_dropout (its dropout is `rate`)
   bool mask_zero = false;         // embedding: id 0 is padding (Note [padding masks])
+  float mask_value = 0;           // masking: a step of features all equal to it is padding
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

@@ -141,6 +141,7 @@ void define_layers(py::module_& m) {
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);
+  m.def("Masking", &keras::Masking, py::arg("mask_value") = 0.0);
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
   m.def(
       "BatchNormalization",

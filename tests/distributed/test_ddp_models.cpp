@@ -375,6 +375,21 @@ TEST_P(DdpModels, MaskedAverageMatchesSingleProcess) {
   expect_trains_as_one_process(config, comm, 12);  // 3 epochs
 }
 
+// Sequences of 5 steps of 2 features whose last steps are zeros (the token texts above, read two
+// ids a step), a masking layer under a GRU returning every step and a SimpleRNN: each skips the
+// padding steps (Note [padding masks]).
+TEST_P(DdpModels, MaskingMatchesSingleProcess) {
+  MpiCommunicator comm;
+  const Config config = config_with(
+      {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
+       "min_length: 3}",
+       "model.input=[5, 2]", "training.tail=partial", "training.check_replicas_every=1",
+       "model.layers=[{type: rescaling, scale: 0.05}, {type: masking}, "
+       "{type: gru, units: 6, return_sequences: true}, {type: simple_rnn, units: 5}, "
+       "{type: dense, units: 4, activation: softmax}]"});
+  expect_trains_as_one_process(config, comm, 12);  // 3 epochs
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),
                          [](const auto& info) { return info.param; });
 

@@ -2,10 +2,11 @@
 // their outputs, input gradients and parameter gradients over both return modes, one direction and
 // two, with and without padding steps (Note [padding masks]), through copy_matrix, add_to,
 // carry_rows, the cell kernels, the activation ops (the SimpleRNN's, tanh from its output, GELU
-// from its kept sum) and cuBLAS's products.
+// from its kept sum) and cuBLAS's products; and the masking op pair.
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -87,6 +88,31 @@ INSTANTIATE_TEST_SUITE_P(
     CellsReturnSequencesDirectionsAndPadding, CudaRecurrent,
     ::testing::Combine(::testing::Values("lstm", "gru", "simple_rnn", "simple_rnn_gelu"),
                        ::testing::Bool(), ::testing::Bool(), ::testing::Bool()));
+
+// Keras' Masking's op pair: padding steps (every third, and one with a feature equal to the mask
+// value alone, which is not padding) found, zeroed and marked exactly as on the CPU.
+TEST(CudaMasking, MatchesTheCpu) {
+  auto cpu = make_cpu_backend(false);
+  auto cuda = gpu();
+  const int64_t rows = 1000, width = 5;
+  auto x = random_values(rows * width, 6);
+  for (int64_t r = 0; r < rows; r += 3) std::fill_n(x.begin() + r * width, width, -1.0f);
+  x[width + 2] = -1.0f;
+  const auto dy = random_values(rows * width, 7);
+  std::vector<std::vector<float>> results[2];
+  ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
+  for (int k = 0; k < 2; ++k) {
+    ComputeBackend& be = *backends[k];
+    Mirror X(be, x), DY(be, dy), MASK(be, std::vector<float>(rows)),
+        Y(be, std::vector<float>(x.size())), DX(be, std::vector<float>(x.size()));
+    be.masking_forward(X.buffer.data(), -1.0f, MASK.buffer.data(), Y.buffer.data(), rows, width);
+    be.masking_backward(MASK.buffer.data(), DY.buffer.data(), DX.buffer.data(), rows, width);
+    results[k] = {MASK.read(), Y.read(), DX.read()};
+  }
+  EXPECT_EQ(results[0], results[1]);
+  EXPECT_EQ(results[1][0][0], 0.0f);
+  EXPECT_EQ(results[1][0][1], 1.0f);
+}
 
 }  // namespace
 }  // namespace ddp

@@ -1,5 +1,6 @@
-"""Token models for keras_module.py: Keras' Embedding and above it global and windowed 1D
-poolings, Conv1D, and two LSTMs, GRUs or SimpleRNNs, one way or both, against ddp_trainer's."""
+"""Token and sequence models for keras_module.py: Keras' Embedding and above it global and windowed
+1D poolings, Conv1D, and two LSTMs, GRUs or SimpleRNNs, one way or both; Keras' Masking under
+recurrent layers; against ddp_trainer's."""
 
 import os
 
@@ -127,3 +128,46 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
             check(f"the momentum of keras.layers.Embedding, {name} in .keras files",
                   went_on < 1e-5, f"10 steps after loading, each side's model against the one "
                   f"that saved it: max abs difference of the weights {went_on:.2e}")
+
+
+def masked_sequence_checks(ddp, keras, np, rng, check, gap):
+    """Keras' Masking (Note [padding masks]) over sequences of 3 features, 3 to 12 real steps
+    padded with zero steps at the end, a zero step inside some, and a step with one feature zero
+    in others (not padding: not all its features are the mask value), under an LSTM returning
+    every step and a GRU: the same training from the same weights (SGD with momentum), and each
+    side's .keras file loaded by the other predicts the same."""
+    steps = 12
+    x = rng.normal(size=(600, steps, 3)).astype(np.float32)
+    lengths = rng.integers(3, steps + 1, size=(600, 1))
+    x = np.where((np.arange(steps) < lengths)[:, :, None], x, 0).astype(np.float32)
+    x[::5, 1, :] = 0
+    x[1::5, 2, 0] = 0
+    labels = ((x[:, :, 0] > 0).sum(axis=1) % 4).astype(np.int32)
+    ours = ddp.Sequential([ddp.Masking(0.0), ddp.LSTM(6, return_sequences=True), ddp.GRU(5),
+                           ddp.Dense(4, "softmax")], input_shape=[steps, 3])
+    ours.build()
+    theirs = keras.Sequential([keras.Input((steps, 3)), keras.layers.Masking(0.0),
+                               keras.layers.LSTM(6, return_sequences=True),
+                               keras.layers.GRU(5), keras.layers.Dense(4, activation="softmax")])
+    for ours_layer, keras_layer in zip(ours.layers, theirs.layers):
+        keras_layer.set_weights(ours_layer.get_weights())
+    for m in (ours, theirs):
+        m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+        m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
+    trained_gap = gap(ours, theirs)
+    ours_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_mask_{os.getpid()}.keras")
+    keras_path = ours_path.replace(".keras", "_keras.keras")
+    ours.save(ours_path)
+    theirs.save(keras_path)
+    try:
+        into_keras = keras.models.load_model(ours_path)
+        into_ours = ddp.load_model(keras_path)
+    finally:
+        os.remove(ours_path)
+        os.remove(keras_path)
+    predicted = max(float(np.abs(into_keras.predict(x, verbose=0) - ours.predict(x)).max()),
+                    float(np.abs(into_ours.predict(x) - theirs.predict(x, verbose=0)).max()))
+    check("keras.layers.Masking, LSTM, GRU", trained_gap < 1e-5 and predicted < 1e-5,
+          f"30 SGD momentum steps from the same weights: max abs difference of the weights "
+          f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "
+          f"{predicted:.2e}")
