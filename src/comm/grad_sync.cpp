@@ -101,7 +101,7 @@ constexpr size_t kSplitRowsMinBytes = size_t{8} << 20;
 std::unique_ptr<GradSync> split_rows(const GradSyncOptions& options, Communicator& comm,
                                      ComputeBackend& backend, size_t count, std::string& why_not) {
   if (options.dense_layers.empty()) {
-    why_not = "it needs every parameter in a dense layer";
+    why_not = "it needs every parameter in a dense layer over flat inputs";
     return nullptr;
   }
   if (!options.update_as_gradients_come) {

@@ -1,14 +1,14 @@
 #pragma once
-// Note [split weight gradients]: with training.zero: rows (what `zero: auto` picks where every
-// rank is on one host, every parameter is a dense layer's, the optimizer may update rows as their
-// gradients come, and the parameters, over 8 MB, come from memory each step), the ranks of a host
-// do not sum gradients: they compute them together. Backward on each rank computes only the input
-// gradients of its samples and hands each dense layer's input x and pre-activation gradient dy
-// (its rows of the global batch) to a window of shared memory, about 1 MB a layer on W3. After a
-// barrier, each rank computes a share of every layer's weight and bias rows over the whole global
-// batch, from all ranks' x and dy, and the optimizer updates those rows block by block while they
-// are in cache (Note [update in backward]), in the one copy of the parameters that every rank
-// maps. A second barrier, and the next forward reads them.
+// Note [split weight gradients]: with training.zero: rows (what `zero: auto` picks where every rank
+// is on one host, every parameter is a dense layer's over flat inputs, the optimizer may update
+// rows as their gradients come, and the parameters, over 8 MB, come from memory each step), the
+// ranks of a host do not sum gradients: they compute them together. Backward on each rank computes
+// only the input gradients of its samples and hands each dense layer's input x and pre-activation
+// gradient dy (its rows of the global batch) to a window of shared memory, about 1 MB a layer on
+// W3. After a barrier, each rank computes a share of every layer's weight and bias rows over the
+// whole global batch, from all ranks' x and dy, and the optimizer updates those rows block by block
+// while they are in cache (Note [update in backward]), in the one copy of the parameters that every
+// rank maps. A second barrier, and the next forward reads them.
 // What that saves against ZeRO-1 on one host (Note [sharded step]): nothing writes a gradient
 // buffer, sums it over ranks or copies parameters between ranks. Each parameter's gradient is
 // computed once, over the global batch, and updated where it lies; per step the host streams the

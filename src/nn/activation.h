@@ -6,7 +6,7 @@ namespace ddp {
 
 // A stand-alone element-wise activation; Dense and Conv2D fuse ReLU, Tanh and Sigmoid when given
 // one (Note [fused activations]).
-class ActivationLayer final : public Layer {
+class ActivationLayer final : public MaskPassingLayer {
  public:
   ActivationLayer(Activation act, Shape shape) : act_(act), shape_(std::move(shape)) {}
 

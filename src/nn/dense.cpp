@@ -39,8 +39,14 @@ const char* activation_name(Activation act) {
   return "linear";
 }
 
-Dense::Dense(int64_t in, int64_t out, Activation act, bool use_bias)
-    : in_(in), out_(out), act_(act), bias_(out, use_bias) {}
+Dense::Dense(int64_t in, int64_t out, Activation act, bool use_bias, Shape positions)
+    : in_(in), out_(out), act_(act), positions_(std::move(positions)), bias_(out, use_bias) {}
+
+Shape Dense::output_shape() const {
+  std::vector<int64_t> dims = positions_.dims();
+  dims.push_back(out_);
+  return Shape(dims);
+}
 
 std::string Dense::describe() const {
   return act_ == Activation::kLinear ? "Dense" : std::string("Dense+") + activation_name(act_);
@@ -66,31 +72,31 @@ void Dense::init_params(Rng& rng, std::span<const std::span<float>> params) cons
 }
 
 void Dense::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
-  backend.dense_forward(x, weight_, bias_.values(backend), y, batch, in_, out_, act_);
+  backend.dense_forward(x, weight_, bias_.values(backend), y, rows(batch), in_, out_, act_);
 }
 
 void Dense::backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                      int64_t batch, bool accumulate) {
   if (frozen()) {  // Note [frozen layers]: its input gradient alone
-    backend.dense_input_grad(weight_, y, dy, dx, batch, in_, out_, act_);
+    backend.dense_input_grad(weight_, y, dy, dx, rows(batch), in_, out_, act_);
     return;
   }
   // Note [split weight gradients]: the ranks compute the parameter gradients together, after.
   if (WeightGradSplit* split = update_in_backward_ ? update_in_backward_->split() : nullptr) {
-    backend.dense_input_grad(weight_, y, dy, dx, batch, in_, out_, act_);
-    split->hand_over({weight_, bias_.param(), in_, out_}, x, dy, batch, *update_in_backward_);
+    backend.dense_input_grad(weight_, y, dy, dx, rows(batch), in_, out_, act_);
+    split->hand_over({weight_, bias_.param(), in_, out_}, x, dy, rows(batch), *update_in_backward_);
     return;
   }
   float* const bias_grad = bias_.grad(backend);
   if (!update_in_backward_ || accumulate) {
-    backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad, batch, in_, out_, act_,
-                           accumulate, nullptr);
+    backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad, rows(batch), in_, out_,
+                           act_, accumulate, nullptr);
     return;
   }
   // Note [update in backward]: the weights block by block, then the bias.
   const GradBlockConsumer update_rows = update_in_backward_->weight_consumer(weight_, in_, 0, out_);
-  backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad, batch, in_, out_, act_,
-                         false, &update_rows);
+  backend.dense_backward(x, weight_, y, dy, dx, weight_grad_, bias_grad, rows(batch), in_, out_,
+                         act_, false, &update_rows);
   if (bias_.trained()) update_in_backward_->update(bias_.param(), bias_.param_grad());
 }
 

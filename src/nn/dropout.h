@@ -11,7 +11,7 @@ namespace ddp {
 // order) is dropped is a hash of (seed, epoch, layer, p * row size + e) (core/counter_hash.h),
 // never of the rank or of a generator's state: N ranks draw the masks one rank would for the
 // same global batch, and a resumed run draws the masks the uninterrupted run drew.
-class Dropout final : public Layer {
+class Dropout final : public MaskPassingLayer {
  public:
   Dropout(Shape shape, float rate) : shape_(std::move(shape)), rate_(rate) {}
 
@@ -19,8 +19,6 @@ class Dropout final : public Layer {
   std::string describe() const override;
   Shape output_shape() const override { return shape_; }
   void set_pass(const Pass& pass) override { pass_ = pass; }
-  void set_input_mask(const float* mask) override { mask_ = mask; }  // passed on
-  const float* output_mask() const override { return mask_; }
   void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) override;
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                 int64_t batch, bool accumulate) override;
@@ -32,7 +30,6 @@ class Dropout final : public Layer {
   Shape shape_;
   float rate_;
   Pass pass_;
-  const float* mask_ = nullptr;
 };
 
 }  // namespace ddp

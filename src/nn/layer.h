@@ -105,4 +105,15 @@ class Layer {
   bool frozen_ = false;
 };
 
+// A layer that works on each position of a sequence alone (dropout, dense, activations, layer
+// normalization): its output's padding mask is its input's (Note [padding masks]).
+class MaskPassingLayer : public Layer {
+ public:
+  void set_input_mask(const float* mask) override { mask_ = mask; }
+  const float* output_mask() const override { return mask_; }
+
+ private:
+  const float* mask_ = nullptr;
+};
+
 }  // namespace ddp

@@ -9,7 +9,7 @@ namespace ddp {
 // mean and biased variance, y = gamma * (x - mean) / sqrt(var + epsilon) + beta, in training and
 // inference alike; gamma and beta (the last axis's size) are trained. Rows are independent, so N
 // ranks normalize what one rank does and no statistics cross ranks.
-class LayerNorm final : public Layer {
+class LayerNorm final : public MaskPassingLayer {
  public:
   LayerNorm(Shape shape, float epsilon);
 

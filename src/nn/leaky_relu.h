@@ -8,7 +8,7 @@ namespace ddp {
 
 // Keras' LeakyReLU: y = x where x > 0, negative_slope * x elsewhere (negative_slope >= 0, so y > 0
 // exactly where x > 0 and backward reads the output), nothing trained.
-class LeakyRelu final : public Layer {
+class LeakyRelu final : public MaskPassingLayer {
  public:
   LeakyRelu(Shape shape, float negative_slope)
       : shape_(std::move(shape)), negative_slope_(negative_slope) {}

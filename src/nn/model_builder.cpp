@@ -169,12 +169,17 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
   if (spec.type == "masking") return &spec;
   if (!masking) return nullptr;
   if (is_recurrent(spec.type)) return spec.return_sequences ? masking : nullptr;
-  if (spec.type == "dropout") return masking;
   if (spec.type == "global_average_pooling1d") return nullptr;  // averages the real steps
+  // Layers of one position at a time (MaskPassingLayer), as Keras' pass it.
+  const auto& activations = elementwise_activation_names();
+  if (spec.type == "dropout" || spec.type == "dense" || spec.type == "layer_normalization" ||
+      spec.type == "softmax" || std::ranges::find(activations, spec.type) != activations.end())
+    return masking;
   throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
                     (masking->type == "masking" ? " (masking)" : " (mask_zero)") +
-                    ": the padding mask reaches it, and only recurrent layers, dropout and " +
-                    "global_average_pooling1d take masks here");
+                    ": the padding mask reaches it, and only recurrent layers, "
+                    "global_average_pooling1d and layers of one step at a time (dense, dropout, "
+                    "activations, layer_normalization) take masks here");
 }
 
 }  // namespace
@@ -221,22 +226,23 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
         fuses && (spec.activation == "softmax" || (last && spec.activation == "sigmoid") || leaky ||
                   !derivative_from_output(act));
     const Activation fused = split ? Activation::kLinear : act;
-    if (spec.type == "dense") {
-      if (shape.rank() != 1)
-        throw ConfigError(spec.path + ": dense needs a flat input but gets " + shape.str() +
-                          "; add {type: flatten} before it");
+    if (spec.type == "dense") {  // over the last axis, at each position before it (Keras')
       if (spec.units <= 0)
         throw ConfigError(spec.path + ".units: must be > 0, got " + std::to_string(spec.units));
-      const auto fan_in = static_cast<uint64_t>(shape[0]) + (spec.use_bias ? 1 : 0);
+      const int64_t in = shape.dims().back();
+      std::vector<int64_t> positions = shape.dims();
+      positions.pop_back();
+      const auto fan_in = static_cast<uint64_t>(in) + (spec.use_bias ? 1 : 0);
       const auto units = static_cast<uint64_t>(spec.units);
       if (units > (budget - parameters) / fan_in)
         throw ConfigError(spec.path + ".units: " + std::to_string(spec.units) + " units of " +
-                          std::to_string(shape[0]) + " inputs take the model past " +
+                          std::to_string(in) + " inputs take the model past " +
                           std::to_string(budget) + " parameters, what this process's " +
                           std::to_string(memory_limit_bytes() >> 20) +
                           " MiB can train (16 bytes each)");
       parameters += units * fan_in;
-      layers.push_back(std::make_unique<Dense>(shape[0], spec.units, fused, spec.use_bias));
+      layers.push_back(std::make_unique<Dense>(in, spec.units, fused, spec.use_bias,
+                                               Shape(std::move(positions))));
     } else if (spec.type == "conv2d" || spec.type == "conv1d") {
       const bool one_row = spec.type == "conv1d";
       const Window2d w = one_row ? steps_window(spec, shape) : image_window(spec, shape);

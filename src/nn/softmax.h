@@ -6,7 +6,7 @@ namespace ddp {
 
 // Softmax over the last dimension. When a model ending in Softmax is trained with a cross-entropy
 // loss, the model stops before this layer and the loss applies the fused, stable softmax.
-class Softmax final : public Layer {
+class Softmax final : public MaskPassingLayer {
  public:
   explicit Softmax(Shape shape) : shape_(std::move(shape)) {}
 

@@ -24,13 +24,16 @@ double seconds_since(Clock::time_point start) {
 }
 
 // Every layer with parameters as a dense layer's weight and bias, if it has one (Note [split
-// weight gradients], Note [no bias]), or nothing where some layer with parameters is not dense.
+// weight gradients], Note [no bias]), or nothing where some layer with parameters is not dense, or
+// is dense over a sequence's positions (more rows than samples, which the exchange is not sized
+// for).
 std::vector<DenseShape> dense_shapes(const Sequential& model) {
   std::vector<DenseShape> shapes;
   const std::vector<ParamEntry>& entries = model.param_entries();
   for (size_t i = 0; i < entries.size(); ++i) {
     const ParamEntry& e = entries[i];
-    if (model.layers()[e.layer]->type_name() != "Dense") return {};
+    const Layer& layer = *model.layers()[e.layer];
+    if (layer.type_name() != "Dense" || layer.output_shape().rank() != 1) return {};
     if (e.shape.rank() != 2) continue;  // the bias, with its weight
     const bool bias = i + 1 < entries.size() && entries[i + 1].layer == e.layer;
     shapes.push_back({e.offset, bias ? std::optional(entries[i + 1].offset) : std::nullopt,
@@ -141,6 +144,14 @@ void Trainer::validate_and_build() {
       throw ConfigError(config_.file + ": data.train.augment: " + e.what());
     }
   }
+  // A categorical cross-entropy's softmax spans one row a sample: an output of several axes (each
+  // step of a sequence, say) would be one softmax over all its values, where Keras takes a label
+  // per step.
+  if (const Shape out = model_->layers().back()->output_shape();
+      loss_.fused_output() == OutputFunction::kSoftmax && out.rank() > 1)
+    throw ConfigError(config_.file + ": loss: " + loss_.name() + " takes one row of classes a " +
+                      "sample, but the model's output is " + out.str() + " a sample; flatten " +
+                      "it or pool over its steps (global_average_pooling1d) before the last layer");
   model_->set_output_logits(loss_.fused_output());
   classes_ = model_->output_cols();
   if (loss_.kind() == LossKind::kBinaryCrossentropy &&

@@ -9,8 +9,9 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
     """Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed 1D
     poolings, two LSTMs, GRUs or SimpleRNNs, one way or both (the first returning every step;
     the SimpleRNNs one way tanh, Keras' default, both ways ReLU and GELU; and with mask_zero over
-    texts padded with id 0, recurrent layers stacked through Dropout, and GlobalAveragePooling1D
-    over the real steps of the embedding or of a GRU) on token
+    texts padded with id 0, recurrent layers stacked through Dropout, GlobalAveragePooling1D
+    over the real steps of the embedding or of a GRU, and an LSTM above a Dense layer applied at
+    each step and a LayerNormalization; a Dense layer at each step of an LSTM's output) on token
     ids: the same training from the same weights, and each side's .keras file loaded by the
     other predicts the same. SGD with momentum: on TensorFlow, Keras' embedding gradients are
     IndexedSlices, through which its Adam updates the moments of the rows a batch holds alone
@@ -82,7 +83,16 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
             ("mask_zero, GRU, GlobalAveragePooling1D",
              lambda: [(ddp.GRU(6, return_sequences=True),
                        keras.layers.GRU(6, return_sequences=True))] +
-             pooled("GlobalAveragePooling1D"))]:
+             pooled("GlobalAveragePooling1D")),
+            ("mask_zero, Dense, LayerNormalization, LSTM",
+             lambda: [(ddp.Dense(7, "gelu"), keras.layers.Dense(7, activation="gelu")),
+                      (ddp.LayerNormalization(), keras.layers.LayerNormalization()),
+                      (ddp.LSTM(5), keras.layers.LSTM(5))]),
+            ("LSTM, Dense, GlobalMaxPooling1D",
+             lambda: [(ddp.LSTM(6, return_sequences=True),
+                       keras.layers.LSTM(6, return_sequences=True)),
+                      (ddp.Dense(5, "relu"), keras.layers.Dense(5, activation="relu"))] +
+             pooled("GlobalMaxPooling1D"))]:
         layers = middle()
         masked = name.startswith("mask_zero")  # Note [padding masks]
         x, labels = (padded, padded_labels) if masked else (tokens, token_labels)

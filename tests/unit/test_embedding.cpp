@@ -79,8 +79,7 @@ TEST(Embedding, GradientsMatchFiniteDifferences) {
       pooling.forward(*backend, embedded.data(), pooled.data(), batch);
       return weighted_sum(pooled, r);
     };
-    expect_matches_finite_differences(pooling_objective, embedded, dpooling_input,
-                                      "pooling input");
+    expect_matches_finite_differences(pooling_objective, embedded, dpooling_input, "pooling input");
     // Id 0's row: in every average without the mask, in none with it.
     EXPECT_EQ(grad[0] == 0.0f, mask_zero);
   }
@@ -136,10 +135,10 @@ TEST(GlobalAveragePooling1D, PaddingAnywhereLeavesAModelsOutput) {
     s.activation = activation;
     return s;
   };
-  const auto model = build_sequential(
-      *backend, Shape{4},
-      {spec("embedding", 3, "linear"), spec("global_average_pooling1d", 0, "linear"),
-       spec("dense", 2, "tanh")});
+  const auto model =
+      build_sequential(*backend, Shape{4},
+                       {spec("embedding", 3, "linear"),
+                        spec("global_average_pooling1d", 0, "linear"), spec("dense", 2, "tanh")});
   model->init_params(11);
   const std::vector<float> ids = {3, 5, 0, 0, 0, 3, 0, 5, 5, 0, 0, 3, 3, 5, 3, 5};
   const float* out = model->predict(ids.data(), 4);
@@ -321,8 +320,9 @@ TEST(Embedding, MaskZeroGoesOnlyWhereItIsTaken) {
   EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1),
                      spec("global_max_pooling1d", 0, false, 2), spec("dense", 2, false, 3)}),
             "c.yaml: model.layers.2: global_max_pooling1d after c.yaml: model.layers.0 "
-            "(mask_zero): the padding mask reaches it, and only recurrent layers, dropout and "
-            "global_average_pooling1d take masks here");
+            "(mask_zero): the padding mask reaches it, and only recurrent layers, "
+            "global_average_pooling1d and layers of one step at a time (dense, dropout, "
+            "activations, layer_normalization) take masks here");
   EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1)}),
             "c.yaml: model.layers.0.mask_zero: its padding mask reaches the model's output; end "
             "it with a recurrent layer without return_sequences, or global_average_pooling1d");

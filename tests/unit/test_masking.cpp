@@ -64,14 +64,17 @@ LayerSpec spec(const std::string& type, int64_t units, bool sequences, int index
   return s;
 }
 
-// Recurrent layers above skip its padding steps: [a, pad, b, pad] and [pad, a, b, pad] read as
-// [a, b, pad, pad]; without the masking layer, they do not.
+// Recurrent layers above skip its padding steps, through a dense layer at each step and its GELU
+// (a layer of its own) between: [a, pad, b, pad] and [pad, a, b, pad] read as [a, b, pad, pad];
+// without the masking layer, they do not.
 TEST(Masking, RecurrentLayersAboveSkipItsPaddingSteps) {
   auto backend = make_cpu_backend();
   for (const bool masked : {true, false}) {
     SCOPED_TRACE(masked ? "masking" : "no masking");
-    std::vector<LayerSpec> specs = {spec("gru", 4, true, 1), spec("lstm", 3, false, 2),
-                                    spec("dense", 2, false, 3)};
+    LayerSpec per_step = spec("dense", 5, false, 1);
+    per_step.activation = "gelu";
+    std::vector<LayerSpec> specs = {per_step, spec("gru", 4, true, 2), spec("lstm", 3, false, 3),
+                                    spec("dense", 2, false, 4)};
     if (masked) specs.insert(specs.begin(), spec("masking", 0, false, 0));
     auto model = build_sequential(*backend, Shape{4, 2}, specs);
     model->init_params(13);
@@ -99,11 +102,12 @@ TEST(Masking, ItsMaskGoesOnlyWhereItIsTaken) {
                     {spec("masking", 0, false, 0), spec("dropout", 0, false, 1),
                      spec("global_average_pooling1d", 0, false, 2), spec("dense", 2, false, 3)}),
             "accepted");
-  EXPECT_EQ(refusal(Shape{5, 3}, {spec("masking", 0, false, 0), spec("flatten", 0, false, 1),
-                                  spec("dense", 2, false, 2)}),
-            "c.yaml: model.layers.1: flatten after c.yaml: model.layers.0 (masking): the padding "
-            "mask reaches it, and only recurrent layers, dropout and global_average_pooling1d take "
-            "masks here");
+  EXPECT_EQ(
+      refusal(Shape{5, 3}, {spec("masking", 0, false, 0), spec("flatten", 0, false, 1),
+                            spec("dense", 2, false, 2)}),
+      "c.yaml: model.layers.1: flatten after c.yaml: model.layers.0 (masking): the padding "
+      "mask reaches it, and only recurrent layers, global_average_pooling1d and layers of one "
+      "step at a time (dense, dropout, activations, layer_normalization) take masks here");
   EXPECT_EQ(refusal(Shape{5, 3}, {spec("masking", 0, false, 0), spec("lstm", 3, true, 1)}),
             "c.yaml: model.layers.0: its padding mask reaches the model's output; end it with a "
             "recurrent layer without return_sequences, or global_average_pooling1d");

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -162,15 +163,33 @@ TEST(Sequential, PredictAppliesTheFinalSoftmax) {
   EXPECT_NEAR(probs[0] + probs[1] + probs[2], 1.0, 1e-6);
 }
 
-TEST(ModelBuilder, DenseNeedsFlatInput) {
+// Dense over an input of several axes maps the last one at each position (Keras' Dense, PyTorch's
+// nn.Linear): (3, 2) through Dense(4, gelu) gives (3, 4), each row what the flat layer gives that
+// row; its gradients, through a flatten and a softmax dense, against finite differences.
+TEST(ModelBuilder, DenseMapsTheLastAxisAtEachPosition) {
   auto backend = make_cpu_backend();
-  try {
-    build_sequential(*backend, Shape{2, 2}, {{"dense", 3, "relu", "model.layers.0"}});
-    ADD_FAILURE();
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("model.layers.0: dense needs a flat input"),
-              std::string::npos);
-  }
+  auto model = build_sequential(*backend, Shape{3, 2}, {{"dense", 4, "gelu", "model.layers.0"}});
+  auto flat = build_sequential(*backend, Shape{2}, {{"dense", 4, "gelu", "model.layers.0"}});
+  EXPECT_EQ(model->layers().back()->output_shape(), (Shape{3, 4}));
+  EXPECT_NE(model->summary().find("(None, 3, 4)"), std::string::npos) << model->summary();
+  model->init_params(4);
+  ASSERT_EQ(model->param_count(), flat->param_count());
+  std::ranges::copy(model->params(), flat->params().begin());
+  const std::vector<float> x = random_vector(2 * 3 * 2, 5);  // 2 samples
+  const float* out = model->predict(x.data(), 2);
+  const std::vector<float> y(out, out + 24);
+  const float* rows = flat->predict(x.data(), 6);  // the 6 positions as samples
+  EXPECT_EQ(y, std::vector<float>(rows, rows + 24));
+
+  auto trained = build_sequential(*backend, Shape{3, 2},
+                                  {{"dense", 4, "tanh", "model.layers.0"},
+                                   {"flatten", 0, "linear", "l1"},
+                                   {"dense", 3, "softmax", "model.layers.2"}});
+  trained->set_output_logits(OutputFunction::kSoftmax);
+  trained->init_params(6);
+  DeviceBuffer grads(*backend, trained->param_count());
+  trained->bind_grads(grads.span());
+  expect_model_gradient_matches(*backend, *trained, random_vector(4 * 6, 7), {2, 0, 1, 1});
 }
 
 Config small_config(const std::vector<std::string>& overrides = {}) {
