@@ -122,6 +122,12 @@ Spec Flatten() { return {map({{"type", YAML::Node("flatten")}})}; }
 Spec Dropout(double rate) {
   return {map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};
 }
+Spec SpatialDropout1D(double rate) {
+  return {map({{"type", YAML::Node("spatial_dropout1d")}, {"rate", YAML::Node(rate)}})};
+}
+Spec SpatialDropout2D(double rate) {
+  return {map({{"type", YAML::Node("spatial_dropout2d")}, {"rate", YAML::Node(rate)}})};
+}
 Spec Activation(const std::string& activation) {
   if (activation == "leaky_relu")  // Keras' activation function's slope, not its layer's
     return LeakyReLU(kLeakyReluActivationSlope);

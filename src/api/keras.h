@@ -10,8 +10,7 @@
 //   ddp::keras::Sequential model({ddp::keras::Dense(64, "relu"), ddp::keras::Dense(10, "softmax")},
 //                                {10});
 //   model.compile(ddp::keras::Adam(0.001), "sparse_categorical_crossentropy", {"accuracy"});
-//   ddp::keras::History h = model.fit(runtime, ddp::keras::synthetic(1000, 10, 10), {.epochs =
-//   10});
+//   auto history = model.fit(runtime, ddp::keras::synthetic(1000, 10, 10), {.epochs = 10});
 
 #include <yaml-cpp/yaml.h>
 
@@ -98,12 +97,14 @@ Spec Masking(double mask_value = 0.0);
 // Keras' Reshape: one sample's shape after it (one -1: what is left of the input's elements).
 Spec Reshape(const std::vector<int64_t>& target_shape);
 Spec Dropout(double rate);
+// Keras' SpatialDropout1D and SpatialDropout2D: each channel dropped at all steps or pixels.
+Spec SpatialDropout1D(double rate);
+Spec SpatialDropout2D(double rate);
 Spec BatchNormalization(bool sync = false);
 // Keras' LayerNormalization over the last axis.
 Spec LayerNormalization(double epsilon = 0.001);
-// Keras' Activation layer: relu, tanh, sigmoid, elu, selu, softplus, softsign, gelu, silu (swish),
-// leaky_relu (negative_slope 0.2, as Keras' activation function)
-// or softmax, as a layer of its own.
+// Keras' Activation layer, an activation as a layer of its own: relu, tanh, sigmoid, elu, selu,
+// softplus, softsign, gelu, silu (swish), leaky_relu (slope 0.2, Keras' function's) or softmax.
 Spec Activation(const std::string& activation);
 // Keras' LeakyReLU: x where x > 0, negative_slope * x elsewhere (negative_slope >= 0).
 Spec LeakyReLU(double negative_slope = 0.3);

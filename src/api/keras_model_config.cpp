@@ -101,6 +101,15 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["rate"] = s.rate;
     return {"Dropout", c};
   }
+  if (s.type == "spatial_dropout1d") {
+    c["rate"] = s.rate;
+    return {"SpatialDropout1D", c};
+  }
+  if (s.type == "spatial_dropout2d") {
+    c["rate"] = s.rate;
+    c["data_format"] = "channels_last";
+    return {"SpatialDropout2D", c};
+  }
   if (s.type == "batch_normalization") {
     c["axis"] = -1;
     c["momentum"] = s.momentum;
@@ -163,7 +172,8 @@ json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input
     const std::string name = snake_case(class_name);
     const int earlier = seen[name]++;
     config["name"] = earlier ? name + "_" + std::to_string(earlier) : name;
-    config["trainable"] = spec.trainable;
+    // Keras' spatial dropouts take no `trainable` (their __init__ would refuse it).
+    if (!spec.type.starts_with("spatial_dropout")) config["trainable"] = spec.trainable;
     config["dtype"] = "float32";
     keras_layers.push_back(keras_object("keras.layers", class_name, std::move(config)));
   }
@@ -236,6 +246,10 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["type"] = "dropout";
     out["rate"] = in.get<double>("rate", 0.0);
     in.require("noise_shape", nullptr);
+  } else if (class_name == "SpatialDropout1D" || class_name == "SpatialDropout2D") {
+    out["type"] = class_name == "SpatialDropout1D" ? "spatial_dropout1d" : "spatial_dropout2d";
+    out["rate"] = in.required<double>("rate");
+    if (class_name == "SpatialDropout2D") in.channels_last();
   } else if (class_name == "BatchNormalization") {
     out["type"] = "batch_normalization";
     out["momentum"] = in.get<double>("momentum", 0.99);

@@ -219,11 +219,13 @@ class ComputeBackend {
   virtual void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
                                  const Window2d& w) = 0;
 
-  // Inverted dropout, out = in * keep / (1 - rate) over (rows, row_size): element e of row i is
-  // kept unless dropout_drops(key, (first_row + i) * row_size + e, rate) (core/counter_hash.h),
-  // so the mask depends on the sample's position, not on the rank. Forward and backward alike.
-  virtual void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
-                       uint64_t key, int64_t first_row) = 0;
+  // Inverted dropout, out = in * keep / (1 - rate) over (rows, row_size), each row `steps` steps
+  // of width = row_size / steps channels that share one mask (1: none shared; more: Keras'
+  // SpatialDropout): element e of row i is kept unless dropout_drops(key, (first_row + i) * width
+  // + e % width, rate) (core/counter_hash.h), so the mask depends on the sample's position, not on
+  // the rank. Forward and backward alike.
+  virtual void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps,
+                       float rate, uint64_t key, int64_t first_row) = 0;
 
   // Batch normalization over (rows, channels), channels last (Note [batch statistics]). Per
   // channel c, over the rows: host_sums[c] = sum of a, host_sums[channels + c] = sum of

@@ -207,10 +207,10 @@ class CpuBackend final : public ComputeBackend {
                              dy + first * out_size(w), dx + first * in_size(w), n, w);
     });
   }
-  void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
-               uint64_t key, int64_t first_row) override {
+  void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps,
+               float rate, uint64_t key, int64_t first_row) override {
     cpu::by_rows(team_, rows, row_size, [&](int64_t first, int64_t n) {
-      cpu::dropout(in + first * row_size, out + first * row_size, n, row_size, rate, key,
+      cpu::dropout(in + first * row_size, out + first * row_size, n, row_size, steps, rate, key,
                    first_row + first);
     });
   }

@@ -206,13 +206,17 @@ void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t ba
   });
 }
 
-void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate, uint64_t key,
-             int64_t first_row) {
+void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps, float rate,
+             uint64_t key, int64_t first_row) {
   const float keep_scale = 1.0f / (1.0f - rate);
-  const auto first = static_cast<uint64_t>(first_row * row_size);
-  const int64_t count = rows * row_size;
-  for (int64_t i = 0; i < count; ++i)
-    out[i] = dropout_drops(key, first + static_cast<uint64_t>(i), rate) ? 0.0f : in[i] * keep_scale;
+  const int64_t width = row_size / steps;
+  for (int64_t i = 0; i < rows * row_size; i += width) {
+    const auto first = static_cast<uint64_t>((first_row + i / row_size) * width);
+    for (int64_t e = 0; e < width; ++e)
+      out[i + e] = dropout_drops(key, first + static_cast<uint64_t>(e), rate)
+                       ? 0.0f
+                       : in[i + e] * keep_scale;
+  }
 }
 
 }  // namespace ddp::cpu

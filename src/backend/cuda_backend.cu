@@ -181,9 +181,9 @@ class CudaBackend final : public ComputeBackend {
                          const Window2d& w) override {
     cuda::avg_pool_backward(mask, dy, dx, batch, w, stream_);
   }
-  void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate,
-               uint64_t key, int64_t first_row) override {
-    cuda::dropout(in, out, rows, row_size, rate, key, first_row, stream_);
+  void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps,
+               float rate, uint64_t key, int64_t first_row) override {
+    cuda::dropout(in, out, rows, row_size, steps, rate, key, first_row, stream_);
   }
 
   void channel_sums(const float* a, const float* b, const float* shift, double* host_sums,

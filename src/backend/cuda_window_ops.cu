@@ -141,10 +141,12 @@ __global__ void pool_backward_kernel(const float* x, const float* y, const float
   }
 }
 
-__global__ void dropout_kernel(const float* in, float* out, int64_t n, float rate, float scale,
-                               uint64_t key, uint64_t first) {
+__global__ void dropout_kernel(const float* in, float* out, int64_t n, int64_t row_size,
+                               int64_t width, float rate, float scale, uint64_t key,
+                               int64_t first_row) {
   for (int64_t i = start(); i < n; i += stride()) {
-    out[i] = dropout_drops(key, first + static_cast<uint64_t>(i), rate) ? 0.0f : in[i] * scale;
+    const auto counter = static_cast<uint64_t>((first_row + i / row_size) * width + i % width);
+    out[i] = dropout_drops(key, counter, rate) ? 0.0f : in[i] * scale;
   }
 }
 
@@ -175,8 +177,7 @@ void pool_forward(const float* x, const float* mask, float* y, int64_t batch, co
 void pool_backward(const float* x, const float* y, const float* mask, const float* dy, float* dx,
                    int64_t batch, const Window2d& w, bool max_pool, cudaStream_t stream) {
   const int64_t n = batch * w.height * w.width * w.channels;
-  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, mask, dy, dx, n, w,
-                                                               max_pool);
+  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, mask, dy, dx, n, w, max_pool);
   cudaCheck(cudaGetLastError());
 }
 
@@ -192,8 +193,8 @@ void max_pool_backward(const float* x, const float* y, const float* dy, float* d
   pool_backward(x, y, nullptr, dy, dx, batch, w, true, stream);
 }
 
-void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
-                      const Window2d& w, cudaStream_t stream) {
+void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch, const Window2d& w,
+                      cudaStream_t stream) {
   pool_forward(x, mask, y, batch, w, false, stream);
 }
 
@@ -202,11 +203,11 @@ void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t ba
   pool_backward(nullptr, nullptr, mask, dy, dx, batch, w, false, stream);
 }
 
-void dropout(const float* in, float* out, int64_t rows, int64_t row_size, float rate, uint64_t key,
-             int64_t first_row, cudaStream_t stream) {
+void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps, float rate,
+             uint64_t key, int64_t first_row, cudaStream_t stream) {
   const int64_t n = rows * row_size;
   dropout_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-      in, out, n, rate, 1.0f / (1.0f - rate), key, static_cast<uint64_t>(first_row * row_size));
+      in, out, n, row_size, row_size / steps, rate, 1.0f / (1.0f - rate), key, first_row);
   cudaCheck(cudaGetLastError());
 }
 

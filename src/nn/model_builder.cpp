@@ -75,6 +75,8 @@ const std::vector<std::string>& layer_types() {
                                                                   "gru",
                                                                   "simple_rnn",
                                                                   "dropout",
+                                                                  "spatial_dropout1d",
+                                                                  "spatial_dropout2d",
                                                                   "batch_normalization",
                                                                   "layer_normalization",
                                                                   "flatten",
@@ -172,8 +174,9 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
   if (spec.type == "global_average_pooling1d") return nullptr;  // averages the real steps
   // Layers of one position at a time (MaskPassingLayer), as Keras' pass it.
   const auto& activations = elementwise_activation_names();
-  if (spec.type == "dropout" || spec.type == "dense" || spec.type == "layer_normalization" ||
-      spec.type == "softmax" || std::ranges::find(activations, spec.type) != activations.end())
+  if (spec.type == "dropout" || spec.type == "spatial_dropout1d" || spec.type == "dense" ||
+      spec.type == "layer_normalization" || spec.type == "softmax" ||
+      std::ranges::find(activations, spec.type) != activations.end())
     return masking;
   throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
                     (masking->type == "masking" ? " (masking)" : " (mask_zero)") +
@@ -323,6 +326,13 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       layers.push_back(std::make_unique<Masking>(shape, spec.mask_value));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
+    } else if (spec.type == "spatial_dropout1d" || spec.type == "spatial_dropout2d") {
+      const bool images = spec.type == "spatial_dropout2d";
+      if (shape.rank() != (images ? 3u : 2u))
+        throw ConfigError(spec.path + ": " + spec.type + " needs an input of " +
+                          (images ? "(height, width, channels), an image," : "(steps, channels),") +
+                          " but gets " + shape.str());
+      layers.push_back(std::make_unique<Dropout>(shape, spec.rate, /*spatial=*/true));
     } else if (spec.type == "batch_normalization") {
       if (!layers.empty() && dynamic_cast<const Softmax*>(layers.back().get()))
         throw ConfigError(spec.path + ": batch_normalization after a softmax would normalize " +

@@ -137,7 +137,7 @@ uint64_t Recurrent::recurrent_key(int d) const { return counter_hash(pass_.key, 
 void Recurrent::mask_steps(ComputeBackend& backend, const float* from, float* to, int64_t batch,
                            int64_t width, float rate, uint64_t key) const {
   for (int64_t t = 0; t < steps_; ++t)
-    backend.dropout(from + t * batch * width, to + t * batch * width, batch, width, rate, key,
+    backend.dropout(from + t * batch * width, to + t * batch * width, batch, width, 1, rate, key,
                     pass_.first_position);
 }
 
@@ -170,7 +170,7 @@ void Recurrent::run_steps(ComputeBackend& backend, int d, int64_t batch) {
     // step's h is zero: its product is the recurrent bias alone.
     const float* h_before = h + before * step;
     if (h_masked) {
-      backend.dropout(h_before, h_masked + t * step, batch, units_, recurrent_rate(),
+      backend.dropout(h_before, h_masked + t * step, batch, units_, 1, recurrent_rate(),
                       recurrent_key(d), pass_.first_position);
       h_before = h_masked + t * step;
     }
@@ -255,7 +255,7 @@ void Recurrent::backward_steps(ComputeBackend& backend, int d, const float* dy, 
     backend.dense_forward(dhu_t, weight_hh_t, no_bias_units_.values(backend), dh, batch, gates,
                           units_, Activation::kLinear);
     if (recurrent_rate() > 0)
-      backend.dropout(dh, dh, batch, units_, recurrent_rate(), recurrent_key(d),
+      backend.dropout(dh, dh, batch, units_, 1, recurrent_rate(), recurrent_key(d),
                       pass_.first_position);
     if (mask_t) backend.carry_rows(mask_t, through, dh, batch, units_);
   }

@@ -143,6 +143,8 @@ void define_layers(py::module_& m) {
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);
   m.def("Masking", &keras::Masking, py::arg("mask_value") = 0.0);
   m.def("Dropout", &keras::Dropout, py::arg("rate"));
+  m.def("SpatialDropout1D", &keras::SpatialDropout1D, py::arg("rate"));
+  m.def("SpatialDropout2D", &keras::SpatialDropout2D, py::arg("rate"));
   m.def(
       "BatchNormalization",
       [](bool sync, bool trainable) {

@@ -99,7 +99,8 @@ void parse_model(ConfigNode& root, Config& config) {
     } else if (spec.type == "layer_normalization") {  // Keras' default epsilon
       spec.epsilon =
           static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
-    } else if (spec.type == "dropout") {
+    } else if (spec.type == "dropout" || spec.type == "spatial_dropout1d" ||
+               spec.type == "spatial_dropout2d") {
       spec.rate =
           static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));
     } else if (spec.type == "batch_normalization") {  // Keras' defaults

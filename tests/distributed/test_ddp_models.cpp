@@ -361,9 +361,9 @@ TEST_P(DdpModels, RecurrentMatchesSingleProcess) {
   }
 }
 
-// Texts of 3 to 10 tokens padded with id 0, an embedding with mask_zero under dropout, a dense
-// layer at each step (its GELU a layer of its own) and GlobalAveragePooling1D: each text's average
-// over its real tokens (Note [padding masks]).
+// Texts of 3 to 10 tokens padded with id 0, an embedding with mask_zero under spatial and plain
+// dropout, a dense layer at each step (its GELU a layer of its own) and GlobalAveragePooling1D:
+// each text's average over its real tokens (Note [padding masks]).
 TEST_P(DdpModels, MaskedAverageMatchesSingleProcess) {
   MpiCommunicator comm;
   const Config config = config_with(
@@ -371,7 +371,8 @@ TEST_P(DdpModels, MaskedAverageMatchesSingleProcess) {
        "min_length: 3}",
        "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
        "model.layers=[{type: embedding, input_dim: 40, output_dim: 6, mask_zero: true}, "
-       "{type: dropout, rate: 0.2}, {type: dense, units: 5, activation: gelu}, "
+       "{type: spatial_dropout1d, rate: 0.3}, {type: dropout, rate: 0.2}, "
+       "{type: dense, units: 5, activation: gelu}, "
        "{type: global_average_pooling1d}, "
        "{type: dense, units: 4, activation: softmax}]"});
   expect_trains_as_one_process(config, comm, 12);  // 3 epochs

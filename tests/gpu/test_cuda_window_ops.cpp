@@ -1,6 +1,7 @@
 // The CUDA window ops, dropout and batch normalization against the CPU backend's (the
 // specification): im2col and max pooling exactly, sums (average pooling with and without a padding
-// mask among them) within float rounding, dropout's mask bit for bit (Note [dropout mask]).
+// mask among them) within float rounding, dropout's mask (element by element, and by channel) bit
+// for bit (Note [dropout mask]).
 
 #include <gtest/gtest.h>
 
@@ -37,7 +38,8 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
         DX(be, std::vector<float>(image)), MAX(be, std::vector<float>(pooled)),
         AVG(be, std::vector<float>(pooled)), DY(be, dy), DMAX(be, std::vector<float>(image)),
         DAVG(be, std::vector<float>(image)), DROP(be, std::vector<float>(image)), MASK(be, mask),
-        MASKED(be, std::vector<float>(pooled)), DMASKED(be, std::vector<float>(image));
+        MASKED(be, std::vector<float>(pooled)), DMASKED(be, std::vector<float>(image)),
+        SPATIAL(be, std::vector<float>(image));
     be.im2col(X.buffer.data(), COLS.buffer.data(), batch, w);
     be.col2im(DCOLS.buffer.data(), DX.buffer.data(), batch, w);
     be.max_pool_forward(X.buffer.data(), MAX.buffer.data(), batch, w);
@@ -47,9 +49,10 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
     be.avg_pool_backward(nullptr, DY.buffer.data(), DAVG.buffer.data(), batch, w);
     be.avg_pool_forward(X.buffer.data(), MASK.buffer.data(), MASKED.buffer.data(), batch, w);
     be.avg_pool_backward(MASK.buffer.data(), DY.buffer.data(), DMASKED.buffer.data(), batch, w);
-    be.dropout(X.buffer.data(), DROP.buffer.data(), batch, 7 * 6 * 3, 0.4f, 99, 1234);
-    results[k] = {COLS.read(), DX.read(),   MAX.read(),  DMAX.read(),   AVG.read(),
-                  DAVG.read(), DROP.read(), MASKED.read(), DMASKED.read()};
+    be.dropout(X.buffer.data(), DROP.buffer.data(), batch, 7 * 6 * 3, 1, 0.4f, 99, 1234);
+    be.dropout(X.buffer.data(), SPATIAL.buffer.data(), batch, 7 * 6 * 3, 7 * 6, 0.4f, 99, 1234);
+    results[k] = {COLS.read(), DX.read(),   MAX.read(),    DMAX.read(),    AVG.read(),
+                  DAVG.read(), DROP.read(), MASKED.read(), DMASKED.read(), SPATIAL.read()};
   }
   EXPECT_EQ(results[0][0], results[1][0]) << "im2col copies: it must match exactly";
   expect_close(results[0][1], results[1][1], "col2im");
@@ -60,6 +63,7 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
   EXPECT_EQ(results[0][6], results[1][6]) << "dropout: the same mask and scale";
   expect_close(results[0][7], results[1][7], "masked average pooling");
   expect_close(results[0][8], results[1][8], "masked average pooling backward");
+  EXPECT_EQ(results[0][9], results[1][9]) << "spatial dropout: the same mask and scale";
 }
 
 INSTANTIATE_TEST_SUITE_P(Windows, CudaWindowOps,

@@ -1,6 +1,6 @@
 """Token and sequence models for keras_module.py: Keras' Embedding and above it global and windowed
 1D poolings, Conv1D, and two LSTMs, GRUs or SimpleRNNs, one way or both; Keras' Masking under
-recurrent layers; against ddp_trainer's."""
+recurrent layers; Keras' SpatialDropout1D in .keras files; against ddp_trainer's."""
 
 import os
 
@@ -181,3 +181,38 @@ def masked_sequence_checks(ddp, keras, np, rng, check, gap):
           f"30 SGD momentum steps from the same weights: max abs difference of the weights "
           f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "
           f"{predicted:.2e}")
+
+
+def spatial_dropout_checks(ddp, keras, np, rng, check):
+    """Keras' SpatialDropout1D (rate 0.25) above an Embedding, in .keras files both ways: after a
+    fit on each side, the other side's load_model has the layer at its rate and predicts the same
+    (dropout is the identity there)."""
+    x = rng.integers(0, 50, size=(200, 12))
+    labels = (x < 15).sum(axis=1) % 4
+    ours = ddp.Sequential([ddp.Embedding(50, 8), ddp.SpatialDropout1D(0.25),
+                           ddp.GlobalAveragePooling1D(), ddp.Dense(4, "softmax")],
+                          input_shape=[12])
+    theirs = keras.Sequential([keras.Input((12,), dtype="int32"), keras.layers.Embedding(50, 8),
+                               keras.layers.SpatialDropout1D(0.25),
+                               keras.layers.GlobalAveragePooling1D(),
+                               keras.layers.Dense(4, activation="softmax")])
+    for m in (ours, theirs):
+        m.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+        m.fit(x, labels, batch_size=50, epochs=1, verbose=0)
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_spatial_{os.getpid()}.keras")
+    keras_path = path.replace(".keras", "_keras.keras")
+    ours.save(path)
+    theirs.save(keras_path)
+    try:
+        into_keras = keras.models.load_model(path)
+        into_ours = ddp.load_model(keras_path)
+    finally:
+        os.remove(path)
+        os.remove(keras_path)
+    layer = into_keras.layers[1]
+    predicted = max(float(np.abs(into_keras.predict(x, verbose=0) - ours.predict(x)).max()),
+                    float(np.abs(into_ours.predict(x) - theirs.predict(x, verbose=0)).max()))
+    check("keras.layers.SpatialDropout1D in .keras files",
+          type(layer).__name__ == "SpatialDropout1D" and layer.rate == 0.25 and predicted < 1e-5,
+          f"Keras' load_model of ours has {type(layer).__name__}({layer.rate}); each side's file "
+          f"loaded by the other predicts within {predicted:.2e}")

@@ -211,7 +211,7 @@ DropoutCase<Cell> expect_dropout_masks_each_step_alike(ComputeBackend& backend, 
   const auto mask = [&](int64_t width, float r, uint64_t counter) {
     const std::vector<float> ones(kBatch * width, 1.0f);
     std::vector<float> m(ones.size());
-    backend.dropout(ones.data(), m.data(), kBatch, width, r, counter_hash(pass.key, counter),
+    backend.dropout(ones.data(), m.data(), kBatch, width, 1, r, counter_hash(pass.key, counter),
                     pass.first_position);
     return m;
   };
