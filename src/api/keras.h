@@ -124,8 +124,7 @@ Spec SGD(double learning_rate = 0.01, double momentum = 0.0, bool nesterov = fal
 // Keras 3's RMSprop, rule and defaults (optimizer.rule: keras).
 Spec RMSprop(double learning_rate = 0.001, double rho = 0.9, double momentum = 0.0,
              double epsilon = 1e-7, bool centered = false, double weight_decay = 0.0);
-// Keras 3's Adagrad, Adamax, Nadam and Lion: their rules and defaults (optimizer.rule: keras,
-// AdaptiveHyper), the weight decay decoupled.
+// Keras 3's Adagrad, Adamax, Nadam and Lion (optimizer.rule: keras), weight decay decoupled.
 Spec Adagrad(double learning_rate = 0.001, double initial_accumulator_value = 0.1,
              double epsilon = 1e-7, double weight_decay = 0.0);
 Spec Adamax(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.999,
@@ -135,20 +134,18 @@ Spec Nadam(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.
 Spec Lion(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.99,
           double weight_decay = 0.0);
 
-// A loss with settings (the config's `loss: {type: ...}`), for compile. from_logits: the model
-// ends without a softmax (the loss applies it); without, a model ending in softmax gives
-// probabilities, which the loss takes fused, and one ending otherwise logits, as with it.
+// A loss with settings (`loss: {type: ...}`), for compile. from_logits: the model ends without a
+// softmax (the loss applies it); without, a model ending in softmax gives probabilities, which
+// the loss takes fused, and one ending otherwise logits, as with it.
 Spec CategoricalCrossentropy(double label_smoothing = 0.0, bool from_logits = false);
 Spec SparseCategoricalCrossentropy(bool from_logits = false);
 
-// Keras' EarlyStopping callback (Note [early stopping]: training.early_stopping), for
-// FitOptions::callbacks.
+// Keras' EarlyStopping callback (Note [early stopping]), for FitOptions::callbacks.
 Spec EarlyStopping(const std::string& monitor = "val_loss", int64_t patience = 0,
                    double min_delta = 0.0, bool restore_best_weights = false,
                    const std::string& mode = "auto", std::optional<double> baseline = std::nullopt,
                    int64_t start_from_epoch = 0);
-// Keras' ReduceLROnPlateau callback (Note [reduce on plateau]: the optimizer's schedule
-// reduce_on_plateau), for FitOptions::callbacks.
+// Keras' ReduceLROnPlateau callback (Note [reduce on plateau]), for FitOptions::callbacks.
 Spec ReduceLROnPlateau(const std::string& monitor = "val_loss", double factor = 0.1,
                        int64_t patience = 10, double min_delta = 1e-4, int64_t cooldown = 0,
                        double min_lr = 0.0, const std::string& mode = "auto");
@@ -289,6 +286,8 @@ class Sequential {
   // One sample's shape as the model takes it (Keras' input_shape without the batch axis): the
   // constructor's, or after a fit the data's; empty when neither is known yet.
   std::vector<int64_t> input_shape() const;
+  // One sample's output shape (Keras' output_shape without the batch axis), from the layers.
+  std::vector<int64_t> output_shape() const;
 
   // After a fit or build (before: ConfigError), on every rank:
   // Collective: the model's outputs (probabilities for softmax) for x's samples, (samples,

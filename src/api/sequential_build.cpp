@@ -56,6 +56,14 @@ std::vector<int64_t> Sequential::input_shape() const {
   return model_["input"] ? model_["input"].as<std::vector<int64_t>>() : std::vector<int64_t>{};
 }
 
+std::vector<int64_t> Sequential::output_shape() const {
+  const auto shape = [](const ddp::Sequential& m) {
+    return m.layers().back()->output_shape().dims();
+  };
+  if (session_) return shape(session_->trainer->model());
+  return with_unfitted_model(model_, "output_shape", shape);
+}
+
 void Sequential::build(Runtime& runtime) {
   if (session_ && !compiled_since_fit_) return;
   const auto [sample_shape, outputs] =

@@ -300,8 +300,9 @@ PYBIND11_MODULE(ddp_trainer, m) {
           "predict",
           [](keras::Sequential& self, const FloatArray& x, const py::object&, const py::object&) {
             const std::vector<float> out = built(self).predict(arrays(x, std::nullopt, "predict"));
-            const auto rows = static_cast<py::ssize_t>(x.shape(0));
-            return array_of(out, {rows, rows ? static_cast<py::ssize_t>(out.size()) / rows : 0});
+            std::vector<py::ssize_t> shape = {static_cast<py::ssize_t>(x.shape(0))};
+            for (const int64_t d : self.output_shape()) shape.push_back(d);  // (rows, steps, ...)
+            return array_of(out, shape);
           },
           py::arg("x"), py::arg("batch_size") = py::none(), py::arg("verbose") = "auto")
       .def(

@@ -16,10 +16,12 @@ keras::Arrays arrays(const FloatArray& x, const std::optional<py::array>& y,
   out.features.assign(x.data(), x.data() + x.size());
   if (y && y->dtype().kind() == 'f') {
     const auto targets = y->cast<FloatArray>();
-    if (targets.ndim() < 1 || targets.ndim() > 2 || targets.shape(0) != x.shape(0))
+    // Targets of several axes (a value per step, say) are the sample's in order, as the model's
+    // outputs are.
+    if (targets.ndim() < 1 || targets.shape(0) != x.shape(0))
       throw ddp::DataError(call + ": real-valued y must hold the targets of each sample of x, (" +
                            std::to_string(x.shape(0)) + ",) or (" + std::to_string(x.shape(0)) +
-                           ", targets)");
+                           ", ...)");
     out.targets.assign(targets.data(), targets.data() + targets.size());
   } else if (y) {
     const auto labels = y->cast<LabelArray>();

@@ -81,6 +81,13 @@ def regression(out):
         m.compile(ddp.SGD(0.1), "mean_squared_error")
         data = (x, y) if name == "split" else (x[:179], y[:179])
         split[name] = m.fit(*data, epochs=2, batch_size=32, verbose=False, **kwargs)
+    # A target per step: a Dense layer at each of 4 steps of (4, 3) sequences fits the same least
+    # squares over all (sample, step) rows, and predict gives (samples, 4, 2).
+    per_step = ddp.Sequential([ddp.Dense(2)], input_shape=[4, 3])
+    per_step.compile(ddp.SGD(0.1), "mean_squared_error")
+    per_step.fit(x.reshape(64, 4, 3), y.reshape(64, 4, 2), epochs=40, batch_size=8, verbose=False)
+    split["per_step"] = {"weight": per_step.get_weights()["layers.0.weight"].tolist(),
+                         "predicted": list(per_step.predict(x.reshape(64, 4, 3)).shape)}
     # A 2-D integer y: several 0/1 labels per sample (binary_crossentropy).
     multi = ddp.Sequential([ddp.Dense(8, "relu"), ddp.Dense(2, "sigmoid")], input_shape=[3])
     multi.compile(ddp.Adam(0.05), "binary_crossentropy", ["binary_accuracy"])

@@ -184,6 +184,11 @@ class Scenarios:
         assert [2 * v for v in plain["loss"]] == weighted["loss"], (plain, weighted)
         assert [v / 2 for v in plain["val_loss"]] == weighted["val_loss"], (plain, weighted)
         assert plain["evaluated"] == weighted["evaluated"] == plain["val_loss"][-1] / 2, plain
+        per_step = a["split"]["per_step"]
+        with_bias = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1))]), y, rcond=None)[0]
+        worst = float(np.max(np.abs(np.array(per_step["weight"]).T - with_bias[:3])))
+        print(f"  a target per step: weights within {worst:.2g} of least squares")
+        assert worst < 1e-2 and per_step["predicted"] == [64, 4, 2], per_step
         multi = a["split"]["multi_label"]
         assert multi["binary_accuracy"][-1] > 0.9 and multi["loss"][-1] < multi["loss"][0], multi
 
