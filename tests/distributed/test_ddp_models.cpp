@@ -361,36 +361,29 @@ TEST_P(DdpModels, RecurrentMatchesSingleProcess) {
   }
 }
 
-// Texts of 3 to 10 tokens padded with id 0, an embedding with mask_zero under spatial and plain
-// dropout, a dense layer at each step (its GELU a layer of its own) and GlobalAveragePooling1D:
-// each text's average over its real tokens (Note [padding masks]).
-TEST_P(DdpModels, MaskedAverageMatchesSingleProcess) {
+// Texts of 3 to 10 tokens padded with id 0 (Note [padding masks]): an embedding with mask_zero
+// under spatial and plain dropout, a dense layer at each step (its GELU a layer of its own) and
+// GlobalAveragePooling1D, each text's average over its real tokens; and read two ids a step, as
+// sequences of 5 steps of 2 features whose last steps are zeros, a masking layer under a GRU
+// returning every step and a SimpleRNN, each skipping the padding steps.
+TEST_P(DdpModels, PaddingMasksMatchSingleProcess) {
   MpiCommunicator comm;
-  const Config config = config_with(
-      {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
-       "min_length: 3}",
-       "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
-       "model.layers=[{type: embedding, input_dim: 40, output_dim: 6, mask_zero: true}, "
-       "{type: spatial_dropout1d, rate: 0.3}, {type: dropout, rate: 0.2}, "
-       "{type: dense, units: 5, activation: gelu}, "
-       "{type: global_average_pooling1d}, "
-       "{type: dense, units: 4, activation: softmax}]"});
-  expect_trains_as_one_process(config, comm, 12);  // 3 epochs
-}
-
-// Sequences of 5 steps of 2 features whose last steps are zeros (the token texts above, read two
-// ids a step), a masking layer under a GRU returning every step and a SimpleRNN: each skips the
-// padding steps (Note [padding masks]).
-TEST_P(DdpModels, MaskingMatchesSingleProcess) {
-  MpiCommunicator comm;
-  const Config config = config_with(
-      {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
-       "min_length: 3}",
-       "model.input=[5, 2]", "training.tail=partial", "training.check_replicas_every=1",
-       "model.layers=[{type: rescaling, scale: 0.05}, {type: masking}, "
-       "{type: gru, units: 6, return_sequences: true}, {type: simple_rnn, units: 5}, "
-       "{type: dense, units: 4, activation: softmax}]"});
-  expect_trains_as_one_process(config, comm, 12);  // 3 epochs
+  for (const auto& [input, layers] :
+       {std::pair<std::string, std::string>{
+            "[10]",
+            "{type: embedding, input_dim: 40, output_dim: 6, mask_zero: true}, "
+            "{type: spatial_dropout1d, rate: 0.3}, {type: dropout, rate: 0.2}, "
+            "{type: dense, units: 5, activation: gelu}, {type: global_average_pooling1d}"},
+        {"[5, 2]",
+         "{type: rescaling, scale: 0.05}, {type: masking}, "
+         "{type: gru, units: 6, return_sequences: true}, {type: simple_rnn, units: 5}"}}) {
+    const Config config = config_with(
+        {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
+         "min_length: 3}",
+         "model.input=" + input, "training.tail=partial", "training.check_replicas_every=1",
+         "model.layers=[" + layers + ", {type: dense, units: 4, activation: softmax}]"});
+    expect_trains_as_one_process(config, comm, 12);  // 3 epochs
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),

@@ -5,6 +5,25 @@ recurrent layers; Keras' SpatialDropout1D in .keras files; against ddp_trainer's
 import os
 
 
+
+def cross_loaded(ddp, keras, np, ours, theirs, x, tag):
+    """Each side's .keras file loaded by the other: the largest difference of the loaded models'
+    predictions from those of the models that saved them, Keras' model of ours, ours of Keras'."""
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_{tag}_{os.getpid()}.keras")
+    keras_path = path.replace(".keras", "_keras.keras")
+    ours.save(path)
+    theirs.save(keras_path)
+    try:
+        into_keras = keras.models.load_model(path)
+        into_ours = ddp.load_model(keras_path)
+    finally:
+        os.remove(path)
+        os.remove(keras_path)
+    predicted = max(float(np.abs(into_keras.predict(x, verbose=0) - ours.predict(x)).max()),
+                    float(np.abs(into_ours.predict(x) - theirs.predict(x, verbose=0)).max()))
+    return predicted, into_keras, into_ours
+
+
 def token_model_checks(ddp, keras, np, rng, check, gap):
     """Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed 1D
     poolings, two LSTMs, GRUs or SimpleRNNs, one way or both (the first returning every step;
@@ -109,19 +128,7 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
             m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
             m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
         trained_gap = gap(ours, keras_text)
-        ours_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_emb_{os.getpid()}.keras")
-        keras_path = ours_path.replace(".keras", "_keras.keras")
-        ours.save(ours_path)
-        keras_text.save(keras_path)
-        try:
-            into_keras = keras.models.load_model(ours_path)
-            into_ours = ddp.load_model(keras_path)
-        finally:
-            os.remove(ours_path)
-            os.remove(keras_path)
-        predicted = max(
-            float(np.abs(into_keras.predict(x, verbose=0) - ours.predict(x)).max()),
-            float(np.abs(into_ours.predict(x) - keras_text.predict(x, verbose=0)).max()))
+        predicted, into_keras, into_ours = cross_loaded(ddp, keras, np, ours, keras_text, x, "emb")
         check(f"keras.layers.Embedding, {name}",
               trained_gap < 1e-5 and predicted < 1e-5,
               f"30 SGD momentum steps from the same table: max abs difference of the weights "
@@ -165,18 +172,7 @@ def masked_sequence_checks(ddp, keras, np, rng, check, gap):
         m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
         m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
     trained_gap = gap(ours, theirs)
-    ours_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_mask_{os.getpid()}.keras")
-    keras_path = ours_path.replace(".keras", "_keras.keras")
-    ours.save(ours_path)
-    theirs.save(keras_path)
-    try:
-        into_keras = keras.models.load_model(ours_path)
-        into_ours = ddp.load_model(keras_path)
-    finally:
-        os.remove(ours_path)
-        os.remove(keras_path)
-    predicted = max(float(np.abs(into_keras.predict(x, verbose=0) - ours.predict(x)).max()),
-                    float(np.abs(into_ours.predict(x) - theirs.predict(x, verbose=0)).max()))
+    predicted = cross_loaded(ddp, keras, np, ours, theirs, x, "mask")[0]
     check("keras.layers.Masking, LSTM, GRU", trained_gap < 1e-5 and predicted < 1e-5,
           f"30 SGD momentum steps from the same weights: max abs difference of the weights "
           f"{trained_gap:.2e}; each side's .keras file loaded by the other predicts within "
@@ -199,19 +195,8 @@ def spatial_dropout_checks(ddp, keras, np, rng, check):
     for m in (ours, theirs):
         m.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
         m.fit(x, labels, batch_size=50, epochs=1, verbose=0)
-    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_spatial_{os.getpid()}.keras")
-    keras_path = path.replace(".keras", "_keras.keras")
-    ours.save(path)
-    theirs.save(keras_path)
-    try:
-        into_keras = keras.models.load_model(path)
-        into_ours = ddp.load_model(keras_path)
-    finally:
-        os.remove(path)
-        os.remove(keras_path)
+    predicted, into_keras, _ = cross_loaded(ddp, keras, np, ours, theirs, x, "spatial")
     layer = into_keras.layers[1]
-    predicted = max(float(np.abs(into_keras.predict(x, verbose=0) - ours.predict(x)).max()),
-                    float(np.abs(into_ours.predict(x) - theirs.predict(x, verbose=0)).max()))
     check("keras.layers.SpatialDropout1D in .keras files",
           type(layer).__name__ == "SpatialDropout1D" and layer.rate == 0.25 and predicted < 1e-5,
           f"Keras' load_model of ours has {type(layer).__name__}({layer.rate}); each side's file "
