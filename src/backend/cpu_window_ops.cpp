@@ -165,6 +165,7 @@ bool counted(const float* mask, int64_t b, int64_t at, const Window2d& w) {
 
 // 1 / the number of pixels of window k that take part, or 0 where none does.
 float average_scale(const float* mask, int64_t b, const Window2d& w, const Clip& k) {
+  if (!mask) return 1.0f / static_cast<float>((k.h1 - k.h0) * (k.w1 - k.w0));
   int64_t pixels = 0;
   for (int64_t ih = k.h0; ih < k.h1; ++ih)
     for (int64_t iw = k.w0; iw < k.w1; ++iw) pixels += counted(mask, b, ih * w.width + iw, w);

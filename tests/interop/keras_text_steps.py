@@ -24,6 +24,17 @@ def cross_loaded(ddp, keras, np, ours, theirs, x, tag):
     return predicted, into_keras, into_ours
 
 
+def trained_alike(keras, ours, theirs, x, labels, gap):
+    """Keras' model from our model's weights, both trained 3 epochs of SGD with momentum (30
+    steps of 50): the largest difference of their weights after."""
+    for ours_layer, keras_layer in zip(ours.layers, theirs.layers):
+        keras_layer.set_weights(ours_layer.get_weights())
+    for m in (ours, theirs):
+        m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+        m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
+    return gap(ours, theirs)
+
+
 def token_model_checks(ddp, keras, np, rng, check, gap):
     """Keras' Embedding and above it GlobalAveragePooling1D, GlobalMaxPooling1D, Conv1D, windowed 1D
     poolings, two LSTMs, GRUs or SimpleRNNs, one way or both (the first returning every step;
@@ -122,12 +133,7 @@ def token_model_checks(ddp, keras, np, rng, check, gap):
                                        keras.layers.Embedding(50, 8, mask_zero=masked)] +
                                       [k for _, k in layers] +
                                       [keras.layers.Dense(4, activation="softmax")])
-        for ours_layer, keras_layer in zip(ours.layers, keras_text.layers):
-            keras_layer.set_weights(ours_layer.get_weights())
-        for m in (ours, keras_text):
-            m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
-            m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
-        trained_gap = gap(ours, keras_text)
+        trained_gap = trained_alike(keras, ours, keras_text, x, labels, gap)
         predicted, into_keras, into_ours = cross_loaded(ddp, keras, np, ours, keras_text, x, "emb")
         check(f"keras.layers.Embedding, {name}",
               trained_gap < 1e-5 and predicted < 1e-5,
@@ -166,12 +172,7 @@ def masked_sequence_checks(ddp, keras, np, rng, check, gap):
     theirs = keras.Sequential([keras.Input((steps, 3)), keras.layers.Masking(0.0),
                                keras.layers.LSTM(6, return_sequences=True),
                                keras.layers.GRU(5), keras.layers.Dense(4, activation="softmax")])
-    for ours_layer, keras_layer in zip(ours.layers, theirs.layers):
-        keras_layer.set_weights(ours_layer.get_weights())
-    for m in (ours, theirs):
-        m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
-        m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
-    trained_gap = gap(ours, theirs)
+    trained_gap = trained_alike(keras, ours, theirs, x, labels, gap)
     predicted = cross_loaded(ddp, keras, np, ours, theirs, x, "mask")[0]
     check("keras.layers.Masking, LSTM, GRU", trained_gap < 1e-5 and predicted < 1e-5,
           f"30 SGD momentum steps from the same weights: max abs difference of the weights "
