@@ -177,6 +177,44 @@ Spec Rescaling(double scale, double offset) {
 Spec Masking(double mask_value) {
   return {map({{"type", YAML::Node("masking")}, {"mask_value", YAML::Node(mask_value)}})};
 }
+Spec RandomFlip(const std::string& mode) {
+  return {map({{"type", YAML::Node("random_flip")}, {"mode", YAML::Node(mode)}})};
+}
+namespace {
+YAML::Node range(const Factor& f) { return YAML::Node(std::vector<double>{f.lower, f.upper}); }
+// A random transform's layer: its factors, then Keras' fill and interpolation settings.
+Spec random_transform(const char* type,
+                      std::initializer_list<std::pair<const char*, YAML::Node>> factors,
+                      const std::string& fill_mode, const std::string& interpolation,
+                      double fill_value) {
+  YAML::Node node = map({{"type", YAML::Node(type)},
+                         {"fill_mode", YAML::Node(fill_mode)},
+                         {"interpolation", YAML::Node(interpolation)},
+                         {"fill_value", YAML::Node(fill_value)}});
+  for (const auto& [key, value] : factors) node[key] = value;
+  return {node};
+}
+}  // namespace
+Spec RandomTranslation(Factor height_factor, Factor width_factor, const std::string& fill_mode,
+                       const std::string& interpolation, double fill_value) {
+  return random_transform("random_translation",
+                          {{"height_factor", range(height_factor)},
+                           {"width_factor", range(width_factor)}},
+                          fill_mode, interpolation, fill_value);
+}
+Spec RandomRotation(Factor factor, const std::string& fill_mode, const std::string& interpolation,
+                    double fill_value) {
+  return random_transform("random_rotation", {{"factor", range(factor)}}, fill_mode,
+                          interpolation, fill_value);
+}
+Spec RandomZoom(Factor height_factor, std::optional<Factor> width_factor,
+                const std::string& fill_mode, const std::string& interpolation,
+                double fill_value) {
+  Spec spec = random_transform("random_zoom", {{"height_factor", range(height_factor)}},
+                               fill_mode, interpolation, fill_value);
+  if (width_factor) spec.node["width_factor"] = range(*width_factor);
+  return spec;
+}
 Spec Reshape(const std::vector<int64_t>& target_shape) {
   return {map({{"type", YAML::Node("reshape")}, {"target_shape", YAML::Node(target_shape)}})};
 }

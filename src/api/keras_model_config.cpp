@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/keras_augment_config.h"
 #include "api/keras_recurrent_config.h"
 #include "api/keras_settings.h"
 #include "core/error.h"
@@ -159,7 +160,8 @@ std::string snake_case(const std::string& class_name) {
 
 }  // namespace
 
-json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input) {
+json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input,
+                        const std::optional<AugmentLayers>& augment) {
   json batch_shape = json::array({nullptr});
   for (const int64_t d : input.dims()) batch_shape.push_back(d);
   json keras_layers = json::array();
@@ -167,15 +169,22 @@ json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input
       keras_object("keras.layers", "InputLayer",
                    {{"batch_shape", batch_shape}, {"dtype", "float32"}, {"name", "input_layer"}}));
   std::map<std::string, int> seen;
-  for (const LayerSpec& spec : layers) {
-    auto [class_name, config] = keras_layer(spec);
+  const auto add = [&](const std::string& class_name, json config) {
     const std::string name = snake_case(class_name);
     const int earlier = seen[name]++;
     config["name"] = earlier ? name + "_" + std::to_string(earlier) : name;
-    // Keras' spatial dropouts take no `trainable` (their __init__ would refuse it).
-    if (!spec.type.starts_with("spatial_dropout")) config["trainable"] = spec.trainable;
     config["dtype"] = "float32";
     keras_layers.push_back(keras_object("keras.layers", class_name, std::move(config)));
+  };
+  for (size_t k = 0; k <= layers.size(); ++k) {
+    if (augment && k == augment->after)
+      for (auto& [class_name, config] : keras_random_layers(*augment))
+        add(class_name, std::move(config));
+    if (k == layers.size()) break;
+    auto [class_name, config] = keras_layer(layers[k]);
+    // Keras' spatial dropouts take no `trainable` (their __init__ would refuse it).
+    if (!layers[k].type.starts_with("spatial_dropout")) config["trainable"] = layers[k].trainable;
+    add(class_name, std::move(config));
   }
   json model = keras_object(
       "keras", "Sequential",
@@ -266,6 +275,8 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["type"] = "rescaling";
     out["scale"] = in.required<double>("scale");  // one number: per channel is not had
     out["offset"] = in.get<double>("offset", 0.0);
+  } else if (is_keras_random_layer(class_name)) {  // Note [augmentation layers]
+    out.reset(random_layer_spec(class_name, in));
   } else if (class_name == "Masking") {  // Note [padding masks]
     out["type"] = "masking";
     out["mask_value"] = in.get<double>("mask_value", 0.0);

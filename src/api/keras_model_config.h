@@ -19,12 +19,15 @@
 
 #include "core/shape.h"
 #include "nn/model_builder.h"
+#include "train/augment_layers.h"
 #include "train/optimizer_config.h"
 
 namespace ddp::keras {
 
-// `input`: one sample's shape, as the model takes it (model.input).
-nlohmann::json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input);
+// `input`: one sample's shape, as the model takes it (model.input); `augment`: Keras' random
+// layers among them (Note [augmentation layers]).
+nlohmann::json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input,
+                                  const std::optional<AugmentLayers>& augment = std::nullopt);
 
 // A Keras layer ({"class_name", "config": get_config()}) as the API's layer Spec (none for the
 // identity: a linear Activation), or an InputLayer's sample shape. Throws ConfigError

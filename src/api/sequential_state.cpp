@@ -76,7 +76,9 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
 
 std::string Sequential::keras_config() {
   Trainer& trainer = trained("save");  // what the config is for
-  return keras_model_config(session_->config.layers, trainer.model().input_shape()).dump();
+  return keras_model_config(session_->config.layers, trainer.model().input_shape(),
+                            session_->config.augment_layers)
+      .dump();
 }
 
 std::string Sequential::keras_compile_config() const {

@@ -23,6 +23,13 @@ AffineTransform rotation_transform(double turns, int64_t height, int64_t width) 
   return t;
 }
 
+AffineTransform translation_transform(float down, float right) {
+  AffineTransform t;
+  t.a2 = -right;
+  t.b2 = -down;
+  return t;
+}
+
 AffineTransform zoom_transform(float zoom_height, float zoom_width, int64_t height, int64_t width) {
   AffineTransform t;
   t.a0 = zoom_width;

@@ -23,6 +23,8 @@ struct AffineTransform {
 
 // Keras' RandomRotation matrix: a rotation by `turns` of a full turn about the image's centre.
 AffineTransform rotation_transform(double turns, int64_t height, int64_t width);
+// Keras' RandomTranslation matrix: the image moved `down` and `right` pixels (fractions resample).
+AffineTransform translation_transform(float down, float right);
 // Keras' RandomZoom matrix: input coordinates scaled by the zooms about the centre, so a zoom
 // above 1 shows more of the image, smaller (zooms out).
 AffineTransform zoom_transform(float zoom_height, float zoom_width, int64_t height, int64_t width);

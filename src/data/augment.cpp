@@ -12,9 +12,14 @@ namespace ddp {
 
 namespace {
 
-// Keras' factor of RandomRotation and RandomZoom: a number f for [-|f|, |f|], or [lower, upper];
-// each in [-1, 1] (open at -1 where `minus_one` is false: a zoom of 0).
-std::array<double, 2> factor_range(ConfigNode& node, const std::string& key, bool minus_one) {
+Interpolation interpolation_of(const std::string& name) {
+  return name == "nearest" ? Interpolation::kNearest : Interpolation::kBilinear;
+}
+
+}  // namespace
+
+std::array<double, 2> parse_factor_range(ConfigNode& node, const std::string& key,
+                                         bool minus_one) {
   const std::string bounds = minus_one ? "[-1, 1]" : "(-1, 1]";
   const auto check = [&](double f) {
     if (!(f <= 1 && (f > -1 || (minus_one && f == -1))))
@@ -29,8 +34,6 @@ std::array<double, 2> factor_range(ConfigNode& node, const std::string& key, boo
   if (range.size() != 2) node.fail(key, "give a number or [lower, upper], each in " + bounds);
   return {std::min(check(range[0]), check(range[1])), std::max(range[0], range[1])};
 }
-
-}  // namespace
 
 AugmentConfig parse_augment(ConfigNode node) {
   AugmentConfig c;
@@ -49,14 +52,14 @@ AugmentConfig parse_augment(ConfigNode node) {
     c.height_factor = factors[0];
     c.width_factor = factors[1];
   }
-  if (node.has("random_rotation")) c.rotation = factor_range(node, "random_rotation", true);
+  if (node.has("random_rotation")) c.rotation = parse_factor_range(node, "random_rotation", true);
   if (node.is_map("random_zoom")) {
     ConfigNode zoom = node.child("random_zoom");
-    c.zoom_height = factor_range(zoom, "height_factor", false);
-    if (zoom.has("width_factor")) c.zoom_width = factor_range(zoom, "width_factor", false);
+    c.zoom_height = parse_factor_range(zoom, "height_factor", false);
+    if (zoom.has("width_factor")) c.zoom_width = parse_factor_range(zoom, "width_factor", false);
     zoom.finish();
   } else if (node.has("random_zoom")) {
-    c.zoom_height = factor_range(node, "random_zoom", false);
+    c.zoom_height = parse_factor_range(node, "random_zoom", false);
   }
   c.interpolation = node.choice("interpolation", {"bilinear", "nearest"}, "bilinear");
   c.fill_mode = node.choice("fill_mode", {"reflect", "constant", "nearest", "wrap"}, "reflect");
@@ -75,8 +78,8 @@ Augmenter::Augmenter(const AugmentConfig& config, const Shape& image)
             : config.fill_mode == "nearest" ? FillMode::kNearest
             : config.fill_mode == "wrap"    ? FillMode::kWrap
                                             : FillMode::kReflect),
-      interpolation_(config.interpolation == "nearest" ? Interpolation::kNearest
-                                                       : Interpolation::kBilinear) {
+      interpolation_(interpolation_of(config.interpolation)),
+      translation_interpolation_(interpolation_of(config.translation_interpolation.value_or(""))) {
   if (image.rank() != 2 && image.rank() != 3)
     throw std::invalid_argument(
         "augmentation needs image samples, (height, width) or (height, "
@@ -95,13 +98,18 @@ AugmentDraw Augmenter::draw(uint64_t epoch_seed, int64_t position) const {
   // Every draw is taken whether used or not, so each depends only on the seed and position.
   d.flip_horizontal = (rng.next() >> 63) != 0 && config_.flip_horizontal;
   d.flip_vertical = (rng.next() >> 63) != 0 && config_.flip_vertical;
-  d.shift_rows =
-      static_cast<int64_t>(rng.below(static_cast<uint64_t>(2 * max_rows_ + 1))) - max_rows_;
-  d.shift_cols =
-      static_cast<int64_t>(rng.below(static_cast<uint64_t>(2 * max_cols_ + 1))) - max_cols_;
   const auto uniform = [&rng](const std::array<double, 2>& range) {
     return rng.uniform(static_cast<float>(range[0]), static_cast<float>(range[1]));
   };
+  if (config_.translation_interpolation) {  // Keras': a fraction of the size, in float32
+    d.shift_down = uniform(config_.translate_height) * static_cast<float>(height_);
+    d.shift_right = uniform(config_.translate_width) * static_cast<float>(width_);
+  } else {
+    d.shift_rows =
+        static_cast<int64_t>(rng.below(static_cast<uint64_t>(2 * max_rows_ + 1))) - max_rows_;
+    d.shift_cols =
+        static_cast<int64_t>(rng.below(static_cast<uint64_t>(2 * max_cols_ + 1))) - max_cols_;
+  }
   d.rotation = uniform(config_.rotation);
   d.zoom_height = 1 + uniform(config_.zoom_height);
   const float zoom_width = 1 + uniform(config_.zoom_width.value_or(config_.zoom_height));
@@ -119,17 +127,22 @@ int64_t Augmenter::source_index(int64_t i, int64_t shift, int64_t n) const {
 
 void Augmenter::apply(const AugmentDraw& draw, const float* in, float* out) const {
   flip_and_shift(draw, in, out);
+  if (draw.shift_down != 0 || draw.shift_right != 0)
+    resample_in_place(translation_transform(draw.shift_down, draw.shift_right),
+                      translation_interpolation_, out);
   if (draw.rotation != 0)
-    resample_in_place(rotation_transform(draw.rotation, height_, width_), out);
+    resample_in_place(rotation_transform(draw.rotation, height_, width_), interpolation_, out);
   if (draw.zoom_height != 1 || draw.zoom_width != 1)
-    resample_in_place(zoom_transform(draw.zoom_height, draw.zoom_width, height_, width_), out);
+    resample_in_place(zoom_transform(draw.zoom_height, draw.zoom_width, height_, width_),
+                      interpolation_, out);
 }
 
-void Augmenter::resample_in_place(const AffineTransform& t, float* image) const {
+void Augmenter::resample_in_place(const AffineTransform& t, Interpolation interpolation,
+                                  float* image) const {
   thread_local std::vector<float> before;
   before.assign(image, image + height_ * width_ * channels_);
   affine_resample(t, before.data(), image, height_, width_, channels_, fill_, config_.fill_value,
-                  interpolation_);
+                  interpolation);
 }
 
 void Augmenter::flip_and_shift(const AugmentDraw& draw, const float* in, float* out) const {
@@ -180,6 +193,12 @@ std::string Augmenter::describe() const {
   const auto range = [](const std::array<double, 2>& r, double scale) {
     return show_number(r[0] * scale) + " to " + show_number(r[1] * scale);
   };
+  const bool translates = max_rows_ + max_cols_ > 0 || config_.translation_interpolation;
+  if (config_.translation_interpolation)
+    parts.push_back("random_translation " +
+                    range(config_.translate_height, static_cast<double>(height_)) + " x " +
+                    range(config_.translate_width, static_cast<double>(width_)) + " pixels (" +
+                    *config_.translation_interpolation + ")");
   const bool rotates = config_.rotation != std::array<double, 2>{0, 0};
   const bool zooms = config_.zoom_height != std::array<double, 2>{0, 0} || config_.zoom_width;
   if (rotates) parts.push_back("random_rotation " + range(config_.rotation, 360) + " degrees");
@@ -190,7 +209,7 @@ std::string Augmenter::describe() const {
                                           : range(config_.zoom_height, 1)));
   std::string out = "augmentation:";
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? ", " : " ") + parts[i];
-  if (max_rows_ + max_cols_ > 0 || rotates || zooms)
+  if (translates || rotates || zooms)
     out += " (" + (rotates || zooms ? config_.interpolation + ", " : std::string()) + "fill_mode " +
            config_.fill_mode + ")";
   return out;

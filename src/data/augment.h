@@ -25,6 +25,12 @@ struct AugmentConfig {
   bool flip_vertical = false;
   double height_factor = 0;  // random_translation: [height_factor, width_factor], each in [0, 1)
   double width_factor = 0;
+  // Keras' RandomTranslation layer (Note [augmentation layers]): shifts drawn as real numbers from
+  // [lower, upper] x the image's height and width and resampled through this interpolation;
+  // unset: the whole-pixel shifts of height_factor and width_factor.
+  std::optional<std::string> translation_interpolation{};
+  std::array<double, 2> translate_height{0, 0};
+  std::array<double, 2> translate_width{0, 0};
   // random_rotation: angles drawn from [lower, upper], in fractions of a full turn.
   std::array<double, 2> rotation{0, 0};
   // random_zoom: zooms of 1 + a draw from [lower, upper] (above 1: zoomed out); the width takes
@@ -38,24 +44,29 @@ struct AugmentConfig {
   bool enabled() const {
     const auto range = [](const std::array<double, 2>& r) { return r[0] != 0 || r[1] != 0; };
     return flip_horizontal || flip_vertical || height_factor > 0 || width_factor > 0 ||
-           range(rotation) || range(zoom_height) || (zoom_width && range(*zoom_width));
+           range(translate_height) || range(translate_width) || range(rotation) || range(zoom_height) || (zoom_width && range(*zoom_width));
   }
 };
 
 // Reads `data.train.augment`.
 AugmentConfig parse_augment(ConfigNode node);
+// Keras' factor `key` of RandomTranslation, RandomRotation and RandomZoom: a number f for
+// [-|f|, |f|], or [lower, upper]; each in [-1, 1] (open at -1 where `minus_one` is false: a zoom
+// of 0).
+std::array<double, 2> parse_factor_range(ConfigNode& node, const std::string& key, bool minus_one);
 
 // One sample's draws: flips, then the shift by (rows, columns) pixels (positive: down, right),
 // then the rotation (in turns) and the zooms.
 struct AugmentDraw {
   bool flip_horizontal = false, flip_vertical = false;
   int64_t shift_rows = 0, shift_cols = 0;
+  float shift_down = 0, shift_right = 0;  // translation_interpolation's, in pixels
   float rotation = 0;
   float zoom_height = 1, zoom_width = 1;
 
   bool changes_nothing() const {
     return !flip_horizontal && !flip_vertical && shift_rows == 0 && shift_cols == 0 &&
-           rotation == 0 && zoom_height == 1 && zoom_width == 1;
+           shift_down == 0 && shift_right == 0 && rotation == 0 && zoom_height == 1 && zoom_width == 1;
   }
 };
 
@@ -83,11 +94,13 @@ class Augmenter {
   int64_t source_index(int64_t i, int64_t shift, int64_t n) const;
   void flip_and_shift(const AugmentDraw& draw, const float* in, float* out) const;
   // image = image resampled through `t`.
-  void resample_in_place(const AffineTransform& t, float* image) const;
+  void resample_in_place(const AffineTransform& t, Interpolation interpolation,
+                         float* image) const;
 
   AugmentConfig config_;
   FillMode fill_;
-  Interpolation interpolation_;
+  Interpolation interpolation_;              // of rotations and zooms
+  Interpolation translation_interpolation_;  // of translation_interpolation's shifts
   int64_t height_, width_, channels_;
   int64_t max_rows_, max_cols_;  // the largest shifts: factor x size, rounded down
 };

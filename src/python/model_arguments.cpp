@@ -66,6 +66,55 @@ namespace {
 keras::Spec trained_or_frozen(keras::Spec layer, bool trainable) {
   return trainable ? layer : keras::frozen(layer);
 }
+
+// Keras' factor of its random layers: a number, or (lower, upper).
+keras::Factor factor(const py::handle& f, const char* name) {
+  if (py::isinstance<py::float_>(f) || py::isinstance<py::int_>(f)) return {f.cast<double>()};
+  std::vector<double> range;
+  try {
+    range = f.cast<std::vector<double>>();
+  } catch (const py::cast_error&) {
+  }
+  if (range.size() != 2)
+    throw ConfigError(std::string(name) + " " + py::repr(f).cast<std::string>() +
+                      ": a number or (lower, upper)");
+  return {range[0], range[1]};
+}
+
+void define_random_layers(py::module_& m) {  // Note [augmentation layers]
+  m.def("RandomFlip", &keras::RandomFlip, py::arg("mode") = "horizontal_and_vertical");
+  m.def(
+      "RandomTranslation",
+      [](const py::object& height_factor, const py::object& width_factor,
+         const std::string& fill_mode, const std::string& interpolation, double fill_value) {
+        return keras::RandomTranslation(factor(height_factor, "height_factor"),
+                                        factor(width_factor, "width_factor"), fill_mode,
+                                        interpolation, fill_value);
+      },
+      py::arg("height_factor"), py::arg("width_factor"), py::arg("fill_mode") = "reflect",
+      py::arg("interpolation") = "bilinear", py::arg("fill_value") = 0.0);
+  m.def(
+      "RandomRotation",
+      [](const py::object& f, const std::string& fill_mode, const std::string& interpolation,
+         double fill_value) {
+        return keras::RandomRotation(factor(f, "factor"), fill_mode, interpolation, fill_value);
+      },
+      py::arg("factor"), py::arg("fill_mode") = "reflect", py::arg("interpolation") = "bilinear",
+      py::arg("fill_value") = 0.0);
+  m.def(
+      "RandomZoom",
+      [](const py::object& height_factor, const py::object& width_factor,
+         const std::string& fill_mode, const std::string& interpolation, double fill_value) {
+        return keras::RandomZoom(factor(height_factor, "height_factor"),
+                                 width_factor.is_none()
+                                     ? std::nullopt
+                                     : std::optional(factor(width_factor, "width_factor")),
+                                 fill_mode, interpolation, fill_value);
+      },
+      py::arg("height_factor"), py::arg("width_factor") = py::none(),
+      py::arg("fill_mode") = "reflect", py::arg("interpolation") = "bilinear",
+      py::arg("fill_value") = 0.0);
+}
 }  // namespace
 
 void define_layers(py::module_& m) {
@@ -159,6 +208,7 @@ void define_layers(py::module_& m) {
       py::arg("epsilon") = 0.001, py::arg("trainable") = true);
   m.def("Activation", &keras::Activation, py::arg("activation"));
   m.def("LeakyReLU", &keras::LeakyReLU, py::arg("negative_slope") = 0.3);
+  define_random_layers(m);
 }
 
 void define_layer_methods(py::class_<keras::Sequential>& sequential) {

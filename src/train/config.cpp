@@ -244,6 +244,13 @@ Config parse_config(const YAML::Node& root_node, const std::string& file, DataOr
   }
 
   parse_model(root, config);
+  if (config.augment_layers) {  // Note [augmentation layers]
+    if (config.train_data.augment.enabled())
+      throw ConfigError(file + ": " + config.augment_layers->path +
+                        ": Keras' random layers and data.train.augment both augment the training "
+                        "images: keep one");
+    config.train_data.augment = data_augment(*config.augment_layers, config.layers);
+  }
   // Synthetic labels are drawn from [0, classes): more classes than the model has outputs is a
   // config mistake, named here rather than as the first out-of-range label.
   const LayerSpec* last = config.layers.empty() ? nullptr : &config.layers.back();

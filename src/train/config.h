@@ -16,6 +16,7 @@
 #include "nn/loss.h"
 #include "nn/model_builder.h"
 #include "optim/lr_schedule.h"
+#include "train/augment_layers.h"
 #include "train/early_stopping.h"
 #include "train/optimizer_config.h"
 #include "train/reduce_lr_on_plateau.h"
@@ -85,6 +86,9 @@ struct Config {
   std::optional<DataSourceConfig> test_data;
   std::optional<std::vector<int64_t>> input_shape;
   std::vector<LayerSpec> layers;
+  // Keras' random layers of model.layers, which are train_data's augmentation (Note
+  // [augmentation layers]).
+  std::optional<AugmentLayers> augment_layers;
   LossKind loss = LossKind::kSparseCategoricalCrossentropy;
   std::vector<float> loss_pos_weight;  // binary_crossentropy: per label; empty: all 1
   double label_smoothing = 0;          // categorical_crossentropy: see gather_batch

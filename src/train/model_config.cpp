@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "train/augment_layers.h"
 #include "train/config_reader.h"
 
 namespace ddp {
@@ -35,7 +36,17 @@ void parse_model(ConfigNode& root, Config& config) {
   for (ConfigNode layer : model.list("layers")) {
     LayerSpec spec;
     spec.path = config.file + ": " + layer.path();
-    spec.type = layer.choice("type", layer_types());
+    static const std::vector<std::string> types = [] {
+      std::vector<std::string> all = layer_types();
+      all.insert(all.end(), augment_layer_types().begin(), augment_layer_types().end());
+      return all;
+    }();
+    spec.type = layer.choice("type", types);
+    if (is_augment_layer(spec.type)) {  // Note [augmentation layers]: no layer of the model
+      parse_augment_layer(layer, spec.type, config.layers, config.augment_layers);
+      layer.finish();
+      continue;
+    }
     if (spec.type == "dense" || spec.type == "conv2d" || spec.type == "conv1d") {
       parse_regularizer(layer, spec);
       spec.use_bias = layer.get("use_bias", true);

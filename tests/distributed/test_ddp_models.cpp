@@ -40,27 +40,36 @@ TEST_P(DdpModels, ConvnetWithDropoutMatchesSingleProcess) {
 
 // Note [augmentation]: each training sample is flipped, shifted, rotated and zoomed by the draws
 // of its position in the epoch, so N ranks (and the partial last batch split over them) augment
-// what one rank does.
+// what one rank does; as data.train.augment and as Keras' random layers (Note [augmentation
+// layers], with Keras' shifts by fractions of a pixel).
 TEST_P(DdpModels, AugmentedConvnetMatchesSingleProcess) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
-  const std::vector<std::string> convnet = {
-      "data.train.features=64", "data.train.samples=98", "model.input=[8, 8, 1]",
-      "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu},"
+  const std::string layers =
+      "{type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu},"
       " {type: max_pooling2d, pool_size: 2}, {type: flatten},"
-      " {type: dense, units: 10, activation: softmax}]",
-      "training.tail=partial"};
-  std::vector<std::string> augmented = convnet;
-  augmented.push_back(
-      "data.train.augment={random_flip: horizontal_and_vertical,"
-      " random_translation: [0.25, 0.25], random_rotation: 0.1, random_zoom: 0.2}");
-  const Config config = config_with(augmented);
-  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
-  const std::vector<float> single = train_and_get_params(config, *local, 12);
-  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
-  expect_identical_to_rank0(comm, distributed);
-  // The augmentation is on: without it the same steps end elsewhere.
-  EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(convnet), *local, 12)), 1e-4f);
+      " {type: dense, units: 10, activation: softmax}]";
+  const std::vector<std::string> convnet = {"data.train.features=64", "data.train.samples=98",
+                                            "model.input=[8, 8, 1]", "model.layers=[" + layers,
+                                            "training.tail=partial"};
+  for (const std::string& augment :
+       {std::string("data.train.augment={random_flip: horizontal_and_vertical,"
+                    " random_translation: [0.25, 0.25], random_rotation: 0.1, random_zoom: 0.2}"),
+        "model.layers=[{type: random_flip}, {type: random_translation, height_factor: 0.25,"
+        " width_factor: 0.25}, {type: random_rotation, factor: 0.1}, {type: random_zoom,"
+        " height_factor: 0.2}, " +
+            layers}) {
+    std::vector<std::string> augmented = convnet;
+    augmented.push_back(augment);
+    const Config config = config_with(augmented);
+    const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+    const std::vector<float> single = train_and_get_params(config, *local, 12);
+    EXPECT_LE(max_abs_diff(distributed, single), 1e-5f) << augment;
+    expect_identical_to_rank0(comm, distributed);
+    // The augmentation is on: without it the same steps end elsewhere.
+    EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(convnet), *local, 12)), 1e-4f)
+        << augment;
+  }
 }
 
 // Note [batch statistics]: synchronized batch normalization normalizes with the global batch's

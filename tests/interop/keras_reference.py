@@ -4,7 +4,8 @@ Note [monitored values]: the epoch-by-epoch cases of tests/unit/test_early_stopp
 tests/unit/test_reduce_lr_on_plateau.cpp replayed through keras.callbacks.EarlyStopping and
 ReduceLROnPlateau; Note [augmentation]: test_augment.cpp's shifted rows through
 keras.ops.image.affine_transform (interpolation nearest, each fill mode), its zoomed rows and
-rotated images through keras.layers.RandomZoom and RandomRotation with ranges of one value
+rotated images through keras.layers.RandomZoom and RandomRotation with ranges of one value, its
+sub-pixel shifts through keras.layers.RandomTranslation
 (Note [affine resampling]: the TensorFlow backend, Keras' default); the learning-rate schedules
 of test_optimizers.cpp through keras.optimizers.schedules. Runs where a Python
 with Keras 3 is found (benchmarks/setup_frameworks.sh makes one); ctest registers it only
@@ -158,6 +159,28 @@ CASES += [
     (lambda: zoomed_row("constant", "nearest", 0.5), ([2, 2, 3, 3], 0.0)),
     (lambda: rotated(0.25), ([2, 5, 8, 1, 4, 7, 0, 3, 6], 0.0)),
     (lambda: rotated(-0.5), ([8, 7, 6, 5, 4, 3, 2, 1, 0], 0.0)),
+]
+
+
+def translated(fill_mode, interpolation, rows):
+    """The row 1 2 3 4 (a column where `rows`) through RandomTranslation by half a pixel right
+    (down): a factor range of one value, 0.125 of 4 pixels."""
+    shape = (1, 4, 1, 1) if rows else (1, 1, 4, 1)
+    image = np.array([1, 2, 3, 4], dtype="float32").reshape(shape)
+    factors = ((0.125, 0.125), (0.0, 0.0))
+    layer = keras.layers.RandomTranslation(*(factors if rows else factors[::-1]),
+                                           fill_mode=fill_mode, interpolation=interpolation,
+                                           fill_value=9.0)
+    return np.asarray(layer(image, training=True)).reshape(-1).tolist(), 0.0
+
+
+# test_augment.cpp's SubPixelShiftsResampleAsKerasRandomTranslation.
+CASES += [
+    (lambda f=fill, i=interpolation, r=rows: translated(f, i, r), want)
+    for rows in (False, True)
+    for fill, interpolation, want in (("constant", "bilinear", ([5, 1.5, 2.5, 3.5], 0.0)),
+                                      ("constant", "nearest", ([9, 2, 3, 4], 0.0)),
+                                      ("nearest", "bilinear", ([1, 1.5, 2.5, 3.5], 0.0)))
 ]
 
 

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 #include <set>
@@ -83,6 +84,55 @@ TEST(Augment, ZoomsResampleAsKerasFillModesAndInterpolationsSay) {
   // Zoomed in by 2: input 0.75, 1.25, 1.75, 2.25, all inside.
   EXPECT_EQ(zoomed("constant", "bilinear", 0.5), (V{1.75, 2.25, 2.75, 3.25}));
   EXPECT_EQ(zoomed("constant", "nearest", 0.5), (V{2, 2, 3, 3}));
+}
+
+// Keras' RandomTranslation (Note [augmentation layers]): shifts of fractions of a pixel, drawn as
+// [lower, upper] x the size says, resampled: half a pixel right, output x reads input x - 0.5.
+TEST(Augment, SubPixelShiftsResampleAsKerasRandomTranslation) {
+  const auto shifted = [](const std::string& fill, const std::string& interpolation, bool rows) {
+    AugmentConfig c;
+    c.fill_mode = fill;
+    c.fill_value = 9;
+    c.translation_interpolation = interpolation;
+    (rows ? c.translate_height : c.translate_width) = {0.125, 0.125};  // of 4 pixels
+    const Augmenter augmenter(c, rows ? Shape{4, 1} : Shape{1, 4});
+    const AugmentDraw draw = augmenter.draw(1, 0);
+    EXPECT_EQ(rows ? draw.shift_down : draw.shift_right, 0.5f);
+    const std::vector<float> in = {1, 2, 3, 4};
+    std::vector<float> out(4);
+    augmenter.apply(draw, in.data(), out.data());
+    return out;
+  };
+  using V = std::vector<float>;
+  for (const bool rows : {false, true}) {
+    EXPECT_EQ(shifted("constant", "bilinear", rows), (V{5, 1.5, 2.5, 3.5})) << rows;
+    EXPECT_EQ(shifted("constant", "nearest", rows), (V{9, 2, 3, 4})) << rows;  // ties away from 0
+    EXPECT_EQ(shifted("nearest", "bilinear", rows), (V{1, 1.5, 2.5, 3.5})) << rows;
+  }
+}
+
+TEST(Augment, SubPixelShiftDrawsCoverTheirRange) {
+  AugmentConfig c;
+  c.translation_interpolation = "bilinear";
+  c.translate_height = {-0.25, 0.5};  // of 8 rows: [-2, 4] pixels
+  c.translate_width = {0.1, 0.1};
+  const Augmenter augmenter(c, Shape{8, 8});
+  float lowest = 10, highest = -10;
+  bool fractional = false;
+  for (int64_t position = 0; position < 200; ++position) {
+    const AugmentDraw d = augmenter.draw(11, position);
+    EXPECT_EQ(d.shift_down, augmenter.draw(11, position).shift_down);
+    EXPECT_GE(d.shift_down, -2);
+    EXPECT_LE(d.shift_down, 4);
+    EXPECT_FLOAT_EQ(d.shift_right, 0.8f);
+    EXPECT_EQ(d.shift_rows + d.shift_cols, 0);  // no whole-pixel shifts beside them
+    lowest = std::min(lowest, d.shift_down);
+    highest = std::max(highest, d.shift_down);
+    fractional |= d.shift_down != std::round(d.shift_down);
+  }
+  EXPECT_LT(lowest, -1.8);
+  EXPECT_GT(highest, 3.8);
+  EXPECT_TRUE(fractional);
 }
 
 // A quarter turn about the centre of a 3 x 3 image of two channels: output (y, x) is input

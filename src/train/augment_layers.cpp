@@ -1,0 +1,119 @@
+#include "train/augment_layers.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "train/config_reader.h"
+
+namespace ddp {
+namespace {
+
+// The layer's fill_mode and fill_value, and with `interpolated` its interpolation, which must be
+// those of the layers before it that have them.
+void read_fill(ConfigNode& layer, const std::string& type, bool interpolated, AugmentLayers& into) {
+  const std::string mode =
+      layer.choice("fill_mode", {"reflect", "constant", "nearest", "wrap"}, "reflect");
+  const auto value = static_cast<float>(layer.get("fill_value", 0.0));
+  AugmentConfig& c = into.keras;
+  const std::string here = layer.path();
+  if (into.fill_from.empty()) {
+    c.fill_mode = mode;
+    c.fill_value = value;
+    into.fill_from = here + " (" + type + ")";
+  } else if (mode != c.fill_mode || value != c.fill_value) {
+    layer.fail(mode != c.fill_mode ? "fill_mode" : "fill_value",
+               (mode != c.fill_mode ? mode : show_number(value)) + " where " + into.fill_from +
+                   " has " + (mode != c.fill_mode ? c.fill_mode : show_number(c.fill_value)) +
+                   ": the augmentation fills every transform alike (Note [augmentation layers])");
+  }
+  if (!interpolated) return;
+  const std::string interpolation =
+      layer.choice("interpolation", {"bilinear", "nearest"}, "bilinear");
+  if (into.interpolation_from.empty()) {
+    c.interpolation = interpolation;
+    into.interpolation_from = here + " (" + type + ")";
+  } else if (interpolation != c.interpolation) {
+    layer.fail("interpolation", interpolation + " where " + into.interpolation_from + " has " +
+                                    c.interpolation +
+                                    ": rotations and zooms resample alike (Note [augmentation "
+                                    "layers])");
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& augment_layer_types() {
+  static const std::vector<std::string> types = {"random_flip", "random_translation",
+                                                 "random_rotation", "random_zoom"};
+  return types;
+}
+
+bool is_augment_layer(const std::string& type) {
+  const auto& types = augment_layer_types();
+  return std::find(types.begin(), types.end(), type) != types.end();
+}
+
+void parse_augment_layer(ConfigNode& layer, const std::string& type,
+                         const std::vector<LayerSpec>& before, std::optional<AugmentLayers>& into) {
+  const auto other = std::find_if(before.begin(), before.end(),
+                                  [](const LayerSpec& s) { return s.type != "rescaling"; });
+  if (other != before.end())
+    layer.fail("type", type + " after " + other->type +
+                           ": Keras' random layers are the training images' augmentation here "
+                           "(Note [augmentation layers]); put them first, or after rescaling "
+                           "layers only");
+  if (!into) {
+    into.emplace();
+    into->after = before.size();
+    into->path = layer.path();
+  }
+  if (before.size() != into->after)
+    layer.fail("type", type + " after rescaling, which follows " + into->path +
+                           ": put Keras' random layers one after another");
+  const auto& order = augment_layer_types();
+  const auto place = [&order](const std::string& t) {
+    return std::find(order.begin(), order.end(), t) - order.begin();
+  };
+  if (!into->types.empty() && place(type) <= place(into->types.back()))
+    layer.fail("type", type + " after " + into->types.back() +
+                           ": the augmentation applies random_flip, random_translation, "
+                           "random_rotation and random_zoom in that order, each once");
+  into->types.push_back(type);
+  AugmentConfig& c = into->keras;
+  if (type == "random_flip") {  // Keras' default mode
+    const std::string mode = layer.choice(
+        "mode", {"horizontal", "vertical", "horizontal_and_vertical"}, "horizontal_and_vertical");
+    c.flip_horizontal = mode != "vertical";
+    c.flip_vertical = mode != "horizontal";
+  } else if (type == "random_translation") {
+    c.translate_height = parse_factor_range(layer, "height_factor", true);
+    c.translate_width = parse_factor_range(layer, "width_factor", true);
+    c.translation_interpolation =
+        layer.choice("interpolation", {"bilinear", "nearest"}, "bilinear");
+    read_fill(layer, type, false, *into);
+  } else if (type == "random_rotation") {
+    c.rotation = parse_factor_range(layer, "factor", true);
+    read_fill(layer, type, true, *into);
+  } else {  // random_zoom: Keras' width_factor absent or null keeps the aspect ratio
+    c.zoom_height = parse_factor_range(layer, "height_factor", false);
+    if (layer.has("width_factor")) c.zoom_width = parse_factor_range(layer, "width_factor", false);
+    read_fill(layer, type, true, *into);
+  }
+}
+
+AugmentConfig data_augment(const AugmentLayers& layers,
+                           const std::vector<LayerSpec>& model_layers) {
+  AugmentConfig c = layers.keras;
+  if (c.fill_mode != "constant") return c;
+  for (size_t k = layers.after; k-- > 0;) {  // y = x * scale + offset, undone last to first
+    const LayerSpec& rescaling = model_layers[k];
+    if (rescaling.scale == 0)
+      throw ConfigError(rescaling.path +
+                        ": a rescaling by 0 before Keras' random layers with fill_mode constant "
+                        "(" + layers.path + "): no image value fills as fill_value there");
+    c.fill_value = (c.fill_value - rescaling.offset) / rescaling.scale;
+  }
+  return c;
+}
+
+}  // namespace ddp
