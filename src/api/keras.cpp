@@ -197,21 +197,20 @@ Spec random_transform(const char* type,
 }  // namespace
 Spec RandomTranslation(Factor height_factor, Factor width_factor, const std::string& fill_mode,
                        const std::string& interpolation, double fill_value) {
-  return random_transform("random_translation",
-                          {{"height_factor", range(height_factor)},
-                           {"width_factor", range(width_factor)}},
-                          fill_mode, interpolation, fill_value);
+  return random_transform(
+      "random_translation",
+      {{"height_factor", range(height_factor)}, {"width_factor", range(width_factor)}}, fill_mode,
+      interpolation, fill_value);
 }
 Spec RandomRotation(Factor factor, const std::string& fill_mode, const std::string& interpolation,
                     double fill_value) {
-  return random_transform("random_rotation", {{"factor", range(factor)}}, fill_mode,
-                          interpolation, fill_value);
+  return random_transform("random_rotation", {{"factor", range(factor)}}, fill_mode, interpolation,
+                          fill_value);
 }
 Spec RandomZoom(Factor height_factor, std::optional<Factor> width_factor,
-                const std::string& fill_mode, const std::string& interpolation,
-                double fill_value) {
-  Spec spec = random_transform("random_zoom", {{"height_factor", range(height_factor)}},
-                               fill_mode, interpolation, fill_value);
+                const std::string& fill_mode, const std::string& interpolation, double fill_value) {
+  Spec spec = random_transform("random_zoom", {{"height_factor", range(height_factor)}}, fill_mode,
+                               interpolation, fill_value);
   if (width_factor) spec.node["width_factor"] = range(*width_factor);
   return spec;
 }

@@ -62,9 +62,10 @@ std::vector<std::pair<std::string, json>> keras_random_layers(const AugmentLayer
   for (const std::string& type : layers.types) {
     json c = {{"fill_mode", a.fill_mode}, {"fill_value", a.fill_value}};
     if (type == "random_flip") {
-      out.emplace_back("RandomFlip", json{{"mode", !a.flip_vertical     ? "horizontal"
-                                                   : !a.flip_horizontal ? "vertical"
-                                                                        : "horizontal_and_vertical"}});
+      out.emplace_back("RandomFlip",
+                       json{{"mode", !a.flip_vertical     ? "horizontal"
+                                     : !a.flip_horizontal ? "vertical"
+                                                          : "horizontal_and_vertical"}});
     } else if (type == "random_translation") {
       c["height_factor"] = range(a.translate_height);
       c["width_factor"] = range(a.translate_width);

@@ -18,8 +18,7 @@ Interpolation interpolation_of(const std::string& name) {
 
 }  // namespace
 
-std::array<double, 2> parse_factor_range(ConfigNode& node, const std::string& key,
-                                         bool minus_one) {
+std::array<double, 2> parse_factor_range(ConfigNode& node, const std::string& key, bool minus_one) {
   const std::string bounds = minus_one ? "[-1, 1]" : "(-1, 1]";
   const auto check = [&](double f) {
     if (!(f <= 1 && (f > -1 || (minus_one && f == -1))))

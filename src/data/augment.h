@@ -44,7 +44,8 @@ struct AugmentConfig {
   bool enabled() const {
     const auto range = [](const std::array<double, 2>& r) { return r[0] != 0 || r[1] != 0; };
     return flip_horizontal || flip_vertical || height_factor > 0 || width_factor > 0 ||
-           range(translate_height) || range(translate_width) || range(rotation) || range(zoom_height) || (zoom_width && range(*zoom_width));
+           range(translate_height) || range(translate_width) || range(rotation) ||
+           range(zoom_height) || (zoom_width && range(*zoom_width));
   }
 };
 
@@ -66,7 +67,8 @@ struct AugmentDraw {
 
   bool changes_nothing() const {
     return !flip_horizontal && !flip_vertical && shift_rows == 0 && shift_cols == 0 &&
-           shift_down == 0 && shift_right == 0 && rotation == 0 && zoom_height == 1 && zoom_width == 1;
+           shift_down == 0 && shift_right == 0 && rotation == 0 && zoom_height == 1 &&
+           zoom_width == 1;
   }
 };
 
@@ -94,8 +96,7 @@ class Augmenter {
   int64_t source_index(int64_t i, int64_t shift, int64_t n) const;
   void flip_and_shift(const AugmentDraw& draw, const float* in, float* out) const;
   // image = image resampled through `t`.
-  void resample_in_place(const AffineTransform& t, Interpolation interpolation,
-                         float* image) const;
+  void resample_in_place(const AffineTransform& t, Interpolation interpolation, float* image) const;
 
   AugmentConfig config_;
   FillMode fill_;

@@ -110,7 +110,8 @@ AugmentConfig data_augment(const AugmentLayers& layers,
     if (rescaling.scale == 0)
       throw ConfigError(rescaling.path +
                         ": a rescaling by 0 before Keras' random layers with fill_mode constant "
-                        "(" + layers.path + "): no image value fills as fill_value there");
+                        "(" +
+                        layers.path + "): no image value fills as fill_value there");
     c.fill_value = (c.fill_value - rescaling.offset) / rescaling.scale;
   }
   return c;

@@ -60,9 +60,8 @@ TEST(AugmentLayers, AreTheTrainingImagesAugmentation) {
   ASSERT_TRUE(c.augment_layers);
   EXPECT_EQ(c.augment_layers->after, 1u);
   EXPECT_EQ(c.augment_layers->path, "model.layers.1");
-  EXPECT_EQ(c.augment_layers->types,
-            (std::vector<std::string>{"random_flip", "random_translation", "random_rotation",
-                                      "random_zoom"}));
+  EXPECT_EQ(c.augment_layers->types, (std::vector<std::string>{"random_flip", "random_translation",
+                                                               "random_rotation", "random_zoom"}));
   const AugmentConfig& a = c.train_data.augment;
   EXPECT_TRUE(a.flip_horizontal);
   EXPECT_FALSE(a.flip_vertical);
@@ -82,10 +81,11 @@ TEST(AugmentLayers, AreTheTrainingImagesAugmentation) {
 TEST(AugmentLayers, DrawAndChangeImagesAsTheDataAugmentationSayingTheSame) {
   const std::string model_tail = ", {type: flatten}, {type: dense, units: 2}]";
   const Config layers = parse_config(
-      config_of("[{type: random_flip, mode: vertical}, {type: random_rotation, factor: [-0.1, "
-                "0.2], interpolation: nearest, fill_mode: wrap}, {type: random_zoom, "
-                "height_factor: 0.2, width_factor: [0, 0.3], fill_mode: wrap, interpolation: nearest}" +
-                model_tail),
+      config_of(
+          "[{type: random_flip, mode: vertical}, {type: random_rotation, factor: [-0.1, "
+          "0.2], interpolation: nearest, fill_mode: wrap}, {type: random_zoom, "
+          "height_factor: 0.2, width_factor: [0, 0.3], fill_mode: wrap, interpolation: nearest}" +
+          model_tail),
       "a.yaml");
   const Config data = parse_config(
       config_of("[{type: flatten}, {type: dense, units: 2}]",
@@ -199,9 +199,9 @@ TEST(AugmentLayers, KerasRandomLayersReadAndWrittenBack) {
       keras::keras_model_config(c.layers, Shape{8, 8, 3}, c.augment_layers);
   std::vector<std::string> classes;
   for (const nlohmann::json& l : written["config"]["layers"]) classes.push_back(l["class_name"]);
-  EXPECT_EQ(classes, (std::vector<std::string>{"InputLayer", "Rescaling", "RandomFlip",
-                                               "RandomTranslation", "RandomRotation",
-                                               "RandomZoom", "Flatten", "Dense"}));
+  EXPECT_EQ(classes,
+            (std::vector<std::string>{"InputLayer", "Rescaling", "RandomFlip", "RandomTranslation",
+                                      "RandomRotation", "RandomZoom", "Flatten", "Dense"}));
   const nlohmann::json& translation = written["config"]["layers"][3]["config"];
   EXPECT_EQ(translation["width_factor"], nlohmann::json::parse("[-0.2, 0.3]"));
   EXPECT_EQ(translation["interpolation"], "bilinear");
