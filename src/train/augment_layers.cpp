@@ -1,6 +1,7 @@
 #include "train/augment_layers.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "core/error.h"
 #include "train/config_reader.h"
@@ -8,36 +9,41 @@
 namespace ddp {
 namespace {
 
+// `value` of the layer's `key`, which the layers before it that have one (`from`, empty before
+// one has) give as `held`; `why` the message's reason where they differ.
+template <class T>
+void agree(ConfigNode& layer, const std::string& type, const std::string& key, const T& value,
+           T& held, std::string& from, const std::string& why) {
+  const auto show = [](const T& v) {
+    if constexpr (std::is_same_v<T, std::string>)
+      return v;
+    else
+      return show_number(v);
+  };
+  if (from.empty()) {
+    held = value;
+    from = layer.path() + " (" + type + ")";
+  } else if (value != held) {
+    layer.fail(key, show(value) + " where " + from + " has " + show(held) + ": " + why +
+                        " (Note [augmentation layers])");
+  }
+}
+
 // The layer's fill_mode and fill_value, and with `interpolated` its interpolation, which must be
 // those of the layers before it that have them.
 void read_fill(ConfigNode& layer, const std::string& type, bool interpolated, AugmentLayers& into) {
-  const std::string mode =
-      layer.choice("fill_mode", {"reflect", "constant", "nearest", "wrap"}, "reflect");
-  const auto value = static_cast<float>(layer.get("fill_value", 0.0));
   AugmentConfig& c = into.keras;
-  const std::string here = layer.path();
-  if (into.fill_from.empty()) {
-    c.fill_mode = mode;
-    c.fill_value = value;
-    into.fill_from = here + " (" + type + ")";
-  } else if (mode != c.fill_mode || value != c.fill_value) {
-    layer.fail(mode != c.fill_mode ? "fill_mode" : "fill_value",
-               (mode != c.fill_mode ? mode : show_number(value)) + " where " + into.fill_from +
-                   " has " + (mode != c.fill_mode ? c.fill_mode : show_number(c.fill_value)) +
-                   ": the augmentation fills every transform alike (Note [augmentation layers])");
-  }
-  if (!interpolated) return;
-  const std::string interpolation =
-      layer.choice("interpolation", {"bilinear", "nearest"}, "bilinear");
-  if (into.interpolation_from.empty()) {
-    c.interpolation = interpolation;
-    into.interpolation_from = here + " (" + type + ")";
-  } else if (interpolation != c.interpolation) {
-    layer.fail("interpolation", interpolation + " where " + into.interpolation_from + " has " +
-                                    c.interpolation +
-                                    ": rotations and zooms resample alike (Note [augmentation "
-                                    "layers])");
-  }
+  const std::string fills = "the augmentation fills every transform alike";
+  std::string mode_from = into.fill_from;  // the two keys come from the same layer
+  agree(layer, type, "fill_mode",
+        layer.choice("fill_mode", {"reflect", "constant", "nearest", "wrap"}, "reflect"),
+        c.fill_mode, mode_from, fills);
+  agree(layer, type, "fill_value", static_cast<float>(layer.get("fill_value", 0.0)), c.fill_value,
+        into.fill_from, fills);
+  if (interpolated)
+    agree(layer, type, "interpolation",
+          layer.choice("interpolation", {"bilinear", "nearest"}, "bilinear"), c.interpolation,
+          into.interpolation_from, "rotations and zooms resample alike");
 }
 
 }  // namespace
