@@ -181,7 +181,10 @@ Spec RandomFlip(const std::string& mode) {
   return {map({{"type", YAML::Node("random_flip")}, {"mode", YAML::Node(mode)}})};
 }
 namespace {
-YAML::Node range(const Factor& f) { return YAML::Node(std::vector<double>{f.lower, f.upper}); }
+// Keras' factor as given: a number (whose meaning is the layer's) or [lower, upper].
+YAML::Node range(const Factor& f) {
+  return f.number ? YAML::Node(*f.number) : YAML::Node(std::vector<double>{f.range[0], f.range[1]});
+}
 // A random transform's layer: its factors, then Keras' fill and interpolation settings.
 Spec random_transform(const char* type,
                       std::initializer_list<std::pair<const char*, YAML::Node>> factors,
@@ -212,6 +215,16 @@ Spec RandomZoom(Factor height_factor, std::optional<Factor> width_factor,
   Spec spec = random_transform("random_zoom", {{"height_factor", range(height_factor)}}, fill_mode,
                                interpolation, fill_value);
   if (width_factor) spec.node["width_factor"] = range(*width_factor);
+  return spec;
+}
+Spec RandomContrast(Factor factor, std::array<double, 2> value_range) {
+  return {map({{"type", YAML::Node("random_contrast")},
+               {"factor", range(factor)},
+               {"value_range", YAML::Node(std::vector<double>{value_range[0], value_range[1]})}})};
+}
+Spec RandomBrightness(Factor factor, std::array<double, 2> value_range) {
+  Spec spec = RandomContrast(factor, value_range);
+  spec.node["type"] = "random_brightness";
   return spec;
 }
 Spec Reshape(const std::vector<int64_t>& target_shape) {

@@ -25,7 +25,8 @@ json range(const std::array<double, 2>& r) { return json::array({r[0], r[1]}); }
 
 bool is_keras_random_layer(const std::string& class_name) {
   return class_name == "RandomFlip" || class_name == "RandomTranslation" ||
-         class_name == "RandomRotation" || class_name == "RandomZoom";
+         class_name == "RandomRotation" || class_name == "RandomZoom" ||
+         class_name == "RandomContrast" || class_name == "RandomBrightness";
 }
 
 YAML::Node random_layer_spec(const std::string& class_name, const KerasSettings& in) {
@@ -34,6 +35,12 @@ YAML::Node random_layer_spec(const std::string& class_name, const KerasSettings&
   if (class_name == "RandomFlip") {
     out["type"] = "random_flip";
     out["mode"] = in.get<std::string>("mode", "horizontal_and_vertical");
+    return out;
+  }
+  if (class_name == "RandomContrast" || class_name == "RandomBrightness") {
+    out["type"] = class_name == "RandomContrast" ? "random_contrast" : "random_brightness";
+    out["factor"] = factor(in, "factor");
+    out["value_range"] = in.get<std::vector<double>>("value_range", {0, 255});
     return out;
   }
   if (class_name == "RandomTranslation") {
@@ -66,6 +73,12 @@ std::vector<std::pair<std::string, json>> keras_random_layers(const AugmentLayer
                        json{{"mode", !a.flip_vertical     ? "horizontal"
                                      : !a.flip_horizontal ? "vertical"
                                                           : "horizontal_and_vertical"}});
+    } else if (type == "random_contrast") {
+      out.emplace_back("RandomContrast", json{{"factor", range(*a.contrast)},
+                                              {"value_range", range(a.contrast_values)}});
+    } else if (type == "random_brightness") {
+      out.emplace_back("RandomBrightness", json{{"factor", range(*a.brightness)},
+                                                {"value_range", range(a.brightness_values)}});
     } else if (type == "random_translation") {
       c["height_factor"] = range(a.translate_height);
       c["width_factor"] = range(a.translate_width);

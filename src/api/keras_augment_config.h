@@ -1,6 +1,7 @@
 #pragma once
 // Keras' random image layers in Note [Keras model config] (Note [augmentation layers]):
-// RandomFlip, RandomTranslation, RandomRotation and RandomZoom as random_flip, ... layer configs,
+// RandomFlip, RandomTranslation, RandomRotation, RandomZoom, RandomContrast and RandomBrightness
+// as random_flip, ... layer configs,
 // and the model's augmentation back as those layers.
 
 #include <yaml-cpp/yaml.h>
@@ -15,7 +16,7 @@
 
 namespace ddp::keras {
 
-// Whether `class_name` is one of the four.
+// Whether `class_name` is one of the six.
 bool is_keras_random_layer(const std::string& class_name);
 // The layer config of one of them; ConfigError naming what is refused.
 YAML::Node random_layer_spec(const std::string& class_name, const KerasSettings& in);

@@ -5,7 +5,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <array>
-#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -73,13 +72,14 @@ Spec LeakyReLU(double negative_slope = 0.3);
 Spec frozen(const Spec& layer);
 
 // Keras' random image layers, which are the training images' augmentation (Note [augmentation
-// layers]): first in the model, or after Rescaling, in this order. A factor is Keras': f for
-// [-|f|, |f|], or {lower, upper}; fill_mode reflect, constant, nearest or wrap; interpolation
-// bilinear or nearest.
+// layers]): first in the model, or after Rescaling, in this order. A factor is Keras': a number
+// (f for [-|f|, |f|]; RandomContrast's for [0, f]), or {lower, upper}; fill_mode reflect,
+// constant, nearest or wrap; interpolation bilinear or nearest; value_range the images' values.
 struct Factor {
-  Factor(double f) : lower(-std::abs(f)), upper(std::abs(f)) {}  // NOLINT: Keras' float
-  Factor(double low, double high) : lower(low), upper(high) {}
-  double lower, upper;
+  Factor(double f) : number(f) {}  // NOLINT: Keras' float
+  Factor(double low, double high) : range{low, high} {}
+  std::optional<double> number;
+  std::array<double, 2> range{};
 };
 Spec RandomFlip(const std::string& mode = "horizontal_and_vertical");
 Spec RandomTranslation(Factor height_factor, Factor width_factor,
@@ -91,5 +91,9 @@ Spec RandomRotation(Factor factor, const std::string& fill_mode = "reflect",
 Spec RandomZoom(Factor height_factor, std::optional<Factor> width_factor = std::nullopt,
                 const std::string& fill_mode = "reflect",
                 const std::string& interpolation = "bilinear", double fill_value = 0.0);
+// Each image's channels moved from their means by a factor of [1 - lower, 1 + upper], clipped.
+Spec RandomContrast(Factor factor, std::array<double, 2> value_range = {0, 255});
+// Each image shifted by [lower, upper] x the value range's width, clipped.
+Spec RandomBrightness(Factor factor, std::array<double, 2> value_range = {0, 255});
 
 }  // namespace ddp::keras

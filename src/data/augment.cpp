@@ -113,6 +113,13 @@ AugmentDraw Augmenter::draw(uint64_t epoch_seed, int64_t position) const {
   d.zoom_height = 1 + uniform(config_.zoom_height);
   const float zoom_width = 1 + uniform(config_.zoom_width.value_or(config_.zoom_height));
   d.zoom_width = config_.zoom_width ? zoom_width : d.zoom_height;
+  // Drawn after the others, which a config without them draws as before.
+  if (config_.contrast)
+    d.contrast = uniform({1 - (*config_.contrast)[0], 1 + (*config_.contrast)[1]});
+  if (config_.brightness)
+    d.brightness = uniform(*config_.brightness) *
+                   static_cast<float>(config_.brightness_values[1] - config_.brightness_values[0]);
+  d.clips = config_.contrast || config_.brightness;
   return d;
 }
 
@@ -134,6 +141,31 @@ void Augmenter::apply(const AugmentDraw& draw, const float* in, float* out) cons
   if (draw.zoom_height != 1 || draw.zoom_width != 1)
     resample_in_place(zoom_transform(draw.zoom_height, draw.zoom_width, height_, width_),
                       interpolation_, out);
+  if (draw.clips) adjust_values(draw, out);
+}
+
+void Augmenter::adjust_values(const AugmentDraw& draw, float* image) const {
+  const int64_t pixels = height_ * width_;
+  const auto clip = [image, n = pixels * channels_](const std::array<double, 2>& range) {
+    const auto low = static_cast<float>(range[0]), high = static_cast<float>(range[1]);
+    for (int64_t i = 0; i < n; ++i) image[i] = std::clamp(image[i], low, high);
+  };
+  if (config_.contrast) {  // each channel's mean over the image
+    for (int64_t ch = 0; ch < channels_; ++ch) {
+      double sum = 0;
+      for (int64_t p = 0; p < pixels; ++p) sum += image[p * channels_ + ch];
+      const auto mean = static_cast<float>(sum / static_cast<double>(pixels));
+      for (int64_t p = 0; p < pixels; ++p) {
+        float& v = image[p * channels_ + ch];
+        v = (v - mean) * draw.contrast + mean;
+      }
+    }
+    clip(config_.contrast_values);
+  }
+  if (config_.brightness) {
+    for (int64_t i = 0; i < pixels * channels_; ++i) image[i] += draw.brightness;
+    clip(config_.brightness_values);
+  }
 }
 
 void Augmenter::resample_in_place(const AffineTransform& t, Interpolation interpolation,
@@ -206,6 +238,16 @@ std::string Augmenter::describe() const {
                                           ? "height " + range(config_.zoom_height, 1) + ", width " +
                                                 range(*config_.zoom_width, 1)
                                           : range(config_.zoom_height, 1)));
+  const auto values = [](const std::array<double, 2>& r) {
+    return " (values " + show_number(r[0]) + " to " + show_number(r[1]) + ")";
+  };
+  if (config_.contrast)
+    parts.push_back("random_contrast x " +
+                    range({1 - (*config_.contrast)[0], 1 + (*config_.contrast)[1]}, 1) +
+                    values(config_.contrast_values));
+  if (config_.brightness)
+    parts.push_back("random_brightness " + range(*config_.brightness, 1) + " of the range" +
+                    values(config_.brightness_values));
   std::string out = "augmentation:";
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? ", " : " ") + parts[i];
   if (translates || rotates || zooms)

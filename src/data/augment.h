@@ -37,6 +37,14 @@ struct AugmentConfig {
   // the height's zoom unless it has a range of its own.
   std::array<double, 2> zoom_height{0, 0};
   std::optional<std::array<double, 2>> zoom_width{};
+  // Keras' RandomContrast and RandomBrightness layers (Note [augmentation layers]), after the
+  // transforms: each image's channels moved from their means by a factor drawn from `contrast`,
+  // then shifted by a draw from `brightness` times the width of its value range, each clipped to
+  // its value range (the images' values as the data hold them).
+  std::optional<std::array<double, 2>> contrast{};  // Keras' (lower, upper): [1 - lower, 1 + upper]
+  std::array<double, 2> contrast_values{0, 255};
+  std::optional<std::array<double, 2>> brightness{};  // fractions of the value range
+  std::array<double, 2> brightness_values{0, 255};
   std::string interpolation = "bilinear";  // of rotations and zooms; Keras' default; nearest
   std::string fill_mode = "reflect";       // Keras' default; constant, nearest, wrap
   float fill_value = 0;                    // fill_mode: constant
@@ -44,8 +52,8 @@ struct AugmentConfig {
   bool enabled() const {
     const auto range = [](const std::array<double, 2>& r) { return r[0] != 0 || r[1] != 0; };
     return flip_horizontal || flip_vertical || height_factor > 0 || width_factor > 0 ||
-           range(translate_height) || range(translate_width) || range(rotation) ||
-           range(zoom_height) || (zoom_width && range(*zoom_width));
+           range(translate_height) || range(translate_width) || contrast || brightness ||
+           range(rotation) || range(zoom_height) || (zoom_width && range(*zoom_width));
   }
 };
 
@@ -64,11 +72,13 @@ struct AugmentDraw {
   float shift_down = 0, shift_right = 0;  // translation_interpolation's, in pixels
   float rotation = 0;
   float zoom_height = 1, zoom_width = 1;
+  float contrast = 1, brightness = 0;  // brightness: added, in the images' values
+  bool clips = false;                  // contrast or brightness is on: the values are clipped
 
   bool changes_nothing() const {
     return !flip_horizontal && !flip_vertical && shift_rows == 0 && shift_cols == 0 &&
            shift_down == 0 && shift_right == 0 && rotation == 0 && zoom_height == 1 &&
-           zoom_width == 1;
+           zoom_width == 1 && !clips;
   }
 };
 
@@ -95,6 +105,8 @@ class Augmenter {
   // for fill_mode constant outside the image.
   int64_t source_index(int64_t i, int64_t shift, int64_t n) const;
   void flip_and_shift(const AugmentDraw& draw, const float* in, float* out) const;
+  // Keras' RandomContrast, then RandomBrightness, on the image in place.
+  void adjust_values(const AugmentDraw& draw, float* image) const;
   // image = image resampled through `t`.
   void resample_in_place(const AffineTransform& t, Interpolation interpolation, float* image) const;
 

@@ -81,6 +81,12 @@ keras::Factor factor(const py::handle& f, const char* name) {
   return {range[0], range[1]};
 }
 
+// Keras' value_range: (low, high).
+std::array<double, 2> value_range(const std::vector<double>& range) {
+  if (range.size() != 2) throw ConfigError("value_range: (low, high)");
+  return {range[0], range[1]};
+}
+
 void define_random_layers(py::module_& m) {  // Note [augmentation layers]
   m.def("RandomFlip", &keras::RandomFlip, py::arg("mode") = "horizontal_and_vertical");
   m.def(
@@ -114,6 +120,14 @@ void define_random_layers(py::module_& m) {  // Note [augmentation layers]
       py::arg("height_factor"), py::arg("width_factor") = py::none(),
       py::arg("fill_mode") = "reflect", py::arg("interpolation") = "bilinear",
       py::arg("fill_value") = 0.0);
+  for (const auto& [name, make] : {std::pair{"RandomContrast", &keras::RandomContrast},
+                                   std::pair{"RandomBrightness", &keras::RandomBrightness}})
+    m.def(
+        name,
+        [make](const py::object& f, const std::vector<double>& values) {
+          return make(factor(f, "factor"), value_range(values));
+        },
+        py::arg("factor"), py::arg("value_range") = std::vector<double>{0, 255});
 }
 }  // namespace
 

@@ -29,6 +29,27 @@ void agree(ConfigNode& layer, const std::string& type, const std::string& key, c
   }
 }
 
+// Keras' RandomContrast's factor, (lower, upper) for the factors [1 - lower, 1 + upper]: a number
+// f in [0, 1] for (0, f) (Keras takes max(-f, 0) as its lower bound), or [lower, upper], each in
+// [0, 1].
+std::array<double, 2> contrast_factor(ConfigNode& layer) {
+  const auto check = [&layer](double f) {
+    if (!(f >= 0 && f <= 1)) layer.fail("factor", "must be in [0, 1], got " + show_number(f));
+    return f;
+  };
+  if (!layer.is_list("factor")) return {0, check(layer.require<double>("factor"))};
+  const auto range = layer.require<std::vector<double>>("factor");
+  if (range.size() != 2) layer.fail("factor", "give a number or [lower, upper], each in [0, 1]");
+  return {std::min(check(range[0]), check(range[1])), std::max(range[0], range[1])};
+}
+
+// Keras' value_range, [low, high] (its default [0, 255]).
+std::array<double, 2> value_range(ConfigNode& layer) {
+  const auto range = layer.get<std::vector<double>>("value_range", {0, 255});
+  if (range.size() != 2) layer.fail("value_range", "give [low, high]");
+  return {std::min(range[0], range[1]), std::max(range[0], range[1])};
+}
+
 // The layer's fill_mode and fill_value, and with `interpolated` its interpolation, which must be
 // those of the layers before it that have them.
 void read_fill(ConfigNode& layer, const std::string& type, bool interpolated, AugmentLayers& into) {
@@ -49,8 +70,9 @@ void read_fill(ConfigNode& layer, const std::string& type, bool interpolated, Au
 }  // namespace
 
 const std::vector<std::string>& augment_layer_types() {
-  static const std::vector<std::string> types = {"random_flip", "random_translation",
-                                                 "random_rotation", "random_zoom"};
+  static const std::vector<std::string> types = {"random_flip",     "random_translation",
+                                                 "random_rotation", "random_zoom",
+                                                 "random_contrast", "random_brightness"};
   return types;
 }
 
@@ -83,7 +105,8 @@ void parse_augment_layer(ConfigNode& layer, const std::string& type,
   if (!into->types.empty() && place(type) <= place(into->types.back()))
     layer.fail("type", type + " after " + into->types.back() +
                            ": the augmentation applies random_flip, random_translation, "
-                           "random_rotation and random_zoom in that order, each once");
+                           "random_rotation, random_zoom, random_contrast and random_brightness "
+                           "in that order, each once");
   into->types.push_back(type);
   AugmentConfig& c = into->keras;
   if (type == "random_flip") {  // Keras' default mode
@@ -100,6 +123,12 @@ void parse_augment_layer(ConfigNode& layer, const std::string& type,
   } else if (type == "random_rotation") {
     c.rotation = parse_factor_range(layer, "factor", true);
     read_fill(layer, type, true, *into);
+  } else if (type == "random_contrast") {
+    c.contrast = contrast_factor(layer);
+    c.contrast_values = value_range(layer);
+  } else if (type == "random_brightness") {
+    c.brightness = parse_factor_range(layer, "factor", true);
+    c.brightness_values = value_range(layer);
   } else {  // random_zoom: Keras' width_factor absent or null keeps the aspect ratio
     c.zoom_height = parse_factor_range(layer, "height_factor", false);
     if (layer.has("width_factor")) c.zoom_width = parse_factor_range(layer, "width_factor", false);
@@ -110,15 +139,24 @@ void parse_augment_layer(ConfigNode& layer, const std::string& type,
 AugmentConfig data_augment(const AugmentLayers& layers,
                            const std::vector<LayerSpec>& model_layers) {
   AugmentConfig c = layers.keras;
-  if (c.fill_mode != "constant") return c;
   for (size_t k = layers.after; k-- > 0;) {  // y = x * scale + offset, undone last to first
     const LayerSpec& rescaling = model_layers[k];
+    const auto undo = [&rescaling](double y) { return (y - rescaling.offset) / rescaling.scale; };
+    if (c.contrast || c.brightness) {  // value ranges: an increasing map keeps their order
+      if (!(rescaling.scale > 0))
+        throw ConfigError(rescaling.path + ": a rescaling by " + show_number(rescaling.scale) +
+                          " before Keras' random contrast or brightness (" + layers.path +
+                          "): their value ranges need a scale > 0 there");
+      for (std::array<double, 2>* range : {&c.contrast_values, &c.brightness_values})
+        *range = {undo((*range)[0]), undo((*range)[1])};
+    }
+    if (c.fill_mode != "constant") continue;
     if (rescaling.scale == 0)
       throw ConfigError(rescaling.path +
                         ": a rescaling by 0 before Keras' random layers with fill_mode constant "
                         "(" +
                         layers.path + "): no image value fills as fill_value there");
-    c.fill_value = (c.fill_value - rescaling.offset) / rescaling.scale;
+    c.fill_value = static_cast<float>(undo(c.fill_value));
   }
   return c;
 }

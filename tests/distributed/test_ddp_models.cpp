@@ -41,7 +41,7 @@ TEST_P(DdpModels, ConvnetWithDropoutMatchesSingleProcess) {
 // Note [augmentation]: each training sample is flipped, shifted, rotated and zoomed by the draws
 // of its position in the epoch, so N ranks (and the partial last batch split over them) augment
 // what one rank does; as data.train.augment and as Keras' random layers (Note [augmentation
-// layers], with Keras' shifts by fractions of a pixel).
+// layers], with Keras' shifts by fractions of a pixel, contrast and brightness).
 TEST_P(DdpModels, AugmentedConvnetMatchesSingleProcess) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
@@ -57,7 +57,8 @@ TEST_P(DdpModels, AugmentedConvnetMatchesSingleProcess) {
                     " random_translation: [0.25, 0.25], random_rotation: 0.1, random_zoom: 0.2}"),
         "model.layers=[{type: random_flip}, {type: random_translation, height_factor: 0.25,"
         " width_factor: 0.25}, {type: random_rotation, factor: 0.1}, {type: random_zoom,"
-        " height_factor: 0.2}, " +
+        " height_factor: 0.2}, {type: random_contrast, factor: 0.3, value_range: [-2, 2]},"
+        " {type: random_brightness, factor: 0.1, value_range: [-2, 2]}, " +
             layers}) {
     std::vector<std::string> augmented = convnet;
     augmented.push_back(augment);

@@ -5,8 +5,8 @@ from keras_text_steps import cross_loaded
 
 
 def augmentation_layer_checks(ddp, keras, np, rng, check):
-    """Keras' Rescaling, RandomFlip, RandomTranslation, RandomRotation and RandomZoom before a
-    convnet: ddp.Sequential takes Keras' layer objects; after a fit on each side, each side's .keras
+    """Keras' Rescaling, RandomFlip, RandomTranslation, RandomRotation, RandomZoom, RandomContrast
+    and RandomBrightness before a convnet: ddp.Sequential takes Keras' layer objects; after a fit on each side, each side's .keras
     file loaded by the other has the same layers and predicts the same (the random layers are the
     identity in inference); and the fit augments: from the same weights, the model without them
     trains other weights."""
@@ -17,7 +17,9 @@ def augmentation_layer_checks(ddp, keras, np, rng, check):
 
     def model(augmented):
         randoms = [L.RandomFlip("horizontal"), L.RandomTranslation(0.1, (-0.2, 0.1), **fill),
-                   L.RandomRotation(0.05, **fill), L.RandomZoom((-0.1, 0.2), **fill)]
+                   L.RandomRotation(0.05, **fill), L.RandomZoom((-0.1, 0.2), **fill),
+                   L.RandomContrast(0.2, value_range=(0, 1)),
+                   L.RandomBrightness(0.1, value_range=(0, 1))]
         return keras.Sequential([keras.Input((8, 8, 1)), L.Rescaling(1 / 255)] +
                                 (randoms if augmented else []) +
                                 [L.Conv2D(4, 3, activation="relu"), L.Flatten(),
@@ -29,21 +31,24 @@ def augmentation_layer_checks(ddp, keras, np, rng, check):
     for m in (ours, plain):
         m.build()
     for k, layer in enumerate(plain.layers):
-        layer.set_weights(ours.layers[k + 4 if k else k].get_weights())
+        layer.set_weights(ours.layers[k + 6 if k else k].get_weights())
     for m in (ours, theirs, plain):
         m.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
         m.fit(x, labels, batch_size=50, epochs=1, verbose=0)
-    moved = max(float(np.abs(p - q).max()) for a, b in zip(ours.layers[5:], plain.layers[1:])
+    moved = max(float(np.abs(p - q).max()) for a, b in zip(ours.layers[7:], plain.layers[1:])
                 for p, q in zip(a.get_weights(), b.get_weights()))
     predicted, into_keras, into_ours = cross_loaded(ddp, keras, np, ours, theirs, x, "augment")
     classes = [type(layer).__name__ for layer in into_keras.layers]
     translation = into_keras.layers[2].get_config()
+    contrast = into_keras.layers[5].get_config()
     check("Keras' random layers: the training images' augmentation, .keras files both ways",
           classes == [type(layer).__name__ for layer in theirs.layers] ==
           [type(layer).__name__ for layer in into_ours.layers] and
           tuple(translation["width_factor"]) == (-0.2, 0.1) and
-          translation["fill_value"] == 0.5 and predicted < 1e-5 and moved > 1e-3,
+          translation["fill_value"] == 0.5 and tuple(contrast["factor"]) == (0, 0.2) and
+          tuple(contrast["value_range"]) == (0, 1) and predicted < 1e-5 and moved > 1e-3,
           f"Keras' load_model of ours has {classes} (RandomTranslation width_factor "
-          f"{translation['width_factor']}, fill_value {translation['fill_value']}); each side's "
+          f"{translation['width_factor']}, fill_value {translation['fill_value']}; "
+          f"RandomContrast factor {contrast['factor']}); each side's "
           f"file loaded by the other predicts within {predicted:.2e}; the fit without them "
           f"trained weights {moved:.2e} away")

@@ -5,7 +5,8 @@ tests/unit/test_reduce_lr_on_plateau.cpp replayed through keras.callbacks.EarlyS
 ReduceLROnPlateau; Note [augmentation]: test_augment.cpp's shifted rows through
 keras.ops.image.affine_transform (interpolation nearest, each fill mode), its zoomed rows and
 rotated images through keras.layers.RandomZoom and RandomRotation with ranges of one value, its
-sub-pixel shifts through keras.layers.RandomTranslation
+sub-pixel shifts through keras.layers.RandomTranslation, its contrast and brightness changes
+through RandomContrast and RandomBrightness
 (Note [affine resampling]: the TensorFlow backend, Keras' default); the learning-rate schedules
 of test_optimizers.cpp through keras.optimizers.schedules. Runs where a Python
 with Keras 3 is found (benchmarks/setup_frameworks.sh makes one); ctest registers it only
@@ -181,6 +182,24 @@ CASES += [
     for fill, interpolation, want in (("constant", "bilinear", ([5, 1.5, 2.5, 3.5], 0.0)),
                                       ("constant", "nearest", ([9, 2, 3, 4], 0.0)),
                                       ("nearest", "bilinear", ([1, 1.5, 2.5, 3.5], 0.0)))
+]
+
+
+def adjusted(layer):
+    """The 2 x 2 image of two channels 0 10 20 30 and 100 100 100 104 through `layer`."""
+    image = np.array([0, 100, 10, 100, 20, 100, 30, 104], dtype="float32").reshape(1, 2, 2, 2)
+    return np.asarray(layer(image, training=True)).reshape(-1).tolist(), 0.0
+
+
+# test_augment.cpp's ContrastAndBrightnessAsKerasComputeThem: RandomContrast's factor (-0.5, 0.5)
+# draws from [1.5, 1.5].
+CASES += [
+    (lambda: adjusted(keras.layers.RandomContrast((-0.5, 0.5), value_range=(0, 110))),
+     ([0, 99.5, 7.5, 99.5, 22.5, 99.5, 37.5, 105.5], 0.0)),
+    (lambda: adjusted(keras.layers.RandomBrightness((0.1, 0.1))),
+     ([25.5, 125.5, 35.5, 125.5, 45.5, 125.5, 55.5, 129.5], 0.0)),
+    (lambda: adjusted(keras.layers.RandomBrightness((0.5, 0.5), value_range=(0, 110))),
+     ([55, 110, 65, 110, 75, 110, 85, 110], 0.0)),
 ]
 
 

@@ -135,6 +135,56 @@ TEST(Augment, SubPixelShiftDrawsCoverTheirRange) {
   EXPECT_TRUE(fractional);
 }
 
+// Keras' RandomContrast and RandomBrightness (Note [augmentation layers]) on a 2 x 2 image of two
+// channels (0 10 20 30, mean 15, and 100 100 100 104, mean 101): each channel moved from its own
+// mean by the factor, clipped to the value range; then shifted by the fraction of the range's
+// width, clipped. Factor ranges of one value, as keras_reference asks Keras.
+TEST(Augment, ContrastAndBrightnessAsKerasComputeThem) {
+  const std::vector<float> in = {0, 100, 10, 100, 20, 100, 30, 104};
+  const auto adjusted = [&in](const AugmentConfig& c) {
+    const Augmenter augmenter(c, Shape{2, 2, 2});
+    std::vector<float> out(8);
+    augmenter.apply(augmenter.draw(3, 0), in.data(), out.data());
+    return out;
+  };
+  using V = std::vector<float>;
+  AugmentConfig contrast;
+  contrast.contrast = {{-0.5, 0.5}};  // factors [1.5, 1.5]
+  contrast.contrast_values = {0, 110};
+  EXPECT_EQ(adjusted(contrast), (V{0, 99.5, 7.5, 99.5, 22.5, 99.5, 37.5, 105.5}));
+  AugmentConfig brightness;
+  brightness.brightness = {{0.1, 0.1}};  // 25.5 of [0, 255]
+  EXPECT_EQ(adjusted(brightness), (V{25.5, 125.5, 35.5, 125.5, 45.5, 125.5, 55.5, 129.5}));
+  brightness.brightness = {{0.5, 0.5}};
+  brightness.brightness_values = {0, 110};
+  EXPECT_EQ(adjusted(brightness), (V{55, 110, 65, 110, 75, 110, 85, 110}));
+  // Both: contrast first, then brightness.
+  contrast.brightness = {{-0.1, -0.1}};  // -11 of [0, 110]
+  contrast.brightness_values = {0, 110};
+  EXPECT_EQ(adjusted(contrast), (V{0, 88.5, 0, 88.5, 11.5, 88.5, 26.5, 94.5}));
+  // The factors' draws cover [1 - lower, 1 + upper], the shifts their fraction of the range.
+  contrast.contrast = {{0.2, 0.3}};
+  contrast.brightness = {{-0.25, 0.5}};
+  const Augmenter augmenter(contrast, Shape{2, 2, 2});
+  float low = 10, high = 0, darkest = 100, brightest = -100;
+  for (int64_t position = 0; position < 300; ++position) {
+    const AugmentDraw d = augmenter.draw(4, position);
+    EXPECT_TRUE(d.clips);
+    low = std::min(low, d.contrast);
+    high = std::max(high, d.contrast);
+    darkest = std::min(darkest, d.brightness);
+    brightest = std::max(brightest, d.brightness);
+  }
+  EXPECT_GE(low, 0.8f);
+  EXPECT_LT(low, 0.82f);
+  EXPECT_LE(high, 1.3f);
+  EXPECT_GT(high, 1.28f);
+  EXPECT_GE(darkest, -27.5f);
+  EXPECT_LT(darkest, -26.5f);
+  EXPECT_LE(brightest, 55);
+  EXPECT_GT(brightest, 54);
+}
+
 // A quarter turn about the centre of a 3 x 3 image of two channels: output (y, x) is input
 // (x, 2 - y), both channels.
 TEST(Augment, RotationTurnsAboutTheCentre) {

@@ -117,8 +117,19 @@ TEST(AugmentLayers, RefusedWhereTheyCannotBeTheAugmentation) {
             "after rescaling layers only");
   EXPECT_EQ(config_error("[{type: random_rotation, factor: 0.1}, {type: random_flip}]"),
             "aug.yaml: model.layers.1.type: random_flip after random_rotation: the augmentation "
-            "applies random_flip, random_translation, random_rotation and random_zoom in that "
-            "order, each once");
+            "applies random_flip, random_translation, random_rotation, random_zoom, "
+            "random_contrast and random_brightness in that order, each once");
+  EXPECT_NE(config_error("[{type: random_brightness, factor: 0.1}, {type: random_contrast, "
+                         "factor: 0.1}]")
+                .find("random_contrast after random_brightness: the augmentation applies"),
+            std::string::npos);
+  EXPECT_EQ(config_error("[{type: random_contrast, factor: 1.5}]"),
+            "aug.yaml: model.layers.0.factor: must be in [0, 1], got 1.5");
+  EXPECT_EQ(config_error("[{type: random_brightness, factor: 0.1, value_range: [0, 1, 2]}]"),
+            "aug.yaml: model.layers.0.value_range: give [low, high]");
+  EXPECT_EQ(config_error("[{type: rescaling, scale: -1}, {type: random_contrast, factor: 0.1}]"),
+            "aug.yaml: model.layers.0: a rescaling by -1 before Keras' random contrast or "
+            "brightness (model.layers.1): their value ranges need a scale > 0 there");
   EXPECT_NE(config_error("[{type: random_flip}, {type: random_flip}]").find("each once"),
             std::string::npos);
   EXPECT_EQ(config_error("[{type: random_flip}, {type: rescaling, scale: 2}, {type: random_zoom, "
@@ -157,7 +168,34 @@ TEST(AugmentLayers, RefusedWhereTheyCannotBeTheAugmentation) {
             "no ConfigError");
 }
 
-// Keras' JSON of its four random layers, as a Keras 3 model's config.json has them.
+// Keras' RandomContrast's factor f is (0, f) (Keras' lower bound is max(-f, 0)),
+// RandomBrightness' (-f, f); value ranges given after a rescaling are mapped back through it.
+TEST(AugmentLayers, ContrastAndBrightnessFactorsAndValueRanges) {
+  const Config c = parse_config(config_of(R"([
+    {type: rescaling, scale: 0.00392156862745098},
+    {type: random_contrast, factor: 0.2, value_range: [0, 1]},
+    {type: random_brightness, factor: 0.25, value_range: [1, -1]},
+    {type: flatten}, {type: dense, units: 2}])"),
+                                "aug.yaml");
+  const AugmentConfig& a = c.train_data.augment;
+  EXPECT_EQ(a.contrast, (std::array<double, 2>{0, 0.2}));
+  EXPECT_EQ(a.brightness, (std::array<double, 2>{-0.25, 0.25}));
+  EXPECT_NEAR(a.contrast_values[0], 0, 1e-4);  // the rescaling scales by a float
+  EXPECT_NEAR(a.contrast_values[1], 255, 1e-4);
+  EXPECT_NEAR(a.brightness_values[0], -255, 1e-4);
+  EXPECT_NEAR(a.brightness_values[1], 255, 1e-4);
+  EXPECT_EQ(c.augment_layers->keras.contrast_values, (std::array<double, 2>{0, 1}));
+  const Config listed = parse_config(
+      config_of("[{type: random_contrast, factor: [0.3, 0.1]}, {type: flatten}, {type: dense, "
+                "units: 2}]"),
+      "aug.yaml");
+  EXPECT_EQ(listed.train_data.augment.contrast, (std::array<double, 2>{0.1, 0.3}));
+  EXPECT_EQ(listed.train_data.augment.contrast_values, (std::array<double, 2>{0, 255}));
+  EXPECT_EQ(Augmenter(listed.train_data.augment, Shape{8, 8, 1}).describe(),
+            "augmentation: random_contrast x 0.9 to 1.3 (values 0 to 255)");
+}
+
+// Keras' JSON of its six random layers, as a Keras 3 model's config.json has them.
 const char* const kKerasModel = R"({"class_name": "Sequential", "config": {"layers": [
   {"class_name": "InputLayer", "config": {"batch_shape": [null, 8, 8, 3]}},
   {"class_name": "Rescaling", "config": {"scale": 0.5, "offset": 0.0}},
@@ -170,6 +208,9 @@ const char* const kKerasModel = R"({"class_name": "Sequential", "config": {"laye
    "interpolation": "nearest", "fill_value": 0.0}},
   {"class_name": "RandomZoom", "config": {"height_factor": 0.2, "width_factor": null,
    "fill_mode": "nearest", "interpolation": "nearest", "fill_value": 0.0}},
+  {"class_name": "RandomContrast", "config": {"factor": [0.0, 0.2], "value_range": [0, 1]}},
+  {"class_name": "RandomBrightness", "config": {"factor": [-0.1, 0.3], "value_range": [0, 1],
+   "seed": null}},
   {"class_name": "Flatten", "config": {}},
   {"class_name": "Dense", "config": {"units": 2, "activation": "softmax"}}]}})";
 
@@ -194,6 +235,9 @@ TEST(AugmentLayers, KerasRandomLayersReadAndWrittenBack) {
   EXPECT_EQ(a.fill_mode, "nearest");
   EXPECT_EQ(a.zoom_height, (std::array<double, 2>{-0.2, 0.2}));
   EXPECT_FALSE(a.zoom_width);
+  EXPECT_EQ(a.contrast, (std::array<double, 2>{0, 0.2}));
+  EXPECT_EQ(a.brightness, (std::array<double, 2>{-0.1, 0.3}));
+  EXPECT_EQ(a.brightness_values, (std::array<double, 2>{0, 1}));
 
   const nlohmann::json written =
       keras::keras_model_config(c.layers, Shape{8, 8, 3}, c.augment_layers);
@@ -201,12 +245,16 @@ TEST(AugmentLayers, KerasRandomLayersReadAndWrittenBack) {
   for (const nlohmann::json& l : written["config"]["layers"]) classes.push_back(l["class_name"]);
   EXPECT_EQ(classes,
             (std::vector<std::string>{"InputLayer", "Rescaling", "RandomFlip", "RandomTranslation",
-                                      "RandomRotation", "RandomZoom", "Flatten", "Dense"}));
+                                      "RandomRotation", "RandomZoom", "RandomContrast",
+                                      "RandomBrightness", "Flatten", "Dense"}));
   const nlohmann::json& translation = written["config"]["layers"][3]["config"];
   EXPECT_EQ(translation["width_factor"], nlohmann::json::parse("[-0.2, 0.3]"));
   EXPECT_EQ(translation["interpolation"], "bilinear");
   EXPECT_EQ(written["config"]["layers"][4]["config"]["interpolation"], "nearest");
   EXPECT_TRUE(written["config"]["layers"][5]["config"]["width_factor"].is_null());
+  EXPECT_EQ(written["config"]["layers"][6]["config"]["factor"], nlohmann::json::parse("[0, 0.2]"));
+  EXPECT_EQ(written["config"]["layers"][7]["config"]["factor"],
+            nlohmann::json::parse("[-0.1, 0.3]"));
   const Config again = config_of_keras(written);
   EXPECT_EQ(types_of(again), types_of(c));
   ASSERT_TRUE(again.augment_layers);
