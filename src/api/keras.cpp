@@ -177,6 +177,14 @@ Spec Rescaling(double scale, double offset) {
 Spec Masking(double mask_value) {
   return {map({{"type", YAML::Node("masking")}, {"mask_value", YAML::Node(mask_value)}})};
 }
+Spec TimeDistributed(Spec dense) {
+  if (!dense.node["type"] || dense.node["type"].as<std::string>() != "dense")
+    throw ConfigError("TimeDistributed: of a Dense layer only, not " +
+                      (dense.node["type"] ? dense.node["type"].as<std::string>() : "?"));
+  YAML::Node node = YAML::Clone(dense.node);
+  node["time_distributed"] = true;
+  return {node};
+}
 Spec RandomFlip(const std::string& mode) {
   return {map({{"type", YAML::Node("random_flip")}, {"mode", YAML::Node(mode)}})};
 }

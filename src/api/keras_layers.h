@@ -48,6 +48,9 @@ Spec SimpleRNN(int64_t units, const std::string& activation = "tanh", bool retur
                bool use_bias = true, double dropout = 0.0, double recurrent_dropout = 0.0);
 // Keras' Bidirectional wrapper of a recurrent layer: its merge_mode "concat".
 Spec Bidirectional(Spec layer);
+// Keras' TimeDistributed wrapper of a Dense layer: the same as the Dense at each step, under
+// Keras' name (ConfigError for another layer).
+Spec TimeDistributed(Spec dense);
 Spec Flatten();
 // Keras' Rescaling: y = x * scale + offset.
 Spec Rescaling(double scale, double offset = 0.0);

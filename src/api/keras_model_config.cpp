@@ -52,7 +52,8 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
   if (s.type == "dense") {
     c["units"] = s.units;
     weighted();
-    return {"Dense", c};
+    if (!s.time_distributed) return {"Dense", c};
+    return {"TimeDistributed", {{"layer", keras_object("keras.layers", "Dense", c)}}};
   }
   if (s.type == "conv1d") {
     c["filters"] = s.units;
@@ -275,6 +276,13 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["type"] = "rescaling";
     out["scale"] = in.required<double>("scale");  // one number: per channel is not had
     out["offset"] = in.get<double>("offset", 0.0);
+  } else if (class_name == "TimeDistributed") {  // of Dense: Dense at each step
+    const json layer = in.required<json>("layer");
+    if (layer.value("class_name", "") != "Dense")
+      in.refuse("layer " + layer.value("class_name", std::string("?")) + " (a Dense only)");
+    const json inner = layer.value("config", json::object());
+    out.reset(keras_layer_spec("Dense", KerasSettings(inner, in.where() + ": its Dense")));
+    out["time_distributed"] = true;
   } else if (is_keras_random_layer(class_name)) {  // Note [augmentation layers]
     out.reset(random_layer_spec(class_name, in));
   } else if (class_name == "Masking") {  // Note [padding masks]

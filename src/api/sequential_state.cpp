@@ -241,8 +241,10 @@ void Sequential::save_weights(const std::string& path, const WeightsWriter& writ
 std::vector<std::string> Sequential::layer_types() const {
   std::vector<std::string> types;
   for (const YAML::Node& layer : model_["layers"]) {
-    const bool both_ways = layer["bidirectional"] && layer["bidirectional"].as<bool>();
-    types.push_back((both_ways ? "bidirectional_" : "") + layer["type"].as<std::string>());
+    const auto flag = [&layer](const char* key) { return layer[key] && layer[key].as<bool>(); };
+    types.push_back(std::string(flag("bidirectional") ? "bidirectional_" : "") +
+                    (flag("time_distributed") ? "time_distributed_" : "") +
+                    layer["type"].as<std::string>());
   }
   return types;
 }

@@ -232,6 +232,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     if (spec.type == "dense") {  // over the last axis, at each position before it (Keras')
       if (spec.units <= 0)
         throw ConfigError(spec.path + ".units: must be > 0, got " + std::to_string(spec.units));
+      if (spec.time_distributed && shape.rank() < 2)
+        throw ConfigError(spec.path + ".time_distributed: over the steps of a sequence, and the " +
+                          "layer's input is " + shape.str());
       const int64_t in = shape.dims().back();
       std::vector<int64_t> positions = shape.dims();
       positions.pop_back();

@@ -42,6 +42,9 @@ struct LayerSpec {
   float recurrent_rate = 0;       // recurrent: recurrent_dropout (its dropout is `rate`)
   bool mask_zero = false;         // embedding: id 0 is padding (Note [padding masks])
   float mask_value = 0;           // masking: a step of features all equal to it is padding
+  // dense: Keras' TimeDistributed(Dense), which is Dense at each step of a sequence: the same
+  // layer, under Keras' name and weight group (Note [Keras model config])
+  bool time_distributed = false;
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

@@ -40,6 +40,10 @@ KerasLayer both_directions(bool gru, const char* forward, const char* backward, 
 const KerasLayer* keras_layer(const std::string& type) {
   static const std::map<std::string, KerasLayer> layers = {
       {"dense", {"dense", {{"weight", {{1, 0}}, false}, {"bias", {}, true}}}},
+      {"time_distributed_dense",  // its Dense's variables, in the group "layer"
+       {"time_distributed",
+        {{"weight", {{1, 0}}, false, "layer"}, {"bias", {}, true, "layer"}},
+        {{"layer", "dense"}}}},
       {"conv2d", {"conv2d", {{"weight", {{1, 2, 3, 0}}, false}, {"bias", {}, true}}}},
       {"conv1d", {"conv1d", {{"weight", {{1, 2, 0}}, false}, {"bias", {}, true}}}},
       {"embedding", {"embedding", {{"weight", {}, false}}}},

@@ -201,6 +201,7 @@ void define_layers(py::module_& m) {
       py::arg("use_bias") = true, py::arg("dropout") = 0.0, py::arg("recurrent_dropout") = 0.0,
       py::arg("trainable") = true);
   m.def("Bidirectional", &keras::Bidirectional, py::arg("layer"));
+  m.def("TimeDistributed", &keras::TimeDistributed, py::arg("layer"));
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);

@@ -1,6 +1,7 @@
 """Token and sequence models for keras_module.py: Keras' Embedding and above it global and windowed
 1D poolings, Conv1D, and two LSTMs, GRUs or SimpleRNNs, one way or both; Keras' Masking under
-recurrent layers; Keras' SpatialDropout1D in .keras files; against ddp_trainer's."""
+recurrent layers; Keras' SpatialDropout1D and TimeDistributed(Dense) in .keras files; against
+ddp_trainer's."""
 
 import os
 
@@ -202,3 +203,26 @@ def spatial_dropout_checks(ddp, keras, np, rng, check):
           type(layer).__name__ == "SpatialDropout1D" and layer.rate == 0.25 and predicted < 1e-5,
           f"Keras' load_model of ours has {type(layer).__name__}({layer.rate}); each side's file "
           f"loaded by the other predicts within {predicted:.2e}")
+
+
+def time_distributed_checks(ddp, keras, np, rng, check, gap):
+    """Keras' TimeDistributed(Dense) over sequences of feature vectors, two of them under a
+    GlobalAveragePooling1D: ddp.Sequential takes Keras' layers and their weights, trains what
+    Keras trains from them, and each side's .keras file loaded by the other predicts the same."""
+    x = rng.normal(size=(500, 5, 3)).astype(np.float32)
+    labels = (x[:, :, 0].sum(axis=1) > 0).astype(np.int32)
+    L = keras.layers
+    theirs = keras.Sequential([keras.Input((5, 3)), L.TimeDistributed(L.Dense(4, activation="relu")),
+                               L.TimeDistributed(L.Dense(6)), L.GlobalAveragePooling1D(),
+                               L.Dense(2, activation="softmax")])
+    ours = ddp.Sequential(theirs.layers, input_shape=[5, 3])
+    ours.build()
+    trained = trained_alike(keras, ours, theirs, x, labels, gap)
+    predicted, into_keras, into_ours = cross_loaded(ddp, keras, np, ours, theirs, x, "timed")
+    classes = [type(layer).__name__ for layer in into_keras.layers]
+    check("keras.layers.TimeDistributed(Dense)",
+          trained < 1e-5 and predicted < 1e-5 and classes[:2] == ["TimeDistributed"] * 2 and
+          classes == [type(layer).__name__ for layer in into_ours.layers],
+          f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
+          f"{trained:.2e}; Keras' load_model of ours has {classes}; each side's file loaded by "
+          f"the other predicts within {predicted:.2e}")
