@@ -54,7 +54,8 @@ void parse_model(ConfigNode& root, Config& config) {
     if (spec.type == "dense") {
       spec.units = positive(layer, "units", layer.require<int64_t>("units"));
       spec.activation = layer.choice("activation", activation_names(), "linear");
-      spec.time_distributed = layer.get("time_distributed", false);
+      if (layer.has("time_distributed"))  // Keras' name alone: not written where not given
+        spec.time_distributed = layer.get("time_distributed", false);
     } else if (spec.type == "conv2d") {
       spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
       spec.window = height_width(layer, "kernel_size", std::nullopt);
