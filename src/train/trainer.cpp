@@ -141,11 +141,10 @@ void Trainer::validate_and_build() {
     try {
       augmenter_.emplace(config_.train_data.augment, input);
     } catch (const std::invalid_argument& e) {
-      throw ConfigError(config_.file + ": " +
-                        (config_.augment_layers ? config_.augment_layers->path + " (Keras' random "
-                                                                                 "layers)"
-                                                : std::string("data.train.augment")) +
-                        ": " + e.what());
+      const std::string keys = config_.augment_layers
+                                   ? config_.augment_layers->path + " (Keras' random layers)"
+                                   : "data.train.augment";
+      throw ConfigError(config_.file + ": " + keys + ": " + e.what());
     }
   }
   // A categorical cross-entropy's softmax spans one row a sample: an output of several axes (each
