@@ -12,6 +12,7 @@
 #include "api/keras_model_config.h"
 #include "backend/backend.h"
 #include "core/error.h"
+#include "keras_api_fixtures.h"
 #include "nn/model_builder.h"
 
 namespace ddp {
@@ -56,14 +57,9 @@ TEST(TimeDistributed, KerasConfigIsDenseAtEachStepBothWays) {
 TEST(TimeDistributed, RefusedForOtherLayersAndInputsWithoutSteps) {
   nlohmann::json conv = nlohmann::json::parse(kKerasLayer);
   conv["config"]["layer"]["class_name"] = "Conv2D";
-  try {
-    keras::keras_layer(conv, "m.keras: layers[0]");
-    ADD_FAILURE() << "no ConfigError";
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "m.keras: layers[0] (TimeDistributed): layer Conv2D (a Dense only); ddp-trainer's "
-              "layers do not have it");
-  }
+  EXPECT_EQ(error_of<ConfigError>([&] { keras::keras_layer(conv, "m.keras: layers[0]"); }),
+            "m.keras: layers[0] (TimeDistributed): layer Conv2D (a Dense only); ddp-trainer's "
+            "layers do not have it");
   EXPECT_THROW(keras::TimeDistributed(keras::Conv2D(4, 3)), ConfigError);
   EXPECT_TRUE(keras::TimeDistributed(keras::Dense(3)).node["time_distributed"].as<bool>());
 
@@ -74,14 +70,9 @@ TEST(TimeDistributed, RefusedForOtherLayersAndInputsWithoutSteps) {
   dense.time_distributed = true;
   const std::unique_ptr<ComputeBackend> cpu = make_cpu_backend(false);
   EXPECT_NO_THROW(build_sequential(*cpu, Shape{5, 3}, {dense}));
-  try {
-    build_sequential(*cpu, Shape{3}, {dense});
-    ADD_FAILURE() << "no ConfigError";
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "m.yaml: model.layers.0.time_distributed: over the steps of a sequence, and the "
-              "layer's input is (3)");
-  }
+  EXPECT_EQ(error_of<ConfigError>([&] { build_sequential(*cpu, Shape{3}, {dense}); }),
+            "m.yaml: model.layers.0.time_distributed: over the steps of a sequence, and the "
+            "layer's input is (3)");
 }
 
 }  // namespace
