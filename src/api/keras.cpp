@@ -110,6 +110,17 @@ Spec SimpleRNN(int64_t units, const std::string& activation, bool return_sequenc
   layer.node["activation"] = activation;
   return layer;
 }
+Spec TransformerEncoder(int64_t intermediate_dim, int64_t num_heads, double dropout,
+                        const std::string& activation, double layer_norm_epsilon,
+                        bool normalize_first) {
+  return {map({{"type", YAML::Node("transformer_encoder")},
+               {"intermediate_dim", YAML::Node(intermediate_dim)},
+               {"num_heads", YAML::Node(num_heads)},
+               {"dropout", YAML::Node(dropout)},
+               {"activation", YAML::Node(activation)},
+               {"layer_norm_epsilon", YAML::Node(layer_norm_epsilon)},
+               {"normalize_first", YAML::Node(normalize_first)}})};
+}
 Spec Bidirectional(Spec layer) {
   const std::string type = layer.node["type"] ? layer.node["type"].as<std::string>() : "";
   if (type != "lstm" && type != "gru" && type != "simple_rnn")

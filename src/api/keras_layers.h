@@ -46,6 +46,12 @@ Spec GRU(int64_t units, bool return_sequences = false, bool use_bias = true, dou
          double recurrent_dropout = 0.0);
 Spec SimpleRNN(int64_t units, const std::string& activation = "tanh", bool return_sequences = false,
                bool use_bias = true, double dropout = 0.0, double recurrent_dropout = 0.0);
+// KerasHub's TransformerEncoder (PyTorch's nn.TransformerEncoderLayer, batch_first) over (steps,
+// features): self-attention of num_heads heads and a feed-forward pair of intermediate_dim, each
+// added back and normalized (before each branch with normalize_first).
+Spec TransformerEncoder(int64_t intermediate_dim, int64_t num_heads, double dropout = 0.0,
+                        const std::string& activation = "relu", double layer_norm_epsilon = 1e-5,
+                        bool normalize_first = false);
 // Keras' Bidirectional wrapper of a recurrent layer: its merge_mode "concat".
 Spec Bidirectional(Spec layer);
 // Keras' TimeDistributed wrapper of a Dense layer: the same as the Dense at each step, under

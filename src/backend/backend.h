@@ -147,7 +147,7 @@ class ComputeBackend {
   virtual void leaky_scale(const float* sign, const float* values, float* out, size_t count,
                            float slope) = 0;
 
-  // Row-wise softmax over (rows, cols).
+  // Row-wise softmax over (rows, cols); y may be x, and dx may be dy.
   virtual void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) = 0;
   virtual void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows,
                                 int64_t cols) = 0;
@@ -264,6 +264,27 @@ class ComputeBackend {
   // or a matrix transposed.
   virtual void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride,
                            float* dst, int64_t dst_row_stride, int64_t rows, int64_t cols) = 0;
+  // Attention's products (Note [self-attention]): for i < count, C_i (m, n) = alpha op(A_i)
+  // op(B_i), or C_i plus that when `accumulate`. Each operand's item i is a row-major matrix at
+  // data + i * item_stride with rows row_stride floats apart, read transposed where `transposed`
+  // (A_i then stored (k, m), B_i (n, k)): one head's queries, keys or values within the rows of
+  // whole steps, without copying them out.
+  struct MatrixOperand {
+    const float* data;
+    int64_t row_stride, item_stride;
+    bool transposed = false;
+  };
+  struct MatrixResult {
+    float* data;
+    int64_t row_stride, item_stride;
+  };
+  virtual void batched_matmul(int64_t count, int64_t m, int64_t n, int64_t k, float alpha,
+                              const MatrixOperand& a, const MatrixOperand& b, const MatrixResult& c,
+                              bool accumulate) = 0;
+  // Scores (samples, rows, steps), each row a query's scores over a sample's steps: those of steps
+  // whose key_mask (samples, steps) is 0 become `value` (Note [padding masks]).
+  virtual void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows,
+                         int64_t steps, float value) = 0;
   // y += x, elementwise (a bidirectional layer's input gradient: its two directions' sum).
   virtual void add_to(const float* x, float* y, size_t count) = 0;
   // Row r of `to` (rows of `width`) becomes from's row r where mask[r] is 0 (Note [padding

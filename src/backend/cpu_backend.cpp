@@ -13,6 +13,7 @@
 #include "backend/activation_grad.h"
 #include "backend/backend.h"
 #include "backend/cpu_activations.h"
+#include "backend/cpu_attention.h"
 #include "backend/cpu_batch_norm.h"
 #include "backend/cpu_convolutions.h"
 #include "backend/cpu_dense.h"
@@ -273,6 +274,17 @@ class CpuBackend final : public ComputeBackend {
   void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride, float* dst,
                    int64_t dst_row_stride, int64_t rows, int64_t cols) override {
     cpu::copy_matrix(src, src_row_stride, src_col_stride, dst, dst_row_stride, rows, cols);
+  }
+  void batched_matmul(int64_t count, int64_t m, int64_t n, int64_t k, float alpha,
+                      const MatrixOperand& a, const MatrixOperand& b, const MatrixResult& c,
+                      bool accumulate) override {
+    cpu::by_rows(team_, count, m * n * k, [&](int64_t first, int64_t items) {
+      cpu::batched_matmul(first, first + items, m, n, k, alpha, a, b, c, accumulate);
+    });
+  }
+  void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
+                 float value) override {
+    cpu::mask_keys(scores, key_mask, samples, rows, steps, value);
   }
   void add_to(const float* x, float* y, size_t count) override {
     cpu::split_elements(team_, count, [=](size_t begin, size_t end) {

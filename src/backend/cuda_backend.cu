@@ -225,6 +225,24 @@ class CudaBackend final : public ComputeBackend {
   void add_to(const float* x, float* y, size_t count) override {
     cuda::add_to(x, y, count, stream_);
   }
+  // Row-major products as gemm() takes them (C^T = op(B)^T op(A)^T in cuBLAS' column-major
+  // view), one strided batch.
+  void batched_matmul(int64_t count, int64_t m, int64_t n, int64_t k, float alpha,
+                      const MatrixOperand& a, const MatrixOperand& b, const MatrixResult& c,
+                      bool accumulate) override {
+    if (count == 0) return;
+    const float beta = accumulate ? 1.0f : 0.0f;
+    cublasCheck(cublasSgemmStridedBatched(
+        cublas_, b.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, a.transposed ? CUBLAS_OP_T : CUBLAS_OP_N,
+        static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b.data,
+        static_cast<int>(b.row_stride), b.item_stride, a.data, static_cast<int>(a.row_stride),
+        a.item_stride, &beta, c.data, static_cast<int>(c.row_stride), c.item_stride,
+        static_cast<int>(count)));
+  }
+  void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
+                 float value) override {
+    cuda::mask_keys(scores, key_mask, samples, rows, steps, value, stream_);
+  }
   void carry_rows(const float* mask, const float* from, float* to, int64_t rows,
                   int64_t width) override {
     cuda::carry_rows(mask, from, to, rows, width, stream_);

@@ -25,6 +25,12 @@ __global__ void carry_rows_kernel(const float* mask, const float* from, float* t
     if (mask[e / width] == 0) to[e] = from[e];
 }
 
+__global__ void mask_keys_kernel(float* scores, const float* key_mask, int64_t samples,
+                                 int64_t rows, int64_t steps, float value) {
+  for (int64_t e = start(); e < samples * rows * steps; e += stride())
+    if (key_mask[e / (rows * steps) * steps + e % steps] == 0) scores[e] = value;
+}
+
 // One thread per row: its mask, then its values.
 __global__ void masking_forward_kernel(const float* x, float value, float* mask, float* y,
                                        int64_t rows, int64_t width) {
@@ -90,6 +96,14 @@ void carry_rows(const float* mask, const float* from, float* to, int64_t rows, i
                 cudaStream_t stream) {
   if (rows * width == 0) return;
   carry_rows_kernel<<<blocks_for(rows * width), kThreads, 0, stream>>>(mask, from, to, rows, width);
+  cudaCheck(cudaGetLastError());
+}
+
+void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
+               float value, cudaStream_t stream) {
+  if (samples * rows * steps == 0) return;
+  mask_keys_kernel<<<blocks_for(samples * rows * steps), kThreads, 0, stream>>>(
+      scores, key_mask, samples, rows, steps, value);
   cudaCheck(cudaGetLastError());
 }
 

@@ -20,6 +20,7 @@
 #include "nn/reshape.h"
 #include "nn/simple_rnn.h"
 #include "nn/softmax.h"
+#include "nn/transformer_encoder.h"
 
 namespace ddp {
 
@@ -74,6 +75,7 @@ const std::vector<std::string>& layer_types() {
                                                                   "lstm",
                                                                   "gru",
                                                                   "simple_rnn",
+                                                                  "transformer_encoder",
                                                                   "dropout",
                                                                   "spatial_dropout1d",
                                                                   "spatial_dropout2d",
@@ -176,13 +178,14 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
   const auto& activations = elementwise_activation_names();
   if (spec.type == "dropout" || spec.type == "spatial_dropout1d" || spec.type == "dense" ||
       spec.type == "layer_normalization" || spec.type == "softmax" ||
+      spec.type == "transformer_encoder" ||
       std::ranges::find(activations, spec.type) != activations.end())
     return masking;
   throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
                     (masking->type == "masking" ? " (masking)" : " (mask_zero)") +
                     ": the padding mask reaches it, and only recurrent layers, "
-                    "global_average_pooling1d and layers of one step at a time (dense, dropout, "
-                    "activations, layer_normalization) take masks here");
+                    "global_average_pooling1d, transformer_encoder and layers of one step at a "
+                    "time (dense, dropout, activations, layer_normalization) take masks here");
 }
 
 }  // namespace
@@ -193,7 +196,8 @@ bool is_recurrent(const std::string& type) {
 
 bool has_parameters(const std::string& type) {
   return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
-         is_recurrent(type) || type == "batch_normalization" || type == "layer_normalization";
+         is_recurrent(type) || type == "batch_normalization" || type == "layer_normalization" ||
+         type == "transformer_encoder";
 }
 
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
@@ -322,6 +326,27 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
         layers.push_back(std::make_unique<SimpleRnn>(
             shape[0], shape[1], spec.units, spec.return_sequences, spec.use_bias,
             spec.bidirectional, spec.rate, spec.recurrent_rate, act));
+    } else if (spec.type == "transformer_encoder") {
+      if (shape.rank() != 2)
+        throw ConfigError(spec.path + ": transformer_encoder needs an input of (steps, " +
+                          "features), an embedding's output or a sequence, but gets " +
+                          shape.str());
+      const int64_t dim = shape[1];
+      if (dim % spec.heads != 0)
+        throw ConfigError(spec.path + ".num_heads: " + std::to_string(spec.heads) +
+                          " heads do not divide the input's " + std::to_string(dim) +
+                          " features (each head takes features / num_heads of them)");
+      // in_proj (3 dim x dim + 3 dim), out_proj, linear1 and linear2, two normalizations
+      const auto d = static_cast<uint64_t>(dim), f = static_cast<uint64_t>(spec.intermediate);
+      if (f > budget / (2 * d + 1) || 4 * d * d + 2 * d * f > budget - parameters)
+        throw ConfigError(spec.path + ".intermediate_dim: " + std::to_string(spec.intermediate) +
+                          " over " + std::to_string(dim) + " features take the model past " +
+                          std::to_string(budget) + " parameters, what this process's memory " +
+                          "can train");
+      parameters += 4 * d * d + 2 * d * f + 9 * d + f;
+      layers.push_back(std::make_unique<TransformerEncoder>(shape[0], dim, spec.heads,
+                                                            spec.intermediate, act, spec.rate,
+                                                            spec.epsilon, spec.normalize_first));
     } else if (spec.type == "masking") {
       if (shape.rank() != 2)
         throw ConfigError(spec.path + ": masking needs an input of (steps, features), a " +

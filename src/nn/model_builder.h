@@ -45,6 +45,11 @@ struct LayerSpec {
   // dense: Keras' TimeDistributed(Dense), which is Dense at each step of a sequence: the same
   // layer, under Keras' name and weight group (Note [Keras model config])
   bool time_distributed = false;
+  // transformer_encoder (KerasHub's names): num_heads, intermediate_dim, normalize_first; its
+  // dropout is `rate`, its layer_norm_epsilon `epsilon`, its activation `activation`
+  int64_t heads = 0;
+  int64_t intermediate = 0;
+  bool normalize_first = false;
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

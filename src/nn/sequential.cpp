@@ -278,7 +278,7 @@ std::string Sequential::summary() const {
       for (const ParamEntry& e : *entries) {
         if (e.layer != i) continue;
         count += e.count;
-        prefix = e.name.substr(0, e.name.rfind('.')) + " ";
+        prefix = e.name.substr(0, e.name.find('.', e.name.find('.') + 1)) + " ";  // layers.<k>
       }
     const std::string name =
         prefix + "(" + layers_[i]->describe() + (layers_[i]->frozen() ? ", frozen)" : ")");

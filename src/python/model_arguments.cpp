@@ -200,6 +200,18 @@ void define_layers(py::module_& m) {
       py::arg("units"), py::arg("activation") = "tanh", py::arg("return_sequences") = false,
       py::arg("use_bias") = true, py::arg("dropout") = 0.0, py::arg("recurrent_dropout") = 0.0,
       py::arg("trainable") = true);
+  m.def(
+      "TransformerEncoder",
+      [](int64_t intermediate_dim, int64_t num_heads, double dropout, const std::string& activation,
+         double layer_norm_epsilon, bool normalize_first, bool trainable) {
+        return trained_or_frozen(
+            keras::TransformerEncoder(intermediate_dim, num_heads, dropout, activation,
+                                      layer_norm_epsilon, normalize_first),
+            trainable);
+      },
+      py::arg("intermediate_dim"), py::arg("num_heads"), py::arg("dropout") = 0.0,
+      py::arg("activation") = "relu", py::arg("layer_norm_epsilon") = 1e-5,
+      py::arg("normalize_first") = false, py::arg("trainable") = true);
   m.def("Bidirectional", &keras::Bidirectional, py::arg("layer"));
   m.def("TimeDistributed", &keras::TimeDistributed, py::arg("layer"));
   m.def("Flatten", &keras::Flatten);

@@ -84,6 +84,15 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.use_bias = layer.get("use_bias", true);
       if (spec.type == "simple_rnn")
         spec.activation = layer.choice("activation", simple_rnn_activation_names(), "tanh");
+    } else if (spec.type == "transformer_encoder") {  // KerasHub's names and defaults
+      spec.heads = positive(layer, "num_heads", layer.require<int64_t>("num_heads"));
+      spec.intermediate =
+          positive(layer, "intermediate_dim", layer.require<int64_t>("intermediate_dim"));
+      spec.activation = layer.choice("activation", simple_rnn_activation_names(), "relu");
+      spec.rate = static_cast<float>(in_unit_interval(layer, "dropout", layer.get("dropout", 0.0)));
+      spec.epsilon = static_cast<float>(
+          positive_number(layer, "layer_norm_epsilon", layer.get("layer_norm_epsilon", 1e-5)));
+      spec.normalize_first = layer.get("normalize_first", false);
     } else if (spec.type == "embedding") {  // Keras' names
       spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
       spec.units = positive(layer, "output_dim", layer.require<int64_t>("output_dim"));

@@ -1,7 +1,8 @@
 // Invariants 1 and 2 under mpiexec for layers beyond dense ones, on every all-reduce path (as in
 // test_ddp_training.cpp): dropout, batch normalization with per-rank and synchronized statistics,
 // the multi-label example with its loss weights, weight penalty and exact metrics, the
-// regression example (real-valued targets), class weights and sample weights, an embedding.
+// regression example (real-valued targets), class weights and sample weights (token models:
+// test_ddp_text_models.cpp).
 
 #include <gtest/gtest.h>
 
@@ -331,69 +332,6 @@ TEST_P(DdpModels, FrozenLayersMatchSingleProcess) {
                    " {type: batch_normalization, sync: true}, {type: tanh},"
                    " {type: dense, units: 10, activation: softmax, trainable: false}]"});
   expect_trains_as_one_process(config, comm, 12);  // 3 epochs
-}
-
-// An embedding of token ids, averaged over the tokens: N ranks (the partial last batch split over
-// them, ranks without rows adding nothing to the table's gradient) train what one rank does, with
-// the optimizer state sharded (ZeRO-1) where the path has it.
-TEST_P(DdpModels, EmbeddingMatchesSingleProcess) {
-  MpiCommunicator comm;
-  const Config config = config_with(
-      {"data.train={type: synthetic, samples: 98, features: 12, vocabulary: 40, classes: 4}",
-       "model.input=[12]", "training.tail=partial", "training.check_replicas_every=1",
-       "model.layers=[{type: embedding, input_dim: 40, output_dim: 8},"
-       " {type: global_average_pooling1d}, {type: dense, units: 8, activation: relu},"
-       " {type: dense, units: 4, activation: softmax}]"});
-  expect_trains_as_one_process(config, comm, 12);  // 3 epochs
-}
-
-// Recurrent models: two stacked LSTMs, then two GRUs, then two SimpleRNNs (the first returning
-// every step, both ways; the second with dropout and recurrent dropout, whose masks follow the
-// samples' positions; the second SimpleRNN's GELU keeps each step's sum) over embedded tokens;
-// the GRUs and SimpleRNNs also with id 0 as padding (mask_zero, Note [padding masks]).
-TEST_P(DdpModels, RecurrentMatchesSingleProcess) {
-  MpiCommunicator comm;
-  for (const auto& [type, second, mask] :
-       {std::tuple<std::string, std::string, std::string>{"lstm", "", "false"},
-        {"gru", "", "false"},
-        {"gru", "", "true"},
-        {"simple_rnn", ", activation: gelu", "false"},
-        {"simple_rnn", "", "true"}}) {
-    // Where masked, id 0 is padding: one step in 40, anywhere in a text.
-    const Config config = config_with(
-        {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4}",
-         "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
-         "model.layers=[{type: embedding, input_dim: 40, output_dim: 6, mask_zero: " + mask +
-             "}, {type: " + type + ", units: 8, return_sequences: true, bidirectional: true}, " +
-             "{type: " + type + ", units: 5, dropout: 0.2, recurrent_dropout: 0.3" + second +
-             "}, {type: dense, units: 4, activation: softmax}]"});
-    expect_trains_as_one_process(config, comm, 12);  // 3 epochs
-  }
-}
-
-// Texts of 3 to 10 tokens padded with id 0 (Note [padding masks]): an embedding with mask_zero
-// under spatial and plain dropout, a dense layer at each step (its GELU a layer of its own) and
-// GlobalAveragePooling1D, each text's average over its real tokens; and read two ids a step, as
-// sequences of 5 steps of 2 features whose last steps are zeros, a masking layer under a GRU
-// returning every step and a SimpleRNN, each skipping the padding steps.
-TEST_P(DdpModels, PaddingMasksMatchSingleProcess) {
-  MpiCommunicator comm;
-  for (const auto& [input, layers] :
-       {std::pair<std::string, std::string>{
-            "[10]",
-            "{type: embedding, input_dim: 40, output_dim: 6, mask_zero: true}, "
-            "{type: spatial_dropout1d, rate: 0.3}, {type: dropout, rate: 0.2}, "
-            "{type: dense, units: 5, activation: gelu}, {type: global_average_pooling1d}"},
-        {"[5, 2]",
-         "{type: rescaling, scale: 0.05}, {type: masking}, "
-         "{type: gru, units: 6, return_sequences: true}, {type: simple_rnn, units: 5}"}}) {
-    const Config config = config_with(
-        {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
-         "min_length: 3}",
-         "model.input=" + input, "training.tail=partial", "training.check_replicas_every=1",
-         "model.layers=[" + layers + ", {type: dense, units: 4, activation: softmax}]"});
-    expect_trains_as_one_process(config, comm, 12);  // 3 epochs
-  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, DdpModels, ::testing::Values("shm", "mpi", "hierarchical"),

@@ -164,3 +164,56 @@ def embedding_check(args, env, tmp, pooling, conv=False, windowed=None):
           f"and the {pooling} over the steps, 20 Adam steps "
           f"(2 ranks) vs PyTorch: max abs diff {diff:.2e}")
     return [diff]
+
+
+def transformer_check(args, env, tmp, normalize_first=False, padded=False):
+    """Token ids through an embedding, a transformer_encoder of 2 heads (normalize_first: its
+    normalizations before each branch) and the average over the steps, then a softmax layer: its
+    state_dict in and out, and 20 Adam steps on 2 ranks against torch.nn.TransformerEncoderLayer
+    (batch_first, dropout 0, norm_first) from the same weights (PyTorch's draws). padded: texts
+    padded at the end with id 0, the embedding's mask_zero against PyTorch's src_key_padding_mask
+    and an average over the real steps."""
+    tokens, labels, *lengths = write_tokens(tmp, padded)
+    name = "transformer" + ("_first" if normalize_first else "") + ("_padded" if padded else "")
+    first = ", normalize_first: true" if normalize_first else ""
+    write_token_config(tmp, name, "    - {type: transformer_encoder, num_heads: 2, "
+                                  f"intermediate_dim: 12{first}}}\n"
+                                  "    - {type: global_average_pooling1d}\n", padded)
+    torch.manual_seed(12)
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList(
+        [torch.nn.Embedding(30, 8),
+         torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0,
+                                          batch_first=True, norm_first=normalize_first),
+         torch.nn.Linear(8, 3)])
+    summed = torch.nn.CrossEntropyLoss(reduction="sum")
+
+    def logits(m, rows):
+        pad = tokens[rows] == 0 if padded else None
+        steps = m.layers[1](m.layers[0](tokens[rows]), src_key_padding_mask=pad)
+        if padded:
+            real = (~pad).to(steps.dtype).unsqueeze(2)
+            return m.layers[2]((steps * real).sum(dim=1) / real.sum(dim=1))
+        return m.layers[2](steps.mean(dim=1))
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              f"{tmp}/{name}_in.safetensors")
+    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
+                    "--run-dir", f"{tmp}/{name}_io", "--init-from", f"{tmp}/{name}_in.safetensors",
+                    "--stop-after", "0", "--export-safetensors", f"{tmp}/{name}_io.safetensors"],
+                   check=True, env=env, capture_output=True, timeout=120)
+    reloaded = copy.deepcopy(model)
+    reloaded.load_state_dict(load_file(f"{tmp}/{name}_io.safetensors"))  # strict: every name
+    everything = slice(0, len(labels))
+    with torch.no_grad():
+        io_diff = (logits(reloaded, everything) - logits(model, everything)).abs().max().item()
+
+    def loss_of(rows):
+        return summed(logits(model, rows), labels[rows]) / len(labels[rows])
+
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
+    print(f"embedding, transformer encoder{' (norm_first)' if normalize_first else ''}"
+          f"{' (padded: src_key_padding_mask)' if padded else ''} and the average over the steps:"
+          f" state_dict in and out, predictions within {io_diff:.2e}; 20 Adam steps (2 ranks) vs "
+          f"PyTorch: max abs diff {diff:.2e}")
+    return [io_diff, diff]

@@ -1,0 +1,69 @@
+#pragma once
+// The parameters of a layer made of other layers (a transformer block's attention, feed-forward
+// and normalization layers): each part's under its prefix, in the parts' order, as a PyTorch
+// module names its submodules' tensors ("self_attn.out_proj.weight"). The parts take no
+// update during backward (Note [update in backward]): their gradients go to the flat buffer and
+// the optimizer steps them after backward, as any layer's that cannot hand them over.
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/counter_hash.h"
+#include "nn/layer.h"
+
+namespace ddp {
+
+class LayerParts {
+ public:
+  void add(std::string prefix, Layer& part) { parts_.emplace_back(std::move(prefix), &part); }
+
+  std::vector<ParamSpec> param_specs() const {
+    std::vector<ParamSpec> specs;
+    for (const auto& [prefix, part] : parts_)
+      for (ParamSpec spec : part->param_specs()) {
+        spec.name = prefix + spec.name;
+        specs.push_back(std::move(spec));
+      }
+    return specs;
+  }
+  void bind(std::span<float* const> params, std::span<float* const> grads) const {
+    size_t at = 0;
+    for (const auto& [prefix, part] : parts_) {
+      const size_t count = part->param_specs().size();
+      part->bind(params.subspan(at, count), grads.subspan(at, count));
+      at += count;
+    }
+  }
+  void init_params(Rng& rng, std::span<const std::span<float>> params) const {
+    size_t at = 0;
+    for (const auto& [prefix, part] : parts_) {
+      const size_t count = part->param_specs().size();
+      part->init_params(rng, params.subspan(at, count));
+      at += count;
+    }
+  }
+  // Each part's dropout masks its own (Note [dropout mask]): part i's key is the layer's hashed
+  // with i, as the model derives its layers' keys.
+  void set_pass(const Pass& pass) const {
+    for (size_t i = 0; i < parts_.size(); ++i) {
+      Pass own = pass;
+      own.key = counter_hash(pass.key, i);
+      own.update_in_backward = nullptr;
+      parts_[i].second->set_pass(own);
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, Layer*>> parts_;
+};
+
+// Grows `buffer` to hold `count` floats of backend memory (a layer's saved tensors, sized by the
+// largest batch seen) and returns it.
+inline float* sized(DeviceBuffer& buffer, ComputeBackend& backend, int64_t count) {
+  if (buffer.size() < static_cast<size_t>(count))
+    buffer = DeviceBuffer(backend, static_cast<size_t>(count));
+  return buffer.data();
+}
+
+}  // namespace ddp
