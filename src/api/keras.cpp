@@ -121,6 +121,7 @@ Spec TransformerEncoder(int64_t intermediate_dim, int64_t num_heads, double drop
                {"layer_norm_epsilon", YAML::Node(layer_norm_epsilon)},
                {"normalize_first", YAML::Node(normalize_first)}})};
 }
+Spec PositionEmbedding() { return {map({{"type", YAML::Node("position_embedding")}})}; }
 Spec Bidirectional(Spec layer) {
   const std::string type = layer.node["type"] ? layer.node["type"].as<std::string>() : "";
   if (type != "lstm" && type != "gru" && type != "simple_rnn")

@@ -52,6 +52,9 @@ Spec SimpleRNN(int64_t units, const std::string& activation = "tanh", bool retur
 Spec TransformerEncoder(int64_t intermediate_dim, int64_t num_heads, double dropout = 0.0,
                         const std::string& activation = "relu", double layer_norm_epsilon = 1e-5,
                         bool normalize_first = false);
+// A learned (steps, features) table added to a sequence: KerasHub's TokenAndPositionEmbedding's
+// positions, after an Embedding.
+Spec PositionEmbedding();
 // Keras' Bidirectional wrapper of a recurrent layer: its merge_mode "concat".
 Spec Bidirectional(Spec layer);
 // Keras' TimeDistributed wrapper of a Dense layer: the same as the Dense at each step, under

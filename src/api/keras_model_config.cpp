@@ -142,11 +142,9 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["negative_slope"] = s.negative_slope;
     return {"LeakyReLU", c};
   }
-  if (s.type == "transformer_encoder")  // KerasHub's layer, outside Keras itself
-    throw ConfigError(
-        s.path +
-        ": transformer_encoder is not written to Keras' configs (KerasHub's "
-        "TransformerEncoder is not read or written); save its weights as safetensors");
+  if (s.type == "transformer_encoder" || s.type == "position_embedding")  // KerasHub's
+    throw ConfigError(s.path + ": " + s.type + " is not written to Keras' configs (KerasHub's " +
+                      "layers are not read or written); save its weights as safetensors");
   c["activation"] = s.type;  // an activation's name (Note [fused activations])
   return {"Activation", c};
 }

@@ -16,6 +16,7 @@
 #include "nn/lstm.h"
 #include "nn/masking.h"
 #include "nn/pooling2d.h"
+#include "nn/position_embedding.h"
 #include "nn/rescaling.h"
 #include "nn/reshape.h"
 #include "nn/simple_rnn.h"
@@ -70,6 +71,7 @@ const std::vector<std::string>& layer_types() {
                                                                   "global_average_pooling2d",
                                                                   "global_max_pooling2d",
                                                                   "embedding",
+                                                                  "position_embedding",
                                                                   "global_average_pooling1d",
                                                                   "global_max_pooling1d",
                                                                   "lstm",
@@ -178,14 +180,15 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
   const auto& activations = elementwise_activation_names();
   if (spec.type == "dropout" || spec.type == "spatial_dropout1d" || spec.type == "dense" ||
       spec.type == "layer_normalization" || spec.type == "softmax" ||
-      spec.type == "transformer_encoder" ||
+      spec.type == "transformer_encoder" || spec.type == "position_embedding" ||
       std::ranges::find(activations, spec.type) != activations.end())
     return masking;
   throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
                     (masking->type == "masking" ? " (masking)" : " (mask_zero)") +
                     ": the padding mask reaches it, and only recurrent layers, "
-                    "global_average_pooling1d, transformer_encoder and layers of one step at a "
-                    "time (dense, dropout, activations, layer_normalization) take masks here");
+                    "global_average_pooling1d, transformer_encoder, position_embedding and "
+                    "layers of one step at a time (dense, dropout, activations, "
+                    "layer_normalization) take masks here");
 }
 
 }  // namespace
@@ -197,7 +200,7 @@ bool is_recurrent(const std::string& type) {
 bool has_parameters(const std::string& type) {
   return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
          is_recurrent(type) || type == "batch_normalization" || type == "layer_normalization" ||
-         type == "transformer_encoder";
+         type == "transformer_encoder" || type == "position_embedding";
 }
 
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
@@ -326,6 +329,17 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
         layers.push_back(std::make_unique<SimpleRnn>(
             shape[0], shape[1], spec.units, spec.return_sequences, spec.use_bias,
             spec.bidirectional, spec.rate, spec.recurrent_rate, act));
+    } else if (spec.type == "position_embedding") {
+      if (shape.rank() != 2)
+        throw ConfigError(spec.path + ": position_embedding needs an input of (steps, " +
+                          "features), an embedding's output or a sequence, but gets " +
+                          shape.str());
+      if (static_cast<uint64_t>(shape.numel()) > budget - parameters)
+        throw ConfigError(spec.path + ": a table of " + shape.str() + " takes the model past " +
+                          std::to_string(budget) + " parameters, what this process's memory " +
+                          "can train");
+      parameters += static_cast<uint64_t>(shape.numel());
+      layers.push_back(std::make_unique<PositionEmbedding>(shape[0], shape[1]));
     } else if (spec.type == "transformer_encoder") {
       if (shape.rank() != 2)
         throw ConfigError(spec.path + ": transformer_encoder needs an input of (steps, " +

@@ -212,6 +212,10 @@ void define_layers(py::module_& m) {
       py::arg("intermediate_dim"), py::arg("num_heads"), py::arg("dropout") = 0.0,
       py::arg("activation") = "relu", py::arg("layer_norm_epsilon") = 1e-5,
       py::arg("normalize_first") = false, py::arg("trainable") = true);
+  m.def(
+      "PositionEmbedding",
+      [](bool trainable) { return trained_or_frozen(keras::PositionEmbedding(), trainable); },
+      py::arg("trainable") = true);
   m.def("Bidirectional", &keras::Bidirectional, py::arg("layer"));
   m.def("TimeDistributed", &keras::TimeDistributed, py::arg("layer"));
   m.def("Flatten", &keras::Flatten);

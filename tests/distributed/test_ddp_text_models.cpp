@@ -77,18 +77,22 @@ TEST_P(DdpTextModels, PaddingMasksMatchSingleProcess) {
 
 // Transformer encoders over embedded tokens (Note [self-attention]): post-normalization with
 // dropout (on the attention probabilities and both branches, by the samples' positions) and a GELU
-// feed-forward, then pre-normalization over texts padded with id 0 (the mask on the keys).
+// feed-forward, then learned positions and pre-normalization over texts padded with id 0 (the
+// mask on the keys).
 TEST_P(DdpTextModels, TransformerEncoderMatchesSingleProcess) {
   MpiCommunicator comm;
   for (const auto& [block, mask] :
        {std::pair<std::string, std::string>{"dropout: 0.2, activation: gelu", "false"},
         {"normalize_first: true", "true"}}) {
+    // The second adds learned positions, whose table sums each position's rows over the batch.
+    const std::string positions = mask == "true" ? "{type: position_embedding}, " : "";
     const Config config = config_with(
         {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
          "min_length: 3}",
          "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
          "model.layers=[{type: embedding, input_dim: 40, output_dim: 8, mask_zero: " + mask +
-             "}, {type: transformer_encoder, num_heads: 2, intermediate_dim: 12, " + block +
+             "}, " + positions +
+             "{type: transformer_encoder, num_heads: 2, intermediate_dim: 12, " + block +
              "}, {type: global_average_pooling1d}, {type: dense, units: 4, activation: softmax}]"});
     expect_trains_as_one_process(config, comm, 12);  // 3 epochs
   }

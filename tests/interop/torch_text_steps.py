@@ -166,9 +166,21 @@ def embedding_check(args, env, tmp, pooling, conv=False, windowed=None):
     return [diff]
 
 
+class Positions(torch.nn.Module):
+    """position_embedding: a learned (steps, features) table added to each sample."""
+
+    def __init__(self, steps, features):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.rand(steps, features) - 0.5)
+
+    def forward(self, x):
+        return x + self.weight
+
+
 def transformer_check(args, env, tmp, normalize_first=False, padded=False):
-    """Token ids through an embedding, a transformer_encoder of 2 heads (normalize_first: its
-    normalizations before each branch) and the average over the steps, then a softmax layer: its
+    """Token ids through an embedding, with normalize_first learned positions (position_embedding)
+    and a transformer_encoder of 2 heads whose normalizations come before each branch, else
+    the encoder alone, and the average over the steps, then a softmax layer: its
     state_dict in and out, and 20 Adam steps on 2 ranks against torch.nn.TransformerEncoderLayer
     (batch_first, dropout 0, norm_first) from the same weights (PyTorch's draws). padded: texts
     padded at the end with id 0, the embedding's mask_zero against PyTorch's src_key_padding_mask
@@ -176,25 +188,29 @@ def transformer_check(args, env, tmp, normalize_first=False, padded=False):
     tokens, labels, *lengths = write_tokens(tmp, padded)
     name = "transformer" + ("_first" if normalize_first else "") + ("_padded" if padded else "")
     first = ", normalize_first: true" if normalize_first else ""
-    write_token_config(tmp, name, "    - {type: transformer_encoder, num_heads: 2, "
+    write_token_config(tmp, name, "    - {type: position_embedding}\n" * normalize_first +
+                                  "    - {type: transformer_encoder, num_heads: 2, "
                                   f"intermediate_dim: 12{first}}}\n"
                                   "    - {type: global_average_pooling1d}\n", padded)
     torch.manual_seed(12)
     model = torch.nn.Module()
     model.layers = torch.nn.ModuleList(
-        [torch.nn.Embedding(30, 8),
-         torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0,
+        [torch.nn.Embedding(30, 8)] + [Positions(6, 8)] * normalize_first +
+        [torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0,
                                           batch_first=True, norm_first=normalize_first),
          torch.nn.Linear(8, 3)])
     summed = torch.nn.CrossEntropyLoss(reduction="sum")
 
     def logits(m, rows):
         pad = tokens[rows] == 0 if padded else None
-        steps = m.layers[1](m.layers[0](tokens[rows]), src_key_padding_mask=pad)
+        steps = m.layers[0](tokens[rows])
+        if normalize_first:
+            steps = m.layers[1](steps)
+        steps = m.layers[-2](steps, src_key_padding_mask=pad)
         if padded:
             real = (~pad).to(steps.dtype).unsqueeze(2)
-            return m.layers[2]((steps * real).sum(dim=1) / real.sum(dim=1))
-        return m.layers[2](steps.mean(dim=1))
+            return m.layers[-1]((steps * real).sum(dim=1) / real.sum(dim=1))
+        return m.layers[-1](steps.mean(dim=1))
 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               f"{tmp}/{name}_in.safetensors")
@@ -212,7 +228,8 @@ def transformer_check(args, env, tmp, normalize_first=False, padded=False):
         return summed(logits(model, rows), labels[rows]) / len(labels[rows])
 
     diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
-    print(f"embedding, transformer encoder{' (norm_first)' if normalize_first else ''}"
+    print(f"embedding, {'positions, ' * normalize_first}transformer encoder"
+          f"{' (norm_first)' if normalize_first else ''}"
           f"{' (padded: src_key_padding_mask)' if padded else ''} and the average over the steps:"
           f" state_dict in and out, predictions within {io_diff:.2e}; 20 Adam steps (2 ranks) vs "
           f"PyTorch: max abs diff {diff:.2e}")

@@ -106,9 +106,9 @@ TEST(Masking, ItsMaskGoesOnlyWhereItIsTaken) {
       refusal(Shape{5, 3}, {spec("masking", 0, false, 0), spec("flatten", 0, false, 1),
                             spec("dense", 2, false, 2)}),
       "c.yaml: model.layers.1: flatten after c.yaml: model.layers.0 (masking): the padding "
-      "mask reaches it, and only recurrent layers, global_average_pooling1d, transformer_encoder "
-      "and layers of one step at a time (dense, dropout, activations, layer_normalization) take "
-      "masks here");
+      "mask reaches it, and only recurrent layers, global_average_pooling1d, transformer_encoder, "
+      "position_embedding and layers of one step at a time (dense, dropout, activations, "
+      "layer_normalization) take masks here");
   EXPECT_EQ(refusal(Shape{5, 3}, {spec("masking", 0, false, 0), spec("lstm", 3, true, 1)}),
             "c.yaml: model.layers.0: its padding mask reaches the model's output; end it with a "
             "recurrent layer without return_sequences, or global_average_pooling1d");
