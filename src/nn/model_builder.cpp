@@ -9,19 +9,13 @@
 #include "nn/conv2d.h"
 #include "nn/dense.h"
 #include "nn/dropout.h"
-#include "nn/embedding.h"
-#include "nn/gru.h"
 #include "nn/layer_norm.h"
 #include "nn/leaky_relu.h"
-#include "nn/lstm.h"
-#include "nn/masking.h"
 #include "nn/pooling2d.h"
-#include "nn/position_embedding.h"
 #include "nn/rescaling.h"
 #include "nn/reshape.h"
-#include "nn/simple_rnn.h"
+#include "nn/sequence_layers.h"
 #include "nn/softmax.h"
-#include "nn/transformer_encoder.h"
 
 namespace ddp {
 
@@ -236,7 +230,10 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
         fuses && (spec.activation == "softmax" || (last && spec.activation == "sigmoid") || leaky ||
                   !derivative_from_output(act));
     const Activation fused = split ? Activation::kLinear : act;
-    if (spec.type == "dense") {  // over the last axis, at each position before it (Keras')
+    if (std::unique_ptr<Layer> sequence =
+            sequence_layer(spec, shape, layers.empty(), act, budget, parameters)) {
+      layers.push_back(std::move(sequence));
+    } else if (spec.type == "dense") {  // over the last axis, at each position before it
       if (spec.units <= 0)
         throw ConfigError(spec.path + ".units: must be > 0, got " + std::to_string(spec.units));
       if (spec.time_distributed && shape.rank() < 2)
@@ -288,84 +285,6 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
           spec.type == "global_max_pooling1d" ? Pooling2D::Kind::kGlobalMax1D
                                               : Pooling2D::Kind::kGlobalAverage1D,
           Window2d::make(1, shape[0], shape[1], 1, shape[0], 1, 1, false)));
-    } else if (spec.type == "embedding") {
-      if (!layers.empty())
-        throw ConfigError(spec.path + ": embedding reads token ids, the model's input: it must " +
-                          "be the first layer");
-      const auto size = static_cast<uint64_t>(spec.vocabulary) * static_cast<uint64_t>(spec.units);
-      if (size > budget)
-        throw ConfigError(spec.path + ": a table of " + std::to_string(spec.vocabulary) + " x " +
-                          std::to_string(spec.units) + " takes the model past " +
-                          std::to_string(budget) + " parameters, what this process's memory can " +
-                          "train");
-      parameters += size;
-      layers.push_back(
-          std::make_unique<Embedding>(shape, spec.vocabulary, spec.units, spec.mask_zero));
-    } else if (is_recurrent(spec.type)) {
-      if (shape.rank() != 2)
-        throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, features), " +
-                          "an embedding's output or a sequence, but gets " + shape.str());
-      // Per direction: 4 (LSTM), 3 (GRU) or 1 (SimpleRNN) gates of weights, one bias each (the
-      // GRU's two).
-      const int gates = spec.type == "lstm" ? 4 : spec.type == "gru" ? 3 : 1;
-      const auto biases = spec.use_bias ? (spec.type == "gru" ? 2 : 1) : 0;
-      const auto size = static_cast<uint64_t>((spec.bidirectional ? 2 : 1) * gates * spec.units) *
-                        static_cast<uint64_t>(shape[1] + spec.units + biases);
-      if (spec.units <= 0 || size > budget - parameters)
-        throw ConfigError(spec.path + ".units: " + std::to_string(spec.units) + " units of " +
-                          std::to_string(shape[1]) + " features take the model past " +
-                          std::to_string(budget) + " parameters, what this process's memory " +
-                          "can train");
-      parameters += size;
-      if (spec.type == "lstm")
-        layers.push_back(std::make_unique<Lstm>(
-            shape[0], shape[1], spec.units, spec.return_sequences, spec.use_bias,
-            spec.bidirectional, spec.rate, spec.recurrent_rate));
-      else if (spec.type == "gru")
-        layers.push_back(std::make_unique<Gru>(shape[0], shape[1], spec.units,
-                                               spec.return_sequences, spec.use_bias,
-                                               spec.bidirectional, spec.rate, spec.recurrent_rate));
-      else
-        layers.push_back(std::make_unique<SimpleRnn>(
-            shape[0], shape[1], spec.units, spec.return_sequences, spec.use_bias,
-            spec.bidirectional, spec.rate, spec.recurrent_rate, act));
-    } else if (spec.type == "position_embedding") {
-      if (shape.rank() != 2)
-        throw ConfigError(spec.path + ": position_embedding needs an input of (steps, " +
-                          "features), an embedding's output or a sequence, but gets " +
-                          shape.str());
-      if (static_cast<uint64_t>(shape.numel()) > budget - parameters)
-        throw ConfigError(spec.path + ": a table of " + shape.str() + " takes the model past " +
-                          std::to_string(budget) + " parameters, what this process's memory " +
-                          "can train");
-      parameters += static_cast<uint64_t>(shape.numel());
-      layers.push_back(std::make_unique<PositionEmbedding>(shape[0], shape[1]));
-    } else if (spec.type == "transformer_encoder") {
-      if (shape.rank() != 2)
-        throw ConfigError(spec.path + ": transformer_encoder needs an input of (steps, " +
-                          "features), an embedding's output or a sequence, but gets " +
-                          shape.str());
-      const int64_t dim = shape[1];
-      if (dim % spec.heads != 0)
-        throw ConfigError(spec.path + ".num_heads: " + std::to_string(spec.heads) +
-                          " heads do not divide the input's " + std::to_string(dim) +
-                          " features (each head takes features / num_heads of them)");
-      // in_proj (3 dim x dim + 3 dim), out_proj, linear1 and linear2, two normalizations
-      const auto d = static_cast<uint64_t>(dim), f = static_cast<uint64_t>(spec.intermediate);
-      if (f > budget / (2 * d + 1) || 4 * d * d + 2 * d * f > budget - parameters)
-        throw ConfigError(spec.path + ".intermediate_dim: " + std::to_string(spec.intermediate) +
-                          " over " + std::to_string(dim) + " features take the model past " +
-                          std::to_string(budget) + " parameters, what this process's memory " +
-                          "can train");
-      parameters += 4 * d * d + 2 * d * f + 9 * d + f;
-      layers.push_back(std::make_unique<TransformerEncoder>(shape[0], dim, spec.heads,
-                                                            spec.intermediate, act, spec.rate,
-                                                            spec.epsilon, spec.normalize_first));
-    } else if (spec.type == "masking") {
-      if (shape.rank() != 2)
-        throw ConfigError(spec.path + ": masking needs an input of (steps, features), a " +
-                          "sequence, but gets " + shape.str());
-      layers.push_back(std::make_unique<Masking>(shape, spec.mask_value));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "spatial_dropout1d" || spec.type == "spatial_dropout2d") {
