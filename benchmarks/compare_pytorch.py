@@ -7,7 +7,7 @@ variant. Raw runs, commit, date, lscpu, load averages and each process's CPU bin
 benchmarks/results/compare_pytorch.json; the tables to compare_pytorch.md (see
 benchmarks/compare_report.py).
   benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py [--reps 5] [--quick]
-      [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta,w5,w6,bf16]  (a subset: compare_pytorch_<subset>.*)
+      [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta,w5,w6,w7,bf16]  (a subset: compare_pytorch_<subset>.*)
 Competitors: Debian's python3-torch (OpenBLAS; with the OPENBLAS_CORETYPE ddp-trainer would choose
 and with OpenBLAS's own detection), PyPI's newest torch (MKL; eager, foreach and fused optimizers,
 torch.compile) and Keras from benchmarks/setup_frameworks.sh. The bf16 rows (not in the default
@@ -33,9 +33,10 @@ from time_to_accuracy import time_to_accuracy_rows
 
 CONFIGS = {"w1": "configs/w1_seed.yaml", "w2": "configs/w2_fmnist_mlp.yaml",
            "w3": "configs/w3_wide_mlp.yaml", "w4": "configs/fashion_mnist_cnn.yaml",
-           "w5": "configs/w5_text_lstm.yaml", "w6": "configs/w6_text_gru.yaml"}
-BATCH = {"w1": 32, "w2": 128, "w3": 64, "w4": 64, "w5": 64, "w6": 64}
-GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4", "w4tta", "w5", "w6")
+           "w5": "configs/w5_text_lstm.yaml", "w6": "configs/w6_text_gru.yaml",
+           "w7": "configs/w7_text_transformer.yaml"}
+BATCH = {"w1": 32, "w2": 128, "w3": 64, "w4": 64, "w5": 64, "w6": 64, "w7": 64}
+GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4", "w4tta", "w5", "w6", "w7")
 EXTRA_GROUPS = ("bf16",)  # run when asked for with --only
 BF16 = "training.bf16_matmul=true"
 # The update after backward, as before Note [update in backward]: its phases give the roofline.
@@ -240,10 +241,11 @@ def main():
         two_core_rows(row, torch_runners, "w4", steps(100), 10,
                       dict(two_core, channels_last=True), strong=False)
 
-    for w in ("w5", "w6"):
+    for w in ("w5", "w6", "w7"):
         if w not in only:
             continue
-        # The LSTM (W5) or GRU (W6) text classifier: 1 x 1, and 2 cores (weak scaling).
+        # The LSTM (W5), GRU (W6) or transformer (W7) text classifier: 1 x 1, and 2 cores (weak
+        # scaling).
         row(w, {"ours": lambda w=w: ours(w, 1, steps(300), 30),
                 **torch_runners(w, 1, 1, 64, steps(200), 20)})
         two_core_rows(row, torch_runners, w, steps(300), 30, two_core, strong=False)

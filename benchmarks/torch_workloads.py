@@ -99,11 +99,31 @@ class TextRecurrent(torch.nn.Module):
         return self.layers[2](steps[:, -1])
 
 
+class TextTransformer(torch.nn.Module):
+    """W7, configs/w7_text_transformer.yaml: token ids -> embedding 32 -> learned positions ->
+    nn.TransformerEncoderLayer (4 heads, feed-forward 64, dropout 0.1, batch_first) -> the mean
+    over the steps -> dense 4; parameter names as ddp-trainer's (layers.<k>)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([
+            torch.nn.Embedding(500, 32), torch.nn.Embedding(40, 32),  # the positions' table
+            torch.nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.1,
+                                             batch_first=True),
+            torch.nn.Linear(32, 4)])
+
+    def forward(self, x):  # x: (N, 40) token ids
+        steps = self.layers[0](x) + self.layers[1].weight
+        return self.layers[3](self.layers[2](steps).mean(dim=1))
+
+
 def workload(name, channels_last=False):
     g = torch.Generator().manual_seed(0)
-    if name in ("w5", "w6"):  # synthetic texts as their configs: 8,000 of 40 ids below 500
+    if name in ("w5", "w6", "w7"):  # synthetic texts as their configs: 8,000 of 40 ids below 500
         x, y = torch.randint(0, 500, (8000, 40), generator=g), torch.randint(0, 4, (8000,),
                                                                              generator=g)
+        if name == "w7":
+            return x, y, TextTransformer(), ("adam", 1e-3), 64
         cell = torch.nn.LSTM if name == "w5" else torch.nn.GRU
         return x, y, TextRecurrent(cell), ("adam", 5e-3), 64
     if name == "w1":
@@ -306,7 +326,7 @@ def seed_job(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--workload", choices=["w1", "w2", "w3", "w4", "w5", "w6"],
+    p.add_argument("--workload", choices=["w1", "w2", "w3", "w4", "w5", "w6", "w7"],
                    default="w2")
     p.add_argument("--ranks", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)

@@ -209,12 +209,17 @@ void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t ba
 
 void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps, float rate,
              uint64_t key, int64_t first_row) {
+  if (rate == 0) {  // evaluation: every element kept, times 1
+    if (in != out) std::memmove(out, in, static_cast<size_t>(rows * row_size) * sizeof(float));
+    return;
+  }
   const float keep_scale = 1.0f / (1.0f - rate);
+  const uint64_t threshold = dropout_threshold(rate);
   const int64_t width = row_size / steps;
   for (int64_t i = 0; i < rows * row_size; i += width) {
     const auto first = static_cast<uint64_t>((first_row + i / row_size) * width);
     for (int64_t e = 0; e < width; ++e)
-      out[i + e] = dropout_drops(key, first + static_cast<uint64_t>(e), rate)
+      out[i + e] = dropout_drops_below(key, first + static_cast<uint64_t>(e), threshold)
                        ? 0.0f
                        : in[i + e] * keep_scale;
   }

@@ -24,4 +24,14 @@ DDP_HOST_DEVICE inline bool dropout_drops(uint64_t key, uint64_t counter, float 
   return static_cast<float>(counter_hash(key, counter) >> 40) * 0x1.0p-24f < rate;
 }
 
+// dropout_drops in integers, which a compiler vectorizes: the hash's top 24 bits h are exact in a
+// float and scaling by 2^-24 is exact, so h * 2^-24 < rate exactly when h < rate * 2^24, that is
+// when h < ceil(rate * 2^24), this threshold.
+inline uint64_t dropout_threshold(float rate) {
+  return static_cast<uint64_t>(__builtin_ceilf(rate * 0x1.0p24f));
+}
+inline bool dropout_drops_below(uint64_t key, uint64_t counter, uint64_t threshold) {
+  return (counter_hash(key, counter) >> 40) < threshold;
+}
+
 }  // namespace ddp

@@ -326,5 +326,33 @@ TEST(Dropout, MaskDependsOnPositionNotOnHowRowsAreSplit) {
   EXPECT_NE(whole, other);
 }
 
+// The CPU's integer form of the mask (dropout_threshold) drops exactly what dropout_drops does,
+// which the CUDA kernels use: at rates of every kind, each element of each row of the layer's
+// mask is the element dropout_drops draws.
+TEST(Dropout, TheCpusMaskIsDropoutDropsMask) {
+  auto backend = make_cpu_backend();
+  const int64_t features = 1000;
+  const std::vector<float> x(4 * features, 1.0f);
+  for (const float rate : {0.5f, 0.1f, 0.3f, 1e-7f, 0x1.0p-24f, 0x1.8p-24f, 0.75f, 0.99999994f}) {
+    Dropout layer(Shape{features}, rate);
+    std::vector<float> y(x.size());
+    layer.set_pass({true, 9, 300, {}});
+    layer.forward(*backend, x.data(), y.data(), 4);
+    for (int64_t i = 0; i < static_cast<int64_t>(x.size()); ++i)
+      ASSERT_EQ(y[i] == 0, dropout_drops(9, static_cast<uint64_t>(300 * features + i), rate))
+          << "rate " << rate << ", element " << i;
+  }
+  // Hashes whose top 24 bits are 1 drop at 1.5 x 2^-24 (1 < 1.5) and not at 2^-24.
+  EXPECT_EQ(dropout_threshold(0x1.8p-24f), 2u);
+  EXPECT_EQ(dropout_threshold(0x1.0p-24f), 1u);
+  EXPECT_EQ(dropout_threshold(0.5f), uint64_t{1} << 23);
+  EXPECT_EQ(dropout_threshold(0.0f), 0u);
+  for (uint64_t counter = 0; counter < 100000; ++counter)
+    for (const float rate : {0.3f, 0x1.0p-24f})
+      ASSERT_EQ(dropout_drops_below(3, counter, dropout_threshold(rate)),
+                dropout_drops(3, counter, rate))
+          << counter;
+}
+
 }  // namespace
 }  // namespace ddp
