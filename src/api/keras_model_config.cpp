@@ -321,6 +321,9 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     if (a == "linear") return {};  // the identity: no layer
     out["type"] = a;
     if (a == "leaky_relu") out["negative_slope"] = kLeakyReluActivationSlope;
+  } else if (class_name == "TransformerEncoder" || class_name == "TokenAndPositionEmbedding") {
+    throw ConfigError(in.where() + ": KerasHub's layers are not read from Keras' configs; " +
+                      "ddp.TransformerEncoder and ddp.PositionEmbedding build it");
   } else {
     in.refuse("the layer class " + class_name);
   }

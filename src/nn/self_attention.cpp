@@ -33,8 +33,9 @@ void SelfAttention::forward(ComputeBackend& backend, const float* x, float* y, i
     backend.batched_matmul(batch, steps_, steps_, head_dim_, scale, part(0, h).in(qkv),
                            part(1, h).in(qkv, /*transposed=*/true), probs_block(h).out(probs),
                            false);
-  // Padding keys score the lowest float: e^(lowest - max) underflows to nothing beside any real
-  // key, and a sample with none real attends evenly, finite (Keras' rule).
+  // Padding keys score the lowest float: their weights come out 0 (CUDA's expf) or 2^-126 of the
+  // row's largest (the CPU's vector exp clamps its argument), nothing beside any real key's; a
+  // sample with no real key attends evenly, finite (Keras' rule).
   if (output_mask())
     backend.mask_keys(probs, output_mask(), batch, heads_ * steps_, steps_,
                       std::numeric_limits<float>::lowest());

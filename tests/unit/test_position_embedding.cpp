@@ -97,6 +97,12 @@ TEST(PositionEmbedding, WithATransformerThroughTheKerasApi) {
   EXPECT_EQ(other.predict(arrays), trained.predict(arrays));
   std::filesystem::remove(path);
 
+  const nlohmann::json hub = nlohmann::json::parse(
+      R"({"class_name": "TransformerEncoder", "config": {"name": "transformer_encoder",
+          "intermediate_dim": 64, "num_heads": 4}})");
+  EXPECT_EQ(error_of<ConfigError>([&] { keras::keras_layer(hub, "m.keras: layers[2]"); }),
+            "m.keras: layers[2] (TransformerEncoder): KerasHub's layers are not read from Keras' "
+            "configs; ddp.TransformerEncoder and ddp.PositionEmbedding build it");
   LayerSpec positions{"position_embedding", 0, "linear", "model.layers.1"};
   EXPECT_EQ(error_of<ConfigError>([&] {
               keras::keras_model_config({positions}, Shape{6, 8});
