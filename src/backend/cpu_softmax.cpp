@@ -36,10 +36,13 @@ ExpRow exp_minus_max(const float* z, int64_t cols, float* exps) {
 }
 #else
 ExpRow exp_minus_max(const float* z, int64_t cols, float* exps) {
-  const float* max = std::max_element(z, z + cols);
+  // The max by value: exps may be z (an in-place softmax), whose max the loop overwrites.
+  const float* top = std::max_element(z, z + cols);
+  const float max = *top;
+  const int64_t argmax = top - z;
   double sum = 0;
-  for (int64_t c = 0; c < cols; ++c) sum += (exps[c] = std::exp(z[c] - *max));
-  return {*max, max - z, sum};
+  for (int64_t c = 0; c < cols; ++c) sum += (exps[c] = std::exp(z[c] - max));
+  return {max, argmax, sum};
 }
 #endif
 

@@ -14,7 +14,7 @@ struct ExpRow {
   double sum;      // of the exps
 };
 
-// exps[c] = e^(z[c] - max) for c < cols, z one row (cols), exps (cols).
+// exps[c] = e^(z[c] - max) for c < cols, z one row (cols), exps (cols); exps may be z.
 ExpRow exp_minus_max(const float* z, int64_t cols, float* exps);
 
 // Row-wise softmax of x (rows, cols) into y (rows, cols).

@@ -129,5 +129,19 @@ TEST(SoftmaxRows, RowsArePositiveSumToOneAndKeepTheOrder) {
   }
 }
 
+// In place (attention's probabilities overwrite their scores), forward and backward give the bits
+// of separate buffers, on the vector path and on the scalar one (the portable build's).
+TEST(SoftmaxRows, InPlaceIsTheSame) {
+  const int64_t rows = 4, cols = 23;
+  std::vector<float> x = random_vector(rows * cols, 12, -5, 5), y(x.size());
+  cpu::softmax_rows(x.data(), y.data(), rows, cols);
+  cpu::softmax_rows(x.data(), x.data(), rows, cols);
+  EXPECT_EQ(x, y);
+  std::vector<float> dy = random_vector(x.size(), 13), dx(x.size());
+  cpu::softmax_backward_rows(y.data(), dy.data(), dx.data(), rows, cols);
+  cpu::softmax_backward_rows(y.data(), dy.data(), dy.data(), rows, cols);
+  EXPECT_EQ(dy, dx);
+}
+
 }  // namespace
 }  // namespace ddp
