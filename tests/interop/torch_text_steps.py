@@ -45,6 +45,18 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
 
 
+def round_trip(args, env, tmp, name, model):
+    """`model`'s state_dict as saved through ddp_train on 2 ranks ({tmp}/{name}.yaml): in with
+    --init-from, out of --export-safetensors untrained; the tensors that came out."""
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              f"{tmp}/{name}0.safetensors")
+    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
+                    "--run-dir", f"{tmp}/{name}_io", "--init-from", f"{tmp}/{name}0.safetensors",
+                    "--stop-after", "0", "--export-safetensors", f"{tmp}/{name}_io.safetensors"],
+                   check=True, env=env, capture_output=True, timeout=120)
+    return load_file(f"{tmp}/{name}_io.safetensors")
+
+
 def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation="tanh",
                     padded=False):
     """Token ids through an embedding and two LSTMs, GRUs or SimpleRNNs (`cell`: lstm, gru or
@@ -88,13 +100,7 @@ def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation
         h_n = h_n[0] if cell == "lstm" else h_n  # the LSTM's (h_n, c_n)
         return m.layers[3](torch.cat(list(h_n), dim=1))
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              f"{tmp}/{name}0.safetensors")
-    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
-                    "--run-dir", f"{tmp}/{name}_io", "--init-from", f"{tmp}/{name}0.safetensors",
-                    "--stop-after", "0", "--export-safetensors", f"{tmp}/{name}_io.safetensors"],
-                   check=True, env=env, capture_output=True, timeout=120)
-    exported = load_file(f"{tmp}/{name}_io.safetensors")
+    exported = round_trip(args, env, tmp, name, model)
     reloaded = copy.deepcopy(model)
     reloaded.load_state_dict(exported)  # strict: every name of nn.LSTM's, nn.GRU's or nn.RNN's
     everything = slice(0, len(labels))
@@ -212,14 +218,8 @@ def transformer_check(args, env, tmp, normalize_first=False, padded=False):
             return m.layers[-1]((steps * real).sum(dim=1) / real.sum(dim=1))
         return m.layers[-1](steps.mean(dim=1))
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              f"{tmp}/{name}_in.safetensors")
-    subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/{name}.yaml",
-                    "--run-dir", f"{tmp}/{name}_io", "--init-from", f"{tmp}/{name}_in.safetensors",
-                    "--stop-after", "0", "--export-safetensors", f"{tmp}/{name}_io.safetensors"],
-                   check=True, env=env, capture_output=True, timeout=120)
     reloaded = copy.deepcopy(model)
-    reloaded.load_state_dict(load_file(f"{tmp}/{name}_io.safetensors"))  # strict: every name
+    reloaded.load_state_dict(round_trip(args, env, tmp, name, model))  # strict: every name
     everything = slice(0, len(labels))
     with torch.no_grad():
         io_diff = (logits(reloaded, everything) - logits(model, everything)).abs().max().item()
