@@ -414,4 +414,12 @@ class DeviceBuffer {
   size_t count_ = 0;
 };
 
+// `buffer` grown to hold `count` floats of `backend`'s memory, and its data: a layer's saved
+// tensors and scratch, sized by the largest batch seen (what it held is not kept when it grows).
+inline float* sized(ComputeBackend& backend, DeviceBuffer& buffer, int64_t count) {
+  if (buffer.size() < static_cast<size_t>(count))
+    buffer = DeviceBuffer(backend, static_cast<size_t>(count));
+  return buffer.data();
+}
+
 }  // namespace ddp

@@ -25,9 +25,8 @@ void LayerNorm::init_params(Rng& /*rng*/, std::span<const std::span<float>> para
 }
 
 void LayerNorm::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
-  const auto count = static_cast<size_t>(2 * rows(batch));
-  if (stats_.size() < count) stats_ = DeviceBuffer(backend, count);
-  backend.layer_norm_forward(x, gamma_, beta_, y, stats_.data(), rows(batch), features_, epsilon_);
+  backend.layer_norm_forward(x, gamma_, beta_, y, sized(backend, stats_, 2 * rows(batch)),
+                             rows(batch), features_, epsilon_);
 }
 
 void LayerNorm::backward(ComputeBackend& backend, const float* x, const float* /*y*/, float* dy,

@@ -58,12 +58,4 @@ class LayerParts {
   std::vector<std::pair<std::string, Layer*>> parts_;
 };
 
-// Grows `buffer` to hold `count` floats of backend memory (a layer's saved tensors, sized by the
-// largest batch seen) and returns it.
-inline float* sized(DeviceBuffer& buffer, ComputeBackend& backend, int64_t count) {
-  if (buffer.size() < static_cast<size_t>(count))
-    buffer = DeviceBuffer(backend, static_cast<size_t>(count));
-  return buffer.data();
-}
-
 }  // namespace ddp

@@ -107,12 +107,6 @@ void Recurrent::init_params(Rng& rng, std::span<const std::span<float>> params) 
   }
 }
 
-float* Recurrent::sized(ComputeBackend& backend, DeviceBuffer& buffer, int64_t count) {
-  if (buffer.size() < static_cast<size_t>(count))
-    buffer = DeviceBuffer(backend, static_cast<size_t>(count));
-  return buffer.data();
-}
-
 void Recurrent::reorder(ComputeBackend& backend, const float* from, float* to, int64_t batch,
                         int64_t width, int64_t stride, int64_t column, bool back) const {
   for (int64_t t = 0; t < steps_; ++t) {

@@ -95,7 +95,6 @@ class Recurrent : public Layer {
   // step's h from its output and from the step after it.
   void sum_gradients(ComputeBackend& backend, const float* dh, const float* dh_more, float* out,
                      int64_t batch) const;
-  float* sized(ComputeBackend& backend, DeviceBuffer& buffer, int64_t count);
 
   const int64_t steps_, features_, units_;
 

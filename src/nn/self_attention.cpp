@@ -24,9 +24,9 @@ void SelfAttention::set_pass(const Pass& pass) {
 
 void SelfAttention::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
   const int64_t rows = batch * steps_, block = heads_ * steps_ * steps_;
-  float* qkv = sized(qkv_, backend, rows * 3 * dim_);
-  float* probs = sized(probs_, backend, batch * block);
-  float* mixed = sized(mixed_, backend, rows * dim_);
+  float* qkv = sized(backend, qkv_, rows * 3 * dim_);
+  float* probs = sized(backend, probs_, batch * block);
+  float* mixed = sized(backend, mixed_, rows * dim_);
   in_proj_.forward(backend, x, qkv, batch);
   const auto scale = static_cast<float>(1 / std::sqrt(static_cast<double>(head_dim_)));
   for (int64_t h = 0; h < heads_; ++h)
@@ -42,7 +42,7 @@ void SelfAttention::forward(ComputeBackend& backend, const float* x, float* y, i
   backend.softmax_forward(probs, probs, batch * heads_ * steps_, steps_);
   const float* mixing = probs;
   if (dropout_rate() > 0) {
-    float* dropped = sized(dropped_, backend, batch * block);
+    float* dropped = sized(backend, dropped_, batch * block);
     backend.dropout(probs, dropped, batch, block, 1, dropout_rate(), pass_.key,
                     pass_.first_position);
     mixing = dropped;
@@ -62,9 +62,9 @@ void SelfAttention::backward(ComputeBackend& backend, const float* x, const floa
   const float* qkv = qkv_.data();
   const float* probs = probs_.data();
   const float* mixing = dropout_rate() > 0 ? dropped_.data() : probs;
-  float* dmixed = sized(dmixed_, backend, rows * dim_);
-  float* dprobs = sized(scratch_, backend, batch * block);
-  float* dqkv = sized(dqkv_, backend, rows * 3 * dim_);
+  float* dmixed = sized(backend, dmixed_, rows * dim_);
+  float* dprobs = sized(backend, scratch_, batch * block);
+  float* dqkv = sized(backend, dqkv_, rows * 3 * dim_);
   out_proj_.backward(backend, mixed_.data(), y, dy, dmixed, batch, accumulate);
   for (int64_t h = 0; h < heads_; ++h) {
     backend.batched_matmul(batch, steps_, steps_, head_dim_, 1.0f, head_columns(h).in(dmixed),

@@ -53,15 +53,15 @@ void TransformerEncoder::drop(ComputeBackend& backend, int site, const float* in
 void TransformerEncoder::feed_forward(ComputeBackend& backend, const float* in, float* out,
                                       int64_t batch) {
   const int64_t inner = batch * steps_ * intermediate_;
-  float* activated = sized(act_out_, backend, inner);
+  float* activated = sized(backend, act_out_, inner);
   if (fused_) {
     linear1_.forward(backend, in, activated, batch);
   } else {
-    float* pre = sized(pre_, backend, inner);
+    float* pre = sized(backend, pre_, inner);
     linear1_.forward(backend, in, pre, batch);
     backend.activation_forward(act_, pre, activated, static_cast<size_t>(inner));
   }
-  float* dropped = dropout_ > 0 ? sized(dropped_, backend, inner) : activated;
+  float* dropped = dropout_ > 0 ? sized(backend, dropped_, inner) : activated;
   drop(backend, 1, activated, dropped, batch, intermediate_);
   linear2_.forward(backend, dropped, out, batch);
   drop(backend, 2, out, out, batch, dim_);
@@ -71,8 +71,8 @@ void TransformerEncoder::feed_forward_backward(ComputeBackend& backend, const fl
                                                float* d_out, float* d_in, int64_t batch,
                                                bool accumulate) {
   const int64_t inner = batch * steps_ * intermediate_;
-  float* d_linear2 = sized(d_c_, backend, batch * steps_ * dim_);
-  float* d_inner = sized(d_inner_, backend, inner);
+  float* d_linear2 = sized(backend, d_c_, batch * steps_ * dim_);
+  float* d_inner = sized(backend, d_inner_, inner);
   drop(backend, 2, d_out, d_linear2, batch, dim_);
   const float* dropped = dropout_ > 0 ? dropped_.data() : act_out_.data();
   linear2_.backward(backend, dropped, d_out, d_linear2, d_inner, batch, accumulate);
@@ -88,11 +88,11 @@ void TransformerEncoder::feed_forward_backward(ComputeBackend& backend, const fl
 
 void TransformerEncoder::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
   const int64_t count = batch * steps_ * dim_;
-  float* sum1 = sized(sum1_, backend, count);
-  float* ff_in = sized(ff_in_, backend, count);
+  float* sum1 = sized(backend, sum1_, count);
+  float* ff_in = sized(backend, ff_in_, count);
   const float* attended = x;
   if (normalize_first_) {
-    float* normalized = sized(normalized_, backend, count);
+    float* normalized = sized(backend, normalized_, count);
     norm1_.forward(backend, x, normalized, batch);
     attended = normalized;
   }
@@ -106,7 +106,7 @@ void TransformerEncoder::forward(ComputeBackend& backend, const float* x, float*
     return;
   }
   norm1_.forward(backend, sum1, ff_in, batch);  // y = norm2(ff_in + ff(ff_in))
-  float* sum2 = sized(sum2_, backend, count);
+  float* sum2 = sized(backend, sum2_, count);
   feed_forward(backend, ff_in, sum2, batch);
   backend.add_to(ff_in, sum2, static_cast<size_t>(count));
   norm2_.forward(backend, sum2, y, batch);
@@ -116,8 +116,8 @@ void TransformerEncoder::forward(ComputeBackend& backend, const float* x, float*
 void TransformerEncoder::backward(ComputeBackend& backend, const float* x, const float* y,
                                   float* dy, float* dx, int64_t batch, bool accumulate) {
   const int64_t count = batch * steps_ * dim_;
-  float* d_a = sized(d_a_, backend, count);
-  float* d_b = sized(d_b_, backend, count);
+  float* d_a = sized(backend, d_a_, count);
+  float* d_b = sized(backend, d_b_, count);
   const float* sum1 = sum1_.data();
   if (normalize_first_) {
     feed_forward_backward(backend, ff_in_.data(), dy, d_b, batch, accumulate);
@@ -129,7 +129,7 @@ void TransformerEncoder::backward(ComputeBackend& backend, const float* x, const
     backend.add_to(d_a, d_b, static_cast<size_t>(count));  // d_b: ff_in's gradient
     norm1_.backward(backend, sum1, ff_in_.data(), d_b, d_a, batch, accumulate);
   }
-  float* d_attention = sized(d_c_, backend, count);
+  float* d_attention = sized(backend, d_c_, count);
   drop(backend, 0, d_a, d_attention, batch, dim_);
   if (normalize_first_) {
     attention_.backward(backend, normalized_.data(), sum1, d_attention, d_b, batch, accumulate);
