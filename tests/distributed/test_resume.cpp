@@ -134,6 +134,19 @@ TEST(Resume, RecurrentWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
   }
 }
 
+// A transformer encoder's three dropouts and its attention's (Note [self-attention]) with learned
+// positions over 8 steps of 8 features: the masks come from the key and the positions too.
+TEST(Resume, TransformerWithDropoutBitIdenticalInTheMiddleOfAnEpoch) {
+  MpiCommunicator comm;
+  const Config config = resume_config(
+      "adam", "auto",
+      {"data.train.features=64", "model.input=[8, 8]",
+       "model.layers=[{type: position_embedding}, {type: transformer_encoder, num_heads: 2,"
+       " intermediate_dim: 12, dropout: 0.3}, {type: global_average_pooling1d},"
+       " {type: dense, units: 5, activation: softmax}]"});
+  straight_and_resumed(config, comm, 33);
+}
+
 // Note [augmentation]: the draws come from (seed, epoch, position), which a checkpoint restores.
 TEST(Resume, AugmentedConvnetBitIdenticalInTheMiddleOfAnEpoch) {
   MpiCommunicator comm;
