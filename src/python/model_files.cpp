@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/input_file.h"
 #include "keras_optimizer_vars.h"
+#include "keras_variables.h"
 #include "keras_weights_file.h"
 
 namespace ddp::python {
@@ -155,6 +156,8 @@ void define_file_methods(py::module_& module, py::class_<keras::Sequential>& seq
             if (!overwrite) refuse_to_replace(runtime(), path, "save_weights");
             built(self);
             if (!is_keras_weights_file(path)) return self.save_weights(path);
+            // Layers without a Keras layout are refused on every rank, before rank 0 writes.
+            keras_groups(self.layer_types());
             self.save_weights(
                 path, [types = self.layer_types()](const std::string& p, const auto& weights) {
                   write_keras_weights(p, weights, types);

@@ -19,7 +19,8 @@ Keras' LearningRateScheduler does (rank 0's rate trains every rank; refused unde
 Keras weights files (.h5): Keras' groups and layouts, a round trip bit for bit, the errors;
 Keras' arguments: shuffle=False, initial_epoch, the History object, evaluate's forms, optimizers
 by name, count_params, predict's batch_size and verbose; BackupAndRestore: a job killed on 2 ranks goes on on 1 to the
-uninterrupted run's weights; summary() prints once.
+uninterrupted run's weights; summary() prints once; the transformer layers fit, their weights go
+both ways as safetensors, and Keras' files refuse them on every rank (python_api_text.py).
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -33,6 +34,7 @@ from python_api_keras import (check_keras_optimizer_state, keras_arguments, kera
                               keras_optimizer_state)
 from python_api_ranks import (backup, callbacks, child, data, errors, fit_memory, learning_rate,
                               one_rank_fails, regression)
+from python_api_text import transformer
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -153,6 +155,23 @@ class Scenarios:
             assert "\n" not in message and (message or kind == "none"), message
         assert "training.allreduce" in cases[3][1], cases[3][1]
         assert "/nonexistent/w.safetensors" in cases[5][1], cases[5][1]
+
+    def transformer_layers(self):
+        out = os.path.join(self.tmp, "transformer")
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--transformer", out],
+                 "the transformer under mpiexec -n 2")
+        a, b = (json.load(open(f"{out}.{r}")) for r in range(2))
+        assert a["loss"] == b["loss"], "the ranks' histories differ"
+        assert a["loss"][-1] < a["loss"][0], a["loss"]
+        assert a["shapes"]["layers.1.weight"] == [6, 8], a["shapes"]
+        assert a["shapes"]["layers.2.self_attn.in_proj_weight"] == [24, 8], a["shapes"]
+        assert a["shapes"]["layers.2.linear1.weight"] == [16, 8], a["shapes"]
+        assert a["reloaded_same"] and a["before_differs"], a
+        assert "model.layers.1: position_embedding is not written to Keras' configs" in \
+            a["refusals"][0], a["refusals"]
+        assert a["refusals"][1].startswith("position_embedding: Keras' weights files"), a["refusals"]
+        print(f"  transformer on 2 ranks: loss {a['loss'][0]:.3f} -> {a['loss'][-1]:.3f}, "
+              "safetensors both ways, Keras' files refused naming the layer")
 
     def float_y_is_a_regression(self):
         import numpy as np
@@ -455,6 +474,7 @@ def main():
     p.add_argument("--one-rank-fails", action="store_true")
     p.add_argument("--fit-memory", action="store_true")
     p.add_argument("--regression")
+    p.add_argument("--transformer")
     p.add_argument("--callbacks")
     p.add_argument("--learning-rate")
     p.add_argument("--keras-file")
@@ -473,6 +493,8 @@ def main():
         return fit_memory()
     if a.regression:
         return regression(a.regression)
+    if a.transformer:
+        return transformer(a.transformer)
     if a.callbacks:
         return callbacks(a.callbacks)
     if a.learning_rate:
@@ -491,6 +513,7 @@ def main():
                               "trains_what_ddp_train_does", "an_uncaught_exception_ends_the_job",
                               "mistakes_raise_one_line_errors",
                               "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
+                              "transformer_layers",
                               "python_callbacks_see_each_epoch_and_stop_the_fit",
                               "callbacks_set_the_learning_rate", "keras_weights_files",
                               "keras_files_carry_the_optimizer",

@@ -1,0 +1,49 @@
+"""The transformer layers through the Python module (run_python_api_scenario.py's
+`transformer_layers` case, under mpiexec -n 2): ddp.Embedding, ddp.PositionEmbedding and
+ddp.TransformerEncoder with KerasHub's arguments fit on token ids, their weights under PyTorch's
+names, safetensors both ways, and Keras' files refused naming the layer. Each rank writes what it
+saw to OUT.<rank>."""
+
+import json
+
+
+def transformer(out):
+    import numpy as np
+    import ddp_trainer as ddp
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 30, size=(256, 6))
+    x[:, 4:] *= rng.integers(0, 2, size=(256, 2))  # some texts end in padding (id 0)
+    y = (x < 10).sum(axis=1) % 3
+
+    def model():
+        m = ddp.Sequential([ddp.Embedding(30, 8, mask_zero=True), ddp.PositionEmbedding(),
+                            ddp.TransformerEncoder(16, 2, dropout=0.1, activation="gelu",
+                                                   normalize_first=True),
+                            ddp.GlobalAveragePooling1D(), ddp.Dense(3, activation="softmax")],
+                           input_shape=[6])
+        m.compile(optimizer=ddp.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+        return m
+
+    trained = model()
+    history = trained.fit(x, y, epochs=6, batch_size=32, verbose=False)
+    weights = trained.get_weights()
+    trained.save_weights(f"{out}.safetensors")
+    other = model()
+    other.fit(x, y, epochs=1, batch_size=32, verbose=False)
+    before = other.predict(x)
+    other.load_weights(f"{out}.safetensors")
+    refusals = []
+    for path in (f"{out}.keras", f"{out}.weights.h5"):
+        try:
+            trained.save(path) if path.endswith(".keras") else trained.save_weights(path)
+            refusals.append("saved")
+        except ddp.ConfigError as e:
+            refusals.append(str(e))
+    seen = {"loss": history["loss"], "rank": ddp.rank(),
+            "shapes": {k: list(v.shape) for k, v in weights.items()},
+            "reloaded_same": bool(np.array_equal(other.predict(x), trained.predict(x))),
+            "before_differs": bool(not np.array_equal(before, trained.predict(x))),
+            "refusals": refusals}
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump(seen, f)
