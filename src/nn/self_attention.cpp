@@ -1,6 +1,5 @@
 #include "nn/self_attention.h"
 
-#include <cmath>
 #include <limits>
 
 namespace ddp {
@@ -28,7 +27,7 @@ void SelfAttention::forward(ComputeBackend& backend, const float* x, float* y, i
   float* probs = sized(backend, probs_, batch * block);
   float* mixed = sized(backend, mixed_, rows * dim_);
   in_proj_.forward(backend, x, qkv, batch);
-  const auto scale = static_cast<float>(1 / std::sqrt(static_cast<double>(head_dim_)));
+  const float scale = score_scale();
   for (int64_t h = 0; h < heads_; ++h)
     backend.batched_matmul(batch, steps_, steps_, head_dim_, scale, part(0, h).in(qkv),
                            part(1, h).in(qkv, /*transposed=*/true), probs_block(h).out(probs),
@@ -78,7 +77,7 @@ void SelfAttention::backward(ComputeBackend& backend, const float* x, const floa
     backend.dropout(dprobs, dprobs, batch, block, 1, dropout_rate(), pass_.key,
                     pass_.first_position);
   backend.softmax_backward(probs, dprobs, dprobs, batch * heads_ * steps_, steps_);
-  const auto scale = static_cast<float>(1 / std::sqrt(static_cast<double>(head_dim_)));
+  const float scale = score_scale();
   for (int64_t h = 0; h < heads_; ++h) {
     backend.batched_matmul(batch, steps_, head_dim_, steps_, scale, probs_block(h).in(dprobs),
                            part(1, h).in(qkv), part(0, h).out(dqkv), false);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cmath>
+
 #include "nn/dense.h"
 #include "nn/layer_parts.h"
 
@@ -66,6 +68,10 @@ class SelfAttention final : public MaskPassingLayer {
   }
   View head_columns(int64_t h) const { return {h * head_dim_, dim_, steps_ * dim_}; }
   float dropout_rate() const { return pass_.training ? dropout_ : 0.0f; }
+  // The scores' scale, 1 / sqrt(head_dim).
+  float score_scale() const {
+    return static_cast<float>(1 / std::sqrt(static_cast<double>(head_dim_)));
+  }
 
   int64_t steps_, dim_, heads_, head_dim_;
   float dropout_;
