@@ -1,7 +1,6 @@
 #pragma once
-// Dense layers on the CPU: their GEMMs go to the register-tiled kernels of tiled_gemm.h (small and
-// skinny products, Note [tiled GEMM]), OpenBLAS (the rest) or Eigen (without either), split over
-// the rank's threads (Note [threads per rank]).
+// Dense layers on the CPU: their GEMMs (cpu_gemm.h) split over the rank's threads (Note [threads
+// per rank]).
 
 #include <cstdint>
 #include <string>
