@@ -53,6 +53,10 @@ DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
           if (source.vocabulary < 2)
             node.fail("vocabulary", "must be at least 2 with min_length (id 0 is the padding)");
         }
+        // `per_step: true`: a class per token (make_synthetic_tags), `features` labels a sample.
+        source.per_step = node.get("per_step", false);
+        if (source.per_step && source.min_length > 0)
+          node.fail("per_step", "takes texts of `features` tokens each, without min_length");
       }
     }
     // Labels are 32-bit; the features are generated in memory, so they must fit there.
@@ -62,7 +66,8 @@ DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
     const uint64_t memory = memory_limit_bytes();
     // Each sample: its features and its 32-bit labels.
     const auto labels = static_cast<uint64_t>(
-        std::max<int64_t>({source.labels_per_sample, source.targets_per_sample, 1}));
+        std::max<int64_t>({source.labels_per_sample, source.targets_per_sample,
+                           source.per_step ? source.features : 1}));
     if (static_cast<uint64_t>(source.samples) >
         memory / sizeof(float) / (static_cast<uint64_t>(source.features) + labels))
       node.fail(source.samples >= source.features ? "samples" : "features",
@@ -117,6 +122,8 @@ Dataset load_dataset(const DataSourceConfig& source, int rank) {
            : source.targets_per_sample > 0
                ? make_synthetic_regression(source.samples, source.features,
                                            source.targets_per_sample, source.seed)
+           : source.per_step ? make_synthetic_tags(source.samples, source.features,
+                                                   source.vocabulary, source.classes, source.seed)
            : source.vocabulary > 0
                ? make_synthetic_tokens(source.samples, source.features, source.vocabulary,
                                        source.classes, source.seed, source.min_length)

@@ -21,6 +21,7 @@ struct DataSourceConfig {
   int64_t targets_per_sample = 0;  // > 0: regression (synthetic `targets`), instead of classes
   int64_t vocabulary = 0;          // > 0: token ids below it as features (make_synthetic_tokens)
   int64_t min_length = 0;          // > 0: texts of min_length to `features` ids, padded with 0
+  bool per_step = false;           // a class per token (make_synthetic_tags), not one per text
   uint64_t seed = 0;
   // idx
   std::string images;

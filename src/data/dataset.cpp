@@ -23,7 +23,8 @@ void check_sample_weights(std::span<const float> weights, int64_t samples,
                       std::to_string(weights[i]) + "; sample weights must be finite and >= 0");
 }
 
-void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary) const {
+void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary,
+                           int64_t positions) const {
   if (weighted()) check_sample_weights(sample_weights, size(), origin);
   if (real_valued() != (layout == TargetLayout::kValues))
     throw DataError(origin + (real_valued() ? ": real-valued targets, where the training set has "
@@ -36,10 +37,19 @@ void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary) co
                       "for a model with " + std::to_string(classes) + " outputs");
     return;
   }
+  if (layout == TargetLayout::kClassIndex && label_width != positions)
+    throw DataError(origin + ": " + std::to_string(label_width) + " label column(s) per sample, " +
+                    (positions > 1
+                         ? "but the model's output has " + std::to_string(positions) +
+                               " positions (steps) of " + std::to_string(classes) +
+                               " classes: a class per position"
+                         : "but the loss takes one class per sample (multi-label data needs "
+                           "binary_crossentropy or mean_squared_error; a class per step, a model "
+                           "whose output keeps the steps)"));
   if (layout == TargetLayout::kLabels && label_width != classes)
     throw DataError(origin + ": " + std::to_string(label_width) + " label column(s) per sample " +
                     "for a model with " + std::to_string(classes) + " outputs");
-  if (layout != TargetLayout::kLabels && label_width != 1)
+  if (layout == TargetLayout::kOneHot && label_width != 1)
     throw DataError(origin + ": " + std::to_string(label_width) + " label columns per sample, " +
                     "but the loss takes one class per sample (multi-label data needs " +
                     "binary_crossentropy or mean_squared_error)");
@@ -53,8 +63,8 @@ void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary) co
                       column + " is not 0 or 1, as binary_crossentropy needs");
     if (layout != TargetLayout::kLabels && (labels[i] < 0 || labels[i] >= classes))
       throw DataError(origin + ": label " + std::to_string(labels[i]) + " of sample " + sample +
-                      " is outside [0, " + std::to_string(classes) + ") for a model with " +
-                      std::to_string(classes) + " outputs");
+                      column + " is outside [0, " + std::to_string(classes) +
+                      ") for a model with " + std::to_string(classes) + " outputs");
   }
 }
 
@@ -117,7 +127,8 @@ void write_targets(const Dataset& data, size_t sample, TargetLayout layout, int6
   }
   const int32_t* label = data.labels.data() + sample * label_width;
   if (layout == TargetLayout::kClassIndex) {
-    targets[row] = static_cast<float>(*label);
+    for (size_t p = 0; p < label_width; ++p)
+      targets[row * label_width + p] = static_cast<float>(label[p]);
   } else if (layout == TargetLayout::kLabels) {
     // One-hot rows as given (categorical_crossentropy's), smoothed as the index form's below.
     float* out = targets + row * label_width;
@@ -261,6 +272,24 @@ Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabular
     }
     data.labels[static_cast<size_t>(i)] =
         static_cast<int32_t>(std::max_element(counts.begin(), counts.end()) - counts.begin());
+  }
+  return data;
+}
+
+Dataset make_synthetic_tags(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
+                            uint64_t seed) {
+  Dataset data = make_synthetic(samples, length, 1, seed);
+  data.origin = "synthetic tags(" + std::to_string(samples) + "x" + std::to_string(length) +
+                ", vocabulary " + std::to_string(vocabulary) + ")";
+  data.label_width = length;
+  data.labels.assign(static_cast<size_t>(samples * length), 0);
+  Rng rng(derive_seed(seed, /*stream=*/5));
+  for (size_t i = 0; i < static_cast<size_t>(samples * length); ++i) {
+    const auto id = static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary)));
+    data.features[i] = static_cast<float>(id);
+    const bool first = i % static_cast<size_t>(length) == 0;
+    const float tagged = first ? data.features[i] : data.features[i - 1];
+    data.labels[i] = static_cast<int32_t>(static_cast<int64_t>(tagged) * classes / vocabulary);
   }
   return data;
 }

@@ -14,7 +14,8 @@ namespace ddp {
 
 // How a batch's targets are laid out from the labels (see gather_batch).
 enum class TargetLayout {
-  kClassIndex,  // (n): the class index (sparse categorical cross-entropy)
+  kClassIndex,  // (n, label_width): the class index (sparse categorical cross-entropy), one per
+                // position of the output (Note [targets per position]): label_width of them
   kOneHot,      // (n, classes): one-hot rows of the class index
   kLabels,      // (n, label_width): the labels themselves (multi-hot, or one binary label)
   kValues,      // (n, label_width): real-valued targets (regression), Dataset::values
@@ -77,7 +78,9 @@ struct Dataset {
   // model with `classes` outputs under `layout`: a class index outside [0, classes), or label
   // columns other than `classes` of them; with `binary`, a label other than 0 or 1; values for a
   // layout of labels, or labels for kValues; sample weights that check_sample_weights refuses.
-  void check_labels(int64_t classes, TargetLayout layout, bool binary) const;
+  // kClassIndex takes a class index per position (Note [targets per position]): `positions` of
+  // them per sample, each in [0, classes).
+  void check_labels(int64_t classes, TargetLayout layout, bool binary, int64_t positions = 1) const;
   // Throws DataError naming the origin, the sample and the position of the first feature that is
   // not a token id below `vocabulary` (a whole number in [0, vocabulary): an Embedding's input).
   void check_token_ids(int64_t vocabulary) const;
@@ -119,6 +122,12 @@ Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t tar
 // class from those ids alone.
 Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
                               uint64_t seed, int64_t min_length = 0);
+// Texts tagged token by token (Note [targets per position]): `length` token ids per sample, uniform
+// in [0, vocabulary), and a class per token, `length` labels per sample: the first token's own
+// class, every other token's the class of the token before it (id * classes / vocabulary), so
+// that only a model that sees the context tags well.
+Dataset make_synthetic_tags(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
+                            uint64_t seed);
 
 // IDX (MNIST / Fashion-MNIST) image and label files, gzip-compressed or plain. Pixel values are
 // multiplied by `scale` (1/255 maps bytes to [0, 1]).

@@ -7,8 +7,25 @@
 
 namespace ddp {
 
+int64_t target_positions(const Config& config, const Loss& loss, const Shape& output) {
+  if (output.rank() < 2 || loss.fused_output() != OutputFunction::kSoftmax) return 1;
+  if (loss.target_kind() != TargetKind::kSparse)
+    throw ConfigError(config.file + ": loss: " + loss.name() + " takes one row of classes a " +
+                      "sample, but the model's output is " + output.str() + " a sample; flatten " +
+                      "it or pool over its steps (global_average_pooling1d) before the last " +
+                      "layer, or take a class per step with sparse_categorical_crossentropy");
+  const int64_t positions = output.numel() / output[output.rank() - 1];
+  for (const std::string& name : config.metrics)
+    if (metric_kind(name) != "accuracy")
+      throw ConfigError(config.file + ": metrics: " + name + " is not computed for a class per " +
+                        "position (the model's output is " + output.str() +
+                        " a sample): accuracy is");
+  return positions;
+}
+
 TargetLayout choose_target_layout(const Config& config, const Loss& loss, const Dataset& train,
-                                  const std::optional<Dataset>& test, int64_t outputs) {
+                                  const std::optional<Dataset>& test, int64_t outputs,
+                                  int64_t positions) {
   if (train.real_valued()) {  // regression: mean_squared_error, and mae its one metric
     if (loss.kind() != LossKind::kMeanSquaredError)
       throw ConfigError(config.file + ": loss: " + train.origin +
@@ -27,8 +44,8 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
       : loss.target_kind() == TargetKind::kSparse         ? TargetLayout::kClassIndex
       : train.label_width > 1 || (binary && outputs == 1) ? TargetLayout::kLabels
                                                           : TargetLayout::kOneHot;
-  train.check_labels(outputs, layout, binary);
-  if (test) test->check_labels(outputs, layout, binary);
+  train.check_labels(outputs / positions, layout, binary, positions);
+  if (test) test->check_labels(outputs / positions, layout, binary, positions);
   return layout;
 }
 

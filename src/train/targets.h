@@ -13,6 +13,19 @@
 // weights], whose weights they multiply). Evaluation (val_ values, evaluate()) and the metrics
 // are not weighted by class, as in Keras.
 
+//
+// Note [targets per position]: sparse_categorical_crossentropy on a model whose output keeps
+// several axes, (steps, classes) or (height, width, classes), takes a class index per position
+// (a tag per token): labels (samples, steps), as Keras takes y (batch, steps) for an output
+// (batch, steps, classes). Each position is a row of the loss, its softmax over the last axis;
+// the batch's loss is the mean over all its positions (Keras' sum_over_batch_size, PyTorch's
+// CrossEntropyLoss over (batch * steps, classes)), and so is its gradient, scaled by 1 / (global
+// batch x positions) so that N ranks still train what one does; accuracy counts positions; a
+// sample's weight weighs each of its positions. The loss's sums are kept per sample (a sample's
+// mean over its positions), so that epoch means, penalties and metrics over ranks stay what they
+// were. Metrics other than accuracy, class weights and padding masks reaching the output are
+// refused with such targets.
+
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -27,7 +40,13 @@ namespace ddp {
 // `outputs` model outputs. Throws ConfigError naming the loss or a metric that does not go with
 // real-valued targets, DataError where the labels do not fit the outputs.
 TargetLayout choose_target_layout(const Config& config, const Loss& loss, const Dataset& train,
-                                  const std::optional<Dataset>& test, int64_t outputs);
+                                  const std::optional<Dataset>& test, int64_t outputs,
+                                  int64_t positions);
+// Note [targets per position]: the loss's rows per sample for a model whose output is `output` a
+// sample: its positions for sparse_categorical_crossentropy, 1 otherwise. Throws ConfigError
+// naming the loss where another softmax loss meets an output of several axes, or a metric other
+// than accuracy meets several positions.
+int64_t target_positions(const Config& config, const Loss& loss, const Shape& output);
 // Note [class weights]: a weight per class (1 where none was given) for `train` laid out as
 // `layout` for a model of `outputs` outputs, or empty when no class is weighted. Throws
 // ConfigError naming loss.class_weight for a class the labels cannot hold or data without classes.

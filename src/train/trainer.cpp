@@ -147,14 +147,7 @@ void Trainer::validate_and_build() {
       throw ConfigError(config_.file + ": " + keys + ": " + e.what());
     }
   }
-  // A categorical cross-entropy's softmax spans one row a sample: an output of several axes (each
-  // step of a sequence, say) would be one softmax over all its values, where Keras takes a label
-  // per step.
-  if (const Shape out = model_->layers().back()->output_shape();
-      loss_.fused_output() == OutputFunction::kSoftmax && out.rank() > 1)
-    throw ConfigError(config_.file + ": loss: " + loss_.name() + " takes one row of classes a " +
-                      "sample, but the model's output is " + out.str() + " a sample; flatten " +
-                      "it or pool over its steps (global_average_pooling1d) before the last layer");
+  positions_ = target_positions(config_, loss_, model_->layers().back()->output_shape());
   model_->set_output_logits(loss_.fused_output());
   classes_ = model_->output_cols();
   if (loss_.kind() == LossKind::kBinaryCrossentropy &&
@@ -171,11 +164,11 @@ void Trainer::validate_and_build() {
   set_up_callbacks();
   penalty_ = WeightPenalty(model_->param_entries());
   epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);
-  target_layout_ = choose_target_layout(config_, loss_, train_, test_, classes_);
+  target_layout_ = choose_target_layout(config_, loss_, train_, test_, classes_, positions_);
   class_weights_ = class_weights(config_, target_layout_, train_, classes_);
 
   const int64_t rows = std::max(per_rank_batch_, config_.training.eval_batch_size);
-  const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
+  const int64_t target_width = target_width_per_row();
   // A batch's buffers hold, per row, the input on host and backend, the target, and each layer's
   // output and its gradient: refused naming the key before they are allocated.
   uint64_t floats_per_row = 2 * static_cast<uint64_t>(sample.numel() + target_width);
@@ -200,7 +193,7 @@ void Trainer::validate_and_build() {
   if (backend_.memory() != MemoryKind::kHost)
     host_features_.resize(static_cast<size_t>(rows * sample.numel()));
   host_targets_.resize(static_cast<size_t>(rows * target_width));
-  host_row_weights_.resize(static_cast<size_t>(rows));
+  host_row_weights_.resize(static_cast<size_t>(rows * positions_));
   features_ = DeviceBuffer(backend_, static_cast<size_t>(rows * sample.numel()));
   targets_ = DeviceBuffer(backend_, host_targets_.size());
   row_weights_ = DeviceBuffer(backend_, host_row_weights_.size());
@@ -294,8 +287,7 @@ void Trainer::train_step() {
 
     const float* output = model_->forward(features_.data(), rows);
     const LossStats micro_stats =
-        loss_.compute(backend_, output, targets_.data(), row_weights, model_->output_grad(),
-                      1.0f / static_cast<float>(step_samples), rows, classes_, readback);
+        compute_loss(output, row_weights, model_->output_grad(), step_samples, rows, readback);
     if (readback == Readback::kNow) {
       loss_sum += micro_stats.loss_sum;
       add_batch(epoch_sums_, micro_stats, output, rows);
@@ -311,7 +303,7 @@ void Trainer::train_step() {
   settle_verdict();  // the last step's, whose update is done by now
   if (!apply_gradients()) ++skipped_in_epoch_;
   if (readback == Readback::kLater) {
-    const LossStats stats = backend_.take_loss_stats();  // waits for this step's forward only
+    const LossStats stats = per_sample(backend_.take_loss_stats());  // this step's forward only
     loss_sum += stats.loss_sum;
     add_batch(epoch_sums_, stats, nullptr, step_rows);
   }

@@ -196,6 +196,15 @@ class Trainer {
   // and the staged host targets when a metric needs them.
   void add_batch(std::span<double> sums, const LossStats& stats, const float* output, int64_t rows);
   double samples_in(std::span<const double> sums) const { return sums[1 + MetricSet::kSamples]; }
+  // The loss of `rows` staged samples of `output`, its gradient into doutput (unless null) as part
+  // of the mean over `mean_over` samples; its sums per sample (Note [targets per position]).
+  LossStats compute_loss(const float* output, const float* row_weights, float* doutput,
+                         int64_t mean_over, int64_t rows, Readback readback);
+  LossStats per_sample(const LossStats& positions_stats) const;
+  // Targets a staged row holds: its class indices, or a value per output.
+  int64_t target_width_per_row() const {
+    return target_layout_ == TargetLayout::kClassIndex ? positions_ : classes_;
+  }
   // One optimizer step from the summed gradients; false when skipped as non-finite.
   bool apply_gradients();
   // Note [non-finite check]: ends the run if the last step's update read a non-finite gradient.
@@ -236,7 +245,8 @@ class Trainer {
   int64_t per_rank_batch_ = 0;
   int64_t accumulation_ = 1;
   int64_t steps_per_epoch_ = 0;  // optimizer steps
-  int64_t classes_ = 0;
+  int64_t classes_ = 0;          // the model's outputs per sample
+  int64_t positions_ = 1;        // the loss's rows per sample: Note [targets per position]
   TargetLayout target_layout_ = TargetLayout::kClassIndex;
   std::unique_ptr<Sequential> model_;
   std::unique_ptr<GradSync> sync_;        // owns the gradient buffer the model writes

@@ -12,7 +12,7 @@ namespace ddp {
 const float* Trainer::stage_batch(const Dataset& data, std::span<const int64_t> indices,
                                   std::optional<int64_t> augment_from, bool targets) {
   const auto width = static_cast<int64_t>(data.sample_shape.numel());
-  const int64_t target_width = target_layout_ == TargetLayout::kClassIndex ? 1 : classes_;
+  const int64_t target_width = target_width_per_row();
   // Host memory is the backend's on the CPU: the rows go straight there, gathered by the rank's
   // threads (W2, 1 rank x 2 threads: one thread took 6% of the step for it). The targets stay in
   // host_targets_ too, where the metrics read them.
@@ -36,13 +36,17 @@ const float* Trainer::stage_batch(const Dataset& data, std::span<const int64_t> 
   // Note [sample weights]; Note [class weights], for training batches (augment_from) only.
   const bool by_class = augment_from && !class_weights_.empty();
   if (!targets || !(by_class || data.weighted())) return nullptr;
+  // Note [targets per position]: a sample's weight for each of its positions (class weights
+  // take one label a sample).
+  const auto positions = static_cast<size_t>(positions_);
   for (size_t row = 0; row < rows; ++row) {
     const auto sample = static_cast<size_t>(indices[row]);
-    float& weight = host_row_weights_[row];
-    weight = data.weighted() ? data.sample_weights[sample] : 1.0f;
+    float weight = data.weighted() ? data.sample_weights[sample] : 1.0f;
     if (by_class) weight *= class_weights_[static_cast<size_t>(data.labels[sample])];
+    std::fill_n(host_row_weights_.begin() + static_cast<std::ptrdiff_t>(row * positions), positions,
+                weight);
   }
-  backend_.copy_to_device(host_row_weights_.data(), row_weights_.data(), rows);
+  backend_.copy_to_device(host_row_weights_.data(), row_weights_.data(), rows * positions);
   return row_weights_.data();
 }
 
@@ -60,6 +64,18 @@ void Trainer::add_batch(std::span<double> sums, const LossStats& stats, const fl
   metrics_->add(sums.subspan(1), stats, host_outputs_.data(), host_targets_.data(), rows);
 }
 
+LossStats Trainer::compute_loss(const float* output, const float* row_weights, float* doutput,
+                                int64_t mean_over, int64_t rows, Readback readback) {
+  return per_sample(loss_.compute(backend_, output, targets_.data(), row_weights, doutput,
+                                  1.0f / static_cast<float>(mean_over * positions_),
+                                  rows * positions_, classes_ / positions_, readback));
+}
+
+LossStats Trainer::per_sample(const LossStats& positions_stats) const {
+  const auto positions = static_cast<double>(positions_);
+  return {positions_stats.loss_sum / positions, positions_stats.correct / positions};
+}
+
 std::pair<int64_t, int64_t> Trainer::rank_rows(int64_t n) const {
   return {n * comm_.rank() / comm_.size(), n * (comm_.rank() + 1) / comm_.size()};
 }
@@ -75,10 +91,8 @@ EvalResult Trainer::evaluate(const Dataset& data) {
     const int64_t rows = std::min(batch, end - start);
     const float* row_weights = stage_rows(data, start, rows);
     const float* output = model_->forward(features_.data(), rows);
-    add_batch(
-        sums,
-        loss_.compute(backend_, output, targets_.data(), row_weights, nullptr, 1, rows, classes_),
-        output, rows);
+    add_batch(sums, compute_loss(output, row_weights, nullptr, rows, rows, Readback::kNow), output,
+              rows);
   }
   comm_.all_reduce_sum(std::span<double>(sums));
   const double penalty = penalty_.empty() ? 0 : penalty_.value(backend_, model_->params());
@@ -94,7 +108,8 @@ void Trainer::check_fits_model(const Dataset& data, bool labels) const {
   if (const int64_t vocabulary = model_->layers().front()->token_vocabulary())
     data.check_token_ids(vocabulary);
   if (labels)
-    data.check_labels(classes_, target_layout_, loss_.kind() == LossKind::kBinaryCrossentropy);
+    data.check_labels(classes_ / positions_, target_layout_,
+                      loss_.kind() == LossKind::kBinaryCrossentropy, positions_);
 }
 
 std::vector<float> Trainer::predict_rows(const Dataset& data, int64_t first, int64_t count) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,12 +50,16 @@ inline void expect_path(const Trainer& trainer, Communicator& comm, const Config
       << trainer.grad_sync().describe();
 }
 
+// Edits a training set after it is loaded (sample weights, say).
+using DataEdit = std::function<void(Dataset&)>;
+
 // The parameters, then the running statistics (batch normalization), after `steps` steps.
 inline std::vector<float> train_and_get_params(const Config& config, Communicator& comm,
-                                               int64_t steps) {
+                                               int64_t steps, const DataEdit& edit = {}) {
   auto backend = make_cpu_backend(true, 1, config.training.matmul);
-  Trainer trainer(config, comm, *backend, load_dataset(config.train_data, comm.rank()),
-                  std::nullopt);
+  Dataset data = load_dataset(config.train_data, comm.rank());
+  if (edit) edit(data);
+  Trainer trainer(config, comm, *backend, std::move(data), std::nullopt);
   expect_path(trainer, comm, config);
   trainer.train_steps(steps);
   std::vector<float> values = trainer.params_to_host();
@@ -108,10 +113,11 @@ inline void expect_identical_to_rank0(Communicator& comm, const std::vector<floa
 
 // Invariants 1 and 2 over `steps` steps of `config`: this job's ranks end within 1e-5 of one
 // process, bit-identical to rank 0, and the steps moved the weights.
-inline void expect_trains_as_one_process(const Config& config, Communicator& comm, int steps) {
+inline void expect_trains_as_one_process(const Config& config, Communicator& comm, int steps,
+                                         const DataEdit& edit = {}) {
   auto local = make_local_communicator();
-  const std::vector<float> distributed = train_and_get_params(config, comm, steps);
-  const std::vector<float> single = train_and_get_params(config, *local, steps);
+  const std::vector<float> distributed = train_and_get_params(config, comm, steps, edit);
+  const std::vector<float> single = train_and_get_params(config, *local, steps, edit);
   EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
   expect_identical_to_rank0(comm, distributed);
   EXPECT_GT(max_abs_diff(single, train_and_get_params(config, *local, 0)), 1e-3f);

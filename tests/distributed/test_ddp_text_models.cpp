@@ -98,6 +98,26 @@ TEST_P(DdpTextModels, TransformerEncoderMatchesSingleProcess) {
   }
 }
 
+// A tag per token (Note [targets per position]): a bidirectional GRU returning every step, a
+// transformer encoder with dropout, and a softmax layer at each step, the loss the mean over every
+// token of the global batch (a partial last batch split unevenly), with sample weights.
+TEST_P(DdpTextModels, TagsPerTokenMatchSingleProcess) {
+  MpiCommunicator comm;
+  const Config config = config_with(
+      {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
+       "per_step: true}",
+       "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
+       "model.layers=[{type: embedding, input_dim: 40, output_dim: 8}, "
+       "{type: gru, units: 4, return_sequences: true, bidirectional: true}, "
+       "{type: transformer_encoder, num_heads: 2, intermediate_dim: 12, dropout: 0.1}, "
+       "{type: dense, units: 4, activation: softmax}]"});
+  expect_trains_as_one_process(config, comm, 12, [](Dataset& data) {
+    data.sample_weights.resize(static_cast<size_t>(data.size()));
+    for (size_t i = 0; i < data.sample_weights.size(); ++i)
+      data.sample_weights[i] = 0.5f + static_cast<float>(i % 4) / 4;
+  });  // 3 epochs
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, DdpTextModels, ::testing::Values("shm", "mpi", "hierarchical"),
                          [](const auto& info) { return info.param; });
 

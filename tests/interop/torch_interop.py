@@ -55,7 +55,7 @@ from safetensors.torch import load_file, save_file
 
 from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, frozen_check,
                          layer_norm_check, multilabel_checks, read_rows, regression_check)
-from torch_text_steps import embedding_check, recurrent_check, transformer_check
+from torch_text_steps import embedding_check, recurrent_check, tagging_check, transformer_check
 
 def image_data_yaml(tmp):
     """The start of a convnet config on ctrain.csv / ctest.csv: (6, 6, 3) images, layers follow."""
@@ -165,6 +165,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += recurrent_check(args, env, tmp, "gru", padded=True)
         diffs += transformer_check(args, env, tmp)
         diffs += transformer_check(args, env, tmp, normalize_first=True, padded=True)
+        diffs += tagging_check(args, env, tmp)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

@@ -1,6 +1,7 @@
 """Token models in ddp_train (2 ranks) and in PyTorch (in double) from the same initial weights, for
-torch_interop.py: embeddings with convolutions and poolings over the steps, and stacked LSTMs,
-GRUs or SimpleRNNs (nn.RNN) one way or both (with PyTorch's state_dict in and out)."""
+torch_interop.py: embeddings with convolutions and poolings over the steps, stacked LSTMs,
+GRUs or SimpleRNNs (nn.RNN) one way or both (with PyTorch's state_dict in and out), transformer
+encoders, and a tag per token."""
 
 import copy
 import subprocess
@@ -234,3 +235,51 @@ def transformer_check(args, env, tmp, normalize_first=False, padded=False):
           f" state_dict in and out, predictions within {io_diff:.2e}; 20 Adam steps (2 ranks) vs "
           f"PyTorch: max abs diff {diff:.2e}")
     return [io_diff, diff]
+
+
+def tagging_check(args, env, tmp):
+    """A tag per token (Note [targets per position]): 200 rows of 6 ids below 30 in {tmp}/tags.csv,
+    each token tagged by how many of it and the token before it are below 10 (0-2), through an
+    embedding, a bidirectional LSTM returning every step and a softmax layer at each step: 20 SGD
+    steps with momentum on 2 ranks (whose step is the gradient's own scale, where Adam's would
+    hide a wrong one) against PyTorch's CrossEntropyLoss over (batch x steps, classes), the mean
+    over every token of the batch."""
+    generator = torch.Generator().manual_seed(6)
+    tokens = torch.randint(0, 30, (200, 6), generator=generator)
+    low = (tokens < 10).long()
+    tags = low + torch.cat([torch.zeros(200, 1, dtype=torch.long), low[:, :-1]], dim=1)
+    with open(f"{tmp}/tags.csv", "w") as f:
+        f.write(",".join([f"t{i}" for i in range(6)] + [f"tag{i}" for i in range(6)]) + "\n")
+        for row in torch.cat([tokens, tags], dim=1).tolist():
+            f.write(",".join(map(str, row)) + "\n")
+    with open(f"{tmp}/tagging.yaml", "w") as f:
+        f.write(f"""data:
+  train: {{type: csv, path: {tmp}/tags.csv, label_columns: [6, 7, 8, 9, 10, 11]}}
+model:
+  layers:
+    - {{type: embedding, input_dim: 30, output_dim: 8}}
+    - {{type: lstm, units: 6, return_sequences: true, bidirectional: true}}
+    - {{type: dense, units: 3, activation: softmax}}
+loss: sparse_categorical_crossentropy
+optimizer: {optimizer_yaml("sgd")}
+training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
+""")
+    torch.manual_seed(13)
+    model = torch.nn.Module()
+    model.layers = torch.nn.ModuleList(
+        [torch.nn.Embedding(30, 8), torch.nn.LSTM(8, 6, batch_first=True, bidirectional=True),
+         torch.nn.Linear(12, 3)])
+    for second in ("layers.1.bias_hh_l0", "layers.1.bias_hh_l0_reverse"):  # one bias, as Keras
+        model.get_parameter(second).data.zero_()
+        model.get_parameter(second).requires_grad_(False)
+    mean = torch.nn.CrossEntropyLoss()
+
+    def loss_of(rows):
+        steps, _ = model.layers[1](model.layers[0](tokens[rows]))
+        return mean(model.layers[2](steps).reshape(-1, 3), tags[rows].reshape(-1))
+
+    diff = twenty_steps(args, env, tmp, "tagging", model, torch_optimizer("sgd"), loss_of)
+    print(f"a tag per token (embedding, bidirectional LSTM, a softmax layer at each step), 20 SGD "
+          f"steps with momentum (2 ranks) vs PyTorch's mean over every token: max abs diff "
+          f"{diff:.2e}")
+    return [diff]

@@ -1,0 +1,150 @@
+// Note [targets per position]: sparse_categorical_crossentropy over an output of several axes
+// takes a class per position. The loss and accuracy are means over every position (checked
+// against the model's own predictions), a sample's weight weighs each of its positions, the
+// gradient is the mean's (a batch of texts trains as the same tokens taken one text each), and
+// what does not go with such targets is refused naming the key.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "small_trainer_config.h"
+
+namespace ddp {
+namespace {
+
+constexpr int64_t kSteps = 5, kClasses = 3;
+
+// Texts of kSteps tokens below 12, a tag per token (make_synthetic_tags), through an embedding
+// and `middle`, then a softmax layer at each step; plain SGD over batches of 16, in file order.
+Config tagging_config(const std::string& middle, const std::vector<std::string>& overrides = {}) {
+  std::vector<std::string> all = {
+      "data.train={type: synthetic, samples: 64, features: 5, vocabulary: 12, classes: 3, "
+      "per_step: true}",
+      "data.test={type: synthetic, samples: 40, features: 5, vocabulary: 12, classes: 3, "
+      "per_step: true, seed: 4}",
+      "model.input=[5]",
+      "model.layers=[{type: embedding, input_dim: 12, output_dim: 6}, " + middle +
+          "{type: dense, units: 3, activation: softmax}]",
+      "optimizer={type: sgd, learning_rate: 0.5}",
+      "training.global_batch_size=16",
+      "training.shuffle=false",
+      "training.epochs=1"};
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  return test::small_config(all, "tags.yaml");
+}
+
+struct Fitted {
+  std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
+  std::unique_ptr<Communicator> comm = make_local_communicator();
+  Config config;
+  Dataset test;
+  std::unique_ptr<Trainer> trainer;
+
+  explicit Fitted(Config c) : config(std::move(c)), test(load_dataset(*config.test_data, 0)) {
+    trainer = std::make_unique<Trainer>(config, *comm, *backend, load_dataset(config.train_data, 0),
+                                        std::nullopt);
+    trainer->fit();
+  }
+};
+
+TEST(TargetsPerPosition, LossAndAccuracyAreMeansOverEveryPosition) {
+  Fitted fitted(tagging_config("{type: lstm, units: 8, return_sequences: true}, "));
+  Dataset& test = fitted.test;
+  ASSERT_EQ(test.label_width, kSteps);
+  const std::vector<float> probabilities = fitted.trainer->predict(test);
+  ASSERT_EQ(probabilities.size(), static_cast<size_t>(test.size() * kSteps * kClasses));
+  test.sample_weights.resize(static_cast<size_t>(test.size()));
+  double loss = 0, weighted = 0, correct = 0;
+  for (int64_t i = 0; i < test.size(); ++i) {
+    test.sample_weights[i] = 0.25f * static_cast<float>(i % 5);
+    for (int64_t t = 0; t < kSteps; ++t) {
+      const float* p = probabilities.data() + (i * kSteps + t) * kClasses;
+      const int32_t label = test.labels[i * kSteps + t];
+      loss -= std::log(static_cast<double>(p[label]));
+      weighted -= test.sample_weights[i] * std::log(static_cast<double>(p[label]));
+      correct += std::max_element(p, p + kClasses) - p == label;
+    }
+  }
+  const double positions = static_cast<double>(test.size() * kSteps);
+  Dataset unweighted = test;
+  unweighted.sample_weights.clear();
+  const EvalResult plain = fitted.trainer->evaluate(unweighted);
+  EXPECT_NEAR(plain.loss, loss / positions, 1e-5 * plain.loss);
+  ASSERT_EQ(plain.metrics.size(), 1u);
+  EXPECT_EQ(plain.metrics[0].name, "accuracy");
+  EXPECT_DOUBLE_EQ(plain.metrics[0].value, correct / positions);
+  // Weighted: each sample's weight on each of its positions, over the positions' count.
+  EXPECT_NEAR(fitted.trainer->evaluate(test).loss, weighted / positions, 1e-5 * plain.loss);
+}
+
+// Without context (a dense layer at each step), a batch of texts is the same tokens as a batch
+// of one-token texts: the same loss and the same gradient, hence the same SGD step.
+TEST(TargetsPerPosition, TextsTrainAsTheirTokensOneByOne) {
+  const Config texts = tagging_config("{type: dense, units: 7, activation: tanh}, ",
+                                      {"training.global_batch_size=64"});
+  Config tokens = tagging_config("{type: dense, units: 7, activation: tanh}, ",
+                                 {"training.global_batch_size=320", "model.input=[1]"});
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  Dataset data = load_dataset(texts.train_data, 0);
+  Dataset split = data;  // each token a sample of its own, with its tag
+  split.sample_shape = Shape({1});
+  split.label_width = 1;
+  Trainer whole(texts, *comm, *backend, std::move(data), std::nullopt);
+  whole.fit();
+  Trainer one_by_one(tokens, *comm, *backend, std::move(split), std::nullopt);
+  one_by_one.fit();
+  const std::vector<float> a = whole.params_to_host(), b = one_by_one.params_to_host();
+  ASSERT_EQ(a.size(), b.size());
+  float largest = 0;
+  for (size_t i = 0; i < a.size(); ++i) largest = std::max(largest, std::abs(a[i] - b[i]));
+  EXPECT_LT(largest, 1e-6f);
+  EXPECT_NEAR(whole.epoch_records().at(0).loss, one_by_one.epoch_records().at(0).loss, 1e-6);
+  EXPECT_DOUBLE_EQ(whole.epoch_records().at(0).metrics.at(0).value,
+                   one_by_one.epoch_records().at(0).metrics.at(0).value);
+}
+
+std::string trainer_error(const Config& config) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  try {
+    Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0), std::nullopt);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(TargetsPerPosition, WhatDoesNotGoWithThemIsRefusedByName) {
+  const std::string steps = "{type: lstm, units: 4, return_sequences: true}, ";
+  EXPECT_EQ(trainer_error(tagging_config(steps, {"metrics=[accuracy, precision]"})),
+            "tags.yaml: metrics: precision is not computed for a class per position (the "
+            "model's output is (5, 3) a sample): accuracy is");
+  EXPECT_EQ(trainer_error(tagging_config(steps, {"loss=categorical_crossentropy"})),
+            "tags.yaml: loss: categorical_crossentropy takes one row of classes a sample, but the "
+            "model's output is (5, 3) a sample; flatten it or pool over its steps "
+            "(global_average_pooling1d) before the last layer, or take a class per step with "
+            "sparse_categorical_crossentropy");
+  EXPECT_EQ(trainer_error(tagging_config(
+                steps, {"loss={type: sparse_categorical_crossentropy, class_weight: {0: 2}}"})),
+            "tags.yaml: loss.class_weight: data.train (synthetic tags(64x5, vocabulary 12)) holds "
+            "5 labels per sample: no one class to weigh (binary_crossentropy weighs its labels' "
+            "positives: pos_weight)");
+  // One tag per text for an output of 5 steps; 5 tags a text for an output of one row.
+  EXPECT_EQ(trainer_error(tagging_config(
+                steps, {"data.train={type: synthetic, samples: 64, features: 5, vocabulary: 12, "
+                        "classes: 3}"})),
+            "data.train (synthetic tokens(64x5, vocabulary 12)): 1 label column(s) per sample, "
+            "but the model's output has 5 positions (steps) of 3 classes: a class per position");
+  EXPECT_EQ(trainer_error(tagging_config("{type: lstm, units: 4}, ")),
+            "data.train (synthetic tags(64x5, vocabulary 12)): 5 label column(s) per sample, but "
+            "the loss takes one class per sample (multi-label data needs binary_crossentropy or "
+            "mean_squared_error; a class per step, a model whose output keeps the steps)");
+}
+
+}  // namespace
+}  // namespace ddp
