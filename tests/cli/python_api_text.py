@@ -1,8 +1,8 @@
-"""The transformer layers through the Python module (run_python_api_scenario.py's
-`transformer_layers` case, under mpiexec -n 2): ddp.Embedding, ddp.PositionEmbedding and
+"""Token models through the Python module (run_python_api_scenario.py's `transformer_layers` and
+`a_class_per_step` cases, under mpiexec -n 2): ddp.Embedding, ddp.PositionEmbedding and
 ddp.TransformerEncoder with KerasHub's arguments fit on token ids, their weights under PyTorch's
-names, safetensors both ways, and Keras' files refused naming the layer. Each rank writes what it
-saw to OUT.<rank>."""
+names, safetensors both ways, and Keras' files refused naming the layer; a tag per token (y of
+shape (texts, steps)). Each rank writes what it saw to OUT.<rank>."""
 
 import json
 
@@ -45,5 +45,28 @@ def transformer(out):
             "reloaded_same": bool(np.array_equal(other.predict(x), trained.predict(x))),
             "before_differs": bool(not np.array_equal(before, trained.predict(x))),
             "refusals": refusals}
+    with open(f"{out}.{ddp.rank()}", "w") as f:
+        json.dump(seen, f)
+
+
+def tags(out):
+    """A tag per token: y of shape (texts, steps) for a model whose output keeps its steps."""
+    import numpy as np
+    import ddp_trainer as ddp
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 30, size=(256, 6))
+    y = x * 3 // 30
+    y[:, 1:] = y[:, :-1].copy()  # each token's tag: the class of the token before it
+    m = ddp.Sequential([ddp.Embedding(30, 8), ddp.LSTM(12, return_sequences=True),
+                        ddp.Dense(3, activation="softmax")], input_shape=[6])
+    m.compile(optimizer=ddp.Adam(0.02), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+    history = m.fit(x, y, epochs=8, batch_size=32, verbose=False)
+    p = m.predict(x)
+    loss, accuracy = m.evaluate(x, y)
+    seen = {"loss": history["loss"], "shape": list(p.shape), "accuracy": accuracy,
+            "by_hand": float((p.argmax(axis=2) == y).mean()),
+            "loss_by_hand": float(-np.log(np.take_along_axis(p, y[:, :, None], 2)).mean()),
+            "evaluated_loss": loss}
     with open(f"{out}.{ddp.rank()}", "w") as f:
         json.dump(seen, f)

@@ -20,7 +20,8 @@ Keras weights files (.h5): Keras' groups and layouts, a round trip bit for bit, 
 Keras' arguments: shuffle=False, initial_epoch, the History object, evaluate's forms, optimizers
 by name, count_params, predict's batch_size and verbose; BackupAndRestore: a job killed on 2 ranks goes on on 1 to the
 uninterrupted run's weights; summary() prints once; the transformer layers fit, their weights go
-both ways as safetensors, and Keras' files refuse them on every rank (python_api_text.py).
+both ways as safetensors, and Keras' files refuse them on every rank; a tag per token from y of
+shape (texts, steps), evaluate's loss and accuracy the means over every token (python_api_text.py).
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -34,7 +35,7 @@ from python_api_keras import (check_keras_optimizer_state, keras_arguments, kera
                               keras_optimizer_state)
 from python_api_ranks import (backup, callbacks, child, data, errors, fit_memory, learning_rate,
                               one_rank_fails, regression)
-from python_api_text import transformer
+from python_api_text import tags, transformer
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -172,6 +173,18 @@ class Scenarios:
         assert a["refusals"][1].startswith("position_embedding: Keras' weights files"), a["refusals"]
         print(f"  transformer on 2 ranks: loss {a['loss'][0]:.3f} -> {a['loss'][-1]:.3f}, "
               "safetensors both ways, Keras' files refused naming the layer")
+
+    def a_class_per_step(self):
+        out = os.path.join(self.tmp, "tags")
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--tags", out],
+                 "tagging tokens under mpiexec -n 2")
+        a, b = (json.load(open(f"{out}.{r}")) for r in range(2))
+        assert a == b, "the ranks saw different things"
+        assert a["shape"] == [256, 6, 3], a["shape"]
+        assert a["accuracy"] == a["by_hand"] and a["accuracy"] > 0.9, a
+        assert abs(a["evaluated_loss"] - a["loss_by_hand"]) < 1e-5, a
+        print(f"  a tag per token on 2 ranks: loss {a['loss'][0]:.3f} -> {a['loss'][-1]:.3f}, "
+              f"accuracy {a['accuracy']:.4f} (the mean over every token), predict (256, 6, 3)")
 
     def float_y_is_a_regression(self):
         import numpy as np
@@ -475,6 +488,7 @@ def main():
     p.add_argument("--fit-memory", action="store_true")
     p.add_argument("--regression")
     p.add_argument("--transformer")
+    p.add_argument("--tags")
     p.add_argument("--callbacks")
     p.add_argument("--learning-rate")
     p.add_argument("--keras-file")
@@ -495,6 +509,8 @@ def main():
         return regression(a.regression)
     if a.transformer:
         return transformer(a.transformer)
+    if a.tags:
+        return tags(a.tags)
     if a.callbacks:
         return callbacks(a.callbacks)
     if a.learning_rate:
@@ -513,7 +529,7 @@ def main():
                               "trains_what_ddp_train_does", "an_uncaught_exception_ends_the_job",
                               "mistakes_raise_one_line_errors",
                               "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
-                              "transformer_layers",
+                              "transformer_layers", "a_class_per_step",
                               "python_callbacks_see_each_epoch_and_stop_the_fit",
                               "callbacks_set_the_learning_rate", "keras_weights_files",
                               "keras_files_carry_the_optimizer",
