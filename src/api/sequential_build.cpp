@@ -97,8 +97,12 @@ void Sequential::build(Runtime& runtime) {
       loss_.IsMap() ? loss_["type"].as<std::string>() : loss_.as<std::string>();
   if (loss == "mean_squared_error")
     zeros.targets.assign(static_cast<size_t>(ranks * outputs), 0.0f);
-  else  // a class index per sample, or a 0/1 label per output
-    zeros.labels.assign(static_cast<size_t>(ranks * (loss == "binary_crossentropy" ? outputs : 1)),
+  else  // a 0/1 label per output, or a class index per sample or per step of the output's
+        // (Note [targets per position])
+    zeros.labels.assign(static_cast<size_t>(ranks * (loss == "binary_crossentropy" ? outputs
+                                                     : loss == "sparse_categorical_crossentropy"
+                                                         ? outputs / output_shape().back()
+                                                         : 1)),
                         0);
   const FitOptions options{.batch_size = ranks, .verbose = false};
   run(runtime, config(options), true, &zeros, nullptr, options, /*train_it=*/false);

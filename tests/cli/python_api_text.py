@@ -63,6 +63,9 @@ def tags(out):
               metrics=["accuracy"])
     history = m.fit(x, y, epochs=8, batch_size=32, verbose=False)
     p = m.predict(x)
+    # Compiled again, as Keras' scripts do before evaluating: the model is built anew for it.
+    m.compile(optimizer=ddp.SGD(0.1), loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
     loss, accuracy = m.evaluate(x, y)
     seen = {"loss": history["loss"], "shape": list(p.shape), "accuracy": accuracy,
             "by_hand": float((p.argmax(axis=2) == y).mean()),

@@ -31,7 +31,7 @@ def main():
     import keras
     import ddp_trainer as ddp
     from keras_image_steps import augmentation_layer_checks
-    from keras_text_steps import (masked_sequence_checks, spatial_dropout_checks,
+    from keras_text_steps import (masked_sequence_checks, spatial_dropout_checks, tagging_checks,
                                   time_distributed_checks, token_model_checks)
 
     rng = np.random.default_rng(0)
@@ -178,6 +178,7 @@ def main():
     spatial_dropout_checks(ddp, keras, np, rng, check)
     augmentation_layer_checks(ddp, keras, np, rng, check)
     time_distributed_checks(ddp, keras, np, rng, check, gap)
+    tagging_checks(ddp, keras, np, rng, check, gap)
 
     # Note [frozen layers]: Keras' layer.trainable = False on a batch normalization (which then
     # normalizes with its moving statistics) and a Dense layer, both above a trained layer, trains

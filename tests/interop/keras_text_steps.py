@@ -1,7 +1,7 @@
 """Token and sequence models for keras_module.py: Keras' Embedding and above it global and windowed
 1D poolings, Conv1D, and two LSTMs, GRUs or SimpleRNNs, one way or both; Keras' Masking under
-recurrent layers; Keras' SpatialDropout1D and TimeDistributed(Dense) in .keras files; against
-ddp_trainer's."""
+recurrent layers; Keras' SpatialDropout1D and TimeDistributed(Dense) in .keras files; a tag per
+token; against ddp_trainer's."""
 
 import os
 
@@ -226,3 +226,29 @@ def time_distributed_checks(ddp, keras, np, rng, check, gap):
           f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
           f"{trained:.2e}; Keras' load_model of ours has {classes}; each side's file loaded by "
           f"the other predicts within {predicted:.2e}")
+
+
+def tagging_checks(ddp, keras, np, rng, check, gap):
+    """A tag per token (Note [targets per position]): Keras' Embedding, a bidirectional LSTM
+    returning every step and a softmax Dense layer at each step, labels (texts, steps): the same
+    training from the same weights, and the same loss and accuracy (means over every token) from
+    evaluate."""
+    tokens = rng.integers(0, 50, size=(600, 12))
+    tags = tokens * 4 // 50
+    tags[:, 1:] = tags[:, :-1].copy()  # each token's tag: the class of the token before it
+    L = keras.layers
+    theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8),
+                               L.Bidirectional(L.LSTM(6, return_sequences=True)),
+                               L.Dense(4, activation="softmax")])
+    ours = ddp.Sequential(theirs.layers, input_shape=[12])
+    ours.build()
+    trained = trained_alike(keras, ours, theirs, tokens, tags, gap)
+    for m in (ours, theirs):
+        m.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    evaluated = [m.evaluate(tokens[500:], tags[500:], verbose=0) for m in (ours, theirs)]
+    check("a tag per token (labels of shape (texts, steps))",
+          trained < 1e-5 and abs(evaluated[0][0] - evaluated[1][0]) < 1e-5 and
+          abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
+          f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
+          f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, Keras' {evaluated[1]}")
