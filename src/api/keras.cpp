@@ -112,14 +112,15 @@ Spec SimpleRNN(int64_t units, const std::string& activation, bool return_sequenc
 }
 Spec TransformerEncoder(int64_t intermediate_dim, int64_t num_heads, double dropout,
                         const std::string& activation, double layer_norm_epsilon,
-                        bool normalize_first) {
+                        bool normalize_first, bool causal) {
   return {map({{"type", YAML::Node("transformer_encoder")},
                {"intermediate_dim", YAML::Node(intermediate_dim)},
                {"num_heads", YAML::Node(num_heads)},
                {"dropout", YAML::Node(dropout)},
                {"activation", YAML::Node(activation)},
                {"layer_norm_epsilon", YAML::Node(layer_norm_epsilon)},
-               {"normalize_first", YAML::Node(normalize_first)}})};
+               {"normalize_first", YAML::Node(normalize_first)},
+               {"causal", YAML::Node(causal)}})};
 }
 Spec PositionEmbedding() { return {map({{"type", YAML::Node("position_embedding")}})}; }
 Spec Bidirectional(Spec layer) {

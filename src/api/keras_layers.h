@@ -48,10 +48,11 @@ Spec SimpleRNN(int64_t units, const std::string& activation = "tanh", bool retur
                bool use_bias = true, double dropout = 0.0, double recurrent_dropout = 0.0);
 // KerasHub's TransformerEncoder (PyTorch's nn.TransformerEncoderLayer, batch_first) over (steps,
 // features): self-attention of num_heads heads and a feed-forward pair of intermediate_dim, each
-// added back and normalized (before each branch with normalize_first).
+// added back and normalized (before each branch with normalize_first); with causal, each step
+// attends to itself and the steps before it alone.
 Spec TransformerEncoder(int64_t intermediate_dim, int64_t num_heads, double dropout = 0.0,
                         const std::string& activation = "relu", double layer_norm_epsilon = 1e-5,
-                        bool normalize_first = false);
+                        bool normalize_first = false, bool causal = false);
 // A learned (steps, features) table added to a sequence: KerasHub's TokenAndPositionEmbedding's
 // positions, after an Embedding.
 Spec PositionEmbedding();

@@ -281,10 +281,11 @@ class ComputeBackend {
   virtual void batched_matmul(int64_t count, int64_t m, int64_t n, int64_t k, float alpha,
                               const MatrixOperand& a, const MatrixOperand& b, const MatrixResult& c,
                               bool accumulate) = 0;
-  // Scores (samples, rows, steps), each row a query's scores over a sample's steps: those of steps
-  // whose key_mask (samples, steps) is 0 become `value` (Note [padding masks]).
-  virtual void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows,
-                         int64_t steps, float value) = 0;
+  // Scores (samples, rows, steps), each row a query's scores over a sample's steps, the query of
+  // row r at step r % steps: those of steps whose key_mask (samples, steps; null: none) is 0
+  // (Note [padding masks]) and, with `causal`, those of steps after the query's become `value`.
+  virtual void mask_keys(float* scores, const float* key_mask, bool causal, int64_t samples,
+                         int64_t rows, int64_t steps, float value) = 0;
   // y += x, elementwise (a bidirectional layer's input gradient: its two directions' sum).
   virtual void add_to(const float* x, float* y, size_t count) = 0;
   // Row r of `to` (rows of `width`) becomes from's row r where mask[r] is 0 (Note [padding

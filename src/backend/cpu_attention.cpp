@@ -1,6 +1,7 @@
 #include "backend/cpu_attention.h"
 
 #include <Eigen/Core>
+#include <algorithm>
 
 namespace ddp::cpu {
 
@@ -44,14 +45,16 @@ void batched_matmul(int64_t first, int64_t end, int64_t m, int64_t n, int64_t k,
   }
 }
 
-void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
-               float value) {
+void mask_keys(float* scores, const float* key_mask, bool causal, int64_t samples, int64_t rows,
+               int64_t steps, float value) {
   for (int64_t s = 0; s < samples; ++s) {
-    const float* mask = key_mask + s * steps;
+    const float* mask = key_mask ? key_mask + s * steps : nullptr;
     for (int64_t r = 0; r < rows; ++r) {
       float* row = scores + (s * rows + r) * steps;
-      for (int64_t j = 0; j < steps; ++j)
-        if (mask[j] == 0) row[j] = value;
+      if (mask)
+        for (int64_t j = 0; j < steps; ++j)
+          if (mask[j] == 0) row[j] = value;
+      if (causal) std::fill(row + r % steps + 1, row + steps, value);
     }
   }
 }

@@ -13,7 +13,7 @@ void batched_matmul(int64_t first, int64_t end, int64_t m, int64_t n, int64_t k,
                     const ComputeBackend::MatrixOperand& a, const ComputeBackend::MatrixOperand& b,
                     const ComputeBackend::MatrixResult& c, bool accumulate);
 
-void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
-               float value);
+void mask_keys(float* scores, const float* key_mask, bool causal, int64_t samples, int64_t rows,
+               int64_t steps, float value);
 
 }  // namespace ddp::cpu

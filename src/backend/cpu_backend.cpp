@@ -282,9 +282,9 @@ class CpuBackend final : public ComputeBackend {
       cpu::batched_matmul(first, first + items, m, n, k, alpha, a, b, c, accumulate);
     });
   }
-  void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
-                 float value) override {
-    cpu::mask_keys(scores, key_mask, samples, rows, steps, value);
+  void mask_keys(float* scores, const float* key_mask, bool causal, int64_t samples, int64_t rows,
+                 int64_t steps, float value) override {
+    cpu::mask_keys(scores, key_mask, causal, samples, rows, steps, value);
   }
   void add_to(const float* x, float* y, size_t count) override {
     cpu::split_elements(team_, count, [=](size_t begin, size_t end) {

@@ -239,9 +239,9 @@ class CudaBackend final : public ComputeBackend {
         a.item_stride, &beta, c.data, static_cast<int>(c.row_stride), c.item_stride,
         static_cast<int>(count)));
   }
-  void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
-                 float value) override {
-    cuda::mask_keys(scores, key_mask, samples, rows, steps, value, stream_);
+  void mask_keys(float* scores, const float* key_mask, bool causal, int64_t samples, int64_t rows,
+                 int64_t steps, float value) override {
+    cuda::mask_keys(scores, key_mask, causal, samples, rows, steps, value, stream_);
   }
   void carry_rows(const float* mask, const float* from, float* to, int64_t rows,
                   int64_t width) override {

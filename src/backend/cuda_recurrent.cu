@@ -25,10 +25,16 @@ __global__ void carry_rows_kernel(const float* mask, const float* from, float* t
     if (mask[e / width] == 0) to[e] = from[e];
 }
 
-__global__ void mask_keys_kernel(float* scores, const float* key_mask, int64_t samples,
+// Element e: key e % steps of the query at step e / steps % steps (its row's, e / steps, within
+// the sample's rows).
+__global__ void mask_keys_kernel(float* scores, const float* key_mask, bool causal, int64_t samples,
                                  int64_t rows, int64_t steps, float value) {
-  for (int64_t e = start(); e < samples * rows * steps; e += stride())
-    if (key_mask[e / (rows * steps) * steps + e % steps] == 0) scores[e] = value;
+  for (int64_t e = start(); e < samples * rows * steps; e += stride()) {
+    const int64_t key = e % steps;
+    if ((key_mask && key_mask[e / (rows * steps) * steps + key] == 0) ||
+        (causal && key > e / steps % steps))
+      scores[e] = value;
+  }
 }
 
 // One thread per row: its mask, then its values.
@@ -99,11 +105,11 @@ void carry_rows(const float* mask, const float* from, float* to, int64_t rows, i
   cudaCheck(cudaGetLastError());
 }
 
-void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
-               float value, cudaStream_t stream) {
+void mask_keys(float* scores, const float* key_mask, bool causal, int64_t samples, int64_t rows,
+               int64_t steps, float value, cudaStream_t stream) {
   if (samples * rows * steps == 0) return;
   mask_keys_kernel<<<blocks_for(samples * rows * steps), kThreads, 0, stream>>>(
-      scores, key_mask, samples, rows, steps, value);
+      scores, key_mask, causal, samples, rows, steps, value);
   cudaCheck(cudaGetLastError());
 }
 

@@ -12,8 +12,8 @@ namespace ddp::cuda {
 void copy_matrix(const float* src, int64_t src_row_stride, int64_t src_col_stride, float* dst,
                  int64_t dst_row_stride, int64_t rows, int64_t cols, cudaStream_t stream);
 void add_to(const float* x, float* y, size_t count, cudaStream_t stream);
-void mask_keys(float* scores, const float* key_mask, int64_t samples, int64_t rows, int64_t steps,
-               float value, cudaStream_t stream);
+void mask_keys(float* scores, const float* key_mask, bool causal, int64_t samples, int64_t rows,
+               int64_t steps, float value, cudaStream_t stream);
 void carry_rows(const float* mask, const float* from, float* to, int64_t rows, int64_t width,
                 cudaStream_t stream);
 void masking_forward(const float* x, float value, float* mask, float* y, int64_t rows,

@@ -50,6 +50,7 @@ struct LayerSpec {
   int64_t heads = 0;
   int64_t intermediate = 0;
   bool normalize_first = false;
+  bool causal = false;  // transformer_encoder: each step attends to itself and the steps before
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

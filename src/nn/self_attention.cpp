@@ -4,12 +4,13 @@
 
 namespace ddp {
 
-SelfAttention::SelfAttention(int64_t steps, int64_t dim, int64_t heads, float dropout)
+SelfAttention::SelfAttention(int64_t steps, int64_t dim, int64_t heads, float dropout, bool causal)
     : steps_(steps),
       dim_(dim),
       heads_(heads),
       head_dim_(dim / heads),
       dropout_(dropout),
+      causal_(causal),
       in_proj_(dim, 3 * dim, Activation::kLinear, true, Shape{steps}),
       out_proj_(dim, dim, Activation::kLinear, true, Shape{steps}) {
   parts_.add("in_proj_", in_proj_);
@@ -32,11 +33,11 @@ void SelfAttention::forward(ComputeBackend& backend, const float* x, float* y, i
     backend.batched_matmul(batch, steps_, steps_, head_dim_, scale, part(0, h).in(qkv),
                            part(1, h).in(qkv, /*transposed=*/true), probs_block(h).out(probs),
                            false);
-  // Padding keys score the lowest float: their weights come out 0 (CUDA's expf) or 2^-126 of the
-  // row's largest (the CPU's vector exp clamps its argument), nothing beside any real key's; a
-  // sample with no real key attends evenly, finite (Keras' rule).
-  if (output_mask())
-    backend.mask_keys(probs, output_mask(), batch, heads_ * steps_, steps_,
+  // Padding keys (and later ones, causal) score the lowest float: their weights come out 0
+  // (CUDA's expf) or 2^-126 of the row's largest (the CPU's vector exp clamps its argument),
+  // nothing beside any real key's; a sample with no real key attends evenly, finite (Keras' rule).
+  if (output_mask() || causal_)
+    backend.mask_keys(probs, output_mask(), causal_, batch, heads_ * steps_, steps_,
                       std::numeric_limits<float>::lowest());
   backend.softmax_forward(probs, probs, batch * heads_ * steps_, steps_);
   const float* mixing = probs;

@@ -15,7 +15,10 @@ namespace ddp {
 // out_proj (dim, dim). Dropout (training only) drops attention probabilities, by the sample's
 // position as Note [dropout mask]. A padding mask (Note [padding masks]) takes the padding steps
 // out as keys: no step attends to them (Keras' and PyTorch's key padding mask); they are still
-// computed as queries, as both frameworks do, and the mask passes on.
+// computed as queries, as both frameworks do, and the mask passes on. With `causal`, each step's
+// query scores only its own key and those before it (PyTorch's is_causal, KerasHub's
+// use_causal_mask): the later keys score as padding does, so no step's output depends on the
+// steps after it.
 //
 // The heads are not copied out: their queries, keys and values are strided views of the projected
 // rows (ComputeBackend::batched_matmul, one batch of the samples per head), and their outputs are
@@ -29,7 +32,7 @@ namespace ddp {
 // (PyTorch's does so). So backward writes it as zero, the gradient finite differences find.
 class SelfAttention final : public MaskPassingLayer {
  public:
-  SelfAttention(int64_t steps, int64_t dim, int64_t heads, float dropout);
+  SelfAttention(int64_t steps, int64_t dim, int64_t heads, float dropout, bool causal);
 
   std::string type_name() const override { return "MultiHeadAttention"; }
   Shape output_shape() const override { return Shape{steps_, dim_}; }
@@ -75,6 +78,7 @@ class SelfAttention final : public MaskPassingLayer {
 
   int64_t steps_, dim_, heads_, head_dim_;
   float dropout_;
+  bool causal_;
   Dense in_proj_, out_proj_;
   LayerParts parts_;
   Pass pass_;

@@ -84,7 +84,8 @@ std::unique_ptr<Layer> sequence_layer(const LayerSpec& spec, const Shape& shape,
                         "can train");
     parameters += 4 * d * d + 2 * d * f + 9 * d + f;
     return std::make_unique<TransformerEncoder>(shape[0], dim, spec.heads, spec.intermediate, act,
-                                                spec.rate, spec.epsilon, spec.normalize_first);
+                                                spec.rate, spec.epsilon, spec.normalize_first,
+                                                spec.causal);
   }
   if (spec.type == "masking") {
     if (shape.rank() != 2)

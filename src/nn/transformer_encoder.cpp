@@ -11,7 +11,7 @@ constexpr uint64_t kFirstDropSite = 8;
 
 TransformerEncoder::TransformerEncoder(int64_t steps, int64_t dim, int64_t heads,
                                        int64_t intermediate, Activation act, float dropout,
-                                       float epsilon, bool normalize_first)
+                                       float epsilon, bool normalize_first, bool causal)
     : steps_(steps),
       dim_(dim),
       intermediate_(intermediate),
@@ -19,7 +19,7 @@ TransformerEncoder::TransformerEncoder(int64_t steps, int64_t dim, int64_t heads
       fused_(derivative_from_output(act)),
       dropout_(dropout),
       normalize_first_(normalize_first),
-      attention_(steps, dim, heads, dropout),
+      attention_(steps, dim, heads, dropout, causal),
       linear1_(dim, intermediate, fused_ ? act : Activation::kLinear, true, Shape{steps}),
       linear2_(intermediate, dim, Activation::kLinear, true, Shape{steps}),
       norm1_(Shape{steps, dim}, epsilon),

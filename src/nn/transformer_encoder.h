@@ -13,11 +13,14 @@ namespace ddp {
 // attention probabilities, on the attention's output, after the activation and on the feed-forward
 // output, each with its own masks by the sample's position (Note [dropout mask]). Its parameters
 // carry PyTorch's names (self_attn.in_proj_weight, ..., linear1, linear2, norm1, norm2), so its
-// state_dict loads as it is. A padding mask reaches the attention's keys and passes on.
+// state_dict loads as it is. A padding mask reaches the attention's keys and passes on. With
+// `causal`, each step attends to itself and the steps before it alone (PyTorch's is_causal, its
+// square subsequent mask): a step's output never depends on the steps after it.
 class TransformerEncoder final : public MaskPassingLayer {
  public:
   TransformerEncoder(int64_t steps, int64_t dim, int64_t heads, int64_t intermediate,
-                     Activation act, float dropout, float epsilon, bool normalize_first);
+                     Activation act, float dropout, float epsilon, bool normalize_first,
+                     bool causal = false);
 
   std::string type_name() const override { return "TransformerEncoder"; }
   Shape output_shape() const override { return Shape{steps_, dim_}; }

@@ -203,15 +203,15 @@ void define_layers(py::module_& m) {
   m.def(
       "TransformerEncoder",
       [](int64_t intermediate_dim, int64_t num_heads, double dropout, const std::string& activation,
-         double layer_norm_epsilon, bool normalize_first, bool trainable) {
+         double layer_norm_epsilon, bool normalize_first, bool causal, bool trainable) {
         return trained_or_frozen(
             keras::TransformerEncoder(intermediate_dim, num_heads, dropout, activation,
-                                      layer_norm_epsilon, normalize_first),
+                                      layer_norm_epsilon, normalize_first, causal),
             trainable);
       },
       py::arg("intermediate_dim"), py::arg("num_heads"), py::arg("dropout") = 0.0,
       py::arg("activation") = "relu", py::arg("layer_norm_epsilon") = 1e-5,
-      py::arg("normalize_first") = false, py::arg("trainable") = true);
+      py::arg("normalize_first") = false, py::arg("causal") = false, py::arg("trainable") = true);
   m.def(
       "PositionEmbedding",
       [](bool trainable) { return trained_or_frozen(keras::PositionEmbedding(), trainable); },

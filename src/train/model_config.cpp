@@ -93,6 +93,7 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.epsilon = static_cast<float>(
           positive_number(layer, "layer_norm_epsilon", layer.get("layer_norm_epsilon", 1e-5)));
       spec.normalize_first = layer.get("normalize_first", false);
+      spec.causal = layer.get("causal", false);
     } else if (spec.type == "embedding") {  // Keras' names
       spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
       spec.units = positive(layer, "output_dim", layer.require<int64_t>("output_dim"));

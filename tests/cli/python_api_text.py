@@ -58,6 +58,7 @@ def tags(out):
     y = x * 3 // 30
     y[:, 1:] = y[:, :-1].copy()  # each token's tag: the class of the token before it
     m = ddp.Sequential([ddp.Embedding(30, 8), ddp.LSTM(12, return_sequences=True),
+                        ddp.TransformerEncoder(16, 2, normalize_first=True, causal=True),
                         ddp.Dense(3, activation="softmax")], input_shape=[6])
     m.compile(optimizer=ddp.Adam(0.02), loss="sparse_categorical_crossentropy",
               metrics=["accuracy"])

@@ -99,8 +99,8 @@ TEST_P(DdpTextModels, TransformerEncoderMatchesSingleProcess) {
 }
 
 // A tag per token (Note [targets per position]): a bidirectional GRU returning every step, a
-// transformer encoder with dropout, and a softmax layer at each step, the loss the mean over every
-// token of the global batch (a partial last batch split unevenly), with sample weights.
+// causal transformer encoder with dropout, and a softmax layer at each step, the loss the mean
+// over every token of the global batch (a partial last batch split unevenly), with sample weights.
 TEST_P(DdpTextModels, TagsPerTokenMatchSingleProcess) {
   MpiCommunicator comm;
   const Config config = config_with(
@@ -109,8 +109,8 @@ TEST_P(DdpTextModels, TagsPerTokenMatchSingleProcess) {
        "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
        "model.layers=[{type: embedding, input_dim: 40, output_dim: 8}, "
        "{type: gru, units: 4, return_sequences: true, bidirectional: true}, "
-       "{type: transformer_encoder, num_heads: 2, intermediate_dim: 12, dropout: 0.1}, "
-       "{type: dense, units: 4, activation: softmax}]"});
+       "{type: transformer_encoder, num_heads: 2, intermediate_dim: 12, dropout: 0.1, "
+       "causal: true}, {type: dense, units: 4, activation: softmax}]"});
   expect_trains_as_one_process(config, comm, 12, [](Dataset& data) {
     data.sample_weights.resize(static_cast<size_t>(data.size()));
     for (size_t i = 0; i < data.sample_weights.size(); ++i)

@@ -237,13 +237,14 @@ def transformer_check(args, env, tmp, normalize_first=False, padded=False):
     return [io_diff, diff]
 
 
-def tagging_check(args, env, tmp):
+def tagging_check(args, env, tmp, causal=False):
     """A tag per token (Note [targets per position]): 200 rows of 6 ids below 30 in {tmp}/tags.csv,
     each token tagged by how many of it and the token before it are below 10 (0-2), through an
-    embedding, a bidirectional LSTM returning every step and a softmax layer at each step: 20 SGD
-    steps with momentum on 2 ranks (whose step is the gradient's own scale, where Adam's would
-    hide a wrong one) against PyTorch's CrossEntropyLoss over (batch x steps, classes), the mean
-    over every token of the batch."""
+    embedding, a bidirectional LSTM returning every step (causal: learned positions and a causal
+    transformer encoder of 2 heads, against PyTorch's with the square subsequent mask) and a
+    softmax layer at each step: 20 SGD steps with momentum on 2 ranks (whose step is the
+    gradient's own scale, where Adam's would hide a wrong one) against PyTorch's
+    CrossEntropyLoss over (batch x steps, classes), the mean over every token of the batch."""
     generator = torch.Generator().manual_seed(6)
     tokens = torch.randint(0, 30, (200, 6), generator=generator)
     low = (tokens < 10).long()
@@ -252,34 +253,51 @@ def tagging_check(args, env, tmp):
         f.write(",".join([f"t{i}" for i in range(6)] + [f"tag{i}" for i in range(6)]) + "\n")
         for row in torch.cat([tokens, tags], dim=1).tolist():
             f.write(",".join(map(str, row)) + "\n")
-    with open(f"{tmp}/tagging.yaml", "w") as f:
+    name = "causal_tagging" if causal else "tagging"
+    middle = ("    - {type: position_embedding}\n"
+              "    - {type: transformer_encoder, num_heads: 2, intermediate_dim: 12, causal: true}\n"
+              if causal else
+              "    - {type: lstm, units: 6, return_sequences: true, bidirectional: true}\n")
+    with open(f"{tmp}/{name}.yaml", "w") as f:
         f.write(f"""data:
   train: {{type: csv, path: {tmp}/tags.csv, label_columns: [6, 7, 8, 9, 10, 11]}}
 model:
   layers:
     - {{type: embedding, input_dim: 30, output_dim: 8}}
-    - {{type: lstm, units: 6, return_sequences: true, bidirectional: true}}
-    - {{type: dense, units: 3, activation: softmax}}
+{middle}    - {{type: dense, units: 3, activation: softmax}}
 loss: sparse_categorical_crossentropy
 optimizer: {optimizer_yaml("sgd")}
 training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
     torch.manual_seed(13)
     model = torch.nn.Module()
-    model.layers = torch.nn.ModuleList(
-        [torch.nn.Embedding(30, 8), torch.nn.LSTM(8, 6, batch_first=True, bidirectional=True),
-         torch.nn.Linear(12, 3)])
-    for second in ("layers.1.bias_hh_l0", "layers.1.bias_hh_l0_reverse"):  # one bias, as Keras
-        model.get_parameter(second).data.zero_()
-        model.get_parameter(second).requires_grad_(False)
+    later = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=1)  # True: not attended
+    if causal:
+        model.layers = torch.nn.ModuleList(
+            [torch.nn.Embedding(30, 8), Positions(6, 8),
+             torch.nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0,
+                                              batch_first=True),
+             torch.nn.Linear(8, 3)])
+    else:
+        model.layers = torch.nn.ModuleList(
+            [torch.nn.Embedding(30, 8), torch.nn.LSTM(8, 6, batch_first=True, bidirectional=True),
+             torch.nn.Linear(12, 3)])
+        for second in ("layers.1.bias_hh_l0", "layers.1.bias_hh_l0_reverse"):  # one bias (Keras')
+            model.get_parameter(second).data.zero_()
+            model.get_parameter(second).requires_grad_(False)
     mean = torch.nn.CrossEntropyLoss()
 
     def loss_of(rows):
-        steps, _ = model.layers[1](model.layers[0](tokens[rows]))
-        return mean(model.layers[2](steps).reshape(-1, 3), tags[rows].reshape(-1))
+        steps = model.layers[0](tokens[rows])
+        if causal:
+            steps = model.layers[2](model.layers[1](steps), src_mask=later)
+        else:
+            steps, _ = model.layers[1](steps)
+        return mean(model.layers[-1](steps).reshape(-1, 3), tags[rows].reshape(-1))
 
-    diff = twenty_steps(args, env, tmp, "tagging", model, torch_optimizer("sgd"), loss_of)
-    print(f"a tag per token (embedding, bidirectional LSTM, a softmax layer at each step), 20 SGD "
-          f"steps with momentum (2 ranks) vs PyTorch's mean over every token: max abs diff "
-          f"{diff:.2e}")
+    diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("sgd"), loss_of)
+    print(f"a tag per token (embedding, "
+          f"{'positions, a causal transformer encoder' if causal else 'bidirectional LSTM'}, a "
+          f"softmax layer at each step), 20 SGD steps with momentum (2 ranks) vs PyTorch's mean "
+          f"over every token: max abs diff {diff:.2e}")
     return [diff]

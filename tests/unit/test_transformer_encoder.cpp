@@ -1,7 +1,8 @@
 // TransformerEncoder (Note [self-attention]): forward against the definition in double (post- and
 // pre-normalization, relu and gelu, a padding mask), every gradient against central finite
 // differences (invariant 4), with dropout's masks too, padding steps that change nothing, the bits
-// on a team of threads, and its place in a model (PyTorch's names, the refusals).
+// on a team of threads, causal attention that never reads later steps, and its place in a model
+// (PyTorch's names, the refusals).
 
 #include <gtest/gtest.h>
 
@@ -23,13 +24,15 @@ struct Options {
   Activation act = Activation::kRelu;
   bool normalize_first = false;
   float dropout = 0;
+  bool causal = false;
 };
 
 // A TransformerEncoder with every parameter drawn (normalization scales near 1), bound to host
 // vectors in param_specs() order, and their gradients.
 struct BoundEncoder {
   explicit BoundEncoder(const Options& o, uint64_t seed = 3)
-      : layer(kSteps, kDim, kHeads, kInner, o.act, o.dropout, kEpsilon, o.normalize_first) {
+      : layer(kSteps, kDim, kHeads, kInner, o.act, o.dropout, kEpsilon, o.normalize_first,
+              o.causal) {
     std::vector<float*> p, g;
     for (const ParamSpec& spec : layer.param_specs()) {
       const auto n = static_cast<size_t>(spec.shape.numel());
@@ -78,8 +81,9 @@ Rows plus(Rows a, const Rows& b) {
 }
 
 // One sample's steps through attention: each head's softmax over the real keys (all keys where
-// none is real) of q.k / sqrt(head_dim), the values mixed by it, out_proj over the heads.
-Rows attention(const BoundEncoder& e, const Rows& x, const float* mask) {
+// none is real; causal: the query's own and earlier ones) of q.k / sqrt(head_dim), the values
+// mixed by it, out_proj over the heads.
+Rows attention(const BoundEncoder& e, const Rows& x, const float* mask, bool causal) {
   const Rows qkv = linear(x, e.params[0], e.params[1]);
   const int64_t head_dim = kDim / kHeads;
   Rows mixed(kSteps, std::vector<double>(kDim));
@@ -90,7 +94,7 @@ Rows attention(const BoundEncoder& e, const Rows& x, const float* mask) {
       std::vector<double> p(kSteps, 0);
       double sum = 0;
       for (int64_t j = 0; j < kSteps; ++j) {
-        if (any_real && mask && mask[j] == 0) continue;
+        if ((any_real && mask && mask[j] == 0) || (causal && j > i)) continue;
         double s = 0;
         for (int64_t d = 0; d < head_dim; ++d)
           s += qkv[i][h * head_dim + d] * qkv[j][kDim + h * head_dim + d];
@@ -122,10 +126,10 @@ std::vector<double> by_definition(const BoundEncoder& e, const Options& o,
     const float* m = mask.empty() ? nullptr : mask.data() + b * kSteps;
     Rows out;
     if (o.normalize_first) {
-      const Rows s1 = plus(in, attention(e, layer_norm(in, e.params[8], e.params[9]), m));
+      const Rows s1 = plus(in, attention(e, layer_norm(in, e.params[8], e.params[9]), m, o.causal));
       out = plus(s1, feed_forward(e, layer_norm(s1, e.params[10], e.params[11]), o.act));
     } else {
-      const Rows s1 = layer_norm(plus(in, attention(e, in, m)), e.params[8], e.params[9]);
+      const Rows s1 = layer_norm(plus(in, attention(e, in, m, o.causal)), e.params[8], e.params[9]);
       out = layer_norm(plus(s1, feed_forward(e, s1, o.act)), e.params[10], e.params[11]);
     }
     for (const auto& row : out) y.insert(y.end(), row.begin(), row.end());
@@ -186,7 +190,9 @@ INSTANTIATE_TEST_SUITE_P(Variants, TransformerEncoderTest,
                          ::testing::Values(Case{{}, false},
                                            Case{{Activation::kGelu, true, 0}, false},
                                            Case{{}, true}, Case{{Activation::kGelu, true, 0}, true},
-                                           Case{{Activation::kRelu, false, 0.3f}, true}));
+                                           Case{{Activation::kRelu, false, 0.3f}, true},
+                                           Case{{Activation::kGelu, true, 0, true}, false},
+                                           Case{{Activation::kRelu, false, 0.3f, true}, true}));
 
 // Whatever a padding step holds, the real steps' outputs are the same: no query attends to it.
 TEST(TransformerEncoderMask, PaddingStepsChangeNothing) {
@@ -202,6 +208,28 @@ TEST(TransformerEncoderMask, PaddingStepsChangeNothing) {
   for (size_t i = 0; i < y.size(); ++i) {
     if (mask[i / kDim] != 0) {
       EXPECT_EQ(y[i], again[i]) << "y[" << i << "]";
+    }
+  }
+}
+
+// Causal: whatever the steps from t on hold, the steps before t come out the same, bit for bit.
+TEST(TransformerEncoderCausal, LaterStepsChangeNothing) {
+  auto backend = make_cpu_backend();
+  BoundEncoder e({.causal = true});
+  const std::vector<float> x = random_vector(kBatch * kSteps * kDim, 15);
+  std::vector<float> y(x.size()), again(x.size());
+  e.layer.forward(*backend, x.data(), y.data(), kBatch);
+  for (int64_t t = 1; t < kSteps; ++t) {
+    std::vector<float> changed = x;
+    for (size_t i = 0; i < x.size(); ++i)
+      if (static_cast<int64_t>(i / kDim) % kSteps >= t) changed[i] = 50.0f - static_cast<float>(i);
+    e.layer.forward(*backend, changed.data(), again.data(), kBatch);
+    for (size_t i = 0; i < y.size(); ++i) {
+      if (static_cast<int64_t>(i / kDim) % kSteps < t) {
+        EXPECT_EQ(y[i], again[i]) << "from step " << t << ": y[" << i << "]";
+      } else {
+        EXPECT_NE(y[i], again[i]) << "from step " << t << ": y[" << i << "]";
+      }
     }
   }
 }
