@@ -1,6 +1,6 @@
 // The transformer encoder on the CUDA backend against the CPU's (the specification): outputs,
 // input gradients and every parameter gradient, post- and pre-normalization, with and without
-// padding steps (Note [self-attention]), through batched_matmul (cuBLAS's strided batches over
+// padding steps, causal or not (Note [self-attention]), through batched_matmul (cuBLAS's strided batches over
 // the heads' views), mask_keys, softmax, layer normalization, the dense ops and dropout's masks.
 
 #include <gtest/gtest.h>
@@ -14,11 +14,11 @@
 namespace ddp {
 namespace {
 
-// (normalize_first, padded, dropout)
-class CudaTransformer : public ::testing::TestWithParam<std::tuple<bool, bool, float>> {};
+// (normalize_first, padded, dropout, causal)
+class CudaTransformer : public ::testing::TestWithParam<std::tuple<bool, bool, float, bool>> {};
 
 TEST_P(CudaTransformer, MatchesTheCpu) {
-  const auto [normalize_first, padded, dropout] = GetParam();
+  const auto [normalize_first, padded, dropout, causal] = GetParam();
   auto cpu = make_cpu_backend(false);
   auto cuda = gpu();
   const int64_t batch = 5, steps = 7, dim = 12, heads = 3, inner = 20;
@@ -32,7 +32,7 @@ TEST_P(CudaTransformer, MatchesTheCpu) {
   for (int k = 0; k < 2; ++k) {
     ComputeBackend& be = *backends[k];
     TransformerEncoder layer(steps, dim, heads, inner, Activation::kGelu, dropout, 1e-5f,
-                             normalize_first);
+                             normalize_first, causal);
     std::vector<Mirror> params, grads;
     params.reserve(12);
     grads.reserve(12);
@@ -63,9 +63,9 @@ TEST_P(CudaTransformer, MatchesTheCpu) {
     expect_close(results[0][i], results[1][i], i == 0 ? "y" : i == 1 ? "dx" : "parameter grad");
 }
 
-INSTANTIATE_TEST_SUITE_P(NormalizationPaddingDropout, CudaTransformer,
+INSTANTIATE_TEST_SUITE_P(NormalizationPaddingDropoutCausal, CudaTransformer,
                          ::testing::Combine(::testing::Bool(), ::testing::Bool(),
-                                            ::testing::Values(0.0f, 0.2f)));
+                                            ::testing::Values(0.0f, 0.2f), ::testing::Bool()));
 
 }  // namespace
 }  // namespace ddp
