@@ -38,14 +38,14 @@ void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary,
     return;
   }
   if (layout == TargetLayout::kClassIndex && label_width != positions)
-    throw DataError(origin + ": " + std::to_string(label_width) + " label column(s) per sample, " +
+    throw DataError(origin + ": " + std::to_string(label_width) +
                     (positions > 1
-                         ? "but the model's output has " + std::to_string(positions) +
-                               " positions (steps) of " + std::to_string(classes) +
-                               " classes: a class per position"
-                         : "but the loss takes one class per sample (multi-label data needs "
-                           "binary_crossentropy or mean_squared_error; a class per step, a model "
-                           "whose output keeps the steps)"));
+                         ? " label column(s) per sample, but the model's output has " +
+                               std::to_string(positions) + " positions (steps) of " +
+                               std::to_string(classes) + " classes: a class per position"
+                         : " label columns per sample, but the loss takes one class per sample "
+                           "(multi-label data needs binary_crossentropy or mean_squared_error; a "
+                           "class per step, a model whose output keeps the steps)"));
   if (layout == TargetLayout::kLabels && label_width != classes)
     throw DataError(origin + ": " + std::to_string(label_width) + " label column(s) per sample " +
                     "for a model with " + std::to_string(classes) + " outputs");

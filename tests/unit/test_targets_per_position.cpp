@@ -141,7 +141,7 @@ TEST(TargetsPerPosition, WhatDoesNotGoWithThemIsRefusedByName) {
             "data.train (synthetic tokens(64x5, vocabulary 12)): 1 label column(s) per sample, "
             "but the model's output has 5 positions (steps) of 3 classes: a class per position");
   EXPECT_EQ(trainer_error(tagging_config("{type: lstm, units: 4}, ")),
-            "data.train (synthetic tags(64x5, vocabulary 12)): 5 label column(s) per sample, but "
+            "data.train (synthetic tags(64x5, vocabulary 12)): 5 label columns per sample, but "
             "the loss takes one class per sample (multi-label data needs binary_crossentropy or "
             "mean_squared_error; a class per step, a model whose output keeps the steps)");
 }
