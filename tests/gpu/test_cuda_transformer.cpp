@@ -1,7 +1,8 @@
 // The transformer encoder on the CUDA backend against the CPU's (the specification): outputs,
 // input gradients and every parameter gradient, post- and pre-normalization, with and without
-// padding steps, causal or not (Note [self-attention]), through batched_matmul (cuBLAS's strided batches over
-// the heads' views), mask_keys, softmax, layer normalization, the dense ops and dropout's masks.
+// padding steps, causal or not (Note [self-attention]), through batched_matmul (cuBLAS's strided
+// batches over the heads' views), mask_keys, softmax, layer normalization, the dense ops and
+// dropout's masks.
 
 #include <gtest/gtest.h>
 
