@@ -66,11 +66,12 @@ std::vector<int64_t> Sequential::output_shape() const {
 
 void Sequential::build(Runtime& runtime) {
   if (session_ && !compiled_since_fit_) return;
-  const auto [sample_shape, outputs] =
-      session_ ? std::pair(input_shape(), session_->trainer->model().output_cols())
+  const auto [sample_shape, output] =
+      session_ ? std::pair(input_shape(), Shape(output_shape()))
                : with_unfitted_model(model_, "build", [](const ddp::Sequential& m) {
-                   return std::pair(m.input_shape().dims(), m.output_cols());
+                   return std::pair(m.input_shape().dims(), m.layers().back()->output_shape());
                  });
+  const int64_t outputs = output.numel();
   // A session over one all-zero sample per rank, which nothing trains on: its config is the
   // compiled one, or (uncompiled, as Keras builds models) SGD and mean squared error, which only
   // predict and the weights calls use; evaluate() and fit() need compile() then.
@@ -101,7 +102,7 @@ void Sequential::build(Runtime& runtime) {
         // (Note [targets per position])
     zeros.labels.assign(static_cast<size_t>(ranks * (loss == "binary_crossentropy" ? outputs
                                                      : loss == "sparse_categorical_crossentropy"
-                                                         ? outputs / output_shape().back()
+                                                         ? outputs / output[output.rank() - 1]
                                                          : 1)),
                         0);
   const FitOptions options{.batch_size = ranks, .verbose = false};
