@@ -335,11 +335,7 @@ class CpuBackend final : public ComputeBackend {
     });
   }
 
-  bool all_finite(const float* data, size_t count) override {
-    uint32_t non_finite = 0;
-    for (size_t i = 0; i < count; ++i) non_finite |= cpu::is_non_finite(data[i]);
-    return non_finite == 0;
-  }
+  bool all_finite(const float* data, size_t count) override { return cpu::all_finite(data, count); }
 
   double squared_norm(const float* data, size_t count) override {
     return cpu::squared_sum(data, count);
@@ -356,41 +352,23 @@ class CpuBackend final : public ComputeBackend {
   // nothing measurable, where a pass of its own over W3's gradients took 6 ms of a 66 ms step.
   bool sgd_update(float* params, const float* grads, float* velocity, size_t count, float lr,
                   float grad_scale, const SgdHyper& hyper, GradCheck check) override {
-    const uint32_t non_finite = cpu::elementwise(team_, count, [=](size_t begin, size_t end) {
-      return cpu::sgd_range(params + begin, grads + begin, velocity + begin, end - begin, lr,
-                            grad_scale, hyper);
-    });
-    return readback_.checked(non_finite, check);
+    return readback_.checked(
+        cpu::sgd_update(team_, params, grads, velocity, count, lr, grad_scale, hyper), check);
   }
-
   bool adam_update(float* params, const float* grads, float* m, float* v, size_t count, float lr,
                    float grad_scale, int64_t step, const AdamHyper& hyper,
                    GradCheck check) override {
     const cpu::AdamStep c = cpu::adam_step(lr, grad_scale, step, hyper);
-    const uint32_t non_finite = cpu::elementwise(team_, count, [=](size_t begin, size_t end) {
-      return cpu::adam_range(params + begin, grads + begin, m + begin, v + begin, end - begin, c);
-    });
-    return readback_.checked(non_finite, check);
+    return readback_.checked(cpu::adam_update(team_, params, grads, m, v, count, c), check);
   }
   bool rmsprop_update(float* params, const float* grads, RmspropState state, size_t count, float lr,
                       float grad_scale, const RmspropHyper& hyper, GradCheck check) override {
-    const uint32_t non_finite = cpu::elementwise(team_, count, [=](size_t begin, size_t end) {
-      const auto at = [begin](float* buffer) { return buffer ? buffer + begin : nullptr; };
-      return cpu::rmsprop_range(
-          params + begin, grads + begin,
-          {at(state.square_avg), at(state.momentum_buffer), at(state.grad_avg)}, end - begin, lr,
-          grad_scale, hyper);
-    });
-    return readback_.checked(non_finite, check);
+    return readback_.checked(
+        cpu::rmsprop_update(team_, params, grads, state, count, lr, grad_scale, hyper), check);
   }
   bool adaptive_update(float* params, const float* grads, AdaptiveState state, size_t count,
                        const AdaptiveStep& step, GradCheck check) override {
-    const uint32_t non_finite = cpu::elementwise(team_, count, [=](size_t begin, size_t end) {
-      const auto at = [begin](float* buffer) { return buffer ? buffer + begin : nullptr; };
-      return cpu::adaptive_range(params + begin, grads + begin, {at(state.first), at(state.second)},
-                                 end - begin, step);
-    });
-    return readback_.checked(non_finite, check);
+    return readback_.checked(cpu::adaptive_update(team_, params, grads, state, count, step), check);
   }
   LossStats take_loss_stats() override { return readback_.take_loss_stats(); }
   bool take_nonfinite() override { return readback_.take_nonfinite(); }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "backend/adaptive_element.h"
+#include "backend/team_shares.h"
 #include "core/owned_lines.h"
 
 namespace ddp::cpu {
@@ -204,6 +205,52 @@ uint32_t adaptive_range(float* params, const float* grads, ComputeBackend::Adapt
       return adaptive_chunk<kKind, kKeras, kFirstStep>(params, grads, state, begin, end, step);
     });
   });
+}
+
+uint32_t sgd_update(ThreadTeam& team, float* params, const float* grads, float* velocity,
+                    size_t count, float lr, float grad_scale, const SgdHyper& hyper) {
+  return elementwise(team, count, [=](size_t begin, size_t end) {
+    return sgd_range(params + begin, grads + begin, velocity + begin, end - begin, lr, grad_scale,
+                     hyper);
+  });
+}
+
+uint32_t adam_update(ThreadTeam& team, float* params, const float* grads, float* m, float* v,
+                     size_t count, const AdamStep& c) {
+  return elementwise(team, count, [=](size_t begin, size_t end) {
+    return adam_range(params + begin, grads + begin, m + begin, v + begin, end - begin, c);
+  });
+}
+
+namespace {
+// A state buffer offset like the parameters of a share; absent buffers stay null.
+float* from(float* buffer, size_t begin) { return buffer ? buffer + begin : nullptr; }
+}  // namespace
+
+uint32_t rmsprop_update(ThreadTeam& team, float* params, const float* grads,
+                        ComputeBackend::RmspropState state, size_t count, float lr,
+                        float grad_scale, const RmspropHyper& hyper) {
+  return elementwise(team, count, [=](size_t begin, size_t end) {
+    return rmsprop_range(params + begin, grads + begin,
+                         {from(state.square_avg, begin), from(state.momentum_buffer, begin),
+                          from(state.grad_avg, begin)},
+                         end - begin, lr, grad_scale, hyper);
+  });
+}
+
+uint32_t adaptive_update(ThreadTeam& team, float* params, const float* grads,
+                         ComputeBackend::AdaptiveState state, size_t count,
+                         const AdaptiveStep& step) {
+  return elementwise(team, count, [=](size_t begin, size_t end) {
+    return adaptive_range(params + begin, grads + begin,
+                          {from(state.first, begin), from(state.second, begin)}, end - begin, step);
+  });
+}
+
+bool all_finite(const float* data, size_t count) {
+  uint32_t non_finite = 0;
+  for (size_t i = 0; i < count; ++i) non_finite |= is_non_finite(data[i]);
+  return non_finite == 0;
 }
 
 }  // namespace ddp::cpu

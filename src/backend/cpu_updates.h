@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "backend/backend.h"
+#include "core/thread_team.h"
 
 namespace ddp::cpu {
 
@@ -45,5 +46,20 @@ uint32_t rmsprop_range(float* params, const float* grads, ComputeBackend::Rmspro
 // Adagrad, Adamax, NAdam or Lion (AdaptiveStep); state's buffers offset like params.
 uint32_t adaptive_range(float* params, const float* grads, ComputeBackend::AdaptiveState state,
                         size_t count, const AdaptiveStep& step);
+
+// The backend's updates over whole buffers: the ranges above on the team's shares of the elements
+// (each element computed as on one thread); whether a gradient was non-finite.
+uint32_t sgd_update(ThreadTeam& team, float* params, const float* grads, float* velocity,
+                    size_t count, float lr, float grad_scale, const SgdHyper& hyper);
+uint32_t adam_update(ThreadTeam& team, float* params, const float* grads, float* m, float* v,
+                     size_t count, const AdamStep& c);
+uint32_t rmsprop_update(ThreadTeam& team, float* params, const float* grads,
+                        ComputeBackend::RmspropState state, size_t count, float lr,
+                        float grad_scale, const RmspropHyper& hyper);
+uint32_t adaptive_update(ThreadTeam& team, float* params, const float* grads,
+                         ComputeBackend::AdaptiveState state, size_t count,
+                         const AdaptiveStep& step);
+// Whether any of data's floats is NaN or infinite.
+bool all_finite(const float* data, size_t count);
 
 }  // namespace ddp::cpu

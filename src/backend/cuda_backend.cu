@@ -17,6 +17,7 @@
 #include "backend/cuda_check.h"
 #include "backend/cuda_embedding.h"
 #include "backend/cuda_flat_ops.h"
+#include "backend/cuda_gemm.h"
 #include "backend/cuda_layer_norm.h"
 #include "backend/cuda_losses.h"
 #include "backend/cuda_pinned_staging.h"
@@ -43,7 +44,7 @@ class CudaBackend final : public ComputeBackend {
     cublasCheck(cublasCreate(&cublas_));
     cublasCheck(cublasSetStream(cublas_, stream_));
     // Plain FP32 GEMMs unless asked: the CPU backend is the reference, and TF32 differs by ~1e-3.
-    // bf16 operands are cublasGemmEx's compute type instead (gemm below).
+    // bf16 operands are cublasGemmEx's compute type instead (cuda::gemm).
     cublasCheck(cublasSetMathMode(cublas_, precision == MatmulPrecision::kTf32
                                                ? CUBLAS_TF32_TENSOR_OP_MATH
                                                : CUBLAS_PEDANTIC_MATH));
@@ -225,19 +226,10 @@ class CudaBackend final : public ComputeBackend {
   void add_to(const float* x, float* y, size_t count) override {
     cuda::add_to(x, y, count, stream_);
   }
-  // Row-major products as gemm() takes them (C^T = op(B)^T op(A)^T in cuBLAS' column-major
-  // view), one strided batch.
   void batched_matmul(int64_t count, int64_t m, int64_t n, int64_t k, float alpha,
                       const MatrixOperand& a, const MatrixOperand& b, const MatrixResult& c,
                       bool accumulate) override {
-    if (count == 0) return;
-    const float beta = accumulate ? 1.0f : 0.0f;
-    cublasCheck(cublasSgemmStridedBatched(
-        cublas_, b.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, a.transposed ? CUBLAS_OP_T : CUBLAS_OP_N,
-        static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, b.data,
-        static_cast<int>(b.row_stride), b.item_stride, a.data, static_cast<int>(a.row_stride),
-        a.item_stride, &beta, c.data, static_cast<int>(c.row_stride), c.item_stride,
-        static_cast<int>(count)));
+    cuda::batched_matmul(cublas_, count, m, n, k, alpha, a, b, c, accumulate);
   }
   void mask_keys(float* scores, const float* key_mask, bool causal, int64_t samples, int64_t rows,
                  int64_t steps, float value) override {
@@ -317,23 +309,9 @@ class CudaBackend final : public ComputeBackend {
   bool take_nonfinite() override { return readback_.take_nonfinite(stream_); }
 
  private:
-  // Row-major C (m, n) = op(A) op(B), as the CPU backend's gemm. cuBLAS is column-major, and a
-  // row-major matrix is its transpose in column-major, so this computes C^T = op(B)^T op(A)^T.
   void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, const float* b,
             float* c, bool accumulate) {
-    const float one = 1, beta = accumulate ? 1.0f : 0.0f;
-    if (precision_ == MatmulPrecision::kBf16) {  // Note [bf16 products]: fp32 in and out
-      cublasCheck(cublasGemmEx(
-          cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-          static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b, CUDA_R_32F,
-          static_cast<int>(tb ? k : n), a, CUDA_R_32F, static_cast<int>(ta ? m : k), &beta, c,
-          CUDA_R_32F, static_cast<int>(n), CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
-      return;
-    }
-    cublasCheck(cublasSgemm(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                            static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b,
-                            static_cast<int>(tb ? k : n), a, static_cast<int>(ta ? m : k), &beta, c,
-                            static_cast<int>(n)));
+    cuda::gemm(cublas_, precision_, ta, tb, m, n, k, a, b, c, accumulate);
   }
 
   void reserve_row_stats(int64_t rows) {
