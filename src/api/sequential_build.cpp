@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -66,15 +67,18 @@ std::vector<int64_t> Sequential::output_shape() const {
 
 void Sequential::build(Runtime& runtime) {
   if (session_ && !compiled_since_fit_) return;
-  const auto [sample_shape, output] =
-      session_ ? std::pair(input_shape(), Shape(output_shape()))
-               : with_unfitted_model(model_, "build", [](const ddp::Sequential& m) {
-                   return std::pair(m.input_shape().dims(), m.layers().back()->output_shape());
-                 });
+  const auto described = [](const ddp::Sequential& m) {
+    return std::tuple(m.input_shape().dims(), m.layers().back()->output_shape(),
+                      !m.output_mask_origin().empty());
+  };
+  const auto [sample_shape, output, masked_output] =
+      session_ ? described(session_->trainer->model())
+               : with_unfitted_model(model_, "build", described);
   const int64_t outputs = output.numel();
   // A session over one all-zero sample per rank, which nothing trains on: its config is the
   // compiled one, or (uncompiled, as Keras builds models) SGD and mean squared error, which only
-  // predict and the weights calls use; evaluate() and fit() need compile() then.
+  // predict and the weights calls use; evaluate() and fit() need compile() then. A model whose
+  // output keeps a padding mask takes a class per step instead (Note [masked positions]).
   const bool was_compiled = compiled();
   const auto uncompile = [this](Sequential*) {
     // reset(), not =, which would bind the three to one node (yaml-cpp's = rebinds).
@@ -87,7 +91,8 @@ void Sequential::build(Runtime& runtime) {
                                                                uncompile);
   if (!was_compiled) {
     optimizer_.reset(SGD().node);
-    loss_.reset(YAML::Node("mean_squared_error"));
+    loss_.reset(
+        YAML::Node(masked_output ? "sparse_categorical_crossentropy" : "mean_squared_error"));
     metrics_.reset(YAML::Node(YAML::NodeType::Sequence));
   }
   const int64_t ranks = runtime.size();

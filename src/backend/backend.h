@@ -24,6 +24,8 @@ enum class TargetKind {
   kSparse,  // (rows) class indices stored as floats (exact below 2^24)
   kDense,   // (rows, cols) one-hot or real-valued targets
 };
+// A sparse target the losses skip (any value below zero does): Note [masked positions].
+inline constexpr float kIgnoredTarget = -1.0f;
 
 // Sums over the rows of one batch; callers divide by the sample count they aggregate over.
 struct LossStats {
@@ -117,7 +119,9 @@ class ComputeBackend {
 
   // The losses return their sums (zeros with Readback::kLater, see take_loss_stats()). With
   // `row_weight` (backend memory, (rows); Keras' sample_weight) each row's loss and gradient are
-  // multiplied by its weight; null weighs every row 1. `correct` is never weighted.
+  // multiplied by its weight; null weighs every row 1. `correct` is never weighted. A sparse target
+  // below zero marks a row the loss ignores (PyTorch's ignore_index; Note [masked positions]): no
+  // loss, not counted correct, a zero gradient.
   // Fused softmax + cross-entropy on logits (rows, cols). When dlogits is not null it receives
   // grad_scale * d(sum of row losses)/d(logits); the trainer passes 1 / global batch size.
   virtual LossStats softmax_cross_entropy(const float* logits, const float* targets,

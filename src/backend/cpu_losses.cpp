@@ -21,6 +21,10 @@ LossStats softmax_cross_entropy(const float* logits, const float* targets, const
   LossStats stats;
   exps.resize(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
+    if (kind == TargetKind::kSparse && targets[r] < 0) {  // ignored (a padding position)
+      if (dlogits) std::fill_n(dlogits + r * cols, cols, 0.0f);
+      continue;
+    }
     const float weight = weight_of(row_weight, r);
     const float scale = grad_scale * weight;
     const float* z = logits + r * cols;

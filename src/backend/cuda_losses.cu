@@ -24,6 +24,13 @@ __global__ void softmax_cross_entropy_kernel(const float* logits, const float* t
                                              double* row_loss, double* row_correct) {
   const int64_t r = start();
   if (r >= rows) return;
+  if (sparse && targets[r] < 0) {  // ignored (a padding position)
+    row_loss[r] = 0;
+    row_correct[r] = 0;
+    if (dlogits)
+      for (int64_t c = 0; c < cols; ++c) dlogits[r * cols + c] = 0;
+    return;
+  }
   const float weight = weight_of(row_weight, r);
   const float scale = grad_scale * weight;
   const float* z = logits + r * cols;

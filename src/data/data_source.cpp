@@ -55,8 +55,6 @@ DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
         }
         // `per_step: true`: a class per token (make_synthetic_tags), `features` labels a sample.
         source.per_step = node.get("per_step", false);
-        if (source.per_step && source.min_length > 0)
-          node.fail("per_step", "takes texts of `features` tokens each, without min_length");
       }
     }
     // Labels are 32-bit; the features are generated in memory, so they must fit there.
@@ -122,8 +120,9 @@ Dataset load_dataset(const DataSourceConfig& source, int rank) {
            : source.targets_per_sample > 0
                ? make_synthetic_regression(source.samples, source.features,
                                            source.targets_per_sample, source.seed)
-           : source.per_step ? make_synthetic_tags(source.samples, source.features,
-                                                   source.vocabulary, source.classes, source.seed)
+           : source.per_step
+               ? make_synthetic_tags(source.samples, source.features, source.vocabulary,
+                                     source.classes, source.seed, source.min_length)
            : source.vocabulary > 0
                ? make_synthetic_tokens(source.samples, source.features, source.vocabulary,
                                        source.classes, source.seed, source.min_length)

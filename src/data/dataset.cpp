@@ -277,19 +277,30 @@ Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabular
 }
 
 Dataset make_synthetic_tags(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
-                            uint64_t seed) {
+                            uint64_t seed, int64_t min_length) {
   Dataset data = make_synthetic(samples, length, 1, seed);
   data.origin = "synthetic tags(" + std::to_string(samples) + "x" + std::to_string(length) +
-                ", vocabulary " + std::to_string(vocabulary) + ")";
+                ", vocabulary " + std::to_string(vocabulary) +
+                (min_length > 0 ? ", padded from " + std::to_string(min_length) : "") + ")";
   data.label_width = length;
   data.labels.assign(static_cast<size_t>(samples * length), 0);
   Rng rng(derive_seed(seed, /*stream=*/5));
-  for (size_t i = 0; i < static_cast<size_t>(samples * length); ++i) {
-    const auto id = static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary)));
-    data.features[i] = static_cast<float>(id);
-    const bool first = i % static_cast<size_t>(length) == 0;
-    const float tagged = first ? data.features[i] : data.features[i - 1];
-    data.labels[i] = static_cast<int32_t>(static_cast<int64_t>(tagged) * classes / vocabulary);
+  const int64_t first = min_length > 0 ? 1 : 0;  // the lowest id of a token that is not padding
+  for (int64_t s = 0; s < samples; ++s) {
+    const int64_t real =
+        min_length > 0
+            ? min_length +
+                  static_cast<int64_t>(rng.below(static_cast<uint64_t>(length - min_length + 1)))
+            : length;
+    for (int64_t k = 0; k < real; ++k) {
+      const auto i = static_cast<size_t>(s * length + k);
+      const auto id =
+          first + static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary - first)));
+      data.features[i] = static_cast<float>(id);
+      const float tagged = k == 0 ? data.features[i] : data.features[i - 1];
+      data.labels[i] = static_cast<int32_t>(static_cast<int64_t>(tagged) * classes / vocabulary);
+    }
+    for (int64_t k = real; k < length; ++k) data.features[static_cast<size_t>(s * length + k)] = 0;
   }
   return data;
 }

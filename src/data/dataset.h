@@ -125,9 +125,11 @@ Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabular
 // Texts tagged token by token (Note [targets per position]): `length` token ids per sample, uniform
 // in [0, vocabulary), and a class per token, `length` labels per sample: the first token's own
 // class, every other token's the class of the token before it (id * classes / vocabulary), so
-// that only a model that sees the context tags well.
+// that only a model that sees the context tags well. With `min_length` > 0, texts of min_length
+// to length ids in [1, vocabulary), then id 0 to the end, padding tagged 0 (Note [masked
+// positions]).
 Dataset make_synthetic_tags(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
-                            uint64_t seed);
+                            uint64_t seed, int64_t min_length = 0);
 
 // IDX (MNIST / Fashion-MNIST) image and label files, gzip-compressed or plain. Pixel values are
 // multiplied by `scale` (1/255 maps bytes to [0, 1]).

@@ -324,11 +324,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     else if (split)
       layers.push_back(std::make_unique<ActivationLayer>(act, shape));
   }
-  if (masking)
-    throw ConfigError(masking->path + (masking->type == "masking" ? "" : ".mask_zero") +
-                      ": its padding mask reaches the model's output; end it with a recurrent " +
-                      "layer without return_sequences, or global_average_pooling1d");
   auto model = std::make_unique<Sequential>(backend, input, std::move(layers));
+  if (masking)
+    model->set_output_mask_origin(masking->path + (masking->type == "masking" ? "" : ".mask_zero"));
   for (const auto& [layer, spec] : penalized) model->set_weight_penalty(layer, spec->l1, spec->l2);
   return model;
 }

@@ -183,6 +183,7 @@ const float* Sequential::run(const float* x, int64_t batch, size_t layer_count) 
     mask = layers_[i]->output_mask();
     results_[i] = current;
   }
+  output_mask_ = mask;
   return current;
 }
 
@@ -213,8 +214,10 @@ void Sequential::backward(int64_t batch, const std::function<void(size_t)>& on_r
   }
 }
 
-void Sequential::join_without_rows(const std::function<void(size_t)>& on_ready) {
+void Sequential::join_without_rows(const std::function<void(size_t)>& on_ready,
+                                   const std::function<void()>& after_forward) {
   for (size_t i = 0; i < trained_layers(); ++i) layers_[i]->forward_without_rows(backend_);
+  if (after_forward) after_forward();
   for (size_t i = trained_layers(); i-- > 0;) {
     layers_[i]->backward_without_rows(backend_);
     if (on_ready && layer_offsets_[i] != kNoParams) on_ready(layer_offsets_[i]);

@@ -56,9 +56,18 @@ class Sequential {
   // Applies every layer, including a final Softmax skipped by forward() (probabilities).
   const float* predict(const float* x, int64_t batch);
 
+  // The padding mask (batch, steps) that reaches the trained output in the last forward, or null
+  // (Note [padding masks]); and the key of the layer it comes from ("" when none reaches it), set
+  // by the builder, for the loss to take (Note [masked positions]) or refuse.
+  const float* output_mask() const { return output_mask_; }
+  const std::string& output_mask_origin() const { return output_mask_origin_; }
+  void set_output_mask_origin(std::string key) { output_mask_origin_ = std::move(key); }
+
   // A rank without rows in a training step joins the collectives of forward and backward
-  // (Note [batch statistics]) and calls on_ready as backward would; set_pass() first.
-  void join_without_rows(const std::function<void(size_t)>& on_ready);
+  // (Note [batch statistics]), and the caller's `after_forward` between them, and calls on_ready
+  // as backward would; set_pass() first.
+  void join_without_rows(const std::function<void(size_t)>& on_ready,
+                         const std::function<void()>& after_forward = {});
 
   void init_params(uint64_t seed);
   std::span<float> params() { return params_; }
@@ -106,6 +115,8 @@ class Sequential {
   // reads, at their parameters' offsets in buffers_ (Note [frozen layers]); empty otherwise.
   DeviceBuffer discarded_grads_;
   bool output_logits_ = false;
+  const float* output_mask_ = nullptr;
+  std::string output_mask_origin_;
   int64_t max_batch_ = 0;
   std::vector<DeviceBuffer> outputs_;  // per layer (max_batch, output shape); empty for aliases
   std::vector<const float*> inputs_;   // per layer, as seen by the last forward

@@ -117,9 +117,9 @@ size_t MetricSet::auc_offset() const {
 }
 
 void MetricSet::add(std::span<double> sums, const LossStats& stats, const float* outputs,
-                    const float* targets, int64_t rows) const {
+                    const float* targets, int64_t rows, std::optional<double> samples) const {
   sums[kCorrect] += stats.correct;
-  sums[kSamples] += static_cast<double>(rows);
+  sums[kSamples] += samples.value_or(static_cast<double>(rows));
   if (!needs_outputs()) return;
   const auto cols = static_cast<size_t>(outputs_);
   const bool sparse = loss_ == LossKind::kSparseCategoricalCrossentropy;

@@ -16,6 +16,7 @@
 // true and false positives.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,9 +54,10 @@ class MetricSet {
   // loss's own count of correct predictions is enough.
   bool needs_outputs() const { return per_output_ || absolute_error_ || auc_; }
   // Adds one batch of `rows` samples to `sums`: `stats` from the loss, and, when needs_outputs(),
-  // host copies of the outputs (rows, outputs) and targets (rows) or (rows, outputs).
+  // host copies of the outputs (rows, outputs) and targets (rows) or (rows, outputs). `samples`:
+  // what the batch counts as, when not its rows (its real positions, Note [masked positions]).
   void add(std::span<double> sums, const LossStats& stats, const float* outputs,
-           const float* targets, int64_t rows) const;
+           const float* targets, int64_t rows, std::optional<double> samples = std::nullopt) const;
   std::vector<MetricValue> values(std::span<const double> sums) const;
   static constexpr size_t kSamples = 1;  // where sums hold the sample count
   // Lower is better (mae); higher for the others.

@@ -7,7 +7,20 @@
 
 namespace ddp {
 
-int64_t target_positions(const Config& config, const Loss& loss, const Shape& output) {
+int64_t target_positions(const Config& config, const Loss& loss, const Shape& output,
+                         const std::string& output_mask_origin) {
+  const bool per_position = output.rank() >= 2 && loss.fused_output() == OutputFunction::kSoftmax &&
+                            loss.target_kind() == TargetKind::kSparse;
+  if (!output_mask_origin.empty() && !per_position)
+    throw ConfigError(output_mask_origin +
+                      ": its padding mask reaches the model's output; end it with a recurrent "
+                      "layer without return_sequences, or global_average_pooling1d, or take a "
+                      "class per step (sparse_categorical_crossentropy)");
+  if (!output_mask_origin.empty() && config.training.accumulation_steps > 1)
+    throw ConfigError(config.file + ": training.accumulation_steps: a padding mask reaches the " +
+                      "model's output (" + output_mask_origin + "), and the loss's mean over a " +
+                      "step's real steps needs their count before backward: accumulate no " +
+                      "micro-batches");
   if (output.rank() < 2 || loss.fused_output() != OutputFunction::kSoftmax) return 1;
   if (loss.target_kind() != TargetKind::kSparse)
     throw ConfigError(config.file + ": loss: " + loss.name() + " takes one row of classes a " +

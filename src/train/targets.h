@@ -23,11 +23,25 @@
 // batch x positions) so that N ranks still train what one does; accuracy counts positions; a
 // sample's weight weighs each of its positions. The loss's sums are kept per sample (a sample's
 // mean over its positions), so that epoch means, penalties and metrics over ranks stay what they
-// were. Metrics other than accuracy, class weights and padding masks reaching the output are
-// refused with such targets.
+// were. Metrics other than accuracy and class weights are refused with such targets.
+//
+// Note [masked positions]: where a padding mask reaches the model's output (an embedding with
+// mask_zero or a masking layer, through layers that pass it on: Note [padding masks]), a class per
+// step counts the real steps only, as Keras' loss and metrics do with the mask (and PyTorch's
+// CrossEntropyLoss with ignore_index at the padding): after forward, each padding step's target is
+// marked ignored (kIgnoredTarget: no loss, no gradient, not counted correct), the ranks add up
+// their real steps (a collective of one number; a rank without rows joins it with 0), and the
+// gradient is scaled by 1 / the global batch's real steps, so the step is the mean over them
+// however they fall on the ranks. A sample's weight weighs its real steps, over their unweighted
+// count (Keras' sum(loss * weight * mask) / sum(mask)). The loss and accuracy of an epoch, of
+// validation and of evaluate() are means over every real step of the set (Keras' evaluate over
+// one batch of it; its smaller batches average batch means instead). A step's count must be known
+// before backward, so micro-batches are not accumulated; any other loss is refused with a mask at
+// the output.
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "data/dataset.h"
@@ -45,8 +59,10 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
 // Note [targets per position]: the loss's rows per sample for a model whose output is `output` a
 // sample: its positions for sparse_categorical_crossentropy, 1 otherwise. Throws ConfigError
 // naming the loss where another softmax loss meets an output of several axes, or a metric other
-// than accuracy meets several positions.
-int64_t target_positions(const Config& config, const Loss& loss, const Shape& output);
+// than accuracy meets several positions, and naming `output_mask_origin` (the layer whose padding
+// mask reaches the output; "" for none) where the loss does not take a class per position.
+int64_t target_positions(const Config& config, const Loss& loss, const Shape& output,
+                         const std::string& output_mask_origin);
 // Note [class weights]: a weight per class (1 where none was given) for `train` laid out as
 // `layout` for a model of `outputs` outputs, or empty when no class is weighted. Throws
 // ConfigError naming loss.class_weight for a class the labels cannot hold or data without classes.

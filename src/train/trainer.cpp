@@ -11,7 +11,6 @@
 #include "core/machine.h"
 #include "core/rng.h"
 #include "train/config_reader.h"
-#include "train/replica_check.h"
 #include "train/targets.h"
 
 namespace ddp {
@@ -147,7 +146,9 @@ void Trainer::validate_and_build() {
       throw ConfigError(config_.file + ": " + keys + ": " + e.what());
     }
   }
-  positions_ = target_positions(config_, loss_, model_->layers().back()->output_shape());
+  positions_ = target_positions(config_, loss_, model_->layers().back()->output_shape(),
+                                model_->output_mask_origin());
+  masked_positions_ = !model_->output_mask_origin().empty();
   model_->set_output_logits(loss_.fused_output());
   classes_ = model_->output_cols();
   if (loss_.kind() == LossKind::kBinaryCrossentropy &&
@@ -235,6 +236,7 @@ void Trainer::train_step() {
   const Readback readback = metrics_->needs_outputs() ? Readback::kNow : Readback::kLater;
   double loss_sum = 0;  // this rank's, for the non-finite report
   int64_t step_rows = 0;
+  double step_counted = 0, step_total = 0;  // positions the loss counts: Note [masked positions]
   // Note [weight penalty]: rank 0 adds it, with each tensor's final gradient.
   const bool penalize = !penalty_.empty() && comm_.rank() == 0;
   double penalty = 0;
@@ -275,7 +277,7 @@ void Trainer::train_step() {
       // partial allows no accumulation, so this is the step's only micro-batch), and joins the
       // model's collectives in the order the other ranks run them, buckets included.
       backend_.fill_zero(model_->grads().data(), model_->param_count());
-      model_->join_without_rows(ready);
+      model_->join_without_rows(ready, [&] { step_total = global_count(0, step_samples); });
       model_->set_pass({});
       lap(phase_times_.backward);
       finish_lap(last);
@@ -286,13 +288,16 @@ void Trainer::train_step() {
     lap(phase_times_.data);
 
     const float* output = model_->forward(features_.data(), rows);
+    const double counted = count_targets(rows);
+    step_total = global_count(counted, step_samples);
     const LossStats micro_stats =
-        compute_loss(output, row_weights, model_->output_grad(), step_samples, rows, readback);
+        compute_loss(output, row_weights, model_->output_grad(), step_total, rows, readback);
     if (readback == Readback::kNow) {
       loss_sum += micro_stats.loss_sum;
-      add_batch(epoch_sums_, micro_stats, output, rows);
+      add_batch(epoch_sums_, micro_stats, output, rows, counted);
     }
     step_rows += rows;
+    step_counted += counted;
     lap(phase_times_.forward);
     model_->backward(rows, last ? ready : std::function<void(size_t)>{}, /*accumulate=*/micro > 0);
     model_->set_pass({});  // inference, for whatever runs the model next
@@ -305,11 +310,12 @@ void Trainer::train_step() {
   if (readback == Readback::kLater) {
     const LossStats stats = per_sample(backend_.take_loss_stats());  // this step's forward only
     loss_sum += stats.loss_sum;
-    add_batch(epoch_sums_, stats, nullptr, step_rows);
+    add_batch(epoch_sums_, stats, nullptr, step_rows, step_counted);
   }
   // The loss sums count the penalty once per sample, so that the epoch's loss is its mean.
-  loss_sum += penalty * static_cast<double>(step_samples);
-  epoch_sums_[0] += penalty * static_cast<double>(step_samples);
+  const double step_weight = step_total / static_cast<double>(positions_);
+  loss_sum += penalty * step_weight;
+  epoch_sums_[0] += penalty * step_weight;
   if (pending_verdict_) pending_verdict_->loss_sum = loss_sum;
   lap(phase_times_.optimizer);
   ++phase_times_.steps;
@@ -321,7 +327,7 @@ void Trainer::train_step() {
   }
   const int64_t every = config_.training.check_replicas_every;
   if (every > 0 && completed_steps_ % every == 0) verify_replicas();
-  log_step_loss(loss_sum, step_samples);
+  log_step_loss(loss_sum, step_weight);
 }
 
 void Trainer::train_steps(int64_t count) {
@@ -330,14 +336,6 @@ void Trainer::train_steps(int64_t count) {
     if (step_in_epoch_ == 0) std::fill(epoch_sums_.begin(), epoch_sums_.end(), 0.0);
   }
   settle_verdict();
-}
-
-void Trainer::verify_replicas() {
-  settle_verdict();
-  // An epoch end that also writes a checkpoint would otherwise check the same parameters twice.
-  if (last_replica_check_step_ == completed_steps_) return;
-  check_replicas(comm_, backend_, *model_, completed_steps_);
-  last_replica_check_step_ = completed_steps_;
 }
 
 void Trainer::fit(int64_t stop_after_steps) {

@@ -192,14 +192,23 @@ class Trainer {
   // The outputs for samples [first, first + count) of `data`; this rank alone.
   std::vector<float> predict_rows(const Dataset& data, int64_t first, int64_t count);
   void train_step();
-  // Adds a batch's loss and metric sums to `sums` ([0] the loss); reads `output` (backend memory)
-  // and the staged host targets when a metric needs them.
-  void add_batch(std::span<double> sums, const LossStats& stats, const float* output, int64_t rows);
+  // Adds a batch's loss and metric sums to `sums` ([0] the loss), `counted` of its positions
+  // (count_targets) as samples; reads `output` (backend memory) and the staged host targets when
+  // a metric needs them.
+  void add_batch(std::span<double> sums, const LossStats& stats, const float* output, int64_t rows,
+                 double counted);
   double samples_in(std::span<const double> sums) const { return sums[1 + MetricSet::kSamples]; }
   // The loss of `rows` staged samples of `output`, its gradient into doutput (unless null) as part
-  // of the mean over `mean_over` samples; its sums per sample (Note [targets per position]).
+  // of the mean over `mean_over` positions; its sums per sample (Note [targets per position]).
   LossStats compute_loss(const float* output, const float* row_weights, float* doutput,
-                         int64_t mean_over, int64_t rows, Readback readback);
+                         double mean_over, int64_t rows, Readback readback);
+  // Note [masked positions]: how many positions of the last forward's `rows` samples the loss
+  // counts: all, or with a padding mask at the model's output its real ones, the staged targets of
+  // the others first marked ignored.
+  double count_targets(int64_t rows);
+  // The step's count over all ranks: the step's samples' positions, or with a padding mask at the
+  // output the sum of the ranks' count_targets (a collective: ranks without rows join with 0).
+  double global_count(double counted, int64_t step_samples);
   LossStats per_sample(const LossStats& positions_stats) const;
   // Targets a staged row holds: its class indices, or a value per output.
   int64_t target_width_per_row() const {
@@ -244,9 +253,11 @@ class Trainer {
   Loss loss_;
   int64_t per_rank_batch_ = 0;
   int64_t accumulation_ = 1;
-  int64_t steps_per_epoch_ = 0;  // optimizer steps
-  int64_t classes_ = 0;          // the model's outputs per sample
-  int64_t positions_ = 1;        // the loss's rows per sample: Note [targets per position]
+  int64_t steps_per_epoch_ = 0;    // optimizer steps
+  int64_t classes_ = 0;            // the model's outputs per sample
+  int64_t positions_ = 1;          // the loss's rows per sample: Note [targets per position]
+  bool masked_positions_ = false;  // Note [masked positions]
+  std::vector<float> host_mask_;   // the output's padding mask, (rows, positions)
   TargetLayout target_layout_ = TargetLayout::kClassIndex;
   std::unique_ptr<Sequential> model_;
   std::unique_ptr<GradSync> sync_;        // owns the gradient buffer the model writes

@@ -57,18 +57,42 @@ const float* Trainer::stage_rows(const Dataset& data, int64_t start, int64_t row
 }
 
 void Trainer::add_batch(std::span<double> sums, const LossStats& stats, const float* output,
-                        int64_t rows) {
+                        int64_t rows, double counted) {
   sums[0] += stats.loss_sum;
   if (metrics_->needs_outputs())
     backend_.copy_to_host(output, host_outputs_.data(), static_cast<size_t>(rows * classes_));
-  metrics_->add(sums.subspan(1), stats, host_outputs_.data(), host_targets_.data(), rows);
+  metrics_->add(sums.subspan(1), stats, host_outputs_.data(), host_targets_.data(), rows,
+                counted / static_cast<double>(positions_));
 }
 
 LossStats Trainer::compute_loss(const float* output, const float* row_weights, float* doutput,
-                                int64_t mean_over, int64_t rows, Readback readback) {
-  return per_sample(loss_.compute(backend_, output, targets_.data(), row_weights, doutput,
-                                  1.0f / static_cast<float>(mean_over * positions_),
+                                double mean_over, int64_t rows, Readback readback) {
+  // A step whose every position is padding has nothing to average (and no gradient).
+  const float scale = mean_over > 0 ? static_cast<float>(1 / mean_over) : 0.0f;
+  return per_sample(loss_.compute(backend_, output, targets_.data(), row_weights, doutput, scale,
                                   rows * positions_, classes_ / positions_, readback));
+}
+
+double Trainer::count_targets(int64_t rows) {
+  const int64_t positions = rows * positions_;
+  if (!masked_positions_) return static_cast<double>(positions);
+  host_mask_.resize(static_cast<size_t>(positions));
+  backend_.copy_to_host(model_->output_mask(), host_mask_.data(), host_mask_.size());
+  int64_t real = 0;
+  for (size_t i = 0; i < host_mask_.size(); ++i) {
+    if (host_mask_[i] != 0)
+      ++real;
+    else
+      host_targets_[i] = kIgnoredTarget;
+  }
+  backend_.copy_to_device(host_targets_.data(), targets_.data(), host_mask_.size());
+  return static_cast<double>(real);
+}
+
+double Trainer::global_count(double counted, int64_t step_samples) {
+  if (!masked_positions_) return static_cast<double>(step_samples * positions_);
+  comm_.all_reduce_sum(std::span<double>(&counted, 1));  // whole numbers: exact in any order
+  return counted;
 }
 
 LossStats Trainer::per_sample(const LossStats& positions_stats) const {
@@ -91,8 +115,9 @@ EvalResult Trainer::evaluate(const Dataset& data) {
     const int64_t rows = std::min(batch, end - start);
     const float* row_weights = stage_rows(data, start, rows);
     const float* output = model_->forward(features_.data(), rows);
-    add_batch(sums, compute_loss(output, row_weights, nullptr, rows, rows, Readback::kNow), output,
-              rows);
+    const double counted = count_targets(rows);
+    add_batch(sums, compute_loss(output, row_weights, nullptr, counted, rows, Readback::kNow),
+              output, rows, counted);
   }
   comm_.all_reduce_sum(std::span<double>(sums));
   const double penalty = penalty_.empty() ? 0 : penalty_.value(backend_, model_->params());

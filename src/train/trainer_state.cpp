@@ -1,10 +1,11 @@
 // The Trainer's side of checkpoints: when they are written, capturing every rank's state
 // (collective) and continuing from a validated one. The file format is train/checkpoint.h's
-// business.
+// business. And the check that every rank holds the same parameters (train/replica_check.h).
 
 #include <algorithm>
 
 #include "core/error.h"
+#include "train/replica_check.h"
 #include "train/trainer.h"
 
 namespace ddp {
@@ -188,6 +189,14 @@ void Trainer::start_at_epoch(int64_t epoch) {
   completed_steps_ = epoch * steps_per_epoch_;
   last_checkpoint_step_ = completed_steps_;
   start_schedule();
+}
+
+void Trainer::verify_replicas() {
+  settle_verdict();
+  // An epoch end that also writes a checkpoint would otherwise check the same parameters twice.
+  if (last_replica_check_step_ == completed_steps_) return;
+  check_replicas(comm_, backend_, *model_, completed_steps_);
+  last_replica_check_step_ = completed_steps_;
 }
 
 }  // namespace ddp

@@ -81,7 +81,8 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
   std::vector<float> sparse(rows), dense(rows * cols, 0);
   const auto row_weights = random_values(rows, 10, 0, 3);  // Keras' sample_weight
   for (int64_t r = 0; r < rows; ++r) {
-    sparse[r] = static_cast<float>(r % cols);
+    // Every seventh sparse target ignored, as a padding step's is (Note [masked positions]).
+    sparse[r] = r % 7 == 3 ? kIgnoredTarget : static_cast<float>(r % cols);
     dense[r * cols + r % cols] = 1;
   }
   ComputeBackend* backends[2] = {cpu.get(), cuda.get()};

@@ -232,23 +232,33 @@ def tagging_checks(ddp, keras, np, rng, check, gap):
     """A tag per token (Note [targets per position]): Keras' Embedding, a bidirectional LSTM
     returning every step and a softmax Dense layer at each step, labels (texts, steps): the same
     training from the same weights, and the same loss and accuracy (means over every token) from
-    evaluate."""
+    evaluate. Then over texts padded with id 0 under Embedding(mask_zero=True) (Note [masked
+    positions]): the loss and accuracy over the real tokens only, padding tagged 0; evaluate over
+    one batch of the set, where Keras' is the mean over its real tokens too."""
     tokens = rng.integers(0, 50, size=(600, 12))
-    tags = tokens * 4 // 50
-    tags[:, 1:] = tags[:, :-1].copy()  # each token's tag: the class of the token before it
-    L = keras.layers
-    theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8),
-                               L.Bidirectional(L.LSTM(6, return_sequences=True)),
-                               L.Dense(4, activation="softmax")])
-    ours = ddp.Sequential(theirs.layers, input_shape=[12])
-    ours.build()
-    trained = trained_alike(keras, ours, theirs, tokens, tags, gap)
-    for m in (ours, theirs):
-        m.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    evaluated = [m.evaluate(tokens[500:], tags[500:], verbose=0) for m in (ours, theirs)]
-    check("a tag per token (labels of shape (texts, steps))",
-          trained < 1e-5 and abs(evaluated[0][0] - evaluated[1][0]) < 1e-5 and
-          abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
-          f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
-          f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, Keras' {evaluated[1]}")
+    padded = np.where(np.arange(12) < rng.integers(3, 13, size=(600, 1)),
+                      rng.integers(1, 50, size=(600, 12)), 0)
+    for x, mask_zero, what in ((tokens, False, "a tag per token (labels of shape (texts, steps))"),
+                               (padded, True, "a tag per real token of texts padded with id 0 "
+                                              "under mask_zero")):
+        tags = x * 4 // 50
+        tags[:, 1:] = tags[:, :-1].copy()  # each token's tag: the class of the token before it
+        if mask_zero:
+            tags[x == 0] = 0
+        L = keras.layers
+        theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8, mask_zero=mask_zero),
+                                   L.Bidirectional(L.LSTM(6, return_sequences=True)),
+                                   L.Dense(4, activation="softmax")])
+        ours = ddp.Sequential(theirs.layers, input_shape=[12])
+        ours.build()
+        trained = trained_alike(keras, ours, theirs, x, tags, gap)
+        for m in (ours, theirs):
+            m.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        evaluated = [m.evaluate(x[500:], tags[500:], batch_size=100, verbose=0)
+                     for m in (ours, theirs)]
+        check(what,
+              trained < 1e-5 and abs(evaluated[0][0] - evaluated[1][0]) < 1e-5 and
+              abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
+              f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
+              f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, Keras' {evaluated[1]}")

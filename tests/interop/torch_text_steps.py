@@ -237,23 +237,30 @@ def transformer_check(args, env, tmp, normalize_first=False, padded=False):
     return [io_diff, diff]
 
 
-def tagging_check(args, env, tmp, causal=False):
+def tagging_check(args, env, tmp, causal=False, padded=False):
     """A tag per token (Note [targets per position]): 200 rows of 6 ids below 30 in {tmp}/tags.csv,
     each token tagged by how many of it and the token before it are below 10 (0-2), through an
     embedding, a bidirectional LSTM returning every step (causal: learned positions and a causal
     transformer encoder of 2 heads, against PyTorch's with the square subsequent mask) and a
     softmax layer at each step: 20 SGD steps with momentum on 2 ranks (whose step is the
     gradient's own scale, where Adam's would hide a wrong one) against PyTorch's
-    CrossEntropyLoss over (batch x steps, classes), the mean over every token of the batch."""
+    CrossEntropyLoss over (batch x steps, classes), the mean over every token of the batch.
+    padded (causal only): texts of 2 to 6 ids in [1, 30) padded with id 0, tagged 0, under
+    mask_zero (Note [masked positions]), against src_key_padding_mask and CrossEntropyLoss's
+    ignore_index at the padding, the mean over the batch's real tokens."""
     generator = torch.Generator().manual_seed(6)
-    tokens = torch.randint(0, 30, (200, 6), generator=generator)
+    tokens = torch.randint(1 if padded else 0, 30, (200, 6), generator=generator)
+    if padded:
+        lengths = torch.randint(2, 7, (200, 1), generator=generator)
+        tokens = torch.where(torch.arange(6) < lengths, tokens, torch.zeros_like(tokens))
     low = (tokens < 10).long()
     tags = low + torch.cat([torch.zeros(200, 1, dtype=torch.long), low[:, :-1]], dim=1)
+    tags = torch.where(tokens == 0, torch.zeros_like(tags), tags) if padded else tags
     with open(f"{tmp}/tags.csv", "w") as f:
         f.write(",".join([f"t{i}" for i in range(6)] + [f"tag{i}" for i in range(6)]) + "\n")
         for row in torch.cat([tokens, tags], dim=1).tolist():
             f.write(",".join(map(str, row)) + "\n")
-    name = "causal_tagging" if causal else "tagging"
+    name = ("padded_" if padded else "") + ("causal_tagging" if causal else "tagging")
     middle = ("    - {type: position_embedding}\n"
               "    - {type: transformer_encoder, num_heads: 2, intermediate_dim: 12, causal: true}\n"
               if causal else
@@ -263,7 +270,7 @@ def tagging_check(args, env, tmp, causal=False):
   train: {{type: csv, path: {tmp}/tags.csv, label_columns: [6, 7, 8, 9, 10, 11]}}
 model:
   layers:
-    - {{type: embedding, input_dim: 30, output_dim: 8}}
+    - {{type: embedding, input_dim: 30, output_dim: 8, mask_zero: {str(padded).lower()}}}
 {middle}    - {{type: dense, units: 3, activation: softmax}}
 loss: sparse_categorical_crossentropy
 optimizer: {optimizer_yaml("sgd")}
@@ -285,19 +292,23 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
         for second in ("layers.1.bias_hh_l0", "layers.1.bias_hh_l0_reverse"):  # one bias (Keras')
             model.get_parameter(second).data.zero_()
             model.get_parameter(second).requires_grad_(False)
-    mean = torch.nn.CrossEntropyLoss()
+    mean = torch.nn.CrossEntropyLoss(ignore_index=-100)
+    targets = torch.where(tokens == 0, torch.full_like(tags, -100), tags) if padded else tags
 
     def loss_of(rows):
         steps = model.layers[0](tokens[rows])
         if causal:
-            steps = model.layers[2](model.layers[1](steps), src_mask=later)
+            padding = tokens[rows] == 0 if padded else None
+            steps = model.layers[2](model.layers[1](steps), src_mask=later,
+                                    src_key_padding_mask=padding)
         else:
             steps, _ = model.layers[1](steps)
-        return mean(model.layers[-1](steps).reshape(-1, 3), tags[rows].reshape(-1))
+        return mean(model.layers[-1](steps).reshape(-1, 3), targets[rows].reshape(-1))
 
     diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("sgd"), loss_of)
-    print(f"a tag per token (embedding, "
+    print(f"a tag per {'real ' if padded else ''}token (embedding"
+          f"{' with mask_zero over padded texts' if padded else ''}, "
           f"{'positions, a causal transformer encoder' if causal else 'bidirectional LSTM'}, a "
           f"softmax layer at each step), 20 SGD steps with momentum (2 ranks) vs PyTorch's mean "
-          f"over every token: max abs diff {diff:.2e}")
+          f"over every {'real ' if padded else ''}token: max abs diff {diff:.2e}")
     return [diff]

@@ -1,0 +1,168 @@
+// Note [masked positions]: with a padding mask at the model's output, a class per step counts the
+// real steps only. The loss and accuracy are means over the real tokens (checked against the
+// model's own predictions), the gradient is their mean's (a batch of padded texts trains as its
+// real tokens taken one text each), the loss skips a target marked ignored, and what does not go
+// with such a mask is refused naming the key.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "small_trainer_config.h"
+
+namespace ddp {
+namespace {
+
+constexpr int64_t kSteps = 6, kClasses = 3;
+
+// Texts of 2 to kSteps tokens in [1, 12), padded with id 0, a tag per token (make_synthetic_tags),
+// through an embedding with mask_zero and `middle`, then a softmax layer at each step.
+Config padded_config(const std::string& middle, const std::vector<std::string>& overrides = {}) {
+  std::vector<std::string> all = {
+      "data.train={type: synthetic, samples: 64, features: 6, vocabulary: 12, classes: 3, "
+      "per_step: true, min_length: 2}",
+      "data.test={type: synthetic, samples: 40, features: 6, vocabulary: 12, classes: 3, "
+      "per_step: true, min_length: 2, seed: 4}",
+      "model.input=[6]",
+      "model.layers=[{type: embedding, input_dim: 12, output_dim: 6, mask_zero: true}, " + middle +
+          "{type: dense, units: 3, activation: softmax}]",
+      "optimizer={type: sgd, learning_rate: 0.5}",
+      "training.global_batch_size=16",
+      "training.shuffle=false",
+      "training.epochs=1"};
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  return test::small_config(all, "padded.yaml");
+}
+
+std::unique_ptr<Trainer> fitted(const Config& config, Communicator& comm, ComputeBackend& backend) {
+  auto trainer = std::make_unique<Trainer>(config, comm, backend,
+                                           load_dataset(config.train_data, 0), std::nullopt);
+  trainer->fit();
+  return trainer;
+}
+
+TEST(MaskedPositions, LossAndAccuracyAreMeansOverRealTokens) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  const Config config = padded_config("{type: lstm, units: 8, return_sequences: true}, ");
+  const auto trainer = fitted(config, *comm, *backend);
+  Dataset test = load_dataset(*config.test_data, 0);
+  const std::vector<float> probabilities = trainer->predict(test);
+  ASSERT_EQ(probabilities.size(), static_cast<size_t>(test.size() * kSteps * kClasses));
+  test.sample_weights.resize(static_cast<size_t>(test.size()));
+  double loss = 0, weighted = 0, correct = 0, real = 0;
+  for (int64_t i = 0; i < test.size(); ++i) {
+    test.sample_weights[i] = 0.25f * static_cast<float>(i % 5);
+    for (int64_t t = 0; t < kSteps; ++t) {
+      if (test.features[i * kSteps + t] == 0) continue;  // padding
+      const float* p = probabilities.data() + (i * kSteps + t) * kClasses;
+      const int32_t label = test.labels[i * kSteps + t];
+      loss -= std::log(static_cast<double>(p[label]));
+      weighted -= test.sample_weights[i] * std::log(static_cast<double>(p[label]));
+      correct += std::max_element(p, p + kClasses) - p == label;
+      ++real;
+    }
+  }
+  ASSERT_LT(real, static_cast<double>(test.size() * kSteps) * 0.8);  // much padding
+  Dataset unweighted = test;
+  unweighted.sample_weights.clear();
+  const EvalResult plain = trainer->evaluate(unweighted);
+  EXPECT_NEAR(plain.loss, loss / real, 1e-5 * plain.loss);
+  ASSERT_EQ(plain.metrics.size(), 1u);
+  EXPECT_DOUBLE_EQ(plain.metrics[0].value, correct / real);
+  // Weighted as Keras weighs: each sample's weight on its real tokens, over their count.
+  EXPECT_NEAR(trainer->evaluate(test).loss, weighted / real, 1e-5 * plain.loss);
+}
+
+// Without context (a dense layer at each step), one step over a batch of padded texts is one step
+// over their real tokens alone, each a text of its own: the same mean, the same SGD step, the same
+// epoch loss and accuracy.
+TEST(MaskedPositions, PaddedTextsTrainAsTheirRealTokensOneByOne) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  const Config texts = padded_config("{type: dense, units: 7, activation: tanh}, ",
+                                     {"training.global_batch_size=64"});
+  Dataset data = load_dataset(texts.train_data, 0);
+  Dataset tokens = data;
+  tokens.features.clear();
+  tokens.labels.clear();
+  for (size_t i = 0; i < data.features.size(); ++i) {
+    if (data.features[i] == 0) continue;
+    tokens.features.push_back(data.features[i]);
+    tokens.labels.push_back(data.labels[i]);
+  }
+  const auto real = static_cast<int64_t>(tokens.features.size());
+  ASSERT_LT(real, data.size() * kSteps);
+  tokens.sample_shape = Shape({1});
+  tokens.label_width = 1;
+  const Config one_by_one =
+      padded_config("{type: dense, units: 7, activation: tanh}, ",
+                    {"training.global_batch_size=" + std::to_string(real), "model.input=[1]"});
+  Trainer whole(texts, *comm, *backend, std::move(data), std::nullopt);
+  whole.fit();
+  Trainer split(one_by_one, *comm, *backend, std::move(tokens), std::nullopt);
+  split.fit();
+  const std::vector<float> a = whole.params_to_host(), b = split.params_to_host();
+  ASSERT_EQ(a.size(), b.size());
+  float largest = 0;
+  for (size_t i = 0; i < a.size(); ++i) largest = std::max(largest, std::abs(a[i] - b[i]));
+  EXPECT_LT(largest, 1e-6f);
+  EXPECT_NEAR(whole.epoch_records().at(0).loss, split.epoch_records().at(0).loss, 1e-6);
+  EXPECT_DOUBLE_EQ(whole.epoch_records().at(0).metrics.at(0).value,
+                   split.epoch_records().at(0).metrics.at(0).value);
+}
+
+TEST(MaskedPositions, TheLossSkipsIgnoredTargets) {
+  auto backend = make_cpu_backend();
+  const std::vector<float> logits = {1, 2, 0.5f, -1, 0, 3, 2, 2, -2};
+  const std::vector<float> targets = {1, kIgnoredTarget, 0};
+  const std::vector<float> kept = {1, 0};
+  std::vector<float> grads(9, 7.0f), kept_grads(6);
+  const std::vector<float> kept_logits = {1, 2, 0.5f, 2, 2, -2};
+  const LossStats all =
+      backend->softmax_cross_entropy(logits.data(), targets.data(), nullptr, TargetKind::kSparse,
+                                     grads.data(), 0.5f, 3, 3, Readback::kNow);
+  const LossStats two =
+      backend->softmax_cross_entropy(kept_logits.data(), kept.data(), nullptr, TargetKind::kSparse,
+                                     kept_grads.data(), 0.5f, 2, 3, Readback::kNow);
+  EXPECT_GT(two.loss_sum, 0);
+  EXPECT_EQ(all.loss_sum, two.loss_sum);
+  EXPECT_EQ(all.correct, two.correct);
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_EQ(grads[c], kept_grads[c]);
+    EXPECT_EQ(grads[3 + c], 0.0f);  // the ignored row: no gradient
+    EXPECT_EQ(grads[6 + c], kept_grads[3 + c]);
+  }
+}
+
+std::string trainer_error(const Config& config) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  try {
+    Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0), std::nullopt);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(MaskedPositions, WhatDoesNotGoWithThemIsRefusedByName) {
+  const std::string steps = "{type: lstm, units: 4, return_sequences: true}, ";
+  EXPECT_EQ(trainer_error(padded_config(steps, {"training.accumulation_steps=2"})),
+            "padded.yaml: training.accumulation_steps: a padding mask reaches the model's output "
+            "(padded.yaml: model.layers.0.mask_zero), and the loss's mean over a step's real "
+            "steps needs their count before backward: accumulate no micro-batches");
+  const std::string refused =
+      "padded.yaml: model.layers.0.mask_zero: its padding mask reaches the model's output; end "
+      "it with a recurrent layer without return_sequences, or global_average_pooling1d, or take "
+      "a class per step (sparse_categorical_crossentropy)";
+  EXPECT_EQ(trainer_error(padded_config(steps, {"loss=categorical_crossentropy"})), refused);
+  EXPECT_EQ(trainer_error(padded_config(steps, {"loss=mean_squared_error"})), refused);
+}
+
+}  // namespace
+}  // namespace ddp
