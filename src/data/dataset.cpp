@@ -246,6 +246,23 @@ Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t tar
   return data;
 }
 
+namespace {
+
+// Synthetic texts (Note [padding masks]): how many real ids a text has (min_length to length,
+// uniform; all of them without min_length), and a real id (uniform in [first, vocabulary), first
+// 1 where id 0 is the padding).
+int64_t real_length(Rng& rng, int64_t length, int64_t min_length) {
+  return min_length > 0
+             ? min_length +
+                   static_cast<int64_t>(rng.below(static_cast<uint64_t>(length - min_length + 1)))
+             : length;
+}
+int64_t real_id(Rng& rng, int64_t first, int64_t vocabulary) {
+  return first + static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary - first)));
+}
+
+}  // namespace
+
 Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
                               uint64_t seed, int64_t min_length) {
   Dataset data = make_synthetic(samples, length, 1, seed);
@@ -257,16 +274,9 @@ Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabular
   const int64_t first = min_length > 0 ? 1 : 0;  // the lowest id of a token that is not padding
   for (int64_t i = 0; i < samples; ++i) {
     std::fill(counts.begin(), counts.end(), 0);
-    const int64_t real =
-        min_length > 0
-            ? min_length +
-                  static_cast<int64_t>(rng.below(static_cast<uint64_t>(length - min_length + 1)))
-            : length;
+    const int64_t real = real_length(rng, length, min_length);
     for (int64_t k = 0; k < length; ++k) {
-      const auto id =
-          k < real
-              ? first + static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary - first)))
-              : 0;
+      const int64_t id = k < real ? real_id(rng, first, vocabulary) : 0;
       data.features[static_cast<size_t>(i * length + k)] = static_cast<float>(id);
       if (k < real) ++counts[static_cast<size_t>(id * classes / vocabulary)];
     }
@@ -287,15 +297,10 @@ Dataset make_synthetic_tags(int64_t samples, int64_t length, int64_t vocabulary,
   Rng rng(derive_seed(seed, /*stream=*/5));
   const int64_t first = min_length > 0 ? 1 : 0;  // the lowest id of a token that is not padding
   for (int64_t s = 0; s < samples; ++s) {
-    const int64_t real =
-        min_length > 0
-            ? min_length +
-                  static_cast<int64_t>(rng.below(static_cast<uint64_t>(length - min_length + 1)))
-            : length;
+    const int64_t real = real_length(rng, length, min_length);
     for (int64_t k = 0; k < real; ++k) {
       const auto i = static_cast<size_t>(s * length + k);
-      const auto id =
-          first + static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary - first)));
+      const int64_t id = real_id(rng, first, vocabulary);
       data.features[i] = static_cast<float>(id);
       const float tagged = k == 0 ? data.features[i] : data.features[i - 1];
       data.labels[i] = static_cast<int32_t>(static_cast<int64_t>(tagged) * classes / vocabulary);

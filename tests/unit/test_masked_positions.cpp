@@ -12,30 +12,16 @@
 #include <vector>
 
 #include "data/dataset.h"
-#include "small_trainer_config.h"
+#include "tagging_config.h"
 
 namespace ddp {
 namespace {
 
-constexpr int64_t kSteps = 6, kClasses = 3;
+constexpr int64_t kSteps = test::kTaggedSteps, kClasses = test::kTagClasses;
 
-// Texts of 2 to kSteps tokens in [1, 12), padded with id 0, a tag per token (make_synthetic_tags),
-// through an embedding with mask_zero and `middle`, then a softmax layer at each step.
+// Texts of 2 to kSteps tokens in [1, 12), padded with id 0, tagged per token, under mask_zero.
 Config padded_config(const std::string& middle, const std::vector<std::string>& overrides = {}) {
-  std::vector<std::string> all = {
-      "data.train={type: synthetic, samples: 64, features: 6, vocabulary: 12, classes: 3, "
-      "per_step: true, min_length: 2}",
-      "data.test={type: synthetic, samples: 40, features: 6, vocabulary: 12, classes: 3, "
-      "per_step: true, min_length: 2, seed: 4}",
-      "model.input=[6]",
-      "model.layers=[{type: embedding, input_dim: 12, output_dim: 6, mask_zero: true}, " + middle +
-          "{type: dense, units: 3, activation: softmax}]",
-      "optimizer={type: sgd, learning_rate: 0.5}",
-      "training.global_batch_size=16",
-      "training.shuffle=false",
-      "training.epochs=1"};
-  all.insert(all.end(), overrides.begin(), overrides.end());
-  return test::small_config(all, "padded.yaml");
+  return test::tagging_config(middle, overrides, /*padded=*/true);
 }
 
 std::unique_ptr<Trainer> fitted(const Config& config, Communicator& comm, ComputeBackend& backend) {
@@ -106,14 +92,7 @@ TEST(MaskedPositions, PaddedTextsTrainAsTheirRealTokensOneByOne) {
   whole.fit();
   Trainer split(one_by_one, *comm, *backend, std::move(tokens), std::nullopt);
   split.fit();
-  const std::vector<float> a = whole.params_to_host(), b = split.params_to_host();
-  ASSERT_EQ(a.size(), b.size());
-  float largest = 0;
-  for (size_t i = 0; i < a.size(); ++i) largest = std::max(largest, std::abs(a[i] - b[i]));
-  EXPECT_LT(largest, 1e-6f);
-  EXPECT_NEAR(whole.epoch_records().at(0).loss, split.epoch_records().at(0).loss, 1e-6);
-  EXPECT_DOUBLE_EQ(whole.epoch_records().at(0).metrics.at(0).value,
-                   split.epoch_records().at(0).metrics.at(0).value);
+  test::expect_trained_alike(whole, split);
 }
 
 TEST(MaskedPositions, TheLossSkipsIgnoredTargets) {
@@ -139,29 +118,18 @@ TEST(MaskedPositions, TheLossSkipsIgnoredTargets) {
   }
 }
 
-std::string trainer_error(const Config& config) {
-  auto backend = make_cpu_backend();
-  auto comm = make_local_communicator();
-  try {
-    Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0), std::nullopt);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 TEST(MaskedPositions, WhatDoesNotGoWithThemIsRefusedByName) {
   const std::string steps = "{type: lstm, units: 4, return_sequences: true}, ";
-  EXPECT_EQ(trainer_error(padded_config(steps, {"training.accumulation_steps=2"})),
-            "padded.yaml: training.accumulation_steps: a padding mask reaches the model's output "
-            "(padded.yaml: model.layers.0.mask_zero), and the loss's mean over a step's real "
+  EXPECT_EQ(test::trainer_error(padded_config(steps, {"training.accumulation_steps=2"})),
+            "tags.yaml: training.accumulation_steps: a padding mask reaches the model's output "
+            "(tags.yaml: model.layers.0.mask_zero), and the loss's mean over a step's real "
             "steps needs their count before backward: accumulate no micro-batches");
   const std::string refused =
-      "padded.yaml: model.layers.0.mask_zero: its padding mask reaches the model's output; end "
+      "tags.yaml: model.layers.0.mask_zero: its padding mask reaches the model's output; end "
       "it with a recurrent layer without return_sequences, or global_average_pooling1d, or take "
       "a class per step (sparse_categorical_crossentropy)";
-  EXPECT_EQ(trainer_error(padded_config(steps, {"loss=categorical_crossentropy"})), refused);
-  EXPECT_EQ(trainer_error(padded_config(steps, {"loss=mean_squared_error"})), refused);
+  EXPECT_EQ(test::trainer_error(padded_config(steps, {"loss=categorical_crossentropy"})), refused);
+  EXPECT_EQ(test::trainer_error(padded_config(steps, {"loss=mean_squared_error"})), refused);
 }
 
 }  // namespace

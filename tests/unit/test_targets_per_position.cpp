@@ -11,31 +11,13 @@
 #include <vector>
 
 #include "data/dataset.h"
-#include "small_trainer_config.h"
+#include "tagging_config.h"
 
 namespace ddp {
 namespace {
 
-constexpr int64_t kSteps = 5, kClasses = 3;
-
-// Texts of kSteps tokens below 12, a tag per token (make_synthetic_tags), through an embedding
-// and `middle`, then a softmax layer at each step; plain SGD over batches of 16, in file order.
-Config tagging_config(const std::string& middle, const std::vector<std::string>& overrides = {}) {
-  std::vector<std::string> all = {
-      "data.train={type: synthetic, samples: 64, features: 5, vocabulary: 12, classes: 3, "
-      "per_step: true}",
-      "data.test={type: synthetic, samples: 40, features: 5, vocabulary: 12, classes: 3, "
-      "per_step: true, seed: 4}",
-      "model.input=[5]",
-      "model.layers=[{type: embedding, input_dim: 12, output_dim: 6}, " + middle +
-          "{type: dense, units: 3, activation: softmax}]",
-      "optimizer={type: sgd, learning_rate: 0.5}",
-      "training.global_batch_size=16",
-      "training.shuffle=false",
-      "training.epochs=1"};
-  all.insert(all.end(), overrides.begin(), overrides.end());
-  return test::small_config(all, "tags.yaml");
-}
+using test::tagging_config;
+constexpr int64_t kSteps = test::kTaggedSteps, kClasses = test::kTagClasses;
 
 struct Fitted {
   std::unique_ptr<ComputeBackend> backend = make_cpu_backend();
@@ -98,49 +80,31 @@ TEST(TargetsPerPosition, TextsTrainAsTheirTokensOneByOne) {
   whole.fit();
   Trainer one_by_one(tokens, *comm, *backend, std::move(split), std::nullopt);
   one_by_one.fit();
-  const std::vector<float> a = whole.params_to_host(), b = one_by_one.params_to_host();
-  ASSERT_EQ(a.size(), b.size());
-  float largest = 0;
-  for (size_t i = 0; i < a.size(); ++i) largest = std::max(largest, std::abs(a[i] - b[i]));
-  EXPECT_LT(largest, 1e-6f);
-  EXPECT_NEAR(whole.epoch_records().at(0).loss, one_by_one.epoch_records().at(0).loss, 1e-6);
-  EXPECT_DOUBLE_EQ(whole.epoch_records().at(0).metrics.at(0).value,
-                   one_by_one.epoch_records().at(0).metrics.at(0).value);
-}
-
-std::string trainer_error(const Config& config) {
-  auto backend = make_cpu_backend();
-  auto comm = make_local_communicator();
-  try {
-    Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0), std::nullopt);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
+  test::expect_trained_alike(whole, one_by_one);
 }
 
 TEST(TargetsPerPosition, WhatDoesNotGoWithThemIsRefusedByName) {
   const std::string steps = "{type: lstm, units: 4, return_sequences: true}, ";
-  EXPECT_EQ(trainer_error(tagging_config(steps, {"metrics=[accuracy, precision]"})),
+  EXPECT_EQ(test::trainer_error(tagging_config(steps, {"metrics=[accuracy, precision]"})),
             "tags.yaml: metrics: precision is not computed for a class per position (the "
             "model's output is (5, 3) a sample): accuracy is");
-  EXPECT_EQ(trainer_error(tagging_config(steps, {"loss=categorical_crossentropy"})),
+  EXPECT_EQ(test::trainer_error(tagging_config(steps, {"loss=categorical_crossentropy"})),
             "tags.yaml: loss: categorical_crossentropy takes one row of classes a sample, but the "
             "model's output is (5, 3) a sample; flatten it or pool over its steps "
             "(global_average_pooling1d) before the last layer, or take a class per step with "
             "sparse_categorical_crossentropy");
-  EXPECT_EQ(trainer_error(tagging_config(
+  EXPECT_EQ(test::trainer_error(tagging_config(
                 steps, {"loss={type: sparse_categorical_crossentropy, class_weight: {0: 2}}"})),
             "tags.yaml: loss.class_weight: data.train (synthetic tags(64x5, vocabulary 12)) holds "
             "5 labels per sample: no one class to weigh (binary_crossentropy weighs its labels' "
             "positives: pos_weight)");
   // One tag per text for an output of 5 steps; 5 tags a text for an output of one row.
-  EXPECT_EQ(trainer_error(tagging_config(
+  EXPECT_EQ(test::trainer_error(tagging_config(
                 steps, {"data.train={type: synthetic, samples: 64, features: 5, vocabulary: 12, "
                         "classes: 3}"})),
             "data.train (synthetic tokens(64x5, vocabulary 12)): 1 label column(s) per sample, "
             "but the model's output has 5 positions (steps) of 3 classes: a class per position");
-  EXPECT_EQ(trainer_error(tagging_config("{type: lstm, units: 4}, ")),
+  EXPECT_EQ(test::trainer_error(tagging_config("{type: lstm, units: 4}, ")),
             "data.train (synthetic tags(64x5, vocabulary 12)): 5 label columns per sample, but "
             "the loss takes one class per sample (multi-label data needs binary_crossentropy or "
             "mean_squared_error; a class per step, a model whose output keeps the steps)");
