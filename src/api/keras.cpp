@@ -257,9 +257,10 @@ Spec CategoricalCrossentropy(double label_smoothing, bool from_logits) {
   if (from_logits) spec.node["from_logits"] = true;
   return spec;
 }
-Spec SparseCategoricalCrossentropy(bool from_logits) {
+Spec SparseCategoricalCrossentropy(bool from_logits, std::optional<int64_t> ignore_class) {
   Spec spec{map({{"type", YAML::Node("sparse_categorical_crossentropy")}})};
   if (from_logits) spec.node["from_logits"] = true;
+  if (ignore_class) spec.node["ignore_class"] = *ignore_class;
   return spec;
 }
 Spec EarlyStopping(const std::string& monitor, int64_t patience, double min_delta,

@@ -80,7 +80,9 @@ Spec Lion(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.9
 // softmax (the loss applies it); without, a model ending in softmax gives probabilities, which
 // the loss takes fused, and one ending otherwise logits, as with it.
 Spec CategoricalCrossentropy(double label_smoothing = 0.0, bool from_logits = false);
-Spec SparseCategoricalCrossentropy(bool from_logits = false);
+// ignore_class: labels of that class count nowhere (Note [masked positions]).
+Spec SparseCategoricalCrossentropy(bool from_logits = false,
+                                   std::optional<int64_t> ignore_class = std::nullopt);
 
 // Keras' EarlyStopping callback (Note [early stopping]), for FitOptions::callbacks.
 Spec EarlyStopping(const std::string& monitor = "val_loss", int64_t patience = 0,

@@ -25,7 +25,7 @@ Spec keras_loss(const json& loss, const std::string& where, const std::string& o
   const json settings = loss.value("config", json::object());
   const KerasSettings in(settings, where + ": the loss " + name, "losses");
   in.require("reduction", "sum_over_batch_size");  // the mean over the batch's samples
-  in.require("ignore_class", nullptr);
+  if (name != "SparseCategoricalCrossentropy") in.require("ignore_class", nullptr);
   in.require("axis", -1);
   YAML::Node out(YAML::NodeType::Map);
   if (name == "MeanSquaredError") {
@@ -43,6 +43,8 @@ Spec keras_loss(const json& loss, const std::string& where, const std::string& o
   if (in.get<bool>("from_logits", false)) out["from_logits"] = true;
   if (name == "CategoricalCrossentropy")
     out["label_smoothing"] = in.get<double>("label_smoothing", 0.0);
+  else if (settings.contains("ignore_class") && !settings["ignore_class"].is_null())
+    out["ignore_class"] = in.get<int64_t>("ignore_class", 0);
   return {out};
 }
 
@@ -51,7 +53,7 @@ json keras_loss_json(const YAML::Node& loss) {
   const auto type = loss["type"].as<std::string>();
   for (const auto& entry : loss) {
     const auto key = entry.first.as<std::string>();
-    if (key != "type" && key != "from_logits" && key != "label_smoothing")
+    if (key != "type" && key != "from_logits" && key != "label_smoothing" && key != "ignore_class")
       return nullptr;  // pos_weight, class_weight: not Keras' loss objects' settings
   }
   const bool from_logits = loss["from_logits"] && loss["from_logits"].as<bool>();
@@ -65,7 +67,8 @@ json keras_loss_json(const YAML::Node& loss) {
     config["axis"] = -1;
   } else if (type == "sparse_categorical_crossentropy") {
     class_name = "SparseCategoricalCrossentropy";
-    config["ignore_class"] = nullptr;
+    config["ignore_class"] =
+        loss["ignore_class"] ? json(loss["ignore_class"].as<int64_t>()) : json(nullptr);
   } else {
     return type;  // a name Keras knows too, with nothing to say
   }

@@ -91,8 +91,9 @@ Dataset read_csv(const std::string& path, const CsvOptions& options) {
         data.values[first_label + label_at[c]] = value;
       } else if (label_at[c] != kFeature) {
         const long label = std::strtol(field.c_str(), &end, 10);
-        if (field.empty() || *end != '\0' || errno || label < 0 || label > (1 << 24))
-          throw DataError(cell + ": label '" + field + "' is not a non-negative integer");
+        // Exact as floats; a negative one is for loss.ignore_class (Dataset::check_labels).
+        if (field.empty() || *end != '\0' || errno || label < -(1 << 24) || label > (1 << 24))
+          throw DataError(cell + ": label '" + field + "' is not an integer");
         data.labels[first_label + label_at[c]] = static_cast<int32_t>(label);
       } else {
         const float value = std::strtof(field.c_str(), &end);

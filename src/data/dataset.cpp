@@ -23,8 +23,8 @@ void check_sample_weights(std::span<const float> weights, int64_t samples,
                       std::to_string(weights[i]) + "; sample weights must be finite and >= 0");
 }
 
-void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary,
-                           int64_t positions) const {
+void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary, int64_t positions,
+                           std::optional<int64_t> ignored) const {
   if (weighted()) check_sample_weights(sample_weights, size(), origin);
   if (real_valued() != (layout == TargetLayout::kValues))
     throw DataError(origin + (real_valued() ? ": real-valued targets, where the training set has "
@@ -61,10 +61,14 @@ void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary,
     if (binary && (labels[i] < 0 || labels[i] > 1))
       throw DataError(origin + ": label " + std::to_string(labels[i]) + " of sample " + sample +
                       column + " is not 0 or 1, as binary_crossentropy needs");
-    if (layout != TargetLayout::kLabels && (labels[i] < 0 || labels[i] >= classes))
+    if (layout != TargetLayout::kLabels && (labels[i] < 0 || labels[i] >= classes) &&
+        labels[i] != ignored)
       throw DataError(origin + ": label " + std::to_string(labels[i]) + " of sample " + sample +
                       column + " is outside [0, " + std::to_string(classes) +
-                      ") for a model with " + std::to_string(classes) + " outputs");
+                      ") for a model with " + std::to_string(classes) + " outputs" +
+                      (layout == TargetLayout::kClassIndex && labels[i] < 0
+                           ? " (labels to leave out: loss.ignore_class, PyTorch's ignore_index)"
+                           : ""));
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -79,8 +80,9 @@ struct Dataset {
   // columns other than `classes` of them; with `binary`, a label other than 0 or 1; values for a
   // layout of labels, or labels for kValues; sample weights that check_sample_weights refuses.
   // kClassIndex takes a class index per position (Note [targets per position]): `positions` of
-  // them per sample, each in [0, classes).
-  void check_labels(int64_t classes, TargetLayout layout, bool binary, int64_t positions = 1) const;
+  // them per sample, each in [0, classes) or `ignored` (Note [masked positions]).
+  void check_labels(int64_t classes, TargetLayout layout, bool binary, int64_t positions = 1,
+                    std::optional<int64_t> ignored = std::nullopt) const;
   // Throws DataError naming the origin, the sample and the position of the first feature that is
   // not a token id below `vocabulary` (a whole number in [0, vocabulary): an Embedding's input).
   void check_token_ids(int64_t vocabulary) const;

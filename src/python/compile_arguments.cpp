@@ -65,8 +65,9 @@ void add_optimizers_and_losses(py::module_& m) {
       py::arg("from_logits") = false, py::arg("label_smoothing") = 0.0,
       "Keras' CategoricalCrossentropy: from_logits for a model without a final softmax");
   m.def("SparseCategoricalCrossentropy", &keras::SparseCategoricalCrossentropy,
-        py::arg("from_logits") = false,
-        "Keras' SparseCategoricalCrossentropy: from_logits for a model without a final softmax");
+        py::arg("from_logits") = false, py::arg("ignore_class") = py::none(),
+        "Keras' SparseCategoricalCrossentropy: from_logits for a model without a final softmax; "
+        "ignore_class: labels of that class count nowhere (PyTorch's ignore_index)");
 }
 
 keras::Spec optimizer_of(const py::object& optimizer) {

@@ -129,7 +129,8 @@ namespace {
 // `loss: NAME`, or `loss: {type: NAME, pos_weight: [...]}` for binary_crossentropy's weights, or
 // `{type: categorical_crossentropy, label_smoothing: e}` (Keras' CategoricalCrossentropy's),
 // `from_logits: true` for a model without a final softmax, and
-// `class_weight: [w0, w1, ...]` or `{class: weight, ...}` for the categorical cross-entropies.
+// `class_weight: [w0, w1, ...]` or `{class: weight, ...}` for the categorical cross-entropies,
+// `ignore_class: -100` for the sparse one.
 void parse_loss(ConfigNode& root, Config& config) {
   // "mse": Keras' short name for mean_squared_error.
   const std::vector<std::string> names = {"sparse_categorical_crossentropy",
@@ -173,6 +174,13 @@ void parse_loss(ConfigNode& root, Config& config) {
       node.fail("from_logits",
                 "true, but the model ends in softmax, whose outputs are probabilities; drop the "
                 "softmax (the loss applies it) or from_logits");
+  }
+  if (node.has("ignore_class")) {
+    if (config.loss != LossKind::kSparseCategoricalCrossentropy)
+      node.fail("ignore_class",
+                "only sparse_categorical_crossentropy ignores a class of its "
+                "labels (Keras' ignore_class, PyTorch's ignore_index)");
+    config.ignore_class = node.require<int64_t>("ignore_class");
   }
   if (node.has("class_weight")) {
     std::map<int64_t, double> weights;

@@ -95,6 +95,9 @@ struct Config {
   // A weight per class for the training loss (Keras' fit(class_weight)); classes not given weigh
   // 1. Note [class weights].
   std::map<int64_t, float> class_weight;
+  // sparse_categorical_crossentropy: labels of this class count nowhere, neither in the loss nor
+  // in the metrics (Keras' ignore_class, PyTorch's ignore_index; Note [masked positions]).
+  std::optional<int64_t> ignore_class;
   std::vector<std::string> metrics;  // metric_names(); default_metrics(loss) when not given
   OptimizerConfig optimizer;
   TrainingConfig training;

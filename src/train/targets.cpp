@@ -16,11 +16,6 @@ int64_t target_positions(const Config& config, const Loss& loss, const Shape& ou
                       ": its padding mask reaches the model's output; end it with a recurrent "
                       "layer without return_sequences, or global_average_pooling1d, or take a "
                       "class per step (sparse_categorical_crossentropy)");
-  if (!output_mask_origin.empty() && config.training.accumulation_steps > 1)
-    throw ConfigError(config.file + ": training.accumulation_steps: a padding mask reaches the " +
-                      "model's output (" + output_mask_origin + "), and the loss's mean over a " +
-                      "step's real steps needs their count before backward: accumulate no " +
-                      "micro-batches");
   if (output.rank() < 2 || loss.fused_output() != OutputFunction::kSoftmax) return 1;
   if (loss.target_kind() != TargetKind::kSparse)
     throw ConfigError(config.file + ": loss: " + loss.name() + " takes one row of classes a " +
@@ -34,6 +29,26 @@ int64_t target_positions(const Config& config, const Loss& loss, const Shape& ou
                         "position (the model's output is " + output.str() +
                         " a sample): accuracy is");
   return positions;
+}
+
+bool counts_targets(const Config& config, const std::string& output_mask_origin) {
+  if (output_mask_origin.empty() && !config.ignore_class) return false;
+  const std::string why =
+      output_mask_origin.empty()
+          ? "loss.ignore_class leaves labels out"
+          : "a padding mask reaches the model's output (" + output_mask_origin + ")";
+  if (config.training.accumulation_steps > 1)
+    throw ConfigError(config.file + ": training.accumulation_steps: " + why +
+                      ", and the loss's mean over a step's counted targets needs their count " +
+                      "before backward: accumulate no micro-batches");
+  if (!config.class_weight.empty())
+    throw ConfigError(config.file + ": loss.class_weight: " + why +
+                      "; weigh samples instead (sample_weights)");
+  for (const std::string& name : config.metrics)
+    if (metric_kind(name) != "accuracy")
+      throw ConfigError(config.file + ": metrics: " + name + " is not computed where " + why +
+                        ": accuracy is");
+  return true;
 }
 
 TargetLayout choose_target_layout(const Config& config, const Loss& loss, const Dataset& train,
@@ -57,8 +72,8 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
       : loss.target_kind() == TargetKind::kSparse         ? TargetLayout::kClassIndex
       : train.label_width > 1 || (binary && outputs == 1) ? TargetLayout::kLabels
                                                           : TargetLayout::kOneHot;
-  train.check_labels(outputs / positions, layout, binary, positions);
-  if (test) test->check_labels(outputs / positions, layout, binary, positions);
+  train.check_labels(outputs / positions, layout, binary, positions, config.ignore_class);
+  if (test) test->check_labels(outputs / positions, layout, binary, positions, config.ignore_class);
   return layout;
 }
 

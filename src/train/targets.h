@@ -63,6 +63,11 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
 // mask reaches the output; "" for none) where the loss does not take a class per position.
 int64_t target_positions(const Config& config, const Loss& loss, const Shape& output,
                          const std::string& output_mask_origin);
+// Note [masked positions]: whether the loss counts only some of its targets (a padding mask
+// reaches the model's output from `output_mask_origin`, or loss.ignore_class leaves labels out).
+// Throws ConfigError naming training.accumulation_steps, loss.class_weight or a metric other than
+// accuracy, which do not go with that.
+bool counts_targets(const Config& config, const std::string& output_mask_origin);
 // Note [class weights]: a weight per class (1 where none was given) for `train` laid out as
 // `layout` for a model of `outputs` outputs, or empty when no class is weighted. Throws
 // ConfigError naming loss.class_weight for a class the labels cannot hold or data without classes.

@@ -149,6 +149,7 @@ void Trainer::validate_and_build() {
   positions_ = target_positions(config_, loss_, model_->layers().back()->output_shape(),
                                 model_->output_mask_origin());
   masked_positions_ = !model_->output_mask_origin().empty();
+  counts_targets_ = counts_targets(config_, model_->output_mask_origin());
   model_->set_output_logits(loss_.fused_output());
   classes_ = model_->output_cols();
   if (loss_.kind() == LossKind::kBinaryCrossentropy &&

@@ -256,7 +256,8 @@ class Trainer {
   int64_t steps_per_epoch_ = 0;    // optimizer steps
   int64_t classes_ = 0;            // the model's outputs per sample
   int64_t positions_ = 1;          // the loss's rows per sample: Note [targets per position]
-  bool masked_positions_ = false;  // Note [masked positions]
+  bool masked_positions_ = false;  // Note [masked positions]: a padding mask at the output
+  bool counts_targets_ = false;    // it, or loss.ignore_class
   std::vector<float> host_mask_;   // the output's padding mask, (rows, positions)
   TargetLayout target_layout_ = TargetLayout::kClassIndex;
   std::unique_ptr<Sequential> model_;

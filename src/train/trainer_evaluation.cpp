@@ -30,6 +30,10 @@ const float* Trainer::stage_batch(const Dataset& data, std::span<const int64_t> 
   });
   const auto rows = static_cast<size_t>(indices.size());
   if (!host) backend_.copy_to_device(features, features_.data(), rows * static_cast<size_t>(width));
+  if (targets && config_.ignore_class)  // Note [masked positions]
+    std::replace(host_targets_.begin(),
+                 host_targets_.begin() + static_cast<std::ptrdiff_t>(rows * target_width),
+                 static_cast<float>(*config_.ignore_class), kIgnoredTarget);
   if (targets)
     backend_.copy_to_device(host_targets_.data(), targets_.data(),
                             rows * static_cast<size_t>(target_width));
@@ -74,23 +78,22 @@ LossStats Trainer::compute_loss(const float* output, const float* row_weights, f
 }
 
 double Trainer::count_targets(int64_t rows) {
-  const int64_t positions = rows * positions_;
-  if (!masked_positions_) return static_cast<double>(positions);
-  host_mask_.resize(static_cast<size_t>(positions));
-  backend_.copy_to_host(model_->output_mask(), host_mask_.data(), host_mask_.size());
-  int64_t real = 0;
-  for (size_t i = 0; i < host_mask_.size(); ++i) {
-    if (host_mask_[i] != 0)
-      ++real;
-    else
-      host_targets_[i] = kIgnoredTarget;
+  const auto positions = static_cast<size_t>(rows * positions_);
+  if (!counts_targets_) return static_cast<double>(positions);
+  if (masked_positions_) {
+    host_mask_.resize(positions);
+    backend_.copy_to_host(model_->output_mask(), host_mask_.data(), positions);
+    for (size_t i = 0; i < positions; ++i)
+      if (host_mask_[i] == 0) host_targets_[i] = kIgnoredTarget;
+    backend_.copy_to_device(host_targets_.data(), targets_.data(), positions);
   }
-  backend_.copy_to_device(host_targets_.data(), targets_.data(), host_mask_.size());
-  return static_cast<double>(real);
+  return static_cast<double>(std::count_if(
+      host_targets_.begin(), host_targets_.begin() + static_cast<std::ptrdiff_t>(positions),
+      [](float target) { return target >= 0; }));
 }
 
 double Trainer::global_count(double counted, int64_t step_samples) {
-  if (!masked_positions_) return static_cast<double>(step_samples * positions_);
+  if (!counts_targets_) return static_cast<double>(step_samples * positions_);
   comm_.all_reduce_sum(std::span<double>(&counted, 1));  // whole numbers: exact in any order
   return counted;
 }
@@ -134,7 +137,8 @@ void Trainer::check_fits_model(const Dataset& data, bool labels) const {
     data.check_token_ids(vocabulary);
   if (labels)
     data.check_labels(classes_ / positions_, target_layout_,
-                      loss_.kind() == LossKind::kBinaryCrossentropy, positions_);
+                      loss_.kind() == LossKind::kBinaryCrossentropy, positions_,
+                      config_.ignore_class);
 }
 
 std::vector<float> Trainer::predict_rows(const Dataset& data, int64_t first, int64_t count) {

@@ -25,13 +25,13 @@ def cross_loaded(ddp, keras, np, ours, theirs, x, tag):
     return predicted, into_keras, into_ours
 
 
-def trained_alike(keras, ours, theirs, x, labels, gap):
+def trained_alike(keras, ours, theirs, x, labels, gap, loss="sparse_categorical_crossentropy"):
     """Keras' model from our model's weights, both trained 3 epochs of SGD with momentum (30
     steps of 50): the largest difference of their weights after."""
     for ours_layer, keras_layer in zip(ours.layers, theirs.layers):
         keras_layer.set_weights(ours_layer.get_weights())
     for m in (ours, theirs):
-        m.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+        m.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss)
         m.fit(x[:500], labels[:500], batch_size=50, epochs=3, shuffle=False, verbose=0)
     return gap(ours, theirs)
 
@@ -262,3 +262,24 @@ def tagging_checks(ddp, keras, np, rng, check, gap):
               abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
               f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
               f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, Keras' {evaluated[1]}")
+
+    # Keras' ignore_class (PyTorch's ignore_index): labels of -100 count nowhere in the loss. Keras'
+    # compiled accuracy does not see ignore_class and counts those steps, as wrong; ours leaves
+    # them out, so only the loss is compared.
+    tags = tokens * 4 // 50
+    tags[:, 1:] = tags[:, :-1].copy()
+    tags[rng.random(tags.shape) < 0.3] = -100
+    L = keras.layers
+    theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8),
+                               L.Bidirectional(L.LSTM(6, return_sequences=True)),
+                               L.Dense(4, activation="softmax")])
+    ours = ddp.Sequential(theirs.layers, input_shape=[12])
+    ours.build()
+    ignoring = keras.losses.SparseCategoricalCrossentropy(ignore_class=-100)
+    trained = trained_alike(keras, ours, theirs, tokens, tags, gap, ignoring)
+    evaluated = [m.evaluate(tokens[500:], tags[500:], batch_size=100, verbose=0)
+                 for m in (ours, theirs)]
+    check("labels left out by SparseCategoricalCrossentropy(ignore_class=-100)",
+          trained < 1e-5 and abs(evaluated[0] - evaluated[1]) < 1e-5,
+          f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
+          f"{trained:.2e}; evaluate's loss: ours {evaluated[0]}, Keras' {evaluated[1]}")

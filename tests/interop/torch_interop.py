@@ -168,6 +168,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += tagging_check(args, env, tmp)
         diffs += tagging_check(args, env, tmp, causal=True)
         diffs += tagging_check(args, env, tmp, causal=True, padded=True)
+        diffs += tagging_check(args, env, tmp, ignored=True)
     failed = sum(d > 1e-5 for d in diffs)
     print(f"torch interop ({torch.__version__}): {len(diffs) - failed} passed, {failed} failed")
     return 0 if failed == 0 else 1

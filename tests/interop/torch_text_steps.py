@@ -237,7 +237,7 @@ def transformer_check(args, env, tmp, normalize_first=False, padded=False):
     return [io_diff, diff]
 
 
-def tagging_check(args, env, tmp, causal=False, padded=False):
+def tagging_check(args, env, tmp, causal=False, padded=False, ignored=False):
     """A tag per token (Note [targets per position]): 200 rows of 6 ids below 30 in {tmp}/tags.csv,
     each token tagged by how many of it and the token before it are below 10 (0-2), through an
     embedding, a bidirectional LSTM returning every step (causal: learned positions and a causal
@@ -247,7 +247,8 @@ def tagging_check(args, env, tmp, causal=False, padded=False):
     CrossEntropyLoss over (batch x steps, classes), the mean over every token of the batch.
     padded (causal only): texts of 2 to 6 ids in [1, 30) padded with id 0, tagged 0, under
     mask_zero (Note [masked positions]), against src_key_padding_mask and CrossEntropyLoss's
-    ignore_index at the padding, the mean over the batch's real tokens."""
+    ignore_index at the padding, the mean over the batch's real tokens. ignored: a third of the
+    tags -100, left out by loss.ignore_class against CrossEntropyLoss's ignore_index."""
     generator = torch.Generator().manual_seed(6)
     tokens = torch.randint(1 if padded else 0, 30, (200, 6), generator=generator)
     if padded:
@@ -256,11 +257,15 @@ def tagging_check(args, env, tmp, causal=False, padded=False):
     low = (tokens < 10).long()
     tags = low + torch.cat([torch.zeros(200, 1, dtype=torch.long), low[:, :-1]], dim=1)
     tags = torch.where(tokens == 0, torch.zeros_like(tags), tags) if padded else tags
+    if ignored:
+        tags = torch.where(torch.rand(200, 6, generator=generator) < 0.3,
+                           torch.full_like(tags, -100), tags)
     with open(f"{tmp}/tags.csv", "w") as f:
         f.write(",".join([f"t{i}" for i in range(6)] + [f"tag{i}" for i in range(6)]) + "\n")
         for row in torch.cat([tokens, tags], dim=1).tolist():
             f.write(",".join(map(str, row)) + "\n")
-    name = ("padded_" if padded else "") + ("causal_tagging" if causal else "tagging")
+    name = (("padded_" if padded else "") + ("ignored_" if ignored else "") +
+            ("causal_tagging" if causal else "tagging"))
     middle = ("    - {type: position_embedding}\n"
               "    - {type: transformer_encoder, num_heads: 2, intermediate_dim: 12, causal: true}\n"
               if causal else
@@ -272,7 +277,7 @@ model:
   layers:
     - {{type: embedding, input_dim: 30, output_dim: 8, mask_zero: {str(padded).lower()}}}
 {middle}    - {{type: dense, units: 3, activation: softmax}}
-loss: sparse_categorical_crossentropy
+loss: {{type: sparse_categorical_crossentropy{", ignore_class: -100" if ignored else ""}}}
 optimizer: {optimizer_yaml("sgd")}
 training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
 """)
@@ -306,9 +311,10 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
         return mean(model.layers[-1](steps).reshape(-1, 3), targets[rows].reshape(-1))
 
     diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("sgd"), loss_of)
-    print(f"a tag per {'real ' if padded else ''}token (embedding"
+    print(f"a tag per {'real ' if padded else ''}token{', a third of them -100 (ignore_class)' if ignored else ''} (embedding"
           f"{' with mask_zero over padded texts' if padded else ''}, "
           f"{'positions, a causal transformer encoder' if causal else 'bidirectional LSTM'}, a "
           f"softmax layer at each step), 20 SGD steps with momentum (2 ranks) vs PyTorch's mean "
-          f"over every {'real ' if padded else ''}token: max abs diff {diff:.2e}")
+          f"over every {'real ' if padded else ''}{'other ' if ignored else ''}token: max abs "
+          f"diff {diff:.2e}")
     return [diff]

@@ -399,9 +399,15 @@ TEST(KerasModelConfig, LossObjectsAsTheConfigsLossAndBack) {
             "compile: the loss Huber is not one ddp-trainer has (BinaryCrossentropy, "
             "CategoricalCrossentropy, MeanSquaredError, SparseCategoricalCrossentropy, or one by "
             "name)");
-  EXPECT_EQ(refused(R"({"class_name": "SparseCategoricalCrossentropy", "config": {
+  // Keras' ignore_class (Note [masked positions]) both ways; CategoricalCrossentropy has none.
+  const YAML::Node ignoring = loss(R"({"class_name": "SparseCategoricalCrossentropy", "config": {
+      "ignore_class": -100}})");
+  EXPECT_EQ(ignoring["ignore_class"].as<int64_t>(), -100);
+  EXPECT_EQ(keras::keras_loss_json(ignoring)["config"]["ignore_class"], -100);
+  EXPECT_TRUE(back["config"]["ignore_class"].is_null());
+  EXPECT_EQ(refused(R"({"class_name": "CategoricalCrossentropy", "config": {
       "ignore_class": 0}})"),
-            "compile: the loss SparseCategoricalCrossentropy: ignore_class 0; ddp-trainer's "
+            "compile: the loss CategoricalCrossentropy: ignore_class 0; ddp-trainer's "
             "losses do not have it");
   EXPECT_EQ(refused(R"({"class_name": "CategoricalCrossentropy", "config": {"reduction": "sum"}})"),
             "compile: the loss CategoricalCrossentropy: reduction \"sum\"; ddp-trainer's losses "

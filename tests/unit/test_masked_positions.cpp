@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,35 +65,80 @@ TEST(MaskedPositions, LossAndAccuracyAreMeansOverRealTokens) {
   EXPECT_NEAR(trainer->evaluate(test).loss, weighted / real, 1e-5 * plain.loss);
 }
 
-// Without context (a dense layer at each step), one step over a batch of padded texts is one step
-// over their real tokens alone, each a text of its own: the same mean, the same SGD step, the same
-// epoch loss and accuracy.
-TEST(MaskedPositions, PaddedTextsTrainAsTheirRealTokensOneByOne) {
+// Without context (a dense layer at each step), one step over a whole set of texts trained by
+// `texts` is one step over the tokens that `counts` keeps, each a text of its own: the same mean,
+// the same SGD step, the same epoch loss and accuracy.
+void expect_trains_as_counted_tokens(const Config& texts, Dataset data,
+                                     const std::function<bool(size_t)>& counts) {
   auto backend = make_cpu_backend();
   auto comm = make_local_communicator();
-  const Config texts = padded_config("{type: dense, units: 7, activation: tanh}, ",
-                                     {"training.global_batch_size=64"});
-  Dataset data = load_dataset(texts.train_data, 0);
   Dataset tokens = data;
   tokens.features.clear();
   tokens.labels.clear();
   for (size_t i = 0; i < data.features.size(); ++i) {
-    if (data.features[i] == 0) continue;
+    if (!counts(i)) continue;
     tokens.features.push_back(data.features[i]);
     tokens.labels.push_back(data.labels[i]);
   }
-  const auto real = static_cast<int64_t>(tokens.features.size());
-  ASSERT_LT(real, data.size() * kSteps);
+  const auto counted = static_cast<int64_t>(tokens.features.size());
+  ASSERT_LT(counted, data.size() * kSteps * 9 / 10);
   tokens.sample_shape = Shape({1});
   tokens.label_width = 1;
-  const Config one_by_one =
-      padded_config("{type: dense, units: 7, activation: tanh}, ",
-                    {"training.global_batch_size=" + std::to_string(real), "model.input=[1]"});
+  const Config one_by_one = test::tagging_config(
+      "{type: dense, units: 7, activation: tanh}, ",
+      {"training.global_batch_size=" + std::to_string(counted), "model.input=[1]"});
   Trainer whole(texts, *comm, *backend, std::move(data), std::nullopt);
   whole.fit();
   Trainer split(one_by_one, *comm, *backend, std::move(tokens), std::nullopt);
   split.fit();
   test::expect_trained_alike(whole, split);
+}
+
+const std::string kNoContext = "{type: dense, units: 7, activation: tanh}, ";
+
+TEST(MaskedPositions, PaddedTextsTrainAsTheirRealTokensOneByOne) {
+  const Config texts = padded_config(kNoContext, {"training.global_batch_size=64"});
+  Dataset data = load_dataset(texts.train_data, 0);
+  const std::vector<float> ids = data.features;
+  expect_trains_as_counted_tokens(texts, std::move(data), [&](size_t i) { return ids[i] != 0; });
+}
+
+// PyTorch's ignore_index, Keras' ignore_class: labels of that class count nowhere.
+TEST(MaskedPositions, IgnoredLabelsTrainAsTheOthersOneByOne) {
+  const Config texts = test::tagging_config(
+      kNoContext, {"training.global_batch_size=64",
+                   "loss={type: sparse_categorical_crossentropy, ignore_class: -100}"});
+  Dataset data = load_dataset(texts.train_data, 0);
+  for (size_t i = 0; i < data.labels.size(); i += 3) data.labels[i] = -100;
+  expect_trains_as_counted_tokens(texts, std::move(data), [](size_t i) { return i % 3 != 0; });
+}
+
+// With a class a sample, ignored samples count nowhere: the loss and accuracy are the others'.
+TEST(MaskedPositions, IgnoredSamplesCountNowhere) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  const Config config = test::small_config(
+      {"loss={type: sparse_categorical_crossentropy, ignore_class: 255}", "training.epochs=2"},
+      "ignore.yaml");
+  Dataset data = load_dataset(config.train_data, 0);
+  const auto trainer = fitted(config, *comm, *backend);
+  Dataset kept = data, marked = data;
+  kept.features.clear();
+  kept.labels.clear();
+  const auto width = static_cast<size_t>(data.sample_shape.numel());
+  for (size_t s = 0; s < data.labels.size(); ++s) {
+    if (s % 4 == 1) {
+      marked.labels[s] = 255;
+      continue;
+    }
+    kept.labels.push_back(data.labels[s]);
+    kept.features.insert(kept.features.end(), data.features.begin() + s * width,
+                         data.features.begin() + (s + 1) * width);
+  }
+  const EvalResult a = trainer->evaluate(marked), b = trainer->evaluate(kept);
+  EXPECT_NEAR(a.loss, b.loss, 1e-6 * b.loss);
+  EXPECT_DOUBLE_EQ(a.metrics.at(0).value, b.metrics.at(0).value);
+  EXPECT_GT(std::abs(a.loss - trainer->evaluate(data).loss), 1e-4);
 }
 
 TEST(MaskedPositions, TheLossSkipsIgnoredTargets) {
@@ -122,14 +168,42 @@ TEST(MaskedPositions, WhatDoesNotGoWithThemIsRefusedByName) {
   const std::string steps = "{type: lstm, units: 4, return_sequences: true}, ";
   EXPECT_EQ(test::trainer_error(padded_config(steps, {"training.accumulation_steps=2"})),
             "tags.yaml: training.accumulation_steps: a padding mask reaches the model's output "
-            "(tags.yaml: model.layers.0.mask_zero), and the loss's mean over a step's real "
-            "steps needs their count before backward: accumulate no micro-batches");
+            "(tags.yaml: model.layers.0.mask_zero), and the loss's mean over a step's counted "
+            "targets needs their count before backward: accumulate no micro-batches");
   const std::string refused =
       "tags.yaml: model.layers.0.mask_zero: its padding mask reaches the model's output; end "
       "it with a recurrent layer without return_sequences, or global_average_pooling1d, or take "
       "a class per step (sparse_categorical_crossentropy)";
   EXPECT_EQ(test::trainer_error(padded_config(steps, {"loss=categorical_crossentropy"})), refused);
   EXPECT_EQ(test::trainer_error(padded_config(steps, {"loss=mean_squared_error"})), refused);
+  // loss.ignore_class: the sparse loss's alone, without class weights or other metrics.
+  EXPECT_EQ(test::small_trainer_error({"loss={type: categorical_crossentropy, ignore_class: -1}"},
+                                      "ignore.yaml"),
+            "ignore.yaml: loss.ignore_class: only sparse_categorical_crossentropy ignores a class "
+            "of its labels (Keras' ignore_class, PyTorch's ignore_index)");
+  const std::string ignoring = "loss={type: sparse_categorical_crossentropy, ignore_class: -1";
+  EXPECT_EQ(test::small_trainer_error({ignoring + ", class_weight: {0: 2}}"}, "ignore.yaml"),
+            "ignore.yaml: loss.class_weight: loss.ignore_class leaves labels out; weigh samples "
+            "instead (sample_weights)");
+  EXPECT_EQ(
+      test::small_trainer_error({ignoring + "}", "metrics=[accuracy, recall]"}, "ignore.yaml"),
+      "ignore.yaml: metrics: recall is not computed where loss.ignore_class leaves labels "
+      "out: accuracy is");
+  // A label below zero without ignore_class names the key that would leave it out.
+  Config tags = test::tagging_config(steps);
+  Dataset data = load_dataset(tags.train_data, 0);
+  data.labels[7] = -100;
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  try {
+    Trainer trainer(tags, *comm, *backend, std::move(data), std::nullopt);
+    ADD_FAILURE() << "a label of -100 was taken";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "data.train (synthetic tags(64x5, vocabulary 12)): label -100 of sample 1, label "
+              "column 2 is outside [0, 3) for a model with 3 outputs (labels to leave out: "
+              "loss.ignore_class, PyTorch's ignore_index)");
+  }
 }
 
 }  // namespace
