@@ -101,24 +101,31 @@ TEST_P(DdpTextModels, TransformerEncoderMatchesSingleProcess) {
 // A tag per token (Note [targets per position]): a bidirectional GRU returning every step, a
 // causal transformer encoder with dropout, and a softmax layer at each step, the loss the mean
 // over every token of the global batch (a partial last batch split unevenly), with sample weights;
-// then over texts padded with id 0, the mean over the global batch's real tokens, whose count
-// differs between the ranks (Note [masked positions]).
+// then the mean over the tokens the loss counts, whose number differs between the ranks (Note
+// [masked positions]): the real tokens of texts padded with id 0, and the tokens whose tags
+// loss.ignore_class does not leave out.
 TEST_P(DdpTextModels, TagsPerTokenMatchSingleProcess) {
   MpiCommunicator comm;
-  for (const std::string padded : {"false", "true"}) {
+  for (const std::string variant : {"every token", "padded", "ignored"}) {
+    const bool padded = variant == "padded", ignored = variant == "ignored";
     const Config config = config_with(
         {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
          "per_step: true" +
-             std::string(padded == "true" ? ", min_length: 2}" : "}"),
+             std::string(padded ? ", min_length: 2}" : "}"),
          "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
-         "model.layers=[{type: embedding, input_dim: 40, output_dim: 8, mask_zero: " + padded +
+         std::string("loss={type: sparse_categorical_crossentropy") +
+             (ignored ? ", ignore_class: -1}" : "}"),
+         "model.layers=[{type: embedding, input_dim: 40, output_dim: 8, mask_zero: " +
+             std::string(padded ? "true" : "false") +
              "}, {type: gru, units: 4, return_sequences: true, bidirectional: true}, "
              "{type: transformer_encoder, num_heads: 2, intermediate_dim: 12, dropout: 0.1, "
              "causal: true}, {type: dense, units: 4, activation: softmax}]"});
-    expect_trains_as_one_process(config, comm, 12, [](Dataset& data) {
+    expect_trains_as_one_process(config, comm, 12, [ignored](Dataset& data) {
       data.sample_weights.resize(static_cast<size_t>(data.size()));
       for (size_t i = 0; i < data.sample_weights.size(); ++i)
         data.sample_weights[i] = 0.5f + static_cast<float>(i % 4) / 4;
+      if (ignored)  // a tag in three left out, more of them in some texts than in others
+        for (size_t i = 0; i < data.labels.size(); i += 1 + i % 5) data.labels[i] = -1;
     });  // 3 epochs
   }
 }
