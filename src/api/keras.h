@@ -224,8 +224,10 @@ class Sequential {
   // and its weights (from the seed 0, or as set or loaded before), so that predict, get_weights,
   // save_weights and the rest work before a fit (evaluate after compile()); a fit then trains on
   // from these weights. After a fit or build, nothing unless compile() was called since: then
-  // the model takes the compiled loss and metrics (evaluate() does this itself).
-  void build(Runtime& runtime);
+  // the model takes the compiled loss and metrics (evaluate() does this itself, its targets laid
+  // out as `labels_per_sample`, the evaluated data's label columns, say: a class, or one-hot rows,
+  // a step).
+  void build(Runtime& runtime, std::optional<int64_t> labels_per_sample = std::nullopt);
   bool built() const { return session_ != nullptr; }
   // One sample's shape as the model takes it (Keras' input_shape without the batch axis): the
   // constructor's, or after a fit the data's; empty when neither is known yet.

@@ -375,7 +375,13 @@ std::vector<float> Sequential::predict(Arrays x) {
 
 std::vector<MetricValue> Sequential::evaluate(Arrays data) {
   if (!compiled()) throw ConfigError(std::string(kOrigin) + ": evaluate() before compile()");
-  if (session_) build(*runtime_);  // with the loss compile() gave since the last fit
+  // With the loss compile() gave since the last fit, its targets laid out as the data's labels.
+  const int64_t sample = Shape(data.sample_shape).numel();
+  const int64_t rows = sample > 0 ? static_cast<int64_t>(data.features.size()) / sample : 0;
+  if (session_)
+    build(*runtime_, data.labels.empty() || rows == 0
+                         ? std::nullopt
+                         : std::optional(static_cast<int64_t>(data.labels.size()) / rows));
   Trainer& trainer = trained("evaluate");
   Dataset samples;
   run_agreed(*comm_, [&] {

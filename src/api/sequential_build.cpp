@@ -65,7 +65,7 @@ std::vector<int64_t> Sequential::output_shape() const {
   return with_unfitted_model(model_, "output_shape", shape);
 }
 
-void Sequential::build(Runtime& runtime) {
+void Sequential::build(Runtime& runtime, std::optional<int64_t> labels_per_sample) {
   if (session_ && !compiled_since_fit_) return;
   const auto described = [](const ddp::Sequential& m) {
     return std::tuple(m.input_shape().dims(), m.layers().back()->output_shape(),
@@ -104,12 +104,15 @@ void Sequential::build(Runtime& runtime) {
   if (loss == "mean_squared_error")
     zeros.targets.assign(static_cast<size_t>(ranks * outputs), 0.0f);
   else  // a 0/1 label per output, or a class index per sample or per step of the output's
-        // (Note [targets per position])
-    zeros.labels.assign(static_cast<size_t>(ranks * (loss == "binary_crossentropy" ? outputs
-                                                     : loss == "sparse_categorical_crossentropy"
-                                                         ? outputs / output[output.rank() - 1]
-                                                         : 1)),
-                        0);
+        // (Note [targets per position]), unless the evaluated data say otherwise
+    zeros.labels.assign(
+        static_cast<size_t>(
+            ranks * labels_per_sample.value_or(loss == "binary_crossentropy" ? outputs
+                                               : loss == "sparse_categorical_crossentropy" ||
+                                                       loss == "categorical_crossentropy"
+                                                   ? outputs / output[output.rank() - 1]
+                                                   : 1)),
+        0);
   const FitOptions options{.batch_size = ranks, .verbose = false};
   run(runtime, config(options), true, &zeros, nullptr, options, /*train_it=*/false);
 }

@@ -37,7 +37,9 @@ void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary, in
                       "for a model with " + std::to_string(classes) + " outputs");
     return;
   }
-  if (layout == TargetLayout::kClassIndex && label_width != positions)
+  // A class index a position, as an index (sparse) or made one-hot (categorical).
+  if ((layout == TargetLayout::kClassIndex || layout == TargetLayout::kOneHot) &&
+      label_width != positions)
     throw DataError(origin + ": " + std::to_string(label_width) +
                     (positions > 1
                          ? " label column(s) per sample, but the model's output has " +
@@ -46,13 +48,9 @@ void Dataset::check_labels(int64_t classes, TargetLayout layout, bool binary, in
                          : " label columns per sample, but the loss takes one class per sample "
                            "(multi-label data needs binary_crossentropy or mean_squared_error; a "
                            "class per step, a model whose output keeps the steps)"));
-  if (layout == TargetLayout::kLabels && label_width != classes)
+  if (layout == TargetLayout::kLabels && label_width != classes * positions)
     throw DataError(origin + ": " + std::to_string(label_width) + " label column(s) per sample " +
-                    "for a model with " + std::to_string(classes) + " outputs");
-  if (layout == TargetLayout::kOneHot && label_width != 1)
-    throw DataError(origin + ": " + std::to_string(label_width) + " label columns per sample, " +
-                    "but the loss takes one class per sample (multi-label data needs " +
-                    "binary_crossentropy or mean_squared_error)");
+                    "for a model with " + std::to_string(classes * positions) + " outputs");
   for (size_t i = 0; i < labels.size(); ++i) {
     const auto sample = std::to_string(static_cast<int64_t>(i) / label_width);
     const std::string column =
@@ -120,9 +118,9 @@ void prefetch_samples(const uint8_t* base, size_t sample_bytes, std::span<const 
 }
 
 // Row `row` of a batch's targets from sample `sample`'s labels or values, laid out as `layout`
-// says.
+// says, one-hot rows smoothed over the classes of one of `positions`.
 void write_targets(const Dataset& data, size_t sample, TargetLayout layout, int64_t classes,
-                   float smoothing, size_t row, float* targets) {
+                   float smoothing, int64_t positions, size_t row, float* targets) {
   const auto label_width = static_cast<size_t>(data.label_width);
   if (layout == TargetLayout::kValues) {
     const float* values = data.values.data() + sample * label_width;
@@ -136,22 +134,26 @@ void write_targets(const Dataset& data, size_t sample, TargetLayout layout, int6
   } else if (layout == TargetLayout::kLabels) {
     // One-hot rows as given (categorical_crossentropy's), smoothed as the index form's below.
     float* out = targets + row * label_width;
-    const float off = smoothing / static_cast<float>(label_width);
+    const float off = smoothing / static_cast<float>(label_width / static_cast<size_t>(positions));
     for (size_t c = 0; c < label_width; ++c)
       out[c] = smoothing > 0 ? static_cast<float>(label[c]) * (1 - smoothing) + off
                              : static_cast<float>(label[c]);
   } else {
+    // A one-hot row of classes / label_width for each of the label_width positions.
+    const auto per_position = static_cast<size_t>(classes) / label_width;
+    const float off = smoothing / static_cast<float>(per_position);
     float* one_hot = targets + row * static_cast<size_t>(classes);
-    const float off = smoothing / static_cast<float>(classes);
     std::fill(one_hot, one_hot + classes, off);
-    one_hot[*label] = 1 - smoothing + off;
+    for (size_t p = 0; p < label_width; ++p)
+      one_hot[p * per_position + static_cast<size_t>(label[p])] = 1 - smoothing + off;
   }
 }
 
 }  // namespace
 
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
-                  int64_t classes, float* features, float* targets, float label_smoothing) {
+                  int64_t classes, float* features, float* targets, float label_smoothing,
+                  int64_t positions) {
   const auto width = static_cast<size_t>(data.sample_shape.numel());
   const bool bytes = data.byte_valued();
   const size_t sample_bytes = width * (bytes ? sizeof(uint8_t) : sizeof(float));
@@ -178,7 +180,8 @@ void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetL
       } else {
         for (size_t k = 0; k < width; ++k) to[k] = Dataset::from_byte(from[k], byte_scale);
       }
-      if (targets) write_targets(data, sample, layout, classes, label_smoothing, row, targets);
+      if (targets)
+        write_targets(data, sample, layout, classes, label_smoothing, positions, row, targets);
     }
   }
 }

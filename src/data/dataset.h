@@ -17,7 +17,8 @@ namespace ddp {
 enum class TargetLayout {
   kClassIndex,  // (n, label_width): the class index (sparse categorical cross-entropy), one per
                 // position of the output (Note [targets per position]): label_width of them
-  kOneHot,      // (n, classes): one-hot rows of the class index
+  kOneHot,      // (n, classes): one-hot rows of the class index, or of each position's (a row of
+                // classes / label_width per position: Note [targets per position])
   kLabels,      // (n, label_width): the labels themselves (multi-hot, or one binary label)
   kValues,      // (n, label_width): real-valued targets (regression), Dataset::values
 };
@@ -101,9 +102,11 @@ void check_sample_weights(std::span<const float> weights, int64_t samples,
 
 // Copies the samples `indices` into a contiguous batch: features (n, sample_shape) and targets
 // as `layout` says (none when `targets` is null). With label_smoothing e, one-hot rows are Keras'
-// and PyTorch's smoothed ones: (1 - e) one_hot + e / classes.
+// and PyTorch's smoothed ones: (1 - e) one_hot + e / classes, classes those of one of the
+// `positions` a sample's targets hold (Note [targets per position]).
 void gather_batch(const Dataset& data, std::span<const int64_t> indices, TargetLayout layout,
-                  int64_t classes, float* features, float* targets, float label_smoothing = 0);
+                  int64_t classes, float* features, float* targets, float label_smoothing = 0,
+                  int64_t positions = 1);
 
 // The canonical example's data: features uniform in [0, 1), labels uniform in [0, classes).
 Dataset make_synthetic(int64_t samples, int64_t features, int64_t classes, uint64_t seed);

@@ -24,11 +24,12 @@ keras::Arrays arrays(const FloatArray& x, const std::optional<py::array>& y,
                            ", ...)");
     out.targets.assign(targets.data(), targets.data() + targets.size());
   } else if (y) {
+    // Labels of several axes (one-hot rows per step) are the sample's in order, as above.
     const auto labels = y->cast<LabelArray>();
-    if (labels.ndim() < 1 || labels.ndim() > 2 || labels.shape(0) != x.shape(0))
+    if (labels.ndim() < 1 || labels.shape(0) != x.shape(0))
       throw ddp::DataError(call + ": y must hold a class index, or 0/1 labels, per sample of x, (" +
                            std::to_string(x.shape(0)) + ",) or (" + std::to_string(x.shape(0)) +
-                           ", labels)");
+                           ", labels...)");
     out.labels.assign(labels.data(), labels.data() + labels.size());
   }
   if (sample_weight) {

@@ -17,11 +17,6 @@ int64_t target_positions(const Config& config, const Loss& loss, const Shape& ou
                       "layer without return_sequences, or global_average_pooling1d, or take a "
                       "class per step (sparse_categorical_crossentropy)");
   if (output.rank() < 2 || loss.fused_output() != OutputFunction::kSoftmax) return 1;
-  if (loss.target_kind() != TargetKind::kSparse)
-    throw ConfigError(config.file + ": loss: " + loss.name() + " takes one row of classes a " +
-                      "sample, but the model's output is " + output.str() + " a sample; flatten " +
-                      "it or pool over its steps (global_average_pooling1d) before the last " +
-                      "layer, or take a class per step with sparse_categorical_crossentropy");
   const int64_t positions = output.numel() / output[output.rank() - 1];
   for (const std::string& name : config.metrics)
     if (metric_kind(name) != "accuracy")
@@ -68,8 +63,10 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
   // label (binary_crossentropy with one output); class indices otherwise, one-hot for dense losses.
   const bool binary = loss.kind() == LossKind::kBinaryCrossentropy;
   const TargetLayout layout =
-      train.real_valued()                                 ? TargetLayout::kValues
-      : loss.target_kind() == TargetKind::kSparse         ? TargetLayout::kClassIndex
+      train.real_valued()                         ? TargetLayout::kValues
+      : loss.target_kind() == TargetKind::kSparse ? TargetLayout::kClassIndex
+      // A class index a position made one-hot (categorical_crossentropy, a class per step).
+      : positions > 1 && train.label_width == positions   ? TargetLayout::kOneHot
       : train.label_width > 1 || (binary && outputs == 1) ? TargetLayout::kLabels
                                                           : TargetLayout::kOneHot;
   train.check_labels(outputs / positions, layout, binary, positions, config.ignore_class);

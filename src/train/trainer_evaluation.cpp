@@ -23,7 +23,7 @@ const float* Trainer::stage_batch(const Dataset& data, std::span<const int64_t> 
                  indices.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
                  target_layout_, classes_, features + begin * width,
                  targets ? host_targets_.data() + begin * target_width : nullptr,
-                 static_cast<float>(config_.label_smoothing));
+                 static_cast<float>(config_.label_smoothing), positions_);
     if (augment_from && augmenter_)
       augmenter_->apply_to_batch(derive_seed(config_.seed, 4000 + static_cast<uint64_t>(epoch_)),
                                  *augment_from + begin, features + begin * width, end - begin);

@@ -132,7 +132,7 @@ class Scenarios:
             ["ConfigError", "Sequential: predict() before fit(): the model is built, and its "
                             "weights made, by fit() (or by build(), given the input shape)"],
             ["DataError", "fit: y must hold a class index, or 0/1 labels, per sample of x, (500,) "
-                          "or (500, labels)"],
+                          "or (500, labels...)"],
             ["ConfigError", None],
             ["CheckpointError", "Sequential: set_weights: layers.0.weight has shape (4, 9), the "
                                 "model expects (4, 10)"],

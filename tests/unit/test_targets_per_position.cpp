@@ -33,8 +33,11 @@ struct Fitted {
   }
 };
 
-TEST(TargetsPerPosition, LossAndAccuracyAreMeansOverEveryPosition) {
-  Fitted fitted(tagging_config("{type: lstm, units: 8, return_sequences: true}, "));
+// The evaluated loss and accuracy of a model trained by `config` are the means over every
+// position of its own predictions, with and without sample weights; the loss's targets one-hot
+// rows smoothed by `smoothing` (0: the class's probability alone).
+void expect_means_over_every_position(const Config& config, double smoothing) {
+  Fitted fitted(config);
   Dataset& test = fitted.test;
   ASSERT_EQ(test.label_width, kSteps);
   const std::vector<float> probabilities = fitted.trainer->predict(test);
@@ -46,8 +49,12 @@ TEST(TargetsPerPosition, LossAndAccuracyAreMeansOverEveryPosition) {
     for (int64_t t = 0; t < kSteps; ++t) {
       const float* p = probabilities.data() + (i * kSteps + t) * kClasses;
       const int32_t label = test.labels[i * kSteps + t];
-      loss -= std::log(static_cast<double>(p[label]));
-      weighted -= test.sample_weights[i] * std::log(static_cast<double>(p[label]));
+      double step = 0;
+      for (int64_t c = 0; c < kClasses; ++c)
+        step -= ((c == label ? 1 - smoothing : 0) + smoothing / kClasses) *
+                std::log(static_cast<double>(p[c]));
+      loss += step;
+      weighted += test.sample_weights[i] * step;
       correct += std::max_element(p, p + kClasses) - p == label;
     }
   }
@@ -61,6 +68,29 @@ TEST(TargetsPerPosition, LossAndAccuracyAreMeansOverEveryPosition) {
   EXPECT_DOUBLE_EQ(plain.metrics[0].value, correct / positions);
   // Weighted: each sample's weight on each of its positions, over the positions' count.
   EXPECT_NEAR(fitted.trainer->evaluate(test).loss, weighted / positions, 1e-5 * plain.loss);
+}
+
+const std::string kSteps8 = "{type: lstm, units: 8, return_sequences: true}, ";
+
+TEST(TargetsPerPosition, LossAndAccuracyAreMeansOverEveryPosition) {
+  expect_means_over_every_position(tagging_config(kSteps8), 0);
+}
+
+// categorical_crossentropy makes each position's class one-hot, smoothed as Keras smooths them
+// over the last axis's classes.
+TEST(TargetsPerPosition, OneHotPerPositionSmoothedOverItsClasses) {
+  expect_means_over_every_position(
+      tagging_config(kSteps8, {"loss={type: categorical_crossentropy, label_smoothing: 0.2}"}),
+      0.2);
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  const Config sparse = tagging_config(kSteps8);
+  const Config one_hot = tagging_config(kSteps8, {"loss=categorical_crossentropy"});
+  Trainer a(sparse, *comm, *backend, load_dataset(sparse.train_data, 0), std::nullopt);
+  a.fit();
+  Trainer b(one_hot, *comm, *backend, load_dataset(one_hot.train_data, 0), std::nullopt);
+  b.fit();
+  test::expect_trained_alike(a, b);  // unsmoothed: the sparse loss's sums and gradients
 }
 
 // Without context (a dense layer at each step), a batch of texts is the same tokens as a batch
@@ -88,11 +118,6 @@ TEST(TargetsPerPosition, WhatDoesNotGoWithThemIsRefusedByName) {
   EXPECT_EQ(test::trainer_error(tagging_config(steps, {"metrics=[accuracy, precision]"})),
             "tags.yaml: metrics: precision is not computed for a class per position (the "
             "model's output is (5, 3) a sample): accuracy is");
-  EXPECT_EQ(test::trainer_error(tagging_config(steps, {"loss=categorical_crossentropy"})),
-            "tags.yaml: loss: categorical_crossentropy takes one row of classes a sample, but the "
-            "model's output is (5, 3) a sample; flatten it or pool over its steps "
-            "(global_average_pooling1d) before the last layer, or take a class per step with "
-            "sparse_categorical_crossentropy");
   EXPECT_EQ(test::trainer_error(tagging_config(
                 steps, {"loss={type: sparse_categorical_crossentropy, class_weight: {0: 2}}"})),
             "tags.yaml: loss.class_weight: data.train (synthetic tags(64x5, vocabulary 12)) holds "
