@@ -24,6 +24,8 @@
 // sample's weight weighs each of its positions. The loss's sums are kept per sample (a sample's
 // mean over its positions), so that epoch means, penalties and metrics over ranks stay what they
 // were. Metrics other than accuracy and class weights are refused with such targets.
+// categorical_crossentropy takes the same labels, each position's class one-hot (a row of the
+// last axis's classes, smoothed over them), or one-hot rows given for every position.
 //
 // Note [masked positions]: where a padding mask reaches the model's output (an embedding with
 // mask_zero or a masking layer, through layers that pass it on: Note [padding masks]), a class per
