@@ -5,6 +5,9 @@
   early_stopping         a run that early stopping ends, stopped before that and resumed: the
                          same epochs, the same restored weights (bytes), nothing left after
   world_size_change      stop at 2 ranks, resume at 4 with the global batch fixed: <= 1e-5
+  padded_tags            a tag per real token of padded texts (Note [masked positions]), 2
+                         epochs straight == stopped mid-epoch and resumed at 2 ranks (bytes, epoch
+                         lines), and resumed at 4 ranks within 1e-5
   killed_mid_write       the writer SIGKILLs itself part-way into a checkpoint (fault
                          injection); the previous checkpoint resumes to identical weights
   init_from              --init-from an export, no steps, export again: identical bytes
@@ -177,6 +180,33 @@ class Scenarios:
         assert worst <= 1e-5, f"2 -> 4 ranks differs by {worst}"
         print(f"  max abs difference after changing 2 -> 4 ranks: {worst:.2e}")
 
+    def padded_tags(self):
+        tags = os.path.join(self.a.configs, "text_tagging.yaml")
+        common = ["--config", tags, "--set", "training.epochs=2", "--set",
+                  "data.train.min_length=6", "--set", "data.test.min_length=6", "--set",
+                  "model.layers.0.mask_zero=true", "--set", "data.train.samples=1600"]
+
+        def tagged(ranks, run_dir, *extra):
+            return run([self.a.mpiexec, "-n", str(ranks), self.a.ddp_train, *common, "--run-dir",
+                        run_dir, *extra], self.env)
+        straight = tagged(2, f"{self.tmp}/tags", "--export-safetensors", f"{self.tmp}/tags.st")
+        for ranks, name in ((2, "tags2"), (4, "tags4")):
+            tagged(2, f"{self.tmp}/{name}", "--stop-after", "35")  # mid-epoch 2 of 25-step epochs
+            resumed = tagged(ranks, f"{self.tmp}/{name}", "--resume", "--export-safetensors",
+                             f"{self.tmp}/{name}.st")
+            assert "at step 35" in resumed, resumed
+            _, a = read_safetensors(f"{self.tmp}/tags.st")
+            _, b = read_safetensors(f"{self.tmp}/{name}.st")
+            worst = max(abs(x - y) for n in a for x, y in zip(a[n][1], b[n][1]))
+            if ranks == 2:
+                with open(f"{self.tmp}/tags.st", "rb") as f:
+                    with open(f"{self.tmp}/tags2.st", "rb") as g:
+                        assert f.read() == g.read(), "weights differ from the uninterrupted run"
+                assert epoch_lines(resumed) == epoch_lines(straight)[1:], (
+                    epoch_lines(resumed), epoch_lines(straight))
+            assert worst <= 1e-5, f"resumed at {ranks} ranks differs by {worst}"
+            print(f"  padded tags resumed at {ranks} ranks: max abs difference {worst:.2e}")
+
     def fallback(self):
         ckdir = f"{self.tmp}/b/checkpoints"
         with open(f"{ckdir}/latest") as f:
@@ -308,7 +338,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="ddp_ckpt_") as tmp:
         return run_scenarios("checkpoint scenarios", Scenarios(args, tmp),
                              ["resume_bit_identical", "early_stopping", "killed_mid_write", "init_from",
-                              "world_size_change", "fallback", "sigkill", "safetensors"])
+                              "world_size_change", "padded_tags", "fallback", "sigkill",
+                              "safetensors"])
 
 
 if __name__ == "__main__":

@@ -261,7 +261,8 @@ def tagging_checks(ddp, keras, np, rng, check, gap):
               trained < 1e-5 and abs(evaluated[0][0] - evaluated[1][0]) < 1e-5 and
               abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
               f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
-              f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, Keras' {evaluated[1]}")
+              f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, "
+              f"Keras' {evaluated[1]}")
 
     # Keras' ignore_class (PyTorch's ignore_index): labels of -100 count nowhere in the loss. Keras'
     # compiled accuracy does not see ignore_class and counts those steps, as wrong; ours leaves

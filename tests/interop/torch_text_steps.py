@@ -311,7 +311,8 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
         return mean(model.layers[-1](steps).reshape(-1, 3), targets[rows].reshape(-1))
 
     diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("sgd"), loss_of)
-    print(f"a tag per {'real ' if padded else ''}token{', a third of them -100 (ignore_class)' if ignored else ''} (embedding"
+    left_out = ", a third of them -100 (ignore_class)" if ignored else ""
+    print(f"a tag per {'real ' if padded else ''}token{left_out} (embedding"
           f"{' with mask_zero over padded texts' if padded else ''}, "
           f"{'positions, a causal transformer encoder' if causal else 'bidirectional LSTM'}, a "
           f"softmax layer at each step), 20 SGD steps with momentum (2 ranks) vs PyTorch's mean "
