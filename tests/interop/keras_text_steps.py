@@ -234,7 +234,8 @@ def tagging_checks(ddp, keras, np, rng, check, gap):
     training from the same weights, and the same loss and accuracy (means over every token) from
     evaluate. Then over texts padded with id 0 under Embedding(mask_zero=True) (Note [masked
     positions]): the loss and accuracy over the real tokens only, padding tagged 0; evaluate over
-    one batch of the set, where Keras' is the mean over its real tokens too."""
+    one batch of the set, where Keras' is the mean over its real tokens too. Then tags left out by
+    ignore_class, one-hot tags under label smoothing, and 0/1 labels a step and label."""
     tokens = rng.integers(0, 50, size=(600, 12))
     padded = np.where(np.arange(12) < rng.integers(3, 13, size=(600, 1)),
                       rng.integers(1, 50, size=(600, 12)), 0)
@@ -306,3 +307,22 @@ def tagging_checks(ddp, keras, np, rng, check, gap):
           abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
           f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
           f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, Keras' {evaluated[1]}")
+
+    # binary_crossentropy a step (multi-label tokens): y of 0/1 labels (texts, steps, labels), a
+    # sigmoid Dense layer at each step; the mean over every step and label, as Keras'.
+    labels = np.stack([tokens < 15, tokens % 2 == 0, tokens > 40], axis=-1).astype(np.int32)
+    theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8),
+                               L.LSTM(6, return_sequences=True), L.Dense(3, activation="sigmoid")])
+    ours = ddp.Sequential(theirs.layers, input_shape=[12])
+    ours.build()
+    trained = trained_alike(keras, ours, theirs, tokens, labels, gap, "binary_crossentropy")
+    for m in (ours, theirs):
+        m.compile(keras.optimizers.SGD(0.1), "binary_crossentropy", metrics=["binary_accuracy"])
+    evaluated = [m.evaluate(tokens[500:], labels[500:], batch_size=100, verbose=0)
+                 for m in (ours, theirs)]
+    check("0/1 labels a step and label, binary_crossentropy",
+          trained < 1e-5 and abs(evaluated[0][0] - evaluated[1][0]) < 1e-5 and
+          abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
+          f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
+          f"{trained:.2e}; evaluate (loss, binary_accuracy): ours {evaluated[0]}, "
+          f"Keras' {evaluated[1]}")
