@@ -235,94 +235,57 @@ def tagging_checks(ddp, keras, np, rng, check, gap):
     evaluate. Then over texts padded with id 0 under Embedding(mask_zero=True) (Note [masked
     positions]): the loss and accuracy over the real tokens only, padding tagged 0; evaluate over
     one batch of the set, where Keras' is the mean over its real tokens too. Then tags left out by
-    ignore_class, one-hot tags under label smoothing, and 0/1 labels a step and label."""
+    ignore_class (Keras' compiled accuracy does not see ignore_class and counts those steps, as
+    wrong, where ours leaves them out: only the loss is compared), one-hot tags a step under
+    label smoothing, and 0/1 labels a step and label (a sigmoid at each step)."""
     tokens = rng.integers(0, 50, size=(600, 12))
     padded = np.where(np.arange(12) < rng.integers(3, 13, size=(600, 1)),
                       rng.integers(1, 50, size=(600, 12)), 0)
-    for x, mask_zero, what in ((tokens, False, "a tag per token (labels of shape (texts, steps))"),
-                               (padded, True, "a tag per real token of texts padded with id 0 "
-                                              "under mask_zero")):
+
+    def tagged(x, padding=False):  # each token's tag: the class of the token before it
         tags = x * 4 // 50
-        tags[:, 1:] = tags[:, :-1].copy()  # each token's tag: the class of the token before it
-        if mask_zero:
+        tags[:, 1:] = tags[:, :-1].copy()
+        if padding:
             tags[x == 0] = 0
-        L = keras.layers
+        return tags
+
+    ignored = tagged(tokens)
+    ignored[rng.random(ignored.shape) < 0.3] = -100
+    L = keras.layers
+    softmax_tags = [L.Bidirectional(L.LSTM(6, return_sequences=True)),
+                    L.Dense(4, activation="softmax")]
+    cases = [  # what, x, y, mask_zero, the layers above the embedding, loss, metric
+        ("a tag per token (labels of shape (texts, steps))", tokens, tagged(tokens), False,
+         softmax_tags, "sparse_categorical_crossentropy", "accuracy"),
+        ("a tag per real token of texts padded with id 0 under mask_zero", padded,
+         tagged(padded, True), True, softmax_tags, "sparse_categorical_crossentropy", "accuracy"),
+        ("labels left out by SparseCategoricalCrossentropy(ignore_class=-100)", tokens, ignored,
+         False, softmax_tags, keras.losses.SparseCategoricalCrossentropy(ignore_class=-100),
+         None),
+        ("one-hot tags a step, CategoricalCrossentropy(label_smoothing=0.1)", tokens,
+         np.eye(4, dtype=np.int32)[tagged(tokens)],  # integers: labels (floats are regression's)
+         False, softmax_tags, keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+         "accuracy"),
+        ("0/1 labels a step and label, binary_crossentropy", tokens,
+         np.stack([tokens < 15, tokens % 2 == 0, tokens > 40], axis=-1).astype(np.int32), False,
+         [L.LSTM(6, return_sequences=True), L.Dense(3, activation="sigmoid")],
+         "binary_crossentropy", "binary_accuracy"),
+    ]
+    for what, x, y, mask_zero, above, loss, metric in cases:
         theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8, mask_zero=mask_zero),
-                                   L.Bidirectional(L.LSTM(6, return_sequences=True)),
-                                   L.Dense(4, activation="softmax")])
+                                   *[type(layer).from_config(layer.get_config())
+                                     for layer in above]])
         ours = ddp.Sequential(theirs.layers, input_shape=[12])
         ours.build()
-        trained = trained_alike(keras, ours, theirs, x, tags, gap)
+        trained = trained_alike(keras, ours, theirs, x, y, gap, loss)
         for m in (ours, theirs):
-            m.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
-        evaluated = [m.evaluate(x[500:], tags[500:], batch_size=100, verbose=0)
+            m.compile(keras.optimizers.SGD(0.1), loss, metrics=[metric] if metric else None)
+        evaluated = [[float(v) for v in np.atleast_1d(
+                         m.evaluate(x[500:], y[500:], batch_size=100, verbose=0))]
                      for m in (ours, theirs)]
         check(what,
               trained < 1e-5 and abs(evaluated[0][0] - evaluated[1][0]) < 1e-5 and
-              abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
+              (not metric or abs(evaluated[0][1] - evaluated[1][1]) < 1e-6),
               f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
-              f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, "
-              f"Keras' {evaluated[1]}")
-
-    # Keras' ignore_class (PyTorch's ignore_index): labels of -100 count nowhere in the loss. Keras'
-    # compiled accuracy does not see ignore_class and counts those steps, as wrong; ours leaves
-    # them out, so only the loss is compared.
-    tags = tokens * 4 // 50
-    tags[:, 1:] = tags[:, :-1].copy()
-    tags[rng.random(tags.shape) < 0.3] = -100
-    L = keras.layers
-    theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8),
-                               L.Bidirectional(L.LSTM(6, return_sequences=True)),
-                               L.Dense(4, activation="softmax")])
-    ours = ddp.Sequential(theirs.layers, input_shape=[12])
-    ours.build()
-    ignoring = keras.losses.SparseCategoricalCrossentropy(ignore_class=-100)
-    trained = trained_alike(keras, ours, theirs, tokens, tags, gap, ignoring)
-    evaluated = [m.evaluate(tokens[500:], tags[500:], batch_size=100, verbose=0)
-                 for m in (ours, theirs)]
-    check("labels left out by SparseCategoricalCrossentropy(ignore_class=-100)",
-          trained < 1e-5 and abs(evaluated[0] - evaluated[1]) < 1e-5,
-          f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
-          f"{trained:.2e}; evaluate's loss: ours {evaluated[0]}, Keras' {evaluated[1]}")
-
-    # categorical_crossentropy a step (Keras' y one-hot of shape (texts, steps, classes)), its
-    # label smoothing over each step's classes.
-    tags = tokens * 4 // 50
-    tags[:, 1:] = tags[:, :-1].copy()
-    one_hot = np.eye(4, dtype=np.int32)[tags]  # integers: labels (floats are regression targets)
-    theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8),
-                               L.Bidirectional(L.LSTM(6, return_sequences=True)),
-                               L.Dense(4, activation="softmax")])
-    ours = ddp.Sequential(theirs.layers, input_shape=[12])
-    ours.build()
-    smoothed = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)
-    trained = trained_alike(keras, ours, theirs, tokens, one_hot, gap, smoothed)
-    for m in (ours, theirs):
-        m.compile(keras.optimizers.SGD(0.1), smoothed, metrics=["accuracy"])
-    evaluated = [m.evaluate(tokens[500:], one_hot[500:], batch_size=100, verbose=0)
-                 for m in (ours, theirs)]
-    check("one-hot tags a step, CategoricalCrossentropy(label_smoothing=0.1)",
-          trained < 1e-5 and abs(evaluated[0][0] - evaluated[1][0]) < 1e-5 and
-          abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
-          f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
-          f"{trained:.2e}; evaluate (loss, accuracy): ours {evaluated[0]}, Keras' {evaluated[1]}")
-
-    # binary_crossentropy a step (multi-label tokens): y of 0/1 labels (texts, steps, labels), a
-    # sigmoid Dense layer at each step; the mean over every step and label, as Keras'.
-    labels = np.stack([tokens < 15, tokens % 2 == 0, tokens > 40], axis=-1).astype(np.int32)
-    theirs = keras.Sequential([keras.Input((12,)), L.Embedding(50, 8),
-                               L.LSTM(6, return_sequences=True), L.Dense(3, activation="sigmoid")])
-    ours = ddp.Sequential(theirs.layers, input_shape=[12])
-    ours.build()
-    trained = trained_alike(keras, ours, theirs, tokens, labels, gap, "binary_crossentropy")
-    for m in (ours, theirs):
-        m.compile(keras.optimizers.SGD(0.1), "binary_crossentropy", metrics=["binary_accuracy"])
-    evaluated = [m.evaluate(tokens[500:], labels[500:], batch_size=100, verbose=0)
-                 for m in (ours, theirs)]
-    check("0/1 labels a step and label, binary_crossentropy",
-          trained < 1e-5 and abs(evaluated[0][0] - evaluated[1][0]) < 1e-5 and
-          abs(evaluated[0][1] - evaluated[1][1]) < 1e-6,
-          f"30 SGD-momentum steps from the same weights: max abs difference of the weights "
-          f"{trained:.2e}; evaluate (loss, binary_accuracy): ours {evaluated[0]}, "
-          f"Keras' {evaluated[1]}")
+              f"{trained:.2e}; evaluate (loss{', ' + metric if metric else ''}): ours "
+              f"{evaluated[0]}, Keras' {evaluated[1]}")
