@@ -120,8 +120,8 @@ class ComputeBackend {
   // The losses return their sums (zeros with Readback::kLater, see take_loss_stats()). With
   // `row_weight` (backend memory, (rows); Keras' sample_weight) each row's loss and gradient are
   // multiplied by its weight; null weighs every row 1. `correct` is never weighted. A sparse target
-  // below zero marks a row the loss ignores (PyTorch's ignore_index; Note [masked positions]): no
-  // loss, not counted correct, a zero gradient.
+  // below zero, or a one-hot row's first, marks a row the softmax loss ignores (PyTorch's
+  // ignore_index; Note [masked positions]): no loss, not counted correct, a zero gradient.
   // Fused softmax + cross-entropy on logits (rows, cols). When dlogits is not null it receives
   // grad_scale * d(sum of row losses)/d(logits); the trainer passes 1 / global batch size.
   virtual LossStats softmax_cross_entropy(const float* logits, const float* targets,

@@ -21,7 +21,8 @@ LossStats softmax_cross_entropy(const float* logits, const float* targets, const
   LossStats stats;
   exps.resize(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
-    if (kind == TargetKind::kSparse && targets[r] < 0) {  // ignored (a padding position)
+    // Ignored (a padding position): a sparse target, or a one-hot row's first, below zero.
+    if ((kind == TargetKind::kSparse ? targets[r] : targets[r * cols]) < 0) {
       if (dlogits) std::fill_n(dlogits + r * cols, cols, 0.0f);
       continue;
     }

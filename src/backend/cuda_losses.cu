@@ -24,7 +24,8 @@ __global__ void softmax_cross_entropy_kernel(const float* logits, const float* t
                                              double* row_loss, double* row_correct) {
   const int64_t r = start();
   if (r >= rows) return;
-  if (sparse && targets[r] < 0) {  // ignored (a padding position)
+  // Ignored (a padding position): a sparse target, or a one-hot row's first, below zero.
+  if ((sparse ? targets[r] : targets[r * cols]) < 0) {
     row_loss[r] = 0;
     row_correct[r] = 0;
     if (dlogits)

@@ -9,13 +9,12 @@ namespace ddp {
 
 int64_t target_positions(const Config& config, const Loss& loss, const Shape& output,
                          const std::string& output_mask_origin) {
-  const bool per_position = output.rank() >= 2 && loss.fused_output() == OutputFunction::kSoftmax &&
-                            loss.target_kind() == TargetKind::kSparse;
+  const bool per_position = output.rank() >= 2 && loss.fused_output() == OutputFunction::kSoftmax;
   if (!output_mask_origin.empty() && !per_position)
     throw ConfigError(output_mask_origin +
                       ": its padding mask reaches the model's output; end it with a recurrent "
                       "layer without return_sequences, or global_average_pooling1d, or take a "
-                      "class per step (sparse_categorical_crossentropy)");
+                      "class per step (a categorical cross-entropy)");
   if (output.rank() < 2 || loss.fused_output() != OutputFunction::kSoftmax) return 1;
   const int64_t positions = output.numel() / output[output.rank() - 1];
   for (const std::string& name : config.metrics)

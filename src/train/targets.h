@@ -31,15 +31,16 @@
 // mask_zero or a masking layer, through layers that pass it on: Note [padding masks]), a class per
 // step counts the real steps only, as Keras' loss and metrics do with the mask (and PyTorch's
 // CrossEntropyLoss with ignore_index at the padding): after forward, each padding step's target is
-// marked ignored (kIgnoredTarget: no loss, no gradient, not counted correct), the ranks add up
+// marked ignored (kIgnoredTarget, a one-hot row's first element for categorical_crossentropy: no
+// loss, no gradient, not counted correct), the ranks add up
 // their real steps (a collective of one number; a rank without rows joins it with 0), and the
 // gradient is scaled by 1 / the global batch's real steps, so the step is the mean over them
 // however they fall on the ranks. A sample's weight weighs its real steps, over their unweighted
 // count (Keras' sum(loss * weight * mask) / sum(mask)). The loss and accuracy of an epoch, of
 // validation and of evaluate() are means over every real step of the set (Keras' evaluate over
 // one batch of it; its smaller batches average batch means instead). A step's count must be known
-// before backward, so micro-batches are not accumulated; any other loss is refused with a mask at
-// the output.
+// before backward, so micro-batches are not accumulated; a loss other than the categorical
+// cross-entropies is refused with a mask at the output.
 
 #include <cstdint>
 #include <optional>

@@ -80,16 +80,18 @@ LossStats Trainer::compute_loss(const float* output, const float* row_weights, f
 double Trainer::count_targets(int64_t rows) {
   const auto positions = static_cast<size_t>(rows * positions_);
   if (!counts_targets_) return static_cast<double>(positions);
+  // A position's target: its class index, or the first of its one-hot row (kIgnoredTarget).
+  const auto width = static_cast<size_t>(target_width_per_row() / positions_);
   if (masked_positions_) {
     host_mask_.resize(positions);
     backend_.copy_to_host(model_->output_mask(), host_mask_.data(), positions);
     for (size_t i = 0; i < positions; ++i)
-      if (host_mask_[i] == 0) host_targets_[i] = kIgnoredTarget;
-    backend_.copy_to_device(host_targets_.data(), targets_.data(), positions);
+      if (host_mask_[i] == 0) host_targets_[i * width] = kIgnoredTarget;
+    backend_.copy_to_device(host_targets_.data(), targets_.data(), positions * width);
   }
-  return static_cast<double>(std::count_if(
-      host_targets_.begin(), host_targets_.begin() + static_cast<std::ptrdiff_t>(positions),
-      [](float target) { return target >= 0; }));
+  size_t counted = 0;
+  for (size_t i = 0; i < positions; ++i) counted += host_targets_[i * width] >= 0;
+  return static_cast<double>(counted);
 }
 
 double Trainer::global_count(double counted, int64_t step_samples) {

@@ -237,7 +237,8 @@ def tagging_checks(ddp, keras, np, rng, check, gap):
     one batch of the set, where Keras' is the mean over its real tokens too. Then tags left out by
     ignore_class (Keras' compiled accuracy does not see ignore_class and counts those steps, as
     wrong, where ours leaves them out: only the loss is compared), one-hot tags a step under
-    label smoothing, and 0/1 labels a step and label (a sigmoid at each step)."""
+    label smoothing, of full and of padded texts, and 0/1 labels a step and label (a sigmoid at
+    each step)."""
     tokens = rng.integers(0, 50, size=(600, 12))
     padded = np.where(np.arange(12) < rng.integers(3, 13, size=(600, 1)),
                       rng.integers(1, 50, size=(600, 12)), 0)
@@ -266,6 +267,9 @@ def tagging_checks(ddp, keras, np, rng, check, gap):
          np.eye(4, dtype=np.int32)[tagged(tokens)],  # integers: labels (floats are regression's)
          False, softmax_tags, keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
          "accuracy"),
+        ("one-hot tags of padded texts under mask_zero, label_smoothing=0.1", padded,
+         np.eye(4, dtype=np.int32)[tagged(padded, True)], True, softmax_tags,
+         keras.losses.CategoricalCrossentropy(label_smoothing=0.1), "accuracy"),
         ("0/1 labels a step and label, binary_crossentropy", tokens,
          np.stack([tokens < 15, tokens % 2 == 0, tokens > 40], axis=-1).astype(np.int32), False,
          [L.LSTM(6, return_sequences=True), L.Dense(3, activation="sigmoid")],
