@@ -255,37 +255,44 @@ Dataset make_synthetic_regression(int64_t samples, int64_t features, int64_t tar
 
 namespace {
 
-// Synthetic texts (Note [padding masks]): how many real ids a text has (min_length to length,
-// uniform; all of them without min_length), and a real id (uniform in [first, vocabulary), first
-// 1 where id 0 is the padding).
-int64_t real_length(Rng& rng, int64_t length, int64_t min_length) {
-  return min_length > 0
-             ? min_length +
-                   static_cast<int64_t>(rng.below(static_cast<uint64_t>(length - min_length + 1)))
-             : length;
-}
-int64_t real_id(Rng& rng, int64_t first, int64_t vocabulary) {
-  return first + static_cast<int64_t>(rng.below(static_cast<uint64_t>(vocabulary - first)));
+// Texts of `length` token ids (Note [padding masks]), named `kind` in the origin: each sample's
+// real ids uniform in [first, vocabulary), first 1 where id 0 is the padding; min_length to length
+// of them (uniform; all without min_length), then id 0 to the end.
+Dataset synthetic_texts(const std::string& kind, int64_t samples, int64_t length,
+                        int64_t vocabulary, uint64_t seed, int64_t min_length, uint64_t stream) {
+  Dataset data = make_synthetic(samples, length, 1, seed);
+  data.origin = "synthetic " + kind + "(" + std::to_string(samples) + "x" + std::to_string(length) +
+                ", vocabulary " + std::to_string(vocabulary) +
+                (min_length > 0 ? ", padded from " + std::to_string(min_length) : "") + ")";
+  Rng rng(derive_seed(seed, stream));
+  const int64_t first = min_length > 0 ? 1 : 0;
+  for (int64_t s = 0; s < samples; ++s) {
+    const int64_t real =
+        min_length > 0
+            ? min_length +
+                  static_cast<int64_t>(rng.below(static_cast<uint64_t>(length - min_length + 1)))
+            : length;
+    for (int64_t k = 0; k < length; ++k)
+      data.features[static_cast<size_t>(s * length + k)] =
+          k < real ? static_cast<float>(first + static_cast<int64_t>(rng.below(
+                                                    static_cast<uint64_t>(vocabulary - first))))
+                   : 0.0f;
+  }
+  return data;
 }
 
 }  // namespace
 
 Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
                               uint64_t seed, int64_t min_length) {
-  Dataset data = make_synthetic(samples, length, 1, seed);
-  data.origin = "synthetic tokens(" + std::to_string(samples) + "x" + std::to_string(length) +
-                ", vocabulary " + std::to_string(vocabulary) +
-                (min_length > 0 ? ", padded from " + std::to_string(min_length) : "") + ")";
-  Rng rng(derive_seed(seed, /*stream=*/4));
+  Dataset data =
+      synthetic_texts("tokens", samples, length, vocabulary, seed, min_length, /*stream=*/4);
   std::vector<int64_t> counts(static_cast<size_t>(classes));
-  const int64_t first = min_length > 0 ? 1 : 0;  // the lowest id of a token that is not padding
   for (int64_t i = 0; i < samples; ++i) {
     std::fill(counts.begin(), counts.end(), 0);
-    const int64_t real = real_length(rng, length, min_length);
     for (int64_t k = 0; k < length; ++k) {
-      const int64_t id = k < real ? real_id(rng, first, vocabulary) : 0;
-      data.features[static_cast<size_t>(i * length + k)] = static_cast<float>(id);
-      if (k < real) ++counts[static_cast<size_t>(id * classes / vocabulary)];
+      const auto id = static_cast<int64_t>(data.features[static_cast<size_t>(i * length + k)]);
+      if (min_length == 0 || id != 0) ++counts[static_cast<size_t>(id * classes / vocabulary)];
     }
     data.labels[static_cast<size_t>(i)] =
         static_cast<int32_t>(std::max_element(counts.begin(), counts.end()) - counts.begin());
@@ -295,24 +302,15 @@ Dataset make_synthetic_tokens(int64_t samples, int64_t length, int64_t vocabular
 
 Dataset make_synthetic_tags(int64_t samples, int64_t length, int64_t vocabulary, int64_t classes,
                             uint64_t seed, int64_t min_length) {
-  Dataset data = make_synthetic(samples, length, 1, seed);
-  data.origin = "synthetic tags(" + std::to_string(samples) + "x" + std::to_string(length) +
-                ", vocabulary " + std::to_string(vocabulary) +
-                (min_length > 0 ? ", padded from " + std::to_string(min_length) : "") + ")";
+  Dataset data =
+      synthetic_texts("tags", samples, length, vocabulary, seed, min_length, /*stream=*/5);
   data.label_width = length;
-  data.labels.assign(static_cast<size_t>(samples * length), 0);
-  Rng rng(derive_seed(seed, /*stream=*/5));
-  const int64_t first = min_length > 0 ? 1 : 0;  // the lowest id of a token that is not padding
-  for (int64_t s = 0; s < samples; ++s) {
-    const int64_t real = real_length(rng, length, min_length);
-    for (int64_t k = 0; k < real; ++k) {
-      const auto i = static_cast<size_t>(s * length + k);
-      const int64_t id = real_id(rng, first, vocabulary);
-      data.features[i] = static_cast<float>(id);
-      const float tagged = k == 0 ? data.features[i] : data.features[i - 1];
-      data.labels[i] = static_cast<int32_t>(static_cast<int64_t>(tagged) * classes / vocabulary);
-    }
-    for (int64_t k = real; k < length; ++k) data.features[static_cast<size_t>(s * length + k)] = 0;
+  data.labels.assign(static_cast<size_t>(samples * length), 0);  // padding tagged 0
+  for (size_t i = 0; i < data.features.size(); ++i) {
+    if (min_length > 0 && data.features[i] == 0) continue;
+    const bool first = i % static_cast<size_t>(length) == 0;
+    const float tagged = first ? data.features[i] : data.features[i - 1];
+    data.labels[i] = static_cast<int32_t>(static_cast<int64_t>(tagged) * classes / vocabulary);
   }
   return data;
 }
