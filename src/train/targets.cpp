@@ -31,10 +31,6 @@ bool counts_targets(const Config& config, const std::string& output_mask_origin)
       output_mask_origin.empty()
           ? "loss.ignore_class leaves labels out"
           : "a padding mask reaches the model's output (" + output_mask_origin + ")";
-  if (config.training.accumulation_steps > 1)
-    throw ConfigError(config.file + ": training.accumulation_steps: " + why +
-                      ", and the loss's mean over a step's counted targets needs their count " +
-                      "before backward: accumulate no micro-batches");
   if (!config.class_weight.empty())
     throw ConfigError(config.file + ": loss.class_weight: " + why +
                       "; weigh samples instead (sample_weights)");

@@ -38,9 +38,12 @@
 // however they fall on the ranks. A sample's weight weighs its real steps, over their unweighted
 // count (Keras' sum(loss * weight * mask) / sum(mask)). The loss and accuracy of an epoch, of
 // validation and of evaluate() are means over every real step of the set (Keras' evaluate over
-// one batch of it; its smaller batches average batch means instead). A step's count must be known
-// before backward, so micro-batches are not accumulated; a loss other than the categorical
-// cross-entropies is refused with a mask at the output.
+// one batch of it; its smaller batches average batch means instead). With micro-batches
+// accumulated, each one's count is added up over the ranks after its forward and the gradients of
+// the ones before it are rescaled from the mean over their count to the mean over the new total
+// before its backward (Trainer::accumulated_count), so the step is still the mean over all its
+// counted targets. A loss other than the categorical cross-entropies is refused with a mask at the
+// output.
 
 #include <cstdint>
 #include <optional>
@@ -68,8 +71,8 @@ int64_t target_positions(const Config& config, const Loss& loss, const Shape& ou
                          const std::string& output_mask_origin);
 // Note [masked positions]: whether the loss counts only some of its targets (a padding mask
 // reaches the model's output from `output_mask_origin`, or loss.ignore_class leaves labels out).
-// Throws ConfigError naming training.accumulation_steps, loss.class_weight or a metric other than
-// accuracy, which do not go with that.
+// Throws ConfigError naming loss.class_weight or a metric other than accuracy, which do not go
+// with that.
 bool counts_targets(const Config& config, const std::string& output_mask_origin);
 // Note [class weights]: a weight per class (1 where none was given) for `train` laid out as
 // `layout` for a model of `outputs` outputs, or empty when no class is weighted. Throws

@@ -290,7 +290,7 @@ void Trainer::train_step() {
 
     const float* output = model_->forward(features_.data(), rows);
     const double counted = count_targets(rows);
-    step_total = global_count(counted, step_samples);
+    step_total = accumulated_count(step_total, counted, step_samples);
     const LossStats micro_stats =
         compute_loss(output, row_weights, model_->output_grad(), step_total, rows, readback);
     if (readback == Readback::kNow) {

@@ -209,6 +209,10 @@ class Trainer {
   // The step's count over all ranks: the step's samples' positions, or with a padding mask at the
   // output the sum of the ranks' count_targets (a collective: ranks without rows join with 0).
   double global_count(double counted, int64_t step_samples);
+  // Note [masked positions]: the step's count so far over all ranks, `earlier` from the step's
+  // micro-batches before this one and `counted` from this one; the gradients accumulated over the
+  // earlier ones, a mean over `earlier` targets, are rescaled to one over the new count.
+  double accumulated_count(double earlier, double counted, int64_t step_samples);
   LossStats per_sample(const LossStats& positions_stats) const;
   // Targets a staged row holds: its class indices, or a value per output.
   int64_t target_width_per_row() const {

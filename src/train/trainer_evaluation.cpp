@@ -100,6 +100,16 @@ double Trainer::global_count(double counted, int64_t step_samples) {
   return counted;
 }
 
+double Trainer::accumulated_count(double earlier, double counted, int64_t step_samples) {
+  if (!counts_targets_) return global_count(counted, step_samples);
+  const double total = earlier + global_count(counted, step_samples);
+  // The earlier micro-batches' gradients were a mean over `earlier` targets; now over `total`.
+  if (earlier > 0 && total != earlier)
+    backend_.scale_shift(model_->grads().data(), model_->grads().data(), model_->param_count(),
+                         static_cast<float>(earlier / total), 0.0f);
+  return total;
+}
+
 LossStats Trainer::per_sample(const LossStats& positions_stats) const {
   const auto positions = static_cast<double>(positions_);
   return {positions_stats.loss_sum / positions, positions_stats.correct / positions};

@@ -103,16 +103,19 @@ TEST_P(DdpTextModels, TransformerEncoderMatchesSingleProcess) {
 // over every token of the global batch (a partial last batch split unevenly), with sample weights;
 // then the mean over the tokens the loss counts, whose number differs between the ranks (Note
 // [masked positions]): the real tokens of texts padded with id 0, and the tokens whose tags
-// loss.ignore_class does not leave out.
+// loss.ignore_class does not leave out; and padded texts in pairs of accumulated micro-batches.
 TEST_P(DdpTextModels, TagsPerTokenMatchSingleProcess) {
   MpiCommunicator comm;
-  for (const std::string variant : {"every token", "padded", "ignored"}) {
-    const bool padded = variant == "padded", ignored = variant == "ignored";
+  for (const std::string variant : {"every token", "padded", "ignored", "padded, accumulated"}) {
+    SCOPED_TRACE(variant);
+    const bool accumulated = variant == "padded, accumulated";
+    const bool padded = variant == "padded" || accumulated, ignored = variant == "ignored";
     const Config config = config_with(
         {"data.train={type: synthetic, samples: 98, features: 10, vocabulary: 40, classes: 4, "
          "per_step: true" +
              std::string(padded ? ", min_length: 2}" : "}"),
-         "model.input=[10]", "training.tail=partial", "training.check_replicas_every=1",
+         "model.input=[10]", "training.check_replicas_every=1",
+         accumulated ? "training.accumulation_steps=2" : "training.tail=partial",
          std::string("loss={type: sparse_categorical_crossentropy") +
              (ignored ? ", ignore_class: -1}" : "}"),
          "model.layers=[{type: embedding, input_dim: 40, output_dim: 8, mask_zero: " +
