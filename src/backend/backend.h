@@ -255,6 +255,8 @@ class ComputeBackend {
                          int64_t rows, int64_t steps, float value) = 0;
   // y += x, elementwise (a bidirectional layer's input gradient: its two directions' sum).
   virtual void add_to(const float* x, float* y, size_t count) = 0;
+  // average = momentum * average + (1 - momentum) * x, elementwise (Note [weight average]).
+  virtual void moving_average(const float* x, float* average, size_t count, float momentum) = 0;
   // Row r of `to` (rows of `width`) becomes from's row r where mask[r] is 0 (Note [padding
   // masks]: a padding step carries the state before it on).
   virtual void carry_rows(const float* mask, const float* from, float* to, int64_t rows,

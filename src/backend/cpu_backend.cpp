@@ -18,6 +18,7 @@
 #include "backend/cpu_convolutions.h"
 #include "backend/cpu_dense.h"
 #include "backend/cpu_embedding.h"
+#include "backend/cpu_flat_ops.h"
 #include "backend/cpu_layer_norm.h"
 #include "backend/cpu_losses.h"
 #include "backend/cpu_recurrent.h"
@@ -103,17 +104,10 @@ class CpuBackend final : public ComputeBackend {
   }
   void leaky_scale(const float* sign, const float* values, float* out, size_t count,
                    float slope) override {
-    cpu::split_elements(team_, count, [&](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; ++i) {
-        const float v = values[i];  // read whichever is kept, so that the loop vectorizes
-        out[i] = sign[i] > 0 ? v : slope * v;
-      }
-    });
+    cpu::leaky_scale(team_, sign, values, out, count, slope);
   }
   void scale_shift(const float* x, float* y, size_t count, float scale, float shift) override {
-    cpu::split_elements(team_, count, [&](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; ++i) y[i] = x[i] * scale + shift;
-    });
+    cpu::scale_shift(team_, x, y, count, scale, shift);
   }
   void activation_backward(Activation act, const float* x, const float* y, const float* dy,
                            float* dx, size_t count) override {
@@ -286,10 +280,9 @@ class CpuBackend final : public ComputeBackend {
                  int64_t steps, float value) override {
     cpu::mask_keys(scores, key_mask, causal, samples, rows, steps, value);
   }
-  void add_to(const float* x, float* y, size_t count) override {
-    cpu::split_elements(team_, count, [=](size_t begin, size_t end) {
-      for (size_t i = begin; i < end; ++i) y[i] += x[i];
-    });
+  void add_to(const float* x, float* y, size_t count) override { cpu::add_to(team_, x, y, count); }
+  void moving_average(const float* x, float* average, size_t count, float momentum) override {
+    cpu::moving_average(team_, x, average, count, momentum);
   }
   void carry_rows(const float* mask, const float* from, float* to, int64_t rows,
                   int64_t width) override {

@@ -274,6 +274,9 @@ class CudaBackend final : public ComputeBackend {
   double squared_norm(const float* data, size_t count) override {
     return weight_penalty(data, nullptr, count, 0, 1);  // its l2 sum, in a fixed order
   }
+  void moving_average(const float* x, float* average, size_t count, float momentum) override {
+    cuda::moving_average(x, average, count, momentum, stream_);
+  }
   void to_bf16(const float* src, uint16_t* dst, size_t count) override {
     cuda::to_bf16(src, dst, count, stream_);
   }

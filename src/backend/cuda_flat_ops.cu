@@ -86,6 +86,12 @@ __global__ void adaptive_kernel(float* p, const float* g, float* first, float* s
   }
 }
 
+__global__ void moving_average_kernel(const float* x, float* average, size_t n, float momentum,
+                                      float rest) {
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    average[i] = momentum * average[i] + rest * x[i];
+}
+
 // The rounding of core/bf16.h, bit for bit, so that both backends put the same bytes on the wire.
 __global__ void to_bf16_kernel(const float* src, uint16_t* dst, size_t n) {
   for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -149,6 +155,13 @@ void adaptive_update(float* params, const float* grads, ComputeBackend::Adaptive
     adaptive_kernel<kKind, kKeras, kFirstStep><<<blocks_for(count), kThreads, 0, stream>>>(
         params, grads, state.first, state.second, count, step, nonfinite);
   });
+  cudaCheck(cudaGetLastError());
+}
+
+void moving_average(const float* x, float* average, size_t count, float momentum,
+                    cudaStream_t stream) {
+  moving_average_kernel<<<blocks_for(count), kThreads, 0, stream>>>(x, average, count, momentum,
+                                                                    1 - momentum);
   cudaCheck(cudaGetLastError());
 }
 

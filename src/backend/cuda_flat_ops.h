@@ -28,6 +28,10 @@ void rmsprop_update(float* params, const float* grads, ComputeBackend::RmspropSt
 void adaptive_update(float* params, const float* grads, ComputeBackend::AdaptiveState state,
                      size_t count, const AdaptiveStep& step, int* nonfinite, cudaStream_t stream);
 
+// average = momentum * average + (1 - momentum) * x (Note [weight average]).
+void moving_average(const float* x, float* average, size_t count, float momentum,
+                    cudaStream_t stream);
+
 void to_bf16(const float* src, uint16_t* dst, size_t count, cudaStream_t stream);
 void from_bf16(const uint16_t* src, float* dst, size_t count, cudaStream_t stream);
 

@@ -12,6 +12,6 @@ bool Adam::update_piece(size_t state_offset, std::span<float> params, std::span<
                               hyper_, check);
 }
 
-std::vector<StateTensor> Adam::state() { return {{"m", m_.span()}, {"v", v_.span()}}; }
+std::vector<StateTensor> Adam::own_state() { return {{"m", m_.span()}, {"v", v_.span()}}; }
 
 }  // namespace ddp

@@ -14,9 +14,9 @@ class Adam final : public Optimizer {
  public:
   Adam(ComputeBackend& backend, size_t count, const AdamHyper& hyper);
   std::string name() const override { return hyper_.decoupled_weight_decay ? "adamw" : "adam"; }
-  std::vector<StateTensor> state() override;
 
  protected:
+  std::vector<StateTensor> own_state() override;
   bool update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
                     float lr, GradCheck check) override;
 

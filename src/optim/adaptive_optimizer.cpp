@@ -94,7 +94,7 @@ bool AdaptiveOptimizer::update_piece(size_t state_offset, std::span<float> param
                                   params.size(), step_at(lr), check);
 }
 
-std::vector<StateTensor> AdaptiveOptimizer::state() {
+std::vector<StateTensor> AdaptiveOptimizer::own_state() {
   switch (hyper_.kind) {
     case Kind::kAdagrad:
       return {{"sum", first_.span()}};

@@ -16,12 +16,12 @@ class AdaptiveOptimizer final : public Optimizer {
  public:
   AdaptiveOptimizer(ComputeBackend& backend, size_t count, const AdaptiveHyper& hyper);
   std::string name() const override;
-  std::vector<StateTensor> state() override;
 
   // The step's coefficients at learning rate lr, after begin_step() (public for the tests).
   AdaptiveStep step_at(float lr);
 
  protected:
+  std::vector<StateTensor> own_state() override;
   bool update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
                     float lr, GradCheck check) override;
   // NAdam's momentum_product_ for this step.

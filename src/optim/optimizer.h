@@ -17,6 +17,15 @@ struct StateTensor {
   std::span<float> data;
 };
 
+// Note [weight average]: Keras' use_ema. Where the optimizer keeps one (keep_average), each
+// update() also moves the average of the parameters it just wrote towards them, while they are in
+// cache: average = momentum * average + (1 - momentum) * params, the first step (momentum 0)
+// copying them, as Keras' optimizers do after each step. The average is state like the moments
+// (its piece of the shard is this rank's; a checkpoint holds it as "optimizer.average"), so it
+// resumes, shards under ZeRO-1 and gathers as they do; the trainer writes it into the parameters
+// every ema_overwrite_frequency steps and at the end of fit (Keras' finalize_variable_values).
+// Validation during training sees the parameters, as in Keras.
+
 // Updates the model's flat parameter buffer (or this rank's shard of it, ZeRO-1) from the flat
 // gradient buffer. One step is begin_step() followed by update() over pieces that together cover
 // the optimizer's state once, in any order: a step may run piece by piece while each piece is in
@@ -55,12 +64,26 @@ class Optimizer {
   };
   std::optional<Momentum> momentum_only(size_t state_offset, size_t count);
 
+  // Note [weight average]: keeps the parameters' moving average from the next step on.
+  void keep_average(float momentum) {
+    average_ = DeviceBuffer(backend_, count_);
+    average_momentum_ = momentum;
+  }
+  // The average's buffer (this rank's state elements), or null where none is kept.
+  const float* average() const { return average_.data(); }
+
   // What a checkpoint must hold to continue exactly: the state buffers and the step count.
-  virtual std::vector<StateTensor> state() = 0;
+  std::vector<StateTensor> state() {
+    std::vector<StateTensor> tensors = own_state();
+    if (average_.size() > 0) tensors.push_back({"average", average_.span()});
+    return tensors;
+  }
   int64_t steps_taken() const { return steps_; }
   void set_steps_taken(int64_t steps) { steps_ = steps; }
 
  protected:
+  // The optimizer's own state buffers (state() adds the average).
+  virtual std::vector<StateTensor> own_state() = 0;
   // update() after its range checks.
   virtual bool update_piece(size_t state_offset, std::span<float> params,
                             std::span<const float> grads, float lr, GradCheck check) = 0;
@@ -83,6 +106,8 @@ class Optimizer {
   // piece, so that a rank that only ever updates its share of the state (split weight gradients)
   // holds only that share in memory.
   int64_t first_step_ = 0;
+  DeviceBuffer average_;  // Note [weight average]: empty where none is kept
+  float average_momentum_ = 0;
 };
 
 inline void Optimizer::prepare_piece(size_t state_offset, size_t count, size_t grads) {
@@ -99,13 +124,17 @@ inline void Optimizer::prepare_piece(size_t state_offset, size_t count, size_t g
 inline bool Optimizer::update(size_t state_offset, std::span<float> params,
                               std::span<const float> grads, float lr, GradCheck check) {
   prepare_piece(state_offset, params.size(), grads.size());
-  return update_piece(state_offset, params, grads, lr, check);
+  const bool finite = update_piece(state_offset, params, grads, lr, check);
+  if (average_.size() > 0)
+    backend_.moving_average(params.data(), average_.data() + state_offset, params.size(),
+                            steps_ == 1 ? 0.0f : average_momentum_);
+  return finite;
 }
 
 inline std::optional<Optimizer::Momentum> Optimizer::momentum_only(size_t state_offset,
                                                                    size_t count) {
   const std::optional<float> momentum = momentum_only_coefficient();
-  if (!momentum) return std::nullopt;
+  if (!momentum || average_.size() > 0) return std::nullopt;  // the tiles keep no average
   prepare_piece(state_offset, count, count);
   return Momentum{*momentum, state().front().data.data() + state_offset};
 }

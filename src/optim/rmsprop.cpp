@@ -20,7 +20,7 @@ bool Rmsprop::update_piece(size_t state_offset, std::span<float> params,
 }
 
 // PyTorch's names for the state (torch.optim.RMSprop's state_dict).
-std::vector<StateTensor> Rmsprop::state() {
+std::vector<StateTensor> Rmsprop::own_state() {
   std::vector<StateTensor> tensors = {{"square_avg", square_avg_.span()}};
   if (momentum_buffer_.size() != 0) tensors.push_back({"momentum_buffer", momentum_buffer_.span()});
   if (grad_avg_.size() != 0) tensors.push_back({"grad_avg", grad_avg_.span()});

@@ -12,9 +12,9 @@ class Rmsprop final : public Optimizer {
  public:
   Rmsprop(ComputeBackend& backend, size_t count, const RmspropHyper& hyper);
   std::string name() const override { return hyper_.keras_rule ? "rmsprop_keras" : "rmsprop"; }
-  std::vector<StateTensor> state() override;
 
  protected:
+  std::vector<StateTensor> own_state() override;
   bool update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
                     float lr, GradCheck check) override;
 

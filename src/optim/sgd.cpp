@@ -21,7 +21,7 @@ std::optional<float> Sgd::momentum_only_coefficient() const {
   return hyper_.momentum;
 }
 
-std::vector<StateTensor> Sgd::state() {
+std::vector<StateTensor> Sgd::own_state() {
   if (velocity_.size() == 0) return {};
   return {{"velocity", velocity_.span()}};
 }

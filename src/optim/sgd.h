@@ -12,9 +12,9 @@ class Sgd final : public Optimizer {
  public:
   Sgd(ComputeBackend& backend, size_t count, const SgdHyper& hyper);
   std::string name() const override { return hyper_.keras_rule ? "sgd_keras" : "sgd"; }
-  std::vector<StateTensor> state() override;
 
  protected:
+  std::vector<StateTensor> own_state() override;
   bool update_piece(size_t state_offset, std::span<float> params, std::span<const float> grads,
                     float lr, GradCheck check) override;
   std::optional<float> momentum_only_coefficient() const override;

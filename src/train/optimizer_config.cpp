@@ -175,17 +175,34 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
               "lr * weight_decay every step)");
   opt.global_clipnorm = node.get("global_clipnorm", 0.0);
   if (opt.global_clipnorm < 0) node.fail("global_clipnorm", "must be > 0 (or 0: off)");
+  // Note [weight average]: Keras' names and defaults.
+  opt.use_ema = node.get("use_ema", false);
+  if (opt.use_ema) {
+    opt.ema_momentum = in_unit_interval(node, "ema_momentum", node.get("ema_momentum", 0.99));
+    opt.ema_overwrite_frequency = node.get<int64_t>("ema_overwrite_frequency", 0);
+    if (opt.ema_overwrite_frequency < 0)
+      node.fail("ema_overwrite_frequency", "must be > 0 (or 0: at the end of training only)");
+  } else {
+    for (const char* key : {"ema_momentum", "ema_overwrite_frequency"})
+      if (node.has(key)) node.fail(key, "needs use_ema: true");
+  }
   node.finish();
   return opt;
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, ComputeBackend& backend,
                                           size_t count) {
-  if (config.type == "sgd") return std::make_unique<Sgd>(backend, count, config.sgd);
-  if (config.type == "rmsprop") return std::make_unique<Rmsprop>(backend, count, config.rmsprop);
-  if (config.is_adaptive())
-    return std::make_unique<AdaptiveOptimizer>(backend, count, config.adaptive);
-  return std::make_unique<Adam>(backend, count, config.adam);
+  std::unique_ptr<Optimizer> optimizer;
+  if (config.type == "sgd")
+    optimizer = std::make_unique<Sgd>(backend, count, config.sgd);
+  else if (config.type == "rmsprop")
+    optimizer = std::make_unique<Rmsprop>(backend, count, config.rmsprop);
+  else if (config.is_adaptive())
+    optimizer = std::make_unique<AdaptiveOptimizer>(backend, count, config.adaptive);
+  else
+    optimizer = std::make_unique<Adam>(backend, count, config.adam);
+  if (config.use_ema) optimizer->keep_average(static_cast<float>(config.ema_momentum));
+  return optimizer;
 }
 
 }  // namespace ddp

@@ -21,6 +21,11 @@ struct OptimizerConfig {
   LrScheduleSpec schedule;     // base_lr = learning_rate; total_steps filled in by the trainer
   double global_clipnorm = 0;  // Note [gradient clipping]; 0: off
   PlateauConfig plateau;       // schedule type reduce_on_plateau: Note [reduce on plateau]
+  // Note [weight average] (optim/optimizer.h): Keras' use_ema, ema_momentum and
+  // ema_overwrite_frequency (0: Keras' None, the average written at the end of training only).
+  bool use_ema = false;
+  double ema_momentum = 0.99;
+  int64_t ema_overwrite_frequency = 0;
 
   // Whether `rate` may be this optimizer's learning rate: a decoupled weight decay (AdamW's,
   // Lion's, and every optimizer's by Keras' rule) scales the weights by 1 - rate x weight_decay

@@ -342,25 +342,7 @@ void Trainer::train_steps(int64_t count) {
 void Trainer::fit(int64_t stop_after_steps) {
   const int64_t epochs = config_.training.epochs;
   const int64_t steps = steps_per_epoch_;
-  if (log_) {
-    *log_ << model_->summary() << "loss: " << Loss(config_.loss).name()  // as configured
-          << (config_.label_smoothing > 0
-                  ? " (label smoothing " + show_number(config_.label_smoothing) + ")"
-                  : "")
-          << (class_weights_.empty() ? "" : " (classes weighted in training)")
-          << (train_.weighted() ? " (samples weighted)" : "")
-          << ", optimizer: " << optimizer_->name()
-          << (updates_in_backward() ? " (updates during backward)" : "")
-          << (config_.optimizer.global_clipnorm > 0
-                  ? " (global_clipnorm " + show_number(config_.optimizer.global_clipnorm) + ")"
-                  : "")
-          << ", " << describe_batch() << ", " << steps << " steps per epoch\n"
-          << sync_->describe() << '\n';
-    if (augmenter_) *log_ << augmenter_->describe() << '\n';
-    if (plateau_) *log_ << plateau_->describe() << '\n';
-    if (early_stopping_) *log_ << early_stopping_->describe() << '\n';
-    *log_ << std::flush;
-  }
+  log_run_header(steps);
   const CheckpointConfig& policy = checkpoint_policy_;
   verify_replicas();
   while (!complete()) {
@@ -391,7 +373,9 @@ void Trainer::fit(int64_t stop_after_steps) {
         (policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0))
       checkpoint_now();
   }
-  checkpoint_now();
+  checkpoint_now();  // the parameters and their average, to train on from
+  write_average_into_params();  // Keras' finalize_variable_values, before restore_best_weights
+  log_average_written();
   restore_best_weights();
 }
 

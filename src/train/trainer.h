@@ -245,9 +245,17 @@ class Trainer {
   double monitored_value(const Monitor& monitor, const EpochRecord& record);
   bool stop_after_callbacks(const EpochRecord& record);
   void restore_best_weights();
+  // Note [weight average]: the parameters become the optimizer's average of them, where it keeps
+  // one (collective).
+  void write_average_into_params();
+  // After fit() wrote the average into the parameters: logs it, with the test split's loss and
+  // metrics under the averaged weights (collective: evaluates on every rank).
+  void log_average_written();
   void capture_callbacks(TrainingState& s) const;
   void restore_callbacks(const TrainingState& s, const std::string& origin);
   std::string describe_batch() const;
+  // The run's set-up as fit() logs it before its first epoch: model, loss, optimizer, batch, paths.
+  void log_run_header(int64_t steps_per_epoch) const;
 
   Config config_;
   Communicator& comm_;

@@ -29,13 +29,16 @@ bool Trainer::apply_gradients() {
     const std::span<float> grads = sync_->shard_grads();
     if (!sync_->agree_finite(backend_.all_finite(grads.data(), grads.size()))) return false;
     step_update_->finish_step(*sync_, GradCheck::kNone, clip_scale());
-    return true;
+  } else {
+    pending_verdict_ = PendingVerdict{
+        .finite = step_update_->finish_step(*sync_, GradCheck::kFiniteLater, clip_scale()),
+        .step = completed_steps_ + 1,
+        .epoch = epoch_ + 1,
+        .loss_sum = 0};
   }
-  pending_verdict_ = PendingVerdict{
-      .finite = step_update_->finish_step(*sync_, GradCheck::kFiniteLater, clip_scale()),
-      .step = completed_steps_ + 1,
-      .epoch = epoch_ + 1,
-      .loss_sum = 0};
+  // Note [weight average]: Keras' ema_overwrite_frequency counts the optimizer's steps.
+  const int64_t every = config_.optimizer.ema_overwrite_frequency;
+  if (every > 0 && optimizer_->steps_taken() % every == 0) write_average_into_params();
   return true;
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <iostream>
 #include <string>
 
@@ -24,6 +25,53 @@ std::string Trainer::describe_batch() const {
            " (strong scaling: " + split + accumulation + ")";
   return "batch: batch_size_per_rank " + std::to_string(per_rank_batch_) +
          " (weak scaling: " + split + accumulation + ")";
+}
+
+void Trainer::log_run_header(int64_t steps) const {
+  if (!log_) return;
+  *log_ << model_->summary() << "loss: " << Loss(config_.loss).name()  // as configured
+        << (config_.label_smoothing > 0
+                ? " (label smoothing " + show_number(config_.label_smoothing) + ")"
+                : "")
+        << (class_weights_.empty() ? "" : " (classes weighted in training)")
+        << (train_.weighted() ? " (samples weighted)" : "")
+        << ", optimizer: " << optimizer_->name()
+        << (updates_in_backward() ? " (updates during backward)" : "")
+        << (config_.optimizer.use_ema
+                ? " (weights averaged: ema_momentum " + show_number(config_.optimizer.ema_momentum) +
+                      ", written into the model at the end" +
+                      (config_.optimizer.ema_overwrite_frequency > 0
+                           ? " and every " +
+                                 std::to_string(config_.optimizer.ema_overwrite_frequency) +
+                                 " steps)"
+                           : ")")
+                : "")
+        << (config_.optimizer.global_clipnorm > 0
+                ? " (global_clipnorm " + show_number(config_.optimizer.global_clipnorm) + ")"
+                : "")
+        << ", " << describe_batch() << ", " << steps << " steps per epoch\n"
+        << sync_->describe() << '\n';
+  if (augmenter_) *log_ << augmenter_->describe() << '\n';
+  if (plateau_) *log_ << plateau_->describe() << '\n';
+  if (early_stopping_) *log_ << early_stopping_->describe() << '\n';
+  *log_ << std::flush;
+}
+
+void Trainer::log_average_written() {
+  if (!config_.optimizer.use_ema) return;
+  std::string line = "weight average: written into the model (ema_momentum " +
+                     show_number(config_.optimizer.ema_momentum) + ")";
+  if (test_) {  // in the epoch lines' format
+    const EvalResult averaged = evaluate(*test_);
+    char value[64];
+    std::snprintf(value, sizeof value, "; with it val_loss %.4f", averaged.loss);
+    line += value;
+    for (const MetricValue& m : averaged.metrics) {
+      std::snprintf(value, sizeof value, ", val_%s %.4f", m.name.c_str(), m.value);
+      line += value;
+    }
+  }
+  if (log_) *log_ << line << '\n' << std::flush;
 }
 
 void Trainer::set_reporting(std::ostream* log, ProgressMode progress, const std::string& run_dir) {

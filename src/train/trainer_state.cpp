@@ -135,7 +135,7 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
   if (state.size() != s.optimizer_state.size())
     throw fail("optimizer mismatch: checkpoint has " + std::to_string(s.optimizer_state.size()) +
                " state buffer(s), " + optimizer_->name() + " here has " +
-               std::to_string(state.size()) + " (momentum changed?)");
+               std::to_string(state.size()) + " (momentum or use_ema changed?)");
   for (size_t i = 0; i < state.size(); ++i)
     if (state[i].name != s.optimizer_state[i].first)
       throw fail("optimizer mismatch: state '" + s.optimizer_state[i].first + "' vs '" +
@@ -181,6 +181,16 @@ void Trainer::restore(const TrainingState& s, const std::string& origin) {
   // The sums so far are global: one rank carries them so the epoch's final all-reduce is right.
   epoch_sums_ = comm_.rank() == 0 ? s.epoch_sums : std::vector<double>(s.epoch_sums.size());
   start_schedule();
+}
+
+void Trainer::write_average_into_params() {
+  for (const StateTensor& t : optimizer_->state()) {
+    if (t.name != "average") continue;
+    const std::vector<float> average = gather_state(t);  // collective: every rank the same bits
+    backend_.copy_to_device(average.data(), model_->params().data(), average.size());
+    sync_->params_written();  // where the ranks share one copy of them
+    last_replica_check_step_ = -1;
+  }
 }
 
 void Trainer::start_at_epoch(int64_t epoch) {

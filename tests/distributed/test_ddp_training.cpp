@@ -47,7 +47,9 @@ TEST_P(DdpTraining, EveryUpdateRuleMatchesSingleProcess) {
         "weight_decay: 0.01}",
         "{type: adam, rule: keras, weight_decay: 0.01}",
         "{type: adagrad, rule: keras, weight_decay: 0.01}", "{type: adamax, weight_decay: 0.01}",
-        "{type: nadam, weight_decay: 0.01}", "{type: lion, learning_rate: 0.0001}"}) {
+        "{type: nadam, weight_decay: 0.01}", "{type: lion, learning_rate: 0.0001}",
+        // Note [weight average]: kept per shard, gathered into the parameters every 7 steps.
+        "{type: adam, use_ema: true, ema_momentum: 0.7, ema_overwrite_frequency: 7}"}) {
     for (const std::string zero : {"0", "1"}) {
       if (zero == "1" && !sharded) continue;
       const Config config = config_with({"optimizer=" + optimizer, "training.zero=" + zero});

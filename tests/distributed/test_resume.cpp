@@ -1,5 +1,6 @@
 // Invariant 3 under mpiexec: stopping and resuming from a checkpoint gives bit-identical results
-// to never stopping, for SGD with momentum and Adam, at epoch ends and in the middle of an epoch,
+// to never stopping, for SGD with momentum, Adam, RMSprop and NAdam (with a weight average), at
+// epoch ends and in the middle of an epoch,
 // through shared memory (sums, or weight gradients split by rows) and through MPI.
 
 #include <gtest/gtest.h>
@@ -36,8 +37,11 @@ training: {epochs: 4, global_batch_size: 16, tail: pad}
     // All three of its state buffers, and Keras' rule, whose momentum buffer holds the rates.
     root["optimizer"] = YAML::Load("{type: rmsprop, rule: keras, momentum: 0.5, centered: true}");
   } else if (optimizer == "nadam") {
-    // Its product of momentum coefficients, worked out again from the step count.
-    root["optimizer"] = YAML::Load("{type: nadam}");
+    // Its product of momentum coefficients, worked out again from the step count; and Note
+    // [weight average]: the average (sharded like the moments) resumes, is written into the
+    // parameters every 10 steps and at the end of fit.
+    root["optimizer"] = YAML::Load(
+        "{type: nadam, use_ema: true, ema_momentum: 0.8, ema_overwrite_frequency: 10}");
   }
   root["optimizer"]["schedule"] = YAML::Load("{type: cosine, warmup_steps: 5}");
   root["training"]["allreduce"] = allreduce;
