@@ -337,6 +337,13 @@ Spec Lion(double learning_rate, double beta_1, double beta_2, double weight_deca
   return keras_rule("lion", learning_rate, weight_decay,
                     {{"beta1", YAML::Node(beta_1)}, {"beta2", YAML::Node(beta_2)}});
 }
+Spec with_weight_average(Spec optimizer, double ema_momentum, int64_t ema_overwrite_frequency) {
+  optimizer.node = YAML::Clone(optimizer.node);  // the caller's Spec stays as it was
+  optimizer.node["use_ema"] = true;
+  optimizer.node["ema_momentum"] = ema_momentum;
+  optimizer.node["ema_overwrite_frequency"] = ema_overwrite_frequency;
+  return optimizer;
+}
 
 Spec synthetic(int64_t samples, int64_t features, int64_t classes) {
   return {map({{"type", YAML::Node("synthetic")},

@@ -75,6 +75,10 @@ Spec Nadam(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.
            double epsilon = 1e-7, double weight_decay = 0.0);
 Spec Lion(double learning_rate = 0.001, double beta_1 = 0.9, double beta_2 = 0.99,
           double weight_decay = 0.0);
+// `optimizer` keeping the moving average of the weights (Keras' use_ema, Note [weight average]):
+// written into the model every ema_overwrite_frequency steps (0: Keras' None) and when fit ends.
+Spec with_weight_average(Spec optimizer, double ema_momentum = 0.99,
+                         int64_t ema_overwrite_frequency = 0);
 
 // A loss with settings (`loss: {type: ...}`), for compile. from_logits: the model ends without a
 // softmax (the loss applies it); without, a model ending in softmax gives probabilities, which

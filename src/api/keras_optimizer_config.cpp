@@ -82,10 +82,9 @@ Spec keras_optimizer(const json& optimizer, const std::string& where,
                       " is not one ddp-trainer has (Adam, AdamW, RMSprop, SGD, Adagrad, Adamax, "
                       "Nadam, Lion)" +
                       otherwise);
-  for (const char* none : {"clipnorm", "clipvalue", "ema_overwrite_frequency", "loss_scale_factor",
-                           "gradient_accumulation_steps"})
+  for (const char* none :
+       {"clipnorm", "clipvalue", "loss_scale_factor", "gradient_accumulation_steps"})
     in.require(none, nullptr);
-  in.require("use_ema", false);
   in.require("amsgrad", false);
   YAML::Node out(YAML::NodeType::Map);
   out["type"] = lower;
@@ -97,6 +96,12 @@ Spec keras_optimizer(const json& optimizer, const std::string& where,
   }
   if (c.contains("global_clipnorm") && !c["global_clipnorm"].is_null())
     out["global_clipnorm"] = c["global_clipnorm"].get<double>();
+  // Note [weight average]; Keras keeps (and ignores) ema_momentum and the frequency without it.
+  if (in.get<bool>("use_ema", false)) {
+    out["use_ema"] = true;
+    out["ema_momentum"] = in.get<double>("ema_momentum", 0.99);
+    out["ema_overwrite_frequency"] = in.get<int64_t>("ema_overwrite_frequency", 0);  // 0: None
+  }
   out["rule"] = "keras";
   if (lower == "sgd") {
     out["momentum"] = in.get<double>("momentum", 0.0);
@@ -189,9 +194,10 @@ json keras_optimizer_json(const OptimizerConfig& o) {
             {"clipnorm", nullptr},
             {"global_clipnorm", o.global_clipnorm != 0 ? json(o.global_clipnorm) : json()},
             {"clipvalue", nullptr},
-            {"use_ema", false},
-            {"ema_momentum", 0.99},
-            {"ema_overwrite_frequency", nullptr},
+            {"use_ema", o.use_ema},
+            {"ema_momentum", keras_number(static_cast<float>(o.ema_momentum))},
+            {"ema_overwrite_frequency",
+             o.ema_overwrite_frequency > 0 ? json(o.ema_overwrite_frequency) : json()},
             {"loss_scale_factor", nullptr},
             {"gradient_accumulation_steps", nullptr}};
   std::string class_name;

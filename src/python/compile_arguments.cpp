@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <string>
 
 #include "api/keras_model_config.h"
@@ -32,31 +33,54 @@ keras::Spec optimizer_named(std::string name) {
                     "nadam, lion)");
 }
 
+// An optimizer's constructor with Keras' own arguments (`names`, its settings' defaults) and then
+// the weight average's that every Keras optimizer takes (Note [weight average]): use_ema,
+// ema_momentum (ignored without it, as Keras ignores it) and ema_overwrite_frequency (None: at
+// the end of fit only).
+template <class... Args, class... Names>
+void def_optimizer(py::module_& m, const char* name, keras::Spec (*make)(Args...), const char* doc,
+                   Names... names) {
+  m.def(
+      name,
+      [make](Args... args, bool use_ema, double ema_momentum, std::optional<int64_t> every) {
+        const keras::Spec spec = make(args...);
+        return use_ema ? keras::with_weight_average(spec, ema_momentum, every.value_or(0)) : spec;
+      },
+      names..., py::arg("use_ema") = false, py::arg("ema_momentum") = 0.99,
+      py::arg("ema_overwrite_frequency") = py::none(), doc);
+}
+
 }  // namespace
 
 void add_optimizers_and_losses(py::module_& m) {
-  m.def("Adam", &keras::Adam, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
-        py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, "Keras 3's Adam: its rule");
-  m.def("AdamW", &keras::AdamW, py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.004,
-        py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7,
-        "Keras 3's AdamW: its rule");
-  m.def("SGD", &keras::SGD, py::arg("learning_rate") = 0.01, py::arg("momentum") = 0.0,
-        py::arg("nesterov") = false, py::arg("weight_decay") = 0.0, "Keras 3's SGD: its rule");
-  m.def("RMSprop", &keras::RMSprop, py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9,
-        py::arg("momentum") = 0.0, py::arg("epsilon") = 1e-7, py::arg("centered") = false,
-        py::arg("weight_decay") = 0.0, "Keras 3's RMSprop: its rule and defaults");
-  m.def("Adagrad", &keras::Adagrad, py::arg("learning_rate") = 0.001,
-        py::arg("initial_accumulator_value") = 0.1, py::arg("epsilon") = 1e-7,
-        py::arg("weight_decay") = 0.0, "Keras 3's Adagrad: its rule and defaults");
-  m.def("Adamax", &keras::Adamax, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
-        py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, py::arg("weight_decay") = 0.0,
-        "Keras 3's Adamax: its rule and defaults");
-  m.def("Nadam", &keras::Nadam, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
-        py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, py::arg("weight_decay") = 0.0,
-        "Keras 3's Nadam: its rule (momentum schedule 0.96^t) and defaults");
-  m.def("Lion", &keras::Lion, py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
-        py::arg("beta_2") = 0.99, py::arg("weight_decay") = 0.0,
-        "Keras 3's Lion (Chen et al. 2023): its rule and defaults");
+  def_optimizer(m, "Adam", &keras::Adam, "Keras 3's Adam: its rule",
+                py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
+                py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7);
+  def_optimizer(m, "AdamW", &keras::AdamW, "Keras 3's AdamW: its rule",
+                py::arg("learning_rate") = 0.001, py::arg("weight_decay") = 0.004,
+                py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7);
+  def_optimizer(m, "SGD", &keras::SGD, "Keras 3's SGD: its rule", py::arg("learning_rate") = 0.01,
+                py::arg("momentum") = 0.0, py::arg("nesterov") = false,
+                py::arg("weight_decay") = 0.0);
+  def_optimizer(m, "RMSprop", &keras::RMSprop, "Keras 3's RMSprop: its rule and defaults",
+                py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9, py::arg("momentum") = 0.0,
+                py::arg("epsilon") = 1e-7, py::arg("centered") = false,
+                py::arg("weight_decay") = 0.0);
+  def_optimizer(m, "Adagrad", &keras::Adagrad, "Keras 3's Adagrad: its rule and defaults",
+                py::arg("learning_rate") = 0.001, py::arg("initial_accumulator_value") = 0.1,
+                py::arg("epsilon") = 1e-7, py::arg("weight_decay") = 0.0);
+  def_optimizer(m, "Adamax", &keras::Adamax, "Keras 3's Adamax: its rule and defaults",
+                py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
+                py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7,
+                py::arg("weight_decay") = 0.0);
+  def_optimizer(m, "Nadam", &keras::Nadam,
+                "Keras 3's Nadam: its rule (momentum schedule 0.96^t) and defaults",
+                py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
+                py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7,
+                py::arg("weight_decay") = 0.0);
+  def_optimizer(m, "Lion", &keras::Lion, "Keras 3's Lion (Chen et al. 2023): its rule and defaults",
+                py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9, py::arg("beta_2") = 0.99,
+                py::arg("weight_decay") = 0.0);
   m.def(
       "CategoricalCrossentropy",
       [](bool from_logits, double label_smoothing) {

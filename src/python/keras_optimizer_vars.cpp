@@ -48,37 +48,44 @@ struct SlotVariable {
   size_t tensor;
   KerasLayout layout;
   std::string what;  // "the momentum of layers.0.weight"
+  float sign;        // Keras' slot = sign x ddp-trainer's
 };
 
-// The slots of `slots` in the order Keras keeps them, for a model whose layers are `layer_types`.
+// The slots of `slots` in the order Keras keeps them, for a model whose layers are `layer_types`:
+// the weights' averages first where the optimizer keeps them (Note [weight average]: Keras'
+// use_ema builds them before the optimizer's own slots), as they are.
 std::vector<SlotVariable> slot_order(const keras::OptimizerSlots& slots,
                                      const KerasSlotLayout& layout,
                                      const std::vector<std::string>& layer_types) {
   std::vector<std::pair<size_t, const char*>> buffers;  // in Keras' order of slots
+  std::optional<size_t> averages;
+  for (size_t b = 0; b < slots.buffers.size(); ++b)
+    if (slots.buffers[b].first == "average") averages = b;
   for (const auto& [ours, theirs] : layout.slots)
     for (size_t b = 0; b < slots.buffers.size(); ++b)
       if (slots.buffers[b].first == ours) buffers.emplace_back(b, theirs);
-  if (buffers.size() != slots.buffers.size())
+  if (buffers.size() + averages.has_value() != slots.buffers.size())
     throw std::logic_error(slots.optimizer + ": a state buffer Keras has no slot for");
-  if (buffers.empty()) return {};
+  if (slots.buffers.empty()) return {};
   const std::vector<NamedTensor>& tensors = slots.buffers.front().second;
   const std::vector<KerasTrainedVariable> variables = keras_trained_variables(layer_types, tensors);
   std::vector<SlotVariable> out;
-  const auto add = [&](size_t b, const KerasTrainedVariable& v) {
-    const auto& [index, slot] = buffers[b];
+  const auto add = [&](size_t index, const char* slot, float sign, const KerasTrainedVariable& v) {
     const std::vector<NamedTensor>& held = slots.buffers[index].second;
     for (size_t t = 0; t < held.size(); ++t)
       if (held[t].name == v.name)
-        out.push_back({index, t, v.layout, std::string("the ") + slot + " of " + v.name});
+        out.push_back({index, t, v.layout, std::string("the ") + slot + " of " + v.name, sign});
   };
+  if (averages)
+    for (const KerasTrainedVariable& v : variables) add(*averages, "average", 1, v);
   if (layout.interleaved) {
     for (const KerasTrainedVariable& v : variables)
-      for (size_t b = 0; b < buffers.size(); ++b) add(b, v);
+      for (const auto& [index, slot] : buffers) add(index, slot, layout.sign, v);
   } else {
-    for (size_t b = 0; b < buffers.size(); ++b)
-      for (const KerasTrainedVariable& v : variables) add(b, v);
+    for (const auto& [index, slot] : buffers)
+      for (const KerasTrainedVariable& v : variables) add(index, slot, layout.sign, v);
   }
-  if (out.size() != buffers.size() * tensors.size())
+  if (out.size() != slots.buffers.size() * tensors.size())
     throw std::logic_error(slots.optimizer + ": a parameter Keras has no variable for");
   return out;
 }
@@ -109,7 +116,7 @@ void add_keras_optimizer_vars(const py::object& file, const keras::OptimizerSlot
   if (!std::isnan(slots.learning_rate)) put(np.attr("float32")(slots.learning_rate));
   for (const SlotVariable& s : slot_order(slots, *layout, layer_types)) {
     NamedTensor tensor = slots.buffers[s.buffer].second[s.tensor];
-    for (float& x : tensor.values) x *= layout->sign;
+    for (float& x : tensor.values) x *= s.sign;
     put(keras_array(tensor, s.layout));
   }
   if (!slots.buffers.empty())
@@ -192,7 +199,7 @@ std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(
           std::find_if(values.begin(), values.end(), [](float x) { return !std::isfinite(x); });
       if (bad != values.end())
         throw CheckpointError(at + ": holds a non-finite value (" + std::to_string(*bad) + ")");
-      for (float& x : values) x *= layout->sign;
+      for (float& x : values) x *= s.sign;
       tensor.values = std::move(values);
     }
     return out;

@@ -1,8 +1,9 @@
 // ddp_ckpt: inspect, verify and convert ddp-trainer checkpoints.
 //   ddp_ckpt info FILE                 validate and describe (exit 4 if invalid)
-//   ddp_ckpt export FILE OUT.safetensors
+//   ddp_ckpt export FILE OUT.safetensors [--average]
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 
 #include "core/error.h"
@@ -34,8 +35,19 @@ void print_info(const std::string& path) {
     std::cout << "  best epoch's weights: " << s.best_params.size() << " parameters\n";
 }
 
-void export_weights(const std::string& path, const std::string& out) {
-  const TrainingState s = decode_checkpoint(read_file_bytes(path), path);
+// `average`: the optimizer's moving average of the parameters in their place (Note [weight
+// average]: the weights a run with use_ema would end with were it to end here).
+void export_weights(const std::string& path, const std::string& out, bool average) {
+  TrainingState s = decode_checkpoint(read_file_bytes(path), path);
+  if (average) {
+    const auto kept = std::find_if(s.optimizer_state.begin(), s.optimizer_state.end(),
+                                   [](const auto& state) { return state.first == "average"; });
+    if (kept == s.optimizer_state.end())
+      throw CheckpointError(path +
+                            ": holds no weight average (its run did not set "
+                            "optimizer.use_ema)");
+    s.params = kept->second;
+  }
   // In PyTorch's layout and names, as ddp_train --export-safetensors writes them.
   std::vector<NamedTensor> tensors;
   for (const auto& [signature, values] :
@@ -71,6 +83,10 @@ int main(int argc, char** argv) {
   auto* exporter = app.add_subcommand("export", "Write the weights as a safetensors file");
   exporter->add_option("file", file, "Checkpoint file")->required();
   exporter->add_option("out", out, "Output .safetensors file")->required();
+  bool average = false;
+  exporter->add_flag("--average", average,
+                     "The optimizer's moving average of the weights (optimizer.use_ema) in their "
+                     "place");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -78,7 +94,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*info) print_info(file);
-    if (*exporter) export_weights(file, out);
+    if (*exporter) export_weights(file, out, average);
   } catch (const Error& e) {
     std::cerr << "ddp_ckpt: error: " << e.what() << std::endl;
     return static_cast<int>(e.code());

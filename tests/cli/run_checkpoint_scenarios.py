@@ -16,7 +16,8 @@
                          leaves an invalid checkpoint file or a dangling `latest`
   safetensors            the exported file parses as safetensors, equals the checkpoint's
                          weights (ddp_ckpt export, also for a convnet with batch normalization), and a forward pass written here in plain Python reproduces
-                         the trainer's val_loss
+                         the trainer's val_loss; with use_ema, the one the log gives for the
+                         averaged weights, which ddp_ckpt export --average writes too
 """
 
 import json
@@ -310,27 +311,64 @@ loss: sparse_categorical_crossentropy
 optimizer: {{type: adam, learning_rate: 0.05}}
 training: {{epochs: 5, global_batch_size: 12}}
 """)
-        run([self.a.mpiexec, "-n", "2", self.a.ddp_train, "--config", f"{self.tmp}/t.yaml",
-             "--run-dir", f"{self.tmp}/t", "--export-safetensors", f"{self.tmp}/t.st"], self.env)
+        def trained(name, *extra):
+            return run([self.a.mpiexec, "-n", "2", self.a.ddp_train, "--config",
+                        f"{self.tmp}/t.yaml", "--run-dir", f"{self.tmp}/{name}",
+                        "--export-safetensors", f"{self.tmp}/{name}.st", *extra], self.env)
+
+        def val_loss_of(weights_file):
+            _, w = read_safetensors(weights_file)
+
+            def dense(x, name, act):
+                (out, inp), wv = w[f"{name}.weight"]
+                b = w[f"{name}.bias"][1]
+                return [act(sum(wv[o * inp + i] * x[i] for i in range(inp)) + b[o])
+                        for o in range(out)]
+
+            total = 0.0
+            for r in rows:
+                h = dense(r[:3], "layers.0", math.tanh)
+                z = dense(h, "layers.1", lambda v: v)
+                m = max(z)
+                total += math.log(sum(math.exp(v - m) for v in z)) + m - z[int(r[3])]
+            return total / len(rows)
+
+        trained("t")
         with open(f"{self.tmp}/t/metrics.jsonl") as f:
             val_loss = [json.loads(l) for l in f][-1]["val_loss"]
-        _, w = read_safetensors(f"{self.tmp}/t.st")
-
-        def dense(x, name, act):
-            (out, inp), wv = w[f"{name}.weight"]
-            b = w[f"{name}.bias"][1]
-            return [act(sum(wv[o * inp + i] * x[i] for i in range(inp)) + b[o]) for o in range(out)]
-
-        total = 0.0
-        for r in rows:
-            h = dense(r[:3], "layers.0", math.tanh)
-            z = dense(h, "layers.1", lambda v: v)
-            m = max(z)
-            total += math.log(sum(math.exp(v - m) for v in z)) + m - z[int(r[3])]
-        mine = total / len(rows)
+        mine = val_loss_of(f"{self.tmp}/t.st")
         assert abs(mine - val_loss) <= 1e-5 * max(1, abs(val_loss)), (mine, val_loss)
         print(f"  val_loss from the exported weights in plain Python: {mine:.6f}, "
               f"trainer: {val_loss:.6f}")
+
+        # Note [weight average]: with use_ema the model ends with the average, which the log's
+        # last line evaluates; the final checkpoint keeps the parameters to train on, and
+        # ddp_ckpt export --average writes the average from it.
+        out = trained("ema", "--set", "optimizer.use_ema=true", "--set", "optimizer.ema_momentum=0.8")
+        logged = re.search(r"^weight average: written into the model \(ema_momentum 0\.8\); with "
+                           r"it val_loss ([\d.]+), val_accuracy [\d.]+$", out, re.M)
+        assert logged, out[-1500:]
+        averaged = val_loss_of(f"{self.tmp}/ema.st")
+        assert abs(averaged - float(logged.group(1))) <= 6e-5, (averaged, logged.group(1))
+        def latest_of(name):
+            with open(f"{self.tmp}/{name}/checkpoints/latest") as f:
+                return os.path.join(f"{self.tmp}/{name}/checkpoints", f.read().strip())
+
+        latest = latest_of("ema")
+        run([self.a.ddp_ckpt, "export", latest, f"{self.tmp}/ema_params.st"], self.env)
+        run([self.a.ddp_ckpt, "export", latest, f"{self.tmp}/ema_average.st", "--average"],
+            self.env)
+        _, ended = read_safetensors(f"{self.tmp}/ema.st")
+        _, params = read_safetensors(f"{self.tmp}/ema_params.st")
+        _, average = read_safetensors(f"{self.tmp}/ema_average.st")
+        assert average == ended != params, "ddp_ckpt export --average: not the model's weights"
+        refused = subprocess.run([self.a.ddp_ckpt, "export", latest_of("t"), f"{self.tmp}/x.st",
+                                  "--average"], capture_output=True, text=True, timeout=LIMIT_S)
+        assert refused.returncode == 4 and refused.stderr == (
+            f"ddp_ckpt: error: {latest_of('t')}: holds no weight average (its run did not set "
+            "optimizer.use_ema)\n"), (refused.returncode, refused.stderr)
+        print(f"  with use_ema: val_loss {averaged:.6f} from the exported average, logged "
+              f"{logged.group(1)}")
 
 
 def main():

@@ -6,8 +6,8 @@ same settings, LearningRateScheduler trains each epoch at the rate its schedule 
 BackupAndRestore continues a fit that died where its last checkpoint left it (Note [run
 checkpoints]), and ModelCheckpoint writes a weights file. Keras' RMSprop, Adam, SGD, Adagrad,
 Adamax, Nadam and Lion objects in
-compile, with Keras' learning-rate schedules, train what Keras trains, and .keras files carry
-their state both ways (Note [Keras optimizer state]). Layers frozen with trainable = False train
+compile, with Keras' learning-rate schedules and use_ema (Note [weight average]), train what Keras
+trains, and .keras files carry their state both ways (Note [Keras optimizer state]). Layers frozen with trainable = False train
 what Keras' frozen layers do, and .keras files carry them both ways. Weights files (Note [Keras weights files]): a Keras model of
 the same layers (a convnet with batch normalization and a layer without a bias) loads what
 ddp-trainer saved, ModelCheckpoint's included, and predicts what ddp-trainer does; ddp-trainer
@@ -122,7 +122,11 @@ def main():
             (lambda: keras.optimizers.Adamax(0.01, epsilon=0.01, weight_decay=0.01), []),
             (lambda: keras.optimizers.Nadam(schedules.ExponentialDecay(0.01, 5, 0.5),
                                             weight_decay=0.01), []),
-            (lambda: keras.optimizers.Lion(0.001, weight_decay=0.01), [])]:
+            (lambda: keras.optimizers.Lion(0.001, weight_decay=0.01), []),
+            # Note [weight average]: the moving average of the weights, written into them every 7
+            # steps and when fit ends.
+            (lambda: keras.optimizers.SGD(0.2, momentum=0.9, use_ema=True, ema_momentum=0.8,
+                                          ema_overwrite_frequency=7), [])]:
         ours, keras_mlp = twin_mlps(make)
         for m in (ours, keras_mlp):
             m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0,
@@ -131,7 +135,8 @@ def main():
         optimizer = make()
         schedule = optimizer.get_config()["learning_rate"]
         what = type(optimizer).__name__ + (f" under {schedule['class_name']}"
-                                           if isinstance(schedule, dict) else "")
+                                           if isinstance(schedule, dict) else "") + (
+                                               " with use_ema" if optimizer.use_ema else "")
         check(f"keras.optimizers.{what}", diff < 1e-5,
               f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
 
@@ -346,7 +351,8 @@ def main():
                      lambda: keras.optimizers.Adagrad(0.05),
                      lambda: keras.optimizers.Adamax(0.01),
                      lambda: keras.optimizers.Nadam(0.01),
-                     lambda: keras.optimizers.Lion(0.001)]:
+                     lambda: keras.optimizers.Lion(0.001),
+                     lambda: keras.optimizers.Adam(0.01, use_ema=True, ema_momentum=0.9)]:
             ours, keras_mlp = twin_mlps(make)
             for m in (ours, keras_mlp):
                 m.fit(x[:500], y[:500], batch_size=50, epochs=2, shuffle=False, verbose=0)
@@ -359,8 +365,8 @@ def main():
             for m in (keras_mlp, loaded, fresh, ours, keras_loaded):
                 m.fit(x[:500], y[:500], batch_size=50, epochs=2, shuffle=False, verbose=0)
             into_ours, into_keras = gap(keras_mlp, loaded), gap(ours, keras_loaded)
-            check(f"the optimizer's state of keras.optimizers.{type(make()).__name__} in .keras "
-                  "files", into_ours < 1e-5 and into_keras < 1e-5 < gap(keras_mlp, fresh) and
+            name = type(make()).__name__ + (" with use_ema" if make().use_ema else "")
+            check(f"the optimizer's state of keras.optimizers.{name} in .keras files", into_ours < 1e-5 and into_keras < 1e-5 < gap(keras_mlp, fresh) and
                   int(keras_loaded.optimizer.iterations) == 40,
                   f"20 steps after 20: Keras' file into ddp_trainer {into_ours:.2e} from Keras' "
                   f"weights, ddp-trainer's into Keras {into_keras:.2e} from ddp-trainer's, a "
