@@ -98,8 +98,9 @@ std::string metric_mismatch(const std::string& given, LossKind loss) {
   return "";
 }
 
-MetricSet::MetricSet(std::vector<std::string> names, LossKind loss, int64_t outputs)
-    : names_(std::move(names)), loss_(loss), outputs_(outputs) {
+MetricSet::MetricSet(std::vector<std::string> names, LossKind loss, int64_t outputs,
+                     int64_t positions)
+    : names_(std::move(names)), loss_(loss), outputs_(outputs / positions), positions_(positions) {
   for (const std::string& given : names_) {
     const std::string name = metric_kind(given);
     if (name == "mae") absolute_error_ = true;
@@ -146,7 +147,8 @@ void MetricSet::add(std::span<double> sums, const LossStats& stats, const float*
   double* positives = &sums[at];         // true positives per output
   double* false_pos = positives + cols;  // false positives
   double* false_neg = false_pos + cols;  // false negatives
-  for (size_t r = 0; r < static_cast<size_t>(rows); ++r) {
+  for (size_t r = 0; r < static_cast<size_t>(rows * positions_); ++r) {
+    if (targets[sparse ? r : r * cols] < 0) continue;  // ignored: Note [masked positions]
     const float* out = outputs + r * cols;
     // A sample's predicted and true labels: each output above its threshold (binary), or the
     // one argmax (one class per sample).

@@ -45,8 +45,10 @@ std::string metric_mismatch(const std::string& name, LossKind loss);
 
 class MetricSet {
  public:
-  // `outputs`: the model's outputs per sample (logits when the loss takes them).
-  MetricSet(std::vector<std::string> names, LossKind loss, int64_t outputs);
+  // `outputs`: the model's outputs per sample (logits when the loss takes them), in `positions`
+  // rows of classes (Note [targets per position]: precision, recall and F1 count each position
+  // as a row of its own, and leave out those whose target is ignored, Note [masked positions]).
+  MetricSet(std::vector<std::string> names, LossKind loss, int64_t outputs, int64_t positions = 1);
 
   // Doubles of sums: correct, samples, then what the chosen metrics need.
   size_t sum_count() const { return sum_count_; }
@@ -54,7 +56,8 @@ class MetricSet {
   // loss's own count of correct predictions is enough.
   bool needs_outputs() const { return per_output_ || absolute_error_ || auc_; }
   // Adds one batch of `rows` samples to `sums`: `stats` from the loss, and, when needs_outputs(),
-  // host copies of the outputs (rows, outputs) and targets (rows) or (rows, outputs). `samples`:
+  // host copies of the outputs (rows, outputs) and targets (rows, positions) or (rows, outputs),
+  // a target below zero (kIgnoredTarget; a one-hot row's first element) not counted. `samples`:
   // what the batch counts as, when not its rows (its real positions, Note [masked positions]).
   void add(std::span<double> sums, const LossStats& stats, const float* outputs,
            const float* targets, int64_t rows, std::optional<double> samples = std::nullopt) const;
@@ -67,7 +70,8 @@ class MetricSet {
   size_t auc_offset() const;  // where AUC's bins begin in the sums
   std::vector<std::string> names_;
   LossKind loss_;
-  int64_t outputs_;
+  int64_t outputs_;              // per position
+  int64_t positions_;            // per sample
   bool absolute_error_ = false;  // mae
   bool per_output_ = false;      // precision, recall, F1: true/false positives per output
   bool auc_ = false;             // Note [AUC]

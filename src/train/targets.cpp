@@ -7,7 +7,7 @@
 
 namespace ddp {
 
-int64_t target_positions(const Config& config, const Loss& loss, const Shape& output,
+int64_t target_positions(const Loss& loss, const Shape& output,
                          const std::string& output_mask_origin) {
   const bool per_position = output.rank() >= 2 && loss.fused_output() == OutputFunction::kSoftmax;
   if (!output_mask_origin.empty() && !per_position)
@@ -16,13 +16,7 @@ int64_t target_positions(const Config& config, const Loss& loss, const Shape& ou
                       "layer without return_sequences, or global_average_pooling1d, or take a "
                       "class per step (a categorical cross-entropy)");
   if (output.rank() < 2 || loss.fused_output() != OutputFunction::kSoftmax) return 1;
-  const int64_t positions = output.numel() / output[output.rank() - 1];
-  for (const std::string& name : config.metrics)
-    if (metric_kind(name) != "accuracy")
-      throw ConfigError(config.file + ": metrics: " + name + " is not computed for a class per " +
-                        "position (the model's output is " + output.str() +
-                        " a sample): accuracy is");
-  return positions;
+  return output.numel() / output[output.rank() - 1];
 }
 
 bool counts_targets(const Config& config, const std::string& output_mask_origin) {
@@ -34,10 +28,6 @@ bool counts_targets(const Config& config, const std::string& output_mask_origin)
   if (!config.class_weight.empty())
     throw ConfigError(config.file + ": loss.class_weight: " + why +
                       "; weigh samples instead (sample_weights)");
-  for (const std::string& name : config.metrics)
-    if (metric_kind(name) != "accuracy")
-      throw ConfigError(config.file + ": metrics: " + name + " is not computed where " + why +
-                        ": accuracy is");
   return true;
 }
 

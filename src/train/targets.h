@@ -23,7 +23,8 @@
 // batch x positions) so that N ranks still train what one does; accuracy counts positions; a
 // sample's weight weighs each of its positions. The loss's sums are kept per sample (a sample's
 // mean over its positions), so that epoch means, penalties and metrics over ranks stay what they
-// were. Metrics other than accuracy and class weights are refused with such targets.
+// were. Precision, recall and F1 (micro and macro) count each position as a row of its own, a
+// class per row, as over samples (MetricSet); class weights are refused with such targets.
 // categorical_crossentropy takes the same labels, each position's class one-hot (a row of the
 // last axis's classes, smoothed over them), or one-hot rows given for every position.
 //
@@ -32,7 +33,7 @@
 // step counts the real steps only, as Keras' loss and metrics do with the mask (and PyTorch's
 // CrossEntropyLoss with ignore_index at the padding): after forward, each padding step's target is
 // marked ignored (kIgnoredTarget, a one-hot row's first element for categorical_crossentropy: no
-// loss, no gradient, not counted correct), the ranks add up
+// loss, no gradient, counted by no metric), the ranks add up
 // their real steps (a collective of one number; a rank without rows joins it with 0), and the
 // gradient is scaled by 1 / the global batch's real steps, so the step is the mean over them
 // however they fall on the ranks. A sample's weight weighs its real steps, over their unweighted
@@ -63,16 +64,14 @@ TargetLayout choose_target_layout(const Config& config, const Loss& loss, const 
                                   const std::optional<Dataset>& test, int64_t outputs,
                                   int64_t positions);
 // Note [targets per position]: the loss's rows per sample for a model whose output is `output` a
-// sample: its positions for sparse_categorical_crossentropy, 1 otherwise. Throws ConfigError
-// naming the loss where another softmax loss meets an output of several axes, or a metric other
-// than accuracy meets several positions, and naming `output_mask_origin` (the layer whose padding
-// mask reaches the output; "" for none) where the loss does not take a class per position.
-int64_t target_positions(const Config& config, const Loss& loss, const Shape& output,
+// sample: its positions for the softmax losses, 1 otherwise. Throws ConfigError naming
+// `output_mask_origin` (the layer whose padding mask reaches the output; "" for none) where the
+// loss does not take a class per position.
+int64_t target_positions(const Loss& loss, const Shape& output,
                          const std::string& output_mask_origin);
 // Note [masked positions]: whether the loss counts only some of its targets (a padding mask
 // reaches the model's output from `output_mask_origin`, or loss.ignore_class leaves labels out).
-// Throws ConfigError naming loss.class_weight or a metric other than accuracy, which do not go
-// with that.
+// Throws ConfigError naming loss.class_weight, which does not go with that.
 bool counts_targets(const Config& config, const std::string& output_mask_origin);
 // Note [class weights]: a weight per class (1 where none was given) for `train` laid out as
 // `layout` for a model of `outputs` outputs, or empty when no class is weighted. Throws

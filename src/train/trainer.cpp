@@ -146,7 +146,7 @@ void Trainer::validate_and_build() {
       throw ConfigError(config_.file + ": " + keys + ": " + e.what());
     }
   }
-  positions_ = target_positions(config_, loss_, model_->layers().back()->output_shape(),
+  positions_ = target_positions(loss_, model_->layers().back()->output_shape(),
                                 model_->output_mask_origin());
   masked_positions_ = !model_->output_mask_origin().empty();
   counts_targets_ = counts_targets(config_, model_->output_mask_origin());
@@ -162,7 +162,7 @@ void Trainer::validate_and_build() {
     throw ConfigError(config_.file +
                       ": loss.pos_weight: " + std::to_string(loss_.pos_weight_count()) +
                       " weights for a model with " + std::to_string(classes_) + " outputs");
-  metrics_ = std::make_unique<MetricSet>(config_.metrics, loss_.kind(), classes_);
+  metrics_ = std::make_unique<MetricSet>(config_.metrics, loss_.kind(), classes_, positions_);
   set_up_callbacks();
   penalty_ = WeightPenalty(model_->param_entries());
   epoch_sums_.assign(1 + metrics_->sum_count(), 0.0);

@@ -32,16 +32,21 @@ std::unique_ptr<Trainer> fitted(const Config& config, Communicator& comm, Comput
   return trainer;
 }
 
-TEST(MaskedPositions, LossAndAccuracyAreMeansOverRealTokens) {
+// The loss and accuracy are means over the real tokens; precision, recall and F1 count each real
+// token as a row of its own.
+TEST(MaskedPositions, LossAndMetricsCountRealTokensOnly) {
   auto backend = make_cpu_backend();
   auto comm = make_local_communicator();
-  const Config config = padded_config("{type: lstm, units: 8, return_sequences: true}, ");
+  const Config config =
+      padded_config("{type: lstm, units: 8, return_sequences: true}, ",
+                    {"metrics=[accuracy, precision, macro_recall, macro_f1]", "training.epochs=3"});
   const auto trainer = fitted(config, *comm, *backend);
   Dataset test = load_dataset(*config.test_data, 0);
   const std::vector<float> probabilities = trainer->predict(test);
   ASSERT_EQ(probabilities.size(), static_cast<size_t>(test.size() * kSteps * kClasses));
   test.sample_weights.resize(static_cast<size_t>(test.size()));
   double loss = 0, weighted = 0, correct = 0, real = 0;
+  std::vector<double> tp(kClasses), fp(kClasses), fn(kClasses);
   for (int64_t i = 0; i < test.size(); ++i) {
     test.sample_weights[i] = 0.25f * static_cast<float>(i % 5);
     for (int64_t t = 0; t < kSteps; ++t) {
@@ -50,7 +55,10 @@ TEST(MaskedPositions, LossAndAccuracyAreMeansOverRealTokens) {
       const int32_t label = test.labels[i * kSteps + t];
       loss -= std::log(static_cast<double>(p[label]));
       weighted -= test.sample_weights[i] * std::log(static_cast<double>(p[label]));
-      correct += std::max_element(p, p + kClasses) - p == label;
+      const auto predicted = std::max_element(p, p + kClasses) - p;
+      correct += predicted == label;
+      ++(predicted == label ? tp[label] : fn[label]);
+      if (predicted != label) ++fp[predicted];
       ++real;
     }
   }
@@ -59,8 +67,18 @@ TEST(MaskedPositions, LossAndAccuracyAreMeansOverRealTokens) {
   unweighted.sample_weights.clear();
   const EvalResult plain = trainer->evaluate(unweighted);
   EXPECT_NEAR(plain.loss, loss / real, 1e-5 * plain.loss);
-  ASSERT_EQ(plain.metrics.size(), 1u);
+  ASSERT_EQ(plain.metrics.size(), 4u);
   EXPECT_DOUBLE_EQ(plain.metrics[0].value, correct / real);
+  EXPECT_DOUBLE_EQ(plain.metrics[1].value, correct / real);  // micro precision: one class a row
+  double recall = 0, f1 = 0;
+  for (int64_t c = 0; c < kClasses; ++c) {
+    ASSERT_GT(tp[c] + fn[c], 0);
+    recall += tp[c] / (tp[c] + fn[c]) / kClasses;
+    f1 += 2 * tp[c] / (2 * tp[c] + fp[c] + fn[c]) / kClasses;
+  }
+  ASSERT_LT(f1, 0.99);  // some tags wrong
+  EXPECT_NEAR(plain.metrics[2].value, recall, 1e-12);
+  EXPECT_NEAR(plain.metrics[3].value, f1, 1e-12);
   // Weighted as Keras weighs: each sample's weight on its real tokens, over their count.
   EXPECT_NEAR(trainer->evaluate(test).loss, weighted / real, 1e-5 * plain.loss);
 }
@@ -200,7 +218,7 @@ TEST(MaskedPositions, WhatDoesNotGoWithThemIsRefusedByName) {
       "it with a recurrent layer without return_sequences, or global_average_pooling1d, or take "
       "a class per step (a categorical cross-entropy)";
   EXPECT_EQ(test::trainer_error(padded_config(steps, {"loss=mean_squared_error"})), refused);
-  // loss.ignore_class: the sparse loss's alone, without class weights or other metrics.
+  // loss.ignore_class: the sparse loss's alone, without class weights.
   EXPECT_EQ(test::small_trainer_error({"loss={type: categorical_crossentropy, ignore_class: -1}"},
                                       "ignore.yaml"),
             "ignore.yaml: loss.ignore_class: only sparse_categorical_crossentropy ignores a class "
@@ -209,10 +227,6 @@ TEST(MaskedPositions, WhatDoesNotGoWithThemIsRefusedByName) {
   EXPECT_EQ(test::small_trainer_error({ignoring + ", class_weight: {0: 2}}"}, "ignore.yaml"),
             "ignore.yaml: loss.class_weight: loss.ignore_class leaves labels out; weigh samples "
             "instead (sample_weights)");
-  EXPECT_EQ(
-      test::small_trainer_error({ignoring + "}", "metrics=[accuracy, recall]"}, "ignore.yaml"),
-      "ignore.yaml: metrics: recall is not computed where loss.ignore_class leaves labels "
-      "out: accuracy is");
   // A label below zero without ignore_class names the key that would leave it out.
   Config tags = test::tagging_config(steps);
   Dataset data = load_dataset(tags.train_data, 0);
