@@ -338,7 +338,7 @@ Spec Lion(double learning_rate, double beta_1, double beta_2, double weight_deca
                     {{"beta1", YAML::Node(beta_1)}, {"beta2", YAML::Node(beta_2)}});
 }
 Spec with_weight_average(Spec optimizer, double ema_momentum, int64_t ema_overwrite_frequency) {
-  optimizer.node = YAML::Clone(optimizer.node);  // the caller's Spec stays as it was
+  optimizer.node.reset(YAML::Clone(optimizer.node));  // the caller's Spec stays as it was
   optimizer.node["use_ema"] = true;
   optimizer.node["ema_momentum"] = ema_momentum;
   optimizer.node["ema_overwrite_frequency"] = ema_overwrite_frequency;

@@ -164,6 +164,12 @@ json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input
       for (auto& [class_name, config] : keras_random_layers(*augment))
         add(class_name, std::move(config));
     if (k == layers.size()) break;
+    // Keras saves an activation by name, and has none for GELU's tanh form (its
+    // gelu(x, approximate=True) is a function call).
+    if (layers[k].activation == "gelu_tanh" || layers[k].type == "gelu_tanh")
+      throw ConfigError(layers[k].path +
+                        ": gelu_tanh has no name in Keras' configs; save the weights "
+                        "(save_weights, safetensors) instead");
     auto [class_name, config] = keras_layer(layers[k]);
     // Keras' spatial dropouts take no `trainable` (their __init__ would refuse it).
     if (!layers[k].type.starts_with("spatial_dropout")) config["trainable"] = layers[k].trainable;

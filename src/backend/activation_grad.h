@@ -17,6 +17,10 @@ inline constexpr float kSeluScale = 1.0507009873554805f;
 inline constexpr float kSeluAlpha = 1.6732632423543772f;
 inline constexpr float kInvSqrt2 = 1 / std::numbers::sqrt2_v<float>;
 inline constexpr float kInvSqrt2Pi = std::numbers::inv_sqrtpi_v<float> * kInvSqrt2;  // N(0,1) at 0
+// GELU's tanh form: 0.5 z (1 + tanh(u)) = z sigmoid(2u), u = sqrt(2 / pi) (z + 0.044715 z^3);
+// its slope sigmoid(2u) + z sigmoid(2u) (1 - sigmoid(2u)) 2u'.
+inline constexpr float kSqrt2OverPi = 2 * kInvSqrt2Pi;
+inline constexpr float kGeluCubic = 0.044715f;
 
 // tanh(softplus(z)) = n / (n + 2) with n = e^z (e^z + 2); past z = 20 it is 1 in float (and
 // e^2z would overflow).
@@ -54,6 +58,8 @@ inline float activate(Activation act, float z) {
       return z * (std::min(std::max(z + 3, 0.0f), 6.0f) / 6);
     case Activation::kMish:
       return z * mish_tanh_softplus(z);
+    case Activation::kGeluTanh:
+      return z * activate(Activation::kSigmoid, 2 * kSqrt2OverPi * (z + kGeluCubic * z * z * z));
     case Activation::kLinear:
       break;
   }
@@ -89,6 +95,11 @@ inline float activation_slope_at(Activation act, float x) {
     case Activation::kMish: {  // tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)
       const float t = mish_tanh_softplus(x);
       return t + x * activate(Activation::kSigmoid, x) * (1 - t * t);
+    }
+    case Activation::kGeluTanh: {
+      const float s =
+          activate(Activation::kSigmoid, 2 * kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+      return s + x * s * (1 - s) * 2 * kSqrt2OverPi * (1 + 3 * kGeluCubic * x * x);
     }
     default:
       break;

@@ -5,7 +5,8 @@ namespace ddp {
 
 // Keras' elementwise activations of those names (gelu: the exact, erf form; elu: alpha 1;
 // hard_sigmoid: Keras 3's relu6(x + 3) / 6, as PyTorch's Hardsigmoid; hard_silu: x times it, as
-// PyTorch's Hardswish).
+// PyTorch's Hardswish); gelu_tanh: GELU's tanh approximation, PyTorch's
+// GELU(approximate="tanh"), Keras' gelu(x, approximate=True), GPT-2's "gelu_new".
 enum class Activation {
   kLinear,
   kRelu,
@@ -20,7 +21,8 @@ enum class Activation {
   kRelu6,
   kHardSigmoid,
   kHardSilu,
-  kMish
+  kMish,
+  kGeluTanh
 };
 
 // Whether act's derivative is a function of its output, so that a fused kernel, which keeps only

@@ -50,6 +50,11 @@ Vec inside(Vec x, float low, float high) {
                 select(greater(broadcast(high), x), broadcast(1), zero()), zero());
 }
 Vec normal_cdf(Vec x) { return mul(broadcast(0.5f), erfc(mul(x, broadcast(-kInvSqrt2)))); }
+// GELU's tanh form's 0.5 (1 + tanh(u)) = sigmoid(2u), as activation_grad.h's.
+Vec gelu_tanh_gate(Vec x) {
+  const Vec cubic = fma(mul(broadcast(kGeluCubic), x), mul(x, x), x);
+  return sigmoid(mul(broadcast(2 * kSqrt2OverPi), cubic));
+}
 
 template <Activation A>
 Vec value(Vec x) {
@@ -70,6 +75,7 @@ Vec value(Vec x) {
   if constexpr (A == Activation::kHardSilu)
     return mul(x, div(relu6(add(x, broadcast(3))), broadcast(6)));
   if constexpr (A == Activation::kMish) return mul(x, mish_tanh_softplus(x));
+  if constexpr (A == Activation::kGeluTanh) return mul(x, gelu_tanh_gate(x));
   return x;
 }
 
@@ -102,6 +108,12 @@ Vec slope(Vec x) {
     const Vec t = mish_tanh_softplus(x);
     return fma(mul(x, sigmoid(x)), sub(broadcast(1), mul(t, t)), t);
   }
+  if constexpr (A == Activation::kGeluTanh) {
+    const Vec s = gelu_tanh_gate(x);
+    const Vec du = mul(broadcast(2 * kSqrt2OverPi),
+                       fma(mul(broadcast(3 * kGeluCubic), x), x, broadcast(1)));
+    return fma(mul(x, mul(s, sub(broadcast(1), s))), du, s);
+  }
   return broadcast(1);
 }
 
@@ -129,6 +141,8 @@ void with_unfused(Activation act, F&& f) {
       return f.template operator()<Activation::kHardSilu>();
     case Activation::kMish:
       return f.template operator()<Activation::kMish>();
+    case Activation::kGeluTanh:
+      return f.template operator()<Activation::kGeluTanh>();
     default:
       throw std::logic_error("unfused_activation: a fused kernel takes this activation");
   }

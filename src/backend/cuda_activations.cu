@@ -15,6 +15,7 @@ constexpr float kSeluScale = 1.0507009873554805f;
 constexpr float kSeluAlpha = 1.6732632423543772f;
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+constexpr float kSqrt2OverPi = 2 * kInvSqrt2Pi, kGeluCubic = 0.044715f;  // gelu_tanh's
 
 __device__ float activate(int act, float z) {
   switch (act) {
@@ -46,12 +47,14 @@ __device__ float activate(int act, float z) {
       const float e = expf(fminf(z, 20.0f)), n = e * (e + 2);
       return z * (n / (n + 2));
     }
+    case 14:  // gelu_tanh: z sigmoid(2u), as activation_grad.h's
+      return z / (1.0f + expf(-2 * kSqrt2OverPi * (z + kGeluCubic * z * z * z)));
     default:
       return z;
   }
 }
 
-// act'(x) of the activations whose derivative needs their input (codes 4-13).
+// act'(x) of the activations whose derivative needs their input (codes 4-14).
 __device__ float input_slope(int act, float x) {
   switch (act) {
     case 4:
@@ -79,6 +82,10 @@ __device__ float input_slope(int act, float x) {
     case 13: {
       const float e = expf(fminf(x, 20.0f)), n = e * (e + 2), t = n / (n + 2);
       return t + x / (1.0f + expf(-x)) * (1 - t * t);
+    }
+    case 14: {
+      const float s = 1.0f / (1.0f + expf(-2 * kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+      return s + x * s * (1 - s) * 2 * kSqrt2OverPi * (1 + 3 * kGeluCubic * x * x);
     }
     default:
       return 1;
@@ -193,6 +200,8 @@ int activation_code(Activation act) {
       return 12;
     case Activation::kMish:
       return 13;
+    case Activation::kGeluTanh:
+      return 14;
     case Activation::kLinear:
       break;
   }

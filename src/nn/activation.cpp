@@ -30,6 +30,8 @@ std::string ActivationLayer::type_name() const {
       return "HardSiLU";
     case Activation::kMish:
       return "Mish";
+    case Activation::kGeluTanh:
+      return "GELU(tanh)";
     case Activation::kLinear:
       break;
   }

@@ -33,6 +33,8 @@ const char* activation_name(Activation act) {
       return "hard_silu";
     case Activation::kMish:
       return "mish";
+    case Activation::kGeluTanh:
+      return "gelu_tanh";
     case Activation::kLinear:
       break;
   }

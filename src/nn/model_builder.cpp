@@ -32,7 +32,7 @@ const std::vector<std::pair<std::string, Activation>>& elementwise_activations()
       {"silu", Activation::kSilu},          {"swish", Activation::kSilu},
       {"relu6", Activation::kRelu6},        {"hard_sigmoid", Activation::kHardSigmoid},
       {"hard_silu", Activation::kHardSilu}, {"hard_swish", Activation::kHardSilu},
-      {"mish", Activation::kMish}};
+      {"mish", Activation::kMish},          {"gelu_tanh", Activation::kGeluTanh}};
   return table;
 }
 

@@ -123,10 +123,10 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     be.softmax_backward(P.buffer.data(), Z.buffer.data(), DX.buffer.data(), rows, cols);
     out[k].push_back(DX.read());
     // Tanh's derivative from its output; the others' (Note [fused activations]) from the input.
-    for (const Activation act :
-         {Activation::kTanh, Activation::kElu, Activation::kSelu, Activation::kSoftplus,
-          Activation::kSoftsign, Activation::kGelu, Activation::kSilu, Activation::kRelu6,
-          Activation::kHardSigmoid, Activation::kHardSilu, Activation::kMish}) {
+    for (const Activation act : {Activation::kTanh, Activation::kElu, Activation::kSelu,
+                                 Activation::kSoftplus, Activation::kSoftsign, Activation::kGelu,
+                                 Activation::kSilu, Activation::kRelu6, Activation::kHardSigmoid,
+                                 Activation::kHardSilu, Activation::kMish, Activation::kGeluTanh}) {
       be.activation_forward(act, Z.buffer.data(), P.buffer.data(), rows * cols);
       out[k].push_back(P.read());
       be.activation_backward(act, Z.buffer.data(), P.buffer.data(), Z.buffer.data(),

@@ -225,8 +225,8 @@ def activation_check(args, env, tmp, first, second):
     (Keras' names, run as layers of their own, Note [fused activations]), 20 SGD steps (momentum
     0.9) of sparse categorical cross-entropy on 2 ranks against torch.nn.functional's functions of
     the same names (PyTorch's exact GELU, ELU's alpha 1; leaky ReLU with Keras' slope 0.2, where
-    PyTorch's default is 0.01; hard_sigmoid and hard_silu: Hardsigmoid and Hardswish), from the
-    same initial weights."""
+    PyTorch's default is 0.01; hard_sigmoid and hard_silu: Hardsigmoid and Hardswish; gelu_tanh:
+    gelu(approximate="tanh")), from the same initial weights."""
     rows = read_rows(f"{tmp}/train.csv")
     x = torch.tensor([r[:-1] for r in rows]).double()  # as ddp_train reads them: float32
     y = torch.tensor([int(r[-1]) for r in rows])
@@ -248,7 +248,8 @@ training: {{epochs: 2, global_batch_size: 20, shuffle: false}}
     F = torch.nn.functional
     # Keras' names PyTorch spells otherwise, and Keras' slope of leaky ReLU.
     keras_names = {"leaky_relu": lambda h: F.leaky_relu(h, 0.2), "hard_sigmoid": F.hardsigmoid,
-                   "hard_silu": F.hardswish}
+                   "hard_silu": F.hardswish,
+                   "gelu_tanh": lambda h: F.gelu(h, approximate="tanh")}
     functions = [keras_names[a] if a in keras_names else getattr(F, a) for a in (first, second)]
     mean = torch.nn.CrossEntropyLoss()
 

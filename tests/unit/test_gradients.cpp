@@ -109,12 +109,14 @@ TEST_P(ActivationGradient, MatchesFiniteDifferences) {
   expect_input_gradient_matches(*backend, layer, x, y, batch, 6);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Activations, ActivationGradient,
-    ::testing::Values(Activation::kRelu, Activation::kTanh, Activation::kSigmoid, Activation::kElu,
-                      Activation::kSelu, Activation::kSoftplus, Activation::kSoftsign,
-                      Activation::kGelu, Activation::kSilu, Activation::kRelu6,
-                      Activation::kHardSigmoid, Activation::kHardSilu, Activation::kMish));
+INSTANTIATE_TEST_SUITE_P(Activations, ActivationGradient,
+                         ::testing::Values(Activation::kRelu, Activation::kTanh,
+                                           Activation::kSigmoid, Activation::kElu,
+                                           Activation::kSelu, Activation::kSoftplus,
+                                           Activation::kSoftsign, Activation::kGelu,
+                                           Activation::kSilu, Activation::kRelu6,
+                                           Activation::kHardSigmoid, Activation::kHardSilu,
+                                           Activation::kMish, Activation::kGeluTanh));
 
 TEST(LeakyReluGradient, MatchesFiniteDifferences) {
   auto backend = make_cpu_backend();
@@ -137,7 +139,7 @@ TEST(Activations, BitsDoNotDependOnWhereARangeBegins) {
        {Activation::kRelu, Activation::kTanh, Activation::kSigmoid, Activation::kElu,
         Activation::kSelu, Activation::kSoftplus, Activation::kSoftsign, Activation::kGelu,
         Activation::kSilu, Activation::kRelu6, Activation::kHardSigmoid, Activation::kHardSilu,
-        Activation::kMish}) {
+        Activation::kMish, Activation::kGeluTanh}) {
     std::vector<float> whole(37), split(37), whole_dx(37), split_dx(37);
     backend->activation_forward(act, x.data(), whole.data(), 37);
     backend->activation_backward(act, x.data(), whole.data(), dy.data(), whole_dx.data(), 37);
@@ -170,7 +172,10 @@ TEST(Activations, MatchTheirDefinitions) {
       {Activation::kRelu6, [](double z) { return std::min(std::max(z, 0.0), 6.0); }},
       {Activation::kHardSigmoid, [](double z) { return std::clamp(z / 6 + 0.5, 0.0, 1.0); }},
       {Activation::kHardSilu, [](double z) { return z * std::clamp(z / 6 + 0.5, 0.0, 1.0); }},
-      {Activation::kMish, [](double z) { return z * std::tanh(std::log1p(std::exp(z))); }}};
+      {Activation::kMish, [](double z) { return z * std::tanh(std::log1p(std::exp(z))); }},
+      {Activation::kGeluTanh, [](double z) {
+         return 0.5 * z * (1 + std::tanh(std::sqrt(2 / M_PI) * (z + 0.044715 * z * z * z)));
+       }}};
   std::vector<float> x;
   for (float z = -30; z <= 30; z += 0.25f) x.push_back(z);
   std::vector<float> y(x.size());

@@ -99,6 +99,24 @@ TEST(KerasModelConfig, RescalingAsKerasRescaling) {
   EXPECT_THROW(keras::keras_layer(per_channel, "m.keras: layers[1]"), ConfigError);
 }
 
+// GELU's tanh form has no name in Keras (its gelu(x, approximate=True) is a call): refused by name,
+// whether a dense layer's activation or a layer of its own.
+TEST(KerasModelConfig, GeluTanhIsNotWrittenToKerasConfigs) {
+  LayerSpec dense = layer("dense"), own = layer("gelu_tanh");
+  dense.activation = "gelu_tanh";
+  dense.path = own.path = "model.layers.0";
+  for (const LayerSpec& s : {dense, own}) {
+    try {
+      keras::keras_model_config({s}, Shape({4}));
+      ADD_FAILURE() << s.type << " with gelu_tanh was written";
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                "model.layers.0: gelu_tanh has no name in Keras' configs; save the weights "
+                "(save_weights, safetensors) instead");
+    }
+  }
+}
+
 // Keras' LeakyReLU both ways; its ReLU with a negative slope is one; Keras' activation function
 // "leaky_relu" (as a layer too) has the slope 0.2, the layer's default 0.3.
 TEST(KerasModelConfig, LeakyReluAsKerasLeakyRelu) {

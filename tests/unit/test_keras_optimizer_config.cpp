@@ -280,6 +280,29 @@ TEST(KerasOptimizerConfig, OptimizersSerializeAsKerasAndReadBack) {
   EXPECT_EQ(sgd_keras["config"]["momentum"], 0.9);
   EXPECT_TRUE(sgd_back.sgd.nesterov);
   EXPECT_TRUE(sgd_back.sgd.keras_rule);
+  EXPECT_FALSE(sgd_back.use_ema);
+  EXPECT_EQ(sgd_keras["config"]["use_ema"], false);
+  // Note [weight average]: Keras' use_ema and its settings; ignored without it, as Keras does.
+  const OptimizerConfig averaged = keras_optimizer_config(
+      {{"class_name", "SGD"},
+       {"config", {{"use_ema", true}, {"ema_momentum", 0.9}, {"ema_overwrite_frequency", 5}}}});
+  const auto [averaged_keras, averaged_back] = round_trip(averaged);
+  EXPECT_TRUE(averaged_back.use_ema);
+  EXPECT_DOUBLE_EQ(averaged_back.ema_momentum, 0.9);
+  EXPECT_EQ(averaged_back.ema_overwrite_frequency, 5);
+  EXPECT_EQ(averaged_keras["config"]["ema_momentum"], 0.9);
+  EXPECT_EQ(averaged_keras["config"]["ema_overwrite_frequency"], 5);
+  const OptimizerConfig unused = keras_optimizer_config(
+      {{"class_name", "SGD"}, {"config", {{"use_ema", false}, {"ema_momentum", 0.5}}}});
+  EXPECT_FALSE(unused.use_ema);
+  EXPECT_TRUE(keras::keras_optimizer_json(unused)["config"]["ema_overwrite_frequency"].is_null());
+  // The C++ API's: a copy of the optimizer that keeps the average.
+  const keras::Spec plain = keras::SGD(0.1, 0.9);
+  const OptimizerConfig with = api_optimizer_config(keras::with_weight_average(plain, 0.8, 3));
+  EXPECT_TRUE(with.use_ema);
+  EXPECT_DOUBLE_EQ(with.ema_momentum, 0.8);
+  EXPECT_EQ(with.ema_overwrite_frequency, 3);
+  EXPECT_FALSE(api_optimizer_config(plain).use_ema);
 
   // PyTorch's rules, a warm-up, PyTorch's step schedule and a cosine over the whole run have no
   // Keras form.
