@@ -110,8 +110,8 @@ Vec slope(Vec x) {
   }
   if constexpr (A == Activation::kGeluTanh) {
     const Vec s = gelu_tanh_gate(x);
-    const Vec du = mul(broadcast(2 * kSqrt2OverPi),
-                       fma(mul(broadcast(3 * kGeluCubic), x), x, broadcast(1)));
+    const Vec du =
+        mul(broadcast(2 * kSqrt2OverPi), fma(mul(broadcast(3 * kGeluCubic), x), x, broadcast(1)));
     return fma(mul(x, mul(s, sub(broadcast(1), s))), du, s);
   }
   return broadcast(1);

@@ -373,7 +373,7 @@ void Trainer::fit(int64_t stop_after_steps) {
         (policy.every_steps > 0 && completed_steps_ % policy.every_steps == 0))
       checkpoint_now();
   }
-  checkpoint_now();  // the parameters and their average, to train on from
+  checkpoint_now();             // the parameters and their average, to train on from
   write_average_into_params();  // Keras' finalize_variable_values, before restore_best_weights
   log_average_written();
   restore_best_weights();

@@ -34,11 +34,11 @@ void Trainer::log_run_header(int64_t steps) const {
                 ? " (label smoothing " + show_number(config_.label_smoothing) + ")"
                 : "")
         << (class_weights_.empty() ? "" : " (classes weighted in training)")
-        << (train_.weighted() ? " (samples weighted)" : "")
-        << ", optimizer: " << optimizer_->name()
+        << (train_.weighted() ? " (samples weighted)" : "") << ", optimizer: " << optimizer_->name()
         << (updates_in_backward() ? " (updates during backward)" : "")
         << (config_.optimizer.use_ema
-                ? " (weights averaged: ema_momentum " + show_number(config_.optimizer.ema_momentum) +
+                ? " (weights averaged: ema_momentum " +
+                      show_number(config_.optimizer.ema_momentum) +
                       ", written into the model at the end" +
                       (config_.optimizer.ema_overwrite_frequency > 0
                            ? " and every " +

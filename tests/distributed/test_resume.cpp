@@ -40,8 +40,8 @@ training: {epochs: 4, global_batch_size: 16, tail: pad}
     // Its product of momentum coefficients, worked out again from the step count; and Note
     // [weight average]: the average (sharded like the moments) resumes, is written into the
     // parameters every 10 steps and at the end of fit.
-    root["optimizer"] = YAML::Load(
-        "{type: nadam, use_ema: true, ema_momentum: 0.8, ema_overwrite_frequency: 10}");
+    root["optimizer"] =
+        YAML::Load("{type: nadam, use_ema: true, ema_momentum: 0.8, ema_overwrite_frequency: 10}");
   }
   root["optimizer"]["schedule"] = YAML::Load("{type: cosine, warmup_steps: 5}");
   root["training"]["allreduce"] = allreduce;

@@ -135,6 +135,9 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
     }
     be.scale_shift(Z.buffer.data(), P.buffer.data(), rows * cols, 0.5f, -0.25f);  // Rescaling
     out[k].push_back(P.read());
+    be.moving_average(Z.buffer.data(), P.buffer.data(), rows * cols,
+                      0.9f);  // Note [weight average]
+    out[k].push_back(P.read());
     be.leaky_scale(Z.buffer.data(), Z.buffer.data(), P.buffer.data(), rows * cols, 0.3f);
     out[k].push_back(P.read());
     be.leaky_scale(P.buffer.data(), Z.buffer.data(), DX.buffer.data(), rows * cols, 0.3f);
