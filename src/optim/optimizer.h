@@ -69,8 +69,6 @@ class Optimizer {
     average_ = DeviceBuffer(backend_, count_);
     average_momentum_ = momentum;
   }
-  // The average's buffer (this rank's state elements), or null where none is kept.
-  const float* average() const { return average_.data(); }
 
   // What a checkpoint must hold to continue exactly: the state buffers and the step count.
   std::vector<StateTensor> state() {

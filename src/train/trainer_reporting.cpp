@@ -10,6 +10,19 @@
 #include "train/trainer.h"
 
 namespace ddp {
+namespace {
+
+// Note [weight average] as the run's header describes it; "" without one.
+std::string weight_average_note(const OptimizerConfig& o) {
+  if (!o.use_ema) return "";
+  std::string note = " (weights averaged: ema_momentum " + show_number(o.ema_momentum) +
+                     ", written into the model at the end";
+  if (o.ema_overwrite_frequency > 0)
+    note += " and every " + std::to_string(o.ema_overwrite_frequency) + " steps";
+  return note + ")";
+}
+
+}  // namespace
 
 std::string Trainer::describe_batch() const {
   const std::string split = std::to_string(comm_.size()) + " ranks x " +
@@ -36,16 +49,7 @@ void Trainer::log_run_header(int64_t steps) const {
         << (class_weights_.empty() ? "" : " (classes weighted in training)")
         << (train_.weighted() ? " (samples weighted)" : "") << ", optimizer: " << optimizer_->name()
         << (updates_in_backward() ? " (updates during backward)" : "")
-        << (config_.optimizer.use_ema
-                ? " (weights averaged: ema_momentum " +
-                      show_number(config_.optimizer.ema_momentum) +
-                      ", written into the model at the end" +
-                      (config_.optimizer.ema_overwrite_frequency > 0
-                           ? " and every " +
-                                 std::to_string(config_.optimizer.ema_overwrite_frequency) +
-                                 " steps)"
-                           : ")")
-                : "")
+        << weight_average_note(config_.optimizer)
         << (config_.optimizer.global_clipnorm > 0
                 ? " (global_clipnorm " + show_number(config_.optimizer.global_clipnorm) + ")"
                 : "")
