@@ -50,6 +50,14 @@ bool is_keras_backup(py::handle cb) {
          module.rfind("keras", 0) == 0;
 }
 
+// Keras' SwapEMAWeights, whose work would be done in hooks the module's fit does not call
+// (on_test_begin, on_test_end): refused rather than left to do nothing.
+bool is_keras_swap_ema(py::handle cb) {
+  const std::string module = py::str(py::type::of(cb).attr("__module__"));
+  return py::type::of(cb).attr("__name__").cast<std::string>() == "SwapEMAWeights" &&
+         module.rfind("keras", 0) == 0;
+}
+
 // Keras' monitoring callbacks (ModelCheckpoint's save_best_only, say) with mode "auto" work out
 // whether their quantity improves up or down from Keras' compiled metric objects, which the
 // module's model does not have; the direction of ddp-trainer's metric is set in their place
@@ -97,6 +105,11 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
   for (const py::handle cb : callbacks) {
     if (py::isinstance<keras::Spec>(cb)) {
       options.callbacks.push_back(cb.cast<keras::Spec>());
+    } else if (is_keras_swap_ema(cb)) {
+      throw ConfigError(
+          "fit: callbacks: keras.callbacks.SwapEMAWeights: validation during fit sees the "
+          "weights here, not their average (use_ema writes it into them every "
+          "ema_overwrite_frequency steps and when fit ends; evaluate() measures it then)");
     } else if (is_keras_backup(cb)) {
       options.callbacks.push_back(keras::BackupAndRestore(
           py::str(cb.attr("backup_dir")).cast<std::string>(), save_freq_steps(cb.attr("save_freq")),

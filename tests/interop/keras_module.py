@@ -140,6 +140,19 @@ def main():
         check(f"keras.optimizers.{what}", diff < 1e-5,
               f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
 
+    # keras.callbacks.SwapEMAWeights would swap in hooks the module's fit does not call: refused
+    # by name rather than left to do nothing.
+    ours, _ = twin_mlps(lambda: keras.optimizers.SGD(0.1, use_ema=True))
+    try:
+        ours.fit(x[:100], y[:100], epochs=1, verbose=0,
+                 callbacks=[keras.callbacks.SwapEMAWeights()])
+        refused = "not refused"
+    except Exception as e:  # ddp_trainer's ConfigError
+        refused = str(e)
+    check("keras.callbacks.SwapEMAWeights refused by name",
+          refused.startswith("fit: callbacks: keras.callbacks.SwapEMAWeights: validation during "
+                             "fit sees the weights here"), refused)
+
     # Keras' activations of these names (GELU's exact form, the default of activation="gelu").
     for hidden in ("gelu", "silu", "elu", "selu", "softplus", "softsign", "leaky_relu", "relu6",
                    "hard_sigmoid", "hard_silu", "mish"):
