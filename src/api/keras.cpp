@@ -294,6 +294,7 @@ Spec BackupAndRestore(const std::string& backup_dir, int64_t save_freq_steps,
                {"save_freq_steps", YAML::Node(save_freq_steps)},
                {"delete_checkpoint", YAML::Node(delete_checkpoint)}})};
 }
+Spec SwapEMAWeights() { return {map({{"type", YAML::Node("swap_ema_weights")}})}; }
 Spec SGD(double learning_rate, double momentum, bool nesterov, double weight_decay) {
   return {map({{"type", YAML::Node("sgd")},
                {"rule", YAML::Node("keras")},

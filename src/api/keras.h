@@ -105,6 +105,9 @@ Spec ReduceLROnPlateau(const std::string& monitor = "val_loss", double factor = 
 // Other checkpoint.* keys (FitOptions::set) go with it: without one a fit writes no checkpoints.
 Spec BackupAndRestore(const std::string& backup_dir, int64_t save_freq_steps = 0,
                       bool delete_checkpoint = true);
+// Keras' SwapEMAWeights callback (swap_on_epoch false): the fit's validation measures the
+// optimizer's weight average (with_weight_average; optimizer.validate_average).
+Spec SwapEMAWeights();
 // Data the config could name (the same keys as data.train in a YAML file).
 Spec synthetic(int64_t samples, int64_t features, int64_t classes);
 Spec idx(const std::string& images, const std::string& labels, bool normalize = true);

@@ -214,6 +214,10 @@ YAML::Node Sequential::config(const FitOptions& options) const {
       root["optimizer"]["schedule"] = settings;
       continue;
     }
+    if (type == "swap_ema_weights") {  // Note [weight average]
+      root["optimizer"]["validate_average"] = true;
+      continue;
+    }
     if (type == "backup_and_restore") {
       if (settings["backup_dir"].as<std::string>().empty())
         throw ConfigError(std::string(kOrigin) +
@@ -228,7 +232,7 @@ YAML::Node Sequential::config(const FitOptions& options) const {
     if (type != "early_stopping")
       throw ConfigError(std::string(kOrigin) + ": callbacks: '" + type +
                         "' is not a callback fit() knows (EarlyStopping, ReduceLROnPlateau, "
-                        "BackupAndRestore)");
+                        "BackupAndRestore, SwapEMAWeights)");
     settings.remove("type");
     root["training"]["early_stopping"] = settings;
   }

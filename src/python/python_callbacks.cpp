@@ -50,8 +50,8 @@ bool is_keras_backup(py::handle cb) {
          module.rfind("keras", 0) == 0;
 }
 
-// Keras' SwapEMAWeights, whose work would be done in hooks the module's fit does not call
-// (on_test_begin, on_test_end): refused rather than left to do nothing.
+// Keras' SwapEMAWeights, whose swaps around each validation are the library's (Note [weight
+// average]: optimizer.validate_average).
 bool is_keras_swap_ema(py::handle cb) {
   const std::string module = py::str(py::type::of(cb).attr("__module__"));
   return py::type::of(cb).attr("__name__").cast<std::string>() == "SwapEMAWeights" &&
@@ -106,10 +106,12 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
     if (py::isinstance<keras::Spec>(cb)) {
       options.callbacks.push_back(cb.cast<keras::Spec>());
     } else if (is_keras_swap_ema(cb)) {
-      throw ConfigError(
-          "fit: callbacks: keras.callbacks.SwapEMAWeights: validation during fit sees the "
-          "weights here, not their average (use_ema writes it into them every "
-          "ema_overwrite_frequency steps and when fit ends; evaluate() measures it then)");
+      if (cb.attr("swap_on_epoch").cast<bool>())
+        throw ConfigError(
+            "fit: callbacks: SwapEMAWeights(swap_on_epoch=True): the epoch-end callbacks see the "
+            "weights here, not their average; the validation measures it with "
+            "swap_on_epoch=False");
+      options.callbacks.push_back(keras::SwapEMAWeights());
     } else if (is_keras_backup(cb)) {
       options.callbacks.push_back(keras::BackupAndRestore(
           py::str(cb.attr("backup_dir")).cast<std::string>(), save_freq_steps(cb.attr("save_freq")),

@@ -182,8 +182,9 @@ OptimizerConfig parse_optimizer(ConfigNode node) {
     opt.ema_overwrite_frequency = node.get<int64_t>("ema_overwrite_frequency", 0);
     if (opt.ema_overwrite_frequency < 0)
       node.fail("ema_overwrite_frequency", "must be > 0 (or 0: at the end of training only)");
+    opt.validate_average = node.get("validate_average", false);
   } else {
-    for (const char* key : {"ema_momentum", "ema_overwrite_frequency"})
+    for (const char* key : {"ema_momentum", "ema_overwrite_frequency", "validate_average"})
       if (node.has(key)) node.fail(key, "needs use_ema: true");
   }
   node.finish();

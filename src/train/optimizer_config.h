@@ -26,6 +26,7 @@ struct OptimizerConfig {
   bool use_ema = false;
   double ema_momentum = 0.99;
   int64_t ema_overwrite_frequency = 0;
+  bool validate_average = false;  // val_ values of the average (Keras' SwapEMAWeights)
 
   // Whether `rate` may be this optimizer's learning rate: a decoupled weight decay (AdamW's,
   // Lion's, and every optimizer's by Keras' rule) scales the weights by 1 - rate x weight_decay

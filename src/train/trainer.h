@@ -248,6 +248,9 @@ class Trainer {
   // Note [weight average]: the parameters become the optimizer's average of them, where it keeps
   // one (collective).
   void write_average_into_params();
+  // Keras' SwapEMAWeights: `data` evaluated with the average in place of the weights, which are
+  // then put back (collective).
+  EvalResult evaluate_average(const Dataset& data);
   // After fit() wrote the average into the parameters: logs it, with the test split's loss and
   // metrics under the averaged weights (collective: evaluates on every rank).
   void log_average_written();

@@ -163,7 +163,8 @@ void Trainer::finish_epoch(int64_t epoch, double train_seconds, int64_t steps_ru
   record.samples_per_sec =
       static_cast<double>(steps_run * global_batch()) / std::max(train_seconds, 1e-9);
   if (test_ && config_.training.validates(epoch + 1)) {
-    const EvalResult eval = evaluate(*test_);
+    const EvalResult eval =
+        config_.optimizer.validate_average ? evaluate_average(*test_) : evaluate(*test_);
     record.val_loss = eval.loss;
     record.val_metrics = eval.metrics;
   }

@@ -193,6 +193,18 @@ void Trainer::write_average_into_params() {
   }
 }
 
+EvalResult Trainer::evaluate_average(const Dataset& data) {
+  // Every rank copies the weights before any writes (shared ones too): the gather in
+  // write_average_into_params is a collective, as is evaluate's sum before they are put back.
+  const std::vector<float> weights = params_to_host();
+  write_average_into_params();
+  const EvalResult result = evaluate(data);
+  backend_.copy_to_device(weights.data(), model_->params().data(), weights.size());
+  sync_->params_written();
+  last_replica_check_step_ = -1;
+  return result;
+}
+
 void Trainer::start_at_epoch(int64_t epoch) {
   epoch_ = epoch;
   step_in_epoch_ = 0;

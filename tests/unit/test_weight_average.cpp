@@ -83,6 +83,30 @@ TEST(WeightAverage, IsKerasMovingAverageOfEachStepsParameters) {
   }
 }
 
+// Keras' SwapEMAWeights (optimizer.validate_average): each epoch's validation measures the
+// average, and the weights are put back for the next step: the last epoch's val_loss is that of
+// the model fit leaves (the average), and training is the same bits as without it.
+TEST(WeightAverage, ValidationCanMeasureTheAverage) {
+  auto backend = make_cpu_backend();
+  auto comm = make_local_communicator();
+  std::vector<float> ends[2];
+  double last_val_loss[2] = {}, evaluated[2] = {};
+  for (const bool swapped : {false, true}) {
+    const Config config =
+        sgd_config({"optimizer.use_ema=true", "optimizer.ema_momentum=0.8",
+                    std::string("optimizer.validate_average=") + (swapped ? "true" : "false")});
+    Trainer trainer(config, *comm, *backend, load_dataset(config.train_data, 0),
+                    load_dataset(*config.test_data, 0));
+    trainer.fit();
+    ends[swapped] = trainer.params_to_host();
+    last_val_loss[swapped] = *trainer.epoch_records().back().val_loss;
+    evaluated[swapped] = trainer.evaluate(*trainer.test_data()).loss;
+  }
+  EXPECT_EQ(ends[0], ends[1]);
+  EXPECT_NEAR(last_val_loss[1], evaluated[1], 1e-12);
+  EXPECT_GT(std::abs(last_val_loss[0] - evaluated[0]), 1e-4);  // the weights' differs
+}
+
 TEST(WeightAverage, SettingsAreCheckedByName) {
   const auto error = [](const std::vector<std::string>& overrides) {
     try {
@@ -94,6 +118,8 @@ TEST(WeightAverage, SettingsAreCheckedByName) {
   };
   EXPECT_EQ(error({"optimizer.ema_momentum=0.9"}),
             "ema.yaml: optimizer.ema_momentum: needs use_ema: true");
+  EXPECT_EQ(error({"optimizer.validate_average=true"}),
+            "ema.yaml: optimizer.validate_average: needs use_ema: true");
   EXPECT_EQ(error({"optimizer.use_ema=true", "optimizer.ema_momentum=1"}),
             "ema.yaml: optimizer.ema_momentum: must be in [0, 1), got 1");
   EXPECT_EQ(error({"optimizer.use_ema=true", "optimizer.ema_overwrite_frequency=-2"}),
