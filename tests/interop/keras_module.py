@@ -141,7 +141,9 @@ def main():
               f"30 steps from the same weights: max abs difference of the weights {diff:.2e}")
 
     # keras.callbacks.SwapEMAWeights: each validation measures the weight average (Note [weight
-    # average]), as Keras' swaps it in around its evaluation; without it, the weights.
+    # average]), as Keras' swaps it in around its evaluation; without it, the weights. Keras'
+    # TensorFlow swap adds and subtracts (a += b, b = a - b, a -= b), which rounds the weights and
+    # the average at each validation, so only the first epoch's is bit-for-bit the same model.
     def val_losses(m, callbacks):
         return m.fit(x[:500], y[:500], batch_size=50, epochs=3, shuffle=False, verbose=0,
                      validation_data=(x[500:], y[500:]),
@@ -152,11 +154,11 @@ def main():
     mine, theirs = (val_losses(m, [keras.callbacks.SwapEMAWeights()]) for m in (ours, keras_mlp))
     plain = val_losses(twin_mlps(averaged)[0], [])
     worst = max(abs(a - b) for a, b in zip(mine, theirs))
-    check("keras.callbacks.SwapEMAWeights", worst < 1e-5 and gap(ours, keras_mlp) < 1e-5 and
-          max(abs(a - b) for a, b in zip(mine, plain)) > 1e-3,
-          f"3 epochs' val_loss of the average within {worst:.2e} of Keras' ({mine[-1]:.4f}; "
-          f"{plain[-1]:.4f} without the callback), the weights after fit within "
-          f"{gap(ours, keras_mlp):.2e}")
+    check("keras.callbacks.SwapEMAWeights", abs(mine[0] - theirs[0]) < 1e-6 and worst < 1e-4 and
+          min(abs(a - b) for a, b in zip(mine, plain)) > 1e-3,
+          f"the first epoch's val_loss of the average within {abs(mine[0] - theirs[0]):.2e} of "
+          f"Keras', the three within {worst:.2e} ({mine[0]:.4f}; {plain[0]:.4f} without the "
+          "callback)")
 
     # Keras' activations of these names (GELU's exact form, the default of activation="gelu").
     for hidden in ("gelu", "silu", "elu", "selu", "softplus", "softsign", "leaky_relu", "relu6",
