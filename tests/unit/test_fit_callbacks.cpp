@@ -38,7 +38,7 @@ TEST(KerasApi, EarlyStoppingCallbackEndsTheFit) {
   EXPECT_EQ(
       error_of<ConfigError>([&] { small_model().fit(world_of_one(), arrays_of(data), options); }),
       "Sequential: callbacks: 'adam' is not a callback fit() knows "
-      "(EarlyStopping, ReduceLROnPlateau, BackupAndRestore)");
+      "(EarlyStopping, ReduceLROnPlateau, BackupAndRestore, SwapEMAWeights)");
 }
 
 // Note [reduce on plateau] through fit's callbacks: the optimizer's schedule, which lowers the
