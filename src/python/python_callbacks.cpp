@@ -42,19 +42,12 @@ void call_batch_hook(const std::vector<py::handle>& python, const char* hook, co
   }
 }
 
-// Keras' own BackupAndRestore (keras.callbacks), whose work the library's checkpoints do (Note
-// [run checkpoints]): Keras' object saves Keras' models only.
-bool is_keras_backup(py::handle cb) {
+// Whether cb is Keras' own callback of that class (keras.callbacks), whose work the library does
+// itself: BackupAndRestore's by its checkpoints (Note [run checkpoints]; Keras' object saves
+// Keras' models only), SwapEMAWeights' by optimizer.validate_average (Note [weight average]).
+bool is_keras_callback(py::handle cb, const char* class_name) {
   const std::string module = py::str(py::type::of(cb).attr("__module__"));
-  return py::type::of(cb).attr("__name__").cast<std::string>() == "BackupAndRestore" &&
-         module.rfind("keras", 0) == 0;
-}
-
-// Keras' SwapEMAWeights, whose swaps around each validation are the library's (Note [weight
-// average]: optimizer.validate_average).
-bool is_keras_swap_ema(py::handle cb) {
-  const std::string module = py::str(py::type::of(cb).attr("__module__"));
-  return py::type::of(cb).attr("__name__").cast<std::string>() == "SwapEMAWeights" &&
+  return py::type::of(cb).attr("__name__").cast<std::string>() == class_name &&
          module.rfind("keras", 0) == 0;
 }
 
@@ -105,14 +98,14 @@ std::vector<py::handle> add_callbacks(keras::FitOptions& options, const py::obje
   for (const py::handle cb : callbacks) {
     if (py::isinstance<keras::Spec>(cb)) {
       options.callbacks.push_back(cb.cast<keras::Spec>());
-    } else if (is_keras_swap_ema(cb)) {
+    } else if (is_keras_callback(cb, "SwapEMAWeights")) {
       if (cb.attr("swap_on_epoch").cast<bool>())
         throw ConfigError(
             "fit: callbacks: SwapEMAWeights(swap_on_epoch=True): the epoch-end callbacks see the "
             "weights here, not their average; the validation measures it with "
             "swap_on_epoch=False");
       options.callbacks.push_back(keras::SwapEMAWeights());
-    } else if (is_keras_backup(cb)) {
+    } else if (is_keras_callback(cb, "BackupAndRestore")) {
       options.callbacks.push_back(keras::BackupAndRestore(
           py::str(cb.attr("backup_dir")).cast<std::string>(), save_freq_steps(cb.attr("save_freq")),
           cb.attr("delete_checkpoint").cast<bool>()));
