@@ -187,6 +187,9 @@ struct History {
   std::vector<EpochRecord> epochs;
 };
 
+// The name a Sequential's errors carry in place of a config file's.
+inline constexpr const char* kSequentialOrigin = "Sequential";
+
 // Note [model state]: after fit() a Sequential keeps the trained model and optimizer (the fit's
 // Session), for predict, evaluate, the weights and the next fit, which continues from them as
 // Keras' does: from the weights and, unless compile() was called in between (a new optimizer),

@@ -22,9 +22,6 @@
 namespace ddp::keras {
 namespace {
 
-// The name errors carry in place of a config file's.
-const char* const kOrigin = "Sequential";
-
 // The arrays as a Dataset, which takes over their memory; unlabelled (predict): labels and
 // targets, if any, are ignored.
 Dataset to_dataset(Arrays&& arrays, const std::string& origin, bool labelled = true) {
@@ -71,7 +68,7 @@ Dataset to_dataset(Arrays&& arrays, const std::string& origin, bool labelled = t
 
 // Keras' validation_split: the samples from floor(n (1 - fraction)) on leave `data` and validate.
 Dataset split_off_validation(Dataset& data, double fraction) {
-  const std::string key = std::string(kOrigin) + ": validation_split";
+  const std::string key = std::string(kSequentialOrigin) + ": validation_split";
   if (!(fraction >= 0 && fraction < 1))
     throw ConfigError(key + ": must be in [0, 1), got " + std::to_string(fraction));
   const int64_t n = data.size();
@@ -119,7 +116,7 @@ void Sequential::add(const Spec& layer) {
 void Sequential::pop() {
   refuse_once_built("pop");
   if (!model_["layers"] || model_["layers"].size() == 0)
-    throw ConfigError(std::string(kOrigin) + ": pop: there is no layer to remove");
+    throw ConfigError(std::string(kSequentialOrigin) + ": pop: there is no layer to remove");
   // A new model node, bound with reset(): yaml-cpp's assignment would rewrite the nodes it shares.
   YAML::Node model(YAML::NodeType::Map);
   if (model_["input"]) model["input"] = YAML::Clone(model_["input"]);
@@ -136,7 +133,7 @@ void Sequential::set_input_shape(std::vector<int64_t> input_shape) {
 void Sequential::set_trainable(size_t layer, bool trainable) {
   const YAML::Node layers = model_["layers"];
   if (!layers || layer >= layers.size())
-    throw ConfigError(std::string(kOrigin) + ": layers[" + std::to_string(layer) +
+    throw ConfigError(std::string(kSequentialOrigin) + ": layers[" + std::to_string(layer) +
                       "].trainable: the model has " + std::to_string(layers ? layers.size() : 0) +
                       " layers");
   const YAML::Node type = layers[layer]["type"];
@@ -152,7 +149,7 @@ bool Sequential::trainable(size_t layer) const {
 }
 void Sequential::refuse_once_built(const char* call) const {
   if (session_)
-    throw ConfigError(std::string(kOrigin) + ": " + call +
+    throw ConfigError(std::string(kSequentialOrigin) + ": " + call +
                       " after the model is built (by fit or build): its layers are fixed; make a "
                       "new Sequential");
 }
@@ -185,9 +182,10 @@ void Sequential::compile_with(const Spec& optimizer, const Spec& loss,
 }
 
 YAML::Node Sequential::config(const FitOptions& options) const {
-  if (!compiled()) throw ConfigError(std::string(kOrigin) + ": fit() before compile()");
+  if (!compiled()) throw ConfigError(std::string(kSequentialOrigin) + ": fit() before compile()");
   if (options.initial_epoch < 0 || options.initial_epoch > options.epochs)
-    throw ConfigError(std::string(kOrigin) + ": initial_epoch: must be in [0, epochs], got " +
+    throw ConfigError(std::string(kSequentialOrigin) +
+                      ": initial_epoch: must be in [0, epochs], got " +
                       std::to_string(options.initial_epoch));
   YAML::Node root(YAML::NodeType::Map);
   root["seed"] = options.seed;
@@ -220,7 +218,7 @@ YAML::Node Sequential::config(const FitOptions& options) const {
     }
     if (type == "backup_and_restore") {
       if (settings["backup_dir"].as<std::string>().empty())
-        throw ConfigError(std::string(kOrigin) +
+        throw ConfigError(std::string(kSequentialOrigin) +
                           ": callbacks: BackupAndRestore needs a backup_dir to write to");
       const auto steps = settings["save_freq_steps"].as<int64_t>();
       root["checkpoint"]["dir"] = settings["backup_dir"];
@@ -230,7 +228,7 @@ YAML::Node Sequential::config(const FitOptions& options) const {
       continue;
     }
     if (type != "early_stopping")
-      throw ConfigError(std::string(kOrigin) + ": callbacks: '" + type +
+      throw ConfigError(std::string(kSequentialOrigin) + ": callbacks: '" + type +
                         "' is not a callback fit() knows (EarlyStopping, ReduceLROnPlateau, "
                         "BackupAndRestore, SwapEMAWeights)");
     settings.remove("type");
@@ -238,7 +236,7 @@ YAML::Node Sequential::config(const FitOptions& options) const {
   }
   for (const std::string& assignment : options.set) {
     if (!backup && assignment.rfind("checkpoint.", 0) == 0)
-      throw ConfigError(std::string(kOrigin) + ": set: " + assignment +
+      throw ConfigError(std::string(kSequentialOrigin) + ": set: " + assignment +
                         ": a fit writes checkpoints only with a BackupAndRestore callback");
     apply_override(root, assignment);
   }
@@ -262,24 +260,26 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
                         Arrays* validation, const FitOptions& options, bool train_it) {
   // A fit would replace the model that the running fit trains.
   if (fitting_)
-    throw ConfigError(std::string(kOrigin) +
+    throw ConfigError(std::string(kSequentialOrigin) +
                       ": fit() from a callback of the fit in progress; fit again after it");
   Communicator& comm = runtime.comm();
   Config config;
   Dataset train_data;
   std::optional<Dataset> test_data;
   run_agreed(comm, [&] {
-    config = parse_config(root, kOrigin, in_memory ? DataOrigin::kMemory : DataOrigin::kConfig);
+    config = parse_config(root, kSequentialOrigin,
+                          in_memory ? DataOrigin::kMemory : DataOrigin::kConfig);
     if (in_memory) {
-      train_data = to_dataset(std::move(*train), std::string(kOrigin) + ": training arrays");
+      train_data =
+          to_dataset(std::move(*train), std::string(kSequentialOrigin) + ": training arrays");
       if (validation)
-        test_data =
-            to_dataset(std::move(*validation), std::string(kOrigin) + ": validation arrays");
+        test_data = to_dataset(std::move(*validation),
+                               std::string(kSequentialOrigin) + ": validation arrays");
       else if (options.validation_split != 0)
         test_data = split_off_validation(train_data, options.validation_split);
     } else {
       if (options.validation_split != 0)
-        throw ConfigError(std::string(kOrigin) +
+        throw ConfigError(std::string(kSequentialOrigin) +
                           ": validation_split splits arrays; with data Specs, give validation "
                           "data");
       train_data = load_dataset(config.train_data, comm.rank());
@@ -361,7 +361,7 @@ History Sequential::run(Runtime& runtime, YAML::Node root, bool in_memory, Array
 
 Trainer& Sequential::trained(const char* call) {
   if (!session_)
-    throw ConfigError(std::string(kOrigin) + ": " + call +
+    throw ConfigError(std::string(kSequentialOrigin) + ": " + call +
                       "() before fit(): the model is built, and its weights made, by fit() (or by "
                       "build(), given the input shape)");
   return *session_->trainer;
@@ -371,14 +371,15 @@ std::vector<float> Sequential::predict(Arrays x) {
   Trainer& trainer = trained("predict");
   Dataset data;
   run_agreed(*comm_, [&] {
-    data = to_dataset(std::move(x), std::string(kOrigin) + ": predict arrays", false);
+    data = to_dataset(std::move(x), std::string(kSequentialOrigin) + ": predict arrays", false);
     trainer.check_fits_model(data, false);
   });
   return trainer.predict(data);
 }
 
 std::vector<MetricValue> Sequential::evaluate(Arrays data) {
-  if (!compiled()) throw ConfigError(std::string(kOrigin) + ": evaluate() before compile()");
+  if (!compiled())
+    throw ConfigError(std::string(kSequentialOrigin) + ": evaluate() before compile()");
   // With the loss compile() gave since the last fit, its targets laid out as the data's labels.
   const int64_t sample = Shape(data.sample_shape).numel();
   const int64_t rows = sample > 0 ? static_cast<int64_t>(data.features.size()) / sample : 0;
@@ -389,7 +390,7 @@ std::vector<MetricValue> Sequential::evaluate(Arrays data) {
   Trainer& trainer = trained("evaluate");
   Dataset samples;
   run_agreed(*comm_, [&] {
-    samples = to_dataset(std::move(data), std::string(kOrigin) + ": evaluate arrays");
+    samples = to_dataset(std::move(data), std::string(kSequentialOrigin) + ": evaluate arrays");
     trainer.check_fits_model(samples, true);
   });
   const EvalResult result = trainer.evaluate(samples);

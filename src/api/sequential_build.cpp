@@ -18,8 +18,6 @@
 namespace ddp::keras {
 namespace {
 
-const char* const kOrigin = "Sequential";
-
 // What `use` makes of the model `model_node` describes, built on this rank's CPU and never
 // trained: shapes and counts only (and the caller's floating-point mode left as it is). Before a
 // fit that needs the input shape; `call` names the caller in the error.
@@ -27,9 +25,9 @@ template <class Use>
 auto with_unfitted_model(const YAML::Node& model_node, const char* call, Use&& use) {
   YAML::Node root(YAML::NodeType::Map);
   root["model"] = model_node;
-  const Config config = parse_model_config(root, kOrigin);
+  const Config config = parse_model_config(root, kSequentialOrigin);
   if (!config.input_shape)
-    throw ConfigError(std::string(kOrigin) + ": " + call +
+    throw ConfigError(std::string(kSequentialOrigin) + ": " + call +
                       "() before fit() needs the input shape: Sequential(layers, input_shape), "
                       "or call it after fit()");
   const std::unique_ptr<ComputeBackend> cpu = make_cpu_backend(/*flush_denormals=*/false);

@@ -25,9 +25,6 @@
 namespace ddp::keras {
 namespace {
 
-// The name errors carry in place of a config file's.
-const char* const kOrigin = "Sequential";
-
 std::vector<std::string> names_of(const std::vector<TensorSignature>& tensors) {
   std::vector<std::string> names;
   for (const TensorSignature& t : tensors) names.push_back(t.name);
@@ -46,14 +43,14 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
   if (names_of(last.signature) != names_of(state.signature) ||
       names_of(last.buffer_signature) != names_of(state.buffer_signature)) {
     if (!compiled_since_fit_)
-      throw ConfigError(std::string(kOrigin) +
+      throw ConfigError(std::string(kSequentialOrigin) +
                         ": fit: layers were frozen or unfrozen (trainable) since the last fit; "
                         "compile() again first, as Keras needs, for an optimizer of the weights "
                         "now trained");
     std::vector<NamedTensor> weights = named_weights(*session_->trainer, WeightLayout::kOwn);
     load_named_weights(
         comm, next, [&weights] { return std::move(weights); },
-        std::string(kOrigin) + ": the last fit's model", WeightLayout::kOwn);
+        std::string(kSequentialOrigin) + ": the last fit's model", WeightLayout::kOwn);
     return;
   }
   // With their signatures, which restore() checks against the new model's.
@@ -71,7 +68,9 @@ void Sequential::continue_from_last_fit(Communicator& comm, Trainer& next) {
     state.optimizer_steps = last.optimizer_steps;
   }
   // A model that does not fit (another input shape) throws, leaving the last fit's in place.
-  run_agreed(comm, [&] { next.restore(state, std::string(kOrigin) + ": the last fit's model"); });
+  run_agreed(comm, [&] {
+    next.restore(state, std::string(kSequentialOrigin) + ": the last fit's model");
+  });
 }
 
 std::string Sequential::keras_config() {
@@ -85,7 +84,8 @@ std::string Sequential::keras_compile_config() const {
   if (!compiled()) return "";
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = YAML::Clone(optimizer_);
-  const nlohmann::json optimizer = keras_optimizer_json(parse_optimizer_config(root, kOrigin));
+  const nlohmann::json optimizer =
+      keras_optimizer_json(parse_optimizer_config(root, kSequentialOrigin));
   const nlohmann::json loss = keras_loss_json(loss_);
   if (optimizer.is_null() || loss.is_null()) return "";
   // Keras' compile without metrics has none; ddp-trainer's has the loss's own.
@@ -112,7 +112,7 @@ OptimizerSlots Sequential::slots_of(Trainer& trainer, const TrainingState& state
   OptimizerSlots slots{.optimizer = state.optimizer, .iterations = state.optimizer_steps};
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = YAML::Clone(optimizer_);
-  const OptimizerConfig optimizer = parse_optimizer_config(root, kOrigin);
+  const OptimizerConfig optimizer = parse_optimizer_config(root, kSequentialOrigin);
   const LrScheduleSpec& schedule = optimizer.schedule;
   slots.learning_rate = schedule.type == "constant" && schedule.warmup_steps == 0
                             ? schedule.base_lr
@@ -170,10 +170,11 @@ void Sequential::load_optimizer_slots(
 double Sequential::learning_rate() const {
   if (fitting_) return session_->trainer->next_learning_rate();
   if (!compiled())
-    throw ConfigError(std::string(kOrigin) + ": optimizer.learning_rate before compile()");
+    throw ConfigError(std::string(kSequentialOrigin) +
+                      ": optimizer.learning_rate before compile()");
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = optimizer_;
-  return parse_optimizer_config(root, kOrigin).schedule.base_lr;
+  return parse_optimizer_config(root, kSequentialOrigin).schedule.base_lr;
 }
 
 void Sequential::set_learning_rate(double rate) {
@@ -182,11 +183,13 @@ void Sequential::set_learning_rate(double rate) {
     return;
   }
   if (!compiled())
-    throw ConfigError(std::string(kOrigin) + ": optimizer.learning_rate before compile()");
+    throw ConfigError(std::string(kSequentialOrigin) +
+                      ": optimizer.learning_rate before compile()");
   YAML::Node root(YAML::NodeType::Map);
   root["optimizer"] = YAML::Clone(optimizer_);
   root["optimizer"]["learning_rate"] = rate;
-  parse_optimizer_config(root, kOrigin);  // a ConfigError naming the key, optimizer_ unchanged
+  parse_optimizer_config(root,
+                         kSequentialOrigin);  // a ConfigError naming the key, optimizer_ unchanged
   optimizer_.reset(root["optimizer"]);
 }
 
@@ -209,12 +212,13 @@ void Sequential::put_weights(std::function<std::vector<NamedTensor>()> weights,
 }
 
 void Sequential::set_weights(std::vector<NamedTensor> weights) {
-  put_weights([w = std::move(weights)] { return w; }, std::string(kOrigin) + ": set_weights");
+  put_weights([w = std::move(weights)] { return w; },
+              std::string(kSequentialOrigin) + ": set_weights");
 }
 
 void Sequential::set_weights_in_own_layout(std::vector<NamedTensor> weights,
                                            const std::string& call) {
-  put_weights([w = std::move(weights)] { return w; }, std::string(kOrigin) + ": " + call,
+  put_weights([w = std::move(weights)] { return w; }, std::string(kSequentialOrigin) + ": " + call,
               /*own_layout=*/true);
 }
 
