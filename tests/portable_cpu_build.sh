@@ -8,8 +8,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build-portable}"
+# A unity build, as launch/setup.sh's (the library's files compiled eight to a unit).
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDDP_CUDA=OFF -DDDP_ARCH=x86-64 \
-      -DDDP_WERROR=ON >/dev/null
+      -DDDP_WERROR=ON -DCMAKE_UNITY_BUILD=ON >/dev/null
 cmake --build "$build" -j "$(nproc)" --target ddp_train unit_tests bench_roofline >/dev/null
 if nm -D "$build/ddp_train" | grep -qi -E "cuda|nccl"; then
   echo "FAIL: the CPU-only ddp_train references CUDA or NCCL"; exit 1
