@@ -67,6 +67,13 @@ Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides, const std::st
   return spec;
 }
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
+Spec UpSampling2D(std::array<int64_t, 2> size) {
+  return {map({{"type", YAML::Node("up_sampling2d")},
+               {"size", YAML::Node(std::vector<int64_t>{size[0], size[1]})}})};
+}
+Spec UpSampling1D(int64_t size) {
+  return {map({{"type", YAML::Node("up_sampling1d")}, {"size", YAML::Node(size)}})};
+}
 Spec AveragePooling2D(int64_t pool_size) { return pooling("average_pooling2d", pool_size); }
 Spec MaxPooling1D(int64_t pool_size, int64_t strides, const std::string& padding) {
   return pooling1d("max_pooling1d", pool_size, strides, padding);

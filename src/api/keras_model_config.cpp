@@ -66,6 +66,16 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["data_format"] = "channels_last";
     return {s.type == "max_pooling1d" ? "MaxPooling1D" : "AveragePooling1D", c};
   }
+  if (s.type == "up_sampling2d") {
+    c["size"] = pair(s.window);
+    c["data_format"] = "channels_last";
+    c["interpolation"] = "nearest";
+    return {"UpSampling2D", c};
+  }
+  if (s.type == "up_sampling1d") {
+    c["size"] = s.window[1];
+    return {"UpSampling1D", c};
+  }
   if (!keras_global_pooling(s.type).empty()) {
     c["data_format"] = "channels_last";
     c["keepdims"] = false;

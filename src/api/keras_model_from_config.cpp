@@ -58,6 +58,14 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["strides"] = in.pair("strides", json(out["pool_size"].as<int64_t>()))[0];
     out["padding"] = in.get<std::string>("padding", "valid");
     in.channels_last();
+  } else if (class_name == "UpSampling2D") {
+    out["type"] = "up_sampling2d";
+    out["size"] = in.pair("size", 2);
+    out["interpolation"] = in.get<std::string>("interpolation", "nearest");  // others refused
+    in.channels_last();
+  } else if (class_name == "UpSampling1D") {
+    out["type"] = "up_sampling1d";
+    out["size"] = in.get<int64_t>("size", 2);
   } else if (!global_pooling_type(class_name).empty()) {
     out["type"] = global_pooling_type(class_name);
     in.require("keepdims", false);

@@ -177,14 +177,16 @@ class ComputeBackend {
   // takes no part (Keras). Backward writes dx: max pooling routes each dy to the first maximum
   // of its window, average pooling spreads it evenly over the window's real pixels. With a mask
   // (batch, height * width) of 1 and 0 (Note [padding masks]), only pixels marked 1 are real; a
-  // window with none averages to 0.
+  // window with none averages to 0. With `mean` false the average pooling's sums are not divided
+  // (each window's sum forward, dy copied to each of its pixels backward: UpSampling2D's
+  // backward and forward, Note [upsampling]).
   virtual void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) = 0;
   virtual void max_pool_backward(const float* x, const float* y, const float* dy, float* dx,
                                  int64_t batch, const Window2d& w) = 0;
   virtual void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
-                                const Window2d& w) = 0;
+                                const Window2d& w, bool mean) = 0;
   virtual void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
-                                 const Window2d& w) = 0;
+                                 const Window2d& w, bool mean) = 0;
 
   // Inverted dropout, out = in * keep / (1 - rate) over (rows, row_size), each row `steps` steps
   // of width = row_size / steps channels that share one mask (1: none shared; more: Keras'

@@ -189,17 +189,17 @@ class CpuBackend final : public ComputeBackend {
   }
   // The mask, (batch, height * width), starts each share at its first sample's row.
   void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
-                        const Window2d& w) override {
+                        const Window2d& w, bool mean) override {
     cpu::by_rows(team_, batch, in_size(w), [&](int64_t first, int64_t n) {
       cpu::avg_pool_forward(x + first * in_size(w), mask ? mask + first * w.height * w.width : mask,
-                            y + first * out_size(w), n, w);
+                            y + first * out_size(w), n, w, mean);
     });
   }
   void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
-                         const Window2d& w) override {
+                         const Window2d& w, bool mean) override {
     cpu::by_rows(team_, batch, in_size(w), [&](int64_t first, int64_t n) {
       cpu::avg_pool_backward(mask ? mask + first * w.height * w.width : mask,
-                             dy + first * out_size(w), dx + first * in_size(w), n, w);
+                             dy + first * out_size(w), dx + first * in_size(w), n, w, mean);
     });
   }
   void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps,

@@ -163,8 +163,9 @@ bool counted(const float* mask, int64_t b, int64_t at, const Window2d& w) {
   return !mask || mask[b * w.height * w.width + at] != 0.0f;
 }
 
-// 1 / the number of pixels of window k that take part, or 0 where none does.
-float average_scale(const float* mask, int64_t b, const Window2d& w, const Clip& k) {
+// 1 / the number of pixels of window k that take part, or 0 where none does; 1 for sums.
+float average_scale(const float* mask, int64_t b, const Window2d& w, const Clip& k, bool mean) {
+  if (!mean) return 1.0f;
   if (!mask) return 1.0f / static_cast<float>((k.h1 - k.h0) * (k.w1 - k.w0));
   int64_t pixels = 0;
   for (int64_t ih = k.h0; ih < k.h1; ++ih)
@@ -174,8 +175,8 @@ float average_scale(const float* mask, int64_t b, const Window2d& w, const Clip&
 
 }  // namespace
 
-void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
-                      const Window2d& w) {
+void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch, const Window2d& w,
+                      bool mean) {
   const int64_t c = w.channels, image = w.height * w.width * c;
   for_each_window(w, batch, [&](int64_t b, int64_t pixel, const Clip& k) {
     float* out = y + pixel * c;
@@ -186,18 +187,18 @@ void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch
         const float* in = x + b * image + (ih * w.width + iw) * c;
         for (int64_t ch = 0; ch < c; ++ch) out[ch] += in[ch];
       }
-    const float scale = average_scale(mask, b, w, k);
+    const float scale = average_scale(mask, b, w, k, mean);
     for (int64_t ch = 0; ch < c; ++ch) out[ch] *= scale;
   });
 }
 
 void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
-                       const Window2d& w) {
+                       const Window2d& w, bool mean) {
   const int64_t c = w.channels, image = w.height * w.width * c;
   std::memset(dx, 0, static_cast<size_t>(batch * image) * sizeof(float));
   for_each_window(w, batch, [&](int64_t b, int64_t pixel, const Clip& k) {
     const float* grad = dy + pixel * c;
-    const float scale = average_scale(mask, b, w, k);
+    const float scale = average_scale(mask, b, w, k, mean);
     for (int64_t ih = k.h0; ih < k.h1; ++ih)
       for (int64_t iw = k.w0; iw < k.w1; ++iw) {
         if (!counted(mask, b, ih * w.width + iw, w)) continue;

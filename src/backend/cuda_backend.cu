@@ -175,12 +175,12 @@ class CudaBackend final : public ComputeBackend {
     cuda::max_pool_backward(x, y, dy, dx, batch, w, stream_);
   }
   void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
-                        const Window2d& w) override {
-    cuda::avg_pool_forward(x, mask, y, batch, w, stream_);
+                        const Window2d& w, bool mean) override {
+    cuda::avg_pool_forward(x, mask, y, batch, w, mean, stream_);
   }
   void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
-                         const Window2d& w) override {
-    cuda::avg_pool_backward(mask, dy, dx, batch, w, stream_);
+                         const Window2d& w, bool mean) override {
+    cuda::avg_pool_backward(mask, dy, dx, batch, w, mean, stream_);
   }
   void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps,
                float rate, uint64_t key, int64_t first_row) override {

@@ -88,9 +88,10 @@ __device__ float counted_pixels(const float* mask, int64_t b, const Window2d& w,
   return static_cast<float>(pixels);
 }
 
-// One thread per output element (b, oh, ow, c); max pooling takes no mask.
+// One thread per output element (b, oh, ow, c); max pooling takes no mask. `mean` false: the
+// average pooling's sums, undivided.
 __global__ void pool_forward_kernel(const float* x, const float* mask, float* y, int64_t n,
-                                    Window2d w, bool max_pool) {
+                                    Window2d w, bool max_pool, bool mean) {
   for (int64_t i = start(); i < n; i += stride()) {
     const int64_t c = i % w.channels;
     const int64_t ow = (i / w.channels) % w.out_w, oh = (i / (w.channels * w.out_w)) % w.out_h;
@@ -104,7 +105,7 @@ __global__ void pool_forward_kernel(const float* x, const float* mask, float* y,
         const float v = img[(ih * w.width + iw) * w.channels];
         acc = max_pool ? fmaxf(acc, v) : acc + v;
       }
-    const float pixels = max_pool ? 1.0f : counted_pixels(mask, b, w, k);
+    const float pixels = max_pool || !mean ? 1.0f : counted_pixels(mask, b, w, k);
     y[i] = max_pool ? acc : pixels > 0 ? acc / pixels : 0.0f;
   }
 }
@@ -113,7 +114,7 @@ __global__ void pool_forward_kernel(const float* x, const float* mask, float* y,
 // share, or max pooling's dy where this pixel is its window's first maximum.
 __global__ void pool_backward_kernel(const float* x, const float* y, const float* mask,
                                      const float* dy, float* dx, int64_t n, Window2d w,
-                                     bool max_pool) {
+                                     bool max_pool, bool mean) {
   for (int64_t i = start(); i < n; i += stride()) {
     const Covered p = covered(i, w);
     const float* img = x ? x + p.b * w.height * w.width * w.channels + p.c : nullptr;
@@ -127,7 +128,7 @@ __global__ void pool_backward_kernel(const float* x, const float* y, const float
         const int64_t at = ((p.b * w.out_h + oh) * w.out_w + ow) * w.channels + p.c;
         const Clip k = clip(w, oh, ow);
         if (!max_pool) {
-          sum += dy[at] / counted_pixels(mask, p.b, w, k);
+          sum += mean ? dy[at] / counted_pixels(mask, p.b, w, k) : dy[at];
           continue;
         }
         // Is (ih, iw) the first pixel of the window, in row-major order, holding the maximum?
@@ -168,16 +169,18 @@ namespace {
 
 // One thread per output element forward, per input element backward.
 void pool_forward(const float* x, const float* mask, float* y, int64_t batch, const Window2d& w,
-                  bool max_pool, cudaStream_t stream) {
+                  bool max_pool, bool mean, cudaStream_t stream) {
   const int64_t n = batch * w.out_pixels() * w.channels;
-  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, mask, y, n, w, max_pool);
+  pool_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, mask, y, n, w, max_pool, mean);
   cudaCheck(cudaGetLastError());
 }
 
 void pool_backward(const float* x, const float* y, const float* mask, const float* dy, float* dx,
-                   int64_t batch, const Window2d& w, bool max_pool, cudaStream_t stream) {
+                   int64_t batch, const Window2d& w, bool max_pool, bool mean,
+                   cudaStream_t stream) {
   const int64_t n = batch * w.height * w.width * w.channels;
-  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, mask, dy, dx, n, w, max_pool);
+  pool_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, mask, dy, dx, n, w, max_pool,
+                                                               mean);
   cudaCheck(cudaGetLastError());
 }
 
@@ -185,22 +188,22 @@ void pool_backward(const float* x, const float* y, const float* mask, const floa
 
 void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w,
                       cudaStream_t stream) {
-  pool_forward(x, nullptr, y, batch, w, true, stream);
+  pool_forward(x, nullptr, y, batch, w, true, true, stream);
 }
 
 void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                        const Window2d& w, cudaStream_t stream) {
-  pool_backward(x, y, nullptr, dy, dx, batch, w, true, stream);
+  pool_backward(x, y, nullptr, dy, dx, batch, w, true, true, stream);
 }
 
 void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch, const Window2d& w,
-                      cudaStream_t stream) {
-  pool_forward(x, mask, y, batch, w, false, stream);
+                      bool mean, cudaStream_t stream) {
+  pool_forward(x, mask, y, batch, w, false, mean, stream);
 }
 
 void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
-                       const Window2d& w, cudaStream_t stream) {
-  pool_backward(nullptr, nullptr, mask, dy, dx, batch, w, false, stream);
+                       const Window2d& w, bool mean, cudaStream_t stream) {
+  pool_backward(nullptr, nullptr, mask, dy, dx, batch, w, false, mean, stream);
 }
 
 void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps, float rate,

@@ -18,9 +18,9 @@ void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w
 void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                        const Window2d& w, cudaStream_t stream);
 void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch, const Window2d& w,
-                      cudaStream_t stream);
+                      bool mean, cudaStream_t stream);
 void avg_pool_backward(const float* mask, const float* dy, float* dx, int64_t batch,
-                       const Window2d& w, cudaStream_t stream);
+                       const Window2d& w, bool mean, cudaStream_t stream);
 void dropout(const float* in, float* out, int64_t rows, int64_t row_size, int64_t steps, float rate,
              uint64_t key, int64_t first_row, cudaStream_t stream);
 

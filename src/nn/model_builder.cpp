@@ -16,6 +16,7 @@
 #include "nn/reshape.h"
 #include "nn/sequence_layers.h"
 #include "nn/softmax.h"
+#include "nn/upsampling2d.h"
 
 namespace ddp {
 
@@ -68,6 +69,8 @@ const std::vector<std::string>& layer_types() {
                                                                   "position_embedding",
                                                                   "global_average_pooling1d",
                                                                   "global_max_pooling1d",
+                                                                  "up_sampling2d",
+                                                                  "up_sampling1d",
                                                                   "lstm",
                                                                   "gru",
                                                                   "simple_rnn",
@@ -159,6 +162,21 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
                       " steps with padding valid (the output would be empty); use a smaller " +
                       "kernel or padding: same");
   return w;
+}
+
+// Note [upsampling]: the pooling whose windows are the blocks an up_sampling2d (an image input)
+// or up_sampling1d ((steps, channels)) repeats each input pixel over; names the layer when its
+// input is not of that shape.
+Window2d upsampling_blocks(const LayerSpec& spec, const Shape& shape) {
+  const bool one_row = spec.type == "up_sampling1d";
+  if (shape.rank() != (one_row ? 2u : 3u))
+    throw ConfigError(spec.path + ": " + spec.type + " needs an input of " +
+                      (one_row ? "(steps, channels)" : "(height, width, channels), an image,") +
+                      " but gets " + shape.str());
+  const int64_t height = one_row ? 1 : shape[0], width = shape[one_row ? 0 : 1];
+  const int64_t channels = shape[one_row ? 1 : 2];
+  return Window2d::make(height * spec.window[0], width * spec.window[1], channels, spec.window[0],
+                        spec.window[1], spec.window[0], spec.window[1], false);
 }
 
 // Note [padding masks]: the layer whose padding mask reaches the layer after `spec` (null: none;
@@ -285,6 +303,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
           spec.type == "global_max_pooling1d" ? Pooling2D::Kind::kGlobalMax1D
                                               : Pooling2D::Kind::kGlobalAverage1D,
           Window2d::make(1, shape[0], shape[1], 1, shape[0], 1, 1, false)));
+    } else if (spec.type == "up_sampling2d" || spec.type == "up_sampling1d") {
+      layers.push_back(std::make_unique<UpSampling2D>(upsampling_blocks(spec, shape),
+                                                      spec.type == "up_sampling1d"));
     } else if (spec.type == "dropout") {
       layers.push_back(std::make_unique<Dropout>(shape, spec.rate));
     } else if (spec.type == "spatial_dropout1d" || spec.type == "spatial_dropout2d") {

@@ -34,7 +34,7 @@ void Pooling2D::forward(ComputeBackend& backend, const float* x, float* y, int64
   if (max())
     backend.max_pool_forward(x, y, batch, window_);
   else
-    backend.avg_pool_forward(x, mask_, y, batch, window_);
+    backend.avg_pool_forward(x, mask_, y, batch, window_, /*mean=*/true);
 }
 
 // No parameters: only dx, and nothing when no layer below needs it.
@@ -44,7 +44,7 @@ void Pooling2D::backward(ComputeBackend& backend, const float* x, const float* y
   if (max())
     backend.max_pool_backward(x, y, dy, dx, batch, window_);
   else
-    backend.avg_pool_backward(mask_, dy, dx, batch, window_);
+    backend.avg_pool_backward(mask_, dy, dx, batch, window_, /*mean=*/true);
 }
 
 }  // namespace ddp

@@ -2,9 +2,11 @@
 
 #include <pybind11/stl.h>
 
+#include <array>
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 
 #include "api/keras_model_config.h"
 #include "core/error.h"
@@ -168,6 +170,18 @@ void define_layers(py::module_& m) {
           return make(pool_size, strides.value_or(0), padding);
         },
         py::arg("pool_size") = 2, py::arg("strides") = py::none(), py::arg("padding") = "valid");
+  m.def(
+      "UpSampling2D",
+      [](std::variant<int64_t, std::array<int64_t, 2>> size, const std::string& interpolation) {
+        keras::Spec spec =
+            keras::UpSampling2D(std::holds_alternative<int64_t>(size)
+                                    ? std::array{std::get<int64_t>(size), std::get<int64_t>(size)}
+                                    : std::get<std::array<int64_t, 2>>(size));
+        spec.node["interpolation"] = interpolation;  // "nearest" only, or a ConfigError naming it
+        return spec;
+      },
+      py::arg("size") = 2, py::arg("interpolation") = "nearest");
+  m.def("UpSampling1D", &keras::UpSampling1D, py::arg("size") = 2);
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
   m.def("GlobalAveragePooling1D", &keras::GlobalAveragePooling1D);
   m.def("GlobalMaxPooling2D", &keras::GlobalMaxPooling2D);

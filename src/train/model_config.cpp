@@ -102,7 +102,13 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
       spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-    } else if (spec.type == "masking") {  // Keras' default
+    } else if (spec.type == "up_sampling2d" || spec.type == "up_sampling1d") {  // Keras' size
+      spec.window =
+          spec.type == "up_sampling1d"
+              ? std::array<int64_t, 2>{1, positive(layer, "size", layer.get<int64_t>("size", 2))}
+              : height_width(layer, "size", std::array<int64_t, 2>{2, 2});
+      layer.choice("interpolation", {"nearest"}, "nearest");  // Keras' default, and only that
+    } else if (spec.type == "masking") {                      // Keras' default
       spec.mask_value = static_cast<float>(layer.get("mask_value", 0.0));
     } else if (spec.type == "rescaling") {
       spec.scale = static_cast<float>(layer.require<double>("scale"));  // finite, as any number

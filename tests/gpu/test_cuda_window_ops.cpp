@@ -39,20 +39,25 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
         AVG(be, std::vector<float>(pooled)), DY(be, dy), DMAX(be, std::vector<float>(image)),
         DAVG(be, std::vector<float>(image)), DROP(be, std::vector<float>(image)), MASK(be, mask),
         MASKED(be, std::vector<float>(pooled)), DMASKED(be, std::vector<float>(image)),
-        SPATIAL(be, std::vector<float>(image));
+        SPATIAL(be, std::vector<float>(image)), SUM(be, std::vector<float>(pooled)),
+        DSUM(be, std::vector<float>(image));
     be.im2col(X.buffer.data(), COLS.buffer.data(), batch, w);
     be.col2im(DCOLS.buffer.data(), DX.buffer.data(), batch, w);
     be.max_pool_forward(X.buffer.data(), MAX.buffer.data(), batch, w);
     be.max_pool_backward(X.buffer.data(), MAX.buffer.data(), DY.buffer.data(), DMAX.buffer.data(),
                          batch, w);
-    be.avg_pool_forward(X.buffer.data(), nullptr, AVG.buffer.data(), batch, w);
-    be.avg_pool_backward(nullptr, DY.buffer.data(), DAVG.buffer.data(), batch, w);
-    be.avg_pool_forward(X.buffer.data(), MASK.buffer.data(), MASKED.buffer.data(), batch, w);
-    be.avg_pool_backward(MASK.buffer.data(), DY.buffer.data(), DMASKED.buffer.data(), batch, w);
+    be.avg_pool_forward(X.buffer.data(), nullptr, AVG.buffer.data(), batch, w, true);
+    be.avg_pool_backward(nullptr, DY.buffer.data(), DAVG.buffer.data(), batch, w, true);
+    be.avg_pool_forward(X.buffer.data(), MASK.buffer.data(), MASKED.buffer.data(), batch, w, true);
+    be.avg_pool_backward(MASK.buffer.data(), DY.buffer.data(), DMASKED.buffer.data(), batch, w,
+                         true);
+    be.avg_pool_forward(X.buffer.data(), nullptr, SUM.buffer.data(), batch, w, false);
+    be.avg_pool_backward(nullptr, DY.buffer.data(), DSUM.buffer.data(), batch, w, false);
     be.dropout(X.buffer.data(), DROP.buffer.data(), batch, 7 * 6 * 3, 1, 0.4f, 99, 1234);
     be.dropout(X.buffer.data(), SPATIAL.buffer.data(), batch, 7 * 6 * 3, 7 * 6, 0.4f, 99, 1234);
-    results[k] = {COLS.read(), DX.read(),   MAX.read(),    DMAX.read(),    AVG.read(),
-                  DAVG.read(), DROP.read(), MASKED.read(), DMASKED.read(), SPATIAL.read()};
+    results[k] = {COLS.read(),    DX.read(),      MAX.read(),  DMAX.read(),
+                  AVG.read(),     DAVG.read(),    DROP.read(), MASKED.read(),
+                  DMASKED.read(), SPATIAL.read(), SUM.read(),  DSUM.read()};
   }
   EXPECT_EQ(results[0][0], results[1][0]) << "im2col copies: it must match exactly";
   expect_close(results[0][1], results[1][1], "col2im");
@@ -64,6 +69,8 @@ TEST_P(CudaWindowOps, MatchTheCpu) {
   expect_close(results[0][7], results[1][7], "masked average pooling");
   expect_close(results[0][8], results[1][8], "masked average pooling backward");
   EXPECT_EQ(results[0][9], results[1][9]) << "spatial dropout: the same mask and scale";
+  expect_close(results[0][10], results[1][10], "sum pooling (UpSampling2D's backward)");
+  expect_close(results[0][11], results[1][11], "sum pooling's backward (UpSampling2D's forward)");
 }
 
 INSTANTIATE_TEST_SUITE_P(Windows, CudaWindowOps,

@@ -1,7 +1,8 @@
 """Image models for keras_module.py: Keras' random layers (Note [augmentation layers]) in a
-ddp_trainer model and in .keras files both ways."""
+ddp_trainer model and in .keras files both ways; a convolutional autoencoder through
+UpSampling2D and a sequence through UpSampling1D (Note [upsampling]) trained as Keras trains them."""
 
-from keras_text_steps import cross_loaded
+from keras_text_steps import cross_loaded, trained_alike
 
 
 def augmentation_layer_checks(ddp, keras, np, rng, check):
@@ -52,3 +53,41 @@ def augmentation_layer_checks(ddp, keras, np, rng, check):
           f"RandomContrast factor {contrast['factor']}); each side's "
           f"file loaded by the other predicts within {predicted:.2e}; the fit without them "
           f"trained weights {moved:.2e} away")
+
+
+def upsampling_checks(ddp, keras, np, rng, check, gap):
+    """Keras' UpSampling2D in a convolutional autoencoder (8x8 images through a pooled 4x4 code
+    back to 8x8, MSE against the images themselves) and UpSampling1D over a Conv1D's steps: from
+    the same weights, 30 steps of SGD with momentum train the same weights as Keras' do; each
+    side's .keras file loaded by the other predicts the same."""
+    L = keras.layers
+    images = rng.random((500, 8, 8, 1)).astype(np.float32)
+    autoencoder = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same",
+                                                                     activation="relu"),
+                                    L.MaxPooling2D(), L.Conv2D(4, 3, padding="same",
+                                                               activation="relu"),
+                                    L.UpSampling2D((2, 2)), L.Conv2D(1, 3, padding="same",
+                                                                     activation="sigmoid")])
+    steps = rng.random((500, 6, 3)).astype(np.float32)
+    stretched = np.repeat(steps, 3, axis=1)[:, :, :1] * 2 - 0.5  # a target of each output step
+    sequence = keras.Sequential([keras.Input((6, 3)), L.Conv1D(5, 2, activation="tanh"),
+                                 L.UpSampling1D(3), L.Dense(1)])
+    for theirs, x, y, what in [(autoencoder, images, images, "UpSampling2D (2, 2)"),
+                               (sequence, steps, stretched[:, :15], "UpSampling1D 3")]:
+        ours = ddp.Sequential(theirs.layers, input_shape=list(x.shape[1:]))
+        ours.build()
+        trained = trained_alike(keras, ours, theirs, x, y, gap, "mean_squared_error")
+        predicted, into_keras, _ = cross_loaded(ddp, keras, np, ours, theirs, x[:20], "upsampling")
+        classes = [type(layer).__name__ for layer in into_keras.layers]
+        check(f"keras.layers.{what}", trained < 1e-5 and predicted < 1e-5 and
+              classes == [type(layer).__name__ for layer in theirs.layers],
+              f"30 SGD-momentum steps (MSE) from the same weights: max abs difference of the "
+              f"weights {trained:.2e}; .keras files both ways predict within {predicted:.2e} "
+              f"({classes})")
+    try:
+        ddp.Sequential([L.UpSampling2D(interpolation="bilinear")], input_shape=[4, 4, 1]).build()
+        refused = ""
+    except Exception as e:  # noqa: BLE001 (the module's ConfigError)
+        refused = str(e)
+    check("keras.layers.UpSampling2D(interpolation='bilinear') refused by name",
+          "interpolation" in refused, refused)

@@ -30,7 +30,7 @@ def main():
     import numpy as np
     import keras
     import ddp_trainer as ddp
-    from keras_image_steps import augmentation_layer_checks
+    from keras_image_steps import augmentation_layer_checks, upsampling_checks
     from keras_text_steps import (masked_sequence_checks, spatial_dropout_checks, tagging_checks,
                                   time_distributed_checks, token_model_checks)
 
@@ -202,6 +202,7 @@ def main():
     masked_sequence_checks(ddp, keras, np, rng, check, gap)
     spatial_dropout_checks(ddp, keras, np, rng, check)
     augmentation_layer_checks(ddp, keras, np, rng, check)
+    upsampling_checks(ddp, keras, np, rng, check, gap)
     time_distributed_checks(ddp, keras, np, rng, check, gap)
     tagging_checks(ddp, keras, np, rng, check, gap)
 

@@ -114,8 +114,8 @@ TEST(GlobalAveragePooling1D, MaskedBitsDoNotDependOnTheThreads) {
   const auto run = [&](int threads) {
     auto backend = make_cpu_backend(true, threads);
     std::vector<float> y(batch * dim), dx(x.size());
-    backend->avg_pool_forward(x.data(), mask.data(), y.data(), batch, w);
-    backend->avg_pool_backward(mask.data(), dy.data(), dx.data(), batch, w);
+    backend->avg_pool_forward(x.data(), mask.data(), y.data(), batch, w, /*mean=*/true);
+    backend->avg_pool_backward(mask.data(), dy.data(), dx.data(), batch, w, /*mean=*/true);
     y.insert(y.end(), dx.begin(), dx.end());
     return y;
   };
