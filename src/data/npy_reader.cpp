@@ -238,20 +238,23 @@ void set_features(Dataset& data, const NpyArray& x, float scale,
 Dataset make_dataset(const NpyArray& x, const NpyArray& y, float scale,
                      std::shared_ptr<const MappedFile> mapping = nullptr) {
   if (x.shape.empty()) throw DataError(x.origin + ": a scalar, not an array of samples");
-  if (y.shape.empty() || y.shape.size() > 2)
-    throw DataError(y.origin + ": labels need shape (samples) or (samples, labels), got " +
-                    std::to_string(y.shape.size()) + " dimensions");
+  if (y.shape.empty())
+    throw DataError(y.origin + ": labels need shape (samples, ...), got a scalar");
   if (x.shape[0] != y.shape[0])
     throw DataError(x.origin + " has " + std::to_string(x.shape[0]) + " samples but " + y.origin +
                     " has " + std::to_string(y.shape[0]));
-  if (y.shape.size() == 2 && y.shape[1] == 0) throw DataError(y.origin + ": 0 labels per sample");
+  // Keras' y of any rank, flattened per sample: (samples, steps) tags, or (samples, height,
+  // width, channels) images as an autoencoder's targets.
+  int64_t label_width = 1;
+  for (size_t d = 1; d < y.shape.size(); ++d) label_width *= y.shape[d];
+  if (label_width == 0) throw DataError(y.origin + ": 0 labels per sample");
   Dataset data;
   data.origin = y.origin;
   data.sample_shape = x.shape.size() == 1
                           ? Shape{1}
                           : Shape(std::vector<int64_t>(x.shape.begin() + 1, x.shape.end()));
   set_features(data, x, scale, std::move(mapping));
-  data.label_width = y.shape.size() == 2 ? y.shape[1] : 1;
+  data.label_width = label_width;
   if (y.kind == 'f') {  // real-valued targets: regression
     data.values.resize(static_cast<size_t>(y.count()));
     for (uint64_t i = 0; i < y.count(); ++i) {

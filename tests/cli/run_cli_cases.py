@@ -120,6 +120,12 @@ def write_fixtures(tmp):
     with zipfile.ZipFile(f"{tmp}/good.npz", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("x.npy", npy("<f4", "(96, 3)", x))
         z.writestr("y.npy", npy("|u1", "(96,)", y))
+    # An autoencoder's data: 96 images of 4x4x1 in [0, 1], and the same images as the targets
+    # (labels of any rank, as Keras' y).
+    pixels = struct.pack("<1536f", *[((i * 37) % 17) / 16 for i in range(96 * 16)])
+    with zipfile.ZipFile(f"{tmp}/autoencoder.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", npy("<f4", "(96, 4, 4, 1)", pixels))
+        z.writestr("y.npy", npy("<f4", "(96, 4, 4, 1)", pixels))
     with open(f"{tmp}/duplicate.yaml", "w") as f:
         f.write("seed: 1\nseed: 2\n")
     os.mkfifo(f"{tmp}/fifo")

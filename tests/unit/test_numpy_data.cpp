@@ -138,6 +138,15 @@ TEST_F(NumpyData, FloatLabelsAreRegressionTargets) {
   EXPECT_EQ(data.size(), 3);
   EXPECT_EQ(data.label_width, 2);
   EXPECT_EQ(data.values, (std::vector<float>{0.5f, -1.25f, 2, 1e-3f, -7, 3.5f}));
+  // Keras' y of any rank, flattened per sample: images as an autoencoder's targets.
+  const std::string images =
+      write("y4.npy", npy("<f4", "(3, 1, 2, 1)", raw<float>({0.5, -1.25, 2, 1e-3f, -7, 3.5})));
+  const Dataset targets = read_npy(x, images, 1);
+  EXPECT_EQ(targets.label_width, 2);
+  EXPECT_EQ(targets.values, data.values);
+  const std::string none = write("y0.npy", npy("<f4", "(3, 2, 0)", ""));
+  EXPECT_NE(error_of([&] { read_npy(x, none, 1); }).find("y0.npy: 0 labels per sample"),
+            std::string::npos);
   const std::string inf = write("yi.npy", npy("<f8", "(3,)", raw<double>({0, 1e300, 1})));
   EXPECT_NE(error_of([&] {
               read_npy(x, inf, 1);
