@@ -84,6 +84,14 @@ def upsampling_checks(ddp, keras, np, rng, check, gap):
               f"30 SGD-momentum steps (MSE) from the same weights: max abs difference of the "
               f"weights {trained:.2e}; .keras files both ways predict within {predicted:.2e} "
               f"({classes})")
+    # The module's own ddp.UpSampling2D and ddp.UpSampling1D repeat as np.repeat does.
+    small = rng.random((3, 2, 2, 2)).astype(np.float32)
+    both = ddp.Sequential([ddp.UpSampling2D((2, 3))], input_shape=[2, 2, 2]).predict(small)
+    one = ddp.Sequential([ddp.UpSampling1D(3)], input_shape=[2, 2]).predict(small[:, 0])
+    check("ddp.UpSampling2D((2, 3)) and ddp.UpSampling1D(3)",
+          np.array_equal(both, small.repeat(2, axis=1).repeat(3, axis=2)) and
+          np.array_equal(one, small[:, 0].repeat(3, axis=1)),
+          f"outputs {both.shape} and {one.shape}, np.repeat's values")
     try:
         ddp.Sequential([L.UpSampling2D(interpolation="bilinear")], input_shape=[4, 4, 1]).build()
         refused = ""
