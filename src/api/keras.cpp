@@ -170,6 +170,9 @@ Spec frozen(const Spec& layer) {
 Spec LayerNormalization(double epsilon) {
   return {map({{"type", YAML::Node("layer_normalization")}, {"epsilon", YAML::Node(epsilon)}})};
 }
+Spec RMSNormalization(double epsilon) {
+  return {map({{"type", YAML::Node("rms_normalization")}, {"epsilon", YAML::Node(epsilon)}})};
+}
 Spec BatchNormalization(bool sync) {
   return {map({{"type", YAML::Node("batch_normalization")}, {"sync", YAML::Node(sync)}})};
 }

@@ -79,6 +79,8 @@ Spec SpatialDropout2D(double rate);
 Spec BatchNormalization(bool sync = false);
 // Keras' LayerNormalization over the last axis.
 Spec LayerNormalization(double epsilon = 0.001);
+// Keras' RMSNormalization over the last axis: x / sqrt(mean(x^2) + epsilon) times a trained scale.
+Spec RMSNormalization(double epsilon = 1e-6);
 // Keras' Activation layer, an activation as a layer of its own: relu, tanh, sigmoid, elu, selu,
 // softplus, softsign, gelu, silu (swish), leaky_relu (slope 0.2, Keras' function's) or softmax.
 Spec Activation(const std::string& activation);

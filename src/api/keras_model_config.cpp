@@ -108,10 +108,10 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["synchronized"] = s.sync;
     return {"BatchNormalization", c};
   }
-  if (s.type == "layer_normalization") {
+  if (s.type == "layer_normalization" || s.type == "rms_normalization") {
     c["axis"] = -1;
     c["epsilon"] = s.epsilon;
-    return {"LayerNormalization", c};
+    return {s.type == "layer_normalization" ? "LayerNormalization" : "RMSNormalization", c};
   }
   if (s.type == "flatten") return {"Flatten", c};
   if (s.type == "rescaling") {

@@ -99,7 +99,11 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
   } else if (class_name == "LayerNormalization") {
     out["type"] = "layer_normalization";
     out["epsilon"] = in.get<double>("epsilon", 0.001);
-    in.require("rms_scaling", false);
+    in.require("rms_scaling", false);  // deprecated by Keras: RMSNormalization instead
+    in.normalized_over_the_last_axis();
+  } else if (class_name == "RMSNormalization") {
+    out["type"] = "rms_normalization";
+    out["epsilon"] = in.get<double>("epsilon", 1e-6);
     in.normalized_over_the_last_axis();
   } else if (class_name == "Rescaling") {
     out["type"] = "rescaling";

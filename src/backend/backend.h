@@ -211,14 +211,18 @@ class ComputeBackend {
 
   // Layer normalization of x (rows, cols) along its rows (Keras' LayerNormalization): y = gamma *
   // (x - mean) * inv_std + beta with each row's mean and inv_std = 1 / sqrt(biased var +
-  // epsilon), which go to stats (rows, 2) for backward.
+  // epsilon), which go to stats (rows, 2) for backward. Not `center`ed, RMS normalization (Keras'
+  // RMSNormalization, PyTorch's nn.RMSNorm): the mean taken as 0, so inv_std = 1 / sqrt(mean(x^2)
+  // + epsilon), and no beta (null).
   virtual void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
-                                  float* stats, int64_t rows, int64_t cols, float epsilon) = 0;
-  // From that forward's x and stats: dx unless null (it may alias dy), and dgamma and dbeta (cols)
-  // written, or added to when `accumulate`, each a sum over the rows in their order.
+                                  float* stats, int64_t rows, int64_t cols, float epsilon,
+                                  bool center) = 0;
+  // From that forward's x and stats: dx unless null (it may alias dy), and dgamma and dbeta (cols;
+  // null when not centered) written, or added to when `accumulate`, each a sum over the rows in
+  // their order.
   virtual void layer_norm_backward(const float* dy, const float* x, const float* gamma,
                                    const float* stats, float* dx, float* dgamma, float* dbeta,
-                                   int64_t rows, int64_t cols, bool accumulate) = 0;
+                                   int64_t rows, int64_t cols, bool accumulate, bool center) = 0;
 
   // Embedding (nn/embedding.h): y (count, dim) = row ids[i] of table (vocabulary, dim), each id
   // a whole number in [0, vocabulary) (the data are checked); and the table's gradient, zeroed

@@ -229,16 +229,17 @@ class CpuBackend final : public ComputeBackend {
   }
 
   void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
-                          float* stats, int64_t rows, int64_t cols, float epsilon) override {
+                          float* stats, int64_t rows, int64_t cols, float epsilon,
+                          bool center) override {
     cpu::by_rows(team_, rows, cols, [&](int64_t first, int64_t n) {
       cpu::layer_norm_rows(x + first * cols, gamma, beta, y + first * cols, stats + 2 * first, n,
-                           cols, epsilon);
+                           cols, epsilon, center);
     });
   }
   // The parameter gradients first, from dy before dx (which may alias it) overwrites it.
   void layer_norm_backward(const float* dy, const float* x, const float* gamma, const float* stats,
                            float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols,
-                           bool accumulate) override {
+                           bool accumulate, bool center) override {
     cpu::split_elements(team_, static_cast<size_t>(cols), [&](size_t c0, size_t c1) {
       cpu::layer_norm_param_grads(dy, x, stats, dgamma, dbeta, rows, cols, static_cast<int64_t>(c0),
                                   static_cast<int64_t>(c1), accumulate);
@@ -246,7 +247,8 @@ class CpuBackend final : public ComputeBackend {
     if (!dx) return;
     cpu::by_rows(team_, rows, cols, [&](int64_t first, int64_t n) {
       const int64_t at = first * cols;
-      cpu::layer_norm_input_grad(dy + at, x + at, gamma, stats + 2 * first, dx + at, n, cols);
+      cpu::layer_norm_input_grad(dy + at, x + at, gamma, stats + 2 * first, dx + at, n, cols,
+                                 center);
     });
   }
 

@@ -9,11 +9,11 @@
 namespace ddp::cpu {
 
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, float* stats,
-                     int64_t rows, int64_t cols, float epsilon);
+                     int64_t rows, int64_t cols, float epsilon, bool center);
 // dx of `rows` rows; dx may alias dy.
 void layer_norm_input_grad(const float* dy, const float* x, const float* gamma, const float* stats,
-                           float* dx, int64_t rows, int64_t cols);
-// Columns [c0, c1) of dgamma and dbeta over all `rows` rows.
+                           float* dx, int64_t rows, int64_t cols, bool center);
+// Columns [c0, c1) of dgamma and dbeta (null: RMS normalization's, none) over all `rows` rows.
 void layer_norm_param_grads(const float* dy, const float* x, const float* stats, float* dgamma,
                             float* dbeta, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
                             bool accumulate);

@@ -192,14 +192,15 @@ class CudaBackend final : public ComputeBackend {
     cuda::channel_sums(a, b, shift, host_sums, rows, channels, reduction_scratch_, stream_);
   }
   void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
-                          float* stats, int64_t rows, int64_t cols, float epsilon) override {
-    cuda::layer_norm_forward(x, gamma, beta, y, stats, rows, cols, epsilon, stream_);
+                          float* stats, int64_t rows, int64_t cols, float epsilon,
+                          bool center) override {
+    cuda::layer_norm_forward(x, gamma, beta, y, stats, rows, cols, epsilon, center, stream_);
   }
   void layer_norm_backward(const float* dy, const float* x, const float* gamma, const float* stats,
                            float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols,
-                           bool accumulate) override {
+                           bool accumulate, bool center) override {
     cuda::layer_norm_backward(dy, x, gamma, stats, dx, dgamma, dbeta, rows, cols, accumulate,
-                              stream_);
+                              center, stream_);
   }
   void batch_norm_forward(const float* x, float* y, const float* coeffs, int64_t rows,
                           int64_t channels) override {

@@ -9,10 +9,10 @@
 namespace ddp::cuda {
 
 void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
-                        float* stats, int64_t rows, int64_t cols, float epsilon,
+                        float* stats, int64_t rows, int64_t cols, float epsilon, bool center,
                         cudaStream_t stream);
 void layer_norm_backward(const float* dy, const float* x, const float* gamma, const float* stats,
                          float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols,
-                         bool accumulate, cudaStream_t stream);
+                         bool accumulate, bool center, cudaStream_t stream);
 
 }  // namespace ddp::cuda

@@ -80,6 +80,7 @@ const std::vector<std::string>& layer_types() {
                                                                   "spatial_dropout2d",
                                                                   "batch_normalization",
                                                                   "layer_normalization",
+                                                                  "rms_normalization",
                                                                   "flatten",
                                                                   "reshape",
                                                                   "rescaling",
@@ -191,8 +192,9 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
   // Layers of one position at a time (MaskPassingLayer), as Keras' pass it.
   const auto& activations = elementwise_activation_names();
   if (spec.type == "dropout" || spec.type == "spatial_dropout1d" || spec.type == "dense" ||
-      spec.type == "layer_normalization" || spec.type == "softmax" ||
-      spec.type == "transformer_encoder" || spec.type == "position_embedding" ||
+      spec.type == "layer_normalization" || spec.type == "rms_normalization" ||
+      spec.type == "softmax" || spec.type == "transformer_encoder" ||
+      spec.type == "position_embedding" ||
       std::ranges::find(activations, spec.type) != activations.end())
     return masking;
   throw ConfigError(spec.path + ": " + spec.type + " after " + masking->path +
@@ -200,7 +202,7 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
                     ": the padding mask reaches it, and only recurrent layers, "
                     "global_average_pooling1d, transformer_encoder, position_embedding and "
                     "layers of one step at a time (dense, dropout, activations, "
-                    "layer_normalization) take masks here");
+                    "layer_normalization, rms_normalization) take masks here");
 }
 
 }  // namespace
@@ -212,7 +214,8 @@ bool is_recurrent(const std::string& type) {
 bool has_parameters(const std::string& type) {
   return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
          is_recurrent(type) || type == "batch_normalization" || type == "layer_normalization" ||
-         type == "transformer_encoder" || type == "position_embedding";
+         type == "rms_normalization" || type == "transformer_encoder" ||
+         type == "position_embedding";
 }
 
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
@@ -321,8 +324,9 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                           "probabilities; put it before the activation (a linear layer, then " +
                           "batch_normalization, then the activation)");
       layers.push_back(std::make_unique<BatchNorm>(shape, spec.momentum, spec.epsilon, spec.sync));
-    } else if (spec.type == "layer_normalization") {
-      layers.push_back(std::make_unique<LayerNorm>(shape, spec.epsilon));
+    } else if (spec.type == "layer_normalization" || spec.type == "rms_normalization") {
+      layers.push_back(
+          std::make_unique<LayerNorm>(shape, spec.epsilon, spec.type == "rms_normalization"));
     } else if (spec.type == "flatten") {
       layers.push_back(std::make_unique<Reshape>(Shape{shape.numel()}, "Flatten"));
     } else if (spec.type == "rescaling") {

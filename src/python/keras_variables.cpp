@@ -64,7 +64,8 @@ const KerasLayer* keras_layer(const std::string& type) {
          {"running_mean", {}, false},
          {"running_var", {}, false}}}},
       {"layer_normalization",
-       {"layer_normalization", {{"weight", {}, false}, {"bias", {}, false}}}}};
+       {"layer_normalization", {{"weight", {}, false}, {"bias", {}, false}}}},
+      {"rms_normalization", {"rms_normalization", {{"weight", {}, false}}}}};
   const auto it = layers.find(type);
   return it == layers.end() ? nullptr : &it->second;
 }

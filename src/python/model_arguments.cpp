@@ -251,6 +251,12 @@ void define_layers(py::module_& m) {
         return trained_or_frozen(keras::LayerNormalization(epsilon), trainable);
       },
       py::arg("epsilon") = 0.001, py::arg("trainable") = true);
+  m.def(
+      "RMSNormalization",
+      [](double epsilon, bool trainable) {
+        return trained_or_frozen(keras::RMSNormalization(epsilon), trainable);
+      },
+      py::arg("epsilon") = 1e-6, py::arg("trainable") = true);
   m.def("Activation", &keras::Activation, py::arg("activation"));
   m.def("LeakyReLU", &keras::LeakyReLU, py::arg("negative_slope") = 0.3);
   define_random_layers(m);

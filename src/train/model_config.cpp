@@ -125,9 +125,11 @@ void parse_model(ConfigNode& root, Config& config) {
       const double slope = layer.get("negative_slope", 0.3);
       if (!(slope >= 0)) layer.fail("negative_slope", "must be >= 0, got " + show_number(slope));
       spec.negative_slope = static_cast<float>(slope);
-    } else if (spec.type == "layer_normalization") {  // Keras' default epsilon
+    } else if (spec.type == "layer_normalization" || spec.type == "rms_normalization") {
+      // Keras' default epsilons
+      const double epsilon = spec.type == "layer_normalization" ? 0.001 : 1e-6;
       spec.epsilon =
-          static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
+          static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", epsilon)));
     } else if (spec.type == "dropout" || spec.type == "spatial_dropout1d" ||
                spec.type == "spatial_dropout2d") {
       spec.rate =

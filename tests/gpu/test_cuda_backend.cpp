@@ -147,11 +147,18 @@ TEST(CudaVsCpuOps, SoftmaxLossesOptimizersAndChecks) {
         STATS(be, std::vector<float>(2 * rows)), DG(be, std::vector<float>(cols)),
         DB(be, std::vector<float>(cols));
     be.layer_norm_forward(Z.buffer.data(), GAMMA.buffer.data(), BETA.buffer.data(), P.buffer.data(),
-                          STATS.buffer.data(), rows, cols, 1e-3f);
+                          STATS.buffer.data(), rows, cols, 1e-3f, true);
     be.layer_norm_backward(P.buffer.data(), Z.buffer.data(), GAMMA.buffer.data(),  // dy: y
                            STATS.buffer.data(), DX.buffer.data(), DG.buffer.data(),
-                           DB.buffer.data(), rows, cols, false);
+                           DB.buffer.data(), rows, cols, false, true);
     for (Mirror* m : {&P, &STATS, &DX, &DG, &DB}) out[k].push_back(m->read());
+    // And RMS normalization: not centered, no beta.
+    be.layer_norm_forward(Z.buffer.data(), GAMMA.buffer.data(), nullptr, P.buffer.data(),
+                          STATS.buffer.data(), rows, cols, 1e-6f, false);
+    be.layer_norm_backward(P.buffer.data(), Z.buffer.data(), GAMMA.buffer.data(),
+                           STATS.buffer.data(), DX.buffer.data(), DG.buffer.data(), nullptr, rows,
+                           cols, false, false);
+    for (Mirror* m : {&P, &STATS, &DX, &DG}) out[k].push_back(m->read());
     // Embedding: rows gathered by id (repeated ids among them), the table's gradient added to.
     std::vector<float> ids(64);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<float>((i * 5) % 13);

@@ -31,6 +31,7 @@ def main():
     import keras
     import ddp_trainer as ddp
     from keras_image_steps import augmentation_layer_checks, upsampling_checks
+    from keras_norm_steps import rms_normalization_checks
     from keras_text_steps import (masked_sequence_checks, spatial_dropout_checks, tagging_checks,
                                   time_distributed_checks, token_model_checks)
 
@@ -198,6 +199,7 @@ def main():
           f"{gap(ours, keras_ln):.2e}; Keras' load_model of ddp-trainer's file predicts within "
           f"{predicted:.2e}")
 
+    rms_normalization_checks(ddp, keras, np, rng, check, gap)
     token_model_checks(ddp, keras, np, rng, check, gap)
     masked_sequence_checks(ddp, keras, np, rng, check, gap)
     spatial_dropout_checks(ddp, keras, np, rng, check)

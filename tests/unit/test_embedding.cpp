@@ -318,13 +318,14 @@ TEST(Embedding, MaskZeroGoesOnlyWhereItIsTaken) {
   EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1),
                      spec("global_average_pooling1d", 0, false, 2), spec("dense", 2, false, 3)}),
             "accepted");
-  EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1),
-                     spec("global_max_pooling1d", 0, false, 2), spec("dense", 2, false, 3)}),
-            "c.yaml: model.layers.2: global_max_pooling1d after c.yaml: model.layers.0 "
-            "(mask_zero): the padding mask reaches it, and only recurrent layers, "
-            "global_average_pooling1d, transformer_encoder, position_embedding and layers of one "
-            "step at a time "
-            "(dense, dropout, activations, layer_normalization) take masks here");
+  EXPECT_EQ(
+      refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1),
+               spec("global_max_pooling1d", 0, false, 2), spec("dense", 2, false, 3)}),
+      "c.yaml: model.layers.2: global_max_pooling1d after c.yaml: model.layers.0 "
+      "(mask_zero): the padding mask reaches it, and only recurrent layers, "
+      "global_average_pooling1d, transformer_encoder, position_embedding and layers of one "
+      "step at a time "
+      "(dense, dropout, activations, layer_normalization, rms_normalization) take masks here");
   EXPECT_EQ(refusal({spec("embedding", 4, false, 0), spec("lstm", 3, true, 1)}),
             "accepted, its mask at the output from c.yaml: model.layers.0.mask_zero");
 }

@@ -86,9 +86,9 @@ TEST(LayerNormThreads, TheBitsOfOneThread) {
   for (int k = 0; k < 2; ++k) {
     std::vector<float> y(x.size()), stats(2 * rows), dx(x.size()), dgamma(cols), dbeta(cols);
     backends[k]->layer_norm_forward(x.data(), gamma.data(), beta.data(), y.data(), stats.data(),
-                                    rows, cols, kEpsilon);
+                                    rows, cols, kEpsilon, true);
     backends[k]->layer_norm_backward(dy.data(), x.data(), gamma.data(), stats.data(), dx.data(),
-                                     dgamma.data(), dbeta.data(), rows, cols, false);
+                                     dgamma.data(), dbeta.data(), rows, cols, false, true);
     out[k] = {y, dx, dgamma, dbeta};
   }
   EXPECT_EQ(out[0], out[1]);

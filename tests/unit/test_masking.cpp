@@ -109,7 +109,7 @@ TEST(Masking, ItsMaskGoesOnlyWhereItIsTaken) {
       "c.yaml: model.layers.1: flatten after c.yaml: model.layers.0 (masking): the padding "
       "mask reaches it, and only recurrent layers, global_average_pooling1d, transformer_encoder, "
       "position_embedding and layers of one step at a time (dense, dropout, activations, "
-      "layer_normalization) take masks here");
+      "layer_normalization, rms_normalization) take masks here");
   EXPECT_EQ(refusal(Shape{5, 3}, {spec("masking", 0, false, 0), spec("lstm", 3, true, 1)}),
             "accepted, its mask at the output from c.yaml: model.layers.0");
   EXPECT_EQ(refusal(Shape{15}, {spec("masking", 0, false, 0), spec("dense", 2, false, 1)}),
