@@ -73,7 +73,8 @@ TEST_P(LayerNormTest, GradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LayerNormTest, ::testing::Values(Shape{2, 2, 3}, Shape{5}));
 
-// Note [threads per rank]: rows and columns shared out, the same bits as on one thread.
+// Note [threads per rank]: rows and columns shared out, the same bits as on one thread; centred
+// (layer normalization) and not (RMS normalization, no beta).
 TEST(LayerNormThreads, TheBitsOfOneThread) {
   auto one = make_cpu_backend(true, 1);
   auto team = make_cpu_backend(true, 2);
@@ -81,17 +82,20 @@ TEST(LayerNormThreads, TheBitsOfOneThread) {
   const std::vector<float> x = random_vector(rows * cols, 3, -2, 2),
                            dy = random_vector(rows * cols, 4);
   const std::vector<float> gamma = random_vector(cols, 5, 0.5f, 2), beta = random_vector(cols, 6);
-  std::vector<std::vector<float>> out[2];
-  ComputeBackend* backends[] = {one.get(), team.get()};
-  for (int k = 0; k < 2; ++k) {
-    std::vector<float> y(x.size()), stats(2 * rows), dx(x.size()), dgamma(cols), dbeta(cols);
-    backends[k]->layer_norm_forward(x.data(), gamma.data(), beta.data(), y.data(), stats.data(),
-                                    rows, cols, kEpsilon, true);
-    backends[k]->layer_norm_backward(dy.data(), x.data(), gamma.data(), stats.data(), dx.data(),
-                                     dgamma.data(), dbeta.data(), rows, cols, false, true);
-    out[k] = {y, dx, dgamma, dbeta};
+  for (const bool center : {true, false}) {
+    std::vector<std::vector<float>> out[2];
+    ComputeBackend* backends[] = {one.get(), team.get()};
+    for (int k = 0; k < 2; ++k) {
+      std::vector<float> y(x.size()), stats(2 * rows), dx(x.size()), dgamma(cols), dbeta(cols);
+      backends[k]->layer_norm_forward(x.data(), gamma.data(), center ? beta.data() : nullptr,
+                                      y.data(), stats.data(), rows, cols, kEpsilon, center);
+      backends[k]->layer_norm_backward(dy.data(), x.data(), gamma.data(), stats.data(), dx.data(),
+                                       dgamma.data(), center ? dbeta.data() : nullptr, rows, cols,
+                                       false, center);
+      out[k] = {y, dx, dgamma, dbeta};
+    }
+    EXPECT_EQ(out[0], out[1]) << (center ? "layer" : "RMS") << " normalization";
   }
-  EXPECT_EQ(out[0], out[1]);
 }
 
 // Keras' and PyTorch's initial values (gamma ones, beta zeros) under PyTorch's names, and its

@@ -1,7 +1,7 @@
 // RMSNormalization (Keras', PyTorch's nn.RMSNorm): forward against the definition in double,
-// backward against central finite differences (invariant 4), accumulated gradients, the bits on a
-// team of threads, its place in a model (names, init, config defaults, a whole-model gradient) and
-// Keras' config both ways.
+// backward against central finite differences (invariant 4), accumulated gradients, its place in
+// a model (names, init, config defaults, a whole-model gradient) and Keras' config both ways; the
+// bits on a team of threads are test_layer_norm.cpp's (the kernels are layer normalization's).
 
 #include <gtest/gtest.h>
 
@@ -59,27 +59,6 @@ TEST_P(RmsNormTest, ForwardIsTheDefinitionAndGradientsMatchFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, RmsNormTest, ::testing::Values(Shape{2, 2, 3}, Shape{5}));
-
-// Note [threads per rank]: rows and columns shared out, the same bits as on one thread.
-TEST(RmsNormThreads, TheBitsOfOneThread) {
-  auto one = make_cpu_backend(true, 1);
-  auto team = make_cpu_backend(true, 2);
-  const int64_t rows = 700, cols = 130;  // past the backend's threshold for sharing
-  const std::vector<float> x = random_vector(rows * cols, 3, -2, 2),
-                           dy = random_vector(rows * cols, 4);
-  const std::vector<float> gamma = random_vector(cols, 5, 0.5f, 2);
-  std::vector<std::vector<float>> out[2];
-  ComputeBackend* backends[] = {one.get(), team.get()};
-  for (int k = 0; k < 2; ++k) {
-    std::vector<float> y(x.size()), stats(2 * rows), dx(x.size()), dgamma(cols);
-    backends[k]->layer_norm_forward(x.data(), gamma.data(), nullptr, y.data(), stats.data(), rows,
-                                    cols, kEpsilon, false);
-    backends[k]->layer_norm_backward(dy.data(), x.data(), gamma.data(), stats.data(), dx.data(),
-                                     dgamma.data(), nullptr, rows, cols, false, false);
-    out[k] = {y, dx, dgamma};
-  }
-  EXPECT_EQ(out[0], out[1]);
-}
 
 // From a config: Keras' default epsilon (1e-6), PyTorch's name for the scale (nn.RMSNorm's
 // weight), ones at first, and the gradient inside a model; Keras' RMSNormalization both ways.
