@@ -4,8 +4,8 @@
 #   DDP_ARCH=x86-64-v3 launch/setup.sh   portable build instead of -march=native
 #   DDP_WERROR=ON launch/setup.sh        warnings are errors (CI)
 #   DDP_UNITY_BUILD=OFF launch/setup.sh  each .cpp of the library compiled on its own: slower from
-#                                        scratch (408 s against 289 s on 2 cores), quicker to
-#                                        rebuild after editing one file
+#                                        scratch than the default unity build, quicker to rebuild
+#                                        after editing one file
 #   launch/setup.sh --test               also what only the tests use: Slurm and munge for the
 #                                        one-node Slurm test (Debian may enable their services),
 #                                        h5py for the Python module's Keras weights files

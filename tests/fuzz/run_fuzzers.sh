@@ -12,8 +12,8 @@ build="${2:-$root/build-fuzz}"
 command -v clang++ >/dev/null || { echo "run_fuzzers: clang++ not found (launch/setup.sh installs it)" >&2; exit 1; }
 # -O1 with line tables only: sanitizer reports still name file and line, and the library (built
 # whole, with ASan and UBSan) builds in 150 s on 2 cores where -O2 -g took 168 s. A unity build
-# (the library's .cpp files compiled eight to a unit) parses the shared headers once a unit:
-# 189 s -> ~130 s on the Xeon's 2 cores.
+# (the library's .cpp files compiled eight to a unit) parses the shared headers once a unit, and
+# so builds the library quicker still.
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" -DDDP_FUZZ=ON -DDDP_CUDA=OFF \
       -DDDP_BUILD_TESTS=OFF -DDDP_BUILD_BENCHMARKS=OFF -DDDP_ARCH=x86-64-v2 \
