@@ -16,7 +16,8 @@ DDP_HOST_DEVICE inline void layer_norm_row(const float* in, const float* gamma, 
                                            float* out, float* stats, int64_t cols, float epsilon,
                                            bool center) {
   double sum = 0;
-  for (int64_t c = 0; c < cols && center; ++c) sum += in[c];
+  if (center)
+    for (int64_t c = 0; c < cols; ++c) sum += in[c];
   const double mean = sum / static_cast<double>(cols);
   double squares = 0;
   for (int64_t c = 0; c < cols; ++c) squares += (in[c] - mean) * (in[c] - mean);
