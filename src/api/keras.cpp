@@ -59,12 +59,29 @@ Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation,
                {"padding", YAML::Node(padding)},
                {"use_bias", YAML::Node(use_bias)}})};
 }
-Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,
-            const std::string& padding, bool use_bias) {
+namespace {
+Spec strided_convolution(const char* type, int64_t filters, int64_t kernel_size, int64_t strides,
+                         const std::string& activation, const std::string& padding, bool use_bias) {
   Spec spec = Conv2D(filters, kernel_size, activation, padding, use_bias);
-  spec.node["type"] = "conv1d";
+  spec.node["type"] = type;
   spec.node["strides"] = strides;
   return spec;
+}
+}  // namespace
+Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,
+            const std::string& padding, bool use_bias) {
+  return strided_convolution("conv1d", filters, kernel_size, strides, activation, padding,
+                             use_bias);
+}
+Spec Conv2DTranspose(int64_t filters, int64_t kernel_size, int64_t strides,
+                     const std::string& activation, const std::string& padding, bool use_bias) {
+  return strided_convolution("conv2d_transpose", filters, kernel_size, strides, activation, padding,
+                             use_bias);
+}
+Spec Conv1DTranspose(int64_t filters, int64_t kernel_size, int64_t strides,
+                     const std::string& activation, const std::string& padding, bool use_bias) {
+  return strided_convolution("conv1d_transpose", filters, kernel_size, strides, activation, padding,
+                             use_bias);
 }
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
 Spec UpSampling2D(std::array<int64_t, 2> size) {

@@ -24,6 +24,14 @@ Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation 
 Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides = 1,
             const std::string& activation = "linear", const std::string& padding = "valid",
             bool use_bias = true);
+// Keras' Conv2DTranspose and Conv1DTranspose (Note [transposed convolution]), a decoder's learned
+// upsampling: the output `strides` times the input's size with padding "same".
+Spec Conv2DTranspose(int64_t filters, int64_t kernel_size, int64_t strides = 1,
+                     const std::string& activation = "linear", const std::string& padding = "valid",
+                     bool use_bias = true);
+Spec Conv1DTranspose(int64_t filters, int64_t kernel_size, int64_t strides = 1,
+                     const std::string& activation = "linear", const std::string& padding = "valid",
+                     bool use_bias = true);
 Spec MaxPooling2D(int64_t pool_size = 2);
 Spec AveragePooling2D(int64_t pool_size = 2);
 // Keras' MaxPooling1D and AveragePooling1D over (steps, channels); strides 0: the pool size.

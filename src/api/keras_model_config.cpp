@@ -34,23 +34,23 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     if (!s.time_distributed) return {"Dense", c};
     return {"TimeDistributed", {{"layer", keras_object("keras.layers", "Dense", c)}}};
   }
-  if (s.type == "conv1d") {
+  if (s.type == "conv1d" || s.type == "conv1d_transpose") {
     c["filters"] = s.units;
     c["kernel_size"] = json::array({s.window[1]});
     c["strides"] = json::array({s.strides[1]});
     c["padding"] = s.same_padding ? "same" : "valid";
     c["data_format"] = "channels_last";
     weighted();
-    return {"Conv1D", c};
+    return {s.type == "conv1d" ? "Conv1D" : "Conv1DTranspose", c};
   }
-  if (s.type == "conv2d") {
+  if (s.type == "conv2d" || s.type == "conv2d_transpose") {
     c["filters"] = s.units;
     c["kernel_size"] = pair(s.window);
     c["strides"] = pair(s.strides);
     c["padding"] = s.same_padding ? "same" : "valid";
     c["data_format"] = "channels_last";
     weighted();
-    return {"Conv2D", c};
+    return {s.type == "conv2d" ? "Conv2D" : "Conv2DTranspose", c};
   }
   if (s.type == "max_pooling2d" || s.type == "average_pooling2d") {
     c["pool_size"] = pair(s.window);

@@ -24,8 +24,8 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["units"] = in.get<int64_t>("units", 0);
     out["activation"] = in.activation(activation_names());
     in.weighted(out);
-  } else if (class_name == "Conv2D") {
-    out["type"] = "conv2d";
+  } else if (class_name == "Conv2D" || class_name == "Conv2DTranspose") {
+    out["type"] = class_name == "Conv2D" ? "conv2d" : "conv2d_transpose";
     out["filters"] = in.get<int64_t>("filters", 0);
     out["kernel_size"] = in.pair("kernel_size", 1);
     out["strides"] = in.pair("strides", 1);
@@ -33,10 +33,11 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["activation"] = in.activation(elementwise_activation_names());
     in.require("dilation_rate", json::array({1, 1}));
     in.require("groups", 1);
+    in.require("output_padding", nullptr);  // Note [transposed convolution]: Keras' default
     in.channels_last();
     in.weighted(out);
-  } else if (class_name == "Conv1D") {
-    out["type"] = "conv1d";
+  } else if (class_name == "Conv1D" || class_name == "Conv1DTranspose") {
+    out["type"] = class_name == "Conv1D" ? "conv1d" : "conv1d_transpose";
     out["filters"] = in.get<int64_t>("filters", 0);
     out["kernel_size"] = in.pair("kernel_size", 1)[0];
     out["strides"] = in.pair("strides", 1)[0];
@@ -44,6 +45,7 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["activation"] = in.activation(elementwise_activation_names());
     in.require("dilation_rate", json::array({1}));
     in.require("groups", 1);
+    in.require("output_padding", nullptr);
     in.channels_last();
     in.weighted(out);
   } else if (class_name == "MaxPooling2D" || class_name == "AveragePooling2D") {

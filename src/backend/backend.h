@@ -10,37 +10,22 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/activation_kind.h"
 #include "backend/grad_block.h"
+#include "backend/loss_targets.h"
 #include "backend/optimizer_hyper.h"
 #include "backend/window2d.h"
 #include "core/memory_kind.h"
 
 namespace ddp {
 
-enum class TargetKind {
-  kSparse,  // (rows) class indices stored as floats (exact below 2^24)
-  kDense,   // (rows, cols) one-hot or real-valued targets
-};
-// A sparse target the losses skip (any value below zero does): Note [masked positions].
-inline constexpr float kIgnoredTarget = -1.0f;
-
-// Sums over the rows of one batch; callers divide by the sample count they aggregate over.
-struct LossStats {
-  double loss_sum = 0;
-  double correct = 0;  // rows whose argmax prediction matches the target class
-};
-
 // Whether an optimizer update also checks the gradients it reads (Note [non-finite check]):
 // kFinite answers in the update's return value, kFiniteLater through
 // ComputeBackend::take_nonfinite() (Note [deferred readback]).
 enum class GradCheck { kNone, kFinite, kFiniteLater };
-
-// When a loss's sums reach the caller: returned by the call, or (kLater) added to those that
-// ComputeBackend::take_loss_stats() returns (Note [deferred readback]).
-enum class Readback { kNow, kLater };
 
 class ComputeBackend {
  public:
@@ -172,6 +157,14 @@ class ComputeBackend {
                                Activation /*act*/, bool /*accumulate*/) {
     return false;
   }
+
+  // y = act(y + b) over (rows, cols), b (cols) added to each row, act's derivative one of its
+  // output (a transposed convolution's bias and activation, after col2im). Backward turns dy into
+  // the pre-activation gradient in place and writes db (cols), or adds to it when `accumulate`.
+  virtual void bias_activation_forward(float* y, const float* b, int64_t rows, int64_t cols,
+                                       Activation act) = 0;
+  virtual void bias_activation_backward(const float* y, float* dy, float* db, int64_t rows,
+                                        int64_t cols, Activation act, bool accumulate) = 0;
 
   // Pooling, x (batch, height, width, channels) -> y (batch, out_h, out_w, channels); padding
   // takes no part (Keras). Backward writes dx: max pooling routes each dy to the first maximum
@@ -366,10 +359,8 @@ class DeviceBuffer {
   DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
     reset();
     backend_ = other.backend_;
-    data_ = other.data_;
-    count_ = other.count_;
-    other.data_ = nullptr;
-    other.count_ = 0;
+    data_ = std::exchange(other.data_, nullptr);
+    count_ = std::exchange(other.count_, 0);
     return *this;
   }
   DeviceBuffer(const DeviceBuffer&) = delete;

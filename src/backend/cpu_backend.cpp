@@ -173,6 +173,14 @@ class CpuBackend final : public ComputeBackend {
   void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w) override {
     cpu::col2im(cols, dx, batch, w);
   }
+  void bias_activation_forward(float* y, const float* b, int64_t rows, int64_t cols,
+                               Activation act) override {
+    cpu::bias_activation(team_, y, b, rows, cols, act);
+  }
+  void bias_activation_backward(const float* y, float* dy, float* db, int64_t rows, int64_t cols,
+                                Activation act, bool accumulate) override {
+    cpu::bias_activation_grad(team_, y, dy, db, rows, cols, act, accumulate);
+  }
   // Pooling and dropout on the team's shares of the batch: each sample's output is computed alone,
   // so the shares change no bit (as activations and batch normalization's rows).
   void max_pool_forward(const float* x, float* y, int64_t batch, const Window2d& w) override {

@@ -3,8 +3,13 @@
 // on the team's shares of the elements: each element is computed as on one thread, so the bits do
 // not depend on the number of threads.
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 
+#include "backend/activation_grad.h"
+#include "backend/column_sums.h"
+#include "backend/cpu_activations.h"
 #include "backend/team_shares.h"
 #include "core/thread_team.h"
 
@@ -40,6 +45,26 @@ inline void moving_average(ThreadTeam& team, const float* x, float* average, siz
   split_elements(team, count, [=](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) average[i] = momentum * average[i] + rest * x[i];
   });
+}
+
+// ComputeBackend::bias_activation_forward and bias_activation_backward. The bias's gradient sums
+// the rows on one thread, in row order, so that its bits do not depend on the team's size.
+inline void bias_activation(ThreadTeam& team, float* y, const float* b, int64_t rows, int64_t cols,
+                            Activation act) {
+  by_rows(team, rows, cols, [&](int64_t first, int64_t n) {
+    for (int64_t r = first; r < first + n; ++r)
+      for (int64_t c = 0; c < cols; ++c) y[r * cols + c] += b[c];
+    fused_activation(act, y + first * cols, y + first * cols, static_cast<size_t>(n * cols));
+  });
+}
+
+inline void bias_activation_grad(ThreadTeam& team, const float* y, float* dy, float* db,
+                                 int64_t rows, int64_t cols, Activation act, bool accumulate) {
+  split_elements(team, static_cast<size_t>(rows * cols), [&](size_t begin, size_t end) {
+    activation_grad(act, y + begin, dy + begin, dy + begin, end - begin);
+  });
+  if (!accumulate) std::fill(db, db + cols, 0.0f);
+  add_column_sums(dy, rows, cols, cols, db);
 }
 
 }  // namespace ddp::cpu

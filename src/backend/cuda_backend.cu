@@ -90,15 +90,14 @@ class CudaBackend final : public ComputeBackend {
   void dense_forward(const float* x, const float* w, const float* b, float* y, int64_t batch,
                      int64_t in, int64_t out, Activation act) override {
     gemm(false, true, batch, out, in, x, w, y, false);
-    cuda::bias_activation(y, b, batch, out, act, stream_);
+    bias_activation_forward(y, b, batch, out, act);
   }
 
   void dense_backward(const float* x, const float* w, const float* y, float* dy, float* dx,
                       float* dw, float* db, int64_t batch, int64_t in, int64_t out, Activation act,
                       bool accumulate, const GradBlockConsumer* consume_dw) override {
-    cuda::activation_backward(act, nullptr, y, dy, dy, static_cast<size_t>(batch * out), stream_);
+    bias_activation_backward(y, dy, db, batch, out, act, accumulate);
     gemm(true, false, out, in, batch, dy, x, dw, accumulate);
-    cuda::column_sums(dy, db, batch, out, accumulate, stream_);
     if (dx) gemm(false, false, batch, in, out, dy, w, dx, false);
     // Stream order puts the consumer's kernels (an update of w) after the product that reads w.
     if (consume_dw)
@@ -106,6 +105,16 @@ class CudaBackend final : public ComputeBackend {
   }
 
   bool prefers_update_in_backward() const override { return false; }
+
+  void bias_activation_forward(float* y, const float* b, int64_t rows, int64_t cols,
+                               Activation act) override {
+    cuda::bias_activation(y, b, rows, cols, act, stream_);
+  }
+  void bias_activation_backward(const float* y, float* dy, float* db, int64_t rows, int64_t cols,
+                                Activation act, bool accumulate) override {
+    cuda::activation_backward(act, nullptr, y, dy, dy, static_cast<size_t>(rows * cols), stream_);
+    cuda::column_sums(dy, db, rows, cols, accumulate, stream_);
+  }
 
   void activation_forward(Activation act, const float* x, float* y, size_t count) override {
     cuda::activation_forward(act, x, y, count, stream_);

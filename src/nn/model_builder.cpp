@@ -7,6 +7,7 @@
 #include "nn/activation.h"
 #include "nn/batch_norm.h"
 #include "nn/conv2d.h"
+#include "nn/conv2d_transpose.h"
 #include "nn/dense.h"
 #include "nn/dropout.h"
 #include "nn/layer_norm.h"
@@ -59,6 +60,8 @@ const std::vector<std::string>& layer_types() {
   static const std::vector<std::string> types = with_activations({"dense",
                                                                   "conv2d",
                                                                   "conv1d",
+                                                                  "conv2d_transpose",
+                                                                  "conv1d_transpose",
                                                                   "max_pooling2d",
                                                                   "average_pooling2d",
                                                                   "max_pooling1d",
@@ -165,6 +168,24 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
   return w;
 }
 
+// Note [transposed convolution]: the view of a conv2d_transpose (an image input) or
+// conv1d_transpose ((steps, channels)), a convolution over its output with its filters as that
+// convolution's channels; names the layer when its input is not of that shape.
+Window2d transposed_view(const LayerSpec& spec, const Shape& shape) {
+  const bool one_row = spec.type == "conv1d_transpose";
+  if (shape.rank() != (one_row ? 2u : 3u))
+    throw ConfigError(spec.path + ": " + spec.type + " needs an input of " +
+                      (one_row ? "(steps, channels)" : "(height, width, channels), an image,") +
+                      " but gets " + shape.str());
+  const auto length = [&spec, &shape, one_row](int axis) {
+    const int64_t in = one_row && axis == 0 ? 1 : shape[one_row ? 0 : axis];
+    return Conv2DTranspose::output_length(in, spec.window[axis], spec.strides[axis],
+                                          spec.same_padding);
+  };
+  return Window2d::make(length(0), length(1), spec.units, spec.window[0], spec.window[1],
+                        spec.strides[0], spec.strides[1], spec.same_padding);
+}
+
 // Note [upsampling]: the pooling whose windows are the blocks an up_sampling2d (an image input)
 // or up_sampling1d ((steps, channels)) repeats each input pixel over; names the layer when its
 // input is not of that shape.
@@ -207,13 +228,18 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
 
 }  // namespace
 
+bool is_convolution(const std::string& type) {
+  return type == "conv2d" || type == "conv1d" || type == "conv2d_transpose" ||
+         type == "conv1d_transpose";
+}
+
 bool is_recurrent(const std::string& type) {
   return type == "lstm" || type == "gru" || type == "simple_rnn";
 }
 
 bool has_parameters(const std::string& type) {
-  return type == "dense" || type == "conv2d" || type == "conv1d" || type == "embedding" ||
-         is_recurrent(type) || type == "batch_normalization" || type == "layer_normalization" ||
+  return type == "dense" || is_convolution(type) || type == "embedding" || is_recurrent(type) ||
+         type == "batch_normalization" || type == "layer_normalization" ||
          type == "rms_normalization" || type == "transformer_encoder" ||
          type == "position_embedding";
 }
@@ -245,7 +271,7 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     // a simple_rnn applies its own at every step.
     const bool last = &spec == &specs.back();
     const Activation act = elementwise(spec.activation);
-    const bool fuses = spec.type == "dense" || spec.type == "conv2d" || spec.type == "conv1d";
+    const bool fuses = spec.type == "dense" || is_convolution(spec.type);
     const bool leaky = fuses && spec.activation == "leaky_relu";
     const bool split =
         fuses && (spec.activation == "softmax" || (last && spec.activation == "sigmoid") || leaky ||
@@ -274,17 +300,26 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
       parameters += units * fan_in;
       layers.push_back(std::make_unique<Dense>(in, spec.units, fused, spec.use_bias,
                                                Shape(std::move(positions))));
-    } else if (spec.type == "conv2d" || spec.type == "conv1d") {
-      const bool one_row = spec.type == "conv1d";
-      const Window2d w = one_row ? steps_window(spec, shape) : image_window(spec, shape);
-      const auto fan_in = static_cast<uint64_t>(w.patch()) + (spec.use_bias ? 1 : 0);
+    } else if (is_convolution(spec.type)) {
+      const bool one_row = spec.type == "conv1d" || spec.type == "conv1d_transpose";
+      const bool transposed = spec.type == "conv2d_transpose" || spec.type == "conv1d_transpose";
+      const Window2d w = transposed ? transposed_view(spec, shape)
+                         : one_row  ? steps_window(spec, shape)
+                                    : image_window(spec, shape);
+      const int64_t channels = shape.dims().back();
+      const auto fan_in =
+          static_cast<uint64_t>(w.kernel_h * w.kernel_w * channels) + (spec.use_bias ? 1 : 0);
       const auto filters = static_cast<uint64_t>(spec.units);
       if (filters > (budget - parameters) / fan_in)
         throw ConfigError(spec.path + ".filters: " + std::to_string(spec.units) +
                           " filters take the model past " + std::to_string(budget) +
                           " parameters, what this process's memory can train");
       parameters += filters * fan_in;
-      layers.push_back(std::make_unique<Conv2D>(w, spec.units, fused, spec.use_bias, one_row));
+      if (transposed)
+        layers.push_back(
+            std::make_unique<Conv2DTranspose>(w, channels, fused, spec.use_bias, one_row));
+      else
+        layers.push_back(std::make_unique<Conv2D>(w, spec.units, fused, spec.use_bias, one_row));
     } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
       layers.push_back(std::make_unique<Pooling2D>(
           spec.type == "max_pooling2d" ? Pooling2D::Kind::kMax : Pooling2D::Kind::kAverage,

@@ -11,12 +11,13 @@ namespace ddp {
 
 // One entry of the config's model.layers list.
 struct LayerSpec {
-  std::string type;   // one of layer_types()
-  int64_t units = 0;  // dense, lstm, gru, simple_rnn: units; conv2d: filters; embedding: output_dim
-  // dense, conv2d: linear, relu, tanh, sigmoid, ... (softmax: dense); simple_rnn (tanh)
+  std::string type;  // one of layer_types()
+  // dense, lstm, gru, simple_rnn: units; convolutions: filters; embedding: output_dim
+  int64_t units = 0;
+  // dense, convolutions: linear, relu, tanh, sigmoid, ... (softmax: dense); simple_rnn (tanh)
   std::string activation = "linear";
   std::string path;  // "run.yaml: model.layers.2", for error messages
-  // conv2d: kernel_size, strides; max/average_pooling2d: pool_size, strides (height, width)
+  // convolutions: kernel_size, strides; max/average_pooling2d: pool_size, strides (height, width)
   std::array<int64_t, 2> window{1, 1};
   std::array<int64_t, 2> strides{1, 1};
   bool same_padding = false;  // Keras' padding: "same" rather than "valid"
@@ -63,6 +64,9 @@ const std::vector<std::string>& elementwise_activation_names();
 // A simple_rnn's: the elementwise ones but leaky_relu, whose slope the cell does not take.
 const std::vector<std::string>& simple_rnn_activation_names();
 
+// Whether a layer of this type is a convolution (conv2d, conv1d) or a transposed one (Note
+// [transposed convolution]).
+bool is_convolution(const std::string& type);
 // Whether a layer of this type is a recurrent one (lstm, gru, simple_rnn; Note [recurrent steps]).
 bool is_recurrent(const std::string& type);
 // Whether a layer of this type has parameters (which `trainable: false` freezes).

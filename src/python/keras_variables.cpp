@@ -48,6 +48,11 @@ const KerasLayer* keras_layer(const std::string& type) {
         {{"layer", "dense"}}}},
       {"conv2d", {"conv2d", {{"weight", {{1, 2, 3, 0}}, false}, {"bias", {}, true}}}},
       {"conv1d", {"conv1d", {{"weight", {{1, 2, 0}}, false}, {"bias", {}, true}}}},
+      // Note [transposed convolution]: the same transpositions of their weights
+      {"conv2d_transpose",
+       {"conv2d_transpose", {{"weight", {{1, 2, 3, 0}}, false}, {"bias", {}, true}}}},
+      {"conv1d_transpose",
+       {"conv1d_transpose", {{"weight", {{1, 2, 0}}, false}, {"bias", {}, true}}}},
       {"embedding", {"embedding", {{"weight", {}, false}}}},
       {"lstm", {"lstm", recurrent_cell(false, "cell", false), {{"cell", "lstm_cell"}}}},
       {"gru", {"gru", recurrent_cell(true, "cell", false), {{"cell", "gru_cell"}}}},

@@ -160,6 +160,35 @@ void define_layers(py::module_& m) {
       py::arg("filters"), py::arg("kernel_size"), py::arg("strides") = 1,
       py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true,
       py::arg("trainable") = true);
+  // Keras' kernel_size and strides: an int, or (height, width).
+  using Size = std::variant<int64_t, std::array<int64_t, 2>>;
+  m.def(
+      "Conv2DTranspose",
+      [](int64_t filters, Size kernel_size, Size strides, const std::string& activation,
+         const std::string& padding, bool use_bias, bool trainable) {
+        keras::Spec spec = keras::Conv2DTranspose(filters, 1, 1, activation, padding, use_bias);
+        for (auto [key, size] :
+             {std::pair{"kernel_size", &kernel_size}, std::pair{"strides", &strides}})
+          spec.node[key] =
+              std::holds_alternative<int64_t>(*size)
+                  ? YAML::Node(std::get<int64_t>(*size))
+                  : YAML::Node(std::vector<int64_t>{std::get<1>(*size)[0], std::get<1>(*size)[1]});
+        return trained_or_frozen(spec, trainable);
+      },
+      py::arg("filters"), py::arg("kernel_size"), py::arg("strides") = 1,
+      py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true,
+      py::arg("trainable") = true);
+  m.def(
+      "Conv1DTranspose",
+      [](int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,
+         const std::string& padding, bool use_bias, bool trainable) {
+        return trained_or_frozen(
+            keras::Conv1DTranspose(filters, kernel_size, strides, activation, padding, use_bias),
+            trainable);
+      },
+      py::arg("filters"), py::arg("kernel_size"), py::arg("strides") = 1,
+      py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true,
+      py::arg("trainable") = true);
   m.def("MaxPooling2D", &keras::MaxPooling2D, py::arg("pool_size") = 2);
   m.def("AveragePooling2D", &keras::AveragePooling2D, py::arg("pool_size") = 2);
   for (const auto& [name, make] : {std::pair{"MaxPooling1D", &keras::MaxPooling1D},

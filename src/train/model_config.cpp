@@ -47,7 +47,7 @@ void parse_model(ConfigNode& root, Config& config) {
       layer.finish();
       continue;
     }
-    if (spec.type == "dense" || spec.type == "conv2d" || spec.type == "conv1d") {
+    if (spec.type == "dense" || is_convolution(spec.type)) {
       parse_regularizer(layer, spec);
       spec.use_bias = layer.get("use_bias", true);
     }
@@ -56,13 +56,13 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.activation = layer.choice("activation", activation_names(), "linear");
       if (layer.has("time_distributed"))  // Keras' name alone: not written where not given
         spec.time_distributed = layer.get("time_distributed", false);
-    } else if (spec.type == "conv2d") {
+    } else if (spec.type == "conv2d" || spec.type == "conv2d_transpose") {
       spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
       spec.window = height_width(layer, "kernel_size", std::nullopt);
       spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
       spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
-    } else if (spec.type == "conv1d") {  // one row: kernel_size and strides are integers
+    } else if (spec.type == "conv1d" || spec.type == "conv1d_transpose") {  // integer sizes
       spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
       spec.window = {1, positive(layer, "kernel_size", layer.require<int64_t>("kernel_size"))};
       spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", 1))};

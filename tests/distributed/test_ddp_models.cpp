@@ -15,15 +15,16 @@ using namespace dist_test;
 
 class DdpModels : public DdpTraining {};
 
-// A convnet with dropout and an upsampling: Note [dropout mask] draws each sample's mask from its
-// position in the epoch, so N ranks (and the partial last batch split over them) drop what one rank
-// drops.
+// A convnet with dropout, an upsampling and a transposed convolution: Note [dropout mask] draws
+// each sample's mask from its position in the epoch, so N ranks (and the partial last batch split
+// over them) drop what one rank drops.
 TEST_P(DdpModels, ConvnetWithDropoutMatchesSingleProcess) {
   MpiCommunicator comm;
   auto local = make_local_communicator();
   const std::string layers =
       "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu},"
       " {type: max_pooling2d, pool_size: 2}, {type: up_sampling2d, size: [2, 1]},"
+      " {type: conv2d_transpose, filters: 2, kernel_size: 3, strides: 2, activation: tanh},"
       " {type: dropout, rate: 0.3}, {type: flatten}, {type: dense, units: 10, activation: "
       "softmax}]";
   const std::vector<std::string> convnet = {"data.train.features=64", "data.train.samples=98",

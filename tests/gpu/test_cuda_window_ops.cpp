@@ -1,7 +1,7 @@
-// The CUDA window ops, dropout and batch normalization against the CPU backend's (the
-// specification): im2col and max pooling exactly, sums (average pooling with and without a padding
-// mask among them) within float rounding, dropout's mask (element by element, and by channel) bit
-// for bit (Note [dropout mask]).
+// The CUDA window ops, dropout, batch normalization and the transposed convolution's bias and
+// activation against the CPU backend's (the specification): im2col and max pooling exactly, sums
+// (average pooling with and without a padding mask among them) within float rounding, dropout's
+// mask (element by element, and by channel) bit for bit (Note [dropout mask]).
 
 #include <gtest/gtest.h>
 
@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "gpu_test_support.h"
+#include "nn/conv2d_transpose.h"
 
 namespace ddp {
 namespace {
@@ -105,6 +106,51 @@ TEST(CudaBatchNormOps, MatchTheCpu) {
     EXPECT_NEAR(sums[0][i], sums[1][i], 1e-9 * (1 + std::abs(sums[0][i]))) << "channel_sums " << i;
   expect_close(results[0][0], results[1][0], "batch norm forward");
   expect_close(results[0][1], results[1][1], "batch norm backward");
+}
+
+// Note [transposed convolution]: bias_activation's pair for each fused activation, and a whole
+// Conv2DTranspose layer (its products through batched_matmul and dense_forward, its windows
+// through col2im and im2col) forward and backward.
+TEST(CudaTransposedConvolution, MatchesTheCpu) {
+  auto cpu = make_cpu_backend(false);
+  auto cuda = gpu();
+  const int64_t batch = 3, channels = 5, filters = 4;
+  const Window2d view = Window2d::make(14, 12, filters, 3, 3, 2, 2, true);  // 7x6 up by 2
+  const auto x = random_values(static_cast<size_t>(batch * 7 * 6 * channels), 8);
+  const auto weight = random_values(static_cast<size_t>(channels * view.patch()), 9);
+  const auto bias = random_values(static_cast<size_t>(filters), 10);
+  const size_t out = static_cast<size_t>(batch * 14 * 12 * filters);
+  const auto dy = random_values(out, 11);
+  std::vector<std::vector<float>> results[2];
+  ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
+  for (int k = 0; k < 2; ++k) {
+    ComputeBackend& be = *backends[k];
+    for (const Activation act :
+         {Activation::kLinear, Activation::kRelu, Activation::kTanh, Activation::kSigmoid}) {
+      // y from dy's values reversed, dy turned into the pre-activation gradient in place, db added
+      // to where tanh's.
+      Mirror Y(be, std::vector<float>(dy.rbegin(), dy.rend())), DZ(be, dy),
+          DB(be, std::vector<float>(filters, 1.0f)), B(be, bias);
+      be.bias_activation_forward(Y.buffer.data(), B.buffer.data(), batch * 14 * 12, filters, act);
+      be.bias_activation_backward(Y.buffer.data(), DZ.buffer.data(), DB.buffer.data(),
+                                  batch * 14 * 12, filters, act, act == Activation::kTanh);
+      results[k].insert(results[k].end(), {Y.read(), DZ.read(), DB.read()});
+    }
+    Conv2DTranspose layer(view, channels, Activation::kRelu, true, false);
+    Mirror X(be, x), W(be, weight), B(be, bias), DW(be, weight), DB(be, bias),
+        Y(be, std::vector<float>(out)), DY(be, dy), DX(be, x);
+    float* params[] = {W.buffer.data(), B.buffer.data()};
+    float* grads[] = {DW.buffer.data(), DB.buffer.data()};
+    layer.bind(params, grads);
+    layer.forward(be, X.buffer.data(), Y.buffer.data(), batch);
+    layer.backward(be, X.buffer.data(), Y.buffer.data(), DY.buffer.data(), DX.buffer.data(), batch,
+                   false);
+    results[k].insert(results[k].end(), {Y.read(), DX.read(), DW.read(), DB.read()});
+  }
+  const char* what[] = {"bias_activation_forward", "its dy", "its db"};
+  for (size_t i = 0; i < 12; ++i) expect_close(results[0][i], results[1][i], what[i % 3]);
+  const char* layer[] = {"Conv2DTranspose forward", "its dx", "its dw", "its db"};
+  for (size_t i = 12; i < 16; ++i) expect_close(results[0][i], results[1][i], layer[i - 12]);
 }
 
 }  // namespace

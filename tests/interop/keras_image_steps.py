@@ -1,6 +1,7 @@
 """Image models for keras_module.py: Keras' random layers (Note [augmentation layers]) in a
-ddp_trainer model and in .keras files both ways; a convolutional autoencoder through
-UpSampling2D and a sequence through UpSampling1D (Note [upsampling]) trained as Keras trains them."""
+ddp_trainer model and in .keras files both ways; convolutional autoencoders through UpSampling2D
+(Note [upsampling]) and Conv2DTranspose (Note [transposed convolution]), sequences through
+UpSampling1D and Conv1DTranspose, trained as Keras trains them."""
 
 from keras_text_steps import cross_loaded, trained_alike
 
@@ -99,3 +100,54 @@ def upsampling_checks(ddp, keras, np, rng, check, gap):
         refused = str(e)
     check("keras.layers.UpSampling2D(interpolation='bilinear') refused by name",
           "interpolation" in refused, refused)
+
+
+def transposed_convolution_checks(ddp, keras, np, rng, check, gap):
+    """Keras' Conv2DTranspose in a convolutional autoencoder (8x8 images through a strided 4x4
+    code, up by a 3x3 transposed convolution of stride 2 with padding "valid" to 9x9, a 2x3 one of
+    stride 1 with "same", a 2x2 convolution back to 8x8) and one of "same" padding, stride 2, and
+    Conv1DTranspose over a Conv1D's steps: from the same weights, 30 steps of SGD with momentum
+    train the same weights as Keras' do; each side's .keras file loaded by the other predicts the
+    same; ddp.Conv2DTranspose predicts as Keras' layer with its weights."""
+    L = keras.layers
+    images = rng.random((500, 8, 8, 1)).astype(np.float32)
+    valid = keras.Sequential([keras.Input((8, 8, 1)),
+                              L.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
+                              L.Conv2DTranspose(3, 3, strides=2, activation="relu"),
+                              L.Conv2DTranspose(2, (2, 3), padding="same", activation="tanh"),
+                              L.Conv2D(1, 2, activation="sigmoid")])
+    same = keras.Sequential([keras.Input((8, 8, 1)),
+                             L.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
+                             L.Conv2DTranspose(2, 4, strides=2, padding="same", use_bias=False),
+                             L.Conv2D(1, 3, padding="same", activation="sigmoid")])
+    steps = rng.random((500, 6, 3)).astype(np.float32)
+    target = np.repeat(steps, 2, axis=1)[:, :11, :1] * 2 - 0.5  # 5 steps up to 5 * 2 + 1
+    sequence = keras.Sequential([keras.Input((6, 3)), L.Conv1D(5, 2, activation="tanh"),
+                                 L.Conv1DTranspose(4, 3, strides=2, activation="tanh"),
+                                 L.Dense(1)])
+    for theirs, x, y, what in [(valid, images, images, "Conv2DTranspose, valid and same"),
+                               (same, images, images, "Conv2DTranspose, stride 2, same"),
+                               (sequence, steps, target, "Conv1DTranspose")]:
+        ours = ddp.Sequential(theirs.layers, input_shape=list(x.shape[1:]))
+        ours.build()
+        trained = trained_alike(keras, ours, theirs, x, y, gap, "mean_squared_error")
+        predicted, into_keras, _ = cross_loaded(ddp, keras, np, ours, theirs, x[:20], "transposed")
+        classes = [type(layer).__name__ for layer in into_keras.layers]
+        check(f"keras.layers.{what}", trained < 1e-5 and predicted < 1e-5 and
+              classes == [type(layer).__name__ for layer in theirs.layers],
+              f"30 SGD-momentum steps (MSE) from the same weights: max abs difference of the "
+              f"weights {trained:.2e}; .keras files both ways predict within {predicted:.2e} "
+              f"({classes})")
+    layer = L.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same", activation="relu")
+    small = rng.random((4, 3, 2, 2)).astype(np.float32)
+    expected = np.asarray(layer(small))
+    module = ddp.Sequential([ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same",
+                                                 activation="relu")], input_shape=[3, 2, 2])
+    module.build()
+    module.layers[0].set_weights(layer.get_weights())
+    got = module.predict(small)
+    check("ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding='same')",
+          got.shape == expected.shape == (4, 6, 6, 3) and
+          float(np.abs(got - expected).max()) < 1e-5,
+          f"output {got.shape}, within {float(np.abs(got - expected).max()):.2e} of Keras' layer "
+          f"with the same weights")
