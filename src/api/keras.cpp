@@ -84,9 +84,10 @@ Spec Conv1DTranspose(int64_t filters, int64_t kernel_size, int64_t strides,
                              use_bias);
 }
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
-Spec UpSampling2D(std::array<int64_t, 2> size) {
+Spec UpSampling2D(std::array<int64_t, 2> size, const std::string& interpolation) {
   return {map({{"type", YAML::Node("up_sampling2d")},
-               {"size", YAML::Node(std::vector<int64_t>{size[0], size[1]})}})};
+               {"size", YAML::Node(std::vector<int64_t>{size[0], size[1]})},
+               {"interpolation", YAML::Node(interpolation)}})};
 }
 Spec UpSampling1D(int64_t size) {
   return {map({{"type", YAML::Node("up_sampling1d")}, {"size", YAML::Node(size)}})};

@@ -38,9 +38,11 @@ Spec AveragePooling2D(int64_t pool_size = 2);
 Spec MaxPooling1D(int64_t pool_size = 2, int64_t strides = 0, const std::string& padding = "valid");
 Spec AveragePooling1D(int64_t pool_size = 2, int64_t strides = 0,
                       const std::string& padding = "valid");
-// Keras' UpSampling2D (interpolation "nearest"): each pixel repeated over size_h x size_w
-// (Note [upsampling]); UpSampling1D: each step of (steps, channels) repeated `size` times.
-Spec UpSampling2D(std::array<int64_t, 2> size = {2, 2});
+// Keras' UpSampling2D: each pixel repeated over size_h x size_w (Note [upsampling]), or with
+// interpolation "bilinear" interpolated (Note [bilinear upsampling]); UpSampling1D: each step of
+// (steps, channels) repeated `size` times.
+Spec UpSampling2D(std::array<int64_t, 2> size = {2, 2},
+                  const std::string& interpolation = "nearest");
 Spec UpSampling1D(int64_t size = 2);
 Spec GlobalAveragePooling2D();
 Spec GlobalMaxPooling2D();  // each channel's maximum over the image

@@ -69,7 +69,7 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
   if (s.type == "up_sampling2d") {
     c["size"] = pair(s.window);
     c["data_format"] = "channels_last";
-    c["interpolation"] = "nearest";
+    c["interpolation"] = s.bilinear ? "bilinear" : "nearest";
     return {"UpSampling2D", c};
   }
   if (s.type == "up_sampling1d") {

@@ -35,6 +35,8 @@ struct LayerSpec {
   // leaky_relu layer: Keras' LeakyReLU's default (its activation function's, a dense or conv2d
   // `activation: leaky_relu`, is kLeakyReluActivationSlope)
   float negative_slope = 0.3f;
+  // up_sampling2d: Keras' interpolation, nearest or bilinear (Note [bilinear upsampling])
+  bool bilinear = false;
   // reshape: Keras' target_shape, one sample's shape after it; one -1 stands for what is left.
   std::vector<int64_t> target_shape = {};
   int64_t vocabulary = 0;         // embedding: input_dim, the token ids' bound

@@ -202,12 +202,12 @@ void define_layers(py::module_& m) {
   m.def(
       "UpSampling2D",
       [](std::variant<int64_t, std::array<int64_t, 2>> size, const std::string& interpolation) {
-        keras::Spec spec =
-            keras::UpSampling2D(std::holds_alternative<int64_t>(size)
-                                    ? std::array{std::get<int64_t>(size), std::get<int64_t>(size)}
-                                    : std::get<std::array<int64_t, 2>>(size));
-        spec.node["interpolation"] = interpolation;  // "nearest" only, or a ConfigError naming it
-        return spec;
+        // "nearest" or "bilinear", or a ConfigError naming the key
+        return keras::UpSampling2D(
+            std::holds_alternative<int64_t>(size)
+                ? std::array{std::get<int64_t>(size), std::get<int64_t>(size)}
+                : std::get<std::array<int64_t, 2>>(size),
+            interpolation);
       },
       py::arg("size") = 2, py::arg("interpolation") = "nearest");
   m.def("UpSampling1D", &keras::UpSampling1D, py::arg("size") = 2);

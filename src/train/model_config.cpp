@@ -107,8 +107,13 @@ void parse_model(ConfigNode& root, Config& config) {
           spec.type == "up_sampling1d"
               ? std::array<int64_t, 2>{1, positive(layer, "size", layer.get<int64_t>("size", 2))}
               : height_width(layer, "size", std::array<int64_t, 2>{2, 2});
-      layer.choice("interpolation", {"nearest"}, "nearest");  // Keras' default, and only that
-    } else if (spec.type == "masking") {                      // Keras' default
+      // Keras' default, and for images bilinear (Note [bilinear upsampling])
+      spec.bilinear = layer.choice("interpolation",
+                                   spec.type == "up_sampling1d"
+                                       ? std::vector<std::string>{"nearest"}
+                                       : std::vector<std::string>{"nearest", "bilinear"},
+                                   "nearest") == "bilinear";
+    } else if (spec.type == "masking") {  // Keras' default
       spec.mask_value = static_cast<float>(layer.get("mask_value", 0.0));
     } else if (spec.type == "rescaling") {
       spec.scale = static_cast<float>(layer.require<double>("scale"));  // finite, as any number

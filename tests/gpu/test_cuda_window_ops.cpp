@@ -1,5 +1,5 @@
-// The CUDA window ops, dropout, batch normalization and the transposed convolution's bias and
-// activation against the CPU backend's (the specification): im2col and max pooling exactly, sums
+// The CUDA window ops, dropout, batch normalization, the transposed convolution and bilinear
+// upsampling against the CPU backend's (the specification): im2col and max pooling exactly, sums
 // (average pooling with and without a padding mask among them) within float rounding, dropout's
 // mask (element by element, and by channel) bit for bit (Note [dropout mask]).
 
@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "gpu_test_support.h"
+#include "nn/bilinear_upsampling2d.h"
 #include "nn/conv2d_transpose.h"
 
 namespace ddp {
@@ -151,6 +152,29 @@ TEST(CudaTransposedConvolution, MatchesTheCpu) {
   for (size_t i = 0; i < 12; ++i) expect_close(results[0][i], results[1][i], what[i % 3]);
   const char* layer[] = {"Conv2DTranspose forward", "its dx", "its dw", "its db"};
   for (size_t i = 12; i < 16; ++i) expect_close(results[0][i], results[1][i], layer[i - 12]);
+}
+
+// Note [bilinear upsampling]: its batched products with a shared interpolation matrix (an item
+// stride of 0), forward and backward.
+TEST(CudaBilinearUpSampling, MatchesTheCpu) {
+  auto cpu = make_cpu_backend(false);
+  auto cuda = gpu();
+  const int64_t batch = 3;
+  const auto x = random_values(static_cast<size_t>(batch * 5 * 4 * 6), 12);
+  const auto dy = random_values(static_cast<size_t>(batch * 15 * 8 * 6), 13);
+  std::vector<std::vector<float>> results[2];
+  ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
+  for (int k = 0; k < 2; ++k) {
+    ComputeBackend& be = *backends[k];
+    BilinearUpSampling2D layer(Shape{5, 4, 6}, 3, 2);
+    Mirror X(be, x), Y(be, dy), DY(be, dy), DX(be, x);
+    layer.forward(be, X.buffer.data(), Y.buffer.data(), batch);
+    layer.backward(be, X.buffer.data(), Y.buffer.data(), DY.buffer.data(), DX.buffer.data(), batch,
+                   false);
+    results[k] = {Y.read(), DX.read()};
+  }
+  expect_close(results[0][0], results[1][0], "bilinear upsampling");
+  expect_close(results[0][1], results[1][1], "its backward");
 }
 
 }  // namespace

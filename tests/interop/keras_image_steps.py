@@ -58,9 +58,10 @@ def augmentation_layer_checks(ddp, keras, np, rng, check):
 
 def upsampling_checks(ddp, keras, np, rng, check, gap):
     """Keras' UpSampling2D in a convolutional autoencoder (8x8 images through a pooled 4x4 code
-    back to 8x8, MSE against the images themselves) and UpSampling1D over a Conv1D's steps: from
-    the same weights, 30 steps of SGD with momentum train the same weights as Keras' do; each
-    side's .keras file loaded by the other predicts the same."""
+    back to 8x8, MSE against the images themselves), bilinear in another (a strided code), and
+    UpSampling1D over a Conv1D's steps: from the same weights, 30 steps of SGD with momentum train
+    the same weights as Keras' do; each side's .keras file loaded by the other predicts the
+    same."""
     L = keras.layers
     images = rng.random((500, 8, 8, 1)).astype(np.float32)
     autoencoder = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same",
@@ -73,7 +74,13 @@ def upsampling_checks(ddp, keras, np, rng, check, gap):
     stretched = np.repeat(steps, 3, axis=1)[:, :, :1] * 2 - 0.5  # a target of each output step
     sequence = keras.Sequential([keras.Input((6, 3)), L.Conv1D(5, 2, activation="tanh"),
                                  L.UpSampling1D(3), L.Dense(1)])
+    bilinear = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, strides=2,
+                                                                  padding="same",
+                                                                  activation="relu"),
+                                 L.UpSampling2D(2, interpolation="bilinear"),
+                                 L.Conv2D(1, 3, padding="same", activation="sigmoid")])
     for theirs, x, y, what in [(autoencoder, images, images, "UpSampling2D (2, 2)"),
+                               (bilinear, images, images, "UpSampling2D bilinear"),
                                (sequence, steps, stretched[:, :15], "UpSampling1D 3")]:
         ours = ddp.Sequential(theirs.layers, input_shape=list(x.shape[1:]))
         ours.build()
@@ -94,12 +101,20 @@ def upsampling_checks(ddp, keras, np, rng, check, gap):
           np.array_equal(one, small[:, 0].repeat(3, axis=1)),
           f"outputs {both.shape} and {one.shape}, np.repeat's values")
     try:
-        ddp.Sequential([L.UpSampling2D(interpolation="bilinear")], input_shape=[4, 4, 1]).build()
+        ddp.Sequential([L.UpSampling2D(interpolation="bicubic")], input_shape=[4, 4, 1]).build()
         refused = ""
     except Exception as e:  # noqa: BLE001 (the module's ConfigError)
         refused = str(e)
-    check("keras.layers.UpSampling2D(interpolation='bilinear') refused by name",
+    check("keras.layers.UpSampling2D(interpolation='bicubic') refused by name",
           "interpolation" in refused, refused)
+    # Note [bilinear upsampling]: Keras' resize with half-pixel centres.
+    small = rng.random((3, 5, 4, 2)).astype(np.float32)
+    smooth = ddp.Sequential([ddp.UpSampling2D((3, 2), interpolation="bilinear")],
+                            input_shape=[5, 4, 2]).predict(small)
+    expected = np.asarray(L.UpSampling2D((3, 2), interpolation="bilinear")(small))
+    check("ddp.UpSampling2D((3, 2), interpolation='bilinear')",
+          smooth.shape == expected.shape and float(np.abs(smooth - expected).max()) < 1e-6,
+          f"output {smooth.shape}, within {float(np.abs(smooth - expected).max()):.2e} of Keras'")
 
 
 def transposed_convolution_checks(ddp, keras, np, rng, check, gap):

@@ -176,8 +176,8 @@ training: {{epochs: 5, global_batch_size: 20}}
 
 class Convnet(torch.nn.Module):
     """ddp-trainer's convnet in PyTorch: NCHW images, the same layers in order (ddp-trainer's
-    up_sampling2d is nn.Upsample(scale_factor=2, mode="nearest"), its conv2d_transpose of padding
-    valid nn.ConvTranspose2d without padding)."""
+    bilinear up_sampling2d is nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+    its conv2d_transpose of padding valid nn.ConvTranspose2d without padding)."""
 
     def __init__(self, dropout):
         super().__init__()
@@ -191,7 +191,8 @@ class Convnet(torch.nn.Module):
     def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
         x = x.view(-1, 6, 6, 3).permute(0, 3, 1, 2)
         x = torch.relu(self.layers[1](torch.relu(self.layers[0](x))))
-        x = torch.nn.Upsample(scale_factor=2, mode="nearest")(torch.nn.functional.avg_pool2d(x, 2))
+        x = torch.nn.functional.avg_pool2d(x, 2)
+        x = torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)(x)
         x = torch.relu(self.layers[3](torch.tanh(self.layers[2](x))))  # 5x5 up to 11x11
         return self.layers[4](self.dropout(torch.flatten(x, 1)))
 
@@ -217,7 +218,7 @@ def convnet_checks(args, env, tmp):
     - {{type: conv2d, filters: 16, kernel_size: 3, padding: same, activation: relu}}
     - {{type: conv2d, filters: 16, kernel_size: 3, padding: same, activation: relu}}
     - {{type: average_pooling2d, pool_size: 2}}
-    - {{type: up_sampling2d, size: 2}}
+    - {{type: up_sampling2d, size: 2, interpolation: bilinear}}
     - {{type: conv2d, filters: 4, kernel_size: 2, activation: tanh}}
     - {{type: conv2d_transpose, filters: 3, kernel_size: 3, strides: 2, activation: relu}}
     - {{type: flatten}}
