@@ -17,6 +17,23 @@ std::string expand_rank(const std::string& path, int rank) {
   return out;
 }
 
+namespace {
+
+// Note [features as targets]: an autoencoder's data (Keras' model.fit(x, x)): each sample's
+// features, as the batches hold them (bytes times their scale), become its real-valued targets,
+// and the labels the source read are dropped. The targets are a float copy of the features (188
+// MB for Fashion-MNIST's training images): batches gather targets by sample as they gather
+// labels, from their own array.
+void use_features_as_targets(Dataset& data) {
+  const int64_t samples = data.size(), width = data.sample_shape.numel();
+  data.values.resize(static_cast<size_t>(samples * width));
+  for (size_t i = 0; i < data.values.size(); ++i) data.values[i] = data.feature(i);
+  data.labels.clear();
+  data.label_width = width;
+}
+
+}  // namespace
+
 DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
   DataSourceConfig source;
   source.path = node.path();
@@ -107,6 +124,12 @@ DataSourceConfig parse_data_source(ConfigNode node, uint64_t seed) {
                 "only the training data are augmented; evaluation sees them as they are");
     source.augment = parse_augment(node.child("augment"));
   }
+  source.features_as_targets =
+      node.choice("targets_from", {"labels", "features"}, "labels") == "features";
+  if (source.features_as_targets && node.has("augment"))
+    node.fail("targets_from",
+              "features as targets are the stored features, and augment would "
+              "change the inputs alone; drop one of them");
   node.finish();
   return source;
 }
@@ -142,6 +165,7 @@ Dataset load_dataset(const DataSourceConfig& source, int rank) {
                      static_cast<float>(source.scale), source.float_labels});
   }
   data.origin = source.path + " (" + data.origin + ")";
+  if (source.features_as_targets) use_features_as_targets(data);
   if (!source.sample_weights.empty())
     data.sample_weights =
         read_npy_sample_weights(expand_rank(source.sample_weights, rank), data.size());

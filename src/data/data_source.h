@@ -38,6 +38,8 @@ struct DataSourceConfig {
   bool float_labels = false;           // csv label_type: float (regression targets)
   double scale = 1;
   AugmentConfig augment;  // data.train only: Note [augmentation]
+  // Note [features as targets]: `targets_from: features`, each sample's features its targets.
+  bool features_as_targets = false;
   std::string
       sample_weights;  // a .npy file of one weight per sample, or empty: Note [sample weights]
 };
