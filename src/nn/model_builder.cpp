@@ -169,15 +169,20 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
   return w;
 }
 
-// Note [transposed convolution]: the view of a conv2d_transpose (an image input) or
-// conv1d_transpose ((steps, channels)), a convolution over its output with its filters as that
-// convolution's channels; names the layer when its input is not of that shape.
-Window2d transposed_view(const LayerSpec& spec, const Shape& shape) {
-  const bool one_row = spec.type == "conv1d_transpose";
+// Names the layer when its input is not (steps, channels) (`one_row`) or an image.
+void require_image_or_steps(const LayerSpec& spec, const Shape& shape, bool one_row) {
   if (shape.rank() != (one_row ? 2u : 3u))
     throw ConfigError(spec.path + ": " + spec.type + " needs an input of " +
                       (one_row ? "(steps, channels)" : "(height, width, channels), an image,") +
                       " but gets " + shape.str());
+}
+
+// Note [transposed convolution]: the view of a conv2d_transpose (an image input) or
+// conv1d_transpose ((steps, channels)), a convolution over its output with its filters as that
+// convolution's channels.
+Window2d transposed_view(const LayerSpec& spec, const Shape& shape) {
+  const bool one_row = spec.type == "conv1d_transpose";
+  require_image_or_steps(spec, shape, one_row);
   const auto length = [&spec, &shape, one_row](int axis) {
     const int64_t in = one_row && axis == 0 ? 1 : shape[one_row ? 0 : axis];
     return Conv2DTranspose::output_length(in, spec.window[axis], spec.strides[axis],
@@ -188,14 +193,10 @@ Window2d transposed_view(const LayerSpec& spec, const Shape& shape) {
 }
 
 // Note [upsampling]: the pooling whose windows are the blocks an up_sampling2d (an image input)
-// or up_sampling1d ((steps, channels)) repeats each input pixel over; names the layer when its
-// input is not of that shape.
+// or up_sampling1d ((steps, channels)) repeats each input pixel over.
 Window2d upsampling_blocks(const LayerSpec& spec, const Shape& shape) {
   const bool one_row = spec.type == "up_sampling1d";
-  if (shape.rank() != (one_row ? 2u : 3u))
-    throw ConfigError(spec.path + ": " + spec.type + " needs an input of " +
-                      (one_row ? "(steps, channels)" : "(height, width, channels), an image,") +
-                      " but gets " + shape.str());
+  require_image_or_steps(spec, shape, one_row);
   const int64_t height = one_row ? 1 : shape[0], width = shape[one_row ? 0 : 1];
   const int64_t channels = shape[one_row ? 1 : 2];
   return Window2d::make(height * spec.window[0], width * spec.window[1], channels, spec.window[0],

@@ -56,6 +56,23 @@ def augmentation_layer_checks(ddp, keras, np, rng, check):
           f"trained weights {moved:.2e} away")
 
 
+def decoders_trained_alike(ddp, keras, np, check, gap, tag, cases):
+    """For each (Keras model, x, y, what): our model of its layers trains 30 steps of SGD with
+    momentum (MSE) to the same weights as Keras' from the same weights, and each side's .keras
+    file loaded by the other predicts the same."""
+    for theirs, x, y, what in cases:
+        ours = ddp.Sequential(theirs.layers, input_shape=list(x.shape[1:]))
+        ours.build()
+        trained = trained_alike(keras, ours, theirs, x, y, gap, "mean_squared_error")
+        predicted, into_keras, _ = cross_loaded(ddp, keras, np, ours, theirs, x[:20], tag)
+        classes = [type(layer).__name__ for layer in into_keras.layers]
+        check(f"keras.layers.{what}", trained < 1e-5 and predicted < 1e-5 and
+              classes == [type(layer).__name__ for layer in theirs.layers],
+              f"30 SGD-momentum steps (MSE) from the same weights: max abs difference of the "
+              f"weights {trained:.2e}; .keras files both ways predict within {predicted:.2e} "
+              f"({classes})")
+
+
 def upsampling_checks(ddp, keras, np, rng, check, gap):
     """Keras' UpSampling2D in a convolutional autoencoder (8x8 images through a pooled 4x4 code
     back to 8x8, MSE against the images themselves), bilinear in another (a strided code), and
@@ -79,19 +96,10 @@ def upsampling_checks(ddp, keras, np, rng, check, gap):
                                                                   activation="relu"),
                                  L.UpSampling2D(2, interpolation="bilinear"),
                                  L.Conv2D(1, 3, padding="same", activation="sigmoid")])
-    for theirs, x, y, what in [(autoencoder, images, images, "UpSampling2D (2, 2)"),
-                               (bilinear, images, images, "UpSampling2D bilinear"),
-                               (sequence, steps, stretched[:, :15], "UpSampling1D 3")]:
-        ours = ddp.Sequential(theirs.layers, input_shape=list(x.shape[1:]))
-        ours.build()
-        trained = trained_alike(keras, ours, theirs, x, y, gap, "mean_squared_error")
-        predicted, into_keras, _ = cross_loaded(ddp, keras, np, ours, theirs, x[:20], "upsampling")
-        classes = [type(layer).__name__ for layer in into_keras.layers]
-        check(f"keras.layers.{what}", trained < 1e-5 and predicted < 1e-5 and
-              classes == [type(layer).__name__ for layer in theirs.layers],
-              f"30 SGD-momentum steps (MSE) from the same weights: max abs difference of the "
-              f"weights {trained:.2e}; .keras files both ways predict within {predicted:.2e} "
-              f"({classes})")
+    decoders_trained_alike(ddp, keras, np, check, gap, "upsampling",
+                           [(autoencoder, images, images, "UpSampling2D (2, 2)"),
+                            (bilinear, images, images, "UpSampling2D bilinear"),
+                            (sequence, steps, stretched[:, :15], "UpSampling1D 3")])
     # The module's own ddp.UpSampling2D and ddp.UpSampling1D repeat as np.repeat does.
     small = rng.random((3, 2, 2, 2)).astype(np.float32)
     both = ddp.Sequential([ddp.UpSampling2D((2, 3))], input_shape=[2, 2, 2]).predict(small)
@@ -140,19 +148,10 @@ def transposed_convolution_checks(ddp, keras, np, rng, check, gap):
     sequence = keras.Sequential([keras.Input((6, 3)), L.Conv1D(5, 2, activation="tanh"),
                                  L.Conv1DTranspose(4, 3, strides=2, activation="tanh"),
                                  L.Dense(1)])
-    for theirs, x, y, what in [(valid, images, images, "Conv2DTranspose, valid and same"),
-                               (same, images, images, "Conv2DTranspose, stride 2, same"),
-                               (sequence, steps, target, "Conv1DTranspose")]:
-        ours = ddp.Sequential(theirs.layers, input_shape=list(x.shape[1:]))
-        ours.build()
-        trained = trained_alike(keras, ours, theirs, x, y, gap, "mean_squared_error")
-        predicted, into_keras, _ = cross_loaded(ddp, keras, np, ours, theirs, x[:20], "transposed")
-        classes = [type(layer).__name__ for layer in into_keras.layers]
-        check(f"keras.layers.{what}", trained < 1e-5 and predicted < 1e-5 and
-              classes == [type(layer).__name__ for layer in theirs.layers],
-              f"30 SGD-momentum steps (MSE) from the same weights: max abs difference of the "
-              f"weights {trained:.2e}; .keras files both ways predict within {predicted:.2e} "
-              f"({classes})")
+    decoders_trained_alike(ddp, keras, np, check, gap, "transposed",
+                           [(valid, images, images, "Conv2DTranspose, valid and same"),
+                            (same, images, images, "Conv2DTranspose, stride 2, same"),
+                            (sequence, steps, target, "Conv1DTranspose")])
     layer = L.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same", activation="relu")
     small = rng.random((4, 3, 2, 2)).astype(np.float32)
     expected = np.asarray(layer(small))
