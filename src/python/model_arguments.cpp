@@ -131,6 +131,18 @@ void define_random_layers(py::module_& m) {  // Note [augmentation layers]
         },
         py::arg("factor"), py::arg("value_range") = std::vector<double>{0, 255});
 }
+
+// Keras' kernel_size and strides of an image's layer: an int, or (height, width).
+using Size = std::variant<int64_t, std::array<int64_t, 2>>;
+
+keras::Spec with_sizes(keras::Spec spec, const Size& kernel_size, const Size& strides) {
+  for (auto [key, size] : {std::pair{"kernel_size", &kernel_size}, std::pair{"strides", &strides}})
+    spec.node[key] =
+        std::holds_alternative<int64_t>(*size)
+            ? YAML::Node(std::get<int64_t>(*size))
+            : YAML::Node(std::vector<int64_t>{std::get<1>(*size)[0], std::get<1>(*size)[1]});
+  return spec;
+}
 }  // namespace
 
 void define_layers(py::module_& m) {
@@ -141,15 +153,19 @@ void define_layers(py::module_& m) {
       },
       py::arg("units"), py::arg("activation") = "linear", py::arg("use_bias") = true,
       py::arg("trainable") = true);
+  // strides after the others: ddp.Conv2D(8, 3, "relu") names its activation third.
   m.def(
       "Conv2D",
-      [](int64_t filters, int64_t kernel_size, const std::string& activation,
-         const std::string& padding, bool use_bias, bool trainable) {
-        return trained_or_frozen(keras::Conv2D(filters, kernel_size, activation, padding, use_bias),
-                                 trainable);
+      [](int64_t filters, Size kernel_size, const std::string& activation,
+         const std::string& padding, bool use_bias, bool trainable, Size strides) {
+        return trained_or_frozen(
+            with_sizes(keras::Conv2D(filters, 1, activation, padding, use_bias), kernel_size,
+                       strides),
+            trainable);
       },
       py::arg("filters"), py::arg("kernel_size"), py::arg("activation") = "linear",
-      py::arg("padding") = "valid", py::arg("use_bias") = true, py::arg("trainable") = true);
+      py::arg("padding") = "valid", py::arg("use_bias") = true, py::arg("trainable") = true,
+      py::arg("strides") = 1);
   m.def(
       "Conv1D",
       [](int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,
@@ -160,20 +176,14 @@ void define_layers(py::module_& m) {
       py::arg("filters"), py::arg("kernel_size"), py::arg("strides") = 1,
       py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true,
       py::arg("trainable") = true);
-  // Keras' kernel_size and strides: an int, or (height, width).
-  using Size = std::variant<int64_t, std::array<int64_t, 2>>;
   m.def(
       "Conv2DTranspose",
       [](int64_t filters, Size kernel_size, Size strides, const std::string& activation,
          const std::string& padding, bool use_bias, bool trainable) {
-        keras::Spec spec = keras::Conv2DTranspose(filters, 1, 1, activation, padding, use_bias);
-        for (auto [key, size] :
-             {std::pair{"kernel_size", &kernel_size}, std::pair{"strides", &strides}})
-          spec.node[key] =
-              std::holds_alternative<int64_t>(*size)
-                  ? YAML::Node(std::get<int64_t>(*size))
-                  : YAML::Node(std::vector<int64_t>{std::get<1>(*size)[0], std::get<1>(*size)[1]});
-        return trained_or_frozen(spec, trainable);
+        return trained_or_frozen(
+            with_sizes(keras::Conv2DTranspose(filters, 1, 1, activation, padding, use_bias),
+                       kernel_size, strides),
+            trainable);
       },
       py::arg("filters"), py::arg("kernel_size"), py::arg("strides") = 1,
       py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true,

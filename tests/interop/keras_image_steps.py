@@ -165,3 +165,17 @@ def transposed_convolution_checks(ddp, keras, np, rng, check, gap):
           float(np.abs(got - expected).max()) < 1e-5,
           f"output {got.shape}, within {float(np.abs(got - expected).max()):.2e} of Keras' layer "
           f"with the same weights")
+    # The encoder's side: ddp.Conv2D takes Keras' strides and (height, width) kernel sizes too.
+    layer = L.Conv2D(4, (3, 2), strides=(2, 3), padding="same", activation="relu")
+    images = rng.random((2, 9, 8, 3)).astype(np.float32)
+    expected = np.asarray(layer(images))
+    module = ddp.Sequential([ddp.Conv2D(4, (3, 2), "relu", padding="same", strides=(2, 3))],
+                            input_shape=[9, 8, 3])
+    module.build()
+    module.layers[0].set_weights(layer.get_weights())
+    got = module.predict(images)
+    check("ddp.Conv2D(4, (3, 2), 'relu', padding='same', strides=(2, 3))",
+          got.shape == expected.shape == (2, 5, 3, 4) and
+          float(np.abs(got - expected).max()) < 1e-5,
+          f"output {got.shape}, within {float(np.abs(got - expected).max()):.2e} of Keras' layer "
+          f"with the same weights")
