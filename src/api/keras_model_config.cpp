@@ -41,6 +41,7 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["padding"] = s.same_padding ? "same" : "valid";
     c["data_format"] = "channels_last";
     weighted();
+    if (s.output_padding[1] >= 0) c["output_padding"] = json::array({s.output_padding[1]});
     return {s.type == "conv1d" ? "Conv1D" : "Conv1DTranspose", c};
   }
   if (s.type == "conv2d" || s.type == "conv2d_transpose") {
@@ -50,6 +51,7 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["padding"] = s.same_padding ? "same" : "valid";
     c["data_format"] = "channels_last";
     weighted();
+    if (s.output_padding[0] >= 0) c["output_padding"] = pair(s.output_padding);
     return {s.type == "conv2d" ? "Conv2D" : "Conv2DTranspose", c};
   }
   if (s.type == "max_pooling2d" || s.type == "average_pooling2d") {

@@ -33,7 +33,8 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["activation"] = in.activation(elementwise_activation_names());
     in.require("dilation_rate", json::array({1, 1}));
     in.require("groups", 1);
-    in.require("output_padding", nullptr);  // Note [transposed convolution]: Keras' default
+    if (const json padding = in.get<json>("output_padding", nullptr); !padding.is_null())
+      out["output_padding"] = in.pair("output_padding", padding);  // a transposed convolution's
     in.channels_last();
     in.weighted(out);
   } else if (class_name == "Conv1D" || class_name == "Conv1DTranspose") {
@@ -45,7 +46,8 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["activation"] = in.activation(elementwise_activation_names());
     in.require("dilation_rate", json::array({1}));
     in.require("groups", 1);
-    in.require("output_padding", nullptr);
+    if (const json padding = in.get<json>("output_padding", nullptr); !padding.is_null())
+      out["output_padding"] = in.pair("output_padding", padding)[0];
     in.channels_last();
     in.weighted(out);
   } else if (class_name == "MaxPooling2D" || class_name == "AveragePooling2D") {

@@ -17,7 +17,10 @@ Conv2DTranspose::Conv2DTranspose(const Window2d& view, int64_t channels, Activat
       bias_(view.channels, use_bias),
       no_bias_(channels, false) {}
 
-int64_t Conv2DTranspose::output_length(int64_t in, int64_t kernel, int64_t stride, bool same) {
+int64_t Conv2DTranspose::output_length(int64_t in, int64_t kernel, int64_t stride, bool same,
+                                       int64_t output_padding) {
+  if (output_padding >= 0)
+    return (in - 1) * stride + kernel - (same ? kernel / 2 * 2 : 0) + output_padding;
   return in * stride + (same ? 0 : std::max<int64_t>(kernel - stride, 0));
 }
 

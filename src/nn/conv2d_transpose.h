@@ -16,9 +16,10 @@ namespace ddp {
 // transpose is the input gradient and whose product with the input the weight gradient.
 //
 // Keras' output sizes, without output_padding: in * stride + max(kernel - stride, 0) for
-// "valid", in * stride for "same"; the view is a convolution of that padding over the output,
-// which is what TensorFlow's conv2d_transpose computes (its "same" padding split as a
-// convolution's, the odd one after). The weight is the view's own, (channels, kernel_h,
+// "valid", in * stride for "same" (output_padding sets them otherwise, output_length); the view
+// is a convolution of that padding over the output, which is what TensorFlow's conv2d_transpose
+// computes (its "same" padding split as a convolution's, the odd one after), and its output must
+// be the layer's input. The weight is the view's own, (channels, kernel_h,
 // kernel_w, filters): one row per input channel in the order of an im2col window, so Keras'
 // (kernel_h, kernel_w, filters, channels) kernel and PyTorch's (channels, filters, kernel_h,
 // kernel_w) weight are the same transpositions of it as of a Conv2D's.
@@ -42,8 +43,10 @@ class Conv2DTranspose final : public Layer {
   void backward(ComputeBackend& backend, const float* x, const float* y, float* dy, float* dx,
                 int64_t batch, bool accumulate) override;
 
-  // The output sizes along one axis (Keras' deconv_output_length without output_padding).
-  static int64_t output_length(int64_t in, int64_t kernel, int64_t stride, bool same);
+  // The output's size along one axis, Keras' deconv_output_length: with output_padding -1 (None)
+  // as above; else (in - 1) * stride + kernel - 2 * (same ? kernel / 2 : 0) + output_padding.
+  static int64_t output_length(int64_t in, int64_t kernel, int64_t stride, bool same,
+                               int64_t output_padding);
 
  private:
   int64_t chunk_samples() const;  // samples whose windows fit Conv2D::kChunkFloats

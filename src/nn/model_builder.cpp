@@ -12,6 +12,7 @@
 #include "nn/dense.h"
 #include "nn/dropout.h"
 #include "nn/layer_norm.h"
+#include "nn/layer_windows.h"
 #include "nn/leaky_relu.h"
 #include "nn/pooling2d.h"
 #include "nn/rescaling.h"
@@ -129,78 +130,6 @@ Shape reshaped(const LayerSpec& spec, const Shape& input) {
                       " does not hold the " + std::to_string(input.numel()) +
                       " values of its input " + input.str());
   return out;
-}
-
-// The window of a conv2d or pooling layer over an image input; names the layer when its input
-// is no image or the window does not fit.
-Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = false) {
-  if (shape.rank() != 3)
-    throw ConfigError(spec.path + ": " + spec.type + " needs an image input (height, width, " +
-                      "channels) but gets " + shape.str() +
-                      (shape.rank() == 1 ? "; set model.input (e.g. [28, 28, 1]) and put it "
-                                           "before any flatten or dense layer"
-                                         : ""));
-  if (global) return Window2d::make(shape[0], shape[1], shape[2], shape[0], shape[1], 1, 1, false);
-  const Window2d w = Window2d::make(shape[0], shape[1], shape[2], spec.window[0], spec.window[1],
-                                    spec.strides[0], spec.strides[1], spec.same_padding);
-  if (w.out_h <= 0 || w.out_w <= 0)
-    throw ConfigError(spec.path + ": a " + std::to_string(spec.window[0]) + "x" +
-                      std::to_string(spec.window[1]) + " window does not fit the " +
-                      std::to_string(shape[0]) + "x" + std::to_string(shape[1]) +
-                      " input with padding valid (the output would be empty); use a smaller " +
-                      "window or padding: same");
-  return w;
-}
-
-// A conv1d's or 1D pooling's window over (steps, channels), an image of one row; names the layer
-// when its input is not of that shape or the window does not fit.
-Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
-  if (shape.rank() != 2)
-    throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, channels), an " +
-                      "embedding's output, but gets " + shape.str());
-  const Window2d w = Window2d::make(1, shape[0], shape[1], 1, spec.window[1], 1, spec.strides[1],
-                                    spec.same_padding);
-  if (w.out_w <= 0)
-    throw ConfigError(spec.path + ": a " + (spec.type == "conv1d" ? "kernel" : "pool") + " of " +
-                      std::to_string(spec.window[1]) + " does not fit the " +
-                      std::to_string(shape[0]) +
-                      " steps with padding valid (the output would be empty); use a smaller " +
-                      "kernel or padding: same");
-  return w;
-}
-
-// Names the layer when its input is not (steps, channels) (`one_row`) or an image.
-void require_image_or_steps(const LayerSpec& spec, const Shape& shape, bool one_row) {
-  if (shape.rank() != (one_row ? 2u : 3u))
-    throw ConfigError(spec.path + ": " + spec.type + " needs an input of " +
-                      (one_row ? "(steps, channels)" : "(height, width, channels), an image,") +
-                      " but gets " + shape.str());
-}
-
-// Note [transposed convolution]: the view of a conv2d_transpose (an image input) or
-// conv1d_transpose ((steps, channels)), a convolution over its output with its filters as that
-// convolution's channels.
-Window2d transposed_view(const LayerSpec& spec, const Shape& shape) {
-  const bool one_row = spec.type == "conv1d_transpose";
-  require_image_or_steps(spec, shape, one_row);
-  const auto length = [&spec, &shape, one_row](int axis) {
-    const int64_t in = one_row && axis == 0 ? 1 : shape[one_row ? 0 : axis];
-    return Conv2DTranspose::output_length(in, spec.window[axis], spec.strides[axis],
-                                          spec.same_padding);
-  };
-  return Window2d::make(length(0), length(1), spec.units, spec.window[0], spec.window[1],
-                        spec.strides[0], spec.strides[1], spec.same_padding);
-}
-
-// Note [upsampling]: the pooling whose windows are the blocks an up_sampling2d (an image input)
-// or up_sampling1d ((steps, channels)) repeats each input pixel over.
-Window2d upsampling_blocks(const LayerSpec& spec, const Shape& shape) {
-  const bool one_row = spec.type == "up_sampling1d";
-  require_image_or_steps(spec, shape, one_row);
-  const int64_t height = one_row ? 1 : shape[0], width = shape[one_row ? 0 : 1];
-  const int64_t channels = shape[one_row ? 1 : 2];
-  return Window2d::make(height * spec.window[0], width * spec.window[1], channels, spec.window[0],
-                        spec.window[1], spec.window[0], spec.window[1], false);
 }
 
 // Note [padding masks]: the layer whose padding mask reaches the layer after `spec` (null: none;

@@ -21,6 +21,8 @@ struct LayerSpec {
   std::array<int64_t, 2> window{1, 1};
   std::array<int64_t, 2> strides{1, 1};
   bool same_padding = false;  // Keras' padding: "same" rather than "valid"
+  // conv2d_transpose, conv1d_transpose: Keras' output_padding (height, width), -1: none (None)
+  std::array<int64_t, 2> output_padding{-1, -1};
   float rate = 0;             // dropout; a recurrent layer's dropout
   float momentum = 0.99f;     // batch_normalization (Keras' defaults)
   float epsilon = 0.001f;     // batch_normalization and layer_normalization

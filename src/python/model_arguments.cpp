@@ -135,12 +135,15 @@ void define_random_layers(py::module_& m) {  // Note [augmentation layers]
 // Keras' kernel_size and strides of an image's layer: an int, or (height, width).
 using Size = std::variant<int64_t, std::array<int64_t, 2>>;
 
+YAML::Node size_node(const Size& size) {
+  return std::holds_alternative<int64_t>(size)
+             ? YAML::Node(std::get<int64_t>(size))
+             : YAML::Node(std::vector<int64_t>{std::get<1>(size)[0], std::get<1>(size)[1]});
+}
+
 keras::Spec with_sizes(keras::Spec spec, const Size& kernel_size, const Size& strides) {
-  for (auto [key, size] : {std::pair{"kernel_size", &kernel_size}, std::pair{"strides", &strides}})
-    spec.node[key] =
-        std::holds_alternative<int64_t>(*size)
-            ? YAML::Node(std::get<int64_t>(*size))
-            : YAML::Node(std::vector<int64_t>{std::get<1>(*size)[0], std::get<1>(*size)[1]});
+  spec.node["kernel_size"] = size_node(kernel_size);
+  spec.node["strides"] = size_node(strides);
   return spec;
 }
 }  // namespace
@@ -179,15 +182,17 @@ void define_layers(py::module_& m) {
   m.def(
       "Conv2DTranspose",
       [](int64_t filters, Size kernel_size, Size strides, const std::string& activation,
-         const std::string& padding, bool use_bias, bool trainable) {
-        return trained_or_frozen(
+         const std::string& padding, bool use_bias, bool trainable,
+         std::optional<Size> output_padding) {
+        keras::Spec spec =
             with_sizes(keras::Conv2DTranspose(filters, 1, 1, activation, padding, use_bias),
-                       kernel_size, strides),
-            trainable);
+                       kernel_size, strides);
+        if (output_padding) spec.node["output_padding"] = size_node(*output_padding);  // None: none
+        return trained_or_frozen(spec, trainable);
       },
       py::arg("filters"), py::arg("kernel_size"), py::arg("strides") = 1,
       py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true,
-      py::arg("trainable") = true);
+      py::arg("trainable") = true, py::arg("output_padding") = py::none());
   m.def(
       "Conv1DTranspose",
       [](int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,

@@ -306,7 +306,8 @@ std::string show_number(double value) {
 }
 
 std::array<int64_t, 2> height_width(ConfigNode& node, const std::string& key,
-                                    const std::optional<std::array<int64_t, 2>>& fallback) {
+                                    const std::optional<std::array<int64_t, 2>>& fallback,
+                                    bool zero_allowed) {
   std::array<int64_t, 2> value{};
   if (!node.has(key) && fallback) {
     const auto list = node.get<std::vector<int64_t>>(key, {(*fallback)[0], (*fallback)[1]});
@@ -321,7 +322,9 @@ std::array<int64_t, 2> height_width(ConfigNode& node, const std::string& key,
     value[0] = value[1] = node.require<int64_t>(key);
   }
   for (int64_t v : value)
-    if (v <= 0) node.fail(key, "must be > 0, got " + std::to_string(v));
+    if (v < (zero_allowed ? 0 : 1))
+      node.fail(key,
+                (zero_allowed ? "must be >= 0, got " : "must be > 0, got ") + std::to_string(v));
   return value;
 }
 

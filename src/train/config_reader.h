@@ -56,10 +56,11 @@ class ConfigNode {
 int64_t positive(ConfigNode& node, const std::string& key, int64_t value);        // > 0
 double positive_number(ConfigNode& node, const std::string& key, double value);   // > 0
 double in_unit_interval(ConfigNode& node, const std::string& key, double value);  // [0, 1)
-// Keras' (height, width) arguments: one integer for both, or a list of two; each > 0. `fallback`
-// where the key is absent, else it is required.
+// Keras' (height, width) arguments: one integer for both, or a list of two; each > 0 (>= 0 where
+// `zero_allowed`). `fallback` where the key is absent, else it is required.
 std::array<int64_t, 2> height_width(ConfigNode& node, const std::string& key,
-                                    const std::optional<std::array<int64_t, 2>>& fallback);
+                                    const std::optional<std::array<int64_t, 2>>& fallback,
+                                    bool zero_allowed = false);
 // A number as the error messages show it: std::ostream's default, 6 significant digits (0.1,
 // 1e-05).
 std::string show_number(double value);

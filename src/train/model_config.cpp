@@ -23,6 +23,20 @@ void parse_regularizer(ConfigNode& layer, LayerSpec& spec) {
   node.finish();
 }
 
+// Keras' output_padding of a transposed convolution (Note [transposed convolution]), after its
+// strides: each >= 0 and below its stride (Keras' rule).
+void parse_output_padding(ConfigNode& layer, LayerSpec& spec, bool one_row) {
+  if (!layer.has("output_padding")) return;
+  spec.output_padding =
+      one_row ? std::array<int64_t, 2>{0, layer.require<int64_t>("output_padding")}
+              : height_width(layer, "output_padding", std::nullopt, /*zero_allowed=*/true);
+  for (int axis : {0, 1})
+    if (spec.output_padding[axis] < 0 || spec.output_padding[axis] >= spec.strides[axis])
+      layer.fail("output_padding", "must be >= 0 and below the stride " +
+                                       std::to_string(spec.strides[axis]) + ", got " +
+                                       std::to_string(spec.output_padding[axis]));
+}
+
 }  // namespace
 
 // `model`: the input shape, if given, and the layers.
@@ -60,6 +74,7 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
       spec.window = height_width(layer, "kernel_size", std::nullopt);
       spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
+      if (spec.type == "conv2d_transpose") parse_output_padding(layer, spec, false);
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
       spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
     } else if (spec.type == "conv1d" || spec.type == "conv1d_transpose") {  // integer sizes
@@ -68,6 +83,7 @@ void parse_model(ConfigNode& root, Config& config) {
       spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", 1))};
       spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
       spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+      if (spec.type == "conv1d_transpose") parse_output_padding(layer, spec, true);
     } else if (spec.type == "max_pooling1d" || spec.type == "average_pooling1d") {  // one row
       spec.window = {1, positive(layer, "pool_size", layer.get<int64_t>("pool_size", 2))};
       spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", spec.window[1]))};

@@ -127,8 +127,9 @@ def upsampling_checks(ddp, keras, np, rng, check, gap):
 
 def transposed_convolution_checks(ddp, keras, np, rng, check, gap):
     """Keras' Conv2DTranspose in a convolutional autoencoder (8x8 images through a strided 4x4
-    code, up by a 3x3 transposed convolution of stride 2 with padding "valid" to 9x9, a 2x3 one of
-    stride 1 with "same", a 2x2 convolution back to 8x8) and one of "same" padding, stride 2, and
+    code, up by a 3x3 transposed convolution of stride 2 with padding "valid" and output_padding 1
+    to 10x10, a 2x3 one of stride 1 with "same", a 3x3 convolution back to 8x8) and one of "same"
+    padding, stride 2, and
     Conv1DTranspose over a Conv1D's steps: from the same weights, 30 steps of SGD with momentum
     train the same weights as Keras' do; each side's .keras file loaded by the other predicts the
     same; ddp.Conv2DTranspose predicts as Keras' layer with its weights."""
@@ -136,9 +137,10 @@ def transposed_convolution_checks(ddp, keras, np, rng, check, gap):
     images = rng.random((500, 8, 8, 1)).astype(np.float32)
     valid = keras.Sequential([keras.Input((8, 8, 1)),
                               L.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
-                              L.Conv2DTranspose(3, 3, strides=2, activation="relu"),
+                              L.Conv2DTranspose(3, 3, strides=2, activation="relu",
+                                                output_padding=1),
                               L.Conv2DTranspose(2, (2, 3), padding="same", activation="tanh"),
-                              L.Conv2D(1, 2, activation="sigmoid")])
+                              L.Conv2D(1, 3, activation="sigmoid")])
     same = keras.Sequential([keras.Input((8, 8, 1)),
                              L.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
                              L.Conv2DTranspose(2, 4, strides=2, padding="same", use_bias=False),
@@ -152,16 +154,18 @@ def transposed_convolution_checks(ddp, keras, np, rng, check, gap):
                            [(valid, images, images, "Conv2DTranspose, valid and same"),
                             (same, images, images, "Conv2DTranspose, stride 2, same"),
                             (sequence, steps, target, "Conv1DTranspose")])
-    layer = L.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same", activation="relu")
+    layer = L.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same", activation="relu",
+                              output_padding=(1, 2))
     small = rng.random((4, 3, 2, 2)).astype(np.float32)
     expected = np.asarray(layer(small))
     module = ddp.Sequential([ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same",
-                                                 activation="relu")], input_shape=[3, 2, 2])
+                                                 activation="relu", output_padding=(1, 2))],
+                            input_shape=[3, 2, 2])
     module.build()
     module.layers[0].set_weights(layer.get_weights())
     got = module.predict(small)
-    check("ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding='same')",
-          got.shape == expected.shape == (4, 6, 6, 3) and
+    check("ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding='same', output_padding=(1, 2))",
+          got.shape == expected.shape == (4, 6, 5, 3) and
           float(np.abs(got - expected).max()) < 1e-5,
           f"output {got.shape}, within {float(np.abs(got - expected).max()):.2e} of Keras' layer "
           f"with the same weights")

@@ -177,15 +177,17 @@ training: {{epochs: 5, global_batch_size: 20}}
 class Convnet(torch.nn.Module):
     """ddp-trainer's convnet in PyTorch: NCHW images, the same layers in order (ddp-trainer's
     bilinear up_sampling2d is nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-    its conv2d_transpose of padding valid nn.ConvTranspose2d without padding)."""
+    its conv2d_transpose of padding valid nn.ConvTranspose2d without padding, both with
+    output_padding 1)."""
 
     def __init__(self, dropout):
         super().__init__()
         self.layers = torch.nn.ModuleList([torch.nn.Conv2d(3, 16, 3, padding=1),
                                            torch.nn.Conv2d(16, 16, 3, padding=1),
                                            torch.nn.Conv2d(16, 4, 2),
-                                           torch.nn.ConvTranspose2d(4, 3, 3, stride=2),
-                                           torch.nn.Linear(363, 4)])
+                                           torch.nn.ConvTranspose2d(4, 3, 3, stride=2,
+                                                                    output_padding=1),
+                                           torch.nn.Linear(432, 4)])
         self.dropout = torch.nn.Dropout(dropout)
 
     def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
@@ -193,7 +195,7 @@ class Convnet(torch.nn.Module):
         x = torch.relu(self.layers[1](torch.relu(self.layers[0](x))))
         x = torch.nn.functional.avg_pool2d(x, 2)
         x = torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)(x)
-        x = torch.relu(self.layers[3](torch.tanh(self.layers[2](x))))  # 5x5 up to 11x11
+        x = torch.relu(self.layers[3](torch.tanh(self.layers[2](x))))  # 5x5 up to 12x12
         return self.layers[4](self.dropout(torch.flatten(x, 1)))
 
     def forward(self, x):
@@ -220,7 +222,8 @@ def convnet_checks(args, env, tmp):
     - {{type: average_pooling2d, pool_size: 2}}
     - {{type: up_sampling2d, size: 2, interpolation: bilinear}}
     - {{type: conv2d, filters: 4, kernel_size: 2, activation: tanh}}
-    - {{type: conv2d_transpose, filters: 3, kernel_size: 3, strides: 2, activation: relu}}
+    - {{type: conv2d_transpose, filters: 3, kernel_size: 3, strides: 2, output_padding: 1,
+       activation: relu}}
     - {{type: flatten}}
     - {{type: dropout, rate: {dropout}}}
     - {{type: dense, units: 4, activation: softmax}}

@@ -105,6 +105,14 @@ TEST(Conv2DTranspose, OutputsAndGradientsByDefinition) {
        Shape{3, 3, 2}, Shape{5, 5, 4}, 3, 3, 1, 1, 0, 0},
       {"{type: conv1d_transpose, filters: 3, kernel_size: 3, strides: 2, padding: same}",
        Shape{5, 4}, Shape{10, 3}, 1, 3, 1, 2, 0, 0},
+      // Keras' output_padding: (in - 1) * stride + kernel - 2 * (same ? kernel / 2 : 0) + it.
+      {"{type: conv2d_transpose, filters: 2, kernel_size: 3, strides: 2, output_padding: 1}",
+       Shape{4, 5, 2}, Shape{10, 12, 2}, 3, 3, 2, 2, 0, 0},
+      {"{type: conv2d_transpose, filters: 2, kernel_size: 4, strides: 2, padding: same, "
+       "output_padding: 1}",
+       Shape{4, 5, 2}, Shape{7, 9, 2}, 4, 4, 2, 2, 1, 1},
+      {"{type: conv1d_transpose, filters: 2, kernel_size: 3, strides: 3, output_padding: 2}",
+       Shape{5, 2}, Shape{17, 2}, 1, 3, 1, 3, 0, 0},
       // 2,500 windows of 576 floats a sample: a batch of 3 goes through in 2 chunks.
       {"{type: conv2d_transpose, filters: 64, kernel_size: 3, padding: same}", Shape{50, 50, 2},
        Shape{50, 50, 64}, 3, 3, 1, 1, 1, 1}};
@@ -192,8 +200,18 @@ TEST(Conv2DTranspose, ConfigRefusals) {
             "gets (3, 3, 2)");
   EXPECT_NE(build_error("[3, 3, 2]", "{type: conv2d_transpose, kernel_size: 3}").find("filters"),
             std::string::npos);
-  EXPECT_NE(build_error("[3, 3, 2]",
+  EXPECT_EQ(build_error("[3, 3, 2]",
                         "{type: conv2d_transpose, filters: 2, kernel_size: 3, "
+                        "strides: [2, 3], output_padding: [1, 3]}"),
+            "c.yaml: model.layers.0.output_padding: must be >= 0 and below the stride 3, got 3");
+  EXPECT_EQ(build_error("[3, 3, 2]",
+                        "{type: conv2d_transpose, filters: 2, kernel_size: 2, "
+                        "strides: 2, padding: same, output_padding: 0}"),
+            "c.yaml: model.layers.0.output_padding: the output of 4x4 does not convolve back to "
+            "the input's size with padding same and this kernel (Keras refuses it too); use "
+            "another output_padding");
+  EXPECT_NE(build_error("[3, 3, 2]",
+                        "{type: conv2d, filters: 2, kernel_size: 3, "
                         "output_padding: 1}")
                 .find("model.layers.0.output_padding"),
             std::string::npos);
@@ -209,14 +227,14 @@ TEST(Conv2DTranspose, ConfigRefusals) {
             std::string::npos);
 }
 
-// Keras' Conv2DTranspose and Conv1DTranspose both ways; an output_padding or a dilation refused
-// naming the setting.
+// Keras' Conv2DTranspose and Conv1DTranspose both ways, output_padding where set; a dilation
+// refused naming the setting.
 TEST(Conv2DTranspose, AsKerasConv2DTranspose) {
   const Config config = parse_model_config(
       YAML::Load("{model: {input: [4, 5, 2], layers: [{type: conv2d_transpose, filters: 3, "
                  "kernel_size: [3, 2], strides: [2, 1], padding: same, activation: relu, "
                  "use_bias: false}, {type: reshape, target_shape: [40, 3]}, {type: "
-                 "conv1d_transpose, filters: 2, kernel_size: 4, strides: 3}]}}"),
+                 "conv1d_transpose, filters: 2, kernel_size: 4, strides: 3, output_padding: 2}]}}"),
       "c.yaml");
   const nlohmann::json layers =
       keras::keras_model_config(config.layers, Shape{4, 5, 2})["config"]["layers"];
@@ -228,6 +246,8 @@ TEST(Conv2DTranspose, AsKerasConv2DTranspose) {
   EXPECT_EQ(two["config"]["use_bias"], false);
   EXPECT_EQ(layers[3]["class_name"], "Conv1DTranspose");
   EXPECT_EQ(layers[3]["config"]["strides"], nlohmann::json::array({3}));
+  EXPECT_EQ(layers[3]["config"]["output_padding"], nlohmann::json::array({2}));
+  EXPECT_FALSE(two["config"].contains("output_padding"));  // Keras' None
 
   const YAML::Node two_back = keras::keras_layer(two, "m.keras: layers[1]").spec->node;
   EXPECT_EQ(two_back["type"].as<std::string>(), "conv2d_transpose");
@@ -237,17 +257,21 @@ TEST(Conv2DTranspose, AsKerasConv2DTranspose) {
   EXPECT_EQ(one_back["type"].as<std::string>(), "conv1d_transpose");
   EXPECT_EQ(one_back["kernel_size"].as<int64_t>(), 4);
   EXPECT_EQ(one_back["strides"].as<int64_t>(), 3);
+  EXPECT_EQ(one_back["output_padding"].as<int64_t>(), 2);
 
-  for (const auto& [key, value] : {std::pair{"output_padding", nlohmann::json::array({1, 1})},
-                                   std::pair{"dilation_rate", nlohmann::json::array({2, 2})}}) {
-    nlohmann::json refused = two;
-    refused["config"][key] = value;
-    try {
-      keras::keras_layer(refused, "m.keras: layers[1]");
-      ADD_FAILURE() << key << " taken";
-    } catch (const ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-    }
+  nlohmann::json padded = two;
+  padded["config"]["output_padding"] = nlohmann::json::array({1, 0});
+  EXPECT_EQ(keras::keras_layer(padded, "m.keras: layers[1]")
+                .spec->node["output_padding"]
+                .as<std::vector<int64_t>>(),
+            (std::vector<int64_t>{1, 0}));
+  nlohmann::json dilated = two;
+  dilated["config"]["dilation_rate"] = nlohmann::json::array({2, 2});
+  try {
+    keras::keras_layer(dilated, "m.keras: layers[1]");
+    ADD_FAILURE() << "dilation_rate taken";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("dilation_rate"), std::string::npos) << e.what();
   }
 }
 
