@@ -23,9 +23,9 @@ struct LayerSpec {
   bool same_padding = false;  // Keras' padding: "same" rather than "valid"
   // conv2d_transpose, conv1d_transpose: Keras' output_padding (height, width), -1: none (None)
   std::array<int64_t, 2> output_padding{-1, -1};
-  float rate = 0;             // dropout; a recurrent layer's dropout
-  float momentum = 0.99f;     // batch_normalization (Keras' defaults)
-  float epsilon = 0.001f;     // batch_normalization and layer_normalization
+  float rate = 0;          // dropout; a recurrent layer's dropout
+  float momentum = 0.99f;  // batch_normalization (Keras' defaults)
+  float epsilon = 0.001f;  // batch_normalization and layer_normalization
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
   float l1 = 0;       // dense, conv2d: kernel_regularizer (Note [weight penalty])
   float l2 = 0;

@@ -196,7 +196,9 @@ training: {{epochs: 1, global_batch_size: 8}}
 
 def check_success(output, run_dir):
     """A successful run prints one line per epoch and writes one metrics record per epoch."""
-    epochs = re.findall(r"^Epoch (\d+)/(\d+) - ", output, re.M)
+    # Each epoch's own line, not the progress lines of a slow epoch ("... (rank 0) - 10s").
+    epoch_line = r"^Epoch (\d+)/(\d+) - (?!.*\(rank 0\) - \d+s$).*$"
+    epochs = re.findall(epoch_line, output, re.M)
     if not epochs:
         return "no epoch lines"
     # Note [early stopping] may end the run before the last configured epoch.
@@ -209,7 +211,7 @@ def check_success(output, run_dir):
     if len(records) != total:
         return f"metrics.jsonl has {len(records)} records, expected {total}"
     # Every metric of the epoch line ("- f1: 0.9123", "- val_f1: ..."), and the fixed keys.
-    last_line = re.findall(r"^Epoch \d+/\d+ - .*$", output, re.M)[-1]
+    last_line = [m.group(0) for m in re.finditer(epoch_line, output, re.M)][-1]
     shown = re.findall(r" - ([a-z_0-9]+): [-\d.]+", last_line)
     for key in ["epoch", "loss", "samples_per_sec", "seconds"] + shown:
         if key not in records[-1]:
