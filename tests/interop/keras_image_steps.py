@@ -154,32 +154,31 @@ def transposed_convolution_checks(ddp, keras, np, rng, check, gap):
                            [(valid, images, images, "Conv2DTranspose, valid and same"),
                             (same, images, images, "Conv2DTranspose, stride 2, same"),
                             (sequence, steps, target, "Conv1DTranspose")])
-    layer = L.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same", activation="relu",
-                              output_padding=(1, 2))
     small = rng.random((4, 3, 2, 2)).astype(np.float32)
-    expected = np.asarray(layer(small))
-    module = ddp.Sequential([ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same",
-                                                 activation="relu", output_padding=(1, 2))],
-                            input_shape=[3, 2, 2])
-    module.build()
-    module.layers[0].set_weights(layer.get_weights())
-    got = module.predict(small)
-    check("ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding='same', output_padding=(1, 2))",
-          got.shape == expected.shape == (4, 6, 5, 3) and
-          float(np.abs(got - expected).max()) < 1e-5,
-          f"output {got.shape}, within {float(np.abs(got - expected).max()):.2e} of Keras' layer "
-          f"with the same weights")
+    predicts_alike(ddp, np, check, "ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), "
+                   "padding='same', output_padding=(1, 2))",
+                   ddp.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same",
+                                       activation="relu", output_padding=(1, 2)),
+                   L.Conv2DTranspose(3, (3, 2), strides=(2, 3), padding="same",
+                                     activation="relu", output_padding=(1, 2)),
+                   small, (4, 6, 5, 3))
     # The encoder's side: ddp.Conv2D takes Keras' strides and (height, width) kernel sizes too.
-    layer = L.Conv2D(4, (3, 2), strides=(2, 3), padding="same", activation="relu")
-    images = rng.random((2, 9, 8, 3)).astype(np.float32)
-    expected = np.asarray(layer(images))
-    module = ddp.Sequential([ddp.Conv2D(4, (3, 2), "relu", padding="same", strides=(2, 3))],
-                            input_shape=[9, 8, 3])
+    predicts_alike(ddp, np, check, "ddp.Conv2D(4, (3, 2), 'relu', padding='same', "
+                   "strides=(2, 3))",
+                   ddp.Conv2D(4, (3, 2), "relu", padding="same", strides=(2, 3)),
+                   L.Conv2D(4, (3, 2), strides=(2, 3), padding="same", activation="relu"),
+                   rng.random((2, 9, 8, 3)).astype(np.float32), (2, 5, 3, 4))
+
+
+def predicts_alike(ddp, np, check, what, ours, theirs, x, shape):
+    """The module's layer `ours` alone, with the weights of Keras' layer `theirs`, predicts on x
+    (an output of `shape`) what Keras' layer computes."""
+    expected = np.asarray(theirs(x))
+    module = ddp.Sequential([ours], input_shape=list(x.shape[1:]))
     module.build()
-    module.layers[0].set_weights(layer.get_weights())
-    got = module.predict(images)
-    check("ddp.Conv2D(4, (3, 2), 'relu', padding='same', strides=(2, 3))",
-          got.shape == expected.shape == (2, 5, 3, 4) and
+    module.layers[0].set_weights(theirs.get_weights())
+    got = module.predict(x)
+    check(what, got.shape == expected.shape == shape and
           float(np.abs(got - expected).max()) < 1e-5,
           f"output {got.shape}, within {float(np.abs(got - expected).max()):.2e} of Keras' layer "
           f"with the same weights")
