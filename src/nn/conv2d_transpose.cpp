@@ -15,7 +15,7 @@ Conv2DTranspose::Conv2DTranspose(const Window2d& view, int64_t channels, Activat
       act_(act),
       one_row_(one_row),
       bias_(view.channels, use_bias),
-      no_bias_(channels, false) {}
+      no_bias_(view.patch(), false) {}
 
 int64_t Conv2DTranspose::output_length(int64_t in, int64_t kernel, int64_t stride, bool same,
                                        int64_t output_padding) {
@@ -64,12 +64,14 @@ int64_t Conv2DTranspose::chunk_samples() const {
 void Conv2DTranspose::forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) {
   const int64_t patch = view_.patch(), pixels = view_.out_pixels();
   float* cols = sized(backend, cols_, chunk_samples() * pixels * patch);
+  float* weight_t = sized(backend, weight_t_, patch * channels_);
+  backend.copy_matrix(weight_, 1, patch, weight_t, channels_, patch, channels_);
   const int64_t in = pixels * channels_, out = view_.height * view_.width * view_.channels;
   for (int64_t first = 0; first < batch; first += chunk_samples()) {
     const int64_t n = std::min(chunk_samples(), batch - first);
     // cols (n * pixels, patch) = x's rows (n * pixels, channels) times the weight.
-    backend.batched_matmul(1, n * pixels, patch, channels_, 1.0f, {x + first * in, channels_, 0},
-                           {weight_, patch, 0}, {cols, patch, 0}, false);
+    backend.dense_forward(x + first * in, weight_t, no_bias_.values(backend), cols, n * pixels,
+                          channels_, patch, Activation::kLinear);
     backend.col2im(cols, y + first * out, n, view_);
   }
   backend.bias_activation_forward(y, bias_.values(backend), batch * view_.height * view_.width,
@@ -82,19 +84,21 @@ void Conv2DTranspose::backward(ComputeBackend& backend, const float* x, const fl
   backend.bias_activation_backward(y, dy, bias_.grad(backend), batch * view_.height * view_.width,
                                    view_.channels, act_, accumulate);
   float* dcols = sized(backend, cols_, chunk_samples() * pixels * patch);
+  // The transposed weight's gradient (patch, channels), the chunks after the first adding theirs,
+  // and room for it turned back to (channels, patch).
+  float* grad_t = sized(backend, weight_t_grad_, 2 * patch * channels_);
   const int64_t in = pixels * channels_, out = view_.height * view_.width * view_.channels;
   for (int64_t first = 0; first < batch; first += chunk_samples()) {
     const int64_t n = std::min(chunk_samples(), batch - first);
     backend.im2col(dy + first * out, dcols, n, view_);
-    if (dx)
-      backend.dense_forward(dcols, weight_, no_bias_.values(backend), dx + first * in, n * pixels,
-                            patch, channels_, Activation::kLinear);
-    // The weight's gradient (channels, patch) = x's rows transposed times the windows; chunks
-    // after the first add theirs.
-    backend.batched_matmul(1, channels_, patch, n * pixels, 1.0f,
-                           {x + first * in, channels_, 0, /*transposed=*/true}, {dcols, patch, 0},
-                           {weight_grad_, patch, 0}, accumulate || first > 0);
+    // The Dense layer's backward: dx (n * pixels, channels) = the windows times the weight.
+    backend.dense_backward(x + first * in, weight_t_.data(), dcols, dcols,
+                           dx ? dx + first * in : nullptr, grad_t, no_bias_.grad(backend),
+                           n * pixels, channels_, patch, Activation::kLinear, first > 0, nullptr);
   }
+  float* grad = accumulate ? grad_t + patch * channels_ : weight_grad_;
+  backend.copy_matrix(grad_t, 1, channels_, grad, patch, channels_, patch);
+  if (accumulate) backend.add_to(grad, weight_grad_, static_cast<size_t>(patch * channels_));
 }
 
 }  // namespace ddp

@@ -13,7 +13,10 @@ namespace ddp {
 // input pixel's channels times the weight give a window of the output (the GEMM of the input's
 // rows with the weight), col2im adds the windows up, then come the bias and the activation.
 // Backward is the view's forward: im2col of the output gradient, whose product with the weight's
-// transpose is the input gradient and whose product with the input the weight gradient.
+// transpose is the input gradient and whose product with the input the weight gradient. The
+// products run on the backend's Dense GEMMs (the tiled kernels and the rank's threads on the
+// CPU), as a Dense layer from the input's channels to the windows, whose weight (patch, channels)
+// is the layer's transposed: forward copies it so, and backward transposes its gradient back.
 //
 // Keras' output sizes, without output_padding: in * stride + max(kernel - stride, 0) for
 // "valid", in * stride for "same" (output_padding sets them otherwise, output_length); the view
@@ -57,9 +60,11 @@ class Conv2DTranspose final : public Layer {
   bool one_row_;
   float* weight_ = nullptr;  // (channels, kernel_h, kernel_w, filters)
   float* weight_grad_ = nullptr;
-  LayerBias bias_;     // (filters)
-  LayerBias no_bias_;  // (channels): the input gradient's product adds none
-  DeviceBuffer cols_;  // (chunk * height * width, kernel_h * kernel_w * filters)
+  LayerBias bias_;         // (filters)
+  LayerBias no_bias_;      // (patch): the windows' product adds none
+  DeviceBuffer cols_;      // (chunk * height * width, patch), patch = kernel_h * kernel_w * filters
+  DeviceBuffer weight_t_;  // (patch, channels): the weight transposed, by forward
+  DeviceBuffer weight_t_grad_;  // (patch, channels): its gradient, then (channels, patch)
 };
 
 }  // namespace ddp

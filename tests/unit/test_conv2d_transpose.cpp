@@ -150,6 +150,17 @@ TEST(Conv2DTranspose, OutputsAndGradientsByDefinition) {
     if (use_bias)
       expect_near({grads.data() + e[1].offset, grads.data() + e[1].offset + e[1].count}, want.db,
                   "db", c.layer);
+
+    // Accumulating (gradient accumulation's later micro-batches) adds the same gradients again.
+    dy = random_vector(y.size(), 6);
+    layer.backward(*backend, x.data(), y.data(), dy.data(), nullptr, batch, true);
+    for (double& v : want.dw) v *= 2;
+    for (double& v : want.db) v *= 2;
+    expect_near({grads.data() + e[0].offset, grads.data() + e[0].offset + e[0].count}, want.dw,
+                "accumulated dw", c.layer);
+    if (use_bias)
+      expect_near({grads.data() + e[1].offset, grads.data() + e[1].offset + e[1].count}, want.db,
+                  "accumulated db", c.layer);
   }
 }
 
@@ -179,6 +190,33 @@ TEST(Conv2DTranspose, GradientsMatchFiniteDifferences) {
   std::vector<float> x = random_vector(2 * 12, 11);
   std::vector<float> y(static_cast<size_t>(2 * alone->layers()[0]->output_shape().numel()));
   expect_input_gradient_matches(*backend, *alone->layers()[0], x, y, 2, 12);
+}
+
+// Note [threads per rank]: a rank's threads share the layer's products, bias and activation, and
+// the results are the bits of one thread.
+TEST(Conv2DTranspose, TheBitsOfOneThreadOnAnyTeam) {
+  const int64_t batch = 20;
+  const Shape input{9, 7, 5};
+  const std::vector<float> x = random_vector(static_cast<size_t>(batch * input.numel()), 21);
+  std::vector<std::vector<float>> results[2];
+  for (int k = 0; k < 2; ++k) {
+    auto backend = make_cpu_backend(true, k == 0 ? 1 : 3);
+    auto model = build(*backend, input,
+                       "{type: conv2d_transpose, filters: 6, kernel_size: 3, strides: 2, "
+                       "padding: same, activation: relu}");
+    std::ranges::copy(random_vector(model->param_count(), 22), model->params().begin());
+    DeviceBuffer grads(*backend, model->param_count());
+    model->bind_grads(grads.span());
+    Layer& layer = *model->layers()[0];
+    std::vector<float> y(static_cast<size_t>(batch * layer.output_shape().numel()));
+    std::vector<float> dy = random_vector(y.size(), 23), dx(x.size());
+    layer.forward(*backend, x.data(), y.data(), batch);
+    layer.backward(*backend, x.data(), y.data(), dy.data(), dx.data(), batch, false);
+    results[k] = {y, dx, {grads.data(), grads.data() + grads.size()}};
+  }
+  EXPECT_EQ(results[0][0], results[1][0]) << "y";
+  EXPECT_EQ(results[0][1], results[1][1]) << "dx";
+  EXPECT_EQ(results[0][2], results[1][2]) << "weight and bias gradients";
 }
 
 std::string build_error(const std::string& input, const std::string& layers) {
