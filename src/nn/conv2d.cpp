@@ -10,9 +10,7 @@ namespace ddp {
 Conv2D::Conv2D(const Window2d& window, int64_t filters, Activation act, bool use_bias, bool one_row)
     : window_(window), filters_(filters), act_(act), one_row_(one_row), bias_(filters, use_bias) {}
 
-std::string Conv2D::describe() const {
-  return act_ == Activation::kLinear ? type_name() : type_name() + "+" + activation_name(act_);
-}
+std::string Conv2D::describe() const { return with_activation(type_name(), act_); }
 
 std::vector<ParamSpec> Conv2D::param_specs() const {
   // PyTorch's nn.Conv2d weight is (filters, channels, kernel_h, kernel_w), nn.Conv1d's (filters,

@@ -24,9 +24,7 @@ int64_t Conv2DTranspose::output_length(int64_t in, int64_t kernel, int64_t strid
   return in * stride + (same ? 0 : std::max<int64_t>(kernel - stride, 0));
 }
 
-std::string Conv2DTranspose::describe() const {
-  return act_ == Activation::kLinear ? type_name() : type_name() + "+" + activation_name(act_);
-}
+std::string Conv2DTranspose::describe() const { return with_activation(type_name(), act_); }
 
 std::vector<ParamSpec> Conv2DTranspose::param_specs() const {
   // PyTorch's nn.ConvTranspose2d weight is (channels, filters, kernel_h, kernel_w),

@@ -41,6 +41,10 @@ const char* activation_name(Activation act) {
   return "linear";
 }
 
+std::string with_activation(const std::string& name, Activation act) {
+  return act == Activation::kLinear ? name : name + "+" + activation_name(act);
+}
+
 Dense::Dense(int64_t in, int64_t out, Activation act, bool use_bias, Shape positions)
     : in_(in), out_(out), act_(act), positions_(std::move(positions)), bias_(out, use_bias) {}
 
@@ -50,9 +54,7 @@ Shape Dense::output_shape() const {
   return Shape(dims);
 }
 
-std::string Dense::describe() const {
-  return act_ == Activation::kLinear ? "Dense" : std::string("Dense+") + activation_name(act_);
-}
+std::string Dense::describe() const { return with_activation("Dense", act_); }
 
 std::vector<ParamSpec> Dense::param_specs() const {
   std::vector<ParamSpec> specs{{"weight", {out_, in_}}};

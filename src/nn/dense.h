@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string>
+
 #include "nn/layer.h"
 #include "nn/layer_bias.h"
 
@@ -41,5 +43,7 @@ class Dense final : public MaskPassingLayer {
 };
 
 const char* activation_name(Activation act);
+// A layer's summary name with its fused activation: "Dense+relu", or `name` alone when linear.
+std::string with_activation(const std::string& name, Activation act);
 
 }  // namespace ddp

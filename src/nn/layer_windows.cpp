@@ -6,17 +6,12 @@
 #include "nn/conv2d_transpose.h"
 
 namespace ddp {
-namespace {
-
-// Names the layer when its input is not (steps, channels) (`one_row`) or an image.
 void require_image_or_steps(const LayerSpec& spec, const Shape& shape, bool one_row) {
   if (shape.rank() != (one_row ? 2u : 3u))
     throw ConfigError(spec.path + ": " + spec.type + " needs an input of " +
                       (one_row ? "(steps, channels)" : "(height, width, channels), an image,") +
                       " but gets " + shape.str());
 }
-
-}  // namespace
 
 Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global) {
   if (shape.rank() != 3)

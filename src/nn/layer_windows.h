@@ -9,6 +9,8 @@
 
 namespace ddp {
 
+// Names the layer when its input is not (steps, channels) (`one_row`) or an image.
+void require_image_or_steps(const LayerSpec& spec, const Shape& shape, bool one_row);
 // The window of a conv2d or pooling layer over an image input (`global`: the whole image).
 Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global = false);
 // A conv1d's or 1D pooling's window over (steps, channels), an image of one row.

@@ -272,8 +272,8 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
           spec.type == "global_max_pooling1d" ? Pooling2D::Kind::kGlobalMax1D
                                               : Pooling2D::Kind::kGlobalAverage1D,
           Window2d::make(1, shape[0], shape[1], 1, shape[0], 1, 1, false)));
-    } else if (spec.bilinear) {        // an up_sampling2d's
-      upsampling_blocks(spec, shape);  // the input's shape checked
+    } else if (spec.bilinear) {  // an up_sampling2d's
+      require_image_or_steps(spec, shape, false);
       layers.push_back(
           std::make_unique<BilinearUpSampling2D>(shape, spec.window[0], spec.window[1]));
     } else if (spec.type == "up_sampling2d" || spec.type == "up_sampling1d") {
