@@ -133,6 +133,9 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["negative_slope"] = s.negative_slope;
     return {"LeakyReLU", c};
   }
+  if (s.type == "residual")  // Note [residual blocks]: a functional model's, not a Sequential's
+    throw ConfigError(s.path + ": a residual block is not written to Keras' configs (a Keras " +
+                      "Sequential has no skip connections); save its weights as safetensors");
   if (s.type == "transformer_encoder" || s.type == "position_embedding")  // KerasHub's
     throw ConfigError(s.path + ": " + s.type + " is not written to Keras' configs (KerasHub's " +
                       "layers are not read or written); save its weights as safetensors");

@@ -18,15 +18,7 @@ class LayerParts {
  public:
   void add(std::string prefix, Layer& part) { parts_.emplace_back(std::move(prefix), &part); }
 
-  std::vector<ParamSpec> param_specs() const {
-    std::vector<ParamSpec> specs;
-    for (const auto& [prefix, part] : parts_)
-      for (ParamSpec spec : part->param_specs()) {
-        spec.name = prefix + spec.name;
-        specs.push_back(std::move(spec));
-      }
-    return specs;
-  }
+  std::vector<ParamSpec> param_specs() const { return named(&Layer::param_specs); }
   void bind(std::span<float* const> params, std::span<float* const> grads) const {
     size_t at = 0;
     for (const auto& [prefix, part] : parts_) {
@@ -36,12 +28,18 @@ class LayerParts {
     }
   }
   void init_params(Rng& rng, std::span<const std::span<float>> params) const {
-    size_t at = 0;
-    for (const auto& [prefix, part] : parts_) {
-      const size_t count = part->param_specs().size();
-      part->init_params(rng, params.subspan(at, count));
-      at += count;
-    }
+    for_shares(params, &Layer::param_specs,
+               [&rng](Layer& part, auto share) { part.init_params(rng, share); });
+  }
+  // Each part's state kept but not trained (BatchNorm's running statistics), as its parameters.
+  std::vector<ParamSpec> buffer_specs() const { return named(&Layer::buffer_specs); }
+  void bind_buffers(std::span<float* const> buffers) const {
+    for_shares(buffers, &Layer::buffer_specs,
+               [](Layer& part, auto share) { part.bind_buffers(share); });
+  }
+  void init_buffers(std::span<const std::span<float>> buffers) const {
+    for_shares(buffers, &Layer::buffer_specs,
+               [](Layer& part, auto share) { part.init_buffers(share); });
   }
   // Each part's dropout masks its own (Note [dropout mask]): part i's key is the layer's hashed
   // with i, as the model derives its layers' keys.
@@ -55,6 +53,28 @@ class LayerParts {
   }
 
  private:
+  using Specs = std::vector<ParamSpec> (Layer::*)() const;
+  // Every part's `specs`, each named under its part's prefix.
+  std::vector<ParamSpec> named(Specs specs) const {
+    std::vector<ParamSpec> all;
+    for (const auto& [prefix, part] : parts_)
+      for (ParamSpec spec : (part->*specs)()) {
+        spec.name = prefix + spec.name;
+        all.push_back(std::move(spec));
+      }
+    return all;
+  }
+  // fn(part, its entries of `all`), `all` holding one entry per spec of every part in turn.
+  template <typename T, typename Fn>
+  void for_shares(std::span<T> all, Specs specs, Fn fn) const {
+    size_t at = 0;
+    for (const auto& [prefix, part] : parts_) {
+      const size_t count = (part->*specs)().size();
+      fn(*part, all.subspan(at, count));
+      at += count;
+    }
+  }
+
   std::vector<std::pair<std::string, Layer*>> parts_;
 };
 

@@ -17,6 +17,7 @@
 #include "nn/pooling2d.h"
 #include "nn/rescaling.h"
 #include "nn/reshape.h"
+#include "nn/residual.h"
 #include "nn/sequence_layers.h"
 #include "nn/softmax.h"
 #include "nn/upsampling2d.h"
@@ -89,7 +90,8 @@ const std::vector<std::string>& layer_types() {
                                                                   "flatten",
                                                                   "reshape",
                                                                   "rescaling",
-                                                                  "masking"},
+                                                                  "masking",
+                                                                  "residual"},
                                                                  {"softmax"});
   return types;
 }
@@ -172,8 +174,22 @@ bool has_parameters(const std::string& type) {
   return type == "dense" || is_convolution(type) || type == "embedding" || is_recurrent(type) ||
          type == "batch_normalization" || type == "layer_normalization" ||
          type == "rms_normalization" || type == "transformer_encoder" ||
-         type == "position_embedding";
+         type == "position_embedding" || type == "residual";
 }
+
+namespace {
+
+// What the layers built so far add up to.
+struct Built {
+  // Every parameter costs 16 bytes to train (weight, gradient, two optimizer moments): a model
+  // that cannot fit is refused naming the layer, before anything is allocated.
+  uint64_t budget = memory_limit_bytes() / 16;
+  uint64_t parameters = 0;
+  std::vector<std::pair<size_t, const LayerSpec*>> penalized;  // (layer index, its spec)
+  const LayerSpec* masking = nullptr;  // the layer whose padding mask is still passed on
+};
+
+std::unique_ptr<Layer> residual_block(const LayerSpec& spec, const Shape& input, Built& built);
 
 // Note [fused activations]: a dense or conv2d layer applies ReLU, tanh or sigmoid inside its own
 // kernels (on the product while it is in cache) and keeps only its output, from which backward
@@ -183,24 +199,21 @@ bool has_parameters(const std::string& type) {
 // built as the linear layer followed by an ActivationLayer (or a LeakyRelu), whose backward reads
 // its input: one more pass over the output and one more saved tensor; the
 // parameters and their names are the layer's as written.
-std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shape& input,
-                                             const std::vector<LayerSpec>& specs) {
-  std::vector<std::unique_ptr<Layer>> layers;
-  Shape shape = input;
-  // Every parameter costs 16 bytes to train (weight, gradient, two optimizer moments): a model
-  // that cannot fit is refused naming the layer, before anything is allocated.
-  const uint64_t budget = memory_limit_bytes() / 16;
-  uint64_t parameters = 0;
-  std::vector<std::pair<size_t, const LayerSpec*>> penalized;  // (layer index, its spec)
-  const LayerSpec* masking = nullptr;  // the layer whose padding mask is still passed on
+//
+// Appends the layers of `specs` to `layers` from an input of `shape`: the model's (`top`), or a
+// residual block's branch (Note [residual blocks]). Returns the last one's output shape.
+Shape append_layers(std::vector<std::unique_ptr<Layer>>& layers, Shape shape,
+                    const std::vector<LayerSpec>& specs, bool top, Built& built) {
+  const uint64_t budget = built.budget;
+  uint64_t& parameters = built.parameters;
   for (const LayerSpec& spec : specs) {
-    masking = passed_mask(masking, spec);
-    if (spec.l1 > 0 || spec.l2 > 0) penalized.emplace_back(layers.size(), &spec);
+    built.masking = passed_mask(built.masking, spec);
+    if (spec.l1 > 0 || spec.l2 > 0) built.penalized.emplace_back(layers.size(), &spec);
     // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
     // logits) can leave out (Sequential::set_output_logits); so is an activation whose derivative
     // needs its input (Note [fused activations]). Only dense and convolution layers fuse theirs;
     // a simple_rnn applies its own at every step.
-    const bool last = &spec == &specs.back();
+    const bool last = top && &spec == &specs.back();
     const Activation act = elementwise(spec.activation);
     const bool fuses = spec.type == "dense" || is_convolution(spec.type);
     const bool leaky = fuses && spec.activation == "leaky_relu";
@@ -209,8 +222,10 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
                   !derivative_from_output(act));
     const Activation fused = split ? Activation::kLinear : act;
     if (std::unique_ptr<Layer> sequence =
-            sequence_layer(spec, shape, layers.empty(), act, budget, parameters)) {
+            sequence_layer(spec, shape, top && layers.empty(), act, budget, parameters)) {
       layers.push_back(std::move(sequence));
+    } else if (spec.type == "residual") {
+      layers.push_back(residual_block(spec, shape, built));
     } else if (spec.type == "dense") {  // over the last axis, at each position before it
       if (spec.units <= 0)
         throw ConfigError(spec.path + ".units: must be > 0, got " + std::to_string(spec.units));
@@ -319,10 +334,38 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
     else if (split)
       layers.push_back(std::make_unique<ActivationLayer>(act, shape));
   }
+  return shape;
+}
+
+std::unique_ptr<Layer> residual_block(const LayerSpec& spec, const Shape& input, Built& built) {
+  std::vector<std::unique_ptr<Layer>> block, shortcut;
+  const Shape out = append_layers(block, input, spec.block, false, built);
+  const Shape side =
+      spec.shortcut.empty() ? input : append_layers(shortcut, input, spec.shortcut, false, built);
+  if (out != side)
+    throw ConfigError(
+        spec.path + ": its layers end in " + out.str() + " and its " +
+        (spec.shortcut.empty() ? "input (the identity shortcut) is " : "shortcut ends in ") +
+        side.str() + ", which are added: they must match (a strided or widening block takes a " +
+        "shortcut of a 1x1 conv2d with its strides and filters)");
+  if (!spec.trainable)  // Note [frozen layers]: the block's layers with it
+    for (auto* stack : {&block, &shortcut})
+      for (const auto& layer : *stack) layer->freeze();
+  return std::make_unique<Residual>(input, std::move(block), std::move(shortcut));
+}
+
+}  // namespace
+
+std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shape& input,
+                                             const std::vector<LayerSpec>& specs) {
+  std::vector<std::unique_ptr<Layer>> layers;
+  Built built;
+  append_layers(layers, input, specs, /*top=*/true, built);
   auto model = std::make_unique<Sequential>(backend, input, std::move(layers));
-  if (masking)
+  if (const LayerSpec* masking = built.masking)
     model->set_output_mask_origin(masking->path + (masking->type == "masking" ? "" : ".mask_zero"));
-  for (const auto& [layer, spec] : penalized) model->set_weight_penalty(layer, spec->l1, spec->l2);
+  for (const auto& [layer, spec] : built.penalized)
+    model->set_weight_penalty(layer, spec->l1, spec->l2);
   return model;
 }
 

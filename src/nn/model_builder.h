@@ -56,6 +56,10 @@ struct LayerSpec {
   int64_t intermediate = 0;
   bool normalize_first = false;
   bool causal = false;  // transformer_encoder: each step attends to itself and the steps before
+  // residual (Note [residual blocks]): the block's layers, and its shortcut's (none: the input
+  // itself); the two outputs are added
+  std::vector<LayerSpec> block = {};
+  std::vector<LayerSpec> shortcut = {};
 };
 
 // Keras' `activation="leaky_relu"` (keras.activations.leaky_relu's negative_slope).

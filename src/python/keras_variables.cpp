@@ -85,9 +85,10 @@ std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types
   std::vector<KerasGroup> groups;
   std::map<std::string, int> seen;
   for (const std::string& type : layer_types) {
-    if (type == "transformer_encoder" || type == "position_embedding")  // KerasHub's layers
+    if (type == "transformer_encoder" || type == "position_embedding" || type == "residual")
       throw ConfigError(type + ": Keras' weights files have no layout for it (KerasHub's layers " +
-                        "are not read or written); save the weights as safetensors");
+                        "and residual blocks are not read or written); save the weights as " +
+                        "safetensors");
     const KerasLayer* layer = keras_layer(type);
     if (!layer) continue;
     const int earlier = seen[layer->keras_name]++;

@@ -37,6 +37,145 @@ void parse_output_padding(ConfigNode& layer, LayerSpec& spec, bool one_row) {
                                        std::to_string(spec.output_padding[axis]));
 }
 
+LayerSpec parse_layer(ConfigNode& layer, const std::string& file, bool in_block);
+
+// Note [residual blocks]: a block's layers keep their input's layout (no flatten or reshape) and
+// start no padding mask; they are frozen and penalized with the block, not one by one.
+std::vector<LayerSpec> parse_stack(ConfigNode& block, const std::string& key,
+                                   const std::string& file) {
+  std::vector<LayerSpec> stack;
+  for (ConfigNode layer : block.list(key)) {
+    for (const char* whole : {"trainable", "kernel_regularizer"})
+      if (layer.has(whole))
+        layer.fail(whole, "a residual block's layers are frozen or penalized as one: give " +
+                              std::string(whole) + " to the block");
+    stack.push_back(parse_layer(layer, file, /*in_block=*/true));
+    const std::string& type = stack.back().type;
+    if (type == "flatten" || type == "reshape" || type == "masking" || type == "embedding" ||
+        type == "position_embedding")
+      layer.fail("type", type + " cannot be inside a residual block (its layers keep the " +
+                             "input's layout and add to it)");
+  }
+  return stack;
+}
+
+// One entry of a layers list, a model's or a residual block's (`in_block`).
+LayerSpec parse_layer(ConfigNode& layer, const std::string& file, bool in_block) {
+  LayerSpec spec;
+  spec.path = file + ": " + layer.path();
+  spec.type = layer.choice("type", layer_types());
+  if (spec.type == "residual") {
+    spec.block = parse_stack(layer, "layers", file);
+    if (layer.has("shortcut")) spec.shortcut = parse_stack(layer, "shortcut", file);
+  }
+  if (spec.type == "dense" || is_convolution(spec.type)) {
+    parse_regularizer(layer, spec);
+    spec.use_bias = layer.get("use_bias", true);
+  }
+  if (spec.type == "dense") {
+    spec.units = positive(layer, "units", layer.require<int64_t>("units"));
+    spec.activation = layer.choice("activation", activation_names(), "linear");
+    if (layer.has("time_distributed"))  // Keras' name alone: not written where not given
+      spec.time_distributed = layer.get("time_distributed", false);
+  } else if (spec.type == "conv2d" || spec.type == "conv2d_transpose") {
+    spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
+    spec.window = height_width(layer, "kernel_size", std::nullopt);
+    spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
+    if (spec.type == "conv2d_transpose") parse_output_padding(layer, spec, false);
+    spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+    spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+  } else if (spec.type == "conv1d" || spec.type == "conv1d_transpose") {  // integer sizes
+    spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
+    spec.window = {1, positive(layer, "kernel_size", layer.require<int64_t>("kernel_size"))};
+    spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", 1))};
+    spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+    spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+    if (spec.type == "conv1d_transpose") parse_output_padding(layer, spec, true);
+  } else if (spec.type == "max_pooling1d" || spec.type == "average_pooling1d") {  // one row
+    spec.window = {1, positive(layer, "pool_size", layer.get<int64_t>("pool_size", 2))};
+    spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", spec.window[1]))};
+    spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+  } else if (is_recurrent(spec.type)) {
+    // Keras' names; the LSTM's and GRU's activations (tanh, sigmoid) and the GRU's reset_after
+    // as Keras' defaults, the SimpleRNN's activation as Keras' (tanh) unless given
+    spec.units = positive(layer, "units", layer.require<int64_t>("units"));
+    spec.return_sequences = layer.get("return_sequences", false);
+    spec.bidirectional = layer.get("bidirectional", false);
+    spec.rate = static_cast<float>(in_unit_interval(layer, "dropout", layer.get("dropout", 0.0)));
+    spec.recurrent_rate = static_cast<float>(
+        in_unit_interval(layer, "recurrent_dropout", layer.get("recurrent_dropout", 0.0)));
+    spec.use_bias = layer.get("use_bias", true);
+    if (spec.type == "simple_rnn")
+      spec.activation = layer.choice("activation", simple_rnn_activation_names(), "tanh");
+  } else if (spec.type == "transformer_encoder") {  // KerasHub's names and defaults
+    spec.heads = positive(layer, "num_heads", layer.require<int64_t>("num_heads"));
+    spec.intermediate =
+        positive(layer, "intermediate_dim", layer.require<int64_t>("intermediate_dim"));
+    spec.activation = layer.choice("activation", simple_rnn_activation_names(), "relu");
+    spec.rate = static_cast<float>(in_unit_interval(layer, "dropout", layer.get("dropout", 0.0)));
+    spec.epsilon = static_cast<float>(
+        positive_number(layer, "layer_norm_epsilon", layer.get("layer_norm_epsilon", 1e-5)));
+    spec.normalize_first = layer.get("normalize_first", false);
+    spec.causal = layer.get("causal", false);
+  } else if (spec.type == "embedding") {  // Keras' names
+    spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
+    spec.units = positive(layer, "output_dim", layer.require<int64_t>("output_dim"));
+    spec.mask_zero = layer.get("mask_zero", false);
+  } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
+    spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
+    spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size
+    spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+  } else if (spec.type == "up_sampling2d" || spec.type == "up_sampling1d") {  // Keras' size
+    spec.window =
+        spec.type == "up_sampling1d"
+            ? std::array<int64_t, 2>{1, positive(layer, "size", layer.get<int64_t>("size", 2))}
+            : height_width(layer, "size", std::array<int64_t, 2>{2, 2});
+    // Keras' default, and for images bilinear (Note [bilinear upsampling])
+    spec.bilinear =
+        layer.choice("interpolation",
+                     spec.type == "up_sampling1d" ? std::vector<std::string>{"nearest"}
+                                                  : std::vector<std::string>{"nearest", "bilinear"},
+                     "nearest") == "bilinear";
+  } else if (spec.type == "masking") {  // Keras' default
+    spec.mask_value = static_cast<float>(layer.get("mask_value", 0.0));
+  } else if (spec.type == "rescaling") {
+    spec.scale = static_cast<float>(layer.require<double>("scale"));  // finite, as any number
+    spec.offset = static_cast<float>(layer.get("offset", 0.0));
+  } else if (spec.type == "reshape") {
+    spec.target_shape = layer.require<std::vector<int64_t>>("target_shape");
+    const auto unknowns = std::count(spec.target_shape.begin(), spec.target_shape.end(), -1);
+    if (spec.target_shape.empty() || unknowns > 1 ||
+        std::any_of(spec.target_shape.begin(), spec.target_shape.end(),
+                    [](int64_t d) { return d <= 0 && d != -1; }))
+      layer.fail("target_shape", "sizes > 0, with at most one -1 (what is left), got " +
+                                     Shape(spec.target_shape).str());
+  } else if (spec.type == "leaky_relu") {  // Keras' LeakyReLU: >= 0 (a negative one is PReLU's)
+    const double slope = layer.get("negative_slope", 0.3);
+    if (!(slope >= 0)) layer.fail("negative_slope", "must be >= 0, got " + show_number(slope));
+    spec.negative_slope = static_cast<float>(slope);
+  } else if (spec.type == "layer_normalization" || spec.type == "rms_normalization") {
+    // Keras' default epsilons
+    const double epsilon = spec.type == "layer_normalization" ? 0.001 : 1e-6;
+    spec.epsilon =
+        static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", epsilon)));
+  } else if (spec.type == "dropout" || spec.type == "spatial_dropout1d" ||
+             spec.type == "spatial_dropout2d") {
+    spec.rate = static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));
+  } else if (spec.type == "batch_normalization") {  // Keras' defaults
+    spec.momentum =
+        static_cast<float>(in_unit_interval(layer, "momentum", layer.get("momentum", 0.99)));
+    spec.epsilon =
+        static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
+    spec.sync = layer.get("sync", false);
+  }
+  if (!in_block && has_parameters(spec.type))  // a block's layers: parse_stack
+    spec.trainable = layer.get("trainable", true);
+  else if (!in_block && layer.has("trainable"))
+    layer.fail("trainable", spec.type + " has no parameters to freeze");
+  layer.finish();
+  return spec;
+}
+
 }  // namespace
 
 // `model`: the input shape, if given, and the layers.
@@ -48,126 +187,18 @@ void parse_model(ConfigNode& root, Config& config) {
       if (d <= 0) model.fail("input", "dimensions must be > 0");
   }
   for (ConfigNode layer : model.list("layers")) {
-    LayerSpec spec;
-    spec.path = config.file + ": " + layer.path();
     static const std::vector<std::string> types = [] {
       std::vector<std::string> all = layer_types();
       all.insert(all.end(), augment_layer_types().begin(), augment_layer_types().end());
       return all;
     }();
-    spec.type = layer.choice("type", types);
-    if (is_augment_layer(spec.type)) {  // Note [augmentation layers]: no layer of the model
-      parse_augment_layer(layer, spec.type, config.layers, config.augment_layers);
+    const std::string type = layer.choice("type", types);
+    if (is_augment_layer(type)) {  // Note [augmentation layers]: no layer of the model
+      parse_augment_layer(layer, type, config.layers, config.augment_layers);
       layer.finish();
       continue;
     }
-    if (spec.type == "dense" || is_convolution(spec.type)) {
-      parse_regularizer(layer, spec);
-      spec.use_bias = layer.get("use_bias", true);
-    }
-    if (spec.type == "dense") {
-      spec.units = positive(layer, "units", layer.require<int64_t>("units"));
-      spec.activation = layer.choice("activation", activation_names(), "linear");
-      if (layer.has("time_distributed"))  // Keras' name alone: not written where not given
-        spec.time_distributed = layer.get("time_distributed", false);
-    } else if (spec.type == "conv2d" || spec.type == "conv2d_transpose") {
-      spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
-      spec.window = height_width(layer, "kernel_size", std::nullopt);
-      spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
-      if (spec.type == "conv2d_transpose") parse_output_padding(layer, spec, false);
-      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-      spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
-    } else if (spec.type == "conv1d" || spec.type == "conv1d_transpose") {  // integer sizes
-      spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
-      spec.window = {1, positive(layer, "kernel_size", layer.require<int64_t>("kernel_size"))};
-      spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", 1))};
-      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-      spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
-      if (spec.type == "conv1d_transpose") parse_output_padding(layer, spec, true);
-    } else if (spec.type == "max_pooling1d" || spec.type == "average_pooling1d") {  // one row
-      spec.window = {1, positive(layer, "pool_size", layer.get<int64_t>("pool_size", 2))};
-      spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", spec.window[1]))};
-      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-    } else if (is_recurrent(spec.type)) {
-      // Keras' names; the LSTM's and GRU's activations (tanh, sigmoid) and the GRU's reset_after
-      // as Keras' defaults, the SimpleRNN's activation as Keras' (tanh) unless given
-      spec.units = positive(layer, "units", layer.require<int64_t>("units"));
-      spec.return_sequences = layer.get("return_sequences", false);
-      spec.bidirectional = layer.get("bidirectional", false);
-      spec.rate = static_cast<float>(in_unit_interval(layer, "dropout", layer.get("dropout", 0.0)));
-      spec.recurrent_rate = static_cast<float>(
-          in_unit_interval(layer, "recurrent_dropout", layer.get("recurrent_dropout", 0.0)));
-      spec.use_bias = layer.get("use_bias", true);
-      if (spec.type == "simple_rnn")
-        spec.activation = layer.choice("activation", simple_rnn_activation_names(), "tanh");
-    } else if (spec.type == "transformer_encoder") {  // KerasHub's names and defaults
-      spec.heads = positive(layer, "num_heads", layer.require<int64_t>("num_heads"));
-      spec.intermediate =
-          positive(layer, "intermediate_dim", layer.require<int64_t>("intermediate_dim"));
-      spec.activation = layer.choice("activation", simple_rnn_activation_names(), "relu");
-      spec.rate = static_cast<float>(in_unit_interval(layer, "dropout", layer.get("dropout", 0.0)));
-      spec.epsilon = static_cast<float>(
-          positive_number(layer, "layer_norm_epsilon", layer.get("layer_norm_epsilon", 1e-5)));
-      spec.normalize_first = layer.get("normalize_first", false);
-      spec.causal = layer.get("causal", false);
-    } else if (spec.type == "embedding") {  // Keras' names
-      spec.vocabulary = positive(layer, "input_dim", layer.require<int64_t>("input_dim"));
-      spec.units = positive(layer, "output_dim", layer.require<int64_t>("output_dim"));
-      spec.mask_zero = layer.get("mask_zero", false);
-    } else if (spec.type == "max_pooling2d" || spec.type == "average_pooling2d") {
-      spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
-      spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size
-      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
-    } else if (spec.type == "up_sampling2d" || spec.type == "up_sampling1d") {  // Keras' size
-      spec.window =
-          spec.type == "up_sampling1d"
-              ? std::array<int64_t, 2>{1, positive(layer, "size", layer.get<int64_t>("size", 2))}
-              : height_width(layer, "size", std::array<int64_t, 2>{2, 2});
-      // Keras' default, and for images bilinear (Note [bilinear upsampling])
-      spec.bilinear = layer.choice("interpolation",
-                                   spec.type == "up_sampling1d"
-                                       ? std::vector<std::string>{"nearest"}
-                                       : std::vector<std::string>{"nearest", "bilinear"},
-                                   "nearest") == "bilinear";
-    } else if (spec.type == "masking") {  // Keras' default
-      spec.mask_value = static_cast<float>(layer.get("mask_value", 0.0));
-    } else if (spec.type == "rescaling") {
-      spec.scale = static_cast<float>(layer.require<double>("scale"));  // finite, as any number
-      spec.offset = static_cast<float>(layer.get("offset", 0.0));
-    } else if (spec.type == "reshape") {
-      spec.target_shape = layer.require<std::vector<int64_t>>("target_shape");
-      const auto unknowns = std::count(spec.target_shape.begin(), spec.target_shape.end(), -1);
-      if (spec.target_shape.empty() || unknowns > 1 ||
-          std::any_of(spec.target_shape.begin(), spec.target_shape.end(),
-                      [](int64_t d) { return d <= 0 && d != -1; }))
-        layer.fail("target_shape", "sizes > 0, with at most one -1 (what is left), got " +
-                                       Shape(spec.target_shape).str());
-    } else if (spec.type == "leaky_relu") {  // Keras' LeakyReLU: >= 0 (a negative one is PReLU's)
-      const double slope = layer.get("negative_slope", 0.3);
-      if (!(slope >= 0)) layer.fail("negative_slope", "must be >= 0, got " + show_number(slope));
-      spec.negative_slope = static_cast<float>(slope);
-    } else if (spec.type == "layer_normalization" || spec.type == "rms_normalization") {
-      // Keras' default epsilons
-      const double epsilon = spec.type == "layer_normalization" ? 0.001 : 1e-6;
-      spec.epsilon =
-          static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", epsilon)));
-    } else if (spec.type == "dropout" || spec.type == "spatial_dropout1d" ||
-               spec.type == "spatial_dropout2d") {
-      spec.rate =
-          static_cast<float>(in_unit_interval(layer, "rate", layer.require<double>("rate")));
-    } else if (spec.type == "batch_normalization") {  // Keras' defaults
-      spec.momentum =
-          static_cast<float>(in_unit_interval(layer, "momentum", layer.get("momentum", 0.99)));
-      spec.epsilon =
-          static_cast<float>(positive_number(layer, "epsilon", layer.get("epsilon", 0.001)));
-      spec.sync = layer.get("sync", false);
-    }
-    if (has_parameters(spec.type))
-      spec.trainable = layer.get("trainable", true);
-    else if (layer.has("trainable"))
-      layer.fail("trainable", spec.type + " has no parameters to freeze");
-    layer.finish();
-    config.layers.push_back(spec);
+    config.layers.push_back(parse_layer(layer, config.file, /*in_block=*/false));
   }
   const bool frozen = std::any_of(config.layers.begin(), config.layers.end(),
                                   [](const LayerSpec& s) { return !s.trainable; });

@@ -158,6 +158,45 @@ TEST_P(DdpModels, AdamWithoutBiasBeforeBatchNormMatchesSingleProcess) {
   EXPECT_EQ(train_and_get_params(convnet("true"), *local, 0).size(), single.size() + 12);
 }
 
+// Note [residual blocks]: a small ResNet, its blocks' batch normalization synchronized (the
+// shortcut's too) and a dropout inside a block, trains on N ranks what one rank trains; the ranks
+// without rows in the partial last batch join each block's sums in the order the others run them,
+// overlapped or not.
+TEST_P(DdpModels, ResidualConvnetMatchesSingleProcess) {
+  MpiCommunicator comm;
+  auto local = make_local_communicator();
+  const std::string bn = "{type: batch_normalization, sync: true}";
+  const std::string conv = "{type: conv2d, kernel_size: 3, padding: same, use_bias: false, ";
+  const std::string layers =
+      "model.layers=[" + conv + "filters: 4}, " + bn + ", {type: relu}, {type: residual, " +
+      "layers: [" + conv + "filters: 4}, " + bn + ", {type: relu}, {type: dropout, rate: 0.2}, " +
+      conv + "filters: 4}, " + bn + "]}, {type: relu}, {type: residual, layers: [" + conv +
+      "filters: 6, strides: 2}, " + bn + ", {type: relu}, " + conv + "filters: 6}], shortcut: [" +
+      "{type: conv2d, filters: 6, kernel_size: 1, strides: 2, use_bias: false}, " + bn +
+      "]}, {type: relu}, {type: global_average_pooling2d}, {type: dense, units: 10, "
+      "activation: softmax}]";
+  std::vector<std::string> resnet = {"data.train.features=64",
+                                     "data.train.samples=98",
+                                     "model.input=[8, 8, 1]",
+                                     "training.tail=partial",
+                                     "training.check_replicas_every=1",
+                                     "optimizer={type: adam, learning_rate: 0.01}",
+                                     layers};
+  const Config config = config_with(resnet);
+  const std::vector<float> distributed = train_and_get_params(config, comm, 12);  // 3 epochs
+  const std::vector<float> single = train_and_get_params(config, *local, 12);
+  EXPECT_LE(max_abs_diff(distributed, single), 1e-5f);
+  expect_identical_to_rank0(comm, distributed);
+  resnet.insert(resnet.end(), {"training.overlap=true", "training.bucket_mb=0.001"});
+  const std::vector<float> overlapped = train_and_get_params(config_with(resnet), comm, 12);
+  EXPECT_LE(max_abs_diff(distributed, overlapped), 1e-6f);
+  expect_identical_to_rank0(comm, overlapped);
+  // The block's dropout is on: without it the same steps end elsewhere.
+  resnet.resize(resnet.size() - 2);
+  resnet.back().replace(resnet.back().find("rate: 0.2"), 9, "rate: 0.0");
+  EXPECT_GT(max_abs_diff(single, train_and_get_params(config_with(resnet), *local, 12)), 1e-4f);
+}
+
 // The multi-label example (configs/multilabel_example.yaml) with binary cross-entropy's pos_weight
 // and an L2 kernel penalty, which rank 0 alone adds (Note [weight penalty]; on every rank it would
 // count N times), trains on N ranks what one rank trains, overlapped or not; 98 samples in global

@@ -40,6 +40,10 @@
      within 1e-5.
  11. Frozen layers (trainable: false): 20 AdamW steps on 2 ranks against layers with
      requires_grad_(False): the same weights within 1e-5, the frozen ones bit for bit.
+ 12. Residual blocks (torch_residual.py): a small ResNet (an identity block, a strided one with a
+     projection shortcut, batch normalization in both branches) from a PyTorch state_dict with
+     random running statistics: the same inference outputs; one SGD step with sync: true on 2
+     ranks: the same weights and running statistics.
 Needs torch and safetensors (Debian python3-torch; pip safetensors). CTest registers it only when
 /usr/bin/python3 can import both; otherwise CMake says so.
   tests/interop/torch_interop.py --ddp-train build/ddp_train --mpiexec mpiexec"""
@@ -55,6 +59,7 @@ from safetensors.torch import load_file, save_file
 
 from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, frozen_check,
                          layer_norm_check, multilabel_checks, read_rows, regression_check)
+from torch_residual import residual_check
 from torch_text_steps import embedding_check, recurrent_check, tagging_check, transformer_check
 
 def image_data_yaml(tmp):
@@ -133,6 +138,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs = [diff1, diff2] + convnet_checks(args, env, tmp)
         for bias in (True, False):
             diffs += batch_norm_checks(args, env, tmp, bias)
+        diffs += residual_check(args, env, tmp, image_data_yaml(tmp))
         diffs += multilabel_checks(args, env, tmp, "adam")
         diffs += multilabel_checks(args, env, tmp, "adamw")
         diffs += multilabel_checks(args, env, tmp, "adam", clip=0.1)

@@ -1,0 +1,154 @@
+"""Residual blocks (Note [residual blocks]) against PyTorch, for torch_interop.py: a small ResNet
+whose blocks are modules keeping `layers` and `shortcut` lists, as ddp-trainer names their
+parameters; the identity block and a strided one with a projection shortcut, batch normalization
+in both branches."""
+
+import subprocess
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from torch_steps import read_rows
+
+F = torch.nn.functional
+
+
+class Block(torch.nn.Module):
+    """conv, BN, ReLU, conv, BN; plus the input, or its 1x1 strided projection and BN."""
+
+    def __init__(self, channels, filters, stride):
+        super().__init__()
+        self.stride = stride
+        self.layers = torch.nn.ModuleList([
+            torch.nn.Conv2d(channels, filters, 3, stride=stride, bias=False),
+            torch.nn.BatchNorm2d(filters), torch.nn.Conv2d(filters, filters, 3, padding=1),
+            torch.nn.BatchNorm2d(filters)])
+        if stride > 1:
+            self.shortcut = torch.nn.ModuleList([
+                torch.nn.Conv2d(channels, filters, 1, stride=stride, bias=False),
+                torch.nn.BatchNorm2d(filters)])
+
+    def forward(self, x):
+        # Keras' (and ddp-trainer's) "same" padding of a strided convolution puts the odd row and
+        # column after the image; PyTorch's padding=1 would pad both sides.
+        padded = F.pad(x, (0, 1, 0, 1)) if self.stride > 1 else F.pad(x, (1, 1, 1, 1))
+        y = torch.relu(self.layers[1](self.layers[0](padded)))
+        y = self.layers[3](self.layers[2](y))
+        side = self.shortcut[1](self.shortcut[0](x)) if self.stride > 1 else x
+        return torch.relu(y + side)
+
+
+class ResNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([
+            torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8),
+            Block(8, 8, 1), Block(8, 12, 2), torch.nn.Linear(12, 4)])
+
+    def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
+        x = x.view(-1, 6, 6, 3).permute(0, 3, 1, 2)
+        x = torch.relu(self.layers[1](self.layers[0](x)))
+        x = self.layers[3](self.layers[2](x))
+        return self.layers[4](x.mean(dim=(2, 3)))
+
+    def forward(self, x):
+        return torch.softmax(self.logits(x), dim=1)
+
+
+CONFIG = """
+    - {type: conv2d, filters: 8, kernel_size: 3, padding: same, use_bias: false}
+    - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
+    - {type: relu}
+    - type: residual
+      layers:
+        - {type: conv2d, filters: 8, kernel_size: 3, padding: same, use_bias: false}
+        - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
+        - {type: relu}
+        - {type: conv2d, filters: 8, kernel_size: 3, padding: same}
+        - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
+    - {type: relu}
+    - type: residual
+      layers:
+        - {type: conv2d, filters: 12, kernel_size: 3, strides: 2, padding: same, use_bias: false}
+        - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
+        - {type: relu}
+        - {type: conv2d, filters: 12, kernel_size: 3, padding: same}
+        - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
+      shortcut:
+        - {type: conv2d, filters: 12, kernel_size: 1, strides: 2, use_bias: false}
+        - {type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}
+    - {type: relu}
+    - {type: global_average_pooling2d}
+    - {type: dense, units: 4, activation: softmax}
+loss: sparse_categorical_crossentropy
+optimizer: {type: sgd, learning_rate: 0.5}
+training: {epochs: 1, global_batch_size: 200}
+"""
+
+
+def residual_check(args, env, tmp, data_yaml):
+    """On the convnet checks' ctrain.csv and ctest.csv: PyTorch's ResNet, random running
+    statistics, loaded by ddp-trainer predicts as PyTorch does; one SGD step on 200 samples with
+    synchronized batch statistics on 2 ranks gives PyTorch's weights and running statistics."""
+    rows = read_rows(f"{tmp}/ctest.csv")
+    x = torch.tensor([r[:-1] for r in rows])
+    train = read_rows(f"{tmp}/ctrain.csv")
+    train_x = torch.tensor([r[:-1] for r in train])
+    train_y = torch.tensor([int(r[-1]) for r in train])
+    with open(f"{tmp}/resnet.yaml", "w") as f:
+        f.write(data_yaml + CONFIG)
+    torch.manual_seed(4)
+    model = ResNet()
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+            bn.running_mean.uniform_(-0.2, 0.2)
+            bn.running_var.uniform_(0.5, 2.0)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              f"{tmp}/resnet0.safetensors")
+
+    def ddp(run, *extra):
+        subprocess.run([args.mpiexec, "-n", "2", args.ddp_train, "--config", f"{tmp}/resnet.yaml",
+                        "--run-dir", f"{tmp}/{run}", "--init-from", f"{tmp}/resnet0.safetensors",
+                        *extra], check=True, env=env, capture_output=True, timeout=120)
+
+    diffs = []
+    ddp("resnet_infer", "--stop-after", "0", "--predict-out", f"{tmp}/r1.csv")
+    with torch.no_grad():
+        got = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/r1.csv")])
+        diffs.append((model.eval()(x) - got).abs().max().item())
+    print(f"residual blocks PyTorch -> ddp-trainer, inference: max abs diff {diffs[-1]:.2e}")
+
+    ddp("resnet_step", "--stop-after", "1", "--export-safetensors", f"{tmp}/resnet1.safetensors")
+    stepped = load_file(f"{tmp}/resnet1.safetensors")
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    loaded = model.load_state_dict(stepped, strict=False)
+    assert all(k.endswith("num_batches_tracked") for k in loaded.missing_keys), loaded
+    assert not loaded.unexpected_keys, loaded
+    model.load_state_dict(start)
+    model.double().train()
+    rows_of = {}  # each BatchNorm2d's rows in a batch: samples x its input's pixels
+
+    def count_rows(name):
+        return lambda module, inputs: rows_of.__setitem__(name, inputs[0].numel() //
+                                                          inputs[0].shape[1])
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.register_forward_pre_hook(count_rows(name))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    F.cross_entropy(model.logits(train_x.double()), train_y).backward()
+    optimizer.step()
+    after = {k: v.float() for k, v in model.state_dict().items()}
+    for bn, rows in rows_of.items():  # PyTorch's unbiased batch variance -> the biased one
+        batch_var = (after[bn + ".running_var"] - 0.9 * start[bn + ".running_var"]) / 0.1
+        after[bn + ".running_var"] = (0.9 * start[bn + ".running_var"] +
+                                      0.1 * batch_var * (rows - 1) / rows)
+    moved = max((after[k] - start[k]).abs().max().item() for k in stepped)
+    assert moved > 1e-3, f"one SGD step moved no weight by more than {moved}"
+    assert len(rows_of) == 6, rows_of
+    diffs.append(max((after[k] - stepped[k]).abs().max().item() for k in stepped))
+    print(f"residual blocks one SGD step (sync, 2 ranks) vs PyTorch: max abs diff "
+          f"{diffs[-1]:.2e} (the step moved weights and statistics by up to {moved:.2e})")
+    return diffs
