@@ -156,6 +156,12 @@ Spec Bidirectional(Spec layer) {
   layer.node["bidirectional"] = true;
   return layer;
 }
+Spec Residual(const std::vector<Spec>& layers, const std::vector<Spec>& shortcut) {
+  Spec spec{map({{"type", YAML::Node("residual")}})};
+  for (const auto& [key, stack] : {std::pair{"layers", &layers}, std::pair{"shortcut", &shortcut}})
+    for (const Spec& layer : *stack) spec.node[key].push_back(YAML::Clone(layer.node));
+  return spec;
+}
 Spec Flatten() { return {map({{"type", YAML::Node("flatten")}})}; }
 Spec Dropout(double rate) {
   return {map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};

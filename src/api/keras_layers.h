@@ -75,6 +75,9 @@ Spec Bidirectional(Spec layer);
 // Keras' TimeDistributed wrapper of a Dense layer: the same as the Dense at each step, under
 // Keras' name (ConfigError for another layer).
 Spec TimeDistributed(Spec dense);
+// A residual block (Note [residual blocks]): `layers` applied to the input, plus `shortcut`'s
+// output (empty: the input itself); one layer of the model, frozen as one.
+Spec Residual(const std::vector<Spec>& layers, const std::vector<Spec>& shortcut = {});
 Spec Flatten();
 // Keras' Rescaling: y = x * scale + offset.
 Spec Rescaling(double scale, double offset = 0.0);

@@ -276,6 +276,14 @@ void define_layers(py::module_& m) {
       py::arg("trainable") = true);
   m.def("Bidirectional", &keras::Bidirectional, py::arg("layer"));
   m.def("TimeDistributed", &keras::TimeDistributed, py::arg("layer"));
+  m.def(
+      "Residual",
+      [](const std::vector<keras::Spec>& layers, const std::vector<keras::Spec>& shortcut,
+         bool trainable) {
+        return trained_or_frozen(keras::Residual(layers, shortcut), trainable);
+      },
+      py::arg("layers"), py::arg("shortcut") = std::vector<keras::Spec>{},
+      py::arg("trainable") = true);
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);

@@ -1,5 +1,5 @@
 """Token models through the Python module (run_python_api_scenario.py's `transformer_layers` and
-`a_class_per_step` cases, under mpiexec -n 2): ddp.Embedding, ddp.PositionEmbedding and
+`a_class_per_step` cases, under mpiexec -n 2), and residual blocks (`residual_blocks`): ddp.Embedding, ddp.PositionEmbedding and
 ddp.TransformerEncoder with KerasHub's arguments fit on token ids, their weights under PyTorch's
 names, safetensors both ways, and Keras' files refused naming the layer; a tag per token (y of
 shape (texts, steps)). Each rank writes what it saw to OUT.<rank>."""
@@ -25,8 +25,17 @@ def transformer(out):
                   metrics=["accuracy"])
         return m
 
+    fit_and_round_trip(out, model, x, y, 6)
+
+
+def fit_and_round_trip(out, model, x, y, epochs):
+    """Fits model() on (x, y); writes to OUT.<rank> the losses, the weights' shapes by name,
+    whether another model of the same layers predicts the same after loading the safetensors
+    (and not before), and the messages refusing Keras' files."""
+    import numpy as np
+    import ddp_trainer as ddp
     trained = model()
-    history = trained.fit(x, y, epochs=6, batch_size=32, verbose=False)
+    history = trained.fit(x, y, epochs=epochs, batch_size=32, verbose=False)
     weights = trained.get_weights()
     trained.save_weights(f"{out}.safetensors")
     other = model()
@@ -47,6 +56,33 @@ def transformer(out):
             "refusals": refusals}
     with open(f"{out}.{ddp.rank()}", "w") as f:
         json.dump(seen, f)
+
+
+def resnet(out):
+    """Residual blocks (ddp.Residual), an identity one and a strided one with a projection
+    shortcut, on 8x8 images."""
+    import numpy as np
+    import ddp_trainer as ddp
+    rng = np.random.default_rng(5)
+    x = rng.random((256, 8, 8, 1), dtype=np.float32)
+    y = (x[:, :4].sum(axis=(1, 2, 3)) > x[:, 4:].sum(axis=(1, 2, 3))).astype(np.int64)
+
+    def model():
+        m = ddp.Sequential([
+            ddp.Conv2D(8, 3, "relu", padding="same"),
+            ddp.Residual([ddp.Conv2D(8, 3, padding="same", use_bias=False),
+                          ddp.BatchNormalization(), ddp.Activation("relu"),
+                          ddp.Conv2D(8, 3, padding="same")]),
+            ddp.Activation("relu"),
+            ddp.Residual([ddp.Conv2D(16, 3, padding="same", strides=2)],
+                         shortcut=[ddp.Conv2D(16, 1, strides=2, use_bias=False)]),
+            ddp.GlobalAveragePooling2D(), ddp.Dense(2, activation="softmax")],
+            input_shape=[8, 8, 1])
+        m.compile(optimizer=ddp.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+        return m
+
+    fit_and_round_trip(out, model, x, y, 6)
 
 
 def tags(out):

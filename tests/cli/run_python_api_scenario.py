@@ -20,8 +20,9 @@ Keras weights files (.h5): Keras' groups and layouts, a round trip bit for bit, 
 Keras' arguments: shuffle=False, initial_epoch, the History object, evaluate's forms, optimizers
 by name, count_params, predict's batch_size and verbose; BackupAndRestore: a job killed on 2 ranks goes on on 1 to the
 uninterrupted run's weights; summary() prints once; the transformer layers fit, their weights go
-both ways as safetensors, and Keras' files refuse them on every rank; a tag per token from y of
-shape (texts, steps), evaluate's loss and accuracy the means over every token (python_api_text.py).
+both ways as safetensors, and Keras' files refuse them on every rank, and so do residual blocks
+(ddp.Residual); a tag per token from y of shape (texts, steps), evaluate's loss and accuracy the
+means over every token (python_api_text.py).
   run_python_api_scenario.py --module-dir build/python --mpiexec mpiexec --ddp-train build/ddp_train"""
 
 import argparse
@@ -35,7 +36,7 @@ from python_api_keras import (check_keras_optimizer_state, keras_arguments, kera
                               keras_optimizer_state)
 from python_api_ranks import (backup, callbacks, child, data, errors, fit_memory, learning_rate,
                               one_rank_fails, regression)
-from python_api_text import tags, transformer
+from python_api_text import resnet, tags, transformer
 from scenarios import mpi_env, run_scenarios
 
 CONFIG = """seed: 7
@@ -172,6 +173,22 @@ class Scenarios:
             a["refusals"][0], a["refusals"]
         assert a["refusals"][1].startswith("position_embedding: Keras' weights files"), a["refusals"]
         print(f"  transformer on 2 ranks: loss {a['loss'][0]:.3f} -> {a['loss'][-1]:.3f}, "
+              "safetensors both ways, Keras' files refused naming the layer")
+
+    def residual_blocks(self):
+        out = os.path.join(self.tmp, "resnet")
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--resnet", out],
+                 "residual blocks under mpiexec -n 2")
+        a, b = (json.load(open(f"{out}.{r}")) for r in range(2))
+        assert a["loss"] == b["loss"], "the ranks' histories differ"
+        assert a["loss"][-1] < 0.8 * a["loss"][0], a["loss"]
+        assert a["shapes"]["layers.1.layers.1.running_var"] == [8], a["shapes"]
+        assert a["shapes"]["layers.2.shortcut.0.weight"] == [16, 8, 1, 1], a["shapes"]
+        assert a["reloaded_same"] and a["before_differs"], a
+        assert "model.layers.1: a residual block is not written to Keras' configs" in \
+            a["refusals"][0], a["refusals"]
+        assert a["refusals"][1].startswith("residual: Keras' weights files"), a["refusals"]
+        print(f"  residual blocks on 2 ranks: loss {a['loss'][0]:.3f} -> {a['loss'][-1]:.3f}, "
               "safetensors both ways, Keras' files refused naming the layer")
 
     def a_class_per_step(self):
@@ -489,6 +506,7 @@ def main():
     p.add_argument("--regression")
     p.add_argument("--transformer")
     p.add_argument("--tags")
+    p.add_argument("--resnet")
     p.add_argument("--callbacks")
     p.add_argument("--learning-rate")
     p.add_argument("--keras-file")
@@ -511,6 +529,8 @@ def main():
         return transformer(a.transformer)
     if a.tags:
         return tags(a.tags)
+    if a.resnet:
+        return resnet(a.resnet)
     if a.callbacks:
         return callbacks(a.callbacks)
     if a.learning_rate:
@@ -529,7 +549,7 @@ def main():
                               "trains_what_ddp_train_does", "an_uncaught_exception_ends_the_job",
                               "mistakes_raise_one_line_errors",
                               "fit_keeps_one_copy_of_the_arrays", "float_y_is_a_regression",
-                              "transformer_layers", "a_class_per_step",
+                              "transformer_layers", "a_class_per_step", "residual_blocks",
                               "python_callbacks_see_each_epoch_and_stop_the_fit",
                               "callbacks_set_the_learning_rate", "keras_weights_files",
                               "keras_files_carry_the_optimizer",

@@ -206,6 +206,23 @@ TEST(Resume, BatchNormRunningStatisticsBitIdenticalInTheMiddleOfAnEpoch) {
   }
 }
 
+// Note [residual blocks]: a block's batch normalization statistics are the model's buffers and
+// its dropout's masks its own, so a resumed ResNet goes on as if never stopped.
+TEST(Resume, ResidualBlocksBitIdenticalInTheMiddleOfAnEpoch) {
+  MpiCommunicator comm;
+  const Config config = resume_config(
+      "adam", "auto",
+      {"data.train.features=64", "model.input=[8, 8, 1]",
+       "model.layers=[{type: conv2d, filters: 3, kernel_size: 3, activation: relu},"
+       " {type: residual, layers: [{type: conv2d, filters: 3, kernel_size: 3, padding: same},"
+       " {type: batch_normalization, momentum: 0.8}, {type: relu}, {type: dropout, rate: 0.4}],"
+       " shortcut: [{type: batch_normalization, momentum: 0.7}]}, {type: flatten},"
+       " {type: dense, units: 5, activation: softmax}]"});
+  const auto [straight, resumed] = straight_and_resumed(config, comm, 33);
+  ASSERT_EQ(straight.state.buffers.size(), 12u);
+  EXPECT_EQ(resumed.state.buffers, straight.state.buffers);
+}
+
 // Note [frozen layers]: a frozen convolution and batch normalization travel with the buffers;
 // resumed, they stay as they were and the rest trains on as if never stopped. A checkpoint of the
 // same layers unfrozen is another model, refused naming the tensor.

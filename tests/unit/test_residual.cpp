@@ -9,9 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "api/keras.h"
 #include "api/keras_model_config.h"
 #include "core/error.h"
 #include "finite_differences.h"
+#include "keras_api_fixtures.h"
 #include "nn/model_builder.h"
 #include "train/config.h"
 
@@ -198,6 +200,33 @@ TEST(Residual, NamesBuffersAndFreezing) {
   frozen->set_pass({true, 1, 0, {}});
   const float* trained = frozen->forward(x.data(), 6);
   EXPECT_EQ(std::vector<float>(trained, trained + 18), inference);
+}
+
+// The C++ API's keras::Residual is the config's block: the same names and counts (each layer's
+// parameters, then its running statistics); frozen whole.
+TEST(Residual, InTheCppApi) {
+  keras::Sequential model(
+      {keras::Dense(4, "relu"),
+       keras::Residual({keras::Dense(3, "relu"), keras::BatchNormalization(), keras::Dense(4)}),
+       keras::Residual({keras::Dense(2)}, {keras::Dense(2, "linear", false)}),
+       keras::Dense(3, "softmax")},
+      {5});
+  model.build(world_of_one());
+  std::vector<std::string> names;
+  for (const NamedTensor& t : model.get_weights()) names.push_back(t.name);
+  EXPECT_EQ(
+      names,
+      (std::vector<std::string>{
+          "layers.0.weight", "layers.0.bias", "layers.1.layers.0.weight", "layers.1.layers.0.bias",
+          "layers.1.layers.1.weight", "layers.1.layers.1.bias", "layers.1.layers.2.weight",
+          "layers.1.layers.2.bias", "layers.1.layers.1.running_mean",
+          "layers.1.layers.1.running_var", "layers.2.layers.0.weight", "layers.2.layers.0.bias",
+          "layers.2.shortcut.0.weight", "layers.3.weight", "layers.3.bias"}));
+  // 24 + (15 + 12 + 16) + (10 + 8) + 9
+  EXPECT_EQ(model.count_params(), 24 + 43 + 18 + 9);
+  keras::Sequential frozen({keras::frozen(keras::Residual({keras::Dense(5)})), keras::Dense(2)},
+                           {5});
+  EXPECT_NE(frozen.summary().find("Residual of 1, frozen"), std::string::npos) << frozen.summary();
 }
 
 std::string config_error(const Shape& input, const std::string& layers) {
