@@ -8,6 +8,8 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -38,6 +40,7 @@ struct ParamSpec {
   // Note [PyTorch layout]: (rows, h, w, c) when PyTorch orders this tensor's last three axes
   // (c, h, w); zeros when PyTorch stores it as it is.
   std::array<int64_t, 4> hwc{};
+  float l1 = 0, l2 = 0;  // the weight penalty's factors (Note [weight penalty])
 };
 
 // The function a layer applies to each sample's values that a loss can apply itself, fused and
@@ -93,6 +96,14 @@ class Layer {
   // Keras' layer.trainable = False (Note [frozen layers]): set before the model is made of it.
   void freeze() { frozen_ = true; }
   bool frozen() const { return frozen_; }
+  // Keras' kernel_regularizer on the parameter named "weight" (Note [weight penalty]): set before
+  // the model is made of it.
+  void penalize_weight(float l1, float l2) { weight_penalty_ = {l1, l2}; }
+  // `spec`, one of param_specs(), with this layer's weight penalty where it is the weight.
+  ParamSpec penalized(ParamSpec spec) const {
+    if (spec.name == "weight") std::tie(spec.l1, spec.l2) = weight_penalty_;
+    return spec;
+  }
 
   // x: (batch, input shape), y: (batch, output shape)
   virtual void forward(ComputeBackend& backend, const float* x, float* y, int64_t batch) = 0;
@@ -103,6 +114,7 @@ class Layer {
 
  private:
   bool frozen_ = false;
+  std::pair<float, float> weight_penalty_{0, 0};  // (l1, l2)
 };
 
 // A layer that works on each position of a sequence alone (dropout, dense, activations, layer

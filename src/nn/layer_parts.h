@@ -59,6 +59,7 @@ class LayerParts {
     std::vector<ParamSpec> all;
     for (const auto& [prefix, part] : parts_)
       for (ParamSpec spec : (part->*specs)()) {
+        spec = part->penalized(std::move(spec));
         spec.name = prefix + spec.name;
         all.push_back(std::move(spec));
       }

@@ -185,7 +185,6 @@ struct Built {
   // that cannot fit is refused naming the layer, before anything is allocated.
   uint64_t budget = memory_limit_bytes() / 16;
   uint64_t parameters = 0;
-  std::vector<std::pair<size_t, const LayerSpec*>> penalized;  // (layer index, its spec)
   const LayerSpec* masking = nullptr;  // the layer whose padding mask is still passed on
 };
 
@@ -208,7 +207,6 @@ Shape append_layers(std::vector<std::unique_ptr<Layer>>& layers, Shape shape,
   uint64_t& parameters = built.parameters;
   for (const LayerSpec& spec : specs) {
     built.masking = passed_mask(built.masking, spec);
-    if (spec.l1 > 0 || spec.l2 > 0) built.penalized.emplace_back(layers.size(), &spec);
     // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
     // logits) can leave out (Sequential::set_output_logits); so is an activation whose derivative
     // needs its input (Note [fused activations]). Only dense and convolution layers fuse theirs;
@@ -326,6 +324,7 @@ Shape append_layers(std::vector<std::unique_ptr<Layer>>& layers, Shape shape,
       layers.push_back(std::make_unique<ActivationLayer>(elementwise(spec.type), shape));
     }
     if (!spec.trainable) layers.back()->freeze();
+    layers.back()->penalize_weight(spec.l1, spec.l2);  // Note [weight penalty]
     shape = layers.back()->output_shape();
     if (split && spec.activation == "softmax")
       layers.push_back(std::make_unique<Softmax>(shape));
@@ -364,8 +363,6 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   auto model = std::make_unique<Sequential>(backend, input, std::move(layers));
   if (const LayerSpec* masking = built.masking)
     model->set_output_mask_origin(masking->path + (masking->type == "masking" ? "" : ".mask_zero"));
-  for (const auto& [layer, spec] : built.penalized)
-    model->set_weight_penalty(layer, spec->l1, spec->l2);
   return model;
 }
 

@@ -43,12 +43,14 @@ Sequential::Sequential(ComputeBackend& backend, Shape input,
     // Note [frozen layers]: a frozen layer's parameters follow its buffers, as buffers.
     const bool frozen = layers_[i]->frozen();
     const std::vector<ParamSpec> specs = layers_[i]->param_specs();
-    for (const ParamSpec& spec : specs) {
+    for (const ParamSpec& unpenalized : specs) {
+      const ParamSpec spec = layers_[i]->penalized(unpenalized);
       const auto count = static_cast<size_t>(spec.shape.numel());
       size_t& at = frozen ? buffer_offset : offset;
       ParamEntry entry{i,          "layers." + std::to_string(param_layer) + "." + spec.name,
                        spec.shape, at,
-                       count,      spec.hwc};
+                       count,      spec.hwc,
+                       spec.l1,    spec.l2};
       entry.frozen = frozen;
       if (flattened_image && spec.shape.rank() == 2 && spec.shape[1] == flattened_image->numel())
         entry.hwc = {spec.shape[0], (*flattened_image)[0], (*flattened_image)[1],
@@ -127,14 +129,6 @@ void Sequential::bind_params(std::span<float> storage) {
   params_ = storage;
   own_params_ = DeviceBuffer();
   bind_layers();
-}
-
-void Sequential::set_weight_penalty(size_t layer, float l1, float l2) {
-  for (ParamEntry& e : entries_) {
-    if (e.layer != layer || e.name.substr(e.name.rfind('.') + 1) != "weight") continue;
-    e.l1 = l1;
-    e.l2 = l2;
-  }
 }
 
 void Sequential::set_output_logits(OutputFunction fused) {

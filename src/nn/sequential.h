@@ -85,8 +85,6 @@ class Sequential {
   void bind_params(std::span<float> storage);
   size_t param_count() const { return params_.size(); }
   const std::vector<ParamEntry>& param_entries() const { return entries_; }
-  // Keras' kernel_regularizer on layer `layer`'s weight (Note [weight penalty]).
-  void set_weight_penalty(size_t layer, float l1, float l2);
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
   const Shape& input_shape() const { return input_; }
   int64_t output_cols() const;

@@ -40,15 +40,14 @@ void parse_output_padding(ConfigNode& layer, LayerSpec& spec, bool one_row) {
 LayerSpec parse_layer(ConfigNode& layer, const std::string& file, bool in_block);
 
 // Note [residual blocks]: a block's layers keep their input's layout (no flatten or reshape) and
-// start no padding mask; they are frozen and penalized with the block, not one by one.
+// start no padding mask; they are frozen with the block, not one by one.
 std::vector<LayerSpec> parse_stack(ConfigNode& block, const std::string& key,
                                    const std::string& file) {
   std::vector<LayerSpec> stack;
   for (ConfigNode layer : block.list(key)) {
-    for (const char* whole : {"trainable", "kernel_regularizer"})
-      if (layer.has(whole))
-        layer.fail(whole, "a residual block's layers are frozen or penalized as one: give " +
-                              std::string(whole) + " to the block");
+    if (layer.has("trainable"))
+      layer.fail("trainable", "a residual block's layers are frozen as one: give trainable to the "
+                              "block");
     stack.push_back(parse_layer(layer, file, /*in_block=*/true));
     const std::string& type = stack.back().type;
     if (type == "flatten" || type == "reshape" || type == "masking" || type == "embedding" ||

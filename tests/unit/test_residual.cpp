@@ -166,8 +166,9 @@ TEST(Residual, AccumulatedGradients) {
 }
 
 // Named as a PyTorch module's `layers` and `shortcut` lists (layers with parameters alone
-// counted); batch normalization's running statistics among the buffers; a frozen block keeps its
-// parameters there too and normalizes by its running statistics in training.
+// counted); batch normalization's running statistics among the buffers; a layer's weight penalty
+// its own; a frozen block keeps its parameters among the buffers too and normalizes by its running
+// statistics in training.
 TEST(Residual, NamesBuffersAndFreezing) {
   auto backend = make_cpu_backend();
   const std::string layers =
@@ -187,6 +188,21 @@ TEST(Residual, NamesBuffersAndFreezing) {
                                                "layers.1.layers.1.running_var"}));
   EXPECT_NE(model->summary().find("layers.1 (Residual of 3 + 1)"), std::string::npos)
       << model->summary();
+
+  // Keras' kernel_regularizer on a block's layer penalizes that layer's weight alone.
+  auto penalized = build(*backend, Shape{3},
+                         "{type: dense, units: 3, kernel_regularizer: {l2: 0.5}}, {type: residual, "
+                         "layers: [{type: dense, units: 3, kernel_regularizer: {l1: 0.25}}], "
+                         "shortcut: [{type: dense, units: 3, kernel_regularizer: {l2: 0.125}}]}");
+  std::vector<std::string> penalties;
+  for (const ParamEntry& e : penalized->param_entries())
+    penalties.push_back(e.name + " " + std::to_string(e.l1) + " " + std::to_string(e.l2));
+  EXPECT_EQ(penalties, (std::vector<std::string>{"layers.0.weight 0.000000 0.500000",
+                                                 "layers.0.bias 0.000000 0.000000",
+                                                 "layers.1.layers.0.weight 0.250000 0.000000",
+                                                 "layers.1.layers.0.bias 0.000000 0.000000",
+                                                 "layers.1.shortcut.0.weight 0.000000 0.125000",
+                                                 "layers.1.shortcut.0.bias 0.000000 0.000000"}));
 
   auto frozen = build(*backend, Shape{2},
                       std::string(layers).replace(layers.find("%s"), 2, ", trainable: false"));
@@ -256,8 +272,8 @@ TEST(Residual, ConfigRefusals) {
             "layers keep the input's layout and add to it)");
   EXPECT_EQ(config_error(Shape{4},
                          "{type: residual, layers: [{type: dense, units: 4, trainable: false}]}"),
-            "c.yaml: model.layers.0.layers.0.trainable: a residual block's layers are frozen or "
-            "penalized as one: give trainable to the block");
+            "c.yaml: model.layers.0.layers.0.trainable: a residual block's layers are frozen as "
+            "one: give trainable to the block");
   EXPECT_NE(config_error(Shape{4}, "{type: residual, shortcut: [{type: dense, units: 4}]}")
                 .find("model.layers.0.layers"),
             std::string::npos);
