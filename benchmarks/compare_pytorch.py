@@ -7,7 +7,8 @@ variant. Raw runs, commit, date, lscpu, load averages and each process's CPU bin
 benchmarks/results/compare_pytorch.json; the tables to compare_pytorch.md (see
 benchmarks/compare_report.py).
   benchmarks/setup_frameworks.sh && benchmarks/compare_pytorch.py [--reps 5] [--quick]
-      [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta,w5,w6,w7,bf16]  (a subset: compare_pytorch_<subset>.*)
+      [--only w1,w2,w3,2core,tta,allreduce,w4,w4tta,w5,w6,w7,w8,bf16]  (a subset:
+      compare_pytorch_<subset>.*)
 Competitors: Debian's python3-torch (OpenBLAS; with the OPENBLAS_CORETYPE ddp-trainer would choose
 and with OpenBLAS's own detection), PyPI's newest torch (MKL; eager, foreach and fused optimizers,
 torch.compile) and Keras from benchmarks/setup_frameworks.sh. The bf16 rows (not in the default
@@ -34,9 +35,9 @@ from time_to_accuracy import time_to_accuracy_rows
 CONFIGS = {"w1": "configs/w1_seed.yaml", "w2": "configs/w2_fmnist_mlp.yaml",
            "w3": "configs/w3_wide_mlp.yaml", "w4": "configs/fashion_mnist_cnn.yaml",
            "w5": "configs/w5_text_lstm.yaml", "w6": "configs/w6_text_gru.yaml",
-           "w7": "configs/w7_text_transformer.yaml"}
-BATCH = {"w1": 32, "w2": 128, "w3": 64, "w4": 64, "w5": 64, "w6": 64, "w7": 64}
-GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4", "w4tta", "w5", "w6", "w7")
+           "w7": "configs/w7_text_transformer.yaml", "w8": "configs/fashion_mnist_resnet.yaml"}
+BATCH = {"w1": 32, "w2": 128, "w3": 64, "w4": 64, "w5": 64, "w6": 64, "w7": 64, "w8": 64}
+GROUPS = ("w1", "w2", "w3", "2core", "tta", "allreduce", "w4", "w4tta", "w5", "w6", "w7", "w8")
 EXTRA_GROUPS = ("bf16",)  # run when asked for with --only
 BF16 = "training.bf16_matmul=true"
 # The update after backward, as before Note [update in backward]: its phases give the roofline.
@@ -234,12 +235,15 @@ def main():
         save(final=False)
     if "allreduce" in only:
         row("allreduce", {"ours": allreduce})
-    if "w4" in only:
-        # The convnet: 1 x 1, and 2 cores (weak scaling), with NHWC convolutions as a variant.
-        row("w4", {"ours": lambda: ours("w4", 1, steps(100), 10),
-                   **torch_runners("w4", 1, 1, 64, steps(100), 10, channels_last=True)})
-        two_core_rows(row, torch_runners, "w4", steps(100), 10,
-                      dict(two_core, channels_last=True), strong=False)
+    for w in ("w4", "w8"):
+        if w not in only:
+            continue
+        # The convnet (W4) or the ResNet (W8): 1 x 1, and 2 cores (weak scaling), with NHWC
+        # convolutions as a variant.
+        row(w, {"ours": lambda w=w: ours(w, 1, steps(100), 10),
+                **torch_runners(w, 1, 1, 64, steps(100), 10, channels_last=True)})
+        two_core_rows(row, torch_runners, w, steps(100), 10, dict(two_core, channels_last=True),
+                      strong=False)
 
     for w in ("w5", "w6", "w7"):
         if w not in only:

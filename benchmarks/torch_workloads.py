@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""The benchmark workloads W1-W6 in PyTorch, for benchmarks/compare_pytorch.py: same shapes,
+"""The benchmark workloads W1-W8 in PyTorch, for benchmarks/compare_pytorch.py: same shapes,
 batch, optimizer and data as configs/w*.yaml. Every variant a PyTorch expert would try is a flag:
 the optimizer's implementation (--opt default|foreach|fused), torch.compile (--compile, inductor),
-channels-last convolutions (--channels-last, W4), bf16 products (--bf16 medium:
+channels-last convolutions (--channels-last, W4 and W8), bf16 products (--bf16 medium:
 set_float32_matmul_precision("medium"), fp32 tensors and bf16 matmuls as ddp-trainer's
 training.bf16_matmul; --bf16 autocast: torch.autocast's bf16 layers), denormals flushed (--ftz), threads per process, DDP over gloo for several ranks, and the CPUs each
 process is pinned to (--cpus 0,1: rank r gets the r-th; one process with several threads gets all).
@@ -29,6 +29,8 @@ import time
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from torch_resnet import fashion_mnist_resnet
 
 FMNIST = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 SIZES = {"w1": [10, 64, 64, 10], "w2": [784, 512, 256, 10],
@@ -136,6 +138,8 @@ def workload(name, channels_last=False):
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         return (*fashion_mnist("train"), model, ("adam", 1e-3), 64)
+    elif name == "w8":  # configs/fashion_mnist_resnet.yaml
+        return (*fashion_mnist("train"), fashion_mnist_resnet(channels_last), ("adam", 2e-3), 64)
     else:
         x, y = torch.rand(8192, 1024, generator=g), torch.randint(0, 10, (8192,), generator=g)
         opt, batch = ("sgd", 1e-2), 64
@@ -326,7 +330,7 @@ def seed_job(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--workload", choices=["w1", "w2", "w3", "w4", "w5", "w6", "w7"],
+    p.add_argument("--workload", choices=["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"],
                    default="w2")
     p.add_argument("--ranks", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
@@ -339,7 +343,7 @@ def main():
     p.add_argument("--compile", action="store_true")
     p.add_argument("--frozen", type=int, default=0,
                    help="MLPs: the first this many Linear layers frozen (requires_grad_(False))")
-    p.add_argument("--channels-last", action="store_true", help="W4: NHWC convolutions")
+    p.add_argument("--channels-last", action="store_true", help="W4, W8: NHWC convolutions")
     p.add_argument("--bf16", choices=["none", "medium", "autocast"], default="none",
                    help="bf16 products: matmul precision 'medium', or autocast")
     p.add_argument("--port", type=int, default=29533)

@@ -3,56 +3,18 @@ whose blocks are modules keeping `layers` and `shortcut` lists, as ddp-trainer n
 parameters; the identity block and a strided one with a projection shortcut, batch normalization
 in both branches."""
 
+import os
 import subprocess
+import sys
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from torch_steps import read_rows
 
-F = torch.nn.functional
-
-
-class Block(torch.nn.Module):
-    """conv, BN, ReLU, conv, BN; plus the input, or its 1x1 strided projection and BN."""
-
-    def __init__(self, channels, filters, stride):
-        super().__init__()
-        self.stride = stride
-        self.layers = torch.nn.ModuleList([
-            torch.nn.Conv2d(channels, filters, 3, stride=stride, bias=False),
-            torch.nn.BatchNorm2d(filters), torch.nn.Conv2d(filters, filters, 3, padding=1),
-            torch.nn.BatchNorm2d(filters)])
-        if stride > 1:
-            self.shortcut = torch.nn.ModuleList([
-                torch.nn.Conv2d(channels, filters, 1, stride=stride, bias=False),
-                torch.nn.BatchNorm2d(filters)])
-
-    def forward(self, x):
-        # Keras' (and ddp-trainer's) "same" padding of a strided convolution puts the odd row and
-        # column after the image; PyTorch's padding=1 would pad both sides.
-        padded = F.pad(x, (0, 1, 0, 1)) if self.stride > 1 else F.pad(x, (1, 1, 1, 1))
-        y = torch.relu(self.layers[1](self.layers[0](padded)))
-        y = self.layers[3](self.layers[2](y))
-        side = self.shortcut[1](self.shortcut[0](x)) if self.stride > 1 else x
-        return torch.relu(y + side)
-
-
-class ResNet(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.layers = torch.nn.ModuleList([
-            torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8),
-            Block(8, 8, 1), Block(8, 12, 2), torch.nn.Linear(12, 4)])
-
-    def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
-        x = x.view(-1, 6, 6, 3).permute(0, 3, 1, 2)
-        x = torch.relu(self.layers[1](self.layers[0](x)))
-        x = self.layers[3](self.layers[2](x))
-        return self.layers[4](x.mean(dim=(2, 3)))
-
-    def forward(self, x):
-        return torch.softmax(self.logits(x), dim=1)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "benchmarks"))
+from torch_resnet import ResNet  # noqa: E402
 
 
 CONFIG = """
@@ -98,7 +60,8 @@ def residual_check(args, env, tmp, data_yaml):
     with open(f"{tmp}/resnet.yaml", "w") as f:
         f.write(data_yaml + CONFIG)
     torch.manual_seed(4)
-    model = ResNet()
+    # The config below: an identity block of 8, then a strided one with a projection to 12.
+    model = ResNet((6, 6, 3), 8, [(8, 1), (12, 2)], 4, bias=True, eps=1e-5)
     with torch.no_grad():
         for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
             bn.weight.uniform_(0.5, 1.5)
@@ -117,7 +80,7 @@ def residual_check(args, env, tmp, data_yaml):
     ddp("resnet_infer", "--stop-after", "0", "--predict-out", f"{tmp}/r1.csv")
     with torch.no_grad():
         got = torch.tensor([r[:-1] for r in read_rows(f"{tmp}/r1.csv")])
-        diffs.append((model.eval()(x) - got).abs().max().item())
+        diffs.append((torch.softmax(model.eval()(x), dim=1) - got).abs().max().item())
     print(f"residual blocks PyTorch -> ddp-trainer, inference: max abs diff {diffs[-1]:.2e}")
 
     ddp("resnet_step", "--stop-after", "1", "--export-safetensors", f"{tmp}/resnet1.safetensors")
@@ -138,7 +101,7 @@ def residual_check(args, env, tmp, data_yaml):
         if isinstance(module, torch.nn.BatchNorm2d):
             module.register_forward_pre_hook(count_rows(name))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    F.cross_entropy(model.logits(train_x.double()), train_y).backward()
+    torch.nn.functional.cross_entropy(model(train_x.double()), train_y).backward()
     optimizer.step()
     after = {k: v.float() for k, v in model.state_dict().items()}
     for bn, rows in rows_of.items():  # PyTorch's unbiased batch variance -> the biased one
