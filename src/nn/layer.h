@@ -90,6 +90,10 @@ class Layer {
   // The mask this layer's output carries after its forward, or null: none.
   virtual const float* output_mask() const { return nullptr; }
 
+  // The layers this one is made of, each with the prefix of its parameters' names, where the
+  // model's summary lists them too (a residual block's, Note [residual blocks]); none for most.
+  virtual std::vector<std::pair<std::string, const Layer*>> parts() const { return {}; }
+
   // True when the output is the input reinterpreted (Flatten): the model skips forward/backward.
   virtual bool aliases_input() const { return false; }
 

@@ -17,6 +17,9 @@ namespace ddp {
 class LayerParts {
  public:
   void add(std::string prefix, Layer& part) { parts_.emplace_back(std::move(prefix), &part); }
+  std::vector<std::pair<std::string, const Layer*>> all() const {
+    return {parts_.begin(), parts_.end()};
+  }
 
   std::vector<ParamSpec> param_specs() const { return named(&Layer::param_specs); }
   void bind(std::span<float* const> params, std::span<float* const> grads) const {

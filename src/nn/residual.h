@@ -27,6 +27,7 @@ class Residual final : public Layer {
 
   std::string type_name() const override { return "Residual"; }
   std::string describe() const override;
+  std::vector<std::pair<std::string, const Layer*>> parts() const override { return parts_.all(); }
   Shape output_shape() const override { return output_; }
   std::vector<ParamSpec> param_specs() const override { return parts_.param_specs(); }
   void bind(std::span<float* const> params, std::span<float* const> grads) override {

@@ -246,6 +246,10 @@ void Sequential::init_params(uint64_t seed) {
 }
 
 namespace {
+// A summary row: the layer (its parameters' prefix and type; a block's layers indented), its
+// output shape and its parameter count.
+constexpr const char* kRow = " %-40s %-24s %12s\n";
+
 std::string with_commas(uint64_t n) {
   const std::string digits = std::to_string(n);
   std::string out;
@@ -255,17 +259,35 @@ std::string with_commas(uint64_t n) {
   }
   return out;
 }
+
+// Note [residual blocks]: a block's layers under its row, indented, named by their parameters'
+// prefix where they have parameters.
+void add_part_rows(std::string& out, const Layer& layer, const std::string& name,
+                   const std::string& indent) {
+  for (const auto& [prefix, part] : layer.parts()) {
+    int64_t count = 0;
+    for (const std::vector<ParamSpec>& specs : {part->param_specs(), part->buffer_specs()})
+      for (const ParamSpec& spec : specs) count += spec.shape.numel();
+    const std::string own = name + prefix.substr(0, prefix.size() - 1);  // "layers.3.layers.0"
+    const std::string row = indent + (count > 0 ? own + " " : "") + "(" + part->describe() + ")";
+    char line[160];
+    std::snprintf(line, sizeof line, kRow, row.c_str(),
+                  ("(None, " + part->output_shape().str().substr(1)).c_str(),
+                  with_commas(static_cast<uint64_t>(count)).c_str());
+    out += line;
+    add_part_rows(out, *part, own + ".", indent + "  ");
+  }
+}
 }  // namespace
 
 std::string Sequential::summary() const {
   char line[160];
   std::string out = "Model: sequential\n";
-  const std::string rule(72, '-');
+  const std::string rule(80, '-');
   out += rule + "\n";
-  std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", "Layer (type)", "Output Shape",
-                "Param #");
+  std::snprintf(line, sizeof line, kRow, "Layer (type)", "Output Shape", "Param #");
   out += line + rule + "\n";
-  std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", "input (Input)",
+  std::snprintf(line, sizeof line, kRow, "input (Input)",
                 ("(None, " + input_.str().substr(1)).c_str(), "0");
   out += line;
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -280,9 +302,10 @@ std::string Sequential::summary() const {
     const std::string name =
         prefix + "(" + layers_[i]->describe() + (layers_[i]->frozen() ? ", frozen)" : ")");
     const std::string shape = "(None, " + layers_[i]->output_shape().str().substr(1);
-    std::snprintf(line, sizeof line, " %-32s %-24s %12s\n", name.c_str(), shape.c_str(),
-                  with_commas(count).c_str());
+    std::snprintf(line, sizeof line, kRow, name.c_str(), shape.c_str(), with_commas(count).c_str());
     out += line;
+    add_part_rows(out, *layers_[i], prefix.empty() ? "" : prefix.substr(0, prefix.size() - 1) + ".",
+                  "  ");
   }
   out += rule + "\n";
   // As Keras counts them: trainable parameters plus the non-trainable running statistics and

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -186,8 +187,19 @@ TEST(Residual, NamesBuffersAndFreezing) {
                                       "layers.1.shortcut.0.weight", "layers.1.shortcut.0.bias"}));
   EXPECT_EQ(buffers, (std::vector<std::string>{"layers.1.layers.1.running_mean",
                                                "layers.1.layers.1.running_var"}));
-  EXPECT_NE(model->summary().find("layers.1 (Residual of 3 + 1)"), std::string::npos)
-      << model->summary();
+  // The summary: the block's row, then its layers', indented, with their own counts.
+  const std::string summary = model->summary();
+  const std::pair<const char*, const char*> rows[] = {
+      {"layers.1 (Residual of 3 + 1)", "42"},
+      {"  layers.1.layers.0 (Dense+relu)", "15"},
+      {"  (ReLU)", "0"},
+      {"  layers.1.layers.1 (BatchNormalization)", "12"},
+      {"  layers.1.shortcut.0 (Dense)", "15"}};
+  for (const auto& [name, count] : rows) {
+    char row[160];
+    std::snprintf(row, sizeof row, " %-40s %-24s %12s\n", name, "(None, 3)", count);
+    EXPECT_NE(summary.find(row), std::string::npos) << row << "in\n" << summary;
+  }
 
   // Keras' kernel_regularizer on a block's layer penalizes that layer's weight alone.
   auto penalized = build(*backend, Shape{3},
