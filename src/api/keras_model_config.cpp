@@ -38,8 +38,9 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["filters"] = s.units;
     c["kernel_size"] = json::array({s.window[1]});
     c["strides"] = json::array({s.strides[1]});
-    c["padding"] = s.same_padding ? "same" : "valid";
+    c["padding"] = s.causal_padding ? "causal" : s.same_padding ? "same" : "valid";
     c["data_format"] = "channels_last";
+    c["dilation_rate"] = json::array({s.dilation[1]});
     weighted();
     if (s.output_padding[1] >= 0) c["output_padding"] = json::array({s.output_padding[1]});
     return {s.type == "conv1d" ? "Conv1D" : "Conv1DTranspose", c};
@@ -50,6 +51,7 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["strides"] = pair(s.strides);
     c["padding"] = s.same_padding ? "same" : "valid";
     c["data_format"] = "channels_last";
+    c["dilation_rate"] = pair(s.dilation);
     weighted();
     if (s.output_padding[0] >= 0) c["output_padding"] = pair(s.output_padding);
     return {s.type == "conv2d" ? "Conv2D" : "Conv2DTranspose", c};

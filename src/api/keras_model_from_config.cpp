@@ -31,7 +31,10 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["strides"] = in.pair("strides", 1);
     out["padding"] = in.get<std::string>("padding", "valid");
     out["activation"] = in.activation(elementwise_activation_names());
-    in.require("dilation_rate", json::array({1, 1}));
+    if (class_name == "Conv2D")  // Note [dilated convolution]
+      out["dilation_rate"] = in.pair("dilation_rate", 1);
+    else
+      in.require("dilation_rate", json::array({1, 1}));
     in.require("groups", 1);
     if (const json padding = in.get<json>("output_padding", nullptr); !padding.is_null())
       out["output_padding"] = in.pair("output_padding", padding);  // a transposed convolution's
@@ -42,9 +45,12 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["filters"] = in.get<int64_t>("filters", 0);
     out["kernel_size"] = in.pair("kernel_size", 1)[0];
     out["strides"] = in.pair("strides", 1)[0];
-    out["padding"] = in.get<std::string>("padding", "valid");  // "causal" is refused by name
+    out["padding"] = in.get<std::string>("padding", "valid");  // "causal": Conv1D's alone
     out["activation"] = in.activation(elementwise_activation_names());
-    in.require("dilation_rate", json::array({1}));
+    if (class_name == "Conv1D")  // Note [dilated convolution]
+      out["dilation_rate"] = in.pair("dilation_rate", 1)[0];
+    else
+      in.require("dilation_rate", json::array({1}));
     in.require("groups", 1);
     if (const json padding = in.get<json>("output_padding", nullptr); !padding.is_null())
       out["output_padding"] = in.pair("output_padding", padding)[0];

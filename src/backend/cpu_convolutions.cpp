@@ -40,6 +40,7 @@ std::string Convolutions::description() const {
 }
 
 Convolutions::Kernel Convolutions::forward_kernel(const Window2d& win, int64_t filters) const {
+  if (win.dilated()) return Kernel::kNone;  // Note [dilated convolution]: im2col + GEMM
 #ifdef DDP_HAVE_DNNL
   const bool onednn = win.channels >= OneDnnConvolutions::kMinChannels;
 #else

@@ -38,10 +38,38 @@ void for_each_window(const Window2d& w, int64_t batch, F f) {
         f(b, (b * w.out_h + oh) * w.out_w + ow, clip(w, oh, ow));
 }
 
+// Note [dilated convolution]: a dilated window's taps are not one run of the image: each tap's
+// channels are copied alone (or zeros where it falls on padding), and added back alone.
+template <typename F>
+void for_each_dilated_tap(const Window2d& w, int64_t batch, F f) {
+  const int64_t c = w.channels, image = w.height * w.width * c;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t oh = 0; oh < w.out_h; ++oh)
+      for (int64_t ow = 0; ow < w.out_w; ++ow) {
+        const int64_t row = ((b * w.out_h + oh) * w.out_w + ow) * w.patch();
+        for (int64_t i = 0; i < w.kernel_h; ++i)
+          for (int64_t j = 0; j < w.kernel_w; ++j) {
+            const int64_t ih = oh * w.stride_h - w.pad_top + i * w.dilation_h;
+            const int64_t iw = ow * w.stride_w - w.pad_left + j * w.dilation_w;
+            const bool inside = ih >= 0 && ih < w.height && iw >= 0 && iw < w.width;
+            f(row + (i * w.kernel_w + j) * c, inside ? b * image + (ih * w.width + iw) * c : -1);
+          }
+      }
+}
+
 }  // namespace
 
 void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) {
   const int64_t c = w.channels, patch = w.patch(), image = w.height * w.width * c;
+  if (w.dilated()) {
+    for_each_dilated_tap(w, batch, [&](int64_t col, int64_t at) {
+      if (at < 0)
+        std::fill_n(cols + col, c, 0.0f);
+      else
+        std::copy_n(x + at, c, cols + col);
+    });
+    return;
+  }
   for_each_window(w, batch, [&](int64_t b, int64_t pixel, const Clip& k) {
     float* row = cols + pixel * patch;
     if (k.h1 - k.h0 < w.kernel_h || k.w1 - k.w0 < w.kernel_w)
@@ -57,6 +85,13 @@ void im2col(const float* x, float* cols, int64_t batch, const Window2d& w) {
 void col2im(const float* cols, float* dx, int64_t batch, const Window2d& w) {
   const int64_t c = w.channels, patch = w.patch(), image = w.height * w.width * c;
   std::memset(dx, 0, static_cast<size_t>(batch * image) * sizeof(float));
+  if (w.dilated()) {
+    for_each_dilated_tap(w, batch, [&](int64_t col, int64_t at) {
+      if (at >= 0)
+        for (int64_t i = 0; i < c; ++i) dx[at + i] += cols[col + i];
+    });
+    return;
+  }
   for_each_window(w, batch, [&](int64_t b, int64_t pixel, const Clip& k) {
     const float* row = cols + pixel * patch;
     const int64_t run = (k.w1 - k.w0) * c;

@@ -7,9 +7,9 @@ namespace ddp::cuda {
 namespace {
 
 // Output rows (or columns) whose window covers input row i: [first, last], maybe empty.
-__device__ void covering(int64_t i, int64_t pad, int64_t kernel, int64_t stride, int64_t out,
+__device__ void covering(int64_t i, int64_t pad, int64_t span, int64_t stride, int64_t out,
                          int64_t& first, int64_t& last) {
-  const int64_t top = i + pad - kernel + 1;  // the lowest window start that still covers i
+  const int64_t top = i + pad - span + 1;  // the lowest window start that still covers i
   first = top <= 0 ? 0 : (top + stride - 1) / stride;
   last = min((i + pad) / stride, out - 1);
 }
@@ -26,8 +26,8 @@ __device__ Covered covered(int64_t i, const Window2d& w) {
   p.iw = (i / w.channels) % w.width;
   p.ih = (i / (w.channels * w.width)) % w.height;
   p.b = i / (w.height * w.width * w.channels);
-  covering(p.ih, w.pad_top, w.kernel_h, w.stride_h, w.out_h, p.oh0, p.oh1);
-  covering(p.iw, w.pad_left, w.kernel_w, w.stride_w, w.out_w, p.ow0, p.ow1);
+  covering(p.ih, w.pad_top, w.span_h(), w.stride_h, w.out_h, p.oh0, p.oh1);
+  covering(p.iw, w.pad_left, w.span_w(), w.stride_w, w.out_w, p.ow0, p.ow1);
   return p;
 }
 
@@ -40,7 +40,8 @@ __global__ void im2col_kernel(const float* x, float* cols, int64_t n, Window2d w
     const int64_t pixel = i / w.patch();
     const int64_t ow = pixel % w.out_w, oh = (pixel / w.out_w) % w.out_h;
     const int64_t b = pixel / w.out_pixels();
-    const int64_t ih = oh * w.stride_h - w.pad_top + ki, iw = ow * w.stride_w - w.pad_left + kj;
+    const int64_t ih = oh * w.stride_h - w.pad_top + ki * w.dilation_h;
+    const int64_t iw = ow * w.stride_w - w.pad_left + kj * w.dilation_w;
     const bool inside = ih >= 0 && ih < w.height && iw >= 0 && iw < w.width;
     cols[i] = inside ? x[((b * w.height + ih) * w.width + iw) * w.channels + c] : 0.0f;
   }
@@ -53,8 +54,11 @@ __global__ void col2im_kernel(const float* cols, float* dx, int64_t n, Window2d 
     float sum = 0;
     for (int64_t oh = p.oh0; oh <= p.oh1; ++oh)
       for (int64_t ow = p.ow0; ow <= p.ow1; ++ow) {
-        const int64_t ki = p.ih - (oh * w.stride_h - w.pad_top);
-        const int64_t kj = p.iw - (ow * w.stride_w - w.pad_left);
+        // Note [dilated convolution]: between a dilated kernel's taps, no tap
+        const int64_t di = p.ih - (oh * w.stride_h - w.pad_top);
+        const int64_t dj = p.iw - (ow * w.stride_w - w.pad_left);
+        if (di % w.dilation_h != 0 || dj % w.dilation_w != 0) continue;
+        const int64_t ki = di / w.dilation_h, kj = dj / w.dilation_w;
         sum += cols[((p.b * w.out_h + oh) * w.out_w + ow) * w.patch() +
                     (ki * w.kernel_w + kj) * w.channels + p.c];
       }

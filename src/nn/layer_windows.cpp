@@ -21,8 +21,9 @@ Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global) {
                                            "before any flatten or dense layer"
                                          : ""));
   if (global) return Window2d::make(shape[0], shape[1], shape[2], shape[0], shape[1], 1, 1, false);
-  const Window2d w = Window2d::make(shape[0], shape[1], shape[2], spec.window[0], spec.window[1],
-                                    spec.strides[0], spec.strides[1], spec.same_padding);
+  const Window2d w =
+      Window2d::make(shape[0], shape[1], shape[2], spec.window[0], spec.window[1], spec.strides[0],
+                     spec.strides[1], spec.same_padding, spec.dilation[0], spec.dilation[1]);
   if (w.out_h <= 0 || w.out_w <= 0)
     throw ConfigError(spec.path + ": a " + std::to_string(spec.window[0]) + "x" +
                       std::to_string(spec.window[1]) + " window does not fit the " +
@@ -36,8 +37,11 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
   if (shape.rank() != 2)
     throw ConfigError(spec.path + ": " + spec.type + " needs an input of (steps, channels), an " +
                       "embedding's output, but gets " + shape.str());
-  const Window2d w = Window2d::make(1, shape[0], shape[1], 1, spec.window[1], 1, spec.strides[1],
-                                    spec.same_padding);
+  const Window2d w =
+      spec.causal_padding
+          ? Window2d::causal(shape[0], shape[1], spec.window[1], spec.strides[1], spec.dilation[1])
+          : Window2d::make(1, shape[0], shape[1], 1, spec.window[1], 1, spec.strides[1],
+                           spec.same_padding, 1, spec.dilation[1]);
   if (w.out_w <= 0)
     throw ConfigError(spec.path + ": a " + (spec.type == "conv1d" ? "kernel" : "pool") + " of " +
                       std::to_string(spec.window[1]) + " does not fit the " +

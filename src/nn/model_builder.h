@@ -20,7 +20,10 @@ struct LayerSpec {
   // convolutions: kernel_size, strides; max/average_pooling2d: pool_size, strides (height, width)
   std::array<int64_t, 2> window{1, 1};
   std::array<int64_t, 2> strides{1, 1};
-  bool same_padding = false;  // Keras' padding: "same" rather than "valid"
+  bool same_padding = false;    // Keras' padding: "same" rather than "valid"
+  bool causal_padding = false;  // conv1d: Keras' padding "causal" (Note [dilated convolution])
+  // conv2d, conv1d: Keras' dilation_rate (height, width) (Note [dilated convolution])
+  std::array<int64_t, 2> dilation{1, 1};
   // conv2d_transpose, conv1d_transpose: Keras' output_padding (height, width), -1: none (None)
   std::array<int64_t, 2> output_padding{-1, -1};
   float rate = 0;          // dropout; a recurrent layer's dropout

@@ -160,25 +160,28 @@ void define_layers(py::module_& m) {
   m.def(
       "Conv2D",
       [](int64_t filters, Size kernel_size, const std::string& activation,
-         const std::string& padding, bool use_bias, bool trainable, Size strides) {
-        return trained_or_frozen(
-            with_sizes(keras::Conv2D(filters, 1, activation, padding, use_bias), kernel_size,
-                       strides),
-            trainable);
+         const std::string& padding, bool use_bias, bool trainable, Size strides,
+         Size dilation_rate) {
+        keras::Spec spec = with_sizes(keras::Conv2D(filters, 1, activation, padding, use_bias),
+                                      kernel_size, strides);
+        spec.node["dilation_rate"] = size_node(dilation_rate);  // Note [dilated convolution]
+        return trained_or_frozen(spec, trainable);
       },
       py::arg("filters"), py::arg("kernel_size"), py::arg("activation") = "linear",
       py::arg("padding") = "valid", py::arg("use_bias") = true, py::arg("trainable") = true,
-      py::arg("strides") = 1);
+      py::arg("strides") = 1, py::arg("dilation_rate") = 1);
   m.def(
       "Conv1D",
       [](int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,
-         const std::string& padding, bool use_bias, bool trainable) {
-        return trained_or_frozen(
-            keras::Conv1D(filters, kernel_size, strides, activation, padding, use_bias), trainable);
+         const std::string& padding, bool use_bias, bool trainable, int64_t dilation_rate) {
+        keras::Spec spec =
+            keras::Conv1D(filters, kernel_size, strides, activation, padding, use_bias);
+        spec.node["dilation_rate"] = dilation_rate;  // Note [dilated convolution]
+        return trained_or_frozen(spec, trainable);
       },
       py::arg("filters"), py::arg("kernel_size"), py::arg("strides") = 1,
       py::arg("activation") = "linear", py::arg("padding") = "valid", py::arg("use_bias") = true,
-      py::arg("trainable") = true);
+      py::arg("trainable") = true, py::arg("dilation_rate") = 1);
   m.def(
       "Conv2DTranspose",
       [](int64_t filters, Size kernel_size, Size strides, const std::string& activation,

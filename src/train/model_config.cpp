@@ -46,8 +46,9 @@ std::vector<LayerSpec> parse_stack(ConfigNode& block, const std::string& key,
   std::vector<LayerSpec> stack;
   for (ConfigNode layer : block.list(key)) {
     if (layer.has("trainable"))
-      layer.fail("trainable", "a residual block's layers are frozen as one: give trainable to the "
-                              "block");
+      layer.fail("trainable",
+                 "a residual block's layers are frozen as one: give trainable to the "
+                 "block");
     stack.push_back(parse_layer(layer, file, /*in_block=*/true));
     const std::string& type = stack.back().type;
     if (type == "flatten" || type == "reshape" || type == "masking" || type == "embedding" ||
@@ -71,6 +72,15 @@ LayerSpec parse_layer(ConfigNode& layer, const std::string& file, bool in_block)
     parse_regularizer(layer, spec);
     spec.use_bias = layer.get("use_bias", true);
   }
+  // Keras' rule too: a dilated kernel moves one step at a time (Note [dilated convolution]).
+  const auto above_one = [](const std::array<int64_t, 2>& a) { return a[0] > 1 || a[1] > 1; };
+  const auto check_dilation = [&] {
+    if (above_one(spec.dilation) && above_one(spec.strides))
+      layer.fail("dilation_rate",
+                 "a dilated convolution takes strides of 1 (as Keras' does), got "
+                 "strides " +
+                     std::to_string(spec.strides[0]) + "x" + std::to_string(spec.strides[1]));
+  };
   if (spec.type == "dense") {
     spec.units = positive(layer, "units", layer.require<int64_t>("units"));
     spec.activation = layer.choice("activation", activation_names(), "linear");
@@ -81,15 +91,26 @@ LayerSpec parse_layer(ConfigNode& layer, const std::string& file, bool in_block)
     spec.window = height_width(layer, "kernel_size", std::nullopt);
     spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
     if (spec.type == "conv2d_transpose") parse_output_padding(layer, spec, false);
+    if (spec.type == "conv2d")
+      spec.dilation = height_width(layer, "dilation_rate", std::array<int64_t, 2>{1, 1});
     spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
     spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+    check_dilation();
   } else if (spec.type == "conv1d" || spec.type == "conv1d_transpose") {  // integer sizes
     spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
     spec.window = {1, positive(layer, "kernel_size", layer.require<int64_t>("kernel_size"))};
     spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", 1))};
-    spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+    if (spec.type == "conv1d") {
+      spec.dilation = {1, positive(layer, "dilation_rate", layer.get<int64_t>("dilation_rate", 1))};
+      const std::string padding = layer.choice("padding", {"valid", "same", "causal"}, "valid");
+      spec.same_padding = padding == "same";
+      spec.causal_padding = padding == "causal";
+    } else {
+      spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+    }
     spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
     if (spec.type == "conv1d_transpose") parse_output_padding(layer, spec, true);
+    check_dilation();
   } else if (spec.type == "max_pooling1d" || spec.type == "average_pooling1d") {  // one row
     spec.window = {1, positive(layer, "pool_size", layer.get<int64_t>("pool_size", 2))};
     spec.strides = {1, positive(layer, "strides", layer.get<int64_t>("strides", spec.window[1]))};

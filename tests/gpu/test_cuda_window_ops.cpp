@@ -79,6 +79,32 @@ INSTANTIATE_TEST_SUITE_P(Windows, CudaWindowOps,
                          ::testing::Values(std::tuple{3, 1, true}, std::tuple{3, 2, true},
                                            std::tuple{2, 2, false}, std::tuple{3, 1, false}));
 
+// Note [dilated convolution]: im2col and col2im of dilated windows (same padding, and Keras'
+// causal padding of a row).
+TEST(CudaDilatedWindows, MatchTheCpu) {
+  auto cpu = make_cpu_backend(false);
+  auto cuda = gpu();
+  const int64_t batch = 2;
+  for (const Window2d& w :
+       {Window2d::make(9, 8, 3, 3, 2, 1, 1, true, 2, 3), Window2d::causal(11, 4, 3, 1, 2)}) {
+    const size_t image = static_cast<size_t>(batch * w.height * w.width * w.channels);
+    const size_t cols = static_cast<size_t>(batch * w.out_pixels() * w.patch());
+    const auto x = random_values(image, 4), dcols = random_values(cols, 5);
+    std::vector<std::vector<float>> results[2];
+    ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
+    for (int k = 0; k < 2; ++k) {
+      ComputeBackend& be = *backends[k];
+      Mirror X(be, x), COLS(be, std::vector<float>(cols)), DCOLS(be, dcols),
+          DX(be, std::vector<float>(image));
+      be.im2col(X.buffer.data(), COLS.buffer.data(), batch, w);
+      be.col2im(DCOLS.buffer.data(), DX.buffer.data(), batch, w);
+      results[k] = {COLS.read(), DX.read()};
+    }
+    EXPECT_EQ(results[0][0], results[1][0]) << "dilated im2col copies: it must match exactly";
+    expect_close(results[0][1], results[1][1], "dilated col2im");
+  }
+}
+
 // Rows of 70 channels: more than one block of channels, and rows in every block of rows.
 TEST(CudaBatchNormOps, MatchTheCpu) {
   auto cpu = make_cpu_backend(false);

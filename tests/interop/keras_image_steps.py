@@ -182,3 +182,33 @@ def predicts_alike(ddp, np, check, what, ours, theirs, x, shape):
           float(np.abs(got - expected).max()) < 1e-5,
           f"output {got.shape}, within {float(np.abs(got - expected).max()):.2e} of Keras' layer "
           f"with the same weights")
+
+
+def dilated_convolution_checks(ddp, keras, np, rng, check, gap):
+    """Keras' dilation_rate (Note [dilated convolution]): Conv2D dilated with "same" and "valid"
+    padding over images, and Conv1D with padding "causal", dilated 2 and 4, over steps: from the
+    same weights, 30 steps of SGD with momentum train the same weights as Keras' do; each side's
+    .keras file loaded by the other predicts the same; ddp.Conv1D(..., padding="causal",
+    dilation_rate=...) predicts as Keras' layer with its weights."""
+    L = keras.layers
+    images = rng.random((500, 9, 9, 2)).astype(np.float32)
+    dilated = keras.Sequential([keras.Input((9, 9, 2)),
+                                L.Conv2D(4, 3, dilation_rate=2, padding="same",
+                                         activation="relu"),
+                                L.Conv2D(1, (2, 3), dilation_rate=(2, 1),
+                                         activation="sigmoid")])
+    steps = rng.random((500, 10, 4)).astype(np.float32)
+    causal = keras.Sequential([keras.Input((10, 4)),
+                               L.Conv1D(5, 3, padding="causal", dilation_rate=2,
+                                        activation="tanh"),
+                               L.Conv1D(4, 2, padding="causal", dilation_rate=4,
+                                        activation="tanh"),
+                               L.Dense(1)])
+    decoders_trained_alike(ddp, keras, np, check, gap, "dilated",
+                           [(dilated, images, images[:, 1:8, 1:8, :1], "Conv2D, dilated"),
+                            (causal, steps, steps[:, :, :1].cumsum(axis=1) / 10,
+                             "Conv1D, causal and dilated")])
+    predicts_alike(ddp, np, check, "ddp.Conv1D(3, 2, padding='causal', dilation_rate=3)",
+                   ddp.Conv1D(3, 2, padding="causal", dilation_rate=3),
+                   L.Conv1D(3, 2, padding="causal", dilation_rate=3),
+                   rng.random((2, 7, 4)).astype(np.float32), (2, 7, 3))

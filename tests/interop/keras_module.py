@@ -30,8 +30,8 @@ def main():
     import numpy as np
     import keras
     import ddp_trainer as ddp
-    from keras_image_steps import (augmentation_layer_checks, transposed_convolution_checks,
-                                   upsampling_checks)
+    from keras_image_steps import (augmentation_layer_checks, dilated_convolution_checks,
+                                   transposed_convolution_checks, upsampling_checks)
     from keras_norm_steps import rms_normalization_checks
     from keras_text_steps import (masked_sequence_checks, spatial_dropout_checks, tagging_checks,
                                   time_distributed_checks, token_model_checks)
@@ -207,6 +207,7 @@ def main():
     augmentation_layer_checks(ddp, keras, np, rng, check)
     upsampling_checks(ddp, keras, np, rng, check, gap)
     transposed_convolution_checks(ddp, keras, np, rng, check, gap)
+    dilated_convolution_checks(ddp, keras, np, rng, check, gap)
     time_distributed_checks(ddp, keras, np, rng, check, gap)
     tagging_checks(ddp, keras, np, rng, check, gap)
 

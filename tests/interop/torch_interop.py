@@ -161,6 +161,7 @@ training: {{epochs: 5, global_batch_size: 20}}
         diffs += embedding_check(args, env, tmp, "max", conv=True)
         diffs += embedding_check(args, env, tmp, "average", conv=True, windowed="max")
         diffs += embedding_check(args, env, tmp, "max", windowed="average")
+        diffs += embedding_check(args, env, tmp, "average", conv=True, causal_dilation=2)
         for cell in ("lstm", "gru"):
             diffs += recurrent_check(args, env, tmp, cell)
             diffs += recurrent_check(args, env, tmp, cell, bidirectional=True)

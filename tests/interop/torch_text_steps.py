@@ -135,30 +135,39 @@ def recurrent_check(args, env, tmp, cell="lstm", bidirectional=False, activation
     return [io_diff if seconds_right else float("inf"), diff]
 
 
-def embedding_check(args, env, tmp, pooling, conv=False, windowed=None):
+def embedding_check(args, env, tmp, pooling, conv=False, windowed=None, causal_dilation=0):
     """Token ids through an embedding, with conv a relu Conv1D of 6 filters of 3 tokens (same
-    padding), with windowed a {windowed}_pooling1d of 2 steps, averaged (pooling "average") or
+    padding; with causal_dilation Keras' causal padding and that dilation_rate, PyTorch's
+    dilation after padding the start), with windowed a {windowed}_pooling1d of 2 steps, averaged (pooling "average") or
     maxed ("max") over the steps (global_{pooling}_pooling1d), then a softmax layer: 20 Adam steps
     on 2 ranks against torch.nn.Embedding (and nn.Conv1d, max_pool1d or avg_pool1d over the
     channels-first transpose) and a mean or amax over the steps, from the same weights (PyTorch's
     draws)."""
     tokens, labels = write_tokens(tmp)
-    name = f"emb_{pooling}" + ("_conv" if conv else "") + (f"_{windowed}" if windowed else "")
-    layers = ["{type: conv1d, filters: 6, kernel_size: 3, padding: same, activation: relu}"] * conv
+    name = (f"emb_{pooling}" + ("_conv" if conv else "") + (f"_{windowed}" if windowed else "") +
+            (f"_causal{causal_dilation}" if causal_dilation else ""))
+    padding = (f"causal, dilation_rate: {causal_dilation}" if causal_dilation else "same")
+    layers = [f"{{type: conv1d, filters: 6, kernel_size: 3, padding: {padding}, "
+              "activation: relu}"] * conv
     layers += [f"{{type: {windowed}_pooling1d, pool_size: 2}}"] * bool(windowed)
     layers += [f"{{type: global_{pooling}_pooling1d}}"]
     write_token_config(tmp, name, "".join(f"    - {layer}\n" for layer in layers))
     torch.manual_seed(8)
     model = torch.nn.Module()
     model.layers = torch.nn.ModuleList(
-        [torch.nn.Embedding(30, 8)] + ([torch.nn.Conv1d(8, 6, 3, padding=1)] if conv else []) +
+        [torch.nn.Embedding(30, 8)] +
+        ([torch.nn.Conv1d(8, 6, 3, padding=0 if causal_dilation else 1,
+                          dilation=max(causal_dilation, 1))] if conv else []) +
         [torch.nn.Linear(6 if conv else 8, 3)])
     summed = torch.nn.CrossEntropyLoss(reduction="sum")
 
     def loss_of(rows):
         steps = model.layers[0](tokens[rows])  # (batch, steps, channels)
         if conv:
-            steps = torch.relu(model.layers[1](steps.transpose(1, 2))).transpose(1, 2)
+            channels_first = steps.transpose(1, 2)
+            if causal_dilation:  # the kernel's span less one, all before the first step
+                channels_first = torch.nn.functional.pad(channels_first, (2 * causal_dilation, 0))
+            steps = torch.relu(model.layers[1](channels_first)).transpose(1, 2)
         if windowed:
             window = getattr(torch.nn.functional, {"max": "max", "average": "avg"}[windowed] +
                              "_pool1d")
@@ -167,7 +176,9 @@ def embedding_check(args, env, tmp, pooling, conv=False, windowed=None):
         return summed(model.layers[-1](pooled), labels[rows]) / len(labels[rows])
 
     diff = twenty_steps(args, env, tmp, name, model, torch_optimizer("adam"), loss_of)
-    print(f"embedding{', conv1d' if conv else ''}{f', {windowed} pooling' if windowed else ''} "
+    print(f"embedding{', conv1d' if conv else ''}"
+          f"{f' (causal, dilation {causal_dilation})' if causal_dilation else ''}"
+          f"{f', {windowed} pooling' if windowed else ''} "
           f"and the {pooling} over the steps, 20 Adam steps "
           f"(2 ranks) vs PyTorch: max abs diff {diff:.2e}")
     return [diff]

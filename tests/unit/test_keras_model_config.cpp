@@ -346,9 +346,9 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
   EXPECT_EQ(refused("/config/layers/1/class_name", "DepthwiseConv2D"),
             "m.keras: config.json: layers[1] (DepthwiseConv2D): the layer class DepthwiseConv2D; "
             "ddp-trainer's layers do not have it");
-  EXPECT_EQ(refused("/config/layers/1/config/dilation_rate", {2, 2}),
-            "m.keras: config.json: layers[1] (Conv2D): dilation_rate [2,2]; ddp-trainer's layers "
-            "do not have it");
+  EXPECT_EQ(refused("/config/layers/1/config/groups", 2),
+            "m.keras: config.json: layers[1] (Conv2D): groups 2; ddp-trainer's layers do not "
+            "have it");
   EXPECT_EQ(refused("/config/layers/5/config/activation", "log_sigmoid"),
             "m.keras: config.json: layers[5] (Dense): activation log_sigmoid; ddp-trainer's layers "
             "do not have it");

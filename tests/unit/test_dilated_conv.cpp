@@ -1,0 +1,176 @@
+// Dilated convolutions and Keras' causal padding (Note [dilated convolution]): conv2d and conv1d
+// against the convolution by definition in double, finite differences, the config's refusals and
+// Keras' configs both ways.
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "api/keras_model_config.h"
+#include "core/error.h"
+#include "finite_differences.h"
+#include "nn/model_builder.h"
+#include "train/config.h"
+
+namespace ddp {
+namespace {
+
+Config model_config(const std::string& input, const std::string& layers) {
+  return parse_model_config(YAML::Load("{model: {input: " + input + ", layers: [" + layers + "]}}"),
+                            "c.yaml");
+}
+
+std::unique_ptr<Sequential> build(ComputeBackend& backend, const std::string& input,
+                                  const std::string& layers) {
+  return build_sequential(backend, Shape(YAML::Load(input).as<std::vector<int64_t>>()),
+                          model_config(input, layers).layers);
+}
+
+// One convolution layer (NHWC, or (steps, channels) as a row) and where its taps fall: output
+// (oh, ow)'s tap (i, j) reads input (oh * stride - top + i * dh, ow * stride - left + j * dw).
+struct Case {
+  std::string input, layer;
+  int64_t height, width, channels, filters, kernel_h, kernel_w, stride, dh, dw, top, left;
+  int64_t out_h, out_w;
+};
+
+TEST(DilatedConvolution, OutputsAndGradientsByDefinition) {
+  const Case cases[] = {
+      // 9x8, kernel 3x2 dilated (2, 3): spans 5x4; same: padding 2 top, 1 left (the odd one after)
+      {"[9, 8, 3]",
+       "{type: conv2d, filters: 4, kernel_size: [3, 2], dilation_rate: [2, 3], padding: same}", 9,
+       8, 3, 4, 3, 2, 1, 2, 3, 2, 1, 9, 8},
+      // valid: 9 - 5 + 1 = 5 rows, 8 - 4 + 1 = 5 columns
+      {"[9, 8, 3]", "{type: conv2d, filters: 2, kernel_size: [3, 2], dilation_rate: [2, 3]}", 9, 8,
+       3, 2, 3, 2, 1, 2, 3, 0, 0, 5, 5},
+      // causal: (3 - 1) * 2 = 4 steps of padding before the first, as many outputs as steps
+      {"[11, 4]", "{type: conv1d, filters: 3, kernel_size: 3, dilation_rate: 2, padding: causal}",
+       1, 11, 4, 3, 1, 3, 1, 1, 2, 0, 4, 1, 11},
+      // causal at stride 2: 2 steps of padding, ceil(11 / 2) outputs
+      {"[11, 4]", "{type: conv1d, filters: 3, kernel_size: 3, strides: 2, padding: causal}", 1, 11,
+       4, 3, 1, 3, 2, 1, 1, 0, 2, 1, 6}};
+  auto backend = make_cpu_backend();
+  const int64_t batch = 2;
+  for (const Case& c : cases) {
+    auto model = build(*backend, c.input, c.layer);
+    Layer& layer = *model->layers()[0];
+    ASSERT_EQ(layer.output_shape().numel(), c.out_h * c.out_w * c.filters) << c.layer;
+    const auto x = random_vector(static_cast<size_t>(batch * c.height * c.width * c.channels), 1);
+    const auto params = random_vector(model->param_count(), 2);
+    std::ranges::copy(params, model->params().begin());
+    DeviceBuffer grads(*backend, model->param_count());
+    model->bind_grads(grads.span());
+    std::vector<float> y(static_cast<size_t>(batch * c.out_h * c.out_w * c.filters));
+    const auto dy = random_vector(y.size(), 3);
+    std::vector<float> d = dy, dx(x.size());
+    layer.forward(*backend, x.data(), y.data(), batch);
+    layer.backward(*backend, x.data(), y.data(), d.data(), dx.data(), batch, false);
+    // By definition, in double; weights (filters, kernel_h, kernel_w, channels), then the bias.
+    std::vector<double> want_y(y.size()), want_dx(x.size()), want_dw(params.size());
+    const size_t bias = params.size() - static_cast<size_t>(c.filters);
+    for (int64_t n = 0; n < batch; ++n)
+      for (int64_t oh = 0; oh < c.out_h; ++oh)
+        for (int64_t ow = 0; ow < c.out_w; ++ow)
+          for (int64_t f = 0; f < c.filters; ++f) {
+            const auto out =
+                static_cast<size_t>(((n * c.out_h + oh) * c.out_w + ow) * c.filters + f);
+            want_y[out] = params[bias + static_cast<size_t>(f)];
+            want_dw[bias + static_cast<size_t>(f)] += dy[out];
+            for (int64_t i = 0; i < c.kernel_h; ++i)
+              for (int64_t j = 0; j < c.kernel_w; ++j) {
+                const int64_t h = oh * c.stride - c.top + i * c.dh;
+                const int64_t v = ow * c.stride - c.left + j * c.dw;
+                if (h < 0 || h >= c.height || v < 0 || v >= c.width) continue;
+                for (int64_t ch = 0; ch < c.channels; ++ch) {
+                  const auto xi =
+                      static_cast<size_t>(((n * c.height + h) * c.width + v) * c.channels + ch);
+                  const auto wi = static_cast<size_t>(
+                      ((f * c.kernel_h + i) * c.kernel_w + j) * c.channels + ch);
+                  want_y[out] += static_cast<double>(params[wi]) * x[xi];
+                  want_dx[xi] += static_cast<double>(params[wi]) * dy[out];
+                  want_dw[wi] += static_cast<double>(x[xi]) * dy[out];
+                }
+              }
+          }
+    const std::vector<float> got_dw(grads.data(), grads.data() + grads.size());
+    const auto expect_near = [&c](const std::vector<float>& got, const std::vector<double>& want,
+                                  const char* what) {
+      ASSERT_EQ(got.size(), want.size());
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::abs(want[i])))
+            << what << "[" << i << "] of " << c.layer;
+    };
+    expect_near(y, want_y, "y");
+    expect_near(dx, want_dx, "dx");
+    expect_near(got_dw, want_dw, "dw");
+  }
+}
+
+TEST(DilatedConvolution, GradientsMatchFiniteDifferences) {
+  auto backend = make_cpu_backend();
+  auto model = build(*backend, "[6, 5, 2]",
+                     "{type: conv2d, filters: 3, kernel_size: 2, dilation_rate: [2, 1], padding: "
+                     "same, activation: tanh}, {type: reshape, target_shape: [30, 3]}, {type: "
+                     "conv1d, filters: 2, kernel_size: 3, dilation_rate: 4, padding: causal, "
+                     "activation: tanh}, {type: flatten}, {type: dense, units: 3, activation: "
+                     "softmax}");
+  model->set_output_logits(OutputFunction::kSoftmax);
+  model->init_params(7);
+  DeviceBuffer grads(*backend, model->param_count());
+  model->bind_grads(grads.span());
+  expect_model_gradient_matches(*backend, *model, random_vector(3 * 60, 9, 0, 1), {2, 0, 1});
+}
+
+std::string build_error(const std::string& input, const std::string& layers) {
+  try {
+    auto backend = make_cpu_backend();
+    build(*backend, input, layers);
+    return "";
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+}
+
+TEST(DilatedConvolution, ConfigRefusals) {
+  EXPECT_EQ(build_error("[8, 8, 1]",
+                        "{type: conv2d, filters: 2, kernel_size: 3, strides: 2, dilation_rate: 2}"),
+            "c.yaml: model.layers.0.dilation_rate: a dilated convolution takes strides of 1 (as "
+            "Keras' does), got strides 2x2");
+  EXPECT_NE(build_error("[8, 8, 1]", "{type: conv2d, filters: 2, kernel_size: 3, padding: causal}")
+                .find("model.layers.0.padding"),
+            std::string::npos);
+  EXPECT_NE(build_error("[8, 8, 1]",
+                        "{type: conv2d_transpose, filters: 2, kernel_size: 3, dilation_rate: 2}")
+                .find("model.layers.0.dilation_rate"),
+            std::string::npos);
+  EXPECT_NE(build_error("[8, 8, 1]", "{type: conv2d, filters: 2, kernel_size: 3, dilation_rate: 0}")
+                .find("model.layers.0.dilation_rate"),
+            std::string::npos);
+  EXPECT_NE(build_error("[5, 1]", "{type: conv1d, filters: 2, kernel_size: 3, dilation_rate: 3}")
+                .find("model.layers.0"),
+            std::string::npos);  // a span of 7 steps does not fit 5 with padding valid
+}
+
+// Keras' dilation_rate and padding "causal" both ways.
+TEST(DilatedConvolution, AsKerasConfigs) {
+  const Config config = model_config(
+      "[12, 4]",
+      "{type: conv1d, filters: 3, kernel_size: 3, dilation_rate: 2, padding: causal}, "
+      "{type: reshape, target_shape: [3, 4, 3]}, "
+      "{type: conv2d, filters: 2, kernel_size: 2, dilation_rate: [1, 2], padding: same}");
+  const nlohmann::json keras = keras::keras_model_config(config.layers, Shape{12, 4}, std::nullopt);
+  const nlohmann::json& conv1d = keras["config"]["layers"][1]["config"];
+  EXPECT_EQ(conv1d["padding"], "causal");
+  EXPECT_EQ(conv1d["dilation_rate"], nlohmann::json::array({2}));
+  EXPECT_EQ(keras["config"]["layers"][3]["config"]["dilation_rate"], nlohmann::json::array({1, 2}));
+  const keras::KerasModel back = keras::keras_model_from_config(keras, "m.keras", false);
+  ASSERT_EQ(back.layers.size(), 3u);
+  EXPECT_EQ(back.layers[0].node["padding"].as<std::string>(), "causal");
+  EXPECT_EQ(back.layers[0].node["dilation_rate"].as<int64_t>(), 2);
+  EXPECT_EQ(back.layers[2].node["dilation_rate"].as<std::vector<int64_t>>(),
+            (std::vector<int64_t>{1, 2}));
+}
+
+}  // namespace
+}  // namespace ddp
