@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -97,14 +98,20 @@ nlohmann::json measure(Communicator& comm, const Options& options) {
   // Multiply-adds of a forward pass per sample, as 2 FLOPs each: every weight is used once per
   // output position (once for a Dense layer, out_h x out_w times for a convolution). The scaling
   // model turns this into GPU compute time.
+  // A residual block's layers count one by one, each at its own output's positions.
   double forward_flops = 0;
-  for (const std::unique_ptr<Layer>& layer : trainer.model().layers()) {
-    const Shape out = layer->output_shape();
+  const std::function<void(const Layer&)> count = [&](const Layer& layer) {
+    if (!layer.parts().empty()) {
+      for (const auto& [prefix, part] : layer.parts()) count(*part);
+      return;
+    }
+    const Shape out = layer.output_shape();
     const int64_t channels = out.dims().empty() ? 1 : std::max<int64_t>(out.dims().back(), 1);
     const auto positions = static_cast<double>(out.numel() / channels);
-    for (const ParamSpec& p : layer->param_specs())
+    for (const ParamSpec& p : layer.param_specs())
       forward_flops += 2.0 * static_cast<double>(p.shape.numel()) * positions;
-  }
+  };
+  for (const std::unique_ptr<Layer>& layer : trainer.model().layers()) count(*layer);
   nlohmann::json tensors = nlohmann::json::array();
   for (const ParamEntry& e : trainer.model().param_entries())
     tensors.push_back({{"name", e.name}, {"offset", e.offset}, {"count", e.count}});

@@ -37,19 +37,25 @@ void parse_output_padding(ConfigNode& layer, LayerSpec& spec, bool one_row) {
                                        std::to_string(spec.output_padding[axis]));
 }
 
-LayerSpec parse_layer(ConfigNode& layer, const std::string& file, bool in_block);
+LayerSpec parse_layer(ConfigNode& layer, const std::string& file, int depth);
+
+// Residual blocks inside blocks, at most this deep: a hostile config's nesting ends in a one-line
+// error, not in a stack overflow.
+constexpr int kMaxBlockDepth = 32;
 
 // Note [residual blocks]: a block's layers keep their input's layout (no flatten or reshape) and
 // start no padding mask; they are frozen with the block, not one by one.
 std::vector<LayerSpec> parse_stack(ConfigNode& block, const std::string& key,
-                                   const std::string& file) {
+                                   const std::string& file, int depth) {
+  if (depth > kMaxBlockDepth)
+    block.fail(key, "residual blocks nested more than " + std::to_string(kMaxBlockDepth) + " deep");
   std::vector<LayerSpec> stack;
   for (ConfigNode layer : block.list(key)) {
     if (layer.has("trainable"))
       layer.fail("trainable",
                  "a residual block's layers are frozen as one: give trainable to the "
                  "block");
-    stack.push_back(parse_layer(layer, file, /*in_block=*/true));
+    stack.push_back(parse_layer(layer, file, depth));
     const std::string& type = stack.back().type;
     if (type == "flatten" || type == "reshape" || type == "masking" || type == "embedding" ||
         type == "position_embedding")
@@ -59,14 +65,15 @@ std::vector<LayerSpec> parse_stack(ConfigNode& block, const std::string& key,
   return stack;
 }
 
-// One entry of a layers list, a model's or a residual block's (`in_block`).
-LayerSpec parse_layer(ConfigNode& layer, const std::string& file, bool in_block) {
+// One entry of a layers list, a model's (depth 0) or a residual block's (its nesting depth).
+LayerSpec parse_layer(ConfigNode& layer, const std::string& file, int depth) {
+  const bool in_block = depth > 0;
   LayerSpec spec;
   spec.path = file + ": " + layer.path();
   spec.type = layer.choice("type", layer_types());
   if (spec.type == "residual") {
-    spec.block = parse_stack(layer, "layers", file);
-    if (layer.has("shortcut")) spec.shortcut = parse_stack(layer, "shortcut", file);
+    spec.block = parse_stack(layer, "layers", file, depth + 1);
+    if (layer.has("shortcut")) spec.shortcut = parse_stack(layer, "shortcut", file, depth + 1);
   }
   if (spec.type == "dense" || is_convolution(spec.type)) {
     parse_regularizer(layer, spec);
@@ -218,7 +225,7 @@ void parse_model(ConfigNode& root, Config& config) {
       layer.finish();
       continue;
     }
-    config.layers.push_back(parse_layer(layer, config.file, /*in_block=*/false));
+    config.layers.push_back(parse_layer(layer, config.file, /*depth=*/0));
   }
   const bool frozen = std::any_of(config.layers.begin(), config.layers.end(),
                                   [](const LayerSpec& s) { return !s.trainable; });

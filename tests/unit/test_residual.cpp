@@ -291,6 +291,17 @@ TEST(Residual, ConfigRefusals) {
             std::string::npos);
   EXPECT_NE(config_error(Shape{4}, "{type: residual, layers: []}").find("model.layers.0.layers"),
             std::string::npos);
+  // Blocks inside blocks work, to a depth; a hostile nesting is one line, not a stack overflow.
+  std::string nested = "{type: dense, units: 4}";
+  for (int depth = 0; depth < 33; ++depth) nested = "{type: residual, layers: [" + nested + "]}";
+  EXPECT_NE(config_error(Shape{4}, nested).find("residual blocks nested more than 32 deep"),
+            std::string::npos);
+  auto backend = make_cpu_backend();
+  EXPECT_EQ(build(*backend, Shape{4},
+                  "{type: residual, layers: [{type: residual, layers: [{type: dense, units: 4}]}]}")
+                ->param_entries()[0]
+                .name,
+            "layers.0.layers.0.layers.0.weight");
   EXPECT_NE(config_error(Shape{4}, "{type: residual, layers: [{type: random_flip}]}")
                 .find("model.layers.0.layers.0.type"),
             std::string::npos);
