@@ -57,7 +57,8 @@ import tempfile
 import torch
 from safetensors.torch import load_file, save_file
 
-from torch_steps import (ACTIVATIONS, Mlp, activation_check, categorical_check, frozen_check,
+from torch_steps import (ACTIVATIONS, Mlp, activation_check, batch_norm_sgd_step,
+                         categorical_check, frozen_check,
                          layer_norm_check, multilabel_checks, read_rows, regression_check)
 from torch_residual import residual_check
 from torch_text_steps import embedding_check, recurrent_check, tagging_check, transformer_check
@@ -347,27 +348,11 @@ training: {{epochs: 1, global_batch_size: 200}}
           f"{diffs[-1]:.2e}")
 
     ddp(f"{run}_step", "--stop-after", "1", "--export-safetensors", f"{tmp}/bn1.safetensors")
-    stepped = load_file(f"{tmp}/bn1.safetensors")
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    loaded = model.load_state_dict(stepped, strict=False)
-    assert all(k.endswith("num_batches_tracked") for k in loaded.missing_keys), loaded
-    assert not loaded.unexpected_keys, loaded
-    # The reference step in float64: PyTorch's float32 BatchNorm2d over 7,200 rows is itself
-    # 3e-4 away from its float64 step here (ddp-trainer's, summing in double, 8e-8).
-    model.load_state_dict(start)
-    model.double().train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    torch.nn.functional.cross_entropy(model.logits(train_x.double()), train_y).backward()
-    optimizer.step()
-    after = {k: v.float() for k, v in model.state_dict().items()}
-    for bn in ("layers.1", "layers.3"):  # unbiased -> biased: rows / (rows - 1) per batch
-        rows = 200 * (36 if bn == "layers.1" else 1)
-        batch_var = (after[bn + ".running_var"] - 0.9 * start[bn + ".running_var"]) / 0.1
-        after[bn + ".running_var"] = (0.9 * start[bn + ".running_var"] +
-                                      0.1 * batch_var * (rows - 1) / rows)
-    moved = max((after[k] - start[k]).abs().max().item() for k in stepped)
-    assert moved > 1e-3, f"one SGD step moved no weight by more than {moved}"
-    diffs.append(max((after[k] - stepped[k]).abs().max().item() for k in stepped))
+    diff, moved, norms = batch_norm_sgd_step(model, model.logits,
+                                             load_file(f"{tmp}/bn1.safetensors"), train_x,
+                                             train_y, 0.5)
+    assert norms == 2, norms
+    diffs.append(diff)
     print(f"batch norm (bias={bias}) one SGD step (sync, 2 ranks) vs PyTorch: max abs diff "
           f"{diffs[-1]:.2e} "
           f"(the step moved weights and statistics by up to {moved:.2e})")

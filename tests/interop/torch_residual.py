@@ -10,7 +10,7 @@ import sys
 import torch
 from safetensors.torch import load_file, save_file
 
-from torch_steps import read_rows
+from torch_steps import batch_norm_sgd_step, read_rows
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "benchmarks"))
@@ -84,34 +84,10 @@ def residual_check(args, env, tmp, data_yaml):
     print(f"residual blocks PyTorch -> ddp-trainer, inference: max abs diff {diffs[-1]:.2e}")
 
     ddp("resnet_step", "--stop-after", "1", "--export-safetensors", f"{tmp}/resnet1.safetensors")
-    stepped = load_file(f"{tmp}/resnet1.safetensors")
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    loaded = model.load_state_dict(stepped, strict=False)
-    assert all(k.endswith("num_batches_tracked") for k in loaded.missing_keys), loaded
-    assert not loaded.unexpected_keys, loaded
-    model.load_state_dict(start)
-    model.double().train()
-    rows_of = {}  # each BatchNorm2d's rows in a batch: samples x its input's pixels
-
-    def count_rows(name):
-        return lambda module, inputs: rows_of.__setitem__(name, inputs[0].numel() //
-                                                          inputs[0].shape[1])
-
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.register_forward_pre_hook(count_rows(name))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    torch.nn.functional.cross_entropy(model(train_x.double()), train_y).backward()
-    optimizer.step()
-    after = {k: v.float() for k, v in model.state_dict().items()}
-    for bn, rows in rows_of.items():  # PyTorch's unbiased batch variance -> the biased one
-        batch_var = (after[bn + ".running_var"] - 0.9 * start[bn + ".running_var"]) / 0.1
-        after[bn + ".running_var"] = (0.9 * start[bn + ".running_var"] +
-                                      0.1 * batch_var * (rows - 1) / rows)
-    moved = max((after[k] - start[k]).abs().max().item() for k in stepped)
-    assert moved > 1e-3, f"one SGD step moved no weight by more than {moved}"
-    assert len(rows_of) == 6, rows_of
-    diffs.append(max((after[k] - stepped[k]).abs().max().item() for k in stepped))
+    diff, moved, norms = batch_norm_sgd_step(model, model, load_file(f"{tmp}/resnet1.safetensors"),
+                                             train_x, train_y, 0.5)
+    assert norms == 6, norms
+    diffs.append(diff)
     print(f"residual blocks one SGD step (sync, 2 ranks) vs PyTorch: max abs diff "
           f"{diffs[-1]:.2e} (the step moved weights and statistics by up to {moved:.2e})")
     return diffs

@@ -76,6 +76,41 @@ OPTIMIZERS = {
 }
 
 
+def batch_norm_sgd_step(model, logits, stepped, train_x, train_y, lr):
+    """ddp-trainer's one SGD step with batch normalization (`stepped`, its export) against
+    PyTorch's from the same state in float64 (PyTorch's float32 BatchNorm over thousands of rows
+    is itself ~3e-4 away from its float64 step; ddp-trainer sums in double). PyTorch's running
+    variance moves by the unbiased batch variance (momentum 0.1, Keras' 0.9), ddp-trainer's by the
+    biased one, as Keras': each BatchNorm's rows (samples x its input's pixels) turn one into the
+    other. Returns (max abs difference, how far the step moved anything, the BatchNorms seen)."""
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    loaded = model.load_state_dict(stepped, strict=False)
+    assert all(k.endswith("num_batches_tracked") for k in loaded.missing_keys), loaded
+    assert not loaded.unexpected_keys, loaded
+    model.load_state_dict(start)
+    model.double().train()
+    rows_of = {}
+
+    def count_rows(name):
+        return lambda module, inputs: rows_of.__setitem__(name, inputs[0].numel() //
+                                                          inputs[0].shape[1])
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.register_forward_pre_hook(count_rows(name))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    torch.nn.functional.cross_entropy(logits(train_x.double()), train_y).backward()
+    optimizer.step()
+    after = {k: v.float() for k, v in model.state_dict().items()}
+    for bn, rows in rows_of.items():
+        batch_var = (after[bn + ".running_var"] - 0.9 * start[bn + ".running_var"]) / 0.1
+        after[bn + ".running_var"] = (0.9 * start[bn + ".running_var"] +
+                                      0.1 * batch_var * (rows - 1) / rows)
+    moved = max((after[k] - start[k]).abs().max().item() for k in stepped)
+    assert moved > 1e-3, f"one SGD step moved no weight by more than {moved}"
+    return max((after[k] - stepped[k]).abs().max().item() for k in stepped), moved, len(rows_of)
+
+
 def optimizer_yaml(rule, extra=""):
     rate, keys, _ = OPTIMIZERS[rule]
     return f"{{type: {rule}, learning_rate: {rate}{keys}{extra}}}"

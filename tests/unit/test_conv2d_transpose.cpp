@@ -11,6 +11,7 @@
 #include "api/keras_model_config.h"
 #include "core/error.h"
 #include "finite_differences.h"
+#include "model_from_yaml.h"
 #include "nn/model_builder.h"
 #include "train/config.h"
 
@@ -24,15 +25,6 @@ struct Case {
   Shape input, output;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
 };
-
-std::unique_ptr<Sequential> build(ComputeBackend& backend, const Shape& input,
-                                  const std::string& layers) {
-  std::string dims;
-  for (const int64_t d : input.dims()) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
-  const Config config = parse_model_config(
-      YAML::Load("{model: {input: [" + dims + "], layers: [" + layers + "]}}"), "c.yaml");
-  return build_sequential(backend, input, config.layers);
-}
 
 // The transposed convolution by definition, in double: each input pixel (h, w) adds x[h, w, :]
 // times the weight (channels, kernel_h, kernel_w, filters) into the output window at (h * stride
@@ -219,46 +211,36 @@ TEST(Conv2DTranspose, TheBitsOfOneThreadOnAnyTeam) {
   EXPECT_EQ(results[0][2], results[1][2]) << "weight and bias gradients";
 }
 
-std::string build_error(const std::string& input, const std::string& layers) {
-  try {
-    auto backend = make_cpu_backend();
-    build(*backend, Shape(YAML::Load(input).as<std::vector<int64_t>>()), layers);
-    return "";
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-}
-
 TEST(Conv2DTranspose, ConfigRefusals) {
-  EXPECT_EQ(build_error("[6, 2]", "{type: conv2d_transpose, filters: 2, kernel_size: 3}"),
+  EXPECT_EQ(build_error(Shape{6, 2}, "{type: conv2d_transpose, filters: 2, kernel_size: 3}"),
             "c.yaml: model.layers.0: conv2d_transpose needs an input of (height, width, "
             "channels), an image, but gets (6, 2)");
-  EXPECT_EQ(build_error("[3, 3, 2]", "{type: conv1d_transpose, filters: 2, kernel_size: 3}"),
+  EXPECT_EQ(build_error(Shape{3, 3, 2}, "{type: conv1d_transpose, filters: 2, kernel_size: 3}"),
             "c.yaml: model.layers.0: conv1d_transpose needs an input of (steps, channels) but "
             "gets (3, 3, 2)");
-  EXPECT_NE(build_error("[3, 3, 2]", "{type: conv2d_transpose, kernel_size: 3}").find("filters"),
+  EXPECT_NE(build_error(Shape{3, 3, 2}, "{type: conv2d_transpose, kernel_size: 3}").find("filters"),
             std::string::npos);
-  EXPECT_EQ(build_error("[3, 3, 2]",
+  EXPECT_EQ(build_error(Shape{3, 3, 2},
                         "{type: conv2d_transpose, filters: 2, kernel_size: 3, "
                         "strides: [2, 3], output_padding: [1, 3]}"),
             "c.yaml: model.layers.0.output_padding: must be >= 0 and below the stride 3, got 3");
-  EXPECT_EQ(build_error("[3, 3, 2]",
+  EXPECT_EQ(build_error(Shape{3, 3, 2},
                         "{type: conv2d_transpose, filters: 2, kernel_size: 2, "
                         "strides: 2, padding: same, output_padding: 0}"),
             "c.yaml: model.layers.0.output_padding: the output of 4x4 does not convolve back to "
             "the input's size with padding same and this kernel (Keras refuses it too); use "
             "another output_padding");
-  EXPECT_NE(build_error("[3, 3, 2]",
+  EXPECT_NE(build_error(Shape{3, 3, 2},
                         "{type: conv2d, filters: 2, kernel_size: 3, "
                         "output_padding: 1}")
                 .find("model.layers.0.output_padding"),
             std::string::npos);
-  EXPECT_NE(build_error("[3, 3, 2]",
+  EXPECT_NE(build_error(Shape{3, 3, 2},
                         "{type: conv2d_transpose, filters: 2, kernel_size: 3, "
                         "strides: 0}")
                 .find("model.layers.0.strides"),
             std::string::npos);
-  EXPECT_NE(build_error("[6]",
+  EXPECT_NE(build_error(Shape{6},
                         "{type: embedding, input_dim: 9, output_dim: 4, mask_zero: true}, "
                         "{type: conv1d_transpose, filters: 2, kernel_size: 2}")
                 .find("conv1d_transpose after c.yaml: model.layers.0 (mask_zero)"),

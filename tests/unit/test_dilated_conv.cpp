@@ -10,22 +10,10 @@
 #include "api/keras_model_config.h"
 #include "core/error.h"
 #include "finite_differences.h"
-#include "nn/model_builder.h"
-#include "train/config.h"
+#include "model_from_yaml.h"
 
 namespace ddp {
 namespace {
-
-Config model_config(const std::string& input, const std::string& layers) {
-  return parse_model_config(YAML::Load("{model: {input: " + input + ", layers: [" + layers + "]}}"),
-                            "c.yaml");
-}
-
-std::unique_ptr<Sequential> build(ComputeBackend& backend, const std::string& input,
-                                  const std::string& layers) {
-  return build_sequential(backend, Shape(YAML::Load(input).as<std::vector<int64_t>>()),
-                          model_config(input, layers).layers);
-}
 
 // One convolution layer (NHWC, or (steps, channels) as a row) and where its taps fall: output
 // (oh, ow)'s tap (i, j) reads input (oh * stride - top + i * dh, ow * stride - left + j * dw).
@@ -53,7 +41,7 @@ TEST(DilatedConvolution, OutputsAndGradientsByDefinition) {
   auto backend = make_cpu_backend();
   const int64_t batch = 2;
   for (const Case& c : cases) {
-    auto model = build(*backend, c.input, c.layer);
+    auto model = build(*backend, Shape(YAML::Load(c.input).as<std::vector<int64_t>>()), c.layer);
     Layer& layer = *model->layers()[0];
     ASSERT_EQ(layer.output_shape().numel(), c.out_h * c.out_w * c.filters) << c.layer;
     const auto x = random_vector(static_cast<size_t>(batch * c.height * c.width * c.channels), 1);
@@ -109,7 +97,7 @@ TEST(DilatedConvolution, OutputsAndGradientsByDefinition) {
 
 TEST(DilatedConvolution, GradientsMatchFiniteDifferences) {
   auto backend = make_cpu_backend();
-  auto model = build(*backend, "[6, 5, 2]",
+  auto model = build(*backend, Shape{6, 5, 2},
                      "{type: conv2d, filters: 3, kernel_size: 2, dilation_rate: [2, 1], padding: "
                      "same, activation: tanh}, {type: reshape, target_shape: [30, 3]}, {type: "
                      "conv1d, filters: 2, kernel_size: 3, dilation_rate: 4, padding: causal, "
@@ -122,32 +110,24 @@ TEST(DilatedConvolution, GradientsMatchFiniteDifferences) {
   expect_model_gradient_matches(*backend, *model, random_vector(3 * 60, 9, 0, 1), {2, 0, 1});
 }
 
-std::string build_error(const std::string& input, const std::string& layers) {
-  try {
-    auto backend = make_cpu_backend();
-    build(*backend, input, layers);
-    return "";
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-}
-
 TEST(DilatedConvolution, ConfigRefusals) {
-  EXPECT_EQ(build_error("[8, 8, 1]",
+  EXPECT_EQ(build_error(Shape{8, 8, 1},
                         "{type: conv2d, filters: 2, kernel_size: 3, strides: 2, dilation_rate: 2}"),
             "c.yaml: model.layers.0.dilation_rate: a dilated convolution takes strides of 1 (as "
             "Keras' does), got strides 2x2");
-  EXPECT_NE(build_error("[8, 8, 1]", "{type: conv2d, filters: 2, kernel_size: 3, padding: causal}")
-                .find("model.layers.0.padding"),
-            std::string::npos);
-  EXPECT_NE(build_error("[8, 8, 1]",
+  EXPECT_NE(
+      build_error(Shape{8, 8, 1}, "{type: conv2d, filters: 2, kernel_size: 3, padding: causal}")
+          .find("model.layers.0.padding"),
+      std::string::npos);
+  EXPECT_NE(build_error(Shape{8, 8, 1},
                         "{type: conv2d_transpose, filters: 2, kernel_size: 3, dilation_rate: 2}")
                 .find("model.layers.0.dilation_rate"),
             std::string::npos);
-  EXPECT_NE(build_error("[8, 8, 1]", "{type: conv2d, filters: 2, kernel_size: 3, dilation_rate: 0}")
-                .find("model.layers.0.dilation_rate"),
-            std::string::npos);
-  EXPECT_NE(build_error("[5, 1]", "{type: conv1d, filters: 2, kernel_size: 3, dilation_rate: 3}")
+  EXPECT_NE(
+      build_error(Shape{8, 8, 1}, "{type: conv2d, filters: 2, kernel_size: 3, dilation_rate: 0}")
+          .find("model.layers.0.dilation_rate"),
+      std::string::npos);
+  EXPECT_NE(build_error(Shape{5, 1}, "{type: conv1d, filters: 2, kernel_size: 3, dilation_rate: 3}")
                 .find("model.layers.0"),
             std::string::npos);  // a span of 7 steps does not fit 5 with padding valid
 }
@@ -155,7 +135,7 @@ TEST(DilatedConvolution, ConfigRefusals) {
 // Keras' dilation_rate and padding "causal" both ways.
 TEST(DilatedConvolution, AsKerasConfigs) {
   const Config config = model_config(
-      "[12, 4]",
+      Shape{12, 4},
       "{type: conv1d, filters: 3, kernel_size: 3, dilation_rate: 2, padding: causal}, "
       "{type: reshape, target_shape: [3, 4, 3]}, "
       "{type: conv2d, filters: 2, kernel_size: 2, dilation_rate: [1, 2], padding: same}");

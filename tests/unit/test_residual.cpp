@@ -15,23 +15,10 @@
 #include "core/error.h"
 #include "finite_differences.h"
 #include "keras_api_fixtures.h"
-#include "nn/model_builder.h"
-#include "train/config.h"
+#include "model_from_yaml.h"
 
 namespace ddp {
 namespace {
-
-Config model_config(const Shape& input, const std::string& layers) {
-  std::string dims;
-  for (const int64_t d : input.dims()) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
-  return parse_model_config(
-      YAML::Load("{model: {input: [" + dims + "], layers: [" + layers + "]}}"), "c.yaml");
-}
-
-std::unique_ptr<Sequential> build(ComputeBackend& backend, const Shape& input,
-                                  const std::string& layers) {
-  return build_sequential(backend, input, model_config(input, layers).layers);
-}
 
 // A model's output, input gradient and parameter gradients for x and the output gradient dy,
 // its layers run one by one.
@@ -257,44 +244,34 @@ TEST(Residual, InTheCppApi) {
   EXPECT_NE(frozen.summary().find("Residual of 1, frozen"), std::string::npos) << frozen.summary();
 }
 
-std::string config_error(const Shape& input, const std::string& layers) {
-  try {
-    auto backend = make_cpu_backend();
-    build(*backend, input, layers);
-    return "";
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-}
-
 TEST(Residual, ConfigRefusals) {
-  EXPECT_EQ(config_error(Shape{4, 4, 2},
-                         "{type: residual, layers: [{type: conv2d, filters: 3, kernel_size: 1}]}"),
+  EXPECT_EQ(build_error(Shape{4, 4, 2},
+                        "{type: residual, layers: [{type: conv2d, filters: 3, kernel_size: 1}]}"),
             "c.yaml: model.layers.0: its layers end in (4, 4, 3) and its input (the identity "
             "shortcut) is (4, 4, 2), which are added: they must match (a strided or widening "
             "block takes a shortcut of a 1x1 conv2d with its strides and filters)");
-  EXPECT_EQ(config_error(Shape{4, 4, 2},
-                         "{type: residual, layers: [{type: conv2d, filters: 2, kernel_size: 1, "
-                         "strides: 2}], shortcut: [{type: max_pooling2d, pool_size: 1}]}"),
+  EXPECT_EQ(build_error(Shape{4, 4, 2},
+                        "{type: residual, layers: [{type: conv2d, filters: 2, kernel_size: 1, "
+                        "strides: 2}], shortcut: [{type: max_pooling2d, pool_size: 1}]}"),
             "c.yaml: model.layers.0: its layers end in (2, 2, 2) and its shortcut ends in (4, 4, "
             "2), which are added: they must match (a strided or widening block takes a shortcut "
             "of a 1x1 conv2d with its strides and filters)");
-  EXPECT_EQ(config_error(Shape{4}, "{type: residual, layers: [{type: flatten}]}"),
+  EXPECT_EQ(build_error(Shape{4}, "{type: residual, layers: [{type: flatten}]}"),
             "c.yaml: model.layers.0.layers.0.type: flatten cannot be inside a residual block (its "
             "layers keep the input's layout and add to it)");
-  EXPECT_EQ(config_error(Shape{4},
-                         "{type: residual, layers: [{type: dense, units: 4, trainable: false}]}"),
+  EXPECT_EQ(build_error(Shape{4},
+                        "{type: residual, layers: [{type: dense, units: 4, trainable: false}]}"),
             "c.yaml: model.layers.0.layers.0.trainable: a residual block's layers are frozen as "
             "one: give trainable to the block");
-  EXPECT_NE(config_error(Shape{4}, "{type: residual, shortcut: [{type: dense, units: 4}]}")
+  EXPECT_NE(build_error(Shape{4}, "{type: residual, shortcut: [{type: dense, units: 4}]}")
                 .find("model.layers.0.layers"),
             std::string::npos);
-  EXPECT_NE(config_error(Shape{4}, "{type: residual, layers: []}").find("model.layers.0.layers"),
+  EXPECT_NE(build_error(Shape{4}, "{type: residual, layers: []}").find("model.layers.0.layers"),
             std::string::npos);
   // Blocks inside blocks work, to a depth; a hostile nesting is one line, not a stack overflow.
   std::string nested = "{type: dense, units: 4}";
   for (int depth = 0; depth < 33; ++depth) nested = "{type: residual, layers: [" + nested + "]}";
-  EXPECT_NE(config_error(Shape{4}, nested).find("residual blocks nested more than 32 deep"),
+  EXPECT_NE(build_error(Shape{4}, nested).find("residual blocks nested more than 32 deep"),
             std::string::npos);
   auto backend = make_cpu_backend();
   EXPECT_EQ(build(*backend, Shape{4},
@@ -302,12 +279,12 @@ TEST(Residual, ConfigRefusals) {
                 ->param_entries()[0]
                 .name,
             "layers.0.layers.0.layers.0.weight");
-  EXPECT_NE(config_error(Shape{4}, "{type: residual, layers: [{type: random_flip}]}")
+  EXPECT_NE(build_error(Shape{4}, "{type: residual, layers: [{type: random_flip}]}")
                 .find("model.layers.0.layers.0.type"),
             std::string::npos);
-  EXPECT_NE(config_error(Shape{5},
-                         "{type: embedding, input_dim: 9, output_dim: 4, mask_zero: true}, "
-                         "{type: residual, layers: [{type: dense, units: 4}]}")
+  EXPECT_NE(build_error(Shape{5},
+                        "{type: embedding, input_dim: 9, output_dim: 4, mask_zero: true}, "
+                        "{type: residual, layers: [{type: dense, units: 4}]}")
                 .find("residual after c.yaml: model.layers.0 (mask_zero)"),
             std::string::npos);
   // Keras' Sequential has no skip connections: not written to its configs, by name.
