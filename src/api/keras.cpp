@@ -51,13 +51,15 @@ Spec Dense(int64_t units, const std::string& activation, bool use_bias) {
                {"use_bias", YAML::Node(use_bias)}})};
 }
 Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation,
-            const std::string& padding, bool use_bias) {
-  return {map({{"type", YAML::Node("conv2d")},
-               {"filters", YAML::Node(filters)},
-               {"kernel_size", YAML::Node(kernel_size)},
-               {"activation", YAML::Node(activation)},
-               {"padding", YAML::Node(padding)},
-               {"use_bias", YAML::Node(use_bias)}})};
+            const std::string& padding, bool use_bias, int64_t dilation_rate) {
+  Spec spec{map({{"type", YAML::Node("conv2d")},
+                 {"filters", YAML::Node(filters)},
+                 {"kernel_size", YAML::Node(kernel_size)},
+                 {"activation", YAML::Node(activation)},
+                 {"padding", YAML::Node(padding)},
+                 {"use_bias", YAML::Node(use_bias)}})};
+  if (dilation_rate != 1) spec.node["dilation_rate"] = dilation_rate;
+  return spec;
 }
 namespace {
 Spec strided_convolution(const char* type, int64_t filters, int64_t kernel_size, int64_t strides,
@@ -69,9 +71,11 @@ Spec strided_convolution(const char* type, int64_t filters, int64_t kernel_size,
 }
 }  // namespace
 Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,
-            const std::string& padding, bool use_bias) {
-  return strided_convolution("conv1d", filters, kernel_size, strides, activation, padding,
-                             use_bias);
+            const std::string& padding, bool use_bias, int64_t dilation_rate) {
+  Spec spec =
+      strided_convolution("conv1d", filters, kernel_size, strides, activation, padding, use_bias);
+  if (dilation_rate != 1) spec.node["dilation_rate"] = dilation_rate;
+  return spec;
 }
 Spec Conv2DTranspose(int64_t filters, int64_t kernel_size, int64_t strides,
                      const std::string& activation, const std::string& padding, bool use_bias) {

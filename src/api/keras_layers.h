@@ -18,12 +18,13 @@ struct Spec {
 };
 
 Spec Dense(int64_t units, const std::string& activation = "linear", bool use_bias = true);
+// dilation_rate: Keras' (Note [dilated convolution]); Conv1D's padding may be "causal".
 Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation = "linear",
-            const std::string& padding = "valid", bool use_bias = true);
+            const std::string& padding = "valid", bool use_bias = true, int64_t dilation_rate = 1);
 // Keras' Conv1D over (steps, channels) (an embedding's output).
 Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides = 1,
             const std::string& activation = "linear", const std::string& padding = "valid",
-            bool use_bias = true);
+            bool use_bias = true, int64_t dilation_rate = 1);
 // Keras' Conv2DTranspose and Conv1DTranspose (Note [transposed convolution]), a decoder's learned
 // upsampling: the output `strides` times the input's size with padding "same".
 Spec Conv2DTranspose(int64_t filters, int64_t kernel_size, int64_t strides = 1,

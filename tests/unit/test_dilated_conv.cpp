@@ -7,9 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "api/keras.h"
 #include "api/keras_model_config.h"
 #include "core/error.h"
 #include "finite_differences.h"
+#include "keras_api_fixtures.h"
 #include "model_from_yaml.h"
 
 namespace ddp {
@@ -130,6 +132,29 @@ TEST(DilatedConvolution, ConfigRefusals) {
   EXPECT_NE(build_error(Shape{5, 1}, "{type: conv1d, filters: 2, kernel_size: 3, dilation_rate: 3}")
                 .find("model.layers.0"),
             std::string::npos);  // a span of 7 steps does not fit 5 with padding valid
+}
+
+// The C++ API's keras::Conv1D and keras::Conv2D take dilation_rate, Conv1D padding "causal".
+TEST(DilatedConvolution, InTheCppApi) {
+  keras::Sequential model(
+      {keras::Conv1D(3, 2, 1, "relu", "causal", true, 3), keras::Reshape({3, 4, 3}),
+       keras::Conv2D(2, 2, "linear", "same", true, 2)},
+      {12, 4});
+  model.build(world_of_one());
+  EXPECT_NE(model.summary().find("(None, 12, 3)"), std::string::npos) << model.summary();
+  EXPECT_NE(model.summary().find("(None, 3, 4, 2)"), std::string::npos) << model.summary();
+  const Config config = model_config(
+      Shape{12, 4},
+      "{type: conv1d, filters: 3, kernel_size: 2, activation: relu, padding: causal, "
+      "dilation_rate: 3}, {type: reshape, target_shape: [3, 4, 3]}, {type: conv2d, filters: 2, "
+      "kernel_size: 2, padding: same, dilation_rate: 2}");
+  auto backend = make_cpu_backend();
+  auto built = build_sequential(*backend, Shape{12, 4}, config.layers);
+  const std::vector<float> x = random_vector(2 * 48, 4);
+  const std::vector<float> weights = values_of(model.get_weights_in_own_layout());
+  std::ranges::copy(weights, built->params().begin());
+  const float* y = built->predict(x.data(), 2);
+  EXPECT_EQ(model.predict({{12, 4}, x, {}}), std::vector<float>(y, y + 2 * 24));
 }
 
 // Keras' dilation_rate and padding "causal" both ways.
