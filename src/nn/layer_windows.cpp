@@ -6,6 +6,11 @@
 #include "nn/conv2d_transpose.h"
 
 namespace ddp {
+namespace {
+// Note [dilated convolution]: a dilated window is named by its span, and said to be dilated.
+std::string dilated(const Window2d& w) { return w.dilated() ? " (dilated)" : ""; }
+}  // namespace
+
 void require_image_or_steps(const LayerSpec& spec, const Shape& shape, bool one_row) {
   if (shape.rank() != (one_row ? 2u : 3u))
     throw ConfigError(spec.path + ": " + spec.type + " needs an input of " +
@@ -25,8 +30,8 @@ Window2d image_window(const LayerSpec& spec, const Shape& shape, bool global) {
       Window2d::make(shape[0], shape[1], shape[2], spec.window[0], spec.window[1], spec.strides[0],
                      spec.strides[1], spec.same_padding, spec.dilation[0], spec.dilation[1]);
   if (w.out_h <= 0 || w.out_w <= 0)
-    throw ConfigError(spec.path + ": a " + std::to_string(spec.window[0]) + "x" +
-                      std::to_string(spec.window[1]) + " window does not fit the " +
+    throw ConfigError(spec.path + ": a " + std::to_string(w.span_h()) + "x" +
+                      std::to_string(w.span_w()) + " window" + dilated(w) + " does not fit the " +
                       std::to_string(shape[0]) + "x" + std::to_string(shape[1]) +
                       " input with padding valid (the output would be empty); use a smaller " +
                       "window or padding: same");
@@ -44,7 +49,7 @@ Window2d steps_window(const LayerSpec& spec, const Shape& shape) {
                            spec.same_padding, 1, spec.dilation[1]);
   if (w.out_w <= 0)
     throw ConfigError(spec.path + ": a " + (spec.type == "conv1d" ? "kernel" : "pool") + " of " +
-                      std::to_string(spec.window[1]) + " does not fit the " +
+                      std::to_string(w.span_w()) + dilated(w) + " does not fit the " +
                       std::to_string(shape[0]) +
                       " steps with padding valid (the output would be empty); use a smaller " +
                       "kernel or padding: same");

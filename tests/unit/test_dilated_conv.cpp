@@ -129,9 +129,14 @@ TEST(DilatedConvolution, ConfigRefusals) {
       build_error(Shape{8, 8, 1}, "{type: conv2d, filters: 2, kernel_size: 3, dilation_rate: 0}")
           .find("model.layers.0.dilation_rate"),
       std::string::npos);
-  EXPECT_NE(build_error(Shape{5, 1}, "{type: conv1d, filters: 2, kernel_size: 3, dilation_rate: 3}")
-                .find("model.layers.0"),
-            std::string::npos);  // a span of 7 steps does not fit 5 with padding valid
+  EXPECT_EQ(
+      build_error(Shape{5, 1}, "{type: conv1d, filters: 2, kernel_size: 3, dilation_rate: 3}"),
+      "c.yaml: model.layers.0: a kernel of 7 (dilated) does not fit the 5 steps with padding "
+      "valid (the output would be empty); use a smaller kernel or padding: same");
+  EXPECT_EQ(build_error(Shape{4, 9, 1},
+                        "{type: conv2d, filters: 2, kernel_size: 3, dilation_rate: [2, 1]}"),
+            "c.yaml: model.layers.0: a 5x3 window (dilated) does not fit the 4x9 input with "
+            "padding valid (the output would be empty); use a smaller window or padding: same");
 }
 
 // The C++ API's keras::Conv1D and keras::Conv2D take dilation_rate, Conv1D padding "causal".
