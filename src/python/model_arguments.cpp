@@ -30,33 +30,56 @@ std::vector<int64_t> sample_shape(const py::handle& shape, const std::string& wh
   return out;
 }
 
+// One item of a list of layers given to the module: a layer of ddp_trainer's, or Keras' layer
+// object; none for a keras.Input, whose shape (or a Keras layer's input_shape) goes to
+// keras_input.
+std::optional<keras::Spec> layer_spec(const py::handle& item, const std::string& where,
+                                      std::vector<int64_t>& keras_input) {
+  if (py::isinstance<keras::Spec>(item)) return item.cast<keras::Spec>();
+  if (py::type::of(item).attr("__name__").cast<std::string>() == "KerasTensor") {
+    keras_input = sample_shape(item.attr("shape"), where);  // keras.Input(shape=...)
+    return std::nullopt;
+  }
+  if (!py::hasattr(item, "get_config"))
+    throw ConfigError(where + ": a layer of ddp_trainer's or Keras', not " +
+                      py::repr(item).cast<std::string>());
+  keras::KerasLayer layer =
+      of_keras_object(py::reinterpret_borrow<py::object>(item), where,
+                      [&where](const nlohmann::json& j) { return keras::keras_layer(j, where); });
+  if (!layer.input_shape.empty()) keras_input = std::move(layer.input_shape);
+  // Keras 3 keeps a layer's input_shape= argument here, outside its config.
+  if (py::hasattr(item, "_input_shape_arg") && !item.attr("_input_shape_arg").is_none())
+    keras_input =
+        sample_shape(py::make_tuple(py::none()) + py::tuple(item.attr("_input_shape_arg")), where);
+  return layer.spec;
+}
+
+// A residual block's `layers` or `shortcut` (Note [residual blocks]): layers alone.
+std::vector<keras::Spec> block_layers(const py::iterable& layers, const std::string& what) {
+  std::vector<keras::Spec> out;
+  std::vector<int64_t> input;
+  size_t k = 0;
+  for (const py::handle item : layers) {
+    const std::string where = "Residual: " + what + "[" + std::to_string(k++) + "]";
+    std::optional<keras::Spec> spec = layer_spec(item, where, input);
+    if (!input.empty())
+      throw ConfigError(where + ": an input shape belongs to the model's first layer, not to a " +
+                        "residual block's");
+    if (spec) out.push_back(std::move(*spec));  // Keras' InputLayer: none
+  }
+  return out;
+}
+
 }  // namespace
 
 ModelArguments model_arguments(const py::iterable& layers, std::vector<int64_t> input_shape) {
   ModelArguments out;
   std::vector<int64_t> keras_input;  // as Keras' objects give it
   size_t k = 0;
-  for (const py::handle item : layers) {
-    const std::string where = "Sequential: layers[" + std::to_string(k++) + "]";
-    if (py::isinstance<keras::Spec>(item)) {
-      out.layers.push_back(item.cast<keras::Spec>());
-    } else if (py::type::of(item).attr("__name__").cast<std::string>() == "KerasTensor") {
-      keras_input = sample_shape(item.attr("shape"), where);  // keras.Input(shape=...)
-    } else if (py::hasattr(item, "get_config")) {
-      keras::KerasLayer layer = of_keras_object(
-          py::reinterpret_borrow<py::object>(item), where,
-          [&where](const nlohmann::json& j) { return keras::keras_layer(j, where); });
-      if (layer.spec) out.layers.push_back(std::move(*layer.spec));
-      if (!layer.input_shape.empty()) keras_input = std::move(layer.input_shape);
-      // Keras 3 keeps a layer's input_shape= argument here, outside its config.
-      if (py::hasattr(item, "_input_shape_arg") && !item.attr("_input_shape_arg").is_none())
-        keras_input = sample_shape(
-            py::make_tuple(py::none()) + py::tuple(item.attr("_input_shape_arg")), where);
-    } else {
-      throw ConfigError(where + ": a layer of ddp_trainer's or Keras', not " +
-                        py::repr(item).cast<std::string>());
-    }
-  }
+  for (const py::handle item : layers)
+    if (std::optional<keras::Spec> spec =
+            layer_spec(item, "Sequential: layers[" + std::to_string(k++) + "]", keras_input))
+      out.layers.push_back(std::move(*spec));
   if (!input_shape.empty() && !keras_input.empty() && input_shape != keras_input)
     throw ConfigError("Sequential: input_shape " + Shape(input_shape).str() +
                       ", and the Keras input's shape is " + Shape(keras_input).str());
@@ -281,12 +304,12 @@ void define_layers(py::module_& m) {
   m.def("TimeDistributed", &keras::TimeDistributed, py::arg("layer"));
   m.def(
       "Residual",
-      [](const std::vector<keras::Spec>& layers, const std::vector<keras::Spec>& shortcut,
-         bool trainable) {
-        return trained_or_frozen(keras::Residual(layers, shortcut), trainable);
+      [](const py::iterable& layers, const py::iterable& shortcut, bool trainable) {
+        return trained_or_frozen(
+            keras::Residual(block_layers(layers, "layers"), block_layers(shortcut, "shortcut")),
+            trainable);
       },
-      py::arg("layers"), py::arg("shortcut") = std::vector<keras::Spec>{},
-      py::arg("trainable") = true);
+      py::arg("layers"), py::arg("shortcut") = py::list(), py::arg("trainable") = true);
   m.def("Flatten", &keras::Flatten);
   m.def("Reshape", &keras::Reshape, py::arg("target_shape"));
   m.def("Rescaling", &keras::Rescaling, py::arg("scale"), py::arg("offset") = 0.0);

@@ -338,4 +338,5 @@ def errors():
     case(lambda: model.fit(x, y, verbose=False, callbacks=[HalvingSchedule(0)],
                            set=["optimizer.schedule.type=cosine"]))
     case(lambda: setattr(model.optimizer, "learning_rate", -0.5))
+    case(lambda: ddp.Residual([ddp.Dense(4), 42]))
     print(json.dumps(cases))

@@ -149,6 +149,7 @@ class Scenarios:
                             "schedule's; a callback sets it only under a constant schedule (Keras "
                             "refuses to set a LearningRateSchedule's rate too)"],
             ["ConfigError", "Sequential: optimizer.learning_rate: must be > 0, got -0.5"],
+            ["ConfigError", "Residual: layers[1]: a layer of ddp_trainer's or Keras', not 42"],
         ]
         assert len(cases) == len(want), cases
         for (kind, message), (want_kind, want_message) in zip(cases, want):

@@ -189,7 +189,8 @@ def dilated_convolution_checks(ddp, keras, np, rng, check, gap):
     padding over images, and Conv1D with padding "causal", dilated 2 and 4, over steps: from the
     same weights, 30 steps of SGD with momentum train the same weights as Keras' do; each side's
     .keras file loaded by the other predicts the same; ddp.Conv1D(..., padding="causal",
-    dilation_rate=...) predicts as Keras' layer with its weights."""
+    dilation_rate=...) predicts as Keras' layer with its weights; ddp.Residual takes Keras' layer
+    objects as it takes the module's own."""
     L = keras.layers
     images = rng.random((500, 9, 9, 2)).astype(np.float32)
     dilated = keras.Sequential([keras.Input((9, 9, 2)),
@@ -208,6 +209,21 @@ def dilated_convolution_checks(ddp, keras, np, rng, check, gap):
                            [(dilated, images, images[:, 1:8, 1:8, :1], "Conv2D, dilated"),
                             (causal, steps, steps[:, :, :1].cumsum(axis=1) / 10,
                              "Conv1D, causal and dilated")])
+    # Keras' layer objects inside ddp.Residual: the same block as of the module's own layers.
+    x = rng.random((3, 5, 5, 2)).astype(np.float32)
+    blocks = [ddp.Sequential([ddp.Residual(layers, shortcut=[shortcut])], input_shape=[5, 5, 2])
+              for layers, shortcut in (
+                  ([L.Conv2D(4, 3, padding="same", dilation_rate=2, activation="relu"),
+                    L.BatchNormalization()], L.Conv2D(4, 1, use_bias=False)),
+                  ([ddp.Conv2D(4, 3, "relu", padding="same", dilation_rate=2),
+                    ddp.BatchNormalization()], ddp.Conv2D(4, 1, use_bias=False)))]
+    for block in blocks:
+        block.build()
+    blocks[0].set_weights(blocks[1].get_weights())
+    same = np.array_equal(blocks[0].predict(x), blocks[1].predict(x))
+    check("ddp.Residual of Keras' layer objects", same and
+          list(blocks[0].get_weights()) == list(blocks[1].get_weights()),
+          f"the same weights' names as of ddp's layers, predictions equal: {same}")
     predicts_alike(ddp, np, check, "ddp.Conv1D(3, 2, padding='causal', dilation_rate=3)",
                    ddp.Conv1D(3, 2, padding="causal", dilation_rate=3),
                    L.Conv1D(3, 2, padding="causal", dilation_rate=3),
