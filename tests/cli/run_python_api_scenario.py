@@ -159,17 +159,23 @@ class Scenarios:
         assert "training.allreduce" in cases[3][1], cases[3][1]
         assert "/nonexistent/w.safetensors" in cases[5][1], cases[5][1]
 
-    def transformer_layers(self):
-        out = os.path.join(self.tmp, "transformer")
-        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--transformer", out],
-                 "the transformer under mpiexec -n 2")
+    def fitted_and_reloaded(self, flag, what):
+        """The two ranks' records of python_api_text.fit_and_round_trip under mpiexec -n 2: the
+        same losses, the safetensors reloaded into another model; rank 0's record."""
+        out = os.path.join(self.tmp, flag)
+        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, f"--{flag}", out],
+                 f"{what} under mpiexec -n 2")
         a, b = (json.load(open(f"{out}.{r}")) for r in range(2))
         assert a["loss"] == b["loss"], "the ranks' histories differ"
+        assert a["reloaded_same"] and a["before_differs"], a
+        return a
+
+    def transformer_layers(self):
+        a = self.fitted_and_reloaded("transformer", "the transformer")
         assert a["loss"][-1] < a["loss"][0], a["loss"]
         assert a["shapes"]["layers.1.weight"] == [6, 8], a["shapes"]
         assert a["shapes"]["layers.2.self_attn.in_proj_weight"] == [24, 8], a["shapes"]
         assert a["shapes"]["layers.2.linear1.weight"] == [16, 8], a["shapes"]
-        assert a["reloaded_same"] and a["before_differs"], a
         assert "model.layers.1: position_embedding is not written to Keras' configs" in \
             a["refusals"][0], a["refusals"]
         assert a["refusals"][1].startswith("position_embedding: Keras' weights files"), a["refusals"]
@@ -177,15 +183,10 @@ class Scenarios:
               "safetensors both ways, Keras' files refused naming the layer")
 
     def residual_blocks(self):
-        out = os.path.join(self.tmp, "resnet")
-        self.run([self.a.mpiexec, "-n", "2", sys.executable, __file__, "--resnet", out],
-                 "residual blocks under mpiexec -n 2")
-        a, b = (json.load(open(f"{out}.{r}")) for r in range(2))
-        assert a["loss"] == b["loss"], "the ranks' histories differ"
+        a = self.fitted_and_reloaded("resnet", "residual blocks")
         assert a["loss"][-1] < 0.8 * a["loss"][0], a["loss"]
         assert a["shapes"]["layers.1.layers.1.running_var"] == [8], a["shapes"]
         assert a["shapes"]["layers.2.shortcut.0.weight"] == [16, 8, 1, 1], a["shapes"]
-        assert a["reloaded_same"] and a["before_differs"], a
         assert "model.layers.1: a residual block is not written to Keras' configs" in \
             a["refusals"][0], a["refusals"]
         assert a["refusals"][1].startswith("residual: Keras' weights files"), a["refusals"]
