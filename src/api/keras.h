@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/keras_functional.h"
 #include "api/keras_layers.h"
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
@@ -279,6 +280,10 @@ class Sequential {
   // Each layer's type, as the config names it (dense, conv2d, batch_normalization, ...; a
   // bidirectional recurrent layer's with bidirectional_ before it: its Keras variables differ).
   std::vector<std::string> layer_types() const;
+  // The layers with parameters, blocks' layers among them, in the order of Keras' model.layers
+  // for the model keras_config describes (Note [Keras functional models]): the order of Keras'
+  // weights files and optimizer variables.
+  std::vector<KerasLayerRef> keras_layers() const;
   // Keras 3's config.json of this model (Note [Keras model config]), from which
   // keras.models.load_model rebuilds it; after a fit (before: ConfigError naming save()), this
   // rank alone.

@@ -1,11 +1,13 @@
 #include "api/keras_model_config.h"
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "api/keras_augment_config.h"
+#include "api/keras_functional.h"
 #include "api/keras_global_poolings.h"
 #include "api/keras_recurrent_config.h"
 #include "core/error.h"
@@ -135,9 +137,6 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["negative_slope"] = s.negative_slope;
     return {"LeakyReLU", c};
   }
-  if (s.type == "residual")  // Note [residual blocks]: a functional model's, not a Sequential's
-    throw ConfigError(s.path + ": a residual block is not written to Keras' configs (a Keras " +
-                      "Sequential has no skip connections); save its weights as safetensors");
   if (s.type == "transformer_encoder" || s.type == "position_embedding")  // KerasHub's
     throw ConfigError(s.path + ": " + s.type + " is not written to Keras' configs (KerasHub's " +
                       "layers are not read or written); save its weights as safetensors");
@@ -164,39 +163,107 @@ json keras_model_config(const std::vector<LayerSpec>& layers, const Shape& input
                         const std::optional<AugmentLayers>& augment) {
   json batch_shape = json::array({nullptr});
   for (const int64_t d : input.dims()) batch_shape.push_back(d);
-  json keras_layers = json::array();
-  keras_layers.push_back(
-      keras_object("keras.layers", "InputLayer",
-                   {{"batch_shape", batch_shape}, {"dtype", "float32"}, {"name", "input_layer"}}));
-  std::map<std::string, int> seen;
-  const auto add = [&](const std::string& class_name, json config) {
-    const std::string name = snake_case(class_name);
-    const int earlier = seen[name]++;
-    config["name"] = earlier ? name + "_" + std::to_string(earlier) : name;
-    config["dtype"] = "float32";
-    keras_layers.push_back(keras_object("keras.layers", class_name, std::move(config)));
-  };
-  for (size_t k = 0; k <= layers.size(); ++k) {
-    if (augment && k == augment->after)
-      for (auto& [class_name, config] : keras_random_layers(*augment))
-        add(class_name, std::move(config));
-    if (k == layers.size()) break;
+  // Each layer's Keras class and settings (blocks' layers in the order they are called), the
+  // model's spec where it has one (not the random layers), and the model as a tree of them.
+  std::vector<std::pair<std::string, json>> leaves;
+  std::vector<const LayerSpec*> specs;
+  bool blocks = false;
+  const std::function<LayerTree(const LayerSpec&)> tree = [&](const LayerSpec& spec) {
+    LayerTree item{leaves.size()};
+    if (spec.type == "residual") {
+      blocks = item.block = true;
+      leaves.emplace_back("Add", json::object({{"trainable", true}}));
+      specs.push_back(nullptr);
+      for (const LayerSpec& inner : spec.block) item.layers.push_back(tree(inner));
+      for (const LayerSpec& inner : spec.shortcut) item.shortcut.push_back(tree(inner));
+      return item;
+    }
     // Keras saves an activation by name, and has none for GELU's tanh form (its
     // gelu(x, approximate=True) is a function call).
-    if (layers[k].activation == "gelu_tanh" || layers[k].type == "gelu_tanh")
-      throw ConfigError(layers[k].path +
+    if (spec.activation == "gelu_tanh" || spec.type == "gelu_tanh")
+      throw ConfigError(spec.path +
                         ": gelu_tanh has no name in Keras' configs; save the weights "
                         "(save_weights, safetensors) instead");
-    auto [class_name, config] = keras_layer(layers[k]);
+    auto [class_name, config] = keras_layer(spec);
     // Keras' spatial dropouts take no `trainable` (their __init__ would refuse it).
-    if (!layers[k].type.starts_with("spatial_dropout")) config["trainable"] = layers[k].trainable;
-    add(class_name, std::move(config));
+    if (!spec.type.starts_with("spatial_dropout")) config["trainable"] = spec.trainable;
+    leaves.emplace_back(class_name, std::move(config));
+    specs.push_back(&spec);
+    return item;
+  };
+  std::vector<LayerTree> model;
+  for (size_t k = 0; k <= layers.size(); ++k) {
+    if (augment && k == augment->after)
+      for (auto& [class_name, config] : keras_random_layers(*augment)) {
+        model.push_back({leaves.size()});
+        leaves.emplace_back(class_name, std::move(config));
+        specs.push_back(nullptr);
+      }
+    if (k < layers.size()) model.push_back(tree(layers[k]));
   }
-  json model = keras_object(
-      "keras", "Sequential",
-      {{"name", "sequential"}, {"trainable", true}, {"layers", std::move(keras_layers)}});
-  model["build_config"] = {{"input_shape", batch_shape}};
-  return model;
+  // Keras' automatic names, in its order of the layers (Note [Keras functional models]).
+  const FunctionalGraph graph = functional_graph(model);
+  const std::vector<size_t> order = keras_layer_order(graph);
+  std::vector<std::string> names(graph.nodes.size());
+  std::map<std::string, int> seen;
+  for (const size_t node : order) {
+    const std::string name =
+        node == graph.input ? "input_layer" : snake_case(leaves[graph.nodes[node].leaf].first);
+    const int earlier = seen[name]++;
+    names[node] = earlier ? name + "_" + std::to_string(earlier) : name;
+  }
+  // Each node's output, as a Keras tensor: its shape (a block's: its layers') and its layer.
+  std::map<const LayerSpec*, Shape> shapes;
+  if (blocks) shapes = layer_output_shapes(input, layers);
+  std::vector<json> tensors(graph.nodes.size());
+  for (size_t node = 0; blocks && node < graph.nodes.size(); ++node) {
+    const FunctionalGraph::Node& n = graph.nodes[node];
+    json shape = node == graph.input ? batch_shape : tensors[n.inputs[0]]["config"]["shape"];
+    if (node != graph.input && specs[n.leaf]) {
+      shape = json::array({nullptr});
+      for (const int64_t d : shapes[specs[n.leaf]].dims()) shape.push_back(d);
+    }
+    tensors[node] = {{"class_name", "__keras_tensor__"},
+                     {"config",
+                      {{"shape", shape},
+                       {"dtype", "float32"},
+                       {"keras_history", json::array({names[node], 0, 0})}}}};
+  }
+  json keras_layers = json::array();
+  for (const size_t node : order) {
+    const FunctionalGraph::Node& n = graph.nodes[node];
+    json layer = node == graph.input
+                     ? keras_object("keras.layers", "InputLayer",
+                                    {{"batch_shape", batch_shape}, {"dtype", "float32"}})
+                     : keras_object("keras.layers", leaves[n.leaf].first, leaves[n.leaf].second);
+    layer["config"]["name"] = names[node];
+    layer["config"]["dtype"] = "float32";
+    if (blocks) {
+      layer["name"] = names[node];
+      json arguments = json::array();
+      for (const size_t in : n.inputs) arguments.push_back(tensors[in]);
+      if (n.inputs.size() > 1) arguments = json::array({arguments});  // Add's list
+      layer["inbound_nodes"] = json::array();
+      if (node != graph.input)
+        layer["inbound_nodes"].push_back({{"args", arguments}, {"kwargs", json::object()}});
+    }
+    keras_layers.push_back(std::move(layer));
+  }
+  if (!blocks) {
+    json sequential = keras_object(
+        "keras", "Sequential",
+        {{"name", "sequential"}, {"trainable", true}, {"layers", std::move(keras_layers)}});
+    sequential["build_config"] = {{"input_shape", batch_shape}};
+    return sequential;
+  }
+  json functional = keras_object("keras.src.models.functional", "Functional",
+                                 {{"name", "functional"},
+                                  {"trainable", true},
+                                  {"layers", std::move(keras_layers)},
+                                  {"input_layers", json::array({"input_layer", 0, 0})},
+                                  {"output_layers", json::array({names[graph.output], 0, 0})}});
+  functional["build_config"] = {{"input_shape", batch_shape}};
+  return functional;
 }
 
 }  // namespace ddp::keras

@@ -7,7 +7,9 @@
 // (dense, dense_1, ...). Keras fills in the settings left out with its defaults, which are the
 // ones ddp-trainer's layers have (glorot/zeros initializers only matter before training).
 // And back: a Keras Sequential's config (and its compile_config) as the API's Specs, where each
-// layer is one ddp-trainer has with settings it trains by; anything else is refused by name.
+// layer is one ddp-trainer has with settings it trains by; anything else is refused by name. A
+// model with residual blocks is a Keras functional model both ways (Note [Keras functional
+// models]).
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "api/keras.h"
+#include "api/keras_functional.h"
 
 #include "core/shape.h"
 #include "nn/model_builder.h"
@@ -45,11 +48,18 @@ struct KerasModel {
   std::optional<Spec> optimizer;  // with compile_config, when it has one ddp-trainer has
   std::optional<Spec> loss;
   std::vector<std::string> metrics;
+  // Its layers with parameters in the order of Keras' model.layers (Note [Keras functional
+  // models]), which its weights file names and orders them by.
+  std::vector<KerasLayerRef> keras_layers;
 };
 // `config`: config.json's object; `compile`: whether to read its compile_config too. Throws
 // ConfigError "<origin>: config.json: layers[k] (Class): ..." for what ddp-trainer cannot train.
 KerasModel keras_model_from_config(const nlohmann::json& config, const std::string& origin,
                                    bool compile);
+// A Functional model's input shape and layers, into `model` (Note [Keras functional models]);
+// `where` names the config in errors.
+void read_functional_layers(const nlohmann::json& config, const std::string& where,
+                            KerasModel& model);
 
 // A Keras optimizer's description (compile_config's "optimizer": its name, or {"class_name",
 // "config": get_config()}) as the API's Spec, when it is one ddp-trainer has with settings it

@@ -201,18 +201,27 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
   const std::string where = origin + ": config.json";
   KerasModel model;
   try {
-    if (config.value("class_name", "") != "Sequential")
-      throw ConfigError(where + ": a " + config.value("class_name", std::string("?")) +
-                        " model; ddp-trainer trains Sequential models");
-    const json& layers = config.at("config").at("layers");
-    if (!config["config"].value("trainable", true))
+    const std::string class_name = config.value("class_name", std::string("?"));
+    if (class_name != "Sequential" && class_name != "Functional")
+      throw ConfigError(where + ": a " + class_name +
+                        " model; ddp-trainer trains Sequential models and functional ones of " +
+                        "residual blocks");
+    if (!config.at("config").value("trainable", true))
       throw ConfigError(where +
                         ": the model is frozen (trainable: false): nothing in it is left to "
                         "train; set trainable on its layers instead");
-    for (size_t k = 0; k < layers.size(); ++k) {
-      KerasLayer layer = keras_layer(layers[k], where + ": layers[" + std::to_string(k) + "]");
-      if (layer.spec) model.layers.push_back(std::move(*layer.spec));
-      if (!layer.input_shape.empty()) model.input_shape = std::move(layer.input_shape);
+    if (class_name == "Functional") {
+      read_functional_layers(config, where, model);
+    } else {
+      const json& layers = config["config"].at("layers");
+      YAML::Node specs(YAML::NodeType::Sequence);
+      for (size_t k = 0; k < layers.size(); ++k) {
+        KerasLayer layer = keras_layer(layers[k], where + ": layers[" + std::to_string(k) + "]");
+        if (layer.spec) specs.push_back(layer.spec->node);
+        if (layer.spec) model.layers.push_back(std::move(*layer.spec));
+        if (!layer.input_shape.empty()) model.input_shape = std::move(layer.input_shape);
+      }
+      model.keras_layers = keras_layer_refs(specs);
     }
     if (model.input_shape.empty()) {  // no InputLayer: the shape the model was built with
       const json& built = config.value("build_config", json::object());

@@ -244,12 +244,11 @@ void Sequential::save_weights(const std::string& path, const WeightsWriter& writ
 
 std::vector<std::string> Sequential::layer_types() const {
   std::vector<std::string> types;
-  for (const YAML::Node& layer : model_["layers"]) {
-    const auto flag = [&layer](const char* key) { return layer[key] && layer[key].as<bool>(); };
-    types.push_back(std::string(flag("bidirectional") ? "bidirectional_" : "") +
-                    (flag("time_distributed") ? "time_distributed_" : "") +
-                    layer["type"].as<std::string>());
-  }
+  for (const YAML::Node& layer : model_["layers"]) types.push_back(leaf_layer(layer).type);
   return types;
+}
+
+std::vector<KerasLayerRef> Sequential::keras_layers() const {
+  return keras_layer_refs(model_["layers"]);
 }
 }  // namespace ddp::keras

@@ -186,6 +186,7 @@ struct Built {
   uint64_t budget = memory_limit_bytes() / 16;
   uint64_t parameters = 0;
   const LayerSpec* masking = nullptr;  // the layer whose padding mask is still passed on
+  std::map<const LayerSpec*, Shape>* output_shapes = nullptr;  // where asked, each layer's
 };
 
 std::unique_ptr<Layer> residual_block(const LayerSpec& spec, const Shape& input, Built& built);
@@ -326,6 +327,7 @@ Shape append_layers(std::vector<std::unique_ptr<Layer>>& layers, Shape shape,
     if (!spec.trainable) layers.back()->freeze();
     layers.back()->penalize_weight(spec.l1, spec.l2);  // Note [weight penalty]
     shape = layers.back()->output_shape();
+    if (built.output_shapes) built.output_shapes->emplace(&spec, shape);
     if (split && spec.activation == "softmax")
       layers.push_back(std::make_unique<Softmax>(shape));
     else if (leaky)
@@ -364,6 +366,16 @@ std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shap
   if (const LayerSpec* masking = built.masking)
     model->set_output_mask_origin(masking->path + (masking->type == "masking" ? "" : ".mask_zero"));
   return model;
+}
+
+std::map<const LayerSpec*, Shape> layer_output_shapes(const Shape& input,
+                                                      const std::vector<LayerSpec>& specs) {
+  std::map<const LayerSpec*, Shape> shapes;
+  std::vector<std::unique_ptr<Layer>> layers;
+  Built built;
+  built.output_shapes = &shapes;
+  append_layers(layers, input, specs, /*top=*/true, built);
+  return shapes;
 }
 
 }  // namespace ddp

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,5 +87,10 @@ bool has_parameters(const std::string& type);
 // Throws ConfigError naming the layer's key path when a layer cannot follow its input.
 std::unique_ptr<Sequential> build_sequential(ComputeBackend& backend, const Shape& input,
                                              const std::vector<LayerSpec>& specs);
+
+// Each layer's output shape, blocks' layers included (Keras' functional configs write them); the
+// layers are built and dropped. Throws as build_sequential does.
+std::map<const LayerSpec*, Shape> layer_output_shapes(const Shape& input,
+                                                      const std::vector<LayerSpec>& specs);
 
 }  // namespace ddp

@@ -51,12 +51,12 @@ struct SlotVariable {
   float sign;        // Keras' slot = sign x ddp-trainer's
 };
 
-// The slots of `slots` in the order Keras keeps them, for a model whose layers are `layer_types`:
+// The slots of `slots` in the order Keras keeps them, for a model whose layers are `model_layers`:
 // the weights' averages first where the optimizer keeps them (Note [weight average]: Keras'
 // use_ema builds them before the optimizer's own slots), as they are.
 std::vector<SlotVariable> slot_order(const keras::OptimizerSlots& slots,
                                      const KerasSlotLayout& layout,
-                                     const std::vector<std::string>& layer_types) {
+                                     const KerasLayers& model_layers) {
   std::vector<std::pair<size_t, const char*>> buffers;  // in Keras' order of slots
   std::optional<size_t> averages;
   for (size_t b = 0; b < slots.buffers.size(); ++b)
@@ -68,7 +68,8 @@ std::vector<SlotVariable> slot_order(const keras::OptimizerSlots& slots,
     throw std::logic_error(slots.optimizer + ": a state buffer Keras has no slot for");
   if (slots.buffers.empty()) return {};
   const std::vector<NamedTensor>& tensors = slots.buffers.front().second;
-  const std::vector<KerasTrainedVariable> variables = keras_trained_variables(layer_types, tensors);
+  const std::vector<KerasTrainedVariable> variables =
+      keras_trained_variables(model_layers, tensors);
   std::vector<SlotVariable> out;
   const auto add = [&](size_t index, const char* slot, float sign, const KerasTrainedVariable& v) {
     const std::vector<NamedTensor>& held = slots.buffers[index].second;
@@ -101,8 +102,7 @@ std::vector<int64_t> keras_shape(const Shape& ours, const std::vector<int>& to_k
 }  // namespace
 
 void add_keras_optimizer_vars(const py::object& file, const keras::OptimizerSlots& slots,
-                              const std::string& keras_name,
-                              const std::vector<std::string>& layer_types) {
+                              const std::string& keras_name, const KerasLayers& model_layers) {
   const std::optional<KerasSlotLayout> layout = keras_slot_layout(slots.optimizer);
   if (!layout) throw std::logic_error(slots.optimizer + " has no Keras form");
   const py::module_ np = py::module_::import("numpy");
@@ -114,7 +114,7 @@ void add_keras_optimizer_vars(const py::object& file, const keras::OptimizerSlot
   };
   put(np.attr("int64")(slots.iterations));
   if (!std::isnan(slots.learning_rate)) put(np.attr("float32")(slots.learning_rate));
-  for (const SlotVariable& s : slot_order(slots, *layout, layer_types)) {
+  for (const SlotVariable& s : slot_order(slots, *layout, model_layers)) {
     NamedTensor tensor = slots.buffers[s.buffer].second[s.tensor];
     for (float& x : tensor.values) x *= s.sign;
     put(keras_array(tensor, s.layout));
@@ -123,9 +123,10 @@ void add_keras_optimizer_vars(const py::object& file, const keras::OptimizerSlot
     for (const double x : slots.scalars) put(np.attr("float32")(x));
 }
 
-std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(
-    const std::string& path, const std::string& bytes, const keras::OptimizerSlots& like,
-    const std::vector<std::string>& layer_types) {
+std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(const std::string& path,
+                                                               const std::string& bytes,
+                                                               const keras::OptimizerSlots& like,
+                                                               const KerasLayers& model_layers) {
   const std::optional<KerasSlotLayout> layout = keras_slot_layout(like.optimizer);
   if (!layout) return std::nullopt;
   const py::gil_scoped_acquire gil;
@@ -135,7 +136,7 @@ std::optional<keras::OptimizerSlots> read_keras_optimizer_vars(
     const py::object& file = opened.file;
     if (!file.attr("__contains__")("optimizer/vars").cast<bool>()) return std::nullopt;
     const py::object group = file["optimizer/vars"];
-    const std::vector<SlotVariable> order = slot_order(like, *layout, layer_types);
+    const std::vector<SlotVariable> order = slot_order(like, *layout, model_layers);
     const size_t stored = py::len(group);
     const auto dataset = [&](size_t i) {
       const std::string key = std::to_string(i);

@@ -81,27 +81,26 @@ std::string KerasGroup::vars(const Variable& v) const {
   return path.append("/vars");
 }
 
-std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types) {
+std::vector<KerasGroup> keras_groups(const KerasLayers& model_layers) {
   std::vector<KerasGroup> groups;
   std::map<std::string, int> seen;
-  for (const std::string& type : layer_types) {
-    if (type == "transformer_encoder" || type == "position_embedding" || type == "residual")
-      throw ConfigError(type + ": Keras' weights files have no layout for it (KerasHub's layers " +
-                        "and residual blocks are not read or written); save the weights as " +
-                        "safetensors");
-    const KerasLayer* layer = keras_layer(type);
+  for (const keras::KerasLayerRef& ref : model_layers) {
+    if (ref.type == "transformer_encoder" || ref.type == "position_embedding")
+      throw ConfigError(ref.type + ": Keras' weights files have no layout for it (KerasHub's " +
+                        "layers are not read or written); save the weights as safetensors");
+    const KerasLayer* layer = keras_layer(ref.type);
     if (!layer) continue;
     const int earlier = seen[layer->keras_name]++;
-    groups.push_back({groups.size(),
+    groups.push_back({ref.prefix,
                       "layers/" + std::string(layer->keras_name) +
                           (earlier ? "_" + std::to_string(earlier) : ""),
-                      layer, type});
+                      layer, ref.type});
   }
   return groups;
 }
 
-std::string variable_name(size_t k, const Variable& v) {
-  return "layers." + std::to_string(k) + "." + v.suffix;
+std::string variable_name(const std::string& prefix, const Variable& v) {
+  return prefix + "." + v.suffix;
 }
 
 }  // namespace ddp::python

@@ -35,20 +35,20 @@ struct KerasLayer {
 // The Keras variables of a layer type (Sequential::layer_types()' names), or null: none.
 const KerasLayer* keras_layer(const std::string& type);
 
-// Each layer with variables: its number k among them (get_weights()' "layers.<k>", Note
-// [parameter names]), its Keras group (Keras' names in order, _1, _2, ... for a class's later
-// layers), and its variables.
+// Each layer with variables: the start of its parameters' names (get_weights()' "layers.3" or
+// "layers.3.shortcut.0", Note [parameter names]), its Keras group (Keras' names in Keras' order of
+// the layers, _1, _2, ... for a class's later layers), and its variables.
 struct KerasGroup {
-  size_t k;
+  std::string prefix;
   std::string name;
   const KerasLayer* layer;
   std::string type;
   // The group of a variable's values.
   std::string vars(const Variable& v) const;
 };
-std::vector<KerasGroup> keras_groups(const std::vector<std::string>& layer_types);
+std::vector<KerasGroup> keras_groups(const KerasLayers& model_layers);
 
-// Layer k's variable v by its get_weights() name, "layers.<k>.<suffix>".
-std::string variable_name(size_t k, const Variable& v);
+// A layer's variable v by its get_weights() name, "<prefix>.<suffix>".
+std::string variable_name(const std::string& prefix, const Variable& v);
 
 }  // namespace ddp::python

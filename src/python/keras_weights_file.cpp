@@ -43,20 +43,20 @@ py::module_ h5py_for(const std::string& path) {
   }
 }
 
-// Layer k's (among those with variables) variables in Keras' order and layouts, from `weights`
-// in ddp-trainer's own layouts; `origin` names the weights in errors.
-
-bool has_variable(const std::vector<NamedTensor>& weights, size_t k, const Variable& v) {
-  const std::string name = variable_name(k, v);
+bool has_variable(const std::vector<NamedTensor>& weights, const std::string& prefix,
+                  const Variable& v) {
+  const std::string name = variable_name(prefix, v);
   return std::any_of(weights.begin(), weights.end(),
                      [&name](const NamedTensor& t) { return t.name == name; });
 }
 
-py::list keras_variables(const std::vector<NamedTensor>& weights, size_t k, const KerasLayer& layer,
-                         const std::string& origin) {
+// The variables of the layer whose parameters' names start with `prefix`, in Keras' order and
+// layouts, from `weights` in ddp-trainer's own layouts; `origin` names the weights in errors.
+py::list keras_variables(const std::vector<NamedTensor>& weights, const std::string& prefix,
+                         const KerasLayer& layer, const std::string& origin) {
   py::list out;
   for (const Variable& v : layer.variables) {
-    const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
+    const std::string name = variable_name(prefix, v);
     const auto t = std::find_if(weights.begin(), weights.end(),
                                 [&name](const NamedTensor& w) { return w.name == name; });
     if (t == weights.end() && v.optional) continue;
@@ -106,12 +106,12 @@ std::pair<Shape, std::vector<float>> from_keras_array(const py::handle& array,
           std::vector<float>(a.data(), a.data() + a.size())};
 }
 
-std::vector<KerasTrainedVariable> keras_trained_variables(
-    const std::vector<std::string>& layer_types, const std::vector<NamedTensor>& params) {
+std::vector<KerasTrainedVariable> keras_trained_variables(const KerasLayers& model_layers,
+                                                          const std::vector<NamedTensor>& params) {
   std::vector<KerasTrainedVariable> out;
-  for (const auto& [k, group_name, layer, type] : keras_groups(layer_types))
+  for (const auto& [prefix, group_name, layer, type] : keras_groups(model_layers))
     for (const Variable& v : layer->variables) {
-      const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
+      const std::string name = variable_name(prefix, v);
       if (std::any_of(params.begin(), params.end(),
                       [&name](const NamedTensor& t) { return t.name == name; }))
         out.push_back({name, v.layout});
@@ -120,26 +120,24 @@ std::vector<KerasTrainedVariable> keras_trained_variables(
 }
 
 py::list keras_layer_variables(const std::vector<NamedTensor>& weights,
-                               const std::vector<std::string>& layer_types) {
+                               const KerasLayers& model_layers) {
   py::list out;
-  size_t k = 0;
-  for (const std::string& type : layer_types) {
-    const KerasLayer* layer = keras_layer(type);
-    out.append(layer ? keras_variables(weights, k++, *layer, "Sequential: layers") : py::list());
+  for (const keras::KerasLayerRef& ref : model_layers) {
+    const KerasLayer* layer = keras_layer(ref.type);
+    out.append(layer ? keras_variables(weights, ref.prefix, *layer, "Sequential: layers")
+                     : py::list());
   }
   return out;
 }
 
 std::vector<NamedTensor> with_keras_layer_variables(std::vector<NamedTensor> weights,
-                                                    const std::vector<std::string>& layer_types,
-                                                    size_t index, const py::list& variables) {
+                                                    const KerasLayers& model_layers, size_t index,
+                                                    const py::list& variables) {
   const std::string where = "Sequential: layers[" + std::to_string(index) + "].set_weights";
-  const KerasLayer* layer = keras_layer(layer_types.at(index));
-  const size_t k = static_cast<size_t>(
-      std::count_if(layer_types.begin(), layer_types.begin() + static_cast<std::ptrdiff_t>(index),
-                    [](const std::string& type) { return keras_layer(type) != nullptr; }));
+  const std::string& prefix = model_layers.at(index).prefix;
+  const KerasLayer* layer = keras_layer(model_layers[index].type);
   const size_t given = py::len(variables);
-  const py::list current = layer ? keras_variables(weights, k, *layer, where) : py::list();
+  const py::list current = layer ? keras_variables(weights, prefix, *layer, where) : py::list();
   const size_t held = current.size();
   if (given != held)
     throw ConfigError(where + ": the layer has " + std::to_string(held) + " variables, " +
@@ -152,7 +150,7 @@ std::vector<NamedTensor> with_keras_layer_variables(std::vector<NamedTensor> wei
       throw ConfigError(where + ": variable " + std::to_string(i) + " has shape " +
                         py::repr(shape).cast<std::string>() + ", the layer's is " +
                         py::repr(expected).cast<std::string>());
-    const std::string name = "layers." + std::to_string(k) + "." + v.suffix;
+    const std::string name = variable_name(prefix, v);
     for (NamedTensor& t : weights)
       if (t.name == name) std::tie(t.shape, t.values) = from_keras_array(variables[i], v.layout);
   }
@@ -164,7 +162,7 @@ bool is_keras_weights_file(const std::string& path) {
 }
 
 std::string keras_weights_bytes(const std::string& path, const std::vector<NamedTensor>& weights,
-                                const std::vector<std::string>& layer_types,
+                                const KerasLayers& model_layers,
                                 const std::function<void(const py::object&)>& more) {
   const py::gil_scoped_acquire gil;
   const py::module_ h5py = h5py_for(path);
@@ -172,17 +170,17 @@ std::string keras_weights_bytes(const std::string& path, const std::vector<Named
   try {
     const py::object memory = py::module_::import("io").attr("BytesIO")();
     const py::object file = h5py.attr("File")(memory, "w");
-    for (const KerasGroup& g : keras_groups(layer_types)) {
+    for (const KerasGroup& g : keras_groups(model_layers)) {
       // As Keras: each layer's vars group named after the layer, each subgroup's as Keras names it.
       file.attr("create_group")(g.name + "/vars").attr("attrs")["name"] =
           g.name.substr(g.name.find('/') + 1);
       for (const auto& [below, name] : g.layer->subgroups)
         file.attr("create_group")(g.name + "/" + below + "/vars").attr("attrs")["name"] = name;
       std::map<std::string, int> written;  // per group
-      const py::list variables = keras_variables(weights, g.k, *g.layer, path);
+      const py::list variables = keras_variables(weights, g.prefix, *g.layer, path);
       size_t next = 0;
       for (const Variable& v : g.layer->variables) {
-        if (!has_variable(weights, g.k, v)) continue;  // an absent optional bias
+        if (!has_variable(weights, g.prefix, v)) continue;  // an absent optional bias
         const std::string vars = g.vars(v);
         file[py::str(vars)].attr("create_dataset")(std::to_string(written[vars]++),
                                                    "data"_a = variables[next++]);
@@ -198,16 +196,16 @@ std::string keras_weights_bytes(const std::string& path, const std::vector<Named
 }
 
 void write_keras_weights(const std::string& path, const std::vector<NamedTensor>& weights,
-                         const std::vector<std::string>& layer_types) {
-  const std::string bytes = keras_weights_bytes(path, weights, layer_types);
+                         const KerasLayers& model_layers) {
+  const std::string bytes = keras_weights_bytes(path, weights, model_layers);
   write_file_durably(path, std::as_bytes(std::span(bytes.data(), bytes.size())));
 }
 
 std::vector<NamedTensor> read_keras_weights(const std::string& path,
-                                            const std::vector<std::string>& layer_types) {
+                                            const KerasLayers& model_layers) {
   const std::vector<std::byte> raw = read_whole_file<CheckpointError>(path);
   return keras_weights_from_bytes(
-      path, std::string(reinterpret_cast<const char*>(raw.data()), raw.size()), layer_types);
+      path, std::string(reinterpret_cast<const char*>(raw.data()), raw.size()), model_layers);
 }
 
 OpenKerasWeights open_keras_weights(const std::string& path, const std::string& bytes) {
@@ -224,10 +222,10 @@ OpenKerasWeights open_keras_weights(const std::string& path, const std::string& 
 
 namespace {
 
-// Appends to `out` layer k's `variables`, Keras' datasets 0, 1, ... of the group `vars`; `where`
-// names the layer in errors.
+// Appends to `out` the `variables` of the layer whose names start with `prefix`, Keras' datasets
+// 0, 1, ... of the group `vars`; `where` names the layer in errors.
 void read_variables(const py::object& file, const py::module_& h5py, const std::string& vars,
-                    const std::string& where, size_t k,
+                    const std::string& where, const std::string& prefix,
                     const std::vector<const Variable*>& variables, std::vector<NamedTensor>& out) {
   if (!file.attr("__contains__")(vars).cast<bool>())
     throw CheckpointError(where + ": not in the file, whose layers are not this model's");
@@ -261,7 +259,7 @@ void read_variables(const py::object& file, const py::module_& h5py, const std::
                             std::to_string(dims) + " dimensions, not " +
                             std::to_string(to_keras.size()));
     auto [shape, values] = from_keras_array(dataset, v.layout);
-    out.push_back({variable_name(k, v), std::move(shape), std::move(values)});
+    out.push_back({variable_name(prefix, v), std::move(shape), std::move(values)});
   }
 }
 
@@ -280,7 +278,7 @@ bool holds_variables(const py::object& group) {
 }  // namespace
 
 std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const std::string& bytes,
-                                                  const std::vector<std::string>& layer_types) {
+                                                  const KerasLayers& model_layers) {
   const py::gil_scoped_acquire gil;
   const py::module_ h5py = h5py_for(path);
   std::vector<NamedTensor> out;
@@ -288,7 +286,7 @@ std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const
     const OpenKerasWeights opened = open_keras_weights(path, bytes);
     const py::object& file = opened.file;
     std::set<std::string> used;
-    for (const KerasGroup& g : keras_groups(layer_types)) {
+    for (const KerasGroup& g : keras_groups(model_layers)) {
       used.insert(g.name);
       // The layer's variables group by group (a Bidirectional's two cells), in Keras' order.
       std::vector<std::string> groups;
@@ -300,9 +298,9 @@ std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const
         for (const Variable& v : g.layer->variables)
           if (g.vars(v) == vars) variables.push_back(&v);
         read_variables(file, h5py, vars,
-                       path + ": " + g.name + " (layers." + std::to_string(g.k) + ", " + g.type +
-                           ")" + (groups.size() > 1 ? ": " + vars.substr(g.name.size() + 1) : ""),
-                       g.k, variables, out);
+                       path + ": " + g.name + " (" + g.prefix + ", " + g.type + ")" +
+                           (groups.size() > 1 ? ": " + vars.substr(g.name.size() + 1) : ""),
+                       g.prefix, variables, out);
       }
     }
     if (file.attr("__contains__")("layers").cast<bool>())

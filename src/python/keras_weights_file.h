@@ -25,6 +25,9 @@
 
 namespace ddp::python {
 
+// A model's layers in Keras' order (Sequential::keras_layers(), Note [Keras functional models]).
+using KerasLayers = std::vector<keras::KerasLayerRef>;
+
 // How ddp-trainer's layout of a variable becomes Keras': the axes in Keras' order (none: the same),
 // and an axis (of ours) of three gate blocks whose first two Keras orders the other way, or -1 (a
 // GRU's: PyTorch's r, z, n against Keras' z, r, h).
@@ -39,10 +42,10 @@ struct KerasTrainedVariable {
   std::string name;
   KerasLayout layout;
 };
-// Those of a model whose layers are `layer_types` and whose parameters are `params` (a bias
+// Those of a model whose layers are `model_layers` and whose parameters are `params` (a bias
 // left out is not there).
-std::vector<KerasTrainedVariable> keras_trained_variables(
-    const std::vector<std::string>& layer_types, const std::vector<NamedTensor>& params);
+std::vector<KerasTrainedVariable> keras_trained_variables(const KerasLayers& model_layers,
+                                                          const std::vector<NamedTensor>& params);
 // A tensor in ddp-trainer's layout as a NumPy array in Keras'.
 pybind11::array keras_array(const NamedTensor& tensor, const KerasLayout& layout);
 // The reverse, of an array of any real kind, in Keras' layout: ddp-trainer's shape and values.
@@ -55,19 +58,19 @@ bool is_keras_weights_file(const std::string& path);
 // Each layer's variables in Keras' order and layouts (empty for a layer without any), from
 // `weights` in ddp-trainer's own layouts (get_weights_in_own_layout()), as NumPy arrays.
 pybind11::list keras_layer_variables(const std::vector<NamedTensor>& weights,
-                                     const std::vector<std::string>& layer_types);
+                                     const KerasLayers& model_layers);
 
-// `weights` (own layouts) with the variables of the layer at `index` of `layer_types` replaced
+// `weights` (own layouts) with the variables of the layer at `index` of `model_layers` replaced
 // by `variables`, given in Keras' order and layouts (layer.set_weights); throws ConfigError
 // naming the layer where their number or dimensions are not the layer's.
 std::vector<NamedTensor> with_keras_layer_variables(std::vector<NamedTensor> weights,
-                                                    const std::vector<std::string>& layer_types,
-                                                    size_t index, const pybind11::list& variables);
+                                                    const KerasLayers& model_layers, size_t index,
+                                                    const pybind11::list& variables);
 
 // A Keras weights file's bytes, for `path` (named in errors; CheckpointError as below).
 // `more` adds to the file (an open h5py.File) before it is closed.
 std::string keras_weights_bytes(const std::string& path, const std::vector<NamedTensor>& weights,
-                                const std::vector<std::string>& layer_types,
+                                const KerasLayers& model_layers,
                                 const std::function<void(const pybind11::object&)>& more = {});
 
 // A Keras weights file's `bytes` as an open h5py.File (CheckpointError naming `path` where they
@@ -82,18 +85,18 @@ OpenKerasWeights open_keras_weights(const std::string& path, const std::string& 
 // A Python exception as one line: its class and message.
 std::string one_line(const pybind11::error_already_set& e);
 
-// Writes `weights` (get_weights()'s names and layouts) of a model whose layers are `layer_types`;
+// Writes `weights` (get_weights()'s names and layouts) of a model whose layers are `model_layers`;
 // throws CheckpointError naming the file (no h5py, say) or RuntimeError (an unwritable path).
 // Takes the GIL.
 void write_keras_weights(const std::string& path, const std::vector<NamedTensor>& weights,
-                         const std::vector<std::string>& layer_types);
+                         const KerasLayers& model_layers);
 
 // Reads a Keras weights file into get_weights()'s names and layouts for a model whose layers are
-// `layer_types`; throws CheckpointError naming the file and the group at fault. Takes the GIL.
+// `model_layers`; throws CheckpointError naming the file and the group at fault. Takes the GIL.
 std::vector<NamedTensor> read_keras_weights(const std::string& path,
-                                            const std::vector<std::string>& layer_types);
+                                            const KerasLayers& model_layers);
 // The same, of a Keras weights file's `bytes` (`path` names them in errors).
 std::vector<NamedTensor> keras_weights_from_bytes(const std::string& path, const std::string& bytes,
-                                                  const std::vector<std::string>& layer_types);
+                                                  const KerasLayers& model_layers);
 
 }  // namespace ddp::python

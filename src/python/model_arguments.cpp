@@ -356,9 +356,22 @@ void define_layer_methods(py::class_<keras::Sequential>& sequential) {
           },
           py::arg("layer"), "Keras' add: a layer (or keras.Input) after the others")
       .def("pop", &keras::Sequential::pop, "Keras' pop: the last layer removed")
-      // model.layers[i].trainable (keras_methods.cpp; Note [frozen layers]).
-      .def("_layer_trainable", &keras::Sequential::trainable)
-      .def("_set_layer_trainable", &keras::Sequential::set_trainable);
+      // model.layers[i].trainable (keras_methods.cpp; Note [frozen layers]): model.layers lists
+      // the layers in Keras' order, a residual block's among them (Note [Keras functional
+      // models]), which freeze with their block.
+      .def("_layer_trainable",
+           [](const keras::Sequential& self, size_t index) {
+             const std::vector<keras::KerasLayerRef> layers = self.keras_layers();
+             return self.trainable(index < layers.size() ? layers[index].top : index);
+           })
+      .def("_set_layer_trainable", [](keras::Sequential& self, size_t index, bool trainable) {
+        const std::vector<keras::KerasLayerRef> layers = self.keras_layers();
+        if (index < layers.size() && layers[index].inner)
+          throw ConfigError("Sequential: layers[" + std::to_string(index) +
+                            "].trainable: a residual block's layer or Add, frozen with the block " +
+                            "alone (ddp.Residual(..., trainable=False))");
+        self.set_trainable(index < layers.size() ? layers[index].top : index, trainable);
+      });
 }
 
 }  // namespace ddp::python

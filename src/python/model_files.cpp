@@ -38,12 +38,12 @@ void refuse_to_replace(keras::Runtime& rt, const std::string& path, const char* 
 // With `slots`, the optimizer's variables (Note [Keras optimizer state]) go with the weights,
 // in a group named `optimizer_name`.
 void write_keras_model(const std::string& path, const std::vector<NamedTensor>& weights,
-                       const std::vector<std::string>& layer_types, const std::string& config,
+                       const KerasLayers& model_layers, const std::string& config,
                        const std::optional<keras::OptimizerSlots>& slots,
                        const std::string& optimizer_name) {
   const std::string h5 =
-      keras_weights_bytes(path, weights, layer_types, [&](const py::object& file) {
-        if (slots) add_keras_optimizer_vars(file, *slots, optimizer_name, layer_types);
+      keras_weights_bytes(path, weights, model_layers, [&](const py::object& file) {
+        if (slots) add_keras_optimizer_vars(file, *slots, optimizer_name, model_layers);
       });
   const py::gil_scoped_acquire gil;
   std::string bytes;
@@ -115,7 +115,7 @@ keras::Sequential load_model(keras::Runtime& rt, const std::string& path, bool c
   if (described.optimizer)
     model.compile(*described.optimizer, *described.loss, std::move(described.metrics));
   const std::string weights_file = path + ": model.weights.h5";
-  const std::vector<std::string> types = model.layer_types();
+  const KerasLayers types = std::move(described.keras_layers);
   // Shared with the reader, which runs at the first fit where the model is not built here.
   const auto weights = std::make_shared<const std::string>(std::move(file.weights));
   model.load_weights(path, [types, weights_file, weights](const std::string&) {
@@ -157,9 +157,9 @@ void define_file_methods(py::module_& module, py::class_<keras::Sequential>& seq
             built(self);
             if (!is_keras_weights_file(path)) return self.save_weights(path);
             // Layers without a Keras layout are refused on every rank, before rank 0 writes.
-            keras_groups(self.layer_types());
+            keras_groups(self.keras_layers());
             self.save_weights(
-                path, [types = self.layer_types()](const std::string& p, const auto& weights) {
+                path, [types = self.keras_layers()](const std::string& p, const auto& weights) {
                   write_keras_weights(p, weights, types);
                 });
           },
@@ -170,7 +170,7 @@ void define_file_methods(py::module_& module, py::class_<keras::Sequential>& seq
           "load_weights",
           [](keras::Sequential& self, const std::string& path) {
             if (!is_keras_weights_file(path)) return self.load_weights(path);
-            self.load_weights(path, [types = self.layer_types()](const std::string& p) {
+            self.load_weights(path, [types = self.keras_layers()](const std::string& p) {
               return read_keras_weights(p, types);
             });
           },
@@ -180,12 +180,12 @@ void define_file_methods(py::module_& module, py::class_<keras::Sequential>& seq
       .def("_keras_layer_variables",
            [built](keras::Sequential& self) {
              return keras_layer_variables(built(self).get_weights_in_own_layout(),
-                                          self.layer_types());
+                                          self.keras_layers());
            })
       .def("_set_keras_layer_variables",
            [built](keras::Sequential& self, size_t index, const py::list& variables) {
              built(self).set_weights_in_own_layout(
-                 with_keras_layer_variables(self.get_weights_in_own_layout(), self.layer_types(),
+                 with_keras_layer_variables(self.get_weights_in_own_layout(), self.keras_layers(),
                                             index, variables),
                  "layers[" + std::to_string(index) + "].set_weights");
            })
@@ -208,7 +208,7 @@ void define_file_methods(py::module_& module, py::class_<keras::Sequential>& seq
             const std::string name =
                 compile.empty() ? "" : config["compile_config"]["optimizer"]["config"]["name"];
             self.save_weights(path, [&](const std::string& p, const auto& weights) {
-              write_keras_model(p, weights, self.layer_types(), config.dump(), slots, name);
+              write_keras_model(p, weights, self.keras_layers(), config.dump(), slots, name);
             });
           },
           py::arg("filepath"), py::arg("overwrite") = true,

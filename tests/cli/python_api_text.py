@@ -1,8 +1,8 @@
 """Token models through the Python module (run_python_api_scenario.py's `transformer_layers` and
 `a_class_per_step` cases, under mpiexec -n 2), and residual blocks (`residual_blocks`): ddp.Embedding, ddp.PositionEmbedding and
 ddp.TransformerEncoder with KerasHub's arguments fit on token ids, their weights under PyTorch's
-names, safetensors both ways, and Keras' files refused naming the layer; a tag per token (y of
-shape (texts, steps)). Each rank writes what it saw to OUT.<rank>."""
+names, safetensors both ways, and Keras' files refused naming the layer (a ResNet's go both ways,
+as a functional model's); a tag per token (y of shape (texts, steps)). Each rank writes what it saw to OUT.<rank>."""
 
 import json
 
@@ -31,7 +31,8 @@ def transformer(out):
 def fit_and_round_trip(out, model, x, y, epochs):
     """Fits model() on (x, y); writes to OUT.<rank> the losses, the weights' shapes by name,
     whether another model of the same layers predicts the same after loading the safetensors
-    (and not before), and the messages refusing Keras' files."""
+    (and not before), and for Keras' files (.keras, .weights.h5) the message refusing each or
+    whether the model it reloads into predicts the same."""
     import numpy as np
     import ddp_trainer as ddp
     trained = model()
@@ -42,18 +43,27 @@ def fit_and_round_trip(out, model, x, y, epochs):
     other.fit(x, y, epochs=1, batch_size=32, verbose=False)
     before = other.predict(x)
     other.load_weights(f"{out}.safetensors")
-    refusals = []
+    keras_files = []  # each: the refusal, or whether the file reloaded predicts the same
     for path in (f"{out}.keras", f"{out}.weights.h5"):
         try:
-            trained.save(path) if path.endswith(".keras") else trained.save_weights(path)
-            refusals.append("saved")
+            if path.endswith(".keras"):
+                trained.save(path)
+                reloaded = ddp.load_model(path)
+            else:
+                trained.save_weights(path)
+                reloaded = model()
+                reloaded.build()
+                reloaded.load_weights(path)
         except ddp.ConfigError as e:
-            refusals.append(str(e))
+            keras_files.append(str(e))
+            continue
+        same = np.array_equal(reloaded.predict(x), trained.predict(x))
+        keras_files.append("reloaded, the same predictions" if same else "reloaded, other ones")
     seen = {"loss": history["loss"], "rank": ddp.rank(),
             "shapes": {k: list(v.shape) for k, v in weights.items()},
             "reloaded_same": bool(np.array_equal(other.predict(x), trained.predict(x))),
             "before_differs": bool(not np.array_equal(before, trained.predict(x))),
-            "refusals": refusals}
+            "keras_files": keras_files}
     with open(f"{out}.{ddp.rank()}", "w") as f:
         json.dump(seen, f)
 

@@ -367,8 +367,9 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
             "m.keras: config.json: the model is frozen (trainable: false): nothing in it is left "
             "to train; set trainable on its layers instead");
   EXPECT_EQ(refused("/config/layers/5/config/trainable", false), "accepted");
-  EXPECT_EQ(refused("/class_name", "Functional"),
-            "m.keras: config.json: a Functional model; ddp-trainer trains Sequential models");
+  EXPECT_EQ(refused("/class_name", "Subclassed"),
+            "m.keras: config.json: a Subclassed model; ddp-trainer trains Sequential models "
+            "and functional ones of residual blocks");
   EXPECT_EQ(refused("/config/layers/1/config/filters", "four"),
             "m.keras: config.json: layers[1] (Conv2D): filters \"four\" is not a number");
   EXPECT_EQ(refused("/config/layers", "none")

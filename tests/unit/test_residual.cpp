@@ -287,18 +287,6 @@ TEST(Residual, ConfigRefusals) {
                         "{type: residual, layers: [{type: dense, units: 4}]}")
                 .find("residual after c.yaml: model.layers.0 (mask_zero)"),
             std::string::npos);
-  // Keras' Sequential has no skip connections: not written to its configs, by name.
-  try {
-    const Config config = model_config(Shape{4},
-                                       "{type: residual, layers: [{type: dense, "
-                                       "units: 4}]}");
-    keras::keras_model_config(config.layers, Shape{4}, std::nullopt);
-    ADD_FAILURE() << "written";
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "c.yaml: model.layers.0: a residual block is not written to Keras' configs (a "
-              "Keras Sequential has no skip connections); save its weights as safetensors");
-  }
 }
 
 }  // namespace
