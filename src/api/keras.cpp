@@ -1,7 +1,8 @@
-// The Keras-like API's runtime and the builders of its layers, optimizers, losses, callbacks and
-// data (Note [C++ API]); Sequential is in sequential.cpp.
+// The Keras-like API's runtime and the builders of its layers, losses, callbacks and data (Note
+// [C++ API]); the optimizers' are in keras_optimizers.cpp, Sequential is in sequential.cpp.
 
 #include "api/keras.h"
+#include "api/spec_map.h"
 
 #include <utility>
 
@@ -12,30 +13,13 @@
 namespace ddp::keras {
 namespace {
 
-YAML::Node map(std::initializer_list<std::pair<const char*, YAML::Node>> entries) {
-  YAML::Node node(YAML::NodeType::Map);
-  for (const auto& [key, value] : entries) node[key] = value;
-  return node;
-}
-
 Spec pooling(const char* type, int64_t pool_size) {
-  return {map({{"type", YAML::Node(type)}, {"pool_size", YAML::Node(pool_size)}})};
+  return {spec_map({{"type", YAML::Node(type)}, {"pool_size", YAML::Node(pool_size)}})};
 }
 Spec pooling1d(const char* type, int64_t pool_size, int64_t strides, const std::string& padding) {
   Spec spec = pooling(type, pool_size);
   spec.node["strides"] = strides > 0 ? strides : pool_size;
   spec.node["padding"] = padding;
-  return spec;
-}
-
-// Keras' rule of `type` at `learning_rate` with the settings `more`.
-Spec keras_rule(const char* type, double learning_rate, double weight_decay,
-                std::initializer_list<std::pair<const char*, YAML::Node>> more) {
-  Spec spec{map({{"type", YAML::Node(type)},
-                 {"rule", YAML::Node("keras")},
-                 {"learning_rate", YAML::Node(learning_rate)},
-                 {"weight_decay", YAML::Node(weight_decay)}})};
-  for (const auto& [key, value] : more) spec.node[key] = value;
   return spec;
 }
 
@@ -45,19 +29,19 @@ Runtime::Runtime(int* argc, char*** argv) : comm_(connect(argc, argv, mpi_)) {}
 Runtime::~Runtime() = default;
 
 Spec Dense(int64_t units, const std::string& activation, bool use_bias) {
-  return {map({{"type", YAML::Node("dense")},
-               {"units", YAML::Node(units)},
-               {"activation", YAML::Node(activation)},
-               {"use_bias", YAML::Node(use_bias)}})};
+  return {spec_map({{"type", YAML::Node("dense")},
+                    {"units", YAML::Node(units)},
+                    {"activation", YAML::Node(activation)},
+                    {"use_bias", YAML::Node(use_bias)}})};
 }
 Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation,
             const std::string& padding, bool use_bias, int64_t dilation_rate) {
-  Spec spec{map({{"type", YAML::Node("conv2d")},
-                 {"filters", YAML::Node(filters)},
-                 {"kernel_size", YAML::Node(kernel_size)},
-                 {"activation", YAML::Node(activation)},
-                 {"padding", YAML::Node(padding)},
-                 {"use_bias", YAML::Node(use_bias)}})};
+  Spec spec{spec_map({{"type", YAML::Node("conv2d")},
+                      {"filters", YAML::Node(filters)},
+                      {"kernel_size", YAML::Node(kernel_size)},
+                      {"activation", YAML::Node(activation)},
+                      {"padding", YAML::Node(padding)},
+                      {"use_bias", YAML::Node(use_bias)}})};
   if (dilation_rate != 1) spec.node["dilation_rate"] = dilation_rate;
   return spec;
 }
@@ -89,12 +73,21 @@ Spec Conv1DTranspose(int64_t filters, int64_t kernel_size, int64_t strides,
 }
 Spec MaxPooling2D(int64_t pool_size) { return pooling("max_pooling2d", pool_size); }
 Spec UpSampling2D(std::array<int64_t, 2> size, const std::string& interpolation) {
-  return {map({{"type", YAML::Node("up_sampling2d")},
-               {"size", YAML::Node(std::vector<int64_t>{size[0], size[1]})},
-               {"interpolation", YAML::Node(interpolation)}})};
+  return {spec_map({{"type", YAML::Node("up_sampling2d")},
+                    {"size", YAML::Node(std::vector<int64_t>{size[0], size[1]})},
+                    {"interpolation", YAML::Node(interpolation)}})};
 }
 Spec UpSampling1D(int64_t size) {
-  return {map({{"type", YAML::Node("up_sampling1d")}, {"size", YAML::Node(size)}})};
+  return {spec_map({{"type", YAML::Node("up_sampling1d")}, {"size", YAML::Node(size)}})};
+}
+Spec ZeroPadding2D(std::array<std::array<int64_t, 2>, 2> padding) {
+  YAML::Node sides(YAML::NodeType::Sequence);
+  for (const auto& side : padding) sides.push_back(std::vector<int64_t>{side[0], side[1]});
+  return {spec_map({{"type", YAML::Node("zero_padding2d")}, {"padding", sides}})};
+}
+Spec ZeroPadding1D(std::array<int64_t, 2> padding) {
+  return {spec_map({{"type", YAML::Node("zero_padding1d")},
+                    {"padding", YAML::Node(std::vector<int64_t>{padding[0], padding[1]})}})};
 }
 Spec AveragePooling2D(int64_t pool_size) { return pooling("average_pooling2d", pool_size); }
 Spec MaxPooling1D(int64_t pool_size, int64_t strides, const std::string& padding) {
@@ -103,25 +96,29 @@ Spec MaxPooling1D(int64_t pool_size, int64_t strides, const std::string& padding
 Spec AveragePooling1D(int64_t pool_size, int64_t strides, const std::string& padding) {
   return pooling1d("average_pooling1d", pool_size, strides, padding);
 }
-Spec GlobalAveragePooling2D() { return {map({{"type", YAML::Node("global_average_pooling2d")}})}; }
-Spec GlobalMaxPooling2D() { return {map({{"type", YAML::Node("global_max_pooling2d")}})}; }
-Spec GlobalAveragePooling1D() { return {map({{"type", YAML::Node("global_average_pooling1d")}})}; }
-Spec GlobalMaxPooling1D() { return {map({{"type", YAML::Node("global_max_pooling1d")}})}; }
+Spec GlobalAveragePooling2D() {
+  return {spec_map({{"type", YAML::Node("global_average_pooling2d")}})};
+}
+Spec GlobalMaxPooling2D() { return {spec_map({{"type", YAML::Node("global_max_pooling2d")}})}; }
+Spec GlobalAveragePooling1D() {
+  return {spec_map({{"type", YAML::Node("global_average_pooling1d")}})};
+}
+Spec GlobalMaxPooling1D() { return {spec_map({{"type", YAML::Node("global_max_pooling1d")}})}; }
 Spec Embedding(int64_t input_dim, int64_t output_dim, bool mask_zero) {
-  return {map({{"type", YAML::Node("embedding")},
-               {"input_dim", YAML::Node(input_dim)},
-               {"output_dim", YAML::Node(output_dim)},
-               {"mask_zero", YAML::Node(mask_zero)}})};
+  return {spec_map({{"type", YAML::Node("embedding")},
+                    {"input_dim", YAML::Node(input_dim)},
+                    {"output_dim", YAML::Node(output_dim)},
+                    {"mask_zero", YAML::Node(mask_zero)}})};
 }
 namespace {
 Spec recurrent(const char* type, int64_t units, bool return_sequences, bool use_bias,
                double dropout, double recurrent_dropout) {
-  return {map({{"type", YAML::Node(type)},
-               {"units", YAML::Node(units)},
-               {"return_sequences", YAML::Node(return_sequences)},
-               {"use_bias", YAML::Node(use_bias)},
-               {"dropout", YAML::Node(dropout)},
-               {"recurrent_dropout", YAML::Node(recurrent_dropout)}})};
+  return {spec_map({{"type", YAML::Node(type)},
+                    {"units", YAML::Node(units)},
+                    {"return_sequences", YAML::Node(return_sequences)},
+                    {"use_bias", YAML::Node(use_bias)},
+                    {"dropout", YAML::Node(dropout)},
+                    {"recurrent_dropout", YAML::Node(recurrent_dropout)}})};
 }
 }  // namespace
 Spec LSTM(int64_t units, bool return_sequences, bool use_bias, double dropout,
@@ -142,16 +139,16 @@ Spec SimpleRNN(int64_t units, const std::string& activation, bool return_sequenc
 Spec TransformerEncoder(int64_t intermediate_dim, int64_t num_heads, double dropout,
                         const std::string& activation, double layer_norm_epsilon,
                         bool normalize_first, bool causal) {
-  return {map({{"type", YAML::Node("transformer_encoder")},
-               {"intermediate_dim", YAML::Node(intermediate_dim)},
-               {"num_heads", YAML::Node(num_heads)},
-               {"dropout", YAML::Node(dropout)},
-               {"activation", YAML::Node(activation)},
-               {"layer_norm_epsilon", YAML::Node(layer_norm_epsilon)},
-               {"normalize_first", YAML::Node(normalize_first)},
-               {"causal", YAML::Node(causal)}})};
+  return {spec_map({{"type", YAML::Node("transformer_encoder")},
+                    {"intermediate_dim", YAML::Node(intermediate_dim)},
+                    {"num_heads", YAML::Node(num_heads)},
+                    {"dropout", YAML::Node(dropout)},
+                    {"activation", YAML::Node(activation)},
+                    {"layer_norm_epsilon", YAML::Node(layer_norm_epsilon)},
+                    {"normalize_first", YAML::Node(normalize_first)},
+                    {"causal", YAML::Node(causal)}})};
 }
-Spec PositionEmbedding() { return {map({{"type", YAML::Node("position_embedding")}})}; }
+Spec PositionEmbedding() { return {spec_map({{"type", YAML::Node("position_embedding")}})}; }
 Spec Bidirectional(Spec layer) {
   const std::string type = layer.node["type"] ? layer.node["type"].as<std::string>() : "";
   if (type != "lstm" && type != "gru" && type != "simple_rnn")
@@ -161,29 +158,29 @@ Spec Bidirectional(Spec layer) {
   return layer;
 }
 Spec Residual(const std::vector<Spec>& layers, const std::vector<Spec>& shortcut) {
-  Spec spec{map({{"type", YAML::Node("residual")}})};
+  Spec spec{spec_map({{"type", YAML::Node("residual")}})};
   for (const auto& [key, stack] : {std::pair{"layers", &layers}, std::pair{"shortcut", &shortcut}})
     for (const Spec& layer : *stack) spec.node[key].push_back(YAML::Clone(layer.node));
   return spec;
 }
-Spec Flatten() { return {map({{"type", YAML::Node("flatten")}})}; }
+Spec Flatten() { return {spec_map({{"type", YAML::Node("flatten")}})}; }
 Spec Dropout(double rate) {
-  return {map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};
+  return {spec_map({{"type", YAML::Node("dropout")}, {"rate", YAML::Node(rate)}})};
 }
 Spec SpatialDropout1D(double rate) {
-  return {map({{"type", YAML::Node("spatial_dropout1d")}, {"rate", YAML::Node(rate)}})};
+  return {spec_map({{"type", YAML::Node("spatial_dropout1d")}, {"rate", YAML::Node(rate)}})};
 }
 Spec SpatialDropout2D(double rate) {
-  return {map({{"type", YAML::Node("spatial_dropout2d")}, {"rate", YAML::Node(rate)}})};
+  return {spec_map({{"type", YAML::Node("spatial_dropout2d")}, {"rate", YAML::Node(rate)}})};
 }
 Spec Activation(const std::string& activation) {
   if (activation == "leaky_relu")  // Keras' activation function's slope, not its layer's
     return LeakyReLU(kLeakyReluActivationSlope);
-  return {map({{"type", YAML::Node(activation)}})};
+  return {spec_map({{"type", YAML::Node(activation)}})};
 }
 Spec LeakyReLU(double negative_slope) {
-  return {
-      map({{"type", YAML::Node("leaky_relu")}, {"negative_slope", YAML::Node(negative_slope)}})};
+  return {spec_map(
+      {{"type", YAML::Node("leaky_relu")}, {"negative_slope", YAML::Node(negative_slope)}})};
 }
 Spec frozen(const Spec& layer) {
   const std::string type =
@@ -196,37 +193,23 @@ Spec frozen(const Spec& layer) {
   return {node};
 }
 Spec LayerNormalization(double epsilon) {
-  return {map({{"type", YAML::Node("layer_normalization")}, {"epsilon", YAML::Node(epsilon)}})};
+  return {
+      spec_map({{"type", YAML::Node("layer_normalization")}, {"epsilon", YAML::Node(epsilon)}})};
 }
 Spec RMSNormalization(double epsilon) {
-  return {map({{"type", YAML::Node("rms_normalization")}, {"epsilon", YAML::Node(epsilon)}})};
+  return {spec_map({{"type", YAML::Node("rms_normalization")}, {"epsilon", YAML::Node(epsilon)}})};
 }
 Spec BatchNormalization(bool sync) {
-  return {map({{"type", YAML::Node("batch_normalization")}, {"sync", YAML::Node(sync)}})};
+  return {spec_map({{"type", YAML::Node("batch_normalization")}, {"sync", YAML::Node(sync)}})};
 }
 
-Spec Adam(double learning_rate, double beta_1, double beta_2, double epsilon) {
-  return {map({{"type", YAML::Node("adam")},
-               {"rule", YAML::Node("keras")},
-               {"learning_rate", YAML::Node(learning_rate)},
-               {"beta1", YAML::Node(beta_1)},
-               {"beta2", YAML::Node(beta_2)},
-               {"epsilon", YAML::Node(epsilon)}})};
-}
-Spec AdamW(double learning_rate, double weight_decay, double beta_1, double beta_2,
-           double epsilon) {
-  Spec adamw = Adam(learning_rate, beta_1, beta_2, epsilon);
-  adamw.node["type"] = "adamw";
-  adamw.node["weight_decay"] = weight_decay;
-  return adamw;
-}
 Spec Rescaling(double scale, double offset) {
-  return {map({{"type", YAML::Node("rescaling")},
-               {"scale", YAML::Node(scale)},
-               {"offset", YAML::Node(offset)}})};
+  return {spec_map({{"type", YAML::Node("rescaling")},
+                    {"scale", YAML::Node(scale)},
+                    {"offset", YAML::Node(offset)}})};
 }
 Spec Masking(double mask_value) {
-  return {map({{"type", YAML::Node("masking")}, {"mask_value", YAML::Node(mask_value)}})};
+  return {spec_map({{"type", YAML::Node("masking")}, {"mask_value", YAML::Node(mask_value)}})};
 }
 Spec TimeDistributed(Spec dense) {
   if (!dense.node["type"] || dense.node["type"].as<std::string>() != "dense")
@@ -237,7 +220,7 @@ Spec TimeDistributed(Spec dense) {
   return {node};
 }
 Spec RandomFlip(const std::string& mode) {
-  return {map({{"type", YAML::Node("random_flip")}, {"mode", YAML::Node(mode)}})};
+  return {spec_map({{"type", YAML::Node("random_flip")}, {"mode", YAML::Node(mode)}})};
 }
 namespace {
 // Keras' factor as given: a number (whose meaning is the layer's) or [lower, upper].
@@ -249,10 +232,10 @@ Spec random_transform(const char* type,
                       std::initializer_list<std::pair<const char*, YAML::Node>> factors,
                       const std::string& fill_mode, const std::string& interpolation,
                       double fill_value) {
-  YAML::Node node = map({{"type", YAML::Node(type)},
-                         {"fill_mode", YAML::Node(fill_mode)},
-                         {"interpolation", YAML::Node(interpolation)},
-                         {"fill_value", YAML::Node(fill_value)}});
+  YAML::Node node = spec_map({{"type", YAML::Node(type)},
+                              {"fill_mode", YAML::Node(fill_mode)},
+                              {"interpolation", YAML::Node(interpolation)},
+                              {"fill_value", YAML::Node(fill_value)}});
   for (const auto& [key, value] : factors) node[key] = value;
   return {node};
 }
@@ -277,9 +260,10 @@ Spec RandomZoom(Factor height_factor, std::optional<Factor> width_factor,
   return spec;
 }
 Spec RandomContrast(Factor factor, std::array<double, 2> value_range) {
-  return {map({{"type", YAML::Node("random_contrast")},
-               {"factor", range(factor)},
-               {"value_range", YAML::Node(std::vector<double>{value_range[0], value_range[1]})}})};
+  return {
+      spec_map({{"type", YAML::Node("random_contrast")},
+                {"factor", range(factor)},
+                {"value_range", YAML::Node(std::vector<double>{value_range[0], value_range[1]})}})};
 }
 Spec RandomBrightness(Factor factor, std::array<double, 2> value_range) {
   Spec spec = RandomContrast(factor, value_range);
@@ -287,16 +271,16 @@ Spec RandomBrightness(Factor factor, std::array<double, 2> value_range) {
   return spec;
 }
 Spec Reshape(const std::vector<int64_t>& target_shape) {
-  return {map({{"type", YAML::Node("reshape")}, {"target_shape", YAML::Node(target_shape)}})};
+  return {spec_map({{"type", YAML::Node("reshape")}, {"target_shape", YAML::Node(target_shape)}})};
 }
 Spec CategoricalCrossentropy(double label_smoothing, bool from_logits) {
-  Spec spec{map({{"type", YAML::Node("categorical_crossentropy")},
-                 {"label_smoothing", YAML::Node(label_smoothing)}})};
+  Spec spec{spec_map({{"type", YAML::Node("categorical_crossentropy")},
+                      {"label_smoothing", YAML::Node(label_smoothing)}})};
   if (from_logits) spec.node["from_logits"] = true;
   return spec;
 }
 Spec SparseCategoricalCrossentropy(bool from_logits, std::optional<int64_t> ignore_class) {
-  Spec spec{map({{"type", YAML::Node("sparse_categorical_crossentropy")}})};
+  Spec spec{spec_map({{"type", YAML::Node("sparse_categorical_crossentropy")}})};
   if (from_logits) spec.node["from_logits"] = true;
   if (ignore_class) spec.node["ignore_class"] = *ignore_class;
   return spec;
@@ -304,100 +288,50 @@ Spec SparseCategoricalCrossentropy(bool from_logits, std::optional<int64_t> igno
 Spec EarlyStopping(const std::string& monitor, int64_t patience, double min_delta,
                    bool restore_best_weights, const std::string& mode,
                    std::optional<double> baseline, int64_t start_from_epoch) {
-  Spec spec{map({{"type", YAML::Node("early_stopping")},
-                 {"monitor", YAML::Node(monitor)},
-                 {"patience", YAML::Node(patience)},
-                 {"min_delta", YAML::Node(min_delta)},
-                 {"restore_best_weights", YAML::Node(restore_best_weights)},
-                 {"mode", YAML::Node(mode)},
-                 {"start_from_epoch", YAML::Node(start_from_epoch)}})};
+  Spec spec{spec_map({{"type", YAML::Node("early_stopping")},
+                      {"monitor", YAML::Node(monitor)},
+                      {"patience", YAML::Node(patience)},
+                      {"min_delta", YAML::Node(min_delta)},
+                      {"restore_best_weights", YAML::Node(restore_best_weights)},
+                      {"mode", YAML::Node(mode)},
+                      {"start_from_epoch", YAML::Node(start_from_epoch)}})};
   if (baseline) spec.node["baseline"] = *baseline;
   return spec;
 }
 Spec ReduceLROnPlateau(const std::string& monitor, double factor, int64_t patience,
                        double min_delta, int64_t cooldown, double min_lr, const std::string& mode) {
-  return {map({{"type", YAML::Node("reduce_on_plateau")},
-               {"monitor", YAML::Node(monitor)},
-               {"factor", YAML::Node(factor)},
-               {"patience", YAML::Node(patience)},
-               {"min_delta", YAML::Node(min_delta)},
-               {"cooldown", YAML::Node(cooldown)},
-               {"min_lr", YAML::Node(min_lr)},
-               {"mode", YAML::Node(mode)}})};
+  return {spec_map({{"type", YAML::Node("reduce_on_plateau")},
+                    {"monitor", YAML::Node(monitor)},
+                    {"factor", YAML::Node(factor)},
+                    {"patience", YAML::Node(patience)},
+                    {"min_delta", YAML::Node(min_delta)},
+                    {"cooldown", YAML::Node(cooldown)},
+                    {"min_lr", YAML::Node(min_lr)},
+                    {"mode", YAML::Node(mode)}})};
 }
 Spec BackupAndRestore(const std::string& backup_dir, int64_t save_freq_steps,
                       bool delete_checkpoint) {
-  return {map({{"type", YAML::Node("backup_and_restore")},
-               {"backup_dir", YAML::Node(backup_dir)},
-               {"save_freq_steps", YAML::Node(save_freq_steps)},
-               {"delete_checkpoint", YAML::Node(delete_checkpoint)}})};
+  return {spec_map({{"type", YAML::Node("backup_and_restore")},
+                    {"backup_dir", YAML::Node(backup_dir)},
+                    {"save_freq_steps", YAML::Node(save_freq_steps)},
+                    {"delete_checkpoint", YAML::Node(delete_checkpoint)}})};
 }
-Spec SwapEMAWeights() { return {map({{"type", YAML::Node("swap_ema_weights")}})}; }
-Spec SGD(double learning_rate, double momentum, bool nesterov, double weight_decay) {
-  return {map({{"type", YAML::Node("sgd")},
-               {"rule", YAML::Node("keras")},
-               {"learning_rate", YAML::Node(learning_rate)},
-               {"momentum", YAML::Node(momentum)},
-               {"nesterov", YAML::Node(nesterov)},
-               {"weight_decay", YAML::Node(weight_decay)}})};
-}
-Spec RMSprop(double learning_rate, double rho, double momentum, double epsilon, bool centered,
-             double weight_decay) {
-  return {map({{"type", YAML::Node("rmsprop")},
-               {"rule", YAML::Node("keras")},
-               {"learning_rate", YAML::Node(learning_rate)},
-               {"rho", YAML::Node(rho)},
-               {"momentum", YAML::Node(momentum)},
-               {"epsilon", YAML::Node(epsilon)},
-               {"centered", YAML::Node(centered)},
-               {"weight_decay", YAML::Node(weight_decay)}})};
-}
-
-Spec Adagrad(double learning_rate, double initial_accumulator_value, double epsilon,
-             double weight_decay) {
-  return keras_rule("adagrad", learning_rate, weight_decay,
-                    {{"initial_accumulator_value", YAML::Node(initial_accumulator_value)},
-                     {"epsilon", YAML::Node(epsilon)}});
-}
-Spec Adamax(double learning_rate, double beta_1, double beta_2, double epsilon,
-            double weight_decay) {
-  return keras_rule("adamax", learning_rate, weight_decay,
-                    {{"beta1", YAML::Node(beta_1)},
-                     {"beta2", YAML::Node(beta_2)},
-                     {"epsilon", YAML::Node(epsilon)}});
-}
-Spec Nadam(double learning_rate, double beta_1, double beta_2, double epsilon,
-           double weight_decay) {
-  Spec spec = Adamax(learning_rate, beta_1, beta_2, epsilon, weight_decay);
-  spec.node["type"] = "nadam";
-  return spec;
-}
-Spec Lion(double learning_rate, double beta_1, double beta_2, double weight_decay) {
-  return keras_rule("lion", learning_rate, weight_decay,
-                    {{"beta1", YAML::Node(beta_1)}, {"beta2", YAML::Node(beta_2)}});
-}
-Spec with_weight_average(Spec optimizer, double ema_momentum, int64_t ema_overwrite_frequency) {
-  optimizer.node.reset(YAML::Clone(optimizer.node));  // the caller's Spec stays as it was
-  optimizer.node["use_ema"] = true;
-  optimizer.node["ema_momentum"] = ema_momentum;
-  optimizer.node["ema_overwrite_frequency"] = ema_overwrite_frequency;
-  return optimizer;
-}
+Spec SwapEMAWeights() { return {spec_map({{"type", YAML::Node("swap_ema_weights")}})}; }
 
 Spec synthetic(int64_t samples, int64_t features, int64_t classes) {
-  return {map({{"type", YAML::Node("synthetic")},
-               {"samples", YAML::Node(samples)},
-               {"features", YAML::Node(features)},
-               {"classes", YAML::Node(classes)}})};
+  return {spec_map({{"type", YAML::Node("synthetic")},
+                    {"samples", YAML::Node(samples)},
+                    {"features", YAML::Node(features)},
+                    {"classes", YAML::Node(classes)}})};
 }
 Spec idx(const std::string& images, const std::string& labels, bool normalize) {
-  return {map({{"type", YAML::Node("idx")},
-               {"images", YAML::Node(images)},
-               {"labels", YAML::Node(labels)},
-               {"normalize", YAML::Node(normalize)}})};
+  return {spec_map({{"type", YAML::Node("idx")},
+                    {"images", YAML::Node(images)},
+                    {"labels", YAML::Node(labels)},
+                    {"normalize", YAML::Node(normalize)}})};
 }
 Spec csv(const std::string& path, bool header) {
-  return {map(
+  return {spec_map(
       {{"type", YAML::Node("csv")}, {"path", YAML::Node(path)}, {"header", YAML::Node(header)}})};
 }
 

@@ -45,6 +45,11 @@ Spec AveragePooling1D(int64_t pool_size = 2, int64_t strides = 0,
 Spec UpSampling2D(std::array<int64_t, 2> size = {2, 2},
                   const std::string& interpolation = "nearest");
 Spec UpSampling1D(int64_t size = 2);
+// Keras' ZeroPadding2D: rows of zeros above and below an image, columns left and right,
+// {{top, bottom}, {left, right}} (Note [zero padding]); ZeroPadding1D: steps of zeros before and
+// after (steps, channels).
+Spec ZeroPadding2D(std::array<std::array<int64_t, 2>, 2> padding = {{{1, 1}, {1, 1}}});
+Spec ZeroPadding1D(std::array<int64_t, 2> padding = {1, 1});
 Spec GlobalAveragePooling2D();
 Spec GlobalMaxPooling2D();  // each channel's maximum over the image
 // Keras' GlobalAveragePooling1D and GlobalMaxPooling1D: over the steps of (steps, channels).

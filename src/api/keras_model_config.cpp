@@ -78,6 +78,16 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     c["interpolation"] = s.bilinear ? "bilinear" : "nearest";
     return {"UpSampling2D", c};
   }
+  if (s.type == "zero_padding2d") {  // Note [zero padding]
+    const auto [top, bottom, left, right] = s.zero_padding;
+    c["padding"] = json::array({json::array({top, bottom}), json::array({left, right})});
+    c["data_format"] = "channels_last";
+    return {"ZeroPadding2D", c};
+  }
+  if (s.type == "zero_padding1d") {
+    c["padding"] = json::array({s.zero_padding[2], s.zero_padding[3]});
+    return {"ZeroPadding1D", c};
+  }
   if (s.type == "up_sampling1d") {
     c["size"] = s.window[1];
     return {"UpSampling1D", c};

@@ -73,6 +73,22 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["size"] = in.pair("size", 2);
     out["interpolation"] = in.get<std::string>("interpolation", "nearest");  // others refused
     in.channels_last();
+  } else if (class_name == "ZeroPadding2D" || class_name == "ZeroPadding1D") {
+    // Note [zero padding]: an integer, a pair, or ZeroPadding2D's pair of pairs, as configs say it
+    out["type"] = class_name == "ZeroPadding2D" ? "zero_padding2d" : "zero_padding1d";
+    const json padding = in.get<json>("padding", 1);
+    YAML::Node sides(YAML::NodeType::Sequence);
+    for (const json& side : padding.is_array() ? padding : json::array({padding, padding})) {
+      if (!side.is_array()) {
+        sides.push_back(side.get<int64_t>());
+        continue;
+      }
+      YAML::Node pair(YAML::NodeType::Sequence);
+      for (const json& p : side) pair.push_back(p.get<int64_t>());
+      sides.push_back(pair);
+    }
+    out["padding"] = sides;
+    in.channels_last();
   } else if (class_name == "UpSampling1D") {
     out["type"] = "up_sampling1d";
     out["size"] = in.get<int64_t>("size", 2);
@@ -105,16 +121,16 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
     out["epsilon"] = in.get<double>("epsilon", 0.001);
     out["sync"] = in.get<bool>("synchronized", false);
     in.require("renorm", false);
-    in.normalized_over_the_last_axis();
+    in.normalized_over_the_last_axis(out);
   } else if (class_name == "LayerNormalization") {
     out["type"] = "layer_normalization";
     out["epsilon"] = in.get<double>("epsilon", 0.001);
     in.require("rms_scaling", false);  // deprecated by Keras: RMSNormalization instead
-    in.normalized_over_the_last_axis();
+    in.normalized_over_the_last_axis(out);
   } else if (class_name == "RMSNormalization") {
     out["type"] = "rms_normalization";
     out["epsilon"] = in.get<double>("epsilon", 1e-6);
-    in.normalized_over_the_last_axis();
+    in.normalized_over_the_last_axis(out);
   } else if (class_name == "Rescaling") {
     out["type"] = "rescaling";
     out["scale"] = in.required<double>("scale");  // one number: per channel is not had

@@ -72,13 +72,17 @@ class KerasSettings {
     if (std::find(known.begin(), known.end(), a) == known.end()) refuse("activation " + a);
     return a;
   }
-  // A normalization layer's: over the last axis, with its scale (gamma) and offset (beta).
-  void normalized_over_the_last_axis() const {
+  // A normalization layer's: over the last axis, with its scale (gamma) and offset (beta). An
+  // axis counted from the batch's (ResNet50's BatchNormalization(axis=3)) goes into `out`, for
+  // the model to check it is the last one.
+  void normalized_over_the_last_axis(YAML::Node& out) const {
     require("center", true);
     require("scale", true);
-    const nlohmann::json axis = get<nlohmann::json>("axis", -1);
-    if (axis != nlohmann::json(-1) && axis != nlohmann::json::array({-1}))
+    nlohmann::json axis = get<nlohmann::json>("axis", -1);
+    if (axis.is_array() && axis.size() == 1) axis = axis[0];
+    if (!axis.is_number_integer() || (axis.get<int64_t>() < 1 && axis != -1))
       refuse("axis " + axis.dump() + " (the last axis only)");
+    if (axis != -1) out["axis"] = axis.get<int64_t>();
   }
   // use_bias, the kernel's L1/L2 penalty, and no other regularizer or constraint.
   void weighted(YAML::Node& out) const {

@@ -84,4 +84,17 @@ Window2d upsampling_blocks(const LayerSpec& spec, const Shape& shape) {
                         spec.window[1], spec.window[0], spec.window[1], false);
 }
 
+Window2d padded_window(const LayerSpec& spec, const Shape& shape) {
+  const bool one_row = spec.type == "zero_padding1d";
+  require_image_or_steps(spec, shape, one_row);
+  const auto [top, bottom, left, right] = spec.zero_padding;
+  Window2d w = Window2d::make(one_row ? 1 : shape[0], shape[one_row ? 0 : 1],
+                              shape[one_row ? 1 : 2], 1, 1, 1, 1, false);
+  w.pad_top = top;
+  w.pad_left = left;
+  w.out_h += top + bottom;
+  w.out_w += left + right;
+  return w;
+}
+
 }  // namespace ddp

@@ -22,5 +22,8 @@ Window2d transposed_view(const LayerSpec& spec, const Shape& shape);
 // Note [upsampling]: the pooling whose windows are the blocks an up_sampling2d (an image input)
 // or up_sampling1d ((steps, channels)) repeats each input pixel over.
 Window2d upsampling_blocks(const LayerSpec& spec, const Shape& shape);
+// Note [zero padding]: the 1x1 pooling whose padding a zero_padding2d (an image input) or
+// zero_padding1d ((steps, channels)) adds.
+Window2d padded_window(const LayerSpec& spec, const Shape& shape);
 
 }  // namespace ddp

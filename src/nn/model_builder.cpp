@@ -21,6 +21,7 @@
 #include "nn/sequence_layers.h"
 #include "nn/softmax.h"
 #include "nn/upsampling2d.h"
+#include "nn/zero_padding2d.h"
 
 namespace ddp {
 
@@ -77,6 +78,8 @@ const std::vector<std::string>& layer_types() {
                                                                   "global_max_pooling1d",
                                                                   "up_sampling2d",
                                                                   "up_sampling1d",
+                                                                  "zero_padding2d",
+                                                                  "zero_padding1d",
                                                                   "lstm",
                                                                   "gru",
                                                                   "simple_rnn",
@@ -208,6 +211,11 @@ Shape append_layers(std::vector<std::unique_ptr<Layer>>& layers, Shape shape,
   uint64_t& parameters = built.parameters;
   for (const LayerSpec& spec : specs) {
     built.masking = passed_mask(built.masking, spec);
+    if (spec.axis != -1 && spec.axis != static_cast<int64_t>(shape.rank()))
+      throw ConfigError(spec.path + ".axis: " + std::to_string(spec.axis) + " of an input " +
+                        shape.str() + " (and the batch's axis 0) is not its last axis, " +
+                        std::to_string(shape.rank()) + " (or -1), over which " + spec.type +
+                        " normalizes");
     // A final softmax or sigmoid is a layer of its own, which a loss that applies it (fused, on
     // logits) can leave out (Sequential::set_output_logits); so is an activation whose derivative
     // needs its input (Note [fused activations]). Only dense and convolution layers fuse theirs;
@@ -290,6 +298,9 @@ Shape append_layers(std::vector<std::unique_ptr<Layer>>& layers, Shape shape,
       require_image_or_steps(spec, shape, false);
       layers.push_back(
           std::make_unique<BilinearUpSampling2D>(shape, spec.window[0], spec.window[1]));
+    } else if (spec.type == "zero_padding2d" || spec.type == "zero_padding1d") {
+      layers.push_back(std::make_unique<ZeroPadding2D>(padded_window(spec, shape),
+                                                       spec.type == "zero_padding1d"));
     } else if (spec.type == "up_sampling2d" || spec.type == "up_sampling1d") {
       layers.push_back(std::make_unique<UpSampling2D>(upsampling_blocks(spec, shape),
                                                       spec.type == "up_sampling1d"));

@@ -30,6 +30,9 @@ struct LayerSpec {
   float rate = 0;          // dropout; a recurrent layer's dropout
   float momentum = 0.99f;  // batch_normalization (Keras' defaults)
   float epsilon = 0.001f;  // batch_normalization and layer_normalization
+  // batch_, layer_ and rms_normalization: Keras' axis, -1 or the input's last counted from the
+  // batch's (ResNet50's BatchNormalization(axis=3) of images)
+  int64_t axis = -1;
   bool sync = false;  // batch_normalization: statistics over all ranks (Note [batch statistics])
   float l1 = 0;       // dense, conv2d: kernel_regularizer (Note [weight penalty])
   float l2 = 0;
@@ -43,6 +46,9 @@ struct LayerSpec {
   float negative_slope = 0.3f;
   // up_sampling2d: Keras' interpolation, nearest or bilinear (Note [bilinear upsampling])
   bool bilinear = false;
+  // zero_padding2d, zero_padding1d: Keras' padding, the rows of zeros added above and below, the
+  // columns (steps) left and right (Note [zero padding])
+  std::array<int64_t, 4> zero_padding{0, 0, 0, 0};
   // reshape: Keras' target_shape, one sample's shape after it; one -1 stands for what is left.
   std::vector<int64_t> target_shape = {};
   int64_t vocabulary = 0;         // embedding: input_dim, the token ids' bound

@@ -252,6 +252,26 @@ void define_layers(py::module_& m) {
       },
       py::arg("size") = 2, py::arg("interpolation") = "nearest");
   m.def("UpSampling1D", &keras::UpSampling1D, py::arg("size") = 2);
+  // Keras' padding: one integer, (rows, columns) or ((top, bottom), (left, right)).
+  using Padding =
+      std::variant<int64_t, std::array<int64_t, 2>, std::array<std::array<int64_t, 2>, 2>>;
+  m.def(
+      "ZeroPadding2D",
+      [](const Padding& padding) {
+        if (const auto* n = std::get_if<int64_t>(&padding))
+          return keras::ZeroPadding2D({{{*n, *n}, {*n, *n}}});
+        if (const auto* rc = std::get_if<std::array<int64_t, 2>>(&padding))
+          return keras::ZeroPadding2D({{{(*rc)[0], (*rc)[0]}, {(*rc)[1], (*rc)[1]}}});
+        return keras::ZeroPadding2D(std::get<std::array<std::array<int64_t, 2>, 2>>(padding));
+      },
+      py::arg("padding") = 1);
+  m.def(
+      "ZeroPadding1D",
+      [](std::variant<int64_t, std::array<int64_t, 2>> padding) {
+        if (const auto* n = std::get_if<int64_t>(&padding)) return keras::ZeroPadding1D({*n, *n});
+        return keras::ZeroPadding1D(std::get<std::array<int64_t, 2>>(padding));
+      },
+      py::arg("padding") = 1);
   m.def("GlobalAveragePooling2D", &keras::GlobalAveragePooling2D);
   m.def("GlobalAveragePooling1D", &keras::GlobalAveragePooling1D);
   m.def("GlobalMaxPooling2D", &keras::GlobalMaxPooling2D);

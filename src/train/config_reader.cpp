@@ -97,6 +97,10 @@ bool ConfigNode::has(const std::string& key) const {
 }
 
 bool ConfigNode::is_list(const std::string& key) const { return at(key).IsSequence(); }
+bool ConfigNode::is_list_of_lists(const std::string& key) const {
+  const YAML::Node node = at(key);
+  return node.IsSequence() && node.size() > 0 && node[0].IsSequence();
+}
 
 bool ConfigNode::is_map(const std::string& key) const { return has(key) && at(key).IsMap(); }
 
@@ -181,6 +185,8 @@ template int64_t ConfigNode::require<int64_t>(const std::string&);
 template double ConfigNode::require<double>(const std::string&);
 template std::string ConfigNode::require<std::string>(const std::string&);
 template std::vector<int64_t> ConfigNode::require<std::vector<int64_t>>(const std::string&);
+template std::vector<std::vector<int64_t>> ConfigNode::require<std::vector<std::vector<int64_t>>>(
+    const std::string&);
 template std::vector<double> ConfigNode::require<std::vector<double>>(const std::string&);
 template std::vector<std::string> ConfigNode::get<std::vector<std::string>>(
     const std::string&, const std::vector<std::string>&);

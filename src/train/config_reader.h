@@ -19,6 +19,7 @@ class ConfigNode {
 
   bool has(const std::string& key) const;
   bool is_list(const std::string& key) const;
+  bool is_list_of_lists(const std::string& key) const;  // a list whose first item is a list
   bool is_map(const std::string& key) const;
   template <class T>
   T get(const std::string& key, const T& fallback);

@@ -37,6 +37,26 @@ void parse_output_padding(ConfigNode& layer, LayerSpec& spec, bool one_row) {
                                        std::to_string(spec.output_padding[axis]));
 }
 
+// Note [zero padding]: Keras' padding: one integer for every side, a pair (ZeroPadding2D's rows
+// and columns, each on both sides; ZeroPadding1D's steps before and after), or ZeroPadding2D's
+// [[top, bottom], [left, right]]; each >= 0.
+std::array<int64_t, 4> zero_padding(ConfigNode& layer, bool one_row) {
+  if (!one_row && layer.has("padding") && layer.is_list_of_lists("padding")) {
+    const auto sides = layer.require<std::vector<std::vector<int64_t>>>("padding");
+    if (sides.size() != 2 || sides[0].size() != 2 || sides[1].size() != 2)
+      layer.fail("padding",
+                 "expected one integer, [rows, columns] or [[top, bottom], [left, "
+                 "right]]");
+    for (const auto& side : sides)
+      for (const int64_t p : side)
+        if (p < 0) layer.fail("padding", "must be >= 0, got " + std::to_string(p));
+    return {sides[0][0], sides[0][1], sides[1][0], sides[1][1]};
+  }
+  const auto pair = height_width(layer, "padding", std::array<int64_t, 2>{1, 1}, true);
+  if (one_row) return {0, 0, pair[0], pair[1]};
+  return {pair[0], pair[0], pair[1], pair[1]};
+}
+
 LayerSpec parse_layer(ConfigNode& layer, const std::string& file, int depth);
 
 // Residual blocks inside blocks, at most this deep: a hostile config's nesting ends in a one-line
@@ -152,6 +172,8 @@ LayerSpec parse_layer(ConfigNode& layer, const std::string& file, int depth) {
     spec.window = height_width(layer, "pool_size", std::array<int64_t, 2>{2, 2});
     spec.strides = height_width(layer, "strides", spec.window);  // Keras: the pool size
     spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+  } else if (spec.type == "zero_padding2d" || spec.type == "zero_padding1d") {
+    spec.zero_padding = zero_padding(layer, spec.type == "zero_padding1d");
   } else if (spec.type == "up_sampling2d" || spec.type == "up_sampling1d") {  // Keras' size
     spec.window =
         spec.type == "up_sampling1d"
@@ -180,7 +202,17 @@ LayerSpec parse_layer(ConfigNode& layer, const std::string& file, int depth) {
     const double slope = layer.get("negative_slope", 0.3);
     if (!(slope >= 0)) layer.fail("negative_slope", "must be >= 0, got " + show_number(slope));
     spec.negative_slope = static_cast<float>(slope);
-  } else if (spec.type == "layer_normalization" || spec.type == "rms_normalization") {
+  }
+  if (spec.type == "batch_normalization" || spec.type == "layer_normalization" ||
+      spec.type == "rms_normalization") {
+    spec.axis = layer.get<int64_t>("axis", -1);  // the last one's number: checked by the builder
+    if (spec.axis < 1 && spec.axis != -1)
+      layer.fail("axis",
+                 "normalizes over the last axis: -1, or its number counting the batch's "
+                 "0, not " +
+                     std::to_string(spec.axis));
+  }
+  if (spec.type == "layer_normalization" || spec.type == "rms_normalization") {
     // Keras' default epsilons
     const double epsilon = spec.type == "layer_normalization" ? 0.001 : 1e-6;
     spec.epsilon =

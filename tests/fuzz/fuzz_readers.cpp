@@ -1,5 +1,5 @@
 // libFuzzer targets for everything that parses untrusted input. One source, one binary per target
-// (FUZZ_TARGET selects): idx, csv, npy, npz, config, checkpoint, safetensors. A finding is any
+// (FUZZ_TARGET selects): idx, csv, npy, npz, config, keras, checkpoint, safetensors. A finding is any
 // crash, sanitizer report, hang or exception other than the typed errors the readers are documented
 // to throw.
 
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "api/keras_model_config.h"
 #include "core/error.h"
 #include "data/dataset.h"
 #include "data/npy_reader.h"
@@ -60,6 +61,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return 0;  // load_config reports these as ConfigErrors; not the parser under test
     }
     parse_config(root, "fuzz.yaml");
+#elif FUZZ_TARGET_KERAS
+    // A .keras file's config.json (Note [Keras model config], Note [Keras functional models]):
+    // Keras' Sequential and functional models, compile_config among them, read into the layers
+    // of a model config and parsed as one.
+    const auto config = nlohmann::json::parse(data, data + size, nullptr, false);
+    if (config.is_discarded()) return 0;  // not JSON: the archive reader's error
+    const keras::KerasModel model = keras::keras_model_from_config(config, "fuzz.keras", true);
+    YAML::Node root;
+    root["model"]["input"] = model.input_shape;
+    for (const keras::Spec& layer : model.layers) root["model"]["layers"].push_back(layer.node);
+    parse_model_config(root, "fuzz.keras");
 #elif FUZZ_TARGET_CHECKPOINT
     decode_checkpoint({reinterpret_cast<const std::byte*>(data), size}, "fuzz.ddpc");
 #elif FUZZ_TARGET_SAFETENSORS

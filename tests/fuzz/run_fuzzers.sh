@@ -19,9 +19,9 @@ cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Rel
       -DDDP_BUILD_TESTS=OFF -DDDP_BUILD_BENCHMARKS=OFF -DDDP_ARCH=x86-64-v2 \
       -DCMAKE_UNITY_BUILD=ON >/dev/null
 cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_csv fuzz_npy fuzz_npz fuzz_config \
-      fuzz_checkpoint fuzz_safetensors >/dev/null
+      fuzz_keras fuzz_checkpoint fuzz_safetensors >/dev/null
 mkdir -p "$build/findings"
-targets=(idx csv npy npz config checkpoint safetensors)
+targets=(idx csv npy npz config keras checkpoint safetensors)
 # One fuzzer per core at a time: the same 30 s each, in about half the wall time on CI's 2 cores.
 parallel="$(nproc)"
 fuzz_one() {

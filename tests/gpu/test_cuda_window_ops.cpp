@@ -1,7 +1,8 @@
-// The CUDA window ops, dropout, batch normalization, the transposed convolution and bilinear
-// upsampling against the CPU backend's (the specification): im2col and max pooling exactly, sums
-// (average pooling with and without a padding mask among them) within float rounding, dropout's
-// mask (element by element, and by channel) bit for bit (Note [dropout mask]).
+// The CUDA window ops, dropout, batch normalization, the transposed convolution, bilinear
+// upsampling and zero padding against the CPU backend's (the specification): im2col, max pooling
+// and zero padding exactly, sums (average pooling with and without a padding mask among them)
+// within float rounding, dropout's mask (element by element, and by channel) bit for bit (Note
+// [dropout mask]).
 
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include "gpu_test_support.h"
 #include "nn/bilinear_upsampling2d.h"
 #include "nn/conv2d_transpose.h"
+#include "nn/zero_padding2d.h"
 
 namespace ddp {
 namespace {
@@ -201,6 +203,36 @@ TEST(CudaBilinearUpSampling, MatchesTheCpu) {
   }
   expect_close(results[0][0], results[1][0], "bilinear upsampling");
   expect_close(results[0][1], results[1][1], "its backward");
+}
+
+// Note [zero padding]: a pooling of sums over 1x1 windows with uneven padding, each side's, and
+// its backward; and ZeroPadding1D's row.
+TEST(CudaZeroPadding, MatchesTheCpu) {
+  auto cpu = make_cpu_backend(false);
+  auto cuda = gpu();
+  const int64_t batch = 3;
+  for (const bool one_row : {false, true}) {
+    Window2d padded = Window2d::make(one_row ? 1 : 5, 4, 6, 1, 1, 1, 1, false);
+    padded.pad_top = one_row ? 0 : 1;
+    padded.pad_left = 3;
+    padded.out_h += one_row ? 0 : 3;  // 1 above, 2 below
+    padded.out_w += 3;                // 3 left, none right
+    const auto x = random_values(static_cast<size_t>(batch * padded.height * 4 * 6), 14);
+    const auto dy = random_values(static_cast<size_t>(batch * padded.out_pixels() * 6), 15);
+    std::vector<std::vector<float>> results[2];
+    ComputeBackend* backends[2] = {cpu.get(), cuda.get()};
+    for (int k = 0; k < 2; ++k) {
+      ComputeBackend& be = *backends[k];
+      ZeroPadding2D layer(padded, one_row);
+      Mirror X(be, x), Y(be, dy), DY(be, dy), DX(be, x);
+      layer.forward(be, X.buffer.data(), Y.buffer.data(), batch);
+      layer.backward(be, X.buffer.data(), Y.buffer.data(), DY.buffer.data(), DX.buffer.data(),
+                     batch, false);
+      results[k] = {Y.read(), DX.read()};
+    }
+    EXPECT_EQ(results[0][0], results[1][0]) << "zero padding, one row: " << one_row;
+    EXPECT_EQ(results[0][1], results[1][1]) << "its backward, one row: " << one_row;
+  }
 }
 
 }  // namespace

@@ -12,7 +12,8 @@ what Keras' frozen layers do, and .keras files carry them both ways. Weights fil
 the same layers (a convnet with batch normalization and a layer without a bias) loads what
 ddp-trainer saved, ModelCheckpoint's included, and predicts what ddp-trainer does; ddp-trainer
 loads what Keras trained and predicts what Keras does. Keras' functional ResNets load as residual
-blocks, and residual blocks save as functional models (keras_functional_steps.py). Runs where a Python with Keras 3 is found
+blocks, and residual blocks save as functional models; keras.applications' ResNet50 and
+ResNet50V2 load, train and save back (keras_functional_steps.py). Runs where a Python with Keras 3 is found
 and the module is built; ctest registers it only there.
   keras_module.py --module-dir build/python"""
 
@@ -33,7 +34,7 @@ def main():
     import ddp_trainer as ddp
     from keras_image_steps import (augmentation_layer_checks, dilated_convolution_checks,
                                    transposed_convolution_checks, upsampling_checks)
-    from keras_functional_steps import functional_model_checks
+    from keras_functional_steps import applications_checks, functional_model_checks
     from keras_norm_steps import rms_normalization_checks
     from keras_text_steps import (masked_sequence_checks, spatial_dropout_checks, tagging_checks,
                                   time_distributed_checks, token_model_checks)
@@ -211,6 +212,7 @@ def main():
     transposed_convolution_checks(ddp, keras, np, rng, check, gap)
     dilated_convolution_checks(ddp, keras, np, rng, check, gap)
     functional_model_checks(ddp, keras, np, rng, check)
+    applications_checks(ddp, keras, np, rng, check)
     time_distributed_checks(ddp, keras, np, rng, check, gap)
     tagging_checks(ddp, keras, np, rng, check, gap)
 
