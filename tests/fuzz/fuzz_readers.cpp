@@ -1,7 +1,7 @@
 // libFuzzer targets for everything that parses untrusted input. One source, one binary per target
-// (FUZZ_TARGET selects): idx, csv, npy, npz, config, keras, checkpoint, safetensors. A finding is any
-// crash, sanitizer report, hang or exception other than the typed errors the readers are documented
-// to throw.
+// (FUZZ_TARGET selects): idx, csv, npy, npz, config, keras, checkpoint, safetensors. A finding is
+// any crash, sanitizer report, hang or exception other than the typed errors the readers are
+// documented to throw.
 
 #include <unistd.h>
 
