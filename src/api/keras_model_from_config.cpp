@@ -233,8 +233,10 @@ KerasModel keras_model_from_config(const json& config, const std::string& origin
       YAML::Node specs(YAML::NodeType::Sequence);
       for (size_t k = 0; k < layers.size(); ++k) {
         KerasLayer layer = keras_layer(layers[k], where + ": layers[" + std::to_string(k) + "]");
-        if (layer.spec) specs.push_back(layer.spec->node);
-        if (layer.spec) model.layers.push_back(std::move(*layer.spec));
+        if (layer.spec) {
+          specs.push_back(layer.spec->node);
+          model.layers.push_back(std::move(*layer.spec));
+        }
         if (!layer.input_shape.empty()) model.input_shape = std::move(layer.input_shape);
       }
       model.keras_layers = keras_layer_refs(specs);

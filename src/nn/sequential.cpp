@@ -248,7 +248,9 @@ void Sequential::init_params(uint64_t seed) {
 namespace {
 // A summary row: the layer (its parameters' prefix and type; a block's layers indented), its
 // output shape and its parameter count.
-constexpr const char* kRow = " %-40s %-24s %12s\n";
+struct Row {
+  std::string layer, shape, count;
+};
 
 std::string with_commas(uint64_t n) {
   const std::string digits = std::to_string(n);
@@ -260,36 +262,26 @@ std::string with_commas(uint64_t n) {
   return out;
 }
 
+std::string batch_shape(const Shape& shape) { return "(None, " + shape.str().substr(1); }
+
 // Note [residual blocks]: a block's layers under its row, indented, named by their parameters'
 // prefix where they have parameters.
-void add_part_rows(std::string& out, const Layer& layer, const std::string& name,
+void add_part_rows(std::vector<Row>& rows, const Layer& layer, const std::string& name,
                    const std::string& indent) {
   for (const auto& [prefix, part] : layer.parts()) {
     int64_t count = 0;
     for (const std::vector<ParamSpec>& specs : {part->param_specs(), part->buffer_specs()})
       for (const ParamSpec& spec : specs) count += spec.shape.numel();
     const std::string own = name + prefix.substr(0, prefix.size() - 1);  // "layers.3.layers.0"
-    const std::string row = indent + (count > 0 ? own + " " : "") + "(" + part->describe() + ")";
-    char line[160];
-    std::snprintf(line, sizeof line, kRow, row.c_str(),
-                  ("(None, " + part->output_shape().str().substr(1)).c_str(),
-                  with_commas(static_cast<uint64_t>(count)).c_str());
-    out += line;
-    add_part_rows(out, *part, own + ".", indent + "  ");
+    rows.push_back({indent + (count > 0 ? own + " " : "") + "(" + part->describe() + ")",
+                    batch_shape(part->output_shape()), with_commas(static_cast<uint64_t>(count))});
+    add_part_rows(rows, *part, own + ".", indent + "  ");
   }
 }
 }  // namespace
 
 std::string Sequential::summary() const {
-  char line[160];
-  std::string out = "Model: sequential\n";
-  const std::string rule(80, '-');
-  out += rule + "\n";
-  std::snprintf(line, sizeof line, kRow, "Layer (type)", "Output Shape", "Param #");
-  out += line + rule + "\n";
-  std::snprintf(line, sizeof line, kRow, "input (Input)",
-                ("(None, " + input_.str().substr(1)).c_str(), "0");
-  out += line;
+  std::vector<Row> rows = {{"input (Input)", batch_shape(input_), "0"}};
   for (size_t i = 0; i < layers_.size(); ++i) {
     size_t count = 0;
     std::string prefix;
@@ -299,14 +291,27 @@ std::string Sequential::summary() const {
         count += e.count;
         prefix = e.name.substr(0, e.name.find('.', e.name.find('.') + 1)) + " ";  // layers.<k>
       }
-    const std::string name =
-        prefix + "(" + layers_[i]->describe() + (layers_[i]->frozen() ? ", frozen)" : ")");
-    const std::string shape = "(None, " + layers_[i]->output_shape().str().substr(1);
-    std::snprintf(line, sizeof line, kRow, name.c_str(), shape.c_str(), with_commas(count).c_str());
-    out += line;
-    add_part_rows(out, *layers_[i], prefix.empty() ? "" : prefix.substr(0, prefix.size() - 1) + ".",
-                  "  ");
+    rows.push_back(
+        {prefix + "(" + layers_[i]->describe() + (layers_[i]->frozen() ? ", frozen)" : ")"),
+         batch_shape(layers_[i]->output_shape()), with_commas(count)});
+    add_part_rows(rows, *layers_[i],
+                  prefix.empty() ? "" : prefix.substr(0, prefix.size() - 1) + ".", "  ");
   }
+  // Keras' columns, the first as wide as the longest name (a deep block's) where that is wider.
+  size_t width = 40;
+  for (const Row& row : rows) width = std::max(width, row.layer.size());
+  const auto format = [width](const Row& row) {
+    std::string line = " " + row.layer + std::string(width - row.layer.size(), ' ') + " " +
+                       row.shape +
+                       std::string(row.shape.size() < 24 ? 24 - row.shape.size() : 0, ' ');
+    return line + " " + std::string(row.count.size() < 12 ? 12 - row.count.size() : 0, ' ') +
+           row.count + "\n";
+  };
+  const std::string rule(80 + width - 40, '-');
+  std::string out = "Model: sequential\n" + rule + "\n" +
+                    format({"Layer (type)", "Output Shape", "Param #"}) + rule + "\n";
+  for (const Row& row : rows) out += format(row);
+  char line[160];
   out += rule + "\n";
   // As Keras counts them: trainable parameters plus the non-trainable running statistics and
   // frozen layers' parameters.

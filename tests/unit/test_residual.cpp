@@ -187,6 +187,22 @@ TEST(Residual, NamesBuffersAndFreezing) {
     std::snprintf(row, sizeof row, " %-40s %-24s %12s\n", name, "(None, 3)", count);
     EXPECT_NE(summary.find(row), std::string::npos) << row << "in\n" << summary;
   }
+  // A deep block's names wider than the column widen it: every row's shape starts in one place.
+  const std::string deep = build(*backend, Shape{3},
+                                 "{type: residual, layers: [{type: residual, layers: [{type: "
+                                 "residual, layers: [{type: batch_normalization}]}]}]}")
+                               ->summary();
+  ASSERT_NE(deep.find("      layers.0.layers.0.layers.0.layers.0 (BatchNormalization) (None, 3)"),
+            std::string::npos)
+      << deep;
+  for (const char* start : {" input (Input) ", " layers.0 (Residual of 1) "}) {
+    const size_t row = deep.find(start), name = deep.find("(BatchNormalization)");
+    ASSERT_NE(row, std::string::npos) << deep;
+    EXPECT_EQ(deep.find("(None, 3)", row) - deep.rfind('\n', row),
+              deep.find("(None, 3)", name) - deep.rfind('\n', name))
+        << start << " in\n"
+        << deep;
+  }
 
   // Keras' kernel_regularizer on a block's layer penalizes that layer's weight alone.
   auto penalized = build(*backend, Shape{3},
