@@ -61,6 +61,16 @@ Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides, const std::st
   if (dilation_rate != 1) spec.node["dilation_rate"] = dilation_rate;
   return spec;
 }
+Spec DepthwiseConv2D(int64_t kernel_size, int64_t strides, const std::string& padding,
+                     const std::string& activation, bool use_bias, int64_t dilation_rate) {
+  return {spec_map({{"type", YAML::Node("depthwise_conv2d")},
+                    {"kernel_size", YAML::Node(kernel_size)},
+                    {"strides", YAML::Node(strides)},
+                    {"padding", YAML::Node(padding)},
+                    {"activation", YAML::Node(activation)},
+                    {"use_bias", YAML::Node(use_bias)},
+                    {"dilation_rate", YAML::Node(dilation_rate)}})};
+}
 Spec Conv2DTranspose(int64_t filters, int64_t kernel_size, int64_t strides,
                      const std::string& activation, const std::string& padding, bool use_bias) {
   return strided_convolution("conv2d_transpose", filters, kernel_size, strides, activation, padding,

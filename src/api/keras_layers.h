@@ -21,6 +21,11 @@ Spec Dense(int64_t units, const std::string& activation = "linear", bool use_bia
 // dilation_rate: Keras' (Note [dilated convolution]); Conv1D's padding may be "causal".
 Spec Conv2D(int64_t filters, int64_t kernel_size, const std::string& activation = "linear",
             const std::string& padding = "valid", bool use_bias = true, int64_t dilation_rate = 1);
+// Keras' DepthwiseConv2D (depth_multiplier 1): each channel convolved with a kernel of its own
+// (Note [depthwise convolution]).
+Spec DepthwiseConv2D(int64_t kernel_size, int64_t strides = 1, const std::string& padding = "valid",
+                     const std::string& activation = "linear", bool use_bias = true,
+                     int64_t dilation_rate = 1);
 // Keras' Conv1D over (steps, channels) (an embedding's output).
 Spec Conv1D(int64_t filters, int64_t kernel_size, int64_t strides = 1,
             const std::string& activation = "linear", const std::string& padding = "valid",

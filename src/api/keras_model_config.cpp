@@ -47,6 +47,20 @@ std::pair<std::string, json> keras_layer(const LayerSpec& s) {
     if (s.output_padding[1] >= 0) c["output_padding"] = json::array({s.output_padding[1]});
     return {s.type == "conv1d" ? "Conv1D" : "Conv1DTranspose", c};
   }
+  if (s.type == "depthwise_conv2d") {  // Note [depthwise convolution]
+    c["kernel_size"] = pair(s.window);
+    c["strides"] = pair(s.strides);
+    c["padding"] = s.same_padding ? "same" : "valid";
+    c["data_format"] = "channels_last";
+    c["dilation_rate"] = pair(s.dilation);
+    c["depth_multiplier"] = 1;
+    weighted();
+    if (c.contains("kernel_regularizer")) {  // Keras' name for its kernel's penalty
+      c["depthwise_regularizer"] = c["kernel_regularizer"];
+      c.erase("kernel_regularizer");
+    }
+    return {"DepthwiseConv2D", c};
+  }
   if (s.type == "conv2d" || s.type == "conv2d_transpose") {
     c["filters"] = s.units;
     c["kernel_size"] = pair(s.window);

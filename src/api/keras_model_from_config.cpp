@@ -40,6 +40,16 @@ YAML::Node keras_layer_spec(const std::string& class_name, const KerasSettings& 
       out["output_padding"] = in.pair("output_padding", padding);  // a transposed convolution's
     in.channels_last();
     in.weighted(out);
+  } else if (class_name == "DepthwiseConv2D") {  // Note [depthwise convolution]
+    out["type"] = "depthwise_conv2d";
+    out["kernel_size"] = in.pair("kernel_size", 1);
+    out["strides"] = in.pair("strides", 1);
+    out["padding"] = in.get<std::string>("padding", "valid");
+    out["activation"] = in.activation(elementwise_activation_names());
+    out["dilation_rate"] = in.pair("dilation_rate", 1);
+    out["depth_multiplier"] = in.get<int64_t>("depth_multiplier", 1);
+    in.channels_last();
+    in.weighted(out, "depthwise");
   } else if (class_name == "Conv1D" || class_name == "Conv1DTranspose") {
     out["type"] = class_name == "Conv1D" ? "conv1d" : "conv1d_transpose";
     out["filters"] = in.get<int64_t>("filters", 0);

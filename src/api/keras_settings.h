@@ -84,16 +84,18 @@ class KerasSettings {
       refuse("axis " + axis.dump() + " (the last axis only)");
     if (axis != -1) out["axis"] = axis.get<int64_t>();
   }
-  // use_bias, the kernel's L1/L2 penalty, and no other regularizer or constraint.
-  void weighted(YAML::Node& out) const {
+  // use_bias, the kernel's L1/L2 penalty, and no other regularizer or constraint. `kernel`: the
+  // name of the kernel's settings (DepthwiseConv2D's depthwise_regularizer, ...).
+  void weighted(YAML::Node& out, const std::string& kernel = "kernel") const {
     out["use_bias"] = get<bool>("use_bias", true);
-    for (const char* none :
-         {"bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"})
+    const std::string regularizer = kernel + "_regularizer", constraint = kernel + "_constraint";
+    for (const char* none : {"bias_regularizer", "activity_regularizer", "bias_constraint"})
       require(none, nullptr);
-    if (!c_.contains("kernel_regularizer") || c_["kernel_regularizer"].is_null()) return;
-    const nlohmann::json& r = c_["kernel_regularizer"];
+    require(constraint.c_str(), nullptr);
+    if (!c_.contains(regularizer) || c_[regularizer].is_null()) return;
+    const nlohmann::json& r = c_[regularizer];
     const std::string type = r.value("class_name", "");
-    if (type != "L1L2" && type != "L1" && type != "L2") refuse("kernel_regularizer " + type);
+    if (type != "L1L2" && type != "L1" && type != "L2") refuse(regularizer + " " + type);
     const nlohmann::json& settings = r.value("config", nlohmann::json::object());
     for (const char* key : {"l1", "l2"})
       if (settings.contains(key) && !settings[key].is_null())  // L1 has l1 only, L2 l2

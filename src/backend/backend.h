@@ -166,6 +166,16 @@ class ComputeBackend {
   virtual void bias_activation_backward(const float* y, float* dy, float* db, int64_t rows,
                                         int64_t cols, Activation act, bool accumulate) = 0;
 
+  // Note [depthwise convolution]: y (batch, out_h, out_w, channels) = each channel of x (batch,
+  // height, width, channels) convolved with its own kernel, w (channels, kernel_h, kernel_w), over
+  // the window `win` (padding, strides, dilation). Backward writes dx where it is not null, and
+  // dw, or adds to it when `accumulate`.
+  virtual void depthwise_forward(const float* x, const float* w, float* y, int64_t batch,
+                                 const Window2d& win) = 0;
+  virtual void depthwise_backward(const float* x, const float* w, const float* dy, float* dx,
+                                  float* dw, int64_t batch, const Window2d& win,
+                                  bool accumulate) = 0;
+
   // Pooling, x (batch, height, width, channels) -> y (batch, out_h, out_w, channels); padding
   // takes no part (Keras). Backward writes dx: max pooling routes each dy to the first maximum
   // of its window, average pooling spreads it evenly over the window's real pixels. With a mask

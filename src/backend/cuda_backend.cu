@@ -15,6 +15,7 @@
 #include "backend/cuda_activations.h"
 #include "backend/cuda_batch_norm.h"
 #include "backend/cuda_check.h"
+#include "backend/cuda_depthwise.h"
 #include "backend/cuda_embedding.h"
 #include "backend/cuda_flat_ops.h"
 #include "backend/cuda_gemm.h"
@@ -182,6 +183,15 @@ class CudaBackend final : public ComputeBackend {
   void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int64_t batch,
                          const Window2d& w) override {
     cuda::max_pool_backward(x, y, dy, dx, batch, w, stream_);
+  }
+  void depthwise_forward(const float* x, const float* w, float* y, int64_t batch,
+                         const Window2d& win) override {
+    cuda::depthwise_forward(x, w, y, batch, win, stream_);
+  }
+  void depthwise_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                          int64_t batch, const Window2d& win, bool accumulate) override {
+    if (dx) cuda::depthwise_input_grad(dy, w, dx, batch, win, stream_);
+    cuda::depthwise_weight_grad(x, dy, dw, batch, win, accumulate, stream_);
   }
   void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
                         const Window2d& w, bool mean) override {

@@ -10,6 +10,7 @@
 #include "nn/conv2d.h"
 #include "nn/conv2d_transpose.h"
 #include "nn/dense.h"
+#include "nn/depthwise_conv2d.h"
 #include "nn/dropout.h"
 #include "nn/layer_norm.h"
 #include "nn/layer_windows.h"
@@ -66,6 +67,7 @@ const std::vector<std::string>& layer_types() {
                                                                   "conv1d",
                                                                   "conv2d_transpose",
                                                                   "conv1d_transpose",
+                                                                  "depthwise_conv2d",
                                                                   "max_pooling2d",
                                                                   "average_pooling2d",
                                                                   "max_pooling1d",
@@ -166,7 +168,7 @@ const LayerSpec* passed_mask(const LayerSpec* masking, const LayerSpec& spec) {
 
 bool is_convolution(const std::string& type) {
   return type == "conv2d" || type == "conv1d" || type == "conv2d_transpose" ||
-         type == "conv1d_transpose";
+         type == "conv1d_transpose" || type == "depthwise_conv2d";
 }
 
 bool is_recurrent(const std::string& type) {
@@ -253,6 +255,16 @@ Shape append_layers(std::vector<std::unique_ptr<Layer>>& layers, Shape shape,
       parameters += units * fan_in;
       layers.push_back(std::make_unique<Dense>(in, spec.units, fused, spec.use_bias,
                                                Shape(std::move(positions))));
+    } else if (spec.type == "depthwise_conv2d") {  // Note [depthwise convolution]
+      const Window2d w = image_window(spec, shape);
+      const auto per_channel = static_cast<uint64_t>(w.kernel_h * w.kernel_w) + 1;
+      if (static_cast<uint64_t>(w.channels) > (budget - parameters) / per_channel)
+        throw ConfigError(spec.path + ".kernel_size: " + std::to_string(w.kernel_h) + "x" +
+                          std::to_string(w.kernel_w) + " kernels take the model past " +
+                          std::to_string(budget) +
+                          " parameters, what this process's memory can train");
+      parameters += static_cast<uint64_t>(w.channels) * per_channel;
+      layers.push_back(std::make_unique<DepthwiseConv2D>(w, fused, spec.use_bias));
     } else if (is_convolution(spec.type)) {
       const bool one_row = spec.type == "conv1d" || spec.type == "conv1d_transpose";
       const bool transposed = spec.type == "conv2d_transpose" || spec.type == "conv1d_transpose";

@@ -48,6 +48,9 @@ const KerasLayer* keras_layer(const std::string& type) {
         {{"layer", "dense"}}}},
       {"conv2d", {"conv2d", {{"weight", {{1, 2, 3, 0}}, false}, {"bias", {}, true}}}},
       {"conv1d", {"conv1d", {{"weight", {{1, 2, 0}}, false}, {"bias", {}, true}}}},
+      // Note [depthwise convolution]: (channels, kh, kw, 1) here, (kh, kw, channels, 1) in Keras
+      {"depthwise_conv2d",
+       {"depthwise_conv2d", {{"weight", {{1, 2, 0, 3}}, false}, {"bias", {}, true}}}},
       // Note [transposed convolution]: the same transpositions of their weights
       {"conv2d_transpose",
        {"conv2d_transpose", {{"weight", {{1, 2, 3, 0}}, false}, {"bias", {}, true}}}},

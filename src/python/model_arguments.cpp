@@ -193,6 +193,19 @@ void define_layers(py::module_& m) {
       py::arg("filters"), py::arg("kernel_size"), py::arg("activation") = "linear",
       py::arg("padding") = "valid", py::arg("use_bias") = true, py::arg("trainable") = true,
       py::arg("strides") = 1, py::arg("dilation_rate") = 1);
+  m.def(  // Keras' arguments in Keras' order (Note [depthwise convolution])
+      "DepthwiseConv2D",
+      [](Size kernel_size, Size strides, const std::string& padding, int64_t depth_multiplier,
+         Size dilation_rate, const std::string& activation, bool use_bias, bool trainable) {
+        keras::Spec spec = with_sizes(keras::DepthwiseConv2D(1, 1, padding, activation, use_bias),
+                                      kernel_size, strides);
+        spec.node["dilation_rate"] = size_node(dilation_rate);
+        spec.node["depth_multiplier"] = depth_multiplier;  // 1, or refused naming the key
+        return trained_or_frozen(spec, trainable);
+      },
+      py::arg("kernel_size"), py::arg("strides") = 1, py::arg("padding") = "valid",
+      py::arg("depth_multiplier") = 1, py::arg("dilation_rate") = 1,
+      py::arg("activation") = "linear", py::arg("use_bias") = true, py::arg("trainable") = true);
   m.def(
       "Conv1D",
       [](int64_t filters, int64_t kernel_size, int64_t strides, const std::string& activation,

@@ -123,6 +123,16 @@ LayerSpec parse_layer(ConfigNode& layer, const std::string& file, int depth) {
     spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
     spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
     check_dilation();
+  } else if (spec.type == "depthwise_conv2d") {  // Keras' names; a kernel for each channel
+    spec.window = height_width(layer, "kernel_size", std::nullopt);
+    spec.strides = height_width(layer, "strides", std::array<int64_t, 2>{1, 1});
+    spec.dilation = height_width(layer, "dilation_rate", std::array<int64_t, 2>{1, 1});
+    spec.same_padding = layer.choice("padding", {"valid", "same"}, "valid") == "same";
+    spec.activation = layer.choice("activation", elementwise_activation_names(), "linear");
+    if (const int64_t m = layer.get<int64_t>("depth_multiplier", 1); m != 1)
+      layer.fail("depth_multiplier",
+                 "1 alone (a kernel for each channel, MobileNets'), got " + std::to_string(m));
+    check_dilation();
   } else if (spec.type == "conv1d" || spec.type == "conv1d_transpose") {  // integer sizes
     spec.units = positive(layer, "filters", layer.require<int64_t>("filters"));
     spec.window = {1, positive(layer, "kernel_size", layer.require<int64_t>("kernel_size"))};

@@ -15,7 +15,9 @@ using namespace dist_test;
 
 class DdpModels : public DdpTraining {};
 
-// A convnet with dropout, an upsampling and a transposed convolution: Note [dropout mask] draws
+// A convnet with dropout, zero padding, a depthwise convolution (its kernels' gradients summed
+// over the rank's samples, then over the ranks), an upsampling and a transposed convolution:
+// Note [dropout mask] draws
 // each sample's mask from its position in the epoch, so N ranks (and the partial last batch split
 // over them) drop what one rank drops.
 TEST_P(DdpModels, ConvnetWithDropoutMatchesSingleProcess) {
@@ -23,7 +25,9 @@ TEST_P(DdpModels, ConvnetWithDropoutMatchesSingleProcess) {
   auto local = make_local_communicator();
   const std::string layers =
       "model.layers=[{type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu},"
-      " {type: max_pooling2d, pool_size: 2}, {type: up_sampling2d, size: [2, 1]},"
+      " {type: max_pooling2d, pool_size: 2}, {type: zero_padding2d, padding: [[1, 0], [0, 1]]},"
+      " {type: depthwise_conv2d, kernel_size: 3, activation: relu},"
+      " {type: up_sampling2d, size: [2, 1]},"
       " {type: conv2d_transpose, filters: 2, kernel_size: 3, strides: 2, activation: tanh},"
       " {type: dropout, rate: 0.3}, {type: flatten}, {type: dense, units: 10, activation: "
       "softmax}]";

@@ -131,15 +131,16 @@ def functional_model_checks(ddp, keras, np, rng, check):
 
 def applications_checks(ddp, keras, np, rng, check):
     """keras.applications' ResNet50 and ResNet50V2 (ZeroPadding2D, BatchNormalization(axis=3),
-    a strided shortcut of MaxPooling2D(1)), random running statistics and logits out: each loads
-    into ddp_trainer predicting Keras' logits, one SGD step has Keras' loss (the training
-    forward), and our .keras file of the trained model loads back into Keras predicting ours; ddp.ZeroPadding2D and
-    ZeroPadding1D predict as Keras' layers."""
+    a strided shortcut of MaxPooling2D(1)) and MobileNetV2 (DepthwiseConv2D, ReLU(6)), random
+    running statistics and logits out: each loads into ddp_trainer predicting Keras' logits, one
+    SGD step has Keras' loss (the training forward), and our .keras file of the trained model
+    loads back into Keras predicting ours; ddp.ZeroPadding2D, ZeroPadding1D and DepthwiseConv2D
+    predict as Keras' layers."""
     from keras_image_steps import predicts_alike
     x = rng.random((8, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, size=8)
     path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ddp_applications_{os.getpid()}")
-    for name in ("ResNet50", "ResNet50V2"):
+    for name in ("ResNet50", "ResNet50V2", "MobileNetV2"):
         keras.utils.set_random_seed(1)
         theirs = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3),
                                                    classes=10, classifier_activation=None)
@@ -183,3 +184,8 @@ def applications_checks(ddp, keras, np, rng, check):
                    rng.random((2, 3, 4, 5)).astype(np.float32), (2, 6, 7, 5))
     predicts_alike(ddp, np, check, "ddp.ZeroPadding1D((2, 0))", ddp.ZeroPadding1D((2, 0)),
                    L.ZeroPadding1D((2, 0)), rng.random((2, 6, 3)).astype(np.float32), (2, 8, 3))
+    predicts_alike(ddp, np, check, "ddp.DepthwiseConv2D((3, 2), strides=2, padding='same', "
+                   "activation='relu6')",
+                   ddp.DepthwiseConv2D((3, 2), strides=2, padding="same", activation="relu6"),
+                   L.DepthwiseConv2D((3, 2), strides=2, padding="same", activation="relu6"),
+                   rng.normal(size=(2, 7, 6, 4)).astype(np.float32), (2, 4, 3, 4))

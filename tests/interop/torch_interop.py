@@ -282,7 +282,8 @@ training: {{epochs: 3, global_batch_size: {batch}}}
 
 
 class BatchNormNet(torch.nn.Module):
-    """conv2d -> batch_normalization -> relu -> average pooling -> flatten -> dense ->
+    """conv2d -> batch_normalization -> relu -> depthwise_conv2d (a 3x3 kernel a channel, Note
+    [depthwise convolution]: nn.Conv2d's groups) -> average pooling -> flatten -> dense ->
     batch_normalization -> tanh -> dense, as ddp-trainer's layers.<k> name them; the layers before
     batch normalization with or without a bias."""
 
@@ -290,14 +291,16 @@ class BatchNormNet(torch.nn.Module):
         super().__init__()
         self.layers = torch.nn.ModuleList([
             torch.nn.Conv2d(3, 5, 3, padding=1, bias=bias), torch.nn.BatchNorm2d(5, momentum=0.1),
+            torch.nn.Conv2d(5, 5, 3, padding=1, groups=5),
             torch.nn.Linear(45, 6, bias=bias), torch.nn.BatchNorm1d(6, momentum=0.1),
             torch.nn.Linear(6, 4)])
 
     def logits(self, x):  # x: (N, 108) as ddp-trainer reads it, NHWC
         x = x.view(-1, 6, 6, 3).permute(0, 3, 1, 2)
-        x = torch.nn.functional.avg_pool2d(torch.relu(self.layers[1](self.layers[0](x))), 2)
-        x = torch.tanh(self.layers[3](self.layers[2](torch.flatten(x, 1))))
-        return self.layers[4](x)
+        x = self.layers[2](torch.relu(self.layers[1](self.layers[0](x))))
+        x = torch.nn.functional.avg_pool2d(x, 2)
+        x = torch.tanh(self.layers[4](self.layers[3](torch.flatten(x, 1))))
+        return self.layers[5](x)
 
     def forward(self, x):
         return torch.softmax(self.logits(x), dim=1)
@@ -313,6 +316,7 @@ def batch_norm_checks(args, env, tmp, bias):
     - {{type: conv2d, filters: 5, kernel_size: 3, padding: same, use_bias: {use_bias}}}
     - {{type: batch_normalization, momentum: 0.9, epsilon: 0.00001, sync: true}}
     - {{type: relu}}
+    - {{type: depthwise_conv2d, kernel_size: 3, padding: same}}
     - {{type: average_pooling2d, pool_size: 2}}
     - {{type: flatten}}
     - {{type: dense, units: 6, use_bias: {use_bias}}}
@@ -326,7 +330,7 @@ training: {{epochs: 1, global_batch_size: 200}}
     torch.manual_seed(2)
     model = BatchNormNet(bias)
     with torch.no_grad():
-        for bn in (model.layers[1], model.layers[3]):
+        for bn in (model.layers[1], model.layers[4]):
             bn.weight.uniform_(0.5, 1.5)
             bn.bias.uniform_(-0.5, 0.5)
             bn.running_mean.uniform_(-0.2, 0.2)

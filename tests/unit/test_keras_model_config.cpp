@@ -343,8 +343,8 @@ TEST(KerasModelConfig, ReadsKerasConfigsAndRefusesWhatItCannotTrain) {
     }
     return std::string("accepted");
   };
-  EXPECT_EQ(refused("/config/layers/1/class_name", "DepthwiseConv2D"),
-            "m.keras: config.json: layers[1] (DepthwiseConv2D): the layer class DepthwiseConv2D; "
+  EXPECT_EQ(refused("/config/layers/1/class_name", "SeparableConv2D"),
+            "m.keras: config.json: layers[1] (SeparableConv2D): the layer class SeparableConv2D; "
             "ddp-trainer's layers do not have it");
   EXPECT_EQ(refused("/config/layers/1/config/groups", 2),
             "m.keras: config.json: layers[1] (Conv2D): groups 2; ddp-trainer's layers do not "
