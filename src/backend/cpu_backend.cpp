@@ -182,21 +182,13 @@ class CpuBackend final : public ComputeBackend {
                                 Activation act, bool accumulate) override {
     cpu::bias_activation_grad(team_, y, dy, db, rows, cols, act, accumulate);
   }
-  // Each sample's output and input gradient alone, on the team's shares of the batch; the kernels'
-  // gradients (sums over the batch) by one thread, so they are the same bits on any team.
   void depthwise_forward(const float* x, const float* w, float* y, int64_t batch,
                          const Window2d& win) override {
-    cpu::by_rows(team_, batch, in_size(win), [&](int64_t first, int64_t n) {
-      cpu::depthwise_forward(x + first * in_size(win), w, y + first * out_size(win), n, win);
-    });
+    cpu::depthwise_forward(team_, x, w, y, batch, win);
   }
   void depthwise_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                           int64_t batch, const Window2d& win, bool accumulate) override {
-    if (dx)
-      cpu::by_rows(team_, batch, in_size(win), [&](int64_t first, int64_t n) {
-        cpu::depthwise_input_grad(dy + first * out_size(win), w, dx + first * in_size(win), n, win);
-      });
-    cpu::depthwise_weight_grad(x, dy, dw, batch, win, accumulate);
+    cpu::depthwise_backward(team_, x, w, dy, dx, dw, batch, win, accumulate);
   }
   // Pooling and dropout on the team's shares of the batch: each sample's output is computed alone,
   // so the shares change no bit (as activations and batch normalization's rows).

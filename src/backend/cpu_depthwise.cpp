@@ -3,6 +3,8 @@
 #include <cstring>
 #include <vector>
 
+#include "backend/team_shares.h"
+
 namespace ddp::cpu {
 namespace {
 
@@ -37,10 +39,7 @@ void for_each_tap(const Window2d& win, int64_t batch, F f) {
       }
 }
 
-}  // namespace
-
-void depthwise_forward(const float* x, const float* w, float* y, int64_t batch,
-                       const Window2d& win) {
+void forward(const float* x, const float* w, float* y, int64_t batch, const Window2d& win) {
   const int64_t c = win.channels;
   const std::vector<float> kernel = by_tap(w, win);
   std::memset(y, 0, static_cast<size_t>(batch * win.out_pixels() * c) * sizeof(float));
@@ -52,8 +51,7 @@ void depthwise_forward(const float* x, const float* w, float* y, int64_t batch,
   });
 }
 
-void depthwise_input_grad(const float* dy, const float* w, float* dx, int64_t batch,
-                          const Window2d& win) {
+void input_grad(const float* dy, const float* w, float* dx, int64_t batch, const Window2d& win) {
   const int64_t c = win.channels;
   const std::vector<float> kernel = by_tap(w, win);
   std::memset(dx, 0, static_cast<size_t>(batch * win.height * win.width * c) * sizeof(float));
@@ -65,8 +63,8 @@ void depthwise_input_grad(const float* dy, const float* w, float* dx, int64_t ba
   });
 }
 
-void depthwise_weight_grad(const float* x, const float* dy, float* dw, int64_t batch,
-                           const Window2d& win, bool accumulate) {
+void weight_grad(const float* x, const float* dy, float* dw, int64_t batch, const Window2d& win,
+                 bool accumulate) {
   const int64_t c = win.channels;
   std::vector<float> sums(static_cast<size_t>(taps(win) * c));  // (taps, channels)
   for_each_tap(win, batch, [&](int64_t in, int64_t out, int64_t tap) {
@@ -80,6 +78,27 @@ void depthwise_weight_grad(const float* x, const float* dy, float* dw, int64_t b
       float& g = dw[ch * taps(win) + t];
       g = (accumulate ? g : 0.0f) + sums[static_cast<size_t>(t * c + ch)];
     }
+}
+
+int64_t image(const Window2d& win) { return win.height * win.width * win.channels; }
+int64_t outputs(const Window2d& win) { return win.out_pixels() * win.channels; }
+
+}  // namespace
+
+void depthwise_forward(ThreadTeam& team, const float* x, const float* w, float* y, int64_t batch,
+                       const Window2d& win) {
+  by_rows(team, batch, image(win), [&](int64_t first, int64_t n) {
+    forward(x + first * image(win), w, y + first * outputs(win), n, win);
+  });
+}
+
+void depthwise_backward(ThreadTeam& team, const float* x, const float* w, const float* dy,
+                        float* dx, float* dw, int64_t batch, const Window2d& win, bool accumulate) {
+  if (dx)
+    by_rows(team, batch, image(win), [&](int64_t first, int64_t n) {
+      input_grad(dy + first * outputs(win), w, dx + first * image(win), n, win);
+    });
+  weight_grad(x, dy, dw, batch, win, accumulate);
 }
 
 }  // namespace ddp::cpu

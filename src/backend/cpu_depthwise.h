@@ -6,14 +6,15 @@
 #include <cstdint>
 
 #include "backend/window2d.h"
+#include "core/thread_team.h"
 
 namespace ddp::cpu {
 
-void depthwise_forward(const float* x, const float* w, float* y, int64_t batch,
+// Each sample's output and input gradient alone, on the team's shares of the batch; the kernels'
+// gradients (sums over the batch) by one thread, so they are the same bits on any team.
+void depthwise_forward(ThreadTeam& team, const float* x, const float* w, float* y, int64_t batch,
                        const Window2d& win);
-void depthwise_input_grad(const float* dy, const float* w, float* dx, int64_t batch,
-                          const Window2d& win);
-void depthwise_weight_grad(const float* x, const float* dy, float* dw, int64_t batch,
-                           const Window2d& win, bool accumulate);
+void depthwise_backward(ThreadTeam& team, const float* x, const float* w, const float* dy,
+                        float* dx, float* dw, int64_t batch, const Window2d& win, bool accumulate);
 
 }  // namespace ddp::cpu

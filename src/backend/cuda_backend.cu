@@ -190,8 +190,7 @@ class CudaBackend final : public ComputeBackend {
   }
   void depthwise_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                           int64_t batch, const Window2d& win, bool accumulate) override {
-    if (dx) cuda::depthwise_input_grad(dy, w, dx, batch, win, stream_);
-    cuda::depthwise_weight_grad(x, dy, dw, batch, win, accumulate, stream_);
+    cuda::depthwise_backward(x, w, dy, dx, dw, batch, win, accumulate, stream_);
   }
   void avg_pool_forward(const float* x, const float* mask, float* y, int64_t batch,
                         const Window2d& w, bool mean) override {

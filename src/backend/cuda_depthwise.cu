@@ -87,15 +87,13 @@ void depthwise_forward(const float* x, const float* w, float* y, int64_t batch, 
   cudaCheck(cudaGetLastError());
 }
 
-void depthwise_input_grad(const float* dy, const float* w, float* dx, int64_t batch,
-                          const Window2d& win, cudaStream_t stream) {
-  const int64_t n = batch * win.height * win.width * win.channels;
-  depthwise_input_grad_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dy, w, dx, n, win);
-  cudaCheck(cudaGetLastError());
-}
-
-void depthwise_weight_grad(const float* x, const float* dy, float* dw, int64_t batch,
-                           const Window2d& win, bool accumulate, cudaStream_t stream) {
+void depthwise_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                        int64_t batch, const Window2d& win, bool accumulate, cudaStream_t stream) {
+  if (dx) {
+    const int64_t n = batch * win.height * win.width * win.channels;
+    depthwise_input_grad_kernel<<<blocks_for(n), kThreads, 0, stream>>>(dy, w, dx, n, win);
+    cudaCheck(cudaGetLastError());
+  }
   const auto weights = static_cast<unsigned>(win.channels * win.kernel_h * win.kernel_w);
   depthwise_weight_grad_kernel<<<weights, kThreads, 0, stream>>>(x, dy, dw, batch, win, accumulate);
   cudaCheck(cudaGetLastError());

@@ -14,9 +14,7 @@ namespace ddp::cuda {
 
 void depthwise_forward(const float* x, const float* w, float* y, int64_t batch, const Window2d& win,
                        cudaStream_t stream);
-void depthwise_input_grad(const float* dy, const float* w, float* dx, int64_t batch,
-                          const Window2d& win, cudaStream_t stream);
-void depthwise_weight_grad(const float* x, const float* dy, float* dw, int64_t batch,
-                           const Window2d& win, bool accumulate, cudaStream_t stream);
+void depthwise_backward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                        int64_t batch, const Window2d& win, bool accumulate, cudaStream_t stream);
 
 }  // namespace ddp::cuda
