@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "finite_differences.h"
 #include "nn/model_builder.h"
 #include "train/config.h"
 
@@ -31,6 +32,19 @@ inline std::string build_error(const Shape& input, const std::string& layers) {
   } catch (const ConfigError& e) {
     return e.what();
   }
+}
+
+// Finite differences through the model of `layers`, whose last one is a dense softmax (fused into
+// the loss), on three samples of uniform [0, 1) features labelled 2, 0, 1.
+inline void expect_softmax_model_gradient_matches(const Shape& input, const std::string& layers) {
+  auto backend = make_cpu_backend();
+  auto model = build(*backend, input, layers);
+  model->set_output_logits(OutputFunction::kSoftmax);
+  model->init_params(7);
+  DeviceBuffer grads(*backend, model->param_count());
+  model->bind_grads(grads.span());
+  expect_model_gradient_matches(
+      *backend, *model, random_vector(static_cast<size_t>(3 * input.numel()), 9, 0, 1), {2, 0, 1});
 }
 
 }  // namespace ddp

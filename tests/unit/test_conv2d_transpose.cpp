@@ -161,18 +161,14 @@ TEST(Conv2DTranspose, OutputsAndGradientsByDefinition) {
 // ReLU; then a transposed layer of one row after a reshape), and the input gradient of the layer
 // alone.
 TEST(Conv2DTranspose, GradientsMatchFiniteDifferences) {
-  auto backend = make_cpu_backend();
-  auto model = build(*backend, Shape{2, 3, 2},
-                     "{type: conv2d_transpose, filters: 3, kernel_size: 3, strides: 2, padding: "
-                     "same, activation: tanh}, {type: reshape, target_shape: [24, 3]}, {type: "
-                     "conv1d_transpose, filters: 2, kernel_size: 2, strides: 2}, {type: flatten}, "
-                     "{type: dense, units: 3, activation: softmax}");
-  model->set_output_logits(OutputFunction::kSoftmax);
-  model->init_params(7);
-  DeviceBuffer grads(*backend, model->param_count());
-  model->bind_grads(grads.span());
-  expect_model_gradient_matches(*backend, *model, random_vector(3 * 12, 9, 0, 1), {2, 0, 1});
+  expect_softmax_model_gradient_matches(
+      Shape{2, 3, 2},
+      "{type: conv2d_transpose, filters: 3, kernel_size: 3, strides: 2, padding: "
+      "same, activation: tanh}, {type: reshape, target_shape: [24, 3]}, {type: "
+      "conv1d_transpose, filters: 2, kernel_size: 2, strides: 2}, {type: flatten}, "
+      "{type: dense, units: 3, activation: softmax}");
 
+  auto backend = make_cpu_backend();
   auto alone = build(*backend, Shape{3, 2, 2},
                      "{type: conv2d_transpose, filters: 2, kernel_size: [2, 3], strides: [1, 2], "
                      "activation: tanh}");

@@ -104,18 +104,13 @@ TEST(DepthwiseConvolution, OutputsAndGradientsByDefinition) {
 
 // MobileNet's block: a 1x1 expansion, a depthwise 3x3 (relu6 fused; strided), a 1x1 projection.
 TEST(DepthwiseConvolution, GradientsMatchFiniteDifferences) {
-  auto backend = make_cpu_backend();
-  auto model = build(*backend, Shape{6, 5, 2},
-                     "{type: conv2d, filters: 4, kernel_size: 1, activation: tanh}, "
-                     "{type: depthwise_conv2d, kernel_size: 3, strides: 2, padding: same, "
-                     "activation: tanh}, {type: depthwise_conv2d, kernel_size: [2, 1], "
-                     "dilation_rate: [2, 1], use_bias: false}, {type: flatten}, {type: dense, "
-                     "units: 3, activation: softmax}");
-  model->set_output_logits(OutputFunction::kSoftmax);
-  model->init_params(7);
-  DeviceBuffer grads(*backend, model->param_count());
-  model->bind_grads(grads.span());
-  expect_model_gradient_matches(*backend, *model, random_vector(3 * 60, 9, 0, 1), {2, 0, 1});
+  expect_softmax_model_gradient_matches(
+      Shape{6, 5, 2},
+      "{type: conv2d, filters: 4, kernel_size: 1, activation: tanh}, "
+      "{type: depthwise_conv2d, kernel_size: 3, strides: 2, padding: same, "
+      "activation: tanh}, {type: depthwise_conv2d, kernel_size: [2, 1], "
+      "dilation_rate: [2, 1], use_bias: false}, {type: flatten}, {type: dense, "
+      "units: 3, activation: softmax}");
 }
 
 // The kernels' gradients are sums over the batch by one thread: the same bits on any team.
