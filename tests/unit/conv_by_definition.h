@@ -1,7 +1,12 @@
 #pragma once
-// A 3x3 convolution and its gradients by definition, in double, for the kernels' tests.
+// A 3x3 convolution and its gradients by definition, in double, for the kernels' tests, and the
+// tolerance the convolutions' tests hold their float results to.
 
+#include <gtest/gtest.h>
+
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "backend/window2d.h"
@@ -45,6 +50,14 @@ inline ConvReference by_definition(const std::vector<float>& x, const std::vecto
           r.y[out] = sum;
         }
   return r;
+}
+
+// Each of `got` within 1e-4 (relative, above 1) of its value by definition; `what` names them.
+inline void expect_near_definition(const std::vector<float>& got, const std::vector<double>& want,
+                                   const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::abs(want[i]))) << what << "[" << i << "]";
 }
 
 }  // namespace ddp

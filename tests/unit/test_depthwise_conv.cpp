@@ -11,6 +11,7 @@
 
 #include "api/keras.h"
 #include "api/keras_model_config.h"
+#include "conv_by_definition.h"
 #include "core/error.h"
 #include "finite_differences.h"
 #include "model_from_yaml.h"
@@ -83,16 +84,9 @@ TEST(DepthwiseConvolution, OutputsAndGradientsByDefinition) {
               }
           }
     const std::vector<float> got_dw(grads.data(), grads.data() + grads.size());
-    const auto expect_near = [&c](const std::vector<float>& got, const std::vector<double>& want,
-                                  const char* what) {
-      ASSERT_EQ(got.size(), want.size());
-      for (size_t i = 0; i < got.size(); ++i)
-        ASSERT_NEAR(got[i], want[i], 1e-4 * (1 + std::abs(want[i])))
-            << what << "[" << i << "] of " << c.layer;
-    };
-    expect_near(y, want_y, "y");
-    expect_near(dx, want_dx, "dx");
-    expect_near(got_dw, want_dw, "dw");
+    expect_near_definition(y, want_y, "y of " + c.layer);
+    expect_near_definition(dx, want_dx, "dx of " + c.layer);
+    expect_near_definition(got_dw, want_dw, "dw of " + c.layer);
     // Accumulated: a second backward adds the same gradients.
     d = dy;
     layer.backward(*backend, x.data(), y.data(), d.data(), nullptr, batch, true);
