@@ -1,8 +1,8 @@
 #include "api/keras_functional.h"
 
 #include <algorithm>
-#include <functional>
 #include <limits>
+#include <utility>
 
 #include "nn/model_builder.h"
 
@@ -81,14 +81,24 @@ std::vector<size_t> keras_layer_order(const FunctionalGraph& graph) {
   const size_t n = graph.nodes.size();
   std::vector<size_t> met(n, kNotMet), depth(n, 0);
   std::vector<size_t> finished;  // each node after the nodes it takes
+  // The walk from the output, each node's inputs first to last, on a stack of its own: a chain of
+  // thousands of layers is as deep (the call stack would overflow).
   size_t walked = 0;
-  const std::function<void(size_t)> walk = [&](size_t node) {
-    if (met[node] != kNotMet) return;
-    met[node] = walked++;
-    for (const size_t input : graph.nodes[node].inputs) walk(input);
-    finished.push_back(node);
-  };
-  walk(graph.output);
+  std::vector<std::pair<size_t, size_t>> path = {{graph.output, 0}};  // a node, its next input
+  met[graph.output] = walked++;
+  while (!path.empty()) {
+    const auto [node, next] = path.back();
+    const std::vector<size_t>& inputs = graph.nodes[node].inputs;
+    if (next == inputs.size()) {
+      finished.push_back(node);
+      path.pop_back();
+      continue;
+    }
+    ++path.back().second;
+    if (met[inputs[next]] != kNotMet) continue;
+    met[inputs[next]] = walked++;
+    path.emplace_back(inputs[next], 0);
+  }
   // Last finished first: every node comes before the nodes it takes, so its depth is known.
   for (auto node = finished.rbegin(); node != finished.rend(); ++node)
     for (const size_t input : graph.nodes[*node].inputs)

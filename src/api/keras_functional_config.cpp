@@ -18,6 +18,9 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kWalking = std::numeric_limits<size_t>::max();
+// Blocks inside blocks, at most this deep (a model config's limit): a hostile graph's nesting ends
+// in a one-line error, not in a stack overflow.
+constexpr int kMaxBlockDepth = 32;
 
 // A functional config's graph, node k being layers[k], and its layers converted.
 class FunctionalConfig {
@@ -55,7 +58,7 @@ class FunctionalConfig {
   // The model: its input shape, layers (blocks of residual Specs) and their Keras order.
   void describe(KerasModel& model) {
     used_.assign(graph_.nodes.size(), false);
-    std::vector<LayerTree> tree = chain(graph_.output, graph_.input);
+    std::vector<LayerTree> tree = chain(graph_.output, graph_.input, 0);
     for (size_t k = 0; k < graph_.nodes.size(); ++k)
       if (!used_[k] && k != graph_.input)
         throw ConfigError(where_ + ": " + named(k) +
@@ -133,28 +136,31 @@ class FunctionalConfig {
     return node;
   }
 
-  // The node before `node` on its way back to the input: the one it takes, or for an Add the
-  // fork its two branches start from.
-  size_t before(size_t node) {
+  // The node before `node` on its way back to the input: the one it takes, or for an Add (`depth`
+  // blocks inside others) the fork its two branches start from.
+  size_t before(size_t node, int depth) {
     const FunctionalGraph::Node& n = graph_.nodes[node];
-    return classes_[node] == "Add" ? fork(node) : n.inputs.at(0);
+    return classes_[node] == "Add" ? fork(node, depth) : n.inputs.at(0);
   }
 
   // The last node on the way back to the input that both of an Add's branches pass.
-  size_t fork(size_t add) {
+  size_t fork(size_t add, int depth) {
+    if (depth > kMaxBlockDepth)
+      throw ConfigError(where_ + ": " + named(add) + ": residual blocks nested more than " +
+                        std::to_string(kMaxBlockDepth) + " deep");
     auto [known, fresh] = forks_.emplace(add, kWalking);
     if (!fresh && known->second == kWalking) cycle(add);
     if (!fresh) return known->second;
     const std::vector<size_t>& inputs = graph_.nodes[add].inputs;
     std::set<size_t> first;
     size_t steps = 0;
-    for (size_t node = inputs[0];; node = before(node)) {
+    for (size_t node = inputs[0];; node = before(node, depth + 1)) {
       first.insert(node);
       if (node == graph_.input) break;
       if (++steps > graph_.nodes.size()) cycle(node);
     }
     size_t node = inputs[1];
-    for (steps = 0; !first.count(node); node = before(node))
+    for (steps = 0; !first.count(node); node = before(node, depth + 1))
       if (node == graph_.input || ++steps > graph_.nodes.size()) cycle(node);
     return forks_[add] = node;
   }
@@ -163,8 +169,9 @@ class FunctionalConfig {
     throw ConfigError(where_ + ": " + named(k) + ": part of a cycle, or of no way to the input");
   }
 
-  // The layers and blocks from the output of `from` (exclusive) to that of `node`, taken apart.
-  std::vector<LayerTree> chain(size_t node, size_t from) {
+  // The layers and blocks from the output of `from` (exclusive) to that of `node`, taken apart;
+  // `depth` blocks hold them.
+  std::vector<LayerTree> chain(size_t node, size_t from, int depth) {
     std::vector<LayerTree> items;
     while (node != from) {
       if (node == graph_.input) cycle(from);
@@ -179,8 +186,9 @@ class FunctionalConfig {
         node = n.inputs[0];
         continue;
       }
-      const size_t start = fork(node);
-      items.push_back({node, true, chain(n.inputs[0], start), chain(n.inputs[1], start)});
+      const size_t start = fork(node, depth);
+      items.push_back(
+          {node, true, chain(n.inputs[0], start, depth + 1), chain(n.inputs[1], start, depth + 1)});
       node = start;
     }
     std::reverse(items.begin(), items.end());

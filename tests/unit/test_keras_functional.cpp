@@ -176,6 +176,17 @@ TEST(KerasFunctional, WritesBlocksInKerasOrder) {
   EXPECT_EQ(back.keras_layers[5].prefix, "layers.1.shortcut.0");
 }
 
+// Keras' order of a chain of 200,000 layers: the walk keeps its own stack (the call stack would
+// overflow that deep).
+TEST(KerasFunctional, OrdersLongChains) {
+  YAML::Node layers(YAML::NodeType::Sequence);
+  for (int k = 0; k < 200000; ++k) layers.push_back(YAML::Load("{type: relu}"));
+  const std::vector<keras::KerasLayerRef> refs = keras::keras_layer_refs(layers);
+  ASSERT_EQ(refs.size(), 200000u);
+  EXPECT_EQ(refs.front().top, 0u);
+  EXPECT_EQ(refs.back().top, 199999u);
+}
+
 std::string read_error(const json& config) {
   try {
     keras::keras_model_from_config(config, "m.keras", false);
@@ -230,6 +241,22 @@ TEST(KerasFunctional, Refusals) {
   EXPECT_EQ(read_error(two_outputs),
             "m.keras: config.json: output_layers: 2 of them; ddp-trainer's models have one "
             "input and one output");
+  // Blocks nested 40 deep (each Add's second branch holds the next block): one line, no deep
+  // recursion.
+  json nested = json::array({layer("InputLayer", "in", {{"batch_shape", {nullptr, 4}}}, {})});
+  std::string below = "in";
+  for (int d = 0; d < 40; ++d) {
+    const std::string dense = "dense_" + std::to_string(d), add = "add_" + std::to_string(d);
+    nested.push_back(layer("Dense", dense, {{"units", 4}}, {below}));
+    nested.push_back(layer("Add", add, json::object(), {below, dense}));
+    below = add;
+  }
+  json deep = {
+      {"class_name", "Functional"},
+      {"config",
+       {{"layers", nested}, {"input_layers", {"in", 0, 0}}, {"output_layers", {below, 0, 0}}}}};
+  EXPECT_NE(read_error(deep).find("residual blocks nested more than 32 deep"), std::string::npos)
+      << read_error(deep);
   json other = keras_resnet();
   other["class_name"] = "Model";
   EXPECT_NE(read_error(other).find("a Model model; ddp-trainer trains Sequential models and "
